@@ -1,0 +1,46 @@
+/* dist.h - collective helpers: agreeing on failure, and reading/writing a
+ * rank's slab of a sequence tensor in a .npy file.
+ *
+ * A sequence tensor is viewed as [outer][L][inner] (for q: outer = B*H,
+ * inner = D; for segment ids: outer = B, inner = 1). Rank r moves only the
+ * rows of its own tokens (layout.h), in runs of consecutive global rows. */
+#ifndef RINGATTN_DIST_H
+#define RINGATTN_DIST_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "ringattn/layout.h"
+#include "ringattn/npy.h"
+#include "ringattn/status.h"
+
+/* Collective: returns RA_OK when every rank passed RA_OK. Otherwise the
+ * lowest failing rank gets its own status back (its message intact, to be
+ * printed) and every other rank gets RA_ERR_PEER. Never hangs on a failure
+ * that a rank returned from; all ranks must call it. */
+ra_status ra_agree(MPI_Comm comm, ra_status local);
+
+typedef struct {
+    int64_t outer, L, inner; /* the [outer][L][inner] view */
+    ra_layout layout;
+    int P, rank;
+} ra_slab;
+
+/* dst/src [outer][Lr][inner], Lr = ra_layout_count(layout, L, P, rank). */
+ra_status ra_slab_read_f32(const ra_npy *f, const ra_slab *s, float *dst);
+ra_status ra_slab_read_i32(const ra_npy *f, const ra_slab *s, int32_t *dst);
+
+/* Collective write of a float32 array of the given shape, each rank giving
+ * its slab: rank 0 creates path.partial, all ranks write their rows and
+ * fsync, rank 0 renames it to path. On any failure the partial file is
+ * removed and path is left as it was. */
+ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
+                           const ra_slab *s, const float *src);
+
+/* OpenBLAS threads per rank that use this node's cores without
+ * oversubscribing them: hwloc's core count / ranks on the node, at least 1. */
+int ra_default_threads(MPI_Comm comm);
+/* hwloc: physical cores on this node. */
+int ra_node_cores(void);
+
+#endif

@@ -1,0 +1,116 @@
+/* bench.c - shared benchmark harness and the `ringattn bench` dispatcher. */
+#include "bench.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/dist.h"
+#include "ringattn/mem.h"
+
+const char *ra_bench_sweep_help =
+    "sweep (uniform across benchmarks):\n"
+    "  -b N   first size (K, M, G suffixes: x1024)      -e N   last size\n"
+    "  -f F   multiply the size by F each step (>= 2)   -n N   timed iterations\n"
+    "  -w N   warm-up iterations                        -c 0|1 check results\n"
+    "  -t N   OpenBLAS threads per rank (default 1)\n";
+
+int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st)
+{
+    switch (opt) {
+    case 'b': *st = ra_arg_size("-b", val, 1, &s->begin); return 1;
+    case 'e': *st = ra_arg_size("-e", val, 1, &s->end); return 1;
+    case 'f': *st = ra_arg_int("-f", val, 2, 1024, &s->factor); return 1;
+    case 'n': *st = ra_arg_int("-n", val, 1, 1000000, &s->iters); return 1;
+    case 'w': *st = ra_arg_int("-w", val, 0, 1000000, &s->warmup); return 1;
+    case 'c': *st = ra_arg_int("-c", val, 0, 1, &s->check); return 1;
+    case 't': *st = ra_arg_int("-t", val, 1, 4096, &s->threads); return 1;
+    }
+    return 0;
+}
+
+ra_status ra_bench_sweep_check(const ra_bench_sweep *s)
+{
+    if (s->end < s->begin)
+        return RA_FAIL(RA_ERR_ARG, "bench: -e %lld is smaller than -b %lld", (long long)s->end,
+                       (long long)s->begin);
+    return RA_OK;
+}
+
+double ra_median(double *x, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: n is small */
+        for (int j = i; j > 0 && x[j] < x[j - 1]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+double ra_bench_sgemm_gflops(const ra_cli *c)
+{
+    double rate = 0;
+    MPI_Barrier(c->comm);
+    if (c->rank == 0) {
+        const int n = 1024;
+        float *a = NULL, *b = NULL, *cc = NULL;
+        if (ra_alloc(&a, sizeof(float) * n * n, "sgemm A") == RA_OK &&
+            ra_alloc(&b, sizeof(float) * n * n, "sgemm B") == RA_OK &&
+            ra_alloc(&cc, sizeof(float) * n * n, "sgemm C") == RA_OK) {
+            for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 17) * 0.01f;
+            int threads = openblas_get_num_threads();
+            openblas_set_num_threads(1);
+            double t[5];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, cc, n);
+            for (int r = 0; r < 5; r++) {
+                double t0 = ra_now();
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, cc, n);
+                t[r] = ra_now() - t0;
+            }
+            rate = 2.0 * n * n * n / ra_median(t, 5) * 1e-9;
+            openblas_set_num_threads(threads);
+        }
+        free(a);
+        free(b);
+        free(cc);
+    }
+    MPI_Bcast(&rate, 1, MPI_DOUBLE, 0, c->comm);
+    return rate;
+}
+
+int ra_bench_cores_used(const ra_cli *c, int threads)
+{
+    MPI_Comm node;
+    MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int nrank, sum = 0, mine = 0, total = 0;
+    MPI_Comm_rank(node, &nrank);
+    MPI_Allreduce(&threads, &sum, 1, MPI_INT, MPI_SUM, node);
+    if (nrank == 0) {
+        int cores = ra_node_cores();
+        mine = sum < cores ? sum : cores;
+    }
+    MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, c->comm);
+    MPI_Comm_free(&node);
+    return total;
+}
+
+ra_stat3 ra_bench_across(const ra_cli *c, double x)
+{
+    ra_stat3 s;
+    MPI_Allreduce(&x, &s.min, 1, MPI_DOUBLE, MPI_MIN, c->comm);
+    MPI_Allreduce(&x, &s.max, 1, MPI_DOUBLE, MPI_MAX, c->comm);
+    MPI_Allreduce(&x, &s.avg, 1, MPI_DOUBLE, MPI_SUM, c->comm);
+    s.avg /= c->size;
+    return s;
+}
+
+ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "attn")) return ra_bench_attn(c, argc - 1, argv + 1);
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        ra_say(c, "usage: [mpirun -n P] ringattn bench attn [options]   (see --help of each)\n");
+        return ra_agree(c->comm, argc < 2 ? RA_FAIL(RA_ERR_ARG, "bench: which benchmark? (attn)") : RA_OK);
+    }
+    return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "bench: unknown benchmark '%s' (expected attn)", argv[1]));
+}

@@ -1,0 +1,39 @@
+/* bench.h - the harness shared by `ringattn bench ...` (nccl-tests style):
+ * uniform sweep flags, a reference sgemm rate measured in the same run,
+ * timings combined across ranks, and a fixed-width table. */
+#ifndef RINGATTN_BENCH_H
+#define RINGATTN_BENCH_H
+
+#include <stdint.h>
+
+#include "cli.h"
+
+typedef struct {
+    int64_t begin, end;  /* -b, -e: sweep of the size (K/M/G suffixes) */
+    int factor;          /* -f: multiply the size by this each step */
+    int iters, warmup;   /* -n, -w */
+    int check;           /* -c: compare against a float64 reference */
+    int threads;         /* -t: OpenBLAS threads per rank */
+} ra_bench_sweep;
+
+typedef struct {
+    double min, avg, max;
+} ra_stat3;
+
+/* Handle one of the uniform flags -b -e -f -n -w -c -t (returns 1 when opt
+ * was one of them, 0 otherwise; errors in *st). */
+int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st);
+ra_status ra_bench_sweep_check(const ra_bench_sweep *s);
+extern const char *ra_bench_sweep_help;
+
+/* Single-thread sgemm GFLOP/s (M = N = K = 1024), median of 5, measured on
+ * rank 0 while the others wait; broadcast to all. */
+double ra_bench_sgemm_gflops(const ra_cli *c);
+/* Cores the run really has: per node min(sum of threads, hwloc cores). */
+int ra_bench_cores_used(const ra_cli *c, int threads);
+ra_stat3 ra_bench_across(const ra_cli *c, double x);
+double ra_median(double *x, int n);
+
+ra_status ra_bench_attn(ra_cli *c, int argc, char **argv);
+
+#endif

@@ -1,0 +1,292 @@
+/* bench_attn.c - `ringattn bench attn`: ring attention forward and backward
+ * over a sweep of sequence lengths.
+ *
+ * Inputs are generated per rank from the counter-based generator, so no rank
+ * ever holds more than its own tokens. With -c 1, sampled query rows of O,
+ * LSE and dQ are checked against a float64 reference that regenerates every
+ * key and value it needs; a failed check makes the exit status non-zero. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "ringattn/attn.h"
+#include "ringattn/dist.h"
+#include "ringattn/mem.h"
+#include "ringattn/ring.h"
+#include "ringattn/rng.h"
+
+static const char *help =
+    "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
+    "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
+    "                                          [--causal] [--layout NAME] [--chunk N]\n"
+    "                                          [--forward-only]\n"
+    "\n"
+    "Times the ring forward and backward for each L of the sweep and prints one\n"
+    "row per L. Columns:\n"
+    "  L               global sequence length\n"
+    "  fwd/bwd ms      median time per call on each rank, then min avg max over ranks\n"
+    "  GFLOP/s         FLOPs (4*B*H*L^2*D forward, 10*B*H*L^2*D backward, halved\n"
+    "                  when causal) over the slowest rank's median time\n"
+    "  %sgemm          GFLOP/s as a percent of the single-thread OpenBLAS sgemm rate\n"
+    "                  (1024^3, measured at start) times the cores in use\n"
+    "  wait_ms         median time blocked on ring transfers (max over ranks)\n"
+    "  peak_MiB        peak resident memory of a rank (max over ranks)\n"
+    "  err_O err_dQ    normalised error of sampled rows vs a float64 reference\n"
+    "  check           OK / FAIL (O <= 1e-5, LSE <= 1e-4, dQ <= 1e-4) or - without -c\n";
+
+typedef struct {
+    ra_bench_sweep sw;
+    int B, H, Hkv, D, causal, chunk, fwd_only;
+    ra_layout layout;
+} bench_args;
+
+enum { S_Q = 0, S_K = 1, S_V = 2, S_DO = 3 };
+
+static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
+{
+    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP };
+    static const struct option opts[] = {
+        { "Hkv", required_argument, 0, O_HKV },     { "B", required_argument, 0, O_B },
+        { "causal", no_argument, 0, O_CAUSAL },     { "layout", required_argument, 0, O_LAYOUT },
+        { "chunk", required_argument, 0, O_CHUNK }, { "forward-only", no_argument, 0, O_FWD },
+        { "help", no_argument, 0, O_HELP },         { 0, 0, 0, 0 },
+    };
+    *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64 };
+    int layout_set = 0, c;
+    ra_status st = RA_OK;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":b:e:f:n:w:c:t:H:D:h", opts, NULL)) != -1) {
+        if (ra_bench_sweep_opt(&a->sw, c, optarg, &st)) {
+            RA_TRY(st);
+            continue;
+        }
+        switch (c) {
+        case 'H': RA_TRY(ra_arg_int("-H", optarg, 1, 1 << 16, &a->H)); break;
+        case 'D': RA_TRY(ra_arg_int("-D", optarg, 1, 1 << 16, &a->D)); break;
+        case O_HKV: RA_TRY(ra_arg_int("--Hkv", optarg, 1, 1 << 16, &a->Hkv)); break;
+        case O_B: RA_TRY(ra_arg_int("--B", optarg, 1, 1 << 16, &a->B)); break;
+        case O_CAUSAL: a->causal = 1; break;
+        case O_LAYOUT: RA_TRY(ra_layout_parse(optarg, &a->layout)); layout_set = 1; break;
+        case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
+        case O_FWD: a->fwd_only = 1; break;
+        case 'h': case O_HELP: *want_help = 1; return RA_OK;
+        default: return ra_arg_unknown("bench attn", c, argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return RA_FAIL(RA_ERR_ARG, "bench attn: unexpected argument '%s'", argv[optind]);
+    if (!a->Hkv) a->Hkv = a->H;
+    if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
+    if (!layout_set) a->layout = a->causal ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    return ra_bench_sweep_check(&a->sw);
+}
+
+/* ---- inputs and the float64 check ---------------------------------------- */
+
+/* element (bh, global row i, d) of generated tensor `which` */
+static float gen(uint64_t which, int64_t bh, int64_t L, int64_t i, int D, int d)
+{
+    return ra_rand_uniform(1000 + which, (uint64_t)((bh * L + i) * D + d));
+}
+
+static void fill(float *x, uint64_t which, int64_t nbh, int64_t L, const int32_t *pos, int64_t Lr, int D)
+{
+    for (int64_t bh = 0; bh < nbh; bh++)
+        for (int64_t i = 0; i < Lr; i++)
+            for (int d = 0; d < D; d++) x[(bh * Lr + i) * D + d] = gen(which, bh, L, pos[i], D, d);
+}
+
+typedef struct {
+    double o_err, o_ref, lse_err, dq_err, dq_ref;
+} check_acc;
+
+/* Reference for one query row (batch b, head h, global row gi). */
+static void check_row(const bench_args *a, int64_t L, float scale, int b, int h, int64_t gi,
+                      const float *o, float lse, const float *dq, double *s, check_acc *acc)
+{
+    const int D = a->D, g = h / (a->H / a->Hkv);
+    const int64_t qbh = (int64_t)b * a->H + h, kbh = (int64_t)b * a->Hkv + g;
+    double q[1024], dout[1024], oref[1024], dqref[1024];
+    for (int d = 0; d < D; d++) {
+        q[d] = gen(S_Q, qbh, L, gi, D, d);
+        dout[d] = gen(S_DO, qbh, L, gi, D, d);
+        oref[d] = dqref[d] = 0;
+    }
+    int64_t n = a->causal ? gi + 1 : L;
+    double m = -INFINITY, l = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double dot = 0;
+        for (int d = 0; d < D; d++) dot += q[d] * gen(S_K, kbh, L, j, D, d);
+        s[j] = scale * dot;
+        if (s[j] > m) m = s[j];
+    }
+    for (int64_t j = 0; j < n; j++) l += exp(s[j] - m);
+    for (int64_t j = 0; j < n; j++) {
+        double p = exp(s[j] - m) / l;
+        for (int d = 0; d < D; d++) oref[d] += p * gen(S_V, kbh, L, j, D, d);
+    }
+    double dl = 0;
+    for (int d = 0; d < D; d++) dl += dout[d] * oref[d];
+    if (dq) {
+        for (int64_t j = 0; j < n; j++) {
+            double p = exp(s[j] - m) / l, dp = 0;
+            for (int d = 0; d < D; d++) dp += dout[d] * gen(S_V, kbh, L, j, D, d);
+            double ds = p * (dp - dl) * scale;
+            for (int d = 0; d < D; d++) dqref[d] += ds * gen(S_K, kbh, L, j, D, d);
+        }
+    }
+    for (int d = 0; d < D; d++) {
+        acc->o_err = fmax(acc->o_err, fabs(o[d] - oref[d]));
+        acc->o_ref = fmax(acc->o_ref, fabs(oref[d]));
+        if (dq) {
+            acc->dq_err = fmax(acc->dq_err, fabs(dq[d] - dqref[d]));
+            acc->dq_ref = fmax(acc->dq_ref, fabs(dqref[d]));
+        }
+    }
+    double lref = m + log(l);
+    acc->lse_err = fmax(acc->lse_err, fabs(lse - lref) / fmax(1.0, fabs(lref)));
+}
+
+/* ---- one size --------------------------------------------------------------- */
+
+typedef struct {
+    double fwd[3], bwd[3];   /* min avg max over ranks of each rank's median */
+    double fwd_wait, bwd_wait, peak;
+    double err_o, err_dq, err_lse;
+    int ok;
+} row_result;
+
+static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_result *res)
+{
+    ra_ring_opts ro = { .B = a->B, .H = a->H, .Hkv = a->Hkv, .D = a->D, .L = L,
+                        .causal = a->causal, .layout = a->layout, .chunk = a->chunk };
+    ra_ring *ring = NULL;
+    float *buf = NULL;
+    double *times = NULL, *s = NULL;
+    ra_status st = ra_ring_create(&ring, &ro, c->comm);
+    const int64_t Lr = st == RA_OK ? ra_ring_local_len(ring) : 0;
+    const size_t nq = (size_t)a->B * a->H * Lr * a->D, nk = (size_t)a->B * a->Hkv * Lr * a->D;
+    const size_t nrow = (size_t)a->B * a->H * Lr;
+    const int bwd = !a->fwd_only;
+    if (st == RA_OK)
+        st = ra_alloc(&buf, sizeof(float) * (nq * (bwd ? 4 : 2) + nk * (bwd ? 4 : 2) + nrow),
+                      "benchmark tensors");
+    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 4 * a->sw.iters, "timings");
+    st = ra_agree(c->comm, st);
+    if (st != RA_OK) goto out;
+
+    float *q = buf, *k = q + nq, *v = k + nk, *o = v + nk, *lse = o + nq;
+    float *dout = lse + nrow, *dq = dout + nq, *dk = dq + nq, *dv = dk + nk;
+    const int32_t *pos = ra_ring_positions(ring);
+    fill(q, S_Q, (int64_t)a->B * a->H, L, pos, Lr, a->D);
+    fill(k, S_K, (int64_t)a->B * a->Hkv, L, pos, Lr, a->D);
+    fill(v, S_V, (int64_t)a->B * a->Hkv, L, pos, Lr, a->D);
+    if (bwd) fill(dout, S_DO, (int64_t)a->B * a->H, L, pos, Lr, a->D);
+
+    double *tf = times, *wf = times + a->sw.iters, *tb = wf + a->sw.iters, *wb = tb + a->sw.iters;
+    for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
+        MPI_Barrier(c->comm);
+        st = ra_ring_forward(ring, q, k, v, NULL, o, lse);
+        ra_ring_stats fs = ra_ring_last_stats(ring);
+        if (st == RA_OK && bwd) {
+            MPI_Barrier(c->comm);
+            st = ra_ring_backward(ring, q, k, v, NULL, o, lse, dout, dq, dk, dv);
+        }
+        ra_ring_stats bs = ra_ring_last_stats(ring);
+        if (it >= 0) {
+            tf[it] = fs.seconds, wf[it] = fs.wait_seconds;
+            tb[it] = bwd ? bs.seconds : 0, wb[it] = bwd ? bs.wait_seconds : 0;
+        }
+    }
+    st = ra_agree(c->comm, st);
+    if (st != RA_OK) goto out;
+    ra_stat3 f3 = ra_bench_across(c, ra_median(tf, a->sw.iters));
+    ra_stat3 b3 = ra_bench_across(c, ra_median(tb, a->sw.iters));
+    memcpy(res->fwd, &f3, sizeof f3);
+    memcpy(res->bwd, &b3, sizeof b3);
+    res->fwd_wait = ra_bench_across(c, ra_median(wf, a->sw.iters)).max;
+    res->bwd_wait = ra_bench_across(c, ra_median(wb, a->sw.iters)).max;
+    res->peak = ra_bench_across(c, ra_peak_rss_bytes()).max;
+
+    res->ok = 1;
+    res->err_o = res->err_dq = res->err_lse = NAN;
+    if (a->sw.check) {
+        if (a->D > 1024) {
+            st = ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "bench attn: -c 1 supports D <= 1024"));
+            goto out;
+        }
+        st = ra_agree(c->comm, ra_alloc(&s, sizeof(double) * L, "reference logits"));
+        if (st != RA_OK) goto out;
+        check_acc acc = { 0 };
+        const int samples = 4; /* query rows per rank, spread over heads and tokens */
+        const float scale = 1.0f / sqrtf((float)a->D);
+        for (int t = 0; t < samples; t++) {
+            int64_t bh = (int64_t)(ra_rand_u64(7, (uint64_t)(c->rank * samples + t)) % (a->B * a->H));
+            int64_t i = t == 0 ? 0 : t == 1 ? Lr - 1 : (int64_t)(ra_rand_u64(8, c->rank * samples + t) % Lr);
+            int b = (int)(bh / a->H), h = (int)(bh % a->H);
+            size_t at = ((size_t)bh * Lr + i) * a->D;
+            check_row(a, L, scale, b, h, pos[i], o + at, lse[bh * Lr + i], bwd ? dq + at : NULL, s, &acc);
+        }
+        double e[4] = { acc.o_err, acc.o_ref, acc.dq_err, acc.dq_ref }, g[4];
+        MPI_Allreduce(e, g, 4, MPI_DOUBLE, MPI_MAX, c->comm);
+        MPI_Allreduce(&acc.lse_err, &res->err_lse, 1, MPI_DOUBLE, MPI_MAX, c->comm);
+        res->err_o = g[0] / fmax(g[1], 1e-30);
+        res->err_dq = bwd ? g[2] / fmax(g[3], 1e-30) : 0;
+        res->ok = res->err_o <= 1e-5 && res->err_lse <= 1e-4 && res->err_dq <= 1e-4;
+    }
+out:
+    free(s);
+    free(times);
+    free(buf);
+    ra_ring_destroy(ring);
+    return st;
+}
+
+ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
+{
+    bench_args a;
+    int want_help = 0;
+    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    if (want_help) {
+        ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
+        return RA_OK;
+    }
+    ra_set_threads(c, a.sw.threads);
+    double sg = ra_bench_sgemm_gflops(c);
+    int cores = ra_bench_cores_used(c, a.sw.threads);
+    ra_say(c, "# ringattn bench attn: P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d\n",
+           c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
+           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads);
+    ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; cores in use: %d; %%sgemm = GFLOP/s / (%.1f x %d)\n",
+           sg, cores, sg, cores);
+    ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %6s\n", "L",
+           "fwd_ms", "min", "max", "GFLOP/s", "%sgemm", "wait_ms", "bwd_ms", "min", "max", "GFLOP/s",
+           "%sgemm", "wait_ms", "peak_MiB", "err_O", "err_dQ", "check");
+    int failures = 0;
+    for (int64_t L = a.sw.begin; L <= a.sw.end; L *= a.sw.factor) {
+        row_result r;
+        if (L < c->size) continue;
+        RA_TRY(run_size(c, &a, L, &r));
+        double ff = ra_attn_flops_fwd(a.B, a.H, (double)L, a.D, a.causal) / r.fwd[2] * 1e-9;
+        double fb = a.fwd_only ? 0 : ra_attn_flops_bwd(a.B, a.H, (double)L, a.D, a.causal) / r.bwd[2] * 1e-9;
+        char eo[16] = "-", ed[16] = "-";
+        if (a.sw.check) {
+            snprintf(eo, sizeof eo, "%.2e", r.err_o);
+            snprintf(ed, sizeof ed, "%.2e", r.err_dq);
+        }
+        ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.1f %9s %9s %6s\n",
+               (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sg * cores),
+               r.fwd_wait * 1e3, r.bwd[1] * 1e3, r.bwd[0] * 1e3, r.bwd[2] * 1e3, fb,
+               100 * fb / (sg * cores), r.bwd_wait * 1e3, r.peak / (1024.0 * 1024.0), eo, ed,
+               a.sw.check ? (r.ok ? "OK" : "FAIL") : "-");
+        failures += !r.ok;
+        if (L > INT64_MAX / a.sw.factor) break;
+    }
+    if (failures)
+        return ra_agree(c->comm, RA_FAIL(RA_ERR_INTERNAL, "bench attn: %d size(s) failed the check", failures));
+    return RA_OK;
+}

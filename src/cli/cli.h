@@ -1,0 +1,36 @@
+/* cli.h - what the subcommands of the ringattn program share. */
+#ifndef RINGATTN_CLI_H
+#define RINGATTN_CLI_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "ringattn/status.h"
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+} ra_cli;
+
+/* Subcommands: parse argv (argv[0] is the subcommand name), run, return a
+ * status; the caller prints the error and picks the exit code. */
+ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv);
+
+/* Option values, each error naming the option and the value. */
+ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out);
+ra_status ra_arg_int(const char *opt, const char *val, int lo, int hi, int *out);
+/* integer with optional K/M/G suffix (x1024) */
+ra_status ra_arg_size(const char *opt, const char *val, int64_t lo, int64_t *out);
+ra_status ra_arg_float(const char *opt, const char *val, float *out);
+/* getopt's complaint about argv[optind-1], as an error for subcommand cmd */
+ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
+
+/* Print on rank 0 only (progress and results). */
+void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set OpenBLAS threads: n > 0 as given, else ra_default_threads. Returns n. */
+int ra_set_threads(const ra_cli *c, int n);
+
+#endif

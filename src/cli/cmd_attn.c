@@ -1,0 +1,337 @@
+/* cmd_attn.c - `ringattn attn`: attention of .npy tensors over the ring.
+ *
+ * Every rank opens the headers, checks that the shapes agree, reads only the
+ * rows of its own tokens, runs the ring forward (and backward with --dout),
+ * and writes its rows of each output. Any failure on any rank is agreed on
+ * collectively (ra_agree), reported once, and makes every rank exit 1. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringattn/attn.h"
+#include "ringattn/dist.h"
+#include "ringattn/mem.h"
+#include "ringattn/ring.h"
+
+static const char *help =
+    "usage: mpirun -n P ringattn attn --q Q.npy --k K.npy --v V.npy --out O.npy [options]\n"
+    "\n"
+    "Exact softmax attention O = softmax(scale * Q K^T + mask) V, computed over\n"
+    "a ring of P ranks; each rank reads and writes only its own tokens.\n"
+    "\n"
+    "inputs (float32 or float64 .npy, C order):\n"
+    "  --q FILE          queries [H, L, D] or [B, H, L, D]\n"
+    "  --k FILE, --v FILE  keys and values [Hkv, L, D] or [B, Hkv, L, D];\n"
+    "                    Hkv divides H (GQA/MQA: query head h uses kv head h/(H/Hkv))\n"
+    "  --segments FILE   int32/int64 segment ids [L] or [B, L]: a query sees only\n"
+    "                    keys of its own segment (packed sequences)\n"
+    "outputs (float32 .npy, written atomically):\n"
+    "  --out FILE        O, shaped like Q\n"
+    "  --lse FILE        log-sum-exp of each row's logits [H, L] or [B, H, L]\n"
+    "                    (-inf for a row that sees no key; its O row is 0)\n"
+    "gradients (all four together):\n"
+    "  --dout FILE       dL/dO, shaped like Q; then also write\n"
+    "  --dq FILE --dk FILE --dv FILE   dL/dQ (like Q), dL/dK and dL/dV (like K)\n"
+    "options:\n"
+    "  --causal          query i sees keys j <= i (global positions)\n"
+    "  --scale S         logit scale (default 1/sqrt(D))\n"
+    "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
+    "                    (default zigzag when --causal, else contiguous)\n"
+    "  --chunk N         tokens per ring message (default: automatic)\n"
+    "  --threads N       OpenBLAS threads per rank (default: cores / ranks per node)\n"
+    "  --help            this text\n"
+    "\n"
+    "Rank 0 prints one summary line: shapes, ranks, layout, seconds and GFLOP/s\n"
+    "(4*B*H*L^2*D forward, 10*B*H*L^2*D backward, halved when causal).\n";
+
+typedef struct {
+    const char *q, *k, *v, *out, *lse, *seg, *dout, *dq, *dk, *dv;
+    int causal, layout_set, chunk, threads;
+    float scale;
+    ra_layout layout;
+} attn_args;
+
+static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
+{
+    enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP };
+    static const struct option opts[] = {
+        { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
+        { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
+        { "lse", required_argument, 0, O_LSE },       { "segments", required_argument, 0, O_SEG },
+        { "dout", required_argument, 0, O_DOUT },     { "dq", required_argument, 0, O_DQ },
+        { "dk", required_argument, 0, O_DK },         { "dv", required_argument, 0, O_DV },
+        { "causal", no_argument, 0, O_CAUSAL },       { "scale", required_argument, 0, O_SCALE },
+        { "layout", required_argument, 0, O_LAYOUT }, { "chunk", required_argument, 0, O_CHUNK },
+        { "threads", required_argument, 0, O_THREADS }, { "help", no_argument, 0, O_HELP },
+        { 0, 0, 0, 0 },
+    };
+    *a = (attn_args){ 0 };
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_Q: a->q = optarg; break;
+        case O_K: a->k = optarg; break;
+        case O_V: a->v = optarg; break;
+        case O_OUT: a->out = optarg; break;
+        case O_LSE: a->lse = optarg; break;
+        case O_SEG: a->seg = optarg; break;
+        case O_DOUT: a->dout = optarg; break;
+        case O_DQ: a->dq = optarg; break;
+        case O_DK: a->dk = optarg; break;
+        case O_DV: a->dv = optarg; break;
+        case O_CAUSAL: a->causal = 1; break;
+        case O_SCALE:
+            RA_TRY(ra_arg_float("--scale", optarg, &a->scale));
+            if (a->scale == 0.0f) return RA_FAIL(RA_ERR_ARG, "--scale: must not be 0");
+            break;
+        case O_LAYOUT:
+            RA_TRY(ra_layout_parse(optarg, &a->layout));
+            a->layout_set = 1;
+            break;
+        case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
+        case O_THREADS: RA_TRY(ra_arg_int("--threads", optarg, 1, 4096, &a->threads)); break;
+        case O_HELP: case 'h': *want_help = 1; return RA_OK;
+        default: return ra_arg_unknown("attn", c, argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
+                       argv[optind]);
+    if (!a->q || !a->k || !a->v || !a->out)
+        return RA_FAIL(RA_ERR_ARG, "attn: --q, --k, --v and --out are required (missing %s)",
+                       !a->q ? "--q" : !a->k ? "--k" : !a->v ? "--v" : "--out");
+    int ngrad = !!a->dq + !!a->dk + !!a->dv;
+    if (a->dout && ngrad != 3)
+        return RA_FAIL(RA_ERR_ARG, "attn: --dout needs --dq, --dk and --dv (missing %s)",
+                       !a->dq ? "--dq" : !a->dk ? "--dk" : "--dv");
+    if (!a->dout && ngrad)
+        return RA_FAIL(RA_ERR_ARG, "attn: --dq/--dk/--dv need --dout (the gradient of O)");
+    if (!a->layout_set) a->layout = a->causal ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    return RA_OK;
+}
+
+/* ---- shapes --------------------------------------------------------------- */
+
+typedef struct {
+    int four_d, B, H, Hkv, D;
+    int64_t L;
+} attn_shape;
+
+static ra_status need_float(const ra_npy *f, const char *what)
+{
+    if (f->dtype != RA_DT_F32 && f->dtype != RA_DT_F64)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: dtype %s is not supported for %s (need float32 or float64)",
+                       f->path, ra_dtype_name(f->dtype), what);
+    return RA_OK;
+}
+
+static ra_status same_shape(const ra_npy *f, const ra_npy *ref, const char *rule)
+{
+    int same = f->ndim == ref->ndim;
+    for (int i = 0; same && i < f->ndim; i++) same = f->shape[i] == ref->shape[i];
+    if (!same) {
+        char a[96], b[96];
+        return RA_FAIL(RA_ERR_SHAPE, "%s: shape %s must equal %s of %s", f->path,
+                       ra_shape_str(a, sizeof a, f->ndim, f->shape), rule,
+                       ra_shape_str(b, sizeof b, ref->ndim, ref->shape));
+    }
+    return RA_OK;
+}
+
+static ra_status check_shapes(const ra_npy *q, const ra_npy *k, const ra_npy *v, const ra_npy *seg,
+                              const ra_npy *dout, int P, attn_shape *s)
+{
+    char a[96], b[96];
+    RA_TRY(need_float(q, "Q"));
+    RA_TRY(need_float(k, "K"));
+    RA_TRY(need_float(v, "V"));
+    if (q->ndim != 3 && q->ndim != 4)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: Q must be [H, L, D] or [B, H, L, D], got %s", q->path,
+                       ra_shape_str(a, sizeof a, q->ndim, q->shape));
+    const int o = q->ndim - 3;
+    s->four_d = o;
+    s->B = o ? (int)q->shape[0] : 1;
+    s->H = (int)q->shape[o];
+    s->L = q->shape[o + 1];
+    s->D = (int)q->shape[o + 2];
+    if (k->ndim != q->ndim)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: K has shape %s but Q %s has %d dimensions; K must be %s",
+                       k->path, ra_shape_str(a, sizeof a, k->ndim, k->shape),
+                       ra_shape_str(b, sizeof b, q->ndim, q->shape), q->ndim,
+                       o ? "[B, Hkv, L, D]" : "[Hkv, L, D]");
+    s->Hkv = (int)k->shape[o];
+    if ((o && k->shape[0] != s->B) || k->shape[o + 1] != s->L || k->shape[o + 2] != s->D)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: K shape %s does not agree with Q %s (batch, L and D must match)",
+                       k->path, ra_shape_str(a, sizeof a, k->ndim, k->shape),
+                       ra_shape_str(b, sizeof b, q->ndim, q->shape));
+    RA_TRY(same_shape(v, k, "the shape"));
+    if (s->Hkv < 1 || s->H % s->Hkv != 0)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: %d key/value heads do not divide the %d query heads of %s",
+                       k->path, s->Hkv, s->H, q->path);
+    if (s->H < 1 || s->D < 1 || s->B < 1)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: empty dimension in %s", q->path,
+                       ra_shape_str(a, sizeof a, q->ndim, q->shape));
+    if (s->L < P)
+        return RA_FAIL(RA_ERR_SHAPE, "%s: sequence length %lld is shorter than the number of ranks (%d)",
+                       q->path, (long long)s->L, P);
+    if (seg) {
+        if (seg->dtype != RA_DT_I32 && seg->dtype != RA_DT_I64)
+            return RA_FAIL(RA_ERR_FORMAT, "%s: segment ids must be int32 or int64, not %s", seg->path,
+                           ra_dtype_name(seg->dtype));
+        int ok = (seg->ndim == 1 && seg->shape[0] == s->L) ||
+                 (seg->ndim == 2 && seg->shape[0] == s->B && seg->shape[1] == s->L);
+        if (!ok)
+            return RA_FAIL(RA_ERR_SHAPE, "%s: segment ids must be [L] or [B, L] = [%lld] or [%d, %lld], got %s",
+                           seg->path, (long long)s->L, s->B, (long long)s->L,
+                           ra_shape_str(a, sizeof a, seg->ndim, seg->shape));
+    }
+    if (dout) {
+        RA_TRY(need_float(dout, "dO"));
+        RA_TRY(same_shape(dout, q, "the shape"));
+    }
+    return RA_OK;
+}
+
+/* ---- the run ---------------------------------------------------------------- */
+
+typedef struct {
+    ra_npy q, k, v, seg, dout;
+    float *buf; /* one allocation for every local tensor */
+    float *lq, *lk, *lv, *lo, *llse, *ldo, *ldq, *ldk, *ldv;
+    int32_t *lseg;
+    ra_ring *ring;
+} attn_state;
+
+static ra_status open_inputs(const attn_args *a, attn_state *S)
+{
+    RA_TRY(ra_npy_open(&S->q, a->q));
+    RA_TRY(ra_npy_open(&S->k, a->k));
+    RA_TRY(ra_npy_open(&S->v, a->v));
+    if (a->seg) RA_TRY(ra_npy_open(&S->seg, a->seg));
+    if (a->dout) RA_TRY(ra_npy_open(&S->dout, a->dout));
+    return RA_OK;
+}
+
+static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_shape *s, attn_state *S)
+{
+    const int64_t Lr = ra_ring_local_len(S->ring);
+    const size_t nq = (size_t)s->B * s->H * Lr * s->D, nk = (size_t)s->B * s->Hkv * Lr * s->D;
+    const size_t nrow = (size_t)s->B * s->H * Lr, nseg = (size_t)s->B * Lr;
+    size_t total = 2 * nq + 2 * nk + nrow + (a->seg ? nseg : 0) + (a->dout ? 2 * nq + 2 * nk : 0);
+    RA_TRY(ra_alloc(&S->buf, total * sizeof(float), "the local slabs of Q, K, V and outputs"));
+    float *p = S->buf;
+    S->lq = p, p += nq;
+    S->lk = p, p += nk;
+    S->lv = p, p += nk;
+    S->lo = p, p += nq;
+    S->llse = p, p += nrow;
+    if (a->seg) S->lseg = (int32_t *)p, p += nseg;
+    if (a->dout) {
+        S->ldo = p, p += nq;
+        S->ldq = p, p += nq;
+        S->ldk = p, p += nk;
+        S->ldv = p, p += nk;
+    }
+    ra_slab sq = { (int64_t)s->B * s->H, s->L, s->D, a->layout, c->size, c->rank };
+    ra_slab sk = { (int64_t)s->B * s->Hkv, s->L, s->D, a->layout, c->size, c->rank };
+    RA_TRY(ra_slab_read_f32(&S->q, &sq, S->lq));
+    RA_TRY(ra_slab_read_f32(&S->k, &sk, S->lk));
+    RA_TRY(ra_slab_read_f32(&S->v, &sk, S->lv));
+    if (a->dout) RA_TRY(ra_slab_read_f32(&S->dout, &sq, S->ldo));
+    if (a->seg) {
+        ra_slab ss = { S->seg.ndim == 2 ? s->B : 1, s->L, 1, a->layout, c->size, c->rank };
+        RA_TRY(ra_slab_read_i32(&S->seg, &ss, S->lseg));
+        if (S->seg.ndim == 1) /* [L]: the same ids for every batch */
+            for (int b = 1; b < s->B; b++) memcpy(S->lseg + (size_t)b * Lr, S->lseg, sizeof(int32_t) * Lr);
+    }
+    return RA_OK;
+}
+
+static ra_status write_outputs(const ra_cli *c, const attn_args *a, const attn_shape *s,
+                               attn_state *S)
+{
+    ra_slab sq = { (int64_t)s->B * s->H, s->L, s->D, a->layout, c->size, c->rank };
+    ra_slab sk = { (int64_t)s->B * s->Hkv, s->L, s->D, a->layout, c->size, c->rank };
+    ra_slab sl = { (int64_t)s->B * s->H, s->L, 1, a->layout, c->size, c->rank };
+    RA_TRY(ra_slab_save_f32(c->comm, a->out, S->q.ndim, S->q.shape, &sq, S->lo));
+    if (a->lse) RA_TRY(ra_slab_save_f32(c->comm, a->lse, S->q.ndim - 1, S->q.shape, &sl, S->llse));
+    if (a->dout) {
+        RA_TRY(ra_slab_save_f32(c->comm, a->dq, S->q.ndim, S->q.shape, &sq, S->ldq));
+        RA_TRY(ra_slab_save_f32(c->comm, a->dk, S->k.ndim, S->k.shape, &sk, S->ldk));
+        RA_TRY(ra_slab_save_f32(c->comm, a->dv, S->k.ndim, S->k.shape, &sk, S->ldv));
+    }
+    return RA_OK;
+}
+
+static double max_over_ranks(const ra_cli *c, double x)
+{
+    double m = x;
+    MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, c->comm);
+    return m;
+}
+
+static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
+{
+    attn_shape s = { 0 };
+    RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
+    RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
+                                          a->dout ? &S->dout : NULL, c->size, &s)));
+    int threads = ra_set_threads(c, a->threads);
+    ra_ring_opts ro = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
+                        .causal = a->causal, .layout = a->layout, .chunk = a->chunk };
+    RA_TRY(ra_agree(c->comm, ra_ring_create(&S->ring, &ro, c->comm)));
+    RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
+
+    MPI_Barrier(c->comm);
+    ra_status st = ra_ring_forward(S->ring, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse);
+    RA_TRY(ra_agree(c->comm, st));
+    ra_ring_stats fs = ra_ring_last_stats(S->ring);
+    double tf = max_over_ranks(c, fs.seconds), wf = max_over_ranks(c, fs.wait_seconds);
+    double tb = 0, wb = 0;
+    if (a->dout) {
+        MPI_Barrier(c->comm);
+        st = ra_ring_backward(S->ring, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse, S->ldo, S->ldq,
+                              S->ldk, S->ldv);
+        RA_TRY(ra_agree(c->comm, st));
+        ra_ring_stats bs = ra_ring_last_stats(S->ring);
+        tb = max_over_ranks(c, bs.seconds);
+        wb = max_over_ranks(c, bs.wait_seconds);
+    }
+    RA_TRY(write_outputs(c, a, &s, S));
+
+    double ff = ra_attn_flops_fwd(s.B, s.H, (double)s.L, s.D, a->causal);
+    double fb = ra_attn_flops_bwd(s.B, s.H, (double)s.L, s.D, a->causal);
+    ra_say(c, "attn: B=%d H=%d Hkv=%d L=%lld D=%d | P=%d %s %s threads=%d | forward %.4f s %.2f GFLOP/s (wait %.4f s)",
+           s.B, s.H, s.Hkv, (long long)s.L, s.D, c->size, ra_layout_name(a->layout),
+           a->causal ? "causal" : "bidirectional", threads, tf, ff / tf * 1e-9, wf);
+    if (a->dout) ra_say(c, " | backward %.4f s %.2f GFLOP/s (wait %.4f s)", tb, fb / tb * 1e-9, wb);
+    ra_say(c, "\n");
+    return RA_OK;
+}
+
+ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv)
+{
+    attn_args a;
+    int want_help = 0;
+    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    if (want_help) {
+        ra_say(c, "%s", help);
+        return RA_OK;
+    }
+    attn_state S = { .q.fd = -1, .k.fd = -1, .v.fd = -1, .seg.fd = -1, .dout.fd = -1 };
+    ra_status st = run(c, &a, &S);
+    ra_ring_destroy(S.ring);
+    free(S.buf);
+    ra_npy_close(&S.q);
+    ra_npy_close(&S.k);
+    ra_npy_close(&S.v);
+    ra_npy_close(&S.seg);
+    ra_npy_close(&S.dout);
+    return st;
+}

@@ -1,0 +1,115 @@
+/* cmd_gen.c - `ringattn gen`: random attention inputs as .npy files.
+ *
+ * Element i of tensor t is ra_rand_uniform(seed * 8 + t, i), so each rank
+ * generates and writes only its own slab and the files do not depend on the
+ * number of ranks. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "ringattn/dist.h"
+#include "ringattn/mem.h"
+#include "ringattn/rng.h"
+
+static const char *help =
+    "usage: [mpirun -n P] ringattn gen --dir DIR [--B 1] [--H 4] [--Hkv H] --L N [--D 64]\n"
+    "                       [--seed 1] [--segments N] [--bsh]\n"
+    "\n"
+    "Writes DIR/q.npy [B, H, L, D], DIR/k.npy and DIR/v.npy [B, Hkv, L, D] and\n"
+    "DIR/dout.npy (like q), uniform in [-1, 1), float32; with --segments N also\n"
+    "DIR/seg.npy int32 [B, L] with N segments per sequence. Without --B the\n"
+    "arrays are 3-D ([H, L, D]). L accepts K/M suffixes (x1024).\n";
+
+static ra_status save_random(const ra_cli *c, const char *dir, const char *name, uint64_t stream,
+                             int ndim, const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
+{
+    ra_slab s = { outer, L, inner, RA_LAYOUT_CONTIGUOUS, c->size, c->rank };
+    int64_t Lr = ra_layout_count(s.layout, L, c->size, c->rank);
+    int64_t g0 = ra_layout_global(s.layout, L, c->size, c->rank, 0);
+    float *x;
+    RA_TRY(ra_agree(c->comm, ra_alloc(&x, sizeof(float) * outer * Lr * inner, name)));
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < Lr * inner; i++)
+            x[o * Lr * inner + i] = ra_rand_uniform(stream, (uint64_t)((o * L + g0) * inner + i));
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    ra_status st = ra_slab_save_f32(c->comm, path, ndim, shape, &s, x);
+    free(x);
+    return st;
+}
+
+static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t L, int nseg)
+{
+    ra_status st = RA_OK;
+    if (c->rank == 0) { /* int32 [B, L]: small next to the float tensors */
+        int32_t *s;
+        st = ra_alloc(&s, sizeof(int32_t) * B * L, "segment ids");
+        if (st == RA_OK) {
+            for (int b = 0; b < B; b++) /* segments shift with b so they cross ranks differently */
+                for (int64_t i = 0; i < L; i++)
+                    s[b * L + i] = (int32_t)(((i + b * (L / (2 * nseg))) * nseg) / L) % nseg;
+            char path[2048];
+            snprintf(path, sizeof path, "%s/seg.npy", dir);
+            int64_t shape[2] = { B, L };
+            st = ra_npy_save_i32(path, 2, shape, s);
+            free(s);
+        }
+    }
+    return ra_agree(c->comm, st);
+}
+
+ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
+{
+    enum { O_DIR = 256, O_B, O_H, O_HKV, O_L, O_D, O_SEED, O_SEG, O_HELP };
+    static const struct option opts[] = {
+        { "dir", required_argument, 0, O_DIR }, { "B", required_argument, 0, O_B },
+        { "H", required_argument, 0, O_H },     { "Hkv", required_argument, 0, O_HKV },
+        { "L", required_argument, 0, O_L },     { "D", required_argument, 0, O_D },
+        { "seed", required_argument, 0, O_SEED }, { "segments", required_argument, 0, O_SEG },
+        { "help", no_argument, 0, O_HELP },     { 0, 0, 0, 0 },
+    };
+    const char *dir = NULL;
+    int B = 0, H = 4, Hkv = 0, D = 64, seed = 1, nseg = 0, c_;
+    int64_t L = 0;
+    ra_status st = RA_OK;
+    opterr = 0;
+    optind = 1;
+    while (st == RA_OK && (c_ = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (c_) {
+        case O_DIR: dir = optarg; break;
+        case O_B: st = ra_arg_int("--B", optarg, 1, 1 << 20, &B); break;
+        case O_H: st = ra_arg_int("--H", optarg, 1, 1 << 16, &H); break;
+        case O_HKV: st = ra_arg_int("--Hkv", optarg, 1, 1 << 16, &Hkv); break;
+        case O_L: st = ra_arg_size("--L", optarg, 1, &L); break;
+        case O_D: st = ra_arg_int("--D", optarg, 1, 1 << 16, &D); break;
+        case O_SEED: st = ra_arg_int("--seed", optarg, 0, 1 << 30, &seed); break;
+        case O_SEG: st = ra_arg_int("--segments", optarg, 1, 1 << 30, &nseg); break;
+        case O_HELP: ra_say(c, "%s", help); return RA_OK;
+        default: st = ra_arg_unknown("gen", c_, argv[optind - 1]);
+        }
+    }
+    if (st == RA_OK && (!dir || L == 0))
+        st = RA_FAIL(RA_ERR_ARG, "gen: --dir and --L are required (see ringattn gen --help)");
+    if (st == RA_OK && Hkv == 0) Hkv = H;
+    if (st == RA_OK && H % Hkv != 0)
+        st = RA_FAIL(RA_ERR_ARG, "gen: --Hkv %d must divide --H %d", Hkv, H);
+    if (st == RA_OK && L < c->size)
+        st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld is shorter than the %d ranks", (long long)L, c->size);
+    if (st == RA_OK && nseg > L) st = RA_FAIL(RA_ERR_ARG, "gen: --segments %d exceeds --L", nseg);
+    RA_TRY(ra_agree(c->comm, st));
+
+    int four = B > 0, Bn = four ? B : 1;
+    int64_t qs[4] = { Bn, H, L, D }, ks[4] = { Bn, Hkv, L, D };
+    const int64_t *qshape = four ? qs : qs + 1, *kshape = four ? ks : ks + 1;
+    int nd = four ? 4 : 3;
+    uint64_t s8 = (uint64_t)seed * 8;
+    RA_TRY(save_random(c, dir, "q.npy", s8 + 0, nd, qshape, (int64_t)Bn * H, L, D));
+    RA_TRY(save_random(c, dir, "k.npy", s8 + 1, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, "v.npy", s8 + 2, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, "dout.npy", s8 + 3, nd, qshape, (int64_t)Bn * H, L, D));
+    if (nseg) RA_TRY(save_segments(c, dir, Bn, L, nseg));
+    ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
+           nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
+    return RA_OK;
+}

@@ -1,0 +1,80 @@
+/* main.c - the ringattn program: MPI start-up, subcommand dispatch, and the
+ * one place where a failed status becomes a message and an exit code. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "ringattn - exact sequence-parallel attention over a ring of MPI ranks\n"
+    "\n"
+    "usage: [mpirun -n P] ringattn COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  attn      attention of Q, K, V .npy files over the ring (forward, and\n"
+    "            backward with --dout); each rank reads and writes only its slab\n"
+    "  gen       write random Q, K, V, dO (and segment ids) .npy files\n"
+    "  compare   compare two .npy files: max |A - B| / max |B|\n"
+    "  bench     benchmarks: 'ringattn bench attn --help'\n"
+    "\n"
+    "Run 'ringattn COMMAND --help' for the options of a command.\n"
+    "Only rank 0 prints results; errors name the file or option at fault and\n"
+    "every rank exits with status 1.\n";
+
+/* The launcher's rank before MPI_Init, so --help prints once under mpirun. */
+static int env_rank(void)
+{
+    const char *vars[] = { "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID" };
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v) return atoi(v);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        if (env_rank() == 0) fputs(usage, stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        if (env_rank() == 0) printf("ringattn 0.1.0\n");
+        return 0;
+    }
+    struct {
+        const char *name;
+        ra_status (*run)(ra_cli *, int, char **);
+    } cmds[] = {
+        { "attn", ra_cmd_attn },
+        { "gen", ra_cmd_gen },
+        { "compare", ra_cmd_compare },
+        { "bench", ra_cmd_bench },
+    };
+    ra_status (*run)(ra_cli *, int, char **) = NULL;
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (!strcmp(argv[1], cmds[i].name)) run = cmds[i].run;
+    if (!run) {
+        if (env_rank() == 0)
+            fprintf(stderr, "ringattn: unknown command '%s' (try ringattn --help)\n", argv[1]);
+        return 2;
+    }
+
+    MPI_Init(&argc, &argv);
+    ra_cli c = { .comm = MPI_COMM_WORLD };
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c.comm, &c.rank);
+    MPI_Comm_size(c.comm, &c.size);
+
+    ra_status st = run(&c, argc - 1, argv + 1);
+    if (st != RA_OK && st != RA_ERR_PEER) {
+        if (c.rank == 0) fprintf(stderr, "ringattn %s: error: %s\n", argv[1], ra_last_error());
+        else fprintf(stderr, "[rank %d/%d] ringattn %s: error: %s\n", c.rank, c.size, argv[1],
+                     ra_last_error());
+        fflush(stderr);
+    }
+    MPI_Finalize();
+    return st == RA_OK ? 0 : 1;
+}

@@ -1,0 +1,17 @@
+/* agree.c - every rank learns whether any rank failed, and who reports it. */
+#include <limits.h>
+
+#include "ringattn/dist.h"
+
+ra_status ra_agree(MPI_Comm comm, ra_status local)
+{
+    int rank, first;
+    MPI_Comm_rank(comm, &rank);
+    int mine = local == RA_OK ? INT_MAX : rank;
+    if (local == RA_ERR_PEER) mine = INT_MAX - 1; /* a peer already reported */
+    int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: MPI_Allreduce failed while agreeing on errors", rank);
+    if (first == INT_MAX) return RA_OK;
+    if (first == rank) return local;
+    return RA_ERR_PEER;
+}

@@ -1,0 +1,82 @@
+/* ring_comm.c - non-blocking neighbour transfers for the ring. */
+#include "ring_comm.h"
+
+#include <limits.h>
+
+#include "ringattn/mem.h"
+
+ra_status ra_mpi_fail(int code, const char *what, const char *file, int line)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) len = 0;
+    msg[len] = '\0';
+    int rank = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return ra_fail(RA_ERR_MPI, file, line, "rank %d: %s failed: %s", rank, what, msg);
+}
+
+ra_status ra_ring_comm_init(ra_ring_comm *c, MPI_Comm parent)
+{
+    *c = (ra_ring_comm){ .comm = MPI_COMM_NULL };
+    RA_MPI_TRY(MPI_Comm_dup(parent, &c->comm), "MPI_Comm_dup");
+    RA_MPI_TRY(MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->size);
+    c->right = (c->rank + 1) % c->size;
+    c->left = (c->rank + c->size - 1) % c->size;
+    return RA_OK;
+}
+
+void ra_ring_comm_free(ra_ring_comm *c)
+{
+    if (c->comm != MPI_COMM_NULL) MPI_Comm_free(&c->comm);
+    c->comm = MPI_COMM_NULL;
+}
+
+static ra_status check_bytes(size_t bytes)
+{
+    if (bytes > (size_t)INT_MAX)
+        return RA_FAIL(RA_ERR_ARG, "ring message of %zu bytes exceeds 2 GiB; use a smaller --chunk",
+                       bytes);
+    return RA_OK;
+}
+
+ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int tag)
+{
+    RA_ASSERT(c->nreq < RA_RING_MAX_REQ, "too many ring requests in flight");
+    RA_TRY(check_bytes(bytes));
+    RA_MPI_TRY(MPI_Isend(buf, (int)bytes, MPI_BYTE, c->right, tag, c->comm, &c->req[c->nreq]),
+               "MPI_Isend to the right neighbour");
+    c->nreq++;
+    c->bytes_sent += (double)bytes;
+    return RA_OK;
+}
+
+ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag)
+{
+    RA_ASSERT(c->nreq < RA_RING_MAX_REQ, "too many ring requests in flight");
+    RA_TRY(check_bytes(bytes));
+    RA_MPI_TRY(MPI_Irecv(buf, (int)bytes, MPI_BYTE, c->left, tag, c->comm, &c->req[c->nreq]),
+               "MPI_Irecv from the left neighbour");
+    c->nreq++;
+    return RA_OK;
+}
+
+void ra_ring_comm_poll(void *ctx)
+{
+    ra_ring_comm *c = ctx;
+    int done;
+    if (c->nreq > 0) MPI_Testall(c->nreq, c->req, &done, MPI_STATUSES_IGNORE);
+}
+
+ra_status ra_ring_comm_wait(ra_ring_comm *c)
+{
+    if (c->nreq == 0) return RA_OK;
+    double t0 = ra_now();
+    int rc = MPI_Waitall(c->nreq, c->req, MPI_STATUSES_IGNORE);
+    c->wait_seconds += ra_now() - t0;
+    c->nreq = 0;
+    if (rc != MPI_SUCCESS) return ra_mpi_fail(rc, "MPI_Waitall on ring transfers", __FILE__, __LINE__);
+    return RA_OK;
+}

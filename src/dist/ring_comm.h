@@ -1,0 +1,42 @@
+/* ring_comm.h - the transport under the ring: non-blocking sends to the
+ * right neighbour and receives from the left, progressed between tiles and
+ * completed once per ring step, with the time spent blocked recorded. */
+#ifndef RINGATTN_RING_COMM_H
+#define RINGATTN_RING_COMM_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "ringattn/status.h"
+
+enum { RA_RING_MAX_REQ = 8 };
+
+typedef struct {
+    MPI_Comm comm;      /* private duplicate, errors returned, not fatal */
+    int rank, size, left, right;
+    MPI_Request req[RA_RING_MAX_REQ];
+    int nreq;
+    double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
+    double bytes_sent;
+} ra_ring_comm;
+
+ra_status ra_ring_comm_init(ra_ring_comm *c, MPI_Comm parent);
+void ra_ring_comm_free(ra_ring_comm *c);
+/* Post a send of bytes to the right neighbour / a receive from the left. */
+ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int tag);
+ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag);
+/* Let pending transfers progress (MPI_Testall); for ra_poll. */
+void ra_ring_comm_poll(void *c);
+/* Complete every posted request. */
+ra_status ra_ring_comm_wait(ra_ring_comm *c);
+
+/* An MPI error code as a message. */
+ra_status ra_mpi_fail(int code, const char *what, const char *file, int line);
+#define RA_MPI_TRY(call, what)                                                \
+    do {                                                                      \
+        int ra_mpi_rc_ = (call);                                              \
+        if (ra_mpi_rc_ != MPI_SUCCESS)                                        \
+            return ra_mpi_fail(ra_mpi_rc_, (what), __FILE__, __LINE__);       \
+    } while (0)
+
+#endif

@@ -1,0 +1,420 @@
+/* ring_attn.c - exact attention over a ring of ranks (DESIGN §4).
+ *
+ * Each rank's keys/values are cut into nc pieces of at most `chunk` tokens.
+ * Pieces travel the ring as a systolic stream: at step s (s = 0 .. P*nc-1)
+ * rank r holds piece k = s / P of rank o = (r - s mod P) mod P. When
+ * s mod P == 0 the piece is r's own (injected from its local arrays);
+ * otherwise it arrived from the left during step s-1. Each step posts the
+ * send of the held piece and the receive of the next one before computing,
+ * so transfers hide behind the tiles (MPI_Test between tiles), and only two
+ * piece buffers exist however long the sequence: memory per rank stays that
+ * of its own block plus 2 pieces.
+ *
+ * Backward runs the same stream. The dK/dV partial sums of a piece follow it
+ * one step behind: rank r adds its contribution to the partial it gets from
+ * the left and passes it on; after P-1 hops the sum returns to the owner,
+ * which adds it to its own contribution. K, V, dK, dV thus travel together.
+ *
+ * Shapes (this file): q, o, dout, dq [B][H][Lr][D]; k, v, dk, dv
+ * [B][Hkv][Lr][D]; seg [B][Lr]; lse [B][H][Lr]; a piece buffer holds
+ * k, v [B][Hkv][n][D] then seg [B][n]; a dkv buffer dk, dv [B][Hkv][n][D]. */
+#include "ringattn/ring.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../dist/ring_comm.h"
+#include "ringattn/attn.h"
+#include "ringattn/mem.h"
+
+enum { TAG_KV = 11, TAG_DKV = 12 };
+
+struct ra_ring {
+    ra_ring_opts o;
+    ra_ring_comm comm;
+    int P, r;
+    int64_t Lr;
+    int64_t *counts;   /* [P] tokens per rank */
+    int nc;            /* pieces per rank */
+    int chunk;         /* max tokens per piece */
+    int32_t *pos;      /* [Lr] global index of each local token */
+    int32_t *kpos;     /* [chunk] positions of the held piece */
+    float *rowstat;    /* [B][H][Lr] l (forward) or dl (backward) */
+    float *scratch;    /* kernel tiles */
+    float *slot[2];    /* piece buffers (P > 1) */
+    float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
+    size_t piece_floats, dkv_floats;
+    size_t bytes;      /* allocated by the ring */
+    ra_ring_stats stats;
+};
+
+/* One held piece, wherever it lives. */
+typedef struct {
+    int origin, index; /* owner rank and piece number */
+    int64_t first;     /* owner's first local token of the piece */
+    int n;             /* tokens */
+    const float *k, *v;
+    size_t kv_stride;  /* floats between (b, g) blocks */
+    const int32_t *seg;
+    size_t seg_stride;
+} piece;
+
+static int64_t piece_start(const ra_ring *R, int origin, int index)
+{
+    return (int64_t)index * R->counts[origin] / R->nc;
+}
+
+static int piece_len(const ra_ring *R, int origin, int index)
+{
+    return (int)(piece_start(R, origin, index + 1) - piece_start(R, origin, index));
+}
+
+static size_t piece_bytes(const ra_ring *R, int n, int with_seg)
+{
+    const ra_ring_opts *o = &R->o;
+    size_t fl = 2 * (size_t)o->B * o->Hkv * n * o->D;
+    return (fl + (with_seg ? (size_t)o->B * n : 0)) * sizeof(float);
+}
+
+static size_t dkv_bytes(const ra_ring *R, int n)
+{
+    return 2 * (size_t)R->o.B * R->o.Hkv * n * R->o.D * sizeof(float);
+}
+
+static ra_status check_opts(const ra_ring_opts *o, int P)
+{
+    if (o->B < 1 || o->H < 1 || o->Hkv < 1 || o->D < 1)
+        return RA_FAIL(RA_ERR_ARG, "ring: B, H, Hkv and D must be >= 1 (got %d, %d, %d, %d)", o->B,
+                       o->H, o->Hkv, o->D);
+    if (o->H % o->Hkv != 0)
+        return RA_FAIL(RA_ERR_SHAPE, "ring: key/value heads (%d) must divide query heads (%d)",
+                       o->Hkv, o->H);
+    if (o->L < P)
+        return RA_FAIL(RA_ERR_ARG, "ring: sequence length %lld is shorter than the %d ranks",
+                       (long long)o->L, P);
+    if (o->L > INT32_MAX)
+        return RA_FAIL(RA_ERR_ARG, "ring: sequence length %lld exceeds 2^31-1", (long long)o->L);
+    if (o->chunk < 0) return RA_FAIL(RA_ERR_ARG, "ring: chunk must be >= 0 (0 = automatic)");
+    return RA_OK;
+}
+
+static ra_status ring_alloc(ra_ring *R, void *out, size_t bytes, const char *what)
+{
+    RA_TRY(ra_alloc(out, bytes, what));
+    R->bytes += bytes;
+    return RA_OK;
+}
+
+ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
+{
+    *out = NULL;
+    int P;
+    MPI_Comm_size(comm, &P);
+    RA_TRY(check_opts(opts, P));
+    ra_ring *R = calloc(1, sizeof *R);
+    if (!R) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the ring");
+    R->o = *opts;
+    if (R->o.scale == 0.0f) R->o.scale = 1.0f / sqrtf((float)R->o.D);
+    ra_status st = ra_ring_comm_init(&R->comm, comm);
+    if (st != RA_OK) {
+        free(R);
+        return st;
+    }
+    R->P = P;
+    R->r = R->comm.rank;
+    *out = R; /* from here on, ra_ring_destroy cleans up a partial ring */
+
+    const ra_ring_opts *o = &R->o;
+    RA_TRY(ring_alloc(R, &R->counts, sizeof(int64_t) * P, "ring counts"));
+    int64_t maxL = 0;
+    for (int q = 0; q < P; q++) {
+        R->counts[q] = ra_layout_count(o->layout, o->L, P, q);
+        if (R->counts[q] > maxL) maxL = R->counts[q];
+    }
+    R->Lr = R->counts[R->r];
+    /* Pieces: one per rank alone; otherwise about an eighth of a block, so
+     * the two piece buffers cost a quarter of the local K/V, but no smaller
+     * than 512 tokens, where the tiles stay efficient. */
+    int64_t chunk = o->chunk > 0 ? o->chunk : (P == 1 ? maxL : (maxL + 7) / 8);
+    if (o->chunk == 0 && chunk < 512) chunk = 512;
+    if (chunk > maxL) chunk = maxL;
+    R->nc = (int)((maxL + chunk - 1) / chunk);
+    R->chunk = (int)((maxL + R->nc - 1) / R->nc);
+
+    RA_TRY(ring_alloc(R, &R->pos, sizeof(int32_t) * R->Lr, "positions"));
+    ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
+    RA_TRY(ring_alloc(R, &R->kpos, sizeof(int32_t) * R->chunk, "piece positions"));
+    RA_TRY(ring_alloc(R, &R->rowstat, sizeof(float) * o->B * o->H * R->Lr, "row statistics"));
+    RA_TRY(ring_alloc(R, &R->scratch, sizeof(float) * ra_attn_scratch_floats(o->D),
+                      "attention tiles"));
+    R->piece_floats = piece_bytes(R, R->chunk, 1) / sizeof(float);
+    R->dkv_floats = dkv_bytes(R, R->chunk) / sizeof(float);
+    if (P > 1)
+        for (int i = 0; i < 2; i++)
+            RA_TRY(ring_alloc(R, &R->slot[i], sizeof(float) * R->piece_floats, "ring piece buffer"));
+    return RA_OK;
+}
+
+void ra_ring_destroy(ra_ring *R)
+{
+    if (!R) return;
+    free(R->counts);
+    free(R->pos);
+    free(R->kpos);
+    free(R->rowstat);
+    free(R->scratch);
+    for (int i = 0; i < 2; i++) free(R->slot[i]);
+    for (int i = 0; i < 3; i++) free(R->dkv[i]);
+    ra_ring_comm_free(&R->comm);
+    free(R);
+}
+
+int64_t ra_ring_local_len(const ra_ring *R) { return R->Lr; }
+const int32_t *ra_ring_positions(const ra_ring *R) { return R->pos; }
+const ra_ring_opts *ra_ring_get_opts(const ra_ring *R) { return &R->o; }
+ra_ring_stats ra_ring_last_stats(const ra_ring *R) { return R->stats; }
+size_t ra_ring_buffer_bytes(const ra_ring *R) { return R->bytes; }
+
+/* ---- pieces --------------------------------------------------------------- */
+
+/* The piece held at step s: own (view into local arrays) or in buf. */
+static piece held_piece(const ra_ring *R, int s, const float *k, const float *v,
+                        const int32_t *seg, const float *buf)
+{
+    const ra_ring_opts *o = &R->o;
+    piece p;
+    int t = s % R->P;
+    p.origin = (R->r - t + R->P) % R->P;
+    p.index = s / R->P;
+    p.first = piece_start(R, p.origin, p.index);
+    p.n = piece_len(R, p.origin, p.index);
+    if (t == 0) {
+        p.k = k + p.first * o->D;
+        p.v = v + p.first * o->D;
+        p.kv_stride = (size_t)R->Lr * o->D;
+        p.seg = seg ? seg + p.first : NULL;
+        p.seg_stride = (size_t)R->Lr;
+    } else {
+        size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
+        p.k = buf;
+        p.v = buf + blk;
+        p.kv_stride = (size_t)p.n * o->D;
+        p.seg = seg ? (const int32_t *)(buf + 2 * blk) : NULL;
+        p.seg_stride = (size_t)p.n;
+    }
+    return p;
+}
+
+/* Copy this rank's piece index into buf in wire order (k, v, seg). */
+static void pack_own(const ra_ring *R, int index, const float *k, const float *v,
+                     const int32_t *seg, float *buf)
+{
+    const ra_ring_opts *o = &R->o;
+    int64_t a = piece_start(R, R->r, index);
+    int n = piece_len(R, R->r, index);
+    size_t rowb = (size_t)n * o->D * sizeof(float), blk = (size_t)o->B * o->Hkv * n * o->D;
+    for (int bg = 0; bg < o->B * o->Hkv; bg++) {
+        size_t src = ((size_t)bg * R->Lr + a) * o->D;
+        memcpy(buf + (size_t)bg * n * o->D, k + src, rowb);
+        memcpy(buf + blk + (size_t)bg * n * o->D, v + src, rowb);
+    }
+    if (seg) {
+        int32_t *sd = (int32_t *)(buf + 2 * blk);
+        for (int b = 0; b < o->B; b++) memcpy(sd + (size_t)b * n, seg + (size_t)b * R->Lr + a,
+                                              sizeof(int32_t) * n);
+    }
+}
+
+static void piece_positions(const ra_ring *R, const piece *p)
+{
+    for (int j = 0; j < p->n; j++)
+        R->kpos[j] = (int32_t)ra_layout_global(R->o.layout, R->o.L, R->P, p->origin, p->first + j);
+}
+
+/* Post this step's transfers: the held piece to the right (unless the right
+ * neighbour owns it) and the next piece from the left (unless it is ours). */
+static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, const float *v,
+                             const int32_t *seg, float *cur, float *next)
+{
+    int t = s % R->P;
+    if (R->P == 1) return RA_OK;
+    if (t < R->P - 1) {
+        int origin = (R->r - t + R->P) % R->P, index = s / R->P;
+        if (t == 0) pack_own(R, index, k, v, seg, cur);
+        RA_TRY(ra_ring_comm_send(&R->comm, cur, piece_bytes(R, piece_len(R, origin, index), seg != NULL),
+                                 TAG_KV));
+    }
+    if (s + 1 < nsteps && (s + 1) % R->P != 0) {
+        int t1 = (s + 1) % R->P;
+        int origin = (R->r - t1 + R->P) % R->P, index = (s + 1) / R->P;
+        RA_TRY(ra_ring_comm_recv(&R->comm, next,
+                                 piece_bytes(R, piece_len(R, origin, index), seg != NULL), TAG_KV));
+    }
+    return RA_OK;
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+static void forward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
+                          float *acc, float *m, float *l)
+{
+    const ra_ring_opts *o = &R->o;
+    const int G = o->H / o->Hkv;
+    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
+    ra_poll poll = { ra_ring_comm_poll, &R->comm };
+    piece_positions(R, p);
+    for (int b = 0; b < o->B; b++) {
+        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
+        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+        for (int h = 0; h < o->H; h++) {
+            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / G;
+            ra_attn_fwd_block(&ao, &qr, q + qh * R->Lr * o->D, &kr, p->k + kh * p->kv_stride,
+                              p->v + kh * p->kv_stride, acc + qh * R->Lr * o->D, m + qh * R->Lr,
+                              l + qh * R->Lr, R->scratch, R->P > 1 ? &poll : NULL);
+        }
+    }
+}
+
+static void begin_stats(ra_ring *R)
+{
+    R->comm.wait_seconds = 0;
+    R->comm.bytes_sent = 0;
+    R->stats = (ra_ring_stats){ .seconds = -ra_now() };
+}
+
+static void end_stats(ra_ring *R, int steps)
+{
+    R->stats.seconds += ra_now();
+    R->stats.wait_seconds = R->comm.wait_seconds;
+    R->stats.bytes_sent = R->comm.bytes_sent;
+    R->stats.steps = steps;
+}
+
+ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const float *v,
+                          const int32_t *seg, float *o_out, float *lse)
+{
+    const ra_ring_opts *o = &R->o;
+    const size_t rows = (size_t)o->B * o->H;
+    float *m = lse, *l = R->rowstat; /* lse holds the running max until the end */
+    begin_stats(R);
+    for (size_t bh = 0; bh < rows; bh++)
+        ra_attn_fwd_init((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
+                         l + bh * R->Lr);
+    const int nsteps = R->P * R->nc;
+    for (int s = 0; s < nsteps; s++) {
+        float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
+        RA_TRY(post_pieces(R, s, nsteps, k, v, seg, cur, next));
+        piece p = held_piece(R, s, k, v, seg, cur);
+        forward_piece(R, &p, q, seg, o_out, m, l);
+        RA_TRY(ra_ring_comm_wait(&R->comm));
+    }
+    for (size_t bh = 0; bh < rows; bh++)
+        ra_attn_fwd_finish((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
+                           l + bh * R->Lr, lse + bh * R->Lr);
+    end_stats(R, nsteps);
+    return RA_OK;
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+/* Add this rank's gradient for piece p into dk/dv (views with stride). */
+static void backward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
+                           const float *dout, const float *lse, const float *dl, float *dq,
+                           float *dk, float *dv, size_t dstride)
+{
+    const ra_ring_opts *o = &R->o;
+    const int G = o->H / o->Hkv;
+    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
+    ra_poll poll = { ra_ring_comm_poll, &R->comm };
+    piece_positions(R, p);
+    for (int b = 0; b < o->B; b++) {
+        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
+        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+        for (int h = 0; h < o->H; h++) {
+            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / G;
+            size_t qoff = qh * R->Lr * o->D;
+            ra_attn_bwd_block(&ao, &qr, q + qoff, dout + qoff, lse + qh * R->Lr, dl + qh * R->Lr,
+                              &kr, p->k + kh * p->kv_stride, p->v + kh * p->kv_stride, dq + qoff,
+                              dk + kh * dstride, dv + kh * dstride, R->scratch,
+                              R->P > 1 ? &poll : NULL);
+        }
+    }
+}
+
+/* dk/dv rows of own piece index += the partial in buf [2][B][Hkv][n][D]. */
+static void add_returned(const ra_ring *R, int index, const float *buf, float *dk, float *dv)
+{
+    const ra_ring_opts *o = &R->o;
+    int64_t a = piece_start(R, R->r, index);
+    int n = piece_len(R, R->r, index);
+    size_t blk = (size_t)o->B * o->Hkv * n * o->D, row = (size_t)n * o->D;
+    for (int bg = 0; bg < o->B * o->Hkv; bg++) {
+        float *dkr = dk + ((size_t)bg * R->Lr + a) * o->D, *dvr = dv + ((size_t)bg * R->Lr + a) * o->D;
+        const float *pk = buf + (size_t)bg * row, *pv = buf + blk + (size_t)bg * row;
+        for (size_t i = 0; i < row; i++) {
+            dkr[i] += pk[i];
+            dvr[i] += pv[i];
+        }
+    }
+}
+
+ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const float *v,
+                           const int32_t *seg, const float *o_in, const float *lse,
+                           const float *dout, float *dq, float *dk, float *dv)
+{
+    const ra_ring_opts *o = &R->o;
+    const int P = R->P;
+    const size_t rows = (size_t)o->B * o->H;
+    float *dl = R->rowstat;
+    if (P > 1 && !R->dkv[0]) /* first backward: the partial-sum buffers */
+        for (int i = 0; i < 3; i++)
+            RA_TRY(ring_alloc(R, &R->dkv[i], sizeof(float) * R->dkv_floats, "dK/dV partial buffer"));
+    begin_stats(R);
+    memset(dq, 0, sizeof(float) * rows * R->Lr * o->D);
+    memset(dk, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
+    memset(dv, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
+    for (size_t bh = 0; bh < rows; bh++)
+        ra_attn_bwd_rowdot((int)R->Lr, o->D, o_in + bh * R->Lr * o->D, dout + bh * R->Lr * o->D,
+                           dl + bh * R->Lr);
+    const int nsteps = P * R->nc;
+    float *incoming = R->dkv[2];
+    for (int s = 0; s < nsteps; s++) {
+        const int t = s % P;
+        float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
+        float *part = P > 1 ? R->dkv[s % 2] : NULL;
+        RA_TRY(post_pieces(R, s, nsteps, k, v, seg, cur, next));
+        piece p = held_piece(R, s, k, v, seg, cur);
+        /* The left neighbour's message this step: the running partial of the
+         * held piece (t >= 2), or our own previous piece coming home (t == 0). */
+        int expect = P > 1 && s > 0 && t != 1;
+        if (expect) {
+            int n_in = t == 0 ? piece_len(R, R->r, p.index - 1) : p.n;
+            RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
+        }
+        if (t == 0) {
+            backward_piece(R, &p, q, seg, dout, lse, dl, dq, dk + p.first * o->D,
+                           dv + p.first * o->D, (size_t)R->Lr * o->D);
+        } else {
+            size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
+            memset(part, 0, sizeof(float) * 2 * blk);
+            backward_piece(R, &p, q, seg, dout, lse, dl, dq, part, part + blk, (size_t)p.n * o->D);
+        }
+        RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */
+        if (expect && t == 0) add_returned(R, p.index - 1, incoming, dk, dv);
+        if (t != 0) {
+            size_t n2 = 2 * (size_t)o->B * o->Hkv * p.n * o->D;
+            if (t >= 2)
+                for (size_t i = 0; i < n2; i++) part[i] += incoming[i];
+            RA_TRY(ra_ring_comm_send(&R->comm, part, dkv_bytes(R, p.n), TAG_DKV));
+        }
+    }
+    if (P > 1) { /* the last own piece comes home */
+        RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, piece_len(R, R->r, R->nc - 1)),
+                                 TAG_DKV));
+        RA_TRY(ra_ring_comm_wait(&R->comm));
+        add_returned(R, R->nc - 1, incoming, dk, dv);
+    }
+    end_stats(R, nsteps);
+    return RA_OK;
+}

@@ -1,0 +1,280 @@
+/* attn.c - attention tiles on OpenBLAS: one block of queries against one
+ * block of keys, forward with the online softmax and backward (DESIGN §4).
+ *
+ * Shapes per (batch, head): q, dout, acc, dq [nq][D]; k, v, dk, dv [nk][D];
+ * m, l, lse, dl [nq]. Queries are cut into tiles of TQ rows and keys into
+ * tiles of TK columns; the logits of one tile S [tq][tk] come from one sgemm,
+ * the softmax update is a vector loop per row, and S then feeds the next
+ * sgemm. A tile whose mask is empty is skipped before any arithmetic. */
+#include "ringattn/attn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "vmath.h"
+
+enum {
+    FWD_TQ = 128, FWD_TK = 512, /* S tile 256 KiB: stays in L2 */
+    BWD_TQ = 64,  BWD_TK = 512, /* two tiles (P and dP) of 128 KiB */
+    MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
+};
+
+size_t ra_attn_scratch_floats(int D)
+{
+    (void)D;
+    return 2 * (size_t)MAX_TILE + 64;
+}
+
+double ra_attn_flops_fwd(double B, double H, double L, double D, int causal)
+{
+    return 4.0 * B * H * L * L * D * (causal ? 0.5 : 1.0);
+}
+
+double ra_attn_flops_bwd(double B, double H, double L, double D, int causal)
+{
+    return 10.0 * B * H * L * L * D * (causal ? 0.5 : 1.0);
+}
+
+/* ---- masks ---------------------------------------------------------------- */
+
+/* What a tile of the mask looks like, from position and segment ranges. */
+typedef enum { TILE_EMPTY, TILE_FULL, TILE_PARTIAL } tile_kind;
+
+typedef struct {
+    int32_t pmin, pmax, smin, smax;
+} range;
+
+static range rows_range(const ra_rows *r, int a, int b)
+{
+    range g = { INT32_MAX, INT32_MIN, INT32_MAX, INT32_MIN };
+    for (int i = a; i < b; i++) {
+        if (r->pos[i] < g.pmin) g.pmin = r->pos[i];
+        if (r->pos[i] > g.pmax) g.pmax = r->pos[i];
+        if (r->seg) {
+            if (r->seg[i] < g.smin) g.smin = r->seg[i];
+            if (r->seg[i] > g.smax) g.smax = r->seg[i];
+        }
+    }
+    return g;
+}
+
+static tile_kind classify(const ra_attn_opts *o, int segs, range q, range k)
+{
+    if (o->causal && k.pmin > q.pmax) return TILE_EMPTY;
+    if (segs && (k.smax < q.smin || k.smin > q.smax)) return TILE_EMPTY;
+    int full = (!o->causal || k.pmax <= q.pmin);
+    if (segs) full = full && q.smin == q.smax && k.smin == k.smax && q.smin == k.smin;
+    return full ? TILE_FULL : TILE_PARTIAL;
+}
+
+static int is_sorted(const int32_t *p, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (p[i] < p[i - 1]) return 0;
+    return 1;
+}
+
+/* number of kpos[0..n) that are <= x, kpos sorted */
+static int count_le(const int32_t *kpos, int n, int32_t x)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (kpos[mid] <= x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* Apply the mask to row s[0..tk) of query i against keys j0..j0+tk: masked
+ * entries become -inf. Returns the length of the prefix that may hold
+ * visible keys (entries past it are all masked and left untouched). */
+static int mask_row(const ra_attn_opts *o, float *s, int tk, int32_t qpos, const int32_t *qseg_i,
+                    const int32_t *kpos, const int32_t *kseg, int sorted)
+{
+    int n = tk;
+    if (o->causal) {
+        if (sorted) {
+            n = count_le(kpos, tk, qpos);
+        } else {
+            for (int j = 0; j < tk; j++)
+                if (kpos[j] > qpos) s[j] = -INFINITY;
+        }
+    }
+    if (qseg_i) {
+        int32_t sg = *qseg_i;
+        for (int j = 0; j < n; j++)
+            if (kseg[j] != sg) s[j] = -INFINITY;
+    }
+    return n;
+}
+
+/* ---- forward -------------------------------------------------------------- */
+
+void ra_attn_fwd_init(int nq, int D, float *acc, float *m, float *l)
+{
+    memset(acc, 0, sizeof(float) * (size_t)nq * D);
+    for (int i = 0; i < nq; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+    }
+}
+
+/* Fold one tile of exp'd logits into the running (m, l, acc) of its rows.
+ * s [tq][tk] holds masked logits on entry and P = exp(s - m_new) on exit. */
+static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, int tq, int tk,
+                             const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
+                             const int32_t *kseg, int sorted, float *acc, float *m, float *l)
+{
+    const int D = o->D;
+    for (int i = 0; i < tq; i++) {
+        float *row = s + (size_t)i * tk;
+        int n = tk;
+        if (kind == TILE_PARTIAL)
+            n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
+        float mt = ra_rowmax(row, n);
+        if (mt == -INFINITY) { /* nothing visible in this tile for row i */
+            memset(row, 0, sizeof(float) * tk);
+            continue;
+        }
+        float m_new = mt > m[i] ? mt : m[i];
+        float alpha = ra_exp1(m[i] - m_new); /* 0 when m[i] = -inf */
+        float sum = ra_exp_shift_sum(row, n, m_new);
+        if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
+        l[i] = l[i] * alpha + sum;
+        m[i] = m_new;
+        if (alpha != 1.0f) {
+            float *a = acc + (size_t)i * D;
+            for (int d = 0; d < D; d++) a[d] *= alpha;
+        }
+    }
+}
+
+void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
+                       const ra_rows *kr, const float *k, const float *v,
+                       float *acc, float *m, float *l, float *scratch, const ra_poll *poll)
+{
+    const int D = o->D, nq = qr->n, nk = kr->n;
+    const int segs = qr->seg != NULL && kr->seg != NULL;
+    float *s = scratch; /* [FWD_TQ][FWD_TK] */
+    for (int i0 = 0; i0 < nq; i0 += FWD_TQ) {
+        int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
+        range rq = rows_range(qr, i0, i0 + tq);
+        for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
+            int tk = nk - j0 < FWD_TK ? nk - j0 : FWD_TK;
+            range rk = rows_range(kr, j0, j0 + tk);
+            tile_kind kind = classify(o, segs, rq, rk);
+            if (kind == TILE_EMPTY) continue;
+            int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
+                        q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
+            fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
+                             kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
+                             acc + (size_t)i0 * D, m + i0, l + i0);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
+                        v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
+            if (poll) poll->fn(poll->ctx);
+        }
+    }
+}
+
+void ra_attn_fwd_finish(int nq, int D, float *acc, const float *m, const float *l, float *lse)
+{
+    for (int i = 0; i < nq; i++) {
+        float *a = acc + (size_t)i * D;
+        if (l[i] > 0.0f) {
+            float inv = 1.0f / l[i];
+            for (int d = 0; d < D; d++) a[d] *= inv;
+            lse[i] = m[i] + logf(l[i]);
+        } else { /* the row saw no key at all */
+            memset(a, 0, sizeof(float) * D);
+            lse[i] = -INFINITY;
+        }
+    }
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+void ra_attn_bwd_rowdot(int nq, int D, const float *o, const float *dout, float *dl)
+{
+    for (int i = 0; i < nq; i++) {
+        const float *a = o + (size_t)i * D, *b = dout + (size_t)i * D;
+        float s = 0.0f;
+        for (int d = 0; d < D; d++) s += a[d] * b[d];
+        dl[i] = s;
+    }
+}
+
+/* p [tq][tk]: masked logits in, P = exp(S - lse) out (0 where masked). */
+static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int tq, int tk,
+                           const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
+                           const int32_t *kseg, int sorted, const float *lse)
+{
+    for (int i = 0; i < tq; i++) {
+        float *row = p + (size_t)i * tk;
+        if (lse[i] == -INFINITY) { /* row sees no key anywhere */
+            memset(row, 0, sizeof(float) * tk);
+            continue;
+        }
+        int n = tk;
+        if (kind == TILE_PARTIAL)
+            n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
+        (void)ra_exp_shift_sum(row, n, lse[i]);
+        if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
+    }
+}
+
+/* dp [tq][tk]: dO V^T in, dS = P * (dP - dl) out. */
+static void bwd_dscores_tile(float *dp, const float *p, int tq, int tk, const float *dl)
+{
+    for (int i = 0; i < tq; i++) {
+        float *d = dp + (size_t)i * tk;
+        const float *pr = p + (size_t)i * tk;
+        const float di = dl[i];
+        for (int j = 0; j < tk; j++) d[j] = pr[j] * (d[j] - di);
+    }
+}
+
+void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
+                       const float *dout, const float *lse, const float *dl,
+                       const ra_rows *kr, const float *k, const float *v,
+                       float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll)
+{
+    const int D = o->D, nq = qr->n, nk = kr->n;
+    const int segs = qr->seg != NULL && kr->seg != NULL;
+    const float a = o->scale;
+    float *p = scratch;                         /* [BWD_TQ][BWD_TK] */
+    float *dp = scratch + (size_t)MAX_TILE;     /* [BWD_TQ][BWD_TK] */
+    for (int j0 = 0; j0 < nk; j0 += BWD_TK) {
+        int tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
+        range rk = rows_range(kr, j0, j0 + tk);
+        int sorted = is_sorted(kr->pos + j0, tk);
+        const float *kt = k + (size_t)j0 * D, *vt = v + (size_t)j0 * D;
+        float *dkt = dk + (size_t)j0 * D, *dvt = dv + (size_t)j0 * D;
+        for (int i0 = 0; i0 < nq; i0 += BWD_TQ) {
+            int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ;
+            tile_kind kind = classify(o, segs, rows_range(qr, i0, i0 + tq), rk);
+            if (kind == TILE_EMPTY) continue;
+            const float *qt = q + (size_t)i0 * D, *dot = dout + (size_t)i0 * D;
+            /* P = exp(a Q K^T - lse) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, a, qt, D, kt, D,
+                        0.0f, p, tk);
+            bwd_probs_tile(o, kind, p, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
+                           kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, lse + i0);
+            /* dP = dO V^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D,
+                        0.0f, dp, tk);
+            /* dV += P^T dO */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, p, tk, dot, D,
+                        1.0f, dvt, D);
+            bwd_dscores_tile(dp, p, tq, tk, dl + i0);
+            /* dQ += a dS K ; dK += a dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, a, dp, tk, kt, D,
+                        1.0f, dq + (size_t)i0 * D, D);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, a, dp, tk, qt, D,
+                        1.0f, dkt, D);
+            if (poll) poll->fn(poll->ctx);
+        }
+    }
+}
