@@ -57,6 +57,15 @@ void ra_attn_bwd_block(const ra_attn_opts *opt, const ra_rows *qr, const float *
                        const ra_rows *kr, const float *k, const float *v,
                        float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll);
 
+/* The same with the log-sum-exp given as two parts, lse = lse_hi + lse_lo,
+ * so that P = exp((S - lse_hi) - lse_lo) keeps full float32 precision when
+ * |lse| is large (lse_hi: the row max, lse_lo: log of the row sum, both from
+ * the forward). lse_lo may be NULL (then it is 0). */
+void ra_attn_bwd_block_split(const ra_attn_opts *opt, const ra_rows *qr, const float *q,
+                             const float *dout, const float *lse_hi, const float *lse_lo,
+                             const float *dl, const ra_rows *kr, const float *k, const float *v,
+                             float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll);
+
 /* FLOP counts used for every GFLOP/s figure: 4*L^2*D per head forward and
  * 10*L^2*D backward for the full L x L problem, halved when causal (only the
  * lower triangle is computed), as FlashAttention reports them. */

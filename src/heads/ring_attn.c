@@ -41,6 +41,9 @@ struct ra_ring {
     int32_t *pos;      /* [Lr] global index of each local token */
     int32_t *kpos;     /* [chunk] positions of the held piece */
     float *rowstat;    /* [B][H][Lr] l (forward) or dl (backward) */
+    float *row_max;    /* [B][H][Lr] forward's running max m, then the backward's lse_hi */
+    float *row_logl;   /* [B][H][Lr] forward's log(l), then the backward's lse_lo */
+    int have_stats;    /* row_max/row_logl hold the last forward's statistics */
     float *scratch;    /* kernel tiles */
     float *slot[2];    /* piece buffers (P > 1) */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
@@ -146,6 +149,8 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
     RA_TRY(ring_alloc(R, &R->kpos, sizeof(int32_t) * R->chunk, "piece positions"));
     RA_TRY(ring_alloc(R, &R->rowstat, sizeof(float) * o->B * o->H * R->Lr, "row statistics"));
+    RA_TRY(ring_alloc(R, &R->row_max, sizeof(float) * o->B * o->H * R->Lr, "row maxima"));
+    RA_TRY(ring_alloc(R, &R->row_logl, sizeof(float) * o->B * o->H * R->Lr, "row log-sums"));
     RA_TRY(ring_alloc(R, &R->scratch, sizeof(float) * ra_attn_scratch_floats(o->D),
                       "attention tiles"));
     R->piece_floats = piece_bytes(R, R->chunk, 1) / sizeof(float);
@@ -163,6 +168,8 @@ void ra_ring_destroy(ra_ring *R)
     free(R->pos);
     free(R->kpos);
     free(R->rowstat);
+    free(R->row_max);
+    free(R->row_logl);
     free(R->scratch);
     for (int i = 0; i < 2; i++) free(R->slot[i]);
     for (int i = 0; i < 3; i++) free(R->dkv[i]);
@@ -296,8 +303,9 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
 {
     const ra_ring_opts *o = &R->o;
     const size_t rows = (size_t)o->B * o->H;
-    float *m = lse, *l = R->rowstat; /* lse holds the running max until the end */
+    float *m = R->row_max, *l = R->rowstat;
     begin_stats(R);
+    R->have_stats = 0;
     for (size_t bh = 0; bh < rows; bh++)
         ra_attn_fwd_init((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
                          l + bh * R->Lr);
@@ -312,6 +320,8 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
     for (size_t bh = 0; bh < rows; bh++)
         ra_attn_fwd_finish((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
                            l + bh * R->Lr, lse + bh * R->Lr);
+    for (size_t i = 0; i < rows * R->Lr; i++) R->row_logl[i] = l[i] > 0.0f ? logf(l[i]) : 0.0f;
+    R->have_stats = 1;
     end_stats(R, nsteps);
     return RA_OK;
 }
@@ -320,7 +330,7 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
 
 /* Add this rank's gradient for piece p into dk/dv (views with stride). */
 static void backward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
-                           const float *dout, const float *lse, const float *dl, float *dq,
+                           const float *dout, const float *dl, float *dq,
                            float *dk, float *dv, size_t dstride)
 {
     const ra_ring_opts *o = &R->o;
@@ -334,12 +344,30 @@ static void backward_piece(ra_ring *R, const piece *p, const float *q, const int
         for (int h = 0; h < o->H; h++) {
             size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / G;
             size_t qoff = qh * R->Lr * o->D;
-            ra_attn_bwd_block(&ao, &qr, q + qoff, dout + qoff, lse + qh * R->Lr, dl + qh * R->Lr,
-                              &kr, p->k + kh * p->kv_stride, p->v + kh * p->kv_stride, dq + qoff,
-                              dk + kh * dstride, dv + kh * dstride, R->scratch,
-                              R->P > 1 ? &poll : NULL);
+            ra_attn_bwd_block_split(&ao, &qr, q + qoff, dout + qoff, R->row_max + qh * R->Lr,
+                                    R->row_logl + qh * R->Lr, dl + qh * R->Lr, &kr,
+                                    p->k + kh * p->kv_stride, p->v + kh * p->kv_stride, dq + qoff,
+                                    dk + kh * dstride, dv + kh * dstride, R->scratch,
+                                    R->P > 1 ? &poll : NULL);
         }
     }
+}
+
+/* The backward's P = exp((S - hi) - lo) with hi + lo = lse. Where lse is
+ * exactly what the last forward returned, hi/lo are its max and log-sum, so
+ * P keeps full precision even when |lse| ~ 1e4 (where float32 lse alone is
+ * off by up to 2^-11, i.e. 5e-4 in P); elsewhere hi = lse, lo = 0. */
+static void split_lse(ra_ring *R, const float *lse)
+{
+    size_t n = (size_t)R->o.B * R->o.H * R->Lr;
+    for (size_t i = 0; i < n; i++) {
+        int same = R->have_stats && R->row_max[i] + R->row_logl[i] == lse[i];
+        if (!same) {
+            R->row_max[i] = lse[i];
+            R->row_logl[i] = 0.0f;
+        }
+    }
+    R->have_stats = 0; /* row_max/row_logl now belong to this backward */
 }
 
 /* dk/dv rows of own piece index += the partial in buf [2][B][Hkv][n][D]. */
@@ -371,6 +399,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
         for (int i = 0; i < 3; i++)
             RA_TRY(ring_alloc(R, &R->dkv[i], sizeof(float) * R->dkv_floats, "dK/dV partial buffer"));
     begin_stats(R);
+    split_lse(R, lse);
     memset(dq, 0, sizeof(float) * rows * R->Lr * o->D);
     memset(dk, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
     memset(dv, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
@@ -393,12 +422,12 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
         }
         if (t == 0) {
-            backward_piece(R, &p, q, seg, dout, lse, dl, dq, dk + p.first * o->D,
+            backward_piece(R, &p, q, seg, dout, dl, dq, dk + p.first * o->D,
                            dv + p.first * o->D, (size_t)R->Lr * o->D);
         } else {
             size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
             memset(part, 0, sizeof(float) * 2 * blk);
-            backward_piece(R, &p, q, seg, dout, lse, dl, dq, part, part + blk, (size_t)p.n * o->D);
+            backward_piece(R, &p, q, seg, dout, dl, dq, part, part + blk, (size_t)p.n * o->D);
         }
         RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */
         if (expect && t == 0) add_returned(R, p.index - 1, incoming, dk, dv);

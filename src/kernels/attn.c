@@ -209,7 +209,7 @@ void ra_attn_bwd_rowdot(int nq, int D, const float *o, const float *dout, float 
 /* p [tq][tk]: masked logits in, P = exp(S - lse) out (0 where masked). */
 static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int tq, int tk,
                            const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
-                           const int32_t *kseg, int sorted, const float *lse)
+                           const int32_t *kseg, int sorted, const float *lse, const float *lse_lo)
 {
     for (int i = 0; i < tq; i++) {
         float *row = p + (size_t)i * tk;
@@ -220,7 +220,7 @@ static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int 
         int n = tk;
         if (kind == TILE_PARTIAL)
             n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
-        (void)ra_exp_shift_sum(row, n, lse[i]);
+        ra_exp_shift2(row, n, lse[i], lse_lo ? lse_lo[i] : 0.0f);
         if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
     }
 }
@@ -240,6 +240,14 @@ void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
                        const float *dout, const float *lse, const float *dl,
                        const ra_rows *kr, const float *k, const float *v,
                        float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll)
+{
+    ra_attn_bwd_block_split(o, qr, q, dout, lse, NULL, dl, kr, k, v, dq, dk, dv, scratch, poll);
+}
+
+void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const float *q,
+                             const float *dout, const float *lse, const float *lse_lo,
+                             const float *dl, const ra_rows *kr, const float *k, const float *v,
+                             float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll)
 {
     const int D = o->D, nq = qr->n, nk = kr->n;
     const int segs = qr->seg != NULL && kr->seg != NULL;
@@ -261,7 +269,8 @@ void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, a, qt, D, kt, D,
                         0.0f, p, tk);
             bwd_probs_tile(o, kind, p, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                           kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, lse + i0);
+                           kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, lse + i0,
+                           lse_lo ? lse_lo + i0 : NULL);
             /* dP = dO V^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D,
                         0.0f, dp, tk);

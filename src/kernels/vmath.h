@@ -83,6 +83,15 @@ static inline float ra_exp_shift_sum(float *x, int n, float shift)
     return sum;
 }
 
+/* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum. */
+static inline void ra_exp_shift2(float *x, int n, float hi, float lo)
+{
+    ra_vf vh = ra_vsplat(hi), vl = ra_vsplat(lo);
+    int j = 0;
+    for (; j + RA_VW <= n; j += RA_VW) ra_vstore(x + j, ra_vexp((ra_vload(x + j) - vh) - vl));
+    for (; j < n; j++) x[j] = ra_vexp(ra_vsplat((x[j] - hi) - lo))[0];
+}
+
 /* scalar exp with the same accuracy and edge rules */
 static inline float ra_exp1(float x) { return ra_vexp(ra_vsplat(x))[0]; }
 
