@@ -17,7 +17,9 @@
 /* Collective: returns RA_OK when every rank passed RA_OK. Otherwise the
  * lowest failing rank gets its own status back (its message intact, to be
  * printed) and every other rank gets RA_ERR_PEER. Never hangs on a failure
- * that a rank returned from; all ranks must call it. */
+ * that a rank returned from; all ranks must call it. An RA_ERR_MPI (the
+ * transport failed) is printed and ends the job with MPI_Abort instead, since
+ * a collective could wait forever on the peer that broke. */
 ra_status ra_agree(MPI_Comm comm, ra_status local);
 
 typedef struct {
