@@ -1,16 +1,439 @@
 #!/usr/bin/env bash
 # test_cli.sh RINGATTN MPIRUN - end-to-end tests of the ringattn command line.
+#
+# Runs ringattn under MPIRUN the way a user would:
+#   1. gen + attn at P=1 and P=3 in every layout, causal and not, with --lse
+#      and gradients, 3-D and 4-D, GQA, segment ids, L not divisible by P;
+#      every output of a P=3 run is checked against P=1 with `compare`;
+#   2. malformed or mismatched .npy inputs;  3. bad options;
+#   4. output safety (no clobbered --out, no *.partial left behind);
+#   5. --help of each command;  6. a `bench attn` smoke run.
+#
+# Every invocation runs under `timeout`, so a hang is a failure (124), not a
+# stuck CI job. Failing cases run each rank through a small wrapper that
+# records that rank's own exit status and then exits 0: the test sees that
+# EVERY rank failed (mpirun's status only says that some rank did), and a
+# rank left hanging is not hidden by mpirun killing the job.
+#
+# Prints "ok: ..." / "FAIL: ..." lines and "N passed, M failed"; the exit
+# status is non-zero on any failure; VERBOSE=1 also shows the command and
+# output of passing cases. Standalone: tests/cli/test_cli.sh
+# build/src/ringattn mpirun (Open MPI; the run-as-root and oversubscribe
+# variables are set here as in meson's test environment).
 set -u
-RA=$1
-MPIRUN=$2
+if [ $# -ne 2 ]; then
+    echo "usage: $0 RINGATTN MPIRUN" >&2
+    exit 2
+fi
+abspath() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) echo "$1" ;; esac; }
+RA=$(abspath "$1")
+MPIRUN=$(abspath "$2")
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+TMO=${RINGATTN_TEST_TIMEOUT:-60} # seconds per invocation
+
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok: $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
 
-"$RA" --help | grep -q "ringattn" && ok "--help" || bad "--help"
+# ---- helpers -----------------------------------------------------------------
+
+LAST=
+# The last command and the start of its output, under a FAIL line.
+show() {
+    echo "    \$ $LAST"
+    [ -s out ] && sed -n '1,6s/^/    stdout| /p' out
+    [ -s err ] && sed -n '1,8s/^/    stderr| /p' err
+    return 0
+}
+# report DESC WHY: ok when WHY is empty, else FAIL with the reasons.
+report() {
+    if [ -z "$2" ]; then
+        ok "$1"
+        [ -n "${VERBOSE:-}" ] && show
+    else
+        bad "$1: ${2%; }"
+        show
+    fi
+    return 0
+}
+# Any *.partial file anywhere under the work directory (removed once seen).
+partials() {
+    local p
+    p=$(find . -name '*.partial' | tr '\n' ' ')
+    [ -n "$p" ] && { echo "left behind: $p; "; find . -name '*.partial' -delete; }
+    return 0
+}
+# status RC: why an invocation that had to succeed did not, or nothing.
+status() {
+    case $1 in
+    0) ;;
+    124) echo "timed out after ${TMO}s (hang); " ;;
+    *) echo "exit status $1, expected 0; " ;;
+    esac
+}
+
+# One rank: run the command, record its exit status in DIR/<rank>, exit 0 so
+# that mpirun lets the other ranks finish on their own.
+cat >wrap.sh <<'EOF'
+d=$1
+shift
+r=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${PMI_RANK:-0}}}
+"$@"
+echo $? >"$d/$r"
+exit 0
+EOF
+
+# mpi N ARGS...: ringattn ARGS on N ranks; stdout in out, stderr in err.
+mpi() {
+    local n=$1
+    shift
+    LAST="mpirun -n $n ringattn $*"
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+}
+
+# fails DESC N PATTERN... -- ARGS...: ringattn ARGS on N ranks must fail on
+# every rank (non-zero status, not a signal, no hang), print exactly one
+# ringattn line on stderr that matches every PATTERN (extended regex, case
+# insensitive), print no summary, and leave no *.partial file.
+fails() {
+    local desc=$1 n=$2 why='' pats=() r s c p
+    shift 2
+    while [ "$1" != "--" ]; do pats+=("$1"); shift; done
+    shift
+    rm -rf rc && mkdir rc
+    LAST="mpirun -n $n ringattn $*"
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" bash "$T/wrap.sh" "$T/rc" "$RA" "$@" \
+        >out 2>err </dev/null
+    local mrc=$?
+    if [ $mrc -eq 124 ]; then
+        why+="timed out after ${TMO}s (a rank hung); "
+    elif [ $mrc -ne 0 ]; then
+        why+="mpirun exited $mrc (a rank died?); "
+    fi
+    for ((r = 0; r < n; r++)); do
+        if [ ! -s "rc/$r" ]; then
+            [ $mrc -eq 124 ] || why+="rank $r recorded no exit status; "
+            continue
+        fi
+        s=$(<"rc/$r")
+        if [ "$s" -eq 0 ]; then why+="rank $r exited 0; "
+        elif [ "$s" -ge 124 ]; then why+="rank $r exited $s (crash or signal); "
+        fi
+    done
+    c=$(grep -c 'ringattn' err)
+    [ "$c" -eq 1 ] || why+="$c ringattn lines on stderr, expected the error reported once; "
+    for p in "${pats[@]}"; do
+        grep 'ringattn' err | grep -qiE -- "$p" || why+="message lacks /$p/; "
+    done
+    grep -q 'GFLOP/s' out && why+="summary printed despite the failure; "
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+# attn_ok DESC N ARGS...: `ringattn attn ARGS` on N ranks exits 0, prints no
+# error, and prints one summary line (rank 0 only) with P=N and GFLOP/s
+# (twice, forward and backward, with --dout).
+attn_ok() {
+    local desc=$1 n=$2 why='' c want=1
+    shift 2
+    case " $* " in *" --dout "*) want=2 ;; esac
+    mpi "$n" attn "$@"
+    why+=$(status $?)
+    c=$(grep -c '^attn: ' out)
+    [ "$c" -eq 1 ] || why+="summary printed $c times, expected once (rank 0); "
+    grep '^attn: ' out | grep -q "| P=$n " || why+="summary lacks 'P=$n'; "
+    c=$(grep '^attn: ' out | grep -o 'GFLOP/s' | wc -l)
+    [ "$c" -eq $want ] || why+="summary has $c GFLOP/s figures, expected $want; "
+    [ -s err ] && why+="unexpected stderr; "
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+# compare A B: `ringattn compare A B --tol 1e-5` as a singleton (no mpirun).
+compare() {
+    LAST="ringattn compare $1 $2 --tol 1e-5"
+    OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" compare "$1" "$2" --tol 1e-5 >out 2>err </dev/null
+}
+
+# full DESC TAG N LAYOUT DIR [ARGS...]: attn on N ranks with --lse and the
+# gradients; outputs res/TAG-N-LAYOUT.{o,lse,dq,dk,dv}.npy.
+full() {
+    local desc=$1 tag=$2 n=$3 lay=$4 d=$5 lo=()
+    shift 5
+    local p=res/$tag-$n-$lay
+    [ "$lay" = default ] || lo=(--layout "$lay")
+    attn_ok "$desc" "$n" --q "$d/q.npy" --k "$d/k.npy" --v "$d/v.npy" --out "$p.o.npy" \
+        --lse "$p.lse.npy" --dout "$d/dout.npy" --dq "$p.dq.npy" --dk "$p.dk.npy" --dv "$p.dv.npy" \
+        ${lo[@]+"${lo[@]}"} "$@"
+}
+
+# match DESC RUN REF [OUTPUTS]: each output of RUN equals that of REF within
+# 1e-5 (ringattn compare exits 0).
+match() {
+    local desc=$1 run=$2 ref=$3 outs=${4:-o lse dq dk dv} x why='' rc
+    for x in $outs; do
+        compare "$run.$x.npy" "$ref.$x.npy"
+        rc=$?
+        [ $rc -eq 0 ] || why+="$x: compare exited $rc ($(head -c 200 err | tr '\n' ' ')); "
+    done
+    report "$desc" "$why"
+}
+
+# expect DESC WHY CMD...: ok when CMD succeeds, else FAIL because of WHY.
+expect() {
+    local desc=$1 why=$2
+    shift 2
+    if "$@"; then report "$desc" ""; else report "$desc" "$why"; fi
+}
+# absent FILE...: none of the files exists.
+absent() {
+    local f
+    for f; do [ ! -e "$f" ] || return 1; done
+}
+
+# header FILE: the .npy header dict of a file written by ringattn.
+header() { head -c 128 "$1" | tail -c +11 | tr -d '\n' | sed 's/ *$//'; }
+
+# patch FILE OLD NEW: replace OLD by NEW (same length) in the 128-byte header.
+patch() {
+    local at
+    at=$(head -c 128 "$1" | grep -aboF -- "$2" | head -1 | cut -d: -f1)
+    if [ -z "$at" ] || [ ${#2} -ne ${#3} ]; then
+        echo "test setup: cannot patch '$2' in $1" >&2
+        return 1
+    fi
+    printf '%s' "$3" | dd of="$1" bs=1 seek="$at" conv=notrunc status=none
+}
+
+# npy_i64 FILE SHAPE VALUE...: an int64 .npy file (v1.0, 128-byte header).
+npy_i64() {
+    local f=$1 shape=$2 v i s=
+    shift 2
+    printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<i8', 'fortran_order': False, 'shape': $shape, }" >"$f"
+    for v in "$@"; do
+        for i in 0 1 2 3 4 5 6 7; do s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
+    done
+    printf '%b' "$s" >>"$f"
+}
+
+# ---- 1. success paths -------------------------------------------------------
+
+mkdir A A3 B res bad
+# A: 3-D [H=2, L=37, D=16] (37 is not a multiple of 3)
+mpi 2 gen --dir A --H 2 --L 37 --D 16 --seed 3
+rc=$?
+c=$(grep -c '^gen: wrote' out)
+report "gen 3-D H=2 L=37 D=16 on 2 ranks" "$(status $rc)$([ "$c" -eq 1 ] || echo "gen line printed $c times, expected once")"
+# gen writes the same bytes whatever the number of ranks
+mpi 3 gen --dir A3 --H 2 --L 37 --D 16 --seed 3
+rc=$?
+why=$(status $rc)
+for x in q k v dout; do cmp -s "A/$x.npy" "A3/$x.npy" || why+="$x.npy differs between P=2 and P=3; "; done
+[ "$(header A/q.npy)" = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 37, 16), }" ] ||
+    why+="unexpected q.npy header: $(header A/q.npy); "
+report "gen output is independent of the number of ranks" "$why"
+# B: 4-D [B=2, H=4, L=41, D=16], GQA Hkv=2, 3 segments per sequence
+mpi 2 gen --dir B --B 2 --H 4 --Hkv 2 --L 41 --D 16 --segments 3 --seed 5
+rc=$?
+why=$(status $rc)
+[ "$(header B/k.npy)" = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 41, 16), }" ] ||
+    why+="unexpected k.npy header: $(header B/k.npy); "
+[ "$(header B/seg.npy)" = "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 41), }" ] ||
+    why+="unexpected seg.npy header: $(header B/seg.npy); "
+report "gen 4-D B=2 H=4 Hkv=2 L=41 --segments 3" "$why"
+# S: int64 segment ids [L] for A, segments that are not runs of tokens
+seg=()
+for ((i = 0; i < 37; i++)); do seg+=($(((i / 5) % 3))); done
+npy_i64 S.npy "(37,)" "${seg[@]}"
+
+for causal in "" --causal; do
+    cn=${causal:+causal}
+    cn=${cn:-bidirectional}
+    full "attn 3-D P=1 $cn" "A$cn" 1 default A $causal
+    # every output is shaped like its input
+    why=
+    [ "$(header "res/A$cn-1-default.o.npy")" = "$(header A/q.npy)" ] || why+="O header $(header "res/A$cn-1-default.o.npy"); "
+    [ "$(header "res/A$cn-1-default.dq.npy")" = "$(header A/q.npy)" ] || why+="dQ header; "
+    [ "$(header "res/A$cn-1-default.dk.npy")" = "$(header A/k.npy)" ] || why+="dK header; "
+    [ "$(header "res/A$cn-1-default.dv.npy")" = "$(header A/v.npy)" ] || why+="dV header; "
+    [ "$(header "res/A$cn-1-default.lse.npy")" = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 37), }" ] ||
+        why+="LSE header $(header "res/A$cn-1-default.lse.npy"); "
+    report "attn 3-D $cn: O, dQ like Q; dK, dV like K; LSE [H, L]" "$why"
+    for lay in contiguous zigzag striped; do
+        full "attn 3-D P=3 $lay $cn" "A$cn" 3 $lay A $causal
+        match "attn 3-D P=3 $lay $cn: O LSE dQ dK dV equal P=1" "res/A$cn-3-$lay" "res/A$cn-1-default"
+    done
+
+    full "attn 4-D GQA segments P=1 $cn" "B$cn" 1 default B --segments B/seg.npy $causal
+    expect "attn 4-D $cn: LSE is [B, H, L]" "LSE header $(header "res/B$cn-1-default.lse.npy")" \
+        [ "$(header "res/B$cn-1-default.lse.npy")" = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4, 41), }" ]
+    for lay in contiguous zigzag striped; do
+        full "attn 4-D GQA segments P=3 $lay $cn" "B$cn" 3 $lay B --segments B/seg.npy $causal
+        match "attn 4-D GQA segments P=3 $lay $cn: O LSE dQ dK dV equal P=1" "res/B$cn-3-$lay" "res/B$cn-1-default"
+    done
+done
+
+# int64 segment ids [L], shared by the heads
+full "attn int64 segments [L] P=1 causal" Scausal 1 default A --segments S.npy --causal
+full "attn int64 segments [L] P=3 striped causal" Scausal 3 striped A --segments S.npy --causal
+match "attn int64 segments [L] P=3 striped causal: equal P=1" res/Scausal-3-striped res/Scausal-1-default
+full "attn int64 segments [L] P=1" Sbi 1 default A --segments S.npy
+full "attn int64 segments [L] P=3 zigzag" Sbi 3 zigzag A --segments S.npy
+match "attn int64 segments [L] P=3 zigzag: equal P=1" res/Sbi-3-zigzag res/Sbi-1-default
+
+# the masks matter, and compare notices a difference
+why=
+compare res/Acausal-1-default.o.npy res/Abidirectional-1-default.o.npy
+rc=$?
+[ $rc -eq 1 ] || why+="causal vs bidirectional O: compare exited $rc, expected 1; "
+grep -q 'differs' err || why+="no 'differs' message on stderr; "
+grep -q 'FAIL$' out || why+="compare line does not end in FAIL; "
+compare res/Scausal-1-default.o.npy res/Acausal-1-default.o.npy
+rc=$?
+[ $rc -eq 1 ] || why+="with vs without segments: compare exited $rc, expected 1; "
+report "compare exits 1 when causal, bidirectional and segmented results differ" "$why"
+
+# forward only, default layout (zigzag when causal), no --lse
+attn_ok "attn P=3 causal forward only" 3 --q A/q.npy --k A/k.npy --v A/v.npy --out res/fwd.o.npy --causal
+expect "attn --causal defaults to the zigzag layout" "summary: $(head -1 out)" grep -q 'P=3 zigzag causal' out
+match "attn P=3 causal forward only: O equals P=1" res/fwd res/Acausal-1-default o
+# --scale and a small --chunk
+attn_ok "attn P=1 --scale 0.3" 1 --q A/q.npy --k A/k.npy --v A/v.npy --out res/sc1.o.npy --lse res/sc1.lse.npy --scale 0.3
+attn_ok "attn P=3 --scale 0.3 --chunk 4 striped" 3 --q A/q.npy --k A/k.npy --v A/v.npy \
+    --out res/sc3.o.npy --lse res/sc3.lse.npy --scale 0.3 --chunk 4 --layout striped
+match "attn P=3 --scale 0.3 --chunk 4: O and LSE equal P=1" res/sc3 res/sc1 "o lse"
+
+# ---- 2. .npy errors ----------------------------------------------------------
+
+cp A/q.npy bad/magic.npy && printf 'X' | dd of=bad/magic.npy bs=1 conv=notrunc status=none
+: >bad/empty.npy
+cp A/v.npy bad/fortran.npy && patch bad/fortran.npy "False" "True "
+cp A/q.npy bad/f2.npy && patch bad/f2.npy "<f4" "<f2"
+cp A/k.npy bad/bigend.npy && patch bad/bigend.npy "<f4" ">f4"
+cp A/q.npy bad/int.npy && patch bad/int.npy "<f4" "<i4"
+cp A/k.npy bad/trunc.npy && truncate -s -5 bad/trunc.npy
+cp A/v.npy bad/half.npy && truncate -s 2000 bad/half.npy
+cp A/k.npy bad/k36.npy && patch bad/k36.npy "37," "36,"
+cp A/v.npy bad/v1.npy && patch bad/v1.npy "(2," "(1,"
+cp A/q.npy bad/q1.npy && patch bad/q1.npy "(2," "(1,"
+cp A/dout.npy bad/dout36.npy && patch bad/dout36.npy "37," "36,"
+cp B/seg.npy bad/segf4.npy && patch bad/segf4.npy "<i4" "<f4"
+big=("${seg[@]}")
+big[36]=4294967296 # outside int32: only the rank owning token 36 sees it
+npy_i64 bad/segbig.npy "(37,)" "${big[@]}"
+QKV=(--q A/q.npy --k A/k.npy --v A/v.npy)
+
+fails "wrong magic" 2 "bad/magic.npy" "magic" -- attn --q bad/magic.npy --k A/k.npy --v A/v.npy --out o.npy
+fails "wrong magic (P=1)" 1 "bad/magic.npy" "magic" -- attn --q A/q.npy --k bad/magic.npy --v A/v.npy --out o.npy
+fails "empty file" 2 "bad/empty.npy" "magic|empty|truncated" -- attn --q A/q.npy --k bad/empty.npy --v A/v.npy --out o.npy
+fails "Fortran order" 2 "bad/fortran.npy" "fortran" -- attn --q A/q.npy --k A/k.npy --v bad/fortran.npy --out o.npy
+fails "dtype <f2" 2 "bad/f2.npy" "dtype" "f2" -- attn --q bad/f2.npy --k A/k.npy --v A/v.npy --out o.npy
+fails "dtype >f4 (big-endian)" 2 "bad/bigend.npy" "dtype" "big-endian|>f4" -- attn --q A/q.npy --k bad/bigend.npy --v A/v.npy --out o.npy
+fails "int32 file as --q" 2 "bad/int.npy" "int32" "float" -- attn --q bad/int.npy --k A/k.npy --v A/v.npy --out o.npy
+fails "truncated data" 2 "bad/trunc.npy" "truncated" -- attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
+fails "truncated data (P=3)" 3 "bad/half.npy" "truncated" -- attn --q A/q.npy --k A/k.npy --v bad/half.npy --out o.npy
+fails "K with a different L" 2 "bad/k36.npy" "agree|match|differ" -- attn --q A/q.npy --k bad/k36.npy --v A/v.npy --out o.npy
+fails "V shaped unlike K" 2 "bad/v1.npy" "shape" -- attn --q A/q.npy --k A/k.npy --v bad/v1.npy --out o.npy
+fails "Hkv does not divide H" 2 "A/k.npy|bad/q1.npy" "divide" -- attn --q bad/q1.npy --k A/k.npy --v A/v.npy --out o.npy
+fails "4-D K with 3-D Q" 2 "B/k.npy" "dimension" -- attn --q A/q.npy --k B/k.npy --v B/v.npy --out o.npy
+fails "dout shaped unlike Q" 2 "bad/dout36.npy" "shape" -- attn "${QKV[@]}" --out o.npy \
+    --dout bad/dout36.npy --dq dq.npy --dk dk.npy --dv dv.npy
+fails "segments of the wrong length" 2 "B/seg.npy" "segment" -- attn "${QKV[@]}" --out o.npy --segments B/seg.npy
+fails "float32 segments" 2 "bad/segf4.npy" "int32|int64" -- attn --q B/q.npy --k B/k.npy --v B/v.npy --out o.npy \
+    --segments bad/segf4.npy
+fails "int64 segment id out of int32 range, on the last rank (P=3)" 3 "^\[rank 2/3\]" "bad/segbig.npy" "int32" -- \
+    attn "${QKV[@]}" --out o.npy --segments bad/segbig.npy
+fails "missing file" 2 "nosuch.npy" "no such file|cannot open" -- attn --q A/q.npy --k A/k.npy --v nosuch.npy --out o.npy
+fails "missing file (P=1)" 1 "nosuch.npy" "no such file|cannot open" -- attn --q nosuch.npy --k A/k.npy --v A/v.npy --out o.npy
+fails "directory as a file" 2 "res: " "regular file|directory" -- attn --q A/q.npy --k res --v A/v.npy --out o.npy
+
+# ---- 3. option errors --------------------------------------------------------
+
+mkdir L2
+mpi 2 gen --dir L2 --H 2 --L 2 --D 16
+report "gen L=2 on 2 ranks" "$(status $?)"
+
+fails "missing --q" 2 "--q" "required|missing" -- attn --k A/k.npy --v A/v.npy --out o.npy
+fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
+fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
+fails "option without its value" 2 "--scale" "missing value" -- attn "${QKV[@]}" --out o.npy --scale
+fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
+fails "unknown --layout" 2 "layout" "diagonal" -- attn "${QKV[@]}" --out o.npy --layout diagonal
+fails "--scale not a number" 2 "--scale" "abc" "number" -- attn "${QKV[@]}" --out o.npy --scale abc
+fails "--scale 0" 2 "--scale" "0" -- attn "${QKV[@]}" --out o.npy --scale 0
+fails "--chunk 0" 2 "--chunk" "range" -- attn "${QKV[@]}" --out o.npy --chunk 0
+fails "--dout without --dq" 2 "--dout" "--dq" -- attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dk dk.npy --dv dv.npy
+fails "--dq without --dout" 2 "--dq" "--dout" -- attn "${QKV[@]}" --out o.npy --dq dq.npy
+fails "empty --out" 2 "--out" -- attn "${QKV[@]}" --out ""
+fails "L shorter than the ranks (L=2, P=3)" 3 "L2/q.npy" "shorter|ranks" -- attn --q L2/q.npy --k L2/k.npy --v L2/v.npy --out o.npy
+fails "unknown command" 2 "frobnicate" "unknown command" -- frobnicate --q A/q.npy
+fails "gen without --dir" 2 "--dir" "required" -- gen --L 64
+fails "gen L shorter than the ranks (P=3)" 3 "--L" "ranks" -- gen --dir L2 --L 2
+fails "gen --Hkv not dividing --H" 2 "--Hkv" "divide" -- gen --dir L2 --L 8 --H 4 --Hkv 3
+fails "compare with one file" 2 "compare" "two" -- compare A/q.npy
+fails "compare of different shapes" 2 "B/q.npy" "shape" -- compare A/q.npy B/q.npy
+fails "bench: unknown benchmark" 2 "frob" "unknown" -- bench frob
+fails "bench attn -b not a size" 2 "-b" "size" -- bench attn -b abc -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
+fails "bench attn -e smaller than -b" 2 "-e" "-b" "smaller" -- bench attn -b 256 -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
+
+# without the wrapper: mpirun itself reports the failure (and does not hang)
+mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
+rc=$?
+report "mpirun exits non-zero when the ranks fail" "$(case $rc in 0) echo "mpirun exited 0" ;; 124) echo "timed out" ;; esac)"
+
+# ---- 4. output safety ----------------------------------------------------------
+
+printf 'precious, not an .npy file\n' >keep.ref
+cp keep.ref keep.npy
+fails "failed run (truncated K) with an existing --out" 2 "bad/trunc.npy" "truncated" -- \
+    attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out keep.npy
+expect "failed run leaves an existing --out byte-for-byte unchanged" "keep.npy was modified" cmp -s keep.npy keep.ref
+fails "--out in a missing directory" 2 "nodir/o.npy" "no such file|cannot" -- attn "${QKV[@]}" --out nodir/o.npy
+fails "--out in a missing directory (P=3, with gradients)" 3 "nodir/o.npy" "no such file|cannot" -- attn "${QKV[@]}" \
+    --out nodir/o.npy --dout A/dout.npy --dq dq.npy --dk dk.npy --dv dv.npy
+expect "failed run writes no output" "nodir/, dq.npy, dk.npy or dv.npy was created" absent nodir dq.npy dk.npy dv.npy
+mkdir outdir && touch outdir/inside
+fails "--out names an existing directory" 2 "outdir" "directory" -- attn "${QKV[@]}" --out outdir
+expect "--out directory is left alone" "outdir/inside is gone" [ -f outdir/inside ]
+cp keep.ref keep.npy
+fails "unwritable --dq with an existing --out" 2 "nodir/dq.npy" "no such file|cannot" -- attn "${QKV[@]}" \
+    --out keep.npy --dout A/dout.npy --dq nodir/dq.npy --dk dk.npy --dv dv.npy
+expect "failed run (unwritable --dq) leaves an existing --out unchanged" "keep.npy was replaced although the run failed" \
+    cmp -s keep.npy keep.ref
+
+# ---- 5. --help -----------------------------------------------------------------
+
+for cmd in "" attn gen compare bench "bench attn"; do
+    # shellcheck disable=SC2086 # cmd is split into words on purpose
+    mpi 2 $cmd --help
+    rc=$?
+    why=$(status $rc)
+    c=$(grep -c '^usage:' out)
+    [ "$c" -eq 1 ] || why+="usage printed $c times, expected once; "
+    [ -s err ] && why+="unexpected stderr; "
+    report "ringattn${cmd:+ $cmd} --help under mpirun -n 2" "$why"
+done
+
+# ---- 6. bench attn smoke -----------------------------------------------------
+
+mpi 2 bench attn -b 64 -e 128 -n 1 -w 0 -c 1 -H 2 -D 16
+rc=$?
+why=$(status $rc)
+rows=$(grep -v '^#' out)
+[ "$(echo "$rows" | awk '{print $1}' | tr '\n' ' ')" = "64 128 " ] || why+="expected rows for L=64 and L=128; "
+echo "$rows" | awk '$NF != "OK" { exit 1 }' || why+="a row does not end in OK; "
+c=$(grep -c '^# ringattn bench attn' out)
+[ "$c" -eq 1 ] || why+="title printed $c times, expected once; "
+[ -s err ] && why+="unexpected stderr; "
+report "bench attn -b 64 -e 128 on 2 ranks: rows OK" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
