@@ -39,6 +39,14 @@ ra_status ra_slab_read_i32(const ra_npy *f, const ra_slab *s, int32_t *dst);
 ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
                            const ra_slab *s, const float *src);
 
+/* The two halves of ra_slab_save_f32, for a set of outputs that must appear
+ * together: write each to path.partial, then ra_outputs_finish renames all
+ * of them (rank 0) when st is RA_OK on every rank, or removes every partial
+ * otherwise. Both collective. */
+ra_status ra_slab_write_partial(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
+                                const ra_slab *s, const float *src);
+ra_status ra_outputs_finish(MPI_Comm comm, const char *const *paths, int n, ra_status st);
+
 /* OpenBLAS threads per rank that use this node's cores without
  * oversubscribing them: hwloc's core count / ranks on the node, at least 1. */
 int ra_default_threads(MPI_Comm comm);

@@ -112,6 +112,18 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
                        !a->dq ? "--dq" : !a->dk ? "--dk" : "--dv");
     if (!a->dout && ngrad)
         return RA_FAIL(RA_ERR_ARG, "attn: --dq/--dk/--dv need --dout (the gradient of O)");
+    const char *ins[][2] = { { "--q", a->q }, { "--k", a->k }, { "--v", a->v },
+                             { "--segments", a->seg }, { "--dout", a->dout } };
+    const char *outs[][2] = { { "--out", a->out }, { "--lse", a->lse }, { "--dq", a->dq },
+                              { "--dk", a->dk }, { "--dv", a->dv } };
+    for (int i = 0; i < 5; i++) {
+        if (ins[i][1] && !ins[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", ins[i][0]);
+        if (outs[i][1] && !outs[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", outs[i][0]);
+        for (int j = 0; j < i; j++) /* one output would overwrite another */
+            if (outs[i][1] && outs[j][1] && !strcmp(outs[i][1], outs[j][1]))
+                return RA_FAIL(RA_ERR_ARG, "attn: %s and %s name the same file '%s'", outs[j][0],
+                               outs[i][0], outs[i][1]);
+    }
     if (!a->layout_set) a->layout = a->causal ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     return RA_OK;
 }
@@ -137,8 +149,8 @@ static ra_status same_shape(const ra_npy *f, const ra_npy *ref, const char *rule
     for (int i = 0; same && i < f->ndim; i++) same = f->shape[i] == ref->shape[i];
     if (!same) {
         char a[96], b[96];
-        return RA_FAIL(RA_ERR_SHAPE, "%s: shape %s must equal %s of %s", f->path,
-                       ra_shape_str(a, sizeof a, f->ndim, f->shape), rule,
+        return RA_FAIL(RA_ERR_SHAPE, "%s: shape %s must equal %s of %s, %s", f->path,
+                       ra_shape_str(a, sizeof a, f->ndim, f->shape), rule, ref->path,
                        ra_shape_str(b, sizeof b, ref->ndim, ref->shape));
     }
     return RA_OK;
@@ -253,20 +265,37 @@ static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_sha
     return RA_OK;
 }
 
+/* Every output appears, or none: all are written to .partial files first
+ * and renamed together once all of them succeeded on every rank. */
 static ra_status write_outputs(const ra_cli *c, const attn_args *a, const attn_shape *s,
                                attn_state *S)
 {
     ra_slab sq = { (int64_t)s->B * s->H, s->L, s->D, a->layout, c->size, c->rank };
     ra_slab sk = { (int64_t)s->B * s->Hkv, s->L, s->D, a->layout, c->size, c->rank };
     ra_slab sl = { (int64_t)s->B * s->H, s->L, 1, a->layout, c->size, c->rank };
-    RA_TRY(ra_slab_save_f32(c->comm, a->out, S->q.ndim, S->q.shape, &sq, S->lo));
-    if (a->lse) RA_TRY(ra_slab_save_f32(c->comm, a->lse, S->q.ndim - 1, S->q.shape, &sl, S->llse));
-    if (a->dout) {
-        RA_TRY(ra_slab_save_f32(c->comm, a->dq, S->q.ndim, S->q.shape, &sq, S->ldq));
-        RA_TRY(ra_slab_save_f32(c->comm, a->dk, S->k.ndim, S->k.shape, &sk, S->ldk));
-        RA_TRY(ra_slab_save_f32(c->comm, a->dv, S->k.ndim, S->k.shape, &sk, S->ldv));
+    struct {
+        const char *path;
+        int ndim;
+        const int64_t *shape;
+        const ra_slab *slab;
+        const float *data;
+    } outs[] = {
+        { a->out, S->q.ndim, S->q.shape, &sq, S->lo },
+        { a->lse, S->q.ndim - 1, S->q.shape, &sl, S->llse },
+        { a->dq, S->q.ndim, S->q.shape, &sq, S->ldq },
+        { a->dk, S->k.ndim, S->k.shape, &sk, S->ldk },
+        { a->dv, S->k.ndim, S->k.shape, &sk, S->ldv },
+    };
+    const char *written[5];
+    int n = 0;
+    ra_status st = RA_OK;
+    for (size_t i = 0; i < sizeof outs / sizeof *outs && st == RA_OK; i++) {
+        if (!outs[i].path) continue;
+        written[n++] = outs[i].path;
+        st = ra_slab_write_partial(c->comm, outs[i].path, outs[i].ndim, outs[i].shape, outs[i].slab,
+                                   outs[i].data);
     }
-    return RA_OK;
+    return ra_outputs_finish(c->comm, written, n, st);
 }
 
 static double max_over_ranks(const ra_cli *c, double x)

@@ -3,9 +3,12 @@
  * Element i of tensor t is ra_rand_uniform(seed * 8 + t, i), so each rank
  * generates and writes only its own slab and the files do not depend on the
  * number of ranks. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
@@ -14,12 +17,13 @@
 
 static const char *help =
     "usage: [mpirun -n P] ringattn gen --dir DIR [--B 1] [--H 4] [--Hkv H] --L N [--D 64]\n"
-    "                       [--seed 1] [--segments N] [--bsh]\n"
+    "                       [--seed 1] [--segments N]\n"
     "\n"
     "Writes DIR/q.npy [B, H, L, D], DIR/k.npy and DIR/v.npy [B, Hkv, L, D] and\n"
     "DIR/dout.npy (like q), uniform in [-1, 1), float32; with --segments N also\n"
     "DIR/seg.npy int32 [B, L] with N segments per sequence. Without --B the\n"
-    "arrays are 3-D ([H, L, D]). L accepts K/M suffixes (x1024).\n";
+    "arrays are 3-D ([H, L, D]). L accepts K/M suffixes (x1024). DIR is created\n"
+    "if missing (its parent must exist).\n";
 
 static ra_status save_random(const ra_cli *c, const char *dir, const char *name, uint64_t stream,
                              int ndim, const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
@@ -97,6 +101,8 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && L < c->size)
         st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld is shorter than the %d ranks", (long long)L, c->size);
     if (st == RA_OK && nseg > L) st = RA_FAIL(RA_ERR_ARG, "gen: --segments %d exceeds --L", nseg);
+    if (st == RA_OK && c->rank == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST)
+        st = RA_FAIL(RA_ERR_IO, "gen: --dir %s: cannot create: %s", dir, strerror(errno));
     RA_TRY(ra_agree(c->comm, st));
 
     int four = B > 0, Bn = four ? B : 1;

@@ -37,8 +37,8 @@ int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
-        if (env_rank() == 0) fputs(usage, stdout);
-        return argc < 2 ? 2 : 0;
+        if (env_rank() == 0) fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "--version")) {
         if (env_rank() == 0) printf("ringattn 0.1.0\n");
@@ -58,8 +58,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], cmds[i].name)) run = cmds[i].run;
     if (!run) {
         if (env_rank() == 0)
-            fprintf(stderr, "ringattn: unknown command '%s' (try ringattn --help)\n", argv[1]);
-        return 2;
+            fprintf(stderr, "ringattn: error: unknown command '%s' (try ringattn --help)\n", argv[1]);
+        return 1;
     }
 
     MPI_Init(&argc, &argv);
@@ -70,9 +70,8 @@ int main(int argc, char **argv)
 
     ra_status st = run(&c, argc - 1, argv + 1);
     if (st != RA_OK && st != RA_ERR_PEER) {
-        if (c.rank == 0) fprintf(stderr, "ringattn %s: error: %s\n", argv[1], ra_last_error());
-        else fprintf(stderr, "[rank %d/%d] ringattn %s: error: %s\n", c.rank, c.size, argv[1],
-                     ra_last_error());
+        if (c.rank == 0) fprintf(stderr, "ringattn: error: %s\n", ra_last_error());
+        else fprintf(stderr, "[rank %d/%d] ringattn: error: %s\n", c.rank, c.size, ra_last_error());
         fflush(stderr);
     }
     MPI_Finalize();

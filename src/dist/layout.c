@@ -9,7 +9,7 @@ ra_status ra_layout_parse(const char *name, ra_layout *out)
     else if (strcmp(name, "zigzag") == 0) *out = RA_LAYOUT_ZIGZAG;
     else if (strcmp(name, "striped") == 0) *out = RA_LAYOUT_STRIPED;
     else
-        return RA_FAIL(RA_ERR_ARG, "unknown layout '%s' (expected contiguous, zigzag or striped)",
+        return RA_FAIL(RA_ERR_ARG, "--layout: unknown layout '%s' (expected contiguous, zigzag or striped)",
                        name);
     return RA_OK;
 }

@@ -63,8 +63,8 @@ ra_status ra_slab_read_i32(const ra_npy *f, const ra_slab *s, int32_t *dst)
     return slab_io(f, s, dst, 0, 1);
 }
 
-ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
-                           const ra_slab *s, const float *src)
+ra_status ra_slab_write_partial(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
+                                const ra_slab *s, const float *src)
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
@@ -77,10 +77,27 @@ ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int6
         ra_status cs = ra_npy_sync_close(&f);
         if (st == RA_OK) st = cs;
     }
+    return ra_agree(comm, st);
+}
+
+ra_status ra_outputs_finish(MPI_Comm comm, const char *const *paths, int n, ra_status st)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
     st = ra_agree(comm, st);
     if (rank == 0) {
-        if (st == RA_OK) st = ra_npy_commit(path);
-        else ra_npy_abort(path);
+        int i = 0;
+        for (; st == RA_OK && i < n; i++) st = ra_npy_commit(paths[i]);
+        for (; i < n; i++) ra_npy_abort(paths[i]); /* a commit failed: drop the rest */
+        if (st != RA_OK) /* nothing committed yet when the writes failed */
+            for (int j = 0; j < n; j++) ra_npy_abort(paths[j]);
     }
     return ra_agree(comm, st);
+}
+
+ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
+                           const ra_slab *s, const float *src)
+{
+    ra_status st = ra_slab_write_partial(comm, path, ndim, shape, s, src);
+    return ra_outputs_finish(comm, &path, 1, st);
 }

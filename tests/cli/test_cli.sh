@@ -226,7 +226,7 @@ npy_i64() {
 
 # ---- 1. success paths -------------------------------------------------------
 
-mkdir A A3 B res bad
+mkdir A B res bad  # A3 is left to gen, which creates its --dir
 # A: 3-D [H=2, L=37, D=16] (37 is not a multiple of 3)
 mpi 2 gen --dir A --H 2 --L 37 --D 16 --seed 3
 rc=$?
@@ -373,6 +373,9 @@ fails "--chunk 0" 2 "--chunk" "range" -- attn "${QKV[@]}" --out o.npy --chunk 0
 fails "--dout without --dq" 2 "--dout" "--dq" -- attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dk dk.npy --dv dv.npy
 fails "--dq without --dout" 2 "--dq" "--dout" -- attn "${QKV[@]}" --out o.npy --dq dq.npy
 fails "empty --out" 2 "--out" -- attn "${QKV[@]}" --out ""
+fails "empty --q" 2 "--q" "empty" -- attn --q "" --k A/k.npy --v A/v.npy --out o.npy
+fails "--out and --lse the same file" 2 "--out" "--lse" "same file" -- attn "${QKV[@]}" --out o.npy --lse o.npy
+fails "--dk and --dv the same file" 2 "--dk" "--dv" "same file" -- attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dq dq.npy --dk g.npy --dv g.npy
 fails "L shorter than the ranks (L=2, P=3)" 3 "L2/q.npy" "shorter|ranks" -- attn --q L2/q.npy --k L2/k.npy --v L2/v.npy --out o.npy
 fails "unknown command" 2 "frobnicate" "unknown command" -- frobnicate --q A/q.npy
 fails "gen without --dir" 2 "--dir" "required" -- gen --L 64
