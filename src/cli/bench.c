@@ -108,9 +108,10 @@ ra_stat3 ra_bench_across(const ra_cli *c, double x)
 ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "attn")) return ra_bench_attn(c, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "train")) return ra_bench_train(c, argc - 1, argv + 1);
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        ra_say(c, "usage: [mpirun -n P] ringattn bench attn [options]   (see --help of each)\n");
-        return ra_agree(c->comm, argc < 2 ? RA_FAIL(RA_ERR_ARG, "bench: which benchmark? (attn)") : RA_OK);
+        ra_say(c, "usage: [mpirun -n P] ringattn bench attn|train [options]   (see --help of each)\n");
+        return ra_agree(c->comm, argc < 2 ? RA_FAIL(RA_ERR_ARG, "bench: which benchmark? (attn or train)") : RA_OK);
     }
-    return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "bench: unknown benchmark '%s' (expected attn)", argv[1]));
+    return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "bench: unknown benchmark '%s' (expected attn or train)", argv[1]));
 }

@@ -35,5 +35,6 @@ ra_stat3 ra_bench_across(const ra_cli *c, double x);
 double ra_median(double *x, int n);
 
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv);
+ra_status ra_bench_train(ra_cli *c, int argc, char **argv);
 
 #endif

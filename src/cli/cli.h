@@ -18,6 +18,9 @@ ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_train(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv);
 
 /* Option values, each error naming the option and the value. */
 ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out);

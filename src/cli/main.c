@@ -16,6 +16,9 @@ static const char *usage =
     "            backward with --dout); each rank reads and writes only its slab\n"
     "  gen       write random Q, K, V, dO (and segment ids) .npy files\n"
     "  compare   compare two .npy files: max |A - B| / max |B|\n"
+    "  train     train a transformer on the ring (recall task or a byte file)\n"
+    "  eval      loss and bits per byte of a checkpoint\n"
+    "  generate  sample from a checkpoint; the KV cache stays sharded over ranks\n"
     "  bench     benchmarks: 'ringattn bench attn --help'\n"
     "\n"
     "Run 'ringattn COMMAND --help' for the options of a command.\n"
@@ -52,6 +55,9 @@ int main(int argc, char **argv)
         { "gen", ra_cmd_gen },
         { "compare", ra_cmd_compare },
         { "bench", ra_cmd_bench },
+        { "train", ra_cmd_train },
+        { "eval", ra_cmd_eval },
+        { "generate", ra_cmd_generate },
     };
     ra_status (*run)(ra_cli *, int, char **) = NULL;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)

@@ -1,0 +1,53 @@
+/* checkpoint.h - one file per checkpoint (DESIGN §8): magic + version
+ * header, the config text, the step and RNG/data state, named float32
+ * tensors (parameters, optimizer moments), and a checksum of everything.
+ *
+ * Writing goes to "<path>.tmp", is fsync'd, renamed over path, and the
+ * directory fsync'd: a crash leaves either the old file or the new one.
+ * Loading verifies the magic, version, sizes and checksum of the WHOLE file
+ * before it copies a single value into the caller's tensors, so a corrupt,
+ * truncated or mismatched checkpoint is refused and nothing is half-loaded.
+ *
+ *     ra_ckpt_tensor t[] = { { "params", params, n_params }, { "adam_m", m, n_params },
+ *                            { "adam_v", v, n_params } };
+ *     RA_TRY(ra_ckpt_save("ck/step-100.ckpt", cfg_text, &state, t, 3));
+ *     RA_TRY(ra_ckpt_load("ck/step-100.ckpt", &text, &state, t, 3));
+ */
+#ifndef RINGATTN_CHECKPOINT_H
+#define RINGATTN_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringattn/status.h"
+
+typedef struct {
+    const char *name; /* <= 255 bytes */
+    float *data;
+    uint64_t count;   /* floats */
+} ra_ckpt_tensor;
+
+typedef struct {
+    uint64_t step;      /* optimizer steps completed */
+    uint64_t seed;      /* run seed */
+    uint64_t data_pos;  /* data stream position (sequences consumed) */
+    uint64_t extra[4];  /* reserved for later state; saved and restored */
+} ra_ckpt_state;
+
+/* Atomic write (see above). Errors name the path and the failing call. */
+ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
+                       const ra_ckpt_tensor *tensors, int n);
+
+/* Verify, then load. *config_text (malloc'd, may be NULL if not wanted)
+ * receives the stored config text. The file's tensors must match tensors[]
+ * exactly in number, order, names and counts, else an error naming the
+ * first mismatch (e.g. "ck.ckpt: tensor 'params' has 1000 values, the model
+ * needs 1200: was it written for another config?"). */
+ra_status ra_ckpt_load(const char *path, char **config_text, ra_ckpt_state *state,
+                       const ra_ckpt_tensor *tensors, int n);
+
+/* Verify the whole file and return only its config text (malloc'd) and
+ * state: what `generate` and `eval` need to build the model first. */
+ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *state);
+
+#endif

@@ -1,0 +1,99 @@
+/* config.h - model and run configuration: INI files (DESIGN §8).
+ *
+ *     ra_config cfg;
+ *     RA_TRY(ra_config_load(&cfg, "configs/recall.ini"));       // defaults + file
+ *     RA_TRY(ra_config_set(&cfg, "train.steps=20", "--set"));     // overrides
+ *     RA_TRY(ra_config_finish(&cfg));                             // derived values + checks
+ *
+ * Sections: [model], [layers] (defaults for every layer), [layer.N] (layer N,
+ * 0-based, overrides [layers]), [train], [data], [run]. Unknown sections and
+ * keys, malformed lines and bad values are errors that name file:line. The
+ * canonical text (ra_config_text) is what checkpoints store. */
+#ifndef RINGATTN_CONFIG_H
+#define RINGATTN_CONFIG_H
+
+#include <stdint.h>
+
+#include "ringattn/status.h"
+
+#define RA_MAX_LAYERS 64
+#define RA_NAME_MAX 64
+#define RA_PATH_MAX 1024
+
+typedef struct {
+    char head[RA_NAME_MAX]; /* attention head kind: "full" (registry in heads.h) */
+    int span;               /* combiner-fixed span (0: automatic) */
+    int row;                /* combiner-axial row length (0: automatic) */
+    char precond[RA_NAME_MAX];      /* "none" */
+    char precond_grad[RA_NAME_MAX]; /* "stop" | "full" */
+    float precond_eps;
+    float precond_lambda;
+} ra_layer_config;
+
+typedef struct {
+    /* [model] */
+    int vocab;          /* 256: bytes */
+    int dim;            /* C */
+    int layers;
+    int heads;          /* H */
+    int kv_heads;       /* Hkv (0: = heads) */
+    int head_dim;       /* D (0: dim / heads) */
+    char ffn[RA_NAME_MAX]; /* "swiglu" | "gelu" */
+    int ffn_dim;        /* F (0: 4*dim for gelu, multiple of 8 near 8/3*dim for swiglu) */
+    int ffn_block;      /* tokens per FFN block (blockwise FFN, BPT); 0: 256 */
+    int tie_embeddings; /* bool */
+    float rope_theta;
+    float norm_eps;
+    float init_std;
+    ra_layer_config layer[RA_MAX_LAYERS];
+    /* Bit N: layer N was configured by a [layer.N] section or a layer.N.KEY
+     * override; finish refuses N >= layers, then sets exactly the bits of
+     * layers 0 .. layers-1 (the layers the canonical text describes). */
+    uint64_t layer_given;
+    /* [train] */
+    int steps;
+    int batch;          /* sequences per optimizer step */
+    int accum;          /* micro-batches per step (batch divisible by accum) */
+    float lr, min_lr;
+    int warmup;         /* steps of linear warm-up, then cosine to min_lr */
+    float weight_decay, beta1, beta2, adam_eps;
+    float clip;         /* global gradient-norm clip (0: off) */
+    uint64_t seed;
+    int eval_every;     /* steps between evaluations (0: only at the end) */
+    int eval_batches;   /* held-out batches per evaluation */
+    int checkpoint_every; /* steps between checkpoints (0: only at the end) */
+    int log_every;      /* steps between progress lines */
+    /* [data] */
+    char source[RA_NAME_MAX]; /* "recall" | "file" */
+    char path[RA_PATH_MAX];   /* file source: any file, read as bytes */
+    int seq_len;        /* L */
+    float val_fraction; /* tail of the file held out */
+    int recall_keys;    /* recall task: distinct keys (and values) */
+    int recall_pairs;   /* key-value pairs per sequence */
+    int recall_queries; /* queries per sequence */
+    /* [run] */
+    char layout[RA_NAME_MAX]; /* contiguous | zigzag | striped */
+    int chunk;          /* ring chunk (0: automatic) */
+    int threads;        /* OpenBLAS threads per rank (0: automatic) */
+    char checkpoint_dir[RA_PATH_MAX];
+    char metrics[RA_PATH_MAX]; /* JSON-lines file ("" : none) */
+} ra_config;
+
+/* Defaults for every key (a tiny recall model). */
+void ra_config_defaults(ra_config *cfg);
+/* Defaults, then the file. Errors name "file:line". */
+ra_status ra_config_load(ra_config *cfg, const char *path);
+/* Parse INI text (what a checkpoint stores); name is used in messages. */
+ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name);
+/* One override "section.key=value" (also "layer.N.key=value");
+ * origin names it in errors (e.g. "--set"). */
+ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *origin);
+/* Fill derived values (kv_heads, head_dim, ffn_dim, ffn_block) and check
+ * consistency (heads % kv_heads, dim, head_dim even, batch % accum, ...). */
+ra_status ra_config_finish(ra_config *cfg);
+/* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
+ * of memory). For a finished config, defaults + parsing it back gives an
+ * identical struct (memcmp). */
+char *ra_config_text(const ra_config *cfg);
+
+#endif

@@ -1,0 +1,50 @@
+/* data.h - training and held-out sequences, each rank reading only the
+ * tokens at its own positions (layout-aware).
+ *
+ * Sources (config [data] source):
+ *   file   - any file read as bytes; the last val_fraction is held out.
+ *            Sequence idx of a split starts at a pseudo-random offset drawn
+ *            from (seed, split, idx); tokens are bytes off+pos, targets
+ *            bytes off+pos+1.
+ *   recall - a generated long-context recall task: recall_pairs key-value
+ *            pairs (a key letter then its value letter) at the start of the
+ *            sequence, filler, a separator, then recall_queries of the keys
+ *            again at the end, each to be answered by its value. Only the
+ *            answers are counted targets, and they can only be found by
+ *            attending back across the sequence (and so across rank
+ *            boundaries). Chance is 1/recall_keys.
+ * Sequence idx depends only on (seed, split, idx): the same data whatever
+ * the number of ranks or the layout. */
+#ifndef RINGATTN_DATA_H
+#define RINGATTN_DATA_H
+
+#include <stdint.h>
+
+#include "ringattn/config.h"
+#include "ringattn/status.h"
+
+enum {
+    RA_SPLIT_TRAIN = 0, /* random windows of the training part */
+    RA_SPLIT_VAL = 1,   /* random windows of the held-out part */
+    RA_SPLIT_ALL = 2,   /* file source: consecutive windows covering the whole file */
+};
+
+typedef struct ra_data ra_data;
+
+/* pos [Lr]: this rank's global positions (sorted), kept by reference. */
+ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr);
+void ra_data_close(ra_data *d);
+/* tok, tgt [B][Lr] for sequences idx0 .. idx0+B-1 of split. */
+ra_status ra_data_batch(ra_data *d, int split, uint64_t idx0, int B, int32_t *tok, int32_t *tgt);
+/* File source: how many consecutive windows RA_SPLIT_ALL has (0 for recall). */
+int64_t ra_data_windows(const ra_data *d);
+/* Counted targets per sequence over the whole sequence (all ranks). */
+int64_t ra_data_targets_per_seq(const ra_data *d);
+
+/* The recall task's alphabet. */
+#define RA_RECALL_KEY(k) ((int32_t)'A' + (k))
+#define RA_RECALL_VALUE(v) ((int32_t)'a' + (v))
+#define RA_RECALL_FILL ((int32_t)'.')
+#define RA_RECALL_SEP ((int32_t)'|')
+
+#endif

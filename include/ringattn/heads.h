@@ -1,0 +1,52 @@
+/* heads.h - attention heads behind one interface, chosen per layer by name.
+ *
+ * A head maps q [B][H][Lr][D], k, v [B][Hkv][Lr][D] (this rank's tokens) to
+ * o [B][H][Lr][D] and lse [B][H][Lr], and back. The transformer only talks
+ * to this interface, so a new head kind is a new file plus one line in the
+ * registry (src/heads/registry.c):
+ *
+ *     const ra_head_kind *kind = ra_head_find("full");
+ *     ra_head *h;
+ *     RA_TRY(kind->create(&h, &opts, comm));
+ *     RA_TRY(h->kind->forward(h, q, k, v, NULL, o, lse));
+ */
+#ifndef RINGATTN_HEADS_H
+#define RINGATTN_HEADS_H
+
+#include <mpi.h>
+
+#include "ringattn/config.h"
+#include "ringattn/ring.h"
+#include "ringattn/status.h"
+
+typedef struct ra_head ra_head;
+
+typedef struct {
+    ra_ring_opts ring;          /* shapes, scale, causal, layout, chunk */
+    const ra_layer_config *layer; /* head kind parameters (span, row, ...) */
+} ra_head_opts;
+
+typedef struct {
+    const char *name;
+    ra_status (*create)(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+    ra_status (*forward)(ra_head *h, const float *q, const float *k, const float *v,
+                         const int32_t *seg, float *o, float *lse);
+    ra_status (*backward)(ra_head *h, const float *q, const float *k, const float *v,
+                          const int32_t *seg, const float *o, const float *lse,
+                          const float *dout, float *dq, float *dk, float *dv);
+    /* seconds blocked on communication in the last call */
+    double (*wait_seconds)(const ra_head *h);
+    void (*destroy)(ra_head *h);
+} ra_head_kind;
+
+/* Every head starts with its kind. */
+struct ra_head {
+    const ra_head_kind *kind;
+};
+
+/* NULL when no head has that name. */
+const ra_head_kind *ra_head_find(const char *name);
+/* "full, ..." for messages */
+const char *ra_head_names(void);
+
+#endif

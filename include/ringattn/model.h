@@ -1,0 +1,89 @@
+/* model.h - the decoder-only transformer on the ring (DESIGN §7).
+ *
+ * x = embed(tokens); each layer: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x));
+ * logits = rmsnorm(x) W_out (W_out = E^T when tied); loss = mean
+ * cross-entropy over the counted targets of all ranks. Attention is the
+ * layer's head (heads.h) over this rank's tokens, with RoPE on global
+ * positions; the FFN (SwiGLU or GELU) runs over blocks of ffn_block tokens
+ * and recomputes its inner activations in the backward, so its memory does
+ * not grow with the sequence (Blockwise Parallel Transformer).
+ *
+ * Parameters are replicated on every rank, stored in one float array whose
+ * layout ra_param_layout describes. Gradients are summed over ranks with
+ * non-blocking MPI_Iallreduce, each layer's as soon as its backward is done,
+ * so the reductions overlap the backward of the layers below.
+ *
+ *     ra_model *m;
+ *     RA_TRY(ra_model_create(&m, &cfg, micro_batch, MPI_COMM_WORLD));
+ *     ra_model_init(m, cfg.seed);
+ *     ra_model_zero_grads(m);
+ *     RA_TRY(ra_model_step(m, tok, tgt, 1, 1.0f / total_targets, 1, &bs));
+ *     RA_TRY(ra_model_wait_grads(m));           // grads now summed over ranks
+ */
+#ifndef RINGATTN_MODEL_H
+#define RINGATTN_MODEL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringattn/config.h"
+#include "ringattn/status.h"
+
+typedef struct {
+    size_t attn_norm, wq, wk, wv, wo, ffn_norm, w1, w3, w2; /* offsets; w3 unused for gelu */
+    size_t begin, end;                                      /* the layer's slice */
+} ra_layer_params;
+
+typedef struct {
+    size_t emb;        /* [V][C] */
+    size_t final_norm; /* [C] */
+    size_t lm_head;    /* [C][V], or == emb when tied */
+    ra_layer_params layer[RA_MAX_LAYERS];
+    size_t total;
+} ra_param_layout;
+
+typedef struct {
+    double loss_sum;  /* this rank's sum of -log p over counted targets */
+    int64_t count;    /* counted targets on this rank */
+    int64_t correct;  /* argmax == target */
+    double wait_seconds; /* blocked on ring transfers and gradient reductions */
+} ra_batch_stats;
+
+typedef struct ra_model ra_model;
+
+/* micro_batch: sequences per forward/backward call. */
+ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm);
+void ra_model_destroy(ra_model *m);
+
+const ra_param_layout *ra_model_layout(const ra_model *m);
+float *ra_model_params(ra_model *m);
+float *ra_model_grads(ra_model *m);
+size_t ra_model_nparams(const ra_model *m);
+int64_t ra_model_local_len(const ra_model *m);        /* Lr */
+const int32_t *ra_model_positions(const ra_model *m); /* [Lr] global positions */
+/* Model FLOPs of one forward+backward over B sequences of length L
+ * (6 per parameter-token for the matmuls, attention 3x its forward). */
+double ra_model_flops(const ra_model *m, int B);
+
+/* Deterministic initialisation from seed (identical on every rank). */
+void ra_model_init(ra_model *m, uint64_t seed);
+void ra_model_zero_grads(ra_model *m);
+
+/* One micro-batch: tok, tgt [micro_batch][Lr] (tgt -1: not counted).
+ * With backward, gradients += d(grad_scale * loss_sum); with reduce, the
+ * gradient reductions over ranks are started during the backward (finish
+ * them with ra_model_wait_grads before reading the gradients). */
+ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int backward,
+                        float grad_scale, int reduce, ra_batch_stats *stats);
+ra_status ra_model_wait_grads(ra_model *m);
+
+/* After a forward: this rank's keys (after RoPE) and values of layer l,
+ * [micro_batch][Hkv][Lr][D] - a decoder's KV cache starts from them. */
+void ra_model_kv(const ra_model *m, int l, const float **k, const float **v);
+
+/* Forward only, returning logits [micro_batch][Lr][V] of the last call
+ * (valid until the next call). */
+const float *ra_model_logits(const ra_model *m);
+
+#endif

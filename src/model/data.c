@@ -1,0 +1,183 @@
+/* data.c - byte files and the generated recall task, by rank slab. */
+#include "ringattn/data.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ringattn/rng.h"
+
+struct ra_data {
+    ra_config cfg;
+    const int32_t *pos;
+    int64_t Lr;
+    int fd;                  /* file source */
+    int64_t split_at, size;  /* train bytes [0, split_at), held out [split_at, size) */
+    int32_t *keys, *vals;    /* recall scratch [recall_pairs] */
+    int32_t *order;          /* [recall_keys] */
+};
+
+ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr)
+{
+    *out = NULL;
+    ra_data *d = calloc(1, sizeof *d);
+    if (!d) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the data reader");
+    *out = d;
+    d->cfg = *cfg;
+    d->pos = pos;
+    d->Lr = Lr;
+    d->fd = -1;
+    if (strcmp(cfg->source, "file") == 0) {
+        d->fd = open(cfg->path, O_RDONLY);
+        if (d->fd < 0)
+            return RA_FAIL(RA_ERR_IO, "data.path %s: cannot open: %s", cfg->path, strerror(errno));
+        struct stat st;
+        if (fstat(d->fd, &st) != 0 || !S_ISREG(st.st_mode))
+            return RA_FAIL(RA_ERR_IO, "data.path %s: not a regular file", cfg->path);
+        d->size = st.st_size;
+        d->split_at = (int64_t)((double)d->size * (1.0 - cfg->val_fraction));
+        if (d->size < cfg->seq_len + 1)
+            return RA_FAIL(RA_ERR_ARG, "data.path %s: %lld bytes are too few for one sequence of data.seq_len = %d (+1 for the target)",
+                           cfg->path, (long long)d->size, cfg->seq_len);
+    } else {
+        d->keys = calloc((size_t)cfg->recall_pairs * 2 + cfg->recall_keys, sizeof(int32_t));
+        if (!d->keys) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the recall task");
+        d->vals = d->keys + cfg->recall_pairs;
+        d->order = d->vals + cfg->recall_pairs;
+    }
+    return RA_OK;
+}
+
+void ra_data_close(ra_data *d)
+{
+    if (!d) return;
+    if (d->fd >= 0) close(d->fd);
+    free(d->keys);
+    free(d);
+}
+
+int64_t ra_data_windows(const ra_data *d)
+{
+    return d->fd >= 0 ? (d->size - 1) / d->cfg.seq_len : 0;
+}
+
+int64_t ra_data_targets_per_seq(const ra_data *d)
+{
+    if (d->fd >= 0) return d->cfg.seq_len;
+    return d->cfg.recall_queries;
+}
+
+/* ---- recall ------------------------------------------------------------------ */
+
+static uint64_t stream(const ra_data *d, int split, uint64_t idx)
+{
+    return ra_rand_u64(d->cfg.seed * 2 + (uint64_t)split, idx);
+}
+
+/* The tokens at this rank's positions, and their targets (-1: not counted). */
+static void recall_sequence(ra_data *d, uint64_t s, int32_t *tok, int32_t *tgt)
+{
+    const ra_config *c = &d->cfg;
+    const int K = c->recall_keys, N = c->recall_pairs, Q = c->recall_queries;
+    const int64_t L = c->seq_len, qstart = L - 2 * Q;
+    uint64_t draw = 0;
+    for (int i = 0; i < K; i++) d->order[i] = i;
+    for (int i = 0; i < N; i++) { /* keys without replacement, values with */
+        int j = i + (int)(ra_rand_u64(s, draw++) % (uint64_t)(K - i));
+        int32_t t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+        d->keys[i] = d->order[i];
+        d->vals[i] = (int32_t)(ra_rand_u64(s, draw++) % (uint64_t)K);
+    }
+    for (int i = 0; i < N; i++) d->order[i] = i; /* which pairs are queried, in which order */
+    for (int i = 0; i < Q; i++) {
+        int j = i + (int)(ra_rand_u64(s, draw++) % (uint64_t)(N - i));
+        int32_t t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+    }
+    for (int64_t i = 0; i < d->Lr; i++) {
+        int64_t p = d->pos[i];
+        int32_t token = RA_RECALL_FILL, target = -1;
+        if (p < 2 * N) {
+            token = p % 2 == 0 ? RA_RECALL_KEY(d->keys[p / 2]) : RA_RECALL_VALUE(d->vals[p / 2]);
+        } else if (p == qstart - 1) {
+            token = RA_RECALL_SEP;
+        } else if (p >= qstart) {
+            int pair = d->order[(p - qstart) / 2];
+            if ((p - qstart) % 2 == 0) {
+                token = RA_RECALL_KEY(d->keys[pair]);
+                target = RA_RECALL_VALUE(d->vals[pair]);
+            } else {
+                token = RA_RECALL_VALUE(d->vals[pair]);
+            }
+        }
+        tok[i] = token;
+        tgt[i] = target;
+    }
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+static ra_status read_at(const ra_data *d, int64_t off, unsigned char *buf, int64_t n)
+{
+    while (n > 0) {
+        ssize_t r = pread(d->fd, buf, (size_t)n, off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return RA_FAIL(RA_ERR_IO, "data.path %s: read of %lld bytes at %lld failed: %s", d->cfg.path,
+                           (long long)n, (long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
+        buf += r, off += r, n -= r;
+    }
+    return RA_OK;
+}
+
+/* The training and held-out parts must each hold a sequence and its target. */
+static ra_status check_split(const ra_data *d, int split)
+{
+    int64_t len = split == RA_SPLIT_TRAIN ? d->split_at : d->size - d->split_at;
+    if (split != RA_SPLIT_ALL && len < d->cfg.seq_len + 1)
+        return RA_FAIL(RA_ERR_ARG,
+                       "data.path %s: the %s part has %lld bytes (of %lld, data.val_fraction = %g); it needs "
+                       "at least data.seq_len + 1 = %d",
+                       d->cfg.path, split == RA_SPLIT_TRAIN ? "training" : "held-out", (long long)len,
+                       (long long)d->size, d->cfg.val_fraction, d->cfg.seq_len + 1);
+    return RA_OK;
+}
+
+static ra_status file_sequence(ra_data *d, int split, uint64_t idx, int32_t *tok, int32_t *tgt)
+{
+    const int64_t L = d->cfg.seq_len;
+    RA_TRY(check_split(d, split));
+    int64_t lo = split == RA_SPLIT_VAL ? d->split_at : 0;
+    int64_t len = split == RA_SPLIT_TRAIN ? d->split_at : split == RA_SPLIT_VAL ? d->size - d->split_at : d->size;
+    int64_t off = split == RA_SPLIT_ALL ? (int64_t)(idx % (uint64_t)ra_data_windows(d)) * L
+                                        : lo + (int64_t)(stream(d, split, idx) % (uint64_t)(len - L));
+    unsigned char buf[4096];
+    int64_t i = 0;
+    while (i < d->Lr) { /* runs of consecutive positions, one pread each (+1 byte: targets) */
+        int64_t n = 1;
+        while (i + n < d->Lr && d->pos[i + n] == d->pos[i] + n && n < (int64_t)sizeof buf - 1) n++;
+        RA_TRY(read_at(d, off + d->pos[i], buf, n + 1));
+        for (int64_t j = 0; j < n; j++) {
+            tok[i + j] = buf[j];
+            tgt[i + j] = buf[j + 1];
+        }
+        i += n;
+    }
+    return RA_OK;
+}
+
+ra_status ra_data_batch(ra_data *d, int split, uint64_t idx0, int B, int32_t *tok, int32_t *tgt)
+{
+    for (int b = 0; b < B; b++) {
+        int32_t *t = tok + (size_t)b * d->Lr, *g = tgt + (size_t)b * d->Lr;
+        if (d->fd >= 0) RA_TRY(file_sequence(d, split, idx0 + (uint64_t)b, t, g));
+        else recall_sequence(d, stream(d, split, idx0 + (uint64_t)b), t, g);
+    }
+    return RA_OK;
+}

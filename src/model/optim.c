@@ -1,0 +1,68 @@
+/* optim.c - AdamW, learning-rate schedule, gradient norm. */
+#include "ringattn/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/mem.h"
+
+static void mark(unsigned char *d, size_t at, size_t n) { memset(d + at, 1, n); }
+
+ra_status ra_adamw_create(ra_adamw *opt, const ra_param_layout *lay, int layers)
+{
+    *opt = (ra_adamw){ .n = lay->total };
+    RA_TRY(ra_alloc(&opt->m, sizeof(float) * 2 * opt->n, "AdamW moments"));
+    opt->v = opt->m + opt->n;
+    memset(opt->m, 0, sizeof(float) * 2 * opt->n);
+    RA_TRY(ra_alloc(&opt->decay, opt->n, "weight-decay mask"));
+    memset(opt->decay, 0, opt->n);
+    /* matrices decay; norm gains (and alignment padding) do not */
+    mark(opt->decay, lay->emb, lay->layer[0].begin - lay->emb);
+    for (int l = 0; l < layers; l++) {
+        const ra_layer_params *p = &lay->layer[l];
+        mark(opt->decay, p->wq, p->ffn_norm - p->wq);   /* wq wk wv wo */
+        mark(opt->decay, p->w1, p->end - p->w1);        /* w1 (w3) w2 */
+    }
+    if (lay->lm_head != lay->emb) mark(opt->decay, lay->lm_head, lay->total - lay->lm_head);
+    return RA_OK;
+}
+
+void ra_adamw_free(ra_adamw *opt)
+{
+    free(opt->m);
+    free(opt->decay);
+    *opt = (ra_adamw){ 0 };
+}
+
+float ra_lr_at(const ra_config *cfg, int step)
+{
+    if (step < cfg->warmup) return cfg->lr * (float)(step + 1) / (float)cfg->warmup;
+    int span = cfg->steps - cfg->warmup;
+    if (span <= 0) return cfg->lr;
+    double t = (double)(step - cfg->warmup) / span;
+    if (t > 1) t = 1;
+    return (float)(cfg->min_lr + 0.5 * (cfg->lr - cfg->min_lr) * (1.0 + cos(M_PI * t)));
+}
+
+double ra_grad_norm(const float *g, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    return sqrt(s);
+}
+
+void ra_adamw_step(ra_adamw *opt, float *params, const float *grads, float grad_scale, float lr,
+                   const ra_config *cfg, int step)
+{
+    const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->adam_eps, wd = cfg->weight_decay;
+    const float c1 = 1.0f / (1.0f - powf(b1, (float)step)), c2 = 1.0f / (1.0f - powf(b2, (float)step));
+    for (size_t i = 0; i < opt->n; i++) {
+        float g = grads[i] * grad_scale;
+        float m = opt->m[i] = b1 * opt->m[i] + (1.0f - b1) * g;
+        float v = opt->v[i] = b2 * opt->v[i] + (1.0f - b2) * g * g;
+        float upd = (m * c1) / (sqrtf(v * c2) + eps);
+        if (opt->decay[i]) upd += wd * params[i];
+        params[i] -= lr * upd;
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test_train.sh RINGATTN MPIRUN CONFIGS - end-to-end tests of train, eval and
+# generate: the same losses at P = 1, 2, 4 in every layout, exact resume,
+# sharded generation equal to one rank, config and checkpoint errors.
+set -u
+RA=$1
+MPIRUN=$2
+CONFIGS=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+report() { # DESC WHY
+    if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
+}
+ra() { # N ARGS... : ringattn on N ranks, output in out/err, 120 s limit
+    local n=$1
+    shift
+    timeout 120 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+}
+losses() { grep -o '"loss": [^,]*' "$1" | awk '{print $2}'; }
+# same_losses A B: every step's loss within 1e-4 relative
+same_losses() {
+    paste <(losses "$1") <(losses "$2") | awk '
+        { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($2 < 0 ? -$2 : $2); if (r > worst) worst = r }
+        END { if (n != 20) { print "expected 20 steps, got " n; exit 1 }
+              if (worst > 1e-4) { printf "worst relative difference %.3e > 1e-4\n", worst; exit 1 }
+              printf "worst %.2e", worst > "/dev/stderr" }'
+}
+
+TINY="$CONFIGS/tiny.ini"
+common=(--config "$TINY" --set train.steps=20 --set train.eval_every=0)
+
+# ---- the same losses whatever P and the layout -------------------------------------
+ra 1 train "${common[@]}" --set run.layout=contiguous --metrics p1.jsonl --checkpoint-dir ck1
+report "train P=1" "$([ $? -eq 0 ] || cat err)"
+for layout in contiguous zigzag striped; do
+    for P in 2 4; do
+        ra "$P" train "${common[@]}" --set run.layout=$layout --metrics "p$P$layout.jsonl" --checkpoint-dir "ck$P$layout"
+        rc=$?
+        why=$([ $rc -eq 0 ] || tail -3 err)
+        [ -z "$why" ] && why=$(same_losses "p$P$layout.jsonl" p1.jsonl 2>/dev/null)
+        report "train P=$P $layout: 20 losses equal P=1 within 1e-4" "$why"
+    done
+done
+grep -q '"eval_loss"' p1.jsonl && grep -q '"tokens_per_s"' p1.jsonl
+report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -eq 0 ] || echo missing keys)"
+c=$(grep -c '^step ' out)
+report "progress: one line per step on rank 0" "$([ "$c" -eq 20 ] || echo "$c step lines")"
+
+# ---- resume is exact: 10 + resume + 10 == 20 ---------------------------------------
+# (the checkpoint stores the config text, run.checkpoint_dir included: use
+# the same relative directory name in two working directories)
+mkdir a b
+(cd a && ra 2 train "${common[@]}" --set train.checkpoint_every=10 --checkpoint-dir ck)
+cp -r a/ck b/ck0
+(cd b && mv ck0 ck && rm ck/step-00000020.ckpt ck/last.ckpt &&
+    ra 2 train "${common[@]}" --checkpoint-dir ck --resume ck/step-00000010.ckpt)
+rc=$?
+why=$([ $rc -eq 0 ] || tail -3 b/err)
+[ -z "$why" ] && { cmp -s a/ck/step-00000020.ckpt b/ck/step-00000020.ckpt || why="final checkpoints differ"; }
+ln -s a/ck ckA
+report "resume from step 10 gives bit-identical step-20 parameters and moments" "$why"
+[ "$(readlink ckA/last.ckpt)" = step-00000020.ckpt ]
+report "last.ckpt points at the newest checkpoint" "$([ $? -eq 0 ] || echo "last.ckpt -> $(readlink ckA/last.ckpt)")"
+
+# ---- eval and generate -------------------------------------------------------------
+ra 2 eval --checkpoint ckA
+report "eval on held-out data" "$(grep -q 'bpb' out || cat err)"
+printf 'the quick brown fox jumps over the lazy dog\n' >text.txt
+ra 1 eval --checkpoint ckA --data text.txt --set data.val_fraction=0.1
+report "eval --data FILE reports bits per byte" "$(grep -q 'bpb' out || { cat out err; })"
+ra 1 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 12 --temperature 0
+g1=$(cat out)
+for P in 2 3; do
+    ra "$P" generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 12 --temperature 0
+    report "generate with the cache sharded over $P ranks equals 1 rank" "$([ "$(cat out)" = "$g1" ] || echo "'$(cat out)' vs '$g1' $(cat err)")"
+done
+ra 3 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k 5 --seed 4
+g3=$(cat out)
+ra 1 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k 5 --seed 4
+report "short prompt (< P), sampling with top-k, P=3 equals P=1" "$([ "$(cat out)" = "$g3" ] || echo "'$(cat out)' vs '$g3'")"
+
+# ---- errors ----------------------------------------------------------------------
+printf '[model]\ndim = 32\nfrobs = 3\n' >bad.ini
+ra 2 train --config bad.ini
+report "unknown config key: file:line, non-zero exit" "$([ $? -ne 0 ] && grep -q 'bad.ini:3' err && grep -q frobs err || { echo rc; cat err; })"
+ra 2 train --config "$TINY" --set model.heads=3
+report "--set with an inconsistent value is refused" "$([ $? -ne 0 ] && grep -q 'heads' err || cat err)"
+cp ckA/step-00000020.ckpt bad.ckpt
+printf '\x55' | dd of=bad.ckpt bs=1 seek=300 conv=notrunc 2>/dev/null
+ra 2 train "${common[@]}" --resume bad.ckpt --checkpoint-dir ckC
+report "a corrupt checkpoint is refused" "$([ $? -ne 0 ] && grep -qi 'checksum\|corrupt' err && [ ! -e ckC ] || { cat err; ls ckC; })"
+head -c 1000 ckA/step-00000020.ckpt >short.ckpt
+ra 2 eval --checkpoint short.ckpt
+report "a truncated checkpoint is refused" "$([ $? -ne 0 ] && grep -qi 'truncated' err || cat err)"
+ra 1 train --config "$TINY" --set model.dim=64 --resume ckA
+report "a checkpoint of another model is refused" "$([ $? -ne 0 ] && grep -qi 'params' err || cat err)"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

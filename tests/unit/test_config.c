@@ -1,0 +1,954 @@
+/* test_config.c - unit tests for the configuration (src/core/config.c):
+ * defaults, INI syntax, [layers]/[layer.N] precedence, every parse error
+ * (code, "file:line" and the key in the message), --set overrides, derived
+ * values and consistency checks in finish, the canonical-text round trip,
+ * and the presets in configs/.
+ *
+ * Files are written inside a mkdtemp directory under /tmp that the group
+ * teardown removes. */
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ringattn/config.h"
+
+#ifndef CONFIG_DIR
+#define CONFIG_DIR "configs"
+#endif
+
+/* ---- fixture and helpers --------------------------------------------- */
+
+typedef struct {
+    char dir[64];
+} fixture;
+
+static int group_setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    if (!fx) return -1;
+    strcpy(fx->dir, "/tmp/test_config_XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    fixture *fx = *state;
+    DIR *d = opendir(fx->dir);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
+            if (rmdir(p) != 0) unlink(p);
+        }
+        closedir(d);
+    }
+    int rc = rmdir(fx->dir);
+    free(fx);
+    return rc;
+}
+
+static const char *tmp(void **state, char *out, size_t cap, const char *name)
+{
+    const fixture *fx = *state;
+    snprintf(out, cap, "%s/%s", fx->dir, name);
+    return out;
+}
+
+static void write_file(const char *path, const char *bytes, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    if (n) assert_int_equal(fwrite(bytes, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* The configs are ~17 KB: keep them off the cmocka stack frames. */
+static ra_config *new_defaults(void)
+{
+    ra_config *c = malloc(sizeof *c);
+    assert_non_null(c);
+    ra_config_defaults(c);
+    return c;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle)) fail_msg("expected \"%s\" in the message \"%s\"", needle, hay);
+}
+
+/* Parsing text (named t.ini) fails with code; the message names every
+ * needle; the config is left as it was. */
+static void expect_parse_error(const char *text, ra_status code, const char *n1, const char *n2,
+                               const char *n3)
+{
+    ra_config *c = new_defaults(), *before = new_defaults();
+    ra_clear_error();
+    ra_status st = ra_config_parse(c, text, "t.ini");
+    if (st != code) fail_msg("text:\n%s\nexpected status %d, got %d (%s)", text, code, st, ra_last_error());
+    const char *msg = ra_last_error();
+    if (n1) assert_contains(msg, n1);
+    if (n2) assert_contains(msg, n2);
+    if (n3) assert_contains(msg, n3);
+    assert_memory_equal(c, before, sizeof *c);
+    free(c);
+    free(before);
+}
+
+static void expect_set_error(const char *assignment, const char *n1, const char *n2)
+{
+    ra_config *c = new_defaults(), *before = new_defaults();
+    ra_status st = ra_config_set(c, assignment, "--set");
+    if (st != RA_ERR_ARG) fail_msg("'%s': expected RA_ERR_ARG, got %d (%s)", assignment, st, ra_last_error());
+    assert_contains(ra_last_error(), "--set");
+    assert_contains(ra_last_error(), assignment);
+    if (n1) assert_contains(ra_last_error(), n1);
+    if (n2) assert_contains(ra_last_error(), n2);
+    assert_memory_equal(c, before, sizeof *c);
+    free(c);
+    free(before);
+}
+
+/* Defaults, then each --set, then finish must fail naming n1 and n2; the
+ * config is unchanged by the failed finish. */
+static void expect_finish_error(const char *const *sets, const char *n1, const char *n2)
+{
+    ra_config *c = new_defaults(), *before = malloc(sizeof *c);
+    assert_non_null(before);
+    for (int i = 0; sets[i]; i++)
+        if (ra_config_set(c, sets[i], "--set") != RA_OK) fail_msg("set %s: %s", sets[i], ra_last_error());
+    memcpy(before, c, sizeof *c);
+    ra_status st = ra_config_finish(c);
+    if (st != RA_ERR_ARG) fail_msg("%s: expected RA_ERR_ARG from finish, got %d", sets[0], st);
+    if (n1) assert_contains(ra_last_error(), n1);
+    if (n2) assert_contains(ra_last_error(), n2);
+    assert_memory_equal(c, before, sizeof *c);
+    free(c);
+    free(before);
+}
+
+static void parse_ok(ra_config *c, const char *text)
+{
+    if (ra_config_parse(c, text, "t.ini") != RA_OK) fail_msg("%s\n-> %s", text, ra_last_error());
+}
+
+static void set_ok(ra_config *c, const char *a)
+{
+    if (ra_config_set(c, a, "--set") != RA_OK) fail_msg("%s -> %s", a, ra_last_error());
+}
+
+static void finish_ok(ra_config *c)
+{
+    if (ra_config_finish(c) != RA_OK) fail_msg("finish: %s", ra_last_error());
+}
+
+/* ---- defaults and syntax ---------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults(), *d = new_defaults();
+    assert_memory_equal(c, d, sizeof *c); /* padding is deterministic */
+    assert_int_equal(c->vocab, 256);
+    assert_int_equal(c->dim, 64);
+    assert_int_equal(c->layers, 2);
+    assert_int_equal(c->heads, 4);
+    assert_int_equal(c->kv_heads, 0);
+    assert_int_equal(c->head_dim, 0);
+    assert_string_equal(c->ffn, "swiglu");
+    assert_int_equal(c->ffn_dim, 0);
+    assert_int_equal(c->ffn_block, 0);
+    assert_int_equal(c->tie_embeddings, 1);
+    assert_true(c->rope_theta == 10000.0f && c->norm_eps == 1e-5f && c->init_std == 0.02f);
+    for (int n = 0; n < RA_MAX_LAYERS; n++) {
+        assert_string_equal(c->layer[n].head, "full");
+        assert_int_equal(c->layer[n].span, 0);
+        assert_int_equal(c->layer[n].row, 0);
+        assert_string_equal(c->layer[n].precond, "none");
+        assert_string_equal(c->layer[n].precond_grad, "stop");
+        assert_true(c->layer[n].precond_eps == 1e-6f && c->layer[n].precond_lambda == 0.0f);
+    }
+    assert_true(c->layer_given == 0);
+    assert_int_equal(c->steps, 2000);
+    assert_int_equal(c->batch, 16);
+    assert_int_equal(c->accum, 1);
+    assert_true(c->lr == 3e-3f && c->min_lr == 3e-4f);
+    assert_int_equal(c->warmup, 100);
+    assert_true(c->weight_decay == 0.01f && c->beta1 == 0.9f && c->beta2 == 0.95f);
+    assert_true(c->adam_eps == 1e-8f && c->clip == 1.0f);
+    assert_true(c->seed == 1);
+    assert_int_equal(c->eval_every, 200);
+    assert_int_equal(c->eval_batches, 8);
+    assert_int_equal(c->checkpoint_every, 0);
+    assert_int_equal(c->log_every, 1);
+    assert_string_equal(c->source, "recall");
+    assert_string_equal(c->path, "");
+    assert_int_equal(c->seq_len, 64);
+    assert_true(c->val_fraction == 0.1f);
+    assert_int_equal(c->recall_keys, 16);
+    assert_int_equal(c->recall_pairs, 8);
+    assert_int_equal(c->recall_queries, 8);
+    assert_string_equal(c->layout, "zigzag");
+    assert_int_equal(c->chunk, 0);
+    assert_int_equal(c->threads, 0);
+    assert_string_equal(c->checkpoint_dir, "checkpoints");
+    assert_string_equal(c->metrics, "");
+    finish_ok(c); /* the defaults are a valid config */
+    free(c);
+    free(d);
+}
+
+static const char full_file[] =
+    "# every section\n"
+    "[model]\n"
+    "vocab = 512\n"
+    "dim = 96\n"
+    "layers = 3\n"
+    "heads = 6\n"
+    "kv_heads = 2\n"
+    "head_dim = 32\n"
+    "ffn = gelu\n"
+    "ffn_dim = 300\n"
+    "ffn_block = 128\n"
+    "tie_embeddings = no\n"
+    "rope_theta = 500000\n"
+    "norm_eps = 1e-6\n"
+    "init_std = 0.01\n"
+    "[layers]\n"
+    "precond = rownorm\n"
+    "precond_eps = 1e-5\n"
+    "[layer.2]\n"
+    "head = full\n"
+    "span = 32\n"
+    "row = 16\n"
+    "precond = spectral\n"
+    "precond_grad = full\n"
+    "precond_lambda = 0.5\n"
+    "[train]\n"
+    "steps = 500\n"
+    "batch = 8\n"
+    "accum = 2\n"
+    "lr = 1e-3\n"
+    "min_lr = 1e-4\n"
+    "warmup = 50\n"
+    "weight_decay = 0.1\n"
+    "beta1 = 0.8\n"
+    "beta2 = 0.99\n"
+    "adam_eps = 1e-7\n"
+    "clip = 0.5\n"
+    "seed = 18446744073709551615\n"
+    "eval_every = 100\n"
+    "eval_batches = 4\n"
+    "checkpoint_every = 250\n"
+    "log_every = 5\n"
+    "[data]\n"
+    "source = file\n"
+    "path = data/input.txt\n"
+    "seq_len = 1024\n"
+    "val_fraction = 0.05\n"
+    "recall_keys = 20\n"
+    "recall_pairs = 10\n"
+    "recall_queries = 5\n"
+    "[run]\n"
+    "layout = striped\n"
+    "chunk = 128\n"
+    "threads = 2\n"
+    "checkpoint_dir = /scratch/ck\n"
+    "metrics = m.jsonl\n";
+
+static void test_full_file(void **state)
+{
+    char path[256];
+    tmp(state, path, sizeof path, "full.ini");
+    write_file(path, full_file, strlen(full_file));
+    ra_config *c = malloc(sizeof *c);
+    assert_non_null(c);
+    memset(c, 0xab, sizeof *c); /* load starts from the defaults itself */
+    if (ra_config_load(c, path) != RA_OK) fail_msg("%s", ra_last_error());
+    assert_int_equal(c->vocab, 512);
+    assert_int_equal(c->dim, 96);
+    assert_int_equal(c->layers, 3);
+    assert_int_equal(c->heads, 6);
+    assert_int_equal(c->kv_heads, 2);
+    assert_int_equal(c->head_dim, 32);
+    assert_string_equal(c->ffn, "gelu");
+    assert_int_equal(c->ffn_dim, 300);
+    assert_int_equal(c->ffn_block, 128);
+    assert_int_equal(c->tie_embeddings, 0);
+    assert_true(c->rope_theta == 500000.0f && c->norm_eps == 1e-6f && c->init_std == 0.01f);
+    for (int n = 0; n < 2; n++) {
+        assert_string_equal(c->layer[n].precond, "rownorm");
+        assert_true(c->layer[n].precond_eps == 1e-5f);
+        assert_int_equal(c->layer[n].span, 0);
+    }
+    assert_string_equal(c->layer[2].precond, "spectral");
+    assert_string_equal(c->layer[2].precond_grad, "full");
+    assert_true(c->layer[2].precond_eps == 1e-5f); /* from [layers] */
+    assert_true(c->layer[2].precond_lambda == 0.5f);
+    assert_int_equal(c->layer[2].span, 32);
+    assert_int_equal(c->layer[2].row, 16);
+    assert_true(c->layer_given == 4);
+    assert_int_equal(c->steps, 500);
+    assert_int_equal(c->batch, 8);
+    assert_int_equal(c->accum, 2);
+    assert_true(c->lr == 1e-3f && c->min_lr == 1e-4f);
+    assert_int_equal(c->warmup, 50);
+    assert_true(c->weight_decay == 0.1f && c->beta1 == 0.8f && c->beta2 == 0.99f);
+    assert_true(c->adam_eps == 1e-7f && c->clip == 0.5f);
+    assert_true(c->seed == UINT64_MAX);
+    assert_int_equal(c->eval_every, 100);
+    assert_int_equal(c->eval_batches, 4);
+    assert_int_equal(c->checkpoint_every, 250);
+    assert_int_equal(c->log_every, 5);
+    assert_string_equal(c->source, "file");
+    assert_string_equal(c->path, "data/input.txt");
+    assert_int_equal(c->seq_len, 1024);
+    assert_true(c->val_fraction == 0.05f);
+    assert_int_equal(c->recall_keys, 20);
+    assert_int_equal(c->recall_pairs, 10);
+    assert_int_equal(c->recall_queries, 5);
+    assert_string_equal(c->layout, "striped");
+    assert_int_equal(c->chunk, 128);
+    assert_int_equal(c->threads, 2);
+    assert_string_equal(c->checkpoint_dir, "/scratch/ck");
+    assert_string_equal(c->metrics, "m.jsonl");
+    finish_ok(c);
+    free(c);
+}
+
+static void test_comments_blanks_quotes(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    parse_ok(c, "\n"
+                "   # a comment\n"
+                "; another comment\n"
+                "\t\n"
+                "  [ model ]   # trailing comment after a header\n"
+                "  dim   =   32   # trailing comment\n"
+                "heads=2\n");
+    assert_int_equal(c->dim, 32);
+    assert_int_equal(c->heads, 2);
+    free(c);
+    /* ';' without a blank before it belongs to the value, so the number is bad */
+    expect_parse_error("[model]\nheads = 2;x\n", RA_ERR_ARG, "t.ini:2", "model.heads", "2;x");
+
+    c = new_defaults();
+    parse_ok(c, "[model]\r\n"
+                "dim = 32 ; comment\r\n"
+                "ffn = \"gelu\"   # quoted enum\r\n"
+                "[data]\n"
+                "path = a#b;c\n"                     /* no blank before # or ;: part of the value */
+                "[run]\n"
+                "checkpoint_dir = \"  dir # with ; spaces  \"  ; comment\n"
+                "metrics = \"q\\\"uote\\\\back\\slash\"\n" /* \" and \\ are escapes */
+                "[train]\n"
+                "seed = 42\n"
+                "lr = \"0.5\"\n"
+                "[layers]\n"
+                "precond = rownorm   \n"
+                "[data]\n"
+                "source = recall");                  /* last line without a newline */
+    assert_int_equal(c->dim, 32);
+    assert_string_equal(c->ffn, "gelu");
+    assert_string_equal(c->path, "a#b;c");
+    assert_string_equal(c->checkpoint_dir, "  dir # with ; spaces  ");
+    assert_string_equal(c->metrics, "q\"uote\\back\\slash");
+    assert_true(c->seed == 42 && c->lr == 0.5f);
+    assert_string_equal(c->layer[5].precond, "rownorm");
+    assert_string_equal(c->source, "recall");
+
+    /* empty values: strings may be empty, bare or quoted */
+    parse_ok(c, "[data]\npath =\n[run]\nmetrics = \"\"\ncheckpoint_dir = # just a comment\n");
+    assert_string_equal(c->path, "");
+    assert_string_equal(c->metrics, "");
+    assert_string_equal(c->checkpoint_dir, "");
+    /* bools in every spelling */
+    const char *yes[] = {"true", "yes", "1", "TRUE", "Yes"}, *no[] = {"false", "no", "0", "False", "NO"};
+    for (int i = 0; i < 5; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "[model]\ntie_embeddings = %s\n", no[i]);
+        parse_ok(c, t);
+        assert_int_equal(c->tie_embeddings, 0);
+        snprintf(t, sizeof t, "[model]\ntie_embeddings = %s\n", yes[i]);
+        parse_ok(c, t);
+        assert_int_equal(c->tie_embeddings, 1);
+    }
+    /* an empty text changes nothing; a repeated header is fine */
+    ra_config *d = new_defaults();
+    parse_ok(d, "");
+    parse_ok(d, "[model]\ndim = 48\n[train]\n[model]\nheads = 3\n");
+    assert_int_equal(d->dim, 48);
+    assert_int_equal(d->heads, 3);
+    free(c);
+    free(d);
+}
+
+/* Parsing applies onto the config it is given (a checkpoint's text after
+ * the defaults): keys it does not mention keep their values. */
+static void test_parse_keeps_unmentioned(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    parse_ok(c, "[model]\ndim = 128\n");
+    parse_ok(c, "[train]\nsteps = 7\n");
+    assert_int_equal(c->dim, 128);
+    assert_int_equal(c->steps, 7);
+    free(c);
+}
+
+/* ---- [layers] and [layer.N] ------------------------------------------- */
+
+static void test_layer_precedence(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        /* [layer.1] before [layers] */
+        "[model]\nlayers = 4\n"
+        "[layer.1]\nprecond = spectral\nspan = 7\n"
+        "[layers]\nprecond = rownorm\nspan = 3\nrow = 9\n",
+        /* [layers] before [layer.1] */
+        "[model]\nlayers = 4\n"
+        "[layers]\nprecond = rownorm\nspan = 3\nrow = 9\n"
+        "[layer.1]\nprecond = spectral\nspan = 7\n",
+    };
+    for (int t = 0; t < 2; t++) {
+        ra_config *c = new_defaults();
+        parse_ok(c, texts[t]);
+        for (int n = 0; n < 4; n++) {
+            assert_string_equal(c->layer[n].precond, n == 1 ? "spectral" : "rownorm");
+            assert_int_equal(c->layer[n].span, n == 1 ? 7 : 3);
+            assert_int_equal(c->layer[n].row, 9); /* layer 1 did not set row */
+        }
+        assert_true(c->layer_given == 2);
+        finish_ok(c);
+        free(c);
+    }
+    /* the same key in [layers] and [layer.N] is not a duplicate; in two
+     * [layer.N] of different N neither */
+    ra_config *c = new_defaults();
+    parse_ok(c, "[layer.0]\nspan = 1\n[layer.1]\nspan = 2\n[layers]\nspan = 5\n");
+    assert_int_equal(c->layer[0].span, 1);
+    assert_int_equal(c->layer[1].span, 2);
+    assert_int_equal(c->layer[2].span, 5);
+    /* a later text and --set are applied in order: layers.KEY sets every layer */
+    parse_ok(c, "[layers]\nspan = 6\n");
+    assert_int_equal(c->layer[0].span, 6);
+    set_ok(c, "layer.1.span=11");
+    assert_int_equal(c->layer[1].span, 11);
+    set_ok(c, "layers.span=12");
+    assert_int_equal(c->layer[1].span, 12);
+    assert_int_equal(c->layer[RA_MAX_LAYERS - 1].span, 12);
+    free(c);
+}
+
+/* ---- parse errors ------------------------------------------------------ */
+
+static void test_error_sections(void **state)
+{
+    (void)state;
+    expect_parse_error("[model]\ndim = 8\n[modle]\n", RA_ERR_ARG, "t.ini:3", "modle", "did you mean [model]");
+    expect_parse_error("[optimizer]\n", RA_ERR_ARG, "t.ini:1", "unknown section [optimizer]", "train");
+    expect_parse_error("\n[layer.64]\nspan = 1\n", RA_ERR_ARG, "t.ini:2", "layer.64", "0 to 63");
+    expect_parse_error("[layer.x]\n", RA_ERR_ARG, "t.ini:1", "layer.x", "layer.N");
+    expect_parse_error("[layer.-1]\n", RA_ERR_ARG, "t.ini:1", "layer.-1", NULL);
+    expect_parse_error("[model\ndim = 3\n", RA_ERR_ARG, "t.ini:1", "[model", "']'");
+    expect_parse_error("[model] dim = 3\n", RA_ERR_ARG, "t.ini:1", "dim = 3", "[model]");
+    expect_parse_error("[]\n", RA_ERR_ARG, "t.ini:1", "unknown section []", NULL);
+    /* key outside any section, also after a failed... (first line) */
+    expect_parse_error("# header comment\ndim = 64\n[model]\n", RA_ERR_ARG, "t.ini:2", "dim",
+                       "before any [section]");
+}
+
+static void test_error_keys(void **state)
+{
+    (void)state;
+    /* unknown key: suggestion, or the section where the key lives, or a list */
+    expect_parse_error("[model]\ndimm = 64\n", RA_ERR_ARG, "t.ini:2", "dimm", "did you mean 'dim'");
+    expect_parse_error("[model]\nseq_len = 64\n", RA_ERR_ARG, "t.ini:2", "seq_len", "belongs in [data]");
+    expect_parse_error("[model]\nprecond = none\n", RA_ERR_ARG, "t.ini:2", "precond", "layer key");
+    expect_parse_error("[layers]\nheads = 4\n", RA_ERR_ARG, "t.ini:2", "heads", "belongs in [model]");
+    expect_parse_error("[layer.3]\nspam = 4\n", RA_ERR_ARG, "t.ini:2", "'spam' in [layer.3]",
+                       "did you mean 'span'");
+    expect_parse_error("[run]\nfrobnicate = 1\n", RA_ERR_ARG, "t.ini:2", "frobnicate",
+                       "keys: layout, chunk, threads");
+    /* malformed lines */
+    expect_parse_error("[model]\ndim 64\n", RA_ERR_ARG, "t.ini:2", "dim 64", "missing '='");
+    expect_parse_error("[model]\ndim # = 64\n", RA_ERR_ARG, "t.ini:2", "dim", "missing '='");
+    expect_parse_error("[model]\n = 64\n", RA_ERR_ARG, "t.ini:2", "empty key", NULL);
+    /* duplicates, also across a repeated header and in layer sections */
+    expect_parse_error("[model]\ndim = 64\nheads = 4\ndim = 32\n", RA_ERR_ARG, "t.ini:4", "model.dim",
+                       "first at line 2");
+    expect_parse_error("[model]\ndim = 64\n[train]\n[model]\ndim = 32\n", RA_ERR_ARG, "t.ini:5",
+                       "model.dim", "line 2");
+    expect_parse_error("[layers]\nspan = 1\n[layers]\nspan = 2\n", RA_ERR_ARG, "t.ini:4", "layers.span",
+                       "line 2");
+    expect_parse_error("[layer.2]\nspan = 1\n[layer.2]\nspan = 2\n", RA_ERR_ARG, "t.ini:4",
+                       "layer.2.span", "line 2");
+}
+
+static void test_error_values(void **state)
+{
+    (void)state;
+    /* integers: junk, non-integers, range (the range is printed) */
+    expect_parse_error("[model]\ndim = 64x\n", RA_ERR_ARG, "t.ini:2", "model.dim", "not an integer");
+    expect_parse_error("[model]\ndim = 6.4\n", RA_ERR_ARG, "t.ini:2", "model.dim", "1 to 65536");
+    expect_parse_error("[model]\ndim =\n", RA_ERR_ARG, "t.ini:2", "model.dim", "not an integer");
+    expect_parse_error("[model]\ndim = 0x40\n", RA_ERR_ARG, "t.ini:2", "model.dim", "not an integer");
+    expect_parse_error("[model]\ndim = 0\n", RA_ERR_ARG, "t.ini:2", "model.dim = '0' is out of range",
+                       "1 to 65536");
+    expect_parse_error("[model]\nlayers = 65\n", RA_ERR_ARG, "t.ini:2", "model.layers", "1 to 64");
+    expect_parse_error("[model]\nvocab = 1\n", RA_ERR_ARG, "t.ini:2", "model.vocab", "2 to 65536");
+    expect_parse_error("[data]\nseq_len = 1\n", RA_ERR_ARG, "t.ini:2", "data.seq_len", "out of range");
+    expect_parse_error("[train]\nsteps = 99999999999999999999\n", RA_ERR_ARG, "t.ini:2", "train.steps",
+                       "out of range");
+    expect_parse_error("[train]\nseed = -1\n", RA_ERR_ARG, "t.ini:2", "train.seed", "not a non-negative");
+    expect_parse_error("[train]\nseed = 18446744073709551616\n", RA_ERR_ARG, "t.ini:2", "train.seed",
+                       "out of range");
+    expect_parse_error("[layer.1]\nspan = -1\n", RA_ERR_ARG, "t.ini:2", "layer.1.span", "out of range");
+    /* floats: junk, non-finite, open and closed bounds */
+    expect_parse_error("[train]\nlr = 1e-3e\n", RA_ERR_ARG, "t.ini:2", "train.lr", "not a number");
+    expect_parse_error("[train]\nlr = nan\n", RA_ERR_ARG, "t.ini:2", "train.lr", "out of range");
+    expect_parse_error("[train]\nlr = 1e39\n", RA_ERR_ARG, "t.ini:2", "train.lr", "[0, 10]");
+    expect_parse_error("[train]\nbeta2 = 1\n", RA_ERR_ARG, "t.ini:2", "train.beta2", "[0, 1)");
+    expect_parse_error("[model]\nnorm_eps = 0\n", RA_ERR_ARG, "t.ini:2", "model.norm_eps", "(0, 1]");
+    expect_parse_error("[layers]\nprecond_eps = -1\n", RA_ERR_ARG, "t.ini:2", "layers.precond_eps",
+                       "(0, 1]");
+    /* bools and enums list what is allowed */
+    expect_parse_error("[model]\ntie_embeddings = maybe\n", RA_ERR_ARG, "t.ini:2", "model.tie_embeddings",
+                       "true, false, yes, no, 1, 0");
+    expect_parse_error("[model]\nffn = relu\n", RA_ERR_ARG, "t.ini:2", "model.ffn", "swiglu, gelu");
+    expect_parse_error("[data]\nsource = web\n", RA_ERR_ARG, "t.ini:2", "data.source", "recall, file");
+    expect_parse_error("[run]\nlayout = Zigzag\n", RA_ERR_ARG, "t.ini:2", "run.layout",
+                       "contiguous, zigzag, striped");
+    expect_parse_error("[layers]\nhead = sparse\n", RA_ERR_ARG, "t.ini:2", "layers.head", "allowed: full");
+    expect_parse_error("[layer.0]\nprecond = whiten\n", RA_ERR_ARG, "t.ini:2", "layer.0.precond",
+                       "none, rownorm, spectral");
+    expect_parse_error("[layer.0]\nprecond_grad = half\n", RA_ERR_ARG, "t.ini:2", "layer.0.precond_grad",
+                       "stop, full");
+    /* quotes */
+    expect_parse_error("[data]\npath = \"abc\n", RA_ERR_ARG, "t.ini:2", "path", "unterminated quote");
+    expect_parse_error("[data]\npath = \"abc\\\"\n", RA_ERR_ARG, "t.ini:2", "path", "unterminated quote");
+    expect_parse_error("[data]\npath = \"abc\" def\n", RA_ERR_ARG, "t.ini:2", "path", "after the closing");
+}
+
+static void test_error_lengths(void **state)
+{
+    (void)state;
+    /* string too long for its field */
+    size_t n = RA_PATH_MAX + 40;
+    char *t = malloc(n);
+    assert_non_null(t);
+    int at = snprintf(t, n, "[data]\npath = ");
+    memset(t + at, 'p', RA_PATH_MAX);
+    strcpy(t + at + RA_PATH_MAX, "\n");
+    expect_parse_error(t, RA_ERR_ARG, "t.ini:2", "data.path", "at most 1023");
+    /* exactly the capacity minus the NUL fits */
+    t[at + RA_PATH_MAX - 1] = '\n';
+    t[at + RA_PATH_MAX] = '\0';
+    ra_config *c = new_defaults();
+    parse_ok(c, t);
+    assert_int_equal(strlen(c->path), RA_PATH_MAX - 1);
+    free(c);
+    free(t);
+
+    /* a line of 4097 characters is refused, 4096 is fine */
+    t = malloc(5000);
+    assert_non_null(t);
+    at = snprintf(t, 5000, "[model]\n# ");
+    memset(t + at, 'x', 4096 - 2);
+    strcpy(t + at + 4096 - 2, "\n[model]\n");
+    c = new_defaults();
+    parse_ok(c, t);
+    free(c);
+    at = snprintf(t, 5000, "[model]\n\ndim = ");
+    memset(t + at, '1', 4097 - 6);
+    strcpy(t + at + 4097 - 6, "\n");
+    expect_parse_error(t, RA_ERR_ARG, "t.ini:3", "4096", "dim = 111");
+    free(t);
+}
+
+static void test_error_files(void **state)
+{
+    char path[256];
+    ra_config *c = new_defaults(), *before = new_defaults();
+    /* file not found: the path and strerror */
+    tmp(state, path, sizeof path, "missing.ini");
+    assert_int_equal(ra_config_load(c, path), RA_ERR_IO);
+    assert_contains(ra_last_error(), path);
+    assert_contains(ra_last_error(), "No such file or directory");
+    /* a directory */
+    tmp(state, path, sizeof path, "subdir.ini");
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(ra_config_load(c, path), RA_ERR_IO);
+    assert_contains(ra_last_error(), path);
+    /* a NUL byte: not text */
+    tmp(state, path, sizeof path, "nul.ini");
+    write_file(path, "[model]\ndim = 6\0 4\n", 19);
+    assert_int_equal(ra_config_load(c, path), RA_ERR_FORMAT);
+    assert_contains(ra_last_error(), "nul.ini:2");
+    /* errors in a loaded file name the file and line */
+    tmp(state, path, sizeof path, "t.ini");
+    const char *text = "[model]\n\n\ndim = big\n";
+    write_file(path, text, strlen(text));
+    assert_int_equal(ra_config_load(c, path), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "t.ini:4");
+    assert_contains(ra_last_error(), "model.dim");
+    assert_memory_equal(c, before, sizeof *c); /* failed loads leave *cfg alone */
+    free(c);
+    free(before);
+}
+
+/* ---- --set ------------------------------------------------------------ */
+
+static void test_set(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    set_ok(c, "model.dim=128");
+    set_ok(c, " train.steps = 20 ");
+    set_ok(c, "data.path=\"my file #1.txt\"");
+    set_ok(c, "run.metrics=out.jsonl");
+    set_ok(c, "layer.3.precond=rownorm");
+    set_ok(c, "layers.row=4");
+    set_ok(c, "train.seed=7");
+    set_ok(c, "data.source=file");
+    assert_int_equal(c->dim, 128);
+    assert_int_equal(c->steps, 20);
+    assert_string_equal(c->path, "my file #1.txt");
+    assert_string_equal(c->metrics, "out.jsonl");
+    assert_string_equal(c->layer[3].precond, "rownorm");
+    assert_string_equal(c->layer[2].precond, "none");
+    assert_int_equal(c->layer[0].row, 4);
+    assert_int_equal(c->layer[RA_MAX_LAYERS - 1].row, 4);
+    assert_true(c->seed == 7);
+    assert_true(c->layer_given == (1u << 3));
+    set_ok(c, "run.metrics=");
+    assert_string_equal(c->metrics, "");
+    free(c);
+
+    expect_set_error("model.dim", "missing '='", NULL);
+    expect_set_error("=5", "empty key", NULL);
+    expect_set_error("dim=64", "did you mean model.dim", NULL);
+    expect_set_error("modle.dim=64", "did you mean [model]", NULL);
+    expect_set_error("model.dimm=64", "did you mean 'dim'", NULL);
+    expect_set_error("model.seq_len=64", "belongs in [data]", NULL);
+    expect_set_error("model.dim=abc", "model.dim", "1 to 65536");
+    expect_set_error("layer.64.span=1", "layer.64", "0 to 63");
+    expect_set_error("layer.2.precond=x", "layer.2.precond", "none, rownorm, spectral");
+    expect_set_error("layers.precond_grad=some", "layers.precond_grad", "stop, full");
+    expect_set_error("data.path=\"abc", "unterminated quote", NULL);
+    expect_set_error("model.tie_embeddings=2", "model.tie_embeddings", "true, false");
+}
+
+/* ---- finish ----------------------------------------------------------- */
+
+static void test_finish_derived(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    finish_ok(c);
+    assert_int_equal(c->kv_heads, 4);
+    assert_int_equal(c->head_dim, 16);
+    assert_int_equal(c->ffn_dim, 176); /* 8*64/3 = 170 -> 176 */
+    assert_int_equal(c->ffn_block, 256);
+    assert_true(c->layer_given == 3);
+    ra_config *again = malloc(sizeof *again);
+    assert_non_null(again);
+    memcpy(again, c, sizeof *c);
+    finish_ok(again); /* idempotent */
+    assert_memory_equal(again, c, sizeof *c);
+    free(again);
+    free(c);
+
+    struct { const char *ffn; int dim, ffn_dim; } cases[] = {
+        {"swiglu", 384, 1024}, {"swiglu", 32, 88}, {"swiglu", 256, 688}, {"swiglu", 104, 280},
+        {"gelu", 64, 256},     {"gelu", 384, 1536},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        c = new_defaults();
+        char a[64];
+        snprintf(a, sizeof a, "model.ffn=%s", cases[i].ffn);
+        set_ok(c, a);
+        snprintf(a, sizeof a, "model.dim=%d", cases[i].dim);
+        set_ok(c, a);
+        finish_ok(c);
+        assert_int_equal(c->ffn_dim, cases[i].ffn_dim);
+        assert_int_equal(c->ffn_dim % 8, 0);
+        free(c);
+    }
+
+    /* explicit values are kept; grouped-query heads */
+    c = new_defaults();
+    parse_ok(c, "[model]\ndim = 96\nheads = 6\nkv_heads = 2\nhead_dim = 24\nffn_dim = 100\nffn_block = 64\n");
+    finish_ok(c);
+    assert_int_equal(c->kv_heads, 2);
+    assert_int_equal(c->head_dim, 24);
+    assert_int_equal(c->ffn_dim, 100);
+    assert_int_equal(c->ffn_block, 64);
+    free(c);
+
+    /* layers beyond model.layers return to the defaults ([layers] reached them) */
+    c = new_defaults();
+    parse_ok(c, "[layers]\nprecond = rownorm\n");
+    assert_string_equal(c->layer[40].precond, "rownorm");
+    finish_ok(c);
+    assert_string_equal(c->layer[1].precond, "rownorm");
+    assert_string_equal(c->layer[2].precond, "none");
+    assert_string_equal(c->layer[40].precond, "none");
+    free(c);
+
+    /* all 64 layers */
+    c = new_defaults();
+    set_ok(c, "model.layers=64");
+    set_ok(c, "layer.63.span=2");
+    finish_ok(c);
+    assert_true(c->layer_given == UINT64_MAX);
+    free(c);
+}
+
+#define SETS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void test_finish_errors(void **state)
+{
+    (void)state;
+    expect_finish_error(SETS("model.kv_heads=3"), "model.heads = 4 is not divisible by model.kv_heads = 3",
+                        NULL);
+    expect_finish_error(SETS("model.kv_heads=8"), "model.heads = 4", "model.kv_heads = 8");
+    expect_finish_error(SETS("model.heads=3"), "model.dim = 64 is not divisible by model.heads = 3", NULL);
+    expect_finish_error(SETS("model.head_dim=15"), "model.head_dim = 15", "even");
+    expect_finish_error(SETS("model.dim=48", "model.heads=16"), "model.head_dim = 3", "even");
+    expect_finish_error(SETS("train.batch=16", "train.accum=3"),
+                        "train.batch = 16 is not divisible by train.accum = 3", NULL);
+    expect_finish_error(SETS("train.min_lr=0.01"), "train.min_lr = 0.01", "train.lr = 0.003");
+    expect_finish_error(SETS("train.steps=50"), "train.warmup = 100", "train.steps = 50");
+    expect_finish_error(SETS("data.source=file"), "data.source = file", "data.path");
+    expect_finish_error(SETS("data.source=file", "data.path=x", "data.val_fraction=0"),
+                        "data.val_fraction", NULL);
+    expect_finish_error(SETS("data.seq_len=32"), "data.seq_len = 32", "33");
+    expect_finish_error(SETS("data.recall_queries=9"), "data.recall_queries = 9", "data.recall_pairs = 8");
+    expect_finish_error(SETS("data.recall_keys=4", "data.recall_queries=2"), "data.recall_pairs = 8",
+                        "data.recall_keys = 4");
+    expect_finish_error(SETS("data.recall_keys=28"), "data.recall_keys = 28", "at most 27");
+    expect_finish_error(SETS("model.vocab=120"), "data.recall_keys = 16", "model.vocab = 120");
+    expect_finish_error(SETS("model.vocab=124"), "model.vocab = 124", ">= 125");
+    expect_finish_error(SETS("layer.5.span=3"), "[layer.5]", "model.layers = 2");
+    expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"), "[layer.2]", NULL);
+
+    /* the recall limits themselves are accepted */
+    ra_config *c = new_defaults();
+    set_ok(c, "data.recall_keys=27");
+    set_ok(c, "data.seq_len=33");
+    finish_ok(c);
+    free(c);
+    /* ... and the file source does not need them */
+    c = new_defaults();
+    parse_ok(c, "[data]\nsource = file\npath = x\nseq_len = 8\nrecall_keys = 1000\n");
+    finish_ok(c);
+    free(c);
+
+    /* [layer.N] of a text beyond model.layers: the section is named, and a
+     * later model.layers override can make it valid */
+    c = new_defaults();
+    parse_ok(c, "[layer.3]\nspan = 4\n[model]\nlayers = 3\n");
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "[layer.3]");
+    assert_contains(ra_last_error(), "model.layers = 3");
+    set_ok(c, "model.layers=4");
+    finish_ok(c);
+    assert_int_equal(c->layer[3].span, 4);
+    free(c);
+
+    /* values written by code, not text, are checked against the schema */
+    c = new_defaults();
+    c->dim = 0;
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "model.dim");
+    assert_contains(ra_last_error(), "1 to 65536");
+    ra_config_defaults(c);
+    strcpy(c->layer[1].head, "mystery");
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "layer.1.head");
+    ra_config_defaults(c);
+    c->lr = INFINITY;
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "train.lr");
+    free(c);
+}
+
+/* ---- canonical text ---------------------------------------------------- */
+
+/* finished a -> text -> defaults + parse == a, byte for byte; and again. */
+static void assert_round_trip(const ra_config *a)
+{
+    char *text = ra_config_text(a);
+    assert_non_null(text);
+    ra_config *b = new_defaults();
+    if (ra_config_parse(b, text, "canonical") != RA_OK) fail_msg("%s\n%s", ra_last_error(), text);
+    assert_memory_equal(a, b, sizeof *a);
+    finish_ok(b);
+    assert_memory_equal(a, b, sizeof *a);
+    char *text2 = ra_config_text(b);
+    assert_non_null(text2);
+    assert_string_equal(text, text2);
+    free(text);
+    free(text2);
+    free(b);
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    ra_config *a = new_defaults();
+    finish_ok(a);
+    assert_round_trip(a);
+
+    /* awkward values: floats without short decimals, extremes, strings that
+     * need quotes and escapes, per-layer differences */
+    ra_config_defaults(a);
+    parse_ok(a, full_file);
+    set_ok(a, "train.lr=0.1");
+    set_ok(a, "train.min_lr=0.0333333333");
+    set_ok(a, "model.init_std=1.17549435e-38");
+    set_ok(a, "model.rope_theta=1e12");
+    set_ok(a, "model.norm_eps=3.40282347e-20");
+    set_ok(a, "train.beta2=0.99999994");
+    set_ok(a, "layer.0.precond_lambda=123456.789");
+    set_ok(a, "layer.1.precond_lambda=0.000001");
+    set_ok(a, "data.path=\" lead and trail \"");
+    set_ok(a, "run.checkpoint_dir=a \"quoted\" \\dir\\ # ; x");
+    set_ok(a, "run.metrics=\"\\\"start\"");
+    finish_ok(a);
+    assert_round_trip(a);
+
+    char *text = ra_config_text(a);
+    assert_non_null(text);
+    assert_contains(text, "[layer.2]");
+    assert_true(strstr(text, "[layer.3]") == NULL);
+    assert_true(strstr(text, "[layers]") == NULL);
+    assert_contains(text, "lr = 0.1 "); /* shortest exact form */
+    assert_contains(text, "rope_theta = 1e+12");
+    assert_contains(text, "seed = 18446744073709551615");
+    assert_contains(text, "path = \" lead and trail \"");
+    assert_contains(text, "# model width C"); /* descriptions as comments */
+    free(text);
+
+    /* all 64 layers, each different */
+    ra_config_defaults(a);
+    set_ok(a, "model.layers=64");
+    for (int n = 0; n < 64; n++) {
+        char s[64];
+        snprintf(s, sizeof s, "layer.%d.span=%d", n, n * 3);
+        set_ok(a, s);
+        snprintf(s, sizeof s, "layer.%d.precond_eps=%g", n, 1e-3 / (n + 1));
+        set_ok(a, s);
+    }
+    finish_ok(a);
+    assert_round_trip(a);
+    free(a);
+}
+
+/* ---- presets ----------------------------------------------------------- */
+
+static ra_config *load_preset(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", CONFIG_DIR, name);
+    ra_config *c = malloc(sizeof *c);
+    assert_non_null(c);
+    if (ra_config_load(c, path) != RA_OK) fail_msg("%s: %s", name, ra_last_error());
+    finish_ok(c);
+    assert_round_trip(c);
+    return c;
+}
+
+/* Parameter count as the model lays it out (src/model/model.c). */
+static long long params(const ra_config *c)
+{
+    long long C = c->dim, HD = (long long)c->heads * c->head_dim, KD = (long long)c->kv_heads * c->head_dim;
+    long long F = c->ffn_dim, V = c->vocab;
+    long long ffn = (strcmp(c->ffn, "swiglu") == 0 ? 3 : 2) * C * F;
+    long long layer = 2 * C + C * HD + 2 * C * KD + HD * C + ffn;
+    return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : C * V);
+}
+
+static void test_presets(void **state)
+{
+    (void)state;
+    ra_config *c = load_preset("tiny.ini");
+    assert_int_equal(c->dim, 32);
+    assert_int_equal(c->layers, 2);
+    assert_int_equal(c->heads, 2);
+    assert_int_equal(c->seq_len, 32);
+    assert_int_equal(c->steps, 20);
+    assert_int_equal(c->batch, 4);
+    assert_int_equal(c->recall_keys, 8);
+    assert_int_equal(c->recall_pairs, 4);
+    assert_int_equal(c->recall_queries, 4);
+    assert_int_equal(c->eval_every, 10);
+    assert_int_equal(c->eval_batches, 2);
+    free(c);
+
+    /* recall.ini spells out the defaults */
+    c = load_preset("recall.ini");
+    ra_config *d = new_defaults();
+    finish_ok(d);
+    assert_memory_equal(c, d, sizeof *c);
+    free(d);
+    free(c);
+
+    c = load_preset("10m.ini");
+    assert_int_equal(c->dim, 384);
+    assert_int_equal(c->layers, 6);
+    assert_int_equal(c->head_dim, 64);
+    assert_int_equal(c->seq_len, 8192);
+    assert_string_equal(c->source, "file");
+    assert_int_equal(params(c), 10720128); /* the figure in the preset's comment */
+    free(c);
+
+    c = load_preset("long.ini");
+    assert_int_equal(c->seq_len, 65536);
+    assert_int_equal(c->dim, 256);
+    assert_int_equal(c->layers, 4);
+    assert_string_equal(c->layout, "zigzag");
+    assert_int_equal(params(c), 3229952);
+    free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_comments_blanks_quotes),
+        cmocka_unit_test(test_parse_keeps_unmentioned),
+        cmocka_unit_test(test_layer_precedence),
+        cmocka_unit_test(test_error_sections),
+        cmocka_unit_test(test_error_keys),
+        cmocka_unit_test(test_error_values),
+        cmocka_unit_test(test_error_lengths),
+        cmocka_unit_test(test_error_files),
+        cmocka_unit_test(test_set),
+        cmocka_unit_test(test_finish_derived),
+        cmocka_unit_test(test_finish_errors),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_presets),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
