@@ -7,12 +7,13 @@
  *            from (seed, split, idx); tokens are bytes off+pos, targets
  *            bytes off+pos+1.
  *   recall - a generated long-context recall task: recall_pairs key-value
- *            pairs (a key letter then its value letter) at the start of the
- *            sequence, filler, a separator, then recall_queries of the keys
- *            again at the end, each to be answered by its value. Only the
- *            answers are counted targets, and they can only be found by
- *            attending back across the sequence (and so across rank
- *            boundaries). Chance is 1/recall_keys.
+ *            pairs, one byte each (RA_RECALL_PAIR), scattered through
+ *            filler; a separator; then recall_queries keys (letters 'A'..),
+ *            each followed by its value (letters 'a'..). The answers are the
+ *            only counted targets, and they can only be found by attending
+ *            back to the pair (and so across rank boundaries). Queries pick
+ *            pairs with replacement, so earlier answers give nothing away.
+ *            Chance is 1/16.
  * Sequence idx depends only on (seed, split, idx): the same data whatever
  * the number of ranks or the layout. */
 #ifndef RINGATTN_DATA_H
@@ -41,7 +42,11 @@ int64_t ra_data_windows(const ra_data *d);
 /* Counted targets per sequence over the whole sequence (all ranks). */
 int64_t ra_data_targets_per_seq(const ra_data *d);
 
-/* The recall task's alphabet. */
+/* The recall task's alphabet: a pair is the byte 128 + 16 key + value; a
+ * query is the key as a letter, its answer the value as a letter. */
+#define RA_RECALL_VALUES 16
+#define RA_RECALL_MAX_KEYS 8
+#define RA_RECALL_PAIR(k, v) ((int32_t)128 + RA_RECALL_VALUES * (k) + (v))
 #define RA_RECALL_KEY(k) ((int32_t)'A' + (k))
 #define RA_RECALL_VALUE(v) ((int32_t)'a' + (v))
 #define RA_RECALL_FILL ((int32_t)'.')

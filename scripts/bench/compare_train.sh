@@ -44,8 +44,10 @@ done
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "compare_train: installing python3-torch (apt-get)" >&2
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy \
-    || die "could not install python3-torch"
+  if ! { $sudo apt-get update -qq &&
+         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-numpy; }; then
+    die "could not install python3-torch"
+  fi
   "$PY" -c 'import torch' || die "$PY still cannot import torch"
 fi
 

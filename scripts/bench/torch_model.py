@@ -11,6 +11,11 @@ final rmsnorm, logits = h E^T (tied) or h W_out (--untied). RMSNorm with a
 gain (eps 1e-5), no biases, grouped-query attention (Hkv kv heads shared by
 H/Hkv query heads), RoPE theta 10000 on interleaved pairs (2i, 2i+1), causal.
 Loss: mean next-byte cross-entropy; AdamW(3e-4, (0.9, 0.95), wd 0.01), clip 1.
+Attention is F.scaled_dot_product_attention(is_causal=True) (torch >= 2.0);
+Debian 12's torch 1.13 has only its private predecessor, the same math
+(scores, mask, softmax: O(L^2) memory, about 16 GiB at configs/10m.ini).
+The script re-executes itself once with glibc malloc on transparent huge
+pages (see reexec_with_huge_pages; --no-malloc-tuning to skip).
 
 Data are random bytes: this measures speed only. Each step (forward,
 backward, clip, optimizer) is timed after --warmup steps; the last line is
@@ -22,9 +27,8 @@ Example:
         --seq-len 2048 --batch 1 --steps 5 --threads 1
 """
 import argparse
-import ctypes
-import ctypes.util
 import math
+import os
 import resource
 import statistics
 import sys
@@ -35,23 +39,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def keep_freed_memory():
-    """Make glibc malloc keep freed memory for reuse instead of returning it
-    to the kernel. PyTorch's CPU allocator does not cache: every step
-    allocates its activations (the L x L attention scores are tens of MiB
-    each) afresh, glibc serves such blocks with mmap and unmaps them on free,
-    and the next step page-faults and zeroes them again, which on a VM can
-    cost more than the arithmetic. ringattn allocates once, so the baseline
-    should not pay that either (the effect of LD_PRELOADing jemalloc or
-    tcmalloc, as PyTorch's CPU tuning guide recommends). Returns whether
-    glibc accepted the settings."""
+HUGETLB = "glibc.malloc.hugetlb=1"
+
+
+def reexec_with_huge_pages():
+    """Run this script again with glibc malloc asking for transparent huge
+    pages (GLIBC_TUNABLES glibc.malloc.hugetlb=1, glibc >= 2.35; read only at
+    start-up, hence the exec). PyTorch's CPU allocator does not cache: each
+    step allocates its activations afresh (the L x L attention scores are
+    tens of MiB to GiB), glibc maps and unmaps such blocks, and every 4 KiB
+    page faults and is zeroed again on first touch; on a VM that costs more
+    than the arithmetic on it. With 2 MiB pages the faults are 512 times
+    fewer, and freed memory still goes back to the kernel. ringattn
+    allocates once, so the baseline should not pay the faults either.
+    No-op when the tunable is already set; --no-malloc-tuning turns it off."""
+    tun = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" in tun:
+        return
+    os.environ["GLIBC_TUNABLES"] = f"{tun}:{HUGETLB}" if tun else HUGETLB
+    sys.stdout.flush()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return (libc.mallopt(M_MMAP_THRESHOLD, 2**31 - 1) == 1 and
-                libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1)
-    except (OSError, AttributeError):  # not glibc
-        return False
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+    except OSError:
+        pass  # run on without
 
 
 def swiglu_width(dim):
@@ -174,6 +184,25 @@ class Transformer(nn.Module):
         return self.head(h) if self.head is not None else h @ self.emb.weight.t()
 
 
+def attention_bytes(a):
+    """Rough peak memory of the L x L attention matrices: one saved per
+    layer for the backward plus about three in flight (measured at
+    configs/10m.ini: estimate 13.5 GiB, peak RSS 15.8 GiB)."""
+    return (a.layers + 3) * a.batch * a.heads * a.seq_len ** 2 * 4
+
+
+def mem_available():
+    """MemAvailable from /proc/meminfo in bytes, or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def model_flops(a, ffn_dim, B):
     """Model FLOPs of one training step, as ringattn counts them: 6 per
     parameter of the matmuls and token, plus 3x the causal attention forward."""
@@ -203,8 +232,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-memory-check", action="store_true",
+                   help="run even when the attention matrices look larger than MemAvailable")
     p.add_argument("--no-malloc-tuning", action="store_true",
-                   help="leave glibc malloc returning big blocks to the kernel (see keep_freed_memory)")
+                   help="no transparent huge pages for malloc (see reexec_with_huge_pages)")
     a = p.parse_args(argv)
     a.kv_heads = a.kv_heads or a.heads
     if a.head_dim == 0:
@@ -226,7 +257,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
-    malloc_tuned = not a.no_malloc_tuning and keep_freed_memory()
+    need, avail = attention_bytes(a), mem_available()
+    if not a.no_memory_check and avail is not None and need > avail:
+        print(f"torch_model.py: error: the L x L attention matrices need about {need / 2**30:.1f} GiB "
+              f"(layers + 3 of B*H*L^2 floats), more than the {avail / 2**30:.1f} GiB available; "
+              "use a smaller --seq-len (or --no-memory-check)", file=sys.stderr)
+        return 1
+    if not a.no_malloc_tuning and __name__ == "__main__":
+        reexec_with_huge_pages()
+    huge = HUGETLB in os.environ.get("GLIBC_TUNABLES", "")
     torch.set_num_interop_threads(1)  # before any parallel work
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -242,7 +281,7 @@ def main(argv=None):
     print(f"# torch {torch.__version__}: {params} parameters, {a.layers} layers, dim {a.dim}, "
           f"heads {a.heads}/{a.kv_heads} x {a.head_dim}, ffn {a.ffn} {ffn_dim}, "
           f"{'untied' if a.untied else 'tied'}, L={a.seq_len}, batch {a.batch}, "
-          f"threads {a.threads}, float32, malloc {'keeps freed memory' if malloc_tuned else 'default'}",
+          f"threads {a.threads}, float32, malloc {HUGETLB if huge else 'default'}",
           flush=True)
 
     times = []

@@ -24,9 +24,9 @@
  *   canonical text byte for byte.
  * - Floats are written with the fewest digits (at most 9, which always
  *   suffice) that read back to the same float: "0.003", not "0.00300000003".
- * - The recall check follows the alphabet of data.h (keys 'A'+i, values
- *   'a'+j, a filler and a separator): the ranges must not overlap each other
- *   or the markers and must fit in the vocabulary.
+ * - The recall check follows the alphabet of data.h (a pair is one byte,
+ *   RA_RECALL_PAIR(key, value)): at most RA_RECALL_MAX_KEYS keys, and the
+ *   largest pair byte must be in the vocabulary.
  * - Head kinds are listed here, not looked up in heads.h, so the config does
  *   not depend on MPI; the list must follow src/heads/registry.c. */
 #include "ringattn/config.h"
@@ -142,9 +142,9 @@ static const key_spec keys[] = {
     K_STR(SEC_DATA, C, path, "file source: any file, read as bytes"),
     K_INT(SEC_DATA, C, seq_len, 2, BIG, "sequence length L in tokens"),
     K_FLT(SEC_DATA, C, val_fraction, 0, 1, OPEN_MAX, "file source: fraction at the end held out"),
-    K_INT(SEC_DATA, C, recall_keys, 1, 65536, "recall: distinct keys (and values)"),
+    K_INT(SEC_DATA, C, recall_keys, 1, 65536, "recall: distinct keys (at most 8; values: 16)"),
     K_INT(SEC_DATA, C, recall_pairs, 1, BIG, "recall: key-value pairs per sequence"),
-    K_INT(SEC_DATA, C, recall_queries, 1, BIG, "recall: queries per sequence (<= recall_pairs)"),
+    K_INT(SEC_DATA, C, recall_queries, 1, BIG, "recall: queries per sequence, each of a random pair"),
 
     K_ENUM(SEC_RUN, C, layout, layouts, "which tokens each rank owns"),
     K_INT(SEC_RUN, C, chunk, 0, BIG, "ring chunk in tokens (0: automatic)"),
@@ -206,11 +206,11 @@ void ra_config_defaults(ra_config *cfg)
     cfg->layer_given = 0;
 
     cfg->steps = 2000;
-    cfg->batch = 16;
+    cfg->batch = 32;
     cfg->accum = 1;
     cfg->lr = 3e-3f;
-    cfg->min_lr = 3e-4f;
-    cfg->warmup = 100;
+    cfg->min_lr = 1e-3f;
+    cfg->warmup = 20;
     cfg->weight_decay = 0.01f;
     cfg->beta1 = 0.9f;
     cfg->beta2 = 0.95f;
@@ -226,8 +226,8 @@ void ra_config_defaults(ra_config *cfg)
     cfg->path[0] = '\0';
     cfg->seq_len = 64;
     cfg->val_fraction = 0.1f;
-    cfg->recall_keys = 16;
-    cfg->recall_pairs = 8;
+    cfg->recall_keys = 8;
+    cfg->recall_pairs = 4;
     cfg->recall_queries = 8;
 
     strcpy(cfg->layout, "zigzag");
@@ -955,42 +955,18 @@ static ra_status check_train(const ra_config *c)
     return RA_OK;
 }
 
-/* Does [lo, hi] contain t? */
-static bool covers(int32_t lo, int32_t hi, int32_t t) { return t >= lo && t <= hi; }
-
-/* The largest token of the recall task with n keys (data.h's alphabet), or
- * -1 when keys and values overlap each other or the markers. */
-static int32_t recall_top(int n)
-{
-    int32_t k0 = RA_RECALL_KEY(0), k1 = RA_RECALL_KEY(n - 1);
-    int32_t v0 = RA_RECALL_VALUE(0), v1 = RA_RECALL_VALUE(n - 1);
-    if (!(k1 < v0 || v1 < k0)) return -1;
-    if (covers(k0, k1, RA_RECALL_FILL) || covers(k0, k1, RA_RECALL_SEP) ||
-        covers(v0, v1, RA_RECALL_FILL) || covers(v0, v1, RA_RECALL_SEP))
-        return -1;
-    int32_t top = k1 > v1 ? k1 : v1;
-    if (RA_RECALL_FILL > top) top = RA_RECALL_FILL;
-    if (RA_RECALL_SEP > top) top = RA_RECALL_SEP;
-    return top;
-}
-
 static ra_status check_recall_alphabet(const ra_config *c)
 {
-    const int K = c->recall_keys;
-    int32_t top = recall_top(K);
-    if (top < 0) {
-        int kmax = 0;
-        while (recall_top(kmax + 1) >= 0) kmax++;
+    if (c->recall_keys > RA_RECALL_MAX_KEYS)
         return RA_FAIL(RA_ERR_ARG,
-                       "data.recall_keys = %d is more than the recall alphabet holds (keys from '%c', "
-                       "values from '%c'): at most %d keys", K, (char)RA_RECALL_KEY(0),
-                       (char)RA_RECALL_VALUE(0), kmax);
-    }
+                       "data.recall_keys = %d: the recall task has at most %d keys (a pair is one byte: "
+                       "128 + %d * key + value)", c->recall_keys, RA_RECALL_MAX_KEYS, RA_RECALL_VALUES);
+    int32_t top = RA_RECALL_PAIR(c->recall_keys - 1, RA_RECALL_VALUES - 1);
     if (top >= c->vocab)
         return RA_FAIL(RA_ERR_ARG,
                        "model.vocab = %d is too small for the recall task with data.recall_keys = %d: "
-                       "its tokens go up to %d, so model.vocab must be >= %d", c->vocab, K, (int)top,
-                       (int)top + 1);
+                       "its tokens go up to %d, so model.vocab must be >= %d", c->vocab, c->recall_keys,
+                       (int)top, (int)top + 1);
     return RA_OK;
 }
 
@@ -1005,16 +981,14 @@ static ra_status check_data(const ra_config *c)
         return RA_OK;
     }
     const int K = c->recall_keys, N = c->recall_pairs, Q = c->recall_queries;
-    if (Q > N)
-        return RA_FAIL(RA_ERR_ARG, "data.recall_queries = %d is more than data.recall_pairs = %d", Q, N);
     if (N > K)
         return RA_FAIL(RA_ERR_ARG,
                        "data.recall_pairs = %d is more than data.recall_keys = %d (keys in a sequence "
                        "are distinct)", N, K);
-    if ((int64_t)2 * N + 2 * Q + 1 > c->seq_len)
+    if ((int64_t)N + 2 * Q + 1 > c->seq_len)
         return RA_FAIL(RA_ERR_ARG,
-                       "data.seq_len = %d is too short for the recall task: 2*recall_pairs + "
-                       "2*recall_queries + 1 = %lld tokens", c->seq_len, (long long)2 * N + 2 * Q + 1);
+                       "data.seq_len = %d is too short for the recall task: recall_pairs + "
+                       "2*recall_queries + 1 = %lld tokens", c->seq_len, (long long)N + 2 * Q + 1);
     return check_recall_alphabet(c);
 }
 

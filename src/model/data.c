@@ -18,6 +18,7 @@ struct ra_data {
     int64_t split_at, size;  /* train bytes [0, split_at), held out [split_at, size) */
     int32_t *keys, *vals;    /* recall scratch [recall_pairs] */
     int32_t *order;          /* [recall_keys] */
+    int64_t *where;          /* [recall_pairs] positions of the pairs */
 };
 
 ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr)
@@ -44,7 +45,8 @@ ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, 
                            cfg->path, (long long)d->size, cfg->seq_len);
     } else {
         d->keys = calloc((size_t)cfg->recall_pairs * 2 + cfg->recall_keys, sizeof(int32_t));
-        if (!d->keys) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the recall task");
+        d->where = calloc((size_t)cfg->recall_pairs, sizeof(int64_t));
+        if (!d->keys || !d->where) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the recall task");
         d->vals = d->keys + cfg->recall_pairs;
         d->order = d->vals + cfg->recall_pairs;
     }
@@ -56,6 +58,7 @@ void ra_data_close(ra_data *d)
     if (!d) return;
     if (d->fd >= 0) close(d->fd);
     free(d->keys);
+    free(d->where);
     free(d);
 }
 
@@ -82,32 +85,34 @@ static void recall_sequence(ra_data *d, uint64_t s, int32_t *tok, int32_t *tgt)
 {
     const ra_config *c = &d->cfg;
     const int K = c->recall_keys, N = c->recall_pairs, Q = c->recall_queries;
-    const int64_t L = c->seq_len, qstart = L - 2 * Q;
+    const int64_t L = c->seq_len, qstart = L - 2 * Q, span = qstart - 1; /* pairs in [0, span) */
     uint64_t draw = 0;
     for (int i = 0; i < K; i++) d->order[i] = i;
-    for (int i = 0; i < N; i++) { /* keys without replacement, values with */
+    for (int i = 0; i < N; i++) { /* keys without replacement, values with, distinct places */
         int j = i + (int)(ra_rand_u64(s, draw++) % (uint64_t)(K - i));
         int32_t t = d->order[i];
         d->order[i] = d->order[j];
         d->order[j] = t;
         d->keys[i] = d->order[i];
-        d->vals[i] = (int32_t)(ra_rand_u64(s, draw++) % (uint64_t)K);
+        d->vals[i] = (int32_t)(ra_rand_u64(s, draw++) % RA_RECALL_VALUES);
+        int fresh;
+        do {
+            d->where[i] = (int64_t)(ra_rand_u64(s, draw++) % (uint64_t)span);
+            fresh = 1;
+            for (int k = 0; k < i; k++) fresh &= d->where[k] != d->where[i];
+        } while (!fresh);
     }
-    for (int i = 0; i < N; i++) d->order[i] = i; /* which pairs are queried, in which order */
-    for (int i = 0; i < Q; i++) {
-        int j = i + (int)(ra_rand_u64(s, draw++) % (uint64_t)(N - i));
-        int32_t t = d->order[i];
-        d->order[i] = d->order[j];
-        d->order[j] = t;
-    }
+    /* the queried pairs, with replacement: an answer says nothing about the next query */
+    for (int i = 0; i < Q; i++) d->order[i] = (int32_t)(ra_rand_u64(s, draw++) % (uint64_t)N);
     for (int64_t i = 0; i < d->Lr; i++) {
         int64_t p = d->pos[i];
         int32_t token = RA_RECALL_FILL, target = -1;
-        if (p < 2 * N) {
-            token = p % 2 == 0 ? RA_RECALL_KEY(d->keys[p / 2]) : RA_RECALL_VALUE(d->vals[p / 2]);
-        } else if (p == qstart - 1) {
+        if (p < span) {
+            for (int k = 0; k < N; k++)
+                if (d->where[k] == p) token = RA_RECALL_PAIR(d->keys[k], d->vals[k]);
+        } else if (p == span) {
             token = RA_RECALL_SEP;
-        } else if (p >= qstart) {
+        } else {
             int pair = d->order[(p - qstart) / 2];
             if ((p - qstart) % 2 == 0) {
                 token = RA_RECALL_KEY(d->keys[pair]);

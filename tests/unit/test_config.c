@@ -186,10 +186,10 @@ static void test_defaults(void **state)
     }
     assert_true(c->layer_given == 0);
     assert_int_equal(c->steps, 2000);
-    assert_int_equal(c->batch, 16);
+    assert_int_equal(c->batch, 32);
     assert_int_equal(c->accum, 1);
-    assert_true(c->lr == 3e-3f && c->min_lr == 3e-4f);
-    assert_int_equal(c->warmup, 100);
+    assert_true(c->lr == 3e-3f && c->min_lr == 1e-3f);
+    assert_int_equal(c->warmup, 20);
     assert_true(c->weight_decay == 0.01f && c->beta1 == 0.9f && c->beta2 == 0.95f);
     assert_true(c->adam_eps == 1e-8f && c->clip == 1.0f);
     assert_true(c->seed == 1);
@@ -201,8 +201,8 @@ static void test_defaults(void **state)
     assert_string_equal(c->path, "");
     assert_int_equal(c->seq_len, 64);
     assert_true(c->val_fraction == 0.1f);
-    assert_int_equal(c->recall_keys, 16);
-    assert_int_equal(c->recall_pairs, 8);
+    assert_int_equal(c->recall_keys, 8);
+    assert_int_equal(c->recall_pairs, 4);
     assert_int_equal(c->recall_queries, 8);
     assert_string_equal(c->layout, "zigzag");
     assert_int_equal(c->chunk, 0);
@@ -737,24 +737,22 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("train.batch=16", "train.accum=3"),
                         "train.batch = 16 is not divisible by train.accum = 3", NULL);
     expect_finish_error(SETS("train.min_lr=0.01"), "train.min_lr = 0.01", "train.lr = 0.003");
-    expect_finish_error(SETS("train.steps=50"), "train.warmup = 100", "train.steps = 50");
+    expect_finish_error(SETS("train.steps=10"), "train.warmup = 20", "train.steps = 10");
     expect_finish_error(SETS("data.source=file"), "data.source = file", "data.path");
     expect_finish_error(SETS("data.source=file", "data.path=x", "data.val_fraction=0"),
                         "data.val_fraction", NULL);
-    expect_finish_error(SETS("data.seq_len=32"), "data.seq_len = 32", "33");
-    expect_finish_error(SETS("data.recall_queries=9"), "data.recall_queries = 9", "data.recall_pairs = 8");
-    expect_finish_error(SETS("data.recall_keys=4", "data.recall_queries=2"), "data.recall_pairs = 8",
-                        "data.recall_keys = 4");
-    expect_finish_error(SETS("data.recall_keys=28"), "data.recall_keys = 28", "at most 27");
-    expect_finish_error(SETS("model.vocab=120"), "data.recall_keys = 16", "model.vocab = 120");
-    expect_finish_error(SETS("model.vocab=124"), "model.vocab = 124", ">= 125");
+    expect_finish_error(SETS("data.seq_len=20"), "data.seq_len = 20", "21");
+    expect_finish_error(SETS("data.recall_keys=3"), "data.recall_pairs = 4", "data.recall_keys = 3");
+    expect_finish_error(SETS("data.recall_keys=9"), "data.recall_keys = 9", "at most 8");
+    expect_finish_error(SETS("model.vocab=200"), "data.recall_keys = 8", "model.vocab = 200");
+    expect_finish_error(SETS("model.vocab=255"), "model.vocab = 255", ">= 256");
     expect_finish_error(SETS("layer.5.span=3"), "[layer.5]", "model.layers = 2");
     expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"), "[layer.2]", NULL);
 
     /* the recall limits themselves are accepted */
     ra_config *c = new_defaults();
-    set_ok(c, "data.recall_keys=27");
-    set_ok(c, "data.seq_len=33");
+    set_ok(c, "data.recall_keys=8");
+    set_ok(c, "data.seq_len=21");
     finish_ok(c);
     free(c);
     /* ... and the file source does not need them */
