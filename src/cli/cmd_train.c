@@ -114,15 +114,25 @@ static void fmt_time(char *buf, size_t n, double s)
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
+/* A number for JSON: non-finite values (no counted target) become null. */
+static const char *json_num(char *buf, size_t n, double x)
+{
+    if (isfinite(x)) snprintf(buf, n, "%.9g", x);
+    else snprintf(buf, n, "null");
+    return buf;
+}
+
 static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, FILE *metrics)
 {
     ra_eval_result r;
     RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &r));
     ra_say(c, "eval  step %d | loss %.4f | bpb %.4f | accuracy %.2f%% (%lld targets, held out)\n", step,
            r.loss, r.bpb, 100 * r.accuracy, (long long)r.count);
-    if (metrics)
-        fprintf(metrics, "{\"step\": %d, \"eval_loss\": %.9g, \"eval_bpb\": %.9g, \"eval_accuracy\": %.9g}\n",
-                step, r.loss, r.bpb, r.accuracy);
+    if (metrics) {
+        char a[32], b[32], c2[32];
+        fprintf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s}\n", step,
+                json_num(a, sizeof a, r.loss), json_num(b, sizeof b, r.bpb), json_num(c2, sizeof c2, r.accuracy));
+    }
     return RA_OK;
 }
 
@@ -162,11 +172,14 @@ static ra_status train(const ra_cli *c, ra_session *s, int start, const char *ck
         double dt = ra_now() - t0, mean = gc[0] ? gl / (double)gc[0] : NAN;
         double tps = (double)cfg->batch * cfg->seq_len / dt, share = wait / dt;
         int done = step + 1;
-        if (metrics)
+        if (metrics) {
+            char a[32], b[32];
             fprintf(metrics,
-                    "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"tokens_per_s\": %.6g, \"comm_share\": %.4f, "
-                    "\"grad_norm\": %.6g, \"accuracy\": %.6g}\n",
-                    done, mean, lr, tps, share, gnorm, gc[0] ? (double)gc[1] / (double)gc[0] : NAN);
+                    "{\"step\": %d, \"loss\": %s, \"lr\": %.9g, \"tokens_per_s\": %.6g, \"comm_share\": %.4f, "
+                    "\"grad_norm\": %.6g, \"accuracy\": %s}\n",
+                    done, json_num(a, sizeof a, mean), lr, tps, share, gnorm,
+                    json_num(b, sizeof b, gc[0] ? (double)gc[1] / (double)gc[0] : NAN));
+        }
         if (done % cfg->log_every == 0 || done == cfg->steps || done == start + 1) {
             char eta[32];
             fmt_time(eta, sizeof eta, (ra_now() - t_start) / (done - start) * (cfg->steps - done));

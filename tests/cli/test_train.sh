@@ -67,6 +67,28 @@ report "resume from step 10 gives bit-identical step-20 parameters and moments" 
 [ "$(readlink ckA/last.ckpt)" = step-00000020.ckpt ]
 report "last.ckpt points at the newest checkpoint" "$([ $? -eq 0 ] || echo "last.ckpt -> $(readlink ckA/last.ckpt)")"
 
+# ---- a run killed with SIGKILL resumes from its last complete checkpoint ----------
+# Uninterrupted reference: 300 steps. The victim is killed (every rank, -9) as soon
+# as its step-100 checkpoint exists - possibly while it writes step 150; resuming
+# from last.ckpt must reach the same step-300 parameters bit for bit.
+long=(--config "$TINY" --set train.steps=300 --set train.eval_every=0 --set train.checkpoint_every=50)
+mkdir k1 k2
+(cd k1 && ra 2 train "${long[@]}" --checkpoint-dir ck)
+(cd k2 && exec timeout 120 "$MPIRUN" --oversubscribe -n 2 "$RA" train "${long[@]}" --checkpoint-dir ck \
+    --set train.log_every=1 >out 2>err </dev/null) &
+victim=$!
+for _ in $(seq 1200); do [ -e k2/ck/step-00000100.ckpt ] && break; sleep 0.05; done
+pkill -9 -f "checkpoint-dir ck --set train.log_every=1" 2>/dev/null
+wait $victim 2>/dev/null
+why=""
+[ -e k2/ck/step-00000300.ckpt ] && why="the victim finished before it was killed; "
+(cd k2 && ra 2 train "${long[@]}" --checkpoint-dir ck --resume ck)
+rc=$?
+[ $rc -eq 0 ] || why+="resume failed: $(tail -2 k2/err); "
+grep -qE "resumed from ck/last.ckpt at step (100|150|200|250)\b" k2/out || why+="did not resume from a complete checkpoint: $(head -2 k2/out); "
+cmp -s k1/ck/step-00000300.ckpt k2/ck/step-00000300.ckpt || why+="step-300 checkpoints differ; "
+report "SIGKILL mid-run: resume from last.ckpt loses nothing (bit-identical step 300)" "$why"
+
 # ---- eval and generate -------------------------------------------------------------
 ra 2 eval --checkpoint ckA
 report "eval on held-out data" "$(grep -q 'bpb' out || cat err)"
