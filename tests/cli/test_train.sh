@@ -46,6 +46,10 @@ for layout in contiguous zigzag striped; do
         report "train P=$P $layout: 20 losses equal P=1 within 1e-4" "$why"
     done
 done
+ra 2 train "${common[@]}" --set run.layout=contiguous --set train.accum=2 --metrics accum.jsonl --checkpoint-dir ckacc
+why=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$why" ] && why=$(same_losses accum.jsonl p1.jsonl 2>/dev/null)
+report "gradient accumulation (2 micro-batches) gives the same losses as one batch" "$why"
 grep -q '"eval_loss"' p1.jsonl && grep -q '"tokens_per_s"' p1.jsonl
 report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -eq 0 ] || echo missing keys)"
 c=$(grep -c '^step ' out)
