@@ -14,6 +14,7 @@
 #include "ringattn/attn.h"
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/heads.h"
 #include "ringattn/ring.h"
 
 static const char *help =
@@ -36,6 +37,10 @@ static const char *help =
     "  --dout FILE       dL/dO, shaped like Q; then also write\n"
     "  --dq FILE --dk FILE --dv FILE   dL/dQ (like Q), dL/dK and dL/dV (like K)\n"
     "options:\n"
+    "  --head KIND       full (exact attention over the ring, default) or\n"
+    "                    combiner-fixed (direct keys in the query's span of --span\n"
+    "                    tokens, other spans through one summary each)\n"
+    "  --span S          combiner-fixed span (default ceil(sqrt(L)))\n"
     "  --causal          query i sees keys j <= i (global positions)\n"
     "  --scale S         logit scale (default 1/sqrt(D))\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
@@ -52,12 +57,14 @@ typedef struct {
     int causal, layout_set, chunk, threads;
     float scale;
     ra_layout layout;
+    const char *head;
+    ra_layer_config layer; /* span, row of Combiner heads */
 } attn_args;
 
 static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
-           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP };
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -67,9 +74,10 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "causal", no_argument, 0, O_CAUSAL },       { "scale", required_argument, 0, O_SCALE },
         { "layout", required_argument, 0, O_LAYOUT }, { "chunk", required_argument, 0, O_CHUNK },
         { "threads", required_argument, 0, O_THREADS }, { "help", no_argument, 0, O_HELP },
+        { "head", required_argument, 0, O_HEAD },   { "span", required_argument, 0, O_SPAN },
         { 0, 0, 0, 0 },
     };
-    *a = (attn_args){ 0 };
+    *a = (attn_args){ .head = "full" };
     opterr = 0;
     optind = 1;
     int c;
@@ -96,6 +104,12 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
             break;
         case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
         case O_THREADS: RA_TRY(ra_arg_int("--threads", optarg, 1, 4096, &a->threads)); break;
+        case O_HEAD:
+            if (!ra_head_find(optarg))
+                return RA_FAIL(RA_ERR_ARG, "--head: unknown head '%s' (known: %s)", optarg, ra_head_names());
+            a->head = optarg;
+            break;
+        case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
         case O_HELP: case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("attn", c, argv[optind - 1]);
         }
@@ -217,7 +231,8 @@ typedef struct {
     float *buf; /* one allocation for every local tensor */
     float *lq, *lk, *lv, *lo, *llse, *ldo, *ldq, *ldk, *ldv;
     int32_t *lseg;
-    ra_ring *ring;
+    ra_head *head;
+    int64_t Lr;
 } attn_state;
 
 static ra_status open_inputs(const attn_args *a, attn_state *S)
@@ -232,7 +247,7 @@ static ra_status open_inputs(const attn_args *a, attn_state *S)
 
 static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_shape *s, attn_state *S)
 {
-    const int64_t Lr = ra_ring_local_len(S->ring);
+    const int64_t Lr = S->Lr;
     const size_t nq = (size_t)s->B * s->H * Lr * s->D, nk = (size_t)s->B * s->Hkv * Lr * s->D;
     const size_t nrow = (size_t)s->B * s->H * Lr, nseg = (size_t)s->B * Lr;
     size_t total = 2 * nq + 2 * nk + nrow + (a->seg ? nseg : 0) + (a->dout ? 2 * nq + 2 * nk : 0);
@@ -312,32 +327,36 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
     RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
                                           a->dout ? &S->dout : NULL, c->size, &s)));
     int threads = ra_set_threads(c, a->threads);
-    ra_ring_opts ro = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
-                        .causal = a->causal, .layout = a->layout, .chunk = a->chunk };
-    RA_TRY(ra_agree(c->comm, ra_ring_create(&S->ring, &ro, c->comm)));
+    ra_head_opts ho = { .ring = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
+                                  .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
+                        .layer = &a->layer };
+    const ra_head_kind *kind = ra_head_find(a->head);
+    RA_TRY(ra_agree(c->comm, kind->create(&S->head, &ho, c->comm)));
+    S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
     RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
 
     MPI_Barrier(c->comm);
-    ra_status st = ra_ring_forward(S->ring, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse);
+    double t0 = ra_now();
+    ra_status st = kind->forward(S->head, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse);
+    double tf = ra_now() - t0, wf = kind->wait_seconds(S->head);
     RA_TRY(ra_agree(c->comm, st));
-    ra_ring_stats fs = ra_ring_last_stats(S->ring);
-    double tf = max_over_ranks(c, fs.seconds), wf = max_over_ranks(c, fs.wait_seconds);
+    tf = max_over_ranks(c, tf), wf = max_over_ranks(c, wf);
     double tb = 0, wb = 0;
     if (a->dout) {
         MPI_Barrier(c->comm);
-        st = ra_ring_backward(S->ring, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse, S->ldo, S->ldq,
-                              S->ldk, S->ldv);
+        t0 = ra_now();
+        st = kind->backward(S->head, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse, S->ldo, S->ldq, S->ldk,
+                            S->ldv);
+        tb = ra_now() - t0, wb = kind->wait_seconds(S->head);
         RA_TRY(ra_agree(c->comm, st));
-        ra_ring_stats bs = ra_ring_last_stats(S->ring);
-        tb = max_over_ranks(c, bs.seconds);
-        wb = max_over_ranks(c, bs.wait_seconds);
+        tb = max_over_ranks(c, tb), wb = max_over_ranks(c, wb);
     }
     RA_TRY(write_outputs(c, a, &s, S));
 
     double ff = ra_attn_flops_fwd(s.B, s.H, (double)s.L, s.D, a->causal);
     double fb = ra_attn_flops_bwd(s.B, s.H, (double)s.L, s.D, a->causal);
-    ra_say(c, "attn: B=%d H=%d Hkv=%d L=%lld D=%d | P=%d %s %s threads=%d | forward %.4f s %.2f GFLOP/s (wait %.4f s)",
-           s.B, s.H, s.Hkv, (long long)s.L, s.D, c->size, ra_layout_name(a->layout),
+    ra_say(c, "attn: %s B=%d H=%d Hkv=%d L=%lld D=%d | P=%d %s %s threads=%d | forward %.4f s %.2f GFLOP/s (wait %.4f s)",
+           a->head, s.B, s.H, s.Hkv, (long long)s.L, s.D, c->size, ra_layout_name(a->layout),
            a->causal ? "causal" : "bidirectional", threads, tf, ff / tf * 1e-9, wf);
     if (a->dout) ra_say(c, " | backward %.4f s %.2f GFLOP/s (wait %.4f s)", tb, fb / tb * 1e-9, wb);
     ra_say(c, "\n");
@@ -355,7 +374,7 @@ ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv)
     }
     attn_state S = { .q.fd = -1, .k.fd = -1, .v.fd = -1, .seg.fd = -1, .dout.fd = -1 };
     ra_status st = run(c, &a, &S);
-    ra_ring_destroy(S.ring);
+    if (S.head) S.head->kind->destroy(S.head);
     free(S.buf);
     ra_npy_close(&S.q);
     ra_npy_close(&S.k);

@@ -57,6 +57,7 @@ _Static_assert(RA_MAX_LAYERS <= 64, "layer_given is a 64-bit mask");
  * (combiner-fixed, combiner-axial, combiner-logsparse). */
 static const char *const head_kinds[] = {
     "full",
+    "combiner-fixed",
     NULL,
 };
 static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};

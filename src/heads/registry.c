@@ -4,9 +4,11 @@
 #include "ringattn/heads.h"
 
 extern const ra_head_kind ra_head_full;
+extern const ra_head_kind ra_head_combiner_fixed;
 
 static const ra_head_kind *const kinds[] = {
     &ra_head_full,
+    &ra_head_combiner_fixed,
 };
 
 const ra_head_kind *ra_head_find(const char *name)

@@ -1,0 +1,355 @@
+/* combiner_fixed.c - the combiner-fixed head (DESIGN §5): full coverage at
+ * O(L sqrt(L) D) with spans of s ~ sqrt(L) tokens.
+ *
+ * Query i attends directly to the keys of its own span (j <= i when causal)
+ * and, through one summary each, to the other spans (earlier ones when
+ * causal): kbar_g = max_j k_j, qbar_g = max_j q_j (elementwise), vbar_g =
+ * sum_j softmax_j(a qbar_g . k_j) v_j over span g. One softmax covers the
+ * direct logits and the summary logits, so the online softmax of attn.h
+ * serves both: a block of direct keys, then a block of summaries.
+ *
+ * Distribution: the tokens are first moved (one all-to-all, relayout.h) so
+ * that every rank holds whole spans, a contiguous range [g0, g1) of them;
+ * every span's summary is then computed by the rank that holds it and
+ * all-gathered (G summaries: O(sqrt(L) D) floats per head, far below the
+ * L D a ring would move). In the backward, the gradients of the summaries
+ * are summed over ranks and returned to the spans' owners, which push them
+ * through the softmax of vbar and the max-pooling (to the arg-max element).
+ *
+ * Shapes, in span layout (n tokens on this rank): q, o, dout, dq
+ * [B][H][n][D]; k, v, dk, dv [B][Hkv][n][D]; lse [B][H][n]; summaries
+ * qbar, vbar, dvbar [B][H][G][D], kbar, dkbar [B][Hkv][G][D], slse [B][H][G]. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/attn.h"
+#include "ringattn/heads.h"
+#include "ringattn/mem.h"
+#include "ringattn/relayout.h"
+
+typedef struct {
+    ra_head base;
+    ra_ring_opts o;
+    MPI_Comm comm;
+    int P, rank, s, G, g0, g1;
+    int64_t *bounds;  /* [P+1] */
+    ra_relayout R;
+    int64_t n;        /* tokens held in span layout */
+    int32_t *pos;     /* [n] their global positions */
+    int32_t *zeros;   /* [max(G, 1)] positions for summary rows (unmasked) */
+    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *row; /* span layout; row: l or dl */
+    float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather, *dqbar;
+    float *scratch, *mem;
+} fixed_head;
+
+static ra_status fixed_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+
+/* ---- summaries ----------------------------------------------------------------- */
+
+static int span_len(const fixed_head *f, int g)
+{
+    int64_t e = (int64_t)(g + 1) * f->s;
+    return (int)((e < f->o.L ? e : f->o.L) - (int64_t)g * f->s);
+}
+
+/* first local row of span g (a span this rank holds) */
+static int64_t span_row(const fixed_head *f, int g) { return (int64_t)g * f->s - f->bounds[f->rank]; }
+
+static void colmax(float *out, const float *x, int rows, int D)
+{
+    for (int d = 0; d < D; d++) out[d] = -INFINITY;
+    for (int r = 0; r < rows; r++)
+        for (int d = 0; d < D; d++)
+            if (x[(size_t)r * D + d] > out[d]) out[d] = x[(size_t)r * D + d];
+}
+
+/* Move q, k, v to span layout and build every summary (all-gathered). */
+static ra_status prepare(fixed_head *f, const float *q, const float *k, const float *v)
+{
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
+    RA_TRY(ra_relayout_move(&f->R, q, f->q, B * o->H, D, 1));
+    RA_TRY(ra_relayout_move(&f->R, k, f->k, B * o->Hkv, D, 1));
+    RA_TRY(ra_relayout_move(&f->R, v, f->v, B * o->Hkv, D, 1));
+    ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
+    const size_t per_span = (size_t)B * (o->Hkv + o->H) * D;
+    for (int g = f->g0; g < f->g1; g++) {
+        const int64_t r0 = span_row(f, g);
+        const int len = span_len(f, g);
+        float *pack = f->gather + (size_t)g * per_span; /* [B][Hkv][D] kbar, then [B][H][D] vbar */
+        for (int bk = 0; bk < B * o->Hkv; bk++)
+            colmax(pack + (size_t)bk * D, f->k + ((size_t)bk * f->n + r0) * D, len, D);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+                float *qb = f->qbar + (bh * f->G + g) * D, *vb = pack + ((size_t)B * o->Hkv + bh) * D;
+                colmax(qb, f->q + (bh * f->n + r0) * D, len, D);
+                float m, l;
+                ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
+                ra_attn_fwd_init(1, D, vb, &m, &l);
+                ra_attn_fwd_block(&ao, &qr, qb, &kr, f->k + (bk * f->n + r0) * D,
+                                  f->v + (bk * f->n + r0) * D, vb, &m, &l, f->scratch, NULL);
+                ra_attn_fwd_finish(1, D, vb, &m, &l, f->slse + bh * f->G + g);
+            }
+    }
+    /* every rank gets every span's summaries */
+    int *cnt = malloc(sizeof(int) * 2 * f->P);
+    if (!cnt) return RA_FAIL(RA_ERR_NOMEM, "combiner-fixed: out of memory");
+    for (int r = 0; r < f->P; r++) {
+        int a = (int)(f->bounds[r] / f->s), e = (int)((f->bounds[r + 1] + f->s - 1) / f->s);
+        if (f->bounds[r + 1] == f->bounds[r]) e = a;
+        cnt[r] = (int)((size_t)(e - a) * per_span);
+        cnt[f->P + r] = (int)((size_t)a * per_span);
+    }
+    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f->gather, cnt, cnt + f->P, MPI_FLOAT, f->comm);
+    free(cnt);
+    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-fixed summary all-gather failed", f->rank);
+    for (int g = 0; g < f->G; g++) { /* unpack to head-major summary arrays */
+        const float *pack = f->gather + (size_t)g * per_span;
+        for (int bk = 0; bk < B * o->Hkv; bk++)
+            memcpy(f->kbar + ((size_t)bk * f->G + g) * D, pack + (size_t)bk * D, sizeof(float) * D);
+        for (int bh = 0; bh < B * o->H; bh++)
+            memcpy(f->vbar + ((size_t)bh * f->G + g) * D, pack + ((size_t)B * o->Hkv + bh) * D, sizeof(float) * D);
+    }
+    return RA_OK;
+}
+
+/* The summary ranges span c may see: [0, c) and, bidirectional, (c, G). */
+static int group_ranges(const fixed_head *f, int c, int lo[2], int hi[2])
+{
+    lo[0] = 0, hi[0] = c;
+    if (f->o.causal) return 1;
+    lo[1] = c + 1, hi[1] = f->G;
+    return 2;
+}
+
+/* ---- forward --------------------------------------------------------------------- */
+
+static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, const float *v,
+                               const int32_t *seg, float *o_out, float *lse_out)
+{
+    fixed_head *f = (fixed_head *)hd;
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, Gq = o->H / o->Hkv;
+    if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
+    RA_TRY(prepare(f, q, k, v));
+    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
+    for (int c = f->g0; c < f->g1; c++) {
+        const int64_t r0 = span_row(f, c);
+        const int len = span_len(f, c);
+        int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
+        for (int b = 0; b < o->B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+                float *acc = f->out + (bh * f->n + r0) * D, *m = f->lse + bh * f->n + r0, *l = f->row + bh * f->n + r0;
+                const float *qc = f->q + (bh * f->n + r0) * D;
+                ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
+                ra_attn_fwd_init(len, D, acc, m, l);
+                ra_attn_fwd_block(&direct, &qr, qc, &kr, f->k + (bk * f->n + r0) * D,
+                                  f->v + (bk * f->n + r0) * D, acc, m, l, f->scratch, NULL);
+                for (int t = 0; t < nr; t++) {
+                    if (hi[t] <= lo[t]) continue;
+                    ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
+                    ra_attn_fwd_block(&groups, &qr, qc, &gr, f->kbar + (bk * f->G + lo[t]) * D,
+                                      f->vbar + (bh * f->G + lo[t]) * D, acc, m, l, f->scratch, NULL);
+                }
+                ra_attn_fwd_finish(len, D, acc, m, l, m);
+            }
+    }
+    RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
+    return ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0);
+}
+
+/* ---- backward -------------------------------------------------------------------- */
+
+/* dx[argmax_j x[j][d]][d] += dbar[d]: the max-pooling's backward */
+static void argmax_add(float *dx, const float *x, const float *dbar, int rows, int D)
+{
+    for (int d = 0; d < D; d++) {
+        int best = 0;
+        for (int r = 1; r < rows; r++)
+            if (x[(size_t)r * D + d] > x[(size_t)best * D + d]) best = r;
+        dx[(size_t)best * D + d] += dbar[d];
+    }
+}
+
+static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, const float *v,
+                                const int32_t *seg, const float *o_in, const float *lse_in,
+                                const float *dout, float *dq, float *dk, float *dv)
+{
+    fixed_head *f = (fixed_head *)hd;
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
+    if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
+    RA_TRY(prepare(f, q, k, v));
+    RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * o->H, D, 1));
+    RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * o->H, 1, 1));
+    RA_TRY(ra_relayout_move(&f->R, dout, f->dout, B * o->H, D, 1));
+    const size_t nq = (size_t)B * o->H * f->n * D, nk = (size_t)B * o->Hkv * f->n * D;
+    memset(f->dq, 0, sizeof(float) * nq);
+    memset(f->dk, 0, sizeof(float) * nk);
+    memset(f->dv, 0, sizeof(float) * nk);
+    memset(f->dkbar, 0, sizeof(float) * (size_t)B * o->Hkv * f->G * D);
+    memset(f->dvbar, 0, sizeof(float) * (size_t)B * o->H * f->G * D);
+    for (size_t bh = 0; bh < (size_t)B * o->H; bh++)
+        ra_attn_bwd_rowdot((int)f->n, D, f->out + bh * f->n * D, f->dout + bh * f->n * D, f->row + bh * f->n);
+    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
+    for (int c = f->g0; c < f->g1; c++) { /* queries of span c: direct keys, then summaries */
+        const int64_t r0 = span_row(f, c);
+        const int len = span_len(f, c);
+        int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+                const size_t qo = (bh * f->n + r0) * D, ko = (bk * f->n + r0) * D;
+                const float *lse = f->lse + bh * f->n + r0, *dl = f->row + bh * f->n + r0;
+                ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
+                ra_attn_bwd_block(&direct, &qr, f->q + qo, f->dout + qo, lse, dl, &kr, f->k + ko,
+                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                for (int t = 0; t < nr; t++) {
+                    if (hi[t] <= lo[t]) continue;
+                    ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
+                    ra_attn_bwd_block(&groups, &qr, f->q + qo, f->dout + qo, lse, dl, &gr,
+                                      f->kbar + (bk * f->G + lo[t]) * D, f->vbar + (bh * f->G + lo[t]) * D,
+                                      f->dq + qo, f->dkbar + (bk * f->G + lo[t]) * D,
+                                      f->dvbar + (bh * f->G + lo[t]) * D, f->scratch, NULL);
+                }
+            }
+    }
+    /* the summaries' gradients, summed over every rank's queries */
+    int rc = MPI_Allreduce(MPI_IN_PLACE, f->dkbar, (int)((size_t)B * o->Hkv * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(MPI_IN_PLACE, f->dvbar, (int)((size_t)B * o->H * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
+    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-fixed summary gradient reduction failed", f->rank);
+    /* back through each owned span's summaries to its tokens */
+    for (int g = f->g0; g < f->g1; g++) {
+        const int64_t r0 = span_row(f, g);
+        const int len = span_len(f, g);
+        for (int b = 0; b < B; b++) {
+            for (int kh = 0; kh < o->Hkv; kh++) {
+                size_t bk = (size_t)b * o->Hkv + kh;
+                argmax_add(f->dk + (bk * f->n + r0) * D, f->k + (bk * f->n + r0) * D,
+                           f->dkbar + (bk * f->G + g) * D, len, D);
+            }
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+                const size_t ko = (bk * f->n + r0) * D;
+                const float *qb = f->qbar + (bh * f->G + g) * D, *vb = f->vbar + (bh * f->G + g) * D;
+                const float *dvb = f->dvbar + (bh * f->G + g) * D;
+                float *dqbar = f->dqbar, dl;
+                memset(dqbar, 0, sizeof(float) * D);
+                ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
+                ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
+                ra_attn_bwd_block(&groups, &qr, qb, dvb, f->slse + bh * f->G + g, &dl, &kr, f->k + ko,
+                                  f->v + ko, dqbar, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                argmax_add(f->dq + (bh * f->n + r0) * D, f->q + (bh * f->n + r0) * D, dqbar, len, D);
+            }
+        }
+    }
+    RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * o->H, D, 0));
+    RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * o->Hkv, D, 0));
+    return ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0);
+}
+
+static double fixed_wait(const ra_head *hd)
+{
+    (void)hd;
+    return 0.0; /* collectives only; their time is part of the step */
+}
+
+static void fixed_destroy(ra_head *hd)
+{
+    fixed_head *f = (fixed_head *)hd;
+    if (!f) return;
+    ra_relayout_free(&f->R);
+    free(f->bounds);
+    free(f->pos);
+    free(f->zeros);
+    free(f->mem);
+    free(f);
+}
+
+const ra_head_kind ra_head_combiner_fixed = {
+    .name = "combiner-fixed",
+    .create = fixed_create,
+    .forward = fixed_forward,
+    .backward = fixed_backward,
+    .wait_seconds = fixed_wait,
+    .destroy = fixed_destroy,
+};
+
+static ra_status fixed_setup(fixed_head *f, const ra_head_opts *opts, MPI_Comm comm)
+{
+    f->o = opts->ring;
+    ra_ring_opts *o = &f->o;
+    if (o->scale == 0.0f) o->scale = 1.0f / sqrtf((float)o->D);
+    f->comm = comm;
+    MPI_Comm_size(comm, &f->P);
+    MPI_Comm_rank(comm, &f->rank);
+    if (o->H % o->Hkv != 0) return RA_FAIL(RA_ERR_SHAPE, "combiner-fixed: Hkv %d must divide H %d", o->Hkv, o->H);
+    if (o->L < f->P) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: L = %lld is shorter than the %d ranks", (long long)o->L, f->P);
+    int span = opts->layer ? opts->layer->span : 0;
+    if (span < 0) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: span %d must be >= 1 (0: automatic)", span);
+    f->s = span > 0 ? span : (int)ceil(sqrt((double)o->L));
+    if (f->s > o->L) f->s = (int)o->L;
+    f->G = (int)((o->L + f->s - 1) / f->s);
+    /* whole spans per rank: spans [G r / P, G (r+1) / P) */
+    RA_TRY(ra_alloc(&f->bounds, sizeof(int64_t) * (f->P + 1), "span bounds"));
+    for (int r = 0; r <= f->P; r++) {
+        int64_t t = (int64_t)((int64_t)f->G * r / f->P) * f->s;
+        f->bounds[r] = t < o->L ? t : o->L;
+    }
+    f->g0 = (int)((int64_t)f->G * f->rank / f->P);
+    f->g1 = (int)((int64_t)f->G * (f->rank + 1) / f->P);
+    RA_TRY(ra_relayout_create(&f->R, o->layout, o->L, f->bounds, comm));
+    f->n = f->R.Lr_dst;
+    RA_TRY(ra_alloc(&f->pos, sizeof(int32_t) * (f->n + 1), "span positions"));
+    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->bounds[f->rank] + i);
+    RA_TRY(ra_alloc(&f->zeros, sizeof(int32_t) * (f->G + 1), "summary positions"));
+    memset(f->zeros, 0, sizeof(int32_t) * (f->G + 1));
+    const size_t B = o->B, D = o->D, nq = B * o->H * f->n * D, nk = B * o->Hkv * f->n * D;
+    const size_t nr = B * o->H * f->n, sq = B * o->H * f->G * D, sk = B * o->Hkv * f->G * D;
+    const size_t ns = ra_attn_scratch_floats(o->D), ngather = (size_t)f->G * B * (o->H + o->Hkv) * D;
+    const size_t total = 4 * nq + 4 * nk + 2 * nr + 3 * sq + 2 * sk + B * o->H * f->G + ngather + ns + D + 32 * 16;
+    RA_TRY(ra_alloc(&f->mem, sizeof(float) * total, "combiner-fixed buffers"));
+    float *p = f->mem;
+#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
+    CARVE(f->q, nq);
+    CARVE(f->out, nq);
+    CARVE(f->dout, nq);
+    CARVE(f->dq, nq);
+    CARVE(f->k, nk);
+    CARVE(f->v, nk);
+    CARVE(f->dk, nk);
+    CARVE(f->dv, nk);
+    CARVE(f->lse, nr);
+    CARVE(f->row, nr);
+    CARVE(f->qbar, sq);
+    CARVE(f->vbar, sq);
+    CARVE(f->dvbar, sq);
+    CARVE(f->kbar, sk);
+    CARVE(f->dkbar, sk);
+    CARVE(f->slse, B * o->H * f->G);
+    CARVE(f->gather, ngather);
+    CARVE(f->scratch, ns);
+    CARVE(f->dqbar, D);
+#undef CARVE
+    return RA_OK;
+}
+
+static ra_status fixed_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm)
+{
+    fixed_head *f = calloc(1, sizeof *f);
+    if (!f) return RA_FAIL(RA_ERR_NOMEM, "out of memory for a combiner-fixed head");
+    f->base.kind = &ra_head_combiner_fixed;
+    ra_status st = fixed_setup(f, opts, comm);
+    if (st != RA_OK) {
+        fixed_destroy(&f->base);
+        return st;
+    }
+    *out = &f->base;
+    return RA_OK;
+}
