@@ -36,6 +36,8 @@ typedef struct {
                           const float *dout, float *dq, float *dk, float *dv);
     /* seconds blocked on communication in the last call */
     double (*wait_seconds)(const ra_head *h);
+    /* bytes this rank sent to other ranks in the last call */
+    double (*bytes_sent)(const ra_head *h);
     void (*destroy)(ra_head *h);
 } ra_head_kind;
 

@@ -33,6 +33,7 @@ typedef struct {
     int *src_rank;          /* [Lr_dst] */
     int *dst_rank;          /* [Lr_src] where each local token goes */
     int64_t *tok_src, *tok_dst; /* token counts per rank: [P] sent, [P] received */
+    double bytes_sent;      /* to other ranks, summed over moves (reset by the caller) */
     float *buf;             /* packing buffers, grown on demand */
     size_t buf_floats;
 } ra_relayout;

@@ -15,6 +15,7 @@
 #include "ringattn/attn.h"
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/heads.h"
 #include "ringattn/ring.h"
 #include "ringattn/rng.h"
 
@@ -22,7 +23,7 @@ static const char *help =
     "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
     "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
     "                                          [--causal] [--layout NAME] [--chunk N]\n"
-    "                                          [--forward-only]\n"
+    "                                          [--forward-only] [--head KIND] [--span S]\n"
     "\n"
     "Times the ring forward and backward for each L of the sweep and prints one\n"
     "row per L. Columns:\n"
@@ -34,28 +35,37 @@ static const char *help =
     "  %sgemm          GFLOP/s as a percent of the single-thread OpenBLAS sgemm rate\n"
     "                  (1024^3, measured at start) times the cores in use\n"
     "  wait_ms         median time blocked on ring transfers (max over ranks)\n"
+    "  MiB_sent        bytes a rank sent to other ranks per forward + backward\n"
+    "                  (max over ranks): the ring moves about L*D per head, a\n"
+    "                  combiner-fixed head about L*D/P plus its summaries\n"
     "  peak_MiB        peak resident memory of a rank (max over ranks)\n"
     "  err_O err_dQ    normalised error of sampled rows vs a float64 reference\n"
-    "  check           OK / FAIL (O <= 1e-5, LSE <= 1e-4, dQ <= 1e-4) or - without -c\n";
+    "  check           OK / FAIL (O <= 1e-5, LSE <= 1e-4, dQ <= 1e-4) or - without -c\n"
+    "                  (the sampled check is for --head full; the tests check the others)\n"
+    "GFLOP/s of a Combiner head uses the same full-attention count (an equivalent\n"
+    "rate); compare its times with full's to see the saving.\n";
 
 typedef struct {
     ra_bench_sweep sw;
     int B, H, Hkv, D, causal, chunk, fwd_only;
     ra_layout layout;
+    const char *head;
+    ra_layer_config layer;
 } bench_args;
 
 enum { S_Q = 0, S_K = 1, S_V = 2, S_DO = 3 };
 
 static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
 {
-    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP };
+    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN };
     static const struct option opts[] = {
         { "Hkv", required_argument, 0, O_HKV },     { "B", required_argument, 0, O_B },
         { "causal", no_argument, 0, O_CAUSAL },     { "layout", required_argument, 0, O_LAYOUT },
         { "chunk", required_argument, 0, O_CHUNK }, { "forward-only", no_argument, 0, O_FWD },
-        { "help", no_argument, 0, O_HELP },         { 0, 0, 0, 0 },
+        { "help", no_argument, 0, O_HELP },         { "head", required_argument, 0, O_HEAD },
+        { "span", required_argument, 0, O_SPAN },   { 0, 0, 0, 0 },
     };
-    *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64 };
+    *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64, .head = "full" };
     int layout_set = 0, c;
     ra_status st = RA_OK;
     opterr = 0;
@@ -74,6 +84,12 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
         case O_LAYOUT: RA_TRY(ra_layout_parse(optarg, &a->layout)); layout_set = 1; break;
         case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
         case O_FWD: a->fwd_only = 1; break;
+        case O_HEAD:
+            if (!ra_head_find(optarg))
+                return RA_FAIL(RA_ERR_ARG, "--head: unknown head '%s' (known: %s)", optarg, ra_head_names());
+            a->head = optarg;
+            break;
+        case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
         case 'h': case O_HELP: *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("bench attn", c, argv[optind - 1]);
         }
@@ -82,7 +98,8 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
         return RA_FAIL(RA_ERR_ARG, "bench attn: unexpected argument '%s'", argv[optind]);
     if (!a->Hkv) a->Hkv = a->H;
     if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
-    if (!layout_set) a->layout = a->causal ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    if (!layout_set) /* as attn: zigzag only pays for the ring head */
+        a->layout = a->causal && !strcmp(a->head, "full") ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     return ra_bench_sweep_check(&a->sw);
 }
 
@@ -156,51 +173,59 @@ static void check_row(const bench_args *a, int64_t L, float scale, int b, int h,
 
 typedef struct {
     double fwd[3], bwd[3];   /* min avg max over ranks of each rank's median */
-    double fwd_wait, bwd_wait, peak;
+    double fwd_wait, bwd_wait, peak, mib_sent;
     double err_o, err_dq, err_lse;
     int ok;
 } row_result;
 
 static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_result *res)
 {
-    ra_ring_opts ro = { .B = a->B, .H = a->H, .Hkv = a->Hkv, .D = a->D, .L = L,
-                        .causal = a->causal, .layout = a->layout, .chunk = a->chunk };
-    ra_ring *ring = NULL;
+    ra_head_opts ho = { .ring = { .B = a->B, .H = a->H, .Hkv = a->Hkv, .D = a->D, .L = L,
+                                  .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
+                        .layer = &a->layer };
+    const ra_head_kind *kind = ra_head_find(a->head);
+    ra_head *head = NULL;
     float *buf = NULL;
+    int32_t *pos = NULL;
     double *times = NULL, *s = NULL;
-    ra_status st = ra_ring_create(&ring, &ro, c->comm);
-    const int64_t Lr = st == RA_OK ? ra_ring_local_len(ring) : 0;
+    ra_status st = kind->create(&head, &ho, c->comm);
+    const int64_t Lr = ra_layout_count(a->layout, L, c->size, c->rank);
     const size_t nq = (size_t)a->B * a->H * Lr * a->D, nk = (size_t)a->B * a->Hkv * Lr * a->D;
     const size_t nrow = (size_t)a->B * a->H * Lr;
     const int bwd = !a->fwd_only;
     if (st == RA_OK)
         st = ra_alloc(&buf, sizeof(float) * (nq * (bwd ? 4 : 2) + nk * (bwd ? 4 : 2) + nrow),
                       "benchmark tensors");
-    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 4 * a->sw.iters, "timings");
+    if (st == RA_OK) st = ra_alloc(&pos, sizeof(int32_t) * (Lr + 1), "positions");
+    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 5 * a->sw.iters, "timings");
     st = ra_agree(c->comm, st);
     if (st != RA_OK) goto out;
 
     float *q = buf, *k = q + nq, *v = k + nk, *o = v + nk, *lse = o + nq;
     float *dout = lse + nrow, *dq = dout + nq, *dk = dq + nq, *dv = dk + nk;
-    const int32_t *pos = ra_ring_positions(ring);
+    ra_layout_positions(a->layout, L, c->size, c->rank, pos);
     fill(q, S_Q, (int64_t)a->B * a->H, L, pos, Lr, a->D);
     fill(k, S_K, (int64_t)a->B * a->Hkv, L, pos, Lr, a->D);
     fill(v, S_V, (int64_t)a->B * a->Hkv, L, pos, Lr, a->D);
     if (bwd) fill(dout, S_DO, (int64_t)a->B * a->H, L, pos, Lr, a->D);
 
     double *tf = times, *wf = times + a->sw.iters, *tb = wf + a->sw.iters, *wb = tb + a->sw.iters;
+    double *sent = wb + a->sw.iters;
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
         MPI_Barrier(c->comm);
-        st = ra_ring_forward(ring, q, k, v, NULL, o, lse);
-        ra_ring_stats fs = ra_ring_last_stats(ring);
+        double t0 = ra_now();
+        st = kind->forward(head, q, k, v, NULL, o, lse);
+        double t1 = ra_now(), w1 = kind->wait_seconds(head), b1 = kind->bytes_sent(head), t2 = t1, w2 = 0, b2 = 0;
         if (st == RA_OK && bwd) {
             MPI_Barrier(c->comm);
-            st = ra_ring_backward(ring, q, k, v, NULL, o, lse, dout, dq, dk, dv);
+            t1 = ra_now();
+            st = kind->backward(head, q, k, v, NULL, o, lse, dout, dq, dk, dv);
+            t2 = ra_now(), w2 = kind->wait_seconds(head), b2 = kind->bytes_sent(head);
         }
-        ra_ring_stats bs = ra_ring_last_stats(ring);
         if (it >= 0) {
-            tf[it] = fs.seconds, wf[it] = fs.wait_seconds;
-            tb[it] = bwd ? bs.seconds : 0, wb[it] = bwd ? bs.wait_seconds : 0;
+            tf[it] = (bwd ? t1 : t2) - t0, wf[it] = w1;
+            tb[it] = bwd ? t2 - t1 : 0, wb[it] = w2;
+            sent[it] = b1 + b2;
         }
     }
     st = ra_agree(c->comm, st);
@@ -212,10 +237,11 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
     res->fwd_wait = ra_bench_across(c, ra_median(wf, a->sw.iters)).max;
     res->bwd_wait = ra_bench_across(c, ra_median(wb, a->sw.iters)).max;
     res->peak = ra_bench_across(c, ra_peak_rss_bytes()).max;
+    res->mib_sent = ra_bench_across(c, ra_median(sent, a->sw.iters)).max / (1024.0 * 1024.0);
 
     res->ok = 1;
     res->err_o = res->err_dq = res->err_lse = NAN;
-    if (a->sw.check) {
+    if (a->sw.check && strcmp(a->head, "full") == 0) {
         if (a->D > 1024) {
             st = ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "bench attn: -c 1 supports D <= 1024"));
             goto out;
@@ -242,8 +268,9 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
 out:
     free(s);
     free(times);
+    free(pos);
     free(buf);
-    ra_ring_destroy(ring);
+    if (head) kind->destroy(head);
     return st;
 }
 
@@ -259,14 +286,14 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
     ra_set_threads(c, a.sw.threads);
     double sg = ra_bench_sgemm_gflops(c);
     int cores = ra_bench_cores_used(c, a.sw.threads);
-    ra_say(c, "# ringattn bench attn: P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d\n",
-           c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
+    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d\n",
+           a.head, c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
            ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads);
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; cores in use: %d; %%sgemm = GFLOP/s / (%.1f x %d)\n",
            sg, cores, sg, cores);
-    ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %6s\n", "L",
+    ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %6s\n", "L",
            "fwd_ms", "min", "max", "GFLOP/s", "%sgemm", "wait_ms", "bwd_ms", "min", "max", "GFLOP/s",
-           "%sgemm", "wait_ms", "peak_MiB", "err_O", "err_dQ", "check");
+           "%sgemm", "wait_ms", "MiB_sent", "peak_MiB", "err_O", "err_dQ", "check");
     int failures = 0;
     for (int64_t L = a.sw.begin; L <= a.sw.end; L *= a.sw.factor) {
         row_result r;
@@ -275,15 +302,16 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
         double ff = ra_attn_flops_fwd(a.B, a.H, (double)L, a.D, a.causal) / r.fwd[2] * 1e-9;
         double fb = a.fwd_only ? 0 : ra_attn_flops_bwd(a.B, a.H, (double)L, a.D, a.causal) / r.bwd[2] * 1e-9;
         char eo[16] = "-", ed[16] = "-";
-        if (a.sw.check) {
+        int checked = a.sw.check && strcmp(a.head, "full") == 0;
+        if (checked) {
             snprintf(eo, sizeof eo, "%.2e", r.err_o);
             snprintf(ed, sizeof ed, "%.2e", r.err_dq);
         }
-        ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.1f %9s %9s %6s\n",
+        ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.2f %9.1f %9s %9s %6s\n",
                (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sg * cores),
                r.fwd_wait * 1e3, r.bwd[1] * 1e3, r.bwd[0] * 1e3, r.bwd[2] * 1e3, fb,
-               100 * fb / (sg * cores), r.bwd_wait * 1e3, r.peak / (1024.0 * 1024.0), eo, ed,
-               a.sw.check ? (r.ok ? "OK" : "FAIL") : "-");
+               100 * fb / (sg * cores), r.bwd_wait * 1e3, r.mib_sent, r.peak / (1024.0 * 1024.0), eo, ed,
+               checked ? (r.ok ? "OK" : "FAIL") : "-");
         failures += !r.ok;
         if (L > INT64_MAX / a.sw.factor) break;
     }

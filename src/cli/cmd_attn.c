@@ -44,7 +44,7 @@ static const char *help =
     "  --causal          query i sees keys j <= i (global positions)\n"
     "  --scale S         logit scale (default 1/sqrt(D))\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
-    "                    (default zigzag when --causal, else contiguous)\n"
+    "                    (default zigzag for --head full with --causal, else contiguous)\n"
     "  --chunk N         tokens per ring message (default: automatic)\n"
     "  --threads N       OpenBLAS threads per rank (default: cores / ranks per node)\n"
     "  --help            this text\n"
@@ -138,7 +138,10 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
                 return RA_FAIL(RA_ERR_ARG, "attn: %s and %s name the same file '%s'", outs[j][0],
                                outs[i][0], outs[i][1]);
     }
-    if (!a->layout_set) a->layout = a->causal ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    /* zigzag balances the ring's causal work; a Combiner head works on whole
+     * spans, which contiguous ranges already are (no all-to-all needed) */
+    if (!a->layout_set)
+        a->layout = a->causal && !strcmp(a->head, "full") ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     return RA_OK;
 }
 

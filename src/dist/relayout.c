@@ -110,6 +110,9 @@ ra_status ra_relayout_move(ra_relayout *R, const float *src, float *dst, int nbh
         }
         free(fill);
     }
+    if (st == RA_OK)
+        for (int r = 0; r < P; r++)
+            if (r != R->rank) R->bytes_sent += (double)scnt[r] * sizeof(float);
     if (st == RA_OK) {
         int rc = MPI_Alltoallv(sbuf, scnt, sdis, MPI_FLOAT, rbuf, rcnt, rdis, MPI_FLOAT, R->comm);
         if (rc != MPI_SUCCESS) st = RA_FAIL(RA_ERR_MPI, "rank %d: MPI_Alltoallv of a relayout failed", R->rank);

@@ -41,6 +41,7 @@ typedef struct {
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *row; /* span layout; row: l or dl */
     float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather, *dqbar;
     float *scratch, *mem;
+    double bytes; /* sent to other ranks by the last call */
 } fixed_head;
 
 static ra_status fixed_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
@@ -102,6 +103,7 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
         cnt[r] = (int)((size_t)(e - a) * per_span);
         cnt[f->P + r] = (int)((size_t)a * per_span);
     }
+    f->bytes += (double)cnt[f->rank] * sizeof(float) * (f->P - 1);
     int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f->gather, cnt, cnt + f->P, MPI_FLOAT, f->comm);
     free(cnt);
     if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-fixed summary all-gather failed", f->rank);
@@ -133,6 +135,8 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
+    f->bytes = 0;
+    f->R.bytes_sent = 0;
     RA_TRY(prepare(f, q, k, v));
     ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
     ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
@@ -159,7 +163,9 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
             }
     }
     RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
-    return ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0);
+    RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
+    f->bytes += f->R.bytes_sent;
+    return RA_OK;
 }
 
 /* ---- backward -------------------------------------------------------------------- */
@@ -183,6 +189,8 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
+    f->bytes = 0;
+    f->R.bytes_sent = 0;
     RA_TRY(prepare(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * o->H, D, 1));
     RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * o->H, 1, 1));
@@ -220,6 +228,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
             }
     }
     /* the summaries' gradients, summed over every rank's queries */
+    f->bytes += 2.0 * sizeof(float) * (double)B * (o->Hkv + o->H) * f->G * D * (f->P - 1) / f->P;
     int rc = MPI_Allreduce(MPI_IN_PLACE, f->dkbar, (int)((size_t)B * o->Hkv * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
     if (rc == MPI_SUCCESS)
         rc = MPI_Allreduce(MPI_IN_PLACE, f->dvbar, (int)((size_t)B * o->H * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
@@ -251,7 +260,9 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     }
     RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * o->Hkv, D, 0));
-    return ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0);
+    RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0));
+    f->bytes += f->R.bytes_sent;
+    return RA_OK;
 }
 
 static double fixed_wait(const ra_head *hd)
@@ -259,6 +270,8 @@ static double fixed_wait(const ra_head *hd)
     (void)hd;
     return 0.0; /* collectives only; their time is part of the step */
 }
+
+static double fixed_bytes(const ra_head *hd) { return ((const fixed_head *)hd)->bytes; }
 
 static void fixed_destroy(ra_head *hd)
 {
@@ -278,6 +291,7 @@ const ra_head_kind ra_head_combiner_fixed = {
     .forward = fixed_forward,
     .backward = fixed_backward,
     .wait_seconds = fixed_wait,
+    .bytes_sent = fixed_bytes,
     .destroy = fixed_destroy,
 };
 

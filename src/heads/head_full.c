@@ -28,6 +28,11 @@ static double full_wait(const ra_head *h)
     return ra_ring_last_stats(((const full_head *)h)->ring).wait_seconds;
 }
 
+static double full_bytes(const ra_head *h)
+{
+    return ra_ring_last_stats(((const full_head *)h)->ring).bytes_sent;
+}
+
 static void full_destroy(ra_head *h)
 {
     if (!h) return;
@@ -41,6 +46,7 @@ const ra_head_kind ra_head_full = {
     .forward = full_forward,
     .backward = full_backward,
     .wait_seconds = full_wait,
+    .bytes_sent = full_bytes,
     .destroy = full_destroy,
 };
 
