@@ -50,6 +50,16 @@ ra 2 train "${common[@]}" --set run.layout=contiguous --set train.accum=2 --metr
 why=$([ $? -eq 0 ] || tail -3 err)
 [ -z "$why" ] && why=$(same_losses accum.jsonl p1.jsonl 2>/dev/null)
 report "gradient accumulation (2 micro-batches) gives the same losses as one batch" "$why"
+# a model mixing full and combiner-fixed layers trains the same at P = 1 and 4
+mix=("${common[@]}" --set layer.1.head=combiner-fixed --set layer.1.span=5)
+ra 1 train "${mix[@]}" --set run.layout=contiguous --metrics mix1.jsonl --checkpoint-dir ckm1
+why=$([ $? -eq 0 ] || tail -3 err)
+for layout in contiguous striped; do
+    ra 4 train "${mix[@]}" --set run.layout=$layout --metrics "mix4$layout.jsonl" --checkpoint-dir "ckm4$layout"
+    w=$([ $? -eq 0 ] || tail -3 err)
+    [ -z "$w$why" ] && w=$(same_losses "mix4$layout.jsonl" mix1.jsonl 2>/dev/null)
+    report "mixed full + combiner-fixed layers, P=4 $layout: losses equal P=1" "$why$w"
+done
 grep -q '"eval_loss"' p1.jsonl && grep -q '"tokens_per_s"' p1.jsonl
 report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -eq 0 ] || echo missing keys)"
 c=$(grep -c '^step ' out)

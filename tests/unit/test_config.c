@@ -927,6 +927,17 @@ static void test_presets(void **state)
     assert_string_equal(c->layout, "zigzag");
     assert_int_equal(params(c), 3229952);
     free(c);
+
+    c = load_preset("bench.ini");
+    assert_int_equal(c->seq_len, 2048);
+    assert_int_equal(params(c), 3229952); /* the figure in the preset's comment */
+    free(c);
+
+    c = load_preset("mixed.ini");
+    assert_string_equal(c->layer[0].head, "full");
+    assert_string_equal(c->layer[1].head, "combiner-fixed");
+    assert_int_equal(c->layer[1].span, 8);
+    free(c);
 }
 
 int main(void)

@@ -22,7 +22,8 @@
  * Plus: causality (future inputs never change past rows), GQA (H = 4,
  * Hkv = 2 equals each query head run alone with its kv head), the heads are
  * not trivially full attention in general, and ref_comb_backward_fd_at on a
- * subset of positions equals the full FD there and is zero elsewhere.
+ * subset of positions equals the full FD there and is zero elsewhere, and
+ * the FD kink counter reports an arg-max switch inside the step.
  *
  *   gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Iinclude -Itests/common \
  *       tests/common/ref_attn.c tests/common/ref_combiner.c \
@@ -463,6 +464,28 @@ static void test_fd_subset(void **state)
     free_inputs(&in);
 }
 
+/* The kink detector: two q entries of one span and dimension within the FD
+ * step of each other (an arg-max switch inside +-h) must be reported; the
+ * same inputs with the tie pulled apart report none. */
+static void test_fd_kink_detection(void **state)
+{
+    (void)state;
+    inputs in = make_inputs(1, 1, 1, 6, 2, 900);
+    ref_comb_cfg c = comb_cfg(&in, 1, REF_COMB_FIXED, 3, 0);
+    double *dq = ref_zalloc(in.nq), *dk = ref_zalloc(in.nk), *dv = ref_zalloc(in.nk);
+    int32_t pos0 = 0;
+    in.q[0] = 0.9, in.q[2] = 0.5; /* span 0, d = 0: q_0 is the clear max */
+    int clean = ref_comb_backward_fd_at(&c, in.q, in.k, in.v, in.w, 1, &pos0, dq, dk, dv);
+    in.q[2] = 0.9 + 0.3 * REF_COMB_FD_STEP; /* q_1[0] just above q_0[0]: q_0 + h crosses */
+    int kinked = ref_comb_backward_fd_at(&c, in.q, in.k, in.v, in.w, 1, &pos0, dq, dk, dv);
+    printf("  kink detection: %d kinks apart, %d with a near-tie inside the step\n", clean,
+           kinked);
+    assert_int_equal(clean, 0);
+    assert_true(kinked >= 1);
+    free(dq), free(dk), free(dv);
+    free_inputs(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_gqa_and_nontrivial),
         cmocka_unit_test(test_fd_subset),
+        cmocka_unit_test(test_fd_kink_detection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
