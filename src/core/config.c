@@ -58,6 +58,7 @@ _Static_assert(RA_MAX_LAYERS <= 64, "layer_given is a 64-bit mask");
 static const char *const head_kinds[] = {
     "full",
     "combiner-fixed",
+    "combiner-logsparse",
     NULL,
 };
 static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};
