@@ -47,6 +47,11 @@ ra_status ra_slab_write_partial(MPI_Comm comm, const char *path, int ndim, const
                                 const ra_slab *s, const float *src);
 ra_status ra_outputs_finish(MPI_Comm comm, const char *const *paths, int n, ra_status st);
 
+/* MPI_Allreduce of online-softmax records {m, l, acc[D]} (D + 2 floats
+ * each): the record of the union of the ranks' key sets (softmax_op.c). */
+ra_status ra_softmax_op_create(int D, MPI_Datatype *rec, MPI_Op *op);
+void ra_softmax_op_free(MPI_Datatype *rec, MPI_Op *op);
+
 /* OpenBLAS threads per rank that use this node's cores without
  * oversubscribing them: hwloc's core count / ranks on the node, at least 1. */
 int ra_default_threads(MPI_Comm comm);

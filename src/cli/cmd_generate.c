@@ -34,24 +34,6 @@ static const char *help =
     "bytes (0: all). The KV cache is sharded: rank r keeps the keys and values of\n"
     "its prompt tokens and of new positions t with t mod P = r.\n";
 
-/* ---- the online-softmax merge ------------------------------------------------ */
-
-static void merge_partials(void *in, void *inout, int *len, MPI_Datatype *dt)
-{
-    int bytes;
-    MPI_Type_size(*dt, &bytes);
-    const int D = bytes / (int)sizeof(float) - 2;
-    float *a = in, *b = inout; /* b = merge(a, b) */
-    for (int r = 0; r < *len; r++, a += D + 2, b += D + 2) {
-        float m = a[0] > b[0] ? a[0] : b[0];
-        if (m == -INFINITY) continue; /* neither side saw a key */
-        float sa = expf(a[0] - m), sb = expf(b[0] - m);
-        b[1] = a[1] * sa + b[1] * sb;
-        for (int d = 0; d < D; d++) b[2 + d] = a[2 + d] * sa + b[2 + d] * sb;
-        b[0] = m;
-    }
-}
-
 /* ---- decoder state ------------------------------------------------------------- */
 
 typedef struct {
@@ -97,16 +79,12 @@ static ra_status decoder_init(decoder *d, const ra_config *cfg, const float *w,
     d->logits = p, p += d->V;
     d->rec = p, p += (size_t)d->H * (d->D + 2);
     d->rstd = p;
-    MPI_Type_contiguous(d->D + 2, MPI_FLOAT, &d->rec_type);
-    MPI_Type_commit(&d->rec_type);
-    MPI_Op_create(merge_partials, 1, &d->op);
-    return RA_OK;
+    return ra_softmax_op_create(d->D, &d->rec_type, &d->op);
 }
 
 static void decoder_free(decoder *d)
 {
-    if (d->op != MPI_OP_NULL) MPI_Op_free(&d->op);
-    if (d->rec_type != MPI_DATATYPE_NULL) MPI_Type_free(&d->rec_type);
+    ra_softmax_op_free(&d->rec_type, &d->op);
     free(d->mem);
     free(d->cpos);
 }

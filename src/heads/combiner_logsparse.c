@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ringattn/attn.h"
+#include "ringattn/dist.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/relayout.h"
@@ -91,24 +92,6 @@ static int cmp_block(const void *x, const void *y)
 static int is_candidate(const ls_head *f, block k)
 {
     return f->C > 0 && bsearch(&k, f->cand, (size_t)f->C, sizeof(block), cmp_block) != NULL;
-}
-
-/* ---- the online-softmax merge of (m, l, acc[D]) records ------------------------------ */
-
-static void merge_records(void *in, void *inout, int *len, MPI_Datatype *dt)
-{
-    int bytes;
-    MPI_Type_size(*dt, &bytes);
-    const int D = bytes / (int)sizeof(float) - 2;
-    float *x = in, *y = inout;
-    for (int r = 0; r < *len; r++, x += D + 2, y += D + 2) {
-        float m = x[0] > y[0] ? x[0] : y[0];
-        if (m == -INFINITY) continue;
-        float sx = expf(x[0] - m), sy = expf(y[0] - m);
-        y[1] = x[1] * sx + y[1] * sy;
-        for (int d = 0; d < D; d++) y[2 + d] = x[2 + d] * sx + y[2 + d] * sy;
-        y[0] = m;
-    }
 }
 
 /* ---- summaries ------------------------------------------------------------------- */
@@ -507,8 +490,7 @@ static void ls_destroy(ra_head *hd)
 {
     ls_head *f = (ls_head *)hd;
     if (!f) return;
-    if (f->merge != MPI_OP_NULL) MPI_Op_free(&f->merge);
-    if (f->rec != MPI_DATATYPE_NULL) MPI_Type_free(&f->rec);
+    ra_softmax_op_free(&f->rec, &f->merge);
     ra_relayout_free(&f->R);
     free(f->bounds);
     free(f->cand);
@@ -603,10 +585,7 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     CARVE(f->red, nred);
     CARVE(f->scratch, ns);
 #undef CARVE
-    MPI_Type_contiguous(o->D + 2, MPI_FLOAT, &f->rec);
-    MPI_Type_commit(&f->rec);
-    MPI_Op_create(merge_records, 1, &f->merge);
-    return RA_OK;
+    return ra_softmax_op_create(o->D, &f->rec, &f->merge);
 }
 
 static ra_status ls_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm)
