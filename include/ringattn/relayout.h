@@ -41,6 +41,14 @@ typedef struct {
 /* bounds [P+1]: bounds[0] = 0 <= ... <= bounds[P] = L. Collective. */
 ra_status ra_relayout_create(ra_relayout *R, ra_layout layout, int64_t L, const int64_t *bounds,
                              MPI_Comm comm);
+/* Between two sets of contiguous ranges over different orders of the
+ * tokens: rank r holds tokens src_bounds[r] .. src_bounds[r+1] (global
+ * index t) before the move and keys dst_bounds[r] .. dst_bounds[r+1] after,
+ * where a token's key is key(t, ctx) - a permutation of [0, L), e.g. the
+ * column-major index of a row-major grid. Collective. */
+ra_status ra_relayout_create_perm(ra_relayout *R, int64_t L, const int64_t *src_bounds,
+                                  const int64_t *dst_bounds, int64_t (*key)(int64_t t, const void *ctx),
+                                  const void *ctx, MPI_Comm comm);
 void ra_relayout_free(ra_relayout *R);
 /* forward = 1: src [nbh][Lr_src][w] (layout) -> dst [nbh][Lr_dst][w] (bounds);
  * forward = 0: the reverse. Collective. */

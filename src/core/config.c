@@ -59,6 +59,7 @@ static const char *const head_kinds[] = {
     "full",
     "combiner-fixed",
     "combiner-logsparse",
+    "combiner-axial",
     NULL,
 };
 static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};

@@ -54,6 +54,38 @@ ra_status ra_relayout_create(ra_relayout *R, ra_layout layout, int64_t L, const 
     return RA_OK;
 }
 
+ra_status ra_relayout_create_perm(ra_relayout *R, int64_t L, const int64_t *src_bounds,
+                                  const int64_t *dst_bounds, int64_t (*key)(int64_t t, const void *ctx),
+                                  const void *ctx, MPI_Comm comm)
+{
+    *R = (ra_relayout){ .comm = comm, .L = L };
+    MPI_Comm_size(comm, &R->P);
+    MPI_Comm_rank(comm, &R->rank);
+    const int P = R->P, me = R->rank;
+    R->Lr_src = src_bounds[me + 1] - src_bounds[me];
+    R->dst0 = dst_bounds[me];
+    R->Lr_dst = dst_bounds[me + 1] - dst_bounds[me];
+    RA_TRY(ra_alloc(&R->dst_rank, sizeof(int) * (R->Lr_src + 1), "relayout map"));
+    RA_TRY(ra_alloc(&R->src_rank, sizeof(int) * (R->Lr_dst + 1), "relayout map"));
+    RA_TRY(ra_alloc(&R->src_of, sizeof(int64_t) * (R->Lr_dst + 1), "relayout map"));
+    RA_TRY(ra_alloc(&R->tok_src, sizeof(int64_t) * 2 * P, "relayout counts"));
+    R->tok_dst = R->tok_src + P;
+    memset(R->tok_src, 0, sizeof(int64_t) * 2 * P);
+    for (int64_t k = 0; k < R->Lr_src; k++) {
+        int d = owner_of(dst_bounds, P, key(src_bounds[me] + k, ctx));
+        R->dst_rank[k] = d;
+        R->tok_src[d]++;
+    }
+    for (int s = 0; s < P; s++) /* each source packs in its own (increasing t) order */
+        for (int64_t t = src_bounds[s]; t < src_bounds[s + 1]; t++) {
+            int64_t v = key(t, ctx);
+            if (v < dst_bounds[me] || v >= dst_bounds[me + 1]) continue;
+            R->src_rank[v - R->dst0] = s;
+            R->src_of[v - R->dst0] = R->tok_dst[s]++;
+        }
+    return RA_OK;
+}
+
 void ra_relayout_free(ra_relayout *R)
 {
     free(R->dst_rank);

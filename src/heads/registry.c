@@ -6,11 +6,13 @@
 extern const ra_head_kind ra_head_full;
 extern const ra_head_kind ra_head_combiner_fixed;
 extern const ra_head_kind ra_head_combiner_logsparse;
+extern const ra_head_kind ra_head_combiner_axial;
 
 static const ra_head_kind *const kinds[] = {
     &ra_head_full,
     &ra_head_combiner_fixed,
     &ra_head_combiner_logsparse,
+    &ra_head_combiner_axial,
 };
 
 const ra_head_kind *ra_head_find(const char *name)

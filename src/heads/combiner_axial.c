@@ -1,0 +1,402 @@
+/* combiner_axial.c - the combiner-axial head (DESIGN §5): the sequence as a
+ * grid of rows of m tokens, O(L sqrt(L) D) with m ~ sqrt(L).
+ *
+ * Query i = (r, c) attends directly to its own row (c' <= c when causal) and,
+ * through one summary each, to column c of the other rows (earlier rows when
+ * causal): khat_t = sum rho_t(c') k_(r',c'), vhat_t = sum rho_t(c') v_(r',c')
+ * for t = (r', c), where rho_t is the softmax of a q_t . k over t's whole
+ * row. One softmax covers both parts.
+ *
+ * Distribution: one all-to-all puts whole rows on each rank (row layout):
+ * the direct part and every summary are local there. A second all-to-all
+ * moves the queries and the summaries to a column-major layout (whole
+ * columns per rank), where the column part is ordinary attention of a
+ * column's queries over the column's summaries with a strict causal mask
+ * (query position 2r, summary position 2r'+1). The column part's online-
+ * softmax state (acc, m, l) moves back to the row layout and merges with the
+ * direct part's. The backward retraces the same path. Communication is
+ * O(L D / P) per rank and layer: every summary crosses once.
+ *
+ * Shapes: row layout (n tokens): q, o, dout, dq, khat, vhat, dkhat, dvhat,
+ * acc [B][H][n][D], k, v, dk, dv [B][Hkv][n][D], row vectors [B][H][n];
+ * column layout (nc tokens): qc, kc (khat), vc (vhat), doc, dqc, dkc, dvc,
+ * accc [B][H][nc][D], row vectors [B][H][nc]. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/attn.h"
+#include "ringattn/heads.h"
+#include "ringattn/mem.h"
+#include "ringattn/relayout.h"
+
+typedef struct {
+    int64_t L, m, R, lr; /* length, row length, rows, length of the last row */
+} grid;
+
+typedef struct {
+    ra_head base;
+    ra_ring_opts o;
+    MPI_Comm comm;
+    int P, rank;
+    grid g;
+    int64_t *rb, *cb;      /* [P+1] row-layout token bounds, column-layout key bounds */
+    int64_t c0, c1;        /* columns held in the column layout */
+    ra_relayout in, rc;    /* user <-> rows; rows <-> columns */
+    int64_t n, nc;
+    int32_t *pos, *qpc, *kpc; /* row layout positions; column layout: 2r and 2r+1 */
+    float *q, *k, *v, *out, *lse, *l, *dout, *dq, *dk, *dv, *khat, *vhat, *rs, *dkhat, *dvhat;
+    float *qc, *kc, *vc, *accc, *mc, *lc, *doc, *dqc, *dkc, *dvc, *rec;
+    float *scratch, *mem;
+    double bytes;
+} axial_head;
+
+static ra_status axial_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+
+/* column-major key of token t: all earlier columns, then the row */
+static int64_t colstart(const grid *g, int64_t c) { return c * g->R - (c > g->lr ? c - g->lr : 0); }
+static int64_t col_rows(const grid *g, int64_t c) { return c < g->lr ? g->R : g->R - 1; }
+static int64_t col_key(int64_t t, const void *ctx)
+{
+    const grid *g = ctx;
+    return colstart(g, t % g->m) + t / g->m;
+}
+
+/* ---- row layout: summaries and the direct part ------------------------------------- */
+
+static int64_t row_first(const axial_head *f, int64_t r) { return r * f->g.m - f->rb[f->rank]; }
+static int row_len(const axial_head *f, int64_t r)
+{
+    int64_t e = (r + 1) * f->g.m;
+    return (int)((e < f->g.L ? e : f->g.L) - r * f->g.m);
+}
+
+/* khat, vhat and the row softmax's lse rs of every held token */
+static void summaries(axial_head *f)
+{
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, G = o->H / o->Hkv;
+    ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
+    float *ml = f->rec; /* scratch m, l of one row */
+    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
+        int64_t a = row_first(f, r);
+        int len = row_len(f, r);
+        for (int b = 0; b < o->B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
+                const float *q = f->q + (bh * f->n + a) * D, *k = f->k + (bk * f->n + a) * D, *v = f->v + (bk * f->n + a) * D;
+                ra_rows rr = { len, f->pos + a, NULL };
+                float *kh = f->khat + (bh * f->n + a) * D, *vh = f->vhat + (bh * f->n + a) * D;
+                float *rs = f->rs + bh * f->n + a;
+                ra_attn_fwd_init(len, D, vh, ml, ml + len);
+                ra_attn_fwd_block(&ao, &rr, q, &rr, k, v, vh, ml, ml + len, f->scratch, NULL);
+                ra_attn_fwd_finish(len, D, vh, ml, ml + len, rs);
+                ra_attn_fwd_init(len, D, kh, ml, ml + len);
+                ra_attn_fwd_block(&ao, &rr, q, &rr, k, k, kh, ml, ml + len, f->scratch, NULL);
+                ra_attn_fwd_finish(len, D, kh, ml, ml + len, ml); /* same lse as rs */
+            }
+    }
+}
+
+/* ---- column layout ------------------------------------------------------------------- */
+
+/* Column c's local range [a, a + rows) in the column layout. */
+static int64_t col_first(const axial_head *f, int64_t c) { return colstart(&f->g, c) - f->cb[f->rank]; }
+
+typedef void (*col_fn)(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
+                       const int32_t *kp);
+
+/* Run fn over every held column and head, for the summaries before the
+ * query's row and, bidirectional, after it (positions mirrored). */
+static void for_columns(axial_head *f, col_fn fn)
+{
+    const ra_ring_opts *o = &f->o;
+    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = 1 };
+    const int32_t *mq = f->kpc + f->nc, *mk = f->kpc + 2 * f->nc; /* mirrored positions */
+    for (int64_t c = f->c0; c < f->c1; c++) {
+        int64_t a = col_first(f, c);
+        int rows = (int)col_rows(&f->g, c);
+        for (size_t bh = 0; bh < (size_t)o->B * o->H; bh++) {
+            fn(f, &ao, bh, a, rows, f->qpc + a, f->kpc + a);
+            if (!o->causal) /* later rows: query 2(R'-1-r), summary 2(R'-1-r')+1 */
+                fn(f, &ao, bh, a, rows, mq + a, mk + a);
+        }
+    }
+}
+
+static void col_forward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
+                        const int32_t *kp)
+{
+    const int D = f->o.D;
+    ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
+    const size_t at = (bh * f->nc + a) * D;
+    ra_attn_fwd_block(ao, &qr, f->qc + at, &kr, f->kc + at, f->vc + at, f->accc + at, f->mc + bh * f->nc + a,
+                      f->lc + bh * f->nc + a, f->scratch, NULL);
+}
+
+static void col_backward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
+                         const int32_t *kp)
+{
+    const int D = f->o.D;
+    ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
+    const size_t at = (bh * f->nc + a) * D;
+    ra_attn_bwd_block(ao, &qr, f->qc + at, f->doc + at, f->mc + bh * f->nc + a, f->lc + bh * f->nc + a, &kr,
+                      f->kc + at, f->vc + at, f->dqc + at, f->dkc + at, f->dvc + at, f->scratch, NULL);
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+static ra_status to_rows(axial_head *f, const float *q, const float *k, const float *v)
+{
+    const ra_ring_opts *o = &f->o;
+    RA_TRY(ra_relayout_move(&f->in, q, f->q, o->B * o->H, o->D, 1));
+    RA_TRY(ra_relayout_move(&f->in, k, f->k, o->B * o->Hkv, o->D, 1));
+    RA_TRY(ra_relayout_move(&f->in, v, f->v, o->B * o->Hkv, o->D, 1));
+    summaries(f);
+    const int BH = o->B * o->H;
+    RA_TRY(ra_relayout_move(&f->rc, f->q, f->qc, BH, o->D, 1));
+    RA_TRY(ra_relayout_move(&f->rc, f->khat, f->kc, BH, o->D, 1));
+    return ra_relayout_move(&f->rc, f->vhat, f->vc, BH, o->D, 1);
+}
+
+static ra_status axial_forward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
+                               float *o_out, float *lse_out)
+{
+    axial_head *f = (axial_head *)hd;
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H;
+    if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
+    f->in.bytes_sent = f->rc.bytes_sent = 0;
+    RA_TRY(to_rows(f, q, k, v));
+    /* column part: online-softmax state per query, in the column layout */
+    for (int b = 0; b < BH; b++) ra_attn_fwd_init((int)f->nc, D, f->accc + (size_t)b * f->nc * D, f->mc + (size_t)b * f->nc, f->lc + (size_t)b * f->nc);
+    for_columns(f, col_forward);
+    for (size_t i = 0; i < (size_t)BH * f->nc; i++) { /* records {m, l, acc} to move back */
+        float *r = f->rec + i * (D + 2);
+        r[0] = f->mc[i], r[1] = f->lc[i];
+        memcpy(r + 2, f->accc + i * D, sizeof(float) * D);
+    }
+    RA_TRY(ra_relayout_move(&f->rc, f->rec, f->rec + (size_t)BH * f->nc * (D + 2), BH, D + 2, 0));
+    const float *grp = f->rec + (size_t)BH * f->nc * (D + 2); /* [BH][n][D+2] */
+    /* direct part in the row layout, then merge the two states and finish */
+    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
+        int64_t a = row_first(f, r);
+        int len = row_len(f, r);
+        for (int b = 0; b < o->B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
+                float *acc = f->out + (bh * f->n + a) * D, *m = f->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
+                ra_rows rr = { len, f->pos + a, NULL };
+                ra_attn_fwd_init(len, D, acc, m, l);
+                ra_attn_fwd_block(&direct, &rr, f->q + (bh * f->n + a) * D, &rr, f->k + (bk * f->n + a) * D,
+                                  f->v + (bk * f->n + a) * D, acc, m, l, f->scratch, NULL);
+                for (int i = 0; i < len; i++) {
+                    const float *gr = grp + (bh * f->n + a + i) * (D + 2);
+                    float mm = gr[0] > m[i] ? gr[0] : m[i];
+                    if (mm == -INFINITY) continue;
+                    float sa = expf(m[i] - mm), sb = expf(gr[0] - mm);
+                    for (int d = 0; d < D; d++) acc[(size_t)i * D + d] = acc[(size_t)i * D + d] * sa + gr[2 + d] * sb;
+                    l[i] = l[i] * sa + gr[1] * sb;
+                    m[i] = mm;
+                }
+                ra_attn_fwd_finish(len, D, acc, m, l, m);
+            }
+    }
+    RA_TRY(ra_relayout_move(&f->in, f->out, o_out, BH, D, 0));
+    RA_TRY(ra_relayout_move(&f->in, f->lse, lse_out, BH, 1, 0));
+    f->bytes = f->in.bytes_sent + f->rc.bytes_sent;
+    return RA_OK;
+}
+
+/* ---- backward ----------------------------------------------------------------------- */
+
+static ra_status axial_backward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
+                                const float *o_in, const float *lse_in, const float *dout, float *dq, float *dk,
+                                float *dv)
+{
+    axial_head *f = (axial_head *)hd;
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H, BK = o->B * o->Hkv;
+    if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
+    f->in.bytes_sent = f->rc.bytes_sent = 0;
+    RA_TRY(to_rows(f, q, k, v));
+    RA_TRY(ra_relayout_move(&f->in, o_in, f->out, BH, D, 1));
+    RA_TRY(ra_relayout_move(&f->in, lse_in, f->lse, BH, 1, 1));
+    RA_TRY(ra_relayout_move(&f->in, dout, f->dout, BH, D, 1));
+    for (int b = 0; b < BH; b++) /* dl = rowsum(dO * O), into l */
+        ra_attn_bwd_rowdot((int)f->n, D, f->out + (size_t)b * f->n * D, f->dout + (size_t)b * f->n * D, f->l + (size_t)b * f->n);
+    memset(f->dq, 0, sizeof(float) * BH * f->n * D);
+    memset(f->dk, 0, sizeof(float) * BK * f->n * D);
+    memset(f->dv, 0, sizeof(float) * BK * f->n * D);
+    /* column part: lse and dl go to the column layout with dO */
+    RA_TRY(ra_relayout_move(&f->rc, f->dout, f->doc, BH, D, 1));
+    RA_TRY(ra_relayout_move(&f->rc, f->lse, f->mc, BH, 1, 1));
+    RA_TRY(ra_relayout_move(&f->rc, f->l, f->lc, BH, 1, 1));
+    memset(f->dqc, 0, sizeof(float) * BH * f->nc * D);
+    memset(f->dkc, 0, sizeof(float) * BH * f->nc * D);
+    memset(f->dvc, 0, sizeof(float) * BH * f->nc * D);
+    for_columns(f, col_backward);
+    RA_TRY(ra_relayout_move(&f->rc, f->dqc, f->dkhat, BH, D, 0)); /* dq of the column part, via dkhat's buffer */
+    for (size_t i = 0; i < (size_t)BH * f->n * D; i++) f->dq[i] += f->dkhat[i];
+    RA_TRY(ra_relayout_move(&f->rc, f->dkc, f->dkhat, BH, D, 0));
+    RA_TRY(ra_relayout_move(&f->rc, f->dvc, f->dvhat, BH, D, 0));
+    /* direct part and the summaries' row softmax, in the row layout */
+    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    ra_attn_opts rowsm = { .D = D, .scale = o->scale, .causal = 0 };
+    float *dl2 = f->rec; /* [len] scratch */
+    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
+        int64_t a = row_first(f, r);
+        int len = row_len(f, r);
+        ra_rows rr = { len, f->pos + a, NULL };
+        for (int b = 0; b < o->B; b++)
+            for (int h = 0; h < o->H; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
+                const size_t qo = (bh * f->n + a) * D, ko = (bk * f->n + a) * D;
+                ra_attn_bwd_block(&direct, &rr, f->q + qo, f->dout + qo, f->lse + bh * f->n + a, f->l + bh * f->n + a,
+                                  &rr, f->k + ko, f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                /* vhat = rho V and khat = rho K share rho = softmax(a q K^T) over the row */
+                ra_attn_bwd_rowdot(len, D, f->vhat + qo, f->dvhat + qo, dl2);
+                ra_attn_bwd_block(&rowsm, &rr, f->q + qo, f->dvhat + qo, f->rs + bh * f->n + a, dl2, &rr, f->k + ko,
+                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                ra_attn_bwd_rowdot(len, D, f->khat + qo, f->dkhat + qo, dl2);
+                ra_attn_bwd_block(&rowsm, &rr, f->q + qo, f->dkhat + qo, f->rs + bh * f->n + a, dl2, &rr, f->k + ko,
+                                  f->k + ko, f->dq + qo, f->dk + ko, f->dk + ko, f->scratch, NULL);
+            }
+    }
+    RA_TRY(ra_relayout_move(&f->in, f->dq, dq, BH, D, 0));
+    RA_TRY(ra_relayout_move(&f->in, f->dk, dk, BK, D, 0));
+    RA_TRY(ra_relayout_move(&f->in, f->dv, dv, BK, D, 0));
+    f->bytes = f->in.bytes_sent + f->rc.bytes_sent;
+    return RA_OK;
+}
+
+static double axial_wait(const ra_head *hd)
+{
+    (void)hd;
+    return 0.0;
+}
+
+static double axial_bytes(const ra_head *hd) { return ((const axial_head *)hd)->bytes; }
+
+static void axial_destroy(ra_head *hd)
+{
+    axial_head *f = (axial_head *)hd;
+    if (!f) return;
+    ra_relayout_free(&f->in);
+    ra_relayout_free(&f->rc);
+    free(f->rb);
+    free(f->pos);
+    free(f->qpc);
+    free(f->mem);
+    free(f);
+}
+
+const ra_head_kind ra_head_combiner_axial = {
+    .name = "combiner-axial",
+    .create = axial_create,
+    .forward = axial_forward,
+    .backward = axial_backward,
+    .wait_seconds = axial_wait,
+    .bytes_sent = axial_bytes,
+    .destroy = axial_destroy,
+};
+
+static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm comm)
+{
+    f->o = opts->ring;
+    ra_ring_opts *o = &f->o;
+    if (o->scale == 0.0f) o->scale = 1.0f / sqrtf((float)o->D);
+    if (o->H % o->Hkv) return RA_FAIL(RA_ERR_SHAPE, "combiner-axial: Hkv %d must divide H %d", o->Hkv, o->H);
+    f->comm = comm;
+    MPI_Comm_size(comm, &f->P);
+    MPI_Comm_rank(comm, &f->rank);
+    if (o->L < f->P) return RA_FAIL(RA_ERR_ARG, "combiner-axial: L = %lld is shorter than the %d ranks", (long long)o->L, f->P);
+    int row = opts->layer ? opts->layer->row : 0;
+    if (row < 0) return RA_FAIL(RA_ERR_ARG, "combiner-axial: row %d must be >= 1 (0: automatic)", row);
+    grid *g = &f->g;
+    g->L = o->L;
+    g->m = row > 0 ? row : (int64_t)ceil(sqrt((double)o->L));
+    if (g->m > g->L) g->m = g->L;
+    g->R = (g->L + g->m - 1) / g->m;
+    g->lr = g->L - (g->R - 1) * g->m;
+    /* whole rows per rank, then whole columns per rank */
+    RA_TRY(ra_alloc(&f->rb, sizeof(int64_t) * 2 * (f->P + 1), "axial bounds"));
+    f->cb = f->rb + f->P + 1;
+    for (int r = 0; r <= f->P; r++) {
+        int64_t t = (g->R * r / f->P) * g->m;
+        f->rb[r] = t < g->L ? t : g->L;
+        f->cb[r] = colstart(g, g->m * r / f->P);
+    }
+    f->c0 = g->m * f->rank / f->P;
+    f->c1 = g->m * (f->rank + 1) / f->P;
+    RA_TRY(ra_relayout_create(&f->in, o->layout, o->L, f->rb, comm));
+    RA_TRY(ra_relayout_create_perm(&f->rc, o->L, f->rb, f->cb, col_key, &f->g, comm));
+    f->n = f->in.Lr_dst;
+    f->nc = f->rc.Lr_dst;
+    RA_TRY(ra_alloc(&f->pos, sizeof(int32_t) * (f->n + 1), "row positions"));
+    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->rb[f->rank] + i);
+    /* column layout positions: plain (2r, 2r+1) and mirrored for later rows */
+    RA_TRY(ra_alloc(&f->qpc, sizeof(int32_t) * (4 * f->nc + 4), "column positions"));
+    f->kpc = f->qpc + f->nc;
+    for (int64_t c = f->c0; c < f->c1; c++) {
+        int64_t a = col_first(f, c), rows = col_rows(g, c);
+        for (int64_t r = 0; r < rows; r++) {
+            f->qpc[a + r] = (int32_t)(2 * r);
+            f->kpc[a + r] = (int32_t)(2 * r + 1);
+            f->kpc[f->nc + a + r] = (int32_t)(2 * (rows - 1 - r));          /* mirrored query */
+            f->kpc[2 * f->nc + a + r] = (int32_t)(2 * (rows - 1 - r) + 1);  /* mirrored summary */
+        }
+    }
+    const size_t B = o->B, D = o->D, BH = B * o->H, BK = B * o->Hkv;
+    const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
+    const size_t nrec = 2 * (BH * (f->n > f->nc ? f->n : f->nc) * (D + 2)) + f->n + 16;
+    const size_t ns = ra_attn_scratch_floats(o->D);
+    RA_TRY(ra_alloc(&f->mem, sizeof(float) * (9 * nq + 4 * nk + 4 * nr + 7 * cq + 2 * cr + nrec + ns + 48 * 16),
+                    "combiner-axial buffers"));
+    float *p = f->mem;
+#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
+    CARVE(f->q, nq);
+    CARVE(f->out, nq);
+    CARVE(f->dout, nq);
+    CARVE(f->dq, nq);
+    CARVE(f->khat, nq);
+    CARVE(f->vhat, nq);
+    CARVE(f->dkhat, nq);
+    CARVE(f->dvhat, nq);
+    CARVE(f->k, nk);
+    CARVE(f->v, nk);
+    CARVE(f->dk, nk);
+    CARVE(f->dv, nk);
+    CARVE(f->lse, nr);
+    CARVE(f->l, nr);
+    CARVE(f->rs, nr);
+    CARVE(f->qc, cq);
+    CARVE(f->kc, cq);
+    CARVE(f->vc, cq);
+    CARVE(f->accc, cq);
+    CARVE(f->doc, cq);
+    CARVE(f->dqc, cq);
+    CARVE(f->dkc, cq);
+    f->dvc = f->accc; /* the forward's state is dead in the backward */
+    CARVE(f->mc, cr);
+    CARVE(f->lc, cr);
+    CARVE(f->rec, nrec);
+    CARVE(f->scratch, ns);
+#undef CARVE
+    return RA_OK;
+}
+
+static ra_status axial_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm)
+{
+    axial_head *f = calloc(1, sizeof *f);
+    if (!f) return RA_FAIL(RA_ERR_NOMEM, "out of memory for a combiner-axial head");
+    f->base.kind = &ra_head_combiner_axial;
+    ra_status st = axial_setup(f, opts, comm);
+    if (st != RA_OK) {
+        axial_destroy(&f->base);
+        return st;
+    }
+    *out = &f->base;
+    return RA_OK;
+}
