@@ -47,11 +47,12 @@ typedef struct {
     int32_t *pos, *qpc, *kpc; /* row layout positions; column layout: 2r and 2r+1 */
     float *q, *k, *v, *out, *lse, *l, *dout, *dq, *dk, *dv, *khat, *vhat, *rs, *dkhat, *dvhat;
     float *qc, *kc, *vc, *accc, *mc, *lc, *doc, *dqc, *dkc, *dvc, *rec;
-    float *scratch, *mem;
+    float *scratch, *mem, *bmem; /* forward buffers; backward ones (first backward) */
     double bytes;
 } axial_head;
 
 static ra_status axial_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+static ra_status backward_buffers(axial_head *f);
 
 /* column-major key of token t: all earlier columns, then the row */
 static int64_t colstart(const grid *g, int64_t c) { return c * g->R - (c > g->lr ? c - g->lr : 0); }
@@ -219,6 +220,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     const ra_ring_opts *o = &f->o;
     const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H, BK = o->B * o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
+    RA_TRY(backward_buffers(f));
     f->in.bytes_sent = f->rc.bytes_sent = 0;
     RA_TRY(to_rows(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->in, o_in, f->out, BH, D, 1));
@@ -289,6 +291,7 @@ static void axial_destroy(ra_head *hd)
     free(f->pos);
     free(f->qpc);
     free(f->mem);
+    free(f->bmem);
     free(f);
 }
 
@@ -352,22 +355,16 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
     const size_t nrec = 2 * (BH * (f->n > f->nc ? f->n : f->nc) * (D + 2)) + f->n + 16;
     const size_t ns = ra_attn_scratch_floats(o->D);
-    RA_TRY(ra_alloc(&f->mem, sizeof(float) * (9 * nq + 4 * nk + 4 * nr + 7 * cq + 2 * cr + nrec + ns + 48 * 16),
+    RA_TRY(ra_alloc(&f->mem, sizeof(float) * (4 * nq + 2 * nk + 3 * nr + 4 * cq + 2 * cr + nrec + ns + 32 * 16),
                     "combiner-axial buffers"));
     float *p = f->mem;
 #define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
     CARVE(f->q, nq);
     CARVE(f->out, nq);
-    CARVE(f->dout, nq);
-    CARVE(f->dq, nq);
     CARVE(f->khat, nq);
     CARVE(f->vhat, nq);
-    CARVE(f->dkhat, nq);
-    CARVE(f->dvhat, nq);
     CARVE(f->k, nk);
     CARVE(f->v, nk);
-    CARVE(f->dk, nk);
-    CARVE(f->dv, nk);
     CARVE(f->lse, nr);
     CARVE(f->l, nr);
     CARVE(f->rs, nr);
@@ -375,14 +372,35 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     CARVE(f->kc, cq);
     CARVE(f->vc, cq);
     CARVE(f->accc, cq);
-    CARVE(f->doc, cq);
-    CARVE(f->dqc, cq);
-    CARVE(f->dkc, cq);
     f->dvc = f->accc; /* the forward's state is dead in the backward */
     CARVE(f->mc, cr);
     CARVE(f->lc, cr);
     CARVE(f->rec, nrec);
     CARVE(f->scratch, ns);
+#undef CARVE
+    return RA_OK;
+}
+
+/* The backward's buffers, allocated by the first backward: a forward-only
+ * run (inference, the long-context showcase) never pays for them. */
+static ra_status backward_buffers(axial_head *f)
+{
+    if (f->bmem) return RA_OK;
+    const ra_ring_opts *o = &f->o;
+    const size_t D = o->D, BH = (size_t)o->B * o->H, BK = (size_t)o->B * o->Hkv;
+    const size_t nq = BH * f->n * D, nk = BK * f->n * D, cq = BH * f->nc * D;
+    RA_TRY(ra_alloc(&f->bmem, sizeof(float) * (4 * nq + 2 * nk + 3 * cq + 16 * 16), "combiner-axial gradients"));
+    float *p = f->bmem;
+#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
+    CARVE(f->dout, nq);
+    CARVE(f->dq, nq);
+    CARVE(f->dkhat, nq);
+    CARVE(f->dvhat, nq);
+    CARVE(f->dk, nk);
+    CARVE(f->dv, nk);
+    CARVE(f->doc, cq);
+    CARVE(f->dqc, cq);
+    CARVE(f->dkc, cq);
 #undef CARVE
     return RA_OK;
 }
