@@ -23,7 +23,7 @@ static const char *help =
     "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
     "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
     "                                          [--causal] [--layout NAME] [--chunk N]\n"
-    "                                          [--forward-only] [--head KIND] [--span S]\n"
+    "                                          [--forward-only] [--head KIND] [--span S] [--row M]\n"
     "\n"
     "Times the ring forward and backward for each L of the sweep and prints one\n"
     "row per L. Columns:\n"
@@ -57,13 +57,14 @@ enum { S_Q = 0, S_K = 1, S_V = 2, S_DO = 3 };
 
 static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
 {
-    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN };
+    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN, O_ROW };
     static const struct option opts[] = {
         { "Hkv", required_argument, 0, O_HKV },     { "B", required_argument, 0, O_B },
         { "causal", no_argument, 0, O_CAUSAL },     { "layout", required_argument, 0, O_LAYOUT },
         { "chunk", required_argument, 0, O_CHUNK }, { "forward-only", no_argument, 0, O_FWD },
         { "help", no_argument, 0, O_HELP },         { "head", required_argument, 0, O_HEAD },
-        { "span", required_argument, 0, O_SPAN },   { 0, 0, 0, 0 },
+        { "span", required_argument, 0, O_SPAN },   { "row", required_argument, 0, O_ROW },
+        { 0, 0, 0, 0 },
     };
     *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64, .head = "full" };
     int layout_set = 0, c;
@@ -90,6 +91,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
             a->head = optarg;
             break;
         case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
+        case O_ROW: RA_TRY(ra_arg_int("--row", optarg, 1, INT32_MAX, &a->layer.row)); break;
         case 'h': case O_HELP: *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("bench attn", c, argv[optind - 1]);
         }

@@ -41,8 +41,11 @@ static const char *help =
     "                    combiner-fixed: direct keys in the query's span of --span\n"
     "                    tokens, every other span through one summary;\n"
     "                    combiner-logsparse (--causal only): itself directly and\n"
-    "                    log2(L) aligned blocks through one summary each\n"
+    "                    log2(L) aligned blocks through one summary each;\n"
+    "                    combiner-axial: its row of --row tokens directly, its\n"
+    "                    column in the other rows through one summary each\n"
     "  --span S          combiner-fixed span (default ceil(sqrt(L)))\n"
+    "  --row M           combiner-axial row length (default ceil(sqrt(L)))\n"
     "  --causal          query i sees keys j <= i (global positions)\n"
     "  --scale S         logit scale (default 1/sqrt(D))\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
@@ -66,7 +69,7 @@ typedef struct {
 static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
-           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN };
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -77,6 +80,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "layout", required_argument, 0, O_LAYOUT }, { "chunk", required_argument, 0, O_CHUNK },
         { "threads", required_argument, 0, O_THREADS }, { "help", no_argument, 0, O_HELP },
         { "head", required_argument, 0, O_HEAD },   { "span", required_argument, 0, O_SPAN },
+        { "row", required_argument, 0, O_ROW },
         { 0, 0, 0, 0 },
     };
     *a = (attn_args){ .head = "full" };
@@ -112,6 +116,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
             a->head = optarg;
             break;
         case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
+        case O_ROW: RA_TRY(ra_arg_int("--row", optarg, 1, INT32_MAX, &a->layer.row)); break;
         case O_HELP: case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("attn", c, argv[optind - 1]);
         }

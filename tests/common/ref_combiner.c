@@ -1,7 +1,8 @@
 /* ref_combiner.c - naive float64 reference for the Combiner heads (see
  * ref_combiner.h). Everything in double, one query row at a time, stable
- * softmaxes (maximum subtracted). Deliberately simple and slow: every group
- * summary is recomputed from its keys for every query that uses it. */
+ * softmaxes (maximum subtracted). Deliberately simple: the structure of every
+ * query is an explicit list; the only economy is that a group shared by
+ * several queries has its summary computed once per head evaluation. */
 #include "ref_combiner.h"
 
 #include <math.h>
@@ -139,23 +140,75 @@ int ref_comb_structure(const ref_comb_cfg *c, int i, int *direct, ref_comb_group
     return nd;
 }
 
-/* ---- plan: the structure of every query, built once per call ---------------- */
+/* ---- plan: the structure of every query, built once per call ----------------
+ * Each row keeps its explicit direct list and its groups; a group that several
+ * queries share (same keys [lo, hi), same t) is stored once in a table of
+ * distinct groups, so its summary is computed once per head evaluation (the
+ * summary is a function of the group alone; this only saves time). */
 
 typedef struct {
     int nd, ng;
     int *direct;
-    ref_comb_group *groups;
+    int *gid;          /* [ng] indices into plan.groups */
 } qrow;
 
 typedef struct {
     int L, maxd, maxg;
     qrow *rows;
+    int ngroups, cap;
+    ref_comb_group *groups; /* the distinct groups */
+    int *hash, hcap;        /* open addressing: index into groups or -1 */
 } plan;
+
+static unsigned group_hash(const ref_comb_group *g)
+{
+    unsigned h = (unsigned)g->lo * 2654435761u;
+    h ^= (unsigned)g->hi * 2246822519u;
+    h ^= (unsigned)(g->t + 1) * 3266489917u;
+    return h ^ (h >> 15);
+}
+
+static void plan_rehash(plan *p)
+{
+    free(p->hash);
+    p->hcap = 16;
+    while (p->hcap < 2 * p->cap) p->hcap *= 2;
+    p->hash = xmalloc((size_t)p->hcap * sizeof *p->hash);
+    for (int x = 0; x < p->hcap; x++) p->hash[x] = -1;
+    for (int n = 0; n < p->ngroups; n++) {
+        unsigned x = group_hash(&p->groups[n]) & (unsigned)(p->hcap - 1);
+        while (p->hash[x] >= 0) x = (x + 1) & (unsigned)(p->hcap - 1);
+        p->hash[x] = n;
+    }
+}
+
+static int plan_group_id(plan *p, const ref_comb_group *g)
+{
+    unsigned x = group_hash(g) & (unsigned)(p->hcap - 1);
+    for (; p->hash[x] >= 0; x = (x + 1) & (unsigned)(p->hcap - 1)) {
+        const ref_comb_group *h = &p->groups[p->hash[x]];
+        if (h->lo == g->lo && h->hi == g->hi && h->t == g->t) return p->hash[x];
+    }
+    if (p->ngroups == p->cap) {
+        p->cap *= 2;
+        ref_comb_group *grown = realloc(p->groups, (size_t)p->cap * sizeof *grown);
+        if (!grown) FAIL("out of memory for %d groups", p->cap);
+        p->groups = grown;
+        p->groups[p->ngroups++] = *g;
+        plan_rehash(p);
+        return p->ngroups - 1;
+    }
+    p->groups[p->ngroups] = *g;
+    p->hash[x] = p->ngroups;
+    return p->ngroups++;
+}
 
 static plan plan_build(const ref_comb_cfg *c)
 {
     check_cfg(c);
-    plan p = {.L = c->L};
+    plan p = {.L = c->L, .cap = 64};
+    p.groups = xmalloc((size_t)p.cap * sizeof *p.groups);
+    plan_rehash(&p);
     p.rows = xmalloc((size_t)(c->L ? c->L : 1) * sizeof *p.rows);
     int *d = xmalloc((size_t)(c->L ? c->L : 1) * sizeof *d);
     ref_comb_group *g = xmalloc((size_t)(c->L ? c->L : 1) * sizeof *g);
@@ -163,9 +216,9 @@ static plan plan_build(const ref_comb_cfg *c)
         qrow *r = &p.rows[i];
         r->nd = ref_comb_structure(c, i, d, g, &r->ng);
         r->direct = xmalloc((size_t)(r->nd ? r->nd : 1) * sizeof *r->direct);
-        r->groups = xmalloc((size_t)(r->ng ? r->ng : 1) * sizeof *r->groups);
+        r->gid = xmalloc((size_t)(r->ng ? r->ng : 1) * sizeof *r->gid);
         memcpy(r->direct, d, (size_t)r->nd * sizeof *d);
-        memcpy(r->groups, g, (size_t)r->ng * sizeof *g);
+        for (int x = 0; x < r->ng; x++) r->gid[x] = plan_group_id(&p, &g[x]);
         if (r->nd > p.maxd) p.maxd = r->nd;
         if (r->ng > p.maxg) p.maxg = r->ng;
     }
@@ -175,8 +228,8 @@ static plan plan_build(const ref_comb_cfg *c)
 
 static void plan_free(plan *p)
 {
-    for (int i = 0; i < p->L; i++) free(p->rows[i].direct), free(p->rows[i].groups);
-    free(p->rows);
+    for (int i = 0; i < p->L; i++) free(p->rows[i].direct), free(p->rows[i].gid);
+    free(p->rows), free(p->groups), free(p->hash);
 }
 
 /* ---- one (batch, query head) -------------------------------------------- */
@@ -207,6 +260,7 @@ static void group_summary(const ref_comb_group *G, const double *qh, const doubl
     } else {
         qs = qh + (size_t)G->t * D; /* axial: q_t of the row's position t */
     }
+    /* softmax over the group's keys, weighted sum of its values (and keys) */
     double m = -INFINITY, z = 0.0;
     for (int j = G->lo; j < G->hi; j++) {
         w[j - G->lo] = a * dot(qs, kh + (size_t)j * D, D);
@@ -233,8 +287,8 @@ static scratch scratch_alloc(const plan *p, int D)
     scratch s;
     size_t n = (size_t)p->maxd + (size_t)p->maxg + 1;
     s.logit = xmalloc(n * sizeof(double));
-    s.kbar = xmalloc(((size_t)p->maxg + 1) * D * sizeof(double));
-    s.vbar = xmalloc(((size_t)p->maxg + 1) * D * sizeof(double));
+    s.kbar = xmalloc(((size_t)p->ngroups + 1) * D * sizeof(double));
+    s.vbar = xmalloc(((size_t)p->ngroups + 1) * D * sizeof(double));
     s.qbar = xmalloc((size_t)D * sizeof(double));
     s.w = xmalloc(((size_t)p->L + 1) * sizeof(double));
     return s;
@@ -250,20 +304,21 @@ static double head_forward(const plan *p, scratch *s, const double *qh, const do
                            const double *vh, int D, double a, double *o, double *lse,
                            const double *dout)
 {
+    /* every distinct group's summary, from its definition */
+    for (int g = 0; g < p->ngroups; g++)
+        group_summary(&p->groups[g], qh, kh, vh, D, a, s->kbar + (size_t)g * D,
+                      s->vbar + (size_t)g * D, s->qbar, s->w);
     double loss = 0.0;
     for (int i = 0; i < p->L; i++) {
         const qrow *r = &p->rows[i];
         const double *qi = qh + (size_t)i * D;
         double *oi = o + (size_t)i * D;
-        for (int g = 0; g < r->ng; g++)
-            group_summary(&r->groups[g], qh, kh, vh, D, a, s->kbar + (size_t)g * D,
-                          s->vbar + (size_t)g * D, s->qbar, s->w);
         /* one joint softmax: direct keys, then group summaries */
         int n = r->nd + r->ng;
         double m = -INFINITY;
         for (int x = 0; x < r->nd; x++) s->logit[x] = a * dot(qi, kh + (size_t)r->direct[x] * D, D);
-        for (int g = 0; g < r->ng; g++)
-            s->logit[r->nd + g] = a * dot(qi, s->kbar + (size_t)g * D, D);
+        for (int x = 0; x < r->ng; x++)
+            s->logit[r->nd + x] = a * dot(qi, s->kbar + (size_t)r->gid[x] * D, D);
         for (int x = 0; x < n; x++)
             if (s->logit[x] > m) m = s->logit[x];
         for (int d = 0; d < D; d++) oi[d] = 0.0;
@@ -275,7 +330,7 @@ static double head_forward(const plan *p, scratch *s, const double *qh, const do
         for (int x = 0; x < n; x++) z += s->logit[x] = exp(s->logit[x] - m);
         for (int x = 0; x < n; x++) {
             const double *val = x < r->nd ? vh + (size_t)r->direct[x] * D
-                                          : s->vbar + (size_t)(x - r->nd) * D;
+                                          : s->vbar + (size_t)r->gid[x - r->nd] * D;
             double pr = s->logit[x] / z;
             for (int d = 0; d < D; d++) oi[d] += pr * val[d];
         }

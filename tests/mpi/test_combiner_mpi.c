@@ -158,6 +158,7 @@ static const tcase cases[] = {
     {K_FIXED, 150, 1, 2, 2, 16, 1, ST, 0, PBIG, 0, 0},
     /* peaked softmaxes (scale 1: logits up to ~+-30) and a wide head */
     {K_FIXED, 30, 1, 2, 2, 8, 1, ST, 0, 4, 1.0f, 1},
+    {K_FIXED, 64, 1, 2, 2, 8, 1, ZZ, 0, 8, 0, 1},
     {K_FIXED, 100, 1, 2, 1, 64, 0, ZZ, 0, 0, 0, 0},
 
     /* ---- combiner-axial ---- */
@@ -184,6 +185,7 @@ static const tcase cases[] = {
     {K_AXIAL, 200, 1, 4, 1, 16, 0, CO, 5, 0, 0, 0},
     {K_AXIAL, 129, 1, 4, 2, 16, 1, ST, 0, 3, 0, 0},
     {K_AXIAL, 30, 1, 2, 2, 8, 0, ZZ, 0, 4, 1.0f, 1},
+    {K_AXIAL, 64, 1, 2, 2, 8, 0, ST, 0, 8, 0, 1},
     {K_AXIAL, 100, 1, 2, 1, 64, 1, CO, 0, 0, 0, 0},
 
     /* ---- combiner-logsparse (causal only) ---- */
@@ -199,6 +201,7 @@ static const tcase cases[] = {
     {K_LOGSPARSE, 129, 1, 4, 1, 16, 1, ST, 5, 0, 0, 0},
     {K_LOGSPARSE, 128, 1, 2, 2, 16, 1, CO, 0, 0, 0, 0},
     {K_LOGSPARSE, 30, 1, 2, 2, 8, 1, CO, 0, 0, 1.0f, 1},
+    {K_LOGSPARSE, 64, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
     {K_LOGSPARSE, 100, 1, 2, 1, 64, 1, ST, 0, 0, 0, 0},
 };
 
