@@ -46,6 +46,11 @@ struct ra_head {
     const ra_head_kind *kind;
 };
 
+/* Create the head a layer asks for: its kind (layer->head, "full" when
+ * opts->layer is NULL), wrapped in its preconditioner (layer->precond:
+ * "none" or "rownorm"; "spectral" acts on the projections, not the head). */
+ra_status ra_head_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+
 /* NULL when no head has that name. */
 const ra_head_kind *ra_head_find(const char *name);
 /* "full, ..." for messages */

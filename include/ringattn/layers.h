@@ -57,4 +57,13 @@ void ra_embed_backward(float *dE, const int32_t *tok, const float *dx, int N, in
 double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
                int64_t *count, int64_t *correct);
 
+/* Row-norm preconditioner (DESIGN §6) of a head output o [N][D], in place:
+ * o_i <- o_i / (n_i + eps), n_i = ||o_i||_2 saved in norm [N]. Backward,
+ * from the preconditioned output ot and its gradient dot, overwrites dot with
+ * the gradient of the raw output: dot_i / (n_i + eps) (full = 0: the norm
+ * treated as a constant), minus ot_i (ot_i . dot_i) / n_i (full = 1; no
+ * second term where n_i = 0). */
+void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps);
+void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, int D, float eps, int full);
+
 #endif

@@ -46,6 +46,10 @@ static const char *help =
     "                    column in the other rows through one summary each\n"
     "  --span S          combiner-fixed span (default ceil(sqrt(L)))\n"
     "  --row M           combiner-axial row length (default ceil(sqrt(L)))\n"
+    "  --precond rownorm the head's output rows become O_i / (||O_i|| + eps)\n"
+    "  --precond-grad G  stop (the norm is a constant in the backward, default)\n"
+    "                    or full (differentiate through the norm)\n"
+    "  --precond-eps E   eps of rownorm (default 1e-6)\n"
     "  --causal          query i sees keys j <= i (global positions)\n"
     "  --scale S         logit scale (default 1/sqrt(D))\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
@@ -69,7 +73,7 @@ typedef struct {
 static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
-           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW };
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -80,10 +84,11 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "layout", required_argument, 0, O_LAYOUT }, { "chunk", required_argument, 0, O_CHUNK },
         { "threads", required_argument, 0, O_THREADS }, { "help", no_argument, 0, O_HELP },
         { "head", required_argument, 0, O_HEAD },   { "span", required_argument, 0, O_SPAN },
-        { "row", required_argument, 0, O_ROW },
+        { "row", required_argument, 0, O_ROW },     { "precond", required_argument, 0, O_PRE },
+        { "precond-grad", required_argument, 0, O_PREG }, { "precond-eps", required_argument, 0, O_PREE },
         { 0, 0, 0, 0 },
     };
-    *a = (attn_args){ .head = "full" };
+    *a = (attn_args){ .head = "full", .layer = { .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f } };
     opterr = 0;
     optind = 1;
     int c;
@@ -117,6 +122,20 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
             break;
         case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
         case O_ROW: RA_TRY(ra_arg_int("--row", optarg, 1, INT32_MAX, &a->layer.row)); break;
+        case O_PRE:
+            if (strcmp(optarg, "none") && strcmp(optarg, "rownorm"))
+                return RA_FAIL(RA_ERR_ARG, "--precond: '%s' is not none or rownorm (spectral acts on a model's projections)", optarg);
+            snprintf(a->layer.precond, sizeof a->layer.precond, "%s", optarg);
+            break;
+        case O_PREG:
+            if (strcmp(optarg, "stop") && strcmp(optarg, "full"))
+                return RA_FAIL(RA_ERR_ARG, "--precond-grad: '%s' is not stop or full", optarg);
+            snprintf(a->layer.precond_grad, sizeof a->layer.precond_grad, "%s", optarg);
+            break;
+        case O_PREE:
+            RA_TRY(ra_arg_float("--precond-eps", optarg, &a->layer.precond_eps));
+            if (!(a->layer.precond_eps > 0)) return RA_FAIL(RA_ERR_ARG, "--precond-eps: must be > 0");
+            break;
         case O_HELP: case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("attn", c, argv[optind - 1]);
         }
@@ -124,6 +143,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
                        argv[optind]);
+    snprintf(a->layer.head, sizeof a->layer.head, "%s", a->head);
     if (!a->q || !a->k || !a->v || !a->out)
         return RA_FAIL(RA_ERR_ARG, "attn: --q, --k, --v and --out are required (missing %s)",
                        !a->q ? "--q" : !a->k ? "--k" : !a->v ? "--v" : "--out");
@@ -340,8 +360,8 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
     ra_head_opts ho = { .ring = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
                                   .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
                         .layer = &a->layer };
-    const ra_head_kind *kind = ra_head_find(a->head);
-    RA_TRY(ra_agree(c->comm, kind->create(&S->head, &ho, c->comm)));
+    RA_TRY(ra_agree(c->comm, ra_head_create(&S->head, &ho, c->comm)));
+    const ra_head_kind *kind = S->head->kind;
     S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
     RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
 

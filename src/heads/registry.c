@@ -32,3 +32,17 @@ const char *ra_head_names(void)
         }
     return names;
 }
+
+ra_status ra_precond_rownorm_wrap(ra_head **out, ra_head *inner, const ra_head_opts *opts, MPI_Comm comm);
+
+ra_status ra_head_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm)
+{
+    const char *name = opts->layer ? opts->layer->head : "full";
+    const ra_head_kind *kind = ra_head_find(name);
+    if (!kind) return RA_FAIL(RA_ERR_ARG, "unknown head '%s' (known: %s)", name, ra_head_names());
+    ra_head *h = NULL;
+    RA_TRY(kind->create(&h, opts, comm));
+    if (opts->layer && !strcmp(opts->layer->precond, "rownorm")) return ra_precond_rownorm_wrap(out, h, opts, comm);
+    *out = h;
+    return RA_OK;
+}

@@ -402,3 +402,30 @@ double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, i
     if (correct) *correct = ok;
     return loss;
 }
+
+/* ---- row-norm preconditioner ---------------------------------------------- */
+
+void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps)
+{
+    for (int i = 0; i < N; i++) {
+        float *r = o + (size_t)i * D;
+        double s = 0.0;
+        for (int d = 0; d < D; d++) s += (double)r[d] * r[d];
+        float n = (float)sqrt(s), inv = 1.0f / (n + eps);
+        norm[i] = n;
+        for (int d = 0; d < D; d++) r[d] *= inv;
+    }
+}
+
+void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, int D, float eps, int full)
+{
+    for (int i = 0; i < N; i++) {
+        float *g = dot + (size_t)i * D;
+        const float *t = ot + (size_t)i * D;
+        double proj = 0.0;
+        if (full && norm[i] > 0.0f)
+            for (int d = 0; d < D; d++) proj += (double)t[d] * g[d];
+        float inv = 1.0f / (norm[i] + eps), c = full && norm[i] > 0.0f ? (float)(proj / norm[i]) : 0.0f;
+        for (int d = 0; d < D; d++) g[d] = g[d] * inv - t[d] * c;
+    }
+}

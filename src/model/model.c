@@ -160,14 +160,12 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
     RA_TRY(ra_alloc(&m->grads, sizeof(float) * m->lay.total, "gradients"));
 
     for (int l = 0; l < m->nl; l++) {
-        const ra_head_kind *kind = ra_head_find(cfg->layer[l].head);
-        if (!kind)
-            return RA_FAIL(RA_ERR_ARG, "layer %d: unknown head '%s' (known: %s)", l, cfg->layer[l].head,
-                           ra_head_names());
+        if (!strcmp(cfg->layer[l].precond, "spectral"))
+            return RA_FAIL(RA_ERR_ARG, "layer %d: precond = spectral is not implemented yet (none or rownorm)", l);
         ra_head_opts ho = { .ring = { .B = m->B, .H = m->H, .Hkv = m->Hkv, .D = m->D, .L = m->L,
                                       .causal = 1, .layout = layout, .chunk = cfg->chunk },
                             .layer = &cfg->layer[l] };
-        RA_TRY(kind->create(&m->head[l], &ho, comm));
+        RA_TRY(ra_head_create(&m->head[l], &ho, comm));
     }
 
     /* saved activations: one allocation for all layers */

@@ -65,6 +65,17 @@ report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -
 c=$(grep -c '^step ' out)
 report "progress: one line per step on rank 0" "$([ "$c" -eq 20 ] || echo "$c step lines")"
 
+# rownorm-preconditioned heads (full gradient) train the same at P = 1 and 4
+pre=("${common[@]}" --set layers.precond=rownorm --set layers.precond_grad=full)
+ra 1 train "${pre[@]}" --set run.layout=zigzag --metrics pre1.jsonl --checkpoint-dir ckp1
+why=$([ $? -eq 0 ] || tail -3 err)
+ra 4 train "${pre[@]}" --set run.layout=zigzag --metrics pre4.jsonl --checkpoint-dir ckp4
+w=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$w$why" ] && w=$(same_losses pre4.jsonl pre1.jsonl 2>/dev/null)
+cmp -s <(losses pre1.jsonl) <(losses p1.jsonl) && w+="rownorm changed nothing; "
+report "rownorm-preconditioned model, P=4: losses equal P=1" "$why$w"
+ra 2 train "${common[@]}" --set layers.precond=spectral
+report "precond = spectral is refused as not implemented" "$([ $? -ne 0 ] && grep -q 'spectral' err || cat err)"
 # ---- resume is exact: 10 + resume + 10 == 20 ---------------------------------------
 # (the checkpoint stores the config text, run.checkpoint_dir included: use
 # the same relative directory name in two working directories)
