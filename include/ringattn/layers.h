@@ -66,4 +66,11 @@ double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, i
 void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps);
 void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, int D, float eps, int full);
 
+/* Conditioning diagnostic (DESIGN §6): G [D][D] += O^T O for rows o [N][D]
+ * (double accumulation; sum G over ranks for a distributed sequence), then
+ * the singular values of O from G's eigenvalues (LAPACK dsyev):
+ * kappa = sigma_max / sigma_min, infinite when sigma_min is 0. */
+void ra_gram_accumulate(double *G, const float *o, int N, int D);
+double ra_kappa_from_gram(const double *G, int D, double *sigma_max, double *sigma_min);
+
 #endif

@@ -15,6 +15,7 @@
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
 #include "ringattn/heads.h"
+#include "ringattn/layers.h"
 #include "ringattn/ring.h"
 
 static const char *help =
@@ -50,6 +51,9 @@ static const char *help =
     "  --precond-grad G  stop (the norm is a constant in the backward, default)\n"
     "                    or full (differentiate through the norm)\n"
     "  --precond-eps E   eps of rownorm (default 1e-6)\n"
+    "  --kappa           print, per batch and head, the condition number of the\n"
+    "                    output over the whole sequence: sigma_max / sigma_min of\n"
+    "                    O [L, D], from the D x D Gram matrix summed over ranks\n"
     "  --causal          query i sees keys j <= i (global positions)\n"
     "  --scale S         logit scale (default 1/sqrt(D))\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
@@ -63,7 +67,7 @@ static const char *help =
 
 typedef struct {
     const char *q, *k, *v, *out, *lse, *seg, *dout, *dq, *dk, *dv;
-    int causal, layout_set, chunk, threads;
+    int causal, layout_set, chunk, threads, kappa;
     float scale;
     ra_layout layout;
     const char *head;
@@ -73,7 +77,7 @@ typedef struct {
 static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
-           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE };
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE, O_KAPPA };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -86,6 +90,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "head", required_argument, 0, O_HEAD },   { "span", required_argument, 0, O_SPAN },
         { "row", required_argument, 0, O_ROW },     { "precond", required_argument, 0, O_PRE },
         { "precond-grad", required_argument, 0, O_PREG }, { "precond-eps", required_argument, 0, O_PREE },
+        { "kappa", no_argument, 0, O_KAPPA },
         { 0, 0, 0, 0 },
     };
     *a = (attn_args){ .head = "full", .layer = { .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f } };
@@ -105,6 +110,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         case O_DK: a->dk = optarg; break;
         case O_DV: a->dv = optarg; break;
         case O_CAUSAL: a->causal = 1; break;
+        case O_KAPPA: a->kappa = 1; break;
         case O_SCALE:
             RA_TRY(ra_arg_float("--scale", optarg, &a->scale));
             if (a->scale == 0.0f) return RA_FAIL(RA_ERR_ARG, "--scale: must not be 0");
@@ -343,6 +349,27 @@ static ra_status write_outputs(const ra_cli *c, const attn_args *a, const attn_s
     return ra_outputs_finish(c->comm, written, n, st);
 }
 
+/* kappa(O) per (b, h) over the whole sequence: local Gram matrices summed. */
+static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_state *S)
+{
+    const int D = s->D, BH = s->B * s->H;
+    double *G = calloc((size_t)BH * D * D, sizeof(double));
+    if (!G) return RA_FAIL(RA_ERR_NOMEM, "--kappa: out of memory for %d Gram matrices", BH);
+    for (int bh = 0; bh < BH; bh++) ra_gram_accumulate(G + (size_t)bh * D * D, S->lo + (size_t)bh * S->Lr * D, (int)S->Lr, D);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, G, BH * D * D, MPI_DOUBLE, MPI_SUM, c->comm);
+    if (rc == MPI_SUCCESS && c->rank == 0) {
+        printf("kappa: %5s %5s %14s %14s %14s\n", "batch", "head", "kappa", "sigma_max", "sigma_min");
+        for (int bh = 0; bh < BH; bh++) {
+            double smax = 0, smin = 0, k = ra_kappa_from_gram(G + (size_t)bh * D * D, D, &smax, &smin);
+            printf("kappa: %5d %5d %14.6g %14.6g %14.6g\n", bh / s->H, bh % s->H, k, smax, smin);
+        }
+        fflush(stdout);
+    }
+    free(G);
+    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "--kappa: reducing the Gram matrices failed");
+    return RA_OK;
+}
+
 static double max_over_ranks(const ra_cli *c, double x)
 {
     double m = x;
@@ -382,6 +409,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
         tb = max_over_ranks(c, tb), wb = max_over_ranks(c, wb);
     }
     RA_TRY(write_outputs(c, a, &s, S));
+    if (a->kappa) RA_TRY(print_kappa(c, &s, S));
 
     double ff = ra_attn_flops_fwd(s.B, s.H, (double)s.L, s.D, a->causal);
     double fb = ra_attn_flops_bwd(s.B, s.H, (double)s.L, s.D, a->causal);

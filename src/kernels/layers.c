@@ -23,6 +23,7 @@
 #include <math.h>
 #undef I /* complex.h's imaginary unit, pulled in by OpenBLAS's cblas.h: the
           * linear layer's input width is called I */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/status.h"
@@ -428,4 +429,38 @@ void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, 
         float inv = 1.0f / (norm[i] + eps), c = full && norm[i] > 0.0f ? (float)(proj / norm[i]) : 0.0f;
         for (int d = 0; d < D; d++) g[d] = g[d] * inv - t[d] * c;
     }
+}
+
+/* ---- conditioning diagnostic ----------------------------------------------- */
+
+void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+            double *work, const int *lwork, int *info);
+
+void ra_gram_accumulate(double *G, const float *o, int N, int D)
+{
+    for (int i = 0; i < N; i++) {
+        const float *r = o + (size_t)i * D;
+        for (int a = 0; a < D; a++) {
+            double x = r[a];
+            for (int b = 0; b <= a; b++) G[(size_t)a * D + b] += x * r[b];
+        }
+    }
+    for (int a = 0; a < D; a++) /* mirror the lower triangle we summed */
+        for (int b = a + 1; b < D; b++) G[(size_t)a * D + b] = G[(size_t)b * D + a];
+}
+
+double ra_kappa_from_gram(const double *G, int D, double *sigma_max, double *sigma_min)
+{
+    double *a = malloc(sizeof(double) * ((size_t)D * D + D + 66 * (size_t)D + 64));
+    if (!a) return NAN;
+    double *w = a + (size_t)D * D, *work = w + D;
+    memcpy(a, G, sizeof(double) * D * D);
+    int n = D, lwork = 66 * D + 64, info = 0;
+    dsyev_("N", "U", &n, a, &n, w, work, &lwork, &info);
+    double lo = w[0] > 0 ? w[0] : 0, hi = w[D - 1] > 0 ? w[D - 1] : 0;
+    free(a);
+    if (info != 0) return NAN;
+    *sigma_max = sqrt(hi);
+    *sigma_min = sqrt(lo);
+    return lo > 0 ? sqrt(hi / lo) : INFINITY;
 }

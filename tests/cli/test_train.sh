@@ -131,6 +131,17 @@ g3=$(cat out)
 ra 1 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k 5 --seed 4
 report "short prompt (< P), sampling with top-k, P=3 equals P=1" "$([ "$(cat out)" = "$g3" ] || echo "'$(cat out)' vs '$g3'")"
 
+# ---- conditioning diagnostic: the same kappa whatever P ---------------------------
+ra 2 gen --dir kg --B 2 --H 2 --L 41 --D 8
+ra 1 attn --q kg/q.npy --k kg/k.npy --v kg/v.npy --causal --out kg/o1.npy --kappa --precond rownorm
+k1=$(grep '^kappa:' out)
+ra 3 attn --q kg/q.npy --k kg/k.npy --v kg/v.npy --causal --out kg/o3.npy --kappa --precond rownorm
+k3=$(grep '^kappa:' out)
+why=""
+[ "$(echo "$k1" | wc -l)" -eq 5 ] || why="expected a header and 4 rows (2 batches x 2 heads): $k1; "
+[ "$k1" = "$k3" ] || why+="P=3 differs: $k3; "
+report "attn --kappa: one row per batch and head, equal at P = 1 and 3" "$why"
+
 # ---- errors ----------------------------------------------------------------------
 printf '[model]\ndim = 32\nfrobs = 3\n' >bad.ini
 ra 2 train --config bad.ini

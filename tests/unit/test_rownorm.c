@@ -98,6 +98,37 @@ static void test_sizes(void **s)
     check(33, 64, 1e-3f, 0);
 }
 
+/* kappa from the Gram matrix against the singular values of O (LAPACK
+ * dgesvd, a different algorithm), within 1e-3 relative as required. */
+void dgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a, const int *lda, double *s,
+             double *u, const int *ldu, double *vt, const int *ldvt, double *work, const int *lwork, int *info);
+
+static void test_kappa(void **st)
+{
+    (void)st;
+    const int N = 60, D = 12;
+    for (int scale = 0; scale < 3; scale++) {
+        float *o = malloc(sizeof(float) * N * D);
+        double *a = malloc(sizeof(double) * N * D), G[D * D], sv[D], work[1024];
+        for (int i = 0; i < N; i++)
+            for (int d = 0; d < D; d++) { /* columns of different sizes: kappa ~ 10^scale */
+                o[i * D + d] = ra_rand_uniform(9 + scale, (uint64_t)(i * D + d)) * (float)pow(10.0, scale * d / (D - 1.0));
+                a[d * N + i] = o[i * D + d]; /* column-major for LAPACK */
+            }
+        for (int i = 0; i < D * D; i++) G[i] = 0;
+        ra_gram_accumulate(G, o, N / 2, D); /* two "ranks", summed */
+        ra_gram_accumulate(G, o + (N / 2) * D, N - N / 2, D);
+        double smax, smin, k = ra_kappa_from_gram(G, D, &smax, &smin);
+        int m = N, n = D, lwork = 1024, info;
+        dgesvd_("N", "N", &m, &n, a, &m, sv, NULL, &m, NULL, &n, work, &lwork, &info);
+        assert_int_equal(info, 0);
+        double ref = sv[0] / sv[D - 1];
+        printf("  kappa: gram %.6g, svd %.6g, relative %.2e\n", k, ref, fabs(k - ref) / ref);
+        assert_true(fabs(k - ref) / ref <= 1e-3);
+        free(o), free(a);
+    }
+}
+
 static void test_zero_row(void **s)
 {
     (void)s;
@@ -106,6 +137,7 @@ static void test_zero_row(void **s)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_sizes), cmocka_unit_test(test_zero_row) };
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_sizes), cmocka_unit_test(test_zero_row),
+                                        cmocka_unit_test(test_kappa) };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
