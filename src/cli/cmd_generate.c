@@ -60,7 +60,7 @@ static ra_status decoder_init(decoder *d, const ra_config *cfg, const float *w,
     MPI_Comm_rank(comm, &d->rank);
     const size_t kv = (size_t)d->nl * d->Hkv * cap * d->D, HD = (size_t)d->H * d->D;
     const size_t one = 2 * (size_t)d->C + 4 * HD + (size_t)d->C + 3 * (size_t)d->F + (size_t)d->V +
-                       (size_t)d->H * (d->D + 2) + 1;
+                       (size_t)d->H * (d->D + 2) + 1 + (size_t)d->H;
     RA_TRY(ra_alloc(&d->mem, sizeof(float) * (2 * kv + one + 64), "the KV cache"));
     RA_TRY(ra_alloc(&d->cpos, sizeof(int32_t) * cap, "cache positions"));
     float *p = d->mem;
@@ -127,6 +127,13 @@ static ra_status decoder_step(decoder *d, int32_t token, int32_t t, MPI_Comm com
         ra_linear_forward(d->q, d->h, w + p->wq, 1, C, HD);
         ra_linear_forward(d->k, d->h, w + p->wk, 1, C, KD);
         ra_linear_forward(d->v, d->h, w + p->wv, 1, C, KD);
+        if (!strcmp(d->cfg->layer[l].precond, "spectral")) { /* W + lambda I, as in training */
+            const float lam = d->cfg->layer[l].precond_lambda;
+            for (int j = 0; j < C; j++) {
+                if (j < HD) d->q[j] += lam * d->h[j];
+                if (j < KD) d->k[j] += lam * d->h[j], d->v[j] += lam * d->h[j];
+            }
+        }
         ra_rope_forward(d->q, d->H, 1, d->D, &t, d->cfg->rope_theta);
         ra_rope_forward(d->k, d->Hkv, 1, d->D, &t, d->cfg->rope_theta);
         if (mine)
@@ -163,6 +170,8 @@ static ra_status decoder_step(decoder *d, int32_t token, int32_t t, MPI_Comm com
             const float *r = d->rec + (size_t)hh * (d->D + 2);
             for (int e = 0; e < d->D; e++) d->o[(size_t)hh * d->D + e] = r[1] > 0 ? r[2 + e] / r[1] : 0.0f;
         }
+        if (!strcmp(d->cfg->layer[l].precond, "rownorm")) /* each head's output row, as in training */
+            ra_rownorm_forward(d->o, d->rstd + 1, d->H, d->D, d->cfg->layer[l].precond_eps);
         ra_linear_forward(d->y, d->o, w + p->wo, 1, HD, C);
         for (int i = 0; i < C; i++) d->x[i] += d->y[i];
         ra_rmsnorm_forward(d->h, d->rstd, d->x, w + p->ffn_norm, 1, C, eps);
@@ -307,6 +316,10 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
         if (prompt[i] >= cfg.vocab)
             return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "prompt byte %d at offset %lld is outside the model's vocabulary of %d",
                                              prompt[i], (long long)i, cfg.vocab));
+    for (int l = 0; l < cfg.layers; l++) /* the decoder attends the way the full head does */
+        if (strcmp(cfg.layer[l].head, "full"))
+            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "generate: layer %d uses head %s; decoding supports full heads only",
+                                             l, cfg.layer[l].head));
     int prefill = Lp >= c->size ? (int)Lp : 0; /* the ring needs a token per rank */
     ra_config pcfg = cfg;
     pcfg.seq_len = prefill ? prefill : c->size;

@@ -160,8 +160,6 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
     RA_TRY(ra_alloc(&m->grads, sizeof(float) * m->lay.total, "gradients"));
 
     for (int l = 0; l < m->nl; l++) {
-        if (!strcmp(cfg->layer[l].precond, "spectral"))
-            return RA_FAIL(RA_ERR_ARG, "layer %d: precond = spectral is not implemented yet (none or rownorm)", l);
         ra_head_opts ho = { .ring = { .B = m->B, .H = m->H, .Hkv = m->Hkv, .D = m->D, .L = m->L,
                                       .causal = 1, .layout = layout, .chunk = cfg->chunk },
                             .layer = &cfg->layer[l] };
@@ -276,6 +274,30 @@ static void head_to_tok(float *dst, const float *src, int B, int64_t Lr, int nh,
 
 /* ---- one layer ----------------------------------------------------------------- */
 
+/* The spectral preconditioner (DESIGN §6) uses W_Q, W_K, W_V as W + lambda I
+ * (I: ones on the diagonal of the [C][out] matrix): y += lambda x on the
+ * first min(C, out) columns, and in the backward dx += lambda dy there. */
+static float spectral_lambda(const ra_model *m, int l)
+{
+    return strcmp(m->cfg.layer[l].precond, "spectral") ? 0.0f : m->cfg.layer[l].precond_lambda;
+}
+
+static void add_identity(float *y, const float *x, int N, int C, int out, float lam)
+{
+    if (lam == 0.0f) return;
+    const int n = C < out ? C : out;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < n; j++) y[(size_t)i * out + j] += lam * x[(size_t)i * C + j];
+}
+
+static void add_identity_grad(float *dx, const float *dy, int N, int C, int out, float lam)
+{
+    if (lam == 0.0f) return;
+    const int n = C < out ? C : out;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < n; j++) dx[(size_t)i * C + j] += lam * dy[(size_t)i * out + j];
+}
+
 static void rope_all(ra_model *m, float *x, int nh, int backward)
 {
     for (int b = 0; b < m->B; b++) {
@@ -306,11 +328,15 @@ static ra_status layer_forward(ra_model *m, int l, const float *x, float *x_out)
     const int N = (int)m->N, C = m->C, HD = m->H * m->D, KD = m->Hkv * m->D;
     memcpy(t->x_in, x, sizeof(float) * N * C);
     ra_rmsnorm_forward(t->h1, t->rstd1, t->x_in, w + p->attn_norm, N, C, m->cfg.norm_eps);
+    const float lam = spectral_lambda(m, l);
     ra_linear_forward(m->tok_buf, t->h1, w + p->wq, N, C, HD);
+    add_identity(m->tok_buf, t->h1, N, C, HD, lam);
     tok_to_head(t->q, m->tok_buf, m->B, m->Lr, m->H, m->D);
     ra_linear_forward(m->tok_buf, t->h1, w + p->wk, N, C, KD);
+    add_identity(m->tok_buf, t->h1, N, C, KD, lam);
     tok_to_head(t->k, m->tok_buf, m->B, m->Lr, m->Hkv, m->D);
     ra_linear_forward(m->tok_buf, t->h1, w + p->wv, N, C, KD);
+    add_identity(m->tok_buf, t->h1, N, C, KD, lam);
     tok_to_head(t->v, m->tok_buf, m->B, m->Lr, m->Hkv, m->D);
     rope_all(m, t->q, m->H, 0);
     rope_all(m, t->k, m->Hkv, 0);
@@ -379,12 +405,16 @@ static ra_status layer_backward(ra_model *m, int l, float *dx)
     rope_all(m, m->dq, m->H, 1);
     rope_all(m, m->dk, m->Hkv, 1);
     memset(m->dh, 0, sizeof(float) * N * C);
+    const float lam = spectral_lambda(m, l);
     head_to_tok(m->tok_buf, m->dq, m->B, m->Lr, m->H, m->D);
     ra_linear_backward(m->dh, g + p->wq, m->tok_buf, t->h1, w + p->wq, N, C, HD);
+    add_identity_grad(m->dh, m->tok_buf, N, C, HD, lam);
     head_to_tok(m->tok_buf, m->dk, m->B, m->Lr, m->Hkv, m->D);
     ra_linear_backward(m->dh, g + p->wk, m->tok_buf, t->h1, w + p->wk, N, C, KD);
+    add_identity_grad(m->dh, m->tok_buf, N, C, KD, lam);
     head_to_tok(m->tok_buf, m->dv, m->B, m->Lr, m->Hkv, m->D);
     ra_linear_backward(m->dh, g + p->wv, m->tok_buf, t->h1, w + p->wv, N, C, KD);
+    add_identity_grad(m->dh, m->tok_buf, N, C, KD, lam);
     ra_rmsnorm_backward(dx, g + p->attn_norm, m->dh, t->x_in, w + p->attn_norm, t->rstd1, N, C);
     return RA_OK;
 }

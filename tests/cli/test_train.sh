@@ -74,8 +74,18 @@ w=$([ $? -eq 0 ] || tail -3 err)
 [ -z "$w$why" ] && w=$(same_losses pre4.jsonl pre1.jsonl 2>/dev/null)
 cmp -s <(losses pre1.jsonl) <(losses p1.jsonl) && w+="rownorm changed nothing; "
 report "rownorm-preconditioned model, P=4: losses equal P=1" "$why$w"
-ra 2 train "${common[@]}" --set layers.precond=spectral
-report "precond = spectral is refused as not implemented" "$([ $? -ne 0 ] && grep -q 'spectral' err || cat err)"
+spec=("${common[@]}" --set layers.precond=spectral --set layers.precond_lambda=0.5)
+ra 1 train "${spec[@]}" --metrics spec1.jsonl --checkpoint-dir cks1
+why=$([ $? -eq 0 ] || tail -3 err)
+ra 4 train "${spec[@]}" --set run.layout=striped --metrics spec4.jsonl --checkpoint-dir cks4
+w=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$w$why" ] && w=$(same_losses spec4.jsonl spec1.jsonl 2>/dev/null)
+cmp -s <(losses spec1.jsonl) <(losses p1.jsonl) && w+="spectral changed nothing; "
+report "spectral-preconditioned model (lambda 0.5), P=4 striped: losses equal P=1" "$why$w"
+ra 1 generate --checkpoint cks1 --prompt 'AbBcCd|' --tokens 8 --temperature 0
+g1=$(cat out)
+ra 3 generate --checkpoint cks1 --prompt 'AbBcCd|' --tokens 8 --temperature 0
+report "generate from the spectral model: 3 ranks equal 1" "$([ "$(cat out)" = "$g1" ] || echo "'$(cat out)' vs '$g1' $(cat err)")"
 # ---- resume is exact: 10 + resume + 10 == 20 ---------------------------------------
 # (the checkpoint stores the config text, run.checkpoint_dir included: use
 # the same relative directory name in two working directories)

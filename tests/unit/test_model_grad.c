@@ -37,7 +37,9 @@ static double loss_at(fixture *f)
     return bs.loss_sum * f->scale;
 }
 
-static void setup_model(fixture *f, const char *ffn, int tied, int kv_heads)
+static void setup_model_pre(fixture *f, const char *ffn, int tied, int kv_heads, const char *precond, float lam);
+
+static void setup_model_pre(fixture *f, const char *ffn, int tied, int kv_heads, const char *precond, float lam)
 {
     ra_config cfg;
     ra_config_defaults(&cfg);
@@ -57,6 +59,11 @@ static void setup_model(fixture *f, const char *ffn, int tied, int kv_heads)
     cfg.init_std = 0.3f; /* large enough that every path carries gradient */
     cfg.recall_keys = cfg.recall_pairs = cfg.recall_queries = 1; /* fits 11 tokens and vocab 150 */
     snprintf(cfg.layout, sizeof cfg.layout, "contiguous");
+    for (int l = 0; l < 2; l++) {
+        snprintf(cfg.layer[l].precond, sizeof cfg.layer[l].precond, "%s", precond);
+        cfg.layer[l].precond_lambda = lam;
+        snprintf(cfg.layer[l].precond_grad, sizeof cfg.layer[l].precond_grad, "full");
+    }
     ra_status st = ra_config_finish(&cfg);
     if (st != RA_OK) fprintf(stderr, "config: %s\n", ra_last_error());
     assert_int_equal(st, RA_OK);
@@ -75,10 +82,10 @@ static void setup_model(fixture *f, const char *ffn, int tied, int kv_heads)
     f->scale = 1.0f / (float)counted;
 }
 
-static void check_model(const char *ffn, int tied, int kv_heads)
+static void check_model_pre(const char *ffn, int tied, int kv_heads, const char *precond, float lam)
 {
     fixture f;
-    setup_model(&f, ffn, tied, kv_heads);
+    setup_model_pre(&f, ffn, tied, kv_heads, precond, lam);
     const size_t n = ra_model_nparams(f.m);
     float *w = ra_model_params(f.m);
     ra_model_zero_grads(f.m);
@@ -146,7 +153,48 @@ static void check_model(const char *ffn, int tied, int kv_heads)
     ra_model_destroy(f.m);
 }
 
+static void check_model(const char *ffn, int tied, int kv_heads) { check_model_pre(ffn, tied, kv_heads, "none", 0); }
+
 static void test_swiglu_tied(void **state) { (void)state; check_model("swiglu", 1, 4); }
+static void test_rownorm_full(void **state) { (void)state; check_model_pre("swiglu", 1, 2, "rownorm", 0); }
+static void test_spectral(void **state) { (void)state; check_model_pre("gelu", 0, 4, "spectral", 0.5f); }
+
+/* spectral with lambda is, by definition, plain W + lambda I */
+static void test_spectral_definition(void **state)
+{
+    (void)state;
+    fixture a, b;
+    const float lam = 0.7f;
+    setup_model_pre(&a, "swiglu", 1, 4, "spectral", lam);
+    setup_model_pre(&b, "swiglu", 1, 4, "none", 0);
+    const size_t n = ra_model_nparams(a.m);
+    float *wb = ra_model_params(b.m);
+    memcpy(wb, ra_model_params(a.m), sizeof(float) * n);
+    const ra_param_layout *L = ra_model_layout(b.m);
+    const int C = 16, HD = 16, KD = 16; /* dim 16, 4 heads of 4, kv heads 4 */
+    for (int l = 0; l < 2; l++)
+        for (int j = 0; j < C; j++) {
+            if (j < HD) wb[L->layer[l].wq + (size_t)j * HD + j] += lam;
+            if (j < KD) wb[L->layer[l].wk + (size_t)j * KD + j] += lam, wb[L->layer[l].wv + (size_t)j * KD + j] += lam;
+        }
+    ra_batch_stats sa, sb;
+    ra_model_zero_grads(a.m);
+    ra_model_zero_grads(b.m);
+    assert_int_equal(ra_model_step(a.m, a.tok, a.tgt, 1, a.scale, 0, &sa), RA_OK);
+    assert_int_equal(ra_model_step(b.m, b.tok, b.tgt, 1, b.scale, 0, &sb), RA_OK);
+    double rel = fabs(sa.loss_sum - sb.loss_sum) / fabs(sb.loss_sum), gmax = 0, gerr = 0;
+    const float *ga = ra_model_grads(a.m), *gb = ra_model_grads(b.m);
+    for (size_t i = 0; i < n; i++) {
+        gmax = fmax(gmax, fabs(gb[i]));
+        gerr = fmax(gerr, fabs(ga[i] - gb[i]));
+    }
+    printf("  spectral lambda %.1f vs W + lambda I: loss rel %.2e, gradients %.2e\n", lam, rel, gerr / gmax);
+    assert_true(rel < 1e-5);
+    assert_true(gerr / gmax < 1e-4);
+    free(a.tok), free(a.tgt), free(b.tok), free(b.tgt);
+    ra_model_destroy(a.m);
+    ra_model_destroy(b.m);
+}
 static void test_gelu_untied_gqa(void **state) { (void)state; check_model("gelu", 0, 2); }
 static void test_swiglu_untied_mqa(void **state) { (void)state; check_model("swiglu", 0, 1); }
 
@@ -157,6 +205,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_swiglu_tied),
         cmocka_unit_test(test_gelu_untied_gqa),
         cmocka_unit_test(test_swiglu_untied_mqa),
+        cmocka_unit_test(test_rownorm_full),
+        cmocka_unit_test(test_spectral),
+        cmocka_unit_test(test_spectral_definition),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
