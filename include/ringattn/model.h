@@ -82,6 +82,11 @@ ra_status ra_model_wait_grads(ra_model *m);
  * [micro_batch][Hkv][Lr][D] - a decoder's KV cache starts from them. */
 void ra_model_kv(const ra_model *m, int l, const float **k, const float **v);
 
+/* Condition number of each layer's head outputs in the last forward (after
+ * the preconditioner): kappa[l * H + h] over every row of every sequence of
+ * the micro-batch, from Gram matrices summed over ranks. Collective. */
+ra_status ra_model_kappa(ra_model *m, double *kappa);
+
 /* Forward only, returning logits [micro_batch][Lr][V] of the last call
  * (valid until the next call). */
 const float *ra_model_logits(const ra_model *m);

@@ -2,6 +2,7 @@
  * byte file (consecutive windows covering it) or on its own held-out data. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/dist.h"
@@ -17,7 +18,23 @@ static const char *help =
     "train.batch windows; default all). Prints loss (nats/token), bits per\n"
     "byte and accuracy (argmax == next byte).\n";
 
-ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv)
+static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
+
+static const char *diag_help =
+    "usage: mpirun -n P ringattn diag --checkpoint CKPT|DIR [--data FILE] [--set SEC.KEY=VAL]...\n"
+    "\n"
+    "Runs one batch (held-out, or the first windows of FILE) through the model and\n"
+    "prints, per layer and head, kappa = sigma_max / sigma_min of the head's output\n"
+    "(after its preconditioner) over all rows of the batch, from the D x D Gram\n"
+    "matrix summed over ranks.\n";
+
+ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv) { return run_eval(c, argc, argv, 0); }
+
+/* `ringattn diag`: the condition number of every layer's head outputs on one
+ * held-out batch (or the first windows of --data FILE). */
+ra_status ra_cmd_diag(ra_cli *c, int argc, char **argv) { return run_eval(c, argc, argv, 1); }
+
+static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
 {
     static const struct option opts[] = {
         { "checkpoint", required_argument, 0, 'k' }, { "data", required_argument, 0, 'd' },
@@ -37,7 +54,9 @@ ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv)
         case 'k': ckpt = optarg; break;
         case 'd': data = optarg; break;
         case 'b': st = ra_arg_int("--batches", optarg, 1, 1 << 30, &batches); break;
-        case 'h': ra_say(c, "%s\n%s", help, ra_session_help); return RA_OK;
+        case 'h':
+            ra_say(c, "%s\n%s", diag ? diag_help : help, ra_session_help);
+            return RA_OK;
         default: st = ra_arg_unknown("eval", o, argv[optind - 1]);
         }
     }
@@ -58,6 +77,7 @@ ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv)
     if (st == RA_OK) st = ra_session_load(c, &s, path, 0, NULL);
     ra_eval_result r = { 0 };
     int split = data ? RA_SPLIT_ALL : RA_SPLIT_VAL;
+    if (st == RA_OK && diag) batches = 1;
     if (st == RA_OK) {
         int n = batches ? batches : cfg.eval_batches;
         if (data) {
@@ -66,7 +86,19 @@ ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv)
         }
         st = ra_session_eval(c, &s, split, n, &r);
     }
-    if (st == RA_OK)
+    if (st == RA_OK && diag) {
+        double *k = malloc(sizeof(double) * cfg.layers * cfg.heads);
+        st = k ? ra_model_kappa(s.model, k) : RA_FAIL(RA_ERR_NOMEM, "diag: out of memory");
+        if (st == RA_OK) {
+            ra_say(c, "diag: %s | %s preconditioned heads | kappa of each head's output on one batch\n", path,
+                   cfg.layer[0].precond);
+            ra_say(c, "%6s %5s %10s %14s\n", "layer", "head", "precond", "kappa");
+            for (int l = 0; l < cfg.layers; l++)
+                for (int h = 0; h < cfg.heads; h++)
+                    ra_say(c, "%6d %5d %10s %14.6g\n", l, h, cfg.layer[l].precond, k[l * cfg.heads + h]);
+        }
+        free(k);
+    } else if (st == RA_OK)
         ra_say(c, "eval: %s on %s | loss %.4f | bpb %.4f | accuracy %.2f%% | %lld targets\n", path,
                data ? data : (strcmp(cfg.source, "file") ? "held-out recall sequences" : "held-out bytes"),
                r.loss, r.bpb, 100 * r.accuracy, (long long)r.count);

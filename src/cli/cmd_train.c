@@ -122,17 +122,48 @@ static const char *json_num(char *buf, size_t n, double x)
     return buf;
 }
 
+/* kappa of every layer and head on the last evaluated batch: metrics
+ * "kappa" [[layer 0 heads], ...] and the largest on the eval line */
+static ra_status report_kappa(const ra_cli *c, ra_session *s, FILE *metrics, double *kmax)
+{
+    const int nl = s->cfg.layers, H = s->cfg.heads;
+    double *k = malloc(sizeof(double) * nl * H);
+    if (!k) return RA_FAIL(RA_ERR_NOMEM, "kappa: out of memory");
+    ra_status st = ra_model_kappa(s->model, k);
+    *kmax = 0;
+    if (st == RA_OK && metrics) fprintf(metrics, ", \"kappa\": [");
+    for (int l = 0; st == RA_OK && l < nl; l++) {
+        if (metrics) fprintf(metrics, "%s[", l ? ", " : "");
+        for (int h = 0; h < H; h++) {
+            double x = k[l * H + h];
+            if (x > *kmax) *kmax = x;
+            if (metrics) {
+                if (isfinite(x)) fprintf(metrics, "%s%.6g", h ? ", " : "", x);
+                else fprintf(metrics, "%snull", h ? ", " : "");
+            }
+        }
+        if (metrics) fprintf(metrics, "]");
+    }
+    if (st == RA_OK && metrics) fprintf(metrics, "]");
+    free(k);
+    (void)c;
+    return st;
+}
+
 static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, FILE *metrics)
 {
     ra_eval_result r;
     RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &r));
-    ra_say(c, "eval  step %d | loss %.4f | bpb %.4f | accuracy %.2f%% (%lld targets, held out)\n", step,
-           r.loss, r.bpb, 100 * r.accuracy, (long long)r.count);
     if (metrics) {
         char a[32], b[32], c2[32];
-        fprintf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s}\n", step,
+        fprintf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s", step,
                 json_num(a, sizeof a, r.loss), json_num(b, sizeof b, r.bpb), json_num(c2, sizeof c2, r.accuracy));
     }
+    double kmax = 0;
+    RA_TRY(report_kappa(c, s, metrics, &kmax));
+    if (metrics) fprintf(metrics, "}\n");
+    ra_say(c, "eval  step %d | loss %.4f | bpb %.4f | accuracy %.2f%% (%lld targets, held out) | kappa max %.3g\n",
+           step, r.loss, r.bpb, 100 * r.accuracy, (long long)r.count, kmax);
     return RA_OK;
 }
 

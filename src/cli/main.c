@@ -18,6 +18,7 @@ static const char *usage =
     "  compare   compare two .npy files: max |A - B| / max |B|\n"
     "  train     train a transformer on the ring (recall task or a byte file)\n"
     "  eval      loss and bits per byte of a checkpoint\n"
+    "  diag      condition number of every layer's head outputs of a checkpoint\n"
     "  generate  sample from a checkpoint; the KV cache stays sharded over ranks\n"
     "  bench     benchmarks: 'ringattn bench attn --help'\n"
     "\n"
@@ -57,6 +58,7 @@ int main(int argc, char **argv)
         { "bench", ra_cmd_bench },
         { "train", ra_cmd_train },
         { "eval", ra_cmd_eval },
+        { "diag", ra_cmd_diag },
         { "generate", ra_cmd_generate },
     };
     ra_status (*run)(ra_cli *, int, char **) = NULL;

@@ -234,6 +234,26 @@ int64_t ra_model_local_len(const ra_model *m) { return m->Lr; }
 const int32_t *ra_model_positions(const ra_model *m) { return m->pos; }
 const float *ra_model_logits(const ra_model *m) { return m->logits; }
 
+ra_status ra_model_kappa(ra_model *m, double *kappa)
+{
+    const int D = m->D, H = m->H, nl = m->nl;
+    double *G = calloc((size_t)nl * H * D * D, sizeof(double));
+    if (!G) return RA_FAIL(RA_ERR_NOMEM, "kappa: out of memory");
+    for (int l = 0; l < nl; l++)
+        for (int b = 0; b < m->B; b++)
+            for (int h = 0; h < H; h++)
+                ra_gram_accumulate(G + ((size_t)l * H + h) * D * D, m->act[l].o + (((size_t)b * H + h) * m->Lr) * D,
+                                   (int)m->Lr, D);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm);
+    for (int i = 0; rc == MPI_SUCCESS && i < nl * H; i++) {
+        double smax, smin;
+        kappa[i] = ra_kappa_from_gram(G + (size_t)i * D * D, D, &smax, &smin);
+    }
+    free(G);
+    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: kappa: reducing Gram matrices failed", m->rank);
+    return RA_OK;
+}
+
 void ra_model_kv(const ra_model *m, int l, const float **k, const float **v)
 {
     *k = m->act[l].k;
