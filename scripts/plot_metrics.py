@@ -67,6 +67,14 @@ def read_metrics(path):
                 step = row.get("step")
                 if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
                     raise MetricsError(f"{path}:{n}: missing or non-numeric \"step\"")
+                kap = row.get("kappa")  # [[per head] per layer]: plot the largest
+                if isinstance(kap, list):
+                    vals = [v for layer in kap if isinstance(layer, list) for v in layer
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                    if vals:
+                        xs, ys = series.setdefault("kappa", ([], []))
+                        xs.append(step)
+                        ys.append(float(max(vals)))
                 for key in KEYS:
                     if key not in row or row[key] is None:
                         continue
@@ -93,6 +101,8 @@ def plot(runs, out, title=None):
     panels = ["loss"]
     if has("eval_accuracy") or has("accuracy"):
         panels.append("accuracy")
+    if has("kappa"):
+        panels.append("kappa")
     panels += ["lr", "tokens_per_s"]
     ncols = 2
     nrows = (len(panels) + 1) // 2
@@ -128,12 +138,16 @@ def plot(runs, out, title=None):
             elif name == "accuracy":
                 line("accuracy", "train", linewidth=1, alpha=0.6)
                 marks("eval_accuracy", "eval")
+            elif name == "kappa":
+                line("kappa", "" if not one else "max kappa", marker="o", linewidth=1)
             elif name == "lr":
                 line("lr", "" if not one else "lr", linewidth=1.2)
             else:
                 line("tokens_per_s", "" if not one else "tokens/s", linewidth=1)
-        ax.set_title({"loss": "loss (nats / byte)", "accuracy": "accuracy",
+        ax.set_title({"loss": "loss (nats / byte)", "accuracy": "accuracy", "kappa": "largest kappa of a head output",
                       "lr": "learning rate", "tokens_per_s": "tokens / s"}[name])
+        if name == "kappa":
+            ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
