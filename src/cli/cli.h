@@ -21,6 +21,7 @@ ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_train(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_diag(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv);
 
 /* Option values, each error naming the option and the value. */

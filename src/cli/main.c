@@ -19,6 +19,7 @@ static const char *usage =
     "  train     train a transformer on the ring (recall task or a byte file)\n"
     "  eval      loss and bits per byte of a checkpoint\n"
     "  diag      condition number of every layer's head outputs of a checkpoint\n"
+    "  cipher    Bit Cipher codes of the bytes of a file, by frequency\n"
     "  generate  sample from a checkpoint; the KV cache stays sharded over ranks\n"
     "  bench     benchmarks: 'ringattn bench attn --help'\n"
     "\n"
@@ -59,6 +60,7 @@ int main(int argc, char **argv)
         { "train", ra_cmd_train },
         { "eval", ra_cmd_eval },
         { "diag", ra_cmd_diag },
+        { "cipher", ra_cmd_cipher },
         { "generate", ra_cmd_generate },
     };
     ra_status (*run)(ra_cli *, int, char **) = NULL;

@@ -167,6 +167,20 @@ paste <(echo "$d1" | awk '{print $4}') <(echo "$d3" | awk '{print $4}') |
 grep -q '"kappa": \[\[' p1.jsonl || why+="no kappa in the training metrics; "
 report "diag: kappa per layer and head, equal at P = 1 and 3; kappa in metrics" "$why"
 
+# ---- Bit Cipher codes of a file's bytes ----------------------------------------------
+printf 'aaaabbbcc d\n' >cip.txt
+ra 1 cipher --data cip.txt
+c1=$(cat out)
+ra 3 cipher --data cip.txt
+why=""
+[ "$(cat out)" = "$c1" ] || why="P=3 differs; "
+# 'a' (4) is rank 0 -> 100000000, 'b' (3) rank 1 -> 010000000, 'c' (2) rank 2 -> 001000000
+echo "$c1" | grep -q '^97 4 0 100000000$' || why+="a; "
+echo "$c1" | grep -q '^98 3 1 010000000$' || why+="b; "
+echo "$c1" | grep -q '^99 2 2 001000000$' || why+="c; "
+[ "$(echo "$c1" | grep -vc '^#')" -eq 256 ] || why+="expected 256 lines; "
+report "cipher: codes by frequency, one line per byte, equal at P = 1 and 3" "$why"
+
 # ---- errors ----------------------------------------------------------------------
 printf '[model]\ndim = 32\nfrobs = 3\n' >bad.ini
 ra 2 train --config bad.ini

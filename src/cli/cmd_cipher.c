@@ -1,0 +1,78 @@
+/* cmd_cipher.c - `ringattn cipher --data FILE [--bits b]`: the Bit Cipher
+ * code of every byte value, from byte frequencies counted over FILE (each
+ * rank counts its share; the counts are summed over ranks). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ringattn/cipher.h"
+#include "ringattn/dist.h"
+
+static const char *help =
+    "usage: [mpirun -n P] ringattn cipher --data FILE [--bits b]\n"
+    "\n"
+    "Counts the bytes of FILE and prints one line per byte value: the value, its\n"
+    "count, its frequency rank (0: most frequent; ties by smaller value) and its\n"
+    "Bit Cipher code as a bit string of b bits (default floor(log2 256) + 1 = 9).\n";
+
+static ra_status count_share(const ra_cli *c, const char *path, int64_t counts[256])
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return RA_FAIL(RA_ERR_IO, "--data %s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return RA_FAIL(RA_ERR_IO, "--data %s: not a regular file", path);
+    }
+    off_t a = st.st_size * c->rank / c->size, e = st.st_size * (c->rank + 1) / c->size;
+    unsigned char buf[65536];
+    while (a < e) {
+        ssize_t n = pread(fd, buf, (size_t)(e - a < (off_t)sizeof buf ? e - a : (off_t)sizeof buf), a);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            close(fd);
+            return RA_FAIL(RA_ERR_IO, "--data %s: read failed at byte %lld", path, (long long)a);
+        }
+        for (ssize_t i = 0; i < n; i++) counts[buf[i]]++;
+        a += n;
+    }
+    close(fd);
+    return RA_OK;
+}
+
+ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = { { "data", required_argument, 0, 'd' }, { "bits", required_argument, 0, 'b' },
+                                          { "help", no_argument, 0, 'h' },      { 0, 0, 0, 0 } };
+    const char *data = NULL;
+    int bits = 0, o;
+    ra_status st = RA_OK;
+    opterr = 0;
+    optind = 1;
+    while (st == RA_OK && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (o == 'd') data = optarg;
+        else if (o == 'b') st = ra_arg_int("--bits", optarg, 1, 30, &bits);
+        else if (o == 'h') { ra_say(c, "%s", help); return RA_OK; }
+        else st = ra_arg_unknown("cipher", o, argv[optind - 1]);
+    }
+    if (st == RA_OK && !data) st = RA_FAIL(RA_ERR_ARG, "cipher: --data is required");
+    const int b = ra_cipher_bits(256, bits);
+    if (st == RA_OK && bits && bits < b)
+        st = RA_FAIL(RA_ERR_ARG, "--bits %d: 256 byte values need at least %d bits", bits, b);
+    int64_t counts[256] = { 0 };
+    if (st == RA_OK) st = count_share(c, data, counts);
+    RA_TRY(ra_agree(c->comm, st));
+    MPI_Allreduce(MPI_IN_PLACE, counts, 256, MPI_INT64_T, MPI_SUM, c->comm);
+    int rank[256];
+    uint32_t code[256];
+    RA_TRY(ra_agree(c->comm, ra_cipher_assign(counts, 256, b, rank, code)));
+    char buf[40];
+    ra_say(c, "# byte count rank code (%d bits; %s)\n", b, data);
+    for (int t = 0; t < 256; t++) ra_say(c, "%d %lld %d %s\n", t, (long long)counts[t], rank[t], ra_cipher_string(code[t], b, buf));
+    return RA_OK;
+}
