@@ -456,9 +456,12 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
                                rk, rv, fq, fk);
         CHECK(vs_ref->o <= TOL_O, "O vs reference %.3e", vs_ref->o);
         CHECK(vs_ref->lse <= TOL_LSE, "lse vs reference %.3e", vs_ref->lse);
-        CHECK(vs_ref->dq <= TOL_GRAD, "dQ vs reference %.3e", vs_ref->dq);
-        CHECK(vs_ref->dk <= TOL_GRAD, "dK vs reference %.3e", vs_ref->dk);
-        CHECK(vs_ref->dv <= TOL_GRAD, "dV vs reference %.3e", vs_ref->dv);
+        /* extreme logits: 1e-5, so that a backward using the rounded float32 LSE
+         * (3e-5 here) fails; the exact row statistics give about 5e-7 */
+        const double tg = c->extreme ? 1e-5 : TOL_GRAD;
+        CHECK(vs_ref->dq <= tg, "dQ vs reference %.3e", vs_ref->dq);
+        CHECK(vs_ref->dk <= tg, "dK vs reference %.3e", vs_ref->dk);
+        CHECK(vs_ref->dv <= tg, "dV vs reference %.3e", vs_ref->dv);
         if (ok1) {
             double *w[5];
             w[0] = ref_widen(o1, nq), w[1] = ref_widen(l1, (size_t)B * H * L);
