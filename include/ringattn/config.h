@@ -19,6 +19,7 @@
 #define RA_MAX_LAYERS 64
 #define RA_NAME_MAX 64
 #define RA_PATH_MAX 1024
+#define RA_WARM_MAX_VOCAB 4096 /* warm starts count vocab x vocab pairs */
 
 typedef struct {
     char head[RA_NAME_MAX]; /* attention head kind: "full" (registry in heads.h) */
@@ -45,6 +46,14 @@ typedef struct {
     float rope_theta;
     float norm_eps;
     float init_std;
+    /* warm starts (warm.h) */
+    char embed_init[RA_NAME_MAX]; /* "random" | "bitcipher" | "cooc" */
+    char head_init[RA_NAME_MAX];  /* "random" | "explicit" */
+    int warm_bits;      /* Bit Cipher bits b (0: floor(log2 vocab) + 1) */
+    int warm_radius;    /* cooc: tokens either side counted as context */
+    float warm_k;       /* explicit head: scale K (0: mean L1 norm of the features) */
+    float warm_smooth;  /* explicit head: added to every feature-next-token count */
+    int warm_seqs;      /* recall source: training sequences counted (file: all) */
     ra_layer_config layer[RA_MAX_LAYERS];
     /* Bit N: layer N was configured by a [layer.N] section or a layer.N.KEY
      * override; finish refuses N >= layers, then sets exactly the bits of

@@ -42,6 +42,17 @@ int64_t ra_data_windows(const ra_data *d);
 /* Counted targets per sequence over the whole sequence (all ranks). */
 int64_t ra_data_targets_per_seq(const ra_data *d);
 
+/* Corpus statistics (warm starts): calls visit(ctx, tok, n, lo, hi) on runs
+ * of consecutive training tokens; tok[lo, hi) are this rank's centres, the
+ * rest is up to `margin` tokens of context either side. file: the training
+ * part (never the held-out tail) cut into `size` equal shares, read in
+ * pieces; recall: whole training sequences idx = rank, rank + size, ... <
+ * nseq. Every training token is a centre on exactly one rank, so sums over
+ * ranks do not depend on size. */
+typedef ra_status (*ra_data_visit)(void *ctx, const int32_t *tok, int64_t n, int64_t lo, int64_t hi);
+ra_status ra_data_scan(ra_data *d, int rank, int size, int margin, uint64_t nseq, ra_data_visit visit,
+                       void *ctx);
+
 /* The recall task's alphabet: a pair is the byte 128 + 16 key + value; a
  * query is the key as a letter, its answer the value as a letter. */
 #define RA_RECALL_VALUES 16

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ringattn/dist.h"
+#include "ringattn/warm.h"
 #include "ringattn/mem.h"
 #include "session.h"
 
@@ -175,6 +176,7 @@ static ra_status train(const ra_cli *c, ra_session *s, int start, const char *ck
     const size_t np = ra_model_nparams(s->model);
     float *params = ra_model_params(s->model), *grads = ra_model_grads(s->model);
     double t_start = ra_now();
+    if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
         int64_t cnt[2] = { 0, 0 };
@@ -227,6 +229,21 @@ static ra_status train(const ra_cli *c, ra_session *s, int start, const char *ck
     return checkpoint(c, s, ckdir, cfg->steps);
 }
 
+/* A fresh run's embedding and head from corpus statistics, as the config asks. */
+static ra_status warm_start(const ra_cli *c, ra_session *s)
+{
+    const ra_config *cfg = &s->cfg;
+    if (strcmp(cfg->embed_init, "random") == 0 && strcmp(cfg->head_init, "random") == 0) return RA_OK;
+    ra_warm_info w;
+    double t0 = ra_now();
+    RA_TRY(ra_agree(c->comm, ra_warm_start(s->model, s->data, cfg, c->comm, &w)));
+    ra_say(c, "warm start: embedding %s (%d bits) | head %s", cfg->embed_init, w.bits, cfg->head_init);
+    if (w.K > 0) ra_say(c, " (K = %.4g)", w.K);
+    ra_say(c, " | %lld training tokens counted, %d distinct | %.2f s\n", (long long)w.tokens, w.distinct,
+           ra_now() - t0);
+    return RA_OK;
+}
+
 ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
 {
     train_args a;
@@ -247,6 +264,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
     ra_session s;
     ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 1);
     int start = 0;
+    if (st == RA_OK && !a.resume) st = warm_start(c, &s);
     if (st == RA_OK && a.resume) {
         ra_ckpt_state state;
         st = ra_session_load(c, &s, resume, 1, &state);

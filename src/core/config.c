@@ -43,6 +43,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ringattn/cipher.h"
 #include "ringattn/data.h"
 
 _Static_assert(RA_MAX_LAYERS <= 64, "layer_given is a 64-bit mask");
@@ -67,6 +68,8 @@ static const char *const sources[] = {"recall", "file", NULL};
 static const char *const layouts[] = {"contiguous", "zigzag", "striped", NULL};
 static const char *const preconds[] = {"none", "rownorm", "spectral", NULL};
 static const char *const precond_grads[] = {"stop", "full", NULL};
+static const char *const embed_inits[] = {"random", "bitcipher", "cooc", NULL};
+static const char *const head_inits[] = {"random", "explicit", NULL};
 
 /* ---- schema ---------------------------------------------------------- */
 
@@ -121,6 +124,15 @@ static const key_spec keys[] = {
     K_FLT(SEC_MODEL, C, rope_theta, 0, 1e12, OPEN_MIN, "RoPE base"),
     K_FLT(SEC_MODEL, C, norm_eps, 0, 1, OPEN_MIN, "RMSNorm epsilon"),
     K_FLT(SEC_MODEL, C, init_std, 0, 10, OPEN_MIN, "standard deviation of the initial weights"),
+    K_ENUM(SEC_MODEL, C, embed_init, embed_inits,
+           "embedding: random, bitcipher (Bit Cipher codes) or cooc (co-occurrence of codes)"),
+    K_ENUM(SEC_MODEL, C, head_init, head_inits,
+           "LM head: random, or explicit (closed form from next-token counts; untied)"),
+    K_INT(SEC_MODEL, C, warm_bits, 0, 30, "Bit Cipher bits b, at most dim (0: floor(log2 vocab) + 1)"),
+    K_INT(SEC_MODEL, C, warm_radius, 1, 4096, "cooc: context tokens counted on either side"),
+    K_FLT(SEC_MODEL, C, warm_k, 0, 1e9, 0, "explicit head: scale K (0: mean L1 norm of the features)"),
+    K_FLT(SEC_MODEL, C, warm_smooth, 0, 1e9, OPEN_MIN, "explicit head: added to every co-occurrence count"),
+    K_INT(SEC_MODEL, C, warm_seqs, 1, BIG, "recall source: training sequences counted (file: all)"),
 
     K_INT(SEC_TRAIN, C, steps, 1, INT_MAX, "optimizer steps"),
     K_INT(SEC_TRAIN, C, batch, 1, 1 << 20, "sequences per optimizer step"),
@@ -205,6 +217,13 @@ void ra_config_defaults(ra_config *cfg)
     cfg->rope_theta = 10000.0f;
     cfg->norm_eps = 1e-5f;
     cfg->init_std = 0.02f;
+    strcpy(cfg->embed_init, "random");
+    strcpy(cfg->head_init, "random");
+    cfg->warm_bits = 0;
+    cfg->warm_radius = 2;
+    cfg->warm_k = 0.0f;
+    cfg->warm_smooth = 0.1f;
+    cfg->warm_seqs = 512;
     for (int n = 0; n < RA_MAX_LAYERS; n++) layer_defaults(&cfg->layer[n]);
     cfg->layer_given = 0;
 
@@ -995,6 +1014,32 @@ static ra_status check_data(const ra_config *c)
     return check_recall_alphabet(c);
 }
 
+/* Warm starts need non-negative features (the head takes log counts) and a
+ * head of its own; the code's b bits go into the first b of C dimensions. */
+static ra_status check_warm(const ra_config *c)
+{
+    const bool warm_embed = strcmp(c->embed_init, "random") != 0;
+    const bool explicit_head = strcmp(c->head_init, "explicit") == 0;
+    if (explicit_head && !warm_embed)
+        return RA_FAIL(RA_ERR_ARG, "model.head_init = explicit needs non-negative token features: set "
+                                   "model.embed_init = bitcipher or cooc");
+    if (explicit_head && c->tie_embeddings)
+        return RA_FAIL(RA_ERR_ARG, "model.head_init = explicit sets the LM head apart from the embedding: "
+                                   "set model.tie_embeddings = 0");
+    if (!warm_embed) return RA_OK;
+    const int need = ra_cipher_bits(c->vocab, 0), b = ra_cipher_bits(c->vocab, c->warm_bits);
+    if (c->warm_bits && c->warm_bits < need)
+        return RA_FAIL(RA_ERR_ARG, "model.warm_bits = %d: model.vocab = %d needs at least %d bits",
+                       c->warm_bits, c->vocab, need);
+    if (b > c->dim)
+        return RA_FAIL(RA_ERR_ARG, "model.embed_init = %s puts %d code bits into the embedding, but "
+                                   "model.dim = %d", c->embed_init, b, c->dim);
+    if (c->vocab > RA_WARM_MAX_VOCAB)
+        return RA_FAIL(RA_ERR_ARG, "model.embed_init = %s counts vocab x vocab pairs; model.vocab = %d "
+                                   "is above the %d it supports", c->embed_init, c->vocab, RA_WARM_MAX_VOCAB);
+    return RA_OK;
+}
+
 ra_status ra_config_finish(ra_config *cfg)
 {
     RA_TRY(check_ranges(cfg));
@@ -1009,6 +1054,7 @@ ra_status ra_config_finish(ra_config *cfg)
     ra_status st = derive_model(c);
     if (st == RA_OK) st = check_train(c);
     if (st == RA_OK) st = check_data(c);
+    if (st == RA_OK) st = check_warm(c);
     if (st == RA_OK) {
         for (int n = c->layers; n < RA_MAX_LAYERS; n++) layer_defaults(&c->layer[n]);
         c->layer_given = c->layers >= 64 ? UINT64_MAX : (UINT64_C(1) << c->layers) - 1;

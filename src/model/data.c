@@ -186,3 +186,55 @@ ra_status ra_data_batch(ra_data *d, int split, uint64_t idx0, int B, int32_t *to
     }
     return RA_OK;
 }
+
+/* ---- corpus statistics --------------------------------------------------------- */
+
+#define SCAN_PIECE ((int64_t)1 << 20) /* centres per file read */
+
+static ra_status scan_file(ra_data *d, int rank, int size, int64_t margin, ra_data_visit visit, void *ctx)
+{
+    const int64_t n = d->split_at, a = n * rank / size, e = n * (rank + 1) / size;
+    unsigned char *buf = malloc((size_t)(SCAN_PIECE + 2 * margin));
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(SCAN_PIECE + 2 * margin));
+    ra_status st = buf && tok ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory for the corpus scan");
+    for (int64_t c0 = a; st == RA_OK && c0 < e; c0 += SCAN_PIECE) {
+        const int64_t c1 = c0 + SCAN_PIECE < e ? c0 + SCAN_PIECE : e;
+        const int64_t r0 = c0 - margin > 0 ? c0 - margin : 0, r1 = c1 + margin < n ? c1 + margin : n;
+        st = read_at(d, r0, buf, r1 - r0);
+        for (int64_t i = 0; st == RA_OK && i < r1 - r0; i++) tok[i] = buf[i];
+        if (st == RA_OK) st = visit(ctx, tok, r1 - r0, c0 - r0, c1 - r0);
+    }
+    free(buf);
+    free(tok);
+    return st;
+}
+
+static ra_status scan_recall(ra_data *d, int rank, int size, uint64_t nseq, ra_data_visit visit, void *ctx)
+{
+    const int64_t L = d->cfg.seq_len;
+    int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)L);
+    if (!pos) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the corpus scan");
+    int32_t *tok = pos + L, *tgt = tok + L;
+    for (int64_t i = 0; i < L; i++) pos[i] = (int32_t)i;
+    const int32_t *own_pos = d->pos; /* the generator writes the positions d->pos lists */
+    const int64_t own_Lr = d->Lr;
+    d->pos = pos, d->Lr = L;
+    ra_status st = RA_OK;
+    for (uint64_t idx = (uint64_t)rank; st == RA_OK && idx < nseq; idx += (uint64_t)size) {
+        recall_sequence(d, stream(d, RA_SPLIT_TRAIN, idx), tok, tgt);
+        st = visit(ctx, tok, L, 0, L);
+    }
+    d->pos = own_pos, d->Lr = own_Lr;
+    free(pos);
+    return st;
+}
+
+ra_status ra_data_scan(ra_data *d, int rank, int size, int margin, uint64_t nseq, ra_data_visit visit,
+                       void *ctx)
+{
+    if (d->fd >= 0) {
+        RA_TRY(check_split(d, RA_SPLIT_TRAIN));
+        return scan_file(d, rank, size, margin, visit, ctx);
+    }
+    return scan_recall(d, rank, size, nseq, visit, ctx);
+}

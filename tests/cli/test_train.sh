@@ -181,6 +181,50 @@ echo "$c1" | grep -q '^99 2 2 001000000$' || why+="c; "
 [ "$(echo "$c1" | grep -vc '^#')" -eq 256 ] || why+="expected 256 lines; "
 report "cipher: codes by frequency, one line per byte, equal at P = 1 and 3" "$why"
 
+# ---- warm starts: Bit Cipher embeddings and the closed-form head ----------------------
+cat "$CONFIGS"/../README.md "$CONFIGS"/../docs/*.md >text.txt
+txt=("${common[@]}" --set data.source=file --set data.path="$T/text.txt" --set data.seq_len=128
+     --set train.warmup=0 --set train.eval_every=20 --set model.tie_embeddings=0)
+warm=("${txt[@]}" --set model.embed_init=bitcipher --set model.head_init=explicit)
+eval0() { grep '"step": 0,' "$1" | grep -o '"eval_loss": [^,]*' | awk '{print $2}'; }
+ra 1 train "${txt[@]}" --metrics rnd.jsonl --checkpoint-dir ckr
+why=$([ $? -eq 0 ] || tail -3 err)
+ra 1 train "${warm[@]}" --metrics w1.jsonl --checkpoint-dir ckw1
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q '^warm start: embedding bitcipher (9 bits) | head explicit' out || why+="no warm start line: $(head -3 out); "
+r0=$(eval0 rnd.jsonl) w0=$(eval0 w1.jsonl)
+awk -v r="$r0" -v w="$w0" 'BEGIN { exit !(r != "" && w != "" && w <= r - 1) }' ||
+    why+="step-0 held-out loss: explicit $w0, random $r0 (want at least 1 nat lower); "
+report "explicit head: step-0 held-out loss at least 1 nat below random ($w0 vs $r0)" "$why"
+mkdir -p again && cd again # the checkpoint stores the config, paths included
+ra 1 train "${warm[@]}" --metrics w1.jsonl --checkpoint-dir ckw1
+why=$([ $? -eq 0 ] || tail -3 err)
+cd ..
+cmp -s ckw1/step-00000020.ckpt again/ckw1/step-00000020.ckpt || why+="two runs gave different checkpoints; "
+report "warm-started training is deterministic (identical checkpoints)" "$why"
+ra 4 train "${warm[@]}" --set run.layout=striped --metrics w4.jsonl --checkpoint-dir ckw4
+why=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$why" ] && why=$(same_losses w4.jsonl w1.jsonl 2>/dev/null)
+report "bitcipher + explicit, P=4 striped: 20 losses equal P=1 within 1e-4" "$why"
+cooc=("${txt[@]}" --set model.embed_init=cooc --set model.head_init=explicit --set model.warm_radius=3)
+ra 1 train "${cooc[@]}" --metrics c1.jsonl --checkpoint-dir ckc1
+why=$([ $? -eq 0 ] || tail -3 err)
+ra 3 train "${cooc[@]}" --metrics c3.jsonl --checkpoint-dir ckc3
+why+=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$why" ] && why=$(same_losses c3.jsonl c1.jsonl 2>/dev/null)
+cmp -s <(losses c1.jsonl) <(losses w1.jsonl) && why+="cooc changed nothing; "
+report "cooc + explicit, P=3: 20 losses equal P=1 within 1e-4" "$why"
+rcl=("${common[@]}" --set model.embed_init=bitcipher --set model.warm_seqs=64)
+ra 1 train "${rcl[@]}" --metrics rc1.jsonl --checkpoint-dir ckrc1
+why=$([ $? -eq 0 ] || tail -3 err)
+grep -q '| 2048 training tokens' out || why+="expected 64 x 32 tokens counted: $(grep warm out); "
+ra 2 train "${rcl[@]}" --metrics rc2.jsonl --checkpoint-dir ckrc2
+why+=$([ $? -eq 0 ] || tail -3 err)
+[ -z "$why" ] && why=$(same_losses rc2.jsonl rc1.jsonl 2>/dev/null)
+report "bitcipher on the recall task, P=2: losses equal P=1" "$why"
+ra 1 train "${common[@]}" --set model.head_init=explicit --set model.embed_init=bitcipher
+report "explicit head with tied embeddings is refused" "$([ $? -ne 0 ] && grep -q 'tie_embeddings = 0' err || cat err)"
+
 # ---- errors ----------------------------------------------------------------------
 printf '[model]\ndim = 32\nfrobs = 3\n' >bad.ini
 ra 2 train --config bad.ini

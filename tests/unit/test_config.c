@@ -748,6 +748,16 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("model.vocab=255"), "model.vocab = 255", ">= 256");
     expect_finish_error(SETS("layer.5.span=3"), "[layer.5]", "model.layers = 2");
     expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"), "[layer.2]", NULL);
+    /* warm starts: the explicit head needs non-negative features and its own matrix */
+    expect_finish_error(SETS("model.head_init=explicit", "model.tie_embeddings=0"), "model.head_init = explicit",
+                        "model.embed_init = bitcipher or cooc");
+    expect_finish_error(SETS("model.head_init=explicit", "model.embed_init=cooc"), "model.head_init = explicit",
+                        "model.tie_embeddings = 0");
+    expect_finish_error(SETS("model.embed_init=bitcipher", "model.warm_bits=8"), "model.warm_bits = 8",
+                        "at least 9");
+    expect_finish_error(SETS("model.embed_init=bitcipher", "model.dim=8", "model.heads=2"), "9 code bits",
+                        "model.dim = 8");
+    expect_finish_error(SETS("model.embed_init=cooc", "model.vocab=5000"), "model.vocab = 5000", "4096");
 
     /* the recall limits themselves are accepted */
     ra_config *c = new_defaults();

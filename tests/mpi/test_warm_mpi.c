@@ -1,0 +1,173 @@
+/* test_warm_mpi.c - warm-start counts over MPI_COMM_WORLD (ra_warm_count,
+ * ra_data_scan) against independent references:
+ *   file   - a 2.5 MiB file (longer than a scan piece on every P, so piece
+ *            and rank boundaries both fall inside it): occurrences, next-token
+ *            and window counts over the training part, counted naively from
+ *            the bytes; held-out bytes must not be counted. Exact equality.
+ *   recall - the first nseq training sequences: world counts equal those of
+ *            one rank counting alone (MPI_COMM_SELF). Exact equality.
+ *   error  - a byte outside model.vocab is an error on every rank (no hang).
+ * No cmocka: failures are summed over ranks, rank 0 prints
+ * "N passed, M failed" and the exit code is non-zero on any failure.
+ *
+ *   mpirun --oversubscribe -n 3 ./test_warm_mpi
+ */
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ringattn/config.h"
+#include "ringattn/data.h"
+#include "ringattn/rng.h"
+#include "ringattn/warm.h"
+
+static int g_rank, g_P, g_fail;
+
+#define CHECK(cond, ...)                                                              \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            g_fail++;                                                                 \
+            fprintf(stderr, "%s:%d: rank %d: ", __FILE__, __LINE__, g_rank);          \
+            fprintf(stderr, __VA_ARGS__);                                             \
+            fputc('\n', stderr);                                                      \
+        }                                                                             \
+    } while (0)
+
+enum { V = 256, RADIUS = 3 };
+
+/* Text-like bytes: mostly a small alphabet, some of everything. */
+static unsigned char *make_bytes(int64_t n)
+{
+    unsigned char *b = malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = ra_rand_u64(7, (uint64_t)i);
+        b[i] = r % 8 ? (unsigned char)"etaoin shrdlu"[r / 8 % 13] : (unsigned char)(r / 8 % 256);
+    }
+    return b;
+}
+
+static int count_equal(const ra_warm_counts *got, const ra_warm_counts *want)
+{
+    size_t n = (size_t)V * (1 + 2 * (size_t)V);
+    return memcmp(got->uni, want->uni, n * sizeof(int64_t)) == 0;
+}
+
+static int case_file(const char *path)
+{
+    const int before = g_fail;
+    const int64_t size = 5 * (INT64_C(1) << 19) + 17;
+    unsigned char *bytes = make_bytes(size);
+    if (g_rank == 0) {
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fwrite(bytes, 1, (size_t)size, f) == (size_t)size && fclose(f) == 0, "cannot write %s", path);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    ra_config cfg;
+    ra_config_defaults(&cfg);
+    snprintf(cfg.source, sizeof cfg.source, "file");
+    snprintf(cfg.path, sizeof cfg.path, "%s", path);
+    CHECK(ra_config_finish(&cfg) == RA_OK, "config");
+    int32_t pos[1] = { 0 };
+    ra_data *d;
+    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_warm_counts got;
+    CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got) == RA_OK, "count");
+    /* the reference: the training part [0, split_at) counted position by position */
+    const int64_t split = (int64_t)((double)size * (1.0 - cfg.val_fraction));
+    ra_warm_counts want = { .V = V, .radius = RADIUS, .uni = calloc((size_t)V * (1 + 2 * V), sizeof(int64_t)) };
+    want.next = want.uni + V;
+    want.win = want.next + (size_t)V * V;
+    for (int64_t i = 0; i < split; i++) {
+        want.uni[bytes[i]]++;
+        if (i + 1 < split) want.next[bytes[i] * V + bytes[i + 1]]++;
+        for (int64_t j = i - RADIUS; j <= i + RADIUS; j++)
+            if (j >= 0 && j < split && j != i) want.win[bytes[i] * V + bytes[j]]++;
+    }
+    if (got.uni) CHECK(count_equal(&got, &want), "file counts differ from the naive count of the training part");
+    int64_t total = 0;
+    for (int t = 0; got.uni && t < V; t++) total += got.uni[t];
+    CHECK(total == split, "counted %lld tokens, the training part has %lld", (long long)total, (long long)split);
+    ra_warm_counts_free(&got);
+    free(want.uni);
+    ra_data_close(d);
+    free(bytes);
+    return g_fail == before;
+}
+
+static int case_recall(void)
+{
+    const int before = g_fail;
+    ra_config cfg;
+    ra_config_defaults(&cfg);
+    CHECK(ra_config_finish(&cfg) == RA_OK, "config");
+    int32_t pos[1] = { 0 };
+    ra_data *d;
+    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open recall");
+    const uint64_t nseq = 37;
+    ra_warm_counts world, self;
+    CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_WORLD, &world) == RA_OK, "count on world");
+    CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_SELF, &self) == RA_OK, "count alone");
+    if (world.uni && self.uni) CHECK(count_equal(&world, &self), "recall counts on %d ranks differ from one rank", g_P);
+    int64_t total = 0;
+    for (int t = 0; self.uni && t < V; t++) total += self.uni[t];
+    CHECK(total == (int64_t)nseq * cfg.seq_len, "counted %lld tokens, expected %lld", (long long)total,
+          (long long)nseq * cfg.seq_len);
+    ra_warm_counts_free(&world);
+    ra_warm_counts_free(&self);
+    ra_data_close(d);
+    return g_fail == before;
+}
+
+static int case_bad_token(const char *path)
+{
+    const int before = g_fail;
+    ra_config cfg;
+    ra_config_defaults(&cfg);
+    snprintf(cfg.source, sizeof cfg.source, "file");
+    snprintf(cfg.path, sizeof cfg.path, "%s", path); /* bytes up to 255 */
+    int32_t pos[1] = { 0 };
+    ra_data *d;
+    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_warm_counts c;
+    ra_status st = ra_warm_count(d, 128, RADIUS, 0, MPI_COMM_WORLD, &c);
+    CHECK(st != RA_OK && c.uni == NULL, "a byte above vocab 128 was accepted");
+    if (st == RA_ERR_ARG) CHECK(strstr(ra_last_error(), "outside model.vocab") != NULL, "message: %s", ra_last_error());
+    ra_data_close(d);
+    return g_fail == before;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
+    char path[64] = "";
+    if (g_rank == 0) {
+        snprintf(path, sizeof path, "/tmp/test_warm_mpi.XXXXXX");
+        int fd = mkstemp(path);
+        if (fd >= 0) close(fd);
+    }
+    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+    const char *names[3] = { "file counts = naive count of the training part", "recall counts = one rank's",
+                             "byte outside vocab: error on every rank" };
+    int ok[3];
+    ok[0] = case_file(path);
+    ok[1] = case_recall();
+    ok[2] = case_bad_token(path);
+    int passed = 0, failed = 0;
+    for (int i = 0; i < 3; i++) {
+        int all;
+        MPI_Allreduce(&ok[i], &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (g_rank == 0) printf("%s: %s (P = %d)\n", all ? "ok" : "FAIL", names[i], g_P);
+        all ? passed++ : failed++;
+    }
+    if (g_rank == 0) {
+        unlink(path);
+        printf("%d passed, %d failed\n", passed, failed);
+    }
+    MPI_Finalize();
+    return failed != 0;
+}
