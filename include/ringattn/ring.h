@@ -62,4 +62,10 @@ ra_ring_stats ra_ring_last_stats(const ra_ring *ring);
 /* Bytes of buffers the ring allocated (scratch and ring pieces). */
 size_t ra_ring_buffer_bytes(const ra_ring *ring);
 
+/* Benchmark only (`bench attn --no-comm`): from now on ring transfers are
+ * skipped in this process - each rank gets its own piece back in place of
+ * its neighbour's - so a run does the same tile work with no communication.
+ * Results are wrong; with causal masking the tiles differ too. */
+void ra_ring_set_loopback(int on);
+
 #endif

@@ -24,6 +24,7 @@ static const char *help =
     "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
     "                                          [--causal] [--layout NAME] [--chunk N]\n"
     "                                          [--forward-only] [--head KIND] [--span S] [--row M]\n"
+    "                                          [--no-comm]\n"
     "\n"
     "Times the ring forward and backward for each L of the sweep and prints one\n"
     "row per L. Columns:\n"
@@ -43,11 +44,15 @@ static const char *help =
     "  check           OK / FAIL (O <= 1e-5, LSE <= 1e-4, dQ <= 1e-4) or - without -c\n"
     "                  (the sampled check is for --head full; the tests check the others)\n"
     "GFLOP/s of a Combiner head uses the same full-attention count (an equivalent\n"
-    "rate); compare its times with full's to see the saving.\n";
+    "rate); compare its times with full's to see the saving.\n"
+    "--no-comm skips the ring transfers (each rank gets its own pieces back): the\n"
+    "same tile work without communication, to compare step times against (no\n"
+    "check: the results are wrong by design; use it without --causal, where\n"
+    "every tile is computed either way).\n";
 
 typedef struct {
     ra_bench_sweep sw;
-    int B, H, Hkv, D, causal, chunk, fwd_only;
+    int B, H, Hkv, D, causal, chunk, fwd_only, no_comm;
     ra_layout layout;
     const char *head;
     ra_layer_config layer;
@@ -57,13 +62,14 @@ enum { S_Q = 0, S_K = 1, S_V = 2, S_DO = 3 };
 
 static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
 {
-    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN, O_ROW };
+    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN, O_ROW, O_NOCOMM };
     static const struct option opts[] = {
         { "Hkv", required_argument, 0, O_HKV },     { "B", required_argument, 0, O_B },
         { "causal", no_argument, 0, O_CAUSAL },     { "layout", required_argument, 0, O_LAYOUT },
         { "chunk", required_argument, 0, O_CHUNK }, { "forward-only", no_argument, 0, O_FWD },
         { "help", no_argument, 0, O_HELP },         { "head", required_argument, 0, O_HEAD },
         { "span", required_argument, 0, O_SPAN },   { "row", required_argument, 0, O_ROW },
+        { "no-comm", no_argument, 0, O_NOCOMM },
         { 0, 0, 0, 0 },
     };
     *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64, .head = "full" };
@@ -85,6 +91,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
         case O_LAYOUT: RA_TRY(ra_layout_parse(optarg, &a->layout)); layout_set = 1; break;
         case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
         case O_FWD: a->fwd_only = 1; break;
+        case O_NOCOMM: a->no_comm = 1; break;
         case O_HEAD:
             if (!ra_head_find(optarg))
                 return RA_FAIL(RA_ERR_ARG, "--head: unknown head '%s' (known: %s)", optarg, ra_head_names());
@@ -102,6 +109,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
     if (!layout_set) /* as attn: zigzag only pays for the ring head */
         a->layout = a->causal && !strcmp(a->head, "full") ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    if (a->no_comm) a->sw.check = 0; /* wrong results by design */
     return ra_bench_sweep_check(&a->sw);
 }
 
@@ -281,6 +289,7 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
     bench_args a;
     int want_help = 0;
     RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    ra_ring_set_loopback(a.no_comm);
     if (want_help) {
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
         return RA_OK;

@@ -10,7 +10,10 @@
 typedef struct {
     MPI_Comm comm;
     int rank, size;
+    int exit_code; /* for a command that succeeded: 0, or RA_EXIT_STOPPED */
 } ra_cli;
+
+#define RA_EXIT_STOPPED 75 /* EX_TEMPFAIL: stopped by a signal, resumable */
 
 /* Subcommands: parse argv (argv[0] is the subcommand name), run, return a
  * status; the caller prints the error and picks the exit code. */

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,11 @@ static const char *help =
     "  --resume CKPT|DIR   continue from a checkpoint (DIR: DIR/last.ckpt) exactly\n"
     "  --metrics FILE      JSON lines: step, loss, lr, tokens_per_s, comm_share,\n"
     "                      and eval_loss, eval_bpb, eval_accuracy when evaluated\n"
-    "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n";
+    "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n"
+    "\n"
+    "SIGUSR1 or SIGTERM to any rank (Slurm preemption: --signal=B:USR1@120):\n"
+    "every rank finishes its step, a checkpoint is written, and the run exits\n"
+    "with status 75 (EX_TEMPFAIL) if steps remain; --resume DIR continues it.\n";
 
 typedef struct {
     ra_session_args s;
@@ -105,6 +110,33 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
     return RA_OK;
 }
 
+/* ---- stopping on a signal --------------------------------------------------------- */
+
+/* SIGUSR1 / SIGTERM only set a flag; the loop sees it at the end of a step,
+ * agrees on it over ranks (any rank signalled stops all), checkpoints and
+ * stops, so a preempted job loses no finished step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The signal any rank received (0: none). Collective. */
+static int agreed_stop_signal(const ra_cli *c)
+{
+    int mine = stop_signal, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
+    return any;
+}
+
 /* ---- the loop ------------------------------------------------------------------ */
 
 static void fmt_time(char *buf, size_t n, double s)
@@ -168,7 +200,7 @@ static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, FILE 
     return RA_OK;
 }
 
-static ra_status train(const ra_cli *c, ra_session *s, int start, const char *ckdir, FILE *metrics)
+static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, FILE *metrics)
 {
     const ra_config *cfg = &s->cfg;
     const int accum = cfg->accum;
@@ -224,6 +256,14 @@ static ra_status train(const ra_cli *c, ra_session *s, int start, const char *ck
         if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
         if (metrics) fflush(metrics);
+        int sig = agreed_stop_signal(c);
+        if (sig && done < cfg->steps) {
+            if (cfg->checkpoint_every <= 0 || done % cfg->checkpoint_every != 0) RA_TRY(checkpoint(c, s, ckdir, done));
+            ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
+                   sig == SIGUSR1 ? "SIGUSR1" : sig == SIGTERM ? "SIGTERM" : "?", done, cfg->steps, ckdir);
+            c->exit_code = RA_EXIT_STOPPED;
+            return RA_OK;
+        }
     }
     RA_TRY(eval_and_report(c, s, cfg->steps, metrics));
     return checkpoint(c, s, ckdir, cfg->steps);
@@ -253,6 +293,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_session_help);
         return RA_OK;
     }
+    catch_stop_signals();
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
     ra_config cfg;

@@ -85,5 +85,5 @@ int main(int argc, char **argv)
         fflush(stderr);
     }
     MPI_Finalize();
-    return st == RA_OK ? 0 : 1;
+    return st == RA_OK ? c.exit_code : 1;
 }

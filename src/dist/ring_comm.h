@@ -18,6 +18,10 @@ typedef struct {
     int nreq;
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
+    /* loopback (ra_ring_set_loopback): the last posted send and receive */
+    const void *lb_send;
+    void *lb_recv;
+    size_t lb_send_bytes, lb_recv_bytes;
 } ra_ring_comm;
 
 ra_status ra_ring_comm_init(ra_ring_comm *c, MPI_Comm parent);
