@@ -72,6 +72,7 @@ typedef struct {
     int eval_batches;   /* held-out batches per evaluation */
     int checkpoint_every; /* steps between checkpoints (0: only at the end) */
     int log_every;      /* steps between progress lines */
+    char nonfinite[RA_NAME_MAX]; /* NaN/Inf loss or gradient: "stop" | "skip" the step */
     /* [data] */
     char source[RA_NAME_MAX]; /* "recall" | "file" */
     char path[RA_PATH_MAX];   /* file source: any file, read as bytes */
@@ -84,6 +85,7 @@ typedef struct {
     char layout[RA_NAME_MAX]; /* contiguous | zigzag | striped */
     int chunk;          /* ring chunk (0: automatic) */
     int threads;        /* OpenBLAS threads per rank (0: automatic) */
+    float timeout;      /* seconds to wait for a peer rank before ending the job (0: forever) */
     char checkpoint_dir[RA_PATH_MAX];
     char metrics[RA_PATH_MAX]; /* JSON-lines file ("" : none) */
 } ra_config;

@@ -22,6 +22,20 @@
  * a collective could wait forever on the peer that broke. */
 ra_status ra_agree(MPI_Comm comm, ra_status local);
 
+/* Peer timeout (seconds; 0: wait forever): how long a rank waits for
+ * another before it declares it lost. train, eval and generate set it from
+ * run.timeout. */
+#define RA_DEFAULT_PEER_TIMEOUT 120.0
+void ra_set_peer_timeout(double seconds);
+double ra_peer_timeout(void);
+/* MPI_Waitall that gives up after the peer timeout: it prints what it
+ * waited for and the peer (peer < 0: a collective of all ranks) and ends
+ * the job with MPI_Abort, since a dead or hung peer would otherwise hang
+ * every rank. Returns MPI_Waitall's code otherwise. */
+int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
+/* MPI_Allreduce under the same watchdog (MPI_Iallreduce + ra_waitall). */
+int ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm);
+
 typedef struct {
     int64_t outer, L, inner; /* the [outer][L][inner] view */
     ra_layout layout;

@@ -21,6 +21,7 @@ typedef enum {
     RA_ERR_MPI,      /* an MPI call failed or another rank failed */
     RA_ERR_INTERNAL, /* a bug: an invariant did not hold */
     RA_ERR_PEER,     /* another rank failed and reported why; stay quiet */
+    RA_ERR_NUMERIC,  /* a loss or gradient is NaN or infinite */
 } ra_status;
 
 /* Record an error message (printf-style) and return code. The message is kept

@@ -164,7 +164,7 @@ static ra_status decoder_step(decoder *d, int32_t token, int32_t t, MPI_Comm com
             }
             r[0] = m, r[1] = sum;
         }
-        int rc = MPI_Allreduce(MPI_IN_PLACE, d->rec, d->H, d->rec_type, d->op, comm);
+        int rc = ra_allreduce(MPI_IN_PLACE, d->rec, d->H, d->rec_type, d->op, comm);
         if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: online-softmax reduction failed", d->rank);
         for (int hh = 0; hh < d->H; hh++) {
             const float *r = d->rec + (size_t)hh * (d->D + 2);
@@ -345,7 +345,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
         for (int64_t i = 0; i < Lr; i++)
             if (pos[i] == Lp - 1)
                 memcpy(d->logits, ra_model_logits(s->model) + (size_t)i * cfg.vocab, sizeof(float) * cfg.vocab);
-        MPI_Allreduce(MPI_IN_PLACE, d->logits, cfg.vocab, MPI_FLOAT, MPI_SUM, c->comm);
+        ra_allreduce(MPI_IN_PLACE, d->logits, cfg.vocab, MPI_FLOAT, MPI_SUM, c->comm);
         next = Lp;
     } else {
         d->n = 0;

@@ -102,10 +102,22 @@ static ra_status write_checkpoint(ra_session *s, const char *dir, int step)
     return RA_OK;
 }
 
+/* The step of the newest checkpoint written or resumed from (-1: none). */
+static int last_good_step = -1;
+
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     ra_status st = c->rank == 0 ? write_checkpoint(s, dir, step) : RA_OK;
+    if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        if (last_good_step >= 0)
+            st = RA_FAIL(st, "%s; the last good checkpoint is still %s/last.ckpt (step %d)", why, dir, last_good_step);
+        else
+            st = RA_FAIL(st, "%s; no checkpoint of this run was written", why);
+    }
     RA_TRY(ra_agree(c->comm, st));
+    last_good_step = step;
     ra_say(c, "checkpoint: %s/step-%08d.ckpt\n", dir, step);
     return RA_OK;
 }
@@ -133,8 +145,43 @@ static void catch_stop_signals(void)
 static int agreed_stop_signal(const ra_cli *c)
 {
     int mine = stop_signal, any = 0;
-    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
+    ra_allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
     return any;
+}
+
+/* ---- non-finite losses and gradients --------------------------------------------- */
+
+/* Which parameter block holds the first non-finite gradient. */
+static void nonfinite_where(ra_session *s, char *buf, size_t n)
+{
+    const ra_param_layout *p = ra_model_layout(s->model);
+    const float *g = ra_model_grads(s->model);
+    size_t i = 0, total = ra_model_nparams(s->model);
+    while (i < total && isfinite(g[i])) i++;
+    if (i == total) { snprintf(buf, n, "none (the loss alone)"); return; }
+    for (int l = 0; l < s->cfg.layers; l++)
+        if (i >= p->layer[l].begin && i < p->layer[l].end) {
+            const ra_layer_params *q = &p->layer[l];
+            const char *part = i >= q->ffn_norm ? "feed-forward" : "attention";
+            snprintf(buf, n, "layer %d (%s)", l, part);
+            return;
+        }
+    const size_t V = (size_t)s->cfg.vocab, C = (size_t)s->cfg.dim;
+    if (i >= p->emb && i < p->emb + V * C) snprintf(buf, n, "the embedding");
+    else if (i >= p->final_norm && i < p->final_norm + C) snprintf(buf, n, "the final norm");
+    else snprintf(buf, n, "the LM head");
+}
+
+/* Fault injection for the tests (README: Faults): RINGATTN_INJECT_NAN=STEP:LAYER
+ * puts a NaN into the summed gradient of layer LAYER at step STEP on every
+ * rank, as a numerical blow-up would. */
+static void inject_fault(ra_session *s, int step)
+{
+    const char *spec = getenv("RINGATTN_INJECT_NAN");
+    int at, layer;
+    if (!spec || sscanf(spec, "%d:%d", &at, &layer) != 2 || at != step || layer < 0 || layer >= s->cfg.layers)
+        return;
+    ra_model_grads(s->model)[ra_model_layout(s->model)->layer[layer].w1] = NAN;
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -225,15 +272,32 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
             cnt[0] += bs.count;
             cnt[1] += bs.correct;
         }
-        double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
-        float clip = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / gnorm) : 1.0f;
-        float lr = ra_lr_at(cfg, step);
-        ra_adamw_step(&s->opt, params, grads, clip, lr, cfg, step + 1);
-
+        inject_fault(s, step + 1);
         double gl;
         int64_t gc[2];
-        MPI_Allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-        MPI_Allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
+        ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
+        ra_allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
+        double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
+        float lr = ra_lr_at(cfg, step);
+        if (!isfinite(gl) || !isfinite(gnorm)) { /* the same decision on every rank */
+            char where[96];
+            nonfinite_where(s, where, sizeof where);
+            const double ml = gc[0] ? gl / (double)gc[0] : gl;
+            if (strcmp(cfg->nonfinite, "skip") != 0) /* every rank knows; rank 0 says it */
+                return ra_agree(c->comm, c->rank ? RA_ERR_PEER
+                                                 : RA_FAIL(RA_ERR_NUMERIC,
+                                                           "step %d: %s is not finite (loss %g, gradient norm %g; "
+                                                           "first non-finite gradient: %s); the parameters are "
+                                                           "those after step %d. Lower train.lr, or set "
+                                                           "train.nonfinite = skip",
+                                                           step + 1, isfinite(gl) ? "the gradient" : "the loss", ml,
+                                                           gnorm, where, step));
+            ra_say(c, "step %d: non-finite %s (first non-finite gradient: %s): step skipped, parameters "
+                      "unchanged\n", step + 1, isfinite(gl) ? "gradient" : "loss", where);
+        } else {
+            float clip = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / gnorm) : 1.0f;
+            ra_adamw_step(&s->opt, params, grads, clip, lr, cfg, step + 1);
+        }
         double dt = ra_now() - t0, mean = gc[0] ? gl / (double)gc[0] : NAN;
         double tps = (double)cfg->batch * cfg->seq_len / dt, share = wait / dt;
         int done = step + 1;
@@ -311,6 +375,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
         st = ra_session_load(c, &s, resume, 1, &state);
         start = (int)state.step;
         if (st == RA_OK) ra_say(c, "resumed from %s at step %d\n", resume, start);
+        if (st == RA_OK) last_good_step = start;
     }
     FILE *metrics = NULL;
     if (st == RA_OK && c->rank == 0 && cfg.metrics[0]) {

@@ -64,6 +64,7 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
 {
     s->cfg = *cfg;
     s->micro = micro;
+    ra_set_peer_timeout(cfg->timeout);
     RA_TRY(ra_model_create(&s->model, cfg, micro, c->comm));
     int64_t Lr = ra_model_local_len(s->model);
     if (with_optim) RA_TRY(ra_adamw_create(&s->opt, ra_model_layout(s->model), cfg->layers));
@@ -142,8 +143,8 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
         }
     double gl = 0;
     int64_t gc[2];
-    MPI_Allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-    MPI_Allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
+    ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
+    ra_allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
     r->count = gc[0];
     r->loss = gc[0] ? gl / (double)gc[0] : NAN;
     r->bpb = r->loss / log(2.0); /* byte-level tokens: nats per byte -> bits per byte */

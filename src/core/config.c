@@ -70,6 +70,7 @@ static const char *const preconds[] = {"none", "rownorm", "spectral", NULL};
 static const char *const precond_grads[] = {"stop", "full", NULL};
 static const char *const embed_inits[] = {"random", "bitcipher", "cooc", NULL};
 static const char *const head_inits[] = {"random", "explicit", NULL};
+static const char *const nonfinite_policies[] = {"stop", "skip", NULL};
 
 /* ---- schema ---------------------------------------------------------- */
 
@@ -151,6 +152,8 @@ static const key_spec keys[] = {
     K_INT(SEC_TRAIN, C, checkpoint_every, 0, INT_MAX,
           "steps between checkpoints (0: only at the end)"),
     K_INT(SEC_TRAIN, C, log_every, 1, INT_MAX, "steps between progress lines"),
+    K_ENUM(SEC_TRAIN, C, nonfinite, nonfinite_policies,
+           "NaN or Inf in the loss or gradients: stop (naming step and layer) or skip the step"),
 
     K_ENUM(SEC_DATA, C, source, sources,
            "recall: generated key-value recall task; file: the bytes of data.path"),
@@ -164,6 +167,8 @@ static const key_spec keys[] = {
     K_ENUM(SEC_RUN, C, layout, layouts, "which tokens each rank owns"),
     K_INT(SEC_RUN, C, chunk, 0, BIG, "ring chunk in tokens (0: automatic)"),
     K_INT(SEC_RUN, C, threads, 0, 4096, "OpenBLAS threads per rank (0: automatic)"),
+    K_FLT(SEC_RUN, C, timeout, 0, 1e6, 0,
+          "seconds a rank waits for another before naming it lost and ending the job (0: forever)"),
     K_STR(SEC_RUN, C, checkpoint_dir, "directory for checkpoints"),
     K_STR(SEC_RUN, C, metrics, "JSON-lines metrics file (empty: none)"),
 };
@@ -243,6 +248,7 @@ void ra_config_defaults(ra_config *cfg)
     cfg->eval_batches = 8;
     cfg->checkpoint_every = 0;
     cfg->log_every = 1;
+    strcpy(cfg->nonfinite, "stop");
 
     strcpy(cfg->source, "recall");
     cfg->path[0] = '\0';
@@ -255,6 +261,7 @@ void ra_config_defaults(ra_config *cfg)
     strcpy(cfg->layout, "zigzag");
     cfg->chunk = 0;
     cfg->threads = 0;
+    cfg->timeout = 120.0f;
     strcpy(cfg->checkpoint_dir, "checkpoints");
     cfg->metrics[0] = '\0';
 }
@@ -452,7 +459,7 @@ static ra_status parse_string(const char *where, const char *qual, const key_spe
         if ((unsigned char)*c < 0x20 && *c != '\t')
             return RA_FAIL(RA_ERR_ARG, "%s: %s contains control character 0x%02x", where, qual,
                            (unsigned)(unsigned char)*c);
-    memcpy(out, v, n + 1);
+    strncpy(out, v, k->size); /* zero the tail: no stale bytes of a longer old value (memcmp) */
     return RA_OK;
 }
 
@@ -469,7 +476,7 @@ static ra_status set_field(const key_spec *k, void *base, const char *v, const c
     case T_STRING: return parse_string(where, qual, k, v, p);
     case T_ENUM:
         if (!in_words(k->words, v)) return bad_value(where, qual, k, v, "is not allowed");
-        memcpy(p, v, strlen(v) + 1); /* every word fits: RA_NAME_MAX */
+        strncpy(p, v, k->size); /* every word fits: RA_NAME_MAX; zero the tail, as strings */
         return RA_OK;
     }
     return RA_FAIL(RA_ERR_INTERNAL, "%s: %s has no type", where, qual);

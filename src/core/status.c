@@ -34,6 +34,7 @@ const char *ra_status_name(ra_status s)
     case RA_ERR_MPI: return "MPI error";
     case RA_ERR_INTERNAL: return "internal error";
     case RA_ERR_PEER: return "another rank failed";
+    case RA_ERR_NUMERIC: return "non-finite value";
     }
     return "unknown status";
 }

@@ -2,10 +2,12 @@
 #include "ring_comm.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ringattn/ring.h"
 
+#include "ringattn/dist.h"
 #include "ringattn/mem.h"
 
 ra_status ra_mpi_fail(int code, const char *what, const char *file, int line)
@@ -92,7 +94,9 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     c->lb_send = NULL, c->lb_recv = NULL;
     if (c->nreq == 0) return RA_OK;
     double t0 = ra_now();
-    int rc = MPI_Waitall(c->nreq, c->req, MPI_STATUSES_IGNORE);
+    char what[96];
+    snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left, c->right);
+    int rc = ra_waitall(c->nreq, c->req, what, c->left);
     c->wait_seconds += ra_now() - t0;
     c->nreq = 0;
     if (rc != MPI_SUCCESS) return ra_mpi_fail(rc, "MPI_Waitall on ring transfers", __FILE__, __LINE__);

@@ -7,6 +7,8 @@
  * each), saved activations per layer, and scratch shared by all layers. */
 #include "ringattn/model.h"
 
+#include "ringattn/dist.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -244,7 +246,7 @@ ra_status ra_model_kappa(ra_model *m, double *kappa)
             for (int h = 0; h < H; h++)
                 ra_gram_accumulate(G + ((size_t)l * H + h) * D * D, m->act[l].o + (((size_t)b * H + h) * m->Lr) * D,
                                    (int)m->Lr, D);
-    int rc = MPI_Allreduce(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm);
+    int rc = ra_allreduce(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm);
     for (int i = 0; rc == MPI_SUCCESS && i < nl * H; i++) {
         double smax, smin;
         kappa[i] = ra_kappa_from_gram(G + (size_t)i * D * D, D, &smax, &smin);
@@ -458,7 +460,7 @@ ra_status ra_model_wait_grads(ra_model *m)
 {
     if (m->nreq == 0) return RA_OK;
     double t0 = ra_now();
-    int rc = MPI_Waitall(m->nreq, m->req, MPI_STATUSES_IGNORE);
+    int rc = ra_waitall(m->nreq, m->req, "gradient reduction", -1);
     m->wait += ra_now() - t0;
     m->nreq = 0;
     if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: waiting for gradient reductions failed", m->rank);
