@@ -72,4 +72,20 @@ int ra_default_threads(MPI_Comm comm);
 /* hwloc: physical cores on this node. */
 int ra_node_cores(void);
 
+/* Where a rank runs (threads.c). */
+typedef struct {
+    char host[64];
+    int local_rank, local_ranks; /* among the ranks of this node */
+    int node_cores;              /* hwloc cores of the node (that this process may use) */
+    int first_core, cores;       /* this rank's share (-1, 0: oversubscribed) */
+    int oversubscribed;          /* local_ranks > node_cores: nothing is bound */
+    int bound;                   /* the process is bound to its cores' PUs */
+    char cpus[128];              /* the PUs (OS indexes) bound to, or "any" */
+    int threads;                 /* OpenBLAS threads: the given count, else cores (>= 1) */
+} ra_placement;
+/* Split this node's cores among its ranks and, when bind and not
+ * oversubscribed, bind this process to its share. threads > 0 overrides
+ * the thread count. Collective. */
+void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p);
+
 #endif

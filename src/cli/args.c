@@ -80,7 +80,30 @@ void ra_say(const ra_cli *c, const char *fmt, ...)
 
 int ra_set_threads(const ra_cli *c, int n)
 {
-    if (n <= 0) n = ra_default_threads(c->comm);
-    openblas_set_num_threads(n);
-    return n;
+    ra_placement p;
+    ra_place(c->comm, !c->no_bind, n, &p);
+    openblas_set_num_threads(p.threads);
+    if (p.oversubscribed && p.local_rank == 0)
+        fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
+                        "%d OpenBLAS thread%s each\n",
+                p.host, p.local_ranks, p.node_cores, p.threads, p.threads == 1 ? "" : "s");
+    if (c->verbose) { /* one line per rank, in rank order, from rank 0 */
+        char line[512], *all = NULL;
+        if (p.oversubscribed)
+            snprintf(line, sizeof line, "placement: rank %d/%d on %s (local %d/%d, %d cores): not bound, %d thread%s",
+                     c->rank, c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.threads,
+                     p.threads == 1 ? "" : "s");
+        else
+            snprintf(line, sizeof line,
+                     "placement: rank %d/%d on %s (local %d/%d, %d cores): cores %d-%d, %s %s, %d thread%s", c->rank,
+                     c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.first_core,
+                     p.first_core + p.cores - 1, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
+                     p.cpus, p.threads, p.threads == 1 ? "" : "s");
+        if (c->rank == 0) all = malloc(sizeof line * (size_t)c->size);
+        MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->comm);
+        for (int r = 0; all && r < c->size; r++) printf("%s\n", all + sizeof line * (size_t)r);
+        fflush(stdout);
+        free(all);
+    }
+    return p.threads;
 }

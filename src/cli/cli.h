@@ -11,6 +11,8 @@ typedef struct {
     MPI_Comm comm;
     int rank, size;
     int exit_code; /* for a command that succeeded: 0, or RA_EXIT_STOPPED */
+    int verbose;   /* --verbose: print each rank's placement */
+    int no_bind;   /* --no-bind: leave the launcher's binding alone */
 } ra_cli;
 
 #define RA_EXIT_STOPPED 75 /* EX_TEMPFAIL: stopped by a signal, resumable */
@@ -38,7 +40,10 @@ ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
 
 /* Print on rank 0 only (progress and results). */
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Set OpenBLAS threads: n > 0 as given, else ra_default_threads. Returns n. */
+/* Place this rank (ra_place: its share of the node's cores, bound unless
+ * --no-bind), warn when the node is oversubscribed, print the placement of
+ * every rank with --verbose, and set OpenBLAS threads: n > 0 as given, else
+ * the cores the rank owns. Collective. Returns the thread count. */
 int ra_set_threads(const ra_cli *c, int n);
 
 #endif

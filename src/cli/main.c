@@ -24,6 +24,10 @@ static const char *usage =
     "  bench     benchmarks: 'ringattn bench attn --help'\n"
     "\n"
     "Run 'ringattn COMMAND --help' for the options of a command.\n"
+    "Global options (anywhere on the line):\n"
+    "  --verbose   print where every rank runs: host, cores, bound PUs, threads\n"
+    "  --no-bind   do not bind ranks to cores (keep the launcher's binding)\n"
+    "\n"
     "Only rank 0 prints results; errors name the file or option at fault and\n"
     "every rank exits with status 1.\n";
 
@@ -40,6 +44,16 @@ static int env_rank(void)
 
 int main(int argc, char **argv)
 {
+    /* global options, anywhere on the line (no command has options of these names) */
+    int verbose = 0, no_bind = 0, n = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--verbose")) verbose = 1;
+        else if (!strcmp(argv[i], "--no-bind")) no_bind = 1;
+        else argv[n++] = argv[i];
+    }
+    argc = n;
+    argv[argc] = NULL;
+
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         if (env_rank() == 0) fputs(usage, argc < 2 ? stderr : stdout);
@@ -73,7 +87,7 @@ int main(int argc, char **argv)
     }
 
     MPI_Init(&argc, &argv);
-    ra_cli c = { .comm = MPI_COMM_WORLD };
+    ra_cli c = { .comm = MPI_COMM_WORLD, .verbose = verbose, .no_bind = no_bind };
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c.comm, &c.rank);
     MPI_Comm_size(c.comm, &c.size);
