@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# install-deps.sh - the Debian 12 packages ringattn builds and tests with.
+# install-deps.sh [--tests] - the Debian 12 packages ringattn builds and tests with
+# (Slurm, for the slurm suite, is installed by scripts/slurm/local-slurm.sh).
 # Installs only what is missing (apt-get update first), as root or via sudo.
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libhwloc-dev libcmocka-dev)
+# --tests: what the test suites need too - the fault tests (pgrep), the
+# namespace cluster (ip, tc), valgrind, clang with libFuzzer
+if [ "${1:-}" = "--tests" ]; then
+  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

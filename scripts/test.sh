@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
-# test.sh - README's second command (and CI's): install, build warning-free
-# (--werror), run every test suite (unit, mpi, cli), print "N passed, M failed".
+# test.sh [--quick] - README's second command (and CI's): install, build
+# warning-free (--werror), run every meson suite (unit, mpi, cli, cluster,
+# slurm), then the checkers: the unit and mpi suites under ASan + UBSan and
+# under valgrind (scripts/sanitize.sh all) and a short smoke run of every
+# libFuzzer harness (scripts/fuzz.sh, SMOKE_SECONDS each, default 15).
+# Prints "N passed, M failed" over all of them; exits non-zero on any failure.
+# --quick: the meson suites only (extra arguments go to meson test).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh || exit 1
+quick=0
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+bash scripts/install-deps.sh --tests || exit 1
 bash scripts/build.sh -Dwerror=true || exit 1
 . scripts/env.sh
 out=$(mktemp)
+trap 'rm -f "$out"' EXIT
 meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 count() { awk -v k="$1" -F: '$1 == k { gsub(/ /, "", $2); print $2 }' "$out" | tail -1; }
 passed=$(( $(count Ok || echo 0) + $(count "Expected Fail" || echo 0) ))
 failed=$(( $(count Fail || echo 0) + $(count Timeout || echo 0) + $(count "Unexpected Pass" || echo 0) ))
-rm -f "$out"
 [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1  # meson failed before testing
+
+if [ "$quick" -eq 0 ]; then
+    # sanitizers: "asan  20 passed, 0 failed, 6 skipped in 1m15s" per checker
+    bash scripts/sanitize.sh all 2>&1 | tee "$out"
+    [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+    read -r p f < <(awk '/^(asan|valgrind) +[0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+                         END { print p + 0, f + 0 }' "$out")
+    passed=$((passed + p)) failed=$((failed + f))
+    grep -q '^sanitize: all passed' "$out" || { [ "$f" -eq 0 ] && failed=$((failed + 1)); }
+    # fuzzers: the seed corpora replayed, then SMOKE_SECONDS of fuzzing each
+    bash scripts/fuzz.sh "${SMOKE_SECONDS:-15}" 2>&1 | tee "$out"
+    [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+    read -r p f < <(awk '/^fuzz_/ { if ($NF == "ok") p++; else f++ } END { print p + 0, f + 0 }' "$out")
+    [ $((p + f)) -eq 0 ] && f=1 # no fuzzer ran
+    passed=$((passed + p)) failed=$((failed + f))
+fi
+[ "$failed" -gt 0 ] && rc=1
 echo "${passed} passed, ${failed} failed"
 exit "$rc"

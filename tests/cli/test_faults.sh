@@ -52,7 +52,7 @@ finish() {
     rc=$?
     kill "$guard" 2>/dev/null
     wait "$guard" 2>/dev/null
-    secs=$(echo "$(date +%s.%N) - $t0" | bc)
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 }
 
 # ---- a rank killed: every rank gone within 30 s, the lost rank named -------------

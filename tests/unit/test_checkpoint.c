@@ -720,7 +720,7 @@ static void test_crafted_structure(void **state)
     write_file(p, c, n);
     expect_refused(p, RA_ERR_FORMAT, "NUL");
     /* the smallest total_len that matches the real size but is below minimum */
-    unsigned char tiny[40];
+    unsigned char tiny[40] = {0};
     memcpy(tiny, b, 28);
     put_le(tiny + 16, sizeof tiny, 8);
     write_file(p, tiny, sizeof tiny);

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# test_slurm.sh RINGATTN MPIRUN SOURCE_ROOT - the Slurm batch scripts on a real
+# single-node Slurm (scripts/slurm/local-slurm.sh; as root, else skipped):
+# a training job is interrupted mid-run with SIGUSR1 through its batch shell (as
+# `#SBATCH --signal=B:USR1@120` would before the time limit), checkpoints,
+# requeues itself and resumes, is then preempted by a job of a higher-priority
+# partition (SIGTERM, requeued by Slurm) and resumes again, and ends with
+# parameters bit-identical to an uninterrupted run. The benchmark script runs
+# under srun --mpi=pmix and under mpirun.
+set -u
+RA=$1
+MPIRUN=$2
+SRC=$3
+[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root (installs and starts Slurm)"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
+# ranks that wait yield the core (the jobs get it through sbatch's --export=ALL):
+# on a machine busy with other work, busy-polling ranks slow the run tenfold
+export OMPI_MCA_mpi_yield_when_idle=1
+LOCAL="$SRC/scripts/slurm/local-slurm.sh"
+t_start=$(date +%s)
+T=$(mktemp -d)
+jobs_started=()
+started_slurm=""
+cleanup() {
+    [ ${#jobs_started[@]} -gt 0 ] && scancel "${jobs_started[@]}" 2>/dev/null
+    [ -n "$started_slurm" ] && bash "$LOCAL" stop >/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+report() { # DESC WHY
+    if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
+}
+since() { echo "$(($(date +%s) - t_start)) s"; }
+job_field() { scontrol show job "$1" 2>/dev/null | grep -o "\b$2=[^ ]*" | head -1 | cut -d= -f2; }
+# wait_job JOBID SECONDS: until the job has left the queue for good (COMPLETED, FAILED, ...)
+wait_job() {
+    local s
+    for _ in $(seq $(($2 * 5))); do
+        s=$(job_field "$1" JobState)
+        case "$s" in
+        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE) return 0 ;;
+        esac
+        sleep 0.2
+    done
+    return 1
+}
+
+# ---- a single-node Slurm --------------------------------------------------------------
+bash "$LOCAL" status >/dev/null 2>&1 || started_slurm=1
+out=$(bash "$LOCAL" start 2>&1)
+rc=$?
+report "local Slurm started, node idle ($(since))" "$([ $rc -eq 0 ] || echo "$out")"
+[ $rc -eq 0 ] || { echo "$pass passed, $fail failed"; exit 1; }
+
+# ---- training: interrupted by SIGUSR1, requeued, resumed == uninterrupted --------------
+# Both runs use the same relative checkpoint and metrics names (the checkpoint
+# stores the config text, paths included) in two working directories.
+P=4
+STEPS=1500
+export CONFIG="$SRC/configs/tiny.ini" CKPT_DIR=ck METRICS=metrics.jsonl RINGATTN="$RA"
+export SETS="train.steps=$STEPS train.checkpoint_every=0 train.eval_every=0 train.log_every=10"
+sets=()
+for s in $SETS; do sets+=(--set "$s"); done
+mkdir "$T/ref" "$T/job"
+(cd "$T/ref" && timeout 120 "$MPIRUN" -n $P "$RA" train --checkpoint-dir ck --config "$CONFIG" \
+    --metrics metrics.jsonl "${sets[@]}" >out 2>err </dev/null)
+rc=$?
+report "uninterrupted reference run, $STEPS steps on $P ranks (mpirun, $(since))" "$([ $rc -eq 0 ] || tail -3 "$T/ref/err")"
+
+cd "$T/job" || exit 1
+jid=$(sbatch --parsable -n $P --time=00:10:00 "$SRC/scripts/slurm/train.sbatch" 2>&1)
+rc=$?
+report "sbatch train.sbatch -n $P" "$([ $rc -eq 0 ] && [[ $jid =~ ^[0-9]+$ ]] || echo "$jid")"
+[[ $jid =~ ^[0-9]+$ ]] && jobs_started+=("$jid")
+OUT="$T/job/ringattn-train-$jid.out"
+# wait_step RESTART MIN: the last step line the job printed in its run number
+# RESTART, once it is at least MIN (120 s at most); prints it
+wait_step() {
+    local n=""
+    for _ in $(seq 600); do
+        n=$(awk -v r="$1" -v steps="$STEPS" '
+            /^train.sbatch: job .* \(restart [0-9]+\)/ { run = ($0 ~ "[(]restart " r "[)]") }
+            run && $1 == "step" { split($2, a, "/"); if (a[2] == steps) last = a[1] }
+            END { print last }' "$OUT" 2>/dev/null)
+        [ -n "$n" ] && [ "$n" -ge "$2" ] && break
+        sleep 0.2
+    done
+    echo "$n"
+}
+# 1. mid-run, SIGUSR1 to the batch shell (what --signal=B:USR1@120 does before the
+#    time limit): the script forwards it, ringattn checkpoints, the script requeues
+seen=$(wait_step 0 200)
+why=""
+if [ -z "$seen" ] || [ "$seen" -lt 200 ] || [ "$seen" -ge "$STEPS" ]; then
+    why="never saw a step line between 200 and $STEPS: $(tail -3 "$OUT" 2>&1)"
+else
+    scancel --signal=USR1 --batch "$jid" || why="scancel failed"
+fi
+report "job $jid running: SIGUSR1 to its batch shell at step $seen ($(since))" "$why"
+# the step after which the job stopped on signal $1, once it says so
+stopped_at() { sed -n "s/^stopped by signal $1 after step \([0-9]*\) of $STEPS.*/\1/p" "$OUT" | head -1; }
+stop1=""
+for _ in $(seq 300); do
+    stop1=$(stopped_at SIGUSR1)
+    [ -n "$stop1" ] && break
+    sleep 0.2
+done
+# 2. once it runs again (after AuthInfo cred_expire, 10 s) and is 300 steps further,
+#    a job in the higher-priority partition preempts it: Slurm sends SIGTERM and
+#    requeues it (PreemptMode=REQUEUE)
+seen2=$(wait_step 1 $((${stop1:-$STEPS} + 300)))
+why=""
+uj=""
+if [ -z "$stop1" ] || [ -z "$seen2" ] || [ "$seen2" -ge "$STEPS" ]; then
+    why="no restart, or it finished already: stop ${stop1:-none}, then step ${seen2:-none}; $(tail -3 "$OUT" 2>&1)"
+else
+    uj=$(sbatch --parsable -p urgent -n $P -o urgent-%j.out --wrap 'echo urgent job ran' 2>&1)
+    [[ $uj =~ ^[0-9]+$ ]] && jobs_started+=("$uj") || why="sbatch -p urgent: $uj"
+fi
+report "resumed run at step $seen2: preempted by a job in partition urgent ($(since))" "$why"
+# 3. it resumes once more and finishes
+wait_job "$jid" 150
+state=$(job_field "$jid" JobState) restarts=$(job_field "$jid" Restarts) code=$(job_field "$jid" ExitCode)
+report "job completed after two restarts ($(since))" \
+    "$([ "$state" = COMPLETED ] && [ "$restarts" = 2 ] && [ "$code" = 0:0 ] ||
+        echo "JobState=$state Restarts=$restarts ExitCode=$code; $(tail -5 "$OUT" 2>&1)")"
+grep -q "urgent job ran" "urgent-$uj.out" 2>/dev/null
+report "the preempting job ran" "$([ $? -eq 0 ] || echo "no output from job $uj")"
+stop2=$(stopped_at SIGTERM)
+why=""
+grep -q "train.sbatch: SIGUSR1 received" "$OUT" || why+="the batch shell did not see SIGUSR1; "
+[ -n "$stop1" ] && [ "$stop1" -ge "$seen" ] && [ "$stop1" -lt "$STEPS" ] || why+="no 'stopped by signal SIGUSR1 after step N'; "
+[ -e "ck/step-$(printf %08d "${stop1:-0}").ckpt" ] || why+="no checkpoint of step $stop1; "
+grep -q "requeueing job $jid" "$OUT" || why+="did not requeue itself; "
+report "SIGUSR1: stopped after step $stop1 with a checkpoint, requeued itself" "$why"
+why=""
+grep -q "CANCELLED AT .* DUE TO PREEMPTION" "$OUT" || why+="no preemption message; "
+[ -n "$stop2" ] && [ "$stop2" -ge "$seen2" ] && [ "$stop2" -lt "$STEPS" ] || why+="no 'stopped by signal SIGTERM after step N'; "
+[ -e "ck/step-$(printf %08d "${stop2:-0}").ckpt" ] || why+="no checkpoint of step $stop2; "
+report "preemption (SIGTERM): stopped after step $stop2 with a checkpoint, requeued by Slurm" "$why"
+why=""
+grep -q "(restart 1) .*: resuming from ck/last.ckpt" "$OUT" || why+="the second start did not resume; "
+grep -q "(restart 2) .*: resuming from ck/last.ckpt" "$OUT" || why+="the third start did not resume; "
+grep -q "resumed from ck/last.ckpt at step $stop1\$" "$OUT" || why+="no 'resumed from ck/last.ckpt at step $stop1'; "
+grep -q "resumed from ck/last.ckpt at step $stop2\$" "$OUT" || why+="no 'resumed from ck/last.ckpt at step $stop2'; "
+grep -q "^step $STEPS/$STEPS" "$OUT" || why+="did not reach step $STEPS; "
+report "resumed from steps $stop1 and $stop2 and finished" "$why"
+why=""
+final=ck/step-$(printf %08d $STEPS).ckpt
+if [ ! -e "$final" ] || [ ! -e "$T/ref/$final" ]; then
+    why="missing $final"
+else
+    cmp -s "$final" "$T/ref/$final" || why="$final differs from the uninterrupted run's"
+fi
+report "final checkpoint bit-identical to the uninterrupted run (parameters, moments)" "$why"
+losses() { grep -o '"loss": [^,]*' "$1"; }
+n=$(losses metrics.jsonl | wc -l)
+cmp -s <(losses metrics.jsonl) <(losses "$T/ref/metrics.jsonl")
+report "metrics: $STEPS losses, appended across the restarts, equal to the uninterrupted run" \
+    "$([ $? -eq 0 ] && [ "$n" -eq $STEPS ] || echo "$n loss lines, or they differ")"
+
+# ---- the attention benchmark under both launchers --------------------------------------
+export BENCH_ARGS="-b 1K -e 2K -n 1 -w 0 -c 1 --causal"
+for launcher in srun mpirun; do
+    bj=$(LAUNCHER=$launcher sbatch --parsable -n $P --time=00:05:00 "$SRC/scripts/slurm/bench_attn.sbatch" 2>&1)
+    [[ $bj =~ ^[0-9]+$ ]] && jobs_started+=("$bj")
+    wait_job "$bj" 60
+    state=$(job_field "$bj" JobState)
+    bout="$T/job/ringattn-bench-$bj.out"
+    rows=$(grep -cE '^ +(1024|2048) .* OK$' "$bout" 2>/dev/null)
+    report "bench_attn.sbatch with $launcher: $P ranks, 2 rows checked OK ($(since))" \
+        "$([ "$state" = COMPLETED ] && [ "$rows" = 2 ] && grep -q "P=$P" "$bout" || echo "JobState=$state; $(tail -3 "$bout" 2>&1)")"
+done
+
+echo "total $(since)"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
