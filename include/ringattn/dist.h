@@ -31,8 +31,13 @@ double ra_peer_timeout(void);
 /* MPI_Waitall that gives up after the peer timeout: it prints what it
  * waited for and the peer (peer < 0: a collective of all ranks) and ends
  * the job with MPI_Abort, since a dead or hung peer would otherwise hang
- * every rank. Returns MPI_Waitall's code otherwise. */
+ * every rank; with ra_watchdog_init it names the ranks that do not answer.
+ * Returns MPI_Waitall's code otherwise. */
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
+/* Collective, once after MPI_Init: the channel on which a timed-out rank
+ * asks the others whether they are alive (without it, the timeout message
+ * names only the awaited peer). */
+void ra_watchdog_init(MPI_Comm world);
 /* MPI_Allreduce under the same watchdog (MPI_Iallreduce + ra_waitall). */
 int ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ringattn/dist.h"
 
 static const char *usage =
     "ringattn - exact sequence-parallel attention over a ring of MPI ranks\n"
@@ -91,6 +92,7 @@ int main(int argc, char **argv)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c.comm, &c.rank);
     MPI_Comm_size(c.comm, &c.size);
+    ra_watchdog_init(c.comm);
 
     ra_status st = run(&c, argc - 1, argv + 1);
     if (st != RA_OK && st != RA_ERR_PEER) {

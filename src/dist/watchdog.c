@@ -3,18 +3,81 @@
  * A launcher notices a rank that exits (mpirun and srun end the job at once),
  * but not one that hangs, is stopped, or sits behind a dead link: every other
  * rank would block in MPI_Waitall forever. So waits poll with MPI_Testall and,
- * after run.timeout seconds without completing, name what they waited for
- * and abort the job. */
+ * after run.timeout seconds without completing, ask every rank "are you
+ * there?" on a private communicator: waiting ranks answer from their poll
+ * loops, so the ranks that do not answer within a few seconds are the lost
+ * ones (the rank a ring wait blames may itself only be waiting). The message
+ * names them, and the job is aborted. */
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
 
 static double g_timeout = RA_DEFAULT_PEER_TIMEOUT;
+static MPI_Comm g_wd = MPI_COMM_NULL; /* private channel for "are you there?" */
+static const int g_token = 1;         /* the payload of questions and answers */
+
+enum { TAG_ASK = 1, TAG_ANSWER = 2 };
+#define ANSWER_SECONDS 3.0 /* how long a timed-out rank waits for answers */
 
 void ra_set_peer_timeout(double seconds) { g_timeout = seconds; }
 double ra_peer_timeout(void) { return g_timeout; }
+
+void ra_watchdog_init(MPI_Comm world)
+{
+    if (g_wd == MPI_COMM_NULL && MPI_Comm_dup(world, &g_wd) != MPI_SUCCESS) g_wd = MPI_COMM_NULL;
+}
+
+/* A waiting rank answers the questions of ranks that timed out, so they can
+ * tell a rank that waits like them from one that is gone. */
+static void answer_questions(void)
+{
+    if (g_wd == MPI_COMM_NULL) return;
+    for (;;) {
+        int flag = 0, q;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, g_wd, &flag, &st) != MPI_SUCCESS || !flag) return;
+        MPI_Recv(&q, 1, MPI_INT, st.MPI_SOURCE, TAG_ASK, g_wd, MPI_STATUS_IGNORE);
+        MPI_Request r;
+        if (MPI_Isend(&g_token, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, &r) == MPI_SUCCESS)
+            MPI_Request_free(&r);
+    }
+}
+
+/* Ask every rank; list those that do not answer within ANSWER_SECONDS. */
+static void find_lost(char *list, size_t n)
+{
+    int rank, size;
+    MPI_Comm_rank(g_wd, &rank);
+    MPI_Comm_size(g_wd, &size);
+    unsigned char *answered = calloc((size_t)size, 1);
+    if (!answered) { snprintf(list, n, "?"); return; }
+    answered[rank] = 1;
+    for (int r = 0; r < size; r++) {
+        MPI_Request req;
+        if (r != rank && MPI_Isend(&g_token, 1, MPI_INT, r, TAG_ASK, g_wd, &req) == MPI_SUCCESS)
+            MPI_Request_free(&req);
+    }
+    int missing = size - 1;
+    for (const double t0 = ra_now(); missing > 0 && ra_now() - t0 < ANSWER_SECONDS;) {
+        answer_questions();
+        int flag = 0, a;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ANSWER, g_wd, &flag, &st) == MPI_SUCCESS && flag) {
+            MPI_Recv(&a, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, MPI_STATUS_IGNORE);
+            if (!answered[st.MPI_SOURCE]) answered[st.MPI_SOURCE] = 1, missing--;
+        } else {
+            sched_yield();
+        }
+    }
+    size_t at = 0;
+    list[0] = '\0';
+    for (int r = 0; r < size && at < n; r++)
+        if (!answered[r]) at += (size_t)snprintf(list + at, n - at, "%s%d", at ? ", " : "", r);
+    free(answered);
+}
 
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer)
 {
@@ -26,22 +89,27 @@ int ra_waitall(int n, MPI_Request *req, const char *what, int peer)
         if (rc != MPI_SUCCESS || done) return rc;
         if (spin % 64 == 63) {
             if (ra_now() - t0 > g_timeout) break;
+            answer_questions();
             sched_yield(); /* oversubscribed ranks share cores */
         }
     }
     int rank = -1, size = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (peer >= 0)
+    char lost[256] = "";
+    if (g_wd != MPI_COMM_NULL) find_lost(lost, sizeof lost);
+    char from[64] = "";
+    if (peer >= 0) snprintf(from, sizeof from, " from rank %d", peer);
+    if (lost[0])
         fprintf(stderr,
-                "[rank %d/%d] ringattn: error: %s: nothing from rank %d for %.0f s (run.timeout); rank %d has "
-                "died, hangs or is unreachable - ending every rank\n",
-                rank, size, what, peer, g_timeout, peer);
+                "[rank %d/%d] ringattn: error: %s: nothing%s for %.0f s (run.timeout); lost: rank %s (no answer "
+                "within %.0f s: died, hangs or unreachable) - ending every rank\n",
+                rank, size, what, from, g_timeout, lost, ANSWER_SECONDS);
     else
         fprintf(stderr,
-                "[rank %d/%d] ringattn: error: %s: not every rank arrived within %.0f s (run.timeout); a rank "
-                "has died, hangs or is unreachable - ending every rank\n",
-                rank, size, what, g_timeout);
+                "[rank %d/%d] ringattn: error: %s: nothing%s for %.0f s (run.timeout); every rank answers, so "
+                "they are all waiting (a deadlock, or a rank slower than run.timeout) - ending every rank\n",
+                rank, size, what, from, g_timeout);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     return MPI_ERR_OTHER; /* not reached */

@@ -79,7 +79,7 @@ kill -9 "$victim" 2>/dev/null
 why=""
 [ "$rc" -ne 0 ] || why+="exit status 0; "
 awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
-grep -q 'nothing from rank 2 for 5 s' err || why+="no message names rank 2: $(grep -m3 error err); "
+grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m3 error err); "
 report "SIGSTOP of rank 2 of 4 (run.timeout = 5): job ended in ${secs}s naming rank 2" "$why"
 
 # ---- preemption: SIGUSR1 -> checkpoint, exit 75; resume equals an uninterrupted run ---
