@@ -71,9 +71,6 @@ ra_status ra_outputs_finish(MPI_Comm comm, const char *const *paths, int n, ra_s
 ra_status ra_softmax_op_create(int D, MPI_Datatype *rec, MPI_Op *op);
 void ra_softmax_op_free(MPI_Datatype *rec, MPI_Op *op);
 
-/* OpenBLAS threads per rank that use this node's cores without
- * oversubscribing them: hwloc's core count / ranks on the node, at least 1. */
-int ra_default_threads(MPI_Comm comm);
 /* hwloc: physical cores on this node. */
 int ra_node_cores(void);
 

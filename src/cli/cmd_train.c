@@ -124,9 +124,9 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
 
 /* ---- stopping on a signal --------------------------------------------------------- */
 
-/* SIGUSR1 / SIGTERM only set a flag; the loop sees it at the end of a step,
- * agrees on it over ranks (any rank signalled stops all), checkpoints and
- * stops, so a preempted job loses no finished step. */
+/* SIGUSR1 / SIGTERM only set a flag. The step's count reduction carries it
+ * to every rank (any rank signalled stops all); at the end of that step the
+ * run checkpoints and stops, so a preempted job loses no finished step. */
 static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
@@ -139,14 +139,6 @@ static void catch_stop_signals(void)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-}
-
-/* The signal any rank received (0: none). Collective. */
-static int agreed_stop_signal(const ra_cli *c)
-{
-    int mine = stop_signal, any = 0;
-    ra_allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
-    return any;
 }
 
 /* ---- non-finite losses and gradients --------------------------------------------- */
@@ -258,7 +250,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
     if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
-        int64_t cnt[2] = { 0, 0 };
+        int64_t cnt[4] = { 0, 0, 0, 0 };
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
             uint64_t idx = (uint64_t)step * cfg->batch + (uint64_t)a * s->micro;
@@ -274,9 +266,10 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
         }
         inject_fault(s, step + 1);
         double gl;
-        int64_t gc[2];
+        int64_t gc[4]; /* counted targets, correct, ranks signalled SIGUSR1, SIGTERM */
+        cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM;
         ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-        ra_allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
+        ra_allreduce(cnt, gc, 4, MPI_INT64_T, MPI_SUM, c->comm);
         double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
         float lr = ra_lr_at(cfg, step);
         if (!isfinite(gl) || !isfinite(gnorm)) { /* the same decision on every rank */
@@ -320,11 +313,10 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
         if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
         if (metrics) fflush(metrics);
-        int sig = agreed_stop_signal(c);
-        if (sig && done < cfg->steps) {
+        if ((gc[2] || gc[3]) && done < cfg->steps) {
             if (cfg->checkpoint_every <= 0 || done % cfg->checkpoint_every != 0) RA_TRY(checkpoint(c, s, ckdir, done));
             ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
-                   sig == SIGUSR1 ? "SIGUSR1" : sig == SIGTERM ? "SIGTERM" : "?", done, cfg->steps, ckdir);
+                   gc[2] ? "SIGUSR1" : "SIGTERM", done, cfg->steps, ckdir);
             c->exit_code = RA_EXIT_STOPPED;
             return RA_OK;
         }

@@ -53,14 +53,6 @@ static void node_rank(MPI_Comm comm, int *local_rank, int *local_size)
     }
 }
 
-int ra_default_threads(MPI_Comm comm)
-{
-    int lr, ls;
-    node_rank(comm, &lr, &ls);
-    int t = ra_node_cores() / ls;
-    return t < 1 ? 1 : t;
-}
-
 void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p)
 {
     memset(p, 0, sizeof *p);

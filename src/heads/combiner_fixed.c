@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colmax.h"
 #include "ringattn/attn.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
@@ -57,14 +58,6 @@ static int span_len(const fixed_head *f, int g)
 /* first local row of span g (a span this rank holds) */
 static int64_t span_row(const fixed_head *f, int g) { return (int64_t)g * f->s - f->bounds[f->rank]; }
 
-static void colmax(float *out, const float *x, int rows, int D)
-{
-    for (int d = 0; d < D; d++) out[d] = -INFINITY;
-    for (int r = 0; r < rows; r++)
-        for (int d = 0; d < D; d++)
-            if (x[(size_t)r * D + d] > out[d]) out[d] = x[(size_t)r * D + d];
-}
-
 /* Move q, k, v to span layout and build every summary (all-gathered). */
 static ra_status prepare(fixed_head *f, const float *q, const float *k, const float *v)
 {
@@ -80,12 +73,12 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
         const int len = span_len(f, g);
         float *pack = f->gather + (size_t)g * per_span; /* [B][Hkv][D] kbar, then [B][H][D] vbar */
         for (int bk = 0; bk < B * o->Hkv; bk++)
-            colmax(pack + (size_t)bk * D, f->k + ((size_t)bk * f->n + r0) * D, len, D);
+            ra_colmax(pack + (size_t)bk * D, f->k + ((size_t)bk * f->n + r0) * D, len, D);
         for (int b = 0; b < B; b++)
             for (int h = 0; h < o->H; h++) {
                 size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
                 float *qb = f->qbar + (bh * f->G + g) * D, *vb = pack + ((size_t)B * o->Hkv + bh) * D;
-                colmax(qb, f->q + (bh * f->n + r0) * D, len, D);
+                ra_colmax(qb, f->q + (bh * f->n + r0) * D, len, D);
                 float m, l;
                 ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
                 ra_attn_fwd_init(1, D, vb, &m, &l);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "colmax.h"
 #include "ringattn/attn.h"
 #include "ringattn/dist.h"
 #include "ringattn/heads.h"
@@ -104,12 +105,10 @@ static void rows_of(const ls_head *f, block k, int64_t *r0, int64_t *r1)
     *r1 = t > s ? t - f->a : s - f->a;
 }
 
+/* the column max of rows [r0, r1) of x [.][D] */
 static void colmax(float *out, const float *x, int64_t r0, int64_t r1, int D)
 {
-    for (int d = 0; d < D; d++) out[d] = -INFINITY;
-    for (int64_t r = r0; r < r1; r++)
-        for (int d = 0; d < D; d++)
-            if (x[r * D + d] > out[d]) out[d] = x[r * D + d];
+    ra_colmax(out, x + r0 * D, r1 - r0, D);
 }
 
 /* vbar's online-softmax record of qb over rows [r0, r1): rec = {m, l, acc[D]} */
