@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "ringattn/names.h"
 #include "ringattn/status.h"
 
 #define RA_MAX_LAYERS 64
@@ -29,6 +30,10 @@ typedef struct {
     char precond_grad[RA_NAME_MAX]; /* "stop" | "full" */
     float precond_eps;
     float precond_lambda;
+    /* the words above resolved by ra_config_finish (names.h) */
+    ra_head_id head_id;
+    ra_precond_id precond_id;
+    ra_precond_grad_id precond_grad_id;
 } ra_layer_config;
 
 typedef struct {
@@ -88,6 +93,14 @@ typedef struct {
     float timeout;      /* seconds to wait for a peer rank before ending the job (0: forever) */
     char checkpoint_dir[RA_PATH_MAX];
     char metrics[RA_PATH_MAX]; /* JSON-lines file ("" : none) */
+    /* the words above resolved by ra_config_finish (names.h); code tests
+     * these, never the strings */
+    ra_ffn_id ffn_id;
+    ra_embed_init_id embed_init_id;
+    ra_head_init_id head_init_id;
+    ra_nonfinite_id nonfinite_id;
+    ra_source_id source_id;
+    ra_layout layout_id;
 } ra_config;
 
 /* Defaults for every key (a tiny recall model). */

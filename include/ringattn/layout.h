@@ -10,9 +10,8 @@
 
 #include <stdint.h>
 
+#include "ringattn/names.h" /* ra_layout */
 #include "ringattn/status.h"
-
-typedef enum { RA_LAYOUT_CONTIGUOUS, RA_LAYOUT_ZIGZAG, RA_LAYOUT_STRIPED } ra_layout;
 
 ra_status ra_layout_parse(const char *name, ra_layout *out); /* error names the value */
 const char *ra_layout_name(ra_layout lay);

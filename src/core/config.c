@@ -27,8 +27,8 @@
  * - The recall check follows the alphabet of data.h (a pair is one byte,
  *   RA_RECALL_PAIR(key, value)): at most RA_RECALL_MAX_KEYS keys, and the
  *   largest pair byte must be in the vocabulary.
- * - Head kinds are listed here, not looked up in heads.h, so the config does
- *   not depend on MPI; the list must follow src/heads/registry.c. */
+ * - Enum words come from names.h (MPI-free), the one list the head registry
+ *   and the command line read too; finish resolves them to the *_id fields. */
 #include "ringattn/config.h"
 
 #include <errno.h>
@@ -54,23 +54,16 @@ _Static_assert(RA_MAX_LAYERS <= 64, "layer_given is a 64-bit mask");
 #define QUAL_MAX 96               /* "layer.63.precond_lambda" */
 #define TEXT_COMMENT_COL 32       /* column of the descriptions in the text */
 
-/* Attention head kinds a layer may name; later kinds are one line each
- * (combiner-fixed, combiner-axial, combiner-logsparse). */
-static const char *const head_kinds[] = {
-    "full",
-    "combiner-fixed",
-    "combiner-logsparse",
-    "combiner-axial",
-    NULL,
-};
-static const char *const ffn_kinds[] = {"swiglu", "gelu", NULL};
-static const char *const sources[] = {"recall", "file", NULL};
-static const char *const layouts[] = {"contiguous", "zigzag", "striped", NULL};
-static const char *const preconds[] = {"none", "rownorm", "spectral", NULL};
-static const char *const precond_grads[] = {"stop", "full", NULL};
-static const char *const embed_inits[] = {"random", "bitcipher", "cooc", NULL};
-static const char *const head_inits[] = {"random", "explicit", NULL};
-static const char *const nonfinite_policies[] = {"stop", "skip", NULL};
+/* The allowed words of every enum key come from names.h. */
+#define head_kinds ra_head_words
+#define ffn_kinds ra_ffn_words
+#define sources ra_source_words
+#define layouts ra_layout_words
+#define preconds ra_precond_words
+#define precond_grads ra_precond_grad_words
+#define embed_inits ra_embed_init_words
+#define head_inits ra_head_init_words
+#define nonfinite_policies ra_nonfinite_words
 
 /* ---- schema ---------------------------------------------------------- */
 
@@ -206,6 +199,8 @@ static void layer_defaults(ra_layer_config *l)
     l->precond_lambda = 0.0f;
 }
 
+static void resolve_ids(ra_config *c);
+
 void ra_config_defaults(ra_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg); /* padding too: configs are compared with memcmp */
@@ -264,6 +259,7 @@ void ra_config_defaults(ra_config *cfg)
     cfg->timeout = 120.0f;
     strcpy(cfg->checkpoint_dir, "checkpoints");
     cfg->metrics[0] = '\0';
+    resolve_ids(cfg);
 }
 
 /* ---- schema helpers -------------------------------------------------- */
@@ -965,7 +961,7 @@ static ra_status derive_model(ra_config *c)
     if (c->head_dim % 2 != 0)
         return RA_FAIL(RA_ERR_ARG, "model.head_dim = %d must be even (RoPE rotates pairs)", c->head_dim);
     if (c->ffn_dim == 0)
-        c->ffn_dim = strcmp(c->ffn, "gelu") == 0 ? 4 * c->dim : (8 * c->dim / 3 + 7) / 8 * 8;
+        c->ffn_dim = c->ffn_id == RA_FFN_GELU ? 4 * c->dim : (8 * c->dim / 3 + 7) / 8 * 8;
     if (c->ffn_block == 0) c->ffn_block = 256;
     return RA_OK;
 }
@@ -1001,7 +997,7 @@ static ra_status check_recall_alphabet(const ra_config *c)
 
 static ra_status check_data(const ra_config *c)
 {
-    if (strcmp(c->source, "file") == 0) {
+    if (c->source_id == RA_SOURCE_FILE) {
         if (!c->path[0]) return RA_FAIL(RA_ERR_ARG, "data.source = file needs data.path");
         if (c->val_fraction <= 0)
             return RA_FAIL(RA_ERR_ARG,
@@ -1025,8 +1021,8 @@ static ra_status check_data(const ra_config *c)
  * head of its own; the code's b bits go into the first b of C dimensions. */
 static ra_status check_warm(const ra_config *c)
 {
-    const bool warm_embed = strcmp(c->embed_init, "random") != 0;
-    const bool explicit_head = strcmp(c->head_init, "explicit") == 0;
+    const bool warm_embed = c->embed_init_id != RA_EMBED_INIT_RANDOM;
+    const bool explicit_head = c->head_init_id == RA_HEAD_INIT_EXPLICIT;
     if (explicit_head && !warm_embed)
         return RA_FAIL(RA_ERR_ARG, "model.head_init = explicit needs non-negative token features: set "
                                    "model.embed_init = bitcipher or cooc");
@@ -1047,6 +1043,23 @@ static ra_status check_warm(const ra_config *c)
     return RA_OK;
 }
 
+/* The enum words as C enums (check_ranges has refused unknown words). */
+static void resolve_ids(ra_config *c)
+{
+    c->ffn_id = (ra_ffn_id)ra_name_find(ra_ffn_words, c->ffn);
+    c->embed_init_id = (ra_embed_init_id)ra_name_find(ra_embed_init_words, c->embed_init);
+    c->head_init_id = (ra_head_init_id)ra_name_find(ra_head_init_words, c->head_init);
+    c->nonfinite_id = (ra_nonfinite_id)ra_name_find(ra_nonfinite_words, c->nonfinite);
+    c->source_id = (ra_source_id)ra_name_find(ra_source_words, c->source);
+    c->layout_id = (ra_layout)ra_name_find(ra_layout_words, c->layout);
+    for (int n = 0; n < RA_MAX_LAYERS; n++) {
+        ra_layer_config *l = &c->layer[n];
+        l->head_id = (ra_head_id)ra_name_find(ra_head_words, l->head);
+        l->precond_id = (ra_precond_id)ra_name_find(ra_precond_words, l->precond);
+        l->precond_grad_id = (ra_precond_grad_id)ra_name_find(ra_precond_grad_words, l->precond_grad);
+    }
+}
+
 ra_status ra_config_finish(ra_config *cfg)
 {
     RA_TRY(check_ranges(cfg));
@@ -1058,12 +1071,14 @@ ra_status ra_config_finish(ra_config *cfg)
     ra_config *c = malloc(sizeof *c);
     if (!c) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config");
     memcpy(c, cfg, sizeof *c);
+    resolve_ids(c);
     ra_status st = derive_model(c);
     if (st == RA_OK) st = check_train(c);
     if (st == RA_OK) st = check_data(c);
     if (st == RA_OK) st = check_warm(c);
     if (st == RA_OK) {
         for (int n = c->layers; n < RA_MAX_LAYERS; n++) layer_defaults(&c->layer[n]);
+        resolve_ids(c);
         c->layer_given = c->layers >= 64 ? UINT64_MAX : (UINT64_C(1) << c->layers) - 1;
         memcpy(cfg, c, sizeof *cfg);
     }

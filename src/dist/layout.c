@@ -5,27 +5,21 @@
 
 ra_status ra_layout_parse(const char *name, ra_layout *out)
 {
-    if (strcmp(name, "contiguous") == 0) *out = RA_LAYOUT_CONTIGUOUS;
-    else if (strcmp(name, "zigzag") == 0) *out = RA_LAYOUT_ZIGZAG;
-    else if (strcmp(name, "striped") == 0) *out = RA_LAYOUT_STRIPED;
-    else
-        return RA_FAIL(RA_ERR_ARG, "--layout: unknown layout '%s' (expected contiguous, zigzag or striped)",
-                       name);
+    int id = ra_name_find(ra_layout_words, name);
+    char list[64];
+    if (id < 0)
+        return RA_FAIL(RA_ERR_ARG, "--layout: unknown layout '%s' (expected %s)", name,
+                       ra_name_list(ra_layout_words, list, sizeof list));
+    *out = (ra_layout)id;
     return RA_OK;
 }
 
 const char *ra_layout_name(ra_layout lay)
 {
-    switch (lay) {
-    case RA_LAYOUT_CONTIGUOUS: return "contiguous";
-    case RA_LAYOUT_ZIGZAG: return "zigzag";
-    case RA_LAYOUT_STRIPED: return "striped";
-    }
-    return "?";
+    return (unsigned)lay <= RA_LAYOUT_STRIPED ? ra_layout_words[lay] : "?";
 }
 
-/* start of part c when [0, L) is cut into n parts as evenly as possible */
-static int64_t cut(int64_t L, int64_t n, int64_t c) { return c * L / n; }
+int64_t cut(int64_t L, int64_t n, int64_t c) { return c * L / n; }
 
 int64_t ra_layout_count(ra_layout lay, int64_t L, int P, int r)
 {
