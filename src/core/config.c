@@ -772,7 +772,7 @@ ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name)
     if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the config", name);
     memcpy(tmp, cfg, sizeof *tmp); /* memcpy keeps the padding bytes too */
     ra_status st = parse_into(tmp, text, name);
-    if (st == RA_OK) memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
     free(tmp);
     return st;
 }
@@ -830,7 +830,7 @@ ra_status ra_config_load(ra_config *cfg, const char *path)
     }
     ra_config_defaults(tmp);
     ra_status st = parse_into(tmp, text, path);
-    if (st == RA_OK) memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
     free(tmp);
     free(text);
     return st;
@@ -899,7 +899,7 @@ ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *orig
     if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory", where);
     memcpy(tmp, cfg, sizeof *tmp);
     ra_status st = apply(tmp, sec, layer, k, v, where, NULL);
-    if (st == RA_OK) memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
     free(tmp);
     return st;
 }
