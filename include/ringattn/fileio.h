@@ -1,0 +1,90 @@
+/* fileio.h - the one way ringattn reads and writes files.
+ *
+ * Inputs are opened with ra_file_open_input, which refuses anything but a
+ * regular file (a FIFO would block forever, /dev/zero never ends, a
+ * directory gives a confusing "read error") without blocking on it.
+ * Outputs appear atomically: written to "<path>.tmp" (a stale one, even a
+ * symlink, is removed first and the new one created O_EXCL|O_NOFOLLOW, so
+ * nothing there redirects the write), fsync'd, renamed
+ * over path (a symlink at path is replaced, never followed), then the
+ * directory is fsync'd. A failed write leaves path as it was.
+ *
+ *     char *text; size_t len;
+ *     RA_TRY(ra_file_read_all("cfg.ini", "config", 16 << 20, &text, &len));
+ *
+ *     int fd;
+ *     RA_TRY(ra_atomic_create("out.bin", &fd));
+ *     ra_status st = ra_pwrite_full(fd, "out.bin.tmp", buf, n, 0);
+ *     st = ra_atomic_finish("out.bin", fd, st);   // commit on RA_OK, else remove
+ *
+ * Directory fsync policy (one for every file): EINVAL and ENOTSUP (a
+ * filesystem that cannot sync directories) are ignored; any other failure
+ * is an error saying the file may not survive a crash. */
+#ifndef RINGATTN_FILEIO_H
+#define RINGATTN_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringattn/status.h"
+
+#define RA_TMP_SUFFIX ".tmp" /* the one temporary-file name: "<path>.tmp" */
+
+/* Open path read-only; what names the role in messages ("data.path",
+ * "--q", "config"). Refuses non-regular files by name ("is a FIFO", "is a
+ * directory", "is a character device") without blocking. *size: bytes. */
+ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_t *size);
+
+/* The whole file, NUL-terminated (malloc'd into *text), refused when larger
+ * than cap bytes (the message gives both). */
+ra_status ra_file_read_all(const char *path, const char *what, size_t cap, char **text, size_t *len);
+
+/* Positioned read/write of exactly n bytes, retrying after EINTR and short
+ * transfers; errors name path and the offset. Reading past the end is an
+ * error ("file ends at ..."). */
+ra_status ra_pread_full(int fd, const char *path, void *buf, size_t n, int64_t off);
+ra_status ra_pwrite_full(int fd, const char *path, const void *buf, size_t n, int64_t off);
+/* write() of exactly n bytes at the file position (streams, appends). */
+ra_status ra_write_full(int fd, const char *path, const void *buf, size_t n);
+
+/* "<path>.tmp" into out; 0 when path is empty or too long. */
+int ra_tmp_name(char *out, size_t cap, const char *path);
+
+/* Create (truncate) "<path>.tmp" for writing; a missing or unwritable
+ * directory is named. ra_atomic_open_tmp opens the same file, already
+ * created by another rank, without creating it. */
+ra_status ra_atomic_create(const char *path, int *fd);
+ra_status ra_atomic_open_tmp(const char *path, int *fd);
+/* fsync and close fd (always closed); errors name the file. */
+ra_status ra_file_sync_close(int fd, const char *name);
+/* Rename "<path>.tmp" over path and fsync the directory. */
+ra_status ra_atomic_commit(const char *path);
+/* Remove "<path>.tmp" (quietly: it runs while another error is reported). */
+void ra_atomic_abort(const char *path);
+/* With st == RA_OK: sync, close and commit; otherwise close and abort.
+ * Returns the first failure (st itself when it was one). */
+ra_status ra_atomic_finish(const char *path, int fd, ra_status st);
+/* The whole of data into path, atomically. */
+ra_status ra_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* fsync the directory holding path (the policy above). */
+ra_status ra_sync_parent_dir(const char *path);
+
+/* Directory part of path ("." when none) into out. */
+void ra_dir_of(const char *path, char *out, size_t cap);
+
+/* 1 when a and b are the same file: both exist with the same device and
+ * inode, or neither exists and they resolve to the same place. Outputs
+ * compared with every input before any work refuse clashes. */
+int ra_same_file(const char *a, const char *b);
+
+/* An output file can be created at path: path is not empty, not a
+ * directory, its directory exists and a file can be created there (probed,
+ * so a read-only filesystem is caught). what names the option. */
+ra_status ra_check_output_path(const char *path, const char *what);
+/* A directory to write files into: created when missing (its parent must
+ * exist), refused when it is not a directory or a file cannot be created
+ * in it (probed). */
+ra_status ra_prepare_output_dir(const char *dir, const char *what);
+
+#endif

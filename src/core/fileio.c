@@ -1,0 +1,309 @@
+/* fileio.c - regular-file inputs, full positioned I/O, atomic outputs. */
+#include "ringattn/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *kind_of(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO (named pipe)";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_t *size)
+{
+    *fd = -1;
+    if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty file name", what);
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise block */
+    int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (f < 0) return RA_FAIL(RA_ERR_IO, "%s %s: cannot open: %s", what, path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int e = errno;
+        close(f);
+        return RA_FAIL(RA_ERR_IO, "%s %s: cannot stat: %s", what, path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, kind_of(st.st_mode));
+    }
+    int fl = fcntl(f, F_GETFL);
+    if (fl >= 0) (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
+    *fd = f;
+    if (size) *size = (int64_t)st.st_size;
+    return RA_OK;
+}
+
+ra_status ra_file_read_all(const char *path, const char *what, size_t cap, char **text, size_t *len)
+{
+    *text = NULL;
+    if (len) *len = 0;
+    int fd;
+    int64_t size;
+    RA_TRY(ra_file_open_input(path, what, &fd, &size));
+    if ((uint64_t)size > cap) {
+        close(fd);
+        return RA_FAIL(RA_ERR_ARG, "%s %s: %lld bytes, more than the %zu allowed", what, path, (long long)size, cap);
+    }
+    char *buf = malloc((size_t)size + 1);
+    if (!buf) {
+        close(fd);
+        return RA_FAIL(RA_ERR_NOMEM, "%s %s: out of memory for %lld bytes", what, path, (long long)size);
+    }
+    ra_status st = ra_pread_full(fd, path, buf, (size_t)size, 0);
+    close(fd);
+    if (st != RA_OK) {
+        free(buf);
+        return st;
+    }
+    buf[size] = '\0';
+    *text = buf;
+    if (len) *len = (size_t)size;
+    return RA_OK;
+}
+
+ra_status ra_pread_full(int fd, const char *path, void *buf, size_t n, int64_t off)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return RA_FAIL(RA_ERR_IO, "%s: read error at offset %lld: %s", path, (long long)off, strerror(errno));
+        if (r == 0) return RA_FAIL(RA_ERR_FORMAT, "%s: file ends at offset %lld, %zu bytes short (truncated?)", path,
+                                   (long long)off, n);
+        p += r, off += r, n -= (size_t)r;
+    }
+    return RA_OK;
+}
+
+ra_status ra_pwrite_full(int fd, const char *path, const void *buf, size_t n, int64_t off)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t r = pwrite(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return RA_FAIL(RA_ERR_IO, "%s: write failed at offset %lld: %s", path, (long long)off,
+                           r < 0 ? strerror(errno) : "no progress");
+        p += r, off += r, n -= (size_t)r;
+    }
+    return RA_OK;
+}
+
+ra_status ra_write_full(int fd, const char *path, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t r = write(fd, p, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return RA_FAIL(RA_ERR_IO, "%s: write failed: %s", path, r < 0 ? strerror(errno) : "no progress");
+        p += r, n -= (size_t)r;
+    }
+    return RA_OK;
+}
+
+int ra_tmp_name(char *out, size_t cap, const char *path)
+{
+    if (!path || !path[0]) return 0;
+    int n = snprintf(out, cap, "%s" RA_TMP_SUFFIX, path);
+    return n > 0 && (size_t)n < cap;
+}
+
+void ra_dir_of(const char *path, char *out, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(out, cap, ".");
+    else if (slash == path) snprintf(out, cap, "/");
+    else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Why a file could not be created in path's directory, naming the directory. */
+static ra_status create_failed(const char *file, const char *path, int e)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    ra_dir_of(path, dir, sizeof dir);
+    if (stat(dir, &st) != 0)
+        return RA_FAIL(RA_ERR_IO, "%s: cannot create: directory '%s' does not exist; create it first", file, dir);
+    if (!S_ISDIR(st.st_mode))
+        return RA_FAIL(RA_ERR_IO, "%s: cannot create: '%s' is not a directory", file, dir);
+    return RA_FAIL(RA_ERR_IO, "%s: cannot create: %s", file, strerror(e));
+}
+
+ra_status ra_atomic_create(const char *path, int *fd)
+{
+    char tmp[PATH_MAX];
+    *fd = -1;
+    if (!ra_tmp_name(tmp, sizeof tmp, path))
+        return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return RA_FAIL(RA_ERR_ARG, "%s: is a directory; give a file name", path);
+    /* a stale temporary (even a planted symlink) is removed, not followed */
+    if (unlink(tmp) != 0 && errno != ENOENT) return create_failed(tmp, path, errno);
+    int f = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (f < 0) return create_failed(tmp, path, errno);
+    *fd = f;
+    return RA_OK;
+}
+
+ra_status ra_atomic_open_tmp(const char *path, int *fd)
+{
+    char tmp[PATH_MAX];
+    *fd = -1;
+    if (!ra_tmp_name(tmp, sizeof tmp, path))
+        return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
+    int f = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f < 0) return RA_FAIL(RA_ERR_IO, "%s: cannot open: %s", tmp, strerror(errno));
+    *fd = f;
+    return RA_OK;
+}
+
+ra_status ra_file_sync_close(int fd, const char *name)
+{
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return RA_FAIL(RA_ERR_IO, "%s: fsync failed: %s", name, strerror(e));
+    }
+    /* no retry on EINTR: on Linux the fd is released either way */
+    if (close(fd) != 0) return RA_FAIL(RA_ERR_IO, "%s: close failed: %s", name, strerror(errno));
+    return RA_OK;
+}
+
+ra_status ra_sync_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    ra_dir_of(path, dir, sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return RA_FAIL(RA_ERR_IO, "%s: written, but directory '%s' cannot be opened for fsync: %s", path, dir,
+                       strerror(errno));
+    int r = fsync(fd), e = errno;
+    close(fd);
+    if (r != 0 && e != EINVAL && e != ENOTSUP)
+        return RA_FAIL(RA_ERR_IO, "%s: written, but fsync of directory '%s' failed: %s (the file may not survive "
+                       "a crash)", path, dir, strerror(e));
+    return RA_OK;
+}
+
+ra_status ra_atomic_commit(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (!ra_tmp_name(tmp, sizeof tmp, path))
+        return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
+    if (rename(tmp, path) != 0) return RA_FAIL(RA_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    return ra_sync_parent_dir(path);
+}
+
+void ra_atomic_abort(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (ra_tmp_name(tmp, sizeof tmp, path)) (void)unlink(tmp);
+}
+
+ra_status ra_atomic_finish(const char *path, int fd, ra_status st)
+{
+    char tmp[PATH_MAX];
+    if (!ra_tmp_name(tmp, sizeof tmp, path)) tmp[0] = '\0';
+    if (st == RA_OK) st = ra_file_sync_close(fd, tmp);
+    else close(fd);
+    if (st == RA_OK) st = ra_atomic_commit(path);
+    if (st != RA_OK) ra_atomic_abort(path);
+    return st;
+}
+
+ra_status ra_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    int fd;
+    RA_TRY(ra_atomic_create(path, &fd));
+    char tmp[PATH_MAX];
+    ra_tmp_name(tmp, sizeof tmp, path);
+    return ra_atomic_finish(path, fd, ra_pwrite_full(fd, tmp, data, len, 0));
+}
+
+/* Canonical form of a path that may not exist: realpath of its directory
+ * plus its last component. */
+static int canonical(const char *path, char *out, size_t cap)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (realpath(path, real)) return snprintf(out, cap, "%s", real) > 0;
+    ra_dir_of(path, dir, sizeof dir);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (!realpath(dir, real)) return 0;
+    return snprintf(out, cap, "%s/%s", real, base) > 0;
+}
+
+int ra_same_file(const char *a, const char *b)
+{
+    if (!a || !b || !a[0] || !b[0]) return 0;
+    struct stat sa, sb;
+    int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
+    if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[PATH_MAX], cb[PATH_MAX];
+    return canonical(a, ca, sizeof ca) && canonical(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
+}
+
+/* Create and remove a probe file in dir: catches read-only filesystems and
+ * permissions (also for root, whom access() does not stop). */
+static ra_status probe_dir(const char *dir, const char *what, const char *shown)
+{
+    char probe[PATH_MAX];
+    snprintf(probe, sizeof probe, "%s/.ringattn-probe-%ld" RA_TMP_SUFFIX, dir, (long)getpid());
+    int f = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (f < 0)
+        return RA_FAIL(RA_ERR_IO, "%s %s: cannot create files in directory '%s': %s", what, shown, dir,
+                       strerror(errno));
+    close(f);
+    unlink(probe);
+    return RA_OK;
+}
+
+ra_status ra_check_output_path(const char *path, const char *what)
+{
+    if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty file name", what);
+    char tmp[PATH_MAX];
+    if (!ra_tmp_name(tmp, sizeof tmp, path)) return RA_FAIL(RA_ERR_ARG, "%s: path too long", what);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is a directory; give a file name", what, path);
+    char dir[PATH_MAX];
+    ra_dir_of(path, dir, sizeof dir);
+    if (stat(dir, &st) != 0)
+        return RA_FAIL(RA_ERR_IO, "%s %s: directory '%s' does not exist; create it first", what, path, dir);
+    if (!S_ISDIR(st.st_mode)) return RA_FAIL(RA_ERR_IO, "%s %s: '%s' is not a directory", what, path, dir);
+    return probe_dir(dir, what, path);
+}
+
+ra_status ra_prepare_output_dir(const char *dir, const char *what)
+{
+    if (!dir || !dir[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty directory name", what);
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT) return RA_FAIL(RA_ERR_IO, "%s %s: %s", what, dir, strerror(errno));
+        if (mkdir(dir, 0755) != 0) {
+            char parent[PATH_MAX];
+            int e = errno;
+            ra_dir_of(dir, parent, sizeof parent);
+            if (e == ENOENT)
+                return RA_FAIL(RA_ERR_IO, "%s %s: cannot create it: its parent '%s' does not exist", what, dir,
+                               parent);
+            return RA_FAIL(RA_ERR_IO, "%s %s: cannot create it: %s", what, dir, strerror(e));
+        }
+        (void)ra_sync_parent_dir(dir);
+    } else if (!S_ISDIR(st.st_mode)) {
+        return RA_FAIL(RA_ERR_IO, "%s %s: exists and is not a directory", what, dir);
+    }
+    return probe_dir(dir, what, dir);
+}

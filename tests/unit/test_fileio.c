@@ -1,0 +1,210 @@
+/* test_fileio.c - the file-I/O module: non-regular inputs refused without
+ * blocking, size caps, atomic outputs that replace (never follow) a final
+ * symlink and leave the old file on failure, clash detection, output checks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ringattn/fileio.h"
+
+static char dir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/ra_fileio_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_in(char *out, const char *name) { snprintf(out, 512, "%s/%s", dir, name); }
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[4096];
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_refuses_non_regular(void **state)
+{
+    (void)state;
+    char fifo[512];
+    path_in(fifo, "pipe");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int fd;
+    int64_t size;
+    /* would block forever without O_NONBLOCK: the test itself would hang */
+    assert_int_equal(ra_file_open_input(fifo, "--q", &fd, &size), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "FIFO"));
+    assert_non_null(strstr(ra_last_error(), "--q"));
+    assert_int_equal(ra_file_open_input(dir, "config", &fd, &size), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "is a directory"));
+    assert_int_equal(ra_file_open_input("/dev/zero", "prompt", &fd, &size), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "character device"));
+    assert_int_equal(ra_file_open_input("", "data.path", &fd, &size), RA_ERR_ARG);
+}
+
+static void test_read_all_cap(void **state)
+{
+    (void)state;
+    char p[512];
+    path_in(p, "small.txt");
+    write_text(p, "hello world");
+    char *text;
+    size_t len;
+    assert_int_equal(ra_file_read_all(p, "config", 64, &text, &len), RA_OK);
+    assert_int_equal(len, 11);
+    assert_string_equal(text, "hello world");
+    free(text);
+    assert_int_equal(ra_file_read_all(p, "config", 10, &text, &len), RA_ERR_ARG);
+    assert_non_null(strstr(ra_last_error(), "11 bytes"));
+    assert_null(text);
+}
+
+static void test_pread_short(void **state)
+{
+    (void)state;
+    char p[512];
+    path_in(p, "short.bin");
+    write_text(p, "abc");
+    int fd = open(p, O_RDONLY);
+    char buf[8];
+    assert_int_equal(ra_pread_full(fd, p, buf, 3, 0), RA_OK);
+    assert_memory_equal(buf, "abc", 3);
+    assert_int_equal(ra_pread_full(fd, p, buf, 4, 0), RA_ERR_FORMAT);
+    assert_non_null(strstr(ra_last_error(), "1 bytes short"));
+    close(fd);
+}
+
+static void test_atomic_replaces_symlink(void **state)
+{
+    (void)state;
+    char target[512], link[512];
+    path_in(target, "precious.txt");
+    path_in(link, "out.txt");
+    write_text(target, "keep me");
+    assert_int_equal(symlink(target, link), 0);
+    assert_int_equal(ra_write_file_atomic(link, "new", 3), RA_OK);
+    assert_string_equal(slurp(target), "keep me"); /* the link's target untouched */
+    assert_string_equal(slurp(link), "new");
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISREG(st.st_mode)); /* the link itself was replaced */
+}
+
+static void test_atomic_tmp_symlink_not_followed(void **state)
+{
+    (void)state;
+    char target[512], out[512], tmp[600];
+    path_in(target, "victim.txt");
+    path_in(out, "result.txt");
+    write_text(target, "victim");
+    snprintf(tmp, sizeof tmp, "%s" RA_TMP_SUFFIX, out);
+    assert_int_equal(symlink(target, tmp), 0); /* a planted stale .tmp link */
+    assert_int_equal(ra_write_file_atomic(out, "x", 1), RA_OK);
+    assert_string_equal(slurp(target), "victim");
+    assert_string_equal(slurp(out), "x");
+}
+
+static void test_atomic_failure_keeps_old(void **state)
+{
+    (void)state;
+    char out[512];
+    path_in(out, "kept.txt");
+    write_text(out, "old");
+    int fd;
+    assert_int_equal(ra_atomic_create(out, &fd), RA_OK);
+    assert_int_equal(write(fd, "partial", 7), 7);
+    assert_int_equal(ra_atomic_finish(out, fd, RA_ERR_IO), RA_ERR_IO);
+    assert_string_equal(slurp(out), "old");
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s" RA_TMP_SUFFIX, out);
+    assert_int_equal(access(tmp, F_OK), -1); /* no temporary left behind */
+    assert_int_equal(ra_write_file_atomic("/dev/full/x", "a", 1) != RA_OK, 1);
+}
+
+static void test_same_file(void **state)
+{
+    (void)state;
+    char a[512], b[512], c[512], rel[600];
+    path_in(a, "a.npy");
+    path_in(b, "b.npy");
+    path_in(c, "alias.npy");
+    write_text(a, "a");
+    assert_int_equal(symlink(a, c), 0);
+    assert_true(ra_same_file(a, c));
+    assert_false(ra_same_file(a, b));
+    snprintf(rel, sizeof rel, "%s/./b.npy", dir);
+    assert_true(ra_same_file(b, rel)); /* neither exists: same place */
+    assert_false(ra_same_file(a, ""));
+}
+
+static void test_output_checks(void **state)
+{
+    (void)state;
+    char p[512], sub[512], file[512];
+    path_in(p, "missing/out.npy");
+    assert_int_equal(ra_check_output_path(p, "--out"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "does not exist"));
+    assert_int_equal(ra_check_output_path(dir, "--out"), RA_ERR_ARG);
+    assert_int_equal(ra_check_output_path("", "--out"), RA_ERR_ARG);
+    path_in(p, "ok.npy");
+    assert_int_equal(ra_check_output_path(p, "--out"), RA_OK);
+    assert_int_equal(access(p, F_OK), -1); /* the check leaves nothing */
+    path_in(sub, "ck");
+    assert_int_equal(ra_prepare_output_dir(sub, "--checkpoint-dir"), RA_OK);
+    assert_int_equal(ra_prepare_output_dir(sub, "--checkpoint-dir"), RA_OK);
+    path_in(file, "plain");
+    write_text(file, "x");
+    assert_int_equal(ra_prepare_output_dir(file, "--checkpoint-dir"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "not a directory"));
+    path_in(p, "no/such/dir");
+    assert_int_equal(ra_prepare_output_dir(p, "--checkpoint-dir"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "parent"));
+    assert_int_equal(ra_prepare_output_dir("", "--checkpoint-dir"), RA_ERR_ARG);
+    assert_int_equal(ra_prepare_output_dir("/proc/ringattn-ck", "--checkpoint-dir"), RA_ERR_IO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refuses_non_regular),
+        cmocka_unit_test(test_read_all_cap),
+        cmocka_unit_test(test_pread_short),
+        cmocka_unit_test(test_atomic_replaces_symlink),
+        cmocka_unit_test(test_atomic_tmp_symlink_not_followed),
+        cmocka_unit_test(test_atomic_failure_keeps_old),
+        cmocka_unit_test(test_same_file),
+        cmocka_unit_test(test_output_checks),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
