@@ -16,7 +16,7 @@
 
 #include "ringattn/status.h"
 
-/* floor(log2 V) + 1, or b when b is larger (0: automatic). */
+/* floor(log2 V) + 1, or b when b is larger (0: automatic): ra_code_bits of tokens.h. */
 int ra_cipher_bits(int V, int b);
 /* The first n codes in order (n <= 2^b - 1, b <= 30). */
 ra_status ra_cipher_codes(int b, int n, uint32_t *codes);

@@ -23,6 +23,7 @@
 
 #include "ringattn/config.h"
 #include "ringattn/status.h"
+#include "ringattn/tokens.h"
 
 enum {
     RA_SPLIT_TRAIN = 0, /* random windows of the training part */
@@ -53,14 +54,6 @@ typedef ra_status (*ra_data_visit)(void *ctx, const int32_t *tok, int64_t n, int
 ra_status ra_data_scan(ra_data *d, int rank, int size, int margin, uint64_t nseq, ra_data_visit visit,
                        void *ctx);
 
-/* The recall task's alphabet: a pair is the byte 128 + 16 key + value; a
- * query is the key as a letter, its answer the value as a letter. */
-#define RA_RECALL_VALUES 16
-#define RA_RECALL_MAX_KEYS 8
-#define RA_RECALL_PAIR(k, v) ((int32_t)128 + RA_RECALL_VALUES * (k) + (v))
-#define RA_RECALL_KEY(k) ((int32_t)'A' + (k))
-#define RA_RECALL_VALUE(v) ((int32_t)'a' + (v))
-#define RA_RECALL_FILL ((int32_t)'.')
-#define RA_RECALL_SEP ((int32_t)'|')
+/* The recall alphabet (RA_RECALL_PAIR, RA_RECALL_KEY, ...) is in tokens.h. */
 
 #endif

@@ -4,12 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ra_cipher_bits(int V, int b)
-{
-    int need = 1;
-    while ((1 << need) <= V) need++; /* floor(log2 V) + 1 */
-    return b > need ? b : need;
-}
+#include "ringattn/tokens.h"
+
+int ra_cipher_bits(int V, int b) { return ra_code_bits(V, b); } /* the config checks the same formula */
 
 ra_status ra_cipher_codes(int b, int n, uint32_t *codes)
 {

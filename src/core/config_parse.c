@@ -1,0 +1,228 @@
+/* config_parse.c - INI text: sections, "key = value" lines, comments and
+ * quotes (ra_config_parse), and config files (ra_config_load).
+ *
+ * Decisions:
+ * - [layers] sets a key in every layer; [layer.N] sets it in layer N and wins
+ *   over [layers] whatever the order of the sections in one text (the parser
+ *   remembers which layer keys each [layer.N] set).
+ * - A key set twice in one section is an error, also when the section header
+ *   appears twice; the message names both lines.
+ * - Comments start with # or ; at the start of a line or after whitespace,
+ *   so "a#b" is a value. A value may be double-quoted to keep #, ; or outer
+ *   spaces; inside quotes \" and \\ are escapes, other backslashes are kept.
+ * - A UTF-8 byte-order mark at the start of the text is skipped (editors on
+ *   Windows write one); anywhere else it is an ordinary byte.
+ * - layer_given records [layer.N] so that finish, after every override, can
+ *   refuse a layer beyond model.layers.
+ * - Parsing works on a copy: on error *cfg is unchanged. */
+#include "config_schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/fileio.h"
+
+#define FILE_MAX_BYTES (16 << 20) /* a config is text; this catches wrong files */
+#define UTF8_BOM "\xEF\xBB\xBF"
+
+typedef struct {
+    ra_config *cfg;
+    int line;
+    char where[WHERE_MAX];
+    int sec, layer;                                    /* current section */
+    int line_of[RA_CFG_MAX_KEYS];                      /* where each key was set, 0: not yet */
+    int layer_line_of[RA_MAX_LAYERS + 1][RA_CFG_MAX_LAYER_KEYS]; /* [RA_MAX_LAYERS]: [layers] */
+    uint32_t explicit[RA_MAX_LAYERS];                  /* bit k: [layer.N] set layer_keys[k] */
+} parser;
+
+static bool comment_start(char ch) { return ch == '#' || ch == ';'; }
+
+/* "[name]" possibly followed by a comment. */
+static ra_status parse_header(parser *p, char *t)
+{
+    char *close = strchr(t, ']');
+    if (!close)
+        return RA_FAIL(RA_ERR_ARG, "%s: section header '%.100s' has no closing ']'", p->where, t);
+    *close = '\0';
+    char *rest = ra_cfg_trim(close + 1), *name = ra_cfg_trim(t + 1);
+    if (*rest && !comment_start(*rest))
+        return RA_FAIL(RA_ERR_ARG, "%s: unexpected '%.100s' after section header [%.100s]", p->where,
+                       rest, name);
+    int found = ra_cfg_find_section(name, &p->sec, &p->layer);
+    if (found != 1) {
+        p->sec = SEC_NONE;
+        return ra_cfg_unknown_section(p->where, name, found, p->layer);
+    }
+    if (p->sec == SEC_LAYER) p->cfg->layer_given |= UINT64_C(1) << p->layer;
+    return RA_OK;
+}
+
+/* The value after '=', unquoted and without its comment; edits v in place.
+ * blank_before: whitespace precedes v (so a leading '#' starts a comment). */
+static ra_status parse_value(const parser *p, const char *qual, char *v, bool blank_before,
+                             char **out)
+{
+    if (*v != '"') {
+        for (char *c = v; *c; c++)
+            if (comment_start(*c) && (c > v ? ra_cfg_is_blank(c[-1]) : blank_before)) {
+                *c = '\0';
+                break;
+            }
+        *out = ra_cfg_trim(v);
+        return RA_OK;
+    }
+    char *w = v, *r = v + 1;
+    for (;; r++) {
+        if (*r == '\0')
+            return RA_FAIL(RA_ERR_ARG, "%s: %s: unterminated quote (the value needs a closing \")",
+                           p->where, qual);
+        if (*r == '\\' && (r[1] == '"' || r[1] == '\\')) {
+            *w++ = *++r;
+            continue;
+        }
+        if (*r == '"') break;
+        *w++ = *r;
+    }
+    *w = '\0';
+    char *rest = ra_cfg_trim(r + 1);
+    if (*rest && !comment_start(*rest))
+        return RA_FAIL(RA_ERR_ARG, "%s: %s: unexpected '%.100s' after the closing quote", p->where,
+                       qual, rest);
+    *out = v;
+    return RA_OK;
+}
+
+/* Refuse a key set twice in one section; remember where it was set. */
+static ra_status check_duplicate(parser *p, const key_spec *k, const char *key)
+{
+    int *slot;
+    if (p->sec == SEC_LAYERS || p->sec == SEC_LAYER)
+        slot = &p->layer_line_of[p->sec == SEC_LAYERS ? RA_MAX_LAYERS : p->layer][k - ra_cfg_layer_keys];
+    else
+        slot = &p->line_of[k - ra_cfg_keys];
+    if (*slot) {
+        char qual[QUAL_MAX];
+        ra_cfg_qualify(qual, sizeof qual, p->sec, p->layer, key);
+        return RA_FAIL(RA_ERR_ARG, "%s: %s is set twice (first at line %d); remove one", p->where, qual,
+                       *slot);
+    }
+    *slot = p->line;
+    return RA_OK;
+}
+
+static ra_status parse_assignment(parser *p, char *t)
+{
+    char *eq = strchr(t, '=');
+    for (char *c = t + 1; *c && (!eq || c < eq); c++) /* a comment before '=' hides it */
+        if (comment_start(*c) && ra_cfg_is_blank(c[-1])) {
+            *c = '\0';
+            eq = NULL;
+            break;
+        }
+    if (!eq)
+        return RA_FAIL(RA_ERR_ARG, "%s: missing '=' in '%.100s' (expected key = value)", p->where,
+                       ra_cfg_trim(t));
+    *eq = '\0';
+    char *key = ra_cfg_trim(t);
+    if (!*key)
+        return RA_FAIL(RA_ERR_ARG, "%s: empty key before '=' (expected key = value)", p->where);
+    if (p->sec == SEC_NONE)
+        return RA_FAIL(RA_ERR_ARG, "%s: key '%.100s' comes before any [section]", p->where, key);
+    const key_spec *k = ra_cfg_find_key(p->sec, key);
+    if (!k) return ra_cfg_unknown_key(p->where, p->sec, p->layer, key);
+    RA_TRY(check_duplicate(p, k, key));
+    char qual[QUAL_MAX], *v = eq + 1, *value = NULL;
+    ra_cfg_qualify(qual, sizeof qual, p->sec, p->layer, k->name);
+    bool blank_before = ra_cfg_is_blank(*v);
+    while (ra_cfg_is_blank(*v)) v++;
+    RA_TRY(parse_value(p, qual, v, blank_before, &value));
+    return ra_cfg_apply(p->cfg, p->sec, p->layer, k, value, p->where, p->explicit);
+}
+
+static ra_status parse_line(parser *p, char *buf)
+{
+    char *t = ra_cfg_trim(buf);
+    if (!*t || comment_start(*t)) return RA_OK;
+    if (*t == '[') return parse_header(p, t);
+    return parse_assignment(p, t);
+}
+
+static ra_status parse_into(ra_config *cfg, const char *text, const char *name)
+{
+    parser *p = calloc(1, sizeof *p);
+    char *buf = malloc(LINE_MAX_CHARS + 1);
+    ra_status st = RA_OK;
+    if (!p || !buf) {
+        st = RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the config parser", name);
+        goto done;
+    }
+    p->cfg = cfg;
+    p->sec = SEC_NONE;
+    if (strncmp(text, UTF8_BOM, 3) == 0) text += 3; /* not part of the first line's text */
+    for (const char *s = text; *s && st == RA_OK;) {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s) : strlen(s);
+        size_t m = n > 0 && s[n - 1] == '\r' ? n - 1 : n;
+        p->line++;
+        snprintf(p->where, sizeof p->where, "%.250s:%d", name, p->line);
+        if (m > LINE_MAX_CHARS) {
+            st = RA_FAIL(RA_ERR_ARG, "%s: line is %zu characters long (at most %d); it starts '%.40s'",
+                         p->where, m, LINE_MAX_CHARS, s);
+            break;
+        }
+        memcpy(buf, s, m);
+        buf[m] = '\0';
+        st = parse_line(p, buf);
+        s += nl ? n + 1 : n;
+    }
+done:
+    free(buf);
+    free(p);
+    return st;
+}
+
+ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name)
+{
+    ra_config *tmp = malloc(sizeof *tmp);
+    if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the config", name);
+    memcpy(tmp, cfg, sizeof *tmp); /* memcpy keeps the padding bytes too */
+    ra_status st = parse_into(tmp, text, name);
+    if (st == RA_OK) ra_cfg_resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
+    free(tmp);
+    return st;
+}
+
+/* Whole file as a NUL-terminated string; refuses what is not a regular file
+ * (without blocking on a FIFO), a file over FILE_MAX_BYTES, and NUL bytes
+ * (not text). */
+static ra_status read_text(const char *path, char **out)
+{
+    size_t n;
+    RA_TRY(ra_file_read_all(path, "config", FILE_MAX_BYTES, out, &n));
+    const char *nul = memchr(*out, '\0', n);
+    if (!nul) return RA_OK;
+    int line = 1;
+    for (const char *c = *out; c < nul; c++) line += *c == '\n';
+    const long long off = (long long)(nul - *out);
+    free(*out);
+    *out = NULL;
+    return RA_FAIL(RA_ERR_FORMAT, "%s:%d: contains a NUL byte at offset %lld; a config is text", path, line, off);
+}
+
+ra_status ra_config_load(ra_config *cfg, const char *path)
+{
+    char *text;
+    RA_TRY(read_text(path, &text));
+    ra_config *tmp = malloc(sizeof *tmp);
+    if (!tmp) {
+        free(text);
+        return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config of %s", path);
+    }
+    ra_config_defaults(tmp);
+    ra_status st = parse_into(tmp, text, path);
+    if (st == RA_OK) ra_cfg_resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
+    free(tmp);
+    free(text);
+    return st;
+}
