@@ -584,6 +584,21 @@ static void test_error_lengths(void **state)
     free(t);
 }
 
+/* A UTF-8 byte-order mark is skipped at the start of a text (editors write
+ * one), and is an error anywhere else. */
+static void test_bom(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    parse_ok(c, "\xEF\xBB\xBF[model]\ndim = 32\n");
+    assert_int_equal(c->dim, 32);
+    parse_ok(c, "\xEF\xBB\xBF# comment first\r\n[model]\r\nheads = 2\r\n");
+    assert_int_equal(c->heads, 2);
+    free(c);
+    expect_parse_error("[model]\n\xEF\xBB\xBF dim = 32\n", RA_ERR_ARG, "t.ini:2", "unknown key", NULL);
+    expect_parse_error("\xEF\xBB\xBF\xEF\xBB\xBF[model]\n", RA_ERR_ARG, "t.ini:1", "missing '='", NULL);
+}
+
 static void test_error_files(void **state)
 {
     char path[256];
@@ -598,11 +613,29 @@ static void test_error_files(void **state)
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(ra_config_load(c, path), RA_ERR_IO);
     assert_contains(ra_last_error(), path);
+    assert_contains(ra_last_error(), "is a directory");
+    /* a FIFO without a writer: refused at once, not a read that blocks forever */
+    tmp(state, path, sizeof path, "fifo.ini");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(ra_config_load(c, path), RA_ERR_IO);
+    assert_contains(ra_last_error(), path);
+    assert_contains(ra_last_error(), "FIFO");
+    /* a device */
+    assert_int_equal(ra_config_load(c, "/dev/null"), RA_ERR_IO);
+    assert_contains(ra_last_error(), "/dev/null");
+    assert_contains(ra_last_error(), "character device");
+    /* a UTF-8 byte-order mark before the first line is skipped */
+    tmp(state, path, sizeof path, "bom.ini");
+    write_file(path, "\xEF\xBB\xBF[model]\ndim = 32\n", 20);
+    if (ra_config_load(c, path) != RA_OK) fail_msg("BOM: %s", ra_last_error());
+    assert_int_equal(c->dim, 32);
+    ra_config_defaults(c);
     /* a NUL byte: not text */
     tmp(state, path, sizeof path, "nul.ini");
     write_file(path, "[model]\ndim = 6\0 4\n", 19);
     assert_int_equal(ra_config_load(c, path), RA_ERR_FORMAT);
     assert_contains(ra_last_error(), "nul.ini:2");
+    assert_contains(ra_last_error(), "offset 15");
     /* errors in a loaded file name the file and line */
     tmp(state, path, sizeof path, "t.ini");
     const char *text = "[model]\n\n\ndim = big\n";
@@ -896,6 +929,54 @@ static long long params(const ra_config *c)
     return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : C * V);
 }
 
+/* Sizes are computed in 64 bits and refused, naming the keys, beyond what
+ * the model counts in int; the bounds themselves are accepted. */
+static void test_sizes(void **state)
+{
+    (void)state;
+    /* 2 * recall_queries overflowed int (a crash before this check) */
+    expect_finish_error(SETS("data.recall_queries=1073741824"), "data.recall_queries",
+                        "4 + 2 * 1073741824 + 1 = 2147483653");
+    expect_finish_error(SETS("data.recall_queries=1073741824", "data.seq_len=1073741824"), "data.seq_len",
+                        "2147483653");
+
+    /* parameters: dim 8192, 2 layers fit; 3 layers exceed 2^31 - 1, and the
+     * message gives the count of the test's own formula (params above) */
+    ra_config *c = new_defaults();
+    set_ok(c, "model.dim=8192");
+    set_ok(c, "model.layers=2");
+    finish_ok(c);
+    const long long two = params(c), outer = (long long)c->vocab * c->dim + c->dim;
+    assert_true(two <= 2147483647LL);
+    const long long three = outer + (two - outer) / 2 * 3;
+    assert_true(three > 2147483647LL);
+    char want[64];
+    snprintf(want, sizeof want, "the model has %lld parameters", three);
+    expect_finish_error(SETS("model.dim=8192", "model.layers=3"), want, "model.layers = 3");
+    expect_finish_error(SETS("model.dim=65536", "model.vocab=65536", "model.heads=64"), "parameters",
+                        "model.vocab = 65536");
+    free(c);
+
+    /* micro-batch tokens: 2^20 x 4096 = 2^32 refused, 2^19 x 4096 = 2^31 too; 2^30 accepted */
+    expect_finish_error(SETS("train.batch=1048576", "data.seq_len=4096"), "train.batch / train.accum",
+                        "4294967296 tokens");
+    expect_finish_error(SETS("train.batch=1048576", "train.accum=2", "data.seq_len=4096"),
+                        "data.seq_len = 4096", "2147483648 tokens");
+    c = new_defaults();
+    set_ok(c, "train.batch=1048576");
+    set_ok(c, "train.accum=4");
+    set_ok(c, "data.seq_len=4096");
+    finish_ok(c);
+    free(c);
+
+    /* FFN blocks: 2^30 tokens of F = 176 refused; 2^23 accepted */
+    expect_finish_error(SETS("model.ffn_block=1073741824"), "model.ffn_block = 1073741824", "model.ffn_dim = 176");
+    c = new_defaults();
+    set_ok(c, "model.ffn_block=8388608");
+    finish_ok(c);
+    free(c);
+}
+
 static void test_presets(void **state)
 {
     (void)state;
@@ -962,11 +1043,13 @@ int main(void)
         cmocka_unit_test(test_error_keys),
         cmocka_unit_test(test_error_values),
         cmocka_unit_test(test_error_lengths),
+        cmocka_unit_test(test_bom),
         cmocka_unit_test(test_error_files),
         cmocka_unit_test(test_set),
         cmocka_unit_test(test_finish_derived),
         cmocka_unit_test(test_finish_errors),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_presets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
