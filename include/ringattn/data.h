@@ -28,12 +28,20 @@
 enum {
     RA_SPLIT_TRAIN = 0, /* random windows of the training part */
     RA_SPLIT_VAL = 1,   /* random windows of the held-out part */
-    RA_SPLIT_ALL = 2,   /* file source: consecutive windows covering the whole file */
+    RA_SPLIT_ALL = 2,   /* file source: consecutive windows covering the whole file;
+                         * idx >= ra_data_windows is padding (token 0, every
+                         * target -1: counted by nothing) */
 };
 
 typedef struct ra_data ra_data;
 
-/* pos [Lr]: this rank's global positions (sorted), kept by reference. */
+/* pos [Lr]: this rank's global positions (sorted), kept by reference.
+ * File source: data.path must be a regular file (FIFOs, directories and
+ * devices are refused without blocking) holding one sequence + 1 byte; with
+ * data.val_fraction > 0 the training and the held-out part must each hold
+ * one too. data.val_fraction = 0 holds nothing out (RA_SPLIT_ALL only:
+ * eval --data). Every byte read is checked against model.vocab; a byte
+ * outside it is an error naming the file and its offset. */
 ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr);
 void ra_data_close(ra_data *d);
 /* tok, tgt [B][Lr] for sequences idx0 .. idx0+B-1 of split. */

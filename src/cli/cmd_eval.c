@@ -1,6 +1,7 @@
 /* cmd_eval.c - `ringattn eval`: loss and bits per byte of a checkpoint on a
  * byte file (consecutive windows covering it) or on its own held-out data. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +68,13 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     ra_ckpt_resolve(path, sizeof path, ckpt);
     ra_config cfg;
     RA_TRY(ra_session_config(c, &sa, path, &cfg));
-    if (data) {
-        snprintf(cfg.source, sizeof cfg.source, "file");
+    if (data) { /* the whole of FILE, nothing held out (data.h) */
+        if (strlen(data) >= sizeof cfg.path)
+            return RA_FAIL(RA_ERR_ARG, "eval: --data path is longer than %zu bytes", sizeof cfg.path - 1);
+        snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_FILE]);
+        cfg.source_id = RA_SOURCE_FILE;
         snprintf(cfg.path, sizeof cfg.path, "%s", data);
+        cfg.val_fraction = 0;
     }
     ra_set_threads(c, sa.threads ? sa.threads : cfg.threads);
     ra_session s;
@@ -81,10 +86,14 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     if (st == RA_OK) {
         int n = batches ? batches : cfg.eval_batches;
         if (data) {
+            /* ceil: the last batch may be short, padded with windows that count nothing */
             int64_t all = (ra_data_windows(s.data) + cfg.batch - 1) / cfg.batch;
+            if (!batches && all > INT32_MAX)
+                st = RA_FAIL(RA_ERR_ARG, "eval: %s has %lld batches of %d windows; evaluate at most %d with --batches",
+                             data, (long long)all, cfg.batch, (int)INT32_MAX);
             n = batches && batches < all ? batches : (int)all;
         }
-        st = ra_session_eval(c, &s, split, n, &r);
+        if (st == RA_OK) st = ra_session_eval(c, &s, split, n, &r);
     }
     if (st == RA_OK && diag) {
         double *k = malloc(sizeof(double) * cfg.layers * cfg.heads);
@@ -100,7 +109,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         free(k);
     } else if (st == RA_OK)
         ra_say(c, "eval: %s on %s | loss %.4f | bpb %.4f | accuracy %.2f%% | %lld targets\n", path,
-               data ? data : (strcmp(cfg.source, "file") ? "held-out recall sequences" : "held-out bytes"),
+               data ? data : (cfg.source_id == RA_SOURCE_FILE ? "held-out bytes" : "held-out recall sequences"),
                r.loss, r.bpb, 100 * r.accuracy, (long long)r.count);
     ra_session_close(&s);
     return st;

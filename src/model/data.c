@@ -1,13 +1,12 @@
 /* data.c - byte files and the generated recall task, by rank slab. */
 #include "ringattn/data.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ringattn/fileio.h"
 #include "ringattn/rng.h"
 
 struct ra_data {
@@ -21,6 +20,32 @@ struct ra_data {
     int64_t *where;          /* [recall_pairs] positions of the pairs */
 };
 
+/* Each part a split reads must hold one sequence and its target: the
+ * training and held-out parts when something is held out (training,
+ * evaluation on held-out data); the whole file when nothing is (eval --data
+ * sets data.val_fraction = 0). Checked when the data is opened, so a short
+ * part is named before step 1, not at the final evaluation. */
+static ra_status check_parts(const ra_data *d)
+{
+    const ra_config *c = &d->cfg;
+    const int64_t need = (int64_t)c->seq_len + 1;
+    if (d->size < need)
+        return RA_FAIL(RA_ERR_ARG,
+                       "data.path %s: %lld bytes are too few for one sequence of data.seq_len = %d (+1 for the "
+                       "target)", c->path, (long long)d->size, c->seq_len);
+    if (c->val_fraction <= 0) return RA_OK;
+    const int64_t train = d->split_at, held = d->size - d->split_at;
+    if (train < need || held < need)
+        return RA_FAIL(RA_ERR_ARG,
+                       "data.path %s: the %s part has %lld bytes (data.val_fraction = %g of %lld bytes); it needs "
+                       "at least data.seq_len + 1 = %lld: use a longer file, a shorter data.seq_len, or %s "
+                       "data.val_fraction",
+                       c->path, train < need ? "training" : "held-out", (long long)(train < need ? train : held),
+                       (double)c->val_fraction, (long long)d->size, (long long)need,
+                       train < need ? "a smaller" : "a larger");
+    return RA_OK;
+}
+
 ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr)
 {
     *out = NULL;
@@ -31,18 +56,11 @@ ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, 
     d->pos = pos;
     d->Lr = Lr;
     d->fd = -1;
-    if (strcmp(cfg->source, "file") == 0) {
-        d->fd = open(cfg->path, O_RDONLY);
-        if (d->fd < 0)
-            return RA_FAIL(RA_ERR_IO, "data.path %s: cannot open: %s", cfg->path, strerror(errno));
-        struct stat st;
-        if (fstat(d->fd, &st) != 0 || !S_ISREG(st.st_mode))
-            return RA_FAIL(RA_ERR_IO, "data.path %s: not a regular file", cfg->path);
-        d->size = st.st_size;
+    if (cfg->source_id == RA_SOURCE_FILE) {
+        /* refuses FIFOs, directories and devices without blocking on them */
+        RA_TRY(ra_file_open_input(cfg->path, "data.path", &d->fd, &d->size));
         d->split_at = (int64_t)((double)d->size * (1.0 - cfg->val_fraction));
-        if (d->size < cfg->seq_len + 1)
-            return RA_FAIL(RA_ERR_ARG, "data.path %s: %lld bytes are too few for one sequence of data.seq_len = %d (+1 for the target)",
-                           cfg->path, (long long)d->size, cfg->seq_len);
+        RA_TRY(check_parts(d));
     } else {
         d->keys = calloc((size_t)cfg->recall_pairs * 2 + cfg->recall_keys, sizeof(int32_t));
         d->where = calloc((size_t)cfg->recall_pairs, sizeof(int64_t));
@@ -130,18 +148,26 @@ static void recall_sequence(ra_data *d, uint64_t s, int32_t *tok, int32_t *tgt)
 
 static ra_status read_at(const ra_data *d, int64_t off, unsigned char *buf, int64_t n)
 {
-    while (n > 0) {
-        ssize_t r = pread(d->fd, buf, (size_t)n, off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return RA_FAIL(RA_ERR_IO, "data.path %s: read of %lld bytes at %lld failed: %s", d->cfg.path,
-                           (long long)n, (long long)off, r < 0 ? strerror(errno) : "unexpected end of file");
-        buf += r, off += r, n -= r;
-    }
+    return ra_pread_full(d->fd, d->cfg.path, buf, (size_t)n, off);
+}
+
+/* Bytes buf[0, n) read at offset off must be token ids of the model; a
+ * byte >= model.vocab would index past the embedding and the LM head. */
+static ra_status check_vocab(const ra_data *d, const unsigned char *buf, int64_t n, int64_t off)
+{
+    const int V = d->cfg.vocab;
+    if (V > UCHAR_MAX) return RA_OK; /* every byte is a token */
+    for (int64_t j = 0; j < n; j++)
+        if (buf[j] >= V)
+            return RA_FAIL(RA_ERR_ARG,
+                           "data.path %s: byte %d at offset %lld is outside the vocabulary [0, %d) of model.vocab "
+                           "= %d; use a model.vocab above every byte of the file",
+                           d->cfg.path, buf[j], (long long)(off + j), V, V);
     return RA_OK;
 }
 
-/* The training and held-out parts must each hold a sequence and its target. */
+/* The training and held-out parts must each hold a sequence and its target
+ * (check_parts has made sure of it when something is held out). */
 static ra_status check_split(const ra_data *d, int split)
 {
     int64_t len = split == RA_SPLIT_TRAIN ? d->split_at : d->size - d->split_at;
@@ -158,9 +184,15 @@ static ra_status file_sequence(ra_data *d, int split, uint64_t idx, int32_t *tok
 {
     const int64_t L = d->cfg.seq_len;
     RA_TRY(check_split(d, split));
+    if (split == RA_SPLIT_ALL && idx >= (uint64_t)ra_data_windows(d)) {
+        /* past the last window: padding that counts nothing, so a short last
+         * batch evaluates each window once */
+        for (int64_t i = 0; i < d->Lr; i++) tok[i] = 0, tgt[i] = -1;
+        return RA_OK;
+    }
     int64_t lo = split == RA_SPLIT_VAL ? d->split_at : 0;
-    int64_t len = split == RA_SPLIT_TRAIN ? d->split_at : split == RA_SPLIT_VAL ? d->size - d->split_at : d->size;
-    int64_t off = split == RA_SPLIT_ALL ? (int64_t)(idx % (uint64_t)ra_data_windows(d)) * L
+    int64_t len = split == RA_SPLIT_TRAIN ? d->split_at : d->size - d->split_at;
+    int64_t off = split == RA_SPLIT_ALL ? (int64_t)idx * L
                                         : lo + (int64_t)(stream(d, split, idx) % (uint64_t)(len - L));
     unsigned char buf[4096];
     int64_t i = 0;
@@ -168,6 +200,7 @@ static ra_status file_sequence(ra_data *d, int split, uint64_t idx, int32_t *tok
         int64_t n = 1;
         while (i + n < d->Lr && d->pos[i + n] == d->pos[i] + n && n < (int64_t)sizeof buf - 1) n++;
         RA_TRY(read_at(d, off + d->pos[i], buf, n + 1));
+        RA_TRY(check_vocab(d, buf, n + 1, off + d->pos[i]));
         for (int64_t j = 0; j < n; j++) {
             tok[i + j] = buf[j];
             tgt[i + j] = buf[j + 1];
@@ -201,6 +234,7 @@ static ra_status scan_file(ra_data *d, int rank, int size, int64_t margin, ra_da
         const int64_t c1 = c0 + SCAN_PIECE < e ? c0 + SCAN_PIECE : e;
         const int64_t r0 = c0 - margin > 0 ? c0 - margin : 0, r1 = c1 + margin < n ? c1 + margin : n;
         st = read_at(d, r0, buf, r1 - r0);
+        if (st == RA_OK) st = check_vocab(d, buf, r1 - r0, r0);
         for (int64_t i = 0; st == RA_OK && i < r1 - r0; i++) tok[i] = buf[i];
         if (st == RA_OK) st = visit(ctx, tok, r1 - r0, c0 - r0, c1 - r0);
     }
