@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# test_data_eval.sh RINGATTN MPIRUN CONFIGS - the data readers and eval on
+# hostile or awkward files: bytes outside model.vocab (train and eval, named
+# by file and offset on whichever rank reads them), parts too short for one
+# window (named before step 1), FIFOs and directories as data or config, a
+# config with a UTF-8 byte-order mark, the recall_queries overflow, and
+# eval --data counting every window exactly once (against the number of
+# windows and the mean of each window evaluated alone).
+set -u
+RA=$1
+MPIRUN=$2
+CONFIGS=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+report() { # DESC WHY
+    if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
+}
+ra() { # N ARGS... : ringattn on N ranks, output in out/err, 60 s limit
+    local n=$1
+    shift
+    timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+}
+# fails_with WHAT...: the last run failed and err holds every WHAT
+fails_with() {
+    local rc=$1
+    shift
+    [ "$rc" -eq 0 ] && { echo "succeeded"; return; }
+    [ "$rc" -eq 124 ] && { echo "timed out"; return; }
+    for w in "$@"; do grep -qF -- "$w" err || { echo "no '$w' in: $(head -n 3 err)"; return; }; done
+}
+
+# Text over 19 byte values, all < 128: a file a vocab-128 model can read.
+awk 'BEGIN { srand(7); s = "abcdefghij klmnop."; for (i = 0; i < 2000; i++) printf "%s", substr(s, int(rand() * 18) + 1, 1) }' >clean.txt
+# put_byte FILE OFFSET: byte 200 (0xc8) at OFFSET
+put_byte() { printf '\310' | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+TINY="$CONFIGS/tiny.ini"
+file=(--config "$TINY" --set data.source=file --set model.vocab=128 --set train.warmup=0 --set train.eval_every=0)
+
+ra 1 train "${file[@]}" --set data.path=clean.txt --set train.steps=3 --checkpoint-dir ck
+report "train a vocab-128 model on a text file" "$([ $? -eq 0 ] || tail -n 3 err)"
+
+# ---- bytes outside the vocabulary --------------------------------------------------
+# 80 bytes, half held out: every training window (offset 0..7, 33 bytes) covers offset 20
+head -c 80 clean.txt >badtrain.bin
+put_byte badtrain.bin 20
+for P in 1 2; do
+    ra "$P" train "${file[@]}" --set data.path=badtrain.bin --set data.val_fraction=0.5 --set train.steps=3 \
+        --checkpoint-dir ckbad
+    report "train P=$P: byte 200 named by file and offset" \
+        "$(fails_with $? "data.path badtrain.bin: byte 200 at offset 20 is outside the vocabulary [0, 128)")"
+    grep -q "Assertion\|assert" err && report "train P=$P: no assertion" "$(head -n 3 err)"
+done
+cp clean.txt badeval.bin
+put_byte badeval.bin 1234
+for P in 1 2; do
+    ra "$P" eval --checkpoint ck --data badeval.bin
+    report "eval --data P=$P: byte 200 named by file and offset" \
+        "$(fails_with $? "badeval.bin: byte 200 at offset 1234 is outside the vocabulary [0, 128)")"
+done
+
+# ---- parts too short for one window, named before step 1 -----------------------------
+head -c 100 clean.txt >short.txt
+ra 2 train "${file[@]}" --set data.path=short.txt --set data.val_fraction=0.1
+why=$(fails_with $? "held-out part has 11 bytes" "data.val_fraction = 0.1" "of 100 bytes" "data.seq_len + 1 = 33")
+grep -q '^step ' out && why+=" (a step ran first)"
+report "held-out part too short: refused before step 1" "$why"
+ra 2 train "${file[@]}" --set data.path=short.txt --set data.val_fraction=0.9
+why=$(fails_with $? "training part has 10 bytes" "data.val_fraction = 0.9" "data.seq_len + 1 = 33")
+grep -q '^step ' out && why+=" (a step ran first)"
+report "training part too short: refused before step 1" "$why"
+# eval --data holds nothing out: 40 bytes make one window, whatever data.val_fraction says
+head -c 40 clean.txt >one.txt
+ra 1 eval --checkpoint ck --data one.txt
+report "eval --data on a one-window file" "$([ $? -eq 0 ] && grep -q '| 32 targets' out || cat out err)"
+
+# ---- not regular files -------------------------------------------------------------
+mkfifo fifo
+ra 1 train "${file[@]}" --set data.path=fifo
+report "a FIFO as data.path: refused, not waited on" "$(fails_with $? "data.path fifo: is a FIFO")"
+ra 1 eval --checkpoint ck --data .
+report "a directory as --data: refused" "$(fails_with $? "data.path .: is a directory")"
+ra 1 train --config fifo
+report "a FIFO as --config: refused, not waited on" "$(fails_with $? "config fifo: is a FIFO")"
+
+# ---- config text -----------------------------------------------------------------------
+printf '\357\273\277[train]\nsteps = 2\nwarmup = 0\neval_every = 0\n' >bom.ini
+ra 1 train --config bom.ini --checkpoint-dir ckbom
+report "a config starting with a UTF-8 byte-order mark" "$([ $? -eq 0 ] && grep -q '^step 2/2' out || cat err)"
+ra 1 train --set data.recall_queries=1073741824
+report "data.recall_queries = 2^30: refused, no crash" \
+    "$(fails_with $? "data.seq_len = 64 is too short" "2 * 1073741824 + 1 = 2147483653")"
+
+# ---- eval --data counts every window once ----------------------------------------------
+# 360 bytes at seq_len 32: 11 windows, 352 targets; batches of 8 leave a short last batch
+head -c 360 clean.txt >w11.txt
+loss_of() { sed -n 's/.*| loss \([0-9.]*\) .*/\1/p' out; }
+for P in 1 2; do
+    ra "$P" eval --checkpoint ck --data w11.txt --set train.batch=8
+    why=$([ $? -eq 0 ] || cat err)
+    [ -z "$why" ] && ! grep -q '| 352 targets' out && why="expected 352 targets: $(cat out)"
+    report "eval --data P=$P, 11 windows at batch 8: 352 targets" "$why"
+done
+ra 1 eval --checkpoint ck --data w11.txt --set train.batch=8
+batched=$(loss_of)
+# each window alone (its 33 bytes as a file): the mean of their losses
+sum=0
+for w in $(seq 0 10); do
+    dd if=w11.txt of=win.txt bs=1 skip=$((w * 32)) count=33 status=none
+    ra 1 eval --checkpoint ck --data win.txt
+    l=$(loss_of)
+    [ -z "$l" ] && { sum=x; break; }
+    sum=$(awk -v s="$sum" -v l="$l" 'BEGIN { print s + l }')
+done
+why=$(awk -v s="$sum" -v b="$batched" 'BEGIN {
+    if (s == "x" || b == "") { print "a run failed"; exit }
+    m = s / 11; d = m - b; if (d < 0) d = -d
+    if (d > 2e-4) printf "batched loss %s, mean of the windows alone %.5f", b, m }')
+report "eval --data loss ($batched) = mean of the 11 windows evaluated alone" "$why"
+ra 1 eval --checkpoint ck --data w11.txt --batches 1
+report "eval --data --batches 1: one batch of 4 windows (128 targets)" \
+    "$([ $? -eq 0 ] && grep -q '| 128 targets' out || cat out err)"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
