@@ -324,6 +324,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     ra_config pcfg = cfg;
     pcfg.seq_len = prefill ? prefill : c->size;
     snprintf(pcfg.source, sizeof pcfg.source, "recall"); /* the prompt is the data */
+    pcfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
     RA_TRY(ra_session_open(c, s, &pcfg, 1, 0));
     RA_TRY(ra_session_load(c, s, path, 0, NULL));
     int64_t Lr = ra_model_local_len(s->model);

@@ -128,6 +128,7 @@ static int case_bad_token(const char *path)
     ra_config_defaults(&cfg);
     snprintf(cfg.source, sizeof cfg.source, "file");
     snprintf(cfg.path, sizeof cfg.path, "%s", path); /* bytes up to 255 */
+    CHECK(ra_config_finish(&cfg) == RA_OK, "config"); /* resolves data.source to its enum */
     int32_t pos[1] = { 0 };
     ra_data *d;
     CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
