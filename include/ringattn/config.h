@@ -7,8 +7,10 @@
  *
  * Sections: [model], [layers] (defaults for every layer), [layer.N] (layer N,
  * 0-based, overrides [layers]), [train], [data], [run]. Unknown sections and
- * keys, malformed lines and bad values are errors that name file:line. The
- * canonical text (ra_config_text) is what checkpoints store. */
+ * keys, malformed lines and bad values are errors that name file:line. A
+ * UTF-8 byte-order mark at the start is skipped. The canonical text
+ * (ra_config_text) is what checkpoints store. The parser is core and
+ * MPI-free (src/core/config_*.c; config_schema.h maps them). */
 #ifndef RINGATTN_CONFIG_H
 #define RINGATTN_CONFIG_H
 
@@ -105,7 +107,8 @@ typedef struct {
 
 /* Defaults for every key (a tiny recall model). */
 void ra_config_defaults(ra_config *cfg);
-/* Defaults, then the file. Errors name "file:line". */
+/* Defaults, then the file (a regular file of at most 16 MiB of text: FIFOs,
+ * directories and devices are refused at once). Errors name "file:line". */
 ra_status ra_config_load(ra_config *cfg, const char *path);
 /* Parse INI text (what a checkpoint stores); name is used in messages. */
 ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name);
@@ -113,7 +116,9 @@ ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name);
  * origin names it in errors (e.g. "--set"). */
 ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *origin);
 /* Fill derived values (kv_heads, head_dim, ffn_dim, ffn_block) and check
- * consistency (heads % kv_heads, dim, head_dim even, batch % accum, ...). */
+ * consistency (heads % kv_heads, dim, head_dim even, batch % accum, ...)
+ * and sizes in 64 bits (parameters, micro-batch tokens, FFN block, recall
+ * lengths), naming the keys. On error *cfg is unchanged. */
 ra_status ra_config_finish(ra_config *cfg);
 /* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
  * of memory). For a finished config, defaults + parsing it back gives an

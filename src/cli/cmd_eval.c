@@ -89,8 +89,8 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
             /* ceil: the last batch may be short, padded with windows that count nothing */
             int64_t all = (ra_data_windows(s.data) + cfg.batch - 1) / cfg.batch;
             if (!batches && all > INT32_MAX)
-                st = RA_FAIL(RA_ERR_ARG, "eval: %s has %lld batches of %d windows; evaluate at most %d with --batches",
-                             data, (long long)all, cfg.batch, (int)INT32_MAX);
+                st = RA_FAIL(RA_ERR_ARG, "eval: %s has %lld batches of %d windows; evaluate at most %d with "
+                             "--batches", data, (long long)all, cfg.batch, (int)INT32_MAX);
             n = batches && batches < all ? batches : (int)all;
         }
         if (st == RA_OK) st = ra_session_eval(c, &s, split, n, &r);

@@ -72,7 +72,8 @@ char *ra_config_text(const ra_config *cfg)
     int nl = cfg->layers < 0 ? 0 : cfg->layers > RA_MAX_LAYERS ? RA_MAX_LAYERS : cfg->layers;
     for (int n = 0; n < nl; n++) {
         sb_printf(&b, "\n[layer.%d]\n", n);
-        for (size_t i = 0; i < ra_cfg_nlayer_keys; i++) write_key(&b, &ra_cfg_layer_keys[i], &cfg->layer[n], n == 0);
+        for (size_t i = 0; i < ra_cfg_nlayer_keys; i++)
+            write_key(&b, &ra_cfg_layer_keys[i], &cfg->layer[n], n == 0);
     }
     write_section(&b, cfg, SEC_TRAIN);
     write_section(&b, cfg, SEC_DATA);

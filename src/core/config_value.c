@@ -119,7 +119,8 @@ static ra_status parse_int(const char *where, const char *qual, const key_spec *
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (end == v || *end != '\0') return ra_cfg_bad_value(where, qual, k, v, "is not an integer");
-    if (errno == ERANGE || !ra_cfg_in_range(k, (double)x)) return ra_cfg_bad_value(where, qual, k, v, "is out of range");
+    if (errno == ERANGE || !ra_cfg_in_range(k, (double)x))
+        return ra_cfg_bad_value(where, qual, k, v, "is out of range");
     *out = (int)x;
     return RA_OK;
 }
@@ -144,7 +145,8 @@ static ra_status parse_float(const char *where, const char *qual, const key_spec
     char *end;
     float x = strtof(v, &end); /* strtof, not strtod: no double rounding */
     if (end == v || *end != '\0') return ra_cfg_bad_value(where, qual, k, v, "is not a number");
-    if (!isfinite(x) || !ra_cfg_in_range(k, x)) return ra_cfg_bad_value(where, qual, k, v, "is out of range");
+    if (!isfinite(x) || !ra_cfg_in_range(k, x))
+        return ra_cfg_bad_value(where, qual, k, v, "is out of range");
     *out = x;
     return RA_OK;
 }

@@ -70,7 +70,8 @@ static void file_config(ra_config *c, const char *path, int vocab, const char *v
     char s[RA_PATH_MAX + 32];
     ra_config_defaults(c);
     const char *sets[] = {"data.source=file", "data.seq_len=32", "data.val_fraction=0.1"};
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) assert_int_equal(ra_config_set(c, sets[i], "t"), RA_OK);
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        assert_int_equal(ra_config_set(c, sets[i], "t"), RA_OK);
     snprintf(s, sizeof s, "data.path=%s", path);
     assert_int_equal(ra_config_set(c, s, "t"), RA_OK);
     snprintf(s, sizeof s, "model.vocab=%d", vocab);
