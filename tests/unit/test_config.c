@@ -1,4 +1,4 @@
-/* test_config.c - unit tests for the configuration (src/core/config.c):
+/* test_config.c - unit tests for the configuration (src/core/config_*.c):
  * defaults, INI syntax, [layers]/[layer.N] precedence, every parse error
  * (code, "file:line" and the key in the message), --set overrides, derived
  * values and consistency checks in finish, the canonical-text round trip,
