@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh [--quick] - README's second command (and CI's): install, build
 # warning-free (--werror), run every meson suite (unit, mpi, cli, cluster,
-# slurm), then the checkers: the unit and mpi suites under ASan + UBSan and
+# slurm), then the install check (scripts/check_install.sh: install into a
+# temporary prefix, build examples/ against it with pkg-config, run them),
+# then the checkers: the unit and mpi suites under ASan + UBSan and
 # under valgrind (scripts/sanitize.sh all) and a short smoke run of every
 # libFuzzer harness (scripts/fuzz.sh, SMOKE_SECONDS each, default 15).
 # Prints "N passed, M failed" over all of them; exits non-zero on any failure.
@@ -23,6 +25,12 @@ failed=$(( $(count Fail || echo 0) + $(count Timeout || echo 0) + $(count "Unexp
 [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1  # meson failed before testing
 
 if [ "$quick" -eq 0 ]; then
+    # the installed library: "install: N passed, M failed" (scripts/check_install.sh)
+    bash scripts/check_install.sh 2>&1 | tee "$out"
+    [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
+    read -r p f < <(awk '/^install: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { print p + 0, f + 0 }' "$out")
+    [ $((p + f)) -eq 0 ] && f=1 # the script stopped before its summary
+    passed=$((passed + p)) failed=$((failed + f))
     # sanitizers: "asan  20 passed, 0 failed, 6 skipped in 1m15s" per checker
     bash scripts/sanitize.sh all 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1

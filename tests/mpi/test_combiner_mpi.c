@@ -31,10 +31,10 @@
  * combiner-logsparse is causal only: creating it with causal = 0 must fail
  * with RA_ERR_ARG and a message that says "causal".
  *
- * No cmocka: CHECK prints file:line, rank and the numbers and counts the
- * failure; failures are summed over ranks (MPI_Allreduce) so every rank
- * agrees; rank 0 prints one line per case and "N passed, M failed" (cases);
- * the exit code is non-zero on any failure.
+ * The cases run under tests/common/mpi_harness.h: MH_CHECK prints file:line,
+ * rank and the numbers; every rank agrees on each case's verdict; rank 0
+ * prints one line per case and "N passed, M failed" (cases); the exit code
+ * is non-zero on any failure.
  *
  *   mpirun --oversubscribe -n 3 ./test_combiner_mpi
  */
@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_harness.h"
 #include "ref_attn.h"
 #include "ref_combiner.h"
 #include "ringattn/config.h"
@@ -58,20 +59,8 @@
 #define TOL_GRAD 1e-4
 
 static int g_rank, g_P;
-static int g_fails; /* failures on this rank in the current case */
-static const char *g_case = "";
+static const char *g_case = ""; /* the current case's name, for messages */
 static int g_repeat_diff; /* cases where a second call was not bitwise identical */
-
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            g_fails++;                                                                    \
-            fprintf(stderr, "%s:%d: [rank %d/%d] case '%s': check failed: %s: ", __FILE__, \
-                    __LINE__, g_rank, g_P, g_case, #cond);                                \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fprintf(stderr, "\n");                                                        \
-        }                                                                                 \
-    } while (0)
 
 enum { K_FIXED, K_AXIAL, K_LOGSPARSE, NKINDS };
 static const char *const kind_names[NKINDS] = {"combiner-fixed", "combiner-axial",
@@ -120,104 +109,92 @@ static int resolve_param(int param, int64_t L)
 static const tcase cases[] = {
     /* ---- combiner-fixed ---- */
     /* every layout x causal / bidirectional; L = 37 = 7*5 + 2: partial last span */
-    {K_FIXED, 37, 1, 2, 2, 8, 1, CO, 0, 5, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, CO, 0, 5, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ZZ, 0, 5, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, ZZ, 0, 5, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ST, 0, 5, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, ST, 0, 5, 0, 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .param = 5, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = CO, .param = 5, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 5, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = 5, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .param = 5, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 5, .fd = 1},
     /* automatic span ceil(sqrt(L)): 7 for L = 37, 8 for L = 50 */
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_FIXED, 50, 1, 2, 1, 8, 0, ST, 0, 0, 0, 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_FIXED, .L = 50, .B = 1, .H = 2, .Hkv = 1, .D = 8, .causal = 0, .layout = ST, .fd = 1},
     /* span 1 (every group one token) and span >= L (no groups: full attention) */
-    {K_FIXED, 37, 1, 2, 2, 8, 1, CO, 0, 1, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, ZZ, 0, 1, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ZZ, 0, PEQ, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, ST, 0, PBIG, 0, 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .param = 1, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = 1, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = PEQ, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = PBIG, .fd = 1},
     /* span 20 > a rank's block (P >= 2), partial last span of 17 */
-    {K_FIXED, 37, 1, 2, 2, 8, 1, CO, 0, 20, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 0, ZZ, 0, 20, 0, 1},
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ST, 0, 13, 0, 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .param = 20, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = 20, .fd = 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .param = 13, .fd = 1},
     /* GQA */
-    {K_FIXED, 45, 1, 4, 2, 8, 1, ZZ, 0, 6, 0, 1},
-    {K_FIXED, 45, 1, 4, 2, 8, 0, CO, 0, 4, 0, 1},
+    {.kind = K_FIXED, .L = 45, .B = 1, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 6, .fd = 1},
+    {.kind = K_FIXED, .L = 45, .B = 1, .H = 4, .Hkv = 2, .D = 8, .causal = 0, .layout = CO, .param = 4, .fd = 1},
     /* the smallest lengths */
-    {K_FIXED, 1, 1, 1, 1, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_FIXED, LP0, 1, 2, 2, 8, 1, ZZ, 0, 2, 0, 1},
-    {K_FIXED, LP1, 1, 2, 2, 8, 0, ST, 0, 3, 0, 1},
-    {K_FIXED, LP1, 1, 2, 1, 8, 1, CO, 0, 2, 0, 1},
+    {.kind = K_FIXED, .L = 1, .B = 1, .H = 1, .Hkv = 1, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_FIXED, .L = LP0, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 2, .fd = 1},
+    {.kind = K_FIXED, .L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 3, .fd = 1},
+    {.kind = K_FIXED, .L = LP1, .B = 1, .H = 2, .Hkv = 1, .D = 8, .causal = 1, .layout = CO, .param = 2, .fd = 1},
     /* explicit scale, tiny chunk */
-    {K_FIXED, 37, 1, 2, 2, 8, 1, ST, 3, 6, 0.3f, 1},
-    {K_FIXED, 40, 2, 2, 2, 4, 0, CO, 3, 9, 0, 1},
+    {.kind = K_FIXED, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .chunk = 3, .param = 6, .scale = 0.3f, .fd = 1},
+    {.kind = K_FIXED, .L = 40, .B = 2, .H = 2, .Hkv = 2, .D = 4, .causal = 0, .layout = CO, .chunk = 3, .param = 9, .fd = 1},
     /* longer: span (3) far below a rank's block; MQA; B = 2 (forward vs reference,
      * backward vs single rank only) */
-    {K_FIXED, 200, 2, 2, 2, 16, 1, ZZ, 0, 3, 0, 0},
-    {K_FIXED, 200, 1, 4, 2, 16, 0, ST, 0, 0, 0, 0},
-    {K_FIXED, 129, 1, 4, 1, 16, 1, CO, 5, 16, 0, 0},
-    {K_FIXED, 150, 1, 2, 2, 16, 0, ZZ, 0, 1, 0, 0},
-    {K_FIXED, 150, 1, 2, 2, 16, 1, ST, 0, PBIG, 0, 0},
+    {.kind = K_FIXED, .L = 200, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = ZZ, .param = 3, .fd = 0},
+    {.kind = K_FIXED, .L = 200, .B = 1, .H = 4, .Hkv = 2, .D = 16, .causal = 0, .layout = ST, .fd = 0},
+    {.kind = K_FIXED, .L = 129, .B = 1, .H = 4, .Hkv = 1, .D = 16, .causal = 1, .layout = CO, .chunk = 5, .param = 16, .fd = 0},
+    {.kind = K_FIXED, .L = 150, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = ZZ, .param = 1, .fd = 0},
+    {.kind = K_FIXED, .L = 150, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = ST, .param = PBIG, .fd = 0},
     /* peaked softmaxes (scale 1: logits up to ~+-30) and a wide head */
-    {K_FIXED, 30, 1, 2, 2, 8, 1, ST, 0, 4, 1.0f, 1},
-    {K_FIXED, 64, 1, 2, 2, 8, 1, ZZ, 0, 8, 0, 1},
-    {K_FIXED, 100, 1, 2, 1, 64, 0, ZZ, 0, 0, 0, 0},
-
+    {.kind = K_FIXED, .L = 30, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .param = 4, .scale = 1.0f, .fd = 1},
+    {.kind = K_FIXED, .L = 64, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 8, .fd = 1},
+    {.kind = K_FIXED, .L = 100, .B = 1, .H = 2, .Hkv = 1, .D = 64, .causal = 0, .layout = ZZ, .fd = 0},
     /* ---- combiner-axial ---- */
     /* L = 37 = 6*6 + 1: partial last row of one token */
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, CO, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, CO, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, ZZ, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, ZZ, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, ST, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, ST, 0, 6, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, CO, 0, 1, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, ST, 0, PEQ, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, ZZ, 0, PBIG, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 1, CO, 0, 20, 0, 1},
-    {K_AXIAL, 45, 1, 4, 2, 8, 1, ZZ, 0, 7, 0, 1},
-    {K_AXIAL, 45, 1, 4, 2, 8, 0, ST, 0, 4, 0, 1},
-    {K_AXIAL, 1, 1, 1, 1, 8, 0, CO, 0, 0, 0, 1},
-    {K_AXIAL, LP0, 1, 2, 2, 8, 1, ZZ, 0, 2, 0, 1},
-    {K_AXIAL, LP1, 1, 2, 2, 8, 0, ST, 0, 3, 0, 1},
-    {K_AXIAL, LP1, 1, 2, 1, 8, 1, CO, 0, 2, 0, 1},
-    {K_AXIAL, 37, 1, 2, 2, 8, 0, ST, 3, 5, 0.3f, 1},
-    {K_AXIAL, 200, 2, 2, 2, 16, 1, ZZ, 0, 13, 0, 0},
-    {K_AXIAL, 200, 1, 4, 1, 16, 0, CO, 5, 0, 0, 0},
-    {K_AXIAL, 129, 1, 4, 2, 16, 1, ST, 0, 3, 0, 0},
-    {K_AXIAL, 30, 1, 2, 2, 8, 0, ZZ, 0, 4, 1.0f, 1},
-    {K_AXIAL, 64, 1, 2, 2, 8, 0, ST, 0, 8, 0, 1},
-    {K_AXIAL, 100, 1, 2, 1, 64, 1, CO, 0, 0, 0, 0},
-
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = CO, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 6, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = CO, .param = 1, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .param = PEQ, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = PBIG, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .param = 20, .fd = 1},
+    {.kind = K_AXIAL, .L = 45, .B = 1, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 7, .fd = 1},
+    {.kind = K_AXIAL, .L = 45, .B = 1, .H = 4, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 4, .fd = 1},
+    {.kind = K_AXIAL, .L = 1, .B = 1, .H = 1, .Hkv = 1, .D = 8, .causal = 0, .layout = CO, .fd = 1},
+    {.kind = K_AXIAL, .L = LP0, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .param = 2, .fd = 1},
+    {.kind = K_AXIAL, .L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 3, .fd = 1},
+    {.kind = K_AXIAL, .L = LP1, .B = 1, .H = 2, .Hkv = 1, .D = 8, .causal = 1, .layout = CO, .param = 2, .fd = 1},
+    {.kind = K_AXIAL, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .chunk = 3, .param = 5, .scale = 0.3f, .fd = 1},
+    {.kind = K_AXIAL, .L = 200, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = ZZ, .param = 13, .fd = 0},
+    {.kind = K_AXIAL, .L = 200, .B = 1, .H = 4, .Hkv = 1, .D = 16, .causal = 0, .layout = CO, .chunk = 5, .fd = 0},
+    {.kind = K_AXIAL, .L = 129, .B = 1, .H = 4, .Hkv = 2, .D = 16, .causal = 1, .layout = ST, .param = 3, .fd = 0},
+    {.kind = K_AXIAL, .L = 30, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ZZ, .param = 4, .scale = 1.0f, .fd = 1},
+    {.kind = K_AXIAL, .L = 64, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = ST, .param = 8, .fd = 1},
+    {.kind = K_AXIAL, .L = 100, .B = 1, .H = 2, .Hkv = 1, .D = 64, .causal = 1, .layout = CO, .fd = 0},
     /* ---- combiner-logsparse (causal only) ---- */
-    {K_LOGSPARSE, 37, 1, 2, 2, 8, 1, CO, 0, 0, 0, 1},
-    {K_LOGSPARSE, 37, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_LOGSPARSE, 37, 1, 2, 2, 8, 1, ST, 0, 0, 0, 1},
-    {K_LOGSPARSE, 32, 1, 4, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_LOGSPARSE, 33, 1, 4, 1, 8, 1, CO, 3, 0, 0.3f, 1},
-    {K_LOGSPARSE, 1, 1, 1, 1, 8, 1, ST, 0, 0, 0, 1},
-    {K_LOGSPARSE, LP0, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_LOGSPARSE, LP1, 1, 2, 2, 8, 1, ST, 0, 0, 0, 1},
-    {K_LOGSPARSE, 200, 2, 2, 2, 16, 1, ZZ, 0, 0, 0, 0},
-    {K_LOGSPARSE, 129, 1, 4, 1, 16, 1, ST, 5, 0, 0, 0},
-    {K_LOGSPARSE, 128, 1, 2, 2, 16, 1, CO, 0, 0, 0, 0},
-    {K_LOGSPARSE, 30, 1, 2, 2, 8, 1, CO, 0, 0, 1.0f, 1},
-    {K_LOGSPARSE, 64, 1, 2, 2, 8, 1, ZZ, 0, 0, 0, 1},
-    {K_LOGSPARSE, 100, 1, 2, 1, 64, 1, ST, 0, 0, 0, 0},
+    {.kind = K_LOGSPARSE, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 32, .B = 1, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 33, .B = 1, .H = 4, .Hkv = 1, .D = 8, .causal = 1, .layout = CO, .chunk = 3, .scale = 0.3f, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 1, .B = 1, .H = 1, .Hkv = 1, .D = 8, .causal = 1, .layout = ST, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = LP0, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ST, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 200, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = ZZ, .fd = 0},
+    {.kind = K_LOGSPARSE, .L = 129, .B = 1, .H = 4, .Hkv = 1, .D = 16, .causal = 1, .layout = ST, .chunk = 5, .fd = 0},
+    {.kind = K_LOGSPARSE, .L = 128, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = CO, .fd = 0},
+    {.kind = K_LOGSPARSE, .L = 30, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = CO, .scale = 1.0f, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 64, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = ZZ, .fd = 1},
+    {.kind = K_LOGSPARSE, .L = 100, .B = 1, .H = 2, .Hkv = 1, .D = 64, .causal = 1, .layout = ST, .fd = 0},
 };
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "[rank %d/%d] out of memory (%zu bytes)\n", g_rank, g_P, bytes);
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    return p;
-}
 
 static float *gen(uint64_t seed, size_t n, float amp)
 {
-    float *x = xmalloc(n * sizeof *x);
+    float *x = mh_xmalloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = amp * ra_rand_uniform(seed, i);
     return x;
 }
@@ -290,7 +267,7 @@ static void compare_fwd(const char *what, const tcase *c, int64_t L, int64_t Lr,
 {
     const int B = c->B, H = c->H, D = c->D;
     size_t nqw = (size_t)B * H * L * D, nql = (size_t)B * H * Lr * D, nll = (size_t)B * H * Lr;
-    double *so = xmalloc(nql * sizeof(double)), *sl = xmalloc(nll * sizeof(double));
+    double *so = mh_xmalloc(nql * sizeof(double)), *sl = mh_xmalloc(nll * sizeof(double));
     slab_d(so, ro, B, H, L, Lr, D, pos);
     slab_d(sl, rl, B, H, L, Lr, 1, pos);
     size_t w;
@@ -311,8 +288,8 @@ static void compare_bwd(const char *what, const tcase *c, int64_t L, int64_t Lr,
 {
     const int B = c->B, H = c->H, Hkv = c->Hkv, D = c->D;
     size_t nql = (size_t)B * H * Lr * D, nkl = (size_t)B * Hkv * Lr * D;
-    double *sq = xmalloc(nql * sizeof(double)), *sk = xmalloc(nkl * sizeof(double));
-    double *sv = xmalloc(nkl * sizeof(double));
+    double *sq = mh_xmalloc(nql * sizeof(double)), *sk = mh_xmalloc(nkl * sizeof(double));
+    double *sv = mh_xmalloc(nkl * sizeof(double));
     slab_d(sq, rq, B, H, L, Lr, D, pos);
     slab_d(sk, rk, B, Hkv, L, Lr, D, pos);
     slab_d(sv, rv, B, Hkv, L, Lr, D, pos);
@@ -378,22 +355,22 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
     double fq = 1e-2 * t_vm * ref_max_abs_f(k, nk), fk = 1e-2 * t_vm * ref_max_abs_f(q, nq);
 
     /* single rank: the same head on MPI_COMM_SELF */
-    float *o1 = xmalloc(nq * sizeof(float)), *l1 = xmalloc(nl * sizeof(float));
-    float *dq1 = xmalloc(nq * sizeof(float)), *dk1 = xmalloc(nk * sizeof(float));
-    float *dv1 = xmalloc(nk * sizeof(float));
+    float *o1 = mh_xmalloc(nq * sizeof(float)), *l1 = mh_xmalloc(nl * sizeof(float));
+    float *dq1 = mh_xmalloc(nq * sizeof(float)), *dk1 = mh_xmalloc(nk * sizeof(float));
+    float *dv1 = mh_xmalloc(nk * sizeof(float));
     int ok1 = 0;
     {
         ra_head *h1 = NULL;
         ra_status s = hk->create(&h1, &opts, MPI_COMM_SELF);
-        CHECK(s == RA_OK, "%s create(MPI_COMM_SELF): %s (%s)", hk->name, ra_last_error(),
+        MH_CHECK(s == RA_OK, "%s create(MPI_COMM_SELF): %s (%s)", hk->name, ra_last_error(),
               ra_last_error_where());
         if (s == RA_OK) {
             s = hk->forward(h1, q, k, v, NULL, o1, l1);
-            CHECK(s == RA_OK, "single-rank forward: %s (%s)", ra_last_error(),
+            MH_CHECK(s == RA_OK, "single-rank forward: %s (%s)", ra_last_error(),
                   ra_last_error_where());
             if (s == RA_OK) {
                 s = hk->backward(h1, q, k, v, NULL, o1, l1, dout, dq1, dk1, dv1);
-                CHECK(s == RA_OK, "single-rank backward: %s (%s)", ra_last_error(),
+                MH_CHECK(s == RA_OK, "single-rank backward: %s (%s)", ra_last_error(),
                       ra_last_error_where());
             }
             hk->destroy(h1);
@@ -408,7 +385,7 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
 
     /* this rank's tokens */
     const int64_t Lr = ra_layout_count(c->layout, L, P, r);
-    int32_t *pos = xmalloc((size_t)(Lr + 1) * sizeof *pos);
+    int32_t *pos = mh_xmalloc((size_t)(Lr + 1) * sizeof *pos);
     ra_layout_positions(c->layout, L, P, r, pos);
     {
         long long lr = Lr;
@@ -431,7 +408,7 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
     /* the head on MPI_COMM_WORLD; stop together if creation fails anywhere */
     ra_head *hw = NULL;
     ra_status s = hk->create(&hw, &opts, MPI_COMM_WORLD);
-    CHECK(s == RA_OK, "%s create(MPI_COMM_WORLD): %s (%s)", hk->name, ra_last_error(),
+    MH_CHECK(s == RA_OK, "%s create(MPI_COMM_WORLD): %s (%s)", hk->name, ra_last_error(),
           ra_last_error_where());
     int created = s == RA_OK, all_created;
     MPI_Allreduce(&created, &all_created, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
@@ -441,11 +418,11 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
     }
 
     size_t nql = (size_t)B * H * Lr * D, nkl = (size_t)B * Hkv * Lr * D, nll = (size_t)B * H * Lr;
-    float *ql = xmalloc(nql * sizeof(float)), *kl = xmalloc(nkl * sizeof(float));
-    float *vl = xmalloc(nkl * sizeof(float)), *gl = xmalloc(nql * sizeof(float));
-    float *ol = xmalloc(nql * sizeof(float)), *ll = xmalloc(nll * sizeof(float));
-    float *dql = xmalloc(nql * sizeof(float)), *dkl = xmalloc(nkl * sizeof(float));
-    float *dvl = xmalloc(nkl * sizeof(float));
+    float *ql = mh_xmalloc(nql * sizeof(float)), *kl = mh_xmalloc(nkl * sizeof(float));
+    float *vl = mh_xmalloc(nkl * sizeof(float)), *gl = mh_xmalloc(nql * sizeof(float));
+    float *ol = mh_xmalloc(nql * sizeof(float)), *ll = mh_xmalloc(nll * sizeof(float));
+    float *dql = mh_xmalloc(nql * sizeof(float)), *dkl = mh_xmalloc(nkl * sizeof(float));
+    float *dvl = mh_xmalloc(nkl * sizeof(float));
     slab_f(ql, q, B, H, L, Lr, D, pos);
     slab_f(kl, k, B, Hkv, L, Lr, D, pos);
     slab_f(vl, v, B, Hkv, L, Lr, D, pos);
@@ -455,7 +432,7 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
         /* garbage in the outputs: the head must overwrite every value */
         float *keep = NULL;
         if (rep == 1) {
-            keep = xmalloc((2 * nql + 2 * nkl + nll) * sizeof(float));
+            keep = mh_xmalloc((2 * nql + 2 * nkl + nll) * sizeof(float));
             memcpy(keep, ol, nql * sizeof(float));
             memcpy(keep + nql, dql, nql * sizeof(float));
             memcpy(keep + 2 * nql, dkl, nkl * sizeof(float));
@@ -468,12 +445,12 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime(), bytes = 0.0;
         s = hk->forward(hw, ql, kl, vl, NULL, ol, ll);
-        CHECK(s == RA_OK, "%sforward: %s (%s)", rep ? "repeated " : "", ra_last_error(),
+        MH_CHECK(s == RA_OK, "%sforward: %s (%s)", rep ? "repeated " : "", ra_last_error(),
               ra_last_error_where());
         if (s == RA_OK && hk->bytes_sent) bytes += hk->bytes_sent(hw);
         if (s == RA_OK) {
             s = hk->backward(hw, ql, kl, vl, NULL, ol, ll, gl, dql, dkl, dvl);
-            CHECK(s == RA_OK, "%sbackward: %s (%s)", rep ? "repeated " : "", ra_last_error(),
+            MH_CHECK(s == RA_OK, "%sbackward: %s (%s)", rep ? "repeated " : "", ra_last_error(),
                   ra_last_error_where());
             if (s == RA_OK && hk->bytes_sent) bytes += hk->bytes_sent(hw);
         }
@@ -484,7 +461,7 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
             size_t nonfin = ref_count_nonfinite_f(ol, nql) + ref_count_nonfinite_f(dql, nql) +
                             ref_count_nonfinite_f(dkl, nkl) + ref_count_nonfinite_f(dvl, nkl) +
                             ref_count_nonfinite_f(ll, nll);
-            CHECK(nonfin == 0, "%zu NaN/inf values in the outputs (every row sees itself)",
+            MH_CHECK(nonfin == 0, "%zu NaN/inf values in the outputs (every row sees itself)",
                   nonfin);
         }
         /* whole-tensor maxima of the single-rank gradients (same on every rank) */
@@ -493,16 +470,16 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
         if (rep == 0) {
             if (ok_here) {
                 compare_fwd("vs reference", c, L, Lr, pos, ol, ll, ro, rl, &res->ref);
-                CHECK(res->ref.o <= TOL_O, "O vs reference %.3e", res->ref.o);
-                CHECK(res->ref.lse <= TOL_LSE, "lse vs reference %.3e", res->ref.lse);
+                MH_CHECK(res->ref.o <= TOL_O, "O vs reference %.3e", res->ref.o);
+                MH_CHECK(res->ref.lse <= TOL_LSE, "lse vs reference %.3e", res->ref.lse);
                 if (c->fd) {
                     compare_bwd("vs reference FD", c, L, Lr, pos, dql, dkl, dvl, fdq, fdk, fdv,
                                 fdmax[0], fdmax[1], fdmax[2], fq, fk, &res->fd);
-                    CHECK(res->fd.dq <= TOL_GRAD, "dQ vs reference FD %.3e (kinks %d)",
+                    MH_CHECK(res->fd.dq <= TOL_GRAD, "dQ vs reference FD %.3e (kinks %d)",
                           res->fd.dq, res->kinks);
-                    CHECK(res->fd.dk <= TOL_GRAD, "dK vs reference FD %.3e (kinks %d)",
+                    MH_CHECK(res->fd.dk <= TOL_GRAD, "dK vs reference FD %.3e (kinks %d)",
                           res->fd.dk, res->kinks);
-                    CHECK(res->fd.dv <= TOL_GRAD, "dV vs reference FD %.3e (kinks %d)",
+                    MH_CHECK(res->fd.dv <= TOL_GRAD, "dV vs reference FD %.3e (kinks %d)",
                           res->fd.dv, res->kinks);
                 }
                 if (ok1) {
@@ -510,12 +487,12 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
                                 &res->single);
                     compare_bwd("vs single rank", c, L, Lr, pos, dql, dkl, dvl, w1[2], w1[3],
                                 w1[4], wq, wk, wv, fq, fk, &res->single);
-                    CHECK(res->single.o <= TOL_O, "O vs single rank %.3e", res->single.o);
-                    CHECK(res->single.lse <= TOL_LSE, "lse vs single rank %.3e",
+                    MH_CHECK(res->single.o <= TOL_O, "O vs single rank %.3e", res->single.o);
+                    MH_CHECK(res->single.lse <= TOL_LSE, "lse vs single rank %.3e",
                           res->single.lse);
-                    CHECK(res->single.dq <= TOL_GRAD, "dQ vs single rank %.3e", res->single.dq);
-                    CHECK(res->single.dk <= TOL_GRAD, "dK vs single rank %.3e", res->single.dk);
-                    CHECK(res->single.dv <= TOL_GRAD, "dV vs single rank %.3e", res->single.dv);
+                    MH_CHECK(res->single.dq <= TOL_GRAD, "dQ vs single rank %.3e", res->single.dq);
+                    MH_CHECK(res->single.dk <= TOL_GRAD, "dK vs single rank %.3e", res->single.dk);
+                    MH_CHECK(res->single.dv <= TOL_GRAD, "dV vs single rank %.3e", res->single.dv);
                 }
             }
         } else {
@@ -524,7 +501,7 @@ static int run_case(int ci, const tcase *c, const ra_head_kind *hk, result *res)
                 compare_fwd("repeat vs single rank", c, L, Lr, pos, ol, ll, w1[0], w1[1], e2);
                 compare_bwd("repeat vs single rank", c, L, Lr, pos, dql, dkl, dvl, w1[2], w1[3],
                             w1[4], wq, wk, wv, fq, fk, e2);
-                CHECK(e2->o <= TOL_O && e2->lse <= TOL_LSE && e2->dq <= TOL_GRAD &&
+                MH_CHECK(e2->o <= TOL_O && e2->lse <= TOL_LSE && e2->dq <= TOL_GRAD &&
                           e2->dk <= TOL_GRAD && e2->dv <= TOL_GRAD,
                       "second call on the same head vs single rank: O %.3e lse %.3e dQ %.3e "
                       "dK %.3e dV %.3e",
@@ -561,117 +538,108 @@ static void logsparse_bidir_refused(const ra_head_kind *hk)
     ra_clear_error();
     ra_head *h = NULL;
     ra_status s = hk->create(&h, &opts, MPI_COMM_WORLD);
-    CHECK(s == RA_ERR_ARG, "combiner-logsparse with causal = 0 returned %s (%s), expected "
+    MH_CHECK(s == RA_ERR_ARG, "combiner-logsparse with causal = 0 returned %s (%s), expected "
                            "RA_ERR_ARG",
           ra_status_name(s), ra_last_error());
     if (s != RA_OK)
-        CHECK(strstr(ra_last_error(), "causal") != NULL,
+        MH_CHECK(strstr(ra_last_error(), "causal") != NULL,
               "the error for causal = 0 does not say \"causal\": '%s'", ra_last_error());
     else
         hk->destroy(h);
 }
 
+static const ra_head_kind *g_kinds[NKINDS]; /* NULL: not in the registry */
+
+static void case_name(char *buf, size_t cap, const void *arg, const mh_ctx *ctx)
+{
+    const tcase *c = arg;
+    const int64_t L = resolve_L(c->L, ctx->P);
+    const int param = resolve_param(c->param, L);
+    char pbuf[48] = "";
+    if (c->kind != K_LOGSPARSE) {
+        if (param > 0)
+            snprintf(pbuf, sizeof pbuf, " %s=%d", c->kind == K_FIXED ? "span" : "row", param);
+        else
+            snprintf(pbuf, sizeof pbuf, " %s=auto(%d)", c->kind == K_FIXED ? "span" : "row",
+                     ref_comb_auto_len((int)L));
+    }
+    snprintf(buf, cap, "#%d %s L=%lld B=%d H=%d Hkv=%d D=%d %s %s%s chunk=%d scale=%g%s",
+             ctx->index, kind_names[c->kind], (long long)L, c->B, c->H, c->Hkv, c->D,
+             ra_layout_name(c->layout), c->causal ? "causal" : "bidir", pbuf, c->chunk,
+             (double)c->scale, c->fd ? " fd" : "");
+}
+
+/* One case on every rank; the note: its errors, max over ranks. */
+static mh_outcome run(const void *arg, const mh_ctx *ctx)
+{
+    const tcase *c = arg;
+    const ra_head_kind *hk = g_kinds[c->kind];
+    g_case = ctx->name;
+    if (!hk) {
+        mh_note("%s is not in the registry", kind_names[c->kind]);
+        return MH_SKIPPED;
+    }
+    result res;
+    memset(&res, 0, sizeof res);
+    if (!run_case(ctx->index, c, hk, &res)) {
+        mh_note("L < P");
+        return MH_SKIPPED;
+    }
+    double e[14] = {res.ref.o, res.ref.lse, res.fd.dq, res.fd.dk, res.fd.dv, res.single.o,
+                    res.single.lse, res.single.dq, res.single.dk, res.single.dv,
+                    res.seconds, 0, 0, 0};
+    double emax[14];
+    MPI_Allreduce(e, emax, 14, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    double bytes = 0.0;
+    MPI_Allreduce(&res.bytes, &bytes, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    char fdbuf[64] = "";
+    if (c->fd)
+        snprintf(fdbuf, sizeof fdbuf, " FD %.1e %.1e %.1e (kinks %d)", emax[2], emax[3],
+                 emax[4], res.kinks);
+    mh_note("ref %.1e %.1e%s | single %.1e %.1e %.1e %.1e %.1e | Lr %lld..%lld | %.0f bytes | "
+            "%.3f s",
+            emax[0], emax[1], fdbuf, emax[5], emax[6], emax[7], emax[8], emax[9], res.lr_min,
+            res.lr_max, bytes, emax[10]);
+    return MH_RAN;
+}
+
+static mh_outcome run_logsparse_refused(const void *arg, const mh_ctx *ctx)
+{
+    g_case = ctx->name;
+    logsparse_bidir_refused(arg);
+    return MH_RAN;
+}
+
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-    double t_start = MPI_Wtime();
-    int passed = 0, failed = 0, skipped = 0;
-    const int ncases = (int)(sizeof cases / sizeof cases[0]);
-    const ra_head_kind *kinds[NKINDS];
+    mh_init(&argc, &argv, "test_combiner_mpi");
+    g_rank = mh_rank(), g_P = mh_size();
+    const size_t ncases = sizeof cases / sizeof cases[0];
     char skipped_kinds[128] = "";
     for (int t = 0; t < NKINDS; t++) {
-        kinds[t] = ra_head_find(kind_names[t]);
-        if (!kinds[t]) {
+        g_kinds[t] = ra_head_find(kind_names[t]);
+        if (!g_kinds[t]) {
             if (skipped_kinds[0]) strncat(skipped_kinds, ", ", sizeof skipped_kinds - strlen(skipped_kinds) - 1);
             strncat(skipped_kinds, kind_names[t], sizeof skipped_kinds - strlen(skipped_kinds) - 1);
         }
     }
     if (g_rank == 0) {
-        printf("test_combiner_mpi: P=%d, %d cases; heads known: %s\n", g_P, ncases,
+        printf("test_combiner_mpi: P=%d, %zu cases; heads known: %s\n", g_P, ncases,
                ra_head_names());
         if (skipped_kinds[0]) printf("test_combiner_mpi: skipped kinds (not in the registry): %s\n",
                                      skipped_kinds);
         printf("  errors are max over ranks: ref O lse [FD dQ dK dV] | single O lse dQ dK dV\n");
     }
-    if (kinds[K_LOGSPARSE]) {
-        g_case = "combiner-logsparse causal=0 refused";
-        g_fails = 0;
-        logsparse_bidir_refused(kinds[K_LOGSPARSE]);
-        int f = 0;
-        MPI_Allreduce(&g_fails, &f, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-        if (f) failed++;
-        else passed++;
-        if (g_rank == 0) printf("  %s %s\n", f ? "FAIL" : "ok  ", g_case);
-    }
-    for (int ci = 0; ci < ncases; ci++) {
-        const tcase *c = &cases[ci];
-        const ra_head_kind *hk = kinds[c->kind];
-        if (!hk) {
-            skipped++;
-            continue;
-        }
-        const int64_t L = resolve_L(c->L, g_P);
-        const int param = resolve_param(c->param, L);
-        char pbuf[48] = "";
-        if (c->kind != K_LOGSPARSE) {
-            if (param > 0)
-                snprintf(pbuf, sizeof pbuf, " %s=%d", c->kind == K_FIXED ? "span" : "row", param);
-            else
-                snprintf(pbuf, sizeof pbuf, " %s=auto(%d)", c->kind == K_FIXED ? "span" : "row",
-                         ref_comb_auto_len((int)L));
-        }
-        char name[200];
-        snprintf(name, sizeof name, "#%d %s L=%lld B=%d H=%d Hkv=%d D=%d %s %s%s chunk=%d scale=%g%s",
-                 ci, kind_names[c->kind], (long long)L, c->B, c->H, c->Hkv, c->D,
-                 ra_layout_name(c->layout), c->causal ? "causal" : "bidir", pbuf, c->chunk,
-                 (double)c->scale, c->fd ? " fd" : "");
-        g_case = name;
-        g_fails = 0;
-        result res;
-        memset(&res, 0, sizeof res);
-        int ran = run_case(ci, c, hk, &res);
-        if (!ran) {
-            skipped++;
-            if (g_rank == 0) printf("  skip %s (L < P)\n", name);
-            continue;
-        }
-        int case_fails = 0;
-        MPI_Allreduce(&g_fails, &case_fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-        double e[14] = {res.ref.o, res.ref.lse, res.fd.dq, res.fd.dk, res.fd.dv, res.single.o,
-                        res.single.lse, res.single.dq, res.single.dk, res.single.dv,
-                        res.seconds, 0, 0, 0};
-        double emax[14];
-        MPI_Allreduce(e, emax, 14, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        double bytes = 0.0;
-        MPI_Allreduce(&res.bytes, &bytes, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-        if (case_fails) failed++;
-        else passed++;
-        if (g_rank == 0) {
-            char fdbuf[64] = "";
-            if (c->fd)
-                snprintf(fdbuf, sizeof fdbuf, " FD %.1e %.1e %.1e (kinks %d)", emax[2], emax[3],
-                         emax[4], res.kinks);
-            printf("  %s %s\n      ref %.1e %.1e%s | single %.1e %.1e %.1e %.1e %.1e"
-                   " | Lr %lld..%lld | %.0f bytes | %.3f s\n",
-                   case_fails ? "FAIL" : "ok  ", name, emax[0], emax[1], fdbuf, emax[5], emax[6],
-                   emax[7], emax[8], emax[9], res.lr_min, res.lr_max, bytes, emax[10]);
-        }
-        fflush(stdout);
-    }
-    int total_fail = 0, repeat_diff = 0;
-    MPI_Allreduce(&failed, &total_fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (g_kinds[K_LOGSPARSE])
+        mh_run_case("combiner-logsparse causal=0 refused", run_logsparse_refused,
+                    g_kinds[K_LOGSPARSE], -1);
+    mh_run_table(&(mh_table){.cases = cases, .count = ncases, .size = sizeof cases[0],
+                             .name = case_name, .run = run});
+    int repeat_diff = 0;
     MPI_Allreduce(&g_repeat_diff, &repeat_diff, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (g_rank == 0) {
+    if (g_rank == 0)
         printf("test_combiner_mpi: a second call on the same head was bitwise identical in %s "
                "(informational)\n",
                repeat_diff ? "not every case" : "every case");
-        printf("test_combiner_mpi: P=%d, %.1f s, %d cases skipped%s%s\n", g_P,
-               MPI_Wtime() - t_start, skipped, skipped_kinds[0] ? "; kinds skipped: " : "",
-               skipped_kinds);
-        printf("%d passed, %d failed\n", passed, failed);
-    }
-    MPI_Finalize();
-    return total_fail ? 1 : 0;
+    return mh_finish();
 }

@@ -20,10 +20,10 @@
  * formulas of DESIGN §3 computed here independently, that the layouts
  * partition [0, L) across the ranks, no NaN/inf, and bytes moved when P > 1.
  *
- * No cmocka: CHECK prints file:line, rank and the numbers and counts the
- * failure; failures are summed over ranks (MPI_Allreduce) so every rank
- * agrees; rank 0 prints one line per case and "N passed, M failed" (cases);
- * the exit code is non-zero on any failure.
+ * The cases run under tests/common/mpi_harness.h: MH_CHECK prints file:line,
+ * rank and the numbers; every rank agrees on each case's verdict; rank 0
+ * prints one line per case and "N passed, M failed" (cases); the exit code
+ * is non-zero on any failure.
  *
  *   mpirun --oversubscribe -n 3 ./test_ring_mpi
  */
@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_harness.h"
 #include "ref_attn.h"
 #include "ringattn/layout.h"
 #include "ringattn/ring.h"
@@ -45,21 +46,9 @@
 #define TOL_GRAD 1e-4
 
 static int g_rank, g_P;
-static int g_fails; /* failures on this rank in the current case */
-static const char *g_case = "";
+static const char *g_case = ""; /* the current case's name, for messages */
 static long long g_lr_min, g_lr_max; /* tokens per rank in the current case */
 static int g_repeat_diff; /* cases where a second call was not bitwise identical */
-
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            g_fails++;                                                                    \
-            fprintf(stderr, "%s:%d: [rank %d/%d] case '%s': check failed: %s: ", __FILE__, \
-                    __LINE__, g_rank, g_P, g_case, #cond);                                \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fprintf(stderr, "\n");                                                        \
-        }                                                                                 \
-    } while (0)
 
 /* seg kinds */
 enum { SEG_NONE, SEG_PACKED, SEG_UNSORTED };
@@ -88,66 +77,56 @@ static int64_t resolve_L(int64_t L, int P)
 
 static const tcase cases[] = {
     /* every layout x causal / bidirectional, L = 37 (odd, not divisible by P, 2P) */
-    {37, 1, 2, 2, 16, 0, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 1, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 0, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 0, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 1, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_STRIPED},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_STRIPED},
     /* the smallest lengths: L = 1 (P = 1 only), L = P, L = P + 1 */
-    {1, 1, 1, 1, 8, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {1, 1, 1, 1, 8, 0, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
-    {LP0, 1, 2, 1, 8, 1, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
-    {LP0, 1, 2, 2, 8, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {LP0, 1, 2, 2, 8, 0, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
-    {LP1, 1, 2, 2, 8, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {LP1, 1, 2, 2, 8, 1, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
-    {LP1, 1, 2, 2, 8, 0, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
+    {.L = 1, .B = 1, .H = 1, .Hkv = 1, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 1, .B = 1, .H = 1, .Hkv = 1, .D = 8, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS},
+    {.L = LP0, .B = 1, .H = 2, .Hkv = 1, .D = 8, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS},
+    {.L = LP0, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = LP0, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = RA_LAYOUT_STRIPED},
+    {.L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_STRIPED},
+    {.L = LP1, .B = 1, .H = 2, .Hkv = 2, .D = 8, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS},
     /* GQA and MQA */
-    {64, 1, 4, 2, 32, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {64, 1, 4, 2, 32, 0, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
-    {129, 1, 4, 1, 16, 0, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_NONE, 0},
-    {129, 1, 4, 1, 16, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
+    {.L = 64, .B = 1, .H = 4, .Hkv = 2, .D = 32, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 64, .B = 1, .H = 4, .Hkv = 2, .D = 32, .causal = 0, .layout = RA_LAYOUT_STRIPED},
+    {.L = 129, .B = 1, .H = 4, .Hkv = 1, .D = 16, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS},
+    {.L = 129, .B = 1, .H = 4, .Hkv = 1, .D = 16, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
     /* B = 2, packed sequences crossing rank boundaries */
-    {200, 2, 2, 2, 16, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_PACKED, 0},
-    {200, 2, 2, 1, 16, 0, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_PACKED, 0},
-    {129, 2, 4, 2, 8, 1, RA_LAYOUT_STRIPED, 0, 0, SEG_PACKED, 0},
-    {129, 2, 2, 2, 16, 1, RA_LAYOUT_CONTIGUOUS, 0, 0, SEG_UNSORTED, 0},
-    {129, 2, 2, 2, 16, 0, RA_LAYOUT_ZIGZAG, 0, 0, SEG_UNSORTED, 0},
+    {.L = 200, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .seg = SEG_PACKED},
+    {.L = 200, .B = 2, .H = 2, .Hkv = 1, .D = 16, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS, .seg = SEG_PACKED},
+    {.L = 129, .B = 2, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_STRIPED, .seg = SEG_PACKED},
+    {.L = 129, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS, .seg = SEG_UNSORTED},
+    {.L = 129, .B = 2, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_ZIGZAG, .seg = SEG_UNSORTED},
     /* tiny chunks: many ring pieces, uneven piece counts */
-    {64, 1, 2, 2, 16, 1, RA_LAYOUT_CONTIGUOUS, 3, 0, SEG_NONE, 0},
-    {37, 1, 2, 2, 16, 0, RA_LAYOUT_STRIPED, 3, 0, SEG_NONE, 0},
-    {200, 2, 4, 2, 8, 1, RA_LAYOUT_ZIGZAG, 5, 0, SEG_PACKED, 0},
-    {129, 1, 2, 1, 16, 1, RA_LAYOUT_STRIPED, 5, 0, SEG_NONE, 0},
+    {.L = 64, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 3},
+    {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_STRIPED, .chunk = 3},
+    {.L = 200, .B = 2, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .chunk = 5, .seg = SEG_PACKED},
+    {.L = 129, .B = 1, .H = 2, .Hkv = 1, .D = 16, .causal = 1, .layout = RA_LAYOUT_STRIPED, .chunk = 5},
     /* explicit scale */
-    {129, 1, 2, 2, 16, 1, RA_LAYOUT_CONTIGUOUS, 0, 0.3f, SEG_NONE, 0},
-    {100, 1, 2, 2, 64, 1, RA_LAYOUT_ZIGZAG, 7, 0.05f, SEG_PACKED, 0},
+    {.L = 129, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS, .scale = 0.3f},
+    {.L = 100, .B = 1, .H = 2, .Hkv = 2, .D = 64, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .chunk = 7, .scale = 0.05f, .seg = SEG_PACKED},
     /* wider heads */
-    {100, 1, 1, 1, 64, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {64, 1, 1, 1, 128, 0, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
+    {.L = 100, .B = 1, .H = 1, .Hkv = 1, .D = 64, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 64, .B = 1, .H = 1, .Hkv = 1, .D = 128, .causal = 0, .layout = RA_LAYOUT_STRIPED},
     /* longer sequences */
-    {1000, 1, 2, 2, 16, 1, RA_LAYOUT_ZIGZAG, 0, 0, SEG_NONE, 0},
-    {1000, 1, 2, 1, 8, 0, RA_LAYOUT_STRIPED, 0, 0, SEG_NONE, 0},
-    {1000, 1, 1, 1, 16, 1, RA_LAYOUT_CONTIGUOUS, 64, 0, SEG_PACKED, 0},
+    {.L = 1000, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_ZIGZAG},
+    {.L = 1000, .B = 1, .H = 2, .Hkv = 1, .D = 8, .causal = 0, .layout = RA_LAYOUT_STRIPED},
+    {.L = 1000, .B = 1, .H = 1, .Hkv = 1, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 64, .seg = SEG_PACKED},
     /* extreme logits (|score| up to ~1e4, |lse| ~ 1e4): the backward must use
      * the forward's exact row statistics, not the rounded float32 lse */
-    {97, 1, 2, 2, 16, 1, RA_LAYOUT_ZIGZAG, 0, 80.0f, SEG_NONE, 1},
-    {97, 1, 2, 1, 16, 0, RA_LAYOUT_STRIPED, 5, 80.0f, SEG_PACKED, 1},
+    {.L = 97, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .scale = 80.0f, .extreme = 1},
+    {.L = 97, .B = 1, .H = 2, .Hkv = 1, .D = 16, .causal = 0, .layout = RA_LAYOUT_STRIPED, .chunk = 5, .scale = 80.0f, .seg = SEG_PACKED, .extreme = 1},
 };
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "[rank %d/%d] out of memory (%zu bytes)\n", g_rank, g_P, bytes);
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    return p;
-}
 
 static float *gen(uint64_t seed, size_t n, float amp)
 {
-    float *x = xmalloc(n * sizeof *x);
+    float *x = mh_xmalloc(n * sizeof *x);
     for (size_t i = 0; i < n; i++) x[i] = amp * ra_rand_uniform(seed, i);
     return x;
 }
@@ -245,9 +224,9 @@ static errs compare_slab(const char *what, const tcase *c, int64_t L, int64_t Lr
     const int B = c->B, H = c->H, Hkv = c->Hkv, D = c->D;
     size_t nqw = (size_t)B * H * L * D, nkw = (size_t)B * Hkv * L * D;
     size_t nql = (size_t)B * H * Lr * D, nkl = (size_t)B * Hkv * Lr * D;
-    double *so = xmalloc(nql * sizeof(double)), *sq = xmalloc(nql * sizeof(double));
-    double *sk = xmalloc(nkl * sizeof(double)), *sv = xmalloc(nkl * sizeof(double));
-    double *sl = xmalloc((size_t)B * H * Lr * sizeof(double));
+    double *so = mh_xmalloc(nql * sizeof(double)), *sq = mh_xmalloc(nql * sizeof(double));
+    double *sk = mh_xmalloc(nkl * sizeof(double)), *sv = mh_xmalloc(nkl * sizeof(double));
+    double *sl = mh_xmalloc((size_t)B * H * Lr * sizeof(double));
     slab_d(so, ro, B, H, L, Lr, D, pos);
     slab_d(sq, rq, B, H, L, Lr, D, pos);
     slab_d(sk, rk, B, Hkv, L, Lr, D, pos);
@@ -290,7 +269,7 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
     }
     int32_t *seg = NULL;
     if (c->seg != SEG_NONE) {
-        seg = xmalloc((size_t)B * L * sizeof *seg);
+        seg = mh_xmalloc((size_t)B * L * sizeof *seg);
         for (int b = 0; b < B; b++) {
             /* uneven packed sequences; cut points differ per batch row */
             int64_t c1 = L / 5 + b * 3, c2 = (3 * L) / 5 + b, c3 = L - L / 8;
@@ -324,24 +303,24 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
     double fq = 1e-2 * t_vm * ref_max_abs_f(k, nk), fk = 1e-2 * t_vm * ref_max_abs_f(q, nq);
 
     /* single rank: the same ring on MPI_COMM_SELF */
-    float *o1 = xmalloc(nq * sizeof(float)), *l1 = xmalloc((size_t)B * H * L * sizeof(float));
-    float *dq1 = xmalloc(nq * sizeof(float)), *dk1 = xmalloc(nk * sizeof(float));
-    float *dv1 = xmalloc(nk * sizeof(float));
+    float *o1 = mh_xmalloc(nq * sizeof(float)), *l1 = mh_xmalloc((size_t)B * H * L * sizeof(float));
+    float *dq1 = mh_xmalloc(nq * sizeof(float)), *dk1 = mh_xmalloc(nk * sizeof(float));
+    float *dv1 = mh_xmalloc(nk * sizeof(float));
     int ok1 = 1;
     {
         ra_ring *ring1 = NULL;
         ra_status s = ra_ring_create(&ring1, &opts, MPI_COMM_SELF);
-        CHECK(s == RA_OK, "ra_ring_create(MPI_COMM_SELF): %s (%s)", ra_last_error(),
+        MH_CHECK(s == RA_OK, "ra_ring_create(MPI_COMM_SELF): %s (%s)", ra_last_error(),
               ra_last_error_where());
         if (s == RA_OK) {
-            CHECK(ra_ring_local_len(ring1) == L, "P=1 local len %lld, L %lld",
+            MH_CHECK(ra_ring_local_len(ring1) == L, "P=1 local len %lld, L %lld",
                   (long long)ra_ring_local_len(ring1), (long long)L);
             s = ra_ring_forward(ring1, q, k, v, seg, o1, l1);
-            CHECK(s == RA_OK, "single-rank forward: %s (%s)", ra_last_error(),
+            MH_CHECK(s == RA_OK, "single-rank forward: %s (%s)", ra_last_error(),
                   ra_last_error_where());
             if (s == RA_OK) {
                 s = ra_ring_backward(ring1, q, k, v, seg, o1, l1, dout, dq1, dk1, dv1);
-                CHECK(s == RA_OK, "single-rank backward: %s (%s)", ra_last_error(),
+                MH_CHECK(s == RA_OK, "single-rank backward: %s (%s)", ra_last_error(),
                       ra_last_error_where());
             }
             ra_ring_destroy(ring1);
@@ -352,7 +331,7 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
     /* the ring on MPI_COMM_WORLD; stop together if creation fails anywhere */
     ra_ring *ring = NULL;
     ra_status s = ra_ring_create(&ring, &opts, MPI_COMM_WORLD);
-    CHECK(s == RA_OK, "ra_ring_create(MPI_COMM_WORLD): %s (%s)", ra_last_error(),
+    MH_CHECK(s == RA_OK, "ra_ring_create(MPI_COMM_WORLD): %s (%s)", ra_last_error(),
           ra_last_error_where());
     int created = s == RA_OK, all_created;
     MPI_Allreduce(&created, &all_created, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
@@ -363,12 +342,12 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
 
     /* layout: ours, from the formulas, must match the library's */
     int64_t Lr = ra_ring_local_len(ring);
-    int32_t *pos = xmalloc((size_t)(L + 1) * sizeof *pos);
-    int32_t *expect = xmalloc((size_t)(L + 1) * sizeof *expect);
+    int32_t *pos = mh_xmalloc((size_t)(L + 1) * sizeof *pos);
+    int32_t *expect = mh_xmalloc((size_t)(L + 1) * sizeof *expect);
     int64_t nexp = expect_positions(c->layout, L, P, r, expect);
-    CHECK(Lr == nexp, "local len %lld, layout %s expects %lld (L=%lld P=%d)", (long long)Lr,
+    MH_CHECK(Lr == nexp, "local len %lld, layout %s expects %lld (L=%lld P=%d)", (long long)Lr,
           ra_layout_name(c->layout), (long long)nexp, (long long)L, P);
-    CHECK(ra_layout_count(c->layout, L, P, r) == nexp, "ra_layout_count %lld, expected %lld",
+    MH_CHECK(ra_layout_count(c->layout, L, P, r) == nexp, "ra_layout_count %lld, expected %lld",
           (long long)ra_layout_count(c->layout, L, P, r), (long long)nexp);
     /* Lr may be 0: zigzag with L a little above P leaves some ranks without
      * tokens (e.g. P = 4, L = 5: rank 2), and the ring must still work. */
@@ -380,7 +359,7 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
         const int32_t *rp = ra_ring_positions(ring);
         int bad_pos = 0;
         for (int64_t i = 0; i < Lr; i++) bad_pos += pos[i] != expect[i] || rp[i] != expect[i];
-        CHECK(bad_pos == 0, "%d positions differ from the layout formula (layout %s L=%lld)",
+        MH_CHECK(bad_pos == 0, "%d positions differ from the layout formula (layout %s L=%lld)",
               bad_pos, ra_layout_name(c->layout), (long long)L);
         memcpy(pos, expect, (size_t)Lr * sizeof *pos);
     }
@@ -391,7 +370,7 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
         MPI_Allreduce(cover, all, (int)L, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
         int64_t badc = 0;
         for (int64_t i = 0; i < L; i++) badc += all[i] != 1;
-        CHECK(badc == 0, "%lld global indices not owned by exactly one rank", (long long)badc);
+        MH_CHECK(badc == 0, "%lld global indices not owned by exactly one rank", (long long)badc);
         free(cover), free(all);
     }
     int lr_ok = Lr >= 0, all_lr_ok;
@@ -410,18 +389,18 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
 
     /* local slabs */
     size_t nql = (size_t)B * H * Lr * D, nkl = (size_t)B * Hkv * Lr * D;
-    float *ql = xmalloc(nql * sizeof(float)), *kl = xmalloc(nkl * sizeof(float));
-    float *vl = xmalloc(nkl * sizeof(float)), *gl = xmalloc(nql * sizeof(float));
-    float *ol = xmalloc(nql * sizeof(float)), *ll = xmalloc((size_t)B * H * Lr * sizeof(float));
-    float *dql = xmalloc(nql * sizeof(float)), *dkl = xmalloc(nkl * sizeof(float));
-    float *dvl = xmalloc(nkl * sizeof(float));
+    float *ql = mh_xmalloc(nql * sizeof(float)), *kl = mh_xmalloc(nkl * sizeof(float));
+    float *vl = mh_xmalloc(nkl * sizeof(float)), *gl = mh_xmalloc(nql * sizeof(float));
+    float *ol = mh_xmalloc(nql * sizeof(float)), *ll = mh_xmalloc((size_t)B * H * Lr * sizeof(float));
+    float *dql = mh_xmalloc(nql * sizeof(float)), *dkl = mh_xmalloc(nkl * sizeof(float));
+    float *dvl = mh_xmalloc(nkl * sizeof(float));
     int32_t *segl = NULL;
     slab_f(ql, q, B, H, L, Lr, D, pos);
     slab_f(kl, k, B, Hkv, L, Lr, D, pos);
     slab_f(vl, v, B, Hkv, L, Lr, D, pos);
     slab_f(gl, dout, B, H, L, Lr, D, pos);
     if (seg) {
-        segl = xmalloc((size_t)B * Lr * sizeof *segl);
+        segl = mh_xmalloc((size_t)B * Lr * sizeof *segl);
         for (int b = 0; b < B; b++)
             for (int64_t i = 0; i < Lr; i++) segl[(size_t)b * Lr + i] = seg[(size_t)b * L + pos[i]];
     }
@@ -433,16 +412,16 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = MPI_Wtime();
     s = ra_ring_forward(ring, ql, kl, vl, segl, ol, ll);
-    CHECK(s == RA_OK, "ra_ring_forward: %s (%s)", ra_last_error(), ra_last_error_where());
+    MH_CHECK(s == RA_OK, "ra_ring_forward: %s (%s)", ra_last_error(), ra_last_error_where());
     ra_ring_stats st_f = ra_ring_last_stats(ring);
     if (s == RA_OK) {
         s = ra_ring_backward(ring, ql, kl, vl, segl, ol, ll, gl, dql, dkl, dvl);
-        CHECK(s == RA_OK, "ra_ring_backward: %s (%s)", ra_last_error(), ra_last_error_where());
+        MH_CHECK(s == RA_OK, "ra_ring_backward: %s (%s)", ra_last_error(), ra_last_error_where());
     }
     *seconds = MPI_Wtime() - t0;
     ra_ring_stats st_b = ra_ring_last_stats(ring);
     if (P > 1) {
-        CHECK(st_f.bytes_sent > 0 && st_b.bytes_sent > 0,
+        MH_CHECK(st_f.bytes_sent > 0 && st_b.bytes_sent > 0,
               "no ring bytes sent at P=%d (forward %.0f, backward %.0f)", P, st_f.bytes_sent,
               st_b.bytes_sent);
     }
@@ -450,29 +429,29 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
         size_t nonfin = ref_count_nonfinite_f(ol, nql) + ref_count_nonfinite_f(dql, nql) +
                         ref_count_nonfinite_f(dkl, nkl) + ref_count_nonfinite_f(dvl, nkl) +
                         ref_count_nonfinite_f(ll, (size_t)B * H * Lr);
-        CHECK(nonfin == 0, "%zu NaN/inf values in the ring outputs (every row sees itself)",
+        MH_CHECK(nonfin == 0, "%zu NaN/inf values in the ring outputs (every row sees itself)",
               nonfin);
         *vs_ref = compare_slab("vs reference", c, L, Lr, pos, ol, ll, dql, dkl, dvl, ro, rl, rq,
                                rk, rv, fq, fk);
-        CHECK(vs_ref->o <= TOL_O, "O vs reference %.3e", vs_ref->o);
-        CHECK(vs_ref->lse <= TOL_LSE, "lse vs reference %.3e", vs_ref->lse);
+        MH_CHECK(vs_ref->o <= TOL_O, "O vs reference %.3e", vs_ref->o);
+        MH_CHECK(vs_ref->lse <= TOL_LSE, "lse vs reference %.3e", vs_ref->lse);
         /* extreme logits: 1e-5, so that a backward using the rounded float32 LSE
          * (3e-5 here) fails; the exact row statistics give about 5e-7 */
         const double tg = c->extreme ? 1e-5 : TOL_GRAD;
-        CHECK(vs_ref->dq <= tg, "dQ vs reference %.3e", vs_ref->dq);
-        CHECK(vs_ref->dk <= tg, "dK vs reference %.3e", vs_ref->dk);
-        CHECK(vs_ref->dv <= tg, "dV vs reference %.3e", vs_ref->dv);
+        MH_CHECK(vs_ref->dq <= tg, "dQ vs reference %.3e", vs_ref->dq);
+        MH_CHECK(vs_ref->dk <= tg, "dK vs reference %.3e", vs_ref->dk);
+        MH_CHECK(vs_ref->dv <= tg, "dV vs reference %.3e", vs_ref->dv);
         if (ok1) {
             double *w[5];
             w[0] = ref_widen(o1, nq), w[1] = ref_widen(l1, (size_t)B * H * L);
             w[2] = ref_widen(dq1, nq), w[3] = ref_widen(dk1, nk), w[4] = ref_widen(dv1, nk);
             *vs_single = compare_slab("vs single rank", c, L, Lr, pos, ol, ll, dql, dkl, dvl,
                                       w[0], w[1], w[2], w[3], w[4], fq, fk);
-            CHECK(vs_single->o <= TOL_O, "O vs single rank %.3e", vs_single->o);
-            CHECK(vs_single->lse <= TOL_LSE, "lse vs single rank %.3e", vs_single->lse);
-            CHECK(vs_single->dq <= TOL_GRAD, "dQ vs single rank %.3e", vs_single->dq);
-            CHECK(vs_single->dk <= TOL_GRAD, "dK vs single rank %.3e", vs_single->dk);
-            CHECK(vs_single->dv <= TOL_GRAD, "dV vs single rank %.3e", vs_single->dv);
+            MH_CHECK(vs_single->o <= TOL_O, "O vs single rank %.3e", vs_single->o);
+            MH_CHECK(vs_single->lse <= TOL_LSE, "lse vs single rank %.3e", vs_single->lse);
+            MH_CHECK(vs_single->dq <= TOL_GRAD, "dQ vs single rank %.3e", vs_single->dq);
+            MH_CHECK(vs_single->dk <= TOL_GRAD, "dK vs single rank %.3e", vs_single->dk);
+            MH_CHECK(vs_single->dv <= TOL_GRAD, "dV vs single rank %.3e", vs_single->dv);
             for (int t = 0; t < 5; t++) free(w[t]);
         }
     }
@@ -483,7 +462,7 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
     MPI_Allreduce(&ok_here, &ok_all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (ok_all) {
         size_t nl = (size_t)B * H * Lr;
-        float *keep = xmalloc((2 * nql + 2 * nkl + nl) * sizeof(float));
+        float *keep = mh_xmalloc((2 * nql + 2 * nkl + nl) * sizeof(float));
         memcpy(keep, ol, nql * sizeof(float));
         memcpy(keep + nql, dql, nql * sizeof(float));
         memcpy(keep + 2 * nql, dkl, nkl * sizeof(float));
@@ -493,17 +472,17 @@ static int run_case(int ci, const tcase *c, errs *vs_single, errs *vs_ref, doubl
         for (size_t i = 0; i < nkl; i++) dkl[i] = dvl[i] = NAN;
         for (size_t i = 0; i < nl; i++) ll[i] = NAN;
         s = ra_ring_forward(ring, ql, kl, vl, segl, ol, ll);
-        CHECK(s == RA_OK, "repeated ra_ring_forward: %s (%s)", ra_last_error(),
+        MH_CHECK(s == RA_OK, "repeated ra_ring_forward: %s (%s)", ra_last_error(),
               ra_last_error_where());
         if (s == RA_OK) {
             s = ra_ring_backward(ring, ql, kl, vl, segl, ol, ll, gl, dql, dkl, dvl);
-            CHECK(s == RA_OK, "repeated ra_ring_backward: %s (%s)", ra_last_error(),
+            MH_CHECK(s == RA_OK, "repeated ra_ring_backward: %s (%s)", ra_last_error(),
                   ra_last_error_where());
         }
         if (s == RA_OK) {
             errs e2 = compare_slab("repeat vs reference", c, L, Lr, pos, ol, ll, dql, dkl, dvl,
                                    ro, rl, rq, rk, rv, fq, fk);
-            CHECK(e2.o <= TOL_O && e2.lse <= TOL_LSE && e2.dq <= TOL_GRAD &&
+            MH_CHECK(e2.o <= TOL_O && e2.lse <= TOL_LSE && e2.dq <= TOL_GRAD &&
                       e2.dk <= TOL_GRAD && e2.dv <= TOL_GRAD,
                   "second call on the same ring: O %.3e lse %.3e dQ %.3e dK %.3e dV %.3e", e2.o,
                   e2.lse, e2.dq, e2.dk, e2.dv);
@@ -526,63 +505,54 @@ out_inputs:
     return 1;
 }
 
+static void case_name(char *buf, size_t cap, const void *arg, const mh_ctx *ctx)
+{
+    const tcase *c = arg;
+    snprintf(buf, cap, "#%d L=%lld B=%d H=%d Hkv=%d D=%d %s %s chunk=%d scale=%g seg=%s",
+             ctx->index, (long long)resolve_L(c->L, ctx->P), c->B, c->H, c->Hkv, c->D,
+             ra_layout_name(c->layout), c->causal ? "causal" : "bidir", c->chunk,
+             (double)c->scale,
+             c->seg == SEG_NONE ? "none" : (c->seg == SEG_PACKED ? "packed" : "unsorted"));
+}
+
+/* One case on every rank; the note: its errors, max over ranks. */
+static mh_outcome run(const void *arg, const mh_ctx *ctx)
+{
+    g_case = ctx->name;
+    errs vs_single = {0}, vs_ref = {0};
+    g_lr_min = g_lr_max = -1;
+    double secs = 0.0;
+    if (!run_case(ctx->index, arg, &vs_single, &vs_ref, &secs)) {
+        mh_note("L < P");
+        return MH_SKIPPED;
+    }
+    double e[11] = {vs_ref.o, vs_ref.lse, vs_ref.dq, vs_ref.dk, vs_ref.dv, vs_single.o,
+                    vs_single.lse, vs_single.dq, vs_single.dk, vs_single.dv, secs};
+    double emax[11];
+    MPI_Allreduce(e, emax, 11, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    mh_note("ref %.1e %.1e %.1e %.1e %.1e | single %.1e %.1e %.1e %.1e %.1e | Lr %lld..%lld | "
+            "%.3f s",
+            emax[0], emax[1], emax[2], emax[3], emax[4], emax[5], emax[6], emax[7], emax[8],
+            emax[9], g_lr_min, g_lr_max, emax[10]);
+    return MH_RAN;
+}
+
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-    double t_start = MPI_Wtime();
-    int passed = 0, failed = 0, skipped = 0;
-    const int ncases = (int)(sizeof cases / sizeof cases[0]);
+    mh_init(&argc, &argv, "test_ring_mpi");
+    g_rank = mh_rank(), g_P = mh_size();
+    const size_t ncases = sizeof cases / sizeof cases[0];
     if (g_rank == 0)
-        printf("test_ring_mpi: P=%d, %d cases; errors are max over ranks "
+        printf("test_ring_mpi: P=%d, %zu cases; errors are max over ranks "
                "(O/lse/dQ/dK/dV, vs reference | vs single rank)\n",
                g_P, ncases);
-    for (int ci = 0; ci < ncases; ci++) {
-        const tcase *c = &cases[ci];
-        char name[160];
-        snprintf(name, sizeof name, "#%d L=%lld B=%d H=%d Hkv=%d D=%d %s %s chunk=%d scale=%g seg=%s",
-                 ci, (long long)resolve_L(c->L, g_P), c->B, c->H, c->Hkv, c->D,
-                 ra_layout_name(c->layout), c->causal ? "causal" : "bidir", c->chunk,
-                 (double)c->scale, c->seg == SEG_NONE ? "none" : (c->seg == SEG_PACKED ? "packed" : "unsorted"));
-        g_case = name;
-        g_fails = 0;
-        errs vs_single = {0}, vs_ref = {0};
-        g_lr_min = g_lr_max = -1;
-        double secs = 0.0;
-        int ran = run_case(ci, c, &vs_single, &vs_ref, &secs);
-        if (!ran) {
-            skipped++;
-            if (g_rank == 0) printf("  skip %s (L < P)\n", name);
-            continue;
-        }
-        int case_fails = 0;
-        MPI_Allreduce(&g_fails, &case_fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-        double e[11] = {vs_ref.o, vs_ref.lse, vs_ref.dq, vs_ref.dk, vs_ref.dv, vs_single.o,
-                        vs_single.lse, vs_single.dq, vs_single.dk, vs_single.dv, secs};
-        double emax[11];
-        MPI_Allreduce(e, emax, 11, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-        if (case_fails) failed++;
-        else passed++;
-        if (g_rank == 0)
-            printf("  %s %s\n      ref %.1e %.1e %.1e %.1e %.1e | single %.1e %.1e %.1e %.1e %.1e"
-                   " | Lr %lld..%lld | %.3f s\n",
-                   case_fails ? "FAIL" : "ok  ", name, emax[0], emax[1], emax[2], emax[3],
-                   emax[4], emax[5], emax[6], emax[7], emax[8], emax[9], g_lr_min, g_lr_max,
-                   emax[10]);
-        fflush(stdout);
-    }
-    int total_fail = 0, repeat_diff = 0;
-    MPI_Allreduce(&failed, &total_fail, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    mh_run_table(&(mh_table){.cases = cases, .count = ncases, .size = sizeof cases[0],
+                             .name = case_name, .run = run});
+    int repeat_diff = 0;
     MPI_Allreduce(&g_repeat_diff, &repeat_diff, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (g_rank == 0)
         printf("test_ring_mpi: a second call on the same ring was bitwise identical in %s "
                "(informational)\n",
                repeat_diff ? "not every case" : "every case");
-    if (g_rank == 0) {
-        printf("test_ring_mpi: P=%d, %.1f s, %d skipped\n", g_P, MPI_Wtime() - t_start, skipped);
-        printf("%d passed, %d failed\n", passed, failed);
-    }
-    MPI_Finalize();
-    return total_fail ? 1 : 0;
+    return mh_finish();
 }

@@ -7,8 +7,10 @@
  *   recall - the first nseq training sequences: world counts equal those of
  *            one rank counting alone (MPI_COMM_SELF). Exact equality.
  *   error  - a byte outside model.vocab is an error on every rank (no hang).
- * No cmocka: failures are summed over ranks, rank 0 prints
- * "N passed, M failed" and the exit code is non-zero on any failure.
+ * The cases run under tests/common/mpi_harness.h (every rank agrees on each
+ * verdict; "N passed, M failed"; non-zero exit on any failure); the file
+ * lives in a fresh temporary directory (tests/common/tmpdir.h), removed at
+ * the end.
  *
  *   mpirun --oversubscribe -n 3 ./test_warm_mpi
  */
@@ -17,24 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "mpi_harness.h"
 #include "ringattn/config.h"
 #include "ringattn/data.h"
 #include "ringattn/rng.h"
 #include "ringattn/warm.h"
+#include "tmpdir.h"
 
-static int g_rank, g_P, g_fail;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            g_fail++;                                                                 \
-            fprintf(stderr, "%s:%d: rank %d: ", __FILE__, __LINE__, g_rank);          \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-        }                                                                             \
-    } while (0)
+static int g_rank, g_P;
 
 enum { V = 256, RADIUS = 3 };
 
@@ -55,26 +48,27 @@ static int count_equal(const ra_warm_counts *got, const ra_warm_counts *want)
     return memcmp(got->uni, want->uni, n * sizeof(int64_t)) == 0;
 }
 
-static int case_file(const char *path)
+static mh_outcome case_file(const void *arg, const mh_ctx *ctx)
 {
-    const int before = g_fail;
+    (void)ctx;
+    const char *path = arg;
     const int64_t size = 5 * (INT64_C(1) << 19) + 17;
     unsigned char *bytes = make_bytes(size);
     if (g_rank == 0) {
         FILE *f = fopen(path, "wb");
-        CHECK(f && fwrite(bytes, 1, (size_t)size, f) == (size_t)size && fclose(f) == 0, "cannot write %s", path);
+        MH_CHECK(f && fwrite(bytes, 1, (size_t)size, f) == (size_t)size && fclose(f) == 0, "cannot write %s", path);
     }
     MPI_Barrier(MPI_COMM_WORLD);
     ra_config cfg;
     ra_config_defaults(&cfg);
     snprintf(cfg.source, sizeof cfg.source, "file");
     snprintf(cfg.path, sizeof cfg.path, "%s", path);
-    CHECK(ra_config_finish(&cfg) == RA_OK, "config");
+    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config");
     int32_t pos[1] = { 0 };
     ra_data *d;
-    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
     ra_warm_counts got;
-    CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got) == RA_OK, "count");
+    MH_CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got) == RA_OK, "count");
     /* the reference: the training part [0, split_at) counted position by position */
     const int64_t split = (int64_t)((double)size * (1.0 - cfg.val_fraction));
     ra_warm_counts want = { .V = V, .radius = RADIUS, .uni = calloc((size_t)V * (1 + 2 * V), sizeof(int64_t)) };
@@ -86,44 +80,45 @@ static int case_file(const char *path)
         for (int64_t j = i - RADIUS; j <= i + RADIUS; j++)
             if (j >= 0 && j < split && j != i) want.win[bytes[i] * V + bytes[j]]++;
     }
-    if (got.uni) CHECK(count_equal(&got, &want), "file counts differ from the naive count of the training part");
+    if (got.uni) MH_CHECK(count_equal(&got, &want), "file counts differ from the naive count of the training part");
     int64_t total = 0;
     for (int t = 0; got.uni && t < V; t++) total += got.uni[t];
-    CHECK(total == split, "counted %lld tokens, the training part has %lld", (long long)total, (long long)split);
+    MH_CHECK(total == split, "counted %lld tokens, the training part has %lld", (long long)total, (long long)split);
     ra_warm_counts_free(&got);
     free(want.uni);
     ra_data_close(d);
     free(bytes);
-    return g_fail == before;
+    return MH_RAN;
 }
 
-static int case_recall(void)
+static mh_outcome case_recall(const void *arg, const mh_ctx *ctx)
 {
-    const int before = g_fail;
+    (void)arg, (void)ctx;
     ra_config cfg;
     ra_config_defaults(&cfg);
-    CHECK(ra_config_finish(&cfg) == RA_OK, "config");
+    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config");
     int32_t pos[1] = { 0 };
     ra_data *d;
-    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open recall");
+    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open recall");
     const uint64_t nseq = 37;
     ra_warm_counts world, self;
-    CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_WORLD, &world) == RA_OK, "count on world");
-    CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_SELF, &self) == RA_OK, "count alone");
-    if (world.uni && self.uni) CHECK(count_equal(&world, &self), "recall counts on %d ranks differ from one rank", g_P);
+    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_WORLD, &world) == RA_OK, "count on world");
+    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_SELF, &self) == RA_OK, "count alone");
+    if (world.uni && self.uni) MH_CHECK(count_equal(&world, &self), "recall counts on %d ranks differ from one rank", g_P);
     int64_t total = 0;
     for (int t = 0; self.uni && t < V; t++) total += self.uni[t];
-    CHECK(total == (int64_t)nseq * cfg.seq_len, "counted %lld tokens, expected %lld", (long long)total,
+    MH_CHECK(total == (int64_t)nseq * cfg.seq_len, "counted %lld tokens, expected %lld", (long long)total,
           (long long)nseq * cfg.seq_len);
     ra_warm_counts_free(&world);
     ra_warm_counts_free(&self);
     ra_data_close(d);
-    return g_fail == before;
+    return MH_RAN;
 }
 
-static int case_bad_token(const char *path)
+static mh_outcome case_bad_token(const void *arg, const mh_ctx *ctx)
 {
-    const int before = g_fail;
+    (void)ctx;
+    const char *path = arg; /* written by case_file */
     ra_config cfg;
     ra_config_defaults(&cfg);
     snprintf(cfg.source, sizeof cfg.source, "file");
@@ -131,44 +126,30 @@ static int case_bad_token(const char *path)
     CHECK(ra_config_finish(&cfg) == RA_OK, "config"); /* resolves data.source to its enum */
     int32_t pos[1] = { 0 };
     ra_data *d;
-    CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
     ra_warm_counts c;
     ra_status st = ra_warm_count(d, 128, RADIUS, 0, MPI_COMM_WORLD, &c);
-    CHECK(st != RA_OK && c.uni == NULL, "a byte above vocab 128 was accepted");
-    if (st == RA_ERR_ARG) CHECK(strstr(ra_last_error(), "outside model.vocab") != NULL, "message: %s", ra_last_error());
+    MH_CHECK(st != RA_OK && c.uni == NULL, "a byte above vocab 128 was accepted");
+    if (st == RA_ERR_ARG) MH_CHECK(strstr(ra_last_error(), "outside model.vocab") != NULL, "message: %s", ra_last_error());
     ra_data_close(d);
-    return g_fail == before;
+    return MH_RAN;
 }
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-    char path[64] = "";
-    if (g_rank == 0) {
-        snprintf(path, sizeof path, "/tmp/test_warm_mpi.XXXXXX");
-        int fd = mkstemp(path);
-        if (fd >= 0) close(fd);
-    }
-    MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
-    const char *names[3] = { "file counts = naive count of the training part", "recall counts = one rank's",
-                             "byte outside vocab: error on every rank" };
-    int ok[3];
-    ok[0] = case_file(path);
-    ok[1] = case_recall();
-    ok[2] = case_bad_token(path);
-    int passed = 0, failed = 0;
-    for (int i = 0; i < 3; i++) {
-        int all;
-        MPI_Allreduce(&ok[i], &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-        if (g_rank == 0) printf("%s: %s (P = %d)\n", all ? "ok" : "FAIL", names[i], g_P);
-        all ? passed++ : failed++;
-    }
-    if (g_rank == 0) {
-        unlink(path);
-        printf("%d passed, %d failed\n", passed, failed);
-    }
-    MPI_Finalize();
-    return failed != 0;
+    mh_init(&argc, &argv, "test_warm_mpi");
+    g_rank = mh_rank(), g_P = mh_size();
+    /* rank 0 makes the directory; every rank uses the same path */
+    char dir[TMPDIR_CAP] = "", path[TMPDIR_CAP] = "";
+    int made = g_rank == 0 ? tmpdir_make(dir, "test_warm_mpi") == 0 : 1;
+    MPI_Bcast(&made, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!made) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Bcast(dir, TMPDIR_CAP, MPI_CHAR, 0, MPI_COMM_WORLD);
+    tmpdir_path(path, dir, "bytes.txt");
+    mh_run_case("file counts = naive count of the training part", case_file, path, 0);
+    mh_run_case("recall counts = one rank's", case_recall, NULL, 1);
+    mh_run_case("byte outside vocab: error on every rank", case_bad_token, path, 2);
+    MPI_Barrier(MPI_COMM_WORLD); /* every rank is done with the file */
+    if (g_rank == 0 && tmpdir_remove(dir) != 0) fprintf(stderr, "test_warm_mpi: cannot remove %s\n", dir);
+    return mh_finish();
 }
