@@ -123,7 +123,7 @@ static mh_outcome case_bad_token(const void *arg, const mh_ctx *ctx)
     ra_config_defaults(&cfg);
     snprintf(cfg.source, sizeof cfg.source, "file");
     snprintf(cfg.path, sizeof cfg.path, "%s", path); /* bytes up to 255 */
-    CHECK(ra_config_finish(&cfg) == RA_OK, "config"); /* resolves data.source to its enum */
+    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config"); /* resolves data.source to its enum */
     int32_t pos[1] = { 0 };
     ra_data *d;
     MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
