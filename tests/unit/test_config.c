@@ -4,7 +4,7 @@
  * values and consistency checks in finish, the canonical-text round trip,
  * and the presets in configs/.
  *
- * Files are written inside a mkdtemp directory under /tmp that the group
+ * Files are written inside a tmpdir.h directory that the group
  * teardown removes. */
 #include <dirent.h>
 #include <math.h>
@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "ringattn/config.h"
+#include "tmpdir.h"
 
 #ifndef CONFIG_DIR
 #define CONFIG_DIR "configs"
@@ -29,15 +30,13 @@
 /* ---- fixture and helpers --------------------------------------------- */
 
 typedef struct {
-    char dir[64];
+    char dir[TMPDIR_CAP];
 } fixture;
 
 static int group_setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    if (!fx) return -1;
-    strcpy(fx->dir, "/tmp/test_config_XXXXXX");
-    if (!mkdtemp(fx->dir)) {
+    if (!fx || tmpdir_make(fx->dir, "test_config") != 0) {
         free(fx);
         return -1;
     }
@@ -48,18 +47,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     fixture *fx = *state;
-    DIR *d = opendir(fx->dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
-            if (rmdir(p) != 0) unlink(p);
-        }
-        closedir(d);
-    }
-    int rc = rmdir(fx->dir);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }
@@ -67,8 +55,8 @@ static int group_teardown(void **state)
 static const char *tmp(void **state, char *out, size_t cap, const char *name)
 {
     const fixture *fx = *state;
-    snprintf(out, cap, "%s/%s", fx->dir, name);
-    return out;
+    (void)cap; /* callers pass TMPDIR_CAP buffers */
+    return tmpdir_path(out, fx->dir, name);
 }
 
 static void write_file(const char *path, const char *bytes, size_t n)
@@ -274,7 +262,7 @@ static const char full_file[] =
 
 static void test_full_file(void **state)
 {
-    char path[256];
+    char path[TMPDIR_CAP];
     tmp(state, path, sizeof path, "full.ini");
     write_file(path, full_file, strlen(full_file));
     ra_config *c = malloc(sizeof *c);
@@ -601,7 +589,7 @@ static void test_bom(void **state)
 
 static void test_error_files(void **state)
 {
-    char path[256];
+    char path[TMPDIR_CAP];
     ra_config *c = new_defaults(), *before = new_defaults();
     /* file not found: the path and strerror */
     tmp(state, path, sizeof path, "missing.ini");

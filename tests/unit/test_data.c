@@ -19,31 +19,25 @@
 
 #include "ringattn/config.h"
 #include "ringattn/data.h"
+#include "tmpdir.h"
 
 #define L 32
 #define SIZE 100 /* (SIZE - 1) / L = 3 windows */
 #define BAD_AT 50
 #define BAD 200
 
-static char dir[64];
+static char dir[TMPDIR_CAP];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/test_data_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(dir, "test_data");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    const char *names[] = {"bad.bin", "short.bin", "fifo"};
-    char p[128];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        unlink(p);
-    }
-    return rmdir(dir);
+    return tmpdir_remove(dir);
 }
 
 static void assert_contains(const char *hay, const char *needle)
@@ -56,7 +50,8 @@ static unsigned char byte_at(int64_t i) { return i == BAD_AT ? BAD : (unsigned c
 
 static const char *write_file(const char *name, int64_t n, char *path, size_t cap)
 {
-    snprintf(path, cap, "%s/%s", dir, name);
+    (void)cap; /* callers pass TMPDIR_CAP buffers */
+    tmpdir_path(path, dir, name);
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
     for (int64_t i = 0; i < n; i++) fputc(byte_at(i), fp);
@@ -85,7 +80,7 @@ static void file_config(ra_config *c, const char *path, int vocab, const char *v
 static void test_vocab_by_position(void **state)
 {
     (void)state;
-    char path[128];
+    char path[TMPDIR_CAP];
     ra_config *c = malloc(sizeof *c);
     assert_non_null(c);
     write_file("bad.bin", SIZE, path, sizeof path);
@@ -130,7 +125,7 @@ static void test_vocab_by_position(void **state)
 static void test_padding_windows(void **state)
 {
     (void)state;
-    char path[128];
+    char path[TMPDIR_CAP];
     ra_config *c = malloc(sizeof *c);
     assert_non_null(c);
     write_file("bad.bin", SIZE, path, sizeof path);
@@ -161,7 +156,7 @@ static void test_padding_windows(void **state)
 static void test_open_refuses(void **state)
 {
     (void)state;
-    char path[128], want[160];
+    char path[TMPDIR_CAP], want[160];
     ra_config *c = malloc(sizeof *c);
     assert_non_null(c);
     int32_t pos = 0;
@@ -195,7 +190,7 @@ static void test_open_refuses(void **state)
     ra_data_close(d);
     assert_contains(ra_last_error(), "32 bytes are too few for one sequence of data.seq_len = 32");
     /* a FIFO without a writer: refused at once */
-    snprintf(path, sizeof path, "%s/fifo", dir);
+    tmpdir_path(path, dir, "fifo");
     assert_int_equal(mkfifo(path, 0600), 0);
     file_config(c, path, 256, "0");
     assert_int_equal(ra_data_open(&d, c, &pos, 1), RA_ERR_IO);

@@ -15,25 +15,23 @@
 #include <cmocka.h>
 
 #include "ringattn/fileio.h"
+#include "tmpdir.h"
 
-static char dir[256];
+static char dir[TMPDIR_CAP];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ra_fileio_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmpdir_make(dir, "test_fileio");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmpdir_remove(dir);
 }
 
-static void path_in(char *out, const char *name) { snprintf(out, 512, "%s/%s", dir, name); }
+static void path_in(char *out, const char *name) { tmpdir_path(out, dir, name); }
 
 static void write_text(const char *path, const char *text)
 {
@@ -57,7 +55,7 @@ static char *slurp(const char *path)
 static void test_refuses_non_regular(void **state)
 {
     (void)state;
-    char fifo[512];
+    char fifo[TMPDIR_CAP];
     path_in(fifo, "pipe");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int fd;
@@ -76,7 +74,7 @@ static void test_refuses_non_regular(void **state)
 static void test_read_all_cap(void **state)
 {
     (void)state;
-    char p[512];
+    char p[TMPDIR_CAP];
     path_in(p, "small.txt");
     write_text(p, "hello world");
     char *text;
@@ -93,7 +91,7 @@ static void test_read_all_cap(void **state)
 static void test_pread_short(void **state)
 {
     (void)state;
-    char p[512];
+    char p[TMPDIR_CAP];
     path_in(p, "short.bin");
     write_text(p, "abc");
     int fd = open(p, O_RDONLY);
@@ -108,7 +106,7 @@ static void test_pread_short(void **state)
 static void test_atomic_replaces_symlink(void **state)
 {
     (void)state;
-    char target[512], link[512];
+    char target[TMPDIR_CAP], link[TMPDIR_CAP];
     path_in(target, "precious.txt");
     path_in(link, "out.txt");
     write_text(target, "keep me");
@@ -124,7 +122,7 @@ static void test_atomic_replaces_symlink(void **state)
 static void test_atomic_tmp_symlink_not_followed(void **state)
 {
     (void)state;
-    char target[512], out[512], tmp[600];
+    char target[TMPDIR_CAP], out[TMPDIR_CAP], tmp[TMPDIR_CAP + 8];
     path_in(target, "victim.txt");
     path_in(out, "result.txt");
     write_text(target, "victim");
@@ -138,7 +136,7 @@ static void test_atomic_tmp_symlink_not_followed(void **state)
 static void test_atomic_failure_keeps_old(void **state)
 {
     (void)state;
-    char out[512];
+    char out[TMPDIR_CAP];
     path_in(out, "kept.txt");
     write_text(out, "old");
     int fd;
@@ -146,7 +144,7 @@ static void test_atomic_failure_keeps_old(void **state)
     assert_int_equal(write(fd, "partial", 7), 7);
     assert_int_equal(ra_atomic_finish(out, fd, RA_ERR_IO), RA_ERR_IO);
     assert_string_equal(slurp(out), "old");
-    char tmp[600];
+    char tmp[TMPDIR_CAP + 8];
     snprintf(tmp, sizeof tmp, "%s" RA_TMP_SUFFIX, out);
     assert_int_equal(access(tmp, F_OK), -1); /* no temporary left behind */
     assert_int_equal(ra_write_file_atomic("/dev/full/x", "a", 1) != RA_OK, 1);
@@ -155,7 +153,7 @@ static void test_atomic_failure_keeps_old(void **state)
 static void test_same_file(void **state)
 {
     (void)state;
-    char a[512], b[512], c[512], rel[600];
+    char a[TMPDIR_CAP], b[TMPDIR_CAP], c[TMPDIR_CAP], rel[TMPDIR_CAP + 16];
     path_in(a, "a.npy");
     path_in(b, "b.npy");
     path_in(c, "alias.npy");
@@ -171,7 +169,7 @@ static void test_same_file(void **state)
 static void test_output_checks(void **state)
 {
     (void)state;
-    char p[512], sub[512], file[512];
+    char p[TMPDIR_CAP], sub[TMPDIR_CAP], file[TMPDIR_CAP];
     path_in(p, "missing/out.npy");
     assert_int_equal(ra_check_output_path(p, "--out"), RA_ERR_IO);
     assert_non_null(strstr(ra_last_error(), "does not exist"));
