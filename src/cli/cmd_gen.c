@@ -24,6 +24,10 @@ static const char *help =
     "if missing (its parent must exist); it and every output in it are checked\n"
     "for writing before anything is generated.\n";
 
+/* The files gen writes into DIR; a random one draws stream seed * 8 + index. */
+enum { GEN_Q, GEN_K, GEN_V, GEN_DOUT, GEN_SEG, GEN_FILES };
+static const char *const gen_files[GEN_FILES] = { "q.npy", "k.npy", "v.npy", "dout.npy", "seg.npy" };
+
 static ra_status save_random(const ra_cli *c, const char *dir, const char *name, uint64_t stream,
                              int ndim, const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
 {
@@ -47,10 +51,9 @@ static ra_status save_random(const ra_cli *c, const char *dir, const char *name,
 static ra_status prepare_dir(const char *dir, int nseg)
 {
     RA_TRY(ra_prepare_output_dir(dir, "gen: --dir"));
-    const char *names[] = { "q.npy", "k.npy", "v.npy", "dout.npy", "seg.npy" };
-    for (int i = 0; i < (nseg ? 5 : 4); i++) {
+    for (int i = 0; i < (nseg ? GEN_FILES : GEN_SEG); i++) {
         char path[2048];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, gen_files[i]);
         RA_TRY(ra_check_output_path(path, "gen: output"));
     }
     return RA_OK;
@@ -67,7 +70,7 @@ static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t 
                 for (int64_t i = 0; i < L; i++)
                     s[b * L + i] = (int32_t)(((i + b * (L / (2 * nseg))) * nseg) / L) % nseg;
             char path[2048];
-            snprintf(path, sizeof path, "%s/seg.npy", dir);
+            snprintf(path, sizeof path, "%s/%s", dir, gen_files[GEN_SEG]);
             int64_t shape[2] = { B, L };
             st = ra_npy_save_i32(path, 2, shape, s);
             free(s);
@@ -122,10 +125,10 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     const int64_t *qshape = four ? qs : qs + 1, *kshape = four ? ks : ks + 1;
     int nd = four ? 4 : 3;
     uint64_t s8 = (uint64_t)seed * 8;
-    RA_TRY(save_random(c, dir, "q.npy", s8 + 0, nd, qshape, (int64_t)Bn * H, L, D));
-    RA_TRY(save_random(c, dir, "k.npy", s8 + 1, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, "v.npy", s8 + 2, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, "dout.npy", s8 + 3, nd, qshape, (int64_t)Bn * H, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_Q], s8 + GEN_Q, nd, qshape, (int64_t)Bn * H, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_K], s8 + GEN_K, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_V], s8 + GEN_V, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_DOUT], s8 + GEN_DOUT, nd, qshape, (int64_t)Bn * H, L, D));
     if (nseg) RA_TRY(save_segments(c, dir, Bn, L, nseg));
     ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
