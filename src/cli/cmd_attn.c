@@ -425,13 +425,13 @@ static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_st
     return RA_OK;
 }
 
-/* The slowest rank's time; a failed reduction is an RA_ERR_MPI. */
-static ra_status max_over_ranks(const ra_cli *c, double *x)
+/* The slowest rank's seconds and wait; a failed reduction is an RA_ERR_MPI. */
+static ra_status max_over_ranks(const ra_cli *c, double *seconds, double *wait)
 {
-    double m = *x;
-    if (ra_allreduce(x, &m, 1, MPI_DOUBLE, MPI_MAX, c->comm) != MPI_SUCCESS)
+    double mine[2] = { *seconds, *wait }, most[2];
+    if (ra_allreduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, c->comm) != MPI_SUCCESS)
         return RA_FAIL(RA_ERR_MPI, "attn: reducing the timings over the ranks failed");
-    *x = m;
+    *seconds = most[0], *wait = most[1];
     return RA_OK;
 }
 
@@ -467,8 +467,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
     ra_status st = kind->forward(S->head, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse);
     double tf = ra_now() - t0, wf = kind->wait_seconds(S->head);
     RA_TRY(ra_agree(c->comm, st));
-    RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tf)));
-    RA_TRY(ra_agree(c->comm, max_over_ranks(c, &wf)));
+    RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tf, &wf)));
     double tb = 0, wb = 0;
     if (a->dout) {
         RA_TRY(ra_agree(c->comm, sync_ranks(c)));
@@ -477,8 +476,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
                             S->ldv);
         tb = ra_now() - t0, wb = kind->wait_seconds(S->head);
         RA_TRY(ra_agree(c->comm, st));
-        RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tb)));
-        RA_TRY(ra_agree(c->comm, max_over_ranks(c, &wb)));
+        RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tb, &wb)));
     }
     RA_TRY(write_outputs(c, a, &s, S));
     if (a->kappa) RA_TRY(ra_agree(c->comm, print_kappa(c, &s, S)));
