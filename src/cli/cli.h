@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "ringattn/layout.h"
 #include "ringattn/status.h"
 
 typedef struct {
@@ -37,6 +38,44 @@ ra_status ra_arg_size(const char *opt, const char *val, int64_t lo, int64_t *out
 ra_status ra_arg_float(const char *opt, const char *val, float *out);
 /* getopt's complaint about argv[optind-1], as an error for subcommand cmd */
 ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
+
+/* A file named on the command line: the option that named it ("--q") and
+ * its path (NULL: not given, skipped). */
+typedef struct {
+    const char *opt, *path;
+} ra_cli_file;
+
+/* The files of command cmd, before any work (io_checks.c): every input is a
+ * regular file (a FIFO or device is refused at once, without blocking); no
+ * output is an input, by any spelling, symlink or hard link, nor has an
+ * input as its temporary "<out>.tmp"; no two outputs are one file; with
+ * probe, a file can be created at every output path. Errors name both
+ * options and the paths. Not collective: run it on every rank, then agree. */
+ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
+                         int probe);
+/* Collective, after the last result is printed: fails when writing
+ * standard output on rank 0 failed (stdout on a full device, a closed
+ * pipe), so lost results are not an exit status of 0. */
+ra_status ra_stdout_finish(const ra_cli *c);
+
+/* One input tensor of `attn` as this rank holds it: its rows
+ * [outer][Lr][inner] of the file's [outer][L][inner] (nonfinite.c). */
+typedef struct {
+    const char *opt, *path; /* "--q", "q.npy" */
+    const float *data;
+    int ndim;               /* the file's shape, for the position in messages */
+    const int64_t *shape;
+    int64_t outer, inner;
+} ra_finite_input;
+/* Collective: count the NaN and Inf elements of n tensors over all ranks.
+ * None: RA_OK. Otherwise an error (allow == 0) or a warning on rank 0
+ * (allow != 0), giving per tensor the count and the first position in the
+ * file. */
+ra_status ra_check_finite_inputs(const ra_cli *c, const ra_finite_input *t, int n, ra_layout layout, int64_t L,
+                                 int allow);
+/* "[b, h, l, d]": the index of element flat (C order) of an array of the
+ * given shape, for messages; returns out. */
+const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const int64_t *shape);
 
 /* Print on rank 0 only (progress and results). */
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,9 +1,12 @@
 /* cmd_attn.c - `ringattn attn`: attention of .npy tensors over the ring.
  *
- * Every rank opens the headers, checks that the shapes agree, reads only the
- * rows of its own tokens, runs the ring forward (and backward with --dout),
- * and writes its rows of each output. Any failure on any rank is agreed on
- * collectively (ra_agree), reported once, and makes every rank exit 1. */
+ * Every rank checks the files first (no output may destroy an input, every
+ * output can be created), opens the headers, checks that the shapes agree,
+ * reads only the rows of its own tokens, refuses NaN and Inf in them, runs
+ * the ring forward (and backward with --dout), and writes its rows of each
+ * output. Any failure on any rank is agreed on collectively (ra_agree),
+ * reported once, and makes every rank exit 1. */
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include "ringattn/mem.h"
 #include "ringattn/heads.h"
 #include "ringattn/layers.h"
+#include "ringattn/names.h"
 #include "ringattn/ring.h"
 
 static const char *help =
@@ -30,7 +34,8 @@ static const char *help =
     "                    Hkv divides H (GQA/MQA: query head h uses kv head h/(H/Hkv))\n"
     "  --segments FILE   int32/int64 segment ids [L] or [B, L]: a query sees only\n"
     "                    keys of its own segment (packed sequences)\n"
-    "outputs (float32 .npy, written atomically):\n"
+    "outputs (float32 .npy, written atomically; refused before any work when one\n"
+    "would overwrite an input or another output, or cannot be created):\n"
     "  --out FILE        O, shaped like Q\n"
     "  --lse FILE        log-sum-exp of each row's logits [H, L] or [B, H, L]\n"
     "                    (-inf for a row that sees no key; its O row is 0)\n"
@@ -55,7 +60,9 @@ static const char *help =
     "                    output over the whole sequence: sigma_max / sigma_min of\n"
     "                    O [L, D], from the D x D Gram matrix summed over ranks\n"
     "  --causal          query i sees keys j <= i (global positions)\n"
-    "  --scale S         logit scale (default 1/sqrt(D))\n"
+    "  --scale S         logit scale (default 1/sqrt(D)); finite and non-zero in float32\n"
+    "  --allow-nonfinite compute even when Q, K, V or dO hold NaN or Inf (a warning\n"
+    "                    gives their count); by default that is an error\n"
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
     "                    (default zigzag for --head full with --causal, else contiguous)\n"
     "  --chunk N         tokens per ring message (default: automatic)\n"
@@ -67,17 +74,44 @@ static const char *help =
 
 typedef struct {
     const char *q, *k, *v, *out, *lse, *seg, *dout, *dq, *dk, *dv;
-    int causal, layout_set, chunk, threads, kappa;
+    int causal, layout_set, chunk, threads, kappa, allow_nonfinite;
     float scale;
     ra_layout layout;
-    const char *head;
-    ra_layer_config layer; /* span, row of Combiner heads */
+    ra_layer_config layer; /* head kind (word and id), span, row, preconditioner */
 } attn_args;
+
+/* A word of table words for option opt, resolved once to its enum. */
+static ra_status word_arg(const char *opt, const char *val, const char *const *words, int *id, char *word,
+                          size_t cap)
+{
+    *id = ra_name_find(words, val);
+    if (*id < 0) {
+        char list[256];
+        return RA_FAIL(RA_ERR_ARG, "%s: unknown value '%s' (known: %s)", opt, val,
+                       ra_name_list(words, list, sizeof list));
+    }
+    snprintf(word, cap, "%s", words[*id]);
+    return RA_OK;
+}
+
+/* --scale multiplies every logit: inf (1e39 in float32) or 0 (1e-50) would
+ * make every output row zero or NaN, so such a value is refused by name. */
+static ra_status scale_arg(const char *val, float *scale)
+{
+    RA_TRY(ra_arg_float("--scale", val, scale));
+    if (!isfinite(*scale))
+        return RA_FAIL(RA_ERR_ARG, "--scale: %s is beyond the float32 range (|S| <= %g)", val, FLT_MAX);
+    if (*scale == 0.0f)
+        return RA_FAIL(RA_ERR_ARG, "--scale: %s is 0 in float32: every logit would be 0; give a non-zero scale",
+                       val);
+    return RA_OK;
+}
 
 static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
-           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE, O_KAPPA };
+           O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE, O_KAPPA,
+           O_NONFINITE };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -90,10 +124,13 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "head", required_argument, 0, O_HEAD },   { "span", required_argument, 0, O_SPAN },
         { "row", required_argument, 0, O_ROW },     { "precond", required_argument, 0, O_PRE },
         { "precond-grad", required_argument, 0, O_PREG }, { "precond-eps", required_argument, 0, O_PREE },
-        { "kappa", no_argument, 0, O_KAPPA },
+        { "kappa", no_argument, 0, O_KAPPA }, { "allow-nonfinite", no_argument, 0, O_NONFINITE },
         { 0, 0, 0, 0 },
     };
-    *a = (attn_args){ .head = "full", .layer = { .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f } };
+    *a = (attn_args){ .layer = { .head = "full", .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f,
+                                 .head_id = RA_HEAD_FULL, .precond_id = RA_PRECOND_NONE,
+                                 .precond_grad_id = RA_PRECOND_GRAD_STOP } };
+    int id;
     opterr = 0;
     optind = 1;
     int c;
@@ -111,10 +148,8 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         case O_DV: a->dv = optarg; break;
         case O_CAUSAL: a->causal = 1; break;
         case O_KAPPA: a->kappa = 1; break;
-        case O_SCALE:
-            RA_TRY(ra_arg_float("--scale", optarg, &a->scale));
-            if (a->scale == 0.0f) return RA_FAIL(RA_ERR_ARG, "--scale: must not be 0");
-            break;
+        case O_NONFINITE: a->allow_nonfinite = 1; break;
+        case O_SCALE: RA_TRY(scale_arg(optarg, &a->scale)); break;
         case O_LAYOUT:
             RA_TRY(ra_layout_parse(optarg, &a->layout));
             a->layout_set = 1;
@@ -122,25 +157,26 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
         case O_THREADS: RA_TRY(ra_arg_int("--threads", optarg, 1, 4096, &a->threads)); break;
         case O_HEAD:
-            if (!ra_head_find(optarg))
-                return RA_FAIL(RA_ERR_ARG, "--head: unknown head '%s' (known: %s)", optarg, ra_head_names());
-            a->head = optarg;
+            RA_TRY(word_arg("--head", optarg, ra_head_words, &id, a->layer.head, sizeof a->layer.head));
+            a->layer.head_id = (ra_head_id)id;
             break;
         case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
         case O_ROW: RA_TRY(ra_arg_int("--row", optarg, 1, INT32_MAX, &a->layer.row)); break;
         case O_PRE:
-            if (strcmp(optarg, "none") && strcmp(optarg, "rownorm"))
+            RA_TRY(word_arg("--precond", optarg, ra_precond_words, &id, a->layer.precond, sizeof a->layer.precond));
+            if (id == RA_PRECOND_SPECTRAL)
                 return RA_FAIL(RA_ERR_ARG, "--precond: '%s' is not none or rownorm (spectral acts on a model's projections)", optarg);
-            snprintf(a->layer.precond, sizeof a->layer.precond, "%s", optarg);
+            a->layer.precond_id = (ra_precond_id)id;
             break;
         case O_PREG:
-            if (strcmp(optarg, "stop") && strcmp(optarg, "full"))
-                return RA_FAIL(RA_ERR_ARG, "--precond-grad: '%s' is not stop or full", optarg);
-            snprintf(a->layer.precond_grad, sizeof a->layer.precond_grad, "%s", optarg);
+            RA_TRY(word_arg("--precond-grad", optarg, ra_precond_grad_words, &id, a->layer.precond_grad,
+                            sizeof a->layer.precond_grad));
+            a->layer.precond_grad_id = (ra_precond_grad_id)id;
             break;
         case O_PREE:
             RA_TRY(ra_arg_float("--precond-eps", optarg, &a->layer.precond_eps));
-            if (!(a->layer.precond_eps > 0)) return RA_FAIL(RA_ERR_ARG, "--precond-eps: must be > 0");
+            if (!(a->layer.precond_eps > 0) || !isfinite(a->layer.precond_eps))
+                return RA_FAIL(RA_ERR_ARG, "--precond-eps: %s must be > 0 and finite in float32", optarg);
             break;
         case O_HELP: case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("attn", c, argv[optind - 1]);
@@ -149,7 +185,6 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
                        argv[optind]);
-    snprintf(a->layer.head, sizeof a->layer.head, "%s", a->head);
     if (!a->q || !a->k || !a->v || !a->out)
         return RA_FAIL(RA_ERR_ARG, "attn: --q, --k, --v and --out are required (missing %s)",
                        !a->q ? "--q" : !a->k ? "--k" : !a->v ? "--v" : "--out");
@@ -163,18 +198,14 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
                              { "--segments", a->seg }, { "--dout", a->dout } };
     const char *outs[][2] = { { "--out", a->out }, { "--lse", a->lse }, { "--dq", a->dq },
                               { "--dk", a->dk }, { "--dv", a->dv } };
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 5; i++) { /* clashes are checked on the files themselves (check_files) */
         if (ins[i][1] && !ins[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", ins[i][0]);
         if (outs[i][1] && !outs[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", outs[i][0]);
-        for (int j = 0; j < i; j++) /* one output would overwrite another */
-            if (outs[i][1] && outs[j][1] && !strcmp(outs[i][1], outs[j][1]))
-                return RA_FAIL(RA_ERR_ARG, "attn: %s and %s name the same file '%s'", outs[j][0],
-                               outs[i][0], outs[i][1]);
     }
     /* zigzag balances the ring's causal work; a Combiner head works on whole
      * spans, which contiguous ranges already are (no all-to-all needed) */
     if (!a->layout_set)
-        a->layout = a->causal && !strcmp(a->head, "full") ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+        a->layout = a->causal && a->layer.head_id == RA_HEAD_FULL ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     return RA_OK;
 }
 
@@ -271,6 +302,17 @@ typedef struct {
     int64_t Lr;
 } attn_state;
 
+/* Every rank checks the same paths (cheap stats) and the ranks agree; only
+ * rank 0 probes the output directories, as only it creates the outputs. */
+static ra_status check_files(const ra_cli *c, const attn_args *a)
+{
+    const ra_cli_file ins[] = { { "--q", a->q }, { "--k", a->k }, { "--v", a->v },
+                                { "--segments", a->seg }, { "--dout", a->dout } };
+    const ra_cli_file outs[] = { { "--out", a->out }, { "--lse", a->lse }, { "--dq", a->dq },
+                                 { "--dk", a->dk }, { "--dv", a->dv } };
+    return ra_check_files("attn", ins, 5, outs, 5, c->rank == 0);
+}
+
 static ra_status open_inputs(const attn_args *a, attn_state *S)
 {
     RA_TRY(ra_npy_open(&S->q, a->q));
@@ -316,7 +358,20 @@ static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_sha
     return RA_OK;
 }
 
-/* Every output appears, or none: all are written to .partial files first
+/* NaN or Inf in Q, K, V or dO, over all ranks (nonfinite.c). */
+static ra_status check_finite(const ra_cli *c, const attn_args *a, const attn_shape *s, const attn_state *S)
+{
+    const int64_t bh = (int64_t)s->B * s->H, bhkv = (int64_t)s->B * s->Hkv;
+    const ra_finite_input t[] = {
+        { "--q", a->q, S->lq, S->q.ndim, S->q.shape, bh, s->D },
+        { "--k", a->k, S->lk, S->k.ndim, S->k.shape, bhkv, s->D },
+        { "--v", a->v, S->lv, S->v.ndim, S->v.shape, bhkv, s->D },
+        { "--dout", a->dout, S->ldo, S->dout.ndim, S->dout.shape, bh, s->D },
+    };
+    return ra_check_finite_inputs(c, t, a->dout ? 4 : 3, a->layout, s->L, a->allow_nonfinite);
+}
+
+/* Every output appears, or none: all are written to temporary files first
  * and renamed together once all of them succeeded on every rank. */
 static ra_status write_outputs(const ra_cli *c, const attn_args *a, const attn_shape *s,
                                attn_state *S)
@@ -356,7 +411,7 @@ static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_st
     double *G = calloc((size_t)BH * D * D, sizeof(double));
     if (!G) return RA_FAIL(RA_ERR_NOMEM, "--kappa: out of memory for %d Gram matrices", BH);
     for (int bh = 0; bh < BH; bh++) ra_gram_accumulate(G + (size_t)bh * D * D, S->lo + (size_t)bh * S->Lr * D, (int)S->Lr, D);
-    int rc = MPI_Allreduce(MPI_IN_PLACE, G, BH * D * D, MPI_DOUBLE, MPI_SUM, c->comm);
+    int rc = ra_allreduce(MPI_IN_PLACE, G, BH * D * D, MPI_DOUBLE, MPI_SUM, c->comm);
     if (rc == MPI_SUCCESS && c->rank == 0) {
         printf("kappa: %5s %5s %14s %14s %14s\n", "batch", "head", "kappa", "sigma_max", "sigma_min");
         for (int bh = 0; bh < BH; bh++) {
@@ -370,16 +425,30 @@ static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_st
     return RA_OK;
 }
 
-static double max_over_ranks(const ra_cli *c, double x)
+/* The slowest rank's seconds and wait; a failed reduction is an RA_ERR_MPI. */
+static ra_status max_over_ranks(const ra_cli *c, double *seconds, double *wait)
 {
-    double m = x;
-    MPI_Allreduce(&x, &m, 1, MPI_DOUBLE, MPI_MAX, c->comm);
-    return m;
+    double mine[2] = { *seconds, *wait }, most[2];
+    if (ra_allreduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, c->comm) != MPI_SUCCESS)
+        return RA_FAIL(RA_ERR_MPI, "attn: reducing the timings over the ranks failed");
+    *seconds = most[0], *wait = most[1];
+    return RA_OK;
+}
+
+/* A barrier under the peer timeout, so that every rank starts the clock
+ * together (a dead rank ends the job instead of hanging it). */
+static ra_status sync_ranks(const ra_cli *c)
+{
+    int one = 1, n = 0;
+    if (ra_allreduce(&one, &n, 1, MPI_INT, MPI_SUM, c->comm) != MPI_SUCCESS)
+        return RA_FAIL(RA_ERR_MPI, "attn: synchronising the ranks before timing failed");
+    return RA_OK;
 }
 
 static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
 {
     attn_shape s = { 0 };
+    RA_TRY(ra_agree(c->comm, check_files(c, a)));
     RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
     RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
                                           a->dout ? &S->dout : NULL, c->size, &s)));
@@ -391,34 +460,35 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
     const ra_head_kind *kind = S->head->kind;
     S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
     RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
+    RA_TRY(ra_agree(c->comm, check_finite(c, a, &s, S)));
 
-    MPI_Barrier(c->comm);
+    RA_TRY(ra_agree(c->comm, sync_ranks(c)));
     double t0 = ra_now();
     ra_status st = kind->forward(S->head, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse);
     double tf = ra_now() - t0, wf = kind->wait_seconds(S->head);
     RA_TRY(ra_agree(c->comm, st));
-    tf = max_over_ranks(c, tf), wf = max_over_ranks(c, wf);
+    RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tf, &wf)));
     double tb = 0, wb = 0;
     if (a->dout) {
-        MPI_Barrier(c->comm);
+        RA_TRY(ra_agree(c->comm, sync_ranks(c)));
         t0 = ra_now();
         st = kind->backward(S->head, S->lq, S->lk, S->lv, S->lseg, S->lo, S->llse, S->ldo, S->ldq, S->ldk,
                             S->ldv);
         tb = ra_now() - t0, wb = kind->wait_seconds(S->head);
         RA_TRY(ra_agree(c->comm, st));
-        tb = max_over_ranks(c, tb), wb = max_over_ranks(c, wb);
+        RA_TRY(ra_agree(c->comm, max_over_ranks(c, &tb, &wb)));
     }
     RA_TRY(write_outputs(c, a, &s, S));
-    if (a->kappa) RA_TRY(print_kappa(c, &s, S));
+    if (a->kappa) RA_TRY(ra_agree(c->comm, print_kappa(c, &s, S)));
 
     double ff = ra_attn_flops_fwd(s.B, s.H, (double)s.L, s.D, a->causal);
     double fb = ra_attn_flops_bwd(s.B, s.H, (double)s.L, s.D, a->causal);
     ra_say(c, "attn: %s B=%d H=%d Hkv=%d L=%lld D=%d | P=%d %s %s threads=%d | forward %.4f s %.2f GFLOP/s (wait %.4f s)",
-           a->head, s.B, s.H, s.Hkv, (long long)s.L, s.D, c->size, ra_layout_name(a->layout),
+           a->layer.head, s.B, s.H, s.Hkv, (long long)s.L, s.D, c->size, ra_layout_name(a->layout),
            a->causal ? "causal" : "bidirectional", threads, tf, ff / tf * 1e-9, wf);
     if (a->dout) ra_say(c, " | backward %.4f s %.2f GFLOP/s (wait %.4f s)", tb, fb / tb * 1e-9, wb);
     ra_say(c, "\n");
-    return RA_OK;
+    return ra_stdout_finish(c);
 }
 
 ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv)

@@ -14,43 +14,92 @@ static const char *help =
     "usage: ringattn compare A.npy B.npy [--tol T]\n"
     "\n"
     "Prints max|A - B|, max|B| and the normalised error max|A - B| / max|B|\n"
-    "(B is the reference; equal infinities count as equal, NaN as infinitely\n"
-    "wrong). Exits 1 when the normalised error exceeds T (default 1e-5).\n";
+    "(B is the reference; equal infinities count as equal). Exits 1 when the\n"
+    "normalised error exceeds T (default 1e-5, finite and >= 0), when either\n"
+    "array holds a NaN (the message gives the first position), or when the\n"
+    "arrays differ in shape (the number of dimensions too) or are not float32\n"
+    "or float64 (float32 and float64 compare in float32).\n";
 
-static ra_status compare(const char *pa, const char *pb, float tol, double *err)
+static ra_status need_float(const ra_npy *f)
 {
+    if (f->dtype != RA_DT_F32 && f->dtype != RA_DT_F64)
+        return RA_FAIL(RA_ERR_FORMAT, "compare: %s has dtype %s; compare reads float32 or float64 arrays", f->path,
+                       ra_dtype_name(f->dtype));
+    return RA_OK;
+}
+
+/* Same number of dimensions and the same extent in each: [4, 8] vs [8, 4]
+ * or [32] vs [4, 8] hold as many elements but are not the same array. */
+static ra_status same_shape(const ra_npy *a, const ra_npy *b)
+{
+    int same = a->ndim == b->ndim;
+    for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
+    if (same) return RA_OK;
+    char s1[96], s2[96];
+    return RA_FAIL(RA_ERR_SHAPE, "compare: %s has shape %s but %s has shape %s: arrays of different shapes do not "
+                                 "compare", a->path, ra_shape_str(s1, sizeof s1, a->ndim, a->shape), b->path,
+                   ra_shape_str(s2, sizeof s2, b->ndim, b->shape));
+}
+
+typedef struct {
+    double dmax, rmax;    /* max|A - B| (NaN counts as inf), max finite |B| */
+    int64_t at_max;       /* where |A - B| is largest (-1: nowhere) */
+    int64_t first_nan;    /* first element with a NaN in A or B (-1: none) */
+    double nan_a, nan_b;  /* the two values there */
+} diff_stats;
+
+static void accumulate(diff_stats *d, const float *x, const float *y, int64_t n, int64_t base)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double u = x[j], v = y[j], e;
+        if (u == v) e = 0.0; /* equal infinities too */
+        else if (isnan(u) || isnan(v)) {
+            if (d->first_nan < 0) d->first_nan = base + j, d->nan_a = u, d->nan_b = v;
+            e = INFINITY;
+        } else e = fabs(u - v);
+        if (e > d->dmax || d->at_max < 0) d->dmax = e, d->at_max = base + j;
+        if (isfinite(v) && fabs(v) > d->rmax) d->rmax = fabs(v);
+    }
+}
+
+static ra_status verdict(const ra_npy *a, const ra_npy *b, const diff_stats *d, float tol)
+{
+    char pos[160];
+    double err = d->dmax / (d->rmax > 0 ? d->rmax : 1.0);
+    int ok = d->first_nan < 0 && err <= tol;
+    printf("compare: %s vs %s: max|A-B| = %.3e, max|B| = %.3e, normalised error = %.3e (tol %.1e) %s\n", a->path,
+           b->path, d->dmax, d->rmax, err, tol, ok ? "OK" : "FAIL");
+    if (d->first_nan >= 0)
+        return RA_FAIL(RA_ERR_ARG, "compare: NaN at %s (element %lld): %s has %g, %s has %g",
+                       ra_position_str(pos, sizeof pos, d->first_nan, a->ndim, a->shape), (long long)d->first_nan,
+                       a->path, d->nan_a, b->path, d->nan_b);
+    if (!ok)
+        return RA_FAIL(RA_ERR_ARG, "compare: %s differs from %s by %.3e > %.1e (largest difference at %s)", a->path,
+                       b->path, err, tol, ra_position_str(pos, sizeof pos, d->at_max, a->ndim, a->shape));
+    return RA_OK;
+}
+
+static ra_status compare(const char *pa, const char *pb, float tol)
+{
+    const ra_cli_file ins[] = { { "A", pa }, { "B", pb } };
+    RA_TRY(ra_check_files("compare", ins, 2, NULL, 0, 0)); /* a FIFO would block the read */
     ra_npy a = { .fd = -1 }, b = { .fd = -1 };
     float *x = NULL;
     ra_status st = ra_npy_open(&a, pa);
     if (st == RA_OK) st = ra_npy_open(&b, pb);
-    if (st == RA_OK && a.count != b.count) {
-        char s1[96], s2[96];
-        st = RA_FAIL(RA_ERR_SHAPE, "compare: %s has shape %s but %s has %s", pa,
-                     ra_shape_str(s1, sizeof s1, a.ndim, a.shape), pb,
-                     ra_shape_str(s2, sizeof s2, b.ndim, b.shape));
-    }
+    if (st == RA_OK) st = need_float(&a);
+    if (st == RA_OK) st = need_float(&b);
+    if (st == RA_OK) st = same_shape(&a, &b);
     const int64_t blk = 1 << 20;
     if (st == RA_OK) st = ra_alloc(&x, sizeof(float) * 2 * blk, "compare buffers");
-    double dmax = 0, rmax = 0;
+    diff_stats d = { .at_max = -1, .first_nan = -1 };
     for (int64_t i = 0; st == RA_OK && i < a.count; i += blk) {
         int64_t n = a.count - i < blk ? a.count - i : blk;
         st = ra_npy_read_f32(&a, i, n, x);
         if (st == RA_OK) st = ra_npy_read_f32(&b, i, n, x + blk);
-        for (int64_t j = 0; st == RA_OK && j < n; j++) {
-            double u = x[j], v = x[blk + j];
-            double d = (u == v) ? 0.0 : fabs(u - v);
-            if (isnan(d)) d = INFINITY;
-            if (d > dmax) dmax = d;
-            if (isfinite(v) && fabs(v) > rmax) rmax = fabs(v);
-        }
+        if (st == RA_OK) accumulate(&d, x, x + blk, n, i);
     }
-    if (st == RA_OK) {
-        *err = dmax / (rmax > 0 ? rmax : 1.0);
-        printf("compare: %s vs %s: max|A-B| = %.3e, max|B| = %.3e, normalised error = %.3e (tol %.1e) %s\n",
-               pa, pb, dmax, rmax, *err, tol, *err <= tol ? "OK" : "FAIL");
-        if (!(*err <= tol))
-            st = RA_FAIL(RA_ERR_ARG, "compare: %s differs from %s by %.3e > %.1e", pa, pb, *err, tol);
-    }
+    if (st == RA_OK) st = verdict(&a, &b, &d, tol);
     free(x);
     ra_npy_close(&a);
     ra_npy_close(&b);
@@ -67,13 +116,19 @@ ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv)
     opterr = 0;
     optind = 1;
     while (st == RA_OK && (o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (o == 't') st = ra_arg_float("--tol", optarg, &tol);
-        else if (o == 'h') { ra_say(c, "%s", help); return RA_OK; }
-        else st = ra_arg_unknown("compare", o, argv[optind - 1]);
+        if (o == 't') {
+            st = ra_arg_float("--tol", optarg, &tol);
+            /* an infinite tolerance (1e39 in float32) would pass anything */
+            if (st == RA_OK && (!isfinite(tol) || tol < 0))
+                st = RA_FAIL(RA_ERR_ARG, "--tol: %s must be >= 0 and finite in float32", optarg);
+        } else if (o == 'h') {
+            ra_say(c, "%s", help);
+            return RA_OK;
+        } else st = ra_arg_unknown("compare", o, argv[optind - 1]);
     }
     if (st == RA_OK && argc - optind != 2)
         st = RA_FAIL(RA_ERR_ARG, "compare: needs two .npy files (see ringattn compare --help)");
-    double err = 0;
-    if (st == RA_OK && c->rank == 0) st = compare(argv[optind], argv[optind + 1], tol, &err);
-    return ra_agree(c->comm, st);
+    if (st == RA_OK && c->rank == 0) st = compare(argv[optind], argv[optind + 1], tol);
+    RA_TRY(ra_agree(c->comm, st));
+    return ra_stdout_finish(c);
 }

@@ -3,15 +3,13 @@
  * Element i of tensor t is ra_rand_uniform(seed * 8 + t, i), so each rank
  * generates and writes only its own slab and the files do not depend on the
  * number of ranks. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
 
@@ -23,7 +21,12 @@ static const char *help =
     "DIR/dout.npy (like q), uniform in [-1, 1), float32; with --segments N also\n"
     "DIR/seg.npy int32 [B, L] with N segments per sequence. Without --B the\n"
     "arrays are 3-D ([H, L, D]). L accepts K/M suffixes (x1024). DIR is created\n"
-    "if missing (its parent must exist).\n";
+    "if missing (its parent must exist); it and every output in it are checked\n"
+    "for writing before anything is generated.\n";
+
+/* The files gen writes into DIR; a random one draws stream seed * 8 + index. */
+enum { GEN_Q, GEN_K, GEN_V, GEN_DOUT, GEN_SEG, GEN_FILES };
+static const char *const gen_files[GEN_FILES] = { "q.npy", "k.npy", "v.npy", "dout.npy", "seg.npy" };
 
 static ra_status save_random(const ra_cli *c, const char *dir, const char *name, uint64_t stream,
                              int ndim, const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
@@ -43,6 +46,19 @@ static ra_status save_random(const ra_cli *c, const char *dir, const char *name,
     return st;
 }
 
+/* Rank 0, before generating: DIR exists (created when missing) and takes
+ * new files, and no output name in it is a directory. */
+static ra_status prepare_dir(const char *dir, int nseg)
+{
+    RA_TRY(ra_prepare_output_dir(dir, "gen: --dir"));
+    for (int i = 0; i < (nseg ? GEN_FILES : GEN_SEG); i++) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, gen_files[i]);
+        RA_TRY(ra_check_output_path(path, "gen: output"));
+    }
+    return RA_OK;
+}
+
 static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t L, int nseg)
 {
     ra_status st = RA_OK;
@@ -54,7 +70,7 @@ static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t 
                 for (int64_t i = 0; i < L; i++)
                     s[b * L + i] = (int32_t)(((i + b * (L / (2 * nseg))) * nseg) / L) % nseg;
             char path[2048];
-            snprintf(path, sizeof path, "%s/seg.npy", dir);
+            snprintf(path, sizeof path, "%s/%s", dir, gen_files[GEN_SEG]);
             int64_t shape[2] = { B, L };
             st = ra_npy_save_i32(path, 2, shape, s);
             free(s);
@@ -101,8 +117,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && L < c->size)
         st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld is shorter than the %d ranks", (long long)L, c->size);
     if (st == RA_OK && nseg > L) st = RA_FAIL(RA_ERR_ARG, "gen: --segments %d exceeds --L", nseg);
-    if (st == RA_OK && c->rank == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST)
-        st = RA_FAIL(RA_ERR_IO, "gen: --dir %s: cannot create: %s", dir, strerror(errno));
+    if (st == RA_OK && c->rank == 0) st = prepare_dir(dir, nseg);
     RA_TRY(ra_agree(c->comm, st));
 
     int four = B > 0, Bn = four ? B : 1;
@@ -110,12 +125,12 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     const int64_t *qshape = four ? qs : qs + 1, *kshape = four ? ks : ks + 1;
     int nd = four ? 4 : 3;
     uint64_t s8 = (uint64_t)seed * 8;
-    RA_TRY(save_random(c, dir, "q.npy", s8 + 0, nd, qshape, (int64_t)Bn * H, L, D));
-    RA_TRY(save_random(c, dir, "k.npy", s8 + 1, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, "v.npy", s8 + 2, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, "dout.npy", s8 + 3, nd, qshape, (int64_t)Bn * H, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_Q], s8 + GEN_Q, nd, qshape, (int64_t)Bn * H, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_K], s8 + GEN_K, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_V], s8 + GEN_V, nd, kshape, (int64_t)Bn * Hkv, L, D));
+    RA_TRY(save_random(c, dir, gen_files[GEN_DOUT], s8 + GEN_DOUT, nd, qshape, (int64_t)Bn * H, L, D));
     if (nseg) RA_TRY(save_segments(c, dir, Bn, L, nseg));
     ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
-    return RA_OK;
+    return ra_stdout_finish(c);
 }

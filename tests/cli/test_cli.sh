@@ -19,210 +19,15 @@
 # status is non-zero on any failure; VERBOSE=1 also shows the command and
 # output of passing cases. Standalone: tests/cli/test_cli.sh
 # build/src/ringattn mpirun (Open MPI; the run-as-root and oversubscribe
-# variables are set here as in meson's test environment).
+# variables are set in lib_cli.sh, with the helpers, as in meson's test
+# environment). Hostile inputs (clashing outputs, NaN, FIFOs, a full
+# stdout) are in test_hostile_attn.sh.
 set -u
 if [ $# -ne 2 ]; then
     echo "usage: $0 RINGATTN MPIRUN" >&2
     exit 2
 fi
-abspath() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) echo "$1" ;; esac; }
-RA=$(abspath "$1")
-MPIRUN=$(abspath "$2")
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
-TMO=${RINGATTN_TEST_TIMEOUT:-60} # seconds per invocation
-
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 1
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-
-# ---- helpers -----------------------------------------------------------------
-
-LAST=
-# The last command and the start of its output, under a FAIL line.
-show() {
-    echo "    \$ $LAST"
-    [ -s out ] && sed -n '1,6s/^/    stdout| /p' out
-    [ -s err ] && sed -n '1,8s/^/    stderr| /p' err
-    return 0
-}
-# report DESC WHY: ok when WHY is empty, else FAIL with the reasons.
-report() {
-    if [ -z "$2" ]; then
-        ok "$1"
-        [ -n "${VERBOSE:-}" ] && show
-    else
-        bad "$1: ${2%; }"
-        show
-    fi
-    return 0
-}
-# Any *.partial file anywhere under the work directory (removed once seen).
-partials() {
-    local p
-    p=$(find . -name '*.partial' | tr '\n' ' ')
-    [ -n "$p" ] && { echo "left behind: $p; "; find . -name '*.partial' -delete; }
-    return 0
-}
-# status RC: why an invocation that had to succeed did not, or nothing.
-status() {
-    case $1 in
-    0) ;;
-    124) echo "timed out after ${TMO}s (hang); " ;;
-    *) echo "exit status $1, expected 0; " ;;
-    esac
-}
-
-# One rank: run the command, record its exit status in DIR/<rank>, exit 0 so
-# that mpirun lets the other ranks finish on their own.
-cat >wrap.sh <<'EOF'
-d=$1
-shift
-r=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${PMI_RANK:-0}}}
-"$@"
-echo $? >"$d/$r"
-exit 0
-EOF
-
-# mpi N ARGS...: ringattn ARGS on N ranks; stdout in out, stderr in err.
-mpi() {
-    local n=$1
-    shift
-    LAST="mpirun -n $n ringattn $*"
-    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
-}
-
-# fails DESC N PATTERN... -- ARGS...: ringattn ARGS on N ranks must fail on
-# every rank (non-zero status, not a signal, no hang), print exactly one
-# ringattn line on stderr that matches every PATTERN (extended regex, case
-# insensitive), print no summary, and leave no *.partial file.
-fails() {
-    local desc=$1 n=$2 why='' pats=() r s c p
-    shift 2
-    while [ "$1" != "--" ]; do pats+=("$1"); shift; done
-    shift
-    rm -rf rc && mkdir rc
-    LAST="mpirun -n $n ringattn $*"
-    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" bash "$T/wrap.sh" "$T/rc" "$RA" "$@" \
-        >out 2>err </dev/null
-    local mrc=$?
-    if [ $mrc -eq 124 ]; then
-        why+="timed out after ${TMO}s (a rank hung); "
-    elif [ $mrc -ne 0 ]; then
-        why+="mpirun exited $mrc (a rank died?); "
-    fi
-    for ((r = 0; r < n; r++)); do
-        if [ ! -s "rc/$r" ]; then
-            [ $mrc -eq 124 ] || why+="rank $r recorded no exit status; "
-            continue
-        fi
-        s=$(<"rc/$r")
-        if [ "$s" -eq 0 ]; then why+="rank $r exited 0; "
-        elif [ "$s" -ge 124 ]; then why+="rank $r exited $s (crash or signal); "
-        fi
-    done
-    c=$(grep -v '^ringattn: warning: .*oversubscribed' err | grep -c 'ringattn')
-    [ "$c" -eq 1 ] || why+="$c ringattn lines on stderr, expected the error reported once; "
-    for p in "${pats[@]}"; do
-        grep 'ringattn' err | grep -qiE -- "$p" || why+="message lacks /$p/; "
-    done
-    grep -q 'GFLOP/s' out && why+="summary printed despite the failure; "
-    why+=$(partials)
-    report "$desc" "$why"
-}
-
-# attn_ok DESC N ARGS...: `ringattn attn ARGS` on N ranks exits 0, prints no
-# error, and prints one summary line (rank 0 only) with P=N and GFLOP/s
-# (twice, forward and backward, with --dout).
-attn_ok() {
-    local desc=$1 n=$2 why='' c want=1
-    shift 2
-    case " $* " in *" --dout "*) want=2 ;; esac
-    mpi "$n" attn "$@"
-    why+=$(status $?)
-    c=$(grep -c '^attn: ' out)
-    [ "$c" -eq 1 ] || why+="summary printed $c times, expected once (rank 0); "
-    grep '^attn: ' out | grep -q "| P=$n " || why+="summary lacks 'P=$n'; "
-    c=$(grep '^attn: ' out | grep -o 'GFLOP/s' | wc -l)
-    [ "$c" -eq $want ] || why+="summary has $c GFLOP/s figures, expected $want; "
-    grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
-    why+=$(partials)
-    report "$desc" "$why"
-}
-
-# compare A B: `ringattn compare A B --tol 1e-5` as a singleton (no mpirun).
-compare() {
-    LAST="ringattn compare $1 $2 --tol 1e-5"
-    OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" compare "$1" "$2" --tol 1e-5 >out 2>err </dev/null
-}
-
-# full DESC TAG N LAYOUT DIR [ARGS...]: attn on N ranks with --lse and the
-# gradients; outputs res/TAG-N-LAYOUT.{o,lse,dq,dk,dv}.npy.
-full() {
-    local desc=$1 tag=$2 n=$3 lay=$4 d=$5 lo=()
-    shift 5
-    local p=res/$tag-$n-$lay
-    [ "$lay" = default ] || lo=(--layout "$lay")
-    attn_ok "$desc" "$n" --q "$d/q.npy" --k "$d/k.npy" --v "$d/v.npy" --out "$p.o.npy" \
-        --lse "$p.lse.npy" --dout "$d/dout.npy" --dq "$p.dq.npy" --dk "$p.dk.npy" --dv "$p.dv.npy" \
-        ${lo[@]+"${lo[@]}"} "$@"
-}
-
-# match DESC RUN REF [OUTPUTS]: each output of RUN equals that of REF within
-# 1e-5 (ringattn compare exits 0).
-match() {
-    local desc=$1 run=$2 ref=$3 outs=${4:-o lse dq dk dv} x why='' rc
-    for x in $outs; do
-        compare "$run.$x.npy" "$ref.$x.npy"
-        rc=$?
-        [ $rc -eq 0 ] || why+="$x: compare exited $rc ($(head -c 200 err | tr '\n' ' ')); "
-    done
-    report "$desc" "$why"
-}
-
-# expect DESC WHY CMD...: ok when CMD succeeds, else FAIL because of WHY.
-expect() {
-    local desc=$1 why=$2
-    shift 2
-    if "$@"; then report "$desc" ""; else report "$desc" "$why"; fi
-}
-# absent FILE...: none of the files exists.
-absent() {
-    local f
-    for f; do [ ! -e "$f" ] || return 1; done
-}
-
-# header FILE: the .npy header dict of a file written by ringattn.
-header() { head -c 128 "$1" | tail -c +11 | tr -d '\n' | sed 's/ *$//'; }
-
-# patch FILE OLD NEW: replace OLD by NEW (same length) in the 128-byte header.
-patch() {
-    local at
-    at=$(head -c 128 "$1" | grep -aboF -- "$2" | head -1 | cut -d: -f1)
-    if [ -z "$at" ] || [ ${#2} -ne ${#3} ]; then
-        echo "test setup: cannot patch '$2' in $1" >&2
-        return 1
-    fi
-    printf '%s' "$3" | dd of="$1" bs=1 seek="$at" conv=notrunc status=none
-}
-
-# npy_i64 FILE SHAPE VALUE...: an int64 .npy file (v1.0, 128-byte header).
-npy_i64() {
-    local f=$1 shape=$2 v i s=
-    shift 2
-    printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<i8', 'fortran_order': False, 'shape': $shape, }" >"$f"
-    for v in "$@"; do
-        for i in 0 1 2 3 4 5 6 7; do s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
-    done
-    printf '%b' "$s" >>"$f"
-}
+. "$(dirname "$0")/lib_cli.sh" "$@"
 
 # ---- 1. success paths -------------------------------------------------------
 
@@ -399,15 +204,15 @@ cp keep.ref keep.npy
 fails "failed run (truncated K) with an existing --out" 2 "bad/trunc.npy" "truncated" -- \
     attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out keep.npy
 expect "failed run leaves an existing --out byte-for-byte unchanged" "keep.npy was modified" cmp -s keep.npy keep.ref
-fails "--out in a missing directory" 2 "nodir/o.npy" "no such file|cannot" -- attn "${QKV[@]}" --out nodir/o.npy
-fails "--out in a missing directory (P=3, with gradients)" 3 "nodir/o.npy" "no such file|cannot" -- attn "${QKV[@]}" \
+fails "--out in a missing directory" 2 "nodir/o.npy" "does not exist" -- attn "${QKV[@]}" --out nodir/o.npy
+fails "--out in a missing directory (P=3, with gradients)" 3 "nodir/o.npy" "does not exist" -- attn "${QKV[@]}" \
     --out nodir/o.npy --dout A/dout.npy --dq dq.npy --dk dk.npy --dv dv.npy
 expect "failed run writes no output" "nodir/, dq.npy, dk.npy or dv.npy was created" absent nodir dq.npy dk.npy dv.npy
 mkdir outdir && touch outdir/inside
 fails "--out names an existing directory" 2 "outdir" "directory" -- attn "${QKV[@]}" --out outdir
 expect "--out directory is left alone" "outdir/inside is gone" [ -f outdir/inside ]
 cp keep.ref keep.npy
-fails "unwritable --dq with an existing --out" 2 "nodir/dq.npy" "no such file|cannot" -- attn "${QKV[@]}" \
+fails "unwritable --dq with an existing --out" 2 "nodir/dq.npy" "does not exist" -- attn "${QKV[@]}" \
     --out keep.npy --dout A/dout.npy --dq nodir/dq.npy --dk dk.npy --dv dv.npy
 expect "failed run (unwritable --dq) leaves an existing --out unchanged" "keep.npy was replaced although the run failed" \
     cmp -s keep.npy keep.ref
@@ -469,5 +274,4 @@ mpi 1 "${small[@]}" --verbose --no-bind
 grep -q 'not bound (--no-bind)' out
 report "--no-bind leaves the binding alone" "$([ $? -eq 0 ] || grep placement out)"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

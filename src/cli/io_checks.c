@@ -1,0 +1,91 @@
+/* io_checks.c - the files a command names, checked before any work, and
+ * standard output checked at the end.
+ *
+ * An output that is also an input (the same path, a symlink to it, another
+ * spelling such as dir/../q.npy, a hard link) would be destroyed by the run,
+ * as would an input named like an output's temporary "<out>.tmp" (a stale
+ * one is removed before writing). Both are refused before anything is read,
+ * as are outputs that cannot be created, so a long run does not end in a
+ * lost input or an unwritable result. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ringattn/dist.h"
+#include "ringattn/fileio.h"
+
+/* The same path text is a clash even where ra_same_file cannot resolve it
+ * (a directory that does not exist yet). */
+static int same(const char *a, const char *b)
+{
+    return !strcmp(a, b) || ra_same_file(a, b);
+}
+
+static ra_status check_input(const char *cmd, const ra_cli_file *in)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s: %s", cmd, in->opt);
+    int fd;
+    RA_TRY(ra_file_open_input(in->path, what, &fd, NULL)); /* refuses a FIFO without blocking */
+    close(fd);
+    return RA_OK;
+}
+
+static ra_status check_clashes(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs,
+                               int nout)
+{
+    for (int o = 0; o < nout; o++) {
+        if (!outs[o].path) continue;
+        char tmp[PATH_MAX];
+        int has_tmp = ra_tmp_name(tmp, sizeof tmp, outs[o].path);
+        for (int i = 0; i < nin; i++) {
+            if (!ins[i].path) continue;
+            if (same(outs[o].path, ins[i].path))
+                return RA_FAIL(RA_ERR_ARG, "%s: %s %s is the same file as the input %s %s; writing it would "
+                                           "destroy the input: name another output file",
+                               cmd, outs[o].opt, outs[o].path, ins[i].opt, ins[i].path);
+            if (has_tmp && same(tmp, ins[i].path))
+                return RA_FAIL(RA_ERR_ARG, "%s: the input %s %s is the temporary file '%s' of %s %s, which is "
+                                           "replaced while writing it: rename the input or name another output",
+                               cmd, ins[i].opt, ins[i].path, tmp, outs[o].opt, outs[o].path);
+        }
+        for (int p = 0; p < o; p++) /* one output would overwrite another */
+            if (outs[p].path && same(outs[o].path, outs[p].path))
+                return RA_FAIL(RA_ERR_ARG, "%s: %s %s and %s %s name the same file; give each output its "
+                                           "own file", cmd, outs[p].opt, outs[p].path, outs[o].opt, outs[o].path);
+    }
+    return RA_OK;
+}
+
+ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
+                         int probe)
+{
+    for (int i = 0; i < nin; i++)
+        if (ins[i].path) RA_TRY(check_input(cmd, &ins[i]));
+    RA_TRY(check_clashes(cmd, ins, nin, outs, nout));
+    for (int o = 0; probe && o < nout; o++) {
+        if (!outs[o].path) continue;
+        char what[96];
+        snprintf(what, sizeof what, "%s: %s", cmd, outs[o].opt);
+        RA_TRY(ra_check_output_path(outs[o].path, what));
+    }
+    return RA_OK;
+}
+
+ra_status ra_stdout_finish(const ra_cli *c)
+{
+    ra_status st = RA_OK;
+    if (c->rank == 0) { /* only rank 0 prints results */
+        errno = 0;
+        int flushed = fflush(stdout) == 0;
+        int e = errno;
+        if (!flushed || ferror(stdout))
+            st = RA_FAIL(RA_ERR_IO, "writing the results to standard output failed%s%s (a full disk or a "
+                                    "closed pipe?): the printed results are incomplete",
+                         e ? ": " : "", e ? strerror(e) : "");
+    }
+    return ra_agree(c->comm, st);
+}

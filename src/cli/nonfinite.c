@@ -1,0 +1,78 @@
+/* nonfinite.c - NaN and Inf in the inputs of `attn`, counted over all ranks.
+ *
+ * A NaN or Inf in Q, K or V does not stop the kernels: it silently turns
+ * outputs into zeros or NaN and LSE into +inf. So the inputs are counted
+ * first (each rank over its own rows) and, unless allowed, the run stops
+ * with the count per tensor and the first position in file order. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringattn/dist.h"
+
+/* Count this rank's non-finite elements and the smallest global flat index
+ * (C order in the file) of one, -1 for none. */
+static void scan(const ra_finite_input *t, ra_layout layout, int64_t L, const ra_cli *c, int64_t *count,
+                 int64_t *first)
+{
+    const int64_t Lr = ra_layout_count(layout, L, c->size, c->rank);
+    *count = 0;
+    *first = -1;
+    for (int64_t o = 0; o < t->outer; o++)
+        for (int64_t r = 0; r < Lr; r++) {
+            const float *row = t->data + (o * Lr + r) * t->inner;
+            for (int64_t i = 0; i < t->inner; i++) {
+                if (isfinite(row[i])) continue;
+                int64_t g = ra_layout_global(layout, L, c->size, c->rank, r);
+                int64_t flat = (o * L + g) * t->inner + i;
+                (*count)++;
+                if (*first < 0 || flat < *first) *first = flat;
+            }
+        }
+}
+
+const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const int64_t *shape)
+{
+    int64_t idx[RA_NPY_MAX_DIMS];
+    for (int d = ndim - 1; d >= 0; d--) {
+        idx[d] = shape[d] ? flat % shape[d] : 0;
+        flat = shape[d] ? flat / shape[d] : 0;
+    }
+    return ra_shape_str(out, cap, ndim, idx);
+}
+
+ra_status ra_check_finite_inputs(const ra_cli *c, const ra_finite_input *t, int n, ra_layout layout, int64_t L,
+                                 int allow)
+{
+    enum { MAXT = 8 };
+    if (n > MAXT) return RA_FAIL(RA_ERR_ARG, "internal: %d tensors to check, at most %d", n, MAXT);
+    int64_t count[MAXT], first[MAXT], total[MAXT], least[MAXT];
+    for (int i = 0; i < n; i++) {
+        scan(&t[i], layout, L, c, &count[i], &first[i]);
+        if (first[i] < 0) first[i] = INT64_MAX; /* none: loses the MIN */
+    }
+    if (ra_allreduce(count, total, n, MPI_INT64_T, MPI_SUM, c->comm) != MPI_SUCCESS ||
+        ra_allreduce(first, least, n, MPI_INT64_T, MPI_MIN, c->comm) != MPI_SUCCESS)
+        return RA_FAIL(RA_ERR_MPI, "attn: summing the counts of non-finite inputs over the ranks failed");
+    char list[1024] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++) {
+        if (!total[i]) continue;
+        char pos[160];
+        ra_position_str(pos, sizeof pos, least[i], t[i].ndim, t[i].shape);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s %s has %lld, the first at %s",
+                                len ? "; " : "", t[i].opt, t[i].path, (long long)total[i], pos);
+    }
+    if (!len) return RA_OK;
+    if (!allow) /* every rank has the same counts: every rank fails alike */
+        return RA_FAIL(RA_ERR_FORMAT, "attn: non-finite input elements (NaN or Inf; float64 values beyond the "
+                                      "float32 range count too): %s. They would make the outputs NaN or zero; "
+                                      "fix the inputs, or pass --allow-nonfinite to compute anyway", list);
+    if (c->rank == 0) {
+        fprintf(stderr, "ringattn: warning: attn: non-finite input elements (NaN or Inf): %s; computing anyway "
+                        "(--allow-nonfinite)\n", list);
+        fflush(stderr);
+    }
+    return RA_OK;
+}

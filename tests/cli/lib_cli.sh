@@ -1,0 +1,218 @@
+# lib_cli.sh - what the ringattn command-line tests share (sourced by
+# test_cli.sh and test_hostile_attn.sh, which check their arguments first).
+#
+# Needs RA (the ringattn program) and MPIRUN (absolute paths). Sets the
+# Open MPI run-as-root and oversubscribe variables as meson's test
+# environment does, moves into a fresh temporary directory (removed at
+# exit), and defines the helpers below: ok/bad/report count and print
+# "ok: ..." / "FAIL: ..." lines; mpi, fails, attn_ok and compare run
+# ringattn under `timeout` (a hang is a failure, 124, not a stuck job).
+# Source it with the script's own arguments: . lib_cli.sh RINGATTN MPIRUN
+abspath() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) echo "$1" ;; esac; }
+RA=$(abspath "$1")
+MPIRUN=$(abspath "$2")
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+TMO=${RINGATTN_TEST_TIMEOUT:-60} # seconds per invocation
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+
+# ---- helpers -----------------------------------------------------------------
+
+LAST=
+# The last command and the start of its output, under a FAIL line.
+show() {
+    echo "    \$ $LAST"
+    [ -s out ] && sed -n '1,6s/^/    stdout| /p' out
+    [ -s err ] && sed -n '1,8s/^/    stderr| /p' err
+    return 0
+}
+# report DESC WHY: ok when WHY is empty, else FAIL with the reasons.
+report() {
+    if [ -z "$2" ]; then
+        ok "$1"
+        [ -n "${VERBOSE:-}" ] && show
+    else
+        bad "$1: ${2%; }"
+        show
+    fi
+    return 0
+}
+# Any temporary output (*.tmp, or *.partial of older builds) anywhere under
+# the work directory (removed once seen).
+partials() {
+    local p
+    p=$(find . \( -name '*.partial' -o -name '*.tmp' \) | tr '\n' ' ')
+    [ -n "$p" ] && { echo "left behind: $p; "; find . \( -name '*.partial' -o -name '*.tmp' \) -delete; }
+    return 0
+}
+# status RC: why an invocation that had to succeed did not, or nothing.
+status() {
+    case $1 in
+    0) ;;
+    124) echo "timed out after ${TMO}s (hang); " ;;
+    *) echo "exit status $1, expected 0; " ;;
+    esac
+}
+
+# One rank: run the command, record its exit status in DIR/<rank>, exit 0 so
+# that mpirun lets the other ranks finish on their own.
+cat >wrap.sh <<'EOF'
+d=$1
+shift
+r=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${PMI_RANK:-0}}}
+"$@"
+echo $? >"$d/$r"
+exit 0
+EOF
+
+# mpi N ARGS...: ringattn ARGS on N ranks; stdout in out, stderr in err.
+mpi() {
+    local n=$1
+    shift
+    LAST="mpirun -n $n ringattn $*"
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+}
+
+# fails DESC N PATTERN... -- ARGS...: ringattn ARGS on N ranks must fail on
+# every rank (non-zero status, not a signal, no hang), print exactly one
+# ringattn line on stderr that matches every PATTERN (extended regex, case
+# insensitive), print no summary, and leave no temporary file behind.
+fails() {
+    local desc=$1 n=$2 why='' pats=() r s c p
+    shift 2
+    while [ "$1" != "--" ]; do pats+=("$1"); shift; done
+    shift
+    rm -rf rc && mkdir rc
+    LAST="mpirun -n $n ringattn $*"
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" bash "$T/wrap.sh" "$T/rc" "$RA" "$@" \
+        >out 2>err </dev/null
+    local mrc=$?
+    if [ $mrc -eq 124 ]; then
+        why+="timed out after ${TMO}s (a rank hung); "
+    elif [ $mrc -ne 0 ]; then
+        why+="mpirun exited $mrc (a rank died?); "
+    fi
+    for ((r = 0; r < n; r++)); do
+        if [ ! -s "rc/$r" ]; then
+            [ $mrc -eq 124 ] || why+="rank $r recorded no exit status; "
+            continue
+        fi
+        s=$(<"rc/$r")
+        if [ "$s" -eq 0 ]; then why+="rank $r exited 0; "
+        elif [ "$s" -ge 124 ]; then why+="rank $r exited $s (crash or signal); "
+        fi
+    done
+    c=$(grep -v '^ringattn: warning: .*oversubscribed' err | grep -c 'ringattn')
+    [ "$c" -eq 1 ] || why+="$c ringattn lines on stderr, expected the error reported once; "
+    for p in "${pats[@]}"; do
+        grep 'ringattn' err | grep -qiE -- "$p" || why+="message lacks /$p/; "
+    done
+    grep -q 'GFLOP/s' out && why+="summary printed despite the failure; "
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+# attn_ok DESC N ARGS...: `ringattn attn ARGS` on N ranks exits 0, prints no
+# error, and prints one summary line (rank 0 only) with P=N and GFLOP/s
+# (twice, forward and backward, with --dout).
+attn_ok() {
+    local desc=$1 n=$2 why='' c want=1
+    shift 2
+    case " $* " in *" --dout "*) want=2 ;; esac
+    mpi "$n" attn "$@"
+    why+=$(status $?)
+    c=$(grep -c '^attn: ' out)
+    [ "$c" -eq 1 ] || why+="summary printed $c times, expected once (rank 0); "
+    grep '^attn: ' out | grep -q "| P=$n " || why+="summary lacks 'P=$n'; "
+    c=$(grep '^attn: ' out | grep -o 'GFLOP/s' | wc -l)
+    [ "$c" -eq $want ] || why+="summary has $c GFLOP/s figures, expected $want; "
+    grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+# compare A B: `ringattn compare A B --tol 1e-5` as a singleton (no mpirun).
+compare() {
+    LAST="ringattn compare $1 $2 --tol 1e-5"
+    OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" compare "$1" "$2" --tol 1e-5 >out 2>err </dev/null
+}
+
+# full DESC TAG N LAYOUT DIR [ARGS...]: attn on N ranks with --lse and the
+# gradients; outputs res/TAG-N-LAYOUT.{o,lse,dq,dk,dv}.npy.
+full() {
+    local desc=$1 tag=$2 n=$3 lay=$4 d=$5 lo=()
+    shift 5
+    local p=res/$tag-$n-$lay
+    [ "$lay" = default ] || lo=(--layout "$lay")
+    attn_ok "$desc" "$n" --q "$d/q.npy" --k "$d/k.npy" --v "$d/v.npy" --out "$p.o.npy" \
+        --lse "$p.lse.npy" --dout "$d/dout.npy" --dq "$p.dq.npy" --dk "$p.dk.npy" --dv "$p.dv.npy" \
+        ${lo[@]+"${lo[@]}"} "$@"
+}
+
+# match DESC RUN REF [OUTPUTS]: each output of RUN equals that of REF within
+# 1e-5 (ringattn compare exits 0).
+match() {
+    local desc=$1 run=$2 ref=$3 outs=${4:-o lse dq dk dv} x why='' rc
+    for x in $outs; do
+        compare "$run.$x.npy" "$ref.$x.npy"
+        rc=$?
+        [ $rc -eq 0 ] || why+="$x: compare exited $rc ($(head -c 200 err | tr '\n' ' ')); "
+    done
+    report "$desc" "$why"
+}
+
+# expect DESC WHY CMD...: ok when CMD succeeds, else FAIL because of WHY.
+expect() {
+    local desc=$1 why=$2
+    shift 2
+    if "$@"; then report "$desc" ""; else report "$desc" "$why"; fi
+}
+# absent FILE...: none of the files exists.
+absent() {
+    local f
+    for f; do [ ! -e "$f" ] || return 1; done
+}
+
+# header FILE: the .npy header dict of a file written by ringattn.
+header() { head -c 128 "$1" | tail -c +11 | tr -d '\n' | sed 's/ *$//'; }
+
+# patch FILE OLD NEW: replace OLD by NEW (same length) in the 128-byte header.
+patch() {
+    local at
+    at=$(head -c 128 "$1" | grep -aboF -- "$2" | head -1 | cut -d: -f1)
+    if [ -z "$at" ] || [ ${#2} -ne ${#3} ]; then
+        echo "test setup: cannot patch '$2' in $1" >&2
+        return 1
+    fi
+    printf '%s' "$3" | dd of="$1" bs=1 seek="$at" conv=notrunc status=none
+}
+
+# npy_i64 FILE SHAPE VALUE...: an int64 .npy file (v1.0, 128-byte header).
+npy_i64() {
+    local f=$1 shape=$2 v i s=
+    shift 2
+    printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<i8', 'fortran_order': False, 'shape': $shape, }" >"$f"
+    for v in "$@"; do
+        for i in 0 1 2 3 4 5 6 7; do s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255))); done
+    done
+    printf '%b' "$s" >>"$f"
+}
+
+# sums FILE...: one checksum line per file, to compare before and after.
+sums() { cksum -- "$@" 2>&1; }
+
+# finish: the summary line; the status is non-zero on any failure.
+finish() {
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# test_hostile_attn.sh RINGATTN MPIRUN - hostile input to attn, gen and compare.
+#
+#   1. outputs that would destroy an input or another output: the same path,
+#      a symlink, a hard link, a ../ spelling, an input named like an
+#      output's temporary "<out>.tmp" - refused before any work, every input
+#      byte-for-byte unchanged (checksums before and after);
+#   2. output paths: a symlink output to an unrelated file is replaced, not
+#      followed; a missing output directory is found before the inputs are
+#      read; gen checks its directory first;
+#   3. a FIFO as an input fails at once, naming it (no hang);
+#   4. NaN and Inf in Q, K, V, dO: an error with the count and the first
+#      position, summed over ranks; --allow-nonfinite computes with a warning;
+#   5. --scale / --precond-eps / --tol beyond float32 or 0;
+#   6. compare: different shapes of one size, non-float dtypes, NaN;
+#   7. results printed to a full device (/dev/full) exit non-zero.
+#
+# Every run is under `timeout` (lib_cli.sh), with 1 and 2 ranks where the
+# ranks matter. Prints "ok: ..." / "FAIL: ..." and "N passed, M failed".
+set -u
+if [ $# -ne 2 ]; then
+    echo "usage: $0 RINGATTN MPIRUN" >&2
+    exit 2
+fi
+. "$(dirname "$0")/lib_cli.sh" "$@"
+# a second directory, outside the one partials() sweeps for *.tmp files
+X=$(mktemp -d)
+trap 'rm -rf "$T" "$X"' EXIT
+
+# npy_f32 FILE SHAPE VALUES...: a float32 .npy file (v1.0, 128-byte header);
+# VALUES are the little-endian bytes of each element as 8 hex digits.
+npy_f32() {
+    local f=$1 shape=$2 v s=
+    shift 2
+    printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f4', 'fortran_order': False, 'shape': $shape, }" >"$f"
+    for v in "$@"; do s+="\\x${v:0:2}\\x${v:2:2}\\x${v:4:2}\\x${v:6:2}"; done
+    printf '%b' "$s" >>"$f"
+}
+# poke FILE INDEX BYTES: set float32 element INDEX of a 128-byte-header file.
+poke() { printf '%b' "$3" | dd of="$1" bs=1 seek=$((128 + 4 * $2)) conv=notrunc status=none; }
+NAN='\x00\x00\xc0\x7f'
+INF='\x00\x00\x80\x7f'
+
+# unchanged DESC SUMS FILE...: the files still have the checksums SUMS.
+unchanged() {
+    local desc=$1 before=$2
+    shift 2
+    expect "$desc" "modified: $(diff <(echo "$before") <(sums "$@") | grep '^>' | tr '\n' ' ')" \
+        [ "$before" = "$(sums "$@")" ]
+}
+
+# full_stdout DESC PATTERN ARGS...: ringattn ARGS without mpirun, stdout on
+# /dev/full: must exit 1 (not hang) with PATTERN on stderr.
+full_stdout() {
+    local desc=$1 pat=$2 rc why=
+    shift 2
+    LAST="ringattn $* >/dev/full"
+    OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" "$@" >/dev/full 2>err </dev/null
+    rc=$?
+    : >out
+    [ $rc -eq 1 ] || why+="exit status $rc, expected 1; "
+    grep -qiE -- "$pat" err || why+="stderr lacks /$pat/; "
+    report "$desc" "$why"
+}
+
+mpi 2 gen --dir A --H 2 --L 16 --D 8 --seed 7
+report "gen A: H=2 L=16 D=8 on 2 ranks" "$(status $?)"
+QKV=(--q A/q.npy --k A/k.npy --v A/v.npy)
+GRAD=(--dout A/dout.npy --dq dq.npy --dk dk.npy --dv dv.npy)
+mpi 1 attn "${QKV[@]}" --out ref.o.npy
+report "reference run (P=1)" "$(status $?)"
+
+# ---- 1. outputs that clash with inputs or with each other ---------------------
+
+ln -s A/q.npy qlink.npy
+ln A/v.npy vhard.npy
+INPUTS=(A/q.npy A/k.npy A/v.npy A/dout.npy vhard.npy)
+before=$(sums "${INPUTS[@]}")
+for n in 1 2; do
+    fails "--out is the --q file (P=$n)" $n "--out" "--q" "A/q.npy" "same file" "destroy" -- \
+        attn "${QKV[@]}" --out A/q.npy
+    fails "--out is a symlink to the --q file (P=$n)" $n "--out qlink.npy" "--q A/q.npy" "same file" -- \
+        attn "${QKV[@]}" --out qlink.npy
+    fails "--lse spelled ./A/../A/k.npy is the --k file (P=$n)" $n "--lse ./A/../A/k.npy" "--k A/k.npy" -- \
+        attn "${QKV[@]}" --out o.npy --lse ./A/../A/k.npy
+    fails "--dv is a hard link to the --v file (P=$n)" $n "--dv vhard.npy" "--v A/v.npy" "same file" -- \
+        attn "${QKV[@]}" --out o.npy "${GRAD[@]:0:6}" --dv vhard.npy
+    fails "--dq is the --dout file (P=$n)" $n "--dq" "--dout" "A/dout.npy" -- \
+        attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dq ./A/dout.npy --dk dk.npy --dv dv.npy
+    fails "--lse spelled ./o.npy is --out o.npy (P=$n)" $n "--out o.npy" "--lse ./o.npy" "same file" -- \
+        attn "${QKV[@]}" --out o.npy --lse ./o.npy
+    fails "--dk spelled A/../dq.npy is --dq dq.npy (P=$n)" $n "--dq dq.npy" "--dk" "same file" -- \
+        attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dq dq.npy --dk A/../dq.npy --dv dv.npy
+done
+cp A/q.npy "$X/o.npy.tmp"
+before_x=$(sums "$X/o.npy.tmp")
+fails "an input named like the --out temporary <out>.tmp" 2 "--q" "temporary" "o.npy.tmp" -- \
+    attn --q "$X/o.npy.tmp" --k A/k.npy --v A/v.npy --out "$X/o.npy"
+unchanged "the input named <out>.tmp is unchanged" "$before_x" "$X/o.npy.tmp"
+unchanged "every input is byte-for-byte unchanged after the refused runs" "$before" "${INPUTS[@]}"
+expect "the symlink qlink.npy is still a symlink to A/q.npy" "qlink.npy was replaced" \
+    [ "$(readlink qlink.npy)" = A/q.npy ]
+expect "refused runs create no output" "o.npy, dq.npy, dk.npy or dv.npy exists" absent o.npy dq.npy dk.npy dv.npy
+
+# ---- 2. output paths -----------------------------------------------------------
+
+printf 'unrelated, precious\n' >unrelated.txt
+ln -s unrelated.txt olink.npy
+before=$(sums unrelated.txt)
+attn_ok "--out is a symlink to an unrelated file (P=2)" 2 "${QKV[@]}" --out olink.npy
+unchanged "the symlink's unrelated target keeps its content" "$before" unrelated.txt
+expect "the symlink --out is replaced by the output, not followed" "olink.npy is still a symlink" [ ! -L olink.npy ]
+compare olink.npy ref.o.npy
+report "the output written in place of the symlink is the attention output" "$(status $?)"
+
+cp A/k.npy trunc.npy && truncate -s -5 trunc.npy
+for n in 1 2; do
+    fails "--out in a missing directory is found before the inputs are read (P=$n)" $n "--out nodir/o.npy" \
+        "does not exist" -- attn --q A/q.npy --k trunc.npy --v A/v.npy --out nodir/o.npy
+done
+cp A/q.npy keep.npy
+before=$(sums keep.npy)
+fails "--dv in a missing directory, found before any work (P=2)" 2 "--dv nodir/dv.npy" "does not exist" -- \
+    attn "${QKV[@]}" --out keep.npy --dout A/dout.npy --dq dq.npy --dk dk.npy --dv nodir/dv.npy
+unchanged "an existing --out is unchanged when another output cannot be written" "$before" keep.npy
+touch afile
+fails "gen --dir names a file" 2 "--dir afile" "not a directory" -- gen --dir afile --L 16
+fails "gen --dir in a missing parent" 2 "--dir nodir/sub" "parent" -- gen --dir nodir/sub --L 16
+mkdir G && mkdir G/k.npy
+fails "gen: an output in --dir is a directory (G/k.npy)" 2 "G/k.npy" "directory" -- gen --dir G --L 16
+expect "gen wrote nothing before finding G/k.npy" "G/q.npy was written" absent G/q.npy
+
+# ---- 3. FIFOs as inputs -----------------------------------------------------------
+
+mkfifo fifo.npy
+for n in 1 2; do
+    TMO=20 fails "a FIFO as --q fails at once (P=$n)" $n "--q fifo.npy" "FIFO" -- \
+        attn --q fifo.npy --k A/k.npy --v A/v.npy --out o.npy
+done
+TMO=20 fails "a FIFO as --segments fails at once" 2 "--segments fifo.npy" "FIFO" -- \
+    attn "${QKV[@]}" --out o.npy --segments fifo.npy
+TMO=20 fails "compare with a FIFO fails at once" 1 "fifo.npy" "FIFO" -- compare fifo.npy A/q.npy
+
+# ---- 4. NaN and Inf in the inputs ---------------------------------------------------
+
+# [H=2, L=16, D=8], flat index (h*16 + l)*8 + d. With 2 contiguous ranks,
+# rank 1 owns l = 8..15: the NaN of vnan.npy is on rank 1 only.
+cp A/k.npy knan.npy && poke knan.npy 16 "$INF" && poke knan.npy 227 "$NAN" # [0, 2, 0] and [1, 12, 3]
+cp A/v.npy vnan.npy && poke vnan.npy 227 "$NAN"
+cp A/dout.npy dnan.npy && poke dnan.npy 5 "$NAN"
+for n in 1 2; do
+    fails "Inf and NaN in K: an error with the count and the first position (P=$n)" $n "non-finite" \
+        "--k knan.npy has 2, the first at \[0, 2, 0\]" "--allow-nonfinite" -- \
+        attn --q A/q.npy --k knan.npy --v A/v.npy --out o.npy
+done
+fails "NaN on the last rank only, counted over the ranks (P=2 zigzag)" 2 "--v vnan.npy has 1, the first at \[1, 12, 3\]" -- \
+    attn --q A/q.npy --k A/k.npy --v vnan.npy --out o.npy --layout zigzag
+fails "NaN in K and V: both named (P=2 striped)" 2 "--k knan.npy has 2" "--v vnan.npy has 1" -- \
+    attn --q A/q.npy --k knan.npy --v vnan.npy --out o.npy --layout striped
+fails "NaN in dO (P=2)" 2 "--dout dnan.npy has 1, the first at \[0, 0, 5\]" -- \
+    attn "${QKV[@]}" --out o.npy --dout dnan.npy --dq dq.npy --dk dk.npy --dv dv.npy
+expect "a refused NaN run writes no output" "o.npy or dq.npy exists" absent o.npy dq.npy
+for n in 1 2; do
+    mpi $n attn --q A/q.npy --k A/k.npy --v vnan.npy --out o$n.npy --allow-nonfinite
+    rc=$?
+    why=$(status $rc)
+    c=$(grep -c '^ringattn: warning: attn: non-finite' err)
+    [ "$c" -eq 1 ] || why+="$c non-finite warnings, expected one (rank 0); "
+    grep -q -- '--v vnan.npy has 1, the first at \[1, 12, 3\]' err || why+="warning lacks the count and position; "
+    grep -q '^attn: ' out || why+="no summary; "
+    [ -f o$n.npy ] || why+="no output; "
+    report "--allow-nonfinite computes with a warning giving the count (P=$n)" "$why"
+done
+
+# ---- 5. numbers beyond float32 ------------------------------------------------------
+
+for n in 1 2; do
+    fails "--scale 1e39 (inf in float32) (P=$n)" $n "--scale" "1e39" "float32" -- attn "${QKV[@]}" --out o.npy --scale 1e39
+done
+fails "--scale 1e-50 (0 in float32)" 2 "--scale" "1e-50" "is 0" -- attn "${QKV[@]}" --out o.npy --scale 1e-50
+fails "--scale -1e39" 1 "--scale" "-1e39" "float32" -- attn "${QKV[@]}" --out o.npy --scale -1e39
+fails "--precond-eps 1e39" 1 "--precond-eps" "1e39" -- attn "${QKV[@]}" --out o.npy --precond rownorm --precond-eps 1e39
+fails "--head unknown names the known heads" 2 "--head" "frob" "combiner-fixed" -- attn "${QKV[@]}" --out o.npy --head frob
+fails "--precond spectral is refused for attn" 1 "--precond" "spectral" -- attn "${QKV[@]}" --out o.npy --precond spectral
+fails "compare --tol 1e39 (would pass anything)" 1 "--tol" "1e39" -- compare A/q.npy A/q.npy --tol 1e39
+fails "compare --tol -1" 1 "--tol" "-1" -- compare A/q.npy A/q.npy --tol -1
+
+# ---- 6. compare: shapes, dtypes, NaN ---------------------------------------------------
+
+vals=()
+for ((i = 0; i < 32; i++)); do vals+=(0000803f); done # 1.0
+npy_f32 s48.npy "(4, 8)" "${vals[@]}"
+npy_f32 s84.npy "(8, 4)" "${vals[@]}"
+npy_f32 s32.npy "(32,)" "${vals[@]}"
+npy_i64 i32.npy "(4, 8)" $(seq 1 32)
+cp s48.npy n48.npy && poke n48.npy 13 "$NAN" # [1, 5]
+for n in 1 2; do
+    fails "compare [4, 8] with [8, 4] (P=$n)" $n "s48.npy" "s84.npy" "\[4, 8\]" "\[8, 4\]" "shape" -- compare s48.npy s84.npy
+done
+fails "compare [32] with [4, 8]" 1 "\[32\]" "\[4, 8\]" "shape" -- compare s32.npy s48.npy
+fails "compare an int64 array" 1 "i32.npy" "int64" "float" -- compare s48.npy i32.npy
+fails "compare with a NaN in A names the position" 1 "NaN at \[1, 5\]" "n48.npy" -- compare n48.npy s48.npy
+fails "compare with a NaN in B (the reference)" 2 "NaN at \[1, 5\]" -- compare s48.npy n48.npy
+fails "compare of an array with NaN with itself" 1 "NaN at \[1, 5\]" -- compare n48.npy n48.npy
+compare s48.npy s48.npy
+report "compare of equal arrays still says OK" "$(status $?)$(grep -q 'OK$' out || echo 'no OK line')"
+
+# ---- 7. results to a full device ---------------------------------------------------------
+
+full_stdout "attn with stdout on /dev/full exits 1" "standard output" attn "${QKV[@]}" --out full.o.npy
+full_stdout "compare with stdout on /dev/full exits 1" "standard output" compare s48.npy s48.npy
+full_stdout "gen with stdout on /dev/full exits 1" "standard output" gen --dir F --H 2 --L 16 --D 8
+
+finish
