@@ -10,17 +10,6 @@
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
 
-ra_status ra_mpi_fail(int code, const char *what, const char *file, int line)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) len = 0;
-    msg[len] = '\0';
-    int rank = -1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    return ra_fail(RA_ERR_MPI, file, line, "rank %d: %s failed: %s", rank, what, msg);
-}
-
 static int g_loopback; /* benchmark only: no transfers (ring.h) */
 
 void ra_ring_set_loopback(int on) { g_loopback = on; }
@@ -63,6 +52,7 @@ ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int 
                "MPI_Isend to the right neighbour");
     c->nreq++;
     c->bytes_sent += (double)bytes;
+    ra_comm_add_bytes((double)bytes);
     return RA_OK;
 }
 
