@@ -1,5 +1,5 @@
 /* ring_comm.c - non-blocking neighbour transfers for the ring. */
-#include "ring_comm.h"
+#include "dist/ring_comm.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -86,9 +86,8 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     double t0 = ra_now();
     char what[96];
     snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left, c->right);
-    int rc = ra_waitall(c->nreq, c->req, what, c->left);
+    ra_status st = ra_wait(c->nreq, c->req, what, c->left);
     c->wait_seconds += ra_now() - t0;
     c->nreq = 0;
-    if (rc != MPI_SUCCESS) return ra_mpi_fail(rc, "MPI_Waitall on ring transfers", __FILE__, __LINE__);
-    return RA_OK;
+    return st;
 }
