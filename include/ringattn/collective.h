@@ -15,7 +15,7 @@
  * RA_ERR_MPI with a message naming what, the rank and MPI's error string.
  *
  * Bytes counted (nothing on a communicator of one rank): allreduce
- * 2 (P-1)/P of the buffer (what a bandwidth-optimal reduction sends per
+ * 2 (P-1)/P of the buffer (rounded down) (what a bandwidth-optimal reduction sends per
  * rank); allgatherv the rank's own part once per other rank; alltoallv the
  * parts for other ranks; bcast the buffer once per other rank at the root;
  * gather the part at every rank but the root; barrier nothing; ring

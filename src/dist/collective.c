@@ -2,14 +2,17 @@
  * (collective.h). */
 #include "ringattn/collective.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "ringattn/dist.h"
 
-static double g_bytes; /* contributed by this process (collective.h) */
+/* Contributed by this process (collective.h); whole bytes, so that the
+ * difference of two readings is exact however large the total grows. */
+static uint64_t g_bytes;
 
-double ra_comm_bytes(void) { return g_bytes; }
-void ra_comm_add_bytes(double bytes) { g_bytes += bytes; }
+double ra_comm_bytes(void) { return (double)g_bytes; }
+void ra_comm_add_bytes(double bytes) { g_bytes += (uint64_t)bytes; }
 
 ra_status ra_mpi_fail(int code, const char *what, const char *file, int line)
 {
@@ -33,11 +36,11 @@ ra_status ra_wait(int n, MPI_Request *req, const char *what, int peer)
     return RA_OK;
 }
 
-static double type_bytes(MPI_Datatype type, double n)
+static uint64_t type_bytes(MPI_Datatype type, int n)
 {
     int size = 0;
-    if (MPI_Type_size(type, &size) != MPI_SUCCESS) size = 0;
-    return n * size;
+    if (MPI_Type_size(type, &size) != MPI_SUCCESS || n < 0) size = 0;
+    return (uint64_t)n * (uint64_t)size;
 }
 
 static int comm_size(MPI_Comm comm)
@@ -68,7 +71,7 @@ ra_status ra_iallreduce(const void *send, void *recv, int n, MPI_Datatype type, 
         snprintf(w, sizeof w, "MPI_Iallreduce (%s)", what);
         return ra_mpi_fail(rc, w, __FILE__, __LINE__);
     }
-    g_bytes += type_bytes(type, 2.0 * n * (P - 1) / P);
+    g_bytes += 2 * type_bytes(type, n) * (uint64_t)(P - 1) / (uint64_t)P;
     return RA_OK;
 }
 
@@ -93,8 +96,8 @@ ra_status ra_allgatherv(const void *send, int scount, MPI_Datatype stype, void *
     MPI_Request req;
     int rc = MPI_Iallgatherv(send, scount, stype, recv, rcounts, displs, rtype, comm, &req);
     /* in place, the rank's part is its slot of recv */
-    double mine = send == MPI_IN_PLACE ? type_bytes(rtype, rcounts[me]) : type_bytes(stype, scount);
-    if (rc == MPI_SUCCESS) g_bytes += mine * (P - 1);
+    uint64_t mine = send == MPI_IN_PLACE ? type_bytes(rtype, rcounts[me]) : type_bytes(stype, scount);
+    if (rc == MPI_SUCCESS) g_bytes += mine * (uint64_t)(P - 1);
     return finish(rc, &req, "MPI_Iallgatherv", what);
 }
 
@@ -118,7 +121,7 @@ ra_status ra_bcast(void *buf, int n, MPI_Datatype type, int root, MPI_Comm comm,
     MPI_Comm_rank(comm, &me);
     MPI_Request req;
     int rc = MPI_Ibcast(buf, n, type, root, comm, &req);
-    if (rc == MPI_SUCCESS && me == root) g_bytes += type_bytes(type, n) * (P - 1);
+    if (rc == MPI_SUCCESS && me == root) g_bytes += type_bytes(type, n) * (uint64_t)(P - 1);
     return finish(rc, &req, "MPI_Ibcast", what);
 }
 
