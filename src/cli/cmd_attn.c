@@ -150,6 +150,10 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
                        argv[optind]);
     snprintf(a->layer.head, sizeof a->layer.head, "%s", a->head);
+    /* the words are checked above; ra_head_create reads their ids (names.h) */
+    a->layer.head_id = (ra_head_id)ra_name_find(ra_head_words, a->layer.head);
+    a->layer.precond_id = (ra_precond_id)ra_name_find(ra_precond_words, a->layer.precond);
+    a->layer.precond_grad_id = (ra_precond_grad_id)ra_name_find(ra_precond_grad_words, a->layer.precond_grad);
     if (!a->q || !a->k || !a->v || !a->out)
         return RA_FAIL(RA_ERR_ARG, "attn: --q, --k, --v and --out are required (missing %s)",
                        !a->q ? "--q" : !a->k ? "--k" : !a->v ? "--v" : "--out");
