@@ -10,6 +10,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "ringattn/collective.h"
 #include "ringattn/layout.h"
 #include "ringattn/npy.h"
 #include "ringattn/status.h"
@@ -38,8 +39,7 @@ int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
  * asks the others whether they are alive (without it, the timeout message
  * names only the awaited peer). */
 void ra_watchdog_init(MPI_Comm world);
-/* MPI_Allreduce under the same watchdog (MPI_Iallreduce + ra_waitall). */
-int ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm);
+/* The collectives under this watchdog, with byte counts: collective.h. */
 
 typedef struct {
     int64_t outer, L, inner; /* the [outer][L][inner] view */

@@ -2,10 +2,10 @@
  *
  * A head maps q [B][H][Lr][D], k, v [B][Hkv][Lr][D] (this rank's tokens) to
  * o [B][H][Lr][D] and lse [B][H][Lr], and back. The transformer only talks
- * to this interface, so a new head kind is a new file plus one line in the
- * registry (src/heads/registry.c):
+ * to this interface, so a new head kind is a new file, one enum value and
+ * word in names.h, and one line in the registry (src/heads/registry.c):
  *
- *     const ra_head_kind *kind = ra_head_find("full");
+ *     const ra_head_kind *kind = ra_head_kind_of(RA_HEAD_FULL);
  *     ra_head *h;
  *     RA_TRY(kind->create(&h, &opts, comm));
  *     RA_TRY(h->kind->forward(h, q, k, v, NULL, o, lse));
@@ -16,6 +16,7 @@
 #include <mpi.h>
 
 #include "ringattn/config.h"
+#include "ringattn/names.h"
 #include "ringattn/ring.h"
 #include "ringattn/status.h"
 
@@ -46,14 +47,18 @@ struct ra_head {
     const ra_head_kind *kind;
 };
 
-/* Create the head a layer asks for: its kind (layer->head, "full" when
- * opts->layer is NULL), wrapped in its preconditioner (layer->precond:
- * "none" or "rownorm"; "spectral" acts on the projections, not the head). */
+/* Create the head a layer asks for: its kind (layer->head_id; full when
+ * opts->layer is NULL), wrapped in its preconditioner (layer->precond_id:
+ * none or rownorm; spectral acts on the projections, not the head). The
+ * layer's ids must match its words (ra_config_finish resolves them; a layer
+ * built by hand sets both). */
 ra_status ra_head_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
 
-/* NULL when no head has that name. */
+/* The kind of a head id (names.h); NULL when out of range. */
+const ra_head_kind *ra_head_kind_of(ra_head_id id);
+/* The kind named word (ra_head_words), or NULL: for command-line words. */
 const ra_head_kind *ra_head_find(const char *name);
-/* "full, ..." for messages */
+/* "full, combiner-fixed, ... or ..." for messages */
 const char *ra_head_names(void);
 
 #endif

@@ -1,6 +1,6 @@
 /* relayout.h - move a sequence tensor from one token layout to contiguous
  * ranges of global tokens chosen by the caller (and back), with one
- * MPI_Alltoallv: every token moves at most once, so a rank sends and
+ * all-to-all (ra_alltoallv, which counts its bytes): every token moves at most once, so a rank sends and
  * receives about its own share, (L/P) rows, never the whole sequence.
  *
  * Heads whose structure follows the sequence (Combiner spans) use it to work
@@ -33,7 +33,7 @@ typedef struct {
     int *src_rank;          /* [Lr_dst] */
     int *dst_rank;          /* [Lr_src] where each local token goes */
     int64_t *tok_src, *tok_dst; /* token counts per rank: [P] sent, [P] received */
-    double bytes_sent;      /* to other ranks, summed over moves (reset by the caller) */
+    void *maps;             /* the block holding the maps and counts above */
     float *buf;             /* packing buffers, grown on demand */
     size_t buf_floats;
 } ra_relayout;

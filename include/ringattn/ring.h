@@ -27,7 +27,7 @@
 
 typedef struct {
     int B, H, Hkv, D;  /* batch, query heads, key/value heads (divides H), head dim */
-    int64_t L;         /* global sequence length, L >= P */
+    int64_t L;         /* global sequence length >= 1; a rank may own no token */
     float scale;       /* 0: 1/sqrt(D) */
     int causal;
     ra_layout layout;

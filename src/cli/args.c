@@ -100,7 +100,9 @@ int ra_set_threads(const ra_cli *c, int n)
                      p.first_core + p.cores - 1, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
                      p.cpus, p.threads, p.threads == 1 ? "" : "s");
         if (c->rank == 0) all = malloc(sizeof line * (size_t)c->size);
-        MPI_Gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->comm);
+        ra_status st = ra_gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->comm,
+                                 "the placement lines");
+        if (st != RA_OK) ra_agree(c->comm, st); /* the transport failed: reported, the job ends */
         for (int r = 0; all && r < c->size; r++) printf("%s\n", all + sizeof line * (size_t)r);
         fflush(stdout);
         free(all);

@@ -48,10 +48,10 @@ double ra_median(double *x, int n)
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-double ra_bench_sgemm_gflops(const ra_cli *c)
+ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops)
 {
     double rate = 0;
-    MPI_Barrier(c->comm);
+    RA_TRY(ra_barrier(c->comm, "the start of the sgemm reference"));
     if (c->rank == 0) {
         const int n = 1024;
         float *a = NULL, *b = NULL, *cc = NULL;
@@ -75,34 +75,34 @@ double ra_bench_sgemm_gflops(const ra_cli *c)
         free(b);
         free(cc);
     }
-    MPI_Bcast(&rate, 1, MPI_DOUBLE, 0, c->comm);
-    return rate;
+    *gflops = rate;
+    return ra_bcast(gflops, 1, MPI_DOUBLE, 0, c->comm, "the sgemm reference rate");
 }
 
-int ra_bench_cores_used(const ra_cli *c, int threads)
+ra_status ra_bench_cores_used(const ra_cli *c, int threads, int *cores)
 {
     MPI_Comm node;
-    MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-    int nrank, sum = 0, mine = 0, total = 0;
+    RA_MPI_TRY(MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+               "MPI_Comm_split_type (the ranks of this node)");
+    int nrank, sum = 0, mine = 0;
     MPI_Comm_rank(node, &nrank);
-    MPI_Allreduce(&threads, &sum, 1, MPI_INT, MPI_SUM, node);
+    ra_status st = ra_allreduce_named(&threads, &sum, 1, MPI_INT, MPI_SUM, node, "the threads of this node");
     if (nrank == 0) {
-        int cores = ra_node_cores();
-        mine = sum < cores ? sum : cores;
+        int have = ra_node_cores();
+        mine = sum < have ? sum : have;
     }
-    MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, c->comm);
     MPI_Comm_free(&node);
-    return total;
+    RA_TRY(st);
+    return ra_allreduce_named(&mine, cores, 1, MPI_INT, MPI_SUM, c->comm, "the cores in use");
 }
 
-ra_stat3 ra_bench_across(const ra_cli *c, double x)
+ra_status ra_bench_across(const ra_cli *c, double x, ra_stat3 *out)
 {
-    ra_stat3 s;
-    MPI_Allreduce(&x, &s.min, 1, MPI_DOUBLE, MPI_MIN, c->comm);
-    MPI_Allreduce(&x, &s.max, 1, MPI_DOUBLE, MPI_MAX, c->comm);
-    MPI_Allreduce(&x, &s.avg, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-    s.avg /= c->size;
-    return s;
+    RA_TRY(ra_allreduce_named(&x, &out->min, 1, MPI_DOUBLE, MPI_MIN, c->comm, "a benchmark figure's minimum"));
+    RA_TRY(ra_allreduce_named(&x, &out->max, 1, MPI_DOUBLE, MPI_MAX, c->comm, "a benchmark figure's maximum"));
+    RA_TRY(ra_allreduce_named(&x, &out->avg, 1, MPI_DOUBLE, MPI_SUM, c->comm, "a benchmark figure's average"));
+    out->avg /= c->size;
+    return RA_OK;
 }
 
 ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv)

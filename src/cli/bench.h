@@ -26,12 +26,13 @@ int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *s
 ra_status ra_bench_sweep_check(const ra_bench_sweep *s);
 extern const char *ra_bench_sweep_help;
 
-/* Single-thread sgemm GFLOP/s (M = N = K = 1024), median of 5, measured on
- * rank 0 while the others wait; broadcast to all. */
-double ra_bench_sgemm_gflops(const ra_cli *c);
+/* Collective, like the two below. Single-thread sgemm GFLOP/s (M = N = K =
+ * 1024), median of 5, measured on rank 0 while the others wait; broadcast. */
+ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops);
 /* Cores the run really has: per node min(sum of threads, hwloc cores). */
-int ra_bench_cores_used(const ra_cli *c, int threads);
-ra_stat3 ra_bench_across(const ra_cli *c, double x);
+ra_status ra_bench_cores_used(const ra_cli *c, int threads, int *cores);
+/* Minimum, average and maximum of x over the ranks. */
+ra_status ra_bench_across(const ra_cli *c, double x, ra_stat3 *out);
 double ra_median(double *x, int n);
 
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv);

@@ -49,8 +49,10 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     snprintf(cfg.source, sizeof cfg.source, "recall"); /* no file: random bytes below */
     cfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
     ra_set_threads(c, sw.threads);
-    double sg = ra_bench_sgemm_gflops(c);
-    int cores = ra_bench_cores_used(c, sw.threads);
+    double sg;
+    int cores;
+    RA_TRY(ra_bench_sgemm_gflops(c, &sg));
+    RA_TRY(ra_bench_cores_used(c, sw.threads, &cores));
 
     ra_session s;
     const int micro = cfg.batch / cfg.accum;
@@ -67,7 +69,8 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
         float *params = ra_model_params(s.model), *grads = ra_model_grads(s.model);
         const double scale = 1.0 / ((double)cfg.batch * cfg.seq_len);
         for (int it = -sw.warmup; it < sw.iters && st == RA_OK; it++) {
-            MPI_Barrier(c->comm);
+            st = ra_barrier(c->comm, "the start of a timed step");
+            if (st != RA_OK) break;
             double t0 = ra_now(), wait = 0;
             ra_model_zero_grads(s.model);
             for (int a = 0; a < cfg.accum && st == RA_OK; a++) {
@@ -81,10 +84,12 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
         }
         st = ra_agree(c->comm, st);
     }
+    ra_stat3 t3, w3, p3;
+    if (st == RA_OK) st = ra_bench_across(c, ra_median(times, sw.iters), &t3);
+    if (st == RA_OK) st = ra_bench_across(c, ra_median(waits, sw.iters), &w3);
+    if (st == RA_OK) st = ra_bench_across(c, ra_peak_rss_bytes(), &p3);
     if (st == RA_OK) {
-        ra_stat3 t3 = ra_bench_across(c, ra_median(times, sw.iters));
-        double wait = ra_bench_across(c, ra_median(waits, sw.iters)).max;
-        double peak = ra_bench_across(c, ra_peak_rss_bytes()).max;
+        const double wait = w3.max, peak = p3.max;
         double tps = (double)cfg.batch * cfg.seq_len / t3.max;
         double flops = ra_model_flops(s.model, cfg.batch) / t3.max;
         double mfu = 100.0 * flops * 1e-9 / (sg * cores);

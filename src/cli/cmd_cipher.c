@@ -67,7 +67,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     int64_t counts[256] = { 0 };
     if (st == RA_OK) st = count_share(c, data, counts);
     RA_TRY(ra_agree(c->comm, st));
-    MPI_Allreduce(MPI_IN_PLACE, counts, 256, MPI_INT64_T, MPI_SUM, c->comm);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, counts, 256, MPI_INT64_T, MPI_SUM, c->comm, "the sum of byte counts"));
     int rank[256];
     uint32_t code[256];
     RA_TRY(ra_agree(c->comm, ra_cipher_assign(counts, 256, b, rank, code)));

@@ -18,10 +18,7 @@ ra_status ra_agree(MPI_Comm comm, ra_status local)
     }
     int mine = local == RA_OK ? INT_MAX : rank;
     if (local == RA_ERR_PEER) mine = INT_MAX - 1; /* a peer already reported */
-    MPI_Request req;
-    int rc = MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm, &req);
-    if (rc == MPI_SUCCESS) rc = ra_waitall(1, &req, "agreeing on errors", -1);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: MPI_Allreduce failed while agreeing on errors", rank);
+    RA_TRY(ra_allreduce_named(&mine, &first, 1, MPI_INT, MPI_MIN, comm, "agreeing on errors"));
     if (first == INT_MAX) return RA_OK;
     if (first == rank) return local;
     return RA_ERR_PEER;

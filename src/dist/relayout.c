@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringattn/collective.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
 
 static int owner_of(const int64_t *bounds, int P, int64_t g)
 {
@@ -20,6 +22,18 @@ static int owner_of(const int64_t *bounds, int P, int64_t g)
     return lo;
 }
 
+/* The token maps and per-rank counts, in one block (counts zeroed). */
+static ra_status plan_maps(ra_relayout *R)
+{
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, R->dst_rank, (size_t)R->Lr_src);
+    RA_PLAN_ADD(&plan, R->src_rank, (size_t)R->Lr_dst);
+    RA_PLAN_ADD(&plan, R->src_of, (size_t)R->Lr_dst);
+    RA_PLAN_ADD(&plan, R->tok_src, (size_t)R->P);
+    RA_PLAN_ADD(&plan, R->tok_dst, (size_t)R->P);
+    return ra_plan_calloc(&plan, &R->maps, "relayout maps");
+}
+
 ra_status ra_relayout_create(ra_relayout *R, ra_layout layout, int64_t L, const int64_t *bounds,
                              MPI_Comm comm)
 {
@@ -30,12 +44,7 @@ ra_status ra_relayout_create(ra_relayout *R, ra_layout layout, int64_t L, const 
     R->Lr_src = ra_layout_count(layout, L, P, me);
     R->dst0 = bounds[me];
     R->Lr_dst = bounds[me + 1] - bounds[me];
-    RA_TRY(ra_alloc(&R->dst_rank, sizeof(int) * (R->Lr_src + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->src_rank, sizeof(int) * (R->Lr_dst + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->src_of, sizeof(int64_t) * (R->Lr_dst + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->tok_src, sizeof(int64_t) * 2 * P, "relayout counts"));
-    R->tok_dst = R->tok_src + P;
-    memset(R->tok_src, 0, sizeof(int64_t) * 2 * P);
+    RA_TRY(plan_maps(R));
     for (int64_t k = 0; k < R->Lr_src; k++) {
         int d = owner_of(bounds, P, ra_layout_global(layout, L, P, me, k));
         R->dst_rank[k] = d;
@@ -65,12 +74,7 @@ ra_status ra_relayout_create_perm(ra_relayout *R, int64_t L, const int64_t *src_
     R->Lr_src = src_bounds[me + 1] - src_bounds[me];
     R->dst0 = dst_bounds[me];
     R->Lr_dst = dst_bounds[me + 1] - dst_bounds[me];
-    RA_TRY(ra_alloc(&R->dst_rank, sizeof(int) * (R->Lr_src + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->src_rank, sizeof(int) * (R->Lr_dst + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->src_of, sizeof(int64_t) * (R->Lr_dst + 1), "relayout map"));
-    RA_TRY(ra_alloc(&R->tok_src, sizeof(int64_t) * 2 * P, "relayout counts"));
-    R->tok_dst = R->tok_src + P;
-    memset(R->tok_src, 0, sizeof(int64_t) * 2 * P);
+    RA_TRY(plan_maps(R));
     for (int64_t k = 0; k < R->Lr_src; k++) {
         int d = owner_of(dst_bounds, P, key(src_bounds[me] + k, ctx));
         R->dst_rank[k] = d;
@@ -88,10 +92,7 @@ ra_status ra_relayout_create_perm(ra_relayout *R, int64_t L, const int64_t *src_
 
 void ra_relayout_free(ra_relayout *R)
 {
-    free(R->dst_rank);
-    free(R->src_rank);
-    free(R->src_of);
-    free(R->tok_src);
+    free(R->maps);
     free(R->buf);
     *R = (ra_relayout){ 0 };
 }
@@ -116,14 +117,18 @@ ra_status ra_relayout_move(ra_relayout *R, const float *src, float *dst, int nbh
     const int P = R->P;
     const int64_t per = (int64_t)nbh * w;
     const int64_t n_out = forward ? R->Lr_src : R->Lr_dst, n_in = forward ? R->Lr_dst : R->Lr_src;
-    size_t need = (size_t)(n_out + n_in) * per;
+    /* The send part takes at least one float, so the two parts never share
+     * an address: Open MPI's non-blocking all-to-all reads sendbuf ==
+     * recvbuf as in place, a different exchange that deadlocks the others. */
+    const size_t send_floats = n_out * per > 0 ? (size_t)(n_out * per) : 1;
+    size_t need = send_floats + (size_t)n_in * per;
     if (need > R->buf_floats) {
         free(R->buf);
         R->buf = NULL;
-        RA_TRY(ra_alloc(&R->buf, sizeof(float) * (need + 16), "relayout buffers"));
+        RA_TRY(ra_alloc(&R->buf, sizeof(float) * need, "relayout buffers"));
         R->buf_floats = need;
     }
-    float *sbuf = R->buf, *rbuf = R->buf + n_out * per;
+    float *sbuf = R->buf, *rbuf = R->buf + send_floats;
     int *c = malloc(sizeof(int) * 4 * P);
     if (!c) return RA_FAIL(RA_ERR_NOMEM, "relayout: out of memory");
     int *scnt = c, *sdis = c + P, *rcnt = c + 2 * P, *rdis = c + 3 * P;
@@ -143,12 +148,8 @@ ra_status ra_relayout_move(ra_relayout *R, const float *src, float *dst, int nbh
         free(fill);
     }
     if (st == RA_OK)
-        for (int r = 0; r < P; r++)
-            if (r != R->rank) R->bytes_sent += (double)scnt[r] * sizeof(float);
-    if (st == RA_OK) {
-        int rc = MPI_Alltoallv(sbuf, scnt, sdis, MPI_FLOAT, rbuf, rcnt, rdis, MPI_FLOAT, R->comm);
-        if (rc != MPI_SUCCESS) st = RA_FAIL(RA_ERR_MPI, "rank %d: MPI_Alltoallv of a relayout failed", R->rank);
-    }
+        st = ra_alltoallv(sbuf, scnt, sdis, MPI_FLOAT, rbuf, rcnt, rdis, MPI_FLOAT, R->comm,
+                          "the all-to-all of a relayout");
     if (st == RA_OK) {
         int64_t *fill = calloc((size_t)P, sizeof(int64_t));
         if (!fill) st = RA_FAIL(RA_ERR_NOMEM, "relayout: out of memory");

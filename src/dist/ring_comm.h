@@ -7,6 +7,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
+#include "ringattn/collective.h" /* RA_MPI_TRY */
 #include "ringattn/status.h"
 
 enum { RA_RING_MAX_REQ = 8 };
@@ -33,14 +34,5 @@ ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag);
 void ra_ring_comm_poll(void *c);
 /* Complete every posted request. */
 ra_status ra_ring_comm_wait(ra_ring_comm *c);
-
-/* An MPI error code as a message. */
-ra_status ra_mpi_fail(int code, const char *what, const char *file, int line);
-#define RA_MPI_TRY(call, what)                                                \
-    do {                                                                      \
-        int ra_mpi_rc_ = (call);                                              \
-        if (ra_mpi_rc_ != MPI_SUCCESS)                                        \
-            return ra_mpi_fail(ra_mpi_rc_, (what), __FILE__, __LINE__);       \
-    } while (0)
 
 #endif

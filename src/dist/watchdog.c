@@ -114,10 +114,3 @@ int ra_waitall(int n, MPI_Request *req, const char *what, int peer)
     MPI_Abort(MPI_COMM_WORLD, 1);
     return MPI_ERR_OTHER; /* not reached */
 }
-
-int ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm)
-{
-    MPI_Request req;
-    int rc = MPI_Iallreduce(send, recv, n, type, op, comm, &req);
-    return rc == MPI_SUCCESS ? ra_waitall(1, &req, "a reduction over all ranks", -1) : rc;
-}

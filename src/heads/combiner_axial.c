@@ -26,8 +26,10 @@
 #include <string.h>
 
 #include "ringattn/attn.h"
+#include "ringattn/collective.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
 #include "ringattn/relayout.h"
 
 typedef struct {
@@ -47,7 +49,8 @@ typedef struct {
     int32_t *pos, *qpc, *kpc; /* row layout positions; column layout: 2r and 2r+1 */
     float *q, *k, *v, *out, *lse, *l, *dout, *dq, *dk, *dv, *khat, *vhat, *rs, *dkhat, *dvhat;
     float *qc, *kc, *vc, *accc, *mc, *lc, *doc, *dqc, *dkc, *dvc, *rec;
-    float *scratch, *mem, *bmem; /* forward buffers; backward ones (first backward) */
+    float *scratch;
+    void *mem, *bmem;      /* blocks: the forward's buffers; the backward's (first backward) */
     double bytes;
 } axial_head;
 
@@ -167,7 +170,7 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     const ra_ring_opts *o = &f->o;
     const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
-    f->in.bytes_sent = f->rc.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
     /* column part: online-softmax state per query, in the column layout */
     for (int b = 0; b < BH; b++) ra_attn_fwd_init((int)f->nc, D, f->accc + (size_t)b * f->nc * D, f->mc + (size_t)b * f->nc, f->lc + (size_t)b * f->nc);
@@ -206,7 +209,7 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     }
     RA_TRY(ra_relayout_move(&f->in, f->out, o_out, BH, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->lse, lse_out, BH, 1, 0));
-    f->bytes = f->in.bytes_sent + f->rc.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -221,7 +224,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H, BK = o->B * o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
     RA_TRY(backward_buffers(f));
-    f->in.bytes_sent = f->rc.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->in, o_in, f->out, BH, D, 1));
     RA_TRY(ra_relayout_move(&f->in, lse_in, f->lse, BH, 1, 1));
@@ -269,7 +272,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(ra_relayout_move(&f->in, f->dq, dq, BH, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->dk, dk, BK, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->dv, dv, BK, D, 0));
-    f->bytes = f->in.bytes_sent + f->rc.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -288,8 +291,6 @@ static void axial_destroy(ra_head *hd)
     ra_relayout_free(&f->in);
     ra_relayout_free(&f->rc);
     free(f->rb);
-    free(f->pos);
-    free(f->qpc);
     free(f->mem);
     free(f->bmem);
     free(f);
@@ -314,7 +315,7 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     f->comm = comm;
     MPI_Comm_size(comm, &f->P);
     MPI_Comm_rank(comm, &f->rank);
-    if (o->L < f->P) return RA_FAIL(RA_ERR_ARG, "combiner-axial: L = %lld is shorter than the %d ranks", (long long)o->L, f->P);
+    if (o->L < 1) return RA_FAIL(RA_ERR_ARG, "combiner-axial: L = %lld must be >= 1", (long long)o->L);
     int row = opts->layer ? opts->layer->row : 0;
     if (row < 0) return RA_FAIL(RA_ERR_ARG, "combiner-axial: row %d must be >= 1 (0: automatic)", row);
     grid *g = &f->g;
@@ -337,11 +338,32 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     RA_TRY(ra_relayout_create_perm(&f->rc, o->L, f->rb, f->cb, col_key, &f->g, comm));
     f->n = f->in.Lr_dst;
     f->nc = f->rc.Lr_dst;
-    RA_TRY(ra_alloc(&f->pos, sizeof(int32_t) * (f->n + 1), "row positions"));
+    /* the forward's buffers (row layout: n tokens; column layout: nc) */
+    const size_t B = o->B, D = o->D, BH = B * o->H, BK = B * o->Hkv;
+    const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
+    const size_t nrec = BH * (size_t)(f->nc + f->n) * (D + 2), nrow = 2 * (size_t)g->m;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
+    RA_PLAN_ADD(&plan, f->qpc, (size_t)f->nc);
+    RA_PLAN_ADD(&plan, f->kpc, 3 * (size_t)f->nc); /* plain, then mirrored query and summary positions */
+    float **row_q[] = { &f->q, &f->out, &f->khat, &f->vhat }, **col_q[] = { &f->qc, &f->kc, &f->vc, &f->accc };
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)row_q[i], nq, sizeof(float));
+    RA_PLAN_ADD(&plan, f->k, nk);
+    RA_PLAN_ADD(&plan, f->v, nk);
+    RA_PLAN_ADD(&plan, f->lse, nr);
+    RA_PLAN_ADD(&plan, f->l, nr);
+    RA_PLAN_ADD(&plan, f->rs, nr);
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)col_q[i], cq, sizeof(float));
+    RA_PLAN_ADD(&plan, f->mc, cr);
+    RA_PLAN_ADD(&plan, f->lc, cr);
+    /* records {m, l, acc} of the column part: [BH][nc] sent, [BH][n] received;
+     * also a row's m and l (summaries) or dl (backward) */
+    RA_PLAN_ADD(&plan, f->rec, nrec > nrow ? nrec : nrow);
+    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
+    RA_TRY(ra_plan_alloc(&plan, &f->mem, "combiner-axial buffers"));
+    f->dvc = f->accc; /* the forward's state is dead in the backward */
     for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->rb[f->rank] + i);
     /* column layout positions: plain (2r, 2r+1) and mirrored for later rows */
-    RA_TRY(ra_alloc(&f->qpc, sizeof(int32_t) * (4 * f->nc + 4), "column positions"));
-    f->kpc = f->qpc + f->nc;
     for (int64_t c = f->c0; c < f->c1; c++) {
         int64_t a = col_first(f, c), rows = col_rows(g, c);
         for (int64_t r = 0; r < rows; r++) {
@@ -351,33 +373,6 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
             f->kpc[2 * f->nc + a + r] = (int32_t)(2 * (rows - 1 - r) + 1);  /* mirrored summary */
         }
     }
-    const size_t B = o->B, D = o->D, BH = B * o->H, BK = B * o->Hkv;
-    const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
-    const size_t nrec = 2 * (BH * (f->n > f->nc ? f->n : f->nc) * (D + 2)) + f->n + 16;
-    const size_t ns = ra_attn_scratch_floats(o->D);
-    RA_TRY(ra_alloc(&f->mem, sizeof(float) * (4 * nq + 2 * nk + 3 * nr + 4 * cq + 2 * cr + nrec + ns + 32 * 16),
-                    "combiner-axial buffers"));
-    float *p = f->mem;
-#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
-    CARVE(f->q, nq);
-    CARVE(f->out, nq);
-    CARVE(f->khat, nq);
-    CARVE(f->vhat, nq);
-    CARVE(f->k, nk);
-    CARVE(f->v, nk);
-    CARVE(f->lse, nr);
-    CARVE(f->l, nr);
-    CARVE(f->rs, nr);
-    CARVE(f->qc, cq);
-    CARVE(f->kc, cq);
-    CARVE(f->vc, cq);
-    CARVE(f->accc, cq);
-    f->dvc = f->accc; /* the forward's state is dead in the backward */
-    CARVE(f->mc, cr);
-    CARVE(f->lc, cr);
-    CARVE(f->rec, nrec);
-    CARVE(f->scratch, ns);
-#undef CARVE
     return RA_OK;
 }
 
@@ -389,19 +384,13 @@ static ra_status backward_buffers(axial_head *f)
     const ra_ring_opts *o = &f->o;
     const size_t D = o->D, BH = (size_t)o->B * o->H, BK = (size_t)o->B * o->Hkv;
     const size_t nq = BH * f->n * D, nk = BK * f->n * D, cq = BH * f->nc * D;
-    RA_TRY(ra_alloc(&f->bmem, sizeof(float) * (4 * nq + 2 * nk + 3 * cq + 16 * 16), "combiner-axial gradients"));
-    float *p = f->bmem;
-#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
-    CARVE(f->dout, nq);
-    CARVE(f->dq, nq);
-    CARVE(f->dkhat, nq);
-    CARVE(f->dvhat, nq);
-    CARVE(f->dk, nk);
-    CARVE(f->dv, nk);
-    CARVE(f->doc, cq);
-    CARVE(f->dqc, cq);
-    CARVE(f->dkc, cq);
-#undef CARVE
+    ra_plan plan = RA_PLAN_INIT;
+    float **row_q[] = { &f->dout, &f->dq, &f->dkhat, &f->dvhat }, **col_q[] = { &f->doc, &f->dqc, &f->dkc };
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)row_q[i], nq, sizeof(float));
+    RA_PLAN_ADD(&plan, f->dk, nk);
+    RA_PLAN_ADD(&plan, f->dv, nk);
+    for (int i = 0; i < 3; i++) ra_plan_add(&plan, (void **)col_q[i], cq, sizeof(float));
+    RA_TRY(ra_plan_alloc(&plan, &f->bmem, "combiner-axial gradients"));
     return RA_OK;
 }
 

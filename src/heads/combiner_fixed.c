@@ -19,14 +19,17 @@
  * Shapes, in span layout (n tokens on this rank): q, o, dout, dq
  * [B][H][n][D]; k, v, dk, dv [B][Hkv][n][D]; lse [B][H][n]; summaries
  * qbar, vbar, dvbar [B][H][G][D], kbar, dkbar [B][Hkv][G][D], slse [B][H][G]. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "colmax.h"
 #include "ringattn/attn.h"
+#include "ringattn/collective.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
 #include "ringattn/relayout.h"
 
 typedef struct {
@@ -38,11 +41,13 @@ typedef struct {
     ra_relayout R;
     int64_t n;        /* tokens held in span layout */
     int32_t *pos;     /* [n] their global positions */
-    int32_t *zeros;   /* [max(G, 1)] positions for summary rows (unmasked) */
+    int32_t *zeros;   /* [G] positions for summary rows (unmasked) */
+    int *gcount;      /* [2P] the summary all-gather's counts, then offsets */
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *row; /* span layout; row: l or dl */
     float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather, *dqbar;
-    float *scratch, *mem;
-    double bytes; /* sent to other ranks by the last call */
+    float *scratch;
+    void *mem;    /* the block holding every buffer above from pos on */
+    double bytes; /* sent to other ranks by the last call (collective.h) */
 } fixed_head;
 
 static ra_status fixed_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
@@ -88,18 +93,8 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
             }
     }
     /* every rank gets every span's summaries */
-    int *cnt = malloc(sizeof(int) * 2 * f->P);
-    if (!cnt) return RA_FAIL(RA_ERR_NOMEM, "combiner-fixed: out of memory");
-    for (int r = 0; r < f->P; r++) {
-        int a = (int)(f->bounds[r] / f->s), e = (int)((f->bounds[r + 1] + f->s - 1) / f->s);
-        if (f->bounds[r + 1] == f->bounds[r]) e = a;
-        cnt[r] = (int)((size_t)(e - a) * per_span);
-        cnt[f->P + r] = (int)((size_t)a * per_span);
-    }
-    f->bytes += (double)cnt[f->rank] * sizeof(float) * (f->P - 1);
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f->gather, cnt, cnt + f->P, MPI_FLOAT, f->comm);
-    free(cnt);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-fixed summary all-gather failed", f->rank);
+    RA_TRY(ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f->gather, f->gcount, f->gcount + f->P, MPI_FLOAT, f->comm,
+                         "the all-gather of combiner-fixed summaries"));
     for (int g = 0; g < f->G; g++) { /* unpack to head-major summary arrays */
         const float *pack = f->gather + (size_t)g * per_span;
         for (int bk = 0; bk < B * o->Hkv; bk++)
@@ -128,8 +123,7 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
-    f->bytes = 0;
-    f->R.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(prepare(f, q, k, v));
     ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
     ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
@@ -157,7 +151,7 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     }
     RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
-    f->bytes += f->R.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -182,8 +176,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
-    f->bytes = 0;
-    f->R.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(prepare(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * o->H, D, 1));
     RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * o->H, 1, 1));
@@ -221,11 +214,10 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
             }
     }
     /* the summaries' gradients, summed over every rank's queries */
-    f->bytes += 2.0 * sizeof(float) * (double)B * (o->Hkv + o->H) * f->G * D * (f->P - 1) / f->P;
-    int rc = MPI_Allreduce(MPI_IN_PLACE, f->dkbar, (int)((size_t)B * o->Hkv * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Allreduce(MPI_IN_PLACE, f->dvbar, (int)((size_t)B * o->H * f->G * D), MPI_FLOAT, MPI_SUM, f->comm);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-fixed summary gradient reduction failed", f->rank);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, f->dkbar, (int)((size_t)B * o->Hkv * f->G * D), MPI_FLOAT, MPI_SUM,
+                              f->comm, "the sum of combiner-fixed key-summary gradients"));
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, f->dvbar, (int)((size_t)B * o->H * f->G * D), MPI_FLOAT, MPI_SUM,
+                              f->comm, "the sum of combiner-fixed value-summary gradients"));
     /* back through each owned span's summaries to its tokens */
     for (int g = f->g0; g < f->g1; g++) {
         const int64_t r0 = span_row(f, g);
@@ -254,7 +246,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * o->Hkv, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0));
-    f->bytes += f->R.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -272,8 +264,6 @@ static void fixed_destroy(ra_head *hd)
     if (!f) return;
     ra_relayout_free(&f->R);
     free(f->bounds);
-    free(f->pos);
-    free(f->zeros);
     free(f->mem);
     free(f);
 }
@@ -297,7 +287,7 @@ static ra_status fixed_setup(fixed_head *f, const ra_head_opts *opts, MPI_Comm c
     MPI_Comm_size(comm, &f->P);
     MPI_Comm_rank(comm, &f->rank);
     if (o->H % o->Hkv != 0) return RA_FAIL(RA_ERR_SHAPE, "combiner-fixed: Hkv %d must divide H %d", o->Hkv, o->H);
-    if (o->L < f->P) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: L = %lld is shorter than the %d ranks", (long long)o->L, f->P);
+    if (o->L < 1) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: L = %lld must be >= 1", (long long)o->L);
     int span = opts->layer ? opts->layer->span : 0;
     if (span < 0) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: span %d must be >= 1 (0: automatic)", span);
     f->s = span > 0 ? span : (int)ceil(sqrt((double)o->L));
@@ -313,37 +303,38 @@ static ra_status fixed_setup(fixed_head *f, const ra_head_opts *opts, MPI_Comm c
     f->g1 = (int)((int64_t)f->G * (f->rank + 1) / f->P);
     RA_TRY(ra_relayout_create(&f->R, o->layout, o->L, f->bounds, comm));
     f->n = f->R.Lr_dst;
-    RA_TRY(ra_alloc(&f->pos, sizeof(int32_t) * (f->n + 1), "span positions"));
-    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->bounds[f->rank] + i);
-    RA_TRY(ra_alloc(&f->zeros, sizeof(int32_t) * (f->G + 1), "summary positions"));
-    memset(f->zeros, 0, sizeof(int32_t) * (f->G + 1));
     const size_t B = o->B, D = o->D, nq = B * o->H * f->n * D, nk = B * o->Hkv * f->n * D;
     const size_t nr = B * o->H * f->n, sq = B * o->H * f->G * D, sk = B * o->Hkv * f->G * D;
-    const size_t ns = ra_attn_scratch_floats(o->D), ngather = (size_t)f->G * B * (o->H + o->Hkv) * D;
-    const size_t total = 4 * nq + 4 * nk + 2 * nr + 3 * sq + 2 * sk + B * o->H * f->G + ngather + ns + D + 32 * 16;
-    RA_TRY(ra_alloc(&f->mem, sizeof(float) * total, "combiner-fixed buffers"));
-    float *p = f->mem;
-#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
-    CARVE(f->q, nq);
-    CARVE(f->out, nq);
-    CARVE(f->dout, nq);
-    CARVE(f->dq, nq);
-    CARVE(f->k, nk);
-    CARVE(f->v, nk);
-    CARVE(f->dk, nk);
-    CARVE(f->dv, nk);
-    CARVE(f->lse, nr);
-    CARVE(f->row, nr);
-    CARVE(f->qbar, sq);
-    CARVE(f->vbar, sq);
-    CARVE(f->dvbar, sq);
-    CARVE(f->kbar, sk);
-    CARVE(f->dkbar, sk);
-    CARVE(f->slse, B * o->H * f->G);
-    CARVE(f->gather, ngather);
-    CARVE(f->scratch, ns);
-    CARVE(f->dqbar, D);
-#undef CARVE
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
+    RA_PLAN_ADD(&plan, f->zeros, (size_t)f->G);
+    RA_PLAN_ADD(&plan, f->gcount, 2 * (size_t)f->P);
+    float **span_q[] = { &f->q, &f->out, &f->dout, &f->dq }, **span_k[] = { &f->k, &f->v, &f->dk, &f->dv };
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)span_q[i], nq, sizeof(float));
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)span_k[i], nk, sizeof(float));
+    RA_PLAN_ADD(&plan, f->lse, nr);
+    RA_PLAN_ADD(&plan, f->row, nr);
+    RA_PLAN_ADD(&plan, f->qbar, sq);
+    RA_PLAN_ADD(&plan, f->vbar, sq);
+    RA_PLAN_ADD(&plan, f->dvbar, sq);
+    RA_PLAN_ADD(&plan, f->kbar, sk);
+    RA_PLAN_ADD(&plan, f->dkbar, sk);
+    RA_PLAN_ADD(&plan, f->slse, B * o->H * f->G);
+    RA_PLAN_ADD(&plan, f->gather, (size_t)f->G * B * (o->H + o->Hkv) * D);
+    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
+    RA_PLAN_ADD(&plan, f->dqbar, D);
+    RA_TRY(ra_plan_calloc(&plan, &f->mem, "combiner-fixed buffers"));
+    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->bounds[f->rank] + i);
+    /* the all-gather's counts and offsets: rank r holds spans [G r / P, G (r+1) / P) */
+    const size_t per_span = B * (o->Hkv + o->H) * D;
+    for (int r = 0; r < f->P; r++) {
+        int64_t a = (int64_t)f->G * r / f->P, e = (int64_t)f->G * (r + 1) / f->P;
+        if ((e - a) * per_span > INT_MAX || e * per_span > INT_MAX)
+            return RA_FAIL(RA_ERR_ARG, "combiner-fixed: %lld summary floats exceed MPI's int counts",
+                           (long long)(e * per_span));
+        f->gcount[r] = (int)((e - a) * per_span);
+        f->gcount[f->P + r] = (int)(a * per_span);
+    }
     return RA_OK;
 }
 

@@ -25,9 +25,11 @@
 
 #include "colmax.h"
 #include "ringattn/attn.h"
+#include "ringattn/collective.h"
 #include "ringattn/dist.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
 #include "ringattn/relayout.h"
 
 #define MAX_LEVELS 40
@@ -51,10 +53,16 @@ typedef struct {
     int64_t *cand_slot; /* [C] my slot for it, or -1 */
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
     float *qbar, *kbar, *vbar, *slse, *dqbar, *dkbar, *dvbar;
-    float *red;        /* reduction buffer */
+    /* shared summaries (the candidates), reduced over ranks: */
+    float *cmax;       /* [C][B][H + Hkv][D] maxima qbar, kbar (backward: their gradients) */
+    float *crec;       /* [C][B][H] online-softmax records of vbar, D + 2 floats each */
+    float *cdq;        /* [C][B][H][D] backward: partial query-summary gradients */
+    float *cmax2;      /* [C][B][H + Hkv][D] backward: the maxima, recomputed */
+    float *rec1;       /* [D + 2] one local record */
     int64_t *idx;      /* [C][B][H + Hkv][D] arg-max indices */
-    float *scratch, *mem;
+    float *scratch;
     int32_t *pos;      /* [n] */
+    void *mem;         /* the block holding cand_slot and every buffer above */
     MPI_Op merge;
     MPI_Datatype rec;
     double bytes;
@@ -133,7 +141,7 @@ static ra_status summaries(ls_head *f)
 {
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
-    float *rec = f->red; /* scratch record for local blocks: D + 2 floats */
+    float *rec = f->rec1;
     /* local blocks: every slot not in the candidate list */
     for (int l = 0; l < f->nl; l++)
         for (int64_t b = f->lo[l]; b < f->hi[l]; b++) {
@@ -158,7 +166,7 @@ static ra_status summaries(ls_head *f)
     if (f->C == 0) return RA_OK;
     /* candidates: partial maxima, reduced */
     const size_t per = (size_t)B * (H + Hkv) * D;
-    float *mx = f->red;
+    float *mx = f->cmax;
     for (int c = 0; c < f->C; c++) {
         int64_t r0, r1;
         rows_of(f, f->cand[c], &r0, &r1);
@@ -171,11 +179,10 @@ static ra_status summaries(ls_head *f)
                        r0, r1, D);
         }
     }
-    f->bytes += 2.0 * sizeof(float) * (double)f->C * per;
-    if (MPI_Allreduce(MPI_IN_PLACE, mx, (int)((size_t)f->C * per), MPI_FLOAT, MPI_MAX, f->comm) != MPI_SUCCESS)
-        return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse summary max reduction failed", f->rank);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, mx, (int)((size_t)f->C * per), MPI_FLOAT, MPI_MAX, f->comm,
+                              "the max of combiner-logsparse shared summaries"));
     /* then partial softmax records of vbar, merged */
-    float *recs = mx + (size_t)f->C * per;
+    float *recs = f->crec;
     for (int c = 0; c < f->C; c++) {
         int64_t r0, r1;
         rows_of(f, f->cand[c], &r0, &r1);
@@ -186,9 +193,8 @@ static ra_status summaries(ls_head *f)
                              recs + (((size_t)c * B + bb) * H + h) * (D + 2));
             }
     }
-    f->bytes += 2.0 * sizeof(float) * (double)f->C * B * H * (D + 2);
-    if (MPI_Allreduce(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm) != MPI_SUCCESS)
-        return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse summary reduction failed", f->rank);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
+                              "the merge of combiner-logsparse summary softmax records"));
     for (int c = 0; c < f->C; c++) {
         int64_t s = f->cand_slot[c];
         if (s < 0) continue;
@@ -252,8 +258,7 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     const ra_ring_opts *o = &f->o;
     const int D = o->D, G = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
-    f->bytes = 0;
-    f->R.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(ls_prepare(f, q, k, v));
     float z[MAX_LEVELS + 1];
     int64_t sl[MAX_LEVELS + 1];
@@ -277,7 +282,7 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
         }
     RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
-    f->bytes += f->R.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -331,8 +336,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
     const float a = o->scale;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
-    f->bytes = 0;
-    f->R.bytes_sent = 0;
+    const double bytes0 = ra_comm_bytes();
     RA_TRY(ls_prepare(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * H, D, 1));
     RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * H, 1, 1));
@@ -375,7 +379,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         }
     /* candidate summaries: their gradients summed over every rank's queries */
     const size_t per = (size_t)B * (H + Hkv) * D;
-    float *g = f->red;
+    float *g = f->cmax;
     if (f->C) {
         memset(g, 0, sizeof(float) * f->C * per);
         for (int c = 0; c < f->C; c++) {
@@ -386,9 +390,8 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
             for (size_t bk = 0; bk < (size_t)B * Hkv; bk++)
                 memcpy(g + c * per + ((size_t)B * H + bk) * D, f->dkbar + (bk * f->S + s) * D, sizeof(float) * D);
         }
-        f->bytes += 2.0 * sizeof(float) * (double)f->C * per;
-        if (MPI_Allreduce(MPI_IN_PLACE, g, (int)((size_t)f->C * per), MPI_FLOAT, MPI_SUM, f->comm) != MPI_SUCCESS)
-            return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse gradient reduction failed", f->rank);
+        RA_TRY(ra_allreduce_named(MPI_IN_PLACE, g, (int)((size_t)f->C * per), MPI_FLOAT, MPI_SUM, f->comm,
+                                  "the sum of combiner-logsparse summary gradients"));
     }
     /* local blocks: everything is here */
     for (int l = 0; l < f->nl; l++)
@@ -413,9 +416,9 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
             }
         }
     if (f->C) { /* candidates: my part of each, with the summed gradients */
-        float *dqb = g + (size_t)f->C * per; /* [C][B][H][D] partial dqbar */
+        float *dqb = f->cdq;
         memset(dqb, 0, sizeof(float) * f->C * B * H * D);
-        float *qbar = f->red + (size_t)f->C * per * 2 + (size_t)f->C * B * H * D; /* recomputed globals */
+        float *qbar = f->cmax2; /* then kbar: the candidates' maxima */
         /* the candidates' qbar, kbar, vbar, slse are not all in my slots: recompute them */
         for (int c = 0; c < f->C; c++) {
             int64_t r0, r1;
@@ -425,9 +428,9 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
             for (size_t bk = 0; bk < (size_t)B * Hkv; bk++)
                 colmax(p + ((size_t)B * H + bk) * D, f->k + bk * f->n * D, r0, r1, D);
         }
-        if (MPI_Allreduce(MPI_IN_PLACE, qbar, (int)((size_t)f->C * per), MPI_FLOAT, MPI_MAX, f->comm) != MPI_SUCCESS)
-            return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse max reduction failed", f->rank);
-        float *recs = qbar + (size_t)f->C * per; /* [C][B][H] records */
+        RA_TRY(ra_allreduce_named(MPI_IN_PLACE, qbar, (int)((size_t)f->C * per), MPI_FLOAT, MPI_MAX, f->comm,
+                                  "the max of combiner-logsparse shared summaries (backward)"));
+        float *recs = f->crec;
         for (int c = 0; c < f->C; c++) {
             int64_t r0, r1;
             rows_of(f, f->cand[c], &r0, &r1);
@@ -436,8 +439,8 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                     vbar_partial(f, qbar + (size_t)c * per + ((size_t)bb * H + h) * D, (size_t)bb * Hkv + h / G, r0, r1,
                                  recs + (((size_t)c * B + bb) * H + h) * (D + 2));
         }
-        if (MPI_Allreduce(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm) != MPI_SUCCESS)
-            return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse summary reduction failed", f->rank);
+        RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
+                                  "the merge of combiner-logsparse summary softmax records (backward)"));
         float vb[D];
         for (int c = 0; c < f->C; c++)
             for (int bb = 0; bb < B; bb++)
@@ -448,9 +451,8 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                     vbar_backward(f, f->cand[c], (size_t)bb * Hkv + h / G, qbar + (size_t)c * per + bh * D, vb, lse,
                                   g + (size_t)c * per + bh * D, dqb + ((size_t)c * B * H + bh) * D);
                 }
-        f->bytes += 2.0 * sizeof(float) * (double)f->C * B * H * D * 2;
-        if (MPI_Allreduce(MPI_IN_PLACE, dqb, (int)((size_t)f->C * B * H * D), MPI_FLOAT, MPI_SUM, f->comm) != MPI_SUCCESS)
-            return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse gradient reduction failed", f->rank);
+        RA_TRY(ra_allreduce_named(MPI_IN_PLACE, dqb, (int)((size_t)f->C * B * H * D), MPI_FLOAT, MPI_SUM, f->comm,
+                                  "the sum of combiner-logsparse query-summary gradients"));
         /* the max-pooling: the first global arg-max gets the gradient */
         for (int c = 0; c < f->C; c++) {
             int64_t *ix = f->idx + (size_t)c * per;
@@ -460,8 +462,8 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                 argmax_index(f, f->cand[c], f->k + bk * f->n * D, qbar + (size_t)c * per + ((size_t)B * H + bk) * D,
                              ix + ((size_t)B * H + bk) * D);
         }
-        if (MPI_Allreduce(MPI_IN_PLACE, f->idx, (int)((size_t)f->C * per), MPI_INT64_T, MPI_MIN, f->comm) != MPI_SUCCESS)
-            return RA_FAIL(RA_ERR_MPI, "rank %d: combiner-logsparse arg-max reduction failed", f->rank);
+        RA_TRY(ra_allreduce_named(MPI_IN_PLACE, f->idx, (int)((size_t)f->C * per), MPI_INT64_T, MPI_MIN, f->comm,
+                                  "the first arg-max of combiner-logsparse shared summaries"));
         for (int c = 0; c < f->C; c++) {
             const int64_t *ix = f->idx + (size_t)c * per;
             for (size_t bh = 0; bh < (size_t)B * H; bh++)
@@ -473,7 +475,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * Hkv, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * Hkv, D, 0));
-    f->bytes += f->R.bytes_sent;
+    f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
@@ -493,9 +495,6 @@ static void ls_destroy(ra_head *hd)
     ra_relayout_free(&f->R);
     free(f->bounds);
     free(f->cand);
-    free(f->cand_slot);
-    free(f->pos);
-    free(f->idx);
     free(f->mem);
     free(f);
 }
@@ -521,7 +520,7 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     f->comm = comm;
     MPI_Comm_size(comm, &f->P);
     MPI_Comm_rank(comm, &f->rank);
-    if (o->L < f->P) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: L = %lld is shorter than the %d ranks", (long long)o->L, f->P);
+    if (o->L < 1) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: L = %lld must be >= 1", (long long)o->L);
     RA_TRY(ra_alloc(&f->bounds, sizeof(int64_t) * (f->P + 1), "bounds"));
     for (int r = 0; r <= f->P; r++) f->bounds[r] = ra_layout_global(RA_LAYOUT_CONTIGUOUS, o->L, f->P, r, 0);
     f->bounds[f->P] = o->L;
@@ -552,38 +551,31 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     for (int c = 0; c < f->C; c++)
         if (u == 0 || cmp_block(&f->cand[c], &f->cand[u - 1]) != 0) f->cand[u++] = f->cand[c];
     f->C = u;
-    RA_TRY(ra_alloc(&f->cand_slot, sizeof(int64_t) * (f->C + 1), "candidate slots"));
-    for (int c = 0; c < f->C; c++) f->cand_slot[c] = slot_of(f, f->cand[c].l, f->cand[c].b);
-    RA_TRY(ra_alloc(&f->pos, sizeof(int32_t) * (f->n + 1), "positions"));
-    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->a + i);
     const size_t B = o->B, D = o->D, nq = B * o->H * f->n * D, nk = B * o->Hkv * f->n * D, nr = B * o->H * f->n;
     const size_t sq = B * o->H * f->S * D, sk = B * o->Hkv * f->S * D, per = B * (o->H + o->Hkv) * D;
-    const size_t nred = 3 * (size_t)f->C * per + (size_t)f->C * B * o->H * (2 * D + 2) + D + 2;
-    const size_t ns = ra_attn_scratch_floats(o->D);
-    RA_TRY(ra_alloc(&f->idx, sizeof(int64_t) * ((size_t)f->C * per + 1), "arg-max indices"));
-    RA_TRY(ra_alloc(&f->mem, sizeof(float) * (4 * nq + 4 * nk + nr + 4 * sq + 2 * sk + B * o->H * f->S + nred + ns + 32 * 16),
-                    "combiner-logsparse buffers"));
-    float *p = f->mem;
-#define CARVE(ptr, cnt) (ptr = p, p += ((cnt) + 15) / 16 * 16)
-    CARVE(f->q, nq);
-    CARVE(f->out, nq);
-    CARVE(f->dout, nq);
-    CARVE(f->dq, nq);
-    CARVE(f->k, nk);
-    CARVE(f->v, nk);
-    CARVE(f->dk, nk);
-    CARVE(f->dv, nk);
-    CARVE(f->lse, nr);
-    CARVE(f->qbar, sq);
-    CARVE(f->vbar, sq);
-    CARVE(f->dqbar, sq);
-    CARVE(f->dvbar, sq);
-    CARVE(f->kbar, sk);
-    CARVE(f->dkbar, sk);
-    CARVE(f->slse, B * o->H * f->S);
-    CARVE(f->red, nred);
-    CARVE(f->scratch, ns);
-#undef CARVE
+    const size_t C = (size_t)f->C;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->cand_slot, C);
+    RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
+    RA_PLAN_ADD(&plan, f->idx, C * per);
+    float **tok_q[] = { &f->q, &f->out, &f->dout, &f->dq }, **tok_k[] = { &f->k, &f->v, &f->dk, &f->dv };
+    float **sum_q[] = { &f->qbar, &f->vbar, &f->dqbar, &f->dvbar };
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_q[i], nq, sizeof(float));
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_k[i], nk, sizeof(float));
+    RA_PLAN_ADD(&plan, f->lse, nr);
+    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)sum_q[i], sq, sizeof(float));
+    RA_PLAN_ADD(&plan, f->kbar, sk);
+    RA_PLAN_ADD(&plan, f->dkbar, sk);
+    RA_PLAN_ADD(&plan, f->slse, B * o->H * f->S);
+    RA_PLAN_ADD(&plan, f->cmax, C * per);
+    RA_PLAN_ADD(&plan, f->crec, C * B * o->H * (D + 2));
+    RA_PLAN_ADD(&plan, f->cdq, C * B * o->H * D);
+    RA_PLAN_ADD(&plan, f->cmax2, C * per);
+    RA_PLAN_ADD(&plan, f->rec1, D + 2);
+    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
+    RA_TRY(ra_plan_alloc(&plan, &f->mem, "combiner-logsparse buffers"));
+    for (int c = 0; c < f->C; c++) f->cand_slot[c] = slot_of(f, f->cand[c].l, f->cand[c].b);
+    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->a + i);
     return ra_softmax_op_create(o->D, &f->rec, &f->merge);
 }
 

@@ -13,6 +13,7 @@
 #include "ringattn/layers.h"
 #include "ringattn/layout.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
 
 typedef struct {
     ra_head base;
@@ -21,6 +22,7 @@ typedef struct {
     float eps;
     size_t rows, D;
     float *raw, *norm, *grad; /* [rows][D], [rows], [rows][D] */
+    void *mem;                /* the block holding them */
 } rownorm_head;
 
 static ra_status rn_forward(ra_head *h, const float *q, const float *k, const float *v, const int32_t *seg,
@@ -28,7 +30,7 @@ static ra_status rn_forward(ra_head *h, const float *q, const float *k, const fl
 {
     rownorm_head *w = (rownorm_head *)h;
     RA_TRY(w->inner->kind->forward(w->inner, q, k, v, seg, o, lse));
-    memcpy(w->raw, o, sizeof(float) * w->rows * w->D);
+    if (w->rows) memcpy(w->raw, o, sizeof(float) * w->rows * w->D); /* a rank may own no token */
     ra_rownorm_forward(o, w->norm, (int)w->rows, (int)w->D, w->eps);
     return RA_OK;
 }
@@ -37,7 +39,7 @@ static ra_status rn_backward(ra_head *h, const float *q, const float *k, const f
                              const float *o, const float *lse, const float *dout, float *dq, float *dk, float *dv)
 {
     rownorm_head *w = (rownorm_head *)h;
-    memcpy(w->grad, dout, sizeof(float) * w->rows * w->D);
+    if (w->rows) memcpy(w->grad, dout, sizeof(float) * w->rows * w->D);
     ra_rownorm_backward(w->grad, o, w->norm, (int)w->rows, (int)w->D, w->eps, w->full);
     return w->inner->kind->backward(w->inner, q, k, v, seg, w->raw, lse, w->grad, dq, dk, dv);
 }
@@ -50,7 +52,7 @@ static void rn_destroy(ra_head *h)
     rownorm_head *w = (rownorm_head *)h;
     if (!w) return;
     if (w->inner) w->inner->kind->destroy(w->inner);
-    free(w->raw);
+    free(w->mem);
     free(w);
 }
 
@@ -76,17 +78,19 @@ ra_status ra_precond_rownorm_wrap(ra_head **out, ra_head *inner, const ra_head_o
     }
     w->base.kind = &rownorm_kind;
     w->inner = inner;
-    w->full = opts->layer && !strcmp(opts->layer->precond_grad, "full");
+    w->full = opts->layer && opts->layer->precond_grad_id == RA_PRECOND_GRAD_FULL;
     w->eps = opts->layer ? opts->layer->precond_eps : 1e-6f;
     w->D = (size_t)opts->ring.D;
     w->rows = (size_t)opts->ring.B * opts->ring.H * ra_layout_count(opts->ring.layout, opts->ring.L, P, r);
-    ra_status st = ra_alloc(&w->raw, sizeof(float) * (2 * w->rows * w->D + w->rows + 16), "rownorm buffers");
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, w->raw, w->rows * w->D);
+    RA_PLAN_ADD(&plan, w->grad, w->rows * w->D);
+    RA_PLAN_ADD(&plan, w->norm, w->rows);
+    ra_status st = ra_plan_alloc(&plan, &w->mem, "rownorm buffers");
     if (st != RA_OK) {
         rn_destroy(&w->base);
         return st;
     }
-    w->grad = w->raw + w->rows * w->D;
-    w->norm = w->grad + w->rows * w->D;
     *out = &w->base;
     return RA_OK;
 }

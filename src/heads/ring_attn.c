@@ -24,9 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../dist/ring_comm.h"
 #include "ringattn/attn.h"
 #include "ringattn/mem.h"
+#include "ringattn/plan.h"
+
+#include "dist/ring_comm.h"
 
 enum { TAG_KV = 11, TAG_DKV = 12 };
 
@@ -47,7 +49,8 @@ struct ra_ring {
     float *scratch;    /* kernel tiles */
     float *slot[2];    /* piece buffers (P > 1) */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
-    size_t piece_floats, dkv_floats;
+    void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
+    size_t dkv_floats;
     size_t bytes;      /* allocated by the ring */
     ra_ring_stats stats;
 };
@@ -93,19 +96,20 @@ static ra_status check_opts(const ra_ring_opts *o, int P)
     if (o->H % o->Hkv != 0)
         return RA_FAIL(RA_ERR_SHAPE, "ring: key/value heads (%d) must divide query heads (%d)",
                        o->Hkv, o->H);
-    if (o->L < P)
-        return RA_FAIL(RA_ERR_ARG, "ring: sequence length %lld is shorter than the %d ranks",
-                       (long long)o->L, P);
+    (void)P; /* ranks may own no token (L < P, or zigzag's 2P chunks): they relay pieces */
+    if (o->L < 1) return RA_FAIL(RA_ERR_ARG, "ring: sequence length %lld must be >= 1", (long long)o->L);
     if (o->L > INT32_MAX)
         return RA_FAIL(RA_ERR_ARG, "ring: sequence length %lld exceeds 2^31-1", (long long)o->L);
     if (o->chunk < 0) return RA_FAIL(RA_ERR_ARG, "ring: chunk must be >= 0 (0 = automatic)");
     return RA_OK;
 }
 
-static ra_status ring_alloc(ra_ring *R, void *out, size_t bytes, const char *what)
+/* Allocate a planned block and count its bytes. */
+static ra_status ring_alloc(ra_ring *R, ra_plan *plan, void *block, const char *what)
 {
-    RA_TRY(ra_alloc(out, bytes, what));
-    R->bytes += bytes;
+    const size_t total = plan->total;
+    RA_TRY(ra_plan_alloc(plan, block, what));
+    R->bytes += total;
     return RA_OK;
 }
 
@@ -129,7 +133,8 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     *out = R; /* from here on, ra_ring_destroy cleans up a partial ring */
 
     const ra_ring_opts *o = &R->o;
-    RA_TRY(ring_alloc(R, &R->counts, sizeof(int64_t) * P, "ring counts"));
+    RA_TRY(ra_alloc(&R->counts, sizeof(int64_t) * P, "ring counts"));
+    R->bytes += sizeof(int64_t) * P;
     int64_t maxL = 0;
     for (int q = 0; q < P; q++) {
         R->counts[q] = ra_layout_count(o->layout, o->L, P, q);
@@ -145,19 +150,20 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     R->nc = (int)((maxL + chunk - 1) / chunk);
     R->chunk = (int)((maxL + R->nc - 1) / R->nc);
 
-    RA_TRY(ring_alloc(R, &R->pos, sizeof(int32_t) * R->Lr, "positions"));
-    ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
-    RA_TRY(ring_alloc(R, &R->kpos, sizeof(int32_t) * R->chunk, "piece positions"));
-    RA_TRY(ring_alloc(R, &R->rowstat, sizeof(float) * o->B * o->H * R->Lr, "row statistics"));
-    RA_TRY(ring_alloc(R, &R->row_max, sizeof(float) * o->B * o->H * R->Lr, "row maxima"));
-    RA_TRY(ring_alloc(R, &R->row_logl, sizeof(float) * o->B * o->H * R->Lr, "row log-sums"));
-    RA_TRY(ring_alloc(R, &R->scratch, sizeof(float) * ra_attn_scratch_floats(o->D),
-                      "attention tiles"));
-    R->piece_floats = piece_bytes(R, R->chunk, 1) / sizeof(float);
+    const size_t rows = (size_t)o->B * o->H * R->Lr;
+    const size_t piece_floats = piece_bytes(R, R->chunk, 1) / sizeof(float);
     R->dkv_floats = dkv_bytes(R, R->chunk) / sizeof(float);
-    if (P > 1)
-        for (int i = 0; i < 2; i++)
-            RA_TRY(ring_alloc(R, &R->slot[i], sizeof(float) * R->piece_floats, "ring piece buffer"));
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, R->pos, (size_t)R->Lr);
+    RA_PLAN_ADD(&plan, R->kpos, (size_t)R->chunk);
+    RA_PLAN_ADD(&plan, R->rowstat, rows);
+    RA_PLAN_ADD(&plan, R->row_max, rows);
+    RA_PLAN_ADD(&plan, R->row_logl, rows);
+    RA_PLAN_ADD(&plan, R->scratch, ra_attn_scratch_floats(o->D));
+    if (P > 1) /* the two piece buffers */
+        for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
+    RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
+    ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
     return RA_OK;
 }
 
@@ -165,14 +171,8 @@ void ra_ring_destroy(ra_ring *R)
 {
     if (!R) return;
     free(R->counts);
-    free(R->pos);
-    free(R->kpos);
-    free(R->rowstat);
-    free(R->row_max);
-    free(R->row_logl);
-    free(R->scratch);
-    for (int i = 0; i < 2; i++) free(R->slot[i]);
-    for (int i = 0; i < 3; i++) free(R->dkv[i]);
+    free(R->mem);
+    free(R->bmem);
     ra_ring_comm_free(&R->comm);
     free(R);
 }
@@ -220,6 +220,7 @@ static void pack_own(const ra_ring *R, int index, const float *k, const float *v
     const ra_ring_opts *o = &R->o;
     int64_t a = piece_start(R, R->r, index);
     int n = piece_len(R, R->r, index);
+    if (n == 0) return; /* this rank owns no token */
     size_t rowb = (size_t)n * o->D * sizeof(float), blk = (size_t)o->B * o->Hkv * n * o->D;
     for (int bg = 0; bg < o->B * o->Hkv; bg++) {
         size_t src = ((size_t)bg * R->Lr + a) * o->D;
@@ -270,6 +271,7 @@ static void forward_piece(ra_ring *R, const piece *p, const float *q, const int3
     const int G = o->H / o->Hkv;
     ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
     ra_poll poll = { ra_ring_comm_poll, &R->comm };
+    if (p->n == 0 || R->Lr == 0) return; /* no keys or no queries: nothing to add */
     piece_positions(R, p);
     for (int b = 0; b < o->B; b++) {
         ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
@@ -337,6 +339,7 @@ static void backward_piece(ra_ring *R, const piece *p, const float *q, const int
     const int G = o->H / o->Hkv;
     ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
     ra_poll poll = { ra_ring_comm_poll, &R->comm };
+    if (p->n == 0 || R->Lr == 0) return;
     piece_positions(R, p);
     for (int b = 0; b < o->B; b++) {
         ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
@@ -395,14 +398,18 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
     const int P = R->P;
     const size_t rows = (size_t)o->B * o->H;
     float *dl = R->rowstat;
-    if (P > 1 && !R->dkv[0]) /* first backward: the partial-sum buffers */
-        for (int i = 0; i < 3; i++)
-            RA_TRY(ring_alloc(R, &R->dkv[i], sizeof(float) * R->dkv_floats, "dK/dV partial buffer"));
+    if (P > 1 && !R->bmem) { /* first backward: the partial-sum buffers */
+        ra_plan plan = RA_PLAN_INIT;
+        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, R->dkv[i], R->dkv_floats);
+        RA_TRY(ring_alloc(R, &plan, &R->bmem, "dK/dV partial buffers"));
+    }
     begin_stats(R);
     split_lse(R, lse);
-    memset(dq, 0, sizeof(float) * rows * R->Lr * o->D);
-    memset(dk, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
-    memset(dv, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
+    if (R->Lr > 0) { /* a rank without tokens may have been given no arrays */
+        memset(dq, 0, sizeof(float) * rows * R->Lr * o->D);
+        memset(dk, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
+        memset(dv, 0, sizeof(float) * o->B * o->Hkv * R->Lr * o->D);
+    }
     for (size_t bh = 0; bh < rows; bh++)
         ra_attn_bwd_rowdot((int)R->Lr, o->D, o_in + bh * R->Lr * o->D, dout + bh * R->Lr * o->D,
                            dl + bh * R->Lr);
@@ -426,7 +433,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
                            dv + p.first * o->D, (size_t)R->Lr * o->D);
         } else {
             size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
-            memset(part, 0, sizeof(float) * 2 * blk);
+            if (blk) memset(part, 0, sizeof(float) * 2 * blk);
             backward_piece(R, &p, q, seg, dout, dl, dq, part, part + blk, (size_t)p.n * o->D);
         }
         RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */

@@ -1,6 +1,8 @@
 /* warm.c - Bit Cipher embeddings and the closed-form LM head (warm.h). */
 #include "ringattn/warm.h"
 
+#include "ringattn/collective.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +50,14 @@ ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm c
         st = ra_data_scan(d, rank, size, radius > 1 ? radius : 1, nseq, count_run, c);
     }
     /* every rank reaches the reduction, so a rank's error cannot leave the others waiting */
-    int ok = st == RA_OK, all_ok;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
-    if (all_ok) MPI_Allreduce(MPI_IN_PLACE, c->uni, (int)n, MPI_INT64_T, MPI_SUM, comm);
-    if (st == RA_OK && !all_ok) st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
+    int ok = st == RA_OK, all_ok = 0;
+    ra_status cs = ra_allreduce_named(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm,
+                                      "warm start: whether every rank counted its data");
+    if (cs == RA_OK && all_ok)
+        cs = ra_allreduce_named(MPI_IN_PLACE, c->uni, (int)n, MPI_INT64_T, MPI_SUM, comm,
+                                "warm start: the sum of the token counts");
+    if (cs != RA_OK) st = cs; /* the message names the reduction and the rank */
+    else if (st == RA_OK && !all_ok) st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
     if (st != RA_OK) ra_warm_counts_free(c);
     return st;
 }

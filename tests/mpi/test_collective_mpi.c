@@ -1,0 +1,157 @@
+/* test_collective_mpi.c - the collective wrappers (collective.h): each
+ * moves the data its MPI counterpart does, adds the documented bytes to
+ * ra_comm_bytes (computed here from the counts, independently), and turns an
+ * MPI error into RA_ERR_MPI with a message that names the operation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/collective.h"
+#include "ringattn/dist.h"
+
+static int g_rank, g_P, g_fail;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            g_fail++;                                                                      \
+            fprintf(stderr, "[rank %d/%d] FAIL %s:%d: ", g_rank, g_P, __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fputc('\n', stderr);                                                           \
+        }                                                                                  \
+    } while (0)
+
+/* bytes counted by what ran since b0, against the expected figure */
+static void expect_bytes(const char *what, double b0, double want)
+{
+    double got = ra_comm_bytes() - b0;
+    CHECK(got == want, "%s: counted %.1f bytes, expected %.1f", what, got, want);
+}
+
+static void allreduce(void)
+{
+    enum { N = 7 };
+    int x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = g_rank + i;
+    double b0 = ra_comm_bytes();
+    CHECK(ra_allreduce_named(x, y, N, MPI_INT, MPI_SUM, MPI_COMM_WORLD, "test sum") == RA_OK, "allreduce: %s",
+          ra_last_error());
+    for (int i = 0; i < N; i++) CHECK(y[i] == g_P * (g_P - 1) / 2 + g_P * i, "allreduce: y[%d] = %d", i, y[i]);
+    expect_bytes("allreduce", b0, (double)(2 * N * sizeof(int) * (size_t)(g_P - 1) / (size_t)g_P));
+    /* non-blocking: started, work, then finished by ra_wait */
+    MPI_Request req;
+    double m = g_rank, top = -1;
+    b0 = ra_comm_bytes();
+    CHECK(ra_iallreduce(&m, &top, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &req, "test max") == RA_OK, "iallreduce");
+    CHECK(ra_wait(1, &req, "test max", -1) == RA_OK, "iallreduce wait: %s", ra_last_error());
+    CHECK(top == g_P - 1, "iallreduce: max %g", top);
+    expect_bytes("iallreduce", b0, (double)(2 * sizeof(double) * (size_t)(g_P - 1) / (size_t)g_P));
+}
+
+static void allgatherv(void)
+{
+    int *cnt = calloc((size_t)2 * g_P, sizeof(int)), *dis = cnt + g_P, total = 0;
+    for (int r = 0; r < g_P; r++) cnt[r] = r % 3, dis[r] = total, total += cnt[r]; /* rank 0 gives nothing */
+    int *all = calloc((size_t)total + 1, sizeof(int)), mine[2] = { 10 * g_rank, 10 * g_rank + 1 };
+    double b0 = ra_comm_bytes();
+    CHECK(ra_allgatherv(mine, cnt[g_rank], MPI_INT, all, cnt, dis, MPI_INT, MPI_COMM_WORLD, "test gather") == RA_OK,
+          "allgatherv: %s", ra_last_error());
+    for (int r = 0; r < g_P; r++)
+        for (int i = 0; i < cnt[r]; i++) CHECK(all[dis[r] + i] == 10 * r + i, "allgatherv: rank %d item %d", r, i);
+    expect_bytes("allgatherv", b0, (double)cnt[g_rank] * sizeof(int) * (g_P - 1));
+    /* in place: the rank's part is its slot of the receive buffer */
+    memset(all, 0, sizeof(int) * (size_t)(total + 1));
+    for (int i = 0; i < cnt[g_rank]; i++) all[dis[g_rank] + i] = 10 * g_rank + i;
+    b0 = ra_comm_bytes();
+    CHECK(ra_allgatherv(MPI_IN_PLACE, 0, MPI_INT, all, cnt, dis, MPI_INT, MPI_COMM_WORLD, "test gather") == RA_OK,
+          "allgatherv in place: %s", ra_last_error());
+    for (int r = 0; r < g_P; r++)
+        for (int i = 0; i < cnt[r]; i++) CHECK(all[dis[r] + i] == 10 * r + i, "allgatherv in place: rank %d", r);
+    expect_bytes("allgatherv in place", b0, (double)cnt[g_rank] * sizeof(int) * (g_P - 1));
+    free(all);
+    free(cnt);
+}
+
+static void alltoallv(void)
+{
+    /* rank s sends (s + d) % 3 floats, value 100 s + d, to rank d */
+    int *c = calloc((size_t)4 * g_P, sizeof(int)), *sc = c, *sd = c + g_P, *rc = c + 2 * g_P, *rd = c + 3 * g_P;
+    int ns = 0, nr = 0;
+    double want = 0;
+    for (int d = 0; d < g_P; d++) {
+        sc[d] = (g_rank + d) % 3, sd[d] = ns, ns += sc[d];
+        rc[d] = (d + g_rank) % 3, rd[d] = nr, nr += rc[d];
+        if (d != g_rank) want += sc[d] * sizeof(float);
+    }
+    float *s = calloc((size_t)ns + 1, sizeof(float)), *r = calloc((size_t)nr + 2, sizeof(float));
+    for (int d = 0; d < g_P; d++)
+        for (int i = 0; i < sc[d]; i++) s[sd[d] + i] = (float)(100 * g_rank + d);
+    double b0 = ra_comm_bytes();
+    CHECK(ra_alltoallv(s, sc, sd, MPI_FLOAT, r + 1, rc, rd, MPI_FLOAT, MPI_COMM_WORLD, "test exchange") == RA_OK,
+          "alltoallv: %s", ra_last_error());
+    for (int src = 0; src < g_P; src++)
+        for (int i = 0; i < rc[src]; i++)
+            CHECK(r[1 + rd[src] + i] == (float)(100 * src + g_rank), "alltoallv: from rank %d got %g", src,
+                  r[1 + rd[src] + i]);
+    expect_bytes("alltoallv", b0, want);
+    free(s);
+    free(r);
+    free(c);
+}
+
+static void bcast_gather_barrier(void)
+{
+    const int root = g_P - 1;
+    double v[5] = { 0 };
+    if (g_rank == root)
+        for (int i = 0; i < 5; i++) v[i] = 1.5 * i;
+    double b0 = ra_comm_bytes();
+    CHECK(ra_bcast(v, 5, MPI_DOUBLE, root, MPI_COMM_WORLD, "test bcast") == RA_OK, "bcast: %s", ra_last_error());
+    for (int i = 0; i < 5; i++) CHECK(v[i] == 1.5 * i, "bcast: v[%d] = %g", i, v[i]);
+    expect_bytes("bcast", b0, g_rank == root ? 5.0 * sizeof(double) * (g_P - 1) : 0.0);
+    char mine[3] = { 'a', (char)('0' + g_rank % 10), 'z' }, *all = g_rank == 0 ? calloc((size_t)3 * g_P, 1) : NULL;
+    b0 = ra_comm_bytes();
+    CHECK(ra_gather(mine, 3, MPI_CHAR, all, 3, MPI_CHAR, 0, MPI_COMM_WORLD, "test gather") == RA_OK, "gather: %s",
+          ra_last_error());
+    for (int r = 0; all && r < g_P; r++)
+        CHECK(all[3 * r] == 'a' && all[3 * r + 1] == '0' + r % 10 && all[3 * r + 2] == 'z', "gather: rank %d", r);
+    expect_bytes("gather", b0, g_rank == 0 ? 0.0 : 3.0);
+    free(all);
+    b0 = ra_comm_bytes();
+    CHECK(ra_barrier(MPI_COMM_WORLD, "test barrier") == RA_OK, "barrier: %s", ra_last_error());
+    expect_bytes("barrier", b0, 0.0);
+}
+
+/* An MPI error (a root that does not exist) comes back as RA_ERR_MPI with
+ * what in the message, on a communicator whose errors return. */
+static void error_named(void)
+{
+    MPI_Comm comm;
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    int x = 0;
+    ra_status st = ra_bcast(&x, 1, MPI_INT, g_P + 5, comm, "the test's bad broadcast");
+    CHECK(st == RA_ERR_MPI, "a bad root gave status %d", (int)st);
+    CHECK(st != RA_ERR_MPI || strstr(ra_last_error(), "the test's bad broadcast"), "message does not name it: %s",
+          ra_last_error());
+    MPI_Comm_free(&comm);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
+    ra_watchdog_init(MPI_COMM_WORLD);
+    ra_set_peer_timeout(60.0);
+    allreduce();
+    allgatherv();
+    alltoallv();
+    bcast_gather_barrier();
+    error_named();
+    int fails = 0;
+    MPI_Allreduce(&g_fail, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0) printf("test_collective_mpi: P=%d: %d failures\n", g_P, fails);
+    MPI_Finalize();
+    return fails ? 1 : 0;
+}
