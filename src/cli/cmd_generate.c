@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,9 @@ static const char *help =
     "Samples --tokens bytes after the prompt and prints prompt + continuation on\n"
     "rank 0. --temperature 0 is greedy; --top-k K samples among the K most likely\n"
     "bytes (0: all). The KV cache is sharded: rank r keeps the keys and values of\n"
-    "its prompt tokens and of new positions t with t mod P = r.\n";
+    "its prompt tokens and of new positions t with t mod P = r. The prompt is at\n"
+    "most the model's data.seq_len bytes (--prompt-file: a regular file); every\n"
+    "layer must use the full head.\n";
 
 /* ---- sampling ------------------------------------------------------------------ */
 
