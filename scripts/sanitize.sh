@@ -12,8 +12,10 @@
 # defaults run a subset, and these variables widen it:
 #   SAN_ASAN_MAX_RANKS=3        asan: mpi tests of at most this many ranks
 #   SAN_VG_MAX_RANKS=2          valgrind: the same
-#   SAN_VG_MPI="warm"           valgrind: which mpi test families to run
-#                               ("ring combiner warm" for all: ~10 min more)
+#   SAN_VG_MPI="warm model_sweep"  valgrind: which mpi test families to run
+#                               ("ring combiner warm model_sweep" for all: ~10 min more)
+# The asan run includes every mpi family (model_sweep too: the model at odd
+# shapes, every head, preconditioner and layout, training and decoding).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -34,7 +36,7 @@ asan_build=${RINGATTN_ASAN_BUILD:-build-asan}
 vg_build=${RINGATTN_VG_BUILD:-build-vg}
 asan_max=${SAN_ASAN_MAX_RANKS:-3}
 vg_max=${SAN_VG_MAX_RANKS:-2}
-vg_mpi=${SAN_VG_MPI:-warm}
+vg_mpi=${SAN_VG_MPI:-warm model_sweep}
 
 summary=()
 failed=0

@@ -11,7 +11,9 @@
  * Parameters are replicated on every rank, stored in one float array whose
  * layout ra_param_layout describes. Gradients are summed over ranks with
  * non-blocking MPI_Iallreduce, each layer's as soon as its backward is done,
- * so the reductions overlap the backward of the layers below.
+ * so the reductions overlap the backward of the layers below. Every buffer
+ * (parameters, gradients, activations, scratch) is carved from one block
+ * planned at creation (plan.h). Decoding token by token: decode.h.
  *
  *     ra_model *m;
  *     RA_TRY(ra_model_create(&m, &cfg, micro_batch, MPI_COMM_WORLD));
@@ -79,7 +81,8 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
 ra_status ra_model_wait_grads(ra_model *m);
 
 /* After a forward: this rank's keys (after RoPE) and values of layer l,
- * [micro_batch][Hkv][Lr][D] - a decoder's KV cache starts from them. */
+ * [micro_batch][Hkv][Lr][D] - a decoder's KV cache starts from them
+ * (ra_decoder_prefill, decode.h). */
 void ra_model_kv(const ra_model *m, int l, const float **k, const float **v);
 
 /* Condition number of each layer's head outputs in the last forward (after

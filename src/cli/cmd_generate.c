@@ -1,29 +1,29 @@
-/* cmd_generate.c - `ringattn generate`: sampling with a KV cache that stays
- * sharded by sequence position across ranks.
+/* cmd_generate.c - `ringattn generate`: argument parsing, the prompt, and
+ * sampling. Decoding itself (the sharded KV cache, one token through the
+ * model's layers) is the library's: decode.h.
  *
- * The prompt is run through the ring forward once (prefill), which leaves
- * every rank the keys/values of its own prompt tokens. Each new token is
- * then computed on every rank (its embedding, projections and FFN are
- * replicated); its key/value is stored only by rank (position mod P); its
- * query attends to each rank's local cache, and the partial results
- * (running max m, sum l, weighted values acc) are merged across ranks by
- * MPI_Allreduce with a user-defined online-softmax operator. No rank ever
- * holds more than its share of the context.
- *
- * Shapes: cache k, v per layer [Hkv][cap][D]; a partial per head is one
- * record {m, l, acc[D]}. */
+ * The prompt is run through the ring forward once (prefill) when it has at
+ * least one token per rank; shorter prompts go through the decoder token by
+ * token. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "ringattn/decode.h"
 #include "ringattn/dist.h"
-#include "ringattn/layers.h"
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
 #include "session.h"
+
+/* A prompt is at most this long (and at most the model's data.seq_len). */
+#define PROMPT_MAX_BYTES ((size_t)16 << 20)
 
 static const char *help =
     "usage: mpirun -n P ringattn generate --checkpoint CKPT|DIR (--prompt TEXT | --prompt-file F)\n"
@@ -32,172 +32,9 @@ static const char *help =
     "Samples --tokens bytes after the prompt and prints prompt + continuation on\n"
     "rank 0. --temperature 0 is greedy; --top-k K samples among the K most likely\n"
     "bytes (0: all). The KV cache is sharded: rank r keeps the keys and values of\n"
-    "its prompt tokens and of new positions t with t mod P = r.\n";
-
-/* ---- decoder state ------------------------------------------------------------- */
-
-typedef struct {
-    const ra_config *cfg;
-    const float *w;           /* parameters */
-    const ra_param_layout *lay;
-    int P, rank, C, H, Hkv, D, F, V, nl;
-    int64_t cap, n;           /* cache capacity and fill (same for every layer) */
-    int32_t *cpos;            /* [cap] global positions in the cache */
-    float *ck, *cv;           /* [nl][Hkv][cap][D] */
-    float *x, *h, *q, *k, *v, *o, *y, *a, *b, *u, *logits, *rec, *rstd; /* one-token scratch */
-    float *mem;
-    MPI_Op op;
-    MPI_Datatype rec_type;
-} decoder;
-
-static ra_status decoder_init(decoder *d, const ra_config *cfg, const float *w,
-                              const ra_param_layout *lay, MPI_Comm comm, int64_t cap)
-{
-    *d = (decoder){ .cfg = cfg, .w = w, .lay = lay, .C = cfg->dim, .H = cfg->heads,
-                    .Hkv = cfg->kv_heads, .D = cfg->head_dim, .F = cfg->ffn_dim, .V = cfg->vocab,
-                    .nl = cfg->layers, .cap = cap, .op = MPI_OP_NULL, .rec_type = MPI_DATATYPE_NULL };
-    MPI_Comm_size(comm, &d->P);
-    MPI_Comm_rank(comm, &d->rank);
-    const size_t kv = (size_t)d->nl * d->Hkv * cap * d->D, HD = (size_t)d->H * d->D;
-    const size_t one = 2 * (size_t)d->C + 4 * HD + (size_t)d->C + 3 * (size_t)d->F + (size_t)d->V +
-                       (size_t)d->H * (d->D + 2) + 1 + (size_t)d->H;
-    RA_TRY(ra_alloc(&d->mem, sizeof(float) * (2 * kv + one + 64), "the KV cache"));
-    RA_TRY(ra_alloc(&d->cpos, sizeof(int32_t) * cap, "cache positions"));
-    float *p = d->mem;
-    d->ck = p, p += kv;
-    d->cv = p, p += kv;
-    d->x = p, p += d->C;
-    d->h = p, p += d->C;
-    d->q = p, p += HD;
-    d->k = p, p += HD;
-    d->v = p, p += HD;
-    d->o = p, p += HD;
-    d->y = p, p += d->C;
-    d->a = p, p += d->F;
-    d->b = p, p += d->F;
-    d->u = p, p += d->F;
-    d->logits = p, p += d->V;
-    d->rec = p, p += (size_t)d->H * (d->D + 2);
-    d->rstd = p;
-    return ra_softmax_op_create(d->D, &d->rec_type, &d->op);
-}
-
-static void decoder_free(decoder *d)
-{
-    ra_softmax_op_free(&d->rec_type, &d->op);
-    free(d->mem);
-    free(d->cpos);
-}
-
-static float *cache_row(const decoder *d, float *base, int l, int g, int64_t j)
-{
-    return base + (((size_t)l * d->Hkv + g) * d->cap + j) * d->D;
-}
-
-/* Copy the prefill's local keys/values (B = 1) into the cache. */
-static void decoder_fill(decoder *d, ra_model *m)
-{
-    const int64_t Lr = ra_model_local_len(m);
-    const int32_t *pos = ra_model_positions(m);
-    for (int l = 0; l < d->nl; l++) {
-        const float *k, *v;
-        ra_model_kv(m, l, &k, &v);
-        for (int g = 0; g < d->Hkv; g++) {
-            memcpy(cache_row(d, d->ck, l, g, 0), k + (size_t)g * Lr * d->D, sizeof(float) * Lr * d->D);
-            memcpy(cache_row(d, d->cv, l, g, 0), v + (size_t)g * Lr * d->D, sizeof(float) * Lr * d->D);
-        }
-    }
-    memcpy(d->cpos, pos, sizeof(int32_t) * Lr);
-    d->n = Lr;
-}
-
-/* One token at global position t through every layer; logits in d->logits. */
-static ra_status decoder_step(decoder *d, int32_t token, int32_t t, MPI_Comm comm)
-{
-    const ra_param_layout *lay = d->lay;
-    const float *w = d->w;
-    const int C = d->C, HD = d->H * d->D, KD = d->Hkv * d->D, G = d->H / d->Hkv;
-    const float scale = 1.0f / sqrtf((float)d->D), eps = d->cfg->norm_eps;
-    const int mine = t % d->P == d->rank;
-    if (mine && d->n == d->cap) return RA_FAIL(RA_ERR_INTERNAL, "KV cache full at position %d", t);
-    ra_embed_forward(d->x, &token, w + lay->emb, 1, C);
-    for (int l = 0; l < d->nl; l++) {
-        const ra_layer_params *p = &lay->layer[l];
-        ra_rmsnorm_forward(d->h, d->rstd, d->x, w + p->attn_norm, 1, C, eps);
-        ra_linear_forward(d->q, d->h, w + p->wq, 1, C, HD);
-        ra_linear_forward(d->k, d->h, w + p->wk, 1, C, KD);
-        ra_linear_forward(d->v, d->h, w + p->wv, 1, C, KD);
-        if (!strcmp(d->cfg->layer[l].precond, "spectral")) { /* W + lambda I, as in training */
-            const float lam = d->cfg->layer[l].precond_lambda;
-            for (int j = 0; j < C; j++) {
-                if (j < HD) d->q[j] += lam * d->h[j];
-                if (j < KD) d->k[j] += lam * d->h[j], d->v[j] += lam * d->h[j];
-            }
-        }
-        ra_rope_forward(d->q, d->H, 1, d->D, &t, d->cfg->rope_theta);
-        ra_rope_forward(d->k, d->Hkv, 1, d->D, &t, d->cfg->rope_theta);
-        if (mine)
-            for (int g = 0; g < d->Hkv; g++) {
-                memcpy(cache_row(d, d->ck, l, g, d->n), d->k + (size_t)g * d->D, sizeof(float) * d->D);
-                memcpy(cache_row(d, d->cv, l, g, d->n), d->v + (size_t)g * d->D, sizeof(float) * d->D);
-            }
-        const int64_t n = d->n + mine;
-        for (int hh = 0; hh < d->H; hh++) { /* this rank's partial softmax per head */
-            float *r = d->rec + (size_t)hh * (d->D + 2), *acc = r + 2;
-            const float *qh = d->q + (size_t)hh * d->D;
-            float m = -INFINITY, sum = 0;
-            memset(acc, 0, sizeof(float) * d->D);
-            for (int64_t j = 0; j < n; j++) {
-                const float *kj = cache_row(d, d->ck, l, hh / G, j), *vj = cache_row(d, d->cv, l, hh / G, j);
-                float s = 0;
-                for (int e = 0; e < d->D; e++) s += qh[e] * kj[e];
-                s *= scale;
-                if (s > m) { /* rescale what we have */
-                    float f = expf(m - s);
-                    sum *= f;
-                    for (int e = 0; e < d->D; e++) acc[e] *= f;
-                    m = s;
-                }
-                float pj = expf(s - m);
-                sum += pj;
-                for (int e = 0; e < d->D; e++) acc[e] += pj * vj[e];
-            }
-            r[0] = m, r[1] = sum;
-        }
-        int rc = ra_allreduce(MPI_IN_PLACE, d->rec, d->H, d->rec_type, d->op, comm);
-        if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: online-softmax reduction failed", d->rank);
-        for (int hh = 0; hh < d->H; hh++) {
-            const float *r = d->rec + (size_t)hh * (d->D + 2);
-            for (int e = 0; e < d->D; e++) d->o[(size_t)hh * d->D + e] = r[1] > 0 ? r[2 + e] / r[1] : 0.0f;
-        }
-        if (!strcmp(d->cfg->layer[l].precond, "rownorm")) /* each head's output row, as in training */
-            ra_rownorm_forward(d->o, d->rstd + 1, d->H, d->D, d->cfg->layer[l].precond_eps);
-        ra_linear_forward(d->y, d->o, w + p->wo, 1, HD, C);
-        for (int i = 0; i < C; i++) d->x[i] += d->y[i];
-        ra_rmsnorm_forward(d->h, d->rstd, d->x, w + p->ffn_norm, 1, C, eps);
-        ra_linear_forward(d->a, d->h, w + p->w1, 1, C, d->F);
-        if (p->w3 != p->w1) {
-            ra_linear_forward(d->b, d->h, w + p->w3, 1, C, d->F);
-            ra_swiglu_forward(d->u, d->a, d->b, (size_t)d->F);
-        } else {
-            ra_gelu_forward(d->u, d->a, (size_t)d->F);
-        }
-        ra_linear_forward(d->y, d->u, w + p->w2, 1, d->F, C);
-        for (int i = 0; i < C; i++) d->x[i] += d->y[i];
-    }
-    if (mine) d->cpos[d->n++] = t;
-    ra_rmsnorm_forward(d->h, d->rstd, d->x, w + lay->final_norm, 1, C, eps);
-    if (lay->lm_head == lay->emb) /* tied: logits = h E^T */
-        for (int vv = 0; vv < d->V; vv++) {
-            const float *e = w + lay->emb + (size_t)vv * C;
-            float s = 0;
-            for (int i = 0; i < C; i++) s += d->h[i] * e[i];
-            d->logits[vv] = s;
-        }
-    else
-        ra_linear_forward(d->logits, d->h, w + lay->lm_head, 1, C, d->V);
-    return RA_OK;
-}
+    "its prompt tokens and of new positions t with t mod P = r. The prompt is at\n"
+    "most the model's data.seq_len bytes (--prompt-file: a regular file); every\n"
+    "layer must use the full head.\n";
 
 /* ---- sampling ------------------------------------------------------------------ */
 
@@ -232,25 +69,64 @@ static int32_t sample(const float *logits, int V, float temp, int topk, uint64_t
 
 /* ---- the command ---------------------------------------------------------------- */
 
-static ra_status read_prompt(const char *path, char **out, size_t *len)
+/* fileio: a local check until include/ringattn/fileio.h is on main - what a
+ * path is when it is not a regular file. */
+static const char *file_kind(mode_t mode)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return RA_FAIL(RA_ERR_IO, "--prompt-file %s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(buf, cap *= 2);
-        if (!nb) free(buf);
-        buf = nb;
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a plain file";
+}
+
+/* fileio: read a whole regular file of at most max bytes. Opened with
+ * O_NONBLOCK so a FIFO cannot block the open; anything but a regular file
+ * is refused by name, and the size is checked before reading. */
+static ra_status read_prompt(const char *path, size_t max, char **out, size_t *len)
+{
+    *out = NULL, *len = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return RA_FAIL(RA_ERR_IO, "--prompt-file %s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return RA_FAIL(RA_ERR_IO, "--prompt-file %s: cannot stat: %s", path, strerror(e));
     }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) return RA_FAIL(RA_ERR_NOMEM, "--prompt-file %s: out of memory", path);
-    if (err) {
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return RA_FAIL(RA_ERR_ARG, "--prompt-file %s: is %s, not a regular file", path, file_kind(st.st_mode));
+    }
+    if ((uintmax_t)st.st_size > max) {
+        close(fd);
+        return RA_FAIL(RA_ERR_ARG, "--prompt-file %s: %jd bytes is over the prompt limit of %zu bytes", path,
+                       (intmax_t)st.st_size, max);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return RA_FAIL(RA_ERR_NOMEM, "--prompt-file %s: out of memory for %jd bytes", path, (intmax_t)st.st_size);
+    }
+    size_t n = 0, want = (size_t)st.st_size + 1; /* one more: a file that grew is seen */
+    while (n < want) {
+        ssize_t r = read(fd, buf + n, want - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return RA_FAIL(RA_ERR_IO, "--prompt-file %s: read error: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > (size_t)st.st_size) {
         free(buf);
-        return RA_FAIL(RA_ERR_IO, "--prompt-file %s: read error", path);
+        return RA_FAIL(RA_ERR_IO, "--prompt-file %s: the file grew while being read (%jd bytes at open)", path,
+                       (intmax_t)st.st_size);
     }
     *out = buf;
     *len = n;
@@ -306,58 +182,65 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
     return RA_OK;
 }
 
-static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const int32_t *prompt,
-                     int64_t Lp, ra_session *s, decoder *d, int32_t *out)
+/* Fill the decoder with the prompt: one ring forward when every rank gets a
+ * token (the model's seq_len is the prompt's length), else token by token. */
+static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const int32_t *prompt, int64_t Lp)
+{
+    if (Lp < c->size) {
+        for (int64_t i = 0; i < Lp; i++) RA_TRY(ra_agree(c->comm, ra_decoder_step(d, prompt[i])));
+        return RA_OK;
+    }
+    const int64_t Lr = ra_model_local_len(s->model);
+    const int32_t *pos = ra_model_positions(s->model);
+    for (int64_t i = 0; i < Lr; i++) {
+        s->tok[i] = prompt[pos[i]];
+        s->tgt[i] = -1;
+    }
+    ra_batch_stats bs;
+    RA_TRY(ra_agree(c->comm, ra_model_step(s->model, s->tok, s->tgt, 0, 0.0f, 0, &bs)));
+    return ra_decoder_prefill(d, s->model);
+}
+
+static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const int32_t *prompt, int64_t Lp,
+                     ra_session *s, ra_decoder **d, int32_t *out)
 {
     ra_config cfg;
     RA_TRY(ra_session_config(c, &a->s, path, &cfg));
     ra_set_threads(c, a->s.threads ? a->s.threads : cfg.threads);
+    if (Lp > cfg.seq_len)
+        return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's "
+                                                     "data.seq_len of %d",
+                                         (long long)Lp, cfg.seq_len));
     for (int64_t i = 0; i < Lp; i++)
         if (prompt[i] >= cfg.vocab)
             return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "prompt byte %d at offset %lld is outside the model's vocabulary of %d",
                                              prompt[i], (long long)i, cfg.vocab));
-    for (int l = 0; l < cfg.layers; l++) /* the decoder attends the way the full head does */
-        if (strcmp(cfg.layer[l].head, "full"))
-            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "generate: layer %d uses head %s; decoding supports full heads only",
-                                             l, cfg.layer[l].head));
-    int prefill = Lp >= c->size ? (int)Lp : 0; /* the ring needs a token per rank */
-    ra_config pcfg = cfg;
-    pcfg.seq_len = prefill ? prefill : c->size;
-    snprintf(pcfg.source, sizeof pcfg.source, "recall"); /* the prompt is the data */
-    pcfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
+    ra_config pcfg = cfg; /* the model runs the prompt once: its length, one sequence */
+    pcfg.seq_len = Lp >= c->size ? (int)Lp : c->size;
+    snprintf(pcfg.source, sizeof pcfg.source, "%s", ra_source_words[RA_SOURCE_RECALL]); /* the prompt is the data */
+    pcfg.source_id = RA_SOURCE_RECALL;
     RA_TRY(ra_session_open(c, s, &pcfg, 1, 0));
     RA_TRY(ra_session_load(c, s, path, 0, NULL));
-    int64_t Lr = ra_model_local_len(s->model);
-    int64_t cap = Lr + (Lp + a->tokens) / c->size + 2;
-    RA_TRY(ra_agree(c->comm, decoder_init(d, &cfg, ra_model_params(s->model), ra_model_layout(s->model),
-                                          c->comm, cap)));
-    int64_t next = 0; /* prompt tokens already in the cache */
-    if (prefill) {
-        const int32_t *pos = ra_model_positions(s->model);
-        for (int64_t i = 0; i < Lr; i++) {
-            s->tok[i] = prompt[pos[i]];
-            s->tgt[i] = -1;
-        }
-        ra_batch_stats bs;
-        RA_TRY(ra_agree(c->comm, ra_model_step(s->model, s->tok, s->tgt, 0, 0.0f, 0, &bs)));
-        decoder_fill(d, s->model);
-        /* the last prompt position's logits, from the rank that owns it */
-        memset(d->logits, 0, sizeof(float) * cfg.vocab);
-        for (int64_t i = 0; i < Lr; i++)
-            if (pos[i] == Lp - 1)
-                memcpy(d->logits, ra_model_logits(s->model) + (size_t)i * cfg.vocab, sizeof(float) * cfg.vocab);
-        ra_allreduce(MPI_IN_PLACE, d->logits, cfg.vocab, MPI_FLOAT, MPI_SUM, c->comm);
-        next = Lp;
-    } else {
-        d->n = 0;
-    }
-    for (; next < Lp; next++) /* short prompts: token by token */
-        RA_TRY(ra_agree(c->comm, decoder_step(d, prompt[next], (int32_t)next, c->comm)));
+    RA_TRY(ra_agree(c->comm, ra_decoder_create(d, &cfg, ra_model_params(s->model), ra_model_layout(s->model),
+                                               c->comm, Lp + a->tokens)));
+    RA_TRY(prefill(c, s, *d, prompt, Lp));
     for (int i = 0; i < a->tokens; i++) {
-        out[i] = sample(d->logits, cfg.vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
-        if (i + 1 < a->tokens)
-            RA_TRY(ra_agree(c->comm, decoder_step(d, out[i], (int32_t)(Lp + i), c->comm)));
+        out[i] = sample(ra_decoder_logits(*d), cfg.vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
+        if (i + 1 < a->tokens) RA_TRY(ra_agree(c->comm, ra_decoder_step(*d, out[i])));
     }
+    return RA_OK;
+}
+
+/* Rank 0 prints prompt + continuation; a failed write (a full disk, a
+ * closed pipe) is an error, not a silent truncation. */
+static ra_status print_text(const char *chars, size_t len, const int32_t *out, int n)
+{
+    fwrite(chars, 1, len, stdout);
+    for (int i = 0; i < n; i++) putchar(out[i]);
+    putchar('\n');
+    /* fileio: the check fileio.h will own */
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return RA_FAIL(RA_ERR_IO, "generate: writing the text to standard output failed: %s", strerror(errno));
     return RA_OK;
 }
 
@@ -374,14 +257,18 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     size_t len = 0;
     ra_status st = RA_OK;
     if (a.prompt_file) {
-        st = read_prompt(a.prompt_file, &text, &len);
+        st = read_prompt(a.prompt_file, PROMPT_MAX_BYTES, &text, &len);
         if (st == RA_OK && len == 0) st = RA_FAIL(RA_ERR_ARG, "--prompt-file %s is empty", a.prompt_file);
     } else {
         len = strlen(a.prompt);
+        if (len > PROMPT_MAX_BYTES)
+            st = RA_FAIL(RA_ERR_ARG, "--prompt: %zu bytes is over the prompt limit of %zu bytes", len,
+                         PROMPT_MAX_BYTES);
     }
     const char *chars = a.prompt_file ? text : a.prompt;
     int32_t *prompt = NULL, *out = NULL;
     if (st == RA_OK) st = ra_alloc(&prompt, sizeof(int32_t) * (len + (size_t)a.tokens + 1), "the prompt");
+    if (st != RA_OK) free(text);
     RA_TRY(ra_agree(c->comm, st));
     for (size_t i = 0; i < len; i++) prompt[i] = (unsigned char)chars[i];
     out = prompt + len;
@@ -389,15 +276,10 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, a.ckpt);
     ra_session s = { 0 };
-    decoder d = { .op = MPI_OP_NULL, .rec_type = MPI_DATATYPE_NULL };
+    ra_decoder *d = NULL;
     st = run(c, &a, path, prompt, (int64_t)len, &s, &d, out);
-    if (st == RA_OK && c->rank == 0) {
-        fwrite(chars, 1, len, stdout);
-        for (int i = 0; i < a.tokens; i++) putchar(out[i]);
-        putchar('\n');
-        fflush(stdout);
-    }
-    decoder_free(&d);
+    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? print_text(chars, len, out, a.tokens) : RA_OK);
+    ra_decoder_destroy(d);
     ra_session_close(&s);
     free(prompt);
     free(text);

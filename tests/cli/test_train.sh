@@ -140,6 +140,16 @@ ra 3 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k
 g3=$(cat out)
 ra 1 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k 5 --seed 4
 report "short prompt (< P), sampling with top-k, P=3 equals P=1" "$([ "$(cat out)" = "$g3" ] || echo "'$(cat out)' vs '$g3'")"
+# hostile prompts: refused at once, naming the file and what it is
+mkfifo pfifo && mkdir pdir && head -c 100000 /dev/zero | tr '\0' a >plong
+for f in "pfifo:is a FIFO, not a regular file" "pdir:is a directory" "/dev/zero:is a character device" \
+         "plong:longer than the model's data.seq_len"; do
+    ra 2 generate --checkpoint ckA --prompt-file "${f%%:*}" --tokens 2
+    report "generate --prompt-file ${f%%:*} is refused" "$([ $? -ne 0 ] && grep -q -- "${f#*:}" err || cat out err)"
+done
+# a failed write of the text is an error (one process without mpirun: its stdout is the file)
+timeout 60 "$RA" generate --checkpoint ckA --prompt 'A' --tokens 2 >/dev/full 2>err </dev/null
+report "generate > /dev/full exits non-zero naming the write" "$([ $? -ne 0 ] && grep -q 'standard output' err || cat err)"
 
 # ---- conditioning diagnostic: the same kappa whatever P ---------------------------
 ra 2 gen --dir kg --B 2 --H 2 --L 41 --D 8
