@@ -6,18 +6,16 @@
  * least one token per rank; shorter prompts go through the decoder token by
  * token. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "ringattn/decode.h"
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
 #include "session.h"
@@ -68,70 +66,6 @@ static int32_t sample(const float *logits, int V, float temp, int topk, uint64_t
 }
 
 /* ---- the command ---------------------------------------------------------------- */
-
-/* fileio: a local check until include/ringattn/fileio.h is on main - what a
- * path is when it is not a regular file. */
-static const char *file_kind(mode_t mode)
-{
-    if (S_ISDIR(mode)) return "a directory";
-    if (S_ISFIFO(mode)) return "a FIFO";
-    if (S_ISCHR(mode)) return "a character device";
-    if (S_ISBLK(mode)) return "a block device";
-    if (S_ISSOCK(mode)) return "a socket";
-    return "not a plain file";
-}
-
-/* fileio: read a whole regular file of at most max bytes. Opened with
- * O_NONBLOCK so a FIFO cannot block the open; anything but a regular file
- * is refused by name, and the size is checked before reading. */
-static ra_status read_prompt(const char *path, size_t max, char **out, size_t *len)
-{
-    *out = NULL, *len = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return RA_FAIL(RA_ERR_IO, "--prompt-file %s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return RA_FAIL(RA_ERR_IO, "--prompt-file %s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return RA_FAIL(RA_ERR_ARG, "--prompt-file %s: is %s, not a regular file", path, file_kind(st.st_mode));
-    }
-    if ((uintmax_t)st.st_size > max) {
-        close(fd);
-        return RA_FAIL(RA_ERR_ARG, "--prompt-file %s: %jd bytes is over the prompt limit of %zu bytes", path,
-                       (intmax_t)st.st_size, max);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        close(fd);
-        return RA_FAIL(RA_ERR_NOMEM, "--prompt-file %s: out of memory for %jd bytes", path, (intmax_t)st.st_size);
-    }
-    size_t n = 0, want = (size_t)st.st_size + 1; /* one more: a file that grew is seen */
-    while (n < want) {
-        ssize_t r = read(fd, buf + n, want - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return RA_FAIL(RA_ERR_IO, "--prompt-file %s: read error: %s", path, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (n > (size_t)st.st_size) {
-        free(buf);
-        return RA_FAIL(RA_ERR_IO, "--prompt-file %s: the file grew while being read (%jd bytes at open)", path,
-                       (intmax_t)st.st_size);
-    }
-    *out = buf;
-    *len = n;
-    return RA_OK;
-}
 
 typedef struct {
     ra_session_args s;
@@ -238,7 +172,6 @@ static ra_status print_text(const char *chars, size_t len, const int32_t *out, i
     fwrite(chars, 1, len, stdout);
     for (int i = 0; i < n; i++) putchar(out[i]);
     putchar('\n');
-    /* fileio: the check fileio.h will own */
     if (fflush(stdout) != 0 || ferror(stdout))
         return RA_FAIL(RA_ERR_IO, "generate: writing the text to standard output failed: %s", strerror(errno));
     return RA_OK;
@@ -257,7 +190,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     size_t len = 0;
     ra_status st = RA_OK;
     if (a.prompt_file) {
-        st = read_prompt(a.prompt_file, PROMPT_MAX_BYTES, &text, &len);
+        st = ra_file_read_all(a.prompt_file, "--prompt-file", PROMPT_MAX_BYTES, &text, &len);
         if (st == RA_OK && len == 0) st = RA_FAIL(RA_ERR_ARG, "--prompt-file %s is empty", a.prompt_file);
     } else {
         len = strlen(a.prompt);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "model_internal.h"
+#include "ringattn/collective.h"
 #include "ringattn/dist.h"
 #include "ringattn/layers.h"
 #include "ringattn/layout.h"
@@ -198,9 +199,8 @@ static ra_status reduce_slice(ra_model *m, size_t begin, size_t end)
     if (m->P == 1 || end <= begin) return RA_OK;
     if (end - begin > (size_t)INT32_MAX)
         return RA_FAIL(RA_ERR_ARG, "a parameter slice of %zu floats is too large for one reduction", end - begin);
-    int rc = MPI_Iallreduce(MPI_IN_PLACE, m->grads + begin, (int)(end - begin), MPI_FLOAT, MPI_SUM, m->comm,
-                            &m->req[m->nreq]);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: MPI_Iallreduce of gradients failed", m->rank);
+    RA_TRY(ra_iallreduce(MPI_IN_PLACE, m->grads + begin, (int)(end - begin), MPI_FLOAT, MPI_SUM, m->comm,
+                         &m->req[m->nreq], "gradient reduction"));
     m->nreq++;
     return RA_OK;
 }
@@ -209,11 +209,10 @@ ra_status ra_model_wait_grads(ra_model *m)
 {
     if (m->nreq == 0) return RA_OK;
     double t0 = ra_now();
-    int rc = ra_waitall(m->nreq, m->req, "gradient reduction", -1);
+    ra_status st = ra_wait(m->nreq, m->req, "gradient reduction", -1);
     m->wait += ra_now() - t0;
     m->nreq = 0;
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: waiting for gradient reductions failed", m->rank);
-    return RA_OK;
+    return st;
 }
 
 ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int backward, float grad_scale,

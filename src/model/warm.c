@@ -158,11 +158,11 @@ static ra_status warm_local(ra_model *m, const ra_config *cfg, const ra_warm_cou
         const ra_param_layout *lay = ra_model_layout(m);
         float *w = ra_model_params(m);
         ra_warm_cipher_vectors(code, V, b, cv);
-        if (strcmp(cfg->embed_init, "cooc") == 0) ra_warm_cooc_vectors(c->win, cv, V, b, vec);
+        if (cfg->embed_init_id == RA_EMBED_INIT_COOC) ra_warm_cooc_vectors(c->win, cv, V, b, vec);
         else memcpy(vec, cv, sizeof(double) * (size_t)V * b);
         place_embedding(w + lay->emb, vec, V, C, b);
         info->bits = b;
-        if (strcmp(cfg->head_init, "explicit") == 0) {
+        if (cfg->head_init_id == RA_HEAD_INIT_EXPLICIT) {
             head_features(w + lay->emb, w + lay->final_norm, V, C, cfg->norm_eps, phi);
             info->K = ra_warm_head(phi, c->next, V, C, cfg->warm_k, cfg->warm_smooth, w + lay->lm_head);
             if (info->K < 0) st = RA_FAIL(RA_ERR_NOMEM, "out of memory for the explicit head");
@@ -179,7 +179,7 @@ static ra_status warm_local(ra_model *m, const ra_config *cfg, const ra_warm_cou
 ra_status ra_warm_start(ra_model *m, ra_data *d, const ra_config *cfg, MPI_Comm comm, ra_warm_info *info)
 {
     *info = (ra_warm_info){ 0 };
-    if (strcmp(cfg->embed_init, "random") == 0 && strcmp(cfg->head_init, "random") == 0) return RA_OK;
+    if (cfg->embed_init_id == RA_EMBED_INIT_RANDOM && cfg->head_init_id == RA_HEAD_INIT_RANDOM) return RA_OK;
     ra_warm_counts c;
     RA_TRY(ra_warm_count(d, cfg->vocab, cfg->warm_radius, (uint64_t)cfg->warm_seqs, comm, &c));
     for (int t = 0; t < c.V; t++) {

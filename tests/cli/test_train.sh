@@ -142,7 +142,7 @@ ra 1 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k
 report "short prompt (< P), sampling with top-k, P=3 equals P=1" "$([ "$(cat out)" = "$g3" ] || echo "'$(cat out)' vs '$g3'")"
 # hostile prompts: refused at once, naming the file and what it is
 mkfifo pfifo && mkdir pdir && head -c 100000 /dev/zero | tr '\0' a >plong
-for f in "pfifo:is a FIFO, not a regular file" "pdir:is a directory" "/dev/zero:is a character device" \
+for f in "pfifo:is a FIFO" "pdir:is a directory" "/dev/zero:is a character device" \
          "plong:longer than the model's data.seq_len"; do
     ra 2 generate --checkpoint ckA --prompt-file "${f%%:*}" --tokens 2
     report "generate --prompt-file ${f%%:*} is refused" "$([ $? -ne 0 ] && grep -q -- "${f#*:}" err || cat out err)"
