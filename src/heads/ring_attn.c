@@ -240,6 +240,32 @@ static void piece_positions(const ra_ring *R, const piece *p)
         R->kpos[j] = (int32_t)ra_layout_global(R->o.layout, R->o.L, R->P, p->origin, p->first + j);
 }
 
+/* What the forward and the backward of one piece share: the kernel options,
+ * the poll that keeps transfers moving between tiles, the key positions. */
+typedef struct {
+    ra_attn_opts ao;
+    ra_poll poll;
+    int G; /* query heads per key/value head */
+} piece_work;
+
+/* 0 when the piece adds nothing here (no keys, or no queries on this rank). */
+static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
+{
+    const ra_ring_opts *o = &R->o;
+    *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal },
+                       .poll = { ra_ring_comm_poll, &R->comm }, .G = o->H / o->Hkv };
+    if (p->n == 0 || R->Lr == 0) return 0;
+    piece_positions(R, p);
+    return 1;
+}
+
+/* Query rows of this rank and key rows of the piece, for sequence b. */
+static void piece_rows(const ra_ring *R, const piece *p, const int32_t *seg, int b, ra_rows *qr, ra_rows *kr)
+{
+    *qr = (ra_rows){ (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
+    *kr = (ra_rows){ p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+}
+
 /* Post this step's transfers: the held piece to the right (unless the right
  * neighbour owns it) and the next piece from the left (unless it is ours). */
 static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, const float *v,
@@ -268,19 +294,16 @@ static void forward_piece(ra_ring *R, const piece *p, const float *q, const int3
                           float *acc, float *m, float *l)
 {
     const ra_ring_opts *o = &R->o;
-    const int G = o->H / o->Hkv;
-    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
-    ra_poll poll = { ra_ring_comm_poll, &R->comm };
-    if (p->n == 0 || R->Lr == 0) return; /* no keys or no queries: nothing to add */
-    piece_positions(R, p);
+    piece_work w;
+    if (!piece_begin(R, p, &w)) return;
     for (int b = 0; b < o->B; b++) {
-        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
-        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+        ra_rows qr, kr;
+        piece_rows(R, p, seg, b, &qr, &kr);
         for (int h = 0; h < o->H; h++) {
-            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / G;
-            ra_attn_fwd_block(&ao, &qr, q + qh * R->Lr * o->D, &kr, p->k + kh * p->kv_stride,
+            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / w.G;
+            ra_attn_fwd_block(&w.ao, &qr, q + qh * R->Lr * o->D, &kr, p->k + kh * p->kv_stride,
                               p->v + kh * p->kv_stride, acc + qh * R->Lr * o->D, m + qh * R->Lr,
-                              l + qh * R->Lr, R->scratch, R->P > 1 ? &poll : NULL);
+                              l + qh * R->Lr, R->scratch, R->P > 1 ? &w.poll : NULL);
         }
     }
 }
@@ -336,22 +359,19 @@ static void backward_piece(ra_ring *R, const piece *p, const float *q, const int
                            float *dk, float *dv, size_t dstride)
 {
     const ra_ring_opts *o = &R->o;
-    const int G = o->H / o->Hkv;
-    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = o->causal };
-    ra_poll poll = { ra_ring_comm_poll, &R->comm };
-    if (p->n == 0 || R->Lr == 0) return;
-    piece_positions(R, p);
+    piece_work w;
+    if (!piece_begin(R, p, &w)) return;
     for (int b = 0; b < o->B; b++) {
-        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
-        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+        ra_rows qr, kr;
+        piece_rows(R, p, seg, b, &qr, &kr);
         for (int h = 0; h < o->H; h++) {
-            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / G;
+            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / w.G;
             size_t qoff = qh * R->Lr * o->D;
-            ra_attn_bwd_block_split(&ao, &qr, q + qoff, dout + qoff, R->row_max + qh * R->Lr,
+            ra_attn_bwd_block_split(&w.ao, &qr, q + qoff, dout + qoff, R->row_max + qh * R->Lr,
                                     R->row_logl + qh * R->Lr, dl + qh * R->Lr, &kr,
                                     p->k + kh * p->kv_stride, p->v + kh * p->kv_stride, dq + qoff,
                                     dk + kh * dstride, dv + kh * dstride, R->scratch,
-                                    R->P > 1 ? &poll : NULL);
+                                    R->P > 1 ? &w.poll : NULL);
         }
     }
 }
