@@ -68,11 +68,20 @@ static int64_t col_key(int64_t t, const void *ctx)
 
 /* ---- row layout: summaries and the direct part ------------------------------------- */
 
-static int64_t row_first(const axial_head *f, int64_t r) { return r * f->g.m - f->rb[f->rank]; }
-static int row_len(const axial_head *f, int64_t r)
+/* Row r of the grid as this rank holds it: first held token a, length len. */
+typedef struct {
+    int64_t a;
+    int len;
+} held_row;
+
+/* The rows this rank holds: [own_rows_begin, own_rows_end). */
+static int64_t own_rows_begin(const axial_head *f) { return f->rb[f->rank] / f->g.m; }
+static int64_t own_rows_end(const axial_head *f) { return (f->rb[f->rank + 1] + f->g.m - 1) / f->g.m; }
+
+static held_row own_row(const axial_head *f, int64_t r)
 {
     int64_t e = (r + 1) * f->g.m;
-    return (int)((e < f->g.L ? e : f->g.L) - r * f->g.m);
+    return (held_row){ .a = r * f->g.m - f->rb[f->rank], .len = (int)((e < f->g.L ? e : f->g.L) - r * f->g.m) };
 }
 
 /* khat, vhat and the row softmax's lse rs of every held token */
@@ -82,9 +91,10 @@ static void summaries(axial_head *f)
     const int D = o->D, G = o->H / o->Hkv;
     ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
     float *ml = f->rec; /* scratch m, l of one row */
-    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
-        int64_t a = row_first(f, r);
-        int len = row_len(f, r);
+    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
+        const held_row row = own_row(f, r);
+        const int64_t a = row.a;
+        const int len = row.len;
         for (int b = 0; b < o->B; b++)
             for (int h = 0; h < o->H; h++) {
                 size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
@@ -184,9 +194,10 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     const float *grp = f->rec + (size_t)BH * f->nc * (D + 2); /* [BH][n][D+2] */
     /* direct part in the row layout, then merge the two states and finish */
     ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
-    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
-        int64_t a = row_first(f, r);
-        int len = row_len(f, r);
+    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
+        const held_row row = own_row(f, r);
+        const int64_t a = row.a;
+        const int len = row.len;
         for (int b = 0; b < o->B; b++)
             for (int h = 0; h < o->H; h++) {
                 size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
@@ -250,9 +261,10 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
     ra_attn_opts rowsm = { .D = D, .scale = o->scale, .causal = 0 };
     float *dl2 = f->rec; /* [len] scratch */
-    for (int64_t r = f->rb[f->rank] / f->g.m; r * f->g.m < f->rb[f->rank + 1]; r++) {
-        int64_t a = row_first(f, r);
-        int len = row_len(f, r);
+    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
+        const held_row row = own_row(f, r);
+        const int64_t a = row.a;
+        const int len = row.len;
         ra_rows rr = { len, f->pos + a, NULL };
         for (int b = 0; b < o->B; b++)
             for (int h = 0; h < o->H; h++) {

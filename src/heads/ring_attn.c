@@ -259,11 +259,22 @@ static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
     return 1;
 }
 
-/* Query rows of this rank and key rows of the piece, for sequence b. */
-static void piece_rows(const ra_ring *R, const piece *p, const int32_t *seg, int b, ra_rows *qr, ra_rows *kr)
+/* Call fn for every (sequence, query head) of this rank against piece p,
+ * with the query and key rows of that sequence and the head indexes. */
+typedef void (*head_fn)(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
+                        const ra_rows *kr, size_t qh, size_t kh, void *ctx);
+
+static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx)
 {
-    *qr = (ra_rows){ (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
-    *kr = (ra_rows){ p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+    const ra_ring_opts *o = &R->o;
+    piece_work w;
+    if (!piece_begin(R, p, &w)) return;
+    for (int b = 0; b < o->B; b++) {
+        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
+        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+        for (int h = 0; h < o->H; h++)
+            fn(R, p, &w, &qr, &kr, (size_t)b * o->H + h, (size_t)b * o->Hkv + h / w.G, ctx);
+    }
 }
 
 /* Post this step's transfers: the held piece to the right (unless the right
@@ -290,22 +301,26 @@ static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, cons
 
 /* ---- forward -------------------------------------------------------------- */
 
+typedef struct {
+    const float *q;
+    float *acc, *m, *l;
+} fwd_args;
+
+static void forward_head(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
+                         const ra_rows *kr, size_t qh, size_t kh, void *ctx)
+{
+    const fwd_args *a = ctx;
+    const size_t qoff = qh * R->Lr * R->o.D;
+    ra_attn_fwd_block(&w->ao, qr, a->q + qoff, kr, p->k + kh * p->kv_stride, p->v + kh * p->kv_stride,
+                      a->acc + qoff, a->m + qh * R->Lr, a->l + qh * R->Lr, R->scratch,
+                      R->P > 1 ? &w->poll : NULL);
+}
+
 static void forward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
                           float *acc, float *m, float *l)
 {
-    const ra_ring_opts *o = &R->o;
-    piece_work w;
-    if (!piece_begin(R, p, &w)) return;
-    for (int b = 0; b < o->B; b++) {
-        ra_rows qr, kr;
-        piece_rows(R, p, seg, b, &qr, &kr);
-        for (int h = 0; h < o->H; h++) {
-            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / w.G;
-            ra_attn_fwd_block(&w.ao, &qr, q + qh * R->Lr * o->D, &kr, p->k + kh * p->kv_stride,
-                              p->v + kh * p->kv_stride, acc + qh * R->Lr * o->D, m + qh * R->Lr,
-                              l + qh * R->Lr, R->scratch, R->P > 1 ? &w.poll : NULL);
-        }
-    }
+    fwd_args a = { q, acc, m, l };
+    each_head(R, p, seg, forward_head, &a);
 }
 
 static void begin_stats(ra_ring *R)
@@ -354,26 +369,29 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
 /* ---- backward ------------------------------------------------------------- */
 
 /* Add this rank's gradient for piece p into dk/dv (views with stride). */
+typedef struct {
+    const float *q, *dout, *dl;
+    float *dq, *dk, *dv;
+    size_t dstride;
+} bwd_args;
+
+static void backward_head(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
+                          const ra_rows *kr, size_t qh, size_t kh, void *ctx)
+{
+    const bwd_args *a = ctx;
+    const size_t qoff = qh * R->Lr * R->o.D;
+    ra_attn_bwd_block_split(&w->ao, qr, a->q + qoff, a->dout + qoff, R->row_max + qh * R->Lr,
+                            R->row_logl + qh * R->Lr, a->dl + qh * R->Lr, kr, p->k + kh * p->kv_stride,
+                            p->v + kh * p->kv_stride, a->dq + qoff, a->dk + kh * a->dstride,
+                            a->dv + kh * a->dstride, R->scratch, R->P > 1 ? &w->poll : NULL);
+}
+
 static void backward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
                            const float *dout, const float *dl, float *dq,
                            float *dk, float *dv, size_t dstride)
 {
-    const ra_ring_opts *o = &R->o;
-    piece_work w;
-    if (!piece_begin(R, p, &w)) return;
-    for (int b = 0; b < o->B; b++) {
-        ra_rows qr, kr;
-        piece_rows(R, p, seg, b, &qr, &kr);
-        for (int h = 0; h < o->H; h++) {
-            size_t qh = (size_t)b * o->H + h, kh = (size_t)b * o->Hkv + h / w.G;
-            size_t qoff = qh * R->Lr * o->D;
-            ra_attn_bwd_block_split(&w.ao, &qr, q + qoff, dout + qoff, R->row_max + qh * R->Lr,
-                                    R->row_logl + qh * R->Lr, dl + qh * R->Lr, &kr,
-                                    p->k + kh * p->kv_stride, p->v + kh * p->kv_stride, dq + qoff,
-                                    dk + kh * dstride, dv + kh * dstride, R->scratch,
-                                    R->P > 1 ? &w.poll : NULL);
-        }
-    }
+    bwd_args a = { q, dout, dl, dq, dk, dv, dstride };
+    each_head(R, p, seg, backward_head, &a);
 }
 
 /* The backward's P = exp((S - hi) - lo) with hi + lo = lse. Where lse is
