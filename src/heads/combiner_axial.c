@@ -84,33 +84,53 @@ static held_row own_row(const axial_head *f, int64_t r)
     return (held_row){ .a = r * f->g.m - f->rb[f->rank], .len = (int)((e < f->g.L ? e : f->g.L) - r * f->g.m) };
 }
 
-/* khat, vhat and the row softmax's lse rs of every held token */
-static void summaries(axial_head *f)
+/* One held row of one query head: bh (and its key head bk) index the
+ * [B*H] / [B*Hkv] planes, a is the row's first held token, len its length,
+ * rr its rows for the kernels. */
+typedef struct {
+    size_t bh, bk;
+    int64_t a;
+    int len;
+    ra_rows rr;
+} row_head;
+
+typedef void (*row_fn)(axial_head *f, const row_head *x, void *ctx);
+
+/* Run fn over every held row and every query head. */
+static void for_rows(axial_head *f, row_fn fn, void *ctx)
 {
     const ra_ring_opts *o = &f->o;
-    const int D = o->D, G = o->H / o->Hkv;
-    ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
-    float *ml = f->rec; /* scratch m, l of one row */
+    const int G = o->H / o->Hkv;
     for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
         const held_row row = own_row(f, r);
-        const int64_t a = row.a;
-        const int len = row.len;
         for (int b = 0; b < o->B; b++)
             for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
-                const float *q = f->q + (bh * f->n + a) * D, *k = f->k + (bk * f->n + a) * D, *v = f->v + (bk * f->n + a) * D;
-                ra_rows rr = { len, f->pos + a, NULL };
-                float *kh = f->khat + (bh * f->n + a) * D, *vh = f->vhat + (bh * f->n + a) * D;
-                float *rs = f->rs + bh * f->n + a;
-                ra_attn_fwd_init(len, D, vh, ml, ml + len);
-                ra_attn_fwd_block(&ao, &rr, q, &rr, k, v, vh, ml, ml + len, f->scratch, NULL);
-                ra_attn_fwd_finish(len, D, vh, ml, ml + len, rs);
-                ra_attn_fwd_init(len, D, kh, ml, ml + len);
-                ra_attn_fwd_block(&ao, &rr, q, &rr, k, k, kh, ml, ml + len, f->scratch, NULL);
-                ra_attn_fwd_finish(len, D, kh, ml, ml + len, ml); /* same lse as rs */
+                row_head x = { .bh = (size_t)b * o->H + h, .bk = (size_t)b * o->Hkv + h / G, .a = row.a,
+                               .len = row.len, .rr = { row.len, f->pos + row.a, NULL } };
+                fn(f, &x, ctx);
             }
     }
 }
+
+static void summary_row(axial_head *f, const row_head *x, void *ctx)
+{
+    (void)ctx;
+    const int D = f->o.D, len = x->len;
+    const ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
+    float *ml = f->rec; /* scratch m, l of one row */
+    const size_t qo = (x->bh * f->n + x->a) * D, ko = (x->bk * f->n + x->a) * D;
+    const float *q = f->q + qo, *k = f->k + ko, *v = f->v + ko;
+    float *kh = f->khat + qo, *vh = f->vhat + qo, *rs = f->rs + x->bh * f->n + x->a;
+    ra_attn_fwd_init(len, D, vh, ml, ml + len);
+    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, v, vh, ml, ml + len, f->scratch, NULL);
+    ra_attn_fwd_finish(len, D, vh, ml, ml + len, rs);
+    ra_attn_fwd_init(len, D, kh, ml, ml + len);
+    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, k, kh, ml, ml + len, f->scratch, NULL);
+    ra_attn_fwd_finish(len, D, kh, ml, ml + len, ml); /* same lse as rs */
+}
+
+/* khat, vhat and the row softmax's lse rs of every held token */
+static void summaries(axial_head *f) { for_rows(f, summary_row, NULL); }
 
 /* ---- column layout ------------------------------------------------------------------- */
 
@@ -173,12 +193,36 @@ static ra_status to_rows(axial_head *f, const float *q, const float *k, const fl
     return ra_relayout_move(&f->rc, f->vhat, f->vc, BH, o->D, 1);
 }
 
+/* The direct part of one row (its own tokens, causal or not), merged with
+ * the column part's record grp and finished into out and lse. */
+static void direct_row(axial_head *f, const row_head *x, void *ctx)
+{
+    const float *grp = ctx; /* [BH][n][D+2] records of the column part */
+    const int D = f->o.D, len = x->len;
+    const ra_attn_opts direct = { .D = D, .scale = f->o.scale, .causal = f->o.causal };
+    const size_t bh = x->bh, bk = x->bk, a = (size_t)x->a;
+    float *acc = f->out + (bh * f->n + a) * D, *m = f->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
+    ra_attn_fwd_init(len, D, acc, m, l);
+    ra_attn_fwd_block(&direct, &x->rr, f->q + (bh * f->n + a) * D, &x->rr, f->k + (bk * f->n + a) * D,
+                      f->v + (bk * f->n + a) * D, acc, m, l, f->scratch, NULL);
+    for (int i = 0; i < len; i++) {
+        const float *gr = grp + (bh * f->n + a + i) * (D + 2);
+        float mm = gr[0] > m[i] ? gr[0] : m[i];
+        if (mm == -INFINITY) continue;
+        float sa = expf(m[i] - mm), sb = expf(gr[0] - mm);
+        for (int d = 0; d < D; d++) acc[(size_t)i * D + d] = acc[(size_t)i * D + d] * sa + gr[2 + d] * sb;
+        l[i] = l[i] * sa + gr[1] * sb;
+        m[i] = mm;
+    }
+    ra_attn_fwd_finish(len, D, acc, m, l, m);
+}
+
 static ra_status axial_forward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
                                float *o_out, float *lse_out)
 {
     axial_head *f = (axial_head *)hd;
     const ra_ring_opts *o = &f->o;
-    const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H;
+    const int D = o->D, BH = o->B * o->H;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
     const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
@@ -193,31 +237,7 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     RA_TRY(ra_relayout_move(&f->rc, f->rec, f->rec + (size_t)BH * f->nc * (D + 2), BH, D + 2, 0));
     const float *grp = f->rec + (size_t)BH * f->nc * (D + 2); /* [BH][n][D+2] */
     /* direct part in the row layout, then merge the two states and finish */
-    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
-    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
-        const held_row row = own_row(f, r);
-        const int64_t a = row.a;
-        const int len = row.len;
-        for (int b = 0; b < o->B; b++)
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
-                float *acc = f->out + (bh * f->n + a) * D, *m = f->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
-                ra_rows rr = { len, f->pos + a, NULL };
-                ra_attn_fwd_init(len, D, acc, m, l);
-                ra_attn_fwd_block(&direct, &rr, f->q + (bh * f->n + a) * D, &rr, f->k + (bk * f->n + a) * D,
-                                  f->v + (bk * f->n + a) * D, acc, m, l, f->scratch, NULL);
-                for (int i = 0; i < len; i++) {
-                    const float *gr = grp + (bh * f->n + a + i) * (D + 2);
-                    float mm = gr[0] > m[i] ? gr[0] : m[i];
-                    if (mm == -INFINITY) continue;
-                    float sa = expf(m[i] - mm), sb = expf(gr[0] - mm);
-                    for (int d = 0; d < D; d++) acc[(size_t)i * D + d] = acc[(size_t)i * D + d] * sa + gr[2 + d] * sb;
-                    l[i] = l[i] * sa + gr[1] * sb;
-                    m[i] = mm;
-                }
-                ra_attn_fwd_finish(len, D, acc, m, l, m);
-            }
-    }
+    for_rows(f, direct_row, (void *)grp);
     RA_TRY(ra_relayout_move(&f->in, f->out, o_out, BH, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->lse, lse_out, BH, 1, 0));
     f->bytes = ra_comm_bytes() - bytes0;
@@ -226,13 +246,34 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
 
 /* ---- backward ----------------------------------------------------------------------- */
 
+/* The backward of one row: its direct part, then the summaries' row
+ * softmax (vhat = rho V and khat = rho K share rho = softmax(a q K^T)). */
+static void backward_row(axial_head *f, const row_head *x, void *ctx)
+{
+    (void)ctx;
+    const int D = f->o.D, len = x->len;
+    const ra_attn_opts direct = { .D = D, .scale = f->o.scale, .causal = f->o.causal };
+    const ra_attn_opts rowsm = { .D = D, .scale = f->o.scale, .causal = 0 };
+    float *dl2 = f->rec; /* [len] scratch */
+    const ra_rows *rr = &x->rr;
+    const size_t qo = (x->bh * f->n + x->a) * D, ko = (x->bk * f->n + x->a) * D, ro = x->bh * f->n + x->a;
+    ra_attn_bwd_block(&direct, rr, f->q + qo, f->dout + qo, f->lse + ro, f->l + ro, rr, f->k + ko, f->v + ko,
+                      f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+    ra_attn_bwd_rowdot(len, D, f->vhat + qo, f->dvhat + qo, dl2);
+    ra_attn_bwd_block(&rowsm, rr, f->q + qo, f->dvhat + qo, f->rs + ro, dl2, rr, f->k + ko, f->v + ko, f->dq + qo,
+                      f->dk + ko, f->dv + ko, f->scratch, NULL);
+    ra_attn_bwd_rowdot(len, D, f->khat + qo, f->dkhat + qo, dl2);
+    ra_attn_bwd_block(&rowsm, rr, f->q + qo, f->dkhat + qo, f->rs + ro, dl2, rr, f->k + ko, f->k + ko, f->dq + qo,
+                      f->dk + ko, f->dk + ko, f->scratch, NULL);
+}
+
 static ra_status axial_backward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
                                 const float *o_in, const float *lse_in, const float *dout, float *dq, float *dk,
                                 float *dv)
 {
     axial_head *f = (axial_head *)hd;
     const ra_ring_opts *o = &f->o;
-    const int D = o->D, G = o->H / o->Hkv, BH = o->B * o->H, BK = o->B * o->Hkv;
+    const int D = o->D, BH = o->B * o->H, BK = o->B * o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
     RA_TRY(backward_buffers(f));
     const double bytes0 = ra_comm_bytes();
@@ -258,29 +299,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(ra_relayout_move(&f->rc, f->dkc, f->dkhat, BH, D, 0));
     RA_TRY(ra_relayout_move(&f->rc, f->dvc, f->dvhat, BH, D, 0));
     /* direct part and the summaries' row softmax, in the row layout */
-    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
-    ra_attn_opts rowsm = { .D = D, .scale = o->scale, .causal = 0 };
-    float *dl2 = f->rec; /* [len] scratch */
-    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
-        const held_row row = own_row(f, r);
-        const int64_t a = row.a;
-        const int len = row.len;
-        ra_rows rr = { len, f->pos + a, NULL };
-        for (int b = 0; b < o->B; b++)
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / G;
-                const size_t qo = (bh * f->n + a) * D, ko = (bk * f->n + a) * D;
-                ra_attn_bwd_block(&direct, &rr, f->q + qo, f->dout + qo, f->lse + bh * f->n + a, f->l + bh * f->n + a,
-                                  &rr, f->k + ko, f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
-                /* vhat = rho V and khat = rho K share rho = softmax(a q K^T) over the row */
-                ra_attn_bwd_rowdot(len, D, f->vhat + qo, f->dvhat + qo, dl2);
-                ra_attn_bwd_block(&rowsm, &rr, f->q + qo, f->dvhat + qo, f->rs + bh * f->n + a, dl2, &rr, f->k + ko,
-                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
-                ra_attn_bwd_rowdot(len, D, f->khat + qo, f->dkhat + qo, dl2);
-                ra_attn_bwd_block(&rowsm, &rr, f->q + qo, f->dkhat + qo, f->rs + bh * f->n + a, dl2, &rr, f->k + ko,
-                                  f->k + ko, f->dq + qo, f->dk + ko, f->dk + ko, f->scratch, NULL);
-            }
-    }
+    for_rows(f, backward_row, NULL);
     RA_TRY(ra_relayout_move(&f->in, f->dq, dq, BH, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->dk, dk, BK, D, 0));
     RA_TRY(ra_relayout_move(&f->in, f->dv, dv, BK, D, 0));
