@@ -163,7 +163,8 @@ ra_status ra_atomic_open_tmp(const char *path, int *fd)
     *fd = -1;
     if (!ra_tmp_name(tmp, sizeof tmp, path))
         return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
-    int f = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* read-write: the opener checks what the creator wrote (an .npy header) */
+    int f = open(tmp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0) return RA_FAIL(RA_ERR_IO, "%s: cannot open: %s", tmp, strerror(errno));
     *fd = f;
     return RA_OK;

@@ -6,7 +6,7 @@
 #      and gradients, 3-D and 4-D, GQA, segment ids, L not divisible by P;
 #      every output of a P=3 run is checked against P=1 with `compare`;
 #   2. malformed or mismatched .npy inputs;  3. bad options;
-#   4. output safety (no clobbered --out, no *.partial left behind);
+#   4. output safety (no clobbered --out, no *.tmp left behind);
 #   5. --help of each command;  6. a `bench attn` smoke run.
 #
 # Every invocation runs under `timeout`, so a hang is a failure (124), not a
@@ -64,11 +64,11 @@ report() {
     fi
     return 0
 }
-# Any *.partial file anywhere under the work directory (removed once seen).
+# Any *.tmp file anywhere under the work directory (removed once seen).
 partials() {
     local p
-    p=$(find . -name '*.partial' | tr '\n' ' ')
-    [ -n "$p" ] && { echo "left behind: $p; "; find . -name '*.partial' -delete; }
+    p=$(find . -name '*.tmp' | tr '\n' ' ')
+    [ -n "$p" ] && { echo "left behind: $p; "; find . -name '*.tmp' -delete; }
     return 0
 }
 # status RC: why an invocation that had to succeed did not, or nothing.
@@ -102,7 +102,7 @@ mpi() {
 # fails DESC N PATTERN... -- ARGS...: ringattn ARGS on N ranks must fail on
 # every rank (non-zero status, not a signal, no hang), print exactly one
 # ringattn line on stderr that matches every PATTERN (extended regex, case
-# insensitive), print no summary, and leave no *.partial file.
+# insensitive), print no summary, and leave no *.tmp file.
 fails() {
     local desc=$1 n=$2 why='' pats=() r s c p
     shift 2
