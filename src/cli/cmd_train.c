@@ -244,6 +244,22 @@ static ra_status stop_nonfinite(const ra_cli *c, ra_session *s, const char *ckdi
                                      ckdir, step, ckdir));
 }
 
+/* A metrics write failed (rank 0; the step's reduction told every rank):
+ * the finished steps are checkpointed, then the run stops with the error. */
+static ra_status stop_metrics(const ra_cli *c, ra_session *s, const ra_metrics *m, const char *ckdir, int step,
+                              int start)
+{
+    if (step > start && written_step != step) RA_TRY(checkpoint(c, s, ckdir, step));
+    if (c->rank) return ra_agree(c->comm, RA_ERR_PEER);
+    char why[1024];
+    ra_metrics_error(m);
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    if (last_good_step < 0) return ra_agree(c->comm, RA_FAIL(RA_ERR_IO, "%s", why));
+    return ra_agree(c->comm, RA_FAIL(RA_ERR_IO, "%s; the parameters after step %d are in %s/last.ckpt (--resume %s "
+                                     "continues; give --metrics a file with room)", why, last_good_step, ckdir,
+                                     ckdir));
+}
+
 static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, ra_metrics *metrics)
 {
     const ra_config *cfg = &s->cfg;
@@ -277,7 +293,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM, cnt[4] = ra_metrics_failed(metrics);
         ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
         ra_allreduce(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm);
-        if (gc[4]) return ra_agree(c->comm, c->rank ? RA_ERR_PEER : ra_metrics_error(metrics));
+        if (gc[4]) return stop_metrics(c, s, metrics, ckdir, step, start);
         double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
         float lr = ra_lr_at(cfg, step);
         if (!isfinite(gl) || !isfinite(gnorm)) { /* the same decision on every rank */
