@@ -429,7 +429,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */
-    ra_status ms = ra_metrics_close(metrics);
+    ra_status ms = ra_metrics_close(metrics, st != RA_OK);
     if (st == RA_OK) st = ra_agree(c->comm, ms);
     ra_session_close(&s);
     return st;

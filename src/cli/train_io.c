@@ -226,11 +226,18 @@ ra_status ra_metrics_error(const ra_metrics *m)
     return RA_FAIL(RA_ERR_IO, "%s (the metrics file is incomplete)", m->why);
 }
 
-ra_status ra_metrics_close(ra_metrics *m)
+ra_status ra_metrics_close(ra_metrics *m, int quiet)
 {
     if (!m || m->fd < 0) return RA_OK;
-    ra_metrics_flush(m);
     int fd = m->fd;
+    m->fd = -1;
+    if (quiet) { /* another error is being reported: keep its message */
+        if (!m->failed && m->len && write(fd, m->buf, m->len) < 0) { /* best effort: the lines so far */ }
+        close(fd);
+        return RA_OK;
+    }
+    m->fd = fd;
+    ra_metrics_flush(m);
     m->fd = -1;
     if (m->failed) {
         close(fd);

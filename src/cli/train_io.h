@@ -56,7 +56,8 @@ void ra_metrics_flush(ra_metrics *m);
 int ra_metrics_failed(const ra_metrics *m);
 /* The failure as an error status (RA_OK when none). */
 ra_status ra_metrics_error(const ra_metrics *m);
-/* Flush, fsync, close; the first failure. m may be NULL. */
-ra_status ra_metrics_close(ra_metrics *m);
+/* Flush, fsync, close; the first failure. quiet: another error is being
+ * reported (write what is buffered, report nothing). m may be NULL. */
+ra_status ra_metrics_close(ra_metrics *m, int quiet);
 
 #endif
