@@ -52,15 +52,15 @@ ra_status ra_slab_read_f32(const ra_npy *f, const ra_slab *s, float *dst);
 ra_status ra_slab_read_i32(const ra_npy *f, const ra_slab *s, int32_t *dst);
 
 /* Collective write of a float32 array of the given shape, each rank giving
- * its slab: rank 0 creates path.partial, all ranks write their rows and
- * fsync, rank 0 renames it to path. On any failure the partial file is
+ * its slab: rank 0 creates path.tmp, all ranks write their rows and
+ * fsync, rank 0 renames it to path. On any failure the .tmp file is
  * removed and path is left as it was. */
 ra_status ra_slab_save_f32(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
                            const ra_slab *s, const float *src);
 
 /* The two halves of ra_slab_save_f32, for a set of outputs that must appear
- * together: write each to path.partial, then ra_outputs_finish renames all
- * of them (rank 0) when st is RA_OK on every rank, or removes every partial
+ * together: write each to path.tmp, then ra_outputs_finish renames all
+ * of them (rank 0) when st is RA_OK on every rank, or removes every .tmp
  * otherwise. Both collective. */
 ra_status ra_slab_write_partial(MPI_Comm comm, const char *path, int ndim, const int64_t *shape,
                                 const ra_slab *s, const float *src);

@@ -79,7 +79,8 @@ void ra_dir_of(const char *path, char *out, size_t cap);
 int ra_same_file(const char *a, const char *b);
 
 /* An output file can be created at path: path is not empty, not a
- * directory, its directory exists and a file can be created there (probed,
+ * directory, device, FIFO or socket (a symlink is allowed: the atomic
+ * rename replaces it), its directory exists and a file can be created there (probed,
  * so a read-only filesystem is caught). what names the option. */
 ra_status ra_check_output_path(const char *path, const char *what);
 /* A directory to write files into: created when missing (its parent must

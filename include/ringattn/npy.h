@@ -12,7 +12,7 @@
  *     ra_npy_close(&f);
  *
  * Writing is atomic for the collective writer (see ring I/O in the CLI):
- * data goes to "<path>.partial", which is renamed to path only when every
+ * data goes to "<path>.tmp" (fileio.h), which is renamed to path only when every
  * writer succeeded, so a failed run never leaves a half-written path. */
 #ifndef RINGATTN_NPY_H
 #define RINGATTN_NPY_H
@@ -44,7 +44,8 @@ int ra_dtype_size(ra_dtype dt);         /* bytes per element */
  * are unambiguous on little-endian), and a file long enough for the data.
  * Every error names f->path and says what was found and what was expected,
  * for example "k.npy: truncated: header promises 4096 bytes of data, file
- * has 1000". */
+ * has 1000". A FIFO, directory or device is refused by name without being
+ * read ("q.npy: is a FIFO (named pipe), not a regular file"). */
 ra_status ra_npy_open(ra_npy *f, const char *path);
 
 /* Read count elements starting at element index first (C order), converting
@@ -54,18 +55,19 @@ ra_status ra_npy_open(ra_npy *f, const char *path);
 ra_status ra_npy_read_f32(const ra_npy *f, int64_t first, int64_t count, float *dst);
 ra_status ra_npy_read_i32(const ra_npy *f, int64_t first, int64_t count, int32_t *dst);
 
-/* Create "<path>.partial" with a version 1.0 header (2.0 when the header
+/* Create "<path>.tmp" (a stale one removed first, never followed) with a version 1.0 header (2.0 when the header
  * needs it) for a float32 array of the given shape, sized to the full data
  * length (ftruncate), and open it for writing. Only one process creates. */
 ra_status ra_npy_create_f32(ra_npy *f, const char *path, int ndim, const int64_t *shape);
-/* Open "<path>.partial", made by ra_npy_create_f32 in another process, for
+/* Open "<path>.tmp", made by ra_npy_create_f32 in another process, for
  * writing; checks its header against ndim/shape. */
 ra_status ra_npy_open_partial(ra_npy *f, const char *path, int ndim, const int64_t *shape);
 /* Write count float32 elements at element index first. */
 ra_status ra_npy_write_f32(const ra_npy *f, int64_t first, int64_t count, const float *src);
 /* fsync and close a file opened for writing; reports fsync/close errors. */
 ra_status ra_npy_sync_close(ra_npy *f);
-/* Rename "<path>.partial" to path (commit) or remove it (abort). */
+/* Rename "<path>.tmp" to path and fsync the directory (commit; the one
+ * policy of fileio.h) or remove it (abort). */
 ra_status ra_npy_commit(const char *path);
 void ra_npy_abort(const char *path);
 
@@ -73,7 +75,7 @@ void ra_npy_abort(const char *path);
 void ra_npy_close(ra_npy *f);
 
 /* Convenience for small arrays held whole (tests, generators): write a
- * float32 or int32 array atomically (partial + fsync + rename) in one call,
+ * float32 or int32 array atomically (.tmp + fsync + rename) in one call,
  * and load a whole array converted to float32. *out is malloc'd. */
 ra_status ra_npy_save_f32(const char *path, int ndim, const int64_t *shape, const float *data);
 ra_status ra_npy_save_i32(const char *path, int ndim, const int64_t *shape, const int32_t *data);

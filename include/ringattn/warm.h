@@ -35,6 +35,7 @@
 #define RINGATTN_WARM_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "ringattn/config.h"
@@ -54,10 +55,17 @@ typedef struct {
     int64_t tokens; /* training tokens counted, all ranks */
     int distinct;   /* token values seen */
     double K;       /* the explicit head's scale (0: no explicit head) */
+    int stopped;    /* ra_warm_stop_request ended it early: the model is untouched */
 } ra_warm_info;
 
+/* Set (by a signal handler) to stop a warm start: each rank checks it
+ * between pieces of counting, and the ranks agree at the count reduction;
+ * when any rank stopped, ra_warm_count returns RA_OK with c->uni == NULL
+ * and ra_warm_start RA_OK with info->stopped = 1. */
+extern volatile sig_atomic_t ra_warm_stop_request;
+
 /* Count over this rank's share of the training data and sum over comm.
- * Collective. Free with ra_warm_counts_free. */
+ * Collective. Free with ra_warm_counts_free. Stopped: c->uni == NULL. */
 ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm comm, ra_warm_counts *c);
 void ra_warm_counts_free(ra_warm_counts *c);
 

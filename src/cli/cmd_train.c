@@ -5,20 +5,18 @@
  * on the seed, so a run gives the same losses whatever the number of ranks
  * and the layout (up to float32 summation order), and N steps + --resume +
  * N steps gives the same parameters as 2N steps. */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ringattn/dist.h"
 #include "ringattn/warm.h"
 #include "ringattn/mem.h"
-#include "session.h"
+#include "train_io.h"
 
 static const char *help =
     "usage: mpirun -n P ringattn train [--config FILE] [--set SEC.KEY=VAL]...\n"
@@ -37,9 +35,15 @@ static const char *help =
     "                      and eval_loss, eval_bpb, eval_accuracy when evaluated\n"
     "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n"
     "\n"
+    "A fresh run refuses a checkpoint directory that already holds checkpoints;\n"
+    "--resume takes the config from the checkpoint (--config is an error there;\n"
+    "--set may change any key but the model's). Directory and metrics file are\n"
+    "checked before step 1.\n"
+    "\n"
     "SIGUSR1 or SIGTERM to any rank (Slurm preemption: --signal=B:USR1@120):\n"
-    "every rank finishes its step, a checkpoint is written, and the run exits\n"
-    "with status 75 (EX_TEMPFAIL) if steps remain; --resume DIR continues it.\n";
+    "every rank finishes its step (or stops the warm start), a checkpoint is\n"
+    "written if a step ran, and the run exits with status 75 (EX_TEMPFAIL) if\n"
+    "steps remain; --resume DIR continues it.\n";
 
 typedef struct {
     ra_session_args s;
@@ -73,41 +77,21 @@ static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
         }
     }
     if (optind < argc) return RA_FAIL(RA_ERR_ARG, "train: unexpected argument '%s'", argv[optind]);
+    if (a->resume && a->s.config)
+        return RA_FAIL(RA_ERR_ARG, "--config cannot be used with --resume: the checkpoint holds the config; change "
+                       "keys with --set");
     return RA_OK;
 }
 
 /* ---- checkpoints ------------------------------------------------------------ */
 
-static ra_status write_checkpoint(ra_session *s, const char *dir, int step)
-{
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return RA_FAIL(RA_ERR_IO, "checkpoint directory %s: cannot create: %s", dir, strerror(errno));
-    char path[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], name[64];
-    snprintf(name, sizeof name, "step-%08d.ckpt", step);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = ra_config_text(&s->cfg);
-    if (!text) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config text");
-    ra_ckpt_tensor t[3];
-    int n = ra_session_tensors(s, t, 1);
-    ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed };
-    ra_status st = ra_ckpt_save(path, text, &state, t, n);
-    free(text);
-    RA_TRY(st);
-    /* last.ckpt -> step-N.ckpt, replaced atomically */
-    snprintf(link_tmp, sizeof link_tmp, "%s/.last.ckpt.tmp", dir);
-    snprintf(last, sizeof last, "%s/last.ckpt", dir);
-    unlink(link_tmp);
-    if (symlink(name, link_tmp) != 0 || rename(link_tmp, last) != 0)
-        return RA_FAIL(RA_ERR_IO, "%s: cannot point it at %s: %s", last, name, strerror(errno));
-    return RA_OK;
-}
-
-/* The step of the newest checkpoint written or resumed from (-1: none). */
-static int last_good_step = -1;
+/* The step of the newest checkpoint written or resumed from (-1: none), and
+ * of the newest this run wrote (-1: none). */
+static int last_good_step = -1, written_step = -1;
 
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
-    ra_status st = c->rank == 0 ? write_checkpoint(s, dir, step) : RA_OK;
+    ra_status st = c->rank == 0 ? ra_train_save(s, dir, step) : RA_OK;
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
         char why[1024];
         snprintf(why, sizeof why, "%s", ra_last_error());
@@ -117,7 +101,7 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
             st = RA_FAIL(st, "%s; no checkpoint of this run was written", why);
     }
     RA_TRY(ra_agree(c->comm, st));
-    last_good_step = step;
+    last_good_step = written_step = step;
     ra_say(c, "checkpoint: %s/step-%08d.ckpt\n", dir, step);
     return RA_OK;
 }
@@ -129,7 +113,11 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
  * run checkpoints and stops, so a preempted job loses no finished step. */
 static volatile sig_atomic_t stop_signal;
 
-static void on_stop_signal(int sig) { stop_signal = sig; }
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+    ra_warm_stop_request = 1; /* a warm start in progress stops between pieces */
+}
 
 static void catch_stop_signals(void)
 {
@@ -196,50 +184,83 @@ static const char *json_num(char *buf, size_t n, double x)
 
 /* kappa of every layer and head on the last evaluated batch: metrics
  * "kappa" [[layer 0 heads], ...] and the largest on the eval line */
-static ra_status report_kappa(const ra_cli *c, ra_session *s, FILE *metrics, double *kmax)
+static ra_status report_kappa(ra_session *s, ra_metrics *metrics, double *kmax)
 {
     const int nl = s->cfg.layers, H = s->cfg.heads;
     double *k = malloc(sizeof(double) * nl * H);
     if (!k) return RA_FAIL(RA_ERR_NOMEM, "kappa: out of memory");
     ra_status st = ra_model_kappa(s->model, k);
     *kmax = 0;
-    if (st == RA_OK && metrics) fprintf(metrics, ", \"kappa\": [");
+    if (st == RA_OK) ra_metrics_printf(metrics, ", \"kappa\": [");
     for (int l = 0; st == RA_OK && l < nl; l++) {
-        if (metrics) fprintf(metrics, "%s[", l ? ", " : "");
+        ra_metrics_printf(metrics, "%s[", l ? ", " : "");
         for (int h = 0; h < H; h++) {
             double x = k[l * H + h];
             if (x > *kmax) *kmax = x;
-            if (metrics) {
-                if (isfinite(x)) fprintf(metrics, "%s%.6g", h ? ", " : "", x);
-                else fprintf(metrics, "%snull", h ? ", " : "");
-            }
+            if (isfinite(x)) ra_metrics_printf(metrics, "%s%.6g", h ? ", " : "", x);
+            else ra_metrics_printf(metrics, "%snull", h ? ", " : "");
         }
-        if (metrics) fprintf(metrics, "]");
+        ra_metrics_printf(metrics, "]");
     }
-    if (st == RA_OK && metrics) fprintf(metrics, "]");
+    if (st == RA_OK) ra_metrics_printf(metrics, "]");
     free(k);
-    (void)c;
     return st;
 }
 
-static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, FILE *metrics)
+static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, ra_metrics *metrics)
 {
     ra_eval_result r;
     RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &r));
-    if (metrics) {
-        char a[32], b[32], c2[32];
-        fprintf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s", step,
-                json_num(a, sizeof a, r.loss), json_num(b, sizeof b, r.bpb), json_num(c2, sizeof c2, r.accuracy));
-    }
+    char a[32], b[32], c2[32];
+    ra_metrics_printf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s", step,
+                      json_num(a, sizeof a, r.loss), json_num(b, sizeof b, r.bpb),
+                      json_num(c2, sizeof c2, r.accuracy));
     double kmax = 0;
-    RA_TRY(report_kappa(c, s, metrics, &kmax));
-    if (metrics) fprintf(metrics, "}\n");
+    RA_TRY(report_kappa(s, metrics, &kmax));
+    ra_metrics_printf(metrics, "}\n");
     ra_say(c, "eval  step %d | loss %.4f | bpb %.4f | accuracy %.2f%% (%lld targets, held out) | kappa max %.3g\n",
            step, r.loss, r.bpb, 100 * r.accuracy, (long long)r.count, kmax);
     return RA_OK;
 }
 
-static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, FILE *metrics)
+/* Stop on a non-finite loss or gradient (train.nonfinite = stop): the
+ * parameters and moments are still those after step `step`, so they are
+ * checkpointed first (unless that checkpoint exists) and the message names
+ * the file. Collective: every rank takes the same decision. */
+static ra_status stop_nonfinite(const ra_cli *c, ra_session *s, const char *ckdir, int step, double gl,
+                                double gnorm, int64_t count)
+{
+    char where[96];
+    nonfinite_where(s, where, sizeof where);
+    if (written_step != step) RA_TRY(checkpoint(c, s, ckdir, step));
+    if (c->rank) return ra_agree(c->comm, RA_ERR_PEER); /* every rank knows; rank 0 says it */
+    const double ml = count ? gl / (double)count : gl;
+    return ra_agree(c->comm, RA_FAIL(RA_ERR_NUMERIC,
+                                     "step %d: %s is not finite (loss %g, gradient norm %g; first non-finite "
+                                     "gradient: %s); the parameters after step %d are kept in %s/step-%08d.ckpt "
+                                     "(--resume %s continues from there). Lower train.lr, or set "
+                                     "train.nonfinite = skip",
+                                     step + 1, isfinite(gl) ? "the gradient" : "the loss", ml, gnorm, where, step,
+                                     ckdir, step, ckdir));
+}
+
+/* A metrics write failed (rank 0; the step's reduction told every rank):
+ * the finished steps are checkpointed, then the run stops with the error. */
+static ra_status stop_metrics(const ra_cli *c, ra_session *s, const ra_metrics *m, const char *ckdir, int step,
+                              int start)
+{
+    if (step > start && written_step != step) RA_TRY(checkpoint(c, s, ckdir, step));
+    if (c->rank) return ra_agree(c->comm, RA_ERR_PEER);
+    char why[1024];
+    ra_metrics_error(m);
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    if (last_good_step < 0) return ra_agree(c->comm, RA_FAIL(RA_ERR_IO, "%s", why));
+    return ra_agree(c->comm, RA_FAIL(RA_ERR_IO, "%s; the parameters after step %d are in %s/last.ckpt (--resume %s "
+                                     "continues; give --metrics a file with room)", why, last_good_step, ckdir,
+                                     ckdir));
+}
+
+static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, ra_metrics *metrics)
 {
     const ra_config *cfg = &s->cfg;
     const int accum = cfg->accum;
@@ -250,7 +271,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
     if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
-        int64_t cnt[4] = { 0, 0, 0, 0 };
+        int64_t cnt[5] = { 0, 0, 0, 0, 0 };
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
             uint64_t idx = (uint64_t)step * cfg->batch + (uint64_t)a * s->micro;
@@ -266,25 +287,19 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
         }
         inject_fault(s, step + 1);
         double gl;
-        int64_t gc[4]; /* counted targets, correct, ranks signalled SIGUSR1, SIGTERM */
-        cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM;
+        /* counted targets, correct, ranks signalled SIGUSR1, SIGTERM, and a
+         * failed metrics write (rank 0): one reduction carries them all */
+        int64_t gc[5];
+        cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM, cnt[4] = ra_metrics_failed(metrics);
         ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-        ra_allreduce(cnt, gc, 4, MPI_INT64_T, MPI_SUM, c->comm);
+        ra_allreduce(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm);
+        if (gc[4]) return stop_metrics(c, s, metrics, ckdir, step, start);
         double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
         float lr = ra_lr_at(cfg, step);
         if (!isfinite(gl) || !isfinite(gnorm)) { /* the same decision on every rank */
+            if (cfg->nonfinite_id != RA_NONFINITE_SKIP) return stop_nonfinite(c, s, ckdir, step, gl, gnorm, gc[0]);
             char where[96];
             nonfinite_where(s, where, sizeof where);
-            const double ml = gc[0] ? gl / (double)gc[0] : gl;
-            if (strcmp(cfg->nonfinite, "skip") != 0) /* every rank knows; rank 0 says it */
-                return ra_agree(c->comm, c->rank ? RA_ERR_PEER
-                                                 : RA_FAIL(RA_ERR_NUMERIC,
-                                                           "step %d: %s is not finite (loss %g, gradient norm %g; "
-                                                           "first non-finite gradient: %s); the parameters are "
-                                                           "those after step %d. Lower train.lr, or set "
-                                                           "train.nonfinite = skip",
-                                                           step + 1, isfinite(gl) ? "the gradient" : "the loss", ml,
-                                                           gnorm, where, step));
             ra_say(c, "step %d: non-finite %s (first non-finite gradient: %s): step skipped, parameters "
                       "unchanged\n", step + 1, isfinite(gl) ? "gradient" : "loss", where);
         } else {
@@ -294,14 +309,12 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
         double dt = ra_now() - t0, mean = gc[0] ? gl / (double)gc[0] : NAN;
         double tps = (double)cfg->batch * cfg->seq_len / dt, share = wait / dt;
         int done = step + 1;
-        if (metrics) {
-            char a[32], b[32];
-            fprintf(metrics,
-                    "{\"step\": %d, \"loss\": %s, \"lr\": %.9g, \"tokens_per_s\": %.6g, \"comm_share\": %.4f, "
-                    "\"grad_norm\": %.6g, \"accuracy\": %s}\n",
-                    done, json_num(a, sizeof a, mean), lr, tps, share, gnorm,
-                    json_num(b, sizeof b, gc[0] ? (double)gc[1] / (double)gc[0] : NAN));
-        }
+        char a[32], b[32];
+        ra_metrics_printf(metrics,
+                          "{\"step\": %d, \"loss\": %s, \"lr\": %.9g, \"tokens_per_s\": %.6g, \"comm_share\": %.4f, "
+                          "\"grad_norm\": %.6g, \"accuracy\": %s}\n",
+                          done, json_num(a, sizeof a, mean), lr, tps, share, gnorm,
+                          json_num(b, sizeof b, gc[0] ? (double)gc[1] / (double)gc[0] : NAN));
         if (done % cfg->log_every == 0 || done == cfg->steps || done == start + 1) {
             char eta[32];
             fmt_time(eta, sizeof eta, (ra_now() - t_start) / (done - start) * (cfg->steps - done));
@@ -312,9 +325,9 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
             RA_TRY(eval_and_report(c, s, done, metrics));
         if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
-        if (metrics) fflush(metrics);
+        ra_metrics_flush(metrics); /* a failure stops the run at the next step's reduction */
         if ((gc[2] || gc[3]) && done < cfg->steps) {
-            if (cfg->checkpoint_every <= 0 || done % cfg->checkpoint_every != 0) RA_TRY(checkpoint(c, s, ckdir, done));
+            if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
             ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
                    gc[2] ? "SIGUSR1" : "SIGTERM", done, cfg->steps, ckdir);
             c->exit_code = RA_EXIT_STOPPED;
@@ -325,18 +338,40 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, F
     return checkpoint(c, s, ckdir, cfg->steps);
 }
 
-/* A fresh run's embedding and head from corpus statistics, as the config asks. */
-static ra_status warm_start(const ra_cli *c, ra_session *s)
+/* A fresh run's embedding and head from corpus statistics, as the config
+ * asks. *stopped: a stop signal ended it before it finished (every rank). */
+static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
 {
     const ra_config *cfg = &s->cfg;
-    if (strcmp(cfg->embed_init, "random") == 0 && strcmp(cfg->head_init, "random") == 0) return RA_OK;
+    *stopped = 0;
+    if (cfg->embed_init_id == RA_EMBED_INIT_RANDOM && cfg->head_init_id == RA_HEAD_INIT_RANDOM) return RA_OK;
     ra_warm_info w;
     double t0 = ra_now();
     RA_TRY(ra_agree(c->comm, ra_warm_start(s->model, s->data, cfg, c->comm, &w)));
+    if (w.stopped) {
+        *stopped = 1;
+        return RA_OK;
+    }
     ra_say(c, "warm start: embedding %s (%d bits) | head %s", cfg->embed_init, w.bits, cfg->head_init);
     if (w.K > 0) ra_say(c, " (K = %.4g)", w.K);
     ra_say(c, " | %lld training tokens counted, %d distinct | %.2f s\n", (long long)w.tokens, w.distinct,
            ra_now() - t0);
+    return RA_OK;
+}
+
+/* Where the session comes from: a fresh start (warm start as configured)
+ * or a checkpoint. *start: steps already done; *stopped: a stop signal
+ * ended the warm start. */
+static ra_status begin(ra_cli *c, ra_session *s, const char *resume, int *start, int *stopped)
+{
+    *start = 0;
+    *stopped = 0;
+    if (!resume) return warm_start(c, s, stopped);
+    ra_ckpt_state state;
+    RA_TRY(ra_session_load(c, s, resume, 1, &state));
+    *start = (int)state.step;
+    ra_say(c, "resumed from %s at step %d\n", resume, *start);
+    last_good_step = *start;
     return RA_OK;
 }
 
@@ -353,26 +388,36 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
     ra_config cfg;
-    RA_TRY(ra_session_config(c, &a.s, a.resume ? resume : NULL, &cfg));
+    ra_ckpt_state from;
+    RA_TRY(ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from));
     if (a.metrics) snprintf(cfg.metrics, sizeof cfg.metrics, "%s", a.metrics);
     if (a.ckdir) snprintf(cfg.checkpoint_dir, sizeof cfg.checkpoint_dir, "%s", a.ckdir);
+    const ra_train_files files = {
+        .config = a.s.config,
+        .resume = a.resume ? resume : NULL,
+        .resume_step = (int)from.step,
+        .ckdir_opt = a.ckdir ? "--checkpoint-dir" : "run.checkpoint_dir",
+        .metrics_opt = a.metrics ? "--metrics" : "run.metrics",
+    };
+    RA_TRY(ra_train_preflight(c, &cfg, &files)); /* before any work */
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads);
 
     ra_session s;
     ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 1);
-    int start = 0;
-    if (st == RA_OK && !a.resume) st = warm_start(c, &s);
-    if (st == RA_OK && a.resume) {
-        ra_ckpt_state state;
-        st = ra_session_load(c, &s, resume, 1, &state);
-        start = (int)state.step;
-        if (st == RA_OK) ra_say(c, "resumed from %s at step %d\n", resume, start);
-        if (st == RA_OK) last_good_step = start;
+    int start = 0, stopped = 0;
+    if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
+    if (st == RA_OK && stopped) {
+        ra_say(c, "stopped by signal %s during the warm start, before step 1: no step ran, so no checkpoint "
+                  "was written; run the same command again to start over\n",
+               stop_signal == SIGUSR1 ? "SIGUSR1" : stop_signal == SIGTERM ? "SIGTERM" : "(on another rank)");
+        c->exit_code = RA_EXIT_STOPPED;
+        ra_session_close(&s);
+        return RA_OK;
     }
-    FILE *metrics = NULL;
+    ra_metrics m, *metrics = NULL;
     if (st == RA_OK && c->rank == 0 && cfg.metrics[0]) {
-        metrics = fopen(cfg.metrics, a.resume ? "a" : "w");
-        if (!metrics) st = RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open: %s", cfg.metrics, strerror(errno));
+        st = ra_metrics_open(&m, cfg.metrics, a.resume != NULL);
+        if (st == RA_OK) metrics = &m;
     }
     st = ra_agree(c->comm, st);
     if (st == RA_OK) {
@@ -380,10 +425,12 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
                   "L=%d batch %d (x%d accum) | P=%d %s | threads %d | data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, cfg.layout, threads,
-               strcmp(cfg.source, "file") ? "recall task" : cfg.path);
+               cfg.source_id == RA_SOURCE_FILE ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
-    if (metrics) fclose(metrics);
+    /* the metrics are complete only when every line reached the file */
+    ra_status ms = ra_metrics_close(metrics, st != RA_OK);
+    if (st == RA_OK) st = ra_agree(c->comm, ms);
     ra_session_close(&s);
     return st;
 }

@@ -1,5 +1,6 @@
 /* main.c - the ringattn program: MPI start-up, subcommand dispatch, and the
  * one place where a failed status becomes a message and an exit code. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,17 @@ static int env_rank(void)
         if (v) return atoi(v);
     }
     return 0;
+}
+
+/* Progress and results go to stdout; a full disk or a closed pipe there
+ * must not pass for success. (Rank 0 prints; errors go to stderr.) */
+static ra_status stdout_written(void)
+{
+    errno = 0;
+    int flushed = fflush(stdout) == 0;
+    if (flushed && !ferror(stdout)) return RA_OK;
+    return RA_FAIL(RA_ERR_IO, "writing to standard output failed%s%s: progress or result lines were lost",
+                   flushed ? "" : ": ", flushed ? "" : strerror(errno));
 }
 
 int main(int argc, char **argv)
@@ -95,6 +107,7 @@ int main(int argc, char **argv)
     ra_watchdog_init(c.comm);
 
     ra_status st = run(&c, argc - 1, argv + 1);
+    if (st == RA_OK && c.rank == 0) st = stdout_written();
     if (st != RA_OK && st != RA_ERR_PEER) {
         if (c.rank == 0) fprintf(stderr, "ringattn: error: %s\n", ra_last_error());
         else fprintf(stderr, "[rank %d/%d] ringattn: error: %s\n", c.rank, c.size, ra_last_error());

@@ -36,27 +36,116 @@ void ra_ckpt_resolve(char *out, size_t n, const char *path)
     else snprintf(out, n, "%s", path);
 }
 
-static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg)
+/* A key of the checkpoint's model that the effective config changes. */
+static ra_status model_changed(const char *ckpt, const char *key, const char *was, const char *now)
+{
+    return RA_FAIL(RA_ERR_ARG, "%s: --set changes %s of the checkpoint's model (%s there, %s now): a checkpoint "
+                   "loads only into the model it was written for; drop that --set (or train a new model without "
+                   "a checkpoint)", ckpt, key, was, now);
+}
+
+static ra_status same_int(const char *ckpt, const char *key, long was, long now)
+{
+    char a[32], b[32];
+    if (was == now) return RA_OK;
+    snprintf(a, sizeof a, "%ld", was), snprintf(b, sizeof b, "%ld", now);
+    return model_changed(ckpt, key, a, b);
+}
+
+static ra_status same_flt(const char *ckpt, const char *key, double was, double now)
+{
+    char a[32], b[32];
+    if (was == now) return RA_OK;
+    snprintf(a, sizeof a, "%g", was), snprintf(b, sizeof b, "%g", now);
+    return model_changed(ckpt, key, a, b);
+}
+
+static ra_status same_word(const char *ckpt, const char *key, const char *const *words, int was, int now)
+{
+    return was == now ? RA_OK : model_changed(ckpt, key, words[was], words[now]);
+}
+
+/* "layer.N.key" into buf. */
+static const char *layer_key(char *buf, size_t cap, int l, const char *key)
+{
+    snprintf(buf, cap, "layer.%d.%s", l, key);
+    return buf;
+}
+
+/* The keys that define the function the checkpoint's tensors compute: the
+ * shapes, and what the layers do with them. Run, train and data keys, the
+ * FFN block size (how, not what, is computed) and the init keys (used only
+ * by a fresh run) may change. */
+static ra_status same_model(const char *ckpt, const ra_config *ck, const ra_config *now)
+{
+    RA_TRY(same_int(ckpt, "model.vocab", ck->vocab, now->vocab));
+    RA_TRY(same_int(ckpt, "model.dim", ck->dim, now->dim));
+    RA_TRY(same_int(ckpt, "model.layers", ck->layers, now->layers));
+    RA_TRY(same_int(ckpt, "model.heads", ck->heads, now->heads));
+    RA_TRY(same_int(ckpt, "model.kv_heads", ck->kv_heads, now->kv_heads));
+    RA_TRY(same_int(ckpt, "model.head_dim", ck->head_dim, now->head_dim));
+    RA_TRY(same_word(ckpt, "model.ffn", ra_ffn_words, ck->ffn_id, now->ffn_id));
+    RA_TRY(same_int(ckpt, "model.ffn_dim", ck->ffn_dim, now->ffn_dim));
+    RA_TRY(same_int(ckpt, "model.tie_embeddings", ck->tie_embeddings, now->tie_embeddings));
+    RA_TRY(same_flt(ckpt, "model.rope_theta", ck->rope_theta, now->rope_theta));
+    RA_TRY(same_flt(ckpt, "model.norm_eps", ck->norm_eps, now->norm_eps));
+    char k[64];
+    for (int l = 0; l < ck->layers; l++) {
+        const ra_layer_config *a = &ck->layer[l], *b = &now->layer[l];
+        RA_TRY(same_word(ckpt, layer_key(k, sizeof k, l, "head"), ra_head_words, a->head_id, b->head_id));
+        RA_TRY(same_int(ckpt, layer_key(k, sizeof k, l, "span"), a->span, b->span));
+        RA_TRY(same_int(ckpt, layer_key(k, sizeof k, l, "row"), a->row, b->row));
+        RA_TRY(same_word(ckpt, layer_key(k, sizeof k, l, "precond"), ra_precond_words, a->precond_id, b->precond_id));
+        RA_TRY(same_word(ckpt, layer_key(k, sizeof k, l, "precond_grad"), ra_precond_grad_words, a->precond_grad_id,
+                         b->precond_grad_id));
+        RA_TRY(same_flt(ckpt, layer_key(k, sizeof k, l, "precond_eps"), a->precond_eps, b->precond_eps));
+        RA_TRY(same_flt(ckpt, layer_key(k, sizeof k, l, "precond_lambda"), a->precond_lambda, b->precond_lambda));
+    }
+    return RA_OK;
+}
+
+static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
 {
     ra_config_defaults(cfg);
     if (ckpt) {
+        if (a->config)
+            return RA_FAIL(RA_ERR_ARG, "--config %s cannot be used with the checkpoint %s: the checkpoint holds the "
+                           "config; change keys with --set", a->config, ckpt);
         char *text = NULL;
-        ra_ckpt_state state;
-        RA_TRY(ra_ckpt_peek(ckpt, &text, &state));
+        ra_ckpt_state st0;
+        RA_TRY(ra_ckpt_peek(ckpt, &text, state ? state : &st0));
         ra_status st = ra_config_parse(cfg, text, ckpt);
         free(text);
         RA_TRY(st);
     } else if (a->config) {
         RA_TRY(ra_config_load(cfg, a->config));
     }
-    for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
-    return ra_config_finish(cfg);
+    if (!ckpt) {
+        for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
+        return ra_config_finish(cfg);
+    }
+    ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
+    if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
+    *stored = *cfg;
+    ra_status st = ra_config_finish(stored);
+    for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
+    if (st == RA_OK) st = ra_config_finish(cfg);
+    if (st == RA_OK) st = same_model(ckpt, stored, cfg);
+    free(stored);
+    return st;
 }
 
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg)
 {
-    return ra_agree(c->comm, build_config(a, ckpt, cfg));
+    return ra_agree(c->comm, build_config(a, ckpt, cfg, NULL));
+}
+
+ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
+                                  ra_config *cfg, ra_ckpt_state *state)
+{
+    *state = (ra_ckpt_state){ 0 };
+    return ra_agree(c->comm, build_config(a, ckpt, cfg, state));
 }
 
 static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,

@@ -33,9 +33,16 @@ int ra_session_opt(ra_session_args *a, int opt, const char *val, ra_status *st);
 extern const char *ra_session_help;
 
 /* Build the config: defaults, then the checkpoint's stored config (when
- * ckpt != NULL) or --config, then every --set; finish and check. Collective. */
+ * ckpt != NULL) or --config, then every --set; finish and check. Collective.
+ * With a checkpoint, --config is an error (the checkpoint holds the config)
+ * and a --set that changes the model (its shapes, FFN kind, RoPE, norms,
+ * a layer's head kind or preconditioner) is refused naming the key: the
+ * tensors would load into a different function. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
+/* The same, also handing out the checkpoint's state (step, seed). */
+ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
+                                  ra_config *cfg, ra_ckpt_state *state);
 /* Model (micro-batch sequences), optimizer (with_optim), data. Collective. */
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
                           int with_optim);

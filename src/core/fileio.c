@@ -163,7 +163,8 @@ ra_status ra_atomic_open_tmp(const char *path, int *fd)
     *fd = -1;
     if (!ra_tmp_name(tmp, sizeof tmp, path))
         return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
-    int f = open(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* read-write: the opener checks what the creator wrote (an .npy header) */
+    int f = open(tmp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0) return RA_FAIL(RA_ERR_IO, "%s: cannot open: %s", tmp, strerror(errno));
     *fd = f;
     return RA_OK;
@@ -278,6 +279,11 @@ ra_status ra_check_output_path(const char *path, const char *what)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return RA_FAIL(RA_ERR_ARG, "%s %s: is a directory; give a file name", what, path);
+    /* the atomic rename would replace a device node or FIFO (as root: even
+     * /dev/null); a symlink is fine, it is replaced and never followed */
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is %s, not a regular file; give a file name", what, path,
+                       kind_of(st.st_mode));
     char dir[PATH_MAX];
     ra_dir_of(path, dir, sizeof dir);
     if (stat(dir, &st) != 0)

@@ -1,5 +1,6 @@
 /* npy.c - NumPy .npy files: strict header parsing, slab reads with
- * conversion to float32/int32, and atomic float32 writes via "<path>.partial".
+ * conversion to float32/int32, and atomic float32 writes via "<path>.tmp".
+ * Every open, read, write, commit and directory fsync goes through fileio.h.
  *
  * Decisions:
  * - Bytes after the data are accepted. np.save called twice on one open file
@@ -12,9 +13,13 @@
  *   1.0/2.0 files written by Python 2).
  * - Headers over 1 MiB are refused: no valid header for the dtypes we read
  *   comes close, and it bounds the one allocation that depends on the file.
- * - Handles opened for writing carry the ".partial" name in f->path, since
- *   that is the file their errors are about. */
+ * - Handles opened for writing carry the "<path>.tmp" name in f->path, since
+ *   that is the file their errors are about.
+ * - Inputs are opened with ra_file_open_input: a FIFO, directory or device
+ *   given as a .npy file is refused by name at once, never read or waited on. */
 #include "ringattn/npy.h"
+
+#include "ringattn/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,45 +107,6 @@ static ra_status parse_descr(const char *path, const char *d, ra_dtype *dt)
                        "type); " NPY_SUPPORTED, path, d);
     }
     return RA_FAIL(RA_ERR_FORMAT, "%s: unsupported dtype '%s'; " NPY_SUPPORTED, path, d);
-}
-
-/* ---- positioned I/O -------------------------------------------------- */
-
-/* pread until n bytes are in, retrying after EINTR and short reads. */
-static ra_status pread_all(int fd, const char *path, void *buf, size_t n, int64_t off)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0)
-            return RA_FAIL(RA_ERR_IO, "%s: read of %zu bytes at offset %" PRId64 " failed: %s",
-                           path, n, off, strerror(errno));
-        if (r == 0)
-            return RA_FAIL(RA_ERR_IO,
-                           "%s: unexpected end of file at offset %" PRId64
-                           " (%zu more bytes expected; did the file shrink?)", path, off, n);
-        p += r;
-        n -= (size_t)r;
-        off += r;
-    }
-    return RA_OK;
-}
-
-static ra_status pwrite_all(int fd, const char *path, const void *buf, size_t n, int64_t off)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t r = pwrite(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return RA_FAIL(RA_ERR_IO, "%s: write of %zu bytes at offset %" PRId64 " failed: %s",
-                           path, n, off, r < 0 ? strerror(errno) : "no progress");
-        p += r;
-        n -= (size_t)r;
-        off += r;
-    }
-    return RA_OK;
 }
 
 /* ---- header parsing -------------------------------------------------- */
@@ -337,7 +303,7 @@ static ra_status shape_count(const char *path, ra_status code, int ndim, const i
 static ra_status read_preamble(ra_npy *f, int64_t size, uint32_t *hlen)
 {
     unsigned char pre[12] = {0};
-    RA_TRY(pread_all(f->fd, f->path, pre, (size_t)(size < 12 ? size : 12), 0));
+    RA_TRY(ra_pread_full(f->fd, f->path, pre, (size_t)(size < 12 ? size : 12), 0));
     if (size < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
         return RA_FAIL(RA_ERR_FORMAT, "%s: not a .npy file (bad magic; expected \"\\x93NUMPY\" at byte 0)",
                        f->path);
@@ -391,7 +357,7 @@ static ra_status read_header(ra_npy *f)
     RA_TRY(read_preamble(f, size, &hlen));
     char *text = malloc(hlen ? hlen : 1);
     if (!text) return RA_FAIL(RA_ERR_NOMEM, "%s: cannot allocate %" PRIu32 " bytes for the header", f->path, hlen);
-    ra_status s = pread_all(f->fd, f->path, text, hlen, f->data_offset - hlen);
+    ra_status s = ra_pread_full(f->fd, f->path, text, hlen, f->data_offset - hlen);
     if (s == RA_OK) s = parse_header(f, text, hlen);
     free(text);
     RA_TRY(s);
@@ -417,23 +383,19 @@ static ra_status init_handle(ra_npy *f, const char *path)
     return RA_OK;
 }
 
-static bool partial_name(char *out, size_t outsz, const char *path)
+/* The temporary name "<path>.tmp" (fileio.h), refusing empty or long paths. */
+static ra_status tmp_name(char *out, size_t cap, const char *path)
 {
-    int n = snprintf(out, outsz, "%s.partial", path ? path : "");
-    return path && path[0] && n > 0 && (size_t)n < outsz;
-}
-
-static ra_status open_fd(ra_npy *f, int flags)
-{
-    f->fd = open(f->path, flags | O_CLOEXEC, 0666);
-    if (f->fd < 0) return RA_FAIL(RA_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
+    if (!ra_tmp_name(out, cap, path))
+        return RA_FAIL(RA_ERR_ARG, "%.100s: path empty or too long for a " RA_TMP_SUFFIX " name", path ? path : "(null)");
     return RA_OK;
 }
 
 ra_status ra_npy_open(ra_npy *f, const char *path)
 {
     RA_TRY(init_handle(f, path));
-    RA_TRY(open_fd(f, O_RDONLY));
+    /* a FIFO, directory or device is refused by name, without blocking */
+    RA_TRY(ra_file_open_input(path, ".npy file", &f->fd, NULL));
     ra_status s = read_header(f);
     if (s != RA_OK) ra_npy_close(f);
     return s;
@@ -469,7 +431,7 @@ static ra_status read_f64_as_f32(const ra_npy *f, int64_t first, int64_t count, 
     const int64_t chunk = (int64_t)(sizeof buf / sizeof buf[0]);
     for (int64_t done = 0; done < count;) {
         int64_t n = count - done < chunk ? count - done : chunk;
-        RA_TRY(pread_all(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
+        RA_TRY(ra_pread_full(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
         /* values beyond float range become +-inf, as numpy's astype does */
         for (int64_t i = 0; i < n; i++) dst[done + i] = (float)buf[i];
         done += n;
@@ -483,7 +445,7 @@ static ra_status read_i64_as_i32(const ra_npy *f, int64_t first, int64_t count, 
     const int64_t chunk = (int64_t)(sizeof buf / sizeof buf[0]);
     for (int64_t done = 0; done < count;) {
         int64_t n = count - done < chunk ? count - done : chunk;
-        RA_TRY(pread_all(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
+        RA_TRY(ra_pread_full(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
         for (int64_t i = 0; i < n; i++) {
             if (buf[i] < INT32_MIN || buf[i] > INT32_MAX)
                 return RA_FAIL(RA_ERR_FORMAT, "%s: element %" PRId64 " is %" PRId64
@@ -499,7 +461,7 @@ ra_status ra_npy_read_f32(const ra_npy *f, int64_t first, int64_t count, float *
 {
     RA_TRY(check_range(f, first, count, dst));
     if (f->dtype == RA_DT_F32)
-        return pread_all(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
+        return ra_pread_full(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
     if (f->dtype == RA_DT_F64) return read_f64_as_f32(f, first, count, dst);
     return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected float32 or float64 to read as float32",
                    f->path, ra_dtype_name(f->dtype), dtype_descr(f->dtype));
@@ -509,7 +471,7 @@ ra_status ra_npy_read_i32(const ra_npy *f, int64_t first, int64_t count, int32_t
 {
     RA_TRY(check_range(f, first, count, dst));
     if (f->dtype == RA_DT_I32)
-        return pread_all(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
+        return ra_pread_full(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
     if (f->dtype == RA_DT_I64) return read_i64_as_i32(f, first, count, dst);
     return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected int32 or int64 to read as int32",
                    f->path, ra_dtype_name(f->dtype), dtype_descr(f->dtype));
@@ -577,35 +539,34 @@ static ra_status write_layout(ra_npy *f)
     char hdr[512];
     size_t hlen = build_header(hdr, sizeof hdr, f->dtype, f->ndim, f->shape);
     f->data_offset = (int64_t)hlen;
-    RA_TRY(pwrite_all(f->fd, f->path, hdr, hlen, 0));
+    RA_TRY(ra_pwrite_full(f->fd, f->path, hdr, hlen, 0));
     return ftruncate_retry(f, f->data_offset + f->count * ra_dtype_size(f->dtype));
 }
 
-static ra_status create_partial(ra_npy *f, const char *path, ra_dtype dt, int ndim, const int64_t *shape)
+static ra_status create_tmp(ra_npy *f, const char *path, ra_dtype dt, int ndim, const int64_t *shape)
 {
     char part[sizeof f->path];
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    if (!partial_name(part, sizeof part, path))
-        return RA_FAIL(RA_ERR_ARG, "%.100s: path empty or too long for a .partial name", path ? path : "(null)");
+    RA_TRY(tmp_name(part, sizeof part, path));
     RA_TRY(init_handle(f, part));
     RA_TRY(check_new_shape(f->path, ndim, shape));
     f->dtype = dt;
     f->ndim = ndim;
     if (ndim > 0) memcpy(f->shape, shape, (size_t)ndim * sizeof *shape);
     RA_TRY(shape_count(f->path, RA_ERR_ARG, ndim, f->shape, ra_dtype_size(dt), &f->count));
-    RA_TRY(open_fd(f, O_RDWR | O_CREAT | O_TRUNC));
+    RA_TRY(ra_atomic_create(path, &f->fd));
     ra_status s = write_layout(f);
     if (s != RA_OK) {
         ra_npy_close(f);
-        unlink(part);
+        ra_atomic_abort(path);
     }
     return s;
 }
 
 ra_status ra_npy_create_f32(ra_npy *f, const char *path, int ndim, const int64_t *shape)
 {
-    return create_partial(f, path, RA_DT_F32, ndim, shape);
+    return create_tmp(f, path, RA_DT_F32, ndim, shape);
 }
 
 ra_status ra_npy_open_partial(ra_npy *f, const char *path, int ndim, const int64_t *shape)
@@ -613,11 +574,10 @@ ra_status ra_npy_open_partial(ra_npy *f, const char *path, int ndim, const int64
     char part[sizeof f->path];
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    if (!partial_name(part, sizeof part, path))
-        return RA_FAIL(RA_ERR_ARG, "%.100s: path empty or too long for a .partial name", path ? path : "(null)");
+    RA_TRY(tmp_name(part, sizeof part, path));
     RA_TRY(init_handle(f, part));
     RA_TRY(check_new_shape(f->path, ndim, shape));
-    RA_TRY(open_fd(f, O_RDWR));
+    RA_TRY(ra_atomic_open_tmp(path, &f->fd));
     ra_status s = read_header(f);
     char want[256], got[256];
     if (s == RA_OK && f->dtype != RA_DT_F32)
@@ -633,7 +593,7 @@ ra_status ra_npy_open_partial(ra_npy *f, const char *path, int ndim, const int64
 static ra_status write_raw(const ra_npy *f, int64_t first, int64_t count, const void *src)
 {
     RA_TRY(check_range(f, first, count, src));
-    return pwrite_all(f->fd, f->path, src, (size_t)count * (size_t)ra_dtype_size(f->dtype), elem_offset(f, first));
+    return ra_pwrite_full(f->fd, f->path, src, (size_t)count * (size_t)ra_dtype_size(f->dtype), elem_offset(f, first));
 }
 
 ra_status ra_npy_write_f32(const ra_npy *f, int64_t first, int64_t count, const float *src)
@@ -648,47 +608,17 @@ ra_status ra_npy_sync_close(ra_npy *f)
     if (f->fd < 0) return RA_FAIL(RA_ERR_ARG, "%s: file is not open", f->path);
     int fd = f->fd;
     f->fd = -1;
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return RA_FAIL(RA_ERR_IO, "%s: fsync failed: %s", f->path, strerror(e));
-    }
-    /* no retry on EINTR: on Linux the fd is released either way */
-    if (close(fd) != 0) return RA_FAIL(RA_ERR_IO, "%s: close failed: %s", f->path, strerror(errno));
-    return RA_OK;
-}
-
-/* Make the rename durable; best effort, as some filesystems refuse fsync
- * on directories and the rename itself already happened. */
-static void sync_parent_dir(const char *path)
-{
-    char dir[1024];
-    const char *slash = strrchr(path, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == path) strcpy(dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    (void)fsync(fd);
-    close(fd);
+    return ra_file_sync_close(fd, f->path);
 }
 
 ra_status ra_npy_commit(const char *path)
 {
-    char part[1024];
-    if (!partial_name(part, sizeof part, path))
-        return RA_FAIL(RA_ERR_ARG, "%.100s: path empty or too long for a .partial name", path ? path : "(null)");
-    if (rename(part, path) != 0)
-        return RA_FAIL(RA_ERR_IO, "cannot rename %s to %s: %s", part, path, strerror(errno));
-    sync_parent_dir(path);
-    return RA_OK;
+    return ra_atomic_commit(path);
 }
 
 void ra_npy_abort(const char *path)
 {
-    char part[1024];
-    /* called while failing: must not overwrite the error being reported */
-    if (partial_name(part, sizeof part, path)) (void)unlink(part);
+    ra_atomic_abort(path); /* quiet: must not overwrite the error being reported */
 }
 
 /* ---- whole arrays ---------------------------------------------------- */
@@ -696,7 +626,7 @@ void ra_npy_abort(const char *path)
 static ra_status save_array(const char *path, ra_dtype dt, int ndim, const int64_t *shape, const void *data)
 {
     ra_npy f;
-    RA_TRY(create_partial(&f, path, dt, ndim, shape));
+    RA_TRY(create_tmp(&f, path, dt, ndim, shape));
     ra_status s = write_raw(&f, 0, f.count, data);
     if (s == RA_OK) s = ra_npy_sync_close(&f);
     else ra_npy_close(&f);

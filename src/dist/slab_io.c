@@ -1,5 +1,6 @@
 /* slab_io.c - a rank's rows of a sequence tensor, read from and written to
- * .npy files with positioned I/O, run by run. */
+ * .npy files with positioned I/O, run by run. Outputs go to "<path>.tmp"
+ * and are renamed when every rank wrote its rows (npy.h, fileio.h). */
 #include <stdio.h>
 
 #include "ringattn/dist.h"

@@ -27,13 +27,12 @@
  * Decisions:
  * - Save streams the file through one fixed 1 MiB buffer, checksumming as
  *   it goes; total_len is computed from the arguments first, so the header
- *   is written once. The temporary file is "<path>.tmp", opened with
- *   O_NOFOLLOW (a stale symlink there must not redirect the truncation) and
- *   O_TRUNC (a stale file left by a writer that died is simply replaced).
- *   Saving to one path from two processes at once is not supported.
- * - After the rename the directory is fsync'd; EINVAL/ENOTSUP from that
- *   fsync (filesystems that cannot sync directories) are ignored, any other
- *   failure is reported even though the new file is already in place.
+ *   is written once. The temporary file, its creation (a stale one, even a
+ *   symlink, is removed and never followed), the rename and the directory
+ *   fsync are fileio.h's, with its one policy for every file ringattn
+ *   writes. Saving to one path from two processes at once is not supported.
+ * - Load opens with ra_file_open_input: a FIFO or directory given as a
+ *   checkpoint is refused by name, never read or waited on.
  * - Load checks, in order: magic, version, flags, total_len against the real
  *   file size, the checksum over the whole file (pass 1), the structure
  *   (every length bounded by total_len, overflow-safe, padding zero, no
@@ -49,6 +48,8 @@
  *   are not valid checkpoints, RA_ERR_SHAPE when a valid checkpoint does not
  *   match the caller's tensor list, RA_ERR_ARG for bad arguments. */
 #include "ringattn/checkpoint.h"
+
+#include "ringattn/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +81,6 @@ _Static_assert(sizeof(float) == 4, "float must be IEEE 754 binary32");
 #define CK_MIN_FILE (CK_HEAD + CK_STATE_BYTES + 4u + CK_SUM_BYTES)
 #define CK_BUF_BYTES (1u << 20)
 #define CK_PATH_MAX 4096
-#define CK_TMP_SUFFIX ".tmp"
 #define CRC64_POLY 0xC96C5795D7870F42ull /* ECMA-182, reflected */
 
 /* ---- CRC-64/XZ, slicing-by-8 ----------------------------------------- */
@@ -175,53 +175,6 @@ static void state_words(const ra_ckpt_state *s, uint64_t w[CK_STATE_WORDS])
     for (int i = 0; i < 4; i++) w[3 + i] = s->extra[i];
 }
 
-/* ---- positioned I/O -------------------------------------------------- */
-
-/* pread until n bytes are in, retrying after EINTR and short reads. */
-static ra_status pread_all(int fd, const char *path, void *buf, size_t n, uint64_t off)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = pread(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0)
-            return RA_FAIL(RA_ERR_IO, "%s: read of %zu bytes at offset %" PRIu64 " failed: %s", path, n, off,
-                           strerror(errno));
-        if (r == 0)
-            return RA_FAIL(RA_ERR_IO, "%s: unexpected end of file at offset %" PRIu64
-                           " (%zu more bytes expected; did the file shrink while being read?)", path, off, n);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return RA_OK;
-}
-
-static ra_status pwrite_all(int fd, const char *path, const void *buf, size_t n, uint64_t off)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t r = pwrite(fd, p, n, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0)
-            return RA_FAIL(RA_ERR_IO, "%s: write failed: %s (%zu bytes at offset %" PRIu64 ")", path,
-                           r < 0 ? strerror(errno) : "no progress", n, off);
-        p += r;
-        n -= (size_t)r;
-        off += (uint64_t)r;
-    }
-    return RA_OK;
-}
-
-/* The directory part of path: "ck/a.ckpt" -> "ck", "a.ckpt" -> ".". */
-static void dir_of(const char *path, char *dir, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, cap, ".");
-    else if (slash == path) snprintf(dir, cap, "/");
-    else snprintf(dir, cap, "%.*s", (int)(slash - path), path);
-}
-
 /* A name read from a file, made safe to print. */
 static const char *printable(char *out, const char *in, size_t n)
 {
@@ -248,7 +201,7 @@ typedef struct {
 static ra_status w_flush(writer *w)
 {
     if (w->len == 0) return RA_OK;
-    RA_TRY(pwrite_all(w->fd, w->path, w->s->buf, w->len, w->off));
+    RA_TRY(ra_pwrite_full(w->fd, w->path, w->s->buf, w->len, w->off));
     w->off += w->len;
     w->len = 0;
     return RA_OK;
@@ -283,9 +236,9 @@ static ra_status check_save_args(const char *path, const char *config_text, cons
 {
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "empty checkpoint path");
     size_t plen = strlen(path);
-    if (plen + sizeof CK_TMP_SUFFIX > CK_PATH_MAX)
+    if (plen + sizeof RA_TMP_SUFFIX > CK_PATH_MAX)
         return RA_FAIL(RA_ERR_ARG, "%.100s...: checkpoint path longer than %zu bytes", path,
-                       CK_PATH_MAX - sizeof CK_TMP_SUFFIX);
+                       CK_PATH_MAX - sizeof RA_TMP_SUFFIX);
     if (path[plen - 1] == '/')
         return RA_FAIL(RA_ERR_ARG, "%s: checkpoint path names a directory; expected a file name", path);
     if (!state) return RA_FAIL(RA_ERR_ARG, "%s: NULL state", path);
@@ -367,64 +320,25 @@ static ra_status write_content(writer *w, const char *config_text, const ra_ckpt
 }
 
 /* An open failure for the .tmp file; a missing directory is named. */
-static ra_status open_failed(const char *tmp, const char *path)
-{
-    int e = errno;
-    char dir[CK_PATH_MAX];
-    struct stat st;
-    dir_of(path, dir, sizeof dir);
-    if ((e == ENOENT || e == ENOTDIR) && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return RA_FAIL(RA_ERR_IO, "%s: open failed: %s (directory '%s' does not exist; create it first)", tmp,
-                       strerror(e), dir);
-    return RA_FAIL(RA_ERR_IO, "%s: open failed: %s", tmp, strerror(e));
-}
-
-/* Make the rename durable (see the header comment for what is ignored). */
-static ra_status sync_dir(const char *path)
-{
-    char dir[CK_PATH_MAX];
-    dir_of(path, dir, sizeof dir);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return RA_FAIL(RA_ERR_IO, "%s: written and renamed, but open of directory '%s' for fsync failed: %s", path,
-                       dir, strerror(errno));
-    int r = fsync(fd), e = errno;
-    close(fd);
-    if (r != 0 && e != EINVAL && e != ENOTSUP)
-        return RA_FAIL(RA_ERR_IO, "%s: written and renamed, but fsync of directory '%s' failed: %s "
-                       "(the new checkpoint may not survive a crash)", path, dir, strerror(e));
-    return RA_OK;
-}
-
 ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
                        const ra_ckpt_tensor *tensors, int n)
 {
     uint64_t total = 0;
     RA_TRY(check_save_args(path, config_text, state, tensors, n, &total));
     char tmp[CK_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s" CK_TMP_SUFFIX, path);
+    ra_tmp_name(tmp, sizeof tmp, path);
     scratch *s = NULL;
     RA_TRY(scratch_new(tmp, &s));
-
-    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        ra_status st = open_failed(tmp, path);
+    int fd;
+    ra_status st = ra_atomic_create(path, &fd);
+    if (st != RA_OK) {
         free(s);
         return st;
     }
     writer w = {fd, tmp, s, 0, 0, UINT64_MAX};
-    ra_status st = write_content(&w, config_text, state, tensors, n, total);
+    st = write_content(&w, config_text, state, tensors, n, total);
     free(s);
-    if (st == RA_OK && fsync(fd) != 0) st = RA_FAIL(RA_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    /* no retry on EINTR: on Linux the fd is released either way */
-    if (close(fd) != 0 && st == RA_OK) st = RA_FAIL(RA_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == RA_OK && rename(tmp, path) != 0)
-        st = RA_FAIL(RA_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-    if (st != RA_OK) {
-        (void)unlink(tmp); /* must not replace the error being reported */
-        return st;
-    }
-    return sync_dir(path);
+    return ra_atomic_finish(path, fd, st); /* sync, rename, fsync the directory; or remove the .tmp */
 }
 
 /* ---- load ------------------------------------------------------------ */
@@ -452,7 +366,7 @@ static ra_status check_head(ckfile *f, uint64_t size)
 {
     unsigned char h[CK_HEAD] = {0};
     size_t have = size < CK_HEAD ? (size_t)size : CK_HEAD;
-    RA_TRY(pread_all(f->fd, f->path, h, have, 0));
+    RA_TRY(ra_pread_full(f->fd, f->path, h, have, 0));
     size_t m = have < CK_MAGIC_LEN ? have : CK_MAGIC_LEN;
     if (memcmp(h, CK_MAGIC, m) != 0)
         return RA_FAIL(RA_ERR_FORMAT, "%s: not a ringattn checkpoint (bad magic; expected \"RACKPT\\r\\n\" at byte 0)",
@@ -492,12 +406,12 @@ static ra_status check_sum(const ckfile *f, scratch *s)
     uint64_t reg = UINT64_MAX;
     for (uint64_t off = 0; off < f->end;) {
         size_t k = f->end - off < CK_BUF_BYTES ? (size_t)(f->end - off) : CK_BUF_BYTES;
-        RA_TRY(pread_all(f->fd, f->path, s->buf, k, off));
+        RA_TRY(ra_pread_full(f->fd, f->path, s->buf, k, off));
         reg = crc_update(&s->crc, reg, s->buf, k);
         off += k;
     }
     unsigned char b[CK_SUM_BYTES];
-    RA_TRY(pread_all(f->fd, f->path, b, sizeof b, f->end));
+    RA_TRY(ra_pread_full(f->fd, f->path, b, sizeof b, f->end));
     uint64_t stored = get_u64(b), got = ~reg;
     if (stored != got)
         return RA_FAIL(RA_ERR_FORMAT, "%s: checksum mismatch: the file is corrupt (stored CRC-64 %016" PRIx64
@@ -516,7 +430,7 @@ static ra_status read_config(ckfile *f, char **out)
     if (!text)
         return RA_FAIL(RA_ERR_NOMEM, "%s: cannot allocate %" PRIu32 " bytes for the config text", f->path,
                        f->config_len);
-    ra_status st = pread_all(f->fd, f->path, text, f->config_len, CK_HEAD);
+    ra_status st = ra_pread_full(f->fd, f->path, text, f->config_len, CK_HEAD);
     if (st == RA_OK && memchr(text, '\0', f->config_len))
         st = RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: config text contains a NUL byte", f->path);
     if (st != RA_OK) {
@@ -526,7 +440,7 @@ static ra_status read_config(ckfile *f, char **out)
     text[f->config_len] = '\0';
     unsigned char st_buf[CK_STATE_BYTES + 4];
     uint64_t at = (uint64_t)CK_HEAD + f->config_len;
-    st = pread_all(f->fd, f->path, st_buf, sizeof st_buf, at);
+    st = ra_pread_full(f->fd, f->path, st_buf, sizeof st_buf, at);
     if (st != RA_OK) {
         free(text);
         return st;
@@ -548,7 +462,7 @@ static ra_status next_entry(const ckfile *f, uint64_t *off, uint32_t i, entry *e
         return RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: tensor %" PRIu32 " of %" PRIu32
                        " starts at byte %" PRIu64 ", past the end of the data (%" PRIu64 " bytes)",
                        f->path, i, f->n_tensors, at, f->end);
-    RA_TRY(pread_all(f->fd, f->path, b, 2, at));
+    RA_TRY(ra_pread_full(f->fd, f->path, b, 2, at));
     e->name_len = get_u16(b);
     if (e->name_len < 1 || e->name_len > CK_MAX_NAME)
         return RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: tensor %" PRIu32 " name length %zu at byte %" PRIu64
@@ -556,9 +470,9 @@ static ra_status next_entry(const ckfile *f, uint64_t *off, uint32_t i, entry *e
     if (f->end - at - 2 < e->name_len + 8)
         return RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: tensor %" PRIu32 " header at byte %" PRIu64
                        " runs past the end of the data (%" PRIu64 " bytes)", f->path, i, at, f->end);
-    RA_TRY(pread_all(f->fd, f->path, e->name, e->name_len, at + 2));
+    RA_TRY(ra_pread_full(f->fd, f->path, e->name, e->name_len, at + 2));
     e->name[e->name_len] = '\0';
-    RA_TRY(pread_all(f->fd, f->path, b, 8, at + 2 + e->name_len));
+    RA_TRY(ra_pread_full(f->fd, f->path, b, 8, at + 2 + e->name_len));
     e->count = get_u64(b);
     uint64_t hend = at + 2 + e->name_len + 8;
     e->data_off = align_up(hend);
@@ -568,7 +482,7 @@ static ra_status next_entry(const ckfile *f, uint64_t *off, uint32_t i, entry *e
                        ", past the end of the data (%" PRIu64 " bytes)", f->path,
                        printable(shown, e->name, e->name_len), e->count, e->data_off, f->end);
     size_t pad = (size_t)(e->data_off - hend);
-    RA_TRY(pread_all(f->fd, f->path, b, pad, hend));
+    RA_TRY(ra_pread_full(f->fd, f->path, b, pad, hend));
     for (size_t k = 0; k < pad; k++)
         if (b[k] != 0)
             return RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: nonzero padding byte 0x%02x at byte %" PRIu64
@@ -585,13 +499,9 @@ static ra_status verify(const char *path, ckfile *f, char **config)
     f->path = path;
     *config = NULL;
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "empty checkpoint path");
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) return RA_FAIL(RA_ERR_IO, "%s: open failed: %s", path, strerror(errno));
-    struct stat sb;
-    ra_status st = RA_OK;
-    if (fstat(f->fd, &sb) != 0) st = RA_FAIL(RA_ERR_IO, "%s: fstat failed: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode)) st = RA_FAIL(RA_ERR_IO, "%s: not a regular file; expected a checkpoint", path);
-    if (st == RA_OK) st = check_head(f, (uint64_t)sb.st_size);
+    int64_t size = 0;
+    RA_TRY(ra_file_open_input(path, "checkpoint", &f->fd, &size));
+    ra_status st = check_head(f, (uint64_t)size);
     if (st == RA_OK) {
         scratch *s = NULL;
         st = scratch_new(path, &s);
@@ -666,7 +576,7 @@ static ra_status read_values(const ckfile *f, const ra_ckpt_tensor *tensors, int
         for (uint64_t done = 0; done < e.count;) {
             uint64_t k = e.count - done;
             if (k > ((uint64_t)1 << 28)) k = (uint64_t)1 << 28; /* 1 GiB per call */
-            ra_status st = pread_all(f->fd, f->path, dst + done, (size_t)k * 4, e.data_off + done * 4);
+            ra_status st = ra_pread_full(f->fd, f->path, dst + done, (size_t)k * 4, e.data_off + done * 4);
             if (st != RA_OK) {
                 char why[512];
                 snprintf(why, sizeof why, "%s", ra_last_error());

@@ -11,10 +11,13 @@
 
 /* ---- counting --------------------------------------------------------------- */
 
+volatile sig_atomic_t ra_warm_stop_request;
+
 static ra_status count_run(void *ctx, const int32_t *tok, int64_t n, int64_t lo, int64_t hi)
 {
     ra_warm_counts *c = ctx;
     const int V = c->V, r = c->radius;
+    if (ra_warm_stop_request) return RA_ERR_PEER; /* stop asked: no message, see ra_warm_count */
     for (int64_t i = 0; i < n; i++)
         if (tok[i] < 0 || tok[i] >= V)
             return RA_FAIL(RA_ERR_ARG, "warm start: token %d in the training data is outside model.vocab = %d",
@@ -49,15 +52,22 @@ ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm c
         c->win = c->next + (size_t)V * V;
         st = ra_data_scan(d, rank, size, radius > 1 ? radius : 1, nseq, count_run, c);
     }
-    /* every rank reaches the reduction, so a rank's error cannot leave the others waiting */
-    int ok = st == RA_OK, all_ok = 0;
-    ra_status cs = ra_allreduce_named(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm,
+    /* every rank reaches the reduction, so a rank's error cannot leave the others waiting;
+     * 0 ok, 1 stopped by ra_warm_stop_request, 2 failed: the worst wins */
+    int mine = st == RA_OK ? 0 : st == RA_ERR_PEER && ra_warm_stop_request ? 1 : 2, worst = 2;
+    ra_status cs = ra_allreduce_named(&mine, &worst, 1, MPI_INT, MPI_MAX, comm,
                                       "warm start: whether every rank counted its data");
-    if (cs == RA_OK && all_ok)
+    if (cs == RA_OK && worst == 0)
         cs = ra_allreduce_named(MPI_IN_PLACE, c->uni, (int)n, MPI_INT64_T, MPI_SUM, comm,
                                 "warm start: the sum of the token counts");
-    if (cs != RA_OK) st = cs; /* the message names the reduction and the rank */
-    else if (st == RA_OK && !all_ok) st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
+    if (cs != RA_OK) {
+        st = cs; /* the message names the reduction and the rank */
+    } else if (worst == 1) {
+        ra_warm_counts_free(c); /* stopped: uni == NULL */
+        return RA_OK;
+    } else if (st == RA_OK && worst) {
+        st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
+    }
     if (st != RA_OK) ra_warm_counts_free(c);
     return st;
 }
@@ -182,6 +192,10 @@ ra_status ra_warm_start(ra_model *m, ra_data *d, const ra_config *cfg, MPI_Comm 
     if (cfg->embed_init_id == RA_EMBED_INIT_RANDOM && cfg->head_init_id == RA_HEAD_INIT_RANDOM) return RA_OK;
     ra_warm_counts c;
     RA_TRY(ra_warm_count(d, cfg->vocab, cfg->warm_radius, (uint64_t)cfg->warm_seqs, comm, &c));
+    if (!c.uni) { /* stopped by a signal, on every rank */
+        info->stopped = 1;
+        return RA_OK;
+    }
     for (int t = 0; t < c.V; t++) {
         info->tokens += c.uni[t];
         info->distinct += c.uni[t] > 0;

@@ -47,12 +47,12 @@ report() {
     fi
     return 0
 }
-# Any temporary output (*.tmp, or *.partial of older builds) anywhere under
+# Any temporary output (*.tmp) anywhere under
 # the work directory (removed once seen).
 partials() {
     local p
-    p=$(find . \( -name '*.partial' -o -name '*.tmp' \) | tr '\n' ' ')
-    [ -n "$p" ] && { echo "left behind: $p; "; find . \( -name '*.partial' -o -name '*.tmp' \) -delete; }
+    p=$(find . -name '*.tmp' | tr '\n' ' ')
+    [ -n "$p" ] && { echo "left behind: $p; "; find . -name '*.tmp' -delete; }
     return 0
 }
 # status RC: why an invocation that had to succeed did not, or nothing.

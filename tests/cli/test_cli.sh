@@ -6,7 +6,7 @@
 #      and gradients, 3-D and 4-D, GQA, segment ids, L not divisible by P;
 #      every output of a P=3 run is checked against P=1 with `compare`;
 #   2. malformed or mismatched .npy inputs;  3. bad options;
-#   4. output safety (no clobbered --out, no *.partial left behind);
+#   4. output safety (no clobbered --out, no *.tmp left behind);
 #   5. --help of each command;  6. a `bench attn` smoke run.
 #
 # Every invocation runs under `timeout`, so a hang is a failure (124), not a

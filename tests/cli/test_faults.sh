@@ -95,7 +95,7 @@ why=""
 [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
 grep -q '^stopped by signal SIGUSR1 after step [0-9]* of 1500' out || why+="no stop line: $(tail -2 out) $(tail -2 err); "
 stopped=$(grep -o 'after step [0-9]*' out | awk '{print $3}')
-"$MPIRUN" --oversubscribe -n 4 "$RA" train "${pre[@]}" --checkpoint-dir ck --resume ck >out2 2>err2 ||
+"$MPIRUN" --oversubscribe -n 4 "$RA" train --checkpoint-dir ck --resume ck >out2 2>err2 ||
     why+="resume failed: $(tail -2 err2); "
 grep -q "resumed from ck/last.ckpt at step $stopped" out2 || why+="did not resume at step $stopped; "
 cd ../b

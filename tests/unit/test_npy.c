@@ -170,7 +170,7 @@ static void test_roundtrip_f32(void **state)
     assert_memory_equal(back, data, sizeof data);
     free(back);
     char part[600];
-    snprintf(part, sizeof part, "%s.partial", p);
+    snprintf(part, sizeof part, "%s.tmp", p);
     assert_false(exists(part));
     unlink(p);
 }
@@ -583,13 +583,50 @@ static void test_truncated(void **state)
     expect_open_error(missing, RA_ERR_IO, "cannot open");
 }
 
+/* Inputs that are not regular files are refused by name at once: a FIFO
+ * with no writer would block a plain open() forever, a directory would give
+ * a confusing read error. */
+static void test_fifo_and_directory_refused(void **state)
+{
+    char p[512];
+    tmp(state, p, sizeof p, "fifo.npy");
+    assert_int_equal(mkfifo(p, 0600), 0);
+    expect_open_error(p, RA_ERR_IO, "is a FIFO");
+    unlink(p);
+    tmp(state, p, sizeof p, "dir.npy");
+    assert_int_equal(mkdir(p, 0700), 0);
+    expect_open_error(p, RA_ERR_IO, "is a directory");
+    rmdir(p);
+}
+
+/* A stale "<path>.tmp" that is a symlink is replaced, never followed: the
+ * file it points to keeps its bytes. */
+static void test_stale_tmp_symlink_not_followed(void **state)
+{
+    char p[512], part[600], victim[512];
+    tmp(state, p, sizeof p, "out2.npy");
+    tmp(state, victim, sizeof victim, "victim.bin");
+    snprintf(part, sizeof part, "%s.tmp", p);
+    write_file(victim, "keep", 4);
+    assert_int_equal(symlink(victim, part), 0);
+    const int64_t shape[1] = {3};
+    const float v[3] = {1, 2, 3};
+    assert_int_equal(ra_npy_save_f32(p, 1, shape, v), RA_OK);
+    struct stat st;
+    assert_int_equal(stat(victim, &st), 0);
+    assert_int_equal(st.st_size, 4);
+    assert_false(exists(part));
+    unlink(p);
+    unlink(victim);
+}
+
 /* ---- writing --------------------------------------------------------- */
 
 static void test_partial_workflow(void **state)
 {
     char p[512], part[600];
     tmp(state, p, sizeof p, "out.npy");
-    snprintf(part, sizeof part, "%s.partial", p);
+    snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[2] = {3, 4};
     float rows[12];
     for (int i = 0; i < 12; i++) rows[i] = (float)(i * i) - 0.5f;
@@ -598,7 +635,7 @@ static void test_partial_workflow(void **state)
     assert_int_equal(ra_npy_create_f32(&a, p, 2, shape), RA_OK);
     assert_true(exists(part));
     assert_false(exists(p));
-    assert_non_null(strstr(a.path, ".partial"));
+    assert_non_null(strstr(a.path, ".tmp"));
     /* a second writer (another process in real use) opens the same partial */
     assert_int_equal(ra_npy_open_partial(&b, p, 2, shape), RA_OK);
     assert_int_equal(b.data_offset, a.data_offset);
@@ -632,7 +669,7 @@ static void test_abort_removes_partial(void **state)
 {
     char p[512], part[600];
     tmp(state, p, sizeof p, "aborted.npy");
-    snprintf(part, sizeof part, "%s.partial", p);
+    snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[1] = {100};
     ra_npy a;
     assert_int_equal(ra_npy_create_f32(&a, p, 1, shape), RA_OK);
@@ -650,7 +687,7 @@ static void test_open_partial_mismatch(void **state)
 {
     char p[512], part[600];
     tmp(state, p, sizeof p, "mismatch.npy");
-    snprintf(part, sizeof part, "%s.partial", p);
+    snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[2] = {3, 4}, other[2] = {4, 3}, flat[1] = {12};
     ra_npy a, b;
     assert_int_equal(ra_npy_create_f32(&a, p, 2, shape), RA_OK);
@@ -662,7 +699,7 @@ static void test_open_partial_mismatch(void **state)
 
     char missing[512];
     tmp(state, missing, sizeof missing, "never.npy");
-    assert_error(ra_npy_open_partial(&b, missing, 2, shape), RA_ERR_IO, "never.npy.partial", "cannot open");
+    assert_error(ra_npy_open_partial(&b, missing, 2, shape), RA_ERR_IO, "never.npy.tmp", "cannot open");
 
     /* a partial of the wrong dtype */
     const int32_t v[12] = {0};
@@ -731,6 +768,8 @@ int main(void)
         cmocka_unit_test(test_unsupported_dtypes),
         cmocka_unit_test(test_malformed_headers),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_fifo_and_directory_refused),
+        cmocka_unit_test(test_stale_tmp_symlink_not_followed),
         cmocka_unit_test(test_partial_workflow),
         cmocka_unit_test(test_abort_removes_partial),
         cmocka_unit_test(test_open_partial_mismatch),

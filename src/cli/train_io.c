@@ -1,0 +1,247 @@
+/* train_io.c - the checkpoint directory, checkpoints and last.ckpt, and the
+ * metrics file of `ringattn train` (train_io.h). Every write goes through
+ * fileio.h: "<path>.tmp", one directory-fsync policy, full writes. */
+#include "train_io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ringattn/dist.h"
+#include "ringattn/fileio.h"
+
+/* ---- checks before step 1 ------------------------------------------------------ */
+
+/* "last.ckpt" or "step-*.ckpt": the names a run writes into its directory. */
+static int is_checkpoint_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (strcmp(name, "last.ckpt") == 0) return 1;
+    return n > 10 && strncmp(name, "step-", 5) == 0 && strcmp(name + n - 5, ".ckpt") == 0;
+}
+
+static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
+{
+    if (!f->resume || cfg->steps > f->resume_step) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "--resume %s: the checkpoint is at step %d; train.steps = %d: nothing to do. Set "
+                   "train.steps > %d (--set train.steps=N) to train further", f->resume, f->resume_step, cfg->steps,
+                   f->resume_step);
+}
+
+/* A fresh run must not replace the checkpoints of another run. */
+static ra_status no_old_checkpoints(const char *dir, const char *opt)
+{
+    DIR *d = opendir(dir);
+    if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
+    char shown[2][280];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (is_checkpoint_name(e->d_name)) {
+            if (n < 2) snprintf(shown[n], sizeof shown[n], "%.255s", e->d_name);
+            n++;
+        }
+    closedir(d);
+    if (n == 0) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "%s %s already holds %d checkpoint file%s (%s%s%s%s): a new run would replace them. "
+                   "Continue that run with --resume %s, choose another --checkpoint-dir, or remove them",
+                   opt, dir, n, n > 1 ? "s" : "", shown[0], n > 1 ? ", " : "", n > 1 ? shown[1] : "",
+                   n > 2 ? ", ..." : "", dir);
+}
+
+/* The metrics file: creatable, and none of the run's inputs or checkpoints. */
+static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
+{
+    const char *m = cfg->metrics, *opt = f->metrics_opt;
+    if (!m[0]) return RA_OK;
+    RA_TRY(ra_check_output_path(m, opt));
+    const struct {
+        const char *path, *what;
+    } inputs[] = {
+        { f->config, "the --config file" },
+        { f->resume, "the checkpoint to resume from" },
+        { cfg->source_id == RA_SOURCE_FILE ? cfg->path : NULL, "the training data (data.path)" },
+    };
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        if (inputs[i].path && ra_same_file(m, inputs[i].path))
+            return RA_FAIL(RA_ERR_ARG, "%s %s: is %s; give another file name for the metrics", opt, m,
+                           inputs[i].what);
+    char dir[RA_PATH_MAX];
+    const char *slash = strrchr(m, '/'), *base = slash ? slash + 1 : m;
+    ra_dir_of(m, dir, sizeof dir);
+    char tmp_base[RA_PATH_MAX];
+    snprintf(tmp_base, sizeof tmp_base, "%s", base);
+    size_t bl = strlen(tmp_base), sl = strlen(RA_TMP_SUFFIX);
+    if (bl > sl && strcmp(tmp_base + bl - sl, RA_TMP_SUFFIX) == 0) tmp_base[bl - sl] = '\0';
+    if (ra_same_file(dir, cfg->checkpoint_dir) && is_checkpoint_name(tmp_base))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is a checkpoint name in the checkpoint directory; give another file "
+                       "name for the metrics", opt, m);
+    return RA_OK;
+}
+
+static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
+{
+    RA_TRY(check_steps(cfg, f));
+    RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
+    if (!f->resume) RA_TRY(no_old_checkpoints(cfg->checkpoint_dir, f->ckdir_opt));
+    return check_metrics(cfg, f);
+}
+
+ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f)
+{
+    return ra_agree(c->comm, c->rank == 0 ? preflight(cfg, f) : RA_OK);
+}
+
+/* ---- checkpoints --------------------------------------------------------------- */
+
+ra_status ra_train_save(ra_session *s, const char *dir, int step)
+{
+    char path[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 80], name[64];
+    snprintf(name, sizeof name, "step-%08d.ckpt", step);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *text = ra_config_text(&s->cfg);
+    if (!text) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config text");
+    ra_ckpt_tensor t[3];
+    int n = ra_session_tensors(s, t, 1);
+    ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed };
+    ra_status st = ra_ckpt_save(path, text, &state, t, n);
+    free(text);
+    RA_TRY(st);
+    /* last.ckpt -> step-N.ckpt: a new link under the one temporary name, renamed over it */
+    snprintf(last, sizeof last, "%s/last.ckpt", dir);
+    if (!ra_tmp_name(link_tmp, sizeof link_tmp, last)) return RA_FAIL(RA_ERR_ARG, "%s: path too long", last);
+    (void)unlink(link_tmp);
+    if (symlink(name, link_tmp) != 0)
+        return RA_FAIL(RA_ERR_IO, "%s: cannot create the link to %s: %s", link_tmp, name, strerror(errno));
+    return ra_atomic_commit(last);
+}
+
+/* ---- metrics ------------------------------------------------------------------- */
+
+/* The lines a symlinked metrics file showed, into the new file (resume). */
+static ra_status copy_lines(const char *path, int out, const char *tmp)
+{
+    int in;
+    int64_t size;
+    RA_TRY(ra_file_open_input(path, "--metrics (to append to)", &in, &size));
+    char buf[65536];
+    ra_status st = RA_OK;
+    for (int64_t off = 0; st == RA_OK && off < size;) {
+        size_t k = size - off < (int64_t)sizeof buf ? (size_t)(size - off) : sizeof buf;
+        st = ra_pread_full(in, path, buf, k, off);
+        if (st == RA_OK) st = ra_write_full(out, tmp, buf, k);
+        off += (int64_t)k;
+    }
+    close(in);
+    return st;
+}
+
+ra_status ra_metrics_open(ra_metrics *m, const char *path, int append)
+{
+    m->fd = -1;
+    m->len = 0;
+    m->failed = 0;
+    m->why[0] = '\0';
+    snprintf(m->path, sizeof m->path, "%s", path);
+    struct stat ls, ts;
+    int exists = lstat(path, &ls) == 0;
+    if (append && exists && S_ISREG(ls.st_mode)) {
+        m->fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+        if (m->fd < 0) return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open to append: %s", path, strerror(errno));
+        return RA_OK;
+    }
+    /* new file (or a symlink replaced): created under the temporary name,
+     * renamed at once, then written through the same descriptor */
+    int fd;
+    char tmp[RA_PATH_MAX + 8];
+    ra_tmp_name(tmp, sizeof tmp, path);
+    RA_TRY(ra_atomic_create(path, &fd));
+    ra_status st = RA_OK;
+    if (append && exists && S_ISLNK(ls.st_mode) && stat(path, &ts) == 0) st = copy_lines(path, fd, tmp);
+    if (st == RA_OK) st = ra_atomic_commit(path);
+    if (st != RA_OK) {
+        close(fd);
+        ra_atomic_abort(path);
+        return st;
+    }
+    m->fd = fd;
+    return RA_OK;
+}
+
+static void metrics_fail(ra_metrics *m)
+{
+    m->failed = 1;
+    snprintf(m->why, sizeof m->why, "%s", ra_last_error());
+}
+
+void ra_metrics_flush(ra_metrics *m)
+{
+    if (!m || m->failed || m->len == 0) return;
+    if (ra_write_full(m->fd, m->path, m->buf, m->len) != RA_OK) metrics_fail(m);
+    m->len = 0;
+}
+
+void ra_metrics_printf(ra_metrics *m, const char *fmt, ...)
+{
+    if (!m || m->failed) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof m->buf - m->len) ra_metrics_flush(m);
+    if (m->failed) return;
+    char *dst = m->buf + m->len, *big = NULL;
+    if ((size_t)n >= sizeof m->buf) { /* longer than the buffer (kappa of a large model): on its own */
+        big = malloc((size_t)n + 1);
+        if (!big) {
+            RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for a metrics line of %d bytes", m->path, n);
+            metrics_fail(m);
+            return;
+        }
+        dst = big;
+    }
+    va_start(ap, fmt);
+    vsnprintf(dst, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    if (!big) {
+        m->len += (size_t)n;
+        return;
+    }
+    if (ra_write_full(m->fd, m->path, big, (size_t)n) != RA_OK) metrics_fail(m);
+    free(big);
+}
+
+int ra_metrics_failed(const ra_metrics *m) { return m && m->failed; }
+
+ra_status ra_metrics_error(const ra_metrics *m)
+{
+    if (!ra_metrics_failed(m)) return RA_OK;
+    return RA_FAIL(RA_ERR_IO, "%s (the metrics file is incomplete)", m->why);
+}
+
+ra_status ra_metrics_close(ra_metrics *m, int quiet)
+{
+    if (!m || m->fd < 0) return RA_OK;
+    int fd = m->fd;
+    m->fd = -1;
+    if (quiet) { /* another error is being reported: keep its message */
+        if (!m->failed && m->len && write(fd, m->buf, m->len) < 0) { /* best effort: the lines so far */ }
+        close(fd);
+        return RA_OK;
+    }
+    m->fd = fd;
+    ra_metrics_flush(m);
+    m->fd = -1;
+    if (m->failed) {
+        close(fd);
+        return ra_metrics_error(m);
+    }
+    return ra_file_sync_close(fd, m->path);
+}

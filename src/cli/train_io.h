@@ -1,0 +1,63 @@
+/* train_io.h - what `ringattn train` writes, all checked before step 1:
+ * the checkpoint directory, step-N.ckpt files with last.ckpt, and the
+ * JSON-lines metrics file.
+ *
+ *     RA_TRY(ra_train_preflight(c, &cfg, &files));   // before any work
+ *     ...
+ *     RA_TRY(ra_train_save(s, cfg.checkpoint_dir, step));   // rank 0
+ *
+ * Metrics file: created as "<path>.tmp" (O_EXCL|O_NOFOLLOW) and renamed
+ * over path at once, then appended through that descriptor. A symlink at
+ * path is thus replaced, never followed, so its target is never modified;
+ * on --resume its content is copied into the new regular file first. */
+#ifndef RINGATTN_TRAIN_IO_H
+#define RINGATTN_TRAIN_IO_H
+
+#include "session.h"
+
+typedef struct {
+    const char *config;    /* --config FILE, or NULL */
+    const char *resume;    /* the checkpoint resumed from (resolved), or NULL */
+    int resume_step;       /* its step */
+    const char *ckdir_opt; /* how the user named the directory: "--checkpoint-dir" or "run.checkpoint_dir" */
+    const char *metrics_opt;
+} ra_train_files;
+
+/* Collective; rank 0 checks, every rank gets the verdict. In order:
+ * --resume with train.steps not above the checkpoint's step; the
+ * checkpoint directory (created when missing, refused when it cannot be:
+ * missing parent, a file in its place, read-only, empty name); a fresh run
+ * into a directory that already holds checkpoints; the metrics path (its
+ * directory writable, not a device or directory, not any input or
+ * checkpoint of the run). */
+ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f);
+
+/* DIR/step-%08d.ckpt, then DIR/last.ckpt -> it (a symlink made as
+ * "DIR/last.ckpt.tmp" and renamed). Rank 0 only. */
+ra_status ra_train_save(ra_session *s, const char *dir, int step);
+
+/* The metrics writer; errors are sticky and reported by ra_metrics_check. */
+typedef struct {
+    int fd;
+    char path[RA_PATH_MAX];
+    char buf[8192];
+    size_t len;
+    int failed;
+    char why[768];
+} ra_metrics;
+
+/* Open (append: keep the existing lines, for --resume). Rank 0. */
+ra_status ra_metrics_open(ra_metrics *m, const char *path, int append);
+/* printf into the buffer; m may be NULL (no metrics). */
+void ra_metrics_printf(ra_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write the buffered lines; a failure is kept in m. */
+void ra_metrics_flush(ra_metrics *m);
+/* 1 when a write has failed (NULL: 0). */
+int ra_metrics_failed(const ra_metrics *m);
+/* The failure as an error status (RA_OK when none). */
+ra_status ra_metrics_error(const ra_metrics *m);
+/* Flush, fsync, close; the first failure. quiet: another error is being
+ * reported (write what is buffered, report nothing). m may be NULL. */
+ra_status ra_metrics_close(ra_metrics *m, int quiet);
+
+#endif

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# test_hostile_train.sh RINGATTN MPIRUN CONFIGS - hostile inputs and outputs
+# of train (and of the .npy/checkpoint readers): each case checks the exit
+# status, the message, that nothing hangs (timeout 60 around every run) and
+# that no file was destroyed (checksums before and after).
+set -u
+RA=$1
+MPIRUN=$2
+CONFIGS=$3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
+T=$(mktemp -d)
+cleanup() {
+    local m
+    for m in ro full; do mountpoint -q "$T/$m" 2>/dev/null && umount "$T/$m"; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+report() { # DESC WHY
+    if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
+}
+# ra N ARGS...: ringattn on N ranks, out/err, 60 s limit; sets rc
+ra() {
+    local n=$1
+    shift
+    timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+    rc=$?
+}
+# sums FILE...: one checksum line per file (a missing file is "-")
+sums() {
+    local f
+    for f in "$@"; do
+        if [ -e "$f" ]; then echo "$f $(cksum <"$f")"; else echo "$f -"; fi
+    done
+}
+# refused DESC STATUS PATTERN: the last run exited STATUS ("nz": any non-zero,
+# not a timeout) with PATTERN (grep -E) on stderr and ran no training step
+refused() {
+    local why=""
+    if [ "$2" = nz ]; then
+        { [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; } || why+="exit status $rc; "
+    else
+        [ "$rc" -eq "$2" ] || why+="exit status $rc, expected $2; "
+    fi
+    grep -qE -- "$3" err || why+="no '$3' in: $(grep -m1 error err); "
+    grep -q '^step 1/' out && why+="a step ran; "
+    report "$1" "$why"
+}
+TINY="$CONFIGS/tiny.ini"
+short=(--set train.steps=20 --set train.eval_every=0 --set train.checkpoint_every=10)
+
+# ---- inputs that are not regular files --------------------------------------------
+timeout 60 "$RA" gen --dir A --H 2 --L 64 --D 8 >/dev/null 2>&1 || echo "gen failed"
+mkfifo fifo.npy
+mkdir dir.npy
+ra 2 attn --q fifo.npy --k A/k.npy --v A/v.npy --out o.npy
+refused "a FIFO as the --q input: refused at once, named" nz 'fifo.npy: is a FIFO'
+ra 2 attn --q dir.npy --k A/k.npy --v A/v.npy --out o.npy
+refused "a directory as the --q input: says it is a directory" nz 'dir.npy: is a directory'
+ra 1 eval --checkpoint fifo.npy
+refused "a FIFO as a checkpoint: refused at once" nz 'fifo.npy: is a FIFO'
+
+# ---- a reference run: 20 steps, checkpoints at 10 and 20 -------------------------------
+ra 2 train --config "$TINY" "${short[@]}" --checkpoint-dir ck --metrics m.jsonl
+report "reference run" "$([ "$rc" -eq 0 ] || tail -2 err)"
+cp "$TINY" cfg.ini
+keep=(cfg.ini ck/step-00000010.ckpt ck/step-00000020.ckpt m.jsonl)
+before=$(sums "${keep[@]}"; readlink ck/last.ckpt)
+unchanged() { [ "$(sums "${keep[@]}"; readlink ck/last.ckpt)" = "$before" ] || echo "files changed; "; }
+
+# ---- the checkpoint directory, checked before step 1 ----------------------------------
+touch afile
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir afile
+refused "a file in place of the checkpoint directory" 1 'checkpoint-dir afile: exists and is not a directory'
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir nope/ck
+refused "checkpoint directory with a missing parent" 1 "parent 'nope' does not exist"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ""
+refused "empty checkpoint directory name" 1 'checkpoint-dir: empty directory name'
+mkdir -p ro
+if mount -t tmpfs -o ro,size=1m tmpfs ro 2>mnt.err; then
+    ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ro
+    refused "read-only checkpoint directory (ro tmpfs)" 1 "cannot create files in directory 'ro': Read-only"
+    ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ro/ck
+    refused "checkpoint directory to create on a read-only tmpfs" 1 'ro/ck: cannot create it: Read-only'
+    ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck2 --metrics ro/m.jsonl
+    refused "--metrics on a read-only tmpfs" 1 'metrics ro/m.jsonl: cannot create files'
+    umount ro
+else
+    report "read-only checkpoint directory" "cannot mount a read-only tmpfs: $(cat mnt.err)"
+fi
+
+# ---- nothing overwritten ------------------------------------------------------------
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck
+refused "a fresh run into a directory with checkpoints: refused, says what to do" 1 \
+    'already holds 3 checkpoint files.*--resume ck.*another --checkpoint-dir.*remove them'
+report "... and the checkpoints are unchanged" "$(unchanged)"
+ra 2 train --resume ck --set train.steps=10
+refused "--resume with train.steps below the checkpoint's step names both" 1 \
+    'the checkpoint is at step 20; train.steps = 10: nothing to do.*train.steps > 20'
+ra 2 train --resume ck --set train.steps=20
+refused "--resume with train.steps equal to the checkpoint's step" 1 'at step 20; train.steps = 20'
+report "... and the checkpoints are unchanged" "$(unchanged)"
+ra 2 train --config cfg.ini --resume ck --set train.steps=30
+refused "--config with --resume is an error" 1 '--config cannot be used with --resume: the checkpoint holds the config'
+for kv in model.ffn=gelu model.dim=64 model.layers=3 model.heads=4 model.vocab=300 model.tie_embeddings=0 \
+    layer.1.head=combiner-fixed; do
+    ra 2 train --resume ck --set train.steps=30 --set "$kv"
+    refused "--resume --set $kv: refused naming ${kv%%=*}" 1 "changes ${kv%%=*} of the checkpoint's model"
+done
+ra 1 eval --checkpoint ck --set model.ffn=gelu
+refused "eval --set model.ffn=gelu on a checkpoint: refused" 1 "changes model.ffn"
+report "... and the checkpoints are unchanged" "$(unchanged)"
+# --metrics onto an input
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck3 --metrics cfg.ini
+refused "--metrics onto the --config file" 1 'metrics cfg.ini: is the --config file'
+printf 'some training text, long enough for a few sequences of 32 bytes. %.0s' $(seq 40) >data.txt
+keep+=(data.txt)
+before=$(sums "${keep[@]}"; readlink ck/last.ckpt)
+ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.path=$T/data.txt" --checkpoint-dir ck4 \
+    --metrics data.txt
+refused "--metrics onto the data file" 1 'metrics data.txt: is the training data'
+ra 2 train --resume ck/step-00000010.ckpt --set train.steps=30 --checkpoint-dir ck5 --metrics ck/step-00000010.ckpt
+refused "--metrics onto the checkpoint resumed from" 1 'is the checkpoint to resume from'
+ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000010.ckpt
+refused "--metrics onto another checkpoint of the run" 1 'is a checkpoint name in the checkpoint directory'
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /dev/full
+refused "--metrics /dev/full: refused as not a regular file" 1 'metrics /dev/full: is a character device'
+report "... and no input changed" "$(unchanged)"
+# a symlink as the metrics file: replaced, its target never written
+echo keep >target.txt
+ln -s target.txt link.jsonl
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --metrics link.jsonl
+why=""
+[ "$rc" -eq 0 ] || why+="exit $rc: $(tail -1 err); "
+[ "$(cat target.txt)" = keep ] || why+="the symlink's target was written; "
+[ -L link.jsonl ] && why+="still a symlink; "
+[ "$(wc -l <link.jsonl)" -eq 21 ] || why+="expected 21 metrics lines; "
+report "--metrics onto a symlink: replaced by the file, its target untouched" "$why"
+
+# ---- a NaN stop keeps the checkpoint of step s-1 it names --------------------------------
+RINGATTN_INJECT_NAN=7:1 timeout 60 "$MPIRUN" --oversubscribe -n 2 "$RA" train --config cfg.ini --set train.steps=20 \
+    --set train.eval_every=0 --set train.checkpoint_every=50 --checkpoint-dir ckn >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+grep -q 'step 7: the gradient is not finite.*kept in ckn/step-00000006.ckpt' err || why+="message: $(grep -m1 error err); "
+ra 2 eval --checkpoint ckn/step-00000006.ckpt
+[ "$rc" -eq 0 ] || why+="the named checkpoint does not load: $(tail -1 err); "
+[ "$(readlink ckn/last.ckpt)" = step-00000006.ckpt ] || why+="last.ckpt -> $(readlink ckn/last.ckpt); "
+report "NaN at step 7 (checkpoint_every 50): the step-6 checkpoint named in the message exists and loads" "$why"
+
+# ---- every write checked -------------------------------------------------------------
+mkdir -p full
+if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
+    dd if=/dev/zero of=full/fill bs=64k >/dev/null 2>&1
+    ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckf --metrics full/m.jsonl
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    grep -q 'full/m.jsonl: write failed.*No space left on device.*the parameters after step 1 are in ckf/last.ckpt' err ||
+        why+="message: $(grep -m1 error err); "
+    ra 1 eval --checkpoint ckf
+    [ "$rc" -eq 0 ] || why+="ckf/last.ckpt does not load; "
+    umount full
+    report "--metrics on a full tmpfs: exit 1 at the next step, the steps done are checkpointed" "$why"
+else
+    report "--metrics on a full device" "cannot mount a tmpfs: $(cat mnt.err)"
+fi
+# stdout to /dev/full (one process, no launcher: under mpirun, mpirun writes the ranks' output)
+timeout 60 "$RA" train --config cfg.ini --set train.steps=3 --set train.warmup=0 --set train.eval_every=0 \
+    --checkpoint-dir cko >/dev/full 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+grep -q 'writing to standard output failed' err || why+="message: $(head -1 err); "
+report "stdout to /dev/full: exit 1, said on stderr" "$why"
+
+# ---- signals ---------------------------------------------------------------------------
+# A long warm start (cooc over 48 MB, radius 64: ~10 s or more): SIGTERM to the ranks
+# stops it within seconds, exit 75, no checkpoint, said.
+head -c 48000000 /dev/urandom >big.bin
+warm=(--config cfg.ini --set data.source=file --set "data.path=$T/big.bin" --set model.embed_init=cooc
+      --set model.warm_radius=64 --set train.steps=5 --set train.warmup=0 --set train.eval_every=0)
+# start_bg N ARGS...: in the background; sets mp (mpirun's pid)
+start_bg() {
+    local n=$1
+    shift
+    timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
+    mp=$!
+}
+ranks_of() { pgrep -P "$(pgrep -P "$1" | head -1)" 2>/dev/null; } # timeout -> mpirun -> ranks
+elapsed_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+start_bg 2 train "${warm[@]}" --checkpoint-dir ckw
+sleep 3
+t0=$(date +%s.%N)
+kill -TERM $(ranks_of "$mp")
+wait "$mp"
+rc=$?
+secs=$(elapsed_since "$t0")
+why=""
+[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
+awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+grep -q '^stopped by signal SIGTERM during the warm start, before step 1: no step ran, so no checkpoint' out ||
+    why+="no stop line: $(tail -1 out) $(grep -m1 error err); "
+ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
+report "SIGTERM to the ranks during a long warm start: exit 75 in ${secs}s, no checkpoint, said" "$why"
+# The same signal to mpirun (Open MPI 4.1): it forwards SIGTERM, the ranks stop the warm
+# start the same way, but mpirun itself exits 1 (not 75): the stop line is what to look for.
+rm -rf ckw
+start_bg 2 train "${warm[@]}" --checkpoint-dir ckw
+sleep 3
+kill -TERM "$(pgrep -P "$mp" | head -1)"
+wait "$mp"
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc (documented: 1); "
+report "SIGTERM to mpirun: exit status 1, as documented (not 75)" "$why"
+# SIGTERM to mpirun mid-training: exit 1, the checkpoints written before still load.
+start_bg 2 train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 \
+    --set train.checkpoint_every=50 --set train.log_every=50 --checkpoint-dir ckt
+for _ in $(seq 600); do grep -q 'checkpoint: ckt/step-00000100' out 2>/dev/null && break; sleep 0.1; done
+kill -TERM "$(pgrep -P "$mp" | head -1)"
+wait "$mp"
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc (documented: 1); "
+ra 1 eval --checkpoint ckt
+[ "$rc" -eq 0 ] || why+="ckt/last.ckpt does not load: $(tail -1 err); "
+report "SIGTERM to mpirun mid-training: exit 1, last.ckpt loads" "$why"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
