@@ -178,11 +178,11 @@ grep -q 'writing to standard output failed' err || why+="message: $(head -1 err)
 report "stdout to /dev/full: exit 1, said on stderr" "$why"
 
 # ---- signals ---------------------------------------------------------------------------
-# A long warm start (cooc over 48 MB, radius 64: ~10 s or more): SIGTERM to the ranks
+# A long warm start (cooc over 48 MB, radius 256: ~10 s on 2 cores): SIGTERM to the ranks
 # stops it within seconds, exit 75, no checkpoint, said.
 head -c 48000000 /dev/urandom >big.bin
 warm=(--config cfg.ini --set data.source=file --set "data.path=$T/big.bin" --set model.embed_init=cooc
-      --set model.warm_radius=64 --set train.steps=5 --set train.warmup=0 --set train.eval_every=0)
+      --set model.warm_radius=256 --set train.steps=5 --set train.warmup=0 --set train.eval_every=0)
 # start_bg N ARGS...: in the background; sets mp (mpirun's pid)
 start_bg() {
     local n=$1
