@@ -26,9 +26,11 @@
 static const char *help =
     "usage: mpirun -n P ringattn generate --checkpoint CKPT|DIR (--prompt TEXT | --prompt-file F)\n"
     "                                     [--tokens 64] [--temperature 1.0] [--top-k 0] [--seed 1]\n"
+    "                                     [--out FILE]\n"
     "\n"
     "Samples --tokens bytes after the prompt and prints prompt + continuation on\n"
-    "rank 0. --temperature 0 is greedy; --top-k K samples among the K most likely\n"
+    "rank 0 (--out FILE: writes them to FILE instead, atomically; checked before\n"
+    "any work, and a failed write is an error even under mpirun). --temperature 0 is greedy; --top-k K samples among the K most likely\n"
     "bytes (0: all). The KV cache is sharded: rank r keeps the keys and values of\n"
     "its prompt tokens and of new positions t with t mod P = r. The prompt is at\n"
     "most the model's data.seq_len bytes (--prompt-file: a regular file); every\n"
@@ -69,7 +71,7 @@ static int32_t sample(const float *logits, int V, float temp, int topk, uint64_t
 
 typedef struct {
     ra_session_args s;
-    const char *ckpt, *prompt, *prompt_file;
+    const char *ckpt, *prompt, *prompt_file, *out;
     int tokens, topk, seed;
     float temp;
 } gen_args;
@@ -82,7 +84,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         { "temperature", required_argument, 0, 't' }, { "top-k", required_argument, 0, 'K' },
         { "seed", required_argument, 0, 's' },       { "set", required_argument, 0, 'S' },
         { "threads", required_argument, 0, 'T' },    { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 },
+        { "out", required_argument, 0, 'o' },        { 0, 0, 0, 0 },
     };
     *a = (gen_args){ .tokens = 64, .temp = 1.0f, .seed = 1 };
     ra_status st = RA_OK;
@@ -98,10 +100,12 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         case 'k': a->ckpt = optarg; break;
         case 'p': a->prompt = optarg; break;
         case 'f': a->prompt_file = optarg; break;
+        case 'o': a->out = optarg; break;
         case 'n': RA_TRY(ra_arg_int("--tokens", optarg, 0, 1 << 24, &a->tokens)); break;
         case 't':
             RA_TRY(ra_arg_float("--temperature", optarg, &a->temp));
-            if (a->temp < 0) return RA_FAIL(RA_ERR_ARG, "--temperature: must be >= 0");
+            if (!(a->temp >= 0) || isinf(a->temp))
+                return RA_FAIL(RA_ERR_ARG, "--temperature: must be finite and >= 0, got %s", optarg);
             break;
         case 'K': RA_TRY(ra_arg_int("--top-k", optarg, 0, 1 << 20, &a->topk)); break;
         case 's': RA_TRY(ra_arg_int("--seed", optarg, 0, 1 << 30, &a->seed)); break;
@@ -113,6 +117,20 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
     if (!!a->prompt == !!a->prompt_file)
         return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt and --prompt-file");
     if (a->prompt && !a->prompt[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt is empty");
+    return RA_OK;
+}
+
+/* --out before any work: a place a file can be created, and not an input. */
+static ra_status check_out(const gen_args *a)
+{
+    if (!a->out) return RA_OK;
+    RA_TRY(ra_check_output_path(a->out, "--out"));
+    char path[RA_PATH_MAX + 32];
+    ra_ckpt_resolve(path, sizeof path, a->ckpt);
+    if (ra_same_file(a->out, path) || ra_same_file(a->out, a->ckpt))
+        return RA_FAIL(RA_ERR_ARG, "--out %s is the checkpoint %s: choose another file", a->out, a->ckpt);
+    if (a->prompt_file && ra_same_file(a->out, a->prompt_file))
+        return RA_FAIL(RA_ERR_ARG, "--out %s is the --prompt-file: choose another file", a->out);
     return RA_OK;
 }
 
@@ -165,16 +183,25 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     return RA_OK;
 }
 
-/* Rank 0 prints prompt + continuation; a failed write (a full disk, a
- * closed pipe) is an error, not a silent truncation. */
-static ra_status print_text(const char *chars, size_t len, const int32_t *out, int n)
+/* Rank 0 prints prompt + continuation, or writes them to --out atomically;
+ * a failed write (a full disk, a closed pipe) is an error, not a silent
+ * truncation. */
+static ra_status emit_text(const char *file, const char *chars, size_t len, const int32_t *out, int n)
 {
-    fwrite(chars, 1, len, stdout);
-    for (int i = 0; i < n; i++) putchar(out[i]);
-    putchar('\n');
-    if (fflush(stdout) != 0 || ferror(stdout))
-        return RA_FAIL(RA_ERR_IO, "generate: writing the text to standard output failed: %s", strerror(errno));
-    return RA_OK;
+    char *buf = malloc(len + (size_t)n + 1);
+    if (!buf) return RA_FAIL(RA_ERR_NOMEM, "generate: out of memory for the text");
+    memcpy(buf, chars, len);
+    for (int i = 0; i < n; i++) buf[len + (size_t)i] = (char)out[i];
+    buf[len + (size_t)n] = '\n';
+    ra_status st = RA_OK;
+    if (file) {
+        st = ra_write_file_atomic(file, buf, len + (size_t)n + 1);
+    } else if (fwrite(buf, 1, len + (size_t)n + 1, stdout) != len + (size_t)n + 1 || fflush(stdout) != 0 ||
+               ferror(stdout)) {
+        st = RA_FAIL(RA_ERR_IO, "generate: writing the text to standard output failed: %s", strerror(errno));
+    }
+    free(buf);
+    return st;
 }
 
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
@@ -186,6 +213,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_session_help);
         return RA_OK;
     }
+    RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_out(&a) : RA_OK));
     char *text = NULL;
     size_t len = 0;
     ra_status st = RA_OK;
@@ -211,7 +239,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     ra_session s = { 0 };
     ra_decoder *d = NULL;
     st = run(c, &a, path, prompt, (int64_t)len, &s, &d, out);
-    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? print_text(chars, len, out, a.tokens) : RA_OK);
+    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? emit_text(a.out, chars, len, out, a.tokens) : RA_OK);
     ra_decoder_destroy(d);
     ra_session_close(&s);
     free(prompt);

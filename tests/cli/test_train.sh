@@ -150,6 +150,22 @@ done
 # a failed write of the text is an error (one process without mpirun: its stdout is the file)
 timeout 60 "$RA" generate --checkpoint ckA --prompt 'A' --tokens 2 >/dev/full 2>err </dev/null
 report "generate > /dev/full exits non-zero naming the write" "$([ $? -ne 0 ] && grep -q 'standard output' err || cat err)"
+# --out FILE: the same text, written atomically; checked before any work, never onto an input
+ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0
+want=$(cat out)
+ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0 --out gen.txt
+report "generate --out FILE writes what stdout shows, prints nothing" \
+    "$([ "$(cat gen.txt 2>/dev/null)" = "$want" ] && [ ! -s out ] || echo "'$(cat gen.txt)' vs '$want'")"
+echo keep >victim.txt && ln -sf victim.txt genlink.txt
+ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0 --out genlink.txt
+report "generate --out onto a symlink replaces the link, not its target" \
+    "$([ "$(cat victim.txt)" = keep ] && [ ! -L genlink.txt ] && [ "$(cat genlink.txt)" = "$want" ] || echo "victim: $(cat victim.txt)")"
+sum=$(cksum <"$(readlink -f ckA/last.ckpt)")
+for f in "ckA/last.ckpt:is the checkpoint" "nodir/g.txt:does not exist" "/dev/full:character device"; do
+    ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 2 --out "${f%%:*}"
+    report "generate --out ${f%%:*} is refused before any work" "$([ $? -ne 0 ] && grep -q -- "${f#*:}" err || cat err)"
+done
+report "the checkpoint is unchanged" "$([ "$(cksum <"$(readlink -f ckA/last.ckpt)")" = "$sum" ] || echo changed)"
 
 # ---- conditioning diagnostic: the same kappa whatever P ---------------------------
 ra 2 gen --dir kg --B 2 --H 2 --L 41 --D 8
