@@ -1,13 +1,12 @@
-/* test_config.c - unit tests for the configuration (src/core/config_*.c):
- * defaults, INI syntax, [layers]/[layer.N] precedence, every parse error
- * (code, "file:line" and the key in the message), --set overrides, derived
- * values and consistency checks in finish, the canonical-text round trip,
- * and the presets in configs/.
+/* test_config.c - unit tests for reading a configuration
+ * (src/core/config_*.c): defaults, INI syntax, [layers]/[layer.N]
+ * precedence, every parse error (code, "file:line" and the key in the
+ * message), loading files, and --set overrides. The derived values and
+ * consistency checks of finish, the canonical-text round trip and the
+ * presets in configs/ are in test_config_checks.c.
  *
  * Files are written inside a tmpdir.h directory that the group
  * teardown removes. */
-#include <dirent.h>
-#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,11 +20,8 @@
 #include <cmocka.h>
 
 #include "ringattn/config.h"
+#include "config_helpers.h"
 #include "tmpdir.h"
-
-#ifndef CONFIG_DIR
-#define CONFIG_DIR "configs"
-#endif
 
 /* ---- fixture and helpers --------------------------------------------- */
 
@@ -67,20 +63,6 @@ static void write_file(const char *path, const char *bytes, size_t n)
     assert_int_equal(fclose(fp), 0);
 }
 
-/* The configs are ~17 KB: keep them off the cmocka stack frames. */
-static ra_config *new_defaults(void)
-{
-    ra_config *c = malloc(sizeof *c);
-    assert_non_null(c);
-    ra_config_defaults(c);
-    return c;
-}
-
-static void assert_contains(const char *hay, const char *needle)
-{
-    if (!strstr(hay, needle)) fail_msg("expected \"%s\" in the message \"%s\"", needle, hay);
-}
-
 /* Parsing text (named t.ini) fails with code; the message names every
  * needle; the config is left as it was. */
 static void expect_parse_error(const char *text, ra_status code, const char *n1, const char *n2,
@@ -111,39 +93,6 @@ static void expect_set_error(const char *assignment, const char *n1, const char 
     assert_memory_equal(c, before, sizeof *c);
     free(c);
     free(before);
-}
-
-/* Defaults, then each --set, then finish must fail naming n1 and n2; the
- * config is unchanged by the failed finish. */
-static void expect_finish_error(const char *const *sets, const char *n1, const char *n2)
-{
-    ra_config *c = new_defaults(), *before = malloc(sizeof *c);
-    assert_non_null(before);
-    for (int i = 0; sets[i]; i++)
-        if (ra_config_set(c, sets[i], "--set") != RA_OK) fail_msg("set %s: %s", sets[i], ra_last_error());
-    memcpy(before, c, sizeof *c);
-    ra_status st = ra_config_finish(c);
-    if (st != RA_ERR_ARG) fail_msg("%s: expected RA_ERR_ARG from finish, got %d", sets[0], st);
-    if (n1) assert_contains(ra_last_error(), n1);
-    if (n2) assert_contains(ra_last_error(), n2);
-    assert_memory_equal(c, before, sizeof *c);
-    free(c);
-    free(before);
-}
-
-static void parse_ok(ra_config *c, const char *text)
-{
-    if (ra_config_parse(c, text, "t.ini") != RA_OK) fail_msg("%s\n-> %s", text, ra_last_error());
-}
-
-static void set_ok(ra_config *c, const char *a)
-{
-    if (ra_config_set(c, a, "--set") != RA_OK) fail_msg("%s -> %s", a, ra_last_error());
-}
-
-static void finish_ok(ra_config *c)
-{
-    if (ra_config_finish(c) != RA_OK) fail_msg("finish: %s", ra_last_error());
 }
 
 /* ---- defaults and syntax ---------------------------------------------- */
@@ -201,64 +150,6 @@ static void test_defaults(void **state)
     free(c);
     free(d);
 }
-
-static const char full_file[] =
-    "# every section\n"
-    "[model]\n"
-    "vocab = 512\n"
-    "dim = 96\n"
-    "layers = 3\n"
-    "heads = 6\n"
-    "kv_heads = 2\n"
-    "head_dim = 32\n"
-    "ffn = gelu\n"
-    "ffn_dim = 300\n"
-    "ffn_block = 128\n"
-    "tie_embeddings = no\n"
-    "rope_theta = 500000\n"
-    "norm_eps = 1e-6\n"
-    "init_std = 0.01\n"
-    "[layers]\n"
-    "precond = rownorm\n"
-    "precond_eps = 1e-5\n"
-    "[layer.2]\n"
-    "head = full\n"
-    "span = 32\n"
-    "row = 16\n"
-    "precond = spectral\n"
-    "precond_grad = full\n"
-    "precond_lambda = 0.5\n"
-    "[train]\n"
-    "steps = 500\n"
-    "batch = 8\n"
-    "accum = 2\n"
-    "lr = 1e-3\n"
-    "min_lr = 1e-4\n"
-    "warmup = 50\n"
-    "weight_decay = 0.1\n"
-    "beta1 = 0.8\n"
-    "beta2 = 0.99\n"
-    "adam_eps = 1e-7\n"
-    "clip = 0.5\n"
-    "seed = 18446744073709551615\n"
-    "eval_every = 100\n"
-    "eval_batches = 4\n"
-    "checkpoint_every = 250\n"
-    "log_every = 5\n"
-    "[data]\n"
-    "source = file\n"
-    "path = data/input.txt\n"
-    "seq_len = 1024\n"
-    "val_fraction = 0.05\n"
-    "recall_keys = 20\n"
-    "recall_pairs = 10\n"
-    "recall_queries = 5\n"
-    "[run]\n"
-    "layout = striped\n"
-    "chunk = 128\n"
-    "threads = 2\n"
-    "checkpoint_dir = /scratch/ck\n"
-    "metrics = m.jsonl\n";
 
 static void test_full_file(void **state)
 {
@@ -678,347 +569,6 @@ static void test_set(void **state)
     expect_set_error("model.tie_embeddings=2", "model.tie_embeddings", "true, false");
 }
 
-/* ---- finish ----------------------------------------------------------- */
-
-static void test_finish_derived(void **state)
-{
-    (void)state;
-    ra_config *c = new_defaults();
-    finish_ok(c);
-    assert_int_equal(c->kv_heads, 4);
-    assert_int_equal(c->head_dim, 16);
-    assert_int_equal(c->ffn_dim, 176); /* 8*64/3 = 170 -> 176 */
-    assert_int_equal(c->ffn_block, 256);
-    assert_true(c->layer_given == 3);
-    ra_config *again = malloc(sizeof *again);
-    assert_non_null(again);
-    memcpy(again, c, sizeof *c);
-    finish_ok(again); /* idempotent */
-    assert_memory_equal(again, c, sizeof *c);
-    free(again);
-    free(c);
-
-    struct { const char *ffn; int dim, ffn_dim; } cases[] = {
-        {"swiglu", 384, 1024}, {"swiglu", 32, 88}, {"swiglu", 256, 688}, {"swiglu", 104, 280},
-        {"gelu", 64, 256},     {"gelu", 384, 1536},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        c = new_defaults();
-        char a[64];
-        snprintf(a, sizeof a, "model.ffn=%s", cases[i].ffn);
-        set_ok(c, a);
-        snprintf(a, sizeof a, "model.dim=%d", cases[i].dim);
-        set_ok(c, a);
-        finish_ok(c);
-        assert_int_equal(c->ffn_dim, cases[i].ffn_dim);
-        assert_int_equal(c->ffn_dim % 8, 0);
-        free(c);
-    }
-
-    /* explicit values are kept; grouped-query heads */
-    c = new_defaults();
-    parse_ok(c, "[model]\ndim = 96\nheads = 6\nkv_heads = 2\nhead_dim = 24\nffn_dim = 100\nffn_block = 64\n");
-    finish_ok(c);
-    assert_int_equal(c->kv_heads, 2);
-    assert_int_equal(c->head_dim, 24);
-    assert_int_equal(c->ffn_dim, 100);
-    assert_int_equal(c->ffn_block, 64);
-    free(c);
-
-    /* layers beyond model.layers return to the defaults ([layers] reached them) */
-    c = new_defaults();
-    parse_ok(c, "[layers]\nprecond = rownorm\n");
-    assert_string_equal(c->layer[40].precond, "rownorm");
-    finish_ok(c);
-    assert_string_equal(c->layer[1].precond, "rownorm");
-    assert_string_equal(c->layer[2].precond, "none");
-    assert_string_equal(c->layer[40].precond, "none");
-    free(c);
-
-    /* all 64 layers */
-    c = new_defaults();
-    set_ok(c, "model.layers=64");
-    set_ok(c, "layer.63.span=2");
-    finish_ok(c);
-    assert_true(c->layer_given == UINT64_MAX);
-    free(c);
-}
-
-#define SETS(...) ((const char *const[]){__VA_ARGS__, NULL})
-
-static void test_finish_errors(void **state)
-{
-    (void)state;
-    expect_finish_error(SETS("model.kv_heads=3"), "model.heads = 4 is not divisible by model.kv_heads = 3",
-                        NULL);
-    expect_finish_error(SETS("model.kv_heads=8"), "model.heads = 4", "model.kv_heads = 8");
-    expect_finish_error(SETS("model.heads=3"), "model.dim = 64 is not divisible by model.heads = 3", NULL);
-    expect_finish_error(SETS("model.head_dim=15"), "model.head_dim = 15", "even");
-    expect_finish_error(SETS("model.dim=48", "model.heads=16"), "model.head_dim = 3", "even");
-    expect_finish_error(SETS("train.batch=16", "train.accum=3"),
-                        "train.batch = 16 is not divisible by train.accum = 3", NULL);
-    expect_finish_error(SETS("train.min_lr=0.01"), "train.min_lr = 0.01", "train.lr = 0.003");
-    expect_finish_error(SETS("train.steps=10"), "train.warmup = 20", "train.steps = 10");
-    expect_finish_error(SETS("data.source=file"), "data.source = file", "data.path");
-    expect_finish_error(SETS("data.source=file", "data.path=x", "data.val_fraction=0"),
-                        "data.val_fraction", NULL);
-    expect_finish_error(SETS("data.seq_len=20"), "data.seq_len = 20", "21");
-    expect_finish_error(SETS("data.recall_keys=3"), "data.recall_pairs = 4", "data.recall_keys = 3");
-    expect_finish_error(SETS("data.recall_keys=9"), "data.recall_keys = 9", "at most 8");
-    expect_finish_error(SETS("model.vocab=200"), "data.recall_keys = 8", "model.vocab = 200");
-    expect_finish_error(SETS("model.vocab=255"), "model.vocab = 255", ">= 256");
-    expect_finish_error(SETS("layer.5.span=3"), "[layer.5]", "model.layers = 2");
-    expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"), "[layer.2]", NULL);
-    /* warm starts: the explicit head needs non-negative features and its own matrix */
-    expect_finish_error(SETS("model.head_init=explicit", "model.tie_embeddings=0"), "model.head_init = explicit",
-                        "model.embed_init = bitcipher or cooc");
-    expect_finish_error(SETS("model.head_init=explicit", "model.embed_init=cooc"), "model.head_init = explicit",
-                        "model.tie_embeddings = 0");
-    expect_finish_error(SETS("model.embed_init=bitcipher", "model.warm_bits=8"), "model.warm_bits = 8",
-                        "at least 9");
-    expect_finish_error(SETS("model.embed_init=bitcipher", "model.dim=8", "model.heads=2"), "9 code bits",
-                        "model.dim = 8");
-    expect_finish_error(SETS("model.embed_init=cooc", "model.vocab=5000"), "model.vocab = 5000", "4096");
-
-    /* the recall limits themselves are accepted */
-    ra_config *c = new_defaults();
-    set_ok(c, "data.recall_keys=8");
-    set_ok(c, "data.seq_len=21");
-    finish_ok(c);
-    free(c);
-    /* ... and the file source does not need them */
-    c = new_defaults();
-    parse_ok(c, "[data]\nsource = file\npath = x\nseq_len = 8\nrecall_keys = 1000\n");
-    finish_ok(c);
-    free(c);
-
-    /* [layer.N] of a text beyond model.layers: the section is named, and a
-     * later model.layers override can make it valid */
-    c = new_defaults();
-    parse_ok(c, "[layer.3]\nspan = 4\n[model]\nlayers = 3\n");
-    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
-    assert_contains(ra_last_error(), "[layer.3]");
-    assert_contains(ra_last_error(), "model.layers = 3");
-    set_ok(c, "model.layers=4");
-    finish_ok(c);
-    assert_int_equal(c->layer[3].span, 4);
-    free(c);
-
-    /* values written by code, not text, are checked against the schema */
-    c = new_defaults();
-    c->dim = 0;
-    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
-    assert_contains(ra_last_error(), "model.dim");
-    assert_contains(ra_last_error(), "1 to 65536");
-    ra_config_defaults(c);
-    strcpy(c->layer[1].head, "mystery");
-    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
-    assert_contains(ra_last_error(), "layer.1.head");
-    ra_config_defaults(c);
-    c->lr = INFINITY;
-    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
-    assert_contains(ra_last_error(), "train.lr");
-    free(c);
-}
-
-/* ---- canonical text ---------------------------------------------------- */
-
-/* finished a -> text -> defaults + parse == a, byte for byte; and again. */
-static void assert_round_trip(const ra_config *a)
-{
-    char *text = ra_config_text(a);
-    assert_non_null(text);
-    ra_config *b = new_defaults();
-    if (ra_config_parse(b, text, "canonical") != RA_OK) fail_msg("%s\n%s", ra_last_error(), text);
-    assert_memory_equal(a, b, sizeof *a);
-    finish_ok(b);
-    assert_memory_equal(a, b, sizeof *a);
-    char *text2 = ra_config_text(b);
-    assert_non_null(text2);
-    assert_string_equal(text, text2);
-    free(text);
-    free(text2);
-    free(b);
-}
-
-static void test_round_trip(void **state)
-{
-    (void)state;
-    ra_config *a = new_defaults();
-    finish_ok(a);
-    assert_round_trip(a);
-
-    /* awkward values: floats without short decimals, extremes, strings that
-     * need quotes and escapes, per-layer differences */
-    ra_config_defaults(a);
-    parse_ok(a, full_file);
-    set_ok(a, "train.lr=0.1");
-    set_ok(a, "train.min_lr=0.0333333333");
-    set_ok(a, "model.init_std=1.17549435e-38");
-    set_ok(a, "model.rope_theta=1e12");
-    set_ok(a, "model.norm_eps=3.40282347e-20");
-    set_ok(a, "train.beta2=0.99999994");
-    set_ok(a, "layer.0.precond_lambda=123456.789");
-    set_ok(a, "layer.1.precond_lambda=0.000001");
-    set_ok(a, "data.path=\" lead and trail \"");
-    set_ok(a, "run.checkpoint_dir=a \"quoted\" \\dir\\ # ; x");
-    set_ok(a, "run.metrics=\"\\\"start\"");
-    finish_ok(a);
-    assert_round_trip(a);
-
-    char *text = ra_config_text(a);
-    assert_non_null(text);
-    assert_contains(text, "[layer.2]");
-    assert_true(strstr(text, "[layer.3]") == NULL);
-    assert_true(strstr(text, "[layers]") == NULL);
-    assert_contains(text, "lr = 0.1 "); /* shortest exact form */
-    assert_contains(text, "rope_theta = 1e+12");
-    assert_contains(text, "seed = 18446744073709551615");
-    assert_contains(text, "path = \" lead and trail \"");
-    assert_contains(text, "# model width C"); /* descriptions as comments */
-    free(text);
-
-    /* all 64 layers, each different */
-    ra_config_defaults(a);
-    set_ok(a, "model.layers=64");
-    for (int n = 0; n < 64; n++) {
-        char s[64];
-        snprintf(s, sizeof s, "layer.%d.span=%d", n, n * 3);
-        set_ok(a, s);
-        snprintf(s, sizeof s, "layer.%d.precond_eps=%g", n, 1e-3 / (n + 1));
-        set_ok(a, s);
-    }
-    finish_ok(a);
-    assert_round_trip(a);
-    free(a);
-}
-
-/* ---- presets ----------------------------------------------------------- */
-
-static ra_config *load_preset(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", CONFIG_DIR, name);
-    ra_config *c = malloc(sizeof *c);
-    assert_non_null(c);
-    if (ra_config_load(c, path) != RA_OK) fail_msg("%s: %s", name, ra_last_error());
-    finish_ok(c);
-    assert_round_trip(c);
-    return c;
-}
-
-/* Parameter count as the model lays it out (src/model/model.c). */
-static long long params(const ra_config *c)
-{
-    long long C = c->dim, HD = (long long)c->heads * c->head_dim, KD = (long long)c->kv_heads * c->head_dim;
-    long long F = c->ffn_dim, V = c->vocab;
-    long long ffn = (strcmp(c->ffn, "swiglu") == 0 ? 3 : 2) * C * F;
-    long long layer = 2 * C + C * HD + 2 * C * KD + HD * C + ffn;
-    return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : C * V);
-}
-
-/* Sizes are computed in 64 bits and refused, naming the keys, beyond what
- * the model counts in int; the bounds themselves are accepted. */
-static void test_sizes(void **state)
-{
-    (void)state;
-    /* 2 * recall_queries overflowed int (a crash before this check) */
-    expect_finish_error(SETS("data.recall_queries=1073741824"), "data.recall_queries",
-                        "4 + 2 * 1073741824 + 1 = 2147483653");
-    expect_finish_error(SETS("data.recall_queries=1073741824", "data.seq_len=1073741824"), "data.seq_len",
-                        "2147483653");
-
-    /* parameters: dim 8192, 2 layers fit; 3 layers exceed 2^31 - 1, and the
-     * message gives the count of the test's own formula (params above) */
-    ra_config *c = new_defaults();
-    set_ok(c, "model.dim=8192");
-    set_ok(c, "model.layers=2");
-    finish_ok(c);
-    const long long two = params(c), outer = (long long)c->vocab * c->dim + c->dim;
-    assert_true(two <= 2147483647LL);
-    const long long three = outer + (two - outer) / 2 * 3;
-    assert_true(three > 2147483647LL);
-    char want[64];
-    snprintf(want, sizeof want, "the model has %lld parameters", three);
-    expect_finish_error(SETS("model.dim=8192", "model.layers=3"), want, "model.layers = 3");
-    expect_finish_error(SETS("model.dim=65536", "model.vocab=65536", "model.heads=64"), "parameters",
-                        "model.vocab = 65536");
-    free(c);
-
-    /* micro-batch tokens: 2^20 x 4096 = 2^32 refused, 2^19 x 4096 = 2^31 too; 2^30 accepted */
-    expect_finish_error(SETS("train.batch=1048576", "data.seq_len=4096"), "train.batch / train.accum",
-                        "4294967296 tokens");
-    expect_finish_error(SETS("train.batch=1048576", "train.accum=2", "data.seq_len=4096"),
-                        "data.seq_len = 4096", "2147483648 tokens");
-    c = new_defaults();
-    set_ok(c, "train.batch=1048576");
-    set_ok(c, "train.accum=4");
-    set_ok(c, "data.seq_len=4096");
-    finish_ok(c);
-    free(c);
-
-    /* FFN blocks: 2^30 tokens of F = 176 refused; 2^23 accepted */
-    expect_finish_error(SETS("model.ffn_block=1073741824"), "model.ffn_block = 1073741824", "model.ffn_dim = 176");
-    c = new_defaults();
-    set_ok(c, "model.ffn_block=8388608");
-    finish_ok(c);
-    free(c);
-}
-
-static void test_presets(void **state)
-{
-    (void)state;
-    ra_config *c = load_preset("tiny.ini");
-    assert_int_equal(c->dim, 32);
-    assert_int_equal(c->layers, 2);
-    assert_int_equal(c->heads, 2);
-    assert_int_equal(c->seq_len, 32);
-    assert_int_equal(c->steps, 20);
-    assert_int_equal(c->batch, 4);
-    assert_int_equal(c->recall_keys, 8);
-    assert_int_equal(c->recall_pairs, 4);
-    assert_int_equal(c->recall_queries, 4);
-    assert_int_equal(c->eval_every, 10);
-    assert_int_equal(c->eval_batches, 2);
-    free(c);
-
-    /* recall.ini spells out the defaults */
-    c = load_preset("recall.ini");
-    ra_config *d = new_defaults();
-    finish_ok(d);
-    assert_memory_equal(c, d, sizeof *c);
-    free(d);
-    free(c);
-
-    c = load_preset("10m.ini");
-    assert_int_equal(c->dim, 384);
-    assert_int_equal(c->layers, 6);
-    assert_int_equal(c->head_dim, 64);
-    assert_int_equal(c->seq_len, 8192);
-    assert_string_equal(c->source, "file");
-    assert_int_equal(params(c), 10720128); /* the figure in the preset's comment */
-    free(c);
-
-    c = load_preset("long.ini");
-    assert_int_equal(c->seq_len, 65536);
-    assert_int_equal(c->dim, 256);
-    assert_int_equal(c->layers, 4);
-    assert_string_equal(c->layout, "zigzag");
-    assert_int_equal(params(c), 3229952);
-    free(c);
-
-    c = load_preset("bench.ini");
-    assert_int_equal(c->seq_len, 2048);
-    assert_int_equal(params(c), 3229952); /* the figure in the preset's comment */
-    free(c);
-
-    c = load_preset("mixed.ini");
-    assert_string_equal(c->layer[0].head, "full");
-    assert_string_equal(c->layer[1].head, "combiner-fixed");
-    assert_int_equal(c->layer[1].span, 8);
-    free(c);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1034,11 +584,6 @@ int main(void)
         cmocka_unit_test(test_bom),
         cmocka_unit_test(test_error_files),
         cmocka_unit_test(test_set),
-        cmocka_unit_test(test_finish_derived),
-        cmocka_unit_test(test_finish_errors),
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_sizes),
-        cmocka_unit_test(test_presets),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,8 +1,7 @@
 /* test_npy.c - unit tests for the .npy reader/writer (src/core/npy.c).
  *
  * Every file is built byte by byte here (no python/numpy needed) inside a
- * mkdtemp directory under /tmp that the group teardown removes. */
-#include <dirent.h>
+ * tmpdir.h directory that the group teardown removes. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,19 +16,18 @@
 #include <cmocka.h>
 
 #include "ringattn/npy.h"
+#include "tmpdir.h"
 
 /* ---- fixture and helpers --------------------------------------------- */
 
 typedef struct {
-    char dir[64];
+    char dir[TMPDIR_CAP];
 } fixture;
 
 static int group_setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    if (!fx) return -1;
-    strcpy(fx->dir, "/tmp/test_npy_XXXXXX");
-    if (!mkdtemp(fx->dir)) {
+    if (!fx || tmpdir_make(fx->dir, "test_npy") != 0) {
         free(fx);
         return -1;
     }
@@ -40,28 +38,17 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     fixture *fx = *state;
-    DIR *d = opendir(fx->dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", fx->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    int rc = rmdir(fx->dir);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }
 
-/* dir/name into a static-sized caller buffer */
+/* dir/name into out[cap], cap >= TMPDIR_CAP */
 static const char *tmp(void **state, char *out, size_t cap, const char *name)
 {
     const fixture *fx = *state;
-    snprintf(out, cap, "%s/%s", fx->dir, name);
-    return out;
+    assert_true(cap >= TMPDIR_CAP);
+    return tmpdir_path(out, fx->dir, name);
 }
 
 static void write_file(const char *path, const void *bytes, size_t n)
@@ -151,7 +138,7 @@ static const float six[6] = {1.0f, -2.5f, 3.25f, 0.0f, 1e-3f, 7.0f};
 
 static void test_roundtrip_f32(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "rt.npy");
     const int64_t shape[3] = {2, 3, 4};
     float data[24], *back = NULL;
@@ -169,7 +156,7 @@ static void test_roundtrip_f32(void **state)
     assert_int_equal(info.fd, -1);
     assert_memory_equal(back, data, sizeof data);
     free(back);
-    char part[600];
+    char part[TMPDIR_CAP + 8];
     snprintf(part, sizeof part, "%s.tmp", p);
     assert_false(exists(part));
     unlink(p);
@@ -189,7 +176,7 @@ static size_t numpy_2x3_bytes(unsigned char *buf)
 
 static void test_numpy_v1_file(void **state)
 {
-    char p[512], q[512];
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
     tmp(state, p, sizeof p, "numpy.npy");
     tmp(state, q, sizeof q, "ours.npy");
     unsigned char want[256], got[512];
@@ -221,7 +208,7 @@ static void test_numpy_v1_file(void **state)
 
 static void test_v2_header(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "v2.npy");
     write_npy(p, 2, "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", six, sizeof six);
     ra_npy f;
@@ -238,7 +225,7 @@ static void test_v2_header(void **state)
 
 static void test_v3_header(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "v3.npy");
     const int32_t v[4] = {5, -7, 2147483647, -2147483647 - 1};
     write_npy(p, 3, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }", v, sizeof v);
@@ -255,7 +242,7 @@ static void test_v3_header(void **state)
 /* More elements than one conversion chunk, read whole and across a chunk edge. */
 static void test_f64_to_f32(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "f64.npy");
     enum { N = 10000 };
     double *d = malloc(N * sizeof *d);
@@ -284,7 +271,7 @@ static void test_f64_to_f32(void **state)
 
 static void test_i64_to_i32(void **state)
 {
-    char p[512], q[512];
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
     tmp(state, p, sizeof p, "i64.npy");
     tmp(state, q, sizeof q, "i64big.npy");
     const int64_t v[4] = {0, -1, INT32_MAX, INT32_MIN};
@@ -311,7 +298,7 @@ static void test_i64_to_i32(void **state)
 
 static void test_i32_save_and_wrong_kind(void **state)
 {
-    char p[512], q[512];
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
     tmp(state, p, sizeof p, "i32.npy");
     tmp(state, q, sizeof q, "f32.npy");
     const int64_t shape[1] = {3};
@@ -340,7 +327,7 @@ static void test_i32_save_and_wrong_kind(void **state)
 
 static void test_subrange(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "range.npy");
     float data[1000], back[200];
     for (int i = 0; i < 1000; i++) data[i] = (float)i;
@@ -370,7 +357,7 @@ static void test_key_orders_and_spacing(void **state)
         "{'descr': '=f4', 'shape': (2L, 3L), 'fortran_order': False, }",
         "{'descr':'<f4','fortran_order':False,'shape':(2,3)}",
     };
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "keys.npy");
     for (size_t k = 0; k < sizeof dicts / sizeof dicts[0]; k++) {
         write_npy(p, 1, dicts[k], six, sizeof six);
@@ -396,7 +383,7 @@ static void test_key_orders_and_spacing(void **state)
 
 static void test_0d_and_1d_shapes(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "shapes.npy");
     const double one = 2.5;
     write_npy(p, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", &one, sizeof one);
@@ -436,7 +423,7 @@ static void test_0d_and_1d_shapes(void **state)
 /* Bytes after the data are accepted (np.save can append arrays to one file). */
 static void test_trailing_bytes_accepted(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "trail.npy");
     float data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     write_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", data, sizeof data);
@@ -451,7 +438,7 @@ static void test_trailing_bytes_accepted(void **state)
 
 static void test_bad_magic(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "magic.npy");
     unsigned char buf[256];
     size_t n = numpy_2x3_bytes(buf);
@@ -467,7 +454,7 @@ static void test_bad_magic(void **state)
 
 static void test_bad_version(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "version.npy");
     const char *h = "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }\n";
     write_npy_raw(p, 4, 0, h, strlen(h), six, sizeof six);
@@ -485,7 +472,7 @@ static void test_bad_version(void **state)
 
 static void test_fortran_order(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "fortran.npy");
     write_npy(p, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", six, sizeof six);
     expect_open_error(p, RA_ERR_FORMAT, "Fortran-ordered arrays are not supported");
@@ -499,7 +486,7 @@ static void test_unsupported_dtypes(void **state)
         {"<f2", "'<f2'"}, {">f4", "big-endian"}, {">i8", "'>i8'"}, {"<c8", "'<c8'"},
         {"|f4", "'|f4'"}, {"<u4", "'<u4'"}, {"|b1", "'|b1'"}, {"f4", "dtype 'f4'"},
     };
-    char p[512], dict[160];
+    char p[TMPDIR_CAP], dict[160];
     tmp(state, p, sizeof p, "dtype.npy");
     unsigned char zeros[64] = {0};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -535,7 +522,7 @@ static void test_malformed_headers(void **state)
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", "overflows"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4)}", "overflows"},
     };
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "malformed.npy");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         write_npy(p, 1, cases[k].dict, six, sizeof six);
@@ -564,7 +551,7 @@ static void test_malformed_headers(void **state)
 
 static void test_truncated(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "trunc.npy");
     float data[15] = {0};
     write_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), }", data, sizeof data);
@@ -578,7 +565,7 @@ static void test_truncated(void **state)
     expect_open_error(p, RA_ERR_FORMAT, "header length 1000");
     unlink(p);
 
-    char missing[512];
+    char missing[TMPDIR_CAP];
     tmp(state, missing, sizeof missing, "no_such.npy");
     expect_open_error(missing, RA_ERR_IO, "cannot open");
 }
@@ -588,7 +575,7 @@ static void test_truncated(void **state)
  * a confusing read error. */
 static void test_fifo_and_directory_refused(void **state)
 {
-    char p[512];
+    char p[TMPDIR_CAP];
     tmp(state, p, sizeof p, "fifo.npy");
     assert_int_equal(mkfifo(p, 0600), 0);
     expect_open_error(p, RA_ERR_IO, "is a FIFO");
@@ -603,7 +590,7 @@ static void test_fifo_and_directory_refused(void **state)
  * file it points to keeps its bytes. */
 static void test_stale_tmp_symlink_not_followed(void **state)
 {
-    char p[512], part[600], victim[512];
+    char p[TMPDIR_CAP], part[TMPDIR_CAP + 8], victim[TMPDIR_CAP];
     tmp(state, p, sizeof p, "out2.npy");
     tmp(state, victim, sizeof victim, "victim.bin");
     snprintf(part, sizeof part, "%s.tmp", p);
@@ -624,7 +611,7 @@ static void test_stale_tmp_symlink_not_followed(void **state)
 
 static void test_partial_workflow(void **state)
 {
-    char p[512], part[600];
+    char p[TMPDIR_CAP], part[TMPDIR_CAP + 8];
     tmp(state, p, sizeof p, "out.npy");
     snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[2] = {3, 4};
@@ -667,7 +654,7 @@ static void test_partial_workflow(void **state)
 
 static void test_abort_removes_partial(void **state)
 {
-    char p[512], part[600];
+    char p[TMPDIR_CAP], part[TMPDIR_CAP + 8];
     tmp(state, p, sizeof p, "aborted.npy");
     snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[1] = {100};
@@ -685,7 +672,7 @@ static void test_abort_removes_partial(void **state)
 
 static void test_open_partial_mismatch(void **state)
 {
-    char p[512], part[600];
+    char p[TMPDIR_CAP], part[TMPDIR_CAP + 8];
     tmp(state, p, sizeof p, "mismatch.npy");
     snprintf(part, sizeof part, "%s.tmp", p);
     const int64_t shape[2] = {3, 4}, other[2] = {4, 3}, flat[1] = {12};
@@ -697,7 +684,7 @@ static void test_open_partial_mismatch(void **state)
     assert_int_equal(ra_npy_sync_close(&a), RA_OK);
     ra_npy_abort(p);
 
-    char missing[512];
+    char missing[TMPDIR_CAP];
     tmp(state, missing, sizeof missing, "never.npy");
     assert_error(ra_npy_open_partial(&b, missing, 2, shape), RA_ERR_IO, "never.npy.tmp", "cannot open");
 
