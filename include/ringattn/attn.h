@@ -1,7 +1,7 @@
 /* attn.h - single-rank attention kernels: one block of queries against one
  * block of keys, forward (online softmax) and backward, on OpenBLAS sgemm.
  *
- * These are the tiles the ring is made of (DESIGN §4). Shapes, per (batch,
+ * These are the tiles the ring is made of (docs/design.md §4). Shapes, per (batch,
  * head) pair: q, dout, acc, dq [nq][D]; k, v, dk, dv [nk][D]; m, l, lse, dl
  * [nq]. Query i may see key j when allowed(i, j): always if bidirectional,
  * kpos[j] <= qpos[i] if causal, and qseg[i] == kseg[j] when segment ids are

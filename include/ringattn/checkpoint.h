@@ -1,4 +1,4 @@
-/* checkpoint.h - one file per checkpoint (DESIGN §8): magic + version
+/* checkpoint.h - one file per checkpoint (docs/design.md §8.3): magic + version
  * header, the config text, the step and RNG/data state, named float32
  * tensors (parameters, optimizer moments), and a checksum of everything.
  *

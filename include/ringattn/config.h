@@ -1,4 +1,4 @@
-/* config.h - model and run configuration: INI files (DESIGN §8).
+/* config.h - model and run configuration: INI files (docs/design.md §8.1).
  *
  *     ra_config cfg;
  *     RA_TRY(ra_config_load(&cfg, "configs/recall.ini"));       // defaults + file

@@ -1,5 +1,5 @@
 /* decode.h - token-by-token decoding with a KV cache that stays sharded by
- * sequence position across ranks (DESIGN §7).
+ * sequence position across ranks (docs/design.md §9).
  *
  * A forward of the model over the prompt (micro-batch 1, data.seq_len = the
  * prompt's length) leaves every rank the keys and values of its own prompt

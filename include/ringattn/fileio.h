@@ -50,7 +50,8 @@ ra_status ra_write_full(int fd, const char *path, const void *buf, size_t n);
 /* "<path>.tmp" into out; 0 when path is empty or too long. */
 int ra_tmp_name(char *out, size_t cap, const char *path);
 
-/* Create (truncate) "<path>.tmp" for writing; a missing or unwritable
+/* Create "<path>.tmp" for writing (a stale one removed first, the new one
+ * O_EXCL|O_NOFOLLOW; a directory at path refused); a missing or unwritable
  * directory is named. ra_atomic_open_tmp opens the same file, already
  * created by another rank, without creating it. */
 ra_status ra_atomic_create(const char *path, int *fd);

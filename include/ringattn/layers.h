@@ -1,5 +1,5 @@
 /* layers.h - single-rank kernels of the transformer's layers, forward and
- * backward, on OpenBLAS (DESIGN §7). Rows are tokens: x [N][C].
+ * backward, on OpenBLAS (docs/design.md §7). Rows are tokens: x [N][C].
  *
  * Conventions: forward functions overwrite their outputs; backward functions
  * ACCUMULATE (+=) into both input gradients (dx) and parameter gradients
@@ -57,7 +57,7 @@ void ra_embed_backward(float *dE, const int32_t *tok, const float *dx, int N, in
 double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
                int64_t *count, int64_t *correct);
 
-/* Row-norm preconditioner (DESIGN §6) of a head output o [N][D], in place:
+/* Row-norm preconditioner (docs/design.md §6) of a head output o [N][D], in place:
  * o_i <- o_i / (n_i + eps), n_i = ||o_i||_2 saved in norm [N]. Backward,
  * from the preconditioned output ot and its gradient dot, overwrites dot with
  * the gradient of the raw output: dot_i / (n_i + eps) (full = 0: the norm
@@ -66,7 +66,7 @@ double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, i
 void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps);
 void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, int D, float eps, int full);
 
-/* Conditioning diagnostic (DESIGN §6): G [D][D] += O^T O for rows o [N][D]
+/* Conditioning diagnostic (docs/design.md §6): G [D][D] += O^T O for rows o [N][D]
  * (double accumulation; sum G over ranks for a distributed sequence), then
  * the singular values of O from G's eigenvalues (LAPACK dsyev):
  * kappa = sigma_max / sigma_min, infinite when sigma_min is 0. */

@@ -1,4 +1,4 @@
-/* layout.h - which global tokens each rank owns (DESIGN §3).
+/* layout.h - which global tokens each rank owns (docs/design.md §3).
  *
  *   contiguous: rank r owns [floor(r*L/P), floor((r+1)*L/P)).
  *   zigzag:     L cut into 2P chunks (chunk c = [floor(c*L/2P), floor((c+1)*L/2P)));

@@ -1,4 +1,4 @@
-/* model.h - the decoder-only transformer on the ring (DESIGN §7).
+/* model.h - the decoder-only transformer on the ring (docs/design.md §7).
  *
  * x = embed(tokens); each layer: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x));
  * logits = rmsnorm(x) W_out (W_out = E^T when tied); loss = mean

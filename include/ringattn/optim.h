@@ -1,5 +1,5 @@
 /* optim.h - AdamW with a warm-up + cosine learning-rate schedule and
- * global gradient-norm clipping (DESIGN §7). Moments live in one allocation
+ * global gradient-norm clipping (docs/design.md §7). Moments live in one allocation
  * beside the parameters; weight decay applies to matrices, not to norm gains. */
 #ifndef RINGATTN_OPTIM_H
 #define RINGATTN_OPTIM_H

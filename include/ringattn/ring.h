@@ -1,4 +1,4 @@
-/* ring.h - exact attention over a ring of MPI ranks (DESIGN §4).
+/* ring.h - exact attention over a ring of MPI ranks (docs/design.md §4).
  *
  * Every rank owns Lr tokens of a length-L sequence (see layout.h) and holds
  * q [B][H][Lr][D], k, v [B][Hkv][Lr][D], optional segment ids seg [B][Lr].

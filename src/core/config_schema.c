@@ -1,5 +1,5 @@
 /* config_schema.c - the schema table of every config key, the defaults,
- * and the enum words resolved to C enums (DESIGN §8). See config_schema.h
+ * and the enum words resolved to C enums (docs/design.md §8.1). See config_schema.h
  * for the map of the config_*.c files.
  *
  * Enum words come from names.h (MPI-free), the one list the head registry

@@ -1,4 +1,4 @@
-/* colmax.h - the Combiner heads' max-pooling summary (DESIGN §5), shared by
+/* colmax.h - the Combiner heads' max-pooling summary (docs/design.md §5), shared by
  * combiner-fixed and combiner-logsparse. */
 #ifndef RINGATTN_COLMAX_H
 #define RINGATTN_COLMAX_H

@@ -1,4 +1,4 @@
-/* combiner_axial.c - the combiner-axial head (DESIGN §5): the sequence as a
+/* combiner_axial.c - the combiner-axial head (docs/design.md §5): the sequence as a
  * grid of rows of m tokens, O(L sqrt(L) D) with m ~ sqrt(L).
  *
  * Query i = (r, c) attends directly to its own row (c' <= c when causal) and,

@@ -1,4 +1,4 @@
-/* combiner_fixed.c - the combiner-fixed head (DESIGN §5): full coverage at
+/* combiner_fixed.c - the combiner-fixed head (docs/design.md §5): full coverage at
  * O(L sqrt(L) D) with spans of s ~ sqrt(L) tokens.
  *
  * Query i attends directly to the keys of its own span (j <= i when causal)

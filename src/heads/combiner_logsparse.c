@@ -1,4 +1,4 @@
-/* combiner_logsparse.c - the combiner-logsparse head (DESIGN §5), causal
+/* combiner_logsparse.c - the combiner-logsparse head (docs/design.md §5), causal
  * only: O(L log L D). Query i attends to itself directly and, for each
  * level l with bit l of i set, to one summary of the aligned block
  * [(b-1) 2^l, b 2^l), b = i >> l: qbar, kbar = elementwise max of q, k over

@@ -1,4 +1,4 @@
-/* precond_rownorm.c - the rownorm preconditioner (DESIGN §6) as a wrapper
+/* precond_rownorm.c - the rownorm preconditioner (docs/design.md §6) as a wrapper
  * around any head: the head's output rows O_i become O_i / (||O_i|| + eps).
  *
  * The wrapper keeps the raw output and the row norms of its last forward:

@@ -1,4 +1,4 @@
-/* ring_attn.c - exact attention over a ring of ranks (DESIGN §4).
+/* ring_attn.c - exact attention over a ring of ranks (docs/design.md §4).
  *
  * Each rank's keys/values are cut into nc pieces of at most `chunk` tokens.
  * Pieces travel the ring as a systolic stream: at step s (s = 0 .. P*nc-1)

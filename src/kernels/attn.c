@@ -1,5 +1,5 @@
 /* attn.c - attention tiles on OpenBLAS: one block of queries against one
- * block of keys, forward with the online softmax and backward (DESIGN §4).
+ * block of keys, forward with the online softmax and backward (docs/design.md §4).
  *
  * Shapes per (batch, head): q, dout, acc, dq [nq][D]; k, v, dk, dv [nk][D];
  * m, l, lse, dl [nq]. Queries are cut into tiles of TQ rows and keys into

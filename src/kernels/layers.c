@@ -1,4 +1,4 @@
-/* layers.c - single-rank kernels of the transformer's layers (DESIGN §7):
+/* layers.c - single-rank kernels of the transformer's layers (docs/design.md §7):
  * RMSNorm, linear (sgemm), RoPE, SwiGLU, GELU, embedding, cross-entropy.
  *
  * Shapes: x, y, dx, dy [N][C]; g, dg [C]; rstd [N]; linear x [N][I],

@@ -1,4 +1,4 @@
-/* checkpoint.c - one-file checkpoints (DESIGN §8): atomic save, verified load.
+/* checkpoint.c - one-file checkpoints (docs/design.md §8.3): atomic save, verified load.
  *
  * File format, version 1. All integers little-endian; offsets in bytes.
  *

@@ -38,7 +38,7 @@ static void head_to_tok(float *dst, const float *src, int B, int64_t Lr, int nh,
 
 /* ---- attention input: rmsnorm, Q/K/V projections, RoPE ------------------------ */
 
-/* The spectral preconditioner (DESIGN §6) uses W_Q, W_K, W_V as W + lambda I
+/* The spectral preconditioner (docs/design.md §6) uses W_Q, W_K, W_V as W + lambda I
  * (I: ones on the diagonal of the [C][out] matrix): y += lambda x on the
  * first min(C, out) columns, and in the backward dx += lambda dy there. */
 static float spectral_lambda(const ra_net *net, int l)

@@ -1,6 +1,6 @@
 /* ref_attn.h - naive float64 reference attention for the tests.
  *
- * Written straight from the definitions in DESIGN §4; it shares no code with
+ * Written straight from the definitions in docs/design.md §4; it shares no code with
  * the library (it does not include attn.h and knows nothing about blocks,
  * online softmax or the ring). Everything is computed in double, one query
  * row at a time, with a stable softmax (the row maximum is subtracted).

@@ -1,4 +1,4 @@
-/* ref_combiner.h - naive float64 reference for the Combiner heads (DESIGN §5).
+/* ref_combiner.h - naive float64 reference for the Combiner heads (docs/design.md §5).
  *
  * Written straight from the definitions; it shares no code with the library
  * (nor with ref_attn.c). For every query i of every (batch, query head) it

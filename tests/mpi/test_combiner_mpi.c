@@ -1,7 +1,7 @@
 /* test_combiner_mpi.c - the Combiner heads (heads.h: "combiner-fixed",
  * "combiner-axial", "combiner-logsparse") over MPI_COMM_WORLD against
  *   (a) the same head on MPI_COMM_SELF (one rank, whole sequence), and
- *   (b) the float64 reference of DESIGN §5 (tests/common/ref_combiner.c):
+ *   (b) the float64 reference of docs/design.md §5 (tests/common/ref_combiner.c):
  *       forward O and LSE always; dQ, dK, dV against the reference's
  *       central-difference gradients (ref_comb_backward_fd_at, step 1e-6 in
  *       double) in the cases marked fd (small sizes only: FD costs one head
@@ -14,7 +14,7 @@
  * runs the head on its own slab (the global indices of ra_layout_positions)
  * and compares its rows of O, LSE, dQ, dK, dV.
  *
- * Tolerances (DESIGN: float32 with float32-or-better softmax statistics):
+ * Tolerances (docs/design.md §2: float32 with float32-or-better softmax statistics):
  *   O        max over local rows |x - ref| / max over the whole tensor |ref|  <= 1e-5
  *   lse      |x - ref| / max(1, |ref|)                                         <= 1e-4
  *   dQ,dK,dV normalised as O (whole local slab, incl. all of dK, dV)          <= 1e-4

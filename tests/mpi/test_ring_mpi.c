@@ -17,7 +17,7 @@
  * Every case also calls forward + backward a second time on the same ring
  * (buffers reused) and checks that result against the reference too.
  * Also checked: ra_ring_local_len / ra_ring_positions against the layout
- * formulas of DESIGN §3 computed here independently, that the layouts
+ * formulas of docs/design.md §3 computed here independently, that the layouts
  * partition [0, L) across the ranks, no NaN/inf, and bytes moved when P > 1.
  *
  * The cases run under tests/common/mpi_harness.h: MH_CHECK prints file:line,
@@ -131,7 +131,7 @@ static float *gen(uint64_t seed, size_t n, float amp)
     return x;
 }
 
-/* The layout of DESIGN §3, written here independently of layout.c. */
+/* The layout of docs/design.md §3, written here independently of layout.c. */
 static int64_t expect_positions(ra_layout lay, int64_t L, int P, int r, int32_t *pos)
 {
     int64_t n = 0;
