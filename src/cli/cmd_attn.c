@@ -411,8 +411,9 @@ static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_st
     double *G = calloc((size_t)BH * D * D, sizeof(double));
     if (!G) return RA_FAIL(RA_ERR_NOMEM, "--kappa: out of memory for %d Gram matrices", BH);
     for (int bh = 0; bh < BH; bh++) ra_gram_accumulate(G + (size_t)bh * D * D, S->lo + (size_t)bh * S->Lr * D, (int)S->Lr, D);
-    int rc = ra_allreduce(MPI_IN_PLACE, G, BH * D * D, MPI_DOUBLE, MPI_SUM, c->comm);
-    if (rc == MPI_SUCCESS && c->rank == 0) {
+    ra_status st = ra_allreduce_named(MPI_IN_PLACE, G, BH * D * D, MPI_DOUBLE, MPI_SUM, c->comm,
+                                      "--kappa: the Gram matrices of the head outputs");
+    if (st == RA_OK && c->rank == 0) {
         printf("kappa: %5s %5s %14s %14s %14s\n", "batch", "head", "kappa", "sigma_max", "sigma_min");
         for (int bh = 0; bh < BH; bh++) {
             double smax = 0, smin = 0, k = ra_kappa_from_gram(G + (size_t)bh * D * D, D, &smax, &smin);
@@ -421,29 +422,21 @@ static ra_status print_kappa(const ra_cli *c, const attn_shape *s, const attn_st
         fflush(stdout);
     }
     free(G);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "--kappa: reducing the Gram matrices failed");
-    return RA_OK;
+    return st;
 }
 
-/* The slowest rank's seconds and wait; a failed reduction is an RA_ERR_MPI. */
+/* The slowest rank's seconds and wait. */
 static ra_status max_over_ranks(const ra_cli *c, double *seconds, double *wait)
 {
     double mine[2] = { *seconds, *wait }, most[2];
-    if (ra_allreduce(mine, most, 2, MPI_DOUBLE, MPI_MAX, c->comm) != MPI_SUCCESS)
-        return RA_FAIL(RA_ERR_MPI, "attn: reducing the timings over the ranks failed");
+    RA_TRY(ra_allreduce_named(mine, most, 2, MPI_DOUBLE, MPI_MAX, c->comm, "attn: the slowest rank's timings"));
     *seconds = most[0], *wait = most[1];
     return RA_OK;
 }
 
 /* A barrier under the peer timeout, so that every rank starts the clock
  * together (a dead rank ends the job instead of hanging it). */
-static ra_status sync_ranks(const ra_cli *c)
-{
-    int one = 1, n = 0;
-    if (ra_allreduce(&one, &n, 1, MPI_INT, MPI_SUM, c->comm) != MPI_SUCCESS)
-        return RA_FAIL(RA_ERR_MPI, "attn: synchronising the ranks before timing failed");
-    return RA_OK;
-}
+static ra_status sync_ranks(const ra_cli *c) { return ra_barrier(c->comm, "attn: every rank before timing"); }
 
 static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
 {

@@ -1,17 +1,15 @@
 /* cmd_cipher.c - `ringattn cipher --data FILE [--bits b]`: the Bit Cipher
  * code of every byte value, from byte frequencies counted over FILE (each
  * rank counts its share; the counts are summed over ranks). */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "ringattn/cipher.h"
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 
 static const char *help =
     "usage: [mpirun -n P] ringattn cipher --data FILE [--bits b]\n"
@@ -22,27 +20,20 @@ static const char *help =
 
 static ra_status count_share(const ra_cli *c, const char *path, int64_t counts[256])
 {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return RA_FAIL(RA_ERR_IO, "--data %s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return RA_FAIL(RA_ERR_IO, "--data %s: not a regular file", path);
-    }
-    off_t a = st.st_size * c->rank / c->size, e = st.st_size * (c->rank + 1) / c->size;
+    int fd;
+    int64_t size;
+    RA_TRY(ra_file_open_input(path, "--data", &fd, &size));
+    off_t a = (off_t)(size * c->rank / c->size), e = (off_t)(size * (c->rank + 1) / c->size);
     unsigned char buf[65536];
-    while (a < e) {
-        ssize_t n = pread(fd, buf, (size_t)(e - a < (off_t)sizeof buf ? e - a : (off_t)sizeof buf), a);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            close(fd);
-            return RA_FAIL(RA_ERR_IO, "--data %s: read failed at byte %lld", path, (long long)a);
-        }
-        for (ssize_t i = 0; i < n; i++) counts[buf[i]]++;
-        a += n;
+    ra_status st = RA_OK;
+    while (st == RA_OK && a < e) {
+        size_t n = (size_t)(e - a < (off_t)sizeof buf ? e - a : (off_t)sizeof buf);
+        st = ra_pread_full(fd, path, buf, n, a);
+        for (size_t i = 0; st == RA_OK && i < n; i++) counts[buf[i]]++;
+        a += (off_t)n;
     }
     close(fd);
-    return RA_OK;
+    return st;
 }
 
 ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)

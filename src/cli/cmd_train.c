@@ -291,8 +291,8 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
          * failed metrics write (rank 0): one reduction carries them all */
         int64_t gc[5];
         cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM, cnt[4] = ra_metrics_failed(metrics);
-        ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-        ra_allreduce(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm);
+        RA_TRY(ra_allreduce_named(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the step's loss"));
+        RA_TRY(ra_allreduce_named(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm, "the step's counts and stop flags"));
         if (gc[4]) return stop_metrics(c, s, metrics, ckdir, step, start);
         double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
         float lr = ra_lr_at(cfg, step);

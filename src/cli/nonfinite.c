@@ -52,9 +52,9 @@ ra_status ra_check_finite_inputs(const ra_cli *c, const ra_finite_input *t, int 
         scan(&t[i], layout, L, c, &count[i], &first[i]);
         if (first[i] < 0) first[i] = INT64_MAX; /* none: loses the MIN */
     }
-    if (ra_allreduce(count, total, n, MPI_INT64_T, MPI_SUM, c->comm) != MPI_SUCCESS ||
-        ra_allreduce(first, least, n, MPI_INT64_T, MPI_MIN, c->comm) != MPI_SUCCESS)
-        return RA_FAIL(RA_ERR_MPI, "attn: summing the counts of non-finite inputs over the ranks failed");
+    RA_TRY(ra_allreduce_named(count, total, n, MPI_INT64_T, MPI_SUM, c->comm, "attn: the counts of non-finite inputs"));
+    RA_TRY(ra_allreduce_named(first, least, n, MPI_INT64_T, MPI_MIN, c->comm,
+                              "attn: the first non-finite input positions"));
     char list[1024] = "";
     size_t len = 0;
     for (int i = 0; i < n && len < sizeof list; i++) {

@@ -232,8 +232,8 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
         }
     double gl = 0;
     int64_t gc[2];
-    ra_allreduce(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm);
-    ra_allreduce(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm);
+    RA_TRY(ra_allreduce_named(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the evaluation loss"));
+    RA_TRY(ra_allreduce_named(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm, "the evaluation counts"));
     r->count = gc[0];
     r->loss = gc[0] ? gl / (double)gc[0] : NAN;
     r->bpb = r->loss / log(2.0); /* byte-level tokens: nats per byte -> bits per byte */

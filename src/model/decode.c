@@ -149,8 +149,8 @@ ra_status ra_decoder_prefill(ra_decoder *d, const ra_model *m)
     memset(d->logits, 0, sizeof(float) * d->net.V);
     for (int64_t i = 0; i < m->Lr; i++)
         if (m->pos[i] == m->L - 1) memcpy(d->logits, m->logits + (size_t)i * d->net.V, sizeof(float) * d->net.V);
-    int rc = ra_allreduce(MPI_IN_PLACE, d->logits, d->net.V, MPI_FLOAT, MPI_SUM, d->comm);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: decoder prefill: gathering the logits failed", d->rank);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, d->logits, d->net.V, MPI_FLOAT, MPI_SUM, d->comm,
+                              "decoder prefill: the last prompt position's logits"));
     d->t = m->L;
     return RA_OK;
 }
@@ -190,8 +190,8 @@ static ra_status attend(ra_decoder *d, int l, int64_t n)
 {
     const int D = d->net.D;
     local_partial(d, l, n);
-    int rc = ra_allreduce(MPI_IN_PLACE, d->rec, d->net.H, d->rec_type, d->op, d->comm);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: decoder: online-softmax reduction failed", d->rank);
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, d->rec, d->net.H, d->rec_type, d->op, d->comm,
+                              "decoder: the online-softmax records of the cache shards"));
     for (int hh = 0; hh < d->net.H; hh++) {
         const float *r = d->rec + (size_t)hh * (D + 2);
         for (int e = 0; e < D; e++) d->o[(size_t)hh * D + e] = r[1] > 0 ? r[2 + e] / r[1] : 0.0f;

@@ -131,14 +131,14 @@ ra_status ra_model_kappa(ra_model *m, double *kappa)
             for (int h = 0; h < H; h++)
                 ra_gram_accumulate(G + ((size_t)l * H + h) * D * D, m->act[l].o + (((size_t)b * H + h) * m->Lr) * D,
                                    (int)m->Lr, D);
-    int rc = ra_allreduce(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm);
-    for (int i = 0; rc == MPI_SUCCESS && i < nl * H; i++) {
+    ra_status st = ra_allreduce_named(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm,
+                                      "kappa: the Gram matrices of the head outputs");
+    for (int i = 0; st == RA_OK && i < nl * H; i++) {
         double smax, smin;
         kappa[i] = ra_kappa_from_gram(G + (size_t)i * D * D, D, &smax, &smin);
     }
     free(G);
-    if (rc != MPI_SUCCESS) return RA_FAIL(RA_ERR_MPI, "rank %d: kappa: reducing Gram matrices failed", m->rank);
-    return RA_OK;
+    return st;
 }
 
 void ra_model_kv(const ra_model *m, int l, const float **k, const float **v)

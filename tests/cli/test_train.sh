@@ -206,6 +206,9 @@ echo "$c1" | grep -q '^98 3 1 010000000$' || why+="b; "
 echo "$c1" | grep -q '^99 2 2 001000000$' || why+="c; "
 [ "$(echo "$c1" | grep -vc '^#')" -eq 256 ] || why+="expected 256 lines; "
 report "cipher: codes by frequency, one line per byte, equal at P = 1 and 3" "$why"
+mkfifo cipfifo
+ra 2 cipher --data cipfifo
+report "cipher --data FIFO is refused at once, by name" "$([ $? -ne 0 ] && grep -q 'cipfifo: is a FIFO' err || cat err)"
 
 # ---- warm starts: Bit Cipher embeddings and the closed-form head ----------------------
 cat "$CONFIGS"/../README.md "$CONFIGS"/../docs/*.md >text.txt
