@@ -2,7 +2,7 @@
 """torch_model.py - ringattn's decoder-only transformer in PyTorch (CPU),
 timed for training throughput: the reference for `bench train`.
 
-Same architecture, so the same FLOPs (DESIGN §7): byte vocabulary, token
+Same architecture, so the same FLOPs (docs/design.md §7): byte vocabulary, token
 embedding E [V, C]; each layer pre-norm
     x += Wo attn(rope(Wq h), rope(Wk h), Wv h),  h = rmsnorm(x)
     x += W2 (silu(W1 h) * W3 h)                  h = rmsnorm(x)   (SwiGLU)

@@ -18,7 +18,7 @@
 #   *_comm     the slowest rank's median time per call with the ring (ms)
 #   *_nocomm   the same without communication (ms)
 #   ratio      comm / nocomm (fwd, bwd, and the step = fwd + bwd)
-#   cx_f cx_b  the overlap condition of DESIGN §4 for this link: compute time
+#   cx_f cx_b  the overlap condition of docs/design.md §4 for this link: compute time
 #              of one ring step over the transfer time of one block,
 #                fwd: (4 B H c^2 D / F_fwd) / (2 B Hkv c D 4 bytes / rate)
 #                bwd: (10 B H c^2 D / F_bwd) / (4 B Hkv c D 4 bytes / rate)
@@ -132,7 +132,7 @@ while [ "$L" -le "$L1" ]; do
     if awk -v l="$load" 'BEGIN { exit !(l > 3) }'; then busy="$busy L=$L:$load"; fi
     L=$((L * 2))
 done
-echo "# threshold (DESIGN §4: compute per ring step = transfer of one block) per L:"
+echo "# threshold (docs/design.md §4: compute per ring step = transfer of one block) per L:"
 printf '#   %s\n' "${thr[@]}"
 [ -z "$busy" ] || echo "# warning: other jobs were running (1-minute load average above 3 after$busy): the ratios are unreliable"
 above=$(printf '%s\n' "${rows[@]}" | awk '$(NF-1) == "yes"' | wc -l)
