@@ -425,33 +425,49 @@ static int64_t elem_offset(const ra_npy *f, int64_t i)
     return f->data_offset + i * ra_dtype_size(f->dtype);
 }
 
-static ra_status read_f64_as_f32(const ra_npy *f, int64_t first, int64_t count, float *dst)
+/* Narrow n wide (8-byte) elements read at element index at into dst[0..n). */
+typedef ra_status (*narrow_fn)(const ra_npy *f, const void *wide, int64_t at, int64_t n, void *dst);
+
+static ra_status f64_to_f32(const ra_npy *f, const void *wide, int64_t at, int64_t n, void *dst)
 {
-    double buf[NPY_CHUNK_BYTES / sizeof(double)];
-    const int64_t chunk = (int64_t)(sizeof buf / sizeof buf[0]);
-    for (int64_t done = 0; done < count;) {
-        int64_t n = count - done < chunk ? count - done : chunk;
-        RA_TRY(ra_pread_full(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
-        /* values beyond float range become +-inf, as numpy's astype does */
-        for (int64_t i = 0; i < n; i++) dst[done + i] = (float)buf[i];
-        done += n;
+    (void)f, (void)at;
+    const double *w = wide;
+    float *d = dst;
+    /* values beyond float range become +-inf, as numpy's astype does */
+    for (int64_t i = 0; i < n; i++) d[i] = (float)w[i];
+    return RA_OK;
+}
+
+static ra_status i64_to_i32(const ra_npy *f, const void *wide, int64_t at, int64_t n, void *dst)
+{
+    const int64_t *w = wide;
+    int32_t *d = dst;
+    for (int64_t i = 0; i < n; i++) {
+        if (w[i] < INT32_MIN || w[i] > INT32_MAX)
+            return RA_FAIL(RA_ERR_FORMAT, "%s: element %" PRId64 " is %" PRId64 ", outside the int32 range of the int64 file",
+                           f->path, at + i, w[i]);
+        d[i] = (int32_t)w[i];
     }
     return RA_OK;
 }
 
-static ra_status read_i64_as_i32(const ra_npy *f, int64_t first, int64_t count, int32_t *dst)
+/* count elements from first into dst (4-byte elements): read directly when
+ * the file holds the native dtype, chunk by chunk through narrow when it
+ * holds the wide one, refused otherwise (want names what is accepted). */
+static ra_status read_as(const ra_npy *f, int64_t first, int64_t count, void *dst, ra_dtype native, ra_dtype wide,
+                         narrow_fn narrow, const char *want)
 {
-    int64_t buf[NPY_CHUNK_BYTES / sizeof(int64_t)];
+    RA_TRY(check_range(f, first, count, dst));
+    if (f->dtype == native) return ra_pread_full(f->fd, f->path, dst, (size_t)count * 4, elem_offset(f, first));
+    if (f->dtype != wide)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected %s", f->path, ra_dtype_name(f->dtype),
+                       dtype_descr(f->dtype), want);
+    uint64_t buf[NPY_CHUNK_BYTES / sizeof(uint64_t)];
     const int64_t chunk = (int64_t)(sizeof buf / sizeof buf[0]);
     for (int64_t done = 0; done < count;) {
         int64_t n = count - done < chunk ? count - done : chunk;
         RA_TRY(ra_pread_full(f->fd, f->path, buf, (size_t)n * sizeof buf[0], elem_offset(f, first + done)));
-        for (int64_t i = 0; i < n; i++) {
-            if (buf[i] < INT32_MIN || buf[i] > INT32_MAX)
-                return RA_FAIL(RA_ERR_FORMAT, "%s: element %" PRId64 " is %" PRId64
-                               ", outside the int32 range of the int64 file", f->path, first + done + i, buf[i]);
-            dst[done + i] = (int32_t)buf[i];
-        }
+        RA_TRY(narrow(f, buf, first + done, n, (char *)dst + (size_t)done * 4));
         done += n;
     }
     return RA_OK;
@@ -459,22 +475,12 @@ static ra_status read_i64_as_i32(const ra_npy *f, int64_t first, int64_t count, 
 
 ra_status ra_npy_read_f32(const ra_npy *f, int64_t first, int64_t count, float *dst)
 {
-    RA_TRY(check_range(f, first, count, dst));
-    if (f->dtype == RA_DT_F32)
-        return ra_pread_full(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
-    if (f->dtype == RA_DT_F64) return read_f64_as_f32(f, first, count, dst);
-    return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected float32 or float64 to read as float32",
-                   f->path, ra_dtype_name(f->dtype), dtype_descr(f->dtype));
+    return read_as(f, first, count, dst, RA_DT_F32, RA_DT_F64, f64_to_f32, "float32 or float64 to read as float32");
 }
 
 ra_status ra_npy_read_i32(const ra_npy *f, int64_t first, int64_t count, int32_t *dst)
 {
-    RA_TRY(check_range(f, first, count, dst));
-    if (f->dtype == RA_DT_I32)
-        return ra_pread_full(f->fd, f->path, dst, (size_t)count * sizeof *dst, elem_offset(f, first));
-    if (f->dtype == RA_DT_I64) return read_i64_as_i32(f, first, count, dst);
-    return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected int32 or int64 to read as int32",
-                   f->path, ra_dtype_name(f->dtype), dtype_descr(f->dtype));
+    return read_as(f, first, count, dst, RA_DT_I32, RA_DT_I64, i64_to_i32, "int32 or int64 to read as int32");
 }
 
 /* ---- writing --------------------------------------------------------- */
@@ -543,14 +549,20 @@ static ra_status write_layout(ra_npy *f)
     return ftruncate_retry(f, f->data_offset + f->count * ra_dtype_size(f->dtype));
 }
 
-static ra_status create_tmp(ra_npy *f, const char *path, ra_dtype dt, int ndim, const int64_t *shape)
+/* A closed handle named "<path>.tmp", for a new array of the given shape. */
+static ra_status tmp_handle(ra_npy *f, const char *path, int ndim, const int64_t *shape)
 {
     char part[sizeof f->path];
     memset(f, 0, sizeof *f);
     f->fd = -1;
     RA_TRY(tmp_name(part, sizeof part, path));
     RA_TRY(init_handle(f, part));
-    RA_TRY(check_new_shape(f->path, ndim, shape));
+    return check_new_shape(f->path, ndim, shape);
+}
+
+static ra_status create_tmp(ra_npy *f, const char *path, ra_dtype dt, int ndim, const int64_t *shape)
+{
+    RA_TRY(tmp_handle(f, path, ndim, shape));
     f->dtype = dt;
     f->ndim = ndim;
     if (ndim > 0) memcpy(f->shape, shape, (size_t)ndim * sizeof *shape);
@@ -571,12 +583,7 @@ ra_status ra_npy_create_f32(ra_npy *f, const char *path, int ndim, const int64_t
 
 ra_status ra_npy_open_partial(ra_npy *f, const char *path, int ndim, const int64_t *shape)
 {
-    char part[sizeof f->path];
-    memset(f, 0, sizeof *f);
-    f->fd = -1;
-    RA_TRY(tmp_name(part, sizeof part, path));
-    RA_TRY(init_handle(f, part));
-    RA_TRY(check_new_shape(f->path, ndim, shape));
+    RA_TRY(tmp_handle(f, path, ndim, shape));
     RA_TRY(ra_atomic_open_tmp(path, &f->fd));
     ra_status s = read_header(f);
     char want[256], got[256];
