@@ -85,11 +85,24 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
     return RA_OK;
 }
 
+/* The directory a resumed checkpoint lives in (--resume DIR: DIR itself). */
+static void resume_dir(const char *resume, char *out, size_t cap)
+{
+    struct stat st;
+    if (stat(resume, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, cap, "%s", resume);
+    else ra_dir_of(resume, out, cap);
+}
+
 static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
 {
     RA_TRY(check_steps(cfg, f));
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
-    if (!f->resume) RA_TRY(no_old_checkpoints(cfg->checkpoint_dir, f->ckdir_opt));
+    char from[RA_PATH_MAX];
+    if (f->resume) resume_dir(f->resume, from, sizeof from);
+    /* a fresh run, or a resumed one writing into another run's directory,
+     * must find no checkpoints there */
+    if (!f->resume || !ra_same_file(from, cfg->checkpoint_dir))
+        RA_TRY(no_old_checkpoints(cfg->checkpoint_dir, f->ckdir_opt));
     return check_metrics(cfg, f);
 }
 

@@ -97,6 +97,10 @@ ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck
 refused "a fresh run into a directory with checkpoints: refused, says what to do" 1 \
     'already holds 3 checkpoint files.*--resume ck.*another --checkpoint-dir.*remove them'
 report "... and the checkpoints are unchanged" "$(unchanged)"
+mkdir other && cp ck/step-00000010.ckpt other/ && osum=$(sums other/step-00000010.ckpt)
+ra 2 train --resume ck --checkpoint-dir other --set train.steps=30
+refused "--resume into another run's checkpoint directory: refused" 1 'checkpoint-dir other already holds 1 checkpoint file'
+report "... and that run's checkpoint is unchanged" "$([ "$(sums other/step-00000010.ckpt)" = "$osum" ] || echo changed)"
 ra 2 train --resume ck --set train.steps=10
 refused "--resume with train.steps below the checkpoint's step names both" 1 \
     'the checkpoint is at step 20; train.steps = 10: nothing to do.*train.steps > 20'
