@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/threads.h"
 
 ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out)
 {
@@ -82,7 +83,7 @@ int ra_set_threads(const ra_cli *c, int n)
 {
     ra_placement p;
     ra_place(c->comm, !c->no_bind, n, &p);
-    openblas_set_num_threads(p.threads);
+    ra_threads_set(p.threads); /* OpenMP regions and OpenBLAS */
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d OpenBLAS thread%s each\n",

@@ -7,6 +7,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/threads.h"
 
 const char *ra_bench_sweep_help =
     "sweep (uniform across benchmarks):\n"
@@ -59,8 +60,7 @@ ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops)
             ra_alloc(&b, sizeof(float) * n * n, "sgemm B") == RA_OK &&
             ra_alloc(&cc, sizeof(float) * n * n, "sgemm C") == RA_OK) {
             for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 17) * 0.01f;
-            int threads = openblas_get_num_threads();
-            openblas_set_num_threads(1);
+            ra_blas_serial_begin(); /* the single-thread sgemm rate */
             double t[5];
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, cc, n);
             for (int r = 0; r < 5; r++) {
@@ -69,7 +69,7 @@ ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops)
                 t[r] = ra_now() - t0;
             }
             rate = 2.0 * n * n * n / ra_median(t, 5) * 1e-9;
-            openblas_set_num_threads(threads);
+            ra_blas_serial_end();
         }
         free(a);
         free(b);

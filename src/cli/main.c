@@ -99,7 +99,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    MPI_Init(&argc, &argv);
+    /* FUNNELED: OpenMP threads compute, only the main thread calls MPI
+     * (it polls the ring between its own tiles) */
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     ra_cli c = { .comm = MPI_COMM_WORLD, .verbose = verbose, .no_bind = no_bind };
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c.comm, &c.rank);

@@ -18,7 +18,8 @@ static struct {
 
 void mh_init(int *argc, char ***argv, const char *prog)
 {
-    MPI_Init(argc, argv);
+    int provided = MPI_THREAD_SINGLE; /* FUNNELED, as the program: threads compute, one calls MPI */
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g.P);
     g.prog = prog;

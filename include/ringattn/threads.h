@@ -1,0 +1,30 @@
+/* threads.h - the threads a rank computes with (OpenMP) and how OpenBLAS
+ * composes with them.
+ *
+ * Every threaded loop of ringattn is an OpenMP region with ra_threads()
+ * threads. Large GEMMs (projections, FFN, LM head) are issued from one
+ * thread and let OpenBLAS use all of the rank's threads; small GEMMs issued
+ * inside a parallel region (one attention tile each) must run
+ * single-threaded, or the threads would oversubscribe the rank's cores:
+ *
+ *     ra_blas_serial_begin();            // OpenBLAS: one thread per call
+ *     #pragma omp parallel for num_threads(ra_threads())
+ *     for (int t = 0; t < tiles; t++) tile(t);   // each calls cblas_sgemm
+ *     ra_blas_serial_end();              // back to ra_threads()
+ *
+ * ra_threads_set is called once at start-up (src/cli/args.c) with the count
+ * chosen from --threads / run.threads, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK
+ * or the rank's cores; a library user may call it at any time outside a
+ * parallel region. Default: 1. */
+#ifndef RINGATTN_THREADS_H
+#define RINGATTN_THREADS_H
+
+/* Threads for ringattn's loops and for OpenBLAS outside parallel regions. */
+void ra_threads_set(int n);
+int ra_threads(void);
+
+/* OpenBLAS single-threaded between begin and end (nesting counts). */
+void ra_blas_serial_begin(void);
+void ra_blas_serial_end(void);
+
+#endif
