@@ -79,14 +79,38 @@ void ra_say(const ra_cli *c, const char *fmt, ...)
     fflush(stdout);
 }
 
-int ra_set_threads(const ra_cli *c, int n)
+static const char *threads_origin = "default";
+
+const char *ra_threads_origin(void) { return threads_origin; }
+
+/* A positive count from an environment variable, or 0 ("4" or "4,2": the
+ * first level, as OpenMP reads OMP_NUM_THREADS). */
+static int env_count(const char *name)
 {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return n > 0 && n <= 4096 && (*end == '\0' || *end == ',') ? (int)n : 0;
+}
+
+int ra_set_threads(const ra_cli *c, int n, const char *given_by)
+{
+    threads_origin = given_by;
+    if (n <= 0 && (n = env_count("OMP_NUM_THREADS")) > 0) threads_origin = "OMP_NUM_THREADS";
+    if (n <= 0 && (n = env_count("SLURM_CPUS_PER_TASK")) > 0) threads_origin = "SLURM_CPUS_PER_TASK";
     ra_placement p;
     ra_place(c->comm, !c->no_bind, n, &p);
-    ra_threads_set(p.threads); /* OpenMP regions and OpenBLAS */
+    if (n <= 0) threads_origin = p.oversubscribed ? "oversubscribed: 1 per rank" : "the rank's cores, hwloc";
+    ra_threads_set(p.threads); /* OpenMP regions, and OpenBLAS unless OPENBLAS_NUM_THREADS is set */
+    const int blas = env_count("OPENBLAS_NUM_THREADS");
+    if (blas > 0 && blas != p.threads && c->rank == 0)
+        fprintf(stderr, "ringattn: note: OPENBLAS_NUM_THREADS=%d is set: large GEMMs use %d OpenBLAS thread%s, the "
+                        "rest of the rank %d thread%s\n", blas, blas, blas == 1 ? "" : "s", p.threads,
+                p.threads == 1 ? "" : "s");
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
-                        "%d OpenBLAS thread%s each\n",
+                        "%d thread%s each\n",
                 p.host, p.local_ranks, p.node_cores, p.threads, p.threads == 1 ? "" : "s");
     if (c->verbose) { /* one line per rank, in rank order, from rank 0 */
         char line[512], *all = NULL;

@@ -308,7 +308,7 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
         return RA_OK;
     }
-    ra_set_threads(c, a.sw.threads);
+    ra_set_threads(c, a.sw.threads, "-t");
     double sg;
     int cores;
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));

@@ -48,7 +48,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     RA_TRY(ra_session_config(c, &sa, NULL, &cfg));
     snprintf(cfg.source, sizeof cfg.source, "recall"); /* no file: random bytes below */
     cfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
-    ra_set_threads(c, sw.threads);
+    ra_set_threads(c, sw.threads, "-t");
     double sg;
     int cores;
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));

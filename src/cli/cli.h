@@ -81,8 +81,13 @@ const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const in
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Place this rank (ra_place: its share of the node's cores, bound unless
  * --no-bind), warn when the node is oversubscribed, print the placement of
- * every rank with --verbose, and set OpenBLAS threads: n > 0 as given, else
- * the cores the rank owns. Collective. Returns the thread count. */
-int ra_set_threads(const ra_cli *c, int n);
+ * every rank with --verbose, and set the rank's threads (threads.h), the
+ * first of: n > 0 (given_by names where: "--threads", "run.threads"),
+ * OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, the cores the rank owns (hwloc; 1
+ * when oversubscribed). OPENBLAS_NUM_THREADS, when set, keeps the OpenBLAS
+ * count (said once). Collective. Returns the thread count. */
+int ra_set_threads(const ra_cli *c, int n, const char *given_by);
+/* Where the last ra_set_threads count came from ("OMP_NUM_THREADS", ...). */
+const char *ra_threads_origin(void);
 
 #endif

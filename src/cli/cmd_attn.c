@@ -66,7 +66,7 @@ static const char *help =
     "  --layout NAME     contiguous | zigzag | striped: which tokens a rank owns\n"
     "                    (default zigzag for --head full with --causal, else contiguous)\n"
     "  --chunk N         tokens per ring message (default: automatic)\n"
-    "  --threads N       OpenBLAS threads per rank (default: cores / ranks per node)\n"
+    "  --threads N       threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)\n"
     "  --help            this text\n"
     "\n"
     "Rank 0 prints one summary line: shapes, ranks, layout, seconds and GFLOP/s\n"
@@ -445,7 +445,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
     RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
     RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
                                           a->dout ? &S->dout : NULL, c->size, &s)));
-    int threads = ra_set_threads(c, a->threads);
+    int threads = ra_set_threads(c, a->threads, "--threads");
     ra_head_opts ho = { .ring = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
                                   .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
                         .layer = &a->layer };

@@ -76,7 +76,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         snprintf(cfg.path, sizeof cfg.path, "%s", data);
         cfg.val_fraction = 0;
     }
-    ra_set_threads(c, sa.threads ? sa.threads : cfg.threads);
+    ra_set_threads(c, sa.threads ? sa.threads : cfg.threads, sa.threads ? "--threads" : "run.threads");
     ra_session s;
     st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 0);
     if (st == RA_OK) st = ra_session_load(c, &s, path, 0, NULL);

@@ -158,7 +158,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
 {
     ra_config cfg;
     RA_TRY(ra_session_config(c, &a->s, path, &cfg));
-    ra_set_threads(c, a->s.threads ? a->s.threads : cfg.threads);
+    ra_set_threads(c, a->s.threads ? a->s.threads : cfg.threads, a->s.threads ? "--threads" : "run.threads");
     if (Lp > cfg.seq_len)
         return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's "
                                                      "data.seq_len of %d",

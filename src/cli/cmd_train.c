@@ -400,7 +400,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
         .metrics_opt = a.metrics ? "--metrics" : "run.metrics",
     };
     RA_TRY(ra_train_preflight(c, &cfg, &files)); /* before any work */
-    int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads);
+    int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     ra_session s;
     ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 1);
@@ -422,10 +422,10 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
     st = ra_agree(c->comm, st);
     if (st == RA_OK) {
         ra_say(c, "train: %zu parameters | %d layers, dim %d, heads %d/%d, head dim %d, ffn %s %d | "
-                  "L=%d batch %d (x%d accum) | P=%d %s | threads %d | data %s\n",
+                  "L=%d batch %d (x%d accum) | P=%d %s | threads %d (%s) | data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, cfg.layout, threads,
-               cfg.source_id == RA_SOURCE_FILE ? cfg.path : "recall task");
+               ra_threads_origin(), cfg.source_id == RA_SOURCE_FILE ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */

@@ -14,7 +14,7 @@ const char *ra_session_help =
     "configuration:\n"
     "  --config FILE       INI file (configs/*.ini); default: the built-in recall model\n"
     "  --set SEC.KEY=VAL   override one key, e.g. --set train.steps=20 (repeatable)\n"
-    "  --threads N         OpenBLAS threads per rank (default: cores / ranks per node)\n";
+    "  --threads N         threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)\n";
 
 int ra_session_opt(ra_session_args *a, int opt, const char *val, ra_status *st)
 {
