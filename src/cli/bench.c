@@ -14,7 +14,33 @@ const char *ra_bench_sweep_help =
     "  -b N   first size (K, M, G suffixes: x1024)      -e N   last size\n"
     "  -f F   multiply the size by F each step (>= 2)   -n N   timed iterations\n"
     "  -w N   warm-up iterations                        -c 0|1 check results\n"
-    "  -t N   OpenBLAS threads per rank (default 1)\n";
+    "  -t N[,N...]  threads per rank; a list is a sweep, each size timed at each count\n"
+    "         with the speed-up over the first (default: the rank's count, as train)\n";
+
+/* "-t 1,2,4": ascending or not, each 1..4096, at most RA_BENCH_MAX_THREADS. */
+static ra_status thread_list(ra_bench_sweep *s, const char *val)
+{
+    char buf[256];
+    if (strlen(val) >= sizeof buf) return RA_FAIL(RA_ERR_ARG, "-t: list too long: '%.40s...'", val);
+    strcpy(buf, val);
+    s->nthreads = 0, s->threads = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (s->nthreads == RA_BENCH_MAX_THREADS)
+            return RA_FAIL(RA_ERR_ARG, "-t: at most %d thread counts", RA_BENCH_MAX_THREADS);
+        int n;
+        RA_TRY(ra_arg_int("-t", tok, 1, 4096, &n));
+        s->thread_list[s->nthreads++] = n;
+        if (n > s->threads) s->threads = n;
+    }
+    if (s->nthreads == 0) return RA_FAIL(RA_ERR_ARG, "-t: give one thread count or a list such as 1,2");
+    return RA_OK;
+}
+
+void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s)
+{
+    int n = ra_set_threads(c, s->threads, "-t");
+    if (s->nthreads == 0) s->thread_list[s->nthreads++] = s->threads = n;
+}
 
 int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st)
 {
@@ -25,7 +51,7 @@ int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *s
     case 'n': *st = ra_arg_int("-n", val, 1, 1000000, &s->iters); return 1;
     case 'w': *st = ra_arg_int("-w", val, 0, 1000000, &s->warmup); return 1;
     case 'c': *st = ra_arg_int("-c", val, 0, 1, &s->check); return 1;
-    case 't': *st = ra_arg_int("-t", val, 1, 4096, &s->threads); return 1;
+    case 't': *st = thread_list(s, val); return 1;
     }
     return 0;
 }

@@ -8,12 +8,16 @@
 
 #include "cli.h"
 
+#define RA_BENCH_MAX_THREADS 16
+
 typedef struct {
     int64_t begin, end;  /* -b, -e: sweep of the size (K/M/G suffixes) */
     int factor;          /* -f: multiply the size by this each step */
     int iters, warmup;   /* -n, -w */
     int check;           /* -c: compare against a float64 reference */
-    int threads;         /* -t: OpenBLAS threads per rank */
+    int threads;         /* -t: the largest of the list (0: the rank's default) */
+    int nthreads;        /* -t 1,2,4: a sweep of thread counts, each row timed in the same run */
+    int thread_list[RA_BENCH_MAX_THREADS];
 } ra_bench_sweep;
 
 typedef struct {
@@ -24,6 +28,9 @@ typedef struct {
  * was one of them, 0 otherwise; errors in *st). */
 int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st);
 ra_status ra_bench_sweep_check(const ra_bench_sweep *s);
+/* Place the rank with the largest thread count of the sweep (or its default
+ * when -t was not given, which then becomes the one-entry list). */
+void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s);
 extern const char *ra_bench_sweep_help;
 
 /* Collective, like the two below. Single-thread sgemm GFLOP/s (M = N = K =

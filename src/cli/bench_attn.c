@@ -18,6 +18,7 @@
 #include "ringattn/heads.h"
 #include "ringattn/ring.h"
 #include "ringattn/rng.h"
+#include "ringattn/threads.h"
 
 static const char *help =
     "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
@@ -72,7 +73,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
         { "no-comm", no_argument, 0, O_NOCOMM },
         { 0, 0, 0, 0 },
     };
-    *a = (bench_args){ .sw = { 1024, 8192, 2, 5, 1, 1, 1 }, .B = 1, .H = 4, .D = 64,
+    *a = (bench_args){ .sw = { .begin = 1024, .end = 8192, .factor = 2, .iters = 5, .warmup = 1, .check = 1 }, .B = 1, .H = 4, .D = 64,
                        .layer = { .head = "full", .head_id = RA_HEAD_FULL } };
     int layout_set = 0, c;
     ra_status st = RA_OK;
@@ -308,37 +309,44 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
         return RA_OK;
     }
-    ra_set_threads(c, a.sw.threads, "-t");
+    ra_bench_threads(c, &a.sw);
     double sg;
-    int cores;
+    int cores[RA_BENCH_MAX_THREADS];
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));
-    RA_TRY(ra_bench_cores_used(c, a.sw.threads, &cores));
-    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d\n",
+    for (int i = 0; i < a.sw.nthreads; i++) RA_TRY(ra_bench_cores_used(c, a.sw.thread_list[i], &cores[i]));
+    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s)\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
-           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads);
-    ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; cores in use: %d; %%sgemm = GFLOP/s / (%.1f x %d)\n",
-           sg, cores, sg, cores);
-    ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %6s\n", "L",
+           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin());
+    ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; %%sgemm = GFLOP/s / (%.1f x cores in use); "
+              "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg, sg);
+    ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %4s %7s %6s\n", "L",
            "fwd_ms", "min", "max", "GFLOP/s", "%sgemm", "wait_ms", "bwd_ms", "min", "max", "GFLOP/s",
-           "%sgemm", "wait_ms", "MiB_sent", "peak_MiB", "err_O", "err_dQ", "check");
+           "%sgemm", "wait_ms", "MiB_sent", "peak_MiB", "err_O", "err_dQ", "thr", "speedup", "check");
     int failures = 0;
+    double base = 0; /* fwd+bwd seconds at the first thread count of this size */
     for (int64_t L = a.sw.begin; L <= a.sw.end; L *= a.sw.factor) {
-        row_result r;
-        RA_TRY(run_size(c, &a, L, &r)); /* L < P too: ranks without tokens relay */
-        double ff = ra_attn_flops_fwd(a.B, a.H, (double)L, a.D, a.causal) / r.fwd[2] * 1e-9;
-        double fb = a.fwd_only ? 0 : ra_attn_flops_bwd(a.B, a.H, (double)L, a.D, a.causal) / r.bwd[2] * 1e-9;
-        char eo[16] = "-", ed[16] = "-";
-        int checked = a.sw.check && a.layer.head_id == RA_HEAD_FULL;
-        if (checked) {
-            snprintf(eo, sizeof eo, "%.2e", r.err_o);
-            snprintf(ed, sizeof ed, "%.2e", r.err_dq);
+        for (int ti = 0; ti < a.sw.nthreads; ti++) {
+            ra_threads_set(a.sw.thread_list[ti]);
+            row_result r;
+            RA_TRY(run_size(c, &a, L, &r)); /* L < P too: ranks without tokens relay */
+            const double both = r.fwd[2] + (a.fwd_only ? 0 : r.bwd[2]);
+            if (ti == 0) base = both;
+            const int ncores = cores[ti];
+            double ff = ra_attn_flops_fwd(a.B, a.H, (double)L, a.D, a.causal) / r.fwd[2] * 1e-9;
+            double fb = a.fwd_only ? 0 : ra_attn_flops_bwd(a.B, a.H, (double)L, a.D, a.causal) / r.bwd[2] * 1e-9;
+            char eo[16] = "-", ed[16] = "-";
+            int checked = a.sw.check && a.layer.head_id == RA_HEAD_FULL;
+            if (checked) {
+                snprintf(eo, sizeof eo, "%.2e", r.err_o);
+                snprintf(ed, sizeof ed, "%.2e", r.err_dq);
+            }
+            ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.2f %9.1f %9s %9s %4d %7.2f %6s\n",
+                   (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sg * ncores),
+                   r.fwd_wait * 1e3, r.bwd[1] * 1e3, r.bwd[0] * 1e3, r.bwd[2] * 1e3, fb,
+                   100 * fb / (sg * ncores), r.bwd_wait * 1e3, r.mib_sent, r.peak / (1024.0 * 1024.0), eo, ed,
+                   a.sw.thread_list[ti], base / both, checked ? (r.ok ? "OK" : "FAIL") : "-");
+            failures += !r.ok;
         }
-        ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.2f %9.1f %9s %9s %6s\n",
-               (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sg * cores),
-               r.fwd_wait * 1e3, r.bwd[1] * 1e3, r.bwd[0] * 1e3, r.bwd[2] * 1e3, fb,
-               100 * fb / (sg * cores), r.bwd_wait * 1e3, r.mib_sent, r.peak / (1024.0 * 1024.0), eo, ed,
-               checked ? (r.ok ? "OK" : "FAIL") : "-");
-        failures += !r.ok;
         if (L > INT64_MAX / a.sw.factor) break;
     }
     if (failures)

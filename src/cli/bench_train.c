@@ -9,19 +9,46 @@
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
+#include "ringattn/threads.h"
 #include "session.h"
 
 static const char *help =
     "usage: [mpirun -n P] ringattn bench train [--config FILE] [--set SEC.KEY=VAL]...\n"
-    "                                         [-n 5] [-w 1] [-t 1]\n"
+    "                                         [-n 5] [-w 1] [-t N[,N...]]\n"
     "\n"
     "Times -n training steps after -w warm-up steps of the config's model on\n"
     "random bytes (train.batch sequences of data.seq_len per step, all ranks).\n"
     "Columns: step_ms (median over steps, slowest rank), tokens/s, TFLOP/s of\n"
     "model FLOPs (6 per parameter and token for the matmuls plus 3x the causal\n"
     "attention forward), MFU = that over the single-thread sgemm rate times the\n"
-    "cores in use, comm share, peak MiB per rank. The last line is machine\n"
-    "readable: ringattn: tokens_per_s=X mfu=Y\n";
+    "cores in use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
+    "count and its speed-up over the first, timed in the same run. The last line\n"
+    "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n";
+
+/* Time sw->iters training steps after sw->warmup ones: seconds and
+ * seconds blocked on communication per step. Collective. */
+static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg, const ra_bench_sweep *sw,
+                            double *times, double *waits)
+{
+    float *params = ra_model_params(s->model), *grads = ra_model_grads(s->model);
+    const double scale = 1.0 / ((double)cfg->batch * cfg->seq_len);
+    ra_status st = RA_OK;
+    for (int it = -sw->warmup; it < sw->iters && st == RA_OK; it++) {
+        st = ra_barrier(c->comm, "the start of a timed step");
+        if (st != RA_OK) break;
+        double t0 = ra_now(), wait = 0;
+        ra_model_zero_grads(s->model);
+        for (int a = 0; a < cfg->accum && st == RA_OK; a++) {
+            ra_batch_stats bs;
+            st = ra_model_step(s->model, s->tok, s->tgt, 1, (float)scale, a == cfg->accum - 1, &bs);
+            if (st == RA_OK && a == cfg->accum - 1) st = ra_model_wait_grads(s->model);
+            wait += bs.wait_seconds;
+        }
+        ra_adamw_step(&s->opt, params, grads, 1.0f, cfg->lr, cfg, it + sw->warmup + 1);
+        if (it >= 0) times[it] = ra_now() - t0, waits[it] = wait;
+    }
+    return ra_agree(c->comm, st);
+}
 
 ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
 {
@@ -30,7 +57,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
         { "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
     };
     ra_session_args sa = { 0 };
-    ra_bench_sweep sw = { 0, 0, 2, 5, 1, 0, 1 };
+    ra_bench_sweep sw = { .factor = 2, .iters = 5, .warmup = 1 };
     ra_status st = RA_OK;
     int o;
     opterr = 0;
@@ -48,60 +75,48 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     RA_TRY(ra_session_config(c, &sa, NULL, &cfg));
     snprintf(cfg.source, sizeof cfg.source, "recall"); /* no file: random bytes below */
     cfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
-    ra_set_threads(c, sw.threads, "-t");
+    ra_bench_threads(c, &sw);
     double sg;
-    int cores;
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));
-    RA_TRY(ra_bench_cores_used(c, sw.threads, &cores));
+    int cores[RA_BENCH_MAX_THREADS];
+    for (int i = 0; i < sw.nthreads; i++) RA_TRY(ra_bench_cores_used(c, sw.thread_list[i], &cores[i]));
 
     ra_session s;
     const int micro = cfg.batch / cfg.accum;
     st = ra_session_open(c, &s, &cfg, micro, 1);
-    double *times = NULL, *waits = NULL;
+    double *times = NULL;
     if (st == RA_OK) st = ra_agree(c->comm, ra_alloc(&times, sizeof(double) * 2 * sw.iters, "timings"));
     if (st == RA_OK) {
-        waits = times + sw.iters;
         int64_t n = (int64_t)micro * ra_model_local_len(s.model);
         for (int64_t i = 0; i < n; i++) {
             s.tok[i] = (int32_t)(ra_rand_u64(11, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
             s.tgt[i] = (int32_t)(ra_rand_u64(12, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
         }
-        float *params = ra_model_params(s.model), *grads = ra_model_grads(s.model);
-        const double scale = 1.0 / ((double)cfg.batch * cfg.seq_len);
-        for (int it = -sw.warmup; it < sw.iters && st == RA_OK; it++) {
-            st = ra_barrier(c->comm, "the start of a timed step");
-            if (st != RA_OK) break;
-            double t0 = ra_now(), wait = 0;
-            ra_model_zero_grads(s.model);
-            for (int a = 0; a < cfg.accum && st == RA_OK; a++) {
-                ra_batch_stats bs;
-                st = ra_model_step(s.model, s.tok, s.tgt, 1, (float)scale, a == cfg.accum - 1, &bs);
-                if (st == RA_OK && a == cfg.accum - 1) st = ra_model_wait_grads(s.model);
-                wait += bs.wait_seconds;
-            }
-            ra_adamw_step(&s.opt, params, grads, 1.0f, cfg.lr, &cfg, it + sw.warmup + 1);
-            if (it >= 0) times[it] = ra_now() - t0, waits[it] = wait;
-        }
-        st = ra_agree(c->comm, st);
+        ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d, "
+                  "threads/rank %d (%s)\n", ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
+               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size, sw.threads, ra_threads_origin());
+        ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; MFU against it times the cores in use; speedup: "
+                  "step time at the first thr of -t / at thr, same run\n", sg);
+        ra_say(c, "#%11s %12s %10s %7s %7s %9s %4s %7s\n", "step_ms", "tokens/s", "GFLOP/s", "MFU%", "comm%",
+               "peak_MiB", "thr", "speedup");
     }
-    ra_stat3 t3, w3, p3;
-    if (st == RA_OK) st = ra_bench_across(c, ra_median(times, sw.iters), &t3);
-    if (st == RA_OK) st = ra_bench_across(c, ra_median(waits, sw.iters), &w3);
-    if (st == RA_OK) st = ra_bench_across(c, ra_peak_rss_bytes(), &p3);
-    if (st == RA_OK) {
-        const double wait = w3.max, peak = p3.max;
-        double tps = (double)cfg.batch * cfg.seq_len / t3.max;
-        double flops = ra_model_flops(s.model, cfg.batch) / t3.max;
-        double mfu = 100.0 * flops * 1e-9 / (sg * cores);
-        ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d, threads/rank %d\n",
-               ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim,
-               cfg.seq_len, cfg.batch, c->size, sw.threads);
-        ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; cores in use: %d\n", sg, cores);
-        ra_say(c, "#%11s %12s %10s %7s %7s %9s\n", "step_ms", "tokens/s", "GFLOP/s", "MFU%", "comm%", "peak_MiB");
-        ra_say(c, " %11.2f %12.1f %10.2f %7.1f %7.1f %9.1f\n", t3.max * 1e3, tps, flops * 1e-9, mfu,
-               100 * wait / t3.max, peak / (1024.0 * 1024.0));
-        ra_say(c, "ringattn: tokens_per_s=%.3f mfu=%.2f\n", tps, mfu);
+    double base = 0, tps = 0, mfu = 0;
+    for (int ti = 0; st == RA_OK && ti < sw.nthreads; ti++) {
+        ra_threads_set(sw.thread_list[ti]);
+        ra_stat3 t3, w3, p3;
+        st = time_steps(c, &s, &cfg, &sw, times, times + sw.iters);
+        if (st == RA_OK) st = ra_bench_across(c, ra_median(times, sw.iters), &t3);
+        if (st == RA_OK) st = ra_bench_across(c, ra_median(times + sw.iters, sw.iters), &w3);
+        if (st == RA_OK) st = ra_bench_across(c, ra_peak_rss_bytes(), &p3);
+        if (st != RA_OK) break;
+        if (ti == 0) base = t3.max;
+        tps = (double)cfg.batch * cfg.seq_len / t3.max;
+        const double flops = ra_model_flops(s.model, cfg.batch) / t3.max;
+        mfu = 100.0 * flops * 1e-9 / (sg * cores[ti]);
+        ra_say(c, " %11.2f %12.1f %10.2f %7.1f %7.1f %9.1f %4d %7.2f\n", t3.max * 1e3, tps, flops * 1e-9, mfu,
+               100 * w3.max / t3.max, p3.max / (1024.0 * 1024.0), sw.thread_list[ti], base / t3.max);
     }
+    if (st == RA_OK) ra_say(c, "ringattn: tokens_per_s=%.3f mfu=%.2f\n", tps, mfu); /* the last row */
     free(times);
     ra_session_close(&s);
     return st;
