@@ -15,7 +15,8 @@
  * ra_threads_set is called once at start-up (src/cli/args.c) with the count
  * chosen from --threads / run.threads, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK
  * or the rank's cores; a library user may call it at any time outside a
- * parallel region. Default: 1. */
+ * parallel region. Default: 1. OPENBLAS_NUM_THREADS, when set, stays the
+ * OpenBLAS count outside parallel regions (the user's choice is kept). */
 #ifndef RINGATTN_THREADS_H
 #define RINGATTN_THREADS_H
 

@@ -79,7 +79,7 @@ void ra_say(const ra_cli *c, const char *fmt, ...)
     fflush(stdout);
 }
 
-static const char *threads_origin = "default";
+static char threads_origin[160] = "default";
 
 const char *ra_threads_origin(void) { return threads_origin; }
 
@@ -96,18 +96,20 @@ static int env_count(const char *name)
 
 int ra_set_threads(const ra_cli *c, int n, const char *given_by)
 {
-    threads_origin = given_by;
-    if (n <= 0 && (n = env_count("OMP_NUM_THREADS")) > 0) threads_origin = "OMP_NUM_THREADS";
-    if (n <= 0 && (n = env_count("SLURM_CPUS_PER_TASK")) > 0) threads_origin = "SLURM_CPUS_PER_TASK";
+    const char *origin = given_by;
+    if (n <= 0 && (n = env_count("OMP_NUM_THREADS")) > 0) origin = "OMP_NUM_THREADS";
+    if (n <= 0 && (n = env_count("SLURM_CPUS_PER_TASK")) > 0) origin = "SLURM_CPUS_PER_TASK";
     ra_placement p;
     ra_place(c->comm, !c->no_bind, n, &p);
-    if (n <= 0) threads_origin = p.oversubscribed ? "oversubscribed: 1 per rank" : "the rank's cores, hwloc";
+    if (n <= 0) origin = p.oversubscribed ? "oversubscribed: 1 per rank" : "the rank's cores, hwloc";
     ra_threads_set(p.threads); /* OpenMP regions, and OpenBLAS unless OPENBLAS_NUM_THREADS is set */
+    /* OPENBLAS_NUM_THREADS is the user's: OpenBLAS keeps it, and the start
+     * lines say so with the origin */
     const int blas = env_count("OPENBLAS_NUM_THREADS");
-    if (blas > 0 && blas != p.threads && c->rank == 0)
-        fprintf(stderr, "ringattn: note: OPENBLAS_NUM_THREADS=%d is set: large GEMMs use %d OpenBLAS thread%s, the "
-                        "rest of the rank %d thread%s\n", blas, blas, blas == 1 ? "" : "s", p.threads,
-                p.threads == 1 ? "" : "s");
+    if (blas > 0 && blas != p.threads)
+        snprintf(threads_origin, sizeof threads_origin, "%s; OpenBLAS %d, OPENBLAS_NUM_THREADS", origin, blas);
+    else
+        snprintf(threads_origin, sizeof threads_origin, "%s", origin);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d thread%s each\n",

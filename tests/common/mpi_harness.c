@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ringattn/threads.h"
+
 static struct {
     const char *prog;
     int rank, P;
@@ -24,6 +26,13 @@ void mh_init(int *argc, char ***argv, const char *prog)
     MPI_Comm_size(MPI_COMM_WORLD, &g.P);
     g.prog = prog;
     g.t_start = MPI_Wtime();
+    mh_threads_from_env();
+}
+
+void mh_threads_from_env(void)
+{
+    const char *t = getenv("RA_TEST_THREADS");
+    if (t && atoi(t) > 0) ra_threads_set(atoi(t));
 }
 
 int mh_rank(void) { return g.rank; }

@@ -57,6 +57,9 @@ typedef struct {
 
 /* MPI_Init; prog names the program in the closing line. */
 void mh_init(int *argc, char ***argv, const char *prog);
+/* RA_TEST_THREADS=N in the environment: N threads per rank (threads.h), so
+ * the MPI suites also run with threads; mh_init calls it. */
+void mh_threads_from_env(void);
 int mh_rank(void);
 int mh_size(void);
 

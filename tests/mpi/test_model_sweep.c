@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_harness.h"
 #include "ringattn/config.h"
 #include "ringattn/decode.h"
 #include "ringattn/layers.h"
@@ -331,7 +332,9 @@ done:
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    mh_threads_from_env();
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_P);
     const uint64_t seed = 20240611;

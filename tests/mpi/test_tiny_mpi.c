@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_harness.h"
 #include "ringattn/config.h"
 #include "ringattn/dist.h"
 #include "ringattn/heads.h"
@@ -209,7 +210,9 @@ static void unresolved_refused(void)
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    mh_threads_from_env();
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_P);
     ra_watchdog_init(MPI_COMM_WORLD);
