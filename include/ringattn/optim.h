@@ -21,7 +21,8 @@ void ra_adamw_free(ra_adamw *opt);
 /* Learning rate at step (0-based): linear warm-up to lr over cfg->warmup
  * steps, then cosine decay to min_lr at cfg->steps. */
 float ra_lr_at(const ra_config *cfg, int step);
-/* L2 norm of g (accumulated in double). */
+/* L2 norm of g (accumulated in double, in fixed segments: the same result at
+ * any thread count). */
 double ra_grad_norm(const float *g, size_t n);
 /* One AdamW update; step is 1-based (bias correction). grad_scale multiplies
  * the gradients first (clipping). */

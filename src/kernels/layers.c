@@ -16,18 +16,42 @@
  * dg over rows, the softmax sum and the loss of ra_xent) accumulate in
  * double, which costs little next to the memory traffic and keeps the error
  * independent of C, N and V. RoPE angles and their cos/sin are computed in
- * double: at position 4M a float angle would be off by a quarter radian. */
+ * double: at position 4M a float angle would be off by a quarter radian.
+ *
+ * Threads (include/ringattn/threads.h): every kernel below splits its rows,
+ * column strips, pair chunks or element blocks over ra_threads() OpenMP
+ * threads once a call touches PAR_MIN floats or more (smaller calls, and
+ * calls made inside a parallel region, stay serial). The work items are
+ * fixed by the shapes, never by the thread count, and every sum is taken
+ * inside one item or over items in index order, so each result is bitwise
+ * the same at any thread count (and the same as the serial code):
+ * RMSNorm's dg is summed down all rows by column strips, the embedding
+ * gradient is scattered by the thread owning the vocabulary row, and the
+ * cross-entropy loss is the in-order sum of per-row losses. */
 #include "ringattn/layers.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #undef I /* complex.h's imaginary unit, pulled in by OpenBLAS's cblas.h: the
           * linear layer's input width is called I */
 #include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/status.h"
+#include "ringattn/threads.h"
 #include "vmath.h"
+
+/* Below this many floats of work a call runs on the calling thread alone:
+ * forking a team costs a few microseconds. */
+enum { PAR_MIN = 32768 };
+
+/* threads for a call touching `work` floats: 1 when small or nested */
+static inline int par_threads(size_t work)
+{
+    if (work < PAR_MIN || omp_in_parallel()) return 1;
+    return ra_threads();
+}
 
 /* 8 floats widened to 8 doubles, for lane-wise double accumulation */
 typedef float ra_vf8 __attribute__((vector_size(32)));
@@ -83,6 +107,8 @@ static double dot_d(const float *a, const float *b, const float *c, int n)
 void ra_rmsnorm_forward(float *y, float *rstd, const float *x, const float *g, int N, int C,
                         float eps)
 {
+    const int nt = par_threads((size_t)N * C);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (size_t)i * C;
         float *yi = y + (size_t)i * C;
@@ -98,12 +124,14 @@ void ra_rmsnorm_forward(float *y, float *rstd, const float *x, const float *g, i
  *   dg_j = sum over rows of dy_j x_j r.
  * The saved float r is used, so the backward matches the forward that ran.
  * dx and dg may each be NULL. */
-enum { DG_COLS = 256 }; /* columns of dg summed at once in double, on the stack */
+enum { DG_COLS = 32 }; /* columns of dg summed at once in double (one strip per work item) */
 
 void ra_rmsnorm_backward(float *dx, float *dg, const float *dy, const float *x, const float *g,
                          const float *rstd, int N, int C)
 {
+    const int nt = par_threads((size_t)N * C);
     if (dx) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int i = 0; i < N; i++) {
             const float *xi = x + (size_t)i * C, *dyi = dy + (size_t)i * C;
             float *dxi = dx + (size_t)i * C;
@@ -114,9 +142,13 @@ void ra_rmsnorm_backward(float *dx, float *dg, const float *dy, const float *x, 
     }
     if (dg) {
         /* a strip of columns at a time, down all the rows: the sum over N
-         * rows stays in double without a heap buffer */
-        double acc[DG_COLS];
-        for (int j0 = 0; j0 < C; j0 += DG_COLS) {
+         * rows stays in double without a heap buffer, and each column is
+         * summed by one thread in row order (the same at any thread count) */
+        const int strips = (C + DG_COLS - 1) / DG_COLS;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && strips > 1)
+        for (int s = 0; s < strips; s++) {
+            double acc[DG_COLS];
+            int j0 = s * DG_COLS;
             int w = C - j0 < DG_COLS ? C - j0 : DG_COLS;
             for (int j = 0; j < w; j++) acc[j] = 0.0;
             for (int i = 0; i < N; i++) {
@@ -174,8 +206,12 @@ static void rope_apply(float *x, int nh, int n, int D, const int32_t *pos, float
     const double lt = log((double)theta);
     double freq[ROPE_FREQ];
     for (int i = 0; i < half && i < ROPE_FREQ; i++) freq[i] = exp(-2.0 * i / D * lt);
-    float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
-    for (size_t k0 = 0; k0 < npairs; k0 += ROPE_CHUNK) {
+    const long chunks = (long)((npairs + ROPE_CHUNK - 1) / ROPE_CHUNK);
+    const int nt = par_threads(npairs * 2 * (size_t)nh);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && chunks > 1)
+    for (long c = 0; c < chunks; c++) {
+        float cs[ROPE_CHUNK], sn[ROPE_CHUNK];
+        size_t k0 = (size_t)c * ROPE_CHUNK;
         size_t m = npairs - k0 < ROPE_CHUNK ? npairs - k0 : ROPE_CHUNK;
         size_t t = k0 / half;
         int i = (int)(k0 % half);
@@ -237,7 +273,28 @@ static inline void swiglu_b(ra_vf a, ra_vf b, ra_vf du, ra_vf *da, ra_vf *db)
     *db += du * a * s;
 }
 
-void ra_swiglu_forward(float *u, const float *a, const float *b, size_t n)
+/* Elementwise kernels run over blocks of EW_BLOCK values (a multiple of
+ * RA_VW, so only the last block has a tail): lanes are independent, so the
+ * split changes nothing in the results. */
+enum { EW_BLOCK = 8192 };
+
+#define EW_PARALLEL(n, call)                                                              \
+    do {                                                                                  \
+        const size_t n_ = (n), nb_ = (n_ + EW_BLOCK - 1) / EW_BLOCK;                      \
+        const int nt_ = par_threads(n_);                                                  \
+        if (nt_ <= 1 || nb_ <= 1) {                                                       \
+            const size_t j0 = 0, m = n_;                                                  \
+            call;                                                                         \
+        } else {                                                                          \
+            _Pragma("omp parallel for num_threads(nt_) schedule(static)")                 \
+            for (size_t b_ = 0; b_ < nb_; b_++) {                                         \
+                const size_t j0 = b_ * EW_BLOCK, m = n_ - j0 < EW_BLOCK ? n_ - j0 : EW_BLOCK; \
+                call;                                                                     \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+static void swiglu_fwd_range(float *u, const float *a, const float *b, size_t n)
 {
     size_t j = 0;
     for (; j + RA_VW <= n; j += RA_VW) ra_vstore(u + j, swiglu_f(ra_vload(a + j), ra_vload(b + j)));
@@ -247,9 +304,8 @@ void ra_swiglu_forward(float *u, const float *a, const float *b, size_t n)
     }
 }
 
-/* accumulates into da and db */
-void ra_swiglu_backward(float *da, float *db, const float *du, const float *a, const float *b,
-                        size_t n)
+static void swiglu_bwd_range(float *da, float *db, const float *du, const float *a,
+                             const float *b, size_t n)
 {
     size_t j = 0;
     for (; j + RA_VW <= n; j += RA_VW) {
@@ -298,15 +354,14 @@ static inline ra_vf gelu_b(ra_vf a, ra_vf dy)
     return dy * (s + c * (s * sc) * poly);
 }
 
-void ra_gelu_forward(float *y, const float *a, size_t n)
+static void gelu_fwd_range(float *y, const float *a, size_t n)
 {
     size_t j = 0;
     for (; j + RA_VW <= n; j += RA_VW) ra_vstore(y + j, gelu_f(ra_vload(a + j)));
     if (j < n) store_tail(y + j, gelu_f(load_tail(a + j, n - j, 0.0f)), n - j);
 }
 
-/* accumulates into da */
-void ra_gelu_backward(float *da, const float *dy, const float *a, size_t n)
+static void gelu_bwd_range(float *da, const float *dy, const float *a, size_t n)
 {
     size_t j = 0;
     for (; j + RA_VW <= n; j += RA_VW)
@@ -319,26 +374,66 @@ void ra_gelu_backward(float *da, const float *dy, const float *a, size_t n)
     }
 }
 
+void ra_swiglu_forward(float *u, const float *a, const float *b, size_t n)
+{
+    EW_PARALLEL(n, swiglu_fwd_range(u + j0, a + j0, b + j0, m));
+}
+
+/* accumulates into da and db */
+void ra_swiglu_backward(float *da, float *db, const float *du, const float *a, const float *b,
+                        size_t n)
+{
+    EW_PARALLEL(n, swiglu_bwd_range(da + j0, db + j0, du + j0, a + j0, b + j0, m));
+}
+
+void ra_gelu_forward(float *y, const float *a, size_t n)
+{
+    EW_PARALLEL(n, gelu_fwd_range(y + j0, a + j0, m));
+}
+
+/* accumulates into da */
+void ra_gelu_backward(float *da, const float *dy, const float *a, size_t n)
+{
+    EW_PARALLEL(n, gelu_bwd_range(da + j0, dy + j0, a + j0, m));
+}
+
 /* ---- embedding ------------------------------------------------------------ */
 
 /* The vocabulary size is not passed, so only tok >= 0 can be checked here. */
 void ra_embed_forward(float *x, const int32_t *tok, const float *E, int N, int C)
 {
+    for (int i = 0; i < N; i++) RA_ASSERT(tok[i] >= 0, "token id must be >= 0");
+    const int nt = par_threads((size_t)N * C);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int i = 0; i < N; i++) {
-        RA_ASSERT(tok[i] >= 0, "token id must be >= 0");
         memcpy(x + (size_t)i * C, E + (size_t)tok[i] * C, sizeof(float) * (size_t)C);
     }
 }
 
-/* accumulates into dE; repeated tokens add up */
-void ra_embed_backward(float *dE, const int32_t *tok, const float *dx, int N, int C)
+/* accumulates into dE; repeated tokens add up. Threaded, thread t of T owns
+ * the vocabulary rows v with v % T == t and adds the tokens of its rows in
+ * token order: no two threads write a row, and each row's sum has the
+ * serial order. */
+static void embed_add(float *dE, const int32_t *tok, const float *dx, int N, int C, int T, int t)
 {
     for (int i = 0; i < N; i++) {
-        RA_ASSERT(tok[i] >= 0, "token id must be >= 0");
+        if (tok[i] % T != t) continue;
         float *e = dE + (size_t)tok[i] * C;
         const float *d = dx + (size_t)i * C;
         for (int j = 0; j < C; j++) e[j] += d[j];
     }
+}
+
+void ra_embed_backward(float *dE, const int32_t *tok, const float *dx, int N, int C)
+{
+    for (int i = 0; i < N; i++) RA_ASSERT(tok[i] >= 0, "token id must be >= 0");
+    const int nt = par_threads((size_t)N * C);
+    if (nt <= 1) {
+        embed_add(dE, tok, dx, N, C, 1, 0);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    embed_add(dE, tok, dx, N, C, omp_get_num_threads(), omp_get_thread_num());
 }
 
 /* ---- cross-entropy -------------------------------------------------------- */
@@ -369,35 +464,66 @@ static double exp_sum(float *e, const float *l, int V, float m)
     return s;
 }
 
+/* -log p[t] of row i (writing its dlogits row when d is not NULL) and
+ * whether its argmax is t; -1 for an ignored row (a loss is >= 0). */
+static double xent_row(float *d, const float *l, int32_t t, int V, float scale, int *hit)
+{
+    *hit = 0;
+    if (t < 0) {
+        if (d) memset(d, 0, sizeof(float) * (size_t)V);
+        return -1.0;
+    }
+    /* read what we need of the row first: dlogits may alias logits */
+    float m = ra_rowmax(l, V), lt = l[t];
+    int am = 0;
+    while (am < V - 1 && l[am] != m) am++;
+    double sum = exp_sum(d, l, V, m);
+    if (d) {
+        float f = (float)((double)scale / sum);
+        for (int j = 0; j < V; j++) d[j] *= f;
+        d[t] -= scale;
+    }
+    *hit = am == t;
+    return log(sum) - ((double)lt - (double)m);
+}
+
 /* Any negative target marks an ignored row; tgt >= V is a caller bug. The
- * argmax is the first index holding the row max. count may be NULL. */
+ * argmax is the first index holding the row max. count may be NULL.
+ * Threaded, the rows' losses are kept and summed in row order afterwards:
+ * the same sum as the serial loop, at any thread count. */
 double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
                int64_t *count, int64_t *correct)
 {
+    for (int i = 0; i < N; i++) RA_ASSERT(tgt[i] < V, "target id must be < V (vocabulary size)");
     double loss = 0.0;
     int64_t cnt = 0, ok = 0;
-    for (int i = 0; i < N; i++) {
-        const float *l = logits + (size_t)i * V;
-        float *d = dlogits ? dlogits + (size_t)i * V : NULL;
-        int32_t t = tgt[i];
-        if (t < 0) {
-            if (d) memset(d, 0, sizeof(float) * (size_t)V);
-            continue;
+    int nt = par_threads((size_t)N * V);
+    double *rl = nt > 1 ? malloc(sizeof(double) * (size_t)N) : NULL;
+    if (!rl) nt = 1; /* out of memory for the row losses: serial */
+    if (nt <= 1) {
+        for (int i = 0; i < N; i++) {
+            int hit;
+            double r = xent_row(dlogits ? dlogits + (size_t)i * V : NULL, logits + (size_t)i * V,
+                                tgt[i], V, scale, &hit);
+            if (r < 0) continue;
+            loss += r; /* -log p[t] */
+            cnt++;
+            ok += hit;
         }
-        RA_ASSERT(t < V, "target id must be < V (vocabulary size)");
-        /* read what we need of the row first: dlogits may alias logits */
-        float m = ra_rowmax(l, V), lt = l[t];
-        int am = 0;
-        while (am < V - 1 && l[am] != m) am++;
-        double sum = exp_sum(d, l, V, m);
-        loss += log(sum) - ((double)lt - (double)m); /* -log p[t] */
-        cnt++;
-        if (d) {
-            float f = (float)((double)scale / sum);
-            for (int j = 0; j < V; j++) d[j] *= f;
-            d[t] -= scale;
+    } else {
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : ok)
+        for (int i = 0; i < N; i++) {
+            int hit;
+            rl[i] = xent_row(dlogits ? dlogits + (size_t)i * V : NULL, logits + (size_t)i * V,
+                             tgt[i], V, scale, &hit);
+            ok += hit;
         }
-        ok += am == t;
+        for (int i = 0; i < N; i++) {
+            if (rl[i] < 0) continue;
+            loss += rl[i];
+            cnt++;
+        }
+        free(rl);
     }
     if (count) *count = cnt;
     if (correct) *correct = ok;
@@ -408,6 +534,8 @@ double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, i
 
 void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps)
 {
+    const int nt = par_threads((size_t)N * D);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int i = 0; i < N; i++) {
         float *r = o + (size_t)i * D;
         double s = 0.0;
@@ -420,6 +548,8 @@ void ra_rownorm_forward(float *o, float *norm, int N, int D, float eps)
 
 void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, int D, float eps, int full)
 {
+    const int nt = par_threads((size_t)N * D);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int i = 0; i < N; i++) {
         float *g = dot + (size_t)i * D;
         const float *t = ot + (size_t)i * D;

@@ -2,10 +2,21 @@
  * number of tokens: the model runs them over its N = B * Lr tokens, the
  * decoder over one (model_internal.h has the shapes). */
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "model_internal.h"
 #include "ringattn/layers.h"
+#include "ringattn/threads.h"
+
+/* y += x over n floats (the residual adds); elementwise, so threaded over
+ * ra_threads() for large n with results independent of the thread count */
+static void add_into(float *y, const float *x, size_t n)
+{
+    const int nt = n >= 32768 && !omp_in_parallel() ? ra_threads() : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
 
 void ra_net_init(ra_net *net, const ra_config *cfg, const ra_param_layout *lay, const float *w)
 {
@@ -125,7 +136,7 @@ void ra_attn_out_forward(const ra_net *net, int l, int B, int64_t Lr, const floa
     const int N = (int)(B * Lr), C = net->C, HD = net->H * net->D;
     head_to_tok(cat, o, B, Lr, net->H, net->D);
     ra_linear_forward(x_mid, cat, net->w + p->wo, N, HD, C);
-    for (size_t i = 0; i < (size_t)N * C; i++) x_mid[i] += x_in[i];
+    add_into(x_mid, x_in, (size_t)N * C);
 }
 
 void ra_attn_out_backward(const ra_net *net, float *grads, int l, int B, int64_t Lr, const float *o,
@@ -165,7 +176,7 @@ void ra_ffn_forward(const ra_net *net, int l, int N, const float *x_mid, float *
         float *yb = y + (size_t)r0 * C;
         ffn_inner(net, p, h + (size_t)r0 * C, n, s);
         ra_linear_forward(yb, s->u, net->w + p->w2, n, net->F, C);
-        for (size_t i = 0; i < (size_t)n * C; i++) yb[i] += x_mid[(size_t)r0 * C + i];
+        add_into(yb, x_mid + (size_t)r0 * C, (size_t)n * C);
     }
 }
 

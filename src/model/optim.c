@@ -1,11 +1,30 @@
-/* optim.c - AdamW, learning-rate schedule, gradient norm. */
+/* optim.c - AdamW, learning-rate schedule, gradient norm.
+ *
+ * Threads: the AdamW update is elementwise and the gradient norm a sum of
+ * NORM_SEGS fixed segments (their bounds depend on n only) added in order,
+ * so both are split over ra_threads() OpenMP threads for large n and give
+ * bitwise the same result at any thread count. */
 #include "ringattn/optim.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/mem.h"
+#include "ringattn/threads.h"
+
+enum {
+    PAR_MIN = 32768,  /* below this many values a call stays on one thread */
+    NORM_SEGS = 256,  /* segments of the gradient norm's sum */
+    ADAM_BLOCK = 8192 /* values per AdamW work item */
+};
+
+static int par_threads(size_t work)
+{
+    if (work < PAR_MIN || omp_in_parallel()) return 1;
+    return ra_threads();
+}
 
 static void mark(unsigned char *d, size_t at, size_t n) { memset(d + at, 1, n); }
 
@@ -45,10 +64,22 @@ float ra_lr_at(const ra_config *cfg, int step)
     return (float)(cfg->min_lr + 0.5 * (cfg->lr - cfg->min_lr) * (1.0 + cos(M_PI * t)));
 }
 
+/* Segment k holds [k n / NORM_SEGS, (k + 1) n / NORM_SEGS): each segment's
+ * squares are summed in order in double, then the segments in order. */
 double ra_grad_norm(const float *g, size_t n)
 {
+    double part[NORM_SEGS];
+    const int nt = par_threads(n);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int k = 0; k < NORM_SEGS; k++) {
+        size_t a = (size_t)((unsigned __int128)n * k / NORM_SEGS);
+        size_t b = (size_t)((unsigned __int128)n * (k + 1) / NORM_SEGS);
+        double s = 0;
+        for (size_t i = a; i < b; i++) s += (double)g[i] * g[i];
+        part[k] = s;
+    }
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    for (int k = 0; k < NORM_SEGS; k++) s += part[k];
     return sqrt(s);
 }
 
@@ -57,12 +88,18 @@ void ra_adamw_step(ra_adamw *opt, float *params, const float *grads, float grad_
 {
     const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->adam_eps, wd = cfg->weight_decay;
     const float c1 = 1.0f / (1.0f - powf(b1, (float)step)), c2 = 1.0f / (1.0f - powf(b2, (float)step));
-    for (size_t i = 0; i < opt->n; i++) {
-        float g = grads[i] * grad_scale;
-        float m = opt->m[i] = b1 * opt->m[i] + (1.0f - b1) * g;
-        float v = opt->v[i] = b2 * opt->v[i] + (1.0f - b2) * g * g;
-        float upd = (m * c1) / (sqrtf(v * c2) + eps);
-        if (opt->decay[i]) upd += wd * params[i];
-        params[i] -= lr * upd;
+    const size_t n = opt->n, nb = (n + ADAM_BLOCK - 1) / ADAM_BLOCK;
+    const int nt = par_threads(n);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (size_t blk = 0; blk < nb; blk++) {
+        const size_t end = (blk + 1) * ADAM_BLOCK < n ? (blk + 1) * ADAM_BLOCK : n;
+        for (size_t i = blk * ADAM_BLOCK; i < end; i++) {
+            float g = grads[i] * grad_scale;
+            float m = opt->m[i] = b1 * opt->m[i] + (1.0f - b1) * g;
+            float v = opt->v[i] = b2 * opt->v[i] + (1.0f - b2) * g * g;
+            float upd = (m * c1) / (sqrtf(v * c2) + eps);
+            if (opt->decay[i]) upd += wd * params[i];
+            params[i] -= lr * upd;
+        }
     }
 }

@@ -4,7 +4,9 @@
  * library forward and backward against the reference, accumulation, and
  * library backward against finite differences of the library forward.
  * SwiGLU and GELU: test_layers_ffn.c; embedding and cross-entropy:
- * test_layers_embed_xent.c. */
+ * test_layers_embed_xent.c. test_threads repeats the method on calls
+ * large enough to be threaded, at 1, 2, 3 and 4 threads (bitwise equality
+ * across thread counts: test_threads_layers.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 #include <cmocka.h>
 
 #include "ringattn/layers.h"
+#include "ringattn/threads.h"
 #include "layers_helpers.h"
 
 /* ---- RMSNorm -------------------------------------------------------------- */
@@ -359,9 +362,28 @@ static void test_rope_relative(void **state)
     free(q), free(k);
 }
 
+/* Above the kernels' threading threshold (32768 floats), at 1-4 threads:
+ * N = 129 rows of C = 300 (two dg strips are split unevenly over threads,
+ * plus a partial strip), RoPE over 4160 pairs (5 cos/sin chunks, a partial
+ * one last). */
+static void test_threads(void **state)
+{
+    (void)state;
+    int32_t p130[130];
+    for (int t = 0; t < 130; t++) p130[t] = 3999000 + 37 * t;
+    for (int nt = 1; nt <= 4; nt++) {
+        ra_threads_set(nt);
+        printf("  %d thread(s)\n", nt);
+        rms_case(129, 300, 150 + (uint64_t)nt, 0);
+        rope_case(4, 130, 64, p130, 10000.0f, 340 + (uint64_t)nt);
+    }
+    ra_threads_set(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_rope),

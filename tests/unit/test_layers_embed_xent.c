@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "ringattn/layers.h"
+#include "ringattn/threads.h"
 #include "layers_helpers.h"
 
 /* ---- embedding ------------------------------------------------------------ */
@@ -214,6 +215,23 @@ static void test_xent(void **state)
     xent_case(3, 5003, tw, 3.0f, 840);
 }
 
+/* Above the threading threshold (32768 floats), at 1-4 threads: an
+ * embedding gradient with repeated tokens (rows owned by token % threads),
+ * cross-entropy with ignored rows (the loss summed over rows in order). */
+static void test_threads(void **state)
+{
+    (void)state;
+    int32_t t70[70];
+    for (int i = 0; i < 70; i++) t70[i] = i % 9 == 4 ? -1 : (37 * i + 3) % 501;
+    for (int nt = 1; nt <= 4; nt++) {
+        ra_threads_set(nt);
+        printf("  %d thread(s)\n", nt);
+        embed_case(300, 120, 11, 730 + (uint64_t)nt);
+        xent_case(70, 501, t70, 3.0f, 850 + (uint64_t)nt);
+    }
+    ra_threads_set(1);
+}
+
 static void test_xent_extreme(void **state)
 {
     (void)state;
@@ -263,6 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_xent_extreme),
         cmocka_unit_test(test_xent_all_ignored),
         cmocka_unit_test(test_xent_bad_target_aborts),

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "ringattn/layers.h"
+#include "ringattn/threads.h"
 #include "layers_helpers.h"
 
 #define GELU_K0 0.7978845608028654 /* sqrt(2/pi) */
@@ -161,6 +162,20 @@ static void test_swiglu(void **state)
     for (int i = 0; i < 5; i++) swiglu_case(ns[i], 500 + 10 * (uint64_t)i);
 }
 
+/* Above the threading threshold (32768 values; blocks of 8192, the last
+ * partial with a vector tail), at 1-4 threads. */
+static void test_threads(void **state)
+{
+    (void)state;
+    for (int nt = 1; nt <= 4; nt++) {
+        ra_threads_set(nt);
+        printf("  %d thread(s)\n", nt);
+        swiglu_case(40005, 550 + (uint64_t)nt);
+        gelu_case(40005, 650 + (uint64_t)nt);
+    }
+    ra_threads_set(1);
+}
+
 static void test_gelu(void **state)
 {
     (void)state;
@@ -208,6 +223,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_elementwise_extremes),
     };
