@@ -150,6 +150,19 @@ static void colmax(float *out, const float *x, int64_t r0, int64_t r1, int D)
     ra_colmax(out, x + r0 * D, r1 - r0, D);
 }
 
+/* Blocks of at most SMALL_BLOCK rows (the low levels: most of the blocks)
+ * take a direct one-query loop instead of the sgemm kernels of attn.h: a
+ * 1 x len GEMM per block costs more in OpenBLAS's per-call overhead (and,
+ * threaded, its allocation lock) than its arithmetic. */
+#define SMALL_BLOCK 64
+
+static float dotf(const float *x, const float *y, int D)
+{
+    float s = 0;
+    for (int d = 0; d < D; d++) s += x[d] * y[d];
+    return s;
+}
+
 /* vbar's online-softmax record of qb over rows [r0, r1): rec = {m, l, acc[D]} */
 static void vbar_partial(ls_head *f, const float *qb, size_t bk, int64_t r0, int64_t r1, float *rec)
 {
@@ -157,6 +170,22 @@ static void vbar_partial(ls_head *f, const float *qb, size_t bk, int64_t r0, int
     ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
     ra_attn_fwd_init(1, D, rec + 2, rec, rec + 1);
     if (r1 <= r0) return;
+    if (r1 - r0 <= SMALL_BLOCK) {
+        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
+        const int n = (int)(r1 - r0);
+        float z[SMALL_BLOCK], m = -INFINITY, l = 0.0f;
+        for (int j = 0; j < n; j++) {
+            z[j] = f->o.scale * dotf(qb, k + (size_t)j * D, D);
+            m = z[j] > m ? z[j] : m;
+        }
+        for (int j = 0; j < n; j++) {
+            float p = expf(z[j] - m);
+            l += p;
+            for (int d = 0; d < D; d++) rec[2 + d] += p * v[(size_t)j * D + d];
+        }
+        rec[0] = m, rec[1] = l;
+        return;
+    }
     ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
     ra_attn_fwd_block(&ao, &qr, qb, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D, rec + 2,
                       rec, rec + 1, thread_scratch(f), NULL);
@@ -343,6 +372,21 @@ static void vbar_backward(ls_head *f, block k, size_t bk, const float *qb, const
     if (r1 <= r0) return;
     float dl;
     ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
+    if (r1 - r0 <= SMALL_BLOCK) { /* direct, as vbar_partial */
+        const float a = f->o.scale;
+        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
+        float *dk = f->dk + (bk * f->n + r0) * D, *dv = f->dv + (bk * f->n + r0) * D;
+        for (int64_t j = 0; j < r1 - r0; j++) {
+            const float *kj = k + j * D, *vj = v + j * D;
+            float p = expf(a * dotf(qb, kj, D) - lse), ds = p * (dotf(dvb, vj, D) - dl);
+            for (int d = 0; d < D; d++) {
+                dqb[d] += a * ds * kj[d];
+                dk[j * D + d] += a * ds * qb[d];
+                dv[j * D + d] += p * dvb[d];
+            }
+        }
+        return;
+    }
     ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
     ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
     ra_attn_bwd_block(&ao, &qr, qb, dvb, &lse, &dl, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D,
