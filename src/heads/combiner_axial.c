@@ -31,6 +31,14 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/relayout.h"
+#include "ringattn/threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
 
 typedef struct {
     int64_t L, m, R, lr; /* length, row length, rows, length of the last row */
@@ -49,13 +57,36 @@ typedef struct {
     int32_t *pos, *qpc, *kpc; /* row layout positions; column layout: 2r and 2r+1 */
     float *q, *k, *v, *out, *lse, *l, *dout, *dq, *dk, *dv, *khat, *vhat, *rs, *dkhat, *dvhat;
     float *qc, *kc, *vc, *accc, *mc, *lc, *doc, *dqc, *dkc, *dvc, *rec;
-    float *scratch;
+    float *scratch;        /* [nthr][ra_attn_scratch_floats(D)] one slice per thread */
+    float *rowbuf;         /* [nthr][2 m] a row's m and l (summaries) or dl (backward), per thread */
+    int nthr;              /* threads the per-thread buffers are planned for */
+    void *tmem;            /* the block of scratch and rowbuf */
     void *mem, *bmem;      /* blocks: the forward's buffers; the backward's (first backward) */
     double bytes;
 } axial_head;
 
 static ra_status axial_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
 static ra_status backward_buffers(axial_head *f);
+
+/* The per-thread buffers for ra_threads() threads: planned at creation and
+ * planned again (larger) when ra_threads() has grown since; never shrunk. */
+static ra_status thread_buffers(axial_head *f)
+{
+    int T = ra_threads() > 0 ? ra_threads() : 1;
+    if (f->tmem && T <= f->nthr) return RA_OK;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->scratch, (size_t)T * ra_attn_scratch_floats(f->o.D));
+    RA_PLAN_ADD(&plan, f->rowbuf, (size_t)T * 2 * (size_t)f->g.m);
+    void *old = f->tmem;
+    f->tmem = NULL;
+    ra_status st = ra_plan_alloc(&plan, &f->tmem, "combiner-axial per-thread scratch");
+    free(old);
+    f->nthr = st == RA_OK ? T : 0;
+    return st;
+}
+
+static float *thread_scratch(const axial_head *f, int t) { return f->scratch + (size_t)t * ra_attn_scratch_floats(f->o.D); }
+static float *thread_row(const axial_head *f, int t) { return f->rowbuf + (size_t)t * 2 * (size_t)f->g.m; }
 
 /* column-major key of token t: all earlier columns, then the row */
 static int64_t colstart(const grid *g, int64_t c) { return c * g->R - (c > g->lr ? c - g->lr : 0); }
@@ -86,30 +117,42 @@ static held_row own_row(const axial_head *f, int64_t r)
 
 /* One held row of one query head: bh (and its key head bk) index the
  * [B*H] / [B*Hkv] planes, a is the row's first held token, len its length,
- * rr its rows for the kernels. */
+ * rr its rows for the kernels; scratch and buf are the calling thread's. */
 typedef struct {
     size_t bh, bk;
     int64_t a;
     int len;
     ra_rows rr;
+    float *scratch, *buf;
 } row_head;
 
 typedef void (*row_fn)(axial_head *f, const row_head *x, void *ctx);
 
-/* Run fn over every held row and every query head. */
+/* Run fn over every held row and every query head. The work items - a
+ * row and a key head with its G query heads, in head order - run in
+ * parallel on f->nthr threads: an item writes only its row of its heads
+ * (q-head planes, and the key head's plane that no other item touches), so
+ * the results do not depend on the thread count. */
 static void for_rows(axial_head *f, row_fn fn, void *ctx)
 {
     const ra_ring_opts *o = &f->o;
     const int G = o->H / o->Hkv;
-    for (int64_t r = own_rows_begin(f); r < own_rows_end(f); r++) {
-        const held_row row = own_row(f, r);
-        for (int b = 0; b < o->B; b++)
-            for (int h = 0; h < o->H; h++) {
-                row_head x = { .bh = (size_t)b * o->H + h, .bk = (size_t)b * o->Hkv + h / G, .a = row.a,
-                               .len = row.len, .rr = { row.len, f->pos + row.a, NULL } };
-                fn(f, &x, ctx);
-            }
+    const int64_t r0 = own_rows_begin(f), nrows = own_rows_end(f) - r0, BK = (int64_t)o->B * o->Hkv;
+    const int64_t items = nrows * BK;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const held_row row = own_row(f, r0 + it / BK);
+        const int b = (int)(it % BK / o->Hkv), kh = (int)(it % o->Hkv);
+        const int t = THREAD_ID();
+        for (int h = kh * G; h < (kh + 1) * G; h++) {
+            row_head x = { .bh = (size_t)b * o->H + h, .bk = (size_t)b * o->Hkv + kh, .a = row.a,
+                           .len = row.len, .rr = { row.len, f->pos + row.a, NULL },
+                           .scratch = thread_scratch(f, t), .buf = thread_row(f, t) };
+            fn(f, &x, ctx);
+        }
     }
+    ra_blas_serial_end();
 }
 
 static void summary_row(axial_head *f, const row_head *x, void *ctx)
@@ -117,15 +160,15 @@ static void summary_row(axial_head *f, const row_head *x, void *ctx)
     (void)ctx;
     const int D = f->o.D, len = x->len;
     const ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
-    float *ml = f->rec; /* scratch m, l of one row */
+    float *ml = x->buf; /* scratch m, l of one row */
     const size_t qo = (x->bh * f->n + x->a) * D, ko = (x->bk * f->n + x->a) * D;
     const float *q = f->q + qo, *k = f->k + ko, *v = f->v + ko;
     float *kh = f->khat + qo, *vh = f->vhat + qo, *rs = f->rs + x->bh * f->n + x->a;
     ra_attn_fwd_init(len, D, vh, ml, ml + len);
-    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, v, vh, ml, ml + len, f->scratch, NULL);
+    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, v, vh, ml, ml + len, x->scratch, NULL);
     ra_attn_fwd_finish(len, D, vh, ml, ml + len, rs);
     ra_attn_fwd_init(len, D, kh, ml, ml + len);
-    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, k, kh, ml, ml + len, f->scratch, NULL);
+    ra_attn_fwd_block(&ao, &x->rr, q, &x->rr, k, k, kh, ml, ml + len, x->scratch, NULL);
     ra_attn_fwd_finish(len, D, kh, ml, ml + len, ml); /* same lse as rs */
 }
 
@@ -138,44 +181,52 @@ static void summaries(axial_head *f) { for_rows(f, summary_row, NULL); }
 static int64_t col_first(const axial_head *f, int64_t c) { return colstart(&f->g, c) - f->cb[f->rank]; }
 
 typedef void (*col_fn)(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                       const int32_t *kp);
+                       const int32_t *kp, float *scratch);
 
 /* Run fn over every held column and head, for the summaries before the
- * query's row and, bidirectional, after it (positions mirrored). */
+ * query's row and, bidirectional, after it (positions mirrored). The items
+ * (column, head) run in parallel on f->nthr threads: an item writes only
+ * its column of its head's plane (the column layout is [B*H] for queries
+ * and summaries alike), so the results do not depend on the thread count. */
 static void for_columns(axial_head *f, col_fn fn)
 {
     const ra_ring_opts *o = &f->o;
-    ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = 1 };
+    const ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = 1 };
     const int32_t *mq = f->kpc + f->nc, *mk = f->kpc + 2 * f->nc; /* mirrored positions */
-    for (int64_t c = f->c0; c < f->c1; c++) {
-        int64_t a = col_first(f, c);
-        int rows = (int)col_rows(&f->g, c);
-        for (size_t bh = 0; bh < (size_t)o->B * o->H; bh++) {
-            fn(f, &ao, bh, a, rows, f->qpc + a, f->kpc + a);
-            if (!o->causal) /* later rows: query 2(R'-1-r), summary 2(R'-1-r')+1 */
-                fn(f, &ao, bh, a, rows, mq + a, mk + a);
-        }
+    const int64_t BH = (int64_t)o->B * o->H, items = (f->c1 - f->c0) * BH;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t c = f->c0 + it / BH;
+        const size_t bh = (size_t)(it % BH);
+        const int64_t a = col_first(f, c);
+        const int rows = (int)col_rows(&f->g, c);
+        float *scratch = thread_scratch(f, THREAD_ID());
+        fn(f, &ao, bh, a, rows, f->qpc + a, f->kpc + a, scratch);
+        if (!o->causal) /* later rows: query 2(R'-1-r), summary 2(R'-1-r')+1 */
+            fn(f, &ao, bh, a, rows, mq + a, mk + a, scratch);
     }
+    ra_blas_serial_end();
 }
 
 static void col_forward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                        const int32_t *kp)
+                        const int32_t *kp, float *scratch)
 {
     const int D = f->o.D;
     ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
     const size_t at = (bh * f->nc + a) * D;
     ra_attn_fwd_block(ao, &qr, f->qc + at, &kr, f->kc + at, f->vc + at, f->accc + at, f->mc + bh * f->nc + a,
-                      f->lc + bh * f->nc + a, f->scratch, NULL);
+                      f->lc + bh * f->nc + a, scratch, NULL);
 }
 
 static void col_backward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                         const int32_t *kp)
+                         const int32_t *kp, float *scratch)
 {
     const int D = f->o.D;
     ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
     const size_t at = (bh * f->nc + a) * D;
     ra_attn_bwd_block(ao, &qr, f->qc + at, f->doc + at, f->mc + bh * f->nc + a, f->lc + bh * f->nc + a, &kr,
-                      f->kc + at, f->vc + at, f->dqc + at, f->dkc + at, f->dvc + at, f->scratch, NULL);
+                      f->kc + at, f->vc + at, f->dqc + at, f->dkc + at, f->dvc + at, scratch, NULL);
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
@@ -204,7 +255,7 @@ static void direct_row(axial_head *f, const row_head *x, void *ctx)
     float *acc = f->out + (bh * f->n + a) * D, *m = f->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
     ra_attn_fwd_init(len, D, acc, m, l);
     ra_attn_fwd_block(&direct, &x->rr, f->q + (bh * f->n + a) * D, &x->rr, f->k + (bk * f->n + a) * D,
-                      f->v + (bk * f->n + a) * D, acc, m, l, f->scratch, NULL);
+                      f->v + (bk * f->n + a) * D, acc, m, l, x->scratch, NULL);
     for (int i = 0; i < len; i++) {
         const float *gr = grp + (bh * f->n + a + i) * (D + 2);
         float mm = gr[0] > m[i] ? gr[0] : m[i];
@@ -224,6 +275,7 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     const ra_ring_opts *o = &f->o;
     const int D = o->D, BH = o->B * o->H;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
+    RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
     /* column part: online-softmax state per query, in the column layout */
@@ -254,17 +306,17 @@ static void backward_row(axial_head *f, const row_head *x, void *ctx)
     const int D = f->o.D, len = x->len;
     const ra_attn_opts direct = { .D = D, .scale = f->o.scale, .causal = f->o.causal };
     const ra_attn_opts rowsm = { .D = D, .scale = f->o.scale, .causal = 0 };
-    float *dl2 = f->rec; /* [len] scratch */
+    float *dl2 = x->buf; /* [len] scratch */
     const ra_rows *rr = &x->rr;
     const size_t qo = (x->bh * f->n + x->a) * D, ko = (x->bk * f->n + x->a) * D, ro = x->bh * f->n + x->a;
     ra_attn_bwd_block(&direct, rr, f->q + qo, f->dout + qo, f->lse + ro, f->l + ro, rr, f->k + ko, f->v + ko,
-                      f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                      f->dq + qo, f->dk + ko, f->dv + ko, x->scratch, NULL);
     ra_attn_bwd_rowdot(len, D, f->vhat + qo, f->dvhat + qo, dl2);
     ra_attn_bwd_block(&rowsm, rr, f->q + qo, f->dvhat + qo, f->rs + ro, dl2, rr, f->k + ko, f->v + ko, f->dq + qo,
-                      f->dk + ko, f->dv + ko, f->scratch, NULL);
+                      f->dk + ko, f->dv + ko, x->scratch, NULL);
     ra_attn_bwd_rowdot(len, D, f->khat + qo, f->dkhat + qo, dl2);
     ra_attn_bwd_block(&rowsm, rr, f->q + qo, f->dkhat + qo, f->rs + ro, dl2, rr, f->k + ko, f->k + ko, f->dq + qo,
-                      f->dk + ko, f->dk + ko, f->scratch, NULL);
+                      f->dk + ko, f->dk + ko, x->scratch, NULL);
 }
 
 static ra_status axial_backward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
@@ -276,6 +328,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     const int D = o->D, BH = o->B * o->H, BK = o->B * o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-axial: segment ids are not supported");
     RA_TRY(backward_buffers(f));
+    RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->in, o_in, f->out, BH, D, 1));
@@ -324,6 +377,7 @@ static void axial_destroy(ra_head *hd)
     free(f->rb);
     free(f->mem);
     free(f->bmem);
+    free(f->tmem);
     free(f);
 }
 
@@ -372,7 +426,7 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     /* the forward's buffers (row layout: n tokens; column layout: nc) */
     const size_t B = o->B, D = o->D, BH = B * o->H, BK = B * o->Hkv;
     const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
-    const size_t nrec = BH * (size_t)(f->nc + f->n) * (D + 2), nrow = 2 * (size_t)g->m;
+    const size_t nrec = BH * (size_t)(f->nc + f->n) * (D + 2);
     ra_plan plan = RA_PLAN_INIT;
     RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
     RA_PLAN_ADD(&plan, f->qpc, (size_t)f->nc);
@@ -387,11 +441,10 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)col_q[i], cq, sizeof(float));
     RA_PLAN_ADD(&plan, f->mc, cr);
     RA_PLAN_ADD(&plan, f->lc, cr);
-    /* records {m, l, acc} of the column part: [BH][nc] sent, [BH][n] received;
-     * also a row's m and l (summaries) or dl (backward) */
-    RA_PLAN_ADD(&plan, f->rec, nrec > nrow ? nrec : nrow);
-    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
+    /* records {m, l, acc} of the column part: [BH][nc] sent, [BH][n] received */
+    RA_PLAN_ADD(&plan, f->rec, nrec);
     RA_TRY(ra_plan_alloc(&plan, &f->mem, "combiner-axial buffers"));
+    RA_TRY(thread_buffers(f)); /* scratch, rowbuf: for ra_threads() threads */
     f->dvc = f->accc; /* the forward's state is dead in the backward */
     for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->rb[f->rank] + i);
     /* column layout positions: plain (2r, 2r+1) and mirrored for later rows */

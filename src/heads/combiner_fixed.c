@@ -31,6 +31,20 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/relayout.h"
+#include "ringattn/threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+/* The backward's span loop runs in FIX_CHUNKS chunks of spans (fewer when
+ * there are fewer spans), whatever the thread count: each chunk sums its
+ * queries' summary gradients into its own partial dkbar, dvbar, and the
+ * partials are added in chunk order - results independent of the threads. */
+#define FIX_CHUNKS 8
 
 typedef struct {
     ra_head base;
@@ -44,13 +58,36 @@ typedef struct {
     int32_t *zeros;   /* [G] positions for summary rows (unmasked) */
     int *gcount;      /* [2P] the summary all-gather's counts, then offsets */
     float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *row; /* span layout; row: l or dl */
-    float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather, *dqbar;
-    float *scratch;
+    float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather;
+    float *pdkbar, *pdvbar; /* [chunks][B][Hkv|H][G][D] the chunks' partial summary gradients */
     void *mem;    /* the block holding every buffer above from pos on */
+    float *scratch;   /* [nthr][ra_attn_scratch_floats(D)] one slice per thread */
+    float *dqbar;     /* [nthr][D] per thread */
+    int nthr;         /* threads the per-thread buffers are planned for */
+    void *tmem;       /* the block of scratch and dqbar */
     double bytes; /* sent to other ranks by the last call (collective.h) */
 } fixed_head;
 
 static ra_status fixed_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+
+/* The per-thread buffers for ra_threads() threads: planned at creation and
+ * planned again (larger) when ra_threads() has grown since; never shrunk. */
+static ra_status thread_buffers(fixed_head *f)
+{
+    int T = ra_threads() > 0 ? ra_threads() : 1;
+    if (f->tmem && T <= f->nthr) return RA_OK;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->scratch, (size_t)T * ra_attn_scratch_floats(f->o.D));
+    RA_PLAN_ADD(&plan, f->dqbar, (size_t)T * f->o.D);
+    void *old = f->tmem;
+    f->tmem = NULL;
+    ra_status st = ra_plan_alloc(&plan, &f->tmem, "combiner-fixed per-thread scratch");
+    free(old);
+    f->nthr = st == RA_OK ? T : 0;
+    return st;
+}
+
+static float *thread_scratch(const fixed_head *f) { return f->scratch + (size_t)THREAD_ID() * ra_attn_scratch_floats(f->o.D); }
 
 /* ---- summaries ----------------------------------------------------------------- */
 
@@ -73,25 +110,32 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
     RA_TRY(ra_relayout_move(&f->R, v, f->v, B * o->Hkv, D, 1));
     ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
     const size_t per_span = (size_t)B * (o->Hkv + o->H) * D;
-    for (int g = f->g0; g < f->g1; g++) {
+    /* items (span, key head): each writes its span's summaries of its heads */
+    const int64_t BK = (int64_t)B * o->Hkv, items = (int64_t)(f->g1 - f->g0) * BK;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int g = f->g0 + (int)(it / BK), bk0 = (int)(it % BK), b = bk0 / o->Hkv, kh = bk0 % o->Hkv;
         const int64_t r0 = span_row(f, g);
         const int len = span_len(f, g);
         float *pack = f->gather + (size_t)g * per_span; /* [B][Hkv][D] kbar, then [B][H][D] vbar */
-        for (int bk = 0; bk < B * o->Hkv; bk++)
-            ra_colmax(pack + (size_t)bk * D, f->k + ((size_t)bk * f->n + r0) * D, len, D);
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+        float *scratch = thread_scratch(f);
+        ra_colmax(pack + (size_t)bk0 * D, f->k + ((size_t)bk0 * f->n + r0) * D, len, D);
+        {
+            for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)bk0;
                 float *qb = f->qbar + (bh * f->G + g) * D, *vb = pack + ((size_t)B * o->Hkv + bh) * D;
                 ra_colmax(qb, f->q + (bh * f->n + r0) * D, len, D);
                 float m, l;
                 ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
                 ra_attn_fwd_init(1, D, vb, &m, &l);
                 ra_attn_fwd_block(&ao, &qr, qb, &kr, f->k + (bk * f->n + r0) * D,
-                                  f->v + (bk * f->n + r0) * D, vb, &m, &l, f->scratch, NULL);
+                                  f->v + (bk * f->n + r0) * D, vb, &m, &l, scratch, NULL);
                 ra_attn_fwd_finish(1, D, vb, &m, &l, f->slse + bh * f->G + g);
             }
+        }
     }
+    ra_blas_serial_end();
     /* every rank gets every span's summaries */
     RA_TRY(ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, f->gather, f->gcount, f->gcount + f->P, MPI_FLOAT, f->comm,
                          "the all-gather of combiner-fixed summaries"));
@@ -124,31 +168,40 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     const int D = o->D, Gq = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
     const double bytes0 = ra_comm_bytes();
+    RA_TRY(thread_buffers(f));
     RA_TRY(prepare(f, q, k, v));
-    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
-    ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
-    for (int c = f->g0; c < f->g1; c++) {
+    const ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    const ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
+    /* items (span, query head): each writes its span's rows of its head */
+    const int64_t BH = (int64_t)o->B * o->H, items = (int64_t)(f->g1 - f->g0) * BH;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int c = f->g0 + (int)(it / BH);
         const int64_t r0 = span_row(f, c);
         const int len = span_len(f, c);
         int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
-        for (int b = 0; b < o->B; b++)
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+        float *scratch = thread_scratch(f);
+        {
+            {
+                size_t bh = (size_t)(it % BH), bk = bh / o->H * o->Hkv + bh % o->H / Gq;
                 float *acc = f->out + (bh * f->n + r0) * D, *m = f->lse + bh * f->n + r0, *l = f->row + bh * f->n + r0;
                 const float *qc = f->q + (bh * f->n + r0) * D;
                 ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
                 ra_attn_fwd_init(len, D, acc, m, l);
                 ra_attn_fwd_block(&direct, &qr, qc, &kr, f->k + (bk * f->n + r0) * D,
-                                  f->v + (bk * f->n + r0) * D, acc, m, l, f->scratch, NULL);
+                                  f->v + (bk * f->n + r0) * D, acc, m, l, scratch, NULL);
                 for (int t = 0; t < nr; t++) {
                     if (hi[t] <= lo[t]) continue;
                     ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
                     ra_attn_fwd_block(&groups, &qr, qc, &gr, f->kbar + (bk * f->G + lo[t]) * D,
-                                      f->vbar + (bh * f->G + lo[t]) * D, acc, m, l, f->scratch, NULL);
+                                      f->vbar + (bh * f->G + lo[t]) * D, acc, m, l, scratch, NULL);
                 }
                 ra_attn_fwd_finish(len, D, acc, m, l, m);
             }
+        }
     }
+    ra_blas_serial_end();
     RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
     f->bytes = ra_comm_bytes() - bytes0;
@@ -176,6 +229,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-fixed: segment ids are not supported");
+    RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(prepare(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * o->H, D, 1));
@@ -185,64 +239,94 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     memset(f->dq, 0, sizeof(float) * nq);
     memset(f->dk, 0, sizeof(float) * nk);
     memset(f->dv, 0, sizeof(float) * nk);
-    memset(f->dkbar, 0, sizeof(float) * (size_t)B * o->Hkv * f->G * D);
-    memset(f->dvbar, 0, sizeof(float) * (size_t)B * o->H * f->G * D);
+    const size_t sk = (size_t)B * o->Hkv * f->G * D, sq = (size_t)B * o->H * f->G * D;
+    const int nspan = f->g1 - f->g0, K = nspan < FIX_CHUNKS ? nspan : FIX_CHUNKS;
+    memset(f->pdkbar, 0, sizeof(float) * sk * K);
+    memset(f->pdvbar, 0, sizeof(float) * sq * K);
     for (size_t bh = 0; bh < (size_t)B * o->H; bh++)
         ra_attn_bwd_rowdot((int)f->n, D, f->out + bh * f->n * D, f->dout + bh * f->n * D, f->row + bh * f->n);
-    ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
-    ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
-    for (int c = f->g0; c < f->g1; c++) { /* queries of span c: direct keys, then summaries */
+    const ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
+    const ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
+    /* items (chunk of spans, key head): the chunk's spans in order, each with
+     * the key head's G query heads in order; an item writes dq, dk, dv of
+     * its spans' rows and its chunk's partial summary gradients only */
+    const int64_t BK = (int64_t)B * o->Hkv, items = (int64_t)K * BK;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int ch = (int)(it / BK), bk0 = (int)(it % BK), b = bk0 / o->Hkv, kh = bk0 % o->Hkv;
+        float *scratch = thread_scratch(f), *pdk = f->pdkbar + sk * ch, *pdv = f->pdvbar + sq * ch;
+        for (int c = f->g0 + nspan * ch / K; c < f->g0 + nspan * (ch + 1) / K; c++) {
         const int64_t r0 = span_row(f, c);
         const int len = span_len(f, c);
         int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+        {
+            for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)bk0;
                 const size_t qo = (bh * f->n + r0) * D, ko = (bk * f->n + r0) * D;
                 const float *lse = f->lse + bh * f->n + r0, *dl = f->row + bh * f->n + r0;
                 ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
                 ra_attn_bwd_block(&direct, &qr, f->q + qo, f->dout + qo, lse, dl, &kr, f->k + ko,
-                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, scratch, NULL);
                 for (int t = 0; t < nr; t++) {
                     if (hi[t] <= lo[t]) continue;
                     ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
                     ra_attn_bwd_block(&groups, &qr, f->q + qo, f->dout + qo, lse, dl, &gr,
                                       f->kbar + (bk * f->G + lo[t]) * D, f->vbar + (bh * f->G + lo[t]) * D,
-                                      f->dq + qo, f->dkbar + (bk * f->G + lo[t]) * D,
-                                      f->dvbar + (bh * f->G + lo[t]) * D, f->scratch, NULL);
+                                      f->dq + qo, pdk + (bk * f->G + lo[t]) * D,
+                                      pdv + (bh * f->G + lo[t]) * D, scratch, NULL);
                 }
             }
+        }
+        }
     }
+    /* the chunks' partials, added in chunk order */
+#pragma omp parallel for num_threads(f->nthr) schedule(static)
+    for (size_t i = 0; i < sk + sq; i++) {
+        const float *p = i < sk ? f->pdkbar + i : f->pdvbar + (i - sk);
+        const size_t stride = i < sk ? sk : sq;
+        float s = 0.0f;
+        for (int ch = 0; ch < K; ch++) s += p[stride * ch];
+        (i < sk ? f->dkbar : f->dvbar)[i < sk ? i : i - sk] = s;
+    }
+    ra_blas_serial_end();
     /* the summaries' gradients, summed over every rank's queries */
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, f->dkbar, (int)((size_t)B * o->Hkv * f->G * D), MPI_FLOAT, MPI_SUM,
                               f->comm, "the sum of combiner-fixed key-summary gradients"));
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, f->dvbar, (int)((size_t)B * o->H * f->G * D), MPI_FLOAT, MPI_SUM,
                               f->comm, "the sum of combiner-fixed value-summary gradients"));
-    /* back through each owned span's summaries to its tokens */
-    for (int g = f->g0; g < f->g1; g++) {
+    /* back through each owned span's summaries to its tokens; items (span,
+     * key head), as the loop above: an item writes its span's rows only */
+    const int64_t items2 = (int64_t)nspan * BK;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items2 > 1)
+    for (int64_t it = 0; it < items2; it++) {
+        const int g = f->g0 + (int)(it / BK), bk0 = (int)(it % BK), b = bk0 / o->Hkv, kh = bk0 % o->Hkv;
         const int64_t r0 = span_row(f, g);
         const int len = span_len(f, g);
-        for (int b = 0; b < B; b++) {
-            for (int kh = 0; kh < o->Hkv; kh++) {
-                size_t bk = (size_t)b * o->Hkv + kh;
+        float *scratch = thread_scratch(f);
+        {
+            {
+                size_t bk = (size_t)bk0;
                 argmax_add(f->dk + (bk * f->n + r0) * D, f->k + (bk * f->n + r0) * D,
                            f->dkbar + (bk * f->G + g) * D, len, D);
             }
-            for (int h = 0; h < o->H; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)b * o->Hkv + h / Gq;
+            for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
+                size_t bh = (size_t)b * o->H + h, bk = (size_t)bk0;
                 const size_t ko = (bk * f->n + r0) * D;
                 const float *qb = f->qbar + (bh * f->G + g) * D, *vb = f->vbar + (bh * f->G + g) * D;
                 const float *dvb = f->dvbar + (bh * f->G + g) * D;
-                float *dqbar = f->dqbar, dl;
+                float *dqbar = f->dqbar + (size_t)THREAD_ID() * D, dl;
                 memset(dqbar, 0, sizeof(float) * D);
                 ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
                 ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
                 ra_attn_bwd_block(&groups, &qr, qb, dvb, f->slse + bh * f->G + g, &dl, &kr, f->k + ko,
-                                  f->v + ko, dqbar, f->dk + ko, f->dv + ko, f->scratch, NULL);
+                                  f->v + ko, dqbar, f->dk + ko, f->dv + ko, scratch, NULL);
                 argmax_add(f->dq + (bh * f->n + r0) * D, f->q + (bh * f->n + r0) * D, dqbar, len, D);
             }
         }
     }
+    ra_blas_serial_end();
     RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * o->H, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * o->Hkv, D, 0));
     RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0));
@@ -265,6 +349,7 @@ static void fixed_destroy(ra_head *hd)
     ra_relayout_free(&f->R);
     free(f->bounds);
     free(f->mem);
+    free(f->tmem);
     free(f);
 }
 
@@ -321,9 +406,11 @@ static ra_status fixed_setup(fixed_head *f, const ra_head_opts *opts, MPI_Comm c
     RA_PLAN_ADD(&plan, f->dkbar, sk);
     RA_PLAN_ADD(&plan, f->slse, B * o->H * f->G);
     RA_PLAN_ADD(&plan, f->gather, (size_t)f->G * B * (o->H + o->Hkv) * D);
-    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
-    RA_PLAN_ADD(&plan, f->dqbar, D);
+    const size_t K = (size_t)(f->g1 - f->g0 < FIX_CHUNKS ? f->g1 - f->g0 : FIX_CHUNKS);
+    RA_PLAN_ADD(&plan, f->pdkbar, K * sk);
+    RA_PLAN_ADD(&plan, f->pdvbar, K * sq);
     RA_TRY(ra_plan_calloc(&plan, &f->mem, "combiner-fixed buffers"));
+    RA_TRY(thread_buffers(f)); /* scratch, dqbar: for ra_threads() threads */
     for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->bounds[f->rank] + i);
     /* the all-gather's counts and offsets: rank r holds spans [G r / P, G (r+1) / P) */
     const size_t per_span = B * (o->Hkv + o->H) * D;

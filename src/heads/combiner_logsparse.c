@@ -31,6 +31,14 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/relayout.h"
+#include "ringattn/threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
 
 #define MAX_LEVELS 40
 
@@ -58,9 +66,12 @@ typedef struct {
     float *crec;       /* [C][B][H] online-softmax records of vbar, D + 2 floats each */
     float *cdq;        /* [C][B][H][D] backward: partial query-summary gradients */
     float *cmax2;      /* [C][B][H + Hkv][D] backward: the maxima, recomputed */
-    float *rec1;       /* [D + 2] one local record */
     int64_t *idx;      /* [C][B][H + Hkv][D] arg-max indices */
-    float *scratch;
+    float *dl;         /* [B][H][n] backward: rowsum(dO * O) */
+    float *scratch;    /* [nthr][ra_attn_scratch_floats(D)] one slice per thread */
+    float *rec1;       /* [nthr][D + 2] one local record per thread */
+    int nthr;          /* threads the per-thread buffers are planned for */
+    void *tmem;        /* the block of scratch and rec1 */
     int32_t *pos;      /* [n] */
     void *mem;         /* the block holding cand_slot and every buffer above */
     MPI_Op merge;
@@ -69,6 +80,26 @@ typedef struct {
 } ls_head;
 
 static ra_status ls_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
+
+/* The per-thread buffers for ra_threads() threads: planned at creation and
+ * planned again (larger) when ra_threads() has grown since; never shrunk. */
+static ra_status thread_buffers(ls_head *f)
+{
+    int T = ra_threads() > 0 ? ra_threads() : 1;
+    if (f->tmem && T <= f->nthr) return RA_OK;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, f->scratch, (size_t)T * ra_attn_scratch_floats(f->o.D));
+    RA_PLAN_ADD(&plan, f->rec1, (size_t)T * (f->o.D + 2));
+    void *old = f->tmem;
+    f->tmem = NULL;
+    ra_status st = ra_plan_alloc(&plan, &f->tmem, "combiner-logsparse per-thread scratch");
+    free(old);
+    f->nthr = st == RA_OK ? T : 0;
+    return st;
+}
+
+static float *thread_scratch(const ls_head *f) { return f->scratch + (size_t)THREAD_ID() * ra_attn_scratch_floats(f->o.D); }
+static float *thread_rec(const ls_head *f) { return f->rec1 + (size_t)THREAD_ID() * (f->o.D + 2); }
 
 /* ---- blocks -------------------------------------------------------------------- */
 
@@ -119,6 +150,19 @@ static void colmax(float *out, const float *x, int64_t r0, int64_t r1, int D)
     ra_colmax(out, x + r0 * D, r1 - r0, D);
 }
 
+/* Blocks of at most SMALL_BLOCK rows (the low levels: most of the blocks)
+ * take a direct one-query loop instead of the sgemm kernels of attn.h: a
+ * 1 x len GEMM per block costs more in OpenBLAS's per-call overhead (and,
+ * threaded, its allocation lock) than its arithmetic. */
+#define SMALL_BLOCK 64
+
+static float dotf(const float *x, const float *y, int D)
+{
+    float s = 0;
+    for (int d = 0; d < D; d++) s += x[d] * y[d];
+    return s;
+}
+
 /* vbar's online-softmax record of qb over rows [r0, r1): rec = {m, l, acc[D]} */
 static void vbar_partial(ls_head *f, const float *qb, size_t bk, int64_t r0, int64_t r1, float *rec)
 {
@@ -126,9 +170,25 @@ static void vbar_partial(ls_head *f, const float *qb, size_t bk, int64_t r0, int
     ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
     ra_attn_fwd_init(1, D, rec + 2, rec, rec + 1);
     if (r1 <= r0) return;
+    if (r1 - r0 <= SMALL_BLOCK) {
+        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
+        const int n = (int)(r1 - r0);
+        float z[SMALL_BLOCK], m = -INFINITY, l = 0.0f;
+        for (int j = 0; j < n; j++) {
+            z[j] = f->o.scale * dotf(qb, k + (size_t)j * D, D);
+            m = z[j] > m ? z[j] : m;
+        }
+        for (int j = 0; j < n; j++) {
+            float p = expf(z[j] - m);
+            l += p;
+            for (int d = 0; d < D; d++) rec[2 + d] += p * v[(size_t)j * D + d];
+        }
+        rec[0] = m, rec[1] = l;
+        return;
+    }
     ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
     ra_attn_fwd_block(&ao, &qr, qb, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D, rec + 2,
-                      rec, rec + 1, f->scratch, NULL);
+                      rec, rec + 1, thread_scratch(f), NULL);
 }
 
 static void finish_record(const float *rec, int D, float *vb, float *lse)
@@ -141,13 +201,19 @@ static ra_status summaries(ls_head *f)
 {
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
-    float *rec = f->rec1;
-    /* local blocks: every slot not in the candidate list */
-    for (int l = 0; l < f->nl; l++)
-        for (int64_t b = f->lo[l]; b < f->hi[l]; b++) {
+    /* local blocks: every slot not in the candidate list; the slots run in
+     * parallel (each writes its own summaries) */
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->S > 1)
+    for (int64_t s = 0; s < f->S; s++) {
+        {
+            int l = 0;
+            while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
+            const int64_t b = f->lo[l] + (s - f->off[l]);
             block k = { l, b };
             if (is_candidate(f, k)) continue;
-            int64_t s = slot_of(f, l, b), r0, r1;
+            float *rec = thread_rec(f);
+            int64_t r0, r1;
             rows_of(f, k, &r0, &r1);
             for (int bb = 0; bb < B; bb++) {
                 for (int kh = 0; kh < Hkv; kh++) {
@@ -163,10 +229,13 @@ static ra_status summaries(ls_head *f)
                 }
             }
         }
+    }
+    ra_blas_serial_end();
     if (f->C == 0) return RA_OK;
     /* candidates: partial maxima, reduced */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *mx = f->cmax;
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
     for (int c = 0; c < f->C; c++) {
         int64_t r0, r1;
         rows_of(f, f->cand[c], &r0, &r1);
@@ -183,16 +252,17 @@ static ra_status summaries(ls_head *f)
                               "the max of combiner-logsparse shared summaries"));
     /* then partial softmax records of vbar, merged */
     float *recs = f->crec;
-    for (int c = 0; c < f->C; c++) {
+    const int64_t BH = (int64_t)B * H, items = (int64_t)f->C * BH;
+    ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int c = (int)(it / BH), bb = (int)(it % BH / H), h = (int)(it % H);
         int64_t r0, r1;
         rows_of(f, f->cand[c], &r0, &r1);
-        for (int bb = 0; bb < B; bb++)
-            for (int h = 0; h < H; h++) {
-                const float *qb = mx + (size_t)c * per + ((size_t)bb * H + h) * D;
-                vbar_partial(f, qb, (size_t)bb * Hkv + h / G, r0, r1,
-                             recs + (((size_t)c * B + bb) * H + h) * (D + 2));
-            }
+        const float *qb = mx + (size_t)c * per + ((size_t)bb * H + h) * D;
+        vbar_partial(f, qb, (size_t)bb * Hkv + h / G, r0, r1, recs + (((size_t)c * B + bb) * H + h) * (D + 2));
     }
+    ra_blas_serial_end();
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
                               "the merge of combiner-logsparse summary softmax records"));
     for (int c = 0; c < f->C; c++) {
@@ -259,13 +329,17 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     const int D = o->D, G = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
     const double bytes0 = ra_comm_bytes();
+    RA_TRY(thread_buffers(f));
     RA_TRY(ls_prepare(f, q, k, v));
-    float z[MAX_LEVELS + 1];
-    int64_t sl[MAX_LEVELS + 1];
-    for (int bb = 0; bb < o->B; bb++)
-        for (int h = 0; h < o->H; h++) {
-            size_t bh = (size_t)bb * o->H + h, bk = (size_t)bb * o->Hkv + h / G;
-            for (int64_t i = 0; i < f->n; i++) {
+    /* every (head, query) on its own: in parallel */
+    const int64_t BH = (int64_t)o->B * o->H;
+#pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
+    for (int64_t x = 0; x < BH; x++)
+        for (int64_t i = 0; i < f->n; i++) {
+            {
+                const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
+                float z[MAX_LEVELS + 1];
+                int64_t sl[MAX_LEVELS + 1];
                 int n = logits(f, bh, bk, i, z, sl);
                 float m = z[0], sum = 0, *oi = f->out + (bh * f->n + i) * D;
                 for (int t = 1; t < n; t++) m = z[t] > m ? z[t] : m;
@@ -298,10 +372,25 @@ static void vbar_backward(ls_head *f, block k, size_t bk, const float *qb, const
     if (r1 <= r0) return;
     float dl;
     ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
+    if (r1 - r0 <= SMALL_BLOCK) { /* direct, as vbar_partial */
+        const float a = f->o.scale;
+        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
+        float *dk = f->dk + (bk * f->n + r0) * D, *dv = f->dv + (bk * f->n + r0) * D;
+        for (int64_t j = 0; j < r1 - r0; j++) {
+            const float *kj = k + j * D, *vj = v + j * D;
+            float p = expf(a * dotf(qb, kj, D) - lse), ds = p * (dotf(dvb, vj, D) - dl);
+            for (int d = 0; d < D; d++) {
+                dqb[d] += a * ds * kj[d];
+                dk[j * D + d] += a * ds * qb[d];
+                dv[j * D + d] += p * dvb[d];
+            }
+        }
+        return;
+    }
     ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
     ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
     ra_attn_bwd_block(&ao, &qr, qb, dvb, &lse, &dl, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D,
-                      dqb, f->dk + (bk * f->n + r0) * D, f->dv + (bk * f->n + r0) * D, f->scratch, NULL);
+                      dqb, f->dk + (bk * f->n + r0) * D, f->dv + (bk * f->n + r0) * D, thread_scratch(f), NULL);
 }
 
 /* first global row of block k in my part where x[.][d] == target[d], else INT64_MAX */
@@ -336,6 +425,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
     const float a = o->scale;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
+    RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(ls_prepare(f, q, k, v));
     RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * H, D, 1));
@@ -347,36 +437,73 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     memset(f->dqbar, 0, sizeof(float) * B * H * f->S * D);
     memset(f->dvbar, 0, sizeof(float) * B * H * f->S * D);
     memset(f->dkbar, 0, sizeof(float) * B * Hkv * f->S * D);
-    float z[MAX_LEVELS + 1];
-    int64_t sl[MAX_LEVELS + 1];
-    for (int bb = 0; bb < B; bb++)
-        for (int h = 0; h < H; h++) {
-            size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
-            for (int64_t i = 0; i < f->n; i++) {
+    /* per query: dq, and dk, dv of its own row; items (key head, query)
+     * with the key head's G query heads in order write only their row */
+    const int64_t BK = (int64_t)B * Hkv;
+#pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
+    for (int64_t x = 0; x < BK; x++)
+        for (int64_t i = 0; i < f->n; i++) {
+            const size_t bk = (size_t)x;
+            float z[MAX_LEVELS + 1];
+            int64_t sl[MAX_LEVELS + 1];
+            for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+                const size_t bh = bk / Hkv * H + h;
                 int n = logits(f, bh, bk, i, z, sl);
                 const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
                 float lse = f->lse[bh * f->n + i], dl = dot(f->out + (bh * f->n + i) * D, doi, D);
                 float *dqi = f->dq + (bh * f->n + i) * D;
+                f->dl[bh * f->n + i] = dl;
                 for (int t = 0; t < n; t++) {
                     float p = expf(z[t] - lse);
                     const float *kk, *vv;
-                    float *dkk, *dvv;
-                    if (sl[t] < 0) {
+                    if (sl[t] < 0)
                         kk = f->k + (bk * f->n + i) * D, vv = f->v + (bk * f->n + i) * D;
-                        dkk = f->dk + (bk * f->n + i) * D, dvv = f->dv + (bk * f->n + i) * D;
-                    } else {
+                    else
                         kk = f->kbar + (bk * f->S + sl[t]) * D, vv = f->vbar + (bh * f->S + sl[t]) * D;
-                        dkk = f->dkbar + (bk * f->S + sl[t]) * D, dvv = f->dvbar + (bh * f->S + sl[t]) * D;
-                    }
                     float ds = p * (dot(doi, vv, D) - dl);
-                    for (int d = 0; d < D; d++) {
-                        dqi[d] += a * ds * kk[d];
-                        dkk[d] += a * ds * qi[d];
-                        dvv[d] += p * doi[d];
+                    for (int d = 0; d < D; d++) dqi[d] += a * ds * kk[d];
+                    if (sl[t] < 0) {
+                        float *dkk = f->dk + (bk * f->n + i) * D, *dvv = f->dv + (bk * f->n + i) * D;
+                        for (int d = 0; d < D; d++) {
+                            dkk[d] += a * ds * qi[d];
+                            dvv[d] += p * doi[d];
+                        }
                     }
                 }
             }
         }
+    /* per summary slot: its gradients from the queries that see it (slot
+     * (l, b) serves the queries of block b + 1 at level l, b + 1 odd), in
+     * query order; items (slot, key head) with the G query heads in order */
+    const int64_t items = f->S * BK;
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t s = it / BK;
+        const size_t bk = (size_t)(it % BK);
+        int l = 0;
+        while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
+        const int64_t b = f->lo[l] + (s - f->off[l]);
+        if (!((b + 1) & 1)) continue;
+        int64_t g0 = (b + 1) << l, g1 = (b + 2) << l;
+        if (g0 < f->a) g0 = f->a;
+        if (g1 > f->e) g1 = f->e;
+        const float *kk = f->kbar + (bk * f->S + s) * D;
+        float *dkk = f->dkbar + (bk * f->S + s) * D;
+        for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+            const size_t bh = bk / Hkv * H + h;
+            const float *vv = f->vbar + (bh * f->S + s) * D;
+            float *dvv = f->dvbar + (bh * f->S + s) * D;
+            for (int64_t i = g0 - f->a; i < g1 - f->a; i++) {
+                const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
+                float z = a * dot(qi, kk, D), p = expf(z - f->lse[bh * f->n + i]);
+                float ds = p * (dot(doi, vv, D) - f->dl[bh * f->n + i]);
+                for (int d = 0; d < D; d++) {
+                    dkk[d] += a * ds * qi[d];
+                    dvv[d] += p * doi[d];
+                }
+            }
+        }
+    }
     /* candidate summaries: their gradients summed over every rank's queries */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *g = f->cmax;
@@ -393,14 +520,21 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, g, (int)((size_t)f->C * per), MPI_FLOAT, MPI_SUM, f->comm,
                                   "the sum of combiner-logsparse summary gradients"));
     }
-    /* local blocks: everything is here */
-    for (int l = 0; l < f->nl; l++)
-        for (int64_t b = f->lo[l]; b < f->hi[l]; b++) {
+    /* local blocks: everything is here. Level by level: a level's blocks
+     * have disjoint rows, so its items (block, key head) run in parallel,
+     * each with its G query heads in order, then the key head's arg-max */
+    ra_blas_serial_begin();
+    for (int l = 0; l < f->nl; l++) {
+        const int64_t nb = f->hi[l] - f->lo[l];
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (nb * BK > 1)
+        for (int64_t it = 0; it < nb * BK; it++) {
+            const int64_t b = f->lo[l] + it / BK;
+            const int bb = (int)(it % BK / Hkv), kh0 = (int)(it % Hkv);
             block kb = { l, b };
             if (is_candidate(f, kb)) continue;
             int64_t s = slot_of(f, l, b), idx[D];
-            for (int bb = 0; bb < B; bb++) {
-                for (int h = 0; h < H; h++) {
+            {
+                for (int h = kh0 * G; h < (kh0 + 1) * G; h++) {
                     size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
                     float *dqb = f->dqbar + (bh * f->S + s) * D;
                     vbar_backward(f, kb, bk, f->qbar + (bh * f->S + s) * D, f->vbar + (bh * f->S + s) * D,
@@ -408,18 +542,21 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                     argmax_index(f, kb, f->q + bh * f->n * D, f->qbar + (bh * f->S + s) * D, idx);
                     add_at(f, f->dq + bh * f->n * D, idx, dqb);
                 }
-                for (int kh = 0; kh < Hkv; kh++) {
-                    size_t bk = (size_t)bb * Hkv + kh;
+                {
+                    size_t bk = (size_t)bb * Hkv + kh0;
                     argmax_index(f, kb, f->k + bk * f->n * D, f->kbar + (bk * f->S + s) * D, idx);
                     add_at(f, f->dk + bk * f->n * D, idx, f->dkbar + (bk * f->S + s) * D);
                 }
             }
         }
+    }
+    ra_blas_serial_end();
     if (f->C) { /* candidates: my part of each, with the summed gradients */
         float *dqb = f->cdq;
         memset(dqb, 0, sizeof(float) * f->C * B * H * D);
         float *qbar = f->cmax2; /* then kbar: the candidates' maxima */
         /* the candidates' qbar, kbar, vbar, slse are not all in my slots: recompute them */
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
         for (int c = 0; c < f->C; c++) {
             int64_t r0, r1;
             rows_of(f, f->cand[c], &r0, &r1);
@@ -431,29 +568,44 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, qbar, (int)((size_t)f->C * per), MPI_FLOAT, MPI_MAX, f->comm,
                                   "the max of combiner-logsparse shared summaries (backward)"));
         float *recs = f->crec;
-        for (int c = 0; c < f->C; c++) {
+        const int64_t BH = (int64_t)B * H, citems = (int64_t)f->C * BH;
+        ra_blas_serial_begin();
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (citems > 1)
+        for (int64_t it = 0; it < citems; it++) {
+            const int c = (int)(it / BH), bb = (int)(it % BH / H), h = (int)(it % H);
             int64_t r0, r1;
             rows_of(f, f->cand[c], &r0, &r1);
-            for (int bb = 0; bb < B; bb++)
-                for (int h = 0; h < H; h++)
-                    vbar_partial(f, qbar + (size_t)c * per + ((size_t)bb * H + h) * D, (size_t)bb * Hkv + h / G, r0, r1,
-                                 recs + (((size_t)c * B + bb) * H + h) * (D + 2));
+            vbar_partial(f, qbar + (size_t)c * per + ((size_t)bb * H + h) * D, (size_t)bb * Hkv + h / G, r0, r1,
+                         recs + (((size_t)c * B + bb) * H + h) * (D + 2));
         }
+        ra_blas_serial_end();
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
                                   "the merge of combiner-logsparse summary softmax records (backward)"));
-        float vb[D];
-        for (int c = 0; c < f->C; c++)
-            for (int bb = 0; bb < B; bb++)
-                for (int h = 0; h < H; h++) {
+        /* the candidates are sorted by level, and a level's blocks have
+         * disjoint rows: level by level, items (candidate, key head) in
+         * parallel, each with its G query heads in order */
+        ra_blas_serial_begin();
+        for (int c0 = 0, c1; c0 < f->C; c0 = c1) {
+            for (c1 = c0; c1 < f->C && f->cand[c1].l == f->cand[c0].l;) c1++;
+            const int64_t litems = (int64_t)(c1 - c0) * BK;
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (litems > 1)
+            for (int64_t it = 0; it < litems; it++) {
+                const int c = c0 + (int)(it / BK), bb = (int)(it % BK / Hkv), kh = (int)(it % Hkv);
+                float vb[D];
+                for (int h = kh * G; h < (kh + 1) * G; h++) {
                     size_t bh = (size_t)bb * H + h;
                     float lse;
                     finish_record(recs + (((size_t)c * B + bb) * H + h) * (D + 2), D, vb, &lse);
                     vbar_backward(f, f->cand[c], (size_t)bb * Hkv + h / G, qbar + (size_t)c * per + bh * D, vb, lse,
                                   g + (size_t)c * per + bh * D, dqb + ((size_t)c * B * H + bh) * D);
                 }
+            }
+        }
+        ra_blas_serial_end();
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, dqb, (int)((size_t)f->C * B * H * D), MPI_FLOAT, MPI_SUM, f->comm,
                                   "the sum of combiner-logsparse query-summary gradients"));
         /* the max-pooling: the first global arg-max gets the gradient */
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
         for (int c = 0; c < f->C; c++) {
             int64_t *ix = f->idx + (size_t)c * per;
             for (size_t bh = 0; bh < (size_t)B * H; bh++)
@@ -496,6 +648,7 @@ static void ls_destroy(ra_head *hd)
     free(f->bounds);
     free(f->cand);
     free(f->mem);
+    free(f->tmem);
     free(f);
 }
 
@@ -571,9 +724,9 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, f->crec, C * B * o->H * (D + 2));
     RA_PLAN_ADD(&plan, f->cdq, C * B * o->H * D);
     RA_PLAN_ADD(&plan, f->cmax2, C * per);
-    RA_PLAN_ADD(&plan, f->rec1, D + 2);
-    RA_PLAN_ADD(&plan, f->scratch, ra_attn_scratch_floats(o->D));
+    RA_PLAN_ADD(&plan, f->dl, nr);
     RA_TRY(ra_plan_alloc(&plan, &f->mem, "combiner-logsparse buffers"));
+    RA_TRY(thread_buffers(f)); /* scratch, rec1: for ra_threads() threads */
     for (int c = 0; c < f->C; c++) f->cand_slot[c] = slot_of(f, f->cand[c].l, f->cand[c].b);
     for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->a + i);
     return ra_softmax_op_create(o->D, &f->rec, &f->merge);
