@@ -27,6 +27,7 @@
 #include "ringattn/attn.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
+#include "ringattn/threads.h"
 
 #include "dist/ring_comm.h"
 
@@ -46,7 +47,8 @@ struct ra_ring {
     float *row_max;    /* [B][H][Lr] forward's running max m, then the backward's lse_hi */
     float *row_logl;   /* [B][H][Lr] forward's log(l), then the backward's lse_lo */
     int have_stats;    /* row_max/row_logl hold the last forward's statistics */
-    float *scratch;    /* kernel tiles */
+    float *scratch;    /* kernel tiles, for `threads` threads */
+    int threads;       /* ra_threads() when the ring was made */
     float *slot[2];    /* piece buffers (P > 1) */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
     void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
@@ -159,7 +161,8 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, R->rowstat, rows);
     RA_PLAN_ADD(&plan, R->row_max, rows);
     RA_PLAN_ADD(&plan, R->row_logl, rows);
-    RA_PLAN_ADD(&plan, R->scratch, ra_attn_scratch_floats(o->D));
+    R->threads = ra_threads();
+    RA_PLAN_ADD(&plan, R->scratch, ra_attn_scratch_floats_threads(o->D, R->threads));
     if (P > 1) /* the two piece buffers */
         for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
     RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
@@ -252,7 +255,8 @@ typedef struct {
 static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
 {
     const ra_ring_opts *o = &R->o;
-    *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal },
+    *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal,
+                               .threads = R->threads },
                        .poll = { ra_ring_comm_poll, &R->comm }, .G = o->H / o->Hkv };
     if (p->n == 0 || R->Lr == 0) return 0;
     piece_positions(R, p);
