@@ -209,12 +209,14 @@ void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
 {
     const int ntiles = (qr->n + FWD_TQ - 1) / FWD_TQ;
     const int nt = block_threads(o, ntiles);
+    const int top = !omp_in_parallel();
+    if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
     if (nt == 1) {
         for (int t = 0; t < ntiles; t++)
             fwd_qtile(o, qr, q, kr, k, v, acc, m, l, scratch, poll, t * FWD_TQ);
+        if (top) ra_blas_serial_end();
         return;
     }
-    ra_blas_serial_begin();
 #pragma omp parallel num_threads(nt)
     {
         const int me = omp_get_thread_num();
@@ -346,7 +348,6 @@ static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll
 {
     const int nqt = (c->qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (c->kr->n + BWD_TK - 1) / BWD_TK;
     for (int j = 0; j < nkt; j++) atomic_init(&turn[j], 0);
-    ra_blas_serial_begin();
 #pragma omp parallel num_threads(nt)
     {
         const int me = omp_get_thread_num(), team = omp_get_num_threads();
@@ -366,7 +367,6 @@ static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll
             }
         }
     }
-    ra_blas_serial_end();
 }
 
 void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const float *q,
@@ -380,17 +380,19 @@ void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const flo
     const int nqt = (qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (kr->n + BWD_TK - 1) / BWD_TK;
     int nt = block_threads(o, nqt);
     atomic_int *turn = nt > 1 && nkt > 0 ? malloc(sizeof(atomic_int) * (size_t)nkt) : NULL;
+    const int top = !omp_in_parallel();
+    if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
     if (turn) {
         bwd_threaded(&c, nt, scratch, poll, turn);
         free(turn);
-        return;
+    } else { /* one thread: key tiles outer, so a key tile's K, V, dK, dV stay in cache */
+        float *p = scratch, *dp = scratch + (size_t)MAX_TILE;
+        for (int j0 = 0; j0 < kr->n; j0 += BWD_TK)
+            for (int i0 = 0; i0 < qr->n; i0 += BWD_TQ) {
+                if (!bwd_tile_pdq(&c, i0, j0, p, dp)) continue;
+                bwd_tile_dkv(&c, i0, j0, p, dp);
+                if (poll) poll->fn(poll->ctx);
+            }
     }
-    /* one thread: key tiles outer, so a key tile's K, V, dK, dV stay in cache */
-    float *p = scratch, *dp = scratch + (size_t)MAX_TILE;
-    for (int j0 = 0; j0 < kr->n; j0 += BWD_TK)
-        for (int i0 = 0; i0 < qr->n; i0 += BWD_TQ) {
-            if (!bwd_tile_pdq(&c, i0, j0, p, dp)) continue;
-            bwd_tile_dkv(&c, i0, j0, p, dp);
-            if (poll) poll->fn(poll->ctx);
-        }
+    if (top) ra_blas_serial_end();
 }
