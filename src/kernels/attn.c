@@ -217,13 +217,22 @@ void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
         if (top) ra_blas_serial_end();
         return;
     }
+    atomic_int finished;
+    atomic_init(&finished, 0);
 #pragma omp parallel num_threads(nt)
     {
-        const int me = omp_get_thread_num();
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
         float *s = scratch + (size_t)me * THREAD_SCRATCH;
         const ra_poll *pl = me == 0 ? poll : NULL;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int t = 0; t < ntiles; t++) fwd_qtile(o, qr, q, kr, k, v, acc, m, l, s, pl, t * FWD_TQ);
+        /* thread 0 keeps the transfers moving until the others are done */
+        atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
+        if (pl)
+            while (atomic_load_explicit(&finished, memory_order_acquire) < team) {
+                pl->fn(pl->ctx);
+                sched_yield();
+            }
     }
     ra_blas_serial_end();
 }
@@ -339,33 +348,59 @@ static void bwd_tile_dkv(const bwd_ctx *c, int i0, int j0, const float *p, const
                 c->q + (size_t)i0 * D, D, 1.0f, c->dk + (size_t)j0 * D, D);
 }
 
-/* Threads own query tiles (round robin: causal work grows with the tile
- * index). dQ rows are the owner's alone; key tile jt's dK/dV take query
- * tile qt's part once turn[jt] == qt, so they sum in query-tile order as
- * with one thread. Every wait is on a smaller query tile: no deadlock. */
+/* Threads own chunks of BWD_CHUNK query tiles, round robin (causal work
+ * grows with the tile index), and run a chunk key tile by key tile: first
+ * P, dS and dQ of every query tile of the chunk (dQ rows are the owner's
+ * alone), then, once turn[jt] is the chunk's first query tile, the chunk's
+ * parts of dK/dV in query-tile order, so they sum in the order of one
+ * thread. Every wait is for a smaller query tile: no deadlock. Threads
+ * pipeline along the key tiles, one key tile apart. */
+enum { BWD_CHUNK = 4 };
+_Static_assert(2 * BWD_CHUNK * BWD_TQ * BWD_TK <= 2 * MAX_TILE, "a chunk's P and dS fit a thread's scratch");
+
+/* turn [nkt + 1]: the last counts the threads that are done. */
 static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll *poll,
                          atomic_int *turn)
 {
     const int nqt = (c->qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (c->kr->n + BWD_TK - 1) / BWD_TK;
-    for (int j = 0; j < nkt; j++) atomic_init(&turn[j], 0);
+    const int nch = (nqt + BWD_CHUNK - 1) / BWD_CHUNK;
+    const size_t tile = (size_t)BWD_TQ * BWD_TK;
+    atomic_int *finished = &turn[nkt];
+    for (int j = 0; j <= nkt; j++) atomic_init(&turn[j], 0);
 #pragma omp parallel num_threads(nt)
     {
         const int me = omp_get_thread_num(), team = omp_get_num_threads();
-        float *p = scratch + (size_t)me * THREAD_SCRATCH, *dp = p + (size_t)MAX_TILE;
+        float *mine = scratch + (size_t)me * THREAD_SCRATCH; /* P, dS of tile r at 2r, 2r+1 */
         const ra_poll *pl = me == 0 ? poll : NULL;
-        for (int qt = me; qt < nqt; qt += team) {
+        int any[BWD_CHUNK];
+        for (int ch = me; ch < nch; ch += team) {
+            const int q0 = ch * BWD_CHUNK, q1 = q0 + BWD_CHUNK < nqt ? q0 + BWD_CHUNK : nqt;
             for (int jt = 0; jt < nkt; jt++) {
-                int any = bwd_tile_pdq(c, qt * BWD_TQ, jt * BWD_TK, p, dp);
-                if (atomic_load_explicit(&turn[jt], memory_order_acquire) != qt) {
+                int some = 0;
+                for (int qt = q0; qt < q1; qt++) {
+                    float *p = mine + 2 * (size_t)(qt - q0) * tile;
+                    some |= any[qt - q0] = bwd_tile_pdq(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                }
+                if (atomic_load_explicit(&turn[jt], memory_order_acquire) != q0) {
                     if (pl) pl->fn(pl->ctx);
-                    for (int spin = 0; atomic_load_explicit(&turn[jt], memory_order_acquire) != qt; spin++)
+                    for (int spin = 0; atomic_load_explicit(&turn[jt], memory_order_acquire) != q0; spin++)
                         if (spin > 64) sched_yield();
                 }
-                if (any) bwd_tile_dkv(c, qt * BWD_TQ, jt * BWD_TK, p, dp);
-                atomic_store_explicit(&turn[jt], qt + 1, memory_order_release);
-                if (any && pl) pl->fn(pl->ctx);
+                for (int qt = q0; qt < q1; qt++) {
+                    const float *p = mine + 2 * (size_t)(qt - q0) * tile;
+                    if (any[qt - q0]) bwd_tile_dkv(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                }
+                atomic_store_explicit(&turn[jt], q1, memory_order_release);
+                if (some && pl) pl->fn(pl->ctx);
             }
         }
+        /* thread 0 keeps the transfers moving until the others are done */
+        atomic_fetch_add_explicit(finished, 1, memory_order_acq_rel);
+        if (pl)
+            while (atomic_load_explicit(finished, memory_order_acquire) < team) {
+                pl->fn(pl->ctx);
+                sched_yield();
+            }
     }
 }
 
@@ -378,8 +413,8 @@ void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const flo
                         .lse_lo = lse_lo, .dl = dl, .k = k, .v = v, .dq = dq, .dk = dk, .dv = dv,
                         .segs = qr->seg != NULL && kr->seg != NULL };
     const int nqt = (qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (kr->n + BWD_TK - 1) / BWD_TK;
-    int nt = block_threads(o, nqt);
-    atomic_int *turn = nt > 1 && nkt > 0 ? malloc(sizeof(atomic_int) * (size_t)nkt) : NULL;
+    int nt = block_threads(o, (nqt + BWD_CHUNK - 1) / BWD_CHUNK);
+    atomic_int *turn = nt > 1 && nkt > 0 ? malloc(sizeof(atomic_int) * ((size_t)nkt + 1)) : NULL;
     const int top = !omp_in_parallel();
     if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
     if (turn) {
