@@ -18,13 +18,16 @@
  * dq, dk, dv accumulate (+=); zero them first. A query row that sees no key
  * gets O = 0, lse = -inf and zero gradients, never NaN.
  *
- * Threads (opts.threads > 1): the forward splits the query tiles among
- * threads; the backward gives each thread whole query tiles (it owns their
- * dQ rows) and adds into dK/dV tile by tile in query-tile order, passed on
- * from thread to thread. Every output element sees the same operations in
- * the same order as with one thread: results are bitwise identical for any
- * thread count. The poll is called only by the calling thread (OpenMP
- * thread 0), between its tiles. */
+ * Threads (opts.threads > 1, scratch from ra_attn_scratch_floats_threads):
+ * the forward shares out its query tiles (256 rows) among the threads; the
+ * backward gives each thread chunks of 256 query rows (it owns their dQ
+ * rows) and adds the chunk's part of each key tile's dK/dV when the previous
+ * chunk has added its own, so they sum in query order. Every output element
+ * sees the same operations in the same order as with one thread (OpenBLAS
+ * runs single-threaded inside these functions, at any thread count):
+ * results are bitwise identical for any number of threads. The poll is
+ * called only by the calling thread (OpenMP thread 0), between its tiles
+ * and while it waits for the other threads. */
 #ifndef RINGATTN_ATTN_H
 #define RINGATTN_ATTN_H
 

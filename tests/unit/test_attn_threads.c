@@ -11,7 +11,9 @@
  *     (each output element gets the same operations in the same order);
  *   - that the poll runs on the calling thread only (MPI is FUNNELED).
  * Also: the kernels called from inside a parallel region run on one thread
- * (one head per thread) and give the same bits. */
+ * (one head per thread) and give the same bits; and the ring on one rank
+ * (MPI_COMM_SELF), whose threads take whole (sequence, key/value head)
+ * groups or leave them to the kernels, gives the same bits at 1-4 threads. */
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
@@ -24,9 +26,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <mpi.h>
 
 #include "ref_attn.h"
 #include "ringattn/attn.h"
+#include "ringattn/layout.h"
+#include "ringattn/ring.h"
 #include "ringattn/rng.h"
 #include "ringattn/threads.h"
 
@@ -336,6 +341,56 @@ static void test_threads_capped_by_opts(void **state)
     res_free(&one), res_free(&r), free_case(&c);
 }
 
+/* The ring on one rank at 1-4 threads: forward and backward bitwise equal
+ * to 1 thread, for shapes where each_head shares out groups (B*Hkv = 4 at
+ * 2 and 4 threads) and where the kernels thread (3 threads; Hkv = 1). */
+static void ring_case(int B, int H, int Hkv, int L, int D, int causal, int segs)
+{
+    ra_ring_opts opts = { .B = B, .H = H, .Hkv = Hkv, .D = D, .L = L, .causal = causal };
+    assert_int_equal(ra_layout_parse("contiguous", &opts.layout), RA_OK);
+    size_t nq = (size_t)B * H * L * D, nk = (size_t)B * Hkv * L * D, nl = (size_t)B * H * L;
+    float *q = rand_f(61, nq, 1.0f), *k = rand_f(62, nk, 1.0f), *v = rand_f(63, nk, 1.0f);
+    float *g = rand_f(64, nq, 1.0f);
+    int32_t *seg = NULL;
+    if (segs) {
+        seg = xcalloc((size_t)B * L, sizeof *seg);
+        for (int i = 0; i < B * L; i++) seg[i] = (i % L) / 300 + i / L;
+    }
+    float *out[4][5];
+    for (int t = 0; t < 4; t++) {
+        ra_threads_set(t + 1);
+        float *o = xcalloc(nq, 4), *lse = xcalloc(nl, 4), *dq = xcalloc(nq, 4);
+        float *dk = xcalloc(nk, 4), *dv = xcalloc(nk, 4);
+        ra_ring *ring = NULL;
+        assert_int_equal(ra_ring_create(&ring, &opts, MPI_COMM_SELF), RA_OK);
+        assert_int_equal(ra_ring_forward(ring, q, k, v, seg, o, lse), RA_OK);
+        assert_int_equal(ra_ring_backward(ring, q, k, v, seg, o, lse, g, dq, dk, dv), RA_OK);
+        ra_ring_destroy(ring);
+        out[t][0] = o, out[t][1] = lse, out[t][2] = dq, out[t][3] = dk, out[t][4] = dv;
+        if (t > 0) {
+            assert_same_bits(o, out[0][0], nq, "ring O");
+            assert_same_bits(lse, out[0][1], nl, "ring lse");
+            assert_same_bits(dq, out[0][2], nq, "ring dq");
+            assert_same_bits(dk, out[0][3], nk, "ring dk");
+            assert_same_bits(dv, out[0][4], nk, "ring dv");
+        }
+    }
+    printf("  ring B=%d H=%d Hkv=%d L=%d D=%d causal=%d seg=%d: 2, 3, 4 threads bitwise = 1\n", B, H,
+           Hkv, L, D, causal, segs);
+    ra_threads_set(1);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 5; i++) free(out[t][i]);
+    free(q), free(k), free(v), free(g), free(seg);
+}
+
+static void test_ring_one_rank(void **state)
+{
+    (void)state;
+    ring_case(1, 4, 4, 1100, 32, 1, 0);
+    ring_case(2, 4, 2, 700, 64, 0, 1);
+    ring_case(1, 4, 1, 1300, 64, 1, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +399,11 @@ int main(void)
         cmocka_unit_test(test_segments_unsorted_split),
         cmocka_unit_test(test_inside_parallel_region),
         cmocka_unit_test(test_threads_capped_by_opts),
+        cmocka_unit_test(test_ring_one_rank),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int provided;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    MPI_Finalize();
+    return rc;
 }
