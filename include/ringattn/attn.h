@@ -16,7 +16,18 @@
  *     for each key block: ra_attn_bwd_block(&opt, &qr, q, dout, lse, dl,
  *                                           &kr, k, v, dq, dk, dv, scratch, NULL);
  * dq, dk, dv accumulate (+=); zero them first. A query row that sees no key
- * gets O = 0, lse = -inf and zero gradients, never NaN. */
+ * gets O = 0, lse = -inf and zero gradients, never NaN.
+ *
+ * Threads (opts.threads > 1, scratch from ra_attn_scratch_floats_threads):
+ * the forward shares out its query tiles (256 rows) among the threads; the
+ * backward gives each thread chunks of 256 query rows (it owns their dQ
+ * rows) and adds the chunk's part of each key tile's dK/dV when the previous
+ * chunk has added its own, so they sum in query order. Every output element
+ * sees the same operations in the same order as with one thread (OpenBLAS
+ * runs single-threaded inside these functions, at any thread count):
+ * results are bitwise identical for any number of threads. The poll is
+ * called only by the calling thread (OpenMP thread 0), between its tiles
+ * and while it waits for the other threads. */
 #ifndef RINGATTN_ATTN_H
 #define RINGATTN_ATTN_H
 
@@ -27,6 +38,9 @@ typedef struct {
     int D;        /* head dimension */
     float scale;  /* logit scale a, usually 1/sqrt(D) */
     int causal;   /* 1: key j visible to query i only if pos[j] <= pos[i] */
+    int threads;  /* threads the scratch is sized for (ra_attn_scratch_floats_threads);
+                   * 0 or 1: one. The block functions use min(threads, ra_threads())
+                   * OpenMP threads, and one when called inside a parallel region. */
 } ra_attn_opts;
 
 /* The rows of one block: count, global positions, optional segment ids. */
@@ -42,8 +56,10 @@ typedef struct {
     void *ctx;
 } ra_poll;
 
-/* Floats of scratch the block functions need (64-byte aligned). */
+/* Floats of scratch the block functions need (64-byte aligned), for one
+ * thread and for `threads` threads (opts.threads = threads). */
 size_t ra_attn_scratch_floats(int D);
+size_t ra_attn_scratch_floats_threads(int D, int threads);
 
 void ra_attn_fwd_init(int nq, int D, float *acc, float *m, float *l);
 void ra_attn_fwd_block(const ra_attn_opts *opt, const ra_rows *qr, const float *q,

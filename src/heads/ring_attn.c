@@ -21,12 +21,16 @@
 #include "ringattn/ring.h"
 
 #include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/attn.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
+#include "ringattn/threads.h"
 
 #include "dist/ring_comm.h"
 
@@ -46,7 +50,8 @@ struct ra_ring {
     float *row_max;    /* [B][H][Lr] forward's running max m, then the backward's lse_hi */
     float *row_logl;   /* [B][H][Lr] forward's log(l), then the backward's lse_lo */
     int have_stats;    /* row_max/row_logl hold the last forward's statistics */
-    float *scratch;    /* kernel tiles */
+    float *scratch;    /* kernel tiles, for `threads` threads */
+    int threads;       /* ra_threads() when the ring was made */
     float *slot[2];    /* piece buffers (P > 1) */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
     void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
@@ -159,7 +164,13 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, R->rowstat, rows);
     RA_PLAN_ADD(&plan, R->row_max, rows);
     RA_PLAN_ADD(&plan, R->row_logl, rows);
-    RA_PLAN_ADD(&plan, R->scratch, ra_attn_scratch_floats(o->D));
+    R->threads = ra_threads();
+    /* scratch for R->threads threads in one kernel call, or one slice per
+     * thread when the threads take (sequence, head) groups (each_head) */
+    size_t per = (ra_attn_scratch_floats(o->D) + 15) / 16 * 16;
+    size_t sf = ra_attn_scratch_floats_threads(o->D, R->threads);
+    if (sf < per * (size_t)R->threads) sf = per * (size_t)R->threads;
+    RA_PLAN_ADD(&plan, R->scratch, sf);
     if (P > 1) /* the two piece buffers */
         for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
     RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
@@ -245,15 +256,20 @@ static void piece_positions(const ra_ring *R, const piece *p)
 typedef struct {
     ra_attn_opts ao;
     ra_poll poll;
-    int G; /* query heads per key/value head */
+    const ra_poll *use_poll; /* &poll, or NULL: no transfers, or not the main thread */
+    float *scratch;          /* this thread's kernel scratch */
+    int G;                   /* query heads per key/value head */
 } piece_work;
 
 /* 0 when the piece adds nothing here (no keys, or no queries on this rank). */
 static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
 {
     const ra_ring_opts *o = &R->o;
-    *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal },
+    *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal,
+                               .threads = R->threads },
                        .poll = { ra_ring_comm_poll, &R->comm }, .G = o->H / o->Hkv };
+    w->use_poll = R->P > 1 ? &w->poll : NULL;
+    w->scratch = R->scratch;
     if (p->n == 0 || R->Lr == 0) return 0;
     piece_positions(R, p);
     return 1;
@@ -264,17 +280,67 @@ static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
 typedef void (*head_fn)(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
                         const ra_rows *kr, size_t qh, size_t kh, void *ctx);
 
+/* Threads for each_head to share out (sequence, key/value head) groups, or
+ * 1 to leave the threads to the kernels. Groups are coarse (no waiting
+ * between threads, each kernel's key tiles stay in its thread's cache), so
+ * they are preferred when they divide evenly or are plenty; the kernels
+ * split query tiles when there are few groups (e.g. one sequence of one
+ * key/value head). Either way every output element sees the same operations
+ * in the same order as with one thread: bitwise the same results. */
+static int group_threads(const ra_ring *R)
+{
+    const int groups = R->o.B * R->o.Hkv;
+    int nt = R->threads < ra_threads() ? R->threads : ra_threads();
+    if (nt <= 1 || omp_in_parallel() || groups < nt) return 1;
+    return groups % nt == 0 || groups >= 4 * nt ? nt : 1;
+}
+
+static void group_heads(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx,
+                        const piece_work *w, int g)
+{
+    const ra_ring_opts *o = &R->o;
+    const int b = g / o->Hkv, kh = g % o->Hkv;
+    ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
+    ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
+    for (int h = kh * w->G; h < (kh + 1) * w->G; h++)
+        fn(R, p, w, &qr, &kr, (size_t)b * o->H + h, (size_t)b * o->Hkv + kh, ctx);
+}
+
 static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx)
 {
     const ra_ring_opts *o = &R->o;
     piece_work w;
     if (!piece_begin(R, p, &w)) return;
-    for (int b = 0; b < o->B; b++) {
-        ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
-        ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
-        for (int h = 0; h < o->H; h++)
-            fn(R, p, &w, &qr, &kr, (size_t)b * o->H + h, (size_t)b * o->Hkv + h / w.G, ctx);
+    const int nt = group_threads(R), groups = o->B * o->Hkv;
+    if (nt == 1) { /* one group after the other (the kernels may thread) */
+        for (int g = 0; g < groups; g++) group_heads(R, p, seg, fn, ctx, &w, g);
+        return;
     }
+    /* The query heads of one key/value head stay in one thread, in order:
+     * they add into the same dK/dV. */
+    const size_t per = (ra_attn_scratch_floats(o->D) + 15) / 16 * 16;
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    ra_blas_serial_begin();
+#pragma omp parallel num_threads(nt)
+    {
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
+        piece_work mine = w;
+        mine.ao.threads = 1;
+        mine.scratch = R->scratch + (size_t)me * per;
+        mine.use_poll = me == 0 ? w.use_poll : NULL;
+        if (mine.use_poll) mine.use_poll = &mine.poll;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int g = 0; g < groups; g++) group_heads(R, p, seg, fn, ctx, &mine, g);
+        /* thread 0 keeps the transfers moving until the others are done */
+        atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
+        if (mine.use_poll)
+            while (atomic_load_explicit(&finished, memory_order_acquire) < team) {
+                mine.use_poll->fn(mine.use_poll->ctx);
+                sched_yield();
+            }
+    }
+    ra_blas_serial_end();
 }
 
 /* Post this step's transfers: the held piece to the right (unless the right
@@ -312,8 +378,8 @@ static void forward_head(const ra_ring *R, const piece *p, const piece_work *w, 
     const fwd_args *a = ctx;
     const size_t qoff = qh * R->Lr * R->o.D;
     ra_attn_fwd_block(&w->ao, qr, a->q + qoff, kr, p->k + kh * p->kv_stride, p->v + kh * p->kv_stride,
-                      a->acc + qoff, a->m + qh * R->Lr, a->l + qh * R->Lr, R->scratch,
-                      R->P > 1 ? &w->poll : NULL);
+                      a->acc + qoff, a->m + qh * R->Lr, a->l + qh * R->Lr, w->scratch,
+                      w->use_poll);
 }
 
 static void forward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
@@ -383,7 +449,7 @@ static void backward_head(const ra_ring *R, const piece *p, const piece_work *w,
     ra_attn_bwd_block_split(&w->ao, qr, a->q + qoff, a->dout + qoff, R->row_max + qh * R->Lr,
                             R->row_logl + qh * R->Lr, a->dl + qh * R->Lr, kr, p->k + kh * p->kv_stride,
                             p->v + kh * p->kv_stride, a->dq + qoff, a->dk + kh * a->dstride,
-                            a->dv + kh * a->dstride, R->scratch, R->P > 1 ? &w->poll : NULL);
+                            a->dv + kh * a->dstride, w->scratch, w->use_poll);
 }
 
 static void backward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,

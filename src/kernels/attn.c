@@ -10,8 +10,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ringattn/threads.h"
 #include "vmath.h"
 
 enum {
@@ -20,10 +25,29 @@ enum {
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
 
+/* Floats of one thread's scratch (a multiple of 16: 64-byte aligned). */
+#define THREAD_SCRATCH (2 * (size_t)MAX_TILE)
+
 size_t ra_attn_scratch_floats(int D)
 {
+    return ra_attn_scratch_floats_threads(D, 1);
+}
+
+size_t ra_attn_scratch_floats_threads(int D, int threads)
+{
     (void)D;
-    return 2 * (size_t)MAX_TILE + 64;
+    return (size_t)(threads > 1 ? threads : 1) * THREAD_SCRATCH + 64;
+}
+
+/* Threads for a block with `work` independent tiles: what the scratch is
+ * sized for and ra_threads() allow, one inside a parallel region (OpenBLAS
+ * and the poll are the main thread's). */
+static int block_threads(const ra_attn_opts *o, int work)
+{
+    int n = o->threads < ra_threads() ? o->threads : ra_threads();
+    if (n > work) n = work;
+    if (n <= 1 || omp_in_parallel()) return 1;
+    return n;
 }
 
 double ra_attn_flops_fwd(double B, double H, double L, double D, int causal)
@@ -151,32 +175,66 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
     }
 }
 
+/* Query tile i0 against every key tile of the block. */
+static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, const ra_rows *kr,
+                      const float *k, const float *v, float *acc, float *m, float *l, float *s,
+                      const ra_poll *poll, int i0)
+{
+    const int D = o->D, nq = qr->n, nk = kr->n;
+    const int segs = qr->seg != NULL && kr->seg != NULL;
+    int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
+    range rq = rows_range(qr, i0, i0 + tq);
+    for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
+        int tk = nk - j0 < FWD_TK ? nk - j0 : FWD_TK;
+        range rk = rows_range(kr, j0, j0 + tk);
+        tile_kind kind = classify(o, segs, rq, rk);
+        if (kind == TILE_EMPTY) continue;
+        int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
+                    q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
+        fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
+                         kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
+                         acc + (size_t)i0 * D, m + i0, l + i0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
+                    v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
+        if (poll) poll->fn(poll->ctx);
+    }
+}
+
+/* Every query row belongs to one tile and every tile to one thread, which
+ * runs it exactly as one thread would: bitwise the same for any count. */
 void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
                        const ra_rows *kr, const float *k, const float *v,
                        float *acc, float *m, float *l, float *scratch, const ra_poll *poll)
 {
-    const int D = o->D, nq = qr->n, nk = kr->n;
-    const int segs = qr->seg != NULL && kr->seg != NULL;
-    float *s = scratch; /* [FWD_TQ][FWD_TK] */
-    for (int i0 = 0; i0 < nq; i0 += FWD_TQ) {
-        int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
-        range rq = rows_range(qr, i0, i0 + tq);
-        for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
-            int tk = nk - j0 < FWD_TK ? nk - j0 : FWD_TK;
-            range rk = rows_range(kr, j0, j0 + tk);
-            tile_kind kind = classify(o, segs, rq, rk);
-            if (kind == TILE_EMPTY) continue;
-            int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
-                        q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
-            fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                             kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
-                             acc + (size_t)i0 * D, m + i0, l + i0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
-                        v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
-            if (poll) poll->fn(poll->ctx);
-        }
+    const int ntiles = (qr->n + FWD_TQ - 1) / FWD_TQ;
+    const int nt = block_threads(o, ntiles);
+    const int top = !omp_in_parallel();
+    if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
+    if (nt == 1) {
+        for (int t = 0; t < ntiles; t++)
+            fwd_qtile(o, qr, q, kr, k, v, acc, m, l, scratch, poll, t * FWD_TQ);
+        if (top) ra_blas_serial_end();
+        return;
     }
+    atomic_int finished;
+    atomic_init(&finished, 0);
+#pragma omp parallel num_threads(nt)
+    {
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
+        float *s = scratch + (size_t)me * THREAD_SCRATCH;
+        const ra_poll *pl = me == 0 ? poll : NULL;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int t = 0; t < ntiles; t++) fwd_qtile(o, qr, q, kr, k, v, acc, m, l, s, pl, t * FWD_TQ);
+        /* thread 0 keeps the transfers moving until the others are done */
+        atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
+        if (pl)
+            while (atomic_load_explicit(&finished, memory_order_acquire) < team) {
+                pl->fn(pl->ctx);
+                sched_yield();
+            }
+    }
+    ra_blas_serial_end();
 }
 
 void ra_attn_fwd_finish(int nq, int D, float *acc, const float *m, const float *l, float *lse)
@@ -244,46 +302,132 @@ void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
     ra_attn_bwd_block_split(o, qr, q, dout, lse, NULL, dl, kr, k, v, dq, dk, dv, scratch, poll);
 }
 
+/* One (query tile, key tile) of the backward: P and dS into p and dp, dQ
+ * added; dV and dK are added by bwd_tile_dkv, which the threaded backward
+ * calls in query-tile order. Returns 0 when the tile is empty. */
+typedef struct {
+    const ra_attn_opts *o;
+    const ra_rows *qr, *kr;
+    const float *q, *dout, *lse, *lse_lo, *dl, *k, *v;
+    float *dq, *dk, *dv;
+    int segs;
+} bwd_ctx;
+
+static int bwd_tile_pdq(const bwd_ctx *c, int i0, int j0, float *p, float *dp)
+{
+    const ra_attn_opts *o = c->o;
+    const int D = o->D, nq = c->qr->n, nk = c->kr->n;
+    const int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ, tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
+    tile_kind kind = classify(o, c->segs, rows_range(c->qr, i0, i0 + tq), rows_range(c->kr, j0, j0 + tk));
+    if (kind == TILE_EMPTY) return 0;
+    int sorted = is_sorted(c->kr->pos + j0, tk);
+    const float *qt = c->q + (size_t)i0 * D, *dot = c->dout + (size_t)i0 * D;
+    const float *kt = c->k + (size_t)j0 * D, *vt = c->v + (size_t)j0 * D;
+    /* P = exp(a Q K^T - lse) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qt, D, kt, D, 0.0f, p, tk);
+    bwd_probs_tile(o, kind, p, tq, tk, c->qr->pos + i0, c->segs ? c->qr->seg + i0 : NULL,
+                   c->kr->pos + j0, c->segs ? c->kr->seg + j0 : NULL, sorted, c->lse + i0,
+                   c->lse_lo ? c->lse_lo + i0 : NULL);
+    /* dP = dO V^T, then dS = P * (dP - dl) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D, 0.0f, dp, tk);
+    bwd_dscores_tile(dp, p, tq, tk, c->dl + i0);
+    /* dQ += a dS K */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, o->scale, dp, tk, kt, D, 1.0f,
+                c->dq + (size_t)i0 * D, D);
+    return 1;
+}
+
+/* dV += P^T dO ; dK += a dS^T Q */
+static void bwd_tile_dkv(const bwd_ctx *c, int i0, int j0, const float *p, const float *dp)
+{
+    const int D = c->o->D, nq = c->qr->n, nk = c->kr->n;
+    const int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ, tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, p, tk,
+                c->dout + (size_t)i0 * D, D, 1.0f, c->dv + (size_t)j0 * D, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, c->o->scale, dp, tk,
+                c->q + (size_t)i0 * D, D, 1.0f, c->dk + (size_t)j0 * D, D);
+}
+
+/* Threads own chunks of BWD_CHUNK query tiles, round robin (causal work
+ * grows with the tile index), and run a chunk key tile by key tile: first
+ * P, dS and dQ of every query tile of the chunk (dQ rows are the owner's
+ * alone), then, once turn[jt] is the chunk's first query tile, the chunk's
+ * parts of dK/dV in query-tile order, so they sum in the order of one
+ * thread. Every wait is for a smaller query tile: no deadlock. Threads
+ * pipeline along the key tiles, one key tile apart. */
+enum { BWD_CHUNK = 4 };
+_Static_assert(2 * BWD_CHUNK * BWD_TQ * BWD_TK <= 2 * MAX_TILE, "a chunk's P and dS fit a thread's scratch");
+
+/* turn [nkt + 1]: the last counts the threads that are done. */
+static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll *poll,
+                         atomic_int *turn)
+{
+    const int nqt = (c->qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (c->kr->n + BWD_TK - 1) / BWD_TK;
+    const int nch = (nqt + BWD_CHUNK - 1) / BWD_CHUNK;
+    const size_t tile = (size_t)BWD_TQ * BWD_TK;
+    atomic_int *finished = &turn[nkt];
+    for (int j = 0; j <= nkt; j++) atomic_init(&turn[j], 0);
+#pragma omp parallel num_threads(nt)
+    {
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
+        float *mine = scratch + (size_t)me * THREAD_SCRATCH; /* P, dS of tile r at 2r, 2r+1 */
+        const ra_poll *pl = me == 0 ? poll : NULL;
+        int any[BWD_CHUNK];
+        for (int ch = me; ch < nch; ch += team) {
+            const int q0 = ch * BWD_CHUNK, q1 = q0 + BWD_CHUNK < nqt ? q0 + BWD_CHUNK : nqt;
+            for (int jt = 0; jt < nkt; jt++) {
+                int some = 0;
+                for (int qt = q0; qt < q1; qt++) {
+                    float *p = mine + 2 * (size_t)(qt - q0) * tile;
+                    some |= any[qt - q0] = bwd_tile_pdq(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                }
+                if (atomic_load_explicit(&turn[jt], memory_order_acquire) != q0) {
+                    if (pl) pl->fn(pl->ctx);
+                    for (int spin = 0; atomic_load_explicit(&turn[jt], memory_order_acquire) != q0; spin++)
+                        if (spin > 64) sched_yield();
+                }
+                for (int qt = q0; qt < q1; qt++) {
+                    const float *p = mine + 2 * (size_t)(qt - q0) * tile;
+                    if (any[qt - q0]) bwd_tile_dkv(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                }
+                atomic_store_explicit(&turn[jt], q1, memory_order_release);
+                if (some && pl) pl->fn(pl->ctx);
+            }
+        }
+        /* thread 0 keeps the transfers moving until the others are done */
+        atomic_fetch_add_explicit(finished, 1, memory_order_acq_rel);
+        if (pl)
+            while (atomic_load_explicit(finished, memory_order_acquire) < team) {
+                pl->fn(pl->ctx);
+                sched_yield();
+            }
+    }
+}
+
 void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const float *q,
                              const float *dout, const float *lse, const float *lse_lo,
                              const float *dl, const ra_rows *kr, const float *k, const float *v,
                              float *dq, float *dk, float *dv, float *scratch, const ra_poll *poll)
 {
-    const int D = o->D, nq = qr->n, nk = kr->n;
-    const int segs = qr->seg != NULL && kr->seg != NULL;
-    const float a = o->scale;
-    float *p = scratch;                         /* [BWD_TQ][BWD_TK] */
-    float *dp = scratch + (size_t)MAX_TILE;     /* [BWD_TQ][BWD_TK] */
-    for (int j0 = 0; j0 < nk; j0 += BWD_TK) {
-        int tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
-        range rk = rows_range(kr, j0, j0 + tk);
-        int sorted = is_sorted(kr->pos + j0, tk);
-        const float *kt = k + (size_t)j0 * D, *vt = v + (size_t)j0 * D;
-        float *dkt = dk + (size_t)j0 * D, *dvt = dv + (size_t)j0 * D;
-        for (int i0 = 0; i0 < nq; i0 += BWD_TQ) {
-            int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ;
-            tile_kind kind = classify(o, segs, rows_range(qr, i0, i0 + tq), rk);
-            if (kind == TILE_EMPTY) continue;
-            const float *qt = q + (size_t)i0 * D, *dot = dout + (size_t)i0 * D;
-            /* P = exp(a Q K^T - lse) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, a, qt, D, kt, D,
-                        0.0f, p, tk);
-            bwd_probs_tile(o, kind, p, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                           kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, lse + i0,
-                           lse_lo ? lse_lo + i0 : NULL);
-            /* dP = dO V^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D,
-                        0.0f, dp, tk);
-            /* dV += P^T dO */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, p, tk, dot, D,
-                        1.0f, dvt, D);
-            bwd_dscores_tile(dp, p, tq, tk, dl + i0);
-            /* dQ += a dS K ; dK += a dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, a, dp, tk, kt, D,
-                        1.0f, dq + (size_t)i0 * D, D);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, a, dp, tk, qt, D,
-                        1.0f, dkt, D);
-            if (poll) poll->fn(poll->ctx);
-        }
+    const bwd_ctx c = { .o = o, .qr = qr, .kr = kr, .q = q, .dout = dout, .lse = lse,
+                        .lse_lo = lse_lo, .dl = dl, .k = k, .v = v, .dq = dq, .dk = dk, .dv = dv,
+                        .segs = qr->seg != NULL && kr->seg != NULL };
+    const int nqt = (qr->n + BWD_TQ - 1) / BWD_TQ, nkt = (kr->n + BWD_TK - 1) / BWD_TK;
+    int nt = block_threads(o, (nqt + BWD_CHUNK - 1) / BWD_CHUNK);
+    atomic_int *turn = nt > 1 && nkt > 0 ? malloc(sizeof(atomic_int) * ((size_t)nkt + 1)) : NULL;
+    const int top = !omp_in_parallel();
+    if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
+    if (turn) {
+        bwd_threaded(&c, nt, scratch, poll, turn);
+        free(turn);
+    } else { /* one thread: key tiles outer, so a key tile's K, V, dK, dV stay in cache */
+        float *p = scratch, *dp = scratch + (size_t)MAX_TILE;
+        for (int j0 = 0; j0 < kr->n; j0 += BWD_TK)
+            for (int i0 = 0; i0 < qr->n; i0 += BWD_TQ) {
+                if (!bwd_tile_pdq(&c, i0, j0, p, dp)) continue;
+                bwd_tile_dkv(&c, i0, j0, p, dp);
+                if (poll) poll->fn(poll->ctx);
+            }
     }
+    if (top) ra_blas_serial_end();
 }
