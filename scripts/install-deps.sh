@@ -6,9 +6,9 @@ set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libhwloc-dev libcmocka-dev)
 # --tests: what the test suites need too - the fault tests (pgrep), the
-# namespace cluster (ip, tc), valgrind, clang with libFuzzer
+# namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev)
+  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -193,6 +193,21 @@ paste <(echo "$d1" | awk '{print $4}') <(echo "$d3" | awk '{print $4}') |
 grep -q '"kappa": \[\[' p1.jsonl || why+="no kappa in the training metrics; "
 report "diag: kappa per layer and head, equal at P = 1 and 3; kappa in metrics" "$why"
 
+# ---- the thread count: --threads, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, cores ------
+th=(--config "$TINY" --set train.steps=1 --set train.warmup=0 --set train.eval_every=0)
+# (the suite sets OPENBLAS_NUM_THREADS=1: kept for OpenBLAS, and said)
+for c in "3:--threads 3:OMP_NUM_THREADS=2:(--threads; OpenBLAS 1, OPENBLAS_NUM_THREADS)" \
+         "2::OMP_NUM_THREADS=2:(OMP_NUM_THREADS; OpenBLAS 1" "2::SLURM_CPUS_PER_TASK=2:(SLURM_CPUS_PER_TASK;" \
+         "1::OMP_NUM_THREADS=bogus:(oversubscribed: 1 per rank)"; do
+    IFS=: read -r n opt env src <<<"$c"
+    rm -rf ckth
+    # shellcheck disable=SC2086
+    env "$env" timeout 120 "$MPIRUN" --oversubscribe -n 4 "$RA" train "${th[@]}" $opt --checkpoint-dir ckth \
+        >out 2>err </dev/null
+    report "threads from ${opt:-$env}: the start line says $n $src" \
+        "$(grep -qF "| threads $n $src" out || grep -m1 '^train:' out; grep -m1 error err)"
+done
+
 # ---- Bit Cipher codes of a file's bytes ----------------------------------------------
 printf 'aaaabbbcc d\n' >cip.txt
 ra 1 cipher --data cip.txt
