@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # install-deps.sh [--tests] - the Debian 12 packages ringattn builds and tests with
 # (Slurm, for the slurm suite, is installed by scripts/slurm/local-slurm.sh).
+# libopenblas-openmp-dev: the OpenMP build of OpenBLAS, which meson.build
+# links (one thread pool per rank; see docs/design.md §10).
 # Installs only what is missing (apt-get update first), as root or via sudo.
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
-      libopenblas-dev libhwloc-dev libcmocka-dev)
+      libopenblas-dev libopenblas-openmp-dev libhwloc-dev libcmocka-dev)
 # --tests: what the test suites need too - the fault tests (pgrep), the
 # namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp)
 if [ "${1:-}" = "--tests" ]; then

@@ -16,7 +16,12 @@
  * chosen from --threads / run.threads, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK
  * or the rank's cores; a library user may call it at any time outside a
  * parallel region. Default: 1. OPENBLAS_NUM_THREADS, when set, stays the
- * OpenBLAS count outside parallel regions (the user's choice is kept). */
+ * OpenBLAS count outside parallel regions (the user's choice is kept).
+ *
+ * ringattn links the OpenMP build of OpenBLAS (meson.build): its calls then
+ * run on the same OpenMP threads as ringattn's loops. With the pthreads
+ * build the two thread sets spin against each other on the same cores;
+ * ra_blas_threading() says which build is loaded. */
 #ifndef RINGATTN_THREADS_H
 #define RINGATTN_THREADS_H
 
@@ -27,5 +32,8 @@ int ra_threads(void);
 /* OpenBLAS single-threaded between begin and end (nesting counts). */
 void ra_blas_serial_begin(void);
 void ra_blas_serial_end(void);
+
+/* The loaded OpenBLAS's threading: "OpenMP", "pthreads" or "sequential". */
+const char *ra_blas_threading(void);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
@@ -110,6 +112,15 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
         snprintf(threads_origin, sizeof threads_origin, "%s; OpenBLAS %d, OPENBLAS_NUM_THREADS", origin, blas);
     else
         snprintf(threads_origin, sizeof threads_origin, "%s", origin);
+    /* The pthreads OpenBLAS's idle threads spin while OpenMP regions run and
+     * the reverse (docs/design.md §10); passive OpenMP waiting halves the harm. */
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    if (p.threads > 1 && p.local_rank == 0 && strcmp(ra_blas_threading(), "pthreads") == 0 &&
+        !(wait && strcasecmp(wait, "passive") == 0))
+        fprintf(stderr, "ringattn: warning: the loaded OpenBLAS is its pthreads build: its threads compete with the "
+                        "rank's %d OpenMP threads (a training step measured 0.8x of one thread); build with "
+                        "-Dopenblas=openmp (Debian: libopenblas-openmp-dev) or set OMP_WAIT_POLICY=passive\n",
+                p.threads);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d thread%s each\n",

@@ -314,9 +314,10 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
     int cores[RA_BENCH_MAX_THREADS];
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));
     for (int i = 0; i < a.sw.nthreads; i++) RA_TRY(ra_bench_cores_used(c, a.sw.thread_list[i], &cores[i]));
-    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s)\n",
+    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s) OpenBLAS=%s\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
-           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin());
+           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin(),
+           ra_blas_threading());
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; %%sgemm = GFLOP/s / (%.1f x cores in use); "
               "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg, sg);
     ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %4s %7s %6s\n", "L",

@@ -93,8 +93,9 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
             s.tgt[i] = (int32_t)(ra_rand_u64(12, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
         }
         ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d, "
-                  "threads/rank %d (%s)\n", ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
-               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size, sw.threads, ra_threads_origin());
+                  "threads/rank %d (%s), OpenBLAS %s\n", ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
+               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size, sw.threads, ra_threads_origin(),
+               ra_blas_threading());
         ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; MFU against it times the cores in use; speedup: "
                   "step time at the first thr of -t / at thr, same run\n", sg);
         ra_say(c, "#%11s %12s %10s %7s %7s %9s %4s %7s\n", "step_ms", "tokens/s", "GFLOP/s", "MFU%", "comm%",

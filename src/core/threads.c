@@ -37,3 +37,12 @@ void ra_blas_serial_end(void)
 {
     if (--serial_depth == 0 && blas_threads > 1) openblas_set_num_threads(blas_threads);
 }
+
+const char *ra_blas_threading(void)
+{
+    switch (openblas_get_parallel()) { /* 0 sequential, 1 pthreads, 2 OpenMP */
+    case 1: return "pthreads";
+    case 2: return "OpenMP";
+    default: return "sequential";
+    }
+}
