@@ -51,7 +51,9 @@ struct ra_ring {
     float *row_logl;   /* [B][H][Lr] forward's log(l), then the backward's lse_lo */
     int have_stats;    /* row_max/row_logl hold the last forward's statistics */
     float *scratch;    /* kernel tiles, for `threads` threads */
-    int threads;       /* ra_threads() when the ring was made */
+    int threads;       /* the most ra_threads() the scratch is sized for */
+    void *smem;        /* the scratch's block, regrown when ra_threads() rises */
+    size_t smem_bytes;
     float *slot[2];    /* piece buffers (P > 1) */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
     void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
@@ -118,6 +120,28 @@ static ra_status ring_alloc(ra_ring *R, ra_plan *plan, void *block, const char *
     return RA_OK;
 }
 
+/* Kernel scratch for ra_threads() threads in one kernel call, or one slice
+ * per thread when the threads take (sequence, head) groups (each_head); its
+ * own block, so that a library user who raises ra_threads() after creating
+ * the ring gets every thread (the block is regrown at the next call). */
+static ra_status ring_scratch(ra_ring *R)
+{
+    const int nt = ra_threads();
+    if (R->smem && nt <= R->threads) return RA_OK;
+    free(R->smem);
+    R->smem = NULL;
+    R->bytes -= R->smem_bytes;
+    const size_t per = (ra_attn_scratch_floats(R->o.D) + 15) / 16 * 16;
+    size_t sf = ra_attn_scratch_floats_threads(R->o.D, nt);
+    if (sf < per * (size_t)nt) sf = per * (size_t)nt;
+    ra_plan plan = RA_PLAN_INIT;
+    RA_PLAN_ADD(&plan, R->scratch, sf);
+    R->smem_bytes = plan.total;
+    RA_TRY(ring_alloc(R, &plan, &R->smem, "ring kernel scratch"));
+    R->threads = nt;
+    return RA_OK;
+}
+
 ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
 {
     *out = NULL;
@@ -164,13 +188,7 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, R->rowstat, rows);
     RA_PLAN_ADD(&plan, R->row_max, rows);
     RA_PLAN_ADD(&plan, R->row_logl, rows);
-    R->threads = ra_threads();
-    /* scratch for R->threads threads in one kernel call, or one slice per
-     * thread when the threads take (sequence, head) groups (each_head) */
-    size_t per = (ra_attn_scratch_floats(o->D) + 15) / 16 * 16;
-    size_t sf = ra_attn_scratch_floats_threads(o->D, R->threads);
-    if (sf < per * (size_t)R->threads) sf = per * (size_t)R->threads;
-    RA_PLAN_ADD(&plan, R->scratch, sf);
+    RA_TRY(ring_scratch(R));
     if (P > 1) /* the two piece buffers */
         for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
     RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
@@ -184,6 +202,7 @@ void ra_ring_destroy(ra_ring *R)
     free(R->counts);
     free(R->mem);
     free(R->bmem);
+    free(R->smem);
     ra_ring_comm_free(&R->comm);
     free(R);
 }
@@ -266,7 +285,7 @@ static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
 {
     const ra_ring_opts *o = &R->o;
     *w = (piece_work){ .ao = { .D = o->D, .scale = o->scale, .causal = o->causal,
-                               .threads = R->threads },
+                               .threads = ra_threads() },
                        .poll = { ra_ring_comm_poll, &R->comm }, .G = o->H / o->Hkv };
     w->use_poll = R->P > 1 ? &w->poll : NULL;
     w->scratch = R->scratch;
@@ -290,7 +309,7 @@ typedef void (*head_fn)(const ra_ring *R, const piece *p, const piece_work *w, c
 static int group_threads(const ra_ring *R)
 {
     const int groups = R->o.B * R->o.Hkv;
-    int nt = R->threads < ra_threads() ? R->threads : ra_threads();
+    const int nt = ra_threads(); /* ring_scratch sized the scratch for it */
     if (nt <= 1 || omp_in_parallel() || groups < nt) return 1;
     return groups % nt == 0 || groups >= 4 * nt ? nt : 1;
 }
@@ -410,6 +429,7 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
     const ra_ring_opts *o = &R->o;
     const size_t rows = (size_t)o->B * o->H;
     float *m = R->row_max, *l = R->rowstat;
+    RA_TRY(ring_scratch(R));
     begin_stats(R);
     R->have_stats = 0;
     for (size_t bh = 0; bh < rows; bh++)
@@ -502,6 +522,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
     const int P = R->P;
     const size_t rows = (size_t)o->B * o->H;
     float *dl = R->rowstat;
+    RA_TRY(ring_scratch(R));
     if (P > 1 && !R->bmem) { /* first backward: the partial-sum buffers */
         ra_plan plan = RA_PLAN_INIT;
         for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, R->dkv[i], R->dkv_floats);

@@ -358,11 +358,14 @@ static void ring_case(int B, int H, int Hkv, int L, int D, int causal, int segs)
     }
     float *out[4][5];
     for (int t = 0; t < 4; t++) {
-        ra_threads_set(t + 1);
+        /* the count may change after creation: 3 threads on a ring made for
+         * 4, 4 threads on one made for 1 (its scratch regrows) */
+        ra_threads_set(t == 2 ? 4 : t == 3 ? 1 : t + 1);
         float *o = xcalloc(nq, 4), *lse = xcalloc(nl, 4), *dq = xcalloc(nq, 4);
         float *dk = xcalloc(nk, 4), *dv = xcalloc(nk, 4);
         ra_ring *ring = NULL;
         assert_int_equal(ra_ring_create(&ring, &opts, MPI_COMM_SELF), RA_OK);
+        ra_threads_set(t + 1);
         assert_int_equal(ra_ring_forward(ring, q, k, v, seg, o, lse), RA_OK);
         assert_int_equal(ra_ring_backward(ring, q, k, v, seg, o, lse, g, dq, dk, dv), RA_OK);
         ra_ring_destroy(ring);
