@@ -56,6 +56,13 @@ void ra_embed_backward(float *dE, const int32_t *tok, const float *dx, int N, in
  * Optionally (correct != NULL) counts rows whose argmax equals the target. */
 double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
                int64_t *count, int64_t *correct);
+/* The same over a chunk of rows, continuing running totals: *loss += each
+ * counted row's -log p in row order, *count and *correct (either may be
+ * NULL) += the chunk's. Chunks of rows called in order give bitwise the
+ * loss of one ra_xent over all of them (docs/design.md §7: the LM head and
+ * the loss run over row chunks). */
+void ra_xent_rows(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
+                  double *loss, int64_t *count, int64_t *correct);
 
 /* Row-norm preconditioner (docs/design.md §6) of a head output o [N][D], in place:
  * o_i <- o_i / (n_i + eps), n_i = ||o_i||_2 saved in norm [N]. Backward,

@@ -2,7 +2,8 @@
  *
  * x = embed(tokens); each layer: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x));
  * logits = rmsnorm(x) W_out (W_out = E^T when tied); loss = mean
- * cross-entropy over the counted targets of all ranks. Attention is the
+ * cross-entropy over the counted targets of all ranks, the logits and the
+ * loss computed over chunks of rows so that no N x V array is ever held. Attention is the
  * layer's head (heads.h) over this rank's tokens, with RoPE on global
  * positions; the FFN (SwiGLU or GELU) runs over blocks of ffn_block tokens
  * and recomputes its inner activations in the backward, so its memory does
@@ -90,8 +91,11 @@ void ra_model_kv(const ra_model *m, int l, const float **k, const float **v);
  * the micro-batch, from Gram matrices summed over ranks. Collective. */
 ra_status ra_model_kappa(ra_model *m, double *kappa);
 
-/* Forward only, returning logits [micro_batch][Lr][V] of the last call
- * (valid until the next call). */
-const float *ra_model_logits(const ra_model *m);
+/* Logits out [n][V] of this rank's rows row .. row + n - 1 (of the
+ * [micro_batch][Lr] rows) in the last ra_model_step, recomputed from the
+ * final norm it kept: a step holds only one chunk of logits at a time
+ * (docs/design.md §7), so ask for the rows you need. Valid until the next
+ * step, with the parameters of that step. */
+void ra_model_logits_rows(const ra_model *m, int64_t row, int n, float *out);
 
 #endif

@@ -43,7 +43,7 @@ const char *const ra_cfg_section_names[] = {"model", "train", "data", "run", "la
 
 /* [model], [train], [data], [run]: in the order of the canonical text. */
 const key_spec ra_cfg_keys[] = {
-    K_INT(SEC_MODEL, C, vocab, 2, 65536, "vocabulary size (256: bytes)"),
+    K_INT(SEC_MODEL, C, vocab, 2, 262144, "vocabulary size (256: bytes)"),
     K_INT(SEC_MODEL, C, dim, 1, 65536, "model width C"),
     K_INT(SEC_MODEL, C, layers, 1, RA_MAX_LAYERS, "number of transformer layers"),
     K_INT(SEC_MODEL, C, heads, 1, 4096, "query heads H"),

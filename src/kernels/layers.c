@@ -27,7 +27,8 @@
  * the same at any thread count (and the same as the serial code):
  * RMSNorm's dg is summed down all rows by column strips, the embedding
  * gradient is scattered by the thread owning the vocabulary row, and the
- * cross-entropy loss is the in-order sum of per-row losses. */
+ * cross-entropy loss is the in-order sum of per-row losses (continued
+ * across calls by ra_xent_rows, so row chunks sum as one call). */
 #include "ringattn/layers.h"
 
 #include <cblas.h>
@@ -488,14 +489,15 @@ static double xent_row(float *d, const float *l, int32_t t, int V, float scale, 
 }
 
 /* Any negative target marks an ignored row; tgt >= V is a caller bug. The
- * argmax is the first index holding the row max. count may be NULL.
- * Threaded, the rows' losses are kept and summed in row order afterwards:
- * the same sum as the serial loop, at any thread count. */
-double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
-               int64_t *count, int64_t *correct)
+ * argmax is the first index holding the row max. Threaded, the rows' losses
+ * are kept and summed in row order afterwards: the same sum as the serial
+ * loop, at any thread count. The running *loss goes on from its value on
+ * entry, so row chunks called in order sum exactly as one call. */
+void ra_xent_rows(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
+                  double *loss_io, int64_t *count, int64_t *correct)
 {
     for (int i = 0; i < N; i++) RA_ASSERT(tgt[i] < V, "target id must be < V (vocabulary size)");
-    double loss = 0.0;
+    double loss = *loss_io;
     int64_t cnt = 0, ok = 0;
     int nt = par_threads((size_t)N * V);
     double *rl = nt > 1 ? malloc(sizeof(double) * (size_t)N) : NULL;
@@ -525,6 +527,17 @@ double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, i
         }
         free(rl);
     }
+    *loss_io = loss;
+    if (count) *count += cnt;
+    if (correct) *correct += ok;
+}
+
+double ra_xent(float *dlogits, const float *logits, const int32_t *tgt, int N, int V, float scale,
+               int64_t *count, int64_t *correct)
+{
+    double loss = 0.0;
+    int64_t cnt = 0, ok = 0;
+    ra_xent_rows(dlogits, logits, tgt, N, V, scale, &loss, &cnt, &ok);
     if (count) *count = cnt;
     if (correct) *correct = ok;
     return loss;

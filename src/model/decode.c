@@ -145,10 +145,11 @@ static ra_status prefill(ra_decoder *d, const ra_model *m)
 ra_status ra_decoder_prefill(ra_decoder *d, const ra_model *m)
 {
     RA_TRY(ra_agree(d->comm, prefill(d, m)));
-    /* the last prompt position's logits, from the rank that owns it */
+    /* the last prompt position's logits, from the rank that owns it: that
+     * one row through the LM head from the forward's final norm */
     memset(d->logits, 0, sizeof(float) * d->net.V);
     for (int64_t i = 0; i < m->Lr; i++)
-        if (m->pos[i] == m->L - 1) memcpy(d->logits, m->logits + (size_t)i * d->net.V, sizeof(float) * d->net.V);
+        if (m->pos[i] == m->L - 1) ra_model_logits_rows(m, i, 1, d->logits);
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, d->logits, d->net.V, MPI_FLOAT, MPI_SUM, d->comm,
                               "decoder prefill: the last prompt position's logits"));
     d->t = m->L;

@@ -211,34 +211,49 @@ void ra_ffn_backward(const ra_net *net, float *grads, int l, int N, const float 
 
 /* ---- final norm and logits ------------------------------------------------------ */
 
-void ra_logits_forward(const ra_net *net, int N, const float *x, float *hf, float *rstd, float *logits)
+void ra_final_norm_forward(const ra_net *net, int N, const float *x, float *hf, float *rstd)
 {
-    const ra_param_layout *p = net->lay;
-    const float *w = net->w;
-    const int C = net->C, V = net->V;
-    ra_rmsnorm_forward(hf, rstd, x, w + p->final_norm, N, C, net->cfg->norm_eps);
-    if (p->lm_head == p->emb) /* tied: logits = hf E^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, V, C, 1.0f, hf, C, w + p->emb, C, 0.0f, logits,
-                    V);
-    else
-        ra_linear_forward(logits, hf, w + p->lm_head, N, C, V);
+    ra_rmsnorm_forward(hf, rstd, x, net->w + net->lay->final_norm, N, net->C, net->cfg->norm_eps);
 }
 
-void ra_logits_backward(const ra_net *net, float *grads, int N, const float *x, const float *hf,
-                        const float *rstd, const float *dlogits, float *dh, float *dx)
+void ra_final_norm_backward(const ra_net *net, float *grads, int N, const float *x, const float *rstd,
+                            const float *dh, float *dx)
+{
+    const ra_param_layout *p = net->lay;
+    memset(dx, 0, sizeof(float) * N * net->C);
+    ra_rmsnorm_backward(dx, grads + p->final_norm, dh, x, net->w + p->final_norm, rstd, N, net->C);
+}
+
+void ra_lm_head_forward(const ra_net *net, int n, const float *hf, float *logits)
 {
     const ra_param_layout *p = net->lay;
     const float *w = net->w;
     const int C = net->C, V = net->V;
-    memset(dh, 0, sizeof(float) * N * C);
-    if (p->lm_head == p->emb) { /* dhf = dlogits E ; dE += dlogits^T hf */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, V, 1.0f, dlogits, V, w + p->emb, C, 0.0f,
+    if (p->lm_head == p->emb) /* tied: logits = hf E^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, hf, C, w + p->emb, C, 0.0f, logits,
+                    V);
+    else
+        ra_linear_forward(logits, hf, w + p->lm_head, n, C, V);
+}
+
+void ra_lm_head_backward(const ra_net *net, float *grads, int n, const float *hf, const float *dlogits,
+                         float *dh)
+{
+    const ra_param_layout *p = net->lay;
+    const float *w = net->w;
+    const int C = net->C, V = net->V;
+    if (p->lm_head == p->emb) { /* dhf += dlogits E ; dE += dlogits^T hf */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, dlogits, V, w + p->emb, C, 1.0f,
                     dh, C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, N, 1.0f, dlogits, V, hf, C, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, n, 1.0f, dlogits, V, hf, C, 1.0f,
                     grads + p->emb, C);
     } else {
-        ra_linear_backward(dh, grads + p->lm_head, dlogits, hf, w + p->lm_head, N, C, V);
+        ra_linear_backward(dh, grads + p->lm_head, dlogits, hf, w + p->lm_head, n, C, V);
     }
-    memset(dx, 0, sizeof(float) * N * C);
-    ra_rmsnorm_backward(dx, grads + p->final_norm, dh, x, w + p->final_norm, rstd, N, C);
+}
+
+void ra_logits_forward(const ra_net *net, int N, const float *x, float *hf, float *rstd, float *logits)
+{
+    ra_final_norm_forward(net, N, x, hf, rstd);
+    ra_lm_head_forward(net, N, hf, logits);
 }

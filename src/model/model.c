@@ -8,6 +8,7 @@
  * by all layers, all carved from one block planned with plan.h. */
 #include "ringattn/model.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,32 @@
 #include "ringattn/plan.h"
 
 /* ---- creation --------------------------------------------------------------- */
+
+/* Rows per chunk of the LM head and the loss (docs/design.md §7): every row
+ * when the N x V logits fit RA_LOGIT_BUDGET floats, else the largest
+ * multiple of 16 rows whose logits do (16 at least, which is the budget
+ * for every vocabulary up to 2^18). RINGATTN_LOGIT_ROWS=n (tests and
+ * measurements) sets n rows instead; above N is one chunk. */
+enum { RA_LOGIT_BUDGET = 1 << 22 };
+
+static ra_status logit_rows(int64_t N, int V, int *R)
+{
+    int64_t r = (int64_t)RA_LOGIT_BUDGET / V;
+    r = r < 16 ? 16 : r / 16 * 16;
+    if (N * V <= RA_LOGIT_BUDGET) r = N;
+    const char *env = getenv("RINGATTN_LOGIT_ROWS");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(env, &end, 10);
+        if (errno || *end || v < 1)
+            return RA_FAIL(RA_ERR_ARG, "RINGATTN_LOGIT_ROWS=%s: need a whole number of rows >= 1", env);
+        r = v;
+    }
+    if (r > N) r = N;
+    *R = (int)(r > 0 ? r : 1); /* N = 0 (a rank without tokens): one unused row */
+    return RA_OK;
+}
 
 /* Every buffer of the model, in one plan: the list gives both the total and
  * the pointers. */
@@ -49,7 +76,7 @@ static void plan_buffers(ra_model *m, ra_plan *plan)
     RA_PLAN_ADD(plan, m->x_out, N * C);
     RA_PLAN_ADD(plan, m->hf, N * C);
     RA_PLAN_ADD(plan, m->rstdf, N);
-    RA_PLAN_ADD(plan, m->logits, N * net->V);
+    RA_PLAN_ADD(plan, m->logits, (size_t)m->R * net->V);
     RA_PLAN_ADD(plan, m->tok_buf, N * wide);
     RA_PLAN_ADD(plan, m->cat, NQ);
     RA_PLAN_ADD(plan, m->dq, NQ);
@@ -88,6 +115,7 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
                        (long long)m->N, m->rank);
     ra_param_plan(&m->lay, &m->cfg);
     ra_net_init(&m->net, &m->cfg, &m->lay, NULL);
+    RA_TRY(logit_rows(m->N, m->net.V, &m->R));
 
     ra_plan plan = RA_PLAN_INIT;
     plan_buffers(m, &plan);
@@ -119,7 +147,11 @@ float *ra_model_grads(ra_model *m) { return m->grads; }
 size_t ra_model_nparams(const ra_model *m) { return m->lay.total; }
 int64_t ra_model_local_len(const ra_model *m) { return m->Lr; }
 const int32_t *ra_model_positions(const ra_model *m) { return m->pos; }
-const float *ra_model_logits(const ra_model *m) { return m->logits; }
+
+void ra_model_logits_rows(const ra_model *m, int64_t row, int n, float *out)
+{
+    ra_lm_head_forward(&m->net, n, m->hf + (size_t)row * m->net.C, out);
+}
 
 ra_status ra_model_kappa(ra_model *m, double *kappa)
 {
@@ -232,10 +264,20 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
         RA_TRY(layer_forward(m, l, x, m->x_out));
         memcpy(x, m->x_out, sizeof(float) * N * C);
     }
-    ra_logits_forward(net, N, m->x_out, m->hf, m->rstdf, m->logits);
+    /* final norm, then the LM head and the loss over chunks of R rows: a
+     * chunk's logits become its dlogits in place, give their rows' dhf and
+     * add to the head's gradient before the next chunk overwrites them */
+    ra_final_norm_forward(net, N, m->x_out, m->hf, m->rstdf);
+    if (backward) memset(m->dh, 0, sizeof(float) * N * C);
+    double loss = 0.0;
     int64_t count = 0, correct = 0;
-    float *dlogits = backward ? m->logits : NULL; /* in place: logits are not needed after */
-    double loss = ra_xent(dlogits, m->logits, tgt, N, V, grad_scale, &count, &correct);
+    for (int r0 = 0; r0 < N; r0 += m->R) {
+        const int n = N - r0 < m->R ? N - r0 : m->R;
+        const float *hf = m->hf + (size_t)r0 * C;
+        ra_lm_head_forward(net, n, hf, m->logits);
+        ra_xent_rows(backward ? m->logits : NULL, m->logits, tgt + r0, n, V, grad_scale, &loss, &count, &correct);
+        if (backward) ra_lm_head_backward(net, m->grads, n, hf, m->logits, m->dh + (size_t)r0 * C);
+    }
     stats->loss_sum = loss, stats->count = count, stats->correct = correct;
     if (!backward) {
         stats->wait_seconds = m->wait;
@@ -243,7 +285,7 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     }
 
     float *dx = m->dx;
-    ra_logits_backward(net, m->grads, N, m->x_out, m->hf, m->rstdf, dlogits, m->dh, dx);
+    ra_final_norm_backward(net, m->grads, N, m->x_out, m->rstdf, m->dh, dx);
     /* final norm (and untied head, which follows it) are done: start their
      * reduction; a tied head's gradient is in the embedding, reduced last */
     if (reduce) RA_TRY(reduce_slice(m, p->final_norm, p->total));

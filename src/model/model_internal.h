@@ -63,7 +63,8 @@ struct ra_model {
     /* scratch shared by the layers */
     float *x_out;          /* [N][C] final residual stream */
     float *hf, *rstdf;     /* [N][C], [N] final norm */
-    float *logits;         /* [N][V], then dlogits */
+    int R;                 /* rows per chunk of the LM head and the loss (logit_rows) */
+    float *logits;         /* [R][V] one chunk's logits, then its dlogits */
     float *tok_buf;        /* [N][max(H,Hkv)*D] token-major projections */
     float *cat;            /* [N][H*D] head outputs, token-major */
     float *dq, *dk, *dv, *dout; /* head-major gradients */
@@ -106,10 +107,18 @@ void ra_ffn_forward(const ra_net *net, int l, int N, const float *x_mid, float *
 void ra_ffn_backward(const ra_net *net, float *grads, int l, int N, const float *x_mid, const float *h,
                      const float *rstd, float *dx, float *dh, const ra_ffn_scratch *s);
 
-/* Logits [N][V] = rmsnorm(x) W_out (E^T when tied); hf [N][C], rstd [N] kept. */
+/* Final norm: hf [N][C] = rmsnorm(x), rstd [N] kept. Backward: dx [N][C]
+ * = d(x) (overwritten) from dh = d(hf) [N][C]. */
+void ra_final_norm_forward(const ra_net *net, int N, const float *x, float *hf, float *rstd);
+void ra_final_norm_backward(const ra_net *net, float *grads, int N, const float *x, const float *rstd,
+                            const float *dh, float *dx);
+/* LM head over n rows (a chunk, docs/design.md §7): logits [n][V] = hf [n][C]
+ * W_out (E^T when tied). Backward: dh [n][C] += dlogits W_out^T and the head's
+ * gradient (the embedding's when tied) += hf^T dlogits. */
+void ra_lm_head_forward(const ra_net *net, int n, const float *hf, float *logits);
+void ra_lm_head_backward(const ra_net *net, float *grads, int n, const float *hf, const float *dlogits,
+                         float *dh);
+/* Both forwards over N rows: logits [N][V] (the decoder's one token). */
 void ra_logits_forward(const ra_net *net, int N, const float *x, float *hf, float *rstd, float *logits);
-/* dx [N][C] = d(x) (overwritten) from dlogits; dh [N][C] scratch. */
-void ra_logits_backward(const ra_net *net, float *grads, int N, const float *x, const float *hf,
-                        const float *rstd, const float *dlogits, float *dh, float *dx);
 
 #endif

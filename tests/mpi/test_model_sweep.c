@@ -222,7 +222,7 @@ static ra_status forward_last(const ra_config *cfg, const float *params, const i
         ra_batch_stats bs;
         st = ra_model_step(m, seq, tgt, 0, 0.0f, 0, &bs);
     }
-    if (st == RA_OK) memcpy(logits, ra_model_logits(m) + (size_t)(n - 1) * cfg->vocab, sizeof(float) * cfg->vocab);
+    if (st == RA_OK) ra_model_logits_rows(m, n - 1, 1, logits);
     free(tgt);
     ra_model_destroy(m);
     return st;

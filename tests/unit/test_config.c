@@ -393,7 +393,8 @@ static void test_error_values(void **state)
     expect_parse_error("[model]\ndim = 0\n", RA_ERR_ARG, "t.ini:2", "model.dim = '0' is out of range",
                        "1 to 65536");
     expect_parse_error("[model]\nlayers = 65\n", RA_ERR_ARG, "t.ini:2", "model.layers", "1 to 64");
-    expect_parse_error("[model]\nvocab = 1\n", RA_ERR_ARG, "t.ini:2", "model.vocab", "2 to 65536");
+    expect_parse_error("[model]\nvocab = 1\n", RA_ERR_ARG, "t.ini:2", "model.vocab", "2 to 262144");
+    expect_parse_error("[model]\nvocab = 262145\n", RA_ERR_ARG, "t.ini:2", "model.vocab", "2 to 262144");
     expect_parse_error("[data]\nseq_len = 1\n", RA_ERR_ARG, "t.ini:2", "data.seq_len", "out of range");
     expect_parse_error("[train]\nsteps = 99999999999999999999\n", RA_ERR_ARG, "t.ini:2", "train.steps",
                        "out of range");

@@ -1,6 +1,6 @@
 /* test_layers_embed_xent.c - the ends of the model (layers.h): the token
  * embedding and the cross-entropy loss (counts, argmax, ignored rows,
- * extreme logits, a bad target aborts) against float64 references written
+ * extreme logits, chunks of rows, a bad target aborts) against float64 references written
  * here from the formulas, by the method of layers_helpers.h. The other
  * kernels: test_layers.c, test_layers_ffn.c. */
 #ifndef _GNU_SOURCE
@@ -258,6 +258,44 @@ static void test_xent_all_ignored(void **state)
     free(l);
 }
 
+/* ra_xent_rows over chunks of rows, in order, continuing the running sums
+ * (the model's LM head, docs/design.md §7): loss, counts and dlogits
+ * bitwise those of one ra_xent, for chunks of 1, 7, 16 and 150 rows, at 1
+ * and 3 threads (the threaded kernel keeps per-row losses). */
+static void test_xent_chunks(void **state)
+{
+    (void)state;
+    enum { N = 150, V = 701 };
+    int32_t t[N];
+    for (int i = 0; i < N; i++) t[i] = i % 11 == 5 ? -1 : (int32_t)((97 * i + 13) % V);
+    float *l = frand(960, (size_t)N * V, 4.0f, 0.0f);
+    float *d1 = malloc(sizeof(float) * N * V), *d2 = malloc(sizeof(float) * N * V);
+    assert_non_null(d1);
+    assert_non_null(d2);
+    for (int nt = 1; nt <= 3; nt += 2) {
+        ra_threads_set(nt);
+        int64_t cnt1, ok1;
+        const double loss1 = ra_xent(d1, l, t, N, V, 0.5f, &cnt1, &ok1);
+        static const int rows[] = { 1, 7, 16, 150 };
+        for (int k = 0; k < 4; k++) {
+            double loss2 = 0.0;
+            int64_t cnt2 = 0, ok2 = 0;
+            for (int r0 = 0; r0 < N; r0 += rows[k]) {
+                const int n = N - r0 < rows[k] ? N - r0 : rows[k];
+                ra_xent_rows(d2 + (size_t)r0 * V, l + (size_t)r0 * V, t + r0, n, V, 0.5f, &loss2, &cnt2, &ok2);
+            }
+            assert_memory_equal(&loss1, &loss2, sizeof loss1);
+            assert_int_equal(cnt1, cnt2);
+            assert_int_equal(ok1, ok2);
+            assert_memory_equal(d1, d2, sizeof(float) * N * V);
+        }
+    }
+    ra_threads_set(1);
+    free(l);
+    free(d1);
+    free(d2);
+}
+
 /* tgt >= V is a caller bug: RA_ASSERT aborts (checked in a child process) */
 static void test_xent_bad_target_aborts(void **state)
 {
@@ -287,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_xent_extreme),
         cmocka_unit_test(test_xent_all_ignored),
+        cmocka_unit_test(test_xent_chunks),
         cmocka_unit_test(test_xent_bad_target_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
