@@ -638,6 +638,15 @@ ra_status ra_llama_import(const char *dir, const char *ckpt, const char *const *
         snprintf(info->source, sizeof info->source, "%s", ra_st_source(st));
         info->files = ra_st_files(st);
     }
+    /* the checkpoint must not replace a shard (it is written after they are read) */
+    char tmp[RA_PATH_MAX + 64];
+    const int has_tmp = ra_tmp_name(tmp, sizeof tmp, ckpt);
+    for (int i = 0; rs == RA_OK && i < ra_st_files(st); i++) {
+        const char *f = ra_st_file_path(st, i);
+        if (!strcmp(f, ckpt) || ra_same_file(f, ckpt) || (has_tmp && ra_same_file(f, tmp)))
+            rs = RA_FAIL(RA_ERR_ARG, "--out %s would replace %s, which the import reads: name another output file",
+                         ckpt, f);
+    }
     ra_param_layout lay = { 0 };
     float *params = NULL, *zeros = NULL;
     if (rs == RA_OK) {

@@ -253,6 +253,10 @@ if [ -n "$PY" ]; then
     fails "import: --set of a model key is refused" 1 "model keys come from" -- \
         import --from m32 --out x.ckpt --set model.dim=64
     fails "import: --out is the model file" 1 "same file as the input" -- import --from m32 --out m32/model.safetensors
+    s0=$(sums mbf/model-00001-of-00002.safetensors)
+    fails "import: --out is one of the shards" 1 "would replace .*model-00001-of-00002.safetensors" -- \
+        import --from mbf --out mbf/model-00001-of-00002.safetensors
+    [ "$s0" = "$(sums mbf/model-00001-of-00002.safetensors)" ] || bad "import --out a shard changed the shard"
     ra1 import --from m32 --out seq.ckpt --set data.seq_len=4096 --set train.batch=2
     report "import: --set of data and train keys" "$(status $?)"
     [ -e x.ckpt ] && bad "a refused import left x.ckpt"
