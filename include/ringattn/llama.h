@@ -56,9 +56,7 @@ ra_status ra_llama_config(const char *dir, const char *const *sets, int nsets, r
 ra_status ra_llama_import(const char *dir, const char *ckpt, const char *const *sets, int nsets,
                           ra_llama_info *info);
 
-/* The Hugging Face name of parameter tensor i (0 <= i < ra_llama_tensors(cfg))
- * of cfg, in the order export writes them; NULL past the end. */
+/* Tensors of cfg's Llama model: 2 + 9 per layer, + 1 when the head is untied. */
 int ra_llama_tensors(const ra_config *cfg);
-const char *ra_llama_tensor_name(const ra_config *cfg, int i, char *buf, int cap);
 
 #endif

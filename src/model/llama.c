@@ -91,20 +91,6 @@ static int build(const ra_config *c, const ra_param_layout *p, entry *e)
     return n;
 }
 
-const char *ra_llama_tensor_name(const ra_config *cfg, int i, char *buf, int cap)
-{
-    const int n = ra_llama_tensors(cfg);
-    if (i < 0 || i >= n || cap <= 0) return NULL;
-    entry *e = malloc((size_t)n * sizeof *e);
-    if (!e) return NULL;
-    ra_param_layout lay;
-    ra_param_plan(&lay, cfg);
-    build(cfg, &lay, e);
-    snprintf(buf, (size_t)cap, "%s", e[i].name);
-    free(e);
-    return buf;
-}
-
 static int64_t entry_count(const entry *e) { return e->ndim == 1 ? e->rows : e->rows * e->cols; }
 
 /* ringattn's column of HF row o (the output index). */
