@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [FUZZER...] - run the libFuzzer harnesses of tests/fuzz
-# (config, npy, checkpoint; default: all) for SECONDS each (default 600).
+# (config, npy, checkpoint, safetensors; default: all) for SECONDS each (default 600).
 #
 # Installs clang and libFuzzer when missing, sets up and builds build-fuzz
 # (clang, ASan + UBSan, -Dfuzz=true; $RINGATTN_FUZZ_BUILD to change), runs
@@ -18,15 +18,15 @@ cd "$(dirname "$0")/.." || exit 1
 secs=${1:-600}
 [ $# -gt 0 ] && shift
 if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
-  echo "usage: $0 [SECONDS] [config|npy|checkpoint ...]" >&2
+  echo "usage: $0 [SECONDS] [config|npy|checkpoint|safetensors ...]" >&2
   exit 2
 fi
 fuzzers=("$@")
-[ ${#fuzzers[@]} -eq 0 ] && fuzzers=(config npy checkpoint)
+[ ${#fuzzers[@]} -eq 0 ] && fuzzers=(config npy checkpoint safetensors)
 for f in "${fuzzers[@]}"; do
   case "$f" in
-    config|npy|checkpoint) ;;
-    *) echo "fuzz.sh: unknown fuzzer '$f' (config, npy, checkpoint)" >&2; exit 2 ;;
+    config|npy|checkpoint|safetensors) ;;
+    *) echo "fuzz.sh: unknown fuzzer '$f' (config, npy, checkpoint, safetensors)" >&2; exit 2 ;;
   esac
 done
 

@@ -8,9 +8,10 @@ set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libopenblas-openmp-dev libhwloc-dev libcmocka-dev)
 # --tests: what the test suites need too - the fault tests (pgrep), the
-# namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp)
+# namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp),
+# numpy for the float64 Llama reference (tests/ref/llama_ref.py)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev)
+  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev python3-numpy)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -29,6 +29,8 @@ ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_diag(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_export(ra_cli *c, int argc, char **argv); /* cmd_llama.c */
+ra_status ra_cmd_import(ra_cli *c, int argc, char **argv);
 
 /* Option values, each error naming the option and the value. */
 ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out);

@@ -23,6 +23,8 @@ static const char *usage =
     "  diag      condition number of every layer's head outputs of a checkpoint\n"
     "  cipher    Bit Cipher codes of the bytes of a file, by frequency\n"
     "  generate  sample from a checkpoint; the KV cache stays sharded over ranks\n"
+    "  export    a checkpoint as a Hugging Face Llama model (safetensors + config.json)\n"
+    "  import    a Hugging Face Llama model as a checkpoint\n"
     "  bench     benchmarks: 'ringattn bench attn --help'\n"
     "\n"
     "Run 'ringattn COMMAND --help' for the options of a command.\n"
@@ -89,6 +91,8 @@ int main(int argc, char **argv)
         { "diag", ra_cmd_diag },
         { "cipher", ra_cmd_cipher },
         { "generate", ra_cmd_generate },
+        { "export", ra_cmd_export },
+        { "import", ra_cmd_import },
     };
     ra_status (*run)(ra_cli *, int, char **) = NULL;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)

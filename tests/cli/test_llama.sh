@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# test_llama.sh RINGATTN MPIRUN CONFIGS RA_LOGITS LLAMA_REF - `ringattn export`
+# and `ringattn import` (docs/design.md §14) end to end:
+# - export then import gives the checkpoint's parameters back bit for bit
+#   (tied and untied), and re-exporting the import gives the same file;
+# - the exported model, run by an independent float64 Llama forward with
+#   Hugging Face's half-split RoPE (tests/ref/llama_ref.py: numpy, its own
+#   safetensors reader), gives ringattn's logits (tests/ref/ra_logits: the
+#   ring forward and the decoder, P = 1 and 2) within 1e-5 normalised;
+# - the reverse: random Llama models written by the reference (F32; BF16 in
+#   2 shards, tied; F16 in 3 shards with F16 subnormals) import and give the
+#   reference's logits within 1e-5; the imported model evaluates the same
+#   loss at P = 1 and 2 (and the reference's), generates the same greedy
+#   text at P = 1 and 2, and fine-tunes with train --resume;
+# - what has no Llama equivalent, or no ringattn one, is refused naming the
+#   key or tensor; so are hostile files and more than one rank.
+set -u
+[ $# -ge 5 ] || { echo "usage: $0 RINGATTN MPIRUN CONFIGS RA_LOGITS LLAMA_REF" >&2; exit 2; }
+CONFIGS=$(cd "$3" && pwd)
+RL=$(cd "$(dirname "$4")" && pwd)/$(basename "$4")
+REF=$(cd "$(dirname "$5")" && pwd)/$(basename "$5")
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+
+# A python3 with numpy (scripts/install-deps.sh --tests installs python3-numpy).
+PY=
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+
+# run DESC CMD...: CMD succeeds (output in out/err), else FAIL with its stderr
+run() {
+    local desc=$1
+    shift
+    LAST="$*"
+    timeout "$TMO" "$@" >out 2>err </dev/null
+    local rc=$?
+    report "$desc" "$(status $rc)$(partials)"
+    return $rc
+}
+# ra1 ARGS...: ringattn as one process (no mpirun)
+ra1() { OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" "$@" >out 2>err </dev/null; }
+# logits_match DESC CKPT REF_F64: ra_logits forward and decode at P = 1 and 2
+# against the float64 reference's logits (llama_ref.py compare, 1e-5)
+logits_match() {
+    local desc=$1 ck=$2 ref=$3 P mode why
+    for P in 1 2; do
+        for mode in forward decode; do
+            why=
+            LAST="mpirun -n $P ra_logits $mode $ck toks.txt ra.f32"
+            timeout "$TMO" "$MPIRUN" --oversubscribe -n "$P" "$RL" "$mode" "$ck" toks.txt ra.f32 >out 2>err </dev/null ||
+                why="ra_logits failed; "
+            [ -z "$why" ] && { "$PY" "$REF" compare ra.f32 "$ref" >cmp.txt 2>&1 || why="$(cat cmp.txt); "; }
+            report "$desc: $mode P=$P: $(sed 's/ (tolerance.*//' cmp.txt 2>/dev/null)" "$why"
+            rm -f ra.f32 cmp.txt
+        done
+    done
+}
+# same_params DESC A B: the two checkpoints hold bit-identical parameter arrays
+same_params() {
+    local why=
+    OMPI_MCA_ess_singleton_isolated=1 "$RL" params "$2" pa.bin >out 2>err || why+="ra_logits params $2 failed; "
+    OMPI_MCA_ess_singleton_isolated=1 "$RL" params "$3" pb.bin >out 2>err || why+="ra_logits params $3 failed; "
+    [ -z "$why" ] && { cmp -s pa.bin pb.bin || why+="$(cmp pa.bin pb.bin 2>&1); "; }
+    [ -z "$why" ] && [ ! -s pa.bin ] && why+="empty parameter dump; "
+    report "$1 ($(($(stat -c %s pa.bin 2>/dev/null || echo 0) / 4)) floats)" "$why"
+    rm -f pa.bin pb.bin
+}
+
+TINY="$CONFIGS/tiny.ini"
+awk 'BEGIN { srand(11); for (i = 0; i < 40; i++) printf "%d ", int(rand() * 256); print "" }' >toks.txt
+awk 'BEGIN { srand(7); s = "the quick brown fox jumps over a lazy dog. "; for (i = 0; i < 1200; i++) printf "%s", substr(s, int(rand() * 44) + 1, 1) }' >text.txt
+
+# ---- export, and back --------------------------------------------------------------
+# untied, GQA (2 heads, 1 kv head), weights large enough that RoPE matters
+run "train an untied GQA model" "$MPIRUN" --oversubscribe -n 2 "$RA" train --config "$TINY" --set train.steps=6 \
+    --set train.warmup=0 --set model.tie_embeddings=0 --set model.kv_heads=1 --set model.init_std=0.3 \
+    --set train.eval_every=0 --checkpoint-dir ck
+run "train a tied model" "$MPIRUN" --oversubscribe -n 2 "$RA" train --config "$TINY" --set train.steps=3 \
+    --set train.warmup=0 --set model.init_std=0.3 --set train.eval_every=0 --checkpoint-dir ckt
+
+ra1 export --checkpoint ck --out hf
+why=$(status $?)
+[ -f hf/model.safetensors ] && [ -f hf/config.json ] || why+="hf/model.safetensors or hf/config.json missing; "
+grep -q '^export: ck/last.ckpt -> hf/model.safetensors (21 tensors' out || why+="summary: $(head -c 200 out); "
+why+=$(partials)
+report "export: model.safetensors + config.json, 21 tensors" "$why"
+ra1 export --checkpoint ckt/last.ckpt --out hft
+why=$(status $?)
+grep -q '(20 tensors' out || why+="tied: expected 20 tensors (no lm_head.weight): $(head -c 200 out); "
+grep -q 'lm_head' hft/model.safetensors && why+="lm_head.weight written for a tied model; "
+report "export of a tied model: no lm_head.weight" "$why"
+# the header: 8-byte length, JSON padded with spaces to a multiple of 8
+why=
+n=$(od -An -tu8 -N8 hf/model.safetensors | tr -d ' ')
+[ $(((8 + n) % 8)) -eq 0 ] || why+="data start at $((8 + n)), not a multiple of 8; "
+head -c $((8 + n)) hf/model.safetensors | tail -c +9 | grep -aqE '^\{.*\} *$' || why+="header is not one JSON object padded with spaces; "
+grep -aq '"__metadata__":{"format":"pt"}' hf/model.safetensors || why+="no format=pt metadata; "
+report "export: header length $n, data 8-byte aligned, format pt" "$why"
+
+if [ -n "$PY" ]; then
+    "$PY" "$REF" check-config hf architectures='["LlamaForCausalLM"]' model_type='"llama"' hidden_size=32 \
+        intermediate_size=88 num_hidden_layers=2 num_attention_heads=2 num_key_value_heads=1 head_dim=16 \
+        rms_norm_eps=1e-05 rope_theta=10000.0 vocab_size=256 max_position_embeddings=32 hidden_act='"silu"' \
+        tie_word_embeddings=false torch_dtype='"float32"' attention_bias=false mlp_bias=false >cc.txt 2>&1
+    report "export: config.json keys and values" "$([ $? -eq 0 ] || cat cc.txt)"
+    "$PY" "$REF" check-config hft tie_word_embeddings=true >cc.txt 2>&1
+    report "export: tied model's config.json says tie_word_embeddings" "$([ $? -eq 0 ] || cat cc.txt)"
+fi
+
+ra1 import --from hf --out back.ckpt
+report "import of the export" "$(status $?)$(partials)"
+same_params "export then import: bit-identical parameters (untied, GQA)" ck/last.ckpt back.ckpt
+ra1 import --from hft --out backt.ckpt
+report "import of the tied export" "$(status $?)"
+same_params "export then import: bit-identical parameters (tied)" ckt/last.ckpt backt.ckpt
+ra1 export --checkpoint back.ckpt --out hf2
+why=$(status $?)
+cmp -s hf/model.safetensors hf2/model.safetensors || why+="model.safetensors differs; "
+report "export of the import: the same model.safetensors, byte for byte" "$why"
+
+if [ -n "$PY" ]; then
+    "$PY" "$REF" logits hf toks.txt ref_export.f64 >out 2>err
+    report "float64 reference runs the exported model" "$([ $? -eq 0 ] || head -3 err)"
+    logits_match "exported model vs float64 reference" ck/last.ckpt ref_export.f64
+    "$PY" "$REF" logits hft toks.txt ref_exportt.f64 >out 2>err
+    logits_match "exported tied model vs float64 reference" ckt/last.ckpt ref_exportt.f64
+else
+    bad "python3 with numpy not found: the float64 reference cannot run (scripts/install-deps.sh --tests)"
+fi
+
+# ---- import: random Llama models of the reference ----------------------------------------
+if [ -n "$PY" ]; then
+    for spec in "m32 F32 1" "mbf BF16 2 --tied" "mf16 F16 3"; do
+        set -- $spec
+        d=$1
+        "$PY" "$REF" make "$d" --seed 5 --dtype "$2" --shards "$3" ${4:-} >out 2>err ||
+            bad "reference writes model $d: $(head -3 err)"
+        ra1 import --from "$d" --out "$d.ckpt"
+        why=$(status $?)
+        grep -q "($2) -> $d.ckpt" out || why+="summary lacks the dtype $2: $(head -c 300 out); "
+        grep -q "keys not used: note_for_the_test" out || why+="unknown config.json key not reported; "
+        report "import $d ($2, $3 file(s)${4:+, tied})" "$why"
+        "$PY" "$REF" logits "$d" toks.txt "ref_$d.f64" >out 2>err
+        logits_match "imported $d ($2) vs float64 reference" "$d.ckpt" "ref_$d.f64"
+    done
+
+    # eval at a longer context than trained defaults, on 1 and 2 ranks, against the reference
+    loss_ref=$("$PY" "$REF" loss m32 text.txt 48 2>err)
+    for P in 1 2; do
+        mpi "$P" eval --checkpoint m32.ckpt --data text.txt --set data.seq_len=48 --set train.batch=4
+        why=$(status $?)
+        l=$(sed -n 's/.*| loss \([0-9.]*\) |.*/\1/p' out)
+        eval "loss_$P=\$l"
+        awk -v a="$l" -v b="$loss_ref" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1.5e-4) }' ||
+            why+="loss '$l', reference $loss_ref; "
+        report "eval of the imported model at P=$P: loss $l, reference $loss_ref" "$why"
+    done
+    [ "$loss_1" = "$loss_2" ] && ok "eval: the same loss at P=1 and P=2 ($loss_1)" ||
+        bad "eval: loss $loss_1 at P=1, $loss_2 at P=2"
+
+    for P in 1 2; do
+        mpi "$P" generate --checkpoint m32.ckpt --prompt "the quick brown" --tokens 24 --temperature 0 \
+            --out "gen$P.txt"
+        report "generate from the imported model at P=$P" "$(status $?)"
+    done
+    cmp -s gen1.txt gen2.txt && ok "generate: the same greedy text at P=1 and P=2" ||
+        bad "generate: P=1 and P=2 differ: $(head -c 80 gen1.txt) / $(head -c 80 gen2.txt)"
+
+    mpi 2 train --resume mbf.ckpt --set train.steps=3 --set train.warmup=0 --set data.source=file \
+        --set data.path=text.txt --set data.seq_len=32 --set train.batch=4 --set train.eval_every=0 \
+        --checkpoint-dir ft
+    why=$(status $?)
+    [ -f ft/step-00000003.ckpt ] || why+="no ft/step-00000003.ckpt; "
+    report "fine-tune the imported model: train --resume for 3 steps on 2 ranks" "$why"
+fi
+
+# ---- refused: no Llama equivalent ----------------------------------------------------------
+for v in "gelu model.ffn=gelu model.ffn = gelu" "comb layers.head=combiner-fixed layer.0.head" \
+    "rown layer.1.precond=rownorm layer.1.precond" "spec layers.precond=spectral layer.0.precond"; do
+    set -- $v
+    name=$1 set=$2
+    shift 2
+    run "train a $set model" "$MPIRUN" --oversubscribe -n 1 "$RA" train --config "$TINY" --set train.steps=1 \
+        --set train.warmup=0 --set train.eval_every=0 --set "$set" --checkpoint-dir "ck_$name" ||
+        continue
+    fails "export refuses $set, naming the key" 1 "$*" "no Llama equivalent|Llama has no equivalent|Llama layers are full" -- \
+        export --checkpoint "ck_$name" --out "hf_$name"
+    [ -e "hf_$name/model.safetensors" ] && bad "export of $set left a model.safetensors"
+done
+fails "export on 2 ranks is refused" 2 "one process" "not on 2 ranks" -- export --checkpoint ck --out hf3
+fails "import on 2 ranks is refused" 2 "one process" -- import --from hf --out x.ckpt
+fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
+[ -e hf4 ] && bad "export of a missing checkpoint created its --out directory"
+
+# ---- refused on import: what ringattn cannot compute, hostile files -------------------------
+if [ -n "$PY" ]; then
+    bad_model() { # NAME MAKE-ARGS...
+        local d=$1
+        shift
+        rm -rf "$d"
+        "$PY" "$REF" make "$d" --seed 3 "$@" >/dev/null 2>&1 || bad "reference writes $d"
+    }
+    bad_model b_rs --set 'rope_scaling={"rope_type": "llama3", "factor": 8.0}'
+    fails "import refuses rope_scaling" 1 '"rope_scaling" is not null' -- import --from b_rs --out x.ckpt
+    bad_model b_ab --set attention_bias=true
+    fails "import refuses attention_bias" 1 '"attention_bias" is true' -- import --from b_ab --out x.ckpt
+    bad_model b_mb --set mlp_bias=true
+    fails "import refuses mlp_bias" 1 '"mlp_bias" is true' -- import --from b_mb --out x.ckpt
+    bad_model b_act --set 'hidden_act="gelu"'
+    fails "import refuses hidden_act gelu" 1 '"hidden_act" is "gelu"' -- import --from b_act --out x.ckpt
+    bad_model b_mt --set 'model_type="mistral"' --set sliding_window=4096
+    fails "import refuses model_type mistral" 1 '"model_type" is "mistral"' -- import --from b_mt --out x.ckpt
+    bad_model b_sw --set sliding_window=4096
+    fails "import refuses sliding_window" 1 '"sliding_window" is set' -- import --from b_sw --out x.ckpt
+    bad_model b_v --set vocab_size=100000
+    fails "import refuses a vocabulary above model.vocab's range" 1 "vocab_size" "model.vocab" "out of range" -- \
+        import --from b_v --out x.ckpt
+    bad_model b_drop --drop model.layers.1.mlp.up_proj.weight
+    fails "import refuses a missing tensor" 1 '"model.layers.1.mlp.up_proj.weight" is missing' -- \
+        import --from b_drop --out x.ckpt
+    bad_model b_head --drop lm_head.weight
+    fails "import: untied model without lm_head.weight" 1 '"lm_head.weight" is missing' "tie_word_embeddings" -- \
+        import --from b_head --out x.ckpt
+    bad_model b_extra --extra model.layers.0.self_attn.q_proj.bias
+    fails "import refuses an extra tensor" 1 '"model.layers.0.self_attn.q_proj.bias"' "extra tensor" -- \
+        import --from b_extra --out x.ckpt
+    bad_model b_shape --reshape model.layers.0.mlp.down_proj.weight
+    fails "import refuses a wrong shape" 1 "down_proj.weight\" has shape \[100, 48\]" "\[48, 100\]" -- \
+        import --from b_shape --out x.ckpt
+    bad_model b_nan --nan model.layers.1.self_attn.v_proj.weight
+    fails "import refuses a NaN weight" 1 "v_proj.weight\" holds a NaN at \[0, 5\]" -- import --from b_nan --out x.ckpt
+    bad_model b_tie --tied --head random
+    fails "import: tied model whose lm_head.weight is not the embedding" 1 \
+        '"lm_head.weight" differs from "model.embed_tokens.weight"' -- import --from b_tie --out x.ckpt
+    bad_model b_same --tied --head same
+    ra1 import --from b_same --out same.ckpt
+    report "import: tied model that carries lm_head.weight equal to the embedding" "$(status $?)"
+    # shards outside the directory
+    bad_model b_sh --shards 2
+    sed -i 's|"model-00002-of-00002.safetensors"|"../model-00002-of-00002.safetensors"|' b_sh/model.safetensors.index.json
+    fails "import refuses a shard outside the directory" 1 "path separator" -- import --from b_sh --out x.ckpt
+    # hostile files
+    bad_model b_fifo
+    rm b_fifo/model.safetensors && mkfifo b_fifo/model.safetensors
+    fails "import refuses a FIFO as model.safetensors" 1 "is a FIFO" -- import --from b_fifo --out x.ckpt
+    bad_model b_len
+    printf '\377\377\377\377\377\377\377\177' | dd of=b_len/model.safetensors bs=1 conv=notrunc status=none
+    fails "import refuses an absurd header length" 1 "header length .* is absurd" -- import --from b_len --out x.ckpt
+    bad_model b_trunc
+    truncate -s 5000 b_trunc/model.safetensors
+    fails "import refuses a truncated model.safetensors" 1 "run past the end of the data" -- \
+        import --from b_trunc --out x.ckpt
+    fails "import: --set of a model key is refused" 1 "model keys come from" -- \
+        import --from m32 --out x.ckpt --set model.dim=64
+    fails "import: --out is the model file" 1 "same file as the input" -- import --from m32 --out m32/model.safetensors
+    s0=$(sums mbf/model-00001-of-00002.safetensors)
+    fails "import: --out is one of the shards" 1 "would replace .*model-00001-of-00002.safetensors" -- \
+        import --from mbf --out mbf/model-00001-of-00002.safetensors
+    [ "$s0" = "$(sums mbf/model-00001-of-00002.safetensors)" ] || bad "import --out a shard changed the shard"
+    ra1 import --from m32 --out seq.ckpt --set data.seq_len=4096 --set train.batch=2
+    report "import: --set of data and train keys" "$(status $?)"
+    [ -e x.ckpt ] && bad "a refused import left x.ckpt"
+fi
+
+finish
