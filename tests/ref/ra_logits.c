@@ -114,7 +114,9 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < Lr; i++) lt[i] = tok[pos[i]], tg[i] = -1;
         ra_batch_stats bs;
         if (ra_model_step(m, lt, tg, 0, 0.0f, 0, &bs) != RA_OK) die("forward");
-        const float *lg = ra_model_logits(m);
+        /* a test program may hold this rank's Lr x V logits at once */
+        float *lg = malloc(sizeof(float) * ((size_t)Lr * V + 1));
+        ra_model_logits_rows(m, 0, (int)Lr, lg);
         /* rank 0 gathers (positions, rows) of every rank */
         int cnt = (int)Lr, *cnts = malloc(sizeof(int) * P), *displ = malloc(sizeof(int) * P);
         MPI_Gather(&cnt, 1, MPI_INT, cnts, 1, MPI_INT, 0, MPI_COMM_WORLD);
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
         free(cnts);
         free(displ);
         free(lt);
+        free(lg);
     } else {
         ra_decoder *d;
         if (ra_decoder_create(&d, &cfg, ra_model_params(m), ra_model_layout(m), MPI_COMM_WORLD, n) != RA_OK)
