@@ -426,7 +426,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
                   "L=%d batch %d (x%d accum) | P=%d %s | threads %d (%s), OpenBLAS %s | data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, cfg.layout, threads,
-               ra_threads_origin(), ra_blas_threading(), cfg.source_id == RA_SOURCE_FILE ? cfg.path : "recall task");
+               ra_threads_origin(), ra_blas_threading(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */
