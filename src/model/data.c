@@ -123,17 +123,17 @@ static ra_status open_npy(ra_token_file *f)
 /* An llm.c shard: the header, then exactly header[2] tokens. */
 static ra_status open_llmc(ra_token_file *f, int64_t size)
 {
-    unsigned char h[12];
-    if (size < LLMC_HEADER_BYTES)
-        return RA_FAIL(RA_ERR_FORMAT, "%s %s: truncated: %lld bytes, shorter than the llm.c header of %d bytes",
-                       f->what, f->path, (long long)size, LLMC_HEADER_BYTES);
-    RA_TRY(ra_pread_full(f->fd, f->path, h, sizeof h, 0));
+    unsigned char h[12] = { 0 };
+    RA_TRY(ra_pread_full(f->fd, f->path, h, (size_t)(size < 12 ? size : 12), 0));
     const uint32_t magic = le32(h), version = le32(h + 4);
     const int64_t ntok = (int32_t)le32(h + 8);
-    if (!is_llmc_magic(magic))
+    if (size < 4 || !is_llmc_magic(magic))
         return RA_FAIL(RA_ERR_FORMAT,
                        "%s %s: not an llm.c shard: header[0] is %u, expected the magic %u (uint16 tokens) or %u "
                        "(uint32 tokens)", f->what, f->path, magic, LLMC_MAGIC_U16, LLMC_MAGIC_U32);
+    if (size < LLMC_HEADER_BYTES)
+        return RA_FAIL(RA_ERR_FORMAT, "%s %s: truncated: %lld bytes, shorter than the llm.c header of %d bytes",
+                       f->what, f->path, (long long)size, LLMC_HEADER_BYTES);
     if (version != llmc_version(magic))
         return RA_FAIL(RA_ERR_FORMAT, "%s %s: llm.c shard version %u (header[1]); with magic %u it must be %u",
                        f->what, f->path, version, magic, llmc_version(magic));
