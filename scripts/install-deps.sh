@@ -8,9 +8,11 @@ set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libopenblas-openmp-dev libhwloc-dev libcmocka-dev)
 # --tests: what the test suites need too - the fault tests (pgrep), the
-# namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp)
+# namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp),
+# and the system Python with SentencePiece and NumPy for scripts/data/ (the
+# cli test tokens; without them it is skipped)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev)
+  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
