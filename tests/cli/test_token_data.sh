@@ -9,6 +9,7 @@
 # refused on every rank with one message naming the file (and the element);
 # generate takes --prompt-tokens as a list, a text file, a .npy or a flat
 # file, prints ids for a vocabulary above 256 (the same on 1 and 2 ranks),
+# with uint32 ids up to model.vocab = 262144 too,
 # refuses ids >= vocab naming the position, and keeps text for bytes.
 set -u
 CONFIGS=$3
@@ -63,6 +64,26 @@ for form in "u16:tok16.bin:uint16" "u32:tok32.bin:uint32" "npy:tok.npy:auto" "np
     report "$file (data.dtype = $dtype) at P=2: the losses of flat uint16 at P=1" \
         "$(same_losses "${tag}p2.jsonl" u16p1.jsonl)"
 done
+
+# ---- a vocabulary above uint16: uint32 ids up to 262143 ------------------------------------------
+BIGV=262144
+perl -e "print pack('V*', map { (\$_ * 104729) % $BIGV } 0 .. 999), pack('V', $((BIGV - 1)))" >big32.bin
+big=(--config "$TINY" --set data.source=tokens --set data.dtype=uint32 --set model.vocab=$BIGV --set model.dim=16
+     --set model.heads=1 --set data.path=big32.bin --set train.steps=2 --set train.warmup=0 --set train.eval_every=0
+     --set train.eval_batches=1 --set data.val_fraction=0.2)
+for P in 1 2; do
+    mpi "$P" train "${big[@]}" --metrics "big$P.jsonl" --checkpoint-dir "ckbig$P"
+    report "train on uint32 ids with model.vocab = $BIGV, P=$P" "$(status $?)"
+done
+report "model.vocab = $BIGV: P=2 equals P=1" "$(paste <(losses big2.jsonl) <(losses big1.jsonl) | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; if (d > 1e-4 * $2) w = w $1 " vs " $2 "; " }
+    END { if (n != 2) print "expected 2 losses, got " n; else printf "%s", w }')"
+mpi 2 generate --checkpoint ckbig1 --prompt-tokens "$((BIGV - 1)),7" --tokens 3 --temperature 0
+why=$(status $?)
+grep -qE "^$((BIGV - 1)) 7( [0-9]+){3}$" out || why+="'$(cat out)'"
+report "generate with model.vocab = $BIGV: the largest id as a prompt, ids out" "$why"
+fails "generate: id $BIGV refused" 1 "token $BIGV at position 0 is outside the model's vocabulary \[0, $BIGV\)" -- \
+    generate --checkpoint ckbig1 --prompt-tokens "$BIGV" --tokens 1
 
 # ---- data.val_path ---------------------------------------------------------------------------
 train_ok "train with data.val_path P=2" 2 valp2.jsonl ckval --set data.path=tok16.bin --set data.dtype=uint16 \
