@@ -81,10 +81,12 @@ typedef struct {
     int log_every;      /* steps between progress lines */
     char nonfinite[RA_NAME_MAX]; /* NaN/Inf loss or gradient: "stop" | "skip" the step */
     /* [data] */
-    char source[RA_NAME_MAX]; /* "recall" | "file" */
-    char path[RA_PATH_MAX];   /* file source: any file, read as bytes */
+    char source[RA_NAME_MAX]; /* "recall" | "file" | "tokens" */
+    char path[RA_PATH_MAX];   /* file: any file, read as bytes; tokens: a file of token ids */
+    char dtype[RA_NAME_MAX];  /* tokens: "auto" | "uint16" | "uint32" | "npy" | "llmc" (data.h) */
+    char val_path[RA_PATH_MAX]; /* file, tokens: the held-out data ("": the tail of path) */
     int seq_len;        /* L */
-    float val_fraction; /* tail of the file held out */
+    float val_fraction; /* tail of the file held out (without val_path) */
     int recall_keys;    /* recall task: distinct keys (and values) */
     int recall_pairs;   /* key-value pairs per sequence */
     int recall_queries; /* queries per sequence */
@@ -102,6 +104,7 @@ typedef struct {
     ra_head_init_id head_init_id;
     ra_nonfinite_id nonfinite_id;
     ra_source_id source_id;
+    ra_token_dtype_id dtype_id;
     ra_layout layout_id;
 } ra_config;
 

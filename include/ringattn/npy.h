@@ -23,7 +23,8 @@
 
 #define RA_NPY_MAX_DIMS 8
 
-typedef enum { RA_DT_F32, RA_DT_F64, RA_DT_I32, RA_DT_I64 } ra_dtype;
+/* uint16 and uint32 are token files (data.h); ra_npy_read_f32/i32 refuse them. */
+typedef enum { RA_DT_F32, RA_DT_F64, RA_DT_I32, RA_DT_I64, RA_DT_U16, RA_DT_U32 } ra_dtype;
 
 typedef struct {
     char path[1024];       /* as given, for error messages */
@@ -35,13 +36,14 @@ typedef struct {
     int fd;                /* -1 when closed */
 } ra_npy;
 
-const char *ra_dtype_name(ra_dtype dt); /* "float32", "float64", "int32", "int64" */
+const char *ra_dtype_name(ra_dtype dt); /* "float32", "float64", "int32", "int64", "uint16", "uint32" */
 int ra_dtype_size(ra_dtype dt);         /* bytes per element */
 
 /* Open for reading and validate: magic "\x93NUMPY", version 1.0/2.0/3.0,
  * a well-formed header dict with 'descr', 'fortran_order', 'shape',
- * fortran_order False, descr one of <f4 <f8 <i4 <i8 (or '|'/'=' forms that
- * are unambiguous on little-endian), and a file long enough for the data.
+ * fortran_order False, descr one of <f4 <f8 <i4 <i8 <u2 <u4 (or '|'/'='
+ * forms that are unambiguous on little-endian), and a file long enough for
+ * the data.
  * Every error names f->path and says what was found and what was expected,
  * for example "k.npy: truncated: header promises 4096 bytes of data, file
  * has 1000". A FIFO, directory or device is refused by name without being

@@ -1,5 +1,6 @@
-/* cmd_eval.c - `ringattn eval`: loss and bits per byte of a checkpoint on a
- * byte file (consecutive windows covering it) or on its own held-out data. */
+/* cmd_eval.c - `ringattn eval`: loss and bits per byte (token) of a checkpoint
+ * on a byte or token file (consecutive windows covering it) or on its own
+ * held-out data. */
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +16,11 @@ static const char *help =
     "\n"
     "Without --data: the checkpoint's own held-out data (for the recall task,\n"
     "held-out sequences and recall accuracy). With --data FILE: consecutive\n"
-    "windows of seq_len bytes covering FILE (at most --batches batches of\n"
-    "train.batch windows; default all). Prints loss (nats/token), bits per\n"
-    "byte and accuracy (argmax == next byte).\n";
+    "windows of seq_len tokens covering FILE (at most --batches batches of\n"
+    "train.batch windows; default all): its token ids when the model was trained\n"
+    "on data.source = tokens (data.dtype as in the checkpoint, or --set\n"
+    "data.dtype=...), else its bytes. Prints loss (nats/token), bits per byte\n"
+    "(bits per token for token ids) and accuracy (argmax == next token).\n";
 
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
 
@@ -71,9 +74,16 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     if (data) { /* the whole of FILE, nothing held out (data.h) */
         if (strlen(data) >= sizeof cfg.path)
             return RA_FAIL(RA_ERR_ARG, "eval: --data path is longer than %zu bytes", sizeof cfg.path - 1);
-        snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_FILE]);
-        cfg.source_id = RA_SOURCE_FILE;
+        /* a model trained on token ids reads FILE as token ids (data.dtype as
+         * configured); any other reads its bytes */
+        if (cfg.source_id != RA_SOURCE_TOKENS) {
+            snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_FILE]);
+            cfg.source_id = RA_SOURCE_FILE;
+            snprintf(cfg.dtype, sizeof cfg.dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);
+            cfg.dtype_id = RA_TOKEN_AUTO;
+        }
         snprintf(cfg.path, sizeof cfg.path, "%s", data);
+        cfg.val_path[0] = '\0';
         cfg.val_fraction = 0;
     }
     ra_set_threads(c, sa.threads ? sa.threads : cfg.threads, sa.threads ? "--threads" : "run.threads");
@@ -108,9 +118,13 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         }
         free(k);
     } else if (st == RA_OK)
-        ra_say(c, "eval: %s on %s | loss %.4f | bpb %.4f | accuracy %.2f%% | %lld targets\n", path,
-               data ? data : (cfg.source_id == RA_SOURCE_FILE ? "held-out bytes" : "held-out recall sequences"),
-               r.loss, r.bpb, 100 * r.accuracy, (long long)r.count);
+        ra_say(c, "eval: %s on %s | loss %.4f | %s %.4f | accuracy %.2f%% | %lld targets\n", path,
+               data ? data
+                    : cfg.source_id == RA_SOURCE_FILE   ? "held-out bytes"
+                    : cfg.source_id == RA_SOURCE_TOKENS ? "held-out tokens"
+                                                        : "held-out recall sequences",
+               r.loss, cfg.source_id == RA_SOURCE_TOKENS ? "bits/token" : "bpb", r.bpb, 100 * r.accuracy,
+               (long long)r.count);
     ra_session_close(&s);
     return st;
 }

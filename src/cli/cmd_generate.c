@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ringattn/data.h"
 #include "ringattn/decode.h"
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
@@ -24,17 +26,31 @@
 #define PROMPT_MAX_BYTES ((size_t)16 << 20)
 
 static const char *help =
-    "usage: mpirun -n P ringattn generate --checkpoint CKPT|DIR (--prompt TEXT | --prompt-file F)\n"
+    "usage: mpirun -n P ringattn generate --checkpoint CKPT|DIR\n"
+    "                                     (--prompt TEXT | --prompt-file F | --prompt-tokens FILE|LIST)\n"
     "                                     [--tokens 64] [--temperature 1.0] [--top-k 0] [--seed 1]\n"
-    "                                     [--out FILE]\n"
+    "                                     [--prompt-dtype auto] [--output-format text|ids] [--out FILE]\n"
     "\n"
-    "Samples --tokens bytes after the prompt and prints prompt + continuation on\n"
+    "Samples --tokens tokens after the prompt and prints prompt + continuation on\n"
     "rank 0 (--out FILE: writes them to FILE instead, atomically; checked before\n"
-    "any work, and a failed write is an error even under mpirun). --temperature 0 is greedy; --top-k K samples among the K most likely\n"
-    "bytes (0: all). The KV cache is sharded: rank r keeps the keys and values of\n"
-    "its prompt tokens and of new positions t with t mod P = r. The prompt is at\n"
-    "most the model's data.seq_len bytes (--prompt-file: a regular file); every\n"
-    "layer must use the full head.\n";
+    "any work, and a failed write is an error even under mpirun). --temperature 0\n"
+    "is greedy; --top-k K samples among the K most likely tokens (0: all).\n"
+    "\n"
+    "Prompts: --prompt TEXT and --prompt-file F (a regular file) are bytes.\n"
+    "--prompt-tokens takes token ids: a LIST such as \"1,2,3\" or \"1 2 3\" (digits,\n"
+    "commas and spaces only; a file whose name is all digits is ./NAME), or a FILE:\n"
+    "a .npy or llm.c shard (found by their headers), a text file of ids separated\n"
+    "by commas or whitespace, or a flat binary file with --prompt-dtype uint16 or\n"
+    "uint32 (--prompt-dtype: auto, uint16, uint32, npy, llmc or text). Every id\n"
+    "must be below model.vocab.\n"
+    "\n"
+    "--output-format text prints one byte per token (the default when model.vocab\n"
+    "<= 256); ids prints the ids on one line, space separated (the default for\n"
+    "larger vocabularies; scripts/data/detokenize.py turns them into text).\n"
+    "\n"
+    "The KV cache is sharded: rank r keeps the keys and values of its prompt\n"
+    "tokens and of new positions t with t mod P = r. The prompt is at most the\n"
+    "model's data.seq_len tokens; every layer must use the full head.\n";
 
 /* ---- sampling ------------------------------------------------------------------ */
 
@@ -69,10 +85,15 @@ static int32_t sample(const float *logits, int V, float temp, int topk, uint64_t
 
 /* ---- the command ---------------------------------------------------------------- */
 
+enum { OUT_AUTO, OUT_TEXT, OUT_IDS };
+enum { PROMPT_TEXT_IDS = -1 }; /* --prompt-dtype text, beside ra_token_dtype_id */
+
 typedef struct {
     ra_session_args s;
-    const char *ckpt, *prompt, *prompt_file, *out;
+    const char *ckpt, *prompt, *prompt_file, *prompt_tokens, *out;
     int tokens, topk, seed;
+    int prompt_dtype; /* ra_token_dtype_id or PROMPT_TEXT_IDS */
+    int format;       /* OUT_* */
     float temp;
 } gen_args;
 
@@ -84,9 +105,11 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         { "temperature", required_argument, 0, 't' }, { "top-k", required_argument, 0, 'K' },
         { "seed", required_argument, 0, 's' },       { "set", required_argument, 0, 'S' },
         { "threads", required_argument, 0, 'T' },    { "help", no_argument, 0, 'h' },
-        { "out", required_argument, 0, 'o' },        { 0, 0, 0, 0 },
+        { "out", required_argument, 0, 'o' },        { "prompt-tokens", required_argument, 0, 'P' },
+        { "prompt-dtype", required_argument, 0, 'D' }, { "output-format", required_argument, 0, 'F' },
+        { 0, 0, 0, 0 },
     };
-    *a = (gen_args){ .tokens = 64, .temp = 1.0f, .seed = 1 };
+    *a = (gen_args){ .tokens = 64, .temp = 1.0f, .seed = 1, .prompt_dtype = RA_TOKEN_AUTO, .format = OUT_AUTO };
     ra_status st = RA_OK;
     int o;
     opterr = 0;
@@ -100,6 +123,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         case 'k': a->ckpt = optarg; break;
         case 'p': a->prompt = optarg; break;
         case 'f': a->prompt_file = optarg; break;
+        case 'P': a->prompt_tokens = optarg; break;
         case 'o': a->out = optarg; break;
         case 'n': RA_TRY(ra_arg_int("--tokens", optarg, 0, 1 << 24, &a->tokens)); break;
         case 't':
@@ -109,14 +133,29 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
             break;
         case 'K': RA_TRY(ra_arg_int("--top-k", optarg, 0, 1 << 20, &a->topk)); break;
         case 's': RA_TRY(ra_arg_int("--seed", optarg, 0, 1 << 30, &a->seed)); break;
+        case 'D':
+            if (strcmp(optarg, "text") == 0) {
+                a->prompt_dtype = PROMPT_TEXT_IDS;
+            } else if ((a->prompt_dtype = ra_name_find(ra_token_dtype_words, optarg)) < 0) {
+                char w[128];
+                return RA_FAIL(RA_ERR_ARG, "--prompt-dtype: '%s' is not one of %s or text", optarg,
+                               ra_name_list(ra_token_dtype_words, w, sizeof w));
+            }
+            break;
+        case 'F':
+            if (strcmp(optarg, "text") == 0) a->format = OUT_TEXT;
+            else if (strcmp(optarg, "ids") == 0) a->format = OUT_IDS;
+            else return RA_FAIL(RA_ERR_ARG, "--output-format: '%s' is not text or ids", optarg);
+            break;
         case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("generate", o, argv[optind - 1]);
         }
     }
     if (!a->ckpt) return RA_FAIL(RA_ERR_ARG, "generate: --checkpoint is required");
-    if (!!a->prompt == !!a->prompt_file)
-        return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt and --prompt-file");
+    if (!!a->prompt + !!a->prompt_file + !!a->prompt_tokens != 1)
+        return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt, --prompt-file and --prompt-tokens");
     if (a->prompt && !a->prompt[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt is empty");
+    if (a->prompt_tokens && !a->prompt_tokens[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens is empty");
     return RA_OK;
 }
 
@@ -131,8 +170,180 @@ static ra_status check_out(const gen_args *a)
         return RA_FAIL(RA_ERR_ARG, "--out %s is the checkpoint %s: choose another file", a->out, a->ckpt);
     if (a->prompt_file && ra_same_file(a->out, a->prompt_file))
         return RA_FAIL(RA_ERR_ARG, "--out %s is the --prompt-file: choose another file", a->out);
+    if (a->prompt_tokens && ra_same_file(a->out, a->prompt_tokens))
+        return RA_FAIL(RA_ERR_ARG, "--out %s is the --prompt-tokens file: choose another file", a->out);
     return RA_OK;
 }
+
+/* ---- the prompt ----------------------------------------------------------------- */
+
+static int is_sep(char ch) { return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
+/* A list of token ids: digits, separated by commas and whitespace. */
+static int is_id_list(const char *t, size_t n)
+{
+    int digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] >= '0' && t[i] <= '9') digits = 1;
+        else if (!is_sep(t[i])) return 0;
+    }
+    return digits;
+}
+
+/* The ids of a list (is_id_list) into *out (malloc'd), each below vocab and
+ * at most max of them; what names the source. */
+static ra_status parse_ids(const char *t, size_t n, const char *what, int vocab, int64_t max, int32_t **out,
+                           int64_t *count)
+{
+    int64_t k = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) k += (t[i] >= '0' && t[i] <= '9') && (i == 0 || is_sep(t[i - 1]));
+    if (k > max) return RA_FAIL(RA_ERR_ARG, "the prompt of %lld tokens is longer than the model's data.seq_len of %lld",
+                                (long long)k, (long long)max);
+    cap = k;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(cap ? cap : 1));
+    if (!ids) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for %lld token ids", what, (long long)cap);
+    k = 0;
+    for (size_t i = 0; i < n;) {
+        if (is_sep(t[i])) {
+            i++;
+            continue;
+        }
+        int64_t v = 0;
+        size_t j = i;
+        for (; j < n && t[j] >= '0' && t[j] <= '9'; j++)
+            if (v <= vocab) v = v * 10 + (t[j] - '0'); /* past vocab it stays past it */
+        if (v >= vocab) {
+            free(ids);
+            return RA_FAIL(RA_ERR_ARG,
+                           "%s: token %.*s at position %lld is outside the model's vocabulary [0, %d) (model.vocab = %d)",
+                           what, (int)(j - i > 24 ? 24 : j - i), t + i, (long long)k, vocab, vocab);
+        }
+        ids[k++] = (int32_t)v;
+        i = j;
+    }
+    *out = ids;
+    *count = k;
+    return RA_OK;
+}
+
+/* --prompt-tokens FILE: a token file (data.h) or a text file of ids. */
+static ra_status read_token_prompt(const gen_args *a, const ra_config *cfg, int32_t **out, int64_t *count)
+{
+    const char *path = a->prompt_tokens, *what = "--prompt-tokens";
+    int dtype = a->prompt_dtype;
+    if (dtype == RA_TOKEN_AUTO) { /* a header says what it is; else text, or refused */
+        int fd;
+        int64_t size;
+        unsigned char h[8] = { 0 };
+        RA_TRY(ra_file_open_input(path, what, &fd, &size));
+        ra_status st = ra_pread_full(fd, path, h, (size_t)(size < 8 ? size : 8), 0);
+        close(fd);
+        RA_TRY(st);
+        const uint32_t m = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+        if (!(size >= 6 && memcmp(h, "\x93NUMPY", 6) == 0) && !(size >= 4 && (m == 20240520u || m == 20240801u)))
+            dtype = PROMPT_TEXT_IDS;
+    }
+    if (dtype == PROMPT_TEXT_IDS) {
+        char *text = NULL;
+        size_t len = 0;
+        RA_TRY(ra_file_read_all(path, what, PROMPT_MAX_BYTES, &text, &len));
+        ra_status st = RA_OK;
+        if (!is_id_list(text, len))
+            st = RA_FAIL(RA_ERR_ARG,
+                         "%s %s: not a list of token ids (digits separated by commas or whitespace), a .npy file or "
+                         "an llm.c shard; for a flat binary file give --prompt-dtype uint16 or uint32",
+                         what, path);
+        char label[RA_PATH_MAX + 32];
+        snprintf(label, sizeof label, "%s %s", what, path);
+        if (st == RA_OK) st = parse_ids(text, len, label, cfg->vocab, cfg->seq_len, out, count);
+        free(text);
+        return st;
+    }
+    ra_token_file f;
+    RA_TRY(ra_token_file_open(&f, path, what, (ra_token_dtype_id)dtype));
+    ra_status st = RA_OK;
+    if (f.count > cfg->seq_len)
+        st = RA_FAIL(RA_ERR_ARG, "%s %s: the prompt of %lld tokens is longer than the model's data.seq_len of %d",
+                     what, path, (long long)f.count, cfg->seq_len);
+    int32_t *ids = NULL;
+    if (st == RA_OK) {
+        ids = malloc(sizeof(int32_t) * (size_t)f.count);
+        if (!ids) st = RA_FAIL(RA_ERR_NOMEM, "%s %s: out of memory", what, path);
+    }
+    if (st == RA_OK) st = ra_token_file_read(&f, 0, f.count, cfg->vocab, ids);
+    ra_token_file_close(&f);
+    if (st != RA_OK) {
+        free(ids);
+        return st;
+    }
+    *out = ids;
+    *count = f.count;
+    return RA_OK;
+}
+
+/* The prompt as token ids (malloc'd, room for the new tokens after it). */
+static ra_status read_prompt(const gen_args *a, const ra_config *cfg, int32_t **out, int64_t *count)
+{
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    if (a->prompt_tokens) {
+        const char *t = a->prompt_tokens;
+        if (is_id_list(t, strlen(t))) /* a list; a file name of digits only is given as ./NAME */
+            RA_TRY(parse_ids(t, strlen(t), "--prompt-tokens", cfg->vocab, cfg->seq_len, &ids, &n));
+        else
+            RA_TRY(read_token_prompt(a, cfg, &ids, &n));
+        if (n == 0) {
+            free(ids);
+            return RA_FAIL(RA_ERR_ARG, "--prompt-tokens %s: no token ids", t);
+        }
+    } else {
+        char *text = NULL;
+        size_t len;
+        if (a->prompt_file) {
+            RA_TRY(ra_file_read_all(a->prompt_file, "--prompt-file", PROMPT_MAX_BYTES, &text, &len));
+            if (len == 0) {
+                free(text);
+                return RA_FAIL(RA_ERR_ARG, "--prompt-file %s is empty", a->prompt_file);
+            }
+        } else {
+            len = strlen(a->prompt);
+            if (len > PROMPT_MAX_BYTES)
+                return RA_FAIL(RA_ERR_ARG, "--prompt: %zu bytes is over the prompt limit of %zu bytes", len,
+                               PROMPT_MAX_BYTES);
+        }
+        const char *chars = a->prompt_file ? text : a->prompt;
+        ids = malloc(sizeof(int32_t) * (len ? len : 1));
+        if (!ids) {
+            free(text);
+            return RA_FAIL(RA_ERR_NOMEM, "generate: out of memory for the prompt");
+        }
+        for (size_t i = 0; i < len; i++) ids[i] = (unsigned char)chars[i];
+        free(text);
+        n = (int64_t)len;
+        if (n > cfg->seq_len) {
+            free(ids);
+            return RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's data.seq_len of %d",
+                           (long long)n, cfg->seq_len);
+        }
+        for (int64_t i = 0; i < n; i++)
+            if (ids[i] >= cfg->vocab) {
+                int32_t b = ids[i];
+                free(ids);
+                return RA_FAIL(RA_ERR_ARG, "prompt byte %d at offset %lld is outside the model's vocabulary of %d",
+                               b, (long long)i, cfg->vocab);
+            }
+    }
+    int32_t *all = realloc(ids, sizeof(int32_t) * ((size_t)n + (size_t)a->tokens + 1));
+    if (!all) {
+        free(ids);
+        return RA_FAIL(RA_ERR_NOMEM, "generate: out of memory for the prompt and %d new tokens", a->tokens);
+    }
+    *out = all;
+    *count = n;
+    return RA_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------------- */
 
 /* Fill the decoder with the prompt: one ring forward when every rank gets a
  * token (the model's seq_len is the prompt's length), else token by token. */
@@ -153,52 +364,45 @@ static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const in
     return ra_decoder_prefill(d, s->model);
 }
 
-static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const int32_t *prompt, int64_t Lp,
-                     ra_session *s, ra_decoder **d, int32_t *out)
+static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const ra_config *cfg,
+                     const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out)
 {
-    ra_config cfg;
-    RA_TRY(ra_session_config(c, &a->s, path, &cfg));
-    ra_set_threads(c, a->s.threads ? a->s.threads : cfg.threads, a->s.threads ? "--threads" : "run.threads");
-    if (Lp > cfg.seq_len)
-        return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's "
-                                                     "data.seq_len of %d",
-                                         (long long)Lp, cfg.seq_len));
-    for (int64_t i = 0; i < Lp; i++)
-        if (prompt[i] >= cfg.vocab)
-            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "prompt byte %d at offset %lld is outside the model's vocabulary of %d",
-                                             prompt[i], (long long)i, cfg.vocab));
-    ra_config pcfg = cfg; /* the model runs the prompt once: its length, one sequence */
+    ra_config pcfg = *cfg; /* the model runs the prompt once: its length, one sequence */
     pcfg.seq_len = Lp >= c->size ? (int)Lp : c->size;
     snprintf(pcfg.source, sizeof pcfg.source, "%s", ra_source_words[RA_SOURCE_RECALL]); /* the prompt is the data */
     pcfg.source_id = RA_SOURCE_RECALL;
     RA_TRY(ra_session_open(c, s, &pcfg, 1, 0));
     RA_TRY(ra_session_load(c, s, path, 0, NULL));
-    RA_TRY(ra_agree(c->comm, ra_decoder_create(d, &cfg, ra_model_params(s->model), ra_model_layout(s->model),
+    RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));
     RA_TRY(prefill(c, s, *d, prompt, Lp));
     for (int i = 0; i < a->tokens; i++) {
-        out[i] = sample(ra_decoder_logits(*d), cfg.vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
+        out[i] = sample(ra_decoder_logits(*d), cfg->vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
         if (i + 1 < a->tokens) RA_TRY(ra_agree(c->comm, ra_decoder_step(*d, out[i])));
     }
     return RA_OK;
 }
 
-/* Rank 0 prints prompt + continuation, or writes them to --out atomically;
- * a failed write (a full disk, a closed pipe) is an error, not a silent
- * truncation. */
-static ra_status emit_text(const char *file, const char *chars, size_t len, const int32_t *out, int n)
+/* Rank 0 prints prompt + continuation - bytes (text), or the ids on one line,
+ * space separated - or writes them to --out atomically; a failed write (a
+ * full disk, a closed pipe) is an error, not a silent truncation. */
+static ra_status emit(const char *file, int ids, const int32_t *tok, int64_t n)
 {
-    char *buf = malloc(len + (size_t)n + 1);
-    if (!buf) return RA_FAIL(RA_ERR_NOMEM, "generate: out of memory for the text");
-    memcpy(buf, chars, len);
-    for (int i = 0; i < n; i++) buf[len + (size_t)i] = (char)out[i];
-    buf[len + (size_t)n] = '\n';
+    const size_t cap = ids ? (size_t)n * 11 + 2 : (size_t)n + 2;
+    char *buf = malloc(cap);
+    if (!buf) return RA_FAIL(RA_ERR_NOMEM, "generate: out of memory for the output");
+    size_t len = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids) len += (size_t)snprintf(buf + len, cap - len, i ? " %d" : "%d", (int)tok[i]);
+        else buf[len++] = (char)tok[i];
+    }
+    buf[len++] = '\n';
     ra_status st = RA_OK;
     if (file) {
-        st = ra_write_file_atomic(file, buf, len + (size_t)n + 1);
-    } else if (fwrite(buf, 1, len + (size_t)n + 1, stdout) != len + (size_t)n + 1 || fflush(stdout) != 0 ||
-               ferror(stdout)) {
-        st = RA_FAIL(RA_ERR_IO, "generate: writing the text to standard output failed: %s", strerror(errno));
+        st = ra_write_file_atomic(file, buf, len);
+    } else if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0 || ferror(stdout)) {
+        st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", ids ? "ids" : "text",
+                     strerror(errno));
     }
     free(buf);
     return st;
@@ -214,35 +418,28 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
         return RA_OK;
     }
     RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_out(&a) : RA_OK));
-    char *text = NULL;
-    size_t len = 0;
-    ra_status st = RA_OK;
-    if (a.prompt_file) {
-        st = ra_file_read_all(a.prompt_file, "--prompt-file", PROMPT_MAX_BYTES, &text, &len);
-        if (st == RA_OK && len == 0) st = RA_FAIL(RA_ERR_ARG, "--prompt-file %s is empty", a.prompt_file);
-    } else {
-        len = strlen(a.prompt);
-        if (len > PROMPT_MAX_BYTES)
-            st = RA_FAIL(RA_ERR_ARG, "--prompt: %zu bytes is over the prompt limit of %zu bytes", len,
-                         PROMPT_MAX_BYTES);
-    }
-    const char *chars = a.prompt_file ? text : a.prompt;
-    int32_t *prompt = NULL, *out = NULL;
-    if (st == RA_OK) st = ra_alloc(&prompt, sizeof(int32_t) * (len + (size_t)a.tokens + 1), "the prompt");
-    if (st != RA_OK) free(text);
-    RA_TRY(ra_agree(c->comm, st));
-    for (size_t i = 0; i < len; i++) prompt[i] = (unsigned char)chars[i];
-    out = prompt + len;
-
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, a.ckpt);
+    ra_config cfg;
+    RA_TRY(ra_session_config(c, &a.s, path, &cfg));
+    ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
+    /* byte vocabularies print text; larger ones print ids */
+    const int ids = a.format == OUT_IDS || (a.format == OUT_AUTO && cfg.vocab > 256);
+    ra_status st = RA_OK;
+    if (!ids && cfg.vocab > 256)
+        st = RA_FAIL(RA_ERR_ARG, "--output-format text prints one byte per token, but model.vocab = %d is not a "
+                                 "byte vocabulary (at most 256): use --output-format ids", cfg.vocab);
+    int32_t *prompt = NULL;
+    int64_t Lp = 0;
+    if (st == RA_OK) st = read_prompt(&a, &cfg, &prompt, &Lp);
+    RA_TRY(ra_agree(c->comm, st));
+    int32_t *out = prompt + Lp;
     ra_session s = { 0 };
     ra_decoder *d = NULL;
-    st = run(c, &a, path, prompt, (int64_t)len, &s, &d, out);
-    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? emit_text(a.out, chars, len, out, a.tokens) : RA_OK);
+    st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out);
+    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK);
     ra_decoder_destroy(d);
     ra_session_close(&s);
     free(prompt);
-    free(text);
     return st;
 }

@@ -24,8 +24,10 @@ static const char *help =
     "                                  [--resume CKPT|DIR] [--metrics FILE] [--checkpoint-dir DIR]\n"
     "\n"
     "Trains the model of the config on its data ([data] source = recall: the\n"
-    "built-in long-context recall task; file: any file read as bytes). Rank 0\n"
-    "prints one line per train.log_every steps:\n"
+    "built-in long-context recall task; file: any file read as bytes; tokens: a\n"
+    "file of token ids - data.dtype uint16/uint32 flat, npy, llm.c shard - with\n"
+    "data.val_path for held-out ids; scripts/data/tokenize_corpus.py makes them).\n"
+    "Rank 0 prints one line per train.log_every steps:\n"
     "  step S/N | loss | lr | tok/s (all ranks) | eta | comm (share of step time\n"
     "  blocked on ring transfers and gradient reductions)\n"
     "and an eval line every train.eval_every steps and at the end (held-out\n"
@@ -426,7 +428,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
                   "L=%d batch %d (x%d accum) | P=%d %s | threads %d (%s), OpenBLAS %s | data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, cfg.layout, threads,
-               ra_threads_origin(), ra_blas_threading(), cfg.source_id == RA_SOURCE_FILE ? cfg.path : "recall task");
+               ra_threads_origin(), ra_blas_threading(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */

@@ -66,7 +66,9 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
     } inputs[] = {
         { f->config, "the --config file" },
         { f->resume, "the checkpoint to resume from" },
-        { cfg->source_id == RA_SOURCE_FILE ? cfg->path : NULL, "the training data (data.path)" },
+        { cfg->source_id != RA_SOURCE_RECALL ? cfg->path : NULL, "the training data (data.path)" },
+        { cfg->source_id != RA_SOURCE_RECALL && cfg->val_path[0] ? cfg->val_path : NULL,
+          "the held-out data (data.val_path)" },
     };
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
         if (inputs[i].path && ra_same_file(m, inputs[i].path))

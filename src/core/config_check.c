@@ -119,16 +119,35 @@ static ra_status check_recall_alphabet(const ra_config *c)
     return RA_OK;
 }
 
-static ra_status check_data(const ra_config *c)
+/* file and tokens: the data file, and a held-out part (the tail of it, or
+ * a file of its own). The files themselves are checked when the data is
+ * opened (data.h): kind, size, header, the same file twice. */
+static ra_status check_files(const ra_config *c)
 {
-    if (c->source_id == RA_SOURCE_FILE) {
-        if (!c->path[0]) return RA_FAIL(RA_ERR_ARG, "data.source = file needs data.path");
-        if (c->val_fraction <= 0)
+    const char *src = c->source;
+    if (!c->path[0]) return RA_FAIL(RA_ERR_ARG, "data.source = %s needs data.path", src);
+    if (c->source_id == RA_SOURCE_FILE && c->dtype_id != RA_TOKEN_AUTO)
+        return RA_FAIL(RA_ERR_ARG,
+                       "data.dtype = %s is for data.source = tokens; data.source = file reads data.path as "
+                       "bytes (set data.source = tokens for a file of token ids)", c->dtype);
+    if (c->val_path[0]) {
+        if (strcmp(c->val_path, c->path) == 0)
             return RA_FAIL(RA_ERR_ARG,
-                           "data.source = file needs data.val_fraction > 0 (the held-out part); got %g",
-                           (double)c->val_fraction);
+                           "data.val_path = %s is data.path: the held-out data must be another file (or leave "
+                           "data.val_path empty to hold out the last data.val_fraction of data.path)",
+                           c->val_path);
         return RA_OK;
     }
+    if (c->val_fraction <= 0)
+        return RA_FAIL(RA_ERR_ARG,
+                       "data.source = %s needs data.val_fraction > 0 (the held-out part) or data.val_path; got %g",
+                       src, (double)c->val_fraction);
+    return RA_OK;
+}
+
+static ra_status check_data(const ra_config *c)
+{
+    if (c->source_id == RA_SOURCE_FILE || c->source_id == RA_SOURCE_TOKENS) return check_files(c);
     const int K = c->recall_keys, N = c->recall_pairs, Q = c->recall_queries;
     if (N > K)
         return RA_FAIL(RA_ERR_ARG,

@@ -16,6 +16,7 @@ _Static_assert(RA_MAX_LAYERS <= 64, "layer_given is a 64-bit mask");
 #define head_kinds ra_head_words
 #define ffn_kinds ra_ffn_words
 #define sources ra_source_words
+#define token_dtypes ra_token_dtype_words
 #define layouts ra_layout_words
 #define preconds ra_precond_words
 #define precond_grads ra_precond_grad_words
@@ -88,10 +89,16 @@ const key_spec ra_cfg_keys[] = {
            "NaN or Inf in the loss or gradients: stop (naming step and layer) or skip the step"),
 
     K_ENUM(SEC_DATA, C, source, sources,
-           "recall: generated key-value recall task; file: the bytes of data.path"),
-    K_STR(SEC_DATA, C, path, "file source: any file, read as bytes"),
+           "recall: generated key-value recall task; file: the bytes of data.path; tokens: the token ids of "
+           "data.path"),
+    K_STR(SEC_DATA, C, path, "file: any file, read as bytes; tokens: a file of token ids (see data.dtype)"),
+    K_ENUM(SEC_DATA, C, dtype, token_dtypes,
+           "tokens: auto (a .npy or llm.c header), uint16 or uint32 (a flat little-endian file), npy, llmc"),
+    K_STR(SEC_DATA, C, val_path,
+          "file, tokens: held-out data in a file of its own, read as data.path is (empty: the tail of data.path)"),
     K_INT(SEC_DATA, C, seq_len, 2, BIG, "sequence length L in tokens"),
-    K_FLT(SEC_DATA, C, val_fraction, 0, 1, OPEN_MAX, "file source: fraction at the end held out"),
+    K_FLT(SEC_DATA, C, val_fraction, 0, 1, OPEN_MAX,
+          "file, tokens: fraction at the end of data.path held out (unused with data.val_path)"),
     K_INT(SEC_DATA, C, recall_keys, 1, 65536, "recall: distinct keys (at most 8; values: 16)"),
     K_INT(SEC_DATA, C, recall_pairs, 1, BIG, "recall: key-value pairs per sequence"),
     K_INT(SEC_DATA, C, recall_queries, 1, BIG, "recall: queries per sequence, each of a random pair"),
@@ -187,6 +194,8 @@ void ra_config_defaults(ra_config *cfg)
 
     strcpy(cfg->source, "recall");
     cfg->path[0] = '\0';
+    strcpy(cfg->dtype, "auto");
+    cfg->val_path[0] = '\0';
     cfg->seq_len = 64;
     cfg->val_fraction = 0.1f;
     cfg->recall_keys = 8;
@@ -211,6 +220,7 @@ void ra_cfg_resolve_ids(ra_config *c)
     c->head_init_id = (ra_head_init_id)ra_name_find(ra_head_init_words, c->head_init);
     c->nonfinite_id = (ra_nonfinite_id)ra_name_find(ra_nonfinite_words, c->nonfinite);
     c->source_id = (ra_source_id)ra_name_find(ra_source_words, c->source);
+    c->dtype_id = (ra_token_dtype_id)ra_name_find(ra_token_dtype_words, c->dtype);
     c->layout_id = (ra_layout)ra_name_find(ra_layout_words, c->layout);
     for (int n = 0; n < RA_MAX_LAYERS; n++) {
         ra_layer_config *l = &c->layer[n];

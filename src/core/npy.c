@@ -45,8 +45,8 @@ _Static_assert(sizeof(off_t) >= 8, "build with -D_FILE_OFFSET_BITS=64");
 #define NPY_MAX_HEADER (1 << 20)
 #define NPY_CHUNK_BYTES 32768 /* conversion buffer, on the stack */
 #define NPY_SUPPORTED                                                         \
-    "supported: float32 '<f4', float64 '<f8', int32 '<i4', int64 '<i8' "      \
-    "(little-endian)"
+    "supported: float32 '<f4', float64 '<f8', int32 '<i4', int64 '<i8', "     \
+    "uint16 '<u2', uint32 '<u4' (little-endian)"
 
 /* ---- dtypes ---------------------------------------------------------- */
 
@@ -57,6 +57,8 @@ const char *ra_dtype_name(ra_dtype dt)
     case RA_DT_F64: return "float64";
     case RA_DT_I32: return "int32";
     case RA_DT_I64: return "int64";
+    case RA_DT_U16: return "uint16";
+    case RA_DT_U32: return "uint32";
     }
     return "unknown";
 }
@@ -64,7 +66,8 @@ const char *ra_dtype_name(ra_dtype dt)
 int ra_dtype_size(ra_dtype dt)
 {
     switch (dt) {
-    case RA_DT_F32: case RA_DT_I32: return 4;
+    case RA_DT_U16: return 2;
+    case RA_DT_F32: case RA_DT_I32: case RA_DT_U32: return 4;
     case RA_DT_F64: case RA_DT_I64: return 8;
     }
     return 0;
@@ -77,6 +80,8 @@ static const char *dtype_descr(ra_dtype dt)
     case RA_DT_F64: return "<f8";
     case RA_DT_I32: return "<i4";
     case RA_DT_I64: return "<i8";
+    case RA_DT_U16: return "<u2";
+    case RA_DT_U32: return "<u4";
     }
     return "?";
 }
@@ -87,6 +92,7 @@ static ra_status parse_descr(const char *path, const char *d, ra_dtype *dt)
 {
     static const struct { const char *code; ra_dtype dt; } known[] = {
         {"f4", RA_DT_F32}, {"f8", RA_DT_F64}, {"i4", RA_DT_I32}, {"i8", RA_DT_I64},
+        {"u2", RA_DT_U16}, {"u4", RA_DT_U32},
     };
     char order = d[0];
     bool has_order = order == '<' || order == '>' || order == '|' || order == '=';

@@ -484,7 +484,7 @@ static void test_unsupported_dtypes(void **state)
 {
     static const struct { const char *descr, *word; } cases[] = {
         {"<f2", "'<f2'"}, {">f4", "big-endian"}, {">i8", "'>i8'"}, {"<c8", "'<c8'"},
-        {"|f4", "'|f4'"}, {"<u4", "'<u4'"}, {"|b1", "'|b1'"}, {"f4", "dtype 'f4'"},
+        {"|f4", "'|f4'"}, {"<u8", "'<u8'"}, {"|b1", "'|b1'"}, {"f4", "dtype 'f4'"},
     };
     char p[TMPDIR_CAP], dict[160];
     tmp(state, p, sizeof p, "dtype.npy");
