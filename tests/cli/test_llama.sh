@@ -212,7 +212,7 @@ if [ -n "$PY" ]; then
     fails "import refuses model_type mistral" 1 '"model_type" is "mistral"' -- import --from b_mt --out x.ckpt
     bad_model b_sw --set sliding_window=4096
     fails "import refuses sliding_window" 1 '"sliding_window" is set' -- import --from b_sw --out x.ckpt
-    bad_model b_v --set vocab_size=100000
+    bad_model b_v --set vocab_size=300000
     fails "import refuses a vocabulary above model.vocab's range" 1 "vocab_size" "model.vocab" "out of range" -- \
         import --from b_v --out x.ckpt
     bad_model b_drop --drop model.layers.1.mlp.up_proj.weight
