@@ -18,8 +18,8 @@ static const char *help =
     "held-out sequences and recall accuracy). With --data FILE: consecutive\n"
     "windows of seq_len tokens covering FILE (at most --batches batches of\n"
     "train.batch windows; default all): its token ids when the model was trained\n"
-    "on data.source = tokens (data.dtype as in the checkpoint, or --set\n"
-    "data.dtype=...), else its bytes. Prints loss (nats/token), bits per byte\n"
+    "on data.source = tokens or given --set data.dtype=uint16|uint32|npy|llmc\n"
+    "(an imported model), else its bytes. Prints loss (nats/token), bits per byte\n"
     "(bits per token for token ids) and accuracy (argmax == next token).\n";
 
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
@@ -74,9 +74,13 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     if (data) { /* the whole of FILE, nothing held out (data.h) */
         if (strlen(data) >= sizeof cfg.path)
             return RA_FAIL(RA_ERR_ARG, "eval: --data path is longer than %zu bytes", sizeof cfg.path - 1);
-        /* a model trained on token ids reads FILE as token ids (data.dtype as
-         * configured); any other reads its bytes */
-        if (cfg.source_id != RA_SOURCE_TOKENS) {
+        /* a model trained on token ids, or a data.dtype given (e.g. an
+         * imported model: --set data.dtype=uint16), reads FILE as token ids;
+         * any other reads its bytes */
+        if (cfg.source_id != RA_SOURCE_TOKENS && cfg.dtype_id != RA_TOKEN_AUTO) {
+            snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_TOKENS]);
+            cfg.source_id = RA_SOURCE_TOKENS;
+        } else if (cfg.source_id != RA_SOURCE_TOKENS) {
             snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_FILE]);
             cfg.source_id = RA_SOURCE_FILE;
             snprintf(cfg.dtype, sizeof cfg.dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);

@@ -194,6 +194,13 @@ fails "generate: --out onto the --prompt-tokens file" 1 "is the --prompt-tokens 
 # a byte model: ids in, text out by default, the same as the text prompt
 mpi 1 train --config "$TINY" --set train.steps=2 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir ckbytes
 report "train a byte model" "$(status $?)"
+# an imported or byte-trained model reads --data as token ids once a data.dtype is given:
+# 1024 uint16 ids (< 256) at seq_len 32 are 31 windows of 32 targets (as bytes: 63 windows)
+perl -e 'print pack("v*", map { ($_ * 7) % 100 } 0 .. 1023)' >small16.bin
+mpi 2 eval --checkpoint ckbytes --data small16.bin --set data.dtype=uint16 --set data.seq_len=32
+why=$(status $?)
+grep -q "on small16.bin | loss .* | bits/token .* | 992 targets" out || why+="expected 992 token targets: $(cat out)"
+report "eval --data with --set data.dtype=uint16 on a byte model reads token ids" "$why"
 mpi 2 generate --checkpoint ckbytes --prompt 'AbBc' --tokens 5 --temperature 0
 want=$(cat out)
 mpi 2 generate --checkpoint ckbytes --prompt-tokens '65,98,66,99' --tokens 5 --temperature 0
