@@ -5,7 +5,7 @@
  * the block, vbar = sum_j softmax_j(a qbar . k_j) v_j. These blocks tile
  * [0, i) exactly; one softmax covers the 1 + popcount(i) logits.
  *
- * Distribution: tokens move (relayout.h) to contiguous ranges [a, e). Most
+ * Distribution: tokens move (head_move.h) to contiguous ranges [a, e). Most
  * blocks a rank's queries need lie inside its own range and are computed
  * locally; the others - per level at most the block that crosses a, and the
  * one just before it - form a short list, the same on every rank (at most
@@ -16,7 +16,7 @@
  * indices). Communication: O(L D / P) for the move plus O(P log L H D).
  *
  * Shapes (n tokens held): q, o, dout, dq [B][H][n][D]; k, v, dk, dv
- * [B][Hkv][n][D]; per summary slot s: qbar, vbar, dqbar, dvbar [B][H][S][D],
+ * [B][Hkv][n][D]; per summary slot s: qbar, vbar, dvbar [B][H][S][D],
  * kbar, dkbar [B][Hkv][S][D], slse [B][H][S]. */
 #include <limits.h>
 #include <math.h>
@@ -24,13 +24,13 @@
 #include <string.h>
 
 #include "colmax.h"
+#include "head_move.h"
 #include "ringattn/attn.h"
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
-#include "ringattn/relayout.h"
 #include "ringattn/threads.h"
 
 #ifdef _OPENMP
@@ -53,14 +53,17 @@ typedef struct {
     MPI_Comm comm;
     int P, rank, nl;
     int64_t *bounds, a, e, n;
-    ra_relayout R;
+    ra_head_move M;    /* the caller's layout <-> contiguous ranges */
     int64_t lo[MAX_LEVELS], hi[MAX_LEVELS], off[MAX_LEVELS]; /* slots of level l: blocks [lo, hi) */
     int64_t S;         /* slots */
     block *cand;       /* [C] blocks reduced over ranks */
     int C;
     int64_t *cand_slot; /* [C] my slot for it, or -1 */
-    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
-    float *qbar, *kbar, *vbar, *slse, *dqbar, *dkbar, *dvbar;
+    /* contiguous ranges, set by each call: the caller's tensors when M.same, else own[] */
+    const float *q, *k, *v, *out, *lse, *dout;
+    float *dq, *dk, *dv;
+    float *own[HM_N];  /* the ranges' copies (planned when !M.same) */
+    float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar;
     /* shared summaries (the candidates), reduced over ranks: */
     float *cmax;       /* [C][B][H + Hkv][D] maxima qbar, kbar (backward: their gradients) */
     float *crec;       /* [C][B][H] online-softmax records of vbar, D + 2 floats each */
@@ -134,6 +137,44 @@ static int is_candidate(const ls_head *f, block k)
     return f->C > 0 && bsearch(&k, f->cand, (size_t)f->C, sizeof(block), cmp_block) != NULL;
 }
 
+/* The parallel loops over slots take runs of consecutive slots of one
+ * level, of at least RUN_ROWS tokens (a level-l block has 2^l): small
+ * blocks are not handed out one by one, and neighbouring slots (whose
+ * slse share cache lines) stay on one thread. */
+#define RUN_ROWS 256
+
+typedef struct {
+    int l;
+    int64_t s0, s1; /* slots [s0, s1) of level l */
+} slot_run;
+
+static int64_t run_slots(int l) { return RUN_ROWS >> l > 0 ? RUN_ROWS >> l : 1; }
+static int64_t level_runs(const ls_head *f, int l) { return (f->hi[l] - f->lo[l] + run_slots(l) - 1) / run_slots(l); }
+
+/* Run r of level l. */
+static slot_run level_run(const ls_head *f, int l, int64_t r)
+{
+    const int64_t s0 = f->off[l] + r * run_slots(l), end = f->off[l] + (f->hi[l] - f->lo[l]);
+    return (slot_run){ l, s0, s0 + run_slots(l) < end ? s0 + run_slots(l) : end };
+}
+
+/* The runs of every level, the top level first (the biggest blocks start
+ * early, so the threads finish together): first[j] is the first run of
+ * level nl-1-j; returns the number of runs. */
+static int64_t top_down_runs(const ls_head *f, int64_t first[MAX_LEVELS + 1])
+{
+    first[0] = 0;
+    for (int j = 0; j < f->nl; j++) first[j + 1] = first[j] + level_runs(f, f->nl - 1 - j);
+    return first[f->nl];
+}
+
+static slot_run top_down_run(const ls_head *f, const int64_t first[MAX_LEVELS + 1], int64_t it)
+{
+    int j = 0;
+    while (it >= first[j + 1]) j++;
+    return level_run(f, f->nl - 1 - j, it - first[j]);
+}
+
 /* ---- summaries ------------------------------------------------------------------- */
 
 /* this rank's rows of block k: local [r0, r1) */
@@ -197,37 +238,44 @@ static void finish_record(const float *rec, int D, float *vb, float *lse)
     *lse = rec[1] > 0 ? rec[0] + logf(rec[1]) : -INFINITY;
 }
 
+/* The summaries of local block k in slot s (not a candidate): every head's. */
+static void local_summary(ls_head *f, block k, int64_t s)
+{
+    const ra_ring_opts *o = &f->o;
+    const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
+    float *rec = thread_rec(f);
+    int64_t r0, r1;
+    rows_of(f, k, &r0, &r1);
+    for (int bb = 0; bb < B; bb++) {
+        for (int kh = 0; kh < Hkv; kh++) {
+            size_t bk = (size_t)bb * Hkv + kh;
+            colmax(f->kbar + (bk * f->S + s) * D, f->k + bk * f->n * D, r0, r1, D);
+        }
+        for (int h = 0; h < H; h++) {
+            size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
+            float *qb = f->qbar + (bh * f->S + s) * D;
+            colmax(qb, f->q + bh * f->n * D, r0, r1, D);
+            vbar_partial(f, qb, bk, r0, r1, rec);
+            finish_record(rec, D, f->vbar + (bh * f->S + s) * D, f->slse + bh * f->S + s);
+        }
+    }
+}
+
 static ra_status summaries(ls_head *f)
 {
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
-    /* local blocks: every slot not in the candidate list; the slots run in
-     * parallel (each writes its own summaries) */
+    /* local blocks: every slot not in the candidate list; the runs of
+     * slots run in parallel (each slot writes its own summaries) */
+    int64_t first[MAX_LEVELS + 1];
+    const int64_t runs = top_down_runs(f, first);
     ra_blas_serial_begin();
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->S > 1)
-    for (int64_t s = 0; s < f->S; s++) {
-        {
-            int l = 0;
-            while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
-            const int64_t b = f->lo[l] + (s - f->off[l]);
-            block k = { l, b };
-            if (is_candidate(f, k)) continue;
-            float *rec = thread_rec(f);
-            int64_t r0, r1;
-            rows_of(f, k, &r0, &r1);
-            for (int bb = 0; bb < B; bb++) {
-                for (int kh = 0; kh < Hkv; kh++) {
-                    size_t bk = (size_t)bb * Hkv + kh;
-                    colmax(f->kbar + (bk * f->S + s) * D, f->k + bk * f->n * D, r0, r1, D);
-                }
-                for (int h = 0; h < H; h++) {
-                    size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
-                    float *qb = f->qbar + (bh * f->S + s) * D;
-                    colmax(qb, f->q + bh * f->n * D, r0, r1, D);
-                    vbar_partial(f, qb, bk, r0, r1, rec);
-                    finish_record(rec, D, f->vbar + (bh * f->S + s) * D, f->slse + bh * f->S + s);
-                }
-            }
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (runs > 1)
+    for (int64_t it = 0; it < runs; it++) {
+        const slot_run u = top_down_run(f, first, it);
+        for (int64_t s = u.s0; s < u.s1; s++) {
+            block k = { u.l, f->lo[u.l] + (s - f->off[u.l]) };
+            if (!is_candidate(f, k)) local_summary(f, k, s);
         }
     }
     ra_blas_serial_end();
@@ -315,9 +363,9 @@ static int logits(const ls_head *f, size_t bh, size_t bk, int64_t i, float *z, i
 static ra_status ls_prepare(ls_head *f, const float *q, const float *k, const float *v)
 {
     const ra_ring_opts *o = &f->o;
-    RA_TRY(ra_relayout_move(&f->R, q, f->q, o->B * o->H, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->R, k, f->k, o->B * o->Hkv, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->R, v, f->v, o->B * o->Hkv, o->D, 1));
+    RA_TRY(ra_head_move_in(&f->M, q, f->own[HM_Q], o->B * o->H, o->D, &f->q));
+    RA_TRY(ra_head_move_in(&f->M, k, f->own[HM_K], o->B * o->Hkv, o->D, &f->k));
+    RA_TRY(ra_head_move_in(&f->M, v, f->own[HM_V], o->B * o->Hkv, o->D, &f->v));
     return summaries(f);
 }
 
@@ -331,31 +379,31 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     const double bytes0 = ra_comm_bytes();
     RA_TRY(thread_buffers(f));
     RA_TRY(ls_prepare(f, q, k, v));
+    float *out = ra_head_move_target(&f->M, o_out, f->own[HM_O]);
+    float *lse = ra_head_move_target(&f->M, lse_out, f->own[HM_LSE]);
     /* every (head, query) on its own: in parallel */
     const int64_t BH = (int64_t)o->B * o->H;
 #pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
     for (int64_t x = 0; x < BH; x++)
         for (int64_t i = 0; i < f->n; i++) {
-            {
-                const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
-                float z[MAX_LEVELS + 1];
-                int64_t sl[MAX_LEVELS + 1];
-                int n = logits(f, bh, bk, i, z, sl);
-                float m = z[0], sum = 0, *oi = f->out + (bh * f->n + i) * D;
-                for (int t = 1; t < n; t++) m = z[t] > m ? z[t] : m;
-                memset(oi, 0, sizeof(float) * D);
-                for (int t = 0; t < n; t++) {
-                    float p = expf(z[t] - m);
-                    const float *val = sl[t] < 0 ? f->v + (bk * f->n + i) * D : f->vbar + (bh * f->S + sl[t]) * D;
-                    for (int d = 0; d < D; d++) oi[d] += p * val[d];
-                    sum += p;
-                }
-                for (int d = 0; d < D; d++) oi[d] /= sum;
-                f->lse[bh * f->n + i] = m + logf(sum);
+            const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
+            float z[MAX_LEVELS + 1];
+            int64_t sl[MAX_LEVELS + 1];
+            int n = logits(f, bh, bk, i, z, sl);
+            float m = z[0], sum = 0, *oi = out + (bh * f->n + i) * D;
+            for (int t = 1; t < n; t++) m = z[t] > m ? z[t] : m;
+            memset(oi, 0, sizeof(float) * D);
+            for (int t = 0; t < n; t++) {
+                float p = expf(z[t] - m);
+                const float *val = sl[t] < 0 ? f->v + (bk * f->n + i) * D : f->vbar + (bh * f->S + sl[t]) * D;
+                for (int d = 0; d < D; d++) oi[d] += p * val[d];
+                sum += p;
             }
+            for (int d = 0; d < D; d++) oi[d] /= sum;
+            lse[bh * f->n + i] = m + logf(sum);
         }
-    RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
+    RA_TRY(ra_head_move_out(&f->M, out, o_out, o->B * o->H, D));
+    RA_TRY(ra_head_move_out(&f->M, lse, lse_out, o->B * o->H, 1));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -409,11 +457,89 @@ static void argmax_index(const ls_head *f, block k, const float *x, const float 
     }
 }
 
+/* argmax_index with target = colmax of the same rows (a local block's
+ * summary), found in one pass over the rows as x is stored: the running
+ * maximum moves to row r exactly when row r is the first to hold it. */
+static void local_argmax(const ls_head *f, block k, const float *x, int64_t *out)
+{
+    const int D = f->o.D;
+    int64_t r0, r1;
+    rows_of(f, k, &r0, &r1);
+    float top[D];
+    int at[D]; /* row - r0, or -1 while the column has shown nothing above -inf */
+    for (int d = 0; d < D; d++) top[d] = -INFINITY, at[d] = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * D;
+        const int i = (int)(r - r0);
+        for (int d = 0; d < D; d++)
+            if (xr[d] > top[d]) top[d] = xr[d], at[d] = i;
+    }
+    for (int d = 0; d < D; d++) out[d] = f->a + r0 + at[d];
+    float none[D]; /* columns of -inf (or NaN) only: the first -inf, as argmax_index */
+    for (int d = 0; d < D; d++) none[d] = -INFINITY;
+    for (int d = 0; d < D; d++)
+        if (at[d] < 0) {
+            argmax_index(f, k, x, none, out);
+            for (int e = 0; e < D; e++)
+                if (at[e] >= 0) out[e] = f->a + r0 + at[e];
+            break;
+        }
+}
+
 static void add_at(ls_head *f, float *dx, const int64_t *idx, const float *dbar)
 {
     const int D = f->o.D;
     for (int d = 0; d < D; d++)
         if (idx[d] >= f->a && idx[d] < f->e) dx[(idx[d] - f->a) * D + d] += dbar[d];
+}
+
+/* Local block kb (slot s), key head bk: its G query heads in order, each
+ * through vbar's softmax and qbar's max-pooling, then kbar's max-pooling. */
+static void local_block_backward(ls_head *f, block kb, int64_t s, size_t bk)
+{
+    const int D = f->o.D, H = f->o.H, Hkv = f->o.Hkv, G = H / Hkv;
+    int64_t idx[D];
+    float dqb[D];
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+        const size_t bh = bk / Hkv * H + h, at = bh * f->S + s;
+        memset(dqb, 0, sizeof(float) * D);
+        vbar_backward(f, kb, bk, f->qbar + at * D, f->vbar + at * D, f->slse[at], f->dvbar + at * D, dqb);
+        local_argmax(f, kb, f->q + bh * f->n * D, idx);
+        add_at(f, f->dq + bh * f->n * D, idx, dqb);
+    }
+    local_argmax(f, kb, f->k + bk * f->n * D, idx);
+    add_at(f, f->dk + bk * f->n * D, idx, f->dkbar + (bk * f->S + s) * D);
+}
+
+/* The summary gradients dkbar, dvbar of slot s at level l, key head bk (and its G query heads). */
+static void slot_gradients(ls_head *f, int l, int64_t s, size_t bk)
+{
+    const int D = f->o.D, H = f->o.H, Hkv = f->o.Hkv, G = H / Hkv;
+    const float a = f->o.scale;
+    const int64_t b = f->lo[l] + (s - f->off[l]);
+    const float *kk = f->kbar + (bk * f->S + s) * D;
+    float *dkk = f->dkbar + (bk * f->S + s) * D;
+    memset(dkk, 0, sizeof(float) * D);
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++)
+        memset(f->dvbar + ((bk / Hkv * H + h) * f->S + s) * D, 0, sizeof(float) * D);
+    if (!((b + 1) & 1)) return;
+    int64_t g0 = (b + 1) << l, g1 = (b + 2) << l;
+    if (g0 < f->a) g0 = f->a;
+    if (g1 > f->e) g1 = f->e;
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+        const size_t bh = bk / Hkv * H + h;
+        const float *vv = f->vbar + (bh * f->S + s) * D;
+        float *dvv = f->dvbar + (bh * f->S + s) * D;
+        for (int64_t i = g0 - f->a; i < g1 - f->a; i++) {
+            const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
+            float z = a * dot(qi, kk, D), p = expf(z - f->lse[bh * f->n + i]);
+            float ds = p * (dot(doi, vv, D) - f->dl[bh * f->n + i]);
+            for (int d = 0; d < D; d++) {
+                dkk[d] += a * ds * qi[d];
+                dvv[d] += p * doi[d];
+            }
+        }
+    }
 }
 
 static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
@@ -428,17 +554,15 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(ls_prepare(f, q, k, v));
-    RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * H, D, 1));
-    RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * H, 1, 1));
-    RA_TRY(ra_relayout_move(&f->R, dout, f->dout, B * H, D, 1));
-    memset(f->dq, 0, sizeof(float) * B * H * f->n * D);
-    memset(f->dk, 0, sizeof(float) * B * Hkv * f->n * D);
-    memset(f->dv, 0, sizeof(float) * B * Hkv * f->n * D);
-    memset(f->dqbar, 0, sizeof(float) * B * H * f->S * D);
-    memset(f->dvbar, 0, sizeof(float) * B * H * f->S * D);
-    memset(f->dkbar, 0, sizeof(float) * B * Hkv * f->S * D);
+    RA_TRY(ra_head_move_in(&f->M, o_in, f->own[HM_O], B * H, D, &f->out));
+    RA_TRY(ra_head_move_in(&f->M, lse_in, f->own[HM_LSE], B * H, 1, &f->lse));
+    RA_TRY(ra_head_move_in(&f->M, dout, f->own[HM_DOUT], B * H, D, &f->dout));
+    f->dq = ra_head_move_target(&f->M, dq, f->own[HM_DQ]);
+    f->dk = ra_head_move_target(&f->M, dk, f->own[HM_DK]);
+    f->dv = ra_head_move_target(&f->M, dv, f->own[HM_DV]);
     /* per query: dq, and dk, dv of its own row; items (key head, query)
-     * with the key head's G query heads in order write only their row */
+     * with the key head's G query heads in order zero, then write, only
+     * their row */
     const int64_t BK = (int64_t)B * Hkv;
 #pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
     for (int64_t x = 0; x < BK; x++)
@@ -446,12 +570,15 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
             const size_t bk = (size_t)x;
             float z[MAX_LEVELS + 1];
             int64_t sl[MAX_LEVELS + 1];
+            memset(f->dk + (bk * f->n + i) * D, 0, sizeof(float) * D);
+            memset(f->dv + (bk * f->n + i) * D, 0, sizeof(float) * D);
             for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
                 const size_t bh = bk / Hkv * H + h;
                 int n = logits(f, bh, bk, i, z, sl);
                 const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
                 float lse = f->lse[bh * f->n + i], dl = dot(f->out + (bh * f->n + i) * D, doi, D);
                 float *dqi = f->dq + (bh * f->n + i) * D;
+                memset(dqi, 0, sizeof(float) * D);
                 f->dl[bh * f->n + i] = dl;
                 for (int t = 0; t < n; t++) {
                     float p = expf(z[t] - lse);
@@ -474,35 +601,16 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         }
     /* per summary slot: its gradients from the queries that see it (slot
      * (l, b) serves the queries of block b + 1 at level l, b + 1 odd), in
-     * query order; items (slot, key head) with the G query heads in order */
-    const int64_t items = f->S * BK;
+     * query order; items (run of slots, key head), each slot with the G
+     * query heads in order */
+    int64_t first[MAX_LEVELS + 1];
+    const int64_t items = top_down_runs(f, first) * BK;
 #pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
     for (int64_t it = 0; it < items; it++) {
-        const int64_t s = it / BK;
+        const slot_run u = top_down_run(f, first, it / BK);
         const size_t bk = (size_t)(it % BK);
-        int l = 0;
-        while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
-        const int64_t b = f->lo[l] + (s - f->off[l]);
-        if (!((b + 1) & 1)) continue;
-        int64_t g0 = (b + 1) << l, g1 = (b + 2) << l;
-        if (g0 < f->a) g0 = f->a;
-        if (g1 > f->e) g1 = f->e;
-        const float *kk = f->kbar + (bk * f->S + s) * D;
-        float *dkk = f->dkbar + (bk * f->S + s) * D;
-        for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
-            const size_t bh = bk / Hkv * H + h;
-            const float *vv = f->vbar + (bh * f->S + s) * D;
-            float *dvv = f->dvbar + (bh * f->S + s) * D;
-            for (int64_t i = g0 - f->a; i < g1 - f->a; i++) {
-                const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
-                float z = a * dot(qi, kk, D), p = expf(z - f->lse[bh * f->n + i]);
-                float ds = p * (dot(doi, vv, D) - f->dl[bh * f->n + i]);
-                for (int d = 0; d < D; d++) {
-                    dkk[d] += a * ds * qi[d];
-                    dvv[d] += p * doi[d];
-                }
-            }
-        }
+        for (int64_t s = u.s0; s < u.s1; s++)
+            slot_gradients(f, u.l, s, bk);
     }
     /* candidate summaries: their gradients summed over every rank's queries */
     const size_t per = (size_t)B * (H + Hkv) * D;
@@ -521,32 +629,17 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                                   "the sum of combiner-logsparse summary gradients"));
     }
     /* local blocks: everything is here. Level by level: a level's blocks
-     * have disjoint rows, so its items (block, key head) run in parallel,
-     * each with its G query heads in order, then the key head's arg-max */
+     * have disjoint rows, so its items (run of blocks, key head) run in
+     * parallel */
     ra_blas_serial_begin();
     for (int l = 0; l < f->nl; l++) {
-        const int64_t nb = f->hi[l] - f->lo[l];
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (nb * BK > 1)
-        for (int64_t it = 0; it < nb * BK; it++) {
-            const int64_t b = f->lo[l] + it / BK;
-            const int bb = (int)(it % BK / Hkv), kh0 = (int)(it % Hkv);
-            block kb = { l, b };
-            if (is_candidate(f, kb)) continue;
-            int64_t s = slot_of(f, l, b), idx[D];
-            {
-                for (int h = kh0 * G; h < (kh0 + 1) * G; h++) {
-                    size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
-                    float *dqb = f->dqbar + (bh * f->S + s) * D;
-                    vbar_backward(f, kb, bk, f->qbar + (bh * f->S + s) * D, f->vbar + (bh * f->S + s) * D,
-                                  f->slse[bh * f->S + s], f->dvbar + (bh * f->S + s) * D, dqb);
-                    argmax_index(f, kb, f->q + bh * f->n * D, f->qbar + (bh * f->S + s) * D, idx);
-                    add_at(f, f->dq + bh * f->n * D, idx, dqb);
-                }
-                {
-                    size_t bk = (size_t)bb * Hkv + kh0;
-                    argmax_index(f, kb, f->k + bk * f->n * D, f->kbar + (bk * f->S + s) * D, idx);
-                    add_at(f, f->dk + bk * f->n * D, idx, f->dkbar + (bk * f->S + s) * D);
-                }
+        const int64_t litems = level_runs(f, l) * BK;
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (litems > 1)
+        for (int64_t it = 0; it < litems; it++) {
+            const slot_run u = level_run(f, l, it / BK);
+            for (int64_t s = u.s0; s < u.s1; s++) {
+                block kb = { l, f->lo[l] + (s - f->off[l]) };
+                if (!is_candidate(f, kb)) local_block_backward(f, kb, s, (size_t)(it % BK));
             }
         }
     }
@@ -624,9 +717,9 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                 add_at(f, f->dk + bk * f->n * D, ix + ((size_t)B * H + bk) * D, g + (size_t)c * per + ((size_t)B * H + bk) * D);
         }
     }
-    RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * Hkv, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * Hkv, D, 0));
+    RA_TRY(ra_head_move_out(&f->M, f->dq, dq, B * H, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * Hkv, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dv, dv, B * Hkv, D));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -644,7 +737,7 @@ static void ls_destroy(ra_head *hd)
     ls_head *f = (ls_head *)hd;
     if (!f) return;
     ra_softmax_op_free(&f->rec, &f->merge);
-    ra_relayout_free(&f->R);
+    ra_head_move_free(&f->M);
     free(f->bounds);
     free(f->cand);
     free(f->mem);
@@ -678,7 +771,8 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     for (int r = 0; r <= f->P; r++) f->bounds[r] = ra_layout_global(RA_LAYOUT_CONTIGUOUS, o->L, f->P, r, 0);
     f->bounds[f->P] = o->L;
     f->a = f->bounds[f->rank], f->e = f->bounds[f->rank + 1], f->n = f->e - f->a;
-    RA_TRY(ra_relayout_create(&f->R, o->layout, o->L, f->bounds, comm));
+    RA_TRY(ra_relayout_create(&f->M.R, o->layout, o->L, f->bounds, comm));
+    RA_TRY(ra_head_move_init(&f->M));
     f->nl = 0;
     while (f->nl < MAX_LEVELS && ((int64_t)1 << f->nl) < o->L) f->nl++;
     f->S = 0;
@@ -711,12 +805,10 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, f->cand_slot, C);
     RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
     RA_PLAN_ADD(&plan, f->idx, C * per);
-    float **tok_q[] = { &f->q, &f->out, &f->dout, &f->dq }, **tok_k[] = { &f->k, &f->v, &f->dk, &f->dv };
-    float **sum_q[] = { &f->qbar, &f->vbar, &f->dqbar, &f->dvbar };
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_q[i], nq, sizeof(float));
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_k[i], nk, sizeof(float));
-    RA_PLAN_ADD(&plan, f->lse, nr);
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)sum_q[i], sq, sizeof(float));
+    for (int t = 0; t < HM_N; t++) RA_PLAN_ADD(&plan, f->own[t], ra_head_move_floats(&f->M, t, nq, nk, nr));
+    RA_PLAN_ADD(&plan, f->qbar, sq);
+    RA_PLAN_ADD(&plan, f->vbar, sq);
+    RA_PLAN_ADD(&plan, f->dvbar, sq);
     RA_PLAN_ADD(&plan, f->kbar, sk);
     RA_PLAN_ADD(&plan, f->dkbar, sk);
     RA_PLAN_ADD(&plan, f->slse, B * o->H * f->S);
