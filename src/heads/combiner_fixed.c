@@ -44,8 +44,9 @@
 /* The backward's span loop runs in FIX_CHUNKS chunks of spans (fewer when
  * there are fewer spans), whatever the thread count: each chunk sums its
  * queries' summary gradients into its own partial dkbar, dvbar, and the
- * partials are added in chunk order - results independent of the threads. */
-#define FIX_CHUNKS 8
+ * partials are added in chunk order - results independent of the threads.
+ * Enough chunks that the last items handed out are short (balance). */
+#define FIX_CHUNKS 16
 
 typedef struct {
     ra_head base;
@@ -179,11 +180,12 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     const ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
     float *out = ra_head_move_target(&f->M, o_out, f->own[HM_O]);
     float *lse = ra_head_move_target(&f->M, lse_out, f->own[HM_LSE]);
-    /* items (span, query head): each writes its span's rows of its head */
+    /* items (span, query head): each writes its span's rows of its head;
+     * the last spans (the most summaries when causal) go first */
     const int64_t BH = (int64_t)o->B * o->H, items = (int64_t)(f->g1 - f->g0) * BH;
     ra_blas_serial_begin();
 #pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
-    for (int64_t it = 0; it < items; it++) {
+    for (int64_t it = items - 1; it >= 0; it--) {
         const int c = f->g0 + (int)(it / BH);
         const int64_t r0 = span_row(f, c);
         const int len = span_len(f, c);
