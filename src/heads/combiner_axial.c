@@ -7,7 +7,8 @@
  * for t = (r', c), where rho_t is the softmax of a q_t . k over t's whole
  * row. One softmax covers both parts.
  *
- * Distribution: one all-to-all puts whole rows on each rank (row layout):
+ * Distribution: one all-to-all (head_move.h: none when the tokens are
+ * already there) puts whole rows on each rank (row layout):
  * the direct part and every summary are local there. A second all-to-all
  * moves the queries and the summaries to a column-major layout (whole
  * columns per rank), where the column part is ordinary attention of a
@@ -25,12 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "head_move.h"
 #include "ringattn/attn.h"
 #include "ringattn/collective.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
-#include "ringattn/relayout.h"
 #include "ringattn/threads.h"
 
 #ifdef _OPENMP
@@ -52,10 +53,14 @@ typedef struct {
     grid g;
     int64_t *rb, *cb;      /* [P+1] row-layout token bounds, column-layout key bounds */
     int64_t c0, c1;        /* columns held in the column layout */
-    ra_relayout in, rc;    /* user <-> rows; rows <-> columns */
+    ra_head_move in, rc;   /* user <-> rows; rows <-> columns */
     int64_t n, nc;
     int32_t *pos, *qpc, *kpc; /* row layout positions; column layout: 2r and 2r+1 */
-    float *q, *k, *v, *out, *lse, *l, *dout, *dq, *dk, *dv, *khat, *vhat, *rs, *dkhat, *dvhat;
+    /* row layout, set by each call: the caller's tensors when in.same, else own[] */
+    const float *q, *k, *v, *out, *lse, *dout;
+    float *dq, *dk, *dv;
+    float *own[HM_N];      /* the row layout's copies (planned when !in.same) */
+    float *l, *khat, *vhat, *rs, *dkhat, *dvhat;
     float *qc, *kc, *vc, *accc, *mc, *lc, *doc, *dqc, *dkc, *dvc, *rec;
     float *scratch;        /* [nthr][ra_attn_scratch_floats(D)] one slice per thread */
     float *rowbuf;         /* [nthr][2 m] a row's m and l (summaries) or dl (backward), per thread */
@@ -180,53 +185,69 @@ static void summaries(axial_head *f) { for_rows(f, summary_row, NULL); }
 /* Column c's local range [a, a + rows) in the column layout. */
 static int64_t col_first(const axial_head *f, int64_t c) { return colstart(&f->g, c) - f->cb[f->rank]; }
 
-typedef void (*col_fn)(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                       const int32_t *kp, float *scratch);
+/* One held column of one head: tokens [t, t + rows) of the column layout's
+ * [B*H][nc] (queries and summaries alike), and one or two passes: the
+ * summaries before the query's row and, bidirectional, after it (positions
+ * mirrored: query 2(R'-1-r), summary 2(R'-1-r')+1). */
+typedef struct {
+    size_t t;
+    int rows, passes;
+    ra_rows qr[2], kr[2];
+    float *scratch;
+} col_item;
 
-/* Run fn over every held column and head, for the summaries before the
- * query's row and, bidirectional, after it (positions mirrored). The items
- * (column, head) run in parallel on f->nthr threads: an item writes only
- * its column of its head's plane (the column layout is [B*H] for queries
- * and summaries alike), so the results do not depend on the thread count. */
+typedef void (*col_fn)(axial_head *f, const col_item *x);
+
+/* Run fn over every held column and head. The items (column, head) run in
+ * parallel on f->nthr threads: an item writes only its column of its
+ * head's plane, so the results do not depend on the thread count. */
 static void for_columns(axial_head *f, col_fn fn)
 {
     const ra_ring_opts *o = &f->o;
-    const ra_attn_opts ao = { .D = o->D, .scale = o->scale, .causal = 1 };
     const int32_t *mq = f->kpc + f->nc, *mk = f->kpc + 2 * f->nc; /* mirrored positions */
     const int64_t BH = (int64_t)o->B * o->H, items = (f->c1 - f->c0) * BH;
     ra_blas_serial_begin();
 #pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
     for (int64_t it = 0; it < items; it++) {
-        const int64_t c = f->c0 + it / BH;
-        const size_t bh = (size_t)(it % BH);
-        const int64_t a = col_first(f, c);
-        const int rows = (int)col_rows(&f->g, c);
-        float *scratch = thread_scratch(f, THREAD_ID());
-        fn(f, &ao, bh, a, rows, f->qpc + a, f->kpc + a, scratch);
-        if (!o->causal) /* later rows: query 2(R'-1-r), summary 2(R'-1-r')+1 */
-            fn(f, &ao, bh, a, rows, mq + a, mk + a, scratch);
+        const int64_t a = col_first(f, f->c0 + it / BH);
+        const int rows = (int)col_rows(&f->g, f->c0 + it / BH);
+        col_item x = { .t = (size_t)(it % BH) * f->nc + a, .rows = rows, .passes = o->causal ? 1 : 2,
+                       .qr = { { rows, f->qpc + a, NULL }, { rows, mq + a, NULL } },
+                       .kr = { { rows, f->kpc + a, NULL }, { rows, mk + a, NULL } },
+                       .scratch = thread_scratch(f, THREAD_ID()) };
+        fn(f, &x);
     }
     ra_blas_serial_end();
 }
 
-static void col_forward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                        const int32_t *kp, float *scratch)
+/* The column part of the forward, then its state as records {m, l, acc}
+ * for the move back to the row layout. */
+static void col_forward(axial_head *f, const col_item *x)
 {
     const int D = f->o.D;
-    ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
-    const size_t at = (bh * f->nc + a) * D;
-    ra_attn_fwd_block(ao, &qr, f->qc + at, &kr, f->kc + at, f->vc + at, f->accc + at, f->mc + bh * f->nc + a,
-                      f->lc + bh * f->nc + a, scratch, NULL);
+    const ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 1 };
+    float *acc = f->accc + x->t * D, *m = f->mc + x->t, *l = f->lc + x->t;
+    ra_attn_fwd_init(x->rows, D, acc, m, l);
+    for (int p = 0; p < x->passes; p++)
+        ra_attn_fwd_block(&ao, &x->qr[p], f->qc + x->t * D, &x->kr[p], f->kc + x->t * D, f->vc + x->t * D, acc, m,
+                          l, x->scratch, NULL);
+    for (int i = 0; i < x->rows; i++) {
+        float *r = f->rec + (x->t + i) * (D + 2);
+        r[0] = m[i], r[1] = l[i];
+        memcpy(r + 2, acc + (size_t)i * D, sizeof(float) * D);
+    }
 }
 
-static void col_backward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64_t a, int rows, const int32_t *qp,
-                         const int32_t *kp, float *scratch)
+static void col_backward(axial_head *f, const col_item *x)
 {
     const int D = f->o.D;
-    ra_rows qr = { rows, qp, NULL }, kr = { rows, kp, NULL };
-    const size_t at = (bh * f->nc + a) * D;
-    ra_attn_bwd_block(ao, &qr, f->qc + at, f->doc + at, f->mc + bh * f->nc + a, f->lc + bh * f->nc + a, &kr,
-                      f->kc + at, f->vc + at, f->dqc + at, f->dkc + at, f->dvc + at, scratch, NULL);
+    const ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 1 };
+    const size_t at = x->t * D;
+    float *g[] = { f->dqc + at, f->dkc + at, f->dvc + at };
+    for (int i = 0; i < 3; i++) memset(g[i], 0, sizeof(float) * x->rows * D);
+    for (int p = 0; p < x->passes; p++)
+        ra_attn_bwd_block(&ao, &x->qr[p], f->qc + at, f->doc + at, f->mc + x->t, f->lc + x->t, &x->kr[p], f->kc + at,
+                          f->vc + at, g[0], g[1], g[2], x->scratch, NULL);
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
@@ -234,25 +255,32 @@ static void col_backward(axial_head *f, const ra_attn_opts *ao, size_t bh, int64
 static ra_status to_rows(axial_head *f, const float *q, const float *k, const float *v)
 {
     const ra_ring_opts *o = &f->o;
-    RA_TRY(ra_relayout_move(&f->in, q, f->q, o->B * o->H, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->in, k, f->k, o->B * o->Hkv, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->in, v, f->v, o->B * o->Hkv, o->D, 1));
+    RA_TRY(ra_head_move_in(&f->in, q, f->own[HM_Q], o->B * o->H, o->D, &f->q));
+    RA_TRY(ra_head_move_in(&f->in, k, f->own[HM_K], o->B * o->Hkv, o->D, &f->k));
+    RA_TRY(ra_head_move_in(&f->in, v, f->own[HM_V], o->B * o->Hkv, o->D, &f->v));
     summaries(f);
     const int BH = o->B * o->H;
-    RA_TRY(ra_relayout_move(&f->rc, f->q, f->qc, BH, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->rc, f->khat, f->kc, BH, o->D, 1));
-    return ra_relayout_move(&f->rc, f->vhat, f->vc, BH, o->D, 1);
+    RA_TRY(ra_head_move_run(&f->rc, f->q, f->qc, BH, o->D, 1));
+    RA_TRY(ra_head_move_run(&f->rc, f->khat, f->kc, BH, o->D, 1));
+    return ra_head_move_run(&f->rc, f->vhat, f->vc, BH, o->D, 1);
 }
 
+/* The forward's results in the row layout, and the column part's records. */
+typedef struct {
+    float *out, *lse;  /* [BH][n][D], [BH][n] */
+    const float *grp;  /* [BH][n][D+2] */
+} direct_out;
+
 /* The direct part of one row (its own tokens, causal or not), merged with
- * the column part's record grp and finished into out and lse. */
+ * the column part's record and finished into out and lse. */
 static void direct_row(axial_head *f, const row_head *x, void *ctx)
 {
-    const float *grp = ctx; /* [BH][n][D+2] records of the column part */
+    const direct_out *r = ctx;
+    const float *grp = r->grp;
     const int D = f->o.D, len = x->len;
     const ra_attn_opts direct = { .D = D, .scale = f->o.scale, .causal = f->o.causal };
     const size_t bh = x->bh, bk = x->bk, a = (size_t)x->a;
-    float *acc = f->out + (bh * f->n + a) * D, *m = f->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
+    float *acc = r->out + (bh * f->n + a) * D, *m = r->lse + bh * f->n + a, *l = f->l + bh * f->n + a;
     ra_attn_fwd_init(len, D, acc, m, l);
     ra_attn_fwd_block(&direct, &x->rr, f->q + (bh * f->n + a) * D, &x->rr, f->k + (bk * f->n + a) * D,
                       f->v + (bk * f->n + a) * D, acc, m, l, x->scratch, NULL);
@@ -278,20 +306,16 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
-    /* column part: online-softmax state per query, in the column layout */
-    for (int b = 0; b < BH; b++) ra_attn_fwd_init((int)f->nc, D, f->accc + (size_t)b * f->nc * D, f->mc + (size_t)b * f->nc, f->lc + (size_t)b * f->nc);
+    /* column part in the column layout; its records {m, l, acc} move back */
     for_columns(f, col_forward);
-    for (size_t i = 0; i < (size_t)BH * f->nc; i++) { /* records {m, l, acc} to move back */
-        float *r = f->rec + i * (D + 2);
-        r[0] = f->mc[i], r[1] = f->lc[i];
-        memcpy(r + 2, f->accc + i * D, sizeof(float) * D);
-    }
-    RA_TRY(ra_relayout_move(&f->rc, f->rec, f->rec + (size_t)BH * f->nc * (D + 2), BH, D + 2, 0));
     const float *grp = f->rec + (size_t)BH * f->nc * (D + 2); /* [BH][n][D+2] */
+    RA_TRY(ra_head_move_run(&f->rc, f->rec, (float *)grp, BH, D + 2, 0));
     /* direct part in the row layout, then merge the two states and finish */
-    for_rows(f, direct_row, (void *)grp);
-    RA_TRY(ra_relayout_move(&f->in, f->out, o_out, BH, D, 0));
-    RA_TRY(ra_relayout_move(&f->in, f->lse, lse_out, BH, 1, 0));
+    direct_out r = { .out = ra_head_move_target(&f->in, o_out, f->own[HM_O]),
+                     .lse = ra_head_move_target(&f->in, lse_out, f->own[HM_LSE]), .grp = grp };
+    for_rows(f, direct_row, &r);
+    RA_TRY(ra_head_move_out(&f->in, r.out, o_out, BH, D));
+    RA_TRY(ra_head_move_out(&f->in, r.lse, lse_out, BH, 1));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -331,31 +355,30 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(to_rows(f, q, k, v));
-    RA_TRY(ra_relayout_move(&f->in, o_in, f->out, BH, D, 1));
-    RA_TRY(ra_relayout_move(&f->in, lse_in, f->lse, BH, 1, 1));
-    RA_TRY(ra_relayout_move(&f->in, dout, f->dout, BH, D, 1));
-    for (int b = 0; b < BH; b++) /* dl = rowsum(dO * O), into l */
-        ra_attn_bwd_rowdot((int)f->n, D, f->out + (size_t)b * f->n * D, f->dout + (size_t)b * f->n * D, f->l + (size_t)b * f->n);
-    memset(f->dq, 0, sizeof(float) * BH * f->n * D);
-    memset(f->dk, 0, sizeof(float) * BK * f->n * D);
-    memset(f->dv, 0, sizeof(float) * BK * f->n * D);
+    RA_TRY(ra_head_move_in(&f->in, o_in, f->own[HM_O], BH, D, &f->out));
+    RA_TRY(ra_head_move_in(&f->in, lse_in, f->own[HM_LSE], BH, 1, &f->lse));
+    RA_TRY(ra_head_move_in(&f->in, dout, f->own[HM_DOUT], BH, D, &f->dout));
+    f->dq = ra_head_move_target(&f->in, dq, f->own[HM_DQ]);
+    f->dk = ra_head_move_target(&f->in, dk, f->own[HM_DK]);
+    f->dv = ra_head_move_target(&f->in, dv, f->own[HM_DV]);
+    const int64_t rows = (int64_t)BH * f->n; /* dl = rowsum(dO * O), into l */
+#pragma omp parallel for num_threads(f->nthr) schedule(static) if (rows * D >= 32768)
+    for (int64_t i = 0; i < rows; i++) ra_attn_bwd_rowdot(1, D, f->out + i * D, f->dout + i * D, f->l + i);
+    ra_head_zero(f->dk, (size_t)BK * f->n * D);
+    ra_head_zero(f->dv, (size_t)BK * f->n * D);
     /* column part: lse and dl go to the column layout with dO */
-    RA_TRY(ra_relayout_move(&f->rc, f->dout, f->doc, BH, D, 1));
-    RA_TRY(ra_relayout_move(&f->rc, f->lse, f->mc, BH, 1, 1));
-    RA_TRY(ra_relayout_move(&f->rc, f->l, f->lc, BH, 1, 1));
-    memset(f->dqc, 0, sizeof(float) * BH * f->nc * D);
-    memset(f->dkc, 0, sizeof(float) * BH * f->nc * D);
-    memset(f->dvc, 0, sizeof(float) * BH * f->nc * D);
+    RA_TRY(ra_head_move_run(&f->rc, f->dout, f->doc, BH, D, 1));
+    RA_TRY(ra_head_move_run(&f->rc, f->lse, f->mc, BH, 1, 1));
+    RA_TRY(ra_head_move_run(&f->rc, f->l, f->lc, BH, 1, 1));
     for_columns(f, col_backward);
-    RA_TRY(ra_relayout_move(&f->rc, f->dqc, f->dkhat, BH, D, 0)); /* dq of the column part, via dkhat's buffer */
-    for (size_t i = 0; i < (size_t)BH * f->n * D; i++) f->dq[i] += f->dkhat[i];
-    RA_TRY(ra_relayout_move(&f->rc, f->dkc, f->dkhat, BH, D, 0));
-    RA_TRY(ra_relayout_move(&f->rc, f->dvc, f->dvhat, BH, D, 0));
+    RA_TRY(ra_head_move_run(&f->rc, f->dqc, f->dq, BH, D, 0)); /* dq starts as the column part's */
+    RA_TRY(ra_head_move_run(&f->rc, f->dkc, f->dkhat, BH, D, 0));
+    RA_TRY(ra_head_move_run(&f->rc, f->dvc, f->dvhat, BH, D, 0));
     /* direct part and the summaries' row softmax, in the row layout */
     for_rows(f, backward_row, NULL);
-    RA_TRY(ra_relayout_move(&f->in, f->dq, dq, BH, D, 0));
-    RA_TRY(ra_relayout_move(&f->in, f->dk, dk, BK, D, 0));
-    RA_TRY(ra_relayout_move(&f->in, f->dv, dv, BK, D, 0));
+    RA_TRY(ra_head_move_out(&f->in, f->dq, dq, BH, D));
+    RA_TRY(ra_head_move_out(&f->in, f->dk, dk, BK, D));
+    RA_TRY(ra_head_move_out(&f->in, f->dv, dv, BK, D));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -372,8 +395,8 @@ static void axial_destroy(ra_head *hd)
 {
     axial_head *f = (axial_head *)hd;
     if (!f) return;
-    ra_relayout_free(&f->in);
-    ra_relayout_free(&f->rc);
+    ra_head_move_free(&f->in);
+    ra_head_move_free(&f->rc);
     free(f->rb);
     free(f->mem);
     free(f->bmem);
@@ -419,10 +442,12 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     }
     f->c0 = g->m * f->rank / f->P;
     f->c1 = g->m * (f->rank + 1) / f->P;
-    RA_TRY(ra_relayout_create(&f->in, o->layout, o->L, f->rb, comm));
-    RA_TRY(ra_relayout_create_perm(&f->rc, o->L, f->rb, f->cb, col_key, &f->g, comm));
-    f->n = f->in.Lr_dst;
-    f->nc = f->rc.Lr_dst;
+    RA_TRY(ra_relayout_create(&f->in.R, o->layout, o->L, f->rb, comm));
+    RA_TRY(ra_head_move_init(&f->in));
+    RA_TRY(ra_relayout_create_perm(&f->rc.R, o->L, f->rb, f->cb, col_key, &f->g, comm));
+    RA_TRY(ra_head_move_init(&f->rc));
+    f->n = f->in.R.Lr_dst;
+    f->nc = f->rc.R.Lr_dst;
     /* the forward's buffers (row layout: n tokens; column layout: nc) */
     const size_t B = o->B, D = o->D, BH = B * o->H, BK = B * o->Hkv;
     const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D, cr = BH * f->nc;
@@ -431,11 +456,10 @@ static ra_status axial_setup(axial_head *f, const ra_head_opts *opts, MPI_Comm c
     RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
     RA_PLAN_ADD(&plan, f->qpc, (size_t)f->nc);
     RA_PLAN_ADD(&plan, f->kpc, 3 * (size_t)f->nc); /* plain, then mirrored query and summary positions */
-    float **row_q[] = { &f->q, &f->out, &f->khat, &f->vhat }, **col_q[] = { &f->qc, &f->kc, &f->vc, &f->accc };
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)row_q[i], nq, sizeof(float));
-    RA_PLAN_ADD(&plan, f->k, nk);
-    RA_PLAN_ADD(&plan, f->v, nk);
-    RA_PLAN_ADD(&plan, f->lse, nr);
+    for (int t = HM_Q; t <= HM_LSE; t++) RA_PLAN_ADD(&plan, f->own[t], ra_head_move_floats(&f->in, t, nq, nk, nr));
+    float **col_q[] = { &f->qc, &f->kc, &f->vc, &f->accc };
+    RA_PLAN_ADD(&plan, f->khat, nq);
+    RA_PLAN_ADD(&plan, f->vhat, nq);
     RA_PLAN_ADD(&plan, f->l, nr);
     RA_PLAN_ADD(&plan, f->rs, nr);
     for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)col_q[i], cq, sizeof(float));
@@ -467,12 +491,12 @@ static ra_status backward_buffers(axial_head *f)
     if (f->bmem) return RA_OK;
     const ra_ring_opts *o = &f->o;
     const size_t D = o->D, BH = (size_t)o->B * o->H, BK = (size_t)o->B * o->Hkv;
-    const size_t nq = BH * f->n * D, nk = BK * f->n * D, cq = BH * f->nc * D;
+    const size_t nq = BH * f->n * D, nk = BK * f->n * D, nr = BH * f->n, cq = BH * f->nc * D;
     ra_plan plan = RA_PLAN_INIT;
-    float **row_q[] = { &f->dout, &f->dq, &f->dkhat, &f->dvhat }, **col_q[] = { &f->doc, &f->dqc, &f->dkc };
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)row_q[i], nq, sizeof(float));
-    RA_PLAN_ADD(&plan, f->dk, nk);
-    RA_PLAN_ADD(&plan, f->dv, nk);
+    for (int t = HM_DOUT; t <= HM_DV; t++) RA_PLAN_ADD(&plan, f->own[t], ra_head_move_floats(&f->in, t, nq, nk, nr));
+    RA_PLAN_ADD(&plan, f->dkhat, nq);
+    RA_PLAN_ADD(&plan, f->dvhat, nq);
+    float **col_q[] = { &f->doc, &f->dqc, &f->dkc };
     for (int i = 0; i < 3; i++) ra_plan_add(&plan, (void **)col_q[i], cq, sizeof(float));
     RA_TRY(ra_plan_alloc(&plan, &f->bmem, "combiner-axial gradients"));
     return RA_OK;

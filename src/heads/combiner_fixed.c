@@ -8,8 +8,9 @@
  * direct logits and the summary logits, so the online softmax of attn.h
  * serves both: a block of direct keys, then a block of summaries.
  *
- * Distribution: the tokens are first moved (one all-to-all, relayout.h) so
- * that every rank holds whole spans, a contiguous range [g0, g1) of them;
+ * Distribution: the tokens are first moved (one all-to-all, head_move.h:
+ * none when they are already there) so that every rank holds whole spans,
+ * a contiguous range [g0, g1) of them;
  * every span's summary is then computed by the rank that holds it and
  * all-gathered (G summaries: O(sqrt(L) D) floats per head, far below the
  * L D a ring would move). In the backward, the gradients of the summaries
@@ -25,12 +26,12 @@
 #include <string.h>
 
 #include "colmax.h"
+#include "head_move.h"
 #include "ringattn/attn.h"
 #include "ringattn/collective.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
-#include "ringattn/relayout.h"
 #include "ringattn/threads.h"
 
 #ifdef _OPENMP
@@ -43,8 +44,9 @@
 /* The backward's span loop runs in FIX_CHUNKS chunks of spans (fewer when
  * there are fewer spans), whatever the thread count: each chunk sums its
  * queries' summary gradients into its own partial dkbar, dvbar, and the
- * partials are added in chunk order - results independent of the threads. */
-#define FIX_CHUNKS 8
+ * partials are added in chunk order - results independent of the threads.
+ * Enough chunks that the last items handed out are short (balance). */
+#define FIX_CHUNKS 16
 
 typedef struct {
     ra_head base;
@@ -52,12 +54,16 @@ typedef struct {
     MPI_Comm comm;
     int P, rank, s, G, g0, g1;
     int64_t *bounds;  /* [P+1] */
-    ra_relayout R;
+    ra_head_move M;   /* the caller's layout <-> span layout */
     int64_t n;        /* tokens held in span layout */
     int32_t *pos;     /* [n] their global positions */
     int32_t *zeros;   /* [G] positions for summary rows (unmasked) */
     int *gcount;      /* [2P] the summary all-gather's counts, then offsets */
-    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv, *row; /* span layout; row: l or dl */
+    /* span layout, set by each call: the caller's tensors when M.same, else own[] */
+    const float *q, *k, *v, *out, *lse, *dout;
+    float *dq, *dk, *dv;
+    float *own[HM_N]; /* the span layout's copies (planned when !M.same) */
+    float *row;       /* [B][H][n] l (forward) or dl (backward) */
     float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar, *gather;
     float *pdkbar, *pdvbar; /* [chunks][B][Hkv|H][G][D] the chunks' partial summary gradients */
     void *mem;    /* the block holding every buffer above from pos on */
@@ -105,9 +111,9 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
 {
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
-    RA_TRY(ra_relayout_move(&f->R, q, f->q, B * o->H, D, 1));
-    RA_TRY(ra_relayout_move(&f->R, k, f->k, B * o->Hkv, D, 1));
-    RA_TRY(ra_relayout_move(&f->R, v, f->v, B * o->Hkv, D, 1));
+    RA_TRY(ra_head_move_in(&f->M, q, f->own[HM_Q], B * o->H, D, &f->q));
+    RA_TRY(ra_head_move_in(&f->M, k, f->own[HM_K], B * o->Hkv, D, &f->k));
+    RA_TRY(ra_head_move_in(&f->M, v, f->own[HM_V], B * o->Hkv, D, &f->v));
     ra_attn_opts ao = { .D = D, .scale = o->scale, .causal = 0 };
     const size_t per_span = (size_t)B * (o->Hkv + o->H) * D;
     /* items (span, key head): each writes its span's summaries of its heads */
@@ -172,53 +178,54 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     RA_TRY(prepare(f, q, k, v));
     const ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
     const ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
-    /* items (span, query head): each writes its span's rows of its head */
+    float *out = ra_head_move_target(&f->M, o_out, f->own[HM_O]);
+    float *lse = ra_head_move_target(&f->M, lse_out, f->own[HM_LSE]);
+    /* items (span, query head): each writes its span's rows of its head;
+     * the last spans (the most summaries when causal) go first */
     const int64_t BH = (int64_t)o->B * o->H, items = (int64_t)(f->g1 - f->g0) * BH;
     ra_blas_serial_begin();
 #pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
-    for (int64_t it = 0; it < items; it++) {
+    for (int64_t it = items - 1; it >= 0; it--) {
         const int c = f->g0 + (int)(it / BH);
         const int64_t r0 = span_row(f, c);
         const int len = span_len(f, c);
         int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
         float *scratch = thread_scratch(f);
-        {
-            {
-                size_t bh = (size_t)(it % BH), bk = bh / o->H * o->Hkv + bh % o->H / Gq;
-                float *acc = f->out + (bh * f->n + r0) * D, *m = f->lse + bh * f->n + r0, *l = f->row + bh * f->n + r0;
-                const float *qc = f->q + (bh * f->n + r0) * D;
-                ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
-                ra_attn_fwd_init(len, D, acc, m, l);
-                ra_attn_fwd_block(&direct, &qr, qc, &kr, f->k + (bk * f->n + r0) * D,
-                                  f->v + (bk * f->n + r0) * D, acc, m, l, scratch, NULL);
-                for (int t = 0; t < nr; t++) {
-                    if (hi[t] <= lo[t]) continue;
-                    ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
-                    ra_attn_fwd_block(&groups, &qr, qc, &gr, f->kbar + (bk * f->G + lo[t]) * D,
-                                      f->vbar + (bh * f->G + lo[t]) * D, acc, m, l, scratch, NULL);
-                }
-                ra_attn_fwd_finish(len, D, acc, m, l, m);
-            }
+        const size_t bh = (size_t)(it % BH), bk = bh / o->H * o->Hkv + bh % o->H / Gq;
+        float *acc = out + (bh * f->n + r0) * D, *m = lse + bh * f->n + r0, *l = f->row + bh * f->n + r0;
+        const float *qc = f->q + (bh * f->n + r0) * D;
+        ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
+        ra_attn_fwd_init(len, D, acc, m, l);
+        ra_attn_fwd_block(&direct, &qr, qc, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D, acc, m,
+                          l, scratch, NULL);
+        for (int t = 0; t < nr; t++) {
+            if (hi[t] <= lo[t]) continue;
+            ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
+            ra_attn_fwd_block(&groups, &qr, qc, &gr, f->kbar + (bk * f->G + lo[t]) * D,
+                              f->vbar + (bh * f->G + lo[t]) * D, acc, m, l, scratch, NULL);
         }
+        ra_attn_fwd_finish(len, D, acc, m, l, m);
     }
     ra_blas_serial_end();
-    RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
+    RA_TRY(ra_head_move_out(&f->M, out, o_out, o->B * o->H, D));
+    RA_TRY(ra_head_move_out(&f->M, lse, lse_out, o->B * o->H, 1));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
 /* ---- backward -------------------------------------------------------------------- */
 
-/* dx[argmax_j x[j][d]][d] += dbar[d]: the max-pooling's backward */
+/* dx[argmax_j x[j][d]][d] += dbar[d]: the max-pooling's backward (the first
+ * arg-max, found row by row as x is stored) */
 static void argmax_add(float *dx, const float *x, const float *dbar, int rows, int D)
 {
-    for (int d = 0; d < D; d++) {
-        int best = 0;
-        for (int r = 1; r < rows; r++)
-            if (x[(size_t)r * D + d] > x[(size_t)best * D + d]) best = r;
-        dx[(size_t)best * D + d] += dbar[d];
-    }
+    int best[D];
+    float top[D];
+    for (int d = 0; d < D; d++) best[d] = 0, top[d] = x[d];
+    for (int r = 1; r < rows; r++)
+        for (int d = 0; d < D; d++)
+            if (x[(size_t)r * D + d] > top[d]) top[d] = x[(size_t)r * D + d], best[d] = r;
+    for (int d = 0; d < D; d++) dx[(size_t)best[d] * D + d] += dbar[d];
 }
 
 static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, const float *v,
@@ -232,52 +239,60 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(prepare(f, q, k, v));
-    RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * o->H, D, 1));
-    RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * o->H, 1, 1));
-    RA_TRY(ra_relayout_move(&f->R, dout, f->dout, B * o->H, D, 1));
-    const size_t nq = (size_t)B * o->H * f->n * D, nk = (size_t)B * o->Hkv * f->n * D;
-    memset(f->dq, 0, sizeof(float) * nq);
-    memset(f->dk, 0, sizeof(float) * nk);
-    memset(f->dv, 0, sizeof(float) * nk);
+    RA_TRY(ra_head_move_in(&f->M, o_in, f->own[HM_O], B * o->H, D, &f->out));
+    RA_TRY(ra_head_move_in(&f->M, lse_in, f->own[HM_LSE], B * o->H, 1, &f->lse));
+    RA_TRY(ra_head_move_in(&f->M, dout, f->own[HM_DOUT], B * o->H, D, &f->dout));
+    f->dq = ra_head_move_target(&f->M, dq, f->own[HM_DQ]);
+    f->dk = ra_head_move_target(&f->M, dk, f->own[HM_DK]);
+    f->dv = ra_head_move_target(&f->M, dv, f->own[HM_DV]);
     const size_t sk = (size_t)B * o->Hkv * f->G * D, sq = (size_t)B * o->H * f->G * D;
     const int nspan = f->g1 - f->g0, K = nspan < FIX_CHUNKS ? nspan : FIX_CHUNKS;
-    memset(f->pdkbar, 0, sizeof(float) * sk * K);
-    memset(f->pdvbar, 0, sizeof(float) * sq * K);
-    for (size_t bh = 0; bh < (size_t)B * o->H; bh++)
-        ra_attn_bwd_rowdot((int)f->n, D, f->out + bh * f->n * D, f->dout + bh * f->n * D, f->row + bh * f->n);
     const ra_attn_opts direct = { .D = D, .scale = o->scale, .causal = o->causal };
     const ra_attn_opts groups = { .D = D, .scale = o->scale, .causal = 0 };
     /* items (chunk of spans, key head): the chunk's spans in order, each with
-     * the key head's G query heads in order; an item writes dq, dk, dv of
-     * its spans' rows and its chunk's partial summary gradients only */
+     * the key head's G query heads in order; an item zeroes, then writes, dq,
+     * dk, dv of its spans' rows and its chunk's partial summary gradients
+     * only. Causal chunks grow with the span index: the last chunk goes first,
+     * so that the threads finish together. */
     const int64_t BK = (int64_t)B * o->Hkv, items = (int64_t)K * BK;
     ra_blas_serial_begin();
 #pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
-    for (int64_t it = 0; it < items; it++) {
+    for (int64_t it = items - 1; it >= 0; it--) {
         const int ch = (int)(it / BK), bk0 = (int)(it % BK), b = bk0 / o->Hkv, kh = bk0 % o->Hkv;
+        const size_t bk = (size_t)bk0;
         float *scratch = thread_scratch(f), *pdk = f->pdkbar + sk * ch, *pdv = f->pdvbar + sq * ch;
-        for (int c = f->g0 + nspan * ch / K; c < f->g0 + nspan * (ch + 1) / K; c++) {
-        const int64_t r0 = span_row(f, c);
-        const int len = span_len(f, c);
-        int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
-        {
+        const int c0 = f->g0 + nspan * ch / K, c1 = f->g0 + nspan * (ch + 1) / K;
+        const int64_t a = span_row(f, c0), e = c1 < f->g1 ? span_row(f, c1) : f->n; /* the chunk's rows */
+        memset(pdk + bk * f->G * D, 0, sizeof(float) * f->G * D);
+        memset(f->dk + (bk * f->n + a) * D, 0, sizeof(float) * (e - a) * D);
+        memset(f->dv + (bk * f->n + a) * D, 0, sizeof(float) * (e - a) * D);
+        for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
+            const size_t bh = (size_t)b * o->H + h;
+            memset(pdv + bh * f->G * D, 0, sizeof(float) * f->G * D);
+            memset(f->dq + (bh * f->n + a) * D, 0, sizeof(float) * (e - a) * D);
+            ra_attn_bwd_rowdot((int)(e - a), D, f->out + (bh * f->n + a) * D, f->dout + (bh * f->n + a) * D,
+                               f->row + bh * f->n + a);
+        }
+        for (int c = c0; c < c1; c++) {
+            const int64_t r0 = span_row(f, c);
+            const int len = span_len(f, c);
+            int lo[2], hi[2], nr = group_ranges(f, c, lo, hi);
             for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)bk0;
+                const size_t bh = (size_t)b * o->H + h;
                 const size_t qo = (bh * f->n + r0) * D, ko = (bk * f->n + r0) * D;
                 const float *lse = f->lse + bh * f->n + r0, *dl = f->row + bh * f->n + r0;
                 ra_rows qr = { len, f->pos + r0, NULL }, kr = { len, f->pos + r0, NULL };
-                ra_attn_bwd_block(&direct, &qr, f->q + qo, f->dout + qo, lse, dl, &kr, f->k + ko,
-                                  f->v + ko, f->dq + qo, f->dk + ko, f->dv + ko, scratch, NULL);
+                ra_attn_bwd_block(&direct, &qr, f->q + qo, f->dout + qo, lse, dl, &kr, f->k + ko, f->v + ko,
+                                  f->dq + qo, f->dk + ko, f->dv + ko, scratch, NULL);
                 for (int t = 0; t < nr; t++) {
                     if (hi[t] <= lo[t]) continue;
                     ra_rows gr = { hi[t] - lo[t], f->zeros, NULL };
                     ra_attn_bwd_block(&groups, &qr, f->q + qo, f->dout + qo, lse, dl, &gr,
                                       f->kbar + (bk * f->G + lo[t]) * D, f->vbar + (bh * f->G + lo[t]) * D,
-                                      f->dq + qo, pdk + (bk * f->G + lo[t]) * D,
-                                      pdv + (bh * f->G + lo[t]) * D, scratch, NULL);
+                                      f->dq + qo, pdk + (bk * f->G + lo[t]) * D, pdv + (bh * f->G + lo[t]) * D,
+                                      scratch, NULL);
                 }
             }
-        }
         }
     }
     /* the chunks' partials, added in chunk order */
@@ -305,31 +320,25 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
         const int64_t r0 = span_row(f, g);
         const int len = span_len(f, g);
         float *scratch = thread_scratch(f);
-        {
-            {
-                size_t bk = (size_t)bk0;
-                argmax_add(f->dk + (bk * f->n + r0) * D, f->k + (bk * f->n + r0) * D,
-                           f->dkbar + (bk * f->G + g) * D, len, D);
-            }
-            for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
-                size_t bh = (size_t)b * o->H + h, bk = (size_t)bk0;
-                const size_t ko = (bk * f->n + r0) * D;
-                const float *qb = f->qbar + (bh * f->G + g) * D, *vb = f->vbar + (bh * f->G + g) * D;
-                const float *dvb = f->dvbar + (bh * f->G + g) * D;
-                float *dqbar = f->dqbar + (size_t)THREAD_ID() * D, dl;
-                memset(dqbar, 0, sizeof(float) * D);
-                ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
-                ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
-                ra_attn_bwd_block(&groups, &qr, qb, dvb, f->slse + bh * f->G + g, &dl, &kr, f->k + ko,
-                                  f->v + ko, dqbar, f->dk + ko, f->dv + ko, scratch, NULL);
-                argmax_add(f->dq + (bh * f->n + r0) * D, f->q + (bh * f->n + r0) * D, dqbar, len, D);
-            }
+        const size_t bk = (size_t)bk0, ko = (bk * f->n + r0) * D;
+        argmax_add(f->dk + ko, f->k + ko, f->dkbar + (bk * f->G + g) * D, len, D);
+        for (int h = kh * Gq; h < (kh + 1) * Gq; h++) {
+            const size_t bh = (size_t)b * o->H + h;
+            const float *qb = f->qbar + (bh * f->G + g) * D, *vb = f->vbar + (bh * f->G + g) * D;
+            const float *dvb = f->dvbar + (bh * f->G + g) * D;
+            float *dqbar = f->dqbar + (size_t)THREAD_ID() * D, dl;
+            memset(dqbar, 0, sizeof(float) * D);
+            ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
+            ra_rows qr = { 1, f->zeros, NULL }, kr = { len, f->pos + r0, NULL };
+            ra_attn_bwd_block(&groups, &qr, qb, dvb, f->slse + bh * f->G + g, &dl, &kr, f->k + ko, f->v + ko,
+                              dqbar, f->dk + ko, f->dv + ko, scratch, NULL);
+            argmax_add(f->dq + (bh * f->n + r0) * D, f->q + (bh * f->n + r0) * D, dqbar, len, D);
         }
     }
     ra_blas_serial_end();
-    RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * o->H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * o->Hkv, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * o->Hkv, D, 0));
+    RA_TRY(ra_head_move_out(&f->M, f->dq, dq, B * o->H, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * o->Hkv, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dv, dv, B * o->Hkv, D));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -346,7 +355,7 @@ static void fixed_destroy(ra_head *hd)
 {
     fixed_head *f = (fixed_head *)hd;
     if (!f) return;
-    ra_relayout_free(&f->R);
+    ra_head_move_free(&f->M);
     free(f->bounds);
     free(f->mem);
     free(f->tmem);
@@ -386,18 +395,16 @@ static ra_status fixed_setup(fixed_head *f, const ra_head_opts *opts, MPI_Comm c
     }
     f->g0 = (int)((int64_t)f->G * f->rank / f->P);
     f->g1 = (int)((int64_t)f->G * (f->rank + 1) / f->P);
-    RA_TRY(ra_relayout_create(&f->R, o->layout, o->L, f->bounds, comm));
-    f->n = f->R.Lr_dst;
+    RA_TRY(ra_relayout_create(&f->M.R, o->layout, o->L, f->bounds, comm));
+    RA_TRY(ra_head_move_init(&f->M));
+    f->n = f->M.R.Lr_dst;
     const size_t B = o->B, D = o->D, nq = B * o->H * f->n * D, nk = B * o->Hkv * f->n * D;
     const size_t nr = B * o->H * f->n, sq = B * o->H * f->G * D, sk = B * o->Hkv * f->G * D;
     ra_plan plan = RA_PLAN_INIT;
     RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
     RA_PLAN_ADD(&plan, f->zeros, (size_t)f->G);
     RA_PLAN_ADD(&plan, f->gcount, 2 * (size_t)f->P);
-    float **span_q[] = { &f->q, &f->out, &f->dout, &f->dq }, **span_k[] = { &f->k, &f->v, &f->dk, &f->dv };
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)span_q[i], nq, sizeof(float));
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)span_k[i], nk, sizeof(float));
-    RA_PLAN_ADD(&plan, f->lse, nr);
+    for (int t = 0; t < HM_N; t++) RA_PLAN_ADD(&plan, f->own[t], ra_head_move_floats(&f->M, t, nq, nk, nr));
     RA_PLAN_ADD(&plan, f->row, nr);
     RA_PLAN_ADD(&plan, f->qbar, sq);
     RA_PLAN_ADD(&plan, f->vbar, sq);

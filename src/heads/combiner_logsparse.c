@@ -5,7 +5,7 @@
  * the block, vbar = sum_j softmax_j(a qbar . k_j) v_j. These blocks tile
  * [0, i) exactly; one softmax covers the 1 + popcount(i) logits.
  *
- * Distribution: tokens move (relayout.h) to contiguous ranges [a, e). Most
+ * Distribution: tokens move (head_move.h) to contiguous ranges [a, e). Most
  * blocks a rank's queries need lie inside its own range and are computed
  * locally; the others - per level at most the block that crosses a, and the
  * one just before it - form a short list, the same on every rank (at most
@@ -16,7 +16,7 @@
  * indices). Communication: O(L D / P) for the move plus O(P log L H D).
  *
  * Shapes (n tokens held): q, o, dout, dq [B][H][n][D]; k, v, dk, dv
- * [B][Hkv][n][D]; per summary slot s: qbar, vbar, dqbar, dvbar [B][H][S][D],
+ * [B][Hkv][n][D]; per summary slot s: qbar, vbar, dvbar [B][H][S][D],
  * kbar, dkbar [B][Hkv][S][D], slse [B][H][S]. */
 #include <limits.h>
 #include <math.h>
@@ -24,21 +24,14 @@
 #include <string.h>
 
 #include "colmax.h"
-#include "ringattn/attn.h"
+#include "head_move.h"
+#include "rowvec.h"
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
 #include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
-#include "ringattn/relayout.h"
 #include "ringattn/threads.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#define THREAD_ID() omp_get_thread_num()
-#else
-#define THREAD_ID() 0
-#endif
 
 #define MAX_LEVELS 40
 
@@ -53,14 +46,17 @@ typedef struct {
     MPI_Comm comm;
     int P, rank, nl;
     int64_t *bounds, a, e, n;
-    ra_relayout R;
+    ra_head_move M;    /* the caller's layout <-> contiguous ranges */
     int64_t lo[MAX_LEVELS], hi[MAX_LEVELS], off[MAX_LEVELS]; /* slots of level l: blocks [lo, hi) */
     int64_t S;         /* slots */
     block *cand;       /* [C] blocks reduced over ranks */
     int C;
     int64_t *cand_slot; /* [C] my slot for it, or -1 */
-    float *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
-    float *qbar, *kbar, *vbar, *slse, *dqbar, *dkbar, *dvbar;
+    /* contiguous ranges, set by each call: the caller's tensors when M.same, else own[] */
+    const float *q, *k, *v, *out, *lse, *dout;
+    float *dq, *dk, *dv;
+    float *own[HM_N];  /* the ranges' copies (planned when !M.same) */
+    float *qbar, *kbar, *vbar, *slse, *dkbar, *dvbar;
     /* shared summaries (the candidates), reduced over ranks: */
     float *cmax;       /* [C][B][H + Hkv][D] maxima qbar, kbar (backward: their gradients) */
     float *crec;       /* [C][B][H] online-softmax records of vbar, D + 2 floats each */
@@ -68,11 +64,6 @@ typedef struct {
     float *cmax2;      /* [C][B][H + Hkv][D] backward: the maxima, recomputed */
     int64_t *idx;      /* [C][B][H + Hkv][D] arg-max indices */
     float *dl;         /* [B][H][n] backward: rowsum(dO * O) */
-    float *scratch;    /* [nthr][ra_attn_scratch_floats(D)] one slice per thread */
-    float *rec1;       /* [nthr][D + 2] one local record per thread */
-    int nthr;          /* threads the per-thread buffers are planned for */
-    void *tmem;        /* the block of scratch and rec1 */
-    int32_t *pos;      /* [n] */
     void *mem;         /* the block holding cand_slot and every buffer above */
     MPI_Op merge;
     MPI_Datatype rec;
@@ -80,26 +71,6 @@ typedef struct {
 } ls_head;
 
 static ra_status ls_create(ra_head **out, const ra_head_opts *opts, MPI_Comm comm);
-
-/* The per-thread buffers for ra_threads() threads: planned at creation and
- * planned again (larger) when ra_threads() has grown since; never shrunk. */
-static ra_status thread_buffers(ls_head *f)
-{
-    int T = ra_threads() > 0 ? ra_threads() : 1;
-    if (f->tmem && T <= f->nthr) return RA_OK;
-    ra_plan plan = RA_PLAN_INIT;
-    RA_PLAN_ADD(&plan, f->scratch, (size_t)T * ra_attn_scratch_floats(f->o.D));
-    RA_PLAN_ADD(&plan, f->rec1, (size_t)T * (f->o.D + 2));
-    void *old = f->tmem;
-    f->tmem = NULL;
-    ra_status st = ra_plan_alloc(&plan, &f->tmem, "combiner-logsparse per-thread scratch");
-    free(old);
-    f->nthr = st == RA_OK ? T : 0;
-    return st;
-}
-
-static float *thread_scratch(const ls_head *f) { return f->scratch + (size_t)THREAD_ID() * ra_attn_scratch_floats(f->o.D); }
-static float *thread_rec(const ls_head *f) { return f->rec1 + (size_t)THREAD_ID() * (f->o.D + 2); }
 
 /* ---- blocks -------------------------------------------------------------------- */
 
@@ -134,6 +105,106 @@ static int is_candidate(const ls_head *f, block k)
     return f->C > 0 && bsearch(&k, f->cand, (size_t)f->C, sizeof(block), cmp_block) != NULL;
 }
 
+/* The parallel loops over slots. Blocks below level LOW (under 2^LOW
+ * tokens: most of the slots) go by chunks of 2^LOW tokens: one item does
+ * every such block inside its chunk, level by level, while the chunk's
+ * rows stay in cache (and neighbouring slots, whose slse share cache
+ * lines, stay on one thread). A block of a higher level is an item of its
+ * own. Items are (chunk or block, key head). */
+#define LOW 8
+
+typedef struct {
+    int l;
+    int64_t s0, s1; /* slots [s0, s1) of level l */
+} slot_run;
+
+typedef void (*slot_fn)(ls_head *f, int l, int64_t s, size_t bk);
+
+static int low_levels(const ls_head *f) { return f->nl < LOW ? f->nl : LOW; }
+
+/* The slots of level l (< LOW) in chunk j: tokens [j 2^LOW, (j+1) 2^LOW). */
+static slot_run chunk_slots(const ls_head *f, int64_t j, int l)
+{
+    int64_t b0 = (j << LOW) >> l, b1 = ((j + 1) << LOW) >> l;
+    b0 = b0 > f->lo[l] ? b0 : f->lo[l];
+    b1 = b1 < f->hi[l] ? b1 : f->hi[l];
+    return (slot_run){ l, f->off[l] + b0 - f->lo[l], f->off[l] + (b1 > b0 ? b1 : b0) - f->lo[l] };
+}
+
+/* The chunks holding a low-level slot: [*j0, *j1). */
+static void chunk_range(const ls_head *f, int64_t *j0, int64_t *j1)
+{
+    *j0 = INT64_MAX, *j1 = 0;
+    for (int l = 0; l < low_levels(f); l++) {
+        if (f->hi[l] <= f->lo[l]) continue;
+        const int64_t a = (f->lo[l] << l) >> LOW, e = ((f->hi[l] << l) + ((int64_t)1 << LOW) - 1) >> LOW;
+        *j0 = a < *j0 ? a : *j0;
+        *j1 = e > *j1 ? e : *j1;
+    }
+    if (*j0 > *j1) *j0 = *j1;
+}
+
+/* fn on every low-level slot of chunk j, level by level */
+static void chunk_visit(ls_head *f, int64_t j, size_t bk, slot_fn fn)
+{
+    for (int l = 0; l < low_levels(f); l++) {
+        const slot_run u = chunk_slots(f, j, l);
+        for (int64_t s = u.s0; s < u.s1; s++) fn(f, l, s, bk);
+    }
+}
+
+/* The slots of levels LOW and up, the top level first: first[i] is the
+ * first of level nl-1-i; returns their number. */
+static int64_t high_slots(const ls_head *f, int64_t first[MAX_LEVELS + 1])
+{
+    first[0] = 0;
+    for (int i = 0; i < f->nl; i++) {
+        const int l = f->nl - 1 - i;
+        first[i + 1] = first[i] + (l >= LOW ? f->hi[l] - f->lo[l] : 0);
+    }
+    return first[f->nl];
+}
+
+/* fn once on every (slot, key head), in no particular order: the high
+ * slots top level first (the biggest blocks start early, so the threads
+ * finish together), then the chunks. */
+static void for_slots(ls_head *f, slot_fn fn)
+{
+    int64_t first[MAX_LEVELS + 1], j0, j1;
+    const int64_t BK = (int64_t)f->o.B * f->o.Hkv, high = high_slots(f, first);
+    chunk_range(f, &j0, &j1);
+    const int64_t items = (high + j1 - j0) * BK;
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (items > 1)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t u = it / BK;
+        const size_t bk = (size_t)(it % BK);
+        if (u >= high) {
+            chunk_visit(f, j0 + u - high, bk, fn);
+            continue;
+        }
+        int i = 0;
+        while (u >= first[i + 1]) i++;
+        const int l = f->nl - 1 - i;
+        fn(f, l, f->off[l] + (u - first[i]), bk);
+    }
+}
+
+/* The same in level order for every token: the chunks (levels below
+ * LOW), then each higher level - its blocks have disjoint rows - in turn. */
+static void for_slots_by_level(ls_head *f, slot_fn fn)
+{
+    int64_t j0, j1;
+    const int64_t BK = (int64_t)f->o.B * f->o.Hkv;
+    chunk_range(f, &j0, &j1);
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if ((j1 - j0) * BK > 1)
+    for (int64_t it = 0; it < (j1 - j0) * BK; it++) chunk_visit(f, j0 + it / BK, (size_t)(it % BK), fn);
+    for (int l = LOW; l < f->nl; l++) {
+        const int64_t items = (f->hi[l] - f->lo[l]) * BK;
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (items > 1)
+        for (int64_t it = 0; it < items; it++) fn(f, l, f->off[l] + it / BK, (size_t)(it % BK));
+    }
+}
+
 /* ---- summaries ------------------------------------------------------------------- */
 
 /* this rank's rows of block k: local [r0, r1) */
@@ -150,45 +221,40 @@ static void colmax(float *out, const float *x, int64_t r0, int64_t r1, int D)
     ra_colmax(out, x + r0 * D, r1 - r0, D);
 }
 
-/* Blocks of at most SMALL_BLOCK rows (the low levels: most of the blocks)
- * take a direct one-query loop instead of the sgemm kernels of attn.h: a
- * 1 x len GEMM per block costs more in OpenBLAS's per-call overhead (and,
- * threaded, its allocation lock) than its arithmetic. */
-#define SMALL_BLOCK 64
-
-static float dotf(const float *x, const float *y, int D)
-{
-    float s = 0;
-    for (int d = 0; d < D; d++) s += x[d] * y[d];
-    return s;
-}
+/* The summaries' one-query attention over a block runs as direct loops,
+ * not on the sgemm kernels of attn.h: a 1 x len GEMM costs more in
+ * OpenBLAS's per-call overhead and packing than its arithmetic. The logits
+ * go CHUNK rows at a time through the online softmax. */
+#define CHUNK 64
 
 /* vbar's online-softmax record of qb over rows [r0, r1): rec = {m, l, acc[D]} */
 static void vbar_partial(ls_head *f, const float *qb, size_t bk, int64_t r0, int64_t r1, float *rec)
 {
     const int D = f->o.D;
-    ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
-    ra_attn_fwd_init(1, D, rec + 2, rec, rec + 1);
-    if (r1 <= r0) return;
-    if (r1 - r0 <= SMALL_BLOCK) {
-        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
-        const int n = (int)(r1 - r0);
-        float z[SMALL_BLOCK], m = -INFINITY, l = 0.0f;
+    float acc[D], m = -INFINITY, l = 0.0f; /* on the stack: rec may share a cache line with another thread's */
+    memset(acc, 0, sizeof(float) * D);
+    for (int64_t j0 = r0; j0 < r1; j0 += CHUNK) {
+        const int n = (int)(r1 - j0 < CHUNK ? r1 - j0 : CHUNK);
+        const float *k = f->k + (bk * f->n + j0) * D, *v = f->v + (bk * f->n + j0) * D;
+        float z[CHUNK], top = -INFINITY;
         for (int j = 0; j < n; j++) {
-            z[j] = f->o.scale * dotf(qb, k + (size_t)j * D, D);
-            m = z[j] > m ? z[j] : m;
+            z[j] = f->o.scale * ra_row_dot(qb, k + (size_t)j * D, D);
+            top = z[j] > top ? z[j] : top;
+        }
+        if (top > m) { /* rescale what the earlier chunks summed */
+            const float alpha = expf(m - top);
+            for (int d = 0; d < D; d++) acc[d] *= alpha;
+            l *= alpha;
+            m = top;
         }
         for (int j = 0; j < n; j++) {
             float p = expf(z[j] - m);
             l += p;
-            for (int d = 0; d < D; d++) rec[2 + d] += p * v[(size_t)j * D + d];
+            for (int d = 0; d < D; d++) acc[d] += p * v[(size_t)j * D + d];
         }
-        rec[0] = m, rec[1] = l;
-        return;
     }
-    ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
-    ra_attn_fwd_block(&ao, &qr, qb, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D, rec + 2,
-                      rec, rec + 1, thread_scratch(f), NULL);
+    rec[0] = m, rec[1] = l;
+    memcpy(rec + 2, acc, sizeof(float) * D);
 }
 
 static void finish_record(const float *rec, int D, float *vb, float *lse)
@@ -197,45 +263,36 @@ static void finish_record(const float *rec, int D, float *vb, float *lse)
     *lse = rec[1] > 0 ? rec[0] + logf(rec[1]) : -INFINITY;
 }
 
+/* The summaries of slot s (level l) for key head bk and its G query heads,
+ * unless the block is a candidate (reduced over ranks, below). */
+static void local_summary(ls_head *f, int l, int64_t s, size_t bk)
+{
+    const int D = f->o.D, H = f->o.H, Hkv = f->o.Hkv, G = H / Hkv;
+    const block k = { l, f->lo[l] + (s - f->off[l]) };
+    if (is_candidate(f, k)) return;
+    float rec[D + 2];
+    int64_t r0, r1;
+    rows_of(f, k, &r0, &r1);
+    colmax(f->kbar + (bk * f->S + s) * D, f->k + bk * f->n * D, r0, r1, D);
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+        const size_t bh = bk / Hkv * H + h;
+        float *qb = f->qbar + (bh * f->S + s) * D;
+        colmax(qb, f->q + bh * f->n * D, r0, r1, D);
+        vbar_partial(f, qb, bk, r0, r1, rec);
+        finish_record(rec, D, f->vbar + (bh * f->S + s) * D, f->slse + bh * f->S + s);
+    }
+}
+
 static ra_status summaries(ls_head *f)
 {
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
-    /* local blocks: every slot not in the candidate list; the slots run in
-     * parallel (each writes its own summaries) */
-    ra_blas_serial_begin();
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->S > 1)
-    for (int64_t s = 0; s < f->S; s++) {
-        {
-            int l = 0;
-            while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
-            const int64_t b = f->lo[l] + (s - f->off[l]);
-            block k = { l, b };
-            if (is_candidate(f, k)) continue;
-            float *rec = thread_rec(f);
-            int64_t r0, r1;
-            rows_of(f, k, &r0, &r1);
-            for (int bb = 0; bb < B; bb++) {
-                for (int kh = 0; kh < Hkv; kh++) {
-                    size_t bk = (size_t)bb * Hkv + kh;
-                    colmax(f->kbar + (bk * f->S + s) * D, f->k + bk * f->n * D, r0, r1, D);
-                }
-                for (int h = 0; h < H; h++) {
-                    size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
-                    float *qb = f->qbar + (bh * f->S + s) * D;
-                    colmax(qb, f->q + bh * f->n * D, r0, r1, D);
-                    vbar_partial(f, qb, bk, r0, r1, rec);
-                    finish_record(rec, D, f->vbar + (bh * f->S + s) * D, f->slse + bh * f->S + s);
-                }
-            }
-        }
-    }
-    ra_blas_serial_end();
+    for_slots(f, local_summary); /* each (slot, key head) writes its own summaries */
     if (f->C == 0) return RA_OK;
     /* candidates: partial maxima, reduced */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *mx = f->cmax;
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (f->C > 1)
     for (int c = 0; c < f->C; c++) {
         int64_t r0, r1;
         rows_of(f, f->cand[c], &r0, &r1);
@@ -253,8 +310,7 @@ static ra_status summaries(ls_head *f)
     /* then partial softmax records of vbar, merged */
     float *recs = f->crec;
     const int64_t BH = (int64_t)B * H, items = (int64_t)f->C * BH;
-    ra_blas_serial_begin();
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (items > 1)
     for (int64_t it = 0; it < items; it++) {
         const int c = (int)(it / BH), bb = (int)(it % BH / H), h = (int)(it % H);
         int64_t r0, r1;
@@ -262,7 +318,6 @@ static ra_status summaries(ls_head *f)
         const float *qb = mx + (size_t)c * per + ((size_t)bb * H + h) * D;
         vbar_partial(f, qb, (size_t)bb * Hkv + h / G, r0, r1, recs + (((size_t)c * B + bb) * H + h) * (D + 2));
     }
-    ra_blas_serial_end();
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
                               "the merge of combiner-logsparse summary softmax records"));
     for (int c = 0; c < f->C; c++) {
@@ -287,13 +342,6 @@ static ra_status summaries(ls_head *f)
 
 /* ---- per query ----------------------------------------------------------------------- */
 
-static float dot(const float *x, const float *y, int D)
-{
-    float s = 0;
-    for (int d = 0; d < D; d++) s += x[d] * y[d];
-    return s;
-}
-
 /* logits of local query i (head bh, kv head bk): [self, groups...]; slots in sl */
 static int logits(const ls_head *f, size_t bh, size_t bk, int64_t i, float *z, int64_t *sl)
 {
@@ -301,12 +349,12 @@ static int logits(const ls_head *f, size_t bh, size_t bk, int64_t i, float *z, i
     const float a = f->o.scale, *qi = f->q + (bh * f->n + i) * D;
     const int64_t g = f->a + i;
     int n = 0;
-    z[n] = a * dot(qi, f->k + (bk * f->n + i) * D, D);
+    z[n] = a * ra_row_dot(qi, f->k + (bk * f->n + i) * D, D);
     sl[n++] = -1;
     for (int l = 0; l < f->nl; l++)
         if ((g >> l) & 1) {
             int64_t s = slot_of(f, l, (g >> l) - 1);
-            z[n] = a * dot(qi, f->kbar + (bk * f->S + s) * D, D);
+            z[n] = a * ra_row_dot(qi, f->kbar + (bk * f->S + s) * D, D);
             sl[n++] = s;
         }
     return n;
@@ -315,9 +363,9 @@ static int logits(const ls_head *f, size_t bh, size_t bk, int64_t i, float *z, i
 static ra_status ls_prepare(ls_head *f, const float *q, const float *k, const float *v)
 {
     const ra_ring_opts *o = &f->o;
-    RA_TRY(ra_relayout_move(&f->R, q, f->q, o->B * o->H, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->R, k, f->k, o->B * o->Hkv, o->D, 1));
-    RA_TRY(ra_relayout_move(&f->R, v, f->v, o->B * o->Hkv, o->D, 1));
+    RA_TRY(ra_head_move_in(&f->M, q, f->own[HM_Q], o->B * o->H, o->D, &f->q));
+    RA_TRY(ra_head_move_in(&f->M, k, f->own[HM_K], o->B * o->Hkv, o->D, &f->k));
+    RA_TRY(ra_head_move_in(&f->M, v, f->own[HM_V], o->B * o->Hkv, o->D, &f->v));
     return summaries(f);
 }
 
@@ -329,68 +377,58 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     const int D = o->D, G = o->H / o->Hkv;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
     const double bytes0 = ra_comm_bytes();
-    RA_TRY(thread_buffers(f));
     RA_TRY(ls_prepare(f, q, k, v));
+    float *out = ra_head_move_target(&f->M, o_out, f->own[HM_O]);
+    float *lse = ra_head_move_target(&f->M, lse_out, f->own[HM_LSE]);
     /* every (head, query) on its own: in parallel */
     const int64_t BH = (int64_t)o->B * o->H;
-#pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(static)
     for (int64_t x = 0; x < BH; x++)
         for (int64_t i = 0; i < f->n; i++) {
-            {
-                const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
-                float z[MAX_LEVELS + 1];
-                int64_t sl[MAX_LEVELS + 1];
-                int n = logits(f, bh, bk, i, z, sl);
-                float m = z[0], sum = 0, *oi = f->out + (bh * f->n + i) * D;
-                for (int t = 1; t < n; t++) m = z[t] > m ? z[t] : m;
-                memset(oi, 0, sizeof(float) * D);
-                for (int t = 0; t < n; t++) {
-                    float p = expf(z[t] - m);
-                    const float *val = sl[t] < 0 ? f->v + (bk * f->n + i) * D : f->vbar + (bh * f->S + sl[t]) * D;
-                    for (int d = 0; d < D; d++) oi[d] += p * val[d];
-                    sum += p;
-                }
-                for (int d = 0; d < D; d++) oi[d] /= sum;
-                f->lse[bh * f->n + i] = m + logf(sum);
+            const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
+            float z[MAX_LEVELS + 1];
+            int64_t sl[MAX_LEVELS + 1];
+            int n = logits(f, bh, bk, i, z, sl);
+            float m = z[0], sum = 0, *oi = out + (bh * f->n + i) * D;
+            for (int t = 1; t < n; t++) m = z[t] > m ? z[t] : m;
+            memset(oi, 0, sizeof(float) * D);
+            for (int t = 0; t < n; t++) {
+                float p = expf(z[t] - m);
+                const float *val = sl[t] < 0 ? f->v + (bk * f->n + i) * D : f->vbar + (bh * f->S + sl[t]) * D;
+                for (int d = 0; d < D; d++) oi[d] += p * val[d];
+                sum += p;
             }
+            for (int d = 0; d < D; d++) oi[d] /= sum;
+            lse[bh * f->n + i] = m + logf(sum);
         }
-    RA_TRY(ra_relayout_move(&f->R, f->out, o_out, o->B * o->H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->lse, lse_out, o->B * o->H, 1, 0));
+    RA_TRY(ra_head_move_out(&f->M, out, o_out, o->B * o->H, D));
+    RA_TRY(ra_head_move_out(&f->M, lse, lse_out, o->B * o->H, 1));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
 
 /* ---- backward ---------------------------------------------------------------------- */
 
-/* d(vbar) of block k over my rows -> dk, dv of the rows, and dqbar (+=) */
-static void vbar_backward(ls_head *f, block k, size_t bk, const float *qb, const float *vb,
+/* d(vbar) of block blk over my rows -> dk, dv of the rows, and dqbar (+=) */
+static void vbar_backward(ls_head *f, block blk, size_t bk, const float *qb, const float *vb,
                           float lse, const float *dvb, float *dqb)
 {
     const int D = f->o.D;
     int64_t r0, r1;
-    rows_of(f, k, &r0, &r1);
+    rows_of(f, blk, &r0, &r1);
     if (r1 <= r0) return;
-    float dl;
-    ra_attn_bwd_rowdot(1, D, vb, dvb, &dl);
-    if (r1 - r0 <= SMALL_BLOCK) { /* direct, as vbar_partial */
-        const float a = f->o.scale;
-        const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
-        float *dk = f->dk + (bk * f->n + r0) * D, *dv = f->dv + (bk * f->n + r0) * D;
-        for (int64_t j = 0; j < r1 - r0; j++) {
-            const float *kj = k + j * D, *vj = v + j * D;
-            float p = expf(a * dotf(qb, kj, D) - lse), ds = p * (dotf(dvb, vj, D) - dl);
-            for (int d = 0; d < D; d++) {
-                dqb[d] += a * ds * kj[d];
-                dk[j * D + d] += a * ds * qb[d];
-                dv[j * D + d] += p * dvb[d];
-            }
+    const float a = f->o.scale, dl = ra_row_dot(vb, dvb, D);
+    const float *k = f->k + (bk * f->n + r0) * D, *v = f->v + (bk * f->n + r0) * D;
+    float *dk = f->dk + (bk * f->n + r0) * D, *dv = f->dv + (bk * f->n + r0) * D;
+    for (int64_t j = 0; j < r1 - r0; j++) { /* direct, as vbar_partial */
+        const float *kj = k + j * D, *vj = v + j * D;
+        float p = expf(a * ra_row_dot(qb, kj, D) - lse), ds = p * (ra_row_dot(dvb, vj, D) - dl);
+        for (int d = 0; d < D; d++) {
+            dqb[d] += a * ds * kj[d];
+            dk[j * D + d] += a * ds * qb[d];
+            dv[j * D + d] += p * dvb[d];
         }
-        return;
     }
-    ra_attn_opts ao = { .D = D, .scale = f->o.scale, .causal = 0 };
-    ra_rows qr = { 1, f->pos, NULL }, kr = { (int)(r1 - r0), f->pos + r0, NULL };
-    ra_attn_bwd_block(&ao, &qr, qb, dvb, &lse, &dl, &kr, f->k + (bk * f->n + r0) * D, f->v + (bk * f->n + r0) * D,
-                      dqb, f->dk + (bk * f->n + r0) * D, f->dv + (bk * f->n + r0) * D, thread_scratch(f), NULL);
 }
 
 /* first global row of block k in my part where x[.][d] == target[d], else INT64_MAX */
@@ -409,11 +447,92 @@ static void argmax_index(const ls_head *f, block k, const float *x, const float 
     }
 }
 
+/* argmax_index with target = colmax of the same rows (a local block's
+ * summary), found in one pass over the rows as x is stored: the running
+ * maximum moves to row r exactly when row r is the first to hold it. */
+static void local_argmax(const ls_head *f, block k, const float *x, int64_t *out)
+{
+    const int D = f->o.D;
+    int64_t r0, r1;
+    rows_of(f, k, &r0, &r1);
+    float top[D];
+    int at[D]; /* row - r0, or -1 while the column has shown nothing above -inf */
+    for (int d = 0; d < D; d++) top[d] = -INFINITY, at[d] = -1;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * D;
+        const int i = (int)(r - r0);
+        for (int d = 0; d < D; d++)
+            if (xr[d] > top[d]) top[d] = xr[d], at[d] = i;
+    }
+    for (int d = 0; d < D; d++) out[d] = f->a + r0 + at[d];
+    float none[D]; /* columns of -inf (or NaN) only: the first -inf, as argmax_index */
+    for (int d = 0; d < D; d++) none[d] = -INFINITY;
+    for (int d = 0; d < D; d++)
+        if (at[d] < 0) {
+            argmax_index(f, k, x, none, out);
+            for (int e = 0; e < D; e++)
+                if (at[e] >= 0) out[e] = f->a + r0 + at[e];
+            break;
+        }
+}
+
 static void add_at(ls_head *f, float *dx, const int64_t *idx, const float *dbar)
 {
     const int D = f->o.D;
     for (int d = 0; d < D; d++)
         if (idx[d] >= f->a && idx[d] < f->e) dx[(idx[d] - f->a) * D + d] += dbar[d];
+}
+
+/* Slot s (level l), key head bk, unless a candidate: its G query heads in
+ * order, each through vbar's softmax and qbar's max-pooling, then kbar's
+ * max-pooling. */
+static void local_block_backward(ls_head *f, int l, int64_t s, size_t bk)
+{
+    const int D = f->o.D, H = f->o.H, Hkv = f->o.Hkv, G = H / Hkv;
+    const block kb = { l, f->lo[l] + (s - f->off[l]) };
+    if (is_candidate(f, kb)) return;
+    int64_t idx[D];
+    float dqb[D];
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+        const size_t bh = bk / Hkv * H + h, at = bh * f->S + s;
+        memset(dqb, 0, sizeof(float) * D);
+        vbar_backward(f, kb, bk, f->qbar + at * D, f->vbar + at * D, f->slse[at], f->dvbar + at * D, dqb);
+        local_argmax(f, kb, f->q + bh * f->n * D, idx);
+        add_at(f, f->dq + bh * f->n * D, idx, dqb);
+    }
+    local_argmax(f, kb, f->k + bk * f->n * D, idx);
+    add_at(f, f->dk + bk * f->n * D, idx, f->dkbar + (bk * f->S + s) * D);
+}
+
+/* The summary gradients dkbar, dvbar of slot s at level l, key head bk (and its G query heads). */
+static void slot_gradients(ls_head *f, int l, int64_t s, size_t bk)
+{
+    const int D = f->o.D, H = f->o.H, Hkv = f->o.Hkv, G = H / Hkv;
+    const float a = f->o.scale;
+    const int64_t b = f->lo[l] + (s - f->off[l]);
+    const float *kk = f->kbar + (bk * f->S + s) * D;
+    float *dkk = f->dkbar + (bk * f->S + s) * D;
+    memset(dkk, 0, sizeof(float) * D);
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++)
+        memset(f->dvbar + ((bk / Hkv * H + h) * f->S + s) * D, 0, sizeof(float) * D);
+    if (!((b + 1) & 1)) return;
+    int64_t g0 = (b + 1) << l, g1 = (b + 2) << l;
+    if (g0 < f->a) g0 = f->a;
+    if (g1 > f->e) g1 = f->e;
+    for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
+        const size_t bh = bk / Hkv * H + h;
+        const float *vv = f->vbar + (bh * f->S + s) * D;
+        float *dvv = f->dvbar + (bh * f->S + s) * D;
+        for (int64_t i = g0 - f->a; i < g1 - f->a; i++) {
+            const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
+            float z = a * ra_row_dot(qi, kk, D), p = expf(z - f->lse[bh * f->n + i]);
+            float ds = p * (ra_row_dot(doi, vv, D) - f->dl[bh * f->n + i]);
+            for (int d = 0; d < D; d++) {
+                dkk[d] += a * ds * qi[d];
+                dvv[d] += p * doi[d];
+            }
+        }
+    }
 }
 
 static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
@@ -425,33 +544,33 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
     const float a = o->scale;
     if (seg) return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: segment ids are not supported");
-    RA_TRY(thread_buffers(f));
     const double bytes0 = ra_comm_bytes();
     RA_TRY(ls_prepare(f, q, k, v));
-    RA_TRY(ra_relayout_move(&f->R, o_in, f->out, B * H, D, 1));
-    RA_TRY(ra_relayout_move(&f->R, lse_in, f->lse, B * H, 1, 1));
-    RA_TRY(ra_relayout_move(&f->R, dout, f->dout, B * H, D, 1));
-    memset(f->dq, 0, sizeof(float) * B * H * f->n * D);
-    memset(f->dk, 0, sizeof(float) * B * Hkv * f->n * D);
-    memset(f->dv, 0, sizeof(float) * B * Hkv * f->n * D);
-    memset(f->dqbar, 0, sizeof(float) * B * H * f->S * D);
-    memset(f->dvbar, 0, sizeof(float) * B * H * f->S * D);
-    memset(f->dkbar, 0, sizeof(float) * B * Hkv * f->S * D);
+    RA_TRY(ra_head_move_in(&f->M, o_in, f->own[HM_O], B * H, D, &f->out));
+    RA_TRY(ra_head_move_in(&f->M, lse_in, f->own[HM_LSE], B * H, 1, &f->lse));
+    RA_TRY(ra_head_move_in(&f->M, dout, f->own[HM_DOUT], B * H, D, &f->dout));
+    f->dq = ra_head_move_target(&f->M, dq, f->own[HM_DQ]);
+    f->dk = ra_head_move_target(&f->M, dk, f->own[HM_DK]);
+    f->dv = ra_head_move_target(&f->M, dv, f->own[HM_DV]);
     /* per query: dq, and dk, dv of its own row; items (key head, query)
-     * with the key head's G query heads in order write only their row */
+     * with the key head's G query heads in order zero, then write, only
+     * their row */
     const int64_t BK = (int64_t)B * Hkv;
-#pragma omp parallel for collapse(2) num_threads(f->nthr) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(static)
     for (int64_t x = 0; x < BK; x++)
         for (int64_t i = 0; i < f->n; i++) {
             const size_t bk = (size_t)x;
             float z[MAX_LEVELS + 1];
             int64_t sl[MAX_LEVELS + 1];
+            memset(f->dk + (bk * f->n + i) * D, 0, sizeof(float) * D);
+            memset(f->dv + (bk * f->n + i) * D, 0, sizeof(float) * D);
             for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
                 const size_t bh = bk / Hkv * H + h;
                 int n = logits(f, bh, bk, i, z, sl);
                 const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
-                float lse = f->lse[bh * f->n + i], dl = dot(f->out + (bh * f->n + i) * D, doi, D);
+                float lse = f->lse[bh * f->n + i], dl = ra_row_dot(f->out + (bh * f->n + i) * D, doi, D);
                 float *dqi = f->dq + (bh * f->n + i) * D;
+                memset(dqi, 0, sizeof(float) * D);
                 f->dl[bh * f->n + i] = dl;
                 for (int t = 0; t < n; t++) {
                     float p = expf(z[t] - lse);
@@ -460,7 +579,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                         kk = f->k + (bk * f->n + i) * D, vv = f->v + (bk * f->n + i) * D;
                     else
                         kk = f->kbar + (bk * f->S + sl[t]) * D, vv = f->vbar + (bh * f->S + sl[t]) * D;
-                    float ds = p * (dot(doi, vv, D) - dl);
+                    float ds = p * (ra_row_dot(doi, vv, D) - dl);
                     for (int d = 0; d < D; d++) dqi[d] += a * ds * kk[d];
                     if (sl[t] < 0) {
                         float *dkk = f->dk + (bk * f->n + i) * D, *dvv = f->dv + (bk * f->n + i) * D;
@@ -474,36 +593,8 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         }
     /* per summary slot: its gradients from the queries that see it (slot
      * (l, b) serves the queries of block b + 1 at level l, b + 1 odd), in
-     * query order; items (slot, key head) with the G query heads in order */
-    const int64_t items = f->S * BK;
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (items > 1)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t s = it / BK;
-        const size_t bk = (size_t)(it % BK);
-        int l = 0;
-        while (s >= f->off[l] + (f->hi[l] - f->lo[l])) l++;
-        const int64_t b = f->lo[l] + (s - f->off[l]);
-        if (!((b + 1) & 1)) continue;
-        int64_t g0 = (b + 1) << l, g1 = (b + 2) << l;
-        if (g0 < f->a) g0 = f->a;
-        if (g1 > f->e) g1 = f->e;
-        const float *kk = f->kbar + (bk * f->S + s) * D;
-        float *dkk = f->dkbar + (bk * f->S + s) * D;
-        for (int h = (int)(bk % Hkv) * G; h < (int)(bk % Hkv + 1) * G; h++) {
-            const size_t bh = bk / Hkv * H + h;
-            const float *vv = f->vbar + (bh * f->S + s) * D;
-            float *dvv = f->dvbar + (bh * f->S + s) * D;
-            for (int64_t i = g0 - f->a; i < g1 - f->a; i++) {
-                const float *qi = f->q + (bh * f->n + i) * D, *doi = f->dout + (bh * f->n + i) * D;
-                float z = a * dot(qi, kk, D), p = expf(z - f->lse[bh * f->n + i]);
-                float ds = p * (dot(doi, vv, D) - f->dl[bh * f->n + i]);
-                for (int d = 0; d < D; d++) {
-                    dkk[d] += a * ds * qi[d];
-                    dvv[d] += p * doi[d];
-                }
-            }
-        }
-    }
+     * query order; each (slot, key head) with the G query heads in order */
+    for_slots(f, slot_gradients);
     /* candidate summaries: their gradients summed over every rank's queries */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *g = f->cmax;
@@ -520,43 +611,14 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, g, (int)((size_t)f->C * per), MPI_FLOAT, MPI_SUM, f->comm,
                                   "the sum of combiner-logsparse summary gradients"));
     }
-    /* local blocks: everything is here. Level by level: a level's blocks
-     * have disjoint rows, so its items (block, key head) run in parallel,
-     * each with its G query heads in order, then the key head's arg-max */
-    ra_blas_serial_begin();
-    for (int l = 0; l < f->nl; l++) {
-        const int64_t nb = f->hi[l] - f->lo[l];
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (nb * BK > 1)
-        for (int64_t it = 0; it < nb * BK; it++) {
-            const int64_t b = f->lo[l] + it / BK;
-            const int bb = (int)(it % BK / Hkv), kh0 = (int)(it % Hkv);
-            block kb = { l, b };
-            if (is_candidate(f, kb)) continue;
-            int64_t s = slot_of(f, l, b), idx[D];
-            {
-                for (int h = kh0 * G; h < (kh0 + 1) * G; h++) {
-                    size_t bh = (size_t)bb * H + h, bk = (size_t)bb * Hkv + h / G;
-                    float *dqb = f->dqbar + (bh * f->S + s) * D;
-                    vbar_backward(f, kb, bk, f->qbar + (bh * f->S + s) * D, f->vbar + (bh * f->S + s) * D,
-                                  f->slse[bh * f->S + s], f->dvbar + (bh * f->S + s) * D, dqb);
-                    argmax_index(f, kb, f->q + bh * f->n * D, f->qbar + (bh * f->S + s) * D, idx);
-                    add_at(f, f->dq + bh * f->n * D, idx, dqb);
-                }
-                {
-                    size_t bk = (size_t)bb * Hkv + kh0;
-                    argmax_index(f, kb, f->k + bk * f->n * D, f->kbar + (bk * f->S + s) * D, idx);
-                    add_at(f, f->dk + bk * f->n * D, idx, f->dkbar + (bk * f->S + s) * D);
-                }
-            }
-        }
-    }
-    ra_blas_serial_end();
+    /* local blocks: everything is here; a token's levels in order */
+    for_slots_by_level(f, local_block_backward);
     if (f->C) { /* candidates: my part of each, with the summed gradients */
         float *dqb = f->cdq;
         memset(dqb, 0, sizeof(float) * f->C * B * H * D);
         float *qbar = f->cmax2; /* then kbar: the candidates' maxima */
         /* the candidates' qbar, kbar, vbar, slse are not all in my slots: recompute them */
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (f->C > 1)
         for (int c = 0; c < f->C; c++) {
             int64_t r0, r1;
             rows_of(f, f->cand[c], &r0, &r1);
@@ -569,8 +631,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                                   "the max of combiner-logsparse shared summaries (backward)"));
         float *recs = f->crec;
         const int64_t BH = (int64_t)B * H, citems = (int64_t)f->C * BH;
-        ra_blas_serial_begin();
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (citems > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (citems > 1)
         for (int64_t it = 0; it < citems; it++) {
             const int c = (int)(it / BH), bb = (int)(it % BH / H), h = (int)(it % H);
             int64_t r0, r1;
@@ -578,17 +639,15 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
             vbar_partial(f, qbar + (size_t)c * per + ((size_t)bb * H + h) * D, (size_t)bb * Hkv + h / G, r0, r1,
                          recs + (((size_t)c * B + bb) * H + h) * (D + 2));
         }
-        ra_blas_serial_end();
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, recs, f->C * B * H, f->rec, f->merge, f->comm,
                                   "the merge of combiner-logsparse summary softmax records (backward)"));
         /* the candidates are sorted by level, and a level's blocks have
          * disjoint rows: level by level, items (candidate, key head) in
          * parallel, each with its G query heads in order */
-        ra_blas_serial_begin();
         for (int c0 = 0, c1; c0 < f->C; c0 = c1) {
             for (c1 = c0; c1 < f->C && f->cand[c1].l == f->cand[c0].l;) c1++;
             const int64_t litems = (int64_t)(c1 - c0) * BK;
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (litems > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (litems > 1)
             for (int64_t it = 0; it < litems; it++) {
                 const int c = c0 + (int)(it / BK), bb = (int)(it % BK / Hkv), kh = (int)(it % Hkv);
                 float vb[D];
@@ -601,11 +660,10 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                 }
             }
         }
-        ra_blas_serial_end();
         RA_TRY(ra_allreduce_named(MPI_IN_PLACE, dqb, (int)((size_t)f->C * B * H * D), MPI_FLOAT, MPI_SUM, f->comm,
                                   "the sum of combiner-logsparse query-summary gradients"));
         /* the max-pooling: the first global arg-max gets the gradient */
-#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 1) if (f->C > 1)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (f->C > 1)
         for (int c = 0; c < f->C; c++) {
             int64_t *ix = f->idx + (size_t)c * per;
             for (size_t bh = 0; bh < (size_t)B * H; bh++)
@@ -624,9 +682,9 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                 add_at(f, f->dk + bk * f->n * D, ix + ((size_t)B * H + bk) * D, g + (size_t)c * per + ((size_t)B * H + bk) * D);
         }
     }
-    RA_TRY(ra_relayout_move(&f->R, f->dq, dq, B * H, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dk, dk, B * Hkv, D, 0));
-    RA_TRY(ra_relayout_move(&f->R, f->dv, dv, B * Hkv, D, 0));
+    RA_TRY(ra_head_move_out(&f->M, f->dq, dq, B * H, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * Hkv, D));
+    RA_TRY(ra_head_move_out(&f->M, f->dv, dv, B * Hkv, D));
     f->bytes = ra_comm_bytes() - bytes0;
     return RA_OK;
 }
@@ -644,11 +702,10 @@ static void ls_destroy(ra_head *hd)
     ls_head *f = (ls_head *)hd;
     if (!f) return;
     ra_softmax_op_free(&f->rec, &f->merge);
-    ra_relayout_free(&f->R);
+    ra_head_move_free(&f->M);
     free(f->bounds);
     free(f->cand);
     free(f->mem);
-    free(f->tmem);
     free(f);
 }
 
@@ -678,7 +735,8 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     for (int r = 0; r <= f->P; r++) f->bounds[r] = ra_layout_global(RA_LAYOUT_CONTIGUOUS, o->L, f->P, r, 0);
     f->bounds[f->P] = o->L;
     f->a = f->bounds[f->rank], f->e = f->bounds[f->rank + 1], f->n = f->e - f->a;
-    RA_TRY(ra_relayout_create(&f->R, o->layout, o->L, f->bounds, comm));
+    RA_TRY(ra_relayout_create(&f->M.R, o->layout, o->L, f->bounds, comm));
+    RA_TRY(ra_head_move_init(&f->M));
     f->nl = 0;
     while (f->nl < MAX_LEVELS && ((int64_t)1 << f->nl) < o->L) f->nl++;
     f->S = 0;
@@ -709,14 +767,11 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     const size_t C = (size_t)f->C;
     ra_plan plan = RA_PLAN_INIT;
     RA_PLAN_ADD(&plan, f->cand_slot, C);
-    RA_PLAN_ADD(&plan, f->pos, (size_t)f->n);
     RA_PLAN_ADD(&plan, f->idx, C * per);
-    float **tok_q[] = { &f->q, &f->out, &f->dout, &f->dq }, **tok_k[] = { &f->k, &f->v, &f->dk, &f->dv };
-    float **sum_q[] = { &f->qbar, &f->vbar, &f->dqbar, &f->dvbar };
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_q[i], nq, sizeof(float));
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)tok_k[i], nk, sizeof(float));
-    RA_PLAN_ADD(&plan, f->lse, nr);
-    for (int i = 0; i < 4; i++) ra_plan_add(&plan, (void **)sum_q[i], sq, sizeof(float));
+    for (int t = 0; t < HM_N; t++) RA_PLAN_ADD(&plan, f->own[t], ra_head_move_floats(&f->M, t, nq, nk, nr));
+    RA_PLAN_ADD(&plan, f->qbar, sq);
+    RA_PLAN_ADD(&plan, f->vbar, sq);
+    RA_PLAN_ADD(&plan, f->dvbar, sq);
     RA_PLAN_ADD(&plan, f->kbar, sk);
     RA_PLAN_ADD(&plan, f->dkbar, sk);
     RA_PLAN_ADD(&plan, f->slse, B * o->H * f->S);
@@ -726,9 +781,7 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, f->cmax2, C * per);
     RA_PLAN_ADD(&plan, f->dl, nr);
     RA_TRY(ra_plan_alloc(&plan, &f->mem, "combiner-logsparse buffers"));
-    RA_TRY(thread_buffers(f)); /* scratch, rec1: for ra_threads() threads */
     for (int c = 0; c < f->C; c++) f->cand_slot[c] = slot_of(f, f->cand[c].l, f->cand[c].b);
-    for (int64_t i = 0; i < f->n; i++) f->pos[i] = (int32_t)(f->a + i);
     return ra_softmax_op_create(o->D, &f->rec, &f->merge);
 }
 
