@@ -5,7 +5,7 @@
 # temporary prefix, build examples/ against it with pkg-config, run them),
 # then the checkers: the unit and mpi suites under ASan + UBSan and
 # under valgrind (scripts/sanitize.sh all) and a short smoke run of every
-# libFuzzer harness (scripts/fuzz.sh, SMOKE_SECONDS each, default 10).
+# libFuzzer harness (scripts/fuzz.sh, SMOKE_SECONDS each, default 5).
 # Prints "N passed, M failed" over all of them; exits non-zero on any failure.
 # --quick: the meson suites only (extra arguments go to meson test).
 set -uo pipefail
@@ -39,7 +39,7 @@ if [ "$quick" -eq 0 ]; then
     passed=$((passed + p)) failed=$((failed + f))
     grep -q '^sanitize: all passed' "$out" || { [ "$f" -eq 0 ] && failed=$((failed + 1)); }
     # fuzzers: the seed corpora replayed, then SMOKE_SECONDS of fuzzing each
-    bash scripts/fuzz.sh "${SMOKE_SECONDS:-10}" 2>&1 | tee "$out"
+    bash scripts/fuzz.sh "${SMOKE_SECONDS:-5}" 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
     read -r p f < <(awk '/^fuzz_/ { if ($NF == "ok") p++; else f++ } END { print p + 0, f + 0 }' "$out")
     [ $((p + f)) -eq 0 ] && f=1 # no fuzzer ran
