@@ -92,7 +92,9 @@ for ex in examples/*.c; do
     fail "example $name: does not build with pkg-config --cflags --libs ringattn"
     continue
   fi
-  if ! ldd "$stage/$name" | grep -q "$libdir/libringattn.so"; then
+  # (grep reads all of ldd's output: with pipefail, `grep -q` quitting at the
+  # first match can fail the pipeline by ldd's SIGPIPE: seen on a loaded box)
+  if ! ldd "$stage/$name" | grep "$libdir/libringattn.so" >/dev/null; then
     fail "example $name: not linked to the installed libringattn.so ($(ldd "$stage/$name" | grep ringattn))"
     continue
   fi

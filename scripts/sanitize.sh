@@ -1,42 +1,60 @@
 #!/usr/bin/env bash
-# sanitize.sh [asan|valgrind|all] - the unit and mpi suites under
-# AddressSanitizer + UndefinedBehaviorSanitizer and/or valgrind (CI runs
-# "all"). Sets up the build dirs when missing, builds, runs
-# `meson test --setup asan|valgrind`, prints one summary line per checker and
-# a total, and exits non-zero on any failure. See docs/fuzzing.md.
+# sanitize.sh [asan|valgrind|tsan|all] - the unit and mpi suites under
+# AddressSanitizer + UndefinedBehaviorSanitizer, valgrind and/or
+# ThreadSanitizer (CI runs "all"). Sets up the build dirs when missing, builds
+# what the chosen tests need, runs `meson test --setup asan|valgrind|tsan`,
+# prints one summary line per checker and a total, and exits non-zero on any
+# failure. See docs/fuzzing.md.
 #
 #   build-asan  gcc -Db_sanitize=address,undefined -Db_lundef=false, -O2 -g
 #   build-vg    gcc -Dnative=false (valgrind 3.19 cannot decode AVX-512), -O2 -g
+#   build-tsan  clang -Db_sanitize=thread -Db_lundef=false, -O2 -g: OpenMP is
+#               then LLVM's libomp, whose Archer tool (libarcher.so) tells
+#               TSan about its barriers, joins and reductions (gcc's libgomp
+#               is not instrumented: TSan reports its every hand-over as a race)
 #
-# The mpi tests are the slow part; to fit CI (about 6 minutes on 2 cores) the
+# The mpi tests are the slow part; to fit CI (about 5 minutes on 2 cores) the
 # defaults run a subset, and these variables widen it:
-#   SAN_ASAN_MAX_RANKS=3        asan: mpi tests of at most this many ranks
+#   SAN_ASAN_MAX_RANKS=2        asan: mpi tests of at most this many ranks
+#                               (P=3 is the first odd split; it runs natively)
 #   SAN_VG_MAX_RANKS=2          valgrind: the same
 #   SAN_VG_MPI="warm model_sweep"  valgrind: which mpi test families to run
 #                               ("ring combiner warm model_sweep" for all: ~10 min more)
+#   SAN_TSAN_MAX_RANKS=2        tsan: the same
+#   SAN_TSAN_MPI="combiner_threads ring warm model_sweep"  tsan: which threaded
+#                               mpi tests to run: combiner_threads is
+#                               "combiner threads P=N" (1-4 threads a rank), the
+#                               others "FAMILY P=N threads=2" (also: combiner tiny)
 # The asan run includes every mpi family (model_sweep too: the model at odd
-# shapes, every head, preconditioner and layout, training and decoding).
+# shapes, every head, preconditioner and layout, training and decoding). The
+# tsan run is the unit suite's thread tests (test_attn_threads: attention
+# tiles and the ring on 1-4 threads; test_threads_layers: every threaded layer
+# kernel and AdamW) and the threaded mpi tests above.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 mode=${1:-all}
 case "$mode" in
-  asan|valgrind|all) ;;
-  *) echo "usage: $0 [asan|valgrind|all]" >&2; exit 2 ;;
+  asan|valgrind|tsan|all) ;;
+  *) echo "usage: $0 [asan|valgrind|tsan|all]" >&2; exit 2 ;;
 esac
-bash scripts/install-deps.sh >/dev/null || exit 1
-if [ "$mode" != asan ] && ! command -v valgrind >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q valgrind || exit 1
+# valgrind, and clang with its runtimes and libomp (libarcher.so) for tsan,
+# are in install-deps.sh's --tests set
+if [ "$mode" = asan ]; then
+  bash scripts/install-deps.sh >/dev/null || exit 1
+else
+  bash scripts/install-deps.sh --tests >/dev/null || exit 1
 fi
 . scripts/env.sh
 
 asan_build=${RINGATTN_ASAN_BUILD:-build-asan}
 vg_build=${RINGATTN_VG_BUILD:-build-vg}
-asan_max=${SAN_ASAN_MAX_RANKS:-3}
+tsan_build=${RINGATTN_TSAN_BUILD:-build-tsan}
+asan_max=${SAN_ASAN_MAX_RANKS:-2}
 vg_max=${SAN_VG_MAX_RANKS:-2}
 vg_mpi=${SAN_VG_MPI:-warm model_sweep}
+tsan_max=${SAN_TSAN_MAX_RANKS:-2}
+tsan_mpi=${SAN_TSAN_MPI:-combiner_threads ring warm model_sweep}
 
 summary=()
 failed=0
@@ -44,17 +62,47 @@ failed=0
 # count KEY LOG: the number meson test printed for "KEY:" (0 if none).
 count() { awk -v k="$1" -F: '$1 == k { gsub(/ /, "", $2); n = $2 } END { print n + 0 }' "$2"; }
 
-# setup_build DIR MESON-OPTIONS...: configure once, then build everything.
+# setup_build DIR MESON-OPTIONS...: configure once.
 setup_build() {
   local dir=$1
   shift
   if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" "$@" >/dev/null || { echo "sanitize.sh: meson setup $dir failed" >&2; return 1; }
   fi
-  ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
 }
 
-# run_checker NAME BUILD-DIR SETUP-ARGS... -- MESON-TEST-ARGS...
+# list_tests DIR MESON-TEST-ARGS...: the names of the tests selected, one a line.
+list_tests() {
+  local dir=$1
+  shift
+  meson test -C "$dir" --no-rebuild --list "$@" 2>/dev/null | sed -n 's|^[^ ]* / ||p'
+}
+
+# build_for DIR NAME...: build what the named tests need and nothing else (the
+# targets each test depends on, as `meson test` itself rebuilds them): not
+# the command-line program, nor the tests of other suites.
+build_for() {
+  local dir=$1 targets
+  shift
+  targets=$(python3 - "$dir" "$@" <<'EOF'
+import json, os, sys
+d, names = sys.argv[1], set(sys.argv[2:])
+info = os.path.join(d, 'meson-info')
+files = {t['id']: t['filename'] for t in json.load(open(os.path.join(info, 'intro-targets.json')))}
+out = set()
+for t in json.load(open(os.path.join(info, 'intro-tests.json'))):
+    if t['name'] in names:
+        for dep in t['depends']:
+            out.update(os.path.relpath(f, os.path.abspath(d)) for f in files[dep])
+print('\n'.join(sorted(out)))
+EOF
+) || return 1
+  [ -n "$targets" ] || { echo "sanitize.sh: no tests selected in $dir" >&2; return 1; }
+  # shellcheck disable=SC2086
+  ninja -C "$dir" $targets >/dev/null || { ninja -C "$dir" $targets; return 1; }
+}
+
+# run_checker NAME BUILD-DIR MESON-TEST-ARGS...
 run_checker() {
   local name=$1 dir=$2 t0=$SECONDS log
   shift 2
@@ -74,10 +122,13 @@ run_checker() {
   rm -f "$log"
 }
 
-if [ "$mode" != valgrind ]; then
+if [ "$mode" = asan ] || [ "$mode" = all ]; then
   t0=$SECONDS
+  names=()
   if CC=${SAN_CC:-gcc} setup_build "$asan_build" -Dbuildtype=debugoptimized \
-      -Db_sanitize=address,undefined -Db_lundef=false; then
+      -Db_sanitize=address,undefined -Db_lundef=false &&
+     mapfile -t names < <(list_tests "$asan_build" --suite unit --suite mpi) &&
+     build_for "$asan_build" "${names[@]}"; then
     echo "sanitize.sh: $asan_build built in $((SECONDS - t0)) s; asan: unit, mpi P <= $asan_max"
     RA_TEST_MAX_RANKS=$asan_max run_checker asan "$asan_build" --setup asan --suite unit --suite mpi
   else
@@ -86,7 +137,7 @@ if [ "$mode" != valgrind ]; then
   fi
 fi
 
-if [ "$mode" != asan ]; then
+if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
   t0=$SECONDS
   if setup_build "$vg_build" -Dnative=false -Dbuildtype=debugoptimized; then
     native=$(meson introspect --buildoptions "$vg_build" |
@@ -100,20 +151,68 @@ if [ "$mode" != asan ]; then
     names=()
     while IFS= read -r t; do
       names+=("$t")
-    done < <(meson test -C "$vg_build" --no-rebuild --list --suite unit 2>/dev/null | sed -n 's|^[^ ]* / ||p' |
-             grep -v -x -e test_attn_threads -e test_threads_layers)
+    done < <(list_tests "$vg_build" --suite unit | grep -v -x -e test_attn_threads -e test_threads_layers)
     # (the thread sweeps at 1-4 threads take many minutes under valgrind;
-    # they run natively and under asan)
+    # they run natively and under asan and tsan)
     while IFS= read -r t; do
       for fam in $vg_mpi; do
         case "$t" in "$fam P="*) names+=("$t") ;; esac
       done
-    done < <(meson test -C "$vg_build" --no-rebuild --list --suite mpi 2>/dev/null | sed -n 's|^[^ ]* / ||p')
-    echo "sanitize.sh: $vg_build built in $((SECONDS - t0)) s; valgrind: unit, mpi ($vg_mpi) P <= $vg_max"
-    RA_TEST_MAX_RANKS=$vg_max run_checker valgrind "$vg_build" --setup valgrind "${names[@]}"
+    done < <(list_tests "$vg_build" --suite mpi)
+    if build_for "$vg_build" "${names[@]}"; then
+      echo "sanitize.sh: $vg_build built in $((SECONDS - t0)) s; valgrind: unit, mpi ($vg_mpi) P <= $vg_max"
+      RA_TEST_MAX_RANKS=$vg_max run_checker valgrind "$vg_build" --setup valgrind "${names[@]}"
+    else
+      failed=1
+      summary+=("valgrind build failed")
+    fi
   else
     failed=1
     summary+=("valgrind build failed")
+  fi
+fi
+
+if [ "$mode" = tsan ] || [ "$mode" = all ]; then
+  t0=$SECONDS
+  if CC=${SAN_TSAN_CC:-clang} setup_build "$tsan_build" -Dbuildtype=debugoptimized \
+      -Db_sanitize=thread -Db_lundef=false; then
+    if ! grep -q '^C compiler for the host machine: clang' "$tsan_build/meson-logs/meson-log.txt"; then
+      echo "sanitize.sh: $tsan_build is not a clang build; tsan needs clang and LLVM's libomp" \
+        "(rm -rf $tsan_build to set it up again)" >&2
+      exit 1
+    fi
+    # the unit thread tests, plus the chosen threaded mpi tests
+    names=(test_attn_threads test_threads_layers)
+    while IFS= read -r t; do
+      for fam in $tsan_mpi; do
+        case "$fam:$t" in
+          "combiner_threads:combiner threads P="*|"$fam:$fam P="*" threads=2") names+=("$t") ;;
+        esac
+      done
+    done < <(list_tests "$tsan_build" --suite mpi)
+    if build_for "$tsan_build" "${names[@]}"; then
+      echo "sanitize.sh: $tsan_build built in $((SECONDS - t0)) s; tsan: unit thread tests," \
+        "mpi ($tsan_mpi) P <= $tsan_max"
+      RA_TEST_MAX_RANKS=$tsan_max run_checker tsan "$tsan_build" --setup tsan "${names[@]}"
+      # Archer says so on each rank's stderr (ARCHER_OPTIONS=verbose=1): without
+      # it TSan would not be seeing OpenMP's synchronisation at all
+      missing=$(awk '/^test: / { if (t != "" && ran && !seen) n++; t = $0; ran = 1; seen = 0 }
+                     /^result: .*(77|[Ss]kip)/ { ran = 0 }
+                     /^Archer detected OpenMP application with TSan/ { seen = 1 }
+                     END { if (t != "" && ran && !seen) n++; print n + 0 }' \
+                "$tsan_build/meson-logs/testlog-tsan.txt")
+      if [ "$missing" -ne 0 ]; then
+        echo "sanitize.sh: $missing tsan test(s) ran without Archer (libarcher.so, package libomp-14-dev)" >&2
+        failed=1
+        summary[-1]="${summary[-1]} (Archer missing in $missing)"
+      fi
+    else
+      failed=1
+      summary+=("tsan     build failed")
+    fi
+  else
+    failed=1
+    summary+=("tsan     build failed")
   fi
 fi
 

@@ -3,9 +3,10 @@
 # warning-free (--werror), run every meson suite (unit, mpi, cli, cluster,
 # slurm), then the install check (scripts/check_install.sh: install into a
 # temporary prefix, build examples/ against it with pkg-config, run them),
-# then the checkers: the unit and mpi suites under ASan + UBSan and
-# under valgrind (scripts/sanitize.sh all) and a short smoke run of every
-# libFuzzer harness (scripts/fuzz.sh, SMOKE_SECONDS each, default 10).
+# then the checkers: the unit and mpi suites under ASan + UBSan and under
+# valgrind, the threaded tests under ThreadSanitizer (scripts/sanitize.sh
+# all), and a short smoke run of every libFuzzer harness (scripts/fuzz.sh,
+# SMOKE_SECONDS each, default 5).
 # Prints "N passed, M failed" over all of them; exits non-zero on any failure.
 # --quick: the meson suites only (extra arguments go to meson test).
 set -uo pipefail
@@ -32,14 +33,15 @@ if [ "$quick" -eq 0 ]; then
     [ $((p + f)) -eq 0 ] && f=1 # the script stopped before its summary
     passed=$((passed + p)) failed=$((failed + f))
     # sanitizers: "asan  20 passed, 0 failed, 6 skipped in 1m15s" per checker
+    # (asan, valgrind, tsan)
     bash scripts/sanitize.sh all 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
-    read -r p f < <(awk '/^(asan|valgrind) +[0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+    read -r p f < <(awk '/^(asan|valgrind|tsan) +[0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
                          END { print p + 0, f + 0 }' "$out")
     passed=$((passed + p)) failed=$((failed + f))
     grep -q '^sanitize: all passed' "$out" || { [ "$f" -eq 0 ] && failed=$((failed + 1)); }
     # fuzzers: the seed corpora replayed, then SMOKE_SECONDS of fuzzing each
-    bash scripts/fuzz.sh "${SMOKE_SECONDS:-10}" 2>&1 | tee "$out"
+    bash scripts/fuzz.sh "${SMOKE_SECONDS:-5}" 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
     read -r p f < <(awk '/^fuzz_/ { if ($NF == "ok") p++; else f++ } END { print p + 0, f + 0 }' "$out")
     [ $((p + f)) -eq 0 ] && f=1 # no fuzzer ran
