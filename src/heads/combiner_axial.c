@@ -362,7 +362,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     f->dk = ra_head_move_target(&f->in, dk, f->own[HM_DK]);
     f->dv = ra_head_move_target(&f->in, dv, f->own[HM_DV]);
     const int64_t rows = (int64_t)BH * f->n; /* dl = rowsum(dO * O), into l */
-#pragma omp parallel for num_threads(f->nthr) schedule(static) if (rows * D >= 32768)
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 2048) if (rows * D >= 32768)
     for (int64_t i = 0; i < rows; i++) ra_attn_bwd_rowdot(1, D, f->out + i * D, f->dout + i * D, f->l + i);
     ra_head_zero(f->dk, (size_t)BK * f->n * D);
     ra_head_zero(f->dv, (size_t)BK * f->n * D);

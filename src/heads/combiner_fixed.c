@@ -296,7 +296,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
         }
     }
     /* the chunks' partials, added in chunk order */
-#pragma omp parallel for num_threads(f->nthr) schedule(static)
+#pragma omp parallel for num_threads(f->nthr) schedule(dynamic, 4096)
     for (size_t i = 0; i < sk + sq; i++) {
         const float *p = i < sk ? f->pdkbar + i : f->pdvbar + (i - sk);
         const size_t stride = i < sk ? sk : sq;

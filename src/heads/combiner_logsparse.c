@@ -113,6 +113,11 @@ static int is_candidate(const ls_head *f, block k)
  * own. Items are (chunk or block, key head). */
 #define LOW 8
 
+/* Every loop hands out its items dynamically - in runs of QUERY_CHUNK for
+ * the per-query loops: a thread that another process holds up for a while
+ * does not keep the others waiting at the end. */
+#define QUERY_CHUNK 512
+
 typedef struct {
     int l;
     int64_t s0, s1; /* slots [s0, s1) of level l */
@@ -382,7 +387,7 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     float *lse = ra_head_move_target(&f->M, lse_out, f->own[HM_LSE]);
     /* every (head, query) on its own: in parallel */
     const int64_t BH = (int64_t)o->B * o->H;
-#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(dynamic, QUERY_CHUNK)
     for (int64_t x = 0; x < BH; x++)
         for (int64_t i = 0; i < f->n; i++) {
             const size_t bh = (size_t)x, bk = bh / o->H * o->Hkv + bh % o->H / G;
@@ -556,7 +561,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
      * with the key head's G query heads in order zero, then write, only
      * their row */
     const int64_t BK = (int64_t)B * Hkv;
-#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(dynamic, QUERY_CHUNK)
     for (int64_t x = 0; x < BK; x++)
         for (int64_t i = 0; i < f->n; i++) {
             const size_t bk = (size_t)x;

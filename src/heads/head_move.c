@@ -7,7 +7,9 @@
 #include "ringattn/collective.h"
 #include "ringattn/threads.h"
 
-/* A copy or zeroing below this many floats is not worth waking the threads for. */
+/* A copy or zeroing below this many floats is not worth waking the threads
+ * for. The parts are handed out dynamically: a thread that another process
+ * holds up does not keep the others waiting. */
 #define PAR_FLOATS 32768
 
 ra_status ra_head_move_init(ra_head_move *M)
@@ -36,7 +38,7 @@ static void local_move(const ra_relayout *R, const float *src, float *dst, int n
 {
     const int64_t n = R->Lr_dst, items = (int64_t)nbh * n;
     const size_t bytes = sizeof(float) * (size_t)w;
-#pragma omp parallel for num_threads(ra_threads()) schedule(static) if (items * w >= PAR_FLOATS)
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 2048) if (items * w >= PAR_FLOATS)
     for (int64_t it = 0; it < items; it++) {
         const int64_t row = it / n * n, k = it % n, j = R->src_of[k];
         if (forward) memcpy(dst + (size_t)(row + k) * w, src + (size_t)(row + j) * w, bytes);
@@ -65,6 +67,7 @@ ra_status ra_head_move_out(ra_head_move *M, const float *src, float *dst, int nb
 void ra_head_zero(float *x, size_t n)
 {
     const size_t chunk = PAR_FLOATS, chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(ra_threads()) schedule(static) if (chunks > 1)
-    for (size_t c = 0; c < chunks; c++) memset(x + c * chunk, 0, sizeof(float) * (c + 1 < chunks ? chunk : n - c * chunk));
+#pragma omp parallel for num_threads(ra_threads()) schedule(dynamic, 1) if (chunks > 1)
+    for (size_t c = 0; c < chunks; c++)
+        memset(x + c * chunk, 0, sizeof(float) * (c + 1 < chunks ? chunk : n - c * chunk));
 }
