@@ -27,24 +27,34 @@ void ra_net_init(ra_net *net, const ra_config *cfg, const ra_param_layout *lay, 
 
 /* ---- layout transforms ------------------------------------------------------- */
 
-/* [B][Lr][nh][D] -> [B][nh][Lr][D] */
+/* threads for a layout move of n floats: memory-bound, so one team only
+ * when the copy is large (2 MiB at L = 2048, C = 256) */
+static int move_threads(size_t n) { return n >= 32768 && !omp_in_parallel() ? ra_threads() : 1; }
+
+/* [B][Lr][nh][D] -> [B][nh][Lr][D]; rows (tokens) shared out over threads */
 static void tok_to_head(float *dst, const float *src, int B, int64_t Lr, int nh, int D)
 {
-    for (int b = 0; b < B; b++)
+    const int nt = move_threads((size_t)B * Lr * nh * D);
+    for (int b = 0; b < B; b++) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int64_t i = 0; i < Lr; i++)
             for (int h = 0; h < nh; h++)
                 memcpy(dst + (((size_t)b * nh + h) * Lr + i) * D, src + (((size_t)b * Lr + i) * nh + h) * D,
                        sizeof(float) * D);
+    }
 }
 
 /* [B][nh][Lr][D] -> [B][Lr][nh][D] */
 static void head_to_tok(float *dst, const float *src, int B, int64_t Lr, int nh, int D)
 {
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < nh; h++)
-            for (int64_t i = 0; i < Lr; i++)
+    const int nt = move_threads((size_t)B * Lr * nh * D);
+    for (int b = 0; b < B; b++) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+        for (int64_t i = 0; i < Lr; i++)
+            for (int h = 0; h < nh; h++)
                 memcpy(dst + (((size_t)b * Lr + i) * nh + h) * D, src + (((size_t)b * nh + h) * Lr + i) * D,
                        sizeof(float) * D);
+    }
 }
 
 /* ---- attention input: rmsnorm, Q/K/V projections, RoPE ------------------------ */
