@@ -484,8 +484,10 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
         ra_cm_attn a = { .B = micro, .H = cfg->heads, .Hkv = cfg->kv_heads, .D = cfg->head_dim, .L = cfg->seq_len,
                          .causal = 1, .head = lc->head_id, .span = lc->span, .row = lc->row };
         ra_cm_setup ss = *s;
-        ra_cm_attn_cost ac;
-        RA_TRY(ra_cm_attn_time(&a, &ss, r, &ac));
+        static ra_cm_attn_cost ac; /* layers with the same head cost the same: computed once */
+        int same = l > 0 && lc->head_id == cfg->layer[l - 1].head_id && lc->span == cfg->layer[l - 1].span &&
+                   lc->row == cfg->layer[l - 1].row;
+        if (!same) RA_TRY(ra_cm_attn_time(&a, &ss, r, &ac));
         head_f += ac.fwd_s, head_b += ac.bwd_s;
         waits += ac.fwd_wait_s + ac.bwd_wait_s;
         ring_x += ac.fwd_comm_s + ac.bwd_comm_s;
