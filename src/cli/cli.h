@@ -31,6 +31,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_export(ra_cli *c, int argc, char **argv); /* cmd_llama.c */
 ra_status ra_cmd_import(ra_cli *c, int argc, char **argv);
+ra_status ra_cmd_plan(ra_cli *c, int argc, char **argv); /* cmd_plan.c */
 
 /* Option values, each error naming the option and the value. */
 ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out);

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
         { "generate", ra_cmd_generate },
         { "export", ra_cmd_export },
         { "import", ra_cmd_import },
+        { "plan", ra_cmd_plan },
     };
     ra_status (*run)(ra_cli *, int, char **) = NULL;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)

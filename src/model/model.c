@@ -92,6 +92,33 @@ static void plan_buffers(ra_model *m, ra_plan *plan)
     RA_PLAN_ADD(plan, m->ffn.e, FB);
 }
 
+ra_status ra_model_plan_bytes(const ra_config *cfg, int micro_batch, int P, int rank, size_t *bytes,
+                              size_t *nparams)
+{
+    *bytes = 0;
+    if (micro_batch < 1 || P < 1 || rank < 0 || rank >= P)
+        return RA_FAIL(RA_ERR_ARG, "model plan: micro-batch %d, rank %d of %d", micro_batch, rank, P);
+    ra_model *m = calloc(1, sizeof *m);
+    if (!m) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the model plan");
+    m->cfg = *cfg;
+    m->P = P, m->rank = rank, m->B = micro_batch, m->L = cfg->seq_len;
+    m->Lr = ra_layout_count(cfg->layout_id, m->L, P, rank);
+    m->N = (int64_t)m->B * m->Lr;
+    ra_param_plan(&m->lay, &m->cfg);
+    ra_net_init(&m->net, &m->cfg, &m->lay, NULL);
+    ra_status st = logit_rows(m->N, m->net.V, &m->R);
+    if (st == RA_OK) { /* the same list ra_model_create allocates */
+        ra_plan plan = RA_PLAN_INIT;
+        plan_buffers(m, &plan);
+        if (plan.overflow || plan.nomem) st = RA_FAIL(RA_ERR_NOMEM, "model plan: the sizes overflow");
+        *bytes = plan.total;
+        ra_plan_discard(&plan);
+    }
+    if (nparams) *nparams = m->lay.total;
+    free(m);
+    return st;
+}
+
 ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm)
 {
     *out = NULL;

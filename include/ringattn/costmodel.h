@@ -1,0 +1,111 @@
+/* costmodel.h - predicted step times, waits, balance and memory of the ring
+ * (docs/planner.md). Pure functions: no MPI, no allocation of model buffers.
+ *
+ * A ring call is P*nc steps (docs/design.md §4.1). Step s of rank r computes
+ * the tiles of the piece it holds (the real tile grid of attn.c: 256x512
+ * forward, 64x512 backward, a tile the causal mask empties skipped, a
+ * partial one computed whole) at the calibrated tile rate, while the next
+ * piece (and in the backward the dK/dV partial) crosses one link:
+ *     T(s) = max(max_r compute(r, s), transfer(s))
+ *     wait(r) = sum_s T(s) - compute(r, s)   (imbalance + transfer waits)
+ * A training step adds the projections, FFN and LM head (sgemm rate), the
+ * memory-bound passes (bytes rate), the gradient all-reduce (ring:
+ * 2(P-1)/P bytes over the link, 2(P-1) latencies) and AdamW.
+ * Memory per rank is the model's real plan (ra_model_plan_bytes) plus the
+ * heads' planned buffers plus the AdamW moments.
+ *
+ *     ra_cm_rates r; ra_cm_default_rates(&r);
+ *     ra_cm_train t; RA_TRY(ra_cm_train_time(&cfg, &(ra_cm_setup){ .P = 4 }, &r, &t));
+ */
+#ifndef RINGATTN_COSTMODEL_H
+#define RINGATTN_COSTMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringattn/config.h"
+#include "ringattn/names.h"
+#include "ringattn/status.h"
+
+/* Rates of one rank at `threads` threads. */
+typedef struct {
+    double sgemm_gflops;    /* projections, FFN, LM head */
+    double attn_fwd_gflops; /* attention tiles, 4*D FLOPs per computed (query, key) pair */
+    double attn_bwd_gflops; /* 10*D FLOPs per pair */
+    double mem_gbs;         /* memory-bound passes: GB/s of bytes read + written */
+    double link_gbps;       /* between nodes: Gbit/s */
+    double link_lat_us;     /* between nodes: one message's latency */
+    double shm_gbps;        /* between ranks of one node */
+    double shm_lat_us;
+    int threads;            /* threads per rank the compute rates hold for */
+    int calibrated;         /* 0: the documented defaults */
+} ra_cm_rates;
+
+/* The documented defaults (docs/planner.md): a 2-core machine of ~2020. */
+void ra_cm_default_rates(ra_cm_rates *r);
+/* "key = value" lines (# comments) with every key of ra_cm_rates; errors
+ * name the file, the line and the key. */
+ra_status ra_cm_rates_parse(ra_cm_rates *r, const char *text, const char *name);
+/* The same format; returns the length written (snprintf's). */
+int ra_cm_rates_text(const ra_cm_rates *r, char *out, size_t cap);
+
+/* Where P ranks run and how the sequence is laid out. */
+typedef struct {
+    int P;              /* ranks */
+    int dp;             /* data-parallel replicas (0 or 1: one ring of P ranks) */
+    int ranks_per_node; /* ranks sharing a node (shm); 0: all P on one node */
+    ra_layout layout;
+    int chunk;          /* run.chunk: 0 automatic (design §4.1) */
+} ra_cm_setup;
+
+/* One attention head call, as `bench attn` runs it. */
+typedef struct {
+    int B, H, Hkv, D;
+    int64_t L;
+    int causal;
+    ra_head_id head;
+    int span, row; /* Combiner parameters (0: ceil(sqrt(L))) */
+} ra_cm_attn;
+
+typedef struct {
+    double fwd_s, bwd_s;              /* wall time of one forward, one backward */
+    double fwd_compute_s, bwd_compute_s; /* busiest rank's compute */
+    double fwd_comm_s, bwd_comm_s;    /* transfer time of all steps (hidden or not) */
+    double fwd_wait_s, bwd_wait_s;    /* the most any rank waits */
+    double imbalance_s;               /* of the waits: from uneven piece work (fwd + bwd) */
+    double balance;                   /* mean over ranks of compute / the busiest's */
+    double bytes_sent;                /* per rank, forward + backward */
+    int nc, chunk, steps;             /* pieces per rank, tokens per piece, steps */
+    size_t head_bytes;                /* the head's planned buffers on the largest rank */
+} ra_cm_attn_cost;
+
+ra_status ra_cm_attn_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *r,
+                          ra_cm_attn_cost *out);
+
+/* Seconds to move `bytes` once over the setup's ring link (shm when every
+ * rank of the ring is on one node). */
+double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes);
+
+/* The automatic chunk and the piece count of the ring (design §4.1). */
+void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk, int *nc, int *chunk_out);
+
+/* One training step of a config (train.batch sequences, accum micro-batches). */
+typedef struct {
+    double step_s;          /* the whole optimizer step */
+    double compute_s;       /* busiest rank: matmuls, tiles, passes, optimizer */
+    double comm_s;          /* ring transfers (all of them) + gradient all-reduce */
+    double wait_s;          /* ring waits (imbalance + exposed transfers) */
+    double allreduce_s;     /* gradient all-reduce */
+    double optim_s;         /* AdamW + gradient norm + zeroing */
+    double attn_fwd_s, attn_bwd_s; /* all heads, all micro-batches */
+    double balance;         /* of the full-attention layers (1 when none) */
+    double flops;           /* model FLOPs of the step (ra_model_flops' count) */
+    size_t bytes_per_rank;  /* model plan + heads + AdamW, largest rank */
+    size_t model_plan_bytes;
+    size_t nparams;
+    int64_t tokens;         /* per step, all ranks */
+} ra_cm_train;
+
+ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_train *out);
+
+#endif

@@ -1,0 +1,524 @@
+/* costmodel.c - the planner's cost model (costmodel.h, docs/planner.md).
+ * Pure: no MPI. The ring's step structure, piece sizes and tile grid follow
+ * src/heads/ring_attn.c and src/kernels/attn.c; memory comes from the real
+ * plans (ra_model_plan_bytes, ra_plan for the heads' buffers). */
+#include "ringattn/costmodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/attn.h"
+#include "ringattn/layout.h"
+#include "ringattn/model.h"
+#include "ringattn/plan.h"
+
+/* attn.c's tiles: forward 256 query rows x 512 keys, backward 64 x 512. */
+enum { FWD_TQ = 256, FWD_TK = 512, BWD_TQ = 64, BWD_TK = 512 };
+/* Above this many ranks the per-step maxima are taken over a sample of
+ * ranks and ring distances (every step's pattern repeats with the distance). */
+enum { SAMPLE = 48 };
+
+/* ---- rates ------------------------------------------------------------------ */
+
+void ra_cm_default_rates(ra_cm_rates *r)
+{
+    *r = (ra_cm_rates){ .sgemm_gflops = 60, .attn_fwd_gflops = 30, .attn_bwd_gflops = 20, .mem_gbs = 8,
+                        .link_gbps = 100, .link_lat_us = 2, .shm_gbps = 40, .shm_lat_us = 1, .threads = 2,
+                        .calibrated = 0 };
+}
+
+typedef struct {
+    const char *key;
+    size_t off;
+    int is_int;
+} rate_key;
+
+static const rate_key keys[] = {
+    { "threads", offsetof(ra_cm_rates, threads), 1 },
+    { "sgemm_gflops", offsetof(ra_cm_rates, sgemm_gflops), 0 },
+    { "attn_fwd_gflops", offsetof(ra_cm_rates, attn_fwd_gflops), 0 },
+    { "attn_bwd_gflops", offsetof(ra_cm_rates, attn_bwd_gflops), 0 },
+    { "mem_gbs", offsetof(ra_cm_rates, mem_gbs), 0 },
+    { "link_gbps", offsetof(ra_cm_rates, link_gbps), 0 },
+    { "link_latency_us", offsetof(ra_cm_rates, link_lat_us), 0 },
+    { "shm_gbps", offsetof(ra_cm_rates, shm_gbps), 0 },
+    { "shm_latency_us", offsetof(ra_cm_rates, shm_lat_us), 0 },
+};
+enum { NKEYS = sizeof keys / sizeof *keys };
+
+ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name)
+{
+    ra_cm_rates r;
+    ra_cm_default_rates(&r);
+    int seen[NKEYS] = { 0 }, line = 0;
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        line++;
+        char buf[256];
+        if (n >= sizeof buf) return RA_FAIL(RA_ERR_FORMAT, "%s:%d: line too long for a rates file", name, line);
+        memcpy(buf, p, n);
+        buf[n] = 0;
+        p += n + (e != NULL);
+        char *h = strchr(buf, '#');
+        if (h) *h = 0;
+        char *s = buf;
+        while (*s == ' ' || *s == '\t' || *s == '\r') s++;
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) return RA_FAIL(RA_ERR_FORMAT, "%s:%d: expected 'key = value' in a rates file", name, line);
+        char *ke = eq;
+        while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t')) ke--;
+        *ke = 0;
+        int k = -1;
+        for (int i = 0; i < NKEYS; i++)
+            if (!strcmp(s, keys[i].key)) k = i;
+        if (k < 0) return RA_FAIL(RA_ERR_FORMAT, "%s:%d: unknown key '%.40s' in a rates file", name, line, s);
+        if (seen[k]) return RA_FAIL(RA_ERR_FORMAT, "%s:%d: key '%s' given twice", name, line, keys[k].key);
+        seen[k] = 1;
+        char *v = eq + 1, *end;
+        double x = strtod(v, &end);
+        while (*end == ' ' || *end == '\t' || *end == '\r') end++;
+        if (end == v || *end || !isfinite(x) || x <= 0 || x > 1e12)
+            return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a positive finite number (got '%.40s')", name, line,
+                           keys[k].key, v);
+        if (keys[k].is_int) {
+            if (x != floor(x) || x > 1 << 20)
+                return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a whole number", name, line, keys[k].key);
+            *(int *)((char *)&r + keys[k].off) = (int)x;
+        } else {
+            *(double *)((char *)&r + keys[k].off) = x;
+        }
+    }
+    for (int i = 0; i < NKEYS; i++)
+        if (!seen[i]) return RA_FAIL(RA_ERR_FORMAT, "%s: the rates file lacks '%s'", name, keys[i].key);
+    r.calibrated = 1;
+    *out = r;
+    return RA_OK;
+}
+
+int ra_cm_rates_text(const ra_cm_rates *r, char *out, size_t cap)
+{
+    size_t n = 0;
+    int w = snprintf(out, cap, "# ringattn plan rates (per rank at `threads` threads)\n");
+    for (int i = 0; i < NKEYS && w >= 0; i++) {
+        n += (size_t)w;
+        if (keys[i].is_int) w = snprintf(out + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s = %d\n",
+                                         keys[i].key, *(const int *)((const char *)r + keys[i].off));
+        else w = snprintf(out + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s = %.6g\n", keys[i].key,
+                          *(const double *)((const char *)r + keys[i].off));
+    }
+    return w < 0 ? w : (int)(n + (size_t)w);
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static int ring_size(const ra_cm_setup *s) { return s->dp > 1 ? s->P / s->dp : s->P; }
+
+double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes)
+{
+    const int P = ring_size(s), rpn = s->ranks_per_node > 0 ? s->ranks_per_node : s->P;
+    const int one_node = P <= rpn && s->P <= rpn;
+    const double gbps = one_node ? r->shm_gbps : r->link_gbps, lat = one_node ? r->shm_lat_us : r->link_lat_us;
+    return bytes * 8.0 / (gbps * 1e9) + lat * 1e-6;
+}
+
+/* Same for a collective over all s->P ranks (the gradient all-reduce). */
+static double world_link(const ra_cm_setup *s, const ra_cm_rates *r, double *lat)
+{
+    const int rpn = s->ranks_per_node > 0 ? s->ranks_per_node : s->P;
+    const int one_node = s->P <= rpn;
+    *lat = (one_node ? r->shm_lat_us : r->link_lat_us) * 1e-6;
+    return (one_node ? r->shm_gbps : r->link_gbps) * 1e9 / 8.0; /* bytes/s */
+}
+
+void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk_opt, int *nc, int *chunk_out)
+{
+    int64_t maxL = 0;
+    for (int q = 0; q < P; q++) {
+        int64_t c = ra_layout_count(layout, L, P, q);
+        if (c > maxL) maxL = c;
+    }
+    if (maxL < 1) maxL = 1;
+    int64_t chunk = chunk_opt > 0 ? chunk_opt : (P == 1 ? maxL : (maxL + 7) / 8);
+    if (chunk_opt == 0 && chunk < 512) chunk = 512;
+    if (chunk > maxL) chunk = maxL;
+    *nc = (int)((maxL + chunk - 1) / chunk);
+    *chunk_out = (int)((maxL + *nc - 1) / *nc);
+}
+
+/* (query, key) pairs a rank computes for query rows [qa, qa+qn) of rank qr
+ * against key rows [ka, ka+kn) of rank kr: the tiles attn.c computes
+ * (tq x tk; causal tiles wholly above the diagonal skipped, partial ones
+ * whole). Positions rise with the local index in every layout. */
+static double tile_area(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr, int64_t ka,
+                        int64_t kn, int causal, int tq, int tk)
+{
+    if (qn <= 0 || kn <= 0) return 0;
+    if (!causal) return (double)qn * kn;
+    double area = 0;
+    for (int64_t i = 0; i < qn; i += tq) {
+        int64_t ni = qn - i < tq ? qn - i : tq;
+        int64_t qmax = ra_layout_global(lay, L, P, qr, qa + i + ni - 1);
+        for (int64_t j = 0; j < kn; j += tk) {
+            int64_t nj = kn - j < tk ? kn - j : tk;
+            int64_t kmin = ra_layout_global(lay, L, P, kr, ka + j);
+            if (kmin <= qmax) area += (double)ni * nj;
+        }
+    }
+    return area;
+}
+
+/* Ranks (or ring distances) to evaluate and the weight of each. */
+static int sample_set(int P, int first, int *idx, double *w)
+{
+    int n = P - first;
+    if (n <= 0) return 0;
+    if (n <= SAMPLE) {
+        for (int i = 0; i < n; i++) idx[i] = first + i, w[i] = 1;
+        return n;
+    }
+    for (int i = 0; i < SAMPLE; i++) {
+        idx[i] = first + (int)((int64_t)i * (n - 1) / (SAMPLE - 1));
+        w[i] = (double)n / SAMPLE;
+    }
+    return SAMPLE;
+}
+
+static size_t ring_head_bytes(const ra_cm_attn *a, int P, int64_t Lr, int chunk, int threads)
+{
+    /* the plan of ra_ring_create and the first backward (ring_attn.c) */
+    ra_plan plan = RA_PLAN_INIT;
+    int32_t *i32;
+    float *f;
+    const size_t rows = (size_t)a->B * a->H * Lr;
+    const size_t piece = 2 * (size_t)a->B * a->Hkv * chunk * a->D + (size_t)a->B * chunk;
+    const size_t dkv = 2 * (size_t)a->B * a->Hkv * chunk * a->D;
+    RA_PLAN_ADD(&plan, i32, (size_t)Lr);
+    RA_PLAN_ADD(&plan, i32, (size_t)chunk);
+    for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, rows);
+    if (P > 1) {
+        for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, f, piece);
+        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, dkv);
+    }
+    size_t per = (ra_attn_scratch_floats(a->D) + 15) / 16 * 16, sf = ra_attn_scratch_floats_threads(a->D, threads);
+    if (sf < per * (size_t)threads) sf = per * (size_t)threads;
+    RA_PLAN_ADD(&plan, f, sf);
+    size_t total = plan.total + sizeof(int64_t) * (size_t)P;
+    ra_plan_discard(&plan);
+    (void)i32, (void)f;
+    return total;
+}
+
+/* ---- the ring (full attention) ----------------------------------------------- */
+
+static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, ra_cm_attn_cost *c)
+{
+    const int P = ring_size(s);
+    const int64_t L = a->L;
+    const ra_layout lay = s->layout;
+    int nc, chunk;
+    ra_cm_ring_pieces(L, P, lay, s->chunk, &nc, &chunk);
+    c->nc = nc, c->chunk = chunk, c->steps = P * nc;
+    int *rk = malloc(sizeof(int) * 2 * (SAMPLE + 2));
+    double *rw = malloc(sizeof(double) * 2 * (SAMPLE + 2));
+    double *fw = malloc(sizeof(double) * (SAMPLE + 2) * 2);
+    if (!rk || !rw || !fw) {
+        free(rk), free(rw), free(fw);
+        return RA_FAIL(RA_ERR_NOMEM, "cost model: out of memory");
+    }
+    int *tk = rk + SAMPLE + 2;
+    double *tw = rw + SAMPLE + 2, *waitf = fw, *waitb = fw + SAMPLE + 2;
+    const int nr = sample_set(P, 0, rk, rw);
+    int nt = 0;
+    tk[nt] = 0, tw[nt++] = 1; /* own pieces */
+    nt += sample_set(P, 1, tk + 1, tw + 1);
+    const double ff = 4.0 * a->D * a->B * a->H / (rt->attn_fwd_gflops * 1e9);
+    const double fb = 10.0 * a->D * a->B * a->H / (rt->attn_bwd_gflops * 1e9);
+    const double memr = rt->mem_gbs * 1e9;
+    const double kvb = 2.0 * a->B * a->Hkv * chunk * a->D * 4; /* one piece's K and V */
+    for (int i = 0; i < nr; i++) waitf[i] = waitb[i] = 0;
+    double Tf = 0, Tb = 0, sumc = 0, maxc_tot = 0, xf = 0, xb = 0, imb = 0;
+    double *cf = malloc(sizeof(double) * nr), *cb = malloc(sizeof(double) * nr), *tot = calloc(nr, sizeof(double));
+    if (!cf || !cb || !tot) {
+        free(rk), free(rw), free(fw), free(cf), free(cb), free(tot);
+        return RA_FAIL(RA_ERR_NOMEM, "cost model: out of memory");
+    }
+    for (int ti = 0; ti < nt; ti++) {
+        const int t = tk[ti];
+        for (int k = 0; k < nc; k++) {
+            double mf = 0, mb = 0;
+            for (int i = 0; i < nr; i++) {
+                const int r = rk[i], o = ((r - t) % P + P) % P;
+                const int64_t Lr = ra_layout_count(lay, L, P, r), Lo = ra_layout_count(lay, L, P, o);
+                const int64_t ka = (int64_t)k * Lo / nc, kn = (int64_t)(k + 1) * Lo / nc - ka;
+                const double af = tile_area(lay, L, P, r, 0, Lr, o, ka, kn, a->causal, FWD_TQ, FWD_TK);
+                const double ab = tile_area(lay, L, P, r, 0, Lr, o, ka, kn, a->causal, BWD_TQ, BWD_TK);
+                cf[i] = af * ff;
+                /* the backward's passes over the piece's partial: zero, add, pack */
+                const double pb = 2.0 * a->B * a->Hkv * kn * a->D * 4;
+                cb[i] = ab * fb + (t == 0 ? 2 * pb : 4 * pb) / memr;
+                if (cf[i] > mf) mf = cf[i];
+                if (cb[i] > mb) mb = cb[i];
+            }
+            const double xfs = P > 1 && t < P - 1 ? ra_cm_transfer_s(s, rt, kvb) : 0;
+            const double xbs = P > 1 ? (t < P - 1 ? ra_cm_transfer_s(s, rt, kvb) : 0) +
+                                           (t >= 1 ? ra_cm_transfer_s(s, rt, kvb) : 0) : 0;
+            const double Tfs = mf > xfs ? mf : xfs, Tbs = mb > xbs ? mb : xbs;
+            Tf += tw[ti] * Tfs, Tb += tw[ti] * Tbs;
+            xf += tw[ti] * xfs, xb += tw[ti] * xbs;
+            maxc_tot += tw[ti] * (mf + mb);
+            for (int i = 0; i < nr; i++) {
+                waitf[i] += tw[ti] * (Tfs - cf[i]);
+                waitb[i] += tw[ti] * (Tbs - cb[i]);
+                tot[i] += tw[ti] * (cf[i] + cb[i]);
+                imb += 0; /* per-rank imbalance below */
+            }
+            /* imbalance of this step, on the rank that waits the most for it */
+            double worst = 0;
+            for (int i = 0; i < nr; i++) {
+                double d = (mf - cf[i]) + (mb - cb[i]);
+                if (d > worst) worst = d;
+            }
+            imb += tw[ti] * worst;
+        }
+    }
+    /* the calls' own passes: forward init/finish over acc, m, l; backward
+     * rowdot, zeroing dq/dk/dv, split_lse (largest rank) */
+    int64_t Lmax = 0;
+    for (int i = 0; i < nr; i++) {
+        int64_t x = ra_layout_count(lay, L, P, rk[i]);
+        if (x > Lmax) Lmax = x;
+    }
+    const double q = (double)a->B * a->H * Lmax * a->D * 4, kv = (double)a->B * a->Hkv * Lmax * a->D * 4;
+    Tf += 3 * q / memr;
+    Tb += (3 * q + 2 * kv) / memr;
+    double wmaxf = 0, wmaxb = 0, cmax = 0, csum = 0, wsum = 0;
+    for (int i = 0; i < nr; i++) {
+        if (waitf[i] > wmaxf) wmaxf = waitf[i];
+        if (waitb[i] > wmaxb) wmaxb = waitb[i];
+        if (tot[i] > cmax) cmax = tot[i];
+        csum += rw[i] * tot[i], wsum += rw[i];
+    }
+    sumc = csum / (wsum > 0 ? wsum : 1);
+    c->fwd_s = Tf, c->bwd_s = Tb;
+    c->fwd_wait_s = wmaxf, c->bwd_wait_s = wmaxb;
+    c->fwd_comm_s = xf, c->bwd_comm_s = xb;
+    c->fwd_compute_s = Tf - wmaxf, c->bwd_compute_s = Tb - wmaxb;
+    c->imbalance_s = imb;
+    c->balance = cmax > 0 ? sumc / cmax : 1;
+    (void)maxc_tot;
+    c->bytes_sent = P > 1 ? (double)(P - 1) * nc * kvb * 2 : 0; /* K/V forward, K/V + dK/dV backward */
+    c->head_bytes = ring_head_bytes(a, P, Lmax, chunk, rt->threads);
+    free(rk), free(rw), free(fw), free(cf), free(cb), free(tot);
+    return RA_OK;
+}
+
+/* ---- Combiner heads ------------------------------------------------------------ */
+
+/* The most rows any sampled rank sends away when its layout's tokens move to
+ * contiguous target ranges bounds(r) = [floor(r*L/P), floor((r+1)*L/P)). */
+static double moved_rows(ra_layout lay, int64_t L, int P)
+{
+    if (P == 1 || lay == RA_LAYOUT_CONTIGUOUS) return 0;
+    int idx[SAMPLE];
+    double w[SAMPLE];
+    int n = sample_set(P, 0, idx, w);
+    double most = 0;
+    for (int i = 0; i < n; i++) {
+        const int r = idx[i];
+        const int64_t Lr = ra_layout_count(lay, L, P, r), a = r * L / P, b = (r + 1) * L / P;
+        int64_t out = 0;
+        if (lay == RA_LAYOUT_ZIGZAG) { /* two contiguous chunks: count by intervals */
+            for (int c2 = 0; c2 < 2; c2++) {
+                int64_t ch = c2 ? 2 * (int64_t)P - 1 - r : r;
+                int64_t lo = ch * L / (2 * P), hi = (ch + 1) * L / (2 * P);
+                int64_t in_lo = lo > a ? lo : a, in_hi = hi < b ? hi : b;
+                out += (hi - lo) - (in_hi > in_lo ? in_hi - in_lo : 0);
+            }
+        } else {
+            for (int64_t k = 0; k < Lr; k++) {
+                int64_t g = ra_layout_global(lay, L, P, r, k);
+                out += g < a || g >= b;
+            }
+        }
+        if (out > most) most = (double)out;
+    }
+    return most;
+}
+
+static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes)
+{
+    const int P = ring_size(s);
+    if (P == 1 || bytes <= 0) return 0;
+    return ra_cm_transfer_s(s, r, bytes) + (P - 2) * ra_cm_transfer_s(s, r, 0);
+}
+
+static ra_status combiner_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, ra_cm_attn_cost *c)
+{
+    const int P = ring_size(s);
+    const int64_t L = a->L;
+    const double D = a->D, BH = (double)a->B * a->H, BK = (double)a->B * a->Hkv;
+    const double ff = 4.0 * D * BH / (rt->attn_fwd_gflops * 1e9), fb = 10.0 * D * BH / (rt->attn_bwd_gflops * 1e9);
+    const double memr = rt->mem_gbs * 1e9;
+    const int64_t Lr = (L + P - 1) / P; /* tokens per rank after the move (contiguous ranges) */
+    const double moved = moved_rows(s->layout, L, P);
+    /* q, k, v in and o, lse out (forward); dout in, dq, dk, dv out (backward) */
+    const double mv_f = moved * 4 * (BH * D * 2 + BK * D * 2 + BH) / a->B * a->B;
+    const double mv_b = moved * 4 * (BH * D * 2 + BK * D * 2);
+    double af = 0, ab = 0, memf = 0, memb = 0, xf = all_to_all_s(s, rt, mv_f), xb = all_to_all_s(s, rt, mv_b);
+    size_t bytes = 0;
+    if (a->head == RA_HEAD_COMBINER_FIXED) {
+        const int64_t sp = a->span > 0 ? a->span : (int64_t)ceil(sqrt((double)L));
+        const int64_t G = (L + sp - 1) / sp, g0 = 0, g1 = (G + P - 1) / P; /* the busiest: the first ranks */
+        const int64_t glast = G - 1, gfirst = G - g1; /* causal: the last spans see the most groups */
+        for (int64_t g = (a->causal ? gfirst : g0); g < (a->causal ? glast + 1 : g1); g++) {
+            const int64_t n = (g + 1) * sp <= L ? sp : L - g * sp;
+            const double dir = tile_area(RA_LAYOUT_CONTIGUOUS, L, 1, 0, g * sp, n, 0, g * sp, n, a->causal, FWD_TQ, FWD_TK);
+            const double grp = (double)n * (a->causal ? g : G - 1);
+            af += dir + grp, ab += dir + grp;
+            memf += 6.0 * n * D * 4 * BH; /* max-pool, the summary's 1 x n softmax */
+            memb += 12.0 * n * D * 4 * BH;
+        }
+        const double summ = (double)G * D * 4 * (2 * BH + BK); /* qbar, vbar, kbar */
+        xf += P > 1 ? ra_cm_transfer_s(s, rt, summ * (P - 1) / P) + (P - 2) * ra_cm_transfer_s(s, rt, 0) : 0;
+        xb += P > 1 ? 2 * (ra_cm_transfer_s(s, rt, 2.0 * (P - 1) / P * G * D * 4 * (BH + BK)) +
+                           2 * (P - 2) * ra_cm_transfer_s(s, rt, 0)) : 0;
+        bytes = (size_t)(4 * (double)Lr * D * (4 * BH + 4 * BK) + 4 * (double)G * D * (4 * BH + 2 * BK));
+    } else if (a->head == RA_HEAD_COMBINER_AXIAL) {
+        const int64_t m = a->row > 0 ? a->row : (int64_t)ceil(sqrt((double)L));
+        const int64_t R = (L + m - 1) / m, rows = (R + P - 1) / P, cols = (m + P - 1) / P;
+        /* rows: the direct block m x m and the row summaries (rho over the row,
+         * then vhat and khat: 6 m D per token); columns: R x R summaries */
+        const double dir = tile_area(RA_LAYOUT_CONTIGUOUS, L, 1, 0, 0, m, 0, 0, m, a->causal, FWD_TQ, FWD_TK);
+        af = rows * (dir + 1.5 * (double)m * m) + cols * (double)R * R * (a->causal ? 0.5 : 1);
+        ab = af;
+        memf = 8.0 * rows * m * D * 4 * BH;
+        memb = 2 * memf;
+        const double perm = (double)Lr * (P - 1) / P * D * 4 * (3 * BH) + (double)Lr * (P - 1) / P * 4 * (BH * D + 2 * BH);
+        xf += all_to_all_s(s, rt, perm), xb += all_to_all_s(s, rt, 2 * perm);
+        bytes = (size_t)(4 * (double)Lr * D * (10 * BH + 4 * BK));
+    } else { /* logsparse: gathers and 1 x 2^l summaries, memory-bound */
+        if (!a->causal)
+            return RA_FAIL(RA_ERR_ARG, "cost model: combiner-logsparse is causal only (bidirectional refused)");
+        const double lg = ceil(log2((double)(L > 1 ? L : 2)));
+        memf = (double)Lr * lg * D * 4 * BH * 4;
+        memb = 2.5 * memf;
+        af = ab = (double)Lr; /* the direct diagonal */
+        xf += P > 1 ? 2 * lg * (ra_cm_transfer_s(s, rt, 4.0 * BH * D) * ceil(log2(P))) : 0;
+        xb += xf;
+        bytes = (size_t)(4 * (double)Lr * D * (6 * BH + 4 * BK) + 8 * (double)Lr * lg * D * BH / (Lr > 0 ? Lr : 1));
+    }
+    const double cfw = af * ff + memf / memr + 3 * (double)Lr * D * 4 * BH / memr;
+    const double cbw = ab * fb + memb / memr + 5 * (double)Lr * D * 4 * BH / memr;
+    c->fwd_compute_s = cfw, c->bwd_compute_s = cbw;
+    c->fwd_comm_s = xf, c->bwd_comm_s = xb;
+    c->fwd_wait_s = xf, c->bwd_wait_s = xb; /* the moves and collectives block */
+    c->fwd_s = cfw + xf, c->bwd_s = cbw + xb;
+    c->balance = 1, c->imbalance_s = 0;
+    c->bytes_sent = (P > 1 ? mv_f + mv_b : 0);
+    c->nc = 1, c->chunk = (int)Lr, c->steps = 1;
+    c->head_bytes = bytes + (size_t)(ra_attn_scratch_floats_threads(a->D, rt->threads) * 4);
+    return RA_OK;
+}
+
+ra_status ra_cm_attn_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_attn_cost *out)
+{
+    *out = (ra_cm_attn_cost){ 0 };
+    if (s->P < 1) return RA_FAIL(RA_ERR_ARG, "cost model: -n %d: need at least one rank", s->P);
+    if (s->dp > 1 && s->P % s->dp)
+        return RA_FAIL(RA_ERR_ARG, "cost model: --dp %d does not divide -n %d", s->dp, s->P);
+    if (a->B < 1 || a->H < 1 || a->Hkv < 1 || a->D < 1 || a->H % a->Hkv || a->L < 1)
+        return RA_FAIL(RA_ERR_ARG, "cost model: bad shape B=%d H=%d Hkv=%d D=%d L=%lld", a->B, a->H, a->Hkv, a->D,
+                       (long long)a->L);
+    if (!(r->attn_fwd_gflops > 0 && r->attn_bwd_gflops > 0 && r->mem_gbs > 0 && r->sgemm_gflops > 0 &&
+          r->link_gbps > 0 && r->shm_gbps > 0 && r->threads > 0))
+        return RA_FAIL(RA_ERR_ARG, "cost model: every rate must be positive");
+    if (a->head == RA_HEAD_FULL) return ring_time(a, s, r, out);
+    return combiner_time(a, s, r, out);
+}
+
+/* ---- a training step ------------------------------------------------------------- */
+
+ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_train *out)
+{
+    *out = (ra_cm_train){ 0 };
+    if (s->P < 1) return RA_FAIL(RA_ERR_ARG, "cost model: -n %d: need at least one rank", s->P);
+    const int dp = s->dp > 1 ? s->dp : 1;
+    if (s->P % dp) return RA_FAIL(RA_ERR_ARG, "cost model: --dp %d does not divide -n %d", dp, s->P);
+    const int P = s->P / dp;
+    if (cfg->seq_len < P)
+        return RA_FAIL(RA_ERR_ARG, "cost model: data.seq_len = %d is shorter than the %d ranks of a ring",
+                       cfg->seq_len, P);
+    const int per_ring = (cfg->batch + dp - 1) / dp;
+    const int micro = (per_ring + cfg->accum - 1) / cfg->accum;
+    ra_config c = *cfg;
+    c.layout_id = s->layout;
+    c.chunk = s->chunk;
+    /* the real plan, on the ranks with the most tokens */
+    int64_t Lmax = 0;
+    int rmax = 0;
+    for (int q = 0; q < P; q++) {
+        int64_t n = ra_layout_count(s->layout, cfg->seq_len, P, q);
+        if (n > Lmax) Lmax = n, rmax = q;
+    }
+    size_t plan_bytes = 0, np = 0;
+    RA_TRY(ra_model_plan_bytes(&c, micro, P, rmax, &plan_bytes, &np));
+    const double N = (double)micro * Lmax, C = cfg->dim, H = cfg->heads, Hkv = cfg->kv_heads, D = cfg->head_dim;
+    const double F = cfg->ffn_dim, V = cfg->vocab, HD = H * D, KD = Hkv * D;
+    const double ffn_m = cfg->ffn_id == RA_FFN_SWIGLU ? 3 : 2;
+    const double gemm = 1.0 / (r->sgemm_gflops * 1e9), memr = 1.0 / (r->mem_gbs * 1e9);
+    /* per layer: projections and FFN (forward 2 FLOPs per MAC; backward 2x,
+     * plus the FFN's recomputed forward) */
+    const double lf = 2 * N * (C * HD + 2 * C * KD + HD * C + ffn_m * C * F);
+    const double lb = 2 * lf + 2 * N * ffn_m * C * F * (ffn_m - 1) / ffn_m;
+    /* memory-bound passes per layer (bytes): copies, norms, RoPE, head-major
+     * moves, residuals, the FFN's gates; the backward about twice */
+    const double ef = 4 * N * (14 * C + 6 * HD + 6 * KD + 3 * F);
+    const double eb = 4 * N * (30 * C + 12 * HD + 12 * KD + 9 * F);
+    double head_f = 0, head_b = 0, waits = 0, ring_x = 0, bal_w = 0, bal_n = 0, hbytes = 0;
+    for (int l = 0; l < cfg->layers; l++) {
+        const ra_layer_config *lc = &cfg->layer[l];
+        ra_cm_attn a = { .B = micro, .H = cfg->heads, .Hkv = cfg->kv_heads, .D = cfg->head_dim, .L = cfg->seq_len,
+                         .causal = 1, .head = lc->head_id, .span = lc->span, .row = lc->row };
+        ra_cm_setup ss = *s;
+        static ra_cm_attn_cost ac; /* layers with the same head cost the same: computed once */
+        int same = l > 0 && lc->head_id == cfg->layer[l - 1].head_id && lc->span == cfg->layer[l - 1].span &&
+                   lc->row == cfg->layer[l - 1].row;
+        if (!same) RA_TRY(ra_cm_attn_time(&a, &ss, r, &ac));
+        head_f += ac.fwd_s, head_b += ac.bwd_s;
+        waits += ac.fwd_wait_s + ac.bwd_wait_s;
+        ring_x += ac.fwd_comm_s + ac.bwd_comm_s;
+        if (lc->head_id == RA_HEAD_FULL) bal_w += ac.balance, bal_n++;
+        hbytes += (double)ac.head_bytes;
+    }
+    const double L_ = cfg->layers;
+    const double lm = 2 * N * C * V; /* LM head forward; backward 2x */
+    const double fwd = L_ * (lf * gemm + ef * memr) + lm * gemm + 4 * N * (3 * C + 2 * V) * memr;
+    const double bwd = L_ * (lb * gemm + eb * memr) + 2 * lm * gemm + 4 * N * (6 * C + 2 * V) * memr;
+    const double micro_s = fwd + bwd + head_f + head_b;
+    double lat, bw = world_link(s, r, &lat);
+    const double gbytes = (double)np * 4;
+    const double ar = s->P > 1 ? 2.0 * (s->P - 1) / s->P * gbytes / bw + 2.0 * (s->P - 1) * lat : 0;
+    const double opt = 9.0 * gbytes * memr;
+    out->allreduce_s = ar;
+    out->optim_s = opt;
+    out->attn_fwd_s = cfg->accum * head_f, out->attn_bwd_s = cfg->accum * head_b;
+    out->step_s = cfg->accum * micro_s + ar + opt;
+    out->wait_s = cfg->accum * waits;
+    out->comm_s = cfg->accum * ring_x + ar;
+    out->compute_s = out->step_s - out->wait_s - ar;
+    out->balance = bal_n > 0 ? bal_w / bal_n : 1;
+    out->model_plan_bytes = plan_bytes;
+    out->nparams = np;
+    /* AdamW moments (2 floats per parameter) and its decay mask (1 byte);
+     * the session's token buffers */
+    out->bytes_per_rank = plan_bytes + (size_t)hbytes + np * 9 + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
+    out->tokens = (int64_t)cfg->batch * cfg->seq_len;
+    /* ra_model_flops' count: 6 per parameter-token matmul, attention 3x its causal forward */
+    const double matmul = L_ * (C * HD * 2 + C * KD * 2 + ffn_m * C * F) + C * V;
+    out->flops = 6.0 * matmul * out->tokens + 3.0 * L_ * 4.0 * H * D * (double)cfg->seq_len * cfg->seq_len * 0.5 * cfg->batch;
+    return RA_OK;
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# test_plan.sh RINGATTN MPIRUN SOURCE_ROOT - `ringattn plan`: the table and
+# the choice line for a config; --save-rates / --rates round trip; --attn;
+# a projection with its CSV; bad inputs (-n 0, --dp not dividing -n, a
+# missing or garbage rates file, a config that fails validation) exit
+# non-zero with one message naming the option.
+set -u
+SRC=$3
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+CFG="$SRC/configs/bench.ini"
+
+# plan_ok DESC N ARGS...: exits 0, the table header, >= 1 row, one choice line.
+plan_ok() {
+    local desc=$1 n=$2 why=''
+    shift 2
+    mpi "$n" plan "$@"
+    why+=$(status $?)
+    grep -qE '^layout +chunk +nc +compute_ms +comm_ms +wait_ms +balance +MiB/rank +step_ms' out ||
+        why+="no table header; "
+    [ "$(grep -cE '^(contiguous|zigzag|striped) ' out)" -ge 1 ] || why+="no table row; "
+    [ "$(grep -c '^choice: layout=' out)" -eq 1 ] || why+="not one choice line; "
+    grep -q '^choice: .*step .* ms; ' out || why+="the choice gives no reason; "
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+plan_ok "plan -n 2: table and choice (default rates)" 1 --config "$CFG" -n 2
+grep -q 'rates: defaults' out
+report "without --calibrate or --rates the output says the defaults are used" "$([ $? -eq 0 ] || echo 'no defaults note')"
+# contiguous vs zigzag on a causal model at P = 4: zigzag wins on balance
+plan_ok "plan -n 4 --dp 2" 1 --config "$CFG" -n 4 --dp 2
+plan_ok "plan -n 4 (long context)" 1 --config "$SRC/configs/long.ini" -n 4 --link-gbps 25 --link-latency-us 10
+grep -q '^choice: layout=zigzag' out
+report "long.ini at P = 4: zigzag chosen" "$([ $? -eq 0 ] || grep choice out)"
+
+# calibration (short) on 2 ranks, saved, read back
+mpi 2 plan --config "$CFG" -n 2 --calibrate --save-rates rates.ini --threads 1
+why=$(status $?)
+for k in threads sgemm_gflops attn_fwd_gflops attn_bwd_gflops mem_gbs shm_gbps shm_latency_us; do
+    grep -q "^$k = " rates.ini || why+="rates.ini lacks $k; "
+done
+report "--calibrate --save-rates on 2 ranks" "$why"
+plan_ok "--rates reads the saved file" 1 --config "$CFG" -n 2 --rates rates.ini
+grep -q 'rates: --rates file' out
+report "--rates named in the output" "$([ $? -eq 0 ] || echo 'source not said')"
+
+mpi 1 plan --attn -n 2 -L 4096 --causal --layout zigzag
+why=$(status $?)
+grep -qE '^predicted: fwd_ms=[0-9.]+ bwd_ms=[0-9.]+' out || why+="no prediction line; "
+report "--attn predicts one head call" "$why"
+
+mpi 1 plan --config "$CFG" --project weak --profile eth25 --max-p 64 --csv proj.csv
+why=$(status $?)
+[ "$(grep -cE '^ +[0-9]+ +[0-9]+ (contiguous|zigzag|striped)' out)" -eq 7 ] || why+="not 7 projection rows (P=1..64); "
+[ "$(wc -l <proj.csv)" -eq 8 ] || why+="proj.csv has not 1 + 7 lines; "
+report "--project weak --max-p 64 --csv" "$why"
+
+# ---- refused -------------------------------------------------------------------
+printf 'this is not a rates file\n' >garbage.ini
+printf '[model]\ndim = 100\nheads = 3\n' >badcfg.ini
+fails "-n 0 refused" 1 '-n' -- plan --config "$CFG" -n 0
+fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG" -n 4 --dp 3
+fails "missing rates file refused" 1 'rates' 'nope.ini' -- plan --config "$CFG" -n 2 --rates nope.ini
+fails "garbage rates file refused" 1 'rates' 'garbage.ini' -- plan --config "$CFG" -n 2 --rates garbage.ini
+fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan --config badcfg.ini -n 2
+fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
+fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
+fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
+
+finish

@@ -1,0 +1,197 @@
+/* test_costmodel.c - the planner's cost model (costmodel.h) on cases worked
+ * out by hand. Rates are chosen so the numbers are round: attention 1
+ * GFLOP/s forward and backward, memory-bound passes so fast (1e6 GB/s) that
+ * they vanish below the tolerances, shared memory at the given Gbit/s. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ringattn/config.h"
+#include "ringattn/costmodel.h"
+#include "ringattn/model.h"
+
+static ra_cm_rates unit_rates(double shm_gbps)
+{
+    ra_cm_rates r;
+    ra_cm_default_rates(&r);
+    r.attn_fwd_gflops = r.attn_bwd_gflops = 1.0;
+    r.sgemm_gflops = 1.0;
+    r.mem_gbs = 1e6;
+    r.shm_gbps = shm_gbps, r.shm_lat_us = 1.0;
+    r.threads = 1;
+    return r;
+}
+
+#define NEAR(a, b, tol) assert_true(fabs((a) - (b)) <= (tol) * fabs(b) + 1e-9)
+
+/* Bidirectional, P = 2, L = 1024, B = H = Hkv = 1, D = 64, contiguous,
+ * chunk 512: nc = 1, two steps. A step's tile work: 512 x 512 pairs x 4 D
+ * = 67,108,864 FLOPs = 67.108864 ms at 1 GFLOP/s. A piece: K and V of
+ * 512 x 64 floats = 262,144 bytes.
+ * Compute-bound (shm 100 Gbit/s): transfer 0.021 ms + 1 us << 67 ms, so
+ * forward = 2 x 67.108864 ms, no wait.
+ * Transfer-bound (shm 0.01 Gbit/s): transfer = 262144 x 8 / 1e7 s
+ * = 209.7152 ms + 1 us at step 0 (step 1 = P-1 posts no transfer):
+ * forward = 209.7162 + 67.108864 ms; each rank waits 209.7162 - 67.108864. */
+static void test_compute_and_transfer_bound(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 1024, .causal = 0, .head = RA_HEAD_FULL };
+    ra_cm_setup s = { .P = 2, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 512 };
+    ra_cm_rates r = unit_rates(100);
+    ra_cm_attn_cost c;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    assert_int_equal(c.nc, 1);
+    assert_int_equal(c.chunk, 512);
+    assert_int_equal(c.steps, 2);
+    NEAR(c.fwd_s, 2 * 0.067108864, 1e-4);
+    assert_true(c.fwd_wait_s < 1e-6);
+    NEAR(c.balance, 1.0, 1e-9);
+    r = unit_rates(0.01);
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    const double x = 262144.0 * 8 / 1e7 + 1e-6;
+    NEAR(c.fwd_s, x + 0.067108864, 1e-4);
+    NEAR(c.fwd_wait_s, x - 0.067108864, 1e-4);
+    /* the backward moves K/V at step 0 (the own piece's partial stays
+     * home) and the dK/dV partial (another 262,144 bytes) at step 1 */
+    NEAR(c.bwd_comm_s, 2 * x, 1e-6);
+}
+
+/* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
+ * Tiles (attn.c): 256 query rows x 512 keys forward.
+ * Own block (either layout, both ranks): query tiles with last positions
+ * 255, 511, 767, 1023 (relative) see key tiles starting at 0 and 512:
+ * 1 + 1 + 2 + 2 = 6 tiles of 131,072 pairs = 786,432 pairs.
+ * contiguous, step 1: rank 1 holds rank 0's keys (all earlier): 1024 x 1024
+ * = 1,048,576 pairs; rank 0 holds rank 1's (all later): 0. Forward =
+ * (786,432 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 469.762048 ms; rank 0
+ * waits 268.435456 ms at step 1.
+ * zigzag (chunks of 512: rank 0 = [0,512) + [1536,2048), rank 1 =
+ * [512,1536)), step 1: rank 0's query tiles ending at 1791 and 2047 see
+ * both of rank 1's key tiles (512.., 1024..): 4 tiles; rank 1's four query
+ * tiles see rank 0's first key tile (0..) and not the second (1536..):
+ * 4 tiles. 524,288 pairs each: forward = (786,432 + 524,288) x 256 ns
+ * = 335.54432 ms, balance 1, no wait. */
+static void test_causal_imbalance_p2(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 2048, .causal = 1, .head = RA_HEAD_FULL };
+    ra_cm_setup s = { .P = 2, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 1024 };
+    ra_cm_rates r = unit_rates(1000);
+    ra_cm_attn_cost c, z;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 0.469762048, 1e-4);
+    NEAR(c.fwd_wait_s, 0.268435456, 1e-3);
+    s.layout = RA_LAYOUT_ZIGZAG;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
+    NEAR(z.fwd_s, 0.33554432, 1e-4);
+    assert_true(z.fwd_wait_s < 1e-4);
+    NEAR(z.balance, 1.0, 1e-6);
+    assert_true(c.balance < 0.8);
+    assert_true(c.imbalance_s > 0.26);
+}
+
+/* Causal, P = 4, L = 4096, contiguous, chunk 1024 (one piece of 1024 per
+ * rank). Rank r computes its own block (786,432 pairs forward; backward
+ * tiles 64 x 512: query tiles 0-7 see one key tile, 8-15 two: 24 tiles of
+ * 32,768 = 786,432 too) and r earlier blocks of 1,048,576. Work is the
+ * same multiple of pairs forward and backward, so
+ * balance = mean / max = (786,432 + 1.5 x 1,048,576) / (786,432 + 3 x 1,048,576)
+ * = 2,359,296 / 3,932,160 = 0.6. Zigzag evens it out (>= 0.95). */
+static void test_causal_imbalance_p4(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 4096, .causal = 1, .head = RA_HEAD_FULL };
+    ra_cm_setup s = { .P = 4, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 1024 };
+    ra_cm_rates r = unit_rates(1000);
+    ra_cm_attn_cost c, z;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.balance, 0.6, 1e-3);
+    s.layout = RA_LAYOUT_ZIGZAG;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
+    assert_true(z.balance >= 0.95);
+    assert_true(z.fwd_s < c.fwd_s);
+    assert_true(z.fwd_wait_s < c.fwd_wait_s);
+}
+
+/* The automatic chunk of design §4.1: P = 1 one piece; P > 1 ceil(maxL/8)
+ * but at least 512 and at most maxL. */
+static void test_pieces(void **state)
+{
+    (void)state;
+    int nc, ch;
+    ra_cm_ring_pieces(8192, 1, RA_LAYOUT_ZIGZAG, 0, &nc, &ch);
+    assert_int_equal(nc, 1), assert_int_equal(ch, 8192);
+    ra_cm_ring_pieces(65536, 2, RA_LAYOUT_ZIGZAG, 0, &nc, &ch); /* maxL 32768: chunk 4096 */
+    assert_int_equal(nc, 8), assert_int_equal(ch, 4096);
+    ra_cm_ring_pieces(2048, 2, RA_LAYOUT_ZIGZAG, 0, &nc, &ch); /* 128 -> 512 */
+    assert_int_equal(nc, 2), assert_int_equal(ch, 512);
+    ra_cm_ring_pieces(1000, 4, RA_LAYOUT_CONTIGUOUS, 0, &nc, &ch); /* 250 < 512 -> maxL */
+    assert_int_equal(nc, 1), assert_int_equal(ch, 250);
+}
+
+/* Memory per rank: the model's real plan (what ra_model_create allocates),
+ * plus the heads' buffers and AdamW's 9 bytes per parameter. */
+static void test_memory_is_the_plan(void **state)
+{
+    (void)state;
+    ra_config cfg;
+    assert_int_equal(ra_config_load(&cfg, CONFIG_DIR "/bench.ini"), RA_OK);
+    assert_int_equal(ra_config_finish(&cfg), RA_OK);
+    ra_cm_rates r = unit_rates(100);
+    for (int P = 1; P <= 4; P *= 2) {
+        ra_cm_setup s = { .P = P, .layout = RA_LAYOUT_ZIGZAG };
+        ra_cm_train t;
+        assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &t), RA_OK);
+        size_t bytes, np;
+        assert_int_equal(ra_model_plan_bytes(&cfg, 1, P, 0, &bytes, &np), RA_OK);
+        assert_true(t.model_plan_bytes == bytes);
+        assert_true(t.nparams == np);
+        assert_int_equal(np, 3229952); /* configs/bench.ini's comment */
+        assert_true(t.bytes_per_rank > bytes + 9 * np);
+        /* parameters and gradients alone: 2 x 4 bytes each */
+        assert_true(bytes > 8 * np);
+        assert_true(t.step_s > 0 && t.step_s >= t.compute_s);
+    }
+    ra_cm_setup bad = { .P = 4, .dp = 3, .layout = RA_LAYOUT_ZIGZAG };
+    ra_cm_train t;
+    assert_int_not_equal(ra_cm_train_time(&cfg, &bad, &r, &t), RA_OK);
+}
+
+static void test_rates_file(void **state)
+{
+    (void)state;
+    ra_cm_rates r = unit_rates(3), back;
+    char text[1024];
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
+    NEAR(back.shm_gbps, 3.0, 1e-6);
+    assert_int_equal(back.threads, 1);
+    assert_int_equal(ra_cm_rates_parse(&back, "garbage\n", "t"), RA_ERR_FORMAT);
+    assert_int_equal(ra_cm_rates_parse(&back, "threads = 2\n", "t"), RA_ERR_FORMAT); /* keys missing */
+    char bad[1100];
+    snprintf(bad, sizeof bad, "%ssgemm_gflops = nan\n", text);
+    assert_int_equal(ra_cm_rates_parse(&back, bad, "t"), RA_ERR_FORMAT); /* twice, and nan */
+    char *p = strstr(text, "mem_gbs");
+    memcpy(p, "mem_gbX", 7);
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_ERR_FORMAT); /* unknown key */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_compute_and_transfer_bound),
+        cmocka_unit_test(test_causal_imbalance_p2),
+        cmocka_unit_test(test_causal_imbalance_p4),
+        cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_memory_is_the_plan),
+        cmocka_unit_test(test_rates_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
