@@ -183,8 +183,9 @@ static int pack_event(intern_table *t, const ra_trace_event *e, packed_event *p)
 {
     int name = intern(t, e->name ? e->name : "?"), cat = intern(t, e->cat ? e->cat : "?");
     if (name < 0 || cat < 0) return 0;
-    *p = (packed_event){ .ts = e->ts, .dur = e->dur, .name = (uint16_t)name, .cat = (uint16_t)cat, .type = e->type,
-                         .tid = e->tid };
+    memset(p, 0, sizeof *p); /* padding too: the bytes go over MPI */
+    p->ts = e->ts, p->dur = e->dur, p->name = (uint16_t)name, p->cat = (uint16_t)cat;
+    p->type = e->type, p->tid = e->tid;
     for (int i = 0; i < RA_TRACE_MAX_ARGS; i++) {
         p->val[i] = e->val[i];
         p->key[i] = NO_NAME;
