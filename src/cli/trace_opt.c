@@ -4,9 +4,11 @@
  * command's status, so a failed run still leaves what it recorded (or, if
  * that write fails, no file at all: fileio.h's atomic rename). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "ringattn/dist.h"
 #include "ringattn/trace.h"
 
 const char *ra_trace_help =
@@ -26,7 +28,18 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
     size_t n = (size_t)snprintf(g_command, sizeof g_command, "ringattn %s", cmd);
     for (int i = 1; i < argc && n < sizeof g_command; i++)
         n += (size_t)snprintf(g_command + n, sizeof g_command - n, " %s", argv[i]);
-    RA_TRY(ra_trace_begin(c->comm, 0, SYNC_ROUNDS));
+    /* RINGATTN_TRACE_EVENTS=N: the cap of events per rank (default 1M) */
+    int64_t cap = 0;
+    const char *env = getenv("RINGATTN_TRACE_EVENTS");
+    if (env && *env) {
+        char *end;
+        long long v = strtoll(env, &end, 10);
+        if (*end || v < 1)
+            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "RINGATTN_TRACE_EVENTS=%s: need a whole number of events "
+                                                         ">= 1", env));
+        cap = v;
+    }
+    RA_TRY(ra_trace_begin(c->comm, cap, SYNC_ROUNDS));
     g_path = path;
     return RA_OK;
 }

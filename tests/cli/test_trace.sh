@@ -55,6 +55,19 @@ RINGATTN_TRACE_CHUNK=100 traced "attn, 2 pieces per rank, gathered in rounds of 
     --kind attn --backward --pieces 2 -- \
     3 attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --layout contiguous --chunk 8 --trace tr.json
 
+# a cap of 10 events per rank: the rest dropped and counted, the file still whole
+rm -f tr.json
+RINGATTN_TRACE_EVENTS=10 mpi 3 attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --trace tr.json
+why=$(status $?)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["otherData"]["ranks"]:
+    n = sum(1 for e in d["traceEvents"] if e["pid"] == r["rank"] and e["ph"] == "X")
+    assert n == 10 == r["events"], f"rank {r['rank']}: {n} spans, {r['events']} events, expected 10"
+    assert r["dropped_events"] > 0, f"rank {r['rank']}: no dropped events counted"
+PY
+report "RINGATTN_TRACE_EVENTS=10: 10 events per rank kept, the rest counted as dropped (P=3)" "$why"
 fi
 
 if [ "$PART" = train ]; then
