@@ -23,6 +23,7 @@
 static const char *help =
     "usage: mpirun -n P ringattn train [--config FILE] [--set SEC.KEY=VAL]...\n"
     "                                  [--resume CKPT|DIR] [--metrics FILE] [--checkpoint-dir DIR]\n"
+    "                                  [--trace FILE]\n"
     "\n"
     "Trains the model of the config on its data ([data] source = recall: the\n"
     "built-in long-context recall task; file: any file read as bytes; tokens: a\n"
