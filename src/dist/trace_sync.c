@@ -86,10 +86,16 @@ ra_status ra_trace_begin(MPI_Comm comm, int64_t cap, int rounds)
         for (int r = 1; r < P && st == RA_OK; r++) st = ping(r, rounds, result);
     else
         st = pong(rounds, result);
-    RA_TRY(ra_agree(g_comm, st));
     g_offset = rank == 0 ? 0 : result[0];
     g_rtt = rank == 0 ? 0 : result[1];
-    RA_TRY(ra_agree(g_comm, ra_trace_start_local(cap)));
+    if (st == RA_OK) st = ra_trace_start_local(cap);
+    st = ra_agree(g_comm, st);
+    if (st != RA_OK) { /* no trace: ra_trace_write has nothing to do */
+        ra_trace_reset();
+        MPI_Comm_free(&g_comm);
+        g_comm = MPI_COMM_NULL;
+        return st;
+    }
     g_t0 = ra_trace_clock();
     return RA_OK;
 }
