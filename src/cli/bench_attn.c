@@ -19,13 +19,14 @@
 #include "ringattn/ring.h"
 #include "ringattn/rng.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 static const char *help =
     "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
     "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
     "                                          [--causal] [--layout NAME] [--chunk N]\n"
     "                                          [--forward-only] [--head KIND] [--span S] [--row M]\n"
-    "                                          [--no-comm]\n"
+    "                                          [--no-comm] [--trace FILE]\n"
     "\n"
     "Times the ring forward and backward for each L of the sweep and prints one\n"
     "row per L. Columns:\n"
@@ -50,11 +51,13 @@ static const char *help =
     "--no-comm skips the ring transfers (each rank gets its own pieces back): the\n"
     "same tile work without communication, to compare step times against (no\n"
     "check: the results are wrong by design; use it without --causal, where\n"
-    "every tile is computed either way).\n";
+    "every tile is computed either way).\n"
+    "--trace FILE records every iteration, warm-up included (docs/trace.md).\n";
 
 typedef struct {
     ra_bench_sweep sw;
     int B, H, Hkv, D, causal, chunk, fwd_only, no_comm;
+    const char *trace;
     ra_layout layout;
     ra_layer_config layer; /* head_id, span, row */
 } bench_args;
@@ -63,14 +66,14 @@ enum { S_Q = 0, S_K = 1, S_V = 2, S_DO = 3 };
 
 static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
 {
-    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN, O_ROW, O_NOCOMM };
+    enum { O_HKV = 256, O_B, O_CAUSAL, O_LAYOUT, O_CHUNK, O_FWD, O_HELP, O_HEAD, O_SPAN, O_ROW, O_NOCOMM, O_TRACE };
     static const struct option opts[] = {
         { "Hkv", required_argument, 0, O_HKV },     { "B", required_argument, 0, O_B },
         { "causal", no_argument, 0, O_CAUSAL },     { "layout", required_argument, 0, O_LAYOUT },
         { "chunk", required_argument, 0, O_CHUNK }, { "forward-only", no_argument, 0, O_FWD },
         { "help", no_argument, 0, O_HELP },         { "head", required_argument, 0, O_HEAD },
         { "span", required_argument, 0, O_SPAN },   { "row", required_argument, 0, O_ROW },
-        { "no-comm", no_argument, 0, O_NOCOMM },
+        { "no-comm", no_argument, 0, O_NOCOMM },   { "trace", required_argument, 0, O_TRACE },
         { 0, 0, 0, 0 },
     };
     *a = (bench_args){ .sw = { .begin = 1024, .end = 8192, .factor = 2, .iters = 5, .warmup = 1, .check = 1 }, .B = 1, .H = 4, .D = 64,
@@ -94,6 +97,10 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
         case O_CHUNK: RA_TRY(ra_arg_int("--chunk", optarg, 1, 1 << 30, &a->chunk)); break;
         case O_FWD: a->fwd_only = 1; break;
         case O_NOCOMM: a->no_comm = 1; break;
+        case O_TRACE:
+            if (!optarg[0]) return RA_FAIL(RA_ERR_ARG, "bench attn: --trace: empty file name");
+            a->trace = optarg;
+            break;
         case O_HEAD: {
             int id = ra_name_find(ra_head_words, optarg);
             if (id < 0) return RA_FAIL(RA_ERR_ARG, "--head: unknown head '%s' (known: %s)", optarg, ra_head_names());
@@ -229,13 +236,17 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
         double t0 = ra_now();
+        const int64_t tfw = RA_TRACE_T0();
         st = kind->forward(head, q, k, v, NULL, o, lse);
+        RA_TRACE_END2("bench", "bench forward", tfw, "iter", it, "L", L);
         double t1 = ra_now(), w1 = kind->wait_seconds(head), b1 = kind->bytes_sent(head), t2 = t1, w2 = 0, b2 = 0;
         if (st == RA_OK && bwd) {
             st = ra_barrier(c->comm, "the start of a timed backward");
             if (st != RA_OK) break;
             t1 = ra_now();
+            const int64_t tb = RA_TRACE_T0();
             st = kind->backward(head, q, k, v, NULL, o, lse, dout, dq, dk, dv);
+            RA_TRACE_END2("bench", "bench backward", tb, "iter", it, "L", L);
             t2 = ra_now(), w2 = kind->wait_seconds(head), b2 = kind->bytes_sent(head);
         }
         if (it >= 0) {
@@ -299,6 +310,8 @@ out:
     return st;
 }
 
+static ra_status run(ra_cli *c, const bench_args *ap);
+
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
 {
     bench_args a;
@@ -309,6 +322,15 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
         return RA_OK;
     }
+    const ra_cli_file out[] = { { "--trace", a.trace } };
+    RA_TRY(ra_agree(c->comm, ra_check_files("bench attn", NULL, 0, out, 1, c->rank == 0)));
+    RA_TRY(ra_cli_trace_begin(c, a.trace, "bench attn", argc, argv));
+    return ra_cli_trace_end(c, run(c, &a));
+}
+
+static ra_status run(ra_cli *c, const bench_args *ap)
+{
+    bench_args a = *ap;
     ra_bench_threads(c, &a.sw);
     double sg;
     int cores[RA_BENCH_MAX_THREADS];

@@ -10,11 +10,12 @@
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 #include "session.h"
 
 static const char *help =
     "usage: [mpirun -n P] ringattn bench train [--config FILE] [--set SEC.KEY=VAL]...\n"
-    "                                         [-n 5] [-w 1] [-t N[,N...]]\n"
+    "                                         [-n 5] [-w 1] [-t N[,N...]] [--trace FILE]\n"
     "\n"
     "Times -n training steps after -w warm-up steps of the config's model on\n"
     "random bytes (train.batch sequences of data.seq_len per step, all ranks).\n"
@@ -23,7 +24,8 @@ static const char *help =
     "attention forward), MFU = that over the single-thread sgemm rate times the\n"
     "cores in use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
     "count and its speed-up over the first, timed in the same run. The last line\n"
-    "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n";
+    "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n"
+    "--trace FILE records every step, warm-up included (docs/trace.md).\n";
 
 /* Time sw->iters training steps after sw->warmup ones: seconds and
  * seconds blocked on communication per step. Collective. */
@@ -37,6 +39,7 @@ static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg
         st = ra_barrier(c->comm, "the start of a timed step");
         if (st != RA_OK) break;
         double t0 = ra_now(), wait = 0;
+        const int64_t ts = RA_TRACE_T0();
         ra_model_zero_grads(s->model);
         for (int a = 0; a < cfg->accum && st == RA_OK; a++) {
             ra_batch_stats bs;
@@ -45,18 +48,23 @@ static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg
             wait += bs.wait_seconds;
         }
         ra_adamw_step(&s->opt, params, grads, 1.0f, cfg->lr, cfg, it + sw->warmup + 1);
+        RA_TRACE_END1("train", "train step", ts, "iter", it);
         if (it >= 0) times[it] = ra_now() - t0, waits[it] = wait;
     }
     return ra_agree(c->comm, st);
 }
 
+static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp);
+
 ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "config", required_argument, 0, 'C' }, { "set", required_argument, 0, 'S' },
-        { "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
+        { "help", no_argument, 0, 'h' },         { "trace", required_argument, 0, 'X' },
+        { 0, 0, 0, 0 },
     };
     ra_session_args sa = { 0 };
+    const char *trace = NULL;
     ra_bench_sweep sw = { .factor = 2, .iters = 5, .warmup = 1 };
     ra_status st = RA_OK;
     int o;
@@ -64,6 +72,11 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     optind = 1;
     while (st == RA_OK && (o = getopt_long(argc, argv, ":n:w:t:h", opts, NULL)) != -1) {
         if (ra_session_opt(&sa, o, optarg, &st) || ra_bench_sweep_opt(&sw, o, optarg, &st)) continue;
+        if (o == 'X') {
+            trace = optarg;
+            if (!optarg[0]) st = RA_FAIL(RA_ERR_ARG, "bench train: --trace: empty file name");
+            continue;
+        }
         if (o == 'h') {
             ra_say(c, "%s", help);
             return RA_OK;
@@ -71,8 +84,19 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
         st = ra_arg_unknown("bench train", o, argv[optind - 1]);
     }
     RA_TRY(ra_agree(c->comm, st));
+    const ra_cli_file ins[] = { { "--config", sa.config } }, out[] = { { "--trace", trace } };
+    RA_TRY(ra_agree(c->comm, trace ? ra_check_files("bench train", ins, 1, out, 1, c->rank == 0) : RA_OK));
     ra_config cfg;
     RA_TRY(ra_session_config(c, &sa, NULL, &cfg));
+    RA_TRY(ra_cli_trace_begin(c, trace, "bench train", argc, argv));
+    return ra_cli_trace_end(c, run(c, &sw, &cfg));
+}
+
+static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
+{
+    ra_bench_sweep sw = *swp;
+    ra_config cfg = *cfgp;
+    ra_status st = RA_OK;
     snprintf(cfg.source, sizeof cfg.source, "recall"); /* no file: random bytes below */
     cfg.source_id = RA_SOURCE_RECALL; /* data.c reads the enum */
     ra_bench_threads(c, &sw);

@@ -80,6 +80,15 @@ ra_status ra_check_finite_inputs(const ra_cli *c, const ra_finite_input *t, int 
  * given shape, for messages; returns out. */
 const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const int64_t *shape);
 
+/* --trace FILE (trace_opt.c): its help line; begin after the command's
+ * files are checked (path NULL: no trace; collective: clock offsets; cmd
+ * and argv[1..] are recorded as the command line), end
+ * with the command's status on every rank: the file is written (rank 0)
+ * whatever st is; returns st, or the write's failure when st is RA_OK. */
+extern const char *ra_trace_help;
+ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv);
+ra_status ra_cli_trace_end(const ra_cli *c, ra_status st);
+
 /* Print on rank 0 only (progress and results). */
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Place this rank (ra_place: its share of the node's cores, bound unless

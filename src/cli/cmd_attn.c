@@ -67,13 +67,14 @@ static const char *help =
     "                    (default zigzag for --head full with --causal, else contiguous)\n"
     "  --chunk N         tokens per ring message (default: automatic)\n"
     "  --threads N       threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)\n"
+    "%s"
     "  --help            this text\n"
     "\n"
     "Rank 0 prints one summary line: shapes, ranks, layout, seconds and GFLOP/s\n"
     "(4*B*H*L^2*D forward, 10*B*H*L^2*D backward, halved when causal).\n";
 
 typedef struct {
-    const char *q, *k, *v, *out, *lse, *seg, *dout, *dq, *dk, *dv;
+    const char *q, *k, *v, *out, *lse, *seg, *dout, *dq, *dk, *dv, *trace;
     int causal, layout_set, chunk, threads, kappa, allow_nonfinite;
     float scale;
     ra_layout layout;
@@ -111,7 +112,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
 {
     enum { O_Q = 256, O_K, O_V, O_OUT, O_LSE, O_SEG, O_DOUT, O_DQ, O_DK, O_DV, O_CAUSAL, O_SCALE,
            O_LAYOUT, O_CHUNK, O_THREADS, O_HELP, O_HEAD, O_SPAN, O_ROW, O_PRE, O_PREG, O_PREE, O_KAPPA,
-           O_NONFINITE };
+           O_NONFINITE, O_TRACE };
     static const struct option opts[] = {
         { "q", required_argument, 0, O_Q },           { "k", required_argument, 0, O_K },
         { "v", required_argument, 0, O_V },           { "out", required_argument, 0, O_OUT },
@@ -125,6 +126,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         { "row", required_argument, 0, O_ROW },     { "precond", required_argument, 0, O_PRE },
         { "precond-grad", required_argument, 0, O_PREG }, { "precond-eps", required_argument, 0, O_PREE },
         { "kappa", no_argument, 0, O_KAPPA }, { "allow-nonfinite", no_argument, 0, O_NONFINITE },
+        { "trace", required_argument, 0, O_TRACE },
         { 0, 0, 0, 0 },
     };
     *a = (attn_args){ .layer = { .head = "full", .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f,
@@ -146,6 +148,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         case O_DQ: a->dq = optarg; break;
         case O_DK: a->dk = optarg; break;
         case O_DV: a->dv = optarg; break;
+        case O_TRACE: a->trace = optarg; break;
         case O_CAUSAL: a->causal = 1; break;
         case O_KAPPA: a->kappa = 1; break;
         case O_NONFINITE: a->allow_nonfinite = 1; break;
@@ -197,7 +200,8 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     const char *ins[][2] = { { "--q", a->q }, { "--k", a->k }, { "--v", a->v },
                              { "--segments", a->seg }, { "--dout", a->dout } };
     const char *outs[][2] = { { "--out", a->out }, { "--lse", a->lse }, { "--dq", a->dq },
-                              { "--dk", a->dk }, { "--dv", a->dv } };
+                              { "--dk", a->dk }, { "--dv", a->dv }, { "--trace", a->trace } };
+    if (a->trace && !a->trace[0]) return RA_FAIL(RA_ERR_ARG, "attn: --trace: empty file name");
     for (int i = 0; i < 5; i++) { /* clashes are checked on the files themselves (check_files) */
         if (ins[i][1] && !ins[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", ins[i][0]);
         if (outs[i][1] && !outs[i][1][0]) return RA_FAIL(RA_ERR_ARG, "attn: %s: empty file name", outs[i][0]);
@@ -309,8 +313,8 @@ static ra_status check_files(const ra_cli *c, const attn_args *a)
     const ra_cli_file ins[] = { { "--q", a->q }, { "--k", a->k }, { "--v", a->v },
                                 { "--segments", a->seg }, { "--dout", a->dout } };
     const ra_cli_file outs[] = { { "--out", a->out }, { "--lse", a->lse }, { "--dq", a->dq },
-                                 { "--dk", a->dk }, { "--dv", a->dv } };
-    return ra_check_files("attn", ins, 5, outs, 5, c->rank == 0);
+                                 { "--dk", a->dk }, { "--dv", a->dv }, { "--trace", a->trace } };
+    return ra_check_files("attn", ins, 5, outs, 6, c->rank == 0);
 }
 
 static ra_status open_inputs(const attn_args *a, attn_state *S)
@@ -438,10 +442,11 @@ static ra_status max_over_ranks(const ra_cli *c, double *seconds, double *wait)
  * together (a dead rank ends the job instead of hanging it). */
 static ra_status sync_ranks(const ra_cli *c) { return ra_barrier(c->comm, "attn: every rank before timing"); }
 
-static ra_status run(ra_cli *c, const attn_args *a, attn_state *S)
+static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, char **argv)
 {
     attn_shape s = { 0 };
     RA_TRY(ra_agree(c->comm, check_files(c, a)));
+    RA_TRY(ra_cli_trace_begin(c, a->trace, "attn", argc, argv));
     RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
     RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
                                           a->dout ? &S->dout : NULL, c->size, &s)));
@@ -490,11 +495,11 @@ ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv)
     int want_help = 0;
     RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
     if (want_help) {
-        ra_say(c, "%s", help);
+        ra_say(c, help, ra_trace_help);
         return RA_OK;
     }
     attn_state S = { .q.fd = -1, .k.fd = -1, .v.fd = -1, .seg.fd = -1, .dout.fd = -1 };
-    ra_status st = run(c, &a, &S);
+    ra_status st = ra_cli_trace_end(c, run(c, &a, &S, argc, argv));
     if (S.head) S.head->kind->destroy(S.head);
     free(S.buf);
     ra_npy_close(&S.q);

@@ -20,6 +20,7 @@
 #include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 #include "ringattn/rng.h"
+#include "ringattn/trace.h"
 #include "session.h"
 
 /* A prompt is at most this long (and at most the model's data.seq_len). */
@@ -30,6 +31,7 @@ static const char *help =
     "                                     (--prompt TEXT | --prompt-file F | --prompt-tokens FILE|LIST)\n"
     "                                     [--tokens 64] [--temperature 1.0] [--top-k 0] [--seed 1]\n"
     "                                     [--prompt-dtype auto] [--output-format text|ids] [--out FILE]\n"
+    "                                     [--trace FILE]\n"
     "\n"
     "Samples --tokens tokens after the prompt and prints prompt + continuation on\n"
     "rank 0 (--out FILE: writes them to FILE instead, atomically; checked before\n"
@@ -50,7 +52,8 @@ static const char *help =
     "\n"
     "The KV cache is sharded: rank r keeps the keys and values of its prompt\n"
     "tokens and of new positions t with t mod P = r. The prompt is at most the\n"
-    "model's data.seq_len tokens; every layer must use the full head.\n";
+    "model's data.seq_len tokens; every layer must use the full head.\n"
+    "--trace FILE: a timeline of the prefill and of every decoded token (docs/trace.md).\n";
 
 /* ---- sampling ------------------------------------------------------------------ */
 
@@ -90,7 +93,7 @@ enum { PROMPT_TEXT_IDS = -1 }; /* --prompt-dtype text, beside ra_token_dtype_id 
 
 typedef struct {
     ra_session_args s;
-    const char *ckpt, *prompt, *prompt_file, *prompt_tokens, *out;
+    const char *ckpt, *prompt, *prompt_file, *prompt_tokens, *out, *trace;
     int tokens, topk, seed;
     int prompt_dtype; /* ra_token_dtype_id or PROMPT_TEXT_IDS */
     int format;       /* OUT_* */
@@ -107,6 +110,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         { "threads", required_argument, 0, 'T' },    { "help", no_argument, 0, 'h' },
         { "out", required_argument, 0, 'o' },        { "prompt-tokens", required_argument, 0, 'P' },
         { "prompt-dtype", required_argument, 0, 'D' }, { "output-format", required_argument, 0, 'F' },
+        { "trace", required_argument, 0, 'X' },
         { 0, 0, 0, 0 },
     };
     *a = (gen_args){ .tokens = 64, .temp = 1.0f, .seed = 1, .prompt_dtype = RA_TOKEN_AUTO, .format = OUT_AUTO };
@@ -125,6 +129,10 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         case 'f': a->prompt_file = optarg; break;
         case 'P': a->prompt_tokens = optarg; break;
         case 'o': a->out = optarg; break;
+        case 'X':
+            if (!optarg[0]) return RA_FAIL(RA_ERR_ARG, "generate: --trace: empty file name");
+            a->trace = optarg;
+            break;
         case 'n': RA_TRY(ra_arg_int("--tokens", optarg, 0, 1 << 24, &a->tokens)); break;
         case 't':
             RA_TRY(ra_arg_float("--temperature", optarg, &a->temp));
@@ -162,6 +170,15 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
 /* --out before any work: a place a file can be created, and not an input. */
 static ra_status check_out(const gen_args *a)
 {
+    if (a->trace) { /* --trace: like --out, and not --out */
+        char path[RA_PATH_MAX + 32];
+        ra_ckpt_resolve(path, sizeof path, a->ckpt);
+        const int digits = a->prompt_tokens && strspn(a->prompt_tokens, "0123456789, \t") == strlen(a->prompt_tokens);
+        const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
+                                    { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
+        const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
+        RA_TRY(ra_check_files("generate", ins, 3, outs, 2, 1));
+    }
     if (!a->out) return RA_OK;
     RA_TRY(ra_check_output_path(a->out, "--out"));
     char path[RA_PATH_MAX + 32];
@@ -375,10 +392,14 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     RA_TRY(ra_session_load(c, s, path, 0, NULL));
     RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));
+    const int64_t tp = RA_TRACE_T0();
     RA_TRY(prefill(c, s, *d, prompt, Lp));
+    RA_TRACE_END1("decode", "prefill", tp, "tokens", Lp);
     for (int i = 0; i < a->tokens; i++) {
         out[i] = sample(ra_decoder_logits(*d), cfg->vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
+        const int64_t ts = RA_TRACE_T0();
         if (i + 1 < a->tokens) RA_TRY(ra_agree(c->comm, ra_decoder_step(*d, out[i])));
+        RA_TRACE_END1("decode", "decode token", ts, "position", Lp + i);
     }
     return RA_OK;
 }
@@ -408,6 +429,8 @@ static ra_status emit(const char *file, int ids, const int32_t *tok, int64_t n)
     return st;
 }
 
+static ra_status generate(ra_cli *c, const gen_args *a);
+
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
 {
     gen_args a;
@@ -418,6 +441,13 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
         return RA_OK;
     }
     RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_out(&a) : RA_OK));
+    RA_TRY(ra_cli_trace_begin(c, a.trace, "generate", argc, argv));
+    return ra_cli_trace_end(c, generate(c, &a));
+}
+
+static ra_status generate(ra_cli *c, const gen_args *ap)
+{
+    gen_args a = *ap;
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, a.ckpt);
     ra_config cfg;

@@ -17,11 +17,13 @@
 #include "ringattn/warm.h"
 #include "ringattn/mem.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 #include "train_io.h"
 
 static const char *help =
     "usage: mpirun -n P ringattn train [--config FILE] [--set SEC.KEY=VAL]...\n"
     "                                  [--resume CKPT|DIR] [--metrics FILE] [--checkpoint-dir DIR]\n"
+    "                                  [--trace FILE]\n"
     "\n"
     "Trains the model of the config on its data ([data] source = recall: the\n"
     "built-in long-context recall task; file: any file read as bytes; tokens: a\n"
@@ -37,6 +39,7 @@ static const char *help =
     "  --metrics FILE      JSON lines: step, loss, lr, tokens_per_s, comm_share,\n"
     "                      and eval_loss, eval_bpb, eval_accuracy when evaluated\n"
     "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n"
+    "%s"
     "\n"
     "A fresh run refuses a checkpoint directory that already holds checkpoints;\n"
     "--resume takes the config from the checkpoint (--config is an error there;\n"
@@ -50,7 +53,7 @@ static const char *help =
 
 typedef struct {
     ra_session_args s;
-    const char *resume, *metrics, *ckdir;
+    const char *resume, *metrics, *ckdir, *trace;
 } train_args;
 
 static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
@@ -59,7 +62,8 @@ static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
         { "config", required_argument, 0, 'C' },  { "set", required_argument, 0, 'S' },
         { "threads", required_argument, 0, 'T' }, { "resume", required_argument, 0, 'R' },
         { "metrics", required_argument, 0, 'M' }, { "checkpoint-dir", required_argument, 0, 'K' },
-        { "help", no_argument, 0, 'h' },          { 0, 0, 0, 0 },
+        { "help", no_argument, 0, 'h' },          { "trace", required_argument, 0, 'X' },
+        { 0, 0, 0, 0 },
     };
     *a = (train_args){ 0 };
     ra_status st = RA_OK;
@@ -75,6 +79,10 @@ static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
         case 'R': a->resume = optarg; break;
         case 'M': a->metrics = optarg; break;
         case 'K': a->ckdir = optarg; break;
+        case 'X':
+            if (!optarg[0]) return RA_FAIL(RA_ERR_ARG, "train: --trace: empty file name");
+            a->trace = optarg;
+            break;
         case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("train", c, argv[optind - 1]);
         }
@@ -94,7 +102,9 @@ static int last_good_step = -1, written_step = -1;
 
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
+    const int64_t t0 = RA_TRACE_T0();
     ra_status st = c->rank == 0 ? ra_train_save(s, dir, step) : RA_OK;
+    RA_TRACE_END1("io", "checkpoint write", t0, "step", step);
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
         char why[1024];
         snprintf(why, sizeof why, "%s", ra_last_error());
@@ -274,6 +284,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
     if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
+        const int64_t tstep = RA_TRACE_T0();
         int64_t cnt[5] = { 0, 0, 0, 0, 0 };
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
@@ -309,6 +320,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
             float clip = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / gnorm) : 1.0f;
             ra_adamw_step(&s->opt, params, grads, clip, lr, cfg, step + 1);
         }
+        RA_TRACE_END1("train", "train step", tstep, "step", step + 1);
         double dt = ra_now() - t0, mean = gc[0] ? gl / (double)gc[0] : NAN;
         double tps = (double)cfg->batch * cfg->seq_len / dt, share = wait / dt;
         int done = step + 1;
@@ -378,15 +390,37 @@ static ra_status begin(ra_cli *c, ra_session *s, const char *resume, int *start,
     return RA_OK;
 }
 
+/* --trace: none of the run's inputs, not the metrics file, creatable. */
+static ra_status check_trace(const ra_cli *c, const train_args *a, const ra_config *cfg, const char *resume)
+{
+    if (!a->trace) return RA_OK;
+    const int data = cfg->source_id != RA_SOURCE_RECALL;
+    const ra_cli_file ins[] = { { "--config", a->s.config }, { "--resume", a->resume ? resume : NULL },
+                                { "data.path", data ? cfg->path : NULL },
+                                { "data.val_path", data && cfg->val_path[0] ? cfg->val_path : NULL } };
+    const ra_cli_file outs[] = { { a->metrics ? "--metrics" : "run.metrics", cfg->metrics[0] ? cfg->metrics : NULL },
+                                 { "--trace", a->trace } };
+    return ra_check_files("train", ins, 4, outs, 2, c->rank == 0);
+}
+
+static ra_status run(ra_cli *c, train_args *a, int argc, char **argv);
+
 ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
 {
     train_args a;
     int want_help = 0;
     RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
     if (want_help) {
-        ra_say(c, "%s\n%s", help, ra_session_help);
+        ra_say(c, help, ra_trace_help);
+        ra_say(c, "\n%s", ra_session_help);
         return RA_OK;
     }
+    return ra_cli_trace_end(c, run(c, &a, argc, argv));
+}
+
+static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
+{
+    train_args a = *ap;
     catch_stop_signals();
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
@@ -403,6 +437,8 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
         .metrics_opt = a.metrics ? "--metrics" : "run.metrics",
     };
     RA_TRY(ra_train_preflight(c, &cfg, &files)); /* before any work */
+    RA_TRY(ra_agree(c->comm, check_trace(c, &a, &cfg, a.resume ? resume : NULL)));
+    RA_TRY(ra_cli_trace_begin(c, a.trace, "train", argc, argv));
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     ra_session s;

@@ -9,6 +9,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/trace.h"
 
 const char *ra_session_help =
     "configuration:\n"
@@ -219,6 +220,7 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
     double loss = 0;
     int64_t cnt[2] = { 0, 0 };
     const int per = s->cfg.batch;
+    const int64_t t0 = RA_TRACE_T0();
     for (int b = 0; b < batches; b++)
         for (int m0 = 0; m0 < per; m0 += s->micro) {
             uint64_t idx = (uint64_t)b * per + m0;
@@ -234,6 +236,7 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
     int64_t gc[2];
     RA_TRY(ra_allreduce_named(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the evaluation loss"));
     RA_TRY(ra_allreduce_named(cnt, gc, 2, MPI_INT64_T, MPI_SUM, c->comm, "the evaluation counts"));
+    RA_TRACE_END1("eval", "evaluation", t0, "batches", batches);
     r->count = gc[0];
     r->loss = gc[0] ? gl / (double)gc[0] : NAN;
     r->bpb = r->loss / log(2.0); /* byte-level tokens: nats per byte -> bits per byte */

@@ -9,6 +9,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/trace.h"
 
 static int g_loopback; /* benchmark only: no transfers (ring.h) */
 
@@ -32,6 +33,16 @@ void ra_ring_comm_free(ra_ring_comm *c)
     c->comm = MPI_COMM_NULL;
 }
 
+/* Remember request i for the trace (cheap: one branch when off). */
+static void note(ra_ring_comm *c, int i, size_t bytes, int tag, int send)
+{
+    if (!ra_trace_on) return;
+    c->req_t0[i] = ra_trace_clock();
+    c->req_bytes[i] = (int64_t)bytes;
+    c->req_tag[i] = tag;
+    c->req_send[i] = (unsigned char)send;
+}
+
 static ra_status check_bytes(size_t bytes)
 {
     if (bytes > (size_t)INT_MAX)
@@ -50,6 +61,7 @@ ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int 
     }
     RA_MPI_TRY(MPI_Isend(buf, (int)bytes, MPI_BYTE, c->right, tag, c->comm, &c->req[c->nreq]),
                "MPI_Isend to the right neighbour");
+    note(c, c->nreq, bytes, tag, 1);
     c->nreq++;
     c->bytes_sent += (double)bytes;
     ra_comm_add_bytes((double)bytes);
@@ -66,6 +78,7 @@ ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag)
     }
     RA_MPI_TRY(MPI_Irecv(buf, (int)bytes, MPI_BYTE, c->left, tag, c->comm, &c->req[c->nreq]),
                "MPI_Irecv from the left neighbour");
+    note(c, c->nreq, bytes, tag, 0);
     c->nreq++;
     return RA_OK;
 }
@@ -77,6 +90,22 @@ void ra_ring_comm_poll(void *ctx)
     if (c->nreq > 0) MPI_Testall(c->nreq, c->req, &done, MPI_STATUSES_IGNORE);
 }
 
+/* The wait just done, and every transfer it completed (completion: the
+ * wait's end, so the spans of one track nest). */
+static void trace_wait(const ra_ring_comm *c, int64_t t0)
+{
+    const int64_t t1 = ra_trace_clock();
+    const char *keys[3] = { "bytes", "peer", "tag" };
+    for (int i = 0; i < c->nreq; i++) {
+        const int64_t vals[3] = { c->req_bytes[i], c->req_send[i] ? c->right : c->left, c->req_tag[i] };
+        ra_trace_span(c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV, "comm",
+                      c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
+    }
+    const char *k = "requests";
+    const int64_t v = c->nreq;
+    ra_trace_span(RA_TRACE_TID_MAIN, "wait", "ring wait", t0, t1, 1, &k, &v);
+}
+
 ra_status ra_ring_comm_wait(ra_ring_comm *c)
 {
     if (c->lb_recv && c->lb_send) /* loopback: this rank's own piece comes back */
@@ -86,8 +115,10 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     double t0 = ra_now();
     char what[96];
     snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left, c->right);
+    const int64_t tt = RA_TRACE_T0();
     ra_status st = ra_wait(c->nreq, c->req, what, c->left);
     c->wait_seconds += ra_now() - t0;
+    if (ra_trace_on) trace_wait(c, tt);
     c->nreq = 0;
     return st;
 }

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ringattn/collective.h" /* RA_MPI_TRY */
 #include "ringattn/status.h"
@@ -17,6 +18,12 @@ typedef struct {
     int rank, size, left, right;
     MPI_Request req[RA_RING_MAX_REQ];
     int nreq;
+    /* per request, for the trace (trace.h): when it was posted, its size,
+     * tag and direction (1: send) */
+    int64_t req_t0[RA_RING_MAX_REQ];
+    int64_t req_bytes[RA_RING_MAX_REQ];
+    int req_tag[RA_RING_MAX_REQ];
+    unsigned char req_send[RA_RING_MAX_REQ];
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
     /* loopback (ra_ring_set_loopback): the last posted send and receive */
@@ -32,7 +39,9 @@ ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int 
 ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag);
 /* Let pending transfers progress (MPI_Testall); for ra_poll. */
 void ra_ring_comm_poll(void *c);
-/* Complete every posted request. */
+/* Complete every posted request. Traced: the time blocked ("ring wait" on
+ * the main track) and each transfer from post to completion ("ring send" /
+ * "ring recv" on tracks of their own: they overlap the compute). */
 ra_status ra_ring_comm_wait(ra_ring_comm *c);
 
 #endif

@@ -33,6 +33,7 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -254,6 +255,7 @@ static void col_backward(axial_head *f, const col_item *x)
 
 static ra_status to_rows(axial_head *f, const float *q, const float *k, const float *v)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     const ra_ring_opts *o = &f->o;
     RA_TRY(ra_head_move_in(&f->in, q, f->own[HM_Q], o->B * o->H, o->D, &f->q));
     RA_TRY(ra_head_move_in(&f->in, k, f->own[HM_K], o->B * o->Hkv, o->D, &f->k));
@@ -262,7 +264,9 @@ static ra_status to_rows(axial_head *f, const float *q, const float *k, const fl
     const int BH = o->B * o->H;
     RA_TRY(ra_head_move_run(&f->rc, f->q, f->qc, BH, o->D, 1));
     RA_TRY(ra_head_move_run(&f->rc, f->khat, f->kc, BH, o->D, 1));
-    return ra_head_move_run(&f->rc, f->vhat, f->vc, BH, o->D, 1);
+    RA_TRY(ra_head_move_run(&f->rc, f->vhat, f->vc, BH, o->D, 1));
+    RA_TRACE_END("combiner", "to rows + summaries", t_trace);
+    return RA_OK;
 }
 
 /* The forward's results in the row layout, and the column part's records. */
@@ -299,6 +303,7 @@ static void direct_row(axial_head *f, const row_head *x, void *ctx)
 static ra_status axial_forward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
                                float *o_out, float *lse_out)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     axial_head *f = (axial_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, BH = o->B * o->H;
@@ -317,6 +322,7 @@ static ra_status axial_forward(ra_head *hd, const float *q, const float *k, cons
     RA_TRY(ra_head_move_out(&f->in, r.out, o_out, BH, D));
     RA_TRY(ra_head_move_out(&f->in, r.lse, lse_out, BH, 1));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-axial forward", t_trace);
     return RA_OK;
 }
 
@@ -347,6 +353,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
                                 const float *o_in, const float *lse_in, const float *dout, float *dq, float *dk,
                                 float *dv)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     axial_head *f = (axial_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, BH = o->B * o->H, BK = o->B * o->Hkv;
@@ -380,6 +387,7 @@ static ra_status axial_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(ra_head_move_out(&f->in, f->dk, dk, BK, D));
     RA_TRY(ra_head_move_out(&f->in, f->dv, dv, BK, D));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-axial backward", t_trace);
     return RA_OK;
 }
 

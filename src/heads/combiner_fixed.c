@@ -33,6 +33,7 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -109,6 +110,7 @@ static int64_t span_row(const fixed_head *f, int g) { return (int64_t)g * f->s -
 /* Move q, k, v to span layout and build every summary (all-gathered). */
 static ra_status prepare(fixed_head *f, const float *q, const float *k, const float *v)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
     RA_TRY(ra_head_move_in(&f->M, q, f->own[HM_Q], B * o->H, D, &f->q));
@@ -152,6 +154,7 @@ static ra_status prepare(fixed_head *f, const float *q, const float *k, const fl
         for (int bh = 0; bh < B * o->H; bh++)
             memcpy(f->vbar + ((size_t)bh * f->G + g) * D, pack + ((size_t)B * o->Hkv + bh) * D, sizeof(float) * D);
     }
+    RA_TRACE_END("combiner", "summaries + all-gather", t_trace);
     return RA_OK;
 }
 
@@ -169,6 +172,7 @@ static int group_ranges(const fixed_head *f, int c, int lo[2], int hi[2])
 static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, const float *v,
                                const int32_t *seg, float *o_out, float *lse_out)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     fixed_head *f = (fixed_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv;
@@ -210,6 +214,7 @@ static ra_status fixed_forward(ra_head *hd, const float *q, const float *k, cons
     RA_TRY(ra_head_move_out(&f->M, out, o_out, o->B * o->H, D));
     RA_TRY(ra_head_move_out(&f->M, lse, lse_out, o->B * o->H, 1));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-fixed forward", t_trace);
     return RA_OK;
 }
 
@@ -232,6 +237,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
                                 const int32_t *seg, const float *o_in, const float *lse_in,
                                 const float *dout, float *dq, float *dk, float *dv)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     fixed_head *f = (fixed_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, Gq = o->H / o->Hkv, B = o->B;
@@ -340,6 +346,7 @@ static ra_status fixed_backward(ra_head *hd, const float *q, const float *k, con
     RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * o->Hkv, D));
     RA_TRY(ra_head_move_out(&f->M, f->dv, dv, B * o->Hkv, D));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-fixed backward", t_trace);
     return RA_OK;
 }
 

@@ -32,6 +32,7 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 #define MAX_LEVELS 40
 
@@ -290,6 +291,7 @@ static void local_summary(ls_head *f, int l, int64_t s, size_t bk)
 
 static ra_status summaries(ls_head *f)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
     for_slots(f, local_summary); /* each (slot, key head) writes its own summaries */
@@ -342,6 +344,7 @@ static ra_status summaries(ls_head *f)
             }
         }
     }
+    RA_TRACE_END("combiner", "summaries + reductions", t_trace);
     return RA_OK;
 }
 
@@ -377,6 +380,7 @@ static ra_status ls_prepare(ls_head *f, const float *q, const float *k, const fl
 static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,
                             float *o_out, float *lse_out)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     ls_head *f = (ls_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, G = o->H / o->Hkv;
@@ -409,6 +413,7 @@ static ra_status ls_forward(ra_head *hd, const float *q, const float *k, const f
     RA_TRY(ra_head_move_out(&f->M, out, o_out, o->B * o->H, D));
     RA_TRY(ra_head_move_out(&f->M, lse, lse_out, o->B * o->H, 1));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-logsparse forward", t_trace);
     return RA_OK;
 }
 
@@ -544,6 +549,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
                              const float *o_in, const float *lse_in, const float *dout, float *dq, float *dk,
                              float *dv)
 {
+    const int64_t t_trace = RA_TRACE_T0();
     ls_head *f = (ls_head *)hd;
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
@@ -691,6 +697,7 @@ static ra_status ls_backward(ra_head *hd, const float *q, const float *k, const 
     RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * Hkv, D));
     RA_TRY(ra_head_move_out(&f->M, f->dv, dv, B * Hkv, D));
     f->bytes = ra_comm_bytes() - bytes0;
+    RA_TRACE_END("combiner", "combiner-logsparse backward", t_trace);
     return RA_OK;
 }
 

@@ -31,6 +31,7 @@
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 #include "dist/ring_comm.h"
 
@@ -436,13 +437,17 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
         ra_attn_fwd_init((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
                          l + bh * R->Lr);
     const int nsteps = R->P * R->nc;
+    const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
         float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
         RA_TRY(post_pieces(R, s, nsteps, k, v, seg, cur, next));
         piece p = held_piece(R, s, k, v, seg, cur);
+        const int64_t ts = RA_TRACE_T0();
         forward_piece(R, &p, q, seg, o_out, m, l);
+        RA_TRACE_END3("attn", "fwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
         RA_TRY(ra_ring_comm_wait(&R->comm));
     }
+    RA_TRACE_END2("attn", "ring forward", tr, "steps", nsteps, "tokens", R->Lr);
     for (size_t bh = 0; bh < rows; bh++)
         ra_attn_fwd_finish((int)R->Lr, o->D, o_out + bh * R->Lr * o->D, m + bh * R->Lr,
                            l + bh * R->Lr, lse + bh * R->Lr);
@@ -540,6 +545,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
                            dl + bh * R->Lr);
     const int nsteps = P * R->nc;
     float *incoming = R->dkv[2];
+    const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
         const int t = s % P;
         float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
@@ -553,6 +559,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             int n_in = t == 0 ? piece_len(R, R->r, p.index - 1) : p.n;
             RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
         }
+        const int64_t ts = RA_TRACE_T0();
         if (t == 0) {
             backward_piece(R, &p, q, seg, dout, dl, dq, dk + p.first * o->D,
                            dv + p.first * o->D, (size_t)R->Lr * o->D);
@@ -561,6 +568,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             if (blk) memset(part, 0, sizeof(float) * 2 * blk);
             backward_piece(R, &p, q, seg, dout, dl, dq, part, part + blk, (size_t)p.n * o->D);
         }
+        RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
         RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */
         if (expect && t == 0) add_returned(R, p.index - 1, incoming, dk, dv);
         if (t != 0) {
@@ -576,6 +584,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
         RA_TRY(ra_ring_comm_wait(&R->comm));
         add_returned(R, R->nc - 1, incoming, dk, dv);
     }
+    RA_TRACE_END2("attn", "ring backward", tr, "steps", nsteps, "tokens", R->Lr);
     end_stats(R, nsteps);
     return RA_OK;
 }

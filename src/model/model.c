@@ -19,6 +19,7 @@
 #include "ringattn/layout.h"
 #include "ringattn/mem.h"
 #include "ringattn/plan.h"
+#include "ringattn/trace.h"
 
 /* ---- creation --------------------------------------------------------------- */
 
@@ -224,6 +225,7 @@ static ra_status layer_forward(ra_model *m, int l, const float *x, float *x_out)
 {
     const ra_net *net = &m->net;
     ra_layer_acts *t = &m->act[l];
+    const int64_t t0 = RA_TRACE_T0();
     memcpy(t->x_in, x, sizeof(float) * m->N * net->C);
     ra_attn_in_forward(net, l, m->B, m->Lr, m->pos, t->x_in, t->h1, t->rstd1, m->tok_buf, t->q, t->k, t->v);
     ra_head *hd = m->head[l];
@@ -231,6 +233,7 @@ static ra_status layer_forward(ra_model *m, int l, const float *x, float *x_out)
     m->wait += hd->kind->wait_seconds(hd);
     ra_attn_out_forward(net, l, m->B, m->Lr, t->o, t->x_in, m->cat, t->x_mid);
     ra_ffn_forward(net, l, (int)m->N, t->x_mid, t->h2, t->rstd2, x_out, &m->ffn);
+    RA_TRACE_END1("model", "layer forward", t0, "layer", l);
     return RA_OK;
 }
 
@@ -239,6 +242,7 @@ static ra_status layer_backward(ra_model *m, int l, float *dx)
 {
     const ra_net *net = &m->net;
     ra_layer_acts *t = &m->act[l];
+    const int64_t t0 = RA_TRACE_T0();
     ra_ffn_backward(net, m->grads, l, (int)m->N, t->x_mid, t->h2, t->rstd2, dx, m->dh, &m->ffn);
     /* dx is now the gradient at x_mid; the residual passes it on */
     ra_attn_out_backward(net, m->grads, l, m->B, m->Lr, t->o, dx, m->cat, m->tok_buf, m->dout);
@@ -247,29 +251,53 @@ static ra_status layer_backward(ra_model *m, int l, float *dx)
     m->wait += hd->kind->wait_seconds(hd);
     ra_attn_in_backward(net, m->grads, l, m->B, m->Lr, m->pos, t->x_in, t->h1, t->rstd1, m->dq, m->dk, m->dv,
                         m->tok_buf, m->dh, dx);
+    RA_TRACE_END1("model", "layer backward", t0, "layer", l);
     return RA_OK;
 }
 
 /* ---- whole model ------------------------------------------------------------- */
 
-/* Start summing gradients [begin, end) over ranks. */
-static ra_status reduce_slice(ra_model *m, size_t begin, size_t end)
+/* Start summing gradients [begin, end) over ranks; layer for the trace
+ * (-1: final norm and head, -2: embedding). */
+static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
 {
     if (m->P == 1 || end <= begin) return RA_OK;
     if (end - begin > (size_t)INT32_MAX)
         return RA_FAIL(RA_ERR_ARG, "a parameter slice of %zu floats is too large for one reduction", end - begin);
     RA_TRY(ra_iallreduce(MPI_IN_PLACE, m->grads + begin, (int)(end - begin), MPI_FLOAT, MPI_SUM, m->comm,
                          &m->req[m->nreq], "gradient reduction"));
+    if (ra_trace_on) {
+        m->req_t0[m->nreq] = ra_trace_clock();
+        m->req_bytes[m->nreq] = (int64_t)((end - begin) * sizeof(float));
+        m->req_layer[m->nreq] = layer;
+    }
     m->nreq++;
     return RA_OK;
+}
+
+/* The wait just done on the main track, and each reduction from its post
+ * to the wait's end on the reductions' track. */
+static void trace_reductions(const ra_model *m, int64_t t0)
+{
+    const int64_t t1 = ra_trace_clock();
+    const char *keys[2] = { "bytes", "layer" };
+    for (int i = 0; i < m->nreq; i++) {
+        const int64_t vals[2] = { m->req_bytes[i], m->req_layer[i] };
+        ra_trace_span(RA_TRACE_TID_REDUCE, "reduce", "grad allreduce", m->req_t0[i], t1, 2, keys, vals);
+    }
+    const char *k = "requests";
+    const int64_t v = m->nreq;
+    ra_trace_span(RA_TRACE_TID_MAIN, "wait", "grad wait", t0, t1, 1, &k, &v);
 }
 
 ra_status ra_model_wait_grads(ra_model *m)
 {
     if (m->nreq == 0) return RA_OK;
     double t0 = ra_now();
+    const int64_t tt = RA_TRACE_T0();
     ra_status st = ra_wait(m->nreq, m->req, "gradient reduction", -1);
     m->wait += ra_now() - t0;
+    if (ra_trace_on) trace_reductions(m, tt);
     m->nreq = 0;
     return st;
 }
@@ -286,6 +314,7 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
             return RA_FAIL(RA_ERR_ARG, "token %d at row %d is outside the vocabulary [0, %d)", tok[i], i, V);
 
     float *x = m->dx; /* the residual stream, carried layer to layer */
+    const int64_t tf = RA_TRACE_T0();
     ra_embed_forward(x, tok, net->w + p->emb, N, C);
     for (int l = 0; l < net->nl; l++) {
         RA_TRY(layer_forward(m, l, x, m->x_out));
@@ -294,6 +323,7 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     /* final norm, then the LM head and the loss over chunks of R rows: a
      * chunk's logits become its dlogits in place, give their rows' dhf and
      * add to the head's gradient before the next chunk overwrites them */
+    const int64_t th = RA_TRACE_T0();
     ra_final_norm_forward(net, N, m->x_out, m->hf, m->rstdf);
     if (backward) memset(m->dh, 0, sizeof(float) * N * C);
     double loss = 0.0;
@@ -305,6 +335,8 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
         ra_xent_rows(backward ? m->logits : NULL, m->logits, tgt + r0, n, V, grad_scale, &loss, &count, &correct);
         if (backward) ra_lm_head_backward(net, m->grads, n, hf, m->logits, m->dh + (size_t)r0 * C);
     }
+    RA_TRACE_END2("model", backward ? "lm head + loss (fwd+bwd)" : "lm head + loss", th, "rows", N, "vocab", V);
+    RA_TRACE_END1("model", "forward + loss", tf, "rows", N);
     stats->loss_sum = loss, stats->count = count, stats->correct = correct;
     if (!backward) {
         stats->wait_seconds = m->wait;
@@ -312,16 +344,18 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     }
 
     float *dx = m->dx;
+    const int64_t tb = RA_TRACE_T0();
     ra_final_norm_backward(net, m->grads, N, m->x_out, m->rstdf, m->dh, dx);
     /* final norm (and untied head, which follows it) are done: start their
      * reduction; a tied head's gradient is in the embedding, reduced last */
-    if (reduce) RA_TRY(reduce_slice(m, p->final_norm, p->total));
+    if (reduce) RA_TRY(reduce_slice(m, p->final_norm, p->total, -1));
     for (int l = net->nl - 1; l >= 0; l--) {
         RA_TRY(layer_backward(m, l, dx));
-        if (reduce) RA_TRY(reduce_slice(m, p->layer[l].begin, p->layer[l].end));
+        if (reduce) RA_TRY(reduce_slice(m, p->layer[l].begin, p->layer[l].end, l));
     }
     ra_embed_backward(m->grads + p->emb, tok, dx, N, C);
-    if (reduce) RA_TRY(reduce_slice(m, p->emb, p->emb + (size_t)V * C));
+    if (reduce) RA_TRY(reduce_slice(m, p->emb, p->emb + (size_t)V * C, -2));
+    RA_TRACE_END1("model", "model backward", tb, "rows", N);
     stats->wait_seconds = m->wait;
     return RA_OK;
 }

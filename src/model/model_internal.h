@@ -73,6 +73,8 @@ struct ra_model {
     void *block;           /* the one allocation behind every buffer above */
     MPI_Request req[RA_MAX_LAYERS + 2];
     int nreq;
+    int64_t req_t0[RA_MAX_LAYERS + 2], req_bytes[RA_MAX_LAYERS + 2]; /* trace: post time, size */
+    int req_layer[RA_MAX_LAYERS + 2];                                /* trace: layer, -1 head, -2 embedding */
     double wait;
 };
 

@@ -13,6 +13,7 @@
 
 #include "ringattn/mem.h"
 #include "ringattn/threads.h"
+#include "ringattn/trace.h"
 
 enum {
     PAR_MIN = 32768,  /* below this many values a call stays on one thread */
@@ -90,6 +91,7 @@ void ra_adamw_step(ra_adamw *opt, float *params, const float *grads, float grad_
     const float c1 = 1.0f / (1.0f - powf(b1, (float)step)), c2 = 1.0f / (1.0f - powf(b2, (float)step));
     const size_t n = opt->n, nb = (n + ADAM_BLOCK - 1) / ADAM_BLOCK;
     const int nt = par_threads(n);
+    const int64_t t0 = RA_TRACE_T0();
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (size_t blk = 0; blk < nb; blk++) {
         const size_t end = (blk + 1) * ADAM_BLOCK < n ? (blk + 1) * ADAM_BLOCK : n;
@@ -102,4 +104,5 @@ void ra_adamw_step(ra_adamw *opt, float *params, const float *grads, float grad_
             params[i] -= lr * upd;
         }
     }
+    RA_TRACE_END2("optim", "adamw step", t0, "params", n, "step", step);
 }

@@ -13,7 +13,11 @@
 #      position, summed over ranks; --allow-nonfinite computes with a warning;
 #   5. --scale / --precond-eps / --tol beyond float32 or 0;
 #   6. compare: different shapes of one size, non-float dtypes, NaN;
-#   7. results printed to a full device (/dev/full) exit non-zero.
+#   7. results printed to a full device (/dev/full) exit non-zero;
+#   8. --trace FILE (attn, bench attn, train, generate): the same checks as
+#      every output - an input, a symlink to one, another output, a
+#      directory, a FIFO, a missing or read-only directory - refused before
+#      any work, inputs unchanged, no trace written.
 #
 # Every run is under `timeout` (lib_cli.sh), with 1 and 2 ranks where the
 # ranks matter. Prints "ok: ..." / "FAIL: ..." and "N passed, M failed".
@@ -204,6 +208,49 @@ fails "compare with a NaN in B (the reference)" 2 "NaN at \[1, 5\]" -- compare s
 fails "compare of an array with NaN with itself" 1 "NaN at \[1, 5\]" -- compare n48.npy n48.npy
 compare s48.npy s48.npy
 report "compare of equal arrays still says OK" "$(status $?)$(grep -q 'OK$' out || echo 'no OK line')"
+
+# ---- 8. --trace paths ------------------------------------------------------------------
+
+ln -s A/k.npy klink.json
+mkdir tdir
+mkfifo tfifo.json
+cp A/q.npy keepq.npy
+before=$(sums "${INPUTS[@]}" keepq.npy)
+for n in 1 2; do
+    fails "--trace is the --q file (P=$n)" $n "--trace A/q.npy" "--q" "same file" -- \
+        attn "${QKV[@]}" --out o.npy --trace A/q.npy
+    fails "--trace is a symlink to the --k file (P=$n)" $n "--trace klink.json" "--k A/k.npy" "same file" -- \
+        attn "${QKV[@]}" --out o.npy --trace klink.json
+    fails "--trace names a directory (P=$n)" $n "--trace tdir" "directory" -- attn "${QKV[@]}" --out o.npy --trace tdir
+    TMO=20 fails "--trace names a FIFO, refused at once (P=$n)" $n "--trace tfifo.json" "FIFO" -- \
+        attn "${QKV[@]}" --out o.npy --trace tfifo.json
+done
+fails "--trace is the --out file" 2 "--out keepq.npy" "--trace \./keepq\.npy" "same file" -- \
+    attn "${QKV[@]}" --out keepq.npy --trace ./keepq.npy
+fails "--trace in a missing directory" 2 "--trace nodir/t.json" "does not exist" -- \
+    attn "${QKV[@]}" --out o.npy --trace nodir/t.json
+fails "bench attn --trace names a directory" 2 "bench attn: --trace tdir" "directory" -- \
+    bench attn -b 16 -e 16 --trace tdir
+fails "bench train --trace is its --config file" 1 "--trace" "--config" "same file" -- \
+    bench train --config keepq.npy --trace keepq.npy
+# an unwritable directory: root writes through permissions, so a read-only tmpfs
+mkdir -p rodir
+if [ "$(id -u)" -ne 0 ]; then
+    chmod 555 rodir
+    fails "--trace in an unwritable directory" 2 "--trace rodir/t.json" "cannot create" -- \
+        attn "${QKV[@]}" --out o.npy --trace rodir/t.json
+    chmod 755 rodir
+elif mount -t tmpfs -o ro,size=1m tmpfs rodir 2>mnt.err; then
+    fails "--trace in an unwritable (read-only) directory" 2 "--trace rodir/t.json" "cannot create" -- \
+        attn "${QKV[@]}" --out o.npy --trace rodir/t.json
+    umount rodir
+else
+    report "--trace in an unwritable directory" "cannot mount a read-only tmpfs: $(cat mnt.err)"
+fi
+unchanged "every input is unchanged after the refused --trace runs" "$before" "${INPUTS[@]}" keepq.npy
+expect "the refused --trace runs wrote no output" "o.npy or a trace exists" absent o.npy nodir rodir/t.json
+still_there() { [ -p tfifo.json ] && [ -d tdir ] && [ -L klink.json ]; }
+expect "the FIFO, directory and symlink named by --trace are still there" "one was replaced" still_there
 
 # ---- 7. results to a full device ---------------------------------------------------------
 

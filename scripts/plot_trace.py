@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""plot_trace.py - a timeline PNG of a `ringattn ... --trace FILE` file.
+
+    mpirun -n 2 ringattn bench attn -b 16K -e 16K -n 1 -w 0 --causal --trace out/trace.json
+    scripts/plot_trace.py out/trace.json -o out/trace.png --title "zigzag P=2"
+    scripts/plot_trace.py out/trace.json -o step.png --from 120 --to 180
+
+One row per rank and track (main thread, ring sends, ring receives,
+gradient reductions), ranks top to bottom; spans as bars coloured by
+category (a legend names them), nested spans drawn thinner on top of their
+parents, so a ring step shows inside its pass; instants as ticks. Time in
+ms since the trace's start (ranks aligned on rank 0's clock, docs/trace.md).
+--from/--to cut a window (ms); --depth drops spans nested deeper."""
+import argparse
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+COLOURS = {
+    "attn": "#4c72b0", "comm": "#dd8452", "wait": "#c44e52", "reduce": "#8172b3", "model": "#55a868",
+    "optim": "#937860", "eval": "#da8bc3", "io": "#8c8c8c", "combiner": "#64b5cd", "decode": "#ccb974",
+    "bench": "#b0b0b0", "train": "#d0d0d0",
+}
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except OSError as e:
+        sys.exit(f"plot_trace: {path}: {e.strerror}")
+    except ValueError as e:
+        sys.exit(f"plot_trace: {path}: not JSON: {e}")
+    evs = d.get("traceEvents") if isinstance(d, dict) else d
+    if not isinstance(evs, list):
+        sys.exit(f"plot_trace: {path}: no traceEvents list (not a Chrome trace file)")
+    return d, evs
+
+
+def rows_of(evs):
+    """(pid, tid) -> label, in rank then track order, for tracks with events."""
+    pname = {e["pid"]: e["args"]["name"] for e in evs if e.get("ph") == "M" and e.get("name") == "process_name"}
+    tname = {(e["pid"], e["tid"]): e["args"]["name"] for e in evs
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    used = sorted({(e["pid"], e["tid"]) for e in evs if e.get("ph") in ("X", "i")})
+    labels = {}
+    for key in used:
+        rank = pname.get(key[0], f"pid {key[0]}").split(" (")[0]
+        track = tname.get(key, f"tid {key[1]}").split(" (")[0]
+        labels[key] = f"{rank}: {track}"
+    return used, labels
+
+
+def depths(spans):
+    """Nesting depth of each span of one track (spans sorted by start)."""
+    out, stack = [], []
+    for s in spans:
+        while stack and stack[-1] <= s["ts"] + 1e-3:
+            stack.pop()
+        out.append(len(stack))
+        stack.append(s["ts"] + s["dur"])
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("trace", help="the --trace JSON file")
+    ap.add_argument("-o", "--out", default="trace.png", help="output PNG (default trace.png)")
+    ap.add_argument("--from", dest="t_from", type=float, default=None, help="window start, ms")
+    ap.add_argument("--to", dest="t_to", type=float, default=None, help="window end, ms")
+    ap.add_argument("--title", default=None, help="plot title (default: the command line)")
+    ap.add_argument("--depth", type=int, default=3, help="deepest nesting level drawn (default 3)")
+    ap.add_argument("--width", type=float, default=12, help="figure width, inches (default 12)")
+    a = ap.parse_args()
+    d, evs = load(a.trace)
+    used, labels = rows_of(evs)
+    if not used:
+        sys.exit(f"plot_trace: {a.trace}: no spans to draw")
+    lo = a.t_from if a.t_from is not None else float("-inf")
+    hi = a.t_to if a.t_to is not None else float("inf")
+    if lo >= hi:
+        sys.exit(f"plot_trace: --from {a.t_from} must be before --to {a.t_to}")
+
+    fig, ax = plt.subplots(figsize=(a.width, 0.45 * len(used) + 1.6))
+    cats, t_min, t_max = set(), float("inf"), float("-inf")
+    for row, key in enumerate(used):
+        spans = sorted((e for e in evs if e.get("ph") == "X" and (e["pid"], e["tid"]) == key),
+                       key=lambda e: (e["ts"], -e["dur"]))
+        y = len(used) - 1 - row
+        for s, dep in zip(spans, depths(spans)):
+            t0, t1 = s["ts"] / 1e3, (s["ts"] + s["dur"]) / 1e3
+            if dep > a.depth or t1 < lo or t0 > hi:
+                continue
+            t0, t1 = max(t0, lo), min(t1, hi)
+            h = 0.8 * (0.75 ** dep)
+            cat = s.get("cat", "?")
+            cats.add(cat)
+            ax.broken_barh([(t0, max(t1 - t0, 1e-6))], (y - h / 2, h), facecolors=COLOURS.get(cat, "#999999"),
+                           edgecolor="white", linewidth=0.4)  # the edges separate consecutive steps
+            t_min, t_max = min(t_min, t0), max(t_max, t1)
+        for e in evs:
+            if e.get("ph") == "i" and (e["pid"], e["tid"]) == key and lo <= e["ts"] / 1e3 <= hi:
+                ax.plot([e["ts"] / 1e3] * 2, [y - 0.45, y + 0.45], color="black", linewidth=0.8)
+    if t_min > t_max:
+        sys.exit(f"plot_trace: {a.trace}: nothing in the window [{a.t_from}, {a.t_to}] ms")
+    ax.set_yticks(range(len(used)))
+    ax.set_yticklabels([labels[k] for k in reversed(used)], fontsize=8)
+    ax.set_xlabel("time (ms)")
+    ax.set_xlim(t_min if a.t_from is None else a.t_from, t_max if a.t_to is None else a.t_to)
+    ax.grid(axis="x", alpha=0.3)
+    title = a.title if a.title is not None else d.get("otherData", {}).get("command", a.trace)
+    ax.set_title(title, fontsize=9)
+    ax.legend(handles=[Patch(color=COLOURS.get(c, "#999999"), label=c) for c in sorted(cats)], fontsize=7,
+              loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / max(len(used), 1)), ncol=min(len(cats), 8),
+              frameon=False)
+    fig.tight_layout()
+    try:
+        fig.savefig(a.out, dpi=90)
+    except OSError as e:
+        sys.exit(f"plot_trace: {a.out}: {e.strerror}")
+    print(f"plot_trace: {a.out}: {len(used)} rows, {t_min:.3f} to {t_max:.3f} ms, categories {', '.join(sorted(cats))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+/* trace_opt.c - `--trace FILE` of attn, bench attn, train, bench train and
+ * generate (docs/trace.md): started once the command's files are checked
+ * (the path is one of its outputs there), written at the end whatever the
+ * command's status, so a failed run still leaves what it recorded (or, if
+ * that write fails, no file at all: fileio.h's atomic rename). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "ringattn/dist.h"
+#include "ringattn/trace.h"
+
+const char *ra_trace_help =
+    "  --trace FILE      write a timeline of every rank (Chrome trace JSON: open it in\n"
+    "                    https://ui.perfetto.dev or plot it with scripts/plot_trace.py;\n"
+    "                    docs/trace.md); checked before any work like every output\n";
+
+enum { SYNC_ROUNDS = 16 };
+
+static const char *g_path;
+static char g_command[1024];
+
+ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv)
+{
+    g_path = NULL;
+    if (!path) return RA_OK;
+    size_t n = (size_t)snprintf(g_command, sizeof g_command, "ringattn %s", cmd);
+    for (int i = 1; i < argc && n < sizeof g_command; i++)
+        n += (size_t)snprintf(g_command + n, sizeof g_command - n, " %s", argv[i]);
+    /* RINGATTN_TRACE_EVENTS=N: the cap of events per rank (default 1M) */
+    int64_t cap = 0;
+    const char *env = getenv("RINGATTN_TRACE_EVENTS");
+    if (env && *env) {
+        char *end;
+        long long v = strtoll(env, &end, 10);
+        if (*end || v < 1)
+            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "RINGATTN_TRACE_EVENTS=%s: need a whole number of events "
+                                                         ">= 1", env));
+        cap = v;
+    }
+    RA_TRY(ra_trace_begin(c->comm, cap, SYNC_ROUNDS));
+    g_path = path;
+    return RA_OK;
+}
+
+ra_status ra_cli_trace_end(const ra_cli *c, ra_status st)
+{
+    if (!g_path) return st;
+    const char *path = g_path;
+    g_path = NULL;
+    char status[1100], saved[1024];
+    snprintf(saved, sizeof saved, "%s", ra_last_error());
+    if (st == RA_OK) snprintf(status, sizeof status, "ok");
+    else if (st == RA_ERR_PEER) snprintf(status, sizeof status, "failed on another rank");
+    else snprintf(status, sizeof status, "failed: %s", saved);
+    ra_status ws = ra_trace_write(c->comm, path, g_command, status);
+    if (st == RA_OK) return ws;
+    /* the command's own failure is the one to report */
+    if (ws != RA_OK && c->rank == 0)
+        fprintf(stderr, "ringattn: warning: --trace %s was not written: %s\n", path, ra_last_error());
+    if (st != RA_ERR_PEER) RA_FAIL(st, "%s", saved);
+    return st;
+}

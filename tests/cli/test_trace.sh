@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# test_trace.sh RINGATTN MPIRUN CONFIGS attn|train - `--trace FILE` end to end
+# (two halves, each a meson test of its own, to stay short): attn
+# (forward and backward) and train on a tiny config at P = 1 and P = 3,
+# bench attn, bench train and generate, each file checked by check_trace.py
+# (valid JSON, every rank named, spans per ring pass and per step, durations
+# >= 0, monotone nested tracks); the gather in many small rounds; a run that
+# fails part-way still writes its trace, marked failed. Hostile --trace paths
+# are in test_hostile_attn.sh.
+set -u
+if [ $# -ne 4 ] || { [ "$4" != attn ] && [ "$4" != train ]; }; then
+    echo "usage: $0 RINGATTN MPIRUN CONFIGS attn|train" >&2
+    exit 2
+fi
+CHECK="$(cd "$(dirname "$0")" && pwd)/check_trace.py"
+CONFIGS=$3
+PART=$4
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+TINY="$CONFIGS/tiny.ini"
+
+# traced DESC CHECK-ARGS -- N ARGS...: ringattn ARGS on N ranks exits 0 and
+# check_trace.py accepts tr.json
+traced() {
+    local desc=$1 why='' rc cargs=()
+    shift
+    while [ "$1" != "--" ]; do cargs+=("$1"); shift; done
+    shift
+    local n=$1
+    shift
+    rm -f tr.json
+    mpi "$n" "$@"
+    rc=$?
+    why+=$(status $rc)
+    if [ -s tr.json ]; then
+        python3 "$CHECK" tr.json --ranks "$n" "${cargs[@]}" >chk 2>&1 || why+="$(grep -m3 FAIL chk | tr '\n' ' '); "
+    else
+        why+="no trace file; "
+    fi
+    why+=$(partials)
+    report "$desc" "$why"
+}
+
+if [ "$PART" = attn ]; then
+mpi 1 gen --dir A --H 2 --L 48 --D 8 --seed 3
+report "gen A: H=2 L=48 D=8" "$(status $?)"
+QKV=(--q A/q.npy --k A/k.npy --v A/v.npy)
+GRAD=(--dout A/dout.npy --dq dq.npy --dk dk.npy --dv dv.npy)
+
+for n in 1 3; do
+    traced "attn forward+backward, causal zigzag --trace (P=$n)" --kind attn --backward -- \
+        $n attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --causal --trace tr.json
+done
+# 16 tokens per rank in pieces of 8: 2 pieces per rank, each travelling the ring
+RINGATTN_TRACE_CHUNK=100 traced "attn, 2 pieces per rank, gathered in rounds of 100 bytes (P=3)" \
+    --kind attn --backward --pieces 2 -- \
+    3 attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --layout contiguous --chunk 8 --trace tr.json
+
+# a cap of 10 events per rank: the rest dropped and counted, the file still whole
+rm -f tr.json
+RINGATTN_TRACE_EVENTS=10 mpi 3 attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --trace tr.json
+why=$(status $?)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["otherData"]["ranks"]:
+    n = sum(1 for e in d["traceEvents"] if e["pid"] == r["rank"] and e["ph"] == "X")
+    assert n == 10 == r["events"], f"rank {r['rank']}: {n} spans, {r['events']} events, expected 10"
+    assert r["dropped_events"] > 0, f"rank {r['rank']}: no dropped events counted"
+PY
+report "RINGATTN_TRACE_EVENTS=10: 10 events per rank kept, the rest counted as dropped (P=3)" "$why"
+fi
+
+if [ "$PART" = train ]; then
+tr=(--config "$TINY" --set train.steps=3 --set train.warmup=1 --set train.eval_every=2 --set train.checkpoint_every=2)
+for n in 1 3; do
+    rm -rf "ck$n"
+    traced "train 3 steps --trace (P=$n)" --kind train --steps 3 --layers 2 -- \
+        $n train "${tr[@]}" --checkpoint-dir "ck$n" --trace tr.json
+done
+
+fi
+
+if [ "$PART" = attn ]; then
+# bench: every repetition (1 warm-up + 2 timed = 3 forward and backward passes)
+rm -f tr.json
+mpi 2 bench attn -b 64 -e 64 -n 2 -w 1 -c 0 --causal --trace tr.json
+rc=$?
+why=$(status $rc)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in range(2):
+    n = [e for e in d["traceEvents"] if e["pid"] == r and e.get("name") == "bench forward"]
+    b = [e for e in d["traceEvents"] if e["pid"] == r and e.get("name") == "bench backward"]
+    assert len(n) == 3 and len(b) == 3, f"rank {r}: {len(n)} forward, {len(b)} backward bench spans, expected 3"
+assert d["otherData"]["command"].startswith("ringattn bench attn "), d["otherData"]["command"]
+PY
+report "bench attn --trace: every repetition, warm-up included (P=2)" "$why"
+fi
+
+if [ "$PART" = train ]; then
+rm -f tr.json
+mpi 2 bench train --config "$TINY" -n 2 -w 1 --trace tr.json
+why=$(status $?)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in range(2):
+    names = [e.get("name") for e in d["traceEvents"] if e["pid"] == r]
+    assert names.count("train step") == 3, f"rank {r}: {names.count('train step')} train steps, expected 3"
+    assert names.count("adamw step") == 3 and "grad allreduce" in names, f"rank {r}: optimizer or reductions missing"
+PY
+report "bench train --trace: 3 steps with optimizer and reductions (P=2)" "$why"
+
+rm -f tr.json
+mpi 2 generate --checkpoint ck1 --prompt "abc" --tokens 4 --trace tr.json
+why=$(status $?)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in range(2):
+    names = [e.get("name") for e in d["traceEvents"] if e["pid"] == r]
+    assert names.count("prefill") == 1 and names.count("decode token") == 4, f"rank {r}: {names}"
+PY
+report "generate --trace: the prefill and every token (P=2)" "$why"
+
+# a run that fails part-way (a NaN gradient at step 2 stops it) still writes its trace
+rm -rf ckf tr.json
+RINGATTN_INJECT_NAN=2:0 mpi 3 train "${tr[@]}" --checkpoint-dir ckf --trace tr.json
+rc=$?
+why=$([ $rc -ne 0 ] && [ $rc -ne 124 ] || echo "exit status $rc, expected a failure; ")
+grep -q 'not finite' err || why+="no 'not finite' error; "
+if [ -s tr.json ]; then
+    python3 "$CHECK" tr.json --ranks 3 --kind failed >chk 2>&1 || why+="$(grep -m3 FAIL chk | tr '\n' ' '); "
+else
+    why+="no trace file after the failure; "
+fi
+why+=$(partials)
+report "train failing at step 2 still writes its trace, status failed (P=3)" "$why"
+fi
+
+finish
