@@ -6,10 +6,11 @@
 # The corpus is the Python standard library's sources as bytes (Debian's
 # python3.11 package ships them: a codebase, a long-context task), built once
 # into data/pystdlib.txt in sorted file order, 5 % held out.
-# Writes out/combiner/<variant>-s<seed>.jsonl, out/combiner/combiner.png (the
-# loss curves) and prints one row per run: held-out loss and bpb at the end,
-# and the median tokens/s of the training steps (contended if the machine is
-# busy: `ringattn bench train` on the same config times the step alone).
+# Writes out/combiner/<variant>-s<seed>.jsonl and combiner.png (the loss
+# curves); prints one row per run: held-out loss and bpb at the end and the
+# median tokens/s of its steps (contended if the machine is busy). Then
+# `ringattn bench train` times each variant's step alone (step_times.tsv),
+# and combiner-bpb.png shows held-out bpb by step and the step times.
 #   Environment: P (ranks, default 2), OUT (default out/combiner),
 #   CORPUS (default data/pystdlib.txt), SEEDS2 (variants run with seed 2),
 #   DIM and LAYERS (default 128 and 2: 4 heads of D = DIM/4, SwiGLU).
@@ -65,4 +66,15 @@ EOF
 printf '%-16s %4s %6s %9s %8s %10s\n' variant seed step eval_loss eval_bpb tokens/s
 for v in full combiner-axial combiner-fixed mix; do run "$v" 1; done
 for v in $SEEDS2; do run "$v" 2; done
+# the step time of each variant alone (the runs above may share the machine)
+model=(--set model.vocab=256 --set "model.dim=$DIM" --set "model.layers=$LAYERS" --set model.heads=4 --set model.ffn=swiglu
+       --set data.seq_len=8192 --set train.batch=1 --set run.layout=zigzag)
+: > "$out/step_times.tsv"
+for v in full combiner-axial combiner-fixed mix; do
+  # shellcheck disable=SC2046  # variant_args is a list of words
+  mpirun -n "$P" "$RA" bench train "${model[@]}" $(variant_args "$v") -n 5 -w 1 -t 1 |
+    awk -v v="$v" '/^ +[0-9]/ { printf "%s\t%s\t%s\n", v, $1, $2 }' >> "$out/step_times.tsv"
+done
+echo "# step time (bench train, ms) and tokens/s:"; cat "$out/step_times.tsv"
 python3 scripts/plot_metrics.py "$out"/*.jsonl -o "$out/combiner.png" --title "Combiner on Python sources, L=8192, P=$P"
+python3 scripts/plot_combiner.py "$out" -o "$out/combiner-bpb.png" --title "Combiner on Python sources, L=8192, P=$P"

@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""plot_combiner.py OUT_DIR -o PNG - the Combiner experiment's figure.
+
+Left: held-out bits per byte against the training step, one line per run
+(OUT_DIR/<variant>-s<seed>.jsonl, from scripts/combiner_experiment.sh).
+Right: the training step time of each variant (OUT_DIR/step_times.tsv:
+variant, step_ms, tokens_per_s, from `ringattn bench train`).
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+COLOURS = {"full": "C3", "combiner-axial": "C0", "combiner-fixed": "C2", "mix": "C5"}
+
+
+def eval_curve(path):
+    xs, ys = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                sys.exit(f"plot_combiner.py: {path}:{n}: malformed JSON ({e.msg})")
+            if "eval_bpb" in row:
+                xs.append(row["step"])
+                ys.append(row["eval_bpb"])
+    return xs, ys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir")
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--title", default="")
+    a = ap.parse_args()
+    runs = sorted(glob.glob(os.path.join(a.dir, "*-s*.jsonl")))
+    if not runs:
+        sys.exit(f"plot_combiner.py: no <variant>-s<seed>.jsonl in {a.dir}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for path in runs:
+        name = os.path.basename(path)[:-len(".jsonl")]
+        variant, seed = name.rsplit("-s", 1)
+        xs, ys = eval_curve(path)
+        left.plot(xs, ys, marker=".", color=COLOURS.get(variant), ls="-" if seed == "1" else "--",
+                  label=f"{variant} (seed {seed})")
+    left.set_xlabel("step")
+    left.set_ylabel("held-out bits per byte")
+    left.set_ylim(top=min(4.0, left.get_ylim()[1]))
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    times = os.path.join(a.dir, "step_times.tsv")
+    if os.path.exists(times):
+        rows = [line.split("\t") for line in open(times, encoding="utf-8") if line.strip()]
+        names = [r[0] for r in rows]
+        ms = [float(r[1]) for r in rows]
+        right.bar(names, ms, color=[COLOURS.get(n, "C7") for n in names])
+        for i, v in enumerate(ms):
+            right.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+        right.set_ylabel("training step (ms, bench train)")
+        right.tick_params(axis="x", labelrotation=20, labelsize=8)
+    else:
+        right.axis("off")
+    if a.title:
+        fig.suptitle(a.title)
+    fig.tight_layout()
+    fig.savefig(a.output, dpi=80)
+    print(f"plot_combiner.py: wrote {a.output}")
+
+
+if __name__ == "__main__":
+    main()
