@@ -22,6 +22,7 @@
 #include "ringattn/rng.h"
 #include "ringattn/trace.h"
 #include "session.h"
+#include "train_io.h"
 
 /* A prompt is at most this long (and at most the model's data.seq_len). */
 #define PROMPT_MAX_BYTES ((size_t)16 << 20)
@@ -178,6 +179,9 @@ static ra_status check_out(const gen_args *a)
                                     { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
         const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
         RA_TRY(ra_check_files("generate", ins, 3, outs, 2, 1));
+        char dir[RA_PATH_MAX];
+        ra_dir_of(path, dir, sizeof dir);
+        RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", dir, "the trace"));
     }
     if (!a->out) return RA_OK;
     RA_TRY(ra_check_output_path(a->out, "--out"));
@@ -185,6 +189,9 @@ static ra_status check_out(const gen_args *a)
     ra_ckpt_resolve(path, sizeof path, a->ckpt);
     if (ra_same_file(a->out, path) || ra_same_file(a->out, a->ckpt))
         return RA_FAIL(RA_ERR_ARG, "--out %s is the checkpoint %s: choose another file", a->out, a->ckpt);
+    char dir[RA_PATH_MAX];
+    ra_dir_of(path, dir, sizeof dir);
+    RA_TRY(ra_check_not_checkpoint(a->out, "--out", dir, "the output"));
     if (a->prompt_file && ra_same_file(a->out, a->prompt_file))
         return RA_FAIL(RA_ERR_ARG, "--out %s is the --prompt-file: choose another file", a->out);
     if (a->prompt_tokens && ra_same_file(a->out, a->prompt_tokens))

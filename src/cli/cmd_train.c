@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/warm.h"
 #include "ringattn/mem.h"
 #include "ringattn/threads.h"
@@ -400,7 +401,11 @@ static ra_status check_trace(const ra_cli *c, const train_args *a, const ra_conf
                                 { "data.val_path", data && cfg->val_path[0] ? cfg->val_path : NULL } };
     const ra_cli_file outs[] = { { a->metrics ? "--metrics" : "run.metrics", cfg->metrics[0] ? cfg->metrics : NULL },
                                  { "--trace", a->trace } };
-    return ra_check_files("train", ins, 4, outs, 2, c->rank == 0);
+    RA_TRY(ra_check_files("train", ins, 4, outs, 2, c->rank == 0));
+    RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", cfg->checkpoint_dir, "the trace"));
+    char from[RA_PATH_MAX];
+    if (resume) ra_dir_of(resume, from, sizeof from);
+    return resume ? ra_check_not_checkpoint(a->trace, "--trace", from, "the trace") : RA_OK;
 }
 
 static ra_status run(ra_cli *c, train_args *a, int argc, char **argv);

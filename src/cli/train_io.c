@@ -74,16 +74,21 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
         if (inputs[i].path && ra_same_file(m, inputs[i].path))
             return RA_FAIL(RA_ERR_ARG, "%s %s: is %s; give another file name for the metrics", opt, m,
                            inputs[i].what);
+    return ra_check_not_checkpoint(m, opt, cfg->checkpoint_dir, "the metrics");
+}
+
+ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char *ckdir, const char *what)
+{
     char dir[RA_PATH_MAX];
-    const char *slash = strrchr(m, '/'), *base = slash ? slash + 1 : m;
-    ra_dir_of(m, dir, sizeof dir);
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    ra_dir_of(path, dir, sizeof dir);
     char tmp_base[RA_PATH_MAX];
     snprintf(tmp_base, sizeof tmp_base, "%s", base);
     size_t bl = strlen(tmp_base), sl = strlen(RA_TMP_SUFFIX);
     if (bl > sl && strcmp(tmp_base + bl - sl, RA_TMP_SUFFIX) == 0) tmp_base[bl - sl] = '\0';
-    if (ra_same_file(dir, cfg->checkpoint_dir) && is_checkpoint_name(tmp_base))
+    if (ra_same_file(dir, ckdir) && is_checkpoint_name(tmp_base))
         return RA_FAIL(RA_ERR_ARG, "%s %s: is a checkpoint name in the checkpoint directory; give another file "
-                       "name for the metrics", opt, m);
+                       "name for %s", opt, path, what);
     return RA_OK;
 }
 

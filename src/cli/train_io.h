@@ -32,6 +32,11 @@ typedef struct {
  * checkpoint of the run). */
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f);
 
+/* An output (opt path, for `what`) named like a checkpoint (step-N.ckpt,
+ * last.ckpt, or either + ".tmp") inside the checkpoint directory ckdir is
+ * refused: writing it would replace a checkpoint. */
+ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char *ckdir, const char *what);
+
 /* DIR/step-%08d.ckpt, then DIR/last.ckpt -> it (a symlink made as
  * "DIR/last.ckpt.tmp" and renamed). Rank 0 only. */
 ra_status ra_train_save(ra_session *s, const char *dir, int step);

@@ -132,6 +132,27 @@ ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000010.ckpt
 refused "--metrics onto another checkpoint of the run" 1 'is a checkpoint name in the checkpoint directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /dev/full
 refused "--metrics /dev/full: refused as not a regular file" 1 'metrics /dev/full: is a character device'
+# --trace: the same checks as --metrics, before any work
+mkfifo tfifo.json
+mkdir -p tdir
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace cfg.ini
+refused "train --trace onto the --config file" 1 'trace cfg.ini: is the --config file|--trace.*same file'
+ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.path=$T/data.txt" --checkpoint-dir ck7 \
+    --trace data.txt
+refused "train --trace onto the data file" 1 'trace data.txt'
+ra 2 train --resume ck --set train.steps=30 --trace ck/step-00000010.ckpt
+refused "train --trace onto a checkpoint of the run" 1 'trace ck/step-00000010.ckpt: is a checkpoint name'
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tdir
+refused "train --trace names a directory" 1 'directory'
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tfifo.json
+refused "train --trace names a FIFO: refused at once" 1 'FIFO'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --trace ck/step-00000010.ckpt
+refused "generate --trace onto a checkpoint file" nz 'trace ck/step-00000010.ckpt: is a checkpoint name'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out ck/step-00000010.ckpt
+refused "generate --out onto a checkpoint file of the directory" nz 'out ck/step-00000010.ckpt: is a checkpoint name'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --trace tdir
+refused "generate --trace names a directory" nz 'directory'
+
 report "... and no input changed" "$(unchanged)"
 # a symlink as the metrics file: replaced, its target never written
 echo keep >target.txt
