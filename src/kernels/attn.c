@@ -163,7 +163,7 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
             continue;
         }
         float m_new = mt > m[i] ? mt : m[i];
-        float alpha = ra_exp1(m[i] - m_new); /* 0 when m[i] = -inf */
+        float alpha = ra_exp1_neg(m[i] - m_new); /* 0 when m[i] = -inf */
         float sum = ra_exp_shift_sum(row, n, m_new);
         if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
         l[i] = l[i] * alpha + sum;
