@@ -190,6 +190,10 @@ static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, 
         tile_kind kind = classify(o, segs, rq, rk);
         if (kind == TILE_EMPTY) continue;
         int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
+        /* causal, sorted keys: the keys past the last one the tile's latest
+         * query sees are masked for every row; leave them out (>= 1 remains,
+         * the tile is not empty) */
+        if (sorted && o->causal) tk = count_le(kr->pos + j0, tk, rq.pmax);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
                     q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
         fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
