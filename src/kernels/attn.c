@@ -21,6 +21,7 @@
 
 enum {
     FWD_TQ = 256, FWD_TK = 512, /* S tile 512 KiB: fits L2; measured best */
+    FWD_SUB = 64,               /* row groups of the causal diagonal tiles */
     BWD_TQ = 64,  BWD_TK = 512, /* two tiles (P and dP) of 128 KiB */
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
@@ -163,7 +164,7 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
             continue;
         }
         float m_new = mt > m[i] ? mt : m[i];
-        float alpha = ra_exp1(m[i] - m_new); /* 0 when m[i] = -inf */
+        float alpha = ra_exp1_neg(m[i] - m_new); /* 0 when m[i] = -inf */
         float sum = ra_exp_shift_sum(row, n, m_new);
         if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
         l[i] = l[i] * alpha + sum;
@@ -175,12 +176,28 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
     }
 }
 
+/* Rows i0..i0+tq against keys j0..j0+tk: S, the softmax update, acc += P V. */
+static void fwd_tile(const ra_attn_opts *o, tile_kind kind, int sorted, const ra_rows *qr,
+                     const float *q, const ra_rows *kr, const float *k, const float *v,
+                     float *acc, float *m, float *l, float *s, int i0, int tq, int j0, int tk)
+{
+    const int D = o->D;
+    const int segs = qr->seg != NULL && kr->seg != NULL;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
+                q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
+    fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
+                     kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
+                     acc + (size_t)i0 * D, m + i0, l + i0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
+                v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
+}
+
 /* Query tile i0 against every key tile of the block. */
 static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, const ra_rows *kr,
                       const float *k, const float *v, float *acc, float *m, float *l, float *s,
                       const ra_poll *poll, int i0)
 {
-    const int D = o->D, nq = qr->n, nk = kr->n;
+    const int nq = qr->n, nk = kr->n;
     const int segs = qr->seg != NULL && kr->seg != NULL;
     int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
     range rq = rows_range(qr, i0, i0 + tq);
@@ -190,13 +207,19 @@ static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, 
         tile_kind kind = classify(o, segs, rq, rk);
         if (kind == TILE_EMPTY) continue;
         int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
-                    q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
-        fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                         kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
-                         acc + (size_t)i0 * D, m + i0, l + i0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
-                    v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
+        if (sorted && o->causal) {
+            /* causal, sorted keys: each group of FWD_SUB rows stops at the
+             * last key its latest query sees (the keys past it are masked
+             * for all its rows); a group that sees none is skipped */
+            for (int a = 0; a < tq; a += FWD_SUB) {
+                int b = tq - a < FWD_SUB ? tq - a : FWD_SUB;
+                int tkb = count_le(kr->pos + j0, tk, rows_range(qr, i0 + a, i0 + a + b).pmax);
+                if (tkb > 0)
+                    fwd_tile(o, kind, sorted, qr, q, kr, k, v, acc, m, l, s, i0 + a, b, j0, tkb);
+            }
+        } else {
+            fwd_tile(o, kind, sorted, qr, q, kr, k, v, acc, m, l, s, i0, tq, j0, tk);
+        }
         if (poll) poll->fn(poll->ctx);
     }
 }

@@ -9,6 +9,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 typedef float ra_vf __attribute__((vector_size(64)));
 typedef int32_t ra_vi __attribute__((vector_size(64)));
@@ -21,6 +24,41 @@ static inline ra_vf ra_vsplat(float x) { return (ra_vf){0} + x; }
 static inline ra_vf ra_vselect(ra_vi mask, ra_vf a, ra_vf b)
 {
     return (ra_vf)(((ra_vi)a & mask) | ((ra_vi)b & ~mask));
+}
+
+/* a * b + c, fused (one rounding) where the target has FMA, else two
+ * roundings. (-std=c11 turns off the compiler's own contraction.) */
+static inline ra_vf ra_vfma(ra_vf a, ra_vf b, ra_vf c)
+{
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+    union { ra_vf v; __m256 h[2]; } ua = { a }, ub = { b }, uc = { c }, r;
+    r.h[0] = _mm256_fmadd_ps(ua.h[0], ub.h[0], uc.h[0]);
+    r.h[1] = _mm256_fmadd_ps(ua.h[1], ub.h[1], uc.h[1]);
+    return r.v;
+#else
+    return a * b + c;
+#endif
+}
+
+/* lane-wise max; either operand when they are equal (or one is NaN) */
+static inline ra_vf ra_vmax(ra_vf a, ra_vf b)
+{
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_max_ps((__m512)a, (__m512)b);
+#else
+    return ra_vselect(a > b, a, b);
+#endif
+}
+
+static inline ra_vf ra_vmin(ra_vf a, ra_vf b)
+{
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_min_ps((__m512)a, (__m512)b);
+#else
+    return ra_vselect(a < b, a, b);
+#endif
 }
 
 static inline ra_vf ra_vexp(ra_vf x)
@@ -46,51 +84,114 @@ static inline ra_vf ra_vexp(ra_vf x)
     return (ra_vf)(bits & ~dead);
 }
 
+/* exp(x) for the attention tiles, where x is a logit minus a shift at or
+ * above it (x <= 0, or a rounding error above): the reduction and polynomial
+ * of ra_vexp with fused multiply-adds and no clamp at 88, so x must stay
+ * below 88. exp(x) = 0 below -87 and for -inf; NaN gives 0 with AVX-512. */
+static inline ra_vf ra_vexp_neg(ra_vf x)
+{
+    const ra_vf magic = ra_vsplat(12582912.0f); /* 1.5 * 2^23: round to int */
+#if defined(__AVX512F__)
+    const __mmask16 live = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+#else
+    const ra_vi dead = x < ra_vsplat(-87.0f); /* includes -inf */
+    x = ra_vselect(dead, ra_vsplat(0.0f), x);
+#endif
+    /* -inf lanes (AVX-512) turn NaN below and are masked at the end */
+    ra_vf t = ra_vfma(x, ra_vsplat(1.44269504088896341f), magic);
+    ra_vf n = t - magic;
+    ra_vf r = ra_vfma(n, ra_vsplat(-0.693359375f), x); /* n * ln2 high part is exact */
+    r = ra_vfma(n, ra_vsplat(2.12194440e-4f), r);
+    ra_vf p = ra_vfma(ra_vsplat(1.0f / 5040.0f), r, ra_vsplat(1.0f / 720.0f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f / 120.0f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f / 24.0f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f / 6.0f));
+    p = ra_vfma(p, r, ra_vsplat(0.5f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f));
+    /* the bits of t are those of magic plus n, and magic's low 9 bits are
+     * 0: t << 23 is n << 23, the exponent to add */
+    ra_vi e = (ra_vi)t << 23;
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_maskz_add_epi32(live, (__m512i)p, (__m512i)e);
+#else
+    return (ra_vf)(((ra_vi)p + e) & ~dead);
+#endif
+}
+
+/* x[0..n) with the lanes from n on set to `fill`, 0 < n < RA_VW */
+static inline ra_vf ra_vload_part(const float *x, int n, float fill)
+{
+    float b[RA_VW];
+    for (int i = 0; i < RA_VW; i++) b[i] = fill;
+    memcpy(b, x, sizeof(float) * (size_t)n);
+    return ra_vload(b);
+}
+
+static inline void ra_vstore_part(float *x, int n, ra_vf v)
+{
+    float b[RA_VW];
+    ra_vstore(b, v);
+    memcpy(x, b, sizeof(float) * (size_t)n);
+}
+
 /* max of x[0..n), -inf when n == 0 */
 static inline float ra_rowmax(const float *x, int n)
 {
-    float m = -INFINITY;
+    ra_vf m0 = ra_vsplat(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
     int j = 0;
-    if (n >= RA_VW) {
-        ra_vf vm = ra_vload(x);
-        for (j = RA_VW; j + RA_VW <= n; j += RA_VW) {
-            ra_vf v = ra_vload(x + j);
-            vm = ra_vselect(v > vm, v, vm);
-        }
-        for (int i = 0; i < RA_VW; i++) m = vm[i] > m ? vm[i] : m;
+    for (; j + 4 * RA_VW <= n; j += 4 * RA_VW) { /* four chains: max has a latency */
+        m0 = ra_vmax(ra_vload(x + j), m0);
+        m1 = ra_vmax(ra_vload(x + j + RA_VW), m1);
+        m2 = ra_vmax(ra_vload(x + j + 2 * RA_VW), m2);
+        m3 = ra_vmax(ra_vload(x + j + 3 * RA_VW), m3);
     }
-    for (; j < n; j++) m = x[j] > m ? x[j] : m;
+    for (; j + RA_VW <= n; j += RA_VW) m0 = ra_vmax(ra_vload(x + j), m0);
+    if (j < n) m1 = ra_vmax(ra_vload_part(x + j, n - j, -INFINITY), m1);
+    m0 = ra_vmax(ra_vmax(m0, m1), ra_vmax(m2, m3));
+    float m = -INFINITY;
+    for (int i = 0; i < RA_VW; i++) m = m0[i] > m ? m0[i] : m;
     return m;
 }
 
-/* x[j] = exp(x[j] - shift) for j < n; returns the sum (in float32). */
+/* x[j] = exp(x[j] - shift) for j < n, shift >= max x[j] (ra_vexp_neg);
+ * returns the sum (in float32). */
 static inline float ra_exp_shift_sum(float *x, int n, float shift)
 {
     ra_vf vs = ra_vsplat(shift), acc = ra_vsplat(0.0f);
     int j = 0;
     for (; j + RA_VW <= n; j += RA_VW) {
-        ra_vf e = ra_vexp(ra_vload(x + j) - vs);
+        ra_vf e = ra_vexp_neg(ra_vload(x + j) - vs);
         ra_vstore(x + j, e);
+        acc += e;
+    }
+    if (j < n) { /* the lanes past n hold -inf: exp 0 */
+        ra_vf e = ra_vexp_neg(ra_vload_part(x + j, n - j, -INFINITY) - vs);
+        ra_vstore_part(x + j, n - j, e);
         acc += e;
     }
     float sum = 0.0f;
     for (int i = 0; i < RA_VW; i++) sum += acc[i];
-    for (; j < n; j++) {
-        ra_vf e = ra_vexp(ra_vsplat(x[j] - shift));
-        x[j] = e[0];
-        sum += e[0];
-    }
     return sum;
 }
 
-/* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum. */
+/* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum. The
+ * argument is clamped at 88 (ra_vexp_neg), as ra_vexp would: an lse below
+ * the logits gives large values, not garbage. */
 static inline void ra_exp_shift2(float *x, int n, float hi, float lo)
 {
-    ra_vf vh = ra_vsplat(hi), vl = ra_vsplat(lo);
+    const ra_vf vh = ra_vsplat(hi), vl = ra_vsplat(lo), top = ra_vsplat(88.0f);
     int j = 0;
-    for (; j + RA_VW <= n; j += RA_VW) ra_vstore(x + j, ra_vexp((ra_vload(x + j) - vh) - vl));
-    for (; j < n; j++) x[j] = ra_vexp(ra_vsplat((x[j] - hi) - lo))[0];
+    for (; j + RA_VW <= n; j += RA_VW)
+        ra_vstore(x + j, ra_vexp_neg(ra_vmin((ra_vload(x + j) - vh) - vl, top)));
+    if (j < n) {
+        ra_vf a = (ra_vload_part(x + j, n - j, -INFINITY) - vh) - vl;
+        ra_vstore_part(x + j, n - j, ra_vexp_neg(ra_vmin(a, top)));
+    }
 }
+
+/* scalar exp of x <= 0, as ra_exp_shift_sum computes it */
+static inline float ra_exp1_neg(float x) { return ra_vexp_neg(ra_vsplat(x))[0]; }
 
 /* scalar exp with the same accuracy and edge rules */
 static inline float ra_exp1(float x) { return ra_vexp(ra_vsplat(x))[0]; }

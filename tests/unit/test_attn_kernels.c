@@ -34,6 +34,7 @@
 
 #include <cmocka.h>
 
+#include "../../src/kernels/vmath.h"
 #include "ref_attn.h"
 #include "ringattn/attn.h"
 #include "ringattn/rng.h"
@@ -768,6 +769,95 @@ static void test_gqa_whole_arrays(void **state)
     }
 }
 
+/* ---- vector helpers (src/kernels/vmath.h) -------------------------------- */
+
+/* The exp of the tiles (ra_vexp_neg, through ra_exp_shift_sum and
+ * ra_exp_shift2) against exp() in float64 of the same float32 argument:
+ * relative error <= TOL_VEXP (2 ulp) on [-87, 0] and a little above 0;
+ * exactly 0 below -87 and for -inf. ra_rowmax exactly the scalar max; the
+ * sum of ra_exp_shift_sum within TOL_VSUM of the float64 sum of its own
+ * outputs. Row lengths 0..70 and 511..515 (tails that are not a multiple
+ * of the vector width), rows with -inf entries, all--inf rows, and logits
+ * of magnitude up to 1e4 (most of a row underflows) and 3e38 (rowmax). */
+#define TOL_VEXP (2.0 * 0x1p-23)
+#define TOL_VSUM 4e-6
+
+static void check_exp_value(float got, float arg)
+{
+    if (arg < -87.0f) { /* also -inf */
+        assert_true(got == 0.0f);
+        return;
+    }
+    double ref = exp((double)arg);
+    if (fabs((double)got - ref) > TOL_VEXP * ref) {
+        fprintf(stderr, "exp(%.9g): got %.9g, want %.9g\n", (double)arg, (double)got, ref);
+        fail();
+    }
+}
+
+static void test_vmath_helpers(void **state)
+{
+    (void)state;
+    /* a sweep of the arguments, including the edges */
+    static const float edges[] = {0.0f, -0.0f, 1e-30f, 1e-6f, -1e-30f, -1e-6f, -0.34657359f,
+                                  0.34657359f, -1.0f, -86.99f, -87.0f, -87.01f, -88.0f,
+                                  -100.0f, -1e30f, -INFINITY};
+    for (int i = 0; i < (int)(sizeof edges / sizeof edges[0]); i++)
+        check_exp_value(ra_exp1_neg(edges[i]), edges[i]);
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 87.001f * (float)i / 200000.0f; /* up to +1e-3 */
+        check_exp_value(ra_exp1_neg(x), x);
+    }
+
+    float *x = xcalloc(600, sizeof(float)), *y = xcalloc(600, sizeof(float));
+    int lens[80], nl = 0;
+    for (int n = 0; n <= 70; n++) lens[nl++] = n;
+    for (int n = 511; n <= 515; n++) lens[nl++] = n;
+    for (int kind = 0; kind < 5; kind++) {
+        for (int t = 0; t < nl; t++) {
+            int n = lens[t];
+            for (int j = 0; j < n; j++) {
+                float u = ra_rand_uniform(900 + kind, (uint64_t)(t * 1000 + j)); /* [-1, 1) */
+                switch (kind) {
+                case 0: x[j] = 8.0f * u; break;                              /* ordinary logits */
+                case 1: x[j] = 1e4f * u; break;                              /* most underflow */
+                case 2: x[j] = (j % 3 == 1) ? -INFINITY : 4.0f * u; break;   /* masked entries */
+                case 3: x[j] = -INFINITY; break;                             /* all masked */
+                default: x[j] = 3e38f * u; break;                            /* huge (max only) */
+                }
+            }
+            float m = -INFINITY;
+            for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+            assert_true(ra_rowmax(x, n) == m || (m == 0.0f && ra_rowmax(x, n) == 0.0f));
+            if (kind == 4) continue;
+            /* the shift is the row max, or 1.5 for an all -inf (or empty) row */
+            float sh = m == -INFINITY ? 1.5f : m;
+            memcpy(y, x, sizeof(float) * (size_t)n);
+            y[n] = 12345.0f; /* past the row: untouched */
+            float sum = ra_exp_shift_sum(y, n, sh);
+            assert_true(y[n] == 12345.0f);
+            double ref = 0.0;
+            for (int j = 0; j < n; j++) {
+                check_exp_value(y[j], x[j] - sh);
+                ref += y[j];
+            }
+            assert_true(fabs((double)sum - ref) <= TOL_VSUM * ref);
+            /* two-part shift: exp((x - hi) - lo) */
+            float lo = 0.75f;
+            memcpy(y, x, sizeof(float) * (size_t)n);
+            ra_exp_shift2(y, n, sh, lo);
+            assert_true(y[n] == 12345.0f);
+            for (int j = 0; j < n; j++) check_exp_value(y[j], (x[j] - sh) - lo);
+        }
+    }
+    /* ra_exp_shift2 clamps its argument at 88: an lse below the logits
+     * gives large finite values, as ra_vexp would */
+    for (int j = 0; j < 20; j++) x[j] = 100.0f + (float)j;
+    ra_exp_shift2(x, 20, 0.0f, 0.0f);
+    for (int j = 0; j < 20; j++) assert_true(isfinite(x[j]) && x[j] > 1e38f);
+    free(x), free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -782,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_poll_callback),
         cmocka_unit_test(test_gqa_whole_arrays),
+        cmocka_unit_test(test_vmath_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
