@@ -259,14 +259,7 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
         for (size_t i = 0; i < gfl; i++) buf[i] = (float)(i % 13) * 0.01f;
         double fl = 0, tt = 0;
         for (int s = 0; s < 5; s++) {
-            gemm_ctx g = { M, shapes[s][1], shapes[s][0], buf, buf + (size_t)M * big, buf + (size_t)M * big + (size_t)big * big };
-            g.c = buf; /* output over the input rows: values do not matter */
-            g.a = buf + (size_t)M * big;
-            g.b = buf + (size_t)M * big + (size_t)0;
-            gemm_ctx g2 = { M, shapes[s][1], shapes[s][0], buf, buf + (size_t)M * big, buf + (size_t)M * big };
-            (void)g;
-            float *A = buf, *B = buf + (size_t)M * big, *Cc = NULL;
-            (void)g2;
+            float *A = buf, *B = buf + (size_t)M * big, *Cc;
             Cc = malloc(sizeof(float) * (size_t)M * shapes[s][1]);
             if (!Cc) { st = RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory"); break; }
             gemm_ctx gg = { M, shapes[s][1], shapes[s][0], A, B, Cc };
@@ -558,8 +551,11 @@ static ra_status run(ra_cli *c, plan_args *pa)
         have_cfg = 1;
         if (!pa->layout_set) pa->layout = cfg.layout_id;
     }
-    if (pa->threads) ra_threads_set(pa->threads);
-    else ra_set_threads(c, 0, "--threads");
+    /* calibration measures on the rank's cores: placed and bound the way the
+     * commands it predicts are (a rank mpirun bound to one core would time
+     * two threads on it); otherwise --threads only scales the rates */
+    if (pa->calibrate || !pa->threads) ra_set_threads(c, pa->threads, "--threads");
+    else ra_threads_set(pa->threads);
     ra_cm_rates r;
     const char *source = "defaults (docs/planner.md; --calibrate to measure this machine)";
     if (pa->rates) {
