@@ -326,26 +326,32 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
     if (c->size >= 2) {
         const int big_n = 4 << 20;
         char *pb = malloc(big_n);
-        int ok = pb != NULL, all;
-        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm);
-        if (!all) {
+        int ok = pb != NULL, all = 0;
+        ra_status as = ra_allreduce_named(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm, "the ping-pong buffers");
+        if (as != RA_OK || !all) {
             free(pb);
-            return RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for the ping-pong");
+            return as != RA_OK ? as : RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for the ping-pong");
         }
         memset(pb, 1, big_n);
         double lat = 0, bw = 0;
         for (int pass = 0; pass < 2; pass++) {
             const int sz = pass ? big_n : 8, reps = pass ? 20 : 2000;
-            MPI_Barrier(c->comm);
+            ra_status ps = ra_barrier(c->comm, "the ping-pong");
             double t0 = now();
-            for (int i = 0; i < reps && c->rank < 2; i++) {
-                if (c->rank == 0) {
-                    MPI_Send(pb, sz, MPI_CHAR, 1, 7, c->comm);
-                    MPI_Recv(pb, sz, MPI_CHAR, 1, 7, c->comm, MPI_STATUS_IGNORE);
-                } else {
-                    MPI_Recv(pb, sz, MPI_CHAR, 0, 7, c->comm, MPI_STATUS_IGNORE);
-                    MPI_Send(pb, sz, MPI_CHAR, 0, 7, c->comm);
+            /* non-blocking under the peer timeout (collective.h): a dead peer is named, not waited on */
+            const int peer = 1 - c->rank;
+            for (int i = 0; i < reps && c->rank < 2 && ps == RA_OK; i++) {
+                MPI_Request rq;
+                for (int turn = 0; turn < 2 && ps == RA_OK; turn++) {
+                    if ((turn == 0) == (c->rank == 0)) MPI_Isend(pb, sz, MPI_CHAR, peer, 7, c->comm, &rq);
+                    else MPI_Irecv(pb, sz, MPI_CHAR, peer, 7, c->comm, &rq);
+                    ps = ra_wait(1, &rq, "the calibration ping-pong", peer);
                 }
+            }
+            ps = ra_agree(c->comm, ps); /* ranks 2.. learn that 0 and 1 failed */
+            if (ps != RA_OK) {
+                free(pb);
+                return ps;
             }
             double half = (now() - t0) / reps / 2;
             if (pass == 0) lat = half;
@@ -362,7 +368,6 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static const char *profiles[][1] = { { "ib100" }, { "eth25" }, { "eth1" } };
 static void profile_link(const char *name, double *gbps, double *lat)
 {
     if (!strcmp(name, "ib100")) *gbps = 100, *lat = 2;
@@ -476,9 +481,11 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
     profile_link(pa->profile, &r.link_gbps, &r.link_lat_us);
     const char *mode = pa->project == PROJ_WEAK ? "weak" : "strong";
     FILE *csv = NULL;
+    char *csv_text = NULL;
+    size_t csv_len = 0;
     if (pa->csv && c->rank == 0) {
-        csv = fopen(pa->csv, "w");
-        if (!csv) return RA_FAIL(RA_ERR_IO, "--csv %s: cannot create the file", pa->csv);
+        csv = open_memstream(&csv_text, &csv_len); /* written atomically at the end */
+        if (!csv) return RA_FAIL(RA_ERR_NOMEM, "--csv %s: out of memory", pa->csv);
         fprintf(csv, "profile,mode,config,P,L,layout,chunk,step_ms,tokens_per_s,comm_share,mib_per_rank\n");
     }
     ra_say(c, "# projection: %s scaling, profile %s (%.0f Gbit/s, %.0f us), one rank per node of %d cores, rates "
@@ -524,8 +531,11 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
                     (long long)L, ra_layout_name(cs[b].layout), cs[b].eff_chunk, t->step_s * 1e3, tps, share / 100,
                     t->bytes_per_rank / 1048576.0);
     }
-    if (csv && fclose(csv) != 0 && st == RA_OK) st = RA_FAIL(RA_ERR_IO, "--csv %s: write failed", pa->csv);
-    (void)profiles;
+    if (csv) {
+        if (fclose(csv) != 0 && st == RA_OK) st = RA_FAIL(RA_ERR_NOMEM, "--csv %s: out of memory", pa->csv);
+        if (st == RA_OK) st = ra_write_file_atomic(pa->csv, csv_text, csv_len);
+        free(csv_text);
+    }
     return st;
 }
 
@@ -533,11 +543,8 @@ static ra_status write_rates(const char *path, const ra_cm_rates *r)
 {
     char text[1024];
     int n = ra_cm_rates_text(r, text, sizeof text);
-    FILE *f = fopen(path, "w");
-    if (!f) return RA_FAIL(RA_ERR_IO, "--save-rates %s: cannot create the file", path);
-    size_t w = fwrite(text, 1, (size_t)n, f);
-    if (fclose(f) != 0 || w != (size_t)n) return RA_FAIL(RA_ERR_IO, "--save-rates %s: write failed", path);
-    return RA_OK;
+    if (n < 0 || (size_t)n >= sizeof text) return RA_FAIL(RA_ERR_INTERNAL, "--save-rates: the rates text does not fit");
+    return ra_write_file_atomic(path, text, (size_t)n); /* "<path>.tmp", then renamed */
 }
 
 static ra_status run(ra_cli *c, plan_args *pa)
@@ -554,6 +561,10 @@ static ra_status run(ra_cli *c, plan_args *pa)
     /* calibration measures on the rank's cores: placed and bound the way the
      * commands it predicts are (a rank mpirun bound to one core would time
      * two threads on it); otherwise --threads only scales the rates */
+    /* the outputs before any work: not an input, a place a file can be made */
+    const ra_cli_file ins[] = { { "--config", pa->config }, { "--rates", pa->rates } };
+    const ra_cli_file outs[] = { { "--save-rates", pa->save_rates }, { "--csv", pa->csv } };
+    RA_TRY(ra_agree(c->comm, ra_check_files("plan", ins, 2, outs, 2, c->rank == 0)));
     if (pa->calibrate || !pa->threads) ra_set_threads(c, pa->threads, "--threads");
     else ra_threads_set(pa->threads);
     ra_cm_rates r;

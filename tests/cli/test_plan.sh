@@ -66,5 +66,16 @@ fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan 
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
+# outputs: never an input, never a directory, checked before any work
+cp "$CFG" mine.ini
+mkdir -p adir
+fails "--csv naming the --config file refused" 1 '--csv' 'mine.ini' -- \
+    plan --config mine.ini --project weak --profile eth25 --max-p 4 --csv mine.ini
+cmp -s "$CFG" mine.ini
+report "... and the config is unchanged" "$([ $? -eq 0 ] || echo 'mine.ini changed')"
+fails "--save-rates naming the --config file refused" 1 '--save-rates' 'mine.ini' -- \
+    plan --config mine.ini -n 1 --calibrate --save-rates mine.ini
+fails "--save-rates naming a directory refused" 1 '--save-rates' 'adir' -- \
+    plan --config "$CFG" -n 1 --calibrate --save-rates adir
 
 finish
