@@ -21,6 +21,14 @@ RA="$RINGATTN_BUILD/src/ringattn"
 STEPS=${1:-300} P=${P:-2} DIM=${DIM:-128} LAYERS=${LAYERS:-2} out=${OUT:-out/combiner} corpus=${CORPUS:-data/pystdlib.txt}
 SEEDS2=${SEEDS2:-"full combiner-axial"}
 mkdir -p "$out" "$(dirname "$corpus")"
+# the plots at the end need matplotlib: found now, not after 35 minutes of training
+PY=/usr/bin/python3
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+  echo "combiner_experiment.sh: installing python3-matplotlib (apt-get)" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib; } ||
+    { echo "combiner_experiment.sh: could not install python3-matplotlib" >&2; exit 1; }
+fi
 
 if [ ! -s "$corpus" ]; then
   src=$(ls -d /usr/lib/python3.[0-9]* 2>/dev/null | sort -V | tail -1)
@@ -51,7 +59,7 @@ run() { # run VARIANT SEED
   # shellcheck disable=SC2046  # variant_args is a list of words
   mpirun -n "$P" "$RA" train "${base[@]}" $(variant_args "$v") --set "train.seed=$s" \
     --metrics "$m" --checkpoint-dir "$out/ck-$v-s$s" > "$out/$v-s$s.log" 2>&1
-  python3 - "$v" "$s" "$m" <<'EOF'
+  "$PY" - "$v" "$s" "$m" <<'EOF'
 import json, statistics, sys
 v, s, path = sys.argv[1:]
 rows = [json.loads(l) for l in open(path) if l.strip()]
@@ -76,5 +84,5 @@ for v in full combiner-axial combiner-fixed mix; do
     awk -v v="$v" '/^ +[0-9]/ { printf "%s\t%s\t%s\n", v, $1, $2 }' >> "$out/step_times.tsv"
 done
 echo "# step time (bench train, ms) and tokens/s:"; cat "$out/step_times.tsv"
-python3 scripts/plot_metrics.py "$out"/*.jsonl -o "$out/combiner.png" --title "Combiner on Python sources, L=8192, P=$P"
-python3 scripts/plot_combiner.py "$out" -o "$out/combiner-bpb.png" --title "Combiner on Python sources, L=8192, P=$P"
+"$PY" scripts/plot_metrics.py "$out"/*.jsonl -o "$out/combiner.png" --title "Combiner on Python sources, L=8192, P=$P"
+"$PY" scripts/plot_combiner.py "$out" -o "$out/combiner-bpb.png" --title "Combiner on Python sources, L=8192, P=$P"
