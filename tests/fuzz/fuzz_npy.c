@@ -6,7 +6,8 @@
  * count consistent with the shape, the data inside the file, and every value
  * read equal to the bytes (float32/int32), their conversion (float64 ->
  * float32) or refused exactly when out of range (int64 -> int32). Reading
- * the other kind (float as int, int as float) must fail. A broken promise
+ * the other kind (float as int, int as float) must fail, and so must reading
+ * a uint16/uint32 token file with either (npy.h). A broken promise
  * aborts. ra_npy_load_f32 (the whole-array convenience) runs on the same
  * file. */
 #include <stdbool.h>
@@ -57,7 +58,7 @@ static void check_header(const ra_npy *f, size_t size)
     }
     if (n != f->count) fail("count is not the product of the shape");
     int es = ra_dtype_size(f->dtype);
-    if (es != 4 && es != 8) fail("unknown dtype accepted");
+    if (es != 2 && es != 4 && es != 8) fail("unknown dtype accepted");
     if (f->data_offset < 10 || (uint64_t)f->data_offset > size) fail("data offset outside the file");
     if ((uint64_t)f->count * (uint64_t)es > size - (uint64_t)f->data_offset) fail("data runs past the file");
     char buf[64];
@@ -74,6 +75,12 @@ static void check_values(const ra_npy *f, const uint8_t *data)
     if (!fv || !iv) abort();
     bool is_float = f->dtype == RA_DT_F32 || f->dtype == RA_DT_F64;
     ra_status sf = ra_npy_read_f32(f, 0, n, fv), si = ra_npy_read_i32(f, 0, n, iv);
+    if (f->dtype == RA_DT_U16 || f->dtype == RA_DT_U32) { /* token files (npy.h): neither reader takes them */
+        if (sf == RA_OK || si == RA_OK) fail("a uint16/uint32 file was read as float32 or int32");
+        free(fv);
+        free(iv);
+        return;
+    }
     if (is_float) {
         if (sf != RA_OK) fail("a float file that opened cannot be read as float32");
         if (si == RA_OK && n > 0) fail("a float file was read as int32");
