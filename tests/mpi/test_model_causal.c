@@ -11,8 +11,8 @@
  * equal, which a correct implementation gives everywhere (masked terms are
  * exact zeros), and prints it.
  *
- * No cmocka: failures are summed over ranks, rank 0 prints "N passed, M
- * failed" and the exit code is non-zero on any failure.
+ * One case per (heads, layout) through the shared MPI case harness
+ * (tests/common/mpi_harness.h); each case notes its bitwise count.
  *
  *   mpirun --oversubscribe -n 3 ./test_model_causal
  */
@@ -29,28 +29,8 @@
 #include "ringattn/model.h"
 #include "ringattn/rng.h"
 
-static int g_rank, g_P, g_fail, g_checks;
-static long g_rows, g_bitwise;
-
-#define CHECK(cond, ...)                                                              \
-    do {                                                                              \
-        g_checks++;                                                                   \
-        if (!(cond)) {                                                                \
-            g_fail++;                                                                 \
-            fprintf(stderr, "%s:%d: rank %d: ", __FILE__, __LINE__, g_rank);          \
-            fprintf(stderr, __VA_ARGS__);                                             \
-            fputc('\n', stderr);                                                      \
-        }                                                                             \
-    } while (0)
-
-#define TRY_CASE(expr)                                                                \
-    do {                                                                              \
-        ra_status s_ = (expr);                                                        \
-        CHECK(s_ == RA_OK, "%s: %s", #expr, ra_last_error());                         \
-        if (s_ != RA_OK) goto done;                                                   \
-    } while (0)
-
-enum { L = 41, V = 256 }; /* V: the recall task's default vocabulary (config check) */ /* 41: prime, never divisible by P > 1 */
+/* L = 41: prime, never divisible by P > 1; V: the recall task's vocabulary (config check) */
+enum { L = 41, V = 256 };
 static const double LEAK_TOL = 1e-6;
 
 static ra_status set(ra_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -116,68 +96,74 @@ static double norm_diff(const float *a, const float *b, int n, int *same)
     return r > 0 ? d / r : d;
 }
 
-static void run_case(const char *head0, const char *head1, const char *layout)
+typedef struct {
+    const char *head0, *head1, *layout;
+} ccase;
+
+#define CASES_FOR(layout)                                                                                   \
+    { "full", "full", layout }, { "combiner-fixed", "combiner-fixed", layout },                             \
+        { "combiner-axial", "combiner-axial", layout }, { "combiner-logsparse", "combiner-logsparse", layout }, \
+        { "combiner-axial", "full", layout }
+static const ccase cases[] = { CASES_FOR("contiguous"), CASES_FOR("zigzag"), CASES_FOR("striped") };
+
+static void case_name(char *buf, size_t cap, const void *arg, const mh_ctx *ctx)
 {
-    char name[128];
-    snprintf(name, sizeof name, "%s/%s %s P=%d", head0, head1, layout, g_P);
+    const ccase *c = arg;
+    snprintf(buf, cap, "%s/%s %s P=%d", c->head0, c->head1, c->layout, ctx->P);
+}
+
+static mh_outcome run_case(const void *arg, const mh_ctx *ctx)
+{
+    (void)ctx;
+    const ccase *c = arg;
     ra_config cfg;
     ra_model *m = NULL;
     int32_t seq[L], alt[L];
-    float *base = malloc(sizeof(float) * L * V), *moved = malloc(sizeof(float) * L * V);
-    TRY_CASE(make_config(&cfg, head0, head1, layout));
-    TRY_CASE(ra_model_create(&m, &cfg, 1, MPI_COMM_WORLD));
-    ra_model_init(m, 1234);
-    for (int i = 0; i < L; i++) seq[i] = (int32_t)(ra_rand_u64(77, (uint64_t)i) % V);
-    TRY_CASE(forward_all(m, seq, base));
+    long rows = 0, bitwise = 0;
+    float *base = mh_xmalloc(sizeof(float) * L * V), *moved = mh_xmalloc(sizeof(float) * L * V);
+    ra_status st = make_config(&cfg, c->head0, c->head1, c->layout);
+    MH_CHECK(st == RA_OK, "config: %s", ra_last_error());
+    if (st == RA_OK) st = ra_model_create(&m, &cfg, 1, MPI_COMM_WORLD);
+    MH_CHECK(st == RA_OK, "model: %s", ra_last_error());
+    if (st == RA_OK) {
+        ra_model_init(m, 1234);
+        for (int i = 0; i < L; i++) seq[i] = (int32_t)(ra_rand_u64(77, (uint64_t)i) % V);
+        st = forward_all(m, seq, base);
+        MH_CHECK(st == RA_OK, "forward: %s", ra_last_error());
+    }
     const int ts[] = { 1, L / 3, L / 2, L - 1 };
-    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0] && st == RA_OK; k++) {
         const int t = ts[k];
         memcpy(alt, seq, sizeof seq);
         alt[t] = (seq[t] + 1 + (int32_t)k) % V;
-        TRY_CASE(forward_all(m, alt, moved));
+        st = forward_all(m, alt, moved);
+        MH_CHECK(st == RA_OK, "forward with token %d changed: %s", t, ra_last_error());
+        if (st != RA_OK) break;
         double worst = 0;
-        int worst_at = -1;
+        int worst_at = -1, same;
         for (int i = 0; i < t; i++) {
-            int same;
             double e = norm_diff(moved + (size_t)i * V, base + (size_t)i * V, V, &same);
-            g_rows++, g_bitwise += same;
+            rows++, bitwise += same;
             if (e > worst) worst = e, worst_at = i;
         }
-        CHECK(worst <= LEAK_TOL, "%s: changing token %d moved the logits at earlier position %d by %.3g", name, t,
-              worst_at, worst);
-        int same;
+        MH_CHECK(worst <= LEAK_TOL, "changing token %d moved the logits at earlier position %d by %.3g", t, worst_at,
+                 worst);
         double at_t = norm_diff(moved + (size_t)t * V, base + (size_t)t * V, V, &same);
-        CHECK(at_t > 1e-4, "%s: changing token %d left its own logits unchanged (%.3g): the check sees nothing",
-              name, t, at_t);
+        MH_CHECK(at_t > 1e-4, "changing token %d left its own logits unchanged (%.3g): the check sees nothing", t,
+                 at_t);
     }
-done:
+    /* every rank holds every position's logits: the counts agree without a reduction */
+    mh_note("%ld of %ld earlier positions bitwise unchanged", bitwise, rows);
     free(base);
     free(moved);
     ra_model_destroy(m);
+    return MH_RAN;
 }
 
 int main(int argc, char **argv)
 {
-    int provided = MPI_THREAD_SINGLE;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    mh_threads_from_env();
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_P);
-    static const char *heads[] = { "full", "combiner-fixed", "combiner-axial", "combiner-logsparse" };
-    static const char *layouts[] = { "contiguous", "zigzag", "striped" };
-    for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++) {
-        for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) run_case(heads[h], heads[h], layouts[l]);
-        run_case("combiner-axial", "full", layouts[l]);
-    }
-    long rows[2] = { g_rows, g_bitwise }, all[2];
-    MPI_Reduce(rows, all, 2, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-    int fails = 0, checks = 0;
-    MPI_Allreduce(&g_fail, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    MPI_Allreduce(&g_checks, &checks, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    if (g_rank == 0) {
-        printf("causal: %ld of %ld earlier positions bitwise unchanged\n", all[1], all[0]);
-        printf("test_model_causal P=%d: %d passed, %d failed\n", g_P, checks - fails, fails);
-    }
-    MPI_Finalize();
-    return fails ? 1 : 0;
+    mh_init(&argc, &argv, "test_model_causal");
+    mh_run_table(&(mh_table){ .cases = cases, .count = sizeof cases / sizeof cases[0], .size = sizeof cases[0],
+                              .name = case_name, .run = run_case });
+    return mh_finish();
 }
