@@ -77,5 +77,11 @@ fails "--save-rates naming the --config file refused" 1 '--save-rates' 'mine.ini
     plan --config mine.ini -n 1 --calibrate --save-rates mine.ini
 fails "--save-rates naming a directory refused" 1 '--save-rates' 'adir' -- \
     plan --config "$CFG" -n 1 --calibrate --save-rates adir
+mkfifo rfifo.ini
+TMO=20 fails "--rates naming a FIFO refused at once" 1 'rfifo.ini' 'FIFO' -- plan --config "$CFG" -n 2 --rates rfifo.ini
+fails "--csv in a missing directory refused" 1 '--csv' 'nodir' -- \
+    plan --config "$CFG" --project weak --profile eth25 --max-p 4 --csv nodir/p.csv
+fails "--max-p beyond its range refused" 1 '--max-p' -- \
+    plan --config "$CFG" --project weak --profile eth25 --max-p 99999999999
 
 finish
