@@ -19,7 +19,7 @@ const char *ra_layout_name(ra_layout lay)
     return (unsigned)lay <= RA_LAYOUT_STRIPED ? ra_layout_words[lay] : "?";
 }
 
-int64_t cut(int64_t L, int64_t n, int64_t c) { return c * L / n; }
+static int64_t cut(int64_t L, int64_t n, int64_t c) { return c * L / n; }
 
 int64_t ra_layout_count(ra_layout lay, int64_t L, int P, int r)
 {
@@ -46,6 +46,19 @@ int64_t ra_layout_global(ra_layout lay, int64_t L, int P, int r, int64_t k)
     case RA_LAYOUT_STRIPED: return (int64_t)r + k * P;
     }
     return -1;
+}
+
+int64_t ra_layout_first_chunk(ra_layout lay, int64_t L, int P, int r)
+{
+    switch (lay) {
+    case RA_LAYOUT_CONTIGUOUS: return ra_layout_count(lay, L, P, r);
+    case RA_LAYOUT_ZIGZAG: return cut(L, 2 * P, r + 1) - cut(L, 2 * P, r);
+    case RA_LAYOUT_STRIPED: {
+        const int64_t n = ra_layout_count(lay, L, P, r);
+        return P == 1 || n == 0 ? n : 1;
+    }
+    }
+    return 0;
 }
 
 void ra_layout_positions(ra_layout lay, int64_t L, int P, int r, int32_t *pos)

@@ -1,6 +1,11 @@
 /* ring_attn.c - exact attention over a ring of ranks (docs/design.md §4).
  *
  * Each rank's keys/values are cut into nc pieces of at most `chunk` tokens.
+ * A piece is one range of local rows, except in the zigzag layout (P > 1),
+ * where piece k takes the k-th slice of each of the rank's two chunks: every
+ * piece then holds early and late tokens alike, so at every ring step every
+ * rank does the same causal work (docs/design.md §4.1) and no rank waits for
+ * a neighbour still busy with a heavier piece.
  * Pieces travel the ring as a systolic stream: at step s (s = 0 .. P*nc-1)
  * rank r holds piece k = s / P of rank o = (r - s mod P) mod P. When
  * s mod P == 0 the piece is r's own (injected from its local arrays);
@@ -44,7 +49,8 @@ struct ra_ring {
     int64_t Lr;
     int64_t *counts;   /* [P] tokens per rank */
     int nc;            /* pieces per rank */
-    int chunk;         /* max tokens per piece */
+    int chunk;         /* max tokens per piece, over every rank's pieces */
+    int64_t *split;    /* [P] where each rank's pieces split (zigzag: its early chunk; else all) */
     int32_t *pos;      /* [Lr] global index of each local token */
     int32_t *kpos;     /* [chunk] positions of the held piece */
     float *rowstat;    /* [B][H][Lr] l (forward) or dl (backward) */
@@ -63,10 +69,18 @@ struct ra_ring {
     ra_ring_stats stats;
 };
 
+/* The owner's local rows of a piece: rows [at[0], at[0] + n[0]) then
+ * [at[1], at[1] + n[1]) (n[1] = 0 unless the piece is split). Global
+ * positions increase through both, so the kernels see sorted keys. */
+typedef struct {
+    int64_t at[2];
+    int n[2];
+} piece_rows;
+
 /* One held piece, wherever it lives. */
 typedef struct {
     int origin, index; /* owner rank and piece number */
-    int64_t first;     /* owner's first local token of the piece */
+    piece_rows rows;   /* where it lies in the owner's local arrays */
     int n;             /* tokens */
     const float *k, *v;
     size_t kv_stride;  /* floats between (b, g) blocks */
@@ -74,15 +88,22 @@ typedef struct {
     size_t seg_stride;
 } piece;
 
-static int64_t piece_start(const ra_ring *R, int origin, int index)
+/* Piece index of rank origin: slice index (of nc) of its local rows [0, S)
+ * and of [S, count), S = split[origin] (count unless zigzag at P > 1). */
+static piece_rows rows_of(const ra_ring *R, int origin, int index)
 {
-    return (int64_t)index * R->counts[origin] / R->nc;
+    const int64_t L = R->counts[origin], S = R->split[origin], nc = R->nc;
+    const int64_t a0 = index * S / nc, a1 = S + index * (L - S) / nc;
+    return (piece_rows){ .at = { a0, a1 },
+                         .n = { (int)((index + 1) * S / nc - a0), (int)(S + (index + 1) * (L - S) / nc - a1) } };
 }
 
 static int piece_len(const ra_ring *R, int origin, int index)
 {
-    return (int)(piece_start(R, origin, index + 1) - piece_start(R, origin, index));
+    const piece_rows pr = rows_of(R, origin, index);
+    return pr.n[0] + pr.n[1];
 }
+
 
 static size_t piece_bytes(const ra_ring *R, int n, int with_seg)
 {
@@ -163,11 +184,14 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     *out = R; /* from here on, ra_ring_destroy cleans up a partial ring */
 
     const ra_ring_opts *o = &R->o;
-    RA_TRY(ra_alloc(&R->counts, sizeof(int64_t) * P, "ring counts"));
-    R->bytes += sizeof(int64_t) * P;
+    RA_TRY(ra_alloc(&R->counts, sizeof(int64_t) * 2 * P, "ring counts"));
+    R->bytes += sizeof(int64_t) * 2 * P;
+    R->split = R->counts + P;
+    const int two = o->layout == RA_LAYOUT_ZIGZAG && P > 1; /* split pieces */
     int64_t maxL = 0;
     for (int q = 0; q < P; q++) {
         R->counts[q] = ra_layout_count(o->layout, o->L, P, q);
+        R->split[q] = two ? ra_layout_first_chunk(o->layout, o->L, P, q) : R->counts[q];
         if (R->counts[q] > maxL) maxL = R->counts[q];
     }
     R->Lr = R->counts[R->r];
@@ -178,7 +202,12 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     if (o->chunk == 0 && chunk < 512) chunk = 512;
     if (chunk > maxL) chunk = maxL;
     R->nc = (int)((maxL + chunk - 1) / chunk);
-    R->chunk = (int)((maxL + R->nc - 1) / R->nc);
+    R->chunk = 0; /* the longest piece: a split one may be 1 over maxL / nc */
+    for (int q = 0; q < P; q++)
+        for (int i = 0; i < R->nc; i++) {
+            const int n = piece_len(R, q, i);
+            if (n > R->chunk) R->chunk = n;
+        }
 
     const size_t rows = (size_t)o->B * o->H * R->Lr;
     const size_t piece_floats = piece_bytes(R, R->chunk, 1) / sizeof(float);
@@ -216,7 +245,11 @@ size_t ra_ring_buffer_bytes(const ra_ring *R) { return R->bytes; }
 
 /* ---- pieces --------------------------------------------------------------- */
 
-/* The piece held at step s: own (view into local arrays) or in buf. */
+/* Own and one range: a view into the local arrays (no copy). */
+static int own_view(const piece *p, int t) { return t == 0 && p->rows.n[1] == 0; }
+
+/* The piece held at step s: a view into the local arrays, or in buf (where
+ * post_pieces packed our own split piece, or it arrived from the left). */
 static piece held_piece(const ra_ring *R, int s, const float *k, const float *v,
                         const int32_t *seg, const float *buf)
 {
@@ -225,13 +258,14 @@ static piece held_piece(const ra_ring *R, int s, const float *k, const float *v,
     int t = s % R->P;
     p.origin = (R->r - t + R->P) % R->P;
     p.index = s / R->P;
-    p.first = piece_start(R, p.origin, p.index);
-    p.n = piece_len(R, p.origin, p.index);
-    if (t == 0) {
-        p.k = k + p.first * o->D;
-        p.v = v + p.first * o->D;
+    p.rows = rows_of(R, p.origin, p.index);
+    p.n = p.rows.n[0] + p.rows.n[1];
+    if (own_view(&p, t)) {
+        const int64_t first = p.rows.at[0];
+        p.k = k + first * o->D;
+        p.v = v + first * o->D;
         p.kv_stride = (size_t)R->Lr * o->D;
-        p.seg = seg ? seg + p.first : NULL;
+        p.seg = seg ? seg + first : NULL;
         p.seg_stride = (size_t)R->Lr;
     } else {
         size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
@@ -244,31 +278,36 @@ static piece held_piece(const ra_ring *R, int s, const float *k, const float *v,
     return p;
 }
 
-/* Copy this rank's piece index into buf in wire order (k, v, seg). */
+/* Copy this rank's piece index into buf in wire order: k, v [B][Hkv][n][D],
+ * seg [B][n], each piece row after the other (both of a split piece's ranges). */
 static void pack_own(const ra_ring *R, int index, const float *k, const float *v,
                      const int32_t *seg, float *buf)
 {
     const ra_ring_opts *o = &R->o;
-    int64_t a = piece_start(R, R->r, index);
-    int n = piece_len(R, R->r, index);
-    if (n == 0) return; /* this rank owns no token */
-    size_t rowb = (size_t)n * o->D * sizeof(float), blk = (size_t)o->B * o->Hkv * n * o->D;
-    for (int bg = 0; bg < o->B * o->Hkv; bg++) {
-        size_t src = ((size_t)bg * R->Lr + a) * o->D;
-        memcpy(buf + (size_t)bg * n * o->D, k + src, rowb);
-        memcpy(buf + blk + (size_t)bg * n * o->D, v + src, rowb);
-    }
-    if (seg) {
-        int32_t *sd = (int32_t *)(buf + 2 * blk);
-        for (int b = 0; b < o->B; b++) memcpy(sd + (size_t)b * n, seg + (size_t)b * R->Lr + a,
-                                              sizeof(int32_t) * n);
+    const piece_rows pr = rows_of(R, R->r, index);
+    const int n = pr.n[0] + pr.n[1];
+    const size_t blk = (size_t)o->B * o->Hkv * n * o->D;
+    int32_t *sd = (int32_t *)(buf + 2 * blk);
+    for (int i = 0, to = 0; i < 2; to += pr.n[i], i++) {
+        if (pr.n[i] == 0) continue;
+        const size_t rowb = (size_t)pr.n[i] * o->D * sizeof(float);
+        for (int bg = 0; bg < o->B * o->Hkv; bg++) {
+            const size_t src = ((size_t)bg * R->Lr + pr.at[i]) * o->D, dst = ((size_t)bg * n + to) * o->D;
+            memcpy(buf + dst, k + src, rowb);
+            memcpy(buf + blk + dst, v + src, rowb);
+        }
+        if (seg)
+            for (int b = 0; b < o->B; b++)
+                memcpy(sd + (size_t)b * n + to, seg + (size_t)b * R->Lr + pr.at[i], sizeof(int32_t) * pr.n[i]);
     }
 }
 
 static void piece_positions(const ra_ring *R, const piece *p)
 {
-    for (int j = 0; j < p->n; j++)
-        R->kpos[j] = (int32_t)ra_layout_global(R->o.layout, R->o.L, R->P, p->origin, p->first + j);
+    for (int i = 0, to = 0; i < 2; to += p->rows.n[i], i++)
+        for (int j = 0; j < p->rows.n[i]; j++)
+            R->kpos[to + j] =
+                (int32_t)ra_layout_global(R->o.layout, R->o.L, R->P, p->origin, p->rows.at[i] + j);
 }
 
 /* What the forward and the backward of one piece share: the kernel options,
@@ -502,19 +541,24 @@ static void split_lse(ra_ring *R, const float *lse)
     R->have_stats = 0; /* row_max/row_logl now belong to this backward */
 }
 
-/* dk/dv rows of own piece index += the partial in buf [2][B][Hkv][n][D]. */
+/* dk/dv rows of own piece index += the partial in buf [2][B][Hkv][n][D]
+ * (wire order, as pack_own). */
 static void add_returned(const ra_ring *R, int index, const float *buf, float *dk, float *dv)
 {
     const ra_ring_opts *o = &R->o;
-    int64_t a = piece_start(R, R->r, index);
-    int n = piece_len(R, R->r, index);
-    size_t blk = (size_t)o->B * o->Hkv * n * o->D, row = (size_t)n * o->D;
-    for (int bg = 0; bg < o->B * o->Hkv; bg++) {
-        float *dkr = dk + ((size_t)bg * R->Lr + a) * o->D, *dvr = dv + ((size_t)bg * R->Lr + a) * o->D;
-        const float *pk = buf + (size_t)bg * row, *pv = buf + blk + (size_t)bg * row;
-        for (size_t i = 0; i < row; i++) {
-            dkr[i] += pk[i];
-            dvr[i] += pv[i];
+    const piece_rows pr = rows_of(R, R->r, index);
+    const int n = pr.n[0] + pr.n[1];
+    const size_t blk = (size_t)o->B * o->Hkv * n * o->D;
+    for (int i = 0, to = 0; i < 2; to += pr.n[i], i++) {
+        const size_t len = (size_t)pr.n[i] * o->D;
+        for (int bg = 0; bg < o->B * o->Hkv; bg++) {
+            const size_t at = ((size_t)bg * R->Lr + pr.at[i]) * o->D, from = ((size_t)bg * n + to) * o->D;
+            float *dkr = dk + at, *dvr = dv + at;
+            const float *pk = buf + from, *pv = buf + blk + from;
+            for (size_t e = 0; e < len; e++) {
+                dkr[e] += pk[e];
+                dvr[e] += pv[e];
+            }
         }
     }
 }
@@ -560,13 +604,15 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
         }
         const int64_t ts = RA_TRACE_T0();
-        if (t == 0) {
-            backward_piece(R, &p, q, seg, dout, dl, dq, dk + p.first * o->D,
-                           dv + p.first * o->D, (size_t)R->Lr * o->D);
-        } else {
+        if (own_view(&p, t)) { /* straight into our dK/dV rows */
+            const int64_t first = p.rows.at[0];
+            backward_piece(R, &p, q, seg, dout, dl, dq, dk + first * o->D,
+                           dv + first * o->D, (size_t)R->Lr * o->D);
+        } else { /* into a partial: passed on, or (own split piece) added home */
             size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
             if (blk) memset(part, 0, sizeof(float) * 2 * blk);
             backward_piece(R, &p, q, seg, dout, dl, dq, part, part + blk, (size_t)p.n * o->D);
+            if (t == 0) add_returned(R, p.index, part, dk, dv);
         }
         RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
         RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */
