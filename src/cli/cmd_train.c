@@ -129,7 +129,9 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig)
 {
-    stop_signal = sig;
+    /* SIGTERM wins: it says the job is ending (a preemption sends it to the
+     * ranks and SIGUSR1 through the batch script at about the same time) */
+    if (stop_signal != SIGTERM) stop_signal = sig;
     ra_warm_stop_request = 1; /* a warm start in progress stops between pieces */
 }
 
@@ -345,7 +347,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         if ((gc[2] || gc[3]) && done < cfg->steps) {
             if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
             ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
-                   gc[2] ? "SIGUSR1" : "SIGTERM", done, cfg->steps, ckdir);
+                   gc[3] ? "SIGTERM" : "SIGUSR1", done, cfg->steps, ckdir);
             c->exit_code = RA_EXIT_STOPPED;
             return RA_OK;
         }

@@ -101,7 +101,8 @@ else
 fi
 report "job $jid running: SIGUSR1 to its batch shell at step $seen ($(since))" "$why"
 # the step after which the job stopped on signal $1, once it says so
-stopped_at() { sed -n "s/^stopped by signal $1 after step \([0-9]*\) of $STEPS.*/\1/p" "$OUT" | head -1; }
+stopped_all() { sed -n "s/^stopped by signal $1 after step \([0-9]*\) of $STEPS.*/\1/p" "$OUT"; }
+stopped_at() { stopped_all "$1" | head -1; }
 stop1=""
 for _ in $(seq 300); do
     stop1=$(stopped_at SIGUSR1)
@@ -129,7 +130,11 @@ report "job completed after two restarts ($(since))" \
         echo "JobState=$state Restarts=$restarts ExitCode=$code; $(tail -5 "$OUT" 2>&1)")"
 grep -q "urgent job ran" "urgent-$uj.out" 2>/dev/null
 report "the preempting job ran" "$([ $? -eq 0 ] || echo "no output from job $uj")"
+# Preemption signals the ranks (SIGTERM) and the batch shell, which forwards
+# SIGUSR1: ringattn reports SIGTERM when a rank saw it before the stop, but
+# the forwarded SIGUSR1 can stop the run first, so either name is right here.
 stop2=$(stopped_at SIGTERM)
+[ -n "$stop2" ] || stop2=$(stopped_all SIGUSR1 | sed -n 2p)
 why=""
 grep -q "train.sbatch: SIGUSR1 received" "$OUT" || why+="the batch shell did not see SIGUSR1; "
 [ -n "$stop1" ] && [ "$stop1" -ge "$seen" ] && [ "$stop1" -lt "$STEPS" ] || why+="no 'stopped by signal SIGUSR1 after step N'; "
@@ -138,7 +143,7 @@ grep -q "requeueing job $jid" "$OUT" || why+="did not requeue itself; "
 report "SIGUSR1: stopped after step $stop1 with a checkpoint, requeued itself" "$why"
 why=""
 grep -q "CANCELLED AT .* DUE TO PREEMPTION" "$OUT" || why+="no preemption message; "
-[ -n "$stop2" ] && [ "$stop2" -ge "$seen2" ] && [ "$stop2" -lt "$STEPS" ] || why+="no 'stopped by signal SIGTERM after step N'; "
+[ -n "$stop2" ] && [ "$stop2" -ge "$seen2" ] && [ "$stop2" -lt "$STEPS" ] || why+="no second 'stopped by signal SIGTERM|SIGUSR1 after step N'; "
 [ -e "ck/step-$(printf %08d "${stop2:-0}").ckpt" ] || why+="no checkpoint of step $stop2; "
 report "preemption (SIGTERM): stopped after step $stop2 with a checkpoint, requeued by Slurm" "$why"
 why=""
