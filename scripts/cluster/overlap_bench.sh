@@ -28,6 +28,11 @@
 #   check      for rows with overlap yes: step ratio <= 1.10 (the check of
 #              issue #7); '-' for the others
 #
+# Under the table, per L: the rates, the time blocked on the ring (wait_ms)
+# and the kernel CPU time (system + irq + softirq of the whole machine, all
+# cores) of one comm and one --no-comm run (each n + w calls plus start-up
+# and, for comm, the float64 check): the TCP stack's share of the cores.
+#
 # and the block size c* at which the condition turns, for this link. Exit
 # status 1 when a row above the threshold fails the check or a run fails.
 # Needs root. About a minute on an idle 2-core machine at the defaults;
@@ -76,14 +81,20 @@ trap '"$NC" down; rm -rf "$T"' EXIT
 cat "$T/shape.err" >&2
 shaped=$(sed 's/^netns-cluster: //' "$T/shape.out")
 
-bench() { # L EXTRA...: one bench row, the data line only
-    local L=$1
+# kernel CPU time of the whole machine so far, in clock ticks: system + irq +
+# softirq of /proc/stat's cpu line (the TCP stack's work, wherever it ran)
+kern_ticks() { awk '$1 == "cpu" { print $4 + $7 + $8 }' /proc/stat; }
+bench() { # L EXTRA...: one bench row, the data line only; the run's kernel CPU
+    local L=$1 k0     # seconds (all cores) in $T/kern
     shift
+    k0=$(kern_ticks)
     timeout 1800 "$NC" run 2 -- "$RA" bench attn -b "$L" -e "$L" -n "$n" -w "$w" -t 1 \
         -H "$H" --Hkv "$Hkv" -D "$D" "$@" >"$T/out" 2>"$T/err" </dev/null ||
         { echo "overlap_bench: bench attn L=$L $* failed:" >&2; cat "$T/err" "$T/out" >&2; return 1; }
+    awk -v a="$k0" -v b="$(kern_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", (b - a) / hz }' >"$T/kern"
     grep -v '^#' "$T/out" | awk -v L="$L" '$1 == L' | tail -1
 }
+minf() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 
 colmin() { # ROW1 ROW2: the smaller of each numeric column (ROW1 may be empty)
     [ -n "$1" ] || { echo "$2"; return; }
@@ -98,10 +109,12 @@ rows=()
 busy=''
 L=$L0
 while [ "$L" -le "$L1" ]; do
-    c='' x=''
+    c='' x='' kc='' kx=''
     for _ in $(seq "$r"); do
         c1=$(bench "$L" -c 1)
+        kc=$(minf "$kc" "$(cat "$T/kern")")
         x1=$(bench "$L" --no-comm)
+        kx=$(minf "$kx" "$(cat "$T/kern")")
         [ -n "$c1" ] && [ -n "$x1" ] || exit 1
         [[ "$c1" == *FAIL* ]] && { echo "overlap_bench: L=$L: the float64 check failed: $c1" >&2; exit 1; }
         c=$(colmin "$c" "$c1")
@@ -126,7 +139,7 @@ while [ "$L" -le "$L1" ]; do
     echo "$row"
     rows+=("$row")
     read -r cf cb gf gb wf wb pct <"$T/thr"
-    thr+=("L=$L: per-rank fwd $gf GFLOP/s ($pct % of sgemm), bwd $gb GFLOP/s -> c* fwd $cf, bwd $cb tokens; wait_ms with comm fwd $wf bwd $wb")
+    thr+=("L=$L: per-rank fwd $gf GFLOP/s ($pct % of sgemm), bwd $gb GFLOP/s -> c* fwd $cf, bwd $cb tokens; wait_ms with comm fwd $wf bwd $wb; kernel CPU (sys+irq+softirq, all cores) per run: comm $kc s, --no-comm $kx s")
     # the two ranks make a load of about 2: more means other jobs shared the cores
     load=$(cut -d' ' -f1 /proc/loadavg)
     if awk -v l="$load" 'BEGIN { exit !(l > 3) }'; then busy="$busy L=$L:$load"; fi
