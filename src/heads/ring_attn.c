@@ -22,7 +22,8 @@
  *
  * Shapes (this file): q, o, dout, dq [B][H][Lr][D]; k, v, dk, dv
  * [B][Hkv][Lr][D]; seg [B][Lr]; lse [B][H][Lr]; a piece buffer holds
- * k, v [B][Hkv][n][D] then seg [B][n]; a dkv buffer dk, dv [B][Hkv][n][D]. */
+ * k, v [B][Hkv][n][D] then seg [B][n]; a dkv buffer, group-major, per
+ * (sequence, kv head) its dk rows then its dv rows: [B*Hkv][2][n][D]. */
 #include "ringattn/ring.h"
 
 #include <math.h>
@@ -346,9 +347,8 @@ typedef void (*head_fn)(const ra_ring *R, const piece *p, const piece_work *w, c
  * split query tiles when there are few groups (e.g. one sequence of one
  * key/value head). Either way every output element sees the same operations
  * in the same order as with one thread: bitwise the same results. */
-static int group_threads(const ra_ring *R)
+static int group_threads(int groups)
 {
-    const int groups = R->o.B * R->o.Hkv;
     const int nt = ra_threads(); /* ring_scratch sized the scratch for it */
     if (nt <= 1 || omp_in_parallel() || groups < nt) return 1;
     return groups % nt == 0 || groups >= 4 * nt ? nt : 1;
@@ -365,14 +365,16 @@ static void group_heads(ra_ring *R, const piece *p, const int32_t *seg, head_fn 
         fn(R, p, w, &qr, &kr, (size_t)b * o->H + h, (size_t)b * o->Hkv + kh, ctx);
 }
 
-static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx)
+/* fn for the (sequence, key/value head) groups [g0, g1) of piece p. */
+static void group_range(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx,
+                        int g0, int g1)
 {
     const ra_ring_opts *o = &R->o;
     piece_work w;
     if (!piece_begin(R, p, &w)) return;
-    const int nt = group_threads(R), groups = o->B * o->Hkv;
+    const int nt = group_threads(g1 - g0);
     if (nt == 1) { /* one group after the other (the kernels may thread) */
-        for (int g = 0; g < groups; g++) group_heads(R, p, seg, fn, ctx, &w, g);
+        for (int g = g0; g < g1; g++) group_heads(R, p, seg, fn, ctx, &w, g);
         return;
     }
     /* The query heads of one key/value head stay in one thread, in order:
@@ -390,7 +392,7 @@ static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn
         mine.use_poll = me == 0 ? w.use_poll : NULL;
         if (mine.use_poll) mine.use_poll = &mine.poll;
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int g = 0; g < groups; g++) group_heads(R, p, seg, fn, ctx, &mine, g);
+        for (int g = g0; g < g1; g++) group_heads(R, p, seg, fn, ctx, &mine, g);
         /* thread 0 keeps the transfers moving until the others are done */
         atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
         if (mine.use_poll)
@@ -400,6 +402,11 @@ static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn
             }
     }
     ra_blas_serial_end();
+}
+
+static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn, void *ctx)
+{
+    group_range(R, p, seg, fn, ctx, 0, R->o.B * R->o.Hkv);
 }
 
 /* Post this step's transfers: the held piece to the right (unless the right
@@ -516,12 +523,13 @@ static void backward_head(const ra_ring *R, const piece *p, const piece_work *w,
                             a->dv + kh * a->dstride, w->scratch, w->use_poll);
 }
 
+/* Groups [g0, g1) of piece p into dk, dv (group g's rows at g * dstride). */
 static void backward_piece(ra_ring *R, const piece *p, const float *q, const int32_t *seg,
                            const float *dout, const float *dl, float *dq,
-                           float *dk, float *dv, size_t dstride)
+                           float *dk, float *dv, size_t dstride, int g0, int g1)
 {
     bwd_args a = { q, dout, dl, dq, dk, dv, dstride };
-    each_head(R, p, seg, backward_head, &a);
+    group_range(R, p, seg, backward_head, &a, g0, g1);
 }
 
 /* The backward's P = exp((S - hi) - lo) with hi + lo = lse. Where lse is
@@ -541,26 +549,77 @@ static void split_lse(ra_ring *R, const float *lse)
     R->have_stats = 0; /* row_max/row_logl now belong to this backward */
 }
 
-/* dk/dv rows of own piece index += the partial in buf [2][B][Hkv][n][D]
- * (wire order, as pack_own). */
+/* dk/dv rows of own piece index += the partial in buf, group-major
+ * [B*Hkv][2][n][D] (per group its dK rows, then its dV rows; the rows in
+ * pack_own's order). */
 static void add_returned(const ra_ring *R, int index, const float *buf, float *dk, float *dv)
 {
     const ra_ring_opts *o = &R->o;
     const piece_rows pr = rows_of(R, R->r, index);
     const int n = pr.n[0] + pr.n[1];
-    const size_t blk = (size_t)o->B * o->Hkv * n * o->D;
     for (int i = 0, to = 0; i < 2; to += pr.n[i], i++) {
         const size_t len = (size_t)pr.n[i] * o->D;
         for (int bg = 0; bg < o->B * o->Hkv; bg++) {
-            const size_t at = ((size_t)bg * R->Lr + pr.at[i]) * o->D, from = ((size_t)bg * n + to) * o->D;
+            const size_t at = ((size_t)bg * R->Lr + pr.at[i]) * o->D, from = ((size_t)2 * bg * n + to) * o->D;
             float *dkr = dk + at, *dvr = dv + at;
-            const float *pk = buf + from, *pv = buf + blk + from;
+            const float *pk = buf + from, *pv = buf + from + (size_t)n * o->D;
             for (size_t e = 0; e < len; e++) {
                 dkr[e] += pk[e];
                 dvr[e] += pv[e];
             }
         }
     }
+}
+
+/* The last step's partial is the backward's last message, and its owner
+ * (the right neighbour) can only wait for it. So it goes out in up to
+ * TAIL_PARTS messages, each (sequence, kv head) group range as soon as it is
+ * computed: only the last part's transfer is left exposed. The owner posts
+ * the matching receives (tail_recv). */
+enum { TAIL_PARTS = 4 };
+
+static int tail_parts(const ra_ring *R)
+{
+    const int groups = R->o.B * R->o.Hkv;
+    return groups < TAIL_PARTS ? groups : TAIL_PARTS;
+}
+
+/* First group of tail part j (j = 0 .. tail_parts). */
+static int tail_group(const ra_ring *R, int j) { return j * (R->o.B * R->o.Hkv) / tail_parts(R); }
+
+/* Last step (t = P-1): backward of piece p into part, group-major
+ * [B*Hkv][2][n][D], plus the incoming partial (t >= 2), sent by parts. The
+ * first wait completes the incoming partial and the previous step's send;
+ * the parts' sends are completed by the final wait. */
+static ra_status backward_tail(ra_ring *R, const piece *p, int t, const float *q, const int32_t *seg,
+                               const float *dout, const float *dl, float *dq, float *part,
+                               const float *incoming)
+{
+    const size_t nd = (size_t)p->n * R->o.D, per_group = 2 * nd;
+    if (per_group) memset(part, 0, sizeof(float) * per_group * R->o.B * R->o.Hkv);
+    for (int j = 0; j < tail_parts(R); j++) {
+        const int g0 = tail_group(R, j), g1 = tail_group(R, j + 1);
+        backward_piece(R, p, q, seg, dout, dl, dq, part, part + nd, per_group, g0, g1);
+        if (j == 0) RA_TRY(ra_ring_comm_wait(&R->comm));
+        float *from = part + g0 * per_group;
+        const size_t count = (size_t)(g1 - g0) * per_group;
+        if (t >= 2)
+            for (size_t i = 0; i < count; i++) from[i] += incoming[g0 * per_group + i];
+        RA_TRY(ra_ring_comm_send(&R->comm, from, count * sizeof(float), TAG_DKV));
+    }
+    return RA_OK;
+}
+
+/* Own piece nc-1's partial coming home in tail parts, into buf. */
+static ra_status tail_recv(ra_ring *R, float *buf)
+{
+    const size_t per_group = 2 * (size_t)piece_len(R, R->r, R->nc - 1) * R->o.D;
+    for (int j = 0; j < tail_parts(R); j++) {
+        const int g0 = tail_group(R, j), g1 = tail_group(R, j + 1);
+        RA_TRY(ra_ring_comm_recv(&R->comm, buf + g0 * per_group, (size_t)(g1 - g0) * per_group * sizeof(float),
+                                 TAG_DKV));
+    }
+    return RA_OK;
 }
 
 ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const float *v,
@@ -587,7 +646,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
     for (size_t bh = 0; bh < rows; bh++)
         ra_attn_bwd_rowdot((int)R->Lr, o->D, o_in + bh * R->Lr * o->D, dout + bh * R->Lr * o->D,
                            dl + bh * R->Lr);
-    const int nsteps = P * R->nc;
+    const int nsteps = P * R->nc, groups = o->B * o->Hkv;
     float *incoming = R->dkv[2];
     const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
@@ -604,14 +663,19 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
         }
         const int64_t ts = RA_TRACE_T0();
+        if (P > 1 && s == nsteps - 1) { /* t = P-1: sent in parts as computed */
+            RA_TRY(backward_tail(R, &p, t, q, seg, dout, dl, dq, part, incoming));
+            RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
+            break;
+        }
         if (own_view(&p, t)) { /* straight into our dK/dV rows */
             const int64_t first = p.rows.at[0];
             backward_piece(R, &p, q, seg, dout, dl, dq, dk + first * o->D,
-                           dv + first * o->D, (size_t)R->Lr * o->D);
+                           dv + first * o->D, (size_t)R->Lr * o->D, 0, groups);
         } else { /* into a partial: passed on, or (own split piece) added home */
-            size_t blk = (size_t)o->B * o->Hkv * p.n * o->D;
-            if (blk) memset(part, 0, sizeof(float) * 2 * blk);
-            backward_piece(R, &p, q, seg, dout, dl, dq, part, part + blk, (size_t)p.n * o->D);
+            const size_t nd = (size_t)p.n * o->D;
+            if (nd) memset(part, 0, sizeof(float) * 2 * nd * groups);
+            backward_piece(R, &p, q, seg, dout, dl, dq, part, part + nd, 2 * nd, 0, groups);
             if (t == 0) add_returned(R, p.index, part, dk, dv);
         }
         RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
@@ -624,9 +688,8 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             RA_TRY(ra_ring_comm_send(&R->comm, part, dkv_bytes(R, p.n), TAG_DKV));
         }
     }
-    if (P > 1) { /* the last own piece comes home */
-        RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, piece_len(R, R->r, R->nc - 1)),
-                                 TAG_DKV));
+    if (P > 1) { /* the last own piece comes home (and the tail's sends complete) */
+        RA_TRY(tail_recv(R, incoming));
         RA_TRY(ra_ring_comm_wait(&R->comm));
         add_returned(R, R->nc - 1, incoming, dk, dv);
     }

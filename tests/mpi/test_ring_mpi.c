@@ -108,6 +108,10 @@ static const tcase cases[] = {
     {.L = 37, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 0, .layout = RA_LAYOUT_STRIPED, .chunk = 3},
     {.L = 200, .B = 2, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .chunk = 5, .seg = SEG_PACKED},
     {.L = 129, .B = 1, .H = 2, .Hkv = 1, .D = 16, .causal = 1, .layout = RA_LAYOUT_STRIPED, .chunk = 5},
+    /* the backward's last partial goes out in 4 parts of uneven group counts
+     * (B*Hkv = 6: 1, 2, 1, 2 groups); 9 groups: 2, 2, 2, 3 */
+    {.L = 150, .B = 3, .H = 4, .Hkv = 2, .D = 8, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .chunk = 11, .seg = SEG_PACKED},
+    {.L = 77, .B = 3, .H = 3, .Hkv = 3, .D = 8, .causal = 0, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 6},
     /* explicit scale */
     {.L = 129, .B = 1, .H = 2, .Hkv = 2, .D = 16, .causal = 1, .layout = RA_LAYOUT_CONTIGUOUS, .scale = 0.3f},
     {.L = 100, .B = 1, .H = 2, .Hkv = 2, .D = 64, .causal = 1, .layout = RA_LAYOUT_ZIGZAG, .chunk = 7, .scale = 0.05f, .seg = SEG_PACKED},
