@@ -13,13 +13,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+# phase NAME: how long the last phase took, for keeping CI under 15 minutes
+t_phase=$SECONDS
+phase() { echo "test.sh: $1 took $((SECONDS - t_phase)) s (total $SECONDS s)"; t_phase=$SECONDS; }
 bash scripts/install-deps.sh --tests || exit 1
 bash scripts/build.sh -Dwerror=true || exit 1
+phase "install and build"
 . scripts/env.sh
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+phase "meson suites"
 count() { awk -v k="$1" -F: '$1 == k { gsub(/ /, "", $2); print $2 }' "$out" | tail -1; }
 passed=$(( $(count Ok || echo 0) + $(count "Expected Fail" || echo 0) ))
 failed=$(( $(count Fail || echo 0) + $(count Timeout || echo 0) + $(count "Unexpected Pass" || echo 0) ))
@@ -32,6 +37,7 @@ if [ "$quick" -eq 0 ]; then
     read -r p f < <(awk '/^install: [0-9]+ passed, [0-9]+ failed/ { p = $2; f = $4 } END { print p + 0, f + 0 }' "$out")
     [ $((p + f)) -eq 0 ] && f=1 # the script stopped before its summary
     passed=$((passed + p)) failed=$((failed + f))
+    phase "install check"
     # sanitizers: "asan  20 passed, 0 failed, 6 skipped in 1m15s" per checker
     # (asan, valgrind, tsan)
     bash scripts/sanitize.sh all 2>&1 | tee "$out"
@@ -40,12 +46,14 @@ if [ "$quick" -eq 0 ]; then
                          END { print p + 0, f + 0 }' "$out")
     passed=$((passed + p)) failed=$((failed + f))
     grep -q '^sanitize: all passed' "$out" || { [ "$f" -eq 0 ] && failed=$((failed + 1)); }
+    phase "sanitizers (builds included)"
     # fuzzers: the seed corpora replayed, then SMOKE_SECONDS of fuzzing each
     bash scripts/fuzz.sh "${SMOKE_SECONDS:-5}" 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1
     read -r p f < <(awk '/^fuzz_/ { if ($NF == "ok") p++; else f++ } END { print p + 0, f + 0 }' "$out")
     [ $((p + f)) -eq 0 ] && f=1 # no fuzzer ran
     passed=$((passed + p)) failed=$((failed + f))
+    phase "fuzzers (builds included)"
 fi
 [ "$failed" -gt 0 ] && rc=1
 echo "${passed} passed, ${failed} failed"
