@@ -336,9 +336,10 @@ static int piece_begin(ra_ring *R, const piece *p, piece_work *w)
 }
 
 /* Call fn for every (sequence, query head) of this rank against piece p,
- * with the query and key rows of that sequence and the head indexes. */
+ * with the query and key rows of that sequence, the head indexes, and koff,
+ * the piece row where the key rows kr start. */
 typedef void (*head_fn)(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
-                        const ra_rows *kr, size_t qh, size_t kh, void *ctx);
+                        const ra_rows *kr, int koff, size_t qh, size_t kh, void *ctx);
 
 /* Threads for each_head to share out (sequence, key/value head) groups, or
  * 1 to leave the threads to the kernels. Groups are coarse (no waiting
@@ -360,9 +361,16 @@ static void group_heads(ra_ring *R, const piece *p, const int32_t *seg, head_fn 
     const ra_ring_opts *o = &R->o;
     const int b = g / o->Hkv, kh = g % o->Hkv;
     ra_rows qr = { (int)R->Lr, R->pos, seg ? seg + (size_t)b * R->Lr : NULL };
-    ra_rows kr = { p->n, R->kpos, seg ? p->seg + (size_t)b * p->seg_stride : NULL };
-    for (int h = kh * w->G; h < (kh + 1) * w->G; h++)
-        fn(R, p, w, &qr, &kr, (size_t)b * o->H + h, (size_t)b * o->Hkv + kh, ctx);
+    /* a split piece's two ranges as two key blocks: no key tile straddles
+     * them, so the causal mask empties or trims tiles as it would for whole
+     * ranges (a straddling tile would compute the late half for early queries) */
+    for (int i = 0, koff = 0; i < 2; koff += p->rows.n[i], i++) {
+        if (p->rows.n[i] == 0) continue;
+        ra_rows kr = { p->rows.n[i], R->kpos + koff,
+                       seg ? p->seg + (size_t)b * p->seg_stride + koff : NULL };
+        for (int h = kh * w->G; h < (kh + 1) * w->G; h++)
+            fn(R, p, w, &qr, &kr, koff, (size_t)b * o->H + h, (size_t)b * o->Hkv + kh, ctx);
+    }
 }
 
 /* fn for the (sequence, key/value head) groups [g0, g1) of piece p. */
@@ -439,11 +447,11 @@ typedef struct {
 } fwd_args;
 
 static void forward_head(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
-                         const ra_rows *kr, size_t qh, size_t kh, void *ctx)
+                         const ra_rows *kr, int koff, size_t qh, size_t kh, void *ctx)
 {
     const fwd_args *a = ctx;
-    const size_t qoff = qh * R->Lr * R->o.D;
-    ra_attn_fwd_block(&w->ao, qr, a->q + qoff, kr, p->k + kh * p->kv_stride, p->v + kh * p->kv_stride,
+    const size_t qoff = qh * R->Lr * R->o.D, kv = kh * p->kv_stride + (size_t)koff * R->o.D;
+    ra_attn_fwd_block(&w->ao, qr, a->q + qoff, kr, p->k + kv, p->v + kv,
                       a->acc + qoff, a->m + qh * R->Lr, a->l + qh * R->Lr, w->scratch,
                       w->use_poll);
 }
@@ -513,14 +521,14 @@ typedef struct {
 } bwd_args;
 
 static void backward_head(const ra_ring *R, const piece *p, const piece_work *w, const ra_rows *qr,
-                          const ra_rows *kr, size_t qh, size_t kh, void *ctx)
+                          const ra_rows *kr, int koff, size_t qh, size_t kh, void *ctx)
 {
     const bwd_args *a = ctx;
-    const size_t qoff = qh * R->Lr * R->o.D;
+    const size_t qoff = qh * R->Lr * R->o.D, kv = kh * p->kv_stride + (size_t)koff * R->o.D;
+    const size_t dkv = kh * a->dstride + (size_t)koff * R->o.D;
     ra_attn_bwd_block_split(&w->ao, qr, a->q + qoff, a->dout + qoff, R->row_max + qh * R->Lr,
-                            R->row_logl + qh * R->Lr, a->dl + qh * R->Lr, kr, p->k + kh * p->kv_stride,
-                            p->v + kh * p->kv_stride, a->dq + qoff, a->dk + kh * a->dstride,
-                            a->dv + kh * a->dstride, w->scratch, w->use_poll);
+                            R->row_logl + qh * R->Lr, a->dl + qh * R->Lr, kr, p->k + kv, p->v + kv,
+                            a->dq + qoff, a->dk + dkv, a->dv + dkv, w->scratch, w->use_poll);
 }
 
 /* Groups [g0, g1) of piece p into dk, dv (group g's rows at g * dstride). */
