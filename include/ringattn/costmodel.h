@@ -89,6 +89,23 @@ double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes
 /* The automatic chunk and the piece count of the ring (design §4.1). */
 void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk, int *nc, int *chunk_out);
 
+/* The owner's local rows of piece k (0..nc-1) of rank o, as ring_attn.c cuts
+ * them: [k*Lo/nc, (k+1)*Lo/nc) with Lo = rank o's tokens. */
+typedef struct {
+    int64_t first[2], n[2]; /* local row of the first token, tokens; n[1] = 0: one range */
+} ra_cm_piece;
+ra_cm_piece ra_cm_piece_rows(ra_layout lay, int64_t L, int P, int nc, int o, int k);
+
+/* (query, key) pairs of the tiles attn.c computes for all rows of rank r
+ * against piece pc of rank o: tq x tk tiles (causal: a tile whose first key
+ * follows its last query skipped, a partial one whole). O(key tiles of the
+ * piece). ra_cm_tile_pairs_walk: the same by visiting every tile (the
+ * reference the tests compare with). */
+double ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal, int tq,
+                        int tk);
+double ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                             int tq, int tk);
+
 /* One training step of a config (train.batch sequences, accum micro-batches). */
 typedef struct {
     double step_s;          /* the whole optimizer step */

@@ -149,26 +149,103 @@ void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk_opt, int *n
     *chunk_out = (int)((maxL + *nc - 1) / *nc);
 }
 
-/* (query, key) pairs a rank computes for query rows [qa, qa+qn) of rank qr
- * against key rows [ka, ka+kn) of rank kr: the tiles attn.c computes
- * (tq x tk; causal tiles wholly above the diagonal skipped, partial ones
- * whole). Positions rise with the local index in every layout. */
-static double tile_area(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr, int64_t ka,
-                        int64_t kn, int causal, int tq, int tk)
+/* ---- pieces and their tile pairs ---------------------------------------------- */
+
+ra_cm_piece ra_cm_piece_rows(ra_layout lay, int64_t L, int P, int nc, int o, int k)
 {
+    const int64_t Lo = ra_layout_count(lay, L, P, o);
+    ra_cm_piece pc = { { 0, 0 }, { 0, 0 } };
+    pc.first[0] = (int64_t)k * Lo / nc;
+    pc.n[0] = (int64_t)(k + 1) * Lo / nc - pc.first[0];
+    return pc;
+}
+
+/* The owner's local row of key j (0 <= j < n[0] + n[1]) of a piece. */
+static int64_t piece_row(const ra_cm_piece *pc, int64_t j)
+{
+    return j < pc->n[0] ? pc->first[0] + j : pc->first[1] + (j - pc->n[0]);
+}
+
+/* The first local row of rank r whose global position is >= x (the count
+ * of rank r's tokens when none is): the inverse of ra_layout_global, which
+ * rises with the local index in every layout. O(1). */
+static int64_t first_at_or_after(ra_layout lay, int64_t L, int P, int r, int64_t x)
+{
+    const int64_t n = ra_layout_count(lay, L, P, r);
+    int64_t f = 0;
+    switch (lay) {
+    case RA_LAYOUT_CONTIGUOUS: f = x - (int64_t)r * L / P; break;
+    case RA_LAYOUT_STRIPED: f = x <= r ? 0 : (x - r + P - 1) / P; break;
+    case RA_LAYOUT_ZIGZAG: { /* chunk r = [a0, a1), then chunk 2P-1-r = [b0, b1) */
+        const int64_t P2 = 2 * (int64_t)P, c2 = P2 - 1 - r;
+        const int64_t a0 = r * L / P2, a1 = (r + 1) * L / P2, b0 = c2 * L / P2;
+        f = x <= a1 ? x - a0 : (a1 - a0) + (x > b0 ? x - b0 : 0);
+        break;
+    }
+    }
+    return f < 0 ? 0 : f > n ? n : f;
+}
+
+/* (query, key) pairs of the tiles attn.c computes for query rows [qa, qa+qn)
+ * of rank qr against piece pc of rank kr: tq x tk tiles from the first row
+ * and key; causal tiles wholly above the diagonal (first key after the last
+ * query) skipped, partial ones whole. Per key tile: the query tiles that see
+ * it are those from the one holding the first row at or after its first
+ * key, so the sum is O(key tiles of the piece). */
+static double tile_pairs(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
+                         const ra_cm_piece *pc, int causal, int tq, int tk)
+{
+    const int64_t kn = pc->n[0] + pc->n[1];
     if (qn <= 0 || kn <= 0) return 0;
     if (!causal) return (double)qn * kn;
     double area = 0;
+    for (int64_t j = 0; j < kn; j += tk) {
+        const int64_t nj = kn - j < tk ? kn - j : tk;
+        const int64_t kmin = ra_layout_global(lay, L, P, kr, piece_row(pc, j));
+        const int64_t f = first_at_or_after(lay, L, P, qr, kmin) - qa; /* first query row seeing it */
+        if (f >= qn) continue;
+        const int64_t from = f <= 0 ? 0 : f / tq * tq; /* its tile's first row */
+        area += (double)nj * (double)(qn - from);
+    }
+    return area;
+}
+
+/* The same count by walking every (query tile, key tile): the reference. */
+static double tile_pairs_walk(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
+                              const ra_cm_piece *pc, int causal, int tq, int tk)
+{
+    const int64_t kn = pc->n[0] + pc->n[1];
+    if (qn <= 0 || kn <= 0) return 0;
+    double area = 0;
     for (int64_t i = 0; i < qn; i += tq) {
-        int64_t ni = qn - i < tq ? qn - i : tq;
-        int64_t qmax = ra_layout_global(lay, L, P, qr, qa + i + ni - 1);
+        const int64_t ni = qn - i < tq ? qn - i : tq;
+        const int64_t qmax = ra_layout_global(lay, L, P, qr, qa + i + ni - 1);
         for (int64_t j = 0; j < kn; j += tk) {
-            int64_t nj = kn - j < tk ? kn - j : tk;
-            int64_t kmin = ra_layout_global(lay, L, P, kr, ka + j);
-            if (kmin <= qmax) area += (double)ni * nj;
+            const int64_t nj = kn - j < tk ? kn - j : tk;
+            const int64_t kmin = ra_layout_global(lay, L, P, kr, piece_row(pc, j));
+            if (!causal || kmin <= qmax) area += (double)ni * nj;
         }
     }
     return area;
+}
+
+double ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal, int tq,
+                        int tk)
+{
+    return tile_pairs(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk);
+}
+
+double ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                             int tq, int tk)
+{
+    return tile_pairs_walk(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk);
+}
+
+/* Rows [a, a+n) of one contiguous block as a piece (the Combiners' blocks). */
+static double block_pairs(int64_t L, int64_t qa, int64_t qn, int64_t ka, int64_t kn, int causal)
+{
+    const ra_cm_piece pc = { { ka, 0 }, { kn, 0 } };
+    return tile_pairs(RA_LAYOUT_CONTIGUOUS, L, 1, 0, qa, qn, 0, &pc, causal, FWD_TQ, FWD_TK);
 }
 
 /* Ranks (or ring distances) to evaluate and the weight of each. */
@@ -252,10 +329,10 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
             double mf = 0, mb = 0;
             for (int i = 0; i < nr; i++) {
                 const int r = rk[i], o = ((r - t) % P + P) % P;
-                const int64_t Lr = ra_layout_count(lay, L, P, r), Lo = ra_layout_count(lay, L, P, o);
-                const int64_t ka = (int64_t)k * Lo / nc, kn = (int64_t)(k + 1) * Lo / nc - ka;
-                const double af = tile_area(lay, L, P, r, 0, Lr, o, ka, kn, a->causal, FWD_TQ, FWD_TK);
-                const double ab = tile_area(lay, L, P, r, 0, Lr, o, ka, kn, a->causal, BWD_TQ, BWD_TK);
+                const ra_cm_piece pc = ra_cm_piece_rows(lay, L, P, nc, o, k);
+                const int64_t kn = pc.n[0] + pc.n[1];
+                const double af = ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, FWD_TQ, FWD_TK);
+                const double ab = ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, BWD_TQ, BWD_TK);
                 cf[i] = af * ff;
                 /* the backward's passes over the piece's partial: zero, add, pack */
                 const double pb = 2.0 * a->B * a->Hkv * kn * a->D * 4;
@@ -376,7 +453,7 @@ static ra_status combiner_time(const ra_cm_attn *a, const ra_cm_setup *s, const 
         const int64_t glast = G - 1, gfirst = G - g1; /* causal: the last spans see the most groups */
         for (int64_t g = (a->causal ? gfirst : g0); g < (a->causal ? glast + 1 : g1); g++) {
             const int64_t n = (g + 1) * sp <= L ? sp : L - g * sp;
-            const double dir = tile_area(RA_LAYOUT_CONTIGUOUS, L, 1, 0, g * sp, n, 0, g * sp, n, a->causal, FWD_TQ, FWD_TK);
+            const double dir = block_pairs(L, g * sp, n, g * sp, n, a->causal);
             const double grp = (double)n * (a->causal ? g : G - 1);
             af += dir + grp, ab += dir + grp;
             memf += 6.0 * n * D * 4 * BH; /* max-pool, the summary's 1 x n softmax */
@@ -392,7 +469,7 @@ static ra_status combiner_time(const ra_cm_attn *a, const ra_cm_setup *s, const 
         const int64_t R = (L + m - 1) / m, rows = (R + P - 1) / P, cols = (m + P - 1) / P;
         /* rows: the direct block m x m and the row summaries (rho over the row,
          * then vhat and khat: 6 m D per token); columns: R x R summaries */
-        const double dir = tile_area(RA_LAYOUT_CONTIGUOUS, L, 1, 0, 0, m, 0, 0, m, a->causal, FWD_TQ, FWD_TK);
+        const double dir = block_pairs(L, 0, m, 0, m, a->causal);
         af = rows * (dir + 1.5 * (double)m * m) + cols * (double)R * R * (a->causal ? 0.5 : 1);
         ab = af;
         memf = 8.0 * rows * m * D * 4 * BH;

@@ -8,12 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "ringattn/config.h"
 #include "ringattn/costmodel.h"
+#include "ringattn/layout.h"
 #include "ringattn/model.h"
 
 static ra_cm_rates unit_rates(double shm_gbps)
@@ -136,6 +138,39 @@ static void test_pieces(void **state)
     assert_int_equal(nc, 1), assert_int_equal(ch, 250);
 }
 
+/* The O(key tiles) tile count against the walk over every (query tile,
+ * key tile), for every (rank, owner, piece) of small rings: all layouts,
+ * causal and bidirectional, attn.c's tiles and odd small ones (tiles that
+ * straddle zigzag's two chunks). */
+static void test_tile_pairs_fast_equals_walk(void **state)
+{
+    (void)state;
+    const struct { int64_t L; int P, nc; } rings[] = { { 1000, 1, 1 }, { 1000, 3, 2 }, { 4096, 4, 3 },
+                                                     { 5000, 5, 4 }, { 777, 2, 5 }, { 64, 8, 2 } };
+    const int tiles[][2] = { { 256, 512 }, { 64, 512 }, { 7, 5 }, { 16, 3 }, { 1, 1 } };
+    int compared = 0, nonzero = 0;
+    for (int lay = 0; lay < 3; lay++)
+        for (size_t i = 0; i < sizeof rings / sizeof *rings; i++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t t = 0; t < sizeof tiles / sizeof *tiles; t++)
+                    for (int r = 0; r < rings[i].P; r++)
+                        for (int o = 0; o < rings[i].P; o++)
+                            for (int k = 0; k < rings[i].nc; k++) {
+                                const int64_t L = rings[i].L;
+                                const int P = rings[i].P, tq = tiles[t][0], tk = tiles[t][1];
+                                ra_cm_piece pc = ra_cm_piece_rows((ra_layout)lay, L, P, rings[i].nc, o, k);
+                                double fast = ra_cm_tile_pairs((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk);
+                                double walk = ra_cm_tile_pairs_walk((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk);
+                                if (fast != walk)
+                                    fail_msg("layout %d L=%lld P=%d nc=%d causal=%d tiles %dx%d rank %d owner %d "
+                                             "piece %d: fast %.0f, walk %.0f", lay, (long long)L, P, rings[i].nc,
+                                             causal, tq, tk, r, o, k, fast, walk);
+                                compared++, nonzero += walk > 0;
+                            }
+    assert_int_equal(compared, 3 * 2 * 5 * (1 * 1 * 1 + 9 * 2 + 16 * 3 + 25 * 4 + 4 * 5 + 64 * 2));
+    assert_true(nonzero > compared / 2);
+}
+
 /* Memory per rank: the model's real plan (what ra_model_create allocates),
  * plus the heads' buffers and AdamW's 9 bytes per parameter. */
 static void test_memory_is_the_plan(void **state)
@@ -190,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_tile_pairs_fast_equals_walk),
         cmocka_unit_test(test_memory_is_the_plan),
         cmocka_unit_test(test_rates_file),
     };
