@@ -90,7 +90,10 @@ double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes
 void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk, int *nc, int *chunk_out);
 
 /* The owner's local rows of piece k (0..nc-1) of rank o, as ring_attn.c cuts
- * them: [k*Lo/nc, (k+1)*Lo/nc) with Lo = rank o's tokens. */
+ * them: one range [k*Lo/nc, (k+1)*Lo/nc) (contiguous, striped, P = 1), or
+ * for zigzag at P > 1 two, half early and half late tokens:
+ *     [k*S/nc, (k+1)*S/nc) and [S + k*(Lo-S)/nc, S + (k+1)*(Lo-S)/nc)
+ * with Lo = rank o's tokens and S = its first zigzag chunk's. */
 typedef struct {
     int64_t first[2], n[2]; /* local row of the first token, tokens; n[1] = 0: one range */
 } ra_cm_piece;

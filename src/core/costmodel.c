@@ -155,8 +155,16 @@ ra_cm_piece ra_cm_piece_rows(ra_layout lay, int64_t L, int P, int nc, int o, int
 {
     const int64_t Lo = ra_layout_count(lay, L, P, o);
     ra_cm_piece pc = { { 0, 0 }, { 0, 0 } };
-    pc.first[0] = (int64_t)k * Lo / nc;
-    pc.n[0] = (int64_t)(k + 1) * Lo / nc - pc.first[0];
+    if (lay == RA_LAYOUT_ZIGZAG && P > 1) { /* half early, half late tokens */
+        const int64_t S = (int64_t)(o + 1) * L / (2 * (int64_t)P) - (int64_t)o * L / (2 * (int64_t)P);
+        pc.first[0] = (int64_t)k * S / nc;
+        pc.n[0] = (int64_t)(k + 1) * S / nc - pc.first[0];
+        pc.first[1] = S + (int64_t)k * (Lo - S) / nc;
+        pc.n[1] = S + (int64_t)(k + 1) * (Lo - S) / nc - pc.first[1];
+    } else {
+        pc.first[0] = (int64_t)k * Lo / nc;
+        pc.n[0] = (int64_t)(k + 1) * Lo / nc - pc.first[0];
+    }
     return pc;
 }
 

@@ -141,7 +141,7 @@ static void test_pieces(void **state)
 /* The O(key tiles) tile count against the walk over every (query tile,
  * key tile), for every (rank, owner, piece) of small rings: all layouts,
  * causal and bidirectional, attn.c's tiles and odd small ones (tiles that
- * straddle zigzag's two chunks). */
+ * straddle zigzag's two chunks and the two ranges of a zigzag piece). */
 static void test_tile_pairs_fast_equals_walk(void **state)
 {
     (void)state;
@@ -169,6 +169,53 @@ static void test_tile_pairs_fast_equals_walk(void **state)
                             }
     assert_int_equal(compared, 3 * 2 * 5 * (1 * 1 * 1 + 9 * 2 + 16 * 3 + 25 * 4 + 4 * 5 + 64 * 2));
     assert_true(nonzero > compared / 2);
+}
+
+/* Zigzag pieces at P > 1 (ring_attn.c): piece k of rank o is local rows
+ * [k*S/nc, (k+1)*S/nc) and [S + k*(Lo-S)/nc, S + (k+1)*(Lo-S)/nc), S the
+ * first chunk's tokens. Worked: L = 2048, P = 2, nc = 2; rank 0 owns global
+ * [0,512) + [1536,2048) (S = 512): piece 1 = local [256,512) + [768,1024).
+ * Other layouts and P = 1: one range [k*Lo/nc, (k+1)*Lo/nc). Every layout:
+ * the pieces tile [0, Lo) in order; zigzag's two halves differ by <= 1. */
+static void test_piece_rows(void **state)
+{
+    (void)state;
+    ra_cm_piece pc = ra_cm_piece_rows(RA_LAYOUT_ZIGZAG, 2048, 2, 2, 0, 1);
+    assert_int_equal(pc.first[0], 256), assert_int_equal(pc.n[0], 256);
+    assert_int_equal(pc.first[1], 768), assert_int_equal(pc.n[1], 256);
+    pc = ra_cm_piece_rows(RA_LAYOUT_ZIGZAG, 2048, 1, 2, 0, 1);
+    assert_int_equal(pc.first[0], 1024), assert_int_equal(pc.n[0], 1024), assert_int_equal(pc.n[1], 0);
+    pc = ra_cm_piece_rows(RA_LAYOUT_STRIPED, 1001, 2, 3, 0, 2); /* Lo = 501: [334, 501) */
+    assert_int_equal(pc.first[0], 334), assert_int_equal(pc.n[0], 167), assert_int_equal(pc.n[1], 0);
+    const int64_t Ls[] = { 2048, 1001, 77 };
+    for (int lay = 0; lay < 3; lay++)
+        for (int i = 0; i < 3; i++)
+            for (int P = 1; P <= 6; P++)
+                for (int nc = 1; nc <= 5; nc++)
+                    for (int o = 0; o < P; o++) {
+                        const int64_t Lo = ra_layout_count((ra_layout)lay, Ls[i], P, o);
+                        int64_t next[2] = { 0, -1 }, total = 0;
+                        for (int k = 0; k < nc; k++) {
+                            pc = ra_cm_piece_rows((ra_layout)lay, Ls[i], P, nc, o, k);
+                            if (k == 0) next[1] = pc.first[1]; /* S */
+                            assert_int_equal(pc.first[0], next[0]);
+                            next[0] += pc.n[0];
+                            if (lay == RA_LAYOUT_ZIGZAG && P > 1) {
+                                assert_int_equal(pc.first[1], next[1]);
+                                next[1] += pc.n[1];
+                                assert_true(llabs(pc.n[0] - pc.n[1]) <= 1);
+                            } else {
+                                assert_int_equal(pc.n[1], 0);
+                            }
+                            total += pc.n[0] + pc.n[1];
+                        }
+                        assert_int_equal(total, Lo);
+                        if (lay == RA_LAYOUT_ZIGZAG && P > 1) { /* [0, S) then [S, Lo) */
+                            const int64_t S = (int64_t)(o + 1) * Ls[i] / (2 * P) - (int64_t)o * Ls[i] / (2 * P);
+                            assert_int_equal(next[0], S);
+                            assert_int_equal(next[1], Lo);
+                        }
+                    }
 }
 
 /* Memory per rank: the model's real plan (what ra_model_create allocates),
@@ -225,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_piece_rows),
         cmocka_unit_test(test_tile_pairs_fast_equals_walk),
         cmocka_unit_test(test_memory_is_the_plan),
         cmocka_unit_test(test_rates_file),
