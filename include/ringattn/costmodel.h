@@ -4,7 +4,8 @@
  * A ring call is P*nc steps (docs/design.md §4.1). Step s of rank r computes
  * the tiles of the piece it holds (the real tile grid of attn.c: 256x512
  * forward, 64x512 backward, a tile the causal mask empties skipped, a
- * partial one computed whole) at the calibrated tile rate, while the next
+ * partial one computed whole backward and by groups of 64 rows forward) at
+ * the calibrated tile rate, while the next
  * piece (and in the backward the dK/dV partial) crosses one link:
  *     T(s) = max(max_r compute(r, s), transfer(s))
  *     wait(r) = sum_s T(s) - compute(r, s)   (imbalance + transfer waits)
@@ -99,15 +100,24 @@ typedef struct {
 } ra_cm_piece;
 ra_cm_piece ra_cm_piece_rows(ra_layout lay, int64_t L, int P, int nc, int o, int k);
 
-/* (query, key) pairs of the tiles attn.c computes for all rows of rank r
- * against piece pc of rank o: tq x tk tiles (causal: a tile whose first key
- * follows its last query skipped, a partial one whole). O(key tiles of the
- * piece). ra_cm_tile_pairs_walk: the same by visiting every tile (the
- * reference the tests compare with). */
-double ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal, int tq,
-                        int tk);
-double ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
-                             int tq, int tk);
+/* The tiles attn.c computes for all rows of rank r against piece pc of
+ * rank o (tq x tk tiles; causal: a tile whose first key follows its last
+ * query skipped, one whose last key precedes its first query full, the rest
+ * partial), in (query, key) pairs. The backward (64 x 512) computes partial
+ * tiles whole; the forward (256 x 512, sub = 64) per group of sub rows up
+ * to the keys the group's last query sees. sub divides tq; 0: no groups.
+ * ra_cm_tile_pairs: sums in O(key tiles of the piece + query groups inside
+ * its span); ra_cm_tile_pairs_walk: the same by visiting every tile and key
+ * as attn.c does (the reference the tests compare with). */
+typedef struct {
+    double full;     /* full tiles (every pair when bidirectional) */
+    double part;     /* partial tiles, whole */
+    double part_sub; /* partial tiles by groups of sub rows (= part when sub = 0) */
+} ra_cm_tiles;
+ra_cm_tiles ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                             int tq, int tk, int sub);
+ra_cm_tiles ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                                  int tq, int tk, int sub);
 
 /* One training step of a config (train.batch sequences, accum micro-batches). */
 typedef struct {

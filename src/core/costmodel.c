@@ -16,6 +16,19 @@
 
 /* attn.c's tiles: forward 256 query rows x 512 keys, backward 64 x 512. */
 enum { FWD_TQ = 256, FWD_TK = 512, BWD_TQ = 64, BWD_TK = 512 };
+/* attn.c's forward computes a partial causal tile in groups of FWD_SUB rows,
+ * each up to the last key its last query sees; the backward computes it whole. */
+enum { FWD_SUB = 64 };
+/* Time per pair of those groups over that of a 256 x 512 tile (the
+ * calibrated rate): their sgemms are 64 rows, not 256. Fitted on the
+ * causal forward at P = 1, L = 4096 (docs/planner.md, validation). */
+#define FWD_SUB_COST 1.15
+/* A zigzag piece at P > 1 is two ranges of the owner's rows (early and late
+ * tokens). 1: the kernels get the piece as one key block (ring_attn.c's
+ * each_head passes the whole held piece), so a key tile may hold both
+ * ranges and the backward computes its masked half too; 0: one key block
+ * per range. */
+enum { PIECE_ONE_BLOCK = 1 };
 /* Above this many ranks the per-step maxima are taken over a sample of
  * ranks and ring distances (every step's pattern repeats with the distance). */
 enum { SAMPLE = 48 };
@@ -194,66 +207,134 @@ static int64_t first_at_or_after(ra_layout lay, int64_t L, int P, int r, int64_t
     return f < 0 ? 0 : f > n ? n : f;
 }
 
-/* (query, key) pairs of the tiles attn.c computes for query rows [qa, qa+qn)
- * of rank qr against piece pc of rank kr: tq x tk tiles from the first row
- * and key; causal tiles wholly above the diagonal (first key after the last
- * query) skipped, partial ones whole. Per key tile: the query tiles that see
- * it are those from the one holding the first row at or after its first
- * key, so the sum is O(key tiles of the piece). */
-static double tile_pairs(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
-                         const ra_cm_piece *pc, int causal, int tq, int tk)
+/* Keys of rows [a, a+n) of rank kr at global positions <= x. O(1). */
+static int64_t keys_le(ra_layout lay, int64_t L, int P, int kr, int64_t a, int64_t n, int64_t x)
 {
+    const int64_t f = first_at_or_after(lay, L, P, kr, x + 1) - a;
+    return f < 0 ? 0 : f > n ? n : f;
+}
+
+/* The tiles attn.c computes for query rows [qa, qa+qn) of rank qr against
+ * piece pc of rank kr (tq x tk tiles from the first row and key; causal: a
+ * tile whose first key follows its last query is skipped, one whose last key
+ * precedes its first query is full, the rest partial), in (query, key) pairs:
+ *   full:     the full tiles (all pairs when bidirectional)
+ *   part:     the partial tiles, whole
+ *   part_sub: the partial tiles as the forward computes them (sub > 0): per
+ *             group of sub rows, the keys up to the group's last query.
+ * Sums, not walks (ra_cm_tile_pairs_walk is the walk):
+ *   full + part: per key tile, the query tiles from the one holding the
+ *             first row at or after its first key; full: those from the
+ *             first tile starting at or after its last key. O(key tiles).
+ *   full + part_sub: the groups cut the keys the same way whatever the key
+ *             tiles, so it is the sum over groups of rows x keys at or before
+ *             the group's last query: per range of the piece, groups before
+ *             its first key add 0, groups past its last add all of it, the
+ *             groups between are summed. O(query groups inside the span).
+ * sub divides tq (attn.c: 64 | 256), so the groups are every sub rows. */
+static ra_cm_tiles tile_pairs(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
+                              const ra_cm_piece *pc, int causal, int tq, int tk, int sub)
+{
+    ra_cm_tiles t = { 0, 0, 0 };
     const int64_t kn = pc->n[0] + pc->n[1];
-    if (qn <= 0 || kn <= 0) return 0;
-    if (!causal) return (double)qn * kn;
-    double area = 0;
+    if (qn <= 0 || kn <= 0) return t;
+    if (!causal) {
+        t.full = (double)qn * kn;
+        return t;
+    }
+    double seen = 0; /* full + part */
     for (int64_t j = 0; j < kn; j += tk) {
         const int64_t nj = kn - j < tk ? kn - j : tk;
         const int64_t kmin = ra_layout_global(lay, L, P, kr, piece_row(pc, j));
-        const int64_t f = first_at_or_after(lay, L, P, qr, kmin) - qa; /* first query row seeing it */
-        if (f >= qn) continue;
-        const int64_t from = f <= 0 ? 0 : f / tq * tq; /* its tile's first row */
-        area += (double)nj * (double)(qn - from);
+        const int64_t kmax = ra_layout_global(lay, L, P, kr, piece_row(pc, j + nj - 1));
+        const int64_t f = first_at_or_after(lay, L, P, qr, kmin) - qa;  /* first query row seeing it */
+        const int64_t ff = first_at_or_after(lay, L, P, qr, kmax) - qa; /* first row seeing all of it */
+        if (f < qn) seen += (double)nj * (double)(qn - (f <= 0 ? 0 : f / tq * tq));
+        const int64_t from = ff <= 0 ? 0 : (ff + tq - 1) / tq * tq; /* the first tile starting there */
+        if (from < qn) t.full += (double)nj * (double)(qn - from);
     }
-    return area;
+    t.part = seen - t.full;
+    if (sub <= 0) {
+        t.part_sub = t.part;
+        return t;
+    }
+    double groups = 0; /* full + part_sub */
+    for (int i = 0; i < 2; i++) {
+        const int64_t a = pc->first[i], n = pc->n[i];
+        if (n <= 0) continue;
+        const int64_t lo = ra_layout_global(lay, L, P, kr, a), hi = ra_layout_global(lay, L, P, kr, a + n - 1);
+        const int64_t flo = first_at_or_after(lay, L, P, qr, lo) - qa; /* first row seeing a key */
+        if (flo >= qn) continue;
+        const int64_t fhi = first_at_or_after(lay, L, P, qr, hi) - qa; /* first row seeing all */
+        const int64_t g0 = flo <= 0 ? 0 : flo / sub, g1 = fhi >= qn ? (qn + sub - 1) / sub : fhi <= 0 ? 0 : fhi / sub;
+        if (g1 * sub < qn) groups += (double)n * (double)(qn - g1 * sub);
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t end = (g + 1) * sub < qn ? (g + 1) * sub : qn;
+            const int64_t qmax = ra_layout_global(lay, L, P, qr, qa + end - 1);
+            groups += (double)(end - g * sub) * (double)keys_le(lay, L, P, kr, a, n, qmax);
+        }
+    }
+    t.part_sub = groups - t.full;
+    return t;
 }
 
-/* The same count by walking every (query tile, key tile): the reference. */
-static double tile_pairs_walk(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
-                              const ra_cm_piece *pc, int causal, int tq, int tk)
+/* The same counts as attn.c walks the tiles: every (query tile, key tile),
+ * its kind from the position ranges, a partial tile's groups of sub rows
+ * by counting the keys each group's last query sees. The tests' reference. */
+static ra_cm_tiles tile_pairs_walk(ra_layout lay, int64_t L, int P, int qr, int64_t qa, int64_t qn, int kr,
+                                   const ra_cm_piece *pc, int causal, int tq, int tk, int sub)
 {
+    ra_cm_tiles t = { 0, 0, 0 };
     const int64_t kn = pc->n[0] + pc->n[1];
-    if (qn <= 0 || kn <= 0) return 0;
-    double area = 0;
-    for (int64_t i = 0; i < qn; i += tq) {
+    for (int64_t i = 0; i < qn && kn > 0; i += tq) {
         const int64_t ni = qn - i < tq ? qn - i : tq;
+        const int64_t qmin = ra_layout_global(lay, L, P, qr, qa + i);
         const int64_t qmax = ra_layout_global(lay, L, P, qr, qa + i + ni - 1);
         for (int64_t j = 0; j < kn; j += tk) {
             const int64_t nj = kn - j < tk ? kn - j : tk;
             const int64_t kmin = ra_layout_global(lay, L, P, kr, piece_row(pc, j));
-            if (!causal || kmin <= qmax) area += (double)ni * nj;
+            const int64_t kmax = ra_layout_global(lay, L, P, kr, piece_row(pc, j + nj - 1));
+            if (causal && kmin > qmax) continue; /* empty */
+            if (!causal || kmax <= qmin) {       /* full */
+                t.full += (double)ni * nj;
+                continue;
+            }
+            t.part += (double)ni * nj;
+            for (int64_t g = 0; g < ni; g += sub > 0 ? sub : ni) {
+                const int64_t b = sub > 0 && ni - g > sub ? sub : ni - g;
+                const int64_t gmax = ra_layout_global(lay, L, P, qr, qa + i + g + b - 1);
+                int64_t vis = 0;
+                for (int64_t x = j; x < j + nj; x++) vis += ra_layout_global(lay, L, P, kr, piece_row(pc, x)) <= gmax;
+                t.part_sub += (double)b * (double)(sub > 0 ? vis : nj);
+            }
         }
     }
-    return area;
+    return t;
 }
 
-double ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal, int tq,
-                        int tk)
+ra_cm_tiles ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                             int tq, int tk, int sub)
 {
-    return tile_pairs(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk);
+    return tile_pairs(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk, sub);
 }
 
-double ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
-                             int tq, int tk)
+ra_cm_tiles ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                                  int tq, int tk, int sub)
 {
-    return tile_pairs_walk(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk);
+    return tile_pairs_walk(lay, L, P, r, 0, ra_layout_count(lay, L, P, r), o, pc, causal, tq, tk, sub);
 }
+
+/* Forward and backward tile work in pair equivalents at the calibrated
+ * (256 x 512 tile) rate: the forward's partial tiles run as groups of 64
+ * rows whose two sgemms are smaller and slower per pair (FWD_SUB_COST). */
+static double fwd_pairs(ra_cm_tiles t) { return t.full + FWD_SUB_COST * t.part_sub; }
+static double bwd_pairs(ra_cm_tiles t) { return t.full + t.part; }
 
 /* Rows [a, a+n) of one contiguous block as a piece (the Combiners' blocks). */
 static double block_pairs(int64_t L, int64_t qa, int64_t qn, int64_t ka, int64_t kn, int causal)
 {
     const ra_cm_piece pc = { { ka, 0 }, { kn, 0 } };
-    return tile_pairs(RA_LAYOUT_CONTIGUOUS, L, 1, 0, qa, qn, 0, &pc, causal, FWD_TQ, FWD_TK);
+    return fwd_pairs(tile_pairs(RA_LAYOUT_CONTIGUOUS, L, 1, 0, qa, qn, 0, &pc, causal, FWD_TQ, FWD_TK, FWD_SUB));
 }
 
 /* Ranks (or ring distances) to evaluate and the weight of each. */
@@ -339,8 +420,16 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
                 const int r = rk[i], o = ((r - t) % P + P) % P;
                 const ra_cm_piece pc = ra_cm_piece_rows(lay, L, P, nc, o, k);
                 const int64_t kn = pc.n[0] + pc.n[1];
-                const double af = ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, FWD_TQ, FWD_TK);
-                const double ab = ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, BWD_TQ, BWD_TK);
+                const double af = fwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, FWD_TQ, FWD_TK, FWD_SUB));
+                double ab = 0;
+                if (PIECE_ONE_BLOCK) {
+                    ab = bwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, BWD_TQ, BWD_TK, 0));
+                } else {
+                    for (int h = 0; h < 2; h++) {
+                        const ra_cm_piece half = { { pc.first[h], 0 }, { pc.n[h], 0 } };
+                        ab += bwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &half, a->causal, BWD_TQ, BWD_TK, 0));
+                    }
+                }
                 cf[i] = af * ff;
                 /* the backward's passes over the piece's partial: zero, add, pack */
                 const double pb = 2.0 * a->B * a->Hkv * kn * a->D * 4;

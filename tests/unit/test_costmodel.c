@@ -66,20 +66,25 @@ static void test_compute_and_transfer_bound(void **state)
 }
 
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
- * Tiles (attn.c): 256 query rows x 512 keys forward.
- * Own block (either layout, both ranks): query tiles with last positions
- * 255, 511, 767, 1023 (relative) see key tiles starting at 0 and 512:
- * 1 + 1 + 2 + 2 = 6 tiles of 131,072 pairs = 786,432 pairs.
+ * Forward tiles (attn.c): 256 query rows x 512 keys; a partial tile is
+ * computed per group of 64 rows up to the last key the group's last row
+ * sees, each such pair costing 1.15 pairs of a full tile (FWD_SUB_COST).
+ * Own block (either layout, both ranks; relative positions): query tiles
+ * [0,256) and [256,512) against key tile [0,512) are partial: 64 x (64 +
+ * 128 + 192 + 256) = 40,960 and 64 x (320 + 384 + 448 + 512) = 106,496
+ * pairs; query tiles [512,768), [768,1024) see key tile 0 full (131,072
+ * each) and key tile [512,1024) partially (40,960, 106,496): 262,144 full
+ * + 1.15 x 294,912 partial = 601,292.8 pairs.
  * contiguous, step 1: rank 1 holds rank 0's keys (all earlier): 1024 x 1024
  * = 1,048,576 pairs; rank 0 holds rank 1's (all later): 0. Forward =
- * (786,432 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 469.762048 ms; rank 0
+ * (601,292.8 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 422.3664128 ms; rank 0
  * waits 268.435456 ms at step 1.
  * zigzag (chunks of 512: rank 0 = [0,512) + [1536,2048), rank 1 =
- * [512,1536)), step 1: rank 0's query tiles ending at 1791 and 2047 see
- * both of rank 1's key tiles (512.., 1024..): 4 tiles; rank 1's four query
- * tiles see rank 0's first key tile (0..) and not the second (1536..):
- * 4 tiles. 524,288 pairs each: forward = (786,432 + 524,288) x 256 ns
- * = 335.54432 ms, balance 1, no wait. */
+ * [512,1536)), step 1: rank 0's query tiles at 1536.. and 1792.. see both
+ * of rank 1's key tiles (512.., 1024..) full, its first two none: 4 tiles;
+ * rank 1's four query tiles see rank 0's first key tile (0..) full and not
+ * the second (1536..): 4 tiles. 524,288 pairs each: forward = (601,292.8 +
+ * 524,288) x 256 ns = 288.1486848 ms, balance 1, no wait. */
 static void test_causal_imbalance_p2(void **state)
 {
     (void)state;
@@ -88,11 +93,11 @@ static void test_causal_imbalance_p2(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.fwd_s, 0.469762048, 1e-4);
+    NEAR(c.fwd_s, 0.4223664128, 1e-4);
     NEAR(c.fwd_wait_s, 0.268435456, 1e-3);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
-    NEAR(z.fwd_s, 0.33554432, 1e-4);
+    NEAR(z.fwd_s, 0.2881486848, 1e-4);
     assert_true(z.fwd_wait_s < 1e-4);
     NEAR(z.balance, 1.0, 1e-6);
     assert_true(c.balance < 0.8);
@@ -100,12 +105,14 @@ static void test_causal_imbalance_p2(void **state)
 }
 
 /* Causal, P = 4, L = 4096, contiguous, chunk 1024 (one piece of 1024 per
- * rank). Rank r computes its own block (786,432 pairs forward; backward
- * tiles 64 x 512: query tiles 0-7 see one key tile, 8-15 two: 24 tiles of
- * 32,768 = 786,432 too) and r earlier blocks of 1,048,576. Work is the
- * same multiple of pairs forward and backward, so
- * balance = mean / max = (786,432 + 1.5 x 1,048,576) / (786,432 + 3 x 1,048,576)
- * = 2,359,296 / 3,932,160 = 0.6. Zigzag evens it out (>= 0.95). */
+ * rank). Rank r computes its own block (forward 601,292.8 pairs as above;
+ * backward tiles 64 x 512 computed whole: query tiles 0-7 see one key
+ * tile, 8-15 two: 24 tiles of 32,768 = 786,432) and r earlier blocks of
+ * 1,048,576 pairs, at 256 ns a pair forward and 640 ns backward:
+ *     work(r) = 256 x 601,292.8 + 640 x 786,432 + r x 896 x 1,048,576 ns
+ *             = 657,247,436.8 + r x 939,524,096 ns
+ * balance = mean / max = 2,066,533,580.8 / 3,475,819,724.8 = 0.594546.
+ * Zigzag evens it out (>= 0.95). */
 static void test_causal_imbalance_p4(void **state)
 {
     (void)state;
@@ -114,7 +121,7 @@ static void test_causal_imbalance_p4(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.balance, 0.6, 1e-3);
+    NEAR(c.balance, 0.594546, 1e-5);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
     assert_true(z.balance >= 0.95);
@@ -147,8 +154,9 @@ static void test_tile_pairs_fast_equals_walk(void **state)
     (void)state;
     const struct { int64_t L; int P, nc; } rings[] = { { 1000, 1, 1 }, { 1000, 3, 2 }, { 4096, 4, 3 },
                                                      { 5000, 5, 4 }, { 777, 2, 5 }, { 64, 8, 2 } };
-    const int tiles[][2] = { { 256, 512 }, { 64, 512 }, { 7, 5 }, { 16, 3 }, { 1, 1 } };
-    int compared = 0, nonzero = 0;
+    const int tiles[][3] = { /* tq, tk, sub (0: partial tiles whole; else sub divides tq) */
+        { 256, 512, 64 }, { 64, 512, 0 }, { 7, 5, 0 }, { 6, 5, 3 }, { 16, 3, 4 }, { 15, 8, 5 }, { 1, 1, 0 } };
+    int compared = 0, nonzero = 0, partial = 0;
     for (int lay = 0; lay < 3; lay++)
         for (size_t i = 0; i < sizeof rings / sizeof *rings; i++)
             for (int causal = 0; causal < 2; causal++)
@@ -157,18 +165,21 @@ static void test_tile_pairs_fast_equals_walk(void **state)
                         for (int o = 0; o < rings[i].P; o++)
                             for (int k = 0; k < rings[i].nc; k++) {
                                 const int64_t L = rings[i].L;
-                                const int P = rings[i].P, tq = tiles[t][0], tk = tiles[t][1];
+                                const int P = rings[i].P, tq = tiles[t][0], tk = tiles[t][1], sub = tiles[t][2];
                                 ra_cm_piece pc = ra_cm_piece_rows((ra_layout)lay, L, P, rings[i].nc, o, k);
-                                double fast = ra_cm_tile_pairs((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk);
-                                double walk = ra_cm_tile_pairs_walk((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk);
-                                if (fast != walk)
-                                    fail_msg("layout %d L=%lld P=%d nc=%d causal=%d tiles %dx%d rank %d owner %d "
-                                             "piece %d: fast %.0f, walk %.0f", lay, (long long)L, P, rings[i].nc,
-                                             causal, tq, tk, r, o, k, fast, walk);
-                                compared++, nonzero += walk > 0;
+                                ra_cm_tiles f = ra_cm_tile_pairs((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk, sub);
+                                ra_cm_tiles w = ra_cm_tile_pairs_walk((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk,
+                                                                      sub);
+                                if (f.full != w.full || f.part != w.part || f.part_sub != w.part_sub)
+                                    fail_msg("layout %d L=%lld P=%d nc=%d causal=%d tiles %dx%d sub %d rank %d owner "
+                                             "%d piece %d: full/part/part_sub fast %.0f/%.0f/%.0f, walk "
+                                             "%.0f/%.0f/%.0f", lay, (long long)L, P, rings[i].nc, causal, tq, tk, sub,
+                                             r, o, k, f.full, f.part, f.part_sub, w.full, w.part, w.part_sub);
+                                compared++, nonzero += w.full > 0, partial += w.part > 0;
                             }
-    assert_int_equal(compared, 3 * 2 * 5 * (1 * 1 * 1 + 9 * 2 + 16 * 3 + 25 * 4 + 4 * 5 + 64 * 2));
-    assert_true(nonzero > compared / 2);
+    assert_int_equal(compared, 3 * 2 * 7 * (1 * 1 * 1 + 9 * 2 + 16 * 3 + 25 * 4 + 4 * 5 + 64 * 2));
+    assert_true(nonzero > compared / 3);
+    assert_true(partial > compared / 5);
 }
 
 /* Zigzag pieces at P > 1 (ring_attn.c): piece k of rank o is local rows
