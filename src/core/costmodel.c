@@ -607,15 +607,15 @@ typedef struct {
 } head_cost;
 
 /* A move of `per_token` floats for each of n tokens between two layouts:
- * the copy (read + write) and, across ranks, the all-to-all of the share
- * `away` of the tokens that leave. */
+ * the copy (read + write; none when the layouts agree: `copy` 0) and,
+ * across ranks, the all-to-all of the share `away` of the tokens. */
 static void move(head_cost *h, int bwd, const ra_cm_setup *s, const ra_cm_rates *rt, const unit_s *u, double n,
-                 double per_token, double away)
+                 double per_token, double away, int copy)
 {
     const double bytes = 4.0 * n * per_token;
-    const double x = all_to_all_s(s, rt, bytes * away);
-    if (bwd) h->cb += 2 * bytes * u->byte, h->xb += x;
-    else h->cf += 2 * bytes * u->byte, h->xf += x;
+    const double t = copy ? 2 * bytes * u->byte : 0, x = all_to_all_s(s, rt, bytes * away);
+    if (bwd) h->cb += t, h->xb += x;
+    else h->cf += t, h->xf += x;
     h->sent += bytes * away;
 }
 
@@ -663,7 +663,7 @@ static void fixed_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_ra
     h->cf += prep + BH * (dir_f + grp_f) + u->op * OP_VEC * n * BH * D * 2 /* init, finish */ +
              u->block * 4 * n * D * (2 * BH + 2 * BK);
     h->xf += gather;
-    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away); /* q, k, v in; o, lse out */
+    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away, away > 0); /* q, k, v in; o, lse out */
     /* backward: prepare again, zeroing, rowdot, the blocks, the chunks' partial
      * summary gradients summed, their all-reduce, the arg-max scans and the
      * summaries' one-row backward */
@@ -672,7 +672,7 @@ static void fixed_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_ra
              u->op * OP_VEC * n * BH * 2 * D /* rowdot */ + u->op * OP_GATHER * K * summ /* the chunks' sums */ +
              BH * sum_b + u->op * OP_ARGMAX * n * D * (BH + BK) + u->block * 4 * n * D * (4 * BH + 2 * BK);
     h->xb += gather + allreduce_s(s, rt, 4 * summ, 1.0);
-    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away); /* o, lse, dout in; dq, dk, dv out */
+    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away, away > 0); /* o, lse, dout in; dq, dk, dv out */
     h->sent += 2 * 4 * summ * (P - 1) / P * 2;
     h->bytes = 4 * (n * D * (4 * BH + 4 * BK) + (double)G * D * (4 * BH + 2 * BK) + K * summ);
 }
@@ -709,16 +709,16 @@ static void axial_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_ra
     h->cf += summ + BH * cols * col_f + u->byte * 4 * 2 * n * BH * (D + 2) /* records */ +
              BH * rows * dir_f + u->op * n * BH * (OP_VEC * 3 * D + 2 * OP_EXP) /* merge */ +
              u->block * 4 * n * D * (11 * BH + 2 * BK);
-    move(h, 0, s, rt, u, n, 3 * BH * D, col_away);
-    move(h, 0, s, rt, u, n, BH * (D + 2), col_away);           /* records back */
-    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away); /* q, k, v in; o, lse out */
+    move(h, 0, s, rt, u, n, 3 * BH * D, col_away, 1);
+    move(h, 0, s, rt, u, n, BH * (D + 2), col_away, 1);           /* records back */
+    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away, away > 0); /* q, k, v in; o, lse out */
     h->cb += summ + BH * cols * col_b + BH * rows * (dir_b + 2 * full_b) + u->op * OP_VEC * n * BH * D * 6 +
              u->byte * 4 * n * D * (3 * BH + 2 * BK) /* zeroing */ +
              u->block * 4 * n * D * (5 * BH + 2 * BK + 7 * BH + 7 * BH); /* summaries, columns, rows */
-    move(h, 1, s, rt, u, n, 3 * BH * D, col_away);       /* q, khat, vhat again */
-    move(h, 1, s, rt, u, n, BH * (D + 2), col_away);     /* dout, lse, l */
-    move(h, 1, s, rt, u, n, 3 * BH * D, col_away);       /* dq, dkhat, dvhat back */
-    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away);
+    move(h, 1, s, rt, u, n, 3 * BH * D, col_away, 1);       /* q, khat, vhat again */
+    move(h, 1, s, rt, u, n, BH * (D + 2), col_away, 1);     /* dout, lse, l */
+    move(h, 1, s, rt, u, n, 3 * BH * D, col_away, 1);       /* dq, dkhat, dvhat back */
+    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away, away > 0);
     h->bytes = 4 * n * D * (14 * BH + 4 * BK);
 }
 
@@ -771,8 +771,8 @@ static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     const double cand = P > 1 ? 2.0 * P * nl : 0, per = 4 * BH * (D + 2) + 4 * BK * D;
     h->xf += 2 * allreduce_s(s, rt, cand * per, 1.0);
     h->xb += 5 * allreduce_s(s, rt, cand * per, 1.0);
-    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away);
-    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away);
+    move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away, away > 0);
+    move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away, away > 0);
     h->bytes = 4 * (n * D * (6 * BH + 4 * BK) + 2 * (double)nl * (n / (nl > 0 ? nl : 1)) * D * BH);
 }
 

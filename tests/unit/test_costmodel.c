@@ -229,6 +229,34 @@ static void test_piece_rows(void **state)
                     }
 }
 
+/* combiner-fixed, P = 1, L = 16, spans of 4 (G = 4), B = H = Hkv = 1,
+ * D = 64, causal, attention 1 GFLOP/s (a pair: 4 D = 256 FLOPs = 256 ns),
+ * memory passes too fast to count. Per span g (len 4), in pairs:
+ *   summary softmax, one row x 4 keys:   ONE_ROW_FWD 9.3 x 4       = 37.2
+ *   direct 4 x 4 causal: one partial tile, one group of 4 rows seeing
+ *     4 keys: 1.15 x 16 = 18.4, + ROW_FWD 15 x 4 rows x 1 key tile = 78.4
+ *   summaries before it: 4 x g pairs + 15 x 4 (none at g = 0): 64, 68, 72
+ * Pairs: 4 x 37.2 + 4 x 78.4 + 204 = 666.4 -> 170,598.4 ns. Loops, in
+ * FLOPs at 1 GFLOP/s: max-pooling q and k OP_MAX 17 x 16 x 64 x 2 =
+ * 34,816, init and finish OP_VEC 6 x 16 x 64 x 2 = 12,288.
+ * Forward = 217,702.4 ns; no communication on one rank. */
+static void test_combiner_fixed_worked(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 16, .causal = 1, .head = RA_HEAD_COMBINER_FIXED,
+                     .span = 4 };
+    ra_cm_setup s = { .P = 1, .layout = RA_LAYOUT_CONTIGUOUS };
+    ra_cm_rates r = unit_rates(100);
+    ra_cm_attn_cost c;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 217702.4e-9, 1e-4);
+    assert_true(c.fwd_comm_s == 0 && c.bwd_comm_s == 0);
+    assert_true(c.bwd_s > c.fwd_s);
+    /* logsparse is causal only */
+    a.head = RA_HEAD_COMBINER_LOGSPARSE, a.causal = 0;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_ERR_ARG);
+}
+
 /* Memory per rank: the model's real plan (what ra_model_create allocates),
  * plus the heads' buffers and AdamW's 9 bytes per parameter. */
 static void test_memory_is_the_plan(void **state)
@@ -285,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_piece_rows),
         cmocka_unit_test(test_tile_pairs_fast_equals_walk),
+        cmocka_unit_test(test_combiner_fixed_worked),
         cmocka_unit_test(test_memory_is_the_plan),
         cmocka_unit_test(test_rates_file),
     };
