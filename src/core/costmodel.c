@@ -547,6 +547,11 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
 #define OP_SCATTER 19.0
 #define OP_GATHER 31.0
 #define OP_EXP 300.0
+/* combiner-logsparse's per block and head bookkeeping outside the loops
+ * above (records, the arg-max index arrays, add_at; the profile's own time
+ * of local_summary and local_block_backward), forward and backward. */
+#define OP_SLOT_FWD 2000.0
+#define OP_SLOT_BWD 12000.0
 /* A block's rows (a span's, a grid row's or column's q, k, v, accumulators)
  * come from memory in runs of a few KiB, at about a third of the streaming
  * pass's rate (no prefetch ramp): measured as the gap between a head's block
@@ -751,22 +756,24 @@ static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     const double D = a->D, BH = (double)a->B * a->H, BK = (double)a->B * a->Hkv, G = BH / BK, n = (double)(E - A);
     int nl = 0;
     while (((int64_t)1 << nl) < L) nl++;
-    double rows = 0, logit = n; /* rows in needed blocks, over levels; logits per head */
+    double rows = 0, logit = n, slots = 0; /* rows in needed blocks, logits per head, blocks */
     for (int l = 0; l < nl; l++) {
         int64_t lo = (A >> l) - 1 < 0 ? 0 : (A >> l) - 1, hi = (E - 1) >> l; /* needed blocks [lo, hi) */
         if (hi < lo) hi = lo;
         const int64_t r0 = (lo << l) > A ? (lo << l) : A, r1 = (hi << l) < E ? (hi << l) : E;
         rows += r1 > r0 ? (double)(r1 - r0) : 0;
+        slots += (double)(hi - lo);
         logit += bit_count(A, E, l);
     }
     /* the summaries: max-pool q and k, the one-query softmax (dot, exp, axpy) */
-    const double summ = BH * rows * (OP_MAX * (D + D / G) + OP_VEC * 2 * D + OP_EXP);
+    const double summ = BH * rows * (OP_MAX * (D + D / G) + OP_VEC * 2 * D + OP_EXP) + BH * slots * OP_SLOT_FWD;
     /* per query: logits against far-apart summaries, a weighted sum of theirs */
     h->cf += u->op * (summ + BH * logit * (OP_GATHER * 2 * D + OP_EXP) + BH * n * OP_VEC * D);
     h->cb += u->op * (summ + BH * logit * (OP_GATHER * 3 * D + OP_VEC * D + OP_EXP) /* logits, dS, dq */ +
                       BH * n * OP_VEC * 6 * D /* rowdot, self dk/dv */ +
                       BH * (logit - n) * (OP_VEC * 8 * D + OP_EXP) /* slot gradients */ +
-                      BH * rows * (OP_SCATTER * 5 * D + OP_EXP + OP_ARGMAX * (D + D / G)) /* blocks backward */);
+                      BH * rows * (OP_SCATTER * 5 * D + OP_EXP + OP_ARGMAX * (D + D / G)) /* blocks backward */ +
+                      BH * slots * OP_SLOT_BWD);
     h->cb += u->byte * 2 * 4 * n * D * (BH + 2 * BK); /* zeroing dq, dk, dv */
     const double cand = P > 1 ? 2.0 * P * nl : 0, per = 4 * BH * (D + 2) + 4 * BK * D;
     h->xf += 2 * allreduce_s(s, rt, cand * per, 1.0);
