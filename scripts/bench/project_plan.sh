@@ -4,7 +4,8 @@
 # configs/long.ini on the cluster profiles ib100, eth25 and eth1, P = 1 ..
 # MAX_P (4096), from the per-rank rates in RATES (`ringattn plan --calibrate
 # --save-rates`). Writes OUT_DIR/<config>_<mode>_<profile>.{txt,csv} (the
-# table, the CSV), OUT_DIR/times.txt (seconds per projection) and the plot
+# table, the CSV), OUT_DIR/times.txt (seconds per projection), OUT_DIR/summary.md
+# (tokens/s and comm share at P = 1, 4, ... 4096: the table of docs/planner.md) and the plot
 # docs/plan-projection.png (scripts/plot_plan.py; needs matplotlib).
 # Env: MAX_P (4096), PYTHON (/usr/bin/python3).
 set -euo pipefail
@@ -31,3 +32,24 @@ for cfg in 10m long; do
     done
 done
 "$PYTHON" scripts/plot_plan.py "$OUT"/*.csv -o docs/plan-projection.png
+# the summary table of docs/planner.md: tokens/s (comm share) at a few P
+"$PYTHON" - "$OUT" <<'PY'
+import csv, glob, os, sys
+out = sys.argv[1]
+Ps = [1, 4, 16, 64, 256, 1024, 4096]
+rows = []
+for path in sorted(glob.glob(os.path.join(out, "*.csv"))):
+    with open(path) as f:
+        r = {int(x["P"]): x for x in csv.DictReader(f)}
+    name = os.path.basename(path)[:-4]
+    cells = []
+    for P in Ps:
+        x = r.get(P)
+        cells.append("-" if x is None else "%.3g (%d%%)" % (float(x["tokens_per_s"]), round(100 * float(x["comm_share"]))))
+    rows.append("| %s | %s |" % (name.replace("_", " "), " | ".join(cells)))
+with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write("| config mode profile | " + " | ".join("P=%d" % P for P in Ps) + " |\n")
+    f.write("|---|" + "---|" * len(Ps) + "\n")
+    f.write("\n".join(rows) + "\n")
+print("wrote", os.path.join(out, "summary.md"))
+PY
