@@ -26,6 +26,7 @@ if not series:
     sys.exit("plot_plan.py: no rows in " + " ".join(a.csv))
 configs = sorted({k[0] for k in series})
 colour = {"ib100": "tab:blue", "eth25": "tab:orange", "eth1": "tab:red"}
+width = {"ib100": 1.2, "eth25": 2.6, "eth1": 2.0}  # lines that coincide stay visible
 fig, ax = plt.subplots(len(configs), 2, figsize=(13, 4.2 * len(configs)), squeeze=False)
 for row, cfg in enumerate(configs):
     for (c, mode, prof), pts in sorted(series.items()):
@@ -33,7 +34,7 @@ for row, cfg in enumerate(configs):
             continue
         pts.sort()
         style = dict(ls="-" if mode == "weak" else "--", marker="." if mode == "weak" else "x",
-                     color=colour.get(prof, "k"), label=f"{mode} {prof}")
+                     color=colour.get(prof, "k"), lw=width.get(prof, 1.5), label=f"{mode} {prof}")
         ax[row][0].plot([p[0] for p in pts], [p[1] for p in pts], **style)
         ax[row][1].plot([p[0] for p in pts], [100 * p[2] for p in pts], **style)
     ax[row][0].set_yscale("log")

@@ -543,8 +543,8 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
 #define ONE_ROW_BWD 7.2
 #define OP_VEC 6.0
 #define OP_MAX 17.0
-#define OP_ARGMAX 28.0
-#define OP_SCATTER 19.0
+#define OP_ARGMAX 40.0
+#define OP_SCATTER 24.0
 #define OP_GATHER 31.0
 #define OP_EXP 300.0
 /* combiner-logsparse's per block and head bookkeeping outside the loops
