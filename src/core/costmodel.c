@@ -574,18 +574,23 @@ static unit_s units(const ra_cm_attn *a, const ra_cm_rates *rt)
 
 /* One forward (backward) kernel call of nq query rows against nk keys whose
  * tiles hold `pairs` pairs as the kernel computes them (fwd_pairs / bwd_pairs). */
+/* Keys an sgemm pays for: OpenBLAS's kernels work in 16-column panels, so a
+ * block of nk keys costs ceil(nk / 16) panels (measured: 64 x 8 keys takes
+ * longer than 64 x 16). */
+static double panel_keys(double nk) { return ceil(nk / 16) * 16; }
+
 static double call_fwd(const unit_s *u, double nq, double nk, double pairs)
 {
     if (nq <= 0 || nk <= 0) return 0;
     if (nq < 2) return u->fwd * ONE_ROW_FWD * nk;
-    return u->fwd * (pairs + ROW_FWD * nq * ceil(nk / FWD_TK));
+    return u->fwd * (pairs + nq * (panel_keys(nk) - nk) + ROW_FWD * nq * ceil(nk / FWD_TK));
 }
 
 static double call_bwd(const unit_s *u, double nq, double nk, double pairs)
 {
     if (nq <= 0 || nk <= 0) return 0;
     if (nq < 2) return u->bwd * ONE_ROW_BWD * nk;
-    return u->bwd * (pairs + ROW_BWD * nq * ceil(nk / BWD_TK));
+    return u->bwd * (pairs + nq * (panel_keys(nk) - nk) + ROW_BWD * nq * ceil(nk / BWD_TK));
 }
 
 /* Pairs of an n x n block (causal: key j seen by query i when j <= i + d,
