@@ -426,7 +426,8 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
                 cf[i] = af * ff;
                 /* the backward's passes over the piece's partial: zero, add, pack */
                 const double pb = 2.0 * a->B * a->Hkv * kn * a->D * 4;
-                cb[i] = ab * fb + (t == 0 ? 2 * pb : 4 * pb) / memr;
+                /* (an own split piece runs in a partial too, added home after) */
+                cb[i] = ab * fb + (t == 0 && pc.n[1] == 0 ? 2 * pb : 4 * pb) / memr;
                 if (cf[i] > mf) mf = cf[i];
                 if (cb[i] > mb) mb = cb[i];
             }
@@ -478,7 +479,15 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     c->balance = cmax > 0 ? sumc / cmax : 1;
     (void)maxc_tot;
     c->bytes_sent = P > 1 ? (double)(P - 1) * nc * kvb * 2 : 0; /* K/V forward, K/V + dK/dV backward */
-    c->head_bytes = ring_head_bytes(a, P, Lmax, chunk, rt->threads);
+    /* the piece buffers hold the longest piece (ring_attn.c): a split zigzag
+     * piece may be one token over ceil(maxL / nc) */
+    int longest = chunk;
+    for (int o = 0; o < P && lay == RA_LAYOUT_ZIGZAG && P > 1; o++)
+        for (int k = 0; k < nc; k++) {
+            const ra_cm_piece pc = ra_cm_piece_rows(lay, L, P, nc, o, k);
+            if (pc.n[0] + pc.n[1] > longest) longest = (int)(pc.n[0] + pc.n[1]);
+        }
+    c->head_bytes = ring_head_bytes(a, P, Lmax, longest, rt->threads);
     free(rk), free(rw), free(fw), free(cf), free(cb), free(tot);
     return RA_OK;
 }
