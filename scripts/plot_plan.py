@@ -1,38 +1,54 @@
 #!/usr/bin/env python3
 """plot_plan.py CSV... [-o PNG] - the planner's projections (`ringattn plan
---project ... --csv FILE`): tokens/s and comm share against P, one line per
-(config, mode, profile)."""
-import argparse, csv, os
-import matplotlib
+--project ... --csv FILE`, scripts/bench/project_plan.sh): one row of panels
+per config, tokens/s and the comm share of the step against P; colour = the
+cluster profile, solid = weak scaling (L/P fixed), dashed = strong (L fixed)."""
+import argparse, csv, os, sys
+
+try:
+    import matplotlib
+except ImportError:
+    sys.exit("plot_plan.py: needs matplotlib (use /usr/bin/python3, or pip install matplotlib)")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ap = argparse.ArgumentParser()
 ap.add_argument("csv", nargs="+")
-ap.add_argument("-o", "--out", default="docs/planner-scaling.png")
+ap.add_argument("-o", "--out", default="docs/plan-projection.png")
 a = ap.parse_args()
-series = {}
+series = {}  # (config, mode, profile) -> [(P, tokens/s, comm share)]
 for path in a.csv:
     with open(path) as f:
         for row in csv.DictReader(f):
-            key = (os.path.basename(row["config"]), row["mode"], row["profile"])
+            key = (os.path.basename(row["config"]).removesuffix(".ini"), row["mode"], row["profile"])
             series.setdefault(key, []).append((int(row["P"]), float(row["tokens_per_s"]), float(row["comm_share"])))
-fig, ax = plt.subplots(1, 2, figsize=(13, 5))
-for (cfg, mode, prof), pts in sorted(series.items()):
-    pts.sort()
-    ls = "-" if mode == "weak" else "--"
-    for i, col in ((0, 1), (1, 2)):
-        ax[i].plot([p[0] for p in pts], [p[col] * (100 if i else 1) for p in pts], ls, marker=".",
-                   label=f"{cfg} {mode} {prof}")
-for x in ax:
-    x.set_xscale("log", base=2)
-    x.set_xlabel("P (nodes of 64 cores, one rank each)")
-    x.grid(True, alpha=0.3)
-ax[0].set_yscale("log")
-ax[0].set_ylabel("predicted tokens/s")
-ax[1].set_ylabel("predicted comm share of the step (%)")
-ax[0].legend(fontsize=6, ncol=2)
-fig.suptitle("ringattn plan: projected scaling (weak: solid, strong: dashed)")
+if not series:
+    sys.exit("plot_plan.py: no rows in " + " ".join(a.csv))
+configs = sorted({k[0] for k in series})
+colour = {"ib100": "tab:blue", "eth25": "tab:orange", "eth1": "tab:red"}
+width = {"ib100": 1.2, "eth25": 2.6, "eth1": 2.0}  # lines that coincide stay visible
+fig, ax = plt.subplots(len(configs), 2, figsize=(13, 4.2 * len(configs)), squeeze=False)
+for row, cfg in enumerate(configs):
+    for (c, mode, prof), pts in sorted(series.items()):
+        if c != cfg:
+            continue
+        pts.sort()
+        style = dict(ls="-" if mode == "weak" else "--", marker="." if mode == "weak" else "x",
+                     color=colour.get(prof, "k"), lw=width.get(prof, 1.5), label=f"{mode} {prof}")
+        ax[row][0].plot([p[0] for p in pts], [p[1] for p in pts], **style)
+        ax[row][1].plot([p[0] for p in pts], [100 * p[2] for p in pts], **style)
+    ax[row][0].set_yscale("log")
+    ax[row][0].set_ylabel("predicted tokens/s")
+    ax[row][1].set_ylabel("comm share of the step (%)")
+    ax[row][1].set_ylim(-2, 102)
+    for col in (0, 1):
+        x = ax[row][col]
+        x.set_xscale("log", base=2)
+        x.set_xlabel("P (nodes of 64 cores, one rank each)")
+        x.set_title(f"configs/{cfg}.ini")
+        x.grid(True, alpha=0.3)
+        x.legend(fontsize=7, ncol=2)
+fig.suptitle("ringattn plan: projected scaling (weak: solid, L = P x config L; strong: dashed, L = config L)")
 fig.tight_layout()
-fig.savefig(a.out, dpi=110)
+fig.savefig(a.out, dpi=100)
 print("wrote", a.out)

@@ -4,7 +4,8 @@
  * A ring call is P*nc steps (docs/design.md §4.1). Step s of rank r computes
  * the tiles of the piece it holds (the real tile grid of attn.c: 256x512
  * forward, 64x512 backward, a tile the causal mask empties skipped, a
- * partial one computed whole) at the calibrated tile rate, while the next
+ * partial one computed whole backward and by groups of 64 rows forward) at
+ * the calibrated tile rate, while the next
  * piece (and in the backward the dK/dV partial) crosses one link:
  *     T(s) = max(max_r compute(r, s), transfer(s))
  *     wait(r) = sum_s T(s) - compute(r, s)   (imbalance + transfer waits)
@@ -88,6 +89,35 @@ double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes
 
 /* The automatic chunk and the piece count of the ring (design §4.1). */
 void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk, int *nc, int *chunk_out);
+
+/* The owner's local rows of piece k (0..nc-1) of rank o, as ring_attn.c cuts
+ * them: one range [k*Lo/nc, (k+1)*Lo/nc) (contiguous, striped, P = 1), or
+ * for zigzag at P > 1 two, half early and half late tokens:
+ *     [k*S/nc, (k+1)*S/nc) and [S + k*(Lo-S)/nc, S + (k+1)*(Lo-S)/nc)
+ * with Lo = rank o's tokens and S = its first zigzag chunk's. */
+typedef struct {
+    int64_t first[2], n[2]; /* local row of the first token, tokens; n[1] = 0: one range */
+} ra_cm_piece;
+ra_cm_piece ra_cm_piece_rows(ra_layout lay, int64_t L, int P, int nc, int o, int k);
+
+/* The tiles attn.c computes for all rows of rank r against piece pc of
+ * rank o (tq x tk tiles; causal: a tile whose first key follows its last
+ * query skipped, one whose last key precedes its first query full, the rest
+ * partial), in (query, key) pairs. The backward (64 x 512) computes partial
+ * tiles whole; the forward (256 x 512, sub = 64) per group of sub rows up
+ * to the keys the group's last query sees. sub divides tq; 0: no groups.
+ * ra_cm_tile_pairs: sums in O(key tiles of the piece + query groups inside
+ * its span); ra_cm_tile_pairs_walk: the same by visiting every tile and key
+ * as attn.c does (the reference the tests compare with). */
+typedef struct {
+    double full;     /* full tiles (every pair when bidirectional) */
+    double part;     /* partial tiles, whole */
+    double part_sub; /* partial tiles by groups of sub rows (= part when sub = 0) */
+} ra_cm_tiles;
+ra_cm_tiles ra_cm_tile_pairs(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                             int tq, int tk, int sub);
+ra_cm_tiles ra_cm_tile_pairs_walk(ra_layout lay, int64_t L, int P, int r, int o, const ra_cm_piece *pc, int causal,
+                                  int tq, int tk, int sub);
 
 /* One training step of a config (train.batch sequences, accum micro-batches). */
 typedef struct {

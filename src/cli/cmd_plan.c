@@ -141,6 +141,8 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
         if (!a->a.L) return RA_FAIL(RA_ERR_ARG, "plan --attn: -L N (the sequence length) is required");
         if (!a->a.Hkv) a->a.Hkv = a->a.H;
         if (a->a.H % a->a.Hkv) return RA_FAIL(RA_ERR_ARG, "--Hkv %d must divide -H %d", a->a.Hkv, a->a.H);
+        if (a->a.head == RA_HEAD_COMBINER_LOGSPARSE && !a->a.causal)
+            return RA_FAIL(RA_ERR_ARG, "--head combiner-logsparse is causal only: add --causal");
         if (!a->layout_set) /* as bench attn */
             a->layout = a->a.causal && a->a.head == RA_HEAD_FULL ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     } else if (!a->config) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_plan.sh RINGATTN MPIRUN SOURCE_ROOT - `ringattn plan`: the table and
-# the choice line for a config; --save-rates / --rates round trip; --attn;
-# a projection with its CSV; bad inputs (-n 0, --dp not dividing -n, a
+# the choice line for a config; --save-rates / --rates round trip; --attn
+# (full head and the Combiners); a projection with its CSV; long.ini's
+# projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n, a
 # missing or garbage rates file, a config that fails validation) exit
 # non-zero with one message naming the option.
 set -u
@@ -54,6 +55,22 @@ why=$(status $?)
 [ "$(grep -cE '^ +[0-9]+ +[0-9]+ (contiguous|zigzag|striped)' out)" -eq 7 ] || why+="not 7 projection rows (P=1..64); "
 [ "$(wc -l <proj.csv)" -eq 8 ] || why+="proj.csv has not 1 + 7 lines; "
 report "--project weak --max-p 64 --csv" "$why"
+
+# the long-context projection to 4096 ranks: the tile counts are sums, so it
+# takes about a second (it ran past 100 s when they were walks)
+TMO=30 mpi 1 plan --config "$SRC/configs/long.ini" --project weak --profile eth25 --max-p 4096
+why=$(status $?)
+[ "$(grep -cE '^ +[0-9]+ +[0-9]+ (contiguous|zigzag|striped)' out)" -eq 13 ] || why+="not 13 projection rows (P=1..4096); "
+report "--project weak long.ini --max-p 4096 within 30 s" "$why"
+
+# the Combiners: a prediction each (logsparse bidirectional refused)
+for h in combiner-fixed combiner-axial combiner-logsparse; do
+    mpi 1 plan --attn -n 2 -L 4096 --causal --head $h
+    why=$(status $?)
+    grep -qE '^predicted: fwd_ms=[0-9.]+ bwd_ms=[0-9.]+' out || why+="no prediction line; "
+    report "--attn --head $h" "$why"
+done
+fails "combiner-logsparse bidirectional refused" 1 'logsparse' 'causal' -- plan --attn -n 1 -L 4096 --head combiner-logsparse
 
 # ---- refused -------------------------------------------------------------------
 printf 'this is not a rates file\n' >garbage.ini

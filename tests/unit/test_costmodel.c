@@ -8,12 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "ringattn/config.h"
 #include "ringattn/costmodel.h"
+#include "ringattn/layout.h"
 #include "ringattn/model.h"
 
 static ra_cm_rates unit_rates(double shm_gbps)
@@ -64,20 +66,25 @@ static void test_compute_and_transfer_bound(void **state)
 }
 
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
- * Tiles (attn.c): 256 query rows x 512 keys forward.
- * Own block (either layout, both ranks): query tiles with last positions
- * 255, 511, 767, 1023 (relative) see key tiles starting at 0 and 512:
- * 1 + 1 + 2 + 2 = 6 tiles of 131,072 pairs = 786,432 pairs.
+ * Forward tiles (attn.c): 256 query rows x 512 keys; a partial tile is
+ * computed per group of 64 rows up to the last key the group's last row
+ * sees, each such pair costing 1.15 pairs of a full tile (FWD_SUB_COST).
+ * Own block (either layout, both ranks; relative positions): query tiles
+ * [0,256) and [256,512) against key tile [0,512) are partial: 64 x (64 +
+ * 128 + 192 + 256) = 40,960 and 64 x (320 + 384 + 448 + 512) = 106,496
+ * pairs; query tiles [512,768), [768,1024) see key tile 0 full (131,072
+ * each) and key tile [512,1024) partially (40,960, 106,496): 262,144 full
+ * + 1.15 x 294,912 partial = 601,292.8 pairs.
  * contiguous, step 1: rank 1 holds rank 0's keys (all earlier): 1024 x 1024
  * = 1,048,576 pairs; rank 0 holds rank 1's (all later): 0. Forward =
- * (786,432 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 469.762048 ms; rank 0
+ * (601,292.8 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 422.3664128 ms; rank 0
  * waits 268.435456 ms at step 1.
  * zigzag (chunks of 512: rank 0 = [0,512) + [1536,2048), rank 1 =
- * [512,1536)), step 1: rank 0's query tiles ending at 1791 and 2047 see
- * both of rank 1's key tiles (512.., 1024..): 4 tiles; rank 1's four query
- * tiles see rank 0's first key tile (0..) and not the second (1536..):
- * 4 tiles. 524,288 pairs each: forward = (786,432 + 524,288) x 256 ns
- * = 335.54432 ms, balance 1, no wait. */
+ * [512,1536)), step 1: rank 0's query tiles at 1536.. and 1792.. see both
+ * of rank 1's key tiles (512.., 1024..) full, its first two none: 4 tiles;
+ * rank 1's four query tiles see rank 0's first key tile (0..) full and not
+ * the second (1536..): 4 tiles. 524,288 pairs each: forward = (601,292.8 +
+ * 524,288) x 256 ns = 288.1486848 ms, balance 1, no wait. */
 static void test_causal_imbalance_p2(void **state)
 {
     (void)state;
@@ -86,11 +93,11 @@ static void test_causal_imbalance_p2(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.fwd_s, 0.469762048, 1e-4);
+    NEAR(c.fwd_s, 0.4223664128, 1e-4);
     NEAR(c.fwd_wait_s, 0.268435456, 1e-3);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
-    NEAR(z.fwd_s, 0.33554432, 1e-4);
+    NEAR(z.fwd_s, 0.2881486848, 1e-4);
     assert_true(z.fwd_wait_s < 1e-4);
     NEAR(z.balance, 1.0, 1e-6);
     assert_true(c.balance < 0.8);
@@ -98,12 +105,14 @@ static void test_causal_imbalance_p2(void **state)
 }
 
 /* Causal, P = 4, L = 4096, contiguous, chunk 1024 (one piece of 1024 per
- * rank). Rank r computes its own block (786,432 pairs forward; backward
- * tiles 64 x 512: query tiles 0-7 see one key tile, 8-15 two: 24 tiles of
- * 32,768 = 786,432 too) and r earlier blocks of 1,048,576. Work is the
- * same multiple of pairs forward and backward, so
- * balance = mean / max = (786,432 + 1.5 x 1,048,576) / (786,432 + 3 x 1,048,576)
- * = 2,359,296 / 3,932,160 = 0.6. Zigzag evens it out (>= 0.95). */
+ * rank). Rank r computes its own block (forward 601,292.8 pairs as above;
+ * backward tiles 64 x 512 computed whole: query tiles 0-7 see one key
+ * tile, 8-15 two: 24 tiles of 32,768 = 786,432) and r earlier blocks of
+ * 1,048,576 pairs, at 256 ns a pair forward and 640 ns backward:
+ *     work(r) = 256 x 601,292.8 + 640 x 786,432 + r x 896 x 1,048,576 ns
+ *             = 657,247,436.8 + r x 939,524,096 ns
+ * balance = mean / max = 2,066,533,580.8 / 3,475,819,724.8 = 0.594546.
+ * Zigzag evens it out (>= 0.95). */
 static void test_causal_imbalance_p4(void **state)
 {
     (void)state;
@@ -112,7 +121,7 @@ static void test_causal_imbalance_p4(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.balance, 0.6, 1e-3);
+    NEAR(c.balance, 0.594546, 1e-5);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
     assert_true(z.balance >= 0.95);
@@ -134,6 +143,120 @@ static void test_pieces(void **state)
     assert_int_equal(nc, 2), assert_int_equal(ch, 512);
     ra_cm_ring_pieces(1000, 4, RA_LAYOUT_CONTIGUOUS, 0, &nc, &ch); /* 250 < 512 -> maxL */
     assert_int_equal(nc, 1), assert_int_equal(ch, 250);
+}
+
+/* The O(key tiles) tile count against the walk over every (query tile,
+ * key tile), for every (rank, owner, piece) of small rings: all layouts,
+ * causal and bidirectional, attn.c's tiles and odd small ones (tiles that
+ * straddle zigzag's two chunks and the two ranges of a zigzag piece). */
+static void test_tile_pairs_fast_equals_walk(void **state)
+{
+    (void)state;
+    const struct { int64_t L; int P, nc; } rings[] = { { 1000, 1, 1 }, { 1000, 3, 2 }, { 4096, 4, 3 },
+                                                     { 5000, 5, 4 }, { 777, 2, 5 }, { 64, 8, 2 } };
+    const int tiles[][3] = { /* tq, tk, sub (0: partial tiles whole; else sub divides tq) */
+        { 256, 512, 64 }, { 64, 512, 0 }, { 7, 5, 0 }, { 6, 5, 3 }, { 16, 3, 4 }, { 15, 8, 5 }, { 1, 1, 0 } };
+    int compared = 0, nonzero = 0, partial = 0;
+    for (int lay = 0; lay < 3; lay++)
+        for (size_t i = 0; i < sizeof rings / sizeof *rings; i++)
+            for (int causal = 0; causal < 2; causal++)
+                for (size_t t = 0; t < sizeof tiles / sizeof *tiles; t++)
+                    for (int r = 0; r < rings[i].P; r++)
+                        for (int o = 0; o < rings[i].P; o++)
+                            for (int k = 0; k < rings[i].nc; k++) {
+                                const int64_t L = rings[i].L;
+                                const int P = rings[i].P, tq = tiles[t][0], tk = tiles[t][1], sub = tiles[t][2];
+                                ra_cm_piece pc = ra_cm_piece_rows((ra_layout)lay, L, P, rings[i].nc, o, k);
+                                ra_cm_tiles f = ra_cm_tile_pairs((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk, sub);
+                                ra_cm_tiles w = ra_cm_tile_pairs_walk((ra_layout)lay, L, P, r, o, &pc, causal, tq, tk,
+                                                                      sub);
+                                if (f.full != w.full || f.part != w.part || f.part_sub != w.part_sub)
+                                    fail_msg("layout %d L=%lld P=%d nc=%d causal=%d tiles %dx%d sub %d rank %d owner "
+                                             "%d piece %d: full/part/part_sub fast %.0f/%.0f/%.0f, walk "
+                                             "%.0f/%.0f/%.0f", lay, (long long)L, P, rings[i].nc, causal, tq, tk, sub,
+                                             r, o, k, f.full, f.part, f.part_sub, w.full, w.part, w.part_sub);
+                                compared++, nonzero += w.full > 0, partial += w.part > 0;
+                            }
+    assert_int_equal(compared, 3 * 2 * 7 * (1 * 1 * 1 + 9 * 2 + 16 * 3 + 25 * 4 + 4 * 5 + 64 * 2));
+    assert_true(nonzero > compared / 3);
+    assert_true(partial > compared / 5);
+}
+
+/* Zigzag pieces at P > 1 (ring_attn.c): piece k of rank o is local rows
+ * [k*S/nc, (k+1)*S/nc) and [S + k*(Lo-S)/nc, S + (k+1)*(Lo-S)/nc), S the
+ * first chunk's tokens. Worked: L = 2048, P = 2, nc = 2; rank 0 owns global
+ * [0,512) + [1536,2048) (S = 512): piece 1 = local [256,512) + [768,1024).
+ * Other layouts and P = 1: one range [k*Lo/nc, (k+1)*Lo/nc). Every layout:
+ * the pieces tile [0, Lo) in order; zigzag's two halves differ by <= 1. */
+static void test_piece_rows(void **state)
+{
+    (void)state;
+    ra_cm_piece pc = ra_cm_piece_rows(RA_LAYOUT_ZIGZAG, 2048, 2, 2, 0, 1);
+    assert_int_equal(pc.first[0], 256), assert_int_equal(pc.n[0], 256);
+    assert_int_equal(pc.first[1], 768), assert_int_equal(pc.n[1], 256);
+    pc = ra_cm_piece_rows(RA_LAYOUT_ZIGZAG, 2048, 1, 2, 0, 1);
+    assert_int_equal(pc.first[0], 1024), assert_int_equal(pc.n[0], 1024), assert_int_equal(pc.n[1], 0);
+    pc = ra_cm_piece_rows(RA_LAYOUT_STRIPED, 1001, 2, 3, 0, 2); /* Lo = 501: [334, 501) */
+    assert_int_equal(pc.first[0], 334), assert_int_equal(pc.n[0], 167), assert_int_equal(pc.n[1], 0);
+    const int64_t Ls[] = { 2048, 1001, 77 };
+    for (int lay = 0; lay < 3; lay++)
+        for (int i = 0; i < 3; i++)
+            for (int P = 1; P <= 6; P++)
+                for (int nc = 1; nc <= 5; nc++)
+                    for (int o = 0; o < P; o++) {
+                        const int64_t Lo = ra_layout_count((ra_layout)lay, Ls[i], P, o);
+                        int64_t next[2] = { 0, -1 }, total = 0;
+                        for (int k = 0; k < nc; k++) {
+                            pc = ra_cm_piece_rows((ra_layout)lay, Ls[i], P, nc, o, k);
+                            if (k == 0) next[1] = pc.first[1]; /* S */
+                            assert_int_equal(pc.first[0], next[0]);
+                            next[0] += pc.n[0];
+                            if (lay == RA_LAYOUT_ZIGZAG && P > 1) {
+                                assert_int_equal(pc.first[1], next[1]);
+                                next[1] += pc.n[1];
+                                assert_true(llabs(pc.n[0] - pc.n[1]) <= 1);
+                            } else {
+                                assert_int_equal(pc.n[1], 0);
+                            }
+                            total += pc.n[0] + pc.n[1];
+                        }
+                        assert_int_equal(total, Lo);
+                        if (lay == RA_LAYOUT_ZIGZAG && P > 1) { /* [0, S) then [S, Lo) */
+                            const int64_t S = (int64_t)(o + 1) * Ls[i] / (2 * P) - (int64_t)o * Ls[i] / (2 * P);
+                            assert_int_equal(next[0], S);
+                            assert_int_equal(next[1], Lo);
+                        }
+                    }
+}
+
+/* combiner-fixed, P = 1, L = 16, spans of 4 (G = 4), B = H = Hkv = 1,
+ * D = 64, causal, attention 1 GFLOP/s (a pair: 4 D = 256 FLOPs = 256 ns),
+ * memory passes too fast to count. Per span g (len 4), in pairs:
+ *   summary softmax, one row x 4 keys:   ONE_ROW_FWD 9.3 x 4       = 37.2
+ *   direct 4 x 4 causal: one partial tile, one group of 4 rows seeing
+ *     4 keys: 1.15 x 16 = 18.4, + the sgemm panel's 4 x (16 - 4) = 48,
+ *     + ROW_FWD 15 x 4 rows x 1 key tile = 60:                    126.4
+ *   summaries before it (g keys, none at g = 0): 4 g + 4 (16 - g) + 60
+ *     = 124 for g = 1, 2, 3
+ * Pairs: 4 x 37.2 + 4 x 126.4 + 3 x 124 = 1026.4 -> 262,758.4 ns. Loops,
+ * in FLOPs at 1 GFLOP/s: max-pooling q and k OP_MAX 17 x 16 x 64 x 2 =
+ * 34,816, init and finish OP_VEC 6 x 16 x 64 x 2 = 12,288.
+ * Forward = 309,862.4 ns; no communication on one rank. */
+static void test_combiner_fixed_worked(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 16, .causal = 1, .head = RA_HEAD_COMBINER_FIXED,
+                     .span = 4 };
+    ra_cm_setup s = { .P = 1, .layout = RA_LAYOUT_CONTIGUOUS };
+    ra_cm_rates r = unit_rates(100);
+    ra_cm_attn_cost c;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 309862.4e-9, 1e-4);
+    assert_true(c.fwd_comm_s == 0 && c.bwd_comm_s == 0);
+    assert_true(c.bwd_s > c.fwd_s);
+    /* logsparse is causal only */
+    a.head = RA_HEAD_COMBINER_LOGSPARSE, a.causal = 0;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_ERR_ARG);
 }
 
 /* Memory per rank: the model's real plan (what ra_model_create allocates),
@@ -190,6 +313,9 @@ int main(void)
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
+        cmocka_unit_test(test_piece_rows),
+        cmocka_unit_test(test_tile_pairs_fast_equals_walk),
+        cmocka_unit_test(test_combiner_fixed_worked),
         cmocka_unit_test(test_memory_is_the_plan),
         cmocka_unit_test(test_rates_file),
     };
