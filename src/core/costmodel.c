@@ -24,11 +24,13 @@ enum { FWD_SUB = 64 };
  * causal forward at P = 1, L = 4096 (docs/planner.md, validation). */
 #define FWD_SUB_COST 1.15
 /* A zigzag piece at P > 1 is two ranges of the owner's rows (early and late
- * tokens). 1: the kernels get the piece as one key block (ring_attn.c's
- * each_head passes the whole held piece), so a key tile may hold both
- * ranges and the backward computes its masked half too; 0: one key block
- * per range. */
-enum { PIECE_ONE_BLOCK = 1 };
+ * tokens). 1: the kernels would get the piece as one key block, so a key
+ * tile could hold both ranges and the backward compute its masked half too;
+ * 0: one key block per range, as ring_attn.c's group_heads calls them. */
+enum { PIECE_ONE_BLOCK = 0 };
+/* The backward's last partial goes out in min(TAIL_PARTS, B*Hkv) messages as
+ * it is computed (ring_attn.c): the last one's transfer is exposed. */
+enum { TAIL_PARTS = 4 };
 /* Above this many ranks the per-step maxima are taken over a sample of
  * ranks and ring distances (every step's pattern repeats with the distance). */
 enum { SAMPLE = 48 };
@@ -413,13 +415,15 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
                 const int r = rk[i], o = ((r - t) % P + P) % P;
                 const ra_cm_piece pc = ra_cm_piece_rows(lay, L, P, nc, o, k);
                 const int64_t kn = pc.n[0] + pc.n[1];
-                const double af = fwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, FWD_TQ, FWD_TK, FWD_SUB));
-                double ab = 0;
+                double af = 0, ab = 0;
                 if (PIECE_ONE_BLOCK) {
+                    af = fwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, FWD_TQ, FWD_TK, FWD_SUB));
                     ab = bwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &pc, a->causal, BWD_TQ, BWD_TK, 0));
                 } else {
                     for (int h = 0; h < 2; h++) {
+                        if (pc.n[h] == 0) continue;
                         const ra_cm_piece half = { { pc.first[h], 0 }, { pc.n[h], 0 } };
+                        af += fwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &half, a->causal, FWD_TQ, FWD_TK, FWD_SUB));
                         ab += bwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &half, a->causal, BWD_TQ, BWD_TK, 0));
                     }
                 }
@@ -461,8 +465,15 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
         if (x > Lmax) Lmax = x;
     }
     const double q = (double)a->B * a->H * Lmax * a->D * 4, kv = (double)a->B * a->Hkv * Lmax * a->D * 4;
+    double wmax_tail = 0;
     Tf += 3 * q / memr;
     Tb += (3 * q + 2 * kv) / memr;
+    if (P > 1) { /* the last part of the last partial, after every rank's compute */
+        const int groups = a->B * a->Hkv, parts = groups < TAIL_PARTS ? groups : TAIL_PARTS;
+        const double tail = ra_cm_transfer_s(s, rt, kvb * ((double)(groups - (parts - 1) * groups / parts) / groups));
+        Tb += tail;
+        wmax_tail = tail;
+    }
     double wmaxf = 0, wmaxb = 0, cmax = 0, csum = 0, wsum = 0;
     for (int i = 0; i < nr; i++) {
         if (waitf[i] > wmaxf) wmaxf = waitf[i];
@@ -470,6 +481,7 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
         if (tot[i] > cmax) cmax = tot[i];
         csum += rw[i] * tot[i], wsum += rw[i];
     }
+    wmaxb += wmax_tail; /* every rank waits for its last partial */
     sumc = csum / (wsum > 0 ? wsum : 1);
     c->fwd_s = Tf, c->bwd_s = Tb;
     c->fwd_wait_s = wmaxf, c->bwd_wait_s = wmaxb;
