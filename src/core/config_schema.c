@@ -106,10 +106,10 @@ const key_spec ra_cfg_keys[] = {
     K_INT(SEC_DATA, C, recall_queries, 1, BIG, "recall: queries per sequence, each of a random pair"),
 
     K_ENUM(SEC_RUN, C, layout, layouts, "which tokens each rank owns"),
-    K_INT(SEC_RUN, C, dp, 1, 1 << 20,
-          "data-parallel groups: the P ranks form dp rings of P/dp ranks, the batch split over them (divides P)"),
     K_INT(SEC_RUN, C, chunk, 0, BIG, "ring chunk in tokens (0: automatic)"),
     K_INT(SEC_RUN, C, threads, 0, 4096, "threads per rank (0: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)"),
+    K_INT(SEC_RUN, C, dp, 1, 1 << 20,
+          "data-parallel groups: the P ranks form dp rings of P/dp ranks, the batch split over them (divides P)"),
     K_FLT(SEC_RUN, C, timeout, 0, 1e6, 0,
           "seconds a rank waits for another before naming it lost and ending the job (0: forever)"),
     K_STR(SEC_RUN, C, checkpoint_dir, "directory for checkpoints"),
