@@ -1,4 +1,4 @@
-/* grid.h - the data x context grid (docs/design.md §12): P ranks as dp
+/* grid.h - the data x context grid (docs/design.md §16): P ranks as dp
  * data-parallel groups, each a ring (context parallelism) of cp = P/dp
  * ranks, and the shards of the optimizer state over all P ranks.
  *
