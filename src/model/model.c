@@ -295,6 +295,8 @@ static ra_status reduce_scatter_slice(ra_model *m, size_t begin, size_t end)
  * (-1: final norm and head, -2: embedding). */
 static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
 {
+    if (m->gP == 1 && m->shard && end > begin) /* one shard of everything: the sum is the rank's own */
+        memcpy(m->gshard + begin, m->grads + begin, sizeof(float) * (end - begin));
     if (m->gP == 1 || end <= begin) return RA_OK;
     if (end - begin > (size_t)INT32_MAX)
         return RA_FAIL(RA_ERR_ARG, "a parameter slice of %zu floats is too large for one reduction", end - begin);
