@@ -9,6 +9,7 @@
 #     steps 11-20 within 1e-4 relative of the one-rank run;
 #   - run.dp not dividing P, and a batch not divisible by run.dp (or by
 #     run.dp x train.accum), are errors naming the keys, non-zero exit;
+#   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank;
 #   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named.
 # Every distributed run is compared with a one-rank run, never a constant.
 set -u
@@ -99,6 +100,16 @@ resume "4x1 replicated -> 1x1" g4x4false 1 1 true
 resume "2x2 sharded -> 1x2 replicated" g4x2true 2 1 false
 resume "4x1 replicated -> 2x1 sharded" g4x4false 2 2 true
 resume "3x2 sharded -> 2x4 sharded" g6x3true 8 2 true
+
+# ---- eval of a grid's checkpoint: one ring of all its ranks --------------------------
+mpi 1 eval --checkpoint g4x2true
+why=$(status $?)
+one=$(grep -o 'loss [0-9.]* | bpb [0-9.]*' out)
+mpi 3 eval --checkpoint g4x2true
+why+=$(status $?)
+three=$(grep -o 'loss [0-9.]* | bpb [0-9.]*' out)
+[ -n "$one" ] && [ "$one" = "$three" ] || why+="1 rank: '$one', 3 ranks: '$three'; "
+report "eval of a 2x2 sharded checkpoint on 3 ranks prints one rank's loss ($one)" "$why"
 
 # ---- bad grids -----------------------------------------------------------------------
 fails "run.dp = 3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' '4 ranks' -- \
