@@ -130,6 +130,21 @@ if [ -z "$why" ]; then
 fi
 report "train on 2 hosts x 2 ranks as dp 2 x cp 2 (sharded AdamW): each ring on one host, 20 losses equal 1 rank within 1e-4" "$why"
 
+# ranks dealt round-robin over the hosts (--map-by node: 0 and 2 on host 1, 1 and 3
+# on host 2): the rings follow the nodes, not the world ranks
+timeout 120 "$NC" run 2 --ppn 2 -- --map-by node "$RA" --verbose train "${common[@]}" --set run.dp=2 \
+    --metrics grid-rr.jsonl --checkpoint-dir ck-grid-rr >out 2>err </dev/null
+why=$([ $? -eq 0 ] || tail -3 err)
+if [ -z "$why" ]; then
+    for r in 0 1 2 3; do
+        h=$((r % 2 + 1)) g=$((r % 2)) p=$((r / 2))
+        grep -q "^grid: rank $r/4 on rat-host$h .*| dp group $g/2 | ring position $p/2$" out ||
+            why+="rank $r is not at host $h, group $g, position $p: $(grep "^grid: rank $r/" out); "
+    done
+    why+=$(same_losses grid-rr.jsonl p1.jsonl 2>/dev/null)
+fi
+report "dp 2 x cp 2 with ranks round-robin over 2 hosts: rings {0, 2} and {1, 3}, each on its host; losses equal 1 rank" "$why"
+
 # ---- the ranks really talked through the bridge ------------------------------------
 why=""
 for i in 1 2 3 4; do
