@@ -25,7 +25,9 @@ static const char *help =
     "cores in use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
     "count and its speed-up over the first, timed in the same run. The last line\n"
     "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n"
-    "--trace FILE records every step, warm-up included (docs/trace.md).\n";
+    "--trace FILE records every step, warm-up included (docs/trace.md).\n"
+    "--set run.dp=N times N data-parallel rings of P/N ranks (train.batch split\n"
+    "over them); --set train.shard_optimizer=false the replicated AdamW moments.\n";
 
 /* Time sw->iters training steps after sw->warmup ones: seconds and
  * seconds blocked on communication per step. Collective. */
