@@ -80,7 +80,8 @@ static ra_status serve(const ra_cli *c, const ra_session *s)
         RA_MPI_TRY(MPI_Irecv(req, 3, MPI_UINT64_T, 0, TAG_REQ, c->comm, &rq), "checkpoint: awaiting a shard request");
         RA_TRY(ra_wait(1, &rq, "checkpoint: rank 0's request for a shard", 0));
         if (req[2] == 0) return RA_OK; /* rank 0 stopped; it reports why */
-        if ((req[0] != T_M && req[0] != T_V) || req[1] < s->lo || req[2] > s->hi - req[1] || req[2] > left)
+        if ((req[0] != T_M && req[0] != T_V) || req[1] < s->lo || req[1] >= s->hi || req[2] > s->hi - req[1] ||
+            req[2] > left)
             return RA_FAIL(RA_ERR_INTERNAL, "rank %d: checkpoint request for tensor %" PRIu64 " [%" PRIu64 ", +%" PRIu64
                            ") outside its shard [%zu, %zu)", c->rank, req[0], req[1], req[2], s->lo, s->hi);
         RA_MPI_TRY(MPI_Isend(moment(s, (int)req[0]) + (req[1] - s->lo), (int)req[2], MPI_FLOAT, 0, TAG_DATA, c->comm,
