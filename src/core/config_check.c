@@ -218,7 +218,7 @@ static ra_status check_sizes(const ra_config *c)
                        "rank holds them all, and at most %lld are supported: make the model smaller",
                        (long long)params, c->vocab, c->dim, c->layers, c->heads, c->kv_heads, c->head_dim,
                        c->ffn_dim, (long long)RA_MAX_PARAMS);
-    const int micro = c->batch / c->dp / c->accum;
+    const int micro = c->batch / c->accum; /* eval's micro-batch; a grid's train groups take 1/dp of it */
     const int64_t tokens = (int64_t)micro * c->seq_len;
     if (tokens > INT32_MAX)
         return RA_FAIL(RA_ERR_ARG,
