@@ -10,7 +10,8 @@
 #   - run.dp not dividing P, and a batch not divisible by run.dp (or by
 #     run.dp x train.accum), are errors naming the keys, non-zero exit;
 #   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank;
-#   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named.
+#   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named;
+#     a rank stopped (hung) is named by its world rank after the peer timeout.
 # Every distributed run is compared with a one-rank run, never a constant.
 set -u
 CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
@@ -146,5 +147,33 @@ why=""
 [ "$secs" -le 30 ] || why+="took ${secs}s; "
 grep -q 'rank 3' err || why+="no message names rank 3: $(tail -3 err | tr '\n' ' '); "
 report "SIGKILL of rank 3 of a 2x2 grid: job ended in ${secs}s, exit $rc, rank 3 named" "$why"
+
+# ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
+# rank 2 is ring position 0 of group 1: a message naming ring ranks would say 0
+"$MPIRUN" --oversubscribe -n 4 "$RA" train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --set run.timeout=3 \
+    --checkpoint-dir gs >out 2>err </dev/null &
+mp=$!
+for ((i = 0; i < 600; i++)); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
+victim=
+for x in $(pgrep -P "$mp"); do
+    grep -qz '^OMPI_COMM_WORLD_RANK=2$' "/proc/$x/environ" 2>/dev/null && victim=$x
+done
+t0=$(date +%s)
+[ -n "$victim" ] && kill -STOP "$victim"
+(sleep 60 && kill -9 "$mp" 2>/dev/null) &
+guard=$!
+wait "$mp"
+rc=$?
+kill "$guard" 2>/dev/null
+wait "$guard" 2>/dev/null
+[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
+secs=$(($(date +%s) - t0))
+why=""
+[ -n "$victim" ] || why+="rank 2 not found (the run did not reach step 40: $(tail -2 err)); "
+[ "$rc" -ne 0 ] || why+="exit status 0; "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m2 error err | tr '\n' ' '); "
+report "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3): job ended in ${secs}s naming world rank 2" "$why"
 
 finish
