@@ -38,6 +38,16 @@ typedef struct {
 ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
                        const ra_ckpt_tensor *tensors, int n);
 
+/* ra_ckpt_save for values that are not in this process (optimizer shards
+ * on other ranks): a tensor with data == NULL and count > 0 is pulled
+ * through src in order, in chunks of at most 262144 values (1 MiB), into
+ * a buffer of the writer's; src returns the values [at, at + n) of tensor
+ * `tensor` into dst, or an error that aborts the save (the old file stays).
+ * Same file, same atomicity. */
+typedef ra_status (*ra_ckpt_source)(void *ctx, int tensor, uint64_t at, float *dst, size_t n);
+ra_status ra_ckpt_save_stream(const char *path, const char *config_text, const ra_ckpt_state *state,
+                              const ra_ckpt_tensor *tensors, int n, ra_ckpt_source src, void *ctx);
+
 /* Verify, then load. *config_text (malloc'd, may be NULL if not wanted)
  * receives the stored config text. The file's tensors must match tensors[]
  * exactly in number, order, names and counts, else an error naming the
@@ -45,6 +55,16 @@ ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_
  * needs 1200: was it written for another config?"). */
 ra_status ra_ckpt_load(const char *path, char **config_text, ra_ckpt_state *state,
                        const ra_ckpt_tensor *tensors, int n);
+
+/* ra_ckpt_load that copies only the values [ranges[i].lo, ranges[i].hi) of
+ * tensor i into tensors[i].data[0 .. hi - lo) (a rank's shard); counts
+ * must still equal the file's (the whole tensor's length). ranges NULL:
+ * everything. The whole file is verified first, as ra_ckpt_load does. */
+typedef struct {
+    uint64_t lo, hi;
+} ra_ckpt_range;
+ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state *state,
+                             const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n);
 
 /* Verify the whole file and return only its config text (malloc'd) and
  * state: what `generate` and `eval` need to build the model first. */

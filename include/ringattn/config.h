@@ -80,6 +80,7 @@ typedef struct {
     int checkpoint_every; /* steps between checkpoints (0: only at the end) */
     int log_every;      /* steps between progress lines */
     char nonfinite[RA_NAME_MAX]; /* NaN/Inf loss or gradient: "stop" | "skip" the step */
+    int shard_optimizer; /* AdamW moments sharded over all P ranks (ZeRO-1); 0: replicated */
     /* [data] */
     char source[RA_NAME_MAX]; /* "recall" | "file" | "tokens" */
     char path[RA_PATH_MAX];   /* file: any file, read as bytes; tokens: a file of token ids */
@@ -92,6 +93,7 @@ typedef struct {
     int recall_queries; /* queries per sequence */
     /* [run] */
     char layout[RA_NAME_MAX]; /* contiguous | zigzag | striped */
+    int dp;             /* data-parallel groups, each a ring of P/dp ranks (grid.h) */
     int chunk;          /* ring chunk (0: automatic) */
     int threads;        /* OpenBLAS threads per rank (0: automatic) */
     float timeout;      /* seconds to wait for a peer rank before ending the job (0: forever) */

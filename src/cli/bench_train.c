@@ -25,14 +25,15 @@ static const char *help =
     "cores in use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
     "count and its speed-up over the first, timed in the same run. The last line\n"
     "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n"
-    "--trace FILE records every step, warm-up included (docs/trace.md).\n";
+    "--trace FILE records every step, warm-up included (docs/trace.md).\n"
+    "--set run.dp=N times N data-parallel rings of P/N ranks (train.batch split\n"
+    "over them); --set train.shard_optimizer=false the replicated AdamW moments.\n";
 
 /* Time sw->iters training steps after sw->warmup ones: seconds and
  * seconds blocked on communication per step. Collective. */
 static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg, const ra_bench_sweep *sw,
                             double *times, double *waits)
 {
-    float *params = ra_model_params(s->model), *grads = ra_model_grads(s->model);
     const double scale = 1.0 / ((double)cfg->batch * cfg->seq_len);
     ra_status st = RA_OK;
     for (int it = -sw->warmup; it < sw->iters && st == RA_OK; it++) {
@@ -47,7 +48,8 @@ static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg
             if (st == RA_OK && a == cfg->accum - 1) st = ra_model_wait_grads(s->model);
             wait += bs.wait_seconds;
         }
-        ra_adamw_step(&s->opt, params, grads, 1.0f, cfg->lr, cfg, it + sw->warmup + 1);
+        /* the shard's update and, sharded, the all-gather of the parameters */
+        if (st == RA_OK) st = ra_session_adamw(c, s, 1.0f, cfg->lr, it + sw->warmup + 1);
         RA_TRACE_END1("train", "train step", ts, "iter", it);
         if (it >= 0) times[it] = ra_now() - t0, waits[it] = wait;
     }
@@ -106,7 +108,7 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
     for (int i = 0; i < sw.nthreads; i++) RA_TRY(ra_bench_cores_used(c, sw.thread_list[i], &cores[i]));
 
     ra_session s;
-    const int micro = cfg.batch / cfg.accum;
+    const int micro = cfg.batch / cfg.dp / cfg.accum; /* each data-parallel group takes batch / dp */
     st = ra_session_open(c, &s, &cfg, micro, 1);
     double *times = NULL;
     if (st == RA_OK) st = ra_agree(c->comm, ra_alloc(&times, sizeof(double) * 2 * sw.iters, "timings"));
@@ -116,9 +118,10 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
             s.tok[i] = (int32_t)(ra_rand_u64(11, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
             s.tgt[i] = (int32_t)(ra_rand_u64(12, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
         }
-        ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d, "
-                  "threads/rank %d (%s), OpenBLAS %s\n", ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
-               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size, sw.threads, ra_threads_origin(),
+        ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d "
+                  "(dp %d x cp %d, optimizer %s), threads/rank %d (%s), OpenBLAS %s\n", ra_model_nparams(s.model),
+               cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size,
+               s.grid.dp, s.grid.cp, s.sharded ? "sharded" : "replicated", sw.threads, ra_threads_origin(),
                ra_blas_threading());
         ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; MFU against it times the cores in use; speedup: "
                   "step time at the first thr of -t / at thr, same run\n", sg);

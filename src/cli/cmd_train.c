@@ -42,6 +42,13 @@ static const char *help =
     "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n"
     "%s"
     "\n"
+    "Grid (docs/design.md §16): run.dp = N makes the P ranks N data-parallel\n"
+    "groups, each a ring of P/N ranks over its share of the batch (N divides P;\n"
+    "train.batch a multiple of N x train.accum); train.shard_optimizer = true\n"
+    "(default) keeps the AdamW moments of 1/P of the parameters on each rank.\n"
+    "--verbose prints each rank's dp group and ring position. A checkpoint\n"
+    "resumes at any P, run.dp and sharding.\n"
+    "\n"
     "A fresh run refuses a checkpoint directory that already holds checkpoints;\n"
     "--resume takes the config from the checkpoint (--config is an error there;\n"
     "--set may change any key but the model's). Directory and metrics file are\n"
@@ -104,7 +111,7 @@ static int last_good_step = -1, written_step = -1;
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     const int64_t t0 = RA_TRACE_T0();
-    ra_status st = c->rank == 0 ? ra_train_save(s, dir, step) : RA_OK;
+    ra_status st = ra_train_save(c, s, dir, step); /* rank 0 writes; shard owners stream theirs to it */
     RA_TRACE_END1("io", "checkpoint write", t0, "step", step);
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
         char why[1024];
@@ -147,37 +154,39 @@ static void catch_stop_signals(void)
 
 /* ---- non-finite losses and gradients --------------------------------------------- */
 
-/* Which parameter block holds the first non-finite gradient. */
-static void nonfinite_where(ra_session *s, char *buf, size_t n)
+/* Which parameter block holds the first non-finite summed gradient (the
+ * shards searched on their owners). Collective. */
+static ra_status nonfinite_where(const ra_cli *c, ra_session *s, char *buf, size_t n)
 {
     const ra_param_layout *p = ra_model_layout(s->model);
-    const float *g = ra_model_grads(s->model);
-    size_t i = 0, total = ra_model_nparams(s->model);
-    while (i < total && isfinite(g[i])) i++;
-    if (i == total) { snprintf(buf, n, "none (the loss alone)"); return; }
+    size_t i;
+    RA_TRY(ra_session_first_nonfinite(c, s, &i));
+    if (i == SIZE_MAX) { snprintf(buf, n, "none (the loss alone)"); return RA_OK; }
     for (int l = 0; l < s->cfg.layers; l++)
         if (i >= p->layer[l].begin && i < p->layer[l].end) {
             const ra_layer_params *q = &p->layer[l];
             const char *part = i >= q->ffn_norm ? "feed-forward" : "attention";
             snprintf(buf, n, "layer %d (%s)", l, part);
-            return;
+            return RA_OK;
         }
     const size_t V = (size_t)s->cfg.vocab, C = (size_t)s->cfg.dim;
     if (i >= p->emb && i < p->emb + V * C) snprintf(buf, n, "the embedding");
     else if (i >= p->final_norm && i < p->final_norm + C) snprintf(buf, n, "the final norm");
     else snprintf(buf, n, "the LM head");
+    return RA_OK;
 }
 
 /* Fault injection for the tests (README: Faults): RINGATTN_INJECT_NAN=STEP:LAYER
- * puts a NaN into the summed gradient of layer LAYER at step STEP on every
- * rank, as a numerical blow-up would. */
+ * puts a NaN into the summed gradient of layer LAYER at step STEP (on
+ * every rank that holds it), as a numerical blow-up would. */
 static void inject_fault(ra_session *s, int step)
 {
     const char *spec = getenv("RINGATTN_INJECT_NAN");
     int at, layer;
     if (!spec || sscanf(spec, "%d:%d", &at, &layer) != 2 || at != step || layer < 0 || layer >= s->cfg.layers)
         return;
-    ra_model_grads(s->model)[ra_model_layout(s->model)->layer[layer].w1] = NAN;
+    float *g = ra_session_summed_grad(s, ra_model_layout(s->model)->layer[layer].w1); /* its owner's copy */
+    if (g) *g = NAN;
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -247,7 +256,7 @@ static ra_status stop_nonfinite(const ra_cli *c, ra_session *s, const char *ckdi
                                 double gnorm, int64_t count)
 {
     char where[96];
-    nonfinite_where(s, where, sizeof where);
+    RA_TRY(nonfinite_where(c, s, where, sizeof where));
     if (written_step != step) RA_TRY(checkpoint(c, s, ckdir, step));
     if (c->rank) return ra_agree(c->comm, RA_ERR_PEER); /* every rank knows; rank 0 says it */
     const double ml = count ? gl / (double)count : gl;
@@ -281,8 +290,6 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
     const ra_config *cfg = &s->cfg;
     const int accum = cfg->accum;
     const double targets = (double)cfg->batch * ra_data_targets_per_seq(s->data);
-    const size_t np = ra_model_nparams(s->model);
-    float *params = ra_model_params(s->model), *grads = ra_model_grads(s->model);
     double t_start = ra_now();
     if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
     for (int step = start; step < cfg->steps; step++) {
@@ -291,7 +298,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         int64_t cnt[5] = { 0, 0, 0, 0, 0 };
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
-            uint64_t idx = (uint64_t)step * cfg->batch + (uint64_t)a * s->micro;
+            uint64_t idx = ra_session_seq(s, (uint64_t)step, a); /* this group's share of the batch */
             RA_TRY(ra_agree(c->comm, ra_data_batch(s->data, RA_SPLIT_TRAIN, idx, s->micro, s->tok, s->tgt)));
             ra_batch_stats bs;
             ra_status st = ra_model_step(s->model, s->tok, s->tgt, 1, (float)(1.0 / targets), a == accum - 1, &bs);
@@ -311,17 +318,18 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         RA_TRY(ra_allreduce_named(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the step's loss"));
         RA_TRY(ra_allreduce_named(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm, "the step's counts and stop flags"));
         if (gc[4]) return stop_metrics(c, s, metrics, ckdir, step, start);
-        double gnorm = ra_grad_norm(grads, np); /* the same on every rank: grads are summed */
+        double gnorm;
+        RA_TRY(ra_session_grad_norm(c, s, &gnorm)); /* the same on every rank */
         float lr = ra_lr_at(cfg, step);
         if (!isfinite(gl) || !isfinite(gnorm)) { /* the same decision on every rank */
             if (cfg->nonfinite_id != RA_NONFINITE_SKIP) return stop_nonfinite(c, s, ckdir, step, gl, gnorm, gc[0]);
             char where[96];
-            nonfinite_where(s, where, sizeof where);
+            RA_TRY(nonfinite_where(c, s, where, sizeof where));
             ra_say(c, "step %d: non-finite %s (first non-finite gradient: %s): step skipped, parameters "
                       "unchanged\n", step + 1, isfinite(gl) ? "gradient" : "loss", where);
         } else {
             float clip = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / gnorm) : 1.0f;
-            ra_adamw_step(&s->opt, params, grads, clip, lr, cfg, step + 1);
+            RA_TRY(ra_session_adamw(c, s, clip, lr, step + 1));
         }
         RA_TRACE_END1("train", "train step", tstep, "step", step + 1);
         double dt = ra_now() - t0, mean = gc[0] ? gl / (double)gc[0] : NAN;
@@ -449,7 +457,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     ra_session s;
-    ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 1);
+    ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1);
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {
@@ -468,9 +476,11 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     st = ra_agree(c->comm, st);
     if (st == RA_OK) {
         ra_say(c, "train: %zu parameters | %d layers, dim %d, heads %d/%d, head dim %d, ffn %s %d | "
-                  "L=%d batch %d (x%d accum) | P=%d %s | threads %d (%s), OpenBLAS %s | data %s\n",
+                  "L=%d batch %d (x%d accum) | P=%d = dp %d x cp %d %s, optimizer %s | threads %d (%s), OpenBLAS %s | "
+                  "data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
-               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, cfg.layout, threads,
+               cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, s.grid.dp, s.grid.cp, cfg.layout,
+               s.sharded ? "sharded" : "replicated", threads,
                ra_threads_origin(), ra_blas_threading(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }

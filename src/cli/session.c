@@ -149,15 +149,40 @@ ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, con
     return ra_agree(c->comm, build_config(a, ckpt, cfg, state));
 }
 
+/* Shard bounds, the shard's optimizer and summed gradient, and the
+ * model's reduction onto the owners. */
+static ra_status open_shards(const ra_cli *c, ra_session *s)
+{
+    const size_t n = ra_model_nparams(s->model);
+    const int P = c->size;
+    s->sharded = s->cfg.shard_optimizer && P > 1;
+    s->lo = 0, s->hi = n;
+    if (s->sharded) {
+        RA_TRY(ra_alloc(&s->bounds, sizeof(size_t) * (P + 1), "shard bounds"));
+        for (int r = 0; r <= P; r++) s->bounds[r] = ra_shard_lo(n, P, r);
+        s->lo = s->bounds[c->rank], s->hi = s->bounds[c->rank + 1];
+        if (s->bounds[1] > (size_t)INT32_MAX)
+            return RA_FAIL(RA_ERR_ARG, "a shard of %zu parameters is too large for one MPI message: use more ranks "
+                           "or train.shard_optimizer = false", s->bounds[1]);
+        RA_TRY(ra_alloc(&s->gsum, sizeof(float) * (s->hi - s->lo) + 64, "the summed gradient shard"));
+    } else {
+        s->gsum = ra_model_grads(s->model);
+    }
+    RA_TRY(ra_adamw_create_range(&s->opt, ra_model_layout(s->model), s->cfg.layers, s->lo, s->hi));
+    return ra_model_set_reduction(s->model, c->comm, s->bounds, s->sharded ? s->gsum : NULL);
+}
+
 static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
                           int with_optim)
 {
     s->cfg = *cfg;
     s->micro = micro;
     ra_set_peer_timeout(cfg->timeout);
-    RA_TRY(ra_model_create(&s->model, cfg, micro, c->comm));
+    RA_TRY(ra_grid_create(c->comm, with_optim ? cfg->dp : 1, &s->grid));
+    if (with_optim && c->verbose) RA_TRY(ra_grid_print(&s->grid));
+    RA_TRY(ra_model_create(&s->model, cfg, micro, s->grid.ring));
     int64_t Lr = ra_model_local_len(s->model);
-    if (with_optim) RA_TRY(ra_adamw_create(&s->opt, ra_model_layout(s->model), cfg->layers));
+    if (with_optim) RA_TRY(open_shards(c, s));
     RA_TRY(ra_data_open(&s->data, cfg, ra_model_positions(s->model), Lr));
     RA_TRY(ra_alloc(&s->tok, sizeof(int32_t) * 2 * (size_t)micro * (Lr + 1), "token batch"));
     s->tgt = s->tok + (size_t)micro * (Lr + 1);
@@ -168,7 +193,7 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
                           int with_optim)
 {
-    *s = (ra_session){ 0 };
+    *s = (ra_session){ .grid.ring = MPI_COMM_NULL };
     return ra_agree(c->comm, open_all(c, s, cfg, micro, with_optim));
 }
 
@@ -178,7 +203,10 @@ void ra_session_close(ra_session *s)
     ra_adamw_free(&s->opt);
     ra_data_close(s->data);
     free(s->tok);
-    *s = (ra_session){ 0 };
+    if (s->sharded) free(s->gsum);
+    free(s->bounds);
+    ra_grid_free(&s->grid);
+    *s = (ra_session){ .grid.ring = MPI_COMM_NULL };
 }
 
 int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim)
@@ -196,6 +224,15 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
 {
     ra_ckpt_tensor t[3];
     int n = ra_session_tensors(s, t, 1);
+    if (with_optim && s->sharded) { /* the whole parameters, this rank's shard of the moments */
+        const uint64_t np = t[0].count;
+        t[1].count = t[2].count = np;
+        const ra_ckpt_range r[3] = { { 0, np }, { s->lo, s->hi }, { s->lo, s->hi } };
+        ra_ckpt_state st = { 0 };
+        ra_status rs = ra_ckpt_load_range(path, NULL, &st, t, r, 3);
+        if (state) *state = st;
+        return ra_agree(c->comm, rs);
+    }
     ra_ckpt_state st = { 0 };
     /* the file always holds the optimizer moments; eval/generate load them
      * into a scratch copy only when they have no optimizer */
@@ -219,11 +256,11 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
 {
     double loss = 0;
     int64_t cnt[2] = { 0, 0 };
-    const int per = s->cfg.batch;
+    const int per = s->cfg.batch / s->grid.dp; /* this group's sequences of each batch */
     const int64_t t0 = RA_TRACE_T0();
     for (int b = 0; b < batches; b++)
-        for (int m0 = 0; m0 < per; m0 += s->micro) {
-            uint64_t idx = (uint64_t)b * per + m0;
+        for (int a = 0; a < per / s->micro; a++) {
+            uint64_t idx = ra_session_seq(s, (uint64_t)b, a);
             ra_status st = ra_data_batch(s->data, split, idx, s->micro, s->tok, s->tgt);
             RA_TRY(ra_agree(c->comm, st));
             ra_batch_stats bs;
@@ -242,4 +279,60 @@ ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches
     r->bpb = r->loss / log(2.0); /* byte-level tokens: nats per byte -> bits per byte */
     r->accuracy = gc[0] ? (double)gc[1] / (double)gc[0] : NAN;
     return RA_OK;
+}
+
+uint64_t ra_session_seq(const ra_session *s, uint64_t step, int a)
+{
+    const uint64_t per = (uint64_t)(s->cfg.batch / s->grid.dp);
+    return step * (uint64_t)s->cfg.batch + (uint64_t)s->grid.group * per + (uint64_t)a * (uint64_t)s->micro;
+}
+
+/* ---- the optimizer step over the shards -------------------------------------- */
+
+ra_status ra_session_grad_norm(const ra_cli *c, ra_session *s, double *norm)
+{
+    if (!s->sharded) { /* every rank has the whole sum: the same norm everywhere, no reduction */
+        *norm = ra_grad_norm(s->gsum, s->hi - s->lo);
+        return RA_OK;
+    }
+    double mine = ra_grad_sumsq(s->gsum, s->hi - s->lo), all = 0;
+    RA_TRY(ra_allreduce_named(&mine, &all, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the gradient norm over the shards"));
+    *norm = sqrt(all);
+    return RA_OK;
+}
+
+ra_status ra_session_adamw(const ra_cli *c, ra_session *s, float clip, float lr, int step)
+{
+    float *params = ra_model_params(s->model);
+    ra_adamw_step(&s->opt, params + s->lo, s->gsum, clip, lr, &s->cfg, step);
+    if (!s->sharded) return RA_OK;
+    const int P = c->size;
+    int *cnt = malloc(sizeof(int) * 2 * (size_t)P);
+    ra_status st = cnt ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory for the all-gather counts");
+    if (st == RA_OK) {
+        for (int r = 0; r < P; r++)
+            cnt[r] = (int)(s->bounds[r + 1] - s->bounds[r]), cnt[P + r] = (int)s->bounds[r];
+        st = ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, params, cnt, cnt + P, MPI_FLOAT, c->comm,
+                           "the updated parameter shards");
+    }
+    free(cnt);
+    return ra_agree(c->comm, st);
+}
+
+ra_status ra_session_first_nonfinite(const ra_cli *c, ra_session *s, size_t *index)
+{
+    const size_t n = s->hi - s->lo;
+    size_t i = 0;
+    while (i < n && isfinite(s->gsum[i])) i++;
+    uint64_t mine = i < n ? (uint64_t)(s->lo + i) : UINT64_MAX, first = mine;
+    if (s->sharded)
+        RA_TRY(ra_allreduce_named(&mine, &first, 1, MPI_UINT64_T, MPI_MIN, c->comm,
+                                  "the first non-finite gradient"));
+    *index = first == UINT64_MAX ? SIZE_MAX : (size_t)first;
+    return RA_OK;
+}
+
+float *ra_session_summed_grad(ra_session *s, size_t i)
+{
+    return i >= s->lo && i < s->hi ? s->gsum + (i - s->lo) : NULL;
 }

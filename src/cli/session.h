@@ -7,6 +7,7 @@
 #include "ringattn/checkpoint.h"
 #include "ringattn/config.h"
 #include "ringattn/data.h"
+#include "ringattn/grid.h"
 #include "ringattn/model.h"
 #include "ringattn/optim.h"
 
@@ -19,13 +20,23 @@ typedef struct {
     int threads;
 } ra_session_args;
 
+/* On a grid (run.dp > 1, train only) the model lives on this rank's ring
+ * and the gradients are summed over every rank. With sharded optimizer
+ * states (train.shard_optimizer, P > 1) rank r holds the AdamW moments and
+ * the summed gradient of the parameters [lo, hi) = [n r / P, n (r+1) / P)
+ * only; the parameters themselves stay whole on every rank. */
 typedef struct {
     ra_config cfg;
+    ra_grid grid;         /* the rings (one ring of every rank unless training with dp > 1) */
     ra_model *model;
-    ra_adamw opt;
+    ra_adamw opt;         /* over [lo, hi) */
     ra_data *data;
     int micro;            /* sequences per forward/backward */
     int32_t *tok, *tgt;   /* [micro][Lr] */
+    int sharded;          /* optimizer states sharded over the P ranks */
+    size_t *bounds;       /* [P + 1] shard bounds (sharded) */
+    size_t lo, hi;        /* this rank's shard ([0, n) unsharded) */
+    float *gsum;          /* [hi - lo] summed gradient of the shard (unsharded: the model's gradients) */
 } ra_session;
 
 /* --config/--set/--threads: returns 1 if opt was one of them. */
@@ -43,13 +54,16 @@ ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const cha
 /* The same, also handing out the checkpoint's state (step, seed). */
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                                   ra_config *cfg, ra_ckpt_state *state);
-/* Model (micro-batch sequences), optimizer (with_optim), data. Collective. */
+/* Model (micro-batch sequences), optimizer (with_optim), data. Collective.
+ * with_optim (training) builds the grid of cfg->dp rings and shards the
+ * optimizer as cfg->shard_optimizer says; without, one ring of every rank. */
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
                           int with_optim);
 void ra_session_close(ra_session *s);
 /* Checkpoint tensors of the session: params [, adam_m, adam_v]. */
 int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim);
-/* Load a checkpoint (every rank reads and verifies it). Collective. */
+/* Load a checkpoint (every rank reads and verifies it; a sharded session
+ * copies only its shard of the moments). Collective. */
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
                           ra_ckpt_state *state);
 
@@ -58,7 +72,23 @@ typedef struct {
     int64_t count;
 } ra_eval_result;
 
-/* Mean loss over `batches` batches of cfg.batch held-out sequences. */
+/* After the step's gradients are summed: the global gradient norm (the
+ * shards' sums of squares in double, summed over the ranks). Collective. */
+ra_status ra_session_grad_norm(const ra_cli *c, ra_session *s, double *norm);
+/* AdamW on this rank's shard, then (sharded) the parameters all-gathered
+ * from their owners. Collective. */
+ra_status ra_session_adamw(const ra_cli *c, ra_session *s, float clip, float lr, int step);
+/* The lowest index of a non-finite summed gradient over all ranks
+ * (SIZE_MAX: none). Collective. */
+ra_status ra_session_first_nonfinite(const ra_cli *c, ra_session *s, size_t *index);
+/* This rank's copy of summed gradient i, NULL when another rank owns it. */
+float *ra_session_summed_grad(ra_session *s, size_t i);
+/* First sequence of micro-batch a of step (or eval batch) `step` for this
+ * rank's group: the group's batch / dp sequences follow the groups before. */
+uint64_t ra_session_seq(const ra_session *s, uint64_t step, int a);
+
+/* Mean loss over `batches` batches of cfg.batch held-out sequences (split
+ * over the data-parallel groups). */
 ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches,
                           ra_eval_result *r);
 /* A checkpoint path: DIR -> DIR/last.ckpt; a file as given. */

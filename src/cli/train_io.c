@@ -15,6 +15,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
+#include "shard_io.h"
 
 /* ---- checks before step 1 ------------------------------------------------------ */
 
@@ -120,19 +121,27 @@ ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_tra
 
 /* ---- checkpoints --------------------------------------------------------------- */
 
-ra_status ra_train_save(ra_session *s, const char *dir, int step)
+ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
+    if (c->rank != 0 && !s->sharded) return RA_OK;
     char path[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 80], name[64];
     snprintf(name, sizeof name, "step-%08d.ckpt", step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text = ra_config_text(&s->cfg);
-    if (!text) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config text");
-    ra_ckpt_tensor t[3];
-    int n = ra_session_tensors(s, t, 1);
     ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed };
-    ra_status st = ra_ckpt_save(path, text, &state, t, n);
+    ra_status st;
+    if (s->sharded) {
+        st = ra_shard_save(c, s, path, text, &state); /* every rank takes part */
+    } else if (!text) {
+        st = RA_FAIL(RA_ERR_NOMEM, "out of memory for the config text");
+    } else {
+        ra_ckpt_tensor t[3];
+        int n = ra_session_tensors(s, t, 1);
+        st = ra_ckpt_save(path, text, &state, t, n);
+    }
     free(text);
     RA_TRY(st);
+    if (c->rank != 0) return RA_OK;
     /* last.ckpt -> step-N.ckpt: a new link under the one temporary name, renamed over it */
     snprintf(last, sizeof last, "%s/last.ckpt", dir);
     if (!ra_tmp_name(link_tmp, sizeof link_tmp, last)) return RA_FAIL(RA_ERR_ARG, "%s: path too long", last);

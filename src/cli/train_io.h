@@ -4,7 +4,7 @@
  *
  *     RA_TRY(ra_train_preflight(c, &cfg, &files));   // before any work
  *     ...
- *     RA_TRY(ra_train_save(s, cfg.checkpoint_dir, step));   // rank 0
+ *     RA_TRY(ra_agree(c->comm, ra_train_save(c, s, cfg.checkpoint_dir, step)));
  *
  * Metrics file: created as "<path>.tmp" (O_EXCL|O_NOFOLLOW) and renamed
  * over path at once, then appended through that descriptor. A symlink at
@@ -38,8 +38,10 @@ ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_tra
 ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char *ckdir, const char *what);
 
 /* DIR/step-%08d.ckpt, then DIR/last.ckpt -> it (a symlink made as
- * "DIR/last.ckpt.tmp" and renamed). Rank 0 only. */
-ra_status ra_train_save(ra_session *s, const char *dir, int step);
+ * "DIR/last.ckpt.tmp" and renamed), written by rank 0. Every rank calls
+ * it: with sharded moments the owners stream their shards (shard_io.h).
+ * Returns this rank's status; agree on it after. */
+ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int step);
 
 /* The metrics writer; errors are sticky and reported by ra_metrics_check. */
 typedef struct {

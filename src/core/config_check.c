@@ -95,6 +95,14 @@ static ra_status check_train(const ra_config *c)
     if (c->batch % c->accum != 0)
         return RA_FAIL(RA_ERR_ARG, "train.batch = %d is not divisible by train.accum = %d", c->batch,
                        c->accum);
+    /* each of the dp groups takes batch / dp sequences, in accum micro-batches */
+    if (c->batch % c->dp != 0)
+        return RA_FAIL(RA_ERR_ARG, "train.batch = %d is not divisible by run.dp = %d (each data-parallel group "
+                       "takes batch / dp sequences): make train.batch a multiple of run.dp", c->batch, c->dp);
+    if (c->batch / c->dp % c->accum != 0)
+        return RA_FAIL(RA_ERR_ARG, "train.batch / run.dp = %d / %d = %d sequences per group is not divisible by "
+                       "train.accum = %d: make train.batch a multiple of run.dp x train.accum = %lld",
+                       c->batch, c->dp, c->batch / c->dp, c->accum, (long long)c->dp * c->accum);
     if (c->min_lr > c->lr)
         return RA_FAIL(RA_ERR_ARG, "train.min_lr = %g is above train.lr = %g", (double)c->min_lr,
                        (double)c->lr);
@@ -210,7 +218,7 @@ static ra_status check_sizes(const ra_config *c)
                        "rank holds them all, and at most %lld are supported: make the model smaller",
                        (long long)params, c->vocab, c->dim, c->layers, c->heads, c->kv_heads, c->head_dim,
                        c->ffn_dim, (long long)RA_MAX_PARAMS);
-    const int micro = c->batch / c->accum;
+    const int micro = c->batch / c->accum; /* eval's micro-batch; a grid's train groups take 1/dp of it */
     const int64_t tokens = (int64_t)micro * c->seq_len;
     if (tokens > INT32_MAX)
         return RA_FAIL(RA_ERR_ARG,

@@ -87,6 +87,8 @@ const key_spec ra_cfg_keys[] = {
     K_INT(SEC_TRAIN, C, log_every, 1, INT_MAX, "steps between progress lines"),
     K_ENUM(SEC_TRAIN, C, nonfinite, nonfinite_policies,
            "NaN or Inf in the loss or gradients: stop (naming step and layer) or skip the step"),
+    K_BOOL(SEC_TRAIN, C, shard_optimizer,
+           "AdamW moments sharded over the ranks (ZeRO stage 1: each holds 1/P); false: replicated"),
 
     K_ENUM(SEC_DATA, C, source, sources,
            "recall: generated key-value recall task; file: the bytes of data.path; tokens: the token ids of "
@@ -106,6 +108,8 @@ const key_spec ra_cfg_keys[] = {
     K_ENUM(SEC_RUN, C, layout, layouts, "which tokens each rank owns"),
     K_INT(SEC_RUN, C, chunk, 0, BIG, "ring chunk in tokens (0: automatic)"),
     K_INT(SEC_RUN, C, threads, 0, 4096, "threads per rank (0: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)"),
+    K_INT(SEC_RUN, C, dp, 1, 1 << 20,
+          "data-parallel groups: the P ranks form dp rings of P/dp ranks, the batch split over them (divides P)"),
     K_FLT(SEC_RUN, C, timeout, 0, 1e6, 0,
           "seconds a rank waits for another before naming it lost and ending the job (0: forever)"),
     K_STR(SEC_RUN, C, checkpoint_dir, "directory for checkpoints"),
@@ -191,6 +195,7 @@ void ra_config_defaults(ra_config *cfg)
     cfg->checkpoint_every = 0;
     cfg->log_every = 1;
     strcpy(cfg->nonfinite, "stop");
+    cfg->shard_optimizer = 1;
 
     strcpy(cfg->source, "recall");
     cfg->path[0] = '\0';
@@ -203,6 +208,7 @@ void ra_config_defaults(ra_config *cfg)
     cfg->recall_queries = 8;
 
     strcpy(cfg->layout, "zigzag");
+    cfg->dp = 1;
     cfg->chunk = 0;
     cfg->threads = 0;
     cfg->timeout = 120.0f;

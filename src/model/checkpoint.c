@@ -196,6 +196,9 @@ typedef struct {
     size_t len;       /* bytes waiting in s->buf */
     uint64_t off;     /* file offset of s->buf[0] */
     uint64_t reg;     /* CRC register over everything put so far */
+    ra_ckpt_source src; /* pulls tensors without data (ra_ckpt_save_stream) */
+    void *ctx;
+    float *chunk;     /* [CK_BUF_BYTES / 4] what src fills */
 } writer;
 
 static ra_status w_flush(writer *w)
@@ -232,7 +235,7 @@ static uint64_t w_pos(const writer *w) { return w->off + w->len; }
 
 /* Argument checks; computes the exact file size. */
 static ra_status check_save_args(const char *path, const char *config_text, const ra_ckpt_state *state,
-                                 const ra_ckpt_tensor *tensors, int n, uint64_t *total)
+                                 const ra_ckpt_tensor *tensors, int n, int streamed, uint64_t *total)
 {
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "empty checkpoint path");
     size_t plen = strlen(path);
@@ -256,7 +259,7 @@ static ra_status check_save_args(const char *path, const char *config_text, cons
         if (nl > CK_MAX_NAME)
             return RA_FAIL(RA_ERR_ARG, "%s: tensor %d name '%.40s...' is %zu bytes long, at most %u allowed", path, i,
                            t->name, nl, CK_MAX_NAME);
-        if (t->count > 0 && !t->data)
+        if (t->count > 0 && !t->data && !streamed)
             return RA_FAIL(RA_ERR_ARG, "%s: tensor '%s' has NULL data for %" PRIu64 " values", path, t->name,
                            t->count);
         off = align_up(off + 2 + nl + 8);
@@ -305,7 +308,8 @@ static ra_status write_content(writer *w, const char *config_text, const ra_ckpt
         for (uint64_t done = 0; done < t->count;) {
             uint64_t k = t->count - done;
             if (k > CK_BUF_BYTES / 4) k = CK_BUF_BYTES / 4;
-            RA_TRY(w_put(w, src + done, (size_t)k * 4));
+            if (!src) RA_TRY(w->src(w->ctx, i, done, w->chunk, (size_t)k)); /* streamed */
+            RA_TRY(w_put(w, src ? src + done : w->chunk, (size_t)k * 4));
             done += k;
         }
     }
@@ -320,25 +324,38 @@ static ra_status write_content(writer *w, const char *config_text, const ra_ckpt
 }
 
 /* An open failure for the .tmp file; a missing directory is named. */
-ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
-                       const ra_ckpt_tensor *tensors, int n)
+ra_status ra_ckpt_save_stream(const char *path, const char *config_text, const ra_ckpt_state *state,
+                              const ra_ckpt_tensor *tensors, int n, ra_ckpt_source src, void *ctx)
 {
     uint64_t total = 0;
-    RA_TRY(check_save_args(path, config_text, state, tensors, n, &total));
+    RA_TRY(check_save_args(path, config_text, state, tensors, n, src != NULL, &total));
     char tmp[CK_PATH_MAX];
     ra_tmp_name(tmp, sizeof tmp, path);
     scratch *s = NULL;
     RA_TRY(scratch_new(tmp, &s));
+    float *chunk = NULL;
+    if (src && !(chunk = malloc(CK_BUF_BYTES))) {
+        free(s);
+        return RA_FAIL(RA_ERR_NOMEM, "%s: cannot allocate the %u-byte chunk of streamed values", tmp, CK_BUF_BYTES);
+    }
     int fd;
     ra_status st = ra_atomic_create(path, &fd);
     if (st != RA_OK) {
         free(s);
+        free(chunk);
         return st;
     }
-    writer w = {fd, tmp, s, 0, 0, UINT64_MAX};
+    writer w = {fd, tmp, s, 0, 0, UINT64_MAX, src, ctx, chunk};
     st = write_content(&w, config_text, state, tensors, n, total);
     free(s);
+    free(chunk);
     return ra_atomic_finish(path, fd, st); /* sync, rename, fsync the directory; or remove the .tmp */
+}
+
+ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
+                       const ra_ckpt_tensor *tensors, int n)
+{
+    return ra_ckpt_save_stream(path, config_text, state, tensors, n, NULL, NULL);
 }
 
 /* ---- load ------------------------------------------------------------ */
@@ -565,18 +582,19 @@ static ra_status match_tensors(const ckfile *f, const ra_ckpt_tensor *tensors, i
     return RA_OK;
 }
 
-/* Pass 2: values into the caller's tensors. */
-static ra_status read_values(const ckfile *f, const ra_ckpt_tensor *tensors, int n)
+/* Pass 2: values [lo, hi) of each tensor (ranges NULL: all) into the caller's tensors. */
+static ra_status read_values(const ckfile *f, const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n)
 {
     uint64_t off = f->tensors_off;
     entry e;
     for (int i = 0; i < n; i++) {
         RA_TRY(next_entry(f, &off, (uint32_t)i, &e));
         float *dst = tensors[i].data;
-        for (uint64_t done = 0; done < e.count;) {
-            uint64_t k = e.count - done;
+        const uint64_t lo = ranges ? ranges[i].lo : 0, len = (ranges ? ranges[i].hi : e.count) - lo;
+        for (uint64_t done = 0; done < len;) {
+            uint64_t k = len - done;
             if (k > ((uint64_t)1 << 28)) k = (uint64_t)1 << 28; /* 1 GiB per call */
-            ra_status st = ra_pread_full(f->fd, f->path, dst + done, (size_t)k * 4, e.data_off + done * 4);
+            ra_status st = ra_pread_full(f->fd, f->path, dst + done, (size_t)k * 4, e.data_off + (lo + done) * 4);
             if (st != RA_OK) {
                 char why[512];
                 snprintf(why, sizeof why, "%s", ra_last_error());
@@ -589,13 +607,17 @@ static ra_status read_values(const ckfile *f, const ra_ckpt_tensor *tensors, int
     return RA_OK;
 }
 
-static ra_status check_load_args(const char *path, const ra_ckpt_tensor *tensors, int n)
+static ra_status check_load_args(const char *path, const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges,
+                                 int n)
 {
     const char *p = path && path[0] ? path : "(no path)";
     if (n < 0) return RA_FAIL(RA_ERR_ARG, "%s: tensor count %d, expected >= 0", p, n);
     if (n > 0 && !tensors) return RA_FAIL(RA_ERR_ARG, "%s: NULL tensor list for %d tensors", p, n);
     for (int i = 0; i < n; i++) {
         if (!tensors[i].name) return RA_FAIL(RA_ERR_ARG, "%s: tensor %d has no name", p, i);
+        if (ranges && (ranges[i].lo > ranges[i].hi || ranges[i].hi > tensors[i].count))
+            return RA_FAIL(RA_ERR_ARG, "%s: tensor '%s': range [%" PRIu64 ", %" PRIu64 ") is not inside its %" PRIu64
+                           " values", p, tensors[i].name, ranges[i].lo, ranges[i].hi, tensors[i].count);
         if (tensors[i].count > 0 && !tensors[i].data)
             return RA_FAIL(RA_ERR_ARG, "%s: tensor '%s' has NULL data for %" PRIu64 " values", p, tensors[i].name,
                            tensors[i].count);
@@ -606,13 +628,19 @@ static ra_status check_load_args(const char *path, const ra_ckpt_tensor *tensors
 ra_status ra_ckpt_load(const char *path, char **config_text, ra_ckpt_state *state,
                        const ra_ckpt_tensor *tensors, int n)
 {
+    return ra_ckpt_load_range(path, config_text, state, tensors, NULL, n);
+}
+
+ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state *state,
+                             const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n)
+{
     if (config_text) *config_text = NULL;
-    RA_TRY(check_load_args(path, tensors, n));
+    RA_TRY(check_load_args(path, tensors, ranges, n));
     ckfile f;
     char *config = NULL;
     RA_TRY(verify(path, &f, &config));
     ra_status st = match_tensors(&f, tensors, n);
-    if (st == RA_OK) st = read_values(&f, tensors, n);
+    if (st == RA_OK) st = read_values(&f, tensors, ranges, n);
     close(f.fd);
     if (st != RA_OK) {
         free(config);

@@ -127,9 +127,10 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
     if (!m) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the model");
     *out = m;
     m->cfg = *cfg;
-    m->comm = comm;
+    m->comm = m->gcomm = comm;
     MPI_Comm_size(comm, &m->P);
     MPI_Comm_rank(comm, &m->rank);
+    m->gP = m->P, m->grank = m->rank;
     m->B = micro_batch;
     m->L = cfg->seq_len;
     if (micro_batch < 1) return RA_FAIL(RA_ERR_ARG, "model: micro-batch of %d sequences (need >= 1)", micro_batch);
@@ -166,7 +167,25 @@ void ra_model_destroy(ra_model *m)
     for (int l = 0; l < m->net.nl; l++)
         if (m->head[l]) m->head[l]->kind->destroy(m->head[l]);
     free(m->block);
+    free(m->req_counts);
     free(m);
+}
+
+ra_status ra_model_set_reduction(ra_model *m, MPI_Comm gcomm, const size_t *bounds, float *shard_grads)
+{
+    if (m->nreq) return RA_FAIL(RA_ERR_INTERNAL, "model: reduction changed with %d reductions in flight", m->nreq);
+    m->gcomm = gcomm;
+    MPI_Comm_size(gcomm, &m->gP);
+    MPI_Comm_rank(gcomm, &m->grank);
+    m->shard = bounds;
+    m->gshard = shard_grads;
+    free(m->req_counts);
+    m->req_counts = NULL;
+    if (!bounds) return RA_OK;
+    if (bounds[0] != 0 || bounds[m->gP] != m->lay.total)
+        return RA_FAIL(RA_ERR_INTERNAL, "model: shard bounds cover [%zu, %zu), the model has %zu parameters",
+                       bounds[0], bounds[m->gP], m->lay.total);
+    return ra_alloc(&m->req_counts, sizeof(int) * (RA_MAX_LAYERS + 2) * (size_t)m->gP, "reduce-scatter counts");
 }
 
 const ra_param_layout *ra_model_layout(const ra_model *m) { return &m->lay; }
@@ -257,15 +276,34 @@ static ra_status layer_backward(ra_model *m, int l, float *dx)
 
 /* ---- whole model ------------------------------------------------------------- */
 
+/* Sharded: each owner's part of the slice [begin, end) is the slice
+ * intersected with its shard; this rank's lands at its offset in gshard. */
+static ra_status reduce_scatter_slice(ra_model *m, size_t begin, size_t end)
+{
+    int *cnt = m->req_counts + (size_t)m->nreq * m->gP;
+    for (int r = 0; r < m->gP; r++) {
+        size_t a = begin > m->shard[r] ? begin : m->shard[r], b = end < m->shard[r + 1] ? end : m->shard[r + 1];
+        cnt[r] = b > a ? (int)(b - a) : 0;
+    }
+    const size_t lo = m->shard[m->grank];
+    float *recv = cnt[m->grank] ? m->gshard + ((begin > lo ? begin : lo) - lo) : m->gshard;
+    return ra_ireduce_scatter(m->grads + begin, recv, cnt, MPI_FLOAT, MPI_SUM, m->gcomm, &m->req[m->nreq],
+                              "gradient reduce-scatter");
+}
+
 /* Start summing gradients [begin, end) over ranks; layer for the trace
  * (-1: final norm and head, -2: embedding). */
 static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
 {
-    if (m->P == 1 || end <= begin) return RA_OK;
+    if (m->gP == 1 && m->shard && end > begin) /* one shard of everything: the sum is the rank's own */
+        memcpy(m->gshard + begin, m->grads + begin, sizeof(float) * (end - begin));
+    if (m->gP == 1 || end <= begin) return RA_OK;
     if (end - begin > (size_t)INT32_MAX)
         return RA_FAIL(RA_ERR_ARG, "a parameter slice of %zu floats is too large for one reduction", end - begin);
-    RA_TRY(ra_iallreduce(MPI_IN_PLACE, m->grads + begin, (int)(end - begin), MPI_FLOAT, MPI_SUM, m->comm,
-                         &m->req[m->nreq], "gradient reduction"));
+    if (m->shard) RA_TRY(reduce_scatter_slice(m, begin, end));
+    else
+        RA_TRY(ra_iallreduce(MPI_IN_PLACE, m->grads + begin, (int)(end - begin), MPI_FLOAT, MPI_SUM, m->gcomm,
+                             &m->req[m->nreq], "gradient reduction"));
     if (ra_trace_on) {
         m->req_t0[m->nreq] = ra_trace_clock();
         m->req_bytes[m->nreq] = (int64_t)((end - begin) * sizeof(float));

@@ -75,6 +75,13 @@ struct ra_model {
     int nreq;
     int64_t req_t0[RA_MAX_LAYERS + 2], req_bytes[RA_MAX_LAYERS + 2]; /* trace: post time, size */
     int req_layer[RA_MAX_LAYERS + 2];                                /* trace: layer, -1 head, -2 embedding */
+    /* gradient sums (ra_model_set_reduction): over gcomm; with shard
+     * bounds, reduce-scattered onto the shard owners into gshard */
+    MPI_Comm gcomm;
+    int gP, grank;
+    const size_t *shard;   /* [gP + 1] bounds, NULL: allreduce (replicated) */
+    float *gshard;         /* [shard[grank + 1] - shard[grank]] */
+    int *req_counts;       /* [RA_MAX_LAYERS + 2][gP] each reduce-scatter's counts */
     double wait;
 };
 

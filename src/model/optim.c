@@ -27,15 +27,28 @@ static int par_threads(size_t work)
     return ra_threads();
 }
 
-static void mark(unsigned char *d, size_t at, size_t n) { memset(d + at, 1, n); }
+/* Parameters [at, at + n) decay: the part of them inside [lo, lo + len). */
+static void mark_in(unsigned char *d, size_t lo, size_t len, size_t at, size_t n)
+{
+    size_t a = at > lo ? at : lo, b = at + n < lo + len ? at + n : lo + len;
+    if (b > a) memset(d + (a - lo), 1, b - a);
+}
+#define mark(d_, at_, len_) mark_in(d_, opt->lo, opt->n, at_, len_)
 
 ra_status ra_adamw_create(ra_adamw *opt, const ra_param_layout *lay, int layers)
 {
-    *opt = (ra_adamw){ .n = lay->total };
-    RA_TRY(ra_alloc(&opt->m, sizeof(float) * 2 * opt->n, "AdamW moments"));
+    return ra_adamw_create_range(opt, lay, layers, 0, lay->total);
+}
+
+ra_status ra_adamw_create_range(ra_adamw *opt, const ra_param_layout *lay, int layers, size_t lo, size_t hi)
+{
+    *opt = (ra_adamw){ .lo = lo, .n = hi - lo };
+    if (lo > hi || hi > lay->total)
+        return RA_FAIL(RA_ERR_INTERNAL, "AdamW shard [%zu, %zu) of %zu parameters", lo, hi, lay->total);
+    RA_TRY(ra_alloc(&opt->m, sizeof(float) * 2 * opt->n + 64, "AdamW moments")); /* + 64: n may be 0 */
     opt->v = opt->m + opt->n;
     memset(opt->m, 0, sizeof(float) * 2 * opt->n);
-    RA_TRY(ra_alloc(&opt->decay, opt->n, "weight-decay mask"));
+    RA_TRY(ra_alloc(&opt->decay, opt->n + 64, "weight-decay mask"));
     memset(opt->decay, 0, opt->n);
     /* matrices decay; norm gains (and alignment padding) do not */
     mark(opt->decay, lay->emb, lay->layer[0].begin - lay->emb);
@@ -47,6 +60,7 @@ ra_status ra_adamw_create(ra_adamw *opt, const ra_param_layout *lay, int layers)
     if (lay->lm_head != lay->emb) mark(opt->decay, lay->lm_head, lay->total - lay->lm_head);
     return RA_OK;
 }
+#undef mark
 
 void ra_adamw_free(ra_adamw *opt)
 {
@@ -67,7 +81,9 @@ float ra_lr_at(const ra_config *cfg, int step)
 
 /* Segment k holds [k n / NORM_SEGS, (k + 1) n / NORM_SEGS): each segment's
  * squares are summed in order in double, then the segments in order. */
-double ra_grad_norm(const float *g, size_t n)
+double ra_grad_norm(const float *g, size_t n) { return sqrt(ra_grad_sumsq(g, n)); }
+
+double ra_grad_sumsq(const float *g, size_t n)
 {
     double part[NORM_SEGS];
     const int nt = par_threads(n);
@@ -81,7 +97,7 @@ double ra_grad_norm(const float *g, size_t n)
     }
     double s = 0;
     for (int k = 0; k < NORM_SEGS; k++) s += part[k];
-    return sqrt(s);
+    return s;
 }
 
 void ra_adamw_step(ra_adamw *opt, float *params, const float *grads, float grad_scale, float lr,

@@ -4,7 +4,8 @@
 # over TCP through a bridge, one or two ranks per host, on 2, 3 and 4 hosts.
 # Attention outputs and gradients equal a single-rank run, the sampled
 # float64 reference check of bench attn passes, and 20 training losses equal
-# a single-rank run within 1e-4 relative. Needs root (exit 77 otherwise, or
+# a single-rank run within 1e-4 relative, also as a dp 2 x cp 2 grid whose
+# rings each stay on one host. Needs root (exit 77 otherwise, or
 # when network namespaces cannot be created). The test builds its own cluster
 # (RA_CLUSTER=rat on 10.213.1.0/24), so a cluster the user has up is not
 # touched, and removes it on exit.
@@ -114,6 +115,35 @@ for run in "2 1 contiguous" "3 1 zigzag" "4 1 striped" "4 2 zigzag"; do
     [ -z "$why" ] && why=$(same_losses "$tag.jsonl" p1.jsonl 2>/dev/null)
     report "train on $h hosts x $ppn rank(s), $layout: 20 losses equal 1 rank within 1e-4" "$why"
 done
+
+# ---- a grid: 2 hosts x 2 ranks as dp = 2 rings of cp = 2, each ring on one host ----
+cl 2 2 --verbose train "${common[@]}" --set run.dp=2 --metrics grid.jsonl --checkpoint-dir ck-grid
+why=$([ $? -eq 0 ] || tail -3 err)
+if [ -z "$why" ]; then
+    for r in 0 1 2 3; do
+        h=$((r / 2 + 1)) g=$((r / 2)) p=$((r % 2))
+        grep -q "^grid: rank $r/4 on rat-host$h .*| dp group $g/2 | ring position $p/2$" out ||
+            why+="rank $r is not at host $h, group $g, position $p: $(grep "^grid: rank $r/" out); "
+    done
+    grep -q 'P=4 = dp 2 x cp 2 .*optimizer sharded' out || why+="start line lacks the grid; "
+    why+=$(same_losses grid.jsonl p1.jsonl 2>/dev/null)
+fi
+report "train on 2 hosts x 2 ranks as dp 2 x cp 2 (sharded AdamW): each ring on one host, 20 losses equal 1 rank within 1e-4" "$why"
+
+# ranks dealt round-robin over the hosts (--map-by node: 0 and 2 on host 1, 1 and 3
+# on host 2): the rings follow the nodes, not the world ranks
+timeout 120 "$NC" run 2 --ppn 2 -- --map-by node "$RA" --verbose train "${common[@]}" --set run.dp=2 \
+    --metrics grid-rr.jsonl --checkpoint-dir ck-grid-rr >out 2>err </dev/null
+why=$([ $? -eq 0 ] || tail -3 err)
+if [ -z "$why" ]; then
+    for r in 0 1 2 3; do
+        h=$((r % 2 + 1)) g=$((r % 2)) p=$((r / 2))
+        grep -q "^grid: rank $r/4 on rat-host$h .*| dp group $g/2 | ring position $p/2$" out ||
+            why+="rank $r is not at host $h, group $g, position $p: $(grep "^grid: rank $r/" out); "
+    done
+    why+=$(same_losses grid-rr.jsonl p1.jsonl 2>/dev/null)
+fi
+report "dp 2 x cp 2 with ranks round-robin over 2 hosts: rings {0, 2} and {1, 3}, each on its host; losses equal 1 rank" "$why"
 
 # ---- the ranks really talked through the bridge ------------------------------------
 why=""

@@ -5,7 +5,8 @@
 # `#SBATCH --signal=B:USR1@120` would before the time limit), checkpoints,
 # requeues itself and resumes, is then preempted by a job of a higher-priority
 # partition (SIGTERM, requeued by Slurm) and resumes again, and ends with
-# parameters bit-identical to an uninterrupted run. The benchmark script runs
+# parameters bit-identical to an uninterrupted run; a job of 2 tasks then
+# resumes its checkpoints (elastic resume). The benchmark script runs
 # under srun --mpi=pmix and under mpirun.
 set -u
 RA=$1
@@ -166,6 +167,29 @@ n=$(losses metrics.jsonl | wc -l)
 cmp -s <(losses metrics.jsonl) <(losses "$T/ref/metrics.jsonl")
 report "metrics: $STEPS losses, appended across the restarts, equal to the uninterrupted run" \
     "$([ $? -eq 0 ] && [ "$n" -eq $STEPS ] || echo "$n loss lines, or they differ")"
+
+# ---- elastic resume: the finished run continued by a job of 2 tasks ------------------
+# train.sbatch gives the launcher no rank count, so a job with another task count
+# resumes the same checkpoint directory on all of its tasks (docs/design.md §16);
+# its losses equal those of the run continued on the old 4 ranks within 1e-4.
+MORE=$((STEPS + 20))
+(timeout 120 "$MPIRUN" -n $P "$RA" train --resume ck/step-$(printf %08d $STEPS).ckpt --set train.steps=$MORE \
+    --checkpoint-dir "$T/ref/ck-more" --metrics "$T/ref/more.jsonl" >"$T/ref/more.out" 2>&1 </dev/null)
+ej=$(SETS="$SETS train.steps=$MORE" METRICS=elastic.jsonl sbatch --parsable -n 2 --time=00:05:00 \
+    "$SRC/scripts/slurm/train.sbatch" 2>&1)
+[[ $ej =~ ^[0-9]+$ ]] && jobs_started+=("$ej")
+wait_job "$ej" 120
+state=$(job_field "$ej" JobState)
+eout="$T/job/ringattn-train-$ej.out"
+why=""
+[ "$state" = COMPLETED ] || why+="JobState=$state; $(tail -3 "$eout" 2>&1); "
+grep -q "2 ranks: resuming from ck/last.ckpt" "$eout" || why+="the job did not resume ck on 2 ranks; "
+grep -q "resumed from ck/last.ckpt at step $STEPS\$" "$eout" || why+="no 'resumed ... at step $STEPS'; "
+grep -q "| P=2 " "$eout" || why+="the run does not say P=2; "
+why+=$(paste <(losses "$T/ref/more.jsonl" | awk '{print $2}') <(losses elastic.jsonl | awk '{print $2}') | awk '
+    { n++; d = $1 - $2; if (d < 0) d = -d; r = d / ($1 < 0 ? -$1 : $1); if (r > m) m = r }
+    END { if (n != 20) printf "%d loss lines, expected 20; ", n; else if (m > 1e-4) printf "losses differ by %.3g; ", m }')
+report "elastic resume: a 2-task job continues the 4-rank run's checkpoints, 20 losses equal 4 ranks' within 1e-4 ($(since))" "$why"
 
 # ---- the attention benchmark under both launchers --------------------------------------
 export BENCH_ARGS="-b 1K -e 2K -n 1 -w 0 -c 1 --causal"

@@ -2,7 +2,8 @@
  * valid checkpoints saved and loaded bit for bit (the documented layout
  * decoded independently, peek, overwrite, a stale .tmp after a crash) and
  * saves that fail (missing directory, bad arguments, a write cut short)
- * leaving the previous file as it was. Refused files (corrupt, crafted,
+ * leaving the previous file as it was; streamed saves and range loads
+ * (sharded optimizer states). Refused files (corrupt, crafted,
  * mismatched): test_checkpoint_refused.c. Helpers, the fixture and the
  * independent decoder: checkpoint_helpers.h. */
 #include <setjmp.h>
@@ -284,6 +285,120 @@ static void test_stale_tmp_after_crash(void **state)
     unlink(p);
 }
 
+
+/* ---- streamed saves and range loads (sharded optimizer states) ---------- */
+
+enum { BIG = 600001 }; /* three 1 MiB chunks and a bit: the chunking shows */
+
+typedef struct {
+    const float *src;  /* the whole tensor the callback serves */
+    uint64_t next;     /* the next value expected: chunks come in order */
+    int calls, fail_at; /* fail_at: the call that fails (0: none) */
+} feeder;
+
+static ra_status feed(void *ctx, int tensor, uint64_t at, float *dst, size_t n)
+{
+    feeder *f = ctx;
+    assert_int_equal(tensor, 1);
+    assert_int_equal(at, f->next); /* in order, no gaps, no overlap */
+    assert_true(n >= 1 && n <= 262144);
+    if (++f->calls == f->fail_at) return RA_FAIL(RA_ERR_PEER, "feeder: rank 3 is gone");
+    memcpy(dst, f->src + at, n * sizeof(float));
+    f->next += n;
+    return RA_OK;
+}
+
+static float *big_values(uint32_t seed)
+{
+    float *x = malloc(sizeof(float) * BIG);
+    assert_non_null(x);
+    for (int i = 0; i < BIG; i++) x[i] = (float)(i % 9973) * 0.5f - (float)seed;
+    return x;
+}
+
+/* A tensor pulled through the callback gives the very file ra_ckpt_save
+ * writes from memory. */
+static void test_stream_equals_save(void **state)
+{
+    char a[TMPDIR_CAP], b[TMPDIR_CAP];
+    tmp(state, a, sizeof a, "direct.ckpt");
+    tmp(state, b, sizeof b, "stream.ckpt");
+    float *x = big_values(1), p[3] = { 1, 2, 3 };
+    const ra_ckpt_state st = { .step = 7, .seed = 9 };
+    const ra_ckpt_tensor direct[2] = { { "params", p, 3 }, { "adam_m", x, BIG } };
+    const ra_ckpt_tensor pulled[2] = { { "params", p, 3 }, { "adam_m", NULL, BIG } };
+    assert_int_equal(ra_ckpt_save(a, config_a, &st, direct, 2), RA_OK);
+    feeder f = { x, 0, 0, 0 };
+    ra_status s = ra_ckpt_save_stream(b, config_a, &st, pulled, 2, feed, &f);
+    if (s != RA_OK) fail_msg("stream save: %s", ra_last_error());
+    assert_int_equal(f.next, BIG);
+    assert_int_equal(f.calls, 3);
+    size_t na, nb;
+    unsigned char *fa = read_file(a, &na), *fb = read_file(b, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(fa, fb, na);
+    free(fa), free(fb), free(x);
+    /* without a source, NULL data is still an argument error */
+    assert_error(ra_ckpt_save(a, config_a, &st, pulled, 2), RA_ERR_ARG, a, "NULL data");
+    unlink(a), unlink(b);
+}
+
+/* A source that fails mid-way (a lost rank) aborts the save: the previous
+ * file stays as it was, no temporary is left. */
+static void test_stream_failure_keeps_old(void **state)
+{
+    char p[TMPDIR_CAP], t[TMPDIR_CAP + 8];
+    tmp(state, p, sizeof p, "keep.ckpt");
+    save_model(p, config_a, 3);
+    size_t n0, n1;
+    unsigned char *before = read_file(p, &n0);
+    float *x = big_values(2);
+    const ra_ckpt_state st = { .step = 8 };
+    const ra_ckpt_tensor pulled[2] = { { "params", x, 5 }, { "adam_m", NULL, BIG } };
+    feeder f = { x, 0, 0, 2 };
+    assert_error(ra_ckpt_save_stream(p, config_a, &st, pulled, 2, feed, &f), RA_ERR_PEER, NULL, "rank 3 is gone");
+    unsigned char *after = read_file(p, &n1);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(before, after, n0);
+    assert_false(exists(tmp_name(t, sizeof t, p)));
+    free(before), free(after), free(x);
+    unlink(p);
+}
+
+/* A range load copies exactly its values and nothing around them; a range
+ * outside the tensor is refused before anything is read. */
+static void test_load_range(void **state)
+{
+    char p[TMPDIR_CAP];
+    tmp(state, p, sizeof p, "range.ckpt");
+    float *x = big_values(4), pa[3] = { 4, 5, 6 };
+    const ra_ckpt_state st = { .step = 11 };
+    const ra_ckpt_tensor t[2] = { { "params", pa, 3 }, { "adam_m", x, BIG } };
+    assert_int_equal(ra_ckpt_save(p, config_a, &st, t, 2), RA_OK);
+    const uint64_t lo = 262143, hi = 400003; /* across a chunk boundary, unaligned */
+    float *got = malloc(sizeof(float) * (hi - lo + 2)), q[3] = { 0, 0, 0 };
+    assert_non_null(got);
+    memset(got, SENT, sizeof(float) * (hi - lo + 2));
+    const ra_ckpt_tensor in[2] = { { "params", q, 3 }, { "adam_m", got + 1, BIG } };
+    const ra_ckpt_range r[2] = { { 0, 3 }, { lo, hi } };
+    ra_ckpt_state back = { 0 };
+    ra_status s = ra_ckpt_load_range(p, NULL, &back, in, r, 2);
+    if (s != RA_OK) fail_msg("range load: %s", ra_last_error());
+    assert_memory_equal(q, pa, sizeof pa);
+    assert_memory_equal(got + 1, x + lo, sizeof(float) * (hi - lo));
+    assert_int_equal(((unsigned char *)got)[0], SENT);
+    assert_int_equal(((unsigned char *)(got + 1 + (hi - lo)))[0], SENT);
+    assert_int_equal(back.step, 11);
+    const ra_ckpt_range bad[2] = { { 0, 3 }, { lo, BIG + 1 } };
+    assert_error(ra_ckpt_load_range(p, NULL, NULL, in, bad, 2), RA_ERR_ARG, p, "not inside");
+    /* the count is the whole tensor's, as the file's: a shard's length is refused */
+    const ra_ckpt_tensor shard[2] = { { "params", q, 3 }, { "adam_m", got + 1, hi - lo } };
+    const ra_ckpt_range r2[2] = { { 0, 3 }, { 0, hi - lo } };
+    assert_error(ra_ckpt_load_range(p, NULL, NULL, shard, r2, 2), RA_ERR_SHAPE, p, "adam_m");
+    free(got), free(x);
+    unlink(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +411,9 @@ int main(void)
         cmocka_unit_test(test_save_bad_args),
         cmocka_unit_test(test_write_failure),
         cmocka_unit_test(test_stale_tmp_after_crash),
+        cmocka_unit_test(test_stream_equals_save),
+        cmocka_unit_test(test_stream_failure_keeps_old),
+        cmocka_unit_test(test_load_range),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -120,6 +120,10 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("model.dim=48", "model.heads=16"), "model.head_dim = 3", "even");
     expect_finish_error(SETS("train.batch=16", "train.accum=3"),
                         "train.batch = 16 is not divisible by train.accum = 3", NULL);
+    /* the grid: each of run.dp groups takes batch / dp sequences in accum micro-batches */
+    expect_finish_error(SETS("train.batch=10", "run.dp=4"), "train.batch = 10 is not divisible by run.dp = 4", NULL);
+    expect_finish_error(SETS("train.batch=12", "run.dp=2", "train.accum=4"), "train.accum = 4",
+                        "run.dp x train.accum = 8");
     expect_finish_error(SETS("train.min_lr=0.01"), "train.min_lr = 0.01", "train.lr = 0.003");
     expect_finish_error(SETS("train.steps=10"), "train.warmup = 20", "train.steps = 10");
     expect_finish_error(SETS("data.source=file"), "data.source = file", "data.path");

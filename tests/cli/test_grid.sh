@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# test_grid.sh RINGATTN MPIRUN CONFIGS - the data x context grid (run.dp)
+# and sharded optimizer states (train.shard_optimizer), end to end:
+#   - grids dp x cp at P = 4, 6, 8 give the losses of one rank over 20
+#     steps, each within 1e-5 relative (float32 summation order);
+#   - the shards do not divide the parameter count at P = 6 and 3;
+#   - a checkpoint resumes on another grid and sharding (2x2 -> 1x3,
+#     4x1 -> 1x1, sharded -> unsharded, unsharded -> sharded), the losses of
+#     steps 11-20 within 1e-4 relative of the one-rank run;
+#   - run.dp not dividing P, and a batch not divisible by run.dp (or by
+#     run.dp x train.accum), are errors naming the keys, non-zero exit;
+#   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank;
+#   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named;
+#     a rank stopped (hung) is named by its world rank after the peer timeout.
+# Every distributed run is compared with a one-rank run, never a constant.
+set -u
+CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+
+# batch 12: divisible by every dp below; seq_len 48: at least 8 ranks per ring
+base=(--config "$CONFIGS/tiny.ini" --set train.batch=12 --set data.seq_len=48 --set train.eval_every=0
+      --set train.checkpoint_every=10 --set run.threads=1)
+
+# run DIR N ARGS...: train on N ranks into DIR (checkpoints, metrics)
+run() {
+    local d=$1 n=$2
+    shift 2
+    mpi "$n" train "${base[@]}" --checkpoint-dir "$d" --metrics "$d.jsonl" "$@"
+}
+# losses FILE: "step loss" per training line of a metrics file
+losses() { sed -n 's/^{"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/p' "$1"; }
+# agree A B TOL: every step of B has the loss of A within TOL relative; prints
+# the largest difference, or why not
+agree() {
+    awk -v tol="$3" '
+        NR == FNR { ref[$1] = $2; next }
+        { want++; if (!($1 in ref)) next; n++
+          d = ref[$1] - $2; if (d < 0) d = -d; r = d / (ref[$1] < 0 ? -ref[$1] : ref[$1])
+          if (r > m) m = r; if (r > tol) bad++ }
+        END { if (n == 0 || n != want) { printf "%d of %d steps found in the reference", n, want; exit 1 }
+              if (bad) { printf "%d steps differ by more than %g (max %.3g)", bad, tol, m; exit 1 }
+              printf "max relative difference %.3g", m }' <(losses "$1") <(losses "$2")
+}
+
+# ---- the one-rank reference -----------------------------------------------------------
+run ref 1
+why=$(status $?)
+[ "$(losses ref.jsonl | wc -l)" -eq 20 ] || why+="reference has $(losses ref.jsonl | wc -l) loss lines, expected 20; "
+report "one-rank reference run, 20 steps" "$why"
+NP=$(sed -n 's/^train: \([0-9]*\) parameters.*/\1/p' out)
+
+# ---- grids equal the one-rank run ----------------------------------------------------
+# grid DESC N DP SHARD [ARGS...]
+grid() {
+    local n=$2 dp=$3 sh=$4 why d="g$2x$3$4"
+    shift 4
+    run "$d" "$n" --set run.dp="$dp" --set train.shard_optimizer="$sh" "$@"
+    why=$(status $?)
+    local cp=$((n / dp)) opt=replicated
+    [ "$sh" = true ] && opt=sharded
+    grep -q "P=$n = dp $dp x cp $cp .*optimizer $opt" out || why+="start line lacks 'P=$n = dp $dp x cp $cp ... $opt'; "
+    local a
+    a=$(agree ref.jsonl "$d.jsonl" 1e-5) || why+="$a; "
+    report "P=$n as dp $dp x cp $cp, optimizer $opt: 20 losses equal one rank's within 1e-5 ($a)" "$why"
+}
+grid "" 4 2 true
+grid "" 4 4 false
+grid "" 4 1 true
+grid "" 6 3 true
+grid "" 6 2 true --set train.accum=2
+grid "" 8 2 true
+
+why=""
+[ -n "$NP" ] || why+="no parameter count in the start line; "
+[ -n "$NP" ] && [ $((NP % 6)) -ne 0 ] && [ $((NP % 3)) -ne 0 ] || why+="$NP parameters divide by 6 or 3: the uneven-shard cases test nothing; "
+report "the $NP parameters do not divide into 6 or 3 shards (the uneven shards of P = 6 above, P = 3 below)" "$why"
+
+# ---- verbose: the grid printout ------------------------------------------------------
+mpi 4 --verbose train "${base[@]}" --set train.steps=1 --set train.warmup=0 --set run.dp=2 --checkpoint-dir gv
+why=$(status $?)
+for r in 0 1 2 3; do
+    g=$((r / 2)) p=$((r % 2))
+    grep -q "^grid: rank $r/4 on .* | dp group $g/2 | ring position $p/2$" out || why+="no grid line for rank $r (group $g, position $p); "
+done
+report "--verbose prints each rank's host, dp group and ring position" "$why"
+
+# ---- resume on another grid ----------------------------------------------------------
+# resume DESC FROM N DP SHARD
+resume() {
+    local desc=$1 from=$2 n=$3 dp=$4 sh=$5 d="r$2-$3x$4$5" why a
+    mpi "$n" train --resume "$from/step-00000010.ckpt" --set run.dp="$dp" --set train.shard_optimizer="$sh" \
+        --checkpoint-dir "$d" --metrics "$d.jsonl"
+    why=$(status $?)
+    grep -q "resumed from $from/step-00000010.ckpt at step 10" out || why+="did not resume at step 10; "
+    [ "$(losses "$d.jsonl" | head -1 | cut -d' ' -f1)" = 11 ] || why+="first step is not 11; "
+    a=$(agree ref.jsonl "$d.jsonl" 1e-4) || why+="$a; "
+    report "resume $desc: steps 11-20 equal the one-rank run within 1e-4 ($a)" "$why"
+}
+resume "2x2 sharded -> 1x3 sharded" g4x2true 3 1 true
+resume "4x1 replicated -> 1x1" g4x4false 1 1 true
+resume "2x2 sharded -> 1x2 replicated" g4x2true 2 1 false
+resume "4x1 replicated -> 2x1 sharded" g4x4false 2 2 true
+resume "3x2 sharded -> 2x4 sharded" g6x3true 8 2 true
+
+# ---- eval of a grid's checkpoint: one ring of all its ranks --------------------------
+mpi 1 eval --checkpoint g4x2true
+why=$(status $?)
+one=$(grep -o 'loss [0-9.]* | bpb [0-9.]*' out)
+mpi 3 eval --checkpoint g4x2true
+why+=$(status $?)
+three=$(grep -o 'loss [0-9.]* | bpb [0-9.]*' out)
+[ -n "$one" ] && [ "$one" = "$three" ] || why+="1 rank: '$one', 3 ranks: '$three'; "
+report "eval of a 2x2 sharded checkpoint on 3 ranks prints one rank's loss ($one)" "$why"
+
+# ---- bad grids -----------------------------------------------------------------------
+fails "run.dp = 3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' '4 ranks' -- \
+    train "${base[@]}" --set run.dp=3 --checkpoint-dir bad1
+fails "train.batch = 10 with run.dp = 4" 4 'train\.batch = 10' 'run\.dp = 4' -- \
+    train "${base[@]}" --set train.batch=10 --set run.dp=4 --checkpoint-dir bad2
+fails "train.batch = 12, run.dp = 2, train.accum = 4 (6 per group)" 4 'train\.accum = 4' 'run\.dp' -- \
+    train "${base[@]}" --set run.dp=2 --set train.accum=4 --checkpoint-dir bad3
+fails "run.dp = 0" 2 'run\.dp' -- train "${base[@]}" --set run.dp=0 --checkpoint-dir bad4
+fails "train.shard_optimizer = maybe" 2 'train\.shard_optimizer' -- \
+    train "${base[@]}" --set train.shard_optimizer=maybe --checkpoint-dir bad5
+
+# ---- a rank killed in a grid ---------------------------------------------------------
+"$MPIRUN" --oversubscribe -n 4 "$RA" train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --checkpoint-dir gk >out 2>err </dev/null &
+mp=$!
+for ((i = 0; i < 600; i++)); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
+victim=
+for x in $(pgrep -P "$mp"); do
+    grep -qz '^OMPI_COMM_WORLD_RANK=3$' "/proc/$x/environ" 2>/dev/null && victim=$x
+done
+t0=$(date +%s)
+[ -n "$victim" ] && kill -9 "$victim"
+(sleep 60 && kill -9 "$mp" 2>/dev/null) &
+guard=$!
+wait "$mp"
+rc=$?
+kill "$guard" 2>/dev/null
+wait "$guard" 2>/dev/null
+secs=$(($(date +%s) - t0))
+why=""
+[ -n "$victim" ] || why+="rank 3 not found (the run did not reach step 40: $(tail -2 err)); "
+[ "$rc" -ne 0 ] || why+="exit status 0; "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'rank 3' err || why+="no message names rank 3: $(tail -3 err | tr '\n' ' '); "
+report "SIGKILL of rank 3 of a 2x2 grid: job ended in ${secs}s, exit $rc, rank 3 named" "$why"
+
+# ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
+# rank 2 is ring position 0 of group 1: a message naming ring ranks would say 0
+"$MPIRUN" --oversubscribe -n 4 "$RA" train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --set run.timeout=3 \
+    --checkpoint-dir gs >out 2>err </dev/null &
+mp=$!
+for ((i = 0; i < 600; i++)); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
+victim=
+for x in $(pgrep -P "$mp"); do
+    grep -qz '^OMPI_COMM_WORLD_RANK=2$' "/proc/$x/environ" 2>/dev/null && victim=$x
+done
+t0=$(date +%s)
+[ -n "$victim" ] && kill -STOP "$victim"
+(sleep 60 && kill -9 "$mp" 2>/dev/null) &
+guard=$!
+wait "$mp"
+rc=$?
+kill "$guard" 2>/dev/null
+wait "$guard" 2>/dev/null
+[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
+secs=$(($(date +%s) - t0))
+why=""
+[ -n "$victim" ] || why+="rank 2 not found (the run did not reach step 40: $(tail -2 err)); "
+[ "$rc" -ne 0 ] || why+="exit status 0; "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m2 error err | tr '\n' ' '); "
+report "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3): job ended in ${secs}s naming world rank 2" "$why"
+
+finish
