@@ -85,7 +85,10 @@ ra_status ra_grid_print(const ra_grid *g)
     snprintf(line, sizeof line, "grid: rank %d/%d on %s (node of rank %d) | dp group %d/%d | ring position %d/%d",
              g->rank, g->P, host, g->node, g->group, g->dp, g->pos, g->cp);
     if (g->rank == 0) all = malloc((size_t)LINE * (size_t)g->P);
-    ra_status st = ra_gather(line, LINE, MPI_CHAR, all, LINE, MPI_CHAR, 0, g->world, "the grid lines");
+    ra_status st = ra_agree(g->world, g->rank == 0 && !all ? RA_FAIL(RA_ERR_NOMEM, "grid: out of memory for "
+                                                                     "the lines of %d ranks", g->P) : RA_OK);
+    if (st != RA_OK) return st;
+    st = ra_gather(line, LINE, MPI_CHAR, all, LINE, MPI_CHAR, 0, g->world, "the grid lines");
     for (int r = 0; st == RA_OK && all && r < g->P; r++) printf("%s\n", all + (size_t)LINE * (size_t)r);
     fflush(stdout);
     free(all);
