@@ -5,7 +5,7 @@
 #   netns-cluster.sh up H              build hosts 1..H (1 <= H <= 8); idempotent
 #   netns-cluster.sh down              remove every host, the bridge and the state
 #   netns-cluster.sh status            list the hosts, addresses and link shaping
-#   netns-cluster.sh run H [--ppn K] [--threads T] -- ARGS...
+#   netns-cluster.sh run H [--ppn K] [--threads T] [--own-cores] -- ARGS...
 #                                      mpirun ARGS across hosts 1..H, K slots each
 #   netns-cluster.sh shape RATE DELAY  shape every host's link (e.g. 1gbit 0.5ms)
 #   netns-cluster.sh shape off         remove the shaping
@@ -33,6 +33,10 @@
 # every host sees the same physical cores. ARGS go to mpirun after these
 # options: e.g. `run 2 --ppn 2 -- build/src/ringattn attn ...` runs 4 ranks;
 # add -n, --map-by, -x as usual. --threads T exports OPENBLAS_NUM_THREADS=T.
+# --own-cores gives each host its own slice of the machine's cores, like a
+# real node: host i's processes (mpirun or the daemon, and their ranks) run
+# under `taskset` on cores [(i-1)n/H, in/H) of the n online cores (H <= n),
+# so no two hosts' ranks take turns on one core.
 #
 # `shape` puts a qdisc on both ends of every host's veth, so each direction
 # of each host's link is limited (a full-duplex NIC): netem rate RATE delay
@@ -208,13 +212,14 @@ tc_rate_bytes() { # RATE in tc units (bit, kbit, mbit, gbit, bps, ...) -> bytes 
 }
 
 cmd_run() {
-    local h=${1:-} ppn=1 threads=
-    [[ "$h" =~ ^[1-8]$ ]] || die "run H [--ppn K] [--threads T] -- ARGS"
+    local h=${1:-} ppn=1 threads= own=0
+    [[ "$h" =~ ^[1-8]$ ]] || die "run H [--ppn K] [--threads T] [--own-cores] -- ARGS"
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
             --ppn) ppn=$2; shift 2 ;;
             --threads) threads=$2; shift 2 ;;
+            --own-cores) own=1; shift ;;
             *) die "run: unknown option $1 (mpirun options go after --)" ;;
         esac
     done
@@ -222,13 +227,24 @@ cmd_run() {
     shift
     need_root
     [ "$(hosts_up)" -ge "$h" ] || die "only $(hosts_up) host(s) up: run 'up $h' first"
-    local hostfile i
+    local hostfile i n pin=()
     hostfile=$(mktemp "$STATE/hostfile.XXXXXX")
     for i in $(seq 1 "$h"); do echo "$PREFIX$i slots=$ppn" >>"$hostfile"; done
+    # per host, the cores its processes may use (netns-rsh reads cpus/HOST)
+    rm -rf "$STATE/cpus"
+    if [ "$own" = 1 ]; then
+        n=$(nproc --all)
+        [ "$h" -le "$n" ] || die "run --own-cores: $h hosts but only $n cores"
+        mkdir -p "$STATE/cpus"
+        for i in $(seq 1 "$h"); do
+            echo "$(((i - 1) * n / h))-$((i * n / h - 1))" >"$STATE/cpus/$PREFIX$i"
+        done
+        pin=(taskset -c "$(cat "$STATE/cpus/${PREFIX}1")")
+    fi
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     [ -z "$threads" ] || export OPENBLAS_NUM_THREADS="$threads"
     local rc=0
-    ip netns exec "${PREFIX}1" nsenter --uts="$STATE/uts/${PREFIX}1" -- mpirun \
+    ip netns exec "${PREFIX}1" nsenter --uts="$STATE/uts/${PREFIX}1" -- "${pin[@]}" mpirun \
         --hostfile "$hostfile" \
         --mca plm_rsh_agent "$HERE/netns-rsh" \
         --mca pml ob1 \
@@ -238,6 +254,7 @@ cmd_run() {
         --bind-to none \
         "$@" || rc=$?
     rm -f "$hostfile"
+    rm -rf "$STATE/cpus"
     return $rc
 }
 

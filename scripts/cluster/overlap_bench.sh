@@ -2,7 +2,7 @@
 # overlap_bench.sh - does the ring hide its transfers behind the block compute?
 #
 #   bash scripts/cluster/overlap_bench.sh [-b 512] [-e 8K] [-n 3] [-w 1] [-r 2]
-#       [--rate 1gbit] [--delay 0.5ms] [-H 4] [--Hkv H] [-D 64]
+#       [--rate 1gbit] [--delay 0.5ms] [-H 4] [--Hkv H] [-D 64] [--shared-cores]
 #
 # Builds a namespace cluster of 2 hosts (scripts/cluster/netns-cluster.sh,
 # its own: RA_CLUSTER=rab on 10.213.2.0/24, removed on exit), shapes each
@@ -11,7 +11,10 @@
 # backward, 1 rank per host, 1 OpenBLAS thread per rank) twice: normally
 # (with the sampled float64 check) and with --no-comm (the same tile work,
 # the ring transfers skipped); with -r R it alternates the two R times and
-# keeps each column's minimum (a machine shared with other jobs). Then it
+# keeps each column's minimum (a machine shared with other jobs). Each host
+# runs on its own cores (netns-cluster.sh run --own-cores: host 1 on the
+# first half of the machine, host 2 on the second), as real nodes do;
+# --shared-cores lets both hosts' ranks float over every core. Then it
 # prints, per L:
 #
 #   block      tokens per rank, c = L/2
@@ -44,7 +47,7 @@ RA=$PWD/$RINGATTN_BUILD/src/ringattn
 NC=$PWD/scripts/cluster/netns-cluster.sh
 export RA_CLUSTER=rab RA_CLUSTER_SUBNET=10.213.2
 
-b=512 e=8K n=3 w=1 r=2 rate=1gbit delay=0.5ms H=4 Hkv='' D=64
+b=512 e=8K n=3 w=1 r=2 rate=1gbit delay=0.5ms H=4 Hkv='' D=64 cores=--own-cores
 while [ $# -gt 0 ]; do
     case $1 in
         -b) b=$2; shift 2 ;;
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
         -H) H=$2; shift 2 ;;
         --Hkv) Hkv=$2; shift 2 ;;
         -D) D=$2; shift 2 ;;
+        --shared-cores) cores=''; shift ;;
         --rate) rate=$2; shift 2 ;;
         --delay) delay=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -88,7 +92,7 @@ bench() { # L EXTRA...: one bench row, the data line only; the run's kernel CPU
     local L=$1 k0     # seconds (all cores) in $T/kern
     shift
     k0=$(kern_ticks)
-    timeout 1800 "$NC" run 2 -- "$RA" bench attn -b "$L" -e "$L" -n "$n" -w "$w" -t 1 \
+    timeout 1800 "$NC" run 2 $cores -- "$RA" bench attn -b "$L" -e "$L" -n "$n" -w "$w" -t 1 \
         -H "$H" --Hkv "$Hkv" -D "$D" "$@" >"$T/out" 2>"$T/err" </dev/null ||
         { echo "overlap_bench: bench attn L=$L $* failed:" >&2; cat "$T/err" "$T/out" >&2; return 1; }
     awk -v a="$k0" -v b="$(kern_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", (b - a) / hz }' >"$T/kern"
@@ -101,7 +105,7 @@ colmin() { # ROW1 ROW2: the smaller of each numeric column (ROW1 may be empty)
     awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, A); split(b, B)
         for (i = 1; i <= n; i++) { v = A[i]; if (A[i] ~ /^[0-9.]+$/ && B[i] + 0 < A[i] + 0) v = B[i]; printf "%s%s", v, i < n ? " " : "\n" } }'
 }
-echo "# overlap_bench: 2 hosts x 1 rank, 1 thread/rank, H=$H Hkv=$Hkv D=$D bidirectional, n=$n w=$w, best of $r"
+echo "# overlap_bench: 2 hosts x 1 rank${cores:+ (each host its own cores)}, 1 thread/rank, H=$H Hkv=$Hkv D=$D bidirectional, n=$n w=$w, best of $r"
 echo "# link: $shaped; $(awk -v r="$rate_Bps" 'BEGIN { printf "%.1f MB/s", r / 1e6 }') each way"
 printf '%8s %6s | %9s %9s %5s | %9s %9s %5s | %9s %9s %5s | %6s %6s %7s %5s\n' \
     L block fwd_comm fwd_nocom ratio bwd_comm bwd_nocom ratio step_comm step_noco ratio cx_f cx_b overlap check
