@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """check_trace.py FILE --ranks P --kind attn|train|failed [--steps N --layers N]
-[--pieces N] [--backward]: validate a `ringattn ... --trace FILE` file.
+[--pieces N] [--backward --kv-groups G]: validate a `ringattn ... --trace FILE` file.
 
 Checked for every kind: the file is JSON with traceEvents, displayTimeUnit
 and otherData (one entry per rank: offset, rtt, counts); every rank has its
@@ -10,7 +10,8 @@ and spans nest (none ends inside another and starts before it).
 attn: per rank, (P-1) K/V sends and receives (tag 11) per piece per ring
 pass, each to the right / from the left neighbour with bytes > 0, and P x
 pieces compute steps per pass; with --backward the dK/dV partials (tag 12)
-likewise. train: a train step, an optimizer step and layer backward spans
+likewise, except the last hop, sent in min(4, G) parts (G = B x Hkv, the
+(sequence, kv head) groups: design.md §4.2). train: a train step, an optimizer step and layer backward spans
 per step, evaluation, checkpoint writes; P > 1: gradient reductions and
 their wait. failed: status says so and rank 0 holds at least one span.
 Prints one line per failed check, exits 1 if any."""
@@ -28,6 +29,7 @@ def main():
     ap.add_argument("--ranks", type=int, required=True)
     ap.add_argument("--kind", choices=["attn", "train", "failed"], required=True)
     ap.add_argument("--pieces", type=int, default=1)
+    ap.add_argument("--kv-groups", type=int, default=1)
     ap.add_argument("--backward", action="store_true")
     ap.add_argument("--steps", type=int, default=0)
     ap.add_argument("--layers", type=int, default=0)
@@ -106,7 +108,9 @@ def main():
                 dkv = [e for e in mine if e["args"]["tag"] == 12]
                 want = (P - 1) * a.pieces
                 check(len(kv) == passes * want, f"rank {r}: {len(kv)} K/V {kind}s, expected {passes * want}")
-                check(len(dkv) == (want if a.backward else 0), f"rank {r}: {len(dkv)} dK/dV {kind}s")
+                want_dkv = want - 1 + min(4, a.kv_groups) if P > 1 else 0
+                check(len(dkv) == (want_dkv if a.backward else 0),
+                      f"rank {r}: {len(dkv)} dK/dV {kind}s, expected {want_dkv if a.backward else 0}")
                 check(all(e["args"]["peer"] == peer and e["args"]["bytes"] > 0 for e in mine),
                       f"rank {r}: a {kind} has the wrong peer or no bytes")
             check(c["ring wait"] >= passes * a.pieces * (P - 1), f"rank {r}: {c['ring wait']} ring waits")

@@ -47,12 +47,12 @@ QKV=(--q A/q.npy --k A/k.npy --v A/v.npy)
 GRAD=(--dout A/dout.npy --dq dq.npy --dk dk.npy --dv dv.npy)
 
 for n in 1 3; do
-    traced "attn forward+backward, causal zigzag --trace (P=$n)" --kind attn --backward -- \
+    traced "attn forward+backward, causal zigzag --trace (P=$n)" --kind attn --backward --kv-groups 2 -- \
         $n attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --causal --trace tr.json
 done
 # 16 tokens per rank in pieces of 8: 2 pieces per rank, each travelling the ring
 RINGATTN_TRACE_CHUNK=100 traced "attn, 2 pieces per rank, gathered in rounds of 100 bytes (P=3)" \
-    --kind attn --backward --pieces 2 -- \
+    --kind attn --backward --kv-groups 2 --pieces 2 -- \
     3 attn "${QKV[@]}" --out o.npy "${GRAD[@]}" --layout contiguous --chunk 8 --trace tr.json
 
 # a cap of 10 events per rank: the rest dropped and counted, the file still whole
