@@ -36,4 +36,19 @@ void ra_blas_serial_end(void);
 /* The loaded OpenBLAS's threading: "OpenMP", "pthreads" or "sequential". */
 const char *ra_blas_threading(void);
 
+/* The kernels OpenBLAS runs ("SkylakeX", "Haswell", "Prescott", ...). */
+const char *ra_blas_kernels(void);
+
+/* A DYNAMIC_ARCH OpenBLAS picks its kernels by CPU model when it loads, and
+ * falls back to generic SSE3 ones ("Prescott") for a model it does not know:
+ * Debian 12's OpenBLAS 0.3.21 does so on Sapphire and Emerald Rapids Xeons,
+ * where sgemm then runs at a third of its speed. This returns the kernels the
+ * CPU's own feature flags allow instead ("SkylakeX" with AVX-512, "Haswell"
+ * with AVX2 and FMA), or NULL when OpenBLAS's choice stands: it chose AVX2
+ * kernels or better, OPENBLAS_CORETYPE is set (the user's choice), or the
+ * library was built for a single core type. The choice only takes effect in
+ * a new process with OPENBLAS_CORETYPE set (the ringattn program re-executes
+ * itself: src/cli/main.c). */
+const char *ra_blas_better_kernels(void);
+
 #endif

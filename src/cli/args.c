@@ -83,6 +83,18 @@ void ra_say(const ra_cli *c, const char *fmt, ...)
 
 static char threads_origin[160] = "default";
 
+const char *ra_blas_desc(void)
+{
+    static char desc[160];
+    const char *chose = getenv("RINGATTN_BLAS_CHOSE"), *type = getenv("OPENBLAS_CORETYPE");
+    if (chose && type && strcmp(chose, ra_blas_kernels()) != 0)
+        snprintf(desc, sizeof desc, "%s %s (OPENBLAS_CORETYPE set by ringattn: OpenBLAS chose %s)",
+                 ra_blas_threading(), ra_blas_kernels(), chose);
+    else
+        snprintf(desc, sizeof desc, "%s %s", ra_blas_threading(), ra_blas_kernels());
+    return desc;
+}
+
 const char *ra_threads_origin(void) { return threads_origin; }
 
 /* A positive count from an environment variable, or 0 ("4" or "4,2": the
@@ -121,6 +133,11 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
                         "rank's %d OpenMP threads (a training step measured 0.8x of one thread); build with "
                         "-Dopenblas=openmp (Debian: libopenblas-openmp-dev) or set OMP_WAIT_POLICY=passive\n",
                 p.threads);
+    const char *better = ra_blas_better_kernels();
+    if (better && p.local_rank == 0)
+        fprintf(stderr, "ringattn: warning: OpenBLAS runs its generic %s kernels on a CPU that has %s: sgemm at about a "
+                        "third of its speed; set OPENBLAS_CORETYPE=%s\n",
+                ra_blas_kernels(), strcmp(better, "SkylakeX") ? "AVX2" : "AVX-512", better);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d thread%s each\n",

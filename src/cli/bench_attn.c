@@ -339,7 +339,7 @@ static ra_status run(ra_cli *c, const bench_args *ap)
     ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s) OpenBLAS=%s\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
            ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin(),
-           ra_blas_threading());
+           ra_blas_desc());
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; %%sgemm = GFLOP/s / (%.1f x cores in use); "
               "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg, sg);
     ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %4s %7s %6s\n", "L",

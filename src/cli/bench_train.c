@@ -122,7 +122,7 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
                   "(dp %d x cp %d, optimizer %s), threads/rank %d (%s), OpenBLAS %s\n", ra_model_nparams(s.model),
                cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size,
                s.grid.dp, s.grid.cp, s.sharded ? "sharded" : "replicated", sw.threads, ra_threads_origin(),
-               ra_blas_threading());
+               ra_blas_desc());
         ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; MFU against it times the cores in use; speedup: "
                   "step time at the first thr of -t / at thr, same run\n", sg);
         ra_say(c, "#%11s %12s %10s %7s %7s %9s %4s %7s\n", "step_ms", "tokens/s", "GFLOP/s", "MFU%", "comm%",

@@ -101,5 +101,8 @@ void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf,
 int ra_set_threads(const ra_cli *c, int n, const char *given_by);
 /* Where the last ra_set_threads count came from ("OMP_NUM_THREADS", ...). */
 const char *ra_threads_origin(void);
+/* "OpenMP SkylakeX": OpenBLAS's threading and kernels, for the start lines
+ * (and, when main.c re-executed with OPENBLAS_CORETYPE, what OpenBLAS chose) */
+const char *ra_blas_desc(void);
 
 #endif

@@ -481,7 +481,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, s.grid.dp, s.grid.cp, cfg.layout,
                s.sharded ? "sharded" : "replicated", threads,
-               ra_threads_origin(), ra_blas_threading(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
+               ra_threads_origin(), ra_blas_desc(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */

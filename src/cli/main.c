@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/threads.h"
 
 static const char *usage =
     "ringattn - exact sequence-parallel attention over a ring of MPI ranks\n"
@@ -57,8 +60,23 @@ static ra_status stdout_written(void)
                    flushed ? "" : ": ", flushed ? "" : strerror(errno));
 }
 
+/* OpenBLAS chose its kernels when it was loaded, before main; kernels the
+ * CPU runs three times faster (threads.h: ra_blas_better_kernels) take a new
+ * process image with OPENBLAS_CORETYPE set. The same pid, arguments and
+ * environment, before MPI_Init: launchers see one process. RINGATTN_BLAS_CHOSE
+ * keeps OpenBLAS's own choice for the start lines (and stops a second try). */
+static void rerun_with_better_blas(char **argv)
+{
+    const char *better = ra_blas_better_kernels();
+    if (!better || getenv("RINGATTN_BLAS_CHOSE")) return;
+    if (setenv("RINGATTN_BLAS_CHOSE", ra_blas_kernels(), 1) || setenv("OPENBLAS_CORETYPE", better, 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* no /proc: run on as loaded; args.c warns */
+}
+
 int main(int argc, char **argv)
 {
+    rerun_with_better_blas(argv);
     /* global options, anywhere on the line (no command has options of these names) */
     int verbose = 0, no_bind = 0, n = 1;
     for (int i = 1; i < argc; i++) {

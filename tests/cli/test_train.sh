@@ -208,6 +208,41 @@ for c in "3:--threads 3:OMP_NUM_THREADS=2:(--threads; OpenBLAS 1, OPENBLAS_NUM_T
         "$(grep -qF "| threads $n $src" out || grep -m1 '^train:' out; grep -m1 error err)"
 done
 
+# ---- OpenBLAS's kernels: never its generic pre-AVX2 ones on a CPU with AVX2 ----------
+# (Debian 12's OpenBLAS 0.3.21 does not know Sapphire/Emerald Rapids and loads
+# its SSE3 "Prescott" kernels there; ringattn re-executes with OPENBLAS_CORETYPE)
+generic='Prescott|Core2|Penryn|Dunnington|Nehalem|Atom|Sandybridge|Opteron|Opteron_SSE3|Barcelona|Bobcat|Bulldozer|Piledriver'
+kern() { grep -m1 -o 'OpenBLAS [A-Za-z]* [A-Za-z_0-9]*' out | head -1 | awk '{ print $3 }'; }
+avx2=0
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && avx2=1
+env -u OPENBLAS_CORETYPE -u RINGATTN_BLAS_CHOSE timeout 120 "$MPIRUN" --oversubscribe -n 2 "$RA" train "${th[@]}" \
+    --checkpoint-dir ckbl >out 2>err </dev/null
+k=$(kern)
+why=""
+[ -n "$k" ] || why="no kernels on the start line: $(grep -m1 '^train:' out) $(grep -m1 error err); "
+[ "$avx2" = 1 ] && echo "$k" | grep -qxE "$generic" && why+="generic $k kernels on a CPU with AVX2 and FMA; "
+grep -q 'generic .* kernels' err && why+="warned although re-executed: $(grep -m1 generic err); "
+report "OpenBLAS kernels (${k:-?}): AVX2 or better on a CPU that has AVX2" "$why"
+# the user's OPENBLAS_CORETYPE is kept, even a slow one
+rm -rf ckbl
+env -u RINGATTN_BLAS_CHOSE OPENBLAS_CORETYPE=Prescott timeout 120 "$MPIRUN" --oversubscribe -n 2 "$RA" train \
+    "${th[@]}" --checkpoint-dir ckbl >out 2>err </dev/null
+report "OPENBLAS_CORETYPE=Prescott is kept (start line: $(kern))" \
+    "$([ "$(kern)" = Prescott ] || grep -m1 '^train:' out; grep -m1 error err; grep -m1 'set by ringattn' out)"
+# no re-execution possible (the marker already set): the warning names the fix
+if [ "$avx2" = 1 ]; then
+    rm -rf ckbl
+    env -u OPENBLAS_CORETYPE RINGATTN_BLAS_CHOSE=test timeout 120 "$MPIRUN" --oversubscribe -n 2 "$RA" train \
+        "${th[@]}" --checkpoint-dir ckbl >out 2>err </dev/null
+    k=$(kern)
+    if echo "$k" | grep -qxE "$generic"; then
+        report "generic $k kernels loaded and not replaced: one warning naming OPENBLAS_CORETYPE" \
+            "$([ "$(grep -c 'set OPENBLAS_CORETYPE=' err)" = 1 ] || { echo 'warnings:'; grep -c generic err; })"
+    else
+        report "OpenBLAS knows this CPU ($k): no kernel warning" "$(grep -m1 'generic .* kernels' err)"
+    fi
+fi
+
 # ---- Bit Cipher codes of a file's bytes ----------------------------------------------
 printf 'aaaabbbcc d\n' >cip.txt
 ra 1 cipher --data cip.txt
