@@ -50,14 +50,19 @@ static int comm_size(MPI_Comm comm)
     return P;
 }
 
+/* MPI call `call` failed with rc when starting the collective `what`:
+ * "rank R: call (what) failed: MPI's message". */
+static ra_status start_failed(int rc, const char *call, const char *what)
+{
+    char w[160];
+    snprintf(w, sizeof w, "%s (%s)", call, what);
+    return ra_mpi_fail(rc, w, __FILE__, __LINE__);
+}
+
 /* A started collective: on success wait for it, else report the start. */
 static ra_status finish(int rc, MPI_Request *req, const char *call, const char *what)
 {
-    if (rc != MPI_SUCCESS) {
-        char w[160];
-        snprintf(w, sizeof w, "%s (%s)", call, what);
-        return ra_mpi_fail(rc, w, __FILE__, __LINE__);
-    }
+    if (rc != MPI_SUCCESS) return start_failed(rc, call, what);
     return ra_wait(1, req, what, -1);
 }
 
@@ -66,11 +71,7 @@ ra_status ra_iallreduce(const void *send, void *recv, int n, MPI_Datatype type, 
 {
     const int P = comm_size(comm);
     int rc = MPI_Iallreduce(send, recv, n, type, op, comm, req);
-    if (rc != MPI_SUCCESS) {
-        char w[160];
-        snprintf(w, sizeof w, "MPI_Iallreduce (%s)", what);
-        return ra_mpi_fail(rc, w, __FILE__, __LINE__);
-    }
+    if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Iallreduce", what);
     g_bytes += 2 * type_bytes(type, n) * (uint64_t)(P - 1) / (uint64_t)P;
     return RA_OK;
 }
@@ -80,11 +81,7 @@ ra_status ra_ireduce_scatter(const void *send, void *recv, const int *counts, MP
 {
     const int P = comm_size(comm);
     int rc = MPI_Ireduce_scatter(send, recv, counts, type, op, comm, req);
-    if (rc != MPI_SUCCESS) {
-        char w[160];
-        snprintf(w, sizeof w, "MPI_Ireduce_scatter (%s)", what);
-        return ra_mpi_fail(rc, w, __FILE__, __LINE__);
-    }
+    if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Ireduce_scatter", what);
     uint64_t n = 0;
     for (int r = 0; r < P; r++) n += (uint64_t)counts[r];
     g_bytes += type_bytes(type, 1) * n * (uint64_t)(P - 1) / (uint64_t)P;

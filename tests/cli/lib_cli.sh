@@ -1,12 +1,15 @@
 # lib_cli.sh - what the ringattn command-line tests share (sourced by
-# test_cli.sh and test_hostile_attn.sh, which check their arguments first).
+# test_cli.sh, test_faults.sh, test_grid.sh and others, which check their
+# arguments first).
 #
 # Needs RA (the ringattn program) and MPIRUN (absolute paths). Sets the
 # Open MPI run-as-root and oversubscribe variables as meson's test
 # environment does, moves into a fresh temporary directory (removed at
 # exit), and defines the helpers below: ok/bad/report count and print
 # "ok: ..." / "FAIL: ..." lines; mpi, fails, attn_ok and compare run
-# ringattn under `timeout` (a hang is a failure, 124, not a stuck job).
+# ringattn under `timeout` (a hang is a failure, 124, not a stuck job);
+# bg_start, rank_pid, wait_for and bg_finish run it in the background to
+# kill or stop one of its ranks mid-run.
 # Source it with the script's own arguments: . lib_cli.sh RINGATTN MPIRUN
 abspath() { case $1 in /*) echo "$1" ;; */*) echo "$PWD/$1" ;; *) echo "$1" ;; esac; }
 RA=$(abspath "$1")
@@ -218,6 +221,43 @@ npy_i64() {
 
 # sums FILE...: one checksum line per file, to compare before and after.
 sums() { cksum -- "$@" 2>&1; }
+
+# ---- a run in the background: a rank killed or stopped mid-run ---------------
+
+# bg_start N ARGS...: ringattn ARGS on N ranks in the background; stdout in
+# out, stderr in err; sets mp (mpirun's pid)
+bg_start() {
+    local n=$1
+    shift
+    LAST="mpirun -n $n ringattn $*"
+    "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
+    mp=$!
+}
+# rank_pid R: the pid of rank R of the run started last (a child of its mpirun)
+rank_pid() {
+    local x
+    for x in $(pgrep -P "$mp"); do
+        grep -qz "^OMPI_COMM_WORLD_RANK=$1\$" "/proc/$x/environ" 2>/dev/null && { echo "$x"; return; }
+    done
+}
+# wait_for PATTERN FILE SECONDS: until FILE has a line matching PATTERN
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+# bg_finish SECONDS: wait for the run started last; sets rc and secs (wall
+# time from now); kills it after SECONDS
+bg_finish() {
+    local t0=$(date +%s.%N)
+    (sleep "$1" && kill -9 "$mp" 2>/dev/null) &
+    local guard=$!
+    wait "$mp"
+    rc=$?
+    kill "$guard" 2>/dev/null
+    wait "$guard" 2>/dev/null
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+}
 
 # finish: the summary line; the status is non-zero on any failure.
 finish() {

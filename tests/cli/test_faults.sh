@@ -4,63 +4,21 @@
 # signal (SIGUSR1) and the resume after it, a full checkpoint directory, and
 # NaN in the gradients. Every check names what it saw; "N passed, M failed".
 set -u
-RA=$1
-MPIRUN=$2
-CONFIGS=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
-T=$(mktemp -d)
+CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+# the full-directory case mounts a tmpfs in the work directory: unmount it first
 cleanup() { mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"; }
 trap cleanup EXIT
-cd "$T" || exit 1
-pass=0
-fail=0
-report() { # DESC WHY
-    if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
-}
 TINY="$CONFIGS/tiny.ini"
 long=(--config "$TINY" --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0
       --set train.log_every=100)
 
-# start N ARGS...: ringattn train on N ranks in the background; sets mp (mpirun's pid)
-start() {
-    local n=$1
-    shift
-    "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
-    mp=$!
-}
-# rank_pid R: the pid of rank R of the run started last (a child of its mpirun)
-rank_pid() {
-    local x
-    for x in $(pgrep -P "$mp"); do
-        grep -qz "^OMPI_COMM_WORLD_RANK=$1\$" "/proc/$x/environ" 2>/dev/null && { echo "$x"; return; }
-    done
-}
-# wait_for PATTERN FILE SECONDS: until FILE has a line matching PATTERN
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
-# finish SECONDS: wait for the run started last; sets rc and secs (wall time
-# from now); kills it after SECONDS
-finish() {
-    local t0=$(date +%s.%N)
-    (sleep "$1" && kill -9 "$mp" 2>/dev/null) &
-    local guard=$!
-    wait "$mp"
-    rc=$?
-    kill "$guard" 2>/dev/null
-    wait "$guard" 2>/dev/null
-    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-}
-
 # ---- a rank killed: every rank gone within 30 s, the lost rank named -------------
-start 4 train "${long[@]}" --set train.checkpoint_every=50 --checkpoint-dir ckk
+bg_start 4 train "${long[@]}" --set train.checkpoint_every=50 --checkpoint-dir ckk
 wait_for 'checkpoint: ckk/step-00000100' out 60
 victim=$(rank_pid 2)
 kill -9 "$victim"
-finish 60
+bg_finish 60
 why=""
 [ "$rc" -ne 0 ] || why+="exit status 0; "
 awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
@@ -70,11 +28,11 @@ pgrep -f "$RA train" -P "$mp" >/dev/null && why+="ranks left behind; "
 report "SIGKILL of rank 2 of 4: all ranks gone in ${secs}s, exit $rc, rank 2 named, last checkpoint loads" "$why"
 
 # ---- a rank stopped (hangs): the peer timeout ends the job naming it -----------------
-start 4 train "${long[@]}" --set run.timeout=5 --set run.layout=contiguous --checkpoint-dir cks
+bg_start 4 train "${long[@]}" --set run.timeout=5 --set run.layout=contiguous --checkpoint-dir cks
 wait_for '^step 100/' out 60
 victim=$(rank_pid 2)
 kill -STOP "$victim"
-finish 60
+bg_finish 60
 kill -9 "$victim" 2>/dev/null
 why=""
 [ "$rc" -ne 0 ] || why+="exit status 0; "
@@ -87,10 +45,10 @@ pre=(--config "$TINY" --set train.steps=1500 --set train.warmup=0 --set train.ev
      --set train.log_every=100)
 mkdir -p a b
 cd a
-start 4 train "${pre[@]}" --checkpoint-dir ck
+bg_start 4 train "${pre[@]}" --checkpoint-dir ck
 wait_for '^step 300/' out 60
 kill -USR1 "$mp" # mpirun forwards SIGUSR1 to every rank
-finish 60
+bg_finish 60
 why=""
 [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
 grep -q '^stopped by signal SIGUSR1 after step [0-9]* of 1500' out || why+="no stop line: $(tail -2 out) $(tail -2 err); "
@@ -141,5 +99,4 @@ grep -q '^step 7: non-finite gradient (first non-finite gradient: layer 1 (feed-
 [ -e ckns/step-00000020.ckpt ] || why+="did not finish; "
 report "NaN gradient at step 7 with train.nonfinite = skip: the step is skipped and said" "$why"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

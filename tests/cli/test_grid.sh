@@ -124,55 +124,33 @@ fails "train.shard_optimizer = maybe" 2 'train\.shard_optimizer' -- \
     train "${base[@]}" --set train.shard_optimizer=maybe --checkpoint-dir bad5
 
 # ---- a rank killed in a grid ---------------------------------------------------------
-"$MPIRUN" --oversubscribe -n 4 "$RA" train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
-    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --checkpoint-dir gk >out 2>err </dev/null &
-mp=$!
-for ((i = 0; i < 600; i++)); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
-victim=
-for x in $(pgrep -P "$mp"); do
-    grep -qz '^OMPI_COMM_WORLD_RANK=3$' "/proc/$x/environ" 2>/dev/null && victim=$x
-done
-t0=$(date +%s)
+bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --checkpoint-dir gk
+wait_for '^step 40/' out 60
+victim=$(rank_pid 3)
 [ -n "$victim" ] && kill -9 "$victim"
-(sleep 60 && kill -9 "$mp" 2>/dev/null) &
-guard=$!
-wait "$mp"
-rc=$?
-kill "$guard" 2>/dev/null
-wait "$guard" 2>/dev/null
-secs=$(($(date +%s) - t0))
+bg_finish 60
 why=""
 [ -n "$victim" ] || why+="rank 3 not found (the run did not reach step 40: $(tail -2 err)); "
 [ "$rc" -ne 0 ] || why+="exit status 0; "
-[ "$secs" -le 30 ] || why+="took ${secs}s; "
+awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
 grep -q 'rank 3' err || why+="no message names rank 3: $(tail -3 err | tr '\n' ' '); "
 report "SIGKILL of rank 3 of a 2x2 grid: job ended in ${secs}s, exit $rc, rank 3 named" "$why"
 
 # ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
 # rank 2 is ring position 0 of group 1: a message naming ring ranks would say 0
-"$MPIRUN" --oversubscribe -n 4 "$RA" train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
     --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --set run.timeout=3 \
-    --checkpoint-dir gs >out 2>err </dev/null &
-mp=$!
-for ((i = 0; i < 600; i++)); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
-victim=
-for x in $(pgrep -P "$mp"); do
-    grep -qz '^OMPI_COMM_WORLD_RANK=2$' "/proc/$x/environ" 2>/dev/null && victim=$x
-done
-t0=$(date +%s)
+    --checkpoint-dir gs
+wait_for '^step 40/' out 60
+victim=$(rank_pid 2)
 [ -n "$victim" ] && kill -STOP "$victim"
-(sleep 60 && kill -9 "$mp" 2>/dev/null) &
-guard=$!
-wait "$mp"
-rc=$?
-kill "$guard" 2>/dev/null
-wait "$guard" 2>/dev/null
+bg_finish 60
 [ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
-secs=$(($(date +%s) - t0))
 why=""
 [ -n "$victim" ] || why+="rank 2 not found (the run did not reach step 40: $(tail -2 err)); "
 [ "$rc" -ne 0 ] || why+="exit status 0; "
-[ "$secs" -le 30 ] || why+="took ${secs}s; "
+awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
 grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m2 error err | tr '\n' ' '); "
 report "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3): job ended in ${secs}s naming world rank 2" "$why"
 
