@@ -152,12 +152,13 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
     while IFS= read -r t; do
       names+=("$t")
     done < <(list_tests "$vg_build" --suite unit |
-             grep -v -x -e test_attn_threads -e test_threads_layers -e test_attn_kernels)
+             grep -v -x -e test_attn_threads -e test_threads_layers -e test_attn_kernels -e test_costmodel)
     # (the thread sweeps at 1-4 threads take many minutes under valgrind;
     # they run natively and under asan and tsan; test_attn_kernels' 1.5
     # minutes of shapes run natively and under asan, and its kernels run
-    # under valgrind inside model_sweep; the threads=2 mpi variants are
-    # tsan's)
+    # under valgrind inside model_sweep; test_costmodel is the planner's
+    # arithmetic, 40 s under valgrind, and runs under asan; the threads=2
+    # mpi variants are tsan's)
     while IFS= read -r t; do
       for fam in $vg_mpi; do
         case "$t" in *threads=*) ;; "$fam P="*) names+=("$t") ;; esac

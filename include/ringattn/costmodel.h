@@ -131,6 +131,7 @@ typedef struct {
     double balance;         /* of the full-attention layers (1 when none) */
     double flops;           /* model FLOPs of the step (ra_model_flops' count) */
     size_t bytes_per_rank;  /* model plan + heads + AdamW, largest rank */
+    int sharded;            /* AdamW state sharded over the P ranks (train.shard_optimizer, P > 1) */
     size_t model_plan_bytes;
     size_t nparams;
     int64_t tokens;         /* per step, all ranks */

@@ -581,7 +581,12 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     double lat, bw = world_link(s, r, &lat);
     const double gbytes = (double)np * 4;
     const double ar = s->P > 1 ? 2.0 * (s->P - 1) / s->P * gbytes / bw + 2.0 * (s->P - 1) * lat : 0;
-    const double opt = 9.0 * gbytes * memr;
+    /* AdamW state: every parameter's (replicated), or a 1/P shard of them
+     * (train.shard_optimizer, P > 1: ZeRO-1, design.md §16); the reduction
+     * then is a reduce-scatter plus an all-gather, the allreduce's volume */
+    const int sharded = cfg->shard_optimizer && s->P > 1;
+    const double own = sharded ? ceil((double)np / s->P) : (double)np;
+    const double opt = 9.0 * own * 4 * memr;
     out->allreduce_s = ar;
     out->optim_s = opt;
     out->attn_fwd_s = cfg->accum * head_f, out->attn_bwd_s = cfg->accum * head_b;
@@ -592,9 +597,13 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     out->balance = bal_n > 0 ? bal_w / bal_n : 1;
     out->model_plan_bytes = plan_bytes;
     out->nparams = np;
-    /* AdamW moments (2 floats per parameter) and its decay mask (1 byte);
-     * the session's token buffers */
-    out->bytes_per_rank = plan_bytes + (size_t)hbytes + np * 9 + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
+    /* AdamW moments (2 floats per parameter) and its decay mask (1 byte) of
+     * the parameters the rank updates, plus, sharded, the summed gradient of
+     * its shard (4 bytes): 9n replicated, 13n/P sharded; the session's
+     * token buffers */
+    const double optim_bytes = sharded ? 13 * own : 9 * own;
+    out->sharded = sharded;
+    out->bytes_per_rank = plan_bytes + (size_t)hbytes + (size_t)optim_bytes + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
     out->tokens = (int64_t)cfg->batch * cfg->seq_len;
     /* ra_model_flops' count: 6 per parameter-token matmul, attention 3x its causal forward */
     const double matmul = L_ * (C * HD * 2 + C * KD * 2 + ffn_m * C * F) + C * V;

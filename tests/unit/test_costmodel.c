@@ -282,6 +282,26 @@ static void test_memory_is_the_plan(void **state)
         assert_true(bytes > 8 * np);
         assert_true(t.step_s > 0 && t.step_s >= t.compute_s);
     }
+    /* sharded AdamW state (design.md §16): 13 bytes per parameter of the
+     * rank's shard instead of 9 per parameter, the update on the shard only */
+    for (int P = 1; P <= 8; P++) {
+        ra_cm_setup s = { .P = P, .layout = RA_LAYOUT_ZIGZAG };
+        ra_config rep = cfg, shd = cfg;
+        rep.shard_optimizer = 0, shd.shard_optimizer = 1;
+        ra_cm_train tr, ts;
+        assert_int_equal(ra_cm_train_time(&rep, &s, &r, &tr), RA_OK);
+        assert_int_equal(ra_cm_train_time(&shd, &s, &r, &ts), RA_OK);
+        const size_t np = tr.nparams, own = (np + (size_t)P - 1) / (size_t)P;
+        assert_int_equal(tr.sharded, 0);
+        assert_int_equal(ts.sharded, P > 1);
+        if (P == 1) {
+            assert_true(ts.bytes_per_rank == tr.bytes_per_rank && ts.optim_s == tr.optim_s);
+            continue;
+        }
+        assert_true(tr.bytes_per_rank - ts.bytes_per_rank == 9 * np - 13 * own);
+        assert_true(fabs(ts.optim_s * (double)np - tr.optim_s * (double)own) <= 1e-12 * tr.optim_s * (double)np);
+        assert_true(fabs(ts.allreduce_s - tr.allreduce_s) <= 1e-12 * tr.allreduce_s);
+    }
     ra_cm_setup bad = { .P = 4, .dp = 3, .layout = RA_LAYOUT_ZIGZAG };
     ra_cm_train t;
     assert_int_not_equal(ra_cm_train_time(&cfg, &bad, &r, &t), RA_OK);
