@@ -67,8 +67,9 @@ static ra_status stdout_written(void)
  * keeps OpenBLAS's own choice for the start lines (and stops a second try). */
 static void rerun_with_better_blas(char **argv)
 {
-    const char *better = ra_blas_better_kernels();
+    const char *better = ra_blas_better_kernels(), *preload = getenv("LD_PRELOAD");
     if (!better || getenv("RINGATTN_BLAS_CHOSE")) return;
+    if (preload && strstr(preload, "vgpreload")) return; /* under valgrind: the new image would escape it */
     if (setenv("RINGATTN_BLAS_CHOSE", ra_blas_kernels(), 1) || setenv("OPENBLAS_CORETYPE", better, 1)) return;
     execv("/proc/self/exe", argv);
     unsetenv("OPENBLAS_CORETYPE"); /* no /proc: run on as loaded; args.c warns */
