@@ -217,8 +217,10 @@ cmd_run() {
     shift
     while [ $# -gt 0 ] && [ "$1" != -- ]; do
         case $1 in
-            --ppn) ppn=$2; shift 2 ;;
-            --threads) threads=$2; shift 2 ;;
+            --ppn) [[ "${2:-}" =~ ^[1-9][0-9]{0,2}$ ]] || die "run --ppn: a rank count 1-999, got '${2:-}'"
+                   ppn=$2; shift 2 ;;
+            --threads) [[ "${2:-}" =~ ^[1-9][0-9]{0,2}$ ]] || die "run --threads: a thread count 1-999, got '${2:-}'"
+                       threads=$2; shift 2 ;;
             --own-cores) own=1; shift ;;
             *) die "run: unknown option $1 (mpirun options go after --)" ;;
         esac
@@ -228,13 +230,13 @@ cmd_run() {
     need_root
     [ "$(hosts_up)" -ge "$h" ] || die "only $(hosts_up) host(s) up: run 'up $h' first"
     local hostfile i n pin=()
+    n=$(nproc --all)
+    [ "$own" = 0 ] || [ "$h" -le "$n" ] || die "run --own-cores: $h hosts but only $n cores (one core at least per host)"
     hostfile=$(mktemp "$STATE/hostfile.XXXXXX")
     for i in $(seq 1 "$h"); do echo "$PREFIX$i slots=$ppn" >>"$hostfile"; done
     # per host, the cores its processes may use (netns-rsh reads cpus/HOST)
     rm -rf "$STATE/cpus"
     if [ "$own" = 1 ]; then
-        n=$(nproc --all)
-        [ "$h" -le "$n" ] || die "run --own-cores: $h hosts but only $n cores"
         mkdir -p "$STATE/cpus"
         for i in $(seq 1 "$h"); do
             echo "$(((i - 1) * n / h))-$((i * n / h - 1))" >"$STATE/cpus/$PREFIX$i"

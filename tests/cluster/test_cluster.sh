@@ -51,6 +51,32 @@ same_losses() {
               if (worst > 1e-4) { printf "worst relative difference %.3e > 1e-4\n", worst; exit 1 }
               printf "worst %.2e", worst > "/dev/stderr" }'
 }
+# --own-cores: host i's processes on its slice of the cores, and refusals
+own_cores() {
+    local n why=""
+    n=$(nproc --all)
+    timeout 60 "$NC" run 2 --own-cores -- -n 2 --map-by node sh -c \
+        'echo "$(hostname) $(grep Cpus_allowed_list /proc/self/status | cut -f2)"' >out 2>err </dev/null ||
+        why="run failed: $(tail -2 err); "
+    for i in 1 2; do
+        want="rat-host$i $(((i - 1) * n / 2))-$((i * n / 2 - 1))"
+        [ "$n" -eq 2 ] && want="rat-host$i $((i - 1))"
+        grep -qx "$want" out || why+="expected '$want' in: $(tr '\n' ';' <out); "
+    done
+    report "run --own-cores: each host's ranks on its own half of the $n cores" "$why"
+    why=""
+    for bad in "--ppn 0" "--ppn x" "--threads -1" "--ppn"; do
+        # shellcheck disable=SC2086
+        timeout 30 "$NC" run 2 $bad -- -n 2 true >out 2>err </dev/null && why+="'$bad' accepted; "
+        grep -q "^netns-cluster: .*run --\(ppn\|threads\)" err || why+="'$bad': $(head -1 err); "
+    done
+    if [ "$n" -lt 4 ]; then
+        timeout 30 "$NC" run 4 --own-cores -- -n 4 true >out 2>err </dev/null && why+="4 hosts on $n cores accepted; "
+        grep -q "4 hosts but only $n cores" err || why+="own-cores on 4 hosts: $(head -1 err); "
+    fi
+    ls "/run/ringattn-netns/rat/" | grep -q hostfile && why+="a hostfile left behind; "
+    report "run refuses a bad --ppn/--threads$([ "$n" -lt 4 ] && echo ", and --own-cores with more hosts than cores"), naming it" "$why"
+}
 tx_bytes() { cat "/sys/class/net/rat-veth$1/statistics/rx_bytes"; } # what host $1 sent into the bridge
 
 "$NC" down
@@ -59,6 +85,7 @@ report "netns cluster of 4 hosts comes up" "$([ $? -eq 0 ] || cat up.out)"
 [ $fail -eq 0 ] || { echo "0 passed, $fail failed"; exit 1; }
 "$NC" up 4 >up.out 2>&1
 report "up is idempotent" "$([ $? -eq 0 ] || cat up.out)"
+own_cores
 for i in 1 2 3 4; do sent0[$i]=$(tx_bytes $i); done
 
 timeout 60 "$NC" run 4 --ppn 2 -- hostname >out 2>err </dev/null
