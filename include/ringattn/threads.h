@@ -41,7 +41,8 @@ const char *ra_blas_kernels(void);
 
 /* A DYNAMIC_ARCH OpenBLAS picks its kernels by CPU model when it loads, and
  * falls back to generic SSE3 ones ("Prescott") for a model it does not know:
- * Debian 12's OpenBLAS 0.3.21 does so on Sapphire and Emerald Rapids Xeons,
+ * OpenBLAS before 0.3.25 did so for any Intel model it did not list (its
+ * issue #4267); Debian 12's 0.3.21 does so on Emerald Rapids (model 207),
  * where sgemm then runs at a third of its speed. This returns the kernels the
  * CPU's own feature flags allow instead ("SkylakeX" with AVX-512, "Haswell"
  * with AVX2 and FMA), or NULL when OpenBLAS's choice stands: it chose AVX2

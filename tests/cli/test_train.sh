@@ -209,7 +209,7 @@ for c in "3:--threads 3:OMP_NUM_THREADS=2:(--threads; OpenBLAS 1, OPENBLAS_NUM_T
 done
 
 # ---- OpenBLAS's kernels: never its generic pre-AVX2 ones on a CPU with AVX2 ----------
-# (Debian 12's OpenBLAS 0.3.21 does not know Sapphire/Emerald Rapids and loads
+# (Debian 12's OpenBLAS 0.3.21 does not know Emerald Rapids, model 207, and loads
 # its SSE3 "Prescott" kernels there; ringattn re-executes with OPENBLAS_CORETYPE)
 generic='Prescott|Core2|Penryn|Dunnington|Nehalem|Atom|Sandybridge|Opteron|Opteron_SSE3|Barcelona|Bobcat|Bulldozer|Piledriver'
 kern() { grep -m1 -o 'OpenBLAS [A-Za-z]* [A-Za-z_0-9]*' out | head -1 | awk '{ print $3 }'; }
