@@ -123,35 +123,30 @@ fails "run.dp = 0" 2 'run\.dp' -- train "${base[@]}" --set run.dp=0 --checkpoint
 fails "train.shard_optimizer = maybe" 2 'train\.shard_optimizer' -- \
     train "${base[@]}" --set train.shard_optimizer=maybe --checkpoint-dir bad5
 
+# grid_fault SIGNAL RANK DIR PATTERN DESC [ARGS...]: a 2x2 grid trains until step
+# 40, then world rank RANK gets SIGNAL; the job must end within 30 s, non-zero,
+# with a message matching PATTERN (a stopped rank is killed afterwards)
+grid_fault() {
+    local sig=$1 rank=$2 dir=$3 pat=$4 desc=$5 victim why=""
+    shift 5
+    bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
+        --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 "$@" --checkpoint-dir "$dir"
+    wait_for '^step 40/' out 60
+    victim=$(rank_pid "$rank")
+    [ -n "$victim" ] && kill -"$sig" "$victim"
+    bg_finish 60
+    [ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
+    [ -n "$victim" ] || why+="rank $rank not found (the run did not reach step 40: $(tail -2 err)); "
+    [ "$rc" -ne 0 ] || why+="exit status 0; "
+    awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
+    grep -q "$pat" err || why+="no message matches '$pat': $(grep -m2 error err | tr '\n' ' '); "
+    report "$desc: job ended in ${secs}s, exit $rc" "$why"
+}
 # ---- a rank killed in a grid ---------------------------------------------------------
-bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
-    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --checkpoint-dir gk
-wait_for '^step 40/' out 60
-victim=$(rank_pid 3)
-[ -n "$victim" ] && kill -9 "$victim"
-bg_finish 60
-why=""
-[ -n "$victim" ] || why+="rank 3 not found (the run did not reach step 40: $(tail -2 err)); "
-[ "$rc" -ne 0 ] || why+="exit status 0; "
-awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
-grep -q 'rank 3' err || why+="no message names rank 3: $(tail -3 err | tr '\n' ' '); "
-report "SIGKILL of rank 3 of a 2x2 grid: job ended in ${secs}s, exit $rc, rank 3 named" "$why"
-
+grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named"
 # ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
 # rank 2 is ring position 0 of group 1: a message naming ring ranks would say 0
-bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
-    --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 --set run.timeout=3 \
-    --checkpoint-dir gs
-wait_for '^step 40/' out 60
-victim=$(rank_pid 2)
-[ -n "$victim" ] && kill -STOP "$victim"
-bg_finish 60
-[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
-why=""
-[ -n "$victim" ] || why+="rank 2 not found (the run did not reach step 40: $(tail -2 err)); "
-[ "$rc" -ne 0 ] || why+="exit status 0; "
-awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
-grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m2 error err | tr '\n' ' '); "
-report "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3): job ended in ${secs}s naming world rank 2" "$why"
+grid_fault STOP 2 gs 'lost: rank 2 (no answer' "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3), world rank 2 named" \
+    --set run.timeout=3
 
 finish

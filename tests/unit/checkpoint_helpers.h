@@ -96,6 +96,20 @@ static inline unsigned char *read_file(const char *path, size_t *n)
     return buf;
 }
 
+/* A refused or failed save left path as it was: exactly the n bytes of
+ * before (read_file's, freed here), and no path.tmp. */
+static inline void assert_kept(const char *path, unsigned char *before, size_t n)
+{
+    char t[TMPDIR_CAP + 8];
+    size_t n1;
+    unsigned char *after = read_file(path, &n1);
+    assert_int_equal(n1, n);
+    assert_memory_equal(before, after, n);
+    assert_false(exists(tmp_name(t, sizeof t, path)));
+    free(before);
+    free(after);
+}
+
 static inline void assert_error(ra_status got, ra_status want, const char *path, const char *word)
 {
     const char *msg = ra_last_error();
