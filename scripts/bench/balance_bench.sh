@@ -33,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 . scripts/env.sh
-RA=$PWD/$RINGATTN_BUILD/src/ringattn
+case $RINGATTN_BUILD in /*) RA=$RINGATTN_BUILD/src/ringattn ;; *) RA=$PWD/$RINGATTN_BUILD/src/ringattn ;; esac
 NC=$PWD/scripts/cluster/netns-cluster.sh
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -116,5 +116,5 @@ for lay in "${LAY[@]}" spread; do
     awk -v lay="$lay" '$2 == lay { f[++k] = $6; b[k] = $10; fm[k] = $4; bm[k] = $8 }
         function med(a, m,   i, j, t) { for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
             return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
-        END { printf "%5s %-10s | %9.1f %9s %6.1f | %9.1f %9s %6.1f\n", "med", lay, med(fm, k), "", med(f, k), med(bm, k), "", med(b, k) }' "$T/rows"
+        END { printf "%5s %-10s | %9.1f %9s %6.1f | %9.1f %9s %6.1f\n", "med", lay, med(fm, k), "-", med(f, k), med(bm, k), "-", med(b, k) }' "$T/rows"
 done
