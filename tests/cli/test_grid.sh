@@ -149,4 +149,39 @@ grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named"
 grid_fault STOP 2 gs 'lost: rank 2 (no answer' "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3), world rank 2 named" \
     --set run.timeout=3
 
+# ---- a rank lost while its optimizer shard streams into a checkpoint -----------------
+# 17 M parameters (model.vocab 131072): each checkpoint is 200 MB, written by
+# rank 0 while it pulls the moments of ranks 1-3. Rank 1 is stopped as soon as
+# the step-4 checkpoint's .tmp appears, before rank 0 has asked it for its
+# adam_v shard: the job must end naming rank 1, publish no step-4 checkpoint
+# and keep the step-2 one whole (eval reads it). The ranks waiting for rank 0's
+# requests time out first and end the job while rank 0 still writes, so the
+# step-4 .tmp may stay; resuming from step 2 into the same directory writes
+# step 4 over it.
+bg_start 4 train --config "$CONFIGS/tiny.ini" --set model.vocab=131072 --set model.dim=128 \
+    --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 --set train.checkpoint_every=2 \
+    --set run.threads=1 --set run.timeout=5 --checkpoint-dir gw
+wait_for '^checkpoint: gw/step-00000002.ckpt' out 120
+for ((i = 0; i < 6000; i++)); do [ -e gw/step-00000004.ckpt.tmp ] && break; sleep 0.01; done
+victim=$(rank_pid 1)
+[ -e gw/step-00000004.ckpt.tmp ] && [ -n "$victim" ] && kill -STOP "$victim"
+bg_finish 60
+[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
+why=""
+[ -n "$victim" ] || why+="rank 1 not found: $(tail -2 err); "
+[ "$rc" -ne 0 ] || why+="exit status 0; "
+awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
+grep -q 'lost: rank 1 (no answer' err || why+="rank 1 not named as lost: $(grep -m2 error err | tr '\n' ' '); "
+[ -e gw/step-00000004.ckpt ] && why+="the step-4 checkpoint was written; "
+[ "$(readlink gw/last.ckpt)" = step-00000002.ckpt ] || why+="last.ckpt -> $(readlink gw/last.ckpt); "
+timeout 120 "$MPIRUN" -n 1 "$RA" eval --checkpoint gw/step-00000002.ckpt >eout 2>eerr </dev/null ||
+    why+="the step-2 checkpoint does not load: $(tail -2 eerr); "
+report "a rank stopped while its optimizer shard streams to the checkpoint writer: job ended in ${secs}s, exit $rc, rank 1 named, no step-4 checkpoint, the step-2 one kept" "$why"
+mpi 4 train --resume gw/step-00000002.ckpt --set train.steps=4 --checkpoint-dir gw
+why=$(status $?)
+[ "$(readlink gw/last.ckpt)" = step-00000004.ckpt ] || why+="last.ckpt -> $(readlink gw/last.ckpt); "
+[ -e gw/step-00000004.ckpt.tmp ] && why+="the stale .tmp is still there; "
+report "resumed from step 2 in the same directory: step 4 written over the stale .tmp" "$why"
+rm -rf gw
+
 finish
