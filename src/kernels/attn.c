@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ringattn/threads.h"
+#include "tile_gemm.h"
 #include "vmath.h"
 
 enum {
@@ -26,8 +27,11 @@ enum {
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
 
-/* Floats of one thread's scratch (a multiple of 16: 64-byte aligned). */
+/* Floats of one thread's scratch (a multiple of 16: 64-byte aligned). The
+ * forward uses its first half for S and its second for the packed K^T of
+ * one key tile (tile_gemm.h). */
 #define THREAD_SCRATCH (2 * (size_t)MAX_TILE)
+_Static_assert(FWD_TK * RA_TILE_GEMM_MAX_D <= MAX_TILE, "packed K^T fits half the scratch");
 
 size_t ra_attn_scratch_floats(int D)
 {
@@ -147,14 +151,15 @@ void ra_attn_fwd_init(int nq, int D, float *acc, float *m, float *l)
 }
 
 /* Fold one tile of exp'd logits into the running (m, l, acc) of its rows.
- * s [tq][tk] holds masked logits on entry and P = exp(s - m_new) on exit. */
-static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, int tq, int tk,
-                             const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
+ * s [tq][lds] holds masked logits in its first tk columns on entry and
+ * P = exp(s - m_new) there on exit. */
+static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, int lds, int tq,
+                             int tk, const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
                              const int32_t *kseg, int sorted, float *acc, float *m, float *l)
 {
     const int D = o->D;
     for (int i = 0; i < tq; i++) {
-        float *row = s + (size_t)i * tk;
+        float *row = s + (size_t)i * lds;
         int n = tk;
         if (kind == TILE_PARTIAL)
             n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
@@ -176,29 +181,54 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
     }
 }
 
-/* Rows i0..i0+tq against keys j0..j0+tk: S, the softmax update, acc += P V. */
+/* The keys of one tile as the products read them: j0..j0+tk of k and v,
+ * and when the AVX-512 products run, kt packed from them (else NULL). */
+typedef struct {
+    const float *k, *v, *kt;
+    int j0, tk;
+} key_tile;
+
+/* Rows i0..i0+tq against the first tk <= kt->tk keys of the key tile: S,
+ * the softmax update, acc += P V. */
 static void fwd_tile(const ra_attn_opts *o, tile_kind kind, int sorted, const ra_rows *qr,
-                     const float *q, const ra_rows *kr, const float *k, const float *v,
-                     float *acc, float *m, float *l, float *s, int i0, int tq, int j0, int tk)
+                     const float *q, const ra_rows *kr, const key_tile *kt, float *acc, float *m,
+                     float *l, float *s, int i0, int tq, int tk)
 {
-    const int D = o->D;
+    const int D = o->D, j0 = kt->j0;
     const int segs = qr->seg != NULL && kr->seg != NULL;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale,
-                q + (size_t)i0 * D, D, k + (size_t)j0 * D, D, 0.0f, s, tk);
-    fwd_softmax_tile(o, kind, s, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                     kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted,
-                     acc + (size_t)i0 * D, m + i0, l + i0);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, tk,
-                v + (size_t)j0 * D, D, 1.0f, acc + (size_t)i0 * D, D);
+    const float *qi = q + (size_t)i0 * D, *kj = kt->k + (size_t)j0 * D, *vj = kt->v + (size_t)j0 * D;
+    float *ai = acc + (size_t)i0 * D;
+    int lds = tk;
+#if RA_TILE_GEMM
+    if (kt->kt) {
+        lds = (tk + 15) / 16 * 16; /* the kernel writes whole vectors */
+        ra_tile_qkt(qi, tq, D, kt->kt, kt->tk, lds, o->scale, s, lds);
+    }
+#endif
+    if (!kt->kt)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qi, D, kj, D,
+                    0.0f, s, lds);
+    fwd_softmax_tile(o, kind, s, lds, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
+                     kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, ai, m + i0, l + i0);
+#if RA_TILE_GEMM
+    if (kt->kt) {
+        ra_tile_pv(s, tq, tk, lds, vj, D, ai);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, s, lds, vj, D, 1.0f,
+                ai, D);
 }
 
-/* Query tile i0 against every key tile of the block. */
+/* Query tile i0 against every key tile of the block; s is the thread's
+ * scratch (S, then the packed K^T). */
 static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, const ra_rows *kr,
                       const float *k, const float *v, float *acc, float *m, float *l, float *s,
                       const ra_poll *poll, int i0)
 {
     const int nq = qr->n, nk = kr->n;
     const int segs = qr->seg != NULL && kr->seg != NULL;
+    float *ktbuf = ra_tile_gemm_ok(o->D) ? s + MAX_TILE : NULL;
     int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
     range rq = rows_range(qr, i0, i0 + tq);
     for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
@@ -206,6 +236,10 @@ static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, 
         range rk = rows_range(kr, j0, j0 + tk);
         tile_kind kind = classify(o, segs, rq, rk);
         if (kind == TILE_EMPTY) continue;
+        key_tile kt = {.k = k, .v = v, .kt = ktbuf, .j0 = j0, .tk = tk};
+#if RA_TILE_GEMM
+        if (ktbuf) ra_tile_pack_kt(k + (size_t)j0 * o->D, tk, o->D, ktbuf);
+#endif
         int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
         if (sorted && o->causal) {
             /* causal, sorted keys: each group of FWD_SUB rows stops at the
@@ -214,11 +248,10 @@ static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, 
             for (int a = 0; a < tq; a += FWD_SUB) {
                 int b = tq - a < FWD_SUB ? tq - a : FWD_SUB;
                 int tkb = count_le(kr->pos + j0, tk, rows_range(qr, i0 + a, i0 + a + b).pmax);
-                if (tkb > 0)
-                    fwd_tile(o, kind, sorted, qr, q, kr, k, v, acc, m, l, s, i0 + a, b, j0, tkb);
+                if (tkb > 0) fwd_tile(o, kind, sorted, qr, q, kr, &kt, acc, m, l, s, i0 + a, b, tkb);
             }
         } else {
-            fwd_tile(o, kind, sorted, qr, q, kr, k, v, acc, m, l, s, i0, tq, j0, tk);
+            fwd_tile(o, kind, sorted, qr, q, kr, &kt, acc, m, l, s, i0, tq, tk);
         }
         if (poll) poll->fn(poll->ctx);
     }
