@@ -75,31 +75,51 @@ double ra_median(double *x, int n)
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
+ra_status ra_sgemm_ref_open(ra_sgemm_ref *r)
+{
+    const size_t n = RA_SGEMM_REF_N;
+    *r = (ra_sgemm_ref){ 0 };
+    ra_status st = ra_alloc(&r->a, sizeof(float) * n * n, "sgemm reference A");
+    if (st == RA_OK) st = ra_alloc(&r->b, sizeof(float) * n * n, "sgemm reference B");
+    if (st == RA_OK) st = ra_alloc(&r->c, sizeof(float) * n * n, "sgemm reference C");
+    if (st != RA_OK) {
+        ra_sgemm_ref_close(r);
+        return st;
+    }
+    for (size_t i = 0; i < n * n; i++) r->a[i] = r->b[i] = (float)(i % 17) * 0.01f;
+    return RA_OK;
+}
+
+double ra_sgemm_ref_call(ra_sgemm_ref *r)
+{
+    const int n = RA_SGEMM_REF_N;
+    ra_blas_serial_begin(); /* the single-thread sgemm rate */
+    double t0 = ra_now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, r->a, n, r->b, n, 0, r->c, n);
+    double t = ra_now() - t0;
+    ra_blas_serial_end();
+    return 2.0 * n * n * n / t * 1e-9;
+}
+
+void ra_sgemm_ref_close(ra_sgemm_ref *r)
+{
+    free(r->a);
+    free(r->b);
+    free(r->c);
+    *r = (ra_sgemm_ref){ 0 };
+}
+
 ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops)
 {
     double rate = 0;
     RA_TRY(ra_barrier(c->comm, "the start of the sgemm reference"));
-    if (c->rank == 0) {
-        const int n = 1024;
-        float *a = NULL, *b = NULL, *cc = NULL;
-        if (ra_alloc(&a, sizeof(float) * n * n, "sgemm A") == RA_OK &&
-            ra_alloc(&b, sizeof(float) * n * n, "sgemm B") == RA_OK &&
-            ra_alloc(&cc, sizeof(float) * n * n, "sgemm C") == RA_OK) {
-            for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 17) * 0.01f;
-            ra_blas_serial_begin(); /* the single-thread sgemm rate */
-            double t[5];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, cc, n);
-            for (int r = 0; r < 5; r++) {
-                double t0 = ra_now();
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, cc, n);
-                t[r] = ra_now() - t0;
-            }
-            rate = 2.0 * n * n * n / ra_median(t, 5) * 1e-9;
-            ra_blas_serial_end();
-        }
-        free(a);
-        free(b);
-        free(cc);
+    ra_sgemm_ref r;
+    if (c->rank == 0 && ra_sgemm_ref_open(&r) == RA_OK) {
+        double g[5];
+        ra_sgemm_ref_call(&r); /* warm-up */
+        for (int i = 0; i < 5; i++) g[i] = ra_sgemm_ref_call(&r);
+        rate = ra_median(g, 5);
+        ra_sgemm_ref_close(&r);
     }
     *gflops = rate;
     return ra_bcast(gflops, 1, MPI_DOUBLE, 0, c->comm, "the sgemm reference rate");

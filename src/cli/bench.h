@@ -33,8 +33,20 @@ ra_status ra_bench_sweep_check(const ra_bench_sweep *s);
 void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s);
 extern const char *ra_bench_sweep_help;
 
-/* Collective, like the two below. Single-thread sgemm GFLOP/s (M = N = K =
- * 1024), median of 5, measured on rank 0 while the others wait; broadcast. */
+/* The sgemm reference: one single-thread sgemm at M = N = K = 1024 on
+ * buffers kept for the run, timed call by call. This machine's rate moves
+ * by up to 1.6x within a second, so a benchmark that wants a ratio times a
+ * call next to each of its own timed iterations. */
+enum { RA_SGEMM_REF_N = 1024 };
+typedef struct {
+    float *a, *b, *c;
+} ra_sgemm_ref;
+ra_status ra_sgemm_ref_open(ra_sgemm_ref *r);
+double ra_sgemm_ref_call(ra_sgemm_ref *r); /* GFLOP/s of one call */
+void ra_sgemm_ref_close(ra_sgemm_ref *r);  /* also after a failed open */
+
+/* Collective, like the two below. Single-thread sgemm GFLOP/s, median of 5
+ * calls after one, measured on rank 0 while the others wait; broadcast. */
 ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops);
 /* Cores the run really has: per node min(sum of threads, hwloc cores). */
 ra_status ra_bench_cores_used(const ra_cli *c, int threads, int *cores);

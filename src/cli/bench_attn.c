@@ -195,11 +195,15 @@ static void check_row(const bench_args *a, int64_t L, float scale, int b, int h,
 typedef struct {
     double fwd[3], bwd[3];   /* min avg max over ranks of each rank's median */
     double fwd_wait, bwd_wait, peak, mib_sent;
+    double sgemm;            /* GFLOP/s: median of the reference calls between iterations */
     double err_o, err_dq, err_lse;
     int ok;
 } row_result;
 
-static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_result *res)
+/* ref: the sgemm reference on rank 0 (one call after each timed
+ * iteration), NULL on the others */
+static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *ref, int64_t L,
+                          row_result *res)
 {
     ra_head_opts ho = { .ring = { .B = a->B, .H = a->H, .Hkv = a->Hkv, .D = a->D, .L = L,
                                   .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
@@ -218,7 +222,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
         st = ra_alloc(&buf, sizeof(float) * (nq * (bwd ? 4 : 2) + nk * (bwd ? 4 : 2) + nrow),
                       "benchmark tensors");
     if (st == RA_OK) st = ra_alloc(&pos, sizeof(int32_t) * (Lr + 1), "positions");
-    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 5 * a->sw.iters, "timings");
+    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 6 * a->sw.iters, "timings");
     st = ra_agree(c->comm, st);
     if (st != RA_OK) goto out;
 
@@ -231,7 +235,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
     if (bwd) fill(dout, S_DO, (int64_t)a->B * a->H, L, pos, Lr, a->D);
 
     double *tf = times, *wf = times + a->sw.iters, *tb = wf + a->sw.iters, *wb = tb + a->sw.iters;
-    double *sent = wb + a->sw.iters;
+    double *sent = wb + a->sw.iters, *sg = sent + a->sw.iters;
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
@@ -253,6 +257,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
             tf[it] = (bwd ? t1 : t2) - t0, wf[it] = w1;
             tb[it] = bwd ? t2 - t1 : 0, wb[it] = w2;
             sent[it] = b1 + b2;
+            sg[it] = ref ? ra_sgemm_ref_call(ref) : 0; /* the others wait at the next barrier */
         }
     }
     st = ra_agree(c->comm, st);
@@ -271,6 +276,8 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, int64_t L, row_r
     res->peak = x3.max;
     if ((st = ra_bench_across(c, ra_median(sent, a->sw.iters), &x3)) != RA_OK) goto out;
     res->mib_sent = x3.max / (1024.0 * 1024.0);
+    if ((st = ra_bench_across(c, ra_median(sg, a->sw.iters), &x3)) != RA_OK) goto out;
+    res->sgemm = x3.max;
 
     res->ok = 1;
     res->err_o = res->err_dq = res->err_lse = NAN;
@@ -311,6 +318,8 @@ out:
 }
 
 static ra_status run(ra_cli *c, const bench_args *ap);
+static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int *cores,
+                          ra_sgemm_ref *ref);
 
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
 {
@@ -336,12 +345,24 @@ static ra_status run(ra_cli *c, const bench_args *ap)
     int cores[RA_BENCH_MAX_THREADS];
     RA_TRY(ra_bench_sgemm_gflops(c, &sg));
     for (int i = 0; i < a.sw.nthreads; i++) RA_TRY(ra_bench_cores_used(c, a.sw.thread_list[i], &cores[i]));
+    ra_sgemm_ref ref = { 0 };
+    RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_sgemm_ref_open(&ref) : RA_OK));
+    ra_status st = run_rows(c, &a, sg, cores, c->rank == 0 ? &ref : NULL);
+    ra_sgemm_ref_close(&ref);
+    return st;
+}
+
+static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int *cores,
+                          ra_sgemm_ref *ref)
+{
+    const bench_args a = *ap;
     ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s) OpenBLAS=%s\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
            ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin(),
            ra_blas_desc());
-    ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; %%sgemm = GFLOP/s / (%.1f x cores in use); "
-              "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg, sg);
+    ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s at the start; %%sgemm = GFLOP/s / (sgemm x cores in use), "
+              "sgemm: the median of one such call after each timed iteration of the row (its '# sgemm' line); "
+              "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg);
     ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %4s %7s %6s\n", "L",
            "fwd_ms", "min", "max", "GFLOP/s", "%sgemm", "wait_ms", "bwd_ms", "min", "max", "GFLOP/s",
            "%sgemm", "wait_ms", "MiB_sent", "peak_MiB", "err_O", "err_dQ", "thr", "speedup", "check");
@@ -351,7 +372,8 @@ static ra_status run(ra_cli *c, const bench_args *ap)
         for (int ti = 0; ti < a.sw.nthreads; ti++) {
             ra_threads_set(a.sw.thread_list[ti]);
             row_result r;
-            RA_TRY(run_size(c, &a, L, &r)); /* L < P too: ranks without tokens relay */
+            RA_TRY(run_size(c, &a, ref, L, &r)); /* L < P too: ranks without tokens relay */
+            const double sgr = r.sgemm;
             const double both = r.fwd[2] + (a.fwd_only ? 0 : r.bwd[2]);
             if (ti == 0) base = both;
             const int ncores = cores[ti];
@@ -364,10 +386,11 @@ static ra_status run(ra_cli *c, const bench_args *ap)
                 snprintf(ed, sizeof ed, "%.2e", r.err_dq);
             }
             ra_say(c, " %9lld %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f  %9.3f %9.3f %9.3f %8.2f %6.1f %8.3f %9.2f %9.1f %9s %9s %4d %7.2f %6s\n",
-                   (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sg * ncores),
+                   (long long)L, r.fwd[1] * 1e3, r.fwd[0] * 1e3, r.fwd[2] * 1e3, ff, 100 * ff / (sgr * ncores),
                    r.fwd_wait * 1e3, r.bwd[1] * 1e3, r.bwd[0] * 1e3, r.bwd[2] * 1e3, fb,
-                   100 * fb / (sg * ncores), r.bwd_wait * 1e3, r.mib_sent, r.peak / (1024.0 * 1024.0), eo, ed,
+                   100 * fb / (sgr * ncores), r.bwd_wait * 1e3, r.mib_sent, r.peak / (1024.0 * 1024.0), eo, ed,
                    a.sw.thread_list[ti], base / both, checked ? (r.ok ? "OK" : "FAIL") : "-");
+            ra_say(c, "# sgemm during L=%lld thr=%d: %.1f GFLOP/s\n", (long long)L, a.sw.thread_list[ti], sgr);
             failures += !r.ok;
         }
         if (L > INT64_MAX / a.sw.factor) break;

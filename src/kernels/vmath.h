@@ -157,6 +157,30 @@ static inline void ra_vstore_part(float *x, int n, ra_vf v)
     memcpy(x, b, sizeof(float) * (size_t)n);
 }
 
+/* The lanes of v folded by max and by sum: a tree of 4 steps with AVX-512
+ * (a chain of 16 dependent steps took a tenth of the softmax's time). */
+static inline float ra_vhmax(ra_vf v)
+{
+#if defined(__AVX512F__)
+    return _mm512_reduce_max_ps((__m512)v);
+#else
+    float m = -INFINITY;
+    for (int i = 0; i < RA_VW; i++) m = v[i] > m ? v[i] : m;
+    return m;
+#endif
+}
+
+static inline float ra_vhsum(ra_vf v)
+{
+#if defined(__AVX512F__)
+    return _mm512_reduce_add_ps((__m512)v);
+#else
+    float sum = 0.0f;
+    for (int i = 0; i < RA_VW; i++) sum += v[i];
+    return sum;
+#endif
+}
+
 /* max of x[0..n), -inf when n == 0 */
 static inline float ra_rowmax(const float *x, int n)
 {
@@ -171,9 +195,7 @@ static inline float ra_rowmax(const float *x, int n)
     for (; j + RA_VW <= n; j += RA_VW) m0 = ra_vmax(ra_vload(x + j), m0);
     if (j < n) m1 = ra_vmax(ra_vload_part(x + j, n - j, -INFINITY), m1);
     m0 = ra_vmax(ra_vmax(m0, m1), ra_vmax(m2, m3));
-    float m = -INFINITY;
-    for (int i = 0; i < RA_VW; i++) m = m0[i] > m ? m0[i] : m;
-    return m;
+    return ra_vhmax(m0);
 }
 
 /* x[j] = exp(x[j] - shift) for j < n, shift >= max x[j] (ra_vexp_neg);
@@ -192,9 +214,7 @@ static inline float ra_exp_shift_sum(float *x, int n, float shift)
         ra_vstore_part(x + j, n - j, e);
         acc += e;
     }
-    float sum = 0.0f;
-    for (int i = 0; i < RA_VW; i++) sum += acc[i];
-    return sum;
+    return ra_vhsum(acc);
 }
 
 /* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum. The
