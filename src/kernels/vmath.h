@@ -88,41 +88,16 @@ static inline ra_vf ra_vexp(ra_vf x)
  * above it (x <= 0, or a rounding error above): the reduction and polynomial
  * of ra_vexp with fused multiply-adds and no clamp at 88, so x must stay
  * below 88. exp(x) = 0 below -87 and for -inf; NaN gives 0 with AVX-512. */
-#if defined(__AVX512F__)
-/* ra_vexp_neg in AVX-512 intrinsics, with vscalefps for the exponent (one
- * instruction where the integer form takes a shift and an add) */
-static inline __m512 ra_vexp_neg512(__m512 x)
-{
-    const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: round to int */
-    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    /* -inf lanes turn NaN below and are masked at the end */
-    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
-    __m512 n = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x); /* n * ln2 high part is exact */
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 5040.0f), r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(live, p, n); /* p * 2^n, one instruction */
-}
-#endif
-
-/* exp(x) for the attention tiles, where x is a logit minus a shift at or
- * above it (x <= 0, or a rounding error above): the reduction and polynomial
- * of ra_vexp with fused multiply-adds and no clamp at 88, so x must stay
- * below 88. exp(x) = 0 below -87 and for -inf; NaN gives 0 with AVX-512. */
 static inline ra_vf ra_vexp_neg(ra_vf x)
 {
-#if defined(__AVX512F__)
-    return (ra_vf)ra_vexp_neg512((__m512)x);
-#else
     const ra_vf magic = ra_vsplat(12582912.0f); /* 1.5 * 2^23: round to int */
-    const ra_vi dead = x < ra_vsplat(-87.0f);   /* includes -inf */
+#if defined(__AVX512F__)
+    const __mmask16 live = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+#else
+    const ra_vi dead = x < ra_vsplat(-87.0f); /* includes -inf */
     x = ra_vselect(dead, ra_vsplat(0.0f), x);
+#endif
+    /* -inf lanes (AVX-512) turn NaN below and are masked at the end */
     ra_vf t = ra_vfma(x, ra_vsplat(1.44269504088896341f), magic);
     ra_vf n = t - magic;
     ra_vf r = ra_vfma(n, ra_vsplat(-0.693359375f), x); /* n * ln2 high part is exact */
@@ -134,6 +109,11 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
     p = ra_vfma(p, r, ra_vsplat(0.5f));
     p = ra_vfma(p, r, ra_vsplat(1.0f));
     p = ra_vfma(p, r, ra_vsplat(1.0f));
+#if defined(__AVX512F__)
+    /* p * 2^n in one instruction (vscalefps), where the integer form below
+     * takes a shift and an add */
+    return (ra_vf)_mm512_maskz_scalef_ps(live, (__m512)p, (__m512)n);
+#else
     /* the bits of t are those of magic plus n, and magic's low 9 bits are
      * 0: t << 23 is n << 23, the exponent to add */
     ra_vi e = (ra_vi)t << 23;
