@@ -27,11 +27,23 @@ enum {
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
 
-/* Floats of one thread's scratch (a multiple of 16: 64-byte aligned). The
- * forward uses its first half for S and its second for the packed K^T of
- * one key tile (tile_gemm.h). */
-#define THREAD_SCRATCH (2 * (size_t)MAX_TILE)
-_Static_assert(FWD_TK * RA_TILE_GEMM_MAX_D <= MAX_TILE, "packed K^T fits half the scratch");
+/* Floats of one thread's scratch (a multiple of 16: 64-byte aligned): two
+ * tiles, then, when the AVX-512 products run (tile_gemm.h), the packed K^T
+ * and V^T of one key tile. The forward uses the first tile for S; the
+ * backward both tiles, or a chunk's P and dS when threaded. */
+#define TILES_SCRATCH (2 * (size_t)MAX_TILE)
+_Static_assert(FWD_TK == BWD_TK, "one packed key tile serves both directions");
+
+static size_t thread_scratch(int D)
+{
+    return TILES_SCRATCH + (ra_tile_gemm_ok(D) ? 2 * (size_t)ra_tile_kt_floats(BWD_TK, D) : 0);
+}
+
+/* the packed K^T (then V^T) of a thread's scratch, NULL without the kernels */
+static float *packed_kt(float *thread_scratch_start, int D)
+{
+    return ra_tile_gemm_ok(D) ? thread_scratch_start + TILES_SCRATCH : NULL;
+}
 
 size_t ra_attn_scratch_floats(int D)
 {
@@ -40,8 +52,7 @@ size_t ra_attn_scratch_floats(int D)
 
 size_t ra_attn_scratch_floats_threads(int D, int threads)
 {
-    (void)D;
-    return (size_t)(threads > 1 ? threads : 1) * THREAD_SCRATCH + 64;
+    return (size_t)(threads > 1 ? threads : 1) * thread_scratch(D) + 64;
 }
 
 /* Threads for a block with `work` independent tiles: what the scratch is
@@ -228,7 +239,7 @@ static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, 
 {
     const int nq = qr->n, nk = kr->n;
     const int segs = qr->seg != NULL && kr->seg != NULL;
-    float *ktbuf = ra_tile_gemm_ok(o->D) ? s + MAX_TILE : NULL;
+    float *ktbuf = packed_kt(s, o->D);
     int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
     range rq = rows_range(qr, i0, i0 + tq);
     for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
@@ -278,7 +289,7 @@ void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
 #pragma omp parallel num_threads(nt)
     {
         const int me = omp_get_thread_num(), team = omp_get_num_threads();
-        float *s = scratch + (size_t)me * THREAD_SCRATCH;
+        float *s = scratch + (size_t)me * thread_scratch(o->D);
         const ra_poll *pl = me == 0 ? poll : NULL;
 #pragma omp for schedule(dynamic, 1) nowait
         for (int t = 0; t < ntiles; t++) fwd_qtile(o, qr, q, kr, k, v, acc, m, l, s, pl, t * FWD_TQ);
@@ -320,13 +331,14 @@ void ra_attn_bwd_rowdot(int nq, int D, const float *o, const float *dout, float 
     }
 }
 
-/* p [tq][tk]: masked logits in, P = exp(S - lse) out (0 where masked). */
-static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int tq, int tk,
-                           const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
+/* p [tq][ldp]: masked logits in, P = exp(S - lse) out (0 where masked),
+ * in the first tk columns. */
+static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int ldp, int tq,
+                           int tk, const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
                            const int32_t *kseg, int sorted, const float *lse, const float *lse_lo)
 {
     for (int i = 0; i < tq; i++) {
-        float *row = p + (size_t)i * tk;
+        float *row = p + (size_t)i * ldp;
         if (lse[i] == -INFINITY) { /* row sees no key anywhere */
             memset(row, 0, sizeof(float) * tk);
             continue;
@@ -339,14 +351,16 @@ static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int 
     }
 }
 
-/* dp [tq][tk]: dO V^T in, dS = P * (dP - dl) out. */
-static void bwd_dscores_tile(float *dp, const float *p, int tq, int tk, const float *dl)
+/* dp [tq][ldp]: dO V^T in, dS = a P * (dP - dl) out (the scale of both
+ * of dS's products, dQ += dS K and dK += dS^T Q, applied once here). */
+static void bwd_dscores_tile(float *dp, const float *p, int ldp, int tq, int tk, const float *dl,
+                             float a)
 {
     for (int i = 0; i < tq; i++) {
-        float *d = dp + (size_t)i * tk;
-        const float *pr = p + (size_t)i * tk;
+        float *d = dp + (size_t)i * ldp;
+        const float *pr = p + (size_t)i * ldp;
         const float di = dl[i];
-        for (int j = 0; j < tk; j++) d[j] = pr[j] * (d[j] - di);
+        for (int j = 0; j < tk; j++) d[j] = a * (pr[j] * (d[j] - di));
     }
 }
 
@@ -360,7 +374,9 @@ void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
 
 /* One (query tile, key tile) of the backward: P and dS into p and dp, dQ
  * added; dV and dK are added by bwd_tile_dkv, which the threaded backward
- * calls in query-tile order. Returns 0 when the tile is empty. */
+ * calls in query-tile order. Returns 0 when the tile is empty. kt and vt:
+ * the key tile's K^T and V^T packed for the AVX-512 products (both NULL
+ * without them); p and dp then have rows padded to 16 columns. */
 typedef struct {
     const ra_attn_opts *o;
     const ra_rows *qr, *kr;
@@ -369,39 +385,91 @@ typedef struct {
     int segs;
 } bwd_ctx;
 
-static int bwd_tile_pdq(const bwd_ctx *c, int i0, int j0, float *p, float *dp)
+typedef struct {
+    float *buf;          /* where K^T, then V^T, go; NULL without the kernels */
+    const float *kt, *vt; /* set once packed: at the key tile's first non-empty tile */
+    int j0;
+} packed_kv;
+
+static int tile_rows(int n, int i0, int t) { return n - i0 < t ? n - i0 : t; }
+
+/* the row stride of a backward tile's p and dp */
+static int bwd_ldp(const packed_kv *pk, int tk) { return pk->buf ? (tk + 15) / 16 * 16 : tk; }
+
+/* K^T and V^T of key tile pk->j0 into pk->buf (ra_tile_pack_kt), once */
+static void bwd_pack(const bwd_ctx *c, packed_kv *pk)
+{
+#if RA_TILE_GEMM
+    if (pk->buf && !pk->kt) {
+        const int D = c->o->D, tk = tile_rows(c->kr->n, pk->j0, BWD_TK);
+        float *vt = pk->buf + ra_tile_kt_floats(BWD_TK, D);
+        ra_tile_pack_kt(c->k + (size_t)pk->j0 * D, tk, D, pk->buf);
+        ra_tile_pack_kt(c->v + (size_t)pk->j0 * D, tk, D, vt);
+        pk->kt = pk->buf, pk->vt = vt;
+    }
+#else
+    (void)c, (void)pk;
+#endif
+}
+
+static int bwd_tile_pdq(const bwd_ctx *c, packed_kv *pk, int i0, int j0, float *p, float *dp)
 {
     const ra_attn_opts *o = c->o;
-    const int D = o->D, nq = c->qr->n, nk = c->kr->n;
-    const int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ, tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
+    const int D = o->D;
+    const int tq = tile_rows(c->qr->n, i0, BWD_TQ), tk = tile_rows(c->kr->n, j0, BWD_TK);
     tile_kind kind = classify(o, c->segs, rows_range(c->qr, i0, i0 + tq), rows_range(c->kr, j0, j0 + tk));
     if (kind == TILE_EMPTY) return 0;
+    bwd_pack(c, pk);
     int sorted = is_sorted(c->kr->pos + j0, tk);
     const float *qt = c->q + (size_t)i0 * D, *dot = c->dout + (size_t)i0 * D;
     const float *kt = c->k + (size_t)j0 * D, *vt = c->v + (size_t)j0 * D;
+    float *dq = c->dq + (size_t)i0 * D;
+    const int ldp = bwd_ldp(pk, tk);
     /* P = exp(a Q K^T - lse) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qt, D, kt, D, 0.0f, p, tk);
-    bwd_probs_tile(o, kind, p, tq, tk, c->qr->pos + i0, c->segs ? c->qr->seg + i0 : NULL,
+#if RA_TILE_GEMM
+    if (pk->kt) ra_tile_qkt(qt, tq, D, pk->kt, tk, ldp, o->scale, p, ldp);
+#endif
+    if (!pk->kt)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qt, D, kt, D, 0.0f, p, ldp);
+    bwd_probs_tile(o, kind, p, ldp, tq, tk, c->qr->pos + i0, c->segs ? c->qr->seg + i0 : NULL,
                    c->kr->pos + j0, c->segs ? c->kr->seg + j0 : NULL, sorted, c->lse + i0,
                    c->lse_lo ? c->lse_lo + i0 : NULL);
-    /* dP = dO V^T, then dS = P * (dP - dl) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D, 0.0f, dp, tk);
-    bwd_dscores_tile(dp, p, tq, tk, c->dl + i0);
-    /* dQ += a dS K */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, o->scale, dp, tk, kt, D, 1.0f,
-                c->dq + (size_t)i0 * D, D);
+    /* dP = dO V^T, then dS = a P * (dP - dl) */
+#if RA_TILE_GEMM
+    if (pk->vt) ra_tile_qkt(dot, tq, D, pk->vt, tk, ldp, 1.0f, dp, ldp);
+#endif
+    if (!pk->vt)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D, 0.0f, dp, ldp);
+    bwd_dscores_tile(dp, p, ldp, tq, tk, c->dl + i0, o->scale);
+    /* dQ += dS K */
+#if RA_TILE_GEMM
+    if (pk->kt) {
+        ra_tile_pv(dp, tq, tk, ldp, kt, D, dq);
+        return 1;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, D, tk, 1.0f, dp, ldp, kt, D, 1.0f, dq, D);
     return 1;
 }
 
-/* dV += P^T dO ; dK += a dS^T Q */
-static void bwd_tile_dkv(const bwd_ctx *c, int i0, int j0, const float *p, const float *dp)
+/* dV += P^T dO ; dK += dS^T Q */
+static void bwd_tile_dkv(const bwd_ctx *c, const packed_kv *pk, int i0, int j0, const float *p,
+                         const float *dp)
 {
-    const int D = c->o->D, nq = c->qr->n, nk = c->kr->n;
-    const int tq = nq - i0 < BWD_TQ ? nq - i0 : BWD_TQ, tk = nk - j0 < BWD_TK ? nk - j0 : BWD_TK;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, p, tk,
-                c->dout + (size_t)i0 * D, D, 1.0f, c->dv + (size_t)j0 * D, D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, c->o->scale, dp, tk,
-                c->q + (size_t)i0 * D, D, 1.0f, c->dk + (size_t)j0 * D, D);
+    const int D = c->o->D;
+    const int tq = tile_rows(c->qr->n, i0, BWD_TQ), tk = tile_rows(c->kr->n, j0, BWD_TK);
+    const int ldp = bwd_ldp(pk, tk);
+    const float *dot = c->dout + (size_t)i0 * D, *qt = c->q + (size_t)i0 * D;
+    float *dv = c->dv + (size_t)j0 * D, *dk = c->dk + (size_t)j0 * D;
+#if RA_TILE_GEMM
+    if (pk->kt) {
+        ra_tile_ptv(p, tk, tq, ldp, dot, D, dv);
+        ra_tile_ptv(dp, tk, tq, ldp, qt, D, dk);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, p, ldp, dot, D, 1.0f, dv, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tk, D, tq, 1.0f, dp, ldp, qt, D, 1.0f, dk, D);
 }
 
 /* Threads own chunks of BWD_CHUNK query tiles, round robin (causal work
@@ -426,16 +494,18 @@ static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll
 #pragma omp parallel num_threads(nt)
     {
         const int me = omp_get_thread_num(), team = omp_get_num_threads();
-        float *mine = scratch + (size_t)me * THREAD_SCRATCH; /* P, dS of tile r at 2r, 2r+1 */
+        float *mine = scratch + (size_t)me * thread_scratch(c->o->D); /* P, dS of tile r at 2r, 2r+1 */
+        float *kvbuf = packed_kt(mine, c->o->D);
         const ra_poll *pl = me == 0 ? poll : NULL;
         int any[BWD_CHUNK];
         for (int ch = me; ch < nch; ch += team) {
             const int q0 = ch * BWD_CHUNK, q1 = q0 + BWD_CHUNK < nqt ? q0 + BWD_CHUNK : nqt;
             for (int jt = 0; jt < nkt; jt++) {
                 int some = 0;
+                packed_kv pk = { .buf = kvbuf, .j0 = jt * BWD_TK };
                 for (int qt = q0; qt < q1; qt++) {
                     float *p = mine + 2 * (size_t)(qt - q0) * tile;
-                    some |= any[qt - q0] = bwd_tile_pdq(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                    some |= any[qt - q0] = bwd_tile_pdq(c, &pk, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
                 }
                 if (atomic_load_explicit(&turn[jt], memory_order_acquire) != q0) {
                     if (pl) pl->fn(pl->ctx);
@@ -444,7 +514,7 @@ static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll
                 }
                 for (int qt = q0; qt < q1; qt++) {
                     const float *p = mine + 2 * (size_t)(qt - q0) * tile;
-                    if (any[qt - q0]) bwd_tile_dkv(c, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
+                    if (any[qt - q0]) bwd_tile_dkv(c, &pk, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
                 }
                 atomic_store_explicit(&turn[jt], q1, memory_order_release);
                 if (some && pl) pl->fn(pl->ctx);
@@ -478,12 +548,14 @@ void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const flo
         free(turn);
     } else { /* one thread: key tiles outer, so a key tile's K, V, dK, dV stay in cache */
         float *p = scratch, *dp = scratch + (size_t)MAX_TILE;
-        for (int j0 = 0; j0 < kr->n; j0 += BWD_TK)
+        for (int j0 = 0; j0 < kr->n; j0 += BWD_TK) {
+            packed_kv pk = { .buf = packed_kt(scratch, o->D), .j0 = j0 };
             for (int i0 = 0; i0 < qr->n; i0 += BWD_TQ) {
-                if (!bwd_tile_pdq(&c, i0, j0, p, dp)) continue;
-                bwd_tile_dkv(&c, i0, j0, p, dp);
+                if (!bwd_tile_pdq(&c, &pk, i0, j0, p, dp)) continue;
+                bwd_tile_dkv(&c, &pk, i0, j0, p, dp);
                 if (poll) poll->fn(poll->ctx);
             }
+        }
     }
     if (top) ra_blas_serial_end();
 }

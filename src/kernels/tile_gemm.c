@@ -80,11 +80,12 @@ ALWAYS_INLINE void qkt_block(const float *q, int D, const float *panel, int pw, 
             _mm512_storeu_ps(s + (size_t)r * lds + 16 * v, _mm512_mul_ps(c[r][v], sc));
 }
 
-/* acc[r][0 .. 16 NV) += sum_{j < kb} p[r][j] v[j][0 .. 16 NV), r < R. The
+/* acc[r][0 .. 16 NV) += sum_{j < kb} A(r, j) v[j][0 .. 16 NV), r < R, where
+ * A(r, j) is p[r][j], or p[j][r] when TA (P^T, dS^T of the backward). The
  * kb products are summed apart from acc, then added to it: each output's
  * rounding error grows with kb plus the number of passes, not with n. */
 ALWAYS_INLINE void pv_block(const float *p, int ldp, int kb, const float *v, int D, float *acc,
-                            const int R, const int NV)
+                            const int R, const int NV, const int TA)
 {
     __m512 c[ROWS][4], b[4];
     for (int r = 0; r < R; r++)
@@ -92,7 +93,7 @@ ALWAYS_INLINE void pv_block(const float *p, int ldp, int kb, const float *v, int
     for (int j = 0; j < kb; j++) {
         for (int u = 0; u < NV; u++) b[u] = _mm512_loadu_ps(v + (size_t)j * D + 16 * u);
         for (int r = 0; r < R; r++) {
-            const __m512 a = _mm512_set1_ps(p[(size_t)r * ldp + j]);
+            const __m512 a = _mm512_set1_ps(TA ? p[(size_t)j * ldp + r] : p[(size_t)r * ldp + j]);
             for (int u = 0; u < NV; u++) c[r][u] = _mm512_fmadd_ps(a, b[u], c[r][u]);
         }
     }
@@ -126,9 +127,21 @@ static void pv_any(int R, int NV, const float *p, int ldp, int kb, const float *
 {
     switch (R * 8 + NV) {
 #define PV_CASE(r, nv) \
-    case r * 8 + nv: pv_block(p, ldp, kb, v, D, acc, r, nv); break;
+    case r * 8 + nv: pv_block(p, ldp, kb, v, D, acc, r, nv, 0); break;
         FOR_SHAPES(PV_CASE)
 #undef PV_CASE
+    default: __builtin_unreachable();
+    }
+}
+
+static void ptv_any(int R, int NV, const float *p, int ldp, int kb, const float *v, int D,
+                    float *acc)
+{
+    switch (R * 8 + NV) {
+#define PTV_CASE(r, nv) \
+    case r * 8 + nv: pv_block(p, ldp, kb, v, D, acc, r, nv, 1); break;
+        FOR_SHAPES(PTV_CASE)
+#undef PTV_CASE
     default: __builtin_unreachable();
     }
 }
@@ -148,18 +161,37 @@ void ra_tile_qkt(const float *q, int m, int D, const float *kt, int nk, int ncol
     }
 }
 
-void ra_tile_pv(const float *p, int m, int n, int ldp, const float *v, int D, float *acc)
+/* acc += A V over m output rows and n keys, A(r, j) at p[r ldp + j], or at
+ * p[j ldp + r] when ta */
+static void pv_rows(const float *p, int m, int n, int ldp, int ta, const float *v, int D,
+                    float *acc)
 {
     for (int d0 = 0; d0 < D; d0 += PANEL) {
         const int nv = (D - d0 < PANEL ? D - d0 : PANEL) / 16;
         /* keys ascending for every row: the same order of sums as one pass */
         for (int j0 = 0; j0 < n; j0 += PV_KB) {
             const int kb = n - j0 < PV_KB ? n - j0 : PV_KB;
-            for (int r0 = 0; r0 < m; r0 += ROWS)
-                pv_any(m - r0 < ROWS ? m - r0 : ROWS, nv, p + (size_t)r0 * ldp + j0, ldp, kb,
-                       v + (size_t)j0 * D + d0, D, acc + (size_t)r0 * D + d0);
+            for (int r0 = 0; r0 < m; r0 += ROWS) {
+                const int R = m - r0 < ROWS ? m - r0 : ROWS;
+                const float *v0 = v + (size_t)j0 * D + d0;
+                float *a0 = acc + (size_t)r0 * D + d0;
+                if (ta)
+                    ptv_any(R, nv, p + (size_t)j0 * ldp + r0, ldp, kb, v0, D, a0);
+                else
+                    pv_any(R, nv, p + (size_t)r0 * ldp + j0, ldp, kb, v0, D, a0);
+            }
         }
     }
+}
+
+void ra_tile_pv(const float *p, int m, int n, int ldp, const float *v, int D, float *acc)
+{
+    pv_rows(p, m, n, ldp, 0, v, D, acc);
+}
+
+void ra_tile_ptv(const float *p, int m, int n, int ldp, const float *v, int D, float *acc)
+{
+    pv_rows(p, m, n, ldp, 1, v, D, acc);
 }
 
 #endif /* RA_TILE_GEMM */

@@ -50,5 +50,10 @@ void ra_tile_qkt(const float *q, int m, int D, const float *kt, int nk, int ncol
  * apart, v [n][D], acc [m][D]. */
 void ra_tile_pv(const float *p, int m, int n, int ldp, const float *v, int D, float *acc);
 
+/* acc[r][d] += sum_{j < n} p[j][r] v[j][d] for r < m, d < D: the same with
+ * p transposed (the backward's dV += P^T dO and dK += dS^T Q); p rows ldp
+ * apart, holding m columns. */
+void ra_tile_ptv(const float *p, int m, int n, int ldp, const float *v, int D, float *acc);
+
 #endif /* RA_TILE_GEMM */
 #endif

@@ -1,4 +1,4 @@
-/* test_tile_gemm.c - the forward tile products (src/kernels/tile_gemm.h)
+/* test_tile_gemm.c - the attention tile products (src/kernels/tile_gemm.h)
  * against naive float64 sums.
  *
  * For every head dimension the kernels take (D = 16 .. 256) and row and key
@@ -8,6 +8,7 @@
  *        (a sum of D float32 products with FMA: one rounding per term)
  *   pv   the same for acc = acc0 + P V, acc0 prefilled       <= 64 * 2^-24
  *        (the kernel sums at most 64 products before adding them to acc)
+ *   ptv  the same for acc = acc0 + P^T V                       <= 64 * 2^-24
  *   pack_kt  K^T exactly (a copy), zero in the padding columns
  * and no write outside the rows, columns and strides asked for (guard
  * values around S and acc). Skipped on a build without AVX-512, where
@@ -124,38 +125,59 @@ static void test_qkt(void **state)
            2 * COUNT(Ds) * COUNT(Ns) * COUNT(Ms));
 }
 
-static void test_pv(void **state)
+/* acc = acc0 + A V with A(r, j) = p[r][j] (pv) or p[j][r] (ptv) */
+static void pv_case(int ta)
 {
-    (void)state;
+    const char *name = ta ? "ptv" : "pv";
     double worst = 0;
     for (int a = 0; a < COUNT(Ds); a++)
         for (int b = 0; b < COUNT(Ns); b++)
             for (int c = 0; c < COUNT(Ms); c++) {
-                const int D = Ds[a], n = Ns[b], m = Ms[c], ldp = n + 5; /* a stride that is no multiple of 16 */
-                float *p = rand_f(300 + b, (size_t)m * ldp), *v = rand_f(400 + a, (size_t)n * D);
+                const int D = Ds[a], n = Ns[b], m = Ms[c];
+                /* a row stride that is no multiple of 16, past the columns read */
+                const int ldp = (ta ? m : n) + 5, prow = ta ? n : m;
+                float *p = rand_f(300 + b + 50 * ta, (size_t)prow * ldp), *v = rand_f(400 + a, (size_t)n * D);
                 float *acc0 = rand_f(500 + c, (size_t)m * D);
                 float *acc = malloc(sizeof(float) * ((size_t)m * D + 64));
                 assert_non_null(acc);
                 memcpy(acc, acc0, sizeof(float) * (size_t)m * D);
                 for (int g = 0; g < 64; g++) acc[(size_t)m * D + g] = GUARD;
-                ra_tile_pv(p, m, n, ldp, v, D, acc);
+                if (ta)
+                    ra_tile_ptv(p, m, n, ldp, v, D, acc);
+                else
+                    ra_tile_pv(p, m, n, ldp, v, D, acc);
                 double err = 0, ref = 0;
                 for (int r = 0; r < m; r++)
                     for (int d = 0; d < D; d++) {
                         double x = acc0[(size_t)r * D + d];
-                        for (int j = 0; j < n; j++) x += (double)p[(size_t)r * ldp + j] * v[(size_t)j * D + d];
+                        for (int j = 0; j < n; j++) {
+                            const float pa = ta ? p[(size_t)j * ldp + r] : p[(size_t)r * ldp + j];
+                            x += (double)pa * v[(size_t)j * D + d];
+                        }
                         err = fmax(err, fabs(acc[(size_t)r * D + d] - x));
                         ref = fmax(ref, fabs(x));
                     }
                 for (int g = 0; g < 64; g++) assert_true(acc[(size_t)m * D + g] == GUARD);
                 const double e = err / fmax(ref, 1e-30);
                 if (e > 64 * 0x1p-24)
-                    fail_msg("pv D=%d n=%d m=%d: normalised error %.3e > 64 * 2^-24", D, n, m, e);
+                    fail_msg("%s D=%d n=%d m=%d: normalised error %.3e > 64 * 2^-24", name, D, n, m, e);
                 worst = fmax(worst, e);
                 free(p), free(v), free(acc0), free(acc);
             }
-    printf("  pv: worst normalised error %.3e over %d shapes (tolerance 64 * 2^-24 = 3.8e-6)\n", worst,
-           COUNT(Ds) * COUNT(Ns) * COUNT(Ms));
+    printf("  %s: worst normalised error %.3e over %d shapes (tolerance 64 * 2^-24 = 3.8e-6)\n", name,
+           worst, COUNT(Ds) * COUNT(Ns) * COUNT(Ms));
+}
+
+static void test_pv(void **state)
+{
+    (void)state;
+    pv_case(0);
+}
+
+static void test_ptv(void **state)
+{
+    (void)state;
+    pv_case(1);
 }
 
 /* The kernels' domain: D a positive multiple of 16 up to the maximum. */
@@ -173,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_pack_kt),
         cmocka_unit_test(test_qkt),
         cmocka_unit_test(test_pv),
+        cmocka_unit_test(test_ptv),
         cmocka_unit_test(test_domain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
