@@ -1,5 +1,5 @@
-/* tile_gemm.c - S = Q K^T and acc += P V for the attention forward tiles,
- * AVX-512 register blocks without packing (tile_gemm.h says why). Empty
+/* tile_gemm.c - S = Q K^T, acc += P V and acc += P^T V for the attention
+ * tiles, AVX-512 register blocks without packing (tile_gemm.h says why). Empty
  * without AVX-512: attn.c then calls OpenBLAS. */
 #include "tile_gemm.h"
 

@@ -1,16 +1,17 @@
-/* tile_gemm.h - the two products of an attention forward tile, S = Q K^T
- * and acc += P V, written for AVX-512 without OpenBLAS's packing
- * (docs/design.md §4.1 "Forward tile products").
+/* tile_gemm.h - the products of the attention tiles, S = Q K^T, acc += P V
+ * and acc += P^T V, written for AVX-512 without OpenBLAS's packing
+ * (docs/design.md §4.1 "Tile products").
  *
  * At D = 64 each product of a tile does only 64 multiply-adds per element
  * it writes or packs, so OpenBLAS's copies of both operands and its zeroing
- * of C (beta = 0) take a fifth of the forward. Here the rows of V are
- * already the vectors a kernel needs, the rows of Q and P are read one
- * scalar at a time (broadcast), and only K is rearranged: once per key
- * tile, into column panels of K^T that stay in L1 while the query rows
- * stream past them. Each kernel holds a 6 x 64 block of its output in 24
- * registers. The sums run in a fixed order per row, so the result does not
- * depend on the thread count.
+ * of C (beta = 0) took a fifth of the forward. Here the rows of V (and of
+ * dO, K, Q in the backward) are already the vectors a kernel needs, the
+ * rows of Q and P are read one scalar at a time (broadcast), and only K
+ * (and V for dP = dO V^T) is rearranged: once per key tile, into column
+ * panels of K^T that stay in L1 while the query rows stream past them.
+ * Each kernel holds a 6 x 64 block of its output in 24 registers. The sums
+ * run in a fixed order per output, so the result does not depend on the
+ * thread count.
  *
  * Usable when ra_tile_gemm_ok(D): an AVX-512 build and D a multiple of 16
  * up to RA_TILE_GEMM_MAX_D. Elsewhere attn.c calls cblas_sgemm. */
