@@ -7,12 +7,12 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libopenblas-openmp-dev libhwloc-dev libcmocka-dev)
-# --tests: what the test suites need too - the fault tests (pgrep), the
+# --tests: what the test suites need too - the fault tests (pgrep, strace), the
 # namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp),
 # the system Python with NumPy (the float64 Llama reference, tests/ref/) and
 # SentencePiece (scripts/data/; the cli test tokens is skipped without it)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(procps iproute2 valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece)
+  pkgs+=(procps iproute2 strace valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

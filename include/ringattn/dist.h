@@ -32,13 +32,20 @@ double ra_peer_timeout(void);
 /* MPI_Waitall that gives up after the peer timeout: it prints what it
  * waited for and the peer (peer < 0: a collective of all ranks) and ends
  * the job with MPI_Abort, since a dead or hung peer would otherwise hang
- * every rank; with ra_watchdog_init it names the ranks that do not answer.
+ * every rank; with ra_watchdog_init it names the ranks that do not answer,
+ * and when all answer and one of them says it is working
+ * (ra_watchdog_working), it waits another peer timeout instead.
  * Returns MPI_Waitall's code otherwise. */
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
 /* Collective, once after MPI_Init: the channel on which a timed-out rank
  * asks the others whether they are alive (without it, the timeout message
  * names only the awaited peer). */
 void ra_watchdog_init(MPI_Comm world);
+/* From long work outside ra_waitall (a checkpoint write), every second or
+ * so: answers the timed-out ranks' questions with "working", so their
+ * waits go on for another run.timeout instead of ending the job. Does
+ * nothing before ra_watchdog_init. */
+void ra_watchdog_working(void);
 /* The collectives under this watchdog, with byte counts: collective.h. */
 
 typedef struct {

@@ -44,6 +44,8 @@ typedef struct {
 ra_status ra_sgemm_ref_open(ra_sgemm_ref *r);
 double ra_sgemm_ref_call(ra_sgemm_ref *r); /* GFLOP/s of one call */
 void ra_sgemm_ref_close(ra_sgemm_ref *r);  /* also after a failed open */
+/* what an open reference holds resident (three n x n matrices) */
+static inline double ra_sgemm_ref_bytes(void) { return 3.0 * sizeof(float) * RA_SGEMM_REF_N * RA_SGEMM_REF_N; }
 
 /* Collective, like the two below. Single-thread sgemm GFLOP/s, median of 5
  * calls after one, measured on rank 0 while the others wait; broadcast. */

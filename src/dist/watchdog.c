@@ -7,7 +7,11 @@
  * there?" on a private communicator: waiting ranks answer from their poll
  * loops, so the ranks that do not answer within a few seconds are the lost
  * ones (the rank a ring wait blames may itself only be waiting). The message
- * names them, and the job is aborted. */
+ * names them, and the job is aborted. A rank in long work outside any wait
+ * (rank 0 writing a checkpoint while the others wait for it) answers from
+ * that work's loop (ra_watchdog_working) that it is working: then nobody is
+ * lost and the job is not deadlocked, so the asking rank waits another
+ * run.timeout instead of ending the job. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +21,10 @@
 
 static double g_timeout = RA_DEFAULT_PEER_TIMEOUT;
 static MPI_Comm g_wd = MPI_COMM_NULL; /* private channel for "are you there?" */
-static const int g_token = 1;         /* the payload of questions and answers */
 
 enum { TAG_ASK = 1, TAG_ANSWER = 2 };
+/* the payloads: a question, and the two answers */
+static const int g_ask = 1, g_waiting = 1, g_working = 2;
 #define ANSWER_SECONDS 3.0 /* how long a timed-out rank waits for answers */
 
 void ra_set_peer_timeout(double seconds) { g_timeout = seconds; }
@@ -31,8 +36,9 @@ void ra_watchdog_init(MPI_Comm world)
 }
 
 /* A waiting rank answers the questions of ranks that timed out, so they can
- * tell a rank that waits like them from one that is gone. */
-static void answer_questions(void)
+ * tell a rank that waits like them from one that is gone; a working rank
+ * says so (*answer: g_waiting or g_working). */
+static void answer_questions(const int *answer)
 {
     if (g_wd == MPI_COMM_NULL) return;
     for (;;) {
@@ -41,33 +47,49 @@ static void answer_questions(void)
         if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, g_wd, &flag, &st) != MPI_SUCCESS || !flag) return;
         MPI_Recv(&q, 1, MPI_INT, st.MPI_SOURCE, TAG_ASK, g_wd, MPI_STATUS_IGNORE);
         MPI_Request r;
-        if (MPI_Isend(&g_token, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, &r) == MPI_SUCCESS)
+        if (MPI_Isend(answer, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, &r) == MPI_SUCCESS)
             MPI_Request_free(&r);
     }
 }
 
-/* Ask every rank; list those that do not answer within ANSWER_SECONDS. */
-static void find_lost(char *list, size_t n)
+void ra_watchdog_working(void)
 {
-    int rank, size;
+    answer_questions(&g_working);
+}
+
+/* Receive the answer waiting from any rank into *a, if one is there. */
+static int take_answer(int *from, int *a)
+{
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ANSWER, g_wd, &flag, &st) != MPI_SUCCESS || !flag) return 0;
+    MPI_Recv(a, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, MPI_STATUS_IGNORE);
+    *from = st.MPI_SOURCE;
+    return 1;
+}
+
+/* Ask every rank; list those that do not answer within ANSWER_SECONDS.
+ * *working: how many answered that they are working. */
+static void find_lost(char *list, size_t n, int *working)
+{
+    int rank, size, from, a;
     MPI_Comm_rank(g_wd, &rank);
     MPI_Comm_size(g_wd, &size);
+    *working = 0;
     unsigned char *answered = calloc((size_t)size, 1);
     if (!answered) { snprintf(list, n, "?"); return; }
     answered[rank] = 1;
+    while (take_answer(&from, &a)) {} /* late answers to an earlier round say nothing of now */
     for (int r = 0; r < size; r++) {
         MPI_Request req;
-        if (r != rank && MPI_Isend(&g_token, 1, MPI_INT, r, TAG_ASK, g_wd, &req) == MPI_SUCCESS)
+        if (r != rank && MPI_Isend(&g_ask, 1, MPI_INT, r, TAG_ASK, g_wd, &req) == MPI_SUCCESS)
             MPI_Request_free(&req);
     }
     int missing = size - 1;
     for (const double t0 = ra_now(); missing > 0 && ra_now() - t0 < ANSWER_SECONDS;) {
-        answer_questions();
-        int flag = 0, a;
-        MPI_Status st;
-        if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ANSWER, g_wd, &flag, &st) == MPI_SUCCESS && flag) {
-            MPI_Recv(&a, 1, MPI_INT, st.MPI_SOURCE, TAG_ANSWER, g_wd, MPI_STATUS_IGNORE);
-            if (!answered[st.MPI_SOURCE]) answered[st.MPI_SOURCE] = 1, missing--;
+        answer_questions(&g_waiting);
+        if (take_answer(&from, &a)) {
+            if (!answered[from]) answered[from] = 1, missing--, *working += a == g_working;
         } else {
             sched_yield();
         }
@@ -83,21 +105,25 @@ int ra_waitall(int n, MPI_Request *req, const char *what, int peer)
 {
     if (n <= 0) return MPI_SUCCESS;
     if (g_timeout <= 0) return MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
-    const double t0 = ra_now();
-    for (unsigned spin = 0;; spin++) {
-        int done = 0, rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS || done) return rc;
-        if (spin % 64 == 63) {
-            if (ra_now() - t0 > g_timeout) break;
-            answer_questions();
-            sched_yield(); /* oversubscribed ranks share cores */
+    char lost[256] = "";
+    for (double t0 = ra_now();;) {
+        for (unsigned spin = 0;; spin++) {
+            int done = 0, rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+            if (rc != MPI_SUCCESS || done) return rc;
+            if (spin % 64 == 63) {
+                if (ra_now() - t0 > g_timeout) break;
+                answer_questions(&g_waiting);
+                sched_yield(); /* oversubscribed ranks share cores */
+            }
         }
+        int working = 0;
+        if (g_wd != MPI_COMM_NULL) find_lost(lost, sizeof lost, &working);
+        if (lost[0] || !working) break;
+        t0 = ra_now(); /* every rank is there and one works: wait another run.timeout */
     }
     int rank = -1, size = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    char lost[256] = "";
-    if (g_wd != MPI_COMM_NULL) find_lost(lost, sizeof lost);
     char from[64] = "";
     if (peer >= 0) snprintf(from, sizeof from, " from rank %d", peer);
     if (lost[0])

@@ -374,9 +374,9 @@ void ra_attn_bwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
 
 /* One (query tile, key tile) of the backward: P and dS into p and dp, dQ
  * added; dV and dK are added by bwd_tile_dkv, which the threaded backward
- * calls in query-tile order. Returns 0 when the tile is empty. kt and vt:
- * the key tile's K^T and V^T packed for the AVX-512 products (both NULL
- * without them); p and dp then have rows padded to 16 columns. */
+ * calls in query-tile order. Returns 0 when the tile is empty. With the
+ * AVX-512 products, pk packs the key tile's K^T and V^T at its first
+ * non-empty tile, and p and dp have rows padded to 16 columns. */
 typedef struct {
     const ra_attn_opts *o;
     const ra_rows *qr, *kr;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_faults.sh RINGATTN MPIRUN CONFIGS - what a run does when things go
 # wrong: a rank killed (SIGKILL) or stopped (SIGSTOP) mid-run, a preemption
-# signal (SIGUSR1) and the resume after it, a full checkpoint directory, and
-# NaN in the gradients. Every check names what it saw; "N passed, M failed".
+# signal (SIGUSR1) and the resume after it, a full checkpoint directory, a
+# checkpoint write slower than run.timeout (and one stuck), and NaN in the
+# gradients. Every check names what it saw; "N passed, M failed".
 set -u
 CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
@@ -79,6 +80,45 @@ if mount -t tmpfs -o size=1000k tmpfs full 2>mnt.err; then
 else
     report "full checkpoint directory" "cannot mount a tmpfs to fill: $(cat mnt.err)"
 fi
+
+# ---- a checkpoint write slower than run.timeout ---------------------------------------
+# strace delays each 1 MiB write of rank 0 (the checkpoint writer), so writing
+# the 4.6 MB parameters alone takes about 4 s while rank 1 waits for rank 0
+# under run.timeout = 2: rank 0 answers "working" between its writes, and the
+# wait goes on (before, rank 1 ended the job: "rank 0 lost" or "a deadlock").
+# Both optimizer layouts: sharded (rank 1 waits for rank 0's shard requests)
+# and replicated (rank 1 waits in a collective).
+slow=(train --config "$TINY" --set model.vocab=16384 --set model.dim=64 --set train.steps=2
+      --set train.warmup=0 --set train.checkpoint_every=2 --set train.eval_every=0 --set run.timeout=2)
+# slow_write DELAY_US DIR ARGS...: 2 ranks, rank 0 under strace with each pwrite64 delayed
+slow_write() {
+    local us=$1 dir=$2 t0
+    shift 2
+    t0=$(date +%s)
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -e trace=pwrite64 \
+        -e inject=pwrite64:delay_exit="$us" "$RA" "${slow[@]}" --checkpoint-dir "$dir" "$@" : \
+        -n 1 "$RA" "${slow[@]}" --checkpoint-dir "$dir" "$@" >out 2>err </dev/null
+    rc=$?
+    secs=$(($(date +%s) - t0))
+}
+for sh in true false; do
+    slow_write 800000 "cw$sh" --set train.shard_optimizer=$sh
+    why=""
+    [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m2 error err); "
+    [ "$secs" -ge 5 ] || why+="took only ${secs}s: the writes were not slower than run.timeout; "
+    [ "$(readlink "cw$sh/last.ckpt")" = step-00000002.ckpt ] || why+="last.ckpt -> $(readlink "cw$sh/last.ckpt"); "
+    "$MPIRUN" -n 1 "$RA" eval --checkpoint "cw$sh" >evout 2>&1 || why+="the checkpoint does not load: $(tail -2 evout); "
+    report "checkpoint write of ${secs}s with run.timeout = 2 (shard_optimizer = $sh): the job waits for it, the checkpoint loads" "$why"
+done
+# ...but a writer stuck in one write (a hung file system) still ends the job:
+# it cannot answer, so it is named as lost
+slow_write 60000000 cwhung
+why=""
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
+[ -e cwhung/step-00000002.ckpt ] && why+="a checkpoint was published; "
+report "checkpoint writer stuck in a 60 s write (run.timeout = 2): job ended in ${secs}s naming rank 0" "$why"
 
 # ---- NaN in the gradients: stop naming step and layer, or skip ----------------------
 nan=(--config "$TINY" --set train.steps=20 --set train.eval_every=0)
