@@ -105,6 +105,7 @@ ALWAYS_INLINE void pv_block(const float *p, int ldp, int kb, const float *v, int
 }
 
 /* One instance per (rows, vectors): the loops above unroll into registers. */
+_Static_assert(ROWS == 6, "FOR_SHAPES lists 1 to ROWS rows");
 #define FOR_SHAPES(X) \
     X(1, 1) X(1, 2) X(1, 3) X(1, 4) X(2, 1) X(2, 2) X(2, 3) X(2, 4) \
     X(3, 1) X(3, 2) X(3, 3) X(3, 4) X(4, 1) X(4, 2) X(4, 3) X(4, 4) \
