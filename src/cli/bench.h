@@ -35,8 +35,8 @@ extern const char *ra_bench_sweep_help;
 
 /* The sgemm reference: one single-thread sgemm at M = N = K = 1024 on
  * buffers kept for the run, timed call by call. This machine's rate moves
- * by up to 1.6x within a second, so a benchmark that wants a ratio times a
- * call next to each of its own timed iterations. */
+ * by up to 1.6x within a second, so a benchmark that wants a ratio times
+ * calls just before and after its own timed iterations. */
 enum { RA_SGEMM_REF_N = 1024 };
 typedef struct {
     float *a, *b, *c;

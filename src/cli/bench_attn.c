@@ -195,13 +195,15 @@ static void check_row(const bench_args *a, int64_t L, float scale, int b, int h,
 typedef struct {
     double fwd[3], bwd[3];   /* min avg max over ranks of each rank's median */
     double fwd_wait, bwd_wait, peak, mib_sent;
-    double sgemm;            /* GFLOP/s: median of the reference calls between iterations */
+    double sgemm;            /* GFLOP/s: median of the reference calls around the row */
     double err_o, err_dq, err_lse;
     int ok;
 } row_result;
 
-/* ref: the sgemm reference on rank 0 (one call after each timed
- * iteration), NULL on the others */
+/* ref: the sgemm reference on rank 0, NULL on the others: REF_CALLS calls
+ * before the warm-up and as many after the timed iterations (between them,
+ * its 12 MiB would evict the head's data and slow a short call by 5 %) */
+enum { REF_CALLS = 3 };
 static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *ref, int64_t L,
                           row_result *res)
 {
@@ -222,7 +224,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
         st = ra_alloc(&buf, sizeof(float) * (nq * (bwd ? 4 : 2) + nk * (bwd ? 4 : 2) + nrow),
                       "benchmark tensors");
     if (st == RA_OK) st = ra_alloc(&pos, sizeof(int32_t) * (Lr + 1), "positions");
-    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 6 * a->sw.iters, "timings");
+    if (st == RA_OK) st = ra_alloc(&times, sizeof(double) * 5 * a->sw.iters, "timings");
     st = ra_agree(c->comm, st);
     if (st != RA_OK) goto out;
 
@@ -235,7 +237,8 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
     if (bwd) fill(dout, S_DO, (int64_t)a->B * a->H, L, pos, Lr, a->D);
 
     double *tf = times, *wf = times + a->sw.iters, *tb = wf + a->sw.iters, *wb = tb + a->sw.iters;
-    double *sent = wb + a->sw.iters, *sg = sent + a->sw.iters;
+    double *sent = wb + a->sw.iters, sg[2 * REF_CALLS] = { 0 };
+    for (int i = 0; ref && i < REF_CALLS; i++) sg[i] = ra_sgemm_ref_call(ref); /* the others wait at the barrier */
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
@@ -257,9 +260,9 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
             tf[it] = (bwd ? t1 : t2) - t0, wf[it] = w1;
             tb[it] = bwd ? t2 - t1 : 0, wb[it] = w2;
             sent[it] = b1 + b2;
-            sg[it] = ref ? ra_sgemm_ref_call(ref) : 0; /* the others wait at the next barrier */
         }
     }
+    for (int i = REF_CALLS; ref && st == RA_OK && i < 2 * REF_CALLS; i++) sg[i] = ra_sgemm_ref_call(ref);
     st = ra_agree(c->comm, st);
     if (st != RA_OK) goto out;
     ra_stat3 f3, b3, x3;
@@ -278,7 +281,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
     res->peak = x3.max;
     if ((st = ra_bench_across(c, ra_median(sent, a->sw.iters), &x3)) != RA_OK) goto out;
     res->mib_sent = x3.max / (1024.0 * 1024.0);
-    if ((st = ra_bench_across(c, ra_median(sg, a->sw.iters), &x3)) != RA_OK) goto out;
+    if ((st = ra_bench_across(c, ra_median(sg, 2 * REF_CALLS), &x3)) != RA_OK) goto out;
     res->sgemm = x3.max;
 
     res->ok = 1;
@@ -363,7 +366,7 @@ static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int 
            ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin(),
            ra_blas_desc());
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s at the start; %%sgemm = GFLOP/s / (sgemm x cores in use), "
-              "sgemm: the median of one such call after each timed iteration of the row (its '# sgemm' line); "
+              "sgemm: the median of 3 such calls before the row's warm-up and 3 after its timed iterations (its '# sgemm' line); "
               "thr: threads per rank; speedup: fwd+bwd time at the first thr of -t / at thr, same run\n", sg);
     ra_say(c, "#%9s %9s %9s %9s %8s %6s %8s  %9s %9s %9s %8s %6s %8s %9s %9s %9s %9s %4s %7s %6s\n", "L",
            "fwd_ms", "min", "max", "GFLOP/s", "%sgemm", "wait_ms", "bwd_ms", "min", "max", "GFLOP/s",
