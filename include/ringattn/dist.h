@@ -41,10 +41,11 @@ int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
  * asks the others whether they are alive (without it, the timeout message
  * names only the awaited peer). */
 void ra_watchdog_init(MPI_Comm world);
-/* From long work outside ra_waitall (a checkpoint write), every second or
- * so: answers the timed-out ranks' questions with "working", so their
- * waits go on for another run.timeout instead of ending the job. Does
- * nothing before ra_watchdog_init. */
+/* From long work outside ra_waitall, every second or so: answers the
+ * timed-out ranks' questions with "working", so their waits go on for
+ * another run.timeout instead of ending the job. Does nothing before
+ * ra_watchdog_init, which makes it the file progress hook (fileio.h) that
+ * the checkpoint writer calls after each MiB. */
 void ra_watchdog_working(void);
 /* The collectives under this watchdog, with byte counts: collective.h. */
 

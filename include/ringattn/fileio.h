@@ -89,4 +89,11 @@ ra_status ra_check_output_path(const char *path, const char *what);
  * in it (probed). */
 ra_status ra_prepare_output_dir(const char *dir, const char *what);
 
+/* Long file work (a checkpoint's writes) calls ra_file_progress() after
+ * each MiB; it runs the hook set here, if any. The peer watchdog sets one
+ * that tells waiting ranks this rank is working (ra_watchdog_working,
+ * dist.h), so this layer needs no MPI. */
+void ra_file_set_progress_hook(void (*hook)(void));
+void ra_file_progress(void);
+
 #endif

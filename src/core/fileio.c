@@ -313,3 +313,12 @@ ra_status ra_prepare_output_dir(const char *dir, const char *what)
     }
     return probe_dir(dir, what, dir);
 }
+
+static void (*g_progress_hook)(void);
+
+void ra_file_set_progress_hook(void (*hook)(void)) { g_progress_hook = hook; }
+
+void ra_file_progress(void)
+{
+    if (g_progress_hook) g_progress_hook();
+}

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 
 static double g_timeout = RA_DEFAULT_PEER_TIMEOUT;
@@ -33,6 +34,7 @@ double ra_peer_timeout(void) { return g_timeout; }
 void ra_watchdog_init(MPI_Comm world)
 {
     if (g_wd == MPI_COMM_NULL && MPI_Comm_dup(world, &g_wd) != MPI_SUCCESS) g_wd = MPI_COMM_NULL;
+    if (g_wd != MPI_COMM_NULL) ra_file_set_progress_hook(ra_watchdog_working); /* checkpoint writes */
 }
 
 /* A waiting rank answers the questions of ranks that timed out, so they can

@@ -49,7 +49,6 @@
  *   match the caller's tensor list, RA_ERR_ARG for bad arguments. */
 #include "ringattn/checkpoint.h"
 
-#include "ringattn/dist.h"
 #include "ringattn/fileio.h"
 
 #include <errno.h>
@@ -210,7 +209,7 @@ static ra_status w_flush(writer *w)
     w->len = 0;
     /* the other ranks may wait for this write longer than run.timeout (a
      * 60 GB model at 500 MB/s): tell any that ask that rank 0 works */
-    ra_watchdog_working();
+    ra_file_progress();
     return RA_OK;
 }
 
