@@ -121,20 +121,31 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
 #endif
 }
 
-/* x[0..n) with the lanes from n on set to `fill`, 0 < n < RA_VW */
+/* x[0..n) with the lanes from n on set to `fill`, 0 < n < RA_VW. With
+ * AVX-512 a masked load (lanes past n are not read, so they cannot fault)
+ * instead of a copy through a buffer: the causal diagonal's rows end at
+ * every n. */
 static inline ra_vf ra_vload_part(const float *x, int n, float fill)
 {
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1), x);
+#else
     float b[RA_VW];
     for (int i = 0; i < RA_VW; i++) b[i] = fill;
     memcpy(b, x, sizeof(float) * (size_t)n);
     return ra_vload(b);
+#endif
 }
 
 static inline void ra_vstore_part(float *x, int n, ra_vf v)
 {
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(x, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
     float b[RA_VW];
     ra_vstore(b, v);
     memcpy(x, b, sizeof(float) * (size_t)n);
+#endif
 }
 
 /* The lanes of v folded by max and by sum: a tree of 4 steps with AVX-512
