@@ -11,7 +11,9 @@
  * (rank 0 writing a checkpoint while the others wait for it) answers from
  * that work's loop (ra_watchdog_working) that it is working: then nobody is
  * lost and the job is not deadlocked, so the asking rank waits another
- * run.timeout instead of ending the job. */
+ * run.timeout instead of ending the job. When all answer "waiting", the
+ * asking rank still polls its own wait for the answer window before it
+ * ends the job: the late rank may have just joined that very wait. */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,25 +105,40 @@ static void find_lost(char *list, size_t n, int *working)
     free(answered);
 }
 
+/* Poll req for up to `seconds`, answering questions meanwhile; 1 when it
+ * completed or failed (*rc: MPI_Testall's code), 0 when the time ran out. */
+static int poll_for(int n, MPI_Request *req, double seconds, int *rc)
+{
+    const double t0 = ra_now();
+    for (unsigned spin = 0;; spin++) {
+        int done = 0;
+        *rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        if (*rc != MPI_SUCCESS || done) return 1;
+        if (spin % 64 == 63) {
+            if (ra_now() - t0 > seconds) return 0;
+            answer_questions(&g_waiting);
+            sched_yield(); /* oversubscribed ranks share cores */
+        }
+    }
+}
+
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer)
 {
     if (n <= 0) return MPI_SUCCESS;
     if (g_timeout <= 0) return MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
     char lost[256] = "";
-    for (double t0 = ra_now();;) {
-        for (unsigned spin = 0;; spin++) {
-            int done = 0, rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
-            if (rc != MPI_SUCCESS || done) return rc;
-            if (spin % 64 == 63) {
-                if (ra_now() - t0 > g_timeout) break;
-                answer_questions(&g_waiting);
-                sched_yield(); /* oversubscribed ranks share cores */
-            }
-        }
+    int rc;
+    for (;;) {
+        if (poll_for(n, req, g_timeout, &rc)) return rc;
+        if (g_wd == MPI_COMM_NULL) break;
         int working = 0;
-        if (g_wd != MPI_COMM_NULL) find_lost(lost, sizeof lost, &working);
-        if (lost[0] || !working) break;
-        t0 = ra_now(); /* every rank is there and one works: wait another run.timeout */
+        find_lost(lost, sizeof lost, &working);
+        if (lost[0]) break;
+        if (working) continue; /* every rank is there and one works: another run.timeout */
+        /* every rank waits: a deadlock, unless the late rank has just joined
+         * this very wait (it then answers "waiting" from it) */
+        if (poll_for(n, req, ANSWER_SECONDS, &rc)) return rc;
+        break;
     }
     int rank = -1, size = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -82,14 +82,17 @@ else
 fi
 
 # ---- a checkpoint write slower than run.timeout ---------------------------------------
-# strace delays each 1 MiB write of rank 0 (the checkpoint writer), so writing
-# the 4.6 MB parameters alone takes about 4 s while rank 1 waits for rank 0
-# under run.timeout = 2: rank 0 answers "working" between its writes, and the
-# wait goes on (before, rank 1 ended the job: "rank 0 lost" or "a deadlock").
+# strace delays each 1 MiB write of rank 0 (the checkpoint writer) by 0.5 s,
+# so writing the 2.5 MB parameters alone takes 1.5 s and the whole 7.5 MB
+# checkpoint about 4 s, while rank 1 waits for rank 0 under run.timeout = 1:
+# rank 0 answers "working" between its writes, and the wait goes on (before,
+# rank 1 ended the job: "rank 0 lost" or "a deadlock", and left the .tmp).
 # Both optimizer layouts: sharded (rank 1 waits for rank 0's shard requests)
-# and replicated (rank 1 waits in a collective).
-slow=(train --config "$TINY" --set model.vocab=16384 --set model.dim=64 --set train.steps=2
-      --set train.warmup=0 --set train.checkpoint_every=2 --set train.eval_every=0 --set run.timeout=2)
+# and replicated (rank 1 waits in a collective). The end of the write also
+# races rank 1's question: rank 0 may answer "waiting" from the collective
+# rank 1 waits in, which must then complete, not be taken for a deadlock.
+slow=(train --config "$TINY" --set model.vocab=8192 --set model.dim=64 --set train.steps=2
+      --set train.warmup=0 --set train.checkpoint_every=2 --set train.eval_every=0 --set run.timeout=1)
 # slow_write DELAY_US DIR ARGS...: 2 ranks, rank 0 under strace with each pwrite64 delayed
 slow_write() {
     local us=$1 dir=$2 t0
@@ -102,13 +105,13 @@ slow_write() {
     secs=$(($(date +%s) - t0))
 }
 for sh in true false; do
-    slow_write 800000 "cw$sh" --set train.shard_optimizer=$sh
+    slow_write 500000 "cw$sh" --set train.shard_optimizer=$sh
     why=""
     [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m2 error err); "
-    [ "$secs" -ge 5 ] || why+="took only ${secs}s: the writes were not slower than run.timeout; "
+    [ "$secs" -ge 3 ] || why+="took only ${secs}s: the writes were not slower than run.timeout; "
     [ "$(readlink "cw$sh/last.ckpt")" = step-00000002.ckpt ] || why+="last.ckpt -> $(readlink "cw$sh/last.ckpt"); "
     "$MPIRUN" -n 1 "$RA" eval --checkpoint "cw$sh" >evout 2>&1 || why+="the checkpoint does not load: $(tail -2 evout); "
-    report "checkpoint write of ${secs}s with run.timeout = 2 (shard_optimizer = $sh): the job waits for it, the checkpoint loads" "$why"
+    report "checkpoint write of ${secs}s with run.timeout = 1 (shard_optimizer = $sh): the job waits for it, the checkpoint loads" "$why"
 done
 # ...but a writer stuck in one write (a hung file system) still ends the job:
 # it cannot answer, so it is named as lost
@@ -118,7 +121,7 @@ why=""
 [ "$secs" -le 30 ] || why+="took ${secs}s; "
 grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
 [ -e cwhung/step-00000002.ckpt ] && why+="a checkpoint was published; "
-report "checkpoint writer stuck in a 60 s write (run.timeout = 2): job ended in ${secs}s naming rank 0" "$why"
+report "checkpoint writer stuck in a 60 s write (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
 
 # ---- NaN in the gradients: stop naming step and layer, or skip ----------------------
 nan=(--config "$TINY" --set train.steps=20 --set train.eval_every=0)
