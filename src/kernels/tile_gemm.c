@@ -123,26 +123,18 @@ static void qkt_any(int R, int NV, const float *q, int D, const float *panel, in
     }
 }
 
-static void pv_any(int R, int NV, const float *p, int ldp, int kb, const float *v, int D,
+/* acc += A V for one register block; A transposed when ta (P^T, dS^T) */
+static void pv_any(int R, int NV, int ta, const float *p, int ldp, int kb, const float *v, int D,
                    float *acc)
 {
     switch (R * 8 + NV) {
-#define PV_CASE(r, nv) \
-    case r * 8 + nv: pv_block(p, ldp, kb, v, D, acc, r, nv, 0); break;
+#define PV_CASE(r, nv)                                         \
+    case r * 8 + nv:                                           \
+        if (ta) pv_block(p, ldp, kb, v, D, acc, r, nv, 1);     \
+        else pv_block(p, ldp, kb, v, D, acc, r, nv, 0);        \
+        break;
         FOR_SHAPES(PV_CASE)
 #undef PV_CASE
-    default: __builtin_unreachable();
-    }
-}
-
-static void ptv_any(int R, int NV, const float *p, int ldp, int kb, const float *v, int D,
-                    float *acc)
-{
-    switch (R * 8 + NV) {
-#define PTV_CASE(r, nv) \
-    case r * 8 + nv: pv_block(p, ldp, kb, v, D, acc, r, nv, 1); break;
-        FOR_SHAPES(PTV_CASE)
-#undef PTV_CASE
     default: __builtin_unreachable();
     }
 }
@@ -176,10 +168,8 @@ static void pv_rows(const float *p, int m, int n, int ldp, int ta, const float *
                 const int R = m - r0 < ROWS ? m - r0 : ROWS;
                 const float *v0 = v + (size_t)j0 * D + d0;
                 float *a0 = acc + (size_t)r0 * D + d0;
-                if (ta)
-                    ptv_any(R, nv, p + (size_t)j0 * ldp + r0, ldp, kb, v0, D, a0);
-                else
-                    pv_any(R, nv, p + (size_t)r0 * ldp + j0, ldp, kb, v0, D, a0);
+                const float *p0 = ta ? p + (size_t)j0 * ldp + r0 : p + (size_t)r0 * ldp + j0;
+                pv_any(R, nv, ta, p0, ldp, kb, v0, D, a0);
             }
         }
     }
