@@ -23,6 +23,7 @@
 enum {
     FWD_TQ = 256, FWD_TK = 512, /* S tile 512 KiB: fits L2; measured best */
     FWD_SUB = 64,               /* row groups of the causal diagonal tiles */
+    FWD_CHUNK = 16,             /* query tiles per packing of a key tile */
     BWD_TQ = 64,  BWD_TK = 512, /* two tiles (P and dP) of 128 KiB */
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
@@ -150,6 +151,40 @@ static int mask_row(const ra_attn_opts *o, float *s, int tk, int32_t qpos, const
     return n;
 }
 
+/* ---- packed key tiles ----------------------------------------------------- */
+
+/* Key tile j0..j0+tk of a block as the AVX-512 products read it: K^T (and,
+ * for the backward's dP = dO V^T, V^T) packed into buf at the key tile's
+ * first non-empty tile, so an all-empty key tile costs nothing. Without the
+ * kernels buf is NULL and the products read k and v through OpenBLAS. */
+typedef struct {
+    float *buf;           /* K^T, then V^T; NULL without the kernels */
+    const float *kt, *vt; /* set once packed */
+    int j0, tk;
+} packed_keys;
+
+/* K^T (and V^T when v) of the tile into pk->buf, once */
+static void pack_keys(packed_keys *pk, const float *k, const float *v, int D)
+{
+#if RA_TILE_GEMM
+    if (pk->buf && !pk->kt) {
+        ra_tile_pack_kt(k + (size_t)pk->j0 * D, pk->tk, D, pk->buf);
+        pk->kt = pk->buf;
+        if (v) {
+            float *vt = pk->buf + ra_tile_kt_floats(BWD_TK, D);
+            ra_tile_pack_kt(v + (size_t)pk->j0 * D, pk->tk, D, vt);
+            pk->vt = vt;
+        }
+    }
+#else
+    (void)pk, (void)k, (void)v, (void)D;
+#endif
+}
+
+/* the row stride of a tile of logits against the first tk keys: the
+ * kernels write whole vectors */
+static int keys_ld(const packed_keys *pk, int tk) { return pk->buf ? (tk + 15) / 16 * 16 : tk; }
+
 /* ---- forward -------------------------------------------------------------- */
 
 void ra_attn_fwd_init(int nq, int D, float *acc, float *m, float *l)
@@ -192,37 +227,28 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
     }
 }
 
-/* The keys of one tile as the products read them: j0..j0+tk of k and v,
- * and when the AVX-512 products run, kt packed from them (else NULL). */
-typedef struct {
-    const float *k, *v, *kt;
-    int j0, tk;
-} key_tile;
-
-/* Rows i0..i0+tq against the first tk <= kt->tk keys of the key tile: S,
+/* Rows i0..i0+tq against the first tk <= pk->tk keys of key tile pk->j0: S,
  * the softmax update, acc += P V. */
 static void fwd_tile(const ra_attn_opts *o, tile_kind kind, int sorted, const ra_rows *qr,
-                     const float *q, const ra_rows *kr, const key_tile *kt, float *acc, float *m,
-                     float *l, float *s, int i0, int tq, int tk)
+                     const float *q, const ra_rows *kr, const float *k, const float *v,
+                     const packed_keys *pk, float *acc, float *m, float *l, float *s, int i0,
+                     int tq, int tk)
 {
-    const int D = o->D, j0 = kt->j0;
+    const int D = o->D, j0 = pk->j0;
     const int segs = qr->seg != NULL && kr->seg != NULL;
-    const float *qi = q + (size_t)i0 * D, *kj = kt->k + (size_t)j0 * D, *vj = kt->v + (size_t)j0 * D;
+    const float *qi = q + (size_t)i0 * D, *kj = k + (size_t)j0 * D, *vj = v + (size_t)j0 * D;
     float *ai = acc + (size_t)i0 * D;
-    int lds = tk;
+    const int lds = keys_ld(pk, tk);
 #if RA_TILE_GEMM
-    if (kt->kt) {
-        lds = (tk + 15) / 16 * 16; /* the kernel writes whole vectors */
-        ra_tile_qkt(qi, tq, D, kt->kt, kt->tk, lds, o->scale, s, lds);
-    }
+    if (pk->kt) ra_tile_qkt(qi, tq, D, pk->kt, pk->tk, lds, o->scale, s, lds);
 #endif
-    if (!kt->kt)
+    if (!pk->kt)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qi, D, kj, D,
                     0.0f, s, lds);
     fwd_softmax_tile(o, kind, s, lds, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
                      kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, ai, m + i0, l + i0);
 #if RA_TILE_GEMM
-    if (kt->kt) {
+    if (pk->kt) {
         ra_tile_pv(s, tq, tk, lds, vj, D, ai);
         return;
     }
@@ -231,56 +257,65 @@ static void fwd_tile(const ra_attn_opts *o, tile_kind kind, int sorted, const ra
                 ai, D);
 }
 
-/* Query tile i0 against every key tile of the block; s is the thread's
+/* The query tiles c, c + nch, c + 2 nch, ... below ntiles (a chunk) against
+ * every key tile of the block, key tiles outer: one packing of a key tile
+ * serves the whole chunk. Each row still meets the key tiles in ascending
+ * order, so its sums do not depend on the chunking. s is the thread's
  * scratch (S, then the packed K^T). */
-static void fwd_qtile(const ra_attn_opts *o, const ra_rows *qr, const float *q, const ra_rows *kr,
-                      const float *k, const float *v, float *acc, float *m, float *l, float *s,
-                      const ra_poll *poll, int i0)
+static void fwd_qchunk(const ra_attn_opts *o, const ra_rows *qr, const float *q, const ra_rows *kr,
+                       const float *k, const float *v, float *acc, float *m, float *l, float *s,
+                       const ra_poll *poll, int c, int nch, int ntiles)
 {
     const int nq = qr->n, nk = kr->n;
     const int segs = qr->seg != NULL && kr->seg != NULL;
-    float *ktbuf = packed_kt(s, o->D);
-    int tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
-    range rq = rows_range(qr, i0, i0 + tq);
     for (int j0 = 0; j0 < nk; j0 += FWD_TK) {
-        int tk = nk - j0 < FWD_TK ? nk - j0 : FWD_TK;
-        range rk = rows_range(kr, j0, j0 + tk);
-        tile_kind kind = classify(o, segs, rq, rk);
-        if (kind == TILE_EMPTY) continue;
-        key_tile kt = {.k = k, .v = v, .kt = ktbuf, .j0 = j0, .tk = tk};
-#if RA_TILE_GEMM
-        if (ktbuf) ra_tile_pack_kt(k + (size_t)j0 * o->D, tk, o->D, ktbuf);
-#endif
-        int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
-        if (sorted && o->causal) {
-            /* causal, sorted keys: each group of FWD_SUB rows stops at the
-             * last key its latest query sees (the keys past it are masked
-             * for all its rows); a group that sees none is skipped */
-            for (int a = 0; a < tq; a += FWD_SUB) {
-                int b = tq - a < FWD_SUB ? tq - a : FWD_SUB;
-                int tkb = count_le(kr->pos + j0, tk, rows_range(qr, i0 + a, i0 + a + b).pmax);
-                if (tkb > 0) fwd_tile(o, kind, sorted, qr, q, kr, &kt, acc, m, l, s, i0 + a, b, tkb);
+        const int tk = nk - j0 < FWD_TK ? nk - j0 : FWD_TK;
+        const range rk = rows_range(kr, j0, j0 + tk);
+        packed_keys pk = { .buf = packed_kt(s, o->D), .j0 = j0, .tk = tk };
+        for (int t = c; t < ntiles; t += nch) {
+            const int i0 = t * FWD_TQ, tq = nq - i0 < FWD_TQ ? nq - i0 : FWD_TQ;
+            const range rq = rows_range(qr, i0, i0 + tq);
+            tile_kind kind = classify(o, segs, rq, rk);
+            if (kind == TILE_EMPTY) continue;
+            pack_keys(&pk, k, NULL, o->D);
+            int sorted = kind == TILE_PARTIAL && is_sorted(kr->pos + j0, tk);
+            if (sorted && o->causal) {
+                /* causal, sorted keys: each group of FWD_SUB rows stops at the
+                 * last key its latest query sees (the keys past it are masked
+                 * for all its rows); a group that sees none is skipped */
+                for (int a = 0; a < tq; a += FWD_SUB) {
+                    int b = tq - a < FWD_SUB ? tq - a : FWD_SUB;
+                    int tkb = count_le(kr->pos + j0, tk, rows_range(qr, i0 + a, i0 + a + b).pmax);
+                    if (tkb > 0)
+                        fwd_tile(o, kind, sorted, qr, q, kr, k, v, &pk, acc, m, l, s, i0 + a, b, tkb);
+                }
+            } else {
+                fwd_tile(o, kind, sorted, qr, q, kr, k, v, &pk, acc, m, l, s, i0, tq, tk);
             }
-        } else {
-            fwd_tile(o, kind, sorted, qr, q, kr, &kt, acc, m, l, s, i0, tq, tk);
+            if (poll) poll->fn(poll->ctx);
         }
-        if (poll) poll->fn(poll->ctx);
     }
 }
 
-/* Every query row belongs to one tile and every tile to one thread, which
- * runs it exactly as one thread would: bitwise the same for any count. */
+/* Every query row belongs to one tile and every tile to one chunk, which one
+ * thread runs exactly as a single thread would: bitwise the same for any
+ * count. Chunks of up to FWD_CHUNK tiles, fewer when that would leave
+ * threads idle. Causal work grows with the tile index, so a chunk takes
+ * tiles strided across the block and the heaviest chunks go first. */
 void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
                        const ra_rows *kr, const float *k, const float *v,
                        float *acc, float *m, float *l, float *scratch, const ra_poll *poll)
 {
     const int ntiles = (qr->n + FWD_TQ - 1) / FWD_TQ;
     const int nt = block_threads(o, ntiles);
+    int per = nt == 1 ? FWD_CHUNK : ntiles / (2 * nt);
+    per = per < 1 ? 1 : per > FWD_CHUNK ? FWD_CHUNK : per;
+    const int nch = (ntiles + per - 1) / per;
     const int top = !omp_in_parallel();
     if (top) ra_blas_serial_begin(); /* OpenBLAS threads would change the sums */
     if (nt == 1) {
-        for (int t = 0; t < ntiles; t++)
-            fwd_qtile(o, qr, q, kr, k, v, acc, m, l, scratch, poll, t * FWD_TQ);
+        for (int c = nch - 1; c >= 0; c--)
+            fwd_qchunk(o, qr, q, kr, k, v, acc, m, l, scratch, poll, c, nch, ntiles);
         if (top) ra_blas_serial_end();
         return;
     }
@@ -292,7 +327,8 @@ void ra_attn_fwd_block(const ra_attn_opts *o, const ra_rows *qr, const float *q,
         float *s = scratch + (size_t)me * thread_scratch(o->D);
         const ra_poll *pl = me == 0 ? poll : NULL;
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int t = 0; t < ntiles; t++) fwd_qtile(o, qr, q, kr, k, v, acc, m, l, s, pl, t * FWD_TQ);
+        for (int c = nch - 1; c >= 0; c--)
+            fwd_qchunk(o, qr, q, kr, k, v, acc, m, l, s, pl, c, nch, ntiles);
         /* thread 0 keeps the transfers moving until the others are done */
         atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
         if (pl)
@@ -385,46 +421,21 @@ typedef struct {
     int segs;
 } bwd_ctx;
 
-typedef struct {
-    float *buf;          /* where K^T, then V^T, go; NULL without the kernels */
-    const float *kt, *vt; /* set once packed: at the key tile's first non-empty tile */
-    int j0;
-} packed_kv;
-
 static int tile_rows(int n, int i0, int t) { return n - i0 < t ? n - i0 : t; }
 
-/* the row stride of a backward tile's p and dp */
-static int bwd_ldp(const packed_kv *pk, int tk) { return pk->buf ? (tk + 15) / 16 * 16 : tk; }
-
-/* K^T and V^T of key tile pk->j0 into pk->buf (ra_tile_pack_kt), once */
-static void bwd_pack(const bwd_ctx *c, packed_kv *pk)
-{
-#if RA_TILE_GEMM
-    if (pk->buf && !pk->kt) {
-        const int D = c->o->D, tk = tile_rows(c->kr->n, pk->j0, BWD_TK);
-        float *vt = pk->buf + ra_tile_kt_floats(BWD_TK, D);
-        ra_tile_pack_kt(c->k + (size_t)pk->j0 * D, tk, D, pk->buf);
-        ra_tile_pack_kt(c->v + (size_t)pk->j0 * D, tk, D, vt);
-        pk->kt = pk->buf, pk->vt = vt;
-    }
-#else
-    (void)c, (void)pk;
-#endif
-}
-
-static int bwd_tile_pdq(const bwd_ctx *c, packed_kv *pk, int i0, int j0, float *p, float *dp)
+static int bwd_tile_pdq(const bwd_ctx *c, packed_keys *pk, int i0, int j0, float *p, float *dp)
 {
     const ra_attn_opts *o = c->o;
     const int D = o->D;
     const int tq = tile_rows(c->qr->n, i0, BWD_TQ), tk = tile_rows(c->kr->n, j0, BWD_TK);
     tile_kind kind = classify(o, c->segs, rows_range(c->qr, i0, i0 + tq), rows_range(c->kr, j0, j0 + tk));
     if (kind == TILE_EMPTY) return 0;
-    bwd_pack(c, pk);
+    pack_keys(pk, c->k, c->v, D);
     int sorted = is_sorted(c->kr->pos + j0, tk);
     const float *qt = c->q + (size_t)i0 * D, *dot = c->dout + (size_t)i0 * D;
     const float *kt = c->k + (size_t)j0 * D, *vt = c->v + (size_t)j0 * D;
     float *dq = c->dq + (size_t)i0 * D;
-    const int ldp = bwd_ldp(pk, tk);
+    const int ldp = keys_ld(pk, tk);
     /* P = exp(a Q K^T - lse) */
 #if RA_TILE_GEMM
     if (pk->kt) ra_tile_qkt(qt, tq, D, pk->kt, tk, ldp, o->scale, p, ldp);
@@ -453,12 +464,12 @@ static int bwd_tile_pdq(const bwd_ctx *c, packed_kv *pk, int i0, int j0, float *
 }
 
 /* dV += P^T dO ; dK += dS^T Q */
-static void bwd_tile_dkv(const bwd_ctx *c, const packed_kv *pk, int i0, int j0, const float *p,
+static void bwd_tile_dkv(const bwd_ctx *c, const packed_keys *pk, int i0, int j0, const float *p,
                          const float *dp)
 {
     const int D = c->o->D;
     const int tq = tile_rows(c->qr->n, i0, BWD_TQ), tk = tile_rows(c->kr->n, j0, BWD_TK);
-    const int ldp = bwd_ldp(pk, tk);
+    const int ldp = keys_ld(pk, tk);
     const float *dot = c->dout + (size_t)i0 * D, *qt = c->q + (size_t)i0 * D;
     float *dv = c->dv + (size_t)j0 * D, *dk = c->dk + (size_t)j0 * D;
 #if RA_TILE_GEMM
@@ -502,7 +513,7 @@ static void bwd_threaded(const bwd_ctx *c, int nt, float *scratch, const ra_poll
             const int q0 = ch * BWD_CHUNK, q1 = q0 + BWD_CHUNK < nqt ? q0 + BWD_CHUNK : nqt;
             for (int jt = 0; jt < nkt; jt++) {
                 int some = 0;
-                packed_kv pk = { .buf = kvbuf, .j0 = jt * BWD_TK };
+                packed_keys pk = { .buf = kvbuf, .j0 = jt * BWD_TK, .tk = tile_rows(c->kr->n, jt * BWD_TK, BWD_TK) };
                 for (int qt = q0; qt < q1; qt++) {
                     float *p = mine + 2 * (size_t)(qt - q0) * tile;
                     some |= any[qt - q0] = bwd_tile_pdq(c, &pk, qt * BWD_TQ, jt * BWD_TK, p, p + tile);
@@ -549,7 +560,7 @@ void ra_attn_bwd_block_split(const ra_attn_opts *o, const ra_rows *qr, const flo
     } else { /* one thread: key tiles outer, so a key tile's K, V, dK, dV stay in cache */
         float *p = scratch, *dp = scratch + (size_t)MAX_TILE;
         for (int j0 = 0; j0 < kr->n; j0 += BWD_TK) {
-            packed_kv pk = { .buf = packed_kt(scratch, o->D), .j0 = j0 };
+            packed_keys pk = { .buf = packed_kt(scratch, o->D), .j0 = j0, .tk = tile_rows(kr->n, j0, BWD_TK) };
             for (int i0 = 0; i0 < qr->n; i0 += BWD_TQ) {
                 if (!bwd_tile_pdq(&c, &pk, i0, j0, p, dp)) continue;
                 bwd_tile_dkv(&c, &pk, i0, j0, p, dp);
