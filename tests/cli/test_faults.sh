@@ -123,6 +123,22 @@ grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep 
 [ -e cwhung/step-00000002.ckpt ] && why+="a checkpoint was published; "
 report "checkpoint writer stuck in a 60 s write (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
 
+# ...and a large checkpoint is synced every 64 MiB while it is written, so its
+# final fsync (during which rank 0 cannot answer "working") flushes at most
+# that much: an 86 MB checkpoint needs at least one fdatasync before it ends
+strace -f -qq -o big.strace -e trace=fdatasync "$RA" train --config "$TINY" --set model.vocab=32768 \
+    --set model.dim=192 --set train.steps=1 --set train.warmup=0 --set train.checkpoint_every=1 \
+    --set train.eval_every=0 --checkpoint-dir ckbig >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m2 error err); "
+size=$(stat -c %s ckbig/step-00000001.ckpt 2>/dev/null || echo 0)
+syncs=$(grep -c '^[0-9]* *fdatasync(' big.strace)
+[ "$size" -gt $((64 << 20)) ] || why+="checkpoint of only $size bytes; "
+[ "$syncs" -ge $((size >> 26)) ] || why+="$syncs fdatasync calls for $size bytes; "
+"$RA" eval --checkpoint ckbig >evout 2>&1 </dev/null || why+="the checkpoint does not load: $(tail -2 evout); "
+report "checkpoint of $size bytes: $syncs fdatasync while writing (one per 64 MiB), then it loads" "$why"
+
 # ---- NaN in the gradients: stop naming step and layer, or skip ----------------------
 nan=(--config "$TINY" --set train.steps=20 --set train.eval_every=0)
 RINGATTN_INJECT_NAN=7:1 "$MPIRUN" --oversubscribe -n 2 "$RA" train "${nan[@]}" --checkpoint-dir ckn >out 2>err
