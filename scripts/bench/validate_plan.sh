@@ -7,11 +7,16 @@
 # the slowest rank's median is compared with the prediction (wall time).
 # The Combiner heads (fixed, axial, logsparse; causal) run at L and at L2.
 # Env: REPS (5), L (4096: bench attn's sequence length), L2 (16384: the
-# Combiners' longer case).
+# Combiners' longer case), ROUNDS (1). With ROUNDS > 1 every round
+# calibrates again and measures every case, and a last table gives per case
+# the medians over rounds of the predicted and measured times and of the
+# error: this machine drifts by 10-50 % within minutes, and a calibration
+# caught in a slow (or fast) phase biases its whole round.
 set -u
 BUILD=${1:-build}
 RA=$BUILD/src/ringattn
 REPS=${REPS:-5}
+ROUNDS=${ROUNDS:-1}
 L=${L:-4096}
 L2=${L2:-16384}
 . "$(dirname "$0")/../env.sh" >/dev/null 2>&1 || true
@@ -24,12 +29,12 @@ run() { # P ARGS...
     mpirun --oversubscribe -n "$P" "$RA" "$@"
 }
 thr() { [ "$1" -eq 1 ] && echo 2 || echo 1; }
-for P in 1 2; do
-    run $P plan --calibrate --save-rates "$T/rates$P.ini" --threads "$(thr $P)" --config configs/bench.ini -n $P \
-        >/dev/null || exit 1
-done
 err() { python3 -c "import sys; p,m=float(sys.argv[1]),float(sys.argv[2]); print('%+.1f' % (100*(p-m)/m))" "$1" "$2"; }
-printf '%-48s %10s %10s %7s\n' case predicted measured err%
+# row CASE PREDICTED MEASURED: print it and keep it for the medians
+row() {
+    printf '%-48s %10.2f %10.2f %7s\n' "$1" "$2" "$3" "$(err "$2" "$3")"
+    echo "$1|$2|$3" >>"$T/rows"
+}
 attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     local P=$1 name=$2 n=${LEN:-$L}
     shift 2
@@ -40,23 +45,47 @@ attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "$@" | grep '^predicted:')
     pf=$(echo "$pred" | sed 's/.*fwd_ms=\([0-9.]*\).*/\1/')
     pb=$(echo "$pred" | sed 's/.*bwd_ms=\([0-9.]*\).*/\1/')
-    printf '%-48s %10.2f %10.2f %7s\n' "attn P=$P $name fwd" "$pf" "$mf" "$(err "$pf" "$mf")"
-    printf '%-48s %10.2f %10.2f %7s\n' "attn P=$P $name bwd" "$pb" "$mb" "$(err "$pb" "$mb")"
+    row "attn P=$P $name fwd" "$pf" "$mf"
+    row "attn P=$P $name bwd" "$pb" "$mb"
 }
-for P in 1 2; do
-    attn_case $P "causal zigzag" --causal --layout zigzag
-    attn_case $P "causal striped" --causal --layout striped
-    attn_case $P "causal contiguous" --causal --layout contiguous
-    attn_case $P "bidirectional contiguous" --layout contiguous
-    attn_case $P "bidirectional zigzag" --layout zigzag
-    for h in fixed axial logsparse; do
-        attn_case $P "combiner-$h causal" --causal --head combiner-$h
-        LEN=$L2 attn_case $P "combiner-$h causal L=$L2" --causal --head combiner-$h
+for ((round = 1; round <= ROUNDS; round++)); do
+    [ "$ROUNDS" -gt 1 ] && echo "# round $round of $ROUNDS"
+    for P in 1 2; do
+        run $P plan --calibrate --save-rates "$T/rates$P.ini" --threads "$(thr $P)" --config configs/bench.ini -n $P \
+            >/dev/null || exit 1
+    done
+    printf '%-48s %10s %10s %7s\n' case predicted measured err%
+    for P in 1 2; do
+        attn_case $P "causal zigzag" --causal --layout zigzag
+        attn_case $P "causal striped" --causal --layout striped
+        attn_case $P "causal contiguous" --causal --layout contiguous
+        attn_case $P "bidirectional contiguous" --layout contiguous
+        attn_case $P "bidirectional zigzag" --layout zigzag
+        for h in fixed axial logsparse; do
+            attn_case $P "combiner-$h causal" --causal --head combiner-$h
+            LEN=$L2 attn_case $P "combiner-$h causal L=$L2" --causal --head combiner-$h
+        done
+    done
+    for P in 1 2; do
+        m=$(run $P bench train --config configs/bench.ini -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
+        p=$("$RA" plan --config configs/bench.ini -n $P --layout zigzag --rates "$T/rates$P.ini" | grep '^predicted:' |
+            sed 's/.*step_ms=\([0-9.]*\).*/\1/')
+        row "train bench.ini P=$P step" "$p" "$m"
     done
 done
-for P in 1 2; do
-    m=$(run $P bench train --config configs/bench.ini -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
-    p=$("$RA" plan --config configs/bench.ini -n $P --layout zigzag --rates "$T/rates$P.ini" | grep '^predicted:' |
-        sed 's/.*step_ms=\([0-9.]*\).*/\1/')
-    printf '%-48s %10.2f %10.2f %7s\n' "train bench.ini P=$P step" "$p" "$m" "$(err "$p" "$m")"
-done
+[ "$ROUNDS" -gt 1 ] || exit 0
+echo "# medians over $ROUNDS rounds (err%: the median of the rounds' errors)"
+python3 - "$T/rows" <<'PY'
+import statistics as st, sys
+cases = {}
+for line in open(sys.argv[1]):
+    name, p, m = line.rstrip("\n").split("|")
+    cases.setdefault(name, []).append((float(p), float(m)))
+print("%-48s %10s %10s %7s" % ("case", "predicted", "measured", "err%"))
+within = 0
+for name, v in cases.items():
+    e = st.median(100 * (p - m) / m for p, m in v)
+    within += abs(e) <= 15
+    print("%-48s %10.2f %10.2f %+7.1f" % (name, st.median(p for p, _ in v), st.median(m for _, m in v), e))
+print("# within 15 %%: %d of %d" % (within, len(cases)))
+PY
