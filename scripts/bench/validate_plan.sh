@@ -19,6 +19,12 @@ REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-1}
 L=${L:-4096}
 L2=${L2:-16384}
+# refuse before any work: a bad count would otherwise run no round (or loop
+# in bash arithmetic on a name) and print an empty table
+for v in REPS ROUNDS L L2; do
+    [[ ${!v} =~ ^[1-9][0-9]{0,6}$ ]] || { echo "validate_plan.sh: $v = '${!v}' is not a whole number from 1 to 9999999" >&2; exit 2; }
+done
+[ -x "$RA" ] || { echo "validate_plan.sh: no ringattn at $RA (give the build directory: validate_plan.sh BUILD)" >&2; exit 2; }
 . "$(dirname "$0")/../env.sh" >/dev/null 2>&1 || true
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 T=$(mktemp -d)

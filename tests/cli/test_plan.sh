@@ -4,7 +4,8 @@
 # (full head and the Combiners); a projection with its CSV; long.ini's
 # projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n, a
 # missing or garbage rates file, a config that fails validation) exit
-# non-zero with one message naming the option.
+# non-zero with one message naming the option; validate_plan.sh refuses bad
+# REPS, ROUNDS, L, L2 and a missing build directory before any work.
 set -u
 SRC=$3
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
@@ -100,5 +101,23 @@ fails "--csv in a missing directory refused" 1 '--csv' 'nodir' -- \
     plan --config "$CFG" --project weak --profile eth25 --max-p 4 --csv nodir/p.csv
 fails "--max-p beyond its range refused" 1 '--max-p' -- \
     plan --config "$CFG" --project weak --profile eth25 --max-p 99999999999
+
+# scripts/bench/validate_plan.sh refuses bad counts and a missing build before any work
+VP="$SRC/scripts/bench/validate_plan.sh"
+for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999"; do
+    env "$bad" bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
+    rc=$?
+    why=""
+    [ "$rc" -eq 2 ] || why+="exit status $rc; "
+    grep -q "validate_plan.sh: ${bad%%=*} = " err || why+="message: $(head -1 err); "
+    [ -s out ] && why+="printed a table; "
+    report "validate_plan.sh with $bad: refused, naming it" "$why"
+done
+bash "$VP" "$T/nobuild" >out 2>err
+rc=$?
+why=""
+[ "$rc" -eq 2 ] || why+="exit status $rc; "
+grep -q "no ringattn at $T/nobuild/src/ringattn" err || why+="message: $(head -1 err); "
+report "validate_plan.sh with a missing build directory: refused, naming the path" "$why"
 
 finish
