@@ -24,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 COLOURS = {
     "attn": "#4c72b0", "comm": "#dd8452", "wait": "#c44e52", "reduce": "#8172b3", "model": "#55a868",
     "optim": "#937860", "eval": "#da8bc3", "io": "#8c8c8c", "combiner": "#64b5cd", "decode": "#ccb974",
-    "bench": "#b0b0b0", "train": "#d0d0d0",
+    "bench": "#b0b0b0", "train": "#d0d0d0", "collective": "#a05195",
 }
 
 

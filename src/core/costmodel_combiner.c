@@ -3,6 +3,7 @@
  * moves and collectives on the busiest rank. Pure: no MPI. The ring and
  * the tile counts are in costmodel.c (shared: costmodel_internal.h). */
 #include <math.h>
+#include <stdlib.h>
 
 #include "costmodel_internal.h"
 #include "ringattn/attn.h"
@@ -277,6 +278,66 @@ static double bit_count(int64_t a, int64_t e, int l)
     return (double)(c[1] - c[0]);
 }
 
+/* combiner-logsparse's summary rows (combiner_logsparse.c) on the busiest
+ * rank, ranks r owning [r L / P, (r + 1) L / P): *local the most rows a rank
+ * summarises in the blocks it needs that lie inside its range, *shared the
+ * most rows a rank holds of the shared ("candidate") blocks, the blocks a
+ * rank needs that are not inside its range. Every rank works on its rows of
+ * every shared block between the head's all-reduces, so the two phases
+ * take the busiest rank of each: rank 0, say, holds the rows that the other
+ * ranks' high-level blocks summarise. O(P) per level. */
+void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *shared)
+{
+    *local = *shared = 0;
+    double *loc = calloc((size_t)P, sizeof(double)), *sh = calloc((size_t)P, sizeof(double));
+    int64_t *cand = malloc(sizeof(int64_t) * (2 * (size_t)P + 1));
+    if (!loc || !sh || !cand) { /* no room for the sweep: say nothing is shared */
+        free(loc), free(sh), free(cand);
+        *local = (double)L * nl / P;
+        return;
+    }
+    for (int l = 0; l < nl; l++) {
+        const int64_t w = (int64_t)1 << l;
+        int nc = 0; /* this level's shared blocks, ascending (rank by rank), once each */
+        for (int r = 0; r < P; r++) {
+            const int64_t a = r * L / P, e = (r + 1) * L / P, lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
+            const int64_t hi = e > a && (e - 1) >> l > lo ? (e - 1) >> l : lo;
+            for (int64_t b = lo; b < hi && b <= (a >> l); b++) {
+                const int64_t s0 = b << l, s1 = s0 + w < L ? s0 + w : L;
+                if ((s0 < a || s1 > e) && (nc == 0 || cand[nc - 1] < b)) cand[nc++] = b;
+            }
+        }
+        /* a shared block's rows, rank by rank: the blocks are disjoint and
+         * ascending, so the first rank to look at only moves on */
+        for (int c = 0, q0 = 0; c < nc; c++) {
+            const int64_t s0 = cand[c] << l, s1 = s0 + w < L ? s0 + w : L;
+            while (q0 < P && (q0 + 1) * L / P <= s0) q0++;
+            for (int q = q0; q < P && q * L / P < s1; q++) {
+                const int64_t qa = q * L / P, qe = (q + 1) * L / P;
+                const int64_t x0 = qa > s0 ? qa : s0, x1 = qe < s1 ? qe : s1;
+                if (x1 > x0) sh[q] += (double)(x1 - x0);
+            }
+        }
+        /* the blocks a rank needs inside its range, [ceil(a / w), floor(e / w))
+         * within [lo, hi), less the shared ones among them */
+        for (int r = 0, c0 = 0; r < P; r++) {
+            const int64_t a = r * L / P, e = (r + 1) * L / P, lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
+            const int64_t hi = e > a && (e - 1) >> l > lo ? (e - 1) >> l : lo;
+            const int64_t b0 = ((a + w - 1) >> l) > lo ? (a + w - 1) >> l : lo, b1 = (e >> l) < hi ? e >> l : hi;
+            if (b1 <= b0) continue;
+            while (c0 < nc && cand[c0] < b0) c0++;
+            int64_t inside = b1 - b0;
+            for (int c = c0; c < nc && cand[c] < b1; c++) inside--;
+            loc[r] += (double)(inside << l);
+        }
+    }
+    for (int r = 0; r < P; r++) {
+        *local = loc[r] > *local ? loc[r] : *local;
+        *shared = sh[r] > *shared ? sh[r] : *shared;
+    }
+    free(loc), free(sh), free(cand);
+}
+
 /* combiner-logsparse (combiner_logsparse.c), causal only: scalar loops, no
  * kernels. Per level l (blocks of 2^l tokens) the summaries of the blocks
  * this rank's queries need, over its rows of them: max-pool q and k, a
@@ -294,24 +355,26 @@ static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     const double D = a->D, BH = (double)a->B * a->H, BK = (double)a->B * a->Hkv, G = BH / BK, n = (double)(E - A);
     int nl = 0;
     while (((int64_t)1 << nl) < L) nl++;
-    double rows = 0, logit = n, slots = 0; /* rows in needed blocks, logits per head, blocks */
+    double logit = n, slots = 0; /* logits per head, needed blocks */
     for (int l = 0; l < nl; l++) {
         int64_t lo = (A >> l) - 1 < 0 ? 0 : (A >> l) - 1, hi = (E - 1) >> l; /* needed blocks [lo, hi) */
         if (hi < lo) hi = lo;
-        const int64_t r0 = (lo << l) > A ? (lo << l) : A, r1 = (hi << l) < E ? (hi << l) : E;
-        rows += r1 > r0 ? (double)(r1 - r0) : 0;
         slots += (double)(hi - lo);
         logit += bit_count(A, E, l);
     }
+    double local, shared; /* summary rows of the busiest rank: its own blocks, then the shared ones */
+    ra_cm_logsparse_rows(L, P, nl, &local, &shared);
+    const double rows = local + shared;
     /* the summaries: max-pool q and k, the one-query softmax (dot, exp, axpy) */
-    const double summ = BH * rows * (OP_MAX * (D + D / G) + OP_VEC * 2 * D + OP_EXP) + BH * slots * OP_SLOT_FWD;
+    const double row_summ = BH * (OP_MAX * (D + D / G) + OP_VEC * 2 * D + OP_EXP);
+    const double summ = row_summ * rows + BH * slots * OP_SLOT_FWD;
     /* per query: logits against far-apart summaries, a weighted sum of theirs */
     h->cf += u->op * (summ + BH * logit * (OP_GATHER * 2 * D + OP_EXP) + BH * n * OP_VEC * D);
     h->cb += u->op * (summ + BH * logit * (OP_GATHER * 3 * D + OP_VEC * D + OP_EXP) /* logits, dS, dq */ +
                       BH * n * OP_VEC * 6 * D /* rowdot, self dk/dv */ +
                       BH * (logit - n) * (OP_VEC * 8 * D + OP_EXP) /* slot gradients */ +
                       BH * rows * (OP_SCATTER * 5 * D + OP_EXP + OP_ARGMAX * (D + D / G)) /* blocks backward */ +
-                      BH * slots * OP_SLOT_BWD);
+                      row_summ * shared /* the shared blocks' summaries again */ + BH * slots * OP_SLOT_BWD);
     h->cb += u->byte * 2 * 4 * n * D * (BH + 2 * BK); /* zeroing dq, dk, dv */
     const double cand = P > 1 ? 2.0 * P * nl : 0, per = 4 * BH * (D + 2) + 4 * BK * D;
     h->xf += 2 * allreduce_s(s, rt, cand * per, 1.0);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "ringattn/dist.h"
+#include "ringattn/trace.h"
 
 /* Contributed by this process (collective.h); whole bytes, so that the
  * difference of two readings is exact however large the total grows. */
@@ -59,11 +60,15 @@ static ra_status start_failed(int rc, const char *call, const char *what)
     return ra_mpi_fail(rc, w, __FILE__, __LINE__);
 }
 
-/* A started collective: on success wait for it, else report the start. */
-static ra_status finish(int rc, MPI_Request *req, const char *call, const char *what)
+/* A collective started at t0 (RA_TRACE_T0): on success wait for it, else
+ * report the start. The timeline shows the blocking collectives by name,
+ * with the time a rank waited for the others in them. */
+static ra_status finish(int rc, MPI_Request *req, const char *call, const char *what, int64_t t0)
 {
     if (rc != MPI_SUCCESS) return start_failed(rc, call, what);
-    return ra_wait(1, req, what, -1);
+    RA_TRY(ra_wait(1, req, what, -1));
+    RA_TRACE_END("collective", what, t0);
+    return RA_OK;
 }
 
 ra_status ra_iallreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
@@ -91,9 +96,12 @@ ra_status ra_ireduce_scatter(const void *send, void *recv, const int *counts, MP
 ra_status ra_allreduce_named(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
                              const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     MPI_Request req;
     RA_TRY(ra_iallreduce(send, recv, n, type, op, comm, &req, what));
-    return ra_wait(1, &req, what, -1);
+    RA_TRY(ra_wait(1, &req, what, -1));
+    RA_TRACE_END1("collective", what, t0, "bytes", (int64_t)type_bytes(type, n)); /* as finish() */
+    return RA_OK;
 }
 
 ra_status ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm)
@@ -104,6 +112,7 @@ ra_status ra_allreduce(const void *send, void *recv, int n, MPI_Datatype type, M
 ra_status ra_allgatherv(const void *send, int scount, MPI_Datatype stype, void *recv, const int *rcounts,
                         const int *displs, MPI_Datatype rtype, MPI_Comm comm, const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     int P = comm_size(comm), me = 0;
     MPI_Comm_rank(comm, &me);
     MPI_Request req;
@@ -111,13 +120,14 @@ ra_status ra_allgatherv(const void *send, int scount, MPI_Datatype stype, void *
     /* in place, the rank's part is its slot of recv */
     uint64_t mine = send == MPI_IN_PLACE ? type_bytes(rtype, rcounts[me]) : type_bytes(stype, scount);
     if (rc == MPI_SUCCESS) g_bytes += mine * (uint64_t)(P - 1);
-    return finish(rc, &req, "MPI_Iallgatherv", what);
+    return finish(rc, &req, "MPI_Iallgatherv", what, t0);
 }
 
 ra_status ra_alltoallv(const void *send, const int *scounts, const int *sdispls, MPI_Datatype stype, void *recv,
                        const int *rcounts, const int *rdispls, MPI_Datatype rtype, MPI_Comm comm,
                        const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     int P = comm_size(comm), me = 0;
     MPI_Comm_rank(comm, &me);
     MPI_Request req;
@@ -125,32 +135,35 @@ ra_status ra_alltoallv(const void *send, const int *scounts, const int *sdispls,
     if (rc == MPI_SUCCESS)
         for (int r = 0; r < P; r++)
             if (r != me) g_bytes += type_bytes(stype, scounts[r]);
-    return finish(rc, &req, "MPI_Ialltoallv", what);
+    return finish(rc, &req, "MPI_Ialltoallv", what, t0);
 }
 
 ra_status ra_bcast(void *buf, int n, MPI_Datatype type, int root, MPI_Comm comm, const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     int P = comm_size(comm), me = 0;
     MPI_Comm_rank(comm, &me);
     MPI_Request req;
     int rc = MPI_Ibcast(buf, n, type, root, comm, &req);
     if (rc == MPI_SUCCESS && me == root) g_bytes += type_bytes(type, n) * (uint64_t)(P - 1);
-    return finish(rc, &req, "MPI_Ibcast", what);
+    return finish(rc, &req, "MPI_Ibcast", what, t0);
 }
 
 ra_status ra_gather(const void *send, int scount, MPI_Datatype stype, void *recv, int rcount, MPI_Datatype rtype,
                     int root, MPI_Comm comm, const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     int me = 0;
     MPI_Comm_rank(comm, &me);
     MPI_Request req;
     int rc = MPI_Igather(send, scount, stype, recv, rcount, rtype, root, comm, &req);
     if (rc == MPI_SUCCESS && me != root) g_bytes += type_bytes(stype, scount);
-    return finish(rc, &req, "MPI_Igather", what);
+    return finish(rc, &req, "MPI_Igather", what, t0);
 }
 
 ra_status ra_barrier(MPI_Comm comm, const char *what)
 {
+    const int64_t t0 = RA_TRACE_T0();
     MPI_Request req;
-    return finish(MPI_Ibarrier(comm, &req), &req, "MPI_Ibarrier", what);
+    return finish(MPI_Ibarrier(comm, &req), &req, "MPI_Ibarrier", what, t0);
 }

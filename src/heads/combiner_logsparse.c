@@ -235,7 +235,9 @@ static ra_status summaries(ls_head *f)
     const ra_ring_opts *o = &f->o;
     const int D = o->D, B = o->B, H = o->H, Hkv = o->Hkv, G = H / Hkv;
     for_slots(f, local_summary); /* each (slot, key head) writes its own summaries */
+    RA_TRACE_END("combiner", "local summaries", t_trace);
     if (f->C == 0) return RA_OK;
+    const int64_t t_cand = RA_TRACE_T0();
     /* candidates: partial maxima, reduced */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *mx = f->cmax;
@@ -284,7 +286,7 @@ static ra_status summaries(ls_head *f)
             }
         }
     }
-    RA_TRACE_END("combiner", "summaries + reductions", t_trace);
+    RA_TRACE_END("combiner", "shared summaries", t_cand);
     return RA_OK;
 }
 
@@ -506,7 +508,7 @@ ra_status ra_ls_backward(ra_head *hd, const float *q, const float *k, const floa
     /* per query: dq, and dk, dv of its own row; items (key head, query)
      * with the key head's G query heads in order zero, then write, only
      * their row */
-    const int64_t BK = (int64_t)B * Hkv;
+    const int64_t BK = (int64_t)B * Hkv, t_query = RA_TRACE_T0();
 #pragma omp parallel for collapse(2) num_threads(ra_threads()) schedule(dynamic, QUERY_CHUNK)
     for (int64_t x = 0; x < BK; x++)
         for (int64_t i = 0; i < f->n; i++) {
@@ -545,7 +547,10 @@ ra_status ra_ls_backward(ra_head *hd, const float *q, const float *k, const floa
     /* per summary slot: its gradients from the queries that see it (slot
      * (l, b) serves the queries of block b + 1 at level l, b + 1 odd), in
      * query order; each (slot, key head) with the G query heads in order */
+    RA_TRACE_END("combiner", "query gradients", t_query);
+    const int64_t t_slot = RA_TRACE_T0();
     for_slots(f, slot_gradients);
+    RA_TRACE_END("combiner", "summary gradients", t_slot);
     /* candidate summaries: their gradients summed over every rank's queries */
     const size_t per = (size_t)B * (H + Hkv) * D;
     float *g = f->cmax;
@@ -563,8 +568,11 @@ ra_status ra_ls_backward(ra_head *hd, const float *q, const float *k, const floa
                                   "the sum of combiner-logsparse summary gradients"));
     }
     /* local blocks: everything is here; a token's levels in order */
+    const int64_t t_block = RA_TRACE_T0();
     for_slots_by_level(f, local_block_backward);
+    RA_TRACE_END("combiner", "local blocks backward", t_block);
     if (f->C) { /* candidates: my part of each, with the summed gradients */
+        const int64_t t_cand = RA_TRACE_T0();
         float *dqb = f->cdq;
         memset(dqb, 0, sizeof(float) * f->C * B * H * D);
         float *qbar = f->cmax2; /* then kbar: the candidates' maxima */
@@ -632,6 +640,7 @@ ra_status ra_ls_backward(ra_head *hd, const float *q, const float *k, const floa
             for (size_t bk = 0; bk < (size_t)B * Hkv; bk++)
                 add_at(f, f->dk + bk * f->n * D, ix + ((size_t)B * H + bk) * D, g + (size_t)c * per + ((size_t)B * H + bk) * D);
         }
+        RA_TRACE_END("combiner", "shared blocks backward", t_cand);
     }
     RA_TRY(ra_head_move_out(&f->M, f->dq, dq, B * H, D));
     RA_TRY(ra_head_move_out(&f->M, f->dk, dk, B * Hkv, D));

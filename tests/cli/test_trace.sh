@@ -96,6 +96,32 @@ for r in range(2):
 assert d["otherData"]["command"].startswith("ringattn bench attn "), d["otherData"]["command"]
 PY
 report "bench attn --trace: every repetition, warm-up included (P=2)" "$why"
+
+# a Combiner head: its phases, and every blocking collective by name with
+# its bytes, the same collectives on every rank. Per call the forward has 2
+# (the shared summaries' max and merge), the backward those 2 again and 5;
+# 1 warm-up + 1 timed call.
+rm -f tr.json
+mpi 3 bench attn -b 96 -e 96 -n 1 -w 1 -c 0 --causal --head combiner-logsparse --trace tr.json
+why=$(status $?)
+[ -s tr.json ] && python3 - tr.json >chk 2>&1 <<'PY' || why+="$(cat chk | tr '\n' ' ')"
+import json, sys
+d = json.load(open(sys.argv[1]))
+per_rank = []
+for r in range(3):
+    ev = [e for e in d["traceEvents"] if e["pid"] == r and e["ph"] == "X"]
+    names = [e["name"] for e in ev]
+    for phase, n in (("local summaries", 4), ("shared summaries", 4), ("local blocks backward", 2),
+                     ("shared blocks backward", 2)):
+        assert names.count(phase) == n, f"rank {r}: {names.count(phase)} '{phase}' spans, expected {n}"
+    coll = [e for e in ev if e["cat"] == "collective"]
+    red = [e for e in coll if e["name"] == "the max of combiner-logsparse shared summaries"]
+    assert len(red) == 4 and all(e["args"]["bytes"] > 0 for e in red), f"rank {r}: {len(red)} of {red}"
+    per_rank.append(sorted(e["name"] for e in coll if "combiner-logsparse" in e["name"]))
+assert per_rank[0] == per_rank[1] == per_rank[2], f"ranks disagree on their collectives: {per_rank}"
+assert len(per_rank[0]) == 2 * (2 + 2 + 5), f"{len(per_rank[0])} logsparse collectives, expected 18: {per_rank[0]}"
+PY
+report "bench attn --trace, combiner-logsparse: its phases and named collectives on every rank (P=3)" "$why"
 fi
 
 if [ "$PART" = train ]; then

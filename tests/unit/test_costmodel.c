@@ -260,6 +260,75 @@ static void test_combiner_fixed_worked(void **state)
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_ERR_ARG);
 }
 
+/* combiner-logsparse's rows per rank, row by row: rank r owns
+ * [r L / P, (r + 1) L / P) and, at level l, computes the summaries of the
+ * blocks [max(0, a / 2^l - 1), (e - 1) / 2^l) (combiner_logsparse.c's
+ * needed()); a block it needs that is not inside its range, up to block
+ * a / 2^l, is shared: every rank works on its own rows of it. */
+static void logsparse_rows_by_row(int64_t L, int P, int nl, double *local, double *shared)
+{
+    double *loc = calloc((size_t)P, sizeof(double)), *sh = calloc((size_t)P, sizeof(double));
+    char *is_shared = malloc((size_t)L + 1), *is_local = malloc((size_t)L + 1);
+    assert_non_null(loc), assert_non_null(sh), assert_non_null(is_shared), assert_non_null(is_local);
+    for (int l = 0; l < nl; l++) {
+        memset(is_shared, 0, (size_t)L + 1), memset(is_local, 0, (size_t)L + 1);
+        for (int r = 0; r < P; r++) {
+            int64_t a = r * L / P, e = (r + 1) * L / P, lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
+            int64_t hi = e > a ? (e - 1) >> l : lo;
+            for (int64_t b = lo; b < hi; b++) {
+                int inside = (b << l) >= a && ((b + 1) << l) <= e;
+                if (!inside && b <= (a >> l)) is_shared[b] = 1;
+                if (inside) is_local[b] = 1;
+            }
+        }
+        for (int64_t g = 0; g < L; g++) {
+            int r = 0;
+            while ((r + 1) * L / P <= g) r++;
+            const int64_t b = g >> l;
+            if (is_shared[b]) sh[r]++;
+            else if (is_local[b]) loc[r]++;
+        }
+    }
+    *local = *shared = 0;
+    for (int r = 0; r < P; r++) {
+        *local = loc[r] > *local ? loc[r] : *local;
+        *shared = sh[r] > *shared ? sh[r] : *shared;
+    }
+    free(loc), free(sh), free(is_shared), free(is_local);
+}
+
+static void test_logsparse_rows(void **state)
+{
+    (void)state;
+    double loc, sh;
+    /* by hand: one rank, L = 4096, 12 levels: level l needs blocks
+     * [0, 4095 / 2^l), 4096 - 2^l rows; 12 * 4096 - 4095 in all */
+    ra_cm_logsparse_rows(4096, 1, 12, &loc, &sh);
+    assert_true(loc == 45057 && sh == 0);
+    /* two ranks: each needs 2048 - 2^l rows of its own at level l (20481 in
+     * all); rank 1 also needs block 2048 / 2^l - 1 of each level, rows
+     * [2048 - 2^l, 2048) of rank 0: 4095 shared rows */
+    ra_cm_logsparse_rows(4096, 2, 12, &loc, &sh);
+    assert_true(loc == 20481 && sh == 4095);
+    /* the O(P) sweep against the row by row count, ranges of unequal sizes too */
+    const int64_t Ls[] = { 7, 64, 100, 1000, 4096, 5000 };
+    const int Ps[] = { 1, 2, 3, 4, 5, 8, 16 };
+    for (size_t i = 0; i < sizeof Ls / sizeof *Ls; i++)
+        for (size_t j = 0; j < sizeof Ps / sizeof *Ps; j++) {
+            const int64_t L = Ls[i];
+            const int P = Ps[j];
+            if (P > L) continue;
+            int nl = 0;
+            while (((int64_t)1 << nl) < L) nl++;
+            double want_loc, want_sh;
+            logsparse_rows_by_row(L, P, nl, &want_loc, &want_sh);
+            ra_cm_logsparse_rows(L, P, nl, &loc, &sh);
+            if (loc != want_loc || sh != want_sh)
+                fail_msg("L = %lld, P = %d: local %.0f shared %.0f, row by row %.0f and %.0f", (long long)L, P, loc,
+                         sh, want_loc, want_sh);
+        }
+}
+
 /* Memory per rank: the model's real plan (what ra_model_create allocates),
  * plus the heads' buffers and AdamW's 9 bytes per parameter. */
 static void test_memory_is_the_plan(void **state)
@@ -337,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_piece_rows),
         cmocka_unit_test(test_tile_pairs_fast_equals_walk),
         cmocka_unit_test(test_combiner_fixed_worked),
+        cmocka_unit_test(test_logsparse_rows),
         cmocka_unit_test(test_memory_is_the_plan),
         cmocka_unit_test(test_rates_file),
     };
