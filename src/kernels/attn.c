@@ -198,10 +198,13 @@ void ra_attn_fwd_init(int nq, int D, float *acc, float *m, float *l)
 
 /* Fold one tile of exp'd logits into the running (m, l, acc) of its rows.
  * s [tq][lds] holds masked logits in its first tk columns on entry and
- * P = exp(s - m_new) there on exit. */
+ * P = exp(s - m_new) there on exit. lanes: NULL, or each row's 16 lane
+ * maxima from the Q K^T kernel (a full tile, tk = lds), whose largest is
+ * the row max: the same value as a pass over the row, without the pass. */
 static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, int lds, int tq,
                              int tk, const int32_t *qpos, const int32_t *qseg, const int32_t *kpos,
-                             const int32_t *kseg, int sorted, float *acc, float *m, float *l)
+                             const int32_t *kseg, int sorted, const float *lanes, float *acc, float *m,
+                             float *l)
 {
     const int D = o->D;
     for (int i = 0; i < tq; i++) {
@@ -209,7 +212,7 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
         int n = tk;
         if (kind == TILE_PARTIAL)
             n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
-        float mt = ra_rowmax(row, n);
+        float mt = lanes ? ra_rowmax(lanes + (size_t)16 * i, 16) : ra_rowmax(row, n);
         if (mt == -INFINITY) { /* nothing visible in this tile for row i */
             memset(row, 0, sizeof(float) * tk);
             continue;
@@ -239,14 +242,16 @@ static void fwd_tile(const ra_attn_opts *o, tile_kind kind, int sorted, const ra
     const float *qi = q + (size_t)i0 * D, *kj = k + (size_t)j0 * D, *vj = v + (size_t)j0 * D;
     float *ai = acc + (size_t)i0 * D;
     const int lds = keys_ld(pk, tk);
+    float *lanes = NULL; /* a full tile without padding columns: its row maxima from the kernel */
 #if RA_TILE_GEMM
-    if (pk->kt) ra_tile_qkt(qi, tq, D, pk->kt, pk->tk, lds, o->scale, s, lds);
+    if (pk->kt && kind == TILE_FULL && lds == tk) lanes = s + MAX_TILE; /* the forward's unused tile */
+    if (pk->kt) ra_tile_qkt(qi, tq, D, pk->kt, pk->tk, lds, o->scale, s, lds, lanes);
 #endif
     if (!pk->kt)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qi, D, kj, D,
                     0.0f, s, lds);
     fwd_softmax_tile(o, kind, s, lds, tq, tk, qr->pos + i0, segs ? qr->seg + i0 : NULL,
-                     kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, ai, m + i0, l + i0);
+                     kr->pos + j0, segs ? kr->seg + j0 : NULL, sorted, lanes, ai, m + i0, l + i0);
 #if RA_TILE_GEMM
     if (pk->kt) {
         ra_tile_pv(s, tq, tk, lds, vj, D, ai);
@@ -438,7 +443,7 @@ static int bwd_tile_pdq(const bwd_ctx *c, packed_keys *pk, int i0, int j0, float
     const int ldp = keys_ld(pk, tk);
     /* P = exp(a Q K^T - lse) */
 #if RA_TILE_GEMM
-    if (pk->kt) ra_tile_qkt(qt, tq, D, pk->kt, tk, ldp, o->scale, p, ldp);
+    if (pk->kt) ra_tile_qkt(qt, tq, D, pk->kt, tk, ldp, o->scale, p, ldp, NULL);
 #endif
     if (!pk->kt)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, o->scale, qt, D, kt, D, 0.0f, p, ldp);
@@ -447,7 +452,7 @@ static int bwd_tile_pdq(const bwd_ctx *c, packed_keys *pk, int i0, int j0, float
                    c->lse_lo ? c->lse_lo + i0 : NULL);
     /* dP = dO V^T, then dS = a P * (dP - dl) */
 #if RA_TILE_GEMM
-    if (pk->vt) ra_tile_qkt(dot, tq, D, pk->vt, tk, ldp, 1.0f, dp, ldp);
+    if (pk->vt) ra_tile_qkt(dot, tq, D, pk->vt, tk, ldp, 1.0f, dp, ldp, NULL);
 #endif
     if (!pk->vt)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, tk, D, 1.0f, dot, D, vt, D, 0.0f, dp, ldp);

@@ -60,9 +60,11 @@ void ra_tile_pack_kt(const float *k, int n, int D, float *kt)
 }
 
 /* s[r][0 .. 16 NV) = scale * q[r] . panel columns, r < R: R x NV
- * accumulators, one broadcast of q[r][d] per row and step d. */
+ * accumulators, one broadcast of q[r][d] per row and step d. With lanes
+ * ([R][16]), each row's lane-wise maxima of what it stores too: set by the
+ * first panel (first), raised by the others. */
 ALWAYS_INLINE void qkt_block(const float *q, int D, const float *panel, int pw, float scale,
-                             float *s, int lds, const int R, const int NV)
+                             float *s, int lds, float *lanes, int first, const int R, const int NV)
 {
     __m512 c[ROWS][4], b[4];
     for (int r = 0; r < R; r++)
@@ -76,8 +78,17 @@ ALWAYS_INLINE void qkt_block(const float *q, int D, const float *panel, int pw, 
     }
     const __m512 sc = _mm512_set1_ps(scale);
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < NV; v++)
-            _mm512_storeu_ps(s + (size_t)r * lds + 16 * v, _mm512_mul_ps(c[r][v], sc));
+        for (int v = 0; v < NV; v++) {
+            c[r][v] = _mm512_mul_ps(c[r][v], sc);
+            _mm512_storeu_ps(s + (size_t)r * lds + 16 * v, c[r][v]);
+        }
+    if (!lanes) return;
+    for (int r = 0; r < R; r++) { /* the softmax then needs no pass of its own for the row max */
+        __m512 t = c[r][0];
+        for (int v = 1; v < NV; v++) t = _mm512_max_ps(t, c[r][v]);
+        if (!first) t = _mm512_max_ps(t, _mm512_loadu_ps(lanes + 16 * r));
+        _mm512_storeu_ps(lanes + 16 * r, t);
+    }
 }
 
 /* acc[r][0 .. 16 NV) += sum_{j < kb} A(r, j) v[j][0 .. 16 NV), r < R, where
@@ -112,11 +123,11 @@ _Static_assert(ROWS == 6, "FOR_SHAPES lists 1 to ROWS rows");
     X(5, 1) X(5, 2) X(5, 3) X(5, 4) X(6, 1) X(6, 2) X(6, 3) X(6, 4)
 
 static void qkt_any(int R, int NV, const float *q, int D, const float *panel, int pw, float scale,
-                    float *s, int lds)
+                    float *s, int lds, float *lanes, int first)
 {
     switch (R * 8 + NV) {
 #define QKT_CASE(r, nv) \
-    case r * 8 + nv: qkt_block(q, D, panel, pw, scale, s, lds, r, nv); break;
+    case r * 8 + nv: qkt_block(q, D, panel, pw, scale, s, lds, lanes, first, r, nv); break;
         FOR_SHAPES(QKT_CASE)
 #undef QKT_CASE
     default: __builtin_unreachable();
@@ -140,7 +151,7 @@ static void pv_any(int R, int NV, int ta, const float *p, int ldp, int kb, const
 }
 
 void ra_tile_qkt(const float *q, int m, int D, const float *kt, int nk, int ncols, float scale,
-                 float *s, int lds)
+                 float *s, int lds, float *lanes)
 {
     const int w = (nk + 15) / 16 * 16;
     /* panel outer: its D x 64 floats stay in L1 while all m rows pass */
@@ -150,7 +161,7 @@ void ra_tile_qkt(const float *q, int m, int D, const float *kt, int nk, int ncol
         const float *panel = kt + (size_t)p0 * D;
         for (int r0 = 0; r0 < m; r0 += ROWS)
             qkt_any(m - r0 < ROWS ? m - r0 : ROWS, nv, q + (size_t)r0 * D, D, panel, pw, scale,
-                    s + (size_t)r0 * lds + p0, lds);
+                    s + (size_t)r0 * lds + p0, lds, lanes ? lanes + (size_t)16 * r0 : NULL, p0 == 0);
     }
 }
 

@@ -43,9 +43,11 @@ void ra_tile_pack_kt(const float *k, int n, int D, float *kt);
 
 /* s[r][j] = scale * sum_d q[r][d] k[j][d] for r < m and j < ncols, with
  * ncols a multiple of 16 not above kt's width; q [m][D], s rows lds apart.
- * kt from ra_tile_pack_kt of nk keys. */
+ * kt from ra_tile_pack_kt of nk keys. lanes: NULL, or [m][16] that receives
+ * lane c's maximum of s[r][c + 16 i] over i (row r's maximum is the
+ * largest of its 16; columns past nk count, as zeros). */
 void ra_tile_qkt(const float *q, int m, int D, const float *kt, int nk, int ncols, float scale,
-                 float *s, int lds);
+                 float *s, int lds, float *lanes);
 
 /* acc[r][d] += sum_{j < n} p[r][j] v[j][d] for r < m, d < D; p rows ldp
  * apart, v [n][D], acc [m][D]. */

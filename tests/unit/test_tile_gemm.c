@@ -95,7 +95,21 @@ static void test_qkt(void **state)
                     float *s = filled((size_t)m * lds + 64, GUARD);
                     const float scale = 0.125f;
                     ra_tile_pack_kt(k, n, D, kt);
-                    ra_tile_qkt(q, m, D, kt, n, ncols, scale, s, lds);
+                    /* the row maxima by lane, on every other shape (both ways covered) */
+                    float *lanes = (a + b + c) % 2 ? filled((size_t)m * 16 + 64, GUARD) : NULL;
+                    ra_tile_qkt(q, m, D, kt, n, ncols, scale, s, lds, lanes);
+                    if (lanes) { /* exactly the max of what the row holds in that lane */
+                        for (int r = 0; r < m; r++)
+                            for (int ln = 0; ln < 16; ln++) {
+                                float want = -INFINITY;
+                                for (int j = ln; j < ncols; j += 16) want = fmaxf(want, s[(size_t)r * lds + j]);
+                                if (lanes[(size_t)r * 16 + ln] != want)
+                                    fail_msg("qkt D=%d n=%d m=%d ncols=%d: row %d lane %d max %g, the row says %g", D,
+                                             n, m, ncols, r, ln, lanes[(size_t)r * 16 + ln], want);
+                            }
+                        for (int g = 0; g < 64; g++) assert_true(lanes[(size_t)m * 16 + g] == GUARD);
+                        free(lanes);
+                    }
                     double err = 0, ref = 0;
                     for (int r = 0; r < m; r++)
                         for (int j = 0; j < lds; j++) {
