@@ -84,8 +84,9 @@ ALWAYS_INLINE void qkt_block(const float *q, int D, const float *panel, int pw, 
         }
     if (!lanes) return;
     for (int r = 0; r < R; r++) { /* the softmax then needs no pass of its own for the row max */
-        __m512 t = c[r][0];
-        for (int v = 1; v < NV; v++) t = _mm512_max_ps(t, c[r][v]);
+        __m512 t = _mm512_set1_ps(-__builtin_inff());
+        /* the new value first, as ra_rowmax: a NaN logit is passed over (max returns its second operand) */
+        for (int v = 0; v < NV; v++) t = _mm512_max_ps(c[r][v], t);
         if (!first) t = _mm512_max_ps(t, _mm512_loadu_ps(lanes + 16 * r));
         _mm512_storeu_ps(lanes + 16 * r, t);
     }
