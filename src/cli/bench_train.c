@@ -21,8 +21,9 @@ static const char *help =
     "random bytes (train.batch sequences of data.seq_len per step, all ranks).\n"
     "Columns: step_ms (median over steps, slowest rank), tokens/s, TFLOP/s of\n"
     "model FLOPs (6 per parameter and token for the matmuls plus 3x the causal\n"
-    "attention forward), MFU = that over the single-thread sgemm rate times the\n"
-    "cores in use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
+    "attention forward), MFU = that over the single-thread sgemm rate (measured\n"
+    "before and after the row's steps: its '# sgemm' line) times the cores in\n"
+    "use, comm share, peak MiB per rank; with -t 1,2 one row per thread\n"
     "count and its speed-up over the first, timed in the same run. The last line\n"
     "is machine readable (the last row): ringattn: tokens_per_s=X mfu=Y\n"
     "--trace FILE records every step, warm-up included (docs/trace.md).\n"
@@ -123,8 +124,9 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
                cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size,
                s.grid.dp, s.grid.cp, s.sharded ? "sharded" : "replicated", sw.threads, ra_threads_origin(),
                ra_blas_desc());
-        ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s; MFU against it times the cores in use; speedup: "
-                  "step time at the first thr of -t / at thr, same run\n", sg);
+        ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s at the start; MFU against the sgemm measured beside "
+                  "each row (its '# sgemm' line) times the cores in use; speedup: step time at the first thr of -t / "
+                  "at thr, same run\n", sg);
         ra_say(c, "#%11s %12s %10s %7s %7s %9s %4s %7s\n", "step_ms", "tokens/s", "GFLOP/s", "MFU%", "comm%",
                "peak_MiB", "thr", "speedup");
     }
@@ -132,7 +134,12 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
     for (int ti = 0; st == RA_OK && ti < sw.nthreads; ti++) {
         ra_threads_set(sw.thread_list[ti]);
         ra_stat3 t3, w3, p3;
-        st = time_steps(c, &s, &cfg, &sw, times, times + sw.iters);
+        /* the machine drifts within minutes: MFU against the sgemm rate
+         * around this row (the mean of the medians before and after) */
+        double sg_before = 0, sg_after = 0;
+        st = ra_bench_sgemm_gflops(c, &sg_before);
+        if (st == RA_OK) st = time_steps(c, &s, &cfg, &sw, times, times + sw.iters);
+        if (st == RA_OK) st = ra_bench_sgemm_gflops(c, &sg_after);
         if (st == RA_OK) st = ra_bench_across(c, ra_median(times, sw.iters), &t3);
         if (st == RA_OK) st = ra_bench_across(c, ra_median(times + sw.iters, sw.iters), &w3);
         if (st == RA_OK) st = ra_bench_across(c, ra_peak_rss_bytes(), &p3);
@@ -140,9 +147,12 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
         if (ti == 0) base = t3.max;
         tps = (double)cfg.batch * cfg.seq_len / t3.max;
         const double flops = ra_model_flops(s.model, cfg.batch) / t3.max;
-        mfu = 100.0 * flops * 1e-9 / (sg * cores[ti]);
+        const double sg_row = sg_before > 0 && sg_after > 0 ? (sg_before + sg_after) / 2 : sg;
+        mfu = 100.0 * flops * 1e-9 / (sg_row * cores[ti]);
         ra_say(c, " %11.2f %12.1f %10.2f %7.1f %7.1f %9.1f %4d %7.2f\n", t3.max * 1e3, tps, flops * 1e-9, mfu,
                100 * w3.max / t3.max, p3.max / (1024.0 * 1024.0), sw.thread_list[ti], base / t3.max);
+        ra_say(c, "# sgemm during thr=%d: %.1f GFLOP/s (%.1f before the steps, %.1f after)\n", sw.thread_list[ti],
+               sg_row, sg_before, sg_after);
     }
     if (st == RA_OK) ra_say(c, "ringattn: tokens_per_s=%.3f mfu=%.2f\n", tps, mfu); /* the last row */
     free(times);

@@ -7,7 +7,7 @@
 #      every output of a P=3 run is checked against P=1 with `compare`;
 #   2. malformed or mismatched .npy inputs;  3. bad options;
 #   4. output safety (no clobbered --out, no *.tmp left behind);
-#   5. --help of each command;  6. a `bench attn` smoke run.
+#   5. --help of each command;  6. `bench attn` and `bench train` smoke runs.
 #
 # Every invocation runs under `timeout`, so a hang is a failure (124), not a
 # stuck CI job. Failing cases run each rank through a small wrapper that
@@ -245,6 +245,30 @@ c=$(grep -c '^# ringattn bench attn' out)
 [ "$c" -eq 1 ] || why+="title printed $c times, expected once; "
 grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
 report "bench attn -b 64 -e 128 on 2 ranks: rows OK" "$why"
+
+# bench train (the built-in model): a row per thread count, each followed by
+# the sgemm rate measured around it, and MFU = GFLOP/s over that rate times
+# the cores in use (1 rank: the row's thread count, at most the cores)
+mpi 1 bench train -n 1 -w 0 -t 1,2
+why=$(status $?)
+python3 - out >chk 2>&1 <<'PY' || why+="$(tr '\n' ' ' <chk)"
+import os, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+rows = [i for i, l in enumerate(lines) if re.match(r"^ +[0-9]", l)]
+assert len(rows) == 2, f"{len(rows)} rows, expected 2"
+for i, thr in zip(rows, (1, 2)):
+    f = lines[i].split()
+    m = re.match(r"^# sgemm during thr=(\d+): ([0-9.]+) GFLOP/s \(([0-9.]+) before the steps, ([0-9.]+) after\)$",
+                 lines[i + 1])
+    assert m and int(m.group(1)) == thr == int(f[6]), f"after row {f}: {lines[i + 1]!r}"
+    sg, before, after = float(m.group(2)), float(m.group(3)), float(m.group(4))
+    assert sg > 0 and abs(sg - (before + after) / 2) <= 0.1, f"sgemm {sg} is not the mean of {before} and {after}"
+    cores = min(thr, len(os.sched_getaffinity(0)))
+    want = 100 * float(f[2]) / (sg * cores)
+    assert abs(float(f[3]) - want) <= 0.1 + 0.01 * want, f"MFU {f[3]}, expected {want:.1f} from the row's sgemm"
+assert lines[-1].startswith("ringattn: tokens_per_s="), f"last line {lines[-1]!r}"
+PY
+report "bench train -t 1,2: MFU against the sgemm measured around each row" "$why"
 
 # ---- 7. placement: cores split among ranks, bound, reported; oversubscription warned --
 
