@@ -91,8 +91,8 @@ double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes
  * [r L / P, (r + 1) L / P) (design §5): the most summary rows any rank
  * computes in the blocks it needs inside its own range (*local), and the
  * most rows any rank holds of the blocks shared across ranks (*shared, 0 at
- * P = 1). */
-void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *shared);
+ * P = 1). 32 bytes per rank of scratch: RA_ERR_NOMEM without them. */
+ra_status ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *shared);
 
 /* The automatic chunk and the piece count of the ring (design §4.1). */
 void ra_cm_ring_pieces(int64_t L, int P, ra_layout layout, int chunk, int *nc, int *chunk_out);

@@ -278,6 +278,17 @@ static double bit_count(int64_t a, int64_t e, int l)
     return (double)(c[1] - c[0]);
 }
 
+/* combiner-logsparse's blocks at level l that the queries [a, e) need:
+ * [*lo, *hi) (combiner_logsparse.h's needed()). */
+static void ls_needed(int64_t a, int64_t e, int l, int64_t *lo, int64_t *hi)
+{
+    *lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
+    *hi = e > a && (e - 1) >> l > *lo ? (e - 1) >> l : *lo;
+}
+
+/* rank r's first token when ranks own [r L / P, (r + 1) L / P) */
+static int64_t ls_start(int64_t L, int P, int64_t r) { return r * L / P; }
+
 /* combiner-logsparse's summary rows (combiner_logsparse.c) on the busiest
  * rank, ranks r owning [r L / P, (r + 1) L / P): *local the most rows a rank
  * summarises in the blocks it needs that lie inside its range, *shared the
@@ -286,22 +297,22 @@ static double bit_count(int64_t a, int64_t e, int l)
  * every shared block between the head's all-reduces, so the two phases
  * take the busiest rank of each: rank 0, say, holds the rows that the other
  * ranks' high-level blocks summarise. O(P) per level. */
-void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *shared)
+ra_status ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *shared)
 {
     *local = *shared = 0;
     double *loc = calloc((size_t)P, sizeof(double)), *sh = calloc((size_t)P, sizeof(double));
     int64_t *cand = malloc(sizeof(int64_t) * (2 * (size_t)P + 1));
-    if (!loc || !sh || !cand) { /* no room for the sweep: say nothing is shared */
+    if (!loc || !sh || !cand) {
         free(loc), free(sh), free(cand);
-        *local = (double)L * nl / P;
-        return;
+        return RA_FAIL(RA_ERR_NOMEM, "cost model: out of memory for combiner-logsparse's rows of %d ranks", P);
     }
     for (int l = 0; l < nl; l++) {
         const int64_t w = (int64_t)1 << l;
         int nc = 0; /* this level's shared blocks, ascending (rank by rank), once each */
         for (int r = 0; r < P; r++) {
-            const int64_t a = r * L / P, e = (r + 1) * L / P, lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
-            const int64_t hi = e > a && (e - 1) >> l > lo ? (e - 1) >> l : lo;
+            const int64_t a = ls_start(L, P, r), e = ls_start(L, P, r + 1);
+            int64_t lo, hi;
+            ls_needed(a, e, l, &lo, &hi);
             for (int64_t b = lo; b < hi && b <= (a >> l); b++) {
                 const int64_t s0 = b << l, s1 = s0 + w < L ? s0 + w : L;
                 if ((s0 < a || s1 > e) && (nc == 0 || cand[nc - 1] < b)) cand[nc++] = b;
@@ -311,9 +322,9 @@ void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *share
          * ascending, so the first rank to look at only moves on */
         for (int c = 0, q0 = 0; c < nc; c++) {
             const int64_t s0 = cand[c] << l, s1 = s0 + w < L ? s0 + w : L;
-            while (q0 < P && (q0 + 1) * L / P <= s0) q0++;
-            for (int q = q0; q < P && q * L / P < s1; q++) {
-                const int64_t qa = q * L / P, qe = (q + 1) * L / P;
+            while (q0 < P && ls_start(L, P, q0 + 1) <= s0) q0++;
+            for (int q = q0; q < P && ls_start(L, P, q) < s1; q++) {
+                const int64_t qa = ls_start(L, P, q), qe = ls_start(L, P, q + 1);
                 const int64_t x0 = qa > s0 ? qa : s0, x1 = qe < s1 ? qe : s1;
                 if (x1 > x0) sh[q] += (double)(x1 - x0);
             }
@@ -321,8 +332,9 @@ void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *share
         /* the blocks a rank needs inside its range, [ceil(a / w), floor(e / w))
          * within [lo, hi), less the shared ones among them */
         for (int r = 0, c0 = 0; r < P; r++) {
-            const int64_t a = r * L / P, e = (r + 1) * L / P, lo = (a >> l) - 1 < 0 ? 0 : (a >> l) - 1;
-            const int64_t hi = e > a && (e - 1) >> l > lo ? (e - 1) >> l : lo;
+            const int64_t a = ls_start(L, P, r), e = ls_start(L, P, r + 1);
+            int64_t lo, hi;
+            ls_needed(a, e, l, &lo, &hi);
             const int64_t b0 = ((a + w - 1) >> l) > lo ? (a + w - 1) >> l : lo, b1 = (e >> l) < hi ? e >> l : hi;
             if (b1 <= b0) continue;
             while (c0 < nc && cand[c0] < b0) c0++;
@@ -336,6 +348,7 @@ void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *share
         *shared = sh[r] > *shared ? sh[r] : *shared;
     }
     free(loc), free(sh), free(cand);
+    return RA_OK;
 }
 
 /* combiner-logsparse (combiner_logsparse.c), causal only: scalar loops, no
@@ -347,8 +360,8 @@ void ra_cm_logsparse_rows(int64_t L, int P, int nl, double *local, double *share
  * gradients (per query of a block two dots, two axpys), the blocks'
  * backward (two dots, three axpys, the arg-max scans per row). Candidate
  * blocks (crossing ranks): all-reduces of O(P log L H D) floats. */
-static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, const unit_s *u,
-                           double away, head_cost *h)
+static ra_status logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, const unit_s *u,
+                                double away, head_cost *h)
 {
     const int P = ra_cm_ring_size(s);
     const int64_t L = a->L, A = L * (P - 1) / P, E = L; /* the last rank: the most levels' blocks */
@@ -357,13 +370,13 @@ static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     while (((int64_t)1 << nl) < L) nl++;
     double logit = n, slots = 0; /* logits per head, needed blocks */
     for (int l = 0; l < nl; l++) {
-        int64_t lo = (A >> l) - 1 < 0 ? 0 : (A >> l) - 1, hi = (E - 1) >> l; /* needed blocks [lo, hi) */
-        if (hi < lo) hi = lo;
+        int64_t lo, hi;
+        ls_needed(A, E, l, &lo, &hi);
         slots += (double)(hi - lo);
         logit += bit_count(A, E, l);
     }
     double local, shared; /* summary rows of the busiest rank: its own blocks, then the shared ones */
-    ra_cm_logsparse_rows(L, P, nl, &local, &shared);
+    RA_TRY(ra_cm_logsparse_rows(L, P, nl, &local, &shared));
     const double rows = local + shared;
     /* the summaries: max-pool q and k, the one-query softmax (dot, exp, axpy) */
     const double row_summ = BH * (OP_MAX * (D + D / G) + OP_VEC * 2 * D + OP_EXP);
@@ -382,6 +395,7 @@ static void logsparse_cost(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     move(h, 0, s, rt, u, n, 2 * BH * D + 2 * BK * D + BH, away, away > 0);
     move(h, 1, s, rt, u, n, 3 * BH * D + 2 * BK * D + BH, away, away > 0);
     h->bytes = 4 * (n * D * (6 * BH + 4 * BK) + 2 * (double)nl * (n / (nl > 0 ? nl : 1)) * D * BH);
+    return RA_OK;
 }
 
 ra_status ra_cm_combiner_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, ra_cm_attn_cost *c)
@@ -396,7 +410,7 @@ ra_status ra_cm_combiner_time(const ra_cm_attn *a, const ra_cm_setup *s, const r
     head_cost h = { 0 };
     if (a->head == RA_HEAD_COMBINER_FIXED) fixed_cost(a, s, rt, &u, away, &h);
     else if (a->head == RA_HEAD_COMBINER_AXIAL) axial_cost(a, s, rt, &u, away, &h);
-    else logsparse_cost(a, s, rt, &u, away, &h);
+    else RA_TRY(logsparse_cost(a, s, rt, &u, away, &h));
     c->fwd_compute_s = h.cf, c->bwd_compute_s = h.cb;
     c->fwd_comm_s = h.xf, c->bwd_comm_s = h.xb;
     c->fwd_wait_s = h.xf, c->bwd_wait_s = h.xb; /* the moves and collectives block */

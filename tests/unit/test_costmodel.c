@@ -303,12 +303,12 @@ static void test_logsparse_rows(void **state)
     double loc, sh;
     /* by hand: one rank, L = 4096, 12 levels: level l needs blocks
      * [0, 4095 / 2^l), 4096 - 2^l rows; 12 * 4096 - 4095 in all */
-    ra_cm_logsparse_rows(4096, 1, 12, &loc, &sh);
+    assert_int_equal(ra_cm_logsparse_rows(4096, 1, 12, &loc, &sh), RA_OK);
     assert_true(loc == 45057 && sh == 0);
     /* two ranks: each needs 2048 - 2^l rows of its own at level l (20481 in
      * all); rank 1 also needs block 2048 / 2^l - 1 of each level, rows
      * [2048 - 2^l, 2048) of rank 0: 4095 shared rows */
-    ra_cm_logsparse_rows(4096, 2, 12, &loc, &sh);
+    assert_int_equal(ra_cm_logsparse_rows(4096, 2, 12, &loc, &sh), RA_OK);
     assert_true(loc == 20481 && sh == 4095);
     /* the O(P) sweep against the row by row count, ranges of unequal sizes too */
     const int64_t Ls[] = { 7, 64, 100, 1000, 4096, 5000 };
@@ -322,7 +322,7 @@ static void test_logsparse_rows(void **state)
             while (((int64_t)1 << nl) < L) nl++;
             double want_loc, want_sh;
             logsparse_rows_by_row(L, P, nl, &want_loc, &want_sh);
-            ra_cm_logsparse_rows(L, P, nl, &loc, &sh);
+            assert_int_equal(ra_cm_logsparse_rows(L, P, nl, &loc, &sh), RA_OK);
             if (loc != want_loc || sh != want_sh)
                 fail_msg("L = %lld, P = %d: local %.0f shared %.0f, row by row %.0f and %.0f", (long long)L, P, loc,
                          sh, want_loc, want_sh);
