@@ -39,6 +39,10 @@ void ra_grid_free(ra_grid *g);
  * rank in world order, printed by world rank 0. Collective. */
 ra_status ra_grid_print(const ra_grid *g);
 
+/* This rank's node: the lowest rank of comm on it (MPI_Comm_split_type
+ * SHARED). Collective over comm. */
+ra_status ra_node_id(MPI_Comm comm, int *node);
+
 /* Shard r of n values over P ranks: [n r / P, n (r + 1) / P) (need not
  * divide; sizes differ by at most one). */
 size_t ra_shard_lo(size_t n, int P, int r);

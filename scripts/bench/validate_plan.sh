@@ -12,27 +12,63 @@
 # the medians over rounds of the predicted and measured times and of the
 # error: this machine drifts by 10-50 % within minutes, and a calibration
 # caught in a slow (or fast) phase biases its whole round.
+# CLUSTER=H (2-8, root): the same cases across H hosts of a namespace
+# cluster (scripts/cluster/netns-cluster.sh; its own, RA_CLUSTER=rval on
+# 10.213.5.0/24, removed on exit) over TCP, PPN ranks per host (default 1),
+# one thread per rank, each host its own cores when H <= the cores, the
+# links shaped to SHAPE (default 1gbit; off: not shaped). The calibration
+# runs across the hosts too: its ping-pong to another host gives the link
+# rates, and the plan is told PPN ranks per node.
 set -u
 BUILD=${1:-build}
-RA=$BUILD/src/ringattn
 REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-1}
 L=${L:-4096}
 L2=${L2:-16384}
+CLUSTER=${CLUSTER:-}
+PPN=${PPN:-1}
+SHAPE=${SHAPE:-1gbit}
 # refuse before any work: a bad count would otherwise run no round (or loop
 # in bash arithmetic on a name) and print an empty table
-for v in REPS ROUNDS L L2; do
+for v in REPS ROUNDS L L2 PPN; do
     [[ ${!v} =~ ^[1-9][0-9]{0,6}$ ]] || { echo "validate_plan.sh: $v = '${!v}' is not a whole number from 1 to 9999999" >&2; exit 2; }
 done
-[ -x "$RA" ] || { echo "validate_plan.sh: no ringattn at $RA (give the build directory: validate_plan.sh BUILD)" >&2; exit 2; }
-. "$(dirname "$0")/../env.sh" >/dev/null 2>&1 || true
+[ -z "$CLUSTER" ] || [[ $CLUSTER =~ ^[2-8]$ ]] || { echo "validate_plan.sh: CLUSTER = '$CLUSTER': hosts 2 to 8" >&2; exit 2; }
+[[ $SHAPE =~ ^(off|[1-9][0-9]{0,5}(k|m|g)?bit)$ ]] || { echo "validate_plan.sh: SHAPE = '$SHAPE': a rate like 1gbit or 500mbit, or off" >&2; exit 2; }
+[ -z "$CLUSTER" ] || [ "$(id -u)" -eq 0 ] || { echo "validate_plan.sh: CLUSTER needs root (network namespaces)" >&2; exit 2; }
+[ -x "$BUILD/src/ringattn" ] || { echo "validate_plan.sh: no ringattn at $BUILD/src/ringattn (give the build directory: validate_plan.sh BUILD)" >&2; exit 2; }
+# absolute paths: the cluster's ranks start in other namespaces
+RA=$(cd "$BUILD" && pwd)/src/ringattn
+cd "$(dirname "$0")/../.."
+BENCH_INI=$PWD/configs/bench.ini
+NC=$PWD/scripts/cluster/netns-cluster.sh
+. scripts/env.sh >/dev/null 2>&1 || true
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+if [ -n "$CLUSTER" ]; then
+    export RA_CLUSTER=rval RA_CLUSTER_SUBNET=10.213.5
+    trap '"$NC" down; rm -rf "$T"' EXIT
+    "$NC" down
+    "$NC" up "$CLUSTER" >/dev/null || exit 1
+    [ "$SHAPE" = off ] || "$NC" shape "$SHAPE" 0ms 2>/dev/null >/dev/null || exit 1
+    own=()
+    [ "$CLUSTER" -gt "$(nproc --all)" ] || own=(--own-cores)
+    PS=$((CLUSTER * PPN))
+    RPN=(--ranks-per-node "$PPN")
+    echo "# $CLUSTER namespace hosts x $PPN rank(s), TCP, link $SHAPE, ${own[*]:-cores shared by the hosts}, 1 thread per rank"
+else
+    trap 'rm -rf "$T"' EXIT
+    PS="1 2"
+    RPN=()
+fi
 run() { # P ARGS...
     local P=$1
     shift
-    mpirun --oversubscribe -n "$P" "$RA" "$@"
+    if [ -n "$CLUSTER" ]; then
+        "$NC" run "$CLUSTER" --ppn "$PPN" --threads 1 "${own[@]}" -- -n "$P" "$RA" "$@"
+    else
+        mpirun --oversubscribe -n "$P" "$RA" "$@"
+    fi
 }
 thr() { [ "$1" -eq 1 ] && echo 2 || echo 1; }
 err() { python3 -c "import sys; p,m=float(sys.argv[1]),float(sys.argv[2]); print('%+.1f' % (100*(p-m)/m))" "$1" "$2"; }
@@ -48,7 +84,7 @@ attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     out=$(run $P bench attn -b "$n" -e "$n" -n "$REPS" -w 1 -c 0 -t "$(thr $P)" "$@" 2>/dev/null | grep -E '^ +[0-9]' | tail -1)
     mf=$(echo "$out" | awk '{print $4}')
     mb=$(echo "$out" | awk '{print $10}')
-    pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "$@" | grep '^predicted:')
+    pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "${RPN[@]}" "$@" | grep '^predicted:')
     pf=$(echo "$pred" | sed 's/.*fwd_ms=\([0-9.]*\).*/\1/')
     pb=$(echo "$pred" | sed 's/.*bwd_ms=\([0-9.]*\).*/\1/')
     row "attn P=$P $name fwd" "$pf" "$mf"
@@ -56,12 +92,12 @@ attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
 }
 for ((round = 1; round <= ROUNDS; round++)); do
     [ "$ROUNDS" -gt 1 ] && echo "# round $round of $ROUNDS"
-    for P in 1 2; do
-        run $P plan --calibrate --save-rates "$T/rates$P.ini" --threads "$(thr $P)" --config configs/bench.ini -n $P \
+    for P in $PS; do
+        run $P plan --calibrate --save-rates "$T/rates$P.ini" --threads "$(thr $P)" --config "$BENCH_INI" -n $P \
             >/dev/null || exit 1
     done
     printf '%-48s %10s %10s %7s\n' case predicted measured err%
-    for P in 1 2; do
+    for P in $PS; do
         attn_case $P "causal zigzag" --causal --layout zigzag
         attn_case $P "causal striped" --causal --layout striped
         attn_case $P "causal contiguous" --causal --layout contiguous
@@ -72,9 +108,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
             LEN=$L2 attn_case $P "combiner-$h causal L=$L2" --causal --head combiner-$h
         done
     done
-    for P in 1 2; do
-        m=$(run $P bench train --config configs/bench.ini -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
-        p=$("$RA" plan --config configs/bench.ini -n $P --layout zigzag --rates "$T/rates$P.ini" | grep '^predicted:' |
+    for P in $PS; do
+        m=$(run $P bench train --config "$BENCH_INI" -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
+        p=$("$RA" plan --config "$BENCH_INI" -n $P --layout zigzag --rates "$T/rates$P.ini" "${RPN[@]}" | grep '^predicted:' |
             sed 's/.*step_ms=\([0-9.]*\).*/\1/')
         row "train bench.ini P=$P step" "$p" "$m"
     done

@@ -3,6 +3,7 @@
  * rates on this machine, projections to large clusters (docs/planner.md). */
 #include <cblas.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "ringattn/costmodel.h"
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
+#include "ringattn/grid.h"
 #include "ringattn/mem.h"
 #include "ringattn/threads.h"
 
@@ -30,10 +32,12 @@ static const char *help =
     "gradient all-reduce), wait_ms (imbalance + exposed transfers), balance (mean\n"
     "rank work / busiest), MiB/rank (the model's plan + head buffers + AdamW) and\n"
     "step_ms, then a 'choice:' line with the reason. Rates: --calibrate times the\n"
-    "kernels here (and a ping-pong between ranks 0 and 1 under mpirun -n 2), --rates\n"
+    "kernels here (under mpirun, a ping-pong from rank 0 to the next rank of its\n"
+    "node and one to the first rank of another node: the shm and link rates), --rates\n"
     "reads a saved file, otherwise documented defaults (said in the output).\n"
-    "--ranks-per-node: ranks sharing a node's shared memory (default: all P, or 1\n"
-    "when --link-gbps/--link-latency-us is given). --project: step time, tokens/s,\n"
+    "--ranks-per-node: ranks sharing a node's shared memory (default: all P; 1\n"
+    "when --link-gbps/--link-latency-us is given; under --calibrate across nodes,\n"
+    "rank 0's node's ranks). --project: step time, tokens/s,\n"
     "comm share and memory for P = 1, 2, 4, ... max-p nodes of 64 cores (weak: L/P\n"
     "fixed at the config's L; strong: L fixed). --attn: one head call as 'bench attn'\n"
     "runs it (predicted fwd/bwd ms and waits). See docs/planner.md.\n";
@@ -238,7 +242,56 @@ static void run_mem(void *p)
     for (long i = 0; i < n; i++) a[i] = 0.999f * a[i] + b[i];
 }
 
-static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config *cfg, ra_cm_rates *r)
+/* Latency (8 bytes, 2000 round trips) and bandwidth (4 MiB, 20) between
+ * rank 0 and rank peer; every rank of comm calls it and gets the result. */
+static ra_status ping_pong(const ra_cli *c, int peer, double *lat_us, double *gbps)
+{
+    const int big_n = 4 << 20, in_pair = c->rank == 0 || c->rank == peer;
+    char *pb = in_pair ? malloc(big_n) : NULL;
+    int ok = !in_pair || pb != NULL, all = 0;
+    ra_status as = ra_allreduce_named(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm, "the ping-pong buffers");
+    if (as != RA_OK || !all) {
+        free(pb);
+        return as != RA_OK ? as : RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for the ping-pong");
+    }
+    if (pb) memset(pb, 1, big_n);
+    double lat = 0, bw = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const int sz = pass ? big_n : 8, reps = pass ? 20 : 2000;
+        ra_status ps = ra_barrier(c->comm, "the ping-pong");
+        double t0 = now();
+        /* non-blocking under the peer timeout (collective.h): a dead peer is named, not waited on */
+        const int other = c->rank == 0 ? peer : 0;
+        for (int i = 0; i < reps && in_pair && ps == RA_OK; i++) {
+            MPI_Request rq;
+            for (int turn = 0; turn < 2 && ps == RA_OK; turn++) {
+                if ((turn == 0) == (c->rank == 0)) MPI_Isend(pb, sz, MPI_CHAR, other, 7, c->comm, &rq);
+                else MPI_Irecv(pb, sz, MPI_CHAR, other, 7, c->comm, &rq);
+                ps = ra_wait(1, &rq, "the calibration ping-pong", other);
+            }
+        }
+        ps = ra_agree(c->comm, ps); /* the other ranks learn that the pair failed */
+        if (ps != RA_OK) {
+            free(pb);
+            return ps;
+        }
+        double half = (now() - t0) / reps / 2;
+        if (pass == 0) lat = half;
+        else bw = sz / fmax(half - lat, 1e-9);
+    }
+    free(pb);
+    double lb[2] = { lat, bw };
+    RA_TRY(ra_bcast(lb, 2, MPI_DOUBLE, 0, c->comm, "the ping-pong result"));
+    *lat_us = lb[0] * 1e6;
+    *gbps = lb[1] * 8e-9;
+    return RA_OK;
+}
+
+/* Times the kernels on every rank at once and the links from rank 0;
+ * *node_ranks: the ranks on rank 0's node when another node was reached
+ * (the link measured), else 0. */
+static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config *cfg, ra_cm_rates *r,
+                           int *node_ranks)
 {
     const int nt = ra_threads();
     ra_status st = RA_OK;
@@ -324,47 +377,18 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
     double v[4] = { r->sgemm_gflops, r->attn_fwd_gflops, r->attn_bwd_gflops, r->mem_gbs }, w[4];
     RA_TRY(ra_allreduce_named(v, w, 4, MPI_DOUBLE, MPI_MIN, c->comm, "the calibrated rates"));
     r->sgemm_gflops = w[0], r->attn_fwd_gflops = w[1], r->attn_bwd_gflops = w[2], r->mem_gbs = w[3];
-    /* ping-pong between ranks 0 and 1 (shared memory on one node) */
-    if (c->size >= 2) {
-        const int big_n = 4 << 20;
-        char *pb = malloc(big_n);
-        int ok = pb != NULL, all = 0;
-        ra_status as = ra_allreduce_named(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm, "the ping-pong buffers");
-        if (as != RA_OK || !all) {
-            free(pb);
-            return as != RA_OK ? as : RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for the ping-pong");
-        }
-        memset(pb, 1, big_n);
-        double lat = 0, bw = 0;
-        for (int pass = 0; pass < 2; pass++) {
-            const int sz = pass ? big_n : 8, reps = pass ? 20 : 2000;
-            ra_status ps = ra_barrier(c->comm, "the ping-pong");
-            double t0 = now();
-            /* non-blocking under the peer timeout (collective.h): a dead peer is named, not waited on */
-            const int peer = 1 - c->rank;
-            for (int i = 0; i < reps && c->rank < 2 && ps == RA_OK; i++) {
-                MPI_Request rq;
-                for (int turn = 0; turn < 2 && ps == RA_OK; turn++) {
-                    if ((turn == 0) == (c->rank == 0)) MPI_Isend(pb, sz, MPI_CHAR, peer, 7, c->comm, &rq);
-                    else MPI_Irecv(pb, sz, MPI_CHAR, peer, 7, c->comm, &rq);
-                    ps = ra_wait(1, &rq, "the calibration ping-pong", peer);
-                }
-            }
-            ps = ra_agree(c->comm, ps); /* ranks 2.. learn that 0 and 1 failed */
-            if (ps != RA_OK) {
-                free(pb);
-                return ps;
-            }
-            double half = (now() - t0) / reps / 2;
-            if (pass == 0) lat = half;
-            else bw = sz / fmax(half - lat, 1e-9);
-        }
-        free(pb);
-        double lb[2] = { lat, bw };
-        RA_TRY(ra_bcast(lb, 2, MPI_DOUBLE, 0, c->comm, "the ping-pong result"));
-        r->shm_lat_us = lb[0] * 1e6;
-        r->shm_gbps = lb[1] * 8e-9;
-    }
+    /* ping-pongs from rank 0: to the next rank of its node (the shared-memory
+     * rates) and to the first rank of another node (the link rates) */
+    int node, mine[2], peer[2];
+    RA_TRY(ra_node_id(c->comm, &node));
+    mine[0] = node == 0 && c->rank > 0 ? c->rank : INT_MAX; /* rank 0's node is node 0 */
+    mine[1] = node != 0 ? c->rank : INT_MAX;
+    RA_TRY(ra_allreduce_named(mine, peer, 2, MPI_INT, MPI_MIN, c->comm, "the ping-pong peers"));
+    const int on_node0 = node == 0;
+    RA_TRY(ra_allreduce_named(&on_node0, node_ranks, 1, MPI_INT, MPI_SUM, c->comm, "the ranks of rank 0's node"));
+    if (peer[0] != INT_MAX) RA_TRY(ping_pong(c, peer[0], &r->shm_lat_us, &r->shm_gbps));
+    if (peer[1] != INT_MAX) RA_TRY(ping_pong(c, peer[1], &r->link_lat_us, &r->link_gbps));
+    else *node_ranks = 0; /* one node: nothing measured across nodes */
     return RA_OK;
 }
 
@@ -571,6 +595,7 @@ static ra_status run(ra_cli *c, plan_args *pa)
     else ra_threads_set(pa->threads);
     ra_cm_rates r;
     const char *source = "defaults (docs/planner.md; --calibrate to measure this machine)";
+    int calib_rpn = 0; /* ranks on rank 0's node when the calibration reached another node */
     if (pa->rates) {
         char *text = NULL;
         size_t len;
@@ -586,8 +611,11 @@ static ra_status run(ra_cli *c, plan_args *pa)
         RA_TRY(st);
         source = "--rates file";
     } else if (pa->calibrate) {
-        RA_TRY(calibrate(c, pa, have_cfg ? &cfg : NULL, &r));
-        source = c->size >= 2 ? "calibrated here (kernels and a ping-pong)" : "calibrated here (kernels; link: defaults, no second rank)";
+        RA_TRY(calibrate(c, pa, have_cfg ? &cfg : NULL, &r, &calib_rpn));
+        source = c->size < 2      ? "calibrated here (kernels; links: defaults, no second rank)"
+                 : calib_rpn == 0 ? "calibrated here (kernels, a ping-pong in the node; link: defaults, one node)"
+                 : calib_rpn == 1 ? "calibrated here (kernels, a ping-pong across nodes; shm: defaults, one rank a node)"
+                                  : "calibrated here (kernels, ping-pongs in the node and across nodes)";
         if (pa->save_rates && c->rank == 0) RA_TRY(write_rates(pa->save_rates, &r));
     } else {
         ra_cm_default_rates(&r);
@@ -599,7 +627,10 @@ static ra_status run(ra_cli *c, plan_args *pa)
     }
     if (pa->link_gbps > 0) r.link_gbps = pa->link_gbps;
     if (pa->link_lat > 0) r.link_lat_us = pa->link_lat;
-    const int rpn = pa->rpn ? pa->rpn : (pa->link_gbps > 0 || pa->link_lat > 0) ? 1 : pa->P;
+    const int rpn = pa->rpn                                ? pa->rpn
+                    : (pa->link_gbps > 0 || pa->link_lat > 0) ? 1
+                    : calib_rpn > 0                           ? calib_rpn /* as the calibration's ranks sat */
+                                                              : pa->P;
     ra_say(c, "# rates: %s: sgemm %.1f GFLOP/s, attention %.1f fwd / %.1f bwd GFLOP/s, passes %.1f GB/s, "
               "shm %.1f Gbit/s %.2f us, link %.1f Gbit/s %.1f us, %d thread(s)/rank\n", source, r.sgemm_gflops,
            r.attn_fwd_gflops, r.attn_bwd_gflops, r.mem_gbs, r.shm_gbps, r.shm_lat_us, r.link_gbps, r.link_lat_us,
@@ -609,9 +640,9 @@ static ra_status run(ra_cli *c, plan_args *pa)
     if (pa->attn) {
         ra_cm_attn_cost ac;
         RA_TRY(ra_cm_attn_time(&pa->a, &s, &r, &ac));
-        ra_say(c, "# attn: head=%s P=%d L=%lld B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%d nc=%d\n",
+        ra_say(c, "# attn: head=%s P=%d L=%lld B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%d nc=%d ranks/node=%d\n",
                ra_head_words[pa->a.head], pa->P, (long long)pa->a.L, pa->a.B, pa->a.H, pa->a.Hkv, pa->a.D,
-               pa->a.causal ? "causal" : "bidirectional", ra_layout_name(s.layout), ac.chunk, ac.nc);
+               pa->a.causal ? "causal" : "bidirectional", ra_layout_name(s.layout), ac.chunk, ac.nc, rpn);
         ra_say(c, "predicted: fwd_ms=%.3f bwd_ms=%.3f fwd_wait_ms=%.3f bwd_wait_ms=%.3f balance=%.3f "
                   "imbalance_ms=%.3f MiB_sent=%.2f head_MiB=%.2f\n", ac.fwd_s * 1e3, ac.bwd_s * 1e3,
                ac.fwd_wait_s * 1e3, ac.bwd_wait_s * 1e3, ac.balance, ac.imbalance_s * 1e3, ac.bytes_sent / 1048576.0,

@@ -359,7 +359,7 @@ static size_t ring_head_bytes(const ra_cm_attn *a, int P, int64_t Lr, int chunk,
     RA_PLAN_ADD(&plan, i32, (size_t)chunk);
     for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, rows);
     if (P > 1) {
-        for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, f, piece);
+        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, piece);
         for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, dkv);
     }
     size_t per = (ra_attn_scratch_floats(a->D) + 15) / 16 * 16, sf = ra_attn_scratch_floats_threads(a->D, threads);
@@ -372,6 +372,32 @@ static size_t ring_head_bytes(const ra_cm_attn *a, int P, int64_t Lr, int chunk,
 }
 
 /* ---- the ring (full attention) ----------------------------------------------- */
+
+/* Sums over the ring's steps: step time, transfer time, and per sampled
+ * rank its waits and compute. */
+typedef struct {
+    double Tf, Tb, xf, xb, imb;
+    double *waitf, *waitb, *tot;
+    int nr;
+} step_sum;
+
+/* A step (or two, as one: then per rank c1 + c2) of weight w: its times Tf,
+ * Tb and transfers xf, xb; mf, mb the busiest rank's compute; per rank the
+ * compute c1f/c1b (+ c2f/c2b when not NULL). */
+static void add_step(step_sum *A, double w, double Tf, double Tb, double xf, double xb, double mf, double mb,
+                     const double *c1f, const double *c1b, const double *c2f, const double *c2b)
+{
+    A->Tf += w * Tf, A->Tb += w * Tb, A->xf += w * xf, A->xb += w * xb;
+    double worst = 0; /* the imbalance of this step, on the rank that waits the most for it */
+    for (int i = 0; i < A->nr; i++) {
+        const double f = c1f[i] + (c2f ? c2f[i] : 0), b = c1b[i] + (c2b ? c2b[i] : 0);
+        A->waitf[i] += w * (Tf - f);
+        A->waitb[i] += w * (Tb - b);
+        A->tot[i] += w * (f + b);
+        if ((mf - f) + (mb - b) > worst) worst = (mf - f) + (mb - b);
+    }
+    A->imb += w * worst;
+}
 
 static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm_rates *rt, ra_cm_attn_cost *c)
 {
@@ -399,15 +425,26 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     const double memr = rt->mem_gbs * 1e9;
     const double kvb = 2.0 * a->B * a->Hkv * chunk * a->D * 4; /* one piece's K and V */
     for (int i = 0; i < nr; i++) waitf[i] = waitb[i] = 0;
-    double Tf = 0, Tb = 0, sumc = 0, maxc_tot = 0, xf = 0, xb = 0, imb = 0;
-    double *cf = malloc(sizeof(double) * nr), *cb = malloc(sizeof(double) * nr), *tot = calloc(nr, sizeof(double));
-    if (!cf || !cb || !tot) {
-        free(rk), free(rw), free(fw), free(cf), free(cb), free(tot);
+    /* per sampled rank: this step's compute (cf, cb), that of a step whose
+     * successor's piece went ahead (pf, pb), the totals */
+    double *cf = malloc(sizeof(double) * 4 * nr), *tot = calloc(nr, sizeof(double));
+    if (!cf || !tot) {
+        free(rk), free(rw), free(fw), free(cf), free(tot);
         return RA_FAIL(RA_ERR_NOMEM, "cost model: out of memory");
     }
-    for (int ti = 0; ti < nt; ti++) {
-        const int t = tk[ti];
-        for (int k = 0; k < nc; k++) {
+    double *cb = cf + nr, *pf = cb + nr, *pb = pf + nr;
+    step_sum A = { .nr = nr, .waitf = waitf, .waitb = waitb, .tot = tot };
+    /* ring_attn.c's schedule: a held piece moves on during the step that
+     * computes it (t = 1..P-2, and the first own piece); every later own piece
+     * goes ahead, during the step before (t = P-1) and its own; in the
+     * backward a partial moves during the step after the one that computed
+     * it (none after t = 0) */
+    const double x_kv = P > 1 ? ra_cm_transfer_s(s, rt, kvb) : 0, x_dkv = x_kv; /* dK, dV: K, V's bytes */
+    double pmf = 0, pmb = 0, pxd = 0, pw = 0;
+    int pending = 0;
+    for (int k = 0; k < nc; k++)
+        for (int ti = 0; ti < nt; ti++) { /* t = 0 first: it closes the pair the last round's t = P-1 opened */
+            const int t = tk[ti];
             double mf = 0, mb = 0;
             for (int i = 0; i < nr; i++) {
                 const int r = rk[i], o = ((r - t) % P + P) % P;
@@ -428,34 +465,31 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
                 }
                 cf[i] = af * ff;
                 /* the backward's passes over the piece's partial: zero, add, pack */
-                const double pb = 2.0 * a->B * a->Hkv * kn * a->D * 4;
+                const double pb_ = 2.0 * a->B * a->Hkv * kn * a->D * 4;
                 /* (an own split piece runs in a partial too, added home after) */
-                cb[i] = ab * fb + (t == 0 && pc.n[1] == 0 ? 2 * pb : 4 * pb) / memr;
+                cb[i] = ab * fb + (t == 0 && pc.n[1] == 0 ? 2 * pb_ : 4 * pb_) / memr;
                 if (cf[i] > mf) mf = cf[i];
                 if (cb[i] > mb) mb = cb[i];
             }
-            const double xfs = P > 1 && t < P - 1 ? ra_cm_transfer_s(s, rt, kvb) : 0;
-            const double xbs = P > 1 ? (t < P - 1 ? ra_cm_transfer_s(s, rt, kvb) : 0) +
-                                           (t >= 1 ? ra_cm_transfer_s(s, rt, kvb) : 0) : 0;
-            const double Tfs = mf > xfs ? mf : xfs, Tbs = mb > xbs ? mb : xbs;
-            Tf += tw[ti] * Tfs, Tb += tw[ti] * Tbs;
-            xf += tw[ti] * xfs, xb += tw[ti] * xbs;
-            maxc_tot += tw[ti] * (mf + mb);
-            for (int i = 0; i < nr; i++) {
-                waitf[i] += tw[ti] * (Tfs - cf[i]);
-                waitb[i] += tw[ti] * (Tbs - cb[i]);
-                tot[i] += tw[ti] * (cf[i] + cb[i]);
-                imb += 0; /* per-rank imbalance below */
+            /* the transfers that end with this step */
+            const double xd = P > 1 && (t >= 2 || (t == 0 && k > 0)) ? x_dkv : 0;
+            const double xk = P > 1 && t < P - 1 && (t > 0 || k == 0) ? x_kv : 0;
+            if (P > 1 && t == P - 1 && k < nc - 1) { /* own piece k+1 goes ahead now */
+                memcpy(pf, cf, sizeof(double) * nr), memcpy(pb, cb, sizeof(double) * nr);
+                pmf = mf, pmb = mb, pxd = xd, pw = tw[ti], pending = 1;
+                continue;
             }
-            /* imbalance of this step, on the rank that waits the most for it */
-            double worst = 0;
-            for (int i = 0; i < nr; i++) {
-                double d = (mf - cf[i]) + (mb - cb[i]);
-                if (d > worst) worst = d;
+            if (pending && t == 0) { /* the pair: t = P-1 of round k-1 and t = 0 of round k */
+                add_step(&A, 1, fmax(pmf + mf, x_kv), fmax(fmax(pmb, pxd) + fmax(mb, xd), pxd + xd + x_kv), x_kv,
+                         x_kv + pxd + xd, pmf + mf, pmb + mb, pf, pb, cf, cb);
+                if (pw > 1) /* a sampled distance: the rest of its weight, alone */
+                    add_step(&A, pw - 1, pmf, fmax(pmb, pxd), 0, pxd, pmf, pmb, pf, pb, NULL, NULL);
+                pending = 0;
+                continue;
             }
-            imb += tw[ti] * worst;
+            add_step(&A, tw[ti], fmax(mf, xk), fmax(mb, xk + xd), xk, xk + xd, mf, mb, cf, cb, NULL, NULL);
         }
-    }
+    double Tf = A.Tf, Tb = A.Tb, xf = A.xf, xb = A.xb, imb = A.imb, sumc = 0;
     /* the calls' own passes: forward init/finish over acc, m, l; backward
      * rowdot, zeroing dq/dk/dv, split_lse (largest rank) */
     int64_t Lmax = 0;
@@ -471,6 +505,7 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
         const int groups = a->B * a->Hkv, parts = groups < TAIL_PARTS ? groups : TAIL_PARTS;
         const double tail = ra_cm_transfer_s(s, rt, kvb * ((double)(groups - (parts - 1) * groups / parts) / groups));
         Tb += tail;
+        xb += x_dkv; /* the whole last partial moves; only its last part is exposed */
         wmax_tail = tail;
     }
     double wmaxf = 0, wmaxb = 0, cmax = 0, csum = 0, wsum = 0;
@@ -488,8 +523,7 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     c->fwd_compute_s = Tf - wmaxf, c->bwd_compute_s = Tb - wmaxb;
     c->imbalance_s = imb;
     c->balance = cmax > 0 ? sumc / cmax : 1;
-    (void)maxc_tot;
-    c->bytes_sent = P > 1 ? (double)(P - 1) * nc * kvb * 2 : 0; /* K/V forward, K/V + dK/dV backward */
+    c->bytes_sent = P > 1 ? (double)(P - 1) * nc * kvb * 3 : 0; /* K, V forward; K, V and dK, dV backward */
     /* the piece buffers hold the longest piece (ring_attn.c): a split zigzag
      * piece may be one token over ceil(maxL / nc) */
     int longest = chunk;
@@ -499,7 +533,7 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
             if (pc.n[0] + pc.n[1] > longest) longest = (int)(pc.n[0] + pc.n[1]);
         }
     c->head_bytes = ring_head_bytes(a, P, Lmax, longest, rt->threads);
-    free(rk), free(rw), free(fw), free(cf), free(cb), free(tot);
+    free(rk), free(rw), free(fw), free(cf), free(tot);
     return RA_OK;
 }
 

@@ -18,9 +18,10 @@ static int by_node_rank(const void *a, const void *b)
     return x[1] < y[1] ? -1 : x[1] > y[1];
 }
 
-/* This rank's node id (the lowest world rank on its node). Collective. */
-static ra_status node_id(MPI_Comm world, int rank, int *node)
+ra_status ra_node_id(MPI_Comm world, int *node)
 {
+    int rank;
+    MPI_Comm_rank(world, &rank);
     MPI_Comm shm;
     RA_MPI_TRY(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &shm),
                "MPI_Comm_split_type (the ranks of this node)");
@@ -61,7 +62,7 @@ ra_status ra_grid_create(MPI_Comm world, int dp, ra_grid *g)
                        "groups is a ring of P / dp ranks; run on a multiple of %d ranks or set run.dp to a divisor "
                        "of %d", dp, g->P, g->P, dp, g->P);
     g->cp = g->P / dp;
-    RA_TRY(node_id(world, g->rank, &g->node));
+    RA_TRY(ra_node_id(world, &g->node));
     int order = 0;
     RA_TRY(order_pos(g, &order));
     g->group = order / g->cp;

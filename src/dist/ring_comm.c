@@ -36,6 +36,7 @@ void ra_ring_comm_free(ra_ring_comm *c)
 /* Remember request i for the trace (cheap: one branch when off). */
 static void note(ra_ring_comm *c, int i, size_t bytes, int tag, int send)
 {
+    c->req_keep[i] = 0;
     if (!ra_trace_on) return;
     c->req_t0[i] = ra_trace_clock();
     c->req_bytes[i] = (int64_t)bytes;
@@ -83,6 +84,25 @@ ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag)
     return RA_OK;
 }
 
+/* Mark the request just posted (none in loopback) to outlive the next wait. */
+static ra_status keep_last(ra_ring_comm *c, int before, ra_status st)
+{
+    if (st == RA_OK && c->nreq > before) c->req_keep[c->nreq - 1] = 1;
+    return st;
+}
+
+ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag)
+{
+    const int before = c->nreq;
+    return keep_last(c, before, ra_ring_comm_send(c, buf, bytes, tag));
+}
+
+ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag)
+{
+    const int before = c->nreq;
+    return keep_last(c, before, ra_ring_comm_recv(c, buf, bytes, tag));
+}
+
 void ra_ring_comm_poll(void *ctx)
 {
     ra_ring_comm *c = ctx;
@@ -92,18 +112,45 @@ void ra_ring_comm_poll(void *ctx)
 
 /* The wait just done, and every transfer it completed (completion: the
  * wait's end, so the spans of one track nest). */
-static void trace_wait(const ra_ring_comm *c, int64_t t0)
+static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
 {
     const int64_t t1 = ra_trace_clock();
     const char *keys[3] = { "bytes", "peer", "tag" };
-    for (int i = 0; i < c->nreq; i++) {
+    for (int i = 0; i < n; i++) {
         const int64_t vals[3] = { c->req_bytes[i], c->req_send[i] ? c->right : c->left, c->req_tag[i] };
         ra_trace_span(c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV, "comm",
                       c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
     }
     const char *k = "requests";
-    const int64_t v = c->nreq;
+    const int64_t v = n;
     ra_trace_span(RA_TRACE_TID_MAIN, "wait", "ring wait", t0, t1, 1, &k, &v);
+}
+
+/* Move the requests posted ahead behind the others (order kept, their
+ * marks cleared: the next wait completes them); returns how many are not. */
+static int order_kept_last(ra_ring_comm *c)
+{
+    MPI_Request rq[RA_RING_MAX_REQ];
+    int64_t t0[RA_RING_MAX_REQ], by[RA_RING_MAX_REQ];
+    int tg[RA_RING_MAX_REQ];
+    unsigned char sd[RA_RING_MAX_REQ], kp[RA_RING_MAX_REQ];
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < c->nreq; i++)
+            if (c->req_keep[i] == pass) {
+                rq[n] = c->req[i], t0[n] = c->req_t0[i], by[n] = c->req_bytes[i];
+                tg[n] = c->req_tag[i], sd[n] = c->req_send[i], kp[n] = 0;
+                n++;
+            }
+    int waited = 0;
+    for (int i = 0; i < c->nreq; i++) waited += !c->req_keep[i];
+    memcpy(c->req, rq, sizeof(MPI_Request) * (size_t)n);
+    memcpy(c->req_t0, t0, sizeof(int64_t) * (size_t)n);
+    memcpy(c->req_bytes, by, sizeof(int64_t) * (size_t)n);
+    memcpy(c->req_tag, tg, sizeof(int) * (size_t)n);
+    memcpy(c->req_send, sd, (size_t)n);
+    memcpy(c->req_keep, kp, (size_t)n);
+    return waited;
 }
 
 ra_status ra_ring_comm_wait(ra_ring_comm *c)
@@ -111,14 +158,22 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     if (c->lb_recv && c->lb_send) /* loopback: this rank's own piece comes back */
         memcpy(c->lb_recv, c->lb_send, c->lb_recv_bytes < c->lb_send_bytes ? c->lb_recv_bytes : c->lb_send_bytes);
     c->lb_send = NULL, c->lb_recv = NULL;
-    if (c->nreq == 0) return RA_OK;
+    const int n = order_kept_last(c);
+    if (n == 0) return RA_OK;
     double t0 = ra_now();
     char what[96];
     snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left, c->right);
     const int64_t tt = RA_TRACE_T0();
-    ra_status st = ra_wait(c->nreq, c->req, what, c->left);
+    ra_status st = ra_wait(n, c->req, what, c->left);
     c->wait_seconds += ra_now() - t0;
-    if (ra_trace_on) trace_wait(c, tt);
-    c->nreq = 0;
+    if (ra_trace_on) trace_wait(c, n, tt);
+    /* the requests kept for the next wait move to the front */
+    memmove(c->req, c->req + n, sizeof(MPI_Request) * (size_t)(c->nreq - n));
+    memmove(c->req_t0, c->req_t0 + n, sizeof(int64_t) * (size_t)(c->nreq - n));
+    memmove(c->req_bytes, c->req_bytes + n, sizeof(int64_t) * (size_t)(c->nreq - n));
+    memmove(c->req_tag, c->req_tag + n, sizeof(int) * (size_t)(c->nreq - n));
+    memmove(c->req_send, c->req_send + n, (size_t)(c->nreq - n));
+    memmove(c->req_keep, c->req_keep + n, (size_t)(c->nreq - n));
+    c->nreq -= n;
     return st;
 }

@@ -24,6 +24,7 @@ typedef struct {
     int64_t req_bytes[RA_RING_MAX_REQ];
     int req_tag[RA_RING_MAX_REQ];
     unsigned char req_send[RA_RING_MAX_REQ];
+    unsigned char req_keep[RA_RING_MAX_REQ]; /* posted ahead: outlives the next wait */
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
     /* loopback (ra_ring_set_loopback): the last posted send and receive */
@@ -37,9 +38,15 @@ void ra_ring_comm_free(ra_ring_comm *c);
 /* Post a send of bytes to the right neighbour / a receive from the left. */
 ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int tag);
 ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag);
+/* The same, posted ahead: the next ra_ring_comm_wait leaves it in flight
+ * (it keeps moving behind the next step's compute) and the one after that
+ * completes it. */
+ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag);
+ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag);
 /* Let pending transfers progress (MPI_Testall); for ra_poll. */
 void ra_ring_comm_poll(void *c);
-/* Complete every posted request. Traced: the time blocked ("ring wait" on
+/* Complete every posted request but those posted ahead since the last
+ * wait. Traced: the time blocked ("ring wait" on
  * the main track) and each transfer from post to completion ("ring send" /
  * "ring recv" on tracks of their own: they overlap the compute). */
 ra_status ra_ring_comm_wait(ra_ring_comm *c);

@@ -11,9 +11,14 @@
  * s mod P == 0 the piece is r's own (injected from its local arrays);
  * otherwise it arrived from the left during step s-1. Each step posts the
  * send of the held piece and the receive of the next one before computing,
- * so transfers hide behind the tiles (MPI_Test between tiles), and only two
- * piece buffers exist however long the sequence: memory per rank stays that
- * of its own block plus 2 pieces.
+ * so transfers hide behind the tiles (MPI_Test between tiles).
+ * A rank's own piece goes one step ahead: at the step before (s mod P ==
+ * P-1, when its link to the right is otherwise idle) it is packed and sent,
+ * and its right neighbour posts the receive, so the transfer has two steps
+ * of compute to hide behind (at P = 2 every other step is one of these).
+ * Three piece buffers exist however long the sequence (the held one, the
+ * next, and the one after next): memory per rank stays that of its own
+ * block plus 3 pieces.
  *
  * Backward runs the same stream. The dK/dV partial sums of a piece follow it
  * one step behind: rank r adds its contribution to the partial it gets from
@@ -62,7 +67,7 @@ struct ra_ring {
     int threads;       /* the most ra_threads() the scratch is sized for */
     void *smem;        /* the scratch's block, regrown when ra_threads() rises */
     size_t smem_bytes;
-    float *slot[2];    /* piece buffers (P > 1) */
+    float *slot[3];    /* piece buffers (P > 1): step s holds slot[s % 3] */
     float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
     void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
     size_t dkv_floats;
@@ -197,7 +202,7 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     }
     R->Lr = R->counts[R->r];
     /* Pieces: one per rank alone; otherwise about an eighth of a block, so
-     * the two piece buffers cost a quarter of the local K/V, but no smaller
+     * the three piece buffers cost 3/8 of the local K/V, but no smaller
      * than 512 tokens, where the tiles stay efficient. */
     int64_t chunk = o->chunk > 0 ? o->chunk : (P == 1 ? maxL : (maxL + 7) / 8);
     if (o->chunk == 0 && chunk < 512) chunk = 512;
@@ -220,8 +225,8 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, R->row_max, rows);
     RA_PLAN_ADD(&plan, R->row_logl, rows);
     RA_TRY(ring_scratch(R));
-    if (P > 1) /* the two piece buffers */
-        for (int i = 0; i < 2; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
+    if (P > 1) /* the three piece buffers */
+        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
     RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
     ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
     return RA_OK;
@@ -417,24 +422,32 @@ static void each_head(ra_ring *R, const piece *p, const int32_t *seg, head_fn fn
     group_range(R, p, seg, fn, ctx, 0, R->o.B * R->o.Hkv);
 }
 
-/* Post this step's transfers: the held piece to the right (unless the right
- * neighbour owns it) and the next piece from the left (unless it is ours). */
-static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, const float *v,
-                             const int32_t *seg, float *cur, float *next)
+/* Wire bytes of the piece held at step s. */
+static size_t step_bytes(const ra_ring *R, int s, const int32_t *seg)
 {
-    int t = s % R->P;
-    if (R->P == 1) return RA_OK;
-    if (t < R->P - 1) {
-        int origin = (R->r - t + R->P) % R->P, index = s / R->P;
-        if (t == 0) pack_own(R, index, k, v, seg, cur);
-        RA_TRY(ra_ring_comm_send(&R->comm, cur, piece_bytes(R, piece_len(R, origin, index), seg != NULL),
-                                 TAG_KV));
-    }
-    if (s + 1 < nsteps && (s + 1) % R->P != 0) {
-        int t1 = (s + 1) % R->P;
-        int origin = (R->r - t1 + R->P) % R->P, index = (s + 1) / R->P;
-        RA_TRY(ra_ring_comm_recv(&R->comm, next,
-                                 piece_bytes(R, piece_len(R, origin, index), seg != NULL), TAG_KV));
+    const int t = s % R->P;
+    return piece_bytes(R, piece_len(R, (R->r - t + R->P) % R->P, s / R->P), seg != NULL);
+}
+
+/* Post this step's transfers: the held piece to the right (unless the right
+ * neighbour owns it) and the next piece from the left (unless it is ours).
+ * At t = 0 both went ahead, at the step before (s > 0); at t = P-1 the next
+ * own piece goes ahead: packed into the next step's buffer and sent, and the
+ * receive for the step after next posted (the left neighbour's own piece). */
+static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, const float *v,
+                             const int32_t *seg)
+{
+    const int P = R->P, t = s % P;
+    if (P == 1) return RA_OK;
+    float *cur = R->slot[s % 3], *next = R->slot[(s + 1) % 3], *after = R->slot[(s + 2) % 3];
+    if (t == 0 && s == 0) pack_own(R, 0, k, v, seg, cur);
+    if (t < P - 1 && (t > 0 || s == 0)) RA_TRY(ra_ring_comm_send(&R->comm, cur, step_bytes(R, s, seg), TAG_KV));
+    if (s + 1 < nsteps && (s + 1) % P != 0 && (t > 0 || s == 0))
+        RA_TRY(ra_ring_comm_recv(&R->comm, next, step_bytes(R, s + 1, seg), TAG_KV));
+    if (t == P - 1 && s + 1 < nsteps) {
+        pack_own(R, (s + 1) / P, k, v, seg, next);
+        RA_TRY(ra_ring_comm_send_ahead(&R->comm, next, step_bytes(R, s + 1, seg), TAG_KV));
+        if (s + 2 < nsteps) RA_TRY(ra_ring_comm_recv_ahead(&R->comm, after, step_bytes(R, s + 2, seg), TAG_KV));
     }
     return RA_OK;
 }
@@ -493,9 +506,8 @@ ra_status ra_ring_forward(ra_ring *R, const float *q, const float *k, const floa
     const int nsteps = R->P * R->nc;
     const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
-        float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
-        RA_TRY(post_pieces(R, s, nsteps, k, v, seg, cur, next));
-        piece p = held_piece(R, s, k, v, seg, cur);
+        RA_TRY(post_pieces(R, s, nsteps, k, v, seg));
+        piece p = held_piece(R, s, k, v, seg, R->slot[s % 3]);
         const int64_t ts = RA_TRACE_T0();
         forward_piece(R, &p, q, seg, o_out, m, l);
         RA_TRACE_END3("attn", "fwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
@@ -666,10 +678,9 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
     const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
         const int t = s % P;
-        float *cur = R->slot[s % 2], *next = R->slot[(s + 1) % 2];
         float *part = P > 1 ? R->dkv[s % 2] : NULL;
-        RA_TRY(post_pieces(R, s, nsteps, k, v, seg, cur, next));
-        piece p = held_piece(R, s, k, v, seg, cur);
+        RA_TRY(post_pieces(R, s, nsteps, k, v, seg));
+        piece p = held_piece(R, s, k, v, seg, R->slot[s % 3]);
         /* The left neighbour's message this step: the running partial of the
          * held piece (t >= 2), or our own previous piece coming home (t == 0). */
         int expect = P > 1 && s > 0 && t != 1;

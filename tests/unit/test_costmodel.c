@@ -61,8 +61,42 @@ static void test_compute_and_transfer_bound(void **state)
     NEAR(c.fwd_s, x + 0.067108864, 1e-4);
     NEAR(c.fwd_wait_s, x - 0.067108864, 1e-4);
     /* the backward moves K/V at step 0 (the own piece's partial stays
-     * home) and the dK/dV partial (another 262,144 bytes) at step 1 */
+     * home) and the dK/dV partial (another 262,144 bytes) after step 1 */
     NEAR(c.bwd_comm_s, 2 * x, 1e-6);
+}
+
+/* A rank's own piece goes one step ahead (ring_attn.c): bidirectional,
+ * P = 2, L = 2048, chunk 512, so nc = 2 and four steps (t = 0, 1, 0, 1),
+ * B = H = Hkv = 1, D = 64. A step's work: 1024 queries x 512 keys =
+ * 524,288 pairs, c = 134.217728 ms forward (x 4 D FLOPs at 1 GFLOP/s) and
+ * cb = 335.54432 ms backward (x 10 D). A piece (K, V or dK, dV): 262,144
+ * bytes.
+ * Forward at 0.01 Gbit/s (x = 209.7152 ms + 1 us): step 0 sends own piece
+ * 0 and waits for it (x); own piece 1 goes at step 1 and has steps 1 and 2
+ * to move (max(2c, x) = 2c); step 3 sends nothing: x + 3c = 612.369384 ms
+ * (piece by piece, one step each: 2x + 2c = 687.86).
+ * Backward at 0.001 Gbit/s (x = 2097.152 ms + 1 us): step 0 x; steps 1-2
+ * move own piece 1's K, V and the partial of step 1 (2x > cb + x); step 3
+ * cb; the last partial home after it (one (sequence, head) group: one
+ * part, x): 4x + cb = 8724.15 ms. */
+static void test_piece_goes_ahead(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 2048, .causal = 0, .head = RA_HEAD_FULL };
+    ra_cm_setup s = { .P = 2, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 512 };
+    ra_cm_rates r = unit_rates(0.01);
+    ra_cm_attn_cost c;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    assert_int_equal(c.nc, 2);
+    const double cf = 0.134217728, cb = 0.33554432, x = 262144.0 * 8 / 1e7 + 1e-6;
+    NEAR(c.fwd_s, x + 3 * cf, 1e-5);
+    NEAR(c.fwd_wait_s, x - cf, 1e-4);
+    NEAR(c.fwd_comm_s, 2 * x, 1e-6);
+    r = unit_rates(0.001);
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    const double xb = 262144.0 * 8 / 1e6 + 1e-6;
+    NEAR(c.bwd_s, 4 * xb + cb, 1e-5);
+    NEAR(c.bwd_comm_s, 4 * xb, 1e-6); /* K, V of two pieces, dK, dV of two */
 }
 
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
@@ -400,6 +434,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compute_and_transfer_bound),
+        cmocka_unit_test(test_piece_goes_ahead),
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
