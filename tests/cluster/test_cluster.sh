@@ -172,6 +172,25 @@ if [ -z "$why" ]; then
 fi
 report "dp 2 x cp 2 with ranks round-robin over 2 hosts: rings {0, 2} and {1, 3}, each on its host; losses equal 1 rank" "$why"
 
+# ---- plan --calibrate across hosts: the link is measured, not assumed ----------------
+# 2 hosts x 2 ranks, the links shaped to 1 Gbit/s: the ping-pong to another
+# host gives the link rate (tbf: about 0.95 Gbit/s), the one inside host 1
+# (TCP over its loopback, not shaped) a faster one, and the plan assumes 2
+# ranks per node
+"$NC" shape 1gbit 0ms >/dev/null 2>&1
+cl 2 2 plan --calibrate --save-rates rates.ini --threads 1 --attn -n 4 -L 4096 --causal
+why=$([ $? -eq 0 ] || tail -3 err)
+"$NC" shape off >/dev/null 2>&1
+if [ -z "$why" ]; then
+    grep -q "^# rates: calibrated here (kernels, ping-pongs in the node and across nodes)" out ||
+        why+="rates line: $(grep '^# rates' out); "
+    grep -q "^# attn: .* ranks/node=2$" out || why+="attn line: $(grep '^# attn' out); "
+    why+=$(awk -F' = ' '$1 == "link_gbps" { l = $2 } $1 == "shm_gbps" { s = $2 }
+        END { if (!(l >= 0.5 && l <= 1.05)) printf "link_gbps %s not in [0.5, 1.05]; ", l
+              if (!(s > 1.05)) printf "shm_gbps %s not above the shaped link; ", s }' rates.ini)
+fi
+report "plan --calibrate on 2 hosts x 2 ranks, 1 Gbit/s: link measured across hosts, shm inside one, 2 ranks per node" "$why"
+
 # ---- the ranks really talked through the bridge ------------------------------------
 why=""
 for i in 1 2 3 4; do
