@@ -187,14 +187,24 @@ static double time_it(bench_fn fn, void *ctx, double min_s)
     return t[2];
 }
 
+/* One of a layer's three products of a weight [K][N] with M token rows:
+ * forward Y = X W, backward dX = dY W^T and dW = X^T dY. */
 typedef struct {
-    int M, N, K;
+    int M, N, K, pass; /* 0 forward, 1 dX, 2 dW */
     float *a, *b, *c;
 } gemm_ctx;
 static void run_gemm(void *p)
 {
     gemm_ctx *g = p;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1, g->a, g->K, g->b, g->N, 0, g->c, g->N);
+    if (g->pass == 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1, g->a, g->K, g->b, g->N, 0, g->c,
+                    g->N);
+    else if (g->pass == 1)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, g->K, g->N, 1, g->a, g->N, g->b, g->N, 0, g->c,
+                    g->K);
+    else
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->N, g->M, 1, g->a, g->K, g->c, g->N, 0, g->b,
+                    g->N);
 }
 
 typedef struct {
@@ -304,23 +314,31 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
     int D = cfg ? cfg->head_dim : pa->a.D;
     const int M = 1024;
     int shapes[5][2] = { { C, HD + 2 * KD }, { HD, C }, { C, 2 * F }, { F, C }, { C, V } };
-    int big = C > F ? C : F;
-    if (V > big) big = V;
-    if (HD + 2 * KD > big) big = HD + 2 * KD;
+    /* [K][N] per weight, each side at most 8192: the rate of a wider product
+     * is the same, and a 128K vocabulary's would not fit (K N floats) */
+    int big = 1;
+    size_t wmax = 1;
+    for (int s = 0; s < 5; s++) {
+        for (int j = 0; j < 2; j++) {
+            if (shapes[s][j] > 8192) shapes[s][j] = 8192;
+            if (shapes[s][j] > big) big = shapes[s][j];
+        }
+        if ((size_t)shapes[s][0] * shapes[s][1] > wmax) wmax = (size_t)shapes[s][0] * shapes[s][1];
+    }
     float *buf = NULL;
-    const size_t gfl = (size_t)M * big * 2 + (size_t)big * big;
+    const size_t gfl = (size_t)M * big * 2 + wmax; /* X or dY, Y or dX (M x big each), W or dW */
     st = ra_alloc(&buf, sizeof(float) * gfl, "calibration matrices");
     if (st == RA_OK) {
         for (size_t i = 0; i < gfl; i++) buf[i] = (float)(i % 13) * 0.01f;
         double fl = 0, tt = 0;
         for (int s = 0; s < 5; s++) {
-            float *A = buf, *B = buf + (size_t)M * big, *Cc;
-            Cc = malloc(sizeof(float) * (size_t)M * shapes[s][1]);
-            if (!Cc) { st = RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory"); break; }
-            gemm_ctx gg = { M, shapes[s][1], shapes[s][0], A, B, Cc };
-            double t = time_it(run_gemm, &gg, 0.08);
-            fl += 2.0 * M * shapes[s][1] * shapes[s][0], tt += t;
-            free(Cc);
+            float *A = buf, *Cc = buf + (size_t)M * big, *B = Cc + (size_t)M * big;
+            /* the three products in a step's proportions: a third each */
+            for (int pass = 0; pass < 3; pass++) {
+                gemm_ctx gg = { M, shapes[s][1], shapes[s][0], pass, A, B, Cc };
+                double t = time_it(run_gemm, &gg, 0.05);
+                fl += 2.0 * M * shapes[s][1] * shapes[s][0], tt += t;
+            }
         }
         if (st == RA_OK) r->sgemm_gflops = fl / tt * 1e-9;
     }

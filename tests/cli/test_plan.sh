@@ -5,7 +5,8 @@
 # projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n, a
 # missing or garbage rates file, a config that fails validation) exit
 # non-zero with one message naming the option; validate_plan.sh refuses bad
-# REPS, ROUNDS, L, L2 and a missing build directory before any work.
+# REPS, ROUNDS, L, L2, PPN, CLUSTER, SHAPE and a missing build directory
+# before any work.
 set -u
 SRC=$3
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
@@ -41,7 +42,15 @@ why=$(status $?)
 for k in threads sgemm_gflops attn_fwd_gflops attn_bwd_gflops mem_gbs shm_gbps shm_latency_us; do
     grep -q "^$k = " rates.ini || why+="rates.ini lacks $k; "
 done
-report "--calibrate --save-rates on 2 ranks" "$why"
+grep -q '^# rates: calibrated here (kernels, a ping-pong in the node; link: defaults, one node)' out ||
+    why+="one node: $(grep '^# rates' out); "
+report "--calibrate --save-rates on 2 ranks (one node: the shm rates measured, the link's the defaults)" "$why"
+# a 128K vocabulary: its LM head's product is timed at most 8192 wide (the
+# whole 256 x 131072 weight squared would be 70 GB)
+mpi 1 plan --config "$CFG" -n 1 --calibrate --threads 1 --set model.vocab=131072
+why=$(status $?)
+grep -qE '^predicted: step_ms=[0-9.]+' out || why+="no prediction; "
+report "--calibrate with model.vocab = 131072 (bounded calibration matrices)" "$why"
 plan_ok "--rates reads the saved file" 1 --config "$CFG" -n 2 --rates rates.ini
 grep -q 'rates: --rates file' out
 report "--rates named in the output" "$([ $? -eq 0 ] || echo 'source not said')"
@@ -104,7 +113,7 @@ fails "--max-p beyond its range refused" 1 '--max-p' -- \
 
 # scripts/bench/validate_plan.sh refuses bad counts and a missing build before any work
 VP="$SRC/scripts/bench/validate_plan.sh"
-for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999"; do
+for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999" "PPN=0" "CLUSTER=9" "CLUSTER=1" "SHAPE=fast"; do
     env "$bad" bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
     rc=$?
     why=""
