@@ -34,6 +34,8 @@ typedef struct {
     double attn_fwd_gflops; /* attention tiles, 4*D FLOPs per computed (query, key) pair */
     double attn_bwd_gflops; /* 10*D FLOPs per pair */
     double mem_gbs;         /* memory-bound passes: GB/s of bytes read + written */
+    double layer_pass_gbs;  /* a layer's passes (norms, RoPE, gates, moves) as the training
+                               step runs them, fitted by calibration; 0: mem_gbs */
     double link_gbps;       /* between nodes: Gbit/s */
     double link_lat_us;     /* between nodes: one message's latency */
     double shm_gbps;        /* between ranks of one node */
@@ -44,7 +46,8 @@ typedef struct {
 
 /* The documented defaults (docs/planner.md): a 2-core machine of ~2020. */
 void ra_cm_default_rates(ra_cm_rates *r);
-/* "key = value" lines (# comments) with every key of ra_cm_rates; errors
+/* "key = value" lines (# comments) with every key of ra_cm_rates
+ * (layer_pass_gbs may be left out: files saved before it existed); errors
  * name the file, the line and the key. */
 ra_status ra_cm_rates_parse(ra_cm_rates *r, const char *text, const char *name);
 /* The same format; returns the length written (snprintf's). */

@@ -17,6 +17,7 @@
 #include "ringattn/fileio.h"
 #include "ringattn/grid.h"
 #include "ringattn/mem.h"
+#include "ringattn/model.h"
 #include "ringattn/threads.h"
 
 static const char *help =
@@ -297,6 +298,88 @@ static ra_status ping_pong(const ra_cli *c, int peer, double *lat_us, double *gb
     return RA_OK;
 }
 
+/* ---- a layer's passes, fitted on a real training step -------------------------- */
+
+typedef struct {
+    ra_model *m;
+    const int32_t *tok, *tgt;
+    float scale;
+    ra_status st;
+} step_ctx;
+static void run_step(void *p)
+{
+    step_ctx *x = p;
+    ra_model_zero_grads(x->m);
+    ra_batch_stats bs;
+    if (x->st == RA_OK) x->st = ra_model_step(x->m, x->tok, x->tgt, 1, x->scale, 0, &bs);
+}
+
+/* The model's forward + backward of cfg at P = 1 under rates r (no optimizer). */
+static ra_status predict_fb(const ra_config *cfg, const ra_cm_rates *r, double *s)
+{
+    ra_cm_setup one = { .P = 1, .dp = 1, .ranks_per_node = 1, .layout = cfg->layout_id, .chunk = 0 };
+    ra_cm_train t;
+    RA_TRY(ra_cm_train_time(cfg, &one, r, &t));
+    *s = t.step_s - t.optim_s - t.allreduce_s;
+    return RA_OK;
+}
+
+/* layer_pass_gbs: a training step of one layer of the config (full head,
+ * 1024 tokens, vocabulary at most 4096) on this rank alone, timed; the
+ * model's prediction of it with the passes free leaves the passes' time,
+ * and their modelled bytes over it is the rate. The passes are norms, RoPE,
+ * gates and moves, each with its own arithmetic: a streaming pass over 64
+ * MiB (mem_gbs) runs them 2-4x too fast. Left 0 (mem_gbs is used) when the
+ * one-layer model would take over 1 GiB, or the fit is not meaningful. *why
+ * says which. */
+static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const char **why)
+{
+    *why = NULL;
+    r->layer_pass_gbs = 0;
+    ra_config one = *cfg;
+    one.layers = 1;
+    one.layer[0].head_id = RA_HEAD_FULL;
+    one.layer[0].precond_id = RA_PRECOND_NONE;
+    if (one.seq_len > 1024) one.seq_len = 1024;
+    if (one.vocab > 4096) one.vocab = 4096;
+    one.batch = 1, one.accum = 1;
+    size_t bytes = 0, np = 0;
+    RA_TRY(ra_model_plan_bytes(&one, 1, 1, 0, &bytes, &np));
+    if (bytes > ((size_t)1 << 30)) {
+        *why = "one layer of the model needs over 1 GiB";
+        return RA_OK;
+    }
+    ra_model *m = NULL;
+    RA_TRY(ra_model_create(&m, &one, 1, MPI_COMM_SELF));
+    ra_model_init(m, 1);
+    const int N = one.seq_len;
+    int32_t *tok = malloc(sizeof(int32_t) * 2 * (size_t)N);
+    if (!tok) {
+        ra_model_destroy(m);
+        return RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for %d tokens", N);
+    }
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((i * 7919) % one.vocab), tok[N + i] = tok[i] ? tok[i] - 1 : 0;
+    step_ctx x = { m, tok, tok + N, 1.0f / N, RA_OK };
+    const double t = time_it(run_step, &x, 0.3);
+    ra_model_destroy(m);
+    free(tok);
+    RA_TRY(x.st);
+    ra_cm_rates q = *r;
+    double t_free, t_one;
+    q.layer_pass_gbs = 1e12; /* passes free */
+    RA_TRY(predict_fb(&one, &q, &t_free));
+    q.layer_pass_gbs = 1; /* 1 GB/s: the passes' bytes in ns */
+    RA_TRY(predict_fb(&one, &q, &t_one));
+    const double pass_s_at_1 = t_one - t_free, left = t - t_free;
+    if (pass_s_at_1 <= 0 || left < 0.02 * t) {
+        *why = "the step left no time for the passes";
+        return RA_OK;
+    }
+    r->layer_pass_gbs = pass_s_at_1 / left;
+    if (r->layer_pass_gbs > r->mem_gbs) r->layer_pass_gbs = r->mem_gbs; /* never faster than streaming */
+    return RA_OK;
+}
+
 /* Times the kernels on every rank at once and the links from rank 0;
  * *node_ranks: the ranks on rank 0's node when another node was reached
  * (the link measured), else 0. */
@@ -395,6 +478,15 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
     double v[4] = { r->sgemm_gflops, r->attn_fwd_gflops, r->attn_bwd_gflops, r->mem_gbs }, w[4];
     RA_TRY(ra_allreduce_named(v, w, 4, MPI_DOUBLE, MPI_MIN, c->comm, "the calibrated rates"));
     r->sgemm_gflops = w[0], r->attn_fwd_gflops = w[1], r->attn_bwd_gflops = w[2], r->mem_gbs = w[3];
+    /* then a training step of one layer, priced with those rates */
+    const char *why = "no config (--attn)";
+    if (cfg) st = fit_layer_passes(cfg, r, &why);
+    RA_TRY(ra_agree(c->comm, st));
+    double lp = r->layer_pass_gbs > 0 ? r->layer_pass_gbs : 1e300, lpw;
+    RA_TRY(ra_allreduce_named(&lp, &lpw, 1, MPI_DOUBLE, MPI_MIN, c->comm, "the layer passes' rate"));
+    r->layer_pass_gbs = lpw < 1e300 ? lpw : 0;
+    if (r->layer_pass_gbs == 0 && c->rank == 0 && cfg)
+        fprintf(stderr, "ringattn: plan --calibrate: layer passes at the streaming rate (%s)\n", why);
     /* ping-pongs from rank 0: to the next rank of its node (the shared-memory
      * rates) and to the first rank of another node (the link rates) */
     int node, mine[2], peer[2];

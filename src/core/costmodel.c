@@ -45,19 +45,20 @@ void ra_cm_default_rates(ra_cm_rates *r)
 typedef struct {
     const char *key;
     size_t off;
-    int is_int;
+    int is_int, optional;
 } rate_key;
 
 static const rate_key keys[] = {
-    { "threads", offsetof(ra_cm_rates, threads), 1 },
-    { "sgemm_gflops", offsetof(ra_cm_rates, sgemm_gflops), 0 },
-    { "attn_fwd_gflops", offsetof(ra_cm_rates, attn_fwd_gflops), 0 },
-    { "attn_bwd_gflops", offsetof(ra_cm_rates, attn_bwd_gflops), 0 },
-    { "mem_gbs", offsetof(ra_cm_rates, mem_gbs), 0 },
-    { "link_gbps", offsetof(ra_cm_rates, link_gbps), 0 },
-    { "link_latency_us", offsetof(ra_cm_rates, link_lat_us), 0 },
-    { "shm_gbps", offsetof(ra_cm_rates, shm_gbps), 0 },
-    { "shm_latency_us", offsetof(ra_cm_rates, shm_lat_us), 0 },
+    { "threads", offsetof(ra_cm_rates, threads), 1, 0 },
+    { "sgemm_gflops", offsetof(ra_cm_rates, sgemm_gflops), 0, 0 },
+    { "attn_fwd_gflops", offsetof(ra_cm_rates, attn_fwd_gflops), 0, 0 },
+    { "attn_bwd_gflops", offsetof(ra_cm_rates, attn_bwd_gflops), 0, 0 },
+    { "mem_gbs", offsetof(ra_cm_rates, mem_gbs), 0, 0 },
+    { "link_gbps", offsetof(ra_cm_rates, link_gbps), 0, 0 },
+    { "link_latency_us", offsetof(ra_cm_rates, link_lat_us), 0, 0 },
+    { "shm_gbps", offsetof(ra_cm_rates, shm_gbps), 0, 0 },
+    { "shm_latency_us", offsetof(ra_cm_rates, shm_lat_us), 0, 0 },
+    { "layer_pass_gbs", offsetof(ra_cm_rates, layer_pass_gbs), 0, 1 },
 };
 enum { NKEYS = sizeof keys / sizeof *keys };
 
@@ -106,7 +107,8 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
         }
     }
     for (int i = 0; i < NKEYS; i++)
-        if (!seen[i]) return RA_FAIL(RA_ERR_FORMAT, "%s: the rates file lacks '%s'", name, keys[i].key);
+        if (!seen[i] && !keys[i].optional)
+            return RA_FAIL(RA_ERR_FORMAT, "%s: the rates file lacks '%s'", name, keys[i].key);
     r.calibrated = 1;
     *out = r;
     return RA_OK;
@@ -118,6 +120,8 @@ int ra_cm_rates_text(const ra_cm_rates *r, char *out, size_t cap)
     int w = snprintf(out, cap, "# ringattn plan rates (per rank at `threads` threads)\n");
     for (int i = 0; i < NKEYS && w >= 0; i++) {
         n += (size_t)w;
+        w = 0;
+        if (keys[i].optional && *(const double *)((const char *)r + keys[i].off) <= 0) continue; /* not set */
         if (keys[i].is_int) w = snprintf(out + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s = %d\n",
                                          keys[i].key, *(const int *)((const char *)r + keys[i].off));
         else w = snprintf(out + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s = %.6g\n", keys[i].key,
@@ -583,6 +587,7 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     const double F = cfg->ffn_dim, V = cfg->vocab, HD = H * D, KD = Hkv * D;
     const double ffn_m = cfg->ffn_id == RA_FFN_SWIGLU ? 3 : 2;
     const double gemm = 1.0 / (r->sgemm_gflops * 1e9), memr = 1.0 / (r->mem_gbs * 1e9);
+    const double passr = r->layer_pass_gbs > 0 ? 1.0 / (r->layer_pass_gbs * 1e9) : memr;
     /* per layer: projections and FFN (forward 2 FLOPs per MAC; backward 2x,
      * plus the FFN's recomputed forward) */
     const double lf = 2 * N * (C * HD + 2 * C * KD + HD * C + ffn_m * C * F);
@@ -609,8 +614,8 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     }
     const double L_ = cfg->layers;
     const double lm = 2 * N * C * V; /* LM head forward; backward 2x */
-    const double fwd = L_ * (lf * gemm + ef * memr) + lm * gemm + 4 * N * (3 * C + 2 * V) * memr;
-    const double bwd = L_ * (lb * gemm + eb * memr) + 2 * lm * gemm + 4 * N * (6 * C + 2 * V) * memr;
+    const double fwd = L_ * (lf * gemm + ef * passr) + lm * gemm + 4 * N * (3 * C + 2 * V) * passr;
+    const double bwd = L_ * (lb * gemm + eb * passr) + 2 * lm * gemm + 4 * N * (6 * C + 2 * V) * passr;
     const double micro_s = fwd + bwd + head_f + head_b;
     double lat, bw = world_link(s, r, &lat);
     const double gbytes = (double)np * 4;

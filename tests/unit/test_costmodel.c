@@ -428,6 +428,47 @@ static void test_rates_file(void **state)
     char *p = strstr(text, "mem_gbs");
     memcpy(p, "mem_gbX", 7);
     assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_ERR_FORMAT); /* unknown key */
+    /* layer_pass_gbs: written when set, read back; a file without it (saved
+     * before it existed) still reads, as 0 (mem_gbs is used) */
+    assert_null(strstr(text, "layer_pass_gbs"));
+    NEAR(back.layer_pass_gbs, 0.0, 0);
+    r.layer_pass_gbs = 7.5;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "layer_pass_gbs = 7.5\n"));
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
+    NEAR(back.layer_pass_gbs, 7.5, 1e-9);
+    snprintf(bad, sizeof bad, "%slayer_pass_gbs = -1\n", text);
+    assert_int_equal(ra_cm_rates_parse(&back, bad, "t"), RA_ERR_FORMAT); /* twice, and negative */
+}
+
+/* The layer's passes at layer_pass_gbs: bench.ini (N = 2048 rows, C = 256,
+ * H D = Hkv D = 256, F = 688, V = 256, 4 layers) moves per layer
+ * 4 N (14 C + 6 HD + 6 KD + 3 F) bytes forward and 4 N (30 C + 12 HD + 12 KD
+ * + 9 F) backward, and 4 N (9 C + 4 V) around the LM head: 4 x (71,434,240
+ * + 163,971,072) + 27,262,976 = 968,884,224 bytes, 0.968884224 s at 1 GB/s
+ * more than with the passes free; unset, the streaming rate mem_gbs. */
+static void test_layer_passes(void **state)
+{
+    (void)state;
+    ra_config cfg;
+    assert_int_equal(ra_config_load(&cfg, CONFIG_DIR "/bench.ini"), RA_OK);
+    assert_int_equal(ra_config_finish(&cfg), RA_OK);
+    ra_cm_rates r = unit_rates(100);
+    ra_cm_setup s = { .P = 1, .layout = RA_LAYOUT_CONTIGUOUS };
+    ra_cm_train free_, one, two, unset;
+    r.layer_pass_gbs = 1e12;
+    assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &free_), RA_OK);
+    r.layer_pass_gbs = 1;
+    assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &one), RA_OK);
+    r.layer_pass_gbs = 2;
+    assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &two), RA_OK);
+    NEAR(one.step_s - free_.step_s, 0.968884224, 1e-6);
+    NEAR(two.step_s - free_.step_s, 0.968884224 / 2, 1e-6);
+    r.layer_pass_gbs = 0, r.mem_gbs = 4;
+    assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &unset), RA_OK);
+    r.layer_pass_gbs = 4;
+    assert_int_equal(ra_cm_train_time(&cfg, &s, &r, &two), RA_OK);
+    NEAR(unset.step_s, two.step_s, 1e-12);
 }
 
 int main(void)
@@ -435,6 +476,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compute_and_transfer_bound),
         cmocka_unit_test(test_piece_goes_ahead),
+        cmocka_unit_test(test_layer_passes),
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
