@@ -18,7 +18,9 @@
 
 static const char *const track_names[RA_TRACE_NTRACKS] = { "main thread", "ring sends (post to completion)",
                                                            "ring receives (post to completion)",
-                                                           "gradient reductions (post to completion)" };
+                                                           "gradient reductions (post to completion)",
+                                                           "ring sends posted a step ahead",
+                                                           "ring receives posted a step ahead" };
 
 /* ---- escaping -------------------------------------------------------------- */
 

@@ -118,32 +118,32 @@ static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
     const char *keys[3] = { "bytes", "peer", "tag" };
     for (int i = 0; i < n; i++) {
         const int64_t vals[3] = { c->req_bytes[i], c->req_send[i] ? c->right : c->left, c->req_tag[i] };
-        ra_trace_span(c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV, "comm",
-                      c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
+        const int tid = c->req_keep[i] ? (c->req_send[i] ? RA_TRACE_TID_SEND_AHEAD : RA_TRACE_TID_RECV_AHEAD)
+                                       : (c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV);
+        ra_trace_span(tid, "comm", c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
     }
     const char *k = "requests";
     const int64_t v = n;
     ra_trace_span(RA_TRACE_TID_MAIN, "wait", "ring wait", t0, t1, 1, &k, &v);
 }
 
-/* Move the requests posted ahead behind the others (order kept, their
- * marks cleared: the next wait completes them); returns how many are not. */
+/* Move the requests posted ahead since the last wait (keep 1) behind the
+ * others, in order, marked 2 (the next wait completes them); returns how
+ * many come before them: the ones this wait completes. */
 static int order_kept_last(ra_ring_comm *c)
 {
     MPI_Request rq[RA_RING_MAX_REQ];
     int64_t t0[RA_RING_MAX_REQ], by[RA_RING_MAX_REQ];
-    int tg[RA_RING_MAX_REQ];
+    int tg[RA_RING_MAX_REQ], n = 0, waited = 0;
     unsigned char sd[RA_RING_MAX_REQ], kp[RA_RING_MAX_REQ];
-    int n = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < c->nreq; i++)
-            if (c->req_keep[i] == pass) {
+            if ((c->req_keep[i] == 1) == pass) {
                 rq[n] = c->req[i], t0[n] = c->req_t0[i], by[n] = c->req_bytes[i];
-                tg[n] = c->req_tag[i], sd[n] = c->req_send[i], kp[n] = 0;
+                tg[n] = c->req_tag[i], sd[n] = c->req_send[i], kp[n] = pass ? 2 : c->req_keep[i];
                 n++;
+                waited += !pass;
             }
-    int waited = 0;
-    for (int i = 0; i < c->nreq; i++) waited += !c->req_keep[i];
     memcpy(c->req, rq, sizeof(MPI_Request) * (size_t)n);
     memcpy(c->req_t0, t0, sizeof(int64_t) * (size_t)n);
     memcpy(c->req_bytes, by, sizeof(int64_t) * (size_t)n);

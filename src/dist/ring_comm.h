@@ -24,7 +24,7 @@ typedef struct {
     int64_t req_bytes[RA_RING_MAX_REQ];
     int req_tag[RA_RING_MAX_REQ];
     unsigned char req_send[RA_RING_MAX_REQ];
-    unsigned char req_keep[RA_RING_MAX_REQ]; /* posted ahead: outlives the next wait */
+    unsigned char req_keep[RA_RING_MAX_REQ]; /* posted ahead: 1 until the next wait, then 2 */
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
     /* loopback (ra_ring_set_loopback): the last posted send and receive */
