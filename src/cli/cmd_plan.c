@@ -330,8 +330,8 @@ static ra_status predict_fb(const ra_config *cfg, const ra_cm_rates *r, double *
  * and their modelled bytes over it is the rate. The passes are norms, RoPE,
  * gates and moves, each with its own arithmetic: a streaming pass over 64
  * MiB (mem_gbs) runs them 2-4x too fast. Left 0 (mem_gbs is used) when the
- * one-layer model would take over 1 GiB, or the fit is not meaningful. *why
- * says which. */
+ * one-layer model would take over 1 GiB, its step over 0.25 s (it is timed
+ * 7 times), or the fit is not meaningful. *why says which. */
 static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const char **why)
 {
     *why = NULL;
@@ -349,6 +349,16 @@ static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const ch
         *why = "one layer of the model needs over 1 GiB";
         return RA_OK;
     }
+    ra_cm_rates q = *r;
+    double t_free, t_one;
+    q.layer_pass_gbs = 1e12; /* passes free */
+    RA_TRY(predict_fb(&one, &q, &t_free));
+    if (t_free > 0.25) { /* timed 7 times: the calibration stays a few seconds */
+        *why = "one layer's step would take over 0.25 s";
+        return RA_OK;
+    }
+    q.layer_pass_gbs = 1; /* 1 GB/s: the passes' bytes in ns */
+    RA_TRY(predict_fb(&one, &q, &t_one));
     ra_model *m = NULL;
     RA_TRY(ra_model_create(&m, &one, 1, MPI_COMM_SELF));
     ra_model_init(m, 1);
@@ -364,12 +374,6 @@ static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const ch
     ra_model_destroy(m);
     free(tok);
     RA_TRY(x.st);
-    ra_cm_rates q = *r;
-    double t_free, t_one;
-    q.layer_pass_gbs = 1e12; /* passes free */
-    RA_TRY(predict_fb(&one, &q, &t_free));
-    q.layer_pass_gbs = 1; /* 1 GB/s: the passes' bytes in ns */
-    RA_TRY(predict_fb(&one, &q, &t_one));
     const double pass_s_at_1 = t_one - t_free, left = t - t_free;
     if (pass_s_at_1 <= 0 || left < 0.02 * t) {
         *why = "the step left no time for the passes";
