@@ -12,6 +12,10 @@
 # the medians over rounds of the predicted and measured times and of the
 # error: this machine drifts by 10-50 % within minutes, and a calibration
 # caught in a slow (or fast) phase biases its whole round.
+# CALIBRATE=case calibrates again right before every case (about 2.5 s
+# each; default round: once per round), so that the machine's drift between
+# a calibration and a measurement minutes later does not count as the
+# model's error.
 # CLUSTER=H (2-8, root): the same cases across H hosts of a namespace
 # cluster (scripts/cluster/netns-cluster.sh; its own, RA_CLUSTER=rval on
 # 10.213.5.0/24, removed on exit) over TCP, PPN ranks per host (default 1),
@@ -28,6 +32,7 @@ L2=${L2:-16384}
 CLUSTER=${CLUSTER:-}
 PPN=${PPN:-1}
 SHAPE=${SHAPE:-1gbit}
+CALIBRATE=${CALIBRATE:-round}
 # refuse before any work: a bad count would otherwise run no round (or loop
 # in bash arithmetic on a name) and print an empty table
 for v in REPS ROUNDS L L2 PPN; do
@@ -35,6 +40,7 @@ for v in REPS ROUNDS L L2 PPN; do
 done
 [ -z "$CLUSTER" ] || [[ $CLUSTER =~ ^[2-8]$ ]] || { echo "validate_plan.sh: CLUSTER = '$CLUSTER': hosts 2 to 8" >&2; exit 2; }
 [[ $SHAPE =~ ^(off|[1-9][0-9]{0,5}(k|m|g)?bit)$ ]] || { echo "validate_plan.sh: SHAPE = '$SHAPE': a rate like 1gbit or 500mbit, or off" >&2; exit 2; }
+[[ $CALIBRATE =~ ^(round|case)$ ]] || { echo "validate_plan.sh: CALIBRATE = '$CALIBRATE': round or case" >&2; exit 2; }
 [ -z "$CLUSTER" ] || [ "$(id -u)" -eq 0 ] || { echo "validate_plan.sh: CLUSTER needs root (network namespaces)" >&2; exit 2; }
 [ -x "$BUILD/src/ringattn" ] || { echo "validate_plan.sh: no ringattn at $BUILD/src/ringattn (give the build directory: validate_plan.sh BUILD)" >&2; exit 2; }
 # absolute paths: the cluster's ranks start in other namespaces
@@ -77,10 +83,15 @@ row() {
     printf '%-48s %10.2f %10.2f %7s\n' "$1" "$2" "$3" "$(err "$2" "$3")"
     echo "$1|$2|$3" >>"$T/rows"
 }
+calibrate() { # P: the rates file of P ranks
+    run "$1" plan --calibrate --save-rates "$T/rates$1.ini" --threads "$(thr "$1")" --config "$BENCH_INI" -n "$1" \
+        >/dev/null || exit 1
+}
 attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     local P=$1 name=$2 n=${LEN:-$L}
     shift 2
     local out pf pb mf mb
+    [ "$CALIBRATE" = round ] || calibrate "$P"
     out=$(run $P bench attn -b "$n" -e "$n" -n "$REPS" -w 1 -c 0 -t "$(thr $P)" "$@" 2>/dev/null | grep -E '^ +[0-9]' | tail -1)
     mf=$(echo "$out" | awk '{print $4}')
     mb=$(echo "$out" | awk '{print $10}')
@@ -92,10 +103,7 @@ attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
 }
 for ((round = 1; round <= ROUNDS; round++)); do
     [ "$ROUNDS" -gt 1 ] && echo "# round $round of $ROUNDS"
-    for P in $PS; do
-        run $P plan --calibrate --save-rates "$T/rates$P.ini" --threads "$(thr $P)" --config "$BENCH_INI" -n $P \
-            >/dev/null || exit 1
-    done
+    [ "$CALIBRATE" = case ] || for P in $PS; do calibrate "$P"; done
     printf '%-48s %10s %10s %7s\n' case predicted measured err%
     for P in $PS; do
         attn_case $P "causal zigzag" --causal --layout zigzag
@@ -109,6 +117,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         done
     done
     for P in $PS; do
+        [ "$CALIBRATE" = round ] || calibrate "$P"
         m=$(run $P bench train --config "$BENCH_INI" -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
         p=$("$RA" plan --config "$BENCH_INI" -n $P --layout zigzag --rates "$T/rates$P.ini" "${RPN[@]}" | grep '^predicted:' |
             sed 's/.*step_ms=\([0-9.]*\).*/\1/')

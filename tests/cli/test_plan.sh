@@ -5,7 +5,7 @@
 # projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n, a
 # missing or garbage rates file, a config that fails validation) exit
 # non-zero with one message naming the option; validate_plan.sh refuses bad
-# REPS, ROUNDS, L, L2, PPN, CLUSTER, SHAPE and a missing build directory
+# REPS, ROUNDS, L, L2, PPN, CLUSTER, SHAPE, CALIBRATE and a missing build directory
 # before any work.
 set -u
 SRC=$3
@@ -113,7 +113,7 @@ fails "--max-p beyond its range refused" 1 '--max-p' -- \
 
 # scripts/bench/validate_plan.sh refuses bad counts and a missing build before any work
 VP="$SRC/scripts/bench/validate_plan.sh"
-for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999" "PPN=0" "CLUSTER=9" "CLUSTER=1" "SHAPE=fast"; do
+for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999" "PPN=0" "CLUSTER=9" "CLUSTER=1" "SHAPE=fast" "CALIBRATE=never"; do
     env "$bad" bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
     rc=$?
     why=""
