@@ -36,6 +36,9 @@ typedef struct {
     double mem_gbs;         /* memory-bound passes: GB/s of bytes read + written */
     double layer_pass_gbs;  /* a layer's passes (norms, RoPE, gates, moves) as the training
                                step runs them, fitted by calibration; 0: mem_gbs */
+    double fixed_op_gflops, axial_op_gflops, logsparse_op_gflops; /* each Combiner's scalar loops
+                               (docs/planner.md), fitted by calibration on a call of the head;
+                               0: 0.72 of sgemm_gflops */
     double link_gbps;       /* between nodes: Gbit/s */
     double link_lat_us;     /* between nodes: one message's latency */
     double shm_gbps;        /* between ranks of one node */
@@ -47,7 +50,8 @@ typedef struct {
 /* The documented defaults (docs/planner.md): a 2-core machine of ~2020. */
 void ra_cm_default_rates(ra_cm_rates *r);
 /* "key = value" lines (# comments) with every key of ra_cm_rates
- * (layer_pass_gbs may be left out: files saved before it existed); errors
+ * (layer_pass_gbs and the *_op_gflops may be left out: files saved before
+ * they existed); errors
  * name the file, the line and the key. */
 ra_status ra_cm_rates_parse(ra_cm_rates *r, const char *text, const char *name);
 /* The same format; returns the length written (snprintf's). */

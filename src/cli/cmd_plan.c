@@ -16,6 +16,7 @@
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
 #include "ringattn/grid.h"
+#include "ringattn/heads.h"
 #include "ringattn/mem.h"
 #include "ringattn/model.h"
 #include "ringattn/threads.h"
@@ -384,6 +385,95 @@ static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const ch
     return RA_OK;
 }
 
+/* ---- the Combiners' scalar loops, fitted on calls of the heads ------------------- */
+
+typedef struct {
+    const ra_head_kind *kind;
+    ra_head *h;
+    float *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+    ra_status st;
+} head_ctx;
+static void run_head(void *p)
+{
+    head_ctx *x = p;
+    if (x->st == RA_OK) x->st = x->kind->forward(x->h, x->q, x->k, x->v, NULL, x->o, x->lse);
+    if (x->st == RA_OK)
+        x->st = x->kind->backward(x->h, x->q, x->k, x->v, NULL, x->o, x->lse, x->dout, x->dq, x->dk, x->dv);
+}
+
+/* One forward + backward of head a on one rank, timed (seconds). */
+static ra_status time_head(const ra_cm_attn *a, double *t)
+{
+    ra_layer_config lc = { .head_id = a->head };
+    snprintf(lc.head, sizeof lc.head, "%s", ra_head_words[a->head]);
+    ra_head_opts ho = { .ring = { .B = a->B, .H = a->H, .Hkv = a->Hkv, .D = a->D, .L = a->L, .causal = a->causal,
+                                  .layout = RA_LAYOUT_CONTIGUOUS },
+                        .layer = &lc };
+    head_ctx x = { .kind = ra_head_kind_of(a->head) };
+    const size_t nq = (size_t)a->B * a->H * a->L * a->D, nk = (size_t)a->B * a->Hkv * a->L * a->D;
+    const size_t nrow = (size_t)a->B * a->H * a->L, tot = 4 * nq + 4 * nk + nrow;
+    float *buf = NULL;
+    RA_TRY(ra_alloc(&buf, sizeof(float) * tot, "calibration head tensors"));
+    for (size_t i = 0; i < tot; i++) buf[i] = (float)((i * 7919) % 1000) * 1e-3f - 0.5f;
+    x.q = buf, x.k = x.q + nq, x.v = x.k + nk, x.o = x.v + nk, x.lse = x.o + nq;
+    x.dout = x.lse + nrow, x.dq = x.dout + nq, x.dk = x.dq + nq, x.dv = x.dk + nk;
+    ra_status st = x.kind->create(&x.h, &ho, MPI_COMM_SELF);
+    if (st == RA_OK) {
+        *t = time_it(run_head, &x, 0.3);
+        st = x.st;
+    }
+    if (x.h) x.kind->destroy(x.h);
+    free(buf);
+    return st;
+}
+
+/* The head's forward + backward as the model prices it on one rank. */
+static ra_status predict_head(const ra_cm_attn *a, const ra_cm_rates *r, double *s)
+{
+    ra_cm_setup one = { .P = 1, .dp = 1, .ranks_per_node = 1, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 0 };
+    ra_cm_attn_cost c;
+    RA_TRY(ra_cm_attn_time(a, &one, r, &c));
+    *s = c.fwd_s + c.bwd_s;
+    return RA_OK;
+}
+
+/* fixed_op_gflops, axial_op_gflops, logsparse_op_gflops: a causal call of
+ * each Combiner (L = 4096, the given B H Hkv D) on this rank alone, timed;
+ * the model's price of it with the scalar loops free leaves their time, and
+ * their FLOPs (OP_* counts, costmodel_combiner.c) over it is the head's
+ * rate. The loops' mix differs by head (arg-max scans, gathers far apart,
+ * expf), so one share of sgemm cannot price all three. Fitted only where
+ * the loops are a third of the call or more (combiner-logsparse: its
+ * summaries and logits are all loops); the others keep 0: 0.72 of sgemm. */
+static const ra_head_id combiner_ids[3] = { RA_HEAD_COMBINER_FIXED, RA_HEAD_COMBINER_AXIAL,
+                                            RA_HEAD_COMBINER_LOGSPARSE };
+static double *op_rate(ra_cm_rates *r, int i)
+{
+    return i == 0 ? &r->fixed_op_gflops : i == 1 ? &r->axial_op_gflops : &r->logsparse_op_gflops;
+}
+
+static ra_status fit_combiner_ops(int B, int H, int Hkv, int D, ra_cm_rates *r)
+{
+    for (int i = 0; i < 3; i++) {
+        ra_cm_attn a = { .B = B, .H = H, .Hkv = Hkv, .D = D, .L = 4096, .causal = 1, .head = combiner_ids[i] };
+        double t = 0, t_free = 0, t_one = 0;
+        *op_rate(r, i) = 0;
+        RA_TRY(time_head(&a, &t));
+        ra_cm_rates q = *r;
+        double t_dflt = 0;
+        RA_TRY(predict_head(&a, &q, &t_dflt)); /* at 0.72 of sgemm */
+        *op_rate(&q, i) = 1e12; /* the loops free */
+        RA_TRY(predict_head(&a, &q, &t_free));
+        *op_rate(&q, i) = 1; /* 1 GFLOP/s: their GFLOPs in seconds */
+        RA_TRY(predict_head(&a, &q, &t_one));
+        const double gflop = t_one - t_free, left = t - t_free;
+        /* only where the loops are a third of the call or more: fitted on a
+         * small share, the call's noise would set the rate */
+        if (gflop > 0 && t_dflt - t_free >= t_dflt / 3 && left >= t / 3) *op_rate(r, i) = gflop / left;
+    }
+    return RA_OK;
+}
+
 /* Times the kernels on every rank at once and the links from rank 0;
  * *node_ranks: the ranks on rank 0's node when another node was reached
  * (the link measured), else 0. */
@@ -482,6 +572,14 @@ static ra_status calibrate(const ra_cli *c, const plan_args *pa, const ra_config
     double v[4] = { r->sgemm_gflops, r->attn_fwd_gflops, r->attn_bwd_gflops, r->mem_gbs }, w[4];
     RA_TRY(ra_allreduce_named(v, w, 4, MPI_DOUBLE, MPI_MIN, c->comm, "the calibrated rates"));
     r->sgemm_gflops = w[0], r->attn_fwd_gflops = w[1], r->attn_bwd_gflops = w[2], r->mem_gbs = w[3];
+    /* the Combiners' loops on calls of the heads, priced with those rates */
+    const int hB = cfg ? 1 : pa->a.B, hH = cfg ? cfg->heads : pa->a.H, hKv = cfg ? cfg->kv_heads : pa->a.Hkv;
+    st = fit_combiner_ops(hB, hH, hKv, D, r);
+    RA_TRY(ra_agree(c->comm, st));
+    double ops[3], opw[3];
+    for (int i = 0; i < 3; i++) ops[i] = *op_rate(r, i) > 0 ? *op_rate(r, i) : 1e300; /* unfitted: not the min */
+    RA_TRY(ra_allreduce_named(ops, opw, 3, MPI_DOUBLE, MPI_MIN, c->comm, "the Combiners' loop rates"));
+    for (int i = 0; i < 3; i++) *op_rate(r, i) = opw[i] < 1e300 ? opw[i] : 0;
     /* then a training step of one layer, priced with those rates */
     const char *why = "no config (--attn)";
     if (cfg) st = fit_layer_passes(cfg, r, &why);

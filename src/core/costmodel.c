@@ -59,6 +59,9 @@ static const rate_key keys[] = {
     { "shm_gbps", offsetof(ra_cm_rates, shm_gbps), 0, 0 },
     { "shm_latency_us", offsetof(ra_cm_rates, shm_lat_us), 0, 0 },
     { "layer_pass_gbs", offsetof(ra_cm_rates, layer_pass_gbs), 0, 1 },
+    { "fixed_op_gflops", offsetof(ra_cm_rates, fixed_op_gflops), 0, 1 },
+    { "axial_op_gflops", offsetof(ra_cm_rates, axial_op_gflops), 0, 1 },
+    { "logsparse_op_gflops", offsetof(ra_cm_rates, logsparse_op_gflops), 0, 1 },
 };
 enum { NKEYS = sizeof keys / sizeof *keys };
 

@@ -83,7 +83,8 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
  * loop over its spans and the same calls on one span in cache. */
 #define MEM_SMALL 3.0
 
-/* The rate of the scalar loops' FLOPs (OP_*) as a share of the sgemm rate.
+/* The rate of the scalar loops' FLOPs (OP_*) as a share of the sgemm rate,
+ * unless calibration fitted the head's own (rates *_op_gflops).
  * The OP_* counts were fitted against the attention forward's calibrated
  * rate when that was 0.72 of sgemm's (one thread, OpenBLAS tiles); the
  * AVX-512 tile kernels (tile_gemm.c) raised the attention's rate but not
@@ -98,8 +99,13 @@ typedef struct {
 
 static unit_s units(const ra_cm_attn *a, const ra_cm_rates *rt)
 {
+    /* the head's own rate when calibration fitted one on a call of it */
+    const double fit = a->head == RA_HEAD_COMBINER_FIXED   ? rt->fixed_op_gflops
+                       : a->head == RA_HEAD_COMBINER_AXIAL ? rt->axial_op_gflops
+                                                           : rt->logsparse_op_gflops;
+    const double op = fit > 0 ? fit : OP_SHARE_OF_SGEMM * rt->sgemm_gflops;
     return (unit_s){ .fwd = 4.0 * a->D / (rt->attn_fwd_gflops * 1e9), .bwd = 10.0 * a->D / (rt->attn_bwd_gflops * 1e9),
-                     .op = 1.0 / (OP_SHARE_OF_SGEMM * rt->sgemm_gflops * 1e9), .byte = 1.0 / (rt->mem_gbs * 1e9),
+                     .op = 1.0 / (op * 1e9), .byte = 1.0 / (rt->mem_gbs * 1e9),
                      .block = MEM_SMALL / (rt->mem_gbs * 1e9) };
 }
 

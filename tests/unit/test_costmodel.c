@@ -439,6 +439,46 @@ static void test_rates_file(void **state)
     NEAR(back.layer_pass_gbs, 7.5, 1e-9);
     snprintf(bad, sizeof bad, "%slayer_pass_gbs = -1\n", text);
     assert_int_equal(ra_cm_rates_parse(&back, bad, "t"), RA_ERR_FORMAT); /* twice, and negative */
+    /* the Combiners' fitted loop rates: the same */
+    NEAR(back.logsparse_op_gflops, 0.0, 0);
+    r.logsparse_op_gflops = 80, r.fixed_op_gflops = 0;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "logsparse_op_gflops = 80\n"));
+    assert_null(strstr(text, "fixed_op_gflops"));
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
+    NEAR(back.logsparse_op_gflops, 80.0, 1e-9);
+    NEAR(back.fixed_op_gflops, 0.0, 0);
+}
+
+/* A Combiner's scalar loops run at its fitted rate when there is one
+ * (rates *_op_gflops), else at 0.72 of sgemm: only that head's price moves,
+ * and its loop time scales as 1 / rate. */
+static void test_combiner_op_rates(void **state)
+{
+    (void)state;
+    ra_cm_rates r = unit_rates(100);
+    r.sgemm_gflops = 100; /* loops at 72 GFLOP/s unless fitted */
+    ra_cm_setup s = { .P = 1, .layout = RA_LAYOUT_CONTIGUOUS };
+    ra_cm_attn ls = { .B = 1, .H = 4, .Hkv = 4, .D = 64, .L = 4096, .causal = 1,
+                      .head = RA_HEAD_COMBINER_LOGSPARSE };
+    ra_cm_attn fx = ls;
+    fx.head = RA_HEAD_COMBINER_FIXED;
+    ra_cm_attn_cost l0, l72, l36, lfree, f0, f1;
+    assert_int_equal(ra_cm_attn_time(&ls, &s, &r, &l0), RA_OK);
+    assert_int_equal(ra_cm_attn_time(&fx, &s, &r, &f0), RA_OK);
+    r.logsparse_op_gflops = 72; /* the default's rate, now as a fit */
+    assert_int_equal(ra_cm_attn_time(&ls, &s, &r, &l72), RA_OK);
+    assert_int_equal(ra_cm_attn_time(&fx, &s, &r, &f1), RA_OK);
+    NEAR(l72.fwd_s, l0.fwd_s, 1e-12);
+    NEAR(l72.bwd_s, l0.bwd_s, 1e-12);
+    NEAR(f1.fwd_s, f0.fwd_s, 1e-12); /* fixed keeps its price */
+    r.logsparse_op_gflops = 36;
+    assert_int_equal(ra_cm_attn_time(&ls, &s, &r, &l36), RA_OK);
+    r.logsparse_op_gflops = 1e15;
+    assert_int_equal(ra_cm_attn_time(&ls, &s, &r, &lfree), RA_OK);
+    NEAR(l36.fwd_s + l36.bwd_s - (lfree.fwd_s + lfree.bwd_s), 2 * (l72.fwd_s + l72.bwd_s - (lfree.fwd_s + lfree.bwd_s)),
+         1e-6);
+    assert_true(l36.fwd_s > l72.fwd_s);
 }
 
 /* The layer's passes at layer_pass_gbs: bench.ini (N = 2048 rows, C = 256,
@@ -477,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_compute_and_transfer_bound),
         cmocka_unit_test(test_piece_goes_ahead),
         cmocka_unit_test(test_layer_passes),
+        cmocka_unit_test(test_combiner_op_rates),
         cmocka_unit_test(test_causal_imbalance_p2),
         cmocka_unit_test(test_causal_imbalance_p4),
         cmocka_unit_test(test_pieces),
