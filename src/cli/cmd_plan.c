@@ -444,7 +444,9 @@ static ra_status predict_head(const ra_cm_attn *a, const ra_cm_rates *r, double 
  * rate. The loops' mix differs by head (arg-max scans, gathers far apart,
  * expf), so one share of sgemm cannot price all three. Fitted only where
  * the loops are a third of the call or more (combiner-logsparse: its
- * summaries and logits are all loops); the others keep 0: 0.72 of sgemm. */
+ * summaries and logits are all loops), and only for a call priced under
+ * 0.25 s with at most 256 MiB of tensors; the others keep 0: 0.72 of
+ * sgemm. */
 static const ra_head_id combiner_ids[3] = { RA_HEAD_COMBINER_FIXED, RA_HEAD_COMBINER_AXIAL,
                                             RA_HEAD_COMBINER_LOGSPARSE };
 static double *op_rate(ra_cm_rates *r, int i)
@@ -456,20 +458,22 @@ static ra_status fit_combiner_ops(int B, int H, int Hkv, int D, ra_cm_rates *r)
 {
     for (int i = 0; i < 3; i++) {
         ra_cm_attn a = { .B = B, .H = H, .Hkv = Hkv, .D = D, .L = 4096, .causal = 1, .head = combiner_ids[i] };
-        double t = 0, t_free = 0, t_one = 0;
+        double t = 0, t_free = 0, t_one = 0, t_dflt = 0;
         *op_rate(r, i) = 0;
-        RA_TRY(time_head(&a, &t));
         ra_cm_rates q = *r;
-        double t_dflt = 0;
         RA_TRY(predict_head(&a, &q, &t_dflt)); /* at 0.72 of sgemm */
         *op_rate(&q, i) = 1e12; /* the loops free */
         RA_TRY(predict_head(&a, &q, &t_free));
         *op_rate(&q, i) = 1; /* 1 GFLOP/s: their GFLOPs in seconds */
         RA_TRY(predict_head(&a, &q, &t_one));
+        /* only where the loops are a third of the call or more (fitted on a
+         * small share, the call's noise would set the rate), and where the
+         * call is small enough to time 7 times in a calibration of seconds */
+        const double tensors = 4.0 * 4 * (double)a.L * a.D * (a.H + a.Hkv);
+        if (t_dflt - t_free < t_dflt / 3 || t_dflt > 0.25 || tensors > 256.0 * 1048576) continue;
+        RA_TRY(time_head(&a, &t));
         const double gflop = t_one - t_free, left = t - t_free;
-        /* only where the loops are a third of the call or more: fitted on a
-         * small share, the call's noise would set the rate */
-        if (gflop > 0 && t_dflt - t_free >= t_dflt / 3 && left >= t / 3) *op_rate(r, i) = gflop / left;
+        if (gflop > 0 && left >= t / 3) *op_rate(r, i) = gflop / left;
     }
     return RA_OK;
 }
