@@ -448,6 +448,18 @@ static void test_rates_file(void **state)
     assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
     NEAR(back.logsparse_op_gflops, 80.0, 1e-9);
     NEAR(back.fixed_op_gflops, 0.0, 0);
+    /* an optional key is checked like the others: a huge value, a NaN */
+    r.logsparse_op_gflops = 0;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
+    snprintf(bad, sizeof bad, "%slogsparse_op_gflops = 1e13\n", text);
+    assert_int_equal(ra_cm_rates_parse(&back, bad, "t"), RA_ERR_FORMAT);
+    r.logsparse_op_gflops = 80;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    char *lp = strstr(text, "logsparse_op_gflops = 80");
+    assert_non_null(lp);
+    memcpy(lp + strlen("logsparse_op_gflops = "), "na", 2); /* "na" then "\n": not a number */
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_ERR_FORMAT);
 }
 
 /* A Combiner's scalar loops run at its fitted rate when there is one
