@@ -41,6 +41,9 @@ typedef struct {
                                0: 0.72 of sgemm_gflops */
     double link_gbps;       /* between nodes: Gbit/s */
     double link_lat_us;     /* between nodes: one message's latency */
+    double link_cpu_s_per_gb; /* compute a rank loses per GB it sends or receives across nodes
+                               (TCP's copies, checksums and softirq on the cores that compute),
+                               fitted by calibration; 0: none (a NIC that offloads, RDMA) */
     double shm_gbps;        /* between ranks of one node */
     double shm_lat_us;
     int threads;            /* threads per rank the compute rates hold for */
@@ -50,8 +53,8 @@ typedef struct {
 /* The documented defaults (docs/planner.md): a 2-core machine of ~2020. */
 void ra_cm_default_rates(ra_cm_rates *r);
 /* "key = value" lines (# comments) with every key of ra_cm_rates
- * (layer_pass_gbs and the *_op_gflops may be left out: files saved before
- * they existed); errors
+ * (layer_pass_gbs, the *_op_gflops and link_cpu_s_per_gb may be left out:
+ * files saved before they existed); errors
  * name the file, the line and the key. */
 ra_status ra_cm_rates_parse(ra_cm_rates *r, const char *text, const char *name);
 /* The same format; returns the length written (snprintf's). */

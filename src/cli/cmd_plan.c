@@ -268,6 +268,7 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
     r.mem_gbs *= per_core > 8 ? 8 : per_core; /* memory bandwidth: at most 8x one socket's share */
     r.threads = CORES_PER_NODE;
     profile_link(pa->profile, &r.link_gbps, &r.link_lat_us);
+    r.link_cpu_s_per_gb = 0; /* a cluster's NIC offloads TCP's work, or RDMA has none */
     const char *mode = pa->project == PROJ_WEAK ? "weak" : "strong";
     FILE *csv = NULL;
     char *csv_text = NULL;
@@ -390,14 +391,15 @@ static ra_status run(ra_cli *c, plan_args *pa)
     }
     if (pa->link_gbps > 0) r.link_gbps = pa->link_gbps;
     if (pa->link_lat > 0) r.link_lat_us = pa->link_lat;
+    if (pa->link_gbps > 0 || pa->link_lat > 0) r.link_cpu_s_per_gb = 0; /* a link not measured here: offloaded */
     const int rpn = pa->rpn                                ? pa->rpn
                     : (pa->link_gbps > 0 || pa->link_lat > 0) ? 1
                     : calib_rpn > 0                           ? calib_rpn /* as the calibration's ranks sat */
                                                               : pa->P;
     ra_say(c, "# rates: %s: sgemm %.1f GFLOP/s, attention %.1f fwd / %.1f bwd GFLOP/s, passes %.1f GB/s, "
-              "shm %.1f Gbit/s %.2f us, link %.1f Gbit/s %.1f us, %d thread(s)/rank\n", source, r.sgemm_gflops,
-           r.attn_fwd_gflops, r.attn_bwd_gflops, r.mem_gbs, r.shm_gbps, r.shm_lat_us, r.link_gbps, r.link_lat_us,
-           r.threads);
+              "shm %.1f Gbit/s %.2f us, link %.1f Gbit/s %.1f us %.2f s CPU/GB, %d thread(s)/rank\n", source,
+           r.sgemm_gflops, r.attn_fwd_gflops, r.attn_bwd_gflops, r.mem_gbs, r.shm_gbps, r.shm_lat_us, r.link_gbps,
+           r.link_lat_us, r.link_cpu_s_per_gb, r.threads);
     if (pa->calibrate && pa->save_rates) ra_say(c, "# rates saved to %s\n", pa->save_rates);
     ra_cm_setup s = { .P = pa->P, .dp = pa->dp, .ranks_per_node = rpn, .layout = pa->layout, .chunk = pa->chunk };
     if (pa->attn) {

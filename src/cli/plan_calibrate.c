@@ -160,6 +160,92 @@ static ra_status ping_pong(const ra_cli *c, int peer, double *lat_us, double *gb
     return RA_OK;
 }
 
+/* ---- the link's cost to the compute ------------------------------------------------ */
+
+enum { CPU_PIECE = 1 << 20, CPU_TILE = 256, CPU_DEPTH = 2 };
+
+static void cpu_tile(float *t)
+{
+    const int n = CPU_TILE;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, t, n, t + n * n, n, 0, t + 2 * n * n, n);
+}
+
+/* Tiles per second while `rounds` pieces go each way between this rank and
+ * other, CPU_DEPTH in flight, a test between tiles (as the ring runs); 0
+ * rounds: quietly, for secs. *busy_s: how long. */
+static ra_status tiles_per_s(float *tile, char *pb, int other, MPI_Comm comm, int rounds, double secs,
+                             double *rate, double *busy_s)
+{
+    MPI_Request rq[2 * CPU_DEPTH];
+    int active[CPU_DEPTH] = { 0 }, posted = 0, done = 0, n = 0;
+    for (int d = 0; d < 2 * CPU_DEPTH; d++) rq[d] = MPI_REQUEST_NULL;
+    for (int d = 0; d < CPU_DEPTH && posted < rounds; d++, posted++) {
+        MPI_Irecv(pb + (size_t)(2 * d) * CPU_PIECE, CPU_PIECE, MPI_CHAR, other, 8, comm, &rq[2 * d]);
+        MPI_Isend(pb + (size_t)(2 * d + 1) * CPU_PIECE, CPU_PIECE, MPI_CHAR, other, 8, comm, &rq[2 * d + 1]);
+        active[d] = 1;
+    }
+    /* a peer that stopped: give up here, ra_wait below names it after its timeout */
+    const double t0 = now(), deadline = 20 * secs + 10;
+    while (rounds ? done < rounds : now() - t0 < secs) {
+        cpu_tile(tile), n++;
+        for (int d = 0; d < CPU_DEPTH; d++) {
+            int flag = 0;
+            if (!active[d]) continue;
+            MPI_Testall(2, rq + 2 * d, &flag, MPI_STATUSES_IGNORE);
+            if (!flag) continue;
+            done++, active[d] = 0;
+            if (posted < rounds) {
+                MPI_Irecv(pb + (size_t)(2 * d) * CPU_PIECE, CPU_PIECE, MPI_CHAR, other, 8, comm, &rq[2 * d]);
+                MPI_Isend(pb + (size_t)(2 * d + 1) * CPU_PIECE, CPU_PIECE, MPI_CHAR, other, 8, comm, &rq[2 * d + 1]);
+                active[d] = 1, posted++;
+            }
+        }
+        if (now() - t0 > deadline) break;
+    }
+    *busy_s = now() - t0;
+    *rate = n / *busy_s;
+    return ra_wait(2 * CPU_DEPTH, rq, "the link CPU calibration", other);
+}
+
+/* The compute a rank loses to TCP traffic across nodes (link_cpu_s_per_gb):
+ * rank 0 and peer run sgemm tiles quietly, then while exchanging 1 MiB
+ * pieces both ways for about as long; the tiles lost, over the bytes each
+ * sent and received. The median of 3, the mean of the two ranks. */
+static ra_status link_cpu(const ra_cli *c, int peer, double link_gbps, double *s_per_gb)
+{
+    const int in_pair = c->rank == 0 || c->rank == peer, other = c->rank == 0 ? peer : 0;
+    const double secs = 0.15;
+    int rounds = (int)fmin(256, fmax(8, secs * link_gbps * 1e9 / 8 / CPU_PIECE));
+    float *tile = in_pair ? malloc(sizeof(float) * 3 * CPU_TILE * CPU_TILE) : NULL;
+    char *pb = in_pair ? malloc((size_t)2 * CPU_DEPTH * CPU_PIECE) : NULL;
+    int ok = !in_pair || (tile && pb), all = 0;
+    ra_status st = ra_allreduce_named(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm, "the link CPU buffers");
+    if (st == RA_OK && !all) st = RA_FAIL(RA_ERR_NOMEM, "calibration: out of memory for the link CPU tiles");
+    if (tile) for (int i = 0; i < 3 * CPU_TILE * CPU_TILE; i++) tile[i] = (float)(i % 17) * 0.01f;
+    if (pb) memset(pb, 2, (size_t)2 * CPU_DEPTH * CPU_PIECE);
+    double loss[3] = { 0, 0, 0 };
+    for (int rep = 0; rep < 3 && st == RA_OK; rep++) {
+        st = ra_barrier(c->comm, "the link CPU calibration");
+        double quiet = 0, busy = 0, busy_s = 0, quiet_s = 0;
+        if (st == RA_OK && in_pair) st = tiles_per_s(tile, pb, other, c->comm, 0, secs, &quiet, &quiet_s);
+        if (st == RA_OK && in_pair) st = tiles_per_s(tile, pb, other, c->comm, rounds, secs, &busy, &busy_s);
+        st = ra_agree(c->comm, st); /* the other ranks learn that the pair failed */
+        if (st == RA_OK && in_pair && quiet > 0)
+            loss[rep] = fmax(0, 1 - busy / quiet) * busy_s / (2.0 * rounds * CPU_PIECE * 1e-9);
+    }
+    free(tile), free(pb);
+    RA_TRY(st);
+    for (int i = 1; i < 3; i++)
+        for (int j = i; j > 0 && loss[j] < loss[j - 1]; j--) {
+            double x = loss[j];
+            loss[j] = loss[j - 1], loss[j - 1] = x;
+        }
+    double mine = loss[1], sum = 0;
+    RA_TRY(ra_allreduce_named(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the link CPU cost"));
+    *s_per_gb = sum / 2;
+    return RA_OK;
+}
+
 /* ---- a layer's passes, fitted on a real training step -------------------------- */
 
 typedef struct {
@@ -461,7 +547,9 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
     const int on_node0 = node == 0;
     RA_TRY(ra_allreduce_named(&on_node0, node_ranks, 1, MPI_INT, MPI_SUM, c->comm, "the ranks of rank 0's node"));
     if (peer[0] != INT_MAX) RA_TRY(ping_pong(c, peer[0], &r->shm_lat_us, &r->shm_gbps));
-    if (peer[1] != INT_MAX) RA_TRY(ping_pong(c, peer[1], &r->link_lat_us, &r->link_gbps));
-    else *node_ranks = 0; /* one node: nothing measured across nodes */
+    if (peer[1] != INT_MAX) {
+        RA_TRY(ping_pong(c, peer[1], &r->link_lat_us, &r->link_gbps));
+        RA_TRY(link_cpu(c, peer[1], r->link_gbps, &r->link_cpu_s_per_gb));
+    } else *node_ranks = 0; /* one node: nothing measured across nodes */
     return RA_OK;
 }

@@ -62,6 +62,7 @@ static const rate_key keys[] = {
     { "fixed_op_gflops", offsetof(ra_cm_rates, fixed_op_gflops), 0, 1 },
     { "axial_op_gflops", offsetof(ra_cm_rates, axial_op_gflops), 0, 1 },
     { "logsparse_op_gflops", offsetof(ra_cm_rates, logsparse_op_gflops), 0, 1 },
+    { "link_cpu_s_per_gb", offsetof(ra_cm_rates, link_cpu_s_per_gb), 0, 1 },
 };
 enum { NKEYS = sizeof keys / sizeof *keys };
 
@@ -137,12 +138,29 @@ int ra_cm_rates_text(const ra_cm_rates *r, char *out, size_t cap)
 
 int ra_cm_ring_size(const ra_cm_setup *s) { return s->dp > 1 ? s->P / s->dp : s->P; }
 
-double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes)
+/* Does the ring run inside one node (shared memory)? */
+static int ring_in_node(const ra_cm_setup *s)
 {
     const int P = ra_cm_ring_size(s), rpn = s->ranks_per_node > 0 ? s->ranks_per_node : s->P;
-    const int one_node = P <= rpn && s->P <= rpn;
+    return P <= rpn && s->P <= rpn;
+}
+
+double ra_cm_transfer_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes)
+{
+    const int one_node = ring_in_node(s);
     const double gbps = one_node ? r->shm_gbps : r->link_gbps, lat = one_node ? r->shm_lat_us : r->link_lat_us;
     return bytes * 8.0 / (gbps * 1e9) + lat * 1e-6;
+}
+
+/* The compute a rank loses to one ring transfer of `bytes` across nodes,
+ * sent to one neighbour while the same comes from the other: with one rank
+ * a node both go through its TCP stack, with more a node's edge ranks carry
+ * one of the two (0 inside a node: shared memory costs no more than the
+ * copies the model already has). */
+static double link_cpu_s(const ra_cm_setup *s, const ra_cm_rates *r, double bytes)
+{
+    if (ring_in_node(s) || r->link_cpu_s_per_gb <= 0) return 0;
+    return (s->ranks_per_node == 1 ? 2 : 1) * bytes * 1e-9 * r->link_cpu_s_per_gb;
 }
 
 /* Same for a collective over all s->P ranks (the gradient all-reduce). */
@@ -447,11 +465,18 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
      * backward a partial moves during the step after the one that computed
      * it (none after t = 0) */
     const double x_kv = P > 1 ? ra_cm_transfer_s(s, rt, kvb) : 0, x_dkv = x_kv; /* dK, dV: K, V's bytes */
+    const double cpu_kv = P > 1 ? link_cpu_s(s, rt, kvb) : 0;
     double pmf = 0, pmb = 0, pxd = 0, pw = 0;
     int pending = 0;
     for (int k = 0; k < nc; k++)
         for (int ti = 0; ti < nt; ti++) { /* t = 0 first: it closes the pair the last round's t = P-1 opened */
             const int t = tk[ti];
+            /* the transfers that end with this step, and whether own piece k+1 goes ahead now */
+            const double xd = P > 1 && (t >= 2 || (t == 0 && k > 0)) ? x_dkv : 0;
+            const double xk = P > 1 && t < P - 1 && (t > 0 || k == 0) ? x_kv : 0;
+            const int ahead = P > 1 && t == P - 1 && k < nc - 1;
+            /* the TCP work of the step's transfers, on the cores that compute */
+            const double cpu_f = xk > 0 || ahead ? cpu_kv : 0, cpu_b = cpu_f + (xd > 0 ? cpu_kv : 0);
             double mf = 0, mb = 0;
             for (int i = 0; i < nr; i++) {
                 const int r = rk[i], o = ((r - t) % P + P) % P;
@@ -470,18 +495,15 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
                         ab += ra_cm_bwd_pairs(ra_cm_tile_pairs(lay, L, P, r, o, &half, a->causal, BWD_TQ, BWD_TK, 0));
                     }
                 }
-                cf[i] = af * ff;
+                cf[i] = af * ff + cpu_f;
                 /* the backward's passes over the piece's partial: zero, add, pack */
                 const double pb_ = 2.0 * a->B * a->Hkv * kn * a->D * 4;
                 /* (an own split piece runs in a partial too, added home after) */
-                cb[i] = ab * fb + (t == 0 && pc.n[1] == 0 ? 2 * pb_ : 4 * pb_) / memr;
+                cb[i] = ab * fb + (t == 0 && pc.n[1] == 0 ? 2 * pb_ : 4 * pb_) / memr + cpu_b;
                 if (cf[i] > mf) mf = cf[i];
                 if (cb[i] > mb) mb = cb[i];
             }
-            /* the transfers that end with this step */
-            const double xd = P > 1 && (t >= 2 || (t == 0 && k > 0)) ? x_dkv : 0;
-            const double xk = P > 1 && t < P - 1 && (t > 0 || k == 0) ? x_kv : 0;
-            if (P > 1 && t == P - 1 && k < nc - 1) { /* own piece k+1 goes ahead now */
+            if (ahead) {
                 memcpy(pf, cf, sizeof(double) * nr), memcpy(pb, cb, sizeof(double) * nr);
                 pmf = mf, pmb = mb, pxd = xd, pw = tw[ti], pending = 1;
                 continue;

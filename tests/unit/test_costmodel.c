@@ -99,6 +99,48 @@ static void test_piece_goes_ahead(void **state)
     NEAR(c.bwd_comm_s, 4 * xb, 1e-6); /* K, V of two pieces, dK, dV of two */
 }
 
+/* TCP's work on the cores that compute (link_cpu_s_per_gb): the setup of
+ * test_piece_goes_ahead across 2 nodes of one rank each, the link fast
+ * (100 Gbit/s: transfers of 0.023 ms hide), 100 s of compute lost per GB
+ * sent or received: a transfer costs its rank 2 x 262,144 bytes x 100 s/GB
+ * = 52.4288 ms. Forward: own piece 0 at step 0, own piece 1 ahead at step
+ * 1, nothing at steps 2 and 3: 4c + 2 x 52.4288 = 641.728512 ms. Backward:
+ * K, V at steps 0 and 1 as forward, step 1's partial at step 2, step 3's
+ * partial home after it (its tail is a transfer, 0.023 ms, not counted
+ * here): 4cb + 3 x 52.4288 + 0.023 = 1499.487 ms. Inside one node the
+ * link's CPU does not apply: 4c. */
+static void test_link_cpu(void **state)
+{
+    (void)state;
+    ra_cm_attn a = { .B = 1, .H = 1, .Hkv = 1, .D = 64, .L = 2048, .causal = 0, .head = RA_HEAD_FULL };
+    ra_cm_setup s = { .P = 2, .ranks_per_node = 1, .layout = RA_LAYOUT_CONTIGUOUS, .chunk = 512 };
+    ra_cm_rates r = unit_rates(100);
+    r.link_gbps = 100, r.link_lat_us = 2, r.link_cpu_s_per_gb = 100;
+    ra_cm_attn_cost c;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    assert_int_equal(c.nc, 2);
+    const double cf = 0.134217728, cb = 0.33554432, cpu = 2 * 262144 * 1e-9 * 100;
+    NEAR(c.fwd_s, 4 * cf + 2 * cpu, 1e-5);
+    assert_true(c.fwd_wait_s < 1e-5);
+    NEAR(c.bwd_s, 4 * cb + 3 * cpu + 262144.0 * 8 / 1e11 + 2e-6, 1e-5);
+    s.ranks_per_node = 2;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 4 * cf, 1e-5);
+    /* a rates file keeps it, and reads without it as 0 */
+    char text[2048];
+    s.ranks_per_node = 1;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) < (int)sizeof text);
+    assert_non_null(strstr(text, "link_cpu_s_per_gb = 100\n"));
+    ra_cm_rates back;
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t.ini"), RA_OK);
+    assert_true(back.link_cpu_s_per_gb == 100);
+    r.link_cpu_s_per_gb = 0;
+    assert_int_equal(ra_cm_rates_text(&r, text, sizeof text) < (int)sizeof text, 1);
+    assert_null(strstr(text, "link_cpu"));
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t.ini"), RA_OK);
+    assert_true(back.link_cpu_s_per_gb == 0);
+}
+
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
  * Forward tiles (attn.c): 256 query rows x 512 keys; a partial tile is
  * computed per group of 64 rows up to the last key the group's last row
@@ -528,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compute_and_transfer_bound),
         cmocka_unit_test(test_piece_goes_ahead),
+        cmocka_unit_test(test_link_cpu),
         cmocka_unit_test(test_layer_passes),
         cmocka_unit_test(test_combiner_op_rates),
         cmocka_unit_test(test_causal_imbalance_p2),
