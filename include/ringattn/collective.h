@@ -49,12 +49,6 @@ ra_status ra_wait(int n, MPI_Request *req, const char *what, int peer);
 ra_status ra_iallreduce(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
                         MPI_Request *req, const char *what);
 
-/* Start a reduce-scatter (MPI_Ireduce_scatter): rank r receives the sum of
- * the counts[r] values at offset counts[0] + ... + counts[r-1] of send.
- * counts must stay valid until the wait. Counted as an allreduce's half. */
-ra_status ra_ireduce_scatter(const void *send, void *recv, const int *counts, MPI_Datatype type, MPI_Op op,
-                             MPI_Comm comm, MPI_Request *req, const char *what);
-
 /* Blocking forms: start, then ra_wait. */
 ra_status ra_allreduce_named(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
                              const char *what);

@@ -81,6 +81,8 @@ typedef struct {
     int log_every;      /* steps between progress lines */
     char nonfinite[RA_NAME_MAX]; /* NaN/Inf loss or gradient: "stop" | "skip" the step */
     int shard_optimizer; /* AdamW moments sharded over all P ranks (ZeRO-1); 0: replicated */
+    int overlap_reduce;  /* 1: each layer's gradients summed during the backward of the layers below; 0 (the
+                            default): all of them after the backward, off the ring's link (design.md §16) */
     /* [data] */
     char source[RA_NAME_MAX]; /* "recall" | "file" | "tokens" */
     char path[RA_PATH_MAX];   /* file: any file, read as bytes; tokens: a file of token ids */

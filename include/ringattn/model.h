@@ -11,10 +11,11 @@
  *
  * Parameters are replicated on every rank, stored in one float array whose
  * layout ra_param_layout describes. Gradients are summed over ranks with
- * non-blocking MPI_Iallreduce (or, with sharded optimizer states,
- * MPI_Ireduce_scatter onto the shard owners: ra_model_set_reduction), each
- * layer's as soon as its backward is done, so the reductions overlap the
- * backward of the layers below. Every buffer
+ * non-blocking MPI_Iallreduce (or, with sharded optimizer states, a
+ * pairwise reduce-scatter onto the shard owners, reduce_scatter.h:
+ * ra_model_set_reduction), started after the backward (the ring is then
+ * done with the link) or, with train.overlap_reduce, each layer's as soon
+ * as its backward is done. Every buffer
  * (parameters, gradients, activations, scratch) is carved from one block
  * planned at creation (plan.h). Decoding token by token: decode.h.
  *
@@ -92,8 +93,8 @@ ra_status ra_model_wait_grads(ra_model *m);
 /* Where the gradients are summed (default: over the model's comm, every
  * rank getting the whole sum in its gradients). gcomm: all the ranks whose
  * gradients add up (a grid: every rank of every ring). bounds [gP + 1]
- * (NULL: allreduce, replicated): ZeRO-1, each slice's reduction becomes an
- * MPI_Ireduce_scatter onto the shard owners, so rank r of gcomm receives
+ * (NULL: allreduce, replicated): ZeRO-1, each slice's reduction becomes a
+ * reduce-scatter onto the shard owners (reduce_scatter.h), so rank r of gcomm receives
  * only the sum over [bounds[r], bounds[r + 1]) of the parameters, into
  * shard_grads [bounds[r + 1] - bounds[r]]; its own gradient array keeps
  * its local contribution. bounds and shard_grads must outlive the model. */

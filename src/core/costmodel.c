@@ -663,9 +663,10 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     out->nparams = np;
     /* AdamW moments (2 floats per parameter) and its decay mask (1 byte) of
      * the parameters the rank updates, plus, sharded, the summed gradient of
-     * its shard (4 bytes): 9n replicated, 13n/P sharded; the session's
-     * token buffers */
-    const double optim_bytes = sharded ? 13 * own : 9 * own;
+     * its shard (4 bytes): 9n replicated, 13n/P sharded, plus the
+     * reduce-scatter's receive buffer, the other ranks' parts of the shard
+     * (4 (P-1) n/P, reduce_scatter.h); the session's token buffers */
+    const double optim_bytes = sharded ? 13 * own + 4.0 * (s->P - 1) * own : 9 * own;
     out->sharded = sharded;
     out->bytes_per_rank = plan_bytes + (size_t)hbytes + (size_t)optim_bytes + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
     out->tokens = (int64_t)cfg->batch * cfg->seq_len;

@@ -81,18 +81,6 @@ ra_status ra_iallreduce(const void *send, void *recv, int n, MPI_Datatype type, 
     return RA_OK;
 }
 
-ra_status ra_ireduce_scatter(const void *send, void *recv, const int *counts, MPI_Datatype type, MPI_Op op,
-                             MPI_Comm comm, MPI_Request *req, const char *what)
-{
-    const int P = comm_size(comm);
-    int rc = MPI_Ireduce_scatter(send, recv, counts, type, op, comm, req);
-    if (rc != MPI_SUCCESS) return start_failed(rc, "MPI_Ireduce_scatter", what);
-    uint64_t n = 0;
-    for (int r = 0; r < P; r++) n += (uint64_t)counts[r];
-    g_bytes += type_bytes(type, 1) * n * (uint64_t)(P - 1) / (uint64_t)P;
-    return RA_OK;
-}
-
 ra_status ra_allreduce_named(const void *send, void *recv, int n, MPI_Datatype type, MPI_Op op, MPI_Comm comm,
                              const char *what)
 {

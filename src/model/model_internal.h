@@ -16,6 +16,7 @@
 #include "ringattn/config.h"
 #include "ringattn/heads.h"
 #include "ringattn/model.h"
+#include "ringattn/reduce_scatter.h"
 
 /* Weights and shapes: everything a block needs besides its buffers. */
 typedef struct {
@@ -81,7 +82,8 @@ struct ra_model {
     int gP, grank;
     const size_t *shard;   /* [gP + 1] bounds, NULL: allreduce (replicated) */
     float *gshard;         /* [shard[grank + 1] - shard[grank]] */
-    int *req_counts;       /* [RA_MAX_LAYERS + 2][gP] each reduce-scatter's counts */
+    ra_rs rs;              /* the reduce-scatter, when sharded and gP > 1 */
+    int overlap_reduce;    /* train.overlap_reduce: post each layer's reduction as its backward ends */
     double wait;
 };
 

@@ -1,13 +1,16 @@
 /* test_collective_mpi.c - the collective wrappers (collective.h): each
  * moves the data its MPI counterpart does, adds the documented bytes to
  * ra_comm_bytes (computed here from the counts, independently), and turns an
- * MPI error into RA_ERR_MPI with a message that names the operation. */
+ * MPI error into RA_ERR_MPI with a message that names the operation; the
+ * pairwise reduce-scatter (reduce_scatter.h) against a float64 sum. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
+#include "ringattn/reduce_scatter.h"
 
 static int g_rank, g_P, g_fail;
 
@@ -124,6 +127,60 @@ static void bcast_gather_barrier(void)
 
 /* An MPI error (a root that does not exist) comes back as RA_ERR_MPI with
  * what in the message, on a communicator whose errors return. */
+/* The reduce-scatter: 1000 floats, uneven shards (rank 1's empty at P >= 3),
+ * four slices posted out of order and one part of the range never posted;
+ * each owner's shard against the float64 sum of every rank's values
+ * (computed here), within 1e-6 of the largest |sum|; the part not posted
+ * keeps its sentinel; bytes = the floats sent to the other owners. */
+static float rs_value(int r, size_t i) { return (float)((r + 1) * 0.001 * (double)(i % 97) - 0.01 * r); }
+static void reduce_scatter(void)
+{
+    enum { N = 1000 };
+    size_t bounds[64];
+    bounds[0] = 0;
+    for (int r = 0; r < g_P; r++) bounds[r + 1] = r == g_P - 1 ? N : (r == 1 && g_P >= 3) ? bounds[r] : (size_t)(r + 1) * N / g_P;
+    float g[N], shard[N];
+    for (size_t i = 0; i < N; i++) g[i] = rs_value(g_rank, i);
+    const size_t lo = bounds[g_rank], own = bounds[g_rank + 1] - lo;
+    for (size_t i = 0; i < own; i++) shard[i] = -999.0f;
+    ra_rs rs;
+    CHECK(ra_rs_init(&rs, MPI_COMM_WORLD, bounds, 4) == RA_OK, "rs init: %s", ra_last_error());
+    const size_t sl[4][2] = { { 137, 500 }, { 0, 137 }, { 900, 1000 }, { 500, 501 } }; /* [501, 900) not posted */
+    double b0 = ra_comm_bytes(), sent = 0;
+    for (int s = 0; s < 4; s++) {
+        CHECK(ra_rs_post(&rs, g, sl[s][0], sl[s][1]) == RA_OK, "rs post %d: %s", s, ra_last_error());
+        for (int q = 0; q < g_P; q++) {
+            size_t a = sl[s][0] > bounds[q] ? sl[s][0] : bounds[q], b = sl[s][1] < bounds[q + 1] ? sl[s][1] : bounds[q + 1];
+            if (q != g_rank && b > a) sent += 4.0 * (double)(b - a);
+        }
+    }
+    CHECK(ra_rs_post(&rs, g, 0, 1) == RA_ERR_INTERNAL, "a fifth slice of four was not refused");
+    CHECK(ra_rs_finish(&rs, g, shard) == RA_OK, "rs finish: %s", ra_last_error());
+    expect_bytes("reduce-scatter", b0, sent);
+    double worst = 0, top = 0;
+    for (size_t i = 0; i < own; i++) {
+        const size_t k = lo + i;
+        if (k >= 501 && k < 900) {
+            CHECK(shard[i] == -999.0f, "rs: element %zu outside every slice was written", k);
+            continue;
+        }
+        double ref = 0;
+        for (int r = 0; r < g_P; r++) ref += rs_value(r, k);
+        if (fabs(ref) > top) top = fabs(ref);
+        if (fabs(shard[i] - ref) > worst) worst = fabs(shard[i] - ref);
+    }
+    CHECK(worst <= 1e-6 * (top > 1 ? top : 1), "rs: off by %g (largest |sum| %g)", worst, top);
+    /* a slice past the end is refused, and the handle is reusable after a finish */
+    CHECK(ra_rs_post(&rs, g, 0, N + 1) == RA_ERR_INTERNAL, "a slice past the end was not refused");
+    CHECK(ra_rs_post(&rs, g, 0, N) == RA_OK && ra_rs_finish(&rs, g, shard) == RA_OK, "rs reuse: %s", ra_last_error());
+    for (size_t i = 0; i < own; i++) {
+        double ref = 0;
+        for (int r = 0; r < g_P; r++) ref += rs_value(r, lo + i);
+        CHECK(fabs(shard[i] - ref) <= 1e-6, "rs reuse: element %zu is %g, expected %g", lo + i, shard[i], ref);
+    }
+    ra_rs_free(&rs);
+}
+
 static void error_named(void)
 {
     MPI_Comm comm;
@@ -148,6 +205,7 @@ int main(int argc, char **argv)
     allgatherv();
     alltoallv();
     bcast_gather_barrier();
+    reduce_scatter();
     error_named();
     int fails = 0;
     MPI_Allreduce(&g_fail, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

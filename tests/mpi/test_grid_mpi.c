@@ -9,7 +9,8 @@
  * batch, one backward step; the gradients summed over all P ranks, once by
  * allreduce (replicated) and once reduce-scattered onto shards of n / P
  * (uneven at P = 3: checked not to divide n), against the same
- * batch on one rank (MPI_COMM_SELF). Tolerance 1e-5 of the reference's
+ * batch on one rank (MPI_COMM_SELF), with the reductions started after the
+ * backward and during it (train.overlap_reduce). Tolerance 1e-5 of the reference's
  * largest |gradient| (summation order only; observed ~1e-8); the shard
  * must equal the allreduced slice within 1e-6 of it. */
 #include <math.h>
@@ -126,7 +127,11 @@ static mh_outcome run_reduce(const tcase *c, const mh_ctx *ctx)
     const size_t lo = bounds[ctx->rank], hi = bounds[ctx->rank + 1];
     float *shard = mh_xmalloc(sizeof(float) * (hi - lo + 1)), *keep = mh_xmalloc(sizeof(float) * (hi - lo + 1));
     double err_rep = 0, err_shard = 0, err_pair = 0;
-    for (int sharded = 0; sharded < 2; sharded++) { /* replicated first: keep its slice */
+    /* replicated first (keep its slice), then sharded; the reductions after the
+     * backward (the default), then each layer's during it (train.overlap_reduce) */
+    for (int mode = 0; mode < 4; mode++) {
+        const int sharded = mode & 1;
+        cfg.overlap_reduce = mode >> 1;
         ra_model *m = NULL;
         MH_CHECK(ra_model_create(&m, &cfg, nb, g.ring) == RA_OK, "model: %s", ra_last_error());
         ra_model_init(m, cfg.seed);
@@ -136,7 +141,7 @@ static mh_outcome run_reduce(const tcase *c, const mh_ctx *ctx)
         const float *gm = ra_model_grads(m);
         if (!sharded) {
             for (size_t i = 0; i < n; i++) err_rep = fmax(err_rep, fabs(gm[i] - gr[i]));
-            memcpy(keep, gm + lo, sizeof(float) * (hi - lo));
+            if (mode == 0) memcpy(keep, gm + lo, sizeof(float) * (hi - lo));
         } else {
             for (size_t i = lo; i < hi; i++) {
                 err_shard = fmax(err_shard, fabs(shard[i - lo] - gr[i]));

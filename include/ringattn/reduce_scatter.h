@@ -1,0 +1,50 @@
+/* reduce_scatter.h - a float sum reduce-scattered onto shard owners by
+ * pairwise exchange, in slices posted one after another and finished
+ * together (the sharded optimizer's gradients, design.md §16).
+ *
+ *     ra_rs rs;                                    // bounds[P + 1]: rank r owns [bounds[r], bounds[r + 1])
+ *     RA_TRY(ra_rs_init(&rs, comm, bounds, 8));    // at most 8 slices between finishes
+ *     RA_TRY(ra_rs_post(&rs, grads, begin, end));  // each slice of grads as soon as it is final
+ *     RA_TRY(ra_rs_finish(&rs, grads, shard));     // shard[i] = sum over ranks of grads[bounds[rank] + i]
+ *     ra_rs_free(&rs);                             //   for every i some posted slice covered
+ *
+ * Why not MPI_Ireduce_scatter: Open MPI's libnbc reduces every slice whole
+ * onto rank 0 (a binomial tree: log2 P full slices into rank 0), then sends
+ * each rank its part from there, and does each round's sum only when the
+ * caller polls. Here each rank sends every owner its part of the slice
+ * directly and receives the other ranks' parts of its own shard: (P-1)/P of
+ * a slice each way per rank, no rank a hotspot, no sum until the finish.
+ * The sum is taken in rank order, so it does not depend on arrival order.
+ * Memory: (P-1) x the rank's shard, received into; the sends read grads,
+ * which must not change until the finish. */
+#ifndef RINGATTN_REDUCE_SCATTER_H
+#define RINGATTN_REDUCE_SCATTER_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "ringattn/status.h"
+
+typedef struct {
+    MPI_Comm comm;
+    int P, rank, max_slices;
+    const size_t *bounds; /* [P + 1] */
+    size_t own;           /* bounds[rank + 1] - bounds[rank] */
+    float *recv;          /* [P - 1][own]: the other ranks' parts of this rank's shard, in rank order */
+    MPI_Request *req;     /* [max_slices * (P - 1) + max_slices + P] */
+    int nreq, cap, nposts, nslices; /* slices posted; those that meet this rank's shard */
+    size_t (*covered)[2]; /* [max_slices] the shard's ranges the posted slices cover */
+} ra_rs;
+
+/* bounds must outlive rs and rise from 0; fails naming the buffers when they
+ * cannot be allocated. */
+ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_slices);
+/* Start the exchange of grads[begin, end) (at most INT_MAX floats per owner). */
+ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end);
+/* Wait for every posted slice (under the peer timeout) and sum into shard. */
+ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard);
+/* Bytes the receive buffer takes: for the memory plan before ra_rs_init. */
+size_t ra_rs_bytes(int P, size_t own);
+void ra_rs_free(ra_rs *rs);
+
+#endif

@@ -1,0 +1,108 @@
+/* reduce_scatter.c - the pairwise reduce-scatter of reduce_scatter.h. */
+#include "ringattn/reduce_scatter.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringattn/collective.h"
+#include "ringattn/mem.h"
+
+enum { TAG_RS = 4101 }; /* on the caller's communicator: no other message uses it */
+
+size_t ra_rs_bytes(int P, size_t own) { return P > 1 ? sizeof(float) * (size_t)(P - 1) * own : 0; }
+
+ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_slices)
+{
+    memset(rs, 0, sizeof *rs);
+    rs->comm = comm, rs->bounds = bounds, rs->max_slices = max_slices;
+    MPI_Comm_size(comm, &rs->P);
+    MPI_Comm_rank(comm, &rs->rank);
+    rs->own = bounds[rs->rank + 1] - bounds[rs->rank];
+    /* sends: a slice meets at most (its owners) shards, max_slices + P - 1 over all slices; receives: P - 1 a slice */
+    const size_t nreq = (size_t)max_slices * (size_t)(rs->P - 1) + (size_t)max_slices + (size_t)rs->P;
+    if (nreq > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu requests", nreq);
+    rs->cap = (int)nreq;
+    ra_status st = ra_alloc(&rs->req, sizeof(MPI_Request) * nreq, "reduce-scatter requests");
+    if (st == RA_OK) st = ra_alloc(&rs->covered, sizeof *rs->covered * (size_t)max_slices, "reduce-scatter ranges");
+    if (st == RA_OK && rs->P > 1 && rs->own > 0)
+        st = ra_alloc(&rs->recv, ra_rs_bytes(rs->P, rs->own), "reduce-scatter receive buffer");
+    if (st != RA_OK) ra_rs_free(rs);
+    return st;
+}
+
+void ra_rs_free(ra_rs *rs)
+{
+    free(rs->req), free(rs->covered), free(rs->recv);
+    rs->req = NULL, rs->covered = NULL, rs->recv = NULL;
+}
+
+/* The part of [begin, end) rank q owns: [*a, *b), empty when *b <= *a. */
+static void part(const ra_rs *rs, int q, size_t begin, size_t end, size_t *a, size_t *b)
+{
+    *a = begin > rs->bounds[q] ? begin : rs->bounds[q];
+    *b = end < rs->bounds[q + 1] ? end : rs->bounds[q + 1];
+}
+
+ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end)
+{
+    if (rs->nposts >= rs->max_slices)
+        return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: more than %d slices before a finish", rs->max_slices);
+    if (end < begin || end > rs->bounds[rs->P])
+        return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: slice [%zu, %zu) outside [0, %zu)", begin, end,
+                       rs->bounds[rs->P]);
+    const size_t lo = rs->bounds[rs->rank];
+    size_t a, b;
+    int need = 0; /* overlapping slices could exceed the requests planned for disjoint ones */
+    for (int q = 0; q < rs->P; q++) {
+        part(rs, q, begin, end, &a, &b);
+        if (b > a) need += q == rs->rank ? rs->P - 1 : 1;
+    }
+    if (need > rs->cap - rs->nreq)
+        return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: %d requests in flight, %d more do not fit (slices overlap?)",
+                       rs->nreq, need);
+    for (int k = 1; k < rs->P; k++) { /* every owner its part, starting at the next rank: no owner gets all first */
+        const int q = (rs->rank + k) % rs->P;
+        part(rs, q, begin, end, &a, &b);
+        if (b <= a) continue;
+        if (b - a > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu floats for one rank", b - a);
+        RA_MPI_TRY(MPI_Isend(grads + a, (int)(b - a), MPI_FLOAT, q, TAG_RS, rs->comm, &rs->req[rs->nreq]),
+                   "gradient reduce-scatter: a send");
+        rs->nreq++;
+        ra_comm_add_bytes(sizeof(float) * (double)(b - a));
+    }
+    rs->nposts++;
+    part(rs, rs->rank, begin, end, &a, &b);
+    if (b <= a) return RA_OK;
+    if (b - a > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu floats for one rank", b - a);
+    for (int q = 0, slot = 0; q < rs->P; q++) { /* every other rank's part of the shard */
+        if (q == rs->rank) continue;
+        RA_MPI_TRY(MPI_Irecv(rs->recv + (size_t)slot++ * rs->own + (a - lo), (int)(b - a), MPI_FLOAT, q, TAG_RS,
+                             rs->comm, &rs->req[rs->nreq]),
+                   "gradient reduce-scatter: a receive");
+        rs->nreq++;
+    }
+    rs->covered[rs->nslices][0] = a - lo, rs->covered[rs->nslices][1] = b - lo;
+    rs->nslices++;
+    return RA_OK;
+}
+
+ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
+{
+    ra_status st = ra_wait(rs->nreq, rs->req, "gradient reduce-scatter", -1);
+    rs->nreq = 0;
+    const float *mine = grads + rs->bounds[rs->rank];
+    for (int s = 0; s < rs->nslices && st == RA_OK; s++) {
+        const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
+        /* rank order: rank 0's part first, this rank's at its place */
+        float *out = shard + a;
+        const float *first = rs->rank == 0 ? mine + a : rs->recv + a;
+        memcpy(out, first, sizeof(float) * n);
+        for (int q = 1, slot = rs->rank == 0 ? 0 : 1; q < rs->P; q++) {
+            const float *in = q == rs->rank ? mine + a : rs->recv + (size_t)slot++ * rs->own + a;
+            for (size_t i = 0; i < n; i++) out[i] += in[i];
+        }
+    }
+    rs->nslices = rs->nposts = 0;
+    return st;
+}
