@@ -370,12 +370,12 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     float *dx = m->dx;
     const int64_t tb = RA_TRACE_T0();
     ra_final_norm_backward(net, m->grads, N, m->x_out, m->rstdf, m->dh, dx);
-    /* final norm (and untied head, which follows it) are done: start their
-     * reduction; a tied head's gradient is in the embedding, reduced last */
-    /* train.overlap_reduce: each slice's reduction starts as soon as it is
-     * final and shares the link with the ring backward of the layers below;
-     * by default they all start after the backward, when the ring is done
-     * with the link (2 hosts at 1 Gbit/s: the step 17 % shorter) */
+    /* The reductions, in slices: the final norm (and untied head), each
+     * layer, the embedding (with a tied head's gradient) last. With
+     * train.overlap_reduce each starts as soon as its slice is final and
+     * shares the link with the ring backward of the layers below; by
+     * default they all start after the backward, when the ring is done with
+     * the link (2 hosts at 1 Gbit/s: the step 17 % shorter) */
     const int early = reduce && m->overlap_reduce, late = reduce && !m->overlap_reduce;
     if (early) RA_TRY(reduce_slice(m, p->final_norm, p->total, -1));
     for (int l = net->nl - 1; l >= 0; l--) {
