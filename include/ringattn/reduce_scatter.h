@@ -32,14 +32,17 @@ typedef struct {
     size_t own;           /* bounds[rank + 1] - bounds[rank] */
     float *recv;          /* [P - 1][own]: the other ranks' parts of this rank's shard, in rank order */
     MPI_Request *req;     /* [max_slices * (P - 1) + max_slices + P] */
-    int nreq, cap, nposts, nslices; /* slices posted; those that meet this rank's shard */
+    int nreq, nposts, nslices; /* slices posted; those that meet this rank's shard */
+    size_t (*posted)[2];  /* [max_slices] the slices posted, [begin, end) */
     size_t (*covered)[2]; /* [max_slices] the shard's ranges the posted slices cover */
 } ra_rs;
 
 /* bounds must outlive rs and rise from 0; fails naming the buffers when they
  * cannot be allocated. */
 ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_slices);
-/* Start the exchange of grads[begin, end) (at most INT_MAX floats per owner). */
+/* Start the exchange of grads[begin, end): at most INT_MAX floats, inside
+ * [0, bounds[P]), not overlapping a slice posted since the last finish,
+ * and posted in the same order on every rank. */
 ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end);
 /* Wait for every posted slice (under the peer timeout) and sum into shard. */
 ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard);

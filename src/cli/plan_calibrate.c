@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "plan_calibrate.h"
 #include "ringattn/attn.h"
@@ -42,12 +43,7 @@ static double time_it(bench_fn fn, void *ctx, double min_s)
         for (int i = 0; i < reps; i++) fn(ctx);
         t[b] = (now() - t0) / reps;
     }
-    for (int i = 1; i < 5; i++)
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-            double x = t[j];
-            t[j] = t[j - 1], t[j - 1] = x;
-        }
-    return t[2];
+    return ra_median(t, 5);
 }
 
 /* One of a layer's three products of a weight [K][N] with M token rows:
@@ -235,12 +231,7 @@ static ra_status link_cpu(const ra_cli *c, int peer, double link_gbps, double *s
     }
     free(tile), free(pb);
     RA_TRY(st);
-    for (int i = 1; i < 3; i++)
-        for (int j = i; j > 0 && loss[j] < loss[j - 1]; j--) {
-            double x = loss[j];
-            loss[j] = loss[j - 1], loss[j - 1] = x;
-        }
-    double mine = loss[1], sum = 0;
+    double mine = ra_median(loss, 3), sum = 0;
     RA_TRY(ra_allreduce_named(&mine, &sum, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the link CPU cost"));
     *s_per_gb = sum / 2;
     return RA_OK;
@@ -431,7 +422,6 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
 {
     const int nt = ra_threads();
     ra_status st = RA_OK;
-    *r = (ra_cm_rates){ .threads = nt, .calibrated = 1 };
     ra_cm_default_rates(r);
     r->threads = nt, r->calibrated = 1;
     /* sgemm at the model's shapes (the first 1024 token rows) */

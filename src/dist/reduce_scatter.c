@@ -19,12 +19,13 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
     MPI_Comm_size(comm, &rs->P);
     MPI_Comm_rank(comm, &rs->rank);
     rs->own = bounds[rs->rank + 1] - bounds[rs->rank];
-    /* sends: a slice meets at most (its owners) shards, max_slices + P - 1 over all slices; receives: P - 1 a slice */
+    /* disjoint slices (ra_rs_post refuses overlaps) meet at most max_slices +
+     * P - 1 (slice, shard) pairs: the sends; receives: P - 1 a slice */
     const size_t nreq = (size_t)max_slices * (size_t)(rs->P - 1) + (size_t)max_slices + (size_t)rs->P;
     if (nreq > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu requests", nreq);
-    rs->cap = (int)nreq;
     ra_status st = ra_alloc(&rs->req, sizeof(MPI_Request) * nreq, "reduce-scatter requests");
     if (st == RA_OK) st = ra_alloc(&rs->covered, sizeof *rs->covered * (size_t)max_slices, "reduce-scatter ranges");
+    if (st == RA_OK) st = ra_alloc(&rs->posted, sizeof *rs->posted * (size_t)max_slices, "reduce-scatter slices");
     if (st == RA_OK && rs->P > 1 && rs->own > 0)
         st = ra_alloc(&rs->recv, ra_rs_bytes(rs->P, rs->own), "reduce-scatter receive buffer");
     if (st != RA_OK) ra_rs_free(rs);
@@ -33,8 +34,8 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
 
 void ra_rs_free(ra_rs *rs)
 {
-    free(rs->req), free(rs->covered), free(rs->recv);
-    rs->req = NULL, rs->covered = NULL, rs->recv = NULL;
+    free(rs->req), free(rs->covered), free(rs->posted), free(rs->recv);
+    rs->req = NULL, rs->covered = NULL, rs->posted = NULL, rs->recv = NULL;
 }
 
 /* The part of [begin, end) rank q owns: [*a, *b), empty when *b <= *a. */
@@ -51,21 +52,20 @@ ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end)
     if (end < begin || end > rs->bounds[rs->P])
         return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: slice [%zu, %zu) outside [0, %zu)", begin, end,
                        rs->bounds[rs->P]);
+    if (end - begin > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: a slice of %zu floats", end - begin);
+    /* overlapping slices would receive twice into one place (erroneous in
+     * MPI) and outgrow the requests planned for disjoint ones */
+    for (int s = 0; s < rs->nposts; s++)
+        if (begin < rs->posted[s][1] && rs->posted[s][0] < end)
+            return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: slice [%zu, %zu) overlaps [%zu, %zu), posted before",
+                           begin, end, rs->posted[s][0], rs->posted[s][1]);
+    rs->posted[rs->nposts][0] = begin, rs->posted[rs->nposts][1] = end;
     const size_t lo = rs->bounds[rs->rank];
     size_t a, b;
-    int need = 0; /* overlapping slices could exceed the requests planned for disjoint ones */
-    for (int q = 0; q < rs->P; q++) {
-        part(rs, q, begin, end, &a, &b);
-        if (b > a) need += q == rs->rank ? rs->P - 1 : 1;
-    }
-    if (need > rs->cap - rs->nreq)
-        return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: %d requests in flight, %d more do not fit (slices overlap?)",
-                       rs->nreq, need);
     for (int k = 1; k < rs->P; k++) { /* every owner its part, starting at the next rank: no owner gets all first */
         const int q = (rs->rank + k) % rs->P;
         part(rs, q, begin, end, &a, &b);
         if (b <= a) continue;
-        if (b - a > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu floats for one rank", b - a);
         RA_MPI_TRY(MPI_Isend(grads + a, (int)(b - a), MPI_FLOAT, q, TAG_RS, rs->comm, &rs->req[rs->nreq]),
                    "gradient reduce-scatter: a send");
         rs->nreq++;
@@ -74,7 +74,6 @@ ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end)
     rs->nposts++;
     part(rs, rs->rank, begin, end, &a, &b);
     if (b <= a) return RA_OK;
-    if (b - a > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu floats for one rank", b - a);
     for (int q = 0, slot = 0; q < rs->P; q++) { /* every other rank's part of the shard */
         if (q == rs->rank) continue;
         RA_MPI_TRY(MPI_Irecv(rs->recv + (size_t)slot++ * rs->own + (a - lo), (int)(b - a), MPI_FLOAT, q, TAG_RS,

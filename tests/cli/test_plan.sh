@@ -104,6 +104,16 @@ fails "--save-rates naming the --config file refused" 1 '--save-rates' 'mine.ini
     plan --config mine.ini -n 1 --calibrate --save-rates mine.ini
 fails "--save-rates naming a directory refused" 1 '--save-rates' 'adir' -- \
     plan --config "$CFG" -n 1 --calibrate --save-rates adir
+ln -sf mine.ini linkcfg.ini
+fails "--save-rates naming a symlink to the --config file refused" 1 '--save-rates' 'linkcfg.ini' -- \
+    plan --config mine.ini -n 1 --calibrate --save-rates linkcfg.ini
+cmp -s "$CFG" mine.ini
+report "... and the config is unchanged" "$([ $? -eq 0 ] || echo 'mine.ini changed')"
+mkfifo wfifo.ini
+TMO=20 fails "--save-rates naming a FIFO refused at once" 1 'wfifo.ini' 'FIFO' -- \
+    plan --config "$CFG" -n 1 --calibrate --save-rates wfifo.ini
+fails "--save-rates in a directory that cannot take files refused" 1 '--save-rates' '/proc/self' -- \
+    plan --config "$CFG" -n 1 --calibrate --save-rates /proc/self/r.ini
 mkfifo rfifo.ini
 TMO=20 fails "--rates naming a FIFO refused at once" 1 'rfifo.ini' 'FIFO' -- plan --config "$CFG" -n 2 --rates rfifo.ini
 fails "--csv in a missing directory refused" 1 '--csv' 'nodir' -- \

@@ -128,7 +128,8 @@ static void bcast_gather_barrier(void)
 /* An MPI error (a root that does not exist) comes back as RA_ERR_MPI with
  * what in the message, on a communicator whose errors return. */
 /* The reduce-scatter: 1000 floats, uneven shards (rank 1's empty at P >= 3),
- * four slices posted out of order and one part of the range never posted;
+ * four slices posted out of order and one part of the range never posted,
+ * a fifth slice, one past the end and one overlapping a posted one refused;
  * each owner's shard against the float64 sum of every rank's values
  * (computed here), within 1e-6 of the largest |sum|; the part not posted
  * keeps its sentinel; bytes = the floats sent to the other owners. */
@@ -136,7 +137,11 @@ static float rs_value(int r, size_t i) { return (float)((r + 1) * 0.001 * (doubl
 static void reduce_scatter(void)
 {
     enum { N = 1000 };
-    size_t bounds[64];
+    size_t bounds[65];
+    if (g_P > 64) {
+        CHECK(0, "reduce-scatter: the test's bounds hold 64 ranks, not %d", g_P);
+        return;
+    }
     bounds[0] = 0;
     for (int r = 0; r < g_P; r++) bounds[r + 1] = r == g_P - 1 ? N : (r == 1 && g_P >= 3) ? bounds[r] : (size_t)(r + 1) * N / g_P;
     float g[N], shard[N];
@@ -170,9 +175,15 @@ static void reduce_scatter(void)
         if (fabs(shard[i] - ref) > worst) worst = fabs(shard[i] - ref);
     }
     CHECK(worst <= 1e-6 * (top > 1 ? top : 1), "rs: off by %g (largest |sum| %g)", worst, top);
-    /* a slice past the end is refused, and the handle is reusable after a finish */
+    /* a slice past the end, and one overlapping a posted slice, are refused
+     * before anything is sent; the handle is reusable after a finish */
     CHECK(ra_rs_post(&rs, g, 0, N + 1) == RA_ERR_INTERNAL, "a slice past the end was not refused");
-    CHECK(ra_rs_post(&rs, g, 0, N) == RA_OK && ra_rs_finish(&rs, g, shard) == RA_OK, "rs reuse: %s", ra_last_error());
+    CHECK(ra_rs_post(&rs, g, 0, N) == RA_OK, "rs reuse: %s", ra_last_error());
+    b0 = ra_comm_bytes();
+    CHECK(ra_rs_post(&rs, g, 10, 20) == RA_ERR_INTERNAL && strstr(ra_last_error(), "overlaps"),
+          "a slice overlapping a posted one was not refused: %s", ra_last_error());
+    expect_bytes("a refused slice", b0, 0);
+    CHECK(ra_rs_finish(&rs, g, shard) == RA_OK, "rs reuse finish: %s", ra_last_error());
     for (size_t i = 0; i < own; i++) {
         double ref = 0;
         for (int r = 0; r < g_P; r++) ref += rs_value(r, lo + i);

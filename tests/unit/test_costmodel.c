@@ -139,6 +139,14 @@ static void test_link_cpu(void **state)
     assert_null(strstr(text, "link_cpu"));
     assert_int_equal(ra_cm_rates_parse(&back, text, "t.ini"), RA_OK);
     assert_true(back.link_cpu_s_per_gb == 0);
+    /* refused like every key: negative, NaN, huge, given twice */
+    const char *bad[] = { "link_cpu_s_per_gb = -1\n", "link_cpu_s_per_gb = nan\n", "link_cpu_s_per_gb = 1e13\n",
+                          "link_cpu_s_per_gb = 1\nlink_cpu_s_per_gb = 1\n" };
+    for (int i = 0; i < 4; i++) {
+        char t2[2304];
+        snprintf(t2, sizeof t2, "%s%s", text, bad[i]);
+        assert_int_equal(ra_cm_rates_parse(&back, t2, "t.ini"), RA_ERR_FORMAT);
+    }
 }
 
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
