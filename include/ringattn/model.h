@@ -10,10 +10,10 @@
  * not grow with the sequence (Blockwise Parallel Transformer).
  *
  * Parameters are replicated on every rank, stored in one float array whose
- * layout ra_param_layout describes. Gradients are summed over ranks with
- * non-blocking MPI_Iallreduce (or, with sharded optimizer states, a
- * pairwise reduce-scatter onto the shard owners, reduce_scatter.h:
- * ra_model_set_reduction), started after the backward (the ring is then
+ * layout ra_param_layout describes. Gradients are summed over ranks by a
+ * non-blocking pairwise reduce-scatter (reduce_scatter.h) onto the shard
+ * owners (sharded optimizer states: ra_model_set_reduction) or onto equal
+ * parts, then all-gathered (replicated), started after the backward (the ring is then
  * done with the link) or, with train.overlap_reduce, each layer's as soon
  * as its backward is done. Every buffer
  * (parameters, gradients, activations, scratch) is carved from one block
@@ -93,7 +93,9 @@ ra_status ra_model_wait_grads(ra_model *m);
 /* Where the gradients are summed (default: over the model's comm, every
  * rank getting the whole sum in its gradients). gcomm: all the ranks whose
  * gradients add up (a grid: every rank of every ring). bounds [gP + 1]
- * (NULL: allreduce, replicated): ZeRO-1, each slice's reduction becomes a
+ * (NULL: all-reduce, replicated: a reduce-scatter onto equal parts, in
+ * place, then an all-gather; its buffers are allocated at the first
+ * reduction, so a model that never reduces has none): ZeRO-1, each slice's reduction becomes a
  * reduce-scatter onto the shard owners (reduce_scatter.h), so rank r of gcomm receives
  * only the sum over [bounds[r], bounds[r + 1]) of the parameters, into
  * shard_grads [bounds[r + 1] - bounds[r]]; its own gradient array keeps

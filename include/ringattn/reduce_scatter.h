@@ -44,7 +44,9 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
  * [0, bounds[P]), not overlapping a slice posted since the last finish,
  * and posted in the same order on every rank. */
 ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end);
-/* Wait for every posted slice (under the peer timeout) and sum into shard. */
+/* Wait for every posted slice (under the peer timeout) and sum into shard:
+ * a buffer of its own or this rank's range of grads itself (in place, as
+ * an all-reduce's first half does); the receive buffer is scratch after. */
 ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard);
 /* Bytes the receive buffer takes: for the memory plan before ra_rs_init. */
 size_t ra_rs_bytes(int P, size_t own);

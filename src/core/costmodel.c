@@ -663,12 +663,14 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     out->nparams = np;
     /* AdamW moments (2 floats per parameter) and its decay mask (1 byte) of
      * the parameters the rank updates, plus, sharded, the summed gradient of
-     * its shard (4 bytes): 9n replicated, 13n/P sharded, plus the
-     * reduce-scatter's receive buffer, the other ranks' parts of the shard
-     * (4 (P-1) n/P, reduce_scatter.h); the session's token buffers */
-    const double optim_bytes = sharded ? 13 * own + 4.0 * (s->P - 1) * own : 9 * own;
+     * its shard (4 bytes): 9n replicated, 13n/P sharded; the gradient
+     * reduce-scatter's receive buffer, the other ranks' parts of the rank's
+     * shard or (replicated) of its part of the all-reduce (4 (P-1) n/P,
+     * reduce_scatter.h); the session's token buffers */
+    const double optim_bytes = sharded ? 13 * own : 9 * own;
+    out->reduce_bytes = s->P > 1 ? 4 * (size_t)(s->P - 1) * (size_t)ceil((double)np / s->P) : 0;
     out->sharded = sharded;
-    out->bytes_per_rank = plan_bytes + (size_t)hbytes + (size_t)optim_bytes + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
+    out->bytes_per_rank = plan_bytes + (size_t)hbytes + (size_t)optim_bytes + out->reduce_bytes + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
     out->tokens = (int64_t)cfg->batch * cfg->seq_len;
     /* ra_model_flops' count: 6 per parameter-token matmul, attention 3x its causal forward */
     const double matmul = L_ * (C * HD * 2 + C * KD * 2 + ffn_m * C * F) + C * V;

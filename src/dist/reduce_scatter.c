@@ -93,14 +93,17 @@ ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
     const float *mine = grads + rs->bounds[rs->rank];
     for (int s = 0; s < rs->nslices && st == RA_OK; s++) {
         const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
-        /* rank order: rank 0's part first, this rank's at its place */
+        /* rank order: rank 0's part first, this rank's at its place; the
+         * sum goes where rank 0's part is (on rank 0 its own, which shard
+         * may be), so shard may be this rank's own range of grads */
         float *out = shard + a;
-        const float *first = rs->rank == 0 ? mine + a : rs->recv + a;
-        memcpy(out, first, sizeof(float) * n);
+        float *acc = rs->rank == 0 ? out : rs->recv + a;
+        if (rs->rank == 0 && out != mine + a) memcpy(out, mine + a, sizeof(float) * n);
         for (int q = 1, slot = rs->rank == 0 ? 0 : 1; q < rs->P; q++) {
             const float *in = q == rs->rank ? mine + a : rs->recv + (size_t)slot++ * rs->own + a;
-            for (size_t i = 0; i < n; i++) out[i] += in[i];
+            for (size_t i = 0; i < n; i++) acc[i] += in[i];
         }
+        if (acc != out) memcpy(out, acc, sizeof(float) * n);
     }
     rs->nslices = rs->nposts = 0;
     return st;

@@ -72,17 +72,20 @@ struct ra_model {
     float *dx, *dh;        /* [N][C] */
     ra_ffn_scratch ffn;
     void *block;           /* the one allocation behind every buffer above */
-    MPI_Request req[RA_MAX_LAYERS + 2];
-    int nreq;
+    int nreq;              /* slices posted since the last wait */
     int64_t req_t0[RA_MAX_LAYERS + 2], req_bytes[RA_MAX_LAYERS + 2]; /* trace: post time, size */
     int req_layer[RA_MAX_LAYERS + 2];                                /* trace: layer, -1 head, -2 embedding */
     /* gradient sums (ra_model_set_reduction): over gcomm; with shard
-     * bounds, reduce-scattered onto the shard owners into gshard */
+     * bounds, reduce-scattered onto the shard owners into gshard; without,
+     * all-reduced: reduce-scattered in place onto equal parts (rbounds),
+     * then all-gathered */
     MPI_Comm gcomm;
     int gP, grank;
-    const size_t *shard;   /* [gP + 1] bounds, NULL: allreduce (replicated) */
+    const size_t *shard;   /* [gP + 1] bounds, NULL: all-reduce (replicated) */
     float *gshard;         /* [shard[grank + 1] - shard[grank]] */
-    ra_rs rs;              /* the reduce-scatter, when sharded and gP > 1 */
+    ra_rs rs;              /* the reduce-scatter when gP > 1 (replicated: set up at the first reduction) */
+    size_t *rbounds;       /* replicated: [gP + 1] the all-reduce's parts */
+    int *rcounts;          /* replicated: [2 gP] the all-gather's counts, then offsets */
     int overlap_reduce;    /* train.overlap_reduce: post each layer's reduction as its backward ends */
     double wait;
 };

@@ -233,11 +233,16 @@ bg_start() {
     "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     mp=$!
 }
-# rank_pid R: the pid of rank R of the run started last (a child of its mpirun)
+# rank_pid R: the pid of rank R of the run started last (a child of its
+# mpirun); looked for again for up to 10 s (once, under load, the first look
+# found none), empty if never found
 rank_pid() {
-    local x
-    for x in $(pgrep -P "$mp"); do
-        grep -qz "^OMPI_COMM_WORLD_RANK=$1\$" "/proc/$x/environ" 2>/dev/null && { echo "$x"; return; }
+    local x i
+    for ((i = 0; i < 20; i++)); do
+        for x in $(pgrep -P "$mp"); do
+            grep -qz "^OMPI_COMM_WORLD_RANK=$1\$" "/proc/$x/environ" 2>/dev/null && { echo "$x"; return; }
+        done
+        sleep 0.5
     done
 }
 # wait_for PATTERN FILE SECONDS: until FILE has a line matching PATTERN

@@ -36,6 +36,7 @@ kill -STOP "$victim"
 bg_finish 60
 kill -9 "$victim" 2>/dev/null
 why=""
+[ -n "$victim" ] || why+="rank 2's process not found among mpirun's children; "
 [ "$rc" -ne 0 ] || why+="exit status 0; "
 awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
 grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m3 error err); "

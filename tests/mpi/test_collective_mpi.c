@@ -132,7 +132,8 @@ static void bcast_gather_barrier(void)
  * a fifth slice, one past the end and one overlapping a posted one refused;
  * each owner's shard against the float64 sum of every rank's values
  * (computed here), within 1e-6 of the largest |sum|; the part not posted
- * keeps its sentinel; bytes = the floats sent to the other owners. */
+ * keeps its sentinel; bytes = the floats sent to the other owners; then in
+ * place, into the rank's own range of its values. */
 static float rs_value(int r, size_t i) { return (float)((r + 1) * 0.001 * (double)(i % 97) - 0.01 * r); }
 static void reduce_scatter(void)
 {
@@ -189,6 +190,18 @@ static void reduce_scatter(void)
         for (int r = 0; r < g_P; r++) ref += rs_value(r, lo + i);
         CHECK(fabs(shard[i] - ref) <= 1e-6, "rs reuse: element %zu is %g, expected %g", lo + i, shard[i], ref);
     }
+    /* in place (the replicated all-reduce's first half): the sum lands in
+     * the rank's own range of g, bit for bit the sum above, in two slices;
+     * every other element of g keeps this rank's value */
+    CHECK(ra_rs_post(&rs, g, 600, N) == RA_OK && ra_rs_post(&rs, g, 0, 600) == RA_OK, "rs in place: %s",
+          ra_last_error());
+    CHECK(ra_rs_finish(&rs, g, g + lo) == RA_OK, "rs in place finish: %s", ra_last_error());
+    for (size_t i = 0; i < own; i++)
+        CHECK(memcmp(&g[lo + i], &shard[i], sizeof(float)) == 0, "rs in place: element %zu is %.9g, not %.9g",
+              lo + i, g[lo + i], shard[i]);
+    for (size_t i = 0; i < N; i++)
+        if (i < lo || i >= lo + own)
+            CHECK(g[i] == rs_value(g_rank, i), "rs in place: element %zu outside the shard changed", i);
     ra_rs_free(&rs);
 }
 

@@ -437,9 +437,9 @@ static void test_memory_is_the_plan(void **state)
         assert_true(t.step_s > 0 && t.step_s >= t.compute_s);
     }
     /* sharded AdamW state (design.md §16): 13 bytes per parameter of the
-     * rank's shard instead of 9 per parameter, plus the reduce-scatter's
-     * receive buffer (4 bytes per parameter of the shard per other rank),
-     * the update on the shard only */
+     * rank's shard instead of 9 per parameter, the update on the shard
+     * only; both (P > 1) with the reduce-scatter's receive buffer (4 bytes
+     * per parameter of the shard per other rank) */
     for (int P = 1; P <= 8; P++) {
         ra_cm_setup s = { .P = P, .layout = RA_LAYOUT_ZIGZAG };
         ra_config rep = cfg, shd = cfg;
@@ -451,10 +451,12 @@ static void test_memory_is_the_plan(void **state)
         assert_int_equal(tr.sharded, 0);
         assert_int_equal(ts.sharded, P > 1);
         if (P == 1) {
-            assert_true(ts.bytes_per_rank == tr.bytes_per_rank && ts.optim_s == tr.optim_s);
+            assert_true(ts.bytes_per_rank == tr.bytes_per_rank && ts.optim_s == tr.optim_s && tr.reduce_bytes == 0);
             continue;
         }
-        assert_true(tr.bytes_per_rank - ts.bytes_per_rank == 9 * np - 13 * own - 4 * ((size_t)P - 1) * own);
+        /* both reduce-scatter the gradient: the same receive buffer */
+        assert_true(tr.reduce_bytes == 4 * ((size_t)P - 1) * own && ts.reduce_bytes == tr.reduce_bytes);
+        assert_true(tr.bytes_per_rank - ts.bytes_per_rank == 9 * np - 13 * own);
         assert_true(fabs(ts.optim_s * (double)np - tr.optim_s * (double)own) <= 1e-12 * tr.optim_s * (double)np);
         assert_true(fabs(ts.allreduce_s - tr.allreduce_s) <= 1e-12 * tr.allreduce_s);
     }
