@@ -38,10 +38,11 @@ typedef struct {
 } ra_rs;
 
 /* bounds must outlive rs and rise from 0; fails naming the buffers when they
- * cannot be allocated. */
+ * cannot be allocated, and naming the rank when a part of bounds is over
+ * INT_MAX floats (one MPI message each). */
 ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_slices);
-/* Start the exchange of grads[begin, end): at most INT_MAX floats, inside
- * [0, bounds[P]), not overlapping a slice posted since the last finish,
+/* Start the exchange of grads[begin, end): inside [0, bounds[P]) (any
+ * size: one message per owner's part), not overlapping a slice posted since the last finish,
  * and posted in the same order on every rank. */
 ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end);
 /* Wait for every posted slice (under the peer timeout) and sum into shard:

@@ -90,8 +90,8 @@ const key_spec ra_cfg_keys[] = {
     K_BOOL(SEC_TRAIN, C, shard_optimizer,
            "AdamW moments sharded over the ranks (ZeRO stage 1: each holds 1/P); false: replicated"),
     K_BOOL(SEC_TRAIN, C, overlap_reduce,
-           "sum each layer's gradients over the ranks during the backward of the layers below; false: all after "
-           "the backward, when the ring no longer needs the link"),
+           "sum each layer's gradients over the ranks during the backward of the layers below; false: all in "
+           "one reduction after the backward, when the ring no longer needs the link"),
 
     K_ENUM(SEC_DATA, C, source, sources,
            "recall: generated key-value recall task; file: the bytes of data.path; tokens: the token ids of "

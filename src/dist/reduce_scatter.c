@@ -19,6 +19,11 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
     MPI_Comm_size(comm, &rs->P);
     MPI_Comm_rank(comm, &rs->rank);
     rs->own = bounds[rs->rank + 1] - bounds[rs->rank];
+    /* a message carries at most one owner's part: every shard must fit one */
+    for (int q = 0; q < rs->P; q++)
+        if (bounds[q + 1] - bounds[q] > INT_MAX)
+            return RA_FAIL(RA_ERR_ARG, "reduce-scatter: rank %d's part of %zu floats is over one MPI message's "
+                           "INT_MAX: use more ranks", q, bounds[q + 1] - bounds[q]);
     /* disjoint slices (ra_rs_post refuses overlaps) meet at most max_slices +
      * P - 1 (slice, shard) pairs: the sends; receives: P - 1 a slice */
     const size_t nreq = (size_t)max_slices * (size_t)(rs->P - 1) + (size_t)max_slices + (size_t)rs->P;
@@ -52,7 +57,6 @@ ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end)
     if (end < begin || end > rs->bounds[rs->P])
         return RA_FAIL(RA_ERR_INTERNAL, "reduce-scatter: slice [%zu, %zu) outside [0, %zu)", begin, end,
                        rs->bounds[rs->P]);
-    if (end - begin > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: a slice of %zu floats", end - begin);
     /* overlapping slices would receive twice into one place (erroneous in
      * MPI) and outgrow the requests planned for disjoint ones */
     for (int s = 0; s < rs->nposts; s++)

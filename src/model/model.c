@@ -289,16 +289,12 @@ static ra_status replicated_setup(ra_model *m)
     if (st == RA_OK) st = ra_alloc(&m->rcounts, sizeof(int) * 2 * (size_t)P, "the gradient all-gather's counts");
     if (st == RA_OK) {
         for (int r = 0; r <= P; r++) m->rbounds[r] = ra_shard_lo(m->lay.total, P, r);
-        if (m->rbounds[1] > (size_t)INT32_MAX)
-            st = RA_FAIL(RA_ERR_ARG, "a part of %zu parameters is too large for one MPI message: use more ranks",
-                         m->rbounds[1]);
+        st = ra_rs_init(&m->rs, m->gcomm, m->rbounds, RA_MAX_LAYERS + 2); /* refuses parts over INT_MAX */
     }
     if (st == RA_OK) {
         for (int r = 0; r < P; r++)
             m->rcounts[r] = (int)(m->rbounds[r + 1] - m->rbounds[r]), m->rcounts[P + r] = (int)m->rbounds[r];
-        st = ra_rs_init(&m->rs, m->gcomm, m->rbounds, RA_MAX_LAYERS + 2);
-    }
-    if (st != RA_OK) { /* set up again, or fail again, at the next reduction */
+    } else { /* set up again, or fail again, at the next reduction */
         free(m->rbounds), free(m->rcounts);
         m->rbounds = NULL, m->rcounts = NULL;
     }
@@ -306,14 +302,12 @@ static ra_status replicated_setup(ra_model *m)
 }
 
 /* Start summing gradients [begin, end) over ranks; layer for the trace
- * (-1: final norm and head, -2: embedding). */
+ * (-1: final norm and head, -2: embedding, -3: every parameter). */
 static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
 {
     if (m->gP == 1 && m->shard && end > begin) /* one shard of everything: the sum is the rank's own */
         memcpy(m->gshard + begin, m->grads + begin, sizeof(float) * (end - begin));
     if (m->gP == 1 || end <= begin) return RA_OK;
-    if (end - begin > (size_t)INT32_MAX)
-        return RA_FAIL(RA_ERR_ARG, "a parameter slice of %zu floats is too large for one reduction", end - begin);
     if (!m->shard && !m->rbounds) RA_TRY(replicated_setup(m));
     /* each owner gets its part of the slice (reduce_scatter.h), summed at the wait */
     RA_TRY(ra_rs_post(&m->rs, m->grads, begin, end));
@@ -405,12 +399,14 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     float *dx = m->dx;
     const int64_t tb = RA_TRACE_T0();
     ra_final_norm_backward(net, m->grads, N, m->x_out, m->rstdf, m->dh, dx);
-    /* The reductions, in slices: the final norm (and untied head), each
-     * layer, the embedding (with a tied head's gradient) last. With
-     * train.overlap_reduce each starts as soon as its slice is final and
-     * shares the link with the ring backward of the layers below; by
-     * default they all start after the backward, when the ring is done with
-     * the link (2 hosts at 1 Gbit/s: the step 17 % shorter) */
+    /* The reductions. By default one, of every parameter, after the
+     * backward, when the ring is done with the link (2 hosts at 1 Gbit/s:
+     * the step 17 % shorter) and in one message per owner, not one per
+     * slice (P - 1 a step, however many layers: latency at many ranks).
+     * With train.overlap_reduce, in slices, each started as soon as it is
+     * final, sharing the link with the ring backward of the layers below:
+     * the final norm (and untied head), each layer, the embedding (with a
+     * tied head's gradient) last. */
     const int early = reduce && m->overlap_reduce, late = reduce && !m->overlap_reduce;
     if (early) RA_TRY(reduce_slice(m, p->final_norm, p->total, -1));
     for (int l = net->nl - 1; l >= 0; l--) {
@@ -418,11 +414,8 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
         if (early) RA_TRY(reduce_slice(m, p->layer[l].begin, p->layer[l].end, l));
     }
     ra_embed_backward(m->grads + p->emb, tok, dx, N, C);
-    if (late) {
-        RA_TRY(reduce_slice(m, p->final_norm, p->total, -1));
-        for (int l = net->nl - 1; l >= 0; l--) RA_TRY(reduce_slice(m, p->layer[l].begin, p->layer[l].end, l));
-    }
-    if (reduce) RA_TRY(reduce_slice(m, p->emb, p->emb + (size_t)V * C, -2));
+    if (late) RA_TRY(reduce_slice(m, 0, p->total, -3)); /* with the padding between tensors (never read) */
+    if (early) RA_TRY(reduce_slice(m, p->emb, p->emb + (size_t)V * C, -2));
     RA_TRACE_END1("model", "model backward", tb, "rows", N);
     stats->wait_seconds = m->wait;
     return RA_OK;

@@ -3,6 +3,7 @@
  * ra_comm_bytes (computed here from the counts, independently), and turns an
  * MPI error into RA_ERR_MPI with a message that names the operation; the
  * pairwise reduce-scatter (reduce_scatter.h) against a float64 sum. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,15 @@ static void reduce_scatter(void)
     for (size_t i = 0; i < N; i++)
         if (i < lo || i >= lo + own)
             CHECK(g[i] == rs_value(g_rank, i), "rs in place: element %zu outside the shard changed", i);
+    ra_rs_free(&rs);
+    /* a part over INT_MAX floats (one MPI message each) is refused at the
+     * start, naming the rank, on every rank, before anything is allocated */
+    size_t big[65];
+    for (int r = 0; r <= g_P; r++) big[r] = r == 0 ? 0 : (size_t)INT_MAX + 1 + (size_t)r;
+    memset(&rs, 0, sizeof rs);
+    CHECK(ra_rs_init(&rs, MPI_COMM_WORLD, big, 4) == RA_ERR_ARG && strstr(ra_last_error(), "rank 0's part"),
+          "a part over INT_MAX was not refused: %s", ra_last_error());
+    CHECK(rs.recv == NULL && rs.req == NULL, "a refused reduce-scatter allocated its buffers");
     ra_rs_free(&rs);
 }
 
