@@ -98,8 +98,8 @@ ra_status ra_model_wait_grads(ra_model *m);
  * reduction, so a model that never reduces has none): ZeRO-1, each slice's reduction becomes a
  * reduce-scatter onto the shard owners (reduce_scatter.h), so rank r of gcomm receives
  * only the sum over [bounds[r], bounds[r + 1]) of the parameters, into
- * shard_grads [bounds[r + 1] - bounds[r]]; its own gradient array keeps
- * its local contribution. bounds and shard_grads must outlive the model. */
+ * shard_grads [bounds[r + 1] - bounds[r]] (zeroed here); its own gradient
+ * array keeps its local contribution. bounds and shard_grads must outlive the model. */
 ra_status ra_model_set_reduction(ra_model *m, MPI_Comm gcomm, const size_t *bounds, float *shard_grads);
 
 /* After a forward: this rank's keys (after RoPE) and values of layer l,

@@ -189,6 +189,10 @@ ra_status ra_model_set_reduction(ra_model *m, MPI_Comm gcomm, const size_t *boun
     if (bounds[0] != 0 || bounds[m->gP] != m->lay.total)
         return RA_FAIL(RA_ERR_INTERNAL, "model: shard bounds cover [%zu, %zu), the model has %zu parameters",
                        bounds[0], bounds[m->gP], m->lay.total);
+    /* the padding between tensors that no slice covers (train.overlap_reduce
+     * posts the embedding's V C floats, not its rounding) sums to 0, not to
+     * whatever the buffer held: the gradient norm reads every float */
+    memset(shard_grads, 0, sizeof(float) * (bounds[m->grank + 1] - bounds[m->grank]));
     return m->gP > 1 ? ra_rs_init(&m->rs, gcomm, bounds, RA_MAX_LAYERS + 2) : RA_OK;
 }
 
