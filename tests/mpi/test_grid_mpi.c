@@ -71,7 +71,8 @@ static mh_outcome run_grid(const mh_ctx *ctx)
 enum { B = 6, L = 24, SEED = 5 }; /* 6 sequences: divisible by dp 1, 2, 3 */
 
 /* V x C = 5140 floats: the embedding ends 12 floats short of the next
- * tensor's 16-float boundary, padding no slice of the backward covers */
+ * tensor's 16-float boundary, padding the slices of train.overlap_reduce
+ * do not cover */
 static void tiny_config(ra_config *cfg)
 {
     ra_config_defaults(cfg);
