@@ -148,7 +148,7 @@ typedef struct {
     double balance;         /* of the full-attention layers (1 when none) */
     double flops;           /* model FLOPs of the step (ra_model_flops' count) */
     size_t bytes_per_rank;  /* model plan + heads + AdamW + reduction buffer, largest rank */
-    size_t reduce_bytes;    /* the gradient reduce-scatter's receive buffer (P > 1): 4 (P-1) ceil(n/P) */
+    size_t reduce_bytes;    /* the gradient reduce-scatter's receive buffers (P > 1): 4 min(2, P-1) ceil(n/P) */
     int sharded;            /* AdamW state sharded over the P ranks (train.shard_optimizer, P > 1) */
     size_t model_plan_bytes;
     size_t nparams;

@@ -1,6 +1,6 @@
 /* reduce_scatter.h - a float sum reduce-scattered onto shard owners by
  * pairwise exchange, in slices posted one after another and finished
- * together (the sharded optimizer's gradients, design.md §16).
+ * together (the gradients, design.md §16).
  *
  *     ra_rs rs;                                    // bounds[P + 1]: rank r owns [bounds[r], bounds[r + 1])
  *     RA_TRY(ra_rs_init(&rs, comm, bounds, 8));    // at most 8 slices between finishes
@@ -12,11 +12,16 @@
  * onto rank 0 (a binomial tree: log2 P full slices into rank 0), then sends
  * each rank its part from there, and does each round's sum only when the
  * caller polls. Here each rank sends every owner its part of the slice
- * directly and receives the other ranks' parts of its own shard: (P-1)/P of
- * a slice each way per rank, no rank a hotspot, no sum until the finish.
- * The sum is taken in rank order, so it does not depend on arrival order.
- * Memory: (P-1) x the rank's shard, received into; the sends read grads,
- * which must not change until the finish. */
+ * directly: (P-1)/P of a slice each way per rank, no rank a hotspot.
+ * The owner takes the parts in P - 1 rounds, round k from rank - k (so in
+ * each round every rank receives from one and sends to another), adding
+ * each to the sum as it comes: own part first, then rank - 1, rank - 2, ...
+ * That order is fixed, so the sum does not depend on arrival order, and
+ * the same for any slicing (an owner's element is always summed alike).
+ * The first two rounds' receives are posted with each slice; later rounds'
+ * at the finish, each into the buffer its round two before freed.
+ * Memory: min(2, P - 1) x the rank's shard; the sends read grads, which
+ * must not change until the finish. */
 #ifndef RINGATTN_REDUCE_SCATTER_H
 #define RINGATTN_REDUCE_SCATTER_H
 
@@ -30,9 +35,10 @@ typedef struct {
     int P, rank, max_slices;
     const size_t *bounds; /* [P + 1] */
     size_t own;           /* bounds[rank + 1] - bounds[rank] */
-    float *recv;          /* [P - 1][own]: the other ranks' parts of this rank's shard, in rank order */
-    MPI_Request *req;     /* [max_slices * (P - 1) + max_slices + P] */
-    int nreq, nposts, nslices; /* slices posted; those that meet this rank's shard */
+    float *recv;          /* [min(2, P - 1)][own]: round k's parts of this rank's shard in buffer (k - 1) % 2 */
+    MPI_Request *req;     /* [max_slices + P] the sends */
+    MPI_Request *rreq;    /* [2][max_slices] the receives of the two rounds in flight */
+    int nreq, nposts, nslices; /* sends; slices posted; those that meet this rank's shard */
     size_t (*posted)[2];  /* [max_slices] the slices posted, [begin, end) */
     size_t (*covered)[2]; /* [max_slices] the shard's ranges the posted slices cover */
 } ra_rs;

@@ -16,6 +16,7 @@
 #include "ringattn/layout.h"
 #include "ringattn/model.h"
 #include "ringattn/plan.h"
+#include "ringattn/reduce_scatter.h"
 
 /* attn.c's tiles (FWD_TQ, FWD_TK, BWD_TQ, BWD_TK, FWD_SUB) and the rank
  * sample (SAMPLE), shared with costmodel_combiner.c: costmodel_internal.h. */
@@ -664,11 +665,12 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     /* AdamW moments (2 floats per parameter) and its decay mask (1 byte) of
      * the parameters the rank updates, plus, sharded, the summed gradient of
      * its shard (4 bytes): 9n replicated, 13n/P sharded; the gradient
-     * reduce-scatter's receive buffer, the other ranks' parts of the rank's
-     * shard or (replicated) of its part of the all-reduce (4 (P-1) n/P,
-     * reduce_scatter.h); the session's token buffers */
+     * reduce-scatter's receive buffers, two rounds of the other ranks'
+     * parts of the rank's shard or (replicated) of its part of the
+     * all-reduce (4 min(2, P-1) n/P, reduce_scatter.h: ra_rs_bytes); the
+     * session's token buffers */
     const double optim_bytes = sharded ? 13 * own : 9 * own;
-    out->reduce_bytes = s->P > 1 ? 4 * (size_t)(s->P - 1) * (size_t)ceil((double)np / s->P) : 0;
+    out->reduce_bytes = ra_rs_bytes(s->P, (size_t)ceil((double)np / s->P));
     out->sharded = sharded;
     out->bytes_per_rank = plan_bytes + (size_t)hbytes + (size_t)optim_bytes + out->reduce_bytes + sizeof(int32_t) * 2 * (size_t)micro * (Lmax + 1);
     out->tokens = (int64_t)cfg->batch * cfg->seq_len;

@@ -10,7 +10,10 @@
 
 enum { TAG_RS = 4101 }; /* on the caller's communicator: no other message uses it */
 
-size_t ra_rs_bytes(int P, size_t own) { return P > 1 ? sizeof(float) * (size_t)(P - 1) * own : 0; }
+/* Receive buffers: the two rounds in flight (one at P = 2). */
+static int nbuf(int P) { return P > 2 ? 2 : P - 1; }
+
+size_t ra_rs_bytes(int P, size_t own) { return P > 1 ? sizeof(float) * (size_t)nbuf(P) * own : 0; }
 
 ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_slices)
 {
@@ -25,10 +28,11 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
             return RA_FAIL(RA_ERR_ARG, "reduce-scatter: rank %d's part of %zu floats is over one MPI message's "
                            "INT_MAX: use more ranks", q, bounds[q + 1] - bounds[q]);
     /* disjoint slices (ra_rs_post refuses overlaps) meet at most max_slices +
-     * P - 1 (slice, shard) pairs: the sends; receives: P - 1 a slice */
-    const size_t nreq = (size_t)max_slices * (size_t)(rs->P - 1) + (size_t)max_slices + (size_t)rs->P;
+     * P - 1 (slice, shard) pairs: the sends; a round's receives: one a slice */
+    const size_t nreq = (size_t)max_slices + (size_t)rs->P;
     if (nreq > INT_MAX) return RA_FAIL(RA_ERR_ARG, "reduce-scatter: %zu requests", nreq);
     ra_status st = ra_alloc(&rs->req, sizeof(MPI_Request) * nreq, "reduce-scatter requests");
+    if (st == RA_OK) st = ra_alloc(&rs->rreq, sizeof(MPI_Request) * 2 * (size_t)max_slices, "reduce-scatter receives");
     if (st == RA_OK) st = ra_alloc(&rs->covered, sizeof *rs->covered * (size_t)max_slices, "reduce-scatter ranges");
     if (st == RA_OK) st = ra_alloc(&rs->posted, sizeof *rs->posted * (size_t)max_slices, "reduce-scatter slices");
     if (st == RA_OK && rs->P > 1 && rs->own > 0)
@@ -39,9 +43,11 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
 
 void ra_rs_free(ra_rs *rs)
 {
-    free(rs->req), free(rs->covered), free(rs->posted), free(rs->recv);
-    rs->req = NULL, rs->covered = NULL, rs->posted = NULL, rs->recv = NULL;
+    free(rs->req), free(rs->rreq), free(rs->covered), free(rs->posted), free(rs->recv);
+    rs->req = NULL, rs->rreq = NULL, rs->covered = NULL, rs->posted = NULL, rs->recv = NULL;
 }
+
+static ra_status post_recv(ra_rs *rs, int k, int s);
 
 /* The part of [begin, end) rank q owns: [*a, *b), empty when *b <= *a. */
 static void part(const ra_rs *rs, int q, size_t begin, size_t end, size_t *a, size_t *b)
@@ -78,37 +84,49 @@ ra_status ra_rs_post(ra_rs *rs, const float *grads, size_t begin, size_t end)
     rs->nposts++;
     part(rs, rs->rank, begin, end, &a, &b);
     if (b <= a) return RA_OK;
-    for (int q = 0, slot = 0; q < rs->P; q++) { /* every other rank's part of the shard */
-        if (q == rs->rank) continue;
-        RA_MPI_TRY(MPI_Irecv(rs->recv + (size_t)slot++ * rs->own + (a - lo), (int)(b - a), MPI_FLOAT, q, TAG_RS,
-                             rs->comm, &rs->req[rs->nreq]),
-                   "gradient reduce-scatter: a receive");
-        rs->nreq++;
-    }
     rs->covered[rs->nslices][0] = a - lo, rs->covered[rs->nslices][1] = b - lo;
     rs->nslices++;
+    for (int k = 1; k <= nbuf(rs->P); k++) /* the first rounds' receives now: they can arrive during the caller's work */
+        RA_TRY(post_recv(rs, k, rs->nslices - 1));
+    return RA_OK;
+}
+
+/* Round k's receive of covered range s: from rank - k, into buffer (k - 1) % 2. */
+static ra_status post_recv(ra_rs *rs, int k, int s)
+{
+    const int src = (rs->rank - k + rs->P) % rs->P, buf = (k - 1) % 2;
+    const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
+    RA_MPI_TRY(MPI_Irecv(rs->recv + (size_t)buf * rs->own + a, (int)n, MPI_FLOAT, src, TAG_RS, rs->comm,
+                         &rs->rreq[(size_t)buf * rs->max_slices + s]),
+               "gradient reduce-scatter: a receive");
     return RA_OK;
 }
 
 ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
 {
-    ra_status st = ra_wait(rs->nreq, rs->req, "gradient reduce-scatter", -1);
-    rs->nreq = 0;
     const float *mine = grads + rs->bounds[rs->rank];
-    for (int s = 0; s < rs->nslices && st == RA_OK; s++) {
+    ra_status st = RA_OK;
+    /* own part first (in place: already there) */
+    for (int s = 0; s < rs->nslices; s++) {
         const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
-        /* rank order: rank 0's part first, this rank's at its place; the
-         * sum goes where rank 0's part is (on rank 0 its own, which shard
-         * may be), so shard may be this rank's own range of grads */
-        float *out = shard + a;
-        float *acc = rs->rank == 0 ? out : rs->recv + a;
-        if (rs->rank == 0 && out != mine + a) memcpy(out, mine + a, sizeof(float) * n);
-        for (int q = 1, slot = rs->rank == 0 ? 0 : 1; q < rs->P; q++) {
-            const float *in = q == rs->rank ? mine + a : rs->recv + (size_t)slot++ * rs->own + a;
-            for (size_t i = 0; i < n; i++) acc[i] += in[i];
-        }
-        if (acc != out) memcpy(out, acc, sizeof(float) * n);
+        if (shard + a != mine + a) memcpy(shard + a, mine + a, sizeof(float) * n);
     }
+    /* then round k's, from rank - k, as each round completes; its buffer
+     * then takes round k + 2 */
+    for (int k = 1; k < rs->P && st == RA_OK; k++) {
+        const int buf = (k - 1) % 2;
+        st = ra_wait(rs->nslices, rs->rreq + (size_t)buf * rs->max_slices, "gradient reduce-scatter",
+                     (rs->rank - k + rs->P) % rs->P);
+        for (int s = 0; s < rs->nslices && st == RA_OK; s++) {
+            const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
+            const float *in = rs->recv + (size_t)buf * rs->own + a;
+            float *out = shard + a;
+            for (size_t i = 0; i < n; i++) out[i] += in[i];
+        }
+        for (int s = 0; s < rs->nslices && st == RA_OK && k + 2 < rs->P; s++) st = post_recv(rs, k + 2, s);
+    }
+    if (st == RA_OK) st = ra_wait(rs->nreq, rs->req, "gradient reduce-scatter", -1); /* failed: the job ends */
+    rs->nreq = 0;
     rs->nslices = rs->nposts = 0;
     return st;
 }

@@ -211,7 +211,7 @@ static void reduce_scatter(void)
     memset(&rs, 0, sizeof rs);
     CHECK(ra_rs_init(&rs, MPI_COMM_WORLD, big, 4) == RA_ERR_ARG && strstr(ra_last_error(), "rank 0's part"),
           "a part over INT_MAX was not refused: %s", ra_last_error());
-    CHECK(rs.recv == NULL && rs.req == NULL, "a refused reduce-scatter allocated its buffers");
+    CHECK(rs.recv == NULL && rs.req == NULL && rs.rreq == NULL, "a refused reduce-scatter allocated its buffers");
     ra_rs_free(&rs);
 }
 

@@ -12,7 +12,7 @@
  * batch on one rank (MPI_COMM_SELF), with the reductions started after the
  * backward and during it (train.overlap_reduce). Tolerance 1e-5 of the reference's
  * largest |gradient| (summation order only; observed ~1e-8). Both sum
- * with the same pairwise reduce-scatter in rank order (the replicated one
+ * with the same pairwise reduce-scatter in one fixed order (the replicated one
  * in place, then all-gathered), so the shards and the replicated sums'
  * slices, after the backward or during it, must be equal bit for bit. */
 #include <math.h>
