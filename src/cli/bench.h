@@ -58,5 +58,6 @@ double ra_median(double *x, int n);
 
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv);
 ra_status ra_bench_train(ra_cli *c, int argc, char **argv);
+ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv);
 
 #endif

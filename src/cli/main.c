@@ -27,7 +27,7 @@ static const char *usage =
     "  generate  sample from a checkpoint; the KV cache stays sharded over ranks\n"
     "  export    a checkpoint as a Hugging Face Llama model (safetensors + config.json)\n"
     "  import    a Hugging Face Llama model as a checkpoint\n"
-    "  bench     benchmarks: 'ringattn bench attn --help'\n"
+    "  bench     benchmarks: 'ringattn bench attn|train|reduce --help'\n"
     "\n"
     "Run 'ringattn COMMAND --help' for the options of a command.\n"
     "Global options (anywhere on the line):\n"

@@ -222,7 +222,7 @@ expect "failed run (unwritable --dq) leaves an existing --out unchanged" "keep.n
 
 # ---- 5. --help -----------------------------------------------------------------
 
-for cmd in "" attn gen compare bench "bench attn"; do
+for cmd in "" attn gen compare bench "bench attn" "bench reduce"; do
     # shellcheck disable=SC2086 # cmd is split into words on purpose
     mpi 2 $cmd --help
     rc=$?
@@ -269,6 +269,25 @@ for i, thr in zip(rows, (1, 2)):
 assert lines[-1].startswith("ringattn: tokens_per_s="), f"last line {lines[-1]!r}"
 PY
 report "bench train -t 1,2: MFU against the sgemm measured around each row" "$why"
+
+# bench reduce: a row per size, each way's result checked against a float64
+# sum (the bench's own check; its failure path is bench_reduce.c's exit
+# status), busbw = bytes x 2 (P-1)/P / time; bad sizes refused
+mpi 3 bench reduce -b 4K -e 64K -f 4 -n 2 -w 1
+why=$(status $?)
+python3 - out >chk 2>&1 <<'PY' || why+="$(tr '\n' ' ' <chk)"
+import re, sys
+rows = [l.split() for l in open(sys.argv[1]) if re.match(r"^ +[0-9]", l)]
+assert [int(r[0]) for r in rows] == [4096, 16384, 65536], f"sizes {[r[0] for r in rows]}"
+for r in rows:
+    assert r[-1] == "OK" and len(r) == 8, f"row {r}"
+    for ms, bw in ((float(r[1]), float(r[2])), (float(r[3]), float(r[4])), (float(r[5]), float(r[6]))):
+        want = int(r[0]) * 2 * 2 / 3 / (ms * 1e-3) * 1e-9 if ms > 0 else 0
+        assert abs(bw - want) <= 0.01 + 0.05 * want, f"busbw {bw}, expected {want:.2f} in {r}"
+PY
+report "bench reduce on 3 ranks: three sizes, every way checked OK, busbw from the times" "$why"
+fails "bench reduce -b not a whole number of floats" 1 "multiple of 4" -- bench reduce -b 6 -e 6
+fails "bench reduce -e past 2G" 1 "-e" "out of range" -- bench reduce -b 4 -e 4G
 
 # ---- 7. placement: cores split among ranks, bound, reported; oversubscription warned --
 
