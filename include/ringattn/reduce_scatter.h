@@ -59,4 +59,27 @@ ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard);
 size_t ra_rs_bytes(int P, size_t own);
 void ra_rs_free(ra_rs *rs);
 
+/* The all-reduce built on it (the replicated optimizer's gradients, `bench
+ * reduce`): x[0, n) summed over the ranks in place, every rank getting the
+ * whole sum. Equal parts [floor(n r / P), floor(n (r+1) / P)) (the sharded
+ * optimizer's shards, so both sum bit for bit alike) are reduce-scattered
+ * in place, then MPI_Allgatherv in place gives everyone every part.
+ *
+ *     ra_allsum s;
+ *     RA_TRY(ra_allsum_init(&s, comm, n, 8));
+ *     RA_TRY(ra_allsum_post(&s, x, begin, end));   // slices, as ra_rs_post
+ *     RA_TRY(ra_allsum_finish(&s, x));             // x = the sum wherever a slice was posted */
+typedef struct {
+    ra_rs rs;
+    size_t *bounds; /* [P + 1] the parts */
+    int *counts;    /* [2P] the all-gather's counts, then offsets */
+} ra_allsum;
+
+/* Fails naming what could not be allocated, or a part over INT_MAX floats;
+ * s is then empty (ra_allsum_free is harmless, bounds NULL). */
+ra_status ra_allsum_init(ra_allsum *s, MPI_Comm comm, size_t n, int max_slices);
+ra_status ra_allsum_post(ra_allsum *s, const float *x, size_t begin, size_t end);
+ra_status ra_allsum_finish(ra_allsum *s, float *x);
+void ra_allsum_free(ra_allsum *s);
+
 #endif

@@ -1,6 +1,6 @@
 /* bench_reduce.c - `ringattn bench reduce`: the gradient all-reduce of
- * training (reduce_scatter.h in place, then MPI_Allgatherv in place: what
- * the replicated optimizer runs; the sharded one runs the first half)
+ * training (ra_allsum, reduce_scatter.h: what the replicated optimizer
+ * runs; the sharded one runs its reduce-scatter half)
  * against Open MPI's MPI_Allreduce and MPI_Iallreduce on the same buffer,
  * nccl-tests style: a sweep of sizes, the slowest rank's median time, the
  * bus bandwidth, and a check of every result against a float64 sum. */
@@ -13,7 +13,6 @@
 #include "bench.h"
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
-#include "ringattn/grid.h"
 #include "ringattn/mem.h"
 #include "ringattn/reduce_scatter.h"
 
@@ -26,7 +25,8 @@ static const char *help =
     "  ringattn        the gradients' sum in training: the pairwise reduce-scatter\n"
     "                  (src/dist/reduce_scatter.c, one slice) in place, then\n"
     "                  MPI_Allgatherv in place (design.md §16)\n"
-    "  MPI_Allreduce   blocking, as Open MPI's coll component chooses\n"
+    "  MPI_Allreduce   blocking, as Open MPI's coll component chooses (the only\n"
+    "                  call here without the peer timeout: a stopped rank hangs it)\n"
     "  MPI_Iallreduce  non-blocking (libnbc in Open MPI 4.1), then a wait\n"
     "Columns per way: ms, the slowest rank's median over -n calls (each after a\n"
     "barrier; the buffer refilled before it), and busbw in GB/s, bytes x\n"
@@ -59,23 +59,20 @@ static ra_status check(const ra_cli *c, const float *x, size_t n, double *err)
 
 enum { WAY_OWN, WAY_ALLREDUCE, WAY_IALLREDUCE, NWAYS };
 static const char *way_name[NWAYS] = { "ringattn", "MPI_Allreduce", "MPI_Iallreduce" };
+static const char *way_head[NWAYS] = { "ringattn", "Allreduce", "Iallreduce" }; /* the table's 10 columns */
 
 typedef struct {
     size_t n;
     float *x;
-    ra_rs rs;
-    size_t *bounds; /* [P + 1] */
-    int *counts;    /* [2P] counts, then offsets */
+    ra_allsum all; /* training's all-reduce (reduce_scatter.h) */
 } reduce_ctx;
 
 static ra_status one_call(const ra_cli *c, reduce_ctx *r, int way)
 {
     if (way == WAY_OWN) {
         if (c->size == 1) return RA_OK;
-        RA_TRY(ra_rs_post(&r->rs, r->x, 0, r->n));
-        RA_TRY(ra_rs_finish(&r->rs, r->x, r->x + r->bounds[c->rank]));
-        return ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, r->x, r->counts, r->counts + c->size, MPI_FLOAT, c->comm,
-                             "bench reduce: the all-gather");
+        RA_TRY(ra_allsum_post(&r->all, r->x, 0, r->n));
+        return ra_allsum_finish(&r->all, r->x);
     }
     if (way == WAY_ALLREDUCE) {
         int rc = MPI_Allreduce(MPI_IN_PLACE, r->x, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm);
@@ -107,14 +104,7 @@ static ra_status run_size(const ra_cli *c, const ra_bench_sweep *sw, int64_t byt
     const int P = c->size;
     reduce_ctx r = { .n = (size_t)bytes / sizeof(float) };
     ra_status st = ra_alloc(&r.x, sizeof(float) * r.n, "bench reduce: the buffer");
-    if (st == RA_OK) st = ra_alloc(&r.bounds, sizeof(size_t) * (size_t)(P + 1), "bench reduce: the parts");
-    if (st == RA_OK) st = ra_alloc(&r.counts, sizeof(int) * 2 * (size_t)P, "bench reduce: the counts");
-    if (st == RA_OK) {
-        for (int q = 0; q <= P; q++) r.bounds[q] = ra_shard_lo(r.n, P, q);
-        for (int q = 0; q < P; q++)
-            r.counts[q] = (int)(r.bounds[q + 1] - r.bounds[q]), r.counts[P + q] = (int)r.bounds[q];
-        st = ra_rs_init(&r.rs, c->comm, r.bounds, 1);
-    }
+    if (st == RA_OK) st = ra_allsum_init(&r.all, c->comm, r.n, 1);
     st = ra_agree(c->comm, st);
     double sec[NWAYS], err[NWAYS];
     for (int w = 0; w < NWAYS && st == RA_OK; w++) st = time_way(c, sw, &r, w, t, &sec[w], &err[w]);
@@ -133,8 +123,8 @@ static ra_status run_size(const ra_cli *c, const ra_bench_sweep *sw, int64_t byt
             *failed = 1;
         }
     }
-    ra_rs_free(&r.rs);
-    free(r.x), free(r.bounds), free(r.counts);
+    ra_allsum_free(&r.all);
+    free(r.x);
     return st;
 }
 
@@ -165,12 +155,11 @@ ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv)
     ra_say(c, "# ringattn bench reduce: P=%d, float32 sum in place, n=%d w=%d, the slowest rank's median\n", c->size,
            sw.iters, sw.warmup);
     ra_say(c, "# %11s", "bytes");
-    for (int w = 0; w < NWAYS; w++) ra_say(c, " %10.10s %7s", w == 0 ? "ringattn" : w == 1 ? "Allreduce" : "Iallreduce",
-                                           "busbw");
+    for (int w = 0; w < NWAYS; w++) ra_say(c, " %10s %7s", way_head[w], "busbw");
     ra_say(c, " %6s\n", "check");
     int failed = 0;
     for (int64_t b = sw.begin; b <= sw.end && st == RA_OK; b *= sw.factor) {
-        st = run_size(c, &sw, b / 4 * 4, t, &failed);
+        st = run_size(c, &sw, b, t, &failed); /* a multiple of -b: whole floats */
         if (b > sw.end / sw.factor) break; /* the next size would pass -e (or overflow) */
     }
     free(t);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ringattn/collective.h"
+#include "ringattn/grid.h"
 #include "ringattn/mem.h"
 
 enum { TAG_RS = 4101 }; /* on the caller's communicator: no other message uses it */
@@ -129,4 +130,44 @@ ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
     rs->nreq = 0;
     rs->nslices = rs->nposts = 0;
     return st;
+}
+
+/* ---- the all-reduce: reduce-scatter in place, then all-gather ------------- */
+
+void ra_allsum_free(ra_allsum *s)
+{
+    ra_rs_free(&s->rs);
+    free(s->bounds), free(s->counts);
+    s->bounds = NULL, s->counts = NULL;
+}
+
+ra_status ra_allsum_init(ra_allsum *s, MPI_Comm comm, size_t n, int max_slices)
+{
+    memset(s, 0, sizeof *s);
+    int P;
+    MPI_Comm_size(comm, &P);
+    ra_status st = ra_alloc(&s->bounds, sizeof(size_t) * (size_t)(P + 1), "the all-reduce's parts");
+    if (st == RA_OK) st = ra_alloc(&s->counts, sizeof(int) * 2 * (size_t)P, "the all-gather's counts");
+    if (st == RA_OK) {
+        for (int r = 0; r <= P; r++) s->bounds[r] = ra_shard_lo(n, P, r);
+        st = ra_rs_init(&s->rs, comm, s->bounds, max_slices); /* refuses parts over INT_MAX */
+    }
+    if (st == RA_OK)
+        for (int r = 0; r < P; r++)
+            s->counts[r] = (int)(s->bounds[r + 1] - s->bounds[r]), s->counts[P + r] = (int)s->bounds[r];
+    if (st != RA_OK) ra_allsum_free(s);
+    return st;
+}
+
+ra_status ra_allsum_post(ra_allsum *s, const float *x, size_t begin, size_t end)
+{
+    return ra_rs_post(&s->rs, x, begin, end);
+}
+
+ra_status ra_allsum_finish(ra_allsum *s, float *x)
+{
+    ra_rs *rs = &s->rs;
+    RA_TRY(ra_rs_finish(rs, x, x + s->bounds[rs->rank])); /* each part summed in place on its owner */
+    return ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, s->counts, s->counts + rs->P, MPI_FLOAT, rs->comm,
+                         "the summed parts");
 }

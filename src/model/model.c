@@ -15,7 +15,6 @@
 #include "model_internal.h"
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
-#include "ringattn/grid.h"
 #include "ringattn/layers.h"
 #include "ringattn/layout.h"
 #include "ringattn/mem.h"
@@ -170,7 +169,7 @@ void ra_model_destroy(ra_model *m)
         if (m->head[l]) m->head[l]->kind->destroy(m->head[l]);
     free(m->block);
     ra_rs_free(&m->rs);
-    free(m->rbounds), free(m->rcounts);
+    ra_allsum_free(&m->all);
     free(m);
 }
 
@@ -183,8 +182,7 @@ ra_status ra_model_set_reduction(ra_model *m, MPI_Comm gcomm, const size_t *boun
     m->shard = bounds;
     m->gshard = shard_grads;
     ra_rs_free(&m->rs);
-    free(m->rbounds), free(m->rcounts);
-    m->rbounds = NULL, m->rcounts = NULL;
+    ra_allsum_free(&m->all);
     if (!bounds) return RA_OK; /* replicated: set up at the first reduction (inference never reduces) */
     if (bounds[0] != 0 || bounds[m->gP] != m->lay.total)
         return RA_FAIL(RA_ERR_INTERNAL, "model: shard bounds cover [%zu, %zu), the model has %zu parameters",
@@ -284,27 +282,6 @@ static ra_status layer_backward(ra_model *m, int l, float *dx)
 
 /* ---- whole model ------------------------------------------------------------- */
 
-/* The replicated all-reduce's parts: equal ones, as the sharded optimizer's
- * (grid.h), and the all-gather's counts and offsets. */
-static ra_status replicated_setup(ra_model *m)
-{
-    const int P = m->gP;
-    ra_status st = ra_alloc(&m->rbounds, sizeof(size_t) * (size_t)(P + 1), "the gradient all-reduce's parts");
-    if (st == RA_OK) st = ra_alloc(&m->rcounts, sizeof(int) * 2 * (size_t)P, "the gradient all-gather's counts");
-    if (st == RA_OK) {
-        for (int r = 0; r <= P; r++) m->rbounds[r] = ra_shard_lo(m->lay.total, P, r);
-        st = ra_rs_init(&m->rs, m->gcomm, m->rbounds, RA_MAX_LAYERS + 2); /* refuses parts over INT_MAX */
-    }
-    if (st == RA_OK) {
-        for (int r = 0; r < P; r++)
-            m->rcounts[r] = (int)(m->rbounds[r + 1] - m->rbounds[r]), m->rcounts[P + r] = (int)m->rbounds[r];
-    } else { /* set up again, or fail again, at the next reduction */
-        free(m->rbounds), free(m->rcounts);
-        m->rbounds = NULL, m->rcounts = NULL;
-    }
-    return st;
-}
-
 /* Start summing gradients [begin, end) over ranks; layer for the trace
  * (-1: final norm and head, -2: embedding, -3: every parameter). */
 static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
@@ -312,9 +289,12 @@ static ra_status reduce_slice(ra_model *m, size_t begin, size_t end, int layer)
     if (m->gP == 1 && m->shard && end > begin) /* one shard of everything: the sum is the rank's own */
         memcpy(m->gshard + begin, m->grads + begin, sizeof(float) * (end - begin));
     if (m->gP == 1 || end <= begin) return RA_OK;
-    if (!m->shard && !m->rbounds) RA_TRY(replicated_setup(m));
     /* each owner gets its part of the slice (reduce_scatter.h), summed at the wait */
-    RA_TRY(ra_rs_post(&m->rs, m->grads, begin, end));
+    if (m->shard) RA_TRY(ra_rs_post(&m->rs, m->grads, begin, end));
+    else {
+        if (!m->all.bounds) RA_TRY(ra_allsum_init(&m->all, m->gcomm, m->lay.total, RA_MAX_LAYERS + 2));
+        RA_TRY(ra_allsum_post(&m->all, m->grads, begin, end));
+    }
     if (ra_trace_on) {
         m->req_t0[m->nreq] = ra_trace_clock();
         m->req_bytes[m->nreq] = (int64_t)((end - begin) * sizeof(float));
@@ -344,15 +324,7 @@ ra_status ra_model_wait_grads(ra_model *m)
     if (m->nreq == 0) return RA_OK;
     double t0 = ra_now();
     const int64_t tt = RA_TRACE_T0();
-    ra_status st;
-    if (m->shard) {
-        st = ra_rs_finish(&m->rs, m->grads, m->gshard);
-    } else { /* replicated: each part summed in place on its owner, then everyone's parts to everyone */
-        st = ra_rs_finish(&m->rs, m->grads, m->grads + m->rbounds[m->grank]);
-        if (st == RA_OK)
-            st = ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, m->grads, m->rcounts, m->rcounts + m->gP, MPI_FLOAT,
-                               m->gcomm, "the summed gradient parts");
-    }
+    ra_status st = m->shard ? ra_rs_finish(&m->rs, m->grads, m->gshard) : ra_allsum_finish(&m->all, m->grads);
     m->wait += ra_now() - t0;
     if (ra_trace_on) trace_reductions(m, tt);
     m->nreq = 0;

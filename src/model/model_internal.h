@@ -77,15 +77,13 @@ struct ra_model {
     int req_layer[RA_MAX_LAYERS + 2];                                /* trace: layer, -1 head, -2 embedding */
     /* gradient sums (ra_model_set_reduction): over gcomm; with shard
      * bounds, reduce-scattered onto the shard owners into gshard; without,
-     * all-reduced: reduce-scattered in place onto equal parts (rbounds),
-     * then all-gathered */
+     * all-reduced (reduce_scatter.h: ra_allsum) */
     MPI_Comm gcomm;
     int gP, grank;
     const size_t *shard;   /* [gP + 1] bounds, NULL: all-reduce (replicated) */
     float *gshard;         /* [shard[grank + 1] - shard[grank]] */
-    ra_rs rs;              /* the reduce-scatter when gP > 1 (replicated: set up at the first reduction) */
-    size_t *rbounds;       /* replicated: [gP + 1] the all-reduce's parts */
-    int *rcounts;          /* replicated: [2 gP] the all-gather's counts, then offsets */
+    ra_rs rs;              /* sharded, gP > 1: the reduce-scatter onto the shards */
+    ra_allsum all;         /* replicated, gP > 1: the all-reduce (set up at the first reduction) */
     int overlap_reduce;    /* train.overlap_reduce: post each layer's reduction as its backward ends */
     double wait;
 };

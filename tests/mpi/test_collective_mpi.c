@@ -215,6 +215,35 @@ static void reduce_scatter(void)
     ra_rs_free(&rs);
 }
 
+/* The all-reduce on it (ra_allsum): 1001 floats in two slices, every rank
+ * the whole float64 sum within 1e-6; bit for bit the same on every rank;
+ * an n whose part is over INT_MAX floats refused, leaving it empty. */
+static void allsum(void)
+{
+    enum { N = 1001 };
+    float x[N];
+    for (size_t i = 0; i < N; i++) x[i] = rs_value(g_rank, i);
+    ra_allsum s;
+    CHECK(ra_allsum_init(&s, MPI_COMM_WORLD, N, 2) == RA_OK, "allsum init: %s", ra_last_error());
+    CHECK(ra_allsum_post(&s, x, 400, N) == RA_OK && ra_allsum_post(&s, x, 0, 400) == RA_OK, "allsum post: %s",
+          ra_last_error());
+    CHECK(ra_allsum_finish(&s, x) == RA_OK, "allsum finish: %s", ra_last_error());
+    for (size_t i = 0; i < N; i++) {
+        double ref = 0;
+        for (int r = 0; r < g_P; r++) ref += rs_value(r, i);
+        CHECK(fabs(x[i] - ref) <= 1e-6, "allsum: element %zu is %g, expected %g", i, x[i], ref);
+    }
+    float x0[N];
+    memcpy(x0, x, sizeof x);
+    MPI_Bcast(x0, N, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    CHECK(memcmp(x0, x, sizeof x) == 0, "allsum: the ranks' sums differ");
+    ra_allsum_free(&s);
+    CHECK(ra_allsum_init(&s, MPI_COMM_WORLD, ((size_t)INT_MAX + 1) * (size_t)g_P, 2) == RA_ERR_ARG &&
+              strstr(ra_last_error(), "INT_MAX") && s.bounds == NULL && s.counts == NULL,
+          "allsum: parts over INT_MAX were not refused: %s", ra_last_error());
+    ra_allsum_free(&s);
+}
+
 static void error_named(void)
 {
     MPI_Comm comm;
@@ -240,6 +269,7 @@ int main(int argc, char **argv)
     alltoallv();
     bcast_gather_barrier();
     reduce_scatter();
+    allsum();
     error_named();
     int fails = 0;
     MPI_Allreduce(&g_fail, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

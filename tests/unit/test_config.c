@@ -413,6 +413,8 @@ static void test_error_values(void **state)
     /* bools and enums list what is allowed */
     expect_parse_error("[model]\ntie_embeddings = maybe\n", RA_ERR_ARG, "t.ini:2", "model.tie_embeddings",
                        "true, false, yes, no, 1, 0");
+    expect_parse_error("[train]\noverlap_reduce = sometimes\n", RA_ERR_ARG, "t.ini:2", "train.overlap_reduce",
+                       "true, false, yes, no, 1, 0");
     expect_parse_error("[model]\nffn = relu\n", RA_ERR_ARG, "t.ini:2", "model.ffn", "swiglu, gelu");
     expect_parse_error("[data]\nsource = web\n", RA_ERR_ARG, "t.ini:2", "data.source", "recall, file");
     expect_parse_error("[run]\nlayout = Zigzag\n", RA_ERR_ARG, "t.ini:2", "run.layout",
