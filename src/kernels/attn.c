@@ -37,7 +37,12 @@ _Static_assert(FWD_TK == BWD_TK, "one packed key tile serves both directions");
 
 static size_t thread_scratch(int D)
 {
+#if RA_TILE_GEMM
     return TILES_SCRATCH + (ra_tile_gemm_ok(D) ? 2 * (size_t)ra_tile_kt_floats(BWD_TK, D) : 0);
+#else
+    (void)D;
+    return TILES_SCRATCH;
+#endif
 }
 
 /* the packed K^T (then V^T) of a thread's scratch, NULL without the kernels */
