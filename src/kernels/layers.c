@@ -450,10 +450,15 @@ static double exp_sum(float *e, const float *l, int V, float m)
     for (; j + RA_VW <= V; j += RA_VW) {
         ra_vf v = ra_vexp(ra_vload(l + j) - vm);
         if (e) ra_vstore(e + j, v);
+#if RA_VW == 16
         ra_vf8 lo, hi;
         memcpy(&lo, &v, sizeof lo);
         memcpy(&hi, (char *)&v + sizeof lo, sizeof hi);
         acc += __builtin_convertvector(lo, ra_vd8) + __builtin_convertvector(hi, ra_vd8);
+#else
+        _Static_assert(RA_VW == 8, "vmath.h's vectors: 8 or 16 floats");
+        acc += __builtin_convertvector(v, ra_vd8);
+#endif
     }
     double s = hsum8(acc);
     if (j < V) { /* -inf padding: exp gives exactly 0 */

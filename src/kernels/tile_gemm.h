@@ -1,5 +1,5 @@
 /* tile_gemm.h - the products of the attention tiles, S = Q K^T, acc += P V
- * and acc += P^T V, written for AVX-512 without OpenBLAS's packing
+ * and acc += P^T V, written for AVX-512 and AVX2 without OpenBLAS's packing
  * (docs/design.md §4.1 "Tile products").
  *
  * At D = 64 each product of a tile does only 64 multiply-adds per element
@@ -9,16 +9,18 @@
  * rows of Q and P are read one scalar at a time (broadcast), and only K
  * (and V for dP = dO V^T) is rearranged: once per key tile, into column
  * panels of K^T that stay in L1 while the query rows stream past them.
- * Each kernel holds a 6 x 64 block of its output in 24 registers. The sums
- * run in a fixed order per output, so the result does not depend on the
+ * Each kernel holds a block of its output in registers: 6 x 64 in 24 of
+ * AVX-512's, 6 x 16 in 12 of AVX2's. The sums run in a fixed order per
+ * output (the same with either unit), so the result does not depend on the
  * thread count.
  *
- * Usable when ra_tile_gemm_ok(D): an AVX-512 build and D a multiple of 16
- * up to RA_TILE_GEMM_MAX_D. Elsewhere attn.c calls cblas_sgemm. */
+ * Usable when ra_tile_gemm_ok(D): an AVX-512 build, or an AVX2 build with
+ * FMA (AMD Zen, Intel Haswell to Alder Lake), and D a multiple of 16 up to
+ * RA_TILE_GEMM_MAX_D. Elsewhere attn.c calls cblas_sgemm. */
 #ifndef RINGATTN_TILE_GEMM_H
 #define RINGATTN_TILE_GEMM_H
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #define RA_TILE_GEMM 1
 #else
 #define RA_TILE_GEMM 0

@@ -1,21 +1,31 @@
 /* vmath.h - the few vector loops of the attention tiles: row max, exp with
- * sum, scaling. Written with GCC vector extensions (16 floats), which the
- * compiler lowers to AVX-512, AVX2 or SSE as the target allows; tails are
- * scalar. exp is a Cody-Waite reduction plus a degree-7 polynomial: relative
- * error below 2 ulp on [-87, 88]; exp(x) = 0 below -87 and for -inf. */
+ * sum, scaling. Written with GCC vector extensions as wide as the target's
+ * registers: 16 floats with AVX-512, 8 with AVX2 (a 16-float type there
+ * took two registers per value and spilled them: the softmax ran at half
+ * the speed), 16 in a plain build, which the compiler lowers as it can.
+ * Tails are scalar or masked. exp is a Cody-Waite reduction plus a
+ * polynomial: relative error below 2 ulp on [-87, 88]; exp(x) = 0 below
+ * -87 and for -inf. */
 #ifndef RINGATTN_VMATH_H
 #define RINGATTN_VMATH_H
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__AVX512F__) || defined(__FMA__)
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
-typedef float ra_vf __attribute__((vector_size(64)));
-typedef int32_t ra_vi __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
 #define RA_VW 16
+#elif defined(__AVX2__)
+#define RA_VW 8
+#else
+#define RA_VW 16
+#endif
+typedef float ra_vf __attribute__((vector_size(RA_VW * 4)));
+typedef int32_t ra_vi __attribute__((vector_size(RA_VW * 4)));
+#define RA_V256 (RA_VW == 8) /* AVX2: the 256-bit intrinsics below */
 
 static inline ra_vf ra_vload(const float *p) { ra_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void ra_vstore(float *p, ra_vf v) { memcpy(p, &v, sizeof v); }
@@ -32,6 +42,8 @@ static inline ra_vf ra_vfma(ra_vf a, ra_vf b, ra_vf c)
 {
 #if defined(__AVX512F__)
     return (ra_vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif RA_V256 && defined(__FMA__)
+    return (ra_vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
 #elif defined(__FMA__)
     union { ra_vf v; __m256 h[2]; } ua = { a }, ub = { b }, uc = { c }, r;
     r.h[0] = _mm256_fmadd_ps(ua.h[0], ub.h[0], uc.h[0]);
@@ -47,6 +59,8 @@ static inline ra_vf ra_vmax(ra_vf a, ra_vf b)
 {
 #if defined(__AVX512F__)
     return (ra_vf)_mm512_max_ps((__m512)a, (__m512)b);
+#elif RA_V256
+    return (ra_vf)_mm256_max_ps((__m256)a, (__m256)b);
 #else
     return ra_vselect(a > b, a, b);
 #endif
@@ -56,6 +70,8 @@ static inline ra_vf ra_vmin(ra_vf a, ra_vf b)
 {
 #if defined(__AVX512F__)
     return (ra_vf)_mm512_min_ps((__m512)a, (__m512)b);
+#elif RA_V256
+    return (ra_vf)_mm256_min_ps((__m256)a, (__m256)b);
 #else
     return ra_vselect(a < b, a, b);
 #endif
@@ -123,14 +139,25 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
 #endif
 }
 
+#if RA_V256
+/* lanes below n all ones */
+static inline __m256i ra_vmask256(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 /* x[0..n) with the lanes from n on set to `fill`, 0 < n < RA_VW. With
- * AVX-512 a masked load (lanes past n are not read, so they cannot fault)
- * instead of a copy through a buffer: the causal diagonal's rows end at
- * every n. */
+ * AVX-512 or AVX2 a masked load (lanes past n are not read, so they cannot
+ * fault) instead of a copy through a buffer: the causal diagonal's rows end
+ * at every n. */
 static inline ra_vf ra_vload_part(const float *x, int n, float fill)
 {
 #if defined(__AVX512F__)
     return (ra_vf)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1), x);
+#elif RA_V256
+    const __m256i m = ra_vmask256(n);
+    return (ra_vf)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(x, m), _mm256_castsi256_ps(m));
 #else
     float b[RA_VW];
     for (int i = 0; i < RA_VW; i++) b[i] = fill;
@@ -143,6 +170,8 @@ static inline void ra_vstore_part(float *x, int n, ra_vf v)
 {
 #if defined(__AVX512F__)
     _mm512_mask_storeu_ps(x, (__mmask16)((1u << n) - 1), (__m512)v);
+#elif RA_V256
+    _mm256_maskstore_ps(x, ra_vmask256(n), (__m256)v);
 #else
     float b[RA_VW];
     ra_vstore(b, v);
@@ -151,7 +180,8 @@ static inline void ra_vstore_part(float *x, int n, ra_vf v)
 }
 
 /* The lanes of v folded by max and by sum: a tree of 4 steps with AVX-512
- * (a chain of 16 dependent steps took a tenth of the softmax's time). */
+ * (a chain of 16 dependent steps took a tenth of the softmax's time), a
+ * chain over the lanes elsewhere (8 with AVX2). */
 static inline float ra_vhmax(ra_vf v)
 {
 #if defined(__AVX512F__)
