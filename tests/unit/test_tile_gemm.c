@@ -11,8 +11,8 @@
  *   ptv  the same for acc = acc0 + P^T V                       <= 64 * 2^-24
  *   pack_kt  K^T exactly (a copy), zero in the padding columns
  * and no write outside the rows, columns and strides asked for (guard
- * values around S and acc). Skipped on a build without AVX-512, where
- * attn.c uses OpenBLAS instead. */
+ * values around S and acc). Skipped on a build with neither AVX-512 nor
+ * AVX2 + FMA, where attn.c uses OpenBLAS instead. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
