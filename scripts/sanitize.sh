@@ -27,7 +27,8 @@
 #                               others "FAMILY P=N threads=2" (also: combiner tiny)
 # The asan run includes every mpi family (model_sweep too: the model at odd
 # shapes, every head, preconditioner and layout, training and decoding),
-# without the "threads=2" variants (tsan runs those). The
+# without the "threads=2" variants (tsan runs those) and "vocab P=1" (P = 2
+# takes the same code under asan). The
 # tsan run is the unit suite's thread tests (test_attn_threads: attention
 # tiles and the ring on 1-4 threads; test_threads_layers: every threaded layer
 # kernel and AdamW) and the threaded mpi tests above.
@@ -128,11 +129,14 @@ if [ "$mode" = asan ] || [ "$mode" = all ]; then
   names=()
   if CC=${SAN_CC:-gcc} setup_build "$asan_build" -Dbuildtype=debugoptimized \
       -Db_sanitize=address,undefined -Db_lundef=false &&
-     mapfile -t names < <(list_tests "$asan_build" --suite unit --suite mpi | grep -v -e 'threads=') &&
+     mapfile -t names < <(list_tests "$asan_build" --suite unit --suite mpi |
+                          grep -v -e 'threads=' | grep -v -x -e 'vocab P=1') &&
      build_for "$asan_build" "${names[@]}"; then
     # (the "FAMILY P=N threads=2" mpi variants are tsan's: their threaded
     # tiles and groups run under asan in test_attn_threads, at 1-4 threads,
-    # and in "combiner threads P=N"; they took 40 s of CI here)
+    # and in "combiner threads P=N"; they took 40 s of CI here. "vocab P=1"
+    # runs natively; under asan "vocab P=2" takes the same blockwise logits
+    # and loss, and the ring between them)
     echo "sanitize.sh: $asan_build built in $((SECONDS - t0)) s; asan: unit, mpi P <= $asan_max (no threads=2 variants)"
     RA_TEST_MAX_RANKS=$asan_max run_checker asan "$asan_build" --setup asan "${names[@]}"
   else
@@ -156,13 +160,16 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
     while IFS= read -r t; do
       names+=("$t")
     done < <(list_tests "$vg_build" --suite unit |
-             grep -v -x -e test_attn_threads -e test_threads_layers -e test_attn_kernels -e test_costmodel)
+             grep -v -x -e test_attn_threads -e test_threads_layers -e test_attn_kernels -e test_costmodel \
+               -e test_layers)
     # (the thread sweeps at 1-4 threads take many minutes under valgrind;
     # they run natively and under asan and tsan; test_attn_kernels' 1.5
     # minutes of shapes run natively and under asan, and its kernels run
     # under valgrind inside model_sweep; test_costmodel is the planner's
-    # arithmetic, 40 s under valgrind, and runs under asan; the threads=2
-    # mpi variants are tsan's)
+    # arithmetic, 40 s under valgrind, and runs under asan; test_layers'
+    # shapes, 35 s under valgrind, run natively and under asan, and every
+    # layer runs under valgrind inside model_sweep; the threads=2 mpi
+    # variants are tsan's)
     while IFS= read -r t; do
       for fam in $vg_mpi; do
         case "$t" in *threads=*) ;; "$fam P="*) names+=("$t") ;; esac
