@@ -72,14 +72,25 @@ void ra_rs_free(ra_rs *rs);
 typedef struct {
     ra_rs rs;
     size_t *bounds; /* [P + 1] the parts */
-    int *counts;    /* [2P] the all-gather's counts, then offsets */
 } ra_allsum;
 
-/* Fails naming what could not be allocated, or a part over INT_MAX floats;
- * s is then empty (ra_allsum_free is harmless, bounds NULL). */
+/* Fails naming what could not be allocated, or a part or offset over
+ * INT_MAX floats (ra_parts_fit); s is then empty (ra_allsum_free is
+ * harmless, bounds NULL). */
 ra_status ra_allsum_init(ra_allsum *s, MPI_Comm comm, size_t n, int max_slices);
 ra_status ra_allsum_post(ra_allsum *s, const float *x, size_t begin, size_t end);
 ra_status ra_allsum_finish(ra_allsum *s, float *x);
 void ra_allsum_free(ra_allsum *s);
+
+/* Whether parts bounds[0..P] (rank r's [bounds[r], bounds[r+1])) can be
+ * all-gathered: MPI counts and offsets are ints, so a part or an offset over
+ * INT_MAX floats fails naming `what` and the rank. More ranks shrink the
+ * parts but not the offsets: more than INT_MAX floats in all cannot be. */
+ra_status ra_parts_fit(const size_t *bounds, int P, const char *what);
+
+/* x's parts all-gathered in place: every rank gets x[bounds[r],
+ * bounds[r+1]) from rank r (the sharded optimizer's parameters, ra_allsum's
+ * sums). Checks ra_parts_fit first, on every rank alike. */
+ra_status ra_allgather_parts(float *x, const size_t *bounds, MPI_Comm comm, const char *what);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/mem.h"
+#include "ringattn/reduce_scatter.h"
 #include "ringattn/trace.h"
 
 const char *ra_session_help =
@@ -161,9 +162,7 @@ static ra_status open_shards(const ra_cli *c, ra_session *s)
         RA_TRY(ra_alloc(&s->bounds, sizeof(size_t) * (P + 1), "shard bounds"));
         for (int r = 0; r <= P; r++) s->bounds[r] = ra_shard_lo(n, P, r);
         s->lo = s->bounds[c->rank], s->hi = s->bounds[c->rank + 1];
-        if (s->bounds[1] > (size_t)INT32_MAX)
-            return RA_FAIL(RA_ERR_ARG, "a shard of %zu parameters is too large for one MPI message: use more ranks "
-                           "or train.shard_optimizer = false", s->bounds[1]);
+        RA_TRY(ra_parts_fit(s->bounds, P, "the parameter shards")); /* before the first step, not at its end */
         RA_TRY(ra_alloc(&s->gsum, sizeof(float) * (s->hi - s->lo) + 64, "the summed gradient shard"));
     } else {
         s->gsum = ra_model_grads(s->model);
@@ -306,17 +305,7 @@ ra_status ra_session_adamw(const ra_cli *c, ra_session *s, float clip, float lr,
     float *params = ra_model_params(s->model);
     ra_adamw_step(&s->opt, params + s->lo, s->gsum, clip, lr, &s->cfg, step);
     if (!s->sharded) return RA_OK;
-    const int P = c->size;
-    int *cnt = malloc(sizeof(int) * 2 * (size_t)P);
-    ra_status st = cnt ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory for the all-gather counts");
-    if (st == RA_OK) {
-        for (int r = 0; r < P; r++)
-            cnt[r] = (int)(s->bounds[r + 1] - s->bounds[r]), cnt[P + r] = (int)s->bounds[r];
-        st = ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, params, cnt, cnt + P, MPI_FLOAT, c->comm,
-                           "the updated parameter shards");
-    }
-    free(cnt);
-    return ra_agree(c->comm, st);
+    return ra_agree(c->comm, ra_allgather_parts(params, s->bounds, c->comm, "the updated parameter shards"));
 }
 
 ra_status ra_session_first_nonfinite(const ra_cli *c, ra_session *s, size_t *index)

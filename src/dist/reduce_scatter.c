@@ -137,8 +137,18 @@ ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
 void ra_allsum_free(ra_allsum *s)
 {
     ra_rs_free(&s->rs);
-    free(s->bounds), free(s->counts);
-    s->bounds = NULL, s->counts = NULL;
+    free(s->bounds);
+    s->bounds = NULL;
+}
+
+ra_status ra_parts_fit(const size_t *bounds, int P, const char *what)
+{
+    for (int r = 0; r < P; r++)
+        if (bounds[r + 1] - bounds[r] > (size_t)INT_MAX || bounds[r] > (size_t)INT_MAX)
+            return RA_FAIL(RA_ERR_ARG, "%s: rank %d's part [%zu, %zu) is over INT_MAX floats, the largest MPI count "
+                           "or offset (more ranks shrink the parts, not the offsets: at most INT_MAX floats in all)",
+                           what, r, bounds[r], bounds[r + 1]);
+    return RA_OK;
 }
 
 ra_status ra_allsum_init(ra_allsum *s, MPI_Comm comm, size_t n, int max_slices)
@@ -147,14 +157,11 @@ ra_status ra_allsum_init(ra_allsum *s, MPI_Comm comm, size_t n, int max_slices)
     int P;
     MPI_Comm_size(comm, &P);
     ra_status st = ra_alloc(&s->bounds, sizeof(size_t) * (size_t)(P + 1), "the all-reduce's parts");
-    if (st == RA_OK) st = ra_alloc(&s->counts, sizeof(int) * 2 * (size_t)P, "the all-gather's counts");
     if (st == RA_OK) {
         for (int r = 0; r <= P; r++) s->bounds[r] = ra_shard_lo(n, P, r);
-        st = ra_rs_init(&s->rs, comm, s->bounds, max_slices); /* refuses parts over INT_MAX */
+        st = ra_parts_fit(s->bounds, P, "the gradients' all-reduce"); /* before ra_rs_init allocates */
     }
-    if (st == RA_OK)
-        for (int r = 0; r < P; r++)
-            s->counts[r] = (int)(s->bounds[r + 1] - s->bounds[r]), s->counts[P + r] = (int)s->bounds[r];
+    if (st == RA_OK) st = ra_rs_init(&s->rs, comm, s->bounds, max_slices);
     if (st != RA_OK) ra_allsum_free(s);
     return st;
 }
@@ -168,6 +175,18 @@ ra_status ra_allsum_finish(ra_allsum *s, float *x)
 {
     ra_rs *rs = &s->rs;
     RA_TRY(ra_rs_finish(rs, x, x + s->bounds[rs->rank])); /* each part summed in place on its owner */
-    return ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, s->counts, s->counts + rs->P, MPI_FLOAT, rs->comm,
-                         "the summed parts");
+    return ra_allgather_parts(x, s->bounds, rs->comm, "the summed parts");
+}
+
+ra_status ra_allgather_parts(float *x, const size_t *bounds, MPI_Comm comm, const char *what)
+{
+    int P;
+    MPI_Comm_size(comm, &P);
+    RA_TRY(ra_parts_fit(bounds, P, what)); /* the same bounds on every rank: all fail alike */
+    int *cnt = malloc(sizeof(int) * 2 * (size_t)P); /* counts, then offsets */
+    if (!cnt) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the all-gather's %d counts", what, P);
+    for (int r = 0; r < P; r++) cnt[r] = (int)(bounds[r + 1] - bounds[r]), cnt[P + r] = (int)bounds[r];
+    ra_status st = ra_allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, cnt, cnt + P, MPI_FLOAT, comm, what);
+    free(cnt);
+    return st;
 }

@@ -239,9 +239,29 @@ static void allsum(void)
     CHECK(memcmp(x0, x, sizeof x) == 0, "allsum: the ranks' sums differ");
     ra_allsum_free(&s);
     CHECK(ra_allsum_init(&s, MPI_COMM_WORLD, ((size_t)INT_MAX + 1) * (size_t)g_P, 2) == RA_ERR_ARG &&
-              strstr(ra_last_error(), "INT_MAX") && s.bounds == NULL && s.counts == NULL,
+              strstr(ra_last_error(), "INT_MAX") && s.bounds == NULL && s.rs.recv == NULL,
           "allsum: parts over INT_MAX were not refused: %s", ra_last_error());
     ra_allsum_free(&s);
+    /* parts of 2^30 floats fit one MPI count, but from P = 3 on rank 2's
+     * offset, 2^31, does not: refused at init, before the reduce-scatter's
+     * buffers (8 GiB here) are allocated, and by the all-gather before it
+     * sends anything (x is never touched: a one-float buffer) */
+    const size_t part = (size_t)INT_MAX / 2 + 1;
+    size_t bounds[65];
+    for (int r = 0; r <= g_P; r++) bounds[r] = part * (size_t)r;
+    const ra_status want = g_P >= 3 ? RA_ERR_ARG : RA_OK;
+    CHECK(ra_parts_fit(bounds, g_P, "test parts") == want, "parts of 2^30 at P = %d: %s", g_P, ra_last_error());
+    if (g_P >= 3) {
+        CHECK(strstr(ra_last_error(), "rank 2's part") && strstr(ra_last_error(), "test parts"),
+              "the offset's refusal does not name rank 2 and the data: %s", ra_last_error());
+        CHECK(ra_allsum_init(&s, MPI_COMM_WORLD, part * (size_t)g_P, 2) == RA_ERR_ARG && s.bounds == NULL &&
+                  s.rs.recv == NULL,
+              "allsum: an offset over INT_MAX was not refused before allocating: %s", ra_last_error());
+        ra_allsum_free(&s);
+        float one = 7.0f;
+        CHECK(ra_allgather_parts(&one, bounds, MPI_COMM_WORLD, "test parts") == RA_ERR_ARG && one == 7.0f,
+              "all-gather: an offset over INT_MAX was not refused: %s", ra_last_error());
+    }
 }
 
 static void error_named(void)
