@@ -43,17 +43,18 @@ grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: 
 report "SIGSTOP of rank 2 of 4 (run.timeout = 5): job ended in ${secs}s naming rank 2" "$why"
 
 # ---- preemption: SIGUSR1 -> checkpoint, exit 75; resume equals an uninterrupted run ---
-pre=(--config "$TINY" --set train.steps=1500 --set train.warmup=0 --set train.eval_every=0
+# (800 steps, the signal at step 200: 6 s and more left on 4 busy ranks)
+pre=(--config "$TINY" --set train.steps=800 --set train.warmup=0 --set train.eval_every=0
      --set train.log_every=100)
 mkdir -p a b
 cd a
 bg_start 4 train "${pre[@]}" --checkpoint-dir ck
-wait_for '^step 300/' out 60
+wait_for '^step 200/' out 60
 kill -USR1 "$mp" # mpirun forwards SIGUSR1 to every rank
 bg_finish 60
 why=""
 [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
-grep -q '^stopped by signal SIGUSR1 after step [0-9]* of 1500' out || why+="no stop line: $(tail -2 out) $(tail -2 err); "
+grep -q '^stopped by signal SIGUSR1 after step [0-9]* of 800' out || why+="no stop line: $(tail -2 out) $(tail -2 err); "
 stopped=$(grep -o 'after step [0-9]*' out | awk '{print $3}')
 "$MPIRUN" --oversubscribe -n 4 "$RA" train --checkpoint-dir ck --resume ck >out2 2>err2 ||
     why+="resume failed: $(tail -2 err2); "
@@ -61,7 +62,7 @@ grep -q "resumed from ck/last.ckpt at step $stopped" out2 || why+="did not resum
 cd ../b
 "$MPIRUN" --oversubscribe -n 4 "$RA" train "${pre[@]}" --checkpoint-dir ck >out 2>err || why+="uninterrupted run failed; "
 cd ..
-cmp -s a/ck/step-00001500.ckpt b/ck/step-00001500.ckpt || why+="final checkpoints differ; "
+cmp -s a/ck/step-00000800.ckpt b/ck/step-00000800.ckpt || why+="final checkpoints differ; "
 report "SIGUSR1 at step ${stopped:-?}: exit 75, resumed, final parameters identical to an uninterrupted run" "$why"
 
 # ---- a full checkpoint directory: an error, the last good checkpoint kept ------------

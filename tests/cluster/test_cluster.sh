@@ -15,6 +15,7 @@ MPIRUN=$2
 NC=$3
 CONFIGS=$4
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
 export RA_CLUSTER=rat RA_CLUSTER_SUBNET=10.213.1
 
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root (network namespaces)"; exit 77; }

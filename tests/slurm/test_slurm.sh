@@ -18,6 +18,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 # ranks that wait yield the core (the jobs get it through sbatch's --export=ALL):
 # on a machine busy with other work, busy-polling ranks slow the run tenfold
 export OMPI_MCA_mpi_yield_when_idle=1
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
 LOCAL="$SRC/scripts/slurm/local-slurm.sh"
 t_start=$(date +%s)
 T=$(mktemp -d)
@@ -60,7 +61,7 @@ report "local Slurm started, node idle ($(since))" "$([ $rc -eq 0 ] || echo "$ou
 # Both runs use the same relative checkpoint and metrics names (the checkpoint
 # stores the config text, paths included) in two working directories.
 P=4
-STEPS=1500
+STEPS=1000 # the stops at step 150 and 250 steps later leave 500 to go
 export CONFIG="$SRC/configs/tiny.ini" CKPT_DIR=ck METRICS=metrics.jsonl RINGATTN="$RA"
 export SETS="train.steps=$STEPS train.checkpoint_every=0 train.eval_every=0 train.log_every=10"
 sets=()
@@ -93,10 +94,10 @@ wait_step() {
 }
 # 1. mid-run, SIGUSR1 to the batch shell (what --signal=B:USR1@120 does before the
 #    time limit): the script forwards it, ringattn checkpoints, the script requeues
-seen=$(wait_step 0 200)
+seen=$(wait_step 0 150)
 why=""
-if [ -z "$seen" ] || [ "$seen" -lt 200 ] || [ "$seen" -ge "$STEPS" ]; then
-    why="never saw a step line between 200 and $STEPS: $(tail -3 "$OUT" 2>&1)"
+if [ -z "$seen" ] || [ "$seen" -lt 150 ] || [ "$seen" -ge "$STEPS" ]; then
+    why="never saw a step line between 150 and $STEPS: $(tail -3 "$OUT" 2>&1)"
 else
     scancel --signal=USR1 --batch "$jid" || why="scancel failed"
 fi
@@ -110,10 +111,10 @@ for _ in $(seq 300); do
     [ -n "$stop1" ] && break
     sleep 0.2
 done
-# 2. once it runs again (after AuthInfo cred_expire, 10 s) and is 300 steps further,
+# 2. once it runs again (after AuthInfo cred_expire, 10 s) and is 250 steps further,
 #    a job in the higher-priority partition preempts it: Slurm sends SIGTERM and
 #    requeues it (PreemptMode=REQUEUE)
-seen2=$(wait_step 1 $((${stop1:-$STEPS} + 300)))
+seen2=$(wait_step 1 $((${stop1:-$STEPS} + 250)))
 why=""
 uj=""
 if [ -z "$stop1" ] || [ -z "$seen2" ] || [ "$seen2" -ge "$STEPS" ]; then
