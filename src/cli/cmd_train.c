@@ -49,6 +49,8 @@ static const char *help =
     "--verbose prints each rank's dp group and ring position. A checkpoint\n"
     "resumes at any P, run.dp and sharding.\n"
     "\n"
+    "One run at a time writes into a checkpoint directory (DIR/.ringattn.lock);\n"
+    "partial checkpoints (*.ckpt.tmp) a killed run left there are removed.\n"
     "A fresh run refuses a checkpoint directory that already holds checkpoints;\n"
     "--resume takes the config from the checkpoint (--config is an error there;\n"
     "--set may change any key but the model's). Directory and metrics file are\n"

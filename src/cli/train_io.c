@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,12 +57,9 @@ static ra_status no_old_checkpoints(const char *dir, const char *opt)
                    n > 2 ? ", ..." : "", dir);
 }
 
-/* The metrics file: creatable, and none of the run's inputs or checkpoints. */
-static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
+/* Which of the run's input files path is ("the --config file", ...), or NULL. */
+static const char *input_named(const ra_config *cfg, const ra_train_files *f, const char *path)
 {
-    const char *m = cfg->metrics, *opt = f->metrics_opt;
-    if (!m[0]) return RA_OK;
-    RA_TRY(ra_check_output_path(m, opt));
     const struct {
         const char *path, *what;
     } inputs[] = {
@@ -72,9 +70,18 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
           "the held-out data (data.val_path)" },
     };
     for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
-        if (inputs[i].path && ra_same_file(m, inputs[i].path))
-            return RA_FAIL(RA_ERR_ARG, "%s %s: is %s; give another file name for the metrics", opt, m,
-                           inputs[i].what);
+        if (inputs[i].path && ra_same_file(path, inputs[i].path)) return inputs[i].what;
+    return NULL;
+}
+
+/* The metrics file: creatable, and none of the run's inputs or checkpoints. */
+static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
+{
+    const char *m = cfg->metrics, *opt = f->metrics_opt;
+    if (!m[0]) return RA_OK;
+    RA_TRY(ra_check_output_path(m, opt));
+    const char *what = input_named(cfg, f, m);
+    if (what) return RA_FAIL(RA_ERR_ARG, "%s %s: is %s; give another file name for the metrics", opt, m, what);
     return ra_check_not_checkpoint(m, opt, cfg->checkpoint_dir, "the metrics");
 }
 
@@ -87,9 +94,13 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
     snprintf(tmp_base, sizeof tmp_base, "%s", base);
     size_t bl = strlen(tmp_base), sl = strlen(RA_TMP_SUFFIX);
     if (bl > sl && strcmp(tmp_base + bl - sl, RA_TMP_SUFFIX) == 0) tmp_base[bl - sl] = '\0';
-    if (ra_same_file(dir, ckdir) && is_checkpoint_name(tmp_base))
+    if (!ra_same_file(dir, ckdir)) return RA_OK;
+    if (is_checkpoint_name(tmp_base))
         return RA_FAIL(RA_ERR_ARG, "%s %s: is a checkpoint name in the checkpoint directory; give another file "
                        "name for %s", opt, path, what);
+    if (strcmp(tmp_base, RA_CKPT_LOCK_NAME) == 0)
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is the checkpoint directory's lock file; give another file name for %s",
+                       opt, path, what);
     return RA_OK;
 }
 
@@ -101,17 +112,101 @@ static void resume_dir(const char *resume, char *out, size_t cap)
     else ra_dir_of(resume, out, cap);
 }
 
+/* One run at a time in a checkpoint directory: rank 0 holds an flock on
+ * DIR/.ringattn.lock from here until its process ends (the kernel lets go
+ * even on SIGKILL), so two runs cannot interleave their checkpoints and
+ * last.ckpt. The file says who holds it, for the refusal. A file system
+ * without locks (some NFS or Lustre mounts) gets a warning, not an error. */
+static int lock_fd = -1;
+
+static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
+{
+    if (lock_fd >= 0) return RA_OK;
+    char path[RA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0)
+        return RA_FAIL(RA_ERR_IO, "%s %s: cannot open its lock file %s: %s", opt, dir, RA_CKPT_LOCK_NAME,
+                       strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return RA_FAIL(RA_ERR_IO, "%s %s: %s is not a regular file; remove it", opt, dir, RA_CKPT_LOCK_NAME);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        if (err == EWOULDBLOCK) {
+            char who[128] = "";
+            ssize_t n = pread(fd, who, sizeof who - 1, 0);
+            who[n > 0 ? n : 0] = '\0';
+            who[strcspn(who, "\n")] = '\0';
+            close(fd);
+            return RA_FAIL(RA_ERR_ARG, "%s %s: another ringattn run is writing checkpoints there (%s); wait for it "
+                           "to end, or choose another --checkpoint-dir", opt, dir, who[0] ? who : "holder unknown");
+        }
+        close(fd);
+        fprintf(stderr, "ringattn: warning: %s %s: cannot lock it (%s): a second run into it at the same time "
+                "would not be refused\n", opt, dir, strerror(err));
+        return RA_OK;
+    }
+    char host[64] = "?", who[128];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    int n = snprintf(who, sizeof who, "pid %ld on %s\n", (long)getpid(), host);
+    /* a failure here only loses the holder's name from a refusal */
+    int said = ftruncate(fd, 0) == 0 && write(fd, who, (size_t)n) == n; /* at offset 0: just opened */
+    (void)said;
+    lock_fd = fd; /* held until the process ends */
+    return RA_OK;
+}
+
+/* With the directory locked no other run writes there: a checkpoint name
+ * + ".tmp" is what a write cut short left (a killed job), as large as a
+ * checkpoint. Removed, and said; unless it is one of the run's inputs (a
+ * salvaged partial given to --resume, data named so). */
+static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
+{
+    const char *dir = cfg->checkpoint_dir, *opt = f->ckdir_opt;
+    DIR *d = opendir(dir);
+    if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
+    const size_t sl = strlen(RA_TMP_SUFFIX);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char base[256];
+        size_t n = strlen(e->d_name);
+        if (n <= sl || n - sl >= sizeof base || strcmp(e->d_name + n - sl, RA_TMP_SUFFIX) != 0) continue;
+        memcpy(base, e->d_name, n - sl);
+        base[n - sl] = '\0';
+        if (!is_checkpoint_name(base)) continue;
+        char path[RA_PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (input_named(cfg, f, path)) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+            ra_status st = RA_FAIL(RA_ERR_IO, "%s %s: cannot remove %s, left by an interrupted checkpoint write: %s",
+                                   opt, dir, e->d_name, strerror(errno));
+            closedir(d);
+            return st;
+        }
+        printf("checkpoint: removed %s/%s, left by an interrupted write\n", dir, e->d_name);
+    }
+    closedir(d);
+    fflush(stdout);
+    return RA_OK;
+}
+
 static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
 {
     RA_TRY(check_steps(cfg, f));
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
+    RA_TRY(lock_checkpoint_dir(cfg->checkpoint_dir, f->ckdir_opt));
     char from[RA_PATH_MAX];
     if (f->resume) resume_dir(f->resume, from, sizeof from);
     /* a fresh run, or a resumed one writing into another run's directory,
      * must find no checkpoints there */
     if (!f->resume || !ra_same_file(from, cfg->checkpoint_dir))
         RA_TRY(no_old_checkpoints(cfg->checkpoint_dir, f->ckdir_opt));
-    return check_metrics(cfg, f);
+    RA_TRY(check_metrics(cfg, f));
+    return remove_partials(cfg, f);
 }
 
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f)

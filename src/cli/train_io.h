@@ -23,18 +23,24 @@ typedef struct {
     const char *metrics_opt;
 } ra_train_files;
 
+/* The lock file of a checkpoint directory (held by the run writing there). */
+#define RA_CKPT_LOCK_NAME ".ringattn.lock"
+
 /* Collective; rank 0 checks, every rank gets the verdict. In order:
  * --resume with train.steps not above the checkpoint's step; the
  * checkpoint directory (created when missing, refused when it cannot be:
- * missing parent, a file in its place, read-only, empty name); a fresh run
- * into a directory that already holds checkpoints; the metrics path (its
+ * missing parent, a file in its place, read-only, empty name; locked for
+ * this run, refused while another run holds it); a fresh run into a
+ * directory that already holds checkpoints; the metrics path (its
  * directory writable, not a device or directory, not any input or
- * checkpoint of the run). */
+ * checkpoint of the run). Then it removes the partial checkpoints
+ * (step-N.ckpt.tmp, last.ckpt.tmp) an interrupted write left there. */
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f);
 
 /* An output (opt path, for `what`) named like a checkpoint (step-N.ckpt,
- * last.ckpt, or either + ".tmp") inside the checkpoint directory ckdir is
- * refused: writing it would replace a checkpoint. */
+ * last.ckpt, or either + ".tmp") or like the lock file inside the
+ * checkpoint directory ckdir is refused: writing it would replace a
+ * checkpoint, or the lock. */
 ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char *ckdir, const char *what);
 
 /* DIR/step-%08d.ckpt, then DIR/last.ckpt -> it (a symlink made as

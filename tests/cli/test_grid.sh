@@ -156,8 +156,8 @@ grid_fault STOP 2 gs 'lost: rank 2 (no answer' "SIGSTOP of rank 2 of a 2x2 grid 
 # adam_v shard: the job must end naming rank 1, publish no step-4 checkpoint
 # and keep the step-2 one whole (eval reads it). The ranks waiting for rank 0's
 # requests time out first and end the job while rank 0 still writes, so the
-# step-4 .tmp may stay; resuming from step 2 into the same directory writes
-# step 4 over it.
+# step-4 .tmp may stay; resuming from step 2 into the same directory removes
+# it (train_io.c: no other run holds the directory) and writes step 4.
 bg_start 4 train --config "$CONFIGS/tiny.ini" --set model.vocab=131072 --set model.dim=128 \
     --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 --set train.checkpoint_every=2 \
     --set run.threads=1 --set run.timeout=5 --checkpoint-dir gw
@@ -181,7 +181,7 @@ mpi 4 train --resume gw/step-00000002.ckpt --set train.steps=4 --checkpoint-dir 
 why=$(status $?)
 [ "$(readlink gw/last.ckpt)" = step-00000004.ckpt ] || why+="last.ckpt -> $(readlink gw/last.ckpt); "
 [ -e gw/step-00000004.ckpt.tmp ] && why+="the stale .tmp is still there; "
-report "resumed from step 2 in the same directory: step 4 written over the stale .tmp" "$why"
+report "resumed from step 2 in the same directory: the stale .tmp gone, step 4 written" "$why"
 rm -rf gw
 
 finish

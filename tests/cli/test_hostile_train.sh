@@ -258,5 +258,55 @@ ra 1 eval --checkpoint ckt
 [ "$rc" -eq 0 ] || why+="ckt/last.ckpt does not load: $(tail -1 err); "
 report "SIGTERM to mpirun mid-training: exit 1, last.ckpt loads" "$why"
 
+# ---- one run at a time in a checkpoint directory; partial checkpoints removed ---------
+# A run holds DIR/.ringattn.lock (flock, rank 0): a second run into DIR, fresh or
+# resumed, is refused naming the holder; once the run ends, DIR resumes.
+timeout 60 "$MPIRUN" --oversubscribe -n 2 "$RA" train --config cfg.ini --set train.steps=1000000 \
+    --set train.warmup=0 --set train.eval_every=0 --set train.checkpoint_every=20 --set train.log_every=20 \
+    --checkpoint-dir ckl >lout 2>lerr </dev/null &
+lp=$!
+for _ in $(seq 600); do grep -q 'checkpoint: ckl/step-00000040' lout 2>/dev/null && break; sleep 0.1; done
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckl
+refused "a second run into the directory a run is writing to: refused, the holder named" 1 \
+    'checkpoint-dir ckl: another ringattn run is writing checkpoints there \(pid [0-9]+ on [^)]+\); wait for it'
+ra 2 train --resume ckl --set train.steps=1000
+refused "--resume of the directory a run is writing to: refused" 1 'run.checkpoint_dir ckl: another ringattn run'
+kill -USR1 "$(pgrep -P "$lp" | head -1)" # mpirun forwards it: a checkpoint, exit 75
+wait "$lp"
+stopped=$(sed -n 's/^stopped by signal SIGUSR1 after step \([0-9]*\) .*/\1/p' lout)
+# what a killed job's writes leave: a step's .tmp (here 1 MiB of junk) and last.ckpt.tmp
+head -c 1048576 /dev/urandom >ckl/step-99999999.ckpt.tmp
+ln -s step-99999999.ckpt.tmp ckl/last.ckpt.tmp
+echo "not ours" >ckl/notes.ckpt.tmp.txt
+echo "not ours" >ckl/other.tmp
+ra 2 train --resume ckl --set train.steps=$((${stopped:-0} + 2))
+why=""
+[ -n "$stopped" ] || why+="the first run did not stop on SIGUSR1: $(tail -2 lout) $(tail -2 lerr); "
+[ "$rc" -eq 0 ] || why+="the resume after the run ended failed (exit $rc): $(grep -m1 error err); "
+for f in step-99999999.ckpt.tmp last.ckpt.tmp; do
+    [ -e "ckl/$f" ] || [ -L "ckl/$f" ] && why+="ckl/$f still there; "
+    grep -q "^checkpoint: removed ckl/$f, left by an interrupted write" out || why+="removal of $f not said; "
+done
+[ -e ckl/notes.ckpt.tmp.txt ] && [ -e ckl/other.tmp ] || why+="a file that is no partial checkpoint was removed; "
+report "a run's lock ends with it; the resume removes the partial checkpoints (and only those), said" "$why"
+# ...but never an input: a salvaged partial given to --resume stays
+cp -L ckl/last.ckpt ckl/step-77777777.ckpt.tmp
+ra 2 train --resume ckl/step-77777777.ckpt.tmp --set train.steps=$((${stopped:-0} + 4))
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+[ -e ckl/step-77777777.ckpt.tmp ] || why+="the checkpoint resumed from was removed; "
+grep -q 'removed ckl/step-77777777' out && why+="its removal was said; "
+report "--resume from a checkpoint named like a partial one: it is kept" "$why"
+# the lock file is never followed, nor replaced by an output
+mkdir ckx
+cp cfg.ini target.txt && tsum=$(sums target.txt)
+ln -s "$T/target.txt" ckx/.ringattn.lock
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx
+refused "a symlink in place of the lock file: refused, not followed" 1 'checkpoint-dir ckx: cannot open its lock file'
+report "... and the symlink's target is unchanged" "$([ "$(sums target.txt)" = "$tsum" ] || echo changed)"
+rm ckx/.ringattn.lock
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx --metrics ckx/.ringattn.lock
+refused "--metrics onto the lock file: refused" 1 "metrics ckx/.ringattn.lock: is the checkpoint directory's lock file"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
