@@ -125,6 +125,8 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
     char path[RA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == EACCES) /* another user's lock file in a shared directory: flock needs no write */
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return RA_FAIL(RA_ERR_IO, "%s %s: cannot open its lock file %s: %s", opt, dir, RA_CKPT_LOCK_NAME,
                        strerror(errno));

@@ -297,6 +297,21 @@ why=""
 [ -e ckl/step-77777777.ckpt.tmp ] || why+="the checkpoint resumed from was removed; "
 grep -q 'removed ckl/step-77777777' out && why+="its removal was said; "
 report "--resume from a checkpoint named like a partial one: it is kept" "$why"
+# another user's lock file (a shared directory, mode 0644): it is locked read-only
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    mkdir cku && chmod 777 cku && chmod 711 "$T"
+    cp -L ckl/last.ckpt cku/step-00000001.ckpt && chmod 644 cku/step-00000001.ckpt
+    ln -s step-00000001.ckpt cku/last.ckpt
+    touch cku/.ringattn.lock && chmod 644 cku/.ringattn.lock
+    OMPI_MCA_ess_singleton_isolated=1 timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        env HOME="$T" "$RA" train --resume cku --checkpoint-dir cku --set train.steps=$((${stopped:-0} + 5)) \
+        >out 2>err </dev/null
+    rc=$?
+    chmod 700 "$T"
+    why=""
+    [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+    report "a lock file of another user (0644, not writable): locked read-only, the run goes on" "$why"
+fi
 # the lock file is never followed, nor replaced by an output
 mkdir ckx
 cp cfg.ini target.txt && tsum=$(sums target.txt)
