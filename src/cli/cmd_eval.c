@@ -20,7 +20,11 @@ static const char *help =
     "train.batch windows; default all): its token ids when the model was trained\n"
     "on data.source = tokens or given --set data.dtype=uint16|uint32|npy|llmc\n"
     "(an imported model), else its bytes. Prints loss (nats/token), bits per byte\n"
-    "(bits per token for token ids) and accuracy (argmax == next token).\n";
+    "(bits per token for token ids) and accuracy (argmax == next token).\n"
+    "One ring of all P ranks, whatever grid trained the model; --set run.dp=N\n"
+    "evaluates with N data-parallel groups of P/N ranks instead (each takes\n"
+    "train.batch/N windows of every batch): the same loss, faster when the\n"
+    "sequence is short for P ranks.\n";
 
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
 
@@ -90,9 +94,13 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         cfg.val_path[0] = '\0';
         cfg.val_fraction = 0;
     }
+    /* one ring of every rank, whatever grid trained the model, unless
+     * --set run.dp=N asks for N data-parallel groups (eval: each group takes
+     * its share of every batch); diag's Gram matrices are one ring's */
+    if (diag || !ra_session_sets_key(&sa, "run.dp")) cfg.dp = 1;
     ra_set_threads(c, sa.threads ? sa.threads : cfg.threads, sa.threads ? "--threads" : "run.threads");
     ra_session s;
-    st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.accum, 0);
+    st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0);
     if (st == RA_OK) st = ra_session_load(c, &s, path, 0, NULL);
     ra_eval_result r = { 0 };
     int split = data ? RA_SPLIT_ALL : RA_SPLIT_VAL;

@@ -31,6 +31,19 @@ int ra_session_opt(ra_session_args *a, int opt, const char *val, ra_status *st)
     return 0;
 }
 
+int ra_session_sets_key(const ra_session_args *a, const char *key)
+{
+    const size_t n = strlen(key);
+    for (int i = 0; i < a->nsets; i++) {
+        const char *t = a->sets[i];
+        while (*t == ' ' || *t == '\t') t++; /* as ra_config_set trims the key */
+        if (strncmp(t, key, n) != 0) continue;
+        for (t += n; *t == ' ' || *t == '\t'; t++) {}
+        if (*t == '=') return 1;
+    }
+    return 0;
+}
+
 void ra_ckpt_resolve(char *out, size_t n, const char *path)
 {
     struct stat st;
@@ -177,7 +190,7 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
     s->cfg = *cfg;
     s->micro = micro;
     ra_set_peer_timeout(cfg->timeout);
-    RA_TRY(ra_grid_create(c->comm, with_optim ? cfg->dp : 1, &s->grid));
+    RA_TRY(ra_grid_create(c->comm, cfg->dp, &s->grid));
     if (with_optim && c->verbose) RA_TRY(ra_grid_print(&s->grid));
     RA_TRY(ra_model_create(&s->model, cfg, micro, s->grid.ring));
     int64_t Lr = ra_model_local_len(s->model);

@@ -20,14 +20,14 @@ typedef struct {
     int threads;
 } ra_session_args;
 
-/* On a grid (run.dp > 1, train only) the model lives on this rank's ring
+/* On a grid (run.dp > 1: train, and eval when told) the model lives on this rank's ring
  * and the gradients are summed over every rank. With sharded optimizer
  * states (train.shard_optimizer, P > 1) rank r holds the AdamW moments and
  * the summed gradient of the parameters [lo, hi) = [n r / P, n (r+1) / P)
  * only; the parameters themselves stay whole on every rank. */
 typedef struct {
     ra_config cfg;
-    ra_grid grid;         /* the rings (one ring of every rank unless training with dp > 1) */
+    ra_grid grid;         /* the rings: cfg.dp groups */
     ra_model *model;
     ra_adamw opt;         /* over [lo, hi) */
     ra_data *data;
@@ -54,9 +54,12 @@ ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const cha
 /* The same, also handing out the checkpoint's state (step, seed). */
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                                   ra_config *cfg, ra_ckpt_state *state);
+/* 1 when one of the --set overrides assigns key ("run.dp"). */
+int ra_session_sets_key(const ra_session_args *a, const char *key);
 /* Model (micro-batch sequences), optimizer (with_optim), data. Collective.
- * with_optim (training) builds the grid of cfg->dp rings and shards the
- * optimizer as cfg->shard_optimizer says; without, one ring of every rank. */
+ * The grid has cfg->dp rings (eval and generate set cfg->dp = 1 unless
+ * told otherwise); with_optim (training) also shards the optimizer as
+ * cfg->shard_optimizer says. */
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
                           int with_optim);
 void ra_session_close(ra_session *s);

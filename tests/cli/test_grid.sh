@@ -111,6 +111,26 @@ why+=$(status $?)
 three=$(grep -o 'loss [0-9.]* | bpb [0-9.]*' out)
 [ -n "$one" ] && [ "$one" = "$three" ] || why+="1 rank: '$one', 3 ranks: '$three'; "
 report "eval of a 2x2 sharded checkpoint on 3 ranks prints one rank's loss ($one)" "$why"
+# --set run.dp=N: N groups, each its share of every batch: the same windows and
+# loss (held-out, and a file shorter than a batch of windows: its one batch
+# padded, whole groups with nothing to count at dp = 4)
+cp "$CONFIGS/tiny.ini" evdata.txt
+for src in held-out evdata.txt; do
+    dat=()
+    [ "$src" = held-out ] || dat=(--data "$src")
+    line() { grep -o 'loss [0-9.]* | [a-z/]* [0-9.]* | accuracy [0-9.]*% | [0-9]* targets' out; }
+    mpi 1 eval --checkpoint g4x2true "${dat[@]}"
+    why=$(status $?)
+    ref=$(line)
+    for d in 2 4; do
+        mpi 4 eval --checkpoint g4x2true "${dat[@]}" --set run.dp=$d
+        why+=$(status $?)
+        got=$(line)
+        [ -n "$ref" ] && [ "$got" = "$ref" ] || why+="run.dp=$d: '$got', 1 rank: '$ref'; "
+    done
+    report "eval --set run.dp=2 and 4 on 4 ranks ($src): one rank's loss and targets ($ref)" "$why"
+done
+fails "eval --set run.dp=3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' -- eval --checkpoint g4x2true --set run.dp=3
 
 # ---- bad grids -----------------------------------------------------------------------
 fails "run.dp = 3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' '4 ranks' -- \
