@@ -446,6 +446,9 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     RA_TRY(ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from));
     if (a.metrics) snprintf(cfg.metrics, sizeof cfg.metrics, "%s", a.metrics);
     if (a.ckdir) snprintf(cfg.checkpoint_dir, sizeof cfg.checkpoint_dir, "%s", a.ckdir);
+    /* run.timeout from here: a rank 0 hung in the preflight's file system
+     * calls (a dead NFS server) is named after it, not the default 120 s */
+    ra_set_peer_timeout(cfg.timeout);
     const ra_train_files files = {
         .config = a.s.config,
         .resume = a.resume ? resume : NULL,

@@ -125,6 +125,20 @@ grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep 
 [ -e cwhung/step-00000002.ckpt ] && why+="a checkpoint was published; "
 report "checkpoint writer stuck in a 60 s write (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
 
+# ...and so does a rank 0 stuck before step 1, in the preflight's lock of the
+# checkpoint directory (a hung file system): named after run.timeout, not 120 s
+t0=$(date +%s)
+timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -e trace=flock \
+    -e inject=flock:delay_exit=60000000 "$RA" "${slow[@]}" --checkpoint-dir ckpf : \
+    -n 1 "$RA" "${slow[@]}" --checkpoint-dir ckpf >out 2>err </dev/null
+rc=$?
+secs=$(($(date +%s) - t0))
+why=""
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
+report "rank 0 stuck in the preflight (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
+
 # ...and a large checkpoint is synced every 64 MiB while it is written, so its
 # final fsync (during which rank 0 cannot answer "working") flushes at most
 # that much: an 86 MB checkpoint needs at least one fdatasync before it ends
