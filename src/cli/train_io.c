@@ -28,6 +28,16 @@ static int is_checkpoint_name(const char *name)
     return n > 10 && strncmp(name, "step-", 5) == 0 && strcmp(name + n - 5, ".ckpt") == 0;
 }
 
+/* name without its RA_TMP_SUFFIX into out (cap bytes); 1 when it had one. */
+static int strip_tmp(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", name);
+    size_t n = strlen(out), sl = strlen(RA_TMP_SUFFIX);
+    if (n <= sl || strcmp(out + n - sl, RA_TMP_SUFFIX) != 0) return 0;
+    out[n - sl] = '\0';
+    return 1;
+}
+
 static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 {
     if (!f->resume || cfg->steps > f->resume_step) return RA_OK;
@@ -91,9 +101,7 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     ra_dir_of(path, dir, sizeof dir);
     char tmp_base[RA_PATH_MAX];
-    snprintf(tmp_base, sizeof tmp_base, "%s", base);
-    size_t bl = strlen(tmp_base), sl = strlen(RA_TMP_SUFFIX);
-    if (bl > sl && strcmp(tmp_base + bl - sl, RA_TMP_SUFFIX) == 0) tmp_base[bl - sl] = '\0';
+    strip_tmp(base, tmp_base, sizeof tmp_base);
     if (!ra_same_file(dir, ckdir)) return RA_OK;
     if (is_checkpoint_name(tmp_base))
         return RA_FAIL(RA_ERR_ARG, "%s %s: is a checkpoint name in the checkpoint directory; give another file "
@@ -171,15 +179,10 @@ static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
     const char *dir = cfg->checkpoint_dir, *opt = f->ckdir_opt;
     DIR *d = opendir(dir);
     if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
-    const size_t sl = strlen(RA_TMP_SUFFIX);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        char base[256];
-        size_t n = strlen(e->d_name);
-        if (n <= sl || n - sl >= sizeof base || strcmp(e->d_name + n - sl, RA_TMP_SUFFIX) != 0) continue;
-        memcpy(base, e->d_name, n - sl);
-        base[n - sl] = '\0';
-        if (!is_checkpoint_name(base)) continue;
+        char base[sizeof e->d_name];
+        if (!strip_tmp(e->d_name, base, sizeof base) || !is_checkpoint_name(base)) continue;
         char path[RA_PATH_MAX + 256];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (input_named(cfg, f, path)) continue;

@@ -322,6 +322,22 @@ report "... and the symlink's target is unchanged" "$([ "$(sums target.txt)" = "
 rm ckx/.ringattn.lock
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx --metrics ckx/.ringattn.lock
 refused "--metrics onto the lock file: refused" 1 "metrics ckx/.ringattn.lock: is the checkpoint directory's lock file"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx --trace ckx/.ringattn.lock
+refused "--trace onto the lock file: refused" 1 "trace ckx/.ringattn.lock: is the checkpoint directory's lock file"
+rm -f ckx/.ringattn.lock # (the refused runs above locked ckx first)
+mkfifo ckx/.ringattn.lock
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx
+refused "a FIFO as the lock file: refused at once" 1 'checkpoint-dir ckx: .ringattn.lock is not a regular file'
+rm ckx/.ringattn.lock && mkdir ckx/.ringattn.lock
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx
+refused "a directory as the lock file: refused" 1 'checkpoint-dir ckx: cannot open its lock file .ringattn.lock: Is a directory'
+rmdir ckx/.ringattn.lock
+# a directory named like a partial checkpoint is no partial: the run stops naming it, removes nothing
+mkdir -p cky/step-00000005.ckpt.tmp
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir cky
+refused "a directory named like a partial checkpoint: refused, named" 1 \
+    'checkpoint-dir cky: cannot remove step-00000005.ckpt.tmp, left by an interrupted checkpoint write: Is a directory'
+report "... and it is still there" "$([ -d cky/step-00000005.ckpt.tmp ] || echo removed)"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
