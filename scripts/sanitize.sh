@@ -7,7 +7,10 @@
 # failure. See docs/fuzzing.md.
 #
 #   build-asan  gcc -Db_sanitize=address,undefined -Db_lundef=false, -O2 -g
-#   build-vg    gcc -Dnative=false (valgrind 3.19 cannot decode AVX-512), -O2 -g
+#   build-vg    gcc -Dnative=false (valgrind 3.19 cannot decode AVX-512), -O2 -g:
+#               a portable build, its kernels in one copy per x86-64 level;
+#               valgrind runs the level of the CPU it emulates, and suite
+#               'isa' runs the kernel tests natively at every level
 #   build-tsan  clang -Db_sanitize=thread -Db_lundef=false, -O2 -g: OpenMP is
 #               then LLVM's libomp, whose Archer tool (libarcher.so) tells
 #               TSan about its barriers, joins and reductions (gcc's libgomp
@@ -175,9 +178,17 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
         case "$t" in *threads=*) ;; "$fam P="*) names+=("$t") ;; esac
       done
     done < <(list_tests "$vg_build" --suite mpi)
-    if build_for "$vg_build" "${names[@]}"; then
+    # and, natively, suite 'isa': this portable build's kernel tests once per
+    # x86-64 level the CPU runs (tests/meson.build; valgrind itself runs
+    # the level it reports to the program)
+    isa_names=()
+    mapfile -t isa_names < <(list_tests "$vg_build" --suite isa)
+    if build_for "$vg_build" "${names[@]}" "${isa_names[@]}"; then
       echo "sanitize.sh: $vg_build built in $((SECONDS - t0)) s; valgrind: unit, mpi ($vg_mpi) P <= $vg_max"
       RA_TEST_MAX_RANKS=$vg_max run_checker valgrind "$vg_build" --setup valgrind "${names[@]}"
+      if [ "${#isa_names[@]}" -gt 0 ]; then
+        run_checker isa "$vg_build" "${isa_names[@]}"
+      fi
     else
       failed=1
       summary+=("valgrind build failed")

@@ -15,6 +15,7 @@
 
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
+#include "ringattn/isa.h"
 #include "ringattn/warm.h"
 #include "ringattn/mem.h"
 #include "ringattn/threads.h"
@@ -481,12 +482,12 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     st = ra_agree(c->comm, st);
     if (st == RA_OK) {
         ra_say(c, "train: %zu parameters | %d layers, dim %d, heads %d/%d, head dim %d, ffn %s %d | "
-                  "L=%d batch %d (x%d accum) | P=%d = dp %d x cp %d %s, optimizer %s | threads %d (%s), OpenBLAS %s | "
+                  "L=%d batch %d (x%d accum) | P=%d = dp %d x cp %d %s, optimizer %s | threads %d (%s), OpenBLAS %s, kernels %s | "
                   "data %s\n",
                ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, s.grid.dp, s.grid.cp, cfg.layout,
                s.sharded ? "sharded" : "replicated", threads,
-               ra_threads_origin(), ra_blas_desc(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
+               ra_threads_origin(), ra_blas_desc(), ra_kernel_isa(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");
         st = train(c, &s, start, cfg.checkpoint_dir, metrics);
     }
     /* the metrics are complete only when every line reached the file */

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/isa.h"
 #include "ringattn/threads.h"
 
 static const char *usage =
@@ -132,7 +133,11 @@ int main(int argc, char **argv)
     MPI_Comm_size(c.comm, &c.size);
     ra_watchdog_init(c.comm);
 
-    ra_status st = run(&c, argc - 1, argv + 1);
+    /* on every rank: the hosts of a job may differ in what their CPUs run */
+    const char *isa_problem = ra_kernel_isa_problem();
+    ra_status st = isa_problem ? RA_FAIL(RA_ERR_ARG, "%s", isa_problem) : RA_OK;
+    st = ra_agree(c.comm, st);
+    if (st == RA_OK) st = run(&c, argc - 1, argv + 1);
     if (st == RA_OK && c.rank == 0) st = stdout_written();
     if (st != RA_OK && st != RA_ERR_PEER) {
         if (c.rank == 0) fprintf(stderr, "ringattn: error: %s\n", ra_last_error());

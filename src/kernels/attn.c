@@ -6,6 +6,7 @@
  * tiles of TK columns; the logits of one tile S [tq][tk] come from one sgemm,
  * the softmax update is a vector loop per row, and S then feeds the next
  * sgemm. A tile whose mask is empty is skipped before any arithmetic. */
+#include "isa_names.h" /* first: the names of a portable build's copies */
 #include "ringattn/attn.h"
 
 #include <cblas.h>

@@ -29,6 +29,7 @@
  * gradient is scattered by the thread owning the vocabulary row, and the
  * cross-entropy loss is the in-order sum of per-row losses (continued
  * across calls by ra_xent_rows, so row chunks sum as one call). */
+#include "isa_names.h" /* first: the names of a portable build's copies */
 #include "ringattn/layers.h"
 
 #include <cblas.h>

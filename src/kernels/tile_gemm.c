@@ -1,6 +1,7 @@
 /* tile_gemm.c - S = Q K^T, acc += P V and acc += P^T V for the attention
  * tiles, AVX-512 or AVX2 register blocks without packing (tile_gemm.h says
  * why). Empty without either: attn.c then calls OpenBLAS. */
+#include "isa_names.h" /* first: the names of a portable build's copies */
 #include "tile_gemm.h"
 
 #include <stddef.h>

@@ -320,4 +320,23 @@ mpi 1 "${small[@]}" --verbose --no-bind
 grep -q 'not bound (--no-bind)' out
 report "--no-bind leaves the binding alone" "$([ $? -eq 0 ] || grep placement out)"
 
+# RINGATTN_ISA (include/ringattn/isa.h): a level this build cannot run is
+# refused on every rank, reported once, before any work; empty means unset.
+RINGATTN_ISA=bogus fails "RINGATTN_ISA=bogus refused" 2 "RINGATTN_ISA=bogus" "level|one copy" -- "${small[@]}"
+RINGATTN_ISA= mpi 2 "${small[@]}"
+rc=$?
+isa=$(sed -n 's/^# ringattn bench attn: .* kernels=\([^ ]*\)$/\1/p' out)
+report "RINGATTN_ISA empty: runs, start line names the kernels ($isa)" \
+    "$(status $rc)$([ -n "$isa" ] || echo "no kernels= on the start line: $(head -1 out)")"
+case $isa in
+native | generic) # one copy: any level refused, naming the build
+    RINGATTN_ISA=x86-64 fails "RINGATTN_ISA=x86-64 in a build with one copy" 2 "RINGATTN_ISA=x86-64" "one copy" \
+        -- "${small[@]}" ;;
+x86-64*) # a portable build: the baseline runs, named on the start line
+    RINGATTN_ISA=x86-64 mpi 2 "${small[@]}"
+    rc=$?
+    report "RINGATTN_ISA=x86-64 runs the baseline copy" \
+        "$(status $rc)$(grep -q ' kernels=x86-64$' out || head -1 out)" ;;
+esac
+
 finish
