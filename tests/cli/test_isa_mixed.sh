@@ -5,7 +5,9 @@
 #   - attention (causal, with gradients) on 2 and 3 ranks, the levels mixed,
 #     equals one rank's within 1e-5 (normalised), O and dQ, dK, dV;
 #   - 10 training steps on 2 ranks, the levels mixed, give one rank's
-#     losses within 1e-5 (relative).
+#     losses within 1e-5 (relative);
+#   - one rank of 3 given a level it cannot run: every rank stops before any
+#     work, that rank says why, once, and nothing hangs.
 # The baseline copy runs its tiles through OpenBLAS, the others through
 # their own kernels: the sums differ in rounding only. Exits 77 (skipped)
 # for a build with one copy of the kernels, which refuses RINGATTN_ISA.
@@ -41,6 +43,21 @@ mixed() {
     LAST="mpirun (ranks at ${levels[*]}) ringattn $*"
     timeout "$TMO" "$MPIRUN" --oversubscribe "${apps[@]}" >out 2>err </dev/null
 }
+
+# one rank (of 3) asks for a level it cannot have: every rank stops, before
+# any work, and that rank reports it once
+LAST="mpirun (rank 1 at RINGATTN_ISA=bogus) ringattn bench attn"
+small=(bench attn -b 64 -e 64 -n 1 -w 0 -c 0 -H 2 -D 16)
+timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 -x "RINGATTN_ISA=${levels[0]}" "$RA" "${small[@]}" : \
+    -n 1 -x RINGATTN_ISA=bogus "$RA" "${small[@]}" : -n 1 "$RA" "${small[@]}" >out 2>err </dev/null
+rc=$?
+why=""
+[ $rc -eq 124 ] && why+="hung; "
+[ $rc -eq 0 ] && why+="exit status 0; "
+[ "$(grep -c 'ringattn: error' err)" -eq 1 ] || why+="$(grep -c 'ringattn: error' err) error lines, expected 1; "
+grep -q '^\[rank 1/3\] ringattn: error: RINGATTN_ISA=bogus: not a level' err || why+="rank 1 does not say why; "
+grep -q 'GFLOP/s' out && why+="ran anyway; "
+report "RINGATTN_ISA=bogus on rank 1 of 3: every rank stops, rank 1 says why, once" "$why"
 
 mpi 1 gen --dir A --H 2 --L 301 --D 64 --seed 7
 report "gen H=2 L=301 D=64" "$(status $?)"
