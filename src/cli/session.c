@@ -150,17 +150,26 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     return st;
 }
 
+/* A rank whose config is built waits for the others under its run.timeout
+ * (the checkpoint's, or --set's), not the default: a peer stuck reading the
+ * checkpoint (a hung file system) is named after run.timeout. */
+static ra_status agree_config(const ra_cli *c, ra_status built, const ra_config *cfg)
+{
+    if (built == RA_OK) ra_set_peer_timeout(cfg->timeout);
+    return ra_agree(c->comm, built);
+}
+
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg)
 {
-    return ra_agree(c->comm, build_config(a, ckpt, cfg, NULL));
+    return agree_config(c, build_config(a, ckpt, cfg, NULL), cfg);
 }
 
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                                   ra_config *cfg, ra_ckpt_state *state)
 {
     *state = (ra_ckpt_state){ 0 };
-    return ra_agree(c->comm, build_config(a, ckpt, cfg, state));
+    return agree_config(c, build_config(a, ckpt, cfg, state), cfg);
 }
 
 /* Shard bounds, the shard's optimizer and summed gradient, and the

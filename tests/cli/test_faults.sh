@@ -139,6 +139,20 @@ why=""
 grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
 report "rank 0 stuck in the preflight (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
 
+# ...and eval's rank 0 stuck opening the checkpoint (cwtrue's, saved with
+# run.timeout = 1): the others wait under that timeout, not the default 120 s
+t0=$(date +%s)
+timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -P cwtrue/last.ckpt \
+    -P cwtrue/step-00000002.ckpt -e trace=openat -e inject=openat:delay_exit=60000000 \
+    "$RA" eval --checkpoint cwtrue : -n 1 "$RA" eval --checkpoint cwtrue >out 2>err </dev/null
+rc=$?
+secs=$(($(date +%s) - t0))
+why=""
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
+[ "$secs" -le 30 ] || why+="took ${secs}s; "
+grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
+report "eval's rank 0 stuck opening the checkpoint (its run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
+
 # ...and a large checkpoint is synced every 64 MiB while it is written, so its
 # final fsync (during which rank 0 cannot answer "working") flushes at most
 # that much: an 86 MB checkpoint needs at least one fdatasync before it ends
