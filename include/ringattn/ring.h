@@ -25,6 +25,12 @@
 #include "ringattn/layout.h"
 #include "ringattn/status.h"
 
+/* Buffers of a ring at P > 1, each of one piece (at most `chunk` tokens):
+ * K, V (and segment ids) of the held, next and after-next pieces; and, from
+ * the first backward on, dK, dV partials: three outgoing, one incoming
+ * (ring_attn.c; the cost model's memory uses the same counts). */
+enum { RA_RING_PIECE_BUFFERS = 3, RA_RING_DKV_BUFFERS = 4 };
+
 typedef struct {
     int B, H, Hkv, D;  /* batch, query heads, key/value heads (divides H), head dim */
     int64_t L;         /* global sequence length >= 1; a rank may own no token */

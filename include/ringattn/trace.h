@@ -43,10 +43,12 @@ enum {
 
 /* Tracks (Chrome "tid") of a rank: thread 0 records compute and waits; the
  * transfers and reductions, which overlap it, go on tracks of their own
- * (the ring's transfers posted a step ahead on two more: they outlast a
- * step, so on one track with the others their spans would not nest). */
+ * (the ring's transfers posted a step ahead on four more, pieces and dK/dV
+ * partials apart: they outlast a step, so on one track with the others
+ * their spans would not nest). */
 enum { RA_TRACE_TID_MAIN = 0, RA_TRACE_TID_SEND = 1, RA_TRACE_TID_RECV = 2, RA_TRACE_TID_REDUCE = 3,
-       RA_TRACE_TID_SEND_AHEAD = 4, RA_TRACE_TID_RECV_AHEAD = 5, RA_TRACE_NTRACKS = 6 };
+       RA_TRACE_TID_SEND_AHEAD = 4, RA_TRACE_TID_RECV_AHEAD = 5, RA_TRACE_TID_DKV_SEND_AHEAD = 6,
+       RA_TRACE_TID_DKV_RECV_AHEAD = 7, RA_TRACE_NTRACKS = 8 };
 
 enum { RA_TRACE_SPAN = 'X', RA_TRACE_INSTANT = 'i', RA_TRACE_COUNTER = 'C' };
 

@@ -17,6 +17,7 @@
 #include "ringattn/model.h"
 #include "ringattn/plan.h"
 #include "ringattn/reduce_scatter.h"
+#include "ringattn/ring.h"
 
 /* attn.c's tiles (FWD_TQ, FWD_TK, BWD_TQ, BWD_TK, FWD_SUB) and the rank
  * sample (SAMPLE), shared with costmodel_combiner.c: costmodel_internal.h. */
@@ -385,8 +386,8 @@ static size_t ring_head_bytes(const ra_cm_attn *a, int P, int64_t Lr, int chunk,
     RA_PLAN_ADD(&plan, i32, (size_t)chunk);
     for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, rows);
     if (P > 1) {
-        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, piece);
-        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, f, dkv);
+        for (int i = 0; i < RA_RING_PIECE_BUFFERS; i++) RA_PLAN_ADD(&plan, f, piece);
+        for (int i = 0; i < RA_RING_DKV_BUFFERS; i++) RA_PLAN_ADD(&plan, f, dkv);
     }
     size_t per = (ra_attn_scratch_floats(a->D) + 15) / 16 * 16, sf = ra_attn_scratch_floats_threads(a->D, threads);
     if (sf < per * (size_t)threads) sf = per * (size_t)threads;

@@ -20,7 +20,9 @@ static const char *const track_names[RA_TRACE_NTRACKS] = { "main thread", "ring 
                                                            "ring receives (post to completion)",
                                                            "gradient reductions (post to completion)",
                                                            "ring sends posted a step ahead",
-                                                           "ring receives posted a step ahead" };
+                                                           "ring receives posted a step ahead",
+                                                           "dK/dV sends posted a step ahead",
+                                                           "dK/dV receives posted a step ahead" };
 
 /* ---- escaping -------------------------------------------------------------- */
 

@@ -85,22 +85,25 @@ ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag)
 }
 
 /* Mark the request just posted (none in loopback) to outlive the next wait. */
-static ra_status keep_last(ra_ring_comm *c, int before, ra_status st)
+static ra_status keep_last(ra_ring_comm *c, int before, int track, ra_status st)
 {
-    if (st == RA_OK && c->nreq > before) c->req_keep[c->nreq - 1] = 1;
+    if (st == RA_OK && c->nreq > before) {
+        c->req_keep[c->nreq - 1] = 1;
+        c->req_track[c->nreq - 1] = (unsigned char)track;
+    }
     return st;
 }
 
-ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag)
+ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag, int track)
 {
     const int before = c->nreq;
-    return keep_last(c, before, ra_ring_comm_send(c, buf, bytes, tag));
+    return keep_last(c, before, track, ra_ring_comm_send(c, buf, bytes, tag));
 }
 
-ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag)
+ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag, int track)
 {
     const int before = c->nreq;
-    return keep_last(c, before, ra_ring_comm_recv(c, buf, bytes, tag));
+    return keep_last(c, before, track, ra_ring_comm_recv(c, buf, bytes, tag));
 }
 
 void ra_ring_comm_poll(void *ctx)
@@ -118,8 +121,7 @@ static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
     const char *keys[3] = { "bytes", "peer", "tag" };
     for (int i = 0; i < n; i++) {
         const int64_t vals[3] = { c->req_bytes[i], c->req_send[i] ? c->right : c->left, c->req_tag[i] };
-        const int tid = c->req_keep[i] ? (c->req_send[i] ? RA_TRACE_TID_SEND_AHEAD : RA_TRACE_TID_RECV_AHEAD)
-                                       : (c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV);
+        const int tid = c->req_keep[i] ? c->req_track[i] : c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV;
         ra_trace_span(tid, "comm", c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
     }
     const char *k = "requests";
@@ -135,12 +137,13 @@ static int order_kept_last(ra_ring_comm *c)
     MPI_Request rq[RA_RING_MAX_REQ];
     int64_t t0[RA_RING_MAX_REQ], by[RA_RING_MAX_REQ];
     int tg[RA_RING_MAX_REQ], n = 0, waited = 0;
-    unsigned char sd[RA_RING_MAX_REQ], kp[RA_RING_MAX_REQ];
+    unsigned char sd[RA_RING_MAX_REQ], kp[RA_RING_MAX_REQ], tk[RA_RING_MAX_REQ];
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < c->nreq; i++)
             if ((c->req_keep[i] == 1) == pass) {
                 rq[n] = c->req[i], t0[n] = c->req_t0[i], by[n] = c->req_bytes[i];
                 tg[n] = c->req_tag[i], sd[n] = c->req_send[i], kp[n] = pass ? 2 : c->req_keep[i];
+                tk[n] = c->req_track[i];
                 n++;
                 waited += !pass;
             }
@@ -150,6 +153,7 @@ static int order_kept_last(ra_ring_comm *c)
     memcpy(c->req_tag, tg, sizeof(int) * (size_t)n);
     memcpy(c->req_send, sd, (size_t)n);
     memcpy(c->req_keep, kp, (size_t)n);
+    memcpy(c->req_track, tk, (size_t)n);
     return waited;
 }
 
@@ -174,6 +178,7 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     memmove(c->req_tag, c->req_tag + n, sizeof(int) * (size_t)(c->nreq - n));
     memmove(c->req_send, c->req_send + n, (size_t)(c->nreq - n));
     memmove(c->req_keep, c->req_keep + n, (size_t)(c->nreq - n));
+    memmove(c->req_track, c->req_track + n, (size_t)(c->nreq - n));
     c->nreq -= n;
     return st;
 }

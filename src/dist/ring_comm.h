@@ -11,7 +11,7 @@
 #include "ringattn/collective.h" /* RA_MPI_TRY */
 #include "ringattn/status.h"
 
-enum { RA_RING_MAX_REQ = 8 };
+enum { RA_RING_MAX_REQ = 16 };
 
 typedef struct {
     MPI_Comm comm;      /* private duplicate, errors returned, not fatal */
@@ -25,6 +25,7 @@ typedef struct {
     int req_tag[RA_RING_MAX_REQ];
     unsigned char req_send[RA_RING_MAX_REQ];
     unsigned char req_keep[RA_RING_MAX_REQ]; /* posted ahead: 1 until the next wait, then 2 */
+    unsigned char req_track[RA_RING_MAX_REQ]; /* posted ahead: its trace track */
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
     /* loopback (ra_ring_set_loopback): the last posted send and receive */
@@ -40,9 +41,10 @@ ra_status ra_ring_comm_send(ra_ring_comm *c, const void *buf, size_t bytes, int 
 ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag);
 /* The same, posted ahead: the next ra_ring_comm_wait leaves it in flight
  * (it keeps moving behind the next step's compute) and the one after that
- * completes it. */
-ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag);
-ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag);
+ * completes it. track: its trace track (trace.h's *_AHEAD ones), one per
+ * kind of transfer so that their spans nest. */
+ra_status ra_ring_comm_send_ahead(ra_ring_comm *c, const void *buf, size_t bytes, int tag, int track);
+ra_status ra_ring_comm_recv_ahead(ra_ring_comm *c, void *buf, size_t bytes, int tag, int track);
 /* Let pending transfers progress (MPI_Testall); for ra_poll. */
 void ra_ring_comm_poll(void *c);
 /* Complete every posted request but those posted ahead since the last

@@ -24,6 +24,10 @@
  * one step behind: rank r adds its contribution to the partial it gets from
  * the left and passes it on; after P-1 hops the sum returns to the owner,
  * which adds it to its own contribution. K, V, dK, dV thus travel together.
+ * The last hop goes ahead (sent and received ahead, completed a wait later):
+ * the owner needs it only in its dK/dV, so the ranks may drift a step
+ * further apart (at P = 2 every partial is a last hop). Four partial
+ * buffers: three outgoing (step s sends from s % 3), one incoming.
  *
  * Shapes (this file): q, o, dout, dq [B][H][Lr][D]; k, v, dk, dv
  * [B][Hkv][Lr][D]; seg [B][Lr]; lse [B][H][Lr]; a piece buffer holds
@@ -67,8 +71,8 @@ struct ra_ring {
     int threads;       /* the most ra_threads() the scratch is sized for */
     void *smem;        /* the scratch's block, regrown when ra_threads() rises */
     size_t smem_bytes;
-    float *slot[3];    /* piece buffers (P > 1): step s holds slot[s % 3] */
-    float *dkv[3];     /* backward: two outgoing partials, one incoming (P > 1) */
+    float *slot[RA_RING_PIECE_BUFFERS]; /* piece buffers (P > 1): step s holds slot[s % 3] */
+    float *dkv[RA_RING_DKV_BUFFERS]; /* backward (P > 1): three outgoing partials (step s: s % 3), one incoming */
     void *mem, *bmem;  /* blocks: every buffer from pos on; dkv (first backward) */
     size_t dkv_floats;
     size_t bytes;      /* allocated by the ring */
@@ -226,7 +230,7 @@ ra_status ra_ring_create(ra_ring **out, const ra_ring_opts *opts, MPI_Comm comm)
     RA_PLAN_ADD(&plan, R->row_logl, rows);
     RA_TRY(ring_scratch(R));
     if (P > 1) /* the three piece buffers */
-        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
+        for (int i = 0; i < RA_RING_PIECE_BUFFERS; i++) RA_PLAN_ADD(&plan, R->slot[i], piece_floats);
     RA_TRY(ring_alloc(R, &plan, &R->mem, "ring buffers"));
     ra_layout_positions(o->layout, o->L, P, R->r, R->pos);
     return RA_OK;
@@ -446,8 +450,9 @@ static ra_status post_pieces(ra_ring *R, int s, int nsteps, const float *k, cons
         RA_TRY(ra_ring_comm_recv(&R->comm, next, step_bytes(R, s + 1, seg), TAG_KV));
     if (t == P - 1 && s + 1 < nsteps) {
         pack_own(R, (s + 1) / P, k, v, seg, next);
-        RA_TRY(ra_ring_comm_send_ahead(&R->comm, next, step_bytes(R, s + 1, seg), TAG_KV));
-        if (s + 2 < nsteps) RA_TRY(ra_ring_comm_recv_ahead(&R->comm, after, step_bytes(R, s + 2, seg), TAG_KV));
+        RA_TRY(ra_ring_comm_send_ahead(&R->comm, next, step_bytes(R, s + 1, seg), TAG_KV, RA_TRACE_TID_SEND_AHEAD));
+        if (s + 2 < nsteps)
+            RA_TRY(ra_ring_comm_recv_ahead(&R->comm, after, step_bytes(R, s + 2, seg), TAG_KV, RA_TRACE_TID_RECV_AHEAD));
     }
     return RA_OK;
 }
@@ -624,12 +629,14 @@ static ra_status tail_recv(ra_ring *R, float *buf)
 
 /* Last step (t = P-1): backward of piece p into part, group-major
  * [B*Hkv][2][n][D], plus the incoming partial (t >= 2), sent by parts. The
- * first wait completes the incoming partial and the previous step's send,
+ * first wait completes the incoming partial and the sends still in flight,
  * which frees home for our own last piece's partial: its receives are
- * posted there and then. The final wait completes them and the parts' sends. */
+ * posted there and then. At P = 2 that wait also completes the partial of
+ * own piece `back` (>= 0) coming home into incoming, added to dk/dv then.
+ * The final wait completes the receives and the parts' sends. */
 static ra_status backward_tail(ra_ring *R, const piece *p, int t, const float *q, const int32_t *seg,
                                const float *dout, const float *dl, float *dq, float *part,
-                               const float *incoming, float *home)
+                               const float *incoming, float *home, int back, float *dk, float *dv)
 {
     const size_t nd = (size_t)p->n * R->o.D, per_group = 2 * nd;
     if (per_group) memset(part, 0, sizeof(float) * per_group * R->o.B * R->o.Hkv);
@@ -638,6 +645,7 @@ static ra_status backward_tail(ra_ring *R, const piece *p, int t, const float *q
         backward_piece(R, p, q, seg, dout, dl, dq, part, part + nd, per_group, g0, g1);
         if (j == 0) {
             RA_TRY(ra_ring_comm_wait(&R->comm));
+            if (back >= 0) add_returned(R, back, incoming, dk, dv);
             RA_TRY(tail_recv(R, home));
         }
         float *from = part + g0 * per_group;
@@ -660,7 +668,7 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
     RA_TRY(ring_scratch(R));
     if (P > 1 && !R->bmem) { /* first backward: the partial-sum buffers */
         ra_plan plan = RA_PLAN_INIT;
-        for (int i = 0; i < 3; i++) RA_PLAN_ADD(&plan, R->dkv[i], R->dkv_floats);
+        for (int i = 0; i < RA_RING_DKV_BUFFERS; i++) RA_PLAN_ADD(&plan, R->dkv[i], R->dkv_floats);
         RA_TRY(ring_alloc(R, &plan, &R->bmem, "dK/dV partial buffers"));
     }
     begin_stats(R);
@@ -674,23 +682,30 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
         ra_attn_bwd_rowdot((int)R->Lr, o->D, o_in + bh * R->Lr * o->D, dout + bh * R->Lr * o->D,
                            dl + bh * R->Lr);
     const int nsteps = P * R->nc, groups = o->B * o->Hkv;
-    float *incoming = R->dkv[2];
+    float *incoming = P > 1 ? R->dkv[RA_RING_DKV_BUFFERS - 1] : NULL;
+    int back = -1; /* own piece whose partial is coming home into incoming */
     const int64_t tr = RA_TRACE_T0();
     for (int s = 0; s < nsteps; s++) {
         const int t = s % P;
-        float *part = P > 1 ? R->dkv[s % 2] : NULL;
+        float *part = P > 1 ? R->dkv[s % 3] : NULL;
         RA_TRY(post_pieces(R, s, nsteps, k, v, seg));
         piece p = held_piece(R, s, k, v, seg, R->slot[s % 3]);
         /* The left neighbour's message this step: the running partial of the
-         * held piece (t >= 2), or our own previous piece coming home (t == 0). */
-        int expect = P > 1 && s > 0 && t != 1;
-        if (expect) {
-            int n_in = t == 0 ? piece_len(R, R->r, p.index - 1) : p.n;
-            RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, n_in), TAG_DKV));
+         * held piece (t >= 2), needed at the step's end to be passed on, or
+         * our own previous piece's partial coming home (t == 0), needed only
+         * in dk/dv: received ahead, completed by the wait after next (the
+         * end of step t = 1) and added then, so the neighbour may finish its
+         * last hop a step later without this rank waiting for it. */
+        if (P > 1 && t >= 2) RA_TRY(ra_ring_comm_recv(&R->comm, incoming, dkv_bytes(R, p.n), TAG_DKV));
+        if (P > 1 && t == 0 && s > 0) {
+            back = p.index - 1;
+            RA_TRY(ra_ring_comm_recv_ahead(&R->comm, incoming, dkv_bytes(R, piece_len(R, R->r, back)), TAG_DKV,
+                                           RA_TRACE_TID_DKV_RECV_AHEAD));
         }
         const int64_t ts = RA_TRACE_T0();
         if (P > 1 && s == nsteps - 1) { /* t = P-1: sent in parts as computed */
-            RA_TRY(backward_tail(R, &p, t, q, seg, dout, dl, dq, part, incoming, R->dkv[(s + 1) % 2]));
+            RA_TRY(backward_tail(R, &p, t, q, seg, dout, dl, dq, part, incoming, R->dkv[(s + 1) % 3],
+                                 t == 1 ? back : -1, dk, dv));
             RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
             break;
         }
@@ -705,18 +720,28 @@ ra_status ra_ring_backward(ra_ring *R, const float *q, const float *k, const flo
             if (t == 0) add_returned(R, p.index, part, dk, dv);
         }
         RA_TRACE_END3("attn", "bwd step", ts, "step", s, "origin", p.origin, "tokens", p.n);
-        RA_TRY(ra_ring_comm_wait(&R->comm)); /* also completes last step's partial send */
-        if (expect && t == 0) add_returned(R, p.index - 1, incoming, dk, dv);
+        RA_TRY(ra_ring_comm_wait(&R->comm));
+        if (t == 1 && back >= 0) {
+            add_returned(R, back, incoming, dk, dv);
+            back = -1;
+        }
         if (t != 0) {
             size_t n2 = 2 * (size_t)o->B * o->Hkv * p.n * o->D;
             if (t >= 2)
                 for (size_t i = 0; i < n2; i++) part[i] += incoming[i];
-            RA_TRY(ra_ring_comm_send(&R->comm, part, dkv_bytes(R, p.n), TAG_DKV));
+            /* the last hop (to the owner, which receives it ahead) stays in
+             * flight until the wait after next: part's buffer comes round
+             * again three steps on */
+            if (t == P - 1)
+                RA_TRY(ra_ring_comm_send_ahead(&R->comm, part, dkv_bytes(R, p.n), TAG_DKV,
+                                               RA_TRACE_TID_DKV_SEND_AHEAD));
+            else
+                RA_TRY(ra_ring_comm_send(&R->comm, part, dkv_bytes(R, p.n), TAG_DKV));
         }
     }
     if (P > 1) { /* the last own piece comes home (and the tail's sends complete) */
         RA_TRY(ra_ring_comm_wait(&R->comm));
-        add_returned(R, R->nc - 1, R->dkv[nsteps % 2], dk, dv); /* backward_tail's home */
+        add_returned(R, R->nc - 1, R->dkv[nsteps % 3], dk, dv); /* backward_tail's home */
     }
     RA_TRACE_END2("attn", "ring backward", tr, "steps", nsteps, "tokens", R->Lr);
     end_stats(R, nsteps);
