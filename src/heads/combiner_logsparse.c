@@ -18,6 +18,8 @@
  * Shapes (n tokens held): q, o, dout, dq [B][H][n][D]; k, v, dk, dv
  * [B][Hkv][n][D]; per summary slot s: qbar, vbar, dvbar [B][H][S][D],
  * kbar, dkbar [B][Hkv][S][D], slse [B][H][S]. */
+#include "kernels/isa_names.h" /* first: the names of a portable build's copies */
+
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
-/* dispatch.c - the public names of the kernel functions in a portable build:
- * each calls the copy of attn.c / layers.c compiled for the x86-64 level
- * chosen at the first call (ringattn/isa.h; the names: isa_names.h). In a build with one
- * copy (-Dnative=true, or not x86-64) only ra_kernel_isa and
- * ra_kernel_isa_problem are here. */
+/* dispatch.c - the public names of the kernel functions in a portable
+ * build: each calls the copy of attn.c, layers.c or combiner_logsparse.c
+ * compiled for the x86-64 level chosen at the first call (ringattn/isa.h;
+ * the names: isa_names.h). In a build with one copy (-Dnative=true, or not
+ * x86-64) only ra_kernel_isa and ra_kernel_isa_problem are here. */
 #include "ringattn/isa.h"
 
 #include <pthread.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heads/combiner_logsparse.h"
 #include "ringattn/attn.h"
 #include "ringattn/layers.h"
 
@@ -54,7 +55,15 @@ const char *ra_kernel_isa_problem(void)
        int64_t *count, int64_t *correct),                                                           \
       (dlogits, logits, tgt, N, V, scale, count, correct))                                          \
     X(double, ra_kappa_from_gram, (const double *G, int D, double *sigma_max, double *sigma_min), \
-      (G, D, sigma_max, sigma_min))
+      (G, D, sigma_max, sigma_min))                                                                 \
+    X(ra_status, ra_ls_forward,                                                                     \
+      (ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg, float *out, \
+       float *lse),                                                                                 \
+      (hd, q, k, v, seg, out, lse))                                                                 \
+    X(ra_status, ra_ls_backward,                                                                    \
+      (ra_head *hd, const float *q, const float *k, const float *v, const int32_t *seg,            \
+       const float *out, const float *lse, const float *dout, float *dq, float *dk, float *dv),    \
+      (hd, q, k, v, seg, out, lse, dout, dq, dk, dv))
 
 #define VOID_KERNELS(X)                                                                             \
     X(void, ra_attn_fwd_init, (int nq, int D, float *acc, float *m, float *l), (nq, D, acc, m, l)) \

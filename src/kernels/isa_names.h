@@ -1,7 +1,8 @@
-/* isa_names.h - the kernel files' names in a portable build (-Dnative=false on
- * x86-64), which compiles attn.c, layers.c and tile_gemm.c once per x86-64
- * level and picks one copy when the process starts (dispatch.c, docs/design.md
- * §4.1 "Kernels per CPU level"). Each kernel file includes this first; with
+/* isa_names.h - the kernel files' names in a portable build (-Dnative=false
+ * on x86-64), which compiles attn.c, layers.c, tile_gemm.c and
+ * heads/combiner_logsparse.c (the code written for a vector unit) once per
+ * x86-64 level and picks one copy when the process starts (dispatch.c,
+ * docs/design.md §4.1 "Kernels per CPU level"). Each kernel file includes this first; with
  * RA_ISA_SUFFIX (set by src/meson.build, e.g. _x86_64_v3) every function it
  * defines gets the suffix, so the copies link side by side and dispatch.c
  * defines the public names. Without RA_ISA_SUFFIX (a -Dnative=true build)
@@ -31,6 +32,9 @@
 #define ra_tile_qkt RA_ISA_NAME(ra_tile_qkt)
 #define ra_tile_pv RA_ISA_NAME(ra_tile_pv)
 #define ra_tile_ptv RA_ISA_NAME(ra_tile_ptv)
+/* heads/combiner_logsparse.c (its per-row loops: rowvec.h, vmath.h) */
+#define ra_ls_forward RA_ISA_NAME(ra_ls_forward)
+#define ra_ls_backward RA_ISA_NAME(ra_ls_backward)
 /* layers.c */
 #define ra_rmsnorm_forward RA_ISA_NAME(ra_rmsnorm_forward)
 #define ra_rmsnorm_backward RA_ISA_NAME(ra_rmsnorm_backward)
