@@ -115,13 +115,17 @@ for sh in true false; do
     "$MPIRUN" -n 1 "$RA" eval --checkpoint "cw$sh" >evout 2>&1 || why+="the checkpoint does not load: $(tail -2 evout); "
     report "checkpoint write of ${secs}s with run.timeout = 1 (shard_optimizer = $sh): the job waits for it, the checkpoint loads" "$why"
 done
+# rank0_lost: why the last run (rc, secs, err) did not end within 30 s
+# naming rank 0 as lost, or nothing
+rank0_lost() {
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || echo -n "exit status $rc (124: it hung); "
+    [ "$secs" -le 30 ] || echo -n "took ${secs}s; "
+    grep -q 'lost: rank 0 (no answer' err || echo -n "rank 0 not named as lost: $(grep -m2 error err); "
+}
 # ...but a writer stuck in one write (a hung file system) still ends the job:
 # it cannot answer, so it is named as lost
 slow_write 60000000 cwhung
-why=""
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
-[ "$secs" -le 30 ] || why+="took ${secs}s; "
-grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
+why=$(rank0_lost)
 [ -e cwhung/step-00000002.ckpt ] && why+="a checkpoint was published; "
 report "checkpoint writer stuck in a 60 s write (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
 
@@ -133,11 +137,7 @@ timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -e trac
     -n 1 "$RA" "${slow[@]}" --checkpoint-dir ckpf >out 2>err </dev/null
 rc=$?
 secs=$(($(date +%s) - t0))
-why=""
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
-[ "$secs" -le 30 ] || why+="took ${secs}s; "
-grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
-report "rank 0 stuck in the preflight (run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
+report "rank 0 stuck in the preflight (run.timeout = 1): job ended in ${secs}s naming rank 0" "$(rank0_lost)"
 
 # ...and eval's rank 0 stuck opening the checkpoint (cwtrue's, saved with
 # run.timeout = 1): the others wait under that timeout, not the default 120 s
@@ -147,11 +147,7 @@ timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -P cwtr
     "$RA" eval --checkpoint cwtrue : -n 1 "$RA" eval --checkpoint cwtrue >out 2>err </dev/null
 rc=$?
 secs=$(($(date +%s) - t0))
-why=""
-[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc (124: it hung); "
-[ "$secs" -le 30 ] || why+="took ${secs}s; "
-grep -q 'lost: rank 0 (no answer' err || why+="rank 0 not named as lost: $(grep -m2 error err); "
-report "eval's rank 0 stuck opening the checkpoint (its run.timeout = 1): job ended in ${secs}s naming rank 0" "$why"
+report "eval's rank 0 stuck opening the checkpoint (its run.timeout = 1): job ended in ${secs}s naming rank 0" "$(rank0_lost)"
 
 # ...and a large checkpoint is synced every 64 MiB while it is written, so its
 # final fsync (during which rank 0 cannot answer "working") flushes at most
