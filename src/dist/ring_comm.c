@@ -36,12 +36,8 @@ void ra_ring_comm_free(ra_ring_comm *c)
 /* Remember request i for the trace (cheap: one branch when off). */
 static void note(ra_ring_comm *c, int i, size_t bytes, int tag, int send)
 {
-    c->req_keep[i] = 0;
-    if (!ra_trace_on) return;
-    c->req_t0[i] = ra_trace_clock();
-    c->req_bytes[i] = (int64_t)bytes;
-    c->req_tag[i] = tag;
-    c->req_send[i] = (unsigned char)send;
+    c->info[i] = (ra_ring_req){ .t0 = RA_TRACE_T0(), .bytes = (int64_t)bytes, .tag = tag,
+                                .send = (unsigned char)send };
 }
 
 static ra_status check_bytes(size_t bytes)
@@ -88,8 +84,8 @@ ra_status ra_ring_comm_recv(ra_ring_comm *c, void *buf, size_t bytes, int tag)
 static ra_status keep_last(ra_ring_comm *c, int before, int track, ra_status st)
 {
     if (st == RA_OK && c->nreq > before) {
-        c->req_keep[c->nreq - 1] = 1;
-        c->req_track[c->nreq - 1] = (unsigned char)track;
+        c->info[c->nreq - 1].keep = 1;
+        c->info[c->nreq - 1].track = (unsigned char)track;
     }
     return st;
 }
@@ -120,9 +116,10 @@ static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
     const int64_t t1 = ra_trace_clock();
     const char *keys[3] = { "bytes", "peer", "tag" };
     for (int i = 0; i < n; i++) {
-        const int64_t vals[3] = { c->req_bytes[i], c->req_send[i] ? c->right : c->left, c->req_tag[i] };
-        const int tid = c->req_keep[i] ? c->req_track[i] : c->req_send[i] ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV;
-        ra_trace_span(tid, "comm", c->req_send[i] ? "ring send" : "ring recv", c->req_t0[i], t1, 3, keys, vals);
+        const ra_ring_req *q = &c->info[i];
+        const int64_t vals[3] = { q->bytes, q->send ? c->right : c->left, q->tag };
+        const int tid = q->keep ? q->track : q->send ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV;
+        ra_trace_span(tid, "comm", q->send ? "ring send" : "ring recv", q->t0, t1, 3, keys, vals);
     }
     const char *k = "requests";
     const int64_t v = n;
@@ -135,25 +132,18 @@ static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
 static int order_kept_last(ra_ring_comm *c)
 {
     MPI_Request rq[RA_RING_MAX_REQ];
-    int64_t t0[RA_RING_MAX_REQ], by[RA_RING_MAX_REQ];
-    int tg[RA_RING_MAX_REQ], n = 0, waited = 0;
-    unsigned char sd[RA_RING_MAX_REQ], kp[RA_RING_MAX_REQ], tk[RA_RING_MAX_REQ];
+    ra_ring_req in[RA_RING_MAX_REQ];
+    int n = 0, waited = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < c->nreq; i++)
-            if ((c->req_keep[i] == 1) == pass) {
-                rq[n] = c->req[i], t0[n] = c->req_t0[i], by[n] = c->req_bytes[i];
-                tg[n] = c->req_tag[i], sd[n] = c->req_send[i], kp[n] = pass ? 2 : c->req_keep[i];
-                tk[n] = c->req_track[i];
+            if ((c->info[i].keep == 1) == pass) {
+                rq[n] = c->req[i], in[n] = c->info[i];
+                if (pass) in[n].keep = 2;
                 n++;
                 waited += !pass;
             }
     memcpy(c->req, rq, sizeof(MPI_Request) * (size_t)n);
-    memcpy(c->req_t0, t0, sizeof(int64_t) * (size_t)n);
-    memcpy(c->req_bytes, by, sizeof(int64_t) * (size_t)n);
-    memcpy(c->req_tag, tg, sizeof(int) * (size_t)n);
-    memcpy(c->req_send, sd, (size_t)n);
-    memcpy(c->req_keep, kp, (size_t)n);
-    memcpy(c->req_track, tk, (size_t)n);
+    memcpy(c->info, in, sizeof(ra_ring_req) * (size_t)n);
     return waited;
 }
 
@@ -173,12 +163,7 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     if (ra_trace_on) trace_wait(c, n, tt);
     /* the requests kept for the next wait move to the front */
     memmove(c->req, c->req + n, sizeof(MPI_Request) * (size_t)(c->nreq - n));
-    memmove(c->req_t0, c->req_t0 + n, sizeof(int64_t) * (size_t)(c->nreq - n));
-    memmove(c->req_bytes, c->req_bytes + n, sizeof(int64_t) * (size_t)(c->nreq - n));
-    memmove(c->req_tag, c->req_tag + n, sizeof(int) * (size_t)(c->nreq - n));
-    memmove(c->req_send, c->req_send + n, (size_t)(c->nreq - n));
-    memmove(c->req_keep, c->req_keep + n, (size_t)(c->nreq - n));
-    memmove(c->req_track, c->req_track + n, (size_t)(c->nreq - n));
+    memmove(c->info, c->info + n, sizeof(ra_ring_req) * (size_t)(c->nreq - n));
     c->nreq -= n;
     return st;
 }

@@ -13,19 +13,21 @@
 
 enum { RA_RING_MAX_REQ = 16 };
 
+/* What the ring keeps of a posted request beside its MPI_Request. */
+typedef struct {
+    int64_t t0, bytes;   /* for the trace (trace.h): when it was posted, its size */
+    int tag;
+    unsigned char send;  /* 1: a send to the right, 0: a receive from the left */
+    unsigned char keep;  /* posted ahead: 1 until the next wait, then 2 */
+    unsigned char track; /* posted ahead: its trace track */
+} ra_ring_req;
+
 typedef struct {
     MPI_Comm comm;      /* private duplicate, errors returned, not fatal */
     int rank, size, left, right;
-    MPI_Request req[RA_RING_MAX_REQ];
+    MPI_Request req[RA_RING_MAX_REQ]; /* apart: MPI waits on the array */
     int nreq;
-    /* per request, for the trace (trace.h): when it was posted, its size,
-     * tag and direction (1: send) */
-    int64_t req_t0[RA_RING_MAX_REQ];
-    int64_t req_bytes[RA_RING_MAX_REQ];
-    int req_tag[RA_RING_MAX_REQ];
-    unsigned char req_send[RA_RING_MAX_REQ];
-    unsigned char req_keep[RA_RING_MAX_REQ]; /* posted ahead: 1 until the next wait, then 2 */
-    unsigned char req_track[RA_RING_MAX_REQ]; /* posted ahead: its trace track */
+    ra_ring_req info[RA_RING_MAX_REQ]; /* beside req[i] */
     double wait_seconds; /* accumulated time blocked in ra_ring_comm_wait */
     double bytes_sent;
     /* loopback (ra_ring_set_loopback): the last posted send and receive */

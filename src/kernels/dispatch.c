@@ -23,6 +23,17 @@ static const char *requested(void)
     return want && *want ? want : NULL;
 }
 
+/* want as a message shows it: at most 64 bytes, each byte outside printable
+ * ASCII as '?' (a stray escape or newline stays out of the error line) */
+static const char *shown(const char *want)
+{
+    static char buf[72];
+    size_t n = 0;
+    for (; want[n] && n < 64; n++) buf[n] = want[n] >= 0x20 && want[n] < 0x7f ? want[n] : '?';
+    snprintf(buf + n, sizeof buf - n, "%s", want[n] ? "..." : "");
+    return buf;
+}
+
 #if !RA_KERNEL_DISPATCH
 
 const char *ra_kernel_isa(void) { return RA_KERNEL_BUILD; }
@@ -32,9 +43,9 @@ const char *ra_kernel_isa_problem(void)
     const char *want = requested();
     if (!want) return NULL;
     snprintf(g_problem, sizeof g_problem,
-             "RINGATTN_ISA=%.64s: this build has one copy of its kernels (%s); "
+             "RINGATTN_ISA=%s: this build has one copy of its kernels (%s); "
              "a build with -Dnative=false on x86-64 chooses among x86-64, x86-64-v3 and x86-64-v4",
-             want, RA_KERNEL_BUILD);
+             shown(want), RA_KERNEL_BUILD);
     return g_problem;
 }
 
@@ -209,7 +220,7 @@ static void choose(void)
     char have[64] = "";
     for (int i = 0; i < NLEVELS; i++)
         snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? ", " : "", levels[i].name);
-    snprintf(g_problem, sizeof g_problem, "RINGATTN_ISA=%.64s: not a level of this build (%s)", want, have);
+    snprintf(g_problem, sizeof g_problem, "RINGATTN_ISA=%s: not a level of this build (%s)", shown(want), have);
 }
 
 static const kernel_set *kernels(void)

@@ -323,6 +323,12 @@ report "--no-bind leaves the binding alone" "$([ $? -eq 0 ] || grep placement ou
 # RINGATTN_ISA (include/ringattn/isa.h): a level this build cannot run is
 # refused on every rank, reported once, before any work; empty means unset.
 RINGATTN_ISA=bogus fails "RINGATTN_ISA=bogus refused" 2 "RINGATTN_ISA=bogus" "level|one copy" -- "${small[@]}"
+# a huge value, and one with a newline and an escape: refused, the message
+# one line, the value cut at 64 bytes, non-printable bytes as '?'
+long=$(head -c 100000 /dev/zero | tr '\0' v)
+RINGATTN_ISA=$long fails "RINGATTN_ISA of 100000 bytes refused" 2 "RINGATTN_ISA=v{64}\.\.\.:" -- "${small[@]}"
+RINGATTN_ISA=$'x86\n\033[2Jv3' fails "RINGATTN_ISA with a newline and an escape: one line" 2 \
+    "RINGATTN_ISA=x86\?\?\[2Jv3:" -- "${small[@]}"
 RINGATTN_ISA= mpi 2 "${small[@]}"
 rc=$?
 isa=$(sed -n 's/^# ringattn bench attn: .* kernels=\([^ ]*\)$/\1/p' out)
