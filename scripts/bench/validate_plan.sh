@@ -16,6 +16,12 @@
 # each; default round: once per round), so that the machine's drift between
 # a calibration and a measurement minutes later does not count as the
 # model's error.
+# Control rows: each round ends by measuring its first case (causal
+# zigzag at the first rank count) again; the row gives the first
+# measurement as "predicted" and the second as "measured", so its err% is
+# how far identical work drifted within the round: an error below it is
+# the machine's, not the model's. They are not counted in the tally of
+# cases within 15 %.
 # CLUSTER=H (2-8, root): the same cases across H hosts of a namespace
 # cluster (scripts/cluster/netns-cluster.sh; its own, RA_CLUSTER=rval on
 # 10.213.5.0/24, removed on exit) over TCP, PPN ranks per host (default 1),
@@ -87,14 +93,21 @@ calibrate() { # P: the rates file of P ranks
     run "$1" plan --calibrate --save-rates "$T/rates$1.ini" --threads "$(thr "$1")" --config "$BENCH_INI" -n "$1" \
         >/dev/null || exit 1
 }
-attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
-    local P=$1 name=$2 n=${LEN:-$L}
-    shift 2
-    local out pf pb mf mb
-    [ "$CALIBRATE" = round ] || calibrate "$P"
+# measure P ARGS...: sets mf and mb, the slowest rank's median forward and
+# backward (ms) of bench attn at LEN (default L)
+measure() {
+    local P=$1 n=${LEN:-$L} out
+    shift
     out=$(run $P bench attn -b "$n" -e "$n" -n "$REPS" -w 1 -c 0 -t "$(thr $P)" "$@" 2>/dev/null | grep -E '^ +[0-9]' | tail -1)
     mf=$(echo "$out" | awk '{print $4}')
     mb=$(echo "$out" | awk '{print $10}')
+}
+attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
+    local P=$1 name=$2 n=${LEN:-$L}
+    shift 2
+    local pf pb
+    [ "$CALIBRATE" = round ] || calibrate "$P"
+    measure "$P" "$@"
     pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "${RPN[@]}" "$@" | grep '^predicted:')
     pf=$(echo "$pred" | sed 's/.*fwd_ms=\([0-9.]*\).*/\1/')
     pb=$(echo "$pred" | sed 's/.*bwd_ms=\([0-9.]*\).*/\1/')
@@ -105,8 +118,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     [ "$ROUNDS" -gt 1 ] && echo "# round $round of $ROUNDS"
     [ "$CALIBRATE" = case ] || for P in $PS; do calibrate "$P"; done
     printf '%-48s %10s %10s %7s\n' case predicted measured err%
+    first=1
     for P in $PS; do
         attn_case $P "causal zigzag" --causal --layout zigzag
+        [ "$first" = 1 ] && c_args=("$P" --causal --layout zigzag) c_name="attn P=$P causal zigzag" c_f=$mf c_b=$mb
+        first=0
         attn_case $P "causal striped" --causal --layout striped
         attn_case $P "causal contiguous" --causal --layout contiguous
         attn_case $P "bidirectional contiguous" --layout contiguous
@@ -123,6 +139,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
             sed 's/.*step_ms=\([0-9.]*\).*/\1/')
         row "train bench.ini P=$P step" "$p" "$m"
     done
+    measure "${c_args[@]}" # the round's first case again: the control
+    row "control: $c_name fwd, again" "$c_f" "$mf"
+    row "control: $c_name bwd, again" "$c_b" "$mb"
 done
 [ "$ROUNDS" -gt 1 ] || exit 0
 echo "# medians over $ROUNDS rounds (err%: the median of the rounds' errors)"
@@ -133,10 +152,18 @@ for line in open(sys.argv[1]):
     name, p, m = line.rstrip("\n").split("|")
     cases.setdefault(name, []).append((float(p), float(m)))
 print("%-48s %10s %10s %7s" % ("case", "predicted", "measured", "err%"))
-within = 0
+within = counted = 0
+drift = []
 for name, v in cases.items():
     e = st.median(100 * (p - m) / m for p, m in v)
-    within += abs(e) <= 15
+    if name.startswith("control:"):
+        drift += [abs(100 * (p - m) / m) for p, m in v]
+    else:
+        within += abs(e) <= 15
+        counted += 1
     print("%-48s %10.2f %10.2f %+7.1f" % (name, st.median(p for p, _ in v), st.median(m for _, m in v), e))
-print("# within 15 %%: %d of %d" % (within, len(cases)))
+print("# within 15 %%: %d of %d" % (within, counted))
+if drift:
+    print("# control: identical work drifted %.1f to %.1f %% within a round (median %.1f %%)"
+          % (min(drift), max(drift), st.median(drift)))
 PY
