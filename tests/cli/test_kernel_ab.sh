@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# test_kernel_ab.sh RINGATTN MPIRUN - scripts/bench/kernel_ab.sh: bad
+# arguments refused by name (exit 2) before anything is built; an unchanged
+# copy B runs forward and backward, prints its row and passes its check
+# (outputs bitwise A's: the same code); a B whose softmax rescale is off by
+# 0.1 % fails the check (exit 1, FAIL) and passes with --no-check (exit 0).
+set -u
+# before lib_cli.sh moves into its temporary directory
+AB=$(cd "$(dirname "$0")/../../scripts/bench" && pwd)/kernel_ab.sh
+KERNELS=$(cd "$(dirname "$0")/../../src/kernels" && pwd)
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+BUILD=$(dirname "$(dirname "$RA")") # the build tree of RA (BUILD/src/ringattn)
+
+mkdir same wrong empty
+cp "$KERNELS/attn.c" same/
+sed 's/float alpha = ra_exp1_neg(m\[i\] - m_new);/float alpha = 1.001f * ra_exp1_neg(m[i] - m_new);/' \
+    "$KERNELS/attn.c" >wrong/attn.c
+report "the wrong copy differs from the tree's" "$(cmp -s "$KERNELS/attn.c" wrong/attn.c && echo "sed changed nothing")"
+
+# refused: ARGS... | a word the message must hold
+for c in "|give the folder" "nosuchdir|is not a folder" "empty|holds no files" "-B nosuchbuild same|nosuchbuild/src/libringattn.a" \
+         "--cpu x same|not a core number" "same -L x|-L needs" "same --bogus|unknown option"; do
+    args=${c%%|*} word=${c#*|}
+    # shellcheck disable=SC2086
+    timeout 120 bash "$AB" -B "$BUILD" $args >out 2>err </dev/null
+    rc=$?
+    report "kernel_ab.sh $args: refused naming it" \
+        "$([ "$rc" -eq 2 ] || echo "exit $rc, want 2; ")$(grep -qF -- "$word" err || echo "no '$word' in: $(head -1 err)")"
+done
+
+# row ARGS...: run, then check the exit code and the row's check column
+row() { # WANT_RC WANT_CHECK ARGS...
+    local want_rc=$1 want_check=$2
+    shift 2
+    timeout 300 bash "$AB" -B "$BUILD" "$@" >out 2>err </dev/null
+    local rc=$? why=""
+    [ "$rc" -eq "$want_rc" ] || why+="exit $rc, want $want_rc: $(tail -2 err); "
+    awk -v c="$want_check" '$1 ~ /^(fwd|bwd)$/ && $NF == c && $9 > 0 { f = 1 } END { exit !f }' out ||
+        why+="no row with check $want_check and a ratio: $(tail -1 out); "
+    echo "$why"
+}
+report "an unchanged copy, forward: OK, exit 0" "$(row 0 OK same -L 512 -H 2 -r 3)"
+report "an unchanged copy, causal backward: OK, exit 0" "$(row 0 OK same -L 512 -H 2 -r 3 --causal --bwd)"
+why=$(row 1 FAIL wrong -L 1024 -H 2 -r 3) # two key tiles: the rescale runs
+awk '$1 == "fwd" && $10 + 0 > 1e-5 { f = 1 } END { exit !f }' out || why+="err_O not above 1e-5: $(tail -1 out); "
+report "a copy 0.1 % off: FAIL, exit 1, err_O above 1e-5" "$why"
+report "a copy 0.1 % off with --no-check: exit 0" "$(row 0 - wrong -L 1024 -H 2 -r 3 --no-check)"
+finish
