@@ -68,6 +68,18 @@ ra_status ra_atomic_finish(const char *path, int fd, ra_status st);
 /* The whole of data into path, atomically. */
 ra_status ra_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* Outputs that must appear together (a model's weights and its config):
+ * each is staged, complete and synced at "<path>.tmp", and only when all
+ * were is each renamed over its path, so a failure (a full disk) leaves
+ * every path as it was. ra_atomic_stage: with st == RA_OK sync and close
+ * fd, otherwise close it and remove the .tmp. ra_write_file_staged: the
+ * whole of data staged. ra_atomic_commit_all: with st == RA_OK rename each
+ * .tmp over its path; on any failure (st, or a rename) remove the .tmp
+ * files left. Returns the first failure. */
+ra_status ra_atomic_stage(const char *path, int fd, ra_status st);
+ra_status ra_write_file_staged(const char *path, const void *data, size_t len);
+ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st);
+
 /* fsync the directory holding path (the policy above). */
 ra_status ra_sync_parent_dir(const char *path);
 

@@ -56,6 +56,8 @@ ra_status ra_npy_open(ra_npy *f, const char *path);
  * naming the file and the element index; a float file is an error). */
 ra_status ra_npy_read_f32(const ra_npy *f, int64_t first, int64_t count, float *dst);
 ra_status ra_npy_read_i32(const ra_npy *f, int64_t first, int64_t count, int32_t *dst);
+/* count elements as float64 (from f8, or f4 widened exactly). */
+ra_status ra_npy_read_f64(const ra_npy *f, int64_t first, int64_t count, double *dst);
 
 /* Create "<path>.tmp" (a stale one removed first, never followed) with a version 1.0 header (2.0 when the header
  * needs it) for a float32 array of the given shape, sized to the full data
@@ -82,6 +84,9 @@ void ra_npy_close(ra_npy *f);
 ra_status ra_npy_save_f32(const char *path, int ndim, const int64_t *shape, const float *data);
 ra_status ra_npy_save_i32(const char *path, int ndim, const int64_t *shape, const int32_t *data);
 ra_status ra_npy_load_f32(const char *path, ra_npy *info, float **out);
+/* As ra_npy_save_i32, but the file stays at "<path>.tmp" for a commit of a
+ * set of outputs (ra_outputs_finish, dist.h). */
+ra_status ra_npy_stage_i32(const char *path, int ndim, const int64_t *shape, const int32_t *data);
 
 /* Render a shape as "[4, 128, 64]" into buf (for messages). */
 const char *ra_shape_str(char *buf, int buflen, int ndim, const int64_t *shape);

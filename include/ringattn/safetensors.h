@@ -111,5 +111,8 @@ ra_status ra_st_write_next(ra_st_writer *w, const float *data);
 /* With st == RA_OK and every tensor written: sync, rename over path;
  * otherwise remove the temporary file. Frees w; returns the first failure. */
 ra_status ra_st_write_end(ra_st_writer *w, ra_status st);
+/* The same, but the complete file stays at "<path>.tmp", to be renamed with
+ * other outputs by ra_atomic_commit_all (fileio.h). */
+ra_status ra_st_write_stage(ra_st_writer *w, ra_status st);
 
 #endif

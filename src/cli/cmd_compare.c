@@ -18,7 +18,7 @@ static const char *help =
     "normalised error exceeds T (default 1e-5, finite and >= 0), when either\n"
     "array holds a NaN (the message gives the first position), or when the\n"
     "arrays differ in shape (the number of dimensions too) or are not float32\n"
-    "or float64 (float32 and float64 compare in float32).\n";
+    "or float64. Values compare in float64 (a float32 value is exact there).\n";
 
 static ra_status need_float(const ra_npy *f)
 {
@@ -48,7 +48,7 @@ typedef struct {
     double nan_a, nan_b;  /* the two values there */
 } diff_stats;
 
-static void accumulate(diff_stats *d, const float *x, const float *y, int64_t n, int64_t base)
+static void accumulate(diff_stats *d, const double *x, const double *y, int64_t n, int64_t base)
 {
     for (int64_t j = 0; j < n; j++) {
         double u = x[j], v = y[j], e;
@@ -84,19 +84,19 @@ static ra_status compare(const char *pa, const char *pb, float tol)
     const ra_cli_file ins[] = { { "A", pa }, { "B", pb } };
     RA_TRY(ra_check_files("compare", ins, 2, NULL, 0, 0)); /* a FIFO would block the read */
     ra_npy a = { .fd = -1 }, b = { .fd = -1 };
-    float *x = NULL;
+    double *x = NULL;
     ra_status st = ra_npy_open(&a, pa);
     if (st == RA_OK) st = ra_npy_open(&b, pb);
     if (st == RA_OK) st = need_float(&a);
     if (st == RA_OK) st = need_float(&b);
     if (st == RA_OK) st = same_shape(&a, &b);
     const int64_t blk = 1 << 20;
-    if (st == RA_OK) st = ra_alloc(&x, sizeof(float) * 2 * blk, "compare buffers");
+    if (st == RA_OK) st = ra_alloc(&x, sizeof(double) * 2 * blk, "compare buffers");
     diff_stats d = { .at_max = -1, .first_nan = -1 };
     for (int64_t i = 0; st == RA_OK && i < a.count; i += blk) {
         int64_t n = a.count - i < blk ? a.count - i : blk;
-        st = ra_npy_read_f32(&a, i, n, x);
-        if (st == RA_OK) st = ra_npy_read_f32(&b, i, n, x + blk);
+        st = ra_npy_read_f64(&a, i, n, x);
+        if (st == RA_OK) st = ra_npy_read_f64(&b, i, n, x + blk);
         if (st == RA_OK) accumulate(&d, x, x + blk, n, i);
     }
     if (st == RA_OK) st = verdict(&a, &b, &d, tol);

@@ -28,20 +28,21 @@ static const char *help =
 enum { GEN_Q, GEN_K, GEN_V, GEN_DOUT, GEN_SEG, GEN_FILES };
 static const char *const gen_files[GEN_FILES] = { "q.npy", "k.npy", "v.npy", "dout.npy", "seg.npy" };
 
-static ra_status save_random(const ra_cli *c, const char *dir, const char *name, uint64_t stream,
-                             int ndim, const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
+/* The files are staged at "<path>.tmp" and renamed together at the end
+ * (ra_outputs_finish): a failure (a full disk at dout.npy) leaves every
+ * earlier set in DIR whole, never a new q.npy beside an old k.npy. */
+static ra_status stage_random(const ra_cli *c, const char *path, uint64_t stream, int ndim,
+                              const int64_t *shape, int64_t outer, int64_t L, int64_t inner)
 {
     ra_slab s = { outer, L, inner, RA_LAYOUT_CONTIGUOUS, c->size, c->rank };
     int64_t Lr = ra_layout_count(s.layout, L, c->size, c->rank);
     int64_t g0 = ra_layout_global(s.layout, L, c->size, c->rank, 0);
     float *x;
-    RA_TRY(ra_agree(c->comm, ra_alloc(&x, sizeof(float) * outer * Lr * inner, name)));
+    RA_TRY(ra_agree(c->comm, ra_alloc(&x, sizeof(float) * outer * Lr * inner, path)));
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < Lr * inner; i++)
             x[o * Lr * inner + i] = ra_rand_uniform(stream, (uint64_t)((o * L + g0) * inner + i));
-    char path[2048];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    ra_status st = ra_slab_save_f32(c->comm, path, ndim, shape, &s, x);
+    ra_status st = ra_slab_write_partial(c->comm, path, ndim, shape, &s, x);
     free(x);
     return st;
 }
@@ -59,7 +60,7 @@ static ra_status prepare_dir(const char *dir, int nseg)
     return RA_OK;
 }
 
-static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t L, int nseg)
+static ra_status stage_segments(const ra_cli *c, const char *path, int B, int64_t L, int nseg)
 {
     ra_status st = RA_OK;
     if (c->rank == 0) { /* int32 [B, L]: small next to the float tensors */
@@ -69,10 +70,8 @@ static ra_status save_segments(const ra_cli *c, const char *dir, int B, int64_t 
             for (int b = 0; b < B; b++) /* segments shift with b so they cross ranks differently */
                 for (int64_t i = 0; i < L; i++)
                     s[b * L + i] = (int32_t)(((i + b * (L / (2 * nseg))) * nseg) / L) % nseg;
-            char path[2048];
-            snprintf(path, sizeof path, "%s/%s", dir, gen_files[GEN_SEG]);
             int64_t shape[2] = { B, L };
-            st = ra_npy_save_i32(path, 2, shape, s);
+            st = ra_npy_stage_i32(path, 2, shape, s);
             free(s);
         }
     }
@@ -125,11 +124,19 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     const int64_t *qshape = four ? qs : qs + 1, *kshape = four ? ks : ks + 1;
     int nd = four ? 4 : 3;
     uint64_t s8 = (uint64_t)seed * 8;
-    RA_TRY(save_random(c, dir, gen_files[GEN_Q], s8 + GEN_Q, nd, qshape, (int64_t)Bn * H, L, D));
-    RA_TRY(save_random(c, dir, gen_files[GEN_K], s8 + GEN_K, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, gen_files[GEN_V], s8 + GEN_V, nd, kshape, (int64_t)Bn * Hkv, L, D));
-    RA_TRY(save_random(c, dir, gen_files[GEN_DOUT], s8 + GEN_DOUT, nd, qshape, (int64_t)Bn * H, L, D));
-    if (nseg) RA_TRY(save_segments(c, dir, Bn, L, nseg));
+    char paths[GEN_FILES][2048];
+    const char *staged[GEN_FILES];
+    const int nfiles = nseg ? GEN_FILES : GEN_SEG;
+    for (int i = 0; i < nfiles; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, gen_files[i]);
+        staged[i] = paths[i];
+    }
+    for (int i = 0; st == RA_OK && i < GEN_SEG; i++) {
+        const int q = i == GEN_Q || i == GEN_DOUT; /* [B, H, L, D]; k and v [B, Hkv, L, D] */
+        st = stage_random(c, paths[i], s8 + (uint64_t)i, nd, q ? qshape : kshape, (int64_t)Bn * (q ? H : Hkv), L, D);
+    }
+    if (st == RA_OK && nseg) st = stage_segments(c, paths[GEN_SEG], Bn, L, nseg);
+    RA_TRY(ra_outputs_finish(c->comm, staged, nfiles, st));
     ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
     return ra_stdout_finish(c);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
@@ -99,10 +100,22 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
     const ra_cli_file ins[] = { { "--checkpoint", ckpt } };
     const ra_cli_file outs[] = { { "--out", st_path }, { "--out", cfg_path } };
     RA_TRY(ra_check_files("export", ins, 1, outs, 2, 0)); /* before the directory is made */
+    struct stat sb;
+    char index[RA_PATH_MAX + 64];
+    snprintf(index, sizeof index, "%s/%s", dir, RA_ST_INDEX_NAME);
+    if (lstat(index, &sb) == 0) /* its shards would stay beside the new weights */
+        return RA_FAIL(RA_ERR_ARG, "export: --out %s holds a sharded model (%s): writing there would leave its "
+                       "shards and index beside the new model.safetensors and replace its config.json; give an "
+                       "empty or new directory", dir, index);
+    const int made = stat(dir, &sb) != 0; /* a refused export removes the directory it made */
     RA_TRY(ra_prepare_output_dir(dir, "export: --out"));
-    RA_TRY(ra_check_files("export", ins, 1, outs, 2, 1));
     ra_llama_info info;
-    RA_TRY(ra_llama_export(ckpt, dir, &info));
+    ra_status st = ra_check_files("export", ins, 1, outs, 2, 1);
+    if (st == RA_OK) st = ra_llama_export(ckpt, dir, &info);
+    if (st != RA_OK) {
+        if (made) rmdir(dir); /* only while empty: nothing else is lost */
+        return st;
+    }
     ra_say(c, "export: %s -> %s (%d tensors, %lld parameters, F32) and %s (LlamaForCausalLM)\n", ckpt, st_path,
            info.tensors, (long long)info.params, cfg_path);
     return RA_OK;

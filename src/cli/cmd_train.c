@@ -161,21 +161,10 @@ static void catch_stop_signals(void)
  * shards searched on their owners). Collective. */
 static ra_status nonfinite_where(const ra_cli *c, ra_session *s, char *buf, size_t n)
 {
-    const ra_param_layout *p = ra_model_layout(s->model);
     size_t i;
     RA_TRY(ra_session_first_nonfinite(c, s, &i));
-    if (i == SIZE_MAX) { snprintf(buf, n, "none (the loss alone)"); return RA_OK; }
-    for (int l = 0; l < s->cfg.layers; l++)
-        if (i >= p->layer[l].begin && i < p->layer[l].end) {
-            const ra_layer_params *q = &p->layer[l];
-            const char *part = i >= q->ffn_norm ? "feed-forward" : "attention";
-            snprintf(buf, n, "layer %d (%s)", l, part);
-            return RA_OK;
-        }
-    const size_t V = (size_t)s->cfg.vocab, C = (size_t)s->cfg.dim;
-    if (i >= p->emb && i < p->emb + V * C) snprintf(buf, n, "the embedding");
-    else if (i >= p->final_norm && i < p->final_norm + C) snprintf(buf, n, "the final norm");
-    else snprintf(buf, n, "the LM head");
+    if (i == SIZE_MAX) snprintf(buf, n, "none (the loss alone)");
+    else ra_session_param_where(s, i, buf, n);
     return RA_OK;
 }
 

@@ -240,6 +240,37 @@ int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim)
     return 3;
 }
 
+void ra_session_param_where(const ra_session *s, size_t i, char *buf, size_t n)
+{
+    const ra_param_layout *p = ra_model_layout(s->model);
+    for (int l = 0; l < s->cfg.layers; l++)
+        if (i >= p->layer[l].begin && i < p->layer[l].end) {
+            snprintf(buf, n, "layer %d (%s)", l, i >= p->layer[l].ffn_norm ? "feed-forward" : "attention");
+            return;
+        }
+    const size_t V = (size_t)s->cfg.vocab, C = (size_t)s->cfg.dim;
+    if (i >= p->emb && i < p->emb + V * C) snprintf(buf, n, "the embedding");
+    else if (i >= p->final_norm && i < p->final_norm + C) snprintf(buf, n, "the final norm");
+    else snprintf(buf, n, "the LM head");
+}
+
+/* Every rank holds the whole parameters after a load: each finds the same. */
+static ra_status check_params_finite(const ra_session *s, const char *path)
+{
+    const float *w = ra_model_params(s->model);
+    const size_t n = ra_model_nparams(s->model);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) {
+            char where[64];
+            ra_session_param_where(s, i, where, sizeof where);
+            return RA_FAIL(RA_ERR_NUMERIC,
+                           "%s: parameter %zu (%s) is %s: the checkpoint's weights are not all finite, so nothing "
+                           "it computes would be; use an earlier checkpoint (training never saves such weights: "
+                           "this file was changed or damaged)", path, i, where, isnan(w[i]) ? "NaN" : "infinite");
+        }
+    return RA_OK;
+}
+
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
                           ra_ckpt_state *state)
 {
@@ -251,6 +282,7 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
         const ra_ckpt_range r[3] = { { 0, np }, { s->lo, s->hi }, { s->lo, s->hi } };
         ra_ckpt_state st = { 0 };
         ra_status rs = ra_ckpt_load_range(path, NULL, &st, t, r, 3);
+        if (rs == RA_OK) rs = check_params_finite(s, path);
         if (state) *state = st;
         return ra_agree(c->comm, rs);
     }
@@ -267,6 +299,7 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
         }
     }
     if (rs == RA_OK) rs = ra_ckpt_load(path, NULL, &st, t, n);
+    if (rs == RA_OK) rs = check_params_finite(s, path);
     free(scratch);
     if (state) *state = st;
     return ra_agree(c->comm, rs);

@@ -66,7 +66,9 @@ void ra_session_close(ra_session *s);
 /* Checkpoint tensors of the session: params [, adam_m, adam_v]. */
 int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim);
 /* Load a checkpoint (every rank reads and verifies it; a sharded session
- * copies only its shard of the moments). Collective. */
+ * copies only its shard of the moments). Parameters that are not all
+ * finite (a crafted or damaged file: training never saves them) are
+ * refused, naming the first and its block. Collective. */
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
                           ra_ckpt_state *state);
 
@@ -84,6 +86,9 @@ ra_status ra_session_adamw(const ra_cli *c, ra_session *s, float clip, float lr,
 /* The lowest index of a non-finite summed gradient over all ranks
  * (SIZE_MAX: none). Collective. */
 ra_status ra_session_first_nonfinite(const ra_cli *c, ra_session *s, size_t *index);
+/* Which block parameter i belongs to ("layer 2 (attention)", "the
+ * embedding"), into buf. */
+void ra_session_param_where(const ra_session *s, size_t i, char *buf, size_t n);
 /* This rank's copy of summed gradient i, NULL when another rank owns it. */
 float *ra_session_summed_grad(ra_session *s, size_t i);
 /* First sequence of micro-batch a of step (or eval batch) `step` for this

@@ -213,24 +213,47 @@ void ra_atomic_abort(const char *path)
     if (ra_tmp_name(tmp, sizeof tmp, path)) (void)unlink(tmp);
 }
 
-ra_status ra_atomic_finish(const char *path, int fd, ra_status st)
+ra_status ra_atomic_stage(const char *path, int fd, ra_status st)
 {
     char tmp[PATH_MAX];
     if (!ra_tmp_name(tmp, sizeof tmp, path)) tmp[0] = '\0';
     if (st == RA_OK) st = ra_file_sync_close(fd, tmp);
     else close(fd);
+    if (st != RA_OK) ra_atomic_abort(path);
+    return st;
+}
+
+ra_status ra_atomic_finish(const char *path, int fd, ra_status st)
+{
+    st = ra_atomic_stage(path, fd, st);
     if (st == RA_OK) st = ra_atomic_commit(path);
     if (st != RA_OK) ra_atomic_abort(path);
     return st;
 }
 
-ra_status ra_write_file_atomic(const char *path, const void *data, size_t len)
+ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st)
+{
+    for (int i = 0; st == RA_OK && i < n; i++) st = ra_atomic_commit(paths[i]);
+    if (st != RA_OK) /* the .tmp files not renamed yet (of those renamed, none is left) */
+        for (int i = 0; i < n; i++) ra_atomic_abort(paths[i]);
+    return st;
+}
+
+ra_status ra_write_file_staged(const char *path, const void *data, size_t len)
 {
     int fd;
     RA_TRY(ra_atomic_create(path, &fd));
     char tmp[PATH_MAX];
     ra_tmp_name(tmp, sizeof tmp, path);
-    return ra_atomic_finish(path, fd, ra_pwrite_full(fd, tmp, data, len, 0));
+    return ra_atomic_stage(path, fd, ra_pwrite_full(fd, tmp, data, len, 0));
+}
+
+ra_status ra_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    RA_TRY(ra_write_file_staged(path, data, len));
+    ra_status st = ra_atomic_commit(path);
+    if (st != RA_OK) ra_atomic_abort(path);
+    return st;
 }
 
 /* Canonical form of a path that may not exist: realpath of its directory

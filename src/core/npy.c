@@ -484,6 +484,24 @@ ra_status ra_npy_read_f32(const ra_npy *f, int64_t first, int64_t count, float *
     return read_as(f, first, count, dst, RA_DT_F32, RA_DT_F64, f64_to_f32, "float32 or float64 to read as float32");
 }
 
+ra_status ra_npy_read_f64(const ra_npy *f, int64_t first, int64_t count, double *dst)
+{
+    RA_TRY(check_range(f, first, count, dst));
+    if (f->dtype == RA_DT_F64) return ra_pread_full(f->fd, f->path, dst, (size_t)count * 8, elem_offset(f, first));
+    if (f->dtype != RA_DT_F32)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: dtype is %s ('%s'), expected float32 or float64 to read as float64",
+                       f->path, ra_dtype_name(f->dtype), dtype_descr(f->dtype));
+    float buf[NPY_CHUNK_BYTES / sizeof(float)];
+    const int64_t chunk = (int64_t)(sizeof buf / sizeof buf[0]);
+    for (int64_t done = 0; done < count;) {
+        int64_t n = count - done < chunk ? count - done : chunk;
+        RA_TRY(ra_pread_full(f->fd, f->path, buf, (size_t)n * 4, elem_offset(f, first + done)));
+        for (int64_t i = 0; i < n; i++) dst[done + i] = buf[i]; /* exact */
+        done += n;
+    }
+    return RA_OK;
+}
+
 ra_status ra_npy_read_i32(const ra_npy *f, int64_t first, int64_t count, int32_t *dst)
 {
     return read_as(f, first, count, dst, RA_DT_I32, RA_DT_I64, i64_to_i32, "int32 or int64 to read as int32");
@@ -636,26 +654,34 @@ void ra_npy_abort(const char *path)
 
 /* ---- whole arrays ---------------------------------------------------- */
 
-static ra_status save_array(const char *path, ra_dtype dt, int ndim, const int64_t *shape, const void *data)
+/* The whole array at "<path>.tmp", synced (removed on failure); renamed
+ * over path too when commit. */
+static ra_status save_array(const char *path, ra_dtype dt, int ndim, const int64_t *shape, const void *data,
+                            int commit)
 {
     ra_npy f;
     RA_TRY(create_tmp(&f, path, dt, ndim, shape));
     ra_status s = write_raw(&f, 0, f.count, data);
     if (s == RA_OK) s = ra_npy_sync_close(&f);
     else ra_npy_close(&f);
-    if (s == RA_OK) s = ra_npy_commit(path);
+    if (s == RA_OK && commit) s = ra_npy_commit(path);
     if (s != RA_OK) ra_npy_abort(path);
     return s;
 }
 
+ra_status ra_npy_stage_i32(const char *path, int ndim, const int64_t *shape, const int32_t *data)
+{
+    return save_array(path, RA_DT_I32, ndim, shape, data, 0);
+}
+
 ra_status ra_npy_save_f32(const char *path, int ndim, const int64_t *shape, const float *data)
 {
-    return save_array(path, RA_DT_F32, ndim, shape, data);
+    return save_array(path, RA_DT_F32, ndim, shape, data, 1);
 }
 
 ra_status ra_npy_save_i32(const char *path, int ndim, const int64_t *shape, const int32_t *data)
 {
-    return save_array(path, RA_DT_I32, ndim, shape, data);
+    return save_array(path, RA_DT_I32, ndim, shape, data, 1);
 }
 
 ra_status ra_npy_load_f32(const char *path, ra_npy *info, float **out)

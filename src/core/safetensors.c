@@ -731,14 +731,20 @@ ra_status ra_st_write_next(ra_st_writer *w, const float *data)
     return RA_OK;
 }
 
-ra_status ra_st_write_end(ra_st_writer *w, ra_status st)
+/* Close w: staged (the file complete at "<path>.tmp") or, when commit,
+ * renamed over its path; on failure the .tmp is removed. */
+static ra_status write_close(ra_st_writer *w, ra_status st, int commit)
 {
     if (!w) return st;
     if (st == RA_OK && w->next != w->n)
         st = RA_FAIL(RA_ERR_ARG, "%s: %d of %d tensors written", w->path, w->next, w->n);
-    st = ra_atomic_finish(w->path, w->fd, st);
+    st = commit ? ra_atomic_finish(w->path, w->fd, st) : ra_atomic_stage(w->path, w->fd, st);
     free(w->path);
     free(w->count);
     free(w);
     return st;
 }
+
+ra_status ra_st_write_end(ra_st_writer *w, ra_status st) { return write_close(w, st, 1); }
+
+ra_status ra_st_write_stage(ra_st_writer *w, ra_status st) { return write_close(w, st, 0); }

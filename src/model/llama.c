@@ -207,7 +207,27 @@ static ra_status ckpt_config(const char *ckpt, ra_config **out)
     return RA_OK;
 }
 
-static ra_status write_tensors(const char *path, const entry *e, int n, const float *params, ra_llama_info *info)
+/* RA_OK, or an error naming the first NaN or infinity of tensor e's
+ * values buf (in the Llama layout) by its [row, column], in file `where`. */
+static ra_status check_finite(const char *where, const entry *e, const float *buf)
+{
+    const int64_t n = entry_count(e);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(buf[i])) {
+            char at[64];
+            if (e->ndim == 2) snprintf(at, sizeof at, "[%" PRId64 ", %" PRId64 "]", i / e->cols, i % e->cols);
+            else snprintf(at, sizeof at, "[%" PRId64 "]", i);
+            return RA_FAIL(RA_ERR_NUMERIC, "%s: tensor \"%s\" holds %s at %s", where, e->name,
+                           isnan(buf[i]) ? "a NaN" : "an infinity", at);
+        }
+    return RA_OK;
+}
+
+/* The tensors into "<path>.tmp", staged (ra_st_write_stage): the caller
+ * commits it with config.json. A NaN or infinity in the parameters is
+ * refused, naming the tensor: import would refuse the file. */
+static ra_status write_tensors(const char *ckpt, const char *path, const entry *e, int n, const float *params,
+                               ra_llama_info *info)
 {
     ra_st_spec *spec = calloc((size_t)n, sizeof *spec);
     int64_t most = 1;
@@ -225,10 +245,11 @@ static ra_status write_tensors(const char *path, const entry *e, int n, const fl
     ra_status st = ra_st_write_begin(&w, path, spec, n, meta, 1);
     for (int i = 0; st == RA_OK && i < n; i++) {
         to_hf(&e[i], params, buf);
-        st = ra_st_write_next(w, buf);
+        st = check_finite(ckpt, &e[i], buf);
+        if (st == RA_OK) st = ra_st_write_next(w, buf);
         info->params += entry_count(&e[i]);
     }
-    if (w) st = ra_st_write_end(w, st);
+    if (w) st = ra_st_write_stage(w, st);
     free(spec);
     free(buf);
     return st;
@@ -260,20 +281,28 @@ ra_status ra_llama_export(const char *ckpt, const char *dir, ra_llama_info *info
         st = ra_ckpt_load(ckpt, NULL, &state, t, 3);
     }
     free(moments);
-    char path[RA_PATH_MAX + 64];
+    /* both files staged, then renamed together: a failure (a full disk)
+     * leaves a model already in dir whole, never new weights beside an old
+     * config.json */
+    char st_path[RA_PATH_MAX + 64], cfg_path[RA_PATH_MAX + 64];
     if (st == RA_OK) st = ra_prepare_output_dir(dir, "--out");
-    if (st == RA_OK && snprintf(path, sizeof path, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof path)
+    if (st == RA_OK && (snprintf(st_path, sizeof st_path, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof st_path ||
+                        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) >= (int)sizeof cfg_path))
         st = RA_FAIL(RA_ERR_ARG, "--out %.200s: path too long", dir);
     if (st == RA_OK) {
         const int n = build(cfg, &lay, e);
         info->tensors = n;
-        st = write_tensors(path, e, n, params, info);
+        st = write_tensors(ckpt, st_path, e, n, params, info);
     }
     if (st == RA_OK) {
         char *json = config_json(cfg);
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        st = json ? ra_write_file_atomic(path, json, strlen(json)) : RA_FAIL(RA_ERR_NOMEM, "out of memory");
+        st = json ? ra_write_file_staged(cfg_path, json, strlen(json)) : RA_FAIL(RA_ERR_NOMEM, "out of memory");
         free(json);
+        if (st != RA_OK) ra_atomic_abort(st_path);
+    }
+    if (st == RA_OK) {
+        const char *const both[] = { st_path, cfg_path };
+        st = ra_atomic_commit_all(both, 2, st);
     }
     free(params);
     free(e);
@@ -383,16 +412,30 @@ static ra_status check_foreign(const char *path, const ra_json *root, ra_llama_i
     return RA_OK;
 }
 
-static ra_status set_key(ra_config *cfg, const char *jkey, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static ra_status set_key(ra_config *cfg, const char *jkey, const char *fmt, ...)
+/* Set a model key from config.json's jkey, whose value there reads
+ * `given` (the config's check may see another: a float32 rounding). A
+ * refusal names the file, the key and both values. */
+static ra_status set_key(ra_config *cfg, const char *path, const char *jkey, const char *given, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static ra_status set_key(ra_config *cfg, const char *path, const char *jkey, const char *given, const char *fmt, ...)
 {
-    char a[128], origin[96];
+    char a[128];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(a, sizeof a, fmt, ap);
     va_end(ap);
-    snprintf(origin, sizeof origin, "config.json: %s", jkey);
-    return ra_config_set(cfg, a, origin);
+    ra_status st = ra_config_set(cfg, a, "config.json");
+    if (st == RA_OK) return RA_OK;
+    char why[512];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    return RA_FAIL(st, "%s: \"%s\" = %s does not fit ringattn's model (%s)", path, jkey, given, why);
+}
+
+/* config.json's number as written (15 digits: a decimal of up to 15 reads back as written) */
+static const char *num_text(char *buf, size_t cap, double x)
+{
+    snprintf(buf, cap, "%.15g", x);
+    return buf;
 }
 
 /* The model keys of config.json into cfg (defaults already there). */
@@ -445,18 +488,20 @@ static ra_status model_from_json(const char *path, const ra_json *root, ra_confi
     double eps, theta;
     RA_TRY(get_num(path, root, "rms_norm_eps", 1e-6, &eps));
     RA_TRY(get_num(path, root, "rope_theta", 10000.0, &theta));
-    RA_TRY(set_key(cfg, "vocab_size", "model.vocab=%ld", V));
-    RA_TRY(set_key(cfg, "hidden_size", "model.dim=%ld", C));
-    RA_TRY(set_key(cfg, "num_hidden_layers", "model.layers=%ld", L));
-    RA_TRY(set_key(cfg, "num_attention_heads", "model.heads=%ld", H));
-    RA_TRY(set_key(cfg, "num_key_value_heads", "model.kv_heads=%ld", Hkv));
-    RA_TRY(set_key(cfg, "head_dim", "model.head_dim=%ld", D));
-    RA_TRY(set_key(cfg, "intermediate_size", "model.ffn_dim=%ld", F));
-    RA_TRY(set_key(cfg, "hidden_act", "model.ffn=swiglu"));
-    RA_TRY(set_key(cfg, "tie_word_embeddings", "model.tie_embeddings=%d", tie));
+    char g[40];
+    RA_TRY(set_key(cfg, path, "vocab_size", num_text(g, sizeof g, V), "model.vocab=%ld", V));
+    RA_TRY(set_key(cfg, path, "hidden_size", num_text(g, sizeof g, C), "model.dim=%ld", C));
+    RA_TRY(set_key(cfg, path, "num_hidden_layers", num_text(g, sizeof g, L), "model.layers=%ld", L));
+    RA_TRY(set_key(cfg, path, "num_attention_heads", num_text(g, sizeof g, H), "model.heads=%ld", H));
+    RA_TRY(set_key(cfg, path, "num_key_value_heads", num_text(g, sizeof g, Hkv), "model.kv_heads=%ld", Hkv));
+    RA_TRY(set_key(cfg, path, "head_dim", num_text(g, sizeof g, D), "model.head_dim=%ld", D));
+    RA_TRY(set_key(cfg, path, "intermediate_size", num_text(g, sizeof g, F), "model.ffn_dim=%ld", F));
+    RA_TRY(set_key(cfg, path, "hidden_act", "\"silu\"", "model.ffn=swiglu"));
+    RA_TRY(set_key(cfg, path, "tie_word_embeddings", tie ? "true" : "false", "model.tie_embeddings=%d", tie));
     /* float32, as ringattn keeps them; %.9g reads back to the same float */
-    RA_TRY(set_key(cfg, "rms_norm_eps", "model.norm_eps=%.9g", (double)(float)eps));
-    RA_TRY(set_key(cfg, "rope_theta", "model.rope_theta=%.9g", (double)(float)theta));
+    RA_TRY(set_key(cfg, path, "rms_norm_eps", num_text(g, sizeof g, eps), "model.norm_eps=%.9g", (double)(float)eps));
+    RA_TRY(set_key(cfg, path, "rope_theta", num_text(g, sizeof g, theta), "model.rope_theta=%.9g",
+                   (double)(float)theta));
     if (H % Hkv)
         return RA_FAIL(RA_ERR_FORMAT, "%s: num_attention_heads = %ld is not divisible by num_key_value_heads = %ld",
                        path, H, Hkv);
@@ -536,15 +581,7 @@ static ra_status read_entry(const ra_st *st, const entry *e, const ra_st_tensor 
     }
     RA_TRY(ra_st_read(st, t, buf));
     *dtypes |= 1u << t->dtype;
-    for (int64_t i = 0; i < t->count; i++)
-        if (!isfinite(buf[i])) {
-            char at[64];
-            if (e->ndim == 2) snprintf(at, sizeof at, "[%" PRId64 ", %" PRId64 "]", i / e->cols, i % e->cols);
-            else snprintf(at, sizeof at, "[%" PRId64 "]", i);
-            return RA_FAIL(RA_ERR_NUMERIC, "%s: tensor \"%s\" holds %s at %s", ra_st_file_path(st, t->file), e->name,
-                           isnan(buf[i]) ? "a NaN" : "an infinity", at);
-        }
-    return RA_OK;
+    return check_finite(ra_st_file_path(st, t->file), e, buf);
 }
 
 static int is_inv_freq(const char *name)

@@ -12,8 +12,10 @@
 #   4. NaN and Inf in Q, K, V, dO: an error with the count and the first
 #      position, summed over ranks; --allow-nonfinite computes with a warning;
 #   5. --scale / --precond-eps / --tol beyond float32 or 0;
-#   6. compare: different shapes of one size, non-float dtypes, NaN;
-#   7. results printed to a full device (/dev/full) exit non-zero;
+#   6. compare: different shapes of one size, non-float dtypes, NaN,
+#      float64 values beyond float32's range;
+#   7. results printed to a full device (/dev/full) exit non-zero; gen
+#      onto a full disk leaves the set of files it replaces whole;
 #   8. --trace FILE (attn, bench attn, train, generate): the same checks as
 #      every output - an input, a symlink to one, another output, a
 #      directory, a FIFO, a missing or read-only directory - refused before
@@ -29,7 +31,7 @@ fi
 . "$(dirname "$0")/lib_cli.sh" "$@"
 # a second directory, outside the one partials() sweeps for *.tmp files
 X=$(mktemp -d)
-trap 'rm -rf "$T" "$X"' EXIT
+trap 'for m in "$T/fulldir" "$T/rodir"; do mountpoint -q "$m" && umount "$m"; done; rm -rf "$T" "$X"' EXIT
 
 # npy_f32 FILE SHAPE VALUES...: a float32 .npy file (v1.0, 128-byte header);
 # VALUES are the little-endian bytes of each element as 8 hex digits.
@@ -208,6 +210,23 @@ fails "compare with a NaN in B (the reference)" 2 "NaN at \[1, 5\]" -- compare s
 fails "compare of an array with NaN with itself" 1 "NaN at \[1, 5\]" -- compare n48.npy n48.npy
 compare s48.npy s48.npy
 report "compare of equal arrays still says OK" "$(status $?)$(grep -q 'OK$' out || echo 'no OK line')"
+# float64 beyond float32's range: compared in float64, not both made +inf
+# npy_f64 FILE SHAPE VALUES...: VALUES the little-endian bytes of each as 16 hex digits
+npy_f64() {
+    local f=$1 shape=$2 v s=
+    shift 2
+    printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f8', 'fortran_order': False, 'shape': $shape, }" >"$f"
+    for v in "$@"; do for i in 0 2 4 6 8 10 12 14; do s+="\\x${v:$i:2}"; done; done
+    printf '%b' "$s" >>"$f"
+}
+npy_f64 big1.npy "(2,)" 1d4a9cf487820748 000000000000f03f # 1e39, 1
+npy_f64 big2.npy "(2,)" 1d4a9cf48782f747 000000000000f03f # 5e38, 1
+npy_f32 big3.npy "(2,)" e6b1617f 0000803f                  # 3e38 (float32), 1
+fails "compare float64 arrays that differ beyond float32's range (1e39 vs 5e38)" 1 \
+    "big1.npy differs from big2.npy by 1.000e\+00" -- compare big1.npy big2.npy
+fails "compare float64 5e38 with float32 3e38" 1 "big2.npy differs from big3.npy by 6.667e-01" -- compare big2.npy big3.npy
+compare big3.npy big3.npy
+report "compare of a float32 array near its largest value with itself: OK" "$(status $?)$(grep -q 'OK$' out || echo 'no OK line')"
 
 # ---- 8. --trace paths ------------------------------------------------------------------
 
@@ -257,5 +276,29 @@ expect "the FIFO, directory and symlink named by --trace are still there" "one w
 full_stdout "attn with stdout on /dev/full exits 1" "standard output" attn "${QKV[@]}" --out full.o.npy
 full_stdout "compare with stdout on /dev/full exits 1" "standard output" compare s48.npy s48.npy
 full_stdout "gen with stdout on /dev/full exits 1" "standard output" gen --dir F --H 2 --L 16 --D 8
+
+# gen onto a full disk: its files appear together or not at all. The first
+# set fits; the second set's q.npy fits too (hard links hold the first
+# set's pages), its k.npy does not: the first set must stay whole.
+mkdir -p fulldir
+if mount -t tmpfs -o size=2m tmpfs fulldir 2>mnt.err; then
+    for n in 1 2; do
+        rm -rf fulldir/g fulldir/keep_* fulldir/filler
+        timeout "$TMO" "$MPIRUN" --oversubscribe -n $n "$RA" gen --dir fulldir/g --H 2 --L 1024 --D 32 --seed 1 --segments 2 \
+            >out 2>err </dev/null || bad "gen of the first set on $n rank(s): $(tail -1 err)"
+        for f in q k v dout seg; do ln fulldir/g/$f.npy fulldir/keep_$f; done
+        before=$(sums fulldir/g/*.npy)
+        free=$(($(stat -f -c '%a * %S' fulldir)))
+        need=$((($(stat -c %s fulldir/g/q.npy) + 4095) / 4096 * 4096))
+        head -c $((free > need ? free - need : 0)) /dev/zero >fulldir/filler
+        fails "gen onto a full disk (P=$n): an error naming the file" $n "k.npy" "No space left" -- \
+            gen --dir fulldir/g --H 2 --L 1024 --D 32 --seed 2 --segments 2
+        unchanged "... and the first set is whole: q, k, v, dout, seg all from seed 1 (P=$n)" "$before" fulldir/g/*.npy
+        expect "... and no .tmp file is left (P=$n)" "$(ls fulldir/g)" [ -z "$(ls fulldir/g | grep tmp)" ]
+    done
+    umount fulldir
+else
+    bad "gen onto a full disk: cannot mount a tmpfs: $(cat mnt.err)"
+fi
 
 finish

@@ -10,6 +10,8 @@ CONFIGS=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
+HERE=$(cd "$(dirname "$0")" && pwd) # ckpt_poke.py
+PYTHON=$(command -v python3 || echo /usr/bin/python3)
 T=$(mktemp -d)
 cleanup() {
     local m
@@ -120,6 +122,24 @@ done
 ra 1 eval --checkpoint ck --set model.ffn=gelu
 refused "eval --set model.ffn=gelu on a checkpoint: refused" 1 "changes model.ffn"
 report "... and the checkpoints are unchanged" "$(unchanged)"
+# a checkpoint whose parameters hold a NaN or an infinity under a valid
+# checksum (changed on purpose: training never saves such weights)
+for bad in nan:100:NaN inf:20000:infinite; do
+    IFS=: read -r val idx word <<<"$bad"
+    if ! "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt "$val.ckpt" params "$idx" "$val" 2>poke.err; then
+        report "ckpt_poke.py writes $val.ckpt" "$(cat poke.err)"
+        continue
+    fi
+    pat="$val.ckpt: parameter $idx \(.*\) is $word"
+    ra 1 eval --checkpoint "$val.ckpt"
+    refused "eval of a checkpoint whose parameter $idx is $word: refused, naming it" 1 "$pat"
+    ra 2 eval --checkpoint "$val.ckpt"
+    refused "... on 2 ranks" 1 "$pat"
+    ra 1 diag --checkpoint "$val.ckpt"
+    refused "... diag" 1 "$pat"
+    ra 2 train --resume "$val.ckpt" --set train.steps=30 --checkpoint-dir "ck_$val"
+    refused "... train --resume on 2 ranks" 1 "$pat"
+done
 # --metrics onto an input
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck3 --metrics cfg.ini
 refused "--metrics onto the --config file" 1 'metrics cfg.ini: is the --config file'

@@ -19,6 +19,7 @@ set -u
 CONFIGS=$(cd "$3" && pwd)
 RL=$(cd "$(dirname "$4")" && pwd)/$(basename "$4")
 REF=$(cd "$(dirname "$5")" && pwd)/$(basename "$5")
+POKE=$(cd "$(dirname "$0")" && pwd)/ckpt_poke.py
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
 
 # A python3 with numpy (scripts/install-deps.sh --tests installs python3-numpy).
@@ -185,12 +186,49 @@ for v in "gelu model.ffn=gelu model.ffn = gelu" "comb layers.head=combiner-fixed
         continue
     fails "export refuses $set, naming the key" 1 "$*" "no Llama equivalent|Llama has no equivalent|Llama layers are full" -- \
         export --checkpoint "ck_$name" --out "hf_$name"
-    [ -e "hf_$name/model.safetensors" ] && bad "export of $set left a model.safetensors"
+    [ -e "hf_$name" ] && bad "the refused export of $set left its --out directory hf_$name"
 done
 fails "export on 2 ranks is refused" 2 "one process" "not on 2 ranks" -- export --checkpoint ck --out hf3
 fails "import on 2 ranks is refused" 2 "one process" -- import --from hf --out x.ckpt
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
 [ -e hf4 ] && bad "export of a missing checkpoint created its --out directory"
+
+# ---- a failed export leaves --out as it was -------------------------------------------------
+# a NaN in the weights (a checkpoint changed under a valid checksum): import
+# would refuse the file, so export refuses to write it
+PYTHON=$(command -v python3 || echo /usr/bin/python3)
+if "$PYTHON" "$POKE" ck/last.ckpt nan.ckpt params 7 nan 2>poke.err; then
+    fails "export refuses a NaN weight, naming the tensor and position" 1 \
+        'nan.ckpt: tensor "model.embed_tokens.weight" holds a NaN at \[0, 7\]' -- export --checkpoint nan.ckpt --out hf_nan
+    [ -e hf_nan ] && bad "the refused export of nan.ckpt left its --out directory"
+else
+    bad "ckpt_poke.py: $(cat poke.err)"
+fi
+# --out holding a sharded model: its shards would stay beside the new file
+mkdir -p hf_sh && echo '{}' >hf_sh/model.safetensors.index.json
+fails "export into a directory with a sharded model is refused" 1 "hf_sh holds a sharded model" -- \
+    export --checkpoint ck --out hf_sh
+[ "$(ls hf_sh)" = model.safetensors.index.json ] || bad "the refused export wrote into hf_sh: $(ls hf_sh | tr '\n' ' ')"
+# a full disk while config.json is written: the weights and config.json in
+# --out (the tied model's) stay as they were, both, and no .tmp is left. A
+# hard link holds the old weights' pages, so only the new weights fit.
+mkdir -p full
+if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
+    cp hft/model.safetensors hft/config.json full/ && ln full/model.safetensors full/keep
+    free=$(($(stat -f -c '%a * %S' full)))
+    need=$((($(stat -c %s hf/model.safetensors) + 4095) / 4096 * 4096))
+    head -c $((free > need ? free - need : 0)) /dev/zero >full/filler
+    s0=$(sums full/model.safetensors full/config.json)
+    fails "export onto a full disk (config.json does not fit)" 1 "full/config.json.tmp" "No space left" -- \
+        export --checkpoint ck --out full
+    why=
+    [ "$s0" = "$(sums full/model.safetensors full/config.json)" ] || why+="the model in full/ changed; "
+    ls full/*.tmp >/dev/null 2>&1 && why+="a .tmp file is left: $(ls full); "
+    umount full
+    report "... and full/ holds the model it held before, weights and config.json both" "$why"
+else
+    bad "export onto a full disk: cannot mount a tmpfs: $(cat mnt.err)"
+fi
 
 # ---- refused on import: what ringattn cannot compute, hostile files -------------------------
 if [ -n "$PY" ]; then
@@ -215,6 +253,12 @@ if [ -n "$PY" ]; then
     bad_model b_v --set vocab_size=300000
     fails "import refuses a vocabulary above model.vocab's range" 1 "vocab_size" "model.vocab" "out of range" -- \
         import --from b_v --out x.ckpt
+    bad_model b_eps --set rms_norm_eps=1e-50
+    fails "import refuses an rms_norm_eps that is 0 in float32, naming the file and the value given" 1 \
+        'b_eps/config.json: "rms_norm_eps" = 1e-50' "model.norm_eps" -- import --from b_eps --out x.ckpt
+    bad_model b_theta --set rope_theta=1e13
+    fails "import refuses a rope_theta above model.rope_theta's range, naming the value given" 1 \
+        'b_theta/config.json: "rope_theta" = 10000000000000' "out of range" -- import --from b_theta --out x.ckpt
     bad_model b_drop --drop model.layers.1.mlp.up_proj.weight
     fails "import refuses a missing tensor" 1 '"model.layers.1.mlp.up_proj.weight" is missing' -- \
         import --from b_drop --out x.ckpt
