@@ -61,6 +61,19 @@ ra_status ra_arg_float(const char *opt, const char *val, float *out)
     return RA_OK;
 }
 
+ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap)
+{
+    const size_t n = strlen(val);
+    if (n >= cap) /* a silent cut would write somewhere else */
+        return RA_FAIL(RA_ERR_ARG, "%s: the path is %zu bytes long; at most %zu are allowed", opt, n, cap - 1);
+    for (const char *c = val; *c; c++) /* the config text saved in checkpoints holds it on one line */
+        if ((unsigned char)*c < 0x20 && *c != '\t')
+            return RA_FAIL(RA_ERR_ARG, "%s: the path contains control character 0x%02x", opt,
+                           (unsigned)(unsigned char)*c);
+    memcpy(dst, val, n + 1);
+    return RA_OK;
+}
+
 ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
 {
     if (c == ':' || c == '?') {

@@ -39,6 +39,9 @@ ra_status ra_arg_int(const char *opt, const char *val, int lo, int hi, int *out)
 /* integer with optional K/M/G suffix (x1024) */
 ra_status ra_arg_size(const char *opt, const char *val, int64_t lo, int64_t *out);
 ra_status ra_arg_float(const char *opt, const char *val, float *out);
+/* a path into a config field of cap bytes: refused when it does not fit or
+ * holds a control character (the rules of a string key, config_value.c) */
+ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap);
 /* getopt's complaint about argv[optind-1], as an error for subcommand cmd */
 ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
 

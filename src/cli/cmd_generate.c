@@ -168,29 +168,23 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
     return RA_OK;
 }
 
-/* --out before any work: a place a file can be created, and not an input. */
+/* --out and --trace before any work: places a file can be created, no
+ * input nor an input's temporary name, not each other, no checkpoint name. */
 static ra_status check_out(const gen_args *a)
 {
-    if (a->trace) { /* --trace: like --out, and not --out */
-        char path[RA_PATH_MAX + 32];
-        ra_ckpt_resolve(path, sizeof path, a->ckpt);
-        const int digits = a->prompt_tokens && strspn(a->prompt_tokens, "0123456789, \t") == strlen(a->prompt_tokens);
-        const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
-                                    { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
-        const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
-        RA_TRY(ra_check_files("generate", ins, 3, outs, 2, 1));
-        char dir[RA_PATH_MAX];
-        ra_dir_of(path, dir, sizeof dir);
-        RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", dir, "the trace"));
-    }
+    char path[RA_PATH_MAX + 32], dir[RA_PATH_MAX];
+    ra_ckpt_resolve(path, sizeof path, a->ckpt);
+    ra_dir_of(path, dir, sizeof dir);
+    const int digits = a->prompt_tokens && strspn(a->prompt_tokens, "0123456789, \t") == strlen(a->prompt_tokens);
+    const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
+                                { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
+    const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
+    RA_TRY(ra_check_files("generate", ins, 3, outs, 2, a->trace != NULL));
+    if (a->trace) RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", dir, "the trace"));
     if (!a->out) return RA_OK;
     RA_TRY(ra_check_output_path(a->out, "--out"));
-    char path[RA_PATH_MAX + 32];
-    ra_ckpt_resolve(path, sizeof path, a->ckpt);
     if (ra_same_file(a->out, path) || ra_same_file(a->out, a->ckpt))
         return RA_FAIL(RA_ERR_ARG, "--out %s is the checkpoint %s: choose another file", a->out, a->ckpt);
-    char dir[RA_PATH_MAX];
-    ra_dir_of(path, dir, sizeof dir);
     RA_TRY(ra_check_not_checkpoint(a->out, "--out", dir, "the output"));
     if (a->prompt_file && ra_same_file(a->out, a->prompt_file))
         return RA_FAIL(RA_ERR_ARG, "--out %s is the --prompt-file: choose another file", a->out);

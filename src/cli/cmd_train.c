@@ -6,6 +6,7 @@
  * and the layout (up to float32 summation order), and N steps + --resume +
  * N steps gives the same parameters as 2N steps. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -277,6 +278,21 @@ static ra_status stop_metrics(const ra_cli *c, ra_session *s, const ra_metrics *
                                      ckdir));
 }
 
+/* A run stopped by an error every rank agreed on (st: the data of a step
+ * or of an evaluation turned out bad, hours in): the `step` finished steps
+ * are checkpointed first, unless they already are or there are none, and
+ * the reporting rank's message names that checkpoint. Collective. */
+static ra_status keep_finished(const ra_cli *c, ra_session *s, const char *ckdir, int step, int start, ra_status st)
+{
+    if (st == RA_OK || step <= start || written_step == step) return st;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    RA_TRY(checkpoint(c, s, ckdir, step));
+    if (st == RA_ERR_PEER) return st; /* another rank reports it */
+    return RA_FAIL(st, "%s; the parameters after step %d are kept in %s/step-%08d.ckpt (--resume %s continues "
+                   "from there)", why, step, ckdir, step, ckdir);
+}
+
 static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, ra_metrics *metrics)
 {
     const ra_config *cfg = &s->cfg;
@@ -291,7 +307,8 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
             uint64_t idx = ra_session_seq(s, (uint64_t)step, a); /* this group's share of the batch */
-            RA_TRY(ra_agree(c->comm, ra_data_batch(s->data, RA_SPLIT_TRAIN, idx, s->micro, s->tok, s->tgt)));
+            ra_status ds = ra_agree(c->comm, ra_data_batch(s->data, RA_SPLIT_TRAIN, idx, s->micro, s->tok, s->tgt));
+            if (ds != RA_OK) return keep_finished(c, s, ckdir, step, start, ds); /* no update of this step yet */
             ra_batch_stats bs;
             ra_status st = ra_model_step(s->model, s->tok, s->tgt, 1, (float)(1.0 / targets), a == accum - 1, &bs);
             if (st == RA_OK && a == accum - 1) st = ra_model_wait_grads(s->model);
@@ -340,7 +357,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
                    cfg->steps, mean, lr, tps, eta, 100 * share);
         }
         if (cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != cfg->steps)
-            RA_TRY(eval_and_report(c, s, done, metrics));
+            RA_TRY(keep_finished(c, s, ckdir, done, start, eval_and_report(c, s, done, metrics)));
         if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
         ra_metrics_flush(metrics); /* a failure stops the run at the next step's reduction */
@@ -352,7 +369,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
             return RA_OK;
         }
     }
-    RA_TRY(eval_and_report(c, s, cfg->steps, metrics));
+    RA_TRY(keep_finished(c, s, ckdir, cfg->steps, start, eval_and_report(c, s, cfg->steps, metrics)));
     return checkpoint(c, s, ckdir, cfg->steps);
 }
 
@@ -393,17 +410,19 @@ static ra_status begin(ra_cli *c, ra_session *s, const char *resume, int *start,
     return RA_OK;
 }
 
-/* --trace: none of the run's inputs, not the metrics file, creatable. */
-static ra_status check_trace(const ra_cli *c, const train_args *a, const ra_config *cfg, const char *resume)
+/* The metrics file and --trace: neither is one of the run's inputs, nor
+ * named like one's temporary file, nor the other (or its temporary file);
+ * --trace creatable and not a checkpoint name. */
+static ra_status check_outputs(const ra_cli *c, const train_args *a, const ra_config *cfg, const char *resume)
 {
-    if (!a->trace) return RA_OK;
     const int data = cfg->source_id != RA_SOURCE_RECALL;
     const ra_cli_file ins[] = { { "--config", a->s.config }, { "--resume", a->resume ? resume : NULL },
                                 { "data.path", data ? cfg->path : NULL },
                                 { "data.val_path", data && cfg->val_path[0] ? cfg->val_path : NULL } };
     const ra_cli_file outs[] = { { a->metrics ? "--metrics" : "run.metrics", cfg->metrics[0] ? cfg->metrics : NULL },
                                  { "--trace", a->trace } };
-    RA_TRY(ra_check_files("train", ins, 4, outs, 2, c->rank == 0));
+    RA_TRY(ra_check_files("train", ins, 4, outs, 2, c->rank == 0 && a->trace));
+    if (!a->trace) return RA_OK;
     RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", cfg->checkpoint_dir, "the trace"));
     char from[RA_PATH_MAX];
     if (resume) ra_dir_of(resume, from, sizeof from);
@@ -434,8 +453,13 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_config cfg;
     ra_ckpt_state from;
     RA_TRY(ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from));
-    if (a.metrics) snprintf(cfg.metrics, sizeof cfg.metrics, "%s", a.metrics);
-    if (a.ckdir) snprintf(cfg.checkpoint_dir, sizeof cfg.checkpoint_dir, "%s", a.ckdir);
+    ra_status ps = RA_OK;
+    if (a.resume && from.step > INT_MAX)
+        ps = RA_FAIL(RA_ERR_FORMAT, "--resume %s: the checkpoint's step %llu is beyond any run (train.steps is at "
+                     "most %d): the file was changed", resume, (unsigned long long)from.step, INT_MAX);
+    if (ps == RA_OK && a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
+    if (ps == RA_OK && a.ckdir) ps = ra_arg_path("--checkpoint-dir", a.ckdir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
+    RA_TRY(ra_agree(c->comm, ps));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);
@@ -446,8 +470,10 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
         .ckdir_opt = a.ckdir ? "--checkpoint-dir" : "run.checkpoint_dir",
         .metrics_opt = a.metrics ? "--metrics" : "run.metrics",
     };
+    /* the outputs against the inputs, then the checkpoint directory (made,
+     * locked): a refusal leaves nothing behind */
+    RA_TRY(ra_agree(c->comm, check_outputs(c, &a, &cfg, a.resume ? resume : NULL)));
     RA_TRY(ra_train_preflight(c, &cfg, &files)); /* before any work */
-    RA_TRY(ra_agree(c->comm, check_trace(c, &a, &cfg, a.resume ? resume : NULL)));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "train", argc, argv));
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 

@@ -52,10 +52,16 @@ static ra_status check_clashes(const char *cmd, const ra_cli_file *ins, int nin,
                                            "replaced while writing it: rename the input or name another output",
                                cmd, ins[i].opt, ins[i].path, tmp, outs[o].opt, outs[o].path);
         }
-        for (int p = 0; p < o; p++) /* one output would overwrite another */
-            if (outs[p].path && same(outs[o].path, outs[p].path))
+        for (int p = 0; p < nout; p++) { /* one output would overwrite another */
+            if (p == o || !outs[p].path) continue;
+            if (p < o && same(outs[o].path, outs[p].path))
                 return RA_FAIL(RA_ERR_ARG, "%s: %s %s and %s %s name the same file; give each output its "
                                            "own file", cmd, outs[p].opt, outs[p].path, outs[o].opt, outs[o].path);
+            if (has_tmp && same(tmp, outs[p].path))
+                return RA_FAIL(RA_ERR_ARG, "%s: %s %s is the temporary file '%s' of %s %s, which is replaced "
+                                           "while writing it: give each output another name",
+                               cmd, outs[p].opt, outs[p].path, tmp, outs[o].opt, outs[o].path);
+        }
     }
     return RA_OK;
 }

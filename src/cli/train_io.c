@@ -38,6 +38,17 @@ static int strip_tmp(const char *name, char *out, size_t cap)
     return 1;
 }
 
+/* The step of the name the run writes for a checkpoint ("step-%08d.ckpt"),
+ * or -1 for any other name. */
+static long step_of(const char *name)
+{
+    int n;
+    char back[64];
+    if (sscanf(name, "step-%d.ckpt", &n) != 1 || n < 0) return -1;
+    snprintf(back, sizeof back, "step-%08d.ckpt", n);
+    return strcmp(back, name) == 0 ? n : -1;
+}
+
 static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 {
     if (!f->resume || cfg->steps > f->resume_step) return RA_OK;
@@ -84,7 +95,101 @@ static const char *input_named(const ra_config *cfg, const ra_train_files *f, co
     return NULL;
 }
 
-/* The metrics file: creatable, and none of the run's inputs or checkpoints. */
+/* An input that lives in the checkpoint directory under a name the run
+ * writes there would be destroyed: the lock file (rewritten at the start),
+ * last.ckpt and its .tmp (replaced at every checkpoint), and step-N.ckpt
+ * and its .tmp for a step N this run may reach (after the resumed step, up
+ * to train.steps: a signal or a non-finite stop saves at any step). The
+ * checkpoint resumed from may be last.ckpt or its own step-N.ckpt. */
+static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *f)
+{
+    const int data = cfg->source_id != RA_SOURCE_RECALL;
+    const struct {
+        const char *path, *what;
+    } in[] = {
+        { f->config, "the --config file" },
+        { f->resume, "the checkpoint resumed from" },
+        { data ? cfg->path : NULL, "the training data (data.path)" },
+        { data && cfg->val_path[0] ? cfg->val_path : NULL, "the held-out data (data.val_path)" },
+    };
+    const int start = f->resume ? f->resume_step : 0;
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+        if (!in[i].path) continue;
+        char dir[RA_PATH_MAX], plain[RA_PATH_MAX];
+        ra_dir_of(in[i].path, dir, sizeof dir);
+        if (!ra_same_file(dir, cfg->checkpoint_dir)) continue;
+        const char *slash = strrchr(in[i].path, '/'), *base = slash ? slash + 1 : in[i].path;
+        const int tmp = strip_tmp(base, plain, sizeof plain), resumed = in[i].path == f->resume;
+        const long n = step_of(plain);
+        char said[96] = "";
+        if (!strcmp(plain, RA_CKPT_LOCK_NAME))
+            snprintf(said, sizeof said, "the directory's lock file, which the run rewrites");
+        else if (!strcmp(plain, "last.ckpt") && (tmp || !resumed))
+            snprintf(said, sizeof said, "a name the run replaces at every checkpoint");
+        else if (n > start && n <= cfg->steps && (tmp || !resumed))
+            snprintf(said, sizeof said, "a name the run writes at step %ld", n);
+        if (!said[0]) continue;
+        return RA_FAIL(RA_ERR_ARG, "%s %s (%s) is %s in the checkpoint directory %s: the run would destroy it. "
+                       "Move or copy it out of %s first, or choose another --checkpoint-dir", in[i].what,
+                       in[i].path, base, said, cfg->checkpoint_dir, cfg->checkpoint_dir);
+    }
+    return RA_OK;
+}
+
+/* Resumed into its own directory at step s: checkpoints of later steps
+ * there belong to a history this run would replace, step by step. */
+static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
+{
+    DIR *d = opendir(dir);
+    if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
+    char shown[2][280];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (step_of(e->d_name) > s) {
+            if (n < 2) snprintf(shown[n], sizeof shown[n], "%.255s", e->d_name);
+            n++;
+        }
+    closedir(d);
+    if (n == 0) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from (%s%s%s%s): this "
+                   "run would replace %s with another history. Resume into another directory (--checkpoint-dir), "
+                   "or remove %s", opt, dir, n, n > 1 ? "s" : "", s, shown[0], n > 1 ? ", " : "",
+                   n > 1 ? shown[1] : "", n > 2 ? ", ..." : "", n > 1 ? "them" : "it", n > 1 ? "them" : "it");
+}
+
+/* The directory a resumed checkpoint lives in (--resume DIR: DIR itself). */
+static void resume_dir(const char *resume, char *out, size_t cap)
+{
+    struct stat st;
+    if (stat(resume, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, cap, "%s", resume);
+    else ra_dir_of(resume, out, cap);
+}
+
+/* path is a file of dir that a run writes (a checkpoint name, a partial
+ * one, or the lock), through a hard link: *name gets it. */
+static int links_to_checkpoint(const char *path, const char *dir, char *name, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL) {
+        char plain[sizeof e->d_name], full[RA_PATH_MAX + 280];
+        strip_tmp(e->d_name, plain, sizeof plain);
+        if (!is_checkpoint_name(plain) && strcmp(plain, RA_CKPT_LOCK_NAME)) continue;
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        struct stat a, b; /* lstat: last.ckpt is a symlink; the file it names is listed too */
+        found = lstat(full, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        if (found) snprintf(name, cap, "%.255s", e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* The metrics file: creatable, and none of the run's inputs or checkpoints
+ * (by name, or a hard link to one in the checkpoint directory or the one
+ * resumed from: appending to it would corrupt that checkpoint). */
 static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
 {
     const char *m = cfg->metrics, *opt = f->metrics_opt;
@@ -92,7 +197,15 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
     RA_TRY(ra_check_output_path(m, opt));
     const char *what = input_named(cfg, f, m);
     if (what) return RA_FAIL(RA_ERR_ARG, "%s %s: is %s; give another file name for the metrics", opt, m, what);
-    return ra_check_not_checkpoint(m, opt, cfg->checkpoint_dir, "the metrics");
+    RA_TRY(ra_check_not_checkpoint(m, opt, cfg->checkpoint_dir, "the metrics"));
+    char from[RA_PATH_MAX], name[280];
+    if (f->resume) resume_dir(f->resume, from, sizeof from);
+    const char *dirs[2] = { cfg->checkpoint_dir, f->resume ? from : NULL };
+    for (int i = 0; i < 2; i++)
+        if (dirs[i] && links_to_checkpoint(m, dirs[i], name, sizeof name))
+            return RA_FAIL(RA_ERR_ARG, "%s %s: is the file %s/%s (a hard link to it): appending the metrics would "
+                           "corrupt it; give another file name for the metrics", opt, m, dirs[i], name);
+    return RA_OK;
 }
 
 ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char *ckdir, const char *what)
@@ -110,14 +223,6 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
         return RA_FAIL(RA_ERR_ARG, "%s %s: is the checkpoint directory's lock file; give another file name for %s",
                        opt, path, what);
     return RA_OK;
-}
-
-/* The directory a resumed checkpoint lives in (--resume DIR: DIR itself). */
-static void resume_dir(const char *resume, char *out, size_t cap)
-{
-    struct stat st;
-    if (stat(resume, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, cap, "%s", resume);
-    else ra_dir_of(resume, out, cap);
 }
 
 /* One run at a time in a checkpoint directory: rank 0 holds an flock on
@@ -203,13 +308,17 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
 {
     RA_TRY(check_steps(cfg, f));
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
+    RA_TRY(inputs_not_written(cfg, f)); /* before the lock file is written */
     RA_TRY(lock_checkpoint_dir(cfg->checkpoint_dir, f->ckdir_opt));
     char from[RA_PATH_MAX];
     if (f->resume) resume_dir(f->resume, from, sizeof from);
     /* a fresh run, or a resumed one writing into another run's directory,
-     * must find no checkpoints there */
+     * must find no checkpoints there; one resumed in its own directory no
+     * checkpoints after its step */
     if (!f->resume || !ra_same_file(from, cfg->checkpoint_dir))
         RA_TRY(no_old_checkpoints(cfg->checkpoint_dir, f->ckdir_opt));
+    else
+        RA_TRY(no_later_checkpoints(cfg->checkpoint_dir, f->ckdir_opt, f->resume_step));
     RA_TRY(check_metrics(cfg, f));
     return remove_partials(cfg, f);
 }

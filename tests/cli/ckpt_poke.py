@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""ckpt_poke.py IN OUT TENSOR INDEX VALUE - a copy of a ringattn checkpoint
-with value INDEX of tensor TENSOR ("params", "adam_m", "adam_v") replaced by
-the float32 VALUE ("nan", "inf", "1.5") and the checksum computed again: a
-file changed on purpose, which the checksum cannot catch, for the tests of
-what the loaders refuse. The format is src/model/checkpoint.c's (version 1);
-no numpy needed."""
+"""ckpt_poke.py IN OUT TENSOR INDEX VALUE | IN OUT step N - a copy of a
+ringattn checkpoint with value INDEX of tensor TENSOR ("params", "adam_m",
+"adam_v") replaced by the float32 VALUE ("nan", "inf", "1.5"), or with the
+step of its state set to the u64 N, and the checksum computed again: a file
+changed on purpose, which the checksum cannot catch, for the tests of what
+the loaders refuse. The format is src/model/checkpoint.c's (version 1); no
+numpy needed."""
 import struct
 import sys
 
@@ -44,18 +45,23 @@ def tensor_offsets(buf):
 
 
 def main():
-    if len(sys.argv) != 6:
+    step = len(sys.argv) == 5 and sys.argv[3] == "step"
+    if len(sys.argv) != 6 and not step:
         sys.exit(__doc__)
-    src, dst, tensor, index, value = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    src, dst = sys.argv[1], sys.argv[2]
     if crc64(b"123456789") != 0x995DC9BBDF1939FA:
         sys.exit("ckpt_poke.py: CRC-64/XZ self-check failed")
     buf = bytearray(open(src, "rb").read())
     if crc64(bytes(buf[:-8])) != struct.unpack_from("<Q", buf, len(buf) - 8)[0]:
         sys.exit("ckpt_poke.py: %s: the checksum does not match before the change" % src)
     offsets = tensor_offsets(buf)
-    if tensor not in offsets or not 0 <= index < offsets[tensor][1]:
-        sys.exit("ckpt_poke.py: no value %d in tensor %s (tensors: %s)" % (index, tensor, offsets))
-    struct.pack_into("<f", buf, offsets[tensor][0] + 4 * index, value)
+    if step:  # the state's first u64, right after the config text
+        struct.pack_into("<Q", buf, 28 + struct.unpack_from("<I", buf, 24)[0], int(sys.argv[4]))
+    else:
+        tensor, index, value = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+        if tensor not in offsets or not 0 <= index < offsets[tensor][1]:
+            sys.exit("ckpt_poke.py: no value %d in tensor %s (tensors: %s)" % (index, tensor, offsets))
+        struct.pack_into("<f", buf, offsets[tensor][0] + 4 * index, value)
     struct.pack_into("<Q", buf, len(buf) - 8, crc64(bytes(buf[:-8])))
     open(dst, "wb").write(buf)
 

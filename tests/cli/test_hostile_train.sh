@@ -142,15 +142,15 @@ for bad in nan:100:NaN inf:20000:infinite; do
 done
 # --metrics onto an input
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck3 --metrics cfg.ini
-refused "--metrics onto the --config file" 1 'metrics cfg.ini: is the --config file'
+refused "--metrics onto the --config file" 1 '--metrics cfg.ini is the same file as the input --config cfg.ini'
 printf 'some training text, long enough for a few sequences of 32 bytes. %.0s' $(seq 40) >data.txt
 keep+=(data.txt)
 before=$(sums "${keep[@]}"; readlink ck/last.ckpt)
 ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.path=$T/data.txt" --checkpoint-dir ck4 \
     --metrics data.txt
-refused "--metrics onto the data file" 1 'metrics data.txt: is the training data'
+refused "--metrics onto the data file" 1 '--metrics data.txt is the same file as the input data.path .*data.txt'
 ra 2 train --resume ck/step-00000010.ckpt --set train.steps=30 --checkpoint-dir ck5 --metrics ck/step-00000010.ckpt
-refused "--metrics onto the checkpoint resumed from" 1 'is the checkpoint to resume from'
+refused "--metrics onto the checkpoint resumed from" 1 '--metrics ck/step-00000010.ckpt is the same file as the input --resume'
 ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000010.ckpt
 refused "--metrics onto another checkpoint of the run" 1 'is a checkpoint name in the checkpoint directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /dev/full
@@ -187,6 +187,89 @@ why=""
 [ -L link.jsonl ] && why+="still a symlink; "
 [ "$(wc -l <link.jsonl)" -eq 21 ] || why+="expected 21 metrics lines; "
 report "--metrics onto a symlink: replaced by the file, its target untouched" "$why"
+
+# ---- inputs named like what the run writes; outputs that are not what they say ---------
+# an input in the checkpoint directory under a name the run writes there
+mkdir cw && cp cfg.ini cw/last.ckpt.tmp && cp cfg.ini cw/.ringattn.lock && cp data.txt cw/step-00000005.ckpt.tmp
+cw_sums=$(sums cw/last.ckpt.tmp cw/.ringattn.lock cw/step-00000005.ckpt.tmp)
+ra 2 train --config cw/last.ckpt.tmp "${short[@]}" --checkpoint-dir cw
+refused "--config named last.ckpt.tmp in the checkpoint directory: refused" 1 \
+    'the --config file cw/last.ckpt.tmp .* is a name the run replaces at every checkpoint in the checkpoint directory cw'
+ra 2 train --config cw/.ringattn.lock "${short[@]}" --checkpoint-dir cw
+refused "--config that is the checkpoint directory's lock file: refused" 1 "cw/.ringattn.lock .* is the directory's lock file"
+ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.path=cw/step-00000005.ckpt.tmp" \
+    --checkpoint-dir cw
+refused "data.path named like the run's step-5 partial checkpoint: refused" 1 \
+    'training data \(data.path\) cw/step-00000005.ckpt.tmp .* is a name the run writes at step 5'
+cp -L ck/step-00000010.ckpt cw2.ckpt && mkdir cw2 && cp cw2.ckpt cw2/last.ckpt.tmp
+ra 2 train --resume cw2/last.ckpt.tmp --set train.steps=12 --checkpoint-dir cw2
+refused "--resume from last.ckpt.tmp in its own directory: refused (every checkpoint replaces that name)" 1 \
+    'the checkpoint resumed from cw2/last.ckpt.tmp .* is a name the run replaces at every checkpoint'
+report "... and those inputs are unchanged, no lock file written over" \
+    "$([ "$(sums cw/last.ckpt.tmp cw/.ringattn.lock cw/step-00000005.ckpt.tmp)" = "$cw_sums" ] || echo changed)$(cmp -s cw2.ckpt cw2/last.ckpt.tmp || echo ' cw2/last.ckpt.tmp changed')"
+# an input named like the metrics file's or the trace's temporary file; an
+# output named like the other's
+cp cfg.ini m.jsonl.tmp && msum=$(sums m.jsonl.tmp)
+ra 2 train --config m.jsonl.tmp "${short[@]}" --checkpoint-dir ckm --metrics m.jsonl
+refused "--config named like the --metrics file's temporary file: refused" 1 "the input --config m.jsonl.tmp is the temporary file"
+report "... and it is unchanged" "$([ "$(sums m.jsonl.tmp)" = "$msum" ] || echo changed)"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckm --metrics x.tmp --trace x
+refused "--metrics x.tmp with --trace x (its temporary file): refused" 1 "--metrics x.tmp is the temporary file 'x.tmp' of --trace x"
+cp -L ck/step-00000010.ckpt g.ckpt.tmp && printf ab >p.txt.tmp && gsum=$(sums g.ckpt.tmp p.txt.tmp)
+ra 2 generate --checkpoint g.ckpt.tmp --prompt ab --tokens 3 --out g.ckpt
+refused "generate --checkpoint named like --out's temporary file: refused" 1 "the input --checkpoint g.ckpt.tmp is the temporary file"
+ra 2 generate --checkpoint ck --prompt-file p.txt.tmp --tokens 3 --out p.txt
+refused "generate --prompt-file named like --out's temporary file: refused" 1 "the input --prompt-file p.txt.tmp is the temporary file"
+report "... and both are unchanged" "$([ "$(sums g.ckpt.tmp p.txt.tmp)" = "$gsum" ] || echo changed)"
+# paths that do not fit, or hold a control character, refused (they were cut,
+# or made checkpoints whose config text no load could read)
+long=$(printf 'd%.0s' $(seq 1100))
+ra 1 train --config cfg.ini "${short[@]}" --checkpoint-dir ckm --metrics "$long"
+refused "--metrics of 1100 bytes: refused (it was cut to another file)" 1 "--metrics: the path is 1100 bytes long; at most"
+ra 1 train --config cfg.ini "${short[@]}" --checkpoint-dir "$long"
+refused "--checkpoint-dir of 1100 bytes: refused" 1 "--checkpoint-dir: the path is 1100 bytes long"
+ra 1 train --config cfg.ini "${short[@]}" --checkpoint-dir ckm --metrics $'m\n1'
+refused "--metrics with a newline: refused" 1 "--metrics: the path contains control character 0x0a"
+ra 1 train --config cfg.ini "${short[@]}" --checkpoint-dir $'ck\rx'
+refused "--checkpoint-dir with a carriage return: refused" 1 "--checkpoint-dir: the path contains control character 0x0d"
+expect_absent() { [ ! -e "$1" ] || echo "$1 was made; "; }
+report "... and nothing was written for them" "$(expect_absent ckm)$(expect_absent $'ck\rx')$(expect_absent $'m\n1')"
+# resumed in its own directory from an older checkpoint: the later ones would be replaced
+mkdir ckb && cp -L ck/step-00000010.ckpt ck/step-00000020.ckpt ckb/ && ln -s step-00000020.ckpt ckb/last.ckpt
+bsum=$(sums ckb/step-00000020.ckpt)
+ra 2 train --resume ckb/step-00000010.ckpt --set train.steps=25 --checkpoint-dir ckb
+refused "--resume from step 10 where step 20 exists: refused, naming it" 1 \
+    "ckb holds 1 checkpoint after step 10, the one resumed from \(step-00000020.ckpt\).*another directory"
+report "... and step 20 is unchanged" "$([ "$(sums ckb/step-00000020.ckpt)" = "$bsum" ] || echo changed)"
+ra 2 train --resume ckb/step-00000010.ckpt --set train.steps=12 --checkpoint-dir ckb2
+report "... into another directory it runs" "$([ "$rc" -eq 0 ] || grep -m1 error err)"
+# --metrics a hard link to a checkpoint of the run: appending would corrupt it
+ln ckb/step-00000010.ckpt hl.jsonl
+ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl
+refused "--metrics that is a hard link to a checkpoint: refused" 1 "--metrics hl.jsonl: is the file ckb/step-00000010.ckpt"
+report "... and that checkpoint is unchanged" "$(cmp -s hl.jsonl ck/step-00000010.ckpt || echo changed)"
+# a checkpoint's step beyond any run (a changed file): refused, not wrapped
+if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt wrap.ckpt step 4294967299 2>poke.err; then
+    ra 2 train --resume wrap.ckpt --set train.steps=30 --checkpoint-dir ckw
+    refused "--resume of a checkpoint at step 2^32 + 3: refused" 1 "the checkpoint's step 4294967299 is beyond any run"
+else
+    report "ckpt_poke.py writes wrap.ckpt" "$(cat poke.err)"
+fi
+# bad data found hours in (a token id beyond the vocabulary at element 20001
+# of a uint16 token file): the steps done are checkpointed first, and named
+"$PYTHON" -c "import struct; a=[i % 250 for i in range(40000)]
+open('good.bin', 'wb').write(b''.join(struct.pack('<H', v) for v in a[:20000])); a[20001] = 300
+open('late.bin', 'wb').write(b''.join(struct.pack('<H', v) for v in a))"
+ra 2 train --config cfg.ini --set train.steps=100000 --set train.eval_every=0 --set train.log_every=100000 \
+    --set data.source=tokens --set data.dtype=uint16 --set data.path=late.bin --checkpoint-dir ckd
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+kept=$(sed -n 's/.*token 300 at element 20001.*the parameters after step \([0-9]*\) are kept in ckd\/step-0*[0-9]*.ckpt (--resume ckd continues from there).*/\1/p' err)
+[ -n "$kept" ] || why+="message: $(grep -m1 error err); "
+[ -n "$kept" ] && [ "$(readlink ckd/last.ckpt)" = "$(printf 'step-%08d.ckpt' "$kept")" ] || why+="last.ckpt -> $(readlink ckd/last.ckpt); "
+ra 1 eval --checkpoint ckd --data good.bin
+[ "$rc" -eq 0 ] || why+="the kept checkpoint does not load: $(grep -m1 error err); "
+report "a bad token id at element 20001: exit 1, the ${kept:-?} steps done checkpointed and named" "$why"
 
 # ---- a NaN stop keeps the checkpoint of step s-1 it names --------------------------------
 RINGATTN_INJECT_NAN=7:1 timeout 60 "$MPIRUN" --oversubscribe -n 2 "$RA" train --config cfg.ini --set train.steps=20 \

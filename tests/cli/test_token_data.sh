@@ -149,7 +149,7 @@ fails "data.val_path = data.path" 2 "data.val_path = tok16.bin is data.path" -- 
     --checkpoint-dir cksame2
 fails "data.dtype with data.source = file" 1 "data.dtype = uint16 is for data.source = tokens" -- \
     train --config "$TINY" --set data.source=file --set data.path=tok16.bin --set data.dtype=uint16
-fails "metrics onto data.val_path" 1 "is the held-out data \(data.val_path\)" -- \
+fails "metrics onto data.val_path" 1 "--metrics val16.bin is the same file as the input data.val_path val16.bin" -- \
     train "${tok[@]}" --set data.path=tok16.bin --set data.dtype=uint16 --set data.val_path=val16.bin \
     --metrics val16.bin --checkpoint-dir ckm
 
@@ -189,7 +189,7 @@ fails "generate: --output-format text with vocab 1000" 1 "not a byte vocabulary"
     "${gen[@]}" --prompt-tokens 1 --output-format text
 fails "generate: two prompts" 1 "exactly one of --prompt, --prompt-file and --prompt-tokens" -- \
     "${gen[@]}" --prompt-tokens 1 --prompt A
-fails "generate: --out onto the --prompt-tokens file" 1 "is the --prompt-tokens file" -- \
+fails "generate: --out onto the --prompt-tokens file" 1 "--out prompt.txt is the same file as the input --prompt-tokens prompt.txt" -- \
     "${gen[@]}" --prompt-tokens prompt.txt --out prompt.txt
 # a byte model: ids in, text out by default, the same as the text prompt
 mpi 1 train --config "$TINY" --set train.steps=2 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir ckbytes

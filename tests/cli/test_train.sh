@@ -164,7 +164,7 @@ ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0 --out ge
 report "generate --out onto a symlink replaces the link, not its target" \
     "$([ "$(cat victim.txt)" = keep ] && [ ! -L genlink.txt ] && [ "$(cat genlink.txt)" = "$want" ] || echo "victim: $(cat victim.txt)")"
 sum=$(cksum <"$(readlink -f ckA/last.ckpt)")
-for f in "ckA/last.ckpt:is the checkpoint" "nodir/g.txt:does not exist" "/dev/full:character device"; do
+for f in "ckA/last.ckpt:is the same file as the input --checkpoint" "nodir/g.txt:does not exist" "/dev/full:character device"; do
     ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 2 --out "${f%%:*}"
     report "generate --out ${f%%:*} is refused before any work" "$([ $? -ne 0 ] && grep -q -- "${f#*:}" err || cat err)"
 done
