@@ -57,20 +57,30 @@ static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
                    f->resume_step);
 }
 
-/* A fresh run must not replace the checkpoints of another run. */
-static ra_status no_old_checkpoints(const char *dir, const char *opt)
+/* The checkpoints in dir: every name a run writes (after < 0), or the
+ * step-N.ckpt with N > after. Their count into *n, the first two names
+ * into shown. */
+static ra_status list_checkpoints(const char *dir, const char *opt, int after, char shown[2][280], int *n)
 {
     DIR *d = opendir(dir);
     if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
-    char shown[2][280];
-    int n = 0;
+    *n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (is_checkpoint_name(e->d_name)) {
-            if (n < 2) snprintf(shown[n], sizeof shown[n], "%.255s", e->d_name);
-            n++;
+        if (after < 0 ? is_checkpoint_name(e->d_name) : step_of(e->d_name) > after) {
+            if (*n < 2) snprintf(shown[*n], sizeof shown[*n], "%.255s", e->d_name);
+            (*n)++;
         }
     closedir(d);
+    return RA_OK;
+}
+
+/* A fresh run must not replace the checkpoints of another run. */
+static ra_status no_old_checkpoints(const char *dir, const char *opt)
+{
+    char shown[2][280];
+    int n = 0;
+    RA_TRY(list_checkpoints(dir, opt, -1, shown, &n));
     if (n == 0) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "%s %s already holds %d checkpoint file%s (%s%s%s%s): a new run would replace them. "
                    "Continue that run with --resume %s, choose another --checkpoint-dir, or remove them",
@@ -140,17 +150,9 @@ static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *
  * there belong to a history this run would replace, step by step. */
 static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
 {
-    DIR *d = opendir(dir);
-    if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
     char shown[2][280];
     int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (step_of(e->d_name) > s) {
-            if (n < 2) snprintf(shown[n], sizeof shown[n], "%.255s", e->d_name);
-            n++;
-        }
-    closedir(d);
+    RA_TRY(list_checkpoints(dir, opt, s, shown, &n));
     if (n == 0) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from (%s%s%s%s): this "
                    "run would replace %s with another history. Resume into another directory (--checkpoint-dir), "
