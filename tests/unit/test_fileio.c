@@ -1,6 +1,7 @@
 /* test_fileio.c - the file-I/O module: non-regular inputs refused without
  * blocking, size caps, atomic outputs that replace (never follow) a final
- * symlink and leave the old file on failure, clash detection, output checks. */
+ * symlink and leave the old file on failure, sets of outputs renamed
+ * together, clash detection, output checks. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -150,6 +151,44 @@ static void test_atomic_failure_keeps_old(void **state)
     assert_int_equal(ra_write_file_atomic("/dev/full/x", "a", 1) != RA_OK, 1);
 }
 
+/* A set of outputs: staged files are invisible until all are renamed; a
+ * failure renames none and leaves no .tmp. */
+static void test_staged_set(void **state)
+{
+    (void)state;
+    char a[TMPDIR_CAP], b[TMPDIR_CAP], ta[TMPDIR_CAP + 8], tb[TMPDIR_CAP + 8];
+    path_in(a, "set_a.txt");
+    path_in(b, "set_b.txt");
+    snprintf(ta, sizeof ta, "%s" RA_TMP_SUFFIX, a);
+    snprintf(tb, sizeof tb, "%s" RA_TMP_SUFFIX, b);
+    write_text(a, "old a");
+    write_text(b, "old b");
+    const char *const both[] = { a, b };
+    /* the second output failed: neither path changes, no .tmp is left */
+    assert_int_equal(ra_write_file_staged(a, "new a", 5), RA_OK);
+    assert_string_equal(slurp(a), "old a");
+    assert_int_equal(access(ta, F_OK), 0);
+    assert_int_equal(ra_atomic_commit_all(both, 2, RA_ERR_IO), RA_ERR_IO);
+    assert_string_equal(slurp(a), "old a");
+    assert_string_equal(slurp(b), "old b");
+    assert_int_equal(access(ta, F_OK), -1);
+    assert_int_equal(access(tb, F_OK), -1);
+    /* both staged: both renamed together */
+    assert_int_equal(ra_write_file_staged(a, "new a", 5), RA_OK);
+    assert_int_equal(ra_write_file_staged(b, "new b", 5), RA_OK);
+    assert_string_equal(slurp(b), "old b");
+    assert_int_equal(ra_atomic_commit_all(both, 2, RA_OK), RA_OK);
+    assert_string_equal(slurp(a), "new a");
+    assert_string_equal(slurp(b), "new b");
+    /* a rename that fails (the second was never staged): no .tmp is left */
+    assert_int_equal(ra_write_file_staged(a, "third", 5), RA_OK);
+    assert_int_not_equal(ra_atomic_commit_all(both, 2, RA_OK), RA_OK);
+    assert_int_equal(access(ta, F_OK), -1);
+    assert_string_equal(slurp(b), "new b");
+    /* a staging write that fails removes its .tmp */
+    assert_int_not_equal(ra_write_file_staged("/dev/full/x", "a", 1), RA_OK);
+}
+
 static void test_same_file(void **state)
 {
     (void)state;
@@ -201,6 +240,7 @@ int main(void)
         cmocka_unit_test(test_atomic_replaces_symlink),
         cmocka_unit_test(test_atomic_tmp_symlink_not_followed),
         cmocka_unit_test(test_atomic_failure_keeps_old),
+        cmocka_unit_test(test_staged_set),
         cmocka_unit_test(test_same_file),
         cmocka_unit_test(test_output_checks),
     };

@@ -264,9 +264,54 @@ static void test_f64_to_f32(void **state)
     assert_int_equal(ra_npy_load_f32(p, NULL, &all), RA_OK);
     assert_true(all[9999] == (float)d[9999]);
     free(all);
+
+    /* as float64 (compare): the file's values exactly, also beyond float32's range */
+    double *wide = malloc(N * sizeof *wide);
+    assert_non_null(wide);
+    d[7] = 1e39, d[8] = -5e38;
+    write_npy(p, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (100, 100), }", d, N * sizeof *d);
+    assert_int_equal(ra_npy_open(&f, p), RA_OK);
+    assert_int_equal(ra_npy_read_f64(&f, 0, N, wide), RA_OK);
+    assert_memory_equal(wide, d, N * sizeof *d);
+    assert_int_equal(ra_npy_read_f64(&f, 9990, 10, wide), RA_OK);
+    assert_true(wide[9] == d[9999]);
+    assert_int_not_equal(ra_npy_read_f64(&f, 9995, 10, wide), RA_OK); /* past the end */
+    ra_npy_close(&f);
+    free(wide);
     free(d);
     free(back);
     unlink(p);
+}
+
+/* float32 widened to float64 exactly, across the reader's 32 KiB chunks */
+static void test_f32_as_f64(void **state)
+{
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
+    tmp(state, p, sizeof p, "f32wide.npy");
+    tmp(state, q, sizeof q, "i32wide.npy");
+    enum { N = 20001 };
+    float *x = malloc(N * sizeof *x);
+    double *w = malloc(N * sizeof *w);
+    assert_non_null(x);
+    assert_non_null(w);
+    for (int i = 0; i < N; i++) x[i] = (float)(i * 0.37) - 3.0e38f * (i == N - 1);
+    const int64_t shape[1] = {N};
+    assert_int_equal(ra_npy_save_f32(p, 1, shape, x), RA_OK);
+    ra_npy f;
+    assert_int_equal(ra_npy_open(&f, p), RA_OK);
+    assert_int_equal(ra_npy_read_f64(&f, 0, N, w), RA_OK);
+    for (int i = 0; i < N; i++) assert_true(w[i] == (double)x[i]);
+    ra_npy_close(&f);
+    const int32_t v[3] = {1, 2, 3};
+    const int64_t s3[1] = {3};
+    assert_int_equal(ra_npy_save_i32(q, 1, s3, v), RA_OK);
+    assert_int_equal(ra_npy_open(&f, q), RA_OK);
+    assert_error(ra_npy_read_f64(&f, 0, 3, w), RA_ERR_FORMAT, q, "dtype is int32");
+    ra_npy_close(&f);
+    free(x);
+    free(w);
+    unlink(p);
+    unlink(q);
 }
 
 static void test_i64_to_i32(void **state)
@@ -743,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_v2_header),
         cmocka_unit_test(test_v3_header),
         cmocka_unit_test(test_f64_to_f32),
+        cmocka_unit_test(test_f32_as_f64),
         cmocka_unit_test(test_i64_to_i32),
         cmocka_unit_test(test_i32_save_and_wrong_kind),
         cmocka_unit_test(test_subrange),
