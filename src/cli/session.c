@@ -271,6 +271,23 @@ static ra_status check_params_finite(const ra_session *s, const char *path)
     return RA_OK;
 }
 
+/* The AdamW moments this rank holds (its shard when sharded, from index
+ * lo): a NaN or infinity there turns the parameters non-finite at the
+ * first update, and training would save them. */
+static ra_status check_moments_finite(const ra_session *s, const char *path)
+{
+    const size_t n = s->sharded ? s->hi - s->lo : ra_model_nparams(s->model), at = s->sharded ? s->lo : 0;
+    const float *mv[2] = { s->opt.m, s->opt.v };
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(mv[k][i]) || (k == 1 && mv[k][i] < 0))
+                return RA_FAIL(RA_ERR_NUMERIC, "%s: AdamW's %s[%zu] is %g: the checkpoint's optimizer state is not "
+                               "valid, so training from it would turn the weights non-finite; use an earlier "
+                               "checkpoint (training never saves such moments: this file was changed or damaged)",
+                               path, k ? "adam_v" : "adam_m", at + i, (double)mv[k][i]);
+    return RA_OK;
+}
+
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
                           ra_ckpt_state *state)
 {
@@ -283,6 +300,7 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
         ra_ckpt_state st = { 0 };
         ra_status rs = ra_ckpt_load_range(path, NULL, &st, t, r, 3);
         if (rs == RA_OK) rs = check_params_finite(s, path);
+        if (rs == RA_OK) rs = check_moments_finite(s, path);
         if (state) *state = st;
         return ra_agree(c->comm, rs);
     }
@@ -300,6 +318,7 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
     }
     if (rs == RA_OK) rs = ra_ckpt_load(path, NULL, &st, t, n);
     if (rs == RA_OK) rs = check_params_finite(s, path);
+    if (rs == RA_OK && with_optim) rs = check_moments_finite(s, path);
     free(scratch);
     if (state) *state = st;
     return ra_agree(c->comm, rs);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,12 +106,38 @@ static const char *input_named(const ra_config *cfg, const ra_train_files *f, co
     return NULL;
 }
 
+/* What the run would do to a file at path (an input, as named or as a
+ * symlink resolves it) in the checkpoint directory, into said ("" when
+ * nothing). */
+static void written_as(const ra_config *cfg, int start, int resumed, const char *path, char *said, size_t cap)
+{
+    said[0] = '\0';
+    char dir[RA_PATH_MAX], plain[RA_PATH_MAX];
+    ra_dir_of(path, dir, sizeof dir);
+    if (!ra_same_file(dir, cfg->checkpoint_dir)) return;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    const int tmp = strip_tmp(base, plain, sizeof plain);
+    const long n = step_of(plain);
+    struct stat st;
+    if (!strcmp(plain, RA_CKPT_LOCK_NAME))
+        snprintf(said, cap, "the directory's lock file, which the run rewrites");
+    else if (!strcmp(plain, "last.ckpt") && (tmp || !resumed))
+        snprintf(said, cap, "a name the run replaces at every checkpoint");
+    else if (!strcmp(plain, "last.ckpt") && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode))
+        snprintf(said, cap, "a file, not the link to a step-N.ckpt that the run replaces at every checkpoint "
+                            "(rename it step-%08d.ckpt to keep it)", start);
+    else if (n > start && n <= cfg->steps && (tmp || !resumed))
+        snprintf(said, cap, "a name the run writes at step %ld", n);
+}
+
 /* An input that lives in the checkpoint directory under a name the run
  * writes there would be destroyed: the lock file (rewritten at the start),
  * last.ckpt and its .tmp (replaced at every checkpoint), and step-N.ckpt
  * and its .tmp for a step N this run may reach (after the resumed step, up
  * to train.steps: a signal or a non-finite stop saves at any step). The
- * checkpoint resumed from may be last.ckpt or its own step-N.ckpt. */
+ * checkpoint resumed from may be its own step-N.ckpt, or last.ckpt when
+ * that is a link. Each input is checked as named and as its symlinks
+ * resolve (a link outside the directory to a file inside it). */
 static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *f)
 {
     const int data = cfg->source_id != RA_SOURCE_RECALL;
@@ -125,23 +152,17 @@ static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *
     const int start = f->resume ? f->resume_step : 0;
     for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
         if (!in[i].path) continue;
-        char dir[RA_PATH_MAX], plain[RA_PATH_MAX];
-        ra_dir_of(in[i].path, dir, sizeof dir);
-        if (!ra_same_file(dir, cfg->checkpoint_dir)) continue;
-        const char *slash = strrchr(in[i].path, '/'), *base = slash ? slash + 1 : in[i].path;
-        const int tmp = strip_tmp(base, plain, sizeof plain), resumed = in[i].path == f->resume;
-        const long n = step_of(plain);
-        char said[96] = "";
-        if (!strcmp(plain, RA_CKPT_LOCK_NAME))
-            snprintf(said, sizeof said, "the directory's lock file, which the run rewrites");
-        else if (!strcmp(plain, "last.ckpt") && (tmp || !resumed))
-            snprintf(said, sizeof said, "a name the run replaces at every checkpoint");
-        else if (n > start && n <= cfg->steps && (tmp || !resumed))
-            snprintf(said, sizeof said, "a name the run writes at step %ld", n);
-        if (!said[0]) continue;
-        return RA_FAIL(RA_ERR_ARG, "%s %s (%s) is %s in the checkpoint directory %s: the run would destroy it. "
-                       "Move or copy it out of %s first, or choose another --checkpoint-dir", in[i].what,
-                       in[i].path, base, said, cfg->checkpoint_dir, cfg->checkpoint_dir);
+        char real[PATH_MAX], said[160];
+        const char *as[2] = { in[i].path, realpath(in[i].path, real) ? real : NULL };
+        for (int k = 0; k < 2; k++) {
+            if (!as[k]) continue;
+            written_as(cfg, start, in[i].path == f->resume, as[k], said, sizeof said);
+            if (said[0])
+                return RA_FAIL(RA_ERR_ARG, "%s %s%s%s%s is %s in the checkpoint directory %s: the run would destroy "
+                               "it. Move or copy it out of %s first, or choose another --checkpoint-dir", in[i].what,
+                               in[i].path, k ? " (a link to " : "", k ? as[k] : "", k ? ")" : "", said,
+                               cfg->checkpoint_dir, cfg->checkpoint_dir);
+        }
     }
     return RA_OK;
 }

@@ -533,7 +533,8 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
     Tf += 3 * q / memr;
     Tb += (3 * q + 2 * kv) / memr;
     if (P > 1) { /* the last part of the last partial, after every rank's compute */
-        const int groups = a->B * a->Hkv, parts = groups < TAIL_PARTS ? groups : TAIL_PARTS;
+        /* int64: B and Hkv may each be 65536 (an int product wrapped to 0) */
+        const int64_t groups = (int64_t)a->B * a->Hkv, parts = groups < TAIL_PARTS ? groups : TAIL_PARTS;
         const double tail = ra_cm_transfer_s(s, rt, kvb * ((double)(groups - (parts - 1) * groups / parts) / groups));
         Tb += tail;
         xb += x_dkv; /* the whole last partial moves; only its last part is exposed */

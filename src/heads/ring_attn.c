@@ -608,8 +608,8 @@ enum { TAIL_PARTS = 4 };
 
 static int tail_parts(const ra_ring *R)
 {
-    const int groups = R->o.B * R->o.Hkv;
-    return groups < TAIL_PARTS ? groups : TAIL_PARTS;
+    const int64_t groups = (int64_t)R->o.B * R->o.Hkv; /* each up to 65536: no int product */
+    return groups < TAIL_PARTS ? (int)groups : TAIL_PARTS;
 }
 
 /* First group of tail part j (j = 0 .. tail_parts). */

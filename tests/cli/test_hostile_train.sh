@@ -194,17 +194,28 @@ mkdir cw && cp cfg.ini cw/last.ckpt.tmp && cp cfg.ini cw/.ringattn.lock && cp da
 cw_sums=$(sums cw/last.ckpt.tmp cw/.ringattn.lock cw/step-00000005.ckpt.tmp)
 ra 2 train --config cw/last.ckpt.tmp "${short[@]}" --checkpoint-dir cw
 refused "--config named last.ckpt.tmp in the checkpoint directory: refused" 1 \
-    'the --config file cw/last.ckpt.tmp .* is a name the run replaces at every checkpoint in the checkpoint directory cw'
+    'the --config file cw/last.ckpt.tmp is a name the run replaces at every checkpoint in the checkpoint directory cw'
 ra 2 train --config cw/.ringattn.lock "${short[@]}" --checkpoint-dir cw
-refused "--config that is the checkpoint directory's lock file: refused" 1 "cw/.ringattn.lock .* is the directory's lock file"
+refused "--config that is the checkpoint directory's lock file: refused" 1 "cw/.ringattn.lock is the directory's lock file"
 ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.path=cw/step-00000005.ckpt.tmp" \
     --checkpoint-dir cw
 refused "data.path named like the run's step-5 partial checkpoint: refused" 1 \
-    'training data \(data.path\) cw/step-00000005.ckpt.tmp .* is a name the run writes at step 5'
+    'training data \(data.path\) cw/step-00000005.ckpt.tmp is a name the run writes at step 5'
 cp -L ck/step-00000010.ckpt cw2.ckpt && mkdir cw2 && cp cw2.ckpt cw2/last.ckpt.tmp
 ra 2 train --resume cw2/last.ckpt.tmp --set train.steps=12 --checkpoint-dir cw2
 refused "--resume from last.ckpt.tmp in its own directory: refused (every checkpoint replaces that name)" 1 \
-    'the checkpoint resumed from cw2/last.ckpt.tmp .* is a name the run replaces at every checkpoint'
+    'the checkpoint resumed from cw2/last.ckpt.tmp is a name the run replaces at every checkpoint'
+# the same through a symlink from outside the directory
+ln -s cw/.ringattn.lock lockcfg.ini
+ra 2 train --config lockcfg.ini "${short[@]}" --checkpoint-dir cw
+refused "--config a symlink to the checkpoint directory's lock file: refused" 1 \
+    "the --config file lockcfg.ini \\(a link to .*cw/.ringattn.lock\\) is the directory's lock file"
+# last.ckpt a regular file (a directory copied with cp -L): the run would replace the only copy
+mkdir cwl && cp -L ck/step-00000010.ckpt cwl/last.ckpt
+ra 2 train --resume cwl/last.ckpt --set train.steps=12 --checkpoint-dir cwl
+refused "--resume from a last.ckpt that is a file, not a link: refused" 1 \
+    "cwl/last.ckpt is a file, not the link .*rename it step-00000010.ckpt"
+report "... and it is unchanged" "$(cmp -s cwl/last.ckpt ck/step-00000010.ckpt || echo changed)"
 report "... and those inputs are unchanged, no lock file written over" \
     "$([ "$(sums cw/last.ckpt.tmp cw/.ringattn.lock cw/step-00000005.ckpt.tmp)" = "$cw_sums" ] || echo changed)$(cmp -s cw2.ckpt cw2/last.ckpt.tmp || echo ' cw2/last.ckpt.tmp changed')"
 # an input named like the metrics file's or the trace's temporary file; an
@@ -248,6 +259,18 @@ ln ckb/step-00000010.ckpt hl.jsonl
 ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl
 refused "--metrics that is a hard link to a checkpoint: refused" 1 "--metrics hl.jsonl: is the file ckb/step-00000010.ckpt"
 report "... and that checkpoint is unchanged" "$(cmp -s hl.jsonl ck/step-00000010.ckpt || echo changed)"
+# AdamW moments that are not valid (a changed file): refused on --resume, replicated and sharded
+for bad in "adam_v:5:-1:is -1" "adam_m:20000:inf:is inf"; do
+    IFS=: read -r t i v said <<<"$bad"
+    if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt "mom_$t.ckpt" "$t" "$i" "$v" 2>poke.err; then
+        for sh in false true; do
+            ra 2 train --resume "mom_$t.ckpt" --set train.steps=12 --set train.shard_optimizer=$sh --checkpoint-dir "ckmo_$t$sh"
+            refused "--resume with $t[$i] = $v (shard_optimizer=$sh): refused, naming it" 1 "mom_$t.ckpt: AdamW's $t\\[$i\\] $said"
+        done
+    else
+        report "ckpt_poke.py writes mom_$t.ckpt" "$(cat poke.err)"
+    fi
+done
 # a checkpoint's step beyond any run (a changed file): refused, not wrapped
 if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt wrap.ckpt step 4294967299 2>poke.err; then
     ra 2 train --resume wrap.ckpt --set train.steps=30 --checkpoint-dir ckw

@@ -59,6 +59,15 @@ mpi 1 plan --attn -n 2 -L 4096 --causal --layout zigzag
 why=$(status $?)
 grep -qE '^predicted: fwd_ms=[0-9.]+ bwd_ms=[0-9.]+' out || why+="no prediction line; "
 report "--attn predicts one head call" "$why"
+# B x Hkv = 2^32 and 2^31 (each option in range): an int product wrapped to 0
+# (SIGFPE) and to a negative count (negative times)
+for b in 65536 32768; do
+    mpi 1 plan --attn -n 2 -L 2 -H 65536 --B $b
+    why=$(status $?)
+    grep -qE '^predicted: fwd_ms=[0-9.]+ bwd_ms=[0-9.]+ fwd_wait_ms=[0-9.]+ bwd_wait_ms=[0-9.]+' out ||
+        why+="no prediction line of non-negative times: $(grep predicted out); "
+    report "--attn -H 65536 --B $b: times finite and non-negative" "$why"
+done
 
 mpi 1 plan --config "$CFG" --project weak --profile eth25 --max-p 64 --csv proj.csv
 why=$(status $?)
