@@ -11,6 +11,10 @@ pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
 # namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp),
 # the system Python with NumPy (the float64 Llama reference, tests/ref/) and
 # SentencePiece (scripts/data/; the cli test tokens is skipped without it)
+case "${1:-}:$#" in
+  :0 | --tests:1) ;;
+  *) echo "usage: install-deps.sh [--tests] (got: $*)" >&2; exit 2 ;;
+esac
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(procps iproute2 strace valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece)
 fi

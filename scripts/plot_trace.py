@@ -13,13 +13,9 @@ ms since the trace's start (ranks aligned on rank 0's clock, docs/trace.md).
 --from/--to cut a window (ms); --depth drops spans nested deeper."""
 import argparse
 import json
+import math
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
 COLOURS = {
     "attn": "#4c72b0", "comm": "#dd8452", "wait": "#c44e52", "reduce": "#8172b3", "model": "#55a868",
@@ -36,10 +32,43 @@ def load(path):
         sys.exit(f"plot_trace: {path}: {e.strerror}")
     except ValueError as e:
         sys.exit(f"plot_trace: {path}: not JSON: {e}")
+    except RecursionError:
+        sys.exit(f"plot_trace: {path}: not a trace: JSON nested too deeply")
     evs = d.get("traceEvents") if isinstance(d, dict) else d
     if not isinstance(evs, list):
         sys.exit(f"plot_trace: {path}: no traceEvents list (not a Chrome trace file)")
+    for i, e in enumerate(evs):
+        why = bad_event(e)
+        if why:
+            sys.exit(f"plot_trace: {path}: traceEvents[{i}]: {why}")
     return d, evs
+
+
+def finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def bad_event(e):
+    """Why event e cannot be drawn (the fields this script reads), or None."""
+    if not isinstance(e, dict):
+        return "not an object"
+    ph = e.get("ph")
+    if ph in ("X", "i", "M"):
+        if not isinstance(e.get("pid"), int) or isinstance(e.get("pid"), bool):
+            return "no integer pid"
+        if ph != "M" or e.get("name") == "thread_name":
+            if not isinstance(e.get("tid"), int) or isinstance(e.get("tid"), bool):
+                return "no integer tid"
+    if ph in ("X", "i"):
+        if not finite(e.get("ts")):
+            return "ts is not a finite number"
+        if ph == "X" and not (finite(e.get("dur")) and e["dur"] >= 0):
+            return "dur is not a finite number >= 0"
+    if ph == "M" and e.get("name") in ("process_name", "thread_name"):
+        args = e.get("args")
+        if not isinstance(args, dict) or not isinstance(args.get("name"), str):
+            return "a name event without args.name"
+    return None
 
 
 def rows_of(evs):
@@ -77,6 +106,8 @@ def main():
     ap.add_argument("--depth", type=int, default=3, help="deepest nesting level drawn (default 3)")
     ap.add_argument("--width", type=float, default=12, help="figure width, inches (default 12)")
     a = ap.parse_args()
+    if a.depth < 0:
+        sys.exit(f"plot_trace: --depth {a.depth}: give 0 (top-level spans only) or more")
     d, evs = load(a.trace)
     used, labels = rows_of(evs)
     if not used:
@@ -86,6 +117,14 @@ def main():
     if lo >= hi:
         sys.exit(f"plot_trace: --from {a.t_from} must be before --to {a.t_to}")
 
+    # matplotlib only now: a bad trace file is named even where it is missing
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError as e:
+        sys.exit(f"plot_trace: {e} (Debian: apt-get install python3-matplotlib)")
     fig, ax = plt.subplots(figsize=(a.width, 0.45 * len(used) + 1.6))
     cats, t_min, t_max = set(), float("inf"), float("-inf")
     for row, key in enumerate(used):

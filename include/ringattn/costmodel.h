@@ -28,6 +28,12 @@
 #include "ringattn/names.h"
 #include "ringattn/status.h"
 
+/* Every rate, latency and cost a rates file or --link-gbps / --link-latency-us
+ * gives lies in [RA_CM_VALUE_MIN, RA_CM_VALUE_MAX]: beyond, the model's times
+ * are hundreds of digits long or zero, which no machine measures. */
+#define RA_CM_VALUE_MIN 1e-6
+#define RA_CM_VALUE_MAX 1e12
+
 /* Rates of one rank at `threads` threads. */
 typedef struct {
     double sgemm_gflops;    /* projections, FFN, LM head */

@@ -33,7 +33,8 @@ done
 CHANGED=$1
 shift
 [ -d "$CHANGED" ] || { echo "kernel_ab.sh: $CHANGED is not a folder (give one that holds changed copies of src/kernels files)" >&2; exit 2; }
-[[ $CPU =~ ^[0-9]{1,4}$ ]] || { echo "kernel_ab.sh: --cpu '$CPU' is not a core number" >&2; exit 2; }
+[[ $CPU =~ ^[0-9]{1,4}$ ]] && [ "$CPU" -lt "$(nproc)" ] ||
+    { echo "kernel_ab.sh: --cpu '$CPU' is not a core number this process may use (0 to $(($(nproc) - 1)))" >&2; exit 2; }
 case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 LIB=$BUILD/src/libringattn.a
 [ -f "$LIB" ] || { echo "kernel_ab.sh: no $LIB (build first: bash scripts/build.sh, or give -B BUILD)" >&2; exit 2; }

@@ -95,12 +95,19 @@ calibrate() { # P: the rates file of P ranks
 }
 # measure P ARGS...: sets mf and mb, the slowest rank's median forward and
 # backward (ms) of bench attn at LEN (default L)
+# A measurement that fails (out of memory, a bad option) stops the script,
+# exit 1, with the benchmark's error: a table of zeros would pass for one.
 measure() {
     local P=$1 n=${LEN:-$L} out
     shift
-    out=$(run $P bench attn -b "$n" -e "$n" -n "$REPS" -w 1 -c 0 -t "$(thr $P)" "$@" 2>/dev/null | grep -E '^ +[0-9]' | tail -1)
+    out=$(run $P bench attn -b "$n" -e "$n" -n "$REPS" -w 1 -c 0 -t "$(thr $P)" "$@" 2>"$T/err" | grep -E '^ +[0-9]' | tail -1)
     mf=$(echo "$out" | awk '{print $4}')
     mb=$(echo "$out" | awk '{print $10}')
+    [[ $mf =~ ^[0-9.]+$ && $mb =~ ^[0-9.]+$ ]] || failed "bench attn -n $P -L $n $*"
+}
+failed() { # WHAT
+    echo "validate_plan.sh: $1 failed: $(grep -m2 -E 'error|rror:' "$T/err" || tail -2 "$T/err")" >&2
+    exit 1
 }
 attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     local P=$1 name=$2 n=${LEN:-$L}
@@ -108,7 +115,8 @@ attn_case() { # P NAME ARGS... (LEN: the sequence length, default L)
     local pf pb
     [ "$CALIBRATE" = round ] || calibrate "$P"
     measure "$P" "$@"
-    pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "${RPN[@]}" "$@" | grep '^predicted:')
+    pred=$("$RA" plan --attn -n $P -L "$n" --rates "$T/rates$P.ini" "${RPN[@]}" "$@" 2>"$T/err" | grep '^predicted:') ||
+        failed "plan --attn -n $P -L $n $*"
     pf=$(echo "$pred" | sed 's/.*fwd_ms=\([0-9.]*\).*/\1/')
     pb=$(echo "$pred" | sed 's/.*bwd_ms=\([0-9.]*\).*/\1/')
     row "attn P=$P $name fwd" "$pf" "$mf"
@@ -134,9 +142,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
     for P in $PS; do
         [ "$CALIBRATE" = round ] || calibrate "$P"
-        m=$(run $P bench train --config "$BENCH_INI" -n "$REPS" -w 1 -t "$(thr $P)" 2>/dev/null | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
-        p=$("$RA" plan --config "$BENCH_INI" -n $P --layout zigzag --rates "$T/rates$P.ini" "${RPN[@]}" | grep '^predicted:' |
+        m=$(run $P bench train --config "$BENCH_INI" -n "$REPS" -w 1 -t "$(thr $P)" 2>"$T/err" | grep -E '^ +[0-9]' | tail -1 | awk '{print $1}')
+        [[ $m =~ ^[0-9.]+$ ]] || failed "bench train -n $P"
+        p=$("$RA" plan --config "$BENCH_INI" -n $P --layout zigzag --rates "$T/rates$P.ini" "${RPN[@]}" 2>"$T/err" | grep '^predicted:' |
             sed 's/.*step_ms=\([0-9.]*\).*/\1/')
+        [[ $p =~ ^[0-9.]+$ ]] || failed "plan -n $P"
         row "train bench.ini P=$P step" "$p" "$m"
     done
     measure "${c_args[@]}" # the round's first case again: the control

@@ -64,7 +64,8 @@ if [ -f "$STATE/subnet" ]; then
         { echo "netns-cluster: cluster $TAG is up on $built.0/24, not $RA_CLUSTER_SUBNET.0/24" >&2; exit 1; }
     SUBNET=$built
 fi
-[[ "$SUBNET" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "netns-cluster: RA_CLUSTER_SUBNET: three octets, e.g. 10.213.0" >&2; exit 1; }
+[[ "$SUBNET" =~ ^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}$ ]] ||
+    { echo "netns-cluster: RA_CLUSTER_SUBNET '$SUBNET': three octets of 0-255, e.g. 10.213.0" >&2; exit 1; }
 MAXH=8
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

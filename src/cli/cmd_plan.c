@@ -55,8 +55,9 @@ static ra_status positive(const char *opt, const char *v, double *out)
 {
     char *end;
     double x = strtod(v, &end);
-    if (end == v || *end || !isfinite(x) || x <= 0)
-        return RA_FAIL(RA_ERR_ARG, "%s: need a positive number (got '%s')", opt, v);
+    if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* as in a rates file */
+        return RA_FAIL(RA_ERR_ARG, "%s: need a number from %g to %g (got '%s')", opt, RA_CM_VALUE_MIN,
+                       RA_CM_VALUE_MAX, v);
     *out = x;
     return RA_OK;
 }
@@ -137,6 +138,7 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
         return RA_FAIL(RA_ERR_ARG, "--dp %d does not divide -n %d (P/dp ranks per ring)", a->dp, a->P);
     if (a->calibrate && a->rates) return RA_FAIL(RA_ERR_ARG, "plan: --calibrate and --rates exclude each other");
     if (a->save_rates && !a->calibrate) return RA_FAIL(RA_ERR_ARG, "--save-rates needs --calibrate");
+    if (a->csv && !a->project) return RA_FAIL(RA_ERR_ARG, "--csv needs --project (the projection's table is what it writes)");
     if (a->attn) {
         if (!a->a.L) return RA_FAIL(RA_ERR_ARG, "plan --attn: -L N (the sequence length) is required");
         if (!a->a.Hkv) a->a.Hkv = a->a.H;

@@ -101,9 +101,9 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
         char *v = eq + 1, *end;
         double x = strtod(v, &end);
         while (*end == ' ' || *end == '\t' || *end == '\r') end++;
-        if (end == v || *end || !isfinite(x) || x <= 0 || x > 1e12)
-            return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a positive finite number (got '%.40s')", name, line,
-                           keys[k].key, v);
+        if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* NaN fails too */
+            return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a number from %g to %g (got '%.40s')", name, line,
+                           keys[k].key, RA_CM_VALUE_MIN, RA_CM_VALUE_MAX, v);
         if (keys[k].is_int) {
             if (x != floor(x) || x > 1 << 20)
                 return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a whole number", name, line, keys[k].key);

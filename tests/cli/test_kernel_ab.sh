@@ -19,7 +19,7 @@ report "the wrong copy differs from the tree's" "$(cmp -s "$KERNELS/attn.c" wron
 
 # refused: ARGS... | a word the message must hold
 for c in "|give the folder" "nosuchdir|is not a folder" "empty|holds no files" "-B nosuchbuild same|nosuchbuild/src/libringattn.a" \
-         "--cpu x same|not a core number" "same -L x|-L needs" "same --bogus|unknown option"; do
+         "--cpu x same|not a core number" "--cpu 9999 same|not a core number this process may use" "same -L x|-L needs" "same --bogus|unknown option"; do
     args=${c%%|*} word=${c#*|}
     # shellcheck disable=SC2086
     timeout 120 bash "$AB" -B "$BUILD" $args >out 2>err </dev/null

@@ -102,6 +102,8 @@ fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan 
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
+fails "--csv without --project refused (it wrote nothing and exited 0)" 1 "--csv needs --project" -- plan --config "$CFG" -n 2 --csv x.csv
+fails "--link-gbps 1e-300 refused (it printed 300-digit times)" 1 "--link-gbps: need a number from 1e-06 to 1e+12" -- plan --config "$CFG" -n 2 --link-gbps 1e-300
 # outputs: never an input, never a directory, checked before any work
 cp "$CFG" mine.ini
 mkdir -p adir
@@ -147,5 +149,13 @@ why=""
 [ "$rc" -eq 2 ] || why+="exit status $rc; "
 grep -q "no ringattn at $T/nobuild/src/ringattn" err || why+="message: $(head -1 err); "
 report "validate_plan.sh with a missing build directory: refused, naming the path" "$why"
+# a measurement that fails (here: out of memory) stops it with the error, exit 1 (it printed zeros, exit 0)
+REPS=1 L=9999999 L2=9999999 timeout 300 bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+grep -q "validate_plan.sh: bench attn -n 1 -L 9999999 .* failed: .*out of memory" err || why+="message: $(tail -1 err); "
+grep -qE ' 0\.00 ' out && why+="printed a row of zeros; "
+report "validate_plan.sh whose benchmark fails: exit 1, naming it and its error" "$why"
 
 finish

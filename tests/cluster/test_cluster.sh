@@ -81,6 +81,12 @@ own_cores() {
 tx_bytes() { cat "/sys/class/net/rat-veth$1/statistics/rx_bytes"; } # what host $1 sent into the bridge
 
 "$NC" down
+# a subnet octet above 255: refused before anything is made (a half-built cluster was left)
+RA_CLUSTER_SUBNET=10.213.256 "$NC" up 1 >up.out 2>&1
+why=$([ $? -ne 0 ] || echo "exit 0; ")$(grep -q "RA_CLUSTER_SUBNET '10.213.256': three octets of 0-255" up.out || cat up.out)
+ip netns list | grep -q '^rat-' && why+="a namespace was made; "
+report "RA_CLUSTER_SUBNET 10.213.256 refused, nothing made" "$why"
+"$NC" down
 "$NC" up 4 >up.out 2>&1
 report "netns cluster of 4 hosts comes up" "$([ $? -eq 0 ] || cat up.out)"
 [ $fail -eq 0 ] || { echo "0 passed, $fail failed"; exit 1; }
