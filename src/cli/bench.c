@@ -23,6 +23,10 @@ static ra_status thread_list(ra_bench_sweep *s, const char *val)
     char buf[256];
     if (strlen(val) >= sizeof buf) return RA_FAIL(RA_ERR_ARG, "-t: list too long: '%.40s...'", val);
     strcpy(buf, val);
+    const size_t n0 = strlen(val);
+    if (n0 == 0 || val[0] == ',' || val[n0 - 1] == ',' || strstr(val, ",,")) /* strtok would skip the gap */
+        return RA_FAIL(RA_ERR_ARG, "-t: '%.40s' has an empty item; give counts separated by single commas, "
+                       "such as 1,2", val);
     s->nthreads = 0, s->threads = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (s->nthreads == RA_BENCH_MAX_THREADS)

@@ -192,6 +192,7 @@ fails "bench: unknown benchmark" 2 "frob" "unknown" -- bench frob
 fails "bench attn -b not a size" 2 "-b" "size" -- bench attn -b abc -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
 fails "bench attn -e smaller than -b" 2 "-e" "-b" "smaller" -- bench attn -b 256 -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
 fails "bench attn -t 0 (a thread count out of range)" 2 "-t" -- bench attn -t 1,0 -b 64 -e 64 -n 1 -w 0 -c 0
+fails "bench attn -t 1,,2 (an empty item; was skipped)" 2 "-t" "empty item" -- bench attn -t 1,,2 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t with 17 thread counts" 1 "-t" "at most 16" -- bench attn -t 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 -b 64 -e 64
 fails "bench attn -t with an empty list" 1 "-t" -- bench attn -t , -b 64 -e 64
 
