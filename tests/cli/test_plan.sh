@@ -103,7 +103,7 @@ fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
 fails "--csv without --project refused (it wrote nothing and exited 0)" 1 "--csv needs --project" -- plan --config "$CFG" -n 2 --csv x.csv
-fails "--link-gbps 1e-300 refused (it printed 300-digit times)" 1 "--link-gbps: need a number from 1e-06 to 1e+12" -- plan --config "$CFG" -n 2 --link-gbps 1e-300
+fails "--link-gbps 1e-300 refused (it printed 300-digit times)" 1 "--link-gbps: need a number from 1e-06 to 1e\\+12" -- plan --config "$CFG" -n 2 --link-gbps 1e-300
 # outputs: never an input, never a directory, checked before any work
 cp "$CFG" mine.ini
 mkdir -p adir
