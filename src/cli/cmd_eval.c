@@ -54,6 +54,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     const char *ckpt = NULL, *data = NULL;
     int batches = 0, o;
     ra_status st = RA_OK;
+    const char *cmd = diag ? "diag" : "eval";
     opterr = 0;
     optind = 1;
     while (st == RA_OK && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -61,14 +62,17 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         switch (o) {
         case 'k': ckpt = optarg; break;
         case 'd': data = optarg; break;
-        case 'b': st = ra_arg_int("--batches", optarg, 1, 1 << 30, &batches); break;
+        case 'b': /* diag reads one batch: a count would be ignored */
+            st = diag ? RA_FAIL(RA_ERR_ARG, "diag: --batches is eval's option: diag reads one batch")
+                      : ra_arg_int("--batches", optarg, 1, 1 << 30, &batches);
+            break;
         case 'h':
             ra_say(c, "%s\n%s", diag ? diag_help : help, ra_session_help);
             return RA_OK;
-        default: st = ra_arg_unknown("eval", o, argv[optind - 1]);
+        default: st = ra_arg_unknown(cmd, o, argv[optind - 1]);
         }
     }
-    if (st == RA_OK && !ckpt) st = RA_FAIL(RA_ERR_ARG, "eval: --checkpoint is required");
+    if (st == RA_OK && !ckpt) st = RA_FAIL(RA_ERR_ARG, "%s: --checkpoint is required", cmd);
     RA_TRY(ra_agree(c->comm, st));
 
     char path[RA_PATH_MAX + 32];
@@ -77,7 +81,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     RA_TRY(ra_session_config(c, &sa, path, &cfg));
     if (data) { /* the whole of FILE, nothing held out (data.h) */
         if (strlen(data) >= sizeof cfg.path)
-            return RA_FAIL(RA_ERR_ARG, "eval: --data path is longer than %zu bytes", sizeof cfg.path - 1);
+            return RA_FAIL(RA_ERR_ARG, "%s: --data path is longer than %zu bytes", cmd, sizeof cfg.path - 1);
         /* a model trained on token ids, or a data.dtype given (e.g. an
          * imported model: --set data.dtype=uint16), reads FILE as token ids;
          * any other reads its bytes */

@@ -195,6 +195,11 @@ paste <(echo "$d1" | awk '{print $4}') <(echo "$d3" | awk '{print $4}') |
     why+="P=3 differs by more than 1e-3: $d3; "
 grep -q '"kappa": \[\[' p1.jsonl || why+="no kappa in the training metrics; "
 report "diag: kappa per layer and head, equal at P = 1 and 3; kappa in metrics" "$why"
+ra 2 diag --checkpoint ckA --batches 2
+report "diag --batches (eval's option, ignored before): refused, under diag's name" \
+    "$([ $? -ne 0 ] && grep -q "diag: --batches is eval's option" err || echo "$(grep -m1 error err)")"
+ra 1 diag
+report "diag without --checkpoint: its error says diag" "$([ $? -ne 0 ] && grep -q 'diag: --checkpoint is required' err || cat err)"
 
 # ---- the thread count: --threads, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, cores ------
 th=(--config "$TINY" --set train.steps=1 --set train.warmup=0 --set train.eval_every=0)
