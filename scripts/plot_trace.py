@@ -14,6 +14,7 @@ ms since the trace's start (ranks aligned on rank 0's clock, docs/trace.md).
 import argparse
 import json
 import math
+import os
 import sys
 
 
@@ -108,6 +109,12 @@ def main():
     a = ap.parse_args()
     if a.depth < 0:
         sys.exit(f"plot_trace: --depth {a.depth}: give 0 (top-level spans only) or more")
+    # the output before any work: never the trace itself, never a directory or FIFO (savefig would block)
+    if os.path.exists(a.out):
+        if os.path.exists(a.trace) and os.path.samefile(a.out, a.trace):
+            sys.exit(f"plot_trace: -o {a.out} is the trace file {a.trace}: writing it would destroy it")
+        if not os.path.isfile(a.out):
+            sys.exit(f"plot_trace: -o {a.out}: exists and is not a regular file")
     d, evs = load(a.trace)
     used, labels = rows_of(evs)
     if not used:

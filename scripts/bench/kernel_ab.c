@@ -137,6 +137,15 @@ int main(int argc, char **argv)
     const ab_args a = parse(argc, argv);
     const int L = a.L, H = a.H, D = a.D;
     const size_t n = (size_t)L * D, nt = n * H, nr = (size_t)L * H;
+    /* 4 inputs and 4 outputs of [H][L][D] per copy: refused before any
+     * allocation past what a benchmark machine holds (the pages would be
+     * touched: the OOM killer, not an error) */
+    const double need = 4.0 * (4 + 2 * 4) * (double)nt + 4.0 * 2 * 4 * (double)nr;
+    if (need > 8.0 * (1 << 30)) {
+        fprintf(stderr, "kernel_ab: -L %d -H %d -D %d need %.1f GiB; at most 8 (give a smaller -L or -H)\n", L, H, D,
+                need / (1 << 30));
+        return 2;
+    }
     float *q = alloc_or_die(4 * nt), *k = alloc_or_die(4 * nt), *v = alloc_or_die(4 * nt);
     float *dout = alloc_or_die(4 * nt);
     int32_t *pos = alloc_or_die(4 * (size_t)L);

@@ -89,20 +89,28 @@ static ra_status no_old_checkpoints(const char *dir, const char *opt)
                    n > 2 ? ", ..." : "", dir);
 }
 
+/* The run's input files (NULL where there is none), with how messages
+ * name them. */
+enum { RUN_INPUTS = 4 };
+typedef struct {
+    const char *path, *what;
+} run_input;
+static void run_inputs(const ra_config *cfg, const ra_train_files *f, run_input in[RUN_INPUTS])
+{
+    const int data = cfg->source_id != RA_SOURCE_RECALL;
+    in[0] = (run_input){ f->config, "the --config file" };
+    in[1] = (run_input){ f->resume, "the checkpoint resumed from" };
+    in[2] = (run_input){ data ? cfg->path : NULL, "the training data (data.path)" };
+    in[3] = (run_input){ data && cfg->val_path[0] ? cfg->val_path : NULL, "the held-out data (data.val_path)" };
+}
+
 /* Which of the run's input files path is ("the --config file", ...), or NULL. */
 static const char *input_named(const ra_config *cfg, const ra_train_files *f, const char *path)
 {
-    const struct {
-        const char *path, *what;
-    } inputs[] = {
-        { f->config, "the --config file" },
-        { f->resume, "the checkpoint to resume from" },
-        { cfg->source_id != RA_SOURCE_RECALL ? cfg->path : NULL, "the training data (data.path)" },
-        { cfg->source_id != RA_SOURCE_RECALL && cfg->val_path[0] ? cfg->val_path : NULL,
-          "the held-out data (data.val_path)" },
-    };
-    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
-        if (inputs[i].path && ra_same_file(path, inputs[i].path)) return inputs[i].what;
+    run_input in[RUN_INPUTS];
+    run_inputs(cfg, f, in);
+    for (int i = 0; i < RUN_INPUTS; i++)
+        if (in[i].path && ra_same_file(path, in[i].path)) return in[i].what;
     return NULL;
 }
 
@@ -140,17 +148,10 @@ static void written_as(const ra_config *cfg, int start, int resumed, const char 
  * resolve (a link outside the directory to a file inside it). */
 static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *f)
 {
-    const int data = cfg->source_id != RA_SOURCE_RECALL;
-    const struct {
-        const char *path, *what;
-    } in[] = {
-        { f->config, "the --config file" },
-        { f->resume, "the checkpoint resumed from" },
-        { data ? cfg->path : NULL, "the training data (data.path)" },
-        { data && cfg->val_path[0] ? cfg->val_path : NULL, "the held-out data (data.val_path)" },
-    };
+    run_input in[RUN_INPUTS];
+    run_inputs(cfg, f, in);
     const int start = f->resume ? f->resume_step : 0;
-    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+    for (int i = 0; i < RUN_INPUTS; i++) {
         if (!in[i].path) continue;
         char real[PATH_MAX], said[160];
         const char *as[2] = { in[i].path, realpath(in[i].path, real) ? real : NULL };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_kernel_ab.sh RINGATTN MPIRUN - scripts/bench/kernel_ab.sh: bad
-# arguments refused by name (exit 2) before anything is built; an unchanged
+# arguments refused by name (exit 2) before anything is built (sizes that
+# need over 8 GiB before any allocation); an unchanged
 # copy B runs forward and backward, prints its row and passes its check
 # (outputs bitwise A's: the same code); a B whose softmax rescale is off by
 # 0.1 % fails the check (exit 1, FAIL) and passes with --no-check (exit 0).
@@ -19,7 +20,7 @@ report "the wrong copy differs from the tree's" "$(cmp -s "$KERNELS/attn.c" wron
 
 # refused: ARGS... | a word the message must hold
 for c in "|give the folder" "nosuchdir|is not a folder" "empty|holds no files" "-B nosuchbuild same|nosuchbuild/src/libringattn.a" \
-         "--cpu x same|not a core number" "--cpu 9999 same|not a core number this process may use" "same -L x|-L needs" "same --bogus|unknown option"; do
+         "--cpu x same|not a core number" "--cpu 9999 same|not a core number this process may use" "same -L x|-L needs" "same -L 65536 -H 64 -D 256|at most 8" "same --bogus|unknown option"; do
     args=${c%%|*} word=${c#*|}
     # shellcheck disable=SC2086
     timeout 120 bash "$AB" -B "$BUILD" $args >out 2>err </dev/null

@@ -185,6 +185,20 @@ for c in "deep:nested too deeply" "nopid:traceEvents\[0\]: no integer pid" "ints
     [ -e pt.png ] && why+="pt.png written; "
     report "plot_trace.py on $f: refused, naming it" "$why"
 done
+# its output: not the trace (also through a symlink), not a FIFO or directory
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1}]}' >pt_ok.json
+ln -sf pt_ok.json pt_link.png
+mkfifo pt_fifo.png
+mkdir -p pt_dir.png
+sum=$(cksum <pt_ok.json)
+for c in "pt_ok.json:is the trace file" "pt_link.png:is the trace file" "pt_fifo.png:not a regular file" \
+    "pt_dir.png:not a regular file"; do
+    timeout 60 python3 "$PLOT" pt_ok.json -o "${c%%:*}" >out 2>err
+    rc=$?
+    why=$([ "$rc" -eq 1 ] || echo "exit status $rc; ")$(grep -q "${c#*:}" err || echo "message: $(tail -1 err)")
+    report "plot_trace.py -o ${c%%:*}: refused before any work" "$why"
+done
+report "... and the trace is unchanged" "$([ "$(cksum <pt_ok.json)" = "$sum" ] || echo changed)"
 fi
 
 finish
