@@ -55,18 +55,25 @@ typedef struct {
     int64_t tokens; /* training tokens counted, all ranks */
     int distinct;   /* token values seen */
     double K;       /* the explicit head's scale (0: no explicit head) */
-    int stopped;    /* ra_warm_stop_request ended it early: the model is untouched */
+    int stopped;    /* > 0: ra_warm_stop_request ended it early (its highest value over the ranks);
+                     * the model is untouched */
 } ra_warm_info;
 
-/* Set (by a signal handler) to stop a warm start: each rank checks it
- * between pieces of counting, and the ranks agree at the count reduction;
- * when any rank stopped, ra_warm_count returns RA_OK with c->uni == NULL
- * and ra_warm_start RA_OK with info->stopped = 1. */
+/* Set > 0 (by a signal handler, on any rank) to stop a warm start. Each rank
+ * looks at it every 65536 counted positions; the rank that sees it tells the
+ * others at once (stop_notice.h), so every rank stops within about a second
+ * even when only one was signalled, and none waits for another past
+ * run.timeout. ra_warm_count then returns RA_OK with c->uni == NULL and
+ * *stopped = the highest value set on any rank; ra_warm_start RA_OK with
+ * info->stopped = that value. A rank that fails (a token outside the
+ * vocabulary) stops the others the same way; they return RA_ERR_PEER. */
 extern volatile sig_atomic_t ra_warm_stop_request;
 
 /* Count over this rank's share of the training data and sum over comm.
- * Collective. Free with ra_warm_counts_free. Stopped: c->uni == NULL. */
-ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm comm, ra_warm_counts *c);
+ * Collective. Free with ra_warm_counts_free. Stopped: *stopped > 0 and
+ * c->uni == NULL. */
+ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm comm, ra_warm_counts *c,
+                        int *stopped);
 void ra_warm_counts_free(ra_warm_counts *c);
 
 /* vec [V][b]: code bits / popcount. */

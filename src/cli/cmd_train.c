@@ -137,13 +137,16 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
  * to every rank (any rank signalled stops all); at the end of that step the
  * run checkpoints and stops, so a preempted job loses no finished step. */
 static volatile sig_atomic_t stop_signal;
+enum { WARM_STOP_USR1 = 1, WARM_STOP_TERM = 2 }; /* ra_warm_stop_request's values */
 
 static void on_stop_signal(int sig)
 {
     /* SIGTERM wins: it says the job is ending (a preemption sends it to the
      * ranks and SIGUSR1 through the batch script at about the same time) */
     if (stop_signal != SIGTERM) stop_signal = sig;
-    ra_warm_stop_request = 1; /* a warm start in progress stops between pieces */
+    /* a warm start in progress stops within a second on every rank; the
+     * highest request wins there too (WARM_STOP_*) */
+    if (ra_warm_stop_request != WARM_STOP_TERM) ra_warm_stop_request = sig == SIGTERM ? WARM_STOP_TERM : WARM_STOP_USR1;
 }
 
 static void catch_stop_signals(void)
@@ -374,7 +377,8 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
 }
 
 /* A fresh run's embedding and head from corpus statistics, as the config
- * asks. *stopped: a stop signal ended it before it finished (every rank). */
+ * asks. *stopped: the signal that ended it before it finished on any rank
+ * (every rank stops), 0 when it finished. */
 static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
 {
     const ra_config *cfg = &s->cfg;
@@ -384,7 +388,7 @@ static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
     double t0 = ra_now();
     RA_TRY(ra_agree(c->comm, ra_warm_start(s->model, s->data, cfg, c->comm, &w)));
     if (w.stopped) {
-        *stopped = 1;
+        *stopped = w.stopped == WARM_STOP_TERM ? SIGTERM : SIGUSR1;
         return RA_OK;
     }
     ra_say(c, "warm start: embedding %s (%d bits) | head %s", cfg->embed_init, w.bits, cfg->head_init);
@@ -484,7 +488,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     if (st == RA_OK && stopped) {
         ra_say(c, "stopped by signal %s during the warm start, before step 1: no step ran, so no checkpoint "
                   "was written; run the same command again to start over\n",
-               stop_signal == SIGUSR1 ? "SIGUSR1" : stop_signal == SIGTERM ? "SIGTERM" : "(on another rank)");
+               stopped == SIGTERM ? "SIGTERM" : "SIGUSR1");
         c->exit_code = RA_EXIT_STOPPED;
         ra_session_close(&s);
         return RA_OK;

@@ -7,28 +7,54 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringattn/stop_notice.h"
 #include "ringattn/cipher.h"
+#include "ringattn/dist.h"
 
 /* ---- counting --------------------------------------------------------------- */
 
 volatile sig_atomic_t ra_warm_stop_request;
 
+/* Centres counted between two looks at the stop request, the other ranks'
+ * notices and the watchdog: at radius 256, ~33M window counts, well under a
+ * second, so a stop is quick and a waiting rank hears "working". */
+#define CHECK_EVERY ((int64_t)1 << 16)
+
+typedef struct {
+    ra_warm_counts *c;
+    ra_stop_notice notice; /* a rank that stops (signal or failure) tells the others */
+    int stopped;           /* this rank stopped: a signal here, or another rank's notice */
+} count_ctx;
+
+static int should_stop(count_ctx *x)
+{
+    ra_watchdog_working(); /* ranks that finished their share wait for this one */
+    if (ra_warm_stop_request) ra_stop_notice_send(&x->notice);
+    x->stopped = ra_stop_notice_heard(&x->notice);
+    return x->stopped;
+}
+
 static ra_status count_run(void *ctx, const int32_t *tok, int64_t n, int64_t lo, int64_t hi)
 {
-    ra_warm_counts *c = ctx;
+    count_ctx *x = ctx;
+    ra_warm_counts *c = x->c;
     const int V = c->V, r = c->radius;
-    if (ra_warm_stop_request) return RA_ERR_PEER; /* stop asked: no message, see ra_warm_count */
+    if (should_stop(x)) return RA_ERR_PEER; /* stopped: no message, see ra_warm_count */
     for (int64_t i = 0; i < n; i++)
         if (tok[i] < 0 || tok[i] >= V)
             return RA_FAIL(RA_ERR_ARG, "warm start: token %d in the training data is outside model.vocab = %d",
                            (int)tok[i], V);
-    for (int64_t i = lo; i < hi; i++) {
-        const int t = tok[i];
-        c->uni[t]++;
-        if (i + 1 < n) c->next[(size_t)t * V + tok[i + 1]]++;
-        int64_t *w = c->win + (size_t)t * V;
-        for (int64_t j = i - r > 0 ? i - r : 0; j <= i + r && j < n; j++)
-            if (j != i) w[tok[j]]++;
+    for (int64_t i0 = lo; i0 < hi; i0 += CHECK_EVERY) {
+        if (i0 > lo && should_stop(x)) return RA_ERR_PEER;
+        const int64_t i1 = hi - i0 > CHECK_EVERY ? i0 + CHECK_EVERY : hi;
+        for (int64_t i = i0; i < i1; i++) {
+            const int t = tok[i];
+            c->uni[t]++;
+            if (i + 1 < n) c->next[(size_t)t * V + tok[i + 1]]++;
+            int64_t *w = c->win + (size_t)t * V;
+            for (int64_t j = i - r > 0 ? i - r : 0; j <= i + r && j < n; j++)
+                if (j != i) w[tok[j]]++;
+        }
     }
     return RA_OK;
 }
@@ -36,36 +62,51 @@ static ra_status count_run(void *ctx, const int32_t *tok, int64_t n, int64_t lo,
 void ra_warm_counts_free(ra_warm_counts *c)
 {
     free(c->uni);
-    *c = (ra_warm_counts){ 0 };
+    *c = (ra_warm_counts){ .uni = NULL };
 }
 
-ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm comm, ra_warm_counts *c)
+ra_status ra_warm_count(ra_data *d, int V, int radius, uint64_t nseq, MPI_Comm comm, ra_warm_counts *c,
+                        int *stopped)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
+    *stopped = 0;
     const size_t n = (size_t)V * (1 + 2 * (size_t)V);
     *c = (ra_warm_counts){ .V = V, .radius = radius, .uni = calloc(n, sizeof(int64_t)) };
-    ra_status st = c->uni ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory for the warm-start counts");
+    count_ctx x = { .c = c };
+    ra_status st = ra_stop_notice_open(&x.notice, comm); /* an MPI failure: ra_agree ends the job */
+    if (st != RA_OK) {
+        ra_warm_counts_free(c);
+        return st;
+    }
+    if (!c->uni) st = RA_FAIL(RA_ERR_NOMEM, "out of memory for the warm-start counts");
     if (st == RA_OK) {
         c->next = c->uni + V;
         c->win = c->next + (size_t)V * V;
-        st = ra_data_scan(d, rank, size, radius > 1 ? radius : 1, nseq, count_run, c);
+        st = ra_data_scan(d, rank, size, radius > 1 ? radius : 1, nseq, count_run, &x);
     }
-    /* every rank reaches the reduction, so a rank's error cannot leave the others waiting;
-     * 0 ok, 1 stopped by ra_warm_stop_request, 2 failed: the worst wins */
-    int mine = st == RA_OK ? 0 : st == RA_ERR_PEER && ra_warm_stop_request ? 1 : 2, worst = 2;
-    ra_status cs = ra_allreduce_named(&mine, &worst, 1, MPI_INT, MPI_MAX, comm,
-                                      "warm start: whether every rank counted its data");
-    if (cs == RA_OK && worst == 0)
+    if (st != RA_OK && !x.stopped) ra_stop_notice_send(&x.notice); /* a failure: the others need not finish */
+    ra_status cs = ra_stop_notice_close(&x.notice, NULL);
+    /* every rank reaches the reductions, so a rank's error cannot leave the others waiting.
+     * state: 0 ok, 1 stopped, 2 failed: the worst wins; request: the highest stop request */
+    int mine[2] = { st == RA_OK ? 0 : st == RA_ERR_PEER && x.stopped ? 1 : 2, ra_warm_stop_request };
+    int worst[2] = { 2, 0 };
+    if (cs == RA_OK)
+        cs = ra_allreduce_named(mine, worst, 2, MPI_INT, MPI_MAX, comm,
+                                "warm start: whether every rank counted its data");
+    if (cs == RA_OK && worst[0] == 0)
         cs = ra_allreduce_named(MPI_IN_PLACE, c->uni, (int)n, MPI_INT64_T, MPI_SUM, comm,
                                 "warm start: the sum of the token counts");
     if (cs != RA_OK) {
         st = cs; /* the message names the reduction and the rank */
-    } else if (worst == 1) {
+    } else if (worst[0] == 1) {
         ra_warm_counts_free(c); /* stopped: uni == NULL */
+        *stopped = worst[1] > 0 ? worst[1] : 1;
         return RA_OK;
-    } else if (st == RA_OK && worst) {
+    } else if (st == RA_OK && worst[0]) {
+        st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
+    } else if (st == RA_ERR_PEER && x.stopped) { /* stopped by a failing rank's notice */
         st = RA_FAIL(RA_ERR_PEER, "warm start: another rank failed to count its data");
     }
     if (st != RA_OK) ra_warm_counts_free(c);
@@ -191,9 +232,10 @@ ra_status ra_warm_start(ra_model *m, ra_data *d, const ra_config *cfg, MPI_Comm 
     *info = (ra_warm_info){ 0 };
     if (cfg->embed_init_id == RA_EMBED_INIT_RANDOM && cfg->head_init_id == RA_HEAD_INIT_RANDOM) return RA_OK;
     ra_warm_counts c;
-    RA_TRY(ra_warm_count(d, cfg->vocab, cfg->warm_radius, (uint64_t)cfg->warm_seqs, comm, &c));
-    if (!c.uni) { /* stopped by a signal, on every rank */
-        info->stopped = 1;
+    int stopped;
+    RA_TRY(ra_warm_count(d, cfg->vocab, cfg->warm_radius, (uint64_t)cfg->warm_seqs, comm, &c, &stopped));
+    if (stopped) { /* by a stop request, on every rank */
+        info->stopped = stopped;
         return RA_OK;
     }
     for (int t = 0; t < c.V; t++) {

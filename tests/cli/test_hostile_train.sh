@@ -360,6 +360,27 @@ grep -q '^stopped by signal SIGTERM during the warm start, before step 1: no ste
     why+="no stop line: $(tail -1 out) $(grep -m1 error err); "
 ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
 report "SIGTERM to the ranks during a long warm start: exit 75 in ${secs}s, no checkpoint, said" "$why"
+# A signal to one rank only (a user's kill, a node's OOM handler): it tells the other
+# at once (a stop notice), so both stop within a second; with run.timeout = 1 s neither
+# waits for the other long enough to call it lost (before: exit 1, "lost: rank 0").
+for sig_pick in "TERM head" "USR1 tail"; do
+    set -- $sig_pick
+    rm -rf ckw
+    start_bg 2 train "${warm[@]}" --set run.timeout=1 --checkpoint-dir ckw
+    sleep 3
+    t0=$(date +%s.%N)
+    kill "-$1" "$(ranks_of "$mp" | "$2" -1)"
+    wait "$mp"
+    rc=$?
+    secs=$(elapsed_since "$t0")
+    why=""
+    [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
+    awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+    grep -q "^stopped by signal SIG$1 during the warm start, before step 1" out ||
+        why+="no stop line naming SIG$1: $(tail -1 out); "
+    ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
+    report "SIG$1 to one rank ($2 of the pids) during a long warm start, run.timeout=1: exit 75 in ${secs}s" "$why"
+done
 # The same signal to mpirun (Open MPI 4.1): it forwards SIGTERM, the ranks stop the warm
 # start the same way, but mpirun itself exits 1 (not 75): the stop line is what to look for.
 rm -rf ckw

@@ -2,7 +2,8 @@
  * moves the data its MPI counterpart does, adds the documented bytes to
  * ra_comm_bytes (computed here from the counts, independently), and turns an
  * MPI error into RA_ERR_MPI with a message that names the operation; the
- * pairwise reduce-scatter (reduce_scatter.h) against a float64 sum. */
+ * pairwise reduce-scatter (reduce_scatter.h) against a float64 sum; stop
+ * notices (stop_notice.h) reach every rank, once. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "ringattn/collective.h"
 #include "ringattn/dist.h"
 #include "ringattn/reduce_scatter.h"
+#include "ringattn/stop_notice.h"
 
 static int g_rank, g_P, g_fail;
 
@@ -277,6 +279,31 @@ static void error_named(void)
     MPI_Comm_free(&comm);
 }
 
+/* Stop notices (stop_notice.h), for four sets of senders: none, the last
+ * rank, every rank (each sending twice: still one notice), the even ranks.
+ * Every rank polls as work would: it hears a notice within 10 s exactly
+ * when some rank sent one (none in 0.1 s otherwise), close agrees on
+ * whether any rank sent, and leaves nothing for the next round (a notice
+ * counted twice or left behind would hang close or be heard a round late). */
+static void stop_notices(void)
+{
+    for (int round = 0; round < 4; round++) {
+        const int sends = round == 1 ? g_rank == g_P - 1 : round == 2 ? 1 : round == 3 ? g_rank % 2 == 0 : 0;
+        const int anyone = round > 0;
+        ra_stop_notice n;
+        CHECK(ra_stop_notice_open(&n, MPI_COMM_WORLD) == RA_OK, "stop notice: open: %s", ra_last_error());
+        if (sends) ra_stop_notice_send(&n);
+        if (sends && round == 2) ra_stop_notice_send(&n);
+        const double t0 = MPI_Wtime(), limit = anyone ? 10.0 : 0.1;
+        int heard = ra_stop_notice_heard(&n);
+        while (!heard && MPI_Wtime() - t0 < limit) heard = ra_stop_notice_heard(&n);
+        CHECK(heard == anyone, "stop notice round %d: heard %d, expected %d", round, heard, anyone);
+        int any = -1;
+        CHECK(ra_stop_notice_close(&n, &any) == RA_OK, "stop notice round %d: close: %s", round, ra_last_error());
+        CHECK(any == anyone, "stop notice round %d: close says any = %d, expected %d", round, any, anyone);
+    }
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -291,6 +318,7 @@ int main(int argc, char **argv)
     reduce_scatter();
     allsum();
     error_named();
+    stop_notices();
     int fails = 0;
     MPI_Allreduce(&g_fail, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (g_rank == 0) printf("test_collective_mpi: P=%d: %d failures\n", g_P, fails);

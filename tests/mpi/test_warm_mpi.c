@@ -7,6 +7,7 @@
  *   recall - the first nseq training sequences: world counts equal those of
  *            one rank counting alone (MPI_COMM_SELF). Exact equality.
  *   error  - a byte outside model.vocab is an error on every rank (no hang).
+ *   stop   - a stop request on the last rank only stops every rank.
  * The cases run under tests/common/mpi_harness.h (every rank agrees on each
  * verdict; "N passed, M failed"; non-zero exit on any failure); the file
  * lives in a fresh temporary directory (tests/common/tmpdir.h), removed at
@@ -68,7 +69,8 @@ static mh_outcome case_file(const void *arg, const mh_ctx *ctx)
     ra_data *d;
     MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
     ra_warm_counts got;
-    MH_CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got) == RA_OK, "count");
+    int stopped;
+    MH_CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got, &stopped) == RA_OK && !stopped, "count");
     /* the reference: the training part [0, split_at) counted position by position */
     const int64_t split = (int64_t)((double)size * (1.0 - cfg.val_fraction));
     ra_warm_counts want = { .V = V, .radius = RADIUS, .uni = calloc((size_t)V * (1 + 2 * V), sizeof(int64_t)) };
@@ -102,8 +104,9 @@ static mh_outcome case_recall(const void *arg, const mh_ctx *ctx)
     MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open recall");
     const uint64_t nseq = 37;
     ra_warm_counts world, self;
-    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_WORLD, &world) == RA_OK, "count on world");
-    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_SELF, &self) == RA_OK, "count alone");
+    int stopped;
+    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_WORLD, &world, &stopped) == RA_OK && !stopped, "count on world");
+    MH_CHECK(ra_warm_count(d, V, RADIUS, nseq, MPI_COMM_SELF, &self, &stopped) == RA_OK && !stopped, "count alone");
     if (world.uni && self.uni) MH_CHECK(count_equal(&world, &self), "recall counts on %d ranks differ from one rank", g_P);
     int64_t total = 0;
     for (int t = 0; self.uni && t < V; t++) total += self.uni[t];
@@ -128,9 +131,36 @@ static mh_outcome case_bad_token(const void *arg, const mh_ctx *ctx)
     ra_data *d;
     MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
     ra_warm_counts c;
-    ra_status st = ra_warm_count(d, 128, RADIUS, 0, MPI_COMM_WORLD, &c);
+    int stopped;
+    ra_status st = ra_warm_count(d, 128, RADIUS, 0, MPI_COMM_WORLD, &c, &stopped);
     MH_CHECK(st != RA_OK && c.uni == NULL, "a byte above vocab 128 was accepted");
     if (st == RA_ERR_ARG) MH_CHECK(strstr(ra_last_error(), "outside model.vocab") != NULL, "message: %s", ra_last_error());
+    ra_data_close(d);
+    return MH_RAN;
+}
+
+/* A stop request on one rank only (the last; on rank 0 a lower one too):
+ * every rank stops and returns RA_OK, no counts, the highest request. */
+static mh_outcome case_stop_one_rank(const void *arg, const mh_ctx *ctx)
+{
+    (void)ctx;
+    const char *path = arg; /* written by case_file */
+    ra_config cfg;
+    ra_config_defaults(&cfg);
+    snprintf(cfg.source, sizeof cfg.source, "file");
+    snprintf(cfg.path, sizeof cfg.path, "%s", path);
+    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config");
+    int32_t pos[1] = { 0 };
+    ra_data *d;
+    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_warm_stop_request = g_rank == g_P - 1 ? 2 : g_rank == 0 ? 1 : 0;
+    ra_warm_counts c;
+    int stopped = -1;
+    ra_status st = ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &c, &stopped);
+    ra_warm_stop_request = 0;
+    MH_CHECK(st == RA_OK, "a stop request on rank %d gave an error: %s", g_P - 1, ra_last_error());
+    MH_CHECK(stopped == 2 && c.uni == NULL, "stopped = %d (expected 2), counts %s", stopped, c.uni ? "kept" : "freed");
+    ra_warm_counts_free(&c);
     ra_data_close(d);
     return MH_RAN;
 }
@@ -149,6 +179,7 @@ int main(int argc, char **argv)
     mh_run_case("file counts = naive count of the training part", case_file, path, 0);
     mh_run_case("recall counts = one rank's", case_recall, NULL, 1);
     mh_run_case("byte outside vocab: error on every rank", case_bad_token, path, 2);
+    mh_run_case("stop request on the last rank: every rank stops", case_stop_one_rank, path, 3);
     MPI_Barrier(MPI_COMM_WORLD); /* every rank is done with the file */
     if (g_rank == 0 && tmpdir_remove(dir) != 0) fprintf(stderr, "test_warm_mpi: cannot remove %s\n", dir);
     return mh_finish();
