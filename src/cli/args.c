@@ -1,6 +1,7 @@
 /* args.c - option values and rank-0 printing for the subcommands. */
 #include <cblas.h>
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,8 +75,47 @@ ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap)
     return RA_OK;
 }
 
+/* The options seen in this parse, by getopt's code, with their first value. */
+#define SEEN_MAX 64
+typedef struct {
+    int code;
+    const char *value;
+} seen_option;
+static seen_option g_seen[SEEN_MAX];
+static int g_nseen;
+static char g_twice[512]; /* RA_OPT_TWICE's message, after "cmd: " */
+
+static void option_name(char *buf, size_t n, int code, const struct option *opts)
+{
+    for (const struct option *o = opts; o && o->name; o++)
+        if (!o->flag && o->val == code) {
+            snprintf(buf, n, "--%s", o->name);
+            return;
+        }
+    snprintf(buf, n, "-%c", code > 0 && code < 128 ? code : '?');
+}
+
+int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts)
+{
+    if (optind <= 1) g_nseen = 0; /* a new parse */
+    const int code = getopt_long(argc, argv, shortopts, opts, NULL);
+    if (code == -1 || code == '?' || code == ':' || !optarg) return code;
+    char name[64];
+    option_name(name, sizeof name, code, opts);
+    if (strcmp(name, "--set") == 0) return code;
+    for (int i = 0; i < g_nseen; i++)
+        if (g_seen[i].code == code) {
+            snprintf(g_twice, sizeof g_twice, "%s is given twice ('%.200s', then '%.200s'); give it once", name,
+                     g_seen[i].value, optarg);
+            return RA_OPT_TWICE;
+        }
+    if (g_nseen < SEEN_MAX) g_seen[g_nseen++] = (seen_option){ code, optarg };
+    return code;
+}
+
 ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
 {
+    if (c == RA_OPT_TWICE) return RA_FAIL(RA_ERR_ARG, "%s: %s", cmd, g_twice);
     if (c == ':' || c == '?') {
         return RA_FAIL(RA_ERR_ARG, "%s: unknown option or missing value in '%s' (see ringattn %s --help)",
                        cmd, arg ? arg : "?", cmd);

@@ -85,7 +85,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     ra_status st = RA_OK;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":b:e:f:n:w:c:t:H:D:h", opts, NULL)) != -1) {
+    while ((c = ra_getopt(argc, argv, ":b:e:f:n:w:c:t:H:D:h", opts)) != -1) {
         if (ra_bench_sweep_opt(&a->sw, c, optarg, &st)) {
             RA_TRY(st);
             continue;

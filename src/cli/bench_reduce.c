@@ -136,7 +136,7 @@ ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv)
     int o;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = getopt_long(argc, argv, ":b:e:f:n:w:c:h", opts, NULL)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":b:e:f:n:w:c:h", opts)) != -1) {
         if (ra_bench_sweep_opt(&sw, o, optarg, &st)) continue;
         if (o == 'h') {
             ra_say(c, "%s", help);

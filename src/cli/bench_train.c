@@ -74,7 +74,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     int o;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = getopt_long(argc, argv, ":n:w:t:h", opts, NULL)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":n:w:t:h", opts)) != -1) {
         if (ra_session_opt(&sa, o, optarg, &st) || ra_bench_sweep_opt(&sw, o, optarg, &st)) continue;
         if (o == 'X') {
             trace = optarg;

@@ -42,7 +42,15 @@ ra_status ra_arg_float(const char *opt, const char *val, float *out);
 /* a path into a config field of cap bytes: refused when it does not fit or
  * holds a control character (the rules of a string key, config_value.c) */
 ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap);
-/* getopt's complaint about argv[optind-1], as an error for subcommand cmd */
+/* getopt_long, and an option with a value given a second time returns
+ * RA_OPT_TWICE (ra_arg_unknown words it): the last one winning silently
+ * would run with a file or number the user did not mean. Only --set
+ * repeats; a flag without a value may. Each parser sets optind = 1 first. */
+#define RA_OPT_TWICE 0x10000
+struct option;
+int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts);
+/* getopt's complaint about argv[optind-1] (or RA_OPT_TWICE's), as an error
+ * for subcommand cmd */
 ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
 
 /* A file named on the command line: the option that named it ("--q") and

@@ -136,7 +136,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = ra_getopt(argc, argv, ":h", opts)) != -1) {
         switch (c) {
         case O_Q: a->q = optarg; break;
         case O_K: a->k = optarg; break;

@@ -45,7 +45,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     ra_status st = RA_OK;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (o == 'd') data = optarg;
         else if (o == 'b') st = ra_arg_int("--bits", optarg, 1, 30, &bits);
         else if (o == 'h') { ra_say(c, "%s", help); return RA_OK; }

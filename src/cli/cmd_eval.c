@@ -57,7 +57,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     const char *cmd = diag ? "diag" : "eval";
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (ra_session_opt(&sa, o, optarg, &st)) continue;
         switch (o) {
         case 'k': ckpt = optarg; break;

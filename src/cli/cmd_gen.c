@@ -94,7 +94,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     ra_status st = RA_OK;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (c_ = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (st == RA_OK && (c_ = ra_getopt(argc, argv, ":", opts)) != -1) {
         switch (c_) {
         case O_DIR: dir = optarg; break;
         case O_B: st = ra_arg_int("--B", optarg, 1, 1 << 20, &B); break;

@@ -119,7 +119,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (ra_session_opt(&a->s, o, optarg, &st)) {
             RA_TRY(st);
             continue;

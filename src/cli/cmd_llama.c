@@ -64,7 +64,7 @@ static ra_status parse(ra_cli *c, int argc, char **argv, const char *cmd, const 
     int o;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         switch (o) {
         case 'k':
         case 'f':

@@ -86,7 +86,7 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     long L = 0;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":n:L:H:D:h", opts, NULL)) != -1) {
+    while ((c = ra_getopt(argc, argv, ":n:L:H:D:h", opts)) != -1) {
         switch (c) {
         case 'n': RA_TRY(ra_arg_int("-n", optarg, 1, 1 << 24, &a->P)); n_set = 1; break;
         case 'L': RA_TRY(ra_arg_long("-L", optarg, 1, INT32_MAX, &L)); a->a.L = L; break;

@@ -58,7 +58,8 @@ static const char *help =
     "--set may change any key but the model's). Directory and metrics file are\n"
     "checked before step 1.\n"
     "\n"
-    "SIGUSR1 or SIGTERM to any rank (Slurm preemption: --signal=B:USR1@120):\n"
+    "SIGUSR1, SIGTERM or SIGINT (Ctrl-C; a second one quits at once) to any rank\n"
+    "(Slurm preemption: --signal=B:USR1@120):\n"
     "every rank finishes its step (or stops the warm start), a checkpoint is\n"
     "written if a step ran, and the run exits with status 75 (EX_TEMPFAIL) if\n"
     "steps remain; --resume DIR continues it.\n";
@@ -82,7 +83,7 @@ static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (ra_session_opt(&a->s, c, optarg, &st)) {
             RA_TRY(st);
             continue;
@@ -133,20 +134,33 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
 
 /* ---- stopping on a signal --------------------------------------------------------- */
 
-/* SIGUSR1 / SIGTERM only set a flag. The step's count reduction carries it
- * to every rank (any rank signalled stops all); at the end of that step the
- * run checkpoints and stops, so a preempted job loses no finished step. */
-static volatile sig_atomic_t stop_signal;
-enum { WARM_STOP_USR1 = 1, WARM_STOP_TERM = 2 }; /* ra_warm_stop_request's values */
+/* SIGUSR1, SIGINT and SIGTERM only set a flag. The step's count reduction
+ * carries it to every rank (any rank signalled stops all); at the end of
+ * that step the run checkpoints and stops, so a preempted job loses no
+ * finished step. SIGINT (Ctrl-C in a terminal) does so once: a second one
+ * ends the process at once, as without the handler. The stronger request
+ * wins: SIGTERM says the job is ending (a preemption sends it to the ranks
+ * and SIGUSR1 through the batch script at about the same time).
+ * ra_warm_stop_request holds these levels too. */
+enum { STOP_NONE, STOP_USR1, STOP_INT, STOP_TERM };
+static volatile sig_atomic_t stop_level;
+
+static int level_of(int sig) { return sig == SIGTERM ? STOP_TERM : sig == SIGINT ? STOP_INT : STOP_USR1; }
+static const char *level_name(int level)
+{
+    return level == STOP_TERM ? "SIGTERM" : level == STOP_INT ? "SIGINT" : "SIGUSR1";
+}
 
 static void on_stop_signal(int sig)
 {
-    /* SIGTERM wins: it says the job is ending (a preemption sends it to the
-     * ranks and SIGUSR1 through the batch script at about the same time) */
-    if (stop_signal != SIGTERM) stop_signal = sig;
-    /* a warm start in progress stops within a second on every rank; the
-     * highest request wins there too (WARM_STOP_*) */
-    if (ra_warm_stop_request != WARM_STOP_TERM) ra_warm_stop_request = sig == SIGTERM ? WARM_STOP_TERM : WARM_STOP_USR1;
+    const int level = level_of(sig);
+    if (level > stop_level) stop_level = level;
+    /* a warm start in progress stops within a second on every rank */
+    if (level > ra_warm_stop_request) ra_warm_stop_request = level;
+    if (sig == SIGINT) {
+        static const char msg[] = "ringattn: SIGINT: stopping after this step with a checkpoint (again: quit now)\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }
+    }
 }
 
 static void catch_stop_signals(void)
@@ -157,6 +171,8 @@ static void catch_stop_signals(void)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_flags = SA_RESTART | SA_RESETHAND; /* the second Ctrl-C: the default action */
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* ---- non-finite losses and gradients --------------------------------------------- */
@@ -306,7 +322,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
         const int64_t tstep = RA_TRACE_T0();
-        int64_t cnt[5] = { 0, 0, 0, 0, 0 };
+        int64_t cnt[6] = { 0, 0, 0, 0, 0, 0 };
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
             uint64_t idx = ra_session_seq(s, (uint64_t)step, a); /* this group's share of the batch */
@@ -323,12 +339,14 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         }
         inject_fault(s, step + 1);
         double gl;
-        /* counted targets, correct, ranks signalled SIGUSR1, SIGTERM, and a
-         * failed metrics write (rank 0): one reduction carries them all */
-        int64_t gc[5];
-        cnt[2] = stop_signal == SIGUSR1, cnt[3] = stop_signal == SIGTERM, cnt[4] = ra_metrics_failed(metrics);
+        /* counted targets, correct, ranks signalled SIGUSR1, SIGTERM, a
+         * failed metrics write (rank 0), ranks signalled SIGINT: one
+         * reduction carries them all */
+        int64_t gc[6];
+        cnt[2] = stop_level == STOP_USR1, cnt[3] = stop_level == STOP_TERM, cnt[4] = ra_metrics_failed(metrics);
+        cnt[5] = stop_level == STOP_INT;
         RA_TRY(ra_allreduce_named(&loss, &gl, 1, MPI_DOUBLE, MPI_SUM, c->comm, "the step's loss"));
-        RA_TRY(ra_allreduce_named(cnt, gc, 5, MPI_INT64_T, MPI_SUM, c->comm, "the step's counts and stop flags"));
+        RA_TRY(ra_allreduce_named(cnt, gc, 6, MPI_INT64_T, MPI_SUM, c->comm, "the step's counts and stop flags"));
         if (gc[4]) return stop_metrics(c, s, metrics, ckdir, step, start);
         double gnorm;
         RA_TRY(ra_session_grad_norm(c, s, &gnorm)); /* the same on every rank */
@@ -364,10 +382,10 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
         ra_metrics_flush(metrics); /* a failure stops the run at the next step's reduction */
-        if ((gc[2] || gc[3]) && done < cfg->steps) {
+        if ((gc[2] || gc[3] || gc[5]) && done < cfg->steps) {
             if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
             ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
-                   gc[3] ? "SIGTERM" : "SIGUSR1", done, cfg->steps, ckdir);
+                   level_name(gc[3] ? STOP_TERM : gc[5] ? STOP_INT : STOP_USR1), done, cfg->steps, ckdir);
             c->exit_code = RA_EXIT_STOPPED;
             return RA_OK;
         }
@@ -377,8 +395,8 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
 }
 
 /* A fresh run's embedding and head from corpus statistics, as the config
- * asks. *stopped: the signal that ended it before it finished on any rank
- * (every rank stops), 0 when it finished. */
+ * asks. *stopped: the strongest stop request (STOP_*) that ended it
+ * before it finished on any rank (every rank stops), 0 when it finished. */
 static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
 {
     const ra_config *cfg = &s->cfg;
@@ -388,7 +406,7 @@ static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
     double t0 = ra_now();
     RA_TRY(ra_agree(c->comm, ra_warm_start(s->model, s->data, cfg, c->comm, &w)));
     if (w.stopped) {
-        *stopped = w.stopped == WARM_STOP_TERM ? SIGTERM : SIGUSR1;
+        *stopped = w.stopped; /* a STOP_ level */
         return RA_OK;
     }
     ra_say(c, "warm start: embedding %s (%d bits) | head %s", cfg->embed_init, w.bits, cfg->head_init);
@@ -488,7 +506,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     if (st == RA_OK && stopped) {
         ra_say(c, "stopped by signal %s during the warm start, before step 1: no step ran, so no checkpoint "
                   "was written; run the same command again to start over\n",
-               stopped == SIGTERM ? "SIGTERM" : "SIGUSR1");
+               level_name(stopped));
         c->exit_code = RA_EXIT_STOPPED;
         ra_session_close(&s);
         return RA_OK;

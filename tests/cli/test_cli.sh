@@ -171,6 +171,17 @@ fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
 fails "option without its value" 2 "--scale" "missing value" -- attn "${QKV[@]}" --out o.npy --scale
 fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
+# an option with a value given twice: refused (the last one winning would be unseen);
+# --set repeats, a flag may
+fails "--out given twice" 2 "--out is given twice \('o\.npy', then 'p\.npy'\); give it once" -- \
+    attn "${QKV[@]}" --out o.npy --out p.npy
+printf '[train]\nsteps = 1\n' >one.ini
+fails "--config given twice (train)" 1 "train: --config is given twice \('one\.ini', then 'one\.ini'\)" -- \
+    train --config one.ini --config one.ini
+fails "-n given twice (bench attn, short form)" 1 "bench attn: -n is given twice \('2', then '3'\)" -- \
+    bench attn -n 2 -n3
+mpi 2 attn "${QKV[@]}" --out twice.npy --causal --causal
+report "a flag given twice is fine (--causal --causal)" "$(status $?)"
 fails "unknown --layout" 2 "layout" "diagonal" -- attn "${QKV[@]}" --out o.npy --layout diagonal
 fails "--scale not a number" 2 "--scale" "abc" "number" -- attn "${QKV[@]}" --out o.npy --scale abc
 fails "--scale 0" 2 "--scale" "0" -- attn "${QKV[@]}" --out o.npy --scale 0

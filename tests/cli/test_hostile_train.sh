@@ -381,6 +381,50 @@ for sig_pick in "TERM head" "USR1 tail"; do
     ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
     report "SIG$1 to one rank ($2 of the pids) during a long warm start, run.timeout=1: exit 75 in ${secs}s" "$why"
 done
+# Ctrl-C (SIGINT) to a run started without a launcher: the first stops it as SIGTERM
+# does (mid-training: a checkpoint, exit 75), the second quits at once (the default).
+# Not under timeout(1), which passes a signal on to its child's whole process group
+# too; a guard kills a hung run instead.
+# direct_bg ARGS...: ringattn ARGS in the background, killed after 60 s; sets p, and
+# guard (kill it once p ended)
+direct_bg() {
+    "$RA" "$@" >out 2>err </dev/null &
+    p=$!
+    (sleep 60 && kill -KILL "$p" 2>/dev/null) >/dev/null 2>&1 &
+    guard=$!
+}
+direct_bg train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 \
+    --set train.log_every=20 --checkpoint-dir cki
+for _ in $(seq 600); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
+kill -INT "$p"
+wait "$p"
+rc=$?
+kill "$guard" 2>/dev/null
+why=""
+[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
+grep -q '^stopped by signal SIGINT after step [0-9]* of 1000000; continue with --resume cki' out ||
+    why+="no stop line: $(tail -1 out); "
+grep -q 'SIGINT: stopping after this step with a checkpoint (again: quit now)' err || why+="no notice on stderr; "
+ra 1 eval --checkpoint cki
+[ "$rc" -eq 0 ] || why+="cki/last.ckpt does not load: $(tail -1 err); "
+report "SIGINT mid-training (no launcher): checkpoint, exit 75, said" "$why"
+rm -rf cki
+# The second SIGINT, during a warm start whose counting looks at the request only every
+# ~0.5 s (radius 2048): sent once the first one's notice is on stderr, it kills the process.
+direct_bg train "${warm[@]}" --set model.warm_radius=2048 --checkpoint-dir cki
+sleep 2
+kill -INT "$p"
+for _ in $(seq 500); do grep -q 'SIGINT: stopping' err 2>/dev/null && break; sleep 0.01; done
+kill -INT "$p"
+wait "$p"
+rc=$?
+kill "$guard" 2>/dev/null
+why=""
+[ "$rc" -eq 130 ] || why+="exit status $rc, expected 130 (killed by SIGINT); "
+grep -q '^stopped by signal' out && why+="it stopped cleanly instead: $(grep '^stopped' out); "
+ls cki/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
+report "a second SIGINT quits at once (exit 130)" "$why"
+rm -rf cki
 # The same signal to mpirun (Open MPI 4.1): it forwards SIGTERM, the ranks stop the warm
 # start the same way, but mpirun itself exits 1 (not 75): the stop line is what to look for.
 rm -rf ckw
