@@ -346,40 +346,28 @@ start_bg() {
 }
 ranks_of() { pgrep -P "$(pgrep -P "$1" | head -1)" 2>/dev/null; } # timeout -> mpirun -> ranks
 elapsed_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-start_bg 2 train "${warm[@]}" --checkpoint-dir ckw
-sleep 3
-t0=$(date +%s.%N)
-kill -TERM $(ranks_of "$mp")
-wait "$mp"
-rc=$?
-secs=$(elapsed_since "$t0")
-why=""
-[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
-awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
-grep -q '^stopped by signal SIGTERM during the warm start, before step 1: no step ran, so no checkpoint' out ||
-    why+="no stop line: $(tail -1 out) $(grep -m1 error err); "
-ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
-report "SIGTERM to the ranks during a long warm start: exit 75 in ${secs}s, no checkpoint, said" "$why"
-# A signal to one rank only (a user's kill, a node's OOM handler): it tells the other
-# at once (a stop notice), so both stop within a second; with run.timeout = 1 s neither
+# Then to one rank only (a user's kill, a node's OOM handler): it tells the other at
+# once (a stop notice), so both stop within a second; with run.timeout = 1 s neither
 # waits for the other long enough to call it lost (before: exit 1, "lost: rank 0").
-for sig_pick in "TERM head" "USR1 tail"; do
+# pick: which pids (cat: all of them, head/tail -1: one)
+for sig_pick in "TERM cat" "TERM head" "USR1 tail"; do
     set -- $sig_pick
     rm -rf ckw
-    start_bg 2 train "${warm[@]}" --set run.timeout=1 --checkpoint-dir ckw
+    if [ "$2" = cat ]; then t=(); what="the ranks"; else t=(--set run.timeout=1); what="one rank ($2 of the pids)"; fi
+    start_bg 2 train "${warm[@]}" "${t[@]}" --checkpoint-dir ckw
     sleep 3
     t0=$(date +%s.%N)
-    kill "-$1" "$(ranks_of "$mp" | "$2" -1)"
+    if [ "$2" = cat ]; then kill "-$1" $(ranks_of "$mp"); else kill "-$1" "$(ranks_of "$mp" | "$2" -1)"; fi
     wait "$mp"
     rc=$?
     secs=$(elapsed_since "$t0")
     why=""
     [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
     awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
-    grep -q "^stopped by signal SIG$1 during the warm start, before step 1" out ||
+    grep -q "^stopped by signal SIG$1 during the warm start, before step 1: no step ran, so no checkpoint" out ||
         why+="no stop line naming SIG$1: $(tail -1 out); "
     ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
-    report "SIG$1 to one rank ($2 of the pids) during a long warm start, run.timeout=1: exit 75 in ${secs}s" "$why"
+    report "SIG$1 to $what during a long warm start${t[*]:+ (run.timeout=1)}: exit 75 in ${secs}s, no checkpoint" "$why"
 done
 # Ctrl-C (SIGINT) to a run started without a launcher: the first stops it as SIGTERM
 # does (mid-training: a checkpoint, exit 75), the second quits at once (the default).

@@ -49,6 +49,19 @@ static int count_equal(const ra_warm_counts *got, const ra_warm_counts *want)
     return memcmp(got->uni, want->uni, n * sizeof(int64_t)) == 0;
 }
 
+/* The byte file at path as training data (the default config otherwise);
+ * NULL on failure (ra_last_error says why). */
+static ra_data *open_bytes(const char *path, ra_config *cfg)
+{
+    ra_config_defaults(cfg);
+    snprintf(cfg->source, sizeof cfg->source, "file");
+    snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    static int32_t pos[1] = { 0 };
+    ra_data *d = NULL;
+    if (ra_config_finish(cfg) != RA_OK || ra_data_open(&d, cfg, pos, 1) != RA_OK) return NULL;
+    return d;
+}
+
 static mh_outcome case_file(const void *arg, const mh_ctx *ctx)
 {
     (void)ctx;
@@ -61,13 +74,12 @@ static mh_outcome case_file(const void *arg, const mh_ctx *ctx)
     }
     MPI_Barrier(MPI_COMM_WORLD);
     ra_config cfg;
-    ra_config_defaults(&cfg);
-    snprintf(cfg.source, sizeof cfg.source, "file");
-    snprintf(cfg.path, sizeof cfg.path, "%s", path);
-    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config");
-    int32_t pos[1] = { 0 };
-    ra_data *d;
-    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_data *d = open_bytes(path, &cfg);
+    MH_CHECK(d, "open %s: %s", path, ra_last_error());
+    if (!d) { /* on every rank alike: one file */
+        free(bytes);
+        return MH_RAN;
+    }
     ra_warm_counts got;
     int stopped;
     MH_CHECK(ra_warm_count(d, V, RADIUS, 0, MPI_COMM_WORLD, &got, &stopped) == RA_OK && !stopped, "count");
@@ -123,13 +135,9 @@ static mh_outcome case_bad_token(const void *arg, const mh_ctx *ctx)
     (void)ctx;
     const char *path = arg; /* written by case_file */
     ra_config cfg;
-    ra_config_defaults(&cfg);
-    snprintf(cfg.source, sizeof cfg.source, "file");
-    snprintf(cfg.path, sizeof cfg.path, "%s", path); /* bytes up to 255 */
-    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config"); /* resolves data.source to its enum */
-    int32_t pos[1] = { 0 };
-    ra_data *d;
-    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_data *d = open_bytes(path, &cfg); /* bytes up to 255 */
+    MH_CHECK(d, "open %s: %s", path, ra_last_error());
+    if (!d) return MH_RAN; /* on every rank alike: one file */
     ra_warm_counts c;
     int stopped;
     ra_status st = ra_warm_count(d, 128, RADIUS, 0, MPI_COMM_WORLD, &c, &stopped);
@@ -146,13 +154,9 @@ static mh_outcome case_stop_one_rank(const void *arg, const mh_ctx *ctx)
     (void)ctx;
     const char *path = arg; /* written by case_file */
     ra_config cfg;
-    ra_config_defaults(&cfg);
-    snprintf(cfg.source, sizeof cfg.source, "file");
-    snprintf(cfg.path, sizeof cfg.path, "%s", path);
-    MH_CHECK(ra_config_finish(&cfg) == RA_OK, "config");
-    int32_t pos[1] = { 0 };
-    ra_data *d;
-    MH_CHECK(ra_data_open(&d, &cfg, pos, 1) == RA_OK, "open %s", path);
+    ra_data *d = open_bytes(path, &cfg);
+    MH_CHECK(d, "open %s: %s", path, ra_last_error());
+    if (!d) return MH_RAN; /* on every rank alike: one file */
     ra_warm_stop_request = g_rank == g_P - 1 ? 2 : g_rank == 0 ? 1 : 0;
     ra_warm_counts c;
     int stopped = -1;
