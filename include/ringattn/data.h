@@ -69,6 +69,10 @@ ra_status ra_token_file_open(ra_token_file *f, const char *path, const char *wha
  * (for a byte file: "byte B at offset O"). */
 ra_status ra_token_file_read(const ra_token_file *f, int64_t first, int64_t n, int vocab, int32_t *dst);
 void ra_token_file_close(ra_token_file *f); /* safe on a closed one */
+/* 1 when the file at path starts with the .npy or an llm.c shard's magic
+ * (a file of token ids that data.dtype = auto reads), 0 otherwise or when
+ * it cannot be read (the open that follows reports why). */
+int ra_token_file_has_magic(const char *path);
 
 typedef struct ra_data ra_data;
 

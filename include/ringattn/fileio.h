@@ -6,8 +6,9 @@
  * Outputs appear atomically: written to "<path>.tmp" (a stale one, even a
  * symlink, is removed first and the new one created O_EXCL|O_NOFOLLOW, so
  * nothing there redirects the write), fsync'd, renamed
- * over path (a symlink at path is replaced, never followed), then the
- * directory is fsync'd. A failed write leaves path as it was.
+ * over path (a symlink at path is replaced, never followed; a regular file
+ * replaced passes its permission bits on), then the directory is fsync'd.
+ * A failed write leaves path as it was.
  *
  *     char *text; size_t len;
  *     RA_TRY(ra_file_read_all("cfg.ini", "config", 16 << 20, &text, &len));

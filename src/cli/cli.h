@@ -62,9 +62,16 @@ typedef struct {
 /* The files of command cmd, before any work (io_checks.c): every input is a
  * regular file (a FIFO or device is refused at once, without blocking); no
  * output is an input, by any spelling, symlink or hard link, nor has an
- * input as its temporary "<out>.tmp"; no two outputs are one file; with
- * probe, a file can be created at every output path. Errors name both
- * options and the paths. Not collective: run it on every rank, then agree. */
+ * input as its temporary "<out>.tmp"; no two outputs are one file; every
+ * output passes ra_check_output_fresh; with probe, a file can be created
+ * at every output path. Errors name both options and the paths. Not
+ * collective: run it on every rank, then agree. */
+/* An output the atomic write may replace (what: the option): not a
+ * symbolic link (the rename would replace the link, not write to its
+ * target: /dev/stdout, a checkpoint directory's last.ckpt), and no
+ * "<path>.tmp" there already, which the write would delete (a user's file,
+ * or a killed run's leftover: the user decides). */
+ra_status ra_check_output_fresh(const char *path, const char *what);
 ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
                          int probe);
 /* Collective, after the last result is printed: fails when writing

@@ -18,8 +18,9 @@ static const char *help =
     "held-out sequences and recall accuracy). With --data FILE: consecutive\n"
     "windows of seq_len tokens covering FILE (at most --batches batches of\n"
     "train.batch windows; default all): its token ids when the model was trained\n"
-    "on data.source = tokens or given --set data.dtype=uint16|uint32|npy|llmc\n"
-    "(an imported model), else its bytes. Prints loss (nats/token), bits per byte\n"
+    "on data.source = tokens, FILE is a .npy or llm.c shard (by its magic), or\n"
+    "--set data.dtype=uint16|uint32|npy|llmc is given (a flat file of ids for an\n"
+    "imported model), else its bytes. Prints loss (nats/token), bits per byte\n"
     "(bits per token for token ids) and accuracy (argmax == next token).\n"
     "One ring of all P ranks, whatever grid trained the model; --set run.dp=N\n"
     "evaluates with N data-parallel groups of P/N ranks instead (each takes\n"
@@ -67,7 +68,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
                       : ra_arg_int("--batches", optarg, 1, 1 << 30, &batches);
             break;
         case 'h':
-            ra_say(c, "%s\n%s", diag ? diag_help : help, ra_session_help);
+            ra_say(c, "%s\n%s", diag ? diag_help : help, ra_session_ckpt_help);
             return RA_OK;
         default: st = ra_arg_unknown(cmd, o, argv[optind - 1]);
         }
@@ -82,10 +83,11 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     if (data) { /* the whole of FILE, nothing held out (data.h) */
         if (strlen(data) >= sizeof cfg.path)
             return RA_FAIL(RA_ERR_ARG, "%s: --data path is longer than %zu bytes", cmd, sizeof cfg.path - 1);
-        /* a model trained on token ids, or a data.dtype given (e.g. an
-         * imported model: --set data.dtype=uint16), reads FILE as token ids;
-         * any other reads its bytes */
-        if (cfg.source_id != RA_SOURCE_TOKENS && cfg.dtype_id != RA_TOKEN_AUTO) {
+        /* a model trained on token ids, a data.dtype given (e.g. an
+         * imported model: --set data.dtype=uint16), or a FILE that is a .npy
+         * or an llm.c shard (by its magic) reads FILE as token ids; any
+         * other reads its bytes (a .npy read as bytes scored its header) */
+        if (cfg.source_id != RA_SOURCE_TOKENS && (cfg.dtype_id != RA_TOKEN_AUTO || ra_token_file_has_magic(data))) {
             snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_TOKENS]);
             cfg.source_id = RA_SOURCE_TOKENS;
         } else if (cfg.source_id != RA_SOURCE_TOKENS) {

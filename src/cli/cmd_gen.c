@@ -55,6 +55,7 @@ static ra_status prepare_dir(const char *dir, int nseg)
     for (int i = 0; i < (nseg ? GEN_FILES : GEN_SEG); i++) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s", dir, gen_files[i]);
+        RA_TRY(ra_check_output_fresh(path, "gen: output"));
         RA_TRY(ra_check_output_path(path, "gen: output"));
     }
     return RA_OK;

@@ -439,7 +439,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     int want_help = 0;
     RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
     if (want_help) {
-        ra_say(c, "%s\n%s", help, ra_session_help);
+        ra_say(c, "%s\n%s", help, ra_session_ckpt_help);
         return RA_OK;
     }
     RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_out(&a) : RA_OK));

@@ -73,7 +73,8 @@ static ra_status parse(ra_cli *c, int argc, char **argv, const char *cmd, const 
             break;
         case 'o': *out = optarg; break;
         case 'S':
-            if (exporting) st = ra_arg_unknown(cmd, o, argv[optind - 1]);
+            if (exporting) st = RA_FAIL(RA_ERR_ARG, "export: --set is import's option: export writes the checkpoint "
+                                                    "as it is");
             else ra_session_opt(sa, o, optarg, &st);
             break;
         case 'h':
@@ -86,6 +87,9 @@ static ra_status parse(ra_cli *c, int argc, char **argv, const char *cmd, const 
     if (st == RA_OK && optind < argc) st = RA_FAIL(RA_ERR_ARG, "%s: unexpected argument '%s'", cmd, argv[optind]);
     if (st == RA_OK && !*in) st = RA_FAIL(RA_ERR_ARG, "%s: %s is required", cmd, exporting ? "--checkpoint" : "--from");
     if (st == RA_OK && !*out) st = RA_FAIL(RA_ERR_ARG, "%s: --out is required", cmd);
+    if (st == RA_OK && (!(*in)[0] || !(*out)[0])) /* "" would name the root directory's files */
+        st = RA_FAIL(RA_ERR_ARG, "%s: %s: empty file name", cmd,
+                     !(*in)[0] ? (exporting ? "--checkpoint" : "--from") : "--out");
     if (st == RA_OK) st = one_rank(c, cmd);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -66,17 +67,35 @@ static ra_status check_clashes(const char *cmd, const ra_cli_file *ins, int nin,
     return RA_OK;
 }
 
+ra_status ra_check_output_fresh(const char *path, const char *what)
+{
+    struct stat st;
+    char tmp[PATH_MAX], target[PATH_MAX];
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = '\0';
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is a symbolic link (to %s); the output replaces it atomically, which "
+                                   "would replace the link, not write to its target: give the target's path, or "
+                                   "remove the link first", what, path, target);
+    }
+    if (ra_tmp_name(tmp, sizeof tmp, path) && lstat(tmp, &st) == 0)
+        return RA_FAIL(RA_ERR_ARG, "%s %s: %s exists; the output is written there first, which would delete it: "
+                                   "remove it (a killed run's leftover) or move it away", what, path, tmp);
+    return RA_OK;
+}
+
 ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
                          int probe)
 {
     for (int i = 0; i < nin; i++)
         if (ins[i].path) RA_TRY(check_input(cmd, &ins[i]));
     RA_TRY(check_clashes(cmd, ins, nin, outs, nout));
-    for (int o = 0; probe && o < nout; o++) {
+    for (int o = 0; o < nout; o++) {
         if (!outs[o].path) continue;
         char what[96];
         snprintf(what, sizeof what, "%s: %s", cmd, outs[o].opt);
-        RA_TRY(ra_check_output_path(outs[o].path, what));
+        RA_TRY(ra_check_output_fresh(outs[o].path, what));
+        if (probe) RA_TRY(ra_check_output_path(outs[o].path, what));
     }
     return RA_OK;
 }

@@ -12,11 +12,13 @@
 #include "ringattn/reduce_scatter.h"
 #include "ringattn/trace.h"
 
+#define SET_AND_THREADS                                                                                     \
+    "  --set SEC.KEY=VAL   override one key, e.g. --set train.steps=20 (repeatable)\n"                          \
+    "  --threads N         threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)\n"
 const char *ra_session_help =
     "configuration:\n"
-    "  --config FILE       INI file (configs/*.ini); default: the built-in recall model\n"
-    "  --set SEC.KEY=VAL   override one key, e.g. --set train.steps=20 (repeatable)\n"
-    "  --threads N         threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else the rank's cores)\n";
+    "  --config FILE       INI file (configs/*.ini); default: the built-in recall model\n" SET_AND_THREADS;
+const char *ra_session_ckpt_help = "configuration (the checkpoint's; --set changes a key):\n" SET_AND_THREADS;
 
 int ra_session_opt(ra_session_args *a, int opt, const char *val, ra_status *st)
 {

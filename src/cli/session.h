@@ -42,6 +42,8 @@ typedef struct {
 /* --config/--set/--threads: returns 1 if opt was one of them. */
 int ra_session_opt(ra_session_args *a, int opt, const char *val, ra_status *st);
 extern const char *ra_session_help;
+/* The same without --config, for commands whose config is a checkpoint's. */
+extern const char *ra_session_ckpt_help;
 
 /* Build the config: defaults, then the checkpoint's stored config (when
  * ckpt != NULL) or --config, then every --set; finish and check. Collective.

@@ -386,24 +386,6 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
 
 /* ---- metrics ------------------------------------------------------------------- */
 
-/* The lines a symlinked metrics file showed, into the new file (resume). */
-static ra_status copy_lines(const char *path, int out, const char *tmp)
-{
-    int in;
-    int64_t size;
-    RA_TRY(ra_file_open_input(path, "--metrics (to append to)", &in, &size));
-    char buf[65536];
-    ra_status st = RA_OK;
-    for (int64_t off = 0; st == RA_OK && off < size;) {
-        size_t k = size - off < (int64_t)sizeof buf ? (size_t)(size - off) : sizeof buf;
-        st = ra_pread_full(in, path, buf, k, off);
-        if (st == RA_OK) st = ra_write_full(out, tmp, buf, k);
-        off += (int64_t)k;
-    }
-    close(in);
-    return st;
-}
-
 ra_status ra_metrics_open(ra_metrics *m, const char *path, int append)
 {
     m->fd = -1;
@@ -411,22 +393,18 @@ ra_status ra_metrics_open(ra_metrics *m, const char *path, int append)
     m->failed = 0;
     m->why[0] = '\0';
     snprintf(m->path, sizeof m->path, "%s", path);
-    struct stat ls, ts;
-    int exists = lstat(path, &ls) == 0;
-    if (append && exists && S_ISREG(ls.st_mode)) {
+    struct stat ls;
+    if (append && lstat(path, &ls) == 0 && S_ISREG(ls.st_mode)) {
         m->fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (m->fd < 0) return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open to append: %s", path, strerror(errno));
         return RA_OK;
     }
-    /* new file (or a symlink replaced): created under the temporary name,
-     * renamed at once, then written through the same descriptor */
+    /* a new file (a symlink was refused before step 1, ra_check_files):
+     * created under the temporary name, renamed at once, then written
+     * through the same descriptor */
     int fd;
-    char tmp[RA_PATH_MAX + 8];
-    ra_tmp_name(tmp, sizeof tmp, path);
     RA_TRY(ra_atomic_create(path, &fd));
-    ra_status st = RA_OK;
-    if (append && exists && S_ISLNK(ls.st_mode) && stat(path, &ts) == 0) st = copy_lines(path, fd, tmp);
-    if (st == RA_OK) st = ra_atomic_commit(path);
+    ra_status st = ra_atomic_commit(path);
     if (st != RA_OK) {
         close(fd);
         ra_atomic_abort(path);

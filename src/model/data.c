@@ -191,6 +191,17 @@ static ra_status open_tokens(ra_token_file *f, ra_token_dtype_id dtype)
     return RA_FAIL(RA_ERR_ARG, "%s %s: unknown data.dtype %d", f->what, f->path, (int)dtype);
 }
 
+int ra_token_file_has_magic(const char *path)
+{
+    int fd;
+    int64_t size;
+    if (ra_file_open_input(path, "--data", &fd, &size) != RA_OK) return 0;
+    unsigned char h[8] = { 0 };
+    const int ok = size >= 6 && ra_pread_full(fd, path, h, 8 < size ? 8 : (size_t)size, 0) == RA_OK;
+    close(fd);
+    return ok && (memcmp(h, NPY_MAGIC, 6) == 0 || is_llmc_magic(le32(h)));
+}
+
 ra_status ra_token_file_open(ra_token_file *f, const char *path, const char *what, ra_token_dtype_id dtype)
 {
     memset(f, 0, sizeof *f);

@@ -113,11 +113,25 @@ expect "refused runs create no output" "o.npy, dq.npy, dk.npy or dv.npy exists" 
 printf 'unrelated, precious\n' >unrelated.txt
 ln -s unrelated.txt olink.npy
 before=$(sums unrelated.txt)
-attn_ok "--out is a symlink to an unrelated file (P=2)" 2 "${QKV[@]}" --out olink.npy
+# the atomic rename would replace the link itself (--out /dev/stdout replaced the
+# machine's /dev/stdout): refused, naming the target
+fails "--out is a symlink to an unrelated file (P=2)" 2 "--out olink.npy: is a symbolic link \(to unrelated.txt\)" \
+    "give the target's path" -- attn "${QKV[@]}" --out olink.npy
 unchanged "the symlink's unrelated target keeps its content" "$before" unrelated.txt
-expect "the symlink --out is replaced by the output, not followed" "olink.npy is still a symlink" [ ! -L olink.npy ]
-compare olink.npy ref.o.npy
-report "the output written in place of the symlink is the attention output" "$(status $?)"
+expect "the symlink --out is still the symlink" "olink.npy was replaced" [ -L olink.npy ]
+# a file named like the output's temporary: the write would delete it
+# (in $X: fails() counts any .tmp in the work directory as left behind)
+printf 'mine\n' >"$X/o2.npy.tmp"
+fails "--out whose <out>.tmp exists (P=2)" 2 "--out $X/o2.npy: $X/o2.npy.tmp exists" "remove it" -- \
+    attn "${QKV[@]}" --out "$X/o2.npy"
+expect "the user's o2.npy.tmp is kept" "o2.npy.tmp changed" [ "$(cat "$X/o2.npy.tmp")" = mine ]
+rm -f "$X/o2.npy.tmp"
+# a replaced output keeps its permission bits (a private file stays private)
+printf 'old\n' >priv.npy && chmod 600 priv.npy
+attn_ok "--out onto an existing 0600 file (P=2)" 2 "${QKV[@]}" --out priv.npy
+expect "... it is replaced and stays 0600" "mode $(stat -c %a priv.npy)" [ "$(stat -c %a priv.npy)" = 600 ]
+compare priv.npy ref.o.npy
+report "... and holds the attention output" "$(status $?)"
 
 cp A/k.npy trunc.npy && truncate -s -5 trunc.npy
 for n in 1 2; do

@@ -158,6 +158,19 @@ if [ -n "$PY" ]; then
     done
     [ "$loss_1" = "$loss_2" ] && ok "eval: the same loss at P=1 and P=2 ($loss_1)" ||
         bad "eval: loss $loss_1 at P=1, $loss_2 at P=2"
+    # --data a .npy of token ids: read as ids by its magic (not as bytes, header and all),
+    # the same as with data.dtype = npy given
+    ids=()
+    for ((i = 0; i < 200; i++)); do ids+=($(((i * 7) % 10))); done
+    npy_i64 ids.npy "(200,)" "${ids[@]}"
+    mpi 1 eval --checkpoint m32.ckpt --data ids.npy --set data.seq_len=48 --set train.batch=4
+    why=$(status $?)
+    auto=$(grep -o '| loss .*' out)
+    mpi 1 eval --checkpoint m32.ckpt --data ids.npy --set data.seq_len=48 --set train.batch=4 --set data.dtype=npy
+    want=$(grep -o '| loss .*' out)
+    [ -n "$want" ] && [ "$auto" = "$want" ] || why+="'$auto' vs data.dtype=npy '$want'; "
+    grep -q '| 192 targets' out || why+="expected 192 targets: $(cat out); "
+    report "eval --data ids.npy of an imported model reads token ids (magic), as data.dtype=npy" "$why"
 
     for P in 1 2; do
         mpi "$P" generate --checkpoint m32.ckpt --prompt "the quick brown" --tokens 24 --temperature 0 \
@@ -190,6 +203,10 @@ for v in "gelu model.ffn=gelu model.ffn = gelu" "comb layers.head=combiner-fixed
 done
 fails "export on 2 ranks is refused" 2 "one process" "not on 2 ranks" -- export --checkpoint ck --out hf3
 fails "import on 2 ranks is refused" 2 "one process" -- import --from hf --out x.ckpt
+fails "import --from '' is refused (not the root directory)" 1 "import: --from: empty file name" -- \
+    import --from "" --out x.ckpt
+fails "export --set is refused, naming --set" 1 "export: --set is import's option" -- \
+    export --checkpoint ck --out hf5 --set model.dim=3
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
 [ -e hf4 ] && bad "export of a missing checkpoint created its --out directory"
 

@@ -161,8 +161,9 @@ report "generate --out FILE writes what stdout shows, prints nothing" \
     "$([ "$(cat gen.txt 2>/dev/null)" = "$want" ] && [ ! -s out ] || echo "'$(cat gen.txt)' vs '$want'")"
 echo keep >victim.txt && ln -sf victim.txt genlink.txt
 ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0 --out genlink.txt
-report "generate --out onto a symlink replaces the link, not its target" \
-    "$([ "$(cat victim.txt)" = keep ] && [ ! -L genlink.txt ] && [ "$(cat genlink.txt)" = "$want" ] || echo "victim: $(cat victim.txt)")"
+report "generate --out onto a symlink is refused, link and target kept" \
+    "$([ "$rc" -eq 1 ] && grep -q 'is a symbolic link (to victim.txt)' err && [ "$(cat victim.txt)" = keep ] &&
+       [ -L genlink.txt ] || echo "exit $rc, $(grep -m1 error err), victim: $(cat victim.txt)")"
 sum=$(cksum <"$(readlink -f ckA/last.ckpt)")
 for f in "ckA/last.ckpt:is the same file as the input --checkpoint" "nodir/g.txt:does not exist" "/dev/full:character device"; do
     ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 2 --out "${f%%:*}"
