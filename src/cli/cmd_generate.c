@@ -138,7 +138,8 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         case 't':
             RA_TRY(ra_arg_float("--temperature", optarg, &a->temp));
             if (!(a->temp >= 0) || isinf(a->temp))
-                return RA_FAIL(RA_ERR_ARG, "--temperature: must be finite and >= 0, got %s", optarg);
+                return RA_FAIL(RA_ERR_ARG, "--temperature: must be >= 0 and finite in float32 (at most 3.4e38), "
+                                           "got %s", optarg);
             break;
         case 'K': RA_TRY(ra_arg_int("--top-k", optarg, 0, 1 << 20, &a->topk)); break;
         case 's': RA_TRY(ra_arg_int("--seed", optarg, 0, 1 << 30, &a->seed)); break;

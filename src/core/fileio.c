@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static const char *kind_of(mode_t m)
@@ -36,6 +38,12 @@ ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_
     if (!S_ISREG(st.st_mode)) {
         close(f);
         return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, kind_of(st.st_mode));
+    }
+    struct statfs fs; /* /proc and /sys files say size 0 and then have content: the size cannot be trusted */
+    if (st.st_size == 0 && fstatfs(f, &fs) == 0 && (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)) {
+        close(f);
+        return RA_FAIL(RA_ERR_IO, "%s %s: is a /proc or /sys file, whose size is not known before it is read; copy "
+                                  "it to a regular file first", what, path);
     }
     int fl = fcntl(f, F_GETFL);
     if (fl >= 0) (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
@@ -301,6 +309,7 @@ static ra_status probe_dir(const char *dir, const char *what, const char *shown)
 ra_status ra_check_output_path(const char *path, const char *what)
 {
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty file name", what);
+    if (path[strlen(path) - 1] == '/') return RA_FAIL(RA_ERR_ARG, "%s %s: ends with '/'; give a file name", what, path);
     char tmp[PATH_MAX];
     if (!ra_tmp_name(tmp, sizeof tmp, path)) return RA_FAIL(RA_ERR_ARG, "%s: path too long", what);
     struct stat st;

@@ -452,11 +452,11 @@ static ra_status model_from_json(const char *path, const ra_json *root, ra_confi
         int ok = arch->type == RA_JSON_ARRAY && arch->n > 0;
         for (size_t i = 0; ok && i < arch->n; i++)
             ok = arch->kids[i].type == RA_JSON_STRING && !strcmp(arch->kids[i].str, "LlamaForCausalLM");
+        const int first_str = arch->type == RA_JSON_ARRAY && arch->n && arch->kids[0].type == RA_JSON_STRING;
         if (!ok)
             return RA_FAIL(RA_ERR_FORMAT, "%s: \"architectures\" must be [\"LlamaForCausalLM\"] (a causal language "
-                           "model); got %s%.60s", path, ra_json_kind(arch),
-                           arch->type == RA_JSON_ARRAY && arch->n && arch->kids[0].type == RA_JSON_STRING
-                               ? arch->kids[0].str : "");
+                           "model); got %s%s%.60s%s", path, ra_json_kind(arch), first_str ? " starting \"" : "",
+                           first_str ? arch->kids[0].str : "", first_str ? "\"" : "");
     }
     RA_TRY(check_foreign(path, root, info));
     const ra_json *act = key_of(root, "hidden_act");

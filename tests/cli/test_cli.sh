@@ -171,6 +171,9 @@ fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
 fails "option without its value" 2 "--scale" "missing value" -- attn "${QKV[@]}" --out o.npy --scale
 fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
+fails "--out ending in /" 2 "--out o.npy/: ends with '/'; give a file name" -- attn "${QKV[@]}" --out o.npy/
+# /proc and /sys files say size 0, then have content: refused, not read as empty
+fails "a /proc file as an input" 1 "--data /proc/self/status: is a /proc or /sys file" -- cipher --data /proc/self/status
 # an option with a value given twice: refused (the last one winning would be unseen);
 # --set repeats, a flag may
 fails "--out given twice" 2 "--out is given twice \('o\.npy', then 'p\.npy'\); give it once" -- \

@@ -265,6 +265,10 @@ if [ -n "$PY" ]; then
     fails "import refuses hidden_act gelu" 1 '"hidden_act" is "gelu"' -- import --from b_act --out x.ckpt
     bad_model b_mt --set 'model_type="mistral"' --set sliding_window=4096
     fails "import refuses model_type mistral" 1 '"model_type" is "mistral"' -- import --from b_mt --out x.ckpt
+    bad_model b_arch --set 'architectures=["GPT2LMHeadModel"]'
+    fails "import refuses architectures GPT2, naming it" 1 \
+        '"architectures" must be \["LlamaForCausalLM"\] \(a causal language model\); got an array starting "GPT2LMHeadModel"' \
+        -- import --from b_arch --out x.ckpt
     bad_model b_sw --set sliding_window=4096
     fails "import refuses sliding_window" 1 '"sliding_window" is set' -- import --from b_sw --out x.ckpt
     bad_model b_v --set vocab_size=300000
