@@ -83,7 +83,7 @@ typedef struct {
 } seen_option;
 static seen_option g_seen[SEEN_MAX];
 static int g_nseen;
-static char g_twice[512]; /* RA_OPT_TWICE's message, after "cmd: " */
+static char g_twice[512]; /* RA_OPT_TWICE's message (a repeat, or a value that is an option), after "cmd: " */
 
 static void option_name(char *buf, size_t n, int code, const struct option *opts)
 {
@@ -102,6 +102,15 @@ int ra_getopt(int argc, char **argv, const char *shortopts, const struct option 
     if (code == -1 || code == '?' || code == ':' || !optarg) return code;
     char name[64];
     option_name(name, sizeof name, code, opts);
+    if (optarg[0] == '-' && optarg[1] == '-') /* "--metrics --trace": the value is the next option */
+        for (const struct option *o = opts; o && o->name; o++) {
+            const size_t n = strlen(o->name);
+            if (strncmp(optarg + 2, o->name, n) == 0 && (optarg[2 + n] == '\0' || optarg[2 + n] == '=')) {
+                snprintf(g_twice, sizeof g_twice, "%s needs a value, but is followed by the option %.100s (a file "
+                                                  "named so: ./%.100s)", name, optarg, optarg);
+                return RA_OPT_TWICE;
+            }
+        }
     if (strcmp(name, "--set") == 0) return code;
     for (int i = 0; i < g_nseen; i++)
         if (g_seen[i].code == code) {

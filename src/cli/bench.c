@@ -146,6 +146,39 @@ ra_status ra_bench_cores_used(const ra_cli *c, int threads, int *cores)
     return ra_allreduce_named(&mine, cores, 1, MPI_INT, MPI_SUM, c->comm, "the cores in use");
 }
 
+/* MemAvailable of this machine in bytes, or -1. */
+static double mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    double kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) != 1) kb = -1;
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+ra_status ra_bench_fits_node(const ra_cli *c, double bytes, const char *what)
+{
+    MPI_Comm node;
+    RA_MPI_TRY(MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+               "MPI_Comm_split_type (the ranks of this node)");
+    int nrank, nsize;
+    MPI_Comm_rank(node, &nrank);
+    MPI_Comm_size(node, &nsize);
+    double sum = 0;
+    ra_status st = ra_allreduce_named(&bytes, &sum, 1, MPI_DOUBLE, MPI_SUM, node, "the memory this node needs");
+    MPI_Comm_free(&node);
+    RA_TRY(st);
+    const double have = mem_available();
+    if (nrank == 0 && have > 0 && sum > have)
+        st = RA_FAIL(RA_ERR_NOMEM, "%s needs at least %.1f GiB per rank, %.1f GiB for the %d rank(s) on this node, "
+                                   "which has %.1f GiB available: choose a smaller size or more nodes",
+                     what, bytes / 1073741824.0, sum / 1073741824.0, nsize, have / 1073741824.0);
+    return ra_agree(c->comm, st);
+}
+
 ra_status ra_bench_across(const ra_cli *c, double x, ra_stat3 *out)
 {
     RA_TRY(ra_allreduce_named(&x, &out->min, 1, MPI_DOUBLE, MPI_MIN, c->comm, "a benchmark figure's minimum"));

@@ -54,6 +54,12 @@ ra_status ra_bench_sgemm_gflops(const ra_cli *c, double *gflops);
 ra_status ra_bench_cores_used(const ra_cli *c, int threads, int *cores);
 /* Minimum, average and maximum of x over the ranks. */
 ra_status ra_bench_across(const ra_cli *c, double x, ra_stat3 *out);
+/* Collective: refuses (naming what) when the bytes each rank needs, summed
+ * over the ranks of a node, exceed that node's MemAvailable (/proc/meminfo;
+ * no check where it cannot be read): one rank's allocation fits, so
+ * nothing fails until the node's ranks together fill it and the OOM killer
+ * ends the job minutes later. */
+ra_status ra_bench_fits_node(const ra_cli *c, double bytes, const char *what);
 double ra_median(double *x, int n);
 
 ra_status ra_bench_attn(ra_cli *c, int argc, char **argv);

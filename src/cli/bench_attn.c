@@ -345,9 +345,24 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
     return ra_cli_trace_end(c, run(c, &a));
 }
 
+/* The bytes of the tensors run_size allocates for L on this rank (the
+ * head's ring buffers come on top: a lower bound of what L needs). */
+static double tensor_bytes(const ra_cli *c, const bench_args *a, int64_t L)
+{
+    const double Lr = (double)ra_layout_count(a->layout, L, c->size, c->rank);
+    const double nq = (double)a->B * a->H * Lr * a->D, nk = (double)a->B * a->Hkv * Lr * a->D;
+    const int k = a->fwd_only ? 2 : 4;
+    return sizeof(float) * (nq * k + nk * k + (double)a->B * a->H * Lr);
+}
+
 static ra_status run(ra_cli *c, const bench_args *ap)
 {
     bench_args a = *ap;
+    int64_t last = a.sw.begin; /* the sweep's largest L, as run_rows steps */
+    while (last <= a.sw.end / a.sw.factor && last * a.sw.factor <= a.sw.end) last *= a.sw.factor;
+    char what[96];
+    snprintf(what, sizeof what, "bench attn: L = %lld", (long long)last);
+    RA_TRY(ra_bench_fits_node(c, tensor_bytes(c, &a, last), what));
     ra_bench_threads(c, &a.sw);
     double sg;
     int cores[RA_BENCH_MAX_THREADS];

@@ -45,7 +45,9 @@ ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap);
 /* getopt_long, and an option with a value given a second time returns
  * RA_OPT_TWICE (ra_arg_unknown words it): the last one winning silently
  * would run with a file or number the user did not mean. Only --set
- * repeats; a flag without a value may. Each parser sets optind = 1 first. */
+ * repeats; a flag without a value may. So does a value that is one of the
+ * command's long options ("--metrics --trace" wrote the metrics to a file
+ * named --trace). Each parser sets optind = 1 first. */
 #define RA_OPT_TWICE 0x10000
 struct option;
 int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts);

@@ -158,7 +158,8 @@ static void on_stop_signal(int sig)
     /* a warm start in progress stops within a second on every rank */
     if (level > ra_warm_stop_request) ra_warm_stop_request = level;
     if (sig == SIGINT) {
-        static const char msg[] = "ringattn: SIGINT: stopping after this step with a checkpoint (again: quit now)\n";
+        static const char msg[] = "ringattn: SIGINT: stopping cleanly (after this step, with a checkpoint, if a step "
+                                  "ran); again: quit at once\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }
     }
 }
@@ -513,7 +514,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     }
     ra_metrics m, *metrics = NULL;
     if (st == RA_OK && c->rank == 0 && cfg.metrics[0]) {
-        st = ra_metrics_open(&m, cfg.metrics, a.resume != NULL);
+        st = ra_metrics_open(&m, cfg.metrics, a.resume != NULL, start);
         if (st == RA_OK) metrics = &m;
     }
     st = ra_agree(c->comm, st);

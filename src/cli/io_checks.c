@@ -78,6 +78,8 @@ ra_status ra_check_output_fresh(const char *path, const char *what)
                                    "would replace the link, not write to its target: give the target's path, or "
                                    "remove the link first", what, path, target);
     }
+    if (ra_same_file(path, "/proc/self/exe")) /* --trace ringattn, when ringattn.json was meant */
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is the ringattn program itself; give another file name", what, path);
     if (ra_tmp_name(tmp, sizeof tmp, path) && lstat(tmp, &st) == 0)
         return RA_FAIL(RA_ERR_ARG, "%s %s: %s exists; the output is written there first, which would delete it: "
                                    "remove it (a killed run's leftover) or move it away", what, path, tmp);

@@ -386,7 +386,49 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
 
 /* ---- metrics ------------------------------------------------------------------- */
 
-ra_status ra_metrics_open(ra_metrics *m, const char *path, int append)
+/* The step of a metrics line ({"step": N, ...}), or -1 for another line. */
+static int64_t line_step(const char *line)
+{
+    long long s;
+    return sscanf(line, "{\"step\": %lld", &s) == 1 ? (int64_t)s : -1;
+}
+
+/* path rewritten (atomically) without the lines of steps after keep_after,
+ * when it has any: a run killed after its last checkpoint logged them, and
+ * the resumed run logs those steps again. */
+static ra_status drop_later_steps(const char *path, int64_t keep_after)
+{
+    int in;
+    int64_t size;
+    RA_TRY(ra_file_open_input(path, "--metrics (to append to)", &in, &size));
+    FILE *f = fdopen(in, "r");
+    if (!f) {
+        close(in);
+        return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot read: %s", path, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int later = 0;
+    while (!later && getline(&line, &cap, f) > 0) later = line_step(line) > keep_after;
+    ra_status st = RA_OK;
+    if (later) {
+        int out;
+        char tmp[RA_PATH_MAX + 8];
+        ra_tmp_name(tmp, sizeof tmp, path);
+        st = ra_atomic_create(path, &out);
+        rewind(f);
+        ssize_t n;
+        while (st == RA_OK && (n = getline(&line, &cap, f)) > 0)
+            if (line_step(line) <= keep_after) st = ra_write_full(out, tmp, line, (size_t)n);
+        if (st == RA_OK && ferror(f)) st = RA_FAIL(RA_ERR_IO, "--metrics %s: read error", path);
+        if (out >= 0) st = ra_atomic_finish(path, out, st);
+    }
+    free(line);
+    fclose(f);
+    return st;
+}
+
+ra_status ra_metrics_open(ra_metrics *m, const char *path, int append, int64_t keep_after)
 {
     m->fd = -1;
     m->len = 0;
@@ -395,6 +437,7 @@ ra_status ra_metrics_open(ra_metrics *m, const char *path, int append)
     snprintf(m->path, sizeof m->path, "%s", path);
     struct stat ls;
     if (append && lstat(path, &ls) == 0 && S_ISREG(ls.st_mode)) {
+        RA_TRY(drop_later_steps(path, keep_after));
         m->fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (m->fd < 0) return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open to append: %s", path, strerror(errno));
         return RA_OK;

@@ -59,8 +59,10 @@ typedef struct {
     char why[768];
 } ra_metrics;
 
-/* Open (append: keep the existing lines, for --resume). Rank 0. */
-ra_status ra_metrics_open(ra_metrics *m, const char *path, int append);
+/* Open (append: keep the existing lines, for --resume from step keep_after;
+ * lines of later steps, which a run killed after that checkpoint wrote and
+ * the resumed run writes again, are dropped first). Rank 0. */
+ra_status ra_metrics_open(ra_metrics *m, const char *path, int append, int64_t keep_after);
 /* printf into the buffer; m may be NULL (no metrics). */
 void ra_metrics_printf(ra_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Write the buffered lines; a failure is kept in m. */

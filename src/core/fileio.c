@@ -213,7 +213,7 @@ ra_status ra_atomic_commit(const char *path)
         return RA_FAIL(RA_ERR_ARG, "output path '%.200s' is empty or too long", path ? path : "");
     struct stat old;
     /* a replaced file keeps its permissions (a private 0600 file stays private) */
-    if (lstat(path, &old) == 0 && S_ISREG(old.st_mode) && chmod(tmp, old.st_mode & 07777) != 0)
+    if (lstat(path, &old) == 0 && S_ISREG(old.st_mode) && chmod(tmp, old.st_mode & 07777) != 0 && errno != ENOENT)
         return RA_FAIL(RA_ERR_IO, "cannot give %s the permissions of %s: %s", tmp, path, strerror(errno));
     if (rename(tmp, path) != 0) return RA_FAIL(RA_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     return ra_sync_parent_dir(path);

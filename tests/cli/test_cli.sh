@@ -171,6 +171,8 @@ fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
 fails "option without its value" 2 "--scale" "missing value" -- attn "${QKV[@]}" --out o.npy --scale
 fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
+fails "--out followed by another option" 2 "attn: --out needs a value, but is followed by the option --lse" -- \
+    attn "${QKV[@]}" --out --lse l.npy
 fails "--out ending in /" 2 "--out o.npy/: ends with '/'; give a file name" -- attn "${QKV[@]}" --out o.npy/
 # /proc and /sys files say size 0, then have content: refused, not read as empty
 fails "a /proc file as an input" 1 "--data /proc/self/status: is a /proc or /sys file" -- cipher --data /proc/self/status
@@ -205,6 +207,26 @@ fails "compare of different shapes" 2 "B/q.npy" "shape" -- compare A/q.npy B/q.n
 fails "bench: unknown benchmark" 2 "frob" "unknown" -- bench frob
 fails "bench attn -b not a size" 2 "-b" "size" -- bench attn -b abc -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
 fails "bench attn -e smaller than -b" 2 "-e" "-b" "smaller" -- bench attn -b 256 -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
+# a sweep whose largest L cannot fit: refused before the first row, not after hours of
+# smaller rows (1K .. 1G) or when the OOM killer ends the job
+fails "bench attn: a sweep up to L = 1G refused up front" 1 "bench attn: L = 1073741824 needs at least" \
+    "GiB available" -- bench attn -b 1K -e 1G -n 1 -w 0 -c 0
+# two ranks of one node, each needing 3/4 of the memory available: each rank's
+# allocation alone would succeed; together they are refused
+avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+if [ -n "$avail_kb" ]; then
+    # bench attn's tensors at H=4, D=64, causal: about 8208 bytes per token of the rank
+    L=$((avail_kb * 1024 * 3 / 4 / 8208 * 2))
+    fails "bench attn: two ranks that together exceed the node's memory refused" 2 \
+        "needs at least .* GiB for the 2 rank\(s\) on this node" -- bench attn -b "$L" -e "$L" -n 1 -w 0 -c 0
+fi
+# --trace naming the program itself (a copy here): refused, the program intact
+cp "$RA" racopy
+timeout 60 ./racopy bench attn -b 1K -e 1K -n 1 -w 0 -c 0 -H 2 -D 16 --trace racopy >out 2>err </dev/null
+rc=$?
+report "--trace naming the ringattn program refused, the program intact" \
+    "$([ $rc -eq 1 ] && grep -q 'is the ringattn program itself' err && cmp -s racopy "$RA" || echo "exit $rc: $(cat err)")"
+rm -f racopy
 fails "bench attn -t 0 (a thread count out of range)" 2 "-t" -- bench attn -t 1,0 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t 1,,2 (an empty item; was skipped)" 2 "-t" "empty item" -- bench attn -t 1,,2 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t with 17 thread counts" 1 "-t" "at most 16" -- bench attn -t 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 -b 64 -e 64

@@ -230,6 +230,7 @@ cp cfg.ini m.jsonl.tmp && msum=$(sums m.jsonl.tmp)
 ra 2 train --config m.jsonl.tmp "${short[@]}" --checkpoint-dir ckm --metrics m.jsonl
 refused "--config named like the --metrics file's temporary file: refused" 1 "the input --config m.jsonl.tmp is the temporary file"
 report "... and it is unchanged" "$([ "$(sums m.jsonl.tmp)" = "$msum" ] || echo changed)"
+rm -f m.jsonl.tmp # the later runs write m.jsonl, which refuses a file there
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckm --metrics x.tmp --trace x
 refused "--metrics x.tmp with --trace x (its temporary file): refused" 1 "--metrics x.tmp is the temporary file 'x.tmp' of --trace x"
 cp -L ck/step-00000010.ckpt g.ckpt.tmp && printf ab >p.txt.tmp && gsum=$(sums g.ckpt.tmp p.txt.tmp)
@@ -337,6 +338,22 @@ why=""
 grep -q 'writing to standard output failed' err || why+="message: $(head -1 err); "
 report "stdout to /dev/full: exit 1, said on stderr" "$why"
 
+# ---- metrics on --resume: the lines of steps after the checkpoint are dropped ---------
+# (a run killed after its last checkpoint logged steps 11-13; the resumed run logs them again)
+rm -rf ckmd md.jsonl
+ra 2 train --config cfg.ini --set train.steps=10 --set train.warmup=0 --set train.eval_every=0 \
+    --checkpoint-dir ckmd --metrics md.jsonl
+for s in 11 12 13; do echo "{\"step\": $s, \"loss\": 9.99, \"lr\": 0}" >>md.jsonl; done
+chmod 640 md.jsonl
+ra 2 train --resume ckmd --set train.steps=13 --metrics md.jsonl
+why=""
+[ "$rc" -eq 0 ] || why+="exit $rc: $(grep -m1 error err); "
+got=$(grep '"lr"' md.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/' | tr '\n' ' ')
+[ "$got" = "1 2 3 4 5 6 7 8 9 10 11 12 13 " ] || why+="step lines: $got; "
+grep -q '"loss": 9.99' md.jsonl && why+="the killed run's lines are still there; "
+[ "$(stat -c %a md.jsonl)" = 640 ] || why+="mode $(stat -c %a md.jsonl), was 640; "
+report "--resume: the metrics lines after the checkpoint's step dropped, each step once, mode kept" "$why"
+
 # ---- signals ---------------------------------------------------------------------------
 # A long warm start (cooc over 48 MB, radius 256: ~10 s on 2 cores): SIGTERM to the ranks
 # stops it within seconds, exit 75, no checkpoint, said.
@@ -398,7 +415,7 @@ why=""
 [ "$rc" -eq 75 ] || why+="exit status $rc, expected 75; "
 grep -q '^stopped by signal SIGINT after step [0-9]* of 1000000; continue with --resume cki' out ||
     why+="no stop line: $(tail -1 out); "
-grep -q 'SIGINT: stopping after this step with a checkpoint (again: quit now)' err || why+="no notice on stderr; "
+grep -q 'SIGINT: stopping cleanly (after this step, with a checkpoint, if a step ran); again: quit at once' err || why+="no notice on stderr; "
 ra 1 eval --checkpoint cki
 [ "$rc" -eq 0 ] || why+="cki/last.ckpt does not load: $(tail -1 err); "
 report "SIGINT mid-training (no launcher): checkpoint, exit 75, said" "$why"

@@ -161,6 +161,7 @@ report "generate --out FILE writes what stdout shows, prints nothing" \
     "$([ "$(cat gen.txt 2>/dev/null)" = "$want" ] && [ ! -s out ] || echo "'$(cat gen.txt)' vs '$want'")"
 echo keep >victim.txt && ln -sf victim.txt genlink.txt
 ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0 --out genlink.txt
+rc=$?
 report "generate --out onto a symlink is refused, link and target kept" \
     "$([ "$rc" -eq 1 ] && grep -q 'is a symbolic link (to victim.txt)' err && [ "$(cat victim.txt)" = keep ] &&
        [ -L genlink.txt ] || echo "exit $rc, $(grep -m1 error err), victim: $(cat victim.txt)")"
