@@ -55,6 +55,7 @@ enum {
 typedef struct {
     char path[RA_PATH_MAX];
     const char *what;  /* its role in messages: "data.path", "data.val_path", "--prompt-tokens" */
+    const char *dtype_opt; /* what set the element type, in messages: "data.dtype", "--prompt-dtype" */
     int fd;            /* -1 when closed */
     int64_t offset;    /* bytes before element 0 */
     int64_t count;     /* elements */
@@ -64,6 +65,9 @@ typedef struct {
 } ra_token_file;
 
 ra_status ra_token_file_open(ra_token_file *f, const char *path, const char *what, ra_token_dtype_id dtype);
+/* The same, with the option that gave dtype named in messages (ra_token_file_open: "data.dtype"). */
+ra_status ra_token_file_open_as(ra_token_file *f, const char *path, const char *what, ra_token_dtype_id dtype,
+                                const char *dtype_opt);
 /* Elements [first, first + n) into dst, each checked to be in [0, vocab): the
  * first outside is an error naming what, the file, the value and its element
  * (for a byte file: "byte B at offset O"). */

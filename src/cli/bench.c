@@ -46,24 +46,35 @@ void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s)
     if (s->nthreads == 0) s->thread_list[s->nthreads++] = s->threads = n;
 }
 
-int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st)
+static ra_status sweep_value(ra_bench_sweep *s, int opt, const char *val)
 {
     switch (opt) {
-    case 'b': *st = ra_arg_size("-b", val, 1, &s->begin); return 1;
-    case 'e': *st = ra_arg_size("-e", val, 1, &s->end); return 1;
-    case 'f': *st = ra_arg_int("-f", val, 2, 1024, &s->factor); return 1;
-    case 'n': *st = ra_arg_int("-n", val, 1, 1000000, &s->iters); return 1;
-    case 'w': *st = ra_arg_int("-w", val, 0, 1000000, &s->warmup); return 1;
-    case 'c': *st = ra_arg_int("-c", val, 0, 1, &s->check); return 1;
-    case 't': *st = thread_list(s, val); return 1;
+    case 'b': return ra_arg_size("-b", val, 1, &s->begin);
+    case 'e': return ra_arg_size("-e", val, 1, &s->end);
+    case 'f': return ra_arg_int("-f", val, 2, 1024, &s->factor);
+    case 'n': return ra_arg_int("-n", val, 1, 1000000, &s->iters);
+    case 'w': return ra_arg_int("-w", val, 0, 1000000, &s->warmup);
+    case 'c': return ra_arg_int("-c", val, 0, 1, &s->check);
+    default: return thread_list(s, val); /* 't' */
     }
-    return 0;
 }
 
-ra_status ra_bench_sweep_check(const ra_bench_sweep *s)
+int ra_bench_sweep_opt(const char *cmd, ra_bench_sweep *s, int opt, const char *val, ra_status *st)
+{
+    if (opt <= 0 || opt >= 128 || !strchr("befnwct", opt)) return 0; /* long options' codes are >= 256 */
+    *st = sweep_value(s, opt, val);
+    if (*st != RA_OK) { /* the message names the flag; say whose */
+        char why[512];
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        *st = RA_FAIL(*st, "%s: %s", cmd, why);
+    }
+    return 1;
+}
+
+ra_status ra_bench_sweep_check(const char *cmd, const ra_bench_sweep *s)
 {
     if (s->end < s->begin)
-        return RA_FAIL(RA_ERR_ARG, "bench: -e %lld is smaller than -b %lld", (long long)s->end,
+        return RA_FAIL(RA_ERR_ARG, "%s: -e %lld is smaller than -b %lld", cmd, (long long)s->end,
                        (long long)s->begin);
     return RA_OK;
 }

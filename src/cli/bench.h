@@ -26,8 +26,8 @@ typedef struct {
 
 /* Handle one of the uniform flags -b -e -f -n -w -c -t (returns 1 when opt
  * was one of them, 0 otherwise; errors in *st). */
-int ra_bench_sweep_opt(ra_bench_sweep *s, int opt, const char *val, ra_status *st);
-ra_status ra_bench_sweep_check(const ra_bench_sweep *s);
+int ra_bench_sweep_opt(const char *cmd, ra_bench_sweep *s, int opt, const char *val, ra_status *st);
+ra_status ra_bench_sweep_check(const char *cmd, const ra_bench_sweep *s);
 /* Place the rank with the largest thread count of the sweep (or its default
  * when -t was not given, which then becomes the one-entry list). */
 void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s);

@@ -86,7 +86,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     opterr = 0;
     optind = 1;
     while ((c = ra_getopt(argc, argv, ":b:e:f:n:w:c:t:H:D:h", opts)) != -1) {
-        if (ra_bench_sweep_opt(&a->sw, c, optarg, &st)) {
+        if (ra_bench_sweep_opt("bench attn", &a->sw, c, optarg, &st)) {
             RA_TRY(st);
             continue;
         }
@@ -124,7 +124,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     if (!layout_set) /* as attn: zigzag only pays for the ring head */
         a->layout = a->causal && a->layer.head_id == RA_HEAD_FULL ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     if (a->no_comm) a->sw.check = 0; /* wrong results by design */
-    return ra_bench_sweep_check(&a->sw);
+    return ra_bench_sweep_check("bench attn", &a->sw);
 }
 
 /* ---- inputs and the float64 check ---------------------------------------- */

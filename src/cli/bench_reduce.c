@@ -137,14 +137,14 @@ ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv)
     opterr = 0;
     optind = 1;
     while (st == RA_OK && (o = ra_getopt(argc, argv, ":b:e:f:n:w:c:h", opts)) != -1) {
-        if (ra_bench_sweep_opt(&sw, o, optarg, &st)) continue;
+        if (ra_bench_sweep_opt("bench reduce", &sw, o, optarg, &st)) continue;
         if (o == 'h') {
             ra_say(c, "%s", help);
             return RA_OK;
         }
         st = ra_arg_unknown("bench reduce", o, argv[optind - 1]);
     }
-    if (st == RA_OK) st = ra_bench_sweep_check(&sw);
+    if (st == RA_OK) st = ra_bench_sweep_check("bench reduce", &sw);
     /* each size a whole number of floats (-e below 2G: every count one int) */
     if (st == RA_OK && sw.begin % 4)
         st = RA_FAIL(RA_ERR_ARG, "bench reduce: -b %lld: sizes are bytes, a multiple of 4 (whole floats)",

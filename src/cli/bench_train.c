@@ -75,7 +75,8 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     opterr = 0;
     optind = 1;
     while (st == RA_OK && (o = ra_getopt(argc, argv, ":n:w:t:h", opts)) != -1) {
-        if (ra_session_opt(&sa, o, optarg, &st) || ra_bench_sweep_opt(&sw, o, optarg, &st)) continue;
+        if (ra_session_opt(&sa, o, optarg, &st) || ra_bench_sweep_opt("bench train", &sw, o, optarg, &st))
+            continue;
         if (o == 'X') {
             trace = optarg;
             if (!optarg[0]) st = RA_FAIL(RA_ERR_ARG, "bench train: --trace: empty file name");

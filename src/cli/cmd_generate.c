@@ -210,7 +210,8 @@ static int is_id_list(const char *t, size_t n)
 }
 
 /* The ids of a list (is_id_list) into *out (malloc'd), each below vocab and
- * at most max of them; what names the source. */
+ * at most max of them, no item empty (a trailing comma is fine); what names
+ * the source. */
 static ra_status parse_ids(const char *t, size_t n, const char *what, int vocab, int64_t max, int32_t **out,
                            int64_t *count)
 {
@@ -222,11 +223,19 @@ static ra_status parse_ids(const char *t, size_t n, const char *what, int vocab,
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(cap ? cap : 1));
     if (!ids) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for %lld token ids", what, (long long)cap);
     k = 0;
+    int after_comma = 1; /* a comma here would leave an empty item ("1,,2", ",1"): a lost id? */
     for (size_t i = 0; i < n;) {
+        if (t[i] == ',' && after_comma) {
+            free(ids);
+            return RA_FAIL(RA_ERR_ARG, "%s: an empty item before the comma at byte %zu (ids are separated by one "
+                                       "comma and/or whitespace)", what, i);
+        }
         if (is_sep(t[i])) {
+            after_comma |= t[i] == ',';
             i++;
             continue;
         }
+        after_comma = 0;
         int64_t v = 0;
         size_t j = i;
         for (; j < n && t[j] >= '0' && t[j] <= '9'; j++)
@@ -279,7 +288,7 @@ static ra_status read_token_prompt(const gen_args *a, const ra_config *cfg, int3
         return st;
     }
     ra_token_file f;
-    RA_TRY(ra_token_file_open(&f, path, what, (ra_token_dtype_id)dtype));
+    RA_TRY(ra_token_file_open_as(&f, path, what, (ra_token_dtype_id)dtype, "--prompt-dtype"));
     ra_status st = RA_OK;
     if (f.count > cfg->seq_len)
         st = RA_FAIL(RA_ERR_ARG, "%s %s: the prompt of %lld tokens is longer than the model's data.seq_len of %d",

@@ -79,8 +79,8 @@ static ra_status open_flat(ra_token_file *f, int64_t size, int esize)
     if (size % esize != 0)
         return RA_FAIL(RA_ERR_FORMAT,
                        "%s %s: %lld bytes is not a whole number of uint%d token ids (%d bytes each): the file is "
-                       "truncated, or data.dtype is not its element type",
-                       f->what, f->path, (long long)size, 8 * esize, esize);
+                       "truncated, or %s is not its element type",
+                       f->what, f->path, (long long)size, 8 * esize, esize, f->dtype_opt);
     f->offset = 0;
     f->count = size / esize;
     f->esize = esize;
@@ -169,26 +169,26 @@ static ra_status open_tokens(ra_token_file *f, ra_token_dtype_id dtype)
         if (llmc) return open_llmc(f, size);
         return RA_FAIL(RA_ERR_FORMAT,
                        "%s %s: neither a .npy file nor an llm.c shard (no magic at byte 0); a flat file of token ids "
-                       "needs its element type: set data.dtype = uint16 (nanoGPT's train.bin) or uint32",
-                       f->what, f->path);
+                       "needs its element type: set %s = uint16 (nanoGPT's train.bin) or uint32",
+                       f->what, f->path, f->dtype_opt);
     case RA_TOKEN_U16:
     case RA_TOKEN_U32: {
         const char *w = dtype == RA_TOKEN_U16 ? "uint16" : "uint32";
         if (npy || (llmc && size >= 8 && le32(h + 4) == llmc_version(le32(h))))
             return RA_FAIL(RA_ERR_FORMAT,
-                           "%s %s: starts with the %s magic, but data.dtype = %s would read the header as token ids: "
-                           "set data.dtype = auto (or %s)", f->what, f->path, npy ? ".npy" : "llm.c", w,
-                           npy ? "npy" : "llmc");
+                           "%s %s: starts with the %s magic, but %s = %s would read the header as token ids: "
+                           "set %s = auto (or %s)", f->what, f->path, npy ? ".npy" : "llm.c", f->dtype_opt, w,
+                           f->dtype_opt, npy ? "npy" : "llmc");
         return open_flat(f, size, dtype == RA_TOKEN_U16 ? 2 : 4);
     }
     case RA_TOKEN_NPY:
         if (!npy)
-            return RA_FAIL(RA_ERR_FORMAT, "%s %s: data.dtype = npy, but the file does not start with the .npy magic "
-                           "\"\\x93NUMPY\"", f->what, f->path);
+            return RA_FAIL(RA_ERR_FORMAT, "%s %s: %s = npy, but the file does not start with the .npy magic "
+                           "\"\\x93NUMPY\"", f->what, f->path, f->dtype_opt);
         return open_npy(f);
     case RA_TOKEN_LLMC: return open_llmc(f, size);
     }
-    return RA_FAIL(RA_ERR_ARG, "%s %s: unknown data.dtype %d", f->what, f->path, (int)dtype);
+    return RA_FAIL(RA_ERR_ARG, "%s %s: unknown %s %d", f->what, f->path, f->dtype_opt, (int)dtype);
 }
 
 int ra_token_file_has_magic(const char *path)
@@ -204,9 +204,16 @@ int ra_token_file_has_magic(const char *path)
 
 ra_status ra_token_file_open(ra_token_file *f, const char *path, const char *what, ra_token_dtype_id dtype)
 {
+    return ra_token_file_open_as(f, path, what, dtype, "data.dtype");
+}
+
+ra_status ra_token_file_open_as(ra_token_file *f, const char *path, const char *what, ra_token_dtype_id dtype,
+                                const char *dtype_opt)
+{
     memset(f, 0, sizeof *f);
     f->fd = -1;
     f->what = what;
+    f->dtype_opt = dtype_opt;
     if (!path || strlen(path) >= sizeof f->path)
         return RA_FAIL(RA_ERR_ARG, "%s: the path is missing or longer than %zu bytes", what, sizeof f->path - 1);
     snprintf(f->path, sizeof f->path, "%s", path);

@@ -205,8 +205,8 @@ fails "gen --Hkv not dividing --H" 2 "--Hkv" "divide" -- gen --dir L2 --L 8 --H 
 fails "compare with one file" 2 "compare" "two" -- compare A/q.npy
 fails "compare of different shapes" 2 "B/q.npy" "shape" -- compare A/q.npy B/q.npy
 fails "bench: unknown benchmark" 2 "frob" "unknown" -- bench frob
-fails "bench attn -b not a size" 2 "-b" "size" -- bench attn -b abc -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
-fails "bench attn -e smaller than -b" 2 "-e" "-b" "smaller" -- bench attn -b 256 -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
+fails "bench attn -b not a size" 2 "bench attn: -b" "size" -- bench attn -b abc -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
+fails "bench attn -e smaller than -b" 2 "bench attn: -e 128 is smaller than -b 256" -- bench attn -b 256 -e 128 -n 1 -w 0 -c 0 -H 2 -D 16
 # a sweep whose largest L cannot fit: refused before the first row, not after hours of
 # smaller rows (1K .. 1G) or when the OOM killer ends the job
 fails "bench attn: a sweep up to L = 1G refused up front" 1 "bench attn: L = 1073741824 needs at least" \

@@ -189,6 +189,14 @@ fails "generate: --output-format text with vocab 1000" 1 "not a byte vocabulary"
     "${gen[@]}" --prompt-tokens 1 --output-format text
 fails "generate: two prompts" 1 "exactly one of --prompt, --prompt-file and --prompt-tokens" -- \
     "${gen[@]}" --prompt-tokens 1 --prompt A
+# an empty item in a list (a lost id?) refused; a trailing comma is fine
+fails "generate: an empty item in --prompt-tokens" 1 "--prompt-tokens: an empty item before the comma at byte 2" -- \
+    "${gen[@]}" --prompt-tokens "1,,2"
+mpi 1 "${gen[@]}" --prompt-tokens "5, 17,"
+report "generate --prompt-tokens with a trailing comma" "$(status $?)"
+# --prompt-dtype's errors name --prompt-dtype (not data.dtype)
+fails "generate: --prompt-dtype uint16 on a .npy names --prompt-dtype" 1 \
+    "starts with the .npy magic, but --prompt-dtype = uint16" -- "${gen[@]}" --prompt-tokens prompt.npy --prompt-dtype uint16
 fails "generate: --out onto the --prompt-tokens file" 1 "--out prompt.txt is the same file as the input --prompt-tokens prompt.txt" -- \
     "${gen[@]}" --prompt-tokens prompt.txt --out prompt.txt
 # a byte model: ids in, text out by default, the same as the text prompt
