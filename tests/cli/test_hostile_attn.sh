@@ -5,9 +5,10 @@
 #      a symlink, a hard link, a ../ spelling, an input named like an
 #      output's temporary "<out>.tmp" - refused before any work, every input
 #      byte-for-byte unchanged (checksums before and after);
-#   2. output paths: a symlink output to an unrelated file is replaced, not
-#      followed; a missing output directory is found before the inputs are
-#      read; gen checks its directory first;
+#   2. output paths: a symlink output, or one whose "<out>.tmp" exists, is
+#      refused (link, target and file kept); a replaced file keeps its mode;
+#      a missing output directory is found before the inputs are read; gen
+#      checks its directory first;
 #   3. a FIFO as an input fails at once, naming it (no hang);
 #   4. NaN and Inf in Q, K, V, dO: an error with the count and the first
 #      position, summed over ranks; --allow-nonfinite computes with a warning;
