@@ -225,7 +225,9 @@ static void fwd_softmax_tile(const ra_attn_opts *o, tile_kind kind, float *s, in
         }
         float m_new = mt > m[i] ? mt : m[i];
         float alpha = ra_exp1_neg(m[i] - m_new); /* 0 when m[i] = -inf */
-        float sum = ra_exp_shift_sum(row, n, m_new);
+        /* a full tile has no -inf: the unmasked exp (ra_vexp_tile) */
+        float sum = kind == TILE_PARTIAL ? ra_exp_shift_sum(row, n, m_new, 1)
+                                         : ra_exp_shift_sum(row, n, m_new, 0);
         if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
         l[i] = l[i] * alpha + sum;
         m[i] = m_new;
@@ -393,7 +395,9 @@ static void bwd_probs_tile(const ra_attn_opts *o, tile_kind kind, float *p, int 
         int n = tk;
         if (kind == TILE_PARTIAL)
             n = mask_row(o, row, tk, qpos[i], qseg ? qseg + i : NULL, kpos, kseg, sorted);
-        ra_exp_shift2(row, n, lse[i], lse_lo ? lse_lo[i] : 0.0f);
+        const float lo = lse_lo ? lse_lo[i] : 0.0f;
+        if (kind == TILE_PARTIAL) ra_exp_shift2(row, n, lse[i], lo, 1);
+        else ra_exp_shift2(row, n, lse[i], lo, 0);
         if (n < tk) memset(row + n, 0, sizeof(float) * (tk - n));
     }
 }

@@ -5,7 +5,8 @@
  * the speed), 16 in a plain build, which the compiler lowers as it can.
  * Tails are scalar or masked. exp is a Cody-Waite reduction plus a
  * polynomial: relative error below 2 ulp on [-87, 88]; exp(x) = 0 below
- * -87 and for -inf. */
+ * -87 and for -inf. The softmax of the attention tiles uses a cheaper one,
+ * ra_vexp_tile (docs/design.md §4.1). */
 #ifndef RINGATTN_VMATH_H
 #define RINGATTN_VMATH_H
 
@@ -139,6 +140,37 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
 #endif
 }
 
+
+/* exp(y) for the softmax of the attention tiles, y = logit - shift <= 88:
+ * 2^(y log2 e) with n = round(y log2 e) and r = y log2 e - n each from one
+ * fused multiply-add (|r| <= 1/2, no two-part ln 2: y log2 e is exact
+ * inside the multiply-add), then a degree-6 polynomial for 2^r (minimax
+ * for the relative error on |r| <= 1/2: 2.0e-9; 7.9e-8 evaluated in
+ * float32). Two fused multiply-adds fewer than ra_vexp_neg, whose
+ * reduction takes three, and no mask when !masked: y is clamped at -86,
+ * so anything below gives exp(-86) = 4.4e-38, which vanishes beside the
+ * row's maximum (exp 1) in any float32 sum or product. masked: a tile
+ * whose mask set -inf (and anything below -86) keeps exact zeros, as
+ * ra_vexp_neg. NaN stays NaN (max returns its second operand). */
+static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const int masked)
+{
+    const ra_vf magic = ra_vsplat(12582912.0f), l2e = ra_vsplat(1.44269504088896341f);
+    const ra_vi dead = masked ? y < ra_vsplat(-86.0f) : (ra_vi){0};
+    y = ra_vmax(ra_vsplat(-86.0f), y);
+    ra_vf t = ra_vfma(y, l2e, magic); /* magic + n in the low bits */
+    ra_vf n = t - magic;
+    ra_vf r = ra_vfma(y, l2e, -n);
+    ra_vf p = ra_vfma(ra_vsplat(1.535336196e-04f), r, ra_vsplat(1.339887502e-03f));
+    p = ra_vfma(p, r, ra_vsplat(9.618436918e-03f));
+    p = ra_vfma(p, r, ra_vsplat(5.550332367e-02f));
+    p = ra_vfma(p, r, ra_vsplat(2.402264774e-01f));
+    p = ra_vfma(p, r, ra_vsplat(6.931471825e-01f));
+    p = ra_vfma(p, r, ra_vsplat(1.0f));
+    /* t << 23 is n << 23 (ra_vexp_neg says why): the exponent to add */
+    ra_vi e = (ra_vi)p + ((ra_vi)t << 23);
+    return (ra_vf)(masked ? e & ~dead : e);
+}
+
 #if RA_V256
 /* lanes below n all ones */
 static inline __m256i ra_vmask256(int n)
@@ -221,37 +253,41 @@ static inline float ra_rowmax(const float *x, int n)
     return ra_vhmax(m0);
 }
 
-/* x[j] = exp(x[j] - shift) for j < n, shift >= max x[j] (ra_vexp_neg);
- * returns the sum (in float32). */
-static inline float ra_exp_shift_sum(float *x, int n, float shift)
+/* x[j] = exp(x[j] - shift) for j < n, shift >= max x[j] (ra_vexp_tile;
+ * masked: x may hold -inf, whose exp stays exactly 0); returns the sum (in
+ * float32). */
+static inline __attribute__((always_inline)) float ra_exp_shift_sum(float *x, int n, float shift,
+                                                                    const int masked)
 {
     ra_vf vs = ra_vsplat(shift), acc = ra_vsplat(0.0f);
     int j = 0;
     for (; j + RA_VW <= n; j += RA_VW) {
-        ra_vf e = ra_vexp_neg(ra_vload(x + j) - vs);
+        ra_vf e = ra_vexp_tile(ra_vload(x + j) - vs, masked);
         ra_vstore(x + j, e);
         acc += e;
     }
     if (j < n) { /* the lanes past n hold -inf: exp 0 */
-        ra_vf e = ra_vexp_neg(ra_vload_part(x + j, n - j, -INFINITY) - vs);
+        ra_vf e = ra_vexp_tile(ra_vload_part(x + j, n - j, -INFINITY) - vs, 1);
         ra_vstore_part(x + j, n - j, e);
         acc += e;
     }
     return ra_vhsum(acc);
 }
 
-/* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum. The
- * argument is clamped at 88 (ra_vexp_neg), as ra_vexp would: an lse below
- * the logits gives large values, not garbage. */
-static inline void ra_exp_shift2(float *x, int n, float hi, float lo)
+/* x[j] = exp((x[j] - hi) - lo) for j < n: two-part shift, no sum
+ * (ra_vexp_tile; masked as for ra_exp_shift_sum). The argument is clamped
+ * at 88, as ra_vexp would: an lse below the logits gives large values, not
+ * garbage. */
+static inline __attribute__((always_inline)) void ra_exp_shift2(float *x, int n, float hi, float lo,
+                                                                const int masked)
 {
     const ra_vf vh = ra_vsplat(hi), vl = ra_vsplat(lo), top = ra_vsplat(88.0f);
     int j = 0;
     for (; j + RA_VW <= n; j += RA_VW)
-        ra_vstore(x + j, ra_vexp_neg(ra_vmin((ra_vload(x + j) - vh) - vl, top)));
+        ra_vstore(x + j, ra_vexp_tile(ra_vmin((ra_vload(x + j) - vh) - vl, top), masked));
     if (j < n) {
         ra_vf a = (ra_vload_part(x + j, n - j, -INFINITY) - vh) - vl;
-        ra_vstore_part(x + j, n - j, ra_vexp_neg(ra_vmin(a, top)));
+        ra_vstore_part(x + j, n - j, ra_vexp_tile(ra_vmin(a, top), 1));
     }
 }
 

@@ -771,27 +771,56 @@ static void test_gqa_whole_arrays(void **state)
 
 /* ---- vector helpers (src/kernels/vmath.h) -------------------------------- */
 
-/* The exp of the tiles (ra_vexp_neg, through ra_exp_shift_sum and
- * ra_exp_shift2) against exp() in float64 of the same float32 argument:
- * relative error <= TOL_VEXP (2 ulp) on [-87, 0] and a little above 0;
- * exactly 0 below -87 and for -inf. ra_rowmax exactly the scalar max; the
- * sum of ra_exp_shift_sum within TOL_VSUM of the float64 sum of its own
- * outputs. Row lengths 0..70 and 511..515 (tails that are not a multiple
- * of the vector width), rows with -inf entries, all--inf rows, and logits
- * of magnitude up to 1e4 (most of a row underflows) and 3e38 (rowmax). */
+/* The exps of the tiles against exp() in float64 of the same float32
+ * argument: relative error <= TOL_VEXP (2 ulp) on [-87, 0] and a little
+ * above 0 (ra_vexp_neg: ra_exp1_neg; exactly 0 below -87 and for -inf), on
+ * [-86, 0] and a little above 0 (ra_vexp_tile, through ra_exp_shift_sum and
+ * ra_exp_shift2, plus 1.34e-8 |arg| from log2 e's rounding to float32;
+ * below -86 exactly 0 when masked, else at most exp(-86)). ra_rowmax exactly the scalar max; the sum of ra_exp_shift_sum
+ * within TOL_VSUM of the float64 sum of its own outputs. Row lengths 0..70
+ * and 511..515 (tails that are not a multiple of the vector width), rows
+ * with -inf entries, all--inf rows, and logits of magnitude up to 1e4 (most
+ * of a row underflows) and 3e38 (rowmax). */
 #define TOL_VEXP (2.0 * 0x1p-23)
 #define TOL_VSUM 4e-6
+/* ln 2 |log2 e - (float)log2 e| = 1.335e-8: ra_vexp_tile's y log2 e */
+#define TOL_VEXP_L2E 1.34e-8
 
-static void check_exp_value(float got, float arg)
+/* what an exp may return for arg: masked (-1: ra_vexp_neg's rule) */
+static void check_exp_rule(float got, float arg, int masked)
 {
-    if (arg < -87.0f) { /* also -inf */
-        assert_true(got == 0.0f);
+    const float floor = masked < 0 ? -87.0f : -86.0f;
+    if (arg < floor) { /* also -inf */
+        if (masked ? got != 0.0f : !(got >= 0.0f && got <= (1.0 + TOL_VEXP + 86.0 * TOL_VEXP_L2E) * exp(-86.0))) {
+            fprintf(stderr, "exp(%.9g) (masked %d): got %.9g\n", (double)arg, masked, (double)got);
+            fail();
+        }
         return;
     }
     double ref = exp((double)arg);
-    if (fabs((double)got - ref) > TOL_VEXP * ref) {
-        fprintf(stderr, "exp(%.9g): got %.9g, want %.9g\n", (double)arg, (double)got, ref);
+    double tol = TOL_VEXP + (masked < 0 ? 0.0 : TOL_VEXP_L2E * fabs((double)arg));
+    if (fabs((double)got - ref) > tol * ref) {
+        fprintf(stderr, "exp(%.9g) (masked %d): got %.9g, want %.9g\n", (double)arg, masked, (double)got, ref);
         fail();
+    }
+}
+
+static void check_exp_value(float got, float arg) { check_exp_rule(got, arg, -1); }
+
+/* ra_vexp_tile over a sweep and the edges, both rules */
+static void check_vexp_tile(void)
+{
+    static const float edges[] = {0.0f, -0.0f, 1e-30f, 1e-6f, -1e-30f, -1e-6f, -0.34657359f, 0.5f, -0.5f,
+                                  -1.0f, -85.99f, -86.0f, -86.01f, -87.0f, -100.0f, -1e30f, -INFINITY};
+    for (int masked = 0; masked < 2; masked++) {
+        for (int i = 0; i < (int)(sizeof edges / sizeof edges[0]); i++)
+            check_exp_rule(ra_vexp_tile(ra_vsplat(edges[i]), masked)[0], edges[i], masked);
+        for (int i = 0; i <= 200000; i++) {
+            float x = -86.0f + 86.001f * (float)i / 200000.0f; /* up to +1e-3 */
+            check_exp_rule(ra_vexp_tile(ra_vsplat(x), masked)[0], x, masked);
+        }
+        assert_true(ra_vexp_tile(ra_vsplat(0.0f), masked)[0] == 1.0f); /* the row max's weight */
+        assert_true(isnan(ra_vexp_tile(ra_vsplat(NAN), masked)[0]));
     }
 }
 
@@ -808,6 +837,7 @@ static void test_vmath_helpers(void **state)
         float x = -87.0f + 87.001f * (float)i / 200000.0f; /* up to +1e-3 */
         check_exp_value(ra_exp1_neg(x), x);
     }
+    check_vexp_tile();
 
     float *x = xcalloc(600, sizeof(float)), *y = xcalloc(600, sizeof(float));
     int lens[80], nl = 0;
@@ -832,29 +862,37 @@ static void test_vmath_helpers(void **state)
             if (kind == 4) continue;
             /* the shift is the row max, or 1.5 for an all -inf (or empty) row */
             float sh = m == -INFINITY ? 1.5f : m;
-            memcpy(y, x, sizeof(float) * (size_t)n);
-            y[n] = 12345.0f; /* past the row: untouched */
-            float sum = ra_exp_shift_sum(y, n, sh);
-            assert_true(y[n] == 12345.0f);
-            double ref = 0.0;
-            for (int j = 0; j < n; j++) {
-                check_exp_value(y[j], x[j] - sh);
-                ref += y[j];
+            for (int masked = 0; masked < 2; masked++) {
+                memcpy(y, x, sizeof(float) * (size_t)n);
+                y[n] = 12345.0f; /* past the row: untouched */
+                float sum = masked ? ra_exp_shift_sum(y, n, sh, 1) : ra_exp_shift_sum(y, n, sh, 0);
+                assert_true(y[n] == 12345.0f);
+                double ref = 0.0;
+                for (int j = 0; j < n; j++) {
+                    check_exp_rule(y[j], x[j] - sh, masked);
+                    ref += y[j];
+                }
+                assert_true(fabs((double)sum - ref) <= TOL_VSUM * ref);
             }
-            assert_true(fabs((double)sum - ref) <= TOL_VSUM * ref);
             /* two-part shift: exp((x - hi) - lo) */
             float lo = 0.75f;
-            memcpy(y, x, sizeof(float) * (size_t)n);
-            ra_exp_shift2(y, n, sh, lo);
-            assert_true(y[n] == 12345.0f);
-            for (int j = 0; j < n; j++) check_exp_value(y[j], (x[j] - sh) - lo);
+            for (int masked = 0; masked < 2; masked++) {
+                memcpy(y, x, sizeof(float) * (size_t)n);
+                if (masked) ra_exp_shift2(y, n, sh, lo, 1);
+                else ra_exp_shift2(y, n, sh, lo, 0);
+                assert_true(y[n] == 12345.0f);
+                for (int j = 0; j < n; j++) check_exp_rule(y[j], (x[j] - sh) - lo, masked);
+            }
         }
     }
     /* ra_exp_shift2 clamps its argument at 88: an lse below the logits
      * gives large finite values, as ra_vexp would */
-    for (int j = 0; j < 20; j++) x[j] = 100.0f + (float)j;
-    ra_exp_shift2(x, 20, 0.0f, 0.0f);
-    for (int j = 0; j < 20; j++) assert_true(isfinite(x[j]) && x[j] > 1e38f);
+    for (int masked = 0; masked < 2; masked++) {
+        for (int j = 0; j < 20; j++) x[j] = 100.0f + (float)j;
+        if (masked) ra_exp_shift2(x, 20, 0.0f, 0.0f, 1);
+        else ra_exp_shift2(x, 20, 0.0f, 0.0f, 0);
+        for (int j = 0; j < 20; j++) assert_true(isfinite(x[j]) && x[j] > 1e38f);
+    }
     free(x), free(y);
 }
 
