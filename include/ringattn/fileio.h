@@ -97,6 +97,15 @@ int ra_same_file(const char *a, const char *b);
  * rename replaces it), its directory exists and a file can be created there (probed,
  * so a read-only filesystem is caught). what names the option. */
 ra_status ra_check_output_path(const char *path, const char *what);
+/* 1 when files made in dir would be on /proc or /sys (dir, or its nearest
+ * existing ancestor, is there; symlinks followed: /proc/self/cwd is not),
+ * the file systems ra_file_open_input refuses as inputs. */
+int ra_dir_on_kernel_fs(const char *dir);
+/* An output at path, made in dir (its directory, or path itself for a
+ * directory of outputs), refused on /proc or /sys naming what and path:
+ * there "does not exist" or "permission denied" would mislead. Checked by
+ * ra_check_output_path and ra_prepare_output_dir. */
+ra_status ra_check_not_kernel_fs(const char *path, const char *dir, const char *what);
 /* A directory to write files into: created when missing (its parent must
  * exist), refused when it is not a directory or a file cannot be created
  * in it (probed). */

@@ -333,7 +333,7 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
 {
     bench_args a;
     int want_help = 0;
-    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("bench attn", parse(argc, argv, &a, &want_help))));
     ra_ring_set_loopback(a.no_comm);
     if (want_help) {
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);

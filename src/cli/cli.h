@@ -54,6 +54,10 @@ int ra_getopt(int argc, char **argv, const char *shortopts, const struct option 
 /* getopt's complaint about argv[optind-1] (or RA_OPT_TWICE's), as an error
  * for subcommand cmd */
 ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
+/* st, an error of cmd's options, with its message starting "cmd: " (the
+ * value checks above name only the option: "--chunk: 'x' is not an
+ * integer"); a message that names cmd already, and RA_OK, pass unchanged. */
+ra_status ra_arg_cmd(const char *cmd, ra_status st);
 
 /* A file named on the command line: the option that named it ("--q") and
  * its path (NULL: not given, skipped). */
@@ -68,11 +72,12 @@ typedef struct {
  * output passes ra_check_output_fresh; with probe, a file can be created
  * at every output path. Errors name both options and the paths. Not
  * collective: run it on every rank, then agree. */
-/* An output the atomic write may replace (what: the option): not a
- * symbolic link (the rename would replace the link, not write to its
- * target: /dev/stdout, a checkpoint directory's last.ckpt), and no
- * "<path>.tmp" there already, which the write would delete (a user's file,
- * or a killed run's leftover: the user decides). */
+/* An output the atomic write may replace (what: the option): not in /proc
+ * or /sys (ra_check_not_kernel_fs), not a symbolic link (the rename would
+ * replace the link, not write to its target: /dev/stdout, a checkpoint
+ * directory's last.ckpt), and no "<path>.tmp" there already, which the
+ * write would delete (a user's file, or a killed run's leftover: the user
+ * decides). */
 ra_status ra_check_output_fresh(const char *path, const char *what);
 ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
                          int probe);

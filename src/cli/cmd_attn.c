@@ -493,7 +493,7 @@ ra_status ra_cmd_attn(ra_cli *c, int argc, char **argv)
 {
     attn_args a;
     int want_help = 0;
-    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("attn", parse(argc, argv, &a, &want_help))));
     if (want_help) {
         ra_say(c, help, ra_trace_help);
         return RA_OK;

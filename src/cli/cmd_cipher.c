@@ -51,10 +51,11 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
         else if (o == 'h') { ra_say(c, "%s", help); return RA_OK; }
         else st = ra_arg_unknown("cipher", o, argv[optind - 1]);
     }
+    st = ra_arg_cmd("cipher", st);
     if (st == RA_OK && !data) st = RA_FAIL(RA_ERR_ARG, "cipher: --data is required");
     const int b = ra_cipher_bits(256, bits);
     if (st == RA_OK && bits && bits < b)
-        st = RA_FAIL(RA_ERR_ARG, "--bits %d: 256 byte values need at least %d bits", bits, b);
+        st = RA_FAIL(RA_ERR_ARG, "cipher: --bits %d: 256 byte values need at least %d bits", bits, b);
     int64_t counts[256] = { 0 };
     if (st == RA_OK) st = count_share(c, data, counts);
     RA_TRY(ra_agree(c->comm, st));

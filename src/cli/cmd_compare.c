@@ -126,6 +126,7 @@ ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv)
             return RA_OK;
         } else st = ra_arg_unknown("compare", o, argv[optind - 1]);
     }
+    st = ra_arg_cmd("compare", st);
     if (st == RA_OK && argc - optind != 2)
         st = RA_FAIL(RA_ERR_ARG, "compare: needs two .npy files (see ringattn compare --help)");
     if (st == RA_OK && c->rank == 0) st = compare(argv[optind], argv[optind + 1], tol);

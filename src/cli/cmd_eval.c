@@ -73,33 +73,17 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         default: st = ra_arg_unknown(cmd, o, argv[optind - 1]);
         }
     }
+    st = ra_arg_cmd(cmd, st);
     if (st == RA_OK && !ckpt) st = RA_FAIL(RA_ERR_ARG, "%s: --checkpoint is required", cmd);
+    ra_config cfg;
+    if (st == RA_OK && data && strlen(data) >= sizeof cfg.path)
+        st = RA_FAIL(RA_ERR_ARG, "%s: --data path is longer than %zu bytes", cmd, sizeof cfg.path - 1);
     RA_TRY(ra_agree(c->comm, st));
 
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, ckpt);
-    ra_config cfg;
+    sa.data = data; /* applied before the config is checked (session.c) */
     RA_TRY(ra_session_config(c, &sa, path, &cfg));
-    if (data) { /* the whole of FILE, nothing held out (data.h) */
-        if (strlen(data) >= sizeof cfg.path)
-            return RA_FAIL(RA_ERR_ARG, "%s: --data path is longer than %zu bytes", cmd, sizeof cfg.path - 1);
-        /* a model trained on token ids, a data.dtype given (e.g. an
-         * imported model: --set data.dtype=uint16), or a FILE that is a .npy
-         * or an llm.c shard (by its magic) reads FILE as token ids; any
-         * other reads its bytes (a .npy read as bytes scored its header) */
-        if (cfg.source_id != RA_SOURCE_TOKENS && (cfg.dtype_id != RA_TOKEN_AUTO || ra_token_file_has_magic(data))) {
-            snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_TOKENS]);
-            cfg.source_id = RA_SOURCE_TOKENS;
-        } else if (cfg.source_id != RA_SOURCE_TOKENS) {
-            snprintf(cfg.source, sizeof cfg.source, "%s", ra_source_words[RA_SOURCE_FILE]);
-            cfg.source_id = RA_SOURCE_FILE;
-            snprintf(cfg.dtype, sizeof cfg.dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);
-            cfg.dtype_id = RA_TOKEN_AUTO;
-        }
-        snprintf(cfg.path, sizeof cfg.path, "%s", data);
-        cfg.val_path[0] = '\0';
-        cfg.val_fraction = 0;
-    }
     /* one ring of every rank, whatever grid trained the model, unless
      * --set run.dp=N asks for N data-parallel groups (eval: each group takes
      * its share of every batch); diag's Gram matrices are one ring's */

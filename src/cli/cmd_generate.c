@@ -447,12 +447,12 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
 {
     gen_args a;
     int want_help = 0;
-    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("generate", parse(argc, argv, &a, &want_help))));
     if (want_help) {
         ra_say(c, "%s\n%s", help, ra_session_ckpt_help);
         return RA_OK;
     }
-    RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_out(&a) : RA_OK));
+    RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("generate", check_out(&a)) : RA_OK));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "generate", argc, argv));
     return ra_cli_trace_end(c, generate(c, &a));
 }
@@ -469,11 +469,11 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     const int ids = a.format == OUT_IDS || (a.format == OUT_AUTO && cfg.vocab > 256);
     ra_status st = RA_OK;
     if (!ids && cfg.vocab > 256)
-        st = RA_FAIL(RA_ERR_ARG, "--output-format text prints one byte per token, but model.vocab = %d is not a "
-                                 "byte vocabulary (at most 256): use --output-format ids", cfg.vocab);
+        st = RA_FAIL(RA_ERR_ARG, "generate: --output-format text prints one byte per token, but model.vocab = %d "
+                                 "is not a byte vocabulary (at most 256): use --output-format ids", cfg.vocab);
     int32_t *prompt = NULL;
     int64_t Lp = 0;
-    if (st == RA_OK) st = read_prompt(&a, &cfg, &prompt, &Lp);
+    if (st == RA_OK) st = ra_arg_cmd("generate", read_prompt(&a, &cfg, &prompt, &Lp));
     RA_TRY(ra_agree(c->comm, st));
     int32_t *out = prompt + Lp;
     ra_session s = { 0 };

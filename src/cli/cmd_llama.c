@@ -152,7 +152,8 @@ static ra_status run(ra_cli *c, int argc, char **argv, int exporting)
     const char *in = NULL, *out = NULL;
     ra_session_args sa = { 0 };
     int helped = 0;
-    ra_status st = parse(c, argc, argv, cmd, exporting ? export_help : import_help, &in, &out, &sa, &helped);
+    ra_status st =
+        ra_arg_cmd(cmd, parse(c, argc, argv, cmd, exporting ? export_help : import_help, &in, &out, &sa, &helped));
     if (st == RA_OK && !helped) st = exporting ? run_export(c, in, out) : run_import(c, in, out, &sa);
     return ra_agree(c->comm, st);
 }

@@ -436,7 +436,7 @@ ra_status ra_cmd_plan(ra_cli *c, int argc, char **argv)
 {
     plan_args pa;
     int want_help = 0;
-    RA_TRY(ra_agree(c->comm, parse(argc, argv, &pa, &want_help)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("plan", parse(argc, argv, &pa, &want_help))));
     if (want_help) {
         ra_say(c, "%s", help);
         return RA_OK;

@@ -458,7 +458,7 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
 {
     train_args a;
     int want_help = 0;
-    RA_TRY(ra_agree(c->comm, parse(argc, argv, &a, &want_help)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", parse(argc, argv, &a, &want_help))));
     if (want_help) {
         ra_say(c, help, ra_trace_help);
         ra_say(c, "\n%s", ra_session_help);

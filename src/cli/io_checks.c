@@ -71,6 +71,8 @@ ra_status ra_check_output_fresh(const char *path, const char *what)
 {
     struct stat st;
     char tmp[PATH_MAX], target[PATH_MAX];
+    ra_dir_of(path, tmp, sizeof tmp);
+    RA_TRY(ra_check_not_kernel_fs(path, tmp, what)); /* first: its directory's "does not exist" would mislead */
     if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
         ssize_t n = readlink(path, target, sizeof target - 1);
         target[n > 0 ? n : 0] = '\0';

@@ -121,6 +121,39 @@ static ra_status same_model(const char *ckpt, const ra_config *ck, const ra_conf
     return RA_OK;
 }
 
+/* --data FILE: its token ids when the model reads token ids, a data.dtype
+ * is given (e.g. an imported model: --set data.dtype=uint16) or FILE is a
+ * .npy or an llm.c shard (by its magic); else its bytes (a .npy read as
+ * bytes scored its header). All of FILE, nothing held out (data.h). */
+static void use_data(ra_config *cfg, const char *data)
+{
+    if (cfg->source_id != RA_SOURCE_TOKENS && (cfg->dtype_id != RA_TOKEN_AUTO || ra_token_file_has_magic(data))) {
+        snprintf(cfg->source, sizeof cfg->source, "%s", ra_source_words[RA_SOURCE_TOKENS]);
+        cfg->source_id = RA_SOURCE_TOKENS;
+    } else if (cfg->source_id != RA_SOURCE_TOKENS) {
+        snprintf(cfg->source, sizeof cfg->source, "%s", ra_source_words[RA_SOURCE_FILE]);
+        cfg->source_id = RA_SOURCE_FILE;
+        snprintf(cfg->dtype, sizeof cfg->dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);
+        cfg->dtype_id = RA_TOKEN_AUTO;
+    }
+    snprintf(cfg->path, sizeof cfg->path, "%s", data);
+    cfg->val_path[0] = '\0';
+}
+
+/* Finish the config with --data applied first, so that the checks see the
+ * data that is read (not a recall model's task, nor a data.source set
+ * without a path). The check asks for a held-out part, as training needs
+ * one: any passes it, and none is kept after it (data.val_fraction = 0). */
+static ra_status finish(ra_config *cfg, const char *data)
+{
+    if (!data) return ra_config_finish(cfg);
+    use_data(cfg, data);
+    if (!(cfg->val_fraction > 0)) cfg->val_fraction = 0.5f;
+    RA_TRY(ra_config_finish(cfg));
+    cfg->val_fraction = 0;
+    return RA_OK;
+}
+
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
 {
     ra_config_defaults(cfg);
@@ -139,14 +172,14 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     }
     if (!ckpt) {
         for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
-        return ra_config_finish(cfg);
+        return finish(cfg, a->data);
     }
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
     if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
     *stored = *cfg;
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
-    if (st == RA_OK) st = ra_config_finish(cfg);
+    if (st == RA_OK) st = finish(cfg, a->data);
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
     free(stored);
     return st;

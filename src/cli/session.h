@@ -18,6 +18,7 @@ typedef struct {
     const char *sets[RA_MAX_SETS];
     int nsets;
     int threads;
+    const char *data;     /* eval's --data FILE: the data, read whole (NULL: the config's) */
 } ra_session_args;
 
 /* On a grid (run.dp > 1: train, and eval when told) the model lives on this rank's ring
@@ -46,7 +47,9 @@ extern const char *ra_session_help;
 extern const char *ra_session_ckpt_help;
 
 /* Build the config: defaults, then the checkpoint's stored config (when
- * ckpt != NULL) or --config, then every --set; finish and check. Collective.
+ * ckpt != NULL) or --config, then every --set, then --data (a->data: FILE
+ * replaces data.source, data.path and the held-out split); finish and check.
+ * Collective.
  * With a checkpoint, --config is an error (the checkpoint holds the config)
  * and a --set that changes the model (its shapes, FFN kind, RoPE, norms,
  * a layer's head kind or preconditioner) is refused naming the key: the

@@ -22,6 +22,26 @@ static const char *kind_of(mode_t m)
     return "not a regular file";
 }
 
+/* /proc and /sys: the kernel's interfaces, not files of data. */
+static int kernel_fs(const struct statfs *fs)
+{
+    return fs->f_type == PROC_SUPER_MAGIC || fs->f_type == SYSFS_MAGIC;
+}
+
+int ra_dir_on_kernel_fs(const char *dir)
+{
+    char p[PATH_MAX], up[PATH_MAX];
+    struct statfs fs;
+    snprintf(p, sizeof p, "%s", dir);
+    for (;;) { /* a missing directory lands on its nearest existing ancestor's file system */
+        if (statfs(p, &fs) == 0) return kernel_fs(&fs);
+        if (errno != ENOENT && errno != ENOTDIR) return 0;
+        ra_dir_of(p, up, sizeof up);
+        if (!strcmp(up, p)) return 0;
+        snprintf(p, sizeof p, "%s", up);
+    }
+}
+
 ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_t *size)
 {
     *fd = -1;
@@ -40,7 +60,7 @@ ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_
         return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, kind_of(st.st_mode));
     }
     struct statfs fs; /* /proc and /sys files say size 0 and then have content: the size cannot be trusted */
-    if (st.st_size == 0 && fstatfs(f, &fs) == 0 && (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC)) {
+    if (st.st_size == 0 && fstatfs(f, &fs) == 0 && kernel_fs(&fs)) {
         close(f);
         return RA_FAIL(RA_ERR_IO, "%s %s: is a /proc or /sys file, whose size is not known before it is read; copy "
                                   "it to a regular file first", what, path);
@@ -306,6 +326,13 @@ static ra_status probe_dir(const char *dir, const char *what, const char *shown)
     return RA_OK;
 }
 
+ra_status ra_check_not_kernel_fs(const char *path, const char *dir, const char *what)
+{
+    if (!ra_dir_on_kernel_fs(dir)) return RA_OK;
+    return RA_FAIL(RA_ERR_IO, "%s %s: is in /proc or /sys, the kernel's interfaces, not a file system for "
+                              "outputs; give a path on a regular file system", what, path);
+}
+
 ra_status ra_check_output_path(const char *path, const char *what)
 {
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty file name", what);
@@ -322,6 +349,7 @@ ra_status ra_check_output_path(const char *path, const char *what)
                        kind_of(st.st_mode));
     char dir[PATH_MAX];
     ra_dir_of(path, dir, sizeof dir);
+    RA_TRY(ra_check_not_kernel_fs(path, dir, what));
     if (stat(dir, &st) != 0)
         return RA_FAIL(RA_ERR_IO, "%s %s: directory '%s' does not exist; create it first", what, path, dir);
     if (!S_ISDIR(st.st_mode)) return RA_FAIL(RA_ERR_IO, "%s %s: '%s' is not a directory", what, path, dir);
@@ -331,6 +359,7 @@ ra_status ra_check_output_path(const char *path, const char *what)
 ra_status ra_prepare_output_dir(const char *dir, const char *what)
 {
     if (!dir || !dir[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty directory name", what);
+    RA_TRY(ra_check_not_kernel_fs(dir, dir, what));
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT) return RA_FAIL(RA_ERR_IO, "%s %s: %s", what, dir, strerror(errno));

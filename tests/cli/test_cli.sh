@@ -231,6 +231,19 @@ fails "bench attn -t 0 (a thread count out of range)" 2 "-t" -- bench attn -t 1,
 fails "bench attn -t 1,,2 (an empty item; was skipped)" 2 "-t" "empty item" -- bench attn -t 1,,2 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t with 17 thread counts" 1 "-t" "at most 16" -- bench attn -t 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 -b 64 -e 64
 fails "bench attn -t with an empty list" 1 "-t" -- bench attn -t , -b 64 -e 64
+# a bad option value is named after the command, as every other error is (it said
+# "--precond: unknown value ..." alone)
+fails "attn --precond x: attn names it" 2 "error: attn: --precond: unknown value 'x' \(known: " -- \
+    attn "${QKV[@]}" --out o.npy --precond x
+fails "attn --chunk x: attn names it" 1 "error: attn: --chunk: 'x' is not an integer" -- attn "${QKV[@]}" --out o.npy --chunk x
+fails "gen --L x: gen names it" 1 "error: gen: --L: 'x' is not a size" -- gen --dir L3 --L x
+fails "compare --tol -1: compare names it" 1 "error: compare: --tol: -1 must be >= 0" -- compare --tol -1 A/q.npy A/q.npy
+fails "cipher --bits 2: cipher names it" 1 "error: cipher: --bits 2: 256 byte values need at least" -- \
+    cipher --data A/q.npy --bits 2
+fails "bench attn -H x: bench attn names it" 1 "error: bench attn: -H: 'x' is not an integer" -- bench attn -H x
+fails "bench attn --head x: bench attn names it" 1 "error: bench attn: --head: unknown head 'x'" -- bench attn --head x
+fails "bench train --set beyond 64: bench train names it" 1 "error: bench train: --set: at most 64" -- \
+    bench train $(for i in $(seq 65); do printf -- '--set train.steps=1 '; done)
 
 # without the wrapper: mpirun itself reports the failure (and does not hang)
 mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
@@ -256,6 +269,18 @@ fails "unwritable --dq with an existing --out" 2 "nodir/dq.npy" "does not exist"
     --out keep.npy --dout A/dout.npy --dq nodir/dq.npy --dk dk.npy --dv dv.npy
 expect "failed run (unwritable --dq) leaves an existing --out unchanged" "keep.npy was replaced although the run failed" \
     cmp -s keep.npy keep.ref
+# an output in /proc or /sys is refused as such (it said "directory '/proc/x' does not
+# exist; create it first", or "cannot create files in '/proc/self': No such file")
+fails "--out in a missing /proc directory" 2 "error: attn: --out /proc/x/o.npy: is in /proc or /sys" -- \
+    attn "${QKV[@]}" --out /proc/x/o.npy
+fails "--out in /proc/self" 2 "error: attn: --out /proc/self/o.npy: is in /proc or /sys" -- \
+    attn "${QKV[@]}" --out /proc/self/o.npy
+if [ "$(stat -f -c %T /sys 2>/dev/null)" = sysfs ]; then
+    fails "--lse in /sys" 2 "error: attn: --lse /sys/l.npy: is in /proc or /sys" -- attn "${QKV[@]}" --out o.npy --lse /sys/l.npy
+    fails "gen --dir in /sys" 1 "error: gen: --dir /sys/ra-gen: is in /proc or /sys" -- gen --dir /sys/ra-gen --L 8
+fi
+attn_ok "--out through /proc/self/cwd (a link to the work directory) is fine" 1 "${QKV[@]}" --out /proc/self/cwd/cwd.npy
+expect "... and wrote cwd.npy" "no cwd.npy" [ -f cwd.npy ]
 
 # ---- 5. --help -----------------------------------------------------------------
 

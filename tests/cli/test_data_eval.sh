@@ -98,6 +98,22 @@ ra 1 train --set data.recall_queries=1073741824
 report "data.recall_queries = 2^30: refused, no crash" \
     "$(fails_with $? "data.seq_len = 64 is too short" "2 * 1073741824 + 1 = 2147483653")"
 
+# ---- eval --data is applied before the config is checked -------------------------------
+# ckbom is a recall model (no data.path): the checks see FILE, not the recall task
+# (it said "too short for the recall task") nor a data.path-less tokens source (it said
+# "data.source = tokens needs data.path")
+ra 1 eval --checkpoint ckbom --data clean.txt --set data.seq_len=8
+report "eval --data on a recall model at data.seq_len 8: 249 windows, 1992 targets" \
+    "$([ $? -eq 0 ] && grep -q 'on clean.txt .*| 1992 targets' out || cat out err)"
+ra 2 diag --checkpoint ckbom --data clean.txt --set data.seq_len=8
+report "diag --data on a recall model at data.seq_len 8" "$([ $? -eq 0 ] && grep -q '^diag: ' out || cat out err)"
+ra 1 eval --checkpoint ckbom --data clean.txt --set data.source=tokens
+report "eval --data with --set data.source=tokens: FILE is checked as token ids" \
+    "$(fails_with $? "data.path clean.txt: neither a .npy file nor an llm.c shard")"
+ra 1 eval --checkpoint ckbom --set data.seq_len=8
+report "eval without --data: the recall task's check stays" \
+    "$(fails_with $? "data.seq_len = 8 is too short for the recall task")"
+
 # ---- eval --data counts every window once ----------------------------------------------
 # 360 bytes at seq_len 32: 11 windows, 352 targets; batches of 8 leave a short last batch
 head -c 360 clean.txt >w11.txt

@@ -155,6 +155,14 @@ ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000010.ckpt
 refused "--metrics onto another checkpoint of the run" 1 'is a checkpoint name in the checkpoint directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /dev/full
 refused "--metrics /dev/full: refused as not a regular file" 1 'metrics /dev/full: is a character device'
+# outputs in /proc or /sys: refused as such (it said "directory '/proc/x' does not
+# exist; create it first", or "cannot create files in '/proc/self': No such file")
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /proc/x/m.jsonl
+refused "--metrics in a missing /proc directory: refused as /proc" 1 'error: train: --metrics /proc/x/m.jsonl: is in /proc or /sys'
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir /proc/ra-ck
+refused "--checkpoint-dir in /proc: refused as /proc" 1 '--checkpoint-dir /proc/ra-ck: is in /proc or /sys'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out /proc/self/g.txt
+refused "generate --out in /proc/self: refused as /proc" nz 'error: generate: --out /proc/self/g.txt: is in /proc or /sys'
 # --trace: the same checks as --metrics, before any work
 mkfifo tfifo.json
 mkdir -p tdir

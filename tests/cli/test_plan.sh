@@ -102,6 +102,10 @@ fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan 
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
+# option errors start with the command, as the others do (it said "--project: ..." alone)
+fails "--project x refused, named by plan" 1 "error: plan: --project: expected weak or strong \(got 'x'\)" -- \
+    plan --config "$CFG" --project x
+fails "-H x refused, named by plan" 1 "error: plan: -H: 'x' is not an integer" -- plan --attn -n 2 -L 64 -H x
 fails "--csv without --project refused (it wrote nothing and exited 0)" 1 "--csv needs --project" -- plan --config "$CFG" -n 2 --csv x.csv
 fails "--link-gbps 1e-300 refused (it printed 300-digit times)" 1 "--link-gbps: need a number from 1e-06 to 1e\\+12" -- plan --config "$CFG" -n 2 --link-gbps 1e-300
 # outputs: never an input, never a directory, checked before any work
@@ -123,7 +127,7 @@ report "... and the config is unchanged" "$([ $? -eq 0 ] || echo 'mine.ini chang
 mkfifo wfifo.ini
 TMO=20 fails "--save-rates naming a FIFO refused at once" 1 'wfifo.ini' 'FIFO' -- \
     plan --config "$CFG" -n 1 --calibrate --save-rates wfifo.ini
-fails "--save-rates in a directory that cannot take files refused" 1 '--save-rates' '/proc/self' -- \
+fails "--save-rates in /proc refused as /proc (not 'No such file')" 1 'plan: --save-rates /proc/self/r.ini: is in /proc or /sys' -- \
     plan --config "$CFG" -n 1 --calibrate --save-rates /proc/self/r.ini
 mkfifo rfifo.ini
 TMO=20 fails "--rates naming a FIFO refused at once" 1 'rfifo.ini' 'FIFO' -- plan --config "$CFG" -n 2 --rates rfifo.ini

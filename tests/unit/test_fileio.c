@@ -229,6 +229,15 @@ static void test_output_checks(void **state)
     assert_non_null(strstr(ra_last_error(), "parent"));
     assert_int_equal(ra_prepare_output_dir("", "--checkpoint-dir"), RA_ERR_ARG);
     assert_int_equal(ra_prepare_output_dir("/proc/ringattn-ck", "--checkpoint-dir"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "--checkpoint-dir /proc/ringattn-ck: is in /proc or /sys"));
+    /* /proc and /sys refused as such, not as a missing or unwritable directory */
+    assert_int_equal(ra_check_output_path("/proc/ringattn-x/out.npy", "--out"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "--out /proc/ringattn-x/out.npy: is in /proc or /sys"));
+    assert_int_equal(ra_check_output_path("/proc/self/out.npy", "--out"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "is in /proc or /sys"));
+    assert_true(ra_dir_on_kernel_fs("/proc/ringattn-x/y"));
+    assert_false(ra_dir_on_kernel_fs(dir));
+    assert_false(ra_dir_on_kernel_fs("/proc/self/cwd")); /* a link out of /proc: the file system it names */
 }
 
 int main(void)
