@@ -50,6 +50,18 @@ typedef struct {
     const int32_t *seg; /* [n] or NULL (then no segment masking) */
 } ra_rows;
 
+/* The kernels' tiles, which the cost model (costmodel.c) counts with: the
+ * forward's 256 query rows x 512 keys, a partial causal tile computed in
+ * groups of 16 rows, each up to the last key its latest query sees; the
+ * backward's 64 x 512, computed whole. */
+enum {
+    RA_ATTN_FWD_TQ = 256,
+    RA_ATTN_FWD_TK = 512,
+    RA_ATTN_FWD_SUB = 16,
+    RA_ATTN_BWD_TQ = 64,
+    RA_ATTN_BWD_TK = 512,
+};
+
 /* Called between tiles so that MPI transfers progress during compute. */
 typedef struct {
     void (*fn)(void *ctx);

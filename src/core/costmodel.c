@@ -22,10 +22,11 @@
 /* attn.c's tiles (FWD_TQ, FWD_TK, BWD_TQ, BWD_TK, FWD_SUB) and the rank
  * sample (SAMPLE), shared with costmodel_combiner.c: costmodel_internal.h. */
 /* Time per pair of the forward's groups of FWD_SUB rows over that of a
- * 256 x 512 tile (the calibrated rate): their sgemms are 64 rows, not 256.
- * Fitted on the causal forward at P = 1, L = 4096 (docs/planner.md,
- * validation). */
-#define FWD_SUB_COST 1.15
+ * 256 x 512 tile (the calibrated rate): their products are 16 rows, not
+ * 256. Measured as a causal square block's time against a bidirectional
+ * one of the same size (n = 512-4096, one thread, medians 1.2-1.25 on the
+ * AMD EPYC guest; docs/planner.md). */
+#define FWD_SUB_COST 1.2
 /* A zigzag piece at P > 1 is two ranges of the owner's rows (early and late
  * tokens). 1: the kernels would get the piece as one key block, so a key
  * tile could hold both ranges and the backward compute its masked half too;

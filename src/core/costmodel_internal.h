@@ -7,13 +7,21 @@
 
 #include <stdint.h>
 
+#include "ringattn/attn.h"
 #include "ringattn/costmodel.h"
 
-/* attn.c's tiles: forward 256 query rows x 512 keys, backward 64 x 512. */
-enum { FWD_TQ = 256, FWD_TK = 512, BWD_TQ = 64, BWD_TK = 512 };
-/* attn.c's forward computes a partial causal tile in groups of FWD_SUB rows,
- * each up to the last key its last query sees; the backward computes it whole. */
-enum { FWD_SUB = 64 };
+/* attn.c's tiles (attn.h): forward 256 query rows x 512 keys, a partial
+ * causal tile in groups of FWD_SUB rows, each up to the last key its last
+ * query sees; backward 64 x 512, computed whole. (A copy of 64 here, after
+ * the kernel went to groups of 16, over-counted the Combiners' small
+ * causal blocks.) */
+enum {
+    FWD_TQ = RA_ATTN_FWD_TQ,
+    FWD_TK = RA_ATTN_FWD_TK,
+    FWD_SUB = RA_ATTN_FWD_SUB,
+    BWD_TQ = RA_ATTN_BWD_TQ,
+    BWD_TK = RA_ATTN_BWD_TK,
+};
 /* Above this many ranks the per-step maxima are taken over a sample of
  * ranks and ring distances (every step's pattern repeats with the distance). */
 enum { SAMPLE = 48 };

@@ -22,10 +22,10 @@
 #include "vmath.h"
 
 enum {
-    FWD_TQ = 256, FWD_TK = 512, /* S tile 512 KiB: fits L2; measured best */
-    FWD_SUB = 16,               /* row groups of the causal diagonal tiles (12-16 measured best) */
+    FWD_TQ = RA_ATTN_FWD_TQ, FWD_TK = RA_ATTN_FWD_TK, /* S tile 512 KiB: fits L2; measured best */
+    FWD_SUB = RA_ATTN_FWD_SUB,  /* row groups of the causal diagonal tiles (12-16 measured best) */
     FWD_CHUNK = 16,             /* query tiles per packing of a key tile */
-    BWD_TQ = 64,  BWD_TK = 512, /* two tiles (P and dP) of 128 KiB */
+    BWD_TQ = RA_ATTN_BWD_TQ, BWD_TK = RA_ATTN_BWD_TK, /* two tiles (P and dP) of 128 KiB */
     MAX_TILE = FWD_TQ * FWD_TK > BWD_TQ * BWD_TK ? FWD_TQ * FWD_TK : BWD_TQ * BWD_TK,
 };
 

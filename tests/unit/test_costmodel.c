@@ -151,24 +151,24 @@ static void test_link_cpu(void **state)
 
 /* Causal, P = 2, L = 2048, one piece per rank (chunk 1024), D = 64, H = 1.
  * Forward tiles (attn.c): 256 query rows x 512 keys; a partial tile is
- * computed per group of 64 rows up to the last key the group's last row
- * sees, each such pair costing 1.15 pairs of a full tile (FWD_SUB_COST).
+ * computed per group of 16 rows up to the last key the group's last row
+ * sees, each such pair costing 1.2 pairs of a full tile (FWD_SUB_COST).
  * Own block (either layout, both ranks; relative positions): query tiles
- * [0,256) and [256,512) against key tile [0,512) are partial: 64 x (64 +
- * 128 + 192 + 256) = 40,960 and 64 x (320 + 384 + 448 + 512) = 106,496
+ * [0,256) and [256,512) against key tile [0,512) are partial: 16 x (16 +
+ * 32 + ... + 256) = 34,816 and 16 x (272 + 288 + ... + 512) = 100,352
  * pairs; query tiles [512,768), [768,1024) see key tile 0 full (131,072
- * each) and key tile [512,1024) partially (40,960, 106,496): 262,144 full
- * + 1.15 x 294,912 partial = 601,292.8 pairs.
+ * each) and key tile [512,1024) partially (34,816, 100,352): 262,144 full
+ * + 1.2 x 270,336 partial = 586,547.2 pairs.
  * contiguous, step 1: rank 1 holds rank 0's keys (all earlier): 1024 x 1024
  * = 1,048,576 pairs; rank 0 holds rank 1's (all later): 0. Forward =
- * (601,292.8 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 422.3664128 ms; rank 0
+ * (586,547.2 + 1,048,576) x 256 FLOPs at 1 GFLOP/s = 418.5915392 ms; rank 0
  * waits 268.435456 ms at step 1.
  * zigzag (chunks of 512: rank 0 = [0,512) + [1536,2048), rank 1 =
  * [512,1536)), step 1: rank 0's query tiles at 1536.. and 1792.. see both
  * of rank 1's key tiles (512.., 1024..) full, its first two none: 4 tiles;
  * rank 1's four query tiles see rank 0's first key tile (0..) full and not
- * the second (1536..): 4 tiles. 524,288 pairs each: forward = (601,292.8 +
- * 524,288) x 256 ns = 288.1486848 ms, balance 1, no wait. */
+ * the second (1536..): 4 tiles. 524,288 pairs each: forward = (586,547.2 +
+ * 524,288) x 256 ns = 284.3738112 ms, balance 1, no wait. */
 static void test_causal_imbalance_p2(void **state)
 {
     (void)state;
@@ -177,11 +177,11 @@ static void test_causal_imbalance_p2(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.fwd_s, 0.4223664128, 1e-4);
+    NEAR(c.fwd_s, 0.4185915392, 1e-4);
     NEAR(c.fwd_wait_s, 0.268435456, 1e-3);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
-    NEAR(z.fwd_s, 0.2881486848, 1e-4);
+    NEAR(z.fwd_s, 0.2843738112, 1e-4);
     assert_true(z.fwd_wait_s < 1e-4);
     NEAR(z.balance, 1.0, 1e-6);
     assert_true(c.balance < 0.8);
@@ -189,13 +189,13 @@ static void test_causal_imbalance_p2(void **state)
 }
 
 /* Causal, P = 4, L = 4096, contiguous, chunk 1024 (one piece of 1024 per
- * rank). Rank r computes its own block (forward 601,292.8 pairs as above;
+ * rank). Rank r computes its own block (forward 586,547.2 pairs as above;
  * backward tiles 64 x 512 computed whole: query tiles 0-7 see one key
  * tile, 8-15 two: 24 tiles of 32,768 = 786,432) and r earlier blocks of
  * 1,048,576 pairs, at 256 ns a pair forward and 640 ns backward:
- *     work(r) = 256 x 601,292.8 + 640 x 786,432 + r x 896 x 1,048,576 ns
- *             = 657,247,436.8 + r x 939,524,096 ns
- * balance = mean / max = 2,066,533,580.8 / 3,475,819,724.8 = 0.594546.
+ *     work(r) = 256 x 586,547.2 + 640 x 786,432 + r x 896 x 1,048,576 ns
+ *             = 653,472,563.2 + r x 939,524,096 ns
+ * balance = mean / max = 2,062,758,707.2 / 3,472,044,851.2 = 0.594105.
  * Zigzag evens it out (>= 0.95). */
 static void test_causal_imbalance_p4(void **state)
 {
@@ -205,7 +205,7 @@ static void test_causal_imbalance_p4(void **state)
     ra_cm_rates r = unit_rates(1000);
     ra_cm_attn_cost c, z;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.balance, 0.594546, 1e-5);
+    NEAR(c.balance, 0.594105, 1e-5);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
     assert_true(z.balance >= 0.95);
@@ -318,15 +318,15 @@ static void test_piece_rows(void **state)
  * memory passes too fast to count. Per span g (len 4), in pairs:
  *   summary softmax, one row x 4 keys:   ONE_ROW_FWD 9.3 x 4       = 37.2
  *   direct 4 x 4 causal: one partial tile, one group of 4 rows seeing
- *     4 keys: 1.15 x 16 = 18.4, + the sgemm panel's 4 x (16 - 4) = 48,
- *     + ROW_FWD 15 x 4 rows x 1 key tile = 60:                    126.4
+ *     4 keys: 1.2 x 16 = 19.2, + the sgemm panel's 4 x (16 - 4) = 48,
+ *     + ROW_FWD 15 x 4 rows x 1 key tile = 60:                    127.2
  *   summaries before it (g keys, none at g = 0): 4 g + 4 (16 - g) + 60
  *     = 124 for g = 1, 2, 3
- * Pairs: 4 x 37.2 + 4 x 126.4 + 3 x 124 = 1026.4 -> 262,758.4 ns. Loops,
+ * Pairs: 4 x 37.2 + 4 x 127.2 + 3 x 124 = 1029.6 -> 263,577.6 ns. Loops,
  * in FLOPs at 0.72 GFLOP/s (OP_SHARE_OF_SGEMM of sgemm's 1 GFLOP/s):
  * max-pooling q and k OP_MAX 17 x 16 x 64 x 2 = 34,816, init and finish
  * OP_VEC 6 x 16 x 64 x 2 = 12,288: 47,104 FLOPs -> 65,422.2 ns.
- * Forward = 328,180.6 ns; no communication on one rank. */
+ * Forward = 328,999.8 ns; no communication on one rank. */
 static void test_combiner_fixed_worked(void **state)
 {
     (void)state;
@@ -336,7 +336,7 @@ static void test_combiner_fixed_worked(void **state)
     ra_cm_rates r = unit_rates(100);
     ra_cm_attn_cost c;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
-    NEAR(c.fwd_s, 328180.6e-9, 1e-4);
+    NEAR(c.fwd_s, 328999.8e-9, 1e-4);
     assert_true(c.fwd_comm_s == 0 && c.bwd_comm_s == 0);
     assert_true(c.bwd_s > c.fwd_s);
     /* logsparse is causal only */
