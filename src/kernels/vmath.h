@@ -140,7 +140,6 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
 #endif
 }
 
-
 /* exp(y) for the softmax of the attention tiles, y = logit - shift <= 88:
  * 2^(y log2 e) with n = round(y log2 e) and r = y log2 e - n each from one
  * fused multiply-add (|r| <= 1/2, no two-part ln 2: y log2 e is exact
