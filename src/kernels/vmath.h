@@ -145,10 +145,11 @@ static inline ra_vf ra_vexp_neg(ra_vf x)
  * fused multiply-add (|r| <= 1/2, no two-part ln 2: y log2 e is exact
  * inside the multiply-add), then a degree-6 polynomial for 2^r (minimax
  * for the relative error on |r| <= 1/2: 2.0e-9; 7.9e-8 evaluated in
- * float32). Two fused multiply-adds fewer than ra_vexp_neg, whose
- * reduction takes three, and no mask when !masked: y is clamped at -86,
- * so anything below gives exp(-86) = 4.4e-38, which vanishes beside the
- * row's maximum (exp 1) in any float32 sum or product. masked: a tile
+ * float32; a build without FMA reduces as ra_vexp does). Two fused
+ * multiply-adds fewer than ra_vexp_neg, whose reduction takes three, and
+ * no mask when !masked: y is clamped at -86, so anything below gives
+ * exp(-86) = 4.4e-38, which vanishes beside the row's maximum (exp 1) in
+ * any float32 sum or product. masked: a tile
  * whose mask set -inf (and anything below -86) keeps exact zeros, as
  * ra_vexp_neg. NaN stays NaN (max returns its second operand). */
 static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const int masked)
@@ -158,7 +159,14 @@ static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const i
     y = ra_vmax(ra_vsplat(-86.0f), y);
     ra_vf t = ra_vfma(y, l2e, magic); /* magic + n in the low bits */
     ra_vf n = t - magic;
+#if defined(__FMA__) || defined(__AVX512F__)
     ra_vf r = ra_vfma(y, l2e, -n);
+#else
+    /* without a fused multiply-add y log2 e rounds (by 4e-6 at y = -86, a
+     * relative error of 3e-6 in the result): reduce in natural units as
+     * ra_vexp does (n ln 2 in two parts, the first exact), then scale */
+    ra_vf r = ((y - n * ra_vsplat(0.693359375f)) - n * ra_vsplat(-2.12194440e-4f)) * l2e;
+#endif
     ra_vf p = ra_vfma(ra_vsplat(1.535336196e-04f), r, ra_vsplat(1.339887502e-03f));
     p = ra_vfma(p, r, ra_vsplat(9.618436918e-03f));
     p = ra_vfma(p, r, ra_vsplat(5.550332367e-02f));
