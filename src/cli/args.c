@@ -143,6 +143,13 @@ ra_status ra_arg_cmd(const char *cmd, ra_status st)
     return RA_FAIL(st, "%s: %s", cmd, why);
 }
 
+ra_status ra_arg_rest(const char *cmd, int argc, char **argv)
+{
+    if (optind >= argc) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "%s: unexpected argument '%s' (every input is given by an option; see ringattn %s --help)",
+                   cmd, argv[optind], cmd);
+}
+
 void ra_say(const ra_cli *c, const char *fmt, ...)
 {
     if (c->rank != 0) return;

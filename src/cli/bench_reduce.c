@@ -144,6 +144,7 @@ ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv)
         }
         st = ra_arg_unknown("bench reduce", o, argv[optind - 1]);
     }
+    if (st == RA_OK) st = ra_arg_rest("bench reduce", argc, argv);
     if (st == RA_OK) st = ra_bench_sweep_check("bench reduce", &sw);
     /* each size a whole number of floats (-e below 2G: every count one int) */
     if (st == RA_OK && sw.begin % 4)

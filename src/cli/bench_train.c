@@ -88,6 +88,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
         }
         st = ra_arg_unknown("bench train", o, argv[optind - 1]);
     }
+    if (st == RA_OK) st = ra_arg_rest("bench train", argc, argv);
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("bench train", st)));
     const ra_cli_file ins[] = { { "--config", sa.config } }, out[] = { { "--trace", trace } };
     RA_TRY(ra_agree(c->comm, trace ? ra_check_files("bench train", ins, 1, out, 1, c->rank == 0) : RA_OK));

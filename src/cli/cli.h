@@ -58,6 +58,10 @@ ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
  * value checks above name only the option: "--chunk: 'x' is not an
  * integer"); a message that names cmd already, and RA_OK, pass unchanged. */
 ra_status ra_arg_cmd(const char *cmd, ra_status st);
+/* An argument left after cmd's options (getopt's optind) refused, naming
+ * it: `eval --checkpoint ck data.txt` (a forgotten --data) scored the
+ * checkpoint's own data and exited 0. */
+ra_status ra_arg_rest(const char *cmd, int argc, char **argv);
 
 /* A file named on the command line: the option that named it ("--q") and
  * its path (NULL: not given, skipped). */

@@ -52,6 +52,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
         else st = ra_arg_unknown("cipher", o, argv[optind - 1]);
     }
     st = ra_arg_cmd("cipher", st);
+    if (st == RA_OK) st = ra_arg_rest("cipher", argc, argv);
     if (st == RA_OK && !data) st = RA_FAIL(RA_ERR_ARG, "cipher: --data is required");
     const int b = ra_cipher_bits(256, bits);
     if (st == RA_OK && bits && bits < b)

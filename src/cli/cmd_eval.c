@@ -74,6 +74,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
         }
     }
     st = ra_arg_cmd(cmd, st);
+    if (st == RA_OK) st = ra_arg_rest(cmd, argc, argv);
     if (st == RA_OK && !ckpt) st = RA_FAIL(RA_ERR_ARG, "%s: --checkpoint is required", cmd);
     ra_config cfg;
     if (st == RA_OK && data && strlen(data) >= sizeof cfg.path)

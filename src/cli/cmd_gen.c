@@ -110,6 +110,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
         }
     }
     st = ra_arg_cmd("gen", st);
+    if (st == RA_OK) st = ra_arg_rest("gen", argc, argv);
     if (st == RA_OK && (!dir || L == 0))
         st = RA_FAIL(RA_ERR_ARG, "gen: --dir and --L are required (see ringattn gen --help)");
     if (st == RA_OK && Hkv == 0) Hkv = H;

@@ -161,6 +161,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         default: return ra_arg_unknown("generate", o, argv[optind - 1]);
         }
     }
+    RA_TRY(ra_arg_rest("generate", argc, argv));
     if (!a->ckpt) return RA_FAIL(RA_ERR_ARG, "generate: --checkpoint is required");
     if (!!a->prompt + !!a->prompt_file + !!a->prompt_tokens != 1)
         return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt, --prompt-file and --prompt-tokens");

@@ -350,6 +350,13 @@ PY
 report "bench reduce on 3 ranks: three sizes, every way checked OK, busbw from the times" "$why"
 fails "bench reduce -b not a whole number of floats" 1 "multiple of 4" -- bench reduce -b 6 -e 6
 fails "bench reduce -e past 2G" 1 "-e" "out of range" -- bench reduce -b 4 -e 4G
+# an argument left after the options is refused, naming it: `eval --checkpoint
+# ck data.txt` (a forgotten --data) scored the checkpoint's own data, exit 0
+for cmd in eval diag cipher generate gen "bench train" "bench reduce"; do
+    # shellcheck disable=SC2086
+    fails "$cmd with a stray argument: refused, naming it" 1 "$cmd: unexpected argument 'stray.txt'" -- \
+        $cmd stray.txt
+done
 
 # ---- 7. placement: cores split among ranks, bound, reported; oversubscription warned --
 
