@@ -101,57 +101,18 @@ static inline ra_vf ra_vexp(ra_vf x)
     return (ra_vf)(bits & ~dead);
 }
 
-/* exp(x) for the attention tiles, where x is a logit minus a shift at or
- * above it (x <= 0, or a rounding error above): the reduction and polynomial
- * of ra_vexp with fused multiply-adds and no clamp at 88, so x must stay
- * below 88. exp(x) = 0 below -87 and for -inf; NaN gives 0 with AVX-512. */
-static inline ra_vf ra_vexp_neg(ra_vf x)
-{
-    const ra_vf magic = ra_vsplat(12582912.0f); /* 1.5 * 2^23: round to int */
-#if defined(__AVX512F__)
-    const __mmask16 live = _mm512_cmp_ps_mask((__m512)x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-#else
-    const ra_vi dead = x < ra_vsplat(-87.0f); /* includes -inf */
-    x = ra_vselect(dead, ra_vsplat(0.0f), x);
-#endif
-    /* -inf lanes (AVX-512) turn NaN below and are masked at the end */
-    ra_vf t = ra_vfma(x, ra_vsplat(1.44269504088896341f), magic);
-    ra_vf n = t - magic;
-    ra_vf r = ra_vfma(n, ra_vsplat(-0.693359375f), x); /* n * ln2 high part is exact */
-    r = ra_vfma(n, ra_vsplat(2.12194440e-4f), r);
-    /* degree 6, minimax for the relative error on |r| <= ln2 / 2 (2.1e-9,
-     * far below float32's rounding): one multiply-add fewer than the
-     * degree-7 Taylor series of ra_vexp, as accurate */
-    ra_vf p = ra_vfma(ra_vsplat(1.384271192e-03f), r, ra_vsplat(8.374964818e-03f));
-    p = ra_vfma(p, r, ra_vsplat(4.166805744e-02f));
-    p = ra_vfma(p, r, ra_vsplat(1.666642129e-01f));
-    p = ra_vfma(p, r, ra_vsplat(4.999999404e-01f));
-    p = ra_vfma(p, r, ra_vsplat(1.0f));
-    p = ra_vfma(p, r, ra_vsplat(1.0f));
-#if defined(__AVX512F__)
-    /* p * 2^n in one instruction (vscalefps), where the integer form below
-     * takes a shift and an add */
-    return (ra_vf)_mm512_maskz_scalef_ps(live, (__m512)p, (__m512)n);
-#else
-    /* the bits of t are those of magic plus n, and magic's low 9 bits are
-     * 0: t << 23 is n << 23, the exponent to add */
-    ra_vi e = (ra_vi)t << 23;
-    return (ra_vf)(((ra_vi)p + e) & ~dead);
-#endif
-}
-
 /* exp(y) for the softmax of the attention tiles, y = logit - shift <= 88:
  * 2^(y log2 e) with n = round(y log2 e) and r = y log2 e - n each from one
  * fused multiply-add (|r| <= 1/2, no two-part ln 2: y log2 e is exact
  * inside the multiply-add), then a degree-6 polynomial for 2^r (minimax
  * for the relative error on |r| <= 1/2: 2.0e-9; 7.9e-8 evaluated in
  * float32; a build without FMA reduces as ra_vexp does). Two fused
- * multiply-adds fewer than ra_vexp_neg, whose reduction takes three, and
+ * multiply-adds fewer than a reduction in natural units (ra_vexp's), and
  * no mask when !masked: y is clamped at -86, so anything below gives
  * exp(-86) = 4.4e-38, which vanishes beside the row's maximum (exp 1) in
  * any float32 sum or product. masked: a tile
- * whose mask set -inf (and anything below -86) keeps exact zeros, as
- * ra_vexp_neg. NaN stays NaN (max returns its second operand). */
+ * whose mask set -inf (and anything below -86) keeps exact zeros. NaN
+ * stays NaN (max returns its second operand). */
 static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const int masked)
 {
     const ra_vf magic = ra_vsplat(12582912.0f), l2e = ra_vsplat(1.44269504088896341f);
@@ -173,7 +134,8 @@ static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const i
     p = ra_vfma(p, r, ra_vsplat(2.402264774e-01f));
     p = ra_vfma(p, r, ra_vsplat(6.931471825e-01f));
     p = ra_vfma(p, r, ra_vsplat(1.0f));
-    /* t << 23 is n << 23 (ra_vexp_neg says why): the exponent to add */
+    /* the bits of t are those of magic plus n, and magic's low 9 bits are
+     * 0: t << 23 is n << 23, the exponent to add */
     ra_vi e = (ra_vi)p + ((ra_vi)t << 23);
     return (ra_vf)(masked ? e & ~dead : e);
 }
@@ -298,8 +260,9 @@ static inline __attribute__((always_inline)) void ra_exp_shift2(float *x, int n,
     }
 }
 
-/* scalar exp of x <= 0, as ra_exp_shift_sum computes it */
-static inline float ra_exp1_neg(float x) { return ra_vexp_neg(ra_vsplat(x))[0]; }
+/* scalar exp of x <= 0 (the rescale exp(m - m'), 0 for m = -inf), as a
+ * tile with masked entries computes it */
+static inline float ra_exp1_neg(float x) { return ra_vexp_tile(ra_vsplat(x), 1)[0]; }
 
 /* scalar exp with the same accuracy and edge rules */
 static inline float ra_exp1(float x) { return ra_vexp(ra_vsplat(x))[0]; }
