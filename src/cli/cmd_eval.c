@@ -77,6 +77,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     if (st == RA_OK) st = ra_arg_rest(cmd, argc, argv);
     if (st == RA_OK && !ckpt) st = RA_FAIL(RA_ERR_ARG, "%s: --checkpoint is required", cmd);
     ra_config cfg;
+    if (st == RA_OK && data && !data[0]) st = RA_FAIL(RA_ERR_ARG, "%s: --data is an empty path", cmd);
     if (st == RA_OK && data && strlen(data) >= sizeof cfg.path)
         st = RA_FAIL(RA_ERR_ARG, "%s: --data path is longer than %zu bytes", cmd, sizeof cfg.path - 1);
     RA_TRY(ra_agree(c->comm, st));

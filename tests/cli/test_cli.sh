@@ -275,6 +275,9 @@ fails "--out in a missing /proc directory" 2 "error: attn: --out /proc/x/o.npy: 
     attn "${QKV[@]}" --out /proc/x/o.npy
 fails "--out in /proc/self" 2 "error: attn: --out /proc/self/o.npy: is in /proc or /sys" -- \
     attn "${QKV[@]}" --out /proc/self/o.npy
+ln -sfn /proc/self lnproc
+fails "--out in a directory that is a symlink into /proc" 2 "error: attn: --out lnproc/o.npy: is in /proc or /sys" -- \
+    attn "${QKV[@]}" --out lnproc/o.npy
 if [ "$(stat -f -c %T /sys 2>/dev/null)" = sysfs ]; then
     fails "--lse in /sys" 2 "error: attn: --lse /sys/l.npy: is in /proc or /sys" -- attn "${QKV[@]}" --out o.npy --lse /sys/l.npy
     fails "gen --dir in /sys" 1 "error: gen: --dir /sys/ra-gen: is in /proc or /sys" -- gen --dir /sys/ra-gen --L 8

@@ -87,6 +87,21 @@ ra 1 train "${file[@]}" --set data.path=fifo
 report "a FIFO as data.path: refused, not waited on" "$(fails_with $? "data.path fifo: is a FIFO")"
 ra 1 eval --checkpoint ck --data .
 report "a directory as --data: refused" "$(fails_with $? "data.path .: is a directory")"
+ra 1 eval --checkpoint ck --data fifo
+report "a FIFO as --data: refused, not waited on" "$(fails_with $? "data.path fifo: is a FIFO")"
+ra 1 eval --checkpoint ck --data /proc/self/status
+report "a /proc file as --data: refused, not read as empty" "$(fails_with $? "is a /proc or /sys file")"
+ra 1 eval --checkpoint ck --data ""
+report "an empty --data path: refused as such (it said 'data.source = file needs data.path')" \
+    "$(fails_with $? "eval: --data is an empty path")"
+ra 1 eval --checkpoint ck --data "$(head -c 2000 /dev/zero | tr '\0' d)"
+report "a --data path of 2000 bytes: refused, naming the limit" "$(fails_with $? "eval: --data path is longer than")"
+# --data a symlink to the checkpoint being evaluated: read (here refused: its
+# bytes exceed the byte vocabulary), never written; the link stays a link
+ln -s ck/last.ckpt ckdata && cp ck/last.ckpt ckcopy
+ra 1 eval --checkpoint ck --data ckdata
+report "--data a symlink to the checkpoint: refused cleanly, checkpoint and link untouched" \
+    "$(fails_with $? "data.path ckdata: byte" "outside the vocabulary")$(cmp -s ckcopy ck/last.ckpt && [ -L ckdata ] || echo changed)"
 ra 1 train --config fifo
 report "a FIFO as --config: refused, not waited on" "$(fails_with $? "config fifo: is a FIFO")"
 
