@@ -45,6 +45,9 @@ typedef struct {
     double fixed_op_gflops, axial_op_gflops, logsparse_op_gflops; /* each Combiner's scalar loops
                                (docs/planner.md), fitted by calibration on a call of the head;
                                0: 0.72 of sgemm_gflops */
+    double row_fwd_pairs, row_bwd_pairs; /* a small kernel call's cost per (row, key tile) beyond
+                               its pairs, in pairs (the Combiners' many small blocks), fitted by
+                               calibration on 64 x 64 calls; 0: 15 forward, 5 backward */
     double link_gbps;       /* between nodes: Gbit/s */
     double link_lat_us;     /* between nodes: one message's latency */
     double link_cpu_s_per_gb; /* compute a rank loses per GB it sends or receives across nodes
@@ -59,7 +62,7 @@ typedef struct {
 /* The documented defaults (docs/planner.md): a 2-core machine of ~2020. */
 void ra_cm_default_rates(ra_cm_rates *r);
 /* "key = value" lines (# comments) with every key of ra_cm_rates
- * (layer_pass_gbs, the *_op_gflops and link_cpu_s_per_gb may be left out:
+ * (layer_pass_gbs, the *_op_gflops, row_*_pairs and link_cpu_s_per_gb may be left out:
  * files saved before they existed); errors
  * name the file, the line and the key. */
 ra_status ra_cm_rates_parse(ra_cm_rates *r, const char *text, const char *name);

@@ -67,7 +67,7 @@ static void run_gemm(void *p)
 }
 
 typedef struct {
-    int nq, nk, D, nt, bwd;
+    int nq, nk, D, nt, bwd, reps; /* reps: calls per head (a small call repeated in cache) */
     float *q, *k, *v, *o, *m, *l, *lse, *dl, *dq, *dk, *dv, *scratch;
     size_t per;
 } attn_ctx;
@@ -84,16 +84,46 @@ static void run_attn(void *p)
         for (int i = 0; i < 4096; i++) pos[i] = i;
         qr.pos = pos, kr.pos = pos;
         const size_t qo = (size_t)h * x->nq * x->D, ko = (size_t)h * x->nk * x->D;
-        if (!x->bwd) {
-            ra_attn_fwd_init(x->nq, x->D, x->o + qo, x->m + (size_t)h * x->nq, x->l + (size_t)h * x->nq);
-            ra_attn_fwd_block(&ao, &qr, x->q + qo, &kr, x->k + ko, x->v + ko, x->o + qo, x->m + (size_t)h * x->nq,
-                              x->l + (size_t)h * x->nq, sc, NULL);
-        } else {
-            ra_attn_bwd_block(&ao, &qr, x->q + qo, x->o + qo, x->lse + (size_t)h * x->nq, x->dl + (size_t)h * x->nq,
-                              &kr, x->k + ko, x->v + ko, x->dq + qo, x->dk + ko, x->dv + ko, sc, NULL);
+        if (!x->bwd) ra_attn_fwd_init(x->nq, x->D, x->o + qo, x->m + (size_t)h * x->nq, x->l + (size_t)h * x->nq);
+        for (int rep = 0; rep < x->reps; rep++) {
+            if (!x->bwd)
+                ra_attn_fwd_block(&ao, &qr, x->q + qo, &kr, x->k + ko, x->v + ko, x->o + qo,
+                                  x->m + (size_t)h * x->nq, x->l + (size_t)h * x->nq, sc, NULL);
+            else
+                ra_attn_bwd_block(&ao, &qr, x->q + qo, x->o + qo, x->lse + (size_t)h * x->nq,
+                                  x->dl + (size_t)h * x->nq, &kr, x->k + ko, x->v + ko, x->dq + qo, x->dk + ko,
+                                  x->dv + ko, sc, NULL);
         }
     }
     ra_blas_serial_end();
+}
+
+/* row_fwd_pairs, row_bwd_pairs: what a small kernel call costs beyond its
+ * pairs, per (row, key tile), in pairs (costmodel_combiner.c's call_fwd and
+ * call_bwd: the softmax's and the products' per-row work, which a block of
+ * ROW_CALL rows does not amortize; the Combiners make such calls by the
+ * thousand). A ROW_CALL x ROW_CALL block, bidirectional, called ROW_REPS
+ * times on data in cache, against the 1024 x 1024 call of the rates on the
+ * same buffers, the two timed by turns ROW_ROUNDS times: the median of the
+ * rounds' ratios (the row cost is a few percent of the small call, below
+ * the drift of rates timed apart). A fit outside [ROW_MIN, ROW_MAX] is
+ * clamped: a small call is not cheaper per pair than the big one but for
+ * noise. */
+enum { ROW_CALL = 64, ROW_REPS = 32, ROW_ROUNDS = 7 };
+#define ROW_MIN 0.1
+#define ROW_MAX 1000.0
+static double fit_row_cost(attn_ctx *big, int tk)
+{
+    attn_ctx s = *big;
+    s.nq = s.nk = ROW_CALL, s.reps = ROW_REPS;
+    double ratio[ROW_ROUNDS];
+    for (int i = 0; i < ROW_ROUNDS; i++) {
+        const double pair_s = time_it(run_attn, big, 0.02) / ((double)big->nq * big->nk);
+        const double call_s = time_it(run_attn, &s, 0.02) / ROW_REPS;
+        ratio[i] = call_s / pair_s; /* the small call in pairs of the big one */
+    }
+    const double n = ROW_CALL, row = (ra_median(ratio, ROW_ROUNDS) - n * n) / (n * ceil(n / tk));
+    return fmin(ROW_MAX, fmax(ROW_MIN, row));
 }
 
 typedef struct {
@@ -462,7 +492,7 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
     buf = NULL;
     /* attention tiles: one head per thread, 1024 queries x 1024 keys, unmasked */
     const int nq = 1024, nk = 1024;
-    attn_ctx x = { .nq = nq, .nk = nk, .D = D, .nt = nt };
+    attn_ctx x = { .nq = nq, .nk = nk, .D = D, .nt = nt, .reps = 1 };
     x.per = 4096 + (ra_attn_scratch_floats(D) + 15) / 16 * 16;
     const size_t qf = (size_t)nt * nq * D, kf = (size_t)nt * nk * D, rf = (size_t)nt * nq;
     const size_t tot = 3 * qf + 5 * kf + 4 * rf + (size_t)nt * x.per + qf;
@@ -487,8 +517,10 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
         x.bwd = 0;
         double tf = time_it(run_attn, &x, 0.3);
         for (size_t i = 0; i < rf; i++) x.lse[i] = 8.0f, x.dl[i] = 0.1f;
+        r->row_fwd_pairs = fit_row_cost(&x, RA_ATTN_FWD_TK);
         x.bwd = 1;
         double tb = time_it(run_attn, &x, 0.3);
+        r->row_bwd_pairs = fit_row_cost(&x, RA_ATTN_BWD_TK);
         r->attn_fwd_gflops = 4.0 * D * nq * nk * nt / tf * 1e-9;
         r->attn_bwd_gflops = 10.0 * D * nq * nk * nt / tb * 1e-9;
     }
@@ -511,6 +543,10 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
     double v[4] = { r->sgemm_gflops, r->attn_fwd_gflops, r->attn_bwd_gflops, r->mem_gbs }, w[4];
     RA_TRY(ra_allreduce_named(v, w, 4, MPI_DOUBLE, MPI_MIN, c->comm, "the calibrated rates"));
     r->sgemm_gflops = w[0], r->attn_fwd_gflops = w[1], r->attn_bwd_gflops = w[2], r->mem_gbs = w[3];
+    /* and the most any rank's small calls cost per row */
+    double rc[2] = { r->row_fwd_pairs, r->row_bwd_pairs }, rcw[2];
+    RA_TRY(ra_allreduce_named(rc, rcw, 2, MPI_DOUBLE, MPI_MAX, c->comm, "the small calls' row costs"));
+    r->row_fwd_pairs = rcw[0], r->row_bwd_pairs = rcw[1];
     /* the Combiners' loops on calls of the heads, priced with those rates */
     const int hB = cfg ? 1 : shape->B, hH = cfg ? cfg->heads : shape->H, hKv = cfg ? cfg->kv_heads : shape->Hkv;
     fit_combiner_ops(hB, hH, hKv, D, r);

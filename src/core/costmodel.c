@@ -65,6 +65,8 @@ static const rate_key keys[] = {
     { "fixed_op_gflops", offsetof(ra_cm_rates, fixed_op_gflops), 0, 1 },
     { "axial_op_gflops", offsetof(ra_cm_rates, axial_op_gflops), 0, 1 },
     { "logsparse_op_gflops", offsetof(ra_cm_rates, logsparse_op_gflops), 0, 1 },
+    { "row_fwd_pairs", offsetof(ra_cm_rates, row_fwd_pairs), 0, 1 },
+    { "row_bwd_pairs", offsetof(ra_cm_rates, row_bwd_pairs), 0, 1 },
     { "link_cpu_s_per_gb", offsetof(ra_cm_rates, link_cpu_s_per_gb), 0, 1 },
 };
 enum { NKEYS = sizeof keys / sizeof *keys };

@@ -62,7 +62,7 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
  *   rows in cache, OP_MAX a max-pooling compare, OP_ARGMAX an arg-max scan's,
  *   OP_SCATTER an update of rows spread over memory, OP_GATHER a dot or axpy
  *   on rows gathered from far apart (cache misses), OP_EXP an expf. */
-#define ROW_FWD 15.0
+#define ROW_FWD 15.0 /* unless calibration fitted them (rates row_*_pairs) */
 #define ROW_BWD 5.0
 #define ONE_ROW_FWD 9.3
 #define ONE_ROW_BWD 7.2
@@ -95,6 +95,7 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
  * head), a FLOP of the scalar loops' (OP_*), a byte of a memory pass. */
 typedef struct {
     double fwd, bwd, op, byte, block; /* block: a byte of a block's rows (MEM_SMALL) */
+    double row_fwd, row_bwd;          /* pairs per (row, key tile) of a call (ROW_*) */
 } unit_s;
 
 static unit_s units(const ra_cm_attn *a, const ra_cm_rates *rt)
@@ -106,7 +107,9 @@ static unit_s units(const ra_cm_attn *a, const ra_cm_rates *rt)
     const double op = fit > 0 ? fit : OP_SHARE_OF_SGEMM * rt->sgemm_gflops;
     return (unit_s){ .fwd = 4.0 * a->D / (rt->attn_fwd_gflops * 1e9), .bwd = 10.0 * a->D / (rt->attn_bwd_gflops * 1e9),
                      .op = 1.0 / (op * 1e9), .byte = 1.0 / (rt->mem_gbs * 1e9),
-                     .block = MEM_SMALL / (rt->mem_gbs * 1e9) };
+                     .block = MEM_SMALL / (rt->mem_gbs * 1e9),
+                     .row_fwd = rt->row_fwd_pairs > 0 ? rt->row_fwd_pairs : ROW_FWD,
+                     .row_bwd = rt->row_bwd_pairs > 0 ? rt->row_bwd_pairs : ROW_BWD };
 }
 
 /* One forward (backward) kernel call of nq query rows against nk keys whose
@@ -121,14 +124,14 @@ static double call_fwd(const unit_s *u, double nq, double nk, double pairs)
 {
     if (nq <= 0 || nk <= 0) return 0;
     if (nq < 2) return u->fwd * ONE_ROW_FWD * nk;
-    return u->fwd * (pairs + nq * (panel_keys(nk) - nk) + ROW_FWD * nq * ceil(nk / FWD_TK));
+    return u->fwd * (pairs + nq * (panel_keys(nk) - nk) + u->row_fwd * nq * ceil(nk / FWD_TK));
 }
 
 static double call_bwd(const unit_s *u, double nq, double nk, double pairs)
 {
     if (nq <= 0 || nk <= 0) return 0;
     if (nq < 2) return u->bwd * ONE_ROW_BWD * nk;
-    return u->bwd * (pairs + nq * (panel_keys(nk) - nk) + ROW_BWD * nq * ceil(nk / BWD_TK));
+    return u->bwd * (pairs + nq * (panel_keys(nk) - nk) + u->row_bwd * nq * ceil(nk / BWD_TK));
 }
 
 /* Pairs of an n x n block (causal: key j seen by query i when j <= i + d,

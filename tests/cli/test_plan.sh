@@ -39,7 +39,7 @@ report "long.ini at P = 4: zigzag chosen" "$([ $? -eq 0 ] || grep choice out)"
 # calibration (short) on 2 ranks, saved, read back
 mpi 2 plan --config "$CFG" -n 2 --calibrate --save-rates rates.ini --threads 1
 why=$(status $?)
-for k in threads sgemm_gflops attn_fwd_gflops attn_bwd_gflops mem_gbs shm_gbps shm_latency_us; do
+for k in threads sgemm_gflops attn_fwd_gflops attn_bwd_gflops mem_gbs shm_gbps shm_latency_us row_fwd_pairs row_bwd_pairs; do
     grep -q "^$k = " rates.ini || why+="rates.ini lacks $k; "
 done
 grep -q '^# rates: calibrated here (kernels, a ping-pong in the node; link: defaults, one node)' out ||

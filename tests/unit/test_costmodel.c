@@ -339,6 +339,22 @@ static void test_combiner_fixed_worked(void **state)
     NEAR(c.fwd_s, 328999.8e-9, 1e-4);
     assert_true(c.fwd_comm_s == 0 && c.bwd_comm_s == 0);
     assert_true(c.bwd_s > c.fwd_s);
+    /* a calibrated row cost (rates row_fwd_pairs) replaces ROW_FWD: 15 is
+     * the default's price; 10 takes 5 pairs from each of the 7 calls' 4
+     * (row, key tile): 140 pairs, 35,840 ns */
+    const double bwd = c.bwd_s;
+    r.row_fwd_pairs = 15;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 328999.8e-9, 1e-4);
+    r.row_fwd_pairs = 10;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    NEAR(c.fwd_s, 293159.8e-9, 1e-4);
+    NEAR(c.bwd_s, bwd, 1e-12); /* the backward has its own (row_bwd_pairs) */
+    r.row_bwd_pairs = 5 + 1e3, r.row_fwd_pairs = 0;
+    assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
+    assert_true(c.bwd_s > bwd + 1e-6);
+    NEAR(c.fwd_s, 328999.8e-9, 1e-4); /* 0: the default again */
+    r.row_bwd_pairs = 0;
     /* logsparse is causal only */
     a.head = RA_HEAD_COMBINER_LOGSPARSE, a.causal = 0;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_ERR_ARG);
@@ -502,6 +518,16 @@ static void test_rates_file(void **state)
     assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
     NEAR(back.logsparse_op_gflops, 80.0, 1e-9);
     NEAR(back.fixed_op_gflops, 0.0, 0);
+    /* the small calls' row costs: the same */
+    r.row_fwd_pairs = 12.5, r.row_bwd_pairs = 0.1;
+    assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
+    assert_non_null(strstr(text, "row_fwd_pairs = 12.5\nrow_bwd_pairs = 0.1\n"));
+    assert_int_equal(ra_cm_rates_parse(&back, text, "t"), RA_OK);
+    NEAR(back.row_fwd_pairs, 12.5, 1e-9);
+    NEAR(back.row_bwd_pairs, 0.1, 1e-9);
+    snprintf(bad, sizeof bad, "%srow_fwd_pairs = 0\n", text);
+    assert_int_equal(ra_cm_rates_parse(&back, bad, "t"), RA_ERR_FORMAT); /* twice, and 0 */
+    r.row_fwd_pairs = r.row_bwd_pairs = 0;
     /* an optional key is checked like the others: a huge value, a NaN */
     r.logsparse_op_gflops = 0;
     assert_true(ra_cm_rates_text(&r, text, sizeof text) > 0);
