@@ -116,8 +116,17 @@ static inline ra_vf ra_vexp(ra_vf x)
 static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const int masked)
 {
     const ra_vf magic = ra_vsplat(12582912.0f), l2e = ra_vsplat(1.44269504088896341f);
+#if defined(__AVX512F__)
+    /* AVX-512: p 2^n by vscalefps, where the integer form takes a shift and
+     * an add, and the mask folded into it (zeroing) where the integer form
+     * takes a compare and an and-not. Masked, no clamp: -inf lanes turn NaN
+     * and are zeroed; "not less than" keeps NaN lanes NaN. */
+    const __mmask16 live = masked ? _mm512_cmp_ps_mask((__m512)y, _mm512_set1_ps(-86.0f), _CMP_NLT_UQ) : 0xffff;
+    if (!masked) y = ra_vmax(ra_vsplat(-86.0f), y);
+#else
     const ra_vi dead = masked ? y < ra_vsplat(-86.0f) : (ra_vi){0};
     y = ra_vmax(ra_vsplat(-86.0f), y);
+#endif
     ra_vf t = ra_vfma(y, l2e, magic); /* magic + n in the low bits */
     ra_vf n = t - magic;
 #if defined(__FMA__) || defined(__AVX512F__)
@@ -134,10 +143,14 @@ static inline __attribute__((always_inline)) ra_vf ra_vexp_tile(ra_vf y, const i
     p = ra_vfma(p, r, ra_vsplat(2.402264774e-01f));
     p = ra_vfma(p, r, ra_vsplat(6.931471825e-01f));
     p = ra_vfma(p, r, ra_vsplat(1.0f));
+#if defined(__AVX512F__)
+    return (ra_vf)_mm512_maskz_scalef_ps(live, (__m512)p, (__m512)n); /* exact: 2^n times p, normal */
+#else
     /* the bits of t are those of magic plus n, and magic's low 9 bits are
      * 0: t << 23 is n << 23, the exponent to add */
     ra_vi e = (ra_vi)p + ((ra_vi)t << 23);
     return (ra_vf)(masked ? e & ~dead : e);
+#endif
 }
 
 #if RA_V256
