@@ -91,6 +91,9 @@ typedef struct ra_data ra_data;
  * checked against model.vocab; one outside it is an error naming the file
  * and its offset (bytes) or element (tokens). */
 ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr);
+/* The same, naming data.path's file path_what in messages: "--data" when
+ * the user gave it so (eval --data FILE), not a config key they never set. */
+ra_status ra_data_open_as(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr, const char *path_what);
 void ra_data_close(ra_data *d);
 /* tok, tgt [B][Lr] for sequences idx0 .. idx0+B-1 of split. */
 ra_status ra_data_batch(ra_data *d, int split, uint64_t idx0, int B, int32_t *tok, int32_t *tgt);

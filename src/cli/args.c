@@ -84,6 +84,11 @@ typedef struct {
 static seen_option g_seen[SEEN_MAX];
 static int g_nseen;
 static char g_twice[512]; /* RA_OPT_TWICE's message (a repeat, or a value that is an option), after "cmd: " */
+/* The argument of the last getopt call, and the parse's long options:
+ * argv[optind - 1] is not it inside a bundle of short options ("-checkpoint"
+ * named the command) nor before an option's separate value ("ck") */
+static const char *g_arg;
+static const struct option *g_opts;
 
 static void option_name(char *buf, size_t n, int code, const struct option *opts)
 {
@@ -95,10 +100,22 @@ static void option_name(char *buf, size_t n, int code, const struct option *opts
     snprintf(buf, n, "-%c", code > 0 && code < 128 ? code : '?');
 }
 
+/* The argument a getopt_long call that started at index from worked on:
+ * argv[from] when it is an option (a bundle stays there until its last
+ * letter), else the first option after the arguments it moved past. */
+static const char *option_at(int argc, char **argv, int from)
+{
+    for (int i = from; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1]) return argv[i];
+    return NULL;
+}
+
 int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts)
 {
     if (optind <= 1) g_nseen = 0; /* a new parse */
+    const int from = optind;
     const int code = getopt_long(argc, argv, shortopts, opts, NULL);
+    g_arg = option_at(argc, argv, from), g_opts = opts;
     if (code == -1 || code == '?' || code == ':' || !optarg) return code;
     char name[64];
     option_name(name, sizeof name, code, opts);
@@ -122,10 +139,26 @@ int ra_getopt(int argc, char **argv, const char *shortopts, const struct option 
     return code;
 }
 
+/* "-checkpoint" for --checkpoint (one dash: getopt reads the letters -c -h ...):
+ * the long option meant, or NULL. */
+static const char *one_dash_long(const char *arg)
+{
+    if (!arg || arg[0] != '-' || arg[1] == '-' || !arg[1]) return NULL;
+    const size_t n = strcspn(arg + 1, "=");
+    for (const struct option *o = g_opts; o && o->name; o++)
+        if (strlen(o->name) == n && strncmp(arg + 1, o->name, n) == 0) return o->name;
+    return NULL;
+}
+
 ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
 {
     if (c == RA_OPT_TWICE) return RA_FAIL(RA_ERR_ARG, "%s: %s", cmd, g_twice);
+    if (g_arg) arg = g_arg;
     if (c == ':' || c == '?') {
+        const char *meant = one_dash_long(arg);
+        if (meant)
+            return RA_FAIL(RA_ERR_ARG, "%s: unknown option '%s': did you mean --%s? (see ringattn %s --help)", cmd,
+                           arg, meant, cmd);
         return RA_FAIL(RA_ERR_ARG, "%s: unknown option or missing value in '%s' (see ringattn %s --help)",
                        cmd, arg ? arg : "?", cmd);
     }

@@ -93,7 +93,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     const ra_cli_file ins[] = { { "--config", sa.config } }, out[] = { { "--trace", trace } };
     RA_TRY(ra_agree(c->comm, trace ? ra_check_files("bench train", ins, 1, out, 1, c->rank == 0) : RA_OK));
     ra_config cfg;
-    RA_TRY(ra_session_config(c, &sa, NULL, &cfg));
+    RA_TRY(ra_arg_cmd("bench train", ra_session_config(c, &sa, NULL, &cfg))); /* --config's, --set's errors */
     RA_TRY(ra_cli_trace_begin(c, trace, "bench train", argc, argv));
     return ra_cli_trace_end(c, run(c, &sw, &cfg));
 }
@@ -113,7 +113,7 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
 
     ra_session s;
     const int micro = cfg.batch / cfg.dp / cfg.accum; /* each data-parallel group takes batch / dp */
-    st = ra_session_open(c, &s, &cfg, micro, 1);
+    st = ra_session_open(c, &s, &cfg, micro, 1, NULL);
     double *times = NULL;
     if (st == RA_OK) st = ra_agree(c->comm, ra_alloc(&times, sizeof(double) * 2 * sw.iters, "timings"));
     if (st == RA_OK) {

@@ -51,8 +51,10 @@ ra_status ra_arg_path(const char *opt, const char *val, char *dst, size_t cap);
 #define RA_OPT_TWICE 0x10000
 struct option;
 int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts);
-/* getopt's complaint about argv[optind-1] (or RA_OPT_TWICE's), as an error
- * for subcommand cmd */
+/* getopt's complaint (or RA_OPT_TWICE's), as an error for subcommand cmd,
+ * naming the argument the last ra_getopt call worked on (arg, argv[optind-1],
+ * only when there was none); a long option typed with one dash
+ * ("-checkpoint") gets "did you mean --checkpoint?" */
 ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
 /* st, an error of cmd's options, with its message starting "cmd: " (the
  * value checks above name only the option: "--chunk: 'x' is not an

@@ -58,7 +58,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && bits && bits < b)
         st = RA_FAIL(RA_ERR_ARG, "cipher: --bits %d: 256 byte values need at least %d bits", bits, b);
     int64_t counts[256] = { 0 };
-    if (st == RA_OK) st = count_share(c, data, counts);
+    if (st == RA_OK) st = ra_arg_cmd("cipher", count_share(c, data, counts));
     RA_TRY(ra_agree(c->comm, st));
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, counts, 256, MPI_INT64_T, MPI_SUM, c->comm, "the sum of byte counts"));
     int rank[256];

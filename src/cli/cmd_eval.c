@@ -85,14 +85,15 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, ckpt);
     sa.data = data; /* applied before the config is checked (session.c) */
-    RA_TRY(ra_session_config(c, &sa, path, &cfg));
+    RA_TRY(ra_arg_cmd(cmd, ra_session_config(c, &sa, path, &cfg))); /* --set's errors name the command */
     /* one ring of every rank, whatever grid trained the model, unless
      * --set run.dp=N asks for N data-parallel groups (eval: each group takes
      * its share of every batch); diag's Gram matrices are one ring's */
     if (diag || !ra_session_sets_key(&sa, "run.dp")) cfg.dp = 1;
     ra_set_threads(c, sa.threads ? sa.threads : cfg.threads, sa.threads ? "--threads" : "run.threads");
     ra_session s;
-    st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0);
+    /* FILE's errors name the command and --data, the option the user typed */
+    st = ra_arg_cmd(cmd, ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0, data ? "--data" : NULL));
     if (st == RA_OK) st = ra_session_load(c, &s, path, 0, NULL);
     ra_eval_result r = { 0 };
     int split = data ? RA_SPLIT_ALL : RA_SPLIT_VAL;
@@ -107,7 +108,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
                              "--batches", data, (long long)all, cfg.batch, (int)INT32_MAX);
             n = batches && batches < all ? batches : (int)all;
         }
-        if (st == RA_OK) st = ra_session_eval(c, &s, split, n, &r);
+        if (st == RA_OK) st = ra_arg_cmd(cmd, ra_session_eval(c, &s, split, n, &r));
     }
     if (st == RA_OK && diag) {
         double *k = malloc(sizeof(double) * cfg.layers * cfg.heads);

@@ -111,8 +111,9 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     }
     st = ra_arg_cmd("gen", st);
     if (st == RA_OK) st = ra_arg_rest("gen", argc, argv);
-    if (st == RA_OK && (!dir || L == 0))
-        st = RA_FAIL(RA_ERR_ARG, "gen: --dir and --L are required (see ringattn gen --help)");
+    if (st == RA_OK && (!dir || L == 0)) /* the one missing, or both */
+        st = RA_FAIL(RA_ERR_ARG, "gen: %s required (see ringattn gen --help)",
+                     dir ? "--L is" : L ? "--dir is" : "--dir and --L are");
     if (st == RA_OK && Hkv == 0) Hkv = H;
     if (st == RA_OK && H % Hkv != 0)
         st = RA_FAIL(RA_ERR_ARG, "gen: --Hkv %d must divide --H %d", Hkv, H);

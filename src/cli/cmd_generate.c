@@ -401,7 +401,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     snprintf(pcfg.source, sizeof pcfg.source, "%s", ra_source_words[RA_SOURCE_RECALL]); /* the prompt is the data */
     pcfg.source_id = RA_SOURCE_RECALL;
     pcfg.dp = 1; /* one sequence: one ring of every rank */
-    RA_TRY(ra_session_open(c, s, &pcfg, 1, 0));
+    RA_TRY(ra_session_open(c, s, &pcfg, 1, 0, NULL));
     RA_TRY(ra_session_load(c, s, path, 0, NULL));
     RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));
@@ -464,7 +464,7 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, a.ckpt);
     ra_config cfg;
-    RA_TRY(ra_session_config(c, &a.s, path, &cfg));
+    RA_TRY(ra_arg_cmd("generate", ra_session_config(c, &a.s, path, &cfg))); /* --set's errors name the command */
     ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
     /* byte vocabularies print text; larger ones print ids */
     const int ids = a.format == OUT_IDS || (a.format == OUT_AUTO && cfg.vocab > 256);

@@ -139,7 +139,7 @@ static ra_status run_import(ra_cli *c, const char *dir, const char *ckpt, const 
     const ra_cli_file outs[] = { { "--out", ckpt } };
     RA_TRY(ra_check_files("import", ins, 3, outs, 1, 1));
     ra_llama_info info;
-    RA_TRY(ra_llama_import(dir, ckpt, sa->sets, sa->nsets, &info));
+    RA_TRY(ra_arg_cmd("import", ra_llama_import(dir, ckpt, sa->sets, sa->nsets, &info))); /* --set's errors too */
     ra_say(c, "import: %s (%s) -> %s (%d tensors, %lld parameters; step 0, AdamW moments 0)\n", info.source,
            info.dtypes, ckpt, info.tensors, (long long)info.params);
     if (info.ignored[0]) ra_say(c, "import: config.json keys not used: %s\n", info.ignored);

@@ -152,6 +152,9 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     }
     if (a->project && !a->profile)
         return RA_FAIL(RA_ERR_ARG, "--project needs --profile (ib100, eth25 or eth1)");
+    if (a->profile && !a->project) /* only the projection's link is a profile's: ignored, it would mislead */
+        return RA_FAIL(RA_ERR_ARG, "--profile needs --project weak|strong (the profile is the projected "
+                       "cluster's link; for this machine's link give --link-gbps and --link-latency-us)");
     if (a->profile && strcmp(a->profile, "ib100") && strcmp(a->profile, "eth25") && strcmp(a->profile, "eth1"))
         return RA_FAIL(RA_ERR_ARG, "--profile: unknown profile '%s' (ib100, eth25 or eth1)", a->profile);
     return RA_OK;
@@ -339,14 +342,20 @@ static ra_status write_rates(const char *path, const ra_cm_rates *r)
     return ra_write_file_atomic(path, text, (size_t)n); /* "<path>.tmp", then renamed */
 }
 
+/* --config FILE with every --set, finished and checked. */
+static ra_status load_config(const plan_args *pa, ra_config *cfg)
+{
+    RA_TRY(ra_config_load(cfg, pa->config));
+    for (int i = 0; i < pa->nsets; i++) RA_TRY(ra_config_set(cfg, pa->sets[i], "--set"));
+    return ra_config_finish(cfg);
+}
+
 static ra_status run(ra_cli *c, plan_args *pa)
 {
     ra_config cfg;
     int have_cfg = 0;
     if (pa->config) {
-        RA_TRY(ra_config_load(&cfg, pa->config));
-        for (int i = 0; i < pa->nsets; i++) RA_TRY(ra_config_set(&cfg, pa->sets[i], "--set"));
-        RA_TRY(ra_config_finish(&cfg));
+        RA_TRY(ra_arg_cmd("plan", load_config(pa, &cfg))); /* its errors name the command, as the options' do */
         have_cfg = 1;
         if (!pa->layout_set) pa->layout = cfg.layout_id;
     }

@@ -475,14 +475,15 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
     ra_config cfg;
     ra_ckpt_state from;
-    RA_TRY(ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from));
+    /* the config's and --set's errors name the command, as the options' do */
+    RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from)));
     ra_status ps = RA_OK;
     if (a.resume && from.step > INT_MAX)
         ps = RA_FAIL(RA_ERR_FORMAT, "--resume %s: the checkpoint's step %llu is beyond any run (train.steps is at "
                      "most %d): the file was changed", resume, (unsigned long long)from.step, INT_MAX);
     if (ps == RA_OK && a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
     if (ps == RA_OK && a.ckdir) ps = ra_arg_path("--checkpoint-dir", a.ckdir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
-    RA_TRY(ra_agree(c->comm, ps));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);
@@ -501,7 +502,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     ra_session s;
-    ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1);
+    ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL);
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {

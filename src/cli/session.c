@@ -154,6 +154,34 @@ static ra_status finish(ra_config *cfg, const char *data)
     return RA_OK;
 }
 
+/* eval --data FILE is the data, all of it: a --set naming other data was
+ * dropped unseen (--set data.source=recall scored FILE, exit 0). */
+static ra_status data_not_contradicted(const ra_session_args *a, const ra_config *cfg)
+{
+    if (!a->data) return RA_OK;
+    if (ra_session_sets_key(a, "data.source") && cfg->source_id == RA_SOURCE_RECALL)
+        return RA_FAIL(RA_ERR_ARG, "--set data.source=recall contradicts --data %s: the recall task reads no file; "
+                       "drop one of them", a->data);
+    static const char *const keys[] = { "data.path", "data.val_path" };
+    for (int i = 0; i < 2; i++)
+        if (ra_session_sets_key(a, keys[i]))
+            return RA_FAIL(RA_ERR_ARG, "--set %s contradicts --data %s: --data names the file, all of it "
+                           "evaluated; drop the --set", keys[i], a->data);
+    return RA_OK;
+}
+
+/* --set data.source=file reads bytes: a token checkpoint's data.dtype (the
+ * element type of its files) is not the user's, and made the file tokens
+ * or an error, unless data.dtype=auto was given too. */
+static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
+{
+    if (cfg->source_id != RA_SOURCE_FILE || !ra_session_sets_key(a, "data.source") ||
+        ra_session_sets_key(a, "data.dtype"))
+        return;
+    snprintf(cfg->dtype, sizeof cfg->dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);
+    cfg->dtype_id = RA_TOKEN_AUTO;
+}
+
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
 {
     ra_config_defaults(cfg);
@@ -172,6 +200,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     }
     if (!ckpt) {
         for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
+        RA_TRY(data_not_contradicted(a, cfg));
         return finish(cfg, a->data);
     }
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
@@ -179,6 +208,8 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     *stored = *cfg;
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
+    if (st == RA_OK) st = data_not_contradicted(a, cfg);
+    if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
     if (st == RA_OK) st = finish(cfg, a->data);
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
     free(stored);
@@ -229,7 +260,7 @@ static ra_status open_shards(const ra_cli *c, ra_session *s)
 }
 
 static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
-                          int with_optim)
+                          int with_optim, const char *data_what)
 {
     s->cfg = *cfg;
     s->micro = micro;
@@ -239,7 +270,7 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
     RA_TRY(ra_model_create(&s->model, cfg, micro, s->grid.ring));
     int64_t Lr = ra_model_local_len(s->model);
     if (with_optim) RA_TRY(open_shards(c, s));
-    RA_TRY(ra_data_open(&s->data, cfg, ra_model_positions(s->model), Lr));
+    RA_TRY(ra_data_open_as(&s->data, cfg, ra_model_positions(s->model), Lr, data_what ? data_what : "data.path"));
     RA_TRY(ra_alloc(&s->tok, sizeof(int32_t) * 2 * (size_t)micro * (Lr + 1), "token batch"));
     s->tgt = s->tok + (size_t)micro * (Lr + 1);
     ra_model_init(s->model, cfg->seed);
@@ -247,10 +278,10 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
 }
 
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
-                          int with_optim)
+                          int with_optim, const char *data_what)
 {
     *s = (ra_session){ .grid.ring = MPI_COMM_NULL };
-    return ra_agree(c->comm, open_all(c, s, cfg, micro, with_optim));
+    return ra_agree(c->comm, open_all(c, s, cfg, micro, with_optim, data_what));
 }
 
 void ra_session_close(ra_session *s)

@@ -48,12 +48,14 @@ extern const char *ra_session_ckpt_help;
 
 /* Build the config: defaults, then the checkpoint's stored config (when
  * ckpt != NULL) or --config, then every --set, then --data (a->data: FILE
- * replaces data.source, data.path and the held-out split); finish and check.
- * Collective.
+ * replaces data.source, data.path and the held-out split; a --set of
+ * data.path or data.val_path, or of data.source to recall, contradicts it
+ * and is refused); finish and check. Collective.
  * With a checkpoint, --config is an error (the checkpoint holds the config)
  * and a --set that changes the model (its shapes, FFN kind, RoPE, norms,
  * a layer's head kind or preconditioner) is refused naming the key: the
- * tensors would load into a different function. */
+ * tensors would load into a different function. --set data.source=file
+ * (without a data.dtype of its own) drops the checkpoint's data.dtype. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
 /* The same, also handing out the checkpoint's state (step, seed). */
@@ -64,9 +66,10 @@ int ra_session_sets_key(const ra_session_args *a, const char *key);
 /* Model (micro-batch sequences), optimizer (with_optim), data. Collective.
  * The grid has cfg->dp rings (eval and generate set cfg->dp = 1 unless
  * told otherwise); with_optim (training) also shards the optimizer as
- * cfg->shard_optimizer says. */
+ * cfg->shard_optimizer says. data_what names the data file in messages
+ * (NULL: "data.path"; eval --data FILE: "--data"). */
 ra_status ra_session_open(const ra_cli *c, ra_session *s, const ra_config *cfg, int micro,
-                          int with_optim);
+                          int with_optim, const char *data_what);
 void ra_session_close(ra_session *s);
 /* Checkpoint tensors of the session: params [, adam_m, adam_v]. */
 int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim);

@@ -349,7 +349,7 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
 
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f)
 {
-    return ra_agree(c->comm, c->rank == 0 ? preflight(cfg, f) : RA_OK);
+    return ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("train", preflight(cfg, f)) : RA_OK);
 }
 
 /* ---- checkpoints --------------------------------------------------------------- */

@@ -155,14 +155,24 @@ void ra_dir_of(const char *path, char *out, size_t cap)
     else snprintf(out, cap, "%.*s", (int)(slash - path), path);
 }
 
+/* Why stat(dir) failed (errno e), for "PREFIX: why": "does not exist" only
+ * when it does not; a directory that cannot be reached (EACCES: another
+ * user's /proc/PID/cwd, a mode 000 parent) says so. */
+static ra_status dir_failed(const char *prefix, const char *dir, int e)
+{
+    if (e == ENOENT)
+        return RA_FAIL(RA_ERR_IO, "%s: directory '%s' does not exist; create it first", prefix, dir);
+    return RA_FAIL(RA_ERR_IO, "%s: cannot access directory '%s': %s", prefix, dir, strerror(e));
+}
+
 /* Why a file could not be created in path's directory, naming the directory. */
 static ra_status create_failed(const char *file, const char *path, int e)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], prefix[PATH_MAX + 32];
     struct stat st;
     ra_dir_of(path, dir, sizeof dir);
-    if (stat(dir, &st) != 0)
-        return RA_FAIL(RA_ERR_IO, "%s: cannot create: directory '%s' does not exist; create it first", file, dir);
+    snprintf(prefix, sizeof prefix, "%s: cannot create", file);
+    if (stat(dir, &st) != 0) return dir_failed(prefix, dir, errno);
     if (!S_ISDIR(st.st_mode))
         return RA_FAIL(RA_ERR_IO, "%s: cannot create: '%s' is not a directory", file, dir);
     return RA_FAIL(RA_ERR_IO, "%s: cannot create: %s", file, strerror(e));
@@ -350,8 +360,12 @@ ra_status ra_check_output_path(const char *path, const char *what)
     char dir[PATH_MAX];
     ra_dir_of(path, dir, sizeof dir);
     RA_TRY(ra_check_not_kernel_fs(path, dir, what));
-    if (stat(dir, &st) != 0)
-        return RA_FAIL(RA_ERR_IO, "%s %s: directory '%s' does not exist; create it first", what, path, dir);
+    if (stat(dir, &st) != 0) {
+        char prefix[2 * PATH_MAX];
+        const int e = errno;
+        snprintf(prefix, sizeof prefix, "%s %s", what, path);
+        return dir_failed(prefix, dir, e);
+    }
     if (!S_ISDIR(st.st_mode)) return RA_FAIL(RA_ERR_IO, "%s %s: '%s' is not a directory", what, path, dir);
     return probe_dir(dir, what, path);
 }

@@ -315,12 +315,12 @@ static ra_status open_file(const ra_config *cfg, ra_token_file *f, const char *p
     return open_bytes(f, path, what);
 }
 
-static ra_status open_files(ra_data *d)
+static ra_status open_files(ra_data *d, const char *path_what)
 {
     const ra_config *cfg = &d->cfg;
     d->unit = cfg->source_id == RA_SOURCE_TOKENS ? "tokens" : "bytes";
     /* refuses FIFOs, directories and devices without blocking on them */
-    RA_TRY(open_file(cfg, &d->file[0], cfg->path, "data.path"));
+    RA_TRY(open_file(cfg, &d->file[0], cfg->path, path_what));
     d->nfiles = 1;
     if (cfg->val_path[0]) {
         if (ra_same_file(cfg->path, cfg->val_path))
@@ -339,6 +339,11 @@ static ra_status open_files(ra_data *d)
 
 ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr)
 {
+    return ra_data_open_as(out, cfg, pos, Lr, "data.path");
+}
+
+ra_status ra_data_open_as(ra_data **out, const ra_config *cfg, const int32_t *pos, int64_t Lr, const char *path_what)
+{
     *out = NULL;
     ra_data *d = calloc(1, sizeof *d);
     if (!d) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the data reader");
@@ -347,7 +352,7 @@ ra_status ra_data_open(ra_data **out, const ra_config *cfg, const int32_t *pos, 
     d->pos = pos;
     d->Lr = Lr;
     d->file[0].fd = d->file[1].fd = -1;
-    if (cfg->source_id == RA_SOURCE_FILE || cfg->source_id == RA_SOURCE_TOKENS) return open_files(d);
+    if (cfg->source_id == RA_SOURCE_FILE || cfg->source_id == RA_SOURCE_TOKENS) return open_files(d, path_what);
     d->keys = calloc((size_t)cfg->recall_pairs * 2 + cfg->recall_keys, sizeof(int32_t));
     d->where = calloc((size_t)cfg->recall_pairs, sizeof(int64_t));
     if (!d->keys || !d->where) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the recall task");

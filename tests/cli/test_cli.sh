@@ -199,7 +199,7 @@ fails "--out and --lse the same file" 2 "--out" "--lse" "same file" -- attn "${Q
 fails "--dk and --dv the same file" 2 "--dk" "--dv" "same file" -- attn "${QKV[@]}" --out o.npy --dout A/dout.npy --dq dq.npy --dk g.npy --dv g.npy
 fails "L shorter than the ranks (L=2, P=3)" 3 "L2/q.npy" "shorter|ranks" -- attn --q L2/q.npy --k L2/k.npy --v L2/v.npy --out o.npy
 fails "unknown command" 2 "frobnicate" "unknown command" -- frobnicate --q A/q.npy
-fails "gen without --dir" 2 "--dir" "required" -- gen --L 64
+fails "gen without --dir" 2 "error: gen: --dir is required" -- gen --L 64
 fails "gen L shorter than the ranks (P=3)" 3 "--L" "ranks" -- gen --dir L2 --L 2
 fails "gen --Hkv not dividing --H" 2 "--Hkv" "divide" -- gen --dir L2 --L 8 --H 4 --Hkv 3
 fails "compare with one file" 2 "compare" "two" -- compare A/q.npy
@@ -244,6 +244,27 @@ fails "bench attn -H x: bench attn names it" 1 "error: bench attn: -H: 'x' is no
 fails "bench attn --head x: bench attn names it" 1 "error: bench attn: --head: unknown head 'x'" -- bench attn --head x
 fails "bench train --set beyond 64: bench train names it" 1 "error: bench train: --set: at most 64" -- \
     bench train $(for i in $(seq 65); do printf -- '--set train.steps=1 '; done)
+# --set's and the files' errors name the command too (they said "--set 'x.y=1': ...",
+# "config nosuch.ini: ...", "--data nosuch.bin: ..." alone)
+fails "bench train --set x.y=1: bench train names it" 1 "error: bench train: --set 'x\.y=1': unknown section" -- \
+    bench train --set x.y=1
+fails "bench train --config missing: bench train names it" 1 "error: bench train: config nosuch\.ini: cannot open" -- \
+    bench train --config nosuch.ini
+fails "cipher --data missing: cipher names it" 1 "error: cipher: --data nosuch\.bin: cannot open" -- cipher --data nosuch.bin
+fails "cipher --data a directory: cipher names it" 2 "error: cipher: --data res: is a directory" -- cipher --data res
+# a long option with one dash is read as short options -c -h -e ...: the argument
+# typed is named, with the option meant (it said "... missing value in 'eval'")
+fails "eval -checkpoint: names '-checkpoint' and suggests --checkpoint" 1 \
+    "error: eval: unknown option '-checkpoint': did you mean --checkpoint\?" -- eval -checkpoint ck
+fails "gen -L 8: names '-L' and suggests --L" 1 "error: gen: unknown option '-L': did you mean --L\?" -- gen --dir L3 -L 8
+fails "eval --checkpoint ck -x: names '-x'" 1 "error: eval: unknown option or missing value in '-x'" -- \
+    eval --checkpoint ck -x
+# an option of the other command names the option, not its value (it said "unexpected option 'ck'")
+fails "import --checkpoint: names the option" 1 "error: import: unexpected option '--checkpoint'" -- \
+    import --checkpoint ck --out x.ckpt
+# gen names the one required option that is missing (it said "--dir and --L are required")
+fails "gen --dir without --L: names --L alone" 1 "error: gen: --L is required" -- gen --dir L3
+fails "gen without --dir or --L: names both" 1 "error: gen: --dir and --L are required" -- gen --H 2
 
 # without the wrapper: mpirun itself reports the failure (and does not hang)
 mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
@@ -282,6 +303,23 @@ if [ "$(stat -f -c %T /sys 2>/dev/null)" = sysfs ]; then
     fails "--lse in /sys" 2 "error: attn: --lse /sys/l.npy: is in /proc or /sys" -- attn "${QKV[@]}" --out o.npy --lse /sys/l.npy
     fails "gen --dir in /sys" 1 "error: gen: --dir /sys/ra-gen: is in /proc or /sys" -- gen --dir /sys/ra-gen --L 8
 fi
+# a directory that is there but cannot be reached is not "missing" (it said
+# "directory '/proc/1/cwd' does not exist; create it first"): a mode-000
+# directory for a user, another process's /proc/PID/cwd for a root without
+# CAP_SYS_PTRACE; skipped where neither is refused
+mkdir -p locked/sub && chmod 000 locked
+noacc=
+if ! stat locked/sub >/dev/null 2>&1; then noacc=locked/sub
+elif ! stat /proc/1/cwd/ >/dev/null 2>&1 && [ -e /proc/1 ]; then noacc=/proc/1/cwd
+fi
+if [ -n "$noacc" ]; then
+    fails "--out in a directory that cannot be accessed: said so, not 'does not exist'" 1 \
+        "error: attn: --out $noacc/o\.npy: cannot access directory '$noacc': permission denied" -- \
+        attn "${QKV[@]}" --out "$noacc/o.npy"
+else
+    echo "skip: no inaccessible directory here (root with CAP_SYS_PTRACE)"
+fi
+chmod 755 locked
 attn_ok "--out through /proc/self/cwd (a link to the work directory) is fine" 1 "${QKV[@]}" --out /proc/self/cwd/cwd.npy
 expect "... and wrote cwd.npy" "no cwd.npy" [ -f cwd.npy ]
 

@@ -85,10 +85,13 @@ report "eval --data on a one-window file" "$([ $? -eq 0 ] && grep -q '| 32 targe
 mkfifo fifo
 ra 1 train "${file[@]}" --set data.path=fifo
 report "a FIFO as data.path: refused, not waited on" "$(fails_with $? "data.path fifo: is a FIFO")"
+# --data FILE's errors name --data, the option typed (they said "data.path FILE"), and eval
 ra 1 eval --checkpoint ck --data .
-report "a directory as --data: refused" "$(fails_with $? "data.path .: is a directory")"
+report "a directory as --data: refused" "$(fails_with $? "error: eval: --data .: is a directory")"
 ra 1 eval --checkpoint ck --data fifo
-report "a FIFO as --data: refused, not waited on" "$(fails_with $? "data.path fifo: is a FIFO")"
+report "a FIFO as --data: refused, not waited on" "$(fails_with $? "error: eval: --data fifo: is a FIFO")"
+ra 1 eval --checkpoint ck --data nosuch.txt
+report "a missing --data file: named as --data" "$(fails_with $? "error: eval: --data nosuch.txt: cannot open")"
 ra 1 eval --checkpoint ck --data /proc/self/status
 report "a /proc file as --data: refused, not read as empty" "$(fails_with $? "is a /proc or /sys file")"
 ra 1 eval --checkpoint ck --data ""
@@ -101,7 +104,7 @@ report "a --data path of 2000 bytes: refused, naming the limit" "$(fails_with $?
 ln -s ck/last.ckpt ckdata && cp ck/last.ckpt ckcopy
 ra 1 eval --checkpoint ck --data ckdata
 report "--data a symlink to the checkpoint: refused cleanly, checkpoint and link untouched" \
-    "$(fails_with $? "data.path ckdata: byte" "outside the vocabulary")$(cmp -s ckcopy ck/last.ckpt && [ -L ckdata ] || echo changed)"
+    "$(fails_with $? "eval: --data ckdata: byte" "outside the vocabulary")$(cmp -s ckcopy ck/last.ckpt && [ -L ckdata ] || echo changed)"
 ra 1 train --config fifo
 report "a FIFO as --config: refused, not waited on" "$(fails_with $? "config fifo: is a FIFO")"
 
@@ -124,10 +127,28 @@ ra 2 diag --checkpoint ckbom --data clean.txt --set data.seq_len=8
 report "diag --data on a recall model at data.seq_len 8" "$([ $? -eq 0 ] && grep -q '^diag: ' out || cat out err)"
 ra 1 eval --checkpoint ckbom --data clean.txt --set data.source=tokens
 report "eval --data with --set data.source=tokens: FILE is checked as token ids" \
-    "$(fails_with $? "data.path clean.txt: neither a .npy file nor an llm.c shard")"
+    "$(fails_with $? "eval: --data clean.txt: neither a .npy file nor an llm.c shard")"
 ra 1 eval --checkpoint ckbom --set data.seq_len=8
 report "eval without --data: the recall task's check stays" \
     "$(fails_with $? "data.seq_len = 8 is too short for the recall task")"
+# --set naming other data than --data FILE is refused (it was dropped unseen: FILE scored, exit 0)
+ra 1 eval --checkpoint ck --data clean.txt --set data.source=recall
+report "eval --data with --set data.source=recall: refused" \
+    "$(fails_with $? "error: eval: --set data.source=recall contradicts --data clean.txt")"
+ra 1 eval --checkpoint ck --data clean.txt --set data.path=one.txt
+report "eval --data with --set data.path: refused" \
+    "$(fails_with $? "error: eval: --set data.path contradicts --data clean.txt")"
+ra 1 eval --checkpoint ck --data clean.txt --set data.val_path=one.txt
+report "eval --data with --set data.val_path: refused" \
+    "$(fails_with $? "error: eval: --set data.val_path contradicts --data clean.txt")"
+ra 1 eval --checkpoint ck --data clean.txt --set data.source=file
+report "eval --data with --set data.source=file (no contradiction): runs" \
+    "$([ $? -eq 0 ] && grep -q 'on clean.txt .*| 1984 targets' out || cat out err)"
+# --set errors name the command (they said "--set 'data.sequence=8': ..." alone)
+ra 1 eval --checkpoint ck --set data.sequence=8
+report "eval --set with an unknown key: eval named" "$(fails_with $? "error: eval: --set 'data.sequence=8': ")"
+ra 1 diag --checkpoint ck --set nonsense
+report "diag --set without '=': diag named" "$(fails_with $? "error: diag: --set 'nonsense': missing '='")"
 
 # ---- eval --data counts every window once ----------------------------------------------
 # 360 bytes at seq_len 32: 11 windows, 352 targets; batches of 8 leave a short last batch
@@ -158,6 +179,14 @@ report "eval --data loss ($batched) = mean of the 11 windows evaluated alone" "$
 ra 1 eval --checkpoint ck --data w11.txt --batches 1
 report "eval --data --batches 1: one batch of 4 windows (128 targets)" \
     "$([ $? -eq 0 ] && grep -q '| 128 targets' out || cat out err)"
+
+# ---- README's config table --------------------------------------------------------------
+# its data.source row lists every value the parser takes (it lacked tokens)
+ra 1 train --set data.source=x
+allowed=$(sed -n "s/.*data.source = 'x' is not allowed (allowed: \([^)]*\)).*/\1/p" err)
+row=$(grep -F '| [data] | `source` | enum |' "$CONFIGS/../README.md" | awk -F'|' '{ gsub(/^ +| +$/, "", $6); print $6 }')
+report "README's data.source row lists the values allowed ($allowed)" \
+    "$([ -n "$allowed" ] && [ "$row" = "$allowed" ] || echo "README: '$row', parser: '$allowed'")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

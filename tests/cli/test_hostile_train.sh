@@ -159,8 +159,20 @@ refused "--metrics /dev/full: refused as not a regular file" 1 'metrics /dev/ful
 # exist; create it first", or "cannot create files in '/proc/self': No such file")
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /proc/x/m.jsonl
 refused "--metrics in a missing /proc directory: refused as /proc" 1 'error: train: --metrics /proc/x/m.jsonl: is in /proc or /sys'
+# ... each naming the command, as the other errors of train do (the checkpoint
+# directory's and --metrics's checks said "--checkpoint-dir /proc/ra-ck: ..." alone)
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir /proc/ra-ck
-refused "--checkpoint-dir in /proc: refused as /proc" 1 '--checkpoint-dir /proc/ra-ck: is in /proc or /sys'
+refused "--checkpoint-dir in /proc: refused as /proc" 1 'error: train: --checkpoint-dir /proc/ra-ck: is in /proc or /sys'
+ra 2 train --config cfg.ini "${short[@]}" --set run.checkpoint_dir=/proc/ra-ck
+refused "run.checkpoint_dir in /proc: refused as /proc, train named" 1 \
+    'error: train: run.checkpoint_dir /proc/ra-ck: is in /proc or /sys'
+mkdir -p tdir0
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics tdir0
+refused "--metrics names a directory: train named" 1 'error: train: --metrics tdir0: is a directory'
+ra 2 train --config cfg.ini "${short[@]}" --set train.stepz=3
+refused "a --set error names train" 1 "error: train: --set 'train.stepz=3': "
+ra 2 train --config nosuch.ini
+refused "a missing --config names train" 1 'error: train: config nosuch.ini: cannot open'
 ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out /proc/self/g.txt
 refused "generate --out in /proc/self: refused as /proc" nz 'error: generate: --out /proc/self/g.txt: is in /proc or /sys'
 # --trace: the same checks as --metrics, before any work

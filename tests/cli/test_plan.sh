@@ -107,6 +107,12 @@ fails "--project x refused, named by plan" 1 "error: plan: --project: expected w
     plan --config "$CFG" --project x
 fails "-H x refused, named by plan" 1 "error: plan: -H: 'x' is not an integer" -- plan --attn -n 2 -L 64 -H x
 fails "--csv without --project refused (it wrote nothing and exited 0)" 1 "--csv needs --project" -- plan --config "$CFG" -n 2 --csv x.csv
+# --profile is the projection's link only: without --project it was ignored, exit 0
+fails "--profile without --project refused" 1 "error: plan: --profile needs --project" -- \
+    plan --config "$CFG" -n 2 --profile ib100
+# the config's and --set's errors name plan (they said "--set 'model.dimm=8': ..." alone)
+fails "a --set error names plan" 1 "error: plan: --set 'model\.dimm=8': " -- plan --config "$CFG" -n 2 --set model.dimm=8
+fails "a missing --config names plan" 1 "error: plan: config nosuch\.ini: cannot open" -- plan --config nosuch.ini -n 2
 fails "--link-gbps 1e-300 refused (it printed 300-digit times)" 1 "--link-gbps: need a number from 1e-06 to 1e\\+12" -- plan --config "$CFG" -n 2 --link-gbps 1e-300
 # outputs: never an input, never a directory, checked before any work
 cp "$CFG" mine.ini

@@ -114,6 +114,18 @@ l16=$(sed -n 's/.*| loss \([0-9.]*\) .*/\1/p' out)
 mpi 2 eval --checkpoint ck16 --data tok32.bin --set data.dtype=uint32
 report "eval --data as uint32 equals the llm.c shard ($l16)" \
     "$(grep -q "| loss $l16 |" out || echo "$(cat out err)")"
+# --set data.source=file on a token checkpoint reads bytes: the checkpoint's data.dtype =
+# uint16 does not apply (it said "data.dtype = uint16 is for data.source = tokens", and
+# read --data FILE as uint16 ids, unless data.dtype=auto was given too)
+perl -e 'print map { chr(97 + ($_ * 7) % 26) } 0 .. 1999' >bytes.txt
+mpi 2 eval --checkpoint ck16 --set data.source=file --set data.path=bytes.txt
+why=$(status $?)
+grep -q "on held-out bytes | loss .* | bpb " out || why+="expected held-out bytes: $(cat out err)"
+report "eval --set data.source=file on a uint16 checkpoint: bytes, not its data.dtype" "$why"
+mpi 2 eval --checkpoint ck16 --set data.source=file --data bytes.txt
+why=$(status $?)
+grep -q "on bytes.txt | loss .* | bpb .* | 1984 targets" out || why+="expected 1984 byte targets: $(cat out err)"
+report "eval --data FILE --set data.source=file on a uint16 checkpoint: FILE's bytes" "$why"
 
 # ---- refusals, on every rank, reported once ---------------------------------------------------
 # 80 ids, half held out: every training window (offset 0..7, 33 ids) covers element 20
@@ -123,8 +135,8 @@ fails "an id >= model.vocab in training: named by file and element" 2 \
     "outside the vocabulary \[0, 1000\)" -- \
     train "${tok[@]}" --set data.path=bad.bin --set data.dtype=uint16 --set data.val_fraction=0.5 \
     --checkpoint-dir ckbad
-fails "an id >= model.vocab in eval --data: named by file and element" 2 \
-    "data.path bad.bin: token 4321 at element 20" -- eval --checkpoint ck16 --data bad.bin
+fails "an id >= model.vocab in eval --data: named by file (as --data) and element" 2 \
+    "eval: --data bad.bin: token 4321 at element 20" -- eval --checkpoint ck16 --data bad.bin
 head -c 3001 tok16.bin >odd.bin
 fails "a truncated uint16 file" 2 "data.path odd.bin: 3001 bytes is not a whole number of uint16" -- \
     train "${tok[@]}" --set data.path=odd.bin --set data.dtype=uint16 --checkpoint-dir ckodd

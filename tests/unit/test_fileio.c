@@ -240,6 +240,34 @@ static void test_output_checks(void **state)
     assert_false(ra_dir_on_kernel_fs("/proc/self/cwd")); /* a link out of /proc: the file system it names */
 }
 
+/* A directory that is there but cannot be reached is said so, not "does not
+ * exist" (it was: /proc/1/cwd as root without CAP_SYS_PTRACE): a mode-000
+ * parent for a user; /proc/1/cwd where it is refused; else skipped. */
+static void test_output_dir_unreachable(void **state)
+{
+    (void)state;
+    char locked[TMPDIR_CAP], sub[TMPDIR_CAP], out[TMPDIR_CAP + 16], want[3 * TMPDIR_CAP + 64];
+    struct stat sb;
+    path_in(locked, "locked");
+    path_in(sub, "locked/sub");
+    assert_int_equal(mkdir(locked, 0755), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(chmod(locked, 0), 0);
+    const char *dir = stat(sub, &sb) != 0 && errno == EACCES                  ? sub
+                      : stat("/proc/1/cwd", &sb) != 0 && errno == EACCES ? "/proc/1/cwd"
+                                                                          : NULL;
+    ra_status st = RA_OK;
+    if (dir) {
+        snprintf(out, sizeof out, "%s/o.npy", dir);
+        st = ra_check_output_path(out, "--out");
+        snprintf(want, sizeof want, "--out %s: cannot access directory '%s': Permission denied", out, dir);
+    }
+    assert_int_equal(chmod(locked, 0755), 0); /* before any assertion: the teardown removes it */
+    if (!dir) skip(); /* root that may read every directory */
+    assert_int_equal(st, RA_ERR_IO);
+    assert_string_equal(ra_last_error(), want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_staged_set),
         cmocka_unit_test(test_same_file),
         cmocka_unit_test(test_output_checks),
+        cmocka_unit_test(test_output_dir_unreachable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
