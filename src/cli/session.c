@@ -124,10 +124,13 @@ static ra_status same_model(const char *ckpt, const ra_config *ck, const ra_conf
 /* --data FILE: its token ids when the model reads token ids, a data.dtype
  * is given (e.g. an imported model: --set data.dtype=uint16) or FILE is a
  * .npy or an llm.c shard (by its magic); else its bytes (a .npy read as
- * bytes scored its header). All of FILE, nothing held out (data.h). */
-static void use_data(ra_config *cfg, const char *data)
+ * bytes scored its header), and its bytes whatever its magic when the user
+ * said so (as_bytes: --set data.source=file). All of FILE, nothing held out
+ * (data.h). */
+static void use_data(ra_config *cfg, const char *data, int as_bytes)
 {
-    if (cfg->source_id != RA_SOURCE_TOKENS && (cfg->dtype_id != RA_TOKEN_AUTO || ra_token_file_has_magic(data))) {
+    if (!as_bytes && cfg->source_id != RA_SOURCE_TOKENS &&
+        (cfg->dtype_id != RA_TOKEN_AUTO || ra_token_file_has_magic(data))) {
         snprintf(cfg->source, sizeof cfg->source, "%s", ra_source_words[RA_SOURCE_TOKENS]);
         cfg->source_id = RA_SOURCE_TOKENS;
     } else if (cfg->source_id != RA_SOURCE_TOKENS) {
@@ -144,10 +147,10 @@ static void use_data(ra_config *cfg, const char *data)
  * data that is read (not a recall model's task, nor a data.source set
  * without a path). The check asks for a held-out part, as training needs
  * one: any passes it, and none is kept after it (data.val_fraction = 0). */
-static ra_status finish(ra_config *cfg, const char *data)
+static ra_status finish(ra_config *cfg, const char *data, int as_bytes)
 {
     if (!data) return ra_config_finish(cfg);
-    use_data(cfg, data);
+    use_data(cfg, data, as_bytes);
     if (!(cfg->val_fraction > 0)) cfg->val_fraction = 0.5f;
     RA_TRY(ra_config_finish(cfg));
     cfg->val_fraction = 0;
@@ -182,6 +185,12 @@ static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
     cfg->dtype_id = RA_TOKEN_AUTO;
 }
 
+/* --set data.source=file given: FILE's bytes, not its token ids */
+static int bytes_asked(const ra_session_args *a, const ra_config *cfg)
+{
+    return cfg->source_id == RA_SOURCE_FILE && ra_session_sets_key(a, "data.source");
+}
+
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
 {
     ra_config_defaults(cfg);
@@ -201,7 +210,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     if (!ckpt) {
         for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
         RA_TRY(data_not_contradicted(a, cfg));
-        return finish(cfg, a->data);
+        return finish(cfg, a->data, bytes_asked(a, cfg));
     }
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
     if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
@@ -210,7 +219,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
     if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
-    if (st == RA_OK) st = finish(cfg, a->data);
+    if (st == RA_OK) st = finish(cfg, a->data, bytes_asked(a, cfg));
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
     free(stored);
     return st;

@@ -55,7 +55,8 @@ extern const char *ra_session_ckpt_help;
  * and a --set that changes the model (its shapes, FFN kind, RoPE, norms,
  * a layer's head kind or preconditioner) is refused naming the key: the
  * tensors would load into a different function. --set data.source=file
- * (without a data.dtype of its own) drops the checkpoint's data.dtype. */
+ * (without a data.dtype of its own) drops the checkpoint's data.dtype, and
+ * --data FILE is then read as bytes whatever its magic. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
 /* The same, also handing out the checkpoint's state (step, seed). */

@@ -126,6 +126,11 @@ mpi 2 eval --checkpoint ck16 --set data.source=file --data bytes.txt
 why=$(status $?)
 grep -q "on bytes.txt | loss .* | bpb .* | 1984 targets" out || why+="expected 1984 byte targets: $(cat out err)"
 report "eval --data FILE --set data.source=file on a uint16 checkpoint: FILE's bytes" "$why"
+# and a FILE with the llm.c magic too: the user said bytes (it was read as token ids)
+mpi 2 eval --checkpoint ck16 --set data.source=file --data shard_000000.bin
+why=$(status $?)
+grep -q "on shard_000000.bin | loss .* | bpb " out || why+="expected its bytes: $(cat out err)"
+report "eval --data SHARD --set data.source=file: the shard's bytes, not its ids" "$why"
 
 # ---- refusals, on every rank, reported once ---------------------------------------------------
 # 80 ids, half held out: every training window (offset 0..7, 33 ids) covers element 20
