@@ -110,12 +110,24 @@ static const char *option_at(int argc, char **argv, int from)
     return NULL;
 }
 
+static const char *one_dash_long(const char *arg, size_t min_len);
+
 int ra_getopt(int argc, char **argv, const char *shortopts, const struct option *opts)
 {
     if (optind <= 1) g_nseen = 0; /* a new parse */
     const int from = optind;
+    g_opts = opts;
+    /* a long option typed with one dash ("-causal", "-trace x"): getopt
+     * would read its letters as short options, "-c" with the value "ausal" */
+    g_arg = option_at(argc, argv, from);
+    if (g_arg && one_dash_long(g_arg, 2)) { /* "-L 8" may be a short option with its value */
+        optind++;
+        return '?';
+    }
     const int code = getopt_long(argc, argv, shortopts, opts, NULL);
-    g_arg = option_at(argc, argv, from), g_opts = opts;
+    g_arg = option_at(argc, argv, from);
+    /* -h only alone: "-hostile" printed the help and exited 0 */
+    if (code == 'h' && g_arg && strcmp(g_arg, "-h") != 0 && strncmp(g_arg, "--", 2) != 0) return '?';
     if (code == -1 || code == '?' || code == ':' || !optarg) return code;
     char name[64];
     option_name(name, sizeof name, code, opts);
@@ -139,15 +151,29 @@ int ra_getopt(int argc, char **argv, const char *shortopts, const struct option 
     return code;
 }
 
+/* main.c's options of every command */
+static const struct option global_opts[] = { { "verbose", no_argument, 0, 0 }, { "no-bind", no_argument, 0, 0 },
+                                             { 0, 0, 0, 0 } };
+
+/* The parse's long option (or a global one) named by arg after `dashes`
+ * dashes, up to an '=', or NULL. */
+static const struct option *long_named(const char *arg, int dashes)
+{
+    const char *name = arg + dashes;
+    const size_t n = strcspn(name, "=");
+    for (int g = 0; g < 2; g++)
+        for (const struct option *o = g ? global_opts : g_opts; o && o->name; o++)
+            if (strlen(o->name) == n && strncmp(name, o->name, n) == 0) return o;
+    return NULL;
+}
+
 /* "-checkpoint" for --checkpoint (one dash: getopt reads the letters -c -h ...):
- * the long option meant, or NULL. */
-static const char *one_dash_long(const char *arg)
+ * the long option meant, at least min_len letters, or NULL. */
+static const char *one_dash_long(const char *arg, size_t min_len)
 {
     if (!arg || arg[0] != '-' || arg[1] == '-' || !arg[1]) return NULL;
-    const size_t n = strcspn(arg + 1, "=");
-    for (const struct option *o = g_opts; o && o->name; o++)
-        if (strlen(o->name) == n && strncmp(arg + 1, o->name, n) == 0) return o->name;
-    return NULL;
+    const struct option *o = long_named(arg, 1);
+    return o && strlen(o->name) >= min_len ? o->name : NULL;
 }
 
 ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
@@ -155,12 +181,21 @@ ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
     if (c == RA_OPT_TWICE) return RA_FAIL(RA_ERR_ARG, "%s: %s", cmd, g_twice);
     if (g_arg) arg = g_arg;
     if (c == ':' || c == '?') {
-        const char *meant = one_dash_long(arg);
+        const char *meant = one_dash_long(arg, 1);
         if (meant)
             return RA_FAIL(RA_ERR_ARG, "%s: unknown option '%s': did you mean --%s? (see ringattn %s --help)", cmd,
                            arg, meant, cmd);
-        return RA_FAIL(RA_ERR_ARG, "%s: unknown option or missing value in '%s' (see ringattn %s --help)",
-                       cmd, arg ? arg : "?", cmd);
+        /* a known option without its value (at the end of the line), or a
+         * flag given one: say which, not "unknown" */
+        const struct option *o = arg && arg[0] == '-' && arg[1] == '-' ? long_named(arg, 2) : NULL;
+        if (o && o->has_arg == required_argument && !strchr(arg, '='))
+            return RA_FAIL(RA_ERR_ARG, "%s: %s needs a value (see ringattn %s --help)", cmd, arg, cmd);
+        if (o && o->has_arg == no_argument && strchr(arg, '='))
+            return RA_FAIL(RA_ERR_ARG, "%s: --%s takes no value (got '%s'; see ringattn %s --help)", cmd, o->name,
+                           arg, cmd);
+        if (c == ':' && arg && arg[0] == '-' && arg[1] != '-')
+            return RA_FAIL(RA_ERR_ARG, "%s: -%c needs a value (see ringattn %s --help)", cmd, optopt, cmd);
+        return RA_FAIL(RA_ERR_ARG, "%s: unknown option '%s' (see ringattn %s --help)", cmd, arg ? arg : "?", cmd);
     }
     return RA_FAIL(RA_ERR_ARG, "%s: unexpected option '%s' (see ringattn %s --help)", cmd,
                    arg ? arg : "?", cmd);

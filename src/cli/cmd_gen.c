@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
@@ -120,8 +122,22 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && L < c->size)
         st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld is shorter than the %d ranks", (long long)L, c->size);
     if (st == RA_OK && nseg > L) st = RA_FAIL(RA_ERR_ARG, "gen: --segments %d exceeds --L", nseg);
+    /* a rank holds one tensor at a time, q its largest: refused before any
+     * file is made when it cannot fit this machine's memory (--L 1G asked
+     * malloc for 1 TiB and left an empty --dir) */
+    const double per_rank = 4.0 * (B > 0 ? B : 1) * H * D * ((double)L / c->size + 1);
+    const double phys = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (st == RA_OK && phys > 0 && per_rank > phys)
+        st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld: q alone is %.3g GiB on each of the %d ranks, more than this "
+                     "machine's %.3g GiB of memory", (long long)L, per_rank / 1073741824.0, c->size,
+                     phys / 1073741824.0);
+    /* a failed gen leaves no directory it made (rank 0 makes it) */
+    struct stat sb;
+    const int made = st == RA_OK && c->rank == 0 && stat(dir, &sb) != 0;
     if (st == RA_OK && c->rank == 0) st = prepare_dir(dir, nseg);
-    RA_TRY(ra_agree(c->comm, st));
+    st = ra_agree(c->comm, st);
+    if (st != RA_OK && made) (void)rmdir(dir);
+    RA_TRY(st);
 
     int four = B > 0, Bn = four ? B : 1;
     int64_t qs[4] = { Bn, H, L, D }, ks[4] = { Bn, Hkv, L, D };
@@ -140,7 +156,9 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
         st = stage_random(c, paths[i], s8 + (uint64_t)i, nd, q ? qshape : kshape, (int64_t)Bn * (q ? H : Hkv), L, D);
     }
     if (st == RA_OK && nseg) st = stage_segments(c, paths[GEN_SEG], Bn, L, nseg);
-    RA_TRY(ra_outputs_finish(c->comm, staged, nfiles, st));
+    st = ra_outputs_finish(c->comm, staged, nfiles, st);
+    if (st != RA_OK && made) (void)rmdir(dir); /* the staged files are gone: empty */
+    RA_TRY(ra_arg_cmd("gen", st));
     ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
     return ra_stdout_finish(c);

@@ -42,7 +42,7 @@ typedef struct {
     const char *config, *rates, *save_rates, *csv, *profile;
     const char *sets[32];
     int nsets;
-    int P, dp, chunk, chunk_set, threads, rpn, calibrate, project, max_p, attn;
+    int P, dp, chunk, chunk_set, threads, rpn, calibrate, project, max_p, max_p_set, attn;
     int layout_set;
     ra_layout layout;
     double link_gbps, link_lat;
@@ -124,7 +124,7 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
             else if (!strcmp(optarg, "strong")) a->project = PROJ_STRONG;
             else return RA_FAIL(RA_ERR_ARG, "--project: expected weak or strong (got '%s')", optarg);
             break;
-        case O_MAXP: RA_TRY(ra_arg_int("--max-p", optarg, 1, 1 << 20, &a->max_p)); break;
+        case O_MAXP: RA_TRY(ra_arg_int("--max-p", optarg, 1, 1 << 20, &a->max_p)); a->max_p_set = 1; break;
         case O_PROFILE: a->profile = optarg; break;
         case O_CSV: a->csv = optarg; break;
         case 'h': case O_HELP: *want_help = 1; return RA_OK;
@@ -139,6 +139,8 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     if (a->calibrate && a->rates) return RA_FAIL(RA_ERR_ARG, "plan: --calibrate and --rates exclude each other");
     if (a->save_rates && !a->calibrate) return RA_FAIL(RA_ERR_ARG, "--save-rates needs --calibrate");
     if (a->csv && !a->project) return RA_FAIL(RA_ERR_ARG, "--csv needs --project (the projection's table is what it writes)");
+    if (a->max_p_set && !a->project) /* it was ignored: exit 0 with no projection */
+        return RA_FAIL(RA_ERR_ARG, "--max-p needs --project (the largest P of the projection)");
     if (a->attn) {
         if (!a->a.L) return RA_FAIL(RA_ERR_ARG, "plan --attn: -L N (the sequence length) is required");
         if (!a->a.Hkv) a->a.Hkv = a->a.H;
@@ -374,16 +376,16 @@ static ra_status run(ra_cli *c, plan_args *pa)
     if (pa->rates) {
         char *text = NULL;
         size_t len;
-        RA_TRY(ra_file_read_all(pa->rates, "--rates file", 1 << 16, &text, &len));
+        RA_TRY(ra_arg_cmd("plan", ra_file_read_all(pa->rates, "--rates file", 1 << 16, &text, &len)));
         if (strlen(text) != len) {
             free(text);
-            return RA_FAIL(RA_ERR_FORMAT, "--rates %s: the file holds NUL bytes", pa->rates);
+            return RA_FAIL(RA_ERR_FORMAT, "plan: --rates %s: the file holds NUL bytes", pa->rates);
         }
         char name[512];
         snprintf(name, sizeof name, "--rates %s", pa->rates);
         ra_status st = ra_cm_rates_parse(&r, text, name);
         free(text);
-        RA_TRY(st);
+        RA_TRY(ra_arg_cmd("plan", st)); /* its errors name the command, as the options' do */
         source = "--rates file";
     } else if (pa->calibrate) {
         RA_TRY(ra_plan_calibrate(c, have_cfg ? &cfg : NULL, &pa->a, &r, &calib_rpn));

@@ -165,6 +165,10 @@ static ra_status data_not_contradicted(const ra_session_args *a, const ra_config
     if (ra_session_sets_key(a, "data.source") && cfg->source_id == RA_SOURCE_RECALL)
         return RA_FAIL(RA_ERR_ARG, "--set data.source=recall contradicts --data %s: the recall task reads no file; "
                        "drop one of them", a->data);
+    if (ra_session_sets_key(a, "data.source") && cfg->source_id == RA_SOURCE_FILE &&
+        ra_session_sets_key(a, "data.dtype") && cfg->dtype_id != RA_TOKEN_AUTO) /* it was dropped unseen */
+        return RA_FAIL(RA_ERR_ARG, "--set data.dtype=%s contradicts --set data.source=file: --data %s is read as "
+                       "bytes; drop one of them", cfg->dtype, a->data);
     static const char *const keys[] = { "data.path", "data.val_path" };
     for (int i = 0; i < 2; i++)
         if (ra_session_sets_key(a, keys[i]))

@@ -328,10 +328,19 @@ static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
     return RA_OK;
 }
 
-static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
+/* A refused run leaves no checkpoint directory it made: its lock file let
+ * go and removed, the directory removed (it holds nothing else). */
+static void unmake_checkpoint_dir(const char *dir)
 {
-    RA_TRY(check_steps(cfg, f));
-    RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
+    char path[RA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+    if (lock_fd >= 0) close(lock_fd), lock_fd = -1;
+    (void)unlink(path);
+    (void)rmdir(dir);
+}
+
+static ra_status checks_in_dir(const ra_config *cfg, const ra_train_files *f)
+{
     RA_TRY(inputs_not_written(cfg, f)); /* before the lock file is written */
     RA_TRY(lock_checkpoint_dir(cfg->checkpoint_dir, f->ckdir_opt));
     char from[RA_PATH_MAX];
@@ -345,6 +354,17 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
         RA_TRY(no_later_checkpoints(cfg->checkpoint_dir, f->ckdir_opt, f->resume_step));
     RA_TRY(check_metrics(cfg, f));
     return remove_partials(cfg, f);
+}
+
+static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
+{
+    RA_TRY(check_steps(cfg, f));
+    struct stat st;
+    const int existed = stat(cfg->checkpoint_dir, &st) == 0;
+    RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
+    ra_status s = checks_in_dir(cfg, f);
+    if (s != RA_OK && !existed) unmake_checkpoint_dir(cfg->checkpoint_dir);
+    return s;
 }
 
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f)

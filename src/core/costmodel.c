@@ -102,6 +102,7 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
         if (seen[k]) return RA_FAIL(RA_ERR_FORMAT, "%s:%d: key '%s' given twice", name, line, keys[k].key);
         seen[k] = 1;
         char *v = eq + 1, *end;
+        while (*v == ' ' || *v == '\t') v++; /* the value as written, in the message */
         double x = strtod(v, &end);
         while (*end == ' ' || *end == '\t' || *end == '\r') end++;
         if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* NaN fails too */

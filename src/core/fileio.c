@@ -59,8 +59,10 @@ ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_
         close(f);
         return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, kind_of(st.st_mode));
     }
-    struct statfs fs; /* /proc and /sys files say size 0 and then have content: the size cannot be trusted */
-    if (st.st_size == 0 && fstatfs(f, &fs) == 0 && kernel_fs(&fs)) {
+    /* /proc files say size 0 and then have content, /sys files 4096 and then
+     * fewer bytes ("truncated?"): their sizes cannot be trusted */
+    struct statfs fs;
+    if (fstatfs(f, &fs) == 0 && kernel_fs(&fs)) {
         close(f);
         return RA_FAIL(RA_ERR_IO, "%s %s: is a /proc or /sys file, whose size is not known before it is read; copy "
                                   "it to a regular file first", what, path);

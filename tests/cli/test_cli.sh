@@ -169,7 +169,7 @@ report "gen L=2 on 2 ranks" "$(status $?)"
 fails "missing --q" 2 "--q" "required|missing" -- attn --k A/k.npy --v A/v.npy --out o.npy
 fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
-fails "option without its value" 2 "--scale" "missing value" -- attn "${QKV[@]}" --out o.npy --scale
+fails "option without its value" 2 "--scale" "needs a value" -- attn "${QKV[@]}" --out o.npy --scale
 fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
 fails "--out followed by another option" 2 "attn: --out needs a value, but is followed by the option --lse" -- \
     attn "${QKV[@]}" --out --lse l.npy
@@ -257,14 +257,36 @@ fails "cipher --data a directory: cipher names it" 2 "error: cipher: --data res:
 fails "eval -checkpoint: names '-checkpoint' and suggests --checkpoint" 1 \
     "error: eval: unknown option '-checkpoint': did you mean --checkpoint\?" -- eval -checkpoint ck
 fails "gen -L 8: names '-L' and suggests --L" 1 "error: gen: unknown option '-L': did you mean --L\?" -- gen --dir L3 -L 8
-fails "eval --checkpoint ck -x: names '-x'" 1 "error: eval: unknown option or missing value in '-x'" -- \
+fails "eval --checkpoint ck -x: names '-x'" 1 "error: eval: unknown option '-x'" -- \
     eval --checkpoint ck -x
+# a word starting -h is not the help (-hostile printed it and exited 0); a long option
+# with one dash is caught before getopt reads its letters ("-c: 'ausal' is not an
+# integer"); the global options are suggested too; a known option at the end without
+# its value needs one (it was "unknown"), a flag given one takes none
+fails "train -hostile: refused, not the help" 1 "error: train: unknown option '-hostile'" -- train -hostile
+fails "bench reduce -hello: refused, not the help" 1 "error: bench reduce: unknown option '-hello'" -- \
+    bench reduce -hello
+fails "bench attn -head full: suggests --head" 1 "error: bench attn: unknown option '-head': did you mean --head\?" -- \
+    bench attn -head full -b 1K -e 1K
+fails "bench attn -causal: suggests --causal" 1 "error: bench attn: unknown option '-causal': did you mean --causal\?" -- \
+    bench attn -causal
+fails "plan -Hkv 2: suggests --Hkv" 1 "error: plan: unknown option '-Hkv': did you mean --Hkv\?" -- \
+    plan --attn -n 1 -Hkv 2
+fails "eval -verbose: suggests the global --verbose" 1 "error: eval: unknown option '-verbose': did you mean --verbose\?" -- \
+    eval --checkpoint ck -verbose
+fails "eval --batches at the end: needs a value" 1 "error: eval: --batches needs a value" -- eval --checkpoint ck --batches
+fails "bench train -t at the end: needs a value" 1 "error: bench train: -t needs a value" -- bench train -t
+fails "bench attn --causal=1: takes no value" 1 "error: bench attn: --causal takes no value" -- bench attn --causal=1
 # an option of the other command names the option, not its value (it said "unexpected option 'ck'")
 fails "import --checkpoint: names the option" 1 "error: import: unexpected option '--checkpoint'" -- \
     import --checkpoint ck --out x.ckpt
 # gen names the one required option that is missing (it said "--dir and --L are required")
 fails "gen --dir without --L: names --L alone" 1 "error: gen: --L is required" -- gen --dir L3
 fails "gen without --dir or --L: names both" 1 "error: gen: --dir and --L are required" -- gen --H 2
+# a size beyond the machine's memory is refused before anything is made (it asked
+# malloc for 1 TiB, said so without "gen:", and left the empty directory)
+fails "gen --L 1G: refused up front" 1 "error: gen: --L 1073741824: q alone is" -- gen --dir gbig --L 1G
+report "gen --L 1G leaves no directory" "$([ ! -e gbig ] || echo 'gbig was made')"
 
 # without the wrapper: mpirun itself reports the failure (and does not hang)
 mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy

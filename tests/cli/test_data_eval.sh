@@ -94,6 +94,13 @@ ra 1 eval --checkpoint ck --data nosuch.txt
 report "a missing --data file: named as --data" "$(fails_with $? "error: eval: --data nosuch.txt: cannot open")"
 ra 1 eval --checkpoint ck --data /proc/self/status
 report "a /proc file as --data: refused, not read as empty" "$(fails_with $? "is a /proc or /sys file")"
+# a /sys file says 4096 bytes and holds fewer: refused as such (it said "truncated?")
+for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/profiling; do
+    [ -r "$f" ] || continue
+    ra 1 eval --checkpoint ck --data "$f"
+    report "a /sys file as --data: refused as such" "$(fails_with $? "eval: --data $f: is a /proc or /sys file")"
+    break
+done
 ra 1 eval --checkpoint ck --data ""
 report "an empty --data path: refused as such (it said 'data.source = file needs data.path')" \
     "$(fails_with $? "eval: --data is an empty path")"

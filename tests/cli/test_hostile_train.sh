@@ -169,6 +169,16 @@ refused "run.checkpoint_dir in /proc: refused as /proc, train named" 1 \
 mkdir -p tdir0
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics tdir0
 refused "--metrics names a directory: train named" 1 'error: train: --metrics tdir0: is a directory'
+# a refusal leaves no checkpoint directory it made (ck6 held a .ringattn.lock after
+# each refusal above: the directory was made and locked before --metrics was checked);
+# one that was there stays, with what it holds
+[ ! -e ck6 ] && r=ok || r="ck6 left: $(ls -A ck6 | tr '\n' ' ')"
+report "refused runs leave no checkpoint directory behind" "$([ "$r" = ok ] || echo "$r")"
+mkdir -p ckkeep && echo keep >ckkeep/notes.txt
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckkeep --metrics tdir0
+refused "--metrics a directory, into an existing checkpoint directory" 1 'error: train: --metrics tdir0: is a directory'
+[ "$(cat ckkeep/notes.txt 2>/dev/null)" = keep ] && r=ok || r="ckkeep/notes.txt lost"
+report "an existing checkpoint directory stays, with its files" "$([ "$r" = ok ] || echo "$r")"
 ra 2 train --config cfg.ini "${short[@]}" --set train.stepz=3
 refused "a --set error names train" 1 "error: train: --set 'train.stepz=3': "
 ra 2 train --config nosuch.ini

@@ -98,6 +98,13 @@ fails "-n 0 refused" 1 '-n' -- plan --config "$CFG" -n 0
 fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG" -n 4 --dp 3
 fails "missing rates file refused" 1 'rates' 'nope.ini' -- plan --config "$CFG" -n 2 --rates nope.ini
 fails "garbage rates file refused" 1 'rates' 'garbage.ini' -- plan --config "$CFG" -n 2 --rates garbage.ini
+# a bad value: plan named, the value as written (it said "ringattn: error: --rates ...
+# (got ' 0')"); --max-p without --project was ignored, exit 0
+grep -v '^row_fwd_pairs' rates.ini >zero.ini && echo 'row_fwd_pairs = 0' >>zero.ini
+fails "a rates value of 0: plan, file, line, key, the value" 1 \
+    "error: plan: --rates zero.ini:[0-9]+: row_fwd_pairs needs a number from 1e-06 to 1e\+12 \(got '0'\)" -- \
+    plan --config "$CFG" -n 2 --rates zero.ini
+fails "--max-p without --project refused" 1 'plan: --max-p needs --project' -- plan --config "$CFG" -n 2 --max-p 8
 fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan --config badcfg.ini -n 2
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi

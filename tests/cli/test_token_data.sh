@@ -131,6 +131,10 @@ mpi 2 eval --checkpoint ck16 --set data.source=file --data shard_000000.bin
 why=$(status $?)
 grep -q "on shard_000000.bin | loss .* | bpb " out || why+="expected its bytes: $(cat out err)"
 report "eval --data SHARD --set data.source=file: the shard's bytes, not its ids" "$why"
+# ... and a data.dtype beside it contradicts it (it was dropped unseen, exit 0)
+fails "eval --data with data.source=file and data.dtype=uint16: refused" 2 \
+    "eval: --set data.dtype=uint16 contradicts --set data.source=file" -- \
+    eval --checkpoint ck16 --set data.source=file --set data.dtype=uint16 --data bytes.txt
 
 # ---- refusals, on every rank, reported once ---------------------------------------------------
 # 80 ids, half held out: every training window (offset 0..7, 33 ids) covers element 20
