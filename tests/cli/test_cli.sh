@@ -285,8 +285,8 @@ fails "gen --dir without --L: names --L alone" 1 "error: gen: --L is required" -
 fails "gen without --dir or --L: names both" 1 "error: gen: --dir and --L are required" -- gen --H 2
 # a size beyond the machine's memory is refused before anything is made (it asked
 # malloc for 1 TiB, said so without "gen:", and left the empty directory)
-fails "gen --L 1G: refused up front" 1 "error: gen: --L 1073741824: q alone is" -- gen --dir gbig --L 1G
-report "gen --L 1G leaves no directory" "$([ ! -e gbig ] || echo 'gbig was made')"
+fails "gen --L 1G --H 64 (16 TiB): refused up front" 1 "error: gen: --L 1073741824: q alone is" -- gen --dir gbig --L 1G --H 64
+report "gen --L 1G --H 64 leaves no directory" "$([ ! -e gbig ] || echo 'gbig was made')"
 
 # without the wrapper: mpirun itself reports the failure (and does not hang)
 mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
