@@ -96,6 +96,10 @@ ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const
     RA_TRY(check_clashes(cmd, ins, nin, outs, nout));
     for (int o = 0; o < nout; o++) {
         if (!outs[o].path) continue;
+        /* "-" is standard output in many tools: here it would be a file named so */
+        if (strcmp(outs[o].path, "-") == 0)
+            return RA_FAIL(RA_ERR_ARG, "%s: %s -: would write a file named '-', not standard output; give ./- "
+                           "for a file of that name", cmd, outs[o].opt);
         char what[96];
         snprintf(what, sizeof what, "%s: %s", cmd, outs[o].opt);
         RA_TRY(ra_check_output_fresh(outs[o].path, what));

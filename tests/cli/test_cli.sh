@@ -171,6 +171,10 @@ fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
 fails "option without its value" 2 "--scale" "needs a value" -- attn "${QKV[@]}" --out o.npy --scale
 fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.npy stray.npy
+# "-" is not standard output here: refused (it wrote a file named "-")
+fails "--out -: refused, not a file named '-'" 2 "attn: --out -: would write a file named '-', not standard output" -- \
+    attn "${QKV[@]}" --out -
+report "... and no file '-' written" "$([ ! -e ./- ] || echo "a file '-' exists")"
 fails "--out followed by another option" 2 "attn: --out needs a value, but is followed by the option --lse" -- \
     attn "${QKV[@]}" --out --lse l.npy
 fails "--out ending in /" 2 "--out o.npy/: ends with '/'; give a file name" -- attn "${QKV[@]}" --out o.npy/

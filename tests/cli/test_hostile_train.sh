@@ -183,6 +183,8 @@ ra 2 train --config cfg.ini "${short[@]}" --set train.stepz=3
 refused "a --set error names train" 1 "error: train: --set 'train.stepz=3': "
 ra 2 train --config nosuch.ini
 refused "a missing --config names train" 1 'error: train: config nosuch.ini: cannot open'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out -
+refused "generate --out -: refused, not a file named '-'" nz "error: generate: --out -: would write a file named '-'"
 ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out /proc/self/g.txt
 refused "generate --out in /proc/self: refused as /proc" nz 'error: generate: --out /proc/self/g.txt: is in /proc or /sys'
 # --trace: the same checks as --metrics, before any work
