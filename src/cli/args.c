@@ -125,7 +125,6 @@ int ra_getopt(int argc, char **argv, const char *shortopts, const struct option 
         return '?';
     }
     const int code = getopt_long(argc, argv, shortopts, opts, NULL);
-    g_arg = option_at(argc, argv, from);
     /* -h only alone: "-hostile" printed the help and exited 0 */
     if (code == 'h' && g_arg && strcmp(g_arg, "-h") != 0 && strncmp(g_arg, "--", 2) != 0) return '?';
     if (code == -1 || code == '?' || code == ':' || !optarg) return code;

@@ -157,6 +157,12 @@ static ra_status finish(ra_config *cfg, const char *data, int as_bytes)
     return RA_OK;
 }
 
+/* --set data.source=file given: FILE's bytes, not its token ids */
+static int bytes_asked(const ra_session_args *a, const ra_config *cfg)
+{
+    return cfg->source_id == RA_SOURCE_FILE && ra_session_sets_key(a, "data.source");
+}
+
 /* eval --data FILE is the data, all of it: a --set naming other data was
  * dropped unseen (--set data.source=recall scored FILE, exit 0). */
 static ra_status data_not_contradicted(const ra_session_args *a, const ra_config *cfg)
@@ -165,8 +171,8 @@ static ra_status data_not_contradicted(const ra_session_args *a, const ra_config
     if (ra_session_sets_key(a, "data.source") && cfg->source_id == RA_SOURCE_RECALL)
         return RA_FAIL(RA_ERR_ARG, "--set data.source=recall contradicts --data %s: the recall task reads no file; "
                        "drop one of them", a->data);
-    if (ra_session_sets_key(a, "data.source") && cfg->source_id == RA_SOURCE_FILE &&
-        ra_session_sets_key(a, "data.dtype") && cfg->dtype_id != RA_TOKEN_AUTO) /* it was dropped unseen */
+    if (bytes_asked(a, cfg) && ra_session_sets_key(a, "data.dtype") &&
+        cfg->dtype_id != RA_TOKEN_AUTO) /* it was dropped unseen */
         return RA_FAIL(RA_ERR_ARG, "--set data.dtype=%s contradicts --set data.source=file: --data %s is read as "
                        "bytes; drop one of them", cfg->dtype, a->data);
     static const char *const keys[] = { "data.path", "data.val_path" };
@@ -182,17 +188,9 @@ static ra_status data_not_contradicted(const ra_session_args *a, const ra_config
  * or an error, unless data.dtype=auto was given too. */
 static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
 {
-    if (cfg->source_id != RA_SOURCE_FILE || !ra_session_sets_key(a, "data.source") ||
-        ra_session_sets_key(a, "data.dtype"))
-        return;
+    if (!bytes_asked(a, cfg) || ra_session_sets_key(a, "data.dtype")) return;
     snprintf(cfg->dtype, sizeof cfg->dtype, "%s", ra_token_dtype_words[RA_TOKEN_AUTO]);
     cfg->dtype_id = RA_TOKEN_AUTO;
-}
-
-/* --set data.source=file given: FILE's bytes, not its token ids */
-static int bytes_asked(const ra_session_args *a, const ra_config *cfg)
-{
-    return cfg->source_id == RA_SOURCE_FILE && ra_session_sets_key(a, "data.source");
 }
 
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)

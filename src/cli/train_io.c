@@ -328,14 +328,18 @@ static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
     return RA_OK;
 }
 
-/* A refused run leaves no checkpoint directory it made: its lock file let
- * go and removed, the directory removed (it holds nothing else). */
+/* A refused run leaves no checkpoint directory it made: its lock file
+ * removed while still held (a lock file this run does not hold is another
+ * run's, which may have made the directory at the same moment: left
+ * alone), then the directory, only if that left it empty. */
 static void unmake_checkpoint_dir(const char *dir)
 {
-    char path[RA_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
-    if (lock_fd >= 0) close(lock_fd), lock_fd = -1;
-    (void)unlink(path);
+    if (lock_fd >= 0) {
+        char path[RA_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+        (void)unlink(path);
+        close(lock_fd), lock_fd = -1;
+    }
     (void)rmdir(dir);
 }
 

@@ -291,6 +291,21 @@ fails "gen without --dir or --L: names both" 1 "error: gen: --dir and --L are re
 # malloc for 1 TiB, said so without "gen:", and left the empty directory)
 fails "gen --L 1G --H 64 (16 TiB): refused up front" 1 "error: gen: --L 1073741824: q alone is" -- gen --dir gbig --L 1G --H 64
 report "gen --L 1G --H 64 leaves no directory" "$([ ! -e gbig ] || echo 'gbig was made')"
+# ... and into an existing directory: refused, the directory and its files kept
+sha256sum A/*.npy >A.sums
+fails "gen --L 1G --H 64 into A: refused" 1 "error: gen: --L 1073741824: q alone is" -- gen --dir A --L 1G --H 64
+report "... A and its files kept" "$(sha256sum -c --quiet A.sums 2>&1)"
+# --dir a FIFO, a file, a missing parent; an output in it a symlink: refused, nothing written
+mkfifo gfifo && echo plain >gplain && mkdir -p gsym && echo keep >gtarget && ln -sf ../gtarget gsym/q.npy
+TMO=20 fails "gen --dir a FIFO: refused at once" 1 "error: gen: --dir gfifo: exists and is not a directory" -- \
+    gen --dir gfifo --L 8
+fails "gen --dir a file: refused" 1 "error: gen: --dir gplain: exists and is not a directory" -- gen --dir gplain --L 8
+fails "gen --dir with a missing parent: refused, nothing made" 1 "gen: --dir gnope/sub: cannot create it: its parent" -- \
+    gen --dir gnope/sub --L 8
+fails "gen with q.npy a symlink: refused" 1 "error: gen: output gsym/q.npy: is a symbolic link" -- gen --dir gsym --L 8
+report "... its target and the others untouched" \
+    "$([ "$(cat gtarget)" = keep ] && [ "$(cat gplain)" = plain ] && [ -p gfifo ] && [ ! -e gnope ] &&
+       [ "$(ls gsym)" = q.npy ] || echo "changed: $(cat gtarget gplain; ls gsym)")"
 
 # without the wrapper: mpirun itself reports the failure (and does not hang)
 mpi 2 attn --q A/q.npy --k bad/trunc.npy --v A/v.npy --out o.npy
