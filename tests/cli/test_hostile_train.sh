@@ -169,6 +169,9 @@ refused "run.checkpoint_dir in /proc: refused as /proc, train named" 1 \
 mkdir -p tdir0
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics tdir0
 refused "--metrics names a directory: train named" 1 'error: train: --metrics tdir0: is a directory'
+mkfifo mfifo
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics mfifo
+refused "--metrics a FIFO: refused at once" 1 'error: train: --metrics mfifo: is a FIFO'
 # a refusal leaves no checkpoint directory it made (ck6 held a .ringattn.lock after
 # each refusal above: the directory was made and locked before --metrics was checked);
 # one that was there stays, with what it holds
