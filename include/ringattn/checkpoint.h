@@ -70,4 +70,8 @@ ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state
  * state: what `generate` and `eval` need to build the model first. */
 ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *state);
 
+/* 1 when path is a regular file that starts with a checkpoint's magic (a
+ * checkpoint, or what is left of one): outputs refuse to replace it. */
+int ra_ckpt_is_one(const char *path);
+
 #endif

@@ -107,8 +107,9 @@ int ra_dir_on_kernel_fs(const char *dir);
  * ra_check_output_path and ra_prepare_output_dir. */
 ra_status ra_check_not_kernel_fs(const char *path, const char *dir, const char *what);
 /* A directory to write files into: created when missing (its parent must
- * exist), refused when it is not a directory or a file cannot be created
- * in it (probed). */
+ * exist), refused when it is "-" (not standard output: give ./-), not a
+ * directory, or a file cannot be created in it (probed) or it in its
+ * parent (both said as "cannot create files in directory ..."). */
 ra_status ra_prepare_output_dir(const char *dir, const char *what);
 
 /* Long file work (a checkpoint's writes) calls ra_file_progress() after

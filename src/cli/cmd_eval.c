@@ -94,7 +94,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     ra_session s;
     /* FILE's errors name the command and --data, the option the user typed */
     st = ra_arg_cmd(cmd, ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0, data ? "--data" : NULL));
-    if (st == RA_OK) st = ra_session_load(c, &s, path, 0, NULL);
+    if (st == RA_OK) st = ra_arg_cmd(cmd, ra_session_load(c, &s, path, 0, NULL)); /* named, as the options' errors */
     ra_eval_result r = { 0 };
     int split = data ? RA_SPLIT_ALL : RA_SPLIT_VAL;
     if (st == RA_OK && diag) batches = 1;

@@ -167,6 +167,9 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt, --prompt-file and --prompt-tokens");
     if (a->prompt && !a->prompt[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt is empty");
     if (a->prompt_tokens && !a->prompt_tokens[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens is empty");
+    if (a->prompt_tokens && !a->prompt_tokens[strspn(a->prompt_tokens, ", \t\n\r")]) /* a LIST without ids, not a file */
+        return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s': no token ids in the list (a LIST such as \"1,2,3\")",
+                       a->prompt_tokens);
     return RA_OK;
 }
 
@@ -402,7 +405,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     pcfg.source_id = RA_SOURCE_RECALL;
     pcfg.dp = 1; /* one sequence: one ring of every rank */
     RA_TRY(ra_session_open(c, s, &pcfg, 1, 0, NULL));
-    RA_TRY(ra_session_load(c, s, path, 0, NULL));
+    RA_TRY(ra_arg_cmd("generate", ra_session_load(c, s, path, 0, NULL))); /* named, as the options' errors */
     RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));
     const int64_t tp = RA_TRACE_T0();

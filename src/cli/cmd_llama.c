@@ -115,7 +115,7 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
     RA_TRY(ra_prepare_output_dir(dir, "export: --out"));
     ra_llama_info info;
     ra_status st = ra_check_files("export", ins, 1, outs, 2, 1);
-    if (st == RA_OK) st = ra_llama_export(ckpt, dir, &info);
+    if (st == RA_OK) st = ra_arg_cmd("export", ra_llama_export(ckpt, dir, &info)); /* named, as the options' errors */
     if (st != RA_OK) {
         if (made) rmdir(dir); /* only while empty: nothing else is lost */
         return st;

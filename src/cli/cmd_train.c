@@ -116,7 +116,8 @@ static int last_good_step = -1, written_step = -1;
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     const int64_t t0 = RA_TRACE_T0();
-    ra_status st = ra_train_save(c, s, dir, step); /* rank 0 writes; shard owners stream theirs to it */
+    /* rank 0 writes; shard owners stream theirs to it; its errors name the command, as the options' do */
+    ra_status st = ra_arg_cmd("train", ra_train_save(c, s, dir, step));
     RA_TRACE_END1("io", "checkpoint write", t0, "step", step);
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
         char why[1024];
@@ -426,7 +427,7 @@ static ra_status begin(ra_cli *c, ra_session *s, const char *resume, int *start,
     *stopped = 0;
     if (!resume) return warm_start(c, s, stopped);
     ra_ckpt_state state;
-    RA_TRY(ra_session_load(c, s, resume, 1, &state));
+    RA_TRY(ra_arg_cmd("train", ra_session_load(c, s, resume, 1, &state))); /* named, as the options' errors */
     *start = (int)state.step;
     ra_say(c, "resumed from %s at step %d\n", resume, *start);
     last_good_step = *start;
@@ -511,6 +512,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
                level_name(stopped));
         c->exit_code = RA_EXIT_STOPPED;
         ra_session_close(&s);
+        ra_train_unmake_dir(c, &cfg);
         return RA_OK;
     }
     ra_metrics m, *metrics = NULL;
@@ -533,5 +535,6 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_status ms = ra_metrics_close(metrics, st != RA_OK);
     if (st == RA_OK) st = ra_agree(c->comm, ms);
     ra_session_close(&s);
+    if (st != RA_OK) ra_train_unmake_dir(c, &cfg); /* kept when a checkpoint (or the metrics) is in it */
     return st;
 }

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
+#include "train_io.h"
 
 /* The same path text is a clash even where ra_same_file cannot resolve it
  * (a directory that does not exist yet). */
@@ -82,6 +83,7 @@ ra_status ra_check_output_fresh(const char *path, const char *what)
     }
     if (ra_same_file(path, "/proc/self/exe")) /* --trace ringattn, when ringattn.json was meant */
         return RA_FAIL(RA_ERR_ARG, "%s %s: is the ringattn program itself; give another file name", what, path);
+    RA_TRY(ra_check_not_run_file(path, what)); /* a checkpoint, or a running train's directory */
     if (ra_tmp_name(tmp, sizeof tmp, path) && lstat(tmp, &st) == 0)
         return RA_FAIL(RA_ERR_ARG, "%s %s: %s exists; the output is written there first, which would delete it: "
                                    "remove it (a killed run's leftover) or move it away", what, path, tmp);

@@ -299,6 +299,32 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
     return RA_OK;
 }
 
+ra_status ra_check_not_run_file(const char *path, const char *what)
+{
+    if (ra_ckpt_is_one(path))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is a ringattn checkpoint; writing it would destroy it: name another "
+                       "file, or remove it first", what, path);
+    /* the directory of a run in progress: its lock is held (a shared lock
+     * taken for an instant; the run keeps its exclusive one) */
+    char dir[RA_PATH_MAX], lock[RA_PATH_MAX + 32];
+    ra_dir_of(path, dir, sizeof dir);
+    snprintf(lock, sizeof lock, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+    int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return RA_OK;
+    char who[128] = "";
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    if (held) {
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+    }
+    close(fd); /* and with it the shared lock */
+    if (held)
+        return RA_FAIL(RA_ERR_ARG, "%s %s: is in the checkpoint directory of a training run in progress (%s); "
+                       "wait for it to end, or name a file elsewhere", what, path, who[0] ? who : "holder unknown");
+    return RA_OK;
+}
+
 /* With the directory locked no other run writes there: a checkpoint name
  * + ".tmp" is what a write cut short left (a killed job), as large as a
  * checkpoint. Removed, and said; unless it is one of the run's inputs (a
@@ -360,6 +386,8 @@ static ra_status checks_in_dir(const ra_config *cfg, const ra_train_files *f)
     return remove_partials(cfg, f);
 }
 
+static int made_dir; /* the preflight made the checkpoint directory */
+
 static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
 {
     RA_TRY(check_steps(cfg, f));
@@ -368,7 +396,26 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
     ra_status s = checks_in_dir(cfg, f);
     if (s != RA_OK && !existed) unmake_checkpoint_dir(cfg->checkpoint_dir);
+    made_dir = s == RA_OK && !existed;
     return s;
+}
+
+/* Nothing in dir but its lock file (and . and ..). */
+static int only_lock_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int other = 0;
+    for (struct dirent *e; !other && (e = readdir(d));)
+        other = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, RA_CKPT_LOCK_NAME);
+    closedir(d);
+    return !other;
+}
+
+void ra_train_unmake_dir(const ra_cli *c, const ra_config *cfg)
+{
+    if (c->rank == 0 && made_dir && only_lock_in(cfg->checkpoint_dir)) unmake_checkpoint_dir(cfg->checkpoint_dir);
+    made_dir = 0;
 }
 
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f)

@@ -36,6 +36,17 @@ typedef struct {
  * checkpoint of the run). Then it removes the partial checkpoints
  * (step-N.ckpt.tmp, last.ckpt.tmp) an interrupted write left there. */
 ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_train_files *f);
+/* A run that failed or stopped after the preflight (a checkpoint that
+ * cannot be loaded, a signal in the warm start) leaves no checkpoint
+ * directory the preflight made, as long as nothing but its lock file is in
+ * it: rank 0 removes the lock file it holds, then the directory if empty. */
+void ra_train_unmake_dir(const ra_cli *c, const ra_config *cfg);
+
+/* An output that is a checkpoint (it starts with the magic) or lies in the
+ * directory of a training run in progress (its lock held) is refused:
+ * writing it would lose the run's work. Every output's check
+ * (ra_check_output_fresh) asks this. */
+ra_status ra_check_not_run_file(const char *path, const char *what);
 
 /* An output (opt path, for `what`) named like a checkpoint (step-N.ckpt,
  * last.ckpt, or either + ".tmp") or like the lock file inside the

@@ -323,6 +323,13 @@ int ra_same_file(const char *a, const char *b)
     return canonical(a, ca, sizeof ca) && canonical(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
 }
 
+/* Nothing can be made in dir (errno e) for the output what names (shown: its
+ * path): one wording for a file's directory and a directory's parent. */
+static ra_status cannot_create_in(const char *what, const char *shown, const char *dir, int e)
+{
+    return RA_FAIL(RA_ERR_IO, "%s %s: cannot create files in directory '%s': %s", what, shown, dir, strerror(e));
+}
+
 /* Create and remove a probe file in dir: catches read-only filesystems and
  * permissions (also for root, whom access() does not stop). */
 static ra_status probe_dir(const char *dir, const char *what, const char *shown)
@@ -330,9 +337,7 @@ static ra_status probe_dir(const char *dir, const char *what, const char *shown)
     char probe[PATH_MAX];
     snprintf(probe, sizeof probe, "%s/.ringattn-probe-%ld" RA_TMP_SUFFIX, dir, (long)getpid());
     int f = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (f < 0)
-        return RA_FAIL(RA_ERR_IO, "%s %s: cannot create files in directory '%s': %s", what, shown, dir,
-                       strerror(errno));
+    if (f < 0) return cannot_create_in(what, shown, dir, errno);
     close(f);
     unlink(probe);
     return RA_OK;
@@ -375,18 +380,26 @@ ra_status ra_check_output_path(const char *path, const char *what)
 ra_status ra_prepare_output_dir(const char *dir, const char *what)
 {
     if (!dir || !dir[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty directory name", what);
+    /* "-" is standard output in many tools: here it would be a directory named so */
+    if (strcmp(dir, "-") == 0)
+        return RA_FAIL(RA_ERR_ARG, "%s -: would write into a directory named '-', not to standard output; give "
+                       "./- for a directory of that name", what);
     RA_TRY(ra_check_not_kernel_fs(dir, dir, what));
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT) return RA_FAIL(RA_ERR_IO, "%s %s: %s", what, dir, strerror(errno));
         if (mkdir(dir, 0755) != 0) {
-            char parent[PATH_MAX];
+            char parent[PATH_MAX], bare[PATH_MAX];
             int e = errno;
-            ra_dir_of(dir, parent, sizeof parent);
+            /* "a/b/" is b in a: its trailing slashes are not a path step */
+            size_t n = strlen(dir);
+            while (n > 1 && dir[n - 1] == '/') n--;
+            snprintf(bare, sizeof bare, "%.*s", (int)n, dir);
+            ra_dir_of(bare, parent, sizeof parent);
             if (e == ENOENT)
                 return RA_FAIL(RA_ERR_IO, "%s %s: cannot create it: its parent '%s' does not exist", what, dir,
                                parent);
-            return RA_FAIL(RA_ERR_IO, "%s %s: cannot create it: %s", what, dir, strerror(e));
+            return cannot_create_in(what, dir, parent, e); /* the words --metrics there would get */
         }
         (void)ra_sync_parent_dir(dir);
     } else if (!S_ISDIR(st.st_mode)) {

@@ -60,7 +60,8 @@ ra_status ra_grid_create(MPI_Comm world, int dp, ra_grid *g)
     if (dp < 1 || g->P % dp != 0)
         return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide the %d ranks (P = %d): each of the dp data-parallel "
                        "groups is a ring of P / dp ranks; run on a multiple of %d ranks or set run.dp to a divisor "
-                       "of %d", dp, g->P, g->P, dp, g->P);
+                       "of %d (--set run.dp=1: one ring of all the ranks; a resumed run takes the checkpoint's "
+                       "run.dp unless told)", dp, g->P, g->P, dp, g->P);
     g->cp = g->P / dp;
     RA_TRY(ra_node_id(world, &g->node));
     int order = 0;

@@ -393,6 +393,18 @@ typedef struct {
     uint64_t data_off;
 } entry;
 
+int ra_ckpt_is_one(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* O_NONBLOCK: a FIFO does not block the check */
+    if (fd < 0) return 0;
+    struct stat st;
+    char h[CK_MAGIC_LEN];
+    int one = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, h, sizeof h) == (ssize_t)sizeof h &&
+              memcmp(h, CK_MAGIC, CK_MAGIC_LEN) == 0;
+    close(fd);
+    return one;
+}
+
 /* Magic, version, flags and total_len against the real size. */
 static ra_status check_head(ckfile *f, uint64_t size)
 {

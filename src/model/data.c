@@ -88,6 +88,8 @@ static ra_status open_flat(ra_token_file *f, int64_t size, int esize)
     return RA_OK;
 }
 
+#define TOKEN_DTYPES "token ids are uint16, uint32, int32 or int64 ('<u2', '<u4', '<i4', '<i8')"
+
 /* A 1-D .npy of integers, through npy.h's header parser. */
 static ra_status open_npy(ra_token_file *f)
 {
@@ -96,7 +98,13 @@ static ra_status open_npy(ra_token_file *f)
     if (st != RA_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", ra_last_error());
-        return RA_FAIL(st, "%s %s", f->what, why); /* npy's message names the file */
+        /* npy's list of the dtypes it reads has floats: token ids take its integers */
+        char *list = strstr(why, "; supported: ");
+        if (list) snprintf(list, sizeof why - (size_t)(list - why), "; " TOKEN_DTYPES);
+        /* eval's --data FILE may be bytes that only start like a .npy: say how to read them as such */
+        const int bytes = st == RA_ERR_FORMAT && strcmp(f->what, "--data") == 0;
+        return RA_FAIL(st, "%s %s%s", f->what, why, /* npy's message names the file */
+                       bytes ? "; --set data.source=file reads the file as raw bytes" : "");
     }
     char shape[128];
     ra_shape_str(shape, sizeof shape, n.ndim, n.shape);
@@ -104,8 +112,8 @@ static ra_status open_npy(ra_token_file *f)
         st = RA_FAIL(RA_ERR_FORMAT, "%s %s: a .npy of token ids must be 1-D; it has shape %s (save arr.reshape(-1))",
                      f->what, f->path, shape);
     else if (n.dtype == RA_DT_F32 || n.dtype == RA_DT_F64)
-        st = RA_FAIL(RA_ERR_FORMAT, "%s %s: dtype %s is not an integer type; token ids are uint16, uint32, int32 or "
-                     "int64 ('<u2', '<u4', '<i4', '<i8')", f->what, f->path, ra_dtype_name(n.dtype));
+        st = RA_FAIL(RA_ERR_FORMAT, "%s %s: dtype %s is not an integer type; " TOKEN_DTYPES, f->what, f->path,
+                     ra_dtype_name(n.dtype));
     if (st != RA_OK) {
         ra_npy_close(&n);
         return st;

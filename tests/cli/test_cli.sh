@@ -175,6 +175,12 @@ fails "stray argument" 2 "stray.npy" "unexpected" -- attn "${QKV[@]}" --out o.np
 fails "--out -: refused, not a file named '-'" 2 "attn: --out -: would write a file named '-', not standard output" -- \
     attn "${QKV[@]}" --out -
 report "... and no file '-' written" "$([ ! -e ./- ] || echo "a file '-' exists")"
+# so is a directory given as "-" (gen --dir - made a directory named "-"), before it is made
+fails "gen --dir -: refused, not a directory named '-'" 2 \
+    "error: gen: --dir -: would write into a directory named '-', not to standard output; give \./- " -- gen --dir - --L 8
+report "... exit status 1 on every rank, and no '-' made" \
+    "$(for r in rc/*; do [ "$(<"$r")" = 1 ] || echo "${r#rc/} exited $(<"$r"); "; done
+       [ ! -e ./- ] || echo "'-' exists")"
 fails "--out followed by another option" 2 "attn: --out needs a value, but is followed by the option --lse" -- \
     attn "${QKV[@]}" --out --lse l.npy
 fails "--out ending in /" 2 "--out o.npy/: ends with '/'; give a file name" -- attn "${QKV[@]}" --out o.npy/

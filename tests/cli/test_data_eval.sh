@@ -151,6 +151,16 @@ report "eval --data with --set data.val_path: refused" \
 ra 1 eval --checkpoint ck --data clean.txt --set data.source=file
 report "eval --data with --set data.source=file (no contradiction): runs" \
     "$([ $? -eq 0 ] && grep -q 'on clean.txt .*| 1984 targets' out || cat out err)"
+# a --data file that starts with the .npy magic but has a version no reader knows
+# (9.0): refused naming --data and the file, and saying how to read its bytes instead
+# (it said only "unsupported .npy format version")
+{ printf '\223NUMPY\011\000\166\000'; head -c 300 clean.txt; } >v9.npy
+ra 1 eval --checkpoint ckbom --data v9.npy --set data.seq_len=8
+report "eval --data of a .npy of version 9.0: refused, --set data.source=file suggested" \
+    "$(fails_with $? "error: eval: --data v9.npy: unsupported .npy format version 9.0" \
+        "; --set data.source=file reads the file as raw bytes")"
+ra 1 eval --checkpoint ckbom --data v9.npy --set data.seq_len=8 --set data.source=file
+report "... which reads it as bytes" "$([ $? -eq 0 ] && grep -q 'on v9.npy ' out || cat out err)"
 # --set errors name the command (they said "--set 'data.sequence=8': ..." alone)
 ra 1 eval --checkpoint ck --set data.sequence=8
 report "eval --set with an unknown key: eval named" "$(fails_with $? "error: eval: --set 'data.sequence=8': ")"
@@ -194,6 +204,21 @@ allowed=$(sed -n "s/.*data.source = 'x' is not allowed (allowed: \([^)]*\)).*/\1
 row=$(grep -F '| [data] | `source` | enum |' "$CONFIGS/../README.md" | awk -F'|' '{ gsub(/^ +| +$/, "", $6); print $6 }')
 report "README's data.source row lists the values allowed ($allowed)" \
     "$([ -n "$allowed" ] && [ "$row" = "$allowed" ] || echo "README: '$row', parser: '$allowed'")"
+# every int, float and enum row gives the range the parser enforces (model.vocab said
+# 2 to 65536 after the parser took 262144): a value beyond every range makes it say its own
+bad=0 rows=0
+while IFS='|' read -r _ sec key type _ range _; do
+    sec=$(echo "$sec" | tr -d ' []') key=$(echo "$key" | tr -d ' `') type=$(echo "$type" | tr -d ' ')
+    range=$(echo "$range" | sed 's/^ *//; s/ *$//')
+    case $type in int) v=99999999999999999999 ;; float) v=1e300 ;; enum) v=x ;; *) continue ;; esac
+    rows=$((rows + 1))
+    # "(allowed: 2 to 262144)", "(allowed: a number in [0, 10])": the text inside
+    said=$(timeout 20 "$RA" train --set "$sec.$key=$v" 2>&1 </dev/null |
+        sed -n 's/.*(allowed: \(a number in \)\{0,1\}\(.*\))$/\2/p')
+    [ "$said" = "$range" ] || { bad=$((bad + 1)); echo "  $sec.$key: README '$range', parser '$said'"; }
+done < <(grep -E '^\| \[[a-z]+\] \| `' "$CONFIGS/../README.md")
+report "README's config table: the range of each of its $rows int, float and enum rows is the parser's" \
+    "$([ "$bad" -eq 0 ] && [ "$rows" -gt 40 ] || echo "$bad rows differ (above), $rows rows")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

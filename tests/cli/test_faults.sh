@@ -73,7 +73,8 @@ if mount -t tmpfs -o size=1000k tmpfs full 2>mnt.err; then
     rc=$?
     why=""
     [ "$rc" -ne 0 ] || why+="exit status 0; "
-    grep -q 'No space left on device.*last good checkpoint is still full/ck/last.ckpt (step 20)' err ||
+    # the failed write names the command, as train's other errors do
+    grep -q 'error: train: .*No space left on device.*last good checkpoint is still full/ck/last.ckpt (step 20)' err ||
         why+="message: $(head -1 err); "
     ls full/ck/*.tmp >/dev/null 2>&1 && why+="temporary file left; "
     "$MPIRUN" -n 2 "$RA" eval --checkpoint full/ck >evout 2>&1 || why+="last.ckpt does not load: $(tail -1 evout); "

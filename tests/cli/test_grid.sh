@@ -130,7 +130,8 @@ for src in held-out evdata.txt; do
     done
     report "eval --set run.dp=2 and 4 on 4 ranks ($src): one rank's loss and targets ($ref)" "$why"
 done
-fails "eval --set run.dp=3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' -- eval --checkpoint g4x2true --set run.dp=3
+fails "eval --set run.dp=3 on 4 ranks: says --set run.dp=1" 4 'run\.dp = 3' 'does not divide' '--set run.dp=1' -- \
+    eval --checkpoint g4x2true --set run.dp=3
 fails "eval --set run.dp=0" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.dp=0
 fails "eval --set run.dp=99999999999 (over int)" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.dp=99999999999
 

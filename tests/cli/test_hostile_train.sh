@@ -82,20 +82,60 @@ ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir afile
 refused "a file in place of the checkpoint directory" 1 'checkpoint-dir afile: exists and is not a directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir nope/ck
 refused "checkpoint directory with a missing parent" 1 "parent 'nope' does not exist"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir nope/ck/
+refused "... given with a trailing slash: the parent is still nope" 1 "parent 'nope' does not exist"
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ""
 refused "empty checkpoint directory name" 1 'checkpoint-dir: empty directory name'
+# "-" is not standard output here: refused as an output file is (it made a directory named "-")
+dash="-: would write into a directory named '-', not to standard output; give \\./- for a directory of that name"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir -
+refused "--checkpoint-dir -: refused" 1 "error: train: --checkpoint-dir $dash"
+ra 2 train --config cfg.ini "${short[@]}" --set run.checkpoint_dir=-
+refused "run.checkpoint_dir = -: refused" 1 "error: train: run.checkpoint_dir $dash"
+ra 1 export --checkpoint ck --out -
+refused "export --out -: refused" 1 "error: export: --out $dash"
+report "... and no '-' made" "$([ ! -e ./- ] || echo "'-' exists")"
 mkdir -p ro
 if mount -t tmpfs -o ro,size=1m tmpfs ro 2>mnt.err; then
     ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ro
     refused "read-only checkpoint directory (ro tmpfs)" 1 "cannot create files in directory 'ro': Read-only"
     ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ro/ck
-    refused "checkpoint directory to create on a read-only tmpfs" 1 'ro/ck: cannot create it: Read-only'
+    refused "checkpoint directory to create on a read-only tmpfs" 1 \
+        "ro/ck: cannot create files in directory 'ro': Read-only"
     ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck2 --metrics ro/m.jsonl
     refused "--metrics on a read-only tmpfs" 1 'metrics ro/m.jsonl: cannot create files'
     umount ro
 else
     report "read-only checkpoint directory" "cannot mount a read-only tmpfs: $(cat mnt.err)"
 fi
+# a directory the user may not write: the checkpoint directory to make in it is refused
+# in the words --metrics there gets (it said "noperm/ck: cannot create it: Permission
+# denied"). Root writes through permissions: it runs without CAP_DAC_OVERRIDE (setpriv)
+mkdir -p noperm && chmod 555 noperm
+nodac=()
+[ "$(id -u)" -eq 0 ] &&
+    nodac=(setpriv --bounding-set -dac_override,-dac_read_search --inh-caps -dac_override,-dac_read_search)
+if ${nodac[@]+"${nodac[@]}"} mkdir noperm/probe 2>&1 | grep -q 'Permission denied'; then
+    # ra, without the capability
+    ra_nodac() {
+        OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 ${nodac[@]+"${nodac[@]}"} \
+            "$MPIRUN" --oversubscribe -n 2 "$RA" "$@" >out 2>err </dev/null
+        rc=$?
+    }
+    ra_nodac train --config cfg.ini "${short[@]}" --checkpoint-dir noperm/ck
+    refused "checkpoint directory to create in a directory without write permission" 1 \
+        "error: train: --checkpoint-dir noperm/ck: cannot create files in directory 'noperm': Permission denied"
+    ra_nodac train --config cfg.ini "${short[@]}" --checkpoint-dir noperm/ck/
+    refused "... given with a trailing slash: the parent is noperm" 1 \
+        "cannot create files in directory 'noperm': Permission denied"
+    ra_nodac train --config cfg.ini "${short[@]}" --checkpoint-dir ck2 --metrics noperm/m.jsonl
+    refused "... as --metrics there is" 1 \
+        "error: train: --metrics noperm/m.jsonl: cannot create files in directory 'noperm': Permission denied"
+else
+    rmdir noperm/probe 2>/dev/null
+    echo "skip: no directory without write permission here (root, and setpriv cannot drop CAP_DAC_OVERRIDE)"
+fi
+chmod 755 noperm
 
 # ---- nothing overwritten ------------------------------------------------------------
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck
@@ -106,6 +146,21 @@ mkdir other && cp ck/step-00000010.ckpt other/ && osum=$(sums other/step-0000001
 ra 2 train --resume ck --checkpoint-dir other --set train.steps=30
 refused "--resume into another run's checkpoint directory: refused" 1 'checkpoint-dir other already holds 1 checkpoint file'
 report "... and that run's checkpoint is unchanged" "$([ "$(sums other/step-00000010.ckpt)" = "$osum" ] || echo changed)"
+# no output replaces a checkpoint, another run's included (--metrics overwrote one, a
+# resumed run appended to it; import and generate --out replaced one)
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck4 --metrics other/step-00000010.ckpt
+refused "--metrics onto another run's checkpoint: refused" 1 \
+    "metrics other/step-00000010.ckpt: is a ringattn checkpoint; writing it would destroy it"
+ra 2 train --resume ck --set train.steps=30 --checkpoint-dir ck4 --metrics other/step-00000010.ckpt
+refused "... also when resumed (it appended)" 1 "other/step-00000010.ckpt: is a ringattn checkpoint"
+ra 2 generate --checkpoint ck --prompt ab --tokens 2 --out other/step-00000010.ckpt
+refused "generate --out onto a checkpoint: refused" 1 "generate: --out other/step-00000010.ckpt: is a ringattn checkpoint"
+ra 1 export --checkpoint ck --out hfo
+report "export for the import below" "$([ "$rc" -eq 0 ] || tail -1 err)"
+ra 1 import --from hfo --out other/step-00000010.ckpt
+refused "import --out onto a checkpoint: refused" 1 "import: --out other/step-00000010.ckpt: is a ringattn checkpoint"
+report "... and that checkpoint is unchanged" "$([ "$(sums other/step-00000010.ckpt)" = "$osum" ] || echo changed)$(
+    [ ! -e ck4 ] || echo ", ck4 made")"
 ra 2 train --resume ck --set train.steps=10
 refused "--resume with train.steps below the checkpoint's step names both" 1 \
     'the checkpoint is at step 20; train.steps = 10: nothing to do.*train.steps > 20'
@@ -130,15 +185,31 @@ for bad in nan:100:NaN inf:20000:infinite; do
         report "ckpt_poke.py writes $val.ckpt" "$(cat poke.err)"
         continue
     fi
+    # each naming the command, as its option errors do (the load's errors named the file alone)
     pat="$val.ckpt: parameter $idx \(.*\) is $word"
     ra 1 eval --checkpoint "$val.ckpt"
-    refused "eval of a checkpoint whose parameter $idx is $word: refused, naming it" 1 "$pat"
+    refused "eval of a checkpoint whose parameter $idx is $word: refused, naming it" 1 "error: eval: $pat"
     ra 2 eval --checkpoint "$val.ckpt"
-    refused "... on 2 ranks" 1 "$pat"
+    refused "... on 2 ranks" 1 "error: eval: $pat"
     ra 1 diag --checkpoint "$val.ckpt"
-    refused "... diag" 1 "$pat"
+    refused "... diag" 1 "error: diag: $pat"
     ra 2 train --resume "$val.ckpt" --set train.steps=30 --checkpoint-dir "ck_$val"
-    refused "... train --resume on 2 ranks" 1 "$pat"
+    refused "... train --resume on 2 ranks" 1 "error: train: $pat"
+    # the directory it made for the run is gone with the failed load (it kept its lock file)
+    report "... and leaves no ck_$val" "$([ ! -e "ck_$val" ] || echo "ck_$val left: $(ls -A "ck_$val")")"
+    ra 2 generate --checkpoint "$val.ckpt" --prompt ab --tokens 2
+    refused "... generate on 2 ranks" 1 "error: generate: $pat"
+    ra 1 export --checkpoint "$val.ckpt" --out "hf_$val"
+    refused "... export" 1 "error: export: $val.ckpt: "
+done
+# a truncated or garbage checkpoint: the command named too
+head -c 3000 ck/step-00000010.ckpt >trunc.ckpt
+printf 'not a checkpoint, only text of some length %.0s' $(seq 20) >garbage.ckpt
+for f in trunc garbage; do
+    ra 1 eval --checkpoint "$f.ckpt"
+    refused "eval of a $f checkpoint: eval named" 1 "error: eval: $f.ckpt: (truncated|not a ringattn checkpoint)"
+    ra 2 generate --checkpoint "$f.ckpt" --prompt ab --tokens 2
+    refused "generate from a $f checkpoint: generate named" 1 "error: generate: $f.ckpt: (truncated|not a ringattn)"
 done
 # --metrics onto an input
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck3 --metrics cfg.ini
@@ -152,7 +223,9 @@ refused "--metrics onto the data file" 1 '--metrics data.txt is the same file as
 ra 2 train --resume ck/step-00000010.ckpt --set train.steps=30 --checkpoint-dir ck5 --metrics ck/step-00000010.ckpt
 refused "--metrics onto the checkpoint resumed from" 1 '--metrics ck/step-00000010.ckpt is the same file as the input --resume'
 ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000010.ckpt
-refused "--metrics onto another checkpoint of the run" 1 'is a checkpoint name in the checkpoint directory'
+refused "--metrics onto another checkpoint of the run" 1 'metrics ck/step-00000010.ckpt: is a ringattn checkpoint'
+ra 2 train --resume ck --set train.steps=30 --metrics ck/step-00000030.ckpt
+refused "--metrics onto a checkpoint the run will write" 1 'is a checkpoint name in the checkpoint directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck6 --metrics /dev/full
 refused "--metrics /dev/full: refused as not a regular file" 1 'metrics /dev/full: is a character device'
 # outputs in /proc or /sys: refused as such (it said "directory '/proc/x' does not
@@ -199,15 +272,17 @@ ra 2 train --config cfg.ini "${short[@]}" --set data.source=file --set "data.pat
     --trace data.txt
 refused "train --trace onto the data file" 1 'trace data.txt'
 ra 2 train --resume ck --set train.steps=30 --trace ck/step-00000010.ckpt
-refused "train --trace onto a checkpoint of the run" 1 'trace ck/step-00000010.ckpt: is a checkpoint name'
+refused "train --trace onto a checkpoint of the run" 1 'trace ck/step-00000010.ckpt: is a ringattn checkpoint'
+ra 2 train --resume ck --set train.steps=30 --trace ck/step-00000030.ckpt
+refused "train --trace onto a checkpoint the run will write" 1 'trace ck/step-00000030.ckpt: is a checkpoint name'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tdir
 refused "train --trace names a directory" 1 'directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tfifo.json
 refused "train --trace names a FIFO: refused at once" 1 'FIFO'
 ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --trace ck/step-00000010.ckpt
-refused "generate --trace onto a checkpoint file" nz 'trace ck/step-00000010.ckpt: is a checkpoint name'
-ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out ck/step-00000010.ckpt
-refused "generate --out onto a checkpoint file of the directory" nz 'out ck/step-00000010.ckpt: is a checkpoint name'
+refused "generate --trace onto a checkpoint file" nz 'trace ck/step-00000010.ckpt: is a ringattn checkpoint'
+ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --out ck/step-00000099.ckpt
+refused "generate --out onto a checkpoint name of the directory" nz 'out ck/step-00000099.ckpt: is a checkpoint name'
 ra 2 generate --checkpoint ck --prompt "ab" --tokens 2 --trace tdir
 refused "generate --trace names a directory" nz 'directory'
 
@@ -299,7 +374,7 @@ report "... into another directory it runs" "$([ "$rc" -eq 0 ] || grep -m1 error
 # --metrics a hard link to a checkpoint of the run: appending would corrupt it
 ln ckb/step-00000010.ckpt hl.jsonl
 ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl
-refused "--metrics that is a hard link to a checkpoint: refused" 1 "--metrics hl.jsonl: is the file ckb/step-00000010.ckpt"
+refused "--metrics that is a hard link to a checkpoint: refused" 1 "--metrics hl.jsonl: is a ringattn checkpoint"
 report "... and that checkpoint is unchanged" "$(cmp -s hl.jsonl ck/step-00000010.ckpt || echo changed)"
 # AdamW moments that are not valid (a changed file): refused on --resume, replicated and sharded
 for bad in "adam_v:5:-1:is -1" "adam_m:20000:inf:is inf"; do
@@ -508,6 +583,15 @@ refused "a second run into the directory a run is writing to: refused, the holde
     'checkpoint-dir ckl: another ringattn run is writing checkpoints there \(pid [0-9]+ on [^)]+\); wait for it'
 ra 2 train --resume ckl --set train.steps=1000
 refused "--resume of the directory a run is writing to: refused" 1 'run.checkpoint_dir ckl: another ringattn run'
+# nor does any output go into it (import put a step-9999 there, which blocked the resume)
+ra 2 generate --checkpoint ck --prompt ab --tokens 2 --out ckl/gen.txt
+refused "generate --out into a running train's directory: refused" 1 \
+    'generate: --out ckl/gen.txt: is in the checkpoint directory of a training run in progress \(pid [0-9]+'
+ra 1 import --from hfo --out ckl/step-99999999.ckpt
+refused "import --out into it: refused" 1 'import: --out ckl/step-99999999.ckpt: is in the checkpoint directory'
+ra 1 export --checkpoint ck --out ckl
+refused "export --out it: refused" 1 'export: --out ckl/.*: is in the checkpoint directory of a training run'
+report "... and none of them wrote there" "$(ls ckl | grep -E 'gen.txt|step-99999999|safetensors|config.json')"
 kill -USR1 "$(pgrep -P "$lp" | head -1)" # mpirun forwards it: a checkpoint, exit 75
 wait "$lp"
 stopped=$(sed -n 's/^stopped by signal SIGUSR1 after step \([0-9]*\) .*/\1/p' lout)

@@ -154,6 +154,14 @@ fails "a truncated llm.c shard" 2 "says 3000 tokens" "the file has 5000 bytes: t
     train "${tok[@]}" --set data.path=short_shard.bin --checkpoint-dir ckshort
 fails "a flat file without data.dtype" 2 "neither a .npy file nor an llm.c shard" "data.dtype = uint16" -- \
     train "${tok[@]}" --set data.path=tok16.bin --checkpoint-dir ckauto
+# a .npy of another dtype: the token types are listed, not npy's floats ('<i2' said
+# "supported: float32 ...", which a token file is not)
+perl -e '$h = "{\x27descr\x27: \x27<i2\x27, \x27fortran_order\x27: False, \x27shape\x27: (3000,), }";
+         $h .= " " x (117 - length $h) . "\n";
+         print "\x93NUMPY\x01\x00", pack("v", length $h), $h, pack("v*", 1 .. 3000)' >i2.npy
+fails "a .npy of int16 names the token ids' types" 2 "i2.npy: unsupported dtype '<i2'; token ids are uint16, uint32, int32 or int64" -- \
+    train "${tok[@]}" --set data.path=i2.npy --checkpoint-dir cki2
+grep -q float32 err && report "... and not npy's float32" "listed: $(grep -m1 error err)"
 : >empty.bin
 fails "an empty token file" 2 "data.path empty.bin: is empty" -- \
     train "${tok[@]}" --set data.path=empty.bin --set data.dtype=uint16 --checkpoint-dir ckempty
@@ -213,6 +221,9 @@ fails "generate: two prompts" 1 "exactly one of --prompt, --prompt-file and --pr
 # an empty item in a list (a lost id?) refused; a trailing comma is fine
 fails "generate: an empty item in --prompt-tokens" 1 "--prompt-tokens: an empty item before the comma at byte 2" -- \
     "${gen[@]}" --prompt-tokens "1,,2"
+# a list of separators only is a LIST without ids (it was opened as a file named " ")
+fails "generate: --prompt-tokens of spaces and commas: no ids" 1 "--prompt-tokens ' , ': no token ids in the list" -- \
+    "${gen[@]}" --prompt-tokens " , "
 mpi 1 "${gen[@]}" --prompt-tokens "5, 17,"
 report "generate --prompt-tokens with a trailing comma" "$(status $?)"
 # --prompt-dtype's errors name --prompt-dtype (not data.dtype)
