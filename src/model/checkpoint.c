@@ -395,9 +395,10 @@ typedef struct {
 
 int ra_ckpt_is_one(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* O_NONBLOCK: a FIFO does not block the check */
+    struct stat st; /* only a regular file is opened: no device or FIFO is touched */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* O_NONBLOCK: swapped for a FIFO since */
     if (fd < 0) return 0;
-    struct stat st;
     char h[CK_MAGIC_LEN];
     int one = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, h, sizeof h) == (ssize_t)sizeof h &&
               memcmp(h, CK_MAGIC, CK_MAGIC_LEN) == 0;

@@ -117,6 +117,35 @@ static void test_peek(void **state)
     unlink(p);
 }
 
+/* ra_ckpt_is_one: what outputs refuse to replace. A saved checkpoint and a
+ * file holding only its 8 magic bytes are one; 7 of them, another file, a
+ * FIFO, a directory and a missing path are not (and the FIFO's open does
+ * not block). */
+static void test_is_one(void **state)
+{
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
+    tmp(state, p, sizeof p, "isone.ckpt");
+    model a;
+    model_init(&a, 1);
+    assert_int_equal(ra_ckpt_save(p, config_a, &a.st, a.t, 1), RA_OK);
+    assert_int_equal(ra_ckpt_is_one(p), 1);
+    tmp(state, q, sizeof q, "isone.magic");
+    write_file(q, "RACKPT\r\n", 8);
+    assert_int_equal(ra_ckpt_is_one(q), 1);
+    write_file(q, "RACKPT\r", 7);
+    assert_int_equal(ra_ckpt_is_one(q), 0);
+    write_file(q, "{\"step\": 1}\n", 12);
+    assert_int_equal(ra_ckpt_is_one(q), 0);
+    unlink(q);
+    assert_int_equal(ra_ckpt_is_one(q), 0); /* missing */
+    assert_int_equal(mkfifo(q, 0600), 0);
+    assert_int_equal(ra_ckpt_is_one(q), 0);
+    unlink(q);
+    tmp(state, q, sizeof q, "");
+    assert_int_equal(ra_ckpt_is_one(q), 0); /* the directory */
+    unlink(p);
+}
+
 static void test_overwrite(void **state)
 {
     char p[TMPDIR_CAP], t[TMPDIR_CAP + 8];
@@ -392,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_no_tensors_and_max_name),
         cmocka_unit_test(test_peek),
+        cmocka_unit_test(test_is_one),
         cmocka_unit_test(test_overwrite),
         cmocka_unit_test(test_missing_directory),
         cmocka_unit_test(test_long_name_rejected),
