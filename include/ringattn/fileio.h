@@ -81,6 +81,13 @@ ra_status ra_atomic_stage(const char *path, int fd, ra_status st);
 ra_status ra_write_file_staged(const char *path, const void *data, size_t len);
 ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st);
 
+/* The temporaries this process created (ra_atomic_create) and has not yet
+ * renamed or removed are removed when SIGINT, SIGTERM or SIGHUP ends it
+ * (then the signal's default action): a killed `gen` left gigabytes of
+ * q.npy.tmp. Installed once at start; a command with its own handlers
+ * (train's clean stop) replaces them for its signals. */
+void ra_atomic_cleanup_on_signals(void);
+
 /* fsync the directory holding path (the policy above). */
 ra_status ra_sync_parent_dir(const char *path);
 

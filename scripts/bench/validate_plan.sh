@@ -30,6 +30,8 @@
 # runs across the hosts too: its ping-pong to another host gives the link
 # rates, and the plan is told PPN ranks per node.
 set -u
+# one argument at most: a second one (a misplaced option, a typo) was ignored
+[ $# -le 1 ] || { echo "usage: validate_plan.sh [BUILD_DIR] (extra argument(s): ${*:2})" >&2; exit 2; }
 BUILD=${1:-build}
 REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-1}

@@ -70,6 +70,8 @@ MAXH=8
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 die() { echo "netns-cluster: $*" >&2; exit 1; }
+# a command given the wrong words (extra ones were ignored, exit 0): its usage, exit 2
+usage() { echo "netns-cluster: $1" >&2; echo "usage: netns-cluster.sh $2" >&2; exit 2; }
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root"; }
 addr_of() { echo "$SUBNET.$((10 + $1))"; }
 have_ns() { [ -e "/run/netns/$PREFIX$1" ]; }
@@ -112,6 +114,7 @@ host_up() { # I: create host I if missing (every step checks first: idempotent)
 
 cmd_up() {
     local h=${1:-}
+    [ $# -le 1 ] || usage "up: extra argument(s): ${*:2}" "up H"
     [[ "$h" =~ ^[1-8]$ ]] || die "up H: H must be 1..$MAXH"
     need_root
     mkdir -p "$STATE"
@@ -136,6 +139,7 @@ cmd_up() {
 }
 
 cmd_down() {
+    [ $# -eq 0 ] || usage "down: extra argument(s): $*" "down"
     need_root
     local i
     for i in $(seq 1 $MAXH); do
@@ -154,6 +158,7 @@ cmd_down() {
 }
 
 cmd_status() {
+    [ $# -eq 0 ] || usage "status: extra argument(s): $*" "status"
     local n i
     n=$(hosts_up)
     echo "hosts up: $n"
@@ -165,11 +170,24 @@ cmd_status() {
 }
 
 cmd_shape() {
-    need_root
     local rate=${1:-} delay=${2:-} n i dev ns use_netem=1 burst
+    # the words first, before root, the hosts or any qdisc: a bad rate was
+    # otherwise blamed on the kernel ("no netem"), then failed in tbf
+    if [ "$rate" = off ]; then
+        [ $# -eq 1 ] || usage "shape off: extra argument(s): ${*:2}" "shape off"
+    else
+        [ $# -eq 2 ] || usage "shape: $# argument(s), expected RATE DELAY or off${3:+ (extra: ${*:3})}" "shape RATE DELAY | shape off"
+        # the units tc_rate_bytes knows (tc's own names); a bare number is bit/s
+        [[ "${rate,,}" =~ ^[0-9]+(\.[0-9]+)?(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps)?$ ]] &&
+            [[ "$rate" =~ [1-9] ]] ||
+            usage "shape: RATE '$rate': a positive number with a unit (bit, kbit, mbit, gbit, tbit, bps, kbps, mbps, gbps), e.g. 1gbit" \
+                "shape RATE DELAY (e.g. 1gbit 0.5ms)"
+        [[ "$delay" =~ ^[0-9]+(\.[0-9]+)?(s|sec|secs|ms|msec|msecs|us|usec|usecs)?$ ]] ||
+            usage "shape: DELAY '$delay': a number with a unit (s, ms, us), e.g. 0.5ms or 0ms" "shape RATE DELAY (e.g. 1gbit 0.5ms)"
+    fi
+    need_root
     n=$(hosts_up)
     [ "$n" -ge 1 ] || die "no hosts: run 'up H' first"
-    [ -n "$rate" ] || die "shape RATE DELAY | shape off"
     if [ "$rate" = off ]; then
         for i in $(seq 1 "$n"); do
             tc qdisc del dev "$VETH$i" root 2>/dev/null || true
@@ -178,7 +196,6 @@ cmd_shape() {
         echo "netns-cluster: shaping removed"
         return
     fi
-    [ -n "$delay" ] || die "shape RATE DELAY (e.g. 1gbit 0.5ms)"
     # netem where the kernel has it (tried on host 1's eth0 first)
     if ! ip netns exec "${PREFIX}1" tc qdisc replace dev eth0 root netem rate "$rate" delay "$delay" limit 10000 2>/dev/null; then
         use_netem=0
@@ -263,8 +280,8 @@ cmd_run() {
 
 case ${1:-} in
     up) shift; cmd_up "$@" ;;
-    down) cmd_down ;;
-    status) cmd_status ;;
+    down) shift; cmd_down "$@" ;;
+    status) shift; cmd_status "$@" ;;
     shape) shift; cmd_shape "$@" ;;
     run) shift; cmd_run "$@" ;;
     *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;

@@ -11,10 +11,12 @@
 #   status  the daemons' pids and `sinfo`.
 #
 # Environment:
-#   LOCAL_SLURM_CPUS   CPUs the node declares (default: the core count, at least 4,
-#                      so 4 ranks fit on a 2-core machine; slurmd is told to trust
-#                      the configuration: SlurmdParameters=config_overrides)
-#   LOCAL_SLURM_STATE  state, spool and log directory (default /var/lib/ringattn-slurm)
+#   LOCAL_SLURM_CPUS   CPUs the node declares, 1 to 4096 (default: the core count, at
+#                      least 4, so 4 ranks fit on a 2-core machine; slurmd is told to
+#                      trust the configuration: SlurmdParameters=config_overrides)
+#   LOCAL_SLURM_STATE  state, spool and log directory (default /var/lib/ringattn-slurm;
+#                      an absolute path of letters, digits and . _ - /)
+# Both are checked, and extra arguments refused (exit 2), before anything is done.
 #
 # Slurm 22.05 in a container or VM without systemd managing cgroups needs
 # ProctrackType=proctrack/linuxproc and TaskPlugin=task/none (below). Jobs run as
@@ -32,6 +34,21 @@ MUNGE_PID=/run/munge/munged.pid
 
 die() { echo "local-slurm: $*" >&2; exit 1; }
 say() { echo "local-slurm: $*"; }
+usage() { echo "usage: $0 {start|stop|status}${1:+ ($1)}" >&2; exit 2; }
+# the command, alone, before anything else (a second word was ignored)
+case "${1:-}" in
+start | stop | status) ;;
+*) usage ;;
+esac
+[ $# -eq 1 ] || usage "extra argument(s): ${*:2}"
+# LOCAL_SLURM_CPUS and LOCAL_SLURM_STATE go into slurm.conf as written: a value
+# that is not a count (or holds a newline) would make a broken or altered config
+if [ -n "${LOCAL_SLURM_CPUS:-}" ] && ! [[ $LOCAL_SLURM_CPUS =~ ^[1-9][0-9]{0,3}$ && $LOCAL_SLURM_CPUS -le 4096 ]]; then
+    echo "local-slurm: LOCAL_SLURM_CPUS = '$LOCAL_SLURM_CPUS' is not a whole number from 1 to 4096" >&2
+    exit 2
+fi
+[[ $STATE =~ ^/[A-Za-z0-9._/-]*$ ]] ||
+    { echo "local-slurm: LOCAL_SLURM_STATE = '$STATE': an absolute path of letters, digits and . _ - /" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages and starts daemons)"
 
 alive() { # PIDFILE: true when the pid in it is a live process
@@ -229,9 +246,8 @@ status() {
     if alive "$STATE/slurmctld.pid"; then sinfo; squeue; else return 3; fi
 }
 
-case "${1:-}" in
+case "$1" in
 start) start ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: $0 {start|stop|status}" >&2; exit 2 ;;
 esac

@@ -204,7 +204,7 @@ ra_status ra_cmd_bench(ra_cli *c, int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "attn")) return ra_bench_attn(c, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "train")) return ra_bench_train(c, argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "reduce")) return ra_bench_reduce(c, argc - 1, argv + 1);
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         ra_say(c, "usage: [mpirun -n P] ringattn bench attn|train|reduce [options]   (see --help of each)\n");
         return ra_agree(c->comm,
                         argc < 2 ? RA_FAIL(RA_ERR_ARG, "bench: which benchmark? (attn, train or reduce)") : RA_OK);

@@ -104,9 +104,14 @@ typedef struct {
 /* Collective: count the NaN and Inf elements of n tensors over all ranks.
  * None: RA_OK. Otherwise an error (allow == 0) or a warning on rank 0
  * (allow != 0), giving per tensor the count and the first position in the
- * file. */
+ * file; maxabs[n] gets each tensor's largest finite |x| over all ranks. */
 ra_status ra_check_finite_inputs(const ra_cli *c, const ra_finite_input *t, int n, ra_layout layout, int64_t L,
-                                 int allow);
+                                 int allow, double *maxabs);
+/* After it, with its maxabs[n] (the largest finite |x| of each tensor, over
+ * all ranks; inf when some were not finite): t is Q, K, V and, n = 4, dO.
+ * Refuses inputs whose logits or gradients could overflow float32 (the
+ * same on every rank). */
+ra_status ra_check_input_range(const ra_finite_input *t, int n, const double *maxabs, double scale, int64_t L);
 /* "[b, h, l, d]": the index of element flat (C order) of an array of the
  * given shape, for messages; returns out. */
 const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const int64_t *shape);

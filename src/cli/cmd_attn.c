@@ -166,9 +166,12 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
         case O_SPAN: RA_TRY(ra_arg_int("--span", optarg, 1, INT32_MAX, &a->layer.span)); break;
         case O_ROW: RA_TRY(ra_arg_int("--row", optarg, 1, INT32_MAX, &a->layer.row)); break;
         case O_PRE:
-            RA_TRY(word_arg("--precond", optarg, ra_precond_words, &id, a->layer.precond, sizeof a->layer.precond));
-            if (id == RA_PRECOND_SPECTRAL)
+            if (!strcmp(optarg, "spectral"))
                 return RA_FAIL(RA_ERR_ARG, "--precond: '%s' is not none or rownorm (spectral acts on a model's projections)", optarg);
+            /* a head's own preconditioners: the names' first two (none, rownorm) */
+            static const char *const head_preconds[] = { "none", "rownorm", NULL };
+            _Static_assert(RA_PRECOND_NONE == 0 && RA_PRECOND_ROWNORM == 1, "head_preconds follows ra_precond_id");
+            RA_TRY(word_arg("--precond", optarg, head_preconds, &id, a->layer.precond, sizeof a->layer.precond));
             a->layer.precond_id = (ra_precond_id)id;
             break;
         case O_PREG:
@@ -362,7 +365,8 @@ static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_sha
     return RA_OK;
 }
 
-/* NaN or Inf in Q, K, V or dO, over all ranks (nonfinite.c). */
+/* NaN or Inf in Q, K, V or dO, over all ranks, and magnitudes that would
+ * overflow (nonfinite.c). */
 static ra_status check_finite(const ra_cli *c, const attn_args *a, const attn_shape *s, const attn_state *S)
 {
     const int64_t bh = (int64_t)s->B * s->H, bhkv = (int64_t)s->B * s->Hkv;
@@ -372,7 +376,12 @@ static ra_status check_finite(const ra_cli *c, const attn_args *a, const attn_sh
         { "--v", a->v, S->lv, S->v.ndim, S->v.shape, bhkv, s->D },
         { "--dout", a->dout, S->ldo, S->dout.ndim, S->dout.shape, bh, s->D },
     };
-    return ra_check_finite_inputs(c, t, a->dout ? 4 : 3, a->layout, s->L, a->allow_nonfinite);
+    const int n = a->dout ? 4 : 3;
+    double maxabs[4];
+    RA_TRY(ra_check_finite_inputs(c, t, n, a->layout, s->L, a->allow_nonfinite, maxabs));
+    if (isinf(maxabs[0])) return RA_OK; /* --allow-nonfinite: computed as asked */
+    const double scale = a->scale != 0.0f ? a->scale : 1.0 / sqrt((double)s->D);
+    return ra_check_input_range(t, n, maxabs, scale, s->L);
 }
 
 /* Every output appears, or none: all are written to temporary files first

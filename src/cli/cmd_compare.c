@@ -115,7 +115,7 @@ ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv)
     ra_status st = RA_OK;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (o = ra_getopt(argc, argv, ":", opts)) != -1) {
+    while (st == RA_OK && (o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (o == 't') {
             st = ra_arg_float("--tol", optarg, &tol);
             /* an infinite tolerance (1e39 in float32) would pass anything */

@@ -97,7 +97,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     ra_status st = RA_OK;
     opterr = 0;
     optind = 1;
-    while (st == RA_OK && (c_ = ra_getopt(argc, argv, ":", opts)) != -1) {
+    while (st == RA_OK && (c_ = ra_getopt(argc, argv, ":h", opts)) != -1) {
         switch (c_) {
         case O_DIR: dir = optarg; break;
         case O_B: st = ra_arg_int("--B", optarg, 1, 1 << 20, &B); break;
@@ -107,6 +107,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
         case O_D: st = ra_arg_int("--D", optarg, 1, 1 << 16, &D); break;
         case O_SEED: st = ra_arg_int("--seed", optarg, 0, 1 << 30, &seed); break;
         case O_SEG: st = ra_arg_int("--segments", optarg, 1, 1 << 30, &nseg); break;
+        case 'h':
         case O_HELP: ra_say(c, "%s", help); return RA_OK;
         default: st = ra_arg_unknown("gen", c_, argv[optind - 1]);
         }

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/isa.h"
 #include "ringattn/threads.h"
 
@@ -83,7 +84,11 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--verbose")) verbose = 1;
         else if (!strcmp(argv[i], "--no-bind")) no_bind = 1;
-        else argv[n++] = argv[i];
+        else if (!strncmp(argv[i], "--verbose=", 10) || !strncmp(argv[i], "--no-bind=", 10)) {
+            if (env_rank() == 0) /* a flag: "--no-bind=1" read as a command said "unknown command" */
+                fprintf(stderr, "ringattn: error: %.9s takes no value (got '%s')\n", argv[i], argv[i]);
+            return 1;
+        } else argv[n++] = argv[i];
     }
     argc = n;
     argv[argc] = NULL;
@@ -127,6 +132,7 @@ int main(int argc, char **argv)
      * (it polls the ring between its own tiles) */
     int provided = MPI_THREAD_SINGLE;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    ra_atomic_cleanup_on_signals(); /* after MPI's own handlers: a killed command leaves no <out>.tmp */
     ra_cli c = { .comm = MPI_COMM_WORLD, .verbose = verbose, .no_bind = no_bind };
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c.comm, &c.rank);

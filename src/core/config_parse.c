@@ -34,6 +34,7 @@ typedef struct {
     int line_of[RA_CFG_MAX_KEYS];                      /* where each key was set, 0: not yet */
     int layer_line_of[RA_MAX_LAYERS + 1][RA_CFG_MAX_LAYER_KEYS]; /* [RA_MAX_LAYERS]: [layers] */
     uint32_t explicit[RA_MAX_LAYERS];                  /* bit k: [layer.N] set layer_keys[k] */
+    int said;                                          /* section headers and assignments read */
 } parser;
 
 static bool comment_start(char ch) { return ch == '#' || ch == ';'; }
@@ -144,11 +145,14 @@ static ra_status parse_line(parser *p, char *buf)
 {
     char *t = ra_cfg_trim(buf);
     if (!*t || comment_start(*t)) return RA_OK;
+    p->said++;
     if (*t == '[') return parse_header(p, t);
     return parse_assignment(p, t);
 }
 
-static ra_status parse_into(ra_config *cfg, const char *text, const char *name)
+/* file: a config file (one that sets nothing is refused: a file of old Mac
+ * line endings, whose first line is a comment, read as one comment) */
+static ra_status parse_into(ra_config *cfg, const char *text, const char *name, int file)
 {
     parser *p = calloc(1, sizeof *p);
     char *buf = malloc(LINE_MAX_CHARS + 1);
@@ -171,11 +175,21 @@ static ra_status parse_into(ra_config *cfg, const char *text, const char *name)
                          p->where, m, LINE_MAX_CHARS, s);
             break;
         }
+        const char *cr = memchr(s, '\r', m);
+        if (cr) { /* lines end in \n or \r\n; a lone \r would hide the rest of the line */
+            st = RA_FAIL(RA_ERR_ARG, "%s: a carriage return inside the line (at column %d): lines end with a "
+                         "newline (or CR LF); a file with old Mac line endings (CR alone) reads as one line: "
+                         "convert it (tr '\\r' '\\n')", p->where, (int)(cr - s) + 1);
+            break;
+        }
         memcpy(buf, s, m);
         buf[m] = '\0';
         st = parse_line(p, buf);
         s += nl ? n + 1 : n;
     }
+    if (st == RA_OK && file && !p->said)
+        st = RA_FAIL(RA_ERR_ARG, "%s: sets nothing (empty, or comments only); leave out --config for the built-in "
+                     "defaults", name);
 done:
     free(buf);
     free(p);
@@ -187,7 +201,7 @@ ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name)
     ra_config *tmp = malloc(sizeof *tmp);
     if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the config", name);
     memcpy(tmp, cfg, sizeof *tmp); /* memcpy keeps the padding bytes too */
-    ra_status st = parse_into(tmp, text, name);
+    ra_status st = parse_into(tmp, text, name, 0);
     if (st == RA_OK) ra_cfg_resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
     free(tmp);
     return st;
@@ -220,7 +234,7 @@ ra_status ra_config_load(ra_config *cfg, const char *path)
         return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config of %s", path);
     }
     ra_config_defaults(tmp);
-    ra_status st = parse_into(tmp, text, path);
+    ra_status st = parse_into(tmp, text, path, 1);
     if (st == RA_OK) ra_cfg_resolve_ids(tmp), memcpy(cfg, tmp, sizeof *cfg);
     free(tmp);
     free(text);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,49 @@ static ra_status create_failed(const char *file, const char *path, int e)
     return RA_FAIL(RA_ERR_IO, "%s: cannot create: %s", file, strerror(e));
 }
 
+/* ---- temporaries removed when a signal ends the process ---------------------- */
+
+enum { TMP_SLOTS = 16 }; /* outputs in flight at once; more are not tracked (a later run names them) */
+static char g_tmp_path[TMP_SLOTS][PATH_MAX];
+static volatile sig_atomic_t g_tmp_used[TMP_SLOTS]; /* set after the path is written, cleared before reuse */
+
+static void tmp_track(const char *tmp)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (!g_tmp_used[i]) {
+            snprintf(g_tmp_path[i], sizeof g_tmp_path[i], "%s", tmp);
+            g_tmp_used[i] = 1;
+            return;
+        }
+}
+
+static void tmp_forget(const char *tmp)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (g_tmp_used[i] && !strcmp(g_tmp_path[i], tmp)) g_tmp_used[i] = 0;
+}
+
+static void on_ending_signal(int sig)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (g_tmp_used[i]) (void)unlink(g_tmp_path[i]); /* async-signal-safe */
+    raise(sig); /* SA_RESETHAND: the default action once this handler returns */
+}
+
+void ra_atomic_cleanup_on_signals(void)
+{
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_ending_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        /* an ignored signal (nohup) stays ignored */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 ra_status ra_atomic_create(const char *path, int *fd)
 {
     char tmp[PATH_MAX];
@@ -193,6 +237,7 @@ ra_status ra_atomic_create(const char *path, int *fd)
     if (unlink(tmp) != 0 && errno != ENOENT) return create_failed(tmp, path, errno);
     int f = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (f < 0) return create_failed(tmp, path, errno);
+    tmp_track(tmp);
     *fd = f;
     return RA_OK;
 }
@@ -248,13 +293,17 @@ ra_status ra_atomic_commit(const char *path)
     if (lstat(path, &old) == 0 && S_ISREG(old.st_mode) && chmod(tmp, old.st_mode & 07777) != 0 && errno != ENOENT)
         return RA_FAIL(RA_ERR_IO, "cannot give %s the permissions of %s: %s", tmp, path, strerror(errno));
     if (rename(tmp, path) != 0) return RA_FAIL(RA_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    tmp_forget(tmp);
     return ra_sync_parent_dir(path);
 }
 
 void ra_atomic_abort(const char *path)
 {
     char tmp[PATH_MAX];
-    if (ra_tmp_name(tmp, sizeof tmp, path)) (void)unlink(tmp);
+    if (ra_tmp_name(tmp, sizeof tmp, path)) {
+        (void)unlink(tmp);
+        tmp_forget(tmp);
+    }
 }
 
 ra_status ra_atomic_stage(const char *path, int fd, ra_status st)

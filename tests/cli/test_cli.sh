@@ -382,6 +382,17 @@ for cmd in "" attn gen compare bench "bench attn" "bench reduce"; do
     grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
     report "ringattn${cmd:+ $cmd} --help under mpirun -n 2" "$why"
 done
+# -h alone is the help of every command (gen, compare and bench said "unknown option '-h'", exit 1)
+for cmd in attn gen compare bench "bench attn" train eval generate plan; do
+    # shellcheck disable=SC2086 # cmd is split into words on purpose
+    mpi 1 $cmd -h
+    rc=$?
+    report "ringattn $cmd -h: the help, exit 0" "$(status $rc)$(grep -q '^usage:' out || echo 'no usage; ')"
+done
+fails "--no-bind=1: a flag takes no value (it said 'unknown command')" 1 "--no-bind takes no value \(got '--no-bind=1'\)" -- \
+    --no-bind=1 train
+fails "attn --precond: the values it takes (it listed spectral, which it refuses)" 1 "known: none or rownorm\)" -- \
+    attn --q A/q.npy --k A/k.npy --v A/v.npy --out o.npy --precond foo
 
 # ---- 6. bench attn smoke -----------------------------------------------------
 

@@ -147,6 +147,25 @@ unchanged "an existing --out is unchanged when another output cannot be written"
 touch afile
 fails "gen --dir names a file" 2 "--dir afile" "not a directory" -- gen --dir afile --L 16
 fails "gen --dir in a missing parent" 2 "--dir nodir/sub" "parent" -- gen --dir nodir/sub --L 16
+# a gen killed while it writes leaves no <out>.tmp (a 2 GiB q.npy.tmp was left): SIGTERM and
+# SIGHUP once q.npy.tmp exists (SIGINT: a background job ignores it); the signal still ends it
+for sig in TERM HUP; do
+    rm -rf gsig
+    OMPI_MCA_ess_singleton_isolated=1 "$RA" gen --dir gsig --L 2M >/dev/null 2>&1 </dev/null &
+    gp=$!
+    for _ in $(seq 200); do [ -e gsig/q.npy.tmp ] && break; sleep 0.05; done
+    seen=$([ -e gsig/q.npy.tmp ] && echo 1)
+    kill -$sig $gp
+    wait $gp
+    rc=$?
+    why=""
+    [ -n "$seen" ] || why+="q.npy.tmp never appeared; "
+    [ "$rc" -eq $((128 + $(kill -l $sig))) ] || why+="exit status $rc; "
+    left=$(ls gsig 2>/dev/null | grep '\.tmp$')
+    [ -z "$left" ] || why+="left: $left; "
+    report "gen killed by SIG$sig while writing: no .tmp left, the signal's status" "$why"
+done
+rm -rf gsig
 mkdir G && mkdir G/k.npy
 fails "gen: an output in --dir is a directory (G/k.npy)" 2 "G/k.npy" "directory" -- gen --dir G --L 16
 expect "gen wrote nothing before finding G/k.npy" "G/q.npy was written" absent G/q.npy
@@ -194,6 +213,18 @@ for n in 1 2; do
 done
 
 # ---- 5. numbers beyond float32 ------------------------------------------------------
+
+# finite inputs whose logits overflow: Q of 3e38 gave O = 0 and LSE = -inf ("sees no key"), exit 0
+BIG='\xe6\xb1\x61\x7f' # 3.0e38
+cp A/q.npy qbig.npy && poke qbig.npy 0 "$BIG"
+for n in 1 2; do
+    fails "a finite Q whose logits overflow float32: refused, naming Q and K (P=$n)" $n \
+        "the logits could overflow float32" "max \|Q\| from --q qbig.npy" -- attn --q qbig.npy --k A/k.npy --v A/v.npy --out o.npy
+done
+cp A/dout.npy dbig.npy && poke dbig.npy 5 "$BIG"
+fails "a finite dO whose gradients overflow: refused (P=2)" 2 "the gradients could overflow float32" "--dout dbig.npy" -- \
+    attn "${QKV[@]}" --out o.npy --dout dbig.npy --dq dq.npy --dk dk.npy --dv dv.npy
+expect "a refused overflow run writes no output" "o.npy or dq.npy exists" absent o.npy dq.npy
 
 for n in 1 2; do
     fails "--scale 1e39 (inf in float32) (P=$n)" $n "--scale" "1e39" "float32" -- attn "${QKV[@]}" --out o.npy --scale 1e39

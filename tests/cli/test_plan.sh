@@ -174,5 +174,87 @@ why=""
 grep -qE "validate_plan.sh: bench attn -n 1 -L 9999999 .* failed: .*(out of memory|needs at least .* GiB)" err || why+="message: $(tail -1 err); "
 grep -qE ' 0\.00 ' out && why+="printed a row of zeros; "
 report "validate_plan.sh whose benchmark fails: exit 1, naming it and its error" "$why"
+# extra arguments were ignored (exit 0 with the run)
+bash "$VP" "$(dirname "$(dirname "$RA")")" junk >out 2>err
+rc=$?
+why=""
+[ "$rc" -eq 2 ] || why+="exit status $rc; "
+grep -q "usage: validate_plan.sh \[BUILD_DIR\].*junk" err || why+="message: $(head -1 err); "
+[ -s out ] && why+="printed a table; "
+report "validate_plan.sh BUILD junk: extra argument refused" "$why"
+
+# scripts/bench/project_plan.sh: every input checked before a file is written,
+# outputs replaced only once all are made (a garbage rates file emptied
+# times.txt and the first table, then failed)
+PP="$SRC/scripts/bench/project_plan.sh"
+BD=$(dirname "$(dirname "$RA")")
+mkdir -p pp/out elsewhere
+keep_outputs() { echo keep >pp/out/times.txt; echo keep >pp/out/10m_weak_ib100.txt; }
+kept() { # why the old outputs are not as they were, or nothing
+    [ "$(cat pp/out/times.txt pp/out/10m_weak_ib100.txt 2>&1)" = "$(printf 'keep\nkeep')" ] || echo "old outputs changed; "
+    [ "$(ls -A pp/out | wc -l)" -eq 2 ] || echo "left in out: $(ls -A pp/out | tr '\n' ' '); "
+    [ ! -e pp/out.png ] || echo "wrote out.png; "
+}
+# pp_refused DESC STATUS PATTERN [VAR=VALUE...] -- ARGS...: run in pp/, refused
+# with STATUS, the message matching PATTERN, the old outputs untouched
+pp_refused() {
+    local desc=$1 want=$2 pat=$3 envs=() why=''
+    shift 3
+    while [ "$1" != -- ]; do envs+=("$1"); shift; done
+    shift
+    keep_outputs
+    LAST="project_plan.sh $*"
+    (cd pp && env ${envs[@]+"${envs[@]}"} timeout 60 bash "$PP" "$@") >out 2>err
+    rc=$?
+    [ "$rc" -eq "$want" ] || why+="exit status $rc, expected $want; "
+    grep -qE -- "$pat" err || why+="message lacks /$pat/; "
+    why+=$(kept)
+    report "$desc" "$why"
+}
+printf 'garbage\n' >pp/bad.txt
+pp_refused "project_plan.sh with a garbage rates file: exit 1, old outputs intact" 1 "bad.txt:1: expected 'key = value'" \
+    -- bad.txt "$BD" out
+pp_refused "project_plan.sh with an extra argument refused" 2 'usage: project_plan.sh .*extra' -- "$T/rates.ini" "$BD" out extra
+pp_refused "project_plan.sh without RATES refused" 2 'usage: project_plan.sh' --
+pp_refused "project_plan.sh with a missing rates file refused" 1 "rates file '.*/nope.ini' not found" -- nope.ini "$BD" out
+pp_refused "project_plan.sh with a missing build refused" 1 'nobuild/src/ringattn not built' -- "$T/rates.ini" nobuild out
+for bad in MAX_P=0 MAX_P=x MAX_P=2000000 MAX_P=08; do
+    pp_refused "project_plan.sh with $bad refused" 2 "MAX_P = '${bad#MAX_P=}'" "$bad" -- "$T/rates.ini" "$BD" out
+done
+pp_refused "project_plan.sh with PYTHON not a program refused" 2 "PYTHON = '/nope/python'" PYTHON=/nope/python \
+    -- "$T/rates.ini" "$BD" out
+pp_refused "project_plan.sh naming an output as RATES refused" 1 'would be overwritten' -- out/times.txt "$BD" out
+# a stand-in for python3 with matplotlib: plot_plan.py writes its -o file (or fails: PLOT_FAIL)
+{
+    echo '#!/bin/bash'
+    echo 'case "$1" in'
+    echo '-c) exit 0 ;;'
+    echo '*plot_plan.py)'
+    echo '    [ -z "${PLOT_FAIL:-}" ] || { echo "plot failed" >&2; exit 1; }'
+    echo '    while [ $# -gt 1 ] && [ "$1" != -o ]; do shift; done'
+    echo '    echo png >"$2"; exit 0 ;;'
+    echo 'esac'
+    echo 'exec python3 "$@"'
+} >fakepy
+chmod +x fakepy
+pp_refused "project_plan.sh whose last step (the plot) fails: old outputs intact, nothing left behind" 1 'plot failed' \
+    PYTHON="$T/fakepy" PLOT_FAIL=1 MAX_P=4 -- "$T/rates.ini" "$BD" out
+# from another directory (the configs are the repository's), relative paths the caller's
+keep_outputs
+(cd elsewhere && PYTHON="$T/fakepy" MAX_P=4 timeout 120 bash "$PP" ../rates.ini "$BD" ../pp/out) >out 2>err
+rc=$?
+# shellcheck disable=SC2034 # shown by report on a failure
+LAST="(cd elsewhere && project_plan.sh ../rates.ini BUILD ../pp/out)"
+why=$(status $rc)
+[ "$(ls pp/out/*_*_*.txt | wc -l)" -eq 12 ] || why+="not 12 tables; "
+[ "$(ls pp/out/*.csv | wc -l)" -eq 12 ] || why+="not 12 CSVs; "
+[ "$(wc -l <pp/out/times.txt)" -eq 12 ] || why+="times.txt has not 12 lines; "
+[ "$(grep -c '^| ' pp/out/summary.md)" -eq 13 ] || why+="summary.md has not 1 + 12 rows; "
+grep -qE '^ +4 ' pp/out/10m_weak_ib100.txt || why+="no P=4 row in 10m_weak_ib100.txt; "
+[ -s pp/out.png ] || why+="no plot pp/out.png; "
+left=$(find pp/out -mindepth 1 -name '.*')
+[ -z "$left" ] || why+="left behind: $left; "
+[ -z "$(ls -A elsewhere)" ] || why+="wrote in the current directory: $(ls -A elsewhere); "
+report "project_plan.sh from another directory, MAX_P=4: 12 tables and CSVs, times, summary, plot" "$why"
 
 finish

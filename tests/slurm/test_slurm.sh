@@ -7,12 +7,12 @@
 # partition (SIGTERM, requeued by Slurm) and resumes again, and ends with
 # parameters bit-identical to an uninterrupted run; a job of 2 tasks then
 # resumes its checkpoints (elastic resume). The benchmark script runs
-# under srun --mpi=pmix and under mpirun.
+# under srun --mpi=pmix and under mpirun. First, without Slurm and as any user,
+# the scripts' argument checks (SLURM_TEST_SCRIPTS_ONLY=1: only those).
 set -u
 RA=$1
 MPIRUN=$2
 SRC=$3
-[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root (installs and starts Slurm)"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 # ranks that wait yield the core (the jobs get it through sbatch's --export=ALL):
@@ -49,6 +49,111 @@ wait_job() {
     done
     return 1
 }
+
+# ---- the scripts' own checks, without Slurm (as any user) ------------------------------
+# The batch scripts run under bash with a stand-in launcher (mpirun that runs its
+# arguments once) and a stand-in ringattn (prints its arguments): the variables'
+# words reach ringattn unglobbed, and bad variables are refused (exit 2) before
+# any directory is made; local-slurm.sh refuses extra arguments and a bad
+# LOCAL_SLURM_CPUS before doing anything. SLURM_TEST_SCRIPTS_ONLY=1 stops after these.
+script_checks() {
+    local d="$T/scripts" why rc a
+    mkdir -p "$d/bin" "$d/run"
+    printf '#!/bin/sh\nexec "$@"\n' >"$d/bin/mpirun"
+    printf '#!/bin/sh\nfor a in "$@"; do echo "arg: $a"; done\n' >"$d/bin/fake-ra"
+    chmod +x "$d/bin/mpirun" "$d/bin/fake-ra"
+    printf '[model]\n' >"$d/run/c.ini"
+    # sb SCRIPT VAR=VALUE...: the batch script in $d/run with those variables; out, err, rc
+    sb() {
+        local s=$1
+        shift
+        rm -rf "$d/run/out"
+        (cd "$d/run" && env -u SLURM_TASKS_PER_NODE -u SLURM_JOB_ID PATH="$d/bin:$PATH" LAUNCHER=mpirun \
+            RINGATTN="$d/bin/fake-ra" CONFIG=c.ini "$@" timeout 30 bash "$SRC/scripts/slurm/$s" \
+            >"$d/out" 2>"$d/err" </dev/null)
+        rc=$?
+    }
+    # refused SCRIPT DESC PATTERN VAR=VALUE...: exit 2, the message, no run directory made
+    refused() {
+        local s=$1 desc=$2 pat=$3
+        shift 3
+        sb "$s" "$@"
+        why=""
+        [ "$rc" -eq 2 ] || why+="exit status $rc, expected 2; "
+        grep -qE -- "$pat" "$d/err" || why+="message: $(head -2 "$d/err" | tr '\n' ' '); "
+        grep -q 'integer expression' "$d/err" && why+="a shell test failed on it; "
+        [ ! -e "$d/run/out" ] || why+="made $(find "$d/run/out" | tail -1); "
+        grep -q '^arg: ' "$d/out" && why+="ran ringattn; "
+        report "$s: $desc" "$why"
+    }
+    # words that match file names here stay as written (set -f)
+    touch "$d/run/train.steps=1" "$d/run/x1"
+    sb train.sbatch SETS='train.steps=* train.log_every=?' TRAIN_ARGS='--threads [1] x*'
+    why=""
+    [ "$rc" -eq 0 ] || why+="exit status $rc; $(head -2 "$d/err"); "
+    for a in 'train.steps=*' 'train.log_every=?' '[1]' 'x*'; do
+        grep -qxF "arg: $a" "$d/out" || why+="'$a' did not reach ringattn as written; "
+    done
+    grep -qxF 'arg: train.steps=1' "$d/out" && why+="globbed to a file name; "
+    report "train.sbatch: SETS and TRAIN_ARGS split into words, not globbed" "$why"
+    sb bench_attn.sbatch BENCH_ARGS='-b 1K x* ?1'
+    why=""
+    [ "$rc" -eq 0 ] || why+="exit status $rc; $(head -2 "$d/err"); "
+    grep -qxF 'arg: x*' "$d/out" && grep -qxF 'arg: ?1' "$d/out" || why+="BENCH_ARGS globbed: $(grep -c x1 "$d/out") x1; "
+    report "bench_attn.sbatch: BENCH_ARGS split into words, not globbed" "$why"
+    sb train.sbatch SLURM_TASKS_PER_NODE='2(x3),1'
+    report "train.sbatch: SLURM_TASKS_PER_NODE=2(x3),1 taken" "$([ "$rc" -eq 0 ] || echo "exit status $rc; $(head -2 "$d/err")")"
+    for s in train.sbatch bench_attn.sbatch; do
+        for v in abc '' '-1' '(x2)'; do
+            [ -z "$v" ] && continue # unset or empty: the default, 1
+            refused $s "SLURM_TASKS_PER_NODE=$v refused" "SLURM_TASKS_PER_NODE = '\\(?$v" SLURM_TASKS_PER_NODE="$v"
+        done
+    done
+    for v in yes 2 true ''; do
+        [ -z "$v" ] && continue
+        refused train.sbatch "REQUEUE=$v refused" "REQUEUE must be 1 or 0, not '$v'" REQUEUE="$v"
+    done
+    refused train.sbatch "a missing CONFIG refused before out/ is made" "CONFIG 'nosuch.ini' is not a readable file" CONFIG=nosuch.ini
+    refused train.sbatch "CONFIG naming a directory refused" "CONFIG '\\.' is not a readable file" CONFIG=.
+    refused train.sbatch "RINGATTN not a program refused" "RINGATTN '/nope/ringattn' is not a program" RINGATTN=/nope/ringattn
+    refused train.sbatch "LAUNCHER=ssh refused" "LAUNCHER must be srun or mpirun" LAUNCHER=ssh
+    # local-slurm.sh: refused before the root check, an install or a daemon
+    for a in "status garbage" "start now" "stop -f" "" "restart"; do
+        # shellcheck disable=SC2086
+        bash "$LOCAL" $a >"$d/out" 2>"$d/err"
+        rc=$?
+        why=""
+        [ "$rc" -eq 2 ] || why+="exit status $rc; "
+        grep -q 'usage: .*{start|stop|status}' "$d/err" || why+="message: $(head -1 "$d/err"); "
+        [ -s "$d/out" ] && why+="printed: $(head -1 "$d/out"); "
+        report "local-slurm.sh ${a:-(no command)}: refused with the usage" "$why"
+    done
+    for v in abc 0 4097 08 '4 x' $'4\nNodeName=evil'; do
+        LOCAL_SLURM_CPUS=$v bash "$LOCAL" status >"$d/out" 2>"$d/err"
+        rc=$?
+        why=""
+        [ "$rc" -eq 2 ] || why+="exit status $rc; "
+        tr '\n' ' ' <"$d/err" | grep -q "LOCAL_SLURM_CPUS = '.*' is not a whole number from 1 to 4096" ||
+            why+="message: $(head -1 "$d/err"); "
+        report "local-slurm.sh with LOCAL_SLURM_CPUS='${v//$'\n'/\\n}' refused" "$why"
+    done
+    LOCAL_SLURM_STATE=relative bash "$LOCAL" status >"$d/out" 2>"$d/err"
+    rc=$?
+    report "local-slurm.sh with LOCAL_SLURM_STATE=relative refused" \
+        "$([ "$rc" -eq 2 ] && grep -q 'LOCAL_SLURM_STATE' "$d/err" || echo "exit status $rc; $(head -1 "$d/err")")"
+}
+script_checks
+if [ -n "${SLURM_TEST_SCRIPTS_ONLY:-}" ]; then
+    echo "$pass passed, $fail failed (SLURM_TEST_SCRIPTS_ONLY: no Slurm)"
+    [ "$fail" -eq 0 ]
+    exit
+fi
+# the rest needs root: a failure above still fails the test
+if [ "$(id -u)" -ne 0 ]; then
+    [ "$fail" -eq 0 ] || { echo "$pass passed, $fail failed"; exit 1; }
+    echo "skipped: needs root (installs and starts Slurm)"
+    exit 77
+fi
 
 # ---- a single-node Slurm --------------------------------------------------------------
 bash "$LOCAL" status >/dev/null 2>&1 || started_slurm=1

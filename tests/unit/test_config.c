@@ -506,6 +506,21 @@ static void test_error_files(void **state)
     assert_int_equal(ra_config_load(c, "/dev/null"), RA_ERR_IO);
     assert_contains(ra_last_error(), "/dev/null");
     assert_contains(ra_last_error(), "character device");
+    /* a file that sets nothing (empty, comments only) is refused: a file of
+     * old Mac line endings starting with a comment read as one comment */
+    const char *nothing[] = { "", "# a comment\n; another\n\n" };
+    for (int i = 0; i < 2; i++) {
+        tmp(state, path, sizeof path, "nothing.ini");
+        write_file(path, nothing[i], strlen(nothing[i]));
+        assert_int_equal(ra_config_load(c, path), RA_ERR_ARG);
+        assert_contains(ra_last_error(), "sets nothing");
+    }
+    /* a lone carriage return ends no line: refused naming line and column */
+    tmp(state, path, sizeof path, "cr.ini");
+    write_file(path, "# tiny\r[model]\rdim = 32\r", 24);
+    assert_int_equal(ra_config_load(c, path), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "cr.ini:1: a carriage return inside the line (at column 7)");
+    assert_memory_equal(c, before, sizeof *c);
     /* a UTF-8 byte-order mark before the first line is skipped */
     tmp(state, path, sizeof path, "bom.ini");
     write_file(path, "\xEF\xBB\xBF[model]\ndim = 32\n", 20);
