@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/names.h"
 #include "ringattn/threads.h"
 
 ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *out)
@@ -208,6 +209,15 @@ ra_status ra_arg_cmd(const char *cmd, ra_status st)
     char why[1024]; /* RA_FAIL writes the message it would read */
     snprintf(why, sizeof why, "%s", msg);
     return RA_FAIL(st, "%s: %s", cmd, why);
+}
+
+ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l)
+{
+    if (l->span && l->head_id != RA_HEAD_COMBINER_FIXED)
+        return RA_FAIL(RA_ERR_ARG, "%s: --span is combiner-fixed's; --head %s has none", cmd, ra_head_words[l->head_id]);
+    if (l->row && l->head_id != RA_HEAD_COMBINER_AXIAL)
+        return RA_FAIL(RA_ERR_ARG, "%s: --row is combiner-axial's; --head %s has none", cmd, ra_head_words[l->head_id]);
+    return RA_OK;
 }
 
 ra_status ra_arg_rest(const char *cmd, int argc, char **argv)

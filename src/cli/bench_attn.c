@@ -119,6 +119,7 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     }
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "bench attn: unexpected argument '%s'", argv[optind]);
+    RA_TRY(ra_check_head_params("bench attn", &a->layer)); /* options that would be ignored */
     if (!a->Hkv) a->Hkv = a->H;
     if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
     if (!layout_set) /* as attn: zigzag only pays for the ring head */

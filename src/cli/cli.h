@@ -5,6 +5,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "ringattn/config.h"
 #include "ringattn/layout.h"
 #include "ringattn/status.h"
 
@@ -60,6 +61,9 @@ ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
  * value checks above name only the option: "--chunk: 'x' is not an
  * integer"); a message that names cmd already, and RA_OK, pass unchanged. */
 ra_status ra_arg_cmd(const char *cmd, ra_status st);
+/* --span and --row given to a head that has no such parameter (they were
+ * ignored): --span is combiner-fixed's, --row combiner-axial's. */
+ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l);
 /* An argument left after cmd's options (getopt's optind) refused, naming
  * it: `eval --checkpoint ck data.txt` (a forgotten --data) scored the
  * checkpoint's own data and exited 0. */

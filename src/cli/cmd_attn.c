@@ -132,7 +132,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     *a = (attn_args){ .layer = { .head = "full", .precond = "none", .precond_grad = "stop", .precond_eps = 1e-6f,
                                  .head_id = RA_HEAD_FULL, .precond_id = RA_PRECOND_NONE,
                                  .precond_grad_id = RA_PRECOND_GRAD_STOP } };
-    int id;
+    int id, precond_opt = 0; /* --precond-grad or --precond-eps given */
     opterr = 0;
     optind = 1;
     int c;
@@ -178,11 +178,13 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
             RA_TRY(word_arg("--precond-grad", optarg, ra_precond_grad_words, &id, a->layer.precond_grad,
                             sizeof a->layer.precond_grad));
             a->layer.precond_grad_id = (ra_precond_grad_id)id;
+            precond_opt = 1;
             break;
         case O_PREE:
             RA_TRY(ra_arg_float("--precond-eps", optarg, &a->layer.precond_eps));
             if (!(a->layer.precond_eps > 0) || !isfinite(a->layer.precond_eps))
                 return RA_FAIL(RA_ERR_ARG, "--precond-eps: %s must be > 0 and finite in float32", optarg);
+            precond_opt = 1;
             break;
         case O_HELP: case 'h': *want_help = 1; return RA_OK;
         default: return ra_arg_unknown("attn", c, argv[optind - 1]);
@@ -191,6 +193,9 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
                        argv[optind]);
+    RA_TRY(ra_check_head_params("attn", &a->layer)); /* options that would be ignored */
+    if (precond_opt && a->layer.precond_id == RA_PRECOND_NONE)
+        return RA_FAIL(RA_ERR_ARG, "attn: --precond-grad and --precond-eps are rownorm's: give --precond rownorm");
     if (!a->q || !a->k || !a->v || !a->out)
         return RA_FAIL(RA_ERR_ARG, "attn: --q, --k, --v and --out are required (missing %s)",
                        !a->q ? "--q" : !a->k ? "--k" : !a->v ? "--v" : "--out");

@@ -121,6 +121,10 @@ ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv)
             /* an infinite tolerance (1e39 in float32) would pass anything */
             if (st == RA_OK && (!isfinite(tol) || tol < 0))
                 st = RA_FAIL(RA_ERR_ARG, "--tol: %s must be >= 0 and finite in float32", optarg);
+            /* 1e-50 is 0 in float32: an exact comparison nobody asked for */
+            if (st == RA_OK && tol == 0 && strtod(optarg, NULL) != 0)
+                st = RA_FAIL(RA_ERR_ARG, "--tol: %s is 0 in float32 (below 1.4e-45); give 0 for an exact "
+                             "comparison, or a tolerance a float32 holds", optarg);
         } else if (o == 'h') {
             ra_say(c, "%s", help);
             return RA_OK;

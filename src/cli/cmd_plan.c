@@ -83,13 +83,13 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     };
     *a = (plan_args){ .dp = 1, .max_p = 4096, .a = { .B = 1, .H = 4, .D = 64, .head = RA_HEAD_FULL } };
     int n_set = 0, c;
-    long L = 0;
+    int64_t L = 0;
     opterr = 0;
     optind = 1;
     while ((c = ra_getopt(argc, argv, ":n:L:H:D:h", opts)) != -1) {
         switch (c) {
         case 'n': RA_TRY(ra_arg_int("-n", optarg, 1, 1 << 24, &a->P)); n_set = 1; break;
-        case 'L': RA_TRY(ra_arg_long("-L", optarg, 1, INT32_MAX, &L)); a->a.L = L; break;
+        case 'L': RA_TRY(ra_arg_size("-L", optarg, 1, &L)); a->a.L = L; break; /* 16K as bench's -b */
         case 'H': RA_TRY(ra_arg_int("-H", optarg, 1, 1 << 16, &a->a.H)); break;
         case 'D': RA_TRY(ra_arg_int("-D", optarg, 1, 1 << 16, &a->a.D)); break;
         case O_HKV: RA_TRY(ra_arg_int("--Hkv", optarg, 1, 1 << 16, &a->a.Hkv)); break;

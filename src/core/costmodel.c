@@ -110,7 +110,8 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
                            keys[k].key, RA_CM_VALUE_MIN, RA_CM_VALUE_MAX, v);
         if (keys[k].is_int) {
             if (x != floor(x) || x > 1 << 20)
-                return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a whole number", name, line, keys[k].key);
+                return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a whole number from 1 to %d (got '%.40s')", name,
+                               line, keys[k].key, 1 << 20, v);
             *(int *)((char *)&r + keys[k].off) = (int)x;
         } else {
             *(double *)((char *)&r + keys[k].off) = x;

@@ -393,6 +393,16 @@ fails "--no-bind=1: a flag takes no value (it said 'unknown command')" 1 "--no-b
     --no-bind=1 train
 fails "attn --precond: the values it takes (it listed spectral, which it refuses)" 1 "known: none or rownorm\)" -- \
     attn --q A/q.npy --k A/k.npy --v A/v.npy --out o.npy --precond foo
+# options the head or preconditioner does not have were ignored, exit 0
+fails "attn --span with --head full: refused" 1 "attn: --span is combiner-fixed's; --head full has none" -- \
+    attn --q A/q.npy --k A/k.npy --v A/v.npy --out o.npy --span 5
+fails "attn --row with --head combiner-fixed: refused" 1 "attn: --row is combiner-axial's; --head combiner-fixed has none" -- \
+    attn --q A/q.npy --k A/k.npy --v A/v.npy --out o.npy --head combiner-fixed --row 5
+fails "attn --precond-eps without --precond rownorm: refused" 1 "--precond-grad and --precond-eps are rownorm's" -- \
+    attn --q A/q.npy --k A/k.npy --v A/v.npy --out o.npy --precond-eps 5
+fails "bench attn --span with --head full: refused" 1 "bench attn: --span is combiner-fixed's" -- \
+    bench attn -b 64 -e 64 --span 5
+fails "compare --tol 1e-50 (0 in float32): refused" 1 "--tol: 1e-50 is 0 in float32" -- compare A/q.npy A/q.npy --tol 1e-50
 
 # ---- 6. bench attn smoke -----------------------------------------------------
 

@@ -105,6 +105,16 @@ fails "a rates value of 0: plan, file, line, key, the value" 1 \
     "error: plan: --rates zero.ini:[0-9]+: row_fwd_pairs needs a number from 1e-06 to 1e\+12 \(got '0'\)" -- \
     plan --config "$CFG" -n 2 --rates zero.ini
 fails "--max-p without --project refused" 1 'plan: --max-p needs --project' -- plan --config "$CFG" -n 2 --max-p 8
+# a whole number too large said so (it said "needs a whole number" of 99999999999)
+grep -v '^threads' rates.ini >bigt.ini && echo 'threads = 99999999999' >>bigt.ini
+fails "a rates threads too large: the range and the value" 1 \
+    "bigt.ini:[0-9]+: threads needs a whole number from 1 to 1048576 \(got '99999999999'\)" -- \
+    plan --config "$CFG" -n 2 --rates bigt.ini
+# -L takes K, M, G as bench's -b and gen's --L do ("'16K' is not an integer")
+mpi 1 plan --attn -n 2 -L 16K --causal
+why=$(status $?)
+grep -q 'L=16384' out || why+="not L = 16384: $(grep -m1 '# attn' out); "
+report "plan --attn -L 16K is 16384 tokens" "$why"
 fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan --config badcfg.ini -n 2
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
