@@ -101,6 +101,21 @@ typedef struct {
     float temp;
 } gen_args;
 
+#define ID_SEPS ", \t\n\r" /* between the ids of a --prompt-tokens LIST */
+
+static int is_sep(char ch) { return ch && strchr(ID_SEPS, ch); }
+
+/* A list of token ids: digits, separated by commas and whitespace. */
+static int is_id_list(const char *t, size_t n)
+{
+    int digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] >= '0' && t[i] <= '9') digits = 1;
+        else if (!is_sep(t[i])) return 0;
+    }
+    return digits;
+}
+
 static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
 {
     static const struct option opts[] = {
@@ -167,7 +182,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
         return RA_FAIL(RA_ERR_ARG, "generate: give exactly one of --prompt, --prompt-file and --prompt-tokens");
     if (a->prompt && !a->prompt[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt is empty");
     if (a->prompt_tokens && !a->prompt_tokens[0]) return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens is empty");
-    if (a->prompt_tokens && !a->prompt_tokens[strspn(a->prompt_tokens, ", \t\n\r")]) /* a LIST without ids, not a file */
+    if (a->prompt_tokens && !a->prompt_tokens[strspn(a->prompt_tokens, ID_SEPS)]) /* a LIST without ids, not a file */
         return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s': no token ids in the list (a LIST such as \"1,2,3\")",
                        a->prompt_tokens);
     return RA_OK;
@@ -180,7 +195,7 @@ static ra_status check_out(const gen_args *a)
     char path[RA_PATH_MAX + 32], dir[RA_PATH_MAX];
     ra_ckpt_resolve(path, sizeof path, a->ckpt);
     ra_dir_of(path, dir, sizeof dir);
-    const int digits = a->prompt_tokens && strspn(a->prompt_tokens, "0123456789, \t") == strlen(a->prompt_tokens);
+    const int digits = a->prompt_tokens && is_id_list(a->prompt_tokens, strlen(a->prompt_tokens)); /* a LIST, not a file */
     const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
                                 { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
     const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
@@ -200,18 +215,6 @@ static ra_status check_out(const gen_args *a)
 
 /* ---- the prompt ----------------------------------------------------------------- */
 
-static int is_sep(char ch) { return ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
-
-/* A list of token ids: digits, separated by commas and whitespace. */
-static int is_id_list(const char *t, size_t n)
-{
-    int digits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (t[i] >= '0' && t[i] <= '9') digits = 1;
-        else if (!is_sep(t[i])) return 0;
-    }
-    return digits;
-}
 
 /* The ids of a list (is_id_list) into *out (malloc'd), each below vocab and
  * at most max of them, no item empty (a trailing comma is fine); what names

@@ -161,23 +161,28 @@ fails "--max-p beyond its range refused" 1 '--max-p' -- \
 
 # scripts/bench/validate_plan.sh refuses bad counts and a missing build before any work
 VP="$SRC/scripts/bench/validate_plan.sh"
-for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999" "PPN=0" "CLUSTER=9" "CLUSTER=1" "SHAPE=fast" "CALIBRATE=never"; do
-    env "$bad" bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
+BUILD_DIR=$(dirname "$(dirname "$RA")")
+# vp_refused DESC PATTERN [VAR=VALUE...] -- ARGS...: validate_plan.sh refused (exit 2) before
+# any work: the message matches PATTERN, no table printed
+vp_refused() {
+    local desc=$1 pat=$2 envs=() why=''
+    shift 2
+    while [ "$1" != -- ]; do envs+=("$1"); shift; done
+    shift
+    env ${envs[@]+"${envs[@]}"} bash "$VP" "$@" >out 2>err
     rc=$?
-    why=""
     [ "$rc" -eq 2 ] || why+="exit status $rc; "
-    grep -q "validate_plan.sh: ${bad%%=*} = " err || why+="message: $(head -1 err); "
+    grep -q -- "$pat" err || why+="message: $(head -1 err); "
     [ -s out ] && why+="printed a table; "
-    report "validate_plan.sh with $bad: refused, naming it" "$why"
+    report "$desc" "$why"
+}
+for bad in "ROUNDS=0" "ROUNDS=x" "REPS=-1" "L=99999999999" "PPN=0" "CLUSTER=9" "CLUSTER=1" "SHAPE=fast" "CALIBRATE=never"; do
+    vp_refused "validate_plan.sh with $bad: refused, naming it" "validate_plan.sh: ${bad%%=*} = " "$bad" -- "$BUILD_DIR"
 done
-bash "$VP" "$T/nobuild" >out 2>err
-rc=$?
-why=""
-[ "$rc" -eq 2 ] || why+="exit status $rc; "
-grep -q "no ringattn at $T/nobuild/src/ringattn" err || why+="message: $(head -1 err); "
-report "validate_plan.sh with a missing build directory: refused, naming the path" "$why"
+vp_refused "validate_plan.sh with a missing build directory: refused, naming the path" \
+    "no ringattn at $T/nobuild/src/ringattn" -- "$T/nobuild"
 # a measurement that fails (here: out of memory) stops it with the error, exit 1 (it printed zeros, exit 0)
-REPS=1 L=9999999 L2=9999999 timeout 300 bash "$VP" "$(dirname "$(dirname "$RA")")" >out 2>err
+REPS=1 L=9999999 L2=9999999 timeout 300 bash "$VP" "$BUILD_DIR" >out 2>err
 rc=$?
 why=""
 [ "$rc" -eq 1 ] || why+="exit status $rc; "
@@ -185,19 +190,14 @@ grep -qE "validate_plan.sh: bench attn -n 1 -L 9999999 .* failed: .*(out of memo
 grep -qE ' 0\.00 ' out && why+="printed a row of zeros; "
 report "validate_plan.sh whose benchmark fails: exit 1, naming it and its error" "$why"
 # extra arguments were ignored (exit 0 with the run)
-bash "$VP" "$(dirname "$(dirname "$RA")")" junk >out 2>err
-rc=$?
-why=""
-[ "$rc" -eq 2 ] || why+="exit status $rc; "
-grep -q "usage: validate_plan.sh \[BUILD_DIR\].*junk" err || why+="message: $(head -1 err); "
-[ -s out ] && why+="printed a table; "
-report "validate_plan.sh BUILD junk: extra argument refused" "$why"
+vp_refused "validate_plan.sh BUILD junk: extra argument refused" "usage: validate_plan.sh \[BUILD_DIR\].*junk" \
+    -- "$BUILD_DIR" junk
 
 # scripts/bench/project_plan.sh: every input checked before a file is written,
 # outputs replaced only once all are made (a garbage rates file emptied
 # times.txt and the first table, then failed)
 PP="$SRC/scripts/bench/project_plan.sh"
-BD=$(dirname "$(dirname "$RA")")
+BD=$BUILD_DIR
 mkdir -p pp/out elsewhere
 keep_outputs() { echo keep >pp/out/times.txt; echo keep >pp/out/10m_weak_ib100.txt; }
 kept() { # why the old outputs are not as they were, or nothing
@@ -234,6 +234,9 @@ done
 pp_refused "project_plan.sh with PYTHON not a program refused" 2 "PYTHON = '/nope/python'" PYTHON=/nope/python \
     -- "$T/rates.ini" "$BD" out
 pp_refused "project_plan.sh naming an output as RATES refused" 1 'would be overwritten' -- out/times.txt "$BD" out
+mkfifo pp/fifo.ini
+pp_refused "project_plan.sh with a FIFO as RATES: refused at once" 1 "rates file '.*/fifo.ini' not found \(or not a readable file\)" \
+    -- fifo.ini "$BD" out
 # a stand-in for python3 with matplotlib: plot_plan.py writes its -o file (or fails: PLOT_FAIL)
 {
     echo '#!/bin/bash'
@@ -249,6 +252,21 @@ pp_refused "project_plan.sh naming an output as RATES refused" 1 'would be overw
 chmod +x fakepy
 pp_refused "project_plan.sh whose last step (the plot) fails: old outputs intact, nothing left behind" 1 'plot failed' \
     PYTHON="$T/fakepy" PLOT_FAIL=1 MAX_P=4 -- "$T/rates.ini" "$BD" out
+# an OUT_DIR it cannot write (a read-only tmpfs): exit 1 before any table, the old ones kept
+mkdir pp/rofs
+if mount -t tmpfs -o size=1m tmpfs pp/rofs 2>/dev/null; then
+    mkdir pp/rofs/out && echo keep >pp/rofs/out/times.txt && mount -o remount,ro pp/rofs
+    (cd pp && PYTHON="$T/fakepy" MAX_P=4 timeout 60 bash "$PP" "$T/rates.ini" "$BD" rofs/out) >out 2>err
+    rc=$?
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    grep -q 'Read-only file system' err || why+="message: $(head -1 err); "
+    [ "$(cat pp/rofs/out/times.txt)" = keep ] || why+="times.txt changed; "
+    report "project_plan.sh into a read-only OUT_DIR: exit 1, said, the old outputs kept" "$why"
+    umount pp/rofs
+else
+    echo "skip: project_plan.sh into a read-only OUT_DIR (cannot mount a tmpfs here)"
+fi
 # from another directory (the configs are the repository's), relative paths the caller's
 keep_outputs
 (cd elsewhere && PYTHON="$T/fakepy" MAX_P=4 timeout 120 bash "$PP" ../rates.ini "$BD" ../pp/out) >out 2>err

@@ -226,6 +226,9 @@ fails "generate: --prompt-tokens of spaces and commas: no ids" 1 "--prompt-token
     "${gen[@]}" --prompt-tokens " , "
 mpi 1 "${gen[@]}" --prompt-tokens "5, 17,"
 report "generate --prompt-tokens with a trailing comma" "$(status $?)"
+# a list over lines is a list (the output checks took "5<newline>17" for a file name: "cannot open")
+mpi 1 "${gen[@]}" --prompt-tokens "$(printf '5\n17')"
+report "generate --prompt-tokens with ids on two lines" "$(status $?)"
 # --prompt-dtype's errors name --prompt-dtype (not data.dtype)
 fails "generate: --prompt-dtype uint16 on a .npy names --prompt-dtype" 1 \
     "starts with the .npy magic, but --prompt-dtype = uint16" -- "${gen[@]}" --prompt-tokens prompt.npy --prompt-dtype uint16
