@@ -87,6 +87,10 @@ ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st);
  * q.npy.tmp. Installed once at start; a command with its own handlers
  * (train's clean stop) replaces them for its signals. */
 void ra_atomic_cleanup_on_signals(void);
+/* A directory this process made for its outputs: a signal that ends the
+ * process removes it too, when its temporaries were all that was in it
+ * (`gen --dir new` killed left new/ empty). NULL forgets it. */
+void ra_atomic_cleanup_dir(const char *dir);
 
 /* fsync the directory holding path (the policy above). */
 ra_status ra_sync_parent_dir(const char *path);

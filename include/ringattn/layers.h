@@ -76,7 +76,8 @@ void ra_rownorm_backward(float *dot, const float *ot, const float *norm, int N, 
 /* Conditioning diagnostic (docs/design.md §6): G [D][D] += O^T O for rows o [N][D]
  * (double accumulation; sum G over ranks for a distributed sequence), then
  * the singular values of O from G's eigenvalues (LAPACK dsyev):
- * kappa = sigma_max / sigma_min, infinite when sigma_min is 0. */
+ * kappa = sigma_max / sigma_min, infinite when sigma_min is at most
+ * 2^-24 sigma_max (float32's rounding: O is singular at its precision). */
 void ra_gram_accumulate(double *G, const float *o, int N, int D);
 double ra_kappa_from_gram(const double *G, int D, double *sigma_max, double *sigma_min);
 

@@ -139,6 +139,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     st = ra_agree(c->comm, st);
     if (st != RA_OK && made) (void)rmdir(dir);
     RA_TRY(st);
+    if (made) ra_atomic_cleanup_dir(dir);
 
     int four = B > 0, Bn = four ? B : 1;
     int64_t qs[4] = { Bn, H, L, D }, ks[4] = { Bn, Hkv, L, D };
@@ -159,6 +160,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && nseg) st = stage_segments(c, paths[GEN_SEG], Bn, L, nseg);
     st = ra_outputs_finish(c->comm, staged, nfiles, st);
     if (st != RA_OK && made) (void)rmdir(dir); /* the staged files are gone: empty */
+    ra_atomic_cleanup_dir(NULL);
     RA_TRY(ra_arg_cmd("gen", st));
     ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);

@@ -113,9 +113,11 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
                        "empty or new directory", dir, index);
     const int made = stat(dir, &sb) != 0; /* a refused export removes the directory it made */
     RA_TRY(ra_prepare_output_dir(dir, "export: --out"));
+    if (made) ra_atomic_cleanup_dir(dir); /* a signal removes it too */
     ra_llama_info info;
     ra_status st = ra_check_files("export", ins, 1, outs, 2, 1);
     if (st == RA_OK) st = ra_arg_cmd("export", ra_llama_export(ckpt, dir, &info)); /* named, as the options' errors */
+    ra_atomic_cleanup_dir(NULL);
     if (st != RA_OK) {
         if (made) rmdir(dir); /* only while empty: nothing else is lost */
         return st;

@@ -152,6 +152,19 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     } else if (!a->config) {
         return RA_FAIL(RA_ERR_ARG, "plan: --config FILE is required (or --attn for one head call)");
     }
+    if (a->project) { /* the projection picks these itself: given, they were ignored */
+        const char *why = a->attn                           ? "--attn (it projects a model config)"
+                          : a->layout_set                   ? "--layout (it takes each P's best)"
+                          : a->chunk_set                    ? "--chunk (it takes the auto chunk)"
+                          : a->dp > 1                       ? "--dp (it projects one ring)"
+                          : a->rpn                          ? "--ranks-per-node (it puts one rank on a node)"
+                          : a->link_gbps > 0 || a->link_lat > 0 ? "--link-gbps or --link-latency-us (the profile "
+                                                                  "gives the link)"
+                                                            : NULL;
+        if (why) return RA_FAIL(RA_ERR_ARG, "plan --project does not take %s", why);
+    } else if (a->rpn > a->P) {
+        return RA_FAIL(RA_ERR_ARG, "--ranks-per-node %d is more than -n %d (the ranks there are)", a->rpn, a->P);
+    }
     if (a->project && !a->profile)
         return RA_FAIL(RA_ERR_ARG, "--project needs --profile (ib100, eth25 or eth1)");
     if (a->profile && !a->project) /* only the projection's link is a profile's: ignored, it would mislead */
@@ -301,12 +314,9 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
         }
         cfg.seq_len = (int)L;
         ra_cm_setup s = { .P = (int)P, .dp = 1, .ranks_per_node = 1, .layout = cfg.layout_id, .chunk = 0 };
-        candidate cs[48];
-        int n;
-        plan_args only = { .layout_set = 0, .chunk_set = 1, .chunk = 0 };
-        only.chunk_set = 0;
+        candidate cs[3];
+        int n = 0;
         /* auto chunk only (the projection is about scaling, not tuning) */
-        n = 0;
         for (int lay = 0; lay < 3 && st == RA_OK; lay++) {
             ra_cm_setup s2 = s;
             s2.layout = (ra_layout)lay;
@@ -315,7 +325,6 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
             ra_cm_ring_pieces(L, (int)P, s2.layout, 0, &cc->nc, &cc->eff_chunk);
             st = ra_cm_train_time(&cfg, &s2, &r, &cc->t);
         }
-        (void)only;
         if (st != RA_OK) break;
         int b = best_of(cs, n);
         const ra_cm_train *t = &cs[b].t;

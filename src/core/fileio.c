@@ -203,10 +203,21 @@ static void tmp_forget(const char *tmp)
         if (g_tmp_used[i] && !strcmp(g_tmp_path[i], tmp)) g_tmp_used[i] = 0;
 }
 
+static char g_made_dir[PATH_MAX];
+static volatile sig_atomic_t g_made_dir_set;
+
+void ra_atomic_cleanup_dir(const char *dir)
+{
+    g_made_dir_set = 0; /* cleared before the path changes */
+    if (!dir || snprintf(g_made_dir, sizeof g_made_dir, "%s", dir) >= (int)sizeof g_made_dir) return;
+    g_made_dir_set = 1;
+}
+
 static void on_ending_signal(int sig)
 {
     for (int i = 0; i < TMP_SLOTS; i++)
         if (g_tmp_used[i]) (void)unlink(g_tmp_path[i]); /* async-signal-safe */
+    if (g_made_dir_set) (void)rmdir(g_made_dir); /* only while empty: never a file of anyone's */
     raise(sig); /* SA_RESETHAND: the default action once this handler returns */
 }
 

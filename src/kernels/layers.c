@@ -611,5 +611,8 @@ double ra_kappa_from_gram(const double *G, int D, double *sigma_max, double *sig
     if (info != 0) return NAN;
     *sigma_max = sqrt(hi);
     *sigma_min = sqrt(lo);
-    return lo > 0 ? sqrt(hi / lo) : INFINITY;
+    /* sigma_min below 2^-24 sigma_max is rounding: a float32 O that close
+     * to singular is singular, and the value left would be noise (a
+     * rank-deficient O gave inf at one rank, 1e8 at two) */
+    return lo > hi * 0x1p-48 ? sqrt(hi / lo) : INFINITY;
 }

@@ -187,7 +187,7 @@ fails "--out ending in /" 2 "--out o.npy/: ends with '/'; give a file name" -- a
 # /proc and /sys files say size 0, then have content: refused, not read as empty
 fails "a /proc file as an input" 1 "--data /proc/self/status: is a /proc or /sys file" -- cipher --data /proc/self/status
 # an option with a value given twice: refused (the last one winning would be unseen);
-# --set repeats, a flag may
+# --set repeats (in order, the last value of a key wins), a flag may
 fails "--out given twice" 2 "--out is given twice \('o\.npy', then 'p\.npy'\); give it once" -- \
     attn "${QKV[@]}" --out o.npy --out p.npy
 printf '[train]\nsteps = 1\n' >one.ini

@@ -163,8 +163,21 @@ for sig in TERM HUP; do
     [ "$rc" -eq $((128 + $(kill -l $sig))) ] || why+="exit status $rc; "
     left=$(ls gsig 2>/dev/null | grep '\.tmp$')
     [ -z "$left" ] || why+="left: $left; "
-    report "gen killed by SIG$sig while writing: no .tmp left, the signal's status" "$why"
+    [ ! -e gsig ] || why+="the --dir it made is left; "
+    report "gen killed by SIG$sig while writing: no .tmp and no --dir left, the signal's status" "$why"
 done
+# a --dir that was there stays, with the files that were in it
+mkdir -p gsig && echo keep >gsig/mine.txt
+OMPI_MCA_ess_singleton_isolated=1 "$RA" gen --dir gsig --L 2M >/dev/null 2>&1 </dev/null &
+gp=$!
+for _ in $(seq 200); do [ -e gsig/q.npy.tmp ] && break; sleep 0.05; done
+kill -TERM $gp
+wait $gp
+why=""
+[ "$(cat gsig/mine.txt 2>/dev/null)" = keep ] || why+="gsig/mine.txt is gone; "
+left=$(ls gsig 2>/dev/null | grep -v '^mine\.txt$')
+[ -z "$left" ] || why+="left: $left; "
+report "gen killed in a --dir that was there: the dir and its file stay, no .tmp" "$why"
 rm -rf gsig
 mkdir G && mkdir G/k.npy
 fails "gen: an output in --dir is a directory (G/k.npy)" 2 "G/k.npy" "directory" -- gen --dir G --L 16

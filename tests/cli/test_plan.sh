@@ -119,6 +119,15 @@ fails "a config that fails validation refused" 1 'badcfg.ini|heads|dim' -- plan 
 fails "--project without --profile refused" 1 '--profile' -- plan --config "$CFG" --project weak
 fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --project weak --profile wifi
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
+# the projection picks layout, chunk, grid and link itself: these were ignored, exit 0
+PROJ=(plan --config "$CFG" -n 1 --project weak --profile eth25 --max-p 4)
+fails "--project with --attn refused" 1 "plan --project does not take --attn" -- "${PROJ[@]}" --attn -L 1024
+fails "--project with --layout refused" 1 "plan --project does not take --layout" -- "${PROJ[@]}" --layout zigzag
+fails "--project with --chunk refused" 1 "plan --project does not take --chunk" -- "${PROJ[@]}" --chunk 64
+fails "--project with --ranks-per-node refused" 1 "does not take --ranks-per-node" -- "${PROJ[@]}" --ranks-per-node 1
+fails "--project with --link-gbps refused" 1 "the profile gives the link" -- "${PROJ[@]}" --link-gbps 10
+fails "--ranks-per-node above -n refused" 1 "--ranks-per-node 4 is more than -n 2" -- \
+    plan --config "$CFG" -n 2 --ranks-per-node 4
 # option errors start with the command, as the others do (it said "--project: ..." alone)
 fails "--project x refused, named by plan" 1 "error: plan: --project: expected weak or strong \(got 'x'\)" -- \
     plan --config "$CFG" --project x

@@ -587,6 +587,26 @@ static void test_set(void **state)
     expect_set_error("model.tie_embeddings=2", "model.tie_embeddings", "true, false");
 }
 
+/* Overrides apply in order and a key given again takes the last value: a
+ * wrapper's defaults (scripts/demo.sh, train.sbatch's SETS) can be
+ * overridden by the arguments after them. layers.KEY then layer.N.KEY is
+ * every layer, then one; the other order leaves layer N the layers value. */
+static void test_set_order(void **state)
+{
+    (void)state;
+    ra_config *c = new_defaults();
+    set_ok(c, "train.steps=10");
+    set_ok(c, "train.steps=20");
+    assert_int_equal(c->steps, 20);
+    set_ok(c, "layers.row=4");
+    set_ok(c, "layer.2.row=8");
+    assert_int_equal(c->layer[0].row, 4);
+    assert_int_equal(c->layer[2].row, 8);
+    set_ok(c, "layers.row=5");
+    assert_int_equal(c->layer[2].row, 5);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_bom),
         cmocka_unit_test(test_error_files),
         cmocka_unit_test(test_set),
+        cmocka_unit_test(test_set_order),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -129,6 +129,34 @@ static void test_kappa(void **st)
     }
 }
 
+/* A rank-deficient O (column 3 = 2 x column 1) is infinite however its
+ * rows are split over ranks: the Gram's smallest eigenvalue is rounding,
+ * of either sign (it was inf at one rank and about 1e8 at two). */
+static void test_kappa_singular(void **st)
+{
+    (void)st;
+    const int N = 96, D = 8;
+    float *o = malloc(sizeof(float) * N * D);
+    for (int i = 0; i < N; i++)
+        for (int d = 0; d < D; d++)
+            o[i * D + d] = d == 3 ? 2 * o[i * D + 1] : ra_rand_uniform(5, (uint64_t)(i * D + d)) * 3.7f;
+    for (int parts = 1; parts <= 8; parts++) {
+        double G[8 * 8] = { 0 }, smax, smin;
+        for (int p = 0; p < parts; p++) {
+            const int a = N * p / parts, b = N * (p + 1) / parts;
+            ra_gram_accumulate(G, o + (size_t)a * D, b - a, D);
+        }
+        const double k = ra_kappa_from_gram(G, D, &smax, &smin);
+        if (!isinf(k)) fail_msg("%d parts: kappa %g, expected inf (sigma_min %g, sigma_max %g)", parts, k, smin, smax);
+        assert_true(smax > 1);
+    }
+    o[5 * D + 3] += 0.5f; /* no longer singular: finite */
+    double G[8 * 8] = { 0 }, smax, smin;
+    ra_gram_accumulate(G, o, N, D);
+    assert_true(isfinite(ra_kappa_from_gram(G, D, &smax, &smin)));
+    free(o);
+}
+
 static void test_zero_row(void **s)
 {
     (void)s;
@@ -138,6 +166,6 @@ static void test_zero_row(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(test_sizes), cmocka_unit_test(test_zero_row),
-                                        cmocka_unit_test(test_kappa) };
+                                        cmocka_unit_test(test_kappa), cmocka_unit_test(test_kappa_singular) };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
