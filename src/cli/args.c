@@ -298,6 +298,12 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d thread%s each\n",
                 p.host, p.local_ranks, p.node_cores, p.threads, p.threads == 1 ? "" : "s");
+    else if ((long)p.threads * p.local_ranks > p.node_cores && p.local_rank == 0)
+        fprintf(stderr, "ringattn: warning: %s: %d rank%s x %d threads (%s) on %d cores: the threads time-share "
+                        "the cores (%d thread%s a rank would fill them)\n",
+                p.host, p.local_ranks, p.local_ranks == 1 ? "" : "s", p.threads, origin, p.node_cores,
+                p.node_cores / p.local_ranks > 0 ? p.node_cores / p.local_ranks : 1,
+                p.node_cores / p.local_ranks > 1 ? "s" : "");
     if (c->verbose) { /* one line per rank, in rank order, from rank 0 */
         char line[512], *all = NULL;
         if (p.oversubscribed)

@@ -113,7 +113,7 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
 
     ra_session s;
     const int micro = cfg.batch / cfg.dp / cfg.accum; /* each data-parallel group takes batch / dp */
-    st = ra_session_open(c, &s, &cfg, micro, 1, NULL);
+    st = ra_arg_cmd("bench train", ra_session_open(c, &s, &cfg, micro, 1, NULL));
     double *times = NULL;
     if (st == RA_OK) st = ra_agree(c->comm, ra_alloc(&times, sizeof(double) * 2 * sw.iters, "timings"));
     if (st == RA_OK) {

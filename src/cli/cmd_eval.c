@@ -108,7 +108,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
                              "--batches", data, (long long)all, cfg.batch, (int)INT32_MAX);
             n = batches && batches < all ? batches : (int)all;
         }
-        if (st == RA_OK) st = ra_arg_cmd(cmd, ra_session_eval(c, &s, split, n, &r));
+        if (st == RA_OK) st = ra_arg_cmd(cmd, ra_session_eval(c, &s, split, n, NULL, &r));
     }
     if (st == RA_OK && diag) {
         double *k = malloc(sizeof(double) * cfg.layers * cfg.heads);

@@ -407,7 +407,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     snprintf(pcfg.source, sizeof pcfg.source, "%s", ra_source_words[RA_SOURCE_RECALL]); /* the prompt is the data */
     pcfg.source_id = RA_SOURCE_RECALL;
     pcfg.dp = 1; /* one sequence: one ring of every rank */
-    RA_TRY(ra_session_open(c, s, &pcfg, 1, 0, NULL));
+    RA_TRY(ra_arg_cmd("generate", ra_session_open(c, s, &pcfg, 1, 0, NULL)));
     RA_TRY(ra_arg_cmd("generate", ra_session_load(c, s, path, 0, NULL))); /* named, as the options' errors */
     RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));

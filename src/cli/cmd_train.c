@@ -246,10 +246,14 @@ static ra_status report_kappa(ra_session *s, ra_metrics *metrics, double *kmax)
     return st;
 }
 
-static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, ra_metrics *metrics)
+/* The evaluation after `step` steps, reported; *stopped: a stop request
+ * (STOP_*) ended it unreported, 0 when it finished. Collective. */
+static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, ra_metrics *metrics, int *stopped)
 {
     ra_eval_result r;
-    RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &r));
+    RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &stop_level, &r));
+    *stopped = r.stopped;
+    if (r.stopped) return RA_OK;
     char a[32], b[32], c2[32];
     ra_metrics_printf(metrics, "{\"step\": %d, \"eval_loss\": %s, \"eval_bpb\": %s, \"eval_accuracy\": %s", step,
                       json_num(a, sizeof a, r.loss), json_num(b, sizeof b, r.bpb),
@@ -314,13 +318,32 @@ static ra_status keep_finished(const ra_cli *c, ra_session *s, const char *ckdir
                    "from there)", why, step, ckdir, step, ckdir);
 }
 
+/* A stop request after `done` steps: they are checkpointed (unless they
+ * are already) and the run ends with RA_EXIT_STOPPED. in_eval: it ended
+ * the evaluation that followed them. */
+static ra_status stopped_after(ra_cli *c, ra_session *s, const char *ckdir, int done, int level, int in_eval)
+{
+    if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
+    ra_say(c, "stopped by signal %s %s step %d of %d; continue with --resume %s\n", level_name(level),
+           in_eval ? "during the evaluation after" : "after", done, s->cfg.steps, ckdir);
+    c->exit_code = RA_EXIT_STOPPED;
+    return RA_OK;
+}
+
 static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, ra_metrics *metrics)
 {
     const ra_config *cfg = &s->cfg;
     const int accum = cfg->accum;
     const double targets = (double)cfg->batch * ra_data_targets_per_seq(s->data);
     double t_start = ra_now();
-    if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics)); /* the starting point */
+    int ev_stop = 0; /* a stop request that ended an evaluation */
+    if (start == 0 && cfg->eval_every > 0) RA_TRY(eval_and_report(c, s, 0, metrics, &ev_stop)); /* the starting point */
+    if (ev_stop) {
+        ra_say(c, "stopped by signal %s during the evaluation before step 1: no step ran, so no checkpoint was "
+                  "written; run the same command again to start over\n", level_name(ev_stop));
+        c->exit_code = RA_EXIT_STOPPED;
+        return RA_OK;
+    }
     for (int step = start; step < cfg->steps; step++) {
         double t0 = ra_now(), wait = 0, loss = 0;
         const int64_t tstep = RA_TRACE_T0();
@@ -379,21 +402,22 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
             ra_say(c, "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | eta %s | comm %.0f%%\n", done,
                    cfg->steps, mean, lr, tps, eta, 100 * share);
         }
-        if (cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != cfg->steps)
-            RA_TRY(keep_finished(c, s, ckdir, done, start, eval_and_report(c, s, done, metrics)));
-        if (cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 && done != cfg->steps)
+        const int signalled = gc[3] ? STOP_TERM : gc[5] ? STOP_INT : gc[2] ? STOP_USR1 : 0;
+        if (!signalled && cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != cfg->steps)
+            RA_TRY(keep_finished(c, s, ckdir, done, start, eval_and_report(c, s, done, metrics, &ev_stop)));
+        if (!signalled && !ev_stop && cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 &&
+            done != cfg->steps)
             RA_TRY(checkpoint(c, s, ckdir, done));
         ra_metrics_flush(metrics); /* a failure stops the run at the next step's reduction */
-        if ((gc[2] || gc[3] || gc[5]) && done < cfg->steps) {
-            if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
-            ra_say(c, "stopped by signal %s after step %d of %d; continue with --resume %s\n",
-                   level_name(gc[3] ? STOP_TERM : gc[5] ? STOP_INT : STOP_USR1), done, cfg->steps, ckdir);
-            c->exit_code = RA_EXIT_STOPPED;
-            return RA_OK;
-        }
+        if ((signalled || ev_stop) && done < cfg->steps)
+            return stopped_after(c, s, ckdir, done, signalled ? signalled : ev_stop, ev_stop != 0);
     }
-    RA_TRY(keep_finished(c, s, ckdir, cfg->steps, start, eval_and_report(c, s, cfg->steps, metrics)));
-    return checkpoint(c, s, ckdir, cfg->steps);
+    RA_TRY(keep_finished(c, s, ckdir, cfg->steps, start, eval_and_report(c, s, cfg->steps, metrics, &ev_stop)));
+    RA_TRY(checkpoint(c, s, ckdir, cfg->steps));
+    if (ev_stop) /* every step is done and kept: nothing for a requeued job to do, so exit 0 */
+        ra_say(c, "stopped by signal %s during the final evaluation: the %d steps are done and checkpointed; "
+                  "ringattn eval --checkpoint %s evaluates them\n", level_name(ev_stop), cfg->steps, ckdir);
+    return RA_OK;
 }
 
 /* A fresh run's embedding and head from corpus statistics, as the config
@@ -484,6 +508,14 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
                      "most %d): the file was changed", resume, (unsigned long long)from.step, INT_MAX);
     if (ps == RA_OK && a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
     if (ps == RA_OK && a.ckdir) ps = ra_arg_path("--checkpoint-dir", a.ckdir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
+    /* a resumed run continues beside its checkpoint: the stored
+     * run.checkpoint_dir may be relative to where the first run started,
+     * and a resume from elsewhere split the history into a new directory */
+    if (ps == RA_OK && a.resume && !a.ckdir && !ra_session_sets_key(&a.s, "run.checkpoint_dir")) {
+        char dir[RA_PATH_MAX];
+        ra_dir_of(resume, dir, sizeof dir);
+        ps = ra_arg_path("--resume", dir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
+    }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
@@ -497,13 +529,13 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     };
     /* the outputs against the inputs, then the checkpoint directory (made,
      * locked): a refusal leaves nothing behind */
-    RA_TRY(ra_agree(c->comm, check_outputs(c, &a, &cfg, a.resume ? resume : NULL)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", check_outputs(c, &a, &cfg, a.resume ? resume : NULL))));
     RA_TRY(ra_train_preflight(c, &cfg, &files)); /* before any work */
     RA_TRY(ra_cli_trace_begin(c, a.trace, "train", argc, argv));
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     ra_session s;
-    ra_status st = ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL);
+    ra_status st = ra_arg_cmd("train", ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL));
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {
@@ -535,6 +567,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_status ms = ra_metrics_close(metrics, st != RA_OK);
     if (st == RA_OK) st = ra_agree(c->comm, ms);
     ra_session_close(&s);
-    if (st != RA_OK) ra_train_unmake_dir(c, &cfg); /* kept when a checkpoint (or the metrics) is in it */
+    /* a failed run, or one stopped before step 1: kept when a checkpoint (or the metrics) is in it */
+    if (st != RA_OK || last_good_step < 0) ra_train_unmake_dir(c, &cfg);
     return st;
 }

@@ -39,13 +39,20 @@ static const char *usage =
     "Only rank 0 prints results; errors name the file or option at fault and\n"
     "every rank exits with status 1.\n";
 
-/* The launcher's rank before MPI_Init, so --help prints once under mpirun. */
+/* The launcher's rank before MPI_Init, so --help prints once under mpirun.
+ * A rank counts only beside its launcher's task count and below it: a
+ * SLURM_PROCID=1 left in a shell made every message before MPI_Init
+ * silent (the help too, exit 0). */
 static int env_rank(void)
 {
-    const char *vars[] = { "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID" };
+    const char *vars[][2] = { { "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE" },
+                              { "SLURM_PROCID", "SLURM_NTASKS" },
+                              { "PMI_RANK", "PMI_SIZE" } };
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        if (v) return atoi(v);
+        const char *r = getenv(vars[i][0]), *n = getenv(vars[i][1]);
+        if (!r || !n) continue;
+        const int rank = atoi(r), size = atoi(n);
+        return rank >= 0 && rank < size ? rank : 0;
     }
     return 0;
 }

@@ -402,14 +402,23 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
 }
 
 ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches,
-                          ra_eval_result *r)
+                          const volatile sig_atomic_t *stop, ra_eval_result *r)
 {
     double loss = 0;
     int64_t cnt[2] = { 0, 0 };
     const int per = s->cfg.batch / s->grid.dp; /* this group's sequences of each batch */
     const int64_t t0 = RA_TRACE_T0();
+    r->stopped = 0;
     for (int b = 0; b < batches; b++)
         for (int a = 0; a < per / s->micro; a++) {
+            if (stop) { /* one int a micro-batch: the signalled rank tells the others */
+                int mine = *stop;
+                RA_TRY(ra_allreduce_named(&mine, &r->stopped, 1, MPI_INT, MPI_MAX, c->comm, "the stop requests"));
+                if (r->stopped) {
+                    RA_TRACE_END1("eval", "evaluation (stopped)", t0, "batches", b);
+                    return RA_OK;
+                }
+            }
             uint64_t idx = ra_session_seq(s, (uint64_t)b, a);
             ra_status st = ra_data_batch(s->data, split, idx, s->micro, s->tok, s->tgt);
             RA_TRY(ra_agree(c->comm, st));

@@ -3,6 +3,8 @@
 #ifndef RINGATTN_SESSION_H
 #define RINGATTN_SESSION_H
 
+#include <signal.h>
+
 #include "cli.h"
 #include "ringattn/checkpoint.h"
 #include "ringattn/config.h"
@@ -84,6 +86,7 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
 typedef struct {
     double loss, bpb, accuracy; /* mean loss (nats), bits per byte, argmax accuracy */
     int64_t count;
+    int stopped; /* > 0: the stop flag's largest value over the ranks ended it (the figures mean nothing) */
 } ra_eval_result;
 
 /* After the step's gradients are summed: the global gradient norm (the
@@ -105,9 +108,12 @@ float *ra_session_summed_grad(ra_session *s, size_t i);
 uint64_t ra_session_seq(const ra_session *s, uint64_t step, int a);
 
 /* Mean loss over `batches` batches of cfg.batch held-out sequences (split
- * over the data-parallel groups). */
+ * over the data-parallel groups). stop: NULL, or a flag a signal handler
+ * raises (train's stop request); before each micro-batch the ranks agree
+ * on its largest value, and a non-zero one ends the evaluation at once
+ * with r->stopped set, so a preempted run does not wait for a long one. */
 ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches,
-                          ra_eval_result *r);
+                          const volatile sig_atomic_t *stop, ra_eval_result *r);
 /* A checkpoint path: DIR -> DIR/last.ckpt; a file as given. */
 void ra_ckpt_resolve(char *out, size_t n, const char *path);
 

@@ -60,17 +60,21 @@ static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 
 /* The checkpoints in dir: every name a run writes (after < 0), or the
  * step-N.ckpt with N > after. Their count into *n, the first two names
- * into shown. */
-static ra_status list_checkpoints(const char *dir, const char *opt, int after, char shown[2][280], int *n)
+ * into shown, the step-N.ckpt of the largest N into latest ("" if none). */
+static ra_status list_checkpoints(const char *dir, const char *opt, int after, char shown[2][280], int *n,
+                                  char latest[280])
 {
     DIR *d = opendir(dir);
     if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
     *n = 0;
+    latest[0] = '\0';
+    long top = -1;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (after < 0 ? is_checkpoint_name(e->d_name) : step_of(e->d_name) > after) {
             if (*n < 2) snprintf(shown[*n], sizeof shown[*n], "%.255s", e->d_name);
             (*n)++;
+            if (step_of(e->d_name) > top) top = step_of(e->d_name), snprintf(latest, 280, "%.255s", e->d_name);
         }
     closedir(d);
     return RA_OK;
@@ -79,9 +83,9 @@ static ra_status list_checkpoints(const char *dir, const char *opt, int after, c
 /* A fresh run must not replace the checkpoints of another run. */
 static ra_status no_old_checkpoints(const char *dir, const char *opt)
 {
-    char shown[2][280];
+    char shown[2][280], latest[280];
     int n = 0;
-    RA_TRY(list_checkpoints(dir, opt, -1, shown, &n));
+    RA_TRY(list_checkpoints(dir, opt, -1, shown, &n, latest));
     if (n == 0) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "%s %s already holds %d checkpoint file%s (%s%s%s%s): a new run would replace them. "
                    "Continue that run with --resume %s, choose another --checkpoint-dir, or remove them",
@@ -172,14 +176,17 @@ static ra_status inputs_not_written(const ra_config *cfg, const ra_train_files *
  * there belong to a history this run would replace, step by step. */
 static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
 {
-    char shown[2][280];
+    char shown[2][280], latest[280];
     int n = 0;
-    RA_TRY(list_checkpoints(dir, opt, s, shown, &n));
+    RA_TRY(list_checkpoints(dir, opt, s, shown, &n, latest));
     if (n == 0) return RA_OK;
+    /* last.ckpt is moved after step-N.ckpt is written: a job killed between
+     * the two leaves last.ckpt one checkpoint behind the newest */
     return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from (%s%s%s%s): this "
-                   "run would replace %s with another history. Resume into another directory (--checkpoint-dir), "
-                   "or remove %s", opt, dir, n, n > 1 ? "s" : "", s, shown[0], n > 1 ? ", " : "",
-                   n > 1 ? shown[1] : "", n > 2 ? ", ..." : "", n > 1 ? "them" : "it", n > 1 ? "them" : "it");
+                   "run would replace %s with another history. Continue from the newest with --resume %s/%s, resume "
+                   "into another directory (--checkpoint-dir), or remove %s", opt, dir, n, n > 1 ? "s" : "", s,
+                   shown[0], n > 1 ? ", " : "", n > 1 ? shown[1] : "", n > 2 ? ", ..." : "", n > 1 ? "them" : "it",
+                   dir, latest, n > 1 ? "them" : "it");
 }
 
 /* The directory a resumed checkpoint lives in (--resume DIR: DIR itself). */
@@ -255,13 +262,17 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
  * last.ckpt. The file says who holds it, for the refusal. A file system
  * without locks (some NFS or Lustre mounts) gets a warning, not an error. */
 static int lock_fd = -1;
+static int made_lock; /* this run created the lock file */
 
 static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
 {
     if (lock_fd >= 0) return RA_OK;
     char path[RA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+    /* made here, or a lock file an earlier run left (then it stays) */
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+    made_lock = fd >= 0;
+    if (fd < 0 && errno == EEXIST) fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 && errno == EACCES) /* another user's lock file in a shared directory: flock needs no write */
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
@@ -354,19 +365,21 @@ static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
     return RA_OK;
 }
 
-/* A refused run leaves no checkpoint directory it made: its lock file
- * removed while still held (a lock file this run does not hold is another
- * run's, which may have made the directory at the same moment: left
- * alone), then the directory, only if that left it empty. */
-static void unmake_checkpoint_dir(const char *dir)
+/* A refused run leaves a checkpoint directory as it found it: the lock
+ * file it made removed while still held (a lock file this run does not
+ * hold is another run's, which may have made the directory at the same
+ * moment; one it did not make was there: both left alone), then the
+ * directory when the run made it, only if that left it empty. */
+static void unmake_checkpoint_dir(const char *dir, int made_the_dir)
 {
-    if (lock_fd >= 0) {
+    if (lock_fd >= 0 && made_lock) {
         char path[RA_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
         (void)unlink(path);
         close(lock_fd), lock_fd = -1;
+        made_lock = 0;
     }
-    (void)rmdir(dir);
+    if (made_the_dir) (void)rmdir(dir);
 }
 
 static ra_status checks_in_dir(const ra_config *cfg, const ra_train_files *f)
@@ -395,7 +408,7 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
     const int existed = stat(cfg->checkpoint_dir, &st) == 0;
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
     ra_status s = checks_in_dir(cfg, f);
-    if (s != RA_OK && !existed) unmake_checkpoint_dir(cfg->checkpoint_dir);
+    if (s != RA_OK) unmake_checkpoint_dir(cfg->checkpoint_dir, !existed);
     made_dir = s == RA_OK && !existed;
     return s;
 }
@@ -414,7 +427,7 @@ static int only_lock_in(const char *dir)
 
 void ra_train_unmake_dir(const ra_cli *c, const ra_config *cfg)
 {
-    if (c->rank == 0 && made_dir && only_lock_in(cfg->checkpoint_dir)) unmake_checkpoint_dir(cfg->checkpoint_dir);
+    if (c->rank == 0 && only_lock_in(cfg->checkpoint_dir)) unmake_checkpoint_dir(cfg->checkpoint_dir, made_dir);
     made_dir = 0;
 }
 

@@ -235,6 +235,17 @@ static ra_status check_sizes(const ra_config *c)
     return RA_OK;
 }
 
+/* A rank waiting longer than run.timeout asks the others whether they are
+ * there and gives them seconds to answer; below a second a healthy job
+ * (a rank busy a moment outside its poll loops) was named lost. */
+static ra_status check_run(const ra_config *c)
+{
+    if (c->timeout > 0 && c->timeout < 1)
+        return RA_FAIL(RA_ERR_ARG, "run.timeout = %g: give 0 (wait forever) or at least 1 second (a rank busy "
+                       "in a step answers the others' checks within seconds, not microseconds)", (double)c->timeout);
+    return RA_OK;
+}
+
 ra_status ra_config_finish(ra_config *cfg)
 {
     RA_TRY(check_ranges(cfg));
@@ -249,6 +260,7 @@ ra_status ra_config_finish(ra_config *cfg)
     ra_cfg_resolve_ids(c);
     ra_status st = derive_model(c);
     if (st == RA_OK) st = check_train(c);
+    if (st == RA_OK) st = check_run(c);
     if (st == RA_OK) st = check_data(c);
     if (st == RA_OK) st = check_warm(c);
     if (st == RA_OK) st = check_sizes(c);

@@ -382,6 +382,19 @@ for cmd in "" attn gen compare bench "bench attn" "bench reduce"; do
     grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
     report "ringattn${cmd:+ $cmd} --help under mpirun -n 2" "$why"
 done
+# a launcher's rank variable left in a shell, without its task count (or at or past it),
+# made the help and the top-level errors silent: it needs both, within range
+for env in "SLURM_PROCID=1" "OMPI_COMM_WORLD_RANK=1" "PMI_RANK=1" "SLURM_PROCID=3 SLURM_NTASKS=2"; do
+    # shellcheck disable=SC2086 # env is split into assignments on purpose
+    env $env "$RA" --help >out 2>err
+    rc=$?
+    report "$env ringattn --help (no launcher): the help, exit 0" "$(status $rc)$(grep -q '^usage:' out || echo 'no usage; ')"
+    # shellcheck disable=SC2086
+    env $env "$RA" bogus >out 2>err
+    report "$env ringattn bogus (no launcher): the error is said" "$(grep -q "unknown command 'bogus'" err || echo 'nothing on stderr')"
+done
+env OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_SIZE=2 "$RA" --help >out 2>err
+report "rank 1 of 2 (OMPI_COMM_WORLD_RANK, _SIZE): the help is rank 0's" "$([ ! -s out ] || echo 'rank 1 printed it')"
 # -h alone is the help of every command (gen, compare and bench said "unknown option '-h'", exit 1)
 for cmd in attn gen compare bench "bench attn" train eval generate plan; do
     # shellcheck disable=SC2086 # cmd is split into words on purpose
@@ -416,6 +429,13 @@ c=$(grep -c '^# ringattn bench attn' out)
 [ "$c" -eq 1 ] || why+="title printed $c times, expected once; "
 grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
 report "bench attn -b 64 -e 128 on 2 ranks: rows OK" "$why"
+# more threads than the node's cores were taken without a word (run.threads=4096 too)
+many=$(( $(nproc) * 2 ))
+mpi 1 attn "${QKV[@]}" --out thr.npy --threads "$many"
+why=$(status $?)
+grep -q "^ringattn: warning: .*1 rank x $many threads (--threads) on [0-9]* cores: the threads time-share" err ||
+    why+="no warning: $(head -c 300 err); "
+report "--threads twice the cores: a warning that they time-share the cores" "$why"
 
 # bench train (the built-in model): a row per thread count, each followed by
 # the sgemm rate measured around it, and MFU = GFLOP/s over that rate times

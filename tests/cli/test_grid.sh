@@ -136,7 +136,7 @@ fails "eval --set run.dp=0" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.
 fails "eval --set run.dp=99999999999 (over int)" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.dp=99999999999
 
 # ---- bad grids -----------------------------------------------------------------------
-fails "run.dp = 3 on 4 ranks" 4 'run\.dp = 3' 'does not divide' '4 ranks' -- \
+fails "run.dp = 3 on 4 ranks: train named" 4 'error: train: run\.dp = 3' 'does not divide' '4 ranks' -- \
     train "${base[@]}" --set run.dp=3 --checkpoint-dir bad1
 fails "train.batch = 10 with run.dp = 4" 4 'train\.batch = 10' 'run\.dp = 4' -- \
     train "${base[@]}" --set train.batch=10 --set run.dp=4 --checkpoint-dir bad2

@@ -254,7 +254,14 @@ mkdir -p ckkeep && echo keep >ckkeep/notes.txt
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckkeep --metrics tdir0
 refused "--metrics a directory, into an existing checkpoint directory" 1 'error: train: --metrics tdir0: is a directory'
 [ "$(cat ckkeep/notes.txt 2>/dev/null)" = keep ] && r=ok || r="ckkeep/notes.txt lost"
-report "an existing checkpoint directory stays, with its files" "$([ "$r" = ok ] || echo "$r")"
+[ "$(ls -A ckkeep | tr '\n' ' ')" = "notes.txt " ] || r="ckkeep holds: $(ls -A ckkeep | tr '\n' ' ')"
+report "an existing checkpoint directory stays, with its files and nothing else" "$([ "$r" = ok ] || echo "$r")"
+# ... also an empty one (it kept the .ringattn.lock the refused run made)
+mkdir -p ckempty
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckempty --metrics ckempty/last.ckpt
+refused "--metrics onto last.ckpt of an existing empty directory" 1 'error: train: --metrics ckempty/last.ckpt: is a checkpoint name'
+[ -d ckempty ] && [ -z "$(ls -A ckempty)" ] && r=ok || r="ckempty: $(ls -A ckempty 2>&1 | tr '\n' ' ')"
+report "... which stays, empty" "$([ "$r" = ok ] || echo "$r")"
 ra 2 train --config cfg.ini "${short[@]}" --set train.stepz=3
 refused "a --set error names train" 1 "error: train: --set 'train.stepz=3': "
 ra 2 train --config nosuch.ini
@@ -274,7 +281,7 @@ refused "train --trace onto the data file" 1 'trace data.txt'
 ra 2 train --resume ck --set train.steps=30 --trace ck/step-00000010.ckpt
 refused "train --trace onto a checkpoint of the run" 1 'trace ck/step-00000010.ckpt: is a ringattn checkpoint'
 ra 2 train --resume ck --set train.steps=30 --trace ck/step-00000030.ckpt
-refused "train --trace onto a checkpoint the run will write" 1 'trace ck/step-00000030.ckpt: is a checkpoint name'
+refused "train --trace onto a checkpoint the run will write: train named" 1 'error: train: --trace ck/step-00000030.ckpt: is a checkpoint name'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tdir
 refused "train --trace names a directory" 1 'directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ck7 --trace tfifo.json
@@ -371,6 +378,25 @@ refused "--resume from step 10 where step 20 exists: refused, naming it" 1 \
 report "... and step 20 is unchanged" "$([ "$(sums ckb/step-00000020.ckpt)" = "$bsum" ] || echo changed)"
 ra 2 train --resume ckb/step-00000010.ckpt --set train.steps=12 --checkpoint-dir ckb2
 report "... into another directory it runs" "$([ "$rc" -eq 0 ] || grep -m1 error err)"
+# a job killed between writing step-N.ckpt and moving last.ckpt leaves last.ckpt one
+# behind: the refusal says to continue from the newest (it only said "remove it")
+mkdir cklag && cp -L ck/step-00000010.ckpt ck/step-00000020.ckpt cklag/ && ln -s step-00000010.ckpt cklag/last.ckpt
+ra 2 train --resume cklag --set train.steps=25
+refused "--resume DIR whose last.ckpt lags its newest checkpoint: names the newest" 1 \
+    "cklag holds 1 checkpoint after step 10.*Continue from the newest with --resume cklag/step-00000020.ckpt"
+ra 2 train --resume cklag/step-00000020.ckpt --set train.steps=22
+report "... and that advice runs" "$([ "$rc" -eq 0 ] && grep -q '^resumed from cklag/step-00000020.ckpt at step 20' out ||
+    echo "exit $rc: $(grep -m1 error err)")"
+# a resume continues beside its checkpoint, from any directory: the stored
+# run.checkpoint_dir (here "ck", relative) made a new sub/ck with the steps after 22
+mkdir -p sub
+(cd sub && ra 2 train --resume ../cklag --set train.steps=24 && echo "$rc" >rc)
+why=""
+[ "$(cat sub/rc)" = 0 ] || why+="exit $(cat sub/rc): $(grep -m1 error sub/err); "
+[ "$(readlink cklag/last.ckpt)" = step-00000024.ckpt ] || why+="cklag/last.ckpt -> $(readlink cklag/last.ckpt); "
+[ ! -e sub/ck ] || why+="sub/ck was made; "
+report "--resume ../cklag from another directory writes into cklag" "$why"
+rm -rf sub cklag
 # --metrics a hard link to a checkpoint of the run: appending would corrupt it
 ln ckb/step-00000010.ckpt hl.jsonl
 ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl
@@ -502,6 +528,65 @@ for sig_pick in "TERM cat" "TERM head" "USR1 tail"; do
     ls ckw/*.ckpt >/dev/null 2>&1 && why+="a checkpoint was written; "
     report "SIG$1 to $what during a long warm start${t[*]:+ (run.timeout=1)}: exit 75 in ${secs}s, no checkpoint" "$why"
 done
+# A long evaluation (train.eval_batches = 1M: hours) does not hold a stop back: the ranks
+# agree on the stop request before each micro-batch (before: it waited for the whole
+# evaluation, or a Slurm grace period ran out). Before step 1: nothing to keep, the
+# directory it made removed; after step 12 (of a resumed run): that step kept, and a
+# resume finishes.
+longeval=(--config cfg.ini --set train.eval_batches=1000000 --set train.warmup=0)
+rm -rf cke
+start_bg 2 train "${longeval[@]}" --checkpoint-dir cke
+sleep 3
+t0=$(date +%s.%N)
+kill -TERM "$(ranks_of "$mp" | tail -1)"
+wait "$mp"
+rc=$?
+secs=$(elapsed_since "$t0")
+why=""
+[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
+awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+grep -q "^stopped by signal SIGTERM during the evaluation before step 1: no step ran" out ||
+    why+="no stop line: $(tail -1 out); "
+[ ! -e cke ] || why+="cke is left: $(ls -A cke | tr '\n' ' '); "
+report "SIGTERM to one rank during the step-0 evaluation: exit 75 in ${secs}s, no directory left" "$why"
+ra 2 train --config cfg.ini --set train.steps=10 --set train.eval_every=0 --checkpoint-dir cke
+# resumed: no step-0 evaluation
+start_bg 2 train --resume cke --set train.eval_batches=1000000 --set train.steps=20 --set train.eval_every=12
+for _ in $(seq 300); do grep -q '^step 12/' out 2>/dev/null && break; sleep 0.1; done
+sleep 1
+t0=$(date +%s.%N)
+kill -USR1 "$(ranks_of "$mp" | head -1)"
+wait "$mp"
+rc=$?
+secs=$(elapsed_since "$t0")
+why=""
+[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
+awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+grep -q "^stopped by signal SIGUSR1 during the evaluation after step 12 of 20; continue with --resume cke" out ||
+    why+="no stop line: $(tail -1 out); "
+[ "$(readlink cke/last.ckpt)" = step-00000012.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
+ra 2 train --resume cke --set train.eval_batches=2
+[ "$rc" -eq 0 ] && grep -q '^checkpoint: cke/step-00000020.ckpt' out || why+="the resume did not finish: $(tail -1 out); "
+report "SIGUSR1 to one rank during a mid-run evaluation: step 12 kept, exit 75 in ${secs}s, the resume finishes" "$why"
+# ... and during the final one: every step is done and kept, so exit 0 (a requeued job's
+# resume would be refused: nothing to do)
+rm -rf cke
+start_bg 2 train "${longeval[@]}" --set train.steps=3 --set train.eval_every=0 --checkpoint-dir cke
+for _ in $(seq 300); do grep -q '^step 3/' out 2>/dev/null && break; sleep 0.1; done
+sleep 1
+t0=$(date +%s.%N)
+kill -TERM "$(ranks_of "$mp" | tail -1)"
+wait "$mp"
+rc=$?
+secs=$(elapsed_since "$t0")
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc, expected 0: $(grep -m1 error out err); "
+awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+grep -q "^stopped by signal SIGTERM during the final evaluation: the 3 steps are done and checkpointed" out ||
+    why+="no stop line: $(tail -1 out); "
+[ "$(readlink cke/last.ckpt)" = step-00000003.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
+report "SIGTERM to one rank during the final evaluation: step 3 kept, exit 0 in ${secs}s" "$why"
+rm -rf cke
 # Ctrl-C (SIGINT) to a run started without a launcher: the first stops it as SIGTERM
 # does (mid-training: a checkpoint, exit 75), the second quits at once (the default).
 # Not under timeout(1), which passes a signal on to its child's whole process group

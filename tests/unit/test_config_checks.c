@@ -146,11 +146,17 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("model.embed_init=bitcipher", "model.dim=8", "model.heads=2"), "9 code bits",
                         "model.dim = 8");
     expect_finish_error(SETS("model.embed_init=cooc", "model.vocab=5000"), "model.vocab = 5000", "4096");
+    /* a timeout shorter than the watchdog's answer window named a healthy rank lost */
+    expect_finish_error(SETS("run.timeout=0.0001"), "run.timeout = 0.0001", "at least 1 second");
+    expect_finish_error(SETS("run.timeout=0.999"), "run.timeout = 0.999", "0 (wait forever)");
 
-    /* the recall limits themselves are accepted */
+    /* the recall limits themselves are accepted, and the timeout's: 0 and 1 */
     ra_config *c = new_defaults();
     set_ok(c, "data.recall_keys=8");
     set_ok(c, "data.seq_len=21");
+    set_ok(c, "run.timeout=1");
+    finish_ok(c);
+    set_ok(c, "run.timeout=0");
     finish_ok(c);
     free(c);
     /* ... and the file source does not need them */
