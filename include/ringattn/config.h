@@ -127,6 +127,10 @@ ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *orig
  * and sizes in 64 bits (parameters, micro-batch tokens, FFN block, recall
  * lengths), naming the keys. On error *cfg is unchanged. */
 ra_status ra_config_finish(ra_config *cfg);
+/* run.timeout is 0 or at least 1 s; from (NULL or "the checkpoint X")
+ * names where the value came from. Checked on the config a command runs
+ * with, after every --set: a checkpoint storing 0.5 still loads. */
+ra_status ra_config_check_run(const ra_config *cfg, const char *from);
 /* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
  * of memory). For a finished config, defaults + parsing it back gives an
  * identical struct (memcmp). */

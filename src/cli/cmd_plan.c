@@ -84,9 +84,15 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     *a = (plan_args){ .dp = 1, .max_p = 4096, .a = { .B = 1, .H = 4, .D = 64, .head = RA_HEAD_FULL } };
     int n_set = 0, c;
     int64_t L = 0;
+    const char *attn_opt = NULL; /* the last option of --attn's head call given */
     opterr = 0;
     optind = 1;
     while ((c = ra_getopt(argc, argv, ":n:L:H:D:h", opts)) != -1) {
+        static const struct { int code; const char *name; } head_opts[] = {
+            { 'L', "-L" }, { 'H', "-H" }, { 'D', "-D" }, { O_HKV, "--Hkv" }, { O_B, "--B" },
+            { O_CAUSAL, "--causal" }, { O_HEAD, "--head" }, { O_SPAN, "--span" }, { O_ROW, "--row" } };
+        for (size_t i = 0; i < sizeof head_opts / sizeof *head_opts; i++)
+            if (c == head_opts[i].code) attn_opt = head_opts[i].name;
         switch (c) {
         case 'n': RA_TRY(ra_arg_int("-n", optarg, 1, 1 << 24, &a->P)); n_set = 1; break;
         case 'L': RA_TRY(ra_arg_size("-L", optarg, 1, &L)); a->a.L = L; break; /* 16K as bench's -b */
@@ -141,6 +147,13 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     if (a->csv && !a->project) return RA_FAIL(RA_ERR_ARG, "--csv needs --project (the projection's table is what it writes)");
     if (a->max_p_set && !a->project) /* it was ignored: exit 0 with no projection */
         return RA_FAIL(RA_ERR_ARG, "--max-p needs --project (the largest P of the projection)");
+    /* each mode's sizes are its own: the others' were ignored, exit 0 */
+    if (!a->attn && attn_opt)
+        return RA_FAIL(RA_ERR_ARG, "plan: %s describes --attn's head call; a config's model and length come from "
+                       "it (--set model.heads=N, --set data.seq_len=N, ...)", attn_opt);
+    if (a->attn && !a->project && (a->config || a->nsets)) /* --project names its own refusal */
+        return RA_FAIL(RA_ERR_ARG, "plan --attn takes no %s: its head call is -L, -H, -D, --Hkv, --B, --causal, "
+                       "--head", a->config ? "--config" : "--set");
     if (a->attn) {
         if (!a->a.L) return RA_FAIL(RA_ERR_ARG, "plan --attn: -L N (the sequence length) is required");
         if (!a->a.Hkv) a->a.Hkv = a->a.H;

@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ static const char *help =
     "  --resume CKPT|DIR   continue from a checkpoint (DIR: DIR/last.ckpt) exactly\n"
     "  --metrics FILE      JSON lines: step, loss, lr, tokens_per_s, comm_share,\n"
     "                      and eval_loss, eval_bpb, eval_accuracy when evaluated\n"
-    "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir)\n"
+    "  --checkpoint-dir D  where step-N.ckpt and last.ckpt go (run.checkpoint_dir;\n"
+    "                      resumed: the directory of the checkpoint, unless given)\n"
     "%s"
     "\n"
     "Grid (docs/design.md §16): run.dp = N makes the P ranks N data-parallel\n"
@@ -566,6 +568,10 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     /* the metrics are complete only when every line reached the file */
     ra_status ms = ra_metrics_close(metrics, st != RA_OK);
     if (st == RA_OK) st = ra_agree(c->comm, ms);
+    struct stat mst; /* a fresh run that ended before step 1 leaves no empty metrics file it made */
+    if (metrics && !a.resume && last_good_step < 0 && stat(cfg.metrics, &mst) == 0 && S_ISREG(mst.st_mode) &&
+        mst.st_size == 0)
+        (void)unlink(cfg.metrics);
     ra_session_close(&s);
     /* a failed run, or one stopped before step 1: kept when a checkpoint (or the metrics) is in it */
     if (st != RA_OK || last_good_step < 0) ra_train_unmake_dir(c, &cfg);

@@ -236,17 +236,28 @@ static ra_status agree_config(const ra_cli *c, ra_status built, const ra_config 
     return ra_agree(c->comm, built);
 }
 
+/* build_config, then run.timeout on the config the command runs with:
+ * --set can mend a value a checkpoint stores */
+static ra_status build_checked(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
+{
+    RA_TRY(build_config(a, ckpt, cfg, state));
+    char from[RA_PATH_MAX + 32] = "";
+    if (!ra_session_sets_key(a, "run.timeout") && (ckpt || a->config))
+        snprintf(from, sizeof from, "%s %s", ckpt ? "the checkpoint" : "--config", ckpt ? ckpt : a->config);
+    return ra_config_check_run(cfg, from[0] ? from : NULL);
+}
+
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg)
 {
-    return agree_config(c, build_config(a, ckpt, cfg, NULL), cfg);
+    return agree_config(c, build_checked(a, ckpt, cfg, NULL), cfg);
 }
 
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                                   ra_config *cfg, ra_ckpt_state *state)
 {
     *state = (ra_ckpt_state){ 0 };
-    return agree_config(c, build_config(a, ckpt, cfg, state), cfg);
+    return agree_config(c, build_checked(a, ckpt, cfg, state), cfg);
 }
 
 /* Shard bounds, the shard's optimizer and summed gradient, and the

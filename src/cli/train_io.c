@@ -299,15 +299,22 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
                 "would not be refused\n", opt, dir, strerror(err));
         return RA_OK;
     }
+    lock_fd = fd; /* held until the process ends */
+    return RA_OK;
+}
+
+/* The holder's name into the lock file, once the preflight passed: a run
+ * refused there leaves a lock file that was there as it was. */
+static void sign_lock(void)
+{
+    if (lock_fd < 0) return;
     char host[64] = "?", who[128];
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
     int n = snprintf(who, sizeof who, "pid %ld on %s\n", (long)getpid(), host);
     /* a failure here only loses the holder's name from a refusal */
-    int said = ftruncate(fd, 0) == 0 && write(fd, who, (size_t)n) == n; /* at offset 0: just opened */
+    int said = ftruncate(lock_fd, 0) == 0 && pwrite(lock_fd, who, (size_t)n, 0) == n;
     (void)said;
-    lock_fd = fd; /* held until the process ends */
-    return RA_OK;
 }
 
 ra_status ra_check_not_run_file(const char *path, const char *what)
@@ -409,6 +416,7 @@ static ra_status preflight(const ra_config *cfg, const ra_train_files *f)
     RA_TRY(ra_prepare_output_dir(cfg->checkpoint_dir, f->ckdir_opt));
     ra_status s = checks_in_dir(cfg, f);
     if (s != RA_OK) unmake_checkpoint_dir(cfg->checkpoint_dir, !existed);
+    else sign_lock();
     made_dir = s == RA_OK && !existed;
     return s;
 }
@@ -438,13 +446,43 @@ ra_status ra_train_preflight(const ra_cli *c, const ra_config *cfg, const ra_tra
 
 /* ---- checkpoints --------------------------------------------------------------- */
 
+/* p made absolute against the working directory, when it is relative and
+ * the result fits (symlinks kept as given: not realpath) */
+static void absolute(char *p, size_t cap)
+{
+    char cwd[RA_PATH_MAX], out[2 * RA_PATH_MAX];
+    if (!p[0] || p[0] == '/' || !getcwd(cwd, sizeof cwd)) return;
+    const char *rel = strncmp(p, "./", 2) == 0 ? p + 2 : p;
+    const size_t n = (size_t)snprintf(out, sizeof out, "%s/%s", cwd, rel);
+    if (n < cap) memcpy(p, out, n + 1);
+}
+
+/* The config text a checkpoint stores, with data.path, data.val_path and
+ * run.metrics absolute: a resume from another working directory reads and
+ * appends the files this run did (relative, a resume elsewhere trained on
+ * that directory's corpus.bin, exit 0, and split the metrics). */
+static char *stored_config_text(const ra_config *cfg)
+{
+    ra_config *k = malloc(sizeof *k);
+    if (!k) return NULL;
+    *k = *cfg;
+    if (k->source_id != RA_SOURCE_RECALL) {
+        absolute(k->path, sizeof k->path);
+        absolute(k->val_path, sizeof k->val_path);
+    }
+    absolute(k->metrics, sizeof k->metrics);
+    char *text = ra_config_text(k);
+    free(k);
+    return text;
+}
+
 ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     if (c->rank != 0 && !s->sharded) return RA_OK;
     char path[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 80], name[64];
     snprintf(name, sizeof name, "step-%08d.ckpt", step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = ra_config_text(&s->cfg);
+    char *text = stored_config_text(&s->cfg);
     ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed };
     ra_status st;
     if (s->sharded) {
@@ -479,7 +517,7 @@ static int64_t line_step(const char *line)
 
 /* path rewritten (atomically) without the lines of steps after keep_after,
  * when it has any: a run killed after its last checkpoint logged them, and
- * the resumed run logs those steps again. */
+ * the resumed run logs those steps again; or a last line cut short. */
 static ra_status drop_later_steps(const char *path, int64_t keep_after)
 {
     int in;
@@ -493,7 +531,10 @@ static ra_status drop_later_steps(const char *path, int64_t keep_after)
     char *line = NULL;
     size_t cap = 0;
     int later = 0;
-    while (!later && getline(&line, &cap, f) > 0) later = line_step(line) > keep_after;
+    ssize_t n;
+    /* a last line without its newline is a record cut short (a full disk,
+     * a kill): appending to it made two unreadable lines */
+    while (!later && (n = getline(&line, &cap, f)) > 0) later = line_step(line) > keep_after || line[n - 1] != '\n';
     ra_status st = RA_OK;
     if (later) {
         int out;
@@ -501,9 +542,8 @@ static ra_status drop_later_steps(const char *path, int64_t keep_after)
         ra_tmp_name(tmp, sizeof tmp, path);
         st = ra_atomic_create(path, &out);
         rewind(f);
-        ssize_t n;
         while (st == RA_OK && (n = getline(&line, &cap, f)) > 0)
-            if (line_step(line) <= keep_after) st = ra_write_full(out, tmp, line, (size_t)n);
+            if (line_step(line) <= keep_after && line[n - 1] == '\n') st = ra_write_full(out, tmp, line, (size_t)n);
         if (st == RA_OK && ferror(f)) st = RA_FAIL(RA_ERR_IO, "--metrics %s: read error", path);
         if (out >= 0) st = ra_atomic_finish(path, out, st);
     }

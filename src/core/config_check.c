@@ -237,12 +237,15 @@ static ra_status check_sizes(const ra_config *c)
 
 /* A rank waiting longer than run.timeout asks the others whether they are
  * there and gives them seconds to answer; below a second a healthy job
- * (a rank busy a moment outside its poll loops) was named lost. */
-static ra_status check_run(const ra_config *c)
+ * (a rank busy a moment outside its poll loops) was named lost. Not part
+ * of ra_config_finish: a checkpoint that stores such a value (older builds
+ * took it) must still load, and --set must be able to change it. */
+ra_status ra_config_check_run(const ra_config *c, const char *from)
 {
     if (c->timeout > 0 && c->timeout < 1)
-        return RA_FAIL(RA_ERR_ARG, "run.timeout = %g: give 0 (wait forever) or at least 1 second (a rank busy "
-                       "in a step answers the others' checks within seconds, not microseconds)", (double)c->timeout);
+        return RA_FAIL(RA_ERR_ARG, "run.timeout = %.9g%s%s: give 0 (wait forever) or at least 1 second, e.g. --set "
+                       "run.timeout=120 (a rank busy in a step answers the others' checks within seconds, not "
+                       "microseconds)", (double)c->timeout, from ? ", from " : "", from ? from : "");
     return RA_OK;
 }
 
@@ -260,7 +263,6 @@ ra_status ra_config_finish(ra_config *cfg)
     ra_cfg_resolve_ids(c);
     ra_status st = derive_model(c);
     if (st == RA_OK) st = check_train(c);
-    if (st == RA_OK) st = check_run(c);
     if (st == RA_OK) st = check_data(c);
     if (st == RA_OK) st = check_warm(c);
     if (st == RA_OK) st = check_sizes(c);

@@ -143,8 +143,11 @@ static ra_status parse_float(const char *where, const char *qual, const key_spec
                              float *out)
 {
     char *end;
+    errno = 0;
     float x = strtof(v, &end); /* strtof, not strtod: no double rounding */
     if (end == v || *end != '\0') return ra_cfg_bad_value(where, qual, k, v, "is not a number");
+    if (x == 0 && errno == ERANGE) /* 1e-400 was taken as 0 (run.timeout: wait forever) */
+        return ra_cfg_bad_value(where, qual, k, v, "is below float32's smallest (1.4e-45), not 0");
     if (!isfinite(x) || !ra_cfg_in_range(k, x))
         return ra_cfg_bad_value(where, qual, k, v, "is out of range");
     *out = x;

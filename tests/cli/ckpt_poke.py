@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""ckpt_poke.py IN OUT TENSOR INDEX VALUE | IN OUT step N - a copy of a
-ringattn checkpoint with value INDEX of tensor TENSOR ("params", "adam_m",
-"adam_v") replaced by the float32 VALUE ("nan", "inf", "1.5"), or with the
-step of its state set to the u64 N, and the checksum computed again: a file
+"""ckpt_poke.py IN OUT TENSOR INDEX VALUE | IN OUT step N | IN OUT text OLD NEW
+- a copy of a ringattn checkpoint with value INDEX of tensor TENSOR
+("params", "adam_m", "adam_v") replaced by the float32 VALUE ("nan", "inf",
+"1.5"), or with the step of its state set to the u64 N, or with the text
+OLD of its stored config replaced by NEW of the same length ("timeout =
+120" by "timeout = 0.5"), and the checksum computed again: a file
 changed on purpose, which the checksum cannot catch, for the tests of what
 the loaders refuse. The format is src/model/checkpoint.c's (version 1); no
 numpy needed."""
@@ -46,6 +48,7 @@ def tensor_offsets(buf):
 
 def main():
     step = len(sys.argv) == 5 and sys.argv[3] == "step"
+    text = len(sys.argv) == 6 and sys.argv[3] == "text"
     if len(sys.argv) != 6 and not step:
         sys.exit(__doc__)
     src, dst = sys.argv[1], sys.argv[2]
@@ -55,7 +58,14 @@ def main():
     if crc64(bytes(buf[:-8])) != struct.unpack_from("<Q", buf, len(buf) - 8)[0]:
         sys.exit("ckpt_poke.py: %s: the checksum does not match before the change" % src)
     offsets = tensor_offsets(buf)
-    if step:  # the state's first u64, right after the config text
+    if text:  # within the config text only, length kept: no offset moves
+        old, new = sys.argv[4].encode(), sys.argv[5].encode()
+        end = 28 + struct.unpack_from("<I", buf, 24)[0]
+        at = bytes(buf[28:end]).find(old)
+        if len(old) != len(new) or at < 0:
+            sys.exit("ckpt_poke.py: '%s' is not in the config text, or '%s' is another length" % (sys.argv[4], sys.argv[5]))
+        buf[28 + at:28 + at + len(new)] = new
+    elif step:  # the state's first u64, right after the config text
         struct.pack_into("<Q", buf, 28 + struct.unpack_from("<I", buf, 24)[0], int(sys.argv[4]))
     else:
         tensor, index, value = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])

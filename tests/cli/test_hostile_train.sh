@@ -256,6 +256,16 @@ refused "--metrics a directory, into an existing checkpoint directory" 1 'error:
 [ "$(cat ckkeep/notes.txt 2>/dev/null)" = keep ] && r=ok || r="ckkeep/notes.txt lost"
 [ "$(ls -A ckkeep | tr '\n' ' ')" = "notes.txt " ] || r="ckkeep holds: $(ls -A ckkeep | tr '\n' ' ')"
 report "an existing checkpoint directory stays, with its files and nothing else" "$([ "$r" = ok ] || echo "$r")"
+# ... and a lock file an earlier run left: its text and time as they were (the refused run
+# wrote its own pid there)
+mkdir -p ckold && printf 'pid 1 on old\n' >ckold/.ringattn.lock && touch -d 2020-01-01 ckold/.ringattn.lock
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckold --metrics tdir0
+refused "--metrics a directory, into a directory with an old lock file" 1 'error: train: --metrics tdir0: is a directory'
+r=ok
+[ "$(cat ckold/.ringattn.lock)" = "pid 1 on old" ] || r="the lock file reads '$(cat ckold/.ringattn.lock)'"
+[ "$(stat -c %Y ckold/.ringattn.lock)" = "$(date -d 2020-01-01 +%s)" ] || r+=" its time changed"
+report "... the old lock file is unchanged" "$([ "$r" = ok ] || echo "$r")"
+rm -rf ckold
 # ... also an empty one (it kept the .ringattn.lock the refused run made)
 mkdir -p ckempty
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckempty --metrics ckempty/last.ckpt
@@ -397,6 +407,20 @@ why=""
 [ ! -e sub/ck ] || why+="sub/ck was made; "
 report "--resume ../cklag from another directory writes into cklag" "$why"
 rm -rf sub cklag
+# ... and reads the data and appends the metrics the run did: a checkpoint stores data.path,
+# data.val_path and run.metrics absolute (relative, a resume from a directory holding
+# another corpus.bin trained on it, exit 0, and started a second metrics file there)
+mkdir -p dx dy && head -c 100000 /dev/urandom >dx/corpus.bin && head -c 100000 /dev/zero >dy/corpus.bin
+(cd dx && ra 2 train --config ../cfg.ini --set train.steps=10 --set train.warmup=0 --set data.source=file \
+    --set data.path=corpus.bin --checkpoint-dir ck --metrics m.jsonl)
+(cd dy && ra 2 train --resume ../dx/ck --set train.steps=12 && echo "$rc" >rc)
+why=""
+[ "$(cat dy/rc)" = 0 ] || why+="exit $(cat dy/rc): $(grep -m1 error dy/err); "
+grep -q "data $PWD/dx/corpus.bin\$" dy/out || why+="not trained on dx/corpus.bin: $(grep -o 'data [^ ]*$' dy/out); "
+[ "$(grep -c '"lr"' dx/m.jsonl)" = 12 ] || why+="dx/m.jsonl has $(grep -c '"lr"' dx/m.jsonl) step lines, expected 12; "
+[ ! -e dy/m.jsonl ] || why+="dy/m.jsonl was made; "
+report "--resume from another directory: the run's own data and metrics files (absolute in the checkpoint)" "$why"
+rm -rf dx dy
 # --metrics a hard link to a checkpoint of the run: appending would corrupt it
 ln ckb/step-00000010.ckpt hl.jsonl
 ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl
@@ -414,6 +438,23 @@ for bad in "adam_v:5:-1:is -1" "adam_m:20000:inf:is inf"; do
         report "ckpt_poke.py writes mom_$t.ckpt" "$(cat poke.err)"
     fi
 done
+# a checkpoint storing run.timeout = 0.5 (older builds took it): the value is refused where it
+# would be used, naming the checkpoint and --set, and --set mends it (the stored value was
+# checked before --set applied: no command could use the model); export uses no timeout
+if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt t05.ckpt text "timeout = 120" "timeout = 0.5" 2>poke.err; then
+    ra 2 eval --checkpoint t05.ckpt
+    refused "eval of a checkpoint storing run.timeout = 0.5: refused, naming it and --set" 1 \
+        "eval: run.timeout = 0.5, from the checkpoint t05.ckpt: give 0 \(wait forever\) or at least 1 second, e.g. --set run.timeout="
+    ra 2 eval --checkpoint t05.ckpt --set run.timeout=5
+    report "... eval with --set run.timeout=5 runs" "$([ "$rc" -eq 0 ] || echo "exit $rc: $(grep -m1 error err)")"
+    ra 2 train --resume t05.ckpt --set train.steps=11 --set run.timeout=0 --checkpoint-dir ck05
+    report "... and train --resume with --set run.timeout=0" "$([ "$rc" -eq 0 ] || echo "exit $rc: $(grep -m1 error err)")"
+    ra 1 export --checkpoint t05.ckpt --out ex05
+    report "... and export, which uses no timeout" "$([ "$rc" -eq 0 ] || echo "exit $rc: $(grep -m1 error err)")"
+    rm -rf ck05 ex05
+else
+    report "ckpt_poke.py writes t05.ckpt" "$(cat poke.err)"
+fi
 # a checkpoint's step beyond any run (a changed file): refused, not wrapped
 if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt wrap.ckpt step 4294967299 2>poke.err; then
     ra 2 train --resume wrap.ckpt --set train.steps=30 --checkpoint-dir ckw
@@ -489,6 +530,17 @@ got=$(grep '"lr"' md.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/' | tr '\n' ' ')
 grep -q '"loss": 9.99' md.jsonl && why+="the killed run's lines are still there; "
 [ "$(stat -c %a md.jsonl)" = 640 ] || why+="mode $(stat -c %a md.jsonl), was 640; "
 report "--resume: the metrics lines after the checkpoint's step dropped, each step once, mode kept" "$why"
+# a last line cut short (a full disk stopped the run mid-record, at its checkpoint's step):
+# the resumed run appended to it, making two unreadable lines; now it is dropped
+printf '{"step": 13, "loss": 4.1, "gr' >>md.jsonl
+ra 2 train --resume ckmd --set train.steps=14 --metrics md.jsonl
+why=""
+[ "$rc" -eq 0 ] || why+="exit $rc: $(grep -m1 error err); "
+got=$(grep '"lr"' md.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/' | tr '\n' ' ')
+[ "$got" = "1 2 3 4 5 6 7 8 9 10 11 12 13 14 " ] || why+="step lines: $got; "
+"$PYTHON" -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' md.jsonl 2>/dev/null ||
+    why+="a line is not JSON: $(grep -v '}$' md.jsonl | head -1); "
+report "--resume onto metrics whose last line was cut short: it is dropped, every line JSON" "$why"
 
 # ---- signals ---------------------------------------------------------------------------
 # A long warm start (cooc over 48 MB, radius 256: ~10 s on 2 cores): SIGTERM to the ranks
@@ -534,8 +586,8 @@ done
 # directory it made removed; after step 12 (of a resumed run): that step kept, and a
 # resume finishes.
 longeval=(--config cfg.ini --set train.eval_batches=1000000 --set train.warmup=0)
-rm -rf cke
-start_bg 2 train "${longeval[@]}" --checkpoint-dir cke
+rm -rf cke cke.jsonl
+start_bg 2 train "${longeval[@]}" --checkpoint-dir cke --metrics cke.jsonl
 sleep 3
 t0=$(date +%s.%N)
 kill -TERM "$(ranks_of "$mp" | tail -1)"
@@ -548,7 +600,8 @@ awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the sig
 grep -q "^stopped by signal SIGTERM during the evaluation before step 1: no step ran" out ||
     why+="no stop line: $(tail -1 out); "
 [ ! -e cke ] || why+="cke is left: $(ls -A cke | tr '\n' ' '); "
-report "SIGTERM to one rank during the step-0 evaluation: exit 75 in ${secs}s, no directory left" "$why"
+[ ! -e cke.jsonl ] || why+="an empty cke.jsonl is left; "
+report "SIGTERM to one rank during the step-0 evaluation: exit 75 in ${secs}s, no directory or metrics file left" "$why"
 ra 2 train --config cfg.ini --set train.steps=10 --set train.eval_every=0 --checkpoint-dir cke
 # resumed: no step-0 evaluation
 start_bg 2 train --resume cke --set train.eval_batches=1000000 --set train.steps=20 --set train.eval_every=12

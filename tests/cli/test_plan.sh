@@ -128,6 +128,12 @@ fails "--project with --ranks-per-node refused" 1 "does not take --ranks-per-nod
 fails "--project with --link-gbps refused" 1 "the profile gives the link" -- "${PROJ[@]}" --link-gbps 10
 fails "--ranks-per-node above -n refused" 1 "--ranks-per-node 4 is more than -n 2" -- \
     plan --config "$CFG" -n 2 --ranks-per-node 4
+# each mode's sizes are its own (a config's plan took -L 64K --head combiner-fixed, printed L = 32)
+fails "-L with --config refused" 1 "plan: -L describes --attn's head call" -- plan --config "$CFG" -n 4 -L 64K
+fails "--head with --config refused" 1 "plan: --head describes --attn's head call" -- \
+    plan --config "$CFG" -n 4 --head combiner-fixed
+fails "--attn with --set refused" 1 "plan --attn takes no --set" -- plan --attn -n 2 -L 1K --set model.dim=64
+fails "--attn with --config refused" 1 "plan --attn takes no --config" -- plan --attn -n 2 -L 1K --config "$CFG"
 # option errors start with the command, as the others do (it said "--project: ..." alone)
 fails "--project x refused, named by plan" 1 "error: plan: --project: expected weak or strong \(got 'x'\)" -- \
     plan --config "$CFG" --project x

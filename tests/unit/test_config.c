@@ -585,6 +585,7 @@ static void test_set(void **state)
     expect_set_error("layers.precond_grad=some", "layers.precond_grad", "stop, full");
     expect_set_error("data.path=\"abc", "unterminated quote", NULL);
     expect_set_error("model.tie_embeddings=2", "model.tie_embeddings", "true, false");
+    expect_set_error("run.timeout=1e-400", "run.timeout", "below float32's smallest"); /* was 0: forever */
 }
 
 /* Overrides apply in order and a key given again takes the last value: a

@@ -146,17 +146,27 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("model.embed_init=bitcipher", "model.dim=8", "model.heads=2"), "9 code bits",
                         "model.dim = 8");
     expect_finish_error(SETS("model.embed_init=cooc", "model.vocab=5000"), "model.vocab = 5000", "4096");
-    /* a timeout shorter than the watchdog's answer window named a healthy rank lost */
-    expect_finish_error(SETS("run.timeout=0.0001"), "run.timeout = 0.0001", "at least 1 second");
-    expect_finish_error(SETS("run.timeout=0.999"), "run.timeout = 0.999", "0 (wait forever)");
+    /* a timeout shorter than the watchdog's answer window named a healthy rank lost:
+     * refused by ra_config_check_run, not by finish (a checkpoint storing one loads) */
+    ra_config *t = new_defaults();
+    set_ok(t, "run.timeout=0.0001");
+    finish_ok(t);
+    assert_int_equal(ra_config_check_run(t, "the checkpoint ck/last.ckpt"), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "run.timeout = 9.99999975e-05, from the checkpoint ck/last.ckpt: give 0");
+    assert_contains(ra_last_error(), "--set run.timeout=");
+    set_ok(t, "run.timeout=0.9999999"); /* printed as stored, not rounded to a 1 that looks allowed */
+    assert_int_equal(ra_config_check_run(t, NULL), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "run.timeout = 0.999999881: give 0");
+    set_ok(t, "run.timeout=1");
+    assert_int_equal(ra_config_check_run(t, NULL), RA_OK);
+    set_ok(t, "run.timeout=0");
+    assert_int_equal(ra_config_check_run(t, NULL), RA_OK);
+    free(t);
 
-    /* the recall limits themselves are accepted, and the timeout's: 0 and 1 */
+    /* the recall limits themselves are accepted */
     ra_config *c = new_defaults();
     set_ok(c, "data.recall_keys=8");
     set_ok(c, "data.seq_len=21");
-    set_ok(c, "run.timeout=1");
-    finish_ok(c);
-    set_ok(c, "run.timeout=0");
     finish_ok(c);
     free(c);
     /* ... and the file source does not need them */
