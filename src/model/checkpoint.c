@@ -51,6 +51,7 @@
 
 #include "ringattn/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -536,6 +537,32 @@ static ra_status next_entry(const ckfile *f, uint64_t *off, uint32_t i, entry *e
     return RA_OK;
 }
 
+/* A DIR/last.ckpt that cannot be opened (missing, or a link to a removed
+ * file: a directory copied without its link, say) while DIR holds
+ * step-N.ckpt files: the message names the newest, for the user to give. */
+static ra_status name_newest_step(const char *path, ra_status st)
+{
+    const char *slash = strrchr(path, '/');
+    if (strcmp(slash ? slash + 1 : path, "last.ckpt") != 0) return st;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    DIR *d = opendir(dir);
+    if (!d) return st;
+    long best = -1;
+    char name[300] = "";
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long n;
+        int used = 0;
+        if (sscanf(e->d_name, "step-%ld.ckpt%n", &n, &used) == 1 && used > 0 && e->d_name[used] == '\0' && n > best)
+            best = n, snprintf(name, sizeof name, "%.255s", e->d_name);
+    }
+    closedir(d);
+    if (best < 0) return st;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    return RA_FAIL(st, "%s; %s holds %s (the newest step): give that file", why, dir, name);
+}
+
 /* Every check short of the caller's tensor list; on success the file stays
  * open in f->fd and *config holds the config text. */
 static ra_status verify(const char *path, ckfile *f, char **config)
@@ -545,8 +572,9 @@ static ra_status verify(const char *path, ckfile *f, char **config)
     *config = NULL;
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "empty checkpoint path");
     int64_t size = 0;
-    RA_TRY(ra_file_open_input(path, "checkpoint", &f->fd, &size));
-    ra_status st = check_head(f, (uint64_t)size);
+    ra_status st = ra_file_open_input(path, "checkpoint", &f->fd, &size);
+    if (st != RA_OK) return name_newest_step(path, st);
+    st = check_head(f, (uint64_t)size);
     if (st == RA_OK) {
         scratch *s = NULL;
         st = scratch_new(path, &s);

@@ -397,6 +397,16 @@ refused "--resume DIR whose last.ckpt lags its newest checkpoint: names the newe
 ra 2 train --resume cklag/step-00000020.ckpt --set train.steps=22
 report "... and that advice runs" "$([ "$rc" -eq 0 ] && grep -q '^resumed from cklag/step-00000020.ckpt at step 20' out ||
     echo "exit $rc: $(grep -m1 error err)")"
+# a directory without last.ckpt (copied without its link): the refusal names its newest step
+mkdir -p cknolink && cp -L ck/step-00000010.ckpt ck/step-00000020.ckpt cknolink/
+ra 2 eval --checkpoint cknolink
+refused "eval of a directory with step files but no last.ckpt: names the newest" 1 \
+    "cknolink/last.ckpt: cannot open: No such file or directory; cknolink holds step-00000020.ckpt \(the newest step\): give that file"
+ln -s step-00000099.ckpt cknolink/last.ckpt
+ra 2 train --resume cknolink --set train.steps=30
+refused "--resume of a directory whose last.ckpt is a dangling link: names the newest" 1 \
+    "cknolink holds step-00000020.ckpt \(the newest step\)"
+rm -rf cknolink
 # a resume continues beside its checkpoint, from any directory: the stored
 # run.checkpoint_dir (here "ck", relative) made a new sub/ck with the steps after 22
 mkdir -p sub
