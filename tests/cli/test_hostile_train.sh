@@ -596,37 +596,36 @@ done
 # directory it made removed; after step 12 (of a resumed run): that step kept, and a
 # resume finishes.
 longeval=(--config cfg.ini --set train.eval_batches=1000000 --set train.warmup=0)
+# stop_eval SIG PICK STATUS LINE: SIG to one rank (PICK: head or tail of the pids) of the
+# background run; sets why with its exit status, time (at most 8 s) and stop line; secs
+stop_eval() {
+    t0=$(date +%s.%N)
+    kill "-$1" "$(ranks_of "$mp" | "$2" -1)"
+    wait "$mp"
+    rc=$?
+    secs=$(elapsed_since "$t0")
+    why=""
+    [ "$rc" -eq "$3" ] || why+="exit status $rc, expected $3: $(grep -m1 error out err); "
+    awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
+    grep -q "^$4" out || why+="no stop line: $(tail -1 out); "
+}
+# wait_out PATTERN: until out has a line matching it (30 s at most), then a second more
+wait_out() {
+    for _ in $(seq 300); do grep -q "$1" out 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+}
 rm -rf cke cke.jsonl
 start_bg 2 train "${longeval[@]}" --checkpoint-dir cke --metrics cke.jsonl
 sleep 3
-t0=$(date +%s.%N)
-kill -TERM "$(ranks_of "$mp" | tail -1)"
-wait "$mp"
-rc=$?
-secs=$(elapsed_since "$t0")
-why=""
-[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
-awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
-grep -q "^stopped by signal SIGTERM during the evaluation before step 1: no step ran" out ||
-    why+="no stop line: $(tail -1 out); "
+stop_eval TERM tail 75 "stopped by signal SIGTERM during the evaluation before step 1: no step ran"
 [ ! -e cke ] || why+="cke is left: $(ls -A cke | tr '\n' ' '); "
 [ ! -e cke.jsonl ] || why+="an empty cke.jsonl is left; "
 report "SIGTERM to one rank during the step-0 evaluation: exit 75 in ${secs}s, no directory or metrics file left" "$why"
 ra 2 train --config cfg.ini --set train.steps=10 --set train.eval_every=0 --checkpoint-dir cke
 # resumed: no step-0 evaluation
 start_bg 2 train --resume cke --set train.eval_batches=1000000 --set train.steps=20 --set train.eval_every=12
-for _ in $(seq 300); do grep -q '^step 12/' out 2>/dev/null && break; sleep 0.1; done
-sleep 1
-t0=$(date +%s.%N)
-kill -USR1 "$(ranks_of "$mp" | head -1)"
-wait "$mp"
-rc=$?
-secs=$(elapsed_since "$t0")
-why=""
-[ "$rc" -eq 75 ] || why+="exit status $rc, expected 75: $(grep -m1 error out err); "
-awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
-grep -q "^stopped by signal SIGUSR1 during the evaluation after step 12 of 20; continue with --resume cke" out ||
-    why+="no stop line: $(tail -1 out); "
+wait_out '^step 12/'
+stop_eval USR1 head 75 "stopped by signal SIGUSR1 during the evaluation after step 12 of 20; continue with --resume cke"
 [ "$(readlink cke/last.ckpt)" = step-00000012.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
 ra 2 train --resume cke --set train.eval_batches=2
 [ "$rc" -eq 0 ] && grep -q '^checkpoint: cke/step-00000020.ckpt' out || why+="the resume did not finish: $(tail -1 out); "
@@ -635,18 +634,8 @@ report "SIGUSR1 to one rank during a mid-run evaluation: step 12 kept, exit 75 i
 # resume would be refused: nothing to do)
 rm -rf cke
 start_bg 2 train "${longeval[@]}" --set train.steps=3 --set train.eval_every=0 --checkpoint-dir cke
-for _ in $(seq 300); do grep -q '^step 3/' out 2>/dev/null && break; sleep 0.1; done
-sleep 1
-t0=$(date +%s.%N)
-kill -TERM "$(ranks_of "$mp" | tail -1)"
-wait "$mp"
-rc=$?
-secs=$(elapsed_since "$t0")
-why=""
-[ "$rc" -eq 0 ] || why+="exit status $rc, expected 0: $(grep -m1 error out err); "
-awk -v s="$secs" 'BEGIN { exit !(s <= 8) }' || why+="took ${secs}s after the signal; "
-grep -q "^stopped by signal SIGTERM during the final evaluation: the 3 steps are done and checkpointed" out ||
-    why+="no stop line: $(tail -1 out); "
+wait_out '^step 3/'
+stop_eval TERM tail 0 "stopped by signal SIGTERM during the final evaluation: the 3 steps are done and checkpointed"
 [ "$(readlink cke/last.ckpt)" = step-00000003.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
 report "SIGTERM to one rank during the final evaluation: step 3 kept, exit 0 in ${secs}s" "$why"
 rm -rf cke
