@@ -73,5 +73,11 @@ ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *stat
 /* 1 when path is a regular file that starts with a checkpoint's magic (a
  * checkpoint, or what is left of one): outputs refuse to replace it. */
 int ra_ckpt_is_one(const char *path);
+/* The step of a name train gives its checkpoints ("step-%08d.ckpt",
+ * exactly), or -1 for any other name. */
+long ra_ckpt_step_of(const char *name);
+/* The step-%08d.ckpt of the largest step in dir into name (cap bytes; ""
+ * when none); that step, or -1 when there is none or dir cannot be read. */
+long ra_ckpt_newest_step(const char *dir, char *name, size_t cap);
 
 #endif

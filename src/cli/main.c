@@ -1,6 +1,7 @@
 /* main.c - the ringattn program: MPI start-up, subcommand dispatch, and the
  * one place where a failed status becomes a message and an exit code. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,16 @@ static const char *usage =
     "Only rank 0 prints results; errors name the file or option at fault and\n"
     "every rank exits with status 1.\n";
 
+/* A launcher variable's whole number (digits only, below 2^31), or -1:
+ * atoi read "99999999999" as 1215752191. */
+static long count_of(const char *v)
+{
+    char *end;
+    errno = 0;
+    const long x = strtol(v, &end, 10);
+    return *v >= '0' && *v <= '9' && !*end && !errno && x <= INT_MAX ? x : -1;
+}
+
 /* The launcher's rank before MPI_Init, so --help prints once under mpirun.
  * A rank counts only beside its launcher's task count and below it: a
  * SLURM_PROCID=1 left in a shell made every message before MPI_Init
@@ -51,8 +62,8 @@ static int env_rank(void)
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *r = getenv(vars[i][0]), *n = getenv(vars[i][1]);
         if (!r || !n) continue;
-        const int rank = atoi(r), size = atoi(n);
-        return rank >= 0 && rank < size ? rank : 0;
+        const long rank = count_of(r), size = count_of(n);
+        return rank >= 0 && rank < size ? (int)rank : 0;
     }
     return 0;
 }

@@ -39,17 +39,6 @@ static int strip_tmp(const char *name, char *out, size_t cap)
     return 1;
 }
 
-/* The step of the name the run writes for a checkpoint ("step-%08d.ckpt"),
- * or -1 for any other name. */
-static long step_of(const char *name)
-{
-    int n;
-    char back[64];
-    if (sscanf(name, "step-%d.ckpt", &n) != 1 || n < 0) return -1;
-    snprintf(back, sizeof back, "step-%08d.ckpt", n);
-    return strcmp(back, name) == 0 ? n : -1;
-}
-
 static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 {
     if (!f->resume || cfg->steps > f->resume_step) return RA_OK;
@@ -60,21 +49,17 @@ static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 
 /* The checkpoints in dir: every name a run writes (after < 0), or the
  * step-N.ckpt with N > after. Their count into *n, the first two names
- * into shown, the step-N.ckpt of the largest N into latest ("" if none). */
-static ra_status list_checkpoints(const char *dir, const char *opt, int after, char shown[2][280], int *n,
-                                  char latest[280])
+ * into shown. */
+static ra_status list_checkpoints(const char *dir, const char *opt, int after, char shown[2][280], int *n)
 {
     DIR *d = opendir(dir);
     if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
     *n = 0;
-    latest[0] = '\0';
-    long top = -1;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (after < 0 ? is_checkpoint_name(e->d_name) : step_of(e->d_name) > after) {
+        if (after < 0 ? is_checkpoint_name(e->d_name) : ra_ckpt_step_of(e->d_name) > after) {
             if (*n < 2) snprintf(shown[*n], sizeof shown[*n], "%.255s", e->d_name);
             (*n)++;
-            if (step_of(e->d_name) > top) top = step_of(e->d_name), snprintf(latest, 280, "%.255s", e->d_name);
         }
     closedir(d);
     return RA_OK;
@@ -83,9 +68,9 @@ static ra_status list_checkpoints(const char *dir, const char *opt, int after, c
 /* A fresh run must not replace the checkpoints of another run. */
 static ra_status no_old_checkpoints(const char *dir, const char *opt)
 {
-    char shown[2][280], latest[280];
+    char shown[2][280];
     int n = 0;
-    RA_TRY(list_checkpoints(dir, opt, -1, shown, &n, latest));
+    RA_TRY(list_checkpoints(dir, opt, -1, shown, &n));
     if (n == 0) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "%s %s already holds %d checkpoint file%s (%s%s%s%s): a new run would replace them. "
                    "Continue that run with --resume %s, choose another --checkpoint-dir, or remove them",
@@ -129,7 +114,7 @@ static void written_as(const ra_config *cfg, int start, int resumed, const char 
     if (!ra_same_file(dir, cfg->checkpoint_dir)) return;
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     const int tmp = strip_tmp(base, plain, sizeof plain);
-    const long n = step_of(plain);
+    const long n = ra_ckpt_step_of(plain);
     struct stat st;
     if (!strcmp(plain, RA_CKPT_LOCK_NAME))
         snprintf(said, cap, "the directory's lock file, which the run rewrites");
@@ -178,8 +163,9 @@ static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
 {
     char shown[2][280], latest[280];
     int n = 0;
-    RA_TRY(list_checkpoints(dir, opt, s, shown, &n, latest));
+    RA_TRY(list_checkpoints(dir, opt, s, shown, &n));
     if (n == 0) return RA_OK;
+    ra_ckpt_newest_step(dir, latest, sizeof latest);
     /* last.ckpt is moved after step-N.ckpt is written: a job killed between
      * the two leaves last.ckpt one checkpoint behind the newest */
     return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from (%s%s%s%s): this "

@@ -537,6 +537,29 @@ static ra_status next_entry(const ckfile *f, uint64_t *off, uint32_t i, entry *e
     return RA_OK;
 }
 
+long ra_ckpt_step_of(const char *name)
+{
+    int n;
+    char back[64];
+    if (sscanf(name, "step-%d.ckpt", &n) != 1 || n < 0) return -1;
+    snprintf(back, sizeof back, "step-%08d.ckpt", n);
+    return strcmp(back, name) == 0 ? n : -1;
+}
+
+long ra_ckpt_newest_step(const char *dir, char *name, size_t cap)
+{
+    long best = -1;
+    if (cap) name[0] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const long n = ra_ckpt_step_of(e->d_name);
+        if (n > best) best = n, snprintf(name, cap, "%s", e->d_name);
+    }
+    closedir(d);
+    return best;
+}
+
 /* A DIR/last.ckpt that cannot be opened (missing, or a link to a removed
  * file: a directory copied without its link, say) while DIR holds
  * step-N.ckpt files: the message names the newest, for the user to give. */
@@ -544,20 +567,9 @@ static ra_status name_newest_step(const char *path, ra_status st)
 {
     const char *slash = strrchr(path, '/');
     if (strcmp(slash ? slash + 1 : path, "last.ckpt") != 0) return st;
-    char dir[4096];
+    char dir[4096], name[300];
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    DIR *d = opendir(dir);
-    if (!d) return st;
-    long best = -1;
-    char name[300] = "";
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        long n;
-        int used = 0;
-        if (sscanf(e->d_name, "step-%ld.ckpt%n", &n, &used) == 1 && used > 0 && e->d_name[used] == '\0' && n > best)
-            best = n, snprintf(name, sizeof name, "%.255s", e->d_name);
-    }
-    closedir(d);
-    if (best < 0) return st;
+    if (ra_ckpt_newest_step(dir, name, sizeof name) < 0) return st;
     char why[1024];
     snprintf(why, sizeof why, "%s", ra_last_error());
     return RA_FAIL(st, "%s; %s holds %s (the newest step): give that file", why, dir, name);

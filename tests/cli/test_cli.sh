@@ -384,7 +384,8 @@ for cmd in "" attn gen compare bench "bench attn" "bench reduce"; do
 done
 # a launcher's rank variable left in a shell, without its task count (or at or past it),
 # made the help and the top-level errors silent: it needs both, within range
-for env in "SLURM_PROCID=1" "OMPI_COMM_WORLD_RANK=1" "PMI_RANK=1" "SLURM_PROCID=3 SLURM_NTASKS=2"; do
+for env in "SLURM_PROCID=1" "OMPI_COMM_WORLD_RANK=1" "PMI_RANK=1" "SLURM_PROCID=3 SLURM_NTASKS=2" \
+    "SLURM_PROCID=1 SLURM_NTASKS=99999999999" "SLURM_PROCID=99999999999 SLURM_NTASKS=2"; do
     # shellcheck disable=SC2086 # env is split into assignments on purpose
     env $env "$RA" --help >out 2>err
     rc=$?

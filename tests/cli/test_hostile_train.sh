@@ -431,6 +431,19 @@ grep -q "data $PWD/dx/corpus.bin\$" dy/out || why+="not trained on dx/corpus.bin
 [ ! -e dy/m.jsonl ] || why+="dy/m.jsonl was made; "
 report "--resume from another directory: the run's own data and metrics files (absolute in the checkpoint)" "$why"
 rm -rf dx dy
+# a working directory so deep that an absolute path would not fit a config path (1023 bytes):
+# the path is stored as given, and the run and its resume go on there
+deep=$(printf 'd%.0s' $(seq 250))
+mkdir -p "deep/$deep/$deep/$deep/$deep"
+(cd "deep/$deep/$deep/$deep/$deep" && ra 1 train --config "$T/cfg.ini" --set train.steps=10 --set train.warmup=0 \
+    --set train.eval_every=0 --checkpoint-dir ck --metrics m.jsonl && echo "$rc" >rc && ra 1 train --resume ck --set train.steps=12 && echo "$rc" >>rc)
+dd="deep/$deep/$deep/$deep/$deep"
+why=""
+[ "$(tr '\n' ' ' <"$dd/rc")" = "0 0 " ] || why+="exit $(tr '\n' ' ' <"$dd/rc"): $(grep -m1 error "$dd/err"); "
+grep -aq '^metrics = m.jsonl ' "$dd/ck/last.ckpt" || why+="stored: $(grep -a '^metrics = ' "$dd/ck/last.ckpt" | cut -c1-60); "
+[ "$(grep -c '"lr"' "$dd/m.jsonl")" = 12 ] || why+="$(grep -c '"lr"' "$dd/m.jsonl") step lines, expected 12; "
+report "a cwd too deep for an absolute path: the metrics path stored as given, the resume appends" "$why"
+rm -rf deep
 # --metrics a hard link to a checkpoint of the run: appending would corrupt it
 ln ckb/step-00000010.ckpt hl.jsonl
 ra 2 train --resume ckb --set train.steps=22 --checkpoint-dir ckb --metrics hl.jsonl

@@ -115,6 +115,22 @@ script_checks() {
     sb train.sbatch SLURM_JOB_ID=43 CKPT_DIR=ckdone
     grep -q '^arg: train' "$d/out" || why+="a new job (43) did not run ringattn: $(head -1 "$d/out"); "
     report "train.sbatch: a job requeued after it finished exits 0 without running; a new job runs" "$why"
+    # the marker is made only as a new file (a link there would have been written through), and
+    # only that counts (a directory, a link or a non-empty file so named would skip the training)
+    echo keep >"$d/run/victim.txt"
+    ln -sf ../victim.txt "$d/run/ckdone/.train-sbatch-finished-44"
+    sb train.sbatch SLURM_JOB_ID=44 CKPT_DIR=ckdone
+    why=""
+    grep -q '^arg: train' "$d/out" || why+="a link as the marker skipped the training; "
+    [ "$(cat "$d/run/victim.txt")" = keep ] || why+="written through the link; "
+    grep -q "cannot create .*train-sbatch-finished-44" "$d/err" || why+="no warning: $(head -1 "$d/err"); "
+    mkdir -p "$d/run/ckdone/.train-sbatch-finished-45"
+    sb train.sbatch SLURM_JOB_ID=45 SLURM_RESTART_COUNT=1 CKPT_DIR=ckdone
+    grep -q '^arg: train' "$d/out" || why+="a directory as the marker skipped the training; "
+    echo data >"$d/run/ckdone/.train-sbatch-finished-46"
+    sb train.sbatch SLURM_JOB_ID=46 SLURM_RESTART_COUNT=1 CKPT_DIR=ckdone
+    grep -q '^arg: train' "$d/out" || why+="a non-empty file as the marker skipped the training; "
+    report "train.sbatch: the marker is never written through a link; only the script's empty file counts" "$why"
     sb train.sbatch SLURM_TASKS_PER_NODE='2(x3),1'
     report "train.sbatch: SLURM_TASKS_PER_NODE=2(x3),1 taken" "$([ "$rc" -eq 0 ] || echo "exit status $rc; $(head -2 "$d/err")")"
     for s in train.sbatch bench_attn.sbatch; do

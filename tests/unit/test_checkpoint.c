@@ -146,6 +146,38 @@ static void test_is_one(void **state)
     unlink(p);
 }
 
+/* The names train gives its checkpoints, exactly: the newest of a
+ * directory is found among them only (a .tmp, last.ckpt and step-5.ckpt
+ * without its zeros are other names). Names, not files: a directory so
+ * named counts, as it would block the run writing that step. */
+static void test_newest_step(void **state)
+{
+    assert_int_equal(ra_ckpt_step_of("step-00000005.ckpt"), 5);
+    assert_int_equal(ra_ckpt_step_of("step-5.ckpt"), -1);
+    assert_int_equal(ra_ckpt_step_of("step-00000005.ckpt.tmp"), -1);
+    assert_int_equal(ra_ckpt_step_of("step--0000001.ckpt"), -1);
+    assert_int_equal(ra_ckpt_step_of("last.ckpt"), -1);
+    char d[TMPDIR_CAP], p[TMPDIR_CAP], name[300];
+    tmp(state, d, sizeof d, "");
+    assert_int_equal(ra_ckpt_newest_step(d, name, sizeof name), -1);
+    assert_string_equal(name, "");
+    const char *files[] = { "step-00000010.ckpt", "step-00000002.ckpt", "step-00000099.ckpt.tmp", "step-500.ckpt",
+                            "last.ckpt" };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        tmp(state, p, sizeof p, files[i]);
+        write_file(p, "x", 1);
+    }
+    tmp(state, p, sizeof p, "step-00000011.ckpt");
+    assert_int_equal(mkdir(p, 0700), 0);
+    assert_int_equal(ra_ckpt_newest_step(d, name, sizeof name), 11);
+    assert_string_equal(name, "step-00000011.ckpt");
+    rmdir(p);
+    assert_int_equal(ra_ckpt_newest_step(d, name, sizeof name), 10);
+    assert_string_equal(name, "step-00000010.ckpt");
+    tmp(state, p, sizeof p, "nosuch");
+    assert_int_equal(ra_ckpt_newest_step(p, name, sizeof name), -1);
+}
+
 static void test_overwrite(void **state)
 {
     char p[TMPDIR_CAP], t[TMPDIR_CAP + 8];
@@ -422,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_no_tensors_and_max_name),
         cmocka_unit_test(test_peek),
         cmocka_unit_test(test_is_one),
+        cmocka_unit_test(test_newest_step),
         cmocka_unit_test(test_overwrite),
         cmocka_unit_test(test_missing_directory),
         cmocka_unit_test(test_long_name_rejected),
