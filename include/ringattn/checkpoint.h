@@ -16,6 +16,7 @@
 #ifndef RINGATTN_CHECKPOINT_H
 #define RINGATTN_CHECKPOINT_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,8 +28,12 @@ typedef struct {
     uint64_t count;   /* floats */
 } ra_ckpt_tensor;
 
+/* train counts its steps in an int: save refuses a larger step, and a file
+ * holding one was changed, so every reader refuses it */
+#define RA_CKPT_MAX_STEP INT_MAX
+
 typedef struct {
-    uint64_t step;      /* optimizer steps completed */
+    uint64_t step;      /* optimizer steps completed, at most RA_CKPT_MAX_STEP */
     uint64_t seed;      /* run seed */
     uint64_t data_pos;  /* data stream position (sequences consumed) */
     uint64_t extra[4];  /* reserved for later state; saved and restored */

@@ -325,7 +325,13 @@ static ra_status keep_finished(const ra_cli *c, ra_session *s, const char *ckdir
  * the evaluation that followed them. */
 static ra_status stopped_after(ra_cli *c, ra_session *s, const char *ckdir, int done, int level, int in_eval)
 {
-    if (written_step != done) RA_TRY(checkpoint(c, s, ckdir, done));
+    ra_status st = written_step == done ? RA_OK : checkpoint(c, s, ckdir, done);
+    if (st != RA_OK && st != RA_ERR_PEER) { /* the reporting rank says why the run ended too */
+        char why[1280];
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        return RA_FAIL(st, "%s (the run was stopping on signal %s after step %d)", why, level_name(level), done);
+    }
+    RA_TRY(st);
     ra_say(c, "stopped by signal %s %s step %d of %d; continue with --resume %s\n", level_name(level),
            in_eval ? "during the evaluation after" : "after", done, s->cfg.steps, ckdir);
     c->exit_code = RA_EXIT_STOPPED;
@@ -505,10 +511,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     /* the config's and --set's errors name the command, as the options' do */
     RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from)));
     ra_status ps = RA_OK;
-    if (a.resume && from.step > INT_MAX)
-        ps = RA_FAIL(RA_ERR_FORMAT, "--resume %s: the checkpoint's step %llu is beyond any run (train.steps is at "
-                     "most %d): the file was changed", resume, (unsigned long long)from.step, INT_MAX);
-    if (ps == RA_OK && a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
+    if (a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
     if (ps == RA_OK && a.ckdir) ps = ra_arg_path("--checkpoint-dir", a.ckdir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     /* a resumed run continues beside its checkpoint: the stored
      * run.checkpoint_dir may be relative to where the first run started,

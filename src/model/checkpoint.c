@@ -261,6 +261,9 @@ static ra_status check_save_args(const char *path, const char *config_text, cons
     if (path[plen - 1] == '/')
         return RA_FAIL(RA_ERR_ARG, "%s: checkpoint path names a directory; expected a file name", path);
     if (!state) return RA_FAIL(RA_ERR_ARG, "%s: NULL state", path);
+    if (state->step > RA_CKPT_MAX_STEP)
+        return RA_FAIL(RA_ERR_ARG, "%s: step %" PRIu64 " is beyond any run (at most %d)", path, state->step,
+                       RA_CKPT_MAX_STEP);
     if (n < 0) return RA_FAIL(RA_ERR_ARG, "%s: tensor count %d, expected >= 0", path, n);
     if (n > 0 && !tensors) return RA_FAIL(RA_ERR_ARG, "%s: NULL tensor list for %d tensors", path, n);
     size_t clen = config_text ? strlen(config_text) : 0;
@@ -600,6 +603,9 @@ static ra_status verify(const char *path, ckfile *f, char **config)
     if (st == RA_OK && off != f->end)
         st = RA_FAIL(RA_ERR_FORMAT, "%s: bad structure: %" PRIu64 " stray bytes between the last of %" PRIu32
                      " tensors and the checksum", path, f->end - off, f->n_tensors);
+    if (st == RA_OK && f->state[0] > RA_CKPT_MAX_STEP) /* sound structure under a good checksum: written so */
+        st = RA_FAIL(RA_ERR_FORMAT, "%s: the checkpoint's step %" PRIu64 " is beyond any run (train.steps is at "
+                     "most %d): the file was changed", path, f->state[0], RA_CKPT_MAX_STEP);
     if (st != RA_OK) {
         free(*config);
         *config = NULL;

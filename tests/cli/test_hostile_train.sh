@@ -482,6 +482,14 @@ fi
 if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt wrap.ckpt step 4294967299 2>poke.err; then
     ra 2 train --resume wrap.ckpt --set train.steps=30 --checkpoint-dir ckw
     refused "--resume of a checkpoint at step 2^32 + 3: refused" 1 "the checkpoint's step 4294967299 is beyond any run"
+    "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt top.ckpt step 18446744073709551615
+    for cmd in "eval --checkpoint" "generate --prompt ab --tokens 4 --checkpoint" "export --out extop --checkpoint" \
+               "diag --checkpoint"; do
+        ra 1 $cmd top.ckpt
+        refused "${cmd%% *} of a checkpoint at step 2^64 - 1: refused" 1 \
+            "top.ckpt: the checkpoint's step 18446744073709551615 is beyond any run"
+    done
+    report "... export made no directory" "$([ -e extop ] && echo "extop exists")"
 else
     report "ckpt_poke.py writes wrap.ckpt" "$(cat poke.err)"
 fi
@@ -524,8 +532,25 @@ if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
         why+="message: $(grep -m1 error err); "
     ra 1 eval --checkpoint ckf
     [ "$rc" -eq 0 ] || why+="ckf/last.ckpt does not load; "
-    umount full
     report "--metrics on a full tmpfs: exit 1 at the next step, the steps done are checkpointed" "$why"
+    # a stop signal whose checkpoint finds the device full: exit 1, naming the signal
+    # and that no checkpoint was written (the device filled during the run)
+    rm -f full/fill
+    timeout 60 "$MPIRUN" -n 2 "$RA" train --config cfg.ini --set train.steps=1000000 --set train.eval_every=0 \
+        --set train.log_every=5 --checkpoint-dir full/ck >out 2>err </dev/null &
+    mp=$!
+    for _ in $(seq 300); do grep -q '^step 5/' out 2>/dev/null && break; sleep 0.1; done
+    dd if=/dev/zero of=full/fill bs=64k >/dev/null 2>&1
+    kill -USR1 "$(pgrep -P "$(pgrep -P "$mp" | head -1)" | head -1)"
+    wait "$mp"
+    rc=$?
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    grep -qE 'No space left on device; no checkpoint of this run was written \(the run was stopping on signal SIGUSR1 after step [0-9]+\)' err ||
+        why+="message: $(grep -m1 error err); "
+    ls full/ck/*.tmp >/dev/null 2>&1 && why+="temporary file left; "
+    umount full
+    report "SIGUSR1 when the checkpoint device is full: exit 1, the error names the signal" "$why"
 else
     report "--metrics on a full device" "cannot mount a tmpfs: $(cat mnt.err)"
 fi

@@ -2,10 +2,11 @@
  * (src/model/checkpoint.c) that must be refused, by load and by peek, with
  * the file named, a message saying why and the caller's buffers untouched:
  * flipped bytes, truncation, bad magic, a future version, appended
- * garbage, lengths crafted under a valid checksum, a tensor list that does
+ * garbage, lengths crafted under a valid checksum, a step past any run, a tensor list that does
  * not match, and paths that are not regular files. Valid checkpoints and
  * save failures: test_checkpoint.c. Helpers, the fixture and the
  * independent decoder: checkpoint_helpers.h. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +138,40 @@ static void test_future_version(void **state)
     write_file(p, b, n);
     expect_refused(p, RA_ERR_FORMAT, "unsupported version 0");
     free(b);
+    unlink(p);
+}
+
+/* A step past INT_MAX was never written by train (its steps are an int):
+ * a resealed file holding one is refused by every reader, and save refuses
+ * to write one. INT_MAX itself is a step. */
+static void test_step_beyond_any_run(void **state)
+{
+    char p[TMPDIR_CAP], q[TMPDIR_CAP];
+    size_t n;
+    layout L;
+    unsigned char *b = good_file(state, p, sizeof p, "step.ckpt", &n, &L);
+    put_le(b + L.state_off, (uint64_t)INT_MAX + 1, 8);
+    reseal(b, n);
+    write_file(p, b, n);
+    expect_refused(p, RA_ERR_FORMAT, "the checkpoint's step 2147483648 is beyond any run");
+    put_le(b + L.state_off, UINT64_MAX, 8);
+    reseal(b, n);
+    write_file(p, b, n);
+    expect_refused(p, RA_ERR_FORMAT, "step 18446744073709551615 is beyond");
+    put_le(b + L.state_off, INT_MAX, 8);
+    reseal(b, n);
+    write_file(p, b, n);
+    ra_ckpt_state st;
+    assert_int_equal(ra_ckpt_peek(p, NULL, &st), RA_OK);
+    assert_int_equal(st.step, INT_MAX);
+    free(b);
+
+    model md;
+    model_init(&md, 1);
+    md.st.step = (uint64_t)INT_MAX + 1;
+    tmp(state, q, sizeof q, "step-save.ckpt");
+    assert_error(ra_ckpt_save(q, config_a, &md.st, md.t, 3), RA_ERR_ARG, q, "beyond any run");
+    assert_false(exists(q));
     unlink(p);
 }
 
@@ -291,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_bad_magic),
         cmocka_unit_test(test_future_version),
+        cmocka_unit_test(test_step_beyond_any_run),
         cmocka_unit_test(test_appended_garbage),
         cmocka_unit_test(test_crafted_structure),
         cmocka_unit_test(test_mismatched_tensor_list),
