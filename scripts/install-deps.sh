@@ -9,14 +9,16 @@ pkgs=(build-essential pkg-config meson ninja-build openmpi-bin libopenmpi-dev
       libopenblas-dev libopenblas-openmp-dev libhwloc-dev libcmocka-dev)
 # --tests: what the test suites need too - the fault tests (pgrep, strace), the
 # namespace cluster (ip, tc), valgrind, clang with libFuzzer and OpenMP (libomp),
-# the system Python with NumPy (the float64 Llama reference, tests/ref/) and
-# SentencePiece (scripts/data/; the cli test tokens is skipped without it)
+# the system Python with NumPy (the float64 Llama reference, tests/ref/),
+# SentencePiece (scripts/data/; the cli test tokens is skipped without it) and
+# matplotlib (the plot scripts; the cli test plots is skipped without it)
 case "${1:-}:$#" in
   :0 | --tests:1) ;;
   *) echo "usage: install-deps.sh [--tests] (got: $*)" >&2; exit 2 ;;
 esac
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(procps iproute2 strace valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece)
+  pkgs+=(procps iproute2 strace valgrind clang libclang-rt-14-dev libomp-dev python3 python3-numpy python3-sentencepiece
+         python3-matplotlib)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -11,6 +11,7 @@ log(time) against log(L): about 2 for full attention, 1.5 for combiner-fixed
 with span sqrt(L)."""
 import argparse
 import math
+import os
 import sys
 
 import matplotlib
@@ -18,13 +19,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import plot_out  # noqa: E402  (beside this script)
+
 
 def read(path):
     head, rows = "?", []
     try:
-        lines = open(path).read().splitlines()
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
     except OSError as e:
         sys.exit(f"plot_bench: {path}: {e.strerror}")
+    except UnicodeDecodeError as e:
+        sys.exit(f"plot_bench: {path}: not UTF-8 text ({e.reason}): not a bench attn output")
     for n, line in enumerate(lines, 1):
         if line.startswith("# ringattn bench attn:"):
             for word in line.split():
@@ -33,9 +39,12 @@ def read(path):
         elif line.strip() and not line.startswith("#"):
             f = line.split()
             try:
-                rows.append((int(f[0]), float(f[1]), float(f[7])))
+                row = (int(f[0]), float(f[1]), float(f[7]))
             except (ValueError, IndexError):
-                sys.exit(f"plot_bench: {path}:{n}: not a result row: {line!r}")
+                row = None
+            if not row or not all(math.isfinite(v) and v >= 0 for v in row):
+                sys.exit(f"plot_bench: {path}:{n}: not a result row: {line[:80]!r}")
+            rows.append(row)
     if not rows:
         sys.exit(f"plot_bench: {path}: no result rows")
     return head, rows
@@ -55,6 +64,7 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
+    plot_out.check("plot_bench", a.output, a.files)
     fig, ax = plt.subplots(figsize=(7, 5))
     for path in a.files:
         head, rows = read(path)
@@ -69,7 +79,7 @@ def main():
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(a.output, dpi=120)
+    plot_out.save("plot_bench", fig, a.output, dpi=120)
     print(f"plot_bench: wrote {a.output}")
 
 

@@ -17,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
+import plot_out  # noqa: E402  (beside this script)
+
 COLOURS = {"full": "C3", "combiner-axial": "C0", "combiner-fixed": "C2", "mix": "C5"}
 
 
@@ -45,6 +47,7 @@ def main():
     runs = sorted(glob.glob(os.path.join(a.dir, "*-s*.jsonl")))
     if not runs:
         sys.exit(f"plot_combiner.py: no <variant>-s<seed>.jsonl in {a.dir}")
+    plot_out.check("plot_combiner.py", a.output, runs + [os.path.join(a.dir, "step_times.tsv")])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     for path in runs:
         name = os.path.basename(path)[:-len(".jsonl")]
@@ -72,7 +75,7 @@ def main():
     if a.title:
         fig.suptitle(a.title)
     fig.tight_layout()
-    fig.savefig(a.output, dpi=80)
+    plot_out.save("plot_combiner.py", fig, a.output, dpi=80)
     print(f"plot_combiner.py: wrote {a.output}")
 
 

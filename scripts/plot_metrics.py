@@ -26,6 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+import plot_out  # noqa: E402  (beside this script)
+
 KEYS = ("loss", "lr", "tokens_per_s", "comm_share", "accuracy", "eval_loss", "eval_bpb",
         "eval_accuracy")
 # printf("%g") writes nan, -nan, inf, -inf, which JSON lacks: map a bare one to
@@ -62,6 +64,9 @@ def read_metrics(path):
                 except json.JSONDecodeError as e:
                     raise MetricsError(f"{path}:{n}: malformed JSON ({e.msg} at column {e.colno}): "
                                        f"{line.strip()[:80]}") from None
+                except (ValueError, RecursionError) as e:  # a number of 5000 digits, nesting too deep
+                    raise MetricsError(f"{path}:{n}: not a metrics record ({type(e).__name__}: "
+                                       f"{str(e)[:80]})") from None
                 if not isinstance(row, dict):
                     raise MetricsError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
                 step = row.get("step")
@@ -165,8 +170,12 @@ def plot(runs, out, title=None):
     elif one:
         fig.suptitle(runs[0][0])
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    plot_out.save(prog_name(), fig, out, dpi=100)
     plt.close(fig)
+
+
+def prog_name():
+    return os.path.basename(sys.argv[0])
 
 
 def main(argv=None):
@@ -175,7 +184,8 @@ def main(argv=None):
     p.add_argument("-o", "--output", required=True, metavar="OUT.png")
     p.add_argument("--title")
     a = p.parse_args(argv)
-    prog = os.path.basename(sys.argv[0])
+    prog = prog_name()
+    plot_out.check(prog, a.output, a.files)
     runs = []
     try:
         for path, label in zip(a.files, labels_for(a.files)):
@@ -186,11 +196,7 @@ def main(argv=None):
     except MetricsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
-    try:
-        plot(runs, a.output, a.title)
-    except OSError as e:
-        print(f"{prog}: error: {a.output}: cannot write: {e.strerror or e}", file=sys.stderr)
-        return 1
+    plot(runs, a.output, a.title)
     print(f"{prog}: wrote {a.output}")
     return 0
 

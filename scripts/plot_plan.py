@@ -12,10 +12,13 @@ except ImportError:
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+import plot_out  # beside this script
+
 ap = argparse.ArgumentParser()
 ap.add_argument("csv", nargs="+")
 ap.add_argument("-o", "--out", default="docs/plan-projection.png")
 a = ap.parse_args()
+plot_out.check("plot_plan.py", a.out, a.csv)
 series = {}  # (config, mode, profile) -> [(P, tokens/s, comm share)]
 for path in a.csv:
     with open(path) as f:
@@ -50,5 +53,5 @@ for row, cfg in enumerate(configs):
         x.legend(fontsize=7, ncol=2)
 fig.suptitle("ringattn plan: projected scaling (weak: solid, L = P x config L; strong: dashed, L = config L)")
 fig.tight_layout()
-fig.savefig(a.out, dpi=100)
+plot_out.save("plot_plan.py", fig, a.out, dpi=100)
 print("wrote", a.out)

@@ -17,6 +17,8 @@ import math
 import os
 import sys
 
+import plot_out  # beside this script
+
 
 COLOURS = {
     "attn": "#4c72b0", "comm": "#dd8452", "wait": "#c44e52", "reduce": "#8172b3", "model": "#55a868",
@@ -63,8 +65,10 @@ def bad_event(e):
     if ph in ("X", "i"):
         if not finite(e.get("ts")):
             return "ts is not a finite number"
-        if ph == "X" and not (finite(e.get("dur")) and e["dur"] >= 0):
-            return "dur is not a finite number >= 0"
+        if ph == "X" and not (finite(e.get("dur")) and e["dur"] >= 0 and math.isfinite(e["ts"] + e["dur"])):
+            return "dur is not a finite number >= 0 (with a finite end)"
+        if "cat" in e and not isinstance(e["cat"], str):
+            return "cat is not a string"
     if ph == "M" and e.get("name") in ("process_name", "thread_name"):
         args = e.get("args")
         if not isinstance(args, dict) or not isinstance(args.get("name"), str):
@@ -109,12 +113,12 @@ def main():
     a = ap.parse_args()
     if a.depth < 0:
         sys.exit(f"plot_trace: --depth {a.depth}: give 0 (top-level spans only) or more")
-    # the output before any work: never the trace itself, never a directory or FIFO (savefig would block)
-    if os.path.exists(a.out):
-        if os.path.exists(a.trace) and os.path.samefile(a.out, a.trace):
-            sys.exit(f"plot_trace: -o {a.out} is the trace file {a.trace}: writing it would destroy it")
-        if not os.path.isfile(a.out):
-            sys.exit(f"plot_trace: -o {a.out}: exists and is not a regular file")
+    for name, v in (("--from", a.t_from), ("--to", a.t_to)):
+        if v is not None and not math.isfinite(v):
+            sys.exit(f"plot_trace: {name} {v}: give a time in ms")
+    if not (math.isfinite(a.width) and 1 <= a.width <= 100):
+        sys.exit(f"plot_trace: --width {a.width}: give 1 to 100 inches")
+    plot_out.check("plot_trace", a.out, [a.trace])  # the output before any work
     d, evs = load(a.trace)
     used, labels = rows_of(evs)
     if not used:
@@ -159,16 +163,15 @@ def main():
     ax.set_xlabel("time (ms)")
     ax.set_xlim(t_min if a.t_from is None else a.t_from, t_max if a.t_to is None else a.t_to)
     ax.grid(axis="x", alpha=0.3)
-    title = a.title if a.title is not None else d.get("otherData", {}).get("command", a.trace)
+    other = d.get("otherData") if isinstance(d, dict) else None  # a bare event list has none
+    command = other.get("command") if isinstance(other, dict) else None
+    title = a.title if a.title is not None else command if isinstance(command, str) else a.trace
     ax.set_title(title, fontsize=9)
     ax.legend(handles=[Patch(color=COLOURS.get(c, "#999999"), label=c) for c in sorted(cats)], fontsize=7,
               loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / max(len(used), 1)), ncol=min(len(cats), 8),
               frameon=False)
     fig.tight_layout()
-    try:
-        fig.savefig(a.out, dpi=90)
-    except OSError as e:
-        sys.exit(f"plot_trace: {a.out}: {e.strerror}")
+    plot_out.save("plot_trace", fig, a.out, dpi=90)
     print(f"plot_trace: {a.out}: {len(used)} rows, {t_min:.3f} to {t_max:.3f} ms, categories {', '.join(sorted(cats))}")
 
 

@@ -6,14 +6,13 @@
 # (valid JSON, every rank named, spans per ring pass and per step, durations
 # >= 0, monotone nested tracks); the gather in many small rounds; a run that
 # fails part-way still writes its trace, marked failed. Hostile --trace paths
-# are in test_hostile_attn.sh.
+# are in test_hostile_attn.sh, scripts/plot_trace.py in test_plots.sh.
 set -u
 if [ $# -ne 4 ] || { [ "$4" != attn ] && [ "$4" != train ]; }; then
     echo "usage: $0 RINGATTN MPIRUN CONFIGS attn|train" >&2
     exit 2
 fi
 CHECK="$(cd "$(dirname "$0")" && pwd)/check_trace.py"
-PLOT="$(cd "$(dirname "$0")/../../scripts" && pwd)/plot_trace.py"
 CONFIGS=$3
 PART=$4
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
@@ -164,41 +163,6 @@ else
 fi
 why+=$(partials)
 report "train failing at step 2 still writes its trace, status failed (P=3)" "$why"
-
-# scripts/plot_trace.py on hostile trace files: a one-line error naming the
-# file and the event, exit 1, no traceback (checked before matplotlib loads)
-python3 -c "print('[' * 100000 + ']' * 100000)" >pt_deep.json
-echo '{"traceEvents":[{"ph":"X"}]}' >pt_nopid.json
-echo '{"traceEvents":[1,2,3]}' >pt_ints.json
-echo '{"traceEvents":[{"ph":"M","name":"process_name","pid":0},{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1}]}' >pt_noargs.json
-echo '{"traceEvents":[{"ph":"X","pid":0,"tid":"a","ts":1,"dur":1}]}' >pt_strtid.json
-echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e400,"dur":1}]}' >pt_inf.json
-for c in "deep:nested too deeply" "nopid:traceEvents\[0\]: no integer pid" "ints:traceEvents\[0\]: not an object" \
-    "noargs:traceEvents\[0\]: a name event without args.name" "strtid:no integer tid" "inf:ts is not a finite number"; do
-    f=pt_${c%%:*}.json
-    timeout 60 python3 "$PLOT" "$f" -o pt.png >out 2>err
-    rc=$?
-    why=""
-    [ "$rc" -eq 1 ] || why+="exit status $rc; "
-    grep -qE "^plot_trace: $f: .*${c#*:}" err || why+="message: $(tail -1 err); "
-    grep -q Traceback err && why+="a traceback; "
-    [ -e pt.png ] && why+="pt.png written; "
-    report "plot_trace.py on $f: refused, naming it" "$why"
-done
-# its output: not the trace (also through a symlink), not a FIFO or directory
-echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1}]}' >pt_ok.json
-ln -sf pt_ok.json pt_link.png
-mkfifo pt_fifo.png
-mkdir -p pt_dir.png
-sum=$(cksum <pt_ok.json)
-for c in "pt_ok.json:is the trace file" "pt_link.png:is the trace file" "pt_fifo.png:not a regular file" \
-    "pt_dir.png:not a regular file"; do
-    timeout 60 python3 "$PLOT" pt_ok.json -o "${c%%:*}" >out 2>err
-    rc=$?
-    why=$([ "$rc" -eq 1 ] || echo "exit status $rc; ")$(grep -q "${c#*:}" err || echo "message: $(tail -1 err)")
-    report "plot_trace.py -o ${c%%:*}: refused before any work" "$why"
-done
-report "... and the trace is unchanged" "$([ "$(cksum <pt_ok.json)" = "$sum" ] || echo changed)"
 fi
 
 finish

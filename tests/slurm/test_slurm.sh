@@ -96,6 +96,41 @@ script_checks() {
     done
     grep -qxF 'arg: train.steps=1' "$d/out" && why+="globbed to a file name; "
     report "train.sbatch: SETS and TRAIN_ARGS split into words, not globbed" "$why"
+    # arg_after OPTION: the word the stand-in ringattn got after OPTION
+    arg_after() { grep -A1 -xF "arg: $1" "$d/out" | sed -n '2s/^arg: //p'; }
+    # outside Slurm each run has its own directory and its metrics in it (a shared
+    # default resumed the previous run, and two CKPT_DIRs of one directory shared
+    # ./metrics.jsonl, replacing a user's file of that name)
+    echo notes >"$d/run/metrics.jsonl"
+    sb train.sbatch
+    c1=$(arg_after --checkpoint-dir) m1=$(arg_after --metrics)
+    sleep 1
+    sb train.sbatch
+    c2=$(arg_after --checkpoint-dir)
+    why=""
+    [[ $c1 == out/local-*/checkpoints ]] && [ "$c1" != "$c2" ] || why+="checkpoint directories '$c1', '$c2'; "
+    [ "$m1" = "$c1/metrics.jsonl" ] || why+="metrics '$m1'; "
+    sb train.sbatch CKPT_DIR=runA
+    [ "$(arg_after --metrics)" = runA/metrics.jsonl ] || why+="CKPT_DIR=runA: metrics '$(arg_after --metrics)'; "
+    [ "$(cat "$d/run/metrics.jsonl")" = notes ] || why+="./metrics.jsonl changed; "
+    report "train.sbatch outside Slurm: a directory per run, metrics inside CKPT_DIR" "$why"
+    # resuming, a CONFIG given is not read: said
+    mkdir -p "$d/run/ckr" && touch "$d/run/ckr/last.ckpt"
+    sb train.sbatch CKPT_DIR=ckr
+    why=""
+    grep -q 'arg: --resume' "$d/out" || why+="did not resume; "
+    grep -q 'CONFIG=c.ini is not read: the run resumes from ckr/last.ckpt' "$d/out" || why+="not said: $(head -1 "$d/out"); "
+    report "train.sbatch: resuming, CONFIG is said to be not read" "$why"
+    # a run that fails before writing anything leaves no directory the script made
+    rm -rf "$d/run/out" "$d/run/pre"
+    mkdir -p "$d/run/pre"
+    sb train.sbatch RINGATTN=false CKPT_DIR=pre/a/b
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    [ -d "$d/run/pre" ] && [ ! -e "$d/run/pre/a" ] || why+="left: $(find "$d/run/pre" | tr '\n' ' '); "
+    sb train.sbatch RINGATTN=false
+    [ ! -e "$d/run/out" ] || why+="left: $(find "$d/run/out" | tr '\n' ' '); "
+    report "train.sbatch: a failed run removes the empty directories it made, not the others" "$why"
     sb bench_attn.sbatch BENCH_ARGS='-b 1K x* ?1'
     why=""
     [ "$rc" -eq 0 ] || why+="exit status $rc; $(head -2 "$d/err"); "
@@ -147,6 +182,7 @@ script_checks() {
     refused train.sbatch "CONFIG naming a directory refused" "CONFIG '\\.' is not a readable file" CONFIG=.
     refused train.sbatch "RINGATTN not a program refused" "RINGATTN '/nope/ringattn' is not a program" RINGATTN=/nope/ringattn
     refused train.sbatch "LAUNCHER=ssh refused" "LAUNCHER must be srun or mpirun" LAUNCHER=ssh
+    refused train.sbatch "LAUNCHER=srun outside a Slurm job refused" "LAUNCHER=srun needs a Slurm job" LAUNCHER=srun
     # local-slurm.sh: refused before the root check, an install or a daemon
     for a in "status garbage" "start now" "stop -f" "" "restart"; do
         # shellcheck disable=SC2086

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# test_plots.sh RINGATTN MPIRUN SRC - the plot scripts (scripts/plot_*.py):
+# each draws what ringattn writes (a trace, metrics, bench attn tables, a
+# plan CSV, a Combiner run directory), and none of them can lose a file:
+# the output is refused when it is an input (by name, symlink or hard link),
+# a directory, a FIFO, in a missing directory or without a format's
+# extension; a symlink at the output is replaced, not written through.
+# Hostile inputs get one line naming file (and line or event), exit 1, no
+# traceback. Skipped (77) without the system Python's matplotlib
+# (scripts/install-deps.sh --tests installs it).
+set -u
+if [ $# -ne 3 ]; then
+    echo "usage: $0 RINGATTN MPIRUN SRC" >&2
+    exit 2
+fi
+SCRIPTS="$(cd "$3/scripts" && pwd)"
+PY=/usr/bin/python3
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    echo "skip: no matplotlib for $PY (apt-get install -y python3-matplotlib)"
+    exit 77
+fi
+. "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+
+# plot SCRIPT ARGS...: the script under timeout; sets rc, out, err
+plot() {
+    local s=$1
+    shift
+    LAST="plot_$s.py $*"
+    timeout 120 "$PY" "$SCRIPTS/plot_$s.py" "$@" >out 2>err
+    rc=$?
+}
+# refused DESC PATTERN: the last plot exited 1 with PATTERN on stderr, no traceback
+refused() {
+    local why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    grep -qE -- "$2" err || why+="message: $(tail -1 err); "
+    grep -q Traceback err && why+="a traceback; "
+    report "$1" "$why"
+}
+# drawn DESC FILE: the last plot exited 0 and wrote FILE, an image
+drawn() {
+    local why=""
+    [ "$rc" -eq 0 ] || why+="exit status $rc: $(tail -1 err); "
+    [ -s "$2" ] || why+="no $2; "
+    head -c 8 "$2" 2>/dev/null | grep -qaE 'PNG|%PDF|<\?xml|<svg' || why+="$2 is not an image; "
+    why+=$(partials)
+    report "$1" "$why"
+}
+
+# ---- what ringattn writes, drawn ------------------------------------------------
+mpi 2 bench attn -b 256 -e 512 -n 1 -w 0 -c 0 --trace tr.json
+report "bench attn --trace for the plots" "$(status $?)"
+cp out bench.txt
+mpi 2 train --config "$3/configs/tiny.ini" --set train.steps=4 --set train.warmup=1 --set train.eval_every=2 --set train.eval_batches=1 \
+    --checkpoint-dir ck --metrics m.jsonl
+report "train --metrics for the plots" "$(status $?)"
+printf 'config,mode,profile,P,L,layout,chunk,step_ms,tokens_per_s,comm_share\n%s\n%s\n' \
+    "configs/10m.ini,weak,ib100,1,1024,zigzag,0,10,1000,0.1" "configs/10m.ini,weak,ib100,2,2048,zigzag,0,11,1800,0.2" \
+    >plan.csv
+mkdir -p comb && cp m.jsonl comb/full-s1.jsonl && printf 'full\t12.5\t1000\n' >comb/step_times.tsv
+plot trace tr.json -o trace.png
+drawn "plot_trace.py draws a bench attn trace (P=2)" trace.png
+plot metrics m.jsonl -o metrics.svg
+drawn "plot_metrics.py draws train --metrics (SVG)" metrics.svg
+plot bench bench.txt bench.txt -o bench.pdf
+drawn "plot_bench.py draws bench attn tables (PDF)" bench.pdf
+plot plan plan.csv -o plan.png
+drawn "plot_plan.py draws a plan --csv table" plan.png
+plot combiner comb -o comb.png
+drawn "plot_combiner.py draws a run directory" comb.png
+
+# ---- outputs that would lose a file: refused before any work --------------------
+ln -sf m.jsonl m_link.png
+ln -f m.jsonl m_hard.png
+mkfifo fifo.png
+mkdir -p dir.png
+sums=$(cksum m.jsonl tr.json bench.txt plan.csv)
+for s_in_out in "metrics m.jsonl m_link.png:is the input m.jsonl" "metrics m.jsonl m_hard.png:is the input m.jsonl" \
+    "metrics m.jsonl fifo.png:not a regular file" "metrics m.jsonl dir.png:not a regular file" \
+    "metrics m.jsonl m.jsonl:give a file name ending in .png, .pdf, .svg" \
+    "metrics m.jsonl noext:give a file name ending" "metrics m.jsonl .:give a file name ending" \
+    "metrics m.jsonl nodir/m.png:no directory nodir" \
+    "bench bench.txt m_link.png:is the input" "trace tr.json m_link.png:is the input" \
+    "plan plan.csv m_link.png:is the input" "bench bench.txt dir.png:not a regular file" \
+    "trace tr.json fifo.png:not a regular file" "plan plan.csv nodir/p.png:no directory nodir"; do
+    set -- ${s_in_out%%:*}
+    ln -sf "$2" m_link.png
+    ln -f "$2" m_hard.png
+    plot "$1" "$2" -o "$3"
+    refused "plot_$1.py $2 -o $3: refused" "^plot_$1(\.py)?: (error: )?-o $3.*${s_in_out#*:}"
+done
+report "... and every input is unchanged" "$([ "$(cksum m.jsonl tr.json bench.txt plan.csv)" = "$sums" ] || echo changed)"
+# a symlink at the output to a file that is not an input: replaced, the file kept
+echo keep >precious.txt
+ln -sf precious.txt out_link.png
+plot metrics m.jsonl -o out_link.png
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc; "
+[ "$(cat precious.txt)" = keep ] || why+="precious.txt was written through the link; "
+[ -f out_link.png ] && [ ! -L out_link.png ] || why+="out_link.png is still a link; "
+report "plot_metrics.py -o a symlink to another file: the link replaced, the file kept" "$why"
+
+# ---- hostile inputs: one line naming the file, exit 1 ---------------------------
+"$PY" -c "print('[' * 100000 + ']' * 100000)" >deep.jsonl
+"$PY" -c "print('{\"step\": 1, \"loss\": ' + '7' * 5000 + '}')" >digits.jsonl
+printf '\xff\xfe{"step": 1}\n' >latin.jsonl
+for c in "deep.jsonl:deep.jsonl:1: not a metrics record" "digits.jsonl:digits.jsonl:1: not a metrics record" \
+    "latin.jsonl:latin.jsonl: not UTF-8"; do
+    plot metrics "${c%%:*}" -o m.png
+    refused "plot_metrics.py on ${c%%:*}: refused, naming it" "${c#*:}"
+done
+printf '# ringattn bench attn: head=full\n%s\n' "$("$PY" -c "print('9' * 5000)") 1 2 3 4 5 6 7" >bdigits.txt
+printf '# ringattn bench attn: head=full\n      1024  nan  1 1 1 1 1 1\n' >bnan.txt
+printf '\xff\xfe\n' >blatin.txt
+for c in "bdigits.txt:bdigits.txt:2: not a result row" "bnan.txt:bnan.txt:2: not a result row" \
+    "blatin.txt:blatin.txt: not UTF-8"; do
+    plot bench "${c%%:*}" -o b.png
+    refused "plot_bench.py on ${c%%:*}: refused, naming it" "${c#*:}"
+done
+# plot_trace.py: checked before matplotlib loads
+"$PY" -c "print('[' * 100000 + ']' * 100000)" >pt_deep.json
+echo '{"traceEvents":[{"ph":"X"}]}' >pt_nopid.json
+echo '{"traceEvents":[1,2,3]}' >pt_ints.json
+echo '{"traceEvents":[{"ph":"M","name":"process_name","pid":0},{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1}]}' >pt_noargs.json
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":"a","ts":1,"dur":1}]}' >pt_strtid.json
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e400,"dur":1}]}' >pt_inf.json
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e308,"dur":1e308}]}' >pt_end.json
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1,"cat":{"x":1}}]}' >pt_cat.json
+for c in "deep:nested too deeply" "nopid:traceEvents\[0\]: no integer pid" "ints:traceEvents\[0\]: not an object" \
+    "noargs:traceEvents\[0\]: a name event without args.name" "strtid:no integer tid" "inf:ts is not a finite number" \
+    "end:with a finite end" "cat:cat is not a string"; do
+    f=pt_${c%%:*}.json
+    rm -f pt.png
+    plot trace "$f" -o pt.png
+    refused "plot_trace.py on $f: refused, naming it" "^plot_trace: $f: .*${c#*:}"
+    [ -e pt.png ] && bad "... plot_trace.py on $f wrote pt.png"
+done
+# a bare event list (no otherData for the title) draws
+echo '[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":5,"cat":"attn","name":"a"}]' >pt_list.json
+plot trace pt_list.json -o list.png
+drawn "plot_trace.py draws a bare event list" list.png
+for opt in "--from nan" "--to inf" "--width 0" "--width nan" "--width 1e6"; do
+    plot trace tr.json -o w.png $opt
+    refused "plot_trace.py $opt: refused" "^plot_trace: ${opt%% *} "
+done
+
+finish
