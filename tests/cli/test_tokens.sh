@@ -7,7 +7,12 @@
 # the same losses at P = 1 and 2; eval reads the held-out file; generate
 # continues a prompt encoded by detokenize.py --encode (--prompt-tokens) and
 # prints ids, the same on 1 and 2 ranks, which detokenize.py turns back into
-# text that starts with the prompt; --format npy writes the same ids.
+# text that starts with the prompt; --format npy writes the same ids. Then
+# the scripts' refusals: tokenize_corpus.py never writes over an input or
+# someone else's files, runs all or nothing (a failed rerun leaves the
+# earlier output as it was, no .tmp, no empty --out), and detokenize.py
+# turns a bad --tokenizer, unreadable, non-UTF-8, torn or non-regular
+# files and non-ASCII ids into one-line errors (never a traceback or abort).
 # Skipped (exit 77) without Debian's python3-sentencepiece and python3-numpy
 # (scripts/install-deps.sh --tests installs them).
 set -u
@@ -122,5 +127,129 @@ mpi 2 train "${tok[@]}" --set data.dtype=auto --set data.path=tknpy/train.npy --
 why=$(status $?)
 [ -z "$why" ] && why=$(same_losses npy.jsonl p1.jsonl)
 report "training on the .npy files gives the losses of the .bin files" "$why"
+
+# ---- refusals: one line "SCRIPT: ...", a non-zero status, no traceback, nothing destroyed ----------
+# refused RC SCRIPT PATTERN: why the run whose status is RC (stderr in err)
+# was not a one-line refusal by SCRIPT matching PATTERN, or nothing
+refused() {
+    local why=''
+    if [ "$1" -eq 0 ]; then why+="exit status 0, expected a refusal; "
+    elif [ "$1" -ge 124 ]; then why+="exit status $1 (hang, crash or signal); "
+    fi
+    grep -q Traceback err && why+="a Python traceback; "
+    [ "$(wc -l <err)" -eq 1 ] && grep -qE "^$2: .*$3" err || why+="expected one line '$2: ...$3...': $(head -c 300 err | tr '\n' ' '); "
+    echo "$why"
+}
+tc() { LAST="tokenize_corpus.py $*"; timeout "$TMO" "$PY" "$TOK" "$@" --threads 1 >out 2>err; }
+dt() { LAST="detokenize.py $*"; timeout 10 "$PY" "$DETOK" "$@" >out 2>err; }
+mkdir c1
+for i in $(seq 30); do echo "The ring passes keys and values around, $i ranks at a time."; done >c1/a.txt
+cp c1/a.txt c1/b.txt
+ln -s c1 c1link
+
+# 1: --out an input (directly, through a symlink, or a directory holding one); --out inside one is fine
+why=
+for io in "c1 c1" "c1 c1link" "c1 ." "c1/a.txt c1/a.txt"; do
+    tc --input ${io% *} --vocab-size 300 --out ${io#* }
+    w=$(refused $? tokenize_corpus.py "(is|holds) the input")
+    [ -n "$w" ] && why+="--input ${io% *} --out ${io#* }: $w"
+done
+[ "$(ls c1)" = "$(printf 'a.txt\nb.txt')" ] || why+="c1 now holds $(ls c1 | tr '\n' ' '); "
+tc --input c1 --vocab-size 300 --out c1/tk
+why+=$(status $?)
+[ -s c1/tk/val.bin ] && [ -s c1/tk/meta.json ] || why+="--out c1/tk (inside the input) wrote no val.bin, meta.json; "
+why+=$(partials)
+report "tokenize_corpus.py refuses an --out that is or holds an input, takes one inside an input" "$why"
+
+# 2: a failed rerun (val-fraction, too big a vocabulary) changes nothing; --val-fraction 0 drops val.bin
+# (c1 holds c1/tk by now: the runs from here on read c1/a.txt alone)
+tc --input c1/a.txt --vocab-size 300 --out t2
+why=$(status $?)
+before=$(sums t2/*)
+tc --input c1/a.txt --vocab-size 320 --out t2 --val-fraction 0.000001
+why+=$(refused $? tokenize_corpus.py "leaves 0 held out")
+tc --input c1/a.txt --vocab-size 5000 --out t2
+why+=$(refused $? tokenize_corpus.py "could not train")
+[ "$(sums t2/*)" = "$before" ] || why+="t2 changed: $(ls t2 | tr '\n' ' '); "
+why+=$(partials)
+report "a failed rerun leaves the earlier output as it was (no .tmp)" "$why"
+tc --input c1/a.txt --vocab-size 320 --out t2 --val-fraction 0
+why=$(status $?)
+[ -e t2/val.bin ] && why+="the earlier val.bin is still there; "
+grep -q '"val": null' t2/meta.json || why+="meta.json has a val file; "
+[ "$(ls t2 | tr '\n' ' ')" = "meta.json tokenizer.model tokenizer.vocab train.bin " ] ||
+    why+="t2 holds $(ls t2 | tr '\n' ' '); "
+report "a rerun with --val-fraction 0 removes the earlier run's val.bin" "$why"
+
+# 3: the output names in a directory the script did not fill are someone else's
+mkdir u1 u2
+echo mine >u1/train.bin
+echo '{"mine": true}' >u2/meta.json
+why=
+tc --input c1/a.txt --vocab-size 300 --out u1
+why+=$(refused $? tokenize_corpus.py "u1/train.bin")
+tc --input c1/a.txt --vocab-size 300 --out u2
+why+=$(refused $? tokenize_corpus.py "u2/meta.json")
+[ "$(cat u1/train.bin)" = mine ] && [ "$(cat u2/meta.json)" = '{"mine": true}' ] || why+="a user's file was replaced; "
+[ "$(ls u1 u2 | tr '\n' ' ')" = "u1: train.bin  u2: meta.json " ] || why+="left $(ls u1 u2 | tr '\n' ' '); "
+report "tokenize_corpus.py refuses to replace train.bin, meta.json it did not write" "$why"
+
+# 4: a bad --out is one line; a failed run leaves no --out directory behind
+echo x >afile
+why=
+tc --input c1/a.txt --vocab-size 300 --out afile
+why+=$(refused $? tokenize_corpus.py "afile: exists and is not a directory")
+tc --input c1/a.txt --vocab-size 300 --out afile/sub
+why+=$(refused $? tokenize_corpus.py "afile/sub: cannot create")
+mkdir empty
+mkfifo fifo
+for args in "nothere --vocab-size 300" "empty --vocab-size 300" "fifo --vocab-size 300" "c1/a.txt --vocab-size 5000"; do
+    tc --input $args --out n4/deep
+    [ $? -ne 0 ] || why+="$args: exit status 0; "
+    [ -e n4 ] && { why+="$args left the directory n4; "; rm -rf n4; }
+done
+report "tokenize_corpus.py: --out a file is one line, a failed run creates no --out" "$why"
+
+# 5: --tokenizer not a regular file (SentencePiece aborts on a directory, blocks on a FIFO)
+why=
+for m in . fifo; do
+    dt --tokenizer "$m" </dev/null
+    w=$(refused $? detokenize.py "--tokenizer $m: not a regular file")
+    [ -n "$w" ] && why+="--tokenizer $m: $w"
+done
+report "detokenize.py refuses a --tokenizer that is a directory or a FIFO" "$why"
+
+# 6: files it cannot read: one line naming the file
+M=(--tokenizer tk/tokenizer.model)
+printf '12 \xff\n' >latin1.txt
+"$PY" -c 'import numpy as np; np.save("obj.npy", np.array([1, None], dtype=object), allow_pickle=True)'
+head -c 40 tknpy/val.npy >torn.npy
+why=
+for args in "latin1.txt" "--encode latin1.txt" "missing.txt" "--dtype uint16 missing.bin" "tk" "obj.npy" \
+    "torn.npy" "--dtype uint16 fifo"; do
+    dt "${M[@]}" $args </dev/null
+    w=$(refused $? detokenize.py "${args##* }: ")
+    [ -n "$w" ] && why+="$args: $w"
+done
+report "detokenize.py: non-UTF-8, missing, directory, pickled, torn .npy and FIFO files are one-line errors" "$why"
+
+# 7: --dtype reads whole ids from a regular file, never standard input
+head -c 101 tk/train.bin >odd.bin
+head -c 102 tk/train.bin >odd4.bin
+why=
+dt "${M[@]}" --dtype uint16 odd.bin </dev/null
+why+=$(refused $? detokenize.py "odd.bin: 101 bytes")
+dt "${M[@]}" --dtype uint32 odd4.bin </dev/null
+why+=$(refused $? detokenize.py "odd4.bin: 102 bytes")
+dt "${M[@]}" --dtype uint16 /dev/urandom </dev/null
+why+=$(refused $? detokenize.py "/dev/urandom: not a regular file")
+echo 5 6 | dt "${M[@]}" --dtype uint16
+why+=$(refused $? detokenize.py "--dtype .*standard input")
+report "detokenize.py --dtype refuses a torn file, a device and standard input" "$why"
+
+# 8: ids are ASCII digits ('١٢' is 12 to int())
+printf '5 \xd9\xa1\xd9\xa2\n' >arabic.txt
+dt "${M[@]}" arabic.txt </dev/null
+report "detokenize.py refuses ids that are not ASCII digits" "$(refused $? detokenize.py "item 1\) is not a token id")"
 
 finish
