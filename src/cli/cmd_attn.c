@@ -259,6 +259,8 @@ static ra_status check_shapes(const ra_npy *q, const ra_npy *k, const ra_npy *v,
     if (q->ndim != 3 && q->ndim != 4)
         return RA_FAIL(RA_ERR_SHAPE, "%s: Q must be [H, L, D] or [B, H, L, D], got %s", q->path,
                        ra_shape_str(a, sizeof a, q->ndim, q->shape));
+    if (q->count == 0) /* before the int casts below: [2^62, 2, 0] holds nothing, and 2^62 heads were 0 */
+        return RA_FAIL(RA_ERR_SHAPE, "%s: empty dimension in %s", q->path, ra_shape_str(a, sizeof a, q->ndim, q->shape));
     const int o = q->ndim - 3;
     s->four_d = o;
     s->B = o ? (int)q->shape[0] : 1;

@@ -14,11 +14,12 @@ static const char *help =
     "usage: ringattn compare A.npy B.npy [--tol T]\n"
     "\n"
     "Prints max|A - B|, max|B| and the normalised error max|A - B| / max|B|\n"
-    "(B is the reference; equal infinities count as equal). Exits 1 when the\n"
-    "normalised error exceeds T (default 1e-5, finite and >= 0), when either\n"
-    "array holds a NaN (the message gives the first position), or when the\n"
-    "arrays differ in shape (the number of dimensions too) or are not float32\n"
-    "or float64. Values compare in float64 (a float32 value is exact there).\n";
+    "(B is the reference; equal infinities count as equal; when max|B| = 0 it\n"
+    "is 0 if A equals B and infinite otherwise). Exits 1 when the normalised\n"
+    "error exceeds T (default 1e-5, finite and >= 0), when either array holds\n"
+    "a NaN (the message gives the first position), or when the arrays differ\n"
+    "in shape (the number of dimensions too) or are not float32 or float64.\n"
+    "Values compare in float64 (a float32 value is exact there).\n";
 
 static ra_status need_float(const ra_npy *f)
 {
@@ -62,10 +63,19 @@ static void accumulate(diff_stats *d, const double *x, const double *y, int64_t 
     }
 }
 
+/* max|A - B| / max|B|; B all zeros (max|B| = 0) scales nothing: A equal
+ * to it is no error, any difference an infinite one (it divided by 1, so
+ * 1e-30 against zeros passed any tolerance). */
+static double normalised(const diff_stats *d)
+{
+    if (d->rmax > 0) return d->dmax / d->rmax;
+    return d->dmax > 0 ? INFINITY : 0.0;
+}
+
 static ra_status verdict(const ra_npy *a, const ra_npy *b, const diff_stats *d, float tol)
 {
     char pos[160];
-    double err = d->dmax / (d->rmax > 0 ? d->rmax : 1.0);
+    double err = normalised(d);
     int ok = d->first_nan < 0 && err <= tol;
     printf("compare: %s vs %s: max|A-B| = %.3e, max|B| = %.3e, normalised error = %.3e (tol %.1e) %s\n", a->path,
            b->path, d->dmax, d->rmax, err, tol, ok ? "OK" : "FAIL");
@@ -74,8 +84,9 @@ static ra_status verdict(const ra_npy *a, const ra_npy *b, const diff_stats *d, 
                        ra_position_str(pos, sizeof pos, d->first_nan, a->ndim, a->shape), (long long)d->first_nan,
                        a->path, d->nan_a, b->path, d->nan_b);
     if (!ok)
-        return RA_FAIL(RA_ERR_ARG, "compare: %s differs from %s by %.3e > %.1e (largest difference at %s)", a->path,
-                       b->path, err, tol, ra_position_str(pos, sizeof pos, d->at_max, a->ndim, a->shape));
+        return RA_FAIL(RA_ERR_ARG, "compare: %s differs from %s by %.3e > %.1e (largest difference at %s)%s", a->path,
+                       b->path, err, tol, ra_position_str(pos, sizeof pos, d->at_max, a->ndim, a->shape),
+                       d->rmax > 0 ? "" : "; max|B| = 0: any difference is an infinite normalised error");
     return RA_OK;
 }
 
@@ -118,9 +129,10 @@ ra_status ra_cmd_compare(ra_cli *c, int argc, char **argv)
     while (st == RA_OK && (o = ra_getopt(argc, argv, ":h", opts)) != -1) {
         if (o == 't') {
             st = ra_arg_float("--tol", optarg, &tol);
-            /* an infinite tolerance (1e39 in float32) would pass anything */
-            if (st == RA_OK && (!isfinite(tol) || tol < 0))
+            /* an infinite tolerance (1e39 in float32) would pass anything; -1e-50 is negative, not 0 */
+            if (st == RA_OK && (!isfinite(tol) || tol < 0 || strtod(optarg, NULL) < 0))
                 st = RA_FAIL(RA_ERR_ARG, "--tol: %s must be >= 0 and finite in float32", optarg);
+            if (tol == 0) tol = 0.0f; /* -0 is 0, and printed so (it printed "tol -0.0e+00") */
             /* 1e-50 is 0 in float32: an exact comparison nobody asked for */
             if (st == RA_OK && tol == 0 && strtod(optarg, NULL) != 0)
                 st = RA_FAIL(RA_ERR_ARG, "--tol: %s is 0 in float32 (below 1.4e-45); give 0 for an exact "

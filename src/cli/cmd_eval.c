@@ -17,9 +17,10 @@ static const char *help =
     "Without --data: the checkpoint's own held-out data (for the recall task,\n"
     "held-out sequences and recall accuracy). With --data FILE: consecutive\n"
     "windows of seq_len tokens covering FILE (at most --batches batches of\n"
-    "train.batch windows; default all): its token ids when the model was trained\n"
-    "on data.source = tokens, FILE is a .npy or llm.c shard (by its magic), or\n"
-    "--set data.dtype=uint16|uint32|npy|llmc is given (a flat file of ids for an\n"
+    "train.batch windows, cut to FILE's windows when it holds fewer; default\n"
+    "all): its token ids when the model was trained on data.source = tokens,\n"
+    "FILE is a .npy or llm.c shard (by its magic), or --set\n"
+    "data.dtype=uint16|uint32|npy|llmc is given (a flat file of ids for an\n"
     "imported model), else its bytes. Prints loss (nats/token), bits per byte\n"
     "(bits per token for token ids) and accuracy (argmax == next token).\n"
     "One ring of all P ranks, whatever grid trained the model; --set run.dp=N\n"
@@ -32,16 +33,42 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
 static const char *diag_help =
     "usage: mpirun -n P ringattn diag --checkpoint CKPT|DIR [--data FILE] [--set SEC.KEY=VAL]...\n"
     "\n"
-    "Runs one batch (held-out, or the first windows of FILE) through the model and\n"
-    "prints, per layer and head, kappa = sigma_max / sigma_min of the head's output\n"
-    "(after its preconditioner) over all rows of the batch, from the D x D Gram\n"
-    "matrix summed over ranks.\n";
+    "Runs one batch (held-out, or the first train.batch windows of FILE, at most\n"
+    "all of them) through the model and prints, per layer and head, kappa =\n"
+    "sigma_max / sigma_min of the head's output (after its preconditioner) over\n"
+    "all rows of the batch, from the D x D Gram matrix summed over ranks.\n";
 
 ra_status ra_cmd_eval(ra_cli *c, int argc, char **argv) { return run_eval(c, argc, argv, 0); }
 
 /* `ringattn diag`: the condition number of every layer's head outputs on one
  * held-out batch (or the first windows of --data FILE). */
 ra_status ra_cmd_diag(ra_cli *c, int argc, char **argv) { return run_eval(c, argc, argv, 1); }
+
+/* --data FILE's windows, counted before the model is sized (counting needs
+ * no positions). Collective. */
+static ra_status count_windows(const ra_cli *c, const ra_config *cfg, int64_t *windows)
+{
+    ra_data *d = NULL;
+    ra_status st = ra_data_open_as(&d, cfg, NULL, 0, "--data");
+    *windows = st == RA_OK ? ra_data_windows(d) : 0;
+    ra_data_close(d);
+    return ra_agree(c->comm, st);
+}
+
+/* A batch of more windows than FILE holds computed padding rows that count
+ * nothing (train.batch = 100000 on 52 windows: 8.7 GB, 30 s). It shrinks to
+ * the windows, each group an equal share, in micro-batches no larger than
+ * the config's (train.accum bounds the memory): every window is still
+ * evaluated once, so the loss is the same. */
+static void fit_batch(ra_config *cfg, int64_t windows)
+{
+    if (windows < 1 || cfg->batch <= windows) return;
+    const int dp = cfg->dp, micro = cfg->batch / dp / cfg->accum;
+    const int64_t share = (windows + dp - 1) / dp; /* windows per group */
+    const int m = share < micro ? (int)share : micro;
+    cfg->accum = (int)((share + m - 1) / m);
+    cfg->batch = m * cfg->accum * dp;
+}
 
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
 {
@@ -91,9 +118,13 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
      * its share of every batch); diag's Gram matrices are one ring's */
     if (diag || !ra_session_sets_key(&sa, "run.dp")) cfg.dp = 1;
     ra_set_threads(c, sa.threads ? sa.threads : cfg.threads, sa.threads ? "--threads" : "run.threads");
-    ra_session s;
+    ra_session s = { .grid.ring = MPI_COMM_NULL }; /* closed whether or not it opened */
+    int64_t windows = 0;
     /* FILE's errors name the command and --data, the option the user typed */
-    st = ra_arg_cmd(cmd, ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0, data ? "--data" : NULL));
+    st = data ? ra_arg_cmd(cmd, count_windows(c, &cfg, &windows)) : RA_OK;
+    fit_batch(&cfg, windows);
+    if (st == RA_OK)
+        st = ra_arg_cmd(cmd, ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 0, data ? "--data" : NULL));
     if (st == RA_OK) st = ra_arg_cmd(cmd, ra_session_load(c, &s, path, 0, NULL)); /* named, as the options' errors */
     ra_eval_result r = { 0 };
     int split = data ? RA_SPLIT_ALL : RA_SPLIT_VAL;

@@ -44,7 +44,8 @@ static const char *help =
     "commas and spaces only; a file whose name is all digits is ./NAME), or a FILE:\n"
     "a .npy or llm.c shard (found by their headers), a text file of ids separated\n"
     "by commas or whitespace, or a flat binary file with --prompt-dtype uint16 or\n"
-    "uint32 (--prompt-dtype: auto, uint16, uint32, npy, llmc or text). Every id\n"
+    "uint32 (--prompt-dtype: auto, uint16, uint32, npy, llmc or text; for a\n"
+    "--prompt-tokens FILE only, refused with any other prompt). Every id\n"
     "must be below model.vocab.\n"
     "\n"
     "--output-format text prints one byte per token (the default when model.vocab\n"
@@ -96,7 +97,8 @@ typedef struct {
     ra_session_args s;
     const char *ckpt, *prompt, *prompt_file, *prompt_tokens, *out, *trace;
     int tokens, topk, seed;
-    int prompt_dtype; /* ra_token_dtype_id or PROMPT_TEXT_IDS */
+    int prompt_dtype;         /* ra_token_dtype_id or PROMPT_TEXT_IDS */
+    const char *dtype_given;  /* --prompt-dtype's value (NULL: not given) */
     int format;       /* OUT_* */
     float temp;
 } gen_args;
@@ -114,6 +116,39 @@ static int is_id_list(const char *t, size_t n)
         else if (!is_sep(t[i])) return 0;
     }
     return digits;
+}
+
+/* --prompt-dtype: a token file's dtype, or text */
+static ra_status parse_dtype(const char *val, gen_args *a)
+{
+    a->dtype_given = val;
+    if (strcmp(val, "text") == 0) {
+        a->prompt_dtype = PROMPT_TEXT_IDS;
+        return RA_OK;
+    }
+    if ((a->prompt_dtype = ra_name_find(ra_token_dtype_words, val)) >= 0) return RA_OK;
+    const char *words[16]; /* the dtypes and text, for one list ("..., llmc or text", not "... or llmc or text") */
+    int n = 0;
+    for (; n < 14 && ra_token_dtype_words[n]; n++) words[n] = ra_token_dtype_words[n];
+    words[n] = "text", words[n + 1] = NULL;
+    char w[160];
+    return RA_FAIL(RA_ERR_ARG, "--prompt-dtype: '%s' is not one of %s", val, ra_name_list(words, w, sizeof w));
+}
+
+/* --prompt-dtype says how --prompt-tokens FILE is read; with any other
+ * prompt it was ignored unseen (--prompt and --prompt-file are bytes). */
+static ra_status dtype_applies(const gen_args *a)
+{
+    if (!a->dtype_given) return RA_OK;
+    const char *t = a->prompt_tokens;
+    if (t && !is_id_list(t, strlen(t))) return RA_OK;
+    if (t)
+        return RA_FAIL(RA_ERR_ARG, "generate: --prompt-dtype %s is for a --prompt-tokens FILE, but --prompt-tokens "
+                       "'%s' is a list of ids (a file named with digits only: ./NAME); drop --prompt-dtype",
+                       a->dtype_given, t);
+    return RA_FAIL(RA_ERR_ARG, "generate: --prompt-dtype %s is for a --prompt-tokens FILE, but %s gives the prompt "
+                   "as bytes; drop --prompt-dtype (or give token ids with --prompt-tokens)", a->dtype_given,
+                   a->prompt ? "--prompt" : "--prompt-file");
 }
 
 static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
@@ -158,15 +193,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
             break;
         case 'K': RA_TRY(ra_arg_int("--top-k", optarg, 0, 1 << 20, &a->topk)); break;
         case 's': RA_TRY(ra_arg_int("--seed", optarg, 0, 1 << 30, &a->seed)); break;
-        case 'D':
-            if (strcmp(optarg, "text") == 0) {
-                a->prompt_dtype = PROMPT_TEXT_IDS;
-            } else if ((a->prompt_dtype = ra_name_find(ra_token_dtype_words, optarg)) < 0) {
-                char w[128];
-                return RA_FAIL(RA_ERR_ARG, "--prompt-dtype: '%s' is not one of %s or text", optarg,
-                               ra_name_list(ra_token_dtype_words, w, sizeof w));
-            }
-            break;
+        case 'D': RA_TRY(parse_dtype(optarg, a)); break;
         case 'F':
             if (strcmp(optarg, "text") == 0) a->format = OUT_TEXT;
             else if (strcmp(optarg, "ids") == 0) a->format = OUT_IDS;
@@ -185,7 +212,7 @@ static ra_status parse(int argc, char **argv, gen_args *a, int *want_help)
     if (a->prompt_tokens && !a->prompt_tokens[strspn(a->prompt_tokens, ID_SEPS)]) /* a LIST without ids, not a file */
         return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s': no token ids in the list (a LIST such as \"1,2,3\")",
                        a->prompt_tokens);
-    return RA_OK;
+    return dtype_applies(a);
 }
 
 /* --out and --trace before any work: places a file can be created, no

@@ -57,8 +57,10 @@ static const char *help =
     "partial checkpoints (*.ckpt.tmp) a killed run left there are removed.\n"
     "A fresh run refuses a checkpoint directory that already holds checkpoints;\n"
     "--resume takes the config from the checkpoint (--config is an error there;\n"
-    "--set may change any key but the model's). Directory and metrics file are\n"
-    "checked before step 1.\n"
+    "--set may change any key but the model's). Directory, metrics file and\n"
+    "trace are checked before step 1: neither file may be the checkpoint\n"
+    "directory, and the trace's directory must exist already (the checkpoint\n"
+    "directory is made after that check; the metrics may go into it).\n"
     "\n"
     "SIGUSR1, SIGTERM or SIGINT (Ctrl-C; a second one quits at once) to any rank\n"
     "(Slurm preemption: --signal=B:USR1@120):\n"
@@ -466,19 +468,67 @@ static ra_status begin(ra_cli *c, ra_session *s, const char *resume, int *start,
     return RA_OK;
 }
 
-/* The metrics file and --trace: neither is one of the run's inputs, nor
- * named like one's temporary file, nor the other (or its temporary file);
- * --trace creatable and not a checkpoint name. */
+/* p without its trailing slashes ("ck/" is ck) into out. */
+static const char *bare(const char *p, char *out, size_t cap)
+{
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    snprintf(out, cap, "%.*s", (int)n, p);
+    return out;
+}
+
+/* path names dir (the checkpoint directory), by any spelling, whether it
+ * exists or not. */
+static int is_dir_named(const char *path, const char *dir)
+{
+    char a[RA_PATH_MAX], b[RA_PATH_MAX];
+    bare(path, a, sizeof a), bare(dir, b, sizeof b);
+    return !strcmp(a, b) || ra_same_file(a, b);
+}
+
+/* An output named like the checkpoint directory, refused before the run
+ * makes it: a --trace there trained every step, then was lost at the end. */
+static ra_status not_ckdir(const char *opt, const char *path, const char *ckopt, const char *ckdir)
+{
+    if (!path || !path[0] || !is_dir_named(path, ckdir)) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "%s %s: is the checkpoint directory (%s %s); give a file name", opt, path, ckopt,
+                   ckdir);
+}
+
+/* --trace DIR/FILE where DIR is the checkpoint directory not made yet: the
+ * trace is checked (probed) before the directory is made, so it must exist.
+ * The metrics may go there: they are checked after it is made. */
+static ra_status trace_dir_made(const char *trace, const char *ckopt, const char *ckdir)
+{
+    char dir[RA_PATH_MAX];
+    struct stat st;
+    ra_dir_of(trace, dir, sizeof dir);
+    if (stat(dir, &st) == 0 || !is_dir_named(dir, ckdir)) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "--trace %s: its directory '%s' is the checkpoint directory (%s), which does not "
+                   "exist yet: the trace's directory must exist before the run (train makes the checkpoint "
+                   "directory only after checking its outputs); create it first, or write the trace elsewhere",
+                   trace, dir, ckopt);
+}
+
+/* The metrics file and --trace: neither is the checkpoint directory, nor
+ * one of the run's inputs, nor named like one's temporary file, nor the
+ * other (or its temporary file); --trace creatable (the metrics are probed
+ * once the checkpoint directory they may be in is made) and not a
+ * checkpoint name. */
 static ra_status check_outputs(const ra_cli *c, const train_args *a, const ra_config *cfg, const char *resume)
 {
     const int data = cfg->source_id != RA_SOURCE_RECALL;
+    const char *ckopt = a->ckdir ? "--checkpoint-dir" : "run.checkpoint_dir";
     const ra_cli_file ins[] = { { "--config", a->s.config }, { "--resume", a->resume ? resume : NULL },
                                 { "data.path", data ? cfg->path : NULL },
                                 { "data.val_path", data && cfg->val_path[0] ? cfg->val_path : NULL } };
     const ra_cli_file outs[] = { { a->metrics ? "--metrics" : "run.metrics", cfg->metrics[0] ? cfg->metrics : NULL },
                                  { "--trace", a->trace } };
-    RA_TRY(ra_check_files("train", ins, 4, outs, 2, c->rank == 0 && a->trace));
+    for (int o = 0; o < 2; o++) RA_TRY(not_ckdir(outs[o].opt, outs[o].path, ckopt, cfg->checkpoint_dir));
+    if (a->trace) RA_TRY(trace_dir_made(a->trace, ckopt, cfg->checkpoint_dir));
+    RA_TRY(ra_check_files("train", ins, 4, outs, 2, 0));
     if (!a->trace) return RA_OK;
+    if (c->rank == 0) RA_TRY(ra_check_output_path(a->trace, "train: --trace"));
     RA_TRY(ra_check_not_checkpoint(a->trace, "--trace", cfg->checkpoint_dir, "the trace"));
     char from[RA_PATH_MAX];
     if (resume) ra_dir_of(resume, from, sizeof from);

@@ -20,11 +20,13 @@ enum { SYNC_ROUNDS = 16 };
 
 static const char *g_path;
 static char g_command[1024];
+static char g_cmd[32]; /* "generate": its errors' prefix, as every other error of the command has */
 
 ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv)
 {
     g_path = NULL;
     if (!path) return RA_OK;
+    snprintf(g_cmd, sizeof g_cmd, "%s", cmd);
     size_t n = (size_t)snprintf(g_command, sizeof g_command, "ringattn %s", cmd);
     for (int i = 1; i < argc && n < sizeof g_command; i++)
         n += (size_t)snprintf(g_command + n, sizeof g_command - n, " %s", argv[i]);
@@ -44,6 +46,17 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
     return RA_OK;
 }
 
+/* A failed write said with the command and the option, as its other errors
+ * are ("generate: --trace t.json was not written: t.json.tmp: write failed:
+ * ..."); rank 0 writes and has the reason, the others RA_ERR_PEER. */
+static ra_status named(ra_status ws, const char *path)
+{
+    if (ws == RA_OK || ws == RA_ERR_PEER) return ws;
+    char why[1024];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    return RA_FAIL(ws, "%s: --trace %s was not written: %s", g_cmd, path, why);
+}
+
 ra_status ra_cli_trace_end(const ra_cli *c, ra_status st)
 {
     if (!g_path) return st;
@@ -54,11 +67,10 @@ ra_status ra_cli_trace_end(const ra_cli *c, ra_status st)
     if (st == RA_OK) snprintf(status, sizeof status, "ok");
     else if (st == RA_ERR_PEER) snprintf(status, sizeof status, "failed on another rank");
     else snprintf(status, sizeof status, "failed: %s", saved);
-    ra_status ws = ra_trace_write(c->comm, path, g_command, status);
+    ra_status ws = named(ra_trace_write(c->comm, path, g_command, status), path);
     if (st == RA_OK) return ws;
     /* the command's own failure is the one to report */
-    if (ws != RA_OK && c->rank == 0)
-        fprintf(stderr, "ringattn: warning: --trace %s was not written: %s\n", path, ra_last_error());
+    if (ws != RA_OK && ws != RA_ERR_PEER && c->rank == 0) fprintf(stderr, "ringattn: warning: %s\n", ra_last_error());
     if (st != RA_ERR_PEER) RA_FAIL(st, "%s", saved);
     return st;
 }

@@ -204,9 +204,27 @@ static int links_to_checkpoint(const char *path, const char *dir, char *name, si
     return found;
 }
 
+/* An existing regular file that does not start as a metrics file does
+ * ({"step": N, ...}; a shorter start of that too: a first record cut
+ * short): a user's file, which a fresh run would replace and a resume
+ * append to. Unreadable: not judged here (the open reports it). */
+static int foreign_metrics(const char *path)
+{
+    static const char start[] = "{\"step\": ";
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char head[sizeof start - 1];
+    const ssize_t n = read(fd, head, sizeof head);
+    close(fd);
+    return n > 0 && memcmp(head, start, (size_t)n) != 0;
+}
+
 /* The metrics file: creatable, and none of the run's inputs or checkpoints
  * (by name, or a hard link to one in the checkpoint directory or the one
- * resumed from: appending to it would corrupt that checkpoint). */
+ * resumed from: appending to it would corrupt that checkpoint), nor a file
+ * of something else. */
 static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
 {
     const char *m = cfg->metrics, *opt = f->metrics_opt;
@@ -222,6 +240,10 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
         if (dirs[i] && links_to_checkpoint(m, dirs[i], name, sizeof name))
             return RA_FAIL(RA_ERR_ARG, "%s %s: is the file %s/%s (a hard link to it): appending the metrics would "
                            "corrupt it; give another file name for the metrics", opt, m, dirs[i], name);
+    if (foreign_metrics(m))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: holds something other than metrics (it does not start with "
+                       "{\"step\": ...), which this run would %s; give another file name, or remove it",
+                       opt, m, f->resume ? "append to" : "replace");
     return RA_OK;
 }
 

@@ -288,13 +288,18 @@ static ra_status parse_dict(cursor *c, header *h)
     return RA_OK;
 }
 
-/* Product of the shape, refusing byte counts that would overflow int64. */
+/* Product of the shape, refusing byte counts that would overflow int64.
+ * A zero extent anywhere makes it 0 first: [2^62, 0] is an empty array
+ * (numpy makes one), not an overflow. */
 static ra_status shape_count(const char *path, ra_status code, int ndim, const int64_t *shape,
                              int itemsize, int64_t *count)
 {
+    *count = 0;
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] == 0) return RA_OK;
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && n > INT64_MAX / itemsize / shape[d]) {
+        if (n > INT64_MAX / itemsize / shape[d]) {
             char buf[256];
             return RA_FAIL(code, "%s: shape %s has too many elements (byte count overflows int64)",
                            path, ra_shape_str(buf, sizeof buf, ndim, shape));

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ringattn/checkpoint.h"
 #include "ringattn/fileio.h"
 #include "ringattn/npy.h"
 #include "ringattn/rng.h"
@@ -171,6 +172,10 @@ static ra_status open_tokens(ra_token_file *f, ra_token_dtype_id dtype)
     RA_TRY(ra_pread_full(f->fd, f->path, h, (size_t)(size < 8 ? size : 8), 0));
     const int npy = size >= 6 && memcmp(h, NPY_MAGIC, 6) == 0;
     const int llmc = size >= 4 && is_llmc_magic(le32(h));
+    /* a checkpoint's bytes read as ids fail only at the first id past the
+     * vocabulary, maybe at the run's final evaluation: named at once */
+    if (size >= 8 && ra_ckpt_is_one(f->path))
+        return RA_FAIL(RA_ERR_FORMAT, "%s %s: is a ringattn checkpoint, not token ids", f->what, f->path);
     switch (dtype) {
     case RA_TOKEN_AUTO:
         if (npy) return open_npy(f);

@@ -5,7 +5,9 @@
 #   1. gen + attn at P=1 and P=3 in every layout, causal and not, with --lse
 #      and gradients, 3-D and 4-D, GQA, segment ids, L not divisible by P;
 #      every output of a P=3 run is checked against P=1 with `compare`;
-#   2. malformed or mismatched .npy inputs;  3. bad options;
+#   2. malformed or mismatched .npy inputs (an empty one with a huge
+#      extent too);  3. bad options (generate's --prompt-dtype without a
+#      --prompt-tokens FILE among them);
 #   4. output safety (no clobbered --out, no *.tmp left behind);
 #   5. --help of each command;  6. `bench attn` and `bench train` smoke runs.
 #
@@ -159,6 +161,13 @@ fails "int64 segment id out of int32 range, on the last rank (P=3)" 3 "^\[rank 2
 fails "missing file" 2 "nosuch.npy" "no such file|cannot open" -- attn --q A/q.npy --k A/k.npy --v nosuch.npy --out o.npy
 fails "missing file (P=1)" 1 "nosuch.npy" "no such file|cannot open" -- attn --q nosuch.npy --k A/k.npy --v A/v.npy --out o.npy
 fails "directory as a file" 2 "res: " "regular file|directory" -- attn --q A/q.npy --k res --v A/v.npy --out o.npy
+# an empty array with a huge extent (numpy makes np.zeros((2**62, 2, 0))): empty, not "too many
+# elements", and its 2^62 heads are not read as an int (they were 0)
+printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2, 0), }" \
+    >bad/huge0.npy
+fails "an empty Q of shape [2^62, 2, 0]: an empty dimension" 2 \
+    "bad/huge0.npy: empty dimension in \[4611686018427387904, 2, 0\]" -- \
+    attn --q bad/huge0.npy --k bad/huge0.npy --v bad/huge0.npy --out o.npy
 
 # ---- 3. option errors --------------------------------------------------------
 
@@ -417,6 +426,24 @@ fails "attn --precond-eps without --precond rownorm: refused" 1 "--precond-grad 
 fails "bench attn --span with --head full: refused" 1 "bench attn: --span is combiner-fixed's" -- \
     bench attn -b 64 -e 64 --span 5
 fails "compare --tol 1e-50 (0 in float32): refused" 1 "--tol: 1e-50 is 0 in float32" -- compare A/q.npy A/q.npy --tol 1e-50
+# --prompt-dtype says how a --prompt-tokens FILE is read: with a LIST, --prompt or --prompt-file it
+# was ignored unseen (exit 0). Refused naming both options; its values in one list (it said
+# "... npy or llmc or text")
+mpi 1 train --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir gck ||
+    bad "train a checkpoint for generate: $(tail -1 err)"
+printf 'abc' >prompt.txt
+fails "generate --prompt-tokens LIST with --prompt-dtype: refused" 1 \
+    "error: generate: --prompt-dtype uint16 is for a --prompt-tokens FILE, but --prompt-tokens '1,2' is a list of ids" -- \
+    generate --checkpoint gck --tokens 2 --prompt-tokens 1,2 --prompt-dtype uint16
+fails "generate --prompt with --prompt-dtype: refused" 1 \
+    "error: generate: --prompt-dtype uint16 is for a --prompt-tokens FILE, but --prompt gives the prompt as bytes" -- \
+    generate --checkpoint gck --tokens 2 --prompt abc --prompt-dtype uint16
+fails "generate --prompt-file with --prompt-dtype: refused" 1 \
+    "error: generate: --prompt-dtype text is for a --prompt-tokens FILE, but --prompt-file gives the prompt as bytes" -- \
+    generate --checkpoint gck --tokens 2 --prompt-file prompt.txt --prompt-dtype text
+fails "generate --prompt-dtype bogus: the values in one list" 1 \
+    "error: generate: --prompt-dtype: 'bogus' is not one of auto, uint16, uint32, npy, llmc or text$" -- \
+    generate --checkpoint gck --tokens 2 --prompt-tokens prompt.txt --prompt-dtype bogus
 
 # ---- 6. bench attn smoke -----------------------------------------------------
 

@@ -5,7 +5,8 @@
 # window (named before step 1), FIFOs and directories as data or config, a
 # config with a UTF-8 byte-order mark, the recall_queries overflow, and
 # eval --data counting every window exactly once (against the number of
-# windows and the mean of each window evaluated alone).
+# windows and the mean of each window evaluated alone), with no more rows
+# than the file has windows whatever train.batch says.
 set -u
 RA=$1
 MPIRUN=$2
@@ -193,6 +194,15 @@ why=$(awk -v s="$sum" -v b="$batched" 'BEGIN {
     m = s / 11; d = m - b; if (d < 0) d = -d
     if (d > 2e-4) printf "batched loss %s, mean of the windows alone %.5f", b, m }')
 report "eval --data loss ($batched) = mean of the 11 windows evaluated alone" "$why"
+# a train.batch beyond the file's windows (a checkpoint trained with a large one): no more rows
+# than windows are allocated or computed (at 1048576 it asked for 107 GB), and the loss is the same
+for run in "1" "2" "2 run.dp=2" "1 train.accum=4096"; do
+    read -r P key <<<"$run"
+    ra "$P" eval --checkpoint ck --data w11.txt --set train.batch=1048576 ${key:+--set "$key"}
+    why=$([ $? -eq 0 ] || head -n 3 err)
+    [ -z "$why" ] && { grep -q '| 352 targets' out && [ "$(loss_of)" = "$batched" ] || why="$(cat out)"; }
+    report "eval --data P=$P${key:+ $key} at train.batch 1048576 on 11 windows: loss $batched, 352 targets" "$why"
+done
 ra 1 eval --checkpoint ck --data w11.txt --batches 1
 report "eval --data --batches 1: one batch of 4 windows (128 targets)" \
     "$([ $? -eq 0 ] && grep -q '| 128 targets' out || cat out err)"

@@ -12,15 +12,18 @@
 #   3. a FIFO as an input fails at once, naming it (no hang);
 #   4. NaN and Inf in Q, K, V, dO: an error with the count and the first
 #      position, summed over ranks; --allow-nonfinite computes with a warning;
-#   5. --scale / --precond-eps / --tol beyond float32 or 0;
+#   5. --scale / --precond-eps / --tol beyond float32 or 0 (a negative --tol
+#      refused, -0 taken as 0);
 #   6. compare: different shapes of one size, non-float dtypes, NaN,
-#      float64 values beyond float32's range;
+#      float64 values beyond float32's range, an all-zero reference B;
 #   7. results printed to a full device (/dev/full) exit non-zero; gen
-#      onto a full disk leaves the set of files it replaces whole;
+#      onto a full disk leaves the set of files it replaces whole; a trace
+#      that cannot be written says which command and --trace;
 #   8. --trace FILE (attn, bench attn, train, generate): the same checks as
 #      every output - an input, a symlink to one, another output, a
 #      directory, a FIFO, a missing or read-only directory - refused before
-#      any work, inputs unchanged, no trace written.
+#      any work, inputs unchanged, no trace written; train's --trace and
+#      --metrics never the checkpoint directory, made yet or not.
 #
 # Every run is under `timeout` (lib_cli.sh), with 1 and 2 ranks where the
 # ranks matter. Prints "ok: ..." / "FAIL: ..." and "N passed, M failed".
@@ -249,6 +252,13 @@ fails "--head unknown names the known heads" 2 "--head" "frob" "combiner-fixed" 
 fails "--precond spectral is refused for attn" 1 "--precond" "spectral" -- attn "${QKV[@]}" --out o.npy --precond spectral
 fails "compare --tol 1e39 (would pass anything)" 1 "--tol" "1e39" -- compare A/q.npy A/q.npy --tol 1e39
 fails "compare --tol -1" 1 "--tol" "-1" -- compare A/q.npy A/q.npy --tol -1
+# -1e-50 is -0 in float32 but negative (it said "is 0 in float32"); -0 is 0 (it printed "tol -0.0e+00")
+fails "compare --tol -1e-50: refused as negative" 1 "compare: --tol: -1e-50 must be >= 0" -- \
+    compare A/q.npy A/q.npy --tol -1e-50
+LAST="ringattn compare A/q.npy A/q.npy --tol -0"
+OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" compare A/q.npy A/q.npy --tol -0 >out 2>err </dev/null
+report "compare --tol -0 is a tolerance of 0, printed so" \
+    "$(status $?)$(grep -q '(tol 0\.0e+00) OK$' out || echo "no '(tol 0.0e+00) OK' line")"
 
 # ---- 6. compare: shapes, dtypes, NaN ---------------------------------------------------
 
@@ -286,6 +296,21 @@ fails "compare float64 arrays that differ beyond float32's range (1e39 vs 5e38)"
 fails "compare float64 5e38 with float32 3e38" 1 "big2.npy differs from big3.npy by 6.667e-01" -- compare big2.npy big3.npy
 compare big3.npy big3.npy
 report "compare of a float32 array near its largest value with itself: OK" "$(status $?)$(grep -q 'OK$' out || echo 'no OK line')"
+# B all zeros (max|B| = 0): the error was divided by 1, so 1e-30 against zeros passed, and
+# ones passed --tol 1. Any difference is an infinite error now; zeros against zeros none.
+npy_f32 z4.npy "(4,)" 00000000 00000000 00000000 00000000
+npy_f32 t4.npy "(4,)" 00000000 6042a20d 00000000 00000000 # 1e-30 at [1]
+npy_f32 o4.npy "(4,)" 0000803f 0000803f 0000803f 0000803f
+fails "compare 1e-30 against an all-zero B: an infinite error, said why" 1 \
+    "t4.npy differs from z4.npy by inf > 1.0e-05 \(largest difference at \[1\]\)" \
+    "max\|B\| = 0: any difference is an infinite normalised error" -- compare t4.npy z4.npy
+fails "compare ones against an all-zero B with --tol 1: an infinite error" 1 "o4.npy differs from z4.npy by inf" \
+    "max\|B\| = 0" -- compare o4.npy z4.npy --tol 1
+compare t4.npy z4.npy
+why=$(grep -q 'normalised error = inf (tol 1.0e-05) FAIL$' out || echo "t4 vs z4: $(cat out); ")
+compare z4.npy z4.npy
+why+=$(status $?)$(grep -q 'normalised error = 0.000e+00 (tol 1.0e-05) OK$' out || echo "z4 vs z4: $(cat out)")
+report "compare's line against an all-zero B: 'inf ... FAIL' for a difference, '0 ... OK' for zeros" "$why"
 
 # ---- 8. --trace paths ------------------------------------------------------------------
 
@@ -311,6 +336,31 @@ fails "bench attn --trace names a directory" 2 "bench attn: --trace tdir" "direc
     bench attn -b 16 -e 16 --trace tdir
 fails "bench train --trace is its --config file" 1 "--trace" "--config" "same file" -- \
     bench train --config keepq.npy --trace keepq.npy
+# train: --trace the checkpoint directory it has not made yet trained every step, then lost the
+# trace ("ckt: is a directory", without "train:"); refused before step 1 now, made or not, as is
+# --metrics
+TR=(train --set train.steps=2 --set train.warmup=0 --set train.eval_every=0)
+fails "train --trace is the checkpoint directory, not made yet" 2 \
+    "error: train: --trace ckt: is the checkpoint directory \(--checkpoint-dir ckt\); give a file name" -- \
+    "${TR[@]}" --checkpoint-dir ckt --trace ckt
+report "... before step 1, and the directory is not left behind" \
+    "$(grep -q '^step' out && echo 'a step ran; ')$([ ! -e ckt ] || echo 'ckt was made')"
+fails "train --metrics spelled ./ckt/ is the checkpoint directory, not made yet" 2 \
+    "error: train: --metrics \./ckt/: is the checkpoint directory \(--checkpoint-dir ckt\)" -- \
+    "${TR[@]}" --checkpoint-dir ckt --metrics ./ckt/
+mkdir ckt
+fails "train --trace is the checkpoint directory, made" 2 "error: train: --trace \./ckt: is the checkpoint directory" -- \
+    "${TR[@]}" --checkpoint-dir ckt --trace ./ckt
+rmdir ckt
+# a trace inside the checkpoint directory not made yet: refused (it is checked before the directory
+# is made), saying so (it said only "directory 'ckt' does not exist; create it first")
+fails "train --trace in the checkpoint directory not made yet: refused, saying why" 2 \
+    "error: train: --trace ckt/t.json: its directory 'ckt' is the checkpoint directory" \
+    "the trace's directory must exist before the run" -- "${TR[@]}" --checkpoint-dir ckt --trace ckt/t.json
+# the metrics may go there (checked once it is made): with a --trace elsewhere they were refused
+mpi 2 "${TR[@]}" --checkpoint-dir ckm --metrics ckm/m.jsonl --trace tm.json
+report "train --metrics in the checkpoint directory it makes, with --trace elsewhere: runs" \
+    "$(status $?)$([ -s ckm/m.jsonl ] && [ -s tm.json ] || echo 'no metrics or no trace written')"
 # an unwritable directory: root writes through permissions, so a read-only tmpfs
 mkdir -p rodir
 if [ "$(id -u)" -ne 0 ]; then
@@ -354,6 +404,25 @@ if mount -t tmpfs -o size=2m tmpfs fulldir 2>mnt.err; then
             gen --dir fulldir/g --H 2 --L 1024 --D 32 --seed 2 --segments 2
         unchanged "... and the first set is whole: q, k, v, dout, seg all from seed 1 (P=$n)" "$before" fulldir/g/*.npy
         expect "... and no .tmp file is left (P=$n)" "$(ls fulldir/g)" [ -z "$(ls fulldir/g | grep tmp)" ]
+    done
+    # a trace that cannot be written at the end: the error names the command and --trace, as its
+    # other errors do (it said "fulldir/t.json.tmp: write failed: ..." alone)
+    mpi 1 train --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir gck ||
+        bad "train a checkpoint for generate: $(tail -1 err)"
+    rm -rf fulldir/g fulldir/keep_* fulldir/filler
+    head -c $(($(stat -f -c '%a * %S' fulldir))) /dev/zero >fulldir/filler
+    for run in "attn ${QKV[*]} --out tf.o.npy" "generate --checkpoint gck --prompt ab --tokens 2" \
+        "train --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir tck"; do
+        cmd=${run%% *}
+        # shellcheck disable=SC2086 # run is split into words on purpose
+        mpi 2 $run --trace fulldir/t.json
+        rc=$?
+        why=""
+        [ $rc -ne 0 ] && [ $rc -ne 124 ] || why+="exit status $rc; "
+        grep -q "^ringattn: error: $cmd: --trace fulldir/t.json was not written: fulldir/t.json.tmp: .*No space left" err ||
+            why+="no '$cmd: --trace fulldir/t.json was not written' error; "
+        [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
+        report "$cmd --trace onto a full disk (P=2): the error names $cmd and --trace, no file left" "$why"
     done
     umount fulldir
 else

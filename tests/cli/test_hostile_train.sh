@@ -589,6 +589,14 @@ got=$(grep '"lr"' md.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/' | tr '\n' ' ')
 "$PYTHON" -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' md.jsonl 2>/dev/null ||
     why+="a line is not JSON: $(grep -v '}$' md.jsonl | head -1); "
 report "--resume onto metrics whose last line was cut short: it is dropped, every line JSON" "$why"
+# a user's file named as --metrics (a shared default path once did this): refused before
+# step 1 by a fresh run, which would replace it, and by a resume, which would append to it
+printf 'my notes\n' >notes.txt
+ra 2 train --config cfg.ini --set train.steps=2 --set train.warmup=0 --checkpoint-dir cknotes --metrics notes.txt
+refused "--metrics a user's file (fresh run): refused" 1 "train: --metrics notes.txt: holds something other than metrics .* would replace"
+ra 2 train --resume ckmd --set train.steps=15 --metrics notes.txt
+refused "--metrics a user's file (resume): refused" 1 "--metrics notes.txt: holds something other than metrics .* would append to"
+report "... and the file is kept" "$([ "$(cat notes.txt)" = "my notes" ] || echo "notes.txt: $(head -c 60 notes.txt)")"
 
 # ---- signals ---------------------------------------------------------------------------
 # A long warm start (cooc over 48 MB, radius 256: ~10 s on 2 cores): SIGTERM to the ranks

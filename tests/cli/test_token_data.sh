@@ -169,6 +169,11 @@ mkfifo fifo.bin
 fails "a FIFO as data.val_path: refused, not waited on" 2 "data.val_path fifo.bin: is a FIFO" -- \
     train "${tok[@]}" --set data.path=tok16.bin --set data.dtype=uint16 --set data.val_path=fifo.bin \
     --checkpoint-dir ckfifo
+# a checkpoint as data.val_path (of another run: its own are refused as outputs): named
+# before step 1, not at the final evaluation as an id past the vocabulary
+fails "a checkpoint as data.val_path: refused at once" 2 "data.val_path ckval/last.ckpt: is a ringattn checkpoint, not token ids" -- \
+    train "${tok[@]}" --set data.path=tok16.bin --set data.dtype=uint16 --set data.val_path=ckval/last.ckpt \
+    --set train.eval_every=0 --checkpoint-dir ckvck
 ln tok16.bin same16.bin
 fails "data.val_path a hard link to data.path" 2 "data.val_path same16.bin is the same file as data.path" -- \
     train "${tok[@]}" --set data.path=tok16.bin --set data.dtype=uint16 --set data.val_path=same16.bin \

@@ -465,6 +465,32 @@ static void test_0d_and_1d_shapes(void **state)
     unlink(p);
 }
 
+/* A zero extent anywhere is an empty array, whatever the other extents
+ * (numpy makes np.zeros((2**62, 0))): it was refused as "too many elements"
+ * when a huge extent came first. A huge product without a zero still is. */
+static void test_zero_extent_with_huge_ones(void **state)
+{
+    static const char *const empty[] = {
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 0), }",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4611686018427387904, 0), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, 4611686018427387904), }",
+    };
+    char p[TMPDIR_CAP];
+    tmp(state, p, sizeof p, "zero_extent.npy");
+    for (size_t k = 0; k < sizeof empty / sizeof empty[0]; k++) {
+        write_npy(p, 1, empty[k], NULL, 0);
+        ra_npy f;
+        ra_status s = ra_npy_open(&f, p);
+        if (s != RA_OK) fail_msg("case %zu (%s): status %d, message \"%s\"", k, empty[k], s, ra_last_error());
+        assert_int_equal(f.count, 0);
+        assert_int_equal(ra_npy_read_f32(&f, 0, 0, NULL), RA_OK);
+        ra_npy_close(&f);
+    }
+    write_npy(p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", NULL, 0);
+    expect_open_error(p, RA_ERR_FORMAT, "too many elements");
+    unlink(p);
+}
+
 /* Bytes after the data are accepted (np.save can append arrays to one file). */
 static void test_trailing_bytes_accepted(void **state)
 {
@@ -794,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_subrange),
         cmocka_unit_test(test_key_orders_and_spacing),
         cmocka_unit_test(test_0d_and_1d_shapes),
+        cmocka_unit_test(test_zero_extent_with_huge_ones),
         cmocka_unit_test(test_trailing_bytes_accepted),
         cmocka_unit_test(test_bad_magic),
         cmocka_unit_test(test_bad_version),
