@@ -104,18 +104,15 @@ report "plot_metrics.py -o a symlink to another file: the link replaced, the fil
 "$PY" -c "print('[' * 100000 + ']' * 100000)" >deep.jsonl
 "$PY" -c "print('{\"step\": 1, \"loss\": ' + '7' * 5000 + '}')" >digits.jsonl
 printf '\xff\xfe{"step": 1}\n' >latin.jsonl
-for c in "deep.jsonl:deep.jsonl:1: not a metrics record" "digits.jsonl:digits.jsonl:1: not a metrics record" \
-    "latin.jsonl:latin.jsonl: not UTF-8"; do
-    plot metrics "${c%%:*}" -o m.png
-    refused "plot_metrics.py on ${c%%:*}: refused, naming it" "${c#*:}"
-done
 printf '# ringattn bench attn: head=full\n%s\n' "$("$PY" -c "print('9' * 5000)") 1 2 3 4 5 6 7" >bdigits.txt
 printf '# ringattn bench attn: head=full\n      1024  nan  1 1 1 1 1 1\n' >bnan.txt
 printf '\xff\xfe\n' >blatin.txt
-for c in "bdigits.txt:bdigits.txt:2: not a result row" "bnan.txt:bnan.txt:2: not a result row" \
-    "blatin.txt:blatin.txt: not UTF-8"; do
-    plot bench "${c%%:*}" -o b.png
-    refused "plot_bench.py on ${c%%:*}: refused, naming it" "${c#*:}"
+for c in "metrics deep.jsonl:deep.jsonl:1: not a metrics record" "metrics digits.jsonl:digits.jsonl:1: not a metrics record" \
+    "metrics latin.jsonl:latin.jsonl: not UTF-8" "bench bdigits.txt:bdigits.txt:2: not a result row" \
+    "bench bnan.txt:bnan.txt:2: not a result row" "bench blatin.txt:blatin.txt: not UTF-8"; do
+    set -- ${c%%:*}
+    plot "$1" "$2" -o bad.png
+    refused "plot_$1.py on $2: refused, naming it" "${c#*:}"
 done
 # plot_trace.py: checked before matplotlib loads
 "$PY" -c "print('[' * 100000 + ']' * 100000)" >pt_deep.json
