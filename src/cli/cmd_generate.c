@@ -34,9 +34,10 @@ static const char *help =
     "                                     [--prompt-dtype auto] [--output-format text|ids] [--out FILE]\n"
     "                                     [--trace FILE]\n"
     "\n"
-    "Samples --tokens tokens after the prompt and prints prompt + continuation on\n"
-    "rank 0 (--out FILE: writes them to FILE instead, atomically; checked before\n"
-    "any work, and a failed write is an error even under mpirun). --temperature 0\n"
+    "Samples --tokens tokens after the prompt and prints prompt + continuation and\n"
+    "a newline on rank 0, each token as soon as it is sampled (--out FILE: writes\n"
+    "them to FILE instead, atomically at the end; checked before any work, and a\n"
+    "failed write is an error even under mpirun). --temperature 0\n"
     "is greedy; --top-k K samples among the K most likely tokens (0: all).\n"
     "\n"
     "Prompts: --prompt TEXT and --prompt-file F (a regular file) are bytes.\n"
@@ -426,8 +427,40 @@ static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const in
     return ra_decoder_prefill(d, s->model);
 }
 
+/* Rank 0's standard output as the tokens come (no --out): the prompt, then
+ * each token once sampled, flushed, so a long run shows its text and one
+ * ended early keeps what it printed. A failed write sticks (st) and stops
+ * every rank at the next token. */
+typedef struct {
+    int on, ids;
+    int64_t n;     /* tokens printed */
+    ra_status st;
+} stream;
+
+static ra_status stream_put(stream *o, const int32_t *tok, int64_t n)
+{
+    if (!o->on || o->st != RA_OK) return o->st;
+    for (int64_t i = 0; i < n; i++, o->n++)
+        if (o->ids) printf(o->n ? " %d" : "%d", (int)tok[i]);
+        else putchar((unsigned char)tok[i]);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        o->st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", o->ids ? "ids" : "text",
+                        strerror(errno));
+    return o->st;
+}
+
+/* the newline that ends the output */
+static ra_status stream_end(stream *o)
+{
+    if (!o->on || o->st != RA_OK) return o->st;
+    if (putchar('\n') == EOF || fflush(stdout) != 0 || ferror(stdout))
+        o->st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", o->ids ? "ids" : "text",
+                        strerror(errno));
+    return o->st;
+}
+
 static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const ra_config *cfg,
-                     const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out)
+                     const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out, stream *o)
 {
     ra_config pcfg = *cfg; /* the model runs the prompt once: its length, one sequence */
     pcfg.seq_len = Lp >= c->size ? (int)Lp : c->size;
@@ -439,20 +472,26 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
                                                c->comm, Lp + a->tokens)));
     const int64_t tp = RA_TRACE_T0();
+    const ra_status shown = c->rank == 0 ? stream_put(o, prompt, Lp) : RA_OK;
     RA_TRY(prefill(c, s, *d, prompt, Lp));
+    RA_TRY(ra_agree(c->comm, shown));
     RA_TRACE_END1("decode", "prefill", tp, "tokens", Lp);
     for (int i = 0; i < a->tokens; i++) {
         out[i] = sample(ra_decoder_logits(*d), cfg->vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
+        const ra_status w = c->rank == 0 ? stream_put(o, out + i, 1) : RA_OK;
         const int64_t ts = RA_TRACE_T0();
-        if (i + 1 < a->tokens) RA_TRY(ra_agree(c->comm, ra_decoder_step(*d, out[i])));
+        /* every rank steps (the step is collective), then all stop on rank 0's failed write */
+        const ra_status ds = i + 1 < a->tokens ? ra_decoder_step(*d, out[i]) : RA_OK;
+        RA_TRY(ra_agree(c->comm, w != RA_OK ? w : ds));
         RA_TRACE_END1("decode", "decode token", ts, "position", Lp + i);
     }
     return RA_OK;
 }
 
-/* Rank 0 prints prompt + continuation - bytes (text), or the ids on one line,
- * space separated - or writes them to --out atomically; a failed write (a
- * full disk, a closed pipe) is an error, not a silent truncation. */
+/* Rank 0 writes prompt + continuation - bytes (text), or the ids on one
+ * line, space separated - and a newline to --out atomically (standard
+ * output streams them: stream); a failed write (a full disk) is an error,
+ * not a silent truncation. */
 static ra_status emit(const char *file, int ids, const int32_t *tok, int64_t n)
 {
     const size_t cap = ids ? (size_t)n * 11 + 2 : (size_t)n + 2;
@@ -464,13 +503,7 @@ static ra_status emit(const char *file, int ids, const int32_t *tok, int64_t n)
         else buf[len++] = (char)tok[i];
     }
     buf[len++] = '\n';
-    ra_status st = RA_OK;
-    if (file) {
-        st = ra_write_file_atomic(file, buf, len);
-    } else if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0 || ferror(stdout)) {
-        st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", ids ? "ids" : "text",
-                     strerror(errno));
-    }
+    ra_status st = ra_write_file_atomic(file, buf, len);
     free(buf);
     return st;
 }
@@ -512,8 +545,10 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     int32_t *out = prompt + Lp;
     ra_session s = { 0 };
     ra_decoder *d = NULL;
-    st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out);
-    if (st == RA_OK) st = ra_agree(c->comm, c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK);
+    stream o = { .on = c->rank == 0 && !a.out, .ids = ids };
+    st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out, &o);
+    if (st == RA_OK && a.out) st = ra_agree(c->comm, c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK);
+    if (st == RA_OK && !a.out) st = ra_agree(c->comm, c->rank == 0 ? stream_end(&o) : RA_OK);
     ra_decoder_destroy(d);
     ra_session_close(&s);
     free(prompt);

@@ -153,6 +153,19 @@ done
 # a failed write of the text is an error (one process without mpirun: its stdout is the file)
 timeout 60 "$RA" generate --checkpoint ckA --prompt 'A' --tokens 2 >/dev/full 2>err </dev/null
 report "generate > /dev/full exits non-zero naming the write" "$([ $? -ne 0 ] && grep -q 'standard output' err || cat err)"
+# standard output streams: each token as it is sampled, so a long run shows its text at
+# once and one ended early keeps what it printed (it printed nothing before its end)
+"$MPIRUN" -n 2 "$RA" generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 100000 --temperature 0 \
+    >stream.txt 2>err </dev/null &
+gp=$!
+for _ in $(seq 300); do [ "$(wc -c <stream.txt)" -ge 20 ] && break; sleep 0.1; done
+n=$(wc -c <stream.txt)
+kill -TERM "$gp" 2>/dev/null
+wait "$gp" 2>/dev/null
+why=""
+[ "$n" -ge 20 ] || why+="$n bytes after 30 s of a 100000-token run; "
+[ "$(head -c 19 stream.txt)" = "$(printf '%s' "$g1" | head -c 19)" ] || why+="began '$(head -c 19 stream.txt)', not '${g1:0:19}'; "
+report "generate streams its tokens to standard output as they are sampled (P=2)" "$why"
 # --out FILE: the same text, written atomically; checked before any work, never onto an input
 ra 2 generate --checkpoint ckA --prompt 'AB' --tokens 6 --temperature 0
 want=$(cat out)
