@@ -75,8 +75,9 @@ static ra_status one_call(const ra_cli *c, reduce_ctx *r, int way)
         return ra_allsum_finish(&r->all, r->x);
     }
     if (way == WAY_ALLREDUCE) {
-        int rc = MPI_Allreduce(MPI_IN_PLACE, r->x, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm);
-        return rc == MPI_SUCCESS ? RA_OK : RA_FAIL(RA_ERR_MPI, "bench reduce: MPI_Allreduce failed (%d)", rc);
+        RA_MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, r->x, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm),
+                   "bench reduce: MPI_Allreduce"); /* the error named, not its number */
+        return RA_OK;
     }
     return ra_allreduce_named(MPI_IN_PLACE, r->x, (int)r->n, MPI_FLOAT, MPI_SUM, c->comm, "bench reduce");
 }
