@@ -174,7 +174,7 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
                           : a->link_gbps > 0 || a->link_lat > 0 ? "--link-gbps or --link-latency-us (the profile "
                                                                   "gives the link)"
                                                             : NULL;
-        if (why) return RA_FAIL(RA_ERR_ARG, "plan --project does not take %s", why);
+        if (why) return RA_FAIL(RA_ERR_ARG, "--project does not take %s", why);
     } else if (a->rpn > a->P) {
         return RA_FAIL(RA_ERR_ARG, "--ranks-per-node %d is more than -n %d (the ranks there are)", a->rpn, a->P);
     }
@@ -231,7 +231,7 @@ static ra_status candidates(const ra_config *cfg, const ra_cm_setup *base, const
             seen[ns++] = ch;
             candidate *c = &out[(*n)++];
             c->layout = s.layout, c->chunk = chunks[i], c->nc = nc, c->eff_chunk = ch;
-            RA_TRY(ra_cm_train_time(cfg, &s, r, &c->t));
+            RA_TRY(ra_arg_cmd("plan", ra_cm_train_time(cfg, &s, r, &c->t)));
         }
     }
     return RA_OK;
@@ -382,6 +382,10 @@ static ra_status run(ra_cli *c, plan_args *pa)
         RA_TRY(ra_arg_cmd("plan", load_config(pa, &cfg))); /* its errors name the command, as the options' do */
         have_cfg = 1;
         if (!pa->layout_set) pa->layout = cfg.layout_id;
+        const int ring = pa->P / (pa->dp > 1 ? pa->dp : 1);
+        if (!pa->project && ring > cfg.seq_len) /* before the rates line: nothing printed for a refusal */
+            return RA_FAIL(RA_ERR_ARG, "plan: cost model: data.seq_len = %d is shorter than the %d ranks of a ring "
+                           "(each rank needs a token)", cfg.seq_len, ring);
     }
     /* calibration measures on the rank's cores: placed and bound the way the
      * commands it predicts are (a rank mpirun bound to one core would time
@@ -439,7 +443,7 @@ static ra_status run(ra_cli *c, plan_args *pa)
     ra_cm_setup s = { .P = pa->P, .dp = pa->dp, .ranks_per_node = rpn, .layout = pa->layout, .chunk = pa->chunk };
     if (pa->attn) {
         ra_cm_attn_cost ac;
-        RA_TRY(ra_cm_attn_time(&pa->a, &s, &r, &ac));
+        RA_TRY(ra_arg_cmd("plan", ra_cm_attn_time(&pa->a, &s, &r, &ac)));
         ra_say(c, "# attn: head=%s P=%d L=%lld B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%d nc=%d ranks/node=%d\n",
                ra_head_words[pa->a.head], pa->P, (long long)pa->a.L, pa->a.B, pa->a.H, pa->a.Hkv, pa->a.D,
                pa->a.causal ? "causal" : "bidirectional", ra_layout_name(s.layout), ac.chunk, ac.nc, rpn);

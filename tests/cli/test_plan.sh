@@ -96,6 +96,8 @@ printf 'this is not a rates file\n' >garbage.ini
 printf '[model]\ndim = 100\nheads = 3\n' >badcfg.ini
 fails "-n 0 refused" 1 '-n' -- plan --config "$CFG" -n 0
 fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG" -n 4 --dp 3
+fails "-n above data.seq_len: the cost model's refusal names plan" 1 'plan: cost model: data.seq_len = [0-9]+ is shorter than the 1048577 ranks' \
+    -- plan --config "$CFG" -n 1048577
 fails "missing rates file refused" 1 'rates' 'nope.ini' -- plan --config "$CFG" -n 2 --rates nope.ini
 fails "garbage rates file refused" 1 'rates' 'garbage.ini' -- plan --config "$CFG" -n 2 --rates garbage.ini
 # a bad value: plan named, the value as written (it said "ringattn: error: --rates ...
@@ -121,9 +123,9 @@ fails "unknown profile refused" 1 '--profile' 'wifi' -- plan --config "$CFG" --p
 fails "-n missing refused" 1 '-n' -- plan --config "$CFG"
 # the projection picks layout, chunk, grid and link itself: these were ignored, exit 0
 PROJ=(plan --config "$CFG" -n 1 --project weak --profile eth25 --max-p 4)
-fails "--project with --attn refused" 1 "plan --project does not take --attn" -- "${PROJ[@]}" --attn -L 1024
-fails "--project with --layout refused" 1 "plan --project does not take --layout" -- "${PROJ[@]}" --layout zigzag
-fails "--project with --chunk refused" 1 "plan --project does not take --chunk" -- "${PROJ[@]}" --chunk 64
+fails "--project with --attn refused" 1 "plan: --project does not take --attn" -- "${PROJ[@]}" --attn -L 1024
+fails "--project with --layout refused" 1 "plan: --project does not take --layout" -- "${PROJ[@]}" --layout zigzag
+fails "--project with --chunk refused" 1 "plan: --project does not take --chunk" -- "${PROJ[@]}" --chunk 64
 fails "--project with --ranks-per-node refused" 1 "does not take --ranks-per-node" -- "${PROJ[@]}" --ranks-per-node 1
 fails "--project with --link-gbps refused" 1 "the profile gives the link" -- "${PROJ[@]}" --link-gbps 10
 fails "--ranks-per-node above -n refused" 1 "--ranks-per-node 4 is more than -n 2" -- \
