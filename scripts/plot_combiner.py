@@ -9,6 +9,7 @@ variant, step_ms, tokens_per_s, from `ringattn bench train`).
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 
@@ -22,20 +23,61 @@ import plot_out  # noqa: E402  (beside this script)
 COLOURS = {"full": "C3", "combiner-axial": "C0", "combiner-fixed": "C2", "mix": "C5"}
 
 
+def fail(msg):
+    sys.exit(f"plot_combiner.py: {msg}")
+
+
+def number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def eval_curve(path):
+    """(steps, eval_bpb) of a metrics file; anything else in it is an error naming file and line."""
     xs, ys = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                sys.exit(f"plot_combiner.py: {path}:{n}: malformed JSON ({e.msg})")
-            if "eval_bpb" in row:
-                xs.append(row["step"])
-                ys.append(row["eval_bpb"])
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+                    fail(f"{path}:{n}: malformed JSON ({str(e)[:80]})")
+                if not isinstance(row, dict):
+                    fail(f"{path}:{n}: expected a JSON object")
+                if "eval_bpb" in row:
+                    if not number(row.get("step")) or not number(row["eval_bpb"]):
+                        fail(f"{path}:{n}: step or eval_bpb is not a finite number")
+                    xs.append(row["step"])
+                    ys.append(row["eval_bpb"])
+    except OSError as e:
+        fail(f"{path}: {e.strerror or e}")
+    except UnicodeDecodeError as e:
+        fail(f"{path}: not UTF-8 text ({e.reason})")
     return xs, ys
+
+
+def step_times(path):
+    """[(variant, step ms)] of step_times.tsv (variant, step_ms, tokens_per_s)."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                r = line.rstrip("\n").split("\t")
+                try:
+                    ms = float(r[1])
+                except (IndexError, ValueError):
+                    ms = float("nan")
+                if not math.isfinite(ms) or ms < 0:
+                    fail(f"{path}:{n}: expected variant<TAB>step_ms<TAB>tokens_per_s: {line.strip()[:80]!r}")
+                rows.append((r[0], ms))
+    except OSError as e:
+        fail(f"{path}: {e.strerror or e}")
+    except UnicodeDecodeError as e:
+        fail(f"{path}: not UTF-8 text ({e.reason})")
+    return rows
 
 
 def main():
@@ -46,7 +88,7 @@ def main():
     a = ap.parse_args()
     runs = sorted(glob.glob(os.path.join(a.dir, "*-s*.jsonl")))
     if not runs:
-        sys.exit(f"plot_combiner.py: no <variant>-s<seed>.jsonl in {a.dir}")
+        fail(f"no <variant>-s<seed>.jsonl in {a.dir}")
     plot_out.check("plot_combiner.py", a.output, runs + [os.path.join(a.dir, "step_times.tsv")])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     for path in runs:
@@ -62,9 +104,9 @@ def main():
     left.legend(fontsize=8)
     times = os.path.join(a.dir, "step_times.tsv")
     if os.path.exists(times):
-        rows = [line.split("\t") for line in open(times, encoding="utf-8") if line.strip()]
+        rows = step_times(times)
         names = [r[0] for r in rows]
-        ms = [float(r[1]) for r in rows]
+        ms = [r[1] for r in rows]
         right.bar(names, ms, color=[COLOURS.get(n, "C7") for n in names])
         for i, v in enumerate(ms):
             right.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)

@@ -11,9 +11,12 @@ directory, a FIFO that savefig would block on), whose directory is
 missing, or whose name does not end in a format it writes (matplotlib
 would add ".png" to "noext" and write "./.png" for "."). save() writes a
 temporary file beside it and renames it: a failed write leaves the old
-file, and a symlink at the output is replaced, never written through.
+file, and a symlink at the output is replaced, never written through. The
+image gets the permission bits of the file it replaces (a new one: 0666
+less the umask, as savefig's own open would give).
 """
 import os
+import signal
 import sys
 import tempfile
 
@@ -37,17 +40,33 @@ def check(prog, out, inputs):
     return out
 
 
+def mode_for(out):
+    """The replaced file's permission bits, else what a new file gets (0666
+    less the umask): mkstemp's 0600 would hide a shared plot."""
+    if os.path.isfile(out) and not os.path.islink(out):
+        return os.stat(out).st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save(prog, fig, out, dpi):
-    """fig into out through a temporary file in out's directory."""
+    """fig into out through a temporary file in out's directory; SIGTERM or
+    Ctrl-C while it is written removes the temporary too."""
     ext = os.path.splitext(out)[1].lower().lstrip(".")
     where = os.path.dirname(out) or "."
     tmp = None
+    old_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=where)
+        os.fchmod(fd, mode_for(out))
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format=ext, dpi=dpi)
         os.replace(tmp, out)
+        tmp = None
     except (OSError, ValueError) as e:  # ValueError: an image too large to render
+        sys.exit(f"{prog}: {out}: cannot write: {getattr(e, 'strerror', None) or e}")
+    finally:
         if tmp and os.path.lexists(tmp):
             os.unlink(tmp)
-        sys.exit(f"{prog}: {out}: cannot write: {getattr(e, 'strerror', None) or e}")
+        signal.signal(signal.SIGTERM, old_term)

@@ -20,11 +20,13 @@ or a device), and a --dtype file must hold a whole number of ids. --encode
 does the reverse: UTF-8 text in, one line of ids out (a prompt for generate
 --prompt-tokens).
 
-Any FILE that cannot be read (missing, a directory, not UTF-8, not a
-readable .npy) stops the run with `detokenize.py: FILE: reason`; lines
-printed for earlier FILEs stay printed.
+Any FILE (or standard input) that cannot be read (missing, a directory, not
+UTF-8, not a readable .npy) stops the run with `detokenize.py: FILE: reason`;
+lines printed for earlier FILEs stay printed. Errors about an id count its
+items from 1.
 """
 import argparse
+import io
 import os
 import re
 import stat
@@ -46,7 +48,7 @@ def fail(msg):
 
 def parse_ids(line, where, vocab):
     ids = []
-    for k, word in enumerate(line.replace(",", " ").split()):
+    for k, word in enumerate(line.replace(",", " ").split(), 1):  # item 1 is the first, as people count
         if not ID.fullmatch(word):
             fail("%s: '%s' (item %d) is not a token id" % (where, word[:24], k))
         v = int(word)
@@ -96,8 +98,8 @@ def write(text):
 
 def run(src, where, a, sp, vocab):
     if a.encode:
-        if src == "-":
-            text = sys.stdin.read()
+        if src == "-":  # bytes: the locale's decoding would pass bad bytes on to SentencePiece as surrogates
+            text = sys.stdin.buffer.read().decode("utf-8")
         else:
             with open(src, encoding="utf-8") as f:
                 text = f.read()
@@ -110,13 +112,16 @@ def run(src, where, a, sp, vocab):
             fail("%s: token %d is outside the tokenizer's vocabulary [0, %d)" % (where, bad[0], vocab))
         write(sp.decode(ids))
         return
-    stream = sys.stdin if src == "-" else open(src, encoding="utf-8")
+    # standard input as UTF-8 whatever the locale, like the files (a bad byte is an error, not a surrogate)
+    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8") if src == "-" else open(src, encoding="utf-8")
     try:
         for n, line in enumerate(stream, 1):
             if line.strip():
                 write(sp.decode(parse_ids(line, "%s:%d" % (where, n), vocab)))
     finally:
-        if stream is not sys.stdin:
+        if src == "-":
+            stream.detach()  # leave sys.stdin's buffer open
+        else:
             stream.close()
 
 

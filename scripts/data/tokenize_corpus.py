@@ -14,7 +14,7 @@ usage: tokenize_corpus.py --input FILE_OR_DIR [FILE_OR_DIR ...] --vocab-size N
 
 Every input file is one document (a directory: every regular file under it,
 in sorted order, hidden ones, files that are not UTF-8 text and DIR itself
-skipped). The tokenizer is BPE with byte fallback and identity normalisation,
+skipped; a file reached twice, e.g. through a symlink, counts once). The tokenizer is BPE with byte fallback and identity normalisation,
 so decoding gives back the text byte for byte (newlines included); documents
 are separated by the end-of-sequence id. The last --val-fraction of the ids
 is held out. Writes
@@ -30,22 +30,36 @@ and prints the keys to train on them, e.g.
     --set data.source=tokens --set data.dtype=uint16 --set model.vocab=N
     --set data.path=DIR/train.bin --set data.val_path=DIR/val.bin
 
-All or nothing: every file goes to DIR/NAME.tmp first, and they are renamed
-into place together once every check has passed; a failed run removes its
-.tmp files and leaves an earlier run's output as it was. A rerun removes the
-earlier run's id files that it does not write itself (val.bin after
---val-fraction 0, train.bin and val.bin after --format npy), so DIR always
-holds one run. DIR (and missing parents) is created only once the inputs
-have been read, and removed again if the run then fails.
+All or nothing up to the renames: every file goes to DIR/NAME.tmp first, and
+they are renamed into place together once every check has passed; a run
+that fails before them removes its .tmp files and leaves an earlier run's
+output as it was. The old meta.json is removed before the first rename and
+the new one renamed last, so a failure (or a kill) during the renames leaves
+DIR without meta.json - never a meta.json over a mixed set - and a rerun
+replaces it (DIR/.tokenize_corpus-incomplete marks such a set as this
+script's until a run completes). A rerun removes the earlier run's id files
+that it does not write itself (val.bin after --val-fraction 0, train.bin and
+val.bin after --format npy), so DIR always holds one run. DIR (and missing
+parents) is created only once the inputs have been read, and removed again
+if the run then fails.
+
+One run at a time per DIR: a run holds an exclusive flock on DIR itself
+(no lock file) from before its first temporary file, and a second run into
+the same DIR is refused at once. Temporaries a killed run left behind (the
+hidden corpus copy DIR/.tokenize_corpus-corpus-*.txt and the .tmp names
+above) are removed by the next run into DIR.
 
 Refused before anything is written: a DIR that is an input or holds one
 (compared as real paths, so symlinks count; a DIR inside an input directory
 is fine, the walk skips it), a DIR that exists but is not a directory, and a
 DIR that holds any of the names above but no meta.json of this script's
-(one with "ringattn" and "tokenizer" keys): a rerun replaces its own output,
-never someone else's files.
+(one with "ringattn" and "tokenizer" keys) nor its incomplete marker: a rerun
+replaces its own output, never someone else's files.
 """
 import argparse
+import errno
+import fcntl
+import glob
 import json
 import os
 import sys
@@ -60,6 +74,10 @@ except ImportError as e:  # pragma: no cover - a message, not a traceback
 
 # every name the script writes into DIR (a DIR holding one of them must hold our meta.json)
 OUTPUTS = ("tokenizer.model", "tokenizer.vocab", "train.bin", "val.bin", "train.npy", "val.npy", "meta.json")
+# hidden (the walk skips it, so no later run reads it as a document) and fixed, so a rerun finds a killed run's copy
+CORPUS_PREFIX = ".tokenize_corpus-corpus-"
+# present while the renames run: outputs without meta.json beside it are this script's, for a rerun to replace
+INCOMPLETE = ".tokenize_corpus-incomplete"
 
 
 def fail(msg):
@@ -97,13 +115,13 @@ def check_out(out, inputs):
         p = os.path.join(out, n)
         if not (os.path.islink(p) or os.path.isfile(p)):  # os.replace cannot put a file over a directory
             fail("--out %s: %s is not a regular file" % (out, p))
-    if present and not own_meta(os.path.join(out, "meta.json")):
+    if present and not own_meta(os.path.join(out, "meta.json")) and not os.path.isfile(os.path.join(out, INCOMPLETE)):
         fail("--out %s: refusing to replace %s: no meta.json of tokenize_corpus.py's there says it wrote them; "
              "move them or choose another directory" % (out, ", ".join(os.path.join(out, n) for n in present)))
 
 
 def corpus_files(inputs, out_dir):
-    """The documents: files as given, directories walked in sorted order."""
+    """The documents: files as given, directories walked in sorted order, each real file once."""
     out_real = os.path.realpath(out_dir)
     files = []
     for item in inputs:
@@ -119,7 +137,17 @@ def corpus_files(inputs, out_dir):
             files.append(item)
         else:
             fail("--input %s: not a regular file or directory" % item)
-    return files
+    # a directory and a symlink to it (or a file named twice) would count every document twice
+    seen, unique = set(), []
+    for p in files:
+        r = os.path.realpath(p)
+        if r not in seen:
+            seen.add(r)
+            unique.append(p)
+    if len(unique) < len(files):
+        print("tokenize_corpus.py: skipping %d duplicate file(s) (the same file reached twice, e.g. through a "
+              "symlink; the first kept)" % (len(files) - len(unique)), file=sys.stderr)
+    return unique
 
 
 def read_text(path):
@@ -163,6 +191,31 @@ def remove_dirs(made):
             pass
 
 
+def lock_dir(path):
+    """Hold an exclusive flock on the directory path until the process ends; refuse when another run holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            fail("--out %s: another tokenize_corpus.py run is writing there; wait for it to end" % path)
+        fail("--out %s: cannot lock the directory: %s" % (path, e.strerror or e))
+    return fd  # never closed: the lock ends with the process, even a killed one
+
+
+def remove_stale(out):
+    """Remove the temporaries a killed run left in out (called under the lock: no live run owns them)."""
+    stale = glob.glob(os.path.join(glob.escape(out), CORPUS_PREFIX + "*.txt"))
+    stale += [os.path.join(out, n + ".tmp") for n in OUTPUTS]
+    stale += [os.path.join(out, "tokenizer.tmp." + x) for x in ("model", "vocab")]
+    for p in stale:
+        if os.path.islink(p) or os.path.isfile(p):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
 def new_tmp(path, tmps):
     """Open path for writing as a new file (a leftover or a symlink there is replaced, not written through)."""
     tmps.append(path)
@@ -195,7 +248,8 @@ def tokenize(a, texts, nbytes, tmps):
         tmps.append(prefix + ".tmp." + ext)
         if os.path.lexists(tmps[-1]):
             os.unlink(tmps[-1])
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=a.out, delete=False) as tf:
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix=CORPUS_PREFIX, suffix=".txt", dir=a.out,
+                                     delete=False) as tf:
         tmps.append(tf.name)
         for _, t in texts:
             tf.write(t if t.endswith("\n") else t + "\n")
@@ -223,7 +277,7 @@ def tokenize(a, texts, nbytes, tmps):
     ids = np.concatenate(parts)
     n_val = int(round(len(ids) * a.val_fraction)) if a.val_fraction > 0 else 0
     if a.val_fraction > 0 and (n_val < 1 or n_val >= len(ids)):
-        fail("--val-fraction %g of %d ids leaves %d held out" % (a.val_fraction, len(ids), n_val))
+        fail("--val-fraction %s of %d ids leaves %d held out" % (a.val_fraction.text, len(ids), n_val))
     train, val = ids[:len(ids) - n_val], ids[len(ids) - n_val:]
     ext = "npy" if a.format == "npy" else "bin"
     train_path = os.path.join(a.out, "train." + ext)
@@ -251,13 +305,24 @@ def tokenize(a, texts, nbytes, tmps):
     return renames, summary, keys
 
 
+class Fraction(float):
+    """A float that keeps the argument as written: %g would print 0.9999999 as 1 in a refusal of it."""
+    def __new__(cls, text):
+        v = float.__new__(cls, text)
+        v.text = text
+        return v
+
+
+Fraction.__name__ = "float"  # argparse's "invalid float value"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", nargs="+", required=True, help="text files or directories")
     ap.add_argument("--vocab-size", type=int, required=True, help="tokenizer vocabulary size (model.vocab)")
     ap.add_argument("--out", required=True, help="output directory (created)")
-    ap.add_argument("--val-fraction", type=float, default=0.01, help="held-out tail of the ids (0: none)")
+    ap.add_argument("--val-fraction", type=Fraction, default="0.01", help="held-out tail of the ids (0: none)")
     ap.add_argument("--format", choices=["bin", "npy"], default="bin",
                     help="bin: flat little-endian (nanoGPT's train.bin); npy: 1-D .npy")
     ap.add_argument("--max-sentences", type=int, default=1000000,
@@ -268,7 +333,7 @@ def main():
         fail("--vocab-size %d: use 300 to 262144 (byte fallback takes 256 ids, and ringattn's model.vocab "
              "stops at 262144)" % a.vocab_size)
     if not 0 <= a.val_fraction < 1:
-        fail("--val-fraction %g: must be in [0, 1)" % a.val_fraction)
+        fail("--val-fraction %s: must be in [0, 1)" % a.val_fraction.text)
     check_out(a.out, a.input)
     files = corpus_files(a.input, a.out)
     texts = []
@@ -282,9 +347,23 @@ def main():
 
     # nothing exists on disk before this point; from here on a failure undoes the run
     made = make_dir(a.out)
+    lock_dir(a.out)  # before any temporary: a concurrent run would mix its files with ours
     tmps = []
+    renaming = False
     try:
+        remove_stale(a.out)
         renames, summary, keys = tokenize(a, texts, nbytes, tmps)
+        marker = os.path.join(a.out, INCOMPLETE)
+        if not os.path.isfile(marker):  # (an earlier incomplete run's marker stays until a run completes)
+            with new_tmp(marker, tmps) as f:  # in tmps while written: a failure here leaves meta.json vouching
+                f.write(b"tokenize_corpus.py was renaming its output here; run it again\n")
+                f.flush()
+                os.fsync(f.fileno())
+            tmps.remove(marker)
+        renaming = True
+        meta = os.path.join(a.out, "meta.json")
+        if os.path.lexists(meta):  # from here until the last rename, no meta.json vouches for a mixed set
+            os.unlink(meta)
         for tmp, final in renames[:-1]:
             os.replace(tmp, final)
         written = {os.path.basename(final) for _, final in renames}
@@ -294,6 +373,10 @@ def main():
                 os.unlink(p)
         os.replace(*renames[-1])  # meta.json last: it vouches for the others
         del tmps[:]
+        try:
+            os.unlink(marker)
+        except OSError:
+            pass  # meta.json is in place: the set is complete either way
     except BaseException as e:
         for p in tmps:
             try:
@@ -302,7 +385,10 @@ def main():
                 pass
         remove_dirs(made)
         if isinstance(e, OSError):
-            fail("%s: %s" % (e.filename or "--out " + a.out, e.strerror or e))
+            why = "%s: %s" % (e.filename or "--out " + a.out, e.strerror or e)
+            if renaming:
+                fail("--out %s is incomplete (no meta.json): run again (%s)" % (a.out, why))
+            fail(why)
         raise
     print(summary)
     print("train with: " + " ".join("--set %s=%s" % (k, v) for k, v in keys.items()))

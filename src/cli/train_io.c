@@ -42,6 +42,9 @@ static int strip_tmp(const char *name, char *out, size_t cap)
 static ra_status check_steps(const ra_config *cfg, const ra_train_files *f)
 {
     if (!f->resume || cfg->steps > f->resume_step) return RA_OK;
+    if (f->resume_step == INT_MAX) /* no train.steps is larger */
+        return RA_FAIL(RA_ERR_ARG, "--resume %s: the checkpoint is at step %d, the last a run can reach: nothing "
+                       "to do", f->resume, f->resume_step);
     return RA_FAIL(RA_ERR_ARG, "--resume %s: the checkpoint is at step %d; train.steps = %d: nothing to do. Set "
                    "train.steps > %d (--set train.steps=N) to train further", f->resume, f->resume_step, cfg->steps,
                    f->resume_step);
@@ -204,21 +207,25 @@ static int links_to_checkpoint(const char *path, const char *dir, char *name, si
     return found;
 }
 
-/* An existing regular file that does not start as a metrics file does
- * ({"step": N, ...}; a shorter start of that too: a first record cut
- * short): a user's file, which a fresh run would replace and a resume
- * append to. Unreadable: not judged here (the open reports it). */
-static int foreign_metrics(const char *path)
+/* Why an existing regular file is not this run's to write (NULL: it is):
+ * it does not start as a metrics file does ({"step": N, ...}; a shorter
+ * start of that too: a first record cut short), so it is a user's file,
+ * which a fresh run would replace and a resume append to; or it cannot be
+ * read to tell (the atomic replace would never open it: it replaced an
+ * unreadable file unseen). */
+static const char *foreign_metrics(const char *path)
 {
     static const char start[] = "{\"step\": ";
     struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return 0;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return NULL;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return 0;
+    if (fd < 0) return "cannot be read to check that it holds metrics";
     char head[sizeof start - 1];
     const ssize_t n = read(fd, head, sizeof head);
     close(fd);
-    return n > 0 && memcmp(head, start, (size_t)n) != 0;
+    if (n < 0) return "cannot be read to check that it holds metrics";
+    return n > 0 && memcmp(head, start, (size_t)n) != 0 ? "holds something other than metrics (it does not start "
+                                                           "with {\"step\": ...)" : NULL;
 }
 
 /* The metrics file: creatable, and none of the run's inputs or checkpoints
@@ -240,10 +247,10 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
         if (dirs[i] && links_to_checkpoint(m, dirs[i], name, sizeof name))
             return RA_FAIL(RA_ERR_ARG, "%s %s: is the file %s/%s (a hard link to it): appending the metrics would "
                            "corrupt it; give another file name for the metrics", opt, m, dirs[i], name);
-    if (foreign_metrics(m))
-        return RA_FAIL(RA_ERR_ARG, "%s %s: holds something other than metrics (it does not start with "
-                       "{\"step\": ...), which this run would %s; give another file name, or remove it",
-                       opt, m, f->resume ? "append to" : "replace");
+    const char *foreign = foreign_metrics(m);
+    if (foreign)
+        return RA_FAIL(RA_ERR_ARG, "%s %s: %s, which this run would %s; give another file name, or remove it", opt,
+                       m, foreign, f->resume ? "append to" : "replace");
     return RA_OK;
 }
 

@@ -131,6 +131,14 @@ if ${nodac[@]+"${nodac[@]}"} mkdir noperm/probe 2>&1 | grep -q 'Permission denie
     ra_nodac train --config cfg.ini "${short[@]}" --checkpoint-dir ck2 --metrics noperm/m.jsonl
     refused "... as --metrics there is" 1 \
         "error: train: --metrics noperm/m.jsonl: cannot create files in directory 'noperm': Permission denied"
+    # a --metrics file the user cannot read: it cannot be told from a user's file, so it is
+    # refused (the atomic replace never opened it: it was replaced unseen)
+    printf 'user data\n' >unread.jsonl && chmod 200 unread.jsonl
+    ra_nodac train --config cfg.ini "${short[@]}" --checkpoint-dir ckur --metrics unread.jsonl
+    refused "--metrics a file the user cannot read: refused" 1 \
+        "train: --metrics unread.jsonl: cannot be read to check that it holds metrics, which this run would replace"
+    chmod 600 unread.jsonl
+    report "... and the file is kept" "$([ "$(cat unread.jsonl)" = "user data" ] || echo "unread.jsonl: $(head -c 40 unread.jsonl)")"
 else
     rmdir noperm/probe 2>/dev/null
     echo "skip: no directory without write permission here (root, and setpriv cannot drop CAP_DAC_OVERRIDE)"
@@ -479,6 +487,13 @@ else
     report "ckpt_poke.py writes t05.ckpt" "$(cat poke.err)"
 fi
 # a checkpoint's step beyond any run (a changed file): refused, not wrapped
+# a checkpoint at the last step a run can reach: nothing to do, said so (it advised
+# train.steps > 2147483647, which no value is)
+if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt top31.ckpt step 2147483647 2>poke.err; then
+    ra 1 train --resume top31.ckpt --set train.steps=2147483647 --checkpoint-dir cktop
+    refused "--resume at step 2^31 - 1: nothing to do, the last step" 1 \
+        "the checkpoint is at step 2147483647, the last a run can reach: nothing to do"
+fi
 if "$PYTHON" "$HERE/ckpt_poke.py" ck/step-00000010.ckpt wrap.ckpt step 4294967299 2>poke.err; then
     ra 2 train --resume wrap.ckpt --set train.steps=30 --checkpoint-dir ckw
     refused "--resume of a checkpoint at step 2^32 + 3: refused" 1 "the checkpoint's step 4294967299 is beyond any run"

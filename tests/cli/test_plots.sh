@@ -100,7 +100,32 @@ why=""
 [ -f out_link.png ] && [ ! -L out_link.png ] || why+="out_link.png is still a link; "
 report "plot_metrics.py -o a symlink to another file: the link replaced, the file kept" "$why"
 
+# the image keeps the permission bits of the file it replaces; a new one gets 0666 less the umask
+# (a temporary file's 0600 hid shared plots)
+touch shared.png && chmod 644 shared.png
+plot metrics m.jsonl -o shared.png
+why=$([ "$(stat -c %a shared.png)" = 644 ] || echo "replaced file: mode $(stat -c %a shared.png), was 644; ")
+rm -f fresh.png
+(umask 027 && timeout 120 "$PY" "$SCRIPTS/plot_metrics.py" m.jsonl -o fresh.png >out 2>err)
+[ "$(stat -c %a fresh.png 2>/dev/null)" = 640 ] || why+="new file under umask 027: mode $(stat -c %a fresh.png 2>&1); "
+report "plot_metrics.py -o: a replaced file keeps its mode, a new one follows the umask" "$why"
+
 # ---- hostile inputs: one line naming the file, exit 1 ---------------------------
+# plot_combiner.py's run directory
+for c in "json|{oops|comb_json/full-s1.jsonl:1: malformed JSON" "list|[1, 2]|comb_list/full-s1.jsonl:1: expected a JSON object" \
+    'bpb|{"step": 1, "eval_bpb": "x"}|comb_bpb/full-s1.jsonl:1: step or eval_bpb is not a finite number' \
+    "dir||comb_dir/full-s1.jsonl: Is a directory" "tsv||comb_tsv/step_times.tsv:1: expected variant"; do
+    IFS='|' read -r name line pat <<<"$c"
+    d=comb_$name
+    mkdir -p "$d"
+    case $name in
+    dir) mkdir -p "$d/full-s1.jsonl" ;;
+    tsv) cp m.jsonl "$d/full-s1.jsonl" && printf 'full\tfast\t1\n' >"$d/step_times.tsv" ;;
+    *) printf '%s\n' "$line" >"$d/full-s1.jsonl" ;;
+    esac
+    plot combiner "$d" -o bad.png
+    refused "plot_combiner.py on $d: refused, naming it" "^plot_combiner.py: $pat"
+done
 "$PY" -c "print('[' * 100000 + ']' * 100000)" >deep.jsonl
 "$PY" -c "print('{\"step\": 1, \"loss\": ' + '7' * 5000 + '}')" >digits.jsonl
 printf '\xff\xfe{"step": 1}\n' >latin.jsonl

@@ -13,6 +13,9 @@
 # earlier output as it was, no .tmp, no empty --out), and detokenize.py
 # turns a bad --tokenizer, unreadable, non-UTF-8, torn or non-regular
 # files and non-ASCII ids into one-line errors (never a traceback or abort).
+# Also: one run at a time per --out (a flock on it), no meta.json over a
+# mixed set when a rename fails (strace injects it), a killed run's
+# temporaries removed by the next, a file reached twice read once.
 # Skipped (exit 77) without Debian's python3-sentencepiece and python3-numpy
 # (scripts/install-deps.sh --tests installs them).
 set -u
@@ -111,7 +114,7 @@ case $(cat text.txt) in "The ring"*) ;; *) why+="'$(cat text.txt)' does not star
 report "detokenize.py turns generate's ids into text ($(head -c 60 text.txt | tr '\n' ' '))" "$why"
 echo "1 2 $VOCAB" | "$PY" "$DETOK" --tokenizer tk/tokenizer.model >/dev/null 2>err
 report "detokenize.py refuses an id outside the vocabulary" \
-    "$(grep -q "token $VOCAB (item 2) is outside the tokenizer's vocabulary" err || cat err)"
+    "$(grep -q "token $VOCAB (item 3) is outside the tokenizer's vocabulary" err || cat err)"
 
 # ---- --format npy: the same ids ----------------------------------------------------------------------
 timeout 300 "$PY" "$TOK" --input "$SRC"/docs/*.md --vocab-size $VOCAB --out tknpy --val-fraction 0.02 \
@@ -250,6 +253,83 @@ report "detokenize.py --dtype refuses a torn file, a device and standard input" 
 # 8: ids are ASCII digits ('١٢' is 12 to int())
 printf '5 \xd9\xa1\xd9\xa2\n' >arabic.txt
 dt "${M[@]}" arabic.txt </dev/null
-report "detokenize.py refuses ids that are not ASCII digits" "$(refused $? detokenize.py "item 1\) is not a token id")"
+report "detokenize.py refuses ids that are not ASCII digits" "$(refused $? detokenize.py "item 2\) is not a token id")"
+
+# 9: one run at a time per --out: a run holding the lock on t2 (here: this shell, flock on the directory)
+# refuses a second at once, which writes nothing there
+why=
+before=$(ls -A t2 | tr '\n' ' ')$(sums t2/*)
+exec 9<t2
+if flock -n 9; then
+    tc --input c1/a.txt --vocab-size 300 --out t2
+    why+=$(refused $? tokenize_corpus.py "--out t2: another tokenize_corpus.py run is writing there")
+else
+    why+="could not take the lock on t2 for the test; "
+fi
+exec 9<&-
+[ "$(ls -A t2 | tr '\n' ' ')$(sums t2/*)" = "$before" ] || why+="t2 changed: $(ls -A t2 | tr '\n' ' '); "
+report "tokenize_corpus.py refuses an --out another run holds (flock on the directory), writes nothing" "$why"
+
+# 10: a failure between the renames (strace fails the third, train.bin) leaves no meta.json over a mixed
+# set, and a rerun completes it
+INJ=(strace -f -o /dev/null -e trace=rename -e inject=rename:error=EIO:when=3)
+# can strace fail the third of three renames (c -> c2) here?
+"${INJ[@]}" "$PY" -c 'import os; [open(n, "w").close() for n in "abc"]; [os.rename(n, n + "2") for n in "abc"]' \
+    >/dev/null 2>&1
+inj=$?
+[ $inj -ne 0 ] && [ -e c ] && [ ! -e c2 ] && inj=ok
+rm -f a a2 b b2 c c2
+if [ "$inj" != ok ]; then
+    echo "skip: strace cannot fail a rename (-e inject): no check of a failure during the renames"
+else
+    why=
+    LAST="strace ... tokenize_corpus.py --input c1/b.txt --vocab-size 300 --out t2"
+    timeout "$TMO" "${INJ[@]}" "$PY" "$TOK" --input c1/b.txt --vocab-size 300 --out t2 --threads 1 >out 2>err
+    why+=$(refused $? tokenize_corpus.py "--out t2 is incomplete \(no meta.json\): run again")
+    [ -e t2/meta.json ] && why+="t2/meta.json vouches for a mixed set; "
+    why+=$(partials)
+    tc --input c1/b.txt --vocab-size 300 --out t2
+    w=$(status $?)
+    [ -n "$w" ] && why+="the rerun: $w$(head -c 200 err); "
+    grep -q '"documents": 1' t2/meta.json 2>/dev/null || why+="the rerun wrote no meta.json; "
+    [ "$(ls -A t2 | tr '\n' ' ')" = "meta.json tokenizer.model tokenizer.vocab train.bin val.bin " ] ||
+        why+="t2 holds $(ls -A t2 | tr '\n' ' '); "
+    report "a failed rename leaves --out without meta.json ('incomplete: run again'), and a rerun completes it" "$why"
+fi
+
+# 11: a killed run's temporaries (the corpus copy, .tmp outputs) go with the next run into that --out
+mkdir t3
+for n in .tokenize_corpus-corpus-k9.txt train.bin.tmp meta.json.tmp tokenizer.tmp.model tokenizer.tmp.vocab; do
+    cp c1/a.txt "t3/$n"
+done
+tc --input c1/a.txt --vocab-size 300 --out t3
+why=$(status $?)
+[ "$(ls -A t3 | tr '\n' ' ')" = "meta.json tokenizer.model tokenizer.vocab train.bin val.bin " ] ||
+    why+="t3 holds $(ls -A t3 | tr '\n' ' '); "
+report "tokenize_corpus.py removes the corpus copy and .tmp files a killed run left in --out" "$why"
+
+# 12: standard input that is not UTF-8 is one line too; items count from 1
+why=
+printf 'The \xff ring' | dt "${M[@]}" --encode
+why+=$(refused $? detokenize.py "standard input: not UTF-8 text")
+echo 1 -2 4 | dt "${M[@]}"
+why+=$(refused $? detokenize.py "token -2 \(item 2\)")
+report "detokenize.py --encode: non-UTF-8 standard input is one line; items count from 1" "$why"
+
+# 13: a file reached twice (a directory and a symlink to it, a file named twice) is one document
+mkdir c3
+cp c1/a.txt c3/a.txt
+ln -s c3 c3link
+tc --input c3 c3link c3/a.txt --vocab-size 300 --out t4
+why=$(status $?)
+grep -q '"documents": 1,' t4/meta.json 2>/dev/null || why+="meta.json: $(grep documents t4/meta.json); "
+grep -q 'skipping 2 duplicate' err || why+="no word of the 2 duplicates skipped: $(cat err); "
+report "tokenize_corpus.py reads a file reached twice once, and says so" "$why"
+
+# 14: a refused --val-fraction is quoted as given (%g would print 0.9999999 as 1)
+tc --input c1/a.txt --vocab-size 300 --out t5 --val-fraction 0.9999999
+why=$(refused $? tokenize_corpus.py "--val-fraction 0\.9999999 ")
+[ -e t5 ] && why+="left t5; "
+report "tokenize_corpus.py quotes the --val-fraction it refuses as given" "$why"
 
 finish

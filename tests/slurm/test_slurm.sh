@@ -130,6 +130,13 @@ script_checks() {
     [ -d "$d/run/pre" ] && [ ! -e "$d/run/pre/a" ] || why+="left: $(find "$d/run/pre" | tr '\n' ' '); "
     sb train.sbatch RINGATTN=false
     [ ! -e "$d/run/out" ] || why+="left: $(find "$d/run/out" | tr '\n' ' '); "
+    # a '..' in CKPT_DIR: the user's empty directory it names is kept, no directory is left
+    mkdir -p "$d/run/usersempty"
+    sb train.sbatch RINGATTN=false CKPT_DIR=zz/../usersempty
+    [ -d "$d/run/usersempty" ] || why+="zz/../usersempty: the user's usersempty was removed; "
+    [ ! -e "$d/run/zz" ] || why+="zz/../usersempty: zz left; "
+    sb train.sbatch RINGATTN=false CKPT_DIR=zz/../new
+    [ ! -e "$d/run/zz" ] && [ ! -e "$d/run/new" ] || why+="zz/../new: left $(ls "$d/run" | tr '\n' ' '); "
     report "train.sbatch: a failed run removes the empty directories it made, not the others" "$why"
     sb bench_attn.sbatch BENCH_ARGS='-b 1K x* ?1'
     why=""
