@@ -1,6 +1,7 @@
 /* args.c - option values and rank-0 printing for the subcommands. */
 #include <cblas.h>
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -57,6 +58,10 @@ ra_status ra_arg_float(const char *opt, const char *val, float *out)
     char *end;
     errno = 0;
     double v = strtod(val, &end);
+    /* 1e-400: a number, too small for a double (strtod says ERANGE and gives 0 or a subnormal) */
+    if (errno == ERANGE && end != val && !*end && fabs(v) <= DBL_MIN)
+        return RA_FAIL(RA_ERR_ARG, "%s: '%s' is below the smallest number (it underflows to 0): give 0 for zero",
+                       opt, val);
     if (errno || end == val || *end || !isfinite(v))
         return RA_FAIL(RA_ERR_ARG, "%s: '%s' is not a finite number", opt, val);
     *out = (float)v;

@@ -255,6 +255,9 @@ fails "compare --tol -1" 1 "--tol" "-1" -- compare A/q.npy A/q.npy --tol -1
 # -1e-50 is -0 in float32 but negative (it said "is 0 in float32"); -0 is 0 (it printed "tol -0.0e+00")
 fails "compare --tol -1e-50: refused as negative" 1 "compare: --tol: -1e-50 must be >= 0" -- \
     compare A/q.npy A/q.npy --tol -1e-50
+# 1e-400 is a number too small for a double, not "not a finite number"
+fails "compare --tol 1e-400: said to underflow" 1 "compare: --tol: '1e-400' is below the smallest number" -- \
+    compare A/q.npy A/q.npy --tol 1e-400
 LAST="ringattn compare A/q.npy A/q.npy --tol -0"
 OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" "$RA" compare A/q.npy A/q.npy --tol -0 >out 2>err </dev/null
 report "compare --tol -0 is a tolerance of 0, printed so" \
