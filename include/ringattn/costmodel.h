@@ -165,5 +165,8 @@ typedef struct {
 } ra_cm_train;
 
 ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_train *out);
+/* The setup ra_cm_train_time refuses (no rank, dp not dividing P, a ring
+ * longer than data.seq_len), checked alone: before anything is printed. */
+ra_status ra_cm_train_check(const ra_config *cfg, const ra_cm_setup *s);
 
 #endif

@@ -437,26 +437,30 @@ typedef struct {
     ra_status st;
 } stream;
 
-static ra_status stream_put(stream *o, const int32_t *tok, int64_t n)
+/* what was printed, flushed; a failure sticks */
+static ra_status stream_flush(stream *o)
 {
-    if (!o->on || o->st != RA_OK) return o->st;
-    for (int64_t i = 0; i < n; i++, o->n++)
-        if (o->ids) printf(o->n ? " %d" : "%d", (int)tok[i]);
-        else putchar((unsigned char)tok[i]);
     if (fflush(stdout) != 0 || ferror(stdout))
         o->st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", o->ids ? "ids" : "text",
                         strerror(errno));
     return o->st;
 }
 
+static ra_status stream_put(stream *o, const int32_t *tok, int64_t n)
+{
+    if (!o->on || o->st != RA_OK) return o->st;
+    for (int64_t i = 0; i < n; i++, o->n++)
+        if (o->ids) printf(o->n ? " %d" : "%d", (int)tok[i]);
+        else putchar((unsigned char)tok[i]);
+    return stream_flush(o);
+}
+
 /* the newline that ends the output */
 static ra_status stream_end(stream *o)
 {
     if (!o->on || o->st != RA_OK) return o->st;
-    if (putchar('\n') == EOF || fflush(stdout) != 0 || ferror(stdout))
-        o->st = RA_FAIL(RA_ERR_IO, "generate: writing the %s to standard output failed: %s", o->ids ? "ids" : "text",
-                        strerror(errno));
-    return o->st;
+    putchar('\n'); /* a failure sets the error flag stream_flush reads */
+    return stream_flush(o);
 }
 
 static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const ra_config *cfg,

@@ -382,10 +382,8 @@ static ra_status run(ra_cli *c, plan_args *pa)
         RA_TRY(ra_arg_cmd("plan", load_config(pa, &cfg))); /* its errors name the command, as the options' do */
         have_cfg = 1;
         if (!pa->layout_set) pa->layout = cfg.layout_id;
-        const int ring = pa->P / (pa->dp > 1 ? pa->dp : 1);
-        if (!pa->project && ring > cfg.seq_len) /* before the rates line: nothing printed for a refusal */
-            return RA_FAIL(RA_ERR_ARG, "plan: cost model: data.seq_len = %d is shorter than the %d ranks of a ring "
-                           "(each rank needs a token)", cfg.seq_len, ring);
+        if (!pa->project) /* before the rates line: nothing printed for a refusal */
+            RA_TRY(ra_arg_cmd("plan", ra_cm_train_check(&cfg, &(ra_cm_setup){ .P = pa->P, .dp = pa->dp })));
     }
     /* calibration measures on the rank's cores: placed and bound the way the
      * commands it predicts are (a rank mpirun bound to one core would time

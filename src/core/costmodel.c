@@ -592,16 +592,23 @@ ra_status ra_cm_attn_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_cm
 
 /* ---- a training step ------------------------------------------------------------- */
 
-ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_train *out)
+ra_status ra_cm_train_check(const ra_config *cfg, const ra_cm_setup *s)
 {
-    *out = (ra_cm_train){ 0 };
     if (s->P < 1) return RA_FAIL(RA_ERR_ARG, "cost model: -n %d: need at least one rank", s->P);
     const int dp = s->dp > 1 ? s->dp : 1;
     if (s->P % dp) return RA_FAIL(RA_ERR_ARG, "cost model: --dp %d does not divide -n %d", dp, s->P);
-    const int P = s->P / dp;
-    if (cfg->seq_len < P)
+    if (cfg->seq_len < s->P / dp)
         return RA_FAIL(RA_ERR_ARG, "cost model: data.seq_len = %d is shorter than the %d ranks of a ring",
-                       cfg->seq_len, P);
+                       cfg->seq_len, s->P / dp);
+    return RA_OK;
+}
+
+ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_cm_rates *r, ra_cm_train *out)
+{
+    *out = (ra_cm_train){ 0 };
+    RA_TRY(ra_cm_train_check(cfg, s));
+    const int dp = s->dp > 1 ? s->dp : 1;
+    const int P = s->P / dp;
     const int per_ring = (cfg->batch + dp - 1) / dp;
     const int micro = (per_ring + cfg->accum - 1) / cfg->accum;
     ra_config c = *cfg;

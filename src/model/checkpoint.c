@@ -570,8 +570,8 @@ static ra_status name_newest_step(const char *path, ra_status st)
 {
     const char *slash = strrchr(path, '/');
     if (strcmp(slash ? slash + 1 : path, "last.ckpt") != 0) return st;
-    char dir[4096], name[300];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    char dir[CK_PATH_MAX], name[300];
+    ra_dir_of(path, dir, sizeof dir);
     if (ra_ckpt_newest_step(dir, name, sizeof name) < 0) return st;
     char why[1024];
     snprintf(why, sizeof why, "%s", ra_last_error());
