@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ringattn/checkpoint.h"
 #include "ringattn/dist.h"
 #include "ringattn/fileio.h"
 #include "ringattn/isa.h"
@@ -550,12 +551,34 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
     return ra_cli_trace_end(c, run(c, &a, argc, argv));
 }
 
+/* --resume DIR whose last.ckpt links to an older step than DIR's newest
+ * step-N.ckpt: a job killed between writing step-N.ckpt and moving
+ * last.ckpt (a node lost; Slurm requeues with --resume DIR, and the resume
+ * was refused). DIR's step files are one history (a resume that would fork
+ * it is refused), so the newest is where the run was: resume from it, said.
+ * A last.ckpt given by name, missing or not a link is left to the checks. */
+static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t cap)
+{
+    struct stat st;
+    char target[300], newest[300];
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return;
+    const ssize_t n = readlink(resume, target, sizeof target - 1);
+    if (n <= 0) return;
+    target[n] = '\0';
+    const long linked = ra_ckpt_step_of(target); /* -1: not a step name of DIR's own */
+    if (linked < 0 || ra_ckpt_newest_step(dir, newest, sizeof newest) <= linked) return;
+    ra_say(c, "train: %s points at step %ld, but %s holds %s: resuming from the newest (a run stopped before it "
+              "moved last.ckpt)\n", resume, linked, dir, newest);
+    snprintf(resume, cap, "%s/%s", dir, newest);
+}
+
 static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
 {
     train_args a = *ap;
     catch_stop_signals();
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
+    if (a.resume) resume_newest(c, a.resume, resume, sizeof resume);
     ra_config cfg;
     ra_ckpt_state from;
     /* the config's and --set's errors name the command, as the options' do */

@@ -397,13 +397,23 @@ report "... and step 20 is unchanged" "$([ "$(sums ckb/step-00000020.ckpt)" = "$
 ra 2 train --resume ckb/step-00000010.ckpt --set train.steps=12 --checkpoint-dir ckb2
 report "... into another directory it runs" "$([ "$rc" -eq 0 ] || grep -m1 error err)"
 # a job killed between writing step-N.ckpt and moving last.ckpt leaves last.ckpt one
-# behind: the refusal says to continue from the newest (it only said "remove it")
+# behind. --resume DIR (what a Slurm requeue after a lost node runs) continues from the
+# newest, said (it was refused, and the requeued job failed); the lagging last.ckpt
+# given by name is refused, naming the newest (it only said "remove it")
 mkdir cklag && cp -L ck/step-00000010.ckpt ck/step-00000020.ckpt cklag/ && ln -s step-00000010.ckpt cklag/last.ckpt
-ra 2 train --resume cklag --set train.steps=25
-refused "--resume DIR whose last.ckpt lags its newest checkpoint: names the newest" 1 \
-    "cklag holds 1 checkpoint after step 10.*Continue from the newest with --resume cklag/step-00000020.ckpt"
-ra 2 train --resume cklag/step-00000020.ckpt --set train.steps=22
-report "... and that advice runs" "$([ "$rc" -eq 0 ] && grep -q '^resumed from cklag/step-00000020.ckpt at step 20' out ||
+cp -a cklag cklag2
+ra 2 train --resume cklag --set train.steps=22
+why=$([ "$rc" -eq 0 ] || echo "exit $rc: $(grep -m1 error err); ")
+grep -q 'cklag/last.ckpt points at step 10, but cklag holds step-00000020.ckpt: resuming from the newest' out ||
+    why+="not said: $(head -1 out); "
+grep -q '^resumed from cklag/step-00000020.ckpt at step 20' out || why+="$(grep -m1 resumed out); "
+[ "$(readlink cklag/last.ckpt)" = step-00000022.ckpt ] || why+="last.ckpt -> $(readlink cklag/last.ckpt); "
+report "--resume DIR whose last.ckpt lags its newest checkpoint: continues from the newest, said" "$why"
+ra 2 train --resume cklag2/last.ckpt --set train.steps=25
+refused "--resume DIR/last.ckpt lagging its newest checkpoint: names the newest" 1 \
+    "cklag2 holds 1 checkpoint after step 10.*Continue from the newest with --resume cklag2/step-00000020.ckpt"
+ra 2 train --resume cklag2/step-00000020.ckpt --set train.steps=22
+report "... and that advice runs" "$([ "$rc" -eq 0 ] && grep -q '^resumed from cklag2/step-00000020.ckpt at step 20' out ||
     echo "exit $rc: $(grep -m1 error err)")"
 # a directory without last.ckpt (copied without its link): the refusal names its newest step
 mkdir -p cknolink && cp -L ck/step-00000010.ckpt ck/step-00000020.ckpt cknolink/
@@ -424,7 +434,7 @@ why=""
 [ "$(readlink cklag/last.ckpt)" = step-00000024.ckpt ] || why+="cklag/last.ckpt -> $(readlink cklag/last.ckpt); "
 [ ! -e sub/ck ] || why+="sub/ck was made; "
 report "--resume ../cklag from another directory writes into cklag" "$why"
-rm -rf sub cklag
+rm -rf sub cklag cklag2
 # ... and reads the data and appends the metrics the run did: a checkpoint stores data.path,
 # data.val_path and run.metrics absolute (relative, a resume from a directory holding
 # another corpus.bin trained on it, exit 0, and started a second metrics file there)

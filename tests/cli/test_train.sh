@@ -107,8 +107,9 @@ report "last.ckpt points at the newest checkpoint" "$([ $? -eq 0 ] || echo "last
 
 # ---- a run killed with SIGKILL resumes from its last complete checkpoint ----------
 # Uninterrupted reference: 300 steps. The victim is killed (every rank, -9) as soon
-# as its step-100 checkpoint exists - possibly while it writes step 150; resuming
-# from last.ckpt must reach the same step-300 parameters bit for bit.
+# as its step-100 checkpoint exists - possibly while it writes step 150, or between
+# step-150.ckpt and last.ckpt's move; resuming from the directory (its newest complete
+# checkpoint) must reach the same step-300 parameters bit for bit.
 long=(--config "$TINY" --set train.steps=300 --set train.eval_every=0 --set train.checkpoint_every=50)
 mkdir k1 k2
 (cd k1 && ra 2 train "${long[@]}" --checkpoint-dir ck)
@@ -123,7 +124,7 @@ why=""
 (cd k2 && ra 2 train --checkpoint-dir ck --resume ck)
 rc=$?
 [ $rc -eq 0 ] || why+="resume failed: $(tail -2 k2/err); "
-grep -qE "resumed from ck/last.ckpt at step (100|150|200|250)\b" k2/out || why+="did not resume from a complete checkpoint: $(head -2 k2/out); "
+grep -qE "resumed from ck/(last|step-[0-9]{8}).ckpt at step (100|150|200|250)\b" k2/out || why+="did not resume from a complete checkpoint: $(head -2 k2/out); "
 cmp -s k1/ck/step-00000300.ckpt k2/ck/step-00000300.ckpt || why+="step-300 checkpoints differ; "
 report "SIGKILL mid-run: resume from last.ckpt loses nothing (bit-identical step 300)" "$why"
 
