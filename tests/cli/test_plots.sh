@@ -20,6 +20,8 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
     exit 77
 fi
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
+# the full-device case mounts a tmpfs in the work directory: unmounted first
+trap 'mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"' EXIT
 
 # plot SCRIPT ARGS...: the script under timeout; sets rc, out, err
 plot() {
@@ -109,6 +111,20 @@ rm -f fresh.png
 (umask 027 && timeout 120 "$PY" "$SCRIPTS/plot_metrics.py" m.jsonl -o fresh.png >out 2>err)
 [ "$(stat -c %a fresh.png 2>/dev/null)" = 640 ] || why+="new file under umask 027: mode $(stat -c %a fresh.png 2>&1); "
 report "plot_metrics.py -o: a replaced file keeps its mode, a new one follows the umask" "$why"
+
+# a full device (a 64 KiB tmpfs, as root): one line, the old image kept, no temporary left
+mkdir -p full
+if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
+    echo old >full/p.png
+    head -c 60000 /dev/zero >full/fill 2>/dev/null
+    plot metrics m.jsonl -o full/p.png
+    refused "plot_metrics.py -o onto a full device: refused" "^plot_metrics.py: full/p.png: cannot write: No space left"
+    why=$([ "$(cat full/p.png)" = old ] || echo "full/p.png changed; ")$(ls -A full | grep -q '\.tmp$' && echo "a .tmp left")
+    report "... the old image kept, no temporary left" "$why"
+    umount full
+else
+    echo "skip: plot onto a full device (cannot mount a tmpfs here)"
+fi
 
 # ---- hostile inputs: one line naming the file, exit 1 ---------------------------
 # plot_combiner.py's run directory
