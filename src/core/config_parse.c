@@ -11,7 +11,8 @@
  *   so "a#b" is a value. A value may be double-quoted to keep #, ; or outer
  *   spaces; inside quotes \" and \\ are escapes, other backslashes are kept.
  * - A UTF-8 byte-order mark at the start of the text is skipped (editors on
- *   Windows write one); anywhere else it is an ordinary byte.
+ *   Windows write one); one at the start of a later line (two files joined
+ *   with cat) is refused by name, since a terminal shows it as nothing.
  * - layer_given records [layer.N] so that finish, after every override, can
  *   refuse a layer beyond model.layers.
  * - Parsing works on a copy: on error *cfg is unchanged. */
@@ -144,6 +145,9 @@ static ra_status parse_assignment(parser *p, char *t)
 static ra_status parse_line(parser *p, char *buf)
 {
     char *t = ra_cfg_trim(buf);
+    if (strncmp(t, UTF8_BOM, 3) == 0)
+        return RA_FAIL(RA_ERR_ARG, "%s: the line starts with a byte-order mark (U+FEFF, bytes EF BB BF), which only "
+                       "the first line may have (were two files joined?); remove it", p->where);
     if (!*t || comment_start(*t)) return RA_OK;
     p->said++;
     if (*t == '[') return parse_header(p, t);

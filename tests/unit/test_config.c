@@ -467,7 +467,8 @@ static void test_error_lengths(void **state)
 }
 
 /* A UTF-8 byte-order mark is skipped at the start of a text (editors write
- * one), and is an error anywhere else. */
+ * one); one starting a later line (two files joined) is refused by name, and
+ * one inside a line is an ordinary byte. */
 static void test_bom(void **state)
 {
     (void)state;
@@ -477,8 +478,12 @@ static void test_bom(void **state)
     parse_ok(c, "\xEF\xBB\xBF# comment first\r\n[model]\r\nheads = 2\r\n");
     assert_int_equal(c->heads, 2);
     free(c);
-    expect_parse_error("[model]\n\xEF\xBB\xBF dim = 32\n", RA_ERR_ARG, "t.ini:2", "unknown key", NULL);
-    expect_parse_error("\xEF\xBB\xBF\xEF\xBB\xBF[model]\n", RA_ERR_ARG, "t.ini:1", "missing '='", NULL);
+    expect_parse_error("[model]\n\xEF\xBB\xBF dim = 32\n", RA_ERR_ARG, "t.ini:2", "byte-order mark",
+                       "only the first line");
+    expect_parse_error("\xEF\xBB\xBF\xEF\xBB\xBF[model]\n", RA_ERR_ARG, "t.ini:1", "byte-order mark", NULL);
+    expect_parse_error("\xEF\xBB\xBF[model]\ndim = 32\n\xEF\xBB\xBF[train]\nsteps = 3\n", RA_ERR_ARG, "t.ini:3",
+                       "(U+FEFF, bytes EF BB BF)", "were two files joined?");
+    expect_parse_error("[model]\ndim = 3\xEF\xBB\xBF" "2\n", RA_ERR_ARG, "t.ini:2", "model.dim", NULL);
 }
 
 static void test_error_files(void **state)
