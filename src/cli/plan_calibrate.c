@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -28,9 +29,21 @@
 
 static double now(void) { return ra_now(); }
 
-/* Repeat fn until min_s passed (at least 3 times); the median of 5 batches. */
+/* CPU seconds of every thread of this process. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Repeat fn until min_s passed (at least 3 times); the median of 5 batches.
+ * cpu_share, when not NULL: the CPU time the process got over the batches
+ * per second per thread of the nt that fn keeps busy. Below 1 the threads
+ * waited for their cores (other processes, or more threads than cores), so
+ * the rates are those of a shared core. */
 typedef void (*bench_fn)(void *ctx);
-static double time_it(bench_fn fn, void *ctx, double min_s)
+static double time_it(bench_fn fn, void *ctx, double min_s, int nt, double *cpu_share)
 {
     fn(ctx); /* warm-up */
     int reps = 1;
@@ -38,12 +51,15 @@ static double time_it(bench_fn fn, void *ctx, double min_s)
     fn(ctx);
     double one = now() - t0;
     if (one > 0) reps = (int)(min_s / 5 / one) + 1;
-    double t[5];
+    double t[5], wall = 0;
+    const double c0 = cpu_now();
     for (int b = 0; b < 5; b++) {
         t0 = now();
         for (int i = 0; i < reps; i++) fn(ctx);
         t[b] = (now() - t0) / reps;
+        wall += t[b] * reps;
     }
+    if (cpu_share) *cpu_share = wall > 0 ? (cpu_now() - c0) / (wall * nt) : 1;
     return ra_median(t, 5);
 }
 
@@ -119,8 +135,8 @@ static double fit_row_cost(attn_ctx *big, int tk)
     s.nq = s.nk = ROW_CALL, s.reps = ROW_REPS;
     double ratio[ROW_ROUNDS];
     for (int i = 0; i < ROW_ROUNDS; i++) {
-        const double pair_s = time_it(run_attn, big, 0.02) / ((double)big->nq * big->nk);
-        const double call_s = time_it(run_attn, &s, 0.02) / ROW_REPS;
+        const double pair_s = time_it(run_attn, big, 0.02, big->nt, NULL) / ((double)big->nq * big->nk);
+        const double call_s = time_it(run_attn, &s, 0.02, s.nt, NULL) / ROW_REPS;
         ratio[i] = call_s / pair_s; /* the small call in pairs of the big one */
     }
     const double n = ROW_CALL, row = (ra_median(ratio, ROW_ROUNDS) - n * n) / (n * ceil(n / tk));
@@ -340,7 +356,7 @@ static ra_status fit_layer_passes(const ra_config *cfg, ra_cm_rates *r, const ch
     }
     for (int i = 0; i < N; i++) tok[i] = (int32_t)((i * 7919) % one.vocab), tok[N + i] = tok[i] ? tok[i] - 1 : 0;
     step_ctx x = { m, tok, tok + N, 1.0f / N, RA_OK };
-    const double t = time_it(run_step, &x, 0.3);
+    const double t = time_it(run_step, &x, 0.3, 1, NULL);
     ra_model_destroy(m);
     free(tok);
     RA_TRY(x.st);
@@ -392,7 +408,7 @@ static ra_status time_head(const ra_cm_attn *a, double *t)
     x.dout = x.lse + nrow, x.dq = x.dout + nq, x.dk = x.dq + nq, x.dv = x.dk + nk;
     ra_status st = x.kind->create(&x.h, &ho, MPI_COMM_SELF);
     if (st == RA_OK) {
-        *t = time_it(run_head, &x, 0.3);
+        *t = time_it(run_head, &x, 0.3, 1, NULL);
         st = x.st;
     }
     if (x.h) x.kind->destroy(x.h);
@@ -452,11 +468,32 @@ static void fit_combiner_ops(int B, int H, int Hkv, int D, ra_cm_rates *r)
     }
 }
 
+/* Warn (rank 0) when some rank's timing threads got less than SHARE_MIN of
+ * their cores: calibrated on a busy or oversubscribed node, the rates are
+ * low, and the plan of a run that will have whole cores is pessimistic. */
+#define SHARE_MIN 0.85
+static ra_status warn_shared_cores(const ra_cli *c, double share)
+{
+    struct {
+        double share;
+        int rank;
+    } mine = { share, c->rank }, low;
+    RA_TRY(ra_allreduce_named(&mine, &low, 1, MPI_DOUBLE_INT, MPI_MINLOC, c->comm, "the timings' CPU shares"));
+    if (c->rank == 0 && low.share < SHARE_MIN)
+        fprintf(stderr, "ringattn: warning: plan --calibrate: rank %d's %d thread(s) ran only %.0f%% of the time "
+                "during the kernel timings (other processes on its cores, or more ranks x threads than cores): the "
+                "rates are those of shared cores, up to %.1fx low for a run that has whole cores; calibrate on idle "
+                "nodes with the run's ranks per node and --threads\n", low.rank, ra_threads(), 100 * low.share,
+                1 / low.share);
+    return RA_OK;
+}
+
 ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_attn *shape, ra_cm_rates *r,
                             int *node_ranks)
 {
     const int nt = ra_threads();
     ra_status st = RA_OK;
+    double share[3] = { 1, 1, 1 }; /* CPU per thread of the attention forward, backward, memory pass */
     ra_cm_default_rates(r);
     r->threads = nt, r->calibrated = 1;
     /* sgemm at the model's shapes (the first 1024 token rows) */
@@ -487,7 +524,7 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
             /* the three products in a step's proportions: a third each */
             for (int pass = 0; pass < 3; pass++) {
                 gemm_ctx gg = { M, shapes[s][1], shapes[s][0], pass, A, B, Cc };
-                double t = time_it(run_gemm, &gg, 0.05);
+                double t = time_it(run_gemm, &gg, 0.05, 1, NULL);
                 fl += 2.0 * M * shapes[s][1] * shapes[s][0], tt += t;
             }
         }
@@ -520,11 +557,11 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
         x.dl = p, p += rf;
         x.scratch = p;
         x.bwd = 0;
-        double tf = time_it(run_attn, &x, 0.3);
+        double tf = time_it(run_attn, &x, 0.3, nt, &share[0]);
         for (size_t i = 0; i < rf; i++) x.lse[i] = 8.0f, x.dl[i] = 0.1f;
         r->row_fwd_pairs = fit_row_cost(&x, RA_ATTN_FWD_TK);
         x.bwd = 1;
-        double tb = time_it(run_attn, &x, 0.3);
+        double tb = time_it(run_attn, &x, 0.3, nt, &share[1]);
         r->row_bwd_pairs = fit_row_cost(&x, RA_ATTN_BWD_TK);
         r->attn_fwd_gflops = 4.0 * D * nq * nk * nt / tf * 1e-9;
         r->attn_bwd_gflops = 10.0 * D * nq * nk * nt / tb * 1e-9;
@@ -537,7 +574,7 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
     if (st == RA_OK) {
         for (size_t i = 0; i < 2 * n; i++) buf[i] = 1e-3f;
         mem_ctx mc = { n, buf, buf + n, nt };
-        double t = time_it(run_mem, &mc, 0.3);
+        double t = time_it(run_mem, &mc, 0.3, nt, &share[2]);
         r->mem_gbs = 12.0 * n / t * 1e-9;
     }
     free(buf);
@@ -548,6 +585,7 @@ ra_status ra_plan_calibrate(const ra_cli *c, const ra_config *cfg, const ra_cm_a
     double v[4] = { r->sgemm_gflops, r->attn_fwd_gflops, r->attn_bwd_gflops, r->mem_gbs }, w[4];
     RA_TRY(ra_allreduce_named(v, w, 4, MPI_DOUBLE, MPI_MIN, c->comm, "the calibrated rates"));
     r->sgemm_gflops = w[0], r->attn_fwd_gflops = w[1], r->attn_bwd_gflops = w[2], r->mem_gbs = w[3];
+    RA_TRY(warn_shared_cores(c, fmin(share[0], fmin(share[1], share[2]))));
     /* and the most any rank's small calls cost per row */
     double rc[2] = { r->row_fwd_pairs, r->row_bwd_pairs }, rcw[2];
     RA_TRY(ra_allreduce_named(rc, rcw, 2, MPI_DOUBLE, MPI_MAX, c->comm, "the small calls' row costs"));

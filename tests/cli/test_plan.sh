@@ -51,6 +51,15 @@ mpi 1 plan --config "$CFG" -n 1 --calibrate --threads 1 --set model.vocab=131072
 why=$(status $?)
 grep -qE '^predicted: step_ms=[0-9.]+' out || why+="no prediction; "
 report "--calibrate with model.vocab = 131072 (bounded calibration matrices)" "$why"
+# 4 ranks x 1 thread time-share 2 cores: the kernel timings ran at most half
+# the time, and the calibration says its rates are those of shared cores
+if [ "$(nproc)" -le 2 ]; then
+    mpi 4 plan --config "$CFG" -n 4 --calibrate --threads 1
+    why=$(status $?)
+    share=$(sed -nE "s/^ringattn: warning: plan --calibrate: rank [0-3]'s 1 thread\(s\) ran only ([0-9]+)% of the time .*shared cores.*/\1/p" err)
+    [ -n "$share" ] && [ "$share" -le 75 ] || why+="no shared-cores warning below 75 %: $(grep -c calibrate err) line(s); "
+    report "--calibrate on 4 ranks over 2 cores warns that the cores were shared (${share:-?} %)" "$why"
+fi
 plan_ok "--rates reads the saved file" 1 --config "$CFG" -n 2 --rates rates.ini
 grep -q 'rates: --rates file' out
 report "--rates named in the output" "$([ $? -eq 0 ] || echo 'source not said')"
