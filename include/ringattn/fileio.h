@@ -5,7 +5,8 @@
  * directory gives a confusing "read error") without blocking on it.
  * Outputs appear atomically: written to "<path>.tmp" (a stale one, even a
  * symlink, is removed first and the new one created O_EXCL|O_NOFOLLOW, so
- * nothing there redirects the write), fsync'd, renamed
+ * nothing there redirects the write; it is flock'ed until its rename, and
+ * one another process holds is refused, not taken), fsync'd, renamed
  * over path (a symlink at path is replaced, never followed; a regular file
  * replaced passes its permission bits on), then the directory is fsync'd.
  * A failed write leaves path as it was.
@@ -61,7 +62,8 @@ ra_status ra_atomic_open_tmp(const char *path, int *fd);
 ra_status ra_file_sync_close(int fd, const char *name);
 /* Rename "<path>.tmp" over path and fsync the directory. */
 ra_status ra_atomic_commit(const char *path);
-/* Remove "<path>.tmp" (quietly: it runs while another error is reported). */
+/* Remove "<path>.tmp" if this process created it (quietly: it runs while
+ * another error is reported); never another process's. */
 void ra_atomic_abort(const char *path);
 /* With st == RA_OK: sync, close and commit; otherwise close and abort.
  * Returns the first failure (st itself when it was one). */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -181,26 +182,42 @@ static ra_status create_failed(const char *file, const char *path, int e)
     return RA_FAIL(RA_ERR_IO, "%s: cannot create: %s", file, strerror(e));
 }
 
-/* ---- temporaries removed when a signal ends the process ---------------------- */
+/* ---- the temporaries this process created ---------------------------------- */
 
-enum { TMP_SLOTS = 16 }; /* outputs in flight at once; more are not tracked (a later run names them) */
+/* Each is held with an flock (on a descriptor of its own, kept until the
+ * rename or removal), so that another process writing the same output
+ * sees it is in use instead of taking it for a stale one; a signal that
+ * ends the process removes them. */
+enum { TMP_SLOTS = 16 }; /* outputs in flight at once (a command writes at most 6) */
 static char g_tmp_path[TMP_SLOTS][PATH_MAX];
+static int g_tmp_lock[TMP_SLOTS];
 static volatile sig_atomic_t g_tmp_used[TMP_SLOTS]; /* set after the path is written, cleared before reuse */
 
-static void tmp_track(const char *tmp)
+static int tmp_slot(const char *tmp)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (g_tmp_used[i] && !strcmp(g_tmp_path[i], tmp)) return i;
+    return -1;
+}
+
+static int tmp_track(const char *tmp, int lock_fd)
 {
     for (int i = 0; i < TMP_SLOTS; i++)
         if (!g_tmp_used[i]) {
             snprintf(g_tmp_path[i], sizeof g_tmp_path[i], "%s", tmp);
+            g_tmp_lock[i] = lock_fd;
             g_tmp_used[i] = 1;
-            return;
+            return 1;
         }
+    return 0;
 }
 
 static void tmp_forget(const char *tmp)
 {
-    for (int i = 0; i < TMP_SLOTS; i++)
-        if (g_tmp_used[i] && !strcmp(g_tmp_path[i], tmp)) g_tmp_used[i] = 0;
+    const int i = tmp_slot(tmp);
+    if (i < 0) return;
+    g_tmp_used[i] = 0;
+    if (g_tmp_lock[i] >= 0) close(g_tmp_lock[i]); /* lets go of the lock */
 }
 
 static char g_made_dir[PATH_MAX];
@@ -235,6 +252,25 @@ void ra_atomic_cleanup_on_signals(void)
     }
 }
 
+/* "PATH: another process is writing it": tmp is held by another process. */
+static ra_status tmp_busy(const char *path, const char *tmp)
+{
+    return RA_FAIL(RA_ERR_IO, "%s: another process is writing it now (its temporary %s is locked); wait for that "
+                   "run to end, or choose another output", path, tmp);
+}
+
+/* Whether another process holds tmp's lock (a temporary nobody holds was
+ * left by a killed run). Opened without following a link or blocking on a
+ * FIFO; a file system without flock cannot tell: not held. */
+static int tmp_held(const char *tmp)
+{
+    int f = open(tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (f < 0) return 0;
+    int held = flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(f);
+    return held;
+}
+
 ra_status ra_atomic_create(const char *path, int *fd)
 {
     char tmp[PATH_MAX];
@@ -244,11 +280,32 @@ ra_status ra_atomic_create(const char *path, int *fd)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return RA_FAIL(RA_ERR_ARG, "%s: is a directory; give a file name", path);
+    if (tmp_slot(tmp) >= 0) return RA_FAIL(RA_ERR_ARG, "%s: is already being written by this command", path);
+    if (tmp_held(tmp)) return tmp_busy(path, tmp);
     /* a stale temporary (even a planted symlink) is removed, not followed */
     if (unlink(tmp) != 0 && errno != ENOENT) return create_failed(tmp, path, errno);
     int f = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (f < 0) return create_failed(tmp, path, errno);
-    tmp_track(tmp);
+    if (f < 0) return errno == EEXIST ? tmp_busy(path, tmp) : create_failed(tmp, path, errno);
+    /* Locked, then checked to be still at tmp: another process that took it
+     * for stale between the open and the lock has put its own there (and
+     * holds it now), so this one gives way, removing nothing of its. */
+    struct stat mine, there;
+    if (flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        close(f);
+        return tmp_busy(path, tmp);
+    }
+    if (fstat(f, &mine) != 0 || lstat(tmp, &there) != 0 || mine.st_dev != there.st_dev ||
+        mine.st_ino != there.st_ino) {
+        close(f);
+        return tmp_busy(path, tmp);
+    }
+    const int lock_fd = fcntl(f, F_DUPFD_CLOEXEC, 0); /* the lock outlives fd's close (same open file) */
+    if (!tmp_track(tmp, lock_fd)) {
+        if (lock_fd >= 0) close(lock_fd);
+        close(f);
+        (void)unlink(tmp);
+        return RA_FAIL(RA_ERR_ARG, "%s: more than %d outputs in flight at once", path, TMP_SLOTS);
+    }
     *fd = f;
     return RA_OK;
 }
@@ -311,7 +368,7 @@ ra_status ra_atomic_commit(const char *path)
 void ra_atomic_abort(const char *path)
 {
     char tmp[PATH_MAX];
-    if (ra_tmp_name(tmp, sizeof tmp, path)) {
+    if (ra_tmp_name(tmp, sizeof tmp, path) && tmp_slot(tmp) >= 0) { /* never another process's */
         (void)unlink(tmp);
         tmp_forget(tmp);
     }
@@ -448,9 +505,10 @@ ra_status ra_prepare_output_dir(const char *dir, const char *what)
     struct stat st;
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT) return RA_FAIL(RA_ERR_IO, "%s %s: %s", what, dir, strerror(errno));
-        if (mkdir(dir, 0755) != 0) {
+        const int e = mkdir(dir, 0755) != 0 ? errno : 0;
+        /* another process that made it in between is not an error */
+        if (e && !(e == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
             char parent[PATH_MAX], bare[PATH_MAX];
-            int e = errno;
             /* "a/b/" is b in a: its trailing slashes are not a path step */
             size_t n = strlen(dir);
             while (n > 1 && dir[n - 1] == '/') n--;

@@ -1,7 +1,8 @@
 /* test_fileio.c - the file-I/O module: non-regular inputs refused without
  * blocking, size caps, atomic outputs that replace (never follow) a final
  * symlink and leave the old file on failure, sets of outputs renamed
- * together, clash detection, output checks. */
+ * together, clash detection, output checks, and a temporary another
+ * process is writing neither taken nor removed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -151,6 +153,50 @@ static void test_atomic_failure_keeps_old(void **state)
     assert_int_equal(ra_write_file_atomic("/dev/full/x", "a", 1) != RA_OK, 1);
 }
 
+/* Two processes writing one output: while one holds its "<path>.tmp" (from
+ * ra_atomic_create until the rename), the other is refused, and its abort
+ * does not remove the holder's temporary; the holder's commit then lands
+ * whole, and a temporary left by an ended process is taken as stale. */
+static void test_atomic_tmp_in_use(void **state)
+{
+    (void)state;
+    char out[TMPDIR_CAP], tmp[TMPDIR_CAP + 8];
+    path_in(out, "shared.txt");
+    snprintf(tmp, sizeof tmp, "%s" RA_TMP_SUFFIX, out);
+    int go[2], ready[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the holder: create, write, wait for the word, commit */
+        int fd;
+        char c;
+        if (ra_atomic_create(out, &fd) != RA_OK || write(fd, "holder", 6) != 6) _exit(2);
+        if (ra_file_sync_close(fd, tmp) != RA_OK) _exit(3); /* closed: the lock must outlive fd */
+        if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1) _exit(4);
+        _exit(ra_atomic_commit(out) == RA_OK ? 0 : 5);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    int fd = -1;
+    assert_int_equal(ra_atomic_create(out, &fd), RA_ERR_IO);
+    assert_int_equal(fd, -1);
+    assert_non_null(strstr(ra_last_error(), "another process is writing it now"));
+    ra_atomic_abort(out); /* what an error path runs: not the holder's file */
+    assert_string_equal(slurp(tmp), "holder");
+    assert_int_equal(write(go[1], "g", 1), 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_string_equal(slurp(out), "holder");
+    close(go[0]), close(go[1]), close(ready[0]), close(ready[1]);
+    /* a temporary nobody holds (a killed run's) is stale: replaced */
+    write_text(tmp, "stale");
+    assert_int_equal(ra_write_file_atomic(out, "next", 4), RA_OK);
+    assert_string_equal(slurp(out), "next");
+    assert_int_equal(access(tmp, F_OK), -1);
+}
+
 /* A set of outputs: staged files are invisible until all are renamed; a
  * failure renames none and leaves no .tmp. */
 static void test_staged_set(void **state)
@@ -277,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_atomic_replaces_symlink),
         cmocka_unit_test(test_atomic_tmp_symlink_not_followed),
         cmocka_unit_test(test_atomic_failure_keeps_old),
+        cmocka_unit_test(test_atomic_tmp_in_use),
         cmocka_unit_test(test_staged_set),
         cmocka_unit_test(test_same_file),
         cmocka_unit_test(test_output_checks),
