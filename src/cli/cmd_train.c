@@ -118,6 +118,40 @@ static ra_status parse(int argc, char **argv, train_args *a, int *want_help)
  * of the newest this run wrote (-1: none). */
 static int last_good_step = -1, written_step = -1;
 
+/* What a failed checkpoint of step left to resume from, looked at (rank
+ * 0), not assumed: the directory may be gone, or its last.ckpt may not
+ * have moved although step-N.ckpt was written whole (no inode left for
+ * the link). */
+static void left_to_resume(char *out, size_t cap, const char *dir, int step)
+{
+    char last[RA_PATH_MAX + 32], file[RA_PATH_MAX + 32], target[64];
+    struct stat st;
+    if (!ra_train_dir_still_locked(dir)) {
+        if (last_good_step < 0) snprintf(out, cap, "no checkpoint of this run was written");
+        else snprintf(out, cap, "this run's last checkpoint was of step %d, in the directory that was there",
+                      last_good_step);
+        return;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(out, cap, "the directory %s is gone: no checkpoint is left there", dir);
+        return;
+    }
+    snprintf(file, sizeof file, "%s/step-%08d.ckpt", dir, step);
+    if (stat(file, &st) == 0 && S_ISREG(st.st_mode)) {
+        snprintf(out, cap, "%s itself was written whole, only last.ckpt was not moved to it: --resume %s continues "
+                 "from it", file, dir);
+        return;
+    }
+    snprintf(last, sizeof last, "%s/last.ckpt", dir);
+    const ssize_t n = readlink(last, target, sizeof target - 1);
+    if (n > 0 && stat(last, &st) == 0) {
+        target[n] = '\0';
+        snprintf(out, cap, "the last good checkpoint is still %s (step %ld)", last, ra_ckpt_step_of(target));
+    } else {
+        snprintf(out, cap, "no checkpoint of this run is in %s", dir);
+    }
+}
+
 static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     const int64_t t0 = RA_TRACE_T0();
@@ -125,12 +159,10 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
     ra_status st = ra_arg_cmd("train", ra_train_save(c, s, dir, step));
     RA_TRACE_END1("io", "checkpoint write", t0, "step", step);
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
-        char why[1024];
+        char why[1024], left[RA_PATH_MAX + 256];
         snprintf(why, sizeof why, "%s", ra_last_error());
-        if (last_good_step >= 0)
-            st = RA_FAIL(st, "%s; the last good checkpoint is still %s/last.ckpt (step %d)", why, dir, last_good_step);
-        else
-            st = RA_FAIL(st, "%s; no checkpoint of this run was written", why);
+        left_to_resume(left, sizeof left, dir, step);
+        st = RA_FAIL(st, "%s; %s", why, left);
     }
     RA_TRY(ra_agree(c->comm, st));
     last_good_step = written_step = step;

@@ -450,7 +450,9 @@ static int only_lock_in(const char *dir)
 
 void ra_train_unmake_dir(const ra_cli *c, const ra_config *cfg)
 {
-    if (c->rank == 0 && only_lock_in(cfg->checkpoint_dir)) unmake_checkpoint_dir(cfg->checkpoint_dir, made_dir);
+    /* not when the path now leads elsewhere: another run's lock file would go */
+    if (c->rank == 0 && ra_train_dir_still_locked(cfg->checkpoint_dir) && only_lock_in(cfg->checkpoint_dir))
+        unmake_checkpoint_dir(cfg->checkpoint_dir, made_dir);
     made_dir = 0;
 }
 
@@ -491,9 +493,32 @@ static char *stored_config_text(const ra_config *cfg)
     return text;
 }
 
+/* The checkpoint directory is still the one this run locked: its lock file
+ * is the file rank 0 holds. A directory moved away and replaced (by a
+ * symlink to another run's, which that run holds locked) would otherwise
+ * take this run's checkpoints over the other's, both exiting 0. */
+int ra_train_dir_still_locked(const char *dir)
+{
+    char path[RA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+    struct stat held, there;
+    return lock_fd < 0 || (fstat(lock_fd, &held) == 0 && stat(path, &there) == 0 && held.st_dev == there.st_dev &&
+                           held.st_ino == there.st_ino);
+}
+
+static ra_status check_still_locked(const char *dir, int step)
+{
+    if (ra_train_dir_still_locked(dir)) return RA_OK;
+    return RA_FAIL(RA_ERR_IO, "checkpoint directory %s: is no longer the directory this run locked at its start (it "
+                   "was moved, removed or replaced: %s is not the lock this run holds); the checkpoint of step %d was "
+                   "not written, so as not to write into another directory", dir, RA_CKPT_LOCK_NAME, step);
+}
+
 ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int step)
 {
     if (c->rank != 0 && !s->sharded) return RA_OK;
+    const ra_status here = c->rank == 0 ? check_still_locked(dir, step) : RA_OK;
+    RA_TRY(s->sharded ? ra_agree(c->comm, here) : here); /* every rank of a sharded save takes part */
     char path[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 80], name[64];
     snprintf(name, sizeof name, "step-%08d.ckpt", step);
     snprintf(path, sizeof path, "%s/%s", dir, name);

@@ -26,6 +26,10 @@ typedef struct {
 /* The lock file of a checkpoint directory (held by the run writing there). */
 #define RA_CKPT_LOCK_NAME ".ringattn.lock"
 
+/* Rank 0: dir still leads to the lock file this run holds (1 too when the
+ * file system gave no lock); 0 when it was moved, removed or replaced. */
+int ra_train_dir_still_locked(const char *dir);
+
 /* Collective; rank 0 checks, every rank gets the verdict. In order:
  * --resume with train.steps not above the checkpoint's step; the
  * checkpoint directory (created when missing, refused when it cannot be:

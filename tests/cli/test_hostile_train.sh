@@ -15,7 +15,7 @@ PYTHON=$(command -v python3 || echo /usr/bin/python3)
 T=$(mktemp -d)
 cleanup() {
     local m
-    for m in ro full; do mountpoint -q "$T/$m" 2>/dev/null && umount "$T/$m"; done
+    for m in ro full ti; do mountpoint -q "$T/$m" 2>/dev/null && umount "$T/$m"; done
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -571,7 +571,7 @@ if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
     rc=$?
     why=""
     [ "$rc" -eq 1 ] || why+="exit status $rc; "
-    grep -qE 'No space left on device; no checkpoint of this run was written \(the run was stopping on signal SIGUSR1 after step [0-9]+\)' err ||
+    grep -qE 'No space left on device; no checkpoint of this run is in full/ck \(the run was stopping on signal SIGUSR1 after step [0-9]+\)' err ||
         why+="message: $(grep -m1 error err); "
     ls full/ck/*.tmp >/dev/null 2>&1 && why+="temporary file left; "
     umount full
@@ -867,6 +867,54 @@ ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir cky
 refused "a directory named like a partial checkpoint: refused, named" 1 \
     'checkpoint-dir cky: cannot remove step-00000005.ckpt.tmp, left by an interrupted checkpoint write: Is a directory'
 report "... and it is still there" "$([ -d cky/step-00000005.ckpt.tmp ] || echo removed)"
+
+# ---- a failed checkpoint says what is left, looked at; a directory swapped mid-run ------
+# no inode for last.ckpt's link: step-20 itself was written whole, and a resume of
+# the directory continues from it
+mkdir -p ti
+if mount -t tmpfs -o size=10m,nr_inodes=6 tmpfs ti 2>mnt.err; then
+    ra 1 train --config cfg.ini --set train.steps=30 --set train.eval_every=0 --set train.checkpoint_every=10 \
+        --checkpoint-dir ti/ck
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit status $rc; "
+    grep -q 'last.ckpt.tmp: cannot create the link .*; ti/ck/step-00000020.ckpt itself was written whole, only last.ckpt was not moved to it: --resume ti/ck continues from it' err ||
+        why+="message: $(grep -m1 error err); "
+    ra 1 eval --checkpoint ti/ck/step-00000020.ckpt
+    [ "$rc" -eq 0 ] || why+="step 20 does not load: $(grep -m1 error err); "
+    umount ti
+    report "no inode for last.ckpt (tmpfs nr_inodes=6): the error says step 20 was written and how to resume" "$why"
+else
+    report "no inode for last.ckpt" "cannot mount a tmpfs: $(cat mnt.err)"
+fi
+# run B's directory moved away and replaced by a symlink to run A's (which A holds
+# locked): B stops at its next checkpoint, writing nothing into A's directory
+long=(--set train.steps=1000000 --set train.eval_every=0 --set train.log_every=20)
+timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=200 \
+    --set train.seed=7 --checkpoint-dir ckA \
+    >aout 2>aerr </dev/null &
+ap=$!
+timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 \
+    --checkpoint-dir ckB >bout 2>berr </dev/null &
+bp=$!
+for _ in $(seq 600); do grep -q 'checkpoint: ckB/step-00000020' bout 2>/dev/null && break; sleep 0.1; done
+mv ckB ckB.moved && ln -s ckA ckB
+wait "$bp"
+brc=$?
+asums=$(cd ckA && cksum step-*.ckpt 2>/dev/null)
+kill -USR1 "$(pgrep -P "$ap" | head -1)"
+wait "$ap"
+arc=$?
+why=""
+[ "$brc" -eq 1 ] || why+="B's exit status $brc; "
+grep -q 'checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there' berr ||
+    why+="B's message: $(grep -m1 error berr); "
+[ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error aerr); "
+for f in ckA/step-*.ckpt; do
+    grep -aqE '^seed = 7( |$)' "$f" || why+="$f is not run A's (seed 7); "
+done
+[ "$(cd ckA && cksum step-*.ckpt 2>/dev/null | head -n "$(echo "$asums" | wc -l)")" = "$asums" ] || why+="A's checkpoints changed; "
+report "a checkpoint directory swapped for a symlink to another run's: refused at the next checkpoint, the other's intact" "$why"
+rm -f ckB
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
