@@ -455,8 +455,17 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         if ((signalled || ev_stop) && done < cfg->steps)
             return stopped_after(c, s, ckdir, done, signalled ? signalled : ev_stop, ev_stop != 0);
     }
-    RA_TRY(keep_finished(c, s, ckdir, cfg->steps, start, eval_and_report(c, s, cfg->steps, metrics, &ev_stop)));
+    /* checkpointed before the final evaluation: a rank lost in it (killed,
+     * stopped past run.timeout) loses none of the run's steps */
     RA_TRY(checkpoint(c, s, ckdir, cfg->steps));
+    ra_status est = eval_and_report(c, s, cfg->steps, metrics, &ev_stop);
+    if (est != RA_OK && est != RA_ERR_PEER) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        return RA_FAIL(est, "%s; the %d steps are done and kept in %s/step-%08d.ckpt (ringattn eval --checkpoint %s "
+                       "evaluates them)", why, cfg->steps, ckdir, cfg->steps, ckdir);
+    }
+    RA_TRY(est);
     if (ev_stop) /* every step is done and kept: nothing for a requeued job to do, so exit 0 */
         ra_say(c, "stopped by signal %s during the final evaluation: the %d steps are done and checkpointed; "
                   "ringattn eval --checkpoint %s evaluates them\n", level_name(ev_stop), cfg->steps, ckdir);

@@ -710,6 +710,22 @@ stop_eval TERM tail 0 "stopped by signal SIGTERM during the final evaluation: th
 [ "$(readlink cke/last.ckpt)" = step-00000003.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
 report "SIGTERM to one rank during the final evaluation: step 3 kept, exit 0 in ${secs}s" "$why"
 rm -rf cke
+# a rank killed during the final evaluation of a run without periodic checkpoints:
+# the final checkpoint was written before it, so no step is lost
+start_bg 2 train "${longeval[@]}" --set train.steps=3 --set train.eval_every=0 --set train.checkpoint_every=0 \
+    --checkpoint-dir cke
+wait_out '^checkpoint: cke/step-00000003.ckpt'
+kill -KILL "$(ranks_of "$mp" | tail -1)"
+wait "$mp"
+rc=$?
+why=""
+[ "$rc" -ne 0 ] || why+="exit status 0; "
+grep -q '^step 3/3' out || why+="step 3 did not finish: $(tail -1 out); "
+[ "$(readlink cke/last.ckpt)" = step-00000003.ckpt ] || why+="last.ckpt -> $(readlink cke/last.ckpt); "
+ra 1 eval --checkpoint cke --set train.eval_batches=1
+[ "$rc" -eq 0 ] || why+="step 3 does not load: $(grep -m1 error err); "
+report "SIGKILL of a rank during the final evaluation: step 3 was checkpointed before it" "$why"
+rm -rf cke
 # Ctrl-C (SIGINT) to a run started without a launcher: the first stops it as SIGTERM
 # does (mid-training: a checkpoint, exit 75), the second quits at once (the default).
 # Not under timeout(1), which passes a signal on to its child's whole process group
