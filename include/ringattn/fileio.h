@@ -52,6 +52,12 @@ ra_status ra_write_full(int fd, const char *path, const void *buf, size_t n);
 /* "<path>.tmp" into out; 0 when path is empty or too long. */
 int ra_tmp_name(char *out, size_t cap, const char *path);
 
+/* Whether another process holds an flock on path (a temporary being
+ * written, a training run's metrics file). Opened without following a
+ * link or blocking on a FIFO; a file system without flock cannot tell:
+ * not held. */
+int ra_file_held(const char *path);
+
 /* Create "<path>.tmp" for writing (a stale one removed first, the new one
  * O_EXCL|O_NOFOLLOW; a directory at path refused); a missing or unwritable
  * directory is named. ra_atomic_open_tmp opens the same file, already

@@ -613,6 +613,29 @@ static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t
     snprintf(resume, cap, "%s/%s", dir, newest);
 }
 
+/* A branch (a resume into another directory than its checkpoint's) whose
+ * metrics file holds later steps of the run it leaves: the file it
+ * inherited from the checkpoint is left alone (this run writes no metrics,
+ * said); one given by --metrics or --set run.metrics is refused. */
+static ra_status branch_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
+                                int64_t step)
+{
+    if (!resume) return RA_OK;
+    int cut = c->rank == 0 && ra_train_branch_cuts_metrics(cfg, resume, step), any;
+    RA_TRY(ra_allreduce_named(&cut, &any, 1, MPI_INT, MPI_MAX, c->comm, "the metrics check"));
+    if (!any) return RA_OK;
+    if (a->metrics || ra_session_sets_key(&a->s, "run.metrics"))
+        return RA_FAIL(RA_ERR_ARG, "train: %s %s: holds steps after %lld of the run this resume leaves (its "
+                       "checkpoint is not in %s): appending would cut them; give another file name for this "
+                       "run's metrics", a->metrics ? "--metrics" : "run.metrics", cfg->metrics, (long long)step,
+                       cfg->checkpoint_dir);
+    ra_say(c, "train: not writing to %s, the metrics of the run resumed from (it holds steps after %lld, which "
+              "this run into %s would cut): no metrics for this run; give --metrics FILE for them\n", cfg->metrics,
+           (long long)step, cfg->checkpoint_dir);
+    cfg->metrics[0] = '\0';
+    return RA_OK;
+}
+
 static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
 {
     train_args a = *ap;
@@ -636,6 +659,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
         ps = ra_arg_path("--resume", dir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
+    RA_TRY(branch_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);

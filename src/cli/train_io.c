@@ -228,6 +228,38 @@ static const char *foreign_metrics(const char *path)
                                                            "with {\"step\": ...)" : NULL;
 }
 
+/* The step of a metrics line ({"step": N, ...}), or -1 for another line. */
+static int64_t line_step(const char *line)
+{
+    long long s;
+    return sscanf(line, "{\"step\": %lld", &s) == 1 ? (int64_t)s : -1;
+}
+
+int ra_train_branch_cuts_metrics(const ra_config *cfg, const char *resume, int64_t step)
+{
+    char from[RA_PATH_MAX], real[PATH_MAX];
+    if (!resume || !cfg->metrics[0]) return 0;
+    /* where the checkpoint file is (DIR/last.ckpt may link into another directory) */
+    if (realpath(resume, real)) ra_dir_of(real, from, sizeof from);
+    else resume_dir(resume, from, sizeof from);
+    if (ra_same_file(from, cfg->checkpoint_dir)) return 0; /* its own history: later lines are a killed run's */
+    int fd = open(cfg->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return 0;
+    FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL; /* (others: the preflight's) */
+    if (!f) {
+        close(fd);
+        return 0;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int later = 0;
+    while (!later && getline(&line, &cap, f) > 0) later = line_step(line) > step;
+    free(line);
+    fclose(f);
+    return later;
+}
+
 /* The metrics file: creatable, and none of the run's inputs or checkpoints
  * (by name, or a hard link to one in the checkpoint directory or the one
  * resumed from: appending to it would corrupt that checkpoint), nor a file
@@ -247,6 +279,9 @@ static ra_status check_metrics(const ra_config *cfg, const ra_train_files *f)
         if (dirs[i] && links_to_checkpoint(m, dirs[i], name, sizeof name))
             return RA_FAIL(RA_ERR_ARG, "%s %s: is the file %s/%s (a hard link to it): appending the metrics would "
                            "corrupt it; give another file name for the metrics", opt, m, dirs[i], name);
+    if (ra_file_held(m)) /* a live run's metrics: a fresh run replaced them, a resume cut them */
+        return RA_FAIL(RA_ERR_ARG, "%s %s: another run is writing its metrics there now (it holds the file locked); "
+                       "give another file name for the metrics", opt, m);
     const char *foreign = foreign_metrics(m);
     if (foreign)
         return RA_FAIL(RA_ERR_ARG, "%s %s: %s, which this run would %s; give another file name, or remove it", opt,
@@ -548,12 +583,6 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
 
 /* ---- metrics ------------------------------------------------------------------- */
 
-/* The step of a metrics line ({"step": N, ...}), or -1 for another line. */
-static int64_t line_step(const char *line)
-{
-    long long s;
-    return sscanf(line, "{\"step\": %lld", &s) == 1 ? (int64_t)s : -1;
-}
 
 /* path rewritten (atomically) without the lines of steps after keep_after,
  * when it has any: a run killed after its last checkpoint logged them, and
@@ -604,11 +633,16 @@ ra_status ra_metrics_open(ra_metrics *m, const char *path, int append, int64_t k
         RA_TRY(drop_later_steps(path, keep_after));
         m->fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (m->fd < 0) return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open to append: %s", path, strerror(errno));
+        if (flock(m->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) { /* (taken since the preflight) */
+            close(m->fd), m->fd = -1;
+            return RA_FAIL(RA_ERR_IO, "--metrics %s: another run is writing its metrics there now (it holds the "
+                           "file locked)", path);
+        }
         return RA_OK;
     }
     /* a new file (a symlink was refused before step 1, ra_check_files):
      * created under the temporary name, renamed at once, then written
-     * through the same descriptor */
+     * through the same descriptor, which keeps the temporary's lock */
     int fd;
     RA_TRY(ra_atomic_create(path, &fd));
     ra_status st = ra_atomic_commit(path);

@@ -26,6 +26,12 @@ typedef struct {
 /* The lock file of a checkpoint directory (held by the run writing there). */
 #define RA_CKPT_LOCK_NAME ".ringattn.lock"
 
+/* Rank 0: a resume from a checkpoint of another directory than cfg's (a
+ * branch) whose metrics file (cfg->metrics, the one the checkpoint's run
+ * wrote unless given anew) holds steps after step: those lines are that
+ * run's record, which appending (that first drops later steps) would cut. */
+int ra_train_branch_cuts_metrics(const ra_config *cfg, const char *resume, int64_t step);
+
 /* Rank 0: dir still leads to the lock file this run holds (1 too when the
  * file system gave no lock); 0 when it was moved, removed or replaced. */
 int ra_train_dir_still_locked(const char *dir);

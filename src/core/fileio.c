@@ -259,12 +259,9 @@ static ra_status tmp_busy(const char *path, const char *tmp)
                    "run to end, or choose another output", path, tmp);
 }
 
-/* Whether another process holds tmp's lock (a temporary nobody holds was
- * left by a killed run). Opened without following a link or blocking on a
- * FIFO; a file system without flock cannot tell: not held. */
-static int tmp_held(const char *tmp)
+int ra_file_held(const char *path)
 {
-    int f = open(tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int f = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (f < 0) return 0;
     int held = flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(f);
@@ -281,7 +278,7 @@ ra_status ra_atomic_create(const char *path, int *fd)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return RA_FAIL(RA_ERR_ARG, "%s: is a directory; give a file name", path);
     if (tmp_slot(tmp) >= 0) return RA_FAIL(RA_ERR_ARG, "%s: is already being written by this command", path);
-    if (tmp_held(tmp)) return tmp_busy(path, tmp);
+    if (ra_file_held(tmp)) return tmp_busy(path, tmp); /* (one nobody holds: a killed run's) */
     /* a stale temporary (even a planted symlink) is removed, not followed */
     if (unlink(tmp) != 0 && errno != ENOENT) return create_failed(tmp, path, errno);
     int f = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);

@@ -622,6 +622,51 @@ refused "--metrics a user's file (fresh run): refused" 1 "train: --metrics notes
 ra 2 train --resume ckmd --set train.steps=15 --metrics notes.txt
 refused "--metrics a user's file (resume): refused" 1 "--metrics notes.txt: holds something other than metrics .* would append to"
 report "... and the file is kept" "$([ "$(cat notes.txt)" = "my notes" ] || echo "notes.txt: $(head -c 60 notes.txt)")"
+# a branch: a resume from step 10 of ckbr into another directory. The metrics path the
+# checkpoint holds is the first run's record (steps 1-20): it is left alone, said; the
+# same file given by --metrics is refused. Also through DIR/last.ckpt linking into ckbr.
+rm -rf ckbr ckbr2 cklk br.jsonl
+ra 2 train --config cfg.ini --set train.steps=20 --set train.warmup=0 --set train.eval_every=0 \
+    --set train.checkpoint_every=10 --checkpoint-dir ckbr --metrics br.jsonl
+brsum=$(sums br.jsonl)
+ra 2 train --resume ckbr/step-00000010.ckpt --checkpoint-dir ckbr2 --set train.steps=12
+why=""
+[ "$rc" -eq 0 ] || why+="exit $rc: $(grep -m1 error err); "
+grep -q "^train: not writing to $T/br.jsonl, the metrics of the run resumed from (it holds steps after 10" out ||
+    why+="not said: $(grep -m1 metrics out); "
+[ "$(sums br.jsonl)" = "$brsum" ] || why+="br.jsonl changed ($(grep -c . br.jsonl) lines); "
+report "a branch into another directory leaves the first run's metrics alone, said" "$why"
+mkdir cklk && ln -s ../ckbr/step-00000010.ckpt cklk/last.ckpt
+ra 2 train --resume cklk --set train.steps=12
+report "... also resumed through DIR/last.ckpt linking into that run's directory" \
+    "$([ "$rc" -eq 0 ] && [ "$(sums br.jsonl)" = "$brsum" ] || echo "exit $rc, br.jsonl $(grep -c . br.jsonl) lines")"
+rm -rf ckbr2
+ra 2 train --resume ckbr/step-00000010.ckpt --checkpoint-dir ckbr2 --set train.steps=12 --metrics br.jsonl
+refused "a branch given the first run's metrics by --metrics: refused" 1 \
+    "train: --metrics br.jsonl: holds steps after 10 of the run this resume leaves .*appending would cut them"
+report "... and they are kept" "$([ "$(sums br.jsonl)" = "$brsum" ] || echo changed)"
+# a live run holds its metrics file locked: a second run naming it, fresh or resumed, is
+# refused (a fresh run replaced a live run's metrics, both exiting 0)
+rm -rf cklive ckother live.jsonl
+timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 \
+    --set train.eval_every=0 --set train.log_every=20 --checkpoint-dir cklive --metrics live.jsonl \
+    >lout 2>lerr </dev/null &
+lp=$!
+for _ in $(seq 300); do grep -q '^step 20/' lout 2>/dev/null && break; sleep 0.1; done
+ra 1 train --config cfg.ini --set train.steps=2 --set train.warmup=0 --checkpoint-dir ckother --metrics live.jsonl
+refused "a fresh run naming a live run's metrics file: refused" 1 \
+    "train: --metrics live.jsonl: another run is writing its metrics there now"
+ra 1 train --resume ckbr --set train.steps=22 --metrics live.jsonl
+refused "a resume naming a live run's metrics file: refused" 1 "--metrics live.jsonl: another run is writing its metrics"
+kill -USR1 "$(pgrep -P "$lp" | head -1)"
+wait "$lp"
+lrc=$?
+why=""
+[ "$lrc" -eq 75 ] || why+="the live run's exit status $lrc ($(grep -m1 error lerr)); "
+last=$(tail -1 live.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/')
+n=$(grep -c '"lr"' live.jsonl)
+[ -n "$last" ] && [ "$n" -eq "$last" ] || why+="live.jsonl: $n step lines, the last of step $last; "
+report "... and the live run's metrics are whole (every step once)" "$why"
 
 # ---- signals ---------------------------------------------------------------------------
 # A long warm start (cooc over 48 MB, radius 256: ~10 s on 2 cores): SIGTERM to the ranks
