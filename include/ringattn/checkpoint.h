@@ -75,6 +75,14 @@ ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state
  * state: what `generate` and `eval` need to build the model first. */
 ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *state);
 
+/* ra_ckpt_load_range and ra_ckpt_peek that also give the file's stored
+ * CRC-64 (verified against its bytes) in *sum: what identifies the content
+ * that was read, so ranks that each read "the same" file can compare what
+ * they got (a file replaced while they read it, different files given). */
+ra_status ra_ckpt_load_range_sum(const char *path, char **config_text, ra_ckpt_state *state,
+                                 const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n, uint64_t *sum);
+ra_status ra_ckpt_peek_sum(const char *path, char **config_text, ra_ckpt_state *state, uint64_t *sum);
+
 /* 1 when path is a regular file that starts with a checkpoint's magic (a
  * checkpoint, or what is left of one): outputs refuse to replace it. */
 int ra_ckpt_is_one(const char *path);

@@ -3,6 +3,7 @@
 #define RINGATTN_CLI_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ringattn/config.h"
@@ -68,6 +69,26 @@ ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l);
  * it: `eval --checkpoint ck data.txt` (a forgotten --data) scored the
  * checkpoint's own data and exited 0. */
 ra_status ra_arg_rest(const char *cmd, int argc, char **argv);
+
+/* What this rank runs with must be what rank 0 runs with (same.c): each
+ * rank reads its config and checkpoint and parses its own options, and a
+ * file replaced while they read it, or an MPMD launch giving some ranks
+ * other options, made replicas diverge with exit 0. text: "key = value"
+ * lines ("[sec]" lines name the keys after them "sec.key"; comments
+ * ignored), compared by a 64-bit hash. source: where this rank got it
+ * ("--config a.ini"). Collective. When a rank's text differs, every rank
+ * fails, rank 0 with "SOURCE: rank R (given ITS SOURCE, when not rank 0's)
+ * DID than rank 0 (WHY); differing: KEY (V0 on rank 0, VR on rank R), ..."
+ * for the lowest such R (did: "read a different config"), the others
+ * with RA_ERR_PEER. */
+ra_status ra_same_on_ranks(const ra_cli *c, const char *source, const char *did, const char *why, const char *text);
+/* 64-bit FNV-1a of n bytes: what ra_same_on_ranks compares, and a short
+ * name for data too long to show (a prompt). */
+uint64_t ra_hash64(const void *data, size_t n);
+/* ra_same_on_ranks for a command's options that change its results and
+ * are not in the config (text: "--opt = value" lines): "cmd: rank R was
+ * given different options than rank 0 (an MPMD launch ...); differing: ..." */
+ra_status ra_same_options(const ra_cli *c, const char *cmd, const char *text);
 
 /* A file named on the command line: the option that named it ("--q") and
  * its path (NULL: not given, skipped). */

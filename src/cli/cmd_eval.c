@@ -113,6 +113,10 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     ra_ckpt_resolve(path, sizeof path, ckpt);
     sa.data = data; /* applied before the config is checked (session.c) */
     RA_TRY(ra_arg_cmd(cmd, ra_session_config(c, &sa, path, &cfg))); /* --set's errors name the command */
+    /* not in the config: a rank given another count evaluated other batches and waited for the rest */
+    char given[48] = "--batches = unset\n";
+    if (batches) snprintf(given, sizeof given, "--batches = %d\n", batches);
+    RA_TRY(ra_same_options(c, cmd, given));
     /* one ring of every rank, whatever grid trained the model, unless
      * --set run.dp=N asks for N data-parallel groups (eval: each group takes
      * its share of every batch); diag's Gram matrices are one ring's */

@@ -512,6 +512,21 @@ static ra_status emit(const char *file, int ids, const int32_t *tok, int64_t n)
     return st;
 }
 
+/* The options that change what is generated, and the prompt each rank
+ * read, against rank 0's: every rank samples each token itself, so a rank
+ * given another --seed or prompt (an MPMD launch; a prompt file replaced
+ * while the ranks read it) stepped the model with other tokens than the
+ * rest. Collective. */
+static ra_status same_options(const ra_cli *c, const gen_args *a, const int32_t *prompt, int64_t Lp)
+{
+    char text[256];
+    snprintf(text, sizeof text,
+             "--tokens = %d\n--temperature = %.9g\n--top-k = %d\n--seed = %d\nprompt = %lld tokens of hash %016llx\n",
+             a->tokens, (double)a->temp, a->topk, a->seed, (long long)Lp,
+             (unsigned long long)ra_hash64(prompt, sizeof(int32_t) * (size_t)Lp));
+    return ra_same_options(c, "generate", text);
+}
+
 static ra_status generate(ra_cli *c, const gen_args *a);
 
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
@@ -545,7 +560,12 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     int32_t *prompt = NULL;
     int64_t Lp = 0;
     if (st == RA_OK) st = ra_arg_cmd("generate", read_prompt(&a, &cfg, &prompt, &Lp));
-    RA_TRY(ra_agree(c->comm, st));
+    st = ra_agree(c->comm, st);
+    if (st == RA_OK) st = same_options(c, &a, prompt, Lp);
+    if (st != RA_OK) {
+        free(prompt);
+        return st;
+    }
     int32_t *out = prompt + Lp;
     ra_session s = { 0 };
     ra_decoder *d = NULL;

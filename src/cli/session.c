@@ -1,6 +1,7 @@
 /* session.c - config, model, data and evaluation for train, eval, generate. */
 #include "session.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,7 +194,13 @@ static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
     cfg->dtype_id = RA_TOKEN_AUTO;
 }
 
-static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
+/* What a rank read of the checkpoint: its state and stored CRC-64. */
+typedef struct {
+    ra_ckpt_state state;
+    uint64_t sum;
+} ckpt_read;
+
+static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ckpt_read *got)
 {
     ra_config_defaults(cfg);
     if (ckpt) {
@@ -201,8 +208,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
             return RA_FAIL(RA_ERR_ARG, "--config %s cannot be used with the checkpoint %s: the checkpoint holds the "
                            "config; change keys with --set", a->config, ckpt);
         char *text = NULL;
-        ra_ckpt_state st0;
-        RA_TRY(ra_ckpt_peek(ckpt, &text, state ? state : &st0));
+        RA_TRY(ra_ckpt_peek_sum(ckpt, &text, &got->state, &got->sum));
         ra_status st = ra_config_parse(cfg, text, ckpt);
         free(text);
         RA_TRY(st);
@@ -227,20 +233,73 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     return st;
 }
 
+/* The checkpoint this rank read (step, CRC) against rank 0's: a file
+ * replaced while the ranks read it (a running job's last.ckpt), or MPMD
+ * ranks given different ones, loaded other weights on some ranks. */
+static ra_status same_checkpoint(const ra_cli *c, const char *path, const ra_ckpt_state *state, uint64_t sum)
+{
+    char text[96];
+    snprintf(text, sizeof text, "step = %" PRIu64 "\nCRC-64 = %016" PRIx64 "\n", state->step, sum);
+    return ra_same_on_ranks(c, path, "loaded a different checkpoint",
+                            "the file changed while the ranks read it, or the ranks were given different "
+                            "checkpoints; give every rank the same file, unchanging while the job starts", text);
+}
+
+/* The config as the ranks compare it: the canonical text (every key, as
+ * used) but run.threads, the rank's own share of its node (as --threads):
+ * it sets how fast a rank computes, not what the run computes. NULL: out
+ * of memory. */
+static char *compared_text(const ra_config *cfg)
+{
+    ra_config *t = malloc(sizeof *t); /* ra_config is large: not on the stack twice */
+    if (!t) return NULL;
+    *t = *cfg;
+    t->threads = 0;
+    char *text = ra_config_text(t);
+    free(t);
+    return text;
+}
+
+/* The final config (file or checkpoint, --set, --data) against rank 0's. */
+static ra_status same_config(const ra_cli *c, const ra_session_args *a, const char *ckpt, const ra_config *cfg)
+{
+    char *text = compared_text(cfg);
+    ra_status made = ra_agree(c->comm, text ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory for the config's text"));
+    if (made != RA_OK) {
+        free(text);
+        return made;
+    }
+    char source[RA_PATH_MAX + 32];
+    if (a->config) snprintf(source, sizeof source, "--config %s", a->config);
+    else if (ckpt) snprintf(source, sizeof source, "the config of %s", ckpt);
+    else snprintf(source, sizeof source, "the built-in config");
+    const char *why = a->config ? "the file changed while the ranks read it, or the ranks were given different "
+                                  "options; give every rank the same options and a file that does not change "
+                                  "while the job starts"
+                                : "the ranks were given different options (an MPMD launch); give every rank the same";
+    ra_status st = ra_same_on_ranks(c, source, "read a different config", why, text);
+    free(text);
+    return st;
+}
+
 /* A rank whose config is built waits for the others under its run.timeout
  * (the checkpoint's, or --set's), not the default: a peer stuck reading the
- * checkpoint (a hung file system) is named after run.timeout. */
-static ra_status agree_config(const ra_cli *c, ra_status built, const ra_config *cfg)
+ * checkpoint (a hung file system) is named after run.timeout. Then every
+ * rank must have read the same checkpoint and ended with the same config. */
+static ra_status agree_config(const ra_cli *c, ra_status built, const ra_session_args *a, const char *ckpt,
+                              const ckpt_read *got, const ra_config *cfg)
 {
     if (built == RA_OK) ra_set_peer_timeout(cfg->timeout);
-    return ra_agree(c->comm, built);
+    RA_TRY(ra_agree(c->comm, built));
+    if (ckpt) RA_TRY(same_checkpoint(c, ckpt, &got->state, got->sum));
+    return same_config(c, a, ckpt, cfg);
 }
 
 /* build_config, then run.timeout on the config the command runs with:
  * --set can mend a value a checkpoint stores */
-static ra_status build_checked(const ra_session_args *a, const char *ckpt, ra_config *cfg, ra_ckpt_state *state)
+static ra_status build_checked(const ra_session_args *a, const char *ckpt, ra_config *cfg, ckpt_read *got)
 {
-    RA_TRY(build_config(a, ckpt, cfg, state));
+    RA_TRY(build_config(a, ckpt, cfg, got));
     char from[RA_PATH_MAX + 32] = "";
     if (!ra_session_sets_key(a, "run.timeout") && (ckpt || a->config))
         snprintf(from, sizeof from, "%s %s", ckpt ? "the checkpoint" : "--config", ckpt ? ckpt : a->config);
@@ -250,14 +309,17 @@ static ra_status build_checked(const ra_session_args *a, const char *ckpt, ra_co
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg)
 {
-    return agree_config(c, build_checked(a, ckpt, cfg, NULL), cfg);
+    ckpt_read got = { 0 };
+    return agree_config(c, build_checked(a, ckpt, cfg, &got), a, ckpt, &got, cfg);
 }
 
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                                   ra_config *cfg, ra_ckpt_state *state)
 {
-    *state = (ra_ckpt_state){ 0 };
-    return agree_config(c, build_checked(a, ckpt, cfg, state), cfg);
+    ckpt_read got = { 0 };
+    ra_status st = agree_config(c, build_checked(a, ckpt, cfg, &got), a, ckpt, &got, cfg);
+    *state = got.state;
+    return st;
 }
 
 /* Shard bounds, the shard's optimizer and summed gradient, and the
@@ -376,8 +438,10 @@ static ra_status check_moments_finite(const ra_session *s, const char *path)
     return RA_OK;
 }
 
-ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
-                          ra_ckpt_state *state)
+/* Read the checkpoint into the session's tensors (the whole parameters;
+ * the moments whole, or this rank's shard when sharded, or into scratch
+ * when the session has no optimizer); *sum: the file's CRC-64. */
+static ra_status load_tensors(ra_session *s, const char *path, int with_optim, ra_ckpt_state *st, uint64_t *sum)
 {
     ra_ckpt_tensor t[3];
     int n = ra_session_tensors(s, t, 1);
@@ -385,14 +449,11 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
         const uint64_t np = t[0].count;
         t[1].count = t[2].count = np;
         const ra_ckpt_range r[3] = { { 0, np }, { s->lo, s->hi }, { s->lo, s->hi } };
-        ra_ckpt_state st = { 0 };
-        ra_status rs = ra_ckpt_load_range(path, NULL, &st, t, r, 3);
+        ra_status rs = ra_ckpt_load_range_sum(path, NULL, st, t, r, 3, sum);
         if (rs == RA_OK) rs = check_params_finite(s, path);
         if (rs == RA_OK) rs = check_moments_finite(s, path);
-        if (state) *state = st;
-        return ra_agree(c->comm, rs);
+        return rs;
     }
-    ra_ckpt_state st = { 0 };
     /* the file always holds the optimizer moments; eval/generate load them
      * into a scratch copy only when they have no optimizer */
     float *scratch = NULL;
@@ -404,12 +465,24 @@ ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int 
             t[2] = (ra_ckpt_tensor){ "adam_v", scratch + t[0].count, t[0].count };
         }
     }
-    if (rs == RA_OK) rs = ra_ckpt_load(path, NULL, &st, t, n);
+    if (rs == RA_OK) rs = ra_ckpt_load_range_sum(path, NULL, st, t, NULL, n, sum);
     if (rs == RA_OK) rs = check_params_finite(s, path);
     if (rs == RA_OK && with_optim) rs = check_moments_finite(s, path);
     free(scratch);
+    return rs;
+}
+
+ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
+                          ra_ckpt_state *state)
+{
+    ra_ckpt_state st = { 0 };
+    uint64_t sum = 0;
+    ra_status rs = ra_agree(c->comm, load_tensors(s, path, with_optim, &st, &sum));
     if (state) *state = st;
-    return ra_agree(c->comm, rs);
+    RA_TRY(rs);
+    /* again: the config's read was earlier, and the file may have been
+     * replaced since on some ranks */
+    return same_checkpoint(c, path, &st, sum);
 }
 
 ra_status ra_session_eval(const ra_cli *c, ra_session *s, int split, int batches,

@@ -58,7 +58,12 @@ extern const char *ra_session_ckpt_help;
  * a layer's head kind or preconditioner) is refused naming the key: the
  * tensors would load into a different function. --set data.source=file
  * (without a data.dtype of its own) drops the checkpoint's data.dtype, and
- * --data FILE is then read as bytes whatever its magic. */
+ * --data FILE is then read as bytes whatever its magic.
+ * Then the ranks compare what they built (same.c): the checkpoint's step
+ * and CRC-64, and the config's canonical text without run.threads; a rank
+ * that differs (a file replaced while the ranks read it, an MPMD launch
+ * with other options) is refused on every rank, rank 0 naming it and the
+ * keys. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
 /* The same, also handing out the checkpoint's state (step, seed). */
@@ -79,7 +84,8 @@ int ra_session_tensors(ra_session *s, ra_ckpt_tensor *t, int with_optim);
 /* Load a checkpoint (every rank reads and verifies it; a sharded session
  * copies only its shard of the moments). Parameters that are not all
  * finite (a crafted or damaged file: training never saves them) are
- * refused, naming the first and its block. Collective. */
+ * refused, naming the first and its block. A rank that read another file
+ * (step, CRC-64) than rank 0 is refused by name. Collective. */
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
                           ra_ckpt_state *state);
 

@@ -388,6 +388,7 @@ typedef struct {
     uint64_t state[CK_STATE_WORDS];
     uint32_t n_tensors;
     uint64_t tensors_off;  /* first tensor entry */
+    uint64_t sum;          /* the stored CRC-64, once verified */
 } ckfile;
 
 typedef struct {
@@ -450,7 +451,7 @@ static ra_status check_head(ckfile *f, uint64_t size)
 }
 
 /* Pass 1: CRC of [0, end) against the stored value. */
-static ra_status check_sum(const ckfile *f, scratch *s)
+static ra_status check_sum(ckfile *f, scratch *s)
 {
     uint64_t reg = UINT64_MAX;
     for (uint64_t off = 0; off < f->end;) {
@@ -465,6 +466,7 @@ static ra_status check_sum(const ckfile *f, scratch *s)
     if (stored != got)
         return RA_FAIL(RA_ERR_FORMAT, "%s: checksum mismatch: the file is corrupt (stored CRC-64 %016" PRIx64
                        ", computed %016" PRIx64 ")", f->path, stored, got);
+    f->sum = stored;
     return RA_OK;
 }
 
@@ -708,6 +710,12 @@ ra_status ra_ckpt_load(const char *path, char **config_text, ra_ckpt_state *stat
 ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state *state,
                              const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n)
 {
+    return ra_ckpt_load_range_sum(path, config_text, state, tensors, ranges, n, NULL);
+}
+
+ra_status ra_ckpt_load_range_sum(const char *path, char **config_text, ra_ckpt_state *state,
+                                 const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n, uint64_t *sum)
+{
     if (config_text) *config_text = NULL;
     RA_TRY(check_load_args(path, tensors, ranges, n));
     ckfile f;
@@ -721,10 +729,16 @@ ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state
         return st;
     }
     hand_out(&f, config, config_text, state);
+    if (sum) *sum = f.sum;
     return RA_OK;
 }
 
 ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *state)
+{
+    return ra_ckpt_peek_sum(path, config_text, state, NULL);
+}
+
+ra_status ra_ckpt_peek_sum(const char *path, char **config_text, ra_ckpt_state *state, uint64_t *sum)
 {
     if (config_text) *config_text = NULL;
     ckfile f;
@@ -732,5 +746,6 @@ ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *stat
     RA_TRY(verify(path, &f, &config));
     close(f.fd);
     hand_out(&f, config, config_text, state);
+    if (sum) *sum = f.sum;
     return RA_OK;
 }

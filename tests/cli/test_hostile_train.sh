@@ -76,6 +76,62 @@ keep=(cfg.ini ck/step-00000010.ckpt ck/step-00000020.ckpt m.jsonl)
 before=$(sums "${keep[@]}"; readlink ck/last.ckpt)
 unchanged() { [ "$(sums "${keep[@]}"; readlink ck/last.ckpt)" = "$before" ] || echo "files changed; "; }
 
+# ---- ranks that read different things: an MPMD launch, a config replaced as they start ----
+# Each rank reads its config and checkpoint and parses its own options; what
+# they end up with is compared, and a difference is refused on every rank.
+# mpmd ARGS0... -- ARGS1...: ringattn ARGS0 on rank 0 and ARGS1 on rank 1 (one
+# mpirun, two app contexts); out, err, and each rank's exit status in rcs/RANK
+cat >wrap.sh <<'EOF'
+r=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-0}}
+"$@"
+echo $? >"rcs/$r"
+exit 0
+EOF
+mpmd() {
+    local a=()
+    while [ "$1" != "--" ]; do a+=("$1"); shift; done
+    shift
+    rm -rf rcs && mkdir rcs
+    OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n 1 bash wrap.sh "$RA" "${a[@]}" : \
+        -n 1 bash wrap.sh "$RA" "$@" >out 2>err </dev/null
+    rc=$?
+}
+# mpmd_refused DESC PATTERN: the last mpmd run ended on both ranks with status
+# 1 (no hang), with one error line (rank 0's) matching PATTERN (grep -E)
+mpmd_refused() {
+    local why="" r s c
+    [ "$rc" -eq 124 ] && why+="timed out (a rank hung); "
+    for r in 0 1; do
+        s=$(cat "rcs/$r" 2>/dev/null || echo none)
+        [ "$s" = 1 ] || why+="rank $r exited $s; "
+    done
+    c=$(grep -c 'ringattn: error' err)
+    [ "$c" -eq 1 ] || why+="$c error lines, expected rank 0's only; "
+    grep -qE -- "$2" err || why+="no '$2' in: $(grep -m1 error err); "
+    grep -qE '^(step 1/|eval:)' out && why+="it ran; "
+    report "$1" "$why"
+}
+mpmd train --config cfg.ini "${short[@]}" --checkpoint-dir ckm -- \
+    train --config cfg.ini "${short[@]}" --checkpoint-dir ckm --set train.seed=7
+mpmd_refused "MPMD train, rank 1 given another train.seed: refused on every rank, rank 1 and the key named" \
+    '^ringattn: error: train: --config cfg.ini: rank 1 read a different config than rank 0 .*differing: train.seed \(1 on rank 0, 7 on rank 1\)$'
+report "... and no checkpoint directory made" "$([ ! -e ckm ] || echo "ckm: $(ls ckm | tr '\n' ' ')")"
+sed 's/^steps *=.*/steps = 30/' cfg.ini >cfgB.ini
+grep -q '^steps = 30' cfgB.ini || report "cfgB.ini: a train.steps line to change" "cfg.ini has none"
+mpmd train --config cfg.ini --checkpoint-dir ckm -- train --config cfgB.ini --checkpoint-dir ckm
+mpmd_refused "MPMD train of two config files (train.steps differs: was a timeout): both files named" \
+    'train: --config cfg.ini: rank 1 \(given --config cfgB.ini\) read a different config than rank 0 .*differing: train.steps \([0-9]+ on rank 0, 30 on rank 1\)'
+mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint ck/step-00000020.ckpt
+mpmd_refused "MPMD eval of two checkpoints: refused naming rank 1, its file and the steps" \
+    'eval: ck/step-00000010.ckpt: rank 1 \(given ck/step-00000020.ckpt\) loaded a different checkpoint than rank 0 .*differing: step \(10 on rank 0, 20 on rank 1\), CRC-64'
+mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint ck/step-00000010.ckpt --batches 1
+mpmd_refused "MPMD eval, --batches on rank 1 only: refused naming the option" \
+    'eval: rank 1 was given different options than rank 0 .*differing: --batches \(unset on rank 0, 1 on rank 1\)'
+cp ck/step-00000010.ckpt copy10.ckpt
+mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint copy10.ckpt --set run.threads=1
+report "MPMD eval of the same checkpoint by two paths, run.threads differing: runs" \
+    "$([ "$(cat rcs/0 rcs/1 2>/dev/null | tr '\n' ' ')" = "0 0 " ] || echo "exit statuses $(cat rcs/* 2>/dev/null | tr '\n' ' '): $(grep -m1 error err)")$(grep -q '^eval: ' out || echo 'no eval line')"
+
 # ---- the checkpoint directory, checked before step 1 ----------------------------------
 touch afile
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir afile

@@ -447,6 +447,34 @@ static void test_load_range(void **state)
     unlink(p);
 }
 
+/* peek and load hand out the file's stored CRC-64 (its last 8 bytes, little-
+ * endian), what the ranks compare to know they read the same checkpoint:
+ * the same for both reads, another for a file with other values. */
+static void test_sum_identifies_content(void **state)
+{
+    char a[TMPDIR_CAP], b[TMPDIR_CAP];
+    tmp(state, a, sizeof a, "sum_a.ckpt");
+    tmp(state, b, sizeof b, "sum_b.ckpt");
+    save_model(a, config_a, 1);
+    save_model(b, config_a, 2);
+    size_t n;
+    unsigned char *fa = read_file(a, &n);
+    uint64_t stored = 0;
+    for (int i = 7; i >= 0; i--) stored = stored << 8 | fa[n - 8 + (size_t)i];
+    free(fa);
+    uint64_t peeked = 0, loaded = 0, other = 0;
+    assert_int_equal(ra_ckpt_peek_sum(a, NULL, NULL, &peeked), RA_OK);
+    model md;
+    sentinel_init(&md);
+    ra_status s = ra_ckpt_load_range_sum(a, NULL, &md.st, md.t, NULL, 3, &loaded);
+    if (s != RA_OK) fail_msg("load: %s", ra_last_error());
+    assert_true(peeked == stored);
+    assert_true(loaded == stored);
+    assert_int_equal(ra_ckpt_peek_sum(b, NULL, NULL, &other), RA_OK);
+    assert_true(other != stored);
+    unlink(a), unlink(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_stream_equals_save),
         cmocka_unit_test(test_stream_failure_keeps_old),
         cmocka_unit_test(test_load_range),
+        cmocka_unit_test(test_sum_identifies_content),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
