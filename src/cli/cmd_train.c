@@ -448,12 +448,16 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         const int signalled = gc[3] ? STOP_TERM : gc[5] ? STOP_INT : gc[2] ? STOP_USR1 : 0;
         if (!signalled && cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != cfg->steps)
             RA_TRY(keep_finished(c, s, ckdir, done, start, eval_and_report(c, s, done, metrics, &ev_stop)));
+        int late = 0; /* a stop request that came during this periodic checkpoint: it is the stop's */
         if (!signalled && !ev_stop && cfg->checkpoint_every > 0 && done % cfg->checkpoint_every == 0 &&
-            done != cfg->steps)
+            done != cfg->steps) {
             RA_TRY(checkpoint(c, s, ckdir, done));
+            const int mine = stop_level;
+            RA_TRY(ra_allreduce_named(&mine, &late, 1, MPI_INT, MPI_MAX, c->comm, "the stop requests"));
+        }
         ra_metrics_flush(metrics); /* a failure stops the run at the next step's reduction */
-        if ((signalled || ev_stop) && done < cfg->steps)
-            return stopped_after(c, s, ckdir, done, signalled ? signalled : ev_stop, ev_stop != 0);
+        if ((signalled || ev_stop || late) && done < cfg->steps)
+            return stopped_after(c, s, ckdir, done, signalled ? signalled : ev_stop ? ev_stop : late, ev_stop != 0);
     }
     /* checkpointed before the final evaluation: a rank lost in it (killed,
      * stopped past run.timeout) loses none of the run's steps */
@@ -648,7 +652,13 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     /* the config's and --set's errors name the command, as the options' do */
     RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from)));
     ra_status ps = RA_OK;
-    if (a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
+    /* an option and --set of its key: one would win unsaid (as an option given twice, refused) */
+    if (a.metrics && ra_session_sets_key(&a.s, "run.metrics"))
+        ps = RA_FAIL(RA_ERR_ARG, "--metrics and --set run.metrics both name the metrics file; give one");
+    if (ps == RA_OK && a.ckdir && ra_session_sets_key(&a.s, "run.checkpoint_dir"))
+        ps = RA_FAIL(RA_ERR_ARG, "--checkpoint-dir and --set run.checkpoint_dir both name the checkpoint directory; "
+                     "give one");
+    if (ps == RA_OK && a.metrics) ps = ra_arg_path("--metrics", a.metrics, cfg.metrics, sizeof cfg.metrics);
     if (ps == RA_OK && a.ckdir) ps = ra_arg_path("--checkpoint-dir", a.ckdir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     /* a resumed run continues beside its checkpoint: the stored
      * run.checkpoint_dir may be relative to where the first run started,

@@ -299,6 +299,8 @@ static ra_status agree_config(const ra_cli *c, ra_status built, const ra_session
  * --set can mend a value a checkpoint stores */
 static ra_status build_checked(const ra_session_args *a, const char *ckpt, ra_config *cfg, ckpt_read *got)
 {
+    if (a->threads && ra_session_sets_key(a, "run.threads")) /* one would win unsaid */
+        return RA_FAIL(RA_ERR_ARG, "--threads and --set run.threads both give the thread count; give one");
     RA_TRY(build_config(a, ckpt, cfg, got));
     char from[RA_PATH_MAX + 32] = "";
     if (!ra_session_sets_key(a, "run.timeout") && (ckpt || a->config))

@@ -146,6 +146,9 @@ static ra_status parse_float(const char *where, const char *qual, const key_spec
     errno = 0;
     float x = strtof(v, &end); /* strtof, not strtod: no double rounding */
     if (end == v || *end != '\0') return ra_cfg_bad_value(where, qual, k, v, "is not a number");
+    if (v[strspn(v, "+-0123456789.eE")] != '\0') /* strtof's hex (0x1p-9), as the integer keys refuse 0x10 */
+        return ra_cfg_bad_value(where, qual, k, v, "is not a decimal number");
+    if (x == 0) x = 0.0f; /* -0 is 0 (the canonical text showed "-0") */
     if (x == 0 && errno == ERANGE) /* 1e-400 was taken as 0 (run.timeout: wait forever) */
         return ra_cfg_bad_value(where, qual, k, v, "is below float32's smallest (1.4e-45), not 0");
     if (!isfinite(x) || !ra_cfg_in_range(k, x))

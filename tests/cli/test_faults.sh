@@ -116,6 +116,23 @@ for sh in true false; do
     "$MPIRUN" -n 1 "$RA" eval --checkpoint "cw$sh" >evout 2>&1 || why+="the checkpoint does not load: $(tail -2 evout); "
     report "checkpoint write of ${secs}s with run.timeout = 1 (shard_optimizer = $sh): the job waits for it, the checkpoint loads" "$why"
 done
+# a stop signal that comes during a periodic checkpoint (each write slowed to 0.3 s):
+# the run stops after that checkpoint, not after one more step and another checkpoint
+rm -rf cwstop
+timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 strace -f -qq -o /dev/null -e trace=pwrite64 \
+    -e inject=pwrite64:delay_exit=300000 "$RA" "${slow[@]}" --set train.steps=1000 --checkpoint-dir cwstop \
+    >out 2>err </dev/null &
+mp=$!
+for _ in $(seq 300); do [ -e cwstop/step-00000002.ckpt.tmp ] && break; sleep 0.1; done
+kill -USR1 "$(pgrep -P "$(pgrep -P "$(pgrep -P "$mp" | head -1)" | head -1)" | head -1)" # timeout, mpirun, strace
+wait "$mp"
+rc=$?
+why=""
+[ "$rc" -eq 75 ] || why+="exit status $rc: $(grep -m1 error err); "
+grep -q '^stopped by signal SIGUSR1 after step 2 of 1000' out || why+="stop line: $(grep stopped out); "
+grep -q '^step 3/' out && why+="step 3 ran; "
+[ "$(readlink cwstop/last.ckpt)" = step-00000002.ckpt ] || why+="last.ckpt -> $(readlink cwstop/last.ckpt); "
+report "SIGUSR1 during a periodic checkpoint: stopped after it, exit 75, no further step" "$why"
 # rank0_lost: why the last run (rc, secs, err) did not end within 30 s
 # naming rank 0 as lost, or nothing
 rank0_lost() {

@@ -138,6 +138,15 @@ ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir afile
 refused "a file in place of the checkpoint directory" 1 'checkpoint-dir afile: exists and is not a directory'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir nope/ck
 refused "checkpoint directory with a missing parent" 1 "parent 'nope' does not exist"
+# an option and --set of its key: one won unsaid (an option given twice is refused)
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckdup --set run.checkpoint_dir=ckdup2
+refused "--checkpoint-dir and --set run.checkpoint_dir: refused" 1 \
+    "train: --checkpoint-dir and --set run.checkpoint_dir both name the checkpoint directory; give one"
+report "... and neither directory made" "$(ls -d ckdup ckdup2 2>/dev/null)"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckdup --metrics a.jsonl --set run.metrics=b.jsonl
+refused "--metrics and --set run.metrics: refused" 1 "train: --metrics and --set run.metrics both name the metrics file"
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckdup --threads 1 --set run.threads=2
+refused "--threads and --set run.threads: refused" 1 "train: --threads and --set run.threads both give the thread count"
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir nope/ck/
 refused "... given with a trailing slash: the parent is still nope" 1 "parent 'nope' does not exist"
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ""

@@ -7,6 +7,7 @@
  *
  * Files are written inside a tmpdir.h directory that the group
  * teardown removes. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -404,7 +405,15 @@ static void test_error_values(void **state)
     expect_parse_error("[layer.1]\nspan = -1\n", RA_ERR_ARG, "t.ini:2", "layer.1.span", "out of range");
     /* floats: junk, non-finite, open and closed bounds */
     expect_parse_error("[train]\nlr = 1e-3e\n", RA_ERR_ARG, "t.ini:2", "train.lr", "not a number");
-    expect_parse_error("[train]\nlr = nan\n", RA_ERR_ARG, "t.ini:2", "train.lr", "out of range");
+    expect_parse_error("[train]\nlr = nan\n", RA_ERR_ARG, "t.ini:2", "train.lr", "not a decimal number");
+    expect_parse_error("[train]\nlr = inf\n", RA_ERR_ARG, "t.ini:2", "train.lr", "not a decimal number");
+    /* strtof's hex floats, as the integer keys refuse 0x40 */
+    expect_parse_error("[train]\nlr = 0x1p-9\n", RA_ERR_ARG, "t.ini:2", "train.lr", "not a decimal number");
+    expect_parse_error("[run]\ntimeout = 0x10\n", RA_ERR_ARG, "t.ini:2", "run.timeout", "not a decimal number");
+    ra_config *c = new_defaults(); /* -0 is 0: no sign for the canonical text to show */
+    parse_ok(c, "[train]\nlr = -0\n");
+    assert_true(c->lr == 0 && !signbit(c->lr));
+    free(c);
     expect_parse_error("[train]\nlr = 1e39\n", RA_ERR_ARG, "t.ini:2", "train.lr", "[0, 10]");
     expect_parse_error("[train]\nbeta2 = 1\n", RA_ERR_ARG, "t.ini:2", "train.beta2", "[0, 1)");
     expect_parse_error("[model]\nnorm_eps = 0\n", RA_ERR_ARG, "t.ini:2", "model.norm_eps", "(0, 1]");
