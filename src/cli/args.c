@@ -259,28 +259,35 @@ const char *ra_blas_desc(void)
 const char *ra_threads_origin(void) { return threads_origin; }
 
 /* A positive count from an environment variable, or 0 ("4" or "4,2": the
- * first level, as OpenMP reads OMP_NUM_THREADS). */
-static int env_count(const char *name)
+ * first level, as OpenMP reads OMP_NUM_THREADS). warn: a value that is set
+ * but no such count is said (by rank 0) to be ignored, not passed over in
+ * silence (OMP_NUM_THREADS=5000 ran with the cores' count, unsaid). */
+static int env_count(const ra_cli *c, const char *name, int warn)
 {
     const char *v = getenv(name);
     if (!v || !*v) return 0;
     char *end;
+    errno = 0;
     long n = strtol(v, &end, 10);
-    return n > 0 && n <= 4096 && (*end == '\0' || *end == ',') ? (int)n : 0;
+    if (n > 0 && n <= 4096 && errno == 0 && end != v && (*end == '\0' || *end == ','))
+        return (int)n;
+    if (warn && c->rank == 0)
+        fprintf(stderr, "ringattn: warning: %s=%.40s is not a thread count in [1, 4096]: ignored\n", name, v);
+    return 0;
 }
 
 int ra_set_threads(const ra_cli *c, int n, const char *given_by)
 {
     const char *origin = given_by;
-    if (n <= 0 && (n = env_count("OMP_NUM_THREADS")) > 0) origin = "OMP_NUM_THREADS";
-    if (n <= 0 && (n = env_count("SLURM_CPUS_PER_TASK")) > 0) origin = "SLURM_CPUS_PER_TASK";
+    if (n <= 0 && (n = env_count(c, "OMP_NUM_THREADS", 1)) > 0) origin = "OMP_NUM_THREADS";
+    if (n <= 0 && (n = env_count(c, "SLURM_CPUS_PER_TASK", 1)) > 0) origin = "SLURM_CPUS_PER_TASK";
     ra_placement p;
     ra_place(c->comm, !c->no_bind, n, &p);
     if (n <= 0) origin = p.oversubscribed ? "oversubscribed: 1 per rank" : "the rank's cores, hwloc";
     ra_threads_set(p.threads); /* OpenMP regions, and OpenBLAS unless OPENBLAS_NUM_THREADS is set */
     /* OPENBLAS_NUM_THREADS is the user's: OpenBLAS keeps it, and the start
      * lines say so with the origin */
-    const int blas = env_count("OPENBLAS_NUM_THREADS");
+    const int blas = env_count(c, "OPENBLAS_NUM_THREADS", 0); /* OpenBLAS reads it itself */
     if (blas > 0 && blas != p.threads)
         snprintf(threads_origin, sizeof threads_origin, "%s; OpenBLAS %d, OPENBLAS_NUM_THREADS", origin, blas);
     else

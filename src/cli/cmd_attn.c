@@ -32,8 +32,9 @@ static const char *help =
     "  --q FILE          queries [H, L, D] or [B, H, L, D]\n"
     "  --k FILE, --v FILE  keys and values [Hkv, L, D] or [B, Hkv, L, D];\n"
     "                    Hkv divides H (GQA/MQA: query head h uses kv head h/(H/Hkv))\n"
-    "  --segments FILE   int32/int64 segment ids [L] or [B, L]: a query sees only\n"
-    "                    keys of its own segment (packed sequences)\n"
+    "  --segments FILE   int32/int64 segment ids [L] or [B, L] (int64 ids within the\n"
+    "                    int32 range): a query sees only keys of its own segment\n"
+    "                    (packed sequences)\n"
     "outputs (float32 .npy, written atomically; refused before any work when one\n"
     "would overwrite an input or another output, or cannot be created):\n"
     "  --out FILE        O, shaped like Q\n"
@@ -337,6 +338,21 @@ static ra_status open_inputs(const attn_args *a, attn_state *S)
     return RA_OK;
 }
 
+/* int64 segment ids must fit int32: the whole file scanned (on rank 0, in
+ * chunks), so the element named is the first out of range whatever P and
+ * the layout (each rank's slab read named its own first). */
+static ra_status check_segment_range(const ra_npy *seg)
+{
+    enum { CHUNK = 16384 };
+    int32_t *buf = malloc(CHUNK * sizeof *buf);
+    if (!buf) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory to check the segment ids", seg->path);
+    ra_status st = RA_OK;
+    for (int64_t at = 0; st == RA_OK && at < seg->count; at += CHUNK)
+        st = ra_npy_read_i32(seg, at, seg->count - at < CHUNK ? seg->count - at : CHUNK, buf);
+    free(buf);
+    return st;
+}
+
 static ra_status read_inputs(const ra_cli *c, const attn_args *a, const attn_shape *s, attn_state *S)
 {
     const int64_t Lr = S->Lr;
@@ -473,6 +489,8 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, cha
     RA_TRY(ra_agree(c->comm, ra_head_create(&S->head, &ho, c->comm)));
     const ra_head_kind *kind = S->head->kind;
     S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
+    if (a->seg && S->seg.dtype == RA_DT_I64)
+        RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_segment_range(&S->seg) : RA_OK));
     RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
     RA_TRY(ra_agree(c->comm, check_finite(c, a, &s, S)));
 

@@ -111,8 +111,15 @@ ra_status ra_pread_full(int fd, const char *path, void *buf, size_t n, int64_t o
         ssize_t r = pread(fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return RA_FAIL(RA_ERR_IO, "%s: read error at offset %lld: %s", path, (long long)off, strerror(errno));
-        if (r == 0) return RA_FAIL(RA_ERR_FORMAT, "%s: file ends at offset %lld, %zu bytes short (truncated?)", path,
-                                   (long long)off, n);
+        if (r == 0) { /* off is where reading stopped; the file may end well before (cut while in use) */
+            struct stat st;
+            if (fstat(fd, &st) == 0 && st.st_size < off)
+                return RA_FAIL(RA_ERR_FORMAT, "%s: file ends at offset %lld, before the %zu bytes wanted at offset "
+                               "%lld (truncated, or cut while in use?)", path, (long long)st.st_size, n,
+                               (long long)off);
+            return RA_FAIL(RA_ERR_FORMAT, "%s: file ends at offset %lld, %zu bytes short (truncated?)", path,
+                           (long long)off, n);
+        }
         p += r, off += r, n -= (size_t)r;
     }
     return RA_OK;

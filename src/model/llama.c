@@ -327,9 +327,14 @@ static ra_status get_int(const char *path, const ra_json *root, const char *key,
         *out = dflt;
         return RA_OK;
     }
-    if (v->type != RA_JSON_NUMBER || !v->is_int)
-        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is %s, not an integer", path, key,
-                       v->type == RA_JSON_NUMBER ? "a fraction" : ra_json_kind(v));
+    if (v->type != RA_JSON_NUMBER)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is %s, not an integer", path, key, ra_json_kind(v));
+    if (!v->is_int && (v->num < 1 || v->num > (1 << 30))) /* 2^63 is no fraction: out of int64 */
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" = %.17g is out of range [1, 2^30]", path, key, v->num);
+    if (!v->is_int)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" = %.17g is %s", path, key, v->num,
+                       v->num == floor(v->num) ? "written with a fraction or exponent: write it as an integer"
+                                               : "a fraction, not an integer");
     if (v->i < 1 || v->i > (1 << 30))
         return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" = %" PRId64 " is out of range [1, 2^30]", path, key, v->i);
     *out = (long)v->i;

@@ -136,7 +136,9 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
     m->overlap_reduce = cfg->overlap_reduce;
     if (micro_batch < 1) return RA_FAIL(RA_ERR_ARG, "model: micro-batch of %d sequences (need >= 1)", micro_batch);
     if (m->L < m->P)
-        return RA_FAIL(RA_ERR_ARG, "data.seq_len = %lld is shorter than the %d ranks", (long long)m->L, m->P);
+        return RA_FAIL(RA_ERR_ARG, "data.seq_len = %lld is shorter than the %d ranks of a ring, which share each "
+                       "sequence; a longer seq_len, or run.dp > 1 (data-parallel rings of fewer ranks)",
+                       (long long)m->L, m->P);
     const ra_layout layout = cfg->layout_id;
     m->Lr = ra_layout_count(layout, m->L, m->P, m->rank);
     m->N = (int64_t)m->B * m->Lr;

@@ -134,7 +134,8 @@ cp A/q.npy bad/q1.npy && patch bad/q1.npy "(2," "(1,"
 cp A/dout.npy bad/dout36.npy && patch bad/dout36.npy "37," "36,"
 cp B/seg.npy bad/segf4.npy && patch bad/segf4.npy "<i4" "<f4"
 big=("${seg[@]}")
-big[36]=4294967296 # outside int32: only the rank owning token 36 sees it
+big[20]=4294967296 # outside int32: striped over 3 ranks, token 20 is rank 2's, 36 rank 0's
+big[36]=-4294967296
 npy_i64 bad/segbig.npy "(37,)" "${big[@]}"
 QKV=(--q A/q.npy --k A/k.npy --v A/v.npy)
 
@@ -156,8 +157,12 @@ fails "dout shaped unlike Q" 2 "bad/dout36.npy" "shape" -- attn "${QKV[@]}" --ou
 fails "segments of the wrong length" 2 "B/seg.npy" "segment" -- attn "${QKV[@]}" --out o.npy --segments B/seg.npy
 fails "float32 segments" 2 "bad/segf4.npy" "int32|int64" -- attn --q B/q.npy --k B/k.npy --v B/v.npy --out o.npy \
     --segments bad/segf4.npy
-fails "int64 segment id out of int32 range, on the last rank (P=3)" 3 "^\[rank 2/3\]" "bad/segbig.npy" "int32" -- \
-    attn "${QKV[@]}" --out o.npy --segments bad/segbig.npy
+# the first element out of range is named whatever P and the layout (each rank named its own first)
+fails "int64 segment ids out of int32 range (P=1): the first named" 1 "bad/segbig.npy: element 20 is 4294967296" \
+    "int32" -- attn "${QKV[@]}" --out o.npy --segments bad/segbig.npy
+fails "int64 segment ids out of int32 range (P=3 striped): the same first named" 3 \
+    "bad/segbig.npy: element 20 is 4294967296" -- attn "${QKV[@]}" --out o.npy --segments bad/segbig.npy \
+    --layout striped
 fails "missing file" 2 "nosuch.npy" "no such file|cannot open" -- attn --q A/q.npy --k A/k.npy --v nosuch.npy --out o.npy
 fails "missing file (P=1)" 1 "nosuch.npy" "no such file|cannot open" -- attn --q nosuch.npy --k A/k.npy --v A/v.npy --out o.npy
 fails "directory as a file" 2 "res: " "regular file|directory" -- attn --q A/q.npy --k res --v A/v.npy --out o.npy
@@ -464,6 +469,12 @@ why=$(status $?)
 grep -q "^ringattn: warning: .*1 rank x $many threads (--threads) on [0-9]* cores: the threads time-share" err ||
     why+="no warning: $(head -c 300 err); "
 report "--threads twice the cores: a warning that they time-share the cores" "$why"
+# OMP_NUM_THREADS that is no thread count: said to be ignored (5000 ran with the cores' count unsaid)
+OMP_NUM_THREADS=5000 mpi 1 attn "${QKV[@]}" --out thr.npy
+why=$(status $?)
+grep -q "^ringattn: warning: OMP_NUM_THREADS=5000 is not a thread count in \[1, 4096\]: ignored" err ||
+    why+="no warning: $(head -c 300 err); "
+report "OMP_NUM_THREADS=5000: a warning that it is ignored" "$why"
 
 # bench train (the built-in model): a row per thread count, each followed by
 # the sgemm rate measured around it, and MFU = GFLOP/s over that rate times

@@ -274,6 +274,13 @@ if [ -n "$PY" ]; then
     bad_model b_v --set vocab_size=300000
     fails "import refuses a vocabulary above model.vocab's range" 1 "vocab_size" "model.vocab" "out of range" -- \
         import --from b_v --out x.ckpt
+    bad_model b_hf --set hidden_size=32.0
+    fails "import: an integer key written 32.0 is said to be, not called a fraction" 1 \
+        'b_hf/config.json: "hidden_size" = 32 is written with a fraction or exponent: write it as an integer' -- \
+        import --from b_hf --out x.ckpt
+    bad_model b_v63 --set vocab_size=9223372036854775808
+    fails "import: vocab_size 2^63 is out of range, not a fraction" 1 \
+        '"vocab_size" = 9.2233720368547758e\+18 is out of range \[1, 2\^30\]' -- import --from b_v63 --out x.ckpt
     bad_model b_eps --set rms_norm_eps=1e-50
     fails "import refuses an rms_norm_eps that is 0 in float32, naming the file and the value given" 1 \
         'b_eps/config.json: "rms_norm_eps" = 1e-50' "model.norm_eps" -- import --from b_eps --out x.ckpt

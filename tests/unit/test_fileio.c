@@ -103,6 +103,9 @@ static void test_pread_short(void **state)
     assert_memory_equal(buf, "abc", 3);
     assert_int_equal(ra_pread_full(fd, p, buf, 4, 0), RA_ERR_FORMAT);
     assert_non_null(strstr(ra_last_error(), "1 bytes short"));
+    /* a read far past the end (a file cut while in use): where it ends, not where the read was */
+    assert_int_equal(ra_pread_full(fd, p, buf, 2, 1000), RA_ERR_FORMAT);
+    assert_non_null(strstr(ra_last_error(), "file ends at offset 3, before the 2 bytes wanted at offset 1000"));
     close(fd);
 }
 
