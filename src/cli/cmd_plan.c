@@ -374,12 +374,46 @@ static ra_status load_config(const plan_args *pa, ra_config *cfg)
     return ra_config_finish(cfg);
 }
 
+/* The config every rank loaded against rank 0's (same.c): a file replaced
+ * while the ranks read it calibrated some ranks on another model. */
+static ra_status same_config(const ra_cli *c, const plan_args *pa, const ra_config *cfg)
+{
+    char *text = ra_config_text(cfg);
+    RA_TRY(ra_agree(c->comm, text ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "plan: out of memory for the config's text")));
+    char source[RA_PATH_MAX + 32];
+    snprintf(source, sizeof source, "plan: --config %s", pa->config);
+    ra_status st = ra_same_on_ranks(c, source, "read a different config",
+                                    "the file changed while the ranks read it, or the ranks were given different "
+                                    "options; give every rank the same", text);
+    free(text);
+    return st;
+}
+
+/* --rates FILE read and parsed. */
+static ra_status read_rates(const plan_args *pa, ra_cm_rates *r)
+{
+    char *text = NULL;
+    size_t len;
+    RA_TRY(ra_file_read_all(pa->rates, "--rates file", 1 << 16, &text, &len));
+    if (strlen(text) != len) {
+        free(text);
+        return RA_FAIL(RA_ERR_FORMAT, "--rates %s: the file holds NUL bytes", pa->rates);
+    }
+    char name[512];
+    snprintf(name, sizeof name, "--rates %s", pa->rates);
+    ra_status st = ra_cm_rates_parse(r, text, name);
+    free(text);
+    return st;
+}
+
 static ra_status run(ra_cli *c, plan_args *pa)
 {
     ra_config cfg;
     int have_cfg = 0;
     if (pa->config) {
-        RA_TRY(ra_arg_cmd("plan", load_config(pa, &cfg))); /* its errors name the command, as the options' do */
+        /* every rank reads it: a failure on some is every rank's (the others went on to a collective) */
+        RA_TRY(ra_agree(c->comm, ra_arg_cmd("plan", load_config(pa, &cfg)))); /* named, as the options' errors */
+        RA_TRY(same_config(c, pa, &cfg));
         have_cfg = 1;
         if (!pa->layout_set) pa->layout = cfg.layout_id;
         if (!pa->project) /* before the rates line: nothing printed for a refusal */
@@ -398,18 +432,7 @@ static ra_status run(ra_cli *c, plan_args *pa)
     const char *source = "defaults (docs/planner.md; --calibrate to measure this machine)";
     int calib_rpn = 0; /* ranks on rank 0's node when the calibration reached another node */
     if (pa->rates) {
-        char *text = NULL;
-        size_t len;
-        RA_TRY(ra_arg_cmd("plan", ra_file_read_all(pa->rates, "--rates file", 1 << 16, &text, &len)));
-        if (strlen(text) != len) {
-            free(text);
-            return RA_FAIL(RA_ERR_FORMAT, "plan: --rates %s: the file holds NUL bytes", pa->rates);
-        }
-        char name[512];
-        snprintf(name, sizeof name, "--rates %s", pa->rates);
-        ra_status st = ra_cm_rates_parse(&r, text, name);
-        free(text);
-        RA_TRY(ra_arg_cmd("plan", st)); /* its errors name the command, as the options' do */
+        RA_TRY(ra_agree(c->comm, ra_arg_cmd("plan", read_rates(pa, &r)))); /* named, as the options' errors */
         source = "--rates file";
     } else if (pa->calibrate) {
         RA_TRY(ra_plan_calibrate(c, have_cfg ? &cfg : NULL, &pa->a, &r, &calib_rpn));

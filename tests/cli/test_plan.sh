@@ -51,6 +51,25 @@ mpi 1 plan --config "$CFG" -n 1 --calibrate --threads 1 --set model.vocab=131072
 why=$(status $?)
 grep -qE '^predicted: step_ms=[0-9.]+' out || why+="no prediction; "
 report "--calibrate with model.vocab = 131072 (bounded calibration matrices)" "$why"
+# every rank reads --config: one rank failing to read it fails every rank at once (the
+# others went on to a collective), and a rank that read another config is named
+t0=$(date +%s)
+OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n 1 "$RA" plan --config "$CFG" -n 2 : \
+    -n 1 "$RA" plan --config nosuch.ini -n 2 >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+[ $(($(date +%s) - t0)) -le 20 ] || why+="took $(($(date +%s) - t0)) s; "
+grep -q 'plan: config nosuch.ini: cannot open' err || why+="message: $(grep -m1 error err); "
+report "MPMD plan whose rank 1 cannot read its config: exit 1 at once, named" "$why"
+OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n 1 "$RA" plan --config "$CFG" -n 2 : \
+    -n 1 "$RA" plan --config "$CFG" -n 2 --set train.batch=64 >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc; "
+grep -q "plan: --config .*: rank 1 read a different config than rank 0 .*differing: train.batch" err ||
+    why+="message: $(grep -m1 error err); "
+report "MPMD plan with another --set on rank 1: refused naming the rank and the key" "$why"
 # 4 ranks x 1 thread time-share 2 cores: the kernel timings ran at most half
 # the time, and the calibration says its rates are those of shared cores
 if [ "$(nproc)" -le 2 ]; then
