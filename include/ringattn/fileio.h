@@ -52,10 +52,10 @@ ra_status ra_write_full(int fd, const char *path, const void *buf, size_t n);
 /* "<path>.tmp" into out; 0 when path is empty or too long. */
 int ra_tmp_name(char *out, size_t cap, const char *path);
 
-/* Whether another process holds an flock on path (a temporary being
- * written, a training run's metrics file). Opened without following a
- * link or blocking on a FIFO; a file system without flock cannot tell:
- * not held. */
+/* Whether another process holds an flock on the regular file path (a
+ * temporary being written, a training run's metrics file); anything else
+ * (a link, a FIFO, a device) is not opened: not held. A file system
+ * without flock cannot tell: not held. */
 int ra_file_held(const char *path);
 
 /* Create "<path>.tmp" for writing (a stale one removed first, the new one

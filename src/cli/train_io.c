@@ -243,8 +243,9 @@ int ra_train_branch_cuts_metrics(const ra_config *cfg, const char *resume, int64
     if (realpath(resume, real)) ra_dir_of(real, from, sizeof from);
     else resume_dir(resume, from, sizeof from);
     if (ra_same_file(from, cfg->checkpoint_dir)) return 0; /* its own history: later lines are a killed run's */
+    struct stat st; /* a regular file only (the preflight names the rest): a device is not opened */
+    if (lstat(cfg->metrics, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     int fd = open(cfg->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    struct stat st;
     if (fd < 0) return 0;
     FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL; /* (others: the preflight's) */
     if (!f) {

@@ -268,6 +268,8 @@ static ra_status tmp_busy(const char *path, const char *tmp)
 
 int ra_file_held(const char *path)
 {
+    struct stat st; /* only a regular file is opened: opening a device node can act on the device */
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     int f = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (f < 0) return 0;
     int held = flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
