@@ -57,6 +57,10 @@ int ra_tmp_name(char *out, size_t cap, const char *path);
  * (a link, a FIFO, a device) is not opened: not held. A file system
  * without flock cannot tell: not held. */
 int ra_file_held(const char *path);
+/* flock(fd, LOCK_EX | LOCK_NB) retried for 0.5 s while it would block:
+ * ra_file_held's probes hold a shared lock for microseconds. 0, or -1 with
+ * errno (EWOULDBLOCK: another process holds it). */
+int ra_flock_ex(int fd);
 
 /* Create "<path>.tmp" for writing (a stale one removed first, the new one
  * O_EXCL|O_NOFOLLOW; a directory at path refused); a missing or unwritable

@@ -474,10 +474,26 @@ static ra_status max_over_ranks(const ra_cli *c, double *seconds, double *wait)
  * together (a dead rank ends the job instead of hanging it). */
 static ra_status sync_ranks(const ra_cli *c) { return ra_barrier(c->comm, "attn: every rank before timing"); }
 
+/* The values that change the result, against rank 0's (an MPMD launch
+ * with another --scale gave a wrong O with exit 0). Collective. */
+static ra_status same_attn_options(const ra_cli *c, const attn_args *a)
+{
+    const ra_layer_config *l = &a->layer;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "--causal = %d\n--scale = %.9g\n--layout = %s\n--chunk = %d\n--kappa = %d\n--allow-nonfinite = %d\n"
+             "--head = %s\n--span = %d\n--row = %d\n--precond = %s\n--precond-grad = %s\n--precond-eps = %.9g\n"
+             "--precond-lambda = %.9g\n",
+             a->causal, a->scale, ra_layout_name(a->layout), a->chunk, a->kappa, a->allow_nonfinite, l->head,
+             l->span, l->row, l->precond, l->precond_grad, l->precond_eps, l->precond_lambda);
+    return ra_same_options(c, "attn", text);
+}
+
 static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, char **argv)
 {
     attn_shape s = { 0 };
     RA_TRY(ra_agree(c->comm, check_files(c, a)));
+    RA_TRY(same_attn_options(c, a));
     RA_TRY(ra_cli_trace_begin(c, a->trace, "attn", argc, argv));
     RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
     RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,

@@ -132,6 +132,15 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
         st = RA_FAIL(RA_ERR_ARG, "gen: --L %lld: q alone is %.3g GiB on each of the %d ranks, more than this "
                      "machine's %.3g GiB of memory", (long long)L, per_rank / 1073741824.0, c->size,
                      phys / 1073741824.0);
+    /* the values, against rank 0's: an MPMD launch with another --seed wrote
+     * a mix of both seeds under one header (collective, so agreed first) */
+    st = ra_agree(c->comm, st);
+    if (st == RA_OK) {
+        char text[256];
+        snprintf(text, sizeof text, "--B = %d\n--H = %d\n--Hkv = %d\n--L = %lld\n--D = %d\n--seed = %d\n"
+                 "--segments = %d\n", B, H, Hkv, (long long)L, D, seed, nseg);
+        st = ra_same_options(c, "gen", text);
+    }
     /* a failed gen leaves no directory it made (rank 0 makes it) */
     struct stat sb;
     const int made = st == RA_OK && c->rank == 0 && stat(dir, &sb) != 0;

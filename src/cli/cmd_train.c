@@ -617,26 +617,53 @@ static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t
     snprintf(resume, cap, "%s/%s", dir, newest);
 }
 
-/* A branch (a resume into another directory than its checkpoint's) whose
- * metrics file holds later steps of the run it leaves: the file it
- * inherited from the checkpoint is left alone (this run writes no metrics,
- * said); one given by --metrics or --set run.metrics is refused. */
-static ra_status branch_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
+/* A resumed run drops the metrics lines after its step before appending:
+ * they are its own killed continuation's only in the checkpoint's own
+ * metrics file (stored: its run.metrics) and directory. So a branch (a
+ * resume into another directory) does not inherit that file (said: no
+ * metrics unless given), and a file given by --metrics or --set
+ * run.metrics that holds later steps of another history is refused. */
+/* run.metrics as the checkpoint stores it (before any --set): "" when unread. */
+static void stored_metrics(const char *resume, char *out, size_t cap)
+{
+    char *text = NULL;
+    ra_ckpt_state state;
+    ra_config *k = malloc(sizeof *k);
+    out[0] = '\0';
+    if (k && ra_ckpt_peek(resume, &text, &state) == RA_OK) {
+        ra_config_defaults(k);
+        if (ra_config_parse(k, text, resume) == RA_OK) snprintf(out, cap, "%s", k->metrics);
+    }
+    free(text);
+    free(k);
+}
+
+static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
                                 int64_t step)
 {
-    if (!resume) return RA_OK;
-    int cut = c->rank == 0 && ra_train_branch_cuts_metrics(cfg, resume, step), any;
-    RA_TRY(ra_allreduce_named(&cut, &any, 1, MPI_INT, MPI_MAX, c->comm, "the metrics check"));
-    if (!any) return RA_OK;
-    if (a->metrics || ra_session_sets_key(&a->s, "run.metrics"))
-        return RA_FAIL(RA_ERR_ARG, "train: %s %s: holds steps after %lld of the run this resume leaves (its "
-                       "checkpoint is not in %s): appending would cut them; give another file name for this "
-                       "run's metrics", a->metrics ? "--metrics" : "run.metrics", cfg->metrics, (long long)step,
-                       cfg->checkpoint_dir);
-    ra_say(c, "train: not writing to %s, the metrics of the run resumed from (it holds steps after %lld, which "
-              "this run into %s would cut): no metrics for this run; give --metrics FILE for them\n", cfg->metrics,
-           (long long)step, cfg->checkpoint_dir);
-    cfg->metrics[0] = '\0';
+    if (!resume || !cfg->metrics[0]) return RA_OK;
+    const int given = a->metrics || ra_session_sets_key(&a->s, "run.metrics");
+    int mine = 0, verdict; /* 1: the inherited file dropped; 2: the given one refused */
+    if (c->rank == 0) {
+        char stored[sizeof cfg->metrics];
+        stored_metrics(resume, stored, sizeof stored);
+        const int branch = ra_train_is_branch(resume, cfg->checkpoint_dir);
+        const int own = !branch && stored[0] && ra_same_file(cfg->metrics, stored);
+        if (!given && branch) mine = 1;
+        else if (given && !own && !ra_file_held(cfg->metrics) && ra_metrics_steps_after(cfg->metrics, step))
+            mine = 2; /* (a live run's file: the preflight says so) */
+    }
+    RA_TRY(ra_allreduce_named(&mine, &verdict, 1, MPI_INT, MPI_MAX, c->comm, "the metrics check"));
+    if (verdict == 2)
+        return RA_FAIL(RA_ERR_ARG, "train: %s %s: holds steps after %lld of another run (not the metrics of %s in "
+                       "its own directory), which appending would cut; give another file name for this run's "
+                       "metrics", a->metrics ? "--metrics" : "run.metrics", cfg->metrics, (long long)step, resume);
+    if (verdict == 1) {
+        ra_say(c, "train: not writing to %s, the metrics of the run resumed from (this run writes its checkpoints "
+                  "into %s): no metrics for this run; give --metrics FILE for them\n", cfg->metrics,
+               cfg->checkpoint_dir);
+        cfg->metrics[0] = '\0';
+    }
     return RA_OK;
 }
 
@@ -669,7 +696,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
         ps = ra_arg_path("--resume", dir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
-    RA_TRY(branch_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step));
+    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);

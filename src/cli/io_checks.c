@@ -84,6 +84,12 @@ ra_status ra_check_output_fresh(const char *path, const char *what)
     if (ra_same_file(path, "/proc/self/exe")) /* --trace ringattn, when ringattn.json was meant */
         return RA_FAIL(RA_ERR_ARG, "%s %s: is the ringattn program itself; give another file name", what, path);
     RA_TRY(ra_check_not_run_file(path, what)); /* a checkpoint, or a running train's directory */
+    if (ra_file_held(path)) /* a running train's metrics file: replacing it lost the run's record */
+        return RA_FAIL(RA_ERR_ARG, "%s %s: another process holds it locked (a training run writing its metrics "
+                                   "there); give another file name", what, path);
+    if (ra_tmp_name(tmp, sizeof tmp, path) && ra_file_held(tmp))
+        return RA_FAIL(RA_ERR_ARG, "%s %s: another process is writing it now (its temporary %s is locked); wait "
+                                   "for that run to end, or choose another output", what, path, tmp);
     if (ra_tmp_name(tmp, sizeof tmp, path) && lstat(tmp, &st) == 0)
         return RA_FAIL(RA_ERR_ARG, "%s %s: %s exists; the output is written there first, which would delete it: "
                                    "remove it (a killed run's leftover) or move it away", what, path, tmp);

@@ -1,5 +1,6 @@
 /* main.c - the ringattn program: MPI start-up, subcommand dispatch, and the
  * one place where a failed status becomes a message and an exit code. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -94,6 +95,46 @@ static void rerun_with_better_blas(char **argv)
     unsetenv("OPENBLAS_CORETYPE"); /* no /proc: run on as loaded; args.c warns */
 }
 
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every rank must run the same command with the same options (values may
+ * differ: a path to each node's copy; those that change results are
+ * compared by the command). Ranks given another command, --resume on some
+ * and --config on others, --trace, --lse or --causal on some only, waited
+ * for each other in different collectives until run.timeout, or forever.
+ * --set and --threads are left out: the config they make is compared, and
+ * threads may differ. Collective. */
+static ra_status same_command_line(const ra_cli *c, int argc, char **argv)
+{
+    const char **names = malloc(sizeof *names * (size_t)(argc + 1));
+    size_t cap = 64;
+    for (int i = 0; i < argc; i++) cap += strlen(argv[i]) + 16;
+    char *text = malloc(cap);
+    ra_status st = ra_agree(c->comm, names && text ? RA_OK : RA_FAIL(RA_ERR_NOMEM, "out of memory"));
+    if (st != RA_OK) {
+        free(names), free(text);
+        return st;
+    }
+    int n = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const int lng = a[0] == '-' && a[1] == '-' && a[2], shrt = a[0] == '-' && isalpha((unsigned char)a[1]);
+        if ((lng || shrt) && strncmp(a, "--set", 5) != 0 && strncmp(a, "--threads", 9) != 0) names[n++] = a;
+    }
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    size_t len = (size_t)snprintf(text, cap, "command = %s\n--no-bind = %s\n--verbose = %s\n", argv[1],
+                                  c->no_bind ? "given" : "not given", c->verbose ? "given" : "not given");
+    len += (size_t)snprintf(text + len, cap - len, "options =");
+    for (int i = 0; i < n; i++) /* "--trace=x" and "--trace x": the name */
+        len += (size_t)snprintf(text + len, cap - len, " %.*s", (int)strcspn(names[i], "="), names[i]);
+    snprintf(text + len, cap - len, "\n");
+    st = ra_same_on_ranks(c, argv[1], "was given another command or other options",
+                          "ranks that run different commands or options wait for each other forever; give every "
+                          "rank the same (values such as paths may differ)", text);
+    free(names), free(text);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
     rerun_with_better_blas(argv);
@@ -161,6 +202,7 @@ int main(int argc, char **argv)
     const char *isa_problem = ra_kernel_isa_problem();
     ra_status st = isa_problem ? RA_FAIL(RA_ERR_ARG, "%s", isa_problem) : RA_OK;
     st = ra_agree(c.comm, st);
+    if (st == RA_OK) st = same_command_line(&c, argc, argv);
     if (st == RA_OK) st = run(&c, argc - 1, argv + 1);
     if (st == RA_OK && c.rank == 0) st = stdout_written();
     if (st != RA_OK && st != RA_ERR_PEER) {

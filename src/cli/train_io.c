@@ -235,19 +235,22 @@ static int64_t line_step(const char *line)
     return sscanf(line, "{\"step\": %lld", &s) == 1 ? (int64_t)s : -1;
 }
 
-int ra_train_branch_cuts_metrics(const ra_config *cfg, const char *resume, int64_t step)
+int ra_train_is_branch(const char *resume, const char *ckdir)
 {
-    char from[RA_PATH_MAX], real[PATH_MAX];
-    if (!resume || !cfg->metrics[0]) return 0;
+    char from[PATH_MAX], real[PATH_MAX];
     /* where the checkpoint file is (DIR/last.ckpt may link into another directory) */
     if (realpath(resume, real)) ra_dir_of(real, from, sizeof from);
     else resume_dir(resume, from, sizeof from);
-    if (ra_same_file(from, cfg->checkpoint_dir)) return 0; /* its own history: later lines are a killed run's */
+    return !ra_same_file(from, ckdir);
+}
+
+int ra_metrics_steps_after(const char *path, int64_t step)
+{
     struct stat st; /* a regular file only (the preflight names the rest): a device is not opened */
-    if (lstat(cfg->metrics, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
-    int fd = open(cfg->metrics, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return 0;
-    FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL; /* (others: the preflight's) */
+    FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL;
     if (!f) {
         close(fd);
         return 0;
@@ -334,7 +337,7 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
         close(fd);
         return RA_FAIL(RA_ERR_IO, "%s %s: %s is not a regular file; remove it", opt, dir, RA_CKPT_LOCK_NAME);
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (ra_flock_ex(fd) != 0) {
         int err = errno;
         if (err == EWOULDBLOCK) {
             char who[128] = "";
@@ -634,7 +637,7 @@ ra_status ra_metrics_open(ra_metrics *m, const char *path, int append, int64_t k
         RA_TRY(drop_later_steps(path, keep_after));
         m->fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (m->fd < 0) return RA_FAIL(RA_ERR_IO, "--metrics %s: cannot open to append: %s", path, strerror(errno));
-        if (flock(m->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) { /* (taken since the preflight) */
+        if (ra_flock_ex(m->fd) != 0 && errno == EWOULDBLOCK) { /* (taken since the preflight) */
             close(m->fd), m->fd = -1;
             return RA_FAIL(RA_ERR_IO, "--metrics %s: another run is writing its metrics there now (it holds the "
                            "file locked)", path);

@@ -26,11 +26,11 @@ typedef struct {
 /* The lock file of a checkpoint directory (held by the run writing there). */
 #define RA_CKPT_LOCK_NAME ".ringattn.lock"
 
-/* Rank 0: a resume from a checkpoint of another directory than cfg's (a
- * branch) whose metrics file (cfg->metrics, the one the checkpoint's run
- * wrote unless given anew) holds steps after step: those lines are that
- * run's record, which appending (that first drops later steps) would cut. */
-int ra_train_branch_cuts_metrics(const ra_config *cfg, const char *resume, int64_t step);
+/* A resume from resume (a checkpoint file, links resolved) into ckdir,
+ * another directory than the checkpoint's: a branch of that history. */
+int ra_train_is_branch(const char *resume, const char *ckdir);
+/* The regular file path holds metrics lines of steps after step. */
+int ra_metrics_steps_after(const char *path, int64_t step);
 
 /* Rank 0: dir still leads to the lock file this run holds (1 too when the
  * file system gave no lock); 0 when it was moved, removed or replaced. */

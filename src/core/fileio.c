@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *kind_of(mode_t m)
@@ -266,13 +267,27 @@ static ra_status tmp_busy(const char *path, const char *tmp)
                    "run to end, or choose another output", path, tmp);
 }
 
+int ra_flock_ex(int fd)
+{
+    for (int i = 0; i < 50; i++) { /* a probe's shared lock lasts microseconds: retried for 0.5 s */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+        if (errno != EWOULDBLOCK) return -1;
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    errno = EWOULDBLOCK;
+    return -1;
+}
+
 int ra_file_held(const char *path)
 {
     struct stat st; /* only a regular file is opened: opening a device node can act on the device */
     if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     int f = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (f < 0) return 0;
-    int held = flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    /* shared: two probes at once do not see each other (an exclusive probe
+     * made a rank of the same run refuse its own metrics file) */
+    int held = flock(f, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(f);
     return held;
 }
@@ -287,6 +302,9 @@ ra_status ra_atomic_create(const char *path, int *fd)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return RA_FAIL(RA_ERR_ARG, "%s: is a directory; give a file name", path);
     if (tmp_slot(tmp) >= 0) return RA_FAIL(RA_ERR_ARG, "%s: is already being written by this command", path);
+    if (ra_file_held(path)) /* a running train's metrics file: the rename would take its record */
+        return RA_FAIL(RA_ERR_IO, "%s: another process holds it locked (a training run writing its metrics there); "
+                       "give another file name", path);
     if (ra_file_held(tmp)) return tmp_busy(path, tmp); /* (one nobody holds: a killed run's) */
     /* a stale temporary (even a planted symlink) is removed, not followed */
     if (unlink(tmp) != 0 && errno != ENOENT) return create_failed(tmp, path, errno);
@@ -296,7 +314,7 @@ ra_status ra_atomic_create(const char *path, int *fd)
      * for stale between the open and the lock has put its own there (and
      * holds it now), so this one gives way, removing nothing of its. */
     struct stat mine, there;
-    if (flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    if (ra_flock_ex(f) != 0 && errno == EWOULDBLOCK) {
         close(f);
         return tmp_busy(path, tmp);
     }

@@ -582,4 +582,42 @@ x86-64*) # a portable build: the baseline runs, named on the start line
         "$(status $rc)$(grep -q ' kernels=x86-64$' out || head -1 out)" ;;
 esac
 
+# MPMD launches whose ranks were given other values: attn's --scale gave a wrong O with exit 0,
+# gen's --seed a mix of both seeds under one header; both refused naming the value
+mpmd2() { # ARGS0... -- ARGS1...: one mpirun, rank 0 and rank 1 given each
+    local a=()
+    while [ "$1" != "--" ]; do a+=("$1"); shift; done
+    shift
+    OMPI_MCA_odls_base_sigkill_timeout=0 timeout "$TMO" "$MPIRUN" --oversubscribe -n 1 "$RA" "${a[@]}" : \
+        -n 1 "$RA" "$@" >out 2>err </dev/null
+}
+mpmd2 attn "${QKV[@]}" --out mp.npy --scale 0.1 -- attn "${QKV[@]}" --out mp.npy --scale 0.2
+rc=$?
+report "MPMD attn with another --scale on rank 1: refused naming it" "$([ $rc -eq 1 ] &&
+    grep -q 'attn: rank 1 was given different options than rank 0 .*differing: --scale' err && [ ! -e mp.npy ] ||
+    echo "exit $rc: $(grep -m1 error err)")"
+mpmd2 attn "${QKV[@]}" --out mp.npy -- attn "${QKV[@]}" --out mp.npy --causal
+rc=$?
+report "MPMD attn with --causal on rank 1 only: refused naming the options" "$([ $rc -eq 1 ] &&
+    grep -q 'attn: rank 1 was given another command or other options .*--causal' err || echo "exit $rc: $(grep -m1 error err)")"
+mpmd2 gen --dir mpg --L 64 --seed 1 -- gen --dir mpg --L 64 --seed 2
+rc=$?
+report "MPMD gen with another --seed on rank 1: refused naming it, nothing written" "$([ $rc -eq 1 ] &&
+    grep -q 'gen: rank 1 was given different options than rank 0 .*differing: --seed (1 on rank 0, 2 on rank 1)' err &&
+    [ ! -e mpg ] || echo "exit $rc: $(grep -m1 error err)")"
+# an output whose temporary another process is writing (holds locked): said so, not
+# "remove it (a killed run's leftover)", which would break that writer
+touch held.npy.tmp
+flock held.npy.tmp sleep 30 &
+hp=$!
+sleep 0.3
+mpi 1 attn "${QKV[@]}" --out held.npy
+rc=$?
+report "an output another process is writing: refused, said, its temporary left to it" "$([ $rc -eq 1 ] &&
+    grep -q -- '--out held.npy: another process is writing it now' err && [ -e held.npy.tmp ] && [ ! -e held.npy ] ||
+    echo "exit $rc: $(grep -m1 error err)")"
+kill "$hp" 2>/dev/null
+wait "$hp" 2>/dev/null
+rm -f held.npy.tmp
+
 finish

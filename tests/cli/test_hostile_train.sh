@@ -125,8 +125,22 @@ mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint ck/step-000000
 mpmd_refused "MPMD eval of two checkpoints: refused naming rank 1, its file and the steps" \
     'eval: ck/step-00000010.ckpt: rank 1 \(given ck/step-00000020.ckpt\) loaded a different checkpoint than rank 0 .*differing: step \(10 on rank 0, 20 on rank 1\), CRC-64'
 mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint ck/step-00000010.ckpt --batches 1
-mpmd_refused "MPMD eval, --batches on rank 1 only: refused naming the option" \
-    'eval: rank 1 was given different options than rank 0 .*differing: --batches \(unset on rank 0, 1 on rank 1\)'
+mpmd_refused "MPMD eval, --batches on rank 1 only: refused naming the options" \
+    'eval: rank 1 was given another command or other options than rank 0 .*differing: options \(--checkpoint on rank 0, --batches --checkpoint on rank 1\)'
+mpmd eval --checkpoint ck/step-00000010.ckpt --batches 2 -- eval --checkpoint ck/step-00000010.ckpt --batches 1
+mpmd_refused "MPMD eval, --batches 2 and 1: refused naming the value" \
+    'eval: rank 1 was given different options than rank 0 .*differing: --batches \(2 on rank 0, 1 on rank 1\)'
+# other commands, or an option on some ranks only (--trace: a collective of its own), waited
+# for each other forever or until run.timeout
+mpmd eval --checkpoint ck/step-00000010.ckpt -- diag --checkpoint ck/step-00000010.ckpt
+mpmd_refused "MPMD eval and diag: refused at once naming both" \
+    'eval: rank 1 \(given diag\) was given another command or other options .*differing: command \(eval on rank 0, diag on rank 1\)'
+rm -rf mt
+mpmd train --config cfg.ini "${short[@]}" --checkpoint-dir mt --trace mt.json -- train --config cfg.ini "${short[@]}" \
+    --checkpoint-dir mt
+mpmd_refused "MPMD train with --trace on rank 0 only: refused at once, nothing made" \
+    'train: rank 1 was given another command or other options .*--trace on rank 0'
+report "... no directory or trace made" "$(ls -d mt mt.json 2>/dev/null)"
 cp ck/step-00000010.ckpt copy10.ckpt
 mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint copy10.ckpt --set run.threads=1
 report "MPMD eval of the same checkpoint by two paths, run.threads differing: runs" \
@@ -697,7 +711,7 @@ brsum=$(sums br.jsonl)
 ra 2 train --resume ckbr/step-00000010.ckpt --checkpoint-dir ckbr2 --set train.steps=12
 why=""
 [ "$rc" -eq 0 ] || why+="exit $rc: $(grep -m1 error err); "
-grep -q "^train: not writing to $T/br.jsonl, the metrics of the run resumed from (it holds steps after 10" out ||
+grep -q "^train: not writing to $T/br.jsonl, the metrics of the run resumed from (this run writes its checkpoints into ckbr2)" out ||
     why+="not said: $(grep -m1 metrics out); "
 [ "$(sums br.jsonl)" = "$brsum" ] || why+="br.jsonl changed ($(grep -c . br.jsonl) lines); "
 report "a branch into another directory leaves the first run's metrics alone, said" "$why"
@@ -708,8 +722,28 @@ report "... also resumed through DIR/last.ckpt linking into that run's directory
 rm -rf ckbr2
 ra 2 train --resume ckbr/step-00000010.ckpt --checkpoint-dir ckbr2 --set train.steps=12 --metrics br.jsonl
 refused "a branch given the first run's metrics by --metrics: refused" 1 \
-    "train: --metrics br.jsonl: holds steps after 10 of the run this resume leaves .*appending would cut them"
+    "train: --metrics br.jsonl: holds steps after 10 of another run .*which appending would cut"
 report "... and they are kept" "$([ "$(sums br.jsonl)" = "$brsum" ] || echo changed)"
+# a branch from the first run's last step does not inherit its metrics either: the
+# first run resumed in its own directory later would cut the branch's lines from them
+rm -rf ckbr2
+ra 2 train --resume ckbr --checkpoint-dir ckbr2 --set train.steps=22
+report "a branch from the last step writes no metrics into the first run's file, said" \
+    "$([ "$rc" -eq 0 ] && grep -q '^train: not writing to' out && [ "$(sums br.jsonl)" = "$brsum" ] ||
+        echo "exit $rc, br.jsonl $(grep -c . br.jsonl) lines")"
+# a resume in a run's own directory given another run's metrics file by --metrics: the
+# lines after the step are that run's, not a killed continuation's: refused, kept
+cp br.jsonl other.jsonl && osum=$(sums other.jsonl)
+ra 2 train --resume ckbr/step-00000010.ckpt --checkpoint-dir ckbr2 --set train.steps=12 --metrics other.jsonl
+refused "another run's metrics file with later steps given to a branch: refused" 1 "other.jsonl: holds steps after 10 of another run"
+rm -rf ckmr
+ra 2 train --config cfg.ini --set train.steps=10 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir ckmr
+ra 2 train --resume ckmr --set train.steps=12 --metrics other.jsonl
+refused "another run's metrics file given to a resume in its own directory: refused" 1 \
+    "train: --metrics other.jsonl: holds steps after 10 of another run"
+ra 2 train --resume ckmr --set train.steps=12 --set "run.metrics=$T/other.jsonl"
+refused "... also by --set run.metrics" 1 "train: run.metrics .*other.jsonl: holds steps after 10 of another run"
+report "... and it is kept" "$([ "$(sums other.jsonl)" = "$osum" ] || echo changed)"
 # a live run holds its metrics file locked: a second run naming it, fresh or resumed, is
 # refused (a fresh run replaced a live run's metrics, both exiting 0)
 rm -rf cklive ckother live.jsonl
@@ -720,9 +754,13 @@ lp=$!
 for _ in $(seq 300); do grep -q '^step 20/' lout 2>/dev/null && break; sleep 0.1; done
 ra 1 train --config cfg.ini --set train.steps=2 --set train.warmup=0 --checkpoint-dir ckother --metrics live.jsonl
 refused "a fresh run naming a live run's metrics file: refused" 1 \
-    "train: --metrics live.jsonl: another run is writing its metrics there now"
+    "train: --metrics live.jsonl: another process holds it locked \(a training run writing its metrics there\)"
 ra 1 train --resume ckbr --set train.steps=22 --metrics live.jsonl
-refused "a resume naming a live run's metrics file: refused" 1 "--metrics live.jsonl: another run is writing its metrics"
+refused "a resume naming a live run's metrics file: refused" 1 "--metrics live.jsonl: another process holds it locked"
+ra 1 generate --checkpoint ckbr --prompt ab --tokens 2 --out live.jsonl
+refused "generate --out a live run's metrics file: refused" 1 "generate: --out live.jsonl: another process holds it locked"
+ra 1 plan --config cfg.ini -n 2 --calibrate --save-rates live.jsonl
+refused "plan --save-rates onto it: refused" 1 "--save-rates live.jsonl: another process holds it locked"
 kill -USR1 "$(pgrep -P "$lp" | head -1)"
 wait "$lp"
 lrc=$?
@@ -915,7 +953,7 @@ for _ in $(seq 600); do grep -q 'checkpoint: ckl/step-00000040' lout 2>/dev/null
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckl
 refused "a second run into the directory a run is writing to: refused, the holder named" 1 \
     'checkpoint-dir ckl: another ringattn run is writing checkpoints there \(pid [0-9]+ on [^)]+\); wait for it'
-ra 2 train --resume ckl --set train.steps=1000
+ra 2 train --resume ckl --set train.steps=1000000000
 refused "--resume of the directory a run is writing to: refused" 1 'run.checkpoint_dir ckl: another ringattn run'
 # nor does any output go into it (import put a step-9999 there, which blocked the resume)
 ra 2 generate --checkpoint ck --prompt ab --tokens 2 --out ckl/gen.txt
