@@ -317,6 +317,8 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
  * without locks (some NFS or Lustre mounts) gets a warning, not an error. */
 static int lock_fd = -1;
 static int made_lock; /* this run created the lock file */
+static dev_t locked_dev; /* the directory locked, to tell a lock file removed from a directory replaced */
+static ino_t locked_ino;
 
 static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
 {
@@ -354,6 +356,8 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
         return RA_OK;
     }
     lock_fd = fd; /* held until the process ends */
+    struct stat d;
+    if (stat(dir, &d) == 0) locked_dev = d.st_dev, locked_ino = d.st_ino;
     return RA_OK;
 }
 
@@ -545,9 +549,34 @@ int ra_train_dir_still_locked(const char *dir)
                            held.st_ino == there.st_ino);
 }
 
+/* Only the lock file was removed (rm DIR/.ringattn.lock; the directory is
+ * the one locked): a new one is made and locked, said, and the run goes on
+ * (it ended the run, losing every step since the last checkpoint). 0 when
+ * it cannot be (another process made and holds one since). */
+static int relock(const char *dir)
+{
+    char path[RA_PATH_MAX + 32];
+    struct stat d;
+    if (lock_fd < 0 || stat(dir, &d) != 0 || d.st_dev != locked_dev || d.st_ino != locked_ino) return 0;
+    snprintf(path, sizeof path, "%s/%s", dir, RA_CKPT_LOCK_NAME);
+    const int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+    if (fd < 0) return 0;
+    if (ra_flock_ex(fd) != 0) {
+        close(fd);
+        (void)unlink(path);
+        return 0;
+    }
+    close(lock_fd);
+    lock_fd = fd, made_lock = 1;
+    sign_lock();
+    fprintf(stderr, "ringattn: warning: train: %s/%s was removed while the run held it: made again and locked\n", dir,
+            RA_CKPT_LOCK_NAME);
+    return 1;
+}
+
 static ra_status check_still_locked(const char *dir, int step)
 {
-    if (ra_train_dir_still_locked(dir)) return RA_OK;
+    if (ra_train_dir_still_locked(dir) || relock(dir)) return RA_OK;
     return RA_FAIL(RA_ERR_IO, "checkpoint directory %s: is no longer the directory this run locked at its start (it "
                    "was moved, removed or replaced: %s is not the lock this run holds); the checkpoint of step %d was "
                    "not written, so as not to write into another directory", dir, RA_CKPT_LOCK_NAME, step);

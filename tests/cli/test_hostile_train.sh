@@ -1079,6 +1079,22 @@ done
 [ "$(cd ckA && cksum step-*.ckpt 2>/dev/null | head -n "$(echo "$asums" | wc -l)")" = "$asums" ] || why+="A's checkpoints changed; "
 report "a checkpoint directory swapped for a symlink to another run's: refused at the next checkpoint, the other's intact" "$why"
 rm -f ckB
+# only the lock file removed (the directory is the one locked): made again, said, the run goes on
+timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 \
+    --checkpoint-dir ckC >cout 2>cerr </dev/null &
+cp_=$!
+for _ in $(seq 600); do grep -q 'checkpoint: ckC/step-00000020' cout 2>/dev/null && break; sleep 0.1; done
+rm ckC/.ringattn.lock
+for _ in $(seq 600); do grep -q 'checkpoint: ckC/step-00000040' cout 2>/dev/null && break; sleep 0.1; done
+kill -USR1 "$(pgrep -P "$cp_" | head -1)"
+wait "$cp_"
+crc=$?
+why=""
+[ "$crc" -eq 75 ] || why+="exit status $crc: $(grep -m1 error cerr); "
+grep -q "^ringattn: warning: train: ckC/.ringattn.lock was removed while the run held it: made again and locked" cerr ||
+    why+="not said: $(head -c 200 cerr); "
+grep -q '^checkpoint: ckC/step-00000040' cout || why+="no checkpoint after the removal; "
+report "the lock file alone removed mid-run: made again, said, the run goes on (exit 75 on SIGUSR1)" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
