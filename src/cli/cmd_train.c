@@ -623,30 +623,13 @@ static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t
  * resume into another directory) does not inherit that file (said: no
  * metrics unless given), and a file given by --metrics or --set
  * run.metrics that holds later steps of another history is refused. */
-/* run.metrics as the checkpoint stores it (before any --set): "" when unread. */
-static void stored_metrics(const char *resume, char *out, size_t cap)
-{
-    char *text = NULL;
-    ra_ckpt_state state;
-    ra_config *k = malloc(sizeof *k);
-    out[0] = '\0';
-    if (k && ra_ckpt_peek(resume, &text, &state) == RA_OK) {
-        ra_config_defaults(k);
-        if (ra_config_parse(k, text, resume) == RA_OK) snprintf(out, cap, "%s", k->metrics);
-    }
-    free(text);
-    free(k);
-}
-
 static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
-                                int64_t step)
+                                int64_t step, const char *stored)
 {
     if (!resume || !cfg->metrics[0]) return RA_OK;
     const int given = a->metrics || ra_session_sets_key(&a->s, "run.metrics");
     int mine = 0, verdict; /* 1: the inherited file dropped; 2: the given one refused */
     if (c->rank == 0) {
-        char stored[sizeof cfg->metrics];
-        stored_metrics(resume, stored, sizeof stored);
         const int branch = ra_train_is_branch(resume, cfg->checkpoint_dir);
         const int own = !branch && stored[0] && ra_same_file(cfg->metrics, stored);
         if (!given && branch) mine = 1;
@@ -676,8 +659,9 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     if (a.resume) resume_newest(c, a.resume, resume, sizeof resume);
     ra_config cfg;
     ra_ckpt_state from;
+    char stored[RA_PATH_MAX]; /* the checkpoint's own run.metrics */
     /* the config's and --set's errors name the command, as the options' do */
-    RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from)));
+    RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from, stored)));
     ra_status ps = RA_OK;
     /* an option and --set of its key: one would win unsaid (as an option given twice, refused) */
     if (a.metrics && ra_session_sets_key(&a.s, "run.metrics"))
@@ -696,7 +680,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
         ps = ra_arg_path("--resume", dir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
-    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step));
+    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step, stored));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);

@@ -198,6 +198,7 @@ static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
 typedef struct {
     ra_ckpt_state state;
     uint64_t sum;
+    char metrics[RA_PATH_MAX]; /* its run.metrics as stored, before --set */
 } ckpt_read;
 
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ckpt_read *got)
@@ -223,6 +224,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
     if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
     *stored = *cfg;
+    snprintf(got->metrics, sizeof got->metrics, "%s", stored->metrics);
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
@@ -316,11 +318,12 @@ ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const cha
 }
 
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
-                                  ra_config *cfg, ra_ckpt_state *state)
+                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics)
 {
     ckpt_read got = { 0 };
     ra_status st = agree_config(c, build_checked(a, ckpt, cfg, &got), a, ckpt, &got, cfg);
     *state = got.state;
+    if (stored_metrics) memcpy(stored_metrics, got.metrics, sizeof got.metrics);
     return st;
 }
 

@@ -66,9 +66,11 @@ extern const char *ra_session_ckpt_help;
  * keys. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
-/* The same, also handing out the checkpoint's state (step, seed). */
+/* The same, also handing out the checkpoint's state (step, seed) and,
+ * when stored_metrics is not NULL (RA_PATH_MAX bytes), its run.metrics as
+ * stored, before --set ("" without a checkpoint). */
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
-                                  ra_config *cfg, ra_ckpt_state *state);
+                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics);
 /* 1 when one of the --set overrides assigns key ("run.dp"). */
 int ra_session_sets_key(const ra_session_args *a, const char *key);
 /* Model (micro-batch sequences), optimizer (with_optim), data. Collective.

@@ -34,6 +34,19 @@ ra() {
     OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
     rc=$?
 }
+# wait_for FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN (grep), at most
+# TENTHS tenths of a second (default 600)
+wait_for() {
+    for _ in $(seq "${3:-600}"); do grep -q -- "$2" "$1" 2>/dev/null && break; sleep 0.1; done
+}
+# train_bg NAME ARGS...: train ARGS on one rank in the background (60 s limit), its output in
+# NAME.out and NAME.err; sets bgp (timeout's pid: its child is mpirun)
+train_bg() {
+    local name=$1
+    shift
+    timeout 60 "$MPIRUN" -n 1 "$RA" train "$@" >"$name.out" 2>"$name.err" </dev/null &
+    bgp=$!
+}
 # sums FILE...: one checksum line per file (a missing file is "-")
 sums() {
     local f
@@ -643,7 +656,7 @@ if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
     timeout 60 "$MPIRUN" -n 2 "$RA" train --config cfg.ini --set train.steps=1000000 --set train.eval_every=0 \
         --set train.log_every=5 --checkpoint-dir full/ck >out 2>err </dev/null &
     mp=$!
-    for _ in $(seq 300); do grep -q '^step 5/' out 2>/dev/null && break; sleep 0.1; done
+    wait_for out '^step 5/' 300
     dd if=/dev/zero of=full/fill bs=64k >/dev/null 2>&1
     kill -USR1 "$(pgrep -P "$(pgrep -P "$mp" | head -1)" | head -1)"
     wait "$mp"
@@ -747,11 +760,10 @@ report "... and it is kept" "$([ "$(sums other.jsonl)" = "$osum" ] || echo chang
 # a live run holds its metrics file locked: a second run naming it, fresh or resumed, is
 # refused (a fresh run replaced a live run's metrics, both exiting 0)
 rm -rf cklive ckother live.jsonl
-timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 \
-    --set train.eval_every=0 --set train.log_every=20 --checkpoint-dir cklive --metrics live.jsonl \
-    >lout 2>lerr </dev/null &
-lp=$!
-for _ in $(seq 300); do grep -q '^step 20/' lout 2>/dev/null && break; sleep 0.1; done
+train_bg live --config cfg.ini --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 \
+    --set train.log_every=20 --checkpoint-dir cklive --metrics live.jsonl
+lp=$bgp
+wait_for live.out '^step 20/' 300
 ra 1 train --config cfg.ini --set train.steps=2 --set train.warmup=0 --checkpoint-dir ckother --metrics live.jsonl
 refused "a fresh run naming a live run's metrics file: refused" 1 \
     "train: --metrics live.jsonl: another process holds it locked \(a training run writing its metrics there\)"
@@ -765,7 +777,7 @@ kill -USR1 "$(pgrep -P "$lp" | head -1)"
 wait "$lp"
 lrc=$?
 why=""
-[ "$lrc" -eq 75 ] || why+="the live run's exit status $lrc ($(grep -m1 error lerr)); "
+[ "$lrc" -eq 75 ] || why+="the live run's exit status $lrc ($(grep -m1 error live.err)); "
 last=$(tail -1 live.jsonl | sed 's/^{"step": \([0-9]*\),.*/\1/')
 n=$(grep -c '"lr"' live.jsonl)
 [ -n "$last" ] && [ "$n" -eq "$last" ] || why+="live.jsonl: $n step lines, the last of step $last; "
@@ -830,7 +842,7 @@ stop_eval() {
 }
 # wait_out PATTERN: until out has a line matching it (30 s at most), then a second more
 wait_out() {
-    for _ in $(seq 300); do grep -q "$1" out 2>/dev/null && break; sleep 0.1; done
+    wait_for out "$1" 300
     sleep 1
 }
 rm -rf cke cke.jsonl
@@ -888,7 +900,7 @@ direct_bg() {
 }
 direct_bg train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 \
     --set train.log_every=20 --checkpoint-dir cki
-for _ in $(seq 600); do grep -q '^step 40/' out 2>/dev/null && break; sleep 0.1; done
+wait_for out '^step 40/'
 kill -INT "$p"
 wait "$p"
 rc=$?
@@ -932,7 +944,7 @@ report "SIGTERM to mpirun: exit status 1, as documented (not 75)" "$why"
 # SIGTERM to mpirun mid-training: exit 1, the checkpoints written before still load.
 start_bg 2 train --config cfg.ini --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0 \
     --set train.checkpoint_every=50 --set train.log_every=50 --checkpoint-dir ckt
-for _ in $(seq 600); do grep -q 'checkpoint: ckt/step-00000100' out 2>/dev/null && break; sleep 0.1; done
+wait_for out 'checkpoint: ckt/step-00000100'
 kill -TERM "$(pgrep -P "$mp" | head -1)"
 wait "$mp"
 rc=$?
@@ -949,7 +961,7 @@ timeout 60 "$MPIRUN" --oversubscribe -n 2 "$RA" train --config cfg.ini --set tra
     --set train.warmup=0 --set train.eval_every=0 --set train.checkpoint_every=20 --set train.log_every=20 \
     --checkpoint-dir ckl >lout 2>lerr </dev/null &
 lp=$!
-for _ in $(seq 600); do grep -q 'checkpoint: ckl/step-00000040' lout 2>/dev/null && break; sleep 0.1; done
+wait_for lout 'checkpoint: ckl/step-00000040'
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckl
 refused "a second run into the directory a run is writing to: refused, the holder named" 1 \
     'checkpoint-dir ckl: another ringattn run is writing checkpoints there \(pid [0-9]+ on [^)]+\); wait for it'
@@ -1053,14 +1065,11 @@ fi
 # run B's directory moved away and replaced by a symlink to run A's (which A holds
 # locked): B stops at its next checkpoint, writing nothing into A's directory
 long=(--set train.steps=1000000 --set train.eval_every=0 --set train.log_every=20)
-timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=200 \
-    --set train.seed=7 --checkpoint-dir ckA \
-    >aout 2>aerr </dev/null &
-ap=$!
-timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 \
-    --checkpoint-dir ckB >bout 2>berr </dev/null &
-bp=$!
-for _ in $(seq 600); do grep -q 'checkpoint: ckB/step-00000020' bout 2>/dev/null && break; sleep 0.1; done
+train_bg a --config cfg.ini "${long[@]}" --set train.checkpoint_every=200 --set train.seed=7 --checkpoint-dir ckA
+ap=$bgp
+train_bg b --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 --checkpoint-dir ckB
+bp=$bgp
+wait_for b.out 'checkpoint: ckB/step-00000020'
 mv ckB ckB.moved && ln -s ckA ckB
 wait "$bp"
 brc=$?
@@ -1070,9 +1079,9 @@ wait "$ap"
 arc=$?
 why=""
 [ "$brc" -eq 1 ] || why+="B's exit status $brc; "
-grep -q 'checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there' berr ||
-    why+="B's message: $(grep -m1 error berr); "
-[ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error aerr); "
+grep -q 'checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there' b.err ||
+    why+="B's message: $(grep -m1 error b.err); "
+[ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error a.err); "
 for f in ckA/step-*.ckpt; do
     grep -aqE '^seed = 7( |$)' "$f" || why+="$f is not run A's (seed 7); "
 done
@@ -1080,20 +1089,18 @@ done
 report "a checkpoint directory swapped for a symlink to another run's: refused at the next checkpoint, the other's intact" "$why"
 rm -f ckB
 # only the lock file removed (the directory is the one locked): made again, said, the run goes on
-timeout 60 "$MPIRUN" -n 1 "$RA" train --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 \
-    --checkpoint-dir ckC >cout 2>cerr </dev/null &
-cp_=$!
-for _ in $(seq 600); do grep -q 'checkpoint: ckC/step-00000020' cout 2>/dev/null && break; sleep 0.1; done
+train_bg c --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 --checkpoint-dir ckC
+wait_for c.out 'checkpoint: ckC/step-00000020'
 rm ckC/.ringattn.lock
-for _ in $(seq 600); do grep -q 'checkpoint: ckC/step-00000040' cout 2>/dev/null && break; sleep 0.1; done
-kill -USR1 "$(pgrep -P "$cp_" | head -1)"
-wait "$cp_"
+wait_for c.out 'checkpoint: ckC/step-00000040'
+kill -USR1 "$(pgrep -P "$bgp" | head -1)"
+wait "$bgp"
 crc=$?
 why=""
-[ "$crc" -eq 75 ] || why+="exit status $crc: $(grep -m1 error cerr); "
-grep -q "^ringattn: warning: train: ckC/.ringattn.lock was removed while the run held it: made again and locked" cerr ||
-    why+="not said: $(head -c 200 cerr); "
-grep -q '^checkpoint: ckC/step-00000040' cout || why+="no checkpoint after the removal; "
+[ "$crc" -eq 75 ] || why+="exit status $crc: $(grep -m1 error c.err); "
+grep -q "^ringattn: warning: train: ckC/.ringattn.lock was removed while the run held it: made again and locked" c.err ||
+    why+="not said: $(head -c 200 c.err); "
+grep -q '^checkpoint: ckC/step-00000040' c.out || why+="no checkpoint after the removal; "
 report "the lock file alone removed mid-run: made again, said, the run goes on (exit 75 on SIGUSR1)" "$why"
 
 echo "$pass passed, $fail failed"
