@@ -1102,6 +1102,23 @@ grep -q "^ringattn: warning: train: ckC/.ringattn.lock was removed while the run
     why+="not said: $(head -c 200 c.err); "
 grep -q '^checkpoint: ckC/step-00000040' c.out || why+="no checkpoint after the removal; "
 report "the lock file alone removed mid-run: made again, said, the run goes on (exit 75 on SIGUSR1)" "$why"
+# ... unless another process holds a new one in its place (moved over it at once): then the
+# run stops at its next checkpoint, writing nothing there
+train_bg d --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 --checkpoint-dir ckD
+touch other.lock
+flock other.lock sleep 30 &
+hp=$!
+wait_for d.out 'checkpoint: ckD/step-00000020'
+mv other.lock ckD/.ringattn.lock
+wait "$bgp"
+drc=$?
+kill "$hp" 2>/dev/null
+wait "$hp" 2>/dev/null
+why=""
+[ "$drc" -eq 1 ] || why+="exit status $drc; "
+grep -q 'checkpoint directory ckD: is no longer the directory this run locked' d.err || why+="message: $(grep -m1 error d.err); "
+[ "$(ls ckD/step-*.ckpt | wc -l)" -eq 1 ] || why+="checkpoints: $(ls ckD | tr '\n' ' '); "
+report "the lock file replaced by one another process holds: stopped at the next checkpoint" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
