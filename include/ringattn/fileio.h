@@ -107,6 +107,12 @@ void ra_atomic_cleanup_dir(const char *dir);
 /* fsync the directory holding path (the policy above). */
 ra_status ra_sync_parent_dir(const char *path);
 
+/* A directory's trailing slashes dropped ("ck/" is "ck", "/" stays), so
+ * names joined to it and messages show "ck/last.ckpt", not "ck//last.ckpt". */
+void ra_trim_slashes(char *path);
+/* dir "/" name into out, dir's trailing slashes dropped; 0 when it does not fit. */
+int ra_join_path(char *out, size_t cap, const char *dir, const char *name);
+
 /* Directory part of path ("." when none) into out. */
 void ra_dir_of(const char *path, char *out, size_t cap);
 

@@ -110,6 +110,9 @@ typedef struct {
  * write would delete (a user's file, or a killed run's leftover: the user
  * decides). */
 ra_status ra_check_output_fresh(const char *path, const char *what);
+/* Two or more of the outputs' "<path>.tmp" left over (a killed `gen`'s
+ * four): all named in one refusal, not one per run. */
+ra_status ra_check_leftover_tmps(const char *what, const char *const *paths, int n);
 ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
                          int probe);
 /* Collective, after the last result is printed: fails when writing

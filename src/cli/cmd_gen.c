@@ -54,9 +54,15 @@ static ra_status stage_random(const ra_cli *c, const char *path, uint64_t stream
 static ra_status prepare_dir(const char *dir, int nseg)
 {
     RA_TRY(ra_prepare_output_dir(dir, "gen: --dir"));
-    for (int i = 0; i < (nseg ? GEN_FILES : GEN_SEG); i++) {
-        char path[2048];
-        snprintf(path, sizeof path, "%s/%s", dir, gen_files[i]);
+    char paths[GEN_FILES][2048];
+    const char *all[GEN_FILES];
+    const int n = nseg ? GEN_FILES : GEN_SEG;
+    for (int i = 0; i < n; i++) ra_join_path(paths[i], sizeof paths[i], dir, gen_files[i]), all[i] = paths[i];
+    char what[2100];
+    snprintf(what, sizeof what, "gen: --dir %s", dir);
+    RA_TRY(ra_check_leftover_tmps(what, all, n));
+    for (int i = 0; i < n; i++) {
+        const char *path = paths[i];
         RA_TRY(ra_check_output_fresh(path, "gen: output"));
         RA_TRY(ra_check_output_path(path, "gen: output"));
     }
@@ -159,7 +165,7 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     const char *staged[GEN_FILES];
     const int nfiles = nseg ? GEN_FILES : GEN_SEG;
     for (int i = 0; i < nfiles; i++) {
-        snprintf(paths[i], sizeof paths[i], "%s/%s", dir, gen_files[i]);
+        ra_join_path(paths[i], sizeof paths[i], dir, gen_files[i]);
         staged[i] = paths[i];
     }
     for (int i = 0; st == RA_OK && i < GEN_SEG; i++) {

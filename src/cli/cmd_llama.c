@@ -98,15 +98,15 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
 {
     char ckpt[RA_PATH_MAX + 32], st_path[RA_PATH_MAX + 64], cfg_path[RA_PATH_MAX + 64];
     ra_ckpt_resolve(ckpt, sizeof ckpt, ckpt_arg);
-    if (snprintf(st_path, sizeof st_path, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof st_path ||
-        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) >= (int)sizeof cfg_path)
+    if (!ra_join_path(st_path, sizeof st_path, dir, RA_ST_FILE_NAME) ||
+        !ra_join_path(cfg_path, sizeof cfg_path, dir, "config.json"))
         return RA_FAIL(RA_ERR_ARG, "export: --out %.200s: path too long", dir);
     const ra_cli_file ins[] = { { "--checkpoint", ckpt } };
     const ra_cli_file outs[] = { { "--out", st_path }, { "--out", cfg_path } };
     RA_TRY(ra_check_files("export", ins, 1, outs, 2, 0)); /* before the directory is made */
     struct stat sb;
     char index[RA_PATH_MAX + 64];
-    snprintf(index, sizeof index, "%s/%s", dir, RA_ST_INDEX_NAME);
+    ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME);
     if (lstat(index, &sb) == 0) /* its shards would stay beside the new weights */
         return RA_FAIL(RA_ERR_ARG, "export: --out %s holds a sharded model (%s): writing there would leave its "
                        "shards and index beside the new model.safetensors and replace its config.json; give an "
@@ -130,9 +130,8 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
 static ra_status run_import(ra_cli *c, const char *dir, const char *ckpt, const ra_session_args *sa)
 {
     char cfg_path[RA_PATH_MAX + 64], one[RA_PATH_MAX + 64], index[RA_PATH_MAX + 64];
-    if (snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) >= (int)sizeof cfg_path ||
-        snprintf(one, sizeof one, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof one ||
-        snprintf(index, sizeof index, "%s/%s", dir, RA_ST_INDEX_NAME) >= (int)sizeof index)
+    if (!ra_join_path(cfg_path, sizeof cfg_path, dir, "config.json") ||
+        !ra_join_path(one, sizeof one, dir, RA_ST_FILE_NAME) || !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))
         return RA_FAIL(RA_ERR_ARG, "import: --from %.200s: path too long", dir);
     struct stat sb;
     const ra_cli_file ins[] = { { "--from", cfg_path },

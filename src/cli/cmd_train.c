@@ -614,7 +614,7 @@ static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t
     if (linked < 0 || ra_ckpt_newest_step(dir, newest, sizeof newest) <= linked) return;
     ra_say(c, "train: %s points at step %ld, but %s holds %s: resuming from the newest (a run stopped before it "
               "moved last.ckpt)\n", resume, linked, dir, newest);
-    snprintf(resume, cap, "%s/%s", dir, newest);
+    ra_join_path(resume, cap, dir, newest);
 }
 
 /* A resumed run drops the metrics lines after its step before appending:
@@ -680,6 +680,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
         ps = ra_arg_path("--resume", dir, cfg.checkpoint_dir, sizeof cfg.checkpoint_dir);
     }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
+    ra_trim_slashes(cfg.checkpoint_dir); /* "ck/": files and messages say ck/last.ckpt */
     RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step, stored));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */

@@ -68,6 +68,26 @@ static ra_status check_clashes(const char *cmd, const ra_cli_file *ins, int nin,
     return RA_OK;
 }
 
+ra_status ra_check_leftover_tmps(const char *what, const char *const *paths, int n)
+{
+    char list[1024] = "";
+    size_t len = 0;
+    int found = 0;
+    struct stat st;
+    for (int i = 0; i < n; i++) {
+        char tmp[PATH_MAX];
+        if (!paths[i] || !ra_tmp_name(tmp, sizeof tmp, paths[i]) || lstat(tmp, &st) != 0 || ra_file_held(tmp))
+            continue; /* one being written is refused by name in ra_check_output_fresh */
+        if (len < sizeof list)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", found ? ", " : "", tmp);
+        found++;
+    }
+    if (found < 2) return RA_OK; /* one: ra_check_output_fresh says it */
+    return RA_FAIL(RA_ERR_ARG, "%s: %d temporaries of its outputs exist (%s); each output is written there first, "
+                   "which would delete them: remove them (a killed run's leftovers) or move them away", what, found,
+                   list);
+}
+
 ra_status ra_check_output_fresh(const char *path, const char *what)
 {
     struct stat st;
@@ -102,6 +122,9 @@ ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const
     for (int i = 0; i < nin; i++)
         if (ins[i].path) RA_TRY(check_input(cmd, &ins[i]));
     RA_TRY(check_clashes(cmd, ins, nin, outs, nout));
+    const char *paths[16] = { 0 };
+    for (int o = 0; o < nout && o < 16; o++) paths[o] = outs[o].path;
+    RA_TRY(ra_check_leftover_tmps(cmd, paths, nout < 16 ? nout : 16)); /* every leftover at once */
     for (int o = 0; o < nout; o++) {
         if (!outs[o].path) continue;
         /* "-" is standard output in many tools: here it would be a file named so */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 #include "ringattn/reduce_scatter.h"
 #include "ringattn/trace.h"
@@ -50,7 +51,7 @@ int ra_session_sets_key(const ra_session_args *a, const char *key)
 void ra_ckpt_resolve(char *out, size_t n, const char *path)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, n, "%s/last.ckpt", path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) ra_join_path(out, n, path, "last.ckpt");
     else snprintf(out, n, "%s", path);
 }
 

@@ -11,8 +11,9 @@
  *   so "a#b" is a value. A value may be double-quoted to keep #, ; or outer
  *   spaces; inside quotes \" and \\ are escapes, other backslashes are kept.
  * - A UTF-8 byte-order mark at the start of the text is skipped (editors on
- *   Windows write one); one at the start of a later line (two files joined
- *   with cat) is refused by name, since a terminal shows it as nothing.
+ *   Windows write one); one anywhere else outside a comment (two files
+ *   joined with cat, a pasted value) is refused by name, since a terminal
+ *   shows it as nothing.
  * - layer_given records [layer.N] so that finish, after every override, can
  *   refuse a layer beyond model.layers.
  * - Parsing works on a copy: on error *cfg is unchanged. */
@@ -25,7 +26,6 @@
 #include "ringattn/fileio.h"
 
 #define FILE_MAX_BYTES (16 << 20) /* a config is text; this catches wrong files */
-#define UTF8_BOM "\xEF\xBB\xBF"
 
 typedef struct {
     ra_config *cfg;
@@ -149,6 +149,10 @@ static ra_status parse_line(parser *p, char *buf)
         return RA_FAIL(RA_ERR_ARG, "%s: the line starts with a byte-order mark (U+FEFF, bytes EF BB BF), which only "
                        "the first line may have (were two files joined?); remove it", p->where);
     if (!*t || comment_start(*t)) return RA_OK;
+    const char *bom = strstr(t, UTF8_BOM);
+    if (bom) /* inside a key or value it shows as nothing: 'unknown key x', 'no file x' */
+        return RA_FAIL(RA_ERR_ARG, "%s: byte %d of the line is a byte-order mark (U+FEFF, bytes EF BB BF), which a "
+                       "terminal shows as nothing; remove it", p->where, (int)(bom - buf) + 1);
     p->said++;
     if (*t == '[') return parse_header(p, t);
     return parse_assignment(p, t);

@@ -64,6 +64,8 @@ bool ra_cfg_in_words(const char *const *w, const char *s);
 /* config_value.c */
 bool ra_cfg_is_blank(char ch);
 char *ra_cfg_trim(char *s);
+/* A UTF-8 byte-order mark: skipped at the start of a file, refused elsewhere. */
+#define UTF8_BOM "\xEF\xBB\xBF"
 /* The value as the canonical text writes it. */
 void ra_cfg_format_value(const key_spec *k, const void *base, char *out, size_t cap);
 /* "WHERE: QUAL = 'V' PROBLEM (allowed: ...)" */

@@ -40,6 +40,10 @@ ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *orig
     size_t n = strlen(assignment);
     if (n > LINE_MAX_CHARS)
         return RA_FAIL(RA_ERR_ARG, "%s: longer than %d characters", where, LINE_MAX_CHARS);
+    const char *bom = strstr(assignment, UTF8_BOM);
+    if (bom) /* pasted from a file that starts with one: it shows as nothing */
+        return RA_FAIL(RA_ERR_ARG, "%.60s: byte %d of '%.200s' is a byte-order mark (U+FEFF, bytes EF BB BF), which a "
+                       "terminal shows as nothing; remove it", origin, (int)(bom - assignment) + 1, assignment);
     char buf[LINE_MAX_CHARS + 1];
     memcpy(buf, assignment, n + 1);
     char *eq = strchr(buf, '=');

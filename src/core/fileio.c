@@ -159,6 +159,21 @@ int ra_tmp_name(char *out, size_t cap, const char *path)
     return n > 0 && (size_t)n < cap;
 }
 
+void ra_trim_slashes(char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
+}
+
+int ra_join_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    const char *sep = n == 1 && dir[0] == '/' ? "" : "/";
+    const int w = snprintf(out, cap, "%.*s%s%s", (int)n, dir, sep, name);
+    return w >= 0 && (size_t)w < cap;
+}
+
 void ra_dir_of(const char *path, char *out, size_t cap)
 {
     const char *slash = strrchr(path, '/');

@@ -467,7 +467,7 @@ static ra_status open_index(ra_st *st, const char *dir, const char *index)
     /* every shard once, in name order */
     char path[4200];
     for (size_t i = 0; rs == RA_OK && i < nf; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        ra_join_path(path, sizeof path, dir, files[i]);
         rs = add_file(st, path);
         if (rs == RA_OK) rs = parse_file(st, (int)i);
     }
@@ -503,8 +503,8 @@ ra_status ra_st_open_dir(ra_st **out, const char *dir)
 {
     *out = NULL;
     char one[4200], index[4200];
-    if (snprintf(one, sizeof one, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof one ||
-        snprintf(index, sizeof index, "%s/%s", dir, RA_ST_INDEX_NAME) >= (int)sizeof index)
+    if (!ra_join_path(one, sizeof one, dir, RA_ST_FILE_NAME) ||
+        !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))
         return RA_FAIL(RA_ERR_ARG, "%.200s: path too long", dir);
     struct stat sb;
     if (stat(one, &sb) == 0) return ra_st_open(out, one);

@@ -286,8 +286,8 @@ ra_status ra_llama_export(const char *ckpt, const char *dir, ra_llama_info *info
      * config.json */
     char st_path[RA_PATH_MAX + 64], cfg_path[RA_PATH_MAX + 64];
     if (st == RA_OK) st = ra_prepare_output_dir(dir, "--out");
-    if (st == RA_OK && (snprintf(st_path, sizeof st_path, "%s/%s", dir, RA_ST_FILE_NAME) >= (int)sizeof st_path ||
-                        snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir) >= (int)sizeof cfg_path))
+    if (st == RA_OK && (!ra_join_path(st_path, sizeof st_path, dir, RA_ST_FILE_NAME) ||
+                        !ra_join_path(cfg_path, sizeof cfg_path, dir, "config.json")))
         st = RA_FAIL(RA_ERR_ARG, "--out %.200s: path too long", dir);
     if (st == RA_OK) {
         const int n = build(cfg, &lay, e);
@@ -517,7 +517,7 @@ static ra_status model_from_json(const char *path, const ra_json *root, ra_confi
 ra_status ra_llama_config(const char *dir, const char *const *sets, int nsets, ra_config *cfg, ra_llama_info *info)
 {
     char path[RA_PATH_MAX + 64];
-    if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+    if (!ra_join_path(path, sizeof path, dir, "config.json"))
         return RA_FAIL(RA_ERR_ARG, "--from %.200s: path too long", dir);
     char *text;
     size_t len;

@@ -619,5 +619,14 @@ report "an output another process is writing: refused, said, its temporary left 
 kill "$hp" 2>/dev/null
 wait "$hp" 2>/dev/null
 rm -f held.npy.tmp
+# a killed gen leaves up to five temporaries: one refusal names them all, not one per run
+mkdir leftovers
+touch leftovers/q.npy.tmp leftovers/v.npy.tmp leftovers/dout.npy.tmp
+sums leftovers/* >before.sum
+mpi 1 gen --dir leftovers --L 64
+rc=$?
+report "gen over a killed gen's three temporaries: all three named in one refusal, kept" "$([ $rc -eq 1 ] &&
+    grep -q 'gen: --dir leftovers: 3 temporaries of its outputs exist (leftovers/q.npy.tmp, leftovers/v.npy.tmp, leftovers/dout.npy.tmp)' err &&
+    sums leftovers/* | cmp -s - before.sum && [ ! -e leftovers/q.npy ] || echo "exit $rc: $(grep -m1 error err)")"
 
 finish

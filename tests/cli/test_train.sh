@@ -121,11 +121,12 @@ pkill -9 -f "checkpoint-dir ck --set train.log_every=1" 2>/dev/null
 wait $victim 2>/dev/null
 why=""
 [ -e k2/ck/step-00000300.ckpt ] && why="the victim finished before it was killed; "
-(cd k2 && ra 2 train --checkpoint-dir ck --resume ck)
+(cd k2 && ra 2 train --checkpoint-dir ck/ --resume ck/) # "ck/": ck/last.ckpt in every path and message
 rc=$?
 [ $rc -eq 0 ] || why+="resume failed: $(tail -2 k2/err); "
 grep -qE "resumed from ck/(last|step-[0-9]{8}).ckpt at step (100|150|200|250)\b" k2/out || why+="did not resume from a complete checkpoint: $(head -2 k2/out); "
 cmp -s k1/ck/step-00000300.ckpt k2/ck/step-00000300.ckpt || why+="step-300 checkpoints differ; "
+grep -q 'ck//' k2/out k2/err && why+="a doubled slash: $(grep -h 'ck//' k2/out k2/err | head -1); "
 report "SIGKILL mid-run: resume from last.ckpt loses nothing (bit-identical step 300)" "$why"
 
 # ---- eval and generate -------------------------------------------------------------

@@ -476,8 +476,9 @@ static void test_error_lengths(void **state)
 }
 
 /* A UTF-8 byte-order mark is skipped at the start of a text (editors write
- * one); one starting a later line (two files joined) is refused by name, and
- * one inside a line is an ordinary byte. */
+ * one); one starting a later line (two files joined) or inside a key or
+ * value is refused by name (a terminal shows it as nothing); in a comment it
+ * is text. */
 static void test_bom(void **state)
 {
     (void)state;
@@ -492,7 +493,16 @@ static void test_bom(void **state)
     expect_parse_error("\xEF\xBB\xBF\xEF\xBB\xBF[model]\n", RA_ERR_ARG, "t.ini:1", "byte-order mark", NULL);
     expect_parse_error("\xEF\xBB\xBF[model]\ndim = 32\n\xEF\xBB\xBF[train]\nsteps = 3\n", RA_ERR_ARG, "t.ini:3",
                        "(U+FEFF, bytes EF BB BF)", "were two files joined?");
-    expect_parse_error("[model]\ndim = 3\xEF\xBB\xBF" "2\n", RA_ERR_ARG, "t.ini:2", "model.dim", NULL);
+    expect_parse_error("[model]\ndim = 3\xEF\xBB\xBF" "2\n", RA_ERR_ARG, "t.ini:2", "byte 8 of the line",
+                       "shows as nothing");
+    expect_parse_error("[data]\npath = \"x\xEF\xBB\xBF.bin\"\n", RA_ERR_ARG, "t.ini:2", "byte 10 of the line",
+                       "(U+FEFF, bytes EF BB BF)");
+    ra_config *d = new_defaults();
+    parse_ok(d, "# a note \xEF\xBB\xBF in a comment\n[model]\ndim = 48\n");
+    assert_int_equal(d->dim, 48);
+    free(d);
+    expect_set_error("data.path=\xEF\xBB\xBF" "corpus.bin", "byte 11 of", "shows as nothing");
+    expect_set_error("model.\xEF\xBB\xBF" "dim=32", "byte 7 of", "byte-order mark");
 }
 
 static void test_error_files(void **state)
