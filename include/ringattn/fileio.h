@@ -113,6 +113,10 @@ void ra_trim_slashes(char *path);
 /* dir "/" name into out, dir's trailing slashes dropped; 0 when it does not fit. */
 int ra_join_path(char *out, size_t cap, const char *dir, const char *name);
 
+/* Canonical form of a path that may not exist: realpath of the path, or of
+ * its directory plus its last component; 0 when neither resolves. */
+int ra_canonical_path(const char *path, char *out, size_t cap);
+
 /* Directory part of path ("." when none) into out. */
 void ra_dir_of(const char *path, char *out, size_t cap);
 

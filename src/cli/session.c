@@ -250,14 +250,21 @@ static ra_status same_checkpoint(const ra_cli *c, const char *path, const ra_ckp
 
 /* The config as the ranks compare it: the canonical text (every key, as
  * used) but run.threads, the rank's own share of its node (as --threads):
- * it sets how fast a rank computes, not what the run computes. NULL: out
- * of memory. */
+ * it sets how fast a rank computes, not what the run computes; its paths
+ * resolved (ra_canonical_path). NULL: out of memory. */
 static char *compared_text(const ra_config *cfg)
 {
     ra_config *t = malloc(sizeof *t); /* ra_config is large: not on the stack twice */
     if (!t) return NULL;
     *t = *cfg;
     t->threads = 0;
+    /* a path by another spelling ("./x", a symlinked directory) is the same file */
+    char *const paths[] = { t->path, t->val_path, t->checkpoint_dir, t->metrics };
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        char real[PATH_MAX];
+        if (paths[i][0] && ra_canonical_path(paths[i], real, sizeof real) && strlen(real) < RA_PATH_MAX)
+            strcpy(paths[i], real);
+    }
     char *text = ra_config_text(t);
     free(t);
     return text;

@@ -456,11 +456,11 @@ ra_status ra_write_file_atomic(const char *path, const void *data, size_t len)
     return st;
 }
 
-/* Canonical form of a path that may not exist: realpath of its directory
- * plus its last component. */
-static int canonical(const char *path, char *out, size_t cap)
+int ra_canonical_path(const char *given, char *out, size_t cap)
 {
-    char dir[PATH_MAX], real[PATH_MAX];
+    char path[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", given) >= (int)sizeof path) return 0;
+    ra_trim_slashes(path); /* "ck/" not made yet: ck in its resolved directory */
     if (realpath(path, real)) return snprintf(out, cap, "%s", real) > 0;
     ra_dir_of(path, dir, sizeof dir);
     const char *slash = strrchr(path, '/');
@@ -476,7 +476,7 @@ int ra_same_file(const char *a, const char *b)
     int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0;
     if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
     char ca[PATH_MAX], cb[PATH_MAX];
-    return canonical(a, ca, sizeof ca) && canonical(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
+    return ra_canonical_path(a, ca, sizeof ca) && ra_canonical_path(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
 }
 
 /* Nothing can be made in dir (errno e) for the output what names (shown: its

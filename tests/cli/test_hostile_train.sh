@@ -158,6 +158,12 @@ cp ck/step-00000010.ckpt copy10.ckpt
 mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint copy10.ckpt --set run.threads=1
 report "MPMD eval of the same checkpoint by two paths, run.threads differing: runs" \
     "$([ "$(cat rcs/0 rcs/1 2>/dev/null | tr '\n' ' ')" = "0 0 " ] || echo "exit statuses $(cat rcs/* 2>/dev/null | tr '\n' ' '): $(grep -m1 error err)")$(grep -q '^eval: ' out || echo 'no eval line')"
+# a path spelled two ways is one file: compared resolved (was "differing: run.checkpoint_dir")
+mkdir -p sp && ln -sfn sp splink && rm -rf sp/ckq
+mpmd train --config cfg.ini "${short[@]}" --set run.checkpoint_dir=sp/ckq --set run.metrics=sp/q.jsonl -- \
+    train --config cfg.ini "${short[@]}" --set run.checkpoint_dir=./splink/ckq/ --set run.metrics=splink//q.jsonl
+report "MPMD train naming one checkpoint directory and metrics file by two spellings: runs" \
+    "$([ "$(cat rcs/0 rcs/1 2>/dev/null | tr '\n' ' ')" = "0 0 " ] || echo "exit statuses $(cat rcs/* 2>/dev/null | tr '\n' ' '): $(grep -m1 error err)")$([ -s sp/q.jsonl ] && [ -e sp/ckq/last.ckpt ] || echo ' no metrics or checkpoint in sp')"
 
 # ---- the checkpoint directory, checked before step 1 ----------------------------------
 touch afile
