@@ -24,7 +24,7 @@
 
 static const char *help =
     "usage: [mpirun -n P] ringattn bench attn [-b 1K] [-e 8K] [-f 2] [-n 5] [-w 1] [-c 1]\n"
-    "                                          [-t 1] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
+    "                                          [-t N] [-H 4] [-D 64] [--Hkv H] [--B 1]\n"
     "                                          [--causal] [--layout NAME] [--chunk N]\n"
     "                                          [--forward-only] [--head KIND] [--span S] [--row M]\n"
     "                                          [--no-comm] [--trace FILE]\n"

@@ -20,7 +20,7 @@ static const char *help =
     "\n"
     "Times -n training steps after -w warm-up steps of the config's model on\n"
     "random bytes (train.batch sequences of data.seq_len per step, all ranks).\n"
-    "Columns: step_ms (median over steps, slowest rank), tokens/s, TFLOP/s of\n"
+    "Columns: step_ms (median over steps, slowest rank), tokens/s, GFLOP/s of\n"
     "model FLOPs (6 per parameter and token for the matmuls plus 3x the causal\n"
     "attention forward), MFU = that over the single-thread sgemm rate (measured\n"
     "before and after the row's steps: its '# sgemm' line) times the cores in\n"

@@ -31,7 +31,7 @@ static const char *help =
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
 
 static const char *diag_help =
-    "usage: mpirun -n P ringattn diag --checkpoint CKPT|DIR [--data FILE] [--set SEC.KEY=VAL]...\n"
+    "usage: mpirun -n P ringattn diag --checkpoint CKPT|DIR [--data FILE] [--set SEC.KEY=VAL]... [--threads N]\n"
     "\n"
     "Runs one batch (held-out, or the first train.batch windows of FILE, at most\n"
     "all of them) through the model and prints, per layer and head, kappa =\n"

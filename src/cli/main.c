@@ -32,6 +32,8 @@ static const char *usage =
     "  export    a checkpoint as a Hugging Face Llama model (safetensors + config.json)\n"
     "  import    a Hugging Face Llama model as a checkpoint\n"
     "  bench     benchmarks: 'ringattn bench attn|train|reduce --help'\n"
+    "  plan      predict a config's step time, waits and memory per rank for each\n"
+    "            layout and chunk; calibrate; project to clusters\n"
     "\n"
     "Run 'ringattn COMMAND --help' for the options of a command.\n"
     "Global options (anywhere on the line):\n"
@@ -39,7 +41,7 @@ static const char *usage =
     "  --no-bind   do not bind ranks to cores (keep the launcher's binding)\n"
     "\n"
     "Only rank 0 prints results; errors name the file or option at fault and\n"
-    "every rank exits with status 1.\n";
+    "every rank exits with status 1 (train stopped by a signal: 75, resumable).\n";
 
 /* A launcher variable's whole number (digits only, below 2^31), or -1:
  * atoi read "99999999999" as 1215752191. */

@@ -396,6 +396,14 @@ for cmd in "" attn gen compare bench "bench attn" "bench reduce"; do
     grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
     report "ringattn${cmd:+ $cmd} --help under mpirun -n 2" "$why"
 done
+# every command that answers --help is listed in the top-level help (plan was not)
+"$RA" --help >top 2>&1
+why=""
+for cmd in attn gen compare train eval diag cipher generate export import bench plan; do
+    "$RA" "$cmd" --help >/dev/null 2>&1 || why+="$cmd --help failed; "
+    grep -q "^  $cmd " top || why+="$cmd not in ringattn --help; "
+done
+report "ringattn --help lists every command" "$why"
 # a launcher's rank variable left in a shell, without its task count (or at or past it),
 # made the help and the top-level errors silent: it needs both, within range
 for env in "SLURM_PROCID=1" "OMPI_COMM_WORLD_RANK=1" "PMI_RANK=1" "SLURM_PROCID=3 SLURM_NTASKS=2" \
