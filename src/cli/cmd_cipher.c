@@ -16,13 +16,13 @@ static const char *help =
     "\n"
     "Counts the bytes of FILE and prints one line per byte value: the value, its\n"
     "count, its frequency rank (0: most frequent; ties by smaller value) and its\n"
-    "Bit Cipher code as a bit string of b bits (default floor(log2 256) + 1 = 9).\n";
+    "Bit Cipher code as a bit string of b bits (default floor(log2 256) + 1 = 9).\n"
+    "A file that grows meanwhile is counted up to the smallest size a rank saw\n"
+    "when it opened it; an empty file is refused.\n";
 
-static ra_status count_share(const ra_cli *c, const char *path, int64_t counts[256])
+/* This rank's share of the first size bytes of the file open at fd. */
+static ra_status count_share(const ra_cli *c, int fd, const char *path, int64_t size, int64_t counts[256])
 {
-    int fd;
-    int64_t size;
-    RA_TRY(ra_file_open_input(path, "--data", &fd, &size));
     off_t a = (off_t)(size * c->rank / c->size), e = (off_t)(size * (c->rank + 1) / c->size);
     unsigned char buf[65536];
     ra_status st = RA_OK;
@@ -32,7 +32,6 @@ static ra_status count_share(const ra_cli *c, const char *path, int64_t counts[2
         for (size_t i = 0; st == RA_OK && i < n; i++) counts[buf[i]]++;
         a += (off_t)n;
     }
-    close(fd);
     return st;
 }
 
@@ -57,8 +56,18 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     const int b = ra_cipher_bits(256, bits);
     if (st == RA_OK && bits && bits < b)
         st = RA_FAIL(RA_ERR_ARG, "cipher: --bits %d: 256 byte values need at least %d bits", bits, b);
+    int fd = -1;
+    int64_t size = 0;
+    if (st == RA_OK) st = ra_arg_cmd("cipher", ra_file_open_input(data, "--data", &fd, &size));
+    RA_TRY(ra_agree(c->comm, st));
+    /* one size for every rank's share: a file growing while the ranks open
+     * it gave each rank another split (shares overlapped or left gaps) */
+    st = ra_allreduce_named(MPI_IN_PLACE, &size, 1, MPI_INT64_T, MPI_MIN, c->comm, "the file size");
+    if (st == RA_OK && size == 0)
+        st = RA_FAIL(RA_ERR_ARG, "cipher: --data %s: the file is empty: there are no bytes to count", data);
     int64_t counts[256] = { 0 };
-    if (st == RA_OK) st = ra_arg_cmd("cipher", count_share(c, data, counts));
+    if (st == RA_OK) st = ra_arg_cmd("cipher", count_share(c, fd, data, size, counts));
+    close(fd);
     RA_TRY(ra_agree(c->comm, st));
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, counts, 256, MPI_INT64_T, MPI_SUM, c->comm, "the sum of byte counts"));
     int rank[256];

@@ -276,6 +276,9 @@ fails "bench train --config missing: bench train names it" 1 "error: bench train
     bench train --config nosuch.ini
 fails "cipher --data missing: cipher names it" 1 "error: cipher: --data nosuch\.bin: cannot open" -- cipher --data nosuch.bin
 fails "cipher --data a directory: cipher names it" 2 "error: cipher: --data res: is a directory" -- cipher --data res
+: >empty.bin # 256 counts of 0 and codes by ties alone were printed, exit 0
+fails "cipher of an empty file: refused on every rank" 2 "error: cipher: --data empty.bin: the file is empty" -- \
+    cipher --data empty.bin
 # a long option with one dash is read as short options -c -h -e ...: the argument
 # typed is named, with the option meant (it said "... missing value in 'eval'")
 fails "eval -checkpoint: names '-checkpoint' and suggests --checkpoint" 1 \
