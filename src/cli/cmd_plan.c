@@ -23,7 +23,8 @@ static const char *help =
     "       ringattn plan --attn -n P -L N [-H 4] [-D 64] [--Hkv H] [--B 1] [--causal] [--head KIND]\n"
     "                     [--span S] [--row M] [--layout L] [--chunk C] [rates options]\n"
     "\n"
-    "Predicts a training step of the config on P ranks (P/dp per ring) for every\n"
+    "Predicts a training step of the config on P ranks (P/dp per ring; --dp is\n"
+    "run.dp, the config's by default) for every\n"
     "candidate layout x chunk: compute_ms (busiest rank), comm_ms (ring transfers +\n"
     "gradient all-reduce), wait_ms (imbalance + exposed transfers), balance (mean\n"
     "rank work / busiest), MiB/rank (the model's plan + head buffers + AdamW) and\n"
@@ -43,7 +44,7 @@ typedef struct {
     const char *sets[32];
     int nsets;
     int P, dp, chunk, chunk_set, threads, rpn, calibrate, project, max_p, max_p_set, attn;
-    int layout_set;
+    int layout_set, dp_set;
     ra_layout layout;
     double link_gbps, link_lat;
     ra_cm_attn a;
@@ -115,7 +116,7 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
             if (a->nsets == 32) return RA_FAIL(RA_ERR_ARG, "--set: at most 32");
             a->sets[a->nsets++] = optarg;
             break;
-        case O_DP: RA_TRY(ra_arg_int("--dp", optarg, 1, 1 << 24, &a->dp)); break;
+        case O_DP: RA_TRY(ra_arg_int("--dp", optarg, 1, 1 << 24, &a->dp)); a->dp_set = 1; break;
         case O_LINK: RA_TRY(positive("--link-gbps", optarg, &a->link_gbps)); break;
         case O_LAT: RA_TRY(positive("--link-latency-us", optarg, &a->link_lat)); break;
         case O_CAL: a->calibrate = 1; break;
@@ -367,11 +368,25 @@ static ra_status write_rates(const char *path, const ra_cm_rates *r)
 }
 
 /* --config FILE with every --set, finished and checked. */
-static ra_status load_config(const plan_args *pa, ra_config *cfg)
+/* --dp is run.dp, as train reads it: checked against train.batch and
+ * train.accum by the config's own rules; without it, the config's run.dp
+ * is the plan's (it planned dp = 1 whatever the config said). */
+static ra_status load_config(plan_args *pa, ra_config *cfg)
 {
     RA_TRY(ra_config_load(cfg, pa->config));
-    for (int i = 0; i < pa->nsets; i++) RA_TRY(ra_config_set(cfg, pa->sets[i], "--set"));
-    return ra_config_finish(cfg);
+    for (int i = 0; i < pa->nsets; i++) {
+        RA_TRY(ra_config_set(cfg, pa->sets[i], "--set"));
+        const char *k = pa->sets[i] + strspn(pa->sets[i], " \t");
+        if (pa->dp_set && !strncmp(k, "run.dp", 6) && strchr(" \t=", k[6]))
+            return RA_FAIL(RA_ERR_ARG, "--dp and --set run.dp both give the data-parallel groups; give one");
+    }
+    if (pa->dp_set) cfg->dp = pa->dp;
+    ra_status st = ra_config_finish(cfg);
+    if (st != RA_OK) return st;
+    if (!pa->dp_set && !pa->project) pa->dp = cfg->dp; /* --project plans one ring */
+    if (pa->P % pa->dp)
+        return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide -n %d (P/dp ranks per ring)", pa->dp, pa->P);
+    return RA_OK;
 }
 
 /* The config every rank loaded against rank 0's (same.c): a file replaced

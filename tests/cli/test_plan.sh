@@ -31,7 +31,10 @@ plan_ok "plan -n 2: table and choice (default rates)" 1 --config "$CFG" -n 2
 grep -q 'rates: defaults' out
 report "without --calibrate or --rates the output says the defaults are used" "$([ $? -eq 0 ] || echo 'no defaults note')"
 # contiguous vs zigzag on a causal model at P = 4: zigzag wins on balance
-plan_ok "plan -n 4 --dp 2" 1 --config "$CFG" -n 4 --dp 2
+plan_ok "plan -n 4 --dp 2" 1 --config "$CFG" -n 4 --dp 2 --set train.batch=2
+# the config's run.dp is the plan's (it planned dp = 1 whatever the config said)
+plan_ok "plan -n 4 with run.dp = 2 in the config" 1 --config "$CFG" -n 4 --set train.batch=2 --set run.dp=2
+report "... plans 2 rings of 2 ranks" "$(grep -q '^# plan: .*P=4 (dp=2: 2 ranks per ring)' out || grep -m1 '^# plan' out)"
 plan_ok "plan -n 4 (long context)" 1 --config "$SRC/configs/long.ini" -n 4 --link-gbps 25 --link-latency-us 10
 grep -q '^choice: layout=zigzag' out
 report "long.ini at P = 4: zigzag chosen" "$([ $? -eq 0 ] || grep choice out)"
@@ -124,6 +127,13 @@ printf 'this is not a rates file\n' >garbage.ini
 printf '[model]\ndim = 100\nheads = 3\n' >badcfg.ini
 fails "-n 0 refused" 1 '-n' -- plan --config "$CFG" -n 0
 fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG" -n 4 --dp 3
+# --dp is run.dp: a batch train would refuse was planned (tokens_per_s printed, exit 0)
+fails "--dp 2 with train.batch = 1: refused as train refuses it" 1 \
+    'plan: train.batch = 1 is not divisible by run.dp = 2' -- plan --config "$CFG" -n 4 --dp 2
+fails "--dp and --set run.dp: refused" 1 'plan: --dp and --set run.dp both give' -- \
+    plan --config "$CFG" -n 4 --dp 2 --set run.dp=2 --set train.batch=2
+fails "run.dp not dividing -n: refused naming run.dp" 1 'plan: run.dp = 2 does not divide -n 3' -- \
+    plan --config "$CFG" -n 3 --set run.dp=2 --set train.batch=2
 fails "-n above data.seq_len: the cost model's refusal names plan" 1 'plan: cost model: data.seq_len = [0-9]+ is shorter than the 1048577 ranks' \
     -- plan --config "$CFG" -n 1048577
 fails "missing rates file refused" 1 'rates' 'nope.ini' -- plan --config "$CFG" -n 2 --rates nope.ini
