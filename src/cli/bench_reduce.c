@@ -152,6 +152,14 @@ ra_status ra_bench_reduce(ra_cli *c, int argc, char **argv)
         st = RA_FAIL(RA_ERR_ARG, "bench reduce: -b %lld: sizes are bytes, a multiple of 4 (whole floats)",
                      (long long)sw.begin);
     RA_TRY(ra_agree(c->comm, st));
+    int64_t last = sw.begin; /* the sweep's largest size */
+    while (last <= sw.end / sw.factor) last *= sw.factor;
+    /* the buffer, the all-reduce's receive buffer (P-1 shards of n/P) and
+     * MPI's own temporary (measured: 2.6 GB resident at 1 GiB on 2 ranks):
+     * -e 2G on a full node was an OOM kill, not an error */
+    char what[96];
+    snprintf(what, sizeof what, "bench reduce: -e %lld bytes", (long long)last);
+    RA_TRY(ra_bench_fits_node(c, 3.0 * (double)last, what));
     double *t = NULL;
     RA_TRY(ra_agree(c->comm, ra_alloc(&t, sizeof(double) * (size_t)sw.iters, "bench reduce: timings")));
     ra_say(c, "# ringattn bench reduce: P=%d, float32 sum in place, n=%d w=%d, the slowest rank's median\n", c->size,

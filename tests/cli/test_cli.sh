@@ -529,6 +529,19 @@ PY
 report "bench reduce on 3 ranks: three sizes, every way checked OK, busbw from the times" "$why"
 fails "bench reduce -b not a whole number of floats" 1 "multiple of 4" -- bench reduce -b 6 -e 6
 fails "bench reduce -e past 2G" 1 "-e" "out of range" -- bench reduce -b 4 -e 4G
+# a sweep the node's memory cannot hold is refused before any buffer (it was an OOM
+# kill): 2 ranks x 3 x 2 GiB where the node has less than 12 GiB available, else 8
+# ranks (48 GiB); a node with more is not tested
+avail=$(awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo)
+if [ "${avail:-99}" -lt 12 ]; then
+    fails "bench reduce larger than the node's memory: refused naming sizes" 2 \
+        "bench reduce: -e 2147483644 bytes needs at least 6.0 GiB per rank, 12.0 GiB for the 2 rank" -- \
+        bench reduce -b 2147483644 -e 2147483644
+elif [ "$avail" -lt 48 ]; then
+    mpi 8 bench reduce -b 2147483644 -e 2147483644 -n 1 -w 0
+    report "bench reduce larger than the node's memory (8 ranks x 6 GiB): refused" "$([ $? -eq 1 ] &&
+        grep -q 'needs at least 6.0 GiB per rank, 48.0 GiB for the 8 rank' err || echo "$(grep -m1 error err)")"
+fi
 # an argument left after the options is refused, naming it: `eval --checkpoint
 # ck data.txt` (a forgotten --data) scored the checkpoint's own data, exit 0
 for cmd in eval diag cipher generate gen "bench train" "bench reduce"; do
