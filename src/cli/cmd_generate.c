@@ -55,7 +55,8 @@ static const char *help =
     "\n"
     "The KV cache is sharded: rank r keeps the keys and values of its prompt\n"
     "tokens and of new positions t with t mod P = r. The prompt is at most the\n"
-    "model's data.seq_len tokens; every layer must use the full head.\n"
+    "model's data.seq_len tokens; every layer must use the full head. Decoding\n"
+    "past data.seq_len runs (RoPE positions beyond training) with a warning.\n"
     "--trace FILE: a timeline of the prefill and of every decoded token (docs/trace.md).\n";
 
 /* ---- sampling ------------------------------------------------------------------ */
@@ -566,6 +567,10 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
         free(prompt);
         return st;
     }
+    if (c->rank == 0 && Lp + a.tokens > cfg.seq_len) /* runs, as longer contexts may, but not unsaid */
+        fprintf(stderr, "ringattn: warning: generate: the prompt's %lld tokens and --tokens %d reach position "
+                "%lld, past the model's data.seq_len of %d: it never trained on positions beyond it, and text "
+                "there may degrade\n", (long long)Lp, a.tokens, (long long)(Lp + a.tokens), cfg.seq_len);
     int32_t *out = prompt + Lp;
     ra_session s = { 0 };
     ra_decoder *d = NULL;

@@ -145,6 +145,11 @@ ra 3 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k
 g3=$(cat out)
 ra 1 generate --checkpoint ckA --prompt 'A' --tokens 8 --temperature 0.8 --top-k 5 --seed 4
 report "short prompt (< P), sampling with top-k, P=3 equals P=1" "$([ "$(cat out)" = "$g3" ] || echo "'$(cat out)' vs '$g3'")"
+report "... within data.seq_len: no warning" "$(grep warning err)"
+# past the trained context (seq_len 32): runs, said once (it went on silently)
+ra 2 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 30 --temperature 0
+report "generate past data.seq_len: runs, one warning naming the position" "$([ $? -eq 0 ] &&
+    [ "$(grep -c "warning: generate: the prompt's 7 tokens and --tokens 30 reach position 37, past the model's data.seq_len of 32" err)" = 1 ] || cat err)"
 # hostile prompts: refused at once, naming the file and what it is
 mkfifo pfifo && mkdir pdir && head -c 100000 /dev/zero | tr '\0' a >plong
 for f in "pfifo:is a FIFO" "pdir:is a directory" "/dev/zero:is a character device" \
