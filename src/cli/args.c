@@ -64,6 +64,8 @@ ra_status ra_arg_float(const char *opt, const char *val, float *out)
                        opt, val);
     if (errno || end == val || *end || !isfinite(v))
         return RA_FAIL(RA_ERR_ARG, "%s: '%s' is not a finite number", opt, val);
+    if (val[strspn(val, " \t+-0123456789.eE")] != '\0') /* strtod's hex (0x10), as config floats refuse it */
+        return RA_FAIL(RA_ERR_ARG, "%s: '%s' is not a decimal number", opt, val);
     *out = (float)v;
     return RA_OK;
 }

@@ -14,7 +14,8 @@ static const char *help =
     "usage: ringattn compare A.npy B.npy [--tol T]\n"
     "\n"
     "Prints max|A - B|, max|B| and the normalised error max|A - B| / max|B|\n"
-    "(B is the reference; equal infinities count as equal; when max|B| = 0 it\n"
+    "(B is the reference; max|B| is over its finite elements; equal infinities\n"
+    "count as equal; when max|B| = 0 it\n"
     "is 0 if A equals B and infinite otherwise). Exits 1 when the normalised\n"
     "error exceeds T (default 1e-5, finite and >= 0), when either array holds\n"
     "a NaN (the message gives the first position), or when the arrays differ\n"
@@ -86,7 +87,8 @@ static ra_status verdict(const ra_npy *a, const ra_npy *b, const diff_stats *d, 
     if (!ok)
         return RA_FAIL(RA_ERR_ARG, "compare: %s differs from %s by %.3e > %.1e (largest difference at %s)%s", a->path,
                        b->path, err, tol, ra_position_str(pos, sizeof pos, d->at_max, a->ndim, a->shape),
-                       d->rmax > 0 ? "" : "; max|B| = 0: any difference is an infinite normalised error");
+                       d->rmax > 0 ? "" : "; max|B| = 0 (over B's finite elements): any difference is an infinite "
+                                          "normalised error");
     return RA_OK;
 }
 

@@ -3,6 +3,7 @@
  * held-out data. */
 #include <getopt.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,9 +153,16 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
             ra_say(c, "diag: %s | %s preconditioned heads | kappa of each head's output on one batch\n", path,
                    cfg.layer[0].precond);
             ra_say(c, "%6s %5s %10s %14s\n", "layer", "head", "precond", "kappa");
+            int inf = 0;
             for (int l = 0; l < cfg.layers; l++)
-                for (int h = 0; h < cfg.heads; h++)
+                for (int h = 0; h < cfg.heads; h++) {
                     ra_say(c, "%6d %5d %10s %14.6g\n", l, h, cfg.layer[l].precond, k[l * cfg.heads + h]);
+                    inf += isinf(k[l * cfg.heads + h]) != 0;
+                }
+            if (inf) /* said, not left to read as a broken model */
+                ra_say(c, "# inf: the head's output is rank-deficient on this batch (%lld rows of head_dim = %d "
+                          "columns: fewer rows than columns, or repeated rows, make it so)\n",
+                       (long long)cfg.batch * cfg.seq_len, cfg.head_dim);
         }
         free(k);
     } else if (st == RA_OK)

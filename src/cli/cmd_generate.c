@@ -38,7 +38,7 @@ static const char *help =
     "a newline on rank 0, each token as soon as it is sampled (--out FILE: writes\n"
     "them to FILE instead, atomically at the end; checked before any work, and a\n"
     "failed write is an error even under mpirun). --temperature 0\n"
-    "is greedy; --top-k K samples among the K most likely tokens (0: all).\n"
+    "is greedy; --top-k K samples among the K most likely tokens (0, or K at least model.vocab: all).\n"
     "\n"
     "Prompts: --prompt TEXT and --prompt-file F (a regular file) are bytes.\n"
     "--prompt-tokens takes token ids: a LIST such as \"1,2,3\" or \"1 2 3\" (digits,\n"

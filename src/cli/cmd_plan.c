@@ -56,7 +56,8 @@ static ra_status positive(const char *opt, const char *v, double *out)
 {
     char *end;
     double x = strtod(v, &end);
-    if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* as in a rates file */
+    if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX) || /* as in a rates file */
+        v[strspn(v, "+-0123456789.eE")] != '\0') /* strtod's hex: -n 0x10 is refused too */
         return RA_FAIL(RA_ERR_ARG, "%s: need a number from %g to %g (got '%s')", opt, RA_CM_VALUE_MIN,
                        RA_CM_VALUE_MAX, v);
     *out = x;

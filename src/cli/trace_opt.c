@@ -3,6 +3,8 @@
  * (the path is one of its outputs there), written at the end whatever the
  * command's status, so a failed run still leaves what it recorded (or, if
  * that write fails, no file at all: fileio.h's atomic rename). */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +37,11 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
     const char *env = getenv("RINGATTN_TRACE_EVENTS");
     if (env && *env) {
         char *end;
+        errno = 0;
         long long v = strtoll(env, &end, 10);
-        if (*end || v < 1)
+        if (*end || errno || v < 1 || v > INT32_MAX) /* 1e20 was clamped to 2^63 and named as that */
             return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "RINGATTN_TRACE_EVENTS=%s: need a whole number of events "
-                                                         ">= 1", env));
+                                                         "from 1 to 2147483647", env));
         cap = v;
     }
     RA_TRY(ra_trace_begin(c->comm, cap, SYNC_ROUNDS));

@@ -105,7 +105,9 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
         while (*v == ' ' || *v == '\t') v++; /* the value as written, in the message */
         double x = strtod(v, &end);
         while (*end == ' ' || *end == '\t' || *end == '\r') end++;
-        if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* NaN fails too */
+        const size_t digits = strspn(v, "+-0123456789.eE"); /* decimal: strtod's hex (0x10) refused */
+        if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX) || /* NaN fails too */
+            (v[digits] != '\0' && v[digits] != ' ' && v[digits] != '\t' && v[digits] != '\r'))
             return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a number from %g to %g (got '%.40s')", name, line,
                            keys[k].key, RA_CM_VALUE_MIN, RA_CM_VALUE_MAX, v);
         if (keys[k].is_int) {

@@ -289,20 +289,30 @@ ra_status ra_token_file_read(const ra_token_file *f, int64_t first, int64_t n, i
  * evaluation on held-out data); the whole file when nothing is (eval --data
  * sets data.val_fraction = 0). Checked when the data is opened, so a short
  * part is named before step 1, not at the final evaluation. */
+/* "1 byte is" or "5 bytes are" (d->unit is plural). */
+static const char *count_is(const ra_data *d, int64_t n, char *buf, size_t cap)
+{
+    const size_t u = strlen(d->unit);
+    if (n == 1) snprintf(buf, cap, "1 %.*s is", (int)(u > 0 ? u - 1 : 0), d->unit);
+    else snprintf(buf, cap, "%lld %s are", (long long)n, d->unit);
+    return buf;
+}
+
 static ra_status check_parts(const ra_data *d)
 {
+    char is[48];
     const ra_config *c = &d->cfg;
     const int64_t need = (int64_t)c->seq_len + 1;
     const ra_token_file *a = &d->file[0], *v = &d->file[1];
     if (a->count < need)
         return RA_FAIL(RA_ERR_ARG,
-                       "%s %s: %lld %s are too few for one sequence of data.seq_len = %d (+1 for the target)",
-                       a->what, a->path, (long long)a->count, d->unit, c->seq_len);
+                       "%s %s: %s too few for one sequence of data.seq_len = %d (+1 for the target)",
+                       a->what, a->path, count_is(d, a->count, is, sizeof is), c->seq_len);
     if (d->nfiles == 2) {
         if (v->count < need)
             return RA_FAIL(RA_ERR_ARG,
-                           "%s %s: %lld %s are too few for one held-out sequence of data.seq_len = %d (+1 for the "
-                           "target)", v->what, v->path, (long long)v->count, d->unit, c->seq_len);
+                           "%s %s: %s too few for one held-out sequence of data.seq_len = %d (+1 for the "
+                           "target)", v->what, v->path, count_is(d, v->count, is, sizeof is), c->seq_len);
         return RA_OK;
     }
     if (c->val_fraction <= 0) return RA_OK;

@@ -251,6 +251,14 @@ rc=$?
 report "--trace naming the ringattn program refused, the program intact" \
     "$([ $rc -eq 1 ] && grep -q 'is the ringattn program itself' err && cmp -s racopy "$RA" || echo "exit $rc: $(cat err)")"
 rm -f racopy
+# -c 1 checks D <= 1024: refused with the options (it ran the first row's iterations first)
+fails "bench attn -D 1025 with the check: refused before any row" 1 "bench attn: -c 1 checks D <= 1024 \(got -D 1025\)" \
+    -- bench attn -D 1025 -H 1 -b 16 -e 16 -n 1 -w 0
+mpi 1 bench attn -b 64 -e 64 -n 1 -w 0 -H 2 -D 16 --forward-only
+report "bench attn --forward-only: err_O checked, err_dQ '-' (no dQ computed)" "$(status $?)$(awk '/^ +64 / {
+    if ($(NF-4) == "-" || $(NF-3) != "-" || $NF != "OK") print "row: " $0 }' out)$(grep -cE '^ +64 ' out | grep -qx 1 || echo 'no row')"
+fails "attn --scale 0x1p-3 (a hex float) refused" 1 "attn: --scale: '0x1p-3' is not a decimal number" -- \
+    attn --q A/q.npy --k A/k.npy --v A/v.npy --out hexs.npy --scale 0x1p-3
 fails "bench attn -t 0 (a thread count out of range)" 2 "-t" -- bench attn -t 1,0 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t 1,,2 (an empty item; was skipped)" 2 "-t" "empty item" -- bench attn -t 1,,2 -b 64 -e 64 -n 1 -w 0 -c 0
 fails "bench attn -t with 17 thread counts" 1 "-t" "at most 16" -- bench attn -t 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1 -b 64 -e 64

@@ -133,6 +133,11 @@ report "eval --data on a recall model at data.seq_len 8: 249 windows, 1992 targe
     "$([ $? -eq 0 ] && grep -q 'on clean.txt .*| 1992 targets' out || cat out err)"
 ra 2 diag --checkpoint ckbom --data clean.txt --set data.seq_len=8
 report "diag --data on a recall model at data.seq_len 8" "$([ $? -eq 0 ] && grep -q '^diag: ' out || cat out err)"
+report "... finite kappa: no rank-deficiency note" "$(grep '^# inf' out)"
+# fewer rows than head_dim: every kappa inf, said (it was a column of inf alone)
+ra 1 diag --checkpoint ckbom --data clean.txt --set data.seq_len=2 --set train.batch=2
+report "diag on 4 rows of a 16-wide head: inf, and the note says why" \
+    "$([ $? -eq 0 ] && grep -qE ' inf$' out && grep -q '^# inf: .*rank-deficient on this batch (4 rows of head_dim = 16 columns' out || cat out err)"
 ra 1 eval --checkpoint ckbom --data clean.txt --set data.source=tokens
 report "eval --data with --set data.source=tokens: FILE is checked as token ids" \
     "$(fails_with $? "eval: --data clean.txt: neither a .npy file nor an llm.c shard")"

@@ -144,6 +144,12 @@ grep -v '^row_fwd_pairs' rates.ini >zero.ini && echo 'row_fwd_pairs = 0' >>zero.
 fails "a rates value of 0: plan, file, line, key, the value" 1 \
     "error: plan: --rates zero.ini:[0-9]+: row_fwd_pairs needs a number from 1e-06 to 1e\+12 \(got '0'\)" -- \
     plan --config "$CFG" -n 2 --rates zero.ini
+# strtod's hex floats were taken (0x10 = 16), where -n 0x10 and config floats refuse them
+grep -v '^row_fwd_pairs' rates.ini >hex.ini && echo 'row_fwd_pairs = 0x10' >>hex.ini
+fails "a hex rates value refused" 1 "hex.ini:[0-9]+: row_fwd_pairs needs a number .*\(got '0x10'\)" -- \
+    plan --config "$CFG" -n 2 --rates hex.ini
+fails "--link-gbps 0x10 refused" 1 "plan: --link-gbps: need a number from .*\(got '0x10'\)" -- \
+    plan --config "$CFG" -n 2 --link-gbps 0x10
 fails "--max-p without --project refused" 1 'plan: --max-p needs --project' -- plan --config "$CFG" -n 2 --max-p 8
 # a whole number too large said so (it said "needs a whole number" of 99999999999)
 grep -v '^threads' rates.ini >bigt.ini && echo 'threads = 99999999999' >>bigt.ini

@@ -68,6 +68,11 @@ for r in d["otherData"]["ranks"]:
     assert r["dropped_events"] > 0, f"rank {r['rank']}: no dropped events counted"
 PY
 report "RINGATTN_TRACE_EVENTS=10: 10 events per rank kept, the rest counted as dropped (P=3)" "$why"
+# a cap past 2^31-1 is refused naming the value given (1e20 was clamped and named as 2^63)
+RINGATTN_TRACE_EVENTS=99999999999999999999 mpi 2 attn "${QKV[@]}" --out o2.npy --trace tr2.json
+report "RINGATTN_TRACE_EVENTS=1e20: refused naming it, nothing written" "$([ $? -eq 1 ] &&
+    grep -q 'RINGATTN_TRACE_EVENTS=99999999999999999999: need a whole number of events from 1 to 2147483647' err &&
+    [ ! -e tr2.json ] && [ ! -e o2.npy ] || echo "$(grep -m1 error err)")"
 fi
 
 if [ "$PART" = train ]; then

@@ -189,6 +189,11 @@ static void test_open_refuses(void **state)
     assert_int_equal(ra_data_open(&d, c, &pos, 1), RA_ERR_ARG);
     ra_data_close(d);
     assert_contains(ra_last_error(), "32 bytes are too few for one sequence of data.seq_len = 32");
+    write_file("one.bin", 1, path, sizeof path); /* it said "1 bytes are" */
+    file_config(c, path, 256, "0");
+    assert_int_equal(ra_data_open(&d, c, &pos, 1), RA_ERR_ARG);
+    ra_data_close(d);
+    assert_contains(ra_last_error(), "1 byte is too few for one sequence");
     /* a FIFO without a writer: refused at once */
     tmpdir_path(path, dir, "fifo");
     assert_int_equal(mkfifo(path, 0600), 0);
