@@ -86,8 +86,9 @@ int ra_node_cores(void);
 typedef struct {
     char host[64];
     int local_rank, local_ranks; /* among the ranks of this node */
-    int node_cores;              /* hwloc cores of the node (that this process may use) */
-    int first_core, cores;       /* this rank's share (-1, 0: oversubscribed) */
+    int node_cores;              /* cores the launcher gave the node's ranks (hwloc; all after Open MPI's default binding) */
+    int hw_cores;                /* every core hwloc shows on the node (a cgroup's under Slurm) */
+    int first_core, cores;       /* this rank's share, indexes among those cores (-1, 0: oversubscribed) */
     int oversubscribed;          /* local_ranks > node_cores: nothing is bound */
     int bound;                   /* the process is bound to its cores' PUs */
     char cpus[128];              /* the PUs (OS indexes) bound to, or "any" */

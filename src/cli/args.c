@@ -308,6 +308,11 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
         fprintf(stderr, "ringattn: warning: OpenBLAS runs its generic %s kernels on a CPU that has %s: sgemm at about a "
                         "third of its speed; set OPENBLAS_CORETYPE=%s\n",
                 ra_blas_kernels(), strcmp(better, "SkylakeX") ? "AVX2" : "AVX-512", better);
+    const char *policy = getenv("OMPI_MCA_hwloc_base_binding_policy");
+    if (policy && strcmp(policy, "none") && p.node_cores < p.hw_cores && p.local_rank == 0) /* maybe a habit */
+        fprintf(stderr, "ringattn: note: %s: mpirun --bind-to %s gave this node's %d rank%s %d of its %d cores: they "
+                        "use those (mpirun --bind-to none: all %d)\n",
+                p.host, policy, p.local_ranks, p.local_ranks == 1 ? "" : "s", p.node_cores, p.hw_cores, p.hw_cores);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
                         "%d thread%s each\n",
