@@ -247,6 +247,11 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
     double *sent = wb + a->sw.iters, sg[2 * REF_CALLS] = { 0 };
     for (int i = 0; ref && i < REF_CALLS; i++) sg[i] = ra_sgemm_ref_call(ref); /* the others wait at the barrier */
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
+        if (a->trace) { /* a stop signal, read between calls */
+            char at[64];
+            snprintf(at, sizeof at, "at L = %lld", (long long)L);
+            if ((st = ra_agree(c->comm, ra_cli_trace_stopped(c, at))) != RA_OK) break;
+        }
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
         double t0 = ra_now();
@@ -342,6 +347,7 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
     const ra_cli_file out[] = { { "--trace", a.trace } };
     RA_TRY(ra_agree(c->comm, ra_check_files("bench attn", NULL, 0, out, 1, c->rank == 0)));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "bench attn", argc, argv));
+    ra_cli_trace_catch_stops(); /* with a trace: a stop signal ends at the next call, the trace written */
     return ra_cli_trace_end(c, run(c, &a));
 }
 

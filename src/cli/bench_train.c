@@ -39,6 +39,8 @@ static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg
     const double scale = 1.0 / ((double)cfg->batch * cfg->seq_len);
     ra_status st = RA_OK;
     for (int it = -sw->warmup; it < sw->iters && st == RA_OK; it++) {
+        /* a stop signal, read between steps (ra_cli_trace_catch_stops: only with --trace) */
+        if ((st = ra_agree(c->comm, ra_cli_trace_stopped(c, "between steps"))) != RA_OK) break;
         st = ra_barrier(c->comm, "the start of a timed step");
         if (st != RA_OK) break;
         double t0 = ra_now(), wait = 0;
@@ -95,6 +97,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     ra_config cfg;
     RA_TRY(ra_arg_cmd("bench train", ra_session_config(c, &sa, NULL, &cfg))); /* --config's, --set's errors */
     RA_TRY(ra_cli_trace_begin(c, trace, "bench train", argc, argv));
+    ra_cli_trace_catch_stops(); /* with a trace: a stop signal ends at the next step, the trace written */
     return ra_cli_trace_end(c, run(c, &sw, &cfg));
 }
 

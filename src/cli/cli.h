@@ -152,6 +152,14 @@ const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const in
 extern const char *ra_trace_help;
 ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv);
 ra_status ra_cli_trace_end(const ra_cli *c, ra_status st);
+/* With a trace begun: SIGTERM, SIGINT (once) and SIGUSR1 only mark a stop,
+ * which the command's loop reads with ra_cli_trace_stopped (collective:
+ * every rank gets "CMD: stopped by SIGTERM WHAT" when any rank had one,
+ * RA_OK when none) at its next step, so the trace of what ran is written
+ * (bench attn, bench train, generate). Without a trace the signals keep
+ * their actions and the check is free. */
+void ra_cli_trace_catch_stops(void);
+ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what); /* collective */
 
 /* Print on rank 0 only (progress and results). */
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -487,7 +487,10 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
         const int64_t ts = RA_TRACE_T0();
         /* every rank steps (the step is collective), then all stop on rank 0's failed write */
         const ra_status ds = i + 1 < a->tokens ? ra_decoder_step(*d, out[i]) : RA_OK;
+        char at[64];
+        snprintf(at, sizeof at, "after %d of %d tokens", i + 1, a->tokens);
         RA_TRY(ra_agree(c->comm, w != RA_OK ? w : ds));
+        RA_TRY(ra_agree(c->comm, ra_cli_trace_stopped(c, at)));
         RA_TRACE_END1("decode", "decode token", ts, "position", Lp + i);
     }
     return RA_OK;
@@ -541,6 +544,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     }
     RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("generate", check_out(&a)) : RA_OK));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "generate", argc, argv));
+    ra_cli_trace_catch_stops(); /* with a trace: a stop signal ends at the next token, the trace written */
     return ra_cli_trace_end(c, generate(c, &a));
 }
 

@@ -4,10 +4,12 @@
  * command's status, so a failed run still leaves what it recorded (or, if
  * that write fails, no file at all: fileio.h's atomic rename). */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ringattn/dist.h"
@@ -47,6 +49,44 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
     RA_TRY(ra_trace_begin(c->comm, cap, SYNC_ROUNDS));
     g_path = path;
     return RA_OK;
+}
+
+/* ---- a stop signal, with a trace to write ---------------------------------------- */
+
+static volatile sig_atomic_t g_stop_sig; /* the first stop signal, 0: none */
+
+static void on_stop(int sig)
+{
+    if (!g_stop_sig) g_stop_sig = sig;
+    if (sig == SIGINT) {
+        static const char msg[] = "ringattn: SIGINT: stopping after this step to write the trace; again: quit at "
+                                  "once\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }
+    }
+}
+
+void ra_cli_trace_catch_stops(void)
+{
+    if (!g_path) return; /* no trace to save: a signal ends the command at once, as before */
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_flags = SA_RESTART | SA_RESETHAND; /* the second Ctrl-C: the default action */
+    sigaction(SIGINT, &sa, NULL);
+}
+
+ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what)
+{
+    if (!g_path) return RA_OK; /* no handlers: every rank alike (--trace is compared across ranks) */
+    /* the ranks' signals agreed: a rank that sees it one step later stops at the same step */
+    int sig = g_stop_sig;
+    RA_TRY(ra_allreduce_named(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, c->comm, "the stop signals"));
+    if (!sig) return RA_OK;
+    return RA_FAIL(RA_ERR_IO, "%s: stopped by %s %s", g_cmd,
+                   sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1", what);
 }
 
 /* A failed write said with the command and the option, as its other errors

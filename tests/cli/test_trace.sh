@@ -40,6 +40,32 @@ traced() {
     report "$desc" "$why"
 }
 
+# a stop signal to mpirun (Slurm's preemption, Ctrl-C) with --trace: bench train and
+# generate stop at their next step and write what ran, marked (they wrote nothing)
+stopped_trace() { # DESC SIGNAL PATTERN READY-FILE READY-BYTES -- N ARGS...
+    local desc=$1 sig=$2 pat=$3 ready=$4 bytes=$5 why='' rc
+    shift 6
+    local n=$1
+    shift
+    rm -f tr.json
+    # mpirun's default grace between forwarding the signal and SIGKILL (not 0, as mpi's)
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
+    local bg=$!
+    for _ in $(seq 600); do [ "$(wc -c <"$ready" 2>/dev/null || echo 0)" -ge "$bytes" ] && break; sleep 0.05; done
+    kill -"$sig" "$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")" # mpirun: timeout forwards no USR1
+    wait "$bg"
+    rc=$?
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc; "
+    grep -qE "ringattn: error: $pat" err || why+="no '$pat': $(grep -m1 error err); "
+    [ -s tr.json ] && python3 - tr.json "$pat" >chk 2>&1 <<'PY' || why+="$(tail -1 chk) "
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+assert re.match("failed: " + sys.argv[2], d["otherData"]["status"]), d["otherData"]["status"]
+assert any(e["ph"] == "X" for e in d["traceEvents"]), "no spans"
+PY
+    [ -s tr.json ] || why+="no trace; "
+    report "$desc" "$why"
+}
 if [ "$PART" = attn ]; then
 mpi 1 gen --dir A --H 2 --L 48 --D 8 --seed 3
 report "gen A: H=2 L=48 D=8" "$(status $?)"
@@ -127,6 +153,10 @@ assert per_rank[0] == per_rank[1] == per_rank[2], f"ranks disagree on their coll
 assert len(per_rank[0]) == 2 * (2 + 2 + 5), f"{len(per_rank[0])} logsparse collectives, expected 18: {per_rank[0]}"
 PY
 report "bench attn --trace, combiner-logsparse: its phases and named collectives on every rank (P=3)" "$why"
+# mpirun passes Ctrl-C on to the ranks as SIGTERM
+stopped_trace "bench attn --trace, SIGINT to mpirun: stops before its next call, trace written and marked" INT \
+    'bench attn: stopped by SIG(INT|TERM) at L = 1024' out 300 -- \
+    2 bench attn -b 1K -e 1K -n 100000 -w 1 -c 0 --trace tr.json
 fi
 
 if [ "$PART" = train ]; then
@@ -154,6 +184,14 @@ for r in range(2):
     assert names.count("prefill") == 1 and names.count("decode token") == 4, f"rank {r}: {names}"
 PY
 report "generate --trace: the prefill and every token (P=2)" "$why"
+
+# a stop signal with --trace: generate and bench train write what ran, marked
+stopped_trace "generate --trace, SIGTERM to mpirun: stops at the next token, trace written and marked" TERM \
+    'generate: stopped by SIGTERM after [0-9]+ of 1000000 tokens' out 200 -- \
+    2 generate --checkpoint ck1 --prompt "abc" --tokens 1000000 --trace tr.json
+stopped_trace "bench train --trace, SIGUSR1 to mpirun: stops between steps, trace written and marked" USR1 \
+    'bench train: stopped by SIGUSR1 between steps' out 300 -- \
+    2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json
 
 # a run that fails part-way (a NaN gradient at step 2 stops it) still writes its trace
 rm -rf ckf tr.json
