@@ -3,13 +3,16 @@
 # (configs/recall.ini) on the long-context recall task with 4 oversubscribed
 # ranks, then evaluate it on held-out sequences and sample from it.
 # Extra arguments go to `ringattn train` (e.g. --set train.steps=500).
+# Env: P (ranks, default 4), OUT (output directory, default out/demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+P=${P:-4}
+# before the install and build: mpirun -n 0 would fail only after them
+[[ $P =~ ^[1-9][0-9]{0,3}$ ]] || { echo "demo.sh: P='$P': give the number of ranks, 1 to 9999" >&2; exit 2; }
 bash scripts/install-deps.sh
 bash scripts/build.sh
 . scripts/env.sh
 RA="$RINGATTN_BUILD/src/ringattn"
-P=${P:-4}
 out=${OUT:-out/demo}
 mkdir -p "$out"
 echo "== training configs/recall.ini on $P ranks (progress every 100 steps; metrics in $out/metrics.jsonl)"
@@ -23,4 +26,7 @@ prompt="$out/prompt.bin"
 { printf '.....\x83...........\x9a...........\xa5...........\xbc.....|'; printf 'BkDmCfA'; } >"$prompt"
 mpirun -n "$P" "$RA" generate --checkpoint "$out/checkpoints" --prompt-file "$prompt" \
   --temperature 0 --tokens 1 | cat -v
-echo "demo: OK (plot the curves with: python3 scripts/plot_metrics.py $out/metrics.jsonl -o $out/curves.png)"
+# quoted for the shell (an OUT with spaces pastes as one word); the system
+# Python, which has matplotlib (scripts/install-deps.sh)
+printf 'demo: OK (plot the curves with: /usr/bin/python3 scripts/plot_metrics.py %q -o %q)\n' \
+  "$out/metrics.jsonl" "$out/curves.png"

@@ -5,6 +5,10 @@ Left: held-out bits per byte against the training step, one line per run
 (OUT_DIR/<variant>-s<seed>.jsonl, from scripts/combiner_experiment.sh).
 Right: the training step time of each variant (OUT_DIR/step_times.tsv:
 variant, step_ms, tokens_per_s, from `ringattn bench train`).
+Every file must be a regular file (a FIFO would block the read). A run file
+without an eval_bpb line (empty, or killed before its first evaluation) is
+named in a warning and left out; when no run has one, or step_times.tsv has
+no row, nothing is drawn: exit 1 naming the file(s).
 """
 import argparse
 import glob
@@ -13,12 +17,7 @@ import math
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-import plot_out  # noqa: E402  (beside this script)
+import plot_out  # beside this script
 
 COLOURS = {"full": "C3", "combiner-axial": "C0", "combiner-fixed": "C2", "mix": "C5"}
 
@@ -34,6 +33,7 @@ def number(v):
 def eval_curve(path):
     """(steps, eval_bpb) of a metrics file; anything else in it is an error naming file and line."""
     xs, ys = [], []
+    plot_out.check_input("plot_combiner.py", path)
     try:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -60,6 +60,7 @@ def eval_curve(path):
 def step_times(path):
     """[(variant, step ms)] of step_times.tsv (variant, step_ms, tokens_per_s)."""
     rows = []
+    plot_out.check_input("plot_combiner.py", path)
     try:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -90,11 +91,30 @@ def main():
     if not runs:
         fail(f"no <variant>-s<seed>.jsonl in {a.dir}")
     plot_out.check("plot_combiner.py", a.output, runs + [os.path.join(a.dir, "step_times.tsv")])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    curves = []
     for path in runs:
+        xs, ys = eval_curve(path)
+        if xs:
+            curves.append((path, xs, ys))
+        else:  # an empty line in the legend would look like a run that was drawn
+            print(f"plot_combiner.py: warning: {path}: no eval_bpb line (an empty or unfinished run): left out",
+                  file=sys.stderr)
+    if not curves:
+        fail(f"no run with an eval_bpb line in {a.dir} ({', '.join(os.path.basename(p) for p in runs)})")
+    times = os.path.join(a.dir, "step_times.tsv")
+    rows = None
+    if os.path.lexists(times):
+        rows = step_times(times)
+        if not rows:
+            fail(f"{times}: no rows (expected variant<TAB>step_ms<TAB>tokens_per_s)")
+    # matplotlib only now (half a second): a bad input is refused at once
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    for path, xs, ys in curves:
         name = os.path.basename(path)[:-len(".jsonl")]
         variant, seed = name.rsplit("-s", 1)
-        xs, ys = eval_curve(path)
         left.plot(xs, ys, marker=".", color=COLOURS.get(variant), ls="-" if seed == "1" else "--",
                   label=f"{variant} (seed {seed})")
     left.set_xlabel("step")
@@ -102,9 +122,7 @@ def main():
     left.set_ylim(top=min(4.0, left.get_ylim()[1]))
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    times = os.path.join(a.dir, "step_times.tsv")
-    if os.path.exists(times):
-        rows = step_times(times)
+    if rows:
         names = [r[0] for r in rows]
         ms = [r[1] for r in rows]
         right.bar(names, ms, color=[COLOURS.get(n, "C7") for n in names])

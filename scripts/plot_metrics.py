@@ -10,8 +10,11 @@ Panels: loss (training line, evaluation markers), accuracy (evaluation
 markers, training line; only when present), learning rate, tokens/s. Several
 files overlay, labelled with their file names. Blank lines are skipped; the
 bare tokens nan, -nan, inf, -inf (C's printf of a non-finite value) read as
-NaN/infinity. Any other malformed line, or a missing file, is an error naming
-file and line (exit status 1).
+NaN/infinity. Any other malformed line, or a missing file, or one that is
+not a regular file (a FIFO, a directory), is an error naming file and line
+(exit status 1). A file without one finite loss (a run that diverged from
+the start) is drawn but named in a warning on stderr: its loss panel is
+empty.
 """
 import argparse
 import json
@@ -20,13 +23,7 @@ import os
 import re
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-import plot_out  # noqa: E402  (beside this script)
+import plot_out  # beside this script
 
 KEYS = ("loss", "lr", "tokens_per_s", "comm_share", "accuracy", "eval_loss", "eval_bpb",
         "eval_accuracy")
@@ -50,6 +47,9 @@ def fix_nonfinite(line):
 def read_metrics(path):
     """{key: ([steps], [values])} for every key of KEYS that occurs."""
     series = {}
+    why = plot_out.input_problem(path)  # before open(): a FIFO would block it
+    if why:
+        raise MetricsError(f"{path}: {why}")
     try:
         f = open(path, encoding="utf-8")
     except OSError as e:
@@ -102,6 +102,11 @@ def labels_for(paths):
 
 def plot(runs, out, title=None):
     """runs: [(label, series)]. Writes the figure to out."""
+    # matplotlib only now (half a second): a bad input is refused at once
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     has = lambda key: any(key in s for _, s in runs)  # noqa: E731
     panels = ["loss"]
     if has("eval_accuracy") or has("accuracy"):
@@ -162,6 +167,9 @@ def plot(runs, out, title=None):
             ax.set_ylim(bottom=0)
         if drawn:
             ax.legend(fontsize="small")
+            if not any(math.isfinite(y) for ln in ax.get_lines() for y in ln.get_ydata()):
+                ax.text(0.5, 0.5, "no finite value (all NaN or infinite)", transform=ax.transAxes,
+                        ha="center", va="center", color="red")
         else:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center",
                     color="gray")
@@ -193,6 +201,9 @@ def main(argv=None):
             if not series:
                 raise MetricsError(f"{path}: no metrics (no line has any of {', '.join(KEYS)})")
             runs.append((label, series))
+            if not any(math.isfinite(v) for k in ("loss", "eval_loss") for v in series.get(k, ([], []))[1]):
+                print(f"{prog}: warning: {path}: no finite loss (every loss is NaN or infinite, or none is "
+                      "recorded): the loss panel is empty", file=sys.stderr)
     except MetricsError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

@@ -1,9 +1,16 @@
-"""plot_out.py - the output file of every plot script: checked before any
-work, written so that nothing of the user's is lost.
+"""plot_out.py - the input and output files of every plot script: checked
+before any work, the output written so that nothing of the user's is lost.
 
     out = plot_out.check(prog, a.output, inputs)   # before reading inputs
+    plot_out.check_input(prog, path)               # before opening each input
     ...
     plot_out.save(prog, fig, out, dpi=100)
+
+check_input() refuses (one line, exit 1) an input that is missing or not a
+regular file: open() on a FIFO blocks until a writer comes, maybe never, so
+the type is read with os.stat, which does not block, before any open; a
+directory or a device is named as such. input_problem() is the same test
+returning the reason, for scripts with their own error format.
 
 check() refuses (one line, exit 1) an output that is one of the inputs (by
 name, symlink or hard link), that exists and is not a regular file (a
@@ -17,10 +24,42 @@ less the umask, as savefig's own open would give).
 """
 import os
 import signal
+import stat
 import sys
 import tempfile
 
 FORMATS = ("png", "pdf", "svg")
+
+
+def input_problem(path):
+    """Why path cannot be read as an input file ("No such file or directory",
+    "is a FIFO ..."), or None for a regular file."""
+    try:
+        st = os.stat(path)  # never blocks, unlike open() on a FIFO
+    except OSError as e:
+        return e.strerror or str(e)
+    except ValueError as e:  # a NUL in the name
+        return str(e)
+    m = st.st_mode
+    if stat.S_ISREG(m):
+        return None
+    if stat.S_ISDIR(m):
+        return "Is a directory"
+    if stat.S_ISFIFO(m):
+        return "is a FIFO (named pipe), not a regular file: reading it would wait for a writer"
+    if stat.S_ISCHR(m) or stat.S_ISBLK(m):
+        return "is a device, not a regular file"
+    if stat.S_ISSOCK(m):
+        return "is a socket, not a regular file"
+    return "is not a regular file"
+
+
+def check_input(prog, path):
+    """path, once it is a regular file (else exit 1 naming it)."""
+    why = input_problem(path)
+    if why:
+        sys.exit(f"{prog}: {path}: {why}")
+    return path
 
 
 def check(prog, out, inputs):

@@ -1,32 +1,55 @@
-#!/usr/bin/env python3
-"""plot_plan.py CSV... [-o PNG] - the planner's projections (`ringattn plan
+#!/usr/bin/python3
+"""plot_plan.py CSV... -o PNG - the planner's projections (`ringattn plan
 --project ... --csv FILE`, scripts/bench/project_plan.sh): one row of panels
 per config, tokens/s and the comm share of the step against P; colour = the
-cluster profile, solid = weak scaling (L/P fixed), dashed = strong (L fixed)."""
+cluster profile, solid = weak scaling (L/P fixed), dashed = strong (L fixed).
+-o is required: a default of docs/plan-projection.png overwrote the shipped
+image when run from the repository. A missing CSV, one that is not a
+regular file, or one without the plan --csv columns is refused in one line."""
 import argparse, csv, os, sys
 
+import plot_out  # beside this script
+
+COLUMNS = ("config", "mode", "profile", "P", "tokens_per_s", "comm_share")
+
+ap = argparse.ArgumentParser()
+ap.add_argument("csv", nargs="+")
+ap.add_argument("-o", "--out", required=True)
+a = ap.parse_args()
+plot_out.check("plot_plan.py", a.out, a.csv)
+series = {}  # (config, mode, profile) -> [(P, tokens/s, comm share)]
+for path in a.csv:
+    plot_out.check_input("plot_plan.py", path)  # before open(): a FIFO would block it
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rd = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (rd.fieldnames or [])]
+            if missing:
+                sys.exit(f"plot_plan.py: {path}: not a `ringattn plan --project ... --csv` table "
+                         f"(no column {', '.join(missing)})")
+            for row in rd:
+                try:
+                    key = (os.path.basename(row["config"]).removesuffix(".ini"), row["mode"], row["profile"])
+                    pt = (int(row["P"]), float(row["tokens_per_s"]), float(row["comm_share"]))
+                except (TypeError, ValueError):  # TypeError: a short row's None
+                    cells = ",".join(v for v in row.values() if isinstance(v, str))
+                    sys.exit(f"plot_plan.py: {path}:{rd.line_num}: not a plan row: {cells[:80]!r}")
+                series.setdefault(key, []).append(pt)
+    except OSError as e:
+        sys.exit(f"plot_plan.py: {path}: {e.strerror or e}")
+    except UnicodeDecodeError as e:
+        sys.exit(f"plot_plan.py: {path}: not UTF-8 text ({e.reason})")
+    except csv.Error as e:
+        sys.exit(f"plot_plan.py: {path}: not a CSV table ({e})")
+if not series:
+    sys.exit("plot_plan.py: no rows in " + " ".join(a.csv))
+# matplotlib only now (half a second): a bad input is refused at once
 try:
     import matplotlib
 except ImportError:
     sys.exit("plot_plan.py: needs matplotlib (use /usr/bin/python3, or pip install matplotlib)")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-import plot_out  # beside this script
-
-ap = argparse.ArgumentParser()
-ap.add_argument("csv", nargs="+")
-ap.add_argument("-o", "--out", default="docs/plan-projection.png")
-a = ap.parse_args()
-plot_out.check("plot_plan.py", a.out, a.csv)
-series = {}  # (config, mode, profile) -> [(P, tokens/s, comm share)]
-for path in a.csv:
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            key = (os.path.basename(row["config"]).removesuffix(".ini"), row["mode"], row["profile"])
-            series.setdefault(key, []).append((int(row["P"]), float(row["tokens_per_s"]), float(row["comm_share"])))
-if not series:
-    sys.exit("plot_plan.py: no rows in " + " ".join(a.csv))
 configs = sorted({k[0] for k in series})
 colour = {"ib100": "tab:blue", "eth25": "tab:orange", "eth1": "tab:red"}
 width = {"ib100": 1.2, "eth25": 2.6, "eth1": 2.0}  # lines that coincide stay visible

@@ -10,7 +10,10 @@ gradient reductions), ranks top to bottom; spans as bars coloured by
 category (a legend names them), nested spans drawn thinner on top of their
 parents, so a ring step shows inside its pass; instants as ticks. Time in
 ms since the trace's start (ranks aligned on rank 0's clock, docs/trace.md).
---from/--to cut a window (ms); --depth drops spans nested deeper."""
+--from/--to cut a window (ms); --depth drops spans nested deeper. A trace
+of a failed run (otherData.status) or with events dropped past the
+RINGATTN_TRACE_EVENTS cap (otherData.ranks[].dropped_events) is drawn, but
+said on stderr and in red under the title: its timeline is incomplete."""
 import argparse
 import json
 import math
@@ -28,6 +31,7 @@ COLOURS = {
 
 
 def load(path):
+    plot_out.check_input("plot_trace", path)  # a FIFO would block open()
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -76,6 +80,27 @@ def bad_event(e):
     return None
 
 
+def caveats(d):
+    """What makes the timeline incomplete, from ringattn's otherData: a failed
+    run, events dropped past the cap (per rank). [] for a complete trace."""
+    other = d.get("otherData") if isinstance(d, dict) else None
+    if not isinstance(other, dict):
+        return []
+    out = []
+    status = other.get("status")
+    if isinstance(status, str) and status != "ok":
+        out.append(f"the run {status}" if status.startswith("failed") else f"status {status!r}")
+    ranks = other.get("ranks")
+    drops = {}
+    for r in ranks if isinstance(ranks, list) else []:
+        if isinstance(r, dict) and finite(r.get("dropped_events")) and r["dropped_events"] > 0:
+            drops[r.get("rank", "?")] = int(r["dropped_events"])
+    if drops:
+        out.append(f"{sum(drops.values())} events dropped (rank " + ", ".join(f"{k}: {v}" for k, v in drops.items())
+                   + "; past the RINGATTN_TRACE_EVENTS cap)")
+    return out
+
+
 def rows_of(evs):
     """(pid, tid) -> label, in rank then track order, for tracks with events."""
     pname = {e["pid"]: e["args"]["name"] for e in evs if e.get("ph") == "M" and e.get("name") == "process_name"}
@@ -120,6 +145,9 @@ def main():
         sys.exit(f"plot_trace: --width {a.width}: give 1 to 100 inches")
     plot_out.check("plot_trace", a.out, [a.trace])  # the output before any work
     d, evs = load(a.trace)
+    warn = caveats(d)
+    for w in warn:
+        print(f"plot_trace: warning: {a.trace}: {w}: the timeline is incomplete", file=sys.stderr)
     used, labels = rows_of(evs)
     if not used:
         sys.exit(f"plot_trace: {a.trace}: no spans to draw")
@@ -166,7 +194,10 @@ def main():
     other = d.get("otherData") if isinstance(d, dict) else None  # a bare event list has none
     command = other.get("command") if isinstance(other, dict) else None
     title = a.title if a.title is not None else command if isinstance(command, str) else a.trace
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + ("\n" if warn else ""), fontsize=9)  # the blank line: room for the note
+    if warn:  # on the image too: a PNG travels without its stderr
+        ax.text(0.5, 1.0, "incomplete: " + "; ".join(warn), transform=ax.transAxes, ha="center", va="bottom",
+                color="red", fontsize=8, wrap=True)
     ax.legend(handles=[Patch(color=COLOURS.get(c, "#999999"), label=c) for c in sorted(cats)], fontsize=7,
               loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / max(len(used), 1)), ncol=min(len(cats), 8),
               frameon=False)

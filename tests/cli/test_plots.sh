@@ -6,7 +6,12 @@
 # a directory, a FIFO, in a missing directory or without a format's
 # extension; a symlink at the output is replaced, not written through.
 # Hostile inputs get one line naming file (and line or event), exit 1, no
-# traceback. Skipped (77) without the system Python's matplotlib
+# traceback; an input that is not a regular file (a FIFO, which open()
+# would block on, a device, a directory) or is missing is refused at once.
+# What the plots would hide is said: a bench attn -t sweep draws one line
+# per thread count, FAIL rows, a failed or truncated trace, an all-NaN loss
+# and an empty run file are named on stderr. scripts/demo.sh's P check and
+# closing hint run in a stand-in repository (no install, build or mpirun). Skipped (77) without the system Python's matplotlib
 # (scripts/install-deps.sh --tests installs it).
 set -u
 if [ $# -ne 3 ]; then
@@ -28,7 +33,7 @@ plot() {
     local s=$1
     shift
     LAST="plot_$s.py $*"
-    timeout 120 "$PY" "$SCRIPTS/plot_$s.py" "$@" >out 2>err
+    timeout "${PT:-120}" "$PY" "$SCRIPTS/plot_$s.py" "$@" >out 2>err
     rc=$?
 }
 # refused DESC PATTERN: the last plot exited 1 with PATTERN on stderr, no traceback
@@ -125,6 +130,150 @@ if mount -t tmpfs -o size=64k tmpfs full 2>/dev/null; then
 else
     echo "skip: plot onto a full device (cannot mount a tmpfs here)"
 fi
+
+# ---- inputs that are not regular files: refused at once, never opened ----------
+# (open() on a FIFO waits for a writer: every script hung there)
+mkfifo in.fifo
+mkdir -p in_dir comb_fifo comb_tsvfifo
+mkfifo comb_fifo/full-s1.jsonl
+cp m.jsonl comb_tsvfifo/full-s1.jsonl && mkfifo comb_tsvfifo/step_times.tsv
+for c in "bench in.fifo:in.fifo: is a FIFO" "trace in.fifo:in.fifo: is a FIFO" "metrics in.fifo:in.fifo: is a FIFO" \
+    "plan in.fifo:in.fifo: is a FIFO" "combiner comb_fifo:comb_fifo/full-s1.jsonl: is a FIFO" \
+    "combiner comb_tsvfifo:comb_tsvfifo/step_times.tsv: is a FIFO" "bench /dev/null:/dev/null: is a device" \
+    "trace in_dir:in_dir: Is a directory" "plan in_dir:in_dir: Is a directory" "metrics /dev/zero:/dev/zero: is a device" \
+    "trace nope.json:nope.json: No such file" "plan nope.csv:nope.csv: No such file" "bench nope.txt:nope.txt: No such file"; do
+    set -- ${c%%:*}
+    PT=10 plot "$1" "$2" -o in.png
+    refused "plot_$1.py on $2 (not a regular file or missing): refused at once" "^plot_$1(\.py)?: (error: )?${c#*:}"
+done
+
+# ---- what a plot would hide is said -----------------------------------------------
+# a bench attn -t 1,2 table: two rows per L; one line per thr, each with its own slope
+# (thr=1: time ~ L^2, thr=2: ~ L: one zig-zag line through both had a meaningless slope)
+{
+    echo '# ringattn bench attn: head=full P=2 B=1 H=4 Hkv=4 D=64 causal layout=zigzag chunk=auto threads/rank=1 (-t)'
+    for r in "1024 1 4 1" "2048 4 8 2" "4096 16 16 4"; do
+        # shellcheck disable=SC2086 # L and two times, one word each
+        set -- $r
+        for thr in 1 2; do
+            t=$([ $thr = 1 ] && echo "$2" || echo "$3")
+            echo "  $1 $t $t $t 1 1 0.1  $4 $4 $4 1 1 0.1 1 20 1e-7 1e-7 $thr 1.00 OK"
+        done
+    done
+} >thr.txt
+plot bench thr.txt -o thr.svg
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(tail -1 err); "
+grep -q 'full thr=1 forward (slope 2.00)' thr.svg || why+="no line 'full thr=1 forward (slope 2.00)'; "
+grep -q 'full thr=2 forward (slope 1.00)' thr.svg || why+="no line 'full thr=2 forward (slope 1.00)'; "
+grep -q 'full thr=1 backward (slope 1.00)' thr.svg || why+="no line 'full thr=1 backward (slope 1.00)'; "
+report "plot_bench.py on a -t 1,2 table: one line per thread count, each its own slope" "$why"
+# two runs appended to one file: an L again at the same thr is refused, not drawn as a zig-zag
+cat bench.txt bench.txt >twice.txt
+plot bench twice.txt -o twice.png
+refused "plot_bench.py on two runs in one file: refused, naming the repeated L" "^plot_bench: twice.txt:[0-9]+: L=256 thr=1 again"
+# a row whose check failed: drawn, marked, named on stderr
+sed '$s/ OK$/ FAIL/' thr.txt >fail.txt
+plot bench fail.txt -o fail.svg
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(tail -1 err); "
+grep -q "warning: fail.txt:7: L=4096 thr=2: check FAIL" err || why+="no warning naming fail.txt:7: $(tail -1 err); "
+grep -q 'check FAIL' fail.svg || why+="no 'check FAIL' mark in the plot; "
+report "plot_bench.py on a FAIL row: warned on stderr, marked in the plot" "$why"
+
+# a trace of a failed run, or with events dropped past the cap: drawn, said on stderr and in the image
+"$PY" - <<'PY'
+import json
+d = json.load(open("tr.json"))
+d["otherData"]["status"] = "failed: bench attn: boom"
+d["otherData"]["ranks"][1]["dropped_events"] = 7
+json.dump(d, open("tr_bad.json", "w"))
+PY
+plot trace tr_bad.json -o tr_bad.svg
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(tail -1 err); "
+grep -q '^plot_trace: warning: tr_bad.json: the run failed: bench attn: boom' err || why+="no warning of the failure; "
+grep -q '^plot_trace: warning: tr_bad.json: 7 events dropped (rank 1: 7' err || why+="no warning of the 7 dropped events; "
+grep -q 'incomplete: the run failed: bench attn: boom; 7 events dropped' tr_bad.svg || why+="no mark under the title; "
+report "plot_trace.py on a failed run's trace with dropped events: warned, marked under the title" "$why"
+plot trace tr.json -o tr_ok.png
+report "... a complete trace: no warning" "$([ "$rc" -eq 0 ] && [ ! -s err ] || echo "exit $rc, stderr: $(tail -1 err)")"
+
+# every loss NaN or infinite: drawn, with a warning naming the file
+printf '{"step": 1, "loss": nan, "lr": 0.1}\n{"step": 2, "loss": inf, "lr": 0.1}\n' >nanloss.jsonl
+plot metrics nanloss.jsonl -o nanloss.png
+why=$([ "$rc" -eq 0 ] || echo "exit status $rc; ")$(grep -q '^plot_metrics.py: warning: nanloss.jsonl: no finite loss' err ||
+    echo "no warning: $(tail -1 err)")
+report "plot_metrics.py on all-NaN losses: warned, naming the file" "$why"
+
+# an empty run file: refused (alone) or left out with a warning (beside a real run)
+mkdir -p comb_empty comb_some
+: >comb_empty/full-s1.jsonl
+cp m.jsonl comb_some/full-s1.jsonl && : >comb_some/full-s2.jsonl
+plot combiner comb_empty -o empty.png
+refused "plot_combiner.py on a directory whose only run file is empty: refused, naming it" \
+    "^plot_combiner.py: no run with an eval_bpb line in comb_empty \(full-s1.jsonl\)"
+[ -e empty.png ] && bad "... plot_combiner.py on comb_empty wrote empty.png"
+plot combiner comb_some -o some.png
+why=$([ "$rc" -eq 0 ] || echo "exit status $rc: $(tail -1 err); ")$(grep -q 'warning: comb_some/full-s2.jsonl: no eval_bpb line' err ||
+    echo "no warning naming full-s2.jsonl")
+report "plot_combiner.py beside an empty run file: drawn, the empty one named" "$why"
+mkdir -p comb_notimes && cp m.jsonl comb_notimes/full-s1.jsonl && : >comb_notimes/step_times.tsv
+plot combiner comb_notimes -o notimes.png
+refused "plot_combiner.py with an empty step_times.tsv: refused, naming it" "^plot_combiner.py: comb_notimes/step_times.tsv: no rows"
+
+# plot_plan.py: -o required (its default, docs/plan-projection.png, overwrote the shipped image
+# from the repository root), a CSV of another format in one line
+mkdir -p docs && echo keep >docs/plan-projection.png
+plot plan plan.csv
+why=$([ "$rc" -eq 2 ] || echo "exit status $rc, want 2; ")$(grep -q 'required: -o' err || echo "message: $(tail -1 err); ")
+[ "$(cat docs/plan-projection.png)" = keep ] || why+="docs/plan-projection.png overwritten; "
+report "plot_plan.py without -o: refused, docs/plan-projection.png untouched" "$why"
+printf 'a,b\n1,2\n' >other.csv
+plot plan other.csv -o other.png
+refused "plot_plan.py on a CSV of another format: refused, naming it" "^plot_plan.py: other.csv: not a .* table \(no column config"
+printf 'config,mode,profile,P,L,layout,chunk,step_ms,tokens_per_s,comm_share\nc,weak,ib100,x,1,z,0,1,1,1\n' >badp.csv
+plot plan badp.csv -o badp.png
+refused "plot_plan.py on a row with P not a number: refused, naming the line" "^plot_plan.py: badp.csv:2: not a plan row"
+# every plot script runs as a program, with the system Python (the one with matplotlib)
+why=""
+for s in "$SCRIPTS"/plot_*.py; do
+    [ "${s##*/}" = plot_out.py ] && continue
+    [ -x "$s" ] || why+="${s##*/} not executable; "
+    [ "$(head -1 "$s")" = '#!/usr/bin/python3' ] || why+="${s##*/}: shebang $(head -1 "$s"); "
+done
+report "every plot_*.py is executable with #!/usr/bin/python3" "$why"
+
+# ---- scripts/demo.sh in a stand-in repository: P checked before anything runs,
+# the closing hint pasteable (quoted) -----------------------------------------------
+mkdir -p demo/scripts demo/bin
+cp "$SCRIPTS/demo.sh" demo/scripts/
+for f in install-deps build; do echo "echo $f >>\"$T/demo.log\"" >"demo/scripts/$f.sh"; done
+# shellcheck disable=SC2016 # expanded by demo.sh, not here
+echo 'RINGATTN_BUILD=$PWD/b' >demo/scripts/env.sh
+printf '#!/bin/sh\necho "mpirun $*" >>"%s/demo.log"\n' "$T" >demo/bin/mpirun
+chmod +x demo/bin/mpirun
+for p in 0 x -1 "4 4"; do
+    : >demo.log
+    LAST="P='$p' demo.sh"
+    P=$p PATH="$T/demo/bin:$PATH" timeout 30 bash demo/scripts/demo.sh >out 2>err
+    rc=$?
+    why=$([ "$rc" -eq 2 ] || echo "exit status $rc, want 2; ")$(grep -qF "P='$p'" err || echo "message: $(tail -1 err); ")
+    [ -s demo.log ] && why+="ran: $(tr '\n' ' ' <demo.log); "
+    report "demo.sh with P='$p': refused before the install, build and mpirun" "$why"
+done
+: >demo.log
+dout="$T/demo out/it's"
+LAST="OUT='$dout' P=2 demo.sh"
+(cd demo && OUT=$dout P=2 PATH="$T/demo/bin:$PATH" timeout 30 bash scripts/demo.sh >"$T/out" 2>"$T/err")
+rc=$?
+why=$([ "$rc" -eq 0 ] || echo "exit status $rc: $(tail -1 err); ")
+hint=$(sed -n 's/^demo: OK (plot the curves with: \(.*\))$/\1/p' out)
+eval "set -- $hint" 2>/dev/null || why+="the hint does not parse: $hint; "
+[ "${1:-}" = /usr/bin/python3 ] || why+="the hint runs '${1:-}', not /usr/bin/python3; "
+[ "${3:-}" = "$dout/metrics.jsonl" ] && [ "${5:-}" = "$dout/curves.png" ] || why+="the hint's paths are not one word each: $hint; "
+grep -q -- "-n 2 .*--metrics $dout/metrics.jsonl" demo.log || why+="mpirun not run with P=2 and OUT: $(head -1 demo.log); "
+report "demo.sh with an OUT holding a space and a quote: the hint quoted, /usr/bin/python3" "$why"
 
 # ---- hostile inputs: one line naming the file, exit 1 ---------------------------
 # plot_combiner.py's run directory
