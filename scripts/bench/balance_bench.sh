@@ -19,9 +19,13 @@
 #               (run --own-cores), TCP between all ranks, links not shaped
 #
 # Prints one row per (round, layout) and then the medians over rounds:
-#   fwd_ms bwd_ms   the ranks' mean median time per call (bench attn's fwd_ms)
-#   fwd_wait ...    the median time blocked on the ring, max over ranks (ms)
-#   fwd_% bwd_%     wait / time: the share of the phase spent blocked
+#   fwd_ms bwd_ms   the slowest rank's median time per call (bench attn's
+#                   max columns, 4th and 10th of its row)
+#   fwd_wait ...    the median time blocked on the ring, max over ranks (ms;
+#                   bench attn's wait_ms, 7th and 13th)
+#   fwd_% bwd_%     wait / time: the share of the phase spent blocked, both
+#                   max over ranks, so at most 100 % (the ranks' mean time,
+#                   fwd_ms, gave shares above 100 % when one rank was slow)
 # and, per round, a row "spread": the same ranks running identical work
 # without the ring (bidirectional, --no-comm), (slowest - fastest) / slowest
 # rank's time in %: how far the cores' speeds drift apart by themselves. A
@@ -96,11 +100,12 @@ for round in $(seq "$r"); do
         "${launch[@]}" "$RA" bench attn --causal --layout "$lay" -b "$L" -e "$L" -n "$n" -w "$w" \
             -t 1 -c 0 -H "$H" -D "$D" >"$T/out" 2>"$T/err" </dev/null ||
             { echo "balance_bench: $lay round $round failed:" >&2; cat "$T/err" "$T/out" >&2; exit 1; }
-        # the data row: L fwd_ms min max GFLOP/s %sgemm wait_ms bwd_ms min max GFLOP/s %sgemm wait_ms ...
+        # the data row: L(1) fwd_ms(2) min(3) max(4) GFLOP/s %sgemm wait_ms(7) bwd_ms(8) min(9) max(10)
+        # GFLOP/s %sgemm wait_ms(13) ...; wait_ms is the max over ranks, so divided by max (4, 10)
         row=$(grep -v '^#' "$T/out" | awk 'NF >= 13 && $1 ~ /^[0-9]+$/' | tail -1)
         [ -n "$row" ] || { echo "balance_bench: no result row from $lay round $round:" >&2; cat "$T/out" >&2; exit 1; }
         awk -v rd="$round" -v lay="$lay" '{ printf "%5d %-10s | %9.1f %9.2f %6.1f | %9.1f %9.2f %6.1f\n",
-            rd, lay, $2, $7, 100 * $7 / $2, $8, $13, 100 * $13 / $8 }' <<<"$row" | tee -a "$T/rows"
+            rd, lay, $4, $7, 100 * $7 / $4, $10, $13, 100 * $13 / $10 }' <<<"$row" | tee -a "$T/rows"
     done
     "${launch[@]}" "$RA" bench attn --no-comm -b "$L" -e "$L" -n "$n" -w "$w" -t 1 -c 0 -H "$H" -D "$D" \
         >"$T/out" 2>"$T/err" </dev/null ||
@@ -109,7 +114,7 @@ for round in $(seq "$r"); do
     [ -n "$row" ] || { echo "balance_bench: no result row from the --no-comm run of round $round" >&2; exit 1; }
     # L fwd_ms min max ... bwd_ms(8) min(9) max(10)
     awk -v rd="$round" '{ printf "%5d %-10s | %9.1f %9s %6.1f | %9.1f %9s %6.1f\n",
-        rd, "spread", $2, "-", 100 * ($4 - $3) / $4, $8, "-", 100 * ($10 - $9) / $10 }' <<<"$row" | tee -a "$T/rows"
+        rd, "spread", $4, "-", 100 * ($4 - $3) / $4, $10, "-", 100 * ($10 - $9) / $10 }' <<<"$row" | tee -a "$T/rows"
 done
 echo "# medians over $r round(s):"
 for lay in "${LAY[@]}" spread; do

@@ -71,7 +71,8 @@ for cfg in 10m long; do
         done
     done
 done
-"$PYTHON" scripts/plot_plan.py "$NEW"/*.csv -o "$NEW/plot.png"
+# its "wrote" line would name the temporary file: the last line names the real one
+"$PYTHON" scripts/plot_plan.py "$NEW"/*.csv -o "$NEW/plot.png" >/dev/null
 # the summary table of docs/planner.md: tokens/s (comm share) at a few P
 "$PYTHON" - "$NEW" <<'PY'
 import csv, glob, os, sys

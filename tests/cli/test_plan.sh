@@ -298,7 +298,8 @@ pp_refused "project_plan.sh naming an output as RATES refused" 1 'would be overw
 mkfifo pp/fifo.ini
 pp_refused "project_plan.sh with a FIFO as RATES: refused at once" 1 "rates file '.*/fifo.ini' not found \(or not a readable file\)" \
     -- fifo.ini "$BD" out
-# a stand-in for python3 with matplotlib: plot_plan.py writes its -o file (or fails: PLOT_FAIL)
+# a stand-in for python3 with matplotlib: plot_plan.py writes its -o file and says so, as
+# plot_plan.py does (or fails: PLOT_FAIL)
 {
     echo '#!/bin/bash'
     echo 'case "$1" in'
@@ -306,7 +307,7 @@ pp_refused "project_plan.sh with a FIFO as RATES: refused at once" 1 "rates file
     echo '*plot_plan.py)'
     echo '    [ -z "${PLOT_FAIL:-}" ] || { echo "plot failed" >&2; exit 1; }'
     echo '    while [ $# -gt 1 ] && [ "$1" != -o ]; do shift; done'
-    echo '    echo png >"$2"; exit 0 ;;'
+    echo '    echo png >"$2"; echo "wrote $2"; exit 0 ;;'
     echo 'esac'
     echo 'exec python3 "$@"'
 } >fakepy
@@ -344,6 +345,9 @@ grep -qE '^ +4 ' pp/out/10m_weak_ib100.txt || why+="no P=4 row in 10m_weak_ib100
 left=$(find pp/out -mindepth 1 -name '.*')
 [ -z "$left" ] || why+="left behind: $left; "
 [ -z "$(ls -A elsewhere)" ] || why+="wrote in the current directory: $(ls -A elsewhere); "
+# plot_plan.py's "wrote" line named the temporary directory, gone by the end
+grep -q '\.project_plan\.' out && why+="names a temporary path: $(grep '\.project_plan\.' out); "
+tail -1 out | grep -q "the plot .*/pp/out\.png$" || why+="the last line does not name the plot .../pp/out.png: $(tail -1 out); "
 report "project_plan.sh from another directory, MAX_P=4: 12 tables and CSVs, times, summary, plot" "$why"
 
 finish
