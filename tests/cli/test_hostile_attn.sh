@@ -306,7 +306,7 @@ npy_f32 t4.npy "(4,)" 00000000 6042a20d 00000000 00000000 # 1e-30 at [1]
 npy_f32 o4.npy "(4,)" 0000803f 0000803f 0000803f 0000803f
 fails "compare 1e-30 against an all-zero B: an infinite error, said why" 1 \
     "t4.npy differs from z4.npy by inf > 1.0e-05 \(largest difference at \[1\]\)" \
-    "max\|B\| = 0: any difference is an infinite normalised error" -- compare t4.npy z4.npy
+    "max\|B\| = 0 \(over B's finite elements\): any difference is an infinite normalised error" -- compare t4.npy z4.npy
 fails "compare ones against an all-zero B with --tol 1: an infinite error" 1 "o4.npy differs from z4.npy by inf" \
     "max\|B\| = 0" -- compare o4.npy z4.npy --tol 1
 compare t4.npy z4.npy

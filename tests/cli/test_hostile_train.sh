@@ -1085,7 +1085,8 @@ wait "$ap"
 arc=$?
 why=""
 [ "$brc" -eq 1 ] || why+="B's exit status $brc; "
-grep -q 'checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there' b.err ||
+# (mv and ln are two steps: a checkpoint between them finds no ckB at all, also refused)
+grep -qE "checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there|ckB/step-[0-9]+.ckpt.tmp: cannot create: directory 'ckB' does not exist; create it first; this run's last checkpoint was of step [0-9]+, in the directory that was there" b.err ||
     why+="B's message: $(grep -m1 error b.err); "
 [ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error a.err); "
 for f in ckA/step-*.ckpt; do
