@@ -88,7 +88,9 @@ typedef struct {
     int local_rank, local_ranks; /* among the ranks of this node */
     int node_cores;              /* cores the launcher gave the node's ranks (hwloc; all after Open MPI's default binding) */
     int hw_cores;                /* every core hwloc shows on the node (a cgroup's under Slurm) */
-    int first_core, cores;       /* this rank's share, indexes among those cores (-1, 0: oversubscribed) */
+    int first_core, last_core;   /* this rank's share: hwloc core indexes (-1: oversubscribed) */
+    int cores;                   /* how many (0: oversubscribed; fewer than last - first + 1 when
+                                  * the launcher's cores have gaps) */
     int oversubscribed;          /* local_ranks > node_cores: nothing is bound */
     int bound;                   /* the process is bound to its cores' PUs */
     char cpus[128];              /* the PUs (OS indexes) bound to, or "any" */

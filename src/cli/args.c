@@ -333,7 +333,7 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
             snprintf(line, sizeof line,
                      "placement: rank %d/%d on %s (local %d/%d, %d cores): cores %d-%d, %s %s, %d thread%s", c->rank,
                      c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.first_core,
-                     p.first_core + p.cores - 1, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
+                     p.last_core, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
                      p.cpus, p.threads, p.threads == 1 ? "" : "s");
         if (c->rank == 0) all = malloc(sizeof line * (size_t)c->size);
         ra_status st = ra_gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->comm,

@@ -115,16 +115,19 @@ void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p)
     g_placed_cores = p->node_cores;
     p->oversubscribed = p->local_ranks > p->node_cores;
     snprintf(p->cpus, sizeof p->cpus, "any");
+    int first = 0; /* this rank's first core among the usable ones */
     if (!p->oversubscribed) {
-        p->first_core = p->local_rank * p->node_cores / p->local_ranks;
-        p->cores = (p->local_rank + 1) * p->node_cores / p->local_ranks - p->first_core;
+        first = p->local_rank * p->node_cores / p->local_ranks;
+        p->cores = (p->local_rank + 1) * p->node_cores / p->local_ranks - first;
+        p->first_core = usable && n > 0 ? usable[first] : first;
+        p->last_core = usable && n > 0 ? usable[first + p->cores - 1] : first + p->cores - 1;
     } else {
-        p->first_core = -1, p->cores = 0;
+        p->first_core = p->last_core = -1, p->cores = 0;
     }
     if (topo && usable && n > 0 && bind && !p->oversubscribed) {
         hwloc_bitmap_t set = hwloc_bitmap_alloc(), pus = hwloc_bitmap_alloc();
         for (int i = 0; i < p->cores; i++) {
-            hwloc_obj_t core = hwloc_get_obj_by_type(topo, type, (unsigned)usable[p->first_core + i]);
+            hwloc_obj_t core = hwloc_get_obj_by_type(topo, type, (unsigned)usable[first + i]);
             if (!core) continue;
             hwloc_bitmap_copy(pus, core->cpuset);
             if (given) hwloc_bitmap_and(pus, pus, given); /* a core's PUs the launcher gave */
