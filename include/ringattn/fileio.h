@@ -132,7 +132,9 @@ int ra_same_file(const char *a, const char *b);
 ra_status ra_check_output_path(const char *path, const char *what);
 /* 1 when files made in dir would be on /proc or /sys (dir, or its nearest
  * existing ancestor, is there; symlinks followed: /proc/self/cwd is not),
- * the file systems ra_file_open_input refuses as inputs. */
+ * the file systems ra_file_open_input refuses as inputs; 2 when they would
+ * be in /dev outside /dev/shm (root can make files among the devices, in
+ * memory); 0 otherwise. ra_check_not_kernel_fs refuses both. */
 int ra_dir_on_kernel_fs(const char *dir);
 /* An output at path, made in dir (its directory, or path itself for a
  * directory of outputs), refused on /proc or /sys naming what and path:

@@ -31,13 +31,23 @@ static int kernel_fs(const struct statfs *fs)
     return fs->f_type == PROC_SUPER_MAGIC || fs->f_type == SYSFS_MAGIC;
 }
 
+/* /dev, the device files (devtmpfs: RAM, gone at reboot), but not the
+ * shared-memory file system /dev/shm, which is for files. */
+static int in_dev(const char *existing)
+{
+    char real[PATH_MAX];
+    if (!realpath(existing, real)) return 0;
+    if (strcmp(real, "/dev") != 0 && strncmp(real, "/dev/", 5) != 0) return 0;
+    return strcmp(real, "/dev/shm") != 0 && strncmp(real, "/dev/shm/", 9) != 0;
+}
+
 int ra_dir_on_kernel_fs(const char *dir)
 {
     char p[PATH_MAX], up[PATH_MAX];
     struct statfs fs;
     snprintf(p, sizeof p, "%s", dir);
     for (;;) { /* a missing directory lands on its nearest existing ancestor's file system */
-        if (statfs(p, &fs) == 0) return kernel_fs(&fs);
+        if (statfs(p, &fs) == 0) return kernel_fs(&fs) ? 1 : in_dev(p) ? 2 : 0;
         if (errno != ENOENT && errno != ENOTDIR) return 0;
         ra_dir_of(p, up, sizeof up);
         if (!strcmp(up, p)) return 0;
@@ -501,7 +511,13 @@ static ra_status probe_dir(const char *dir, const char *what, const char *shown)
 
 ra_status ra_check_not_kernel_fs(const char *path, const char *dir, const char *what)
 {
-    if (!ra_dir_on_kernel_fs(dir)) return RA_OK;
+    const int where = ra_dir_on_kernel_fs(dir);
+    if (!where) return RA_OK;
+    struct stat st; /* an existing device or link (/dev/full, /dev/stdout) is named as such by the later checks */
+    if (where == 2 && lstat(path, &st) == 0 && !S_ISDIR(st.st_mode)) return RA_OK;
+    if (where == 2) /* root may make files there: among the devices, in memory, gone at reboot */
+        return RA_FAIL(RA_ERR_IO, "%s %s: is in /dev, among the device files, not a place for outputs; give a "
+                                  "path on a file system for files (/dev/shm is one)", what, path);
     return RA_FAIL(RA_ERR_IO, "%s %s: is in /proc or /sys, the kernel's interfaces, not a file system for "
                               "outputs; give a path on a regular file system", what, path);
 }

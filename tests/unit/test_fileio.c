@@ -287,6 +287,16 @@ static void test_output_checks(void **state)
     assert_true(ra_dir_on_kernel_fs("/proc/ringattn-x/y"));
     assert_false(ra_dir_on_kernel_fs(dir));
     assert_false(ra_dir_on_kernel_fs("/proc/self/cwd")); /* a link out of /proc: the file system it names */
+    /* /dev: root made directories and checkpoints among the devices; /dev/shm is for files */
+    assert_int_equal(ra_prepare_output_dir("/dev/ringattn-ck", "--checkpoint-dir"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "--checkpoint-dir /dev/ringattn-ck: is in /dev, among the device files"));
+    assert_int_equal(ra_check_output_path("/dev/ringattn-x.npy", "--out"), RA_ERR_IO);
+    assert_non_null(strstr(ra_last_error(), "is in /dev"));
+    assert_int_equal(ra_dir_on_kernel_fs("/dev"), 2);
+    assert_int_equal(ra_dir_on_kernel_fs("/dev/ringattn-x/y"), 2);
+    struct stat shm;
+    if (stat("/dev/shm", &shm) == 0) assert_int_equal(ra_dir_on_kernel_fs("/dev/shm/ringattn-x"), 0);
+    assert_int_equal(ra_dir_on_kernel_fs("/proc/ringattn-x/y"), 1);
 }
 
 /* A directory that is there but cannot be reached is said so, not "does not
