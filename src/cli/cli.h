@@ -159,6 +159,9 @@ ra_status ra_cli_trace_end(const ra_cli *c, ra_status st);
  * (bench attn, bench train, generate). Without a trace the signals keep
  * their actions and the check is free. */
 void ra_cli_trace_catch_stops(void);
+/* handler for SIGUSR1, SIGTERM and SIGINT (SA_RESTART; SIGINT once: a
+ * second one takes the default action), as train and the above install it. */
+void ra_cli_on_stop_signals(void (*handler)(int));
 ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what); /* collective */
 
 /* Print on rank 0 only (progress and results). */

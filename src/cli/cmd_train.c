@@ -204,17 +204,6 @@ static void on_stop_signal(int sig)
     }
 }
 
-static void catch_stop_signals(void)
-{
-    struct sigaction sa = { 0 };
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_flags = SA_RESTART | SA_RESETHAND; /* the second Ctrl-C: the default action */
-    sigaction(SIGINT, &sa, NULL);
-}
 
 /* ---- non-finite losses and gradients --------------------------------------------- */
 
@@ -655,7 +644,7 @@ static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config 
 static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
 {
     train_args a = *ap;
-    catch_stop_signals();
+    ra_cli_on_stop_signals(on_stop_signal);
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
     if (a.resume) resume_newest(c, a.resume, resume, sizeof resume);

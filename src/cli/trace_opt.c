@@ -65,17 +65,21 @@ static void on_stop(int sig)
     }
 }
 
-void ra_cli_trace_catch_stops(void)
+void ra_cli_on_stop_signals(void (*handler)(int))
 {
-    if (!g_path) return; /* no trace to save: a signal ends the command at once, as before */
     struct sigaction sa = { 0 };
-    sa.sa_handler = on_stop;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_flags = SA_RESTART | SA_RESETHAND; /* the second Ctrl-C: the default action */
     sigaction(SIGINT, &sa, NULL);
+}
+
+void ra_cli_trace_catch_stops(void)
+{
+    if (g_path) ra_cli_on_stop_signals(on_stop); /* no trace to save: a signal ends the command at once */
 }
 
 ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what)
