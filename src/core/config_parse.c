@@ -142,14 +142,32 @@ static ra_status parse_assignment(parser *p, char *t)
     return ra_cfg_apply(p->cfg, p->sec, p->layer, k, value, p->where, p->explicit);
 }
 
+/* The first byte-order mark of line t before its trailing comment (a '#'
+ * or ';' outside quotes after a blank, ']' or closing quote), or NULL. */
+static const char *bom_outside_comment(const char *t)
+{
+    bool quoted = false;
+    for (const char *c = t; *c; c++) {
+        if (!quoted && comment_start(*c) && c > t && (ra_cfg_is_blank(c[-1]) || c[-1] == ']' || c[-1] == '"'))
+            return NULL;
+        if (*c == '\\' && quoted && (c[1] == '"' || c[1] == '\\')) {
+            c++;
+            continue;
+        }
+        if (*c == '"') quoted = !quoted;
+        if (!strncmp(c, UTF8_BOM, 3)) return c;
+    }
+    return NULL;
+}
+
 static ra_status parse_line(parser *p, char *buf)
 {
     char *t = ra_cfg_trim(buf);
     if (strncmp(t, UTF8_BOM, 3) == 0)
         return RA_FAIL(RA_ERR_ARG, "%s: the line starts with a byte-order mark (U+FEFF, bytes EF BB BF), which only "
-                       "the first line may have (were two files joined?); remove it", p->where);
+                       "the very start of the file may have (were two files joined?); remove it", p->where);
     if (!*t || comment_start(*t)) return RA_OK;
-    const char *bom = strstr(t, UTF8_BOM);
+    const char *bom = bom_outside_comment(t);
     if (bom) /* inside a key or value it shows as nothing: 'unknown key x', 'no file x' */
         return RA_FAIL(RA_ERR_ARG, "%s: byte %d of the line is a byte-order mark (U+FEFF, bytes EF BB BF), which a "
                        "terminal shows as nothing; remove it", p->where, (int)(bom - buf) + 1);

@@ -489,7 +489,7 @@ static void test_bom(void **state)
     assert_int_equal(c->heads, 2);
     free(c);
     expect_parse_error("[model]\n\xEF\xBB\xBF dim = 32\n", RA_ERR_ARG, "t.ini:2", "byte-order mark",
-                       "only the first line");
+                       "only the very start of the file");
     expect_parse_error("\xEF\xBB\xBF\xEF\xBB\xBF[model]\n", RA_ERR_ARG, "t.ini:1", "byte-order mark", NULL);
     expect_parse_error("\xEF\xBB\xBF[model]\ndim = 32\n\xEF\xBB\xBF[train]\nsteps = 3\n", RA_ERR_ARG, "t.ini:3",
                        "(U+FEFF, bytes EF BB BF)", "were two files joined?");
@@ -497,9 +497,14 @@ static void test_bom(void **state)
                        "shows as nothing");
     expect_parse_error("[data]\npath = \"x\xEF\xBB\xBF.bin\"\n", RA_ERR_ARG, "t.ini:2", "byte 10 of the line",
                        "(U+FEFF, bytes EF BB BF)");
+    expect_parse_error("[data]\npath = \"x #\xEF\xBB\xBF\"\n", RA_ERR_ARG, "t.ini:2", "byte 12 of the line", NULL);
     ra_config *d = new_defaults();
     parse_ok(d, "# a note \xEF\xBB\xBF in a comment\n[model]\ndim = 48\n");
     assert_int_equal(d->dim, 48);
+    parse_ok(d, "[model] # \xEF\xBB\xBF\ndim = 40 # a note \xEF\xBB\xBF\nheads = 2 ;\xEF\xBB\xBF\n"); /* end-of-line comments */
+    assert_int_equal(d->dim, 40);
+    parse_ok(d, "[data]\npath = \"a #b\" # \xEF\xBB\xBF\n"); /* '#' inside quotes starts no comment */
+    assert_string_equal(d->path, "a #b");
     free(d);
     expect_set_error("data.path=\xEF\xBB\xBF" "corpus.bin", "byte 11 of", "shows as nothing");
     expect_set_error("model.\xEF\xBB\xBF" "dim=32", "byte 7 of", "byte-order mark");
