@@ -2,6 +2,7 @@
  * code of every byte value, from byte frequencies counted over FILE (each
  * rank counts its share; the counts are summed over ranks). */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,6 +61,15 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     int64_t size = 0;
     if (st == RA_OK) st = ra_arg_cmd("cipher", ra_file_open_input(data, "--data", &fd, &size));
     RA_TRY(ra_agree(c->comm, st));
+    /* one file on every rank (an MPMD launch counted a share of each, exit 0):
+     * compared resolved, as train compares data.path */
+    char real[PATH_MAX], text[PATH_MAX + 16];
+    snprintf(text, sizeof text, "--data = %s\n", ra_canonical_path(data, real, sizeof real) ? real : data);
+    st = ra_same_options(c, "cipher", text);
+    if (st != RA_OK) {
+        close(fd);
+        return st;
+    }
     /* one size for every rank's share: a file growing while the ranks open
      * it gave each rank another split (shares overlapped or left gaps) */
     st = ra_allreduce_named(MPI_IN_PLACE, &size, 1, MPI_INT64_T, MPI_MIN, c->comm, "the file size");

@@ -153,6 +153,9 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
     if (!a->attn && attn_opt)
         return RA_FAIL(RA_ERR_ARG, "plan: %s describes --attn's head call; a config's model and length come from "
                        "it (--set model.heads=N, --set data.seq_len=N, ...)", attn_opt);
+    if (a->attn && a->dp_set) /* it was taken and ignored: the header said P, the numbers were P/dp's */
+        return RA_FAIL(RA_ERR_ARG, "plan --attn takes no --dp: it predicts one head call on a ring of the -n ranks; "
+                       "give -n the ranks of one ring");
     if (a->attn && !a->project && (a->config || a->nsets)) /* --project names its own refusal */
         return RA_FAIL(RA_ERR_ARG, "plan --attn takes no %s: its head call is -L, -H, -D, --Hkv, --B, --causal, "
                        "--head", a->config ? "--config" : "--set");
@@ -316,6 +319,8 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
     ra_say(c, "# projection: %s scaling, profile %s (%.0f Gbit/s, %.0f us), one rank per node of %d cores, rates "
               "per core from %s x %d\n", mode, pa->profile, r.link_gbps, r.link_lat_us, CORES_PER_NODE,
            calib->calibrated ? "calibration" : "the defaults", CORES_PER_NODE);
+    if (cfg0->dp > 1) /* taken and ignored unsaid */
+        ra_say(c, "# the config's run.dp = %d is not used: the projection is of one ring of P ranks\n", cfg0->dp);
     ra_say(c, "%8s %11s %-11s %7s %12s %14s %7s %10s\n", "P", "L", "layout", "chunk", "step_ms", "tokens/s", "comm%",
            "MiB/rank");
     ra_status st = RA_OK;

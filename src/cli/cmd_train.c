@@ -608,6 +608,19 @@ static void resume_newest(const ra_cli *c, const char *dir, char *resume, size_t
     ra_join_path(resume, cap, dir, newest);
 }
 
+/* The checkpoint directory and metrics file as the options left them,
+ * resolved, against rank 0's: --checkpoint-dir and --metrics come after
+ * the config's comparison, and an MPMD launch's other values were ignored
+ * for rank 0's, exit 0 (their --set forms were refused). Collective. */
+static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
+{
+    char dir[PATH_MAX], metrics[PATH_MAX], text[2 * PATH_MAX + 64];
+    snprintf(text, sizeof text, "--checkpoint-dir = %s\n--metrics = %s\n",
+             ra_canonical_path(cfg->checkpoint_dir, dir, sizeof dir) ? dir : cfg->checkpoint_dir,
+             !cfg->metrics[0] ? "(none)" : ra_canonical_path(cfg->metrics, metrics, sizeof metrics) ? metrics : cfg->metrics);
+    return ra_same_options(c, "train", text);
+}
+
 /* A resumed run drops the metrics lines after its step before appending:
  * they are its own killed continuation's only in the checkpoint's own
  * metrics file (stored: its run.metrics) and directory. So a branch (a
@@ -672,6 +685,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     }
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
     ra_trim_slashes(cfg.checkpoint_dir); /* "ck/": files and messages say ck/last.ckpt */
+    RA_TRY(same_outputs(c, &cfg));
     RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step, stored));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */

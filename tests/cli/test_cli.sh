@@ -657,6 +657,14 @@ rc=$?
 report "MPMD gen with another --seed on rank 1: refused naming it, nothing written" "$([ $rc -eq 1 ] &&
     grep -q 'gen: rank 1 was given different options than rank 0 .*differing: --seed (1 on rank 0, 2 on rank 1)' err &&
     [ ! -e mpg ] || echo "exit $rc: $(grep -m1 error err)")"
+printf aaaa >ca.bin && printf bbbbbbbb >cb.bin
+mpmd2 cipher --data ca.bin -- cipher --data cb.bin
+rc=$?
+report "MPMD cipher of two files: refused naming both (it counted a share of each, exit 0)" "$([ $rc -eq 1 ] &&
+    grep -q 'cipher: rank 1 was given different options than rank 0 .*differing: --data (.*/ca.bin on rank 0, .*/cb.bin on rank 1)' err ||
+    echo "exit $rc: $(grep -m1 error err)")"
+mpmd2 cipher --data ca.bin -- cipher --data ./ca.bin
+report "MPMD cipher of one file by two spellings: runs" "$(status $?)$(grep -q '^97 4 ' out || echo "no count of 4 a's: $(sed -n 99p out)")"
 # an output whose temporary another process is writing (holds locked): said so, not
 # "remove it (a killed run's leftover)", which would break that writer
 touch held.npy.tmp

@@ -158,6 +158,16 @@ cp ck/step-00000010.ckpt copy10.ckpt
 mpmd eval --checkpoint ck/step-00000010.ckpt -- eval --checkpoint copy10.ckpt --set run.threads=1
 report "MPMD eval of the same checkpoint by two paths, run.threads differing: runs" \
     "$([ "$(cat rcs/0 rcs/1 2>/dev/null | tr '\n' ' ')" = "0 0 " ] || echo "exit statuses $(cat rcs/* 2>/dev/null | tr '\n' ' '): $(grep -m1 error err)")$(grep -q '^eval: ' out || echo 'no eval line')"
+# the options' values too (rank 0's won unsaid, exit 0; their --set forms were refused)
+rm -rf ckoa ckob
+mpmd train --config cfg.ini "${short[@]}" --checkpoint-dir ckoa -- train --config cfg.ini "${short[@]}" --checkpoint-dir ckob
+mpmd_refused "MPMD train, --checkpoint-dir ckoa and ckob: refused naming both" \
+    'train: rank 1 was given different options than rank 0 .*differing: --checkpoint-dir \(.*/ckoa on rank 0, .*/ckob on rank 1\)'
+report "... neither directory made" "$(ls -d ckoa ckob 2>/dev/null)"
+mpmd train --config cfg.ini "${short[@]}" --checkpoint-dir ckoa --metrics ma.jsonl -- \
+    train --config cfg.ini "${short[@]}" --checkpoint-dir ckoa --metrics mb.jsonl
+mpmd_refused "MPMD train, --metrics ma and mb: refused naming both" \
+    'differing: --metrics \(.*/ma.jsonl on rank 0, .*/mb.jsonl on rank 1\)'
 # a path spelled two ways is one file: compared resolved (was "differing: run.checkpoint_dir")
 mkdir -p sp && ln -sfn sp splink && rm -rf sp/ckq
 mpmd train --config cfg.ini "${short[@]}" --set run.checkpoint_dir=sp/ckq --set run.metrics=sp/q.jsonl -- \
@@ -921,8 +931,9 @@ ra 1 eval --checkpoint cki
 report "SIGINT mid-training (no launcher): checkpoint, exit 75, said" "$why"
 rm -rf cki
 # The second SIGINT, during a warm start whose counting looks at the request only every
-# ~0.5 s (radius 2048): sent once the first one's notice is on stderr, it kills the process.
-direct_bg train "${warm[@]}" --set model.warm_radius=2048 --checkpoint-dir cki
+# ~2 s (radius 8192; at 2048, ~0.5 s, a loaded machine sometimes let the check come
+# first): sent once the first one's notice is on stderr, it kills the process.
+direct_bg train "${warm[@]}" --set model.warm_radius=8192 --checkpoint-dir cki
 sleep 2
 kill -INT "$p"
 for _ in $(seq 500); do grep -q 'SIGINT: stopping' err 2>/dev/null && break; sleep 0.01; done

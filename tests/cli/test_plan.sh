@@ -132,6 +132,10 @@ fails "--dp 2 with train.batch = 1: refused as train refuses it" 1 \
     'plan: train.batch = 1 is not divisible by run.dp = 2' -- plan --config "$CFG" -n 4 --dp 2
 fails "--dp and --set run.dp: refused" 1 'plan: --dp and --set run.dp both give' -- \
     plan --config "$CFG" -n 4 --dp 2 --set run.dp=2 --set train.batch=2
+fails "plan --attn --dp: refused (the header said -n, the numbers were -n/dp's)" 1 'plan --attn takes no --dp' -- \
+    plan --attn -n 4 -L 4K --dp 2
+mpi 1 plan --config "$CFG" -n 1 --project weak --profile eth25 --max-p 4 --set run.dp=2 --set train.batch=2
+report "--project with the config's run.dp: said not to be used" "$(status $?)$(grep -q "^# the config's run.dp = 2 is not used" out || echo 'no note')"
 fails "run.dp not dividing -n: refused naming run.dp" 1 'plan: run.dp = 2 does not divide -n 3' -- \
     plan --config "$CFG" -n 3 --set run.dp=2 --set train.batch=2
 fails "-n above data.seq_len: the cost model's refusal names plan" 1 'plan: cost model: data.seq_len = [0-9]+ is shorter than the 1048577 ranks' \
