@@ -99,6 +99,9 @@ ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st);
  * q.npy.tmp. Installed once at start; a command with its own handlers
  * (train's clean stop) replaces them for its signals. */
 void ra_atomic_cleanup_on_signals(void);
+/* The same for one signal; async-signal-safe (a stop handler arms it for a
+ * second Ctrl-C, which then quits at once without leaving its temporaries). */
+void ra_atomic_cleanup_on_signal(int sig);
 /* A directory this process made for its outputs: a signal that ends the
  * process removes it too, when its temporaries were all that was in it
  * (`gen --dir new` killed left new/ empty). NULL forgets it. */

@@ -198,6 +198,7 @@ static void on_stop_signal(int sig)
     /* a warm start in progress stops within a second on every rank */
     if (level > ra_warm_stop_request) ra_warm_stop_request = level;
     if (sig == SIGINT) {
+        ra_atomic_cleanup_on_signal(SIGINT); /* the second: quit at once, temporaries removed */
         static const char msg[] = "ringattn: SIGINT: stopping cleanly (after this step, with a checkpoint, if a step "
                                   "ran); again: quit at once\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }

@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "ringattn/dist.h"
+#include "ringattn/fileio.h"
 #include "ringattn/trace.h"
 
 const char *ra_trace_help =
@@ -59,6 +60,7 @@ static void on_stop(int sig)
 {
     if (!g_stop_sig) g_stop_sig = sig;
     if (sig == SIGINT) {
+        ra_atomic_cleanup_on_signal(SIGINT); /* the second: quit at once, the trace's .tmp removed */
         static const char msg[] = "ringattn: SIGINT: stopping after this step to write the trace; again: quit at "
                                   "once\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }

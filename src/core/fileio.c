@@ -271,6 +271,15 @@ static void on_ending_signal(int sig)
     raise(sig); /* SA_RESETHAND: the default action once this handler returns */
 }
 
+void ra_atomic_cleanup_on_signal(int sig)
+{
+    struct sigaction sa = { 0 }; /* sigaction is async-signal-safe: callable from a handler */
+    sa.sa_handler = on_ending_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(sig, &sa, NULL);
+}
+
 void ra_atomic_cleanup_on_signals(void)
 {
     struct sigaction sa = { 0 };

@@ -189,6 +189,19 @@ report "generate --trace: the prefill and every token (P=2)" "$why"
 stopped_trace "generate --trace, SIGTERM to mpirun: stops at the next token, trace written and marked" TERM \
     'generate: stopped by SIGTERM after [0-9]+ of 1000000 tokens' out 200 -- \
     2 generate --checkpoint ck1 --prompt "abc" --tokens 1000000 --trace tr.json
+# Ctrl-C twice (no launcher): the second quits at once, during the trace's write or
+# before it, and leaves no tr.json.tmp (it blocked the next run: "tr.json.tmp exists")
+rm -f tr.json tr.json.tmp
+timeout "$TMO" "$RA" generate --checkpoint ck1 --prompt "abc" --tokens 4000000 --trace tr.json >out 2>err </dev/null &
+gp=$!
+for _ in $(seq 600); do [ "$(wc -c <out)" -ge 20000 ] && break; sleep 0.05; done
+kill -INT "$gp"
+sleep 0.05
+kill -INT "$gp" 2>/dev/null
+wait "$gp"
+rc=$?
+report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ "$rc" -eq 130 ] || [ "$rc" -eq 1 ] ||
+    echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
 stopped_trace "bench train --trace, SIGUSR1 to mpirun: stops between steps, trace written and marked" USR1 \
     'bench train: stopped by SIGUSR1 between steps' out 300 -- \
     2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json
