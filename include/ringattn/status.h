@@ -11,6 +11,10 @@
 #ifndef RINGATTN_STATUS_H
 #define RINGATTN_STATUS_H
 
+/* The longest error message kept (two paths of PATH_MAX and the reason fit);
+ * a buffer that copies ra_last_error() to build on it has this size too. */
+#define RA_ERROR_MAX 10240
+
 typedef enum {
     RA_OK = 0,
     RA_ERR_ARG,      /* bad command-line option or argument value */

@@ -213,7 +213,7 @@ ra_status ra_arg_cmd(const char *cmd, ra_status st)
     const char *msg = ra_last_error();
     const size_t n = strlen(cmd);
     if (st == RA_OK || (strncmp(msg, cmd, n) == 0 && (msg[n] == ':' || msg[n] == ' '))) return st;
-    char why[1024]; /* RA_FAIL writes the message it would read */
+    char why[RA_ERROR_MAX]; /* RA_FAIL writes the message it would read */
     snprintf(why, sizeof why, "%s", msg);
     return RA_FAIL(st, "%s: %s", cmd, why);
 }

@@ -5,6 +5,7 @@
  * number of ranks. */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -123,6 +124,13 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st == RA_OK && (!dir || L == 0)) /* the one missing, or both */
         st = RA_FAIL(RA_ERR_ARG, "gen: %s required (see ringattn gen --help)",
                      dir ? "--L is" : L ? "--dir is" : "--dir and --L are");
+    /* every output's temporary, DIR/dout.npy.tmp at the longest, fits a path
+     * buffer (past it the refusal came late, cut short, without its reason) */
+    const size_t longest = strlen("/dout.npy" RA_TMP_SUFFIX);
+    if (st == RA_OK && strlen(dir) + longest > RA_PATH_MAX - 1)
+        st = RA_FAIL(RA_ERR_ARG, "gen: --dir %.60s...: the path is %zu bytes long; at most %zu are allowed (the "
+                     "outputs' temporaries, DIR/dout.npy.tmp, must fit in %d bytes)", dir, strlen(dir),
+                     (size_t)(RA_PATH_MAX - 1) - longest, RA_PATH_MAX - 1);
     if (st == RA_OK && Hkv == 0) Hkv = H;
     if (st == RA_OK && H % Hkv != 0)
         st = RA_FAIL(RA_ERR_ARG, "gen: --Hkv %d must divide --H %d", Hkv, H);
@@ -177,7 +185,11 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     if (st != RA_OK && made) (void)rmdir(dir); /* the staged files are gone: empty */
     ra_atomic_cleanup_dir(NULL);
     RA_TRY(ra_arg_cmd("gen", st));
-    ra_say(c, "gen: wrote %s/{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", dir,
+    char shown[RA_PATH_MAX];
+    snprintf(shown, sizeof shown, "%s", dir);
+    ra_trim_slashes(shown); /* "d2//" wrote d2/q.npy: said so, not d2///{q,...} */
+    ra_say(c, "gen: wrote %s%s{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", shown,
+           strcmp(shown, "/") ? "/" : "",
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
     return ra_stdout_finish(c);
 }

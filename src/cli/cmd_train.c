@@ -161,7 +161,7 @@ static ra_status checkpoint(const ra_cli *c, ra_session *s, const char *dir, int
     ra_status st = ra_arg_cmd("train", ra_train_save(c, s, dir, step));
     RA_TRACE_END1("io", "checkpoint write", t0, "step", step);
     if (st != RA_OK) { /* a full or unwritable directory: the atomic write left the old files alone */
-        char why[1024], left[RA_PATH_MAX + 256];
+        char why[RA_ERROR_MAX], left[RA_PATH_MAX + 256];
         snprintf(why, sizeof why, "%s", ra_last_error());
         left_to_resume(left, sizeof left, dir, step);
         st = RA_FAIL(st, "%s; %s", why, left);
@@ -323,7 +323,7 @@ static ra_status stop_metrics(const ra_cli *c, ra_session *s, const ra_metrics *
 {
     if (step > start && written_step != step) RA_TRY(checkpoint(c, s, ckdir, step));
     if (c->rank) return ra_agree(c->comm, RA_ERR_PEER);
-    char why[1024];
+    char why[RA_ERROR_MAX];
     ra_metrics_error(m);
     snprintf(why, sizeof why, "%s", ra_last_error());
     if (last_good_step < 0) return ra_agree(c->comm, RA_FAIL(RA_ERR_IO, "%s", why));
@@ -339,7 +339,7 @@ static ra_status stop_metrics(const ra_cli *c, ra_session *s, const ra_metrics *
 static ra_status keep_finished(const ra_cli *c, ra_session *s, const char *ckdir, int step, int start, ra_status st)
 {
     if (st == RA_OK || step <= start || written_step == step) return st;
-    char why[1024];
+    char why[RA_ERROR_MAX];
     snprintf(why, sizeof why, "%s", ra_last_error());
     RA_TRY(checkpoint(c, s, ckdir, step));
     if (st == RA_ERR_PEER) return st; /* another rank reports it */
@@ -456,7 +456,7 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
     RA_TRY(checkpoint(c, s, ckdir, cfg->steps));
     ra_status est = eval_and_report(c, s, cfg->steps, metrics, &ev_stop);
     if (est != RA_OK && est != RA_ERR_PEER) {
-        char why[1024];
+        char why[RA_ERROR_MAX];
         snprintf(why, sizeof why, "%s", ra_last_error());
         return RA_FAIL(est, "%s; the %d steps are done and kept in %s/step-%08d.ckpt (ringattn eval --checkpoint %s "
                        "evaluates them)", why, cfg->steps, ckdir, cfg->steps, ckdir);

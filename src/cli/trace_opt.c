@@ -101,7 +101,7 @@ ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what)
 static ra_status named(ra_status ws, const char *path)
 {
     if (ws == RA_OK || ws == RA_ERR_PEER) return ws;
-    char why[1024];
+    char why[RA_ERROR_MAX];
     snprintf(why, sizeof why, "%s", ra_last_error());
     return RA_FAIL(ws, "%s: --trace %s was not written: %s", g_cmd, path, why);
 }
@@ -111,7 +111,7 @@ ra_status ra_cli_trace_end(const ra_cli *c, ra_status st)
     if (!g_path) return st;
     const char *path = g_path;
     g_path = NULL;
-    char status[1100], saved[1024];
+    char status[RA_ERROR_MAX + 32], saved[RA_ERROR_MAX];
     snprintf(saved, sizeof saved, "%s", ra_last_error());
     if (st == RA_OK) snprintf(status, sizeof status, "ok");
     else if (st == RA_ERR_PEER) snprintf(status, sizeof status, "failed on another rank");

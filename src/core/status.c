@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static _Thread_local char last_msg[1024];
+static _Thread_local char last_msg[RA_ERROR_MAX];
 static _Thread_local char last_where[128];
 
 ra_status ra_fail(ra_status code, const char *file, int line, const char *fmt, ...)

@@ -575,7 +575,7 @@ static ra_status name_newest_step(const char *path, ra_status st)
     char dir[CK_PATH_MAX], name[300];
     ra_dir_of(path, dir, sizeof dir);
     if (ra_ckpt_newest_step(dir, name, sizeof name) < 0) return st;
-    char why[1024];
+    char why[RA_ERROR_MAX];
     snprintf(why, sizeof why, "%s", ra_last_error());
     return RA_FAIL(st, "%s; %s holds %s (the newest step): give that file", why, dir, name);
 }

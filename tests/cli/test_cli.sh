@@ -679,6 +679,16 @@ report "an output another process is writing: refused, said, its temporary left 
 kill "$hp" 2>/dev/null
 wait "$hp" 2>/dev/null
 rm -f held.npy.tmp
+# a --dir too long for its outputs' temporaries: refused up front with the limit (it
+# failed late with the message cut at 1 KiB, its reason lost); one at the limit whose
+# name is too long for the file system keeps its reason; "d2//" is said as d2/
+long=$(head -c 1011 /dev/zero | tr '\0' g)
+fails "gen --dir of 1011 bytes: refused with the limit" 1 "gen: --dir g{60}\.\.\.: the path is 1011 bytes long; at most 1010" -- \
+    gen --dir "$long" --L 8
+fails "gen --dir of 1010 bytes (one name past NAME_MAX): the reason kept" 1 "gen: --dir g{1010}: File name too long" -- \
+    gen --dir "${long:1}" --L 8
+mpi 1 gen --dir d2// --L 8
+report "gen --dir d2//: said as d2/{q,k,v,dout}.npy" "$(status $?)$(grep -q '^gen: wrote d2/{q,k,v,dout}.npy ' out || cat out)"
 # a killed gen leaves up to five temporaries: one refusal names them all, not one per run
 mkdir leftovers
 touch leftovers/q.npy.tmp leftovers/v.npy.tmp leftovers/dout.npy.tmp
