@@ -310,8 +310,8 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
                 ra_blas_kernels(), strcmp(better, "SkylakeX") ? "AVX2" : "AVX-512", better);
     const char *policy = getenv("OMPI_MCA_hwloc_base_binding_policy");
     if (policy && strcmp(policy, "none") && p.node_cores < p.hw_cores && p.local_rank == 0) /* maybe a habit */
-        fprintf(stderr, "ringattn: note: %s: mpirun --bind-to %s gave this node's %d rank%s %d of its %d cores: they "
-                        "use those (mpirun --bind-to none: all %d)\n",
+        fprintf(stderr, "ringattn: note: %s: mpirun --bind-to %s gave this node's %d rank%s %d of its %d cores, and "
+                        "ringattn keeps to them (mpirun --bind-to none: all %d)\n",
                 p.host, policy, p.local_ranks, p.local_ranks == 1 ? "" : "s", p.node_cores, p.hw_cores, p.hw_cores);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
@@ -326,13 +326,15 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
     if (c->verbose) { /* one line per rank, in rank order, from rank 0 */
         char line[512], *all = NULL;
         if (p.oversubscribed)
-            snprintf(line, sizeof line, "placement: rank %d/%d on %s (local %d/%d, %d cores): not bound, %d thread%s",
-                     c->rank, c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.threads,
+            snprintf(line, sizeof line, "placement: rank %d/%d on %s (local %d/%d, %d core%s): not bound, %d thread%s",
+                     c->rank, c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.node_cores == 1 ? "" : "s",
+                     p.threads,
                      p.threads == 1 ? "" : "s");
         else
             snprintf(line, sizeof line,
-                     "placement: rank %d/%d on %s (local %d/%d, %d cores): cores %d-%d, %s %s, %d thread%s", c->rank,
-                     c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.first_core,
+                     "placement: rank %d/%d on %s (local %d/%d, %d core%s): cores %d-%d, %s %s, %d thread%s", c->rank,
+                     c->size, p.host, p.local_rank, p.local_ranks, p.node_cores, p.node_cores == 1 ? "" : "s",
+                     p.first_core,
                      p.last_core, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
                      p.cpus, p.threads, p.threads == 1 ? "" : "s");
         if (c->rank == 0) all = malloc(sizeof line * (size_t)c->size);

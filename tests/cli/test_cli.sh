@@ -562,7 +562,7 @@ done
 
 small=(bench attn -b 64 -e 64 -n 1 -w 0 -c 0 -H 2 -D 16)
 mpi 1 "${small[@]}" --verbose
-cores=$(grep -o '^placement: rank 0/1 on [^ ]* (local 0/1, [0-9]* cores' out | grep -o '[0-9]* cores' | awk '{print $1}')
+cores=$(grep -o '^placement: rank 0/1 on [^ ]* (local 0/1, [0-9]* cores*' out | grep -o '[0-9]* cores*' | awk '{print $1}')
 why=""
 [ -n "$cores" ] || why+="no placement line: $(head -2 out); "
 cores=${cores:-1}
@@ -595,18 +595,18 @@ if [ "$cores" -ge 2 ]; then
     OMPI_MCA_odls_base_sigkill_timeout=0 timeout "$TMO" "$MPIRUN" --cpu-set "$last" -n 1 "$RA" "${small[@]}" --verbose \
         >out 2>err </dev/null
     report "mpirun --cpu-set $last: the rank keeps PU $last (1 core, 1 thread)" \
-        "$(status $?)$(grep -q "(local 0/1, 1 cores): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "(local 0/1, 1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
     taskset -c "$last" timeout "$TMO" "$MPIRUN" --bind-to none -n 1 "$RA" "${small[@]}" --verbose >out 2>err </dev/null
     report "taskset -c $last mpirun --bind-to none: the rank keeps PU $last" \
-        "$(status $?)$(grep -q "1 cores): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
     taskset -c "$last" timeout "$TMO" "$RA" "${small[@]}" --verbose >out 2>err </dev/null
     report "taskset -c $last ringattn (no launcher): keeps PU $last" \
-        "$(status $?)$(grep -q "1 cores): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
     OMPI_MCA_odls_base_sigkill_timeout=0 timeout "$TMO" "$MPIRUN" --bind-to core -n 1 "$RA" "${small[@]}" --verbose \
         >out 2>err </dev/null
     report "mpirun --bind-to core -n 1: one core, and a note that --bind-to none gives all $cores" \
-        "$(status $?)$(grep -q '1 cores): cores [0-9]*-[0-9]*, bound to PUs [0-9]*, 1 thread$' out || grep placement out)$(
-        grep -q "note: .*mpirun --bind-to core gave this node's 1 rank 1 of its $cores cores" err || cat err)"
+        "$(status $?)$(grep -q '1 core): cores [0-9]*-[0-9]*, bound to PUs [0-9]*, 1 thread$' out || grep placement out)$(
+        grep -q "note: .*mpirun --bind-to core gave this node's 1 rank 1 of its $cores cores, and ringattn keeps to them" err || cat err)"
 fi
 
 # RINGATTN_ISA (include/ringattn/isa.h): a level this build cannot run is
