@@ -931,9 +931,9 @@ ra 1 eval --checkpoint cki
 report "SIGINT mid-training (no launcher): checkpoint, exit 75, said" "$why"
 rm -rf cki
 # The second SIGINT, during a warm start whose counting looks at the request only every
-# ~2 s (radius 8192; at 2048, ~0.5 s, a loaded machine sometimes let the check come
+# ~1 s (radius 4096, the largest; at 2048, ~0.5 s, a loaded machine sometimes let the check come
 # first): sent once the first one's notice is on stderr, it kills the process.
-direct_bg train "${warm[@]}" --set model.warm_radius=8192 --checkpoint-dir cki
+direct_bg train "${warm[@]}" --set model.warm_radius=4096 --checkpoint-dir cki
 sleep 2
 kill -INT "$p"
 for _ in $(seq 500); do grep -q 'SIGINT: stopping' err 2>/dev/null && break; sleep 0.01; done
