@@ -247,11 +247,9 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
     double *sent = wb + a->sw.iters, sg[2 * REF_CALLS] = { 0 };
     for (int i = 0; ref && i < REF_CALLS; i++) sg[i] = ra_sgemm_ref_call(ref); /* the others wait at the barrier */
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
-        if (a->trace) { /* a stop signal, read between calls */
-            char at[64];
-            snprintf(at, sizeof at, "at L = %lld", (long long)L);
-            if ((st = ra_agree(c->comm, ra_cli_trace_stopped(c, at))) != RA_OK) break;
-        }
+        char at[64]; /* a stop signal, read between calls (with --trace) */
+        snprintf(at, sizeof at, "at L = %lld", (long long)L);
+        if ((st = ra_cli_trace_stopped(c, at)) != RA_OK) break;
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
         double t0 = ra_now();

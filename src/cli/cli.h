@@ -153,11 +153,12 @@ extern const char *ra_trace_help;
 ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv);
 ra_status ra_cli_trace_end(const ra_cli *c, ra_status st);
 /* With a trace begun: SIGTERM, SIGINT (once) and SIGUSR1 only mark a stop,
- * which the command's loop reads with ra_cli_trace_stopped (collective:
- * every rank gets "CMD: stopped by SIGTERM WHAT" when any rank had one,
- * RA_OK when none) at its next step, so the trace of what ran is written
- * (bench attn, bench train, generate). Without a trace the signals keep
- * their actions and the check is free. */
+ * which the command's loop reads with ra_cli_trace_stopped (collective and
+ * agreed, as ra_agree returns: rank 0 gets "CMD: stopped by SIGTERM WHAT"
+ * when any rank had one, the others RA_ERR_PEER; RA_OK when none) at its
+ * next step, so the trace of what ran is written (bench attn, bench train,
+ * generate). Without a trace the signals keep their actions and the check
+ * is free (no collective). */
 void ra_cli_trace_catch_stops(void);
 /* handler for SIGUSR1, SIGTERM and SIGINT (SA_RESTART; SIGINT once: a
  * second one takes the default action), as train and the above install it. */

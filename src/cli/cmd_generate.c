@@ -490,7 +490,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
         char at[64];
         snprintf(at, sizeof at, "after %d of %d tokens", i + 1, a->tokens);
         RA_TRY(ra_agree(c->comm, w != RA_OK ? w : ds));
-        RA_TRY(ra_agree(c->comm, ra_cli_trace_stopped(c, at)));
+        RA_TRY(ra_cli_trace_stopped(c, at));
         RA_TRACE_END1("decode", "decode token", ts, "position", Lp + i);
     }
     return RA_OK;

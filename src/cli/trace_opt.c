@@ -91,6 +91,7 @@ ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what)
     int sig = g_stop_sig;
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, c->comm, "the stop signals"));
     if (!sig) return RA_OK;
+    if (c->rank != 0) return RA_ERR_PEER; /* agreed already: rank 0 says it, as ra_agree would have it */
     return RA_FAIL(RA_ERR_IO, "%s: stopped by %s %s", g_cmd,
                    sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1", what);
 }

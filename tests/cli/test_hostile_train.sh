@@ -47,6 +47,12 @@ train_bg() {
     timeout 60 "$MPIRUN" -n 1 "$RA" train "$@" >"$name.out" 2>"$name.err" </dev/null &
     bgp=$!
 }
+# stop_bg PID: SIGUSR1 to the mpirun started under timeout PID (train_bg; it
+# forwards it: a checkpoint, exit 75), then wait for it; returns its status
+stop_bg() {
+    kill -USR1 "$(pgrep -P "$1" | head -1)"
+    wait "$1"
+}
 # sums FILE...: one checksum line per file (a missing file is "-")
 sums() {
     local f
@@ -789,8 +795,7 @@ ra 1 generate --checkpoint ckbr --prompt ab --tokens 2 --out live.jsonl
 refused "generate --out a live run's metrics file: refused" 1 "generate: --out live.jsonl: another process holds it locked"
 ra 1 plan --config cfg.ini -n 2 --calibrate --save-rates live.jsonl
 refused "plan --save-rates onto it: refused" 1 "--save-rates live.jsonl: another process holds it locked"
-kill -USR1 "$(pgrep -P "$lp" | head -1)"
-wait "$lp"
+stop_bg "$lp"
 lrc=$?
 why=""
 [ "$lrc" -eq 75 ] || why+="the live run's exit status $lrc ($(grep -m1 error live.err)); "
@@ -993,8 +998,7 @@ refused "import --out into it: refused" 1 'import: --out ckl/step-99999999.ckpt:
 ra 1 export --checkpoint ck --out ckl
 refused "export --out it: refused" 1 'export: --out ckl/.*: is in the checkpoint directory of a training run'
 report "... and none of them wrote there" "$(ls ckl | grep -E 'gen.txt|step-99999999|safetensors|config.json')"
-kill -USR1 "$(pgrep -P "$lp" | head -1)" # mpirun forwards it: a checkpoint, exit 75
-wait "$lp"
+stop_bg "$lp"
 stopped=$(sed -n 's/^stopped by signal SIGUSR1 after step \([0-9]*\) .*/\1/p' lout)
 # what a killed job's writes leave: a step's .tmp (here 1 MiB of junk) and last.ckpt.tmp
 head -c 1048576 /dev/urandom >ckl/step-99999999.ckpt.tmp
@@ -1091,8 +1095,7 @@ mv ckB ckB.moved && ln -s ckA ckB
 wait "$bp"
 brc=$?
 asums=$(cd ckA && cksum step-*.ckpt 2>/dev/null)
-kill -USR1 "$(pgrep -P "$ap" | head -1)"
-wait "$ap"
+stop_bg "$ap"
 arc=$?
 why=""
 [ "$brc" -eq 1 ] || why+="B's exit status $brc; "
@@ -1111,8 +1114,7 @@ train_bg c --config cfg.ini "${long[@]}" --set train.checkpoint_every=20 --check
 wait_for c.out 'checkpoint: ckC/step-00000020'
 rm ckC/.ringattn.lock
 wait_for c.out 'checkpoint: ckC/step-00000040'
-kill -USR1 "$(pgrep -P "$bgp" | head -1)"
-wait "$bgp"
+stop_bg "$bgp"
 crc=$?
 why=""
 [ "$crc" -eq 75 ] || why+="exit status $crc: $(grep -m1 error c.err); "

@@ -208,6 +208,15 @@ fails "import --from '' is refused (not the root directory)" 1 "import: --from: 
 fails "export --set is refused, naming --set" 1 "export: --set is import's option" -- \
     export --checkpoint ck --out hf5 --set model.dim=3
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
+# a killed export's two temporaries: both named in one refusal, both kept
+mkdir hf6 && touch hf6/model.safetensors.tmp hf6/config.json.tmp
+ra1 export --checkpoint ck --out hf6/
+rc=$?
+report "export over a killed export's two temporaries: both named in one refusal, both kept" "$([ $rc -eq 1 ] &&
+    grep -q 'export: 2 temporaries of its outputs exist (hf6/model.safetensors.tmp, hf6/config.json.tmp)' err &&
+    [ -e hf6/model.safetensors.tmp ] && [ -e hf6/config.json.tmp ] && [ ! -e hf6/config.json ] ||
+    echo "exit $rc: $(grep -m1 error err)")"
+rm -rf hf6
 [ -e hf4 ] && bad "export of a missing checkpoint created its --out directory"
 
 # ---- a failed export leaves --out as it was -------------------------------------------------

@@ -52,11 +52,15 @@ stopped_trace() { # DESC SIGNAL PATTERN READY-FILE READY-BYTES -- N ARGS...
     timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     local bg=$!
     for _ in $(seq 600); do [ "$(wc -c <"$ready" 2>/dev/null || echo 0)" -ge "$bytes" ] && break; sleep 0.05; done
-    kill -"$sig" "$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")" # mpirun: timeout forwards no USR1
+    local to
+    to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg") # mpirun: timeout forwards no USR1
+    [ "$sig" = USR1-rank1 ] && sig=USR1 && to=$(pgrep -P "$to" | tail -1) # one rank: every rank stops
+    kill -"$sig" "$to"
     wait "$bg"
     rc=$?
     [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || why+="exit status $rc; "
-    grep -qE "ringattn: error: $pat" err || why+="no '$pat': $(grep -m1 error err); "
+    grep -qE "^ringattn: error: $pat" err || why+="no '$pat' from rank 0: $(grep -m1 error err); "
+    [ "$(grep -c 'error:' err)" -eq 1 ] || why+="$(grep -c 'error:' err) error lines, expected rank 0's only; "
     [ -s tr.json ] && python3 - tr.json "$pat" >chk 2>&1 <<'PY' || why+="$(tail -1 chk) "
 import json, re, sys
 d = json.load(open(sys.argv[1]))
@@ -202,6 +206,9 @@ wait "$gp"
 rc=$?
 report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ "$rc" -eq 130 ] || [ "$rc" -eq 1 ] ||
     echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
+stopped_trace "bench train --trace, SIGUSR1 to one rank: every rank stops at the same step, rank 0 says it" USR1-rank1 \
+    'bench train: stopped by SIGUSR1 between steps' out 300 -- \
+    2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json
 stopped_trace "bench train --trace, SIGUSR1 to mpirun: stops between steps, trace written and marked" USR1 \
     'bench train: stopped by SIGUSR1 between steps' out 300 -- \
     2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json
