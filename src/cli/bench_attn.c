@@ -249,7 +249,7 @@ static ra_status run_size(const ra_cli *c, const bench_args *a, ra_sgemm_ref *re
     for (int it = -a->sw.warmup; it < a->sw.iters && st == RA_OK; it++) {
         char at[64]; /* a stop signal, read between calls (with --trace) */
         snprintf(at, sizeof at, "at L = %lld", (long long)L);
-        if ((st = ra_cli_trace_stopped(c, at)) != RA_OK) break;
+        if ((st = ra_cli_stopped(c, at)) != RA_OK) break;
         st = ra_barrier(c->comm, "the start of a timed forward");
         if (st != RA_OK) break;
         double t0 = ra_now();

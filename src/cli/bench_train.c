@@ -40,7 +40,7 @@ static ra_status time_steps(const ra_cli *c, ra_session *s, const ra_config *cfg
     ra_status st = RA_OK;
     for (int it = -sw->warmup; it < sw->iters && st == RA_OK; it++) {
         /* a stop signal, read between steps (ra_cli_trace_catch_stops: only with --trace) */
-        if ((st = ra_cli_trace_stopped(c, "between steps")) != RA_OK) break;
+        if ((st = ra_cli_stopped(c, "between steps")) != RA_OK) break;
         st = ra_barrier(c->comm, "the start of a timed step");
         if (st != RA_OK) break;
         double t0 = ra_now(), wait = 0;

@@ -152,18 +152,23 @@ const char *ra_position_str(char *out, int cap, int64_t flat, int ndim, const in
 extern const char *ra_trace_help;
 ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd, int argc, char **argv);
 ra_status ra_cli_trace_end(const ra_cli *c, ra_status st);
-/* With a trace begun: SIGTERM, SIGINT (once) and SIGUSR1 only mark a stop,
- * which the command's loop reads with ra_cli_trace_stopped (collective and
- * agreed, as ra_agree returns: rank 0 gets "CMD: stopped by SIGTERM WHAT"
- * when any rank had one, the others RA_ERR_PEER; RA_OK when none) at its
- * next step, so the trace of what ran is written (bench attn, bench train,
- * generate). Without a trace the signals keep their actions and the check
- * is free (no collective). */
+/* Stop signals read between steps. ra_cli_trace_catch_stops (with a trace
+ * begun) and ra_cli_catch_stops (always: generate, whose sampled tokens
+ * are kept) make SIGTERM, SIGINT (once) and SIGUSR1 only mark a stop, which
+ * the command's loop reads with ra_cli_stopped (collective and agreed, as
+ * ra_agree returns: rank 0 gets "CMD: stopped by SIGTERM WHAT" when any rank
+ * had one, the others RA_ERR_PEER; RA_OK when none) at its next step, so
+ * what ran is kept: the trace written (bench attn, bench train, generate),
+ * generate's tokens. Without either call the signals keep their actions
+ * and the check is free (no collective). ra_cli_stop_signal: the signal
+ * ra_cli_stopped agreed on (on every rank), 0 when none. */
 void ra_cli_trace_catch_stops(void);
+void ra_cli_catch_stops(const char *cmd);
 /* handler for SIGUSR1, SIGTERM and SIGINT (SA_RESTART; SIGINT once: a
  * second one takes the default action), as train and the above install it. */
 void ra_cli_on_stop_signals(void (*handler)(int));
-ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what); /* collective */
+ra_status ra_cli_stopped(const ra_cli *c, const char *what); /* collective */
+int ra_cli_stop_signal(void);
 
 /* Print on rank 0 only (progress and results). */
 void ra_say(const ra_cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -39,6 +39,9 @@ static const char *help =
     "them to FILE instead, atomically at the end; checked before any work, and a\n"
     "failed write is an error even under mpirun). --temperature 0\n"
     "is greedy; --top-k K samples among the K most likely tokens (0, or K at least model.vocab: all).\n"
+    "SIGTERM, SIGUSR1 or a Ctrl-C stops after the prompt or the current token and\n"
+    "keeps what was sampled (--out is written with it), exit status 1; a second\n"
+    "Ctrl-C quits at once.\n"
     "\n"
     "Prompts: --prompt TEXT and --prompt-file F (a regular file) are bytes.\n"
     "--prompt-tokens takes token ids: a LIST such as \"1,2,3\" or \"1 2 3\" (digits,\n"
@@ -464,8 +467,12 @@ static ra_status stream_end(stream *o)
     return stream_flush(o);
 }
 
+/* The prompt, then a->tokens sampled into out; *done counts them, so a run
+ * a stop signal ends (ra_cli_stopped, read after the prefill and after each
+ * token) keeps what it sampled. */
 static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const ra_config *cfg,
-                     const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out, stream *o)
+                     const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out, stream *o,
+                     int *done)
 {
     ra_config pcfg = *cfg; /* the model runs the prompt once: its length, one sequence */
     pcfg.seq_len = Lp >= c->size ? (int)Lp : c->size;
@@ -481,16 +488,19 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     RA_TRY(prefill(c, s, *d, prompt, Lp));
     RA_TRY(ra_agree(c->comm, shown));
     RA_TRACE_END1("decode", "prefill", tp, "tokens", Lp);
+    char at[64];
+    snprintf(at, sizeof at, "after the prompt, 0 of %d tokens", a->tokens);
+    RA_TRY(ra_cli_stopped(c, at)); /* a long prefill is one ring forward: the first place to stop */
     for (int i = 0; i < a->tokens; i++) {
         out[i] = sample(ra_decoder_logits(*d), cfg->vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
+        *done = i + 1;
         const ra_status w = c->rank == 0 ? stream_put(o, out + i, 1) : RA_OK;
         const int64_t ts = RA_TRACE_T0();
         /* every rank steps (the step is collective), then all stop on rank 0's failed write */
         const ra_status ds = i + 1 < a->tokens ? ra_decoder_step(*d, out[i]) : RA_OK;
-        char at[64];
         snprintf(at, sizeof at, "after %d of %d tokens", i + 1, a->tokens);
         RA_TRY(ra_agree(c->comm, w != RA_OK ? w : ds));
-        RA_TRY(ra_cli_trace_stopped(c, at));
+        RA_TRY(ra_cli_stopped(c, at));
         RA_TRACE_END1("decode", "decode token", ts, "position", Lp + i);
     }
     return RA_OK;
@@ -531,6 +541,23 @@ static ra_status same_options(const ra_cli *c, const gen_args *a, const int32_t 
     return ra_same_options(c, "generate", text);
 }
 
+/* A stop signal ended the run after done tokens (rank 0): keep them - --out
+ * written with the prompt and those tokens (atomically, as a whole run's),
+ * or standard output's line ended - and add where they are to the stop's
+ * message. */
+static ra_status keep_stopped(const gen_args *a, stream *o, int ids, const int32_t *prompt, int64_t Lp, int done)
+{
+    char why[RA_ERROR_MAX];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    if (!a->out) {
+        if (stream_end(o) != RA_OK) return o->st;
+        return RA_FAIL(RA_ERR_IO, "%s (standard output has the prompt and the %d tokens sampled)", why, done);
+    }
+    const ra_status w = emit(a->out, ids, prompt, Lp + done);
+    if (w != RA_OK) return RA_FAIL(w, "%s; --out %s was not written: %s", why, a->out, ra_last_error());
+    return RA_FAIL(RA_ERR_IO, "%s; --out %s holds the prompt and the %d tokens sampled", why, a->out, done);
+}
+
 static ra_status generate(ra_cli *c, const gen_args *a);
 
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
@@ -544,7 +571,7 @@ ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv)
     }
     RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("generate", check_out(&a)) : RA_OK));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "generate", argc, argv));
-    ra_cli_trace_catch_stops(); /* with a trace: a stop signal ends at the next token, the trace written */
+    ra_cli_catch_stops("generate"); /* a stop signal ends at the next token: what was sampled is kept */
     return ra_cli_trace_end(c, generate(c, &a));
 }
 
@@ -579,7 +606,9 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     ra_session s = { 0 };
     ra_decoder *d = NULL;
     stream o = { .on = c->rank == 0 && !a.out, .ids = ids };
-    st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out, &o);
+    int done = 0;
+    st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out, &o, &done);
+    if (st != RA_OK && ra_cli_stop_signal() && c->rank == 0) st = keep_stopped(&a, &o, ids, prompt, Lp, done);
     if (st == RA_OK && a.out) st = ra_agree(c->comm, c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK);
     if (st == RA_OK && !a.out) st = ra_agree(c->comm, c->rank == 0 ? stream_end(&o) : RA_OK);
     ra_decoder_destroy(d);

@@ -52,16 +52,18 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
     return RA_OK;
 }
 
-/* ---- a stop signal, with a trace to write ---------------------------------------- */
+/* ---- a stop signal, read at the command's next step ------------------------------ */
 
+static int g_catching;                   /* stop signals marked (ra_cli_stopped reads them) */
 static volatile sig_atomic_t g_stop_sig; /* the first stop signal, 0: none */
+static int g_agreed_sig;                 /* the signal every rank agreed on, 0: none yet */
 
 static void on_stop(int sig)
 {
     if (!g_stop_sig) g_stop_sig = sig;
     if (sig == SIGINT) {
-        ra_atomic_cleanup_on_signal(SIGINT); /* the second: quit at once, the trace's .tmp removed */
-        static const char msg[] = "ringattn: SIGINT: stopping after this step to write the trace; again: quit at "
+        ra_atomic_cleanup_on_signal(SIGINT); /* the second: quit at once, temporaries removed */
+        static const char msg[] = "ringattn: SIGINT: stopping after this step, keeping what ran; again: quit at "
                                   "once\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }
     }
@@ -81,20 +83,32 @@ void ra_cli_on_stop_signals(void (*handler)(int))
 
 void ra_cli_trace_catch_stops(void)
 {
-    if (g_path) ra_cli_on_stop_signals(on_stop); /* no trace to save: a signal ends the command at once */
+    if (!g_path) return; /* no trace to save: a signal ends the command at once */
+    g_catching = 1;
+    ra_cli_on_stop_signals(on_stop);
 }
 
-ra_status ra_cli_trace_stopped(const ra_cli *c, const char *what)
+void ra_cli_catch_stops(const char *cmd)
 {
-    if (!g_path) return RA_OK; /* no handlers: every rank alike (--trace is compared across ranks) */
+    snprintf(g_cmd, sizeof g_cmd, "%s", cmd);
+    g_catching = 1;
+    ra_cli_on_stop_signals(on_stop);
+}
+
+ra_status ra_cli_stopped(const ra_cli *c, const char *what)
+{
+    if (!g_catching) return RA_OK; /* no handlers: every rank alike (--trace is compared across ranks) */
     /* the ranks' signals agreed: a rank that sees it one step later stops at the same step */
     int sig = g_stop_sig;
     RA_TRY(ra_allreduce_named(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, c->comm, "the stop signals"));
     if (!sig) return RA_OK;
+    g_agreed_sig = sig;
     if (c->rank != 0) return RA_ERR_PEER; /* agreed already: rank 0 says it, as ra_agree would have it */
     return RA_FAIL(RA_ERR_IO, "%s: stopped by %s %s", g_cmd,
                    sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR1", what);
 }
+
+int ra_cli_stop_signal(void) { return g_agreed_sig; }
 
 /* A failed write said with the command and the option, as its other errors
  * are ("generate: --trace t.json was not written: t.json.tmp: write failed:

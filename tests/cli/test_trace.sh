@@ -206,6 +206,43 @@ wait "$gp"
 rc=$?
 report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ "$rc" -eq 130 ] || [ "$rc" -eq 1 ] ||
     echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
+# without --trace generate catches the stop signals too and keeps what it sampled:
+# --out written with the prompt and those tokens, or standard output's line ended
+stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (USR1-rank1: to one rank)
+    local desc=$1 sig=$2 why='' rc n
+    shift 2
+    rm -f o.txt
+    timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate --checkpoint ck1 --prompt "abc" \
+        --tokens 1000000 "$@" >out 2>err </dev/null &
+    local bg=$! to
+    sleep 1.5 # the stop may come during the prefill: "after the prompt, 0 of ..." is right too
+    to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")
+    [ "$sig" = USR1-rank1 ] && sig=USR1 && to=$(pgrep -P "$to" | tail -1)
+    kill -"$sig" "$to"
+    wait "$bg"
+    rc=$?
+    [ "$rc" -eq 1 ] || why+="exit status $rc, expected 1; "
+    n=$(grep -oE "^ringattn: error: generate: stopped by SIG[A-Z0-9]+ after (the prompt, )?[0-9]+ of 1000000 tokens" err |
+        grep -oE '[0-9]+ of' | cut -d' ' -f1)
+    [ -n "$n" ] || why+="no stop message from rank 0: $(grep -m1 error err); "
+    [ "$(grep -c 'error:' err)" -eq 1 ] || why+="$(grep -c 'error:' err) error lines, expected rank 0's only; "
+    local kept=out
+    if [ $# -gt 0 ]; then
+        kept=o.txt
+        grep -q "; --out o.txt holds the prompt and the $n tokens sampled$" err || why+="no '--out o.txt holds $n': $(grep -m1 error err); "
+        [ ! -s out ] || why+="standard output not empty with --out; "
+    else
+        grep -q "(standard output has the prompt and the $n tokens sampled)$" err || why+="no 'standard output has $n': $(grep -m1 error err); "
+    fi
+    # prompt + n bytes + the newline, and nothing after it
+    [ "$(wc -c <"$kept" 2>/dev/null || echo 0)" -eq $((3 + ${n:-0} + 1)) ] && [ "$(head -c 3 "$kept")" = abc ] &&
+        [ "$(tail -c 1 "$kept" | od -An -c | tr -d ' ')" = '\n' ] ||
+        why+="$kept: $(wc -c <"$kept" 2>/dev/null || echo no) bytes, expected 'abc', $n tokens and a newline; "
+    report "$desc" "$why"
+}
+stopped_gen "generate --out, SIGTERM to mpirun: stops at the next token, --out holds the prompt and the tokens sampled" \
+    TERM --out o.txt
+stopped_gen "generate, SIGUSR1 to one rank: every rank stops at the same token, standard output's line ended" USR1-rank1
 stopped_trace "bench train --trace, SIGUSR1 to one rank: every rank stops at the same step, rank 0 says it" USR1-rank1 \
     'bench train: stopped by SIGUSR1 between steps' out 300 -- \
     2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json
