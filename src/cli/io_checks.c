@@ -68,24 +68,36 @@ static ra_status check_clashes(const char *cmd, const ra_cli_file *ins, int nin,
     return RA_OK;
 }
 
+/* A leftover temporary's kind, when it is not a regular file: the write
+ * unlinks a file, FIFO or link there (deleting it) and fails on a directory. */
+static const char *tmp_kind(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode)    ? " (a directory)"
+           : S_ISFIFO(st->st_mode) ? " (a FIFO)"
+           : S_ISLNK(st->st_mode)  ? " (a symbolic link)"
+           : S_ISREG(st->st_mode)  ? ""
+                                   : " (a special file)";
+}
+
 ra_status ra_check_leftover_tmps(const char *what, const char *const *paths, int n)
 {
     char list[1024] = "";
     size_t len = 0;
-    int found = 0;
+    int found = 0, dirs = 0;
     struct stat st;
     for (int i = 0; i < n; i++) {
         char tmp[PATH_MAX];
         if (!paths[i] || !ra_tmp_name(tmp, sizeof tmp, paths[i]) || lstat(tmp, &st) != 0 || ra_file_held(tmp))
             continue; /* one being written is refused by name in ra_check_output_fresh */
         if (len < sizeof list)
-            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", found ? ", " : "", tmp);
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s%s", found ? ", " : "", tmp, tmp_kind(&st));
         found++;
+        dirs += S_ISDIR(st.st_mode) != 0;
     }
     if (found < 2) return RA_OK; /* one: ra_check_output_fresh says it */
     return RA_FAIL(RA_ERR_ARG, "%s: %d temporaries of its outputs exist (%s); each output is written there first, "
-                   "which would delete them: remove them (a killed run's leftovers) or move them away", what, found,
-                   list);
+                   "which would %s: remove them (a killed run's leftovers) or move them away", what, found, list,
+                   dirs == found ? "fail on a directory" : dirs ? "delete them, or fail on a directory" : "delete them");
 }
 
 ra_status ra_check_output_fresh(const char *path, const char *what)
@@ -111,8 +123,9 @@ ra_status ra_check_output_fresh(const char *path, const char *what)
         return RA_FAIL(RA_ERR_ARG, "%s %s: another process is writing it now (its temporary %s is locked); wait "
                                    "for that run to end, or choose another output", what, path, tmp);
     if (ra_tmp_name(tmp, sizeof tmp, path) && lstat(tmp, &st) == 0)
-        return RA_FAIL(RA_ERR_ARG, "%s %s: %s exists; the output is written there first, which would delete it: "
-                                   "remove it (a killed run's leftover) or move it away", what, path, tmp);
+        return RA_FAIL(RA_ERR_ARG, "%s %s: %s%s exists; the output is written there first, which would %s: "
+                                   "remove it (a killed run's leftover) or move it away", what, path, tmp,
+                       tmp_kind(&st), S_ISDIR(st.st_mode) ? "fail on a directory" : "delete it");
     return RA_OK;
 }
 

@@ -698,5 +698,12 @@ rc=$?
 report "gen over a killed gen's three temporaries: all three named in one refusal, kept" "$([ $rc -eq 1 ] &&
     grep -q 'gen: --dir leftovers: 3 temporaries of its outputs exist (leftovers/q.npy.tmp, leftovers/v.npy.tmp, leftovers/dout.npy.tmp)' err &&
     sums leftovers/* | cmp -s - before.sum && [ ! -e leftovers/q.npy ] || echo "exit $rc: $(grep -m1 error err)")"
+# a directory among them: said as one, and that the write would fail there
+mkdir leftovers/k.npy.tmp
+mpi 1 gen --dir leftovers --L 64
+rc=$?
+report "gen over leftover temporaries, one a directory: named as one, 'delete them, or fail on a directory'" "$([ $rc -eq 1 ] &&
+    grep -q 'leftovers/k.npy.tmp (a directory), leftovers/v.npy.tmp.*which would delete them, or fail on a directory' err &&
+    [ -d leftovers/k.npy.tmp ] || echo "exit $rc: $(grep -m1 error err)")"
 
 finish

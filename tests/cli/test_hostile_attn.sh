@@ -130,6 +130,16 @@ fails "--out whose <out>.tmp exists (P=2)" 2 "--out $X/o2.npy: $X/o2.npy.tmp exi
     attn "${QKV[@]}" --out "$X/o2.npy"
 expect "the user's o2.npy.tmp is kept" "o2.npy.tmp changed" [ "$(cat "$X/o2.npy.tmp")" = mine ]
 rm -f "$X/o2.npy.tmp"
+# a directory there: the write would fail on it, not delete it; a FIFO is named as one
+mkdir "$X/o2.npy.tmp"
+fails "--out whose <out>.tmp is a directory (P=2)" 2 "--out $X/o2.npy: $X/o2.npy.tmp \(a directory\) exists" \
+    "which would fail on a directory" -- attn "${QKV[@]}" --out "$X/o2.npy"
+rmdir "$X/o2.npy.tmp"
+mkfifo "$X/o2.npy.tmp"
+fails "--out whose <out>.tmp is a FIFO (P=2)" 2 "--out $X/o2.npy: $X/o2.npy.tmp \(a FIFO\) exists" \
+    "which would delete it" -- attn "${QKV[@]}" --out "$X/o2.npy"
+expect "the FIFO is kept" "o2.npy.tmp is no FIFO" [ -p "$X/o2.npy.tmp" ]
+rm -f "$X/o2.npy.tmp"
 # a replaced output keeps its permission bits (a private file stays private)
 printf 'old\n' >priv.npy && chmod 600 priv.npy
 attn_ok "--out onto an existing 0600 file (P=2)" 2 "${QKV[@]}" --out priv.npy
