@@ -34,7 +34,10 @@
 # Under the table, per L: the rates, the time blocked on the ring (wait_ms)
 # and the kernel CPU time (system + irq + softirq of the whole machine, all
 # cores) of one comm and one --no-comm run (each n + w calls plus start-up
-# and, for comm, the float64 check): the TCP stack's share of the cores.
+# and, for comm, the float64 check): the TCP stack's share of the cores;
+# and the step ratio split in two: (no-comm + waits) / no-comm, what the
+# ring's schedule costs, and (comm - waits) / no-comm, the compute slowed by
+# the transfers' CPU work (copies, TCP, on the cores that compute).
 #
 # and the block size c* at which the condition turns, for this link. Exit
 # status 1 when a row above the threshold fails the check or a run fails.
@@ -139,11 +142,13 @@ while [ "$L" -le "$L1" ]; do
         printf "%8d %6d | %9.1f %9.1f %5.2f | %9.1f %9.1f %5.2f | %9.1f %9.1f %5.2f | %6.2f %6.2f %7s %5s\n",
             L, blk, fc, fx, fc / fx, bc, bx, bc / bx, fc + bc, fx + bx, sr, cxf, cxb, ov, chk
         # the block size where the condition turns: c* = 2 F Hkv / (H R) fwd, 1.6 F Hkv / (H R) bwd
-        printf "%.0f %.0f %.1f %.1f %s %s %s\n", 2 * Ff * Hkv / (H * R), 1.6 * Fb * Hkv / (H * R), Ff / 1e9, Fb / 1e9, C[7], C[13], X[6] > "/dev/stderr" }' 2>"$T/thr")
+        # the step split: blocked on the ring (the schedule) and the rest of the excess (CPU work of the transfers)
+        printf "%.0f %.0f %.1f %.1f %s %s %s %.3f %.3f\n", 2 * Ff * Hkv / (H * R), 1.6 * Fb * Hkv / (H * R), Ff / 1e9, Fb / 1e9, C[7], C[13], X[6],
+            (fx + bx + C[7] + C[13]) / (fx + bx), (fc + bc - C[7] - C[13]) / (fx + bx) > "/dev/stderr" }' 2>"$T/thr")
     echo "$row"
     rows+=("$row")
-    read -r cf cb gf gb wf wb pct <"$T/thr"
-    thr+=("L=$L: per-rank fwd $gf GFLOP/s ($pct % of sgemm), bwd $gb GFLOP/s -> c* fwd $cf, bwd $cb tokens; wait_ms with comm fwd $wf bwd $wb; kernel CPU (sys+irq+softirq, all cores) per run: comm $kc s, --no-comm $kx s")
+    read -r cf cb gf gb wf wb pct sched cpu <"$T/thr"
+    thr+=("L=$L: per-rank fwd $gf GFLOP/s ($pct % of sgemm), bwd $gb GFLOP/s -> c* fwd $cf, bwd $cb tokens; wait_ms with comm fwd $wf bwd $wb; kernel CPU (sys+irq+softirq, all cores) per run: comm $kc s, --no-comm $kx s; step ratio split: blocked on the ring $sched (no-comm + waits), computing $cpu (comm minus waits: the transfers' CPU work)")
     # the two ranks make a load of about 2: more means other jobs shared the cores
     load=$(cut -d' ' -f1 /proc/loadavg)
     if awk -v l="$load" 'BEGIN { exit !(l > 3) }'; then busy="$busy L=$L:$load"; fi
