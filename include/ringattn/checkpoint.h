@@ -36,8 +36,16 @@ typedef struct {
     uint64_t step;      /* optimizer steps completed, at most RA_CKPT_MAX_STEP */
     uint64_t seed;      /* run seed */
     uint64_t data_pos;  /* data stream position (sequences consumed) */
-    uint64_t extra[4];  /* reserved for later state; saved and restored */
+    uint64_t extra[4];  /* saved and restored; extra[0]: the history id (below), the rest reserved */
 } ra_ckpt_state;
+
+/* extra[0] of train's checkpoints: a nonzero id made when a run starts
+ * fresh or branches (resumes into another directory) from its config (and
+ * the state branched from), kept by a resume in its own directory, so the
+ * step files of one history share it and two runs' files differ unless the
+ * runs are the same computation; 0 in files written before it existed and
+ * by import (unknown). */
+#define RA_CKPT_HISTORY 0
 
 /* Atomic write (see above). Errors name the path and the failing call. */
 ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,
@@ -70,6 +78,10 @@ typedef struct {
 } ra_ckpt_range;
 ra_status ra_ckpt_load_range(const char *path, char **config_text, ra_ckpt_state *state,
                              const ra_ckpt_tensor *tensors, const ra_ckpt_range *ranges, int n);
+
+/* The state only, from the header, without the checksum pass (a file
+ * that is not verified: for choosing among files, never for loading). */
+ra_status ra_ckpt_peek_state(const char *path, ra_ckpt_state *state);
 
 /* Verify the whole file and return only its config text (malloc'd) and
  * state: what `generate` and `eval` need to build the model first. */

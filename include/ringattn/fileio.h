@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ringattn/status.h"
 
@@ -156,5 +157,9 @@ ra_status ra_prepare_output_dir(const char *dir, const char *what);
  * dist.h), so this layer needs no MPI. */
 void ra_file_set_progress_hook(void (*hook)(void));
 void ra_file_progress(void);
+
+/* "a directory", "a FIFO (named pipe)", "a symbolic link", ... for an
+ * lstat mode: what a message calls a file of that kind. */
+const char *ra_file_kind(mode_t mode);
 
 #endif

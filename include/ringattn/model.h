@@ -109,8 +109,11 @@ void ra_model_kv(const ra_model *m, int l, const float **k, const float **v);
 
 /* Condition number of each layer's head outputs in the last forward (after
  * the preconditioner): kappa[l * H + h] over every row of every sequence of
- * the micro-batch, from Gram matrices summed over ranks. Collective. */
+ * the micro-batch, from Gram matrices summed over the model's ranks.
+ * Collective. ra_model_kappa_over sums over comm instead: every rank of a
+ * grid (run.dp rings), whose rings each hold a share of the batch. */
 ra_status ra_model_kappa(ra_model *m, double *kappa);
+ra_status ra_model_kappa_over(ra_model *m, MPI_Comm comm, double *kappa);
 
 /* Logits out [n][V] of this rank's rows row .. row + n - 1 (of the
  * [micro_batch][Lr] rows) in the last ra_model_step, recomputed from the

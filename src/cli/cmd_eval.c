@@ -148,7 +148,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     }
     if (st == RA_OK && diag) {
         double *k = malloc(sizeof(double) * cfg.layers * cfg.heads);
-        st = k ? ra_model_kappa(s.model, k) : RA_FAIL(RA_ERR_NOMEM, "diag: out of memory");
+        st = k ? ra_model_kappa_over(s.model, c->comm, k) : RA_FAIL(RA_ERR_NOMEM, "diag: out of memory");
         if (st == RA_OK) {
             ra_say(c, "diag: %s | %s preconditioned heads | kappa of each head's output on one batch\n", path,
                    cfg.layer[0].precond);

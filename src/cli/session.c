@@ -200,6 +200,7 @@ typedef struct {
     ra_ckpt_state state;
     uint64_t sum;
     char metrics[RA_PATH_MAX]; /* its run.metrics as stored, before --set */
+    char ckdir[RA_PATH_MAX];   /* its run.checkpoint_dir as stored */
 } ckpt_read;
 
 static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_config *cfg, ckpt_read *got)
@@ -226,6 +227,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
     *stored = *cfg;
     snprintf(got->metrics, sizeof got->metrics, "%s", stored->metrics);
+    snprintf(got->ckdir, sizeof got->ckdir, "%s", stored->checkpoint_dir);
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
@@ -326,12 +328,13 @@ ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const cha
 }
 
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
-                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics)
+                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics, char *stored_ckdir)
 {
     ckpt_read got = { 0 };
     ra_status st = agree_config(c, build_checked(a, ckpt, cfg, &got), a, ckpt, &got, cfg);
     *state = got.state;
     if (stored_metrics) memcpy(stored_metrics, got.metrics, sizeof got.metrics);
+    if (stored_ckdir) memcpy(stored_ckdir, got.ckdir, sizeof got.ckdir);
     return st;
 }
 

@@ -40,6 +40,7 @@ typedef struct {
     size_t *bounds;       /* [P + 1] shard bounds (sharded) */
     size_t lo, hi;        /* this rank's shard ([0, n) unsharded) */
     float *gsum;          /* [hi - lo] summed gradient of the shard (unsharded: the model's gradients) */
+    uint64_t history;     /* train's history id, written in its checkpoints (checkpoint.h); 0 elsewhere */
 } ra_session;
 
 /* --config/--set/--threads: returns 1 if opt was one of them. */
@@ -66,11 +67,11 @@ extern const char *ra_session_ckpt_help;
  * keys. */
 ra_status ra_session_config(const ra_cli *c, const ra_session_args *a, const char *ckpt,
                             ra_config *cfg);
-/* The same, also handing out the checkpoint's state (step, seed) and,
- * when stored_metrics is not NULL (RA_PATH_MAX bytes), its run.metrics as
- * stored, before --set ("" without a checkpoint). */
+/* The same, also handing out the checkpoint's state (step, seed, history
+ * id) and, when not NULL (RA_PATH_MAX bytes each), its run.metrics and
+ * run.checkpoint_dir as stored, before --set ("" without a checkpoint). */
 ra_status ra_session_config_state(const ra_cli *c, const ra_session_args *a, const char *ckpt,
-                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics);
+                                  ra_config *cfg, ra_ckpt_state *state, char *stored_metrics, char *stored_ckdir);
 /* 1 when one of the --set overrides assigns key ("run.dp"). */
 int ra_session_sets_key(const ra_session_args *a, const char *key);
 /* Model (micro-batch sequences), optimizer (with_optim), data. Collective.

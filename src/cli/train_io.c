@@ -168,7 +168,22 @@ static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
     int n = 0;
     RA_TRY(list_checkpoints(dir, opt, s, shown, &n));
     if (n == 0) return RA_OK;
-    ra_ckpt_newest_step(dir, latest, sizeof latest);
+    const long newest = ra_ckpt_newest_step(dir, latest, sizeof latest);
+    /* the advice below names the newest: not when it cannot be resumed */
+    char path[RA_PATH_MAX + 300], why[RA_ERROR_MAX];
+    ra_ckpt_state ls = { 0 };
+    ra_join_path(path, sizeof path, dir, latest);
+    if (ra_ckpt_peek_state(path, &ls) != RA_OK) {
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from, and the newest "
+                       "cannot be resumed (%s): remove %s, or resume into another directory (--checkpoint-dir)",
+                       opt, dir, n, n > 1 ? "s" : "", s, why, n > 1 ? "them" : "it");
+    }
+    if (ls.step != (uint64_t)newest)
+        return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from, and the newest, "
+                       "%s, holds step %llu (renamed, or copied over another name): remove %s, or resume into "
+                       "another directory (--checkpoint-dir)", opt, dir, n, n > 1 ? "s" : "", s, latest,
+                       (unsigned long long)ls.step, n > 1 ? "them" : "it");
     /* last.ckpt is moved after step-N.ckpt is written: a job killed between
      * the two leaves last.ckpt one checkpoint behind the newest */
     return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from (%s%s%s%s): this "
@@ -404,30 +419,42 @@ ra_status ra_check_not_run_file(const char *path, const char *what)
 /* With the directory locked no other run writes there: a checkpoint name
  * + ".tmp" is what a write cut short left (a killed job), as large as a
  * checkpoint. Removed, and said; unless it is one of the run's inputs (a
- * salvaged partial given to --resume, data named so). */
+ * salvaged partial given to --resume, data named so). Only what a write
+ * leaves: a regular step-N.ckpt.tmp, a symbolic link last.ckpt.tmp; any
+ * other kind there (a user's link, FIFO or directory) is refused before
+ * anything is removed. */
 static ra_status remove_partials(const ra_config *cfg, const ra_train_files *f)
 {
     const char *dir = cfg->checkpoint_dir, *opt = f->ckdir_opt;
     DIR *d = opendir(dir);
     if (!d) return RA_FAIL(RA_ERR_IO, "%s %s: cannot list it: %s", opt, dir, strerror(errno));
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char base[sizeof e->d_name];
-        if (!strip_tmp(e->d_name, base, sizeof base) || !is_checkpoint_name(base)) continue;
-        char path[RA_PATH_MAX + 256];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (input_named(cfg, f, path)) continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
-            ra_status st = RA_FAIL(RA_ERR_IO, "%s %s: cannot remove %s, left by an interrupted checkpoint write: %s",
-                                   opt, dir, e->d_name, strerror(errno));
-            closedir(d);
-            return st;
+    ra_status st = RA_OK;
+    for (int pass = 0; pass < 2 && st == RA_OK; pass++) { /* 0: every candidate's kind checked; 1: removed */
+        rewinddir(d);
+        for (struct dirent *e; st == RA_OK && (e = readdir(d)) != NULL;) {
+            char base[sizeof e->d_name], path[RA_PATH_MAX + 256];
+            if (!strip_tmp(e->d_name, base, sizeof base) || !is_checkpoint_name(base)) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (input_named(cfg, f, path)) continue;
+            const int link = strcmp(base, "last.ckpt") == 0; /* written as a link, renamed over last.ckpt */
+            struct stat sb;
+            if (pass == 0) {
+                if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    !(link ? S_ISLNK(sb.st_mode) : S_ISREG(sb.st_mode)))
+                    st = RA_FAIL(RA_ERR_ARG, "%s %s: %s is %s, not what an interrupted checkpoint write leaves (%s), "
+                                 "so nothing was removed: move it out of the directory", opt, dir, e->d_name,
+                                 ra_file_kind(sb.st_mode), link ? "a symbolic link" : "a regular file");
+            } else if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+                st = RA_FAIL(RA_ERR_IO, "%s %s: cannot remove %s, left by an interrupted checkpoint write: %s", opt,
+                             dir, e->d_name, strerror(errno));
+            } else {
+                printf("checkpoint: removed %s/%s, left by an interrupted write\n", dir, e->d_name);
+            }
         }
-        printf("checkpoint: removed %s/%s, left by an interrupted write\n", dir, e->d_name);
     }
     closedir(d);
     fflush(stdout);
-    return RA_OK;
+    return st;
 }
 
 /* A refused run leaves a checkpoint directory as it found it: the lock
@@ -521,7 +548,7 @@ static void absolute(char *p, size_t cap)
  * run.metrics absolute: a resume from another working directory reads and
  * appends the files this run did (relative, a resume elsewhere trained on
  * that directory's corpus.bin, exit 0, and split the metrics). */
-static char *stored_config_text(const ra_config *cfg)
+char *ra_train_config_text(const ra_config *cfg)
 {
     ra_config *k = malloc(sizeof *k);
     if (!k) return NULL;
@@ -590,8 +617,8 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
     char path[RA_PATH_MAX + 64], last[RA_PATH_MAX + 64], link_tmp[RA_PATH_MAX + 80], name[64];
     snprintf(name, sizeof name, "step-%08d.ckpt", step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *text = stored_config_text(&s->cfg);
-    ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed };
+    char *text = ra_train_config_text(&s->cfg);
+    ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed, .extra[RA_CKPT_HISTORY] = s->history };
     ra_status st;
     if (s->sharded) {
         st = ra_shard_save(c, s, path, text, &state); /* every rank takes part */

@@ -69,6 +69,10 @@ ra_status ra_check_not_checkpoint(const char *path, const char *opt, const char 
  * it: with sharded moments the owners stream their shards (shard_io.h).
  * Returns this rank's status; agree on it after. */
 ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int step);
+/* The config text train's checkpoints store (malloc'd; NULL: out of
+ * memory): file paths made absolute, so a run's files do not depend on
+ * how its paths were spelled. */
+char *ra_train_config_text(const ra_config *cfg);
 
 /* The metrics writer; errors are sticky and reported by ra_metrics_check. */
 typedef struct {

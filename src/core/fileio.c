@@ -15,8 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *kind_of(mode_t m)
+const char *ra_file_kind(mode_t m)
 {
+    if (S_ISREG(m)) return "a regular file";
+    if (S_ISLNK(m)) return "a symbolic link";
     if (S_ISDIR(m)) return "a directory";
     if (S_ISFIFO(m)) return "a FIFO (named pipe)";
     if (S_ISCHR(m)) return "a character device";
@@ -70,7 +72,7 @@ ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_
     }
     if (!S_ISREG(st.st_mode)) {
         close(f);
-        return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, kind_of(st.st_mode));
+        return RA_FAIL(RA_ERR_IO, "%s %s: is %s, not a regular file", what, path, ra_file_kind(st.st_mode));
     }
     /* /proc files say size 0 and then have content, /sys files 4096 and then
      * fewer bytes ("truncated?"): their sizes cannot be trusted */
@@ -544,7 +546,7 @@ ra_status ra_check_output_path(const char *path, const char *what)
      * /dev/null); a symlink is fine, it is replaced and never followed */
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
         return RA_FAIL(RA_ERR_ARG, "%s %s: is %s, not a regular file; give a file name", what, path,
-                       kind_of(st.st_mode));
+                       ra_file_kind(st.st_mode));
     char dir[PATH_MAX];
     ra_dir_of(path, dir, sizeof dir);
     RA_TRY(ra_check_not_kernel_fs(path, dir, what));

@@ -7,7 +7,8 @@
  *     12  flags       u32      0 (no flags defined; others are refused)
  *     16  total_len   u64      size of the whole file, checksum included
  *     24  config_len  u32      then config_len bytes of config text (no NUL)
- *     ..  state       7 x u64  step, seed, data_pos, extra[0..3]
+ *     ..  state       7 x u64  step, seed, data_pos, extra[0..3] (extra[0]:
+ *                              train's history id, 0 when unknown)
  *     ..  n_tensors   u32
  *     then n_tensors times:
  *         name_len    u16      1..255
@@ -731,6 +732,21 @@ ra_status ra_ckpt_load_range_sum(const char *path, char **config_text, ra_ckpt_s
     hand_out(&f, config, config_text, state);
     if (sum) *sum = f.sum;
     return RA_OK;
+}
+
+ra_status ra_ckpt_peek_state(const char *path, ra_ckpt_state *state)
+{
+    ckfile f;
+    memset(&f, 0, sizeof f);
+    f.path = path;
+    int64_t size = 0;
+    RA_TRY(ra_file_open_input(path, "checkpoint", &f.fd, &size));
+    char *config = NULL;
+    ra_status st = check_head(&f, (uint64_t)size);
+    if (st == RA_OK) st = read_config(&f, &config); /* bounded by the header's lengths; no checksum */
+    close(f.fd);
+    if (st == RA_OK) hand_out(&f, config, NULL, state);
+    return st;
 }
 
 ra_status ra_ckpt_peek(const char *path, char **config_text, ra_ckpt_state *state)

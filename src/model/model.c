@@ -208,7 +208,9 @@ void ra_model_logits_rows(const ra_model *m, int64_t row, int n, float *out)
     ra_lm_head_forward(&m->net, n, m->hf + (size_t)row * m->net.C, out);
 }
 
-ra_status ra_model_kappa(ra_model *m, double *kappa)
+ra_status ra_model_kappa(ra_model *m, double *kappa) { return ra_model_kappa_over(m, m->comm, kappa); }
+
+ra_status ra_model_kappa_over(ra_model *m, MPI_Comm comm, double *kappa)
 {
     const int D = m->net.D, H = m->net.H, nl = m->net.nl;
     double *G = calloc((size_t)nl * H * D * D, sizeof(double));
@@ -218,7 +220,7 @@ ra_status ra_model_kappa(ra_model *m, double *kappa)
             for (int h = 0; h < H; h++)
                 ra_gram_accumulate(G + ((size_t)l * H + h) * D * D, m->act[l].o + (((size_t)b * H + h) * m->Lr) * D,
                                    (int)m->Lr, D);
-    ra_status st = ra_allreduce_named(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, m->comm,
+    ra_status st = ra_allreduce_named(MPI_IN_PLACE, G, nl * H * D * D, MPI_DOUBLE, MPI_SUM, comm,
                                       "kappa: the Gram matrices of the head outputs");
     for (int i = 0; st == RA_OK && i < nl * H; i++) {
         double smax, smin;

@@ -193,13 +193,21 @@ grep -q 'step 7: the gradient is not finite.*layer 1' err || why+="message: $(he
 [ "$(grep -c 'ringattn: error' err)" -eq 1 ] || why+="expected one error line; "
 report "NaN gradient at step 7: stops naming step 7 and layer 1" "$why"
 RINGATTN_INJECT_NAN=7:1 "$MPIRUN" --oversubscribe -n 2 "$RA" train "${nan[@]}" --set train.nonfinite=skip \
-    --checkpoint-dir ckns >out 2>err
+    --checkpoint-dir ckns --metrics ckns.jsonl >out 2>err
 rc=$?
 why=""
 [ "$rc" -eq 0 ] || why+="exit status $rc: $(tail -2 err); "
 grep -q '^step 7: non-finite gradient (first non-finite gradient: layer 1 (feed-forward)): step skipped' out ||
     why+="no skip line; "
 [ -e ckns/step-00000020.ckpt ] || why+="did not finish; "
+# every metrics line is JSON (the skipped step's grad_norm was a bare nan), step 7's grad_norm null
+python3 - ckns.jsonl >chk 2>&1 <<'PY' || why+="metrics: $(tail -1 chk); "
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+s7 = [r for r in rows if r.get("step") == 7 and "loss" in r]
+assert len(s7) == 1 and s7[0]["grad_norm"] is None, f"step 7: {s7}"
+assert all(isinstance(r["grad_norm"], float) for r in rows if "loss" in r and r["step"] != 7), "a finite grad_norm missing"
+PY
 report "NaN gradient at step 7 with train.nonfinite = skip: the step is skipped and said" "$why"
 
 finish

@@ -1026,8 +1026,10 @@ report "--resume from a checkpoint named like a partial one: it is kept" "$why"
 # another user's lock file (a shared directory, mode 0644): it is locked read-only
 if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
     mkdir cku && chmod 777 cku && chmod 711 "$T"
-    cp -L ckl/last.ckpt cku/step-00000001.ckpt && chmod 644 cku/step-00000001.ckpt
-    ln -s step-00000001.ckpt cku/last.ckpt
+    # under the name of the step it holds (a renamed step file is refused)
+    ck1=$(readlink ckl/last.ckpt)
+    cp -L ckl/last.ckpt "cku/$ck1" && chmod 644 "cku/$ck1"
+    ln -s "$ck1" cku/last.ckpt
     touch cku/.ringattn.lock && chmod 644 cku/.ringattn.lock
     OMPI_MCA_ess_singleton_isolated=1 timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups \
         env HOME="$T" "$RA" train --resume cku --checkpoint-dir cku --set train.steps=$((${stopped:-0} + 5)) \
@@ -1062,7 +1064,7 @@ rmdir ckx/.ringattn.lock
 mkdir -p cky/step-00000005.ckpt.tmp
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir cky
 refused "a directory named like a partial checkpoint: refused, named" 1 \
-    'checkpoint-dir cky: cannot remove step-00000005.ckpt.tmp, left by an interrupted checkpoint write: Is a directory'
+    'checkpoint-dir cky: step-00000005.ckpt.tmp is a directory, not what an interrupted checkpoint write leaves \(a regular file\), so nothing was removed'
 report "... and it is still there" "$([ -d cky/step-00000005.ckpt.tmp ] || echo removed)"
 
 # ---- a failed checkpoint says what is left, looked at; a directory swapped mid-run ------
@@ -1141,6 +1143,96 @@ grep -q 'checkpoint directory ckD: is no longer the directory this run locked' d
 # (a write whose check came just before the move may finish; none starts after it)
 [ "$(ls ckD/step-*.ckpt | wc -l)" -le $((n0 + 1)) ] || why+="$n0 checkpoints at the move, then: $(ls ckD | tr '\n' ' '); "
 report "the lock file replaced by one another process holds: stopped at the next checkpoint" "$why"
+
+# ---- copied and mixed checkpoint directories (hostile round 15) ---------------------
+h15=(--config "$TINY" --set train.warmup=1 --set train.eval_every=0 --set train.checkpoint_every=5)
+# a copy of a run's directory, resumed: the original's metrics are neither cut nor appended to
+ra 2 train "${h15[@]}" --set train.steps=10 --checkpoint-dir cpA --metrics cpA.jsonl
+why=""; [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+cp -r cpA cpB
+ra 2 train --resume cpA --set train.steps=20
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+sums cpA.jsonl >cpA.sum
+ra 2 train --resume cpB --set train.steps=12
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+grep -q "^train: not writing to .*cpA.jsonl, the metrics of the run in cpA: cpB is a copy of that run's directory" out ||
+    why+="not said: $(head -c 300 out); "
+sums cpA.jsonl | cmp -s - cpA.sum || why+="cpA.jsonl changed ($(grep -c '"loss"' cpA.jsonl) steps); "
+[ -s cpB/step-00000012.ckpt ] || why+="no cpB/step-00000012.ckpt; "
+report "a resumed copy of a run's directory: the original's metrics untouched, said; it trains on" "$why"
+# ... with that file named again by --metrics: refused, it holds later steps of the original
+ra 2 train --resume cpB --set train.steps=14 --metrics cpA.jsonl
+report "... and with --metrics naming the original's file: refused, the file kept" "$([ $rc -ne 0 ] ||
+    echo 'exit 0; ')$(grep -q 'holds steps after 12 of another run' err || echo "message: $(grep -m1 error err); ")$(
+    sums cpA.jsonl | cmp -s - cpA.sum || echo 'cpA.jsonl changed')"
+
+# another run's newer step file copied in beside a lagging last.ckpt: refused, naming both
+ra 2 train "${h15[@]}" --set train.steps=10 --checkpoint-dir mxA --metrics mxA.jsonl
+why=""; [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+ra 2 train "${h15[@]}" --set model.dim=64 --set train.seed=7 --set train.steps=15 --checkpoint-dir mxB --metrics mxB.jsonl
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+cp mxB/step-00000015.ckpt mxA/
+sums mxB.jsonl mxA/* >mx.sum
+ra 2 train --resume mxA --set train.steps=20
+[ $rc -ne 0 ] || why+="exit 0; "
+grep -q 'mxA/last.ckpt points at step 10, but mxA also holds step-00000015.ckpt, of another training run' err ||
+    why+="message: $(grep -m1 error err); "
+sums mxB.jsonl mxA/* | cmp -s - mx.sum || why+="files changed; "
+report "another run's newer step file beside last.ckpt: refused naming both (history ids), nothing written" "$why"
+# a step file renamed: refused, saying what it holds (it misled the newest-step rules)
+rm mxA/step-00000015.ckpt
+cp mxA/step-00000010.ckpt mxA/step-00000013.ckpt
+ra 2 train --resume mxA --set train.steps=20
+report "a renamed step file (step-13 holding step 10), reached through the newest rule: refused, saying so" "$([ $rc -ne 0 ] ||
+    echo 'exit 0; ')$(grep -q 'step-00000013.ckpt holds step 10, not 13 (renamed, or copied over another name)' err ||
+    echo "message: $(grep -m1 error err)")"
+# a truncated newest file: resuming the one before it is refused without sending the user to it
+rm mxA/step-00000013.ckpt
+head -c 4096 mxA/step-00000010.ckpt >mxA/step-00000013.ckpt
+ra 2 train --resume mxA/step-00000010.ckpt --set train.steps=20
+report "a truncated newer step file: refused as not resumable, not advised" "$([ $rc -ne 0 ] || echo 'exit 0; ')$(
+    grep -q 'the newest cannot be resumed (mxA/step-00000013.ckpt: truncated' err ||
+    echo "message: $(grep -m1 error err)")"
+rm mxA/step-00000013.ckpt
+
+# what is not a write's leftover at a temporary's name is refused, nothing removed
+echo mine >userfile
+ln -s ../userfile mxA/step-00000025.ckpt.tmp
+mkdir mxA/step-00000030.ckpt.tmp
+head -c 1000 mxA/step-00000010.ckpt >mxA/step-00000011.ckpt.tmp
+ra 2 train --resume mxA --set train.steps=12
+why=""
+[ $rc -ne 0 ] || why+="exit 0; "
+grep -qE 'step-000000(25|30).ckpt.tmp is a (symbolic link|directory), not what an interrupted checkpoint write leaves' err ||
+    why+="message: $(grep -m1 error err); "
+[ -L mxA/step-00000025.ckpt.tmp ] && [ -d mxA/step-00000030.ckpt.tmp ] && [ -s mxA/step-00000011.ckpt.tmp ] &&
+    [ "$(cat userfile)" = mine ] || why+="removed: $(ls mxA | tr '\n' ' '); "
+report "a symlink and a directory at checkpoint temporaries' names: refused, nothing removed" "$why"
+rm -rf mxA/step-00000025.ckpt.tmp mxA/step-00000030.ckpt.tmp mxA/step-00000011.ckpt.tmp
+
+# MPMD train given two --resume checkpoints: refused naming both (rank 0 chooses the file now)
+mpmd train --resume mxA/step-00000005.ckpt --checkpoint-dir mpA -- train --resume mxA/step-00000010.ckpt --checkpoint-dir mpA
+mpmd_refused "MPMD train --resume of two checkpoints: refused naming both" \
+    'train: rank 1 was given different options than rank 0 .*differing: --resume \(.*mxA/step-00000005.ckpt on rank 0, .*mxA/step-00000010.ckpt on rank 1\)'
+# a branch from a live run's last.ckpt (it moves at every checkpoint) at P = 4: rank 0
+# follows the link once for all (the ranks that each followed it read different steps)
+train_bg live --config cfg.ini --set train.steps=100000 --set train.checkpoint_every=1 --set train.eval_every=0 \
+    --checkpoint-dir live
+livep=$bgp
+wait_for live.out 'checkpoint: live/step-00000003'
+why=""
+for i in 1 2 3 4 5 6; do
+    timeout 60 "$MPIRUN" --oversubscribe -n 4 "$RA" train --resume live --checkpoint-dir "brl$i" \
+        --set train.steps=100000 --set train.checkpoint_every=0 >out 2>err </dev/null &
+    bp=$!
+    for _ in $(seq 300); do grep -q '^step ' out && break; grep -q error err && break; sleep 0.1; done
+    grep -q '^step ' out || why+="try $i: $(grep -m1 error err); "
+    grep -q '^resumed from live/step-[0-9]*.ckpt at step [0-9]*$' out || why+="try $i: not resumed from a step file; "
+    kill -TERM "$(pgrep -P "$bp" -x "$(basename "$MPIRUN")")" 2>/dev/null
+    wait "$bp"
+done
+stop_bg "$livep"
+report "6 branches at P = 4 from a live run's last.ckpt: each starts (rank 0 chose the step file)" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
