@@ -32,6 +32,12 @@ double ra_comm_bytes(void);
 /* Count bytes sent outside these wrappers (the ring's point-to-point sends). */
 void ra_comm_add_bytes(double bytes);
 
+/* Rank r of comm as a rank of MPI_COMM_WORLD, the numbering that messages
+ * use (mpirun's, the grid printout's): a ring of a data x context grid
+ * numbers its ranks apart. r itself when it has none there. Collective-free
+ * but not free: call it once per peer, when the communicator is set up. */
+int ra_world_rank(MPI_Comm comm, int r);
+
 /* An MPI error code as an RA_ERR_MPI failure naming what and the rank. */
 ra_status ra_mpi_fail(int code, const char *what, const char *file, int line);
 #define RA_MPI_TRY(call, what)                                                \
@@ -41,8 +47,8 @@ ra_status ra_mpi_fail(int code, const char *what, const char *file, int line);
             return ra_mpi_fail(ra_mpi_rc_, (what), __FILE__, __LINE__);       \
     } while (0)
 
-/* Finish n requests under the peer timeout (ra_waitall); peer < 0: a
- * collective of all ranks. */
+/* Finish n requests under the peer timeout (ra_waitall); peer: the awaited
+ * rank of MPI_COMM_WORLD (ra_world_rank), < 0: a collective of all ranks. */
 ra_status ra_wait(int n, MPI_Request *req, const char *what, int peer);
 
 /* Start an allreduce; finish it with ra_wait (overlap it with work). */

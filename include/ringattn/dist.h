@@ -30,7 +30,8 @@ ra_status ra_agree(MPI_Comm comm, ra_status local);
 void ra_set_peer_timeout(double seconds);
 double ra_peer_timeout(void);
 /* MPI_Waitall that gives up after the peer timeout: it prints what it
- * waited for and the peer (peer < 0: a collective of all ranks) and ends
+ * waited for and the peer (a rank of MPI_COMM_WORLD, ra_world_rank;
+ * peer < 0: a collective of all ranks) and ends
  * the job with MPI_Abort, since a dead or hung peer would otherwise hang
  * every rank; with ra_watchdog_init it names the ranks that do not answer,
  * and when all answer and one of them says it is working

@@ -41,6 +41,7 @@ typedef struct {
     int nreq, nposts, nslices; /* sends; slices posted; those that meet this rank's shard */
     size_t (*posted)[2];  /* [max_slices] the slices posted, [begin, end) */
     size_t (*covered)[2]; /* [max_slices] the shard's ranges the posted slices cover */
+    int *world;           /* [P] comm's ranks in MPI_COMM_WORLD, for the timeout message */
 } ra_rs;
 
 /* bounds must outlive rs and rise from 0; fails naming the buffers when they

@@ -15,6 +15,19 @@ static uint64_t g_bytes;
 double ra_comm_bytes(void) { return (double)g_bytes; }
 void ra_comm_add_bytes(double bytes) { g_bytes += (uint64_t)bytes; }
 
+int ra_world_rank(MPI_Comm comm, int r)
+{
+    MPI_Group g, w;
+    int out = MPI_UNDEFINED;
+    if (MPI_Comm_group(comm, &g) != MPI_SUCCESS) return r;
+    if (MPI_Comm_group(MPI_COMM_WORLD, &w) == MPI_SUCCESS) {
+        if (MPI_Group_translate_ranks(g, 1, &r, w, &out) != MPI_SUCCESS) out = MPI_UNDEFINED;
+        MPI_Group_free(&w);
+    }
+    MPI_Group_free(&g);
+    return out == MPI_UNDEFINED ? r : out;
+}
+
 ra_status ra_mpi_fail(int code, const char *what, const char *file, int line)
 {
     char msg[MPI_MAX_ERROR_STRING];

@@ -27,7 +27,7 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
     for (int q = 0; q < rs->P; q++)
         if (bounds[q + 1] - bounds[q] > INT_MAX)
             return RA_FAIL(RA_ERR_ARG, "reduce-scatter: rank %d's part of %zu floats is over one MPI message's "
-                           "INT_MAX: use more ranks", q, bounds[q + 1] - bounds[q]);
+                           "INT_MAX: use more ranks", ra_world_rank(comm, q), bounds[q + 1] - bounds[q]);
     /* disjoint slices (ra_rs_post refuses overlaps) meet at most max_slices +
      * P - 1 (slice, shard) pairs: the sends; a round's receives: one a slice */
     const size_t nreq = (size_t)max_slices + (size_t)rs->P;
@@ -36,6 +36,8 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
     if (st == RA_OK) st = ra_alloc(&rs->rreq, sizeof(MPI_Request) * 2 * (size_t)max_slices, "reduce-scatter receives");
     if (st == RA_OK) st = ra_alloc(&rs->covered, sizeof *rs->covered * (size_t)max_slices, "reduce-scatter ranges");
     if (st == RA_OK) st = ra_alloc(&rs->posted, sizeof *rs->posted * (size_t)max_slices, "reduce-scatter slices");
+    if (st == RA_OK) st = ra_alloc(&rs->world, sizeof(int) * (size_t)rs->P, "reduce-scatter ranks");
+    for (int q = 0; st == RA_OK && q < rs->P; q++) rs->world[q] = ra_world_rank(comm, q);
     if (st == RA_OK && rs->P > 1 && rs->own > 0)
         st = ra_alloc(&rs->recv, ra_rs_bytes(rs->P, rs->own), "reduce-scatter receive buffer");
     if (st != RA_OK) ra_rs_free(rs);
@@ -44,8 +46,8 @@ ra_status ra_rs_init(ra_rs *rs, MPI_Comm comm, const size_t *bounds, int max_sli
 
 void ra_rs_free(ra_rs *rs)
 {
-    free(rs->req), free(rs->rreq), free(rs->covered), free(rs->posted), free(rs->recv);
-    rs->req = NULL, rs->rreq = NULL, rs->covered = NULL, rs->posted = NULL, rs->recv = NULL;
+    free(rs->req), free(rs->rreq), free(rs->covered), free(rs->posted), free(rs->recv), free(rs->world);
+    rs->req = NULL, rs->rreq = NULL, rs->covered = NULL, rs->posted = NULL, rs->recv = NULL, rs->world = NULL;
 }
 
 static ra_status post_recv(ra_rs *rs, int k, int s);
@@ -117,7 +119,7 @@ ra_status ra_rs_finish(ra_rs *rs, const float *grads, float *shard)
     for (int k = 1; k < rs->P && st == RA_OK; k++) {
         const int buf = (k - 1) % 2;
         st = ra_wait(rs->nslices, rs->rreq + (size_t)buf * rs->max_slices, "gradient reduce-scatter",
-                     (rs->rank - k + rs->P) % rs->P);
+                     rs->world[(rs->rank - k + rs->P) % rs->P]);
         for (int s = 0; s < rs->nslices && st == RA_OK; s++) {
             const size_t a = rs->covered[s][0], n = rs->covered[s][1] - a;
             const float *in = rs->recv + (size_t)buf * rs->own + a;

@@ -24,6 +24,9 @@ ra_status ra_ring_comm_init(ra_ring_comm *c, MPI_Comm parent)
     MPI_Comm_size(c->comm, &c->size);
     c->right = (c->rank + 1) % c->size;
     c->left = (c->rank + c->size - 1) % c->size;
+    /* in a grid the ring numbers its ranks apart; messages name world ranks */
+    c->right_world = ra_world_rank(c->comm, c->right);
+    c->left_world = ra_world_rank(c->comm, c->left);
     return RA_OK;
 }
 
@@ -117,7 +120,7 @@ static void trace_wait(const ra_ring_comm *c, int n, int64_t t0)
     const char *keys[3] = { "bytes", "peer", "tag" };
     for (int i = 0; i < n; i++) {
         const ra_ring_req *q = &c->info[i];
-        const int64_t vals[3] = { q->bytes, q->send ? c->right : c->left, q->tag };
+        const int64_t vals[3] = { q->bytes, q->send ? c->right_world : c->left_world, q->tag };
         const int tid = q->keep ? q->track : q->send ? RA_TRACE_TID_SEND : RA_TRACE_TID_RECV;
         ra_trace_span(tid, "comm", q->send ? "ring send" : "ring recv", q->t0, t1, 3, keys, vals);
     }
@@ -156,9 +159,9 @@ ra_status ra_ring_comm_wait(ra_ring_comm *c)
     if (n == 0) return RA_OK;
     double t0 = ra_now();
     char what[96];
-    snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left, c->right);
+    snprintf(what, sizeof what, "ring transfer (from rank %d, to rank %d)", c->left_world, c->right_world);
     const int64_t tt = RA_TRACE_T0();
-    ra_status st = ra_wait(n, c->req, what, c->left);
+    ra_status st = ra_wait(n, c->req, what, c->left_world);
     c->wait_seconds += ra_now() - t0;
     if (ra_trace_on) trace_wait(c, n, tt);
     /* the requests kept for the next wait move to the front */

@@ -24,7 +24,8 @@ typedef struct {
 
 typedef struct {
     MPI_Comm comm;      /* private duplicate, errors returned, not fatal */
-    int rank, size, left, right;
+    int rank, size, left, right; /* in comm */
+    int left_world, right_world;  /* the neighbours in MPI_COMM_WORLD, for messages and the trace */
     MPI_Request req[RA_RING_MAX_REQ]; /* apart: MPI waits on the array */
     int nreq;
     ra_ring_req info[RA_RING_MAX_REQ]; /* beside req[i] */

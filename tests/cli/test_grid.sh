@@ -11,7 +11,8 @@
 #     run.dp x train.accum), are errors naming the keys, non-zero exit;
 #   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank;
 #   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named;
-#     a rank stopped (hung) is named by its world rank after the peer timeout.
+#     a rank stopped (hung) is named by its world rank after the peer timeout,
+#     also in its ring partner's ring-transfer message.
 # Every distributed run is compared with a one-rank run, never a constant.
 set -u
 CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
@@ -168,9 +169,30 @@ grid_fault() {
 # ---- a rank killed in a grid ---------------------------------------------------------
 grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named"
 # ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
-# rank 2 is ring position 0 of group 1: a message naming ring ranks would say 0
-grid_fault STOP 2 gs 'lost: rank 2 (no answer' "SIGSTOP of rank 2 of a 2x2 grid (run.timeout = 3), world rank 2 named" \
-    --set run.timeout=3
+# rank 3 is ring position 1 of group 1 (rings {0, 1} and {2, 3}): a message
+# naming ring ranks would say 1. Long sequences keep the ranks in the ring
+# most of the time, so rank 3's partner, rank 2, mostly times out in a ring
+# wait, whose message must name rank 3 too; every ring message names the
+# printing rank's own partner (R xor 1). Rank 3 stopped in the gradient
+# reduction leaves rank 2 no ring wait to time out in: then once more, up to
+# 3 runs.
+ring_msgs() {
+    awk -v errs="$(grep -m2 error err | tr '\n' ' ')" '/ring transfer \(from rank/ {
+             r = $2; sub(/\/.*/, "", r); p = (r % 2 == 0) ? r + 1 : r - 1
+             if (index($0, "ring transfer (from rank " p ", to rank " p "): nothing from rank " p " ") == 0) {
+                 printf "rank %s names another ring than {%s, %s}: %s; ", r, r, p, $0; bad = 1 }
+             if (r == 2) two = 1 }
+         END { if (!bad && !two) printf "rank 2 printed no ring-transfer error in 3 runs: %s", errs
+               exit bad ? 1 : !two ? 2 : 0 }' err
+}
+for try in 1 2 3; do
+    grid_fault STOP 3 gs 'lost: rank 3 (no answer' "SIGSTOP of rank 3 of a 2x2 grid (run.timeout = 3), world rank 3 named" \
+        --set run.timeout=3 --set data.seq_len=1024 --set model.dim=64
+    rm -rf gs
+    why=$(ring_msgs)
+    [ $? -eq 2 ] || break
+done
+report "the stopped rank's ring partner names it by world rank: 'ring transfer (from rank 3, to rank 3)'" "$why"
 
 # ---- a rank lost while its optimizer shard streams into a checkpoint -----------------
 # 17 M parameters (model.vocab 131072): each checkpoint is 200 MB, written by
