@@ -131,6 +131,10 @@ ra_status ra_config_finish(ra_config *cfg);
  * names where the value came from. Checked on the config a command runs
  * with, after every --set: a checkpoint storing 0.5 still loads. */
 ra_status ra_config_check_run(const ra_config *cfg, const char *from);
+/* The range [*lo, *hi] the schema allows an integer key ("run.dp") of
+ * [model], [train], [data] or [run]: an option standing for a key checks
+ * the key's own range. 0 for an unknown or non-integer key. */
+int ra_config_int_range(const char *key, int *lo, int *hi);
 /* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
  * of memory). For a finished config, defaults + parsing it back gives an
  * identical struct (memcmp). */

@@ -117,7 +117,13 @@ static ra_status parse(int argc, char **argv, plan_args *a, int *want_help)
             if (a->nsets == 32) return RA_FAIL(RA_ERR_ARG, "--set: at most 32");
             a->sets[a->nsets++] = optarg;
             break;
-        case O_DP: RA_TRY(ra_arg_int("--dp", optarg, 1, 1 << 24, &a->dp)); a->dp_set = 1; break;
+        case O_DP: { /* run.dp's own range, so that the first refusal is the right one */
+            int lo = 1, hi = 1;
+            RA_ASSERT(ra_config_int_range("run.dp", &lo, &hi), "run.dp is not an integer key of the schema");
+            RA_TRY(ra_arg_int("--dp", optarg, lo, hi, &a->dp));
+            a->dp_set = 1;
+            break;
+        }
         case O_LINK: RA_TRY(positive("--link-gbps", optarg, &a->link_gbps)); break;
         case O_LAT: RA_TRY(positive("--link-latency-us", optarg, &a->link_lat)); break;
         case O_CAL: a->calibrate = 1; break;

@@ -254,6 +254,21 @@ const key_spec *ra_cfg_find_key(int sec, const char *name)
     return NULL;
 }
 
+int ra_config_int_range(const char *key, int *lo, int *hi)
+{
+    const char *dot = strchr(key, '.');
+    for (int sec = SEC_MODEL; dot && sec <= SEC_RUN; sec++) {
+        if (strncmp(key, ra_cfg_section_names[sec], (size_t)(dot - key)) != 0 ||
+            ra_cfg_section_names[sec][dot - key] != '\0')
+            continue;
+        const key_spec *k = ra_cfg_find_key(sec, dot + 1);
+        if (!k || k->type != T_INT) return 0;
+        *lo = (int)k->min, *hi = (int)k->max;
+        return 1;
+    }
+    return 0;
+}
+
 void ra_cfg_qualify(char *out, size_t cap, int sec, int layer, const char *name)
 {
     if (sec == SEC_LAYER)

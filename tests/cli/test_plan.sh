@@ -2,9 +2,9 @@
 # test_plan.sh RINGATTN MPIRUN SOURCE_ROOT - `ringattn plan`: the table and
 # the choice line for a config; --save-rates / --rates round trip; --attn
 # (full head and the Combiners); a projection with its CSV; long.ini's
-# projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n, a
-# missing or garbage rates file, a config that fails validation) exit
-# non-zero with one message naming the option; validate_plan.sh refuses bad
+# projection to 4096 ranks within 30 s; bad inputs (-n 0, --dp not dividing -n
+# or above run.dp's range, a missing or garbage rates file, a config that fails
+# validation) exit non-zero with one message naming the option; validate_plan.sh refuses bad
 # REPS, ROUNDS, L, L2, PPN, CLUSTER, SHAPE, CALIBRATE and a missing build directory
 # before any work.
 set -u
@@ -127,6 +127,10 @@ printf 'this is not a rates file\n' >garbage.ini
 printf '[model]\ndim = 100\nheads = 3\n' >badcfg.ini
 fails "-n 0 refused" 1 '-n' -- plan --config "$CFG" -n 0
 fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG" -n 4 --dp 3
+# --dp takes run.dp's range from the schema: above it, the first refusal names the
+# config's limit (it said [1, 16777216], then run.dp's 1 to 1048576 refused it later)
+fails "--dp above run.dp's range refused naming 1048576" 1 "plan: --dp: 1048577 is out of range \\[1, 1048576\\]" -- \
+    plan --config "$CFG" -n 2097154 --dp 1048577
 # --dp is run.dp: a batch train would refuse was planned (tokens_per_s printed, exit 0)
 fails "--dp 2 with train.batch = 1: refused as train refuses it" 1 \
     'plan: train.batch = 1 is not divisible by run.dp = 2' -- plan --config "$CFG" -n 4 --dp 2
