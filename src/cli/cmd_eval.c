@@ -26,8 +26,8 @@ static const char *help =
     "(bits per token for token ids) and accuracy (argmax == next token).\n"
     "One ring of all P ranks, whatever grid trained the model; --set run.dp=N\n"
     "evaluates with N data-parallel groups of P/N ranks instead (each takes\n"
-    "train.batch/N windows of every batch): the same loss, faster when the\n"
-    "sequence is short for P ranks.\n";
+    "train.batch/N windows of every batch; N divides train.batch, whatever\n"
+    "train.accum): the same loss, faster when the sequence is short for P ranks.\n";
 
 static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag);
 
@@ -113,6 +113,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, ckpt);
     sa.data = data; /* applied before the config is checked (session.c) */
+    sa.no_grad = !diag; /* diag keeps one ring whatever run.dp says */
     RA_TRY(ra_arg_cmd(cmd, ra_session_config(c, &sa, path, &cfg))); /* --set's errors name the command */
     /* not in the config: a rank given another count evaluated other batches and waited for the rest */
     char given[48] = "--batches = unset\n";

@@ -195,6 +195,28 @@ static void drop_checkpoint_dtype(const ra_session_args *a, ra_config *cfg)
     cfg->dtype_id = RA_TOKEN_AUTO;
 }
 
+/* eval accumulates no gradients: train.accum only bounds its micro-batch
+ * (memory), and --set run.dp=N needs only to split each batch's windows
+ * (train.batch: changing it changes what is evaluated) among the N groups.
+ * train.accum is refit to the fewest micro-batches, of at most the
+ * config's size, that split a group's share (train.batch 12, train.accum 2,
+ * run.dp 4: 3 windows a group, one micro-batch of 3 <= 6), so that the
+ * training check (batch a multiple of dp x accum) passes. */
+static ra_status fit_no_grad(const ra_session_args *a, ra_config *cfg)
+{
+    if (!a->no_grad || !ra_session_sets_key(a, "run.dp") || cfg->dp <= 1 || cfg->batch % cfg->accum)
+        return RA_OK; /* batch % accum: the config check names it */
+    if (cfg->batch % cfg->dp)
+        return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide train.batch = %d: each of the %d groups takes an "
+                       "equal share of a batch's windows; give a run.dp that divides %d (train.batch sets which "
+                       "windows are evaluated)", cfg->dp, cfg->batch, cfg->dp, cfg->batch);
+    const int per = cfg->batch / cfg->dp, micro = cfg->batch / cfg->accum;
+    int k = (per + micro - 1) / micro;
+    while (per % k) k++;
+    cfg->accum = k;
+    return RA_OK;
+}
+
 /* What a rank read of the checkpoint: its state and stored CRC-64. */
 typedef struct {
     ra_ckpt_state state;
@@ -221,6 +243,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     if (!ckpt) {
         for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
         RA_TRY(data_not_contradicted(a, cfg));
+        RA_TRY(fit_no_grad(a, cfg));
         return finish(cfg, a->data, bytes_asked(a, cfg));
     }
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
@@ -232,6 +255,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
     if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
+    if (st == RA_OK) st = fit_no_grad(a, cfg);
     if (st == RA_OK) st = finish(cfg, a->data, bytes_asked(a, cfg));
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
     free(stored);

@@ -21,6 +21,8 @@ typedef struct {
     int nsets;
     int threads;
     const char *data;     /* eval's --data FILE: the data, read whole (NULL: the config's) */
+    int no_grad;          /* eval: no gradients accumulate, so --set run.dp needs only to divide
+                           * train.batch; train.accum is refit to it (session.c) */
 } ra_session_args;
 
 /* On a grid (run.dp > 1: train, and eval when told) the model lives on this rank's ring

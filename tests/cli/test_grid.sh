@@ -9,7 +9,9 @@
 #     steps 11-20 within 1e-4 relative of the one-rank run;
 #   - run.dp not dividing P, and a batch not divisible by run.dp (or by
 #     run.dp x train.accum), are errors naming the keys, non-zero exit;
-#   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank;
+#   - eval of a grid's checkpoint on 3 ranks prints the loss of one rank, and
+#     with --set run.dp = 2, 4 (also of a train.accum = 2 checkpoint whose
+#     groups' shares train.accum does not divide) the loss of one rank;
 #   - a rank killed mid-run in a 2x2 grid ends the job within 30 s, named;
 #     a rank stopped (hung) is named by its world rank after the peer timeout,
 #     also in its ring partner's ring-transfer message.
@@ -135,6 +137,25 @@ fails "eval --set run.dp=3 on 4 ranks: says --set run.dp=1" 4 'run\.dp = 3' 'doe
     eval --checkpoint g4x2true --set run.dp=3
 fails "eval --set run.dp=0" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.dp=0
 fails "eval --set run.dp=99999999999 (over int)" 2 'run\.dp' -- eval --checkpoint g4x2true --set run.dp=99999999999
+# eval accumulates no gradients: a checkpoint of train.batch 12, train.accum 2
+# evaluates at run.dp = 4 (3 windows a group, not a multiple of train.accum)
+# the targets and loss of one rank; a run.dp not dividing train.batch is
+# refused naming what eval needs, not train.accum
+run acc2 1 --set train.accum=2 --set train.steps=2 --set train.warmup=0
+why=$(status $?)
+mpi 1 eval --checkpoint acc2
+why+=$(status $?)
+ref=$(line)
+mpi 4 eval --checkpoint acc2 --set run.dp=4
+why+=$(status $?)
+got=$(line)
+[ -n "$ref" ] && [ "$got" = "$ref" ] || why+="run.dp=4: '$got', 1 rank: '$ref'; "
+report "eval --set run.dp=4 of a train.accum = 2, train.batch = 12 checkpoint: one rank's loss and targets ($ref)" "$why"
+fails "eval --set run.dp=4 --set train.batch=10: refused naming run.dp and train.batch" 4 \
+    'eval: run\.dp = 4 does not divide train\.batch = 10' 'give a run\.dp that divides 10' -- \
+    eval --checkpoint acc2 --set run.dp=4 --set train.batch=10
+grep -q 'train\.accum' err && report "the refusal names no train.accum" "it does: $(grep -m1 error err)"
+rm -rf acc2 acc2.jsonl
 
 # ---- bad grids -----------------------------------------------------------------------
 fails "run.dp = 3 on 4 ranks: train named" 4 'error: train: run\.dp = 3' 'does not divide' '4 ranks' -- \
