@@ -157,6 +157,24 @@ fails "eval --set run.dp=4 --set train.batch=10: refused naming run.dp and train
 grep -q 'train\.accum' err && report "the refusal names no train.accum" "it does: $(grep -m1 error err)"
 rm -rf acc2 acc2.jsonl
 
+# train's evaluation reports kappa of the batch it evaluated: summed over every
+# ring of a grid (a ring's share of the batch gave 1.07e+03 at dp 2 and inf at dp 4)
+kap() { grep -o '^eval  step 0 | .*kappa max [0-9.e+inf]*' out | sed 's/.*kappa max //'; }
+why=""
+run kp1 1 --set train.steps=1 --set train.warmup=0 --set train.eval_every=1
+why+=$(status $?)
+k1=$(kap)
+for g in "4 2" "4 4" "6 3"; do
+    set -- $g
+    run "kp$1x$2" "$1" --set train.steps=1 --set train.warmup=0 --set train.eval_every=1 --set run.dp="$2"
+    why+=$(status $?)
+    k=$(kap)
+    # the same Gram sums in another order: printed to 3 digits, equal
+    [ -n "$k1" ] && [ "$k" = "$k1" ] || why+="P=$1 dp=$2: kappa max '$k', 1 rank '$k1'; "
+done
+report "the evaluation's kappa on grids 2x2, 4x1, 3x2: one rank's ($k1)" "$why"
+rm -rf kp1 kp1.jsonl kp4x2 kp4x2.jsonl kp4x4 kp4x4.jsonl kp6x3 kp6x3.jsonl
+
 # ---- bad grids -----------------------------------------------------------------------
 fails "run.dp = 3 on 4 ranks: train named" 4 'error: train: run\.dp = 3' 'does not divide' '4 ranks' -- \
     train "${base[@]}" --set run.dp=3 --checkpoint-dir bad1
