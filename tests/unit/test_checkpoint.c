@@ -117,6 +117,38 @@ static void test_peek(void **state)
     unlink(p);
 }
 
+/* ra_ckpt_peek_state: the header's state (the history id in extra[0]
+ * included) without the checksum pass, so a flipped value byte still
+ * reads; a truncated file does not (its length is checked). */
+static void test_peek_state(void **state)
+{
+    char p[TMPDIR_CAP];
+    tmp(state, p, sizeof p, "peekstate.ckpt");
+    model a;
+    model_init(&a, 3);
+    a.st.extra[RA_CKPT_HISTORY] = 0x0123456789abcdefull;
+    assert_int_equal(ra_ckpt_save(p, config_a, &a.st, a.t, 3), RA_OK);
+    ra_ckpt_state st;
+    memset(&st, 0xff, sizeof st);
+    assert_int_equal(ra_ckpt_peek_state(p, &st), RA_OK);
+    assert_memory_equal(&st, &a.st, sizeof st);
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    FILE *f = fopen(p, "r+b"); /* a value byte near the end: the checksum fails, the header reads */
+    assert_non_null(f);
+    assert_int_equal(fseek(f, (long)sb.st_size - 12, SEEK_SET), 0);
+    assert_int_equal(fputc(0x5a, f), 0x5a);
+    assert_int_equal(fclose(f), 0);
+    assert_int_not_equal(ra_ckpt_peek(p, NULL, NULL), RA_OK);
+    memset(&st, 0, sizeof st);
+    assert_int_equal(ra_ckpt_peek_state(p, &st), RA_OK);
+    assert_true(st.extra[RA_CKPT_HISTORY] == 0x0123456789abcdefull);
+    assert_int_equal(truncate(p, sb.st_size - 100), 0);
+    assert_int_not_equal(ra_ckpt_peek_state(p, &st), RA_OK);
+    assert_non_null(strstr(ra_last_error(), "truncated"));
+    unlink(p);
+}
+
 /* ra_ckpt_is_one: what outputs refuse to replace. A saved checkpoint and a
  * file holding only its 8 magic bytes are one; 7 of them, another file, a
  * FIFO, a directory and a missing path are not (and the FIFO's open does
@@ -481,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_no_tensors_and_max_name),
         cmocka_unit_test(test_peek),
+        cmocka_unit_test(test_peek_state),
         cmocka_unit_test(test_is_one),
         cmocka_unit_test(test_newest_step),
         cmocka_unit_test(test_overwrite),
