@@ -656,7 +656,8 @@ static ra_status resume_source(const ra_cli *c, const train_args *a, char *resum
     /* first, every rank's --resume against rank 0's (an MPMD launch): the
      * choice below would otherwise hide another rank's other checkpoint */
     char canon[PATH_MAX], text[PATH_MAX + 32];
-    snprintf(text, sizeof text, "--resume = %s\n", ra_canonical_path(a->resume, canon, sizeof canon) ? canon : a->resume);
+    const char *given = ra_canonical_path(a->resume, canon, sizeof canon) ? canon : a->resume;
+    snprintf(text, sizeof text, "--resume = %s\n", given);
     RA_TRY(ra_same_options(c, "train", text));
     ra_status st = RA_OK;
     if (c->rank == 0) {

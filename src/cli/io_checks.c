@@ -97,7 +97,9 @@ ra_status ra_check_leftover_tmps(const char *what, const char *const *paths, int
     if (found < 2) return RA_OK; /* one: ra_check_output_fresh says it */
     return RA_FAIL(RA_ERR_ARG, "%s: %d temporaries of its outputs exist (%s); each output is written there first, "
                    "which would %s: remove them (a killed run's leftovers) or move them away", what, found, list,
-                   dirs == found ? "fail on a directory" : dirs ? "delete them, or fail on a directory" : "delete them");
+                   dirs == found ? "fail on a directory"
+                   : dirs        ? "delete them, or fail on a directory"
+                                 : "delete them");
 }
 
 ra_status ra_check_output_fresh(const char *path, const char *what)
