@@ -42,9 +42,10 @@ typedef struct {
 /* extra[0] of train's checkpoints: a nonzero id made when a run starts
  * fresh or branches (resumes into another directory) from its config (and
  * the state branched from), kept by a resume in its own directory, so the
- * step files of one history share it and two runs' files differ unless the
- * runs are the same computation; 0 in files written before it existed and
- * by import (unknown). */
+ * step files of one history share it and two runs started apart differ
+ * (unless started by the same command in the same place; copies of one
+ * directory keep it); 0 in files written before it existed and by import
+ * (unknown). */
 #define RA_CKPT_HISTORY 0
 
 /* Atomic write (see above). Errors name the path and the failing call. */

@@ -554,8 +554,14 @@ static ra_status keep_stopped(const gen_args *a, stream *o, int ids, const int32
         return RA_FAIL(RA_ERR_IO, "%s (standard output has the prompt and the %d tokens sampled)", why, done);
     }
     const ra_status w = emit(a->out, ids, prompt, Lp + done);
-    if (w != RA_OK) return RA_FAIL(w, "%s; --out %s was not written: %s", why, a->out, ra_last_error());
-    return RA_FAIL(RA_ERR_IO, "%s; --out %s holds the prompt and the %d tokens sampled", why, a->out, done);
+    if (w == RA_OK) return RA_FAIL(RA_ERR_IO, "%s; --out %s holds the prompt and the %d tokens sampled", why, a->out, done);
+    /* not lost: standard output has them instead (ra_last_error is the buffer RA_FAIL writes: copied first) */
+    char cause[RA_ERROR_MAX];
+    snprintf(cause, sizeof cause, "%s", ra_last_error());
+    stream o2 = { .on = 1, .ids = ids };
+    const ra_status p = stream_put(&o2, prompt, Lp + done) == RA_OK ? stream_end(&o2) : o2.st;
+    return RA_FAIL(w, "%s; --out %s was not written (%s)%s", why, a->out, cause,
+                   p == RA_OK ? ": standard output has the prompt and the tokens sampled instead" : "");
 }
 
 static ra_status generate(ra_cli *c, const gen_args *a);

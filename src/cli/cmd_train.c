@@ -250,10 +250,10 @@ static const char *json_num(char *buf, size_t n, double x)
     return buf;
 }
 
-/* kappa of every layer and head on the last evaluated batch (every ring's
- * share of it: the Gram matrices summed over all ranks, so any run.dp
- * gives one rank's): metrics "kappa" [[layer 0 heads], ...] and the
- * largest on the eval line */
+/* kappa of every layer and head on the last evaluated micro-batch of every
+ * ring (the Gram matrices summed over all ranks: with train.accum = 1 the
+ * whole last batch, one rank's value for any run.dp): metrics "kappa"
+ * [[layer 0 heads], ...] and the largest on the eval line */
 static ra_status report_kappa(const ra_cli *c, ra_session *s, ra_metrics *metrics, double *kmax)
 {
     const int nl = s->cfg.layers, H = s->cfg.heads;
@@ -655,9 +655,14 @@ static ra_status resume_source(const ra_cli *c, const train_args *a, char *resum
 {
     /* first, every rank's --resume against rank 0's (an MPMD launch): the
      * choice below would otherwise hide another rank's other checkpoint */
-    char canon[PATH_MAX], text[PATH_MAX + 32];
-    const char *given = ra_canonical_path(a->resume, canon, sizeof canon) ? canon : a->resume;
-    snprintf(text, sizeof text, "--resume = %s\n", given);
+    char canon[PATH_MAX], text[PATH_MAX + RA_PATH_MAX + 64];
+    /* DIR as DIR/last.ckpt, the link itself not followed: one file by any spelling */
+    char named[RA_PATH_MAX + 32], dir[RA_PATH_MAX];
+    ra_ckpt_resolve(named, sizeof named, a->resume);
+    ra_dir_of(named, dir, sizeof dir);
+    const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
+    if (ra_canonical_path(dir, canon, sizeof canon)) snprintf(text, sizeof text, "--resume = %s/%s\n", canon, base);
+    else snprintf(text, sizeof text, "--resume = %s\n", named);
     RA_TRY(ra_same_options(c, "train", text));
     ra_status st = RA_OK;
     if (c->rank == 0) {
@@ -686,16 +691,16 @@ static ra_status step_as_named(const char *resume, uint64_t step)
     const long named = ra_ckpt_step_of(name);
     if (named < 0 || (uint64_t)named == step) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "train: --resume %s: %s holds step %llu, not %ld (renamed, or copied over another "
-                   "name): give it the name step-%08llu.ckpt, or move it out of the directory", resume, name,
-                   (unsigned long long)step, named, (unsigned long long)step);
+                   "name): move it out of the directory (renaming it could replace the real step-%08llu.ckpt)",
+                   resume, name, (unsigned long long)step, named, (unsigned long long)step);
 }
 
 /* The history id of this run's checkpoints (checkpoint.h): the resumed
  * checkpoint's when it continues in its own directory; else a hash of the
- * config text its checkpoints store (its directory among it), and for a branch of
- * the state it branches from. Not random: two runs of one command give
- * bit-identical checkpoints (tested), and two runs that share an id are
- * the same computation. Rank 0's, sent to all. */
+ * config text its checkpoints store, and for a branch of the state it
+ * branches from. Not random: two runs of one command in one place give
+ * bit-identical checkpoints (tested). It names where a history started:
+ * copies of a directory share it. Rank 0's, sent to all. */
 static ra_status history_id(const ra_cli *c, const char *resume, const ra_config *cfg, const ra_ckpt_state *from,
                             uint64_t *id)
 {
@@ -732,16 +737,24 @@ static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
     return ra_same_options(c, "train", text);
 }
 
-/* 1 when the checkpoint resumed from lies in a copy of its run's directory:
- * the run.checkpoint_dir it stores is another directory that exists (cp -r
- * ckA ckB; --resume ckB). A stored directory that does not resolve from here
- * (relative to where the run started, moved, removed) says nothing. */
-static int resumed_copy(const char *resume, const char *stored_ckdir)
+/* 1 when the checkpoint resumed from may not be in its run's own directory
+ * (cp -r ckA ckB; --resume ckB, from any working directory; or the
+ * directory moved), so its metrics file is not this resume's to cut: the
+ * run.checkpoint_dir it stores (absolute when the run had metrics,
+ * train_io.c) is not the directory it is in. A relative one (files of
+ * older builds) counts only when it resolves from here to another
+ * directory whose last.ckpt has the same history id: the original. */
+static int resumed_copy(const char *resume, const char *stored_ckdir, uint64_t history)
 {
-    char dir[RA_PATH_MAX];
+    char dir[RA_PATH_MAX], last[RA_PATH_MAX + 32];
     struct stat st;
     ra_dir_of(resume, dir, sizeof dir);
-    return stored_ckdir[0] && stat(stored_ckdir, &st) == 0 && S_ISDIR(st.st_mode) && !ra_same_file(stored_ckdir, dir);
+    if (!stored_ckdir[0]) return 0;
+    if (stored_ckdir[0] == '/') return !ra_same_file(stored_ckdir, dir);
+    if (stat(stored_ckdir, &st) != 0 || !S_ISDIR(st.st_mode) || ra_same_file(stored_ckdir, dir)) return 0;
+    ra_ckpt_state other = { 0 };
+    ra_join_path(last, sizeof last, stored_ckdir, "last.ckpt");
+    return history && ra_ckpt_peek_state(last, &other) == RA_OK && other.extra[RA_CKPT_HISTORY] == history;
 }
 
 /* A resumed run drops the metrics lines after its step before appending:
@@ -752,14 +765,15 @@ static int resumed_copy(const char *resume, const char *stored_ckdir)
  * a file given by --metrics or --set run.metrics that holds later steps of
  * another history is refused. */
 static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
-                                int64_t step, const char *stored, const char *stored_ckdir)
+                                const ra_ckpt_state *from, const char *stored, const char *stored_ckdir)
 {
     if (!resume || !cfg->metrics[0]) return RA_OK;
+    const int64_t step = (int64_t)from->step;
     const int given = a->metrics || ra_session_sets_key(&a->s, "run.metrics");
     int mine = 0, verdict; /* 1: the inherited file dropped (2: from a copy); 3: the given one refused */
     if (c->rank == 0) {
         const int branch = ra_train_is_branch(resume, cfg->checkpoint_dir);
-        const int copy = !branch && resumed_copy(resume, stored_ckdir);
+        const int copy = !branch && resumed_copy(resume, stored_ckdir, from->extra[RA_CKPT_HISTORY]);
         const int own = !branch && !copy && stored[0] && ra_same_file(cfg->metrics, stored);
         if (!given && (branch || copy)) mine = branch ? 1 : 2;
         else if (given && !own && !ra_file_held(cfg->metrics) && ra_metrics_steps_after(cfg->metrics, step))
@@ -775,9 +789,9 @@ static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config 
                   "into %s): no metrics for this run; give --metrics FILE for them\n", cfg->metrics,
                cfg->checkpoint_dir);
     if (verdict == 2)
-        ra_say(c, "train: not writing to %s, the metrics of the run in %s: %s is a copy of that run's directory "
-                  "(its checkpoints say they were written in %s): no metrics for this run; give --metrics FILE "
-                  "for them\n", cfg->metrics, stored_ckdir, cfg->checkpoint_dir, stored_ckdir);
+        ra_say(c, "train: not writing to %s, the metrics of the run in %s: %s is a copy of that run's directory, or "
+                  "it moved (its checkpoints say they were written in %s): no metrics for this run; give --metrics "
+                  "FILE for them\n", cfg->metrics, stored_ckdir, cfg->checkpoint_dir, stored_ckdir);
     if (verdict == 1 || verdict == 2) cfg->metrics[0] = '\0';
     return RA_OK;
 }
@@ -815,7 +829,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
     ra_trim_slashes(cfg.checkpoint_dir); /* "ck/": files and messages say ck/last.ckpt */
     RA_TRY(same_outputs(c, &cfg));
-    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, (int64_t)from.step, stored, stored_ckdir));
+    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, &from, stored, stored_ckdir));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);

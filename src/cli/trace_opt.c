@@ -63,8 +63,8 @@ static void on_stop(int sig)
     if (!g_stop_sig) g_stop_sig = sig;
     if (sig == SIGINT) {
         ra_atomic_cleanup_on_signal(SIGINT); /* the second: quit at once, temporaries removed */
-        static const char msg[] = "ringattn: SIGINT: stopping after this step, keeping what ran; again: quit at "
-                                  "once\n";
+        static const char msg[] = "ringattn: SIGINT: stopping at the next step or token, keeping what ran; again: "
+                                  "quit at once\n";
         if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do about it in a handler */ }
     }
 }

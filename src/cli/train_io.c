@@ -545,9 +545,10 @@ static void absolute(char *p, size_t cap)
 }
 
 /* The config text a checkpoint stores, with data.path, data.val_path and
- * run.metrics absolute: a resume from another working directory reads and
- * appends the files this run did (relative, a resume elsewhere trained on
- * that directory's corpus.bin, exit 0, and split the metrics). */
+ * run.metrics absolute (and, with metrics, run.checkpoint_dir): a resume
+ * from another working directory reads and appends the files this run did
+ * (relative, a resume elsewhere trained on that directory's corpus.bin,
+ * exit 0, and split the metrics). */
 char *ra_train_config_text(const ra_config *cfg)
 {
     ra_config *k = malloc(sizeof *k);
@@ -557,6 +558,11 @@ char *ra_train_config_text(const ra_config *cfg)
         absolute(k->path, sizeof k->path);
         absolute(k->val_path, sizeof k->val_path);
     }
+    /* with metrics, the directory too: a resume tells the run's own
+     * directory from a copy of it by this (cmd_train.c resumed_copy) from
+     * any working directory; without, nothing depends on it, and the same
+     * command run in two directories writes bit-identical files */
+    if (k->metrics[0]) absolute(k->checkpoint_dir, sizeof k->checkpoint_dir);
     absolute(k->metrics, sizeof k->metrics);
     char *text = ra_config_text(k);
     free(k);

@@ -1101,8 +1101,9 @@ stop_bg "$ap"
 arc=$?
 why=""
 [ "$brc" -eq 1 ] || why+="B's exit status $brc; "
-# (mv and ln are two steps: a checkpoint between them finds no ckB at all, also refused)
-grep -qE "checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there|ckB/step-[0-9]+.ckpt.tmp: cannot create: directory 'ckB' does not exist; create it first; this run's last checkpoint was of step [0-9]+, in the directory that was there" b.err ||
+# (mv and ln are two steps: a checkpoint between them finds no ckB at all, and one
+# being written during the mv finds its temporary gone at the rename: also refused)
+grep -qE "checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there|ckB/step-[0-9]+.ckpt.tmp: cannot create: directory 'ckB' does not exist; create it first; this run's last checkpoint was of step [0-9]+, in the directory that was there|cannot rename ckB/step-[0-9]+.ckpt.tmp to ckB/step-[0-9]+.ckpt: No such file or directory; this run's last checkpoint was of step [0-9]+, in the directory that was there" b.err ||
     why+="B's message: $(grep -m1 error b.err); "
 [ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error a.err); "
 for f in ckA/step-*.ckpt; do
@@ -1155,7 +1156,7 @@ ra 2 train --resume cpA --set train.steps=20
 sums cpA.jsonl >cpA.sum
 ra 2 train --resume cpB --set train.steps=12
 [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
-grep -q "^train: not writing to .*cpA.jsonl, the metrics of the run in cpA: cpB is a copy of that run's directory" out ||
+grep -q "^train: not writing to .*cpA.jsonl, the metrics of the run in .*/cpA: cpB is a copy of that run's directory" out ||
     why+="not said: $(head -c 300 out); "
 sums cpA.jsonl | cmp -s - cpA.sum || why+="cpA.jsonl changed ($(grep -c '"loss"' cpA.jsonl) steps); "
 [ -s cpB/step-00000012.ckpt ] || why+="no cpB/step-00000012.ckpt; "
@@ -1165,6 +1166,24 @@ ra 2 train --resume cpB --set train.steps=14 --metrics cpA.jsonl
 report "... and with --metrics naming the original's file: refused, the file kept" "$([ $rc -ne 0 ] ||
     echo 'exit 0; ')$(grep -q 'holds steps after 12 of another run' err || echo "message: $(grep -m1 error err); ")$(
     sums cpA.jsonl | cmp -s - cpA.sum || echo 'cpA.jsonl changed')"
+
+# ... also resumed from another working directory (the stored directory is absolute
+# when the run has metrics), and the original itself resumed from elsewhere, beside
+# an unrelated directory of the same relative name, is no copy: it appends
+mkdir -p elsewhere/cpA
+cp -r cpA elsewhere/cpC
+(cd elsewhere && ra 2 train --resume cpC --set train.steps=24; exit "$rc")
+rc=$?
+why=""; [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error elsewhere/err); "
+grep -q "^train: not writing to .*cpA.jsonl, the metrics of the run in .*/cpA: cpC is a copy" elsewhere/out ||
+    why+="not said: $(head -c 300 elsewhere/out); "
+sums cpA.jsonl | cmp -s - cpA.sum || why+="cpA.jsonl changed; "
+(cd elsewhere && ra 2 train --resume ../cpA --set train.steps=22; exit "$rc")
+rc=$?
+[ "$rc" -eq 0 ] || why+="original from elsewhere: exit status $rc: $(grep -m1 error elsewhere/err); "
+grep -q 'not writing to' elsewhere/out && why+="the original resumed from elsewhere was taken for a copy; "
+[ "$(grep -c '"loss"' cpA.jsonl)" -eq 22 ] || why+="cpA.jsonl has $(grep -c '"loss"' cpA.jsonl) steps, expected 22; "
+report "a copy resumed from another working directory: the original's metrics untouched; the original from there: appended" "$why"
 
 # another run's newer step file copied in beside a lagging last.ckpt: refused, naming both
 ra 2 train "${h15[@]}" --set train.steps=10 --checkpoint-dir mxA --metrics mxA.jsonl
@@ -1214,6 +1233,10 @@ rm -rf mxA/step-00000025.ckpt.tmp mxA/step-00000030.ckpt.tmp mxA/step-00000011.c
 mpmd train --resume mxA/step-00000005.ckpt --checkpoint-dir mpA -- train --resume mxA/step-00000010.ckpt --checkpoint-dir mpA
 mpmd_refused "MPMD train --resume of two checkpoints: refused naming both" \
     'train: rank 1 was given different options than rank 0 .*differing: --resume \(.*mxA/step-00000005.ckpt on rank 0, .*mxA/step-00000010.ckpt on rank 1\)'
+# ... but one checkpoint by two spellings (DIR, /abs/DIR/last.ckpt) runs
+mpmd train --resume mxA --set train.steps=11 -- train --resume "$T/mxA/last.ckpt" --set train.steps=11
+report "MPMD train --resume of one checkpoint by two spellings: runs" "$([ "$rc" -eq 0 ] &&
+    [ "$(cat rcs/0 rcs/1 2>/dev/null | tr '\n' ' ')" = "0 0 " ] || echo "exit $rc: $(grep -m1 error err)")"
 # a branch from a live run's last.ckpt (it moves at every checkpoint) at P = 4: rank 0
 # follows the link once for all (the ranks that each followed it read different steps)
 train_bg live --config cfg.ini --set train.steps=100000 --set train.checkpoint_every=1 --set train.eval_every=0 \

@@ -54,7 +54,7 @@ stopped_trace() { # DESC SIGNAL PATTERN READY-FILE READY-BYTES -- N ARGS...
     for _ in $(seq 600); do [ "$(wc -c <"$ready" 2>/dev/null || echo 0)" -ge "$bytes" ] && break; sleep 0.05; done
     local to
     to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg") # mpirun: timeout forwards no USR1
-    [ "$sig" = USR1-rank1 ] && sig=USR1 && to=$(pgrep -P "$to" | tail -1) # one rank: every rank stops
+    case $sig in *-rank1) sig=${sig%-rank1} && to=$(pgrep -P "$to" | tail -1) ;; esac # one rank: every rank stops
     kill -"$sig" "$to"
     wait "$bg"
     rc=$?
@@ -190,7 +190,8 @@ PY
 report "generate --trace: the prefill and every token (P=2)" "$why"
 
 # a stop signal with --trace: generate and bench train write what ran, marked
-stopped_trace "generate --trace, SIGTERM to mpirun: stops at the next token, trace written and marked" TERM \
+# (SIGTERM to one rank: mpirun answers its own SIGTERM with a SIGKILL of the ranks about 1 s later)
+stopped_trace "generate --trace, SIGTERM to one rank: every rank stops at the next token, trace written and marked" TERM-rank1 \
     'generate: stopped by SIGTERM after [0-9]+ of 1000000 tokens' out 200 -- \
     2 generate --checkpoint ck1 --prompt "abc" --tokens 1000000 --trace tr.json
 # Ctrl-C twice (no launcher): the second quits at once, during the trace's write or
@@ -208,7 +209,7 @@ report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ "$rc" -
     echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
 # without --trace generate catches the stop signals too and keeps what it sampled:
 # --out written with the prompt and those tokens, or standard output's line ended
-stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (USR1-rank1: to one rank)
+stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (SIG-rank1: to one rank)
     local desc=$1 sig=$2 why='' rc n
     shift 2
     rm -f o.txt
@@ -217,7 +218,7 @@ stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (USR1
     local bg=$! to
     sleep 1.5 # the stop may come during the prefill: "after the prompt, 0 of ..." is right too
     to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")
-    [ "$sig" = USR1-rank1 ] && sig=USR1 && to=$(pgrep -P "$to" | tail -1)
+    case $sig in *-rank1) sig=${sig%-rank1} && to=$(pgrep -P "$to" | tail -1) ;; esac
     kill -"$sig" "$to"
     wait "$bg"
     rc=$?
@@ -240,9 +241,30 @@ stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (USR1
         why+="$kept: $(wc -c <"$kept" 2>/dev/null || echo no) bytes, expected 'abc', $n tokens and a newline; "
     report "$desc" "$why"
 }
-stopped_gen "generate --out, SIGTERM to mpirun: stops at the next token, --out holds the prompt and the tokens sampled" \
-    TERM --out o.txt
+# (SIGUSR1 to mpirun: SIGTERM to it is followed by a SIGKILL of the ranks about 1 s later)
+stopped_gen "generate --out, SIGUSR1 to mpirun: stops at the next token, --out holds the prompt and the tokens sampled" \
+    USR1 --out o.txt
+stopped_gen "generate --out, SIGTERM to one rank: every rank stops, --out holds the prompt and the tokens sampled" \
+    TERM-rank1 --out o.txt
 stopped_gen "generate, SIGUSR1 to one rank: every rank stops at the same token, standard output's line ended" USR1-rank1
+# --out's directory removed before the stop: the cause named once, the tokens on standard output instead
+mkdir gone
+timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate --checkpoint ck1 --prompt "abc" --tokens 1000000 \
+    --out gone/o.txt >out 2>err </dev/null &
+bg=$!
+sleep 1.5
+rmdir gone
+kill -USR1 "$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")"
+wait "$bg"
+rc=$?
+why=""
+[ "$rc" -eq 1 ] || why+="exit status $rc, expected 1; "
+n=$(grep -oE 'stopped by SIGUSR1 after (the prompt, )?[0-9]+ of' err | grep -oE '[0-9]+ of' | cut -d' ' -f1)
+grep -qE "; --out gone/o.txt was not written \(gone/o.txt.tmp: cannot create: directory 'gone' does not exist; create it first\): standard output has the prompt and the tokens sampled instead$" err ||
+    why+="message: $(grep -m1 error err); "
+[ "$(grep -o 'stopped by' err | wc -l)" -eq 1 ] || why+="the message repeats itself; "
+[ "$(wc -c <out)" -eq $((3 + ${n:-0} + 1)) ] && [ "$(head -c 3 out)" = abc ] || why+="stdout: $(wc -c <out) bytes for $n tokens; "
+report "generate --out whose directory went away, stopped: the cause named, the tokens on standard output" "$why"
 stopped_trace "bench train --trace, SIGUSR1 to one rank: every rank stops at the same step, rank 0 says it" USR1-rank1 \
     'bench train: stopped by SIGUSR1 between steps' out 300 -- \
     2 bench train --config "$TINY" -n 100000 -w 1 --trace tr.json

@@ -305,11 +305,12 @@ r0=$(eval0 rnd.jsonl) w0=$(eval0 w1.jsonl)
 awk -v r="$r0" -v w="$w0" 'BEGIN { exit !(r != "" && w != "" && w <= r - 1) }' ||
     why+="step-0 held-out loss: explicit $w0, random $r0 (want at least 1 nat lower); "
 report "explicit head: step-0 held-out loss at least 1 nat below random ($w0 vs $r0)" "$why"
-mkdir -p again && cd again # the checkpoint stores the config, paths included (metrics: absolute)
-ra 1 train "${warm[@]}" --metrics "$T/w1.jsonl" --checkpoint-dir ckw1
+# the checkpoint stores the config, paths included (with metrics, absolute):
+# the same command again in the same place, the first run's files moved aside
+mv ckw1 ckw1.first && mv w1.jsonl w1.first.jsonl
+ra 1 train "${warm[@]}" --metrics w1.jsonl --checkpoint-dir ckw1
 why=$([ $? -eq 0 ] || tail -3 err)
-cd ..
-cmp -s ckw1/step-00000020.ckpt again/ckw1/step-00000020.ckpt || why+="two runs gave different checkpoints; "
+cmp -s ckw1.first/step-00000020.ckpt ckw1/step-00000020.ckpt || why+="two runs gave different checkpoints; "
 report "warm-started training is deterministic (identical checkpoints)" "$why"
 ra 4 train "${warm[@]}" --set run.layout=striped --metrics w4.jsonl --checkpoint-dir ckw4
 why=$([ $? -eq 0 ] || tail -3 err)
