@@ -20,6 +20,8 @@ ra_status ra_arg_long(const char *opt, const char *val, long lo, long hi, long *
     char *end;
     errno = 0;
     long v = strtol(val, &end, 10);
+    if (errno == ERANGE && end != val && !*end) /* whole digits past long: a range, not a spelling, to name */
+        return RA_FAIL(RA_ERR_ARG, "%s: %s is out of range [%ld, %ld]", opt, val, lo, hi);
     if (errno || end == val || *end)
         return RA_FAIL(RA_ERR_ARG, "%s: '%s' is not an integer", opt, val);
     if (v < lo || v > hi)

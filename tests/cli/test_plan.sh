@@ -131,6 +131,9 @@ fails "--dp not dividing -n refused" 1 '--dp 3' 'divide' -- plan --config "$CFG"
 # config's limit (it said [1, 16777216], then run.dp's 1 to 1048576 refused it later)
 fails "--dp above run.dp's range refused naming 1048576" 1 "plan: --dp: 1048577 is out of range \\[1, 1048576\\]" -- \
     plan --config "$CFG" -n 2097154 --dp 1048577
+# whole digits past a long: out of range too (it said "is not an integer")
+fails "--dp 99999999999999999999 refused as out of range" 1 \
+    "plan: --dp: 99999999999999999999 is out of range \\[1, 1048576\\]" -- plan -n 4 --dp 99999999999999999999
 # --dp is run.dp: a batch train would refuse was planned (tokens_per_s printed, exit 0)
 fails "--dp 2 with train.batch = 1: refused as train refuses it" 1 \
     'plan: train.batch = 1 is not divisible by run.dp = 2' -- plan --config "$CFG" -n 4 --dp 2
