@@ -339,9 +339,13 @@ final=ck/step-$(printf %08d $STEPS).ckpt
 if [ ! -e "$final" ] || [ ! -e "$T/ref/$final" ]; then
     why="missing $final"
 else
-    # all but the config text (it holds the runs' absolute metrics paths) and the checksum:
-    # the state, the parameters and both moments (src/model/checkpoint.c's layout)
-    after_config() { tail -c +$((29 + $(od -An -tu4 -j24 -N4 "$1"))) "$1" | head -c -8; }
+    # all but the config text (it holds the runs' absolute metrics paths and directories),
+    # the history id (state extra[0]: a hash of that text) and the checksum: step, seed,
+    # data position, the parameters and both moments (src/model/checkpoint.c's layout)
+    after_config() {
+        local o=$((28 + $(od -An -tu4 -j24 -N4 "$1")))
+        { head -c $((o + 24)) "$1" | tail -c 24; tail -c +$((o + 33)) "$1" | head -c -8; }
+    }
     cmp -s <(after_config "$final") <(after_config "$T/ref/$final") ||
         why="$final differs from the uninterrupted run's"
 fi
