@@ -591,139 +591,6 @@ ra_status ra_cmd_train(ra_cli *c, int argc, char **argv)
     return ra_cli_trace_end(c, run(c, &a, argc, argv));
 }
 
-/* --resume DIR whose last.ckpt links to an older step than DIR's newest
- * step-N.ckpt: a job killed between writing step-N.ckpt and moving
- * last.ckpt (a node lost; Slurm requeues with --resume DIR, and the resume
- * was refused). DIR's step files are one history (a resume that would fork
- * it is refused), so the newest is where the run was: resume from it, said.
- * Unless the two files' history ids (checkpoint.h) say they are two runs' (a
- * file copied in from another run's directory): that is refused, naming
- * both, rather than resuming another model here and writing its metrics.
- * A last.ckpt given by name, missing or not a link is left to the checks. */
-static ra_status resume_newest(const ra_cli *c, const char *dir, char *resume, size_t cap)
-{
-    struct stat st;
-    char target[300], newest[300], path[RA_PATH_MAX + 320];
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return RA_OK;
-    const ssize_t n = readlink(resume, target, sizeof target - 1);
-    if (n <= 0) return RA_OK;
-    target[n] = '\0';
-    const long linked = ra_ckpt_step_of(target); /* -1: not a step name of DIR's own */
-    if (linked < 0 || ra_ckpt_newest_step(dir, newest, sizeof newest) <= linked) return RA_OK;
-    ra_ckpt_state a = { 0 }, b = { 0 }; /* unreadable: the load below says why */
-    ra_join_path(path, sizeof path, dir, target);
-    const int ra = ra_ckpt_peek_state(path, &a) == RA_OK;
-    ra_join_path(path, sizeof path, dir, newest);
-    const int rb = ra_ckpt_peek_state(path, &b) == RA_OK;
-    const uint64_t ha = a.extra[RA_CKPT_HISTORY], hb = b.extra[RA_CKPT_HISTORY];
-    if (ra && !rb) return RA_OK; /* the newest cannot be resumed: the checks of the directory say so */
-    if (ra && rb && ha && hb && ha != hb)
-        return RA_FAIL(RA_ERR_ARG, "train: %s points at step %ld, but %s also holds %s, of another training run (the "
-                       "two files' history ids differ: copied in from another run's directory?); resuming would "
-                       "mix two runs in one directory: move the other run's files away, or resume from one of "
-                       "them by name into a new --checkpoint-dir", resume, linked, dir, newest);
-    ra_say(c, "train: %s points at step %ld, but %s holds %s: resuming from the newest (a run stopped before it "
-              "moved last.ckpt)\n", resume, linked, dir, newest);
-    ra_join_path(resume, cap, dir, newest);
-    return RA_OK;
-}
-
-/* A branch (--resume SRC, SRC/last.ckpt, into another --checkpoint-dir)
- * may read a live run's directory, whose last.ckpt moves at every
- * checkpoint: ranks that each followed the link read different steps and
- * were refused ("rank 2 loaded a different checkpoint than rank 0", 9 of
- * 12 tries at P = 4). Rank 0 follows it once; every rank reads that step
- * file. (A resume in its own directory has no live writer: the lock.) */
-static void pin_branch_source(const train_args *a, char *resume, size_t cap)
-{
-    const char *slash = strrchr(resume, '/'), *name = slash ? slash + 1 : resume;
-    if (!a->ckdir || strcmp(name, "last.ckpt") != 0 || !ra_train_is_branch(resume, a->ckdir)) return;
-    char target[300], dir[RA_PATH_MAX];
-    const ssize_t n = readlink(resume, target, sizeof target - 1);
-    if (n <= 0) return;
-    target[n] = '\0';
-    if (ra_ckpt_step_of(target) < 0) return; /* not a step file beside it: read as given */
-    ra_dir_of(resume, dir, sizeof dir);
-    ra_join_path(resume, cap, dir, target);
-}
-
-/* The checkpoint --resume reads, chosen once, by rank 0, and sent to all:
- * ranks that each looked at the directory while a run wrote there (a
- * branch from a live run) chose different files, and the collective
- * checks that follow went out of step. */
-static ra_status resume_source(const ra_cli *c, const train_args *a, char *resume, size_t cap)
-{
-    /* first, every rank's --resume against rank 0's (an MPMD launch): the
-     * choice below would otherwise hide another rank's other checkpoint */
-    char canon[PATH_MAX], text[PATH_MAX + RA_PATH_MAX + 64];
-    /* DIR as DIR/last.ckpt, the link itself not followed: one file by any spelling */
-    char named[RA_PATH_MAX + 32], dir[RA_PATH_MAX];
-    ra_ckpt_resolve(named, sizeof named, a->resume);
-    ra_dir_of(named, dir, sizeof dir);
-    const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
-    if (ra_canonical_path(dir, canon, sizeof canon)) snprintf(text, sizeof text, "--resume = %s/%s\n", canon, base);
-    else snprintf(text, sizeof text, "--resume = %s\n", named);
-    RA_TRY(ra_same_options(c, "train", text));
-    ra_status st = RA_OK;
-    if (c->rank == 0) {
-        st = resume_newest(c, a->resume, resume, cap);
-        if (st == RA_OK) pin_branch_source(a, resume, cap);
-    }
-    RA_TRY(ra_agree(c->comm, st));
-    return ra_bcast(resume, (int)cap, MPI_CHAR, 0, c->comm, "the checkpoint to resume from");
-}
-
-/* A step-N.ckpt resumed (by name, or through last.ckpt) must hold step N:
- * the directory's rules (the newest step, the steps after the one resumed
- * from) read steps from names, and a renamed or copied file misled them
- * ("resumed from step-00000015.ckpt at step 20"). */
-static ra_status step_as_named(const char *resume, uint64_t step)
-{
-    char target[300];
-    const char *slash = strrchr(resume, '/'), *name = slash ? slash + 1 : resume;
-    if (strcmp(name, "last.ckpt") == 0) {
-        const ssize_t n = readlink(resume, target, sizeof target - 1);
-        if (n <= 0) return RA_OK;
-        target[n] = '\0';
-        slash = strrchr(target, '/');
-        name = slash ? slash + 1 : target;
-    }
-    const long named = ra_ckpt_step_of(name);
-    if (named < 0 || (uint64_t)named == step) return RA_OK;
-    return RA_FAIL(RA_ERR_ARG, "train: --resume %s: %s holds step %llu, not %ld (renamed, or copied over another "
-                   "name): move it out of the directory (renaming it could replace the real step-%08llu.ckpt)",
-                   resume, name, (unsigned long long)step, named, (unsigned long long)step);
-}
-
-/* The history id of this run's checkpoints (checkpoint.h): the resumed
- * checkpoint's when it continues in its own directory; else a hash of the
- * config text its checkpoints store, and for a branch of the state it
- * branches from. Not random: two runs of one command in one place give
- * bit-identical checkpoints (tested). It names where a history started:
- * copies of a directory share it. Rank 0's, sent to all. */
-static ra_status history_id(const ra_cli *c, const char *resume, const ra_config *cfg, const ra_ckpt_state *from,
-                            uint64_t *id)
-{
-    uint64_t h = 0;
-    ra_status st = RA_OK;
-    if (c->rank == 0) {
-        const int own = resume && !ra_train_is_branch(resume, cfg->checkpoint_dir);
-        if (own) h = from->extra[RA_CKPT_HISTORY];
-        char *text = h ? NULL : ra_train_config_text(cfg);
-        if (!h && !text) st = RA_FAIL(RA_ERR_NOMEM, "train: out of memory for the config text");
-        if (text) {
-            h = ra_hash64(text, strlen(text));
-            if (resume) h ^= ra_hash64(from, sizeof *from) * 0x9E3779B97F4A7C15ull;
-            free(text);
-        }
-        if (!h) h = 1;
-    }
-    RA_TRY(ra_agree(c->comm, st));
-    RA_TRY(ra_bcast(&h, 1, MPI_UINT64_T, 0, c->comm, "the history id"));
-    *id = h;
-    return RA_OK;
-}
-
 /* The checkpoint directory and metrics file as the options left them,
  * resolved, against rank 0's: --checkpoint-dir and --metrics come after
  * the config's comparison, and an MPMD launch's other values were ignored
@@ -737,79 +604,20 @@ static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
     return ra_same_options(c, "train", text);
 }
 
-/* 1 when the checkpoint resumed from may not be in its run's own directory
- * (cp -r ckA ckB; --resume ckB, from any working directory; or the
- * directory moved), so its metrics file is not this resume's to cut: the
- * run.checkpoint_dir it stores (absolute when the run had metrics,
- * train_io.c) is not the directory it is in. A relative one (files of
- * older builds) counts only when it resolves from here to another
- * directory whose last.ckpt has the same history id: the original. */
-static int resumed_copy(const char *resume, const char *stored_ckdir, uint64_t history)
-{
-    char dir[RA_PATH_MAX], last[RA_PATH_MAX + 32];
-    struct stat st;
-    ra_dir_of(resume, dir, sizeof dir);
-    if (!stored_ckdir[0]) return 0;
-    if (stored_ckdir[0] == '/') return !ra_same_file(stored_ckdir, dir);
-    if (stat(stored_ckdir, &st) != 0 || !S_ISDIR(st.st_mode) || ra_same_file(stored_ckdir, dir)) return 0;
-    ra_ckpt_state other = { 0 };
-    ra_join_path(last, sizeof last, stored_ckdir, "last.ckpt");
-    return history && ra_ckpt_peek_state(last, &other) == RA_OK && other.extra[RA_CKPT_HISTORY] == history;
-}
-
-/* A resumed run drops the metrics lines after its step before appending:
- * they are its own killed continuation's only in the checkpoint's own
- * metrics file (stored: its run.metrics) and directory. So a branch (a
- * resume into another directory) and a resume from a copy of the run's
- * directory do not inherit that file (said: no metrics unless given), and
- * a file given by --metrics or --set run.metrics that holds later steps of
- * another history is refused. */
-static ra_status resume_metrics(const ra_cli *c, const train_args *a, ra_config *cfg, const char *resume,
-                                const ra_ckpt_state *from, const char *stored, const char *stored_ckdir)
-{
-    if (!resume || !cfg->metrics[0]) return RA_OK;
-    const int64_t step = (int64_t)from->step;
-    const int given = a->metrics || ra_session_sets_key(&a->s, "run.metrics");
-    int mine = 0, verdict; /* 1: the inherited file dropped (2: from a copy); 3: the given one refused */
-    if (c->rank == 0) {
-        const int branch = ra_train_is_branch(resume, cfg->checkpoint_dir);
-        const int copy = !branch && resumed_copy(resume, stored_ckdir, from->extra[RA_CKPT_HISTORY]);
-        const int own = !branch && !copy && stored[0] && ra_same_file(cfg->metrics, stored);
-        if (!given && (branch || copy)) mine = branch ? 1 : 2;
-        else if (given && !own && !ra_file_held(cfg->metrics) && ra_metrics_steps_after(cfg->metrics, step))
-            mine = 3; /* (a live run's file: the preflight says so) */
-    }
-    RA_TRY(ra_allreduce_named(&mine, &verdict, 1, MPI_INT, MPI_MAX, c->comm, "the metrics check"));
-    if (verdict == 3)
-        return RA_FAIL(RA_ERR_ARG, "train: %s %s: holds steps after %lld of another run (not the metrics of %s in "
-                       "its own directory), which appending would cut; give another file name for this run's "
-                       "metrics", a->metrics ? "--metrics" : "run.metrics", cfg->metrics, (long long)step, resume);
-    if (verdict == 1)
-        ra_say(c, "train: not writing to %s, the metrics of the run resumed from (this run writes its checkpoints "
-                  "into %s): no metrics for this run; give --metrics FILE for them\n", cfg->metrics,
-               cfg->checkpoint_dir);
-    if (verdict == 2)
-        ra_say(c, "train: not writing to %s, the metrics of the run in %s: %s is a copy of that run's directory, or "
-                  "it moved (its checkpoints say they were written in %s): no metrics for this run; give --metrics "
-                  "FILE for them\n", cfg->metrics, stored_ckdir, cfg->checkpoint_dir, stored_ckdir);
-    if (verdict == 1 || verdict == 2) cfg->metrics[0] = '\0';
-    return RA_OK;
-}
-
 static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
 {
     train_args a = *ap;
     ra_cli_on_stop_signals(on_stop_signal);
     char resume[RA_PATH_MAX + 32];
     if (a.resume) ra_ckpt_resolve(resume, sizeof resume, a.resume);
-    if (a.resume) RA_TRY(resume_source(c, &a, resume, sizeof resume));
+    if (a.resume) RA_TRY(ra_train_resume_source(c, a.resume, a.ckdir, resume, sizeof resume));
     ra_config cfg;
     ra_ckpt_state from;
     char stored[RA_PATH_MAX], stored_ckdir[RA_PATH_MAX]; /* the checkpoint's own run.metrics and directory */
     /* the config's and --set's errors name the command, as the options' do */
     RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from, stored,
                                                        stored_ckdir)));
-    ra_status ps = a.resume ? step_as_named(resume, from.step) : RA_OK;
+    ra_status ps = a.resume ? ra_train_step_as_named(resume, from.step) : RA_OK;
     /* an option and --set of its key: one would win unsaid (as an option given twice, refused) */
     if (a.metrics && ra_session_sets_key(&a.s, "run.metrics"))
         ps = RA_FAIL(RA_ERR_ARG, "--metrics and --set run.metrics both name the metrics file; give one");
@@ -829,7 +637,9 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("train", ps)));
     ra_trim_slashes(cfg.checkpoint_dir); /* "ck/": files and messages say ck/last.ckpt */
     RA_TRY(same_outputs(c, &cfg));
-    RA_TRY(resume_metrics(c, &a, &cfg, a.resume ? resume : NULL, &from, stored, stored_ckdir));
+    const int metrics_given = a.metrics || ra_session_sets_key(&a.s, "run.metrics");
+    RA_TRY(ra_train_resume_metrics(c, metrics_given ? (a.metrics ? "--metrics" : "run.metrics") : NULL, &cfg,
+                                   a.resume ? resume : NULL, &from, stored, stored_ckdir));
     /* run.timeout from here: a rank 0 hung in the preflight's file system
      * calls (a dead NFS server) is named after it, not the default 120 s */
     ra_set_peer_timeout(cfg.timeout);
@@ -848,7 +658,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     int threads = ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
 
     uint64_t history = 0;
-    RA_TRY(history_id(c, a.resume ? resume : NULL, &cfg, &from, &history));
+    RA_TRY(ra_train_history_id(c, a.resume ? resume : NULL, &cfg, &from, &history));
     ra_session s;
     ra_status st = ra_arg_cmd("train", ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL));
     s.history = history;

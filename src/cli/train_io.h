@@ -100,4 +100,37 @@ ra_status ra_metrics_error(const ra_metrics *m);
  * reported (write what is buffered, report nothing). m may be NULL. */
 ra_status ra_metrics_close(ra_metrics *m, int quiet);
 
+/* ---- --resume (train_resume.c) ------------------------------------------- */
+
+/* The checkpoint --resume GIVEN reads (resume: ra_ckpt_resolve'd, cap
+ * bytes), chosen once by rank 0 and sent to all, after every rank's
+ * --resume is compared with rank 0's: DIR's newest step-N.ckpt when its
+ * last.ckpt lags (refused when the two files' history ids differ), and for
+ * a branch into ckdir (--checkpoint-dir, or NULL) last.ckpt's target
+ * (a live run moves the link). Collective. */
+ra_status ra_train_resume_source(const ra_cli *c, const char *given, const char *ckdir, char *resume, size_t cap);
+/* A step-N.ckpt resumed (by name, or through last.ckpt) must hold step N:
+ * the directory's rules read steps from names, and a renamed or copied
+ * file misled them ("resumed from step-00000015.ckpt at step 20"). */
+ra_status ra_train_step_as_named(const char *resume, uint64_t step);
+/* The history id of this run's checkpoints (checkpoint.h): the resumed
+ * checkpoint's when it continues in its own directory; else a hash of the
+ * config text its checkpoints store, and for a branch of the state it
+ * branches from. Not random: two runs of one command in one place give
+ * bit-identical checkpoints (tested). It names where a history started:
+ * copies of a directory share it. Rank 0's, sent to all. Collective. */
+ra_status ra_train_history_id(const ra_cli *c, const char *resume, const ra_config *cfg, const ra_ckpt_state *from,
+                              uint64_t *id);
+/* A resumed run drops the metrics lines after its step before appending:
+ * they are its own killed continuation's only in the checkpoint's own
+ * metrics file (stored: its run.metrics) and directory. So a branch (a
+ * resume into another directory) and a resume from a copy of the run's
+ * directory, or a moved one, do not inherit that file (said; cfg->metrics
+ * emptied), and a file given (given: "--metrics" or "run.metrics", NULL
+ * when inherited) that holds later steps of another history is refused.
+ * stored, stored_ckdir: the checkpoint's run.metrics and
+ * run.checkpoint_dir as stored. Collective. */
+ra_status ra_train_resume_metrics(const ra_cli *c, const char *given, ra_config *cfg, const char *resume,
+                                  const ra_ckpt_state *from, const char *stored, const char *stored_ckdir);
+
 #endif

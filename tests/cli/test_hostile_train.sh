@@ -1188,6 +1188,15 @@ grep -q 'not writing to' elsewhere/out && why+="the original resumed from elsewh
 [ "$(grep -c '"loss"' cpA.jsonl)" -eq 22 ] || why+="cpA.jsonl has $(grep -c '"loss"' cpA.jsonl) steps, expected 22; "
 report "a copy resumed from another working directory: the original's metrics untouched; the original from there: appended" "$why"
 
+# the run's directory reached through a symlink is its own, not a copy: it appends
+ln -s cpA cpLink
+ra 2 train --resume cpLink --set train.steps=24
+why=""; [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+grep -q 'not writing to' out && why+="taken for a copy: $(grep -m1 'not writing' out); "
+[ "$(grep -c '"loss"' cpA.jsonl)" -eq 24 ] || why+="cpA.jsonl has $(grep -c '"loss"' cpA.jsonl) steps, expected 24; "
+report "the run's directory resumed through a symlink: its own, the metrics appended" "$why"
+rm cpLink
+
 # another run's newer step file copied in beside a lagging last.ckpt: refused, naming both
 ra 2 train "${h15[@]}" --set train.steps=10 --checkpoint-dir mxA --metrics mxA.jsonl
 why=""; [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
@@ -1231,6 +1240,13 @@ grep -qE 'step-000000(25|30).ckpt.tmp is a (symbolic link|directory), not what a
     [ "$(cat userfile)" = mine ] || why+="removed: $(ls mxA | tr '\n' ' '); "
 report "a symlink and a directory at checkpoint temporaries' names: refused, nothing removed" "$why"
 rm -rf mxA/step-00000025.ckpt.tmp mxA/step-00000030.ckpt.tmp mxA/step-00000011.ckpt.tmp
+# a FIFO at last.ckpt.tmp (written as a link there): refused by kind, kept, never opened
+mkfifo mxA/last.ckpt.tmp
+ra 2 train --resume mxA --set train.steps=12
+report "a FIFO at last.ckpt.tmp: refused by kind, kept" "$([ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || echo "exit $rc; ")$(
+    grep -q 'last.ckpt.tmp is a FIFO (named pipe), not what an interrupted checkpoint write leaves (a symbolic link)' err ||
+    echo "message: $(grep -m1 error err); ")$([ -p mxA/last.ckpt.tmp ] || echo 'the FIFO was removed')"
+rm -f mxA/last.ckpt.tmp
 
 # MPMD train given two --resume checkpoints: refused naming both (rank 0 chooses the file now)
 mpmd train --resume mxA/step-00000005.ckpt --checkpoint-dir mpA -- train --resume mxA/step-00000010.ckpt --checkpoint-dir mpA
