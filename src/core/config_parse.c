@@ -36,9 +36,26 @@ typedef struct {
     int layer_line_of[RA_MAX_LAYERS + 1][RA_CFG_MAX_LAYER_KEYS]; /* [RA_MAX_LAYERS]: [layers] */
     uint32_t explicit[RA_MAX_LAYERS];                  /* bit k: [layer.N] set layer_keys[k] */
     int said;                                          /* section headers and assignments read */
+    const char *raw;                                   /* the line being read, as read */
+    size_t raw_len;
 } parser;
 
 static bool comment_start(char ch) { return ch == '#' || ch == ';'; }
+
+/* A byte-order mark in a header's name, a key or a value, as parsed (in a
+ * comment it is text): inside them it shows as nothing ('unknown key x',
+ * 'no file x'). Refused naming its byte in the line as read. The parsed
+ * pieces are checked, not the raw line, so that what counts as a comment
+ * is the parser's own rule (a scan of the line misread '"#' inside an
+ * unquoted value as a comment, and the value kept a mark its canonical
+ * text then refused). */
+static ra_status no_bom(const parser *p, const char *piece)
+{
+    if (!strstr(piece, UTF8_BOM)) return RA_OK;
+    const char *at = memmem(p->raw, p->raw_len, UTF8_BOM, 3);
+    return RA_FAIL(RA_ERR_ARG, "%s: byte %d of the line is a byte-order mark (U+FEFF, bytes EF BB BF), which a "
+                   "terminal shows as nothing; remove it", p->where, at ? (int)(at - p->raw) + 1 : 0);
+}
 
 /* "[name]" possibly followed by a comment. */
 static ra_status parse_header(parser *p, char *t)
@@ -48,6 +65,7 @@ static ra_status parse_header(parser *p, char *t)
         return RA_FAIL(RA_ERR_ARG, "%s: section header '%.100s' has no closing ']'", p->where, t);
     *close = '\0';
     char *rest = ra_cfg_trim(close + 1), *name = ra_cfg_trim(t + 1);
+    RA_TRY(no_bom(p, name));
     if (*rest && !comment_start(*rest))
         return RA_FAIL(RA_ERR_ARG, "%s: unexpected '%.100s' after section header [%.100s]", p->where,
                        rest, name);
@@ -127,6 +145,7 @@ static ra_status parse_assignment(parser *p, char *t)
                        ra_cfg_trim(t));
     *eq = '\0';
     char *key = ra_cfg_trim(t);
+    RA_TRY(no_bom(p, key));
     if (!*key)
         return RA_FAIL(RA_ERR_ARG, "%s: empty key before '=' (expected key = value)", p->where);
     if (p->sec == SEC_NONE)
@@ -139,25 +158,8 @@ static ra_status parse_assignment(parser *p, char *t)
     bool blank_before = ra_cfg_is_blank(*v);
     while (ra_cfg_is_blank(*v)) v++;
     RA_TRY(parse_value(p, qual, v, blank_before, &value));
+    RA_TRY(no_bom(p, value));
     return ra_cfg_apply(p->cfg, p->sec, p->layer, k, value, p->where, p->explicit);
-}
-
-/* The first byte-order mark of line t before its trailing comment (a '#'
- * or ';' outside quotes after a blank, ']' or closing quote), or NULL. */
-static const char *bom_outside_comment(const char *t)
-{
-    bool quoted = false;
-    for (const char *c = t; *c; c++) {
-        if (!quoted && comment_start(*c) && c > t && (ra_cfg_is_blank(c[-1]) || c[-1] == ']' || c[-1] == '"'))
-            return NULL;
-        if (*c == '\\' && quoted && (c[1] == '"' || c[1] == '\\')) {
-            c++;
-            continue;
-        }
-        if (*c == '"') quoted = !quoted;
-        if (!strncmp(c, UTF8_BOM, 3)) return c;
-    }
-    return NULL;
 }
 
 static ra_status parse_line(parser *p, char *buf)
@@ -167,10 +169,6 @@ static ra_status parse_line(parser *p, char *buf)
         return RA_FAIL(RA_ERR_ARG, "%s: the line starts with a byte-order mark (U+FEFF, bytes EF BB BF), which only "
                        "the very start of the file may have (were two files joined?); remove it", p->where);
     if (!*t || comment_start(*t)) return RA_OK;
-    const char *bom = bom_outside_comment(t);
-    if (bom) /* inside a key or value it shows as nothing: 'unknown key x', 'no file x' */
-        return RA_FAIL(RA_ERR_ARG, "%s: byte %d of the line is a byte-order mark (U+FEFF, bytes EF BB BF), which a "
-                       "terminal shows as nothing; remove it", p->where, (int)(bom - buf) + 1);
     p->said++;
     if (*t == '[') return parse_header(p, t);
     return parse_assignment(p, t);
@@ -210,6 +208,7 @@ static ra_status parse_into(ra_config *cfg, const char *text, const char *name, 
         }
         memcpy(buf, s, m);
         buf[m] = '\0';
+        p->raw = s, p->raw_len = m;
         st = parse_line(p, buf);
         s += nl ? n + 1 : n;
     }
