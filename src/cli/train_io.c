@@ -559,7 +559,7 @@ char *ra_train_config_text(const ra_config *cfg)
         absolute(k->val_path, sizeof k->val_path);
     }
     /* with metrics, the directory too: a resume tells the run's own
-     * directory from a copy of it by this (cmd_train.c resumed_copy) from
+     * directory from a copy of it by this (train_resume.c resumed_copy) from
      * any working directory; without, nothing depends on it, and the same
      * command run in two directories writes bit-identical files */
     if (k->metrics[0]) absolute(k->checkpoint_dir, sizeof k->checkpoint_dir);
