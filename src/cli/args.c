@@ -317,8 +317,9 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
                 p.host, policy, p.local_ranks, p.local_ranks == 1 ? "" : "s", p.node_cores, p.hw_cores, p.hw_cores);
     if (p.oversubscribed && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d ranks on %d cores (oversubscribed): ranks are not bound to cores, "
-                        "%d thread%s each\n",
-                p.host, p.local_ranks, p.node_cores, p.threads, p.threads == 1 ? "" : "s");
+                        "%d thread%s each%s%s%s\n",
+                p.host, p.local_ranks, p.node_cores, p.threads, p.threads == 1 ? "" : "s", n > 0 ? " (" : "",
+                n > 0 ? origin : "", n > 0 ? ")" : "");
     else if ((long)p.threads * p.local_ranks > p.node_cores && p.local_rank == 0)
         fprintf(stderr, "ringattn: warning: %s: %d rank%s x %d threads (%s) on %d cores: the threads time-share "
                         "the cores (%d thread%s a rank would fill them)\n",

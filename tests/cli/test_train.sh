@@ -236,6 +236,11 @@ for c in "3:--threads 3:OMP_NUM_THREADS=2:(--threads; OpenBLAS 1, OPENBLAS_NUM_T
         >out 2>err </dev/null
     report "threads from ${opt:-$env}: the start line says $n $src" \
         "$(grep -qF "| threads $n $src" out || grep -m1 '^train:' out; grep -m1 error err)"
+    # the oversubscription warning names a given count's source (none given: 1 each)
+    given=${src#(}; given=${given%%;*}
+    case $given in oversub*) want="1 thread each$" ;; *) want="each ($given)$" ;; esac
+    report "threads from ${opt:-$env}: the oversubscription warning says '$want'" \
+        "$(grep -q "oversubscribed): .*$want" err || grep -m1 warning err)"
 done
 
 # ---- OpenBLAS's kernels: never its generic pre-AVX2 ones on a CPU with AVX2 ----------
