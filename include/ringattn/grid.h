@@ -34,6 +34,10 @@ typedef struct {
 /* Collective over world. dp must divide P (else an error naming run.dp and
  * P on every rank, and no communicator is left behind). */
 ra_status ra_grid_create(MPI_Comm world, int dp, ra_grid *g);
+/* The same check alone, local: RA_OK when dp divides P, else that error
+ * (a command says it before the config's checks of train.batch against
+ * run.dp, which a wrong run.dp would otherwise trip first). */
+ra_status ra_grid_check(int P, int dp);
 void ra_grid_free(ra_grid *g);
 /* "grid: rank R on HOST | dp group G/dp | ring position p/cp", one line per
  * rank in world order, printed by world rank 0. Collective. */

@@ -95,6 +95,7 @@ ra_status ra_bench_train(ra_cli *c, int argc, char **argv)
     const ra_cli_file ins[] = { { "--config", sa.config } }, out[] = { { "--trace", trace } };
     RA_TRY(ra_agree(c->comm, trace ? ra_check_files("bench train", ins, 1, out, 1, c->rank == 0) : RA_OK));
     ra_config cfg;
+    sa.grid_ranks = c->size;
     RA_TRY(ra_arg_cmd("bench train", ra_session_config(c, &sa, NULL, &cfg))); /* --config's, --set's errors */
     RA_TRY(ra_cli_trace_begin(c, trace, "bench train", argc, argv));
     ra_cli_trace_catch_stops(); /* with a trace: a stop signal ends at the next step, the trace written */

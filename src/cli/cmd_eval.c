@@ -114,6 +114,7 @@ static ra_status run_eval(ra_cli *c, int argc, char **argv, int diag)
     ra_ckpt_resolve(path, sizeof path, ckpt);
     sa.data = data; /* applied before the config is checked (session.c) */
     sa.no_grad = !diag; /* diag keeps one ring whatever run.dp says */
+    sa.grid_ranks = !diag && ra_session_sets_key(&sa, "run.dp") ? c->size : 0; /* else one ring (below) */
     RA_TRY(ra_arg_cmd(cmd, ra_session_config(c, &sa, path, &cfg))); /* --set's errors name the command */
     /* not in the config: a rank given another count evaluated other batches and waited for the rest */
     char given[48] = "--batches = unset\n";

@@ -615,6 +615,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_ckpt_state from;
     char stored[RA_PATH_MAX], stored_ckdir[RA_PATH_MAX]; /* the checkpoint's own run.metrics and directory */
     /* the config's and --set's errors name the command, as the options' do */
+    a.s.grid_ranks = c->size;
     RA_TRY(ra_arg_cmd("train", ra_session_config_state(c, &a.s, a.resume ? resume : NULL, &cfg, &from, stored,
                                                        stored_ckdir)));
     ra_status ps = a.resume ? ra_train_step_as_named(resume, from.step) : RA_OK;

@@ -242,6 +242,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     }
     if (!ckpt) {
         for (int i = 0; i < a->nsets; i++) RA_TRY(ra_config_set(cfg, a->sets[i], "--set"));
+        if (a->grid_ranks > 0) RA_TRY(ra_grid_check(a->grid_ranks, cfg->dp));
         RA_TRY(data_not_contradicted(a, cfg));
         RA_TRY(fit_no_grad(a, cfg));
         return finish(cfg, a->data, bytes_asked(a, cfg));
@@ -253,6 +254,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     snprintf(got->ckdir, sizeof got->ckdir, "%s", stored->checkpoint_dir);
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
+    if (st == RA_OK && a->grid_ranks > 0) st = ra_grid_check(a->grid_ranks, cfg->dp);
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
     if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
     if (st == RA_OK) st = fit_no_grad(a, cfg);

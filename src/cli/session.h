@@ -23,6 +23,8 @@ typedef struct {
     const char *data;     /* eval's --data FILE: the data, read whole (NULL: the config's) */
     int no_grad;          /* eval: no gradients accumulate, so --set run.dp needs only to divide
                            * train.batch; train.accum is refit to it (session.c) */
+    int grid_ranks;       /* > 0: the command runs run.dp rings over this many ranks, and a run.dp
+                           * that does not divide them is said before the config's other checks */
 } ra_session_args;
 
 /* On a grid (run.dp > 1: train, and eval when told) the model lives on this rank's ring

@@ -52,16 +52,21 @@ static ra_status order_pos(const ra_grid *g, int *pos)
     return st;
 }
 
+ra_status ra_grid_check(int P, int dp)
+{
+    if (dp >= 1 && P % dp == 0) return RA_OK;
+    return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide the %d ranks (P = %d): each of the dp data-parallel "
+                   "groups is a ring of P / dp ranks; run on a multiple of %d ranks or set run.dp to a divisor "
+                   "of %d (--set run.dp=1: one ring of all the ranks; a resumed run takes the checkpoint's "
+                   "run.dp unless told)", dp, P, P, dp, P);
+}
+
 ra_status ra_grid_create(MPI_Comm world, int dp, ra_grid *g)
 {
     *g = (ra_grid){ .world = world, .ring = MPI_COMM_NULL, .dp = dp };
     MPI_Comm_size(world, &g->P);
     MPI_Comm_rank(world, &g->rank);
-    if (dp < 1 || g->P % dp != 0)
-        return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide the %d ranks (P = %d): each of the dp data-parallel "
-                       "groups is a ring of P / dp ranks; run on a multiple of %d ranks or set run.dp to a divisor "
-                       "of %d (--set run.dp=1: one ring of all the ranks; a resumed run takes the checkpoint's "
-                       "run.dp unless told)", dp, g->P, g->P, dp, g->P);
+    RA_TRY(ra_grid_check(g->P, dp));
     g->cp = g->P / dp;
     RA_TRY(ra_node_id(world, &g->node));
     int order = 0;

@@ -178,6 +178,14 @@ rm -rf kp1 kp1.jsonl kp4x2 kp4x2.jsonl kp4x4 kp4x4.jsonl kp6x3 kp6x3.jsonl
 # ---- bad grids -----------------------------------------------------------------------
 fails "run.dp = 3 on 4 ranks: train named" 4 'error: train: run\.dp = 3' 'does not divide' '4 ranks' -- \
     train "${base[@]}" --set run.dp=3 --checkpoint-dir bad1
+# run.dp not dividing the ranks is said first, though train.batch (10) is not
+# divisible by it either: mending the batch would only meet this error next
+fails "run.dp = 3 on 4 ranks, train.batch = 10: the ranks said first" 4 'error: train: run\.dp = 3 does not divide' -- \
+    train "${base[@]}" --set run.dp=3 --set train.batch=10 --checkpoint-dir bad1
+fails "bench train: the same, said first" 4 'error: bench train: run\.dp = 3 does not divide' -- \
+    bench train "${base[@]}" --set run.dp=3 --set train.batch=10 -n 1 -w 0
+fails "eval --set run.dp=3 on 4 ranks, batch 10: the ranks said first" 4 'error: eval: run\.dp = 3 does not divide' -- \
+    eval --checkpoint g4x2true --set run.dp=3 --set train.batch=10
 fails "train.batch = 10 with run.dp = 4" 4 'train\.batch = 10' 'run\.dp = 4' -- \
     train "${base[@]}" --set train.batch=10 --set run.dp=4 --checkpoint-dir bad2
 fails "train.batch = 12, run.dp = 2, train.accum = 4 (6 per group)" 4 'train\.accum = 4' 'run\.dp' -- \
