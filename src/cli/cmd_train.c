@@ -292,8 +292,10 @@ static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, ra_me
     double kmax = 0;
     RA_TRY(report_kappa(c, s, metrics, &kmax));
     ra_metrics_printf(metrics, "}\n");
-    ra_say(c, "eval  step %d | loss %.4f | bpb %.4f | accuracy %.2f%% (%lld targets, held out) | kappa max %.3g\n",
-           step, r.loss, r.bpb, 100 * r.accuracy, (long long)r.count, kmax);
+    /* a token's bits are not a byte's: said as eval says them */
+    ra_say(c, "eval  step %d | loss %.4f | %s %.4f | accuracy %.2f%% (%lld targets, held out) | kappa max %.3g\n",
+           step, r.loss, s->cfg.source_id == RA_SOURCE_TOKENS ? "bits/token" : "bpb", r.bpb, 100 * r.accuracy,
+           (long long)r.count, kmax);
     return RA_OK;
 }
 

@@ -56,6 +56,10 @@ train_ok() {
 # ---- every form of the same ids trains the same, at P = 1 and 2 -------------------------
 train_ok "train on flat uint16 ids P=1" 1 u16p1.jsonl ck16 --set data.path=tok16.bin --set data.dtype=uint16
 grep -q '| data tok16.bin' out || bad "the start line names the data file: $(head -1 out)"
+mpi 1 train "${tok[@]}" --set train.eval_every=2 --set data.path=tok16.bin --set data.dtype=uint16 --checkpoint-dir ckbt
+report "train's evaluation of tokens says bits/token, as eval does (not bpb)" \
+    "$(status $?)$(grep -q '^eval  step 2 | loss [0-9.]* | bits/token [0-9.]* |' out || grep -m1 '^eval ' out)"
+rm -rf ckbt
 for form in "u16:tok16.bin:uint16" "u32:tok32.bin:uint32" "npy:tok.npy:auto" "npy2:tok.npy:npy" \
             "llmc:shard_000000.bin:auto" "llmc2:shard_000000.bin:llmc"; do
     IFS=: read -r tag file dtype <<<"$form"
