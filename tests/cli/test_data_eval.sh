@@ -95,6 +95,15 @@ ra 1 eval --checkpoint ck --data nosuch.txt
 report "a missing --data file: named as --data" "$(fails_with $? "error: eval: --data nosuch.txt: cannot open")"
 ra 1 eval --checkpoint ck --data /proc/self/status
 report "a /proc file as --data: refused, not read as empty" "$(fails_with $? "is a /proc or /sys file")"
+# on 2 ranks /proc/self is each rank's own pid: the ranks' configs agreed
+# anyway (it was "rank 1 read a different config"), and the file is refused
+ln -sf /proc/self/status procself
+for d in /proc/self/status procself; do
+    ra 2 eval --checkpoint ck --data "$d"
+    report "a /proc file as --data ($d) on 2 ranks: refused as such" \
+        "$(fails_with $? "--data $d: is a /proc or /sys file")"
+done
+rm -f procself
 # a /sys file says 4096 bytes and holds fewer: refused as such (it said "truncated?")
 for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/profiling; do
     [ -r "$f" ] || continue
