@@ -188,6 +188,8 @@ script_checks() {
     refused train.sbatch "a missing CONFIG refused before out/ is made" "CONFIG 'nosuch.ini' is not a readable file" CONFIG=nosuch.ini
     refused train.sbatch "CONFIG naming a directory refused" "CONFIG '\\.' is not a readable file" CONFIG=.
     refused train.sbatch "RINGATTN not a program refused" "RINGATTN '/nope/ringattn' is not a program" RINGATTN=/nope/ringattn
+    refused bench_attn.sbatch "RINGATTN not a program refused" "RINGATTN '/nope/ringattn' is not a program" \
+        RINGATTN=/nope/ringattn
     refused train.sbatch "LAUNCHER=ssh refused" "LAUNCHER must be srun or mpirun" LAUNCHER=ssh
     refused train.sbatch "LAUNCHER=srun outside a Slurm job refused" "LAUNCHER=srun needs a Slurm job" LAUNCHER=srun
     # local-slurm.sh: refused before the root check, an install or a daemon
