@@ -18,7 +18,7 @@ mkdir -p "$out"
 echo "== training configs/recall.ini on $P ranks (progress every 100 steps; metrics in $out/metrics.jsonl)"
 mpirun -n "$P" "$RA" train --config configs/recall.ini --set train.log_every=100 \
   --metrics "$out/metrics.jsonl" --checkpoint-dir "$out/checkpoints" "$@"
-echo "== held-out recall accuracy of the trained model (chance: 1/recall_keys)"
+echo "== held-out recall accuracy of the trained model (chance: 1/16, a value's letters)"
 mpirun -n "$P" "$RA" eval --checkpoint "$out/checkpoints" --batches 16
 echo "== a recall prompt: pairs A=d B=k C=f D=m (bytes 128+16*key+value, shown by cat -v as M-..),"
 echo "   then queries; the model must complete the last query, A, with its value d"
