@@ -204,6 +204,13 @@ ra_status ra_arg_unknown(const char *cmd, int c, const char *arg)
                            arg, cmd);
         if (c == ':' && arg && arg[0] == '-' && arg[1] != '-')
             return RA_FAIL(RA_ERR_ARG, "%s: -%c needs a value (see ringattn %s --help)", cmd, optopt, cmd);
+        /* eval, diag, generate, export: the model's config is the checkpoint's */
+        const int from_ckpt = !strcmp(cmd, "eval") || !strcmp(cmd, "diag") || !strcmp(cmd, "generate") ||
+                              !strcmp(cmd, "export");
+        if (from_ckpt && arg && strncmp(arg, "--config", 8) == 0 && (arg[8] == '\0' || arg[8] == '='))
+            return RA_FAIL(RA_ERR_ARG, "%s: --config is not an option here: the checkpoint holds the config%s (see "
+                           "ringattn %s --help)", cmd,
+                           strcmp(cmd, "export") ? "; change keys with --set SECTION.KEY=VALUE" : "", cmd);
         return RA_FAIL(RA_ERR_ARG, "%s: unknown option '%s' (see ringattn %s --help)", cmd, arg ? arg : "?", cmd);
     }
     return RA_FAIL(RA_ERR_ARG, "%s: unexpected option '%s' (see ringattn %s --help)", cmd,

@@ -294,6 +294,15 @@ fails "eval -checkpoint: names '-checkpoint' and suggests --checkpoint" 1 \
 fails "gen -L 8: names '-L' and suggests --L" 1 "error: gen: unknown option '-L': did you mean --L\?" -- gen --dir L3 -L 8
 fails "eval --checkpoint ck -x: names '-x'" 1 "error: eval: unknown option '-x'" -- \
     eval --checkpoint ck -x
+# --config where the checkpoint is the config: said so (it was "unknown option")
+for cmd in eval generate diag; do
+    fails "$cmd --config: the checkpoint holds the config, --set changes keys" 1 \
+        "error: $cmd: --config is not an option here: the checkpoint holds the config; change keys with --set" -- \
+        $cmd --checkpoint ck --config c.ini
+done
+fails "export --config=c.ini: the checkpoint holds the config (no --set advice)" 1 \
+    "error: export: --config is not an option here: the checkpoint holds the config \(see" -- \
+    export --checkpoint ck --config=c.ini --out x
 # a word starting -h is not the help (-hostile printed it and exited 0); a long option
 # with one dash is caught before getopt reads its letters ("-c: 'ausal' is not an
 # integer"); the global options are suggested too; a known option at the end without
