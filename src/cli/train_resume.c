@@ -173,6 +173,7 @@ ra_status ra_train_resume_metrics(const ra_cli *c, const char *given, ra_config 
             mine = 3; /* (a live run's file: the preflight says so) */
     }
     RA_TRY(ra_allreduce_named(&mine, &verdict, 1, MPI_INT, MPI_MAX, c->comm, "the metrics check"));
+    if (verdict == 3 && c->rank != 0) return RA_ERR_PEER; /* agreed: rank 0 says it, once */
     if (verdict == 3)
         return RA_FAIL(RA_ERR_ARG, "train: %s %s: holds steps after %lld of another run (not the metrics of %s in "
                        "its own directory), which appending would cut; give another file name for this run's "

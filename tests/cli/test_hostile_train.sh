@@ -70,6 +70,8 @@ refused() {
         [ "$rc" -eq "$2" ] || why+="exit status $rc, expected $2; "
     fi
     grep -qE -- "$3" err || why+="no '$3' in: $(grep -m1 error err); "
+    # agreed refusals are said once, by rank 0 (not also '[rank 1/2] ...')
+    [ "$(grep -cE -- "$3" err)" -le 1 ] || why+="said $(grep -cE -- "$3" err) times; "
     grep -q '^step 1/' out && why+="a step ran; "
     report "$1" "$why"
 }
