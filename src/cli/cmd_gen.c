@@ -3,6 +3,7 @@
  * Element i of tensor t is ra_rand_uniform(seed * 8 + t, i), so each rank
  * generates and writes only its own slab and the files do not depend on the
  * number of ranks. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +23,8 @@ static const char *help =
     "\n"
     "Writes DIR/q.npy [B, H, L, D], DIR/k.npy and DIR/v.npy [B, Hkv, L, D] and\n"
     "DIR/dout.npy (like q), uniform in [-1, 1), float32; with --segments N also\n"
-    "DIR/seg.npy int32 [B, L] with N segments per sequence. Without --B the\n"
+    "DIR/seg.npy int32 [B, L] with N segments per sequence (without, an earlier\n"
+    "set's DIR/seg.npy is removed). Without --B the\n"
     "arrays are 3-D ([H, L, D]). L accepts K/M suffixes (x1024). DIR is created\n"
     "if missing (its parent must exist); it and every output in it are checked\n"
     "for writing before anything is generated.\n";
@@ -67,7 +69,32 @@ static ra_status prepare_dir(const char *dir, int nseg)
         RA_TRY(ra_check_output_fresh(path, "gen: output"));
         RA_TRY(ra_check_output_path(path, "gen: output"));
     }
+    /* without --segments an earlier set's seg.npy goes with it (old_segments):
+     * only a file or a link can, anything else is refused here */
+    struct stat sb;
+    ra_join_path(paths[GEN_SEG], sizeof paths[GEN_SEG], dir, gen_files[GEN_SEG]);
+    if (!nseg && lstat(paths[GEN_SEG], &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode))
+        return RA_FAIL(RA_ERR_IO, "gen: --dir %s: %s is %s, where an earlier set's segments would be (this set has "
+                       "none; they are removed with it): remove it, or give --segments", dir, paths[GEN_SEG],
+                       ra_file_kind(sb.st_mode));
     return RA_OK;
+}
+
+/* Rank 0, after a set without --segments replaced the files: the earlier
+ * set's seg.npy (a file, or a link, not its target) would sit beside q, k,
+ * v and dout it does not belong to, and attn --segments read it with them. */
+static void old_segments(const char *dir, const char *shown)
+{
+    char path[2048];
+    struct stat sb;
+    ra_join_path(path, sizeof path, dir, gen_files[GEN_SEG]);
+    if (lstat(path, &sb) != 0) return;
+    if (unlink(path) == 0)
+        printf("gen: removed %s%s%s, the segments of the set replaced (this one has none)\n", shown,
+               strcmp(shown, "/") ? "/" : "", gen_files[GEN_SEG]);
+    else
+        fprintf(stderr, "ringattn: warning: gen: %s is an earlier set's segments and could not be removed: %s; "
+                        "remove it before attn --segments reads it with this set\n", path, strerror(errno));
 }
 
 static ra_status stage_segments(const ra_cli *c, const char *path, int B, int64_t L, int nseg)
@@ -191,5 +218,6 @@ ra_status ra_cmd_gen(ra_cli *c, int argc, char **argv)
     ra_say(c, "gen: wrote %s%s{q,k,v,dout%s}.npy  B=%d H=%d Hkv=%d L=%lld D=%d seed=%d\n", shown,
            strcmp(shown, "/") ? "/" : "",
            nseg ? ",seg" : "", Bn, H, Hkv, (long long)L, D, seed);
+    if (!nseg && c->rank == 0) old_segments(dir, shown);
     return ra_stdout_finish(c);
 }

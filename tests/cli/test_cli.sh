@@ -180,6 +180,19 @@ mkdir L2
 mpi 2 gen --dir L2 --H 2 --L 2 --D 16
 report "gen L=2 on 2 ranks" "$(status $?)"
 
+# a set without segments replaces one with them: the old seg.npy goes too (it stayed,
+# and attn --segments read it beside the new q, k, v: a shape error or wrong masks)
+mpi 2 gen --dir SG --H 2 --L 32 --D 16 --segments 3 && mpi 2 gen --dir SG --H 2 --L 16 --D 16
+why=$(status $?)
+[ -e SG/seg.npy ] && why+="the earlier set's seg.npy stayed; "
+grep -q '^gen: removed SG/seg.npy, the segments of the set replaced' out || why+="not said: $(cat out); "
+report "gen without --segments over a set with them: the old seg.npy removed, said" "$why"
+mkdir SG/seg.npy
+fails "... a directory where seg.npy was: refused by kind, kept" 1 "gen: --dir SG: SG/seg.npy is a directory" -- \
+    gen --dir SG --H 2 --L 16 --D 16
+report "... the directory kept" "$([ -d SG/seg.npy ] || echo removed)"
+rm -rf SG
+
 fails "missing --q" 2 "--q" "required|missing" -- attn --k A/k.npy --v A/v.npy --out o.npy
 fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"
 fails "unknown option" 2 "--frobnicate" "unknown" -- attn "${QKV[@]}" --out o.npy --frobnicate
