@@ -290,12 +290,12 @@ static ra_status check_shapes(const ra_npy *q, const ra_npy *k, const ra_npy *v,
                        q->path, (long long)s->L, P);
     if (seg) {
         if (seg->dtype != RA_DT_I32 && seg->dtype != RA_DT_I64)
-            return RA_FAIL(RA_ERR_FORMAT, "%s: segment ids must be int32 or int64, not %s", seg->path,
+            return RA_FAIL(RA_ERR_FORMAT, "--segments %s: segment ids must be int32 or int64, not %s", seg->path,
                            ra_dtype_name(seg->dtype));
         int ok = (seg->ndim == 1 && seg->shape[0] == s->L) ||
                  (seg->ndim == 2 && seg->shape[0] == s->B && seg->shape[1] == s->L);
         if (!ok)
-            return RA_FAIL(RA_ERR_SHAPE, "%s: segment ids must be [L] or [B, L] = [%lld] or [%d, %lld], got %s",
+            return RA_FAIL(RA_ERR_SHAPE, "--segments %s: segment ids must be [L] or [B, L] = [%lld] or [%d, %lld], got %s",
                            seg->path, (long long)s->L, s->B, (long long)s->L,
                            ra_shape_str(a, sizeof a, seg->ndim, seg->shape));
     }
@@ -489,6 +489,18 @@ static ra_status same_attn_options(const ra_cli *c, const attn_args *a)
     return ra_same_options(c, "attn", text);
 }
 
+/* A head's own errors start with its name ("combiner-logsparse: causal
+ * only ..."): said as the option that chose it, others as the command's. */
+static ra_status head_cmd(const char *head, ra_status st)
+{
+    const char *msg = ra_last_error();
+    const size_t n = strlen(head);
+    if (st == RA_OK || strncmp(msg, head, n) != 0 || msg[n] != ':') return ra_arg_cmd("attn", st);
+    char why[RA_ERROR_MAX]; /* RA_FAIL writes the message it would read */
+    snprintf(why, sizeof why, "%s", msg);
+    return RA_FAIL(st, "attn: --head %s", why);
+}
+
 static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, char **argv)
 {
     attn_shape s = { 0 };
@@ -496,17 +508,17 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, cha
     RA_TRY(same_attn_options(c, a));
     RA_TRY(ra_cli_trace_begin(c, a->trace, "attn", argc, argv));
     RA_TRY(ra_agree(c->comm, open_inputs(a, S)));
-    RA_TRY(ra_agree(c->comm, check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
-                                          a->dout ? &S->dout : NULL, c->size, &s)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("attn", check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
+                                                             a->dout ? &S->dout : NULL, c->size, &s))));
     int threads = ra_set_threads(c, a->threads, "--threads");
     ra_head_opts ho = { .ring = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
                                   .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
                         .layer = &a->layer };
-    RA_TRY(ra_agree(c->comm, ra_head_create(&S->head, &ho, c->comm)));
+    RA_TRY(ra_agree(c->comm, head_cmd(a->layer.head, ra_head_create(&S->head, &ho, c->comm))));
     const ra_head_kind *kind = S->head->kind;
     S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
     if (a->seg && S->seg.dtype == RA_DT_I64)
-        RA_TRY(ra_agree(c->comm, c->rank == 0 ? check_segment_range(&S->seg) : RA_OK));
+        RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("attn", check_segment_range(&S->seg)) : RA_OK));
     RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
     RA_TRY(ra_agree(c->comm, check_finite(c, a, &s, S)));
 

@@ -49,7 +49,7 @@ static ra_status ls_setup(ls_head *f, const ra_head_opts *opts, MPI_Comm comm)
     f->o = opts->ring;
     ra_ring_opts *o = &f->o;
     if (!o->causal)
-        return RA_FAIL(RA_ERR_ARG, "combiner-logsparse is causal only (its groups tile [0, i)): add --causal");
+        return RA_FAIL(RA_ERR_ARG, "combiner-logsparse: causal only (its groups tile [0, i)): add --causal");
     if (o->scale == 0.0f) o->scale = 1.0f / sqrtf((float)o->D);
     if (o->H % o->Hkv) return RA_FAIL(RA_ERR_SHAPE, "combiner-logsparse: Hkv %d must divide H %d", o->Hkv, o->H);
     f->comm = comm;

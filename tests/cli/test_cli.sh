@@ -154,9 +154,15 @@ fails "Hkv does not divide H" 2 "A/k.npy|bad/q1.npy" "divide" -- attn --q bad/q1
 fails "4-D K with 3-D Q" 2 "B/k.npy" "dimension" -- attn --q A/q.npy --k B/k.npy --v B/v.npy --out o.npy
 fails "dout shaped unlike Q" 2 "bad/dout36.npy" "shape" -- attn "${QKV[@]}" --out o.npy \
     --dout bad/dout36.npy --dq dq.npy --dk dk.npy --dv dv.npy
-fails "segments of the wrong length" 2 "B/seg.npy" "segment" -- attn "${QKV[@]}" --out o.npy --segments B/seg.npy
-fails "float32 segments" 2 "bad/segf4.npy" "int32|int64" -- attn --q B/q.npy --k B/k.npy --v B/v.npy --out o.npy \
-    --segments bad/segf4.npy
+# named by the command and option, as the other input errors (it said "B/seg.npy: segment ids ...")
+fails "segments of the wrong length" 2 "error: attn: --segments B/seg.npy: segment ids must be" -- \
+    attn "${QKV[@]}" --out o.npy --segments B/seg.npy
+fails "float32 segments" 2 "error: attn: --segments bad/segf4.npy" "int32|int64" -- \
+    attn --q B/q.npy --k B/k.npy --v B/v.npy --out o.npy --segments bad/segf4.npy
+# a head's refusal names --head (it said "combiner-logsparse is causal only ...")
+fails "combiner-logsparse without --causal" 2 \
+    "error: attn: --head combiner-logsparse: causal only \(its groups tile \[0, i\)\): add --causal" -- \
+    attn "${QKV[@]}" --out o.npy --head combiner-logsparse
 # the first element out of range is named whatever P and the layout (each rank named its own first)
 fails "int64 segment ids out of int32 range (P=1): the first named" 1 "bad/segbig.npy: element 20 is 4294967296" \
     "int32" -- attn "${QKV[@]}" --out o.npy --segments bad/segbig.npy
