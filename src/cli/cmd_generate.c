@@ -481,8 +481,10 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     pcfg.dp = 1; /* one sequence: one ring of every rank */
     RA_TRY(ra_arg_cmd("generate", ra_session_open(c, s, &pcfg, 1, 0, NULL)));
     RA_TRY(ra_arg_cmd("generate", ra_session_load(c, s, path, 0, NULL))); /* named, as the options' errors */
-    RA_TRY(ra_agree(c->comm, ra_decoder_create(d, cfg, ra_model_params(s->model), ra_model_layout(s->model),
-                                               c->comm, Lp + a->tokens)));
+    char who[RA_PATH_MAX + 32]; /* its refusals are the checkpoint's model's (a Combiner layer) */
+    snprintf(who, sizeof who, "generate: --checkpoint %s", a->ckpt);
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd(who, ra_decoder_create(d, cfg, ra_model_params(s->model),
+                                                               ra_model_layout(s->model), c->comm, Lp + a->tokens))));
     const int64_t tp = RA_TRACE_T0();
     const ra_status shown = c->rank == 0 ? stream_put(o, prompt, Lp) : RA_OK;
     RA_TRY(prefill(c, s, *d, prompt, Lp));
