@@ -282,7 +282,7 @@ static ra_status report_kappa(const ra_cli *c, ra_session *s, ra_metrics *metric
 static ra_status eval_and_report(const ra_cli *c, ra_session *s, int step, ra_metrics *metrics, int *stopped)
 {
     ra_eval_result r;
-    RA_TRY(ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &stop_level, &r));
+    RA_TRY(ra_arg_cmd("train", ra_session_eval(c, s, RA_SPLIT_VAL, s->cfg.eval_batches, &stop_level, &r)));
     *stopped = r.stopped;
     if (r.stopped) return RA_OK;
     char a[32], b[32], c2[32];
@@ -390,7 +390,9 @@ static ra_status train(ra_cli *c, ra_session *s, int start, const char *ckdir, r
         ra_model_zero_grads(s->model);
         for (int a = 0; a < accum; a++) {
             uint64_t idx = ra_session_seq(s, (uint64_t)step, a); /* this group's share of the batch */
-            ra_status ds = ra_agree(c->comm, ra_data_batch(s->data, RA_SPLIT_TRAIN, idx, s->micro, s->tok, s->tgt));
+            /* named, as preflight's errors: an id past model.vocab is seen only here */
+            ra_status ds = ra_data_batch(s->data, RA_SPLIT_TRAIN, idx, s->micro, s->tok, s->tgt);
+            ds = ra_agree(c->comm, ra_arg_cmd("train", ds));
             if (ds != RA_OK) return keep_finished(c, s, ckdir, step, start, ds); /* no update of this step yet */
             ra_batch_stats bs;
             ra_status st = ra_model_step(s->model, s->tok, s->tgt, 1, (float)(1.0 / targets), a == accum - 1, &bs);

@@ -143,8 +143,8 @@ fails "eval --data with data.source=file and data.dtype=uint16: refused" 2 \
 # ---- refusals, on every rank, reported once ---------------------------------------------------
 # 80 ids, half held out: every training window (offset 0..7, 33 ids) covers element 20
 perl -e "@a = ($IDS)[0 .. 79]; \$a[20] = 4321; print pack('v*', @a)" >bad.bin
-fails "an id >= model.vocab in training: named by file and element" 2 \
-    "data.path bad.bin: token 4321 at element 20 \(uint16, byte offset 40\)" \
+fails "an id >= model.vocab in training: named by the command, file and element" 2 \
+    "error: train: data.path bad.bin: token 4321 at element 20 \(uint16, byte offset 40\)" \
     "outside the vocabulary \[0, 1000\)" -- \
     train "${tok[@]}" --set data.path=bad.bin --set data.dtype=uint16 --set data.val_fraction=0.5 \
     --checkpoint-dir ckbad
