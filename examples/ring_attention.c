@@ -22,12 +22,15 @@
  *
  *     mpirun -n 4 ./ring_attention                 # L = 1000, zigzag
  *     mpirun -n 3 ./ring_attention 4097 striped    # L, layout
+ *     (a bad argument: one line naming it, exit 2)
  *
  * Build against an installed copy:
  *     cc ring_attention.c $(pkg-config --cflags --libs ringattn) -o ring_attention
  */
+#include <errno.h>
 #include <math.h>
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -126,11 +129,25 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &P);
 
-    int64_t L = argc > 1 ? atoll(argv[1]) : 1000;
+    /* the arguments, before any work: a bad one is a usage error (exit 2) */
+    int64_t L = 1000;
     ra_layout layout = RA_LAYOUT_ZIGZAG;
+    char *end = NULL, bad[160] = "";
+    errno = 0;
+    if (argc > 1) L = strtoll(argv[1], &end, 10);
+    if (argc > 3)
+        snprintf(bad, sizeof bad, "unexpected argument '%.40s'", argv[3]);
+    else if (argc > 1 && (end == argv[1] || *end || errno || L < 1 || L > INT32_MAX))
+        snprintf(bad, sizeof bad, "L '%.40s' is not a whole number in [1, 2147483647]", argv[1]);
+    else if (argc > 2 && ra_layout_parse(argv[2], &layout) != RA_OK)
+        snprintf(bad, sizeof bad, "layout '%.40s' is not contiguous, zigzag or striped", argv[2]);
+    if (bad[0]) {
+        if (rank == 0) fprintf(stderr, "ring_attention: %s (usage: ring_attention [L] [contiguous|zigzag|striped])\n", bad);
+        MPI_Finalize();
+        return 2;
+    }
     double err = INFINITY, ref_max = 0.0;
-    ra_status s = argc > 2 ? ra_layout_parse(argv[2], &layout) : RA_OK;
-    if (s == RA_OK) s = run(L, layout, &err, &ref_max);
+    ra_status s = run(L, layout, &err, &ref_max);
     if (s != RA_OK) fprintf(stderr, "[rank %d/%d] ring_attention: %s\n", rank, P, ra_last_error());
 
     /* every rank agrees on the verdict */
