@@ -46,6 +46,15 @@ void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s)
     if (s->nthreads == 0) s->thread_list[s->nthreads++] = s->threads = n;
 }
 
+const char *ra_bench_threads_text(const ra_bench_sweep *s, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->nthreads && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, i ? ",%d" : "%d", s->thread_list[i]);
+    return buf;
+}
+
 static ra_status sweep_value(ra_bench_sweep *s, int opt, const char *val)
 {
     switch (opt) {

@@ -31,6 +31,9 @@ ra_status ra_bench_sweep_check(const char *cmd, const ra_bench_sweep *s);
 /* Place the rank with the largest thread count of the sweep (or its default
  * when -t was not given, which then becomes the one-entry list). */
 void ra_bench_threads(const ra_cli *c, ra_bench_sweep *s);
+/* The thread counts of the sweep, "1,2" (a header names every row's, not
+ * only the largest), into buf; returns buf. */
+const char *ra_bench_threads_text(const ra_bench_sweep *s, char *buf, size_t cap);
 extern const char *ra_bench_sweep_help;
 
 /* The sgemm reference: one single-thread sgemm at M = N = K = 1024 on

@@ -383,9 +383,11 @@ static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int 
                           ra_sgemm_ref *ref)
 {
     const bench_args a = *ap;
-    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%d (%s) OpenBLAS=%s kernels=%s\n",
+    char thr[RA_BENCH_MAX_THREADS * 6];
+    ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%s (%s) OpenBLAS=%s kernels=%s\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
-           ra_layout_name(a.layout), a.chunk ? "set" : "auto", a.sw.threads, ra_threads_origin(),
+           ra_layout_name(a.layout), a.chunk ? "set" : "auto", ra_bench_threads_text(&a.sw, thr, sizeof thr),
+           ra_threads_origin(),
            ra_blas_desc(), ra_kernel_isa());
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s at the start; %%sgemm = GFLOP/s / (sgemm x cores in use), "
               "sgemm: the median of 3 such calls before the row's warm-up and 3 after its timed iterations (its '# sgemm' line); "

@@ -509,6 +509,10 @@ c=$(grep -c '^# ringattn bench attn' out)
 [ "$c" -eq 1 ] || why+="title printed $c times, expected once; "
 grep -v "^ringattn: warning: .*oversubscribed" err | grep -q . && why+="unexpected stderr; "
 report "bench attn -b 64 -e 128 on 2 ranks: rows OK" "$why"
+# -t 1,2: the header names every count the rows run with (it said threads/rank=2)
+mpi 2 bench attn -b 64 -e 64 -n 1 -w 0 -c 0 -H 2 -D 16 -t 1,2
+report "bench attn -t 1,2: the header says threads/rank=1,2" \
+    "$(status $?)$(grep -q '^# ringattn bench attn: .* threads/rank=1,2 (-t' out || grep -m1 '^#' out)"
 # more threads than the node's cores were taken without a word (run.threads=4096 too)
 many=$(( $(nproc) * 2 ))
 mpi 1 attn "${QKV[@]}" --out thr.npy --threads "$many"
@@ -528,6 +532,7 @@ report "OMP_NUM_THREADS=5000: a warning that it is ignored" "$why"
 # the cores in use (1 rank: the row's thread count, at most the cores)
 mpi 1 bench train -n 1 -w 0 -t 1,2
 why=$(status $?)
+grep -q '^# bench train: .*, threads/rank 1,2 (-t' out || why+="header: $(grep -m1 '^# bench train' out); "
 python3 - out >chk 2>&1 <<'PY' || why+="$(tr '\n' ' ' <chk)"
 import os, re, sys
 lines = open(sys.argv[1]).read().splitlines()
