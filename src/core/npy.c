@@ -86,6 +86,17 @@ static const char *dtype_descr(ra_dtype dt)
     return "?";
 }
 
+/* s for a message: bytes outside printable ASCII as \xNN (a header's raw
+ * bytes would reach the terminal as they are); returns buf. */
+static const char *show(char *buf, size_t cap, const char *s)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (const unsigned char *p = (const unsigned char *)s; *p && at + 5 <= cap; p++)
+        at += (size_t)snprintf(buf + at, cap - at, *p >= 0x20 && *p < 0x7f ? "%c" : "\\x%02x", *p);
+    return buf;
+}
+
 /* Map a descr string to a dtype; '<' and '=' (native, i.e. little-endian
  * here) are accepted, '|' only suits 1-byte types, '>' is big-endian. */
 static ra_status parse_descr(const char *path, const char *d, ra_dtype *dt)
@@ -94,7 +105,7 @@ static ra_status parse_descr(const char *path, const char *d, ra_dtype *dt)
         {"f4", RA_DT_F32}, {"f8", RA_DT_F64}, {"i4", RA_DT_I32}, {"i8", RA_DT_I64},
         {"u2", RA_DT_U16}, {"u4", RA_DT_U32},
     };
-    char order = d[0];
+    char order = d[0], shown[4 * 32];
     bool has_order = order == '<' || order == '>' || order == '|' || order == '=';
     const char *code = has_order ? d + 1 : d;
     for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
@@ -107,12 +118,12 @@ static ra_status parse_descr(const char *path, const char *d, ra_dtype *dt)
             return RA_FAIL(RA_ERR_FORMAT,
                            "%s: unsupported dtype '%s' (big-endian %s); " NPY_SUPPORTED
                            "; convert with arr.astype('<%s')",
-                           path, d, ra_dtype_name(known[k].dt), code);
+                           path, show(shown, sizeof shown, d), ra_dtype_name(known[k].dt), code);
         return RA_FAIL(RA_ERR_FORMAT,
                        "%s: unsupported dtype '%s' (no byte order for a multi-byte "
-                       "type); " NPY_SUPPORTED, path, d);
+                       "type); " NPY_SUPPORTED, path, show(shown, sizeof shown, d));
     }
-    return RA_FAIL(RA_ERR_FORMAT, "%s: unsupported dtype '%s'; " NPY_SUPPORTED, path, d);
+    return RA_FAIL(RA_ERR_FORMAT, "%s: unsupported dtype '%s'; " NPY_SUPPORTED, path, show(shown, sizeof shown, d));
 }
 
 /* ---- header parsing -------------------------------------------------- */
@@ -268,10 +279,11 @@ static ra_status parse_dict(cursor *c, header *h)
         RA_TRY(parse_string(c, key, sizeof key, "a quoted key or '}'"));
         int k = 0;
         while (k < 3 && strcmp(key, keys[k]) != 0) k++;
+        char shown[4 * sizeof key];
         if (k == 3)
             return RA_FAIL(RA_ERR_FORMAT,
                            "%s: malformed .npy header: unexpected key '%s' (expected 'descr', 'fortran_order', 'shape')",
-                           c->path, key);
+                           c->path, show(shown, sizeof shown, key));
         if (seen[k]) return RA_FAIL(RA_ERR_FORMAT, "%s: malformed .npy header: key '%s' appears twice", c->path, key);
         seen[k] = true;
         if (!eat(c, ':')) return expected(c, "':' after a key");

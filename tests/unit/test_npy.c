@@ -604,6 +604,11 @@ static void test_malformed_headers(void **state)
             fail_msg("case %zu (%s): status %d, message \"%s\", wanted \"%s\"", k, cases[k].dict, s,
                      ra_last_error(), cases[k].word);
     }
+    /* a key's raw bytes are escaped: the message reaches a terminal (it held the byte 0xe9 itself) */
+    write_npy(p, 1, "{'descr': '<u2', 'fortran_order': False, 'shape': (8,), '\xe9': 1, }", six, sizeof six);
+    expect_open_error(p, RA_ERR_FORMAT, "unexpected key '\\xe9'");
+    for (const unsigned char *m = (const unsigned char *)ra_last_error(); *m; m++)
+        if (*m >= 0x80) fail_msg("byte 0x%02x in \"%s\"", *m, ra_last_error());
     /* no newline at the end of the header */
     const char *h = "{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}    ";
     write_npy_raw(p, 1, 0, h, strlen(h), six, sizeof six);
