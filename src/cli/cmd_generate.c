@@ -123,6 +123,13 @@ static int is_id_list(const char *t, size_t n)
     return digits;
 }
 
+/* A value meant as a LIST that is_id_list refuses ("-1", "1,-2", "+5",
+ * "0x10"): told so when no such file exists, not "cannot open". */
+static int looks_like_ids(const char *t)
+{
+    return (*t >= '0' && *t <= '9') || *t == '+' || *t == '-' || strchr(t, ',');
+}
+
 /* --prompt-dtype: a token file's dtype, or text */
 static ra_status parse_dtype(const char *val, gen_args *a)
 {
@@ -228,6 +235,9 @@ static ra_status check_out(const gen_args *a)
     ra_ckpt_resolve(path, sizeof path, a->ckpt);
     ra_dir_of(path, dir, sizeof dir);
     const int digits = a->prompt_tokens && is_id_list(a->prompt_tokens, strlen(a->prompt_tokens)); /* a LIST, not a file */
+    if (a->prompt_tokens && !digits && looks_like_ids(a->prompt_tokens) && access(a->prompt_tokens, F_OK) != 0)
+        return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s' is neither a comma-separated list of non-negative "
+                                   "decimal ids (such as 1,2,3) nor a readable file (%s)", a->prompt_tokens, strerror(errno));
     const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
                                 { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
     const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };

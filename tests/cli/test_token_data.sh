@@ -228,6 +228,12 @@ fails "generate: --output-format text with vocab 1000" 1 "not a byte vocabulary"
 fails "generate: two prompts" 1 "exactly one of --prompt, --prompt-file and --prompt-tokens" -- \
     "${gen[@]}" --prompt-tokens 1 --prompt A
 # an empty item in a list (a lost id?) refused; a trailing comma is fine
+# a LIST with a sign, or in hex, that is no file either: said so (it was "cannot open: No such file")
+for p in -1 1,-2 +5 0x10; do
+    fails "generate: --prompt-tokens $p: neither a list of ids nor a file" 1 \
+        "error: generate: --prompt-tokens '${p//+/\\+}' is neither a comma-separated list of non-negative decimal ids" \
+        "nor a readable file" -- "${gen[@]}" --prompt-tokens "$p"
+done
 fails "generate: an empty item in --prompt-tokens" 1 "--prompt-tokens: an empty item before the comma at byte 2" -- \
     "${gen[@]}" --prompt-tokens "1,,2"
 # a list of separators only is a LIST without ids (it was opened as a file named " ")
