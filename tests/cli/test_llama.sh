@@ -205,6 +205,10 @@ fails "export on 2 ranks is refused" 2 "one process" "not on 2 ranks" -- export 
 fails "import on 2 ranks is refused" 2 "one process" -- import --from hf --out x.ckpt
 fails "import --from '' is refused (not the root directory)" 1 "import: --from: empty file name" -- \
     import --from "" --out x.ckpt
+# the model's file given for its directory (it said "--from hf/model.safetensors/config.json: cannot open: Not a directory")
+fails "import --from a file: the directory is asked for" 1 \
+    "import: --from hf/model.safetensors: is a file, not a directory \(give the model's directory, which holds config.json and model.safetensors\)" -- \
+    import --from hf/model.safetensors --out x.ckpt
 fails "export --set is refused, naming --set" 1 "export: --set is import's option" -- \
     export --checkpoint ck --out hf5 --set model.dim=3
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
