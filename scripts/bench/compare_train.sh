@@ -87,7 +87,7 @@ def flag(section, key, default):
         return False
     sys.exit(f"compare_train: error: {path}: [{section}] {key} = {v!r} is not a boolean")
 
-# Missing keys take ringattn's defaults (src/core/config.c, ra_config_defaults);
+# Missing keys take ringattn's defaults (src/core/config_schema.c, ra_config_defaults);
 # 0 means derived: kv_heads = heads, head_dim = dim / heads, ffn_dim per ffn.
 args = ["--dim", num("model", "dim", 64), "--layers", num("model", "layers", 2),
         "--heads", num("model", "heads", 4),

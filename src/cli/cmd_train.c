@@ -219,7 +219,7 @@ static ra_status nonfinite_where(const ra_cli *c, ra_session *s, char *buf, size
     return RA_OK;
 }
 
-/* Fault injection for the tests (README: Faults): RINGATTN_INJECT_NAN=STEP:LAYER
+/* Fault injection for the tests (README "When things go wrong", NaN or Inf): RINGATTN_INJECT_NAN=STEP:LAYER
  * puts a NaN into the summed gradient of layer LAYER at step STEP (on
  * every rank that holds it), as a numerical blow-up would. */
 static void inject_fault(ra_session *s, int step)

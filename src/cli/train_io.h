@@ -74,7 +74,8 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
  * how its paths were spelled. */
 char *ra_train_config_text(const ra_config *cfg);
 
-/* The metrics writer; errors are sticky and reported by ra_metrics_check. */
+/* The metrics writer; errors are sticky and reported by ra_metrics_failed and
+ * ra_metrics_error. */
 typedef struct {
     int fd;
     char path[RA_PATH_MAX];

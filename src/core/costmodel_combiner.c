@@ -50,7 +50,7 @@ static double all_to_all_s(const ra_cm_setup *s, const ra_cm_rates *r, double by
 /* The Combiners run many small kernel calls and scalar loops. Their costs,
  * from timing attn.c's blocks at the Combiners' shapes against the 256 x 512
  * tile of the calibration and from profiles of the heads (one thread, D = 64;
- * DESIGN-planner.md):
+ * docs/planner.md "Model (assumptions)", design.md §15):
  *   a call of nq > 1 rows: its pairs (the forward's partial tiles by groups,
  *     FWD_SUB_COST in costmodel.c) + ROW_* pairs per (row, key tile): the
  *     softmax's and the sgemms' per-row work, which a 64-row block does not

@@ -10,8 +10,8 @@
  *     RA_TRY(ra_relayout_create(&M.R, layout, L, bounds, comm));
  *     RA_TRY(ra_head_move_init(&M));                          // collective
  *     const float *qs;
- *     RA_TRY(ra_head_move_in(&M, q, f->qbuf, B * H, D, &qs));  // qs: q or qbuf
- *     float *os = ra_head_move_target(&M, o, f->obuf);         // o or obuf
+ *     RA_TRY(ra_head_move_in(&M, q, qbuf, B * H, D, &qs));     // qs: q or the head's qbuf
+ *     float *os = ra_head_move_target(&M, o, obuf);            // o or the head's obuf
  *     ... compute os from qs ...
  *     RA_TRY(ra_head_move_out(&M, os, o, B * H, D));           // nothing if os == o
  *
