@@ -271,13 +271,17 @@ static void say_choice(const ra_cli *c, const candidate *cs, int n, int b)
     } else {
         const candidate *x = &cs[o];
         const double ratio = x->t.step_s / w->t.step_s;
-        const char *cause = x->t.balance < w->t.balance - 0.02 ? "causal imbalance"
-                            : x->t.wait_s > w->t.wait_s + 1e-4 ? "exposed transfers"
-                            : x->t.compute_s > w->t.compute_s * 1.01 ? "more tile work (partial tiles)"
-                                                                     : "no difference beyond noise";
-        snprintf(why, sizeof why, "%s is %.2fx slower (%s: balance %.2f vs %.2f, wait %.1f vs %.1f ms)",
-                 ra_layout_name(x->layout), ratio, cause, x->t.balance, w->t.balance, x->t.wait_s * 1e3,
-                 w->t.wait_s * 1e3);
+        /* the larger part of the gap on the busiest rank: its compute, or
+         * the time it waits (the step less its compute and the reduction) */
+        const double dc = x->t.compute_s - w->t.compute_s;
+        const double dw = (x->t.step_s - x->t.compute_s) - (w->t.step_s - w->t.compute_s);
+        const char *cause = x->t.balance < w->t.balance - 0.02   ? "causal imbalance"
+                            : dw > dc && dw > 0.005 * w->t.step_s ? "exposed transfers"
+                            : dc > 0.005 * w->t.step_s             ? "more tile work (partial tiles)"
+                                                                   : "no difference beyond noise";
+        snprintf(why, sizeof why, "%s is %.2fx slower (%s: compute %.1f vs %.1f ms, balance %.2f vs %.2f, wait %.1f "
+                 "vs %.1f ms)", ra_layout_name(x->layout), ratio, cause, x->t.compute_s * 1e3,
+                 w->t.compute_s * 1e3, x->t.balance, w->t.balance, x->t.wait_s * 1e3, w->t.wait_s * 1e3);
     }
     /* the chunk: among this layout's chunks */
     char cwhy[160] = "";

@@ -547,19 +547,24 @@ static ra_status ring_time(const ra_cm_attn *a, const ra_cm_setup *s, const ra_c
         xb += x_dkv; /* the whole last partial moves; only its last part is exposed */
         wmax_tail = tail;
     }
-    double wmaxf = 0, wmaxb = 0, cmax = 0, csum = 0, wsum = 0;
+    /* the most any rank waits; the least: the busiest rank's (its compute is
+     * the call's time less that) */
+    double wmaxf = 0, wmaxb = 0, wminf = INFINITY, wminb = INFINITY, cmax = 0, csum = 0, wsum = 0;
     for (int i = 0; i < nr; i++) {
         if (waitf[i] > wmaxf) wmaxf = waitf[i];
         if (waitb[i] > wmaxb) wmaxb = waitb[i];
+        if (waitf[i] < wminf) wminf = waitf[i];
+        if (waitb[i] < wminb) wminb = waitb[i];
         if (tot[i] > cmax) cmax = tot[i];
         csum += rw[i] * tot[i], wsum += rw[i];
     }
     wmaxb += wmax_tail; /* every rank waits for its last partial */
+    wminb += wmax_tail;
     sumc = csum / (wsum > 0 ? wsum : 1);
     c->fwd_s = Tf, c->bwd_s = Tb;
     c->fwd_wait_s = wmaxf, c->bwd_wait_s = wmaxb;
     c->fwd_comm_s = xf, c->bwd_comm_s = xb;
-    c->fwd_compute_s = Tf - wmaxf, c->bwd_compute_s = Tb - wmaxb;
+    c->fwd_compute_s = Tf - wminf, c->bwd_compute_s = Tb - wminb; /* (Tf - wmaxf was the lightest rank's) */
     c->imbalance_s = imb;
     c->balance = cmax > 0 ? sumc / cmax : 1;
     c->bytes_sent = P > 1 ? (double)(P - 1) * nc * kvb * 3 : 0; /* K, V forward; K, V and dK, dV backward */
@@ -638,7 +643,7 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
      * moves, residuals, the FFN's gates; the backward about twice */
     const double ef = 4 * N * (14 * C + 6 * HD + 6 * KD + 3 * F);
     const double eb = 4 * N * (30 * C + 12 * HD + 12 * KD + 9 * F);
-    double head_f = 0, head_b = 0, waits = 0, ring_x = 0, bal_w = 0, bal_n = 0, hbytes = 0;
+    double head_f = 0, head_b = 0, waits = 0, busy_waits = 0, ring_x = 0, bal_w = 0, bal_n = 0, hbytes = 0;
     for (int l = 0; l < cfg->layers; l++) {
         const ra_layer_config *lc = &cfg->layer[l];
         ra_cm_attn a = { .B = micro, .H = cfg->heads, .Hkv = cfg->kv_heads, .D = cfg->head_dim, .L = cfg->seq_len,
@@ -650,6 +655,7 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
         if (!same) RA_TRY(ra_cm_attn_time(&a, &ss, r, &ac));
         head_f += ac.fwd_s, head_b += ac.bwd_s;
         waits += ac.fwd_wait_s + ac.bwd_wait_s;
+        busy_waits += ac.fwd_s - ac.fwd_compute_s + ac.bwd_s - ac.bwd_compute_s; /* the busiest rank's */
         ring_x += ac.fwd_comm_s + ac.bwd_comm_s;
         if (lc->head_id == RA_HEAD_FULL) bal_w += ac.balance, bal_n++;
         hbytes += (double)ac.head_bytes;
@@ -674,7 +680,9 @@ ra_status ra_cm_train_time(const ra_config *cfg, const ra_cm_setup *s, const ra_
     out->step_s = cfg->accum * micro_s + ar + opt;
     out->wait_s = cfg->accum * waits;
     out->comm_s = cfg->accum * ring_x + ar;
-    out->compute_s = out->step_s - out->wait_s - ar;
+    /* the busiest rank's: the step less its own waits (the most any rank
+     * waits, wait_s, is the lightest rank's under causal imbalance) */
+    out->compute_s = out->step_s - cfg->accum * busy_waits - ar;
     out->balance = bal_n > 0 ? bal_w / bal_n : 1;
     out->model_plan_bytes = plan_bytes;
     out->nparams = np;

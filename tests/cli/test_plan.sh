@@ -38,6 +38,15 @@ report "... plans 2 rings of 2 ranks" "$(grep -q '^# plan: .*P=4 (dp=2: 2 ranks 
 plan_ok "plan -n 4 (long context)" 1 --config "$SRC/configs/long.ini" -n 4 --link-gbps 25 --link-latency-us 10
 grep -q '^choice: layout=zigzag' out
 report "long.ini at P = 4: zigzag chosen" "$([ $? -eq 0 ] || grep choice out)"
+# compute_ms is the busiest rank's (causal contiguous: the last rank's, above
+# zigzag's; it showed the lightest rank's), and the reason names the larger
+# part of the gap (striped against zigzag: tile work, not the 1.5 ms of waits)
+plan_ok "plan 10m.ini -n 2" 1 --config "$SRC/configs/10m.ini" -n 2
+why=""
+ccont=$(awk '$1 == "contiguous" { print $4; exit }' out) czig=$(awk '$1 == "zigzag" { print $4; exit }' out)
+awk -v a="$ccont" -v b="$czig" 'BEGIN { exit !(a > b) }' || why+="contiguous compute $ccont <= zigzag's $czig; "
+grep -q '^choice: layout=zigzag.*striped is [0-9.]*x slower (more tile work' out || why+="$(grep choice out); "
+report "... compute_ms of the busiest rank; the choice's reason is the larger part of the gap" "$why"
 
 # calibration (short) on 2 ranks, saved, read back
 mpi 2 plan --config "$CFG" -n 2 --calibrate --save-rates rates.ini --threads 1

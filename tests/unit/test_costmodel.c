@@ -179,6 +179,9 @@ static void test_causal_imbalance_p2(void **state)
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &c), RA_OK);
     NEAR(c.fwd_s, 0.4185915392, 1e-4);
     NEAR(c.fwd_wait_s, 0.268435456, 1e-3);
+    /* the busiest rank, rank 1, computes the whole call (it was given as the
+     * lightest's: 418.59 - 268.44 = 150.16 ms) */
+    NEAR(c.fwd_compute_s, 0.4185915392, 1e-3);
     s.layout = RA_LAYOUT_ZIGZAG;
     assert_int_equal(ra_cm_attn_time(&a, &s, &r, &z), RA_OK);
     NEAR(z.fwd_s, 0.2843738112, 1e-4);
