@@ -63,15 +63,15 @@ for layout in contiguous striped; do
     [ -z "$w$why" ] && w=$(same_losses "mix4$layout.jsonl" mix1.jsonl 2>/dev/null)
     report "mixed full + combiner-fixed layers, P=4 $layout: losses equal P=1" "$why$w"
 done
+grep -q '"eval_loss"' p1.jsonl && grep -q '"tokens_per_s"' p1.jsonl
+report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -eq 0 ] || echo missing keys)"
+c=$(grep -c '^step ' out)
+report "progress: one line per step on rank 0" "$([ "$c" -eq 20 ] || echo "$c step lines")"
 # decoding is full heads only: the refusal names the command and the checkpoint (it said
 # "decoding supports full heads only; ..." alone)
 ra 1 generate --checkpoint ckm1 --prompt ab --tokens 2
 report "generate from a Combiner model: refused naming generate and --checkpoint" \
     "$([ $? -ne 0 ] && grep -q '^ringattn: error: generate: --checkpoint ckm1: decoding supports full heads only; layer 1 uses head combiner-fixed' err || cat err)"
-grep -q '"eval_loss"' p1.jsonl && grep -q '"tokens_per_s"' p1.jsonl
-report "metrics carry loss, lr, tokens_per_s and the final evaluation" "$([ $? -eq 0 ] || echo missing keys)"
-c=$(grep -c '^step ' out)
-report "progress: one line per step on rank 0" "$([ "$c" -eq 20 ] || echo "$c step lines")"
 
 # rownorm-preconditioned heads (full gradient) train the same at P = 1 and 4
 pre=("${common[@]}" --set layers.precond=rownorm --set layers.precond_grad=full)
