@@ -63,7 +63,7 @@ static ra_status sweep_value(ra_bench_sweep *s, int opt, const char *val)
     case 'f': return ra_arg_int("-f", val, 2, 1024, &s->factor);
     case 'n': return ra_arg_int("-n", val, 1, 1000000, &s->iters);
     case 'w': return ra_arg_int("-w", val, 0, 1000000, &s->warmup);
-    case 'c': return ra_arg_int("-c", val, 0, 1, &s->check);
+    case 'c': s->check_given = 1; return ra_arg_int("-c", val, 0, 1, &s->check);
     default: return thread_list(s, val); /* 't' */
     }
 }

@@ -15,6 +15,7 @@ typedef struct {
     int factor;          /* -f: multiply the size by this each step */
     int iters, warmup;   /* -n, -w */
     int check;           /* -c: compare against a float64 reference */
+    int check_given;     /* -c was on the line (not the default) */
     int threads;         /* -t: the largest of the list (0: the rank's default) */
     int nthreads;        /* -t 1,2,4: a sweep of thread counts, each row timed in the same run */
     int thread_list[RA_BENCH_MAX_THREADS];

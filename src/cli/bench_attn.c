@@ -60,6 +60,7 @@ static const char *help =
 typedef struct {
     ra_bench_sweep sw;
     int B, H, Hkv, D, causal, chunk, fwd_only, no_comm;
+    const char *check_note; /* why a -c 1 given checks nothing, or NULL */
     const char *trace;
     ra_layout layout;
     ra_layer_config layer; /* head_id, span, row */
@@ -122,8 +123,15 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     RA_TRY(ra_check_head_params("bench attn", &a->layer)); /* options that would be ignored */
     if (!a->Hkv) a->Hkv = a->H;
     if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
+    if (a->layer.head_id == RA_HEAD_COMBINER_LOGSPARSE && !a->causal) /* before the sgemm reference and the table */
+        return RA_FAIL(RA_ERR_ARG, "bench attn: --head combiner-logsparse: causal only (its groups tile [0, i)): add "
+                       "--causal");
     if (!layout_set) /* as attn: zigzag only pays for the ring head */
         a->layout = a->causal && a->layer.head_id == RA_HEAD_FULL ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
+    /* -c 1 given where nothing is checked: said, not dropped unseen */
+    if (a->sw.check_given && a->sw.check && (a->no_comm || a->layer.head_id != RA_HEAD_FULL))
+        a->check_note = a->no_comm ? "--no-comm gives wrong results by design" : "the sampled check is --head full's "
+                                                                               "(the tests check the Combiners)";
     if (a->no_comm) a->sw.check = 0; /* wrong results by design */
     if (a->sw.check && a->layer.head_id == RA_HEAD_FULL && a->D > 1024) /* found after the first row's timed iterations */
         return RA_FAIL(RA_ERR_ARG, "bench attn: -c 1 checks D <= 1024 (got -D %d): give -c 0 to time larger heads",
@@ -342,6 +350,9 @@ ra_status ra_bench_attn(ra_cli *c, int argc, char **argv)
         ra_say(c, "%s\n%s", help, ra_bench_sweep_help);
         return RA_OK;
     }
+    if (a.check_note && c->rank == 0)
+        fprintf(stderr, "ringattn: note: bench attn: -c 1 checks nothing here: %s (the check column shows -)\n",
+                a.check_note);
     const ra_cli_file out[] = { { "--trace", a.trace } };
     RA_TRY(ra_agree(c->comm, ra_check_files("bench attn", NULL, 0, out, 1, c->rank == 0)));
     RA_TRY(ra_cli_trace_begin(c, a.trace, "bench attn", argc, argv));
@@ -384,9 +395,11 @@ static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int 
 {
     const bench_args a = *ap;
     char thr[RA_BENCH_MAX_THREADS * 6];
+    char chunk[24] = "auto";
+    if (a.chunk) snprintf(chunk, sizeof chunk, "%d", a.chunk);
     ra_say(c, "# ringattn bench attn: head=%s P=%d B=%d H=%d Hkv=%d D=%d %s layout=%s chunk=%s threads/rank=%s (%s) OpenBLAS=%s kernels=%s\n",
            ra_head_words[a.layer.head_id], c->size, a.B, a.H, a.Hkv, a.D, a.causal ? "causal" : "bidirectional",
-           ra_layout_name(a.layout), a.chunk ? "set" : "auto", ra_bench_threads_text(&a.sw, thr, sizeof thr),
+           ra_layout_name(a.layout), chunk, ra_bench_threads_text(&a.sw, thr, sizeof thr),
            ra_threads_origin(),
            ra_blas_desc(), ra_kernel_isa());
     ra_say(c, "# sgemm 1024^3 single thread: %.1f GFLOP/s at the start; %%sgemm = GFLOP/s / (sgemm x cores in use), "

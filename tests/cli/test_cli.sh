@@ -513,6 +513,21 @@ report "bench attn -b 64 -e 128 on 2 ranks: rows OK" "$why"
 mpi 2 bench attn -b 64 -e 64 -n 1 -w 0 -c 0 -H 2 -D 16 -t 1,2
 report "bench attn -t 1,2: the header says threads/rank=1,2" \
     "$(status $?)$(grep -q '^# ringattn bench attn: .* threads/rank=1,2 (-t' out || grep -m1 '^#' out)"
+# --chunk's value in the header (it said chunk=set); -c 1 given where nothing is
+# checked (--no-comm, a Combiner head): a note, not dropped unseen
+mpi 2 bench attn -b 64 -e 64 -n 1 -w 0 -c 1 -H 2 -D 16 --chunk 16 --no-comm
+why=$(status $?)
+grep -q '^# ringattn bench attn: .* chunk=16 ' out || why+="$(grep -m1 '^#' out); "
+grep -q '^ringattn: note: bench attn: -c 1 checks nothing here: --no-comm' err || why+="no note: $(head -c 200 err); "
+report "bench attn --chunk 16 -c 1 --no-comm: chunk=16 in the header, a note that nothing is checked" "$why"
+mpi 2 bench attn -b 64 -e 64 -n 1 -w 0 -H 2 -D 16 --no-comm
+report "... without -c (the default): no note" "$(status $?)$(grep -m1 'note: bench attn' err)"
+# combiner-logsparse without --causal: refused before any work (the sgemm line and
+# the table's header came first), naming bench attn and --head
+fails "bench attn --head combiner-logsparse without --causal: refused first" 2 \
+    "^ringattn: error: bench attn: --head combiner-logsparse: causal only" -- \
+    bench attn -b 64 -e 64 -n 1 -w 0 -H 2 -D 16 --head combiner-logsparse
+report "... before the sgemm reference" "$(grep -m1 '^#' out)"
 # more threads than the node's cores were taken without a word (run.threads=4096 too)
 many=$(( $(nproc) * 2 ))
 mpi 1 attn "${QKV[@]}" --out thr.npy --threads "$many"
