@@ -5,7 +5,9 @@ per config, tokens/s and the comm share of the step against P; colour = the
 cluster profile, solid = weak scaling (L/P fixed), dashed = strong (L fixed).
 -o is required: a default of docs/plan-projection.png overwrote the shipped
 image when run from the repository. A missing CSV, one that is not a
-regular file, or one without the plan --csv columns is refused in one line."""
+regular file, or one without the plan --csv columns is refused in one line;
+so is a header naming a column twice or a row whose cell count is not the
+header's (file:line and the counts)."""
 import argparse, csv, os, sys
 
 import plot_out  # beside this script
@@ -22,18 +24,29 @@ for path in a.csv:
     plot_out.check_input("plot_plan.py", path)  # before open(): a FIFO would block it
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            rd = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (rd.fieldnames or [])]
+            rd = csv.reader(f)
+            header = next(rd, [])
+            missing = [c for c in COLUMNS if c not in header]
             if missing:
                 sys.exit(f"plot_plan.py: {path}: not a `ringattn plan --project ... --csv` table "
                          f"(no column {', '.join(missing)})")
-            for row in rd:
+            # a name twice, or a row of another width, would put values under the wrong column
+            dups = sorted({c for c in header if header.count(c) > 1})
+            if dups:
+                sys.exit(f"plot_plan.py: {path}:{rd.line_num}: column {', '.join(dups)} named twice "
+                         f"in the header")
+            for cells in rd:
+                if not cells:  # a blank line
+                    continue
+                if len(cells) != len(header):
+                    sys.exit(f"plot_plan.py: {path}:{rd.line_num}: {len(cells)} cells, the header has "
+                             f"{len(header)} (a row cut short or with extra cells)")
+                row = dict(zip(header, cells))
                 try:
                     key = (os.path.basename(row["config"]).removesuffix(".ini"), row["mode"], row["profile"])
                     pt = (int(row["P"]), float(row["tokens_per_s"]), float(row["comm_share"]))
-                except (TypeError, ValueError):  # TypeError: a short row's None
-                    cells = ",".join(v for v in row.values() if isinstance(v, str))
-                    sys.exit(f"plot_plan.py: {path}:{rd.line_num}: not a plan row: {cells[:80]!r}")
+                except ValueError:
+                    sys.exit(f"plot_plan.py: {path}:{rd.line_num}: not a plan row: {','.join(cells)[:80]!r}")
                 series.setdefault(key, []).append(pt)
     except OSError as e:
         sys.exit(f"plot_plan.py: {path}: {e.strerror or e}")

@@ -235,6 +235,20 @@ refused "plot_plan.py on a CSV of another format: refused, naming it" "^plot_pla
 printf 'config,mode,profile,P,L,layout,chunk,step_ms,tokens_per_s,comm_share\nc,weak,ib100,x,1,z,0,1,1,1\n' >badp.csv
 plot plan badp.csv -o badp.png
 refused "plot_plan.py on a row with P not a number: refused, naming the line" "^plot_plan.py: badp.csv:2: not a plan row"
+# plan --csv's own columns: a header naming a column twice, a row cut short (it ends in a
+# number still) or with a cell more shifted values under the wrong column and drew
+printf 'profile,mode,config,P,L,layout,chunk,step_ms,tokens_per_s,comm_share,mib_per_rank\n%s\n%s\n' \
+    "ib100,weak,configs/10m.ini,1,1024,zigzag,0,10,1000,0.1,12.5" "ib100,weak,configs/10m.ini,2,2048,zigzag,0,11,1800,0.2,25" \
+    >plan11.csv
+plot plan plan11.csv -o plan11.png
+drawn "plot_plan.py draws a table in plan --csv's column order" plan11.png
+sed '1s/step_ms/step_ms,step_ms/' plan11.csv >pdup.csv
+sed '3s/,0.2,25$/,0./' plan11.csv >pcut.csv
+sed '2s/$/,7/' plan11.csv >plong.csv
+for c in "pdup:1: column step_ms named twice" "pcut:3: 10 cells, the header has 11" "plong:2: 12 cells, the header has 11"; do
+    plot plan "${c%%:*}.csv" -o pbad.png
+    refused "plot_plan.py on ${c%%:*}.csv: refused, naming the line and the counts" "^plot_plan.py: ${c%%:*}.csv:${c#*:}"
+done
 # every plot script runs as a program, with the system Python (the one with matplotlib)
 why=""
 for s in "$SCRIPTS"/plot_*.py; do
