@@ -10,7 +10,10 @@ Panels: loss (training line, evaluation markers), accuracy (evaluation
 markers, training line; only when present), learning rate, tokens/s. Several
 files overlay, labelled with their file names. Blank lines are skipped; the
 bare tokens nan, -nan, inf, -inf (C's printf of a non-finite value) read as
-NaN/infinity. Any other malformed line, or a missing file, or one that is
+NaN/infinity. A non-finite value (those, or JSON's NaN and Infinity) leaves a
+gap in its line: each key that has one is named in a warning on stderr, once
+per file, with the line of the first (ringattn writes null, which is skipped
+without a word). Any other malformed line, or a missing file, or one that is
 not a regular file (a FIFO, a directory), is an error naming file and line
 (exit status 1). A file without one finite loss (a run that diverged from
 the start) is drawn but named in a warning on stderr: its loss panel is
@@ -45,8 +48,9 @@ def fix_nonfinite(line):
 
 
 def read_metrics(path):
-    """{key: ([steps], [values])} for every key of KEYS that occurs."""
-    series = {}
+    """({key: ([steps], [values])} for every key of KEYS that occurs,
+    {key: (first line, count)} for the keys with a non-finite value)."""
+    series, nonfinite = {}, {}
     why = plot_out.input_problem(path)  # before open(): a FIFO would block it
     if why:
         raise MetricsError(f"{path}: {why}")
@@ -86,12 +90,15 @@ def read_metrics(path):
                     v = row[key]
                     if isinstance(v, bool) or not isinstance(v, (int, float)):
                         raise MetricsError(f"{path}:{n}: \"{key}\" is not a number: {v!r}")
+                    if not math.isfinite(v):  # matplotlib draws nothing there, without a word
+                        first, count = nonfinite.get(key, (n, 0))
+                        nonfinite[key] = (first, count + 1)
                     xs, ys = series.setdefault(key, ([], []))
                     xs.append(step)
                     ys.append(float(v))
         except UnicodeDecodeError as e:
             raise MetricsError(f"{path}: not UTF-8 text ({e.reason})") from None
-    return series
+    return series, nonfinite
 
 
 def labels_for(paths):
@@ -197,10 +204,14 @@ def main(argv=None):
     runs = []
     try:
         for path, label in zip(a.files, labels_for(a.files)):
-            series = read_metrics(path)
+            series, nonfinite = read_metrics(path)
             if not series:
                 raise MetricsError(f"{path}: no metrics (no line has any of {', '.join(KEYS)})")
             runs.append((label, series))
+            for key, (first, count) in nonfinite.items():
+                more = f" (and {count - 1} more line{'s' if count > 2 else ''})" if count > 1 else ""
+                print(f"{prog}: warning: {path}:{first}: \"{key}\" is NaN or infinite{more}: not drawn there",
+                      file=sys.stderr)
             if not any(math.isfinite(v) for k in ("loss", "eval_loss") for v in series.get(k, ([], []))[1]):
                 print(f"{prog}: warning: {path}: no finite loss (every loss is NaN or infinite, or none is "
                       "recorded): the loss panel is empty", file=sys.stderr)

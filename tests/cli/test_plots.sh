@@ -205,6 +205,14 @@ plot metrics nanloss.jsonl -o nanloss.png
 why=$([ "$rc" -eq 0 ] || echo "exit status $rc; ")$(grep -q '^plot_metrics.py: warning: nanloss.jsonl: no finite loss' err ||
     echo "no warning: $(tail -1 err)")
 report "plot_metrics.py on all-NaN losses: warned, naming the file" "$why"
+# a NaN or Infinity (JSON as Python reads it) among finite values: a gap in the line, said once per key
+printf '{"step": 1, "loss": 2.5, "lr": 0.1}\n{"step": 2, "loss": NaN, "lr": Infinity}\n{"step": 3, "loss": NaN, "lr": 0.1}\n' >someinf.jsonl
+plot metrics someinf.jsonl -o someinf.png
+why=$([ "$rc" -eq 0 ] || echo "exit status $rc; ")
+grep -q '^plot_metrics.py: warning: someinf.jsonl:2: "loss" is NaN or infinite (and 1 more line)' err || why+="no warning for loss; "
+grep -q '^plot_metrics.py: warning: someinf.jsonl:2: "lr" is NaN or infinite' err || why+="no warning for lr; "
+[ "$(grep -c '"loss"' err)" = 1 ] || why+="loss named $(grep -c '"loss"' err) times, not once; "
+report "plot_metrics.py on NaN and Infinity values: warned once per key, naming file:line" "$why"
 
 # an empty run file: refused (alone) or left out with a warning (beside a real run)
 mkdir -p comb_empty comb_some
