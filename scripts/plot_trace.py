@@ -13,7 +13,10 @@ ms since the trace's start (ranks aligned on rank 0's clock, docs/trace.md).
 --from/--to cut a window (ms); --depth drops spans nested deeper. A trace
 of a failed run (otherData.status) or with events dropped past the
 RINGATTN_TRACE_EVENTS cap (otherData.ranks[].dropped_events) is drawn, but
-said on stderr and in red under the title: its timeline is incomplete."""
+said on stderr and in red under the title: its timeline is incomplete.
+An event whose ts or dur is negative or past 1e15 us (about 30 years), or
+an otherData.status that is not a string or a dropped_events that is not a
+count, is refused naming the file and the event or field."""
 import argparse
 import json
 import math
@@ -21,6 +24,10 @@ import os
 import sys
 
 import plot_out  # beside this script
+
+# ts and dur are microseconds since the trace's start: past 1e15 (about 30 years) is no
+# run's, and 1e308 drew a blank axis to 1e305 with a numpy overflow warning
+MAX_US = 1e15
 
 
 COLOURS = {
@@ -48,11 +55,15 @@ def load(path):
         why = bad_event(e)
         if why:
             sys.exit(f"plot_trace: {path}: traceEvents[{i}]: {why}")
+    why = bad_other(d)
+    if why:
+        sys.exit(f"plot_trace: {path}: {why}")
     return d, evs
 
 
 def finite(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    # not math.isfinite: it raises OverflowError on an integer of 400 digits
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and -math.inf < x < math.inf
 
 
 def bad_event(e):
@@ -69,14 +80,42 @@ def bad_event(e):
     if ph in ("X", "i"):
         if not finite(e.get("ts")):
             return "ts is not a finite number"
-        if ph == "X" and not (finite(e.get("dur")) and e["dur"] >= 0 and math.isfinite(e["ts"] + e["dur"])):
+        if ph == "X" and not (finite(e.get("dur")) and e["dur"] >= 0 and finite(e["ts"] + e["dur"])):
             return "dur is not a finite number >= 0 (with a finite end)"
+        for key in ("ts", "dur") if ph == "X" else ("ts",):  # after the finite checks, which name an infinite end
+            if not 0 <= e[key] <= MAX_US:
+                return f"{key} {e[key]!r:.24} is out of range (0 to {MAX_US:g} microseconds)"
         if "cat" in e and not isinstance(e["cat"], str):
             return "cat is not a string"
     if ph == "M" and e.get("name") in ("process_name", "thread_name"):
         args = e.get("args")
         if not isinstance(args, dict) or not isinstance(args.get("name"), str):
             return "a name event without args.name"
+    return None
+
+
+def bad_other(d):
+    """Why ringattn's otherData fields that caveats() reads are of the wrong
+    type, or None: a status or dropped_events of another type was ignored
+    without a word, and the trace drawn as complete."""
+    other = d.get("otherData") if isinstance(d, dict) else None
+    if other is None:
+        return None
+    if not isinstance(other, dict):
+        return "otherData is not an object"
+    if "status" in other and not isinstance(other["status"], str):
+        return f"otherData.status is not a string: {other['status']!r:.40}"
+    ranks = other.get("ranks")
+    if ranks is None:
+        return None
+    if not isinstance(ranks, list):
+        return "otherData.ranks is not a list"
+    for i, r in enumerate(ranks):
+        if not isinstance(r, dict):
+            return f"otherData.ranks[{i}] is not an object"
+        n = r.get("dropped_events", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            return f"otherData.ranks[{i}].dropped_events is not a count (an integer >= 0): {n!r:.40}"
     return None
 
 

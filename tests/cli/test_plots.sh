@@ -335,9 +335,19 @@ echo '{"traceEvents":[{"ph":"X","pid":0,"tid":"a","ts":1,"dur":1}]}' >pt_strtid.
 echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e400,"dur":1}]}' >pt_inf.json
 echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e308,"dur":1e308}]}' >pt_end.json
 echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1,"cat":{"x":1}}]}' >pt_cat.json
+# times past 1e15 us (about 30 years) or negative: 1e308 drew a blank axis to 1e305
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1e308,"dur":1}]}' >pt_bigts.json
+echo '{"traceEvents":[{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1e300}]}' >pt_bigdur.json
+echo '{"traceEvents":[{"ph":"i","pid":0,"tid":0,"ts":-5}]}' >pt_negts.json
+# otherData of the wrong type: was ignored, the trace drawn as complete
+ev='{"ph":"X","pid":0,"tid":0,"ts":1,"dur":1}'
+echo "{\"traceEvents\":[$ev],\"otherData\":{\"status\":{\"failed\":1}}}" >pt_status.json
+echo "{\"traceEvents\":[$ev],\"otherData\":{\"status\":\"ok\",\"ranks\":[{\"rank\":0,\"dropped_events\":\"lots\"}]}}" >pt_drop.json
 for c in "deep:nested too deeply" "nopid:traceEvents\[0\]: no integer pid" "ints:traceEvents\[0\]: not an object" \
     "noargs:traceEvents\[0\]: a name event without args.name" "strtid:no integer tid" "inf:ts is not a finite number" \
-    "end:with a finite end" "cat:cat is not a string"; do
+    "end:with a finite end" "cat:cat is not a string" "bigts:traceEvents\[0\]: ts 1e\+308 is out of range" \
+    "bigdur:traceEvents\[0\]: dur 1e\+300 is out of range" "negts:traceEvents\[0\]: ts -5 is out of range" \
+    "status:otherData.status is not a string" "drop:otherData.ranks\[0\].dropped_events is not a count"; do
     f=pt_${c%%:*}.json
     rm -f pt.png
     plot trace "$f" -o pt.png
