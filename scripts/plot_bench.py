@@ -11,13 +11,18 @@ forward and, dashed, backward median times (ms, average over ranks); the
 legend gives each line's fitted slope of log(time) against log(L): about 2
 for full attention, 1.5 for combiner-fixed with span sqrt(L). A row whose
 check is FAIL is drawn with a red cross and named on stderr; an L that
-repeats at the same thr (two runs in one file) is refused."""
+repeats at the same thr (two runs in one file) is refused, and so is an L
+past 1e15 or a time past 1e12 ms, naming file, line and column."""
 import argparse
 import math
 import os
 import sys
 
 import plot_out  # beside this script
+
+# 1e15 microseconds (about 30 years) is no run's time: a time of 1e308 drew a blank
+# plot with an axis to 1e305 and a numpy overflow warning
+MAX_MS = 1e12
 
 
 def read(path):
@@ -44,8 +49,12 @@ def read(path):
                 thr = int(f[17]) if len(f) >= 18 else None
             except (ValueError, IndexError):
                 row = None
-            if not row or not all(math.isfinite(v) and v >= 0 for v in row):
+            # not math.isfinite: it raises OverflowError on an L of 400 digits
+            if not row or not all(0 <= v < math.inf for v in row):
                 sys.exit(f"plot_bench: {path}:{n}: not a result row: {line[:80]!r}")
+            for name, v, top in (("L", row[0], 1e15), ("fwd_ms", row[1], MAX_MS), ("bwd_ms", row[2], MAX_MS)):
+                if v > top:
+                    sys.exit(f"plot_bench: {path}:{n}: {name} {v!r:.24} is out of range (0 to {top:g})")
             # a second row of one (L, thr) is a second run appended: its line would zig-zag
             if (row[0], thr) in seen:
                 sys.exit(f"plot_bench: {path}:{n}: L={row[0]}" + (f" thr={thr}" if thr is not None else "")

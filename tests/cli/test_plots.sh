@@ -319,9 +319,17 @@ printf '\xff\xfe{"step": 1}\n' >latin.jsonl
 printf '# ringattn bench attn: head=full\n%s\n' "$("$PY" -c "print('9' * 5000)") 1 2 3 4 5 6 7" >bdigits.txt
 printf '# ringattn bench attn: head=full\n      1024  nan  1 1 1 1 1 1\n' >bnan.txt
 printf '\xff\xfe\n' >blatin.txt
+# absurd sizes: a time of 1e308 drew a blank plot (an axis to 1e305, a numpy overflow
+# warning), an L of 400 digits was a traceback (math.isfinite's OverflowError)
+printf '# ringattn bench attn: head=full\n      1024  1e308  1 1 1 1 1 1\n' >bbig.txt
+printf '# ringattn bench attn: head=full\n      1024  1  1 1 1 1 1 2e12\n' >bbwd.txt
+printf '# ringattn bench attn: head=full\n%s\n' "$("$PY" -c "print('1' + '0' * 400)") 1 2 3 4 5 6 7" >bbigl.txt
 for c in "metrics deep.jsonl:deep.jsonl:1: not a metrics record" "metrics digits.jsonl:digits.jsonl:1: not a metrics record" \
     "metrics latin.jsonl:latin.jsonl: not UTF-8" "bench bdigits.txt:bdigits.txt:2: not a result row" \
-    "bench bnan.txt:bnan.txt:2: not a result row" "bench blatin.txt:blatin.txt: not UTF-8"; do
+    "bench bnan.txt:bnan.txt:2: not a result row" "bench blatin.txt:blatin.txt: not UTF-8" \
+    "bench bbig.txt:^plot_bench: bbig.txt:2: fwd_ms 1e\+308 is out of range" \
+    "bench bbwd.txt:^plot_bench: bbwd.txt:2: bwd_ms 2000000000000.0 is out of range" \
+    "bench bbigl.txt:^plot_bench: bbigl.txt:2: L 10+ is out of range"; do
     set -- ${c%%:*}
     plot "$1" "$2" -o bad.png
     refused "plot_$1.py on $2: refused, naming it" "${c#*:}"
