@@ -47,6 +47,17 @@ ra_status ra_cli_trace_begin(const ra_cli *c, const char *path, const char *cmd,
                                                          "from 1 to 2147483647", env));
         cap = v;
     }
+    /* RINGATTN_TRACE_CHUNK=N: the gather's round in bytes (trace.h); a bad one
+     * was ignored unsaid, where the cap above is refused */
+    const char *chunk = getenv("RINGATTN_TRACE_CHUNK");
+    if (chunk && *chunk) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(chunk, &end, 10);
+        if (*end || errno || v < 1 || v > INT32_MAX)
+            return ra_agree(c->comm, RA_FAIL(RA_ERR_ARG, "RINGATTN_TRACE_CHUNK=%s: need a whole number of bytes "
+                                                         "from 1 to 2147483647", chunk));
+    }
     RA_TRY(ra_trace_begin(c->comm, cap, SYNC_ROUNDS));
     g_path = path;
     return RA_OK;

@@ -106,16 +106,17 @@ ra_status ra_cm_rates_parse(ra_cm_rates *out, const char *text, const char *name
         double x = strtod(v, &end);
         while (*end == ' ' || *end == '\t' || *end == '\r') end++;
         const size_t digits = strspn(v, "+-0123456789.eE"); /* decimal: strtod's hex (0x10) refused */
-        if (end == v || *end || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX) || /* NaN fails too */
-            (v[digits] != '\0' && v[digits] != ' ' && v[digits] != '\t' && v[digits] != '\r'))
-            return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a number from %g to %g (got '%.40s')", name, line,
-                           keys[k].key, RA_CM_VALUE_MIN, RA_CM_VALUE_MAX, v);
-        if (keys[k].is_int) {
-            if (x != floor(x) || x > 1 << 20)
+        const int number = end != v && !*end &&
+                           (v[digits] == '\0' || v[digits] == ' ' || v[digits] == '\t' || v[digits] == '\r');
+        if (keys[k].is_int) { /* threads = 0 was told the doubles' range, 1e-06 to 1e+12 */
+            if (!number || !(x >= 1) || x != floor(x) || x > 1 << 20)
                 return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a whole number from 1 to %d (got '%.40s')", name,
                                line, keys[k].key, 1 << 20, v);
             *(int *)((char *)&r + keys[k].off) = (int)x;
         } else {
+            if (!number || !(x >= RA_CM_VALUE_MIN && x <= RA_CM_VALUE_MAX)) /* NaN fails too */
+                return RA_FAIL(RA_ERR_FORMAT, "%s:%d: %s needs a number from %g to %g (got '%.40s')", name, line,
+                               keys[k].key, RA_CM_VALUE_MIN, RA_CM_VALUE_MAX, v);
             *(double *)((char *)&r + keys[k].off) = x;
         }
     }

@@ -114,6 +114,22 @@ why=$(status $?)
 [ "$(grep -cE '^ +[0-9]+ +[0-9]+ (contiguous|zigzag|striped)' out)" -eq 7 ] || why+="not 7 projection rows (P=1..64); "
 [ "$(wc -l <proj.csv)" -eq 8 ] || why+="proj.csv has not 1 + 7 lines; "
 report "--project weak --max-p 64 --csv" "$why"
+# --csv onto a full disk: named with plan and the option (it said only "x.csv.tmp:
+# write failed"), the old file kept (root only: a small tmpfs)
+mkdir -p fullp
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=8k tmpfs fullp 2>/dev/null; then
+    echo keep >fullp/x.csv
+    head -c 8192 /dev/zero >fullp/filler 2>/dev/null
+    mpi 1 plan --config "$CFG" --project weak --profile eth25 --max-p 64 --csv fullp/x.csv
+    rc=$?
+    why=""
+    [ "$rc" -eq 1 ] || why+="exit $rc; "
+    grep -q '^ringattn: error: plan: --csv fullp/x.csv was not written: ' err || why+="$(grep -m1 error err); "
+    [ "$(cat fullp/x.csv)" = keep ] || why+="the old x.csv changed; "
+    [ -e fullp/x.csv.tmp ] && why+="x.csv.tmp left; "
+    umount fullp
+    report "--csv onto a full disk: 'plan: --csv F was not written', the old file kept" "$why"
+fi
 
 # the long-context projection to 4096 ranks: the tile counts are sums, so it
 # takes about a second (it ran past 100 s when they were walks)
@@ -176,6 +192,13 @@ grep -v '^threads' rates.ini >bigt.ini && echo 'threads = 99999999999' >>bigt.in
 fails "a rates threads too large: the range and the value" 1 \
     "bigt.ini:[0-9]+: threads needs a whole number from 1 to 1048576 \(got '99999999999'\)" -- \
     plan --config "$CFG" -n 2 --rates bigt.ini
+# threads = 0 or 1.5: the same whole-number range (0 was told 1e-06 to 1e+12)
+for v in 0 1.5 -2; do
+    grep -v '^threads' rates.ini >bigt.ini && echo "threads = $v" >>bigt.ini
+    fails "rates threads = $v: the whole-number range" 1 \
+        "bigt.ini:[0-9]+: threads needs a whole number from 1 to 1048576 \(got '$v'\)" -- \
+        plan --config "$CFG" -n 2 --rates bigt.ini
+done
 # -L takes K, M, G as bench's -b and gen's --L do ("'16K' is not an integer")
 mpi 1 plan --attn -n 2 -L 16K --causal
 why=$(status $?)
