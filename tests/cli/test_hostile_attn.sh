@@ -166,7 +166,8 @@ for sig in TERM HUP; do
     rm -rf gsig
     OMPI_MCA_ess_singleton_isolated=1 "$RA" gen --dir gsig --L 2M >/dev/null 2>&1 </dev/null &
     gp=$!
-    for _ in $(seq 200); do [ -e gsig/q.npy.tmp ] && break; sleep 0.05; done
+    # (up to 60 s: under the suite's load generating the 2 GiB slab took over 10)
+    for _ in $(seq 1200); do [ -e gsig/q.npy.tmp ] && break; sleep 0.05; done
     seen=$([ -e gsig/q.npy.tmp ] && echo 1)
     kill -$sig $gp
     wait $gp
