@@ -120,6 +120,11 @@ int ra_join_path(char *out, size_t cap, const char *dir, const char *name);
 /* Canonical form of a path that may not exist: realpath of the path, or of
  * its directory plus its last component; 0 when neither resolves. */
 int ra_canonical_path(const char *path, char *out, size_t cap);
+/* The form in which ranks compare a path they were each given: canonical
+ * (one file by any spelling), but as given when it does not resolve or
+ * resolves into /proc (/proc/self/... is each rank's own pid: the ranks
+ * would differ on one command line). Returns out. */
+const char *ra_path_for_ranks(const char *path, char *out, size_t cap);
 
 /* Directory part of path ("." when none) into out. */
 void ra_dir_of(const char *path, char *out, size_t cap);

@@ -227,8 +227,11 @@ ra_status ra_arg_cmd(const char *cmd, ra_status st)
     return RA_FAIL(st, "%s: %s", cmd, why);
 }
 
-ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l)
+ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l, int causal)
 {
+    if (l->head_id == RA_HEAD_COMBINER_LOGSPARSE && !causal)
+        return RA_FAIL(RA_ERR_ARG, "%s: --head combiner-logsparse: causal only (its groups tile [0, i)): add --causal",
+                       cmd);
     if (l->span && l->head_id != RA_HEAD_COMBINER_FIXED)
         return RA_FAIL(RA_ERR_ARG, "%s: --span is combiner-fixed's; --head %s has none", cmd, ra_head_words[l->head_id]);
     if (l->row && l->head_id != RA_HEAD_COMBINER_AXIAL)

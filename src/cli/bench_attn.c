@@ -120,12 +120,9 @@ static ra_status parse(int argc, char **argv, bench_args *a, int *want_help)
     }
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "bench attn: unexpected argument '%s'", argv[optind]);
-    RA_TRY(ra_check_head_params("bench attn", &a->layer)); /* options that would be ignored */
+    RA_TRY(ra_check_head_params("bench attn", &a->layer, a->causal)); /* before the sgemm reference and the table */
     if (!a->Hkv) a->Hkv = a->H;
     if (a->H % a->Hkv) return RA_FAIL(RA_ERR_ARG, "bench attn: --Hkv %d must divide -H %d", a->Hkv, a->H);
-    if (a->layer.head_id == RA_HEAD_COMBINER_LOGSPARSE && !a->causal) /* before the sgemm reference and the table */
-        return RA_FAIL(RA_ERR_ARG, "bench attn: --head combiner-logsparse: causal only (its groups tile [0, i)): add "
-                       "--causal");
     if (!layout_set) /* as attn: zigzag only pays for the ring head */
         a->layout = a->causal && a->layer.head_id == RA_HEAD_FULL ? RA_LAYOUT_ZIGZAG : RA_LAYOUT_CONTIGUOUS;
     /* -c 1 given where nothing is checked: said, not dropped unseen */

@@ -63,8 +63,10 @@ ra_status ra_arg_unknown(const char *cmd, int optopt_c, const char *arg);
  * integer"); a message that names cmd already, and RA_OK, pass unchanged. */
 ra_status ra_arg_cmd(const char *cmd, ra_status st);
 /* --span and --row given to a head that has no such parameter (they were
- * ignored): --span is combiner-fixed's, --row combiner-axial's. */
-ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l);
+ * ignored): --span is combiner-fixed's, --row combiner-axial's; and
+ * combiner-logsparse without --causal, before any input is read (its head
+ * refuses it only when created). */
+ra_status ra_check_head_params(const char *cmd, const ra_layer_config *l, int causal);
 /* An argument left after cmd's options (getopt's optind) refused, naming
  * it: `eval --checkpoint ck data.txt` (a forgotten --data) scored the
  * checkpoint's own data and exited 0. */
@@ -115,6 +117,11 @@ ra_status ra_check_output_fresh(const char *path, const char *what);
 ra_status ra_check_leftover_tmps(const char *what, const char *const *paths, int n);
 ra_status ra_check_files(const char *cmd, const ra_cli_file *ins, int nin, const ra_cli_file *outs, int nout,
                          int probe);
+/* A failed write of an output said with the command and the option, as the
+ * command's other errors are ("plan: --csv x.csv was not written: x.csv.tmp:
+ * write failed ..."); st is returned as it is when RA_OK or RA_ERR_PEER (a
+ * rank that did not write). */
+ra_status ra_cli_not_written(const char *cmd, const char *opt, const char *path, ra_status st);
 /* Collective, after the last result is printed: fails when writing
  * standard output on rank 0 failed (stdout on a full device, a closed
  * pipe), so lost results are not an exit status of 0. */

@@ -194,7 +194,7 @@ static ra_status parse(int argc, char **argv, attn_args *a, int *want_help)
     if (optind < argc)
         return RA_FAIL(RA_ERR_ARG, "attn: unexpected argument '%s' (see ringattn attn --help)",
                        argv[optind]);
-    RA_TRY(ra_check_head_params("attn", &a->layer)); /* options that would be ignored */
+    RA_TRY(ra_check_head_params("attn", &a->layer, a->causal)); /* options that would be ignored */
     if (precond_opt && a->layer.precond_id == RA_PRECOND_NONE)
         return RA_FAIL(RA_ERR_ARG, "attn: --precond-grad and --precond-eps are rownorm's: give --precond rownorm");
     if (!a->q || !a->k || !a->v || !a->out)

@@ -64,7 +64,7 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv)
     /* one file on every rank (an MPMD launch counted a share of each, exit 0):
      * compared resolved, as train compares data.path */
     char real[PATH_MAX], text[PATH_MAX + 16];
-    snprintf(text, sizeof text, "--data = %s\n", ra_canonical_path(data, real, sizeof real) ? real : data);
+    snprintf(text, sizeof text, "--data = %s\n", ra_path_for_ranks(data, real, sizeof real));
     st = ra_same_options(c, "cipher", text);
     if (st != RA_OK) {
         close(fd);

@@ -308,17 +308,6 @@ static void table(const ra_cli *c, const candidate *cs, int n)
     }
 }
 
-/* A failed write said with the command and the option ("plan: --csv F was
- * not written: F.tmp: write failed ..."), as --trace's are; the old file
- * stays (ra_write_file_atomic). */
-static ra_status not_written(const char *opt, const char *path, ra_status st)
-{
-    if (st == RA_OK) return st;
-    char why[RA_ERROR_MAX];
-    snprintf(why, sizeof why, "%s", ra_last_error());
-    return RA_FAIL(st, "plan: %s %s was not written: %s", opt, path, why);
-}
-
 static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *cfg0, const ra_cm_rates *calib)
 {
     ra_cm_rates r = *calib;
@@ -380,7 +369,8 @@ static ra_status project(const ra_cli *c, const plan_args *pa, const ra_config *
     }
     if (csv) {
         if (fclose(csv) != 0 && st == RA_OK) st = RA_FAIL(RA_ERR_NOMEM, "--csv %s: out of memory", pa->csv);
-        if (st == RA_OK) st = not_written("--csv", pa->csv, ra_write_file_atomic(pa->csv, csv_text, csv_len));
+        if (st == RA_OK)
+            st = ra_cli_not_written("plan", "--csv", pa->csv, ra_write_file_atomic(pa->csv, csv_text, csv_len));
         free(csv_text);
     }
     return st;
@@ -391,8 +381,7 @@ static ra_status write_rates(const char *path, const ra_cm_rates *r)
     char text[1024];
     int n = ra_cm_rates_text(r, text, sizeof text);
     if (n < 0 || (size_t)n >= sizeof text) return RA_FAIL(RA_ERR_INTERNAL, "--save-rates: the rates text does not fit");
-    /* "<path>.tmp", then renamed */
-    return not_written("--save-rates", path, ra_write_file_atomic(path, text, (size_t)n));
+    return ra_cli_not_written("plan", "--save-rates", path, ra_write_file_atomic(path, text, (size_t)n));
 }
 
 /* --config FILE with every --set, finished and checked. */

@@ -603,8 +603,8 @@ static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
 {
     char dir[PATH_MAX], metrics[PATH_MAX], text[2 * PATH_MAX + 64];
     snprintf(text, sizeof text, "--checkpoint-dir = %s\n--metrics = %s\n",
-             ra_canonical_path(cfg->checkpoint_dir, dir, sizeof dir) ? dir : cfg->checkpoint_dir,
-             !cfg->metrics[0] ? "(none)" : ra_canonical_path(cfg->metrics, metrics, sizeof metrics) ? metrics : cfg->metrics);
+             ra_path_for_ranks(cfg->checkpoint_dir, dir, sizeof dir),
+             !cfg->metrics[0] ? "(none)" : ra_path_for_ranks(cfg->metrics, metrics, sizeof metrics));
     return ra_same_options(c, "train", text);
 }
 

@@ -168,3 +168,11 @@ ra_status ra_stdout_finish(const ra_cli *c)
     }
     return ra_agree(c->comm, st);
 }
+
+ra_status ra_cli_not_written(const char *cmd, const char *opt, const char *path, ra_status st)
+{
+    if (st == RA_OK || st == RA_ERR_PEER) return st;
+    char why[RA_ERROR_MAX]; /* RA_FAIL writes the message it would read */
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    return RA_FAIL(st, "%s: %s %s was not written: %s", cmd, opt, path, why);
+}

@@ -287,13 +287,12 @@ static char *compared_text(const ra_config *cfg)
     *t = *cfg;
     t->threads = 0;
     /* a path by another spelling ("./x", a symlinked directory) is the same
-     * file; one that resolves into /proc (/proc/self/...: each rank's own
-     * pid) is compared as given, and its reader refuses it by name */
+     * file; /proc/self/... is compared as given, and its reader or output
+     * check refuses it by name */
     char *const paths[] = { t->path, t->val_path, t->checkpoint_dir, t->metrics };
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
         char real[PATH_MAX];
-        if (paths[i][0] && ra_canonical_path(paths[i], real, sizeof real) && strlen(real) < RA_PATH_MAX &&
-            strncmp(real, "/proc/", 6) != 0)
+        if (paths[i][0] && strlen(ra_path_for_ranks(paths[i], real, sizeof real)) < RA_PATH_MAX)
             strcpy(paths[i], real);
     }
     char *text = ra_config_text(t);

@@ -121,16 +121,10 @@ ra_status ra_cli_stopped(const ra_cli *c, const char *what)
 
 int ra_cli_stop_signal(void) { return g_agreed_sig; }
 
-/* A failed write said with the command and the option, as its other errors
- * are ("generate: --trace t.json was not written: t.json.tmp: write failed:
- * ..."); rank 0 writes and has the reason, the others RA_ERR_PEER. */
-static ra_status named(ra_status ws, const char *path)
-{
-    if (ws == RA_OK || ws == RA_ERR_PEER) return ws;
-    char why[RA_ERROR_MAX];
-    snprintf(why, sizeof why, "%s", ra_last_error());
-    return RA_FAIL(ws, "%s: --trace %s was not written: %s", g_cmd, path, why);
-}
+/* A failed write said with the command and the option ("generate: --trace
+ * t.json was not written: ..."); rank 0 writes and has the reason, the
+ * others RA_ERR_PEER. */
+static ra_status named(ra_status ws, const char *path) { return ra_cli_not_written(g_cmd, "--trace", path, ws); }
 
 ra_status ra_cli_trace_end(const ra_cli *c, ra_status st)
 {

@@ -92,8 +92,7 @@ ra_status ra_train_resume_source(const ra_cli *c, const char *given, const char 
     ra_ckpt_resolve(named, sizeof named, given);
     ra_dir_of(named, dir, sizeof dir);
     const char *base = strrchr(named, '/') ? strrchr(named, '/') + 1 : named;
-    if (ra_canonical_path(dir, canon, sizeof canon)) snprintf(text, sizeof text, "--resume = %s/%s\n", canon, base);
-    else snprintf(text, sizeof text, "--resume = %s\n", named);
+    snprintf(text, sizeof text, "--resume = %s/%s\n", ra_path_for_ranks(dir, canon, sizeof canon), base);
     RA_TRY(ra_same_options(c, "train", text));
     ra_status st = RA_OK;
     if (c->rank == 0) {

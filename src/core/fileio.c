@@ -490,6 +490,14 @@ int ra_canonical_path(const char *given, char *out, size_t cap)
     return snprintf(out, cap, "%s/%s", real, base) > 0;
 }
 
+const char *ra_path_for_ranks(const char *given, char *out, size_t cap)
+{
+    char real[PATH_MAX];
+    const int canon = ra_canonical_path(given, real, sizeof real) && strncmp(real, "/proc/", 6) != 0;
+    snprintf(out, cap, "%s", canon ? real : given);
+    return out;
+}
+
 int ra_same_file(const char *a, const char *b)
 {
     if (!a || !b || !a[0] || !b[0]) return 0;

@@ -104,6 +104,15 @@ for d in /proc/self/status procself; do
         "$(fails_with $? "--data $d: is a /proc or /sys file")"
 done
 rm -f procself
+# the same for every path the ranks compare: train's --metrics and cipher's --data
+# (each said "rank 1 was given different options", naming two pids)
+ra 2 train --config "$CONFIGS/tiny.ini" --set train.steps=1 --set train.warmup=0 --checkpoint-dir ckpm \
+    --metrics /proc/self/fd/2
+report "train --metrics /proc/self/fd/2 on 2 ranks: refused as an output in /proc" \
+    "$(fails_with $? "--metrics /proc/self/fd/2: is in /proc or /sys")$([ -e ckpm ] && echo ' ckpm made')"
+ra 2 cipher --data /proc/self/status
+report "cipher --data /proc/self/status on 2 ranks: refused as a /proc file" \
+    "$(fails_with $? "cipher: --data /proc/self/status: is a /proc or /sys file")"
 # a /sys file says 4096 bytes and holds fewer: refused as such (it said "truncated?")
 for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/profiling; do
     [ -r "$f" ] || continue
