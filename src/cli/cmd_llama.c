@@ -134,9 +134,9 @@ static ra_status run_import(ra_cli *c, const char *dir, const char *ckpt, const 
         !ra_join_path(one, sizeof one, dir, RA_ST_FILE_NAME) || !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))
         return RA_FAIL(RA_ERR_ARG, "import: --from %.200s: path too long", dir);
     struct stat sb;
-    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) /* the model.safetensors itself: "Not a directory" said less */
-        return RA_FAIL(RA_ERR_ARG, "import: --from %s: is a file, not a directory (give the model's directory, which "
-                                   "holds config.json and " RA_ST_FILE_NAME ")", dir);
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode)) /* the model.safetensors itself, a FIFO: "Not a directory" */
+        return RA_FAIL(RA_ERR_ARG, "import: --from %s: is %s, not a directory (give the model's directory, which "
+                                   "holds config.json and " RA_ST_FILE_NAME ")", dir, ra_file_kind(sb.st_mode));
     const ra_cli_file ins[] = { { "--from", cfg_path },
                                 { "--from", stat(one, &sb) == 0 ? one : NULL },
                                 { "--from", stat(index, &sb) == 0 ? index : NULL } };

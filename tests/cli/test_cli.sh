@@ -197,7 +197,26 @@ mkdir SG/seg.npy
 fails "... a directory where seg.npy was: refused by kind, kept" 1 "gen: --dir SG: SG/seg.npy is a directory" -- \
     gen --dir SG --H 2 --L 16 --D 16
 report "... the directory kept" "$([ -d SG/seg.npy ] || echo removed)"
-rm -rf SG
+rmdir SG/seg.npy && mkfifo SG/seg.npy
+TMO=20 fails "... a FIFO there: refused by kind at once, kept" 1 "gen: --dir SG: SG/seg.npy is a FIFO" -- \
+    gen --dir SG --H 2 --L 16 --D 16
+report "... the FIFO kept" "$([ -p SG/seg.npy ] || echo removed)"
+# a link there: the link goes, never its target
+rm -f SG/seg.npy && echo keep >segtarget && ln -s ../segtarget SG/seg.npy
+mpi 1 gen --dir SG --H 2 --L 16 --D 16
+report "... a link there: the link removed, its target kept" \
+    "$(status $?)$([ -e SG/seg.npy ] || [ -L SG/seg.npy ] && echo 'link left; ')$([ "$(cat segtarget)" = keep ] || echo 'target changed')"
+# one that cannot be removed (a file mounted over it: EBUSY): the new set stands, a warning
+# names it (root only)
+if [ "$(id -u)" = 0 ] && touch SG/seg.npy && mount --bind segtarget SG/seg.npy 2>/dev/null; then
+    mpi 1 gen --dir SG --H 2 --L 16 --D 16
+    why=$(status $?)
+    grep -q "warning: gen: SG/seg.npy is an earlier set's segments and could not be removed" err ||
+        why+="no warning: $(head -c 200 err); "
+    umount SG/seg.npy
+    report "... one that cannot be removed: the set written, a warning naming it" "$why"
+fi
+rm -rf SG segtarget
 
 fails "missing --q" 2 "--q" "required|missing" -- attn --k A/k.npy --v A/v.npy --out o.npy
 fails "missing --out (P=3)" 3 "--out" "required|missing" -- attn "${QKV[@]}"

@@ -182,6 +182,8 @@ fails "run.dp = 3 on 4 ranks: train named" 4 'error: train: run\.dp = 3' 'does n
 # divisible by it either: mending the batch would only meet this error next
 fails "run.dp = 3 on 4 ranks, train.batch = 10: the ranks said first" 4 'error: train: run\.dp = 3 does not divide' -- \
     train "${base[@]}" --set run.dp=3 --set train.batch=10 --checkpoint-dir bad1
+fails "run.dp = 1048576 (its largest) on 4 ranks: does not divide them" 4 'error: train: run\.dp = 1048576 does not divide the 4 ranks' -- \
+    train "${base[@]}" --set run.dp=1048576 --checkpoint-dir bad1
 fails "bench train: the same, said first" 4 'error: bench train: run\.dp = 3 does not divide' -- \
     bench train "${base[@]}" --set run.dp=3 --set train.batch=10 -n 1 -w 0
 fails "eval --set run.dp=3 on 4 ranks, batch 10: the ranks said first" 4 'error: eval: run\.dp = 3 does not divide' -- \

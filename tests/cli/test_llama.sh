@@ -207,8 +207,15 @@ fails "import --from '' is refused (not the root directory)" 1 "import: --from: 
     import --from "" --out x.ckpt
 # the model's file given for its directory (it said "--from hf/model.safetensors/config.json: cannot open: Not a directory")
 fails "import --from a file: the directory is asked for" 1 \
-    "import: --from hf/model.safetensors: is a file, not a directory \(give the model's directory, which holds config.json and model.safetensors\)" -- \
+    "import: --from hf/model.safetensors: is a regular file, not a directory \(give the model's directory, which holds config.json and model.safetensors\)" -- \
     import --from hf/model.safetensors --out x.ckpt
+# a FIFO, and a link to the file, said the same way (at once: the FIFO is not opened)
+mkfifo fromfifo && ln -s hf/model.safetensors fromlink
+TMO=20 fails "import --from a FIFO: named as one, not waited on" 1 "import: --from fromfifo: is a FIFO \(named pipe\), not a directory" -- \
+    import --from fromfifo --out x.ckpt
+fails "import --from a link to the file: named as the file" 1 "import: --from fromlink: is a regular file, not a directory" -- \
+    import --from fromlink --out x.ckpt
+rm -f fromfifo fromlink
 fails "export --set is refused, naming --set" 1 "export: --set is import's option" -- \
     export --checkpoint ck --out hf5 --set model.dim=3
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4

@@ -104,7 +104,7 @@ report "RINGATTN_TRACE_EVENTS=1e20: refused naming it, nothing written" "$([ $? 
     grep -q 'RINGATTN_TRACE_EVENTS=99999999999999999999: need a whole number of events from 1 to 2147483647' err &&
     [ ! -e tr2.json ] && [ ! -e o2.npy ] || echo "$(grep -m1 error err)")"
 # so is a gather round that is no byte count (it was ignored unsaid)
-for v in -5 0 1x; do
+for v in -5 0 1x 99999999999999999999; do
     RINGATTN_TRACE_CHUNK=$v mpi 2 attn "${QKV[@]}" --out o2.npy --trace tr2.json
     report "RINGATTN_TRACE_CHUNK=$v: refused naming it, nothing written" "$([ $? -eq 1 ] &&
         grep -q "RINGATTN_TRACE_CHUNK=$v: need a whole number of bytes from 1 to 2147483647" err &&
