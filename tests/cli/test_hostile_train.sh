@@ -14,7 +14,9 @@ HERE=$(cd "$(dirname "$0")" && pwd) # ckpt_poke.py
 PYTHON=$(command -v python3 || echo /usr/bin/python3)
 T=$(mktemp -d)
 cleanup() {
-    local m
+    local m me
+    read -r me _ </proc/self/stat
+    [ "$me" = "$$" ] || return 0 # not in a background subshell (lib_cli.sh's main_shell)
     for m in ro full ti; do mountpoint -q "$T/$m" 2>/dev/null && umount "$T/$m"; done
     rm -rf "$T"
 }

@@ -26,7 +26,7 @@ if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
 fi
 . "$(dirname "$0")/lib_cli.sh" "$1" "$2"
 # the full-device case mounts a tmpfs in the work directory: unmounted first
-trap 'mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"' EXIT
+trap 'main_shell || exit; mountpoint -q "$T/full" && umount "$T/full"; rm -rf "$T"' EXIT
 
 # plot SCRIPT ARGS...: the script under timeout; sets rc, out, err
 plot() {

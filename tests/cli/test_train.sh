@@ -10,7 +10,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# only the shell's own exit removes T, not a background subshell's (lib_cli.sh's main_shell)
+trap 'read -r me _ </proc/self/stat; [ "$me" = "$$" ] && rm -rf "$T"' EXIT
 cd "$T" || exit 1
 pass=0
 fail=0
