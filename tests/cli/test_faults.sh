@@ -42,7 +42,7 @@ stopped_rank2() {
 stopped_rank2
 again=""
 # Once (in CI, under the suite's load) no rank's message came out at all and
-# the job ran until killed; it never came back in 140 runs here. A second run
+# the job ran until killed; it never came back in 160 runs here. A second run
 # tells such a stall (its process states are printed) from a watchdog that
 # does not fire, which fails both.
 if [ -n "$hung" ] && ! grep -q 'ringattn: error' err; then
