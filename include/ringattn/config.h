@@ -20,6 +20,7 @@
 #include "ringattn/status.h"
 
 #define RA_MAX_LAYERS 64
+#define RA_MAX_BATCH (1 << 20) /* train.batch, train.accum and run.dp at most */
 #define RA_NAME_MAX 64
 #define RA_PATH_MAX 1024
 #define RA_WARM_MAX_VOCAB 4096 /* warm starts count vocab x vocab pairs */

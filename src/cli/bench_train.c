@@ -127,9 +127,9 @@ static ra_status run(ra_cli *c, ra_bench_sweep *swp, ra_config *cfgp)
             s.tgt[i] = (int32_t)(ra_rand_u64(12, (uint64_t)(c->rank * n + i)) % (uint64_t)cfg.vocab);
         }
         char thr[RA_BENCH_MAX_THREADS * 6];
-        ra_say(c, "# bench train: %zu parameters, %d layers, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d "
+        ra_say(c, "# bench train: %zu parameters, %d layer%s, dim %d, heads %d/%d, ffn %s %d, L=%d, batch %d, P=%d "
                   "(dp %d x cp %d, optimizer %s), threads/rank %s (%s), OpenBLAS %s, kernels %s\n", ra_model_nparams(s.model),
-               cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size,
+               cfg.layers, cfg.layers == 1 ? "" : "s", cfg.dim, cfg.heads, cfg.kv_heads, cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, c->size,
                s.grid.dp, s.grid.cp, s.sharded ? "sharded" : "replicated", ra_bench_threads_text(&sw, thr, sizeof thr),
                ra_threads_origin(),
                ra_blas_desc(), ra_kernel_isa());

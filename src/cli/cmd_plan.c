@@ -510,9 +510,9 @@ static ra_status run(ra_cli *c, plan_args *pa)
     candidate cs[64];
     int n;
     RA_TRY(candidates(&cfg, &s, &r, pa, cs, 64, &n));
-    ra_say(c, "# plan: %s, P=%d (dp=%d: %d ranks per ring), L=%d, batch %d (accum %d), %d layers, %zu parameters, "
-              "optimizer %s, %d rank(s) per node\n", pa->config, pa->P, pa->dp, pa->P / pa->dp, cfg.seq_len, cfg.batch,
-           cfg.accum, cfg.layers, cs[0].t.nparams, cs[0].t.sharded ? "sharded" : "replicated", rpn);
+    ra_say(c, "# plan: %s, P=%d (dp=%d: %d rank%s per ring), L=%d, batch %d (accum %d), %d layer%s, %zu parameters, "
+              "optimizer %s, %d rank(s) per node\n", pa->config, pa->P, pa->dp, pa->P / pa->dp, pa->P / pa->dp == 1 ? "" : "s", cfg.seq_len, cfg.batch,
+           cfg.accum, cfg.layers, cfg.layers == 1 ? "" : "s", cs[0].t.nparams, cs[0].t.sharded ? "sharded" : "replicated", rpn);
     table(c, cs, n);
     int b = best_of(cs, n);
     ra_say(c, "predicted: step_ms=%.3f attn_fwd_ms=%.3f attn_bwd_ms=%.3f allreduce_ms=%.3f tokens_per_s=%.1f\n",

@@ -685,10 +685,10 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     }
     st = ra_agree(c->comm, st);
     if (st == RA_OK) {
-        ra_say(c, "train: %zu parameters | %d layers, dim %d, heads %d/%d, head dim %d, ffn %s %d | "
+        ra_say(c, "train: %zu parameters | %d layer%s, dim %d, heads %d/%d, head dim %d, ffn %s %d | "
                   "L=%d batch %d (x%d accum) | P=%d = dp %d x cp %d %s, optimizer %s | threads %d (%s), OpenBLAS %s, kernels %s | "
                   "data %s\n",
-               ra_model_nparams(s.model), cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
+               ra_model_nparams(s.model), cfg.layers, cfg.layers == 1 ? "" : "s", cfg.dim, cfg.heads, cfg.kv_heads, cfg.head_dim,
                cfg.ffn, cfg.ffn_dim, cfg.seq_len, cfg.batch, cfg.accum, c->size, s.grid.dp, s.grid.cp, cfg.layout,
                s.sharded ? "sharded" : "replicated", threads,
                ra_threads_origin(), ra_blas_desc(), ra_kernel_isa(), cfg.source_id != RA_SOURCE_RECALL ? cfg.path : "recall task");

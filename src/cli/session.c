@@ -254,7 +254,15 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     snprintf(got->ckdir, sizeof got->ckdir, "%s", stored->checkpoint_dir);
     ra_status st = ra_config_finish(stored);
     for (int i = 0; st == RA_OK && i < a->nsets; i++) st = ra_config_set(cfg, a->sets[i], "--set");
-    if (st == RA_OK && a->grid_ranks > 0) st = ra_grid_check(a->grid_ranks, cfg->dp);
+    if (st == RA_OK && a->grid_ranks > 0) {
+        st = ra_grid_check(a->grid_ranks, cfg->dp);
+        if (st != RA_OK && !ra_session_sets_key(a, "run.dp")) { /* said where this run.dp comes from */
+            char why[RA_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", ra_last_error());
+            st = RA_FAIL(st, "%s; that run.dp is the checkpoint's, which a resumed run keeps unless --set run.dp "
+                         "changes it", why);
+        }
+    }
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
     if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
     if (st == RA_OK) st = fit_no_grad(a, cfg);

@@ -169,11 +169,12 @@ static ra_status no_later_checkpoints(const char *dir, const char *opt, int s)
     RA_TRY(list_checkpoints(dir, opt, s, shown, &n));
     if (n == 0) return RA_OK;
     const long newest = ra_ckpt_newest_step(dir, latest, sizeof latest);
-    /* the advice below names the newest: not when it cannot be resumed */
+    /* the advice below names the newest: not when it cannot be resumed
+     * (checked whole, its checksum too) */
     char path[RA_PATH_MAX + 300], why[RA_ERROR_MAX];
     ra_ckpt_state ls = { 0 };
     ra_join_path(path, sizeof path, dir, latest);
-    if (ra_ckpt_peek_state(path, &ls) != RA_OK) {
+    if (ra_ckpt_peek(path, NULL, &ls) != RA_OK) {
         snprintf(why, sizeof why, "%s", ra_last_error());
         return RA_FAIL(RA_ERR_ARG, "%s %s holds %d checkpoint%s after step %d, the one resumed from, and the newest "
                        "cannot be resumed (%s): remove %s, or resume into another directory (--checkpoint-dir)",

@@ -50,8 +50,10 @@ static ra_status resume_newest(const ra_cli *c, const char *dir, char *resume, s
     ra_ckpt_state a = { 0 }, b = { 0 }; /* unreadable: the load below says why */
     ra_join_path(path, sizeof path, dir, target);
     const int ra = ra_ckpt_peek_state(path, &a) == RA_OK;
+    /* the newest checked whole (its checksum too): a corrupt body under a
+     * sound header was chosen and then refused with no advice */
     ra_join_path(path, sizeof path, dir, newest);
-    const int rb = ra_ckpt_peek_state(path, &b) == RA_OK;
+    const int rb = ra_ckpt_peek(path, NULL, &b) == RA_OK;
     const uint64_t ha = a.extra[RA_CKPT_HISTORY], hb = b.extra[RA_CKPT_HISTORY];
     if (ra && !rb) return RA_OK; /* the newest cannot be resumed: the checks of the directory say so */
     if (ra && rb && ha && hb && ha != hb)

@@ -90,19 +90,34 @@ static ra_status derive_model(ra_config *c)
     return RA_OK;
 }
 
+/* What makes train.batch fit run.dp groups of train.accum micro-batches: a
+ * multiple of dp x accum, unless that is beyond train.batch's range. */
+static void batch_advice(const ra_config *c, char *out, size_t cap)
+{
+    const long long need = (long long)c->dp * c->accum;
+    if (need > RA_MAX_BATCH)
+        snprintf(out, cap, "lower train.accum or run.dp (train.batch must be a multiple of run.dp x train.accum = "
+                 "%lld, and is at most %d)", need, RA_MAX_BATCH);
+    else if (c->accum > 1)
+        snprintf(out, cap, "make train.batch a multiple of run.dp x train.accum = %lld", need);
+    else
+        snprintf(out, cap, "make train.batch a multiple of run.dp");
+}
+
 static ra_status check_train(const ra_config *c)
 {
     if (c->batch % c->accum != 0)
         return RA_FAIL(RA_ERR_ARG, "train.batch = %d is not divisible by train.accum = %d", c->batch,
                        c->accum);
     /* each of the dp groups takes batch / dp sequences, in accum micro-batches */
+    char advice[200];
+    batch_advice(c, advice, sizeof advice);
     if (c->batch % c->dp != 0)
         return RA_FAIL(RA_ERR_ARG, "train.batch = %d is not divisible by run.dp = %d (each data-parallel group "
-                       "takes batch / dp sequences): make train.batch a multiple of run.dp", c->batch, c->dp);
+                       "takes batch / dp sequences): %s", c->batch, c->dp, advice);
     if (c->batch / c->dp % c->accum != 0)
         return RA_FAIL(RA_ERR_ARG, "train.batch / run.dp = %d / %d = %d sequences per group is not divisible by "
-                       "train.accum = %d: make train.batch a multiple of run.dp x train.accum = %lld",
-                       c->batch, c->dp, c->batch / c->dp, c->accum, (long long)c->dp * c->accum);
+                       "train.accum = %d: %s", c->batch, c->dp, c->batch / c->dp, c->accum, advice);
     if (c->min_lr > c->lr)
         return RA_FAIL(RA_ERR_ARG, "train.min_lr = %g is above train.lr = %g", (double)c->min_lr,
                        (double)c->lr);
@@ -220,12 +235,19 @@ static ra_status check_sizes(const ra_config *c)
                        c->ffn_dim, (long long)RA_MAX_PARAMS);
     const int micro = c->batch / c->accum; /* eval's micro-batch; a grid's train groups take 1/dp of it */
     const int64_t tokens = (int64_t)micro * c->seq_len;
+    /* a micro-batch holds at least one sequence per data-parallel group */
+    char advice[200];
+    if ((int64_t)c->dp * c->seq_len > INT32_MAX)
+        snprintf(advice, sizeof advice, "with run.dp = %d it holds at least %d sequences (one per data-parallel "
+                 "group): shorten data.seq_len to at most %d, or lower run.dp", c->dp, c->dp, INT32_MAX / c->dp);
+    else
+        snprintf(advice, sizeof advice, "lower train.batch, raise train.accum%s or shorten data.seq_len",
+                 c->dp > 1 ? " (train.batch stays a multiple of run.dp x train.accum)" : "");
     if (tokens > INT32_MAX)
         return RA_FAIL(RA_ERR_ARG,
-                       "a micro-batch of train.batch / train.accum = %d / %d sequences of data.seq_len = %d "
-                       "has %lld tokens; at most %d are supported: lower train.batch, raise train.accum or "
-                       "shorten data.seq_len",
-                       c->batch, c->accum, c->seq_len, (long long)tokens, (int)INT32_MAX);
+                       "a micro-batch of train.batch / train.accum = %d / %d sequences (every data-parallel "
+                       "group's together) of data.seq_len = %d has %lld tokens; at most %d are supported: %s",
+                       c->batch, c->accum, c->seq_len, (long long)tokens, (int)INT32_MAX, advice);
     const int64_t block = (int64_t)c->ffn_block * c->ffn_dim;
     if (block > INT32_MAX)
         return RA_FAIL(RA_ERR_ARG,

@@ -57,8 +57,7 @@ ra_status ra_grid_check(int P, int dp)
     if (dp >= 1 && P % dp == 0) return RA_OK;
     return RA_FAIL(RA_ERR_ARG, "run.dp = %d does not divide the %d ranks (P = %d): each of the dp data-parallel "
                    "groups is a ring of P / dp ranks; run on a multiple of %d ranks or set run.dp to a divisor "
-                   "of %d (--set run.dp=1: one ring of all the ranks; a resumed run takes the checkpoint's "
-                   "run.dp unless told)", dp, P, P, dp, P);
+                   "of %d (--set run.dp=1: one ring of all the ranks)", dp, P, P, dp, P);
 }
 
 ra_status ra_grid_create(MPI_Comm world, int dp, ra_grid *g)

@@ -104,6 +104,13 @@ resume "4x1 replicated -> 1x1" g4x4false 1 1 true
 resume "2x2 sharded -> 1x2 replicated" g4x2true 2 1 false
 resume "4x1 replicated -> 2x1 sharded" g4x4false 2 2 true
 resume "3x2 sharded -> 2x4 sharded" g6x3true 8 2 true
+# the checkpoint's run.dp on ranks it does not divide: said to be the checkpoint's
+fails "resumed on 3 ranks with the checkpoint's run.dp = 2: refused, naming where run.dp came from" 3 \
+    'run\.dp = 2 does not divide the 3 ranks' "that run\.dp is the checkpoint's, which a resumed run keeps unless --set run\.dp changes it" -- \
+    train --resume g4x2true/step-00000010.ckpt --checkpoint-dir rdp
+fails "the same with --set run.dp = 2: refused, not said to be the checkpoint's" 3 'run\.dp = 2 does not divide the 3 ranks' -- \
+    train --resume g4x2true/step-00000010.ckpt --set run.dp=2 --checkpoint-dir rdp
+grep -q "checkpoint's" err && report "--set run.dp = 2 on 3 ranks: the message does not blame the checkpoint" "it does: $(grep -m1 error err)"
 
 # ---- eval of a grid's checkpoint: one ring of all its ranks --------------------------
 mpi 1 eval --checkpoint g4x2true

@@ -1243,6 +1243,23 @@ report "a truncated newer step file: refused as not resumable, not advised" "$([
     grep -q 'the newest cannot be resumed (mxA/step-00000013.ckpt: truncated' err ||
     echo "message: $(grep -m1 error err)")"
 rm mxA/step-00000013.ckpt
+# a newest step file whose body is corrupt under a sound header, beside a lagging
+# last.ckpt: the same refusal (its checksum checked before it was chosen; it was
+# chosen, then refused bare), by the newest rule and by name
+ra 2 train "${h15[@]}" --set train.steps=15 --checkpoint-dir crc
+ln -sfn step-00000010.ckpt crc/last.ckpt
+b=$(od -An -tu1 -j 20000 -N 1 crc/step-00000015.ckpt) # one byte of a tensor, inverted
+printf "\\x$(printf %02x $((b ^ 255)))" | dd of=crc/step-00000015.ckpt bs=1 seek=20000 conv=notrunc status=none
+sums crc/* >crc.sum
+why=""
+for from in crc crc/step-00000010.ckpt; do
+    ra 2 train --resume "$from" --set train.steps=20
+    [ $rc -ne 0 ] || why+="--resume $from: exit 0; "
+    grep -q 'the newest cannot be resumed (crc/step-00000015.ckpt: checksum mismatch.*remove it' err ||
+        why+="--resume $from: $(grep -m1 error err); "
+done
+sums crc/* | cmp -s - crc.sum || why+="files changed; "
+report "a newer step file with a corrupt body beside a lagging last.ckpt: refused as not resumable, advised to remove it" "$why"
 
 # what is not a write's leftover at a temporary's name is refused, nothing removed
 echo mine >userfile

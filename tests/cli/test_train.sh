@@ -41,6 +41,11 @@ common=(--config "$TINY" --set train.steps=20 --set train.eval_every=0)
 # ---- the same losses whatever P and the layout -------------------------------------
 ra 1 train "${common[@]}" --set run.layout=contiguous --metrics p1.jsonl --checkpoint-dir ck1
 report "train P=1" "$([ $? -eq 0 ] || cat err)"
+# the start line counts layers in words: "1 layer", "2 layers"
+grep -q '^train: [0-9]* parameters | 2 layers, dim' out || report "the start line says '2 layers'" "$(head -1 out)"
+ra 1 train "${common[@]}" --set model.layers=1 --set train.steps=1 --set train.warmup=0 --checkpoint-dir ckL1
+report "a one-layer model: the start line says '1 layer'" "$(grep -q '^train: [0-9]* parameters | 1 layer, dim' out ||
+    echo "start line: $(head -1 out) $(head -2 err)")"
 for layout in contiguous zigzag striped; do
     for P in 2 4; do
         ra "$P" train "${common[@]}" --set run.layout=$layout --metrics "p$P$layout.jsonl" --checkpoint-dir "ck$P$layout"

@@ -124,6 +124,14 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("train.batch=10", "run.dp=4"), "train.batch = 10 is not divisible by run.dp = 4", NULL);
     expect_finish_error(SETS("train.batch=12", "run.dp=2", "train.accum=4"), "train.accum = 4",
                         "run.dp x train.accum = 8");
+    /* the advice counts train.accum; it was "a multiple of run.dp" (9 fails again) */
+    expect_finish_error(SETS("train.batch=8", "run.dp=3", "train.accum=2"), "is not divisible by run.dp = 3",
+                        "a multiple of run.dp x train.accum = 6");
+    expect_finish_error(SETS("train.batch=8", "run.dp=3"), "is not divisible by run.dp = 3",
+                        "make train.batch a multiple of run.dp");
+    /* a multiple beyond train.batch's range: lower them, not "make train.batch a multiple of 2097152" */
+    expect_finish_error(SETS("train.batch=1048576", "run.dp=2", "train.accum=1048576"),
+                        "lower train.accum or run.dp", "run.dp x train.accum = 2097152, and is at most 1048576");
     expect_finish_error(SETS("train.min_lr=0.01"), "train.min_lr = 0.01", "train.lr = 0.003");
     expect_finish_error(SETS("train.steps=10"), "train.warmup = 20", "train.steps = 10");
     expect_finish_error(SETS("data.source=file"), "data.source = file", "data.path");
@@ -333,6 +341,13 @@ static void test_sizes(void **state)
                         "4294967296 tokens");
     expect_finish_error(SETS("train.batch=1048576", "train.accum=2", "data.seq_len=4096"),
                         "data.seq_len = 4096", "2147483648 tokens");
+    /* a micro-batch holds one sequence per group at least: then no train.accum helps,
+     * and the advice says what does (it was "raise train.accum", refused next) */
+    expect_finish_error(SETS("train.batch=2", "run.dp=2", "data.seq_len=1073741824"), "2147483648 tokens",
+                        "with run.dp = 2 it holds at least 2 sequences (one per data-parallel group): shorten "
+                        "data.seq_len to at most 1073741823, or lower run.dp");
+    expect_finish_error(SETS("train.batch=8", "train.accum=2", "run.dp=2", "data.seq_len=536870912"),
+                        "raise train.accum (train.batch stays a multiple of run.dp x train.accum)", NULL);
     c = new_defaults();
     set_ok(c, "train.batch=1048576");
     set_ok(c, "train.accum=4");
