@@ -123,9 +123,15 @@ static void written_as(const ra_config *cfg, int start, int resumed, const char 
         snprintf(said, cap, "the directory's lock file, which the run rewrites");
     else if (!strcmp(plain, "last.ckpt") && (tmp || !resumed))
         snprintf(said, cap, "a name the run replaces at every checkpoint");
-    else if (!strcmp(plain, "last.ckpt") && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode))
-        snprintf(said, cap, "a file, not the link to a step-N.ckpt that the run replaces at every checkpoint "
-                            "(rename it step-%08d.ckpt to keep it)", start);
+    else if (!strcmp(plain, "last.ckpt") && lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
+        /* a hard link of step-<start>.ckpt stays by that name: nothing is lost */
+        char name[32], step[RA_PATH_MAX + 32];
+        snprintf(name, sizeof name, "step-%08d.ckpt", start);
+        ra_join_path(step, sizeof step, dir, name);
+        if (!ra_same_file(path, step))
+            snprintf(said, cap, "a file, not the link to a step-N.ckpt that the run replaces at every checkpoint "
+                                "(rename it %s to keep it)", name);
+    }
     else if (n > start && n <= cfg->steps && (tmp || !resumed))
         snprintf(said, cap, "a name the run writes at step %ld", n);
 }
@@ -347,6 +353,9 @@ static ra_status lock_checkpoint_dir(const char *dir, const char *opt)
     if (fd < 0 && errno == EEXIST) fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 && errno == EACCES) /* another user's lock file in a shared directory: flock needs no write */
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && errno == ELOOP) /* O_NOFOLLOW met a link: not followed, and said so */
+        return RA_FAIL(RA_ERR_IO, "%s %s: %s is a symbolic link, not a regular file; remove it (its target is "
+                       "left alone)", opt, dir, RA_CKPT_LOCK_NAME);
     if (fd < 0)
         return RA_FAIL(RA_ERR_IO, "%s %s: cannot open its lock file %s: %s", opt, dir, RA_CKPT_LOCK_NAME,
                        strerror(errno));

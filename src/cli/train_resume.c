@@ -67,6 +67,30 @@ static ra_status resume_newest(const ra_cli *c, const char *dir, char *resume, s
     return RA_OK;
 }
 
+/* --resume DIR (or DIR/last.ckpt) where no checkpoint is yet, beside the
+ * lock file of a run that writes there: it has not written its first
+ * checkpoint (or stopped before it). Said so, with the run the lock file
+ * names, rather than "last.ckpt: cannot open". */
+static ra_status no_checkpoint_yet(const char *given, const char *named, const char *dir)
+{
+    struct stat st;
+    char lock[RA_PATH_MAX + 32], newest[300], who[128] = "";
+    if (lstat(named, &st) == 0 || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return RA_OK;
+    if (ra_ckpt_newest_step(dir, newest, sizeof newest) >= 0) return RA_OK;
+    ra_join_path(lock, sizeof lock, dir, RA_CKPT_LOCK_NAME);
+    if (lstat(lock, &st) != 0 || !S_ISREG(st.st_mode)) return RA_OK;
+    FILE *f = fopen(lock, "r");
+    if (f) {
+        if (!fgets(who, sizeof who, f)) who[0] = '\0';
+        fclose(f);
+    }
+    who[strcspn(who, "\n")] = '\0';
+    return RA_FAIL(RA_ERR_ARG, "train: --resume %s: %s holds no checkpoint yet, only the lock file of a run that "
+                   "writes checkpoints there (%s): it has not written its first (train.checkpoint_every), or "
+                   "stopped before; wait for one, or start without --resume", given, dir,
+                   who[0] ? who : "holder unknown");
+}
+
 /* A branch (--resume SRC, SRC/last.ckpt, into another --checkpoint-dir)
  * may read a live run's directory, whose last.ckpt moves at every
  * checkpoint: ranks that each followed the link read different steps and
@@ -98,7 +122,8 @@ ra_status ra_train_resume_source(const ra_cli *c, const char *given, const char 
     RA_TRY(ra_same_options(c, "train", text));
     ra_status st = RA_OK;
     if (c->rank == 0) {
-        st = resume_newest(c, given, resume, cap);
+        st = no_checkpoint_yet(given, named, dir);
+        if (st == RA_OK) st = resume_newest(c, given, resume, cap);
         if (st == RA_OK) pin_branch_source(ckdir, resume, cap);
     }
     RA_TRY(ra_agree(c->comm, st));

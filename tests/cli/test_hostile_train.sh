@@ -392,6 +392,16 @@ r=ok
 [ "$(stat -c %Y ckold/.ringattn.lock)" = "$(date -d 2020-01-01 +%s)" ] || r+=" its time changed"
 report "... the old lock file is unchanged" "$([ "$r" = ok ] || echo "$r")"
 rm -rf ckold
+# --resume of a directory holding only a run's lock file (a live run before its first
+# checkpoint, or one stopped before it): said so with the run it names (it was
+# "last.ckpt: cannot open"), by the directory's name and by last.ckpt's
+mkdir -p cknone && printf 'pid 4242 on elsewhere\n' >cknone/.ringattn.lock
+for from in cknone cknone/last.ckpt; do
+    ra 2 train --resume "$from" --checkpoint-dir ckbranch
+    refused "--resume $from: only a lock file there" 1 \
+        "error: train: --resume $from: cknone holds no checkpoint yet, only the lock file of a run that writes checkpoints there \\(pid 4242 on elsewhere\\)"
+done
+rm -rf cknone ckbranch
 # ... also an empty one (it kept the .ringattn.lock the refused run made)
 mkdir -p ckempty
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckempty --metrics ckempty/last.ckpt
@@ -475,6 +485,14 @@ ra 2 train --resume cwl/last.ckpt --set train.steps=12 --checkpoint-dir cwl
 refused "--resume from a last.ckpt that is a file, not a link: refused" 1 \
     "cwl/last.ckpt is a file, not the link .*rename it step-00000010.ckpt"
 report "... and it is unchanged" "$(cmp -s cwl/last.ckpt ck/step-00000010.ckpt || echo changed)"
+# ... but a hard link of the step file it holds loses nothing: resumed, the step file kept
+mkdir cwh && cp ck/step-00000010.ckpt cwh/ && ln cwh/step-00000010.ckpt cwh/last.ckpt
+ra 2 train --resume cwh --set train.steps=12 --checkpoint-dir cwh
+why=""; [ "$rc" -eq 0 ] || why+="exit status $rc; "
+grep -q 'resumed from cwh/last.ckpt at step 10' out || why+="no resume line: $(grep -m1 error err); "
+cmp -s cwh/step-00000010.ckpt ck/step-00000010.ckpt || why+="step-00000010.ckpt changed or gone; "
+[ "$(readlink cwh/last.ckpt)" = step-00000012.ckpt ] || why+="last.ckpt -> $(readlink cwh/last.ckpt); "
+report "--resume from a last.ckpt hard-linked to its step file: resumed (nothing lost), the step file kept" "$why"
 report "... and those inputs are unchanged, no lock file written over" \
     "$([ "$(sums cw/last.ckpt.tmp cw/.ringattn.lock cw/step-00000005.ckpt.tmp)" = "$cw_sums" ] || echo changed)$(cmp -s cw2.ckpt cw2/last.ckpt.tmp || echo ' cw2/last.ckpt.tmp changed')"
 # an input named like the metrics file's or the trace's temporary file; an
@@ -1063,7 +1081,9 @@ mkdir ckx
 cp cfg.ini target.txt && tsum=$(sums target.txt)
 ln -s "$T/target.txt" ckx/.ringattn.lock
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx
-refused "a symlink in place of the lock file: refused, not followed" 1 'checkpoint-dir ckx: cannot open its lock file'
+# named as a link (it was "cannot open its lock file: Too many levels of symbolic links")
+refused "a symlink in place of the lock file: refused, not followed, said to be a link" 1 \
+    'checkpoint-dir ckx: .ringattn.lock is a symbolic link, not a regular file; remove it'
 report "... and the symlink's target is unchanged" "$([ "$(sums target.txt)" = "$tsum" ] || echo changed)"
 rm ckx/.ringattn.lock
 ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckx --metrics ckx/.ringattn.lock
