@@ -36,7 +36,8 @@ typedef struct {
     uint64_t step;      /* optimizer steps completed, at most RA_CKPT_MAX_STEP */
     uint64_t seed;      /* run seed */
     uint64_t data_pos;  /* data stream position (sequences consumed) */
-    uint64_t extra[4];  /* saved and restored; extra[0]: the history id (below), the rest reserved */
+    uint64_t extra[4];  /* saved and restored; extra[0]: the history id, extra[1]: the data's size (below),
+                         * the rest reserved */
 } ra_ckpt_state;
 
 /* extra[0] of train's checkpoints: a nonzero id made when a run starts
@@ -47,6 +48,11 @@ typedef struct {
  * directory keep it); 0 in files written before it existed and by import
  * (unknown). */
 #define RA_CKPT_HISTORY 0
+/* extra[1] of train's checkpoints: data.path's size in bytes plus one when
+ * the run started, so that a resume can tell a data file that changed
+ * since (a warning); 0 for the recall task, and in files written before it
+ * existed and by import (unknown). */
+#define RA_CKPT_DATA_BYTES 1
 
 /* Atomic write (see above). Errors name the path and the failing call. */
 ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,

@@ -608,6 +608,27 @@ static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
     return ra_same_options(c, "train", text);
 }
 
+/* data.path's size (plus one; 0 for the recall task) at the run's start,
+ * for its checkpoints (RA_CKPT_DATA_BYTES). A resume whose checkpoint
+ * recorded another size is warned: the file changed since, so the batches
+ * from here are not the ones the run would have read. Collective. */
+static ra_status note_data_size(const ra_cli *c, const ra_config *cfg, const ra_ckpt_state *from, uint64_t *out)
+{
+    uint64_t n = 0;
+    struct stat st;
+    if (c->rank == 0 && cfg->source_id != RA_SOURCE_RECALL && stat(cfg->path, &st) == 0)
+        n = (uint64_t)st.st_size + 1;
+    RA_TRY(ra_bcast(&n, 1, MPI_UINT64_T, 0, c->comm, "the size of data.path"));
+    *out = n;
+    const uint64_t was = from ? from->extra[RA_CKPT_DATA_BYTES] : 0;
+    if (c->rank == 0 && was && n && was != n)
+        fprintf(stderr, "ringattn: warning: train: data.path %s holds %llu bytes, %llu when the checkpoint was "
+                "written: the data changed since, so the steps from here read other batches than the run would "
+                "have (--resume continues exactly only on the same data)\n", cfg->path,
+                (unsigned long long)(n - 1), (unsigned long long)(was - 1));
+    return RA_OK;
+}
+
 static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
 {
     train_args a = *ap;
@@ -667,6 +688,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_session s;
     ra_status st = ra_arg_cmd("train", ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL));
     s.history = history;
+    if (st == RA_OK) st = note_data_size(c, &cfg, a.resume ? &from : NULL, &s.data_bytes);
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {

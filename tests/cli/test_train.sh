@@ -367,5 +367,22 @@ report "a truncated checkpoint is refused" "$([ $? -ne 0 ] && grep -qi 'truncate
 ra 1 train --set model.dim=64 --resume ckA
 report "a checkpoint of another model is refused" "$([ $? -ne 0 ] && grep -q 'changes model.dim' err || cat err)"
 
+# ---- a resume on a data file that changed since the checkpoint: warned ------------------
+# (the checkpoint records data.path's size; the same data: no warning)
+head -c 50000 text.txt >grow.txt
+grow=(--config "$TINY" --set data.source=file --set data.path="$T/grow.txt" --set train.steps=4 --set train.warmup=0
+      --set train.eval_every=0)
+ra 1 train "${grow[@]}" --checkpoint-dir ckg
+why=$([ $? -eq 0 ] || tail -3 err)
+ra 1 train --resume ckg --set train.steps=5 --checkpoint-dir ckg1
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q 'warning: train: data.path' err && why+="warned on the same data: $(grep warning err); "
+echo more >>grow.txt
+ra 1 train --resume ckg --set train.steps=5 --checkpoint-dir ckg2
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q "warning: train: data.path $T/grow.txt holds 50005 bytes, 50000 when the checkpoint was written" err ||
+    why+="no warning: $(head -3 err); "
+report "a resume on data.path changed since the checkpoint: warned with both sizes (not on the same data)" "$why"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
