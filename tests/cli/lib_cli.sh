@@ -276,11 +276,13 @@ proc_state() {
 }
 # bg_finish SECONDS: wait for the run started last; sets rc and secs (wall
 # time from now); kills it after SECONDS, and then hung holds the states of
-# mpirun and its ranks just before (show prints them under a FAIL line)
+# mpirun and its ranks just before (show prints them under a FAIL line); its
+# ranks are killed too (orphans spinning in a wait would load later tests)
 bg_finish() {
     local t0=$(date +%s.%N)
-    rm -f "$T/hung.state"
-    (sleep "$1" && { proc_state "$mp" $(pgrep -P "$mp") >"$T/hung.state"; kill -9 "$mp" 2>/dev/null; }) &
+    rm -f "$T/hung.state" "$T/hung.pids"
+    (sleep "$1" && { pgrep -P "$mp" >"$T/hung.pids"; proc_state "$mp" $(cat "$T/hung.pids") >"$T/hung.state"
+                     kill -9 "$mp" 2>/dev/null; }) &
     local guard=$!
     wait "$mp"
     rc=$?
@@ -288,7 +290,8 @@ bg_finish() {
     wait "$guard" 2>/dev/null
     secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     hung=$(cat "$T/hung.state" 2>/dev/null)
-    rm -f "$T/hung.state"
+    [ -s "$T/hung.pids" ] && kill -9 $(cat "$T/hung.pids") 2>/dev/null
+    rm -f "$T/hung.state" "$T/hung.pids"
 }
 
 # finish: the summary line; the status is non-zero on any failure.
