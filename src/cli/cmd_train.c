@@ -688,7 +688,9 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     ra_session s;
     ra_status st = ra_arg_cmd("train", ra_session_open(c, &s, &cfg, cfg.batch / cfg.dp / cfg.accum, 1, NULL));
     s.history = history;
-    if (st == RA_OK) st = note_data_size(c, &cfg, a.resume ? &from : NULL, &s.data_bytes);
+    /* a data.path (or source) given anew on resume is the user's choice: nothing to warn of */
+    const int data_anew = ra_session_sets_key(&a.s, "data.path") || ra_session_sets_key(&a.s, "data.source");
+    if (st == RA_OK) st = note_data_size(c, &cfg, a.resume && !data_anew ? &from : NULL, &s.data_bytes);
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {

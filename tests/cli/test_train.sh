@@ -383,6 +383,11 @@ why+=$([ $? -eq 0 ] || tail -3 err)
 grep -q "warning: train: data.path $T/grow.txt holds 50005 bytes, 50000 when the checkpoint was written" err ||
     why+="no warning: $(head -3 err); "
 report "a resume on data.path changed since the checkpoint: warned with both sizes (not on the same data)" "$why"
+head -c 30000 text.txt >other.txt
+ra 1 train --resume ckg --set data.path="$T/other.txt" --set train.steps=5 --checkpoint-dir ckg3
+why=$([ $? -eq 0 ] || tail -3 err)
+grep -q 'warning: train: data.path' err && why+="warned: $(grep warning err); "
+report "... not when --set data.path names other data on purpose" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
