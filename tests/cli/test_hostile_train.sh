@@ -401,6 +401,11 @@ for from in cknone cknone/last.ckpt; do
     refused "--resume $from: only a lock file there" 1 \
         "error: train: --resume $from: cknone holds no checkpoint yet, only the lock file of a run that writes checkpoints there \\(pid 4242 on elsewhere\\)"
 done
+# ... a FIFO there instead is not opened to read a holder (no hang): the plain refusal
+rm -f cknone/.ringattn.lock && mkfifo cknone/.ringattn.lock
+ra 2 train --resume cknone --checkpoint-dir ckbranch
+refused "--resume of a directory whose only entry is a FIFO at the lock file's name: refused, no hang" 1 \
+    'error: train: checkpoint cknone/last.ckpt: cannot open'
 rm -rf cknone ckbranch
 # ... also an empty one (it kept the .ringattn.lock the refused run made)
 mkdir -p ckempty
