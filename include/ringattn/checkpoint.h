@@ -36,8 +36,8 @@ typedef struct {
     uint64_t step;      /* optimizer steps completed, at most RA_CKPT_MAX_STEP */
     uint64_t seed;      /* run seed */
     uint64_t data_pos;  /* data stream position (sequences consumed) */
-    uint64_t extra[4];  /* saved and restored; extra[0]: the history id, extra[1]: the data's size (below),
-                         * the rest reserved */
+    uint64_t extra[4];  /* saved and restored; extra[0]: the history id, extra[1]: the data's size,
+                         * extra[2]: a hash of its bytes (below); extra[3] reserved */
 } ra_ckpt_state;
 
 /* extra[0] of train's checkpoints: a nonzero id made when a run starts
@@ -53,6 +53,12 @@ typedef struct {
  * since (a warning); 0 for the recall task, and in files written before it
  * existed and by import (unknown). */
 #define RA_CKPT_DATA_BYTES 1
+/* extra[2] of train's checkpoints: a 64-bit hash of data.path's bytes when
+ * the run started (the whole file up to 16 MiB, else 256 blocks of 64 KiB
+ * spread from its first byte to its last), so that a resume can tell a file
+ * of the same size with other contents (shuffled, rewritten); 0 where
+ * extra[1] is, and when the file could not be read. */
+#define RA_CKPT_DATA_SAMPLE 2
 
 /* Atomic write (see above). Errors name the path and the failing call. */
 ra_status ra_ckpt_save(const char *path, const char *config_text, const ra_ckpt_state *state,

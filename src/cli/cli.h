@@ -87,6 +87,10 @@ ra_status ra_same_on_ranks(const ra_cli *c, const char *source, const char *did,
 /* 64-bit FNV-1a of n bytes: what ra_same_on_ranks compares, and a short
  * name for data too long to show (a prompt). */
 uint64_t ra_hash64(const void *data, size_t n);
+/* The same over pieces: h = RA_HASH64_START, then h = ra_hash64_more(h, ...)
+ * for each piece in turn gives ra_hash64 of them joined. */
+#define RA_HASH64_START 0xcbf29ce484222325ull
+uint64_t ra_hash64_more(uint64_t h, const void *data, size_t n);
 /* ra_same_on_ranks for a command's options that change its results and
  * are not in the config (text: "--opt = value" lines): "cmd: rank R was
  * given different options than rank 0 (an MPMD launch ...); differing: ..." */

@@ -608,24 +608,66 @@ static ra_status same_outputs(const ra_cli *c, const ra_config *cfg)
     return ra_same_options(c, "train", text);
 }
 
-/* data.path's size (plus one; 0 for the recall task) at the run's start,
- * for its checkpoints (RA_CKPT_DATA_BYTES). A resume whose checkpoint
- * recorded another size is warned: the file changed since, so the batches
- * from here are not the ones the run would have read. Collective. */
-static ra_status note_data_size(const ra_cli *c, const ra_config *cfg, const ra_ckpt_state *from, uint64_t *out)
+#define DATA_SAMPLE_BLOCK (64 * 1024)
+#define DATA_SAMPLE_BLOCKS 256 /* 16 MiB read at most, whatever the file's size */
+
+/* RA_CKPT_DATA_SAMPLE of the open file fd of size bytes: the hash of all
+ * its bytes when it has at most DATA_SAMPLE_BLOCKS blocks, else of
+ * DATA_SAMPLE_BLOCKS blocks spread evenly from its first byte to its last
+ * (a shuffle or a retokenization changes every block; one edited byte may
+ * fall between them). 0 when a read fails (unknown: nothing is compared). */
+static uint64_t data_sample(int fd, const char *path, int64_t size)
 {
-    uint64_t n = 0;
-    struct stat st;
-    if (c->rank == 0 && cfg->source_id != RA_SOURCE_RECALL && stat(cfg->path, &st) == 0)
-        n = (uint64_t)st.st_size + 1;
-    RA_TRY(ra_bcast(&n, 1, MPI_UINT64_T, 0, c->comm, "the size of data.path"));
-    *out = n;
+    char *buf = malloc(DATA_SAMPLE_BLOCK);
+    if (!buf) return 0;
+    const uint64_t n = (uint64_t)size, b = DATA_SAMPLE_BLOCK, last = DATA_SAMPLE_BLOCKS - 1;
+    const int whole = n <= b * DATA_SAMPLE_BLOCKS;
+    const uint64_t blocks = whole ? (n + b - 1) / b : DATA_SAMPLE_BLOCKS;
+    uint64_t h = RA_HASH64_START;
+    for (uint64_t i = 0; i < blocks && h; i++) {
+        /* spread: block i starts at (n - b) * i / last, without overflow */
+        const uint64_t off = whole ? i * b : (n - b) / last * i + (n - b) % last * i / last;
+        const size_t len = (size_t)(n - off < b ? n - off : b);
+        if (ra_pread_full(fd, path, buf, len, (int64_t)off) != RA_OK) h = 0;
+        else h = ra_hash64_more(h, buf, len);
+    }
+    free(buf);
+    return h ? h : 1; /* 0 means unknown */
+}
+
+/* data.path's size (plus one; 0 for the recall task) and data_sample's
+ * hash of its bytes at the run's start, for its checkpoints
+ * (RA_CKPT_DATA_BYTES, RA_CKPT_DATA_SAMPLE). A resume whose checkpoint
+ * recorded another size, or the same size and another hash, is warned: the
+ * file changed since, so the batches from here are not the ones the run
+ * would have read. Collective. */
+static ra_status note_data(const ra_cli *c, const ra_config *cfg, const ra_ckpt_state *from, ra_session *s)
+{
+    uint64_t got[2] = { 0, 0 }; /* size + 1, hash */
+    int fd;
+    int64_t size;
+    if (c->rank == 0 && cfg->source_id != RA_SOURCE_RECALL &&
+        ra_file_open_input(cfg->path, "data.path", &fd, &size) == RA_OK) {
+        got[0] = (uint64_t)size + 1;
+        got[1] = data_sample(fd, cfg->path, size);
+        close(fd);
+    }
+    RA_TRY(ra_bcast(got, 2, MPI_UINT64_T, 0, c->comm, "the size and hash of data.path"));
+    s->data_bytes = got[0];
+    s->data_sample = got[1];
     const uint64_t was = from ? from->extra[RA_CKPT_DATA_BYTES] : 0;
-    if (c->rank == 0 && was && n && was != n)
+    const uint64_t was_sample = from ? from->extra[RA_CKPT_DATA_SAMPLE] : 0;
+    if (c->rank != 0 || !was || !got[0]) return RA_OK;
+    if (was != got[0])
         fprintf(stderr, "ringattn: warning: train: data.path %s holds %llu bytes, %llu when the checkpoint was "
                 "written: the data changed since, so the steps from here read other batches than the run would "
                 "have (--resume continues exactly only on the same data)\n", cfg->path,
-                (unsigned long long)(n - 1), (unsigned long long)(was - 1));
+                (unsigned long long)(got[0] - 1), (unsigned long long)(was - 1));
+    else if (was_sample && got[1] && was_sample != got[1])
+        fprintf(stderr, "ringattn: warning: train: data.path %s holds other bytes than when the checkpoint was "
+                "written (the same size, %llu bytes: shuffled or rewritten?), so the steps from here read other "
+                "batches than the run would have (--resume continues exactly only on the same data)\n", cfg->path,
+                (unsigned long long)(got[0] - 1));
     return RA_OK;
 }
 
@@ -690,7 +732,7 @@ static ra_status run(ra_cli *c, train_args *ap, int argc, char **argv)
     s.history = history;
     /* a data.path (or source) given anew on resume is the user's choice: nothing to warn of */
     const int data_anew = ra_session_sets_key(&a.s, "data.path") || ra_session_sets_key(&a.s, "data.source");
-    if (st == RA_OK) st = note_data_size(c, &cfg, a.resume && !data_anew ? &from : NULL, &s.data_bytes);
+    if (st == RA_OK) st = note_data(c, &cfg, a.resume && !data_anew ? &from : NULL, &s);
     int start = 0, stopped = 0;
     if (st == RA_OK) st = begin(c, &s, a.resume ? resume : NULL, &start, &stopped);
     if (st == RA_OK && stopped) {

@@ -21,12 +21,16 @@
 
 #define SAME_MAX_SHOWN 4 /* differing keys named in the message; the rest counted */
 
-uint64_t ra_hash64(const void *data, size_t n)
+uint64_t ra_hash64_more(uint64_t h, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
+}
+
+uint64_t ra_hash64(const void *data, size_t n)
+{
+    return ra_hash64_more(RA_HASH64_START, data, n);
 }
 
 /* The lowest rank whose hash is not rank 0's, on every rank (INT_MAX:

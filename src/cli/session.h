@@ -46,6 +46,7 @@ typedef struct {
     float *gsum;          /* [hi - lo] summed gradient of the shard (unsharded: the model's gradients) */
     uint64_t history;     /* train's history id, written in its checkpoints (checkpoint.h); 0 elsewhere */
     uint64_t data_bytes;  /* train: data.path's size + 1 at the start, written in its checkpoints; 0 elsewhere */
+    uint64_t data_sample; /* train: the hash of data.path's bytes at the start (RA_CKPT_DATA_SAMPLE); 0 elsewhere */
 } ra_session;
 
 /* --config/--set/--threads: returns 1 if opt was one of them. */

@@ -607,7 +607,8 @@ ra_status ra_train_save(const ra_cli *c, ra_session *s, const char *dir, int ste
     snprintf(path, sizeof path, "%s/%s", dir, name);
     char *text = ra_train_config_text(&s->cfg);
     ra_ckpt_state state = { .step = (uint64_t)step, .seed = s->cfg.seed, .extra[RA_CKPT_HISTORY] = s->history,
-                            .extra[RA_CKPT_DATA_BYTES] = s->data_bytes };
+                            .extra[RA_CKPT_DATA_BYTES] = s->data_bytes,
+                            .extra[RA_CKPT_DATA_SAMPLE] = s->data_sample };
     ra_status st;
     if (s->sharded) {
         st = ra_shard_save(c, s, path, text, &state); /* every rank takes part */

@@ -9,7 +9,8 @@
  *     24  config_len  u32      then config_len bytes of config text (no NUL)
  *     ..  state       7 x u64  step, seed, data_pos, extra[0..3] (extra[0]:
  *                              train's history id, extra[1]: data.path's
- *                              size + 1; 0 when unknown)
+ *                              size + 1, extra[2]: a hash of its bytes;
+ *                              0 when unknown)
  *     ..  n_tensors   u32
  *     then n_tensors times:
  *         name_len    u16      1..255

@@ -388,6 +388,29 @@ ra 1 train --resume ckg --set data.path="$T/other.txt" --set train.steps=5 --che
 why=$([ $? -eq 0 ] || tail -3 err)
 grep -q 'warning: train: data.path' err && why+="warned: $(grep warning err); "
 report "... not when --set data.path names other data on purpose" "$why"
+# the same size, other bytes (and checkpoints record a hash of the bytes): warned too; a
+# file past 16 MiB is hashed by 256 blocks spread over it, 14 or more in any MiB of it
+head -c 50000 text.txt >same.txt
+ra 1 train "${grow[@]}" --set data.path="$T/same.txt" --checkpoint-dir cksame
+why=$([ $? -eq 0 ] || tail -3 err)
+{ tail -c 25000 text.txt | head -c 25000; head -c 25000 text.txt; } >rot.txt && mv rot.txt same.txt
+ra 1 train --resume cksame --set train.steps=5 --checkpoint-dir cksame1
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q "warning: train: data.path $T/same.txt holds other bytes than when the checkpoint was written (the same size, 50000 bytes" err ||
+    why+="no warning: $(head -3 err); "
+head -c $((17 << 20)) /dev/urandom >big.bin
+ra 1 train "${grow[@]}" --set data.path="$T/big.bin" --checkpoint-dir ckbig
+why+=$([ $? -eq 0 ] || tail -3 err)
+ra 1 train --resume ckbig --set train.steps=5 --checkpoint-dir ckbig1
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q 'warning: train: data.path' err && why+="warned on the same big file: $(grep warning err); "
+head -c $((1 << 20)) /dev/urandom | dd of=big.bin bs=1M seek=8 conv=notrunc status=none # its middle MiB
+ra 1 train --resume ckbig --set train.steps=5 --checkpoint-dir ckbig2
+why+=$([ $? -eq 0 ] || tail -3 err)
+grep -q "warning: train: data.path $T/big.bin holds other bytes than when the checkpoint was written (the same size, 17825792 bytes" err ||
+    why+="17 MiB, its middle MiB rewritten: no warning: $(head -3 err); "
+rm -f big.bin
+report "a resume on data.path of the same size with other bytes: warned (50000 bytes whole, 17 MiB sampled; not on the same file)" "$why"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
