@@ -147,6 +147,16 @@ static ra_status run_import(ra_cli *c, const char *dir, const char *ckpt, const 
     ra_say(c, "import: %s (%s) -> %s (%d tensors, %lld parameters; step 0, AdamW moments 0)\n", info.source,
            info.dtypes, ckpt, info.tensors, (long long)info.params);
     if (info.ignored[0]) ra_say(c, "import: config.json keys not used: %s\n", info.ignored);
+    /* an export killed between its two renames (SIGKILL, a crash) left the
+     * second's .tmp: the pair may be new weights beside an old config.json */
+    const char *pair[] = { one, cfg_path };
+    for (int i = 0; i < 2; i++) {
+        char tmp[RA_PATH_MAX + 80];
+        if (c->rank == 0 && ra_tmp_name(tmp, sizeof tmp, pair[i]) && lstat(tmp, &sb) == 0)
+            fprintf(stderr, "ringattn: warning: import: %s is there, left by an export that did not finish: "
+                    "if it stopped between its renames, %s and %s come from different exports; remove it and "
+                    "export again to be sure\n", tmp, one, cfg_path);
+    }
     return RA_OK;
 }
 

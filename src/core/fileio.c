@@ -454,9 +454,32 @@ ra_status ra_atomic_finish(const char *path, int fd, ra_status st)
 
 ra_status ra_atomic_commit_all(const char *const *paths, int n, ra_status st)
 {
-    for (int i = 0; st == RA_OK && i < n; i++) st = ra_atomic_commit(paths[i]);
-    if (st != RA_OK) /* the .tmp files not renamed yet (of those renamed, none is left) */
+    /* no ending signal between the renames: its handler would remove the
+     * .tmp files not renamed yet, leaving a new file beside an old one
+     * unsaid; it is delivered once all are renamed */
+    sigset_t ending, was;
+    sigemptyset(&ending);
+    sigaddset(&ending, SIGINT);
+    sigaddset(&ending, SIGTERM);
+    sigaddset(&ending, SIGHUP);
+    sigprocmask(SIG_BLOCK, &ending, &was);
+    int done = 0; /* renamed */
+    while (st == RA_OK && done < n) {
+        st = ra_atomic_commit(paths[done]);
+        if (st == RA_OK) done++;
+    }
+    if (st != RA_OK) { /* the .tmp files not renamed yet (of those renamed, none is left) */
         for (int i = 0; i < n; i++) ra_atomic_abort(paths[i]);
+        if (done > 0) { /* a later rename failed: say that the files no longer belong together */
+            char why[RA_ERROR_MAX];
+            snprintf(why, sizeof why, "%s", ra_last_error());
+            st = done == 1 ? RA_FAIL(st, "%s; %s was already replaced, so the files no longer belong together: "
+                                     "run the command again", why, paths[0])
+                           : RA_FAIL(st, "%s; %s to %s were already replaced, so the files no longer belong "
+                                     "together: run the command again", why, paths[0], paths[done - 1]);
+        }
+    }
+    sigprocmask(SIG_SETMASK, &was, NULL);
     return st;
 }
 

@@ -119,6 +119,38 @@ why=$(status $?)
 cmp -s hf/model.safetensors hf2/model.safetensors || why+="model.safetensors differs; "
 report "export of the import: the same model.safetensors, byte for byte" "$why"
 
+# The two files of an export are replaced together. strace delivers SIGTERM as the first
+# rename starts: it waits until both are renamed (its handler removed the second's .tmp,
+# leaving the tied weights beside the untied config.json); a second rename that fails
+# says the first file was replaced already. Then import warns of the .tmp a SIGKILL
+# between the renames would leave.
+mkdir -p hfs && cp hf/model.safetensors hf/config.json hfs/
+OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" strace -f -qq -o /dev/null -e trace=rename \
+    -e inject=rename:signal=SIGTERM:when=1 "$RA" export --checkpoint ckt --out hfs >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 143 ] || why+="exit status $rc, expected 143 (SIGTERM); "
+cmp -s hfs/model.safetensors hft/model.safetensors && cmp -s hfs/config.json hft/config.json ||
+    why+="not both the new export's files: $(cksum hfs/* hft/* | tr '\n' ' '); "
+[ -z "$(find hfs -name '*.tmp')" ] || why+="left $(find hfs -name '*.tmp'); "
+report "export: SIGTERM during its renames comes after both (the two files stay a pair)" "$why"
+cp hf/model.safetensors hf/config.json hfs/
+OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" strace -f -qq -o /dev/null -e trace=rename \
+    -e inject=rename:error=EIO:when=2 "$RA" export --checkpoint ckt --out hfs >out 2>err </dev/null
+rc=$?
+why=$([ "$rc" -eq 1 ] || echo "exit status $rc; ")
+grep -q "cannot rename hfs/config.json.tmp to hfs/config.json: Input/output error; hfs/model.safetensors was already replaced, so the files no longer belong together: run the command again" err ||
+    why+="message: $(head -2 err); "
+[ -z "$(find hfs -name '*.tmp')" ] || why+="left $(find hfs -name '*.tmp'); "
+report "export: a failed second rename says the first file was replaced already" "$why"
+cp hf/model.safetensors hf/config.json hfs/ && echo '{}' >hfs/config.json.tmp
+ra1 import --from hfs --out hfs.ckpt
+why=$(status $?)
+grep -q "warning: import: hfs/config.json.tmp is there, left by an export that did not finish: if it stopped between its renames, hfs/model.safetensors and hfs/config.json come from different exports" err ||
+    why+="no warning: $(head -2 err); "
+report "import warns of the config.json.tmp an unfinished export left" "$why"
+rm -f hfs/config.json.tmp
+
 if [ -n "$PY" ]; then
     "$PY" "$REF" logits hf toks.txt ref_export.f64 >out 2>err
     report "float64 reference runs the exported model" "$([ $? -eq 0 ] || head -3 err)"
