@@ -553,6 +553,20 @@ static ra_status same_options(const ra_cli *c, const gen_args *a, const int32_t 
     return ra_same_options(c, "generate", text);
 }
 
+/* --out could not be written (w, its cause in ra_last_error): the prompt
+ * and the n - Lp tokens sampled go to standard output instead, and the
+ * error says so, after what when given (a stop's message). Rank 0. */
+static ra_status out_failed(const gen_args *a, ra_status w, const char *what, int ids, const int32_t *tok,
+                            int64_t n)
+{
+    char cause[RA_ERROR_MAX]; /* ra_last_error is the buffer RA_FAIL writes: copied first */
+    snprintf(cause, sizeof cause, "%s", ra_last_error());
+    stream o2 = { .on = 1, .ids = ids };
+    const ra_status p = stream_put(&o2, tok, n) == RA_OK ? stream_end(&o2) : o2.st;
+    return RA_FAIL(w, "%s%s--out %s was not written (%s)%s", what ? what : "generate: ", what ? "; " : "", a->out,
+                   cause, p == RA_OK ? ": standard output has the prompt and the tokens sampled instead" : "");
+}
+
 /* A stop signal ended the run after done tokens (rank 0): keep them - --out
  * written with the prompt and those tokens (atomically, as a whole run's),
  * or standard output's line ended - and add where they are to the stop's
@@ -567,13 +581,7 @@ static ra_status keep_stopped(const gen_args *a, stream *o, int ids, const int32
     }
     const ra_status w = emit(a->out, ids, prompt, Lp + done);
     if (w == RA_OK) return RA_FAIL(RA_ERR_IO, "%s; --out %s holds the prompt and the %d tokens sampled", why, a->out, done);
-    /* not lost: standard output has them instead (ra_last_error is the buffer RA_FAIL writes: copied first) */
-    char cause[RA_ERROR_MAX];
-    snprintf(cause, sizeof cause, "%s", ra_last_error());
-    stream o2 = { .on = 1, .ids = ids };
-    const ra_status p = stream_put(&o2, prompt, Lp + done) == RA_OK ? stream_end(&o2) : o2.st;
-    return RA_FAIL(w, "%s; --out %s was not written (%s)%s", why, a->out, cause,
-                   p == RA_OK ? ": standard output has the prompt and the tokens sampled instead" : "");
+    return out_failed(a, w, why, ids, prompt, Lp + done); /* not lost: on standard output */
 }
 
 static ra_status generate(ra_cli *c, const gen_args *a);
@@ -627,7 +635,11 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     int done = 0;
     st = run(c, &a, path, &cfg, prompt, Lp, &s, &d, out, &o, &done);
     if (st != RA_OK && ra_cli_stop_signal() && c->rank == 0) st = keep_stopped(&a, &o, ids, prompt, Lp, done);
-    if (st == RA_OK && a.out) st = ra_agree(c->comm, c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK);
+    if (st == RA_OK && a.out) {
+        ra_status w = c->rank == 0 ? emit(a.out, ids, prompt, Lp + a.tokens) : RA_OK;
+        if (w != RA_OK) w = out_failed(&a, w, NULL, ids, prompt, Lp + a.tokens); /* not lost: on standard output */
+        st = ra_agree(c->comm, w);
+    }
     if (st == RA_OK && !a.out) st = ra_agree(c->comm, c->rank == 0 ? stream_end(&o) : RA_OK);
     ra_decoder_destroy(d);
     ra_session_close(&s);

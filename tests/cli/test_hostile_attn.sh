@@ -438,6 +438,16 @@ if mount -t tmpfs -o size=2m tmpfs fulldir 2>mnt.err; then
         [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
         report "$cmd --trace onto a full disk (P=2): the error names $cmd and --trace, no file left" "$why"
     done
+    # generate --out onto a full disk: the tokens are not lost, standard output has them
+    mpi 2 generate --checkpoint gck --prompt ab --tokens 5 --temperature 0 --out fulldir/o.txt
+    rc=$?
+    why=""
+    [ $rc -eq 1 ] || why+="exit status $rc; "
+    grep -q "^ringattn: error: generate: --out fulldir/o.txt was not written (fulldir/o.txt.tmp: .*No space left on device): standard output has the prompt and the tokens sampled instead$" err ||
+        why+="message: $(grep -m1 error err); "
+    [ "$(head -c 2 out)" = ab ] && [ "$(wc -c <out)" -eq 8 ] || why+="standard output: $(od -c out | head -2 | tr '\n' ' '); "
+    [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
+    report "generate --out onto a full disk (P=2): the error says so, standard output has the prompt and 5 tokens" "$why"
     umount fulldir
 else
     bad "gen onto a full disk: cannot mount a tmpfs: $(cat mnt.err)"
