@@ -261,13 +261,17 @@ static ra_status check_out(const gen_args *a)
 /* The ids of a list (is_id_list) into *out (malloc'd), each below vocab and
  * at most max of them, no item empty (a trailing comma is fine); what names
  * the source. */
+/* After "longer than the model's data.seq_len of M": how to run it anyway */
+#define SEQ_LEN_HINT "; --set data.seq_len=%lld (or more) runs it, though text past the positions the model was " \
+                     "trained on may degrade"
+
 static ra_status parse_ids(const char *t, size_t n, const char *what, int vocab, int64_t max, int32_t **out,
                            int64_t *count)
 {
     int64_t k = 0, cap = 0;
     for (size_t i = 0; i < n; i++) k += (t[i] >= '0' && t[i] <= '9') && (i == 0 || is_sep(t[i - 1]));
-    if (k > max) return RA_FAIL(RA_ERR_ARG, "the prompt of %lld tokens is longer than the model's data.seq_len of %lld",
-                                (long long)k, (long long)max);
+    if (k > max) return RA_FAIL(RA_ERR_ARG, "the prompt of %lld tokens is longer than the model's data.seq_len of %lld"
+                                SEQ_LEN_HINT, (long long)k, (long long)max, (long long)k);
     cap = k;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(cap ? cap : 1));
     if (!ids) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for %lld token ids", what, (long long)cap);
@@ -340,8 +344,8 @@ static ra_status read_token_prompt(const gen_args *a, const ra_config *cfg, int3
     RA_TRY(ra_token_file_open_as(&f, path, what, (ra_token_dtype_id)dtype, "--prompt-dtype"));
     ra_status st = RA_OK;
     if (f.count > cfg->seq_len)
-        st = RA_FAIL(RA_ERR_ARG, "%s %s: the prompt of %lld tokens is longer than the model's data.seq_len of %d",
-                     what, path, (long long)f.count, cfg->seq_len);
+        st = RA_FAIL(RA_ERR_ARG, "%s %s: the prompt of %lld tokens is longer than the model's data.seq_len of %d"
+                     SEQ_LEN_HINT, what, path, (long long)f.count, cfg->seq_len, (long long)f.count);
     int32_t *ids = NULL;
     if (st == RA_OK) {
         ids = malloc(sizeof(int32_t) * (size_t)f.count);
@@ -399,8 +403,8 @@ static ra_status read_prompt(const gen_args *a, const ra_config *cfg, int32_t **
         n = (int64_t)len;
         if (n > cfg->seq_len) {
             free(ids);
-            return RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's data.seq_len of %d",
-                           (long long)n, cfg->seq_len);
+            return RA_FAIL(RA_ERR_ARG, "the prompt of %lld bytes is longer than the model's data.seq_len of %d"
+                           SEQ_LEN_HINT, (long long)n, cfg->seq_len, (long long)n);
         }
         for (int64_t i = 0; i < n; i++)
             if (ids[i] >= cfg->vocab) {

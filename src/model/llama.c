@@ -507,6 +507,11 @@ static ra_status model_from_json(const char *path, const ra_json *root, ra_confi
     RA_TRY(set_key(cfg, path, "rms_norm_eps", num_text(g, sizeof g, eps), "model.norm_eps=%.9g", (double)(float)eps));
     RA_TRY(set_key(cfg, path, "rope_theta", num_text(g, sizeof g, theta), "model.rope_theta=%.9g",
                    (double)(float)theta));
+    /* the context the model was made for: generate's prompts may be that
+     * long, and export writes it back (it became data.seq_len's default, 64) */
+    long ctx;
+    RA_TRY(get_int(path, root, "max_position_embeddings", 0, 0, &ctx));
+    if (ctx) RA_TRY(set_key(cfg, path, "max_position_embeddings", num_text(g, sizeof g, ctx), "data.seq_len=%ld", ctx));
     if (H % Hkv)
         return RA_FAIL(RA_ERR_FORMAT, "%s: num_attention_heads = %ld is not divisible by num_key_value_heads = %ld",
                        path, H, Hkv);

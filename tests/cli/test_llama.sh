@@ -151,6 +151,24 @@ grep -q "warning: import: hfs/config.json.tmp is there, left by an export that d
 report "import warns of the config.json.tmp an unfinished export left" "$why"
 rm -f hfs/config.json.tmp
 
+# max_position_embeddings is the imported model's data.seq_len: generate takes prompts that
+# long, and export writes it back (it became 64, data.seq_len's default); a longer prompt
+# is refused with the --set that runs it
+mkdir -p hfp && cp hf/model.safetensors hfp/ &&
+    sed 's/"max_position_embeddings": [0-9]*/"max_position_embeddings": 2048/' hf/config.json >hfp/config.json
+ra1 import --from hfp --out hfp.ckpt
+why=$(status $?)
+head -c 100 "$CONFIGS/../README.md" >p100.txt
+ra1 generate --checkpoint hfp.ckpt --prompt-file p100.txt --tokens 2 --temperature 0
+why+=$(status $?)
+ra1 export --checkpoint hfp.ckpt --out hfp2
+why+=$(status $?)
+grep -q '"max_position_embeddings": 2048,' hfp2/config.json || why+="re-exported: $(grep max_position hfp2/config.json); "
+report "import keeps max_position_embeddings (2048) as data.seq_len: a 100-byte prompt runs, export writes 2048 back" "$why"
+fails "generate: a prompt past data.seq_len is refused with the --set that runs it" 1 \
+    "the prompt of 100 bytes is longer than the model's data.seq_len of [0-9]*; --set data.seq_len=100 \(or more\) runs it" -- \
+    generate --checkpoint back.ckpt --prompt-file p100.txt --tokens 2
+
 if [ -n "$PY" ]; then
     "$PY" "$REF" logits hf toks.txt ref_export.f64 >out 2>err
     report "float64 reference runs the exported model" "$([ $? -eq 0 ] || head -3 err)"
