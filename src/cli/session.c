@@ -491,37 +491,32 @@ static ra_status check_moments_finite(const ra_session *s, const char *path)
 }
 
 /* Read the checkpoint into the session's tensors (the whole parameters;
- * the moments whole, or this rank's shard when sharded, or into scratch
- * when the session has no optimizer); *sum: the file's CRC-64. */
+ * the moments whole, or this rank's shard when sharded, or none of their
+ * values when the session has no optimizer: eval, generate); *sum: the
+ * file's CRC-64. */
 static ra_status load_tensors(ra_session *s, const char *path, int with_optim, ra_ckpt_state *st, uint64_t *sum)
 {
     ra_ckpt_tensor t[3];
-    int n = ra_session_tensors(s, t, 1);
-    if (with_optim && s->sharded) { /* the whole parameters, this rank's shard of the moments */
-        const uint64_t np = t[0].count;
-        t[1].count = t[2].count = np;
-        const ra_ckpt_range r[3] = { { 0, np }, { s->lo, s->hi }, { s->lo, s->hi } };
-        ra_status rs = ra_ckpt_load_range_sum(path, NULL, st, t, r, 3, sum);
-        if (rs == RA_OK) rs = check_params_finite(s, path);
-        if (rs == RA_OK) rs = check_moments_finite(s, path);
-        return rs;
+    ra_session_tensors(s, t, 1); /* params, adam_m, adam_v: every checkpoint holds the three */
+    const uint64_t np = t[0].count;
+    if (with_optim && !s->sharded) {
+        RA_TRY(ra_ckpt_load_range_sum(path, NULL, st, t, NULL, 3, sum));
+        RA_TRY(check_params_finite(s, path));
+        return check_moments_finite(s, path);
     }
-    /* the file always holds the optimizer moments; eval/generate load them
-     * into a scratch copy only when they have no optimizer */
-    float *scratch = NULL;
-    ra_status rs = RA_OK;
+    /* the file always holds the moments: their names and counts are
+     * checked, and without an optimizer none of their values is read (a
+     * scratch copy of both took twice the parameters' memory on every rank) */
+    float none = 0;
     if (!with_optim) {
-        rs = ra_alloc(&scratch, sizeof(float) * 2 * t[0].count + 64, "checkpoint moments");
-        if (rs == RA_OK) {
-            t[1] = (ra_ckpt_tensor){ "adam_m", scratch, t[0].count };
-            t[2] = (ra_ckpt_tensor){ "adam_v", scratch + t[0].count, t[0].count };
-        }
+        t[1] = (ra_ckpt_tensor){ "adam_m", &none, np };
+        t[2] = (ra_ckpt_tensor){ "adam_v", &none, np };
     }
-    if (rs == RA_OK) rs = ra_ckpt_load_range_sum(path, NULL, st, t, NULL, n, sum);
-    if (rs == RA_OK) rs = check_params_finite(s, path);
-    if (rs == RA_OK && with_optim) rs = check_moments_finite(s, path);
-    free(scratch);
-    return rs;
+    const uint64_t lo = with_optim ? s->lo : 0, hi = with_optim ? s->hi : 0;
+    const ra_ckpt_range r[3] = { { 0, np }, { lo, hi }, { lo, hi } };
+    RA_TRY(ra_ckpt_load_range_sum(path, NULL, st, t, r, 3, sum));
+    RA_TRY(check_params_finite(s, path));
+    return with_optim ? check_moments_finite(s, path) : RA_OK;
 }
 
 ra_status ra_session_load(const ra_cli *c, ra_session *s, const char *path, int with_optim,
