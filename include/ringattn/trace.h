@@ -145,6 +145,16 @@ void ra_trace_rank_free(ra_trace_rank *r);
  * status (NULL: "ok") go into otherData. */
 ra_status ra_trace_json_write(const char *path, const ra_trace_rank *ranks, int nranks, const char *command,
                               const char *status);
+/* The same one rank at a time, so that only one rank's events need be in
+ * memory: open with base, the earliest ra_trace_rank_start of all ranks;
+ * add each rank in turn (pid: its rank); close writes otherData and, with
+ * st == RA_OK, renames the file into place (otherwise removes it; returns
+ * the first failure). */
+typedef struct ra_trace_json ra_trace_json;
+int64_t ra_trace_rank_start(const ra_trace_rank *r); /* its t0 or earliest event on rank 0's clock */
+ra_status ra_trace_json_open(const char *path, int64_t base, ra_trace_json **w);
+ra_status ra_trace_json_rank(ra_trace_json *w, const ra_trace_rank *r, int pid);
+ra_status ra_trace_json_close(ra_trace_json *w, const char *command, const char *status, ra_status st);
 /* s as the inside of a JSON string (quotes, backslashes, control
  * characters escaped; bytes >= 0x80 kept, invalid UTF-8 as U+FFFD) into
  * out; returns the length written (out always NUL-terminated). */
@@ -156,11 +166,11 @@ size_t ra_trace_json_escape(char *out, size_t cap, const char *s);
  * `rounds` rounds per rank, the minimum round trip kept), then start
  * recording (cap events per rank, 0: default). */
 ra_status ra_trace_begin(MPI_Comm comm, int64_t cap, int rounds);
-/* Collective: stop, gather every rank's events to rank 0 and write path
+/* Collective: stop, send every rank's events to rank 0 and write path
  * there; status as for ra_trace_json_write. Returns rank 0's result on
- * every rank. Frees the events. Gathered in rounds of at most
- * RINGATTN_TRACE_CHUNK bytes per rank (default 64 MiB; the int counts of
- * MPI_Gatherv never overflow). */
+ * every rank. Frees the events. Rank 0 takes one rank's events at a time
+ * (its memory does not grow with P), in messages of at most
+ * RINGATTN_TRACE_CHUNK bytes (default 64 MiB; int counts never overflow). */
 ra_status ra_trace_write(MPI_Comm comm, const char *path, const char *command, const char *status);
 /* This rank's offset and round trip from the last ra_trace_begin. */
 void ra_trace_sync_result(int64_t *offset_ns, int64_t *rtt_ns);

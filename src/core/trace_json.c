@@ -63,13 +63,20 @@ size_t ra_trace_json_escape(char *out, size_t cap, const char *s)
 
 /* ---- a buffered writer ------------------------------------------------------- */
 
-typedef struct {
+struct ra_trace_json {
     int fd;
     char tmp[PATH_MAX];
     char buf[1 << 16];
     size_t n;
     ra_status st;
-} writer;
+    char path[PATH_MAX];
+    int64_t base; /* the earliest start of any rank on rank 0's clock */
+    int first;    /* no event written yet */
+    int nranks, cap;
+    ra_trace_rank_meta *metas; /* [nranks]: the ranks written, for otherData */
+    int64_t *counts;           /* [nranks]: their events */
+};
+typedef struct ra_trace_json writer;
 
 static void flush(writer *w)
 {
@@ -176,7 +183,7 @@ static ra_status write_rank(writer *w, const ra_trace_rank *r, int pid, int64_t 
     return RA_OK;
 }
 
-static void write_other(writer *w, const ra_trace_rank *ranks, int nranks, const char *command, const char *status)
+static void write_other(writer *w, const char *command, const char *status)
 {
     char cmd[3 * 1024 + 8], st[3 * 1024 + 8], a[32], b[32];
     ra_trace_json_escape(cmd, sizeof cmd, command ? command : "");
@@ -187,25 +194,33 @@ static void write_other(writer *w, const ra_trace_rank *ranks, int nranks, const
     out(w, "\", \"status\": \"");
     raw(w, st);
     out(w, "\", \"ranks\": [");
-    for (int r = 0; r < nranks; r++) {
-        const ra_trace_rank_meta *m = &ranks[r].meta;
+    for (int r = 0; r < w->nranks; r++) {
+        const ra_trace_rank_meta *m = &w->metas[r];
         char host[3 * 64 + 8];
         ra_trace_json_escape(host, sizeof host, m->host);
         out(w, "%s\n  {\"rank\": %d, \"host\": \"%s\", \"clock_offset_us\": %s, \"rtt_us\": %s, \"events\": %" PRId64
                ", \"dropped_events\": %" PRId64 ", \"ignored_other_thread_events\": %" PRId64 "}",
-            r ? "," : "", r, host, us(a, sizeof a, m->offset_ns), us(b, sizeof b, m->rtt_ns), ranks[r].n, m->dropped,
+            r ? "," : "", r, host, us(a, sizeof a, m->offset_ns), us(b, sizeof b, m->rtt_ns), w->counts[r], m->dropped,
             m->foreign);
     }
     out(w, "]}\n}\n");
 }
 
-ra_status ra_trace_json_write(const char *path, const ra_trace_rank *ranks, int nranks, const char *command,
-                              const char *status)
+int64_t ra_trace_rank_start(const ra_trace_rank *r)
 {
-    writer *w = malloc(sizeof *w);
+    int64_t t = r->meta.t0_ns - r->meta.offset_ns;
+    for (int64_t i = 0; i < r->n; i++)
+        if (r->ev[i].ts - r->meta.offset_ns < t) t = r->ev[i].ts - r->meta.offset_ns;
+    return t;
+}
+
+ra_status ra_trace_json_open(const char *path, int64_t base, ra_trace_json **wp)
+{
+    *wp = NULL;
+    writer *w = calloc(1, sizeof *w);
     if (!w) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the trace writer", path);
-    w->n = 0, w->st = RA_OK;
-    if (!ra_tmp_name(w->tmp, sizeof w->tmp, path)) {
+    w->st = RA_OK, w->base = base, w->first = 1;
+    if (!ra_tmp_name(w->tmp, sizeof w->tmp, path) || snprintf(w->path, sizeof w->path, "%s", path) >= (int)sizeof w->path) {
         free(w);
         return RA_FAIL(RA_ERR_ARG, "--trace: path '%.200s' is empty or too long", path);
     }
@@ -214,21 +229,52 @@ ra_status ra_trace_json_write(const char *path, const ra_trace_rank *ranks, int 
         free(w);
         return st;
     }
-    /* base: the earliest start of any rank on rank 0's clock */
-    int64_t base = INT64_MAX;
-    for (int r = 0; r < nranks; r++) {
-        int64_t t = ranks[r].meta.t0_ns - ranks[r].meta.offset_ns;
-        for (int64_t i = 0; i < ranks[r].n; i++)
-            if (ranks[r].ev[i].ts - ranks[r].meta.offset_ns < t) t = ranks[r].ev[i].ts - ranks[r].meta.offset_ns;
-        if (t < base) base = t;
-    }
     out(w, "{\"traceEvents\": [");
-    int first = 1;
-    for (int r = 0; r < nranks && st == RA_OK; r++) st = write_rank(w, &ranks[r], r, base, &first);
-    if (st == RA_OK) write_other(w, ranks, nranks, command, status);
+    *wp = w;
+    return RA_OK;
+}
+
+ra_status ra_trace_json_rank(ra_trace_json *w, const ra_trace_rank *r, int pid)
+{
+    if (w->nranks == w->cap) {
+        const int cap = w->cap ? 2 * w->cap : 16;
+        ra_trace_rank_meta *m = realloc(w->metas, sizeof *m * (size_t)cap);
+        if (m) w->metas = m;
+        int64_t *c = m ? realloc(w->counts, sizeof *c * (size_t)cap) : NULL;
+        if (c) w->counts = c;
+        if (!m || !c) return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for the list of %d ranks", cap);
+        w->cap = cap;
+    }
+    w->metas[w->nranks] = r->meta;
+    w->counts[w->nranks++] = r->n;
+    RA_TRY(write_rank(w, r, pid, w->base, &w->first));
+    return w->st;
+}
+
+ra_status ra_trace_json_close(ra_trace_json *w, const char *command, const char *status, ra_status st)
+{
+    if (!w) return st;
+    if (st == RA_OK) write_other(w, command, status);
     flush(w);
     if (st == RA_OK) st = w->st;
-    st = ra_atomic_finish(path, w->fd, st);
+    st = ra_atomic_finish(w->path, w->fd, st);
+    free(w->metas);
+    free(w->counts);
     free(w);
     return st;
+}
+
+ra_status ra_trace_json_write(const char *path, const ra_trace_rank *ranks, int nranks, const char *command,
+                              const char *status)
+{
+    int64_t base = INT64_MAX;
+    for (int r = 0; r < nranks; r++) {
+        const int64_t t = ra_trace_rank_start(&ranks[r]);
+        if (t < base) base = t;
+    }
+    ra_trace_json *w;
+    RA_TRY(ra_trace_json_open(path, base, &w));
+    ra_status st = RA_OK;
+    for (int r = 0; r < nranks && st == RA_OK; r++) st = ra_trace_json_rank(w, &ranks[r], r);
+    return ra_trace_json_close(w, command, status, st);
 }

@@ -9,11 +9,13 @@
  * error is at most rtt / 2). Rank 0 keeps the table and sends each rank its
  * own entry.
  *
- * Gather: packed sizes first (int64), then rounds of MPI_Gatherv of at most
- * `chunk` bytes per rank, chunk <= INT_MAX / P so that no count or
- * displacement overflows int however many events a rank holds. The trace's
- * own traffic goes on a duplicate communicator and is not counted in
- * ra_comm_bytes (the figures the commands print). */
+ * Gather: each rank's packed size and start first (int64), then rank 0
+ * takes one rank's bytes at a time (messages of at most `chunk` bytes, so
+ * no int count overflows), unpacks them and writes that rank's events
+ * before it takes the next: its memory holds its own events and one other
+ * rank's, whatever P. The trace's own traffic goes on a duplicate
+ * communicator and is not counted in ra_comm_bytes (the figures the
+ * commands print). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +26,7 @@
 #include "ringattn/dist.h"
 #include "ringattn/trace.h"
 
-enum { TAG_PING = 71, TAG_PONG = 72, TAG_RESULT = 73 };
+enum { TAG_PING = 71, TAG_PONG = 72, TAG_RESULT = 73, TAG_EVENTS = 74 };
 
 static MPI_Comm g_comm = MPI_COMM_NULL;
 static int64_t g_offset, g_rtt, g_t0;
@@ -108,92 +110,102 @@ static ra_status coll(int rc, MPI_Request *req, const char *what)
     return ra_wait(1, req, what, -1);
 }
 
-static int64_t chunk_bytes(int P)
+/* Bytes per message: at most INT_MAX (an int count). */
+static int64_t chunk_bytes(void)
 {
     int64_t c = (int64_t)64 << 20;
-    const char *env = getenv("RINGATTN_TRACE_CHUNK"); /* tests: many small rounds */
+    const char *env = getenv("RINGATTN_TRACE_CHUNK"); /* tests: many small messages */
     if (env && *env) {
         char *end;
         long long v = strtoll(env, &end, 10);
         if (!*end && v >= 1) c = v;
     }
-    if (c > INT_MAX / P) c = INT_MAX / P;
-    return c;
+    return c > INT_MAX ? INT_MAX : c;
 }
 
-/* Rank 0's buffers for the rounds: every rank's bytes, and one round. */
-typedef struct {
-    uint8_t **bufs;  /* [P] sizes[r] bytes each */
-    uint8_t *round;  /* [P * chunk] */
-    int *counts, *displs;
-} gather_bufs;
-
-static void free_bufs(gather_bufs *b, int P)
+/* A rank other than 0: its packed bytes to rank 0 in messages of <= chunk
+ * bytes, which rank 0 takes when it comes to this rank. */
+static ra_status send_bytes(const uint8_t *mine, int64_t len, int64_t chunk)
 {
-    for (int r = 0; b->bufs && r < P; r++) free(b->bufs[r]);
-    free(b->bufs), free(b->round), free(b->counts), free(b->displs);
-}
-
-/* Rank 0, before the rounds are announced (a failure here means none). */
-static ra_status alloc_bufs(gather_bufs *b, int P, const int64_t *sizes, int64_t chunk)
-{
-    b->bufs = calloc((size_t)P, sizeof *b->bufs);
-    b->round = malloc((size_t)(chunk * P));
-    b->counts = calloc((size_t)P, sizeof *b->counts);
-    b->displs = calloc((size_t)P, sizeof *b->displs);
-    if (!b->bufs || !b->round || !b->counts || !b->displs)
-        return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for a gather round of %lld bytes", (long long)chunk * P);
-    for (int r = 0; r < P; r++)
-        if (sizes[r] > 0 && !(b->bufs[r] = malloc((size_t)sizes[r])))
-            return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for the %lld bytes of rank %d's events",
-                           (long long)sizes[r], r);
-    return RA_OK;
-}
-
-/* Every rank's packed bytes to rank 0 in `rounds` rounds of <= chunk bytes. */
-static ra_status gather_rounds(int rank, int P, const uint8_t *mine, int64_t mylen, const int64_t *sizes,
-                               gather_bufs *b, int64_t chunk, int64_t rounds)
-{
+    const int64_t n = (len + chunk - 1) / chunk;
+    if (n == 0) return RA_OK;
+    MPI_Request *req = malloc(sizeof *req * (size_t)n);
+    if (!req) return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for %lld sends", (long long)n);
     ra_status st = RA_OK;
-    for (int64_t k = 0; k < rounds && st == RA_OK; k++) {
-        const int64_t at = k * chunk;
-        const int n = mylen > at ? (int)(mylen - at < chunk ? mylen - at : chunk) : 0;
-        if (rank == 0)
-            for (int r = 0, d = 0; r < P; r++) {
-                b->counts[r] = sizes[r] > at ? (int)(sizes[r] - at < chunk ? sizes[r] - at : chunk) : 0;
-                b->displs[r] = d;
-                d += b->counts[r];
-            }
+    int64_t posted = 0;
+    for (; posted < n && st == RA_OK; posted++) {
+        const int64_t at = posted * chunk, k = len - at < chunk ? len - at : chunk;
+        const int rc = MPI_Isend(mine + at, (int)k, MPI_BYTE, 0, TAG_EVENTS, g_comm, &req[posted]);
+        if (rc != MPI_SUCCESS) st = ra_mpi_fail(rc, "MPI_Isend (the trace events)", __FILE__, __LINE__);
+    }
+    if (st != RA_OK) posted--; /* the failed one was not posted */
+    const ra_status ws = ra_wait((int)posted, req, "trace: sending the events to rank 0", 0);
+    free(req);
+    return st != RA_OK ? st : ws;
+}
+
+/* Rank 0: rank r's len packed bytes, malloc'd into *bytes when keep (and
+ * memory allows), else received into *scratch (made on first need, of
+ * `piece` bytes: the largest message) and dropped, so that the sender is
+ * not left waiting. */
+static ra_status recv_bytes(int r, int64_t len, int64_t chunk, int64_t piece, int keep, uint8_t **scratch,
+                            uint8_t **bytes)
+{
+    *bytes = keep && len > 0 ? malloc((size_t)len) : NULL;
+    if (len > 0 && !*bytes && !*scratch && !(*scratch = malloc((size_t)piece)))
+        return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for a receive buffer of %lld bytes", (long long)piece);
+    ra_status st = RA_OK;
+    for (int64_t at = 0; at < len && st == RA_OK; at += chunk) {
+        const int64_t k = len - at < chunk ? len - at : chunk;
         MPI_Request req;
-        st = coll(MPI_Igatherv(n ? mine + at : NULL, n, MPI_BYTE, b->round, b->counts, b->displs, MPI_BYTE, 0,
-                               g_comm, &req),
-                  &req, "MPI_Igatherv (the trace events)");
-        if (st == RA_OK && rank == 0)
-            for (int r = 0; r < P; r++)
-                if (b->counts[r]) memcpy(b->bufs[r] + at, b->round + b->displs[r], (size_t)b->counts[r]);
+        const int rc = MPI_Irecv(*bytes ? *bytes + at : *scratch, (int)k, MPI_BYTE, r, TAG_EVENTS, g_comm, &req);
+        st = rc != MPI_SUCCESS ? ra_mpi_fail(rc, "MPI_Irecv (the trace events)", __FILE__, __LINE__)
+                               : ra_wait(1, &req, "trace: receiving the events", r);
     }
+    if (st == RA_OK && keep && len > 0 && !*bytes)
+        st = RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for the %lld bytes of rank %d's events", (long long)len, r);
     return st;
 }
 
-/* Rank 0: unpack and write. A rank whose bytes are missing (it could not
- * pack them) appears with its number and no events. */
-static ra_status write_file(const char *path, int P, uint8_t **bufs, const int64_t *sizes, const char *command,
-                            const char *status)
+/* Rank 0: every rank's events into path, one rank at a time (rank r's
+ * packed bytes, then unpacked, never two ranks' at once: rank 0's memory
+ * does not grow with P). A rank whose bytes are missing (it could not
+ * pack them) appears with its number and no events. Every rank's bytes are
+ * received whatever fails, so that no sender waits for rank 0 forever. */
+static ra_status write_ranks(const char *path, int P, const uint8_t *mine, const int64_t *info, int64_t chunk,
+                             const char *command, const char *status)
 {
-    ra_trace_rank *ranks = calloc((size_t)P, sizeof *ranks);
-    if (!ranks) return RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for %d ranks", P);
-    ra_status st = RA_OK;
-    for (int r = 0; r < P && st == RA_OK; r++) {
-        char what[64];
-        snprintf(what, sizeof what, "the trace events of rank %d", r);
-        if (sizes[r] > 0) st = ra_trace_unpack(bufs[r], (size_t)sizes[r], what, &ranks[r]);
-        else snprintf(ranks[r].meta.host, sizeof ranks[r].meta.host, "events lost: out of memory");
-        ranks[r].meta.rank = r;
+    int64_t base = INT64_MAX, most = 1;
+    for (int r = 0; r < P; r++) {
+        base = info[2 * r + 1] < base ? info[2 * r + 1] : base;
+        most = info[2 * r] > most ? info[2 * r] : most;
     }
-    if (st == RA_OK) st = ra_trace_json_write(path, ranks, P, command, status);
-    for (int r = 0; r < P; r++) ra_trace_rank_free(&ranks[r]);
-    free(ranks);
-    return st;
+    uint8_t *scratch = NULL;
+    ra_trace_json *w = NULL;
+    ra_status st = ra_trace_json_open(path, base, &w);
+    ra_status rs = RA_OK; /* the receives: a lost rank ends them */
+    for (int r = 0; r < P && rs == RA_OK; r++) {
+        const int64_t len = info[2 * r];
+        uint8_t *bytes = NULL;
+        if (r > 0) {
+            rs = recv_bytes(r, len, chunk, most < chunk ? most : chunk, st == RA_OK, &scratch, &bytes);
+            if (st == RA_OK) st = rs;
+        }
+        if (st == RA_OK) {
+            ra_trace_rank one = { 0 };
+            char what[64];
+            snprintf(what, sizeof what, "the trace events of rank %d", r);
+            if (len > 0) st = ra_trace_unpack(r ? bytes : mine, (size_t)len, what, &one);
+            else snprintf(one.meta.host, sizeof one.meta.host, "events lost: out of memory");
+            one.meta.rank = r;
+            if (st == RA_OK) st = ra_trace_json_rank(w, &one, r);
+            ra_trace_rank_free(&one);
+        }
+        free(bytes);
+    }
+    free(scratch);
+    st = ra_trace_json_close(w, command, status, st);
+    return st != RA_OK ? st : rs;
 }
 
 ra_status ra_trace_write(MPI_Comm comm, const char *path, const char *command, const char *status)
@@ -212,31 +224,26 @@ ra_status ra_trace_write(MPI_Comm comm, const char *path, const char *command, c
     size_t len = 0;
     if (ra_trace_pack(&meta, &mine, &len) != RA_OK) len = 0; /* rank 0 shows the rank without events */
     ra_trace_reset();
-    int64_t mylen = (int64_t)len, *sizes = rank == 0 ? calloc((size_t)P, sizeof *sizes) : NULL;
-    ra_status st = rank == 0 && !sizes ? RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for %d sizes", P) : RA_OK;
+    /* {packed bytes, start on rank 0's clock} of every rank to rank 0: the
+     * file's time base is the earliest start, known before any rank's
+     * events are written */
+    int64_t my[2] = { (int64_t)len, g_t0 - g_offset };
+    if (len > 0) {
+        ra_trace_rank self = { 0 };
+        if (ra_trace_unpack(mine, len, "this rank's trace events", &self) == RA_OK) my[1] = ra_trace_rank_start(&self);
+        ra_trace_rank_free(&self);
+    }
+    int64_t *info = rank == 0 ? calloc((size_t)P * 2, sizeof *info) : NULL;
+    ra_status st = rank == 0 && !info ? RA_FAIL(RA_ERR_NOMEM, "trace: out of memory for %d sizes", P) : RA_OK;
     MPI_Request req;
-    ra_status gs = coll(MPI_Igather(&mylen, 1, MPI_INT64_T, sizes, 1, MPI_INT64_T, 0, g_comm, &req), &req,
+    ra_status gs = coll(MPI_Igather(my, 2, MPI_INT64_T, info, 2, MPI_INT64_T, 0, g_comm, &req), &req,
                         "MPI_Igather (the sizes of the trace events)");
     if (st == RA_OK) st = gs;
-    /* rank 0 allocates everything, then announces {rounds, chunk} (0 rounds: none) */
-    int64_t plan[2] = { 0, 1 };
-    gather_bufs b = { 0 };
-    if (rank == 0 && st == RA_OK) {
-        int64_t most = 1;
-        for (int r = 0; r < P; r++) most = sizes[r] > most ? sizes[r] : most;
-        const int64_t chunk = most < chunk_bytes(P) ? most : chunk_bytes(P);
-        plan[0] = (most + chunk - 1) / chunk, plan[1] = chunk;
-        st = alloc_bufs(&b, P, sizes, chunk);
-        if (st != RA_OK) plan[0] = 0;
-    }
-    if (gs == RA_OK)
-        gs = coll(MPI_Ibcast(plan, 2, MPI_INT64_T, 0, g_comm, &req), &req, "MPI_Ibcast (the trace's rounds)");
-    if (gs == RA_OK) gs = gather_rounds(rank, P, mine, mylen, sizes, &b, plan[1], plan[0]);
-    if (st == RA_OK) st = gs;
+    const int64_t chunk = chunk_bytes();
+    if (gs == RA_OK && rank > 0) st = send_bytes(mine, my[0], chunk);
+    if (gs == RA_OK && rank == 0 && info) st = write_ranks(path, P, mine, info, chunk, command, status);
     free(mine);
-    if (rank == 0 && st == RA_OK) st = write_file(path, P, b.bufs, sizes, command, status);
-    free_bufs(&b, P);
-    free(sizes);
+    free(info);
     st = ra_agree(g_comm, st);
     MPI_Comm_free(&g_comm);
     g_comm = MPI_COMM_NULL;
