@@ -545,8 +545,8 @@ ra_status ra_llama_config(const char *dir, const char *const *sets, int nsets, r
     if (st == RA_OK && (st = ra_config_finish(cfg)) != RA_OK) {
         char msg[RA_ERROR_MAX];
         snprintf(msg, sizeof msg, "%s", ra_last_error());
-        st = RA_FAIL(st, "%s: %s (the data, train and run keys can be set with --set, e.g. --set data.source=file "
-                     "--set data.path=FILE)", path, msg);
+        st = RA_FAIL(st, "%s%s: %s (the data, train and run keys can be set with --set, e.g. --set data.source=file "
+                     "--set data.path=FILE)", path, nsets ? " with the --set values" : "", msg);
     }
     return st;
 }

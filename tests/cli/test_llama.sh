@@ -125,9 +125,10 @@ report "export of the import: the same model.safetensors, byte for byte" "$why"
 # says the first file was replaced already. Then import warns of the .tmp a SIGKILL
 # between the renames would leave.
 mkdir -p hfs && cp hf/model.safetensors hf/config.json hfs/
-OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" strace -f -qq -o /dev/null -e trace=rename \
+(OMPI_MCA_ess_singleton_isolated=1 timeout "$TMO" strace -f -qq -o /dev/null -e trace=rename \
     -e inject=rename:signal=SIGTERM:when=1 "$RA" export --checkpoint ckt --out hfs >out 2>err </dev/null
-rc=$?
+    echo $? >rc.txt) 2>/dev/null # its shell's "Terminated" not in the log
+rc=$(cat rc.txt)
 why=""
 [ "$rc" -eq 143 ] || why+="exit status $rc, expected 143 (SIGTERM); "
 cmp -s hfs/model.safetensors hft/model.safetensors && cmp -s hfs/config.json hft/config.json ||
@@ -165,6 +166,8 @@ ra1 export --checkpoint hfp.ckpt --out hfp2
 why+=$(status $?)
 grep -q '"max_position_embeddings": 2048,' hfp2/config.json || why+="re-exported: $(grep max_position hfp2/config.json); "
 report "import keeps max_position_embeddings (2048) as data.seq_len: a 100-byte prompt runs, export writes 2048 back" "$why"
+fails "import: a --set that breaks a limit: the error says config.json with the --set values" 1 \
+    "hf/config.json with the --set values: .*data.seq_len = 100000000" -- import --from hf --out x.ckpt --set data.seq_len=100000000
 fails "generate: a prompt past data.seq_len is refused with the --set that runs it" 1 \
     "the prompt of 100 bytes is longer than the model's data.seq_len of [0-9]*; --set data.seq_len=100 \(or more\) runs it" -- \
     generate --checkpoint back.ckpt --prompt-file p100.txt --tokens 2
