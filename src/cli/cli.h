@@ -33,6 +33,11 @@ ra_status ra_cmd_cipher(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_generate(ra_cli *c, int argc, char **argv);
 ra_status ra_cmd_export(ra_cli *c, int argc, char **argv); /* cmd_llama.c */
 ra_status ra_cmd_import(ra_cli *c, int argc, char **argv);
+/* st, with the way to convert a Llama model (a directory with config.json
+ * and safetensors, or one of its files) given as --checkpoint or --resume
+ * in argv: such a failure said only "DIR/last.ckpt: cannot open" or "bad
+ * magic". Otherwise st unchanged. */
+ra_status ra_llama_given_advice(ra_status st, int argc, char **argv);
 ra_status ra_cmd_plan(ra_cli *c, int argc, char **argv); /* cmd_plan.c */
 
 /* Option values, each error naming the option and the value. */

@@ -127,6 +127,45 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
     return RA_OK;
 }
 
+/* 1 when path is a Llama model's directory, or a file in one (its
+ * config.json, safetensors or index); dir: that directory. */
+static int llama_model(const char *path, char *dir, size_t cap)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    if (S_ISDIR(sb.st_mode)) snprintf(dir, cap, "%s", path);
+    else ra_dir_of(path, dir, cap);
+    char cfg[RA_PATH_MAX + 64], one[RA_PATH_MAX + 64], index[RA_PATH_MAX + 64];
+    if (!ra_join_path(cfg, sizeof cfg, dir, "config.json") || !ra_join_path(one, sizeof one, dir, RA_ST_FILE_NAME) ||
+        !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))
+        return 0;
+    return stat(cfg, &sb) == 0 && S_ISREG(sb.st_mode) &&
+           ((stat(one, &sb) == 0 && S_ISREG(sb.st_mode)) || (stat(index, &sb) == 0 && S_ISREG(sb.st_mode)));
+}
+
+ra_status ra_llama_given_advice(ra_status st, int argc, char **argv)
+{
+    if (st == RA_OK || st == RA_ERR_PEER) return st;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        for (const char *const *o = (const char *const[]){ "--checkpoint", "--resume", NULL }; *o; o++) {
+            const size_t n = strlen(*o);
+            if (!strcmp(argv[i], *o) && i + 1 < argc) v = argv[i + 1];
+            else if (!strncmp(argv[i], *o, n) && argv[i][n] == '=') v = argv[i] + n + 1;
+        }
+        char dir[RA_PATH_MAX], ckpt[RA_PATH_MAX + 32];
+        if (!v || !llama_model(v, dir, sizeof dir)) continue;
+        ra_ckpt_resolve(ckpt, sizeof ckpt, v);
+        if (ra_ckpt_is_one(ckpt)) continue; /* a checkpoint is there too (an export beside it): not the cause */
+        char why[RA_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", ra_last_error());
+        return RA_FAIL(st, "%s; %s is a Llama model (config.json and safetensors), not a ringattn checkpoint: "
+                       "convert it first (ringattn import --from %s --out model.ckpt) and give model.ckpt", why, v,
+                       dir);
+    }
+    return st;
+}
+
 static ra_status run_import(ra_cli *c, const char *dir, const char *ckpt, const ra_session_args *sa)
 {
     char cfg_path[RA_PATH_MAX + 64], one[RA_PATH_MAX + 64], index[RA_PATH_MAX + 64];

@@ -205,7 +205,7 @@ int main(int argc, char **argv)
     ra_status st = isa_problem ? RA_FAIL(RA_ERR_ARG, "%s", isa_problem) : RA_OK;
     st = ra_agree(c.comm, st);
     if (st == RA_OK) st = same_command_line(&c, argc, argv);
-    if (st == RA_OK) st = run(&c, argc - 1, argv + 1);
+    if (st == RA_OK) st = ra_llama_given_advice(run(&c, argc - 1, argv + 1), argc - 1, argv + 1);
     if (st == RA_OK && c.rank == 0) st = stdout_written();
     if (st != RA_OK && st != RA_ERR_PEER) {
         if (c.rank == 0) fprintf(stderr, "ringattn: error: %s\n", ra_last_error());

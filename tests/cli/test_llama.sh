@@ -166,6 +166,17 @@ ra1 export --checkpoint hfp.ckpt --out hfp2
 why+=$(status $?)
 grep -q '"max_position_embeddings": 2048,' hfp2/config.json || why+="re-exported: $(grep max_position hfp2/config.json); "
 report "import keeps max_position_embeddings (2048) as data.seq_len: a 100-byte prompt runs, export writes 2048 back" "$why"
+# a Llama model where a checkpoint belongs: the error says how to convert it
+for given in "eval --checkpoint hf" "generate --checkpoint hf/model.safetensors --prompt ab" \
+    "export --checkpoint=hf --out hfx" "train --resume hf"; do
+    # shellcheck disable=SC2086 # given is split into words on purpose
+    fails "${given%% *} of a Llama model: says to import it first" 1 \
+        "is a Llama model \(config.json and safetensors\), not a ringattn checkpoint: convert it first \(ringattn import --from hf --out model.ckpt\)" -- $given
+done
+mkdir -p both && cp ck/last.ckpt hf/config.json hf/model.safetensors both/
+fails "eval of a checkpoint beside an export, refused for its --set: no import advice" 1 "changes model.dim" -- \
+    eval --checkpoint both --set model.dim=64
+grep -q "Llama model" err && bad "eval of a checkpoint beside an export: the import advice: $(head -1 err)"
 fails "import: a --set that breaks a limit: the error says config.json with the --set values" 1 \
     "hf/config.json with the --set values: .*data.seq_len = 100000000" -- import --from hf --out x.ckpt --set data.seq_len=100000000
 fails "generate: a prompt past data.seq_len is refused with the --set that runs it" 1 \
