@@ -624,15 +624,17 @@ static uint64_t data_sample(int fd, const char *path, int64_t size)
     const int whole = n <= b * DATA_SAMPLE_BLOCKS;
     const uint64_t blocks = whole ? (n + b - 1) / b : DATA_SAMPLE_BLOCKS;
     uint64_t h = RA_HASH64_START;
-    for (uint64_t i = 0; i < blocks && h; i++) {
+    int read_all = 1;
+    for (uint64_t i = 0; i < blocks && read_all; i++) {
         /* spread: block i starts at (n - b) * i / last, without overflow */
         const uint64_t off = whole ? i * b : (n - b) / last * i + (n - b) % last * i / last;
         const size_t len = (size_t)(n - off < b ? n - off : b);
-        if (ra_pread_full(fd, path, buf, len, (int64_t)off) != RA_OK) h = 0;
-        else h = ra_hash64_more(h, buf, len);
+        read_all = ra_pread_full(fd, path, buf, len, (int64_t)off) == RA_OK;
+        if (read_all) h = ra_hash64_more(h, buf, len);
     }
     free(buf);
-    return h ? h : 1; /* 0 means unknown */
+    if (!read_all) return 0; /* unknown */
+    return h ? h : 1;        /* 0 means unknown */
 }
 
 /* data.path's size (plus one; 0 for the recall task) and data_sample's
