@@ -1144,9 +1144,10 @@ stop_bg "$ap"
 arc=$?
 why=""
 [ "$brc" -eq 1 ] || why+="B's exit status $brc; "
-# (mv and ln are two steps: a checkpoint between them finds no ckB at all, and one
-# being written during the mv finds its temporary gone at the rename: also refused)
-grep -qE "checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there|ckB/step-[0-9]+.ckpt.tmp: cannot create: directory 'ckB' does not exist; create it first; this run's last checkpoint was of step [0-9]+, in the directory that was there|cannot rename ckB/step-[0-9]+.ckpt.tmp to ckB/step-[0-9]+.ckpt: No such file or directory; this run's last checkpoint was of step [0-9]+, in the directory that was there" b.err ||
+# (mv and ln are two steps: a checkpoint between them finds no ckB at all, one being
+# written during the mv finds its temporary gone at the rename, and one whose step file
+# was renamed just before the mv finds no ckB for last.ckpt's link: also refused)
+grep -qE "checkpoint directory ckB: is no longer the directory this run locked at its start .*the checkpoint of step [0-9]* was not written, so as not to write into another directory; this run.s last checkpoint was of step [0-9]*, in the directory that was there|ckB/step-[0-9]+.ckpt.tmp: cannot create: directory 'ckB' does not exist; create it first; this run's last checkpoint was of step [0-9]+, in the directory that was there|cannot rename ckB/step-[0-9]+.ckpt.tmp to ckB/step-[0-9]+.ckpt: No such file or directory; this run's last checkpoint was of step [0-9]+, in the directory that was there|ckB/last.ckpt.tmp: cannot create the link to step-[0-9]+.ckpt: No such file or directory; this run's last checkpoint was of step [0-9]+, in the directory that was there" b.err ||
     why+="B's message: $(grep -m1 error b.err); "
 [ "$arc" -eq 75 ] || why+="A's exit status $arc: $(grep -m1 error a.err); "
 for f in ckA/step-*.ckpt; do
