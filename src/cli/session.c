@@ -123,6 +123,24 @@ static ra_status same_model(const char *ckpt, const ra_config *ck, const ra_conf
     return RA_OK;
 }
 
+/* The config with the --set values failed its checks (st): when one of
+ * them changes the checkpoint's model, that is the refusal to give (a
+ * --set model.vocab=100 was refused for the recall task's vocabulary, not
+ * for changing the model). The --set values are applied to a copy of the
+ * finished stored config, so derived keys keep the checkpoint's values. */
+static ra_status model_set_first(const ra_session_args *a, const char *ckpt, const ra_config *stored, ra_status st)
+{
+    char why[RA_ERROR_MAX];
+    snprintf(why, sizeof why, "%s", ra_last_error());
+    ra_config *probe = malloc(sizeof *probe);
+    if (!probe) return RA_FAIL(st, "%s", why);
+    *probe = *stored;
+    for (int i = 0; i < a->nsets; i++) (void)ra_config_set(probe, a->sets[i], "--set");
+    const ra_status ms = same_model(ckpt, stored, probe);
+    free(probe);
+    return ms != RA_OK ? ms : RA_FAIL(st, "%s", why);
+}
+
 /* --data FILE: its token ids when the model reads token ids, a data.dtype
  * is given (e.g. an imported model: --set data.dtype=uint16) or FILE is a
  * .npy or an llm.c shard (by its magic); else its bytes (a .npy read as
@@ -268,6 +286,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     if (st == RA_OK) st = fit_no_grad(a, cfg);
     if (st == RA_OK) st = finish(cfg, a->data, bytes_asked(a, cfg));
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
+    else st = model_set_first(a, ckpt, stored, st);
     free(stored);
     return st;
 }

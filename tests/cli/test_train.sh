@@ -366,6 +366,11 @@ ra 2 eval --checkpoint short.ckpt
 report "a truncated checkpoint is refused" "$([ $? -ne 0 ] && grep -qi 'truncated' err || cat err)"
 ra 1 train --set model.dim=64 --resume ckA
 report "a checkpoint of another model is refused" "$([ $? -ne 0 ] && grep -q 'changes model.dim' err || cat err)"
+# a --set that changes the model and breaks a check of its own (the recall task's vocabulary):
+# refused for changing the model, which is the cause to drop it for
+ra 1 eval --checkpoint ckA --set model.vocab=100
+report "eval --set model.vocab=100: refused for changing the checkpoint's model" \
+    "$([ $? -ne 0 ] && grep -q 'changes model.vocab of the checkpoint' err || cat err)"
 
 # ---- a resume on a data file that changed since the checkpoint: warned ------------------
 # (the checkpoint records data.path's size; the same data: no warning)
