@@ -134,7 +134,8 @@ static int llama_model(const char *path, char *dir, size_t cap)
     struct stat sb;
     if (stat(path, &sb) != 0) return 0;
     if (S_ISDIR(sb.st_mode)) snprintf(dir, cap, "%s", path);
-    else ra_dir_of(path, dir, cap);
+    else if (S_ISREG(sb.st_mode)) ra_dir_of(path, dir, cap);
+    else return 0; /* a FIFO or device there is refused as what it is */
     char cfg[RA_PATH_MAX + 64], one[RA_PATH_MAX + 64], index[RA_PATH_MAX + 64];
     if (!ra_join_path(cfg, sizeof cfg, dir, "config.json") || !ra_join_path(one, sizeof one, dir, RA_ST_FILE_NAME) ||
         !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))

@@ -438,6 +438,17 @@ if mount -t tmpfs -o size=2m tmpfs fulldir 2>mnt.err; then
         [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
         report "$cmd --trace onto a full disk (P=2): the error names $cmd and --trace, no file left" "$why"
     done
+    # a trace whose rank 0 part alone fills more than the writer's buffer fails while rank 0
+    # writes its own events: rank 1's bytes are still taken (and dropped), so rank 1 does not
+    # wait for rank 0 forever (the command would stall until run.timeout, past TMO)
+    mpi 2 bench attn -b 1K -e 1K -n 60 -w 0 -c 0 --causal -t 1 --trace fulldir/t.json
+    rc=$?
+    why=""
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || why+="exit status $rc; "
+    grep -q "^ringattn: error: bench attn: --trace fulldir/t.json was not written: fulldir/t.json.tmp: .*No space left" err ||
+        why+="message: $(grep -m1 error err); "
+    [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
+    report "bench attn --trace onto a full disk, rank 0's part past the buffer (P=2): the error, no wait, no file" "$why"
     # generate --out onto a full disk: the tokens are not lost, standard output has them
     mpi 2 generate --checkpoint gck --prompt ab --tokens 5 --temperature 0 --out fulldir/o.txt
     rc=$?

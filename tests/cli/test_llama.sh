@@ -151,6 +151,12 @@ grep -q "warning: import: hfs/config.json.tmp is there, left by an export that d
     why+="no warning: $(head -2 err); "
 report "import warns of the config.json.tmp an unfinished export left" "$why"
 rm -f hfs/config.json.tmp
+mkfifo hfs/model.safetensors.tmp # looked at, never opened
+ra1 import --from hfs --out hfs2.ckpt
+why=$(status $?)
+grep -q "warning: import: hfs/model.safetensors.tmp is there" err || why+="no warning: $(head -2 err); "
+report "import warns of a FIFO at model.safetensors.tmp without opening it (no hang)" "$why"
+rm -f hfs/model.safetensors.tmp
 
 # max_position_embeddings is the imported model's data.seq_len: generate takes prompts that
 # long, and export writes it back (it became 64, data.seq_len's default); a longer prompt
@@ -173,12 +179,31 @@ for given in "eval --checkpoint hf" "generate --checkpoint hf/model.safetensors 
     fails "${given%% *} of a Llama model: says to import it first" 1 \
         "is a Llama model \(config.json and safetensors\), not a ringattn checkpoint: convert it first \(ringattn import --from hf --out model.ckpt\)" -- $given
 done
+mkfifo hf/pipe
+fails "eval of a FIFO in a Llama model's directory: refused as a FIFO, no import advice, no hang" 1 "is a FIFO" -- \
+    eval --checkpoint hf/pipe
+grep -q "Llama model" err && bad "eval of a FIFO in a Llama directory: the import advice: $(head -1 err)"
+rm -f hf/pipe
 mkdir -p both && cp ck/last.ckpt hf/config.json hf/model.safetensors both/
 fails "eval of a checkpoint beside an export, refused for its --set: no import advice" 1 "changes model.dim" -- \
     eval --checkpoint both --set model.dim=64
 grep -q "Llama model" err && bad "eval of a checkpoint beside an export: the import advice: $(head -1 err)"
 fails "import: a --set that breaks a limit: the error says config.json with the --set values" 1 \
     "hf/config.json with the --set values: .*data.seq_len = 100000000" -- import --from hf --out x.ckpt --set data.seq_len=100000000
+# max_position_embeddings out of range, or past the micro-batch token limit: refused naming
+# it or the file, with the way out (--set data.seq_len)
+for v in 0 1 1073741824; do
+    rm -rf hfm && mkdir hfm && cp hf/model.safetensors hfm/ &&
+        sed "s/\"max_position_embeddings\": [0-9]*/\"max_position_embeddings\": $v/" hf/config.json >hfm/config.json
+    case $v in
+    0) pat='"max_position_embeddings" = 0 is out of range' ;;
+    1) pat='"max_position_embeddings" = 1 does not fit' ;;
+    *) pat='hfm/config.json: .*data.seq_len = 1073741824 has [0-9]+ tokens.*--set' ;;
+    esac
+    fails "import: max_position_embeddings = $v refused" 1 "$pat" -- import --from hfm --out x.ckpt
+done
+ra1 import --from hfm --out hfm.ckpt --set data.seq_len=4096
+report "import: max_position_embeddings = 2^30 with --set data.seq_len=4096 imports" "$(status $?)"
 fails "generate: a prompt past data.seq_len is refused with the --set that runs it" 1 \
     "the prompt of 100 bytes is longer than the model's data.seq_len of [0-9]*; --set data.seq_len=100 \(or more\) runs it" -- \
     generate --checkpoint back.ckpt --prompt-file p100.txt --tokens 2
