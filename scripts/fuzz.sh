@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh [SECONDS] [FUZZER...] - run the libFuzzer harnesses of tests/fuzz
 # (config, npy, checkpoint, safetensors; default: all) for SECONDS each (default 600).
+# fuzz.sh --build-only [FUZZER...]: set up and build them, run nothing.
 #
 # Installs clang and libFuzzer when missing, sets up and builds build-fuzz
 # (clang, ASan + UBSan, -Dfuzz=true; $RINGATTN_FUZZ_BUILD to change), runs
@@ -15,10 +16,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . scripts/env.sh
 
+build_only=0
+[ "${1:-}" = --build-only ] && { build_only=1; shift; set -- 1 "$@"; }
 secs=${1:-600}
 [ $# -gt 0 ] && shift
 if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
-  echo "usage: $0 [SECONDS] [config|npy|checkpoint|safetensors ...]" >&2
+  echo "usage: $0 [SECONDS | --build-only] [config|npy|checkpoint|safetensors ...]" >&2
   exit 2
 fi
 fuzzers=("$@")
@@ -52,17 +55,19 @@ fi
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("tests/fuzz/fuzz_$f"); done
 ninja -C "$build" "${targets[@]}" >/dev/null || { ninja -C "$build" "${targets[@]}"; exit 1; }
+[ "$build_only" -eq 1 ] && { echo "fuzz.sh: built ${targets[*]} in $build"; exit 0; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringattn-fuzz.XXXXXX")
 echo "fuzz.sh: ${secs} s per fuzzer; corpora and logs in $work"
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
-failed=0
-for f in "${fuzzers[@]}"; do
-  dir="$work/$f"
+# fuzz_one NAME: one fuzzer on its scratch corpus; its line (and, on a
+# failure, the end of its log) in $work/NAME/report; non-zero on a failure
+fuzz_one() {
+  local f=$1 dir="$work/$1" rc execs rate units result crash
   mkdir -p "$dir/corpus" "$dir/artifacts"
   cp tests/fuzz/corpus/"$f"/* "$dir/corpus/"
-  dict=()
+  local dict=()
   [ -f "tests/fuzz/$f.dict" ] && dict=("-dict=tests/fuzz/$f.dict")
   "$build/tests/fuzz/fuzz_$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$dir/artifacts/" "${dict[@]}" "$dir/corpus" \
@@ -77,17 +82,36 @@ for f in "${fuzzers[@]}"; do
     execs=$(grep -o '^#[0-9]*' "$dir/log" | tail -1 | tr -d '#')
     rate=$(grep -o 'exec/s: [0-9]*' "$dir/log" | tail -1 | awk '{print $2}')
   fi
-  if [ "$rc" -eq 0 ]; then
-    result="ok"
-  else
-    failed=1
-    crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$dir/log" | tail -1)
-    result="FAILED (exit $rc): ${crash:-no reproducer written; see $dir/log}"
-    echo "---- fuzz_$f: last lines of $dir/log ----"
-    grep -v '^#[0-9]' "$dir/log" | tail -25
-    echo "----"
-  fi
-  printf 'fuzz_%-11s %10s execs  %7s exec/s  %5s new units  %s\n' "$f" "${execs:-?}" "${rate:-?}" \
-    "${units:-?}" "$result"
+  {
+    if [ "$rc" -eq 0 ]; then
+      result="ok"
+    else
+      crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$dir/log" | tail -1)
+      result="FAILED (exit $rc): ${crash:-no reproducer written; see $dir/log}"
+      echo "---- fuzz_$f: last lines of $dir/log ----"
+      grep -v '^#[0-9]' "$dir/log" | tail -25
+      echo "----"
+    fi
+    printf 'fuzz_%-11s %10s execs  %7s exec/s  %5s new units  %s\n' "$f" "${execs:-?}" "${rate:-?}" \
+      "${units:-?}" "$result"
+  } >"$dir/report"
+  [ "$rc" -eq 0 ]
+}
+
+# as many at once as there are cores (each fuzzer is one process)
+jobs=$(nproc 2>/dev/null || echo 1)
+pids=()
+failed=0
+for i in "${!fuzzers[@]}"; do
+  fuzz_one "${fuzzers[$i]}" &
+  pids[i]=$!
+  if [ $((i + 1)) -ge "$jobs" ]; then wait "${pids[$((i + 1 - jobs))]}" || failed=1; fi
+done
+# (the loop waited for all but the last jobs - 1)
+for ((i = ${#fuzzers[@]} - jobs + 1; i < ${#fuzzers[@]}; i++)); do
+  [ "$i" -ge 0 ] && { wait "${pids[$i]}" || failed=1; }
+done
+for f in "${fuzzers[@]}"; do
+  if [ -s "$work/$f/report" ]; then cat "$work/$f/report"; else echo "fuzz_$f: stopped before its report"; failed=1; fi
 done
 exit "$failed"

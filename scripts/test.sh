@@ -21,8 +21,22 @@ bash scripts/build.sh -Dwerror=true || exit 1
 phase "install and build"
 . scripts/env.sh
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$out"
+pre=$(mktemp)
+trap 'rm -f "$out" "$pre"' EXIT
+if [ "$quick" -eq 0 ]; then
+    # The checkers' builds (about 100 s of both cores) go on while the meson
+    # suites run: the suites wait on launches, timeouts and Slurm for part of
+    # their time, and at nice 19 the builds take only those idle cycles. Linux
+    # shares the CPU between sessions first (autogroups), and meson starts
+    # every test in a session of its own: nice alone left the builds half of
+    # the CPU beside one test. So the builds get their own session, and it
+    # the nice value (where /proc/PID/autogroup exists).
+    setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null
+                    nice -n 19 bash scripts/sanitize.sh --build-only all &&
+                      nice -n 19 bash scripts/fuzz.sh --build-only' >"$pre" 2>&1 </dev/null &
+    prebuild=$!
+fi
+meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes "${RINGATTN_TEST_JOBS:-3}" "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 phase "meson suites"
 count() { awk -v k="$1" -F: '$1 == k { gsub(/ /, "", $2); print $2 }' "$out" | tail -1; }
@@ -31,6 +45,9 @@ failed=$(( $(count Fail || echo 0) + $(count Timeout || echo 0) + $(count "Unexp
 [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1  # meson failed before testing
 
 if [ "$quick" -eq 0 ]; then
+    # (a failed build is reported again, in full, by the checker that needs it)
+    wait "$prebuild" || { echo "test.sh: the checkers' builds failed:"; tail -20 "$pre"; }
+    phase "the checkers' builds, after the suites"
     # the installed library: "install: N passed, M failed" (scripts/check_install.sh)
     bash scripts/check_install.sh 2>&1 | tee "$out"
     [ "${PIPESTATUS[0]}" -ne 0 ] && rc=1

@@ -10,6 +10,7 @@ CONFIGS=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
+export OMPI_MCA_mca_base_component_disable_dlclose=${OMPI_MCA_mca_base_component_disable_dlclose:-1} # (lib_cli.sh)
 HERE=$(cd "$(dirname "$0")" && pwd) # ckpt_poke.py
 PYTHON=$(command -v python3 || echo /usr/bin/python3)
 T=$(mktemp -d)
@@ -27,13 +28,18 @@ fail=0
 report() { # DESC WHY
     if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
 }
-# ra N ARGS...: ringattn on N ranks, out/err, 60 s limit; sets rc
+# ra N ARGS...: ringattn on N ranks, out/err, 60 s limit; sets rc. One rank
+# runs without mpirun, an MPI singleton (lib_cli.sh's launch; RA_TEST_P1_MPIRUN=1: mpirun)
 ra() {
     local n=$1
     shift
-    # a refused run's ranks all exit 1 on their own: no 1-2 s grace (SIGTERM,
-    # then SIGKILL) from mpirun for ranks that are already gone
-    OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+    if [ "$n" = 1 ] && [ -z "${RA_TEST_P1_MPIRUN:-}" ]; then
+        OMPI_MCA_ess_singleton_isolated=1 timeout 60 "$RA" "$@" >out 2>err </dev/null
+    else
+        # a refused run's ranks all exit 1 on their own: no 1-2 s grace (SIGTERM,
+        # then SIGKILL) from mpirun for ranks that are already gone
+        OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
+    fi
     rc=$?
 }
 # wait_for FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN (grep), at most

@@ -48,8 +48,11 @@ stopped_trace() { # DESC SIGNAL PATTERN READY-FILE READY-BYTES -- N ARGS...
     local n=$1
     shift
     rm -f tr.json
-    # mpirun's default grace between forwarding the signal and SIGKILL (not 0, as mpi's)
-    timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
+    # mpirun's grace between forwarding the signal and SIGKILL: 5 s, not its
+    # default of 1 (nor 0, as mpi's): 3 tests at a time on 2 cores, a rank
+    # once took longer to write its trace and was killed without a word
+    LAST="mpirun -n $n ringattn $*"
+    OMPI_MCA_odls_base_sigkill_timeout=5 timeout "$TMO" "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     local bg=$!
     for _ in $(seq 600); do [ "$(wc -c <"$ready" 2>/dev/null || echo 0)" -ge "$bytes" ] && break; sleep 0.05; done
     local to
@@ -203,25 +206,30 @@ stopped_trace "generate --trace, SIGTERM to one rank: every rank stops at the ne
     2 generate --checkpoint ck1 --prompt "abc" --tokens 1000000 --trace tr.json
 # Ctrl-C twice (no launcher): the second quits at once, during the trace's write or
 # before it, and leaves no tr.json.tmp (it blocked the next run: "tr.json.tmp exists")
+# The signals go to ringattn itself: timeout forwards the first SIGINT it gets
+# and then ignores SIGINT (the second never arrived). 5,000 tokens make a
+# long trace to write (20,000, as before, took up to 35 s under load).
 rm -f tr.json tr.json.tmp
 timeout "$TMO" "$RA" generate --checkpoint ck1 --prompt "abc" --tokens 4000000 --trace tr.json >out 2>err </dev/null &
 gp=$!
-for _ in $(seq 600); do [ "$(wc -c <out)" -ge 20000 ] && break; sleep 0.05; done
-kill -INT "$gp"
+for _ in $(seq 900); do [ "$(wc -c <out)" -ge 5000 ] && break; sleep 0.05; done
+rp=$(pgrep -P "$gp" | head -1)
+kill -INT "${rp:-$gp}"
 sleep 0.05
-kill -INT "$gp" 2>/dev/null
+kill -INT "${rp:-$gp}" 2>/dev/null
 wait "$gp"
 rc=$?
-report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ "$rc" -eq 130 ] || [ "$rc" -eq 1 ] ||
-    echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
+report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ -n "$rp" ] || echo 'no ringattn process found; ')$(
+    [ "$rc" -eq 130 ] || [ "$rc" -eq 1 ] || echo "exit status $rc; ")$([ -e tr.json.tmp ] && echo 'tr.json.tmp left')"
 # without --trace generate catches the stop signals too and keeps what it sampled:
 # --out written with the prompt and those tokens, or standard output's line ended
 stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (SIG-rank1: to one rank)
     local desc=$1 sig=$2 why='' rc n
     shift 2
     rm -f o.txt
-    timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate --checkpoint ck1 --prompt "abc" \
-        --tokens 1000000 "$@" >out 2>err </dev/null &
+    LAST="mpirun -n 2 ringattn generate --checkpoint ck1 --prompt abc --tokens 1000000 $*"
+    OMPI_MCA_odls_base_sigkill_timeout=5 timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate \
+        --checkpoint ck1 --prompt "abc" --tokens 1000000 "$@" >out 2>err </dev/null &
     local bg=$! to
     sleep 1.5 # the stop may come during the prefill: "after the prompt, 0 of ..." is right too
     to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")
