@@ -28,18 +28,13 @@ fail=0
 report() { # DESC WHY
     if [ -z "$2" ]; then pass=$((pass + 1)); echo "ok: $1"; else fail=$((fail + 1)); echo "FAIL: $1: $2"; fi
 }
-# ra N ARGS...: ringattn on N ranks, out/err, 60 s limit; sets rc. One rank
-# runs without mpirun, an MPI singleton (lib_cli.sh's launch; RA_TEST_P1_MPIRUN=1: mpirun)
+# ra N ARGS...: ringattn on N ranks, out/err, 60 s limit; sets rc
 ra() {
     local n=$1
     shift
-    if [ "$n" = 1 ] && [ -z "${RA_TEST_P1_MPIRUN:-}" ]; then
-        OMPI_MCA_ess_singleton_isolated=1 timeout 60 "$RA" "$@" >out 2>err </dev/null
-    else
-        # a refused run's ranks all exit 1 on their own: no 1-2 s grace (SIGTERM,
-        # then SIGKILL) from mpirun for ranks that are already gone
-        OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
-    fi
+    # a refused run's ranks all exit 1 on their own: no 1-2 s grace (SIGTERM,
+    # then SIGKILL) from mpirun for ranks that are already gone
+    OMPI_MCA_odls_base_sigkill_timeout=0 timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null
     rc=$?
 }
 # wait_for FILE PATTERN [TENTHS]: until FILE has a line matching PATTERN (grep), at most
