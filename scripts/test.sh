@@ -29,8 +29,8 @@ if [ "$quick" -eq 0 ]; then
     # their time, and at nice 19 the builds take only those idle cycles. Linux
     # shares the CPU between sessions first (autogroups), and meson starts
     # every test in a session of its own: nice alone left the builds half of
-    # the CPU beside one test. So the builds get their own session, and it
-    # the nice value (where /proc/PID/autogroup exists).
+    # the CPU beside one test. So the builds get a session of their own, and
+    # that session nice 19 (where /proc/PID/autogroup exists).
     setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null
                     nice -n 19 bash scripts/sanitize.sh --build-only all &&
                       nice -n 19 bash scripts/fuzz.sh --build-only' >"$pre" 2>&1 </dev/null &

@@ -20,7 +20,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
 # components stay loaded until exit: no unmapping them one by one at
-# MPI_Finalize (8 % of a refused launch's CPU time; tests/meson.build)
+# MPI_Finalize (8 % of a refused launch's CPU time; README, end of Tests)
 export OMPI_MCA_mca_base_component_disable_dlclose=${OMPI_MCA_mca_base_component_disable_dlclose:-1}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 TMO=${RINGATTN_TEST_TIMEOUT:-60} # seconds per invocation
