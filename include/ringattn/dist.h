@@ -38,6 +38,10 @@ double ra_peer_timeout(void);
  * (ra_watchdog_working), it waits another peer timeout instead.
  * Returns MPI_Waitall's code otherwise. */
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
+/* Ranks that share cores (ra_place found more ranks than cores on the
+ * node): a wait that has gone on for 100 us sleeps between its polls
+ * instead of yielding, so the rank it waits for gets the core (on: 1). */
+void ra_set_wait_rest(int on);
 /* Collective, once after MPI_Init: the channel on which a timed-out rank
  * asks the others whether they are alive (without it, the timeout message
  * names only the awaited peer). */

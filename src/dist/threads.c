@@ -114,6 +114,7 @@ void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p)
     p->hw_cores = all;
     g_placed_cores = p->node_cores;
     p->oversubscribed = p->local_ranks > p->node_cores;
+    ra_set_wait_rest(p->oversubscribed);
     snprintf(p->cpus, sizeof p->cpus, "any");
     int first = 0; /* this rank's first core among the usable ones */
     if (!p->oversubscribed) {

@@ -203,19 +203,20 @@ fails "run.dp = 0" 2 'run\.dp' -- train "${base[@]}" --set run.dp=0 --checkpoint
 fails "train.shard_optimizer = maybe" 2 'train\.shard_optimizer' -- \
     train "${base[@]}" --set train.shard_optimizer=maybe --checkpoint-dir bad5
 
-# grid_fault SIGNAL RANK DIR PATTERN DESC [ARGS...]: a 2x2 grid trains until step
-# 40, then world rank RANK gets SIGNAL; the job must end within 30 s, non-zero,
-# with a message matching PATTERN (a stopped rank is killed afterwards)
-# (with the second run of test_faults.sh's SIGSTOP case when the first stalled
-# with no message at all)
+# grid_fault SIGNAL RANK DIR PATTERN DESC STEP [ARGS...]: a 2x2 grid trains
+# until step STEP (a multiple of train.log_every: 20, or set in ARGS), then
+# world rank RANK gets SIGNAL; the job must end within 30 s, non-zero, with a
+# message matching PATTERN (a stopped rank is killed afterwards) (with the
+# second run of test_faults.sh's SIGSTOP case when the first stalled with no
+# message at all)
 grid_fault() {
-    local sig=$1 rank=$2 dir=$3 pat=$4 desc=$5 victim why="" try
-    shift 5
+    local sig=$1 rank=$2 dir=$3 pat=$4 desc=$5 step=$6 victim why="" try
+    shift 6
     for try in 1 2; do
         rm -rf "$dir"
         bg_start 4 train "${base[@]}" --set train.steps=1000000 --set train.warmup=0 \
             --set train.log_every=20 --set train.checkpoint_every=0 --set run.dp=2 "$@" --checkpoint-dir "$dir"
-        wait_for '^step 40/' out 60
+        wait_for "^step $step/" out 60
         victim=$(rank_pid "$rank")
         [ -n "$victim" ] && kill -"$sig" "$victim"
         bg_finish 60
@@ -230,7 +231,7 @@ grid_fault() {
     report "$desc: job ended in ${secs}s, exit $rc" "$why"
 }
 # ---- a rank killed in a grid ---------------------------------------------------------
-grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named"
+grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named" 40
 # ---- a rank stopped in a grid: the peer timeout names it by its world rank -----------
 # rank 3 is ring position 1 of group 1 (rings {0, 1} and {2, 3}): a message
 # naming ring ranks would say 1. Long sequences keep the ranks in the ring
@@ -238,7 +239,10 @@ grid_fault KILL 3 gk 'rank 3' "SIGKILL of rank 3 of a 2x2 grid, rank 3 named"
 # wait, whose message must name rank 3 too; every ring message names the
 # printing rank's own partner (R xor 1). Rank 3 stopped in the gradient
 # reduction leaves rank 2 no ring wait to time out in: then once more, up to
-# 3 runs.
+# 3 runs. (At L = 1024 and dim 64 that was one run in six, and three in a
+# row once in CI at 3 tests at a time; at L = 4096, dim 32, 2 sequences per
+# group, rank 2 named rank 3 in 14 runs of 14, 8 of them beside two busy
+# loops.)
 ring_msgs() {
     awk -v errs="$(grep -m2 error err | tr '\n' ' ')" '/ring transfer \(from rank/ {
              r = $2; sub(/\/.*/, "", r); p = (r % 2 == 0) ? r + 1 : r - 1
@@ -249,8 +253,8 @@ ring_msgs() {
                exit bad ? 1 : !two ? 2 : 0 }' err
 }
 for try in 1 2 3; do
-    grid_fault STOP 3 gs 'lost: rank 3 (no answer' "SIGSTOP of rank 3 of a 2x2 grid (run.timeout = 3), world rank 3 named" \
-        --set run.timeout=3 --set data.seq_len=1024 --set model.dim=64
+    grid_fault STOP 3 gs 'lost: rank 3 (no answer' "SIGSTOP of rank 3 of a 2x2 grid (run.timeout = 3), world rank 3 named" 4 \
+        --set run.timeout=3 --set data.seq_len=4096 --set model.dim=32 --set train.batch=4 --set train.log_every=2
     rm -rf gs
     why=$(ring_msgs)
     [ $? -eq 2 ] || break

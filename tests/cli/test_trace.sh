@@ -226,12 +226,16 @@ report "generate --trace, Ctrl-C twice: quits, no tr.json.tmp left" "$([ -n "$rp
 stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (SIG-rank1: to one rank)
     local desc=$1 sig=$2 why='' rc n
     shift 2
-    rm -f o.txt
+    rm -f o.txt err # (err: the wait below must not read the last run's)
     LAST="mpirun -n 2 ringattn generate --checkpoint ck1 --prompt abc --tokens 1000000 $*"
     OMPI_MCA_odls_base_sigkill_timeout=5 timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate \
         --checkpoint ck1 --prompt "abc" --tokens 1000000 "$@" >out 2>err </dev/null &
     local bg=$! to
-    sleep 1.5 # the stop may come during the prefill: "after the prompt, 0 of ..." is right too
+    # rank 0's warning that the tokens pass data.seq_len comes after every rank
+    # has set its stop handlers (a fixed 1.5 s was too short once at 3 tests at
+    # a time: SIGUSR1's default action ended rank 0). The stop may then come
+    # during the prefill: "after the prompt, 0 of ..." is right too.
+    wait_for 'past the model' err 45
     to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")
     case $sig in *-rank1) sig=${sig%-rank1} && to=$(pgrep -P "$to" | tail -1) ;; esac
     kill -"$sig" "$to"
@@ -264,10 +268,11 @@ stopped_gen "generate --out, SIGTERM to one rank: every rank stops, --out holds 
 stopped_gen "generate, SIGUSR1 to one rank: every rank stops at the same token, standard output's line ended" USR1-rank1
 # --out's directory removed before the stop: the cause named once, the tokens on standard output instead
 mkdir gone
+rm -f err
 timeout "$TMO" "$MPIRUN" --oversubscribe -n 2 "$RA" generate --checkpoint ck1 --prompt "abc" --tokens 1000000 \
     --out gone/o.txt >out 2>err </dev/null &
 bg=$!
-sleep 1.5
+wait_for 'past the model' err 45 # (the stop handlers are set: stopped_gen)
 rmdir gone
 kill -USR1 "$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")"
 wait "$bg"

@@ -8,6 +8,10 @@
  *             "waiting" from the next wait, so every rank answers and none
  *             works, yet the barrier completes, and rank 1 must see that
  *             instead of calling a deadlock;
+ * run with --rest, the same with ra_set_wait_rest(1) (ranks that share
+ * cores sleep in long waits), and rank 1 must use under a quarter of a core
+ * while it waits in the working case (spinning, it used all of one; resting,
+ * 1-2 %);
  * and, run with --deadlock (meson: should_fail), both ranks wait for a
  * message nobody sends: the job must end (MPI_Abort, non-zero) rather than
  * hang past meson's timeout. Exit status 1 when a check fails. */
@@ -20,6 +24,15 @@
 #include "ringattn/mem.h"
 
 static int failures;
+static int resting; /* --rest */
+
+/* CPU seconds this process has used (all its threads) */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #define CHECK(cond, ...)                                                                     \
     do {                                                                                     \
@@ -51,11 +64,14 @@ static void working_case(int rank)
     } else {
         MPI_Request r;
         token = 0;
+        const double c0 = cpu_now();
         MPI_Irecv(&token, 1, MPI_INT, 0, 11, MPI_COMM_WORLD, &r);
         CHECK(ra_waitall(1, &r, "the working rank's message", 0) == MPI_SUCCESS, "wait");
-        const double waited = ra_now() - t0;
+        const double waited = ra_now() - t0, cpu = cpu_now() - c0;
         CHECK(token == 7 && waited >= 2.4, "token %d after %.2f s", token, waited);
-        printf("  working: rank 1 waited %.2f s under run.timeout = 1 s and got the message\n", waited);
+        if (resting) CHECK(cpu < 0.25 * waited, "a resting wait used %.2f s of CPU in %.2f s", cpu, waited);
+        printf("  working: rank 1 waited %.2f s under run.timeout = 1 s and got the message (%s: %.0f %% of a core)\n",
+               waited, resting ? "resting" : "polling", 100 * cpu / waited);
     }
     barrier("after the working case");
 }
@@ -96,6 +112,8 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 0; /* not reached: the watchdog ends the job */
     }
+    resting = argc > 1 && strcmp(argv[1], "--rest") == 0;
+    ra_set_wait_rest(resting);
     working_case(rank);
     late_case(rank);
     int all = 0;
