@@ -14,7 +14,8 @@
 #   --causal --bwd       causal; time the backward (after each copy's forward)
 #   --no-check           B may differ from A (a deliberately wrong B, to bound
 #                        what a change could gain)
-# Prints one table row: both rates, the median and quartiles of the rounds'
+# Compiled copies are kept in BUILD/kernel_ab-cache (the last 20; safe to
+# remove). Prints one table row: both rates, the median and quartiles of the rounds'
 # time ratios B/A (below 1: B is faster), B's outputs against A's. Exit 1
 # when B's outputs differ beyond the tests' tolerances (without --no-check),
 # 2 on bad arguments or a failed build.
@@ -55,10 +56,40 @@ CFLAGS=(-std=c11 -O3 -march=native -fopenmp -D_GNU_SOURCE -DNDEBUG -Wall -Wextra
 LIBS=($(pkg-config --libs openblas ompi-c hwloc) -lm)
 BLAS_DIR=$(pkg-config --variable=libdir openblas)
 cc() { gcc "${CFLAGS[@]}" "$@" || { echo "kernel_ab.sh: the build failed (above)" >&2; exit 2; }; }
-for f in attn tile_gemm; do
-    cc -DRA_ISA_SUFFIX=_ab_a -c "$SRC/src/kernels/$f.c" -o "$T/a_$f.o"
-    cc -DRA_ISA_SUFFIX=_ab_b -c "$T/b/$f.c" -o "$T/b_$f.o"
-done
+# A copy's objects are kept in BUILD/kernel_ab-cache under a hash of what
+# they are made of (the copy's kernel files, every header of the tree, the
+# compiler and its flags): the next run with the same copy links them
+# instead of compiling again (A, and an unchanged B, are the same each run).
+# The 20 entries used last are kept.
+CACHE=$BUILD/kernel_ab-cache
+HEADERS=$(find "$SRC/include" "$SRC/src" -name '*.h' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-64)
+COMPILER=$(gcc --version | head -1)
+objects() { # DIR SUFFIX OUT-PREFIX: DIR's attn.c and tile_gemm.c as OUT-PREFIX{attn,tile_gemm}.o
+    local dir=$1 suffix=$2 out=$3 key f
+    key=$( { cat "$dir"/*; echo "$HEADERS $COMPILER ${CFLAGS[*]} $suffix"; } | sha256sum | cut -c1-32)
+    if [ ! -f "$CACHE/$key/done" ]; then
+        local tmp
+        if ! { mkdir -p "$CACHE" && tmp=$(mktemp -d "$CACHE/.new.XXXXXX"); } 2>/dev/null; then
+            # a build directory this user cannot write: compile without keeping
+            for f in attn tile_gemm; do cc -DRA_ISA_SUFFIX="$suffix" -c "$dir/$f.c" -o "$out$f.o"; done
+            return
+        fi
+        for f in attn tile_gemm; do cc -DRA_ISA_SUFFIX="$suffix" -c "$dir/$f.c" -o "$tmp/$f.o"; done
+        touch "$tmp/done"
+        # (another run may have made it meanwhile: keep theirs)
+        mv -T "$tmp" "$CACHE/$key" 2>/dev/null || rm -rf "$tmp"
+    fi
+    touch "$CACHE/$key"
+    for f in attn tile_gemm; do cp "$CACHE/$key/$f.o" "$out$f.o"; done
+}
+objects "$SRC/src/kernels" _ab_a "$T/a_"
+objects "$T/b" _ab_b "$T/b_"
+# the 20 entries used last, and no half-made one of a run stopped an hour ago
+if [ -d "$CACHE" ]; then
+    # shellcheck disable=SC2012
+    ls -t "$CACHE" | tail -n +21 | while read -r old; do rm -rf "${CACHE:?}/$old"; done
+    find "$CACHE" -maxdepth 1 -name '.new.*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
+fi
 cc "$SRC/scripts/bench/kernel_ab.c" "$T"/a_*.o "$T"/b_*.o "$LIB" "${LIBS[@]}" -Wl,-rpath,"$BLAS_DIR" -o "$T/kernel_ab"
 echo "# kernel_ab: A = $SRC/src/kernels, B = A with $n file(s) of $CHANGED; core $CPU; B/A < 1: B faster"
 taskset -c "$CPU" "$T/kernel_ab" "$@"
