@@ -49,8 +49,9 @@ bash scripts/install-deps.sh >/dev/null || exit 1
 
 build=${RINGATTN_FUZZ_BUILD:-build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
+  # (-g1: line tables for the reports' file:line, a quarter less compiling: sanitize.sh)
   CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dnative=false >/dev/null || { echo "fuzz.sh: meson setup $build failed" >&2; exit 1; }
+    -Dnative=false -Dc_args=-g1 >/dev/null || { echo "fuzz.sh: meson setup $build failed" >&2; exit 1; }
 fi
 targets=()
 for f in "${fuzzers[@]}"; do targets+=("tests/fuzz/fuzz_$f"); done

@@ -34,6 +34,7 @@ static const int g_ask = 1, g_waiting = 1, g_working = 2;
 static int g_rest; /* ra_set_wait_rest */
 
 void ra_set_peer_timeout(double seconds) { g_timeout = seconds; }
+double ra_peer_timeout(void) { return g_timeout; }
 void ra_set_wait_rest(int on) { g_rest = on; }
 
 /* Between the polls of a wait that has lasted `waited` seconds. A rank with
@@ -51,7 +52,6 @@ static void rest(double waited)
     const struct timespec ts = { 0, (long)(s * 1e9) };
     nanosleep(&ts, NULL);
 }
-double ra_peer_timeout(void) { return g_timeout; }
 
 void ra_watchdog_init(MPI_Comm world)
 {

@@ -12,10 +12,6 @@ if [ -n "${RA_TEST_MAX_RANKS:-}" ] && [ "$np" -gt "$RA_TEST_MAX_RANKS" ]; then
   echo "run_ranks.sh: skipped: $np ranks > RA_TEST_MAX_RANKS=$RA_TEST_MAX_RANKS"
   exit 77
 fi
-# A rank that fails exits on its own; mpirun would still wait its 1 s grace
-# (SIGTERM, then SIGKILL) before killing the ranks already gone, 5-10 s under
-# the checkers' slow exits. No test here relies on a rank's SIGTERM handler.
-export OMPI_MCA_odls_base_sigkill_timeout="${OMPI_MCA_odls_base_sigkill_timeout:-0}"
 # RA_TEST_WRAPPER is split into words on purpose (a command and its options).
 # shellcheck disable=SC2086
 exec "$mpirun" --oversubscribe -n "$np" ${RA_TEST_WRAPPER:-} "$@"
