@@ -39,16 +39,18 @@ void ra_set_wait_rest(int on) { g_rest = on; }
 
 /* Between the polls of a wait that has lasted `waited` seconds. A rank with
  * a core of its own yields and polls on. Ranks that share cores sleep once
- * the wait passes 100 us, an eighth of the time waited so far (1 ms at
- * most: a wait ends at most 12 % or 1 ms late): sched_yield gave the
- * spinning rank its full share of the core against the rank it waited for. */
+ * the wait passes 100 us, an eighth of the time waited so far, 200 us at
+ * most (a wait ends at most 12.5 % or 200 us late): sched_yield gave the
+ * spinning rank its full share of the core against the rank it waited for.
+ * (1 ms at most slowed transfers through shared memory without a single
+ * copy, which move only while the receiver polls.) */
 static void rest(double waited)
 {
     if (!g_rest || waited < 1e-4) {
         sched_yield();
         return;
     }
-    const double s = waited / 8 < 1e-3 ? waited / 8 : 1e-3;
+    const double s = waited / 8 < 2e-4 ? waited / 8 : 2e-4;
     const struct timespec ts = { 0, (long)(s * 1e9) };
     nanosleep(&ts, NULL);
 }
@@ -130,7 +132,7 @@ static void find_lost(char *list, size_t n, int *working)
 static int poll_for(int n, MPI_Request *req, double seconds, int *rc)
 {
     const double t0 = ra_now();
-    const unsigned every = g_rest ? 1 : 64; /* polls between rests: a resting rank's 64 cost 15 % of a core */
+    const unsigned every = g_rest ? 1 : 64; /* polls between rests: 64 a rest cost 15 % of a core */
     for (unsigned spin = 0;; spin++) {
         int done = 0;
         *rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);

@@ -11,7 +11,7 @@
  * run with --rest, the same with ra_set_wait_rest(1) (ranks that share
  * cores sleep in long waits), and rank 1 must use under a quarter of a core
  * while it waits in the working case (spinning, it used all of one; resting,
- * 1-2 %);
+ * 4 %);
  * and, run with --deadlock (meson: should_fail), both ranks wait for a
  * message nobody sends: the job must end (MPI_Abort, non-zero) rather than
  * hang past meson's timeout. Exit status 1 when a check fails. */
