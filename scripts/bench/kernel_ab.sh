@@ -62,7 +62,7 @@ cc() { gcc "${CFLAGS[@]}" "$@" || { echo "kernel_ab.sh: the build failed (above)
 # instead of compiling again (A, and an unchanged B, are the same each run).
 # The 20 entries used last are kept.
 CACHE=$BUILD/kernel_ab-cache
-HEADERS=$(find "$SRC/include" "$SRC/src" -name '*.h' | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-64)
+HEADERS=$(find "$SRC/include" "$SRC/src" -name '*.h' -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum | cut -c1-64)
 COMPILER=$(gcc --version | head -1)
 objects() { # DIR SUFFIX OUT-PREFIX: DIR's attn.c and tile_gemm.c as OUT-PREFIX{attn,tile_gemm}.o
     local dir=$1 suffix=$2 out=$3 key f

@@ -4,7 +4,8 @@
 # need over 8 GiB before any allocation); an unchanged
 # copy B runs forward and backward, prints its row and passes its check
 # (outputs bitwise A's: the same code); a B whose softmax rescale is off by
-# 0.1 % fails the check (exit 1, FAIL) and passes with --no-check (exit 0).
+# 0.1 % fails the check (exit 1, FAIL) and passes with --no-check (exit 0);
+# an object cache that is a file, a dangling symlink or a FIFO is left alone.
 set -u
 # before lib_cli.sh moves into its temporary directory
 AB=$(cd "$(dirname "$0")/../../scripts/bench" && pwd)/kernel_ab.sh
@@ -46,4 +47,25 @@ why=$(row 1 FAIL wrong -L 1024 -H 2 -r 3) # two key tiles: the rescale runs
 awk '$1 == "fwd" && $10 + 0 > 1e-5 { f = 1 } END { exit !f }' out || why+="err_O not above 1e-5: $(tail -1 out); "
 report "a copy 0.1 % off: FAIL, exit 1, err_O above 1e-5" "$why"
 report "a copy 0.1 % off with --no-check: exit 0" "$(row 0 - wrong -L 1024 -H 2 -r 3 --no-check)"
+# the object cache (BUILD/kernel_ab-cache) where it cannot be a folder: a
+# file, a dangling symlink, a FIFO. Each run compiles without keeping, prints
+# its row, and leaves the thing as it was. (A build tree of its own: the
+# library linked in, so the real build's cache is not touched.)
+mkdir -p fake/src && ln -s "$BUILD/src/libringattn.a" fake/src/libringattn.a
+echo keep >cachefile
+for kind in file symlink fifo; do
+    rm -rf fake/kernel_ab-cache
+    case $kind in
+    file) cp cachefile fake/kernel_ab-cache ;;
+    symlink) ln -s "$T/nowhere/cache" fake/kernel_ab-cache ;;
+    fifo) mkfifo fake/kernel_ab-cache ;;
+    esac
+    why=$(BUILD=$T/fake row 0 OK same -L 256 -H 1 -r 2)
+    report "kernel_ab-cache a $kind: runs without the cache, the $kind left as it was" "$why$(
+        case $kind in
+        file) cmp -s cachefile fake/kernel_ab-cache || echo 'the file changed' ;;
+        symlink) [ -L fake/kernel_ab-cache ] && [ ! -e "$T/nowhere" ] || echo 'the link or its target changed' ;;
+        fifo) [ -p fake/kernel_ab-cache ] || echo 'the FIFO is gone' ;;
+        esac)"
+done
 finish
