@@ -39,9 +39,13 @@ double ra_peer_timeout(void);
  * Returns MPI_Waitall's code otherwise. */
 int ra_waitall(int n, MPI_Request *req, const char *what, int peer);
 /* Ranks that share cores (ra_place found more ranks than cores on the
- * node): a wait that has gone on for 100 us sleeps between its polls
- * instead of yielding, so the rank it waits for gets the core (on: 1). */
+ * node, or RINGATTN_WAIT=rest): a wait that has gone on for 100 us sleeps
+ * between its polls instead of yielding, so the rank it waits for gets the
+ * core (on: 1). */
 void ra_set_wait_rest(int on);
+/* RINGATTN_WAIT's value when it is not auto, rest, poll or empty: a message
+ * naming it, else NULL (ra_place reads such a value as auto). */
+const char *ra_wait_mode_problem(void);
 /* Collective, once after MPI_Init: the channel on which a timed-out rank
  * asks the others whether they are alive (without it, the timeout message
  * names only the awaited peer). */
@@ -100,10 +104,13 @@ typedef struct {
     int bound;                   /* the process is bound to its cores' PUs */
     char cpus[128];              /* the PUs (OS indexes) bound to, or "any" */
     int threads;                 /* OpenBLAS threads: the given count, else cores (>= 1) */
+    int wait_rest;               /* waits sleep between polls (ra_set_wait_rest): oversubscribed, or
+                                  * as RINGATTN_WAIT says */
 } ra_placement;
 /* Split this node's cores among its ranks and, when bind and not
  * oversubscribed, bind this process to its share. threads > 0 overrides
- * the thread count. Collective. */
+ * the thread count. Sets how waits pass the time (ra_set_wait_rest).
+ * Collective. */
 void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p);
 
 #endif

@@ -350,6 +350,8 @@ int ra_set_threads(const ra_cli *c, int n, const char *given_by)
                      p.first_core,
                      p.last_core, p.bound ? "bound to PUs" : "not bound (--no-bind), PUs",
                      p.cpus, p.threads, p.threads == 1 ? "" : "s");
+        const size_t at = strlen(line);
+        snprintf(line + at, sizeof line - at, ", waits %s", p.wait_rest ? "rest" : "poll");
         if (c->rank == 0) all = malloc(sizeof line * (size_t)c->size);
         ra_status st = ra_gather(line, sizeof line, MPI_CHAR, all, sizeof line, MPI_CHAR, 0, c->comm,
                                  "the placement lines");

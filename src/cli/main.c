@@ -201,8 +201,10 @@ int main(int argc, char **argv)
     ra_watchdog_init(c.comm);
 
     /* on every rank: the hosts of a job may differ in what their CPUs run */
-    const char *isa_problem = ra_kernel_isa_problem();
-    ra_status st = isa_problem ? RA_FAIL(RA_ERR_ARG, "%s", isa_problem) : RA_OK;
+    const char *isa_problem = ra_kernel_isa_problem(), *wait_problem = ra_wait_mode_problem();
+    ra_status st = isa_problem    ? RA_FAIL(RA_ERR_ARG, "%s", isa_problem)
+                   : wait_problem ? RA_FAIL(RA_ERR_ARG, "%s", wait_problem)
+                                  : RA_OK;
     st = ra_agree(c.comm, st);
     if (st == RA_OK) st = same_command_line(&c, argc, argv);
     if (st == RA_OK) st = ra_llama_given_advice(run(&c, argc - 1, argv + 1), argc - 1, argv + 1);

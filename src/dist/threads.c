@@ -45,6 +45,36 @@ static int count_cores(hwloc_topology_t topo)
 
 static int g_placed_cores; /* the last ra_place's node_cores (0: none yet) */
 
+/* RINGATTN_WAIT, how waiting ranks pass the time: "rest" where the cores
+ * are shared in a way ringattn cannot see (other jobs on the node, or
+ * several jobs at once), "poll" to keep polling even on shared cores,
+ * "auto" or unset: rest when the node has more ranks than cores.
+ * 1 rest, 0 poll, -1 auto, -2 none of these. */
+static int wait_mode(void)
+{
+    const char *v = getenv("RINGATTN_WAIT");
+    if (!v || !*v || !strcmp(v, "auto")) return -1;
+    if (!strcmp(v, "rest")) return 1;
+    if (!strcmp(v, "poll")) return 0;
+    return -2;
+}
+
+const char *ra_wait_mode_problem(void)
+{
+    static char msg[200];
+    if (wait_mode() != -2) return NULL;
+    /* the value as a message shows it: 40 bytes at most, one line, no
+     * terminal escapes */
+    const char *v = getenv("RINGATTN_WAIT");
+    char shown[48];
+    size_t n = 0;
+    for (; v[n] && n < 40; n++) shown[n] = v[n] >= 0x20 && v[n] < 0x7f ? v[n] : '?';
+    snprintf(shown + n, sizeof shown - n, "%s", v[n] ? "..." : "");
+    snprintf(msg, sizeof msg, "RINGATTN_WAIT='%s' is not auto, rest or poll (how a waiting rank passes the time)",
+             shown);
+    return msg;
+}
+
 int ra_node_cores(void)
 {
     if (g_placed_cores > 0) return g_placed_cores; /* the launcher's cores, as placed */
@@ -114,7 +144,9 @@ void ra_place(MPI_Comm comm, int bind, int threads, ra_placement *p)
     p->hw_cores = all;
     g_placed_cores = p->node_cores;
     p->oversubscribed = p->local_ranks > p->node_cores;
-    ra_set_wait_rest(p->oversubscribed);
+    const int mode = wait_mode();
+    p->wait_rest = mode >= 0 ? mode : p->oversubscribed;
+    ra_set_wait_rest(p->wait_rest);
     snprintf(p->cpus, sizeof p->cpus, "any");
     int first = 0; /* this rank's first core among the usable ones */
     if (!p->oversubscribed) {

@@ -628,6 +628,7 @@ done
 # ---- 7. placement: cores split among ranks, bound, reported; oversubscription warned --
 
 small=(bench attn -b 64 -e 64 -n 1 -w 0 -c 0 -H 2 -D 16)
+export RINGATTN_WAIT=auto # what a user's run gets (lib_cli.sh sets rest); back to rest below
 mpi 1 "${small[@]}" --verbose
 cores=$(grep -o '^placement: rank 0/1 on [^ ]* (local 0/1, [0-9]* cores*' out | grep -o '[0-9]* cores*' | awk '{print $1}')
 why=""
@@ -647,11 +648,27 @@ mpi $((cores + 1)) "${small[@]}" --verbose -t 1
 why=""
 [ "$(grep -c "^ringattn: warning: .*: $((cores + 1)) ranks on $cores cores (oversubscribed)" err)" -eq 1 ] ||
     why+="expected one oversubscription warning: $(cat err); "
-[ "$(grep -c 'not bound, 1 thread$' out)" -eq $((cores + 1)) ] || why+="$(grep placement out); "
-report "$((cores + 1)) ranks on $cores cores: one warning, not bound, 1 thread each" "$why"
+[ "$(grep -c 'not bound, 1 thread, waits rest$' out)" -eq $((cores + 1)) ] || why+="$(grep placement out); "
+report "$((cores + 1)) ranks on $cores cores: one warning, not bound, 1 thread each, waits rest" "$why"
+RINGATTN_WAIT=poll mpi $((cores + 1)) "${small[@]}" --verbose -t 1
+why=""
+[ "$(grep -c 'not bound, 1 thread, waits poll$' out)" -eq $((cores + 1)) ] || why+="$(grep placement out); "
+report "RINGATTN_WAIT=poll: oversubscribed ranks poll" "$why"
 mpi 1 "${small[@]}" --verbose -t 3
-grep -q 'bound to PUs .*, 3 threads$' out
-report "-t 3 overrides the thread count" "$([ $? -eq 0 ] || grep placement out)"
+grep -q 'bound to PUs .*, 3 threads, waits poll$' out
+report "-t 3 overrides the thread count; a rank with its own cores polls" "$([ $? -eq 0 ] || grep placement out)"
+RINGATTN_WAIT=rest mpi 1 "${small[@]}" --verbose
+grep -q 'bound to PUs .*, waits rest$' out
+report "RINGATTN_WAIT=rest: a rank with its own cores rests" "$([ $? -eq 0 ] || grep placement out)"
+for v in bogus Rest " rest" "rest,poll"; do
+    RINGATTN_WAIT=$v fails "RINGATTN_WAIT='$v': refused, naming it" 2 "RINGATTN_WAIT='$v' is not auto, rest or poll" -- \
+        "${small[@]}"
+done
+# a huge value, and one with a newline and an escape: one line, 40 bytes, '?' for the rest
+RINGATTN_WAIT=$(head -c 100000 /dev/zero | tr '\0' w) fails "RINGATTN_WAIT of 100000 bytes refused" 2 \
+    "RINGATTN_WAIT='w{40}\.\.\.' is not" -- "${small[@]}"
+RINGATTN_WAIT=$'rest\n\033[2J' fails "RINGATTN_WAIT with a newline and an escape: one line" 2 \
+    "RINGATTN_WAIT='rest\?\?\[2J' is not" -- "${small[@]}"
 mpi 1 "${small[@]}" --verbose --no-bind
 grep -q 'not bound (--no-bind)' out
 report "--no-bind leaves the binding alone" "$([ $? -eq 0 ] || grep placement out)"
@@ -662,19 +679,20 @@ if [ "$cores" -ge 2 ]; then
     OMPI_MCA_odls_base_sigkill_timeout=0 timeout "$TMO" "$MPIRUN" --cpu-set "$last" -n 1 "$RA" "${small[@]}" --verbose \
         >out 2>err </dev/null
     report "mpirun --cpu-set $last: the rank keeps PU $last (1 core, 1 thread)" \
-        "$(status $?)$(grep -q "(local 0/1, 1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "(local 0/1, 1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread, waits poll$" out || grep placement out)"
     taskset -c "$last" timeout "$TMO" "$MPIRUN" --bind-to none -n 1 "$RA" "${small[@]}" --verbose >out 2>err </dev/null
     report "taskset -c $last mpirun --bind-to none: the rank keeps PU $last" \
-        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread, waits poll$" out || grep placement out)"
     taskset -c "$last" timeout "$TMO" "$RA" "${small[@]}" --verbose >out 2>err </dev/null
     report "taskset -c $last ringattn (no launcher): keeps PU $last" \
-        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread$" out || grep placement out)"
+        "$(status $?)$(grep -q "1 core): cores [0-9]*-[0-9]*, bound to PUs $last, 1 thread, waits poll$" out || grep placement out)"
     OMPI_MCA_odls_base_sigkill_timeout=0 timeout "$TMO" "$MPIRUN" --bind-to core -n 1 "$RA" "${small[@]}" --verbose \
         >out 2>err </dev/null
     report "mpirun --bind-to core -n 1: one core, and a note that --bind-to none gives all $cores" \
-        "$(status $?)$(grep -q '1 core): cores [0-9]*-[0-9]*, bound to PUs [0-9]*, 1 thread$' out || grep placement out)$(
+        "$(status $?)$(grep -q '1 core): cores [0-9]*-[0-9]*, bound to PUs [0-9]*, 1 thread, waits poll$' out || grep placement out)$(
         grep -q "note: .*mpirun --bind-to core gave this node's 1 rank 1 of its $cores cores, and ringattn keeps to them" err || cat err)"
 fi
+export RINGATTN_WAIT=rest
 
 # RINGATTN_ISA (include/ringattn/isa.h): a level this build cannot run is
 # refused on every rank, reported once, before any work; empty means unset.
