@@ -10,7 +10,7 @@ CONFIGS=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} # skip probing psm/ofi/ucx (tests/meson.build)
-export PMIX_MCA_gds=${PMIX_MCA_gds:-hash} HWLOC_COMPONENTS=${HWLOC_COMPONENTS:--pci,-linuxio} # cheaper launches (tests/meson.build)
+export PMIX_MCA_gds=${PMIX_MCA_gds:-hash} HWLOC_COMPONENTS=${HWLOC_COMPONENTS:--pci,-linuxio} # cheaper launches (lib_cli.sh)
 export RINGATTN_WAIT=${RINGATTN_WAIT:-rest} # (lib_cli.sh)
 HERE=$(cd "$(dirname "$0")" && pwd) # ckpt_poke.py
 PYTHON=$(command -v python3 || echo /usr/bin/python3)
