@@ -669,6 +669,19 @@ RINGATTN_WAIT=$(head -c 100000 /dev/zero | tr '\0' w) fails "RINGATTN_WAIT of 10
     "RINGATTN_WAIT='w{40}\.\.\.' is not" -- "${small[@]}"
 RINGATTN_WAIT=$'rest\n\033[2J' fails "RINGATTN_WAIT with a newline and an escape: one line" 2 \
     "RINGATTN_WAIT='rest\?\?\[2J' is not" -- "${small[@]}"
+# a bad value on one rank only (rank 1): that rank names it, every rank ends (status 1, which
+# wrap.sh records: mpirun itself exits 0), no hang
+rm -rf rc && mkdir rc
+LAST="mpirun -n 1 ringattn ... : -n 1 env RINGATTN_WAIT=bad ringattn ..."
+launch 1 bash "$T/wrap.sh" "$T/rc" "$RA" "${small[@]}" : -n 1 env RINGATTN_WAIT=bad bash "$T/wrap.sh" "$T/rc" \
+    "$RA" "${small[@]}" >out 2>err </dev/null
+rc=$?
+why=""
+[ "$rc" -eq 124 ] && why+="timed out after ${TMO}s (a rank hung); "
+for r in 0 1; do [ "$(cat "rc/$r" 2>/dev/null)" = 1 ] || why+="rank $r exited '$(cat "rc/$r" 2>/dev/null)', expected 1; "; done
+[ "$(grep -c "^\[rank 1/2\] ringattn: error: RINGATTN_WAIT='bad' is not auto, rest or poll" err)" -eq 1 ] ||
+    why+="rank 1 did not name it once: $(grep -m2 ringattn err); "
+report "RINGATTN_WAIT=bad on rank 1 only: rank 1 names it, both ranks exit 1" "$why"
 mpi 1 "${small[@]}" --verbose --no-bind
 grep -q 'not bound (--no-bind)' out
 report "--no-bind leaves the binding alone" "$([ $? -eq 0 ] || grep placement out)"
