@@ -11,6 +11,8 @@
 #ifndef RINGATTN_STATUS_H
 #define RINGATTN_STATUS_H
 
+#include <stddef.h>
+
 /* The longest error message kept (two paths of PATH_MAX and the reason fit);
  * a buffer that copies ra_last_error() to build on it has this size too. */
 #define RA_ERROR_MAX 10240
@@ -45,6 +47,11 @@ const char *ra_last_error(void);       /* "" when none */
 const char *ra_last_error_where(void); /* "src/core/npy.c:120" */
 const char *ra_status_name(ra_status s);
 void ra_clear_error(void);
+/* A user's value (an environment variable, a name from a file) as an
+ * error message shows it: at most max bytes, each byte outside printable
+ * ASCII as '?' (no stray escape or newline in the error line), "..." when
+ * cut. out holds at least max + 4 bytes. Returns out. */
+const char *ra_shown(char *out, const char *in, size_t max);
 
 /* For bugs only: print file:line, the failed condition and a hint, abort. */
 #define RA_ASSERT(cond, hint)                                                 \

@@ -39,6 +39,17 @@ const char *ra_status_name(ra_status s)
     return "unknown status";
 }
 
+const char *ra_shown(char *out, const char *in, size_t max)
+{
+    size_t n = 0;
+    for (; in[n] && n < max; n++) {
+        const unsigned char ch = (unsigned char)in[n];
+        out[n] = ch >= 0x20 && ch < 0x7F ? (char)ch : '?';
+    }
+    snprintf(out + n, 4, "%s", in[n] ? "..." : "");
+    return out;
+}
+
 void ra_assert_fail(const char *file, int line, const char *cond, const char *hint)
 {
     fprintf(stderr, "ringattn: internal error at %s:%d: %s (%s)\n", file, line, cond, hint);

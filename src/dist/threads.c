@@ -63,15 +63,9 @@ const char *ra_wait_mode_problem(void)
 {
     static char msg[200];
     if (wait_mode() != -2) return NULL;
-    /* the value as a message shows it: 40 bytes at most, one line, no
-     * terminal escapes */
-    const char *v = getenv("RINGATTN_WAIT");
-    char shown[48];
-    size_t n = 0;
-    for (; v[n] && n < 40; n++) shown[n] = v[n] >= 0x20 && v[n] < 0x7f ? v[n] : '?';
-    snprintf(shown + n, sizeof shown - n, "%s", v[n] ? "..." : "");
+    char shown[40 + 4];
     snprintf(msg, sizeof msg, "RINGATTN_WAIT='%s' is not auto, rest or poll (how a waiting rank passes the time)",
-             shown);
+             ra_shown(shown, getenv("RINGATTN_WAIT"), 40));
     return msg;
 }
 

@@ -13,6 +13,7 @@
 #include "heads/combiner_logsparse.h"
 #include "ringattn/attn.h"
 #include "ringattn/layers.h"
+#include "ringattn/status.h"
 
 static char g_problem[256];
 
@@ -23,15 +24,11 @@ static const char *requested(void)
     return want && *want ? want : NULL;
 }
 
-/* want as a message shows it: at most 64 bytes, each byte outside printable
- * ASCII as '?' (a stray escape or newline stays out of the error line) */
+/* want as a message shows it: 64 bytes at most (ra_shown) */
 static const char *shown(const char *want)
 {
-    static char buf[72];
-    size_t n = 0;
-    for (; want[n] && n < 64; n++) buf[n] = want[n] >= 0x20 && want[n] < 0x7f ? want[n] : '?';
-    snprintf(buf + n, sizeof buf - n, "%s", want[n] ? "..." : "");
-    return buf;
+    static char buf[64 + 4];
+    return ra_shown(buf, want, 64);
 }
 
 #if !RA_KERNEL_DISPATCH
