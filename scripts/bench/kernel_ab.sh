@@ -84,10 +84,12 @@ objects() { # DIR SUFFIX OUT-PREFIX: DIR's attn.c and tile_gemm.c as OUT-PREFIX{
 }
 objects "$SRC/src/kernels" _ab_a "$T/a_"
 objects "$T/b" _ab_b "$T/b_"
-# the 20 entries used last, and no half-made one of a run stopped an hour ago
+# the 20 entries used last, and no half-made one of a run stopped an hour ago;
+# only names this script makes (32 hex digits): a cache that is a symlink to
+# some other directory keeps everything else in it
 if [ -d "$CACHE" ]; then
     # shellcheck disable=SC2012
-    ls -t "$CACHE" | tail -n +21 | while read -r old; do rm -rf "${CACHE:?}/$old"; done
+    ls -t "$CACHE" | grep -xE '[0-9a-f]{32}' | tail -n +21 | while read -r old; do rm -rf "${CACHE:?}/$old"; done
     find "$CACHE" -maxdepth 1 -name '.new.*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 fi
 cc "$SRC/scripts/bench/kernel_ab.c" "$T"/a_*.o "$T"/b_*.o "$LIB" "${LIBS[@]}" -Wl,-rpath,"$BLAS_DIR" -o "$T/kernel_ab"

@@ -5,7 +5,8 @@
 # copy B runs forward and backward, prints its row and passes its check
 # (outputs bitwise A's: the same code); a B whose softmax rescale is off by
 # 0.1 % fails the check (exit 1, FAIL) and passes with --no-check (exit 0);
-# an object cache that is a file, a dangling symlink or a FIFO is left alone.
+# an object cache that is a file, a dangling symlink, a FIFO, a link to an
+# unwritable directory or to a folder of other files is left alone.
 set -u
 # before lib_cli.sh moves into its temporary directory
 AB=$(cd "$(dirname "$0")/../../scripts/bench" && pwd)/kernel_ab.sh
@@ -53,19 +54,24 @@ report "a copy 0.1 % off with --no-check: exit 0" "$(row 0 - wrong -L 1024 -H 2 
 # library linked in, so the real build's cache is not touched.)
 mkdir -p fake/src && ln -s "$BUILD/src/libringattn.a" fake/src/libringattn.a
 echo keep >cachefile
-for kind in file symlink fifo; do
+mkdir other && for i in $(seq 25); do echo "$i" >"other/f$i"; done
+for kind in file symlink fifo unwritable other; do
     rm -rf fake/kernel_ab-cache
     case $kind in
     file) cp cachefile fake/kernel_ab-cache ;;
     symlink) ln -s "$T/nowhere/cache" fake/kernel_ab-cache ;;
     fifo) mkfifo fake/kernel_ab-cache ;;
+    unwritable) ln -s /proc/self fake/kernel_ab-cache ;; # a directory even root cannot write in
+    other) ln -s "$T/other" fake/kernel_ab-cache ;;       # a folder of someone else's files
     esac
     why=$(BUILD=$T/fake row 0 OK same -L 256 -H 1 -r 2)
-    report "kernel_ab-cache a $kind: runs without the cache, the $kind left as it was" "$why$(
+    report "kernel_ab-cache ($kind): runs, the cache or what it points to left as it was" "$why$(
         case $kind in
         file) cmp -s cachefile fake/kernel_ab-cache || echo 'the file changed' ;;
         symlink) [ -L fake/kernel_ab-cache ] && [ ! -e "$T/nowhere" ] || echo 'the link or its target changed' ;;
         fifo) [ -p fake/kernel_ab-cache ] || echo 'the FIFO is gone' ;;
+        unwritable) [ "$(readlink fake/kernel_ab-cache)" = /proc/self ] || echo 'the link changed' ;;
+        other) [ "$(ls other | grep -c '^f')" -eq 25 ] || echo "the folder's files: $(ls other | grep -c '^f') of 25 left" ;;
         esac)"
 done
 finish
