@@ -23,6 +23,7 @@
 #define RA_MAX_BATCH (1 << 20) /* train.batch, train.accum and run.dp at most */
 #define RA_NAME_MAX 64
 #define RA_PATH_MAX 1024
+#define RA_CFG_WHERE_MAX 320 /* "file:line" or "--set 'a=b'" in messages */
 #define RA_WARM_MAX_VOCAB 4096 /* warm starts count vocab x vocab pairs */
 
 typedef struct {
@@ -67,6 +68,10 @@ typedef struct {
      * override; finish refuses N >= layers, then sets exactly the bits of
      * layers 0 .. layers-1 (the layers the canonical text describes). */
     uint64_t layer_given;
+    /* Where the highest layer in layer_given was first configured ("file:line"
+     * or "--set 'layer.N.key=v'"): what finish names when that layer is beyond
+     * model.layers. Cleared by finish (finished configs compare equal). */
+    char layer_given_at[RA_CFG_WHERE_MAX];
     /* [train] */
     int steps;
     int batch;          /* sequences per optimizer step */
@@ -138,7 +143,7 @@ ra_status ra_config_check_run(const ra_config *cfg, const char *from);
 int ra_config_int_range(const char *key, int *lo, int *hi);
 /* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
  * of memory). For a finished config, defaults + parsing it back gives an
- * identical struct (memcmp). */
+ * identical struct (memcmp) but for layer_given_at, which finish clears. */
 char *ra_config_text(const ra_config *cfg);
 
 #endif

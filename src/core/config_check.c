@@ -274,11 +274,14 @@ ra_status ra_config_check_run(const ra_config *c, const char *from)
 ra_status ra_config_finish(ra_config *cfg)
 {
     RA_TRY(check_ranges(cfg));
-    for (int n = cfg->layers; n < RA_MAX_LAYERS; n++)
-        if (cfg->layer_given >> n & 1)
-            return RA_FAIL(RA_ERR_ARG,
-                           "[layer.%d] configures layer %d, but model.layers = %d (layers are 0 to %d)",
-                           n, n, cfg->layers, cfg->layers - 1);
+    if (cfg->layers < RA_MAX_LAYERS && cfg->layer_given >> cfg->layers) {
+        int n = 63 - __builtin_clzll(cfg->layer_given); /* the highest: layer_given_at names it */
+        if (cfg->layer_given_at[0])
+            return RA_FAIL(RA_ERR_ARG, "%s: layer %d is beyond model.layers = %d (layers are 0 to %d): raise "
+                           "model.layers or remove it", cfg->layer_given_at, n, cfg->layers, cfg->layers - 1);
+        return RA_FAIL(RA_ERR_ARG, "[layer.%d] configures layer %d, but model.layers = %d (layers are 0 to %d)", n,
+                       n, cfg->layers, cfg->layers - 1);
+    }
     ra_config *c = malloc(sizeof *c);
     if (!c) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the config");
     memcpy(c, cfg, sizeof *c);
@@ -292,6 +295,7 @@ ra_status ra_config_finish(ra_config *cfg)
         for (int n = c->layers; n < RA_MAX_LAYERS; n++) ra_cfg_layer_defaults(&c->layer[n]);
         ra_cfg_resolve_ids(c);
         c->layer_given = c->layers >= 64 ? UINT64_MAX : (UINT64_C(1) << c->layers) - 1;
+        memset(c->layer_given_at, 0, sizeof c->layer_given_at);
         memcpy(cfg, c, sizeof *cfg);
     }
     free(c);

@@ -74,7 +74,7 @@ static ra_status parse_header(parser *p, char *t)
         p->sec = SEC_NONE;
         return ra_cfg_unknown_section(p->where, name, found, p->layer);
     }
-    if (p->sec == SEC_LAYER) p->cfg->layer_given |= UINT64_C(1) << p->layer;
+    if (p->sec == SEC_LAYER) ra_cfg_mark_layer(p->cfg, p->layer, p->where);
     return RA_OK;
 }
 

@@ -21,7 +21,7 @@
 #include "ringattn/config.h"
 
 #define LINE_MAX_CHARS 4096 /* longer lines are refused, not split */
-#define WHERE_MAX 320       /* "file:line" or "--set 'a=b'" */
+#define WHERE_MAX RA_CFG_WHERE_MAX
 #define QUAL_MAX 96         /* "layer.63.precond_lambda" */
 
 typedef enum { T_INT, T_U64, T_FLOAT, T_BOOL, T_STRING, T_ENUM } key_type;
@@ -71,6 +71,8 @@ void ra_cfg_format_value(const key_spec *k, const void *base, char *out, size_t 
 /* "WHERE: QUAL = 'V' PROBLEM (allowed: ...)" */
 ra_status ra_cfg_bad_value(const char *where, const char *qual, const key_spec *k, const char *v,
                            const char *problem);
+/* Mark layer as configured where (layer_given, layer_given_at). */
+void ra_cfg_mark_layer(ra_config *cfg, int layer, const char *where);
 /* Store value v of key k (section sec, layer for SEC_LAYER) in cfg.
  * [layers] skips the layers whose key a [layer.N] of the same text set
  * (explicit: bit k of explicit[N]; NULL outside a parse). */

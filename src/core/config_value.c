@@ -223,6 +223,15 @@ ra_status ra_cfg_apply(ra_config *cfg, int sec, int layer, const key_spec *k, co
     }
     RA_TRY(set_field(k, &cfg->layer[layer], v, where, qual));
     if (explicit) explicit[layer] |= bit;
-    cfg->layer_given |= UINT64_C(1) << layer;
+    ra_cfg_mark_layer(cfg, layer, where);
     return RA_OK;
+}
+
+/* Only the highest layer's place is kept: when any configured layer is
+ * beyond model.layers, the highest is, and one place is enough to fix. */
+void ra_cfg_mark_layer(ra_config *cfg, int layer, const char *where)
+{
+    if (cfg->layer_given >> layer == 0) /* neither this layer nor a higher one yet */
+        snprintf(cfg->layer_given_at, sizeof cfg->layer_given_at, "%s", where);
+    cfg->layer_given |= UINT64_C(1) << layer;
 }

@@ -142,8 +142,9 @@ static void test_finish_errors(void **state)
     expect_finish_error(SETS("data.recall_keys=9"), "data.recall_keys = 9", "at most 8");
     expect_finish_error(SETS("model.vocab=200"), "data.recall_keys = 8", "model.vocab = 200");
     expect_finish_error(SETS("model.vocab=255"), "model.vocab = 255", ">= 256");
-    expect_finish_error(SETS("layer.5.span=3"), "[layer.5]", "model.layers = 2");
-    expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"), "[layer.2]", NULL);
+    expect_finish_error(SETS("layer.5.span=3"), "--set 'layer.5.span=3': layer 5 is beyond", "model.layers = 2");
+    expect_finish_error(SETS("layer.2.precond=rownorm", "model.layers=2"),
+                        "--set 'layer.2.precond=rownorm': layer 2 is beyond", NULL);
     /* warm starts: the explicit head needs non-negative features and its own matrix */
     expect_finish_error(SETS("model.head_init=explicit", "model.tie_embeddings=0"), "model.head_init = explicit",
                         "model.embed_init = bitcipher or cooc");
@@ -183,16 +184,24 @@ static void test_finish_errors(void **state)
     finish_ok(c);
     free(c);
 
-    /* [layer.N] of a text beyond model.layers: the section is named, and a
-     * later model.layers override can make it valid */
+    /* [layer.N] of a text beyond model.layers: the highest such section is
+     * named by file:line (its first header), and a later model.layers
+     * override can make it valid */
     c = new_defaults();
-    parse_ok(c, "[layer.3]\nspan = 4\n[model]\nlayers = 3\n");
+    parse_ok(c, "[layer.3]\nspan = 4\n[layer.5]\nrow = 2\n[layer.4]\n[layer.5]\nspan = 2\n[model]\nlayers = 3\n");
     assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
-    assert_contains(ra_last_error(), "[layer.3]");
-    assert_contains(ra_last_error(), "model.layers = 3");
-    set_ok(c, "model.layers=4");
+    assert_contains(ra_last_error(), "t.ini:3: layer 5 is beyond model.layers = 3 (layers are 0 to 2)");
+    set_ok(c, "model.layers=6");
     finish_ok(c);
     assert_int_equal(c->layer[3].span, 4);
+    assert_int_equal(c->layer[5].span, 2);
+    assert_string_equal(c->layer_given_at, ""); /* finished configs compare equal */
+    /* ... an override beyond them is named as given; one within them is not */
+    set_ok(c, "layer.2.span=8");
+    set_ok(c, "layer.9.span=4");
+    set_ok(c, "layer.7.span=4");
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "--set 'layer.9.span=4': layer 9 is beyond model.layers = 6");
     free(c);
 
     /* values written by code, not text, are checked against the schema */
@@ -221,6 +230,15 @@ static void assert_round_trip(const ra_config *a)
     assert_non_null(text);
     ra_config *b = new_defaults();
     if (ra_config_parse(b, text, "canonical") != RA_OK) fail_msg("%s\n%s", ra_last_error(), text);
+    char last[64];
+    snprintf(last, sizeof last, "\n[layer.%d]\n", a->layers - 1); /* the highest layer's header */
+    assert_non_null(strstr(text, last));
+    int line = 1;
+    for (const char *t = text; t <= strstr(text, last); t++) line += *t == '\n';
+    char at[64];
+    snprintf(at, sizeof at, "canonical:%d", line);
+    assert_string_equal(b->layer_given_at, at);
+    memset(b->layer_given_at, 0, sizeof b->layer_given_at);
     assert_memory_equal(a, b, sizeof *a);
     finish_ok(b);
     assert_memory_equal(a, b, sizeof *a);
