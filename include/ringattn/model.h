@@ -61,12 +61,19 @@ typedef struct ra_model ra_model;
 /* micro_batch: sequences per forward/backward call. */
 ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm);
 void ra_model_destroy(ra_model *m);
+/* The same model without what only training needs: no gradients (as many
+ * floats as the parameters) and no backward scratch, for eval and generate.
+ * ra_model_step refuses a backward on it; ra_model_grads is NULL. */
+ra_status ra_model_create_inference(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm);
 /* Bytes of the block ra_model_create would allocate on rank `rank` of P
  * (its one plan: parameters, gradients, activations, scratch; not the
  * heads' own buffers), and the parameter count. Pure: no MPI, no
  * allocation of the block (the cost model, costmodel.h, reads it). */
 ra_status ra_model_plan_bytes(const ra_config *cfg, int micro_batch, int P, int rank, size_t *bytes,
                               size_t *nparams);
+/* The same for ra_model_create_inference when inference is 1. */
+ra_status ra_model_plan_bytes_as(const ra_config *cfg, int micro_batch, int P, int rank, int inference,
+                                 size_t *bytes, size_t *nparams);
 
 const ra_param_layout *ra_model_layout(const ra_model *m);
 float *ra_model_params(ra_model *m);

@@ -25,6 +25,8 @@
 #ifndef RINGATTN_THREADS_H
 #define RINGATTN_THREADS_H
 
+#include "ringattn/status.h"
+
 /* Threads for ringattn's loops and for OpenBLAS outside parallel regions. */
 void ra_threads_set(int n);
 int ra_threads(void);
@@ -32,6 +34,16 @@ int ra_threads(void);
 /* OpenBLAS single-threaded between begin and end (nesting counts). */
 void ra_blas_serial_begin(void);
 void ra_blas_serial_end(void);
+
+/* Make OpenBLAS take now the GEMM buffers the current thread counts can
+ * use at once (128 MiB of address space each, mostly never touched), so
+ * that a memory limit met later fails one of ringattn's own allocations by
+ * name: OpenBLAS itself retries a failed mapping forever. RA_ERR_NOMEM,
+ * naming the size, when the address space is not there. Call it after
+ * ra_threads_set and before large allocations; again after raising the
+ * counts. At most RA_BLAS_CLAIM_MAX buffers. */
+#define RA_BLAS_CLAIM_MAX 1024
+ra_status ra_blas_claim(void);
 
 /* The loaded OpenBLAS's threading: "OpenMP", "pthreads" or "sequential". */
 const char *ra_blas_threading(void);

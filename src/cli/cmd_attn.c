@@ -21,6 +21,7 @@
 #include "ringattn/layers.h"
 #include "ringattn/names.h"
 #include "ringattn/ring.h"
+#include "ringattn/threads.h"
 
 static const char *help =
     "usage: mpirun -n P ringattn attn --q Q.npy --k K.npy --v V.npy --out O.npy [options]\n"
@@ -511,6 +512,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, cha
     RA_TRY(ra_agree(c->comm, ra_arg_cmd("attn", check_shapes(&S->q, &S->k, &S->v, a->seg ? &S->seg : NULL,
                                                              a->dout ? &S->dout : NULL, c->size, &s))));
     int threads = ra_set_threads(c, a->threads, "--threads");
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("attn", ra_blas_claim()))); /* before the head's buffers (threads.h) */
     ra_head_opts ho = { .ring = { .B = s.B, .H = s.H, .Hkv = s.Hkv, .D = s.D, .L = s.L, .scale = a->scale,
                                   .causal = a->causal, .layout = a->layout, .chunk = a->chunk },
                         .layer = &a->layer };

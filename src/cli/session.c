@@ -12,6 +12,7 @@
 #include "ringattn/fileio.h"
 #include "ringattn/mem.h"
 #include "ringattn/reduce_scatter.h"
+#include "ringattn/threads.h"
 #include "ringattn/trace.h"
 
 #define SET_AND_THREADS                                                                                     \
@@ -422,7 +423,9 @@ static ra_status open_all(const ra_cli *c, ra_session *s, const ra_config *cfg, 
     ra_set_peer_timeout(cfg->timeout);
     RA_TRY(ra_grid_create(c->comm, cfg->dp, &s->grid));
     if (with_optim && c->verbose) RA_TRY(ra_grid_print(&s->grid));
-    RA_TRY(ra_model_create(&s->model, cfg, micro, s->grid.ring));
+    RA_TRY(ra_blas_claim()); /* before the model: a memory limit then fails by name, never spins in OpenBLAS */
+    /* without an optimizer (eval, generate) no gradients: half the memory of the parameters less */
+    RA_TRY((with_optim ? ra_model_create : ra_model_create_inference)(&s->model, cfg, micro, s->grid.ring));
     int64_t Lr = ra_model_local_len(s->model);
     if (with_optim) RA_TRY(open_shards(c, s));
     RA_TRY(ra_data_open_as(&s->data, cfg, ra_model_positions(s->model), Lr, data_what ? data_what : "data.path"));

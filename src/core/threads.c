@@ -2,13 +2,55 @@
 #include "ringattn/threads.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static int nthreads = 1;
 static int blas_threads = 1; /* OpenBLAS outside serial regions */
 static int serial_depth;     /* ra_blas_serial_begin nesting, main thread only */
+
+/* OpenBLAS (0.3.21, OpenMP build) gives each of its threads a GEMM buffer
+ * of 128 MiB of address space (when it loads, and when its thread count is
+ * raised), and keeps a pool of such buffers for the threads that call it:
+ * one for each call in progress (a GEMM on all threads from one caller, or
+ * a serial GEMM from each of ours in a parallel region). When mapping a
+ * buffer fails, OpenBLAS tries again forever: a rank spun at 100 % of a
+ * core under `ulimit -v` (an eval of a 100M-parameter model hung with
+ * 1.1 GB, failed cleanly with 1.0 and ran with 1.2; --threads 16 hung in
+ * openblas_set_num_threads with 2 GB; vm.overcommit_memory = 2 fails
+ * mappings alike). So every buffer OpenBLAS will map is tried first here,
+ * mapped and released: a thread count without the space is not given to
+ * OpenBLAS (ra_threads_set), and ra_blas_claim fills the pool before the
+ * model's buffers; both report too little as an error by name. Running out
+ * later is then one of our own allocations, which fail by name too. */
+enum { BLAS_BUFFER_BYTES = (128 << 20) + 4096 }; /* + its malloc fallback's alignment */
+static int blas_buffers;  /* OpenBLAS threads with a buffer: the most it has had (0: not read yet) */
+static int blas_short_of; /* a thread count refused for want of space (0: none) */
+static int pool_claimed;  /* pool buffers ra_blas_claim made OpenBLAS take */
+
+/* Whether n more buffers could be mapped now. */
+static int space_for(int n)
+{
+    const size_t bytes = (size_t)n * BLAS_BUFFER_BYTES;
+    void *space = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (space == MAP_FAILED) return 0;
+    munmap(space, bytes);
+    return 1;
+}
+
+/* whose: "its %d threads" or "the %d threads that call it at once" */
+static ra_status no_space(const char *whose, int threads, int buffers)
+{
+    char who[64];
+    snprintf(who, sizeof who, whose, threads);
+    return RA_FAIL(RA_ERR_NOMEM, "OpenBLAS needs a GEMM buffer for each of %s: %d MiB more of address space (mostly "
+                   "never touched), and the process cannot map them: raise the memory limit (ulimit -v, a "
+                   "scheduler's virtual-memory limit) or give fewer threads (--threads)", who, buffers * 128);
+}
 
 /* OPENBLAS_NUM_THREADS is the user's choice for OpenBLAS: kept, never
  * silently replaced by the rank's count. */
@@ -23,8 +65,31 @@ void ra_threads_set(int n)
 {
     nthreads = n > 0 ? n : 1;
     blas_threads = blas_from_env() ? blas_from_env() : nthreads;
+    if (!blas_buffers) blas_buffers = openblas_get_num_threads(); /* what it loaded with */
+    blas_short_of = 0;
+    if (blas_threads > blas_buffers) {
+        if (space_for(blas_threads - blas_buffers)) blas_buffers = blas_threads;
+        else blas_short_of = blas_threads, blas_threads = blas_buffers; /* ra_blas_claim says so */
+    }
     omp_set_num_threads(nthreads);
     if (serial_depth == 0) openblas_set_num_threads(blas_threads);
+}
+
+ra_status ra_blas_claim(void)
+{
+    if (blas_short_of) return no_space("its %d threads", blas_short_of, blas_short_of - blas_buffers);
+    const int want = nthreads < RA_BLAS_CLAIM_MAX ? nthreads : RA_BLAS_CLAIM_MAX; /* one per caller at once */
+    if (want <= pool_claimed) return RA_OK;
+    void *(*pool_alloc)(int) = (void *(*)(int))dlsym(RTLD_DEFAULT, "blas_memory_alloc");
+    void (*pool_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "blas_memory_free");
+    if (!pool_alloc || !pool_free) return RA_OK; /* not OpenBLAS's pool: nothing to claim */
+    if (!space_for(want - pool_claimed))
+        return no_space("the %d threads that call it at once", want, want - pool_claimed);
+    void *held[RA_BLAS_CLAIM_MAX];
+    for (int i = 0; i < want; i++) held[i] = pool_alloc(0);
+    for (int i = want - 1; i >= 0; i--) pool_free(held[i]);
+    pool_claimed = want;
+    return RA_OK;
 }
 
 int ra_threads(void) { return nthreads; }

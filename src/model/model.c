@@ -50,16 +50,18 @@ static ra_status logit_rows(int64_t N, int V, int *R)
 }
 
 /* Every buffer of the model, in one plan: the list gives both the total and
- * the pointers. */
+ * the pointers. An inference model has no gradients and no backward
+ * scratch (their pointers stay NULL). */
 static void plan_buffers(ra_model *m, ra_plan *plan)
 {
+    const int train = !m->inference;
     const ra_net *net = &m->net;
     const size_t N = (size_t)m->N, C = net->C, NQ = N * net->H * net->D, NK = N * net->Hkv * net->D;
     const size_t NR = N * net->H, FB = (size_t)net->blk * net->F;
     const size_t wide = (size_t)(net->H > net->Hkv ? net->H : net->Hkv) * net->D;
     RA_PLAN_ADD(plan, m->pos, (size_t)m->Lr);
     RA_PLAN_ADD(plan, m->params, m->lay.total);
-    RA_PLAN_ADD(plan, m->grads, m->lay.total);
+    if (train) RA_PLAN_ADD(plan, m->grads, m->lay.total);
     for (int l = 0; l < net->nl; l++) {
         ra_layer_acts *t = &m->act[l];
         RA_PLAN_ADD(plan, t->x_in, N * C);
@@ -80,15 +82,16 @@ static void plan_buffers(ra_model *m, ra_plan *plan)
     RA_PLAN_ADD(plan, m->logits, (size_t)m->R * net->V);
     RA_PLAN_ADD(plan, m->tok_buf, N * wide);
     RA_PLAN_ADD(plan, m->cat, NQ);
+    RA_PLAN_ADD(plan, m->dx, N * C); /* the forward's residual stream too */
+    RA_PLAN_ADD(plan, m->ffn.a, FB);
+    RA_PLAN_ADD(plan, m->ffn.b, FB);
+    RA_PLAN_ADD(plan, m->ffn.u, FB);
+    if (!train) return;
     RA_PLAN_ADD(plan, m->dq, NQ);
     RA_PLAN_ADD(plan, m->dout, NQ);
     RA_PLAN_ADD(plan, m->dk, NK);
     RA_PLAN_ADD(plan, m->dv, NK);
-    RA_PLAN_ADD(plan, m->dx, N * C);
     RA_PLAN_ADD(plan, m->dh, N * C);
-    RA_PLAN_ADD(plan, m->ffn.a, FB);
-    RA_PLAN_ADD(plan, m->ffn.b, FB);
-    RA_PLAN_ADD(plan, m->ffn.u, FB);
     RA_PLAN_ADD(plan, m->ffn.d, FB);
     RA_PLAN_ADD(plan, m->ffn.e, FB);
 }
@@ -96,12 +99,19 @@ static void plan_buffers(ra_model *m, ra_plan *plan)
 ra_status ra_model_plan_bytes(const ra_config *cfg, int micro_batch, int P, int rank, size_t *bytes,
                               size_t *nparams)
 {
+    return ra_model_plan_bytes_as(cfg, micro_batch, P, rank, 0, bytes, nparams);
+}
+
+ra_status ra_model_plan_bytes_as(const ra_config *cfg, int micro_batch, int P, int rank, int inference,
+                                 size_t *bytes, size_t *nparams)
+{
     *bytes = 0;
     if (micro_batch < 1 || P < 1 || rank < 0 || rank >= P)
         return RA_FAIL(RA_ERR_ARG, "model plan: micro-batch %d, rank %d of %d", micro_batch, rank, P);
     ra_model *m = calloc(1, sizeof *m);
     if (!m) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the model plan");
     m->cfg = *cfg;
+    m->inference = inference;
     m->P = P, m->rank = rank, m->B = micro_batch, m->L = cfg->seq_len;
     m->Lr = ra_layout_count(cfg->layout_id, m->L, P, rank);
     m->N = (int64_t)m->B * m->Lr;
@@ -120,13 +130,14 @@ ra_status ra_model_plan_bytes(const ra_config *cfg, int micro_batch, int P, int 
     return st;
 }
 
-ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm)
+static ra_status create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm, int inference)
 {
     *out = NULL;
     ra_model *m = calloc(1, sizeof *m);
     if (!m) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the model");
     *out = m;
     m->cfg = *cfg;
+    m->inference = inference;
     m->comm = m->gcomm = comm;
     MPI_Comm_size(comm, &m->P);
     MPI_Comm_rank(comm, &m->rank);
@@ -151,7 +162,8 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
 
     ra_plan plan = RA_PLAN_INIT;
     plan_buffers(m, &plan);
-    RA_TRY(ra_plan_alloc(&plan, &m->block, "the model's parameters, gradients and activations"));
+    RA_TRY(ra_plan_alloc(&plan, &m->block, inference ? "the model's parameters and activations"
+                                                     : "the model's parameters, gradients and activations"));
     m->net.w = m->params;
     ra_layout_positions(layout, m->L, m->P, m->rank, m->pos);
 
@@ -162,6 +174,16 @@ ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch,
         RA_TRY(ra_head_create(&m->head[l], &ho, comm));
     }
     return RA_OK;
+}
+
+ra_status ra_model_create(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm)
+{
+    return create(out, cfg, micro_batch, comm, 0);
+}
+
+ra_status ra_model_create_inference(ra_model **out, const ra_config *cfg, int micro_batch, MPI_Comm comm)
+{
+    return create(out, cfg, micro_batch, comm, 1);
 }
 
 void ra_model_destroy(ra_model *m)
@@ -342,6 +364,8 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     const int N = (int)m->N, C = net->C, V = net->V;
     const ra_param_layout *p = &m->lay;
     m->wait = 0;
+    if (backward && m->inference)
+        return RA_FAIL(RA_ERR_INTERNAL, "model: a backward on a model created for inference (no gradients)");
     for (int i = 0; i < N; i++)
         if (tok[i] < 0 || tok[i] >= V)
             return RA_FAIL(RA_ERR_ARG, "token %d at row %d is outside the vocabulary [0, %d)", tok[i], i, V);

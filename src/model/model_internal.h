@@ -55,6 +55,7 @@ struct ra_model {
     ra_net net;
     MPI_Comm comm;
     int P, rank, B;
+    int inference;         /* created without gradients and backward scratch */
     int64_t L, Lr, N;
     int32_t *pos; /* [Lr] */
     ra_param_layout lay;

@@ -84,4 +84,7 @@ void ra_model_init(ra_model *m, uint64_t seed)
     if (p->lm_head != p->emb) fill_normal(w + p->lm_head, C * (size_t)net->V, seed, p->lm_head, std);
 }
 
-void ra_model_zero_grads(ra_model *m) { memset(m->grads, 0, sizeof(float) * m->lay.total); }
+void ra_model_zero_grads(ra_model *m)
+{
+    if (m->grads) memset(m->grads, 0, sizeof(float) * m->lay.total); /* an inference model has none */
+}

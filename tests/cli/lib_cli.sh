@@ -152,7 +152,7 @@ fails() {
         elif [ "$s" -ge 124 ]; then why+="rank $r exited $s (crash or signal); "
         fi
     done
-    c=$(grep -v '^ringattn: warning: .*oversubscribed' err | grep -c 'ringattn')
+    c=$(grep -v '^ringattn: warning: .*\(oversubscribed\|time-share the cores\)' err | grep -c 'ringattn')
     [ "$c" -eq 1 ] || why+="$c ringattn lines on stderr, expected the error reported once; "
     for p in "${pats[@]}"; do
         grep 'ringattn' err | grep -qiE -- "$p" || why+="message lacks /$p/; "

@@ -10,9 +10,10 @@
  *   train  - two AdamW steps (forward + backward + gradient reduction) and a
  *            forward-only evaluation: each loss equals the loss of the same
  *            model on MPI_COMM_SELF (every rank computes the P = 1 reference
- *            itself) within 1e-4 relative.
+ *            itself) within 1e-4 relative; the evaluation on an inference
+ *            model (eval's: no gradients) equals it bit for bit.
  *   decode - (full heads) the trained weights decode greedily from a
- *            prefilled prompt and from a short prompt fed token by token:
+ *            prompt prefilled by an inference model and from a short prompt fed token by token:
  *            after every token the decoder's logits equal the logits at that
  *            position of a one-rank forward over prompt + tokens within 1e-4
  *            normalised (max |diff| / max |ref|), and the greedy token equals
@@ -179,6 +180,18 @@ static ra_status train_eval(const ra_config *cfg, MPI_Comm comm, double *losses,
     for (int s = 0; s < STEPS && st == RA_OK; s++) st = run_batch(m, &opt, cfg, comm, 100 + s, 1, s, &losses[s]);
     if (st == RA_OK) st = run_batch(m, &opt, cfg, comm, 999, 0, 0, &losses[STEPS]);
     ra_adamw_free(&opt);
+    /* eval's model (no gradients): the same evaluation, bit for bit */
+    ra_model *mi = NULL;
+    double li = 0;
+    if (st == RA_OK) st = ra_model_create_inference(&mi, cfg, B, comm);
+    if (st == RA_OK) {
+        memcpy(ra_model_params(mi), ra_model_params(m), sizeof(float) * ra_model_nparams(m));
+        st = run_batch(mi, NULL, cfg, comm, 999, 0, 0, &li);
+    }
+    if (st == RA_OK && li != losses[STEPS])
+        st = RA_FAIL(RA_ERR_INTERNAL, "eval loss %.17g on an inference model, %.17g on the training model", li,
+                     losses[STEPS]);
+    ra_model_destroy(mi);
     return st;
 }
 
@@ -237,7 +250,7 @@ static ra_status decoder_start(ra_decoder **d, const ra_config *cfg, const float
     MPI_Comm_size(comm, &P);
     ra_config c = *cfg; /* the prompt's model; seq_len does not change the parameter layout */
     c.seq_len = prefill || Lp >= P ? Lp : P;
-    RA_TRY(ra_model_create(pm, &c, 1, comm));
+    RA_TRY(ra_model_create_inference(pm, &c, 1, comm)); /* as generate prefills */
     ra_model *m = *pm;
     memcpy(ra_model_params(m), params, sizeof(float) * ra_model_nparams(m));
     RA_TRY(ra_decoder_create(d, cfg, ra_model_params(m), ra_model_layout(m), comm, Lp + NTOK));

@@ -23,6 +23,7 @@
 #include "ringattn/rng.h"
 
 typedef struct {
+    ra_config cfg;
     ra_model *m;
     int32_t *tok, *tgt;
     int B;
@@ -36,8 +37,6 @@ static double loss_at(fixture *f)
     assert_int_equal(ra_model_step(f->m, f->tok, f->tgt, 0, 0.0f, 0, &bs), RA_OK);
     return bs.loss_sum * f->scale;
 }
-
-static void setup_model_pre(fixture *f, const char *ffn, int tied, int kv_heads, const char *precond, float lam);
 
 static void setup_model_pre(fixture *f, const char *ffn, int tied, int kv_heads, const char *precond, float lam)
 {
@@ -68,6 +67,7 @@ static void setup_model_pre(fixture *f, const char *ffn, int tied, int kv_heads,
     if (st != RA_OK) fprintf(stderr, "config: %s\n", ra_last_error());
     assert_int_equal(st, RA_OK);
     f->B = 2;
+    f->cfg = cfg;
     assert_int_equal(ra_model_create(&f->m, &cfg, f->B, MPI_COMM_SELF), RA_OK);
     ra_model_init(f->m, 7);
     f->Lr = ra_model_local_len(f->m);
@@ -195,6 +195,42 @@ static void test_spectral_definition(void **state)
     ra_model_destroy(a.m);
     ra_model_destroy(b.m);
 }
+/* eval's and generate's model (ra_model_create_inference): no gradients,
+ * a block smaller by at least them, the same forward bit for bit, and a
+ * backward refused by name */
+static void test_inference_model(void **state)
+{
+    (void)state;
+    fixture f;
+    setup_model_pre(&f, "swiglu", 0, 2, "rownorm", 0);
+    const size_t n = ra_model_nparams(f.m);
+    ra_model *mi;
+    assert_int_equal(ra_model_create_inference(&mi, &f.cfg, f.B, MPI_COMM_SELF), RA_OK);
+    assert_int_equal(ra_model_nparams(mi), n);
+    assert_null(ra_model_grads(mi));
+    memcpy(ra_model_params(mi), ra_model_params(f.m), sizeof(float) * n);
+    ra_batch_stats a, b;
+    assert_int_equal(ra_model_step(f.m, f.tok, f.tgt, 0, 0.0f, 0, &a), RA_OK);
+    assert_int_equal(ra_model_step(mi, f.tok, f.tgt, 0, 0.0f, 0, &b), RA_OK);
+    assert_true(a.loss_sum == b.loss_sum);
+    assert_true(a.count == b.count && a.correct == b.correct);
+    float la[150], lb[150];
+    ra_model_logits_rows(f.m, f.B * f.Lr - 1, 1, la);
+    ra_model_logits_rows(mi, f.B * f.Lr - 1, 1, lb);
+    assert_memory_equal(la, lb, sizeof la);
+    ra_model_zero_grads(mi); /* nothing to zero */
+    assert_int_equal(ra_model_step(mi, f.tok, f.tgt, 1, f.scale, 0, &b), RA_ERR_INTERNAL);
+    assert_non_null(strstr(ra_last_error(), "inference"));
+    size_t train_bytes, inference_bytes, np;
+    assert_int_equal(ra_model_plan_bytes_as(&f.cfg, f.B, 1, 0, 0, &train_bytes, &np), RA_OK);
+    assert_int_equal(ra_model_plan_bytes_as(&f.cfg, f.B, 1, 0, 1, &inference_bytes, &np), RA_OK);
+    assert_true(inference_bytes + sizeof(float) * n <= train_bytes);
+    ra_model_destroy(mi);
+    ra_model_destroy(f.m);
+    free(f.tok);
+    free(f.tgt);
+}
+
 static void test_gelu_untied_gqa(void **state) { (void)state; check_model("gelu", 0, 2); }
 static void test_swiglu_untied_mqa(void **state) { (void)state; check_model("swiglu", 0, 1); }
 
@@ -208,6 +244,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rownorm_full),
         cmocka_unit_test(test_spectral),
         cmocka_unit_test(test_spectral_definition),
+        cmocka_unit_test(test_inference_model),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
