@@ -25,6 +25,8 @@
 #ifndef RINGATTN_THREADS_H
 #define RINGATTN_THREADS_H
 
+#include <stddef.h>
+
 #include "ringattn/status.h"
 
 /* Threads for ringattn's loops and for OpenBLAS outside parallel regions. */
@@ -44,6 +46,13 @@ void ra_blas_serial_end(void);
  * counts. At most RA_BLAS_CLAIM_MAX buffers. */
 #define RA_BLAS_CLAIM_MAX 1024
 ra_status ra_blas_claim(void);
+/* One OpenBLAS GEMM buffer's address space, with its malloc fallback's
+ * alignment (OpenBLAS 0.3.21: 128 MiB). */
+#define RA_BLAS_BUFFER_BYTES (((size_t)128 << 20) + 4096)
+/* Whether n such buffers (at most 4096) and extra bytes more could be
+ * mapped now: each mapped and released, as OpenBLAS maps them. Safe before
+ * main (the program's preinit check, src/cli/main.c). */
+int ra_blas_space_for(long n, size_t extra);
 
 /* The loaded OpenBLAS's threading: "OpenMP", "pthreads" or "sequential". */
 const char *ra_blas_threading(void);

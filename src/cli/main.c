@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -42,6 +43,44 @@ static const char *usage =
     "\n"
     "Only rank 0 prints results; errors name the file or option at fault and\n"
     "every rank exits with status 1 (train stopped by a signal: 75, resumable).\n";
+
+/* OpenBLAS maps a GEMM buffer of 128 MiB for each of its threads as it
+ * loads (its constructor, before main), and when a mapping fails it tries
+ * again forever: under `ulimit -v 300000` on 2 cores the process spun at
+ * 100 % before main. Its OpenMP build (0.3.21) takes one per configured
+ * core, or per OMP_NUM_THREADS thread if fewer (measured with strace: a
+ * rank bound to one core and OPENBLAS_NUM_THREADS change nothing). The
+ * executable's preinit functions run before any library's constructor:
+ * this one maps and releases that space and 96 MiB more first (with less,
+ * Open MPI's MPI_Init failed or crashed: 310 to 340 MB there, singleton),
+ * and without it ends the process with a message. Nothing that could run
+ * is refused: a run needs its threads' pool buffers on top (256 MiB more
+ * there; the later buffers: src/core/threads.c). */
+static void blas_load_space(int argc, char **argv, char **envp)
+{
+    (void)argc, (void)argv, (void)envp;
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    const char *omp = getenv("OMP_NUM_THREADS");
+    const long k = omp ? atol(omp) : 0; /* "4,2": the first level */
+    if (n < 1) n = 1;
+    if (k > 0 && k < n) n = k;
+    if (ra_blas_space_for(n, (size_t)96 << 20)) return;
+    const size_t bytes = (size_t)n * RA_BLAS_BUFFER_BYTES;
+    struct rlimit as;
+    char limit[48] = "none set: the system's memory";
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY)
+        snprintf(limit, sizeof limit, "%llu MiB, ulimit -v", (unsigned long long)(as.rlim_cur >> 20));
+    char msg[640];
+    const int len = snprintf(msg, sizeof msg,
+                             "ringattn: error: OpenBLAS maps a GEMM buffer of 128 MiB for each of its %ld threads as "
+                             "it loads (%zu MiB of address space, mostly never touched), and this process cannot "
+                             "map that and 96 MiB more for MPI's start-up (limit: %s): raise the limit, or set "
+                             "OMP_NUM_THREADS to fewer threads\n", n, bytes >> 20, limit);
+    if (write(STDERR_FILENO, msg, len > 0 && len < (int)sizeof msg ? (size_t)len : sizeof msg - 1) < 0) _exit(1);
+    _exit(1);
+}
+typedef void (*preinit_fn)(int, char **, char **);
+__attribute__((section(".preinit_array"), used)) static const preinit_fn preinit_blas_load_space = blas_load_space;
 
 /* A launcher variable's whole number (digits only, below 2^31), or -1:
  * atoi read "99999999999" as 1215752191. */

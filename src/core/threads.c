@@ -27,26 +27,35 @@ static int serial_depth;     /* ra_blas_serial_begin nesting, main thread only *
  * OpenBLAS (ra_threads_set), and ra_blas_claim fills the pool before the
  * model's buffers; both report too little as an error by name. Running out
  * later is then one of our own allocations, which fail by name too. */
-enum { BLAS_BUFFER_BYTES = (128 << 20) + 4096 }; /* + its malloc fallback's alignment */
 static int blas_buffers;  /* OpenBLAS threads with a buffer: the most it has had (0: not read yet) */
 static int blas_short_of; /* a thread count refused for want of space (0: none) */
 static int pool_claimed;  /* pool buffers ra_blas_claim made OpenBLAS take */
 
-/* Whether n more buffers could be mapped now. */
-static int space_for(int n)
+int ra_blas_space_for(long n, size_t extra)
 {
-    const size_t bytes = (size_t)n * BLAS_BUFFER_BYTES;
-    void *space = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (space == MAP_FAILED) return 0;
-    munmap(space, bytes);
-    return 1;
+    /* one mapping per buffer, as OpenBLAS maps them: one large one can be
+     * refused by the kernel's overcommit heuristic (more than RAM + swap)
+     * where the buffers are not */
+    enum { MAX_PROBE = 4096 };
+    void *held[MAX_PROBE + 1];
+    if (n > MAX_PROBE) n = MAX_PROBE;
+    int got = 0, ok = 1;
+    for (long i = 0; ok && i <= n; i++) {
+        const size_t bytes = i < n ? RA_BLAS_BUFFER_BYTES : extra;
+        if (!bytes) continue;
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) ok = 0;
+        else held[got++] = p;
+    }
+    for (int i = 0; i < got; i++) munmap(held[i], i < n ? RA_BLAS_BUFFER_BYTES : extra);
+    return ok;
 }
 
-/* whose: "its %d threads" or "the %d threads that call it at once" */
-static ra_status no_space(const char *whose, int threads, int buffers)
+/* pool: the buffers of the threads that call OpenBLAS, else of its own */
+static ra_status no_space(int pool, int threads, int buffers)
 {
     char who[64];
-    snprintf(who, sizeof who, whose, threads);
+    snprintf(who, sizeof who, pool ? "the %d threads that call it at once" : "its %d threads", threads);
     return RA_FAIL(RA_ERR_NOMEM, "OpenBLAS needs a GEMM buffer for each of %s: %d MiB more of address space (mostly "
                    "never touched), and the process cannot map them: raise the memory limit (ulimit -v, a "
                    "scheduler's virtual-memory limit) or give fewer threads (--threads)", who, buffers * 128);
@@ -68,7 +77,7 @@ void ra_threads_set(int n)
     if (!blas_buffers) blas_buffers = openblas_get_num_threads(); /* what it loaded with */
     blas_short_of = 0;
     if (blas_threads > blas_buffers) {
-        if (space_for(blas_threads - blas_buffers)) blas_buffers = blas_threads;
+        if (ra_blas_space_for(blas_threads - blas_buffers, 0)) blas_buffers = blas_threads;
         else blas_short_of = blas_threads, blas_threads = blas_buffers; /* ra_blas_claim says so */
     }
     omp_set_num_threads(nthreads);
@@ -77,14 +86,14 @@ void ra_threads_set(int n)
 
 ra_status ra_blas_claim(void)
 {
-    if (blas_short_of) return no_space("its %d threads", blas_short_of, blas_short_of - blas_buffers);
+    if (blas_short_of) return no_space(0, blas_short_of, blas_short_of - blas_buffers);
     const int want = nthreads < RA_BLAS_CLAIM_MAX ? nthreads : RA_BLAS_CLAIM_MAX; /* one per caller at once */
     if (want <= pool_claimed) return RA_OK;
     void *(*pool_alloc)(int) = (void *(*)(int))dlsym(RTLD_DEFAULT, "blas_memory_alloc");
     void (*pool_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "blas_memory_free");
     if (!pool_alloc || !pool_free) return RA_OK; /* not OpenBLAS's pool: nothing to claim */
-    if (!space_for(want - pool_claimed))
-        return no_space("the %d threads that call it at once", want, want - pool_claimed);
+    if (!ra_blas_space_for(want - pool_claimed, 0))
+        return no_space(1, want, want - pool_claimed);
     void *held[RA_BLAS_CLAIM_MAX];
     for (int i = 0; i < want; i++) held[i] = pool_alloc(0);
     for (int i = want - 1; i >= 0; i--) pool_free(held[i]);

@@ -240,6 +240,11 @@ OPENBLAS_NUM_THREADS= fails "ulimit -v 2 GB, train --threads 64: OpenBLAS's thre
 absent ckm/last.ckpt || bad "the refused run wrote a checkpoint"
 OPENBLAS_NUM_THREADS=1 fails "ulimit -v 2 GB, OPENBLAS_NUM_THREADS=1, eval --threads 16: the pool's buffers refused" \
     1 "for each of the 16 threads that call it at once: 2048 MiB more" -- eval --checkpoint ckk --threads 16
+# below OpenBLAS's own buffers (one per core as it loads, before main): refused before main
+sed -i 's/ulimit -v 2000000/ulimit -v 250000/' "$T/limited.sh"
+fails "ulimit -v 250 MB: OpenBLAS's load-time buffers refused before main" 1 \
+    "OpenBLAS maps a GEMM buffer of 128 MiB for each of its [0-9]+ threads as it loads" "limit: [0-9]+ MiB, ulimit -v" \
+    -- train --config "$TINY" --checkpoint-dir ckm
 RA=$real_ra
 
 finish
