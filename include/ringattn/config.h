@@ -69,8 +69,9 @@ typedef struct {
      * layers 0 .. layers-1 (the layers the canonical text describes). */
     uint64_t layer_given;
     /* Where the highest layer in layer_given was first configured ("file:line"
-     * or "--set 'layer.N.key=v'"): what finish names when that layer is beyond
-     * model.layers. Cleared by finish (finished configs compare equal). */
+     * or "--set 'layer.N.key=v'"), kept while that layer is beyond
+     * model.layers: what finish names. Empty otherwise, and after finish
+     * (finished configs compare equal). */
     char layer_given_at[RA_CFG_WHERE_MAX];
     /* [train] */
     int steps;
@@ -143,7 +144,7 @@ ra_status ra_config_check_run(const ra_config *cfg, const char *from);
 int ra_config_int_range(const char *key, int *lo, int *hi);
 /* Canonical INI text of every key (malloc'd; NUL-terminated; NULL when out
  * of memory). For a finished config, defaults + parsing it back gives an
- * identical struct (memcmp) but for layer_given_at, which finish clears. */
+ * identical struct (memcmp). */
 char *ra_config_text(const ra_config *cfg);
 
 #endif

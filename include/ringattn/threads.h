@@ -43,7 +43,8 @@ void ra_blas_serial_end(void);
  * name: OpenBLAS itself retries a failed mapping forever. RA_ERR_NOMEM,
  * naming the size, when the address space is not there. Call it after
  * ra_threads_set and before large allocations; again after raising the
- * counts. At most RA_BLAS_CLAIM_MAX buffers. */
+ * counts. At most RA_BLAS_CLAIM_MAX buffers, and what OpenBLAS's pool holds
+ * beside its own threads' buffers (2 x its MAX_THREADS in all). */
 #define RA_BLAS_CLAIM_MAX 1024
 ra_status ra_blas_claim(void);
 /* One OpenBLAS GEMM buffer's address space, with its malloc fallback's

@@ -1,8 +1,6 @@
 /* config_text.c - the canonical INI text of a config: every key, as used,
  * with its description as a comment. Checkpoints store it; for a finished
- * config, defaults + parsing it back gives an identical struct (memcmp) but
- * for layer_given_at (where the parse saw the last [layer.N]), which finish
- * clears. */
+ * config, defaults + parsing it back gives an identical struct (memcmp). */
 #include "config_schema.h"
 
 #include <stdarg.h>

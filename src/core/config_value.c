@@ -227,6 +227,17 @@ ra_status ra_cfg_apply(ra_config *cfg, int sec, int layer, const key_spec *k, co
     return RA_OK;
 }
 
+/* After a parse or an override: a place is kept only while its layer is
+ * beyond model.layers (finish then names it), else cleared, so that the
+ * canonical text of a finished config parses back to the identical struct
+ * (config.h). A later --set model.layers below it gets finish's message
+ * without a place. */
+void ra_cfg_settle_layer_place(ra_config *cfg)
+{
+    if (cfg->layers >= 0 && cfg->layers < RA_MAX_LAYERS && cfg->layer_given >> cfg->layers) return;
+    memset(cfg->layer_given_at, 0, sizeof cfg->layer_given_at);
+}
+
 /* Only the highest layer's place is kept: when any configured layer is
  * beyond model.layers, the highest is, and one place is enough to fix. */
 void ra_cfg_mark_layer(ra_config *cfg, int layer, const char *where)

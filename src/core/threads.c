@@ -51,6 +51,14 @@ int ra_blas_space_for(long n, size_t extra)
     return ok;
 }
 
+/* The build's MAX_THREADS (OpenBLAS caps its thread count there), 0 when
+ * its configuration does not say. */
+static int blas_max_threads(void)
+{
+    const char *at = strstr(openblas_get_config(), "MAX_THREADS=");
+    return at ? atoi(at + strlen("MAX_THREADS=")) : 0;
+}
+
 /* pool: the buffers of the threads that call OpenBLAS, else of its own */
 static ra_status no_space(int pool, int threads, int buffers)
 {
@@ -76,18 +84,32 @@ void ra_threads_set(int n)
     blas_threads = blas_from_env() ? blas_from_env() : nthreads;
     if (!blas_buffers) blas_buffers = openblas_get_num_threads(); /* what it loaded with */
     blas_short_of = 0;
-    if (blas_threads > blas_buffers) {
-        if (ra_blas_space_for(blas_threads - blas_buffers, 0)) blas_buffers = blas_threads;
-        else blas_short_of = blas_threads, blas_threads = blas_buffers; /* ra_blas_claim says so */
+    const int max = blas_max_threads(), buffers = max > 0 && blas_threads > max ? max : blas_threads;
+    if (buffers > blas_buffers) {
+        if (ra_blas_space_for(buffers - blas_buffers, 0)) blas_buffers = buffers;
+        else blas_short_of = buffers, blas_threads = blas_buffers; /* ra_blas_claim says so */
     }
     omp_set_num_threads(nthreads);
     if (serial_depth == 0) openblas_set_num_threads(blas_threads);
 }
 
+/* The pool's slots: 2 x MAX_THREADS of the build, at least 50 (OpenBLAS
+ * 0.3.21's NUM_BUFFERS); its threads' buffers take some. Asking for more
+ * prints "Program is Terminated ... too many memory regions" and returns
+ * NULL (seen with --threads 1100). */
+static int pool_slots(void)
+{
+    const int max = blas_max_threads();
+    return max > 25 ? 2 * max : 50;
+}
+
 ra_status ra_blas_claim(void)
 {
     if (blas_short_of) return no_space(0, blas_short_of, blas_short_of - blas_buffers);
-    const int want = nthreads < RA_BLAS_CLAIM_MAX ? nthreads : RA_BLAS_CLAIM_MAX; /* one per caller at once */
+    int want = nthreads; /* one per caller at once */
+    const int room = pool_slots() - blas_buffers - 1;
+    if (want > room) want = room;
+    if (want > RA_BLAS_CLAIM_MAX) want = RA_BLAS_CLAIM_MAX;
     if (want <= pool_claimed) return RA_OK;
     void *(*pool_alloc)(int) = (void *(*)(int))dlsym(RTLD_DEFAULT, "blas_memory_alloc");
     void (*pool_free)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "blas_memory_free");
@@ -95,9 +117,10 @@ ra_status ra_blas_claim(void)
     if (!ra_blas_space_for(want - pool_claimed, 0))
         return no_space(1, want, want - pool_claimed);
     void *held[RA_BLAS_CLAIM_MAX];
-    for (int i = 0; i < want; i++) held[i] = pool_alloc(0);
-    for (int i = want - 1; i >= 0; i--) pool_free(held[i]);
-    pool_claimed = want;
+    int got = 0;
+    while (got < want && (held[got] = pool_alloc(0)) != NULL) got++;
+    for (int i = got - 1; i >= 0; i--) pool_free(held[i]);
+    pool_claimed = got;
     return RA_OK;
 }
 

@@ -54,7 +54,7 @@ report "a copy 0.1 % off with --no-check: exit 0" "$(row 0 - wrong -L 1024 -H 2 
 # library linked in, so the real build's cache is not touched.)
 mkdir -p fake/src && ln -s "$BUILD/src/libringattn.a" fake/src/libringattn.a
 echo keep >cachefile
-mkdir other && for i in $(seq 25); do echo "$i" >"other/f$i"; done
+mkdir other && for i in $(seq 25); do echo "$i" >"other/keep$i"; done # (not hex: the cache's own names are)
 for kind in file symlink fifo unwritable other; do
     rm -rf fake/kernel_ab-cache
     case $kind in
@@ -71,7 +71,7 @@ for kind in file symlink fifo unwritable other; do
         symlink) [ -L fake/kernel_ab-cache ] && [ ! -e "$T/nowhere" ] || echo 'the link or its target changed' ;;
         fifo) [ -p fake/kernel_ab-cache ] || echo 'the FIFO is gone' ;;
         unwritable) [ "$(readlink fake/kernel_ab-cache)" = /proc/self ] || echo 'the link changed' ;;
-        other) [ "$(ls other | grep -c '^f')" -eq 25 ] || echo "the folder's files: $(ls other | grep -c '^f') of 25 left" ;;
+        other) [ "$(ls other | grep -c '^keep')" -eq 25 ] || echo "the folder's files: $(ls other | grep -c '^keep') of 25 left" ;;
         esac)"
 done
 finish

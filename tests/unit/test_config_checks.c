@@ -203,6 +203,16 @@ static void test_finish_errors(void **state)
     assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
     assert_contains(ra_last_error(), "--set 'layer.9.span=4': layer 9 is beyond model.layers = 6");
     free(c);
+    /* a place is kept only while its layer is beyond model.layers (the
+     * round trip below needs a parsed text within them to leave none); a
+     * later model.layers below it gets the message without a place */
+    c = new_defaults();
+    parse_ok(c, "[model]\nlayers = 6\n[layer.5]\nspan = 2\n");
+    assert_string_equal(c->layer_given_at, "");
+    set_ok(c, "model.layers=2");
+    assert_int_equal(ra_config_finish(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "[layer.5] configures layer 5, but model.layers = 2");
+    free(c);
 
     /* values written by code, not text, are checked against the schema */
     c = new_defaults();
@@ -230,15 +240,6 @@ static void assert_round_trip(const ra_config *a)
     assert_non_null(text);
     ra_config *b = new_defaults();
     if (ra_config_parse(b, text, "canonical") != RA_OK) fail_msg("%s\n%s", ra_last_error(), text);
-    char last[64];
-    snprintf(last, sizeof last, "\n[layer.%d]\n", a->layers - 1); /* the highest layer's header */
-    assert_non_null(strstr(text, last));
-    int line = 1;
-    for (const char *t = text; t <= strstr(text, last); t++) line += *t == '\n';
-    char at[64];
-    snprintf(at, sizeof at, "canonical:%d", line);
-    assert_string_equal(b->layer_given_at, at);
-    memset(b->layer_given_at, 0, sizeof b->layer_given_at);
     assert_memory_equal(a, b, sizeof *a);
     finish_ok(b);
     assert_memory_equal(a, b, sizeof *a);
