@@ -13,6 +13,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+# checked before anything is installed or built: meson refused a bad count
+# only after them, as "0 passed, 1 failed"
+jobs=${RINGATTN_TEST_JOBS:-3}
+case $jobs in
+  '' | *[!0-9]* | 0* | ?????* ) echo "test.sh: RINGATTN_TEST_JOBS='${jobs:0:40}' is not a count of tests at a time (1 to 9999)" >&2
+                       exit 2 ;;
+esac
 # phase NAME: how long the last phase took, for keeping CI under 15 minutes
 t_phase=$SECONDS
 phase() { echo "test.sh: $1 took $((SECONDS - t_phase)) s (total $SECONDS s)"; t_phase=$SECONDS; }
@@ -38,7 +45,7 @@ if [ "$quick" -eq 0 ]; then
 fi
 # 3 tests at a time: the suites keep both cores busy (94 % measured); 2 left a
 # third idle, 4 gained nothing more (README, end of Tests)
-meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes "${RINGATTN_TEST_JOBS:-3}" "$@" 2>&1 | tee "$out"
+meson test -C "$RINGATTN_BUILD" --print-errorlogs --num-processes "$jobs" "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 phase "meson suites"
 count() { awk -v k="$1" -F: '$1 == k { gsub(/ /, "", $2); print $2 }' "$out" | tail -1; }

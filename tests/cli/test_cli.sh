@@ -29,6 +29,7 @@ if [ $# -ne 2 ]; then
     echo "usage: $0 RINGATTN MPIRUN" >&2
     exit 2
 fi
+ROOT=$(cd "$(dirname "$0")/../.." && pwd) # before lib_cli.sh moves into its temporary directory
 . "$(dirname "$0")/lib_cli.sh" "$@"
 
 # ---- 1. success paths -------------------------------------------------------
@@ -803,5 +804,27 @@ rc=$?
 report "gen over leftover temporaries, one a directory: named as one, 'delete them, or fail on a directory'" "$([ $rc -eq 1 ] &&
     grep -q 'leftovers/k.npy.tmp (a directory), leftovers/v.npy.tmp.*which would delete them, or fail on a directory' err &&
     [ -d leftovers/k.npy.tmp ] || echo "exit $rc: $(grep -m1 error err)")"
+
+# ---- scripts/test.sh: a bad RINGATTN_TEST_JOBS refused before anything is installed or built ----
+# (apt-get, dpkg-query, meson and ninja are stubs that fail here: a check that
+# let one through could not install or build from inside the suite)
+mkdir stubs
+for tool in apt-get dpkg-query meson ninja sudo; do printf '#!/bin/sh\nexit 97\n' >"stubs/$tool"; done
+chmod +x stubs/*
+for jobs in abc 0 -2 ' 3' 3x 07 99999 "$(printf '3\n4')"; do
+    RINGATTN_TEST_JOBS=$jobs PATH="$T/stubs:$PATH" timeout 20 bash "$ROOT/scripts/test.sh" --quick >out 2>err
+    rc=$?
+    shown=$(printf '%s' "$jobs" | head -c 40)
+    report "scripts/test.sh with RINGATTN_TEST_JOBS='$(printf '%q' "$jobs")': refused, exit 2, before installing" "$(
+        [ $rc -eq 2 ] || echo "exit $rc; "
+        grep -qF "RINGATTN_TEST_JOBS='$shown' is not a count of tests at a time (1 to 9999)" err ||
+            echo "message: $(head -c 300 err)")"
+done
+# a good count passes the check and reaches install-deps.sh, which fails on the stubs
+RINGATTN_TEST_JOBS=2 PATH="$T/stubs:$PATH" timeout 20 bash "$ROOT/scripts/test.sh" --quick >out 2>err
+rc=$?
+report "scripts/test.sh with RINGATTN_TEST_JOBS=2: accepted (stops at the stubbed install)" "$(
+    [ $rc -eq 1 ] || echo "exit $rc; "
+    grep -q 'is not a count' err && echo "refused: $(head -c 200 err)")"
 
 finish
