@@ -425,30 +425,23 @@ if mount -t tmpfs -o size=2m tmpfs fulldir 2>mnt.err; then
         bad "train a checkpoint for generate: $(tail -1 err)"
     rm -rf fulldir/g fulldir/keep_* fulldir/filler
     head -c $(($(stat -f -c '%a * %S' fulldir))) /dev/zero >fulldir/filler
-    for run in "attn ${QKV[*]} --out tf.o.npy" "generate --checkpoint gck --prompt ab --tokens 2" \
-        "train --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir tck"; do
-        cmd=${run%% *}
-        # shellcheck disable=SC2086 # run is split into words on purpose
-        mpi 2 $run --trace fulldir/t.json
+    # bench attn: a trace whose rank 0 part alone fills more than the writer's buffer fails while
+    # rank 0 writes its own events: rank 1's bytes are still taken (and dropped), so rank 1 does
+    # not wait for rank 0 forever (the command would stall until run.timeout, past TMO)
+    for run in "attn|attn ${QKV[*]} --out tf.o.npy" "generate|generate --checkpoint gck --prompt ab --tokens 2" \
+        "train|train --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --checkpoint-dir tck" \
+        "bench attn|bench attn -b 1K -e 1K -n 60 -w 0 -c 0 --causal -t 1"; do
+        cmd=${run%%|*}
+        # shellcheck disable=SC2086 # the arguments are split into words on purpose
+        mpi 2 ${run#*|} --trace fulldir/t.json
         rc=$?
         why=""
         [ $rc -ne 0 ] && [ $rc -ne 124 ] || why+="exit status $rc; "
         grep -q "^ringattn: error: $cmd: --trace fulldir/t.json was not written: fulldir/t.json.tmp: .*No space left" err ||
-            why+="no '$cmd: --trace fulldir/t.json was not written' error; "
+            why+="no '$cmd: --trace fulldir/t.json was not written' error: $(grep -m1 error err); "
         [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
-        report "$cmd --trace onto a full disk (P=2): the error names $cmd and --trace, no file left" "$why"
+        report "$cmd --trace onto a full disk (P=2): the error names $cmd and --trace, no wait, no file left" "$why"
     done
-    # a trace whose rank 0 part alone fills more than the writer's buffer fails while rank 0
-    # writes its own events: rank 1's bytes are still taken (and dropped), so rank 1 does not
-    # wait for rank 0 forever (the command would stall until run.timeout, past TMO)
-    mpi 2 bench attn -b 1K -e 1K -n 60 -w 0 -c 0 --causal -t 1 --trace fulldir/t.json
-    rc=$?
-    why=""
-    [ $rc -ne 0 ] && [ $rc -ne 124 ] || why+="exit status $rc; "
-    grep -q "^ringattn: error: bench attn: --trace fulldir/t.json was not written: fulldir/t.json.tmp: .*No space left" err ||
-        why+="message: $(grep -m1 error err); "
-    [ "$(ls fulldir)" = filler ] || why+="left in fulldir: $(ls fulldir | tr '\n' ' '); "
-    report "bench attn --trace onto a full disk, rank 0's part past the buffer (P=2): the error, no wait, no file" "$why"
     # generate --out onto a full disk: the tokens are not lost, standard output has them
     mpi 2 generate --checkpoint gck --prompt ab --tokens 5 --temperature 0 --out fulldir/o.txt
     rc=$?
