@@ -410,6 +410,7 @@ static ra_status run_rows(ra_cli *c, const bench_args *ap, double sg, const int 
     for (int64_t L = a.sw.begin; L <= a.sw.end; L *= a.sw.factor) {
         for (int ti = 0; ti < a.sw.nthreads; ti++) {
             ra_threads_set(a.sw.thread_list[ti]);
+            RA_TRY(ra_agree(c->comm, ra_arg_cmd("bench attn", ra_blas_claim()))); /* threads.h */
             row_result r;
             RA_TRY(run_size(c, &a, ref, L, &r)); /* L < P too: ranks without tokens relay */
             const double sgr = r.sgemm;

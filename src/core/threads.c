@@ -66,7 +66,8 @@ static ra_status no_space(int pool, int threads, int buffers)
     snprintf(who, sizeof who, pool ? "the %d threads that call it at once" : "its %d threads", threads);
     return RA_FAIL(RA_ERR_NOMEM, "OpenBLAS needs a GEMM buffer for each of %s: %d MiB more of address space (mostly "
                    "never touched), and the process cannot map them: raise the memory limit (ulimit -v, a "
-                   "scheduler's virtual-memory limit) or give fewer threads (--threads)", who, buffers * 128);
+                   "scheduler's virtual-memory limit) or run fewer threads a rank (--threads; bench: -t)", who,
+                   buffers * 128);
 }
 
 /* OPENBLAS_NUM_THREADS is the user's choice for OpenBLAS: kept, never
