@@ -63,8 +63,10 @@ static int blas_max_threads(void)
 static ra_status no_space(int pool, int threads, int buffers)
 {
     char who[64];
-    snprintf(who, sizeof who, pool ? "the %d threads that call it at once" : "its %d threads", threads);
-    return RA_FAIL(RA_ERR_NOMEM, "OpenBLAS needs a GEMM buffer for each of %s: %d MiB more of address space (mostly "
+    if (threads == 1) snprintf(who, sizeof who, pool ? "the thread that calls it" : "its thread");
+    else snprintf(who, sizeof who, pool ? "each of the %d threads that call it at once" : "each of its %d threads",
+                  threads);
+    return RA_FAIL(RA_ERR_NOMEM, "OpenBLAS needs a GEMM buffer for %s: %d MiB more of address space (mostly "
                    "never touched), and the process cannot map them: raise the memory limit (ulimit -v, a "
                    "scheduler's virtual-memory limit) or run fewer threads a rank (--threads; bench: -t)", who,
                    buffers * 128);
