@@ -521,7 +521,7 @@ static ra_status run(ra_cli *c, const attn_args *a, attn_state *S, int argc, cha
     S->Lr = ra_layout_count(a->layout, s.L, c->size, c->rank);
     if (a->seg && S->seg.dtype == RA_DT_I64)
         RA_TRY(ra_agree(c->comm, c->rank == 0 ? ra_arg_cmd("attn", check_segment_range(&S->seg)) : RA_OK));
-    RA_TRY(ra_agree(c->comm, read_inputs(c, a, &s, S)));
+    RA_TRY(ra_agree(c->comm, ra_arg_cmd("attn", read_inputs(c, a, &s, S))));
     RA_TRY(ra_agree(c->comm, check_finite(c, a, &s, S)));
 
     RA_TRY(ra_agree(c->comm, sync_ranks(c)));

@@ -468,7 +468,7 @@ static ra_status run(ra_cli *c, plan_args *pa)
         source = "--rates file";
     } else if (pa->calibrate) {
         RA_TRY(ra_agree(c->comm, ra_arg_cmd("plan", ra_blas_claim()))); /* its GEMMs: threads.h */
-        RA_TRY(ra_plan_calibrate(c, have_cfg ? &cfg : NULL, &pa->a, &r, &calib_rpn));
+        RA_TRY(ra_arg_cmd("plan", ra_plan_calibrate(c, have_cfg ? &cfg : NULL, &pa->a, &r, &calib_rpn)));
         source = c->size < 2      ? "calibrated here (kernels; links: defaults, no second rank)"
                  : calib_rpn == 0 ? "calibrated here (kernels, a ping-pong in the node; link: defaults, one node)"
                  : calib_rpn == 1 ? "calibrated here (kernels, a ping-pong across nodes; shm: defaults, one rank a node)"
