@@ -58,9 +58,11 @@ static const char *usage =
  * there; the later buffers: src/core/threads.c). */
 static void blas_load_space(int argc, char **argv, char **envp)
 {
-    (void)argc, (void)argv, (void)envp;
+    (void)argc, (void)argv;
     long n = sysconf(_SC_NPROCESSORS_CONF);
-    const char *omp = getenv("OMP_NUM_THREADS");
+    const char *omp = NULL; /* from envp: getenv has no environment yet this early (it returned NULL) */
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, "OMP_NUM_THREADS=", 16) == 0) omp = *e + 16;
     const long k = omp ? atol(omp) : 0; /* "4,2": the first level */
     if (n < 1) n = 1;
     if (k > 0 && k < n) n = k;
@@ -72,10 +74,10 @@ static void blas_load_space(int argc, char **argv, char **envp)
         snprintf(limit, sizeof limit, "%llu MiB, ulimit -v", (unsigned long long)(as.rlim_cur >> 20));
     char msg[640];
     const int len = snprintf(msg, sizeof msg,
-                             "ringattn: error: OpenBLAS maps a GEMM buffer of 128 MiB for each of its %ld threads as "
+                             "ringattn: error: OpenBLAS maps a GEMM buffer of 128 MiB for each of its %ld thread%s as "
                              "it loads (%zu MiB of address space, mostly never touched), and this process cannot "
                              "map that and 96 MiB more for MPI's start-up (limit: %s): raise the limit, or set "
-                             "OMP_NUM_THREADS to fewer threads\n", n, bytes >> 20, limit);
+                             "OMP_NUM_THREADS to fewer threads\n", n, n == 1 ? "" : "s", bytes >> 20, limit);
     if (write(STDERR_FILENO, msg, len > 0 && len < (int)sizeof msg ? (size_t)len : sizeof msg - 1) < 0) _exit(1);
     _exit(1);
 }

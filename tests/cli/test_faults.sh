@@ -246,6 +246,21 @@ sed -i 's/ulimit -v 2000000/ulimit -v 250000/' "$T/limited.sh"
 fails "ulimit -v 250 MB: OpenBLAS's load-time buffers refused before main" 1 \
     "OpenBLAS maps a GEMM buffer of 128 MiB for each of its [0-9]+ threads as it loads" "limit: [0-9]+ MiB, ulimit -v" \
     -- train --config "$TINY" --checkpoint-dir ckm
+# ... counted as OpenBLAS counts them: OMP_NUM_THREADS=1 loads one buffer (the
+# probe runs before the C library gives getenv an environment; it once said 2)
+OMP_NUM_THREADS=1 fails "ulimit -v 250 MB, OMP_NUM_THREADS=1: one load-time buffer named" 1 \
+    "for each of its 1 thread as it loads \(128 MiB of address space" -- train --config "$TINY" --checkpoint-dir ckm
 RA=$real_ra
+# many threads, no limit: the claim stays within OpenBLAS's pool (asking it for
+# 1,024 buffers at --threads 1100 printed its "Program is Terminated ... too
+# many memory regions" and went on)
+mpi 1 train --config "$TINY" --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 --threads 1100 \
+    --checkpoint-dir ckt
+rc=$?
+why=""
+[ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
+grep -qi 'memory regions\|Terminated' out err && why+="OpenBLAS said: $(grep -hi -m1 'memory regions' out err); "
+[ -e ckt/last.ckpt ] || why+="no checkpoint; "
+report "train --threads 1100: runs, no word from OpenBLAS's pool" "$why"
 
 finish
