@@ -259,6 +259,10 @@ bg_start() {
     local n=$1
     shift
     LAST="mpirun -n $n ringattn $*"
+    # the background child truncates out and err only once it runs: a wait
+    # that starts at once read the last command's output (a stop sent to an
+    # mpirun still starting was lost, a run found "started" before it had)
+    rm -f out err
     "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     mp=$!
     hung=""

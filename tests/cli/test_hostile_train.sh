@@ -48,6 +48,7 @@ wait_for() {
 train_bg() {
     local name=$1
     shift
+    rm -f "$name.out" "$name.err" # a wait at once must not read the last run's (lib_cli.sh bg_start)
     timeout 60 "$MPIRUN" -n 1 "$RA" train "$@" >"$name.out" 2>"$name.err" </dev/null &
     bgp=$!
 }
@@ -703,7 +704,7 @@ if mount -t tmpfs -o size=1m tmpfs full 2>mnt.err; then
     report "--metrics on a full tmpfs: exit 1 at the next step, the steps done are checkpointed" "$why"
     # a stop signal whose checkpoint finds the device full: exit 1, naming the signal
     # and that no checkpoint was written (the device filled during the run)
-    rm -f full/fill
+    rm -f full/fill out err # (err, out: the wait below must not read the last run's)
     timeout 60 "$MPIRUN" -n 2 "$RA" train --config cfg.ini --set train.steps=1000000 --set train.eval_every=0 \
         --set train.log_every=5 --checkpoint-dir full/ck >out 2>err </dev/null &
     mp=$!
@@ -843,6 +844,7 @@ warm=(--config cfg.ini --set data.source=file --set "data.path=$T/big.bin" --set
 start_bg() {
     local n=$1
     shift
+    rm -f out err # a wait at once must not read the last run's (lib_cli.sh bg_start)
     timeout 60 "$MPIRUN" --oversubscribe -n "$n" "$RA" "$@" >out 2>err </dev/null &
     mp=$!
 }
@@ -943,6 +945,7 @@ rm -rf cke
 # direct_bg ARGS...: ringattn ARGS in the background, killed after 60 s; sets p, and
 # guard (kill it once p ended)
 direct_bg() {
+    rm -f out err # a wait at once must not read the last run's (lib_cli.sh bg_start)
     "$RA" "$@" >out 2>err </dev/null &
     p=$!
     (sleep 60 && kill -KILL "$p" 2>/dev/null) >/dev/null 2>&1 &
@@ -1327,6 +1330,7 @@ livep=$bgp
 wait_for live.out 'checkpoint: live/step-00000003'
 why=""
 for i in 1 2 3 4 5 6; do
+    rm -f out err # the wait below read the last try's "step" line before this try's mpirun truncated out
     timeout 60 "$MPIRUN" --oversubscribe -n 4 "$RA" train --resume live --checkpoint-dir "brl$i" \
         --set train.steps=100000 --set train.checkpoint_every=0 >out 2>err </dev/null &
     bp=$!

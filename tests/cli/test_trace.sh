@@ -47,7 +47,7 @@ stopped_trace() { # DESC SIGNAL PATTERN READY-FILE READY-BYTES -- N ARGS...
     shift 6
     local n=$1
     shift
-    rm -f tr.json
+    rm -f tr.json out err # the wait below read the last command's out and signalled an mpirun still starting
     # mpirun's grace between forwarding the signal and SIGKILL: 5 s, not its
     # default of 1 (nor 0, as mpi's): 3 tests at a time on 2 cores, a rank
     # once took longer to write its trace and was killed without a word
@@ -209,10 +209,10 @@ stopped_trace "generate --trace, SIGTERM to one rank: every rank stops at the ne
 # The signals go to ringattn itself: timeout forwards the first SIGINT it gets
 # and then ignores SIGINT (the second never arrived). 5,000 tokens make a
 # long trace to write (20,000, as before, took up to 35 s under load).
-rm -f tr.json tr.json.tmp
+rm -f tr.json tr.json.tmp out err
 timeout "$TMO" "$RA" generate --checkpoint ck1 --prompt "abc" --tokens 4000000 --trace tr.json >out 2>err </dev/null &
 gp=$!
-for _ in $(seq 900); do [ "$(wc -c <out)" -ge 5000 ] && break; sleep 0.05; done
+for _ in $(seq 900); do [ "$(wc -c <out 2>/dev/null || echo 0)" -ge 5000 ] && break; sleep 0.05; done
 rp=$(pgrep -P "$gp" | head -1)
 kill -INT "${rp:-$gp}"
 sleep 0.05

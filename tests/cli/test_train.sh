@@ -175,10 +175,11 @@ timeout 60 "$RA" generate --checkpoint ckA --prompt 'A' --tokens 2 >/dev/full 2>
 report "generate > /dev/full exits non-zero naming the write" "$([ $? -ne 0 ] && grep -q 'standard output' err || cat err)"
 # standard output streams: each token as it is sampled, so a long run shows its text at
 # once and one ended early keeps what it printed (it printed nothing before its end)
+rm -f stream.txt
 "$MPIRUN" -n 2 "$RA" generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 100000 --temperature 0 \
     >stream.txt 2>err </dev/null &
 gp=$!
-for _ in $(seq 300); do [ "$(wc -c <stream.txt)" -ge 20 ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ "$(wc -c <stream.txt 2>/dev/null || echo 0)" -ge 20 ] && break; sleep 0.1; done
 n=$(wc -c <stream.txt)
 kill -TERM "$gp" 2>/dev/null
 wait "$gp" 2>/dev/null
