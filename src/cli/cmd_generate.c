@@ -130,6 +130,19 @@ static int looks_like_ids(const char *t)
     return (*t >= '0' && *t <= '9') || *t == '+' || *t == '-' || strchr(t, ',');
 }
 
+/* Where such a value stops being a LIST: the byte of its first character
+ * that is no digit nor separator, and the position of the id it is in
+ * (0-based, as the vocabulary check counts them). */
+static size_t first_non_id(const char *t, int *pos)
+{
+    size_t i = 0;
+    *pos = -1;
+    for (; t[i] && ((t[i] >= '0' && t[i] <= '9') || is_sep(t[i])); i++)
+        if (!is_sep(t[i]) && (i == 0 || is_sep(t[i - 1]))) ++*pos;
+    if (i == 0 || is_sep(t[i - 1])) ++*pos; /* it starts an id of its own */
+    return i;
+}
+
 /* --prompt-dtype: a token file's dtype, or text */
 static ra_status parse_dtype(const char *val, gen_args *a)
 {
@@ -235,9 +248,17 @@ static ra_status check_out(const gen_args *a)
     ra_ckpt_resolve(path, sizeof path, a->ckpt);
     ra_dir_of(path, dir, sizeof dir);
     const int digits = a->prompt_tokens && is_id_list(a->prompt_tokens, strlen(a->prompt_tokens)); /* a LIST, not a file */
-    if (a->prompt_tokens && !digits && looks_like_ids(a->prompt_tokens) && access(a->prompt_tokens, F_OK) != 0)
-        return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s' is neither a comma-separated list of non-negative "
-                                   "decimal ids (such as 1,2,3) nor a readable file (%s)", a->prompt_tokens, strerror(errno));
+    if (a->prompt_tokens && !digits && looks_like_ids(a->prompt_tokens) && access(a->prompt_tokens, F_OK) != 0) {
+        const int err = errno;
+        int pos;
+        const size_t at = first_non_id(a->prompt_tokens, &pos);
+        const unsigned char ch = (unsigned char)a->prompt_tokens[at];
+        char shown[8];
+        snprintf(shown, sizeof shown, ch > ' ' && ch < 0x7f ? "'%c'" : "\\x%02x", ch);
+        return RA_FAIL(RA_ERR_ARG, "generate: --prompt-tokens '%s' is neither a list of non-negative decimal ids "
+                       "separated by commas or spaces (such as 1,2,3: %s at byte %zu, in the id at position %d, is no "
+                       "digit) nor a readable file (%s)", a->prompt_tokens, shown, at, pos, strerror(err));
+    }
     const ra_cli_file ins[] = { { "--checkpoint", path }, { "--prompt-file", a->prompt_file },
                                 { "--prompt-tokens", digits ? NULL : a->prompt_tokens } };
     const ra_cli_file outs[] = { { "--out", a->out }, { "--trace", a->trace } };
@@ -611,6 +632,7 @@ static ra_status generate(ra_cli *c, const gen_args *ap)
     char path[RA_PATH_MAX + 32];
     ra_ckpt_resolve(path, sizeof path, a.ckpt);
     ra_config cfg;
+    a.s.no_data = 1; /* a recall model's task length does not bound --set data.seq_len */
     RA_TRY(ra_arg_cmd("generate", ra_session_config(c, &a.s, path, &cfg))); /* --set's errors name the command */
     ra_set_threads(c, a.s.threads ? a.s.threads : cfg.threads, a.s.threads ? "--threads" : "run.threads");
     /* byte vocabularies print text; larger ones print ids */

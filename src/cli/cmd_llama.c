@@ -101,10 +101,14 @@ static ra_status run_export(ra_cli *c, const char *ckpt_arg, const char *dir)
     if (!ra_join_path(st_path, sizeof st_path, dir, RA_ST_FILE_NAME) ||
         !ra_join_path(cfg_path, sizeof cfg_path, dir, "config.json"))
         return RA_FAIL(RA_ERR_ARG, "export: --out %.200s: path too long", dir);
+    struct stat sb;
+    /* named as given: the checks below would say "/dev/null/model.safetensors: is in /dev" */
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return RA_FAIL(RA_ERR_ARG, "export: --out %s: is %s, not a directory (export writes %s and config.json "
+                       "into one)", dir, ra_file_kind(sb.st_mode), RA_ST_FILE_NAME);
     const ra_cli_file ins[] = { { "--checkpoint", ckpt } };
     const ra_cli_file outs[] = { { "--out", st_path }, { "--out", cfg_path } };
     RA_TRY(ra_check_files("export", ins, 1, outs, 2, 0)); /* before the directory is made */
-    struct stat sb;
     char index[RA_PATH_MAX + 64];
     ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME);
     if (lstat(index, &sb) == 0) /* its shards would stay beside the new weights */

@@ -168,8 +168,10 @@ static void use_data(ra_config *cfg, const char *data, int as_bytes)
  * data that is read (not a recall model's task, nor a data.source set
  * without a path). The check asks for a held-out part, as training needs
  * one: any passes it, and none is kept after it (data.val_fraction = 0). */
-static ra_status finish(ra_config *cfg, const char *data, int as_bytes)
+static ra_status finish(ra_config *cfg, const ra_session_args *a, int as_bytes)
 {
+    const char *data = a->data;
+    if (a->no_data) return ra_config_finish_model(cfg); /* generate: data.seq_len is no task's length */
     if (!data) return ra_config_finish(cfg);
     use_data(cfg, data, as_bytes);
     if (!(cfg->val_fraction > 0)) cfg->val_fraction = 0.5f;
@@ -264,7 +266,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
         if (a->grid_ranks > 0) RA_TRY(ra_grid_check(a->grid_ranks, cfg->dp));
         RA_TRY(data_not_contradicted(a, cfg));
         RA_TRY(fit_no_grad(a, cfg));
-        return finish(cfg, a->data, bytes_asked(a, cfg));
+        return finish(cfg, a, bytes_asked(a, cfg));
     }
     ra_config *stored = malloc(sizeof *stored); /* ra_config is large: not on the stack twice */
     if (!stored) return RA_FAIL(RA_ERR_NOMEM, "out of memory for the checkpoint's config");
@@ -285,7 +287,7 @@ static ra_status build_config(const ra_session_args *a, const char *ckpt, ra_con
     if (st == RA_OK) st = data_not_contradicted(a, cfg);
     if (st == RA_OK) drop_checkpoint_dtype(a, cfg);
     if (st == RA_OK) st = fit_no_grad(a, cfg);
-    if (st == RA_OK) st = finish(cfg, a->data, bytes_asked(a, cfg));
+    if (st == RA_OK) st = finish(cfg, a, bytes_asked(a, cfg));
     if (st == RA_OK) st = same_model(ckpt, stored, cfg);
     else st = model_set_first(a, ckpt, stored, st);
     free(stored);

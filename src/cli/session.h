@@ -21,6 +21,8 @@ typedef struct {
     int nsets;
     int threads;
     const char *data;     /* eval's --data FILE: the data, read whole (NULL: the config's) */
+    int no_data;          /* generate: reads no data, so the data's checks do not apply (a recall
+                           * model's task length against --set data.seq_len) */
     int no_grad;          /* eval: no gradients accumulate, so --set run.dp needs only to divide
                            * train.batch; train.accum is refit to it (session.c) */
     int grid_ranks;       /* > 0: the command runs run.dp rings over this many ranks, and a run.dp

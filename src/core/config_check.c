@@ -271,7 +271,7 @@ ra_status ra_config_check_run(const ra_config *c, const char *from)
     return RA_OK;
 }
 
-ra_status ra_config_finish(ra_config *cfg)
+static ra_status finish(ra_config *cfg, int with_data)
 {
     RA_TRY(check_ranges(cfg));
     if (cfg->layers < RA_MAX_LAYERS && cfg->layer_given >> cfg->layers) {
@@ -288,7 +288,7 @@ ra_status ra_config_finish(ra_config *cfg)
     ra_cfg_resolve_ids(c);
     ra_status st = derive_model(c);
     if (st == RA_OK) st = check_train(c);
-    if (st == RA_OK) st = check_data(c);
+    if (st == RA_OK && with_data) st = check_data(c);
     if (st == RA_OK) st = check_warm(c);
     if (st == RA_OK) st = check_sizes(c);
     if (st == RA_OK) {
@@ -301,3 +301,7 @@ ra_status ra_config_finish(ra_config *cfg)
     free(c);
     return st;
 }
+
+ra_status ra_config_finish(ra_config *cfg) { return finish(cfg, 1); }
+
+ra_status ra_config_finish_model(ra_config *cfg) { return finish(cfg, 0); }

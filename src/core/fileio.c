@@ -57,13 +57,32 @@ int ra_dir_on_kernel_fs(const char *dir)
     }
 }
 
+/* Why path cannot be opened: strerror(err), or for a symbolic link whose
+ * target is missing, that (ENOENT alone read as "the name is not there"). */
+static const char *open_failure(const char *path, int err, char *buf, size_t cap)
+{
+    struct stat ls;
+    char target[1024];
+    ssize_t n;
+    if (err == ENOENT && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode) &&
+        (n = readlink(path, target, sizeof target - 1)) >= 0) {
+        target[n] = '\0';
+        snprintf(buf, cap, "it is a symbolic link to %s, which does not exist", target);
+        return buf;
+    }
+    return strerror(err);
+}
+
 ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_t *size)
 {
     *fd = -1;
     if (!path || !path[0]) return RA_FAIL(RA_ERR_ARG, "%s: empty file name", what);
     /* O_NONBLOCK: opening a FIFO with no writer would otherwise block */
     int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (f < 0) return RA_FAIL(RA_ERR_IO, "%s %s: cannot open: %s", what, path, strerror(errno));
+    if (f < 0) {
+        char why[1200];
+        return RA_FAIL(RA_ERR_IO, "%s %s: cannot open: %s", what, path, open_failure(path, errno, why, sizeof why));
+    }
     struct stat st;
     if (fstat(f, &st) != 0) {
         int e = errno;

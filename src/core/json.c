@@ -246,6 +246,8 @@ static ra_status parse_number(parser *p, ra_json *v)
     if (!isfinite(d)) return perr(p, start, "number %.40s%s is out of range", buf, i - start > 40 ? "..." : "");
     v->type = RA_JSON_NUMBER;
     v->num = d;
+    if (d == 0) /* 1e-400 reads as 0: say so rather than "= 0" (a nonzero digit before the exponent) */
+        for (const char *q = buf; *q && *q != 'e' && *q != 'E'; q++) v->underflow |= *q >= '1' && *q <= '9';
     if (integral) {
         const char *q = buf;
         int neg = *q == '-';

@@ -34,6 +34,7 @@ struct ra_json {
     int is_int;           /* RA_JSON_NUMBER written as an integer (no fraction, no exponent) within int64 */
     int64_t i;            /* its value when is_int */
     double num;           /* RA_JSON_NUMBER (finite) */
+    int underflow;        /* RA_JSON_NUMBER written with a nonzero digit that reads as 0 (below double's range) */
     const char *str;      /* RA_JSON_STRING: UTF-8, NUL-terminated, no NUL inside */
     size_t len;           /* its length in bytes */
     const char *key;      /* member of an object: its key (NUL-terminated), else NULL */

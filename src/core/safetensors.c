@@ -507,8 +507,10 @@ ra_status ra_st_open_dir(ra_st **out, const char *dir)
         !ra_join_path(index, sizeof index, dir, RA_ST_INDEX_NAME))
         return RA_FAIL(RA_ERR_ARG, "%.200s: path too long", dir);
     struct stat sb;
-    if (stat(one, &sb) == 0) return ra_st_open(out, one);
-    if (stat(index, &sb) != 0) {
+    /* a name that is there (lstat) but cannot be followed, a dangling symbolic
+     * link, is opened to be named with its reason, not called absent */
+    if (stat(one, &sb) == 0 || lstat(one, &sb) == 0) return ra_st_open(out, one);
+    if (stat(index, &sb) != 0 && lstat(index, &sb) != 0) {
         if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
             return RA_FAIL(RA_ERR_IO, "%s: not a directory (a model directory holds %s or %s)", dir, RA_ST_FILE_NAME,
                            RA_ST_INDEX_NAME);

@@ -349,6 +349,13 @@ static ra_status get_num(const char *path, const ra_json *root, const char *key,
         return RA_OK;
     }
     if (v->type != RA_JSON_NUMBER) return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is %s, not a number", path, key, ra_json_kind(v));
+    /* ringattn keeps it in float32: a tiny value is named as such, not as 0 */
+    if (v->underflow)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is below even double's smallest positive number (it reads as "
+                       "0); it must be positive in float32 (at least 1.4e-45)", path, key);
+    if (v->num > 0 && (float)v->num == 0)
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" = %g is below float32's smallest positive number (1.4e-45), "
+                       "in which ringattn keeps it", path, key, v->num);
     if (!(v->num > 0) || !isfinite((float)v->num))
         return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" = %g must be positive and finite in float32", path, key, v->num);
     *out = v->num;

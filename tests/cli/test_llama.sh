@@ -304,7 +304,29 @@ TMO=20 fails "import --from a FIFO: named as one, not waited on" 1 "import: --fr
     import --from fromfifo --out x.ckpt
 fails "import --from a link to the file: named as the file" 1 "import: --from fromlink: is a regular file, not a directory" -- \
     import --from fromlink --out x.ckpt
+# export --out that is no directory: named as given (it was "/dev/null/model.safetensors: is in /dev")
+for o in /dev/null fromfifo fromlink; do
+    fails "export --out $o: named as given, not as a path inside it" 1 \
+        "export: --out $o: is a (character device|FIFO \(named pipe\)|regular file), not a directory" -- \
+        export --checkpoint ck --out "$o"
+done
+report "... and the FIFO and the file kept" "$([ -p fromfifo ] && cmp -s fromlink hf/model.safetensors || echo changed)"
 rm -f fromfifo fromlink
+# a dangling symbolic link where the weights or config.json belong: named as one (it was
+# "holds neither model.safetensors nor model.safetensors.index.json")
+mkdir dang && cp hf/config.json dang/ && ln -s gone.safetensors dang/model.safetensors
+fails "import: a dangling model.safetensors link named as one" 1 \
+    "dang/model.safetensors: cannot open: it is a symbolic link to gone.safetensors, which does not exist" -- \
+    import --from dang --out x.ckpt
+rm dang/model.safetensors && ln -s gone.json dang/model.safetensors.index.json
+fails "... and a dangling index link" 1 \
+    "dang/model.safetensors.index.json: cannot open: it is a symbolic link to gone.json, which does not exist" -- \
+    import --from dang --out x.ckpt
+rm dang/model.safetensors.index.json && cp hf/model.safetensors dang/ && ln -sf nowhere.json dang/config.json
+fails "... and a dangling config.json link" 1 \
+    "dang/config.json: cannot open: it is a symbolic link to nowhere.json, which does not exist" -- \
+    import --from dang --out x.ckpt
+rm -rf dang
 fails "export --set is refused, naming --set" 1 "export: --set is import's option" -- \
     export --checkpoint ck --out hf5 --set model.dim=3
 fails "export: missing checkpoint, no directory made" 1 "cannot open" -- export --checkpoint nope --out hf4
@@ -392,7 +414,17 @@ if [ -n "$PY" ]; then
         '"vocab_size" = 9.2233720368547758e\+18 is out of range \[1, 2\^30\]' -- import --from b_v63 --out x.ckpt
     bad_model b_eps --set rms_norm_eps=1e-50
     fails "import refuses an rms_norm_eps that is 0 in float32, naming the file and the value given" 1 \
-        'b_eps/config.json: "rms_norm_eps" = 1e-50' "model.norm_eps" -- import --from b_eps --out x.ckpt
+        'b_eps/config.json: "rms_norm_eps" = 1e-50 is below float32.s smallest positive number \(1.4e-45\)' -- \
+        import --from b_eps --out x.ckpt
+    # below double's range too (it reads as 0): said so, not "= 0" (round 21)
+    # (written by sed: Python's json reads 1e-400 as 0.0 and would write that)
+    rm -rf b_eps0 && cp -r b_eps b_eps0 && sed -i 's/"rms_norm_eps": [^,]*/"rms_norm_eps": 1e-400/' b_eps0/config.json
+    fails "import refuses an rms_norm_eps of 1e-400 as below double's range, not as 0" 1 \
+        'b_eps0/config.json: "rms_norm_eps" is below even double.s smallest positive number \(it reads as 0\)' -- \
+        import --from b_eps0 --out x.ckpt
+    rm -rf b_eps00 && cp -r b_eps b_eps00 && sed -i 's/"rms_norm_eps": [^,]*/"rms_norm_eps": 0.0e-400/' b_eps00/config.json
+    fails "... but a zero written with an exponent is 0" 1 'b_eps00/config.json: "rms_norm_eps" = 0 must be positive' -- \
+        import --from b_eps00 --out x.ckpt
     bad_model b_theta --set rope_theta=1e13
     fails "import refuses a rope_theta above model.rope_theta's range, naming the value given" 1 \
         'b_theta/config.json: "rope_theta" = 10000000000000' "out of range" -- import --from b_theta --out x.ckpt

@@ -229,10 +229,14 @@ fails "generate: two prompts" 1 "exactly one of --prompt, --prompt-file and --pr
     "${gen[@]}" --prompt-tokens 1 --prompt A
 # an empty item in a list (a lost id?) refused; a trailing comma is fine
 # a LIST with a sign, or in hex, that is no file either: said so (it was "cannot open: No such file")
-for p in -1 1,-2 +5 0x10; do
-    fails "generate: --prompt-tokens $p: neither a list of ids nor a file" 1 \
-        "error: generate: --prompt-tokens '${p//+/\\+}' is neither a comma-separated list of non-negative decimal ids" \
-        "nor a readable file" -- "${gen[@]}" --prompt-tokens "$p"
+# and where it stops being a list: the character, its byte and the id's position (round 21)
+for case in "-1|'-' at byte 0, in the id at position 0" "1,-2|'-' at byte 2, in the id at position 1" \
+    "+5|'\\+' at byte 0, in the id at position 0" "0x10|'x' at byte 1, in the id at position 0" \
+    "1, 2,x|'x' at byte 5, in the id at position 2" "1 2x3|'x' at byte 3, in the id at position 1"; do
+    p=${case%%|*}
+    fails "generate: --prompt-tokens '$p': neither a list of ids nor a file, where it stops being one" 1 \
+        "error: generate: --prompt-tokens '${p//+/\\+}' is neither a list of non-negative decimal ids" \
+        "${case#*|}, is no digit\) nor a readable file" -- "${gen[@]}" --prompt-tokens "$p"
 done
 fails "generate: an empty item in --prompt-tokens" 1 "--prompt-tokens: an empty item before the comma at byte 2" -- \
     "${gen[@]}" --prompt-tokens "1,,2"

@@ -163,6 +163,13 @@ report "... within data.seq_len: no warning" "$(grep warning err)"
 ra 2 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 30 --temperature 0
 report "generate past data.seq_len: runs, one warning naming the position" "$([ $? -eq 0 ] &&
     [ "$(grep -c "warning: generate: the prompt's 7 tokens and --tokens 30 reach position 37, past the model's data.seq_len of 32" err)" = 1 ] || cat err)"
+# --set data.seq_len below the recall task's length: generate reads no data, so it is only
+# the context it warns past, the text the same (it was refused with the task's length)
+ra 2 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 12 --temperature 0 --set data.seq_len=8
+rc=$?
+report "generate --set data.seq_len=8 on a recall model: runs, the same text, warned past position 8" "$(
+    [ $rc -eq 0 ] && [ "$(cat out)" = "$g1" ] || echo "exit $rc: '$(cat out)' vs '$g1' $(grep -m1 error err)")$(
+    grep -q "reach position 19, past the model's data.seq_len of 8" err || echo "no warning: $(cat err)")"
 # hostile prompts: refused at once, naming the file and what it is
 mkfifo pfifo && mkdir pdir && head -c 100000 /dev/zero | tr '\0' a >plong
 for f in "pfifo:is a FIFO" "pdir:is a directory" "/dev/zero:is a character device" \

@@ -109,6 +109,32 @@ static void test_finish_derived(void **state)
 
 #define SETS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
+/* ra_config_finish_model: every check but the data's (generate reads no data) */
+static void test_finish_model(void **state)
+{
+    (void)state;
+    static const char *const data_only[][3] = { { "data.seq_len=4", NULL }, { "data.source=file", NULL },
+                                                 { "data.recall_keys=3", NULL } };
+    for (size_t i = 0; i < sizeof data_only / sizeof *data_only; i++) {
+        ra_config *c = new_defaults(), *d = new_defaults();
+        for (int k = 0; data_only[i][k]; k++) {
+            assert_int_equal(ra_config_set(c, data_only[i][k], "--set"), RA_OK);
+            assert_int_equal(ra_config_set(d, data_only[i][k], "--set"), RA_OK);
+        }
+        assert_int_equal(ra_config_finish(c), RA_ERR_ARG); /* refused with the data's checks */
+        if (ra_config_finish_model(d) != RA_OK) fail_msg("%s: %s", data_only[i][0], ra_last_error());
+        assert_int_equal(d->head_dim, 16); /* derived as ra_config_finish derives */
+        free(c);
+        free(d);
+    }
+    /* the model's checks still apply */
+    ra_config *c = new_defaults();
+    assert_int_equal(ra_config_set(c, "model.kv_heads=3", "--set"), RA_OK);
+    assert_int_equal(ra_config_finish_model(c), RA_ERR_ARG);
+    assert_contains(ra_last_error(), "model.kv_heads = 3");
+    free(c);
+}
+
 static void test_finish_errors(void **state)
 {
     (void)state;
@@ -441,6 +467,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finish_derived),
         cmocka_unit_test(test_finish_errors),
+        cmocka_unit_test(test_finish_model),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_presets),
