@@ -350,6 +350,8 @@ static ra_status get_num(const char *path, const ra_json *root, const char *key,
     }
     if (v->type != RA_JSON_NUMBER) return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is %s, not a number", path, key, ra_json_kind(v));
     /* ringattn keeps it in float32: a tiny value is named as such, not as 0 */
+    if (signbit(v->num)) /* -1e-400 reads as -0: no "= -0" */
+        return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is negative; it must be positive and finite in float32", path, key);
     if (v->underflow)
         return RA_FAIL(RA_ERR_FORMAT, "%s: \"%s\" is below even double's smallest positive number (it reads as "
                        "0); it must be positive in float32 (at least 1.4e-45)", path, key);

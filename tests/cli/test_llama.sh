@@ -425,6 +425,9 @@ if [ -n "$PY" ]; then
     rm -rf b_eps00 && cp -r b_eps b_eps00 && sed -i 's/"rms_norm_eps": [^,]*/"rms_norm_eps": 0.0e-400/' b_eps00/config.json
     fails "... but a zero written with an exponent is 0" 1 'b_eps00/config.json: "rms_norm_eps" = 0 must be positive' -- \
         import --from b_eps00 --out x.ckpt
+    sed -i 's/"rms_norm_eps": [^,]*/"rms_norm_eps": -1e-400/' b_eps00/config.json
+    fails "... and a negative one below double's range is negative (not '= -0')" 1 \
+        'b_eps00/config.json: "rms_norm_eps" is negative; it must be positive' -- import --from b_eps00 --out x.ckpt
     bad_model b_theta --set rope_theta=1e13
     fails "import refuses a rope_theta above model.rope_theta's range, naming the value given" 1 \
         'b_theta/config.json: "rope_theta" = 10000000000000' "out of range" -- import --from b_theta --out x.ckpt
