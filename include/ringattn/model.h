@@ -97,6 +97,13 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
                         float grad_scale, int reduce, ra_batch_stats *stats);
 ra_status ra_model_wait_grads(ra_model *m);
 
+/* A check ra_model_step runs before each layer's forward after the first
+ * (NULL: none): a command reads its stop signal there during one long
+ * forward (generate's prompt). Its error ends the step; it must be
+ * collective when it communicates (every rank runs the same layers). */
+typedef ra_status (*ra_model_layer_check)(void *ctx, int layer);
+void ra_model_set_layer_check(ra_model *m, ra_model_layer_check check, void *ctx);
+
 /* Where the gradients are summed (default: over the model's comm, every
  * rank getting the whole sum in its gradients). gcomm: all the ranks whose
  * gradients add up (a grid: every rank of every ring). bounds [gP + 1]

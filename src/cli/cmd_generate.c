@@ -449,7 +449,22 @@ static ra_status read_prompt(const gen_args *a, const ra_config *cfg, int32_t **
 
 /* Fill the decoder with the prompt: one ring forward when every rank gets a
  * token (the model's seq_len is the prompt's length), else token by token. */
-static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const int32_t *prompt, int64_t Lp)
+/* A stop signal read between the layers of the prompt's forward: a long
+ * prompt's one forward was the span a first Ctrl-C could not end. */
+typedef struct {
+    const ra_cli *c;
+    int layers, tokens;
+} prefill_stop;
+static ra_status stop_between_layers(void *ctx, int layer)
+{
+    const prefill_stop *p = ctx;
+    char at[96];
+    snprintf(at, sizeof at, "during the prompt, before layer %d of %d (0 of %d tokens)", layer + 1, p->layers,
+             p->tokens);
+    return ra_cli_stopped(p->c, at);
+}
+
+static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const int32_t *prompt, int64_t Lp, int tokens)
 {
     if (Lp < c->size) {
         for (int64_t i = 0; i < Lp; i++) RA_TRY(ra_agree(c->comm, ra_decoder_step(d, prompt[i])));
@@ -462,7 +477,11 @@ static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const in
         s->tgt[i] = -1;
     }
     ra_batch_stats bs;
-    RA_TRY(ra_agree(c->comm, ra_model_step(s->model, s->tok, s->tgt, 0, 0.0f, 0, &bs)));
+    prefill_stop stop = { c, s->cfg.layers, tokens };
+    ra_model_set_layer_check(s->model, stop_between_layers, &stop);
+    const ra_status st = ra_model_step(s->model, s->tok, s->tgt, 0, 0.0f, 0, &bs);
+    ra_model_set_layer_check(s->model, NULL, NULL);
+    RA_TRY(ra_agree(c->comm, st));
     return ra_decoder_prefill(d, s->model);
 }
 
@@ -522,7 +541,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
                                                                ra_model_layout(s->model), c->comm, Lp + a->tokens))));
     const int64_t tp = RA_TRACE_T0();
     const ra_status shown = c->rank == 0 ? stream_put(o, prompt, Lp) : RA_OK;
-    RA_TRY(prefill(c, s, *d, prompt, Lp));
+    RA_TRY(prefill(c, s, *d, prompt, Lp, a->tokens));
     RA_TRY(ra_agree(c->comm, shown));
     RA_TRACE_END1("decode", "prefill", tp, "tokens", Lp);
     char at[64];

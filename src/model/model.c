@@ -357,6 +357,12 @@ ra_status ra_model_wait_grads(ra_model *m)
     return st;
 }
 
+void ra_model_set_layer_check(ra_model *m, ra_model_layer_check check, void *ctx)
+{
+    m->layer_check = check;
+    m->layer_check_ctx = ctx;
+}
+
 ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int backward, float grad_scale,
                         int reduce, ra_batch_stats *stats)
 {
@@ -374,6 +380,7 @@ ra_status ra_model_step(ra_model *m, const int32_t *tok, const int32_t *tgt, int
     const int64_t tf = RA_TRACE_T0();
     ra_embed_forward(x, tok, net->w + p->emb, N, C);
     for (int l = 0; l < net->nl; l++) {
+        if (l > 0 && m->layer_check) RA_TRY(m->layer_check(m->layer_check_ctx, l));
         RA_TRY(layer_forward(m, l, x, m->x_out));
         memcpy(x, m->x_out, sizeof(float) * N * C);
     }

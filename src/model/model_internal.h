@@ -56,6 +56,8 @@ struct ra_model {
     MPI_Comm comm;
     int P, rank, B;
     int inference;         /* created without gradients and backward scratch */
+    ra_model_layer_check layer_check; /* before layers 1.. of a forward (ra_model_set_layer_check) */
+    void *layer_check_ctx;
     int64_t L, Lr, N;
     int32_t *pos; /* [Lr] */
     ra_param_layout lay;

@@ -234,7 +234,8 @@ stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (SIG-
     # rank 0's warning that the tokens pass data.seq_len comes after every rank
     # has set its stop handlers (a fixed 1.5 s was too short once at 3 tests at
     # a time: SIGUSR1's default action ended rank 0). The stop may then come
-    # during the prefill: "after the prompt, 0 of ..." is right too.
+    # during the prefill: "after the prompt, 0 of ..." and "during the prompt,
+    # before layer 2 of 2 (0 of ...)" are right too.
     wait_for 'past the model' err 45
     to=$(pgrep -P "$bg" -x "$(basename "$MPIRUN")" || echo "$bg")
     case $sig in *-rank1) sig=${sig%-rank1} && to=$(pgrep -P "$to" | tail -1) ;; esac
@@ -242,8 +243,8 @@ stopped_gen() { # DESC SIGNAL OUT-OPTION...: 2 ranks, the signal to mpirun (SIG-
     wait "$bg"
     rc=$?
     [ "$rc" -eq 1 ] || why+="exit status $rc, expected 1; "
-    n=$(grep -oE "^ringattn: error: generate: stopped by SIG[A-Z0-9]+ after (the prompt, )?[0-9]+ of 1000000 tokens" err |
-        grep -oE '[0-9]+ of' | cut -d' ' -f1)
+    n=$(grep -oE "^ringattn: error: generate: stopped by SIG[A-Z0-9]+ (after (the prompt, )?|during the prompt, before layer [0-9]+ of [0-9]+ \()[0-9]+ of 1000000 tokens" err |
+        grep -oE '[0-9]+ of 1000000' | cut -d' ' -f1)
     [ -n "$n" ] || why+="no stop message from rank 0: $(grep -m1 error err); "
     [ "$(grep -c 'error:' err)" -eq 1 ] || why+="$(grep -c 'error:' err) error lines, expected rank 0's only; "
     local kept=out

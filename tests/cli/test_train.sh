@@ -170,6 +170,26 @@ rc=$?
 report "generate --set data.seq_len=8 on a recall model: runs, the same text, warned past position 8" "$(
     [ $rc -eq 0 ] && [ "$(cat out)" = "$g1" ] || echo "exit $rc: '$(cat out)' vs '$g1' $(grep -m1 error err)")$(
     grep -q "reach position 19, past the model's data.seq_len of 8" err || echo "no warning: $(cat err)")"
+# a stop signal during a long prompt's one forward is read between its layers (the first
+# Ctrl-C waited for the whole prompt): 8 layers, 30,000 tokens (about 1.8 s of forward
+# here alone), SIGUSR1 to mpirun once the prompt is printed, which is before its forward
+ra 1 train --config "$TINY" --set model.layers=8 --set train.steps=1 --set train.warmup=0 --set train.eval_every=0 \
+    --checkpoint-dir ck8
+head -c 30000 /dev/zero | tr '\0' a >p30k
+rm -f out err
+timeout 120 "$MPIRUN" --oversubscribe -n 2 "$RA" generate --checkpoint ck8 --prompt-file p30k --tokens 5 \
+    --set data.seq_len=40000 >out 2>err </dev/null &
+gp=$!
+for _ in $(seq 1200); do [ "$(wc -c <out 2>/dev/null || echo 0)" -ge 30000 ] && break; sleep 0.05; done
+kill -USR1 "$(pgrep -P "$gp" -x "$(basename "$MPIRUN")")"
+wait "$gp"
+rc=$?
+why=""
+[ $rc -eq 1 ] || why+="exit status $rc; "
+grep -qE '^ringattn: error: generate: stopped by SIGUSR1 during the prompt, before layer [2-8] of 8 \(0 of 5 tokens\) \(standard output has the prompt and the 0 tokens sampled\)$' err ||
+    why+="$(grep -m1 error err); "
+[ "$(wc -c <out)" -eq 30001 ] || why+="standard output: $(wc -c <out) bytes, expected the prompt and a newline; "
+report "generate: a stop during a 30,000-token prompt's forward ends it between layers, the prompt kept" "$why"
 # hostile prompts: refused at once, naming the file and what it is
 mkfifo pfifo && mkdir pdir && head -c 100000 /dev/zero | tr '\0' a >plong
 for f in "pfifo:is a FIFO" "pdir:is a directory" "/dev/zero:is a character device" \
