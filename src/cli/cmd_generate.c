@@ -447,8 +447,6 @@ static ra_status read_prompt(const gen_args *a, const ra_config *cfg, int32_t **
 
 /* ---- decoding ------------------------------------------------------------------- */
 
-/* Fill the decoder with the prompt: one ring forward when every rank gets a
- * token (the model's seq_len is the prompt's length), else token by token. */
 /* A stop signal read between the layers of the prompt's forward: a long
  * prompt's one forward was the span a first Ctrl-C could not end. */
 typedef struct {
@@ -464,6 +462,8 @@ static ra_status stop_between_layers(void *ctx, int layer)
     return ra_cli_stopped(p->c, at);
 }
 
+/* Fill the decoder with the prompt: one ring forward when every rank gets a
+ * token (the model's seq_len is the prompt's length), else token by token. */
 static ra_status prefill(const ra_cli *c, ra_session *s, ra_decoder *d, const int32_t *prompt, int64_t Lp, int tokens)
 {
     if (Lp < c->size) {
