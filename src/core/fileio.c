@@ -57,20 +57,25 @@ int ra_dir_on_kernel_fs(const char *dir)
     }
 }
 
-/* Why path cannot be opened: strerror(err), or for a symbolic link whose
- * target is missing, that (ENOENT alone read as "the name is not there"). */
-static const char *open_failure(const char *path, int err, char *buf, size_t cap)
+/* 1 when path is a symbolic link whose target does not exist, said into
+ * buf (ENOENT alone reads as "the name is not there"). */
+static int dangling_link(const char *path, char *buf, size_t cap)
 {
     struct stat ls;
     char target[1024];
     ssize_t n;
-    if (err == ENOENT && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode) &&
-        (n = readlink(path, target, sizeof target - 1)) >= 0) {
-        target[n] = '\0';
-        snprintf(buf, cap, "it is a symbolic link to %s, which does not exist", target);
-        return buf;
-    }
-    return strerror(err);
+    if (lstat(path, &ls) != 0 || !S_ISLNK(ls.st_mode) || stat(path, &ls) == 0 || errno != ENOENT ||
+        (n = readlink(path, target, sizeof target - 1)) < 0)
+        return 0;
+    target[n] = '\0';
+    snprintf(buf, cap, "it is a symbolic link to %s, which does not exist", target);
+    return 1;
+}
+
+/* Why path cannot be opened: strerror(err), or that it is a dangling link. */
+static const char *open_failure(const char *path, int err, char *buf, size_t cap)
+{
+    return err == ENOENT && dangling_link(path, buf, cap) ? buf : strerror(err);
 }
 
 ra_status ra_file_open_input(const char *path, const char *what, int *fd, int64_t *size)
@@ -624,7 +629,9 @@ ra_status ra_prepare_output_dir(const char *dir, const char *what)
         const int e = mkdir(dir, 0755) != 0 ? errno : 0;
         /* another process that made it in between is not an error */
         if (e && !(e == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
-            char parent[PATH_MAX], bare[PATH_MAX];
+            char parent[PATH_MAX], bare[PATH_MAX], why[1200];
+            if (e == EEXIST && dangling_link(dir, why, sizeof why)) /* mkdir: "File exists" */
+                return RA_FAIL(RA_ERR_IO, "%s %s: %s: create its target or give another directory", what, dir, why);
             /* "a/b/" is b in a: its trailing slashes are not a path step */
             size_t n = strlen(dir);
             while (n > 1 && dir[n - 1] == '/') n--;

@@ -1086,6 +1086,14 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null
     [ "$rc" -eq 0 ] || why+="exit status $rc: $(grep -m1 error err); "
     report "a lock file of another user (0644, not writable): locked read-only, the run goes on" "$why"
 fi
+# a checkpoint directory that is a dangling symbolic link: named as one, kept (mkdir's
+# "cannot create files in directory '.': File exists" named the wrong thing)
+ln -s nowhere ckdl
+ra 2 train --config cfg.ini "${short[@]}" --checkpoint-dir ckdl
+refused "--checkpoint-dir a dangling symlink: named as one" 1 \
+    'checkpoint-dir ckdl: it is a symbolic link to nowhere, which does not exist: create its target or give another directory'
+report "... and the link is kept, nothing made" "$([ -L ckdl ] && [ ! -e nowhere ] || echo "ckdl or nowhere changed")"
+rm ckdl
 # the lock file is never followed, nor replaced by an output
 mkdir ckx
 cp cfg.ini target.txt && tsum=$(sums target.txt)

@@ -311,6 +311,12 @@ for o in /dev/null fromfifo fromlink; do
         export --checkpoint ck --out "$o"
 done
 report "... and the FIFO and the file kept" "$([ -p fromfifo ] && cmp -s fromlink hf/model.safetensors || echo changed)"
+ln -s nowhere dangout
+fails "export --out a dangling symlink: named as one" 1 \
+    "export: --out dangout: it is a symbolic link to nowhere, which does not exist: create its target" -- \
+    export --checkpoint ck --out dangout
+[ -L dangout ] && [ ! -e nowhere ] || bad "export --out a dangling symlink changed it or made its target"
+rm -f dangout
 rm -f fromfifo fromlink
 # a dangling symbolic link where the weights or config.json belong: named as one (it was
 # "holds neither model.safetensors nor model.safetensors.index.json")
