@@ -522,8 +522,8 @@ static ra_status stream_end(stream *o)
 }
 
 /* The prompt, then a->tokens sampled into out; *done counts them, so a run
- * a stop signal ends (ra_cli_stopped, read after the prefill and after each
- * token) keeps what it sampled. */
+ * a stop signal ends (ra_cli_stopped, read between the prompt's layers,
+ * after the prefill and after each token) keeps what it sampled. */
 static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const ra_config *cfg,
                      const int32_t *prompt, int64_t Lp, ra_session *s, ra_decoder **d, int32_t *out, stream *o,
                      int *done)
@@ -546,7 +546,7 @@ static ra_status run(const ra_cli *c, const gen_args *a, const char *path, const
     RA_TRACE_END1("decode", "prefill", tp, "tokens", Lp);
     char at[64];
     snprintf(at, sizeof at, "after the prompt, 0 of %d tokens", a->tokens);
-    RA_TRY(ra_cli_stopped(c, at)); /* a long prefill is one ring forward: the first place to stop */
+    RA_TRY(ra_cli_stopped(c, at)); /* a signal during the prefill's last layer or the decoder's fill */
     for (int i = 0; i < a->tokens; i++) {
         out[i] = sample(ra_decoder_logits(*d), cfg->vocab, a->temp, a->topk, (uint64_t)a->seed, (uint64_t)i);
         *done = i + 1;
