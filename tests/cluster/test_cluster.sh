@@ -183,22 +183,28 @@ report "dp 2 x cp 2 with ranks round-robin over 2 hosts: rings {0, 2} and {1, 3}
 # 2 hosts x 2 ranks, the links shaped to 1 Gbit/s: the ping-pong to another
 # host gives the link rate (tbf: about 0.95 Gbit/s), the one inside host 1
 # (TCP over its loopback, not shaped) a faster one, and the plan assumes 2
-# ranks per node
+# ranks per node. The link's CPU cost is a difference of two rates measured
+# in turn: work beside the test (a build, once) hid it (0, not written), so a
+# run missing only it is measured once more.
 "$NC" shape 1gbit 0ms >/dev/null 2>&1
-cl 2 2 plan --calibrate --save-rates rates.ini --threads 1 --attn -n 4 -L 4096 --causal
-why=$([ $? -eq 0 ] || tail -3 err)
+for try in 1 2; do
+    cl 2 2 plan --calibrate --save-rates rates.ini --threads 1 --attn -n 4 -L 4096 --causal
+    why=$([ $? -eq 0 ] || tail -3 err)
+    if [ -z "$why" ]; then
+        grep -q "^# rates: calibrated here (kernels, ping-pongs in the node and across nodes)" out ||
+            why+="rates line: $(grep '^# rates' out); "
+        grep -q "^# attn: .* ranks/node=2$" out || why+="attn line: $(grep '^# attn' out); "
+        # veth has no NIC: every byte's TCP work runs on the cores that compute
+        # (measured 0.9-1.7 s per GB here), so the link's CPU cost is not 0
+        why+=$(awk -F' = ' '$1 == "link_gbps" { l = $2 } $1 == "shm_gbps" { s = $2 } $1 == "link_cpu_s_per_gb" { u = $2 }
+            END { if (!(l >= 0.5 && l <= 1.05)) printf "link_gbps %s not in [0.5, 1.05]; ", l
+                  if (!(s > 1.05)) printf "shm_gbps %s not above the shaped link; ", s
+                  if (!(u > 0.05 && u < 100)) printf "link_cpu_s_per_gb %s not in (0.05, 100); ", u }' rates.ini)
+    fi
+    [ "$try" = 1 ] && [[ $why == "link_cpu_s_per_gb "*"; " ]] && [[ $why != *"; "*"; " ]] || break
+    echo "note: link_cpu_s_per_gb not measured on try 1 ($why); measuring again"
+done
 "$NC" shape off >/dev/null 2>&1
-if [ -z "$why" ]; then
-    grep -q "^# rates: calibrated here (kernels, ping-pongs in the node and across nodes)" out ||
-        why+="rates line: $(grep '^# rates' out); "
-    grep -q "^# attn: .* ranks/node=2$" out || why+="attn line: $(grep '^# attn' out); "
-    # veth has no NIC: every byte's TCP work runs on the cores that compute
-    # (measured 0.9-1.7 s per GB here), so the link's CPU cost is not 0
-    why+=$(awk -F' = ' '$1 == "link_gbps" { l = $2 } $1 == "shm_gbps" { s = $2 } $1 == "link_cpu_s_per_gb" { u = $2 }
-        END { if (!(l >= 0.5 && l <= 1.05)) printf "link_gbps %s not in [0.5, 1.05]; ", l
-              if (!(s > 1.05)) printf "shm_gbps %s not above the shaped link; ", s
-              if (!(u > 0.05 && u < 100)) printf "link_cpu_s_per_gb %s not in (0.05, 100); ", u }' rates.ini)
-fi
 report "plan --calibrate on 2 hosts x 2 ranks, 1 Gbit/s: link and its CPU cost measured across hosts, shm inside one, 2 ranks per node" "$why"
 
 # ---- the ranks really talked through the bridge ------------------------------------
