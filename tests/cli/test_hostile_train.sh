@@ -899,7 +899,7 @@ wait_out() {
 }
 rm -rf cke cke.jsonl
 start_bg 2 train "${longeval[@]}" --checkpoint-dir cke --metrics cke.jsonl
-sleep 3
+wait_out '^train: ' # every rank has its stop handlers by then (collectives follow them); the evaluation is next
 stop_eval TERM tail 75 "stopped by signal SIGTERM during the evaluation before step 1: no step ran"
 [ ! -e cke ] || why+="cke is left: $(ls -A cke | tr '\n' ' '); "
 [ ! -e cke.jsonl ] || why+="an empty cke.jsonl is left; "
