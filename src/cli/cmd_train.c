@@ -485,6 +485,8 @@ static ra_status warm_start(const ra_cli *c, ra_session *s, int *stopped)
     if (cfg->embed_init_id == RA_EMBED_INIT_RANDOM && cfg->head_init_id == RA_HEAD_INIT_RANDOM) return RA_OK;
     ra_warm_info w;
     double t0 = ra_now();
+    /* said first: counting a large file takes seconds to minutes before any other line */
+    ra_say(c, "warm start: counting the training tokens (embedding %s, head %s)\n", cfg->embed_init, cfg->head_init);
     RA_TRY(ra_agree(c->comm, ra_warm_start(s->model, s->data, cfg, c->comm, &w)));
     if (w.stopped) {
         *stopped = w.stopped; /* a STOP_ level */

@@ -859,7 +859,8 @@ for sig_pick in "TERM cat" "TERM head" "USR1 tail"; do
     rm -rf ckw
     if [ "$2" = cat ]; then t=(); what="the ranks"; else t=(--set run.timeout=1); what="one rank ($2 of the pids)"; fi
     start_bg 2 train "${warm[@]}" "${t[@]}" --checkpoint-dir ckw
-    sleep 3
+    wait_for out '^warm start: counting' 300 # said as it starts (a fixed 3 s could outrun a slow start)
+    sleep 1
     t0=$(date +%s.%N)
     if [ "$2" = cat ]; then kill "-$1" $(ranks_of "$mp"); else kill "-$1" "$(ranks_of "$mp" | "$2" -1)"; fi
     wait "$mp"
@@ -978,7 +979,8 @@ rm -rf cki
 for try in 1 2 3; do
     rm -rf cki
     direct_bg train "${warm[@]}" --set model.warm_radius=4096 --checkpoint-dir cki
-    sleep 2
+    wait_for out '^warm start: counting' 300
+    sleep 1
     exec 7<err
     kill -INT "$p"
     for ((n = 0; n < 3000000; n++)); do
@@ -1002,7 +1004,8 @@ rm -rf cki
 # start the same way, but mpirun itself exits 1 (not 75): the stop line is what to look for.
 rm -rf ckw
 start_bg 2 train "${warm[@]}" --checkpoint-dir ckw
-sleep 3
+wait_for out '^warm start: counting' 300
+sleep 1
 kill -TERM "$(pgrep -P "$mp" | head -1)"
 wait "$mp"
 rc=$?
