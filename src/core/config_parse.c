@@ -227,7 +227,7 @@ ra_status ra_config_parse(ra_config *cfg, const char *text, const char *name)
     if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory for the config", name);
     memcpy(tmp, cfg, sizeof *tmp); /* memcpy keeps the padding bytes too */
     ra_status st = parse_into(tmp, text, name, 0);
-    if (st == RA_OK) ra_cfg_resolve_ids(tmp), ra_cfg_settle_layer_place(tmp), memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) ra_cfg_commit(cfg, tmp);
     free(tmp);
     return st;
 }
@@ -260,7 +260,7 @@ ra_status ra_config_load(ra_config *cfg, const char *path)
     }
     ra_config_defaults(tmp);
     ra_status st = parse_into(tmp, text, path, 1);
-    if (st == RA_OK) ra_cfg_resolve_ids(tmp), ra_cfg_settle_layer_place(tmp), memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) ra_cfg_commit(cfg, tmp);
     free(tmp);
     free(text);
     return st;

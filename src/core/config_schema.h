@@ -73,8 +73,9 @@ ra_status ra_cfg_bad_value(const char *where, const char *qual, const key_spec *
                            const char *problem);
 /* Mark layer as configured where (layer_given, layer_given_at). */
 void ra_cfg_mark_layer(ra_config *cfg, int layer, const char *where);
-/* Keep layer_given_at only while its layer is beyond model.layers. */
-void ra_cfg_settle_layer_place(ra_config *cfg);
+/* tmp (a parse's or an override's copy) into cfg: ids resolved,
+ * layer_given_at kept only while its layer is beyond model.layers. */
+void ra_cfg_commit(ra_config *cfg, ra_config *tmp);
 /* Store value v of key k (section sec, layer for SEC_LAYER) in cfg.
  * [layers] skips the layers whose key a [layer.N] of the same text set
  * (explicit: bit k of explicit[N]; NULL outside a parse). */

@@ -74,7 +74,7 @@ ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *orig
     if (!tmp) return RA_FAIL(RA_ERR_NOMEM, "%s: out of memory", where);
     memcpy(tmp, cfg, sizeof *tmp);
     ra_status st = ra_cfg_apply(tmp, sec, layer, k, v, where, NULL);
-    if (st == RA_OK) ra_cfg_resolve_ids(tmp), ra_cfg_settle_layer_place(tmp), memcpy(cfg, tmp, sizeof *cfg);
+    if (st == RA_OK) ra_cfg_commit(cfg, tmp);
     free(tmp);
     return st;
 }

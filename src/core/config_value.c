@@ -227,15 +227,18 @@ ra_status ra_cfg_apply(ra_config *cfg, int sec, int layer, const key_spec *k, co
     return RA_OK;
 }
 
-/* After a parse or an override: a place is kept only while its layer is
- * beyond model.layers (finish then names it), else cleared, so that the
- * canonical text of a finished config parses back to the identical struct
+/* A parse's or an override's working copy into cfg: the words' ids
+ * resolved, and a layer's place kept only while that layer is beyond
+ * model.layers (finish then names it), else cleared, so that the canonical
+ * text of a finished config parses back to the identical struct
  * (config.h). A later --set model.layers below it gets finish's message
  * without a place. */
-void ra_cfg_settle_layer_place(ra_config *cfg)
+void ra_cfg_commit(ra_config *cfg, ra_config *tmp)
 {
-    if (cfg->layers >= 0 && cfg->layers < RA_MAX_LAYERS && cfg->layer_given >> cfg->layers) return;
-    memset(cfg->layer_given_at, 0, sizeof cfg->layer_given_at);
+    ra_cfg_resolve_ids(tmp);
+    if (!(tmp->layers >= 0 && tmp->layers < RA_MAX_LAYERS && tmp->layer_given >> tmp->layers))
+        memset(tmp->layer_given_at, 0, sizeof tmp->layer_given_at);
+    memcpy(cfg, tmp, sizeof *cfg);
 }
 
 /* Only the highest layer's place is kept: when any configured layer is
