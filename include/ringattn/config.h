@@ -135,8 +135,9 @@ ra_status ra_config_set(ra_config *cfg, const char *assignment, const char *orig
  * lengths), naming the keys. On error *cfg is unchanged. */
 ra_status ra_config_finish(ra_config *cfg);
 /* The same without the checks of the data and its task (the recall task's
- * lengths, data.path): for a command that reads no data, such as generate,
- * whose data.seq_len is only the context it warns past. */
+ * lengths, data.path, train.batch sequences of data.seq_len in a
+ * micro-batch: one sequence instead): for a command that reads no data,
+ * such as generate, whose data.seq_len is only the context it warns past. */
 ra_status ra_config_finish_model(ra_config *cfg);
 /* run.timeout is 0 or at least 1 s; from (NULL or "the checkpoint X")
  * names where the value came from. Checked on the config a command runs

@@ -223,7 +223,7 @@ static int64_t param_count(const ra_config *c)
     return V * C + c->layers * layer + C + (c->tie_embeddings ? 0 : C * V);
 }
 
-static ra_status check_sizes(const ra_config *c)
+static ra_status check_sizes(const ra_config *c, int with_data)
 {
     const int64_t params = param_count(c);
     if (params > RA_MAX_PARAMS)
@@ -233,7 +233,7 @@ static ra_status check_sizes(const ra_config *c)
                        "rank holds them all, and at most %lld are supported: make the model smaller",
                        (long long)params, c->vocab, c->dim, c->layers, c->heads, c->kv_heads, c->head_dim,
                        c->ffn_dim, (long long)RA_MAX_PARAMS);
-    const int micro = c->batch / c->accum; /* eval's micro-batch; a grid's train groups take 1/dp of it */
+    const int micro = with_data ? c->batch / c->accum : 1; /* without data (generate): one sequence */
     const int64_t tokens = (int64_t)micro * c->seq_len;
     /* a micro-batch holds at least one sequence per data-parallel group */
     char advice[200];
@@ -290,7 +290,7 @@ static ra_status finish(ra_config *cfg, int with_data)
     if (st == RA_OK) st = check_train(c);
     if (st == RA_OK && with_data) st = check_data(c);
     if (st == RA_OK) st = check_warm(c);
-    if (st == RA_OK) st = check_sizes(c);
+    if (st == RA_OK) st = check_sizes(c, with_data);
     if (st == RA_OK) {
         for (int n = c->layers; n < RA_MAX_LAYERS; n++) ra_cfg_layer_defaults(&c->layer[n]);
         ra_cfg_resolve_ids(c);

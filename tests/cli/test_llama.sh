@@ -305,12 +305,20 @@ TMO=20 fails "import --from a FIFO: named as one, not waited on" 1 "import: --fr
 fails "import --from a link to the file: named as the file" 1 "import: --from fromlink: is a regular file, not a directory" -- \
     import --from fromlink --out x.ckpt
 # export --out that is no directory: named as given (it was "/dev/null/model.safetensors: is in /dev")
+wsum=$(cksum <hf/model.safetensors)
 for o in /dev/null fromfifo fromlink; do
     fails "export --out $o: named as given, not as a path inside it" 1 \
         "export: --out $o: is a (character device|FIFO \(named pipe\)|regular file), not a directory" -- \
         export --checkpoint ck --out "$o"
 done
-report "... and the FIFO and the file kept" "$([ -p fromfifo ] && cmp -s fromlink hf/model.safetensors || echo changed)"
+report "... and the FIFO, the link and its file kept" "$([ -p fromfifo ] && [ -L fromlink ] &&
+    [ "$(cksum <hf/model.safetensors)" = "$wsum" ] || echo changed)"
+# a link to a directory is that directory: the export writes into its target
+mkdir realout && ln -s realout linkout
+ra1 export --checkpoint ck --out linkout
+report "export --out a symlink to a directory: written into its target, the link kept" "$([ $? -eq 0 ] &&
+    [ -L linkout ] && [ -s realout/model.safetensors ] && [ -s realout/config.json ] || echo "exit $?: $(cat err)")"
+rm -rf realout linkout
 ln -s nowhere dangout
 fails "export --out a dangling symlink: named as one" 1 \
     "export: --out dangout: it is a symbolic link to nowhere, which does not exist: create its target" -- \

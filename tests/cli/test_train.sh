@@ -170,6 +170,16 @@ rc=$?
 report "generate --set data.seq_len=8 on a recall model: runs, the same text, warned past position 8" "$(
     [ $rc -eq 0 ] && [ "$(cat out)" = "$g1" ] || echo "exit $rc: '$(cat out)' vs '$g1' $(grep -m1 error err)")$(
     grep -q "reach position 19, past the model's data.seq_len of 8" err || echo "no warning: $(cat err)")"
+# ... at its largest too (nothing is sized by it: 2^30 tokens would be 4 GiB a buffer), and
+# one past it refused naming the range
+ra 2 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 12 --temperature 0 --set data.seq_len=1073741824
+rc=$?
+report "generate --set data.seq_len=2^30: runs, the same text, no warning" "$([ $rc -eq 0 ] &&
+    [ "$(cat out)" = "$g1" ] && ! grep -q warning err || echo "exit $rc: $(cat err)")"
+ra 2 generate --checkpoint ckA --prompt 'AbBcCd|' --tokens 2 --set data.seq_len=1073741825
+rc=$?
+report "... and 2^30 + 1 refused naming the range" "$([ $rc -eq 1 ] && grep -q "data.seq_len.*1073741825.*2 to 1073741824\|data.seq_len.*out of range" err ||
+    echo "exit $rc: $(grep -m1 error err)")"
 # a stop signal during a long prompt's one forward is read between its layers (the first
 # Ctrl-C waited for the whole prompt): 8 layers, 30,000 tokens (about 1.8 s of forward
 # here alone), SIGUSR1 to mpirun once the prompt is printed, which is before its forward

@@ -114,7 +114,8 @@ static void test_finish_model(void **state)
 {
     (void)state;
     static const char *const data_only[][3] = { { "data.seq_len=4", NULL }, { "data.source=file", NULL },
-                                                 { "data.recall_keys=3", NULL } };
+                                                 { "data.recall_keys=3", NULL },
+                                                 { "data.seq_len=1073741824", NULL } }; /* x train.batch */
     for (size_t i = 0; i < sizeof data_only / sizeof *data_only; i++) {
         ra_config *c = new_defaults(), *d = new_defaults();
         for (int k = 0; data_only[i][k]; k++) {
