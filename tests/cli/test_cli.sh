@@ -382,6 +382,10 @@ fails "gen --dir a file: refused" 1 "error: gen: --dir gplain: exists and is not
 fails "gen --dir with a missing parent: refused, nothing made" 1 "gen: --dir gnope/sub: cannot create it: its parent" -- \
     gen --dir gnope/sub --L 8
 fails "gen with q.npy a symlink: refused" 1 "error: gen: output gsym/q.npy: is a symbolic link" -- gen --dir gsym --L 8
+ln -s gnowhere gdang
+fails "gen --dir a dangling symlink: named as one, nothing made" 1 \
+    "error: gen: --dir gdang: it is a symbolic link to gnowhere, which does not exist" -- gen --dir gdang --L 8
+[ -L gdang ] && [ ! -e gnowhere ] || bad "gen --dir a dangling symlink changed it or made its target"
 report "... its target and the others untouched" \
     "$([ "$(cat gtarget)" = keep ] && [ "$(cat gplain)" = plain ] && [ -p gfifo ] && [ ! -e gnope ] &&
        [ "$(ls gsym)" = q.npy ] || echo "changed: $(cat gtarget gplain; ls gsym)")"
