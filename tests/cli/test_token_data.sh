@@ -217,6 +217,10 @@ report "generate --out with ids" \
 fails "generate: an id >= vocab in a list, named by position" 2 \
     "--prompt-tokens: token 1000 at position 2 is outside the model's vocabulary \[0, 1000\)" -- \
     "${gen[@]}" --prompt-tokens "1 2 1000"
+# an id past 64 bits: named whole, not wrapped into the vocabulary
+fails "generate: a 20-digit id in a list, named whole" 2 \
+    "--prompt-tokens: token 99999999999999999999 at position 1 is outside the model's vocabulary \[0, 1000\)" -- \
+    "${gen[@]}" --prompt-tokens "1,99999999999999999999"
 perl -e 'print pack("v*", 1, 2, 3, 60000)' >badprompt.bin
 fails "generate: an id >= vocab in a file, named by element" 2 \
     "--prompt-tokens badprompt.bin: token 60000 at element 3" -- \
