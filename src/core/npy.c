@@ -300,25 +300,29 @@ static ra_status parse_dict(cursor *c, header *h)
     return RA_OK;
 }
 
-/* Product of the shape, refusing byte counts that would overflow int64.
- * A zero extent anywhere makes it 0 first: [2^62, 0] is an empty array
- * (numpy makes one), not an overflow. */
+/* Product of the shape, refusing what numpy refuses: the byte count of the
+ * non-zero extents must fit in int64 even when a zero extent makes the
+ * array empty (numpy 1.24: np.zeros((2**61 - 1, 0), 'f4') is made,
+ * (2**61, 0) is "too big"; np.load refuses such a header the same way). */
 static ra_status shape_count(const char *path, ra_status code, int ndim, const int64_t *shape,
                              int itemsize, int64_t *count)
 {
-    *count = 0;
-    for (int d = 0; d < ndim; d++)
-        if (shape[d] == 0) return RA_OK;
+    int empty = 0;
+    for (int d = 0; d < ndim; d++) empty |= shape[d] == 0;
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) {
+        if (shape[d] == 0) continue;
         if (n > INT64_MAX / itemsize / shape[d]) {
             char buf[256];
-            return RA_FAIL(code, "%s: shape %s has too many elements (byte count overflows int64)",
-                           path, ra_shape_str(buf, sizeof buf, ndim, shape));
+            ra_shape_str(buf, sizeof buf, ndim, shape);
+            if (empty)
+                return RA_FAIL(code, "%s: shape %s is empty, but the byte count of its non-zero extents overflows "
+                               "int64 (numpy refuses it as too big)", path, buf);
+            return RA_FAIL(code, "%s: shape %s has too many elements (byte count overflows int64)", path, buf);
         }
         n *= shape[d];
     }
-    *count = n;
+    *count = empty ? 0 : n;
     return RA_OK;
 }
 

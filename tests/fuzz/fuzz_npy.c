@@ -51,14 +51,18 @@ static void put_input(const uint8_t *data, size_t size)
 static void check_header(const ra_npy *f, size_t size)
 {
     if (f->ndim < 0 || f->ndim > RA_NPY_MAX_DIMS) fail("ndim out of range");
-    int64_t n = 1;
-    for (int d = 0; d < f->ndim; d++) {
-        if (f->shape[d] < 0) fail("negative dimension accepted");
-        n *= f->shape[d];
-    }
-    if (n != f->count) fail("count is not the product of the shape");
     int es = ra_dtype_size(f->dtype);
     if (es != 2 && es != 4 && es != 8) fail("unknown dtype accepted");
+    /* numpy's rule: the non-zero extents' byte count fits in int64 */
+    int64_t bytes = es;
+    bool empty = false;
+    for (int d = 0; d < f->ndim; d++) {
+        if (f->shape[d] < 0) fail("negative dimension accepted");
+        if (f->shape[d] == 0) empty = true;
+        else if (__builtin_mul_overflow(bytes, f->shape[d], &bytes))
+            fail("a shape whose non-zero extents overflow int64 in bytes accepted (numpy refuses it)");
+    }
+    if ((empty ? 0 : bytes / es) != f->count) fail("count is not the product of the shape");
     if (f->data_offset < 10 || (uint64_t)f->data_offset > size) fail("data offset outside the file");
     if ((uint64_t)f->count * (uint64_t)es > size - (uint64_t)f->data_offset) fail("data runs past the file");
     char buf[64];
