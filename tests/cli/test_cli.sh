@@ -173,13 +173,19 @@ fails "int64 segment ids out of int32 range (P=3 striped): the same first named"
 fails "missing file" 2 "nosuch.npy" "no such file|cannot open" -- attn --q A/q.npy --k A/k.npy --v nosuch.npy --out o.npy
 fails "missing file (P=1)" 1 "nosuch.npy" "no such file|cannot open" -- attn --q nosuch.npy --k A/k.npy --v A/v.npy --out o.npy
 fails "directory as a file" 2 "res: " "regular file|directory" -- attn --q A/q.npy --k res --v A/v.npy --out o.npy
-# an empty array with a huge extent (numpy makes np.zeros((2**62, 2, 0))): empty, not "too many
-# elements", and its 2^62 heads are not read as an int (they were 0)
-printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2, 0), }" \
+# an empty array with a huge extent (numpy makes np.zeros((2**40, 2, 0))): empty, not "too many
+# elements", and its 2^40 heads are not read as an int (they were 0)
+printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 2, 0), }" \
     >bad/huge0.npy
-fails "an empty Q of shape [2^62, 2, 0]: an empty dimension" 2 \
-    "bad/huge0.npy: empty dimension in \[4611686018427387904, 2, 0\]" -- \
+fails "an empty Q of shape [2^40, 2, 0]: an empty dimension" 2 \
+    "bad/huge0.npy: empty dimension in \[1099511627776, 2, 0\]" -- \
     attn --q bad/huge0.npy --k bad/huge0.npy --v bad/huge0.npy --out o.npy
+# past numpy's limit (the non-zero extents' bytes overflow int64: np.load refuses it as too big)
+printf '\x93NUMPY\x01\x00\x76\x00%-117s\n' "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2, 0), }" \
+    >bad/huge0big.npy
+fails "an empty Q of shape [2^62, 2, 0]: too big, as numpy says" 2 \
+    "bad/huge0big.npy: shape \[4611686018427387904, 2, 0\] is empty, but the byte count of its non-zero extents overflows int64" -- \
+    attn --q bad/huge0big.npy --k bad/huge0big.npy --v bad/huge0big.npy --out o.npy
 
 # ---- 3. option errors --------------------------------------------------------
 
