@@ -788,7 +788,21 @@ static void test_open_partial_mismatch(void **state)
     const int64_t bad[1] = {-1};
     assert_error(ra_npy_create_f32(&a, p, 1, bad), RA_ERR_ARG, part, "expected >= 0");
     assert_error(ra_npy_create_f32(&a, p, RA_NPY_MAX_DIMS + 1, shape), RA_ERR_ARG, part, "ndim");
+    /* the writers keep numpy's size rule too: an empty shape past it is refused
+     * before any file is made; at the limit it writes a header-only array */
+    const int64_t past[2] = {INT64_C(1) << 61, 0}, limit[2] = {(INT64_C(1) << 61) - 1, 0};
+    const char *const big = "is empty, but the byte count of its non-zero extents overflows int64";
+    assert_error(ra_npy_create_f32(&a, p, 2, past), RA_ERR_ARG, part, big);
+    assert_error(ra_npy_save_f32(p, 2, past, NULL), RA_ERR_ARG, part, big);
+    assert_error(ra_npy_save_i32(p, 2, past, NULL), RA_ERR_ARG, part, big);
     assert_false(exists(part));
+    assert_false(exists(p));
+    assert_int_equal(ra_npy_save_f32(p, 2, limit, NULL), RA_OK);
+    assert_int_equal(ra_npy_open(&b, p), RA_OK);
+    assert_int_equal(b.count, 0);
+    assert_true(b.shape[0] == limit[0] && b.shape[1] == 0);
+    ra_npy_close(&b);
+    unlink(p);
 }
 
 /* ---- small things ---------------------------------------------------- */
